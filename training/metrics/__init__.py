@@ -1,0 +1,56 @@
+"""Object-discovery metrics for video slot models: ARI, FG-ARI, mBO and mIoU, in video and image mode.
+
+Typical use::
+
+    metrics = ObjectDiscoveryMetrics(mask_source="decoder_attention")
+    for batch in loader:
+        metrics.update(out.masks, batch.gt_ids)  # [B, T, K, h, w] soft, [B, T, H, W] ids
+    report = metrics.compute().to_dict()
+
+Conventions (see methods.md §14): predicted masks are upsampled bilinearly to the GT resolution and arg-maxed;
+GT id 0 is background; FG-ARI drops background points and excludes samples without foreground; mBO / mIoU follow
+an explicit background policy whose default is ``"ignore"`` and whose name is part of every report.
+"""
+
+from __future__ import annotations
+
+from training.metrics.accumulator import DiscoveryScores, ObjectDiscoveryMetrics
+from training.metrics.ari import adjusted_rand_index, ari_from_contingency, fg_adjusted_rand_index
+from training.metrics.contingency import BACKGROUND_ID, Contingency, EvalMode, contingency_table, to_samples
+from training.metrics.masks import MASK_UPSAMPLING, resize_gt_ids, upsample_to_labels
+from training.metrics.overlap import (
+    BACKGROUND_CONVENTIONS,
+    DEFAULT_BACKGROUND_POLICY,
+    BackgroundPolicy,
+    best_overlap_from_contingency,
+    iou_from_contingency,
+    matched_iou_from_contingency,
+    mean_best_overlap,
+    mean_matched_iou,
+)
+from training.metrics.scores import SampleScores
+
+__all__ = [
+    "BACKGROUND_CONVENTIONS",
+    "BACKGROUND_ID",
+    "DEFAULT_BACKGROUND_POLICY",
+    "MASK_UPSAMPLING",
+    "BackgroundPolicy",
+    "Contingency",
+    "DiscoveryScores",
+    "EvalMode",
+    "ObjectDiscoveryMetrics",
+    "SampleScores",
+    "adjusted_rand_index",
+    "ari_from_contingency",
+    "best_overlap_from_contingency",
+    "contingency_table",
+    "fg_adjusted_rand_index",
+    "iou_from_contingency",
+    "matched_iou_from_contingency",
+    "mean_best_overlap",
+    "mean_matched_iou",
+    "resize_gt_ids",
+    "to_samples",
+    "upsample_to_labels",
+]
