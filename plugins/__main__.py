@@ -1,0 +1,39 @@
+"""``python -m plugins list [--json]``: every registered component, by kind, with the plugin that added it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from plugins.manager import build_plugin_manager
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m plugins", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="list registered components by kind")
+    listing.add_argument("--json", action="store_true", help="print {kind: [sorted names]} as JSON")
+    args = parser.parse_args(argv)
+
+    setup = build_plugin_manager()
+    registry = setup.registry
+    if args.json:
+        json.dump(registry.as_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for kind, names in registry.as_dict().items():
+        print(f"{kind}:")
+        for name in names or ["(none)"]:
+            owner = f"  [{registry.owner(kind, name)}]" if names else ""
+            print(f"  {name}{owner}")
+    if setup.external:
+        print(f"external plugins: {', '.join(setup.external)}")
+    if setup.blocked:
+        print(f"blocked plugins: {', '.join(setup.blocked)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""``smoothsa_preheat``: SmoothSA's query preheater (Zhao et al., "Smoothing Slot Attention Iterations and
+Recurrences", arXiv 2508.05417).
+
+A shared Gaussian sample ``z`` is refined by one Transformer decoder block that reads the frame's features
+before Slot Attention runs: cross-attention first and without a LayerNorm on ``z`` or on the memory, then
+self-attention among the slots, then a feed-forward layer (pre-norm, bias-free, dropout 0). Slot Attention
+starts from ``sg(Q_pre)`` (plus learnable-scale noise during training), so the reconstruction never trains
+the preheater; the preheat loss ``100 * MSE(Q_pre, sg(first-frame slots))`` does. For the first 10 % of
+training the features the preheater reads are detached too, so that loss cannot disturb the shared
+projection while it is still unstable.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plugins.builtin.initializers.gaussian import EvalNoise, standard_noise
+from plugins.interfaces import Initializer
+from plugins.types import Features, InitializerOutput
+
+
+class SmoothSAPreheat(Initializer):
+    """Preheated first-frame queries.
+
+    Args:
+        num_slots: wired by the model.
+        slot_dim: wired by the model.
+        feature_dim: wired by the model.
+        num_heads: attention heads of the preheating block.
+        ffn_multiplier: feed-forward hidden width as a multiple of ``slot_dim``.
+        detach_fraction: fraction of training during which the features are detached (0.1 in the paper).
+        eval_noise: noise for the shared Gaussian at inference; see :mod:`plugins.builtin.initializers.gaussian`.
+    """
+
+    name = "smoothsa_preheat"
+
+    def __init__(
+        self,
+        num_slots: int,
+        slot_dim: int,
+        feature_dim: int,
+        num_heads: int = 4,
+        ffn_multiplier: int = 4,
+        detach_fraction: float = 0.1,
+        eval_noise: EvalNoise = "fixed",
+    ) -> None:
+        super().__init__()
+        self.eval_noise: EvalNoise = eval_noise
+        self.detach_fraction = detach_fraction
+        self.mean = nn.Parameter(torch.zeros(1, 1, slot_dim))
+        self.log_std = nn.Parameter(torch.zeros(1, 1, slot_dim))
+        self.query_log_std = nn.Parameter(torch.zeros(1, 1, slot_dim))
+        self.register_buffer("fixed_noise", torch.randn(num_slots, slot_dim))
+        self.register_buffer("detach_features", torch.tensor(True))
+        self.memory = nn.Linear(feature_dim, slot_dim)
+        self.cross_attention = nn.MultiheadAttention(slot_dim, num_heads, bias=False, batch_first=True)
+        self.self_attention_norm = nn.LayerNorm(slot_dim, bias=False)
+        self.self_attention = nn.MultiheadAttention(slot_dim, num_heads, bias=False, batch_first=True)
+        self.ffn_norm = nn.LayerNorm(slot_dim, bias=False)
+        self.ffn = nn.Sequential(
+            nn.Linear(slot_dim, ffn_multiplier * slot_dim, bias=False),
+            nn.GELU(),
+            nn.Linear(ffn_multiplier * slot_dim, slot_dim, bias=False),
+        )
+
+    def on_training_progress(self, progress: float) -> None:
+        """Detach the features during the first ``detach_fraction`` of training (square-wave schedule)."""
+        self.get_buffer("detach_features").fill_(progress < self.detach_fraction)
+
+    def forward(self, features: Features) -> InitializerOutput:
+        """Queries ``sg(Q_pre)`` (+ noise in training) and the preheated ``Q_pre``, both ``[B, K, D]``."""
+        batch = features.shape[0]
+        z = self.mean + self.log_std.exp() * standard_noise(self, batch, features, self.eval_noise)  # [B, K, D]
+        memory = self.memory(features.detach() if bool(self.get_buffer("detach_features")) else features)  # [B, P, D]
+        h = z + self.cross_attention(z, memory, memory, need_weights=False)[0]
+        normed = self.self_attention_norm(h)
+        h = h + self.self_attention(normed, normed, normed, need_weights=False)[0]
+        preheated = h + self.ffn(self.ffn_norm(h))
+        queries = preheated.detach()
+        if self.training:
+            queries = queries + self.query_log_std.exp() * torch.randn_like(queries)
+        return InitializerOutput(queries=queries, preheated=preheated)

@@ -1,0 +1,42 @@
+"""``slot_contrast``: the SlotContrast loss (Manasyan et al., "Temporally Consistent Object-Centric Learning
+by Contrasting Slots", 2024).
+
+For each pair of consecutive frames, every slot of frame ``t`` must pick out the same slot of the same video
+at ``t + 1`` among all slots of all videos in the batch (cosine similarity / temperature, cross-entropy
+against the identity).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from plugins.interfaces import Loss
+from plugins.types import Tensor, VideoOutput
+
+
+class SlotContrastLoss(Loss):
+    """Batch-contrastive temporal slot consistency.
+
+    Args:
+        temperature: softmax temperature (0.1 in the paper).
+    """
+
+    name = "slot_contrast"
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, output: VideoOutput, progress: float) -> Tensor:
+        """Mean cross-entropy over frame pairs and slots; 0 for single-frame clips."""
+        del progress  # Unused.
+        slots = F.normalize(output.slots, dim=-1)  # [B, T, K, D]
+        batch, frames, num_slots, dim = slots.shape
+        if frames < 2:
+            return slots.sum() * 0.0
+        current = slots[:, :-1].transpose(0, 1).reshape(frames - 1, batch * num_slots, dim)  # [T-1, B*K, D]
+        following = slots[:, 1:].transpose(0, 1).reshape(frames - 1, batch * num_slots, dim)  # [T-1, B*K, D]
+        logits = current @ following.transpose(1, 2) / self.temperature  # [T-1, B*K, B*K]
+        labels = torch.arange(batch * num_slots, device=slots.device).expand(frames - 1, -1)  # [T-1, B*K]
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten())

@@ -1,0 +1,306 @@
+"""``VideoSlotModel``: the recurrent slot encoder composed from registered components.
+
+Data flow per frame: frames -> encoder -> (initializer on the first frame | transition later) -> aggregator
+-> decoder -> slots + masks. The recurrent primitive is explicit: :meth:`VideoSlotModel.first_step` and
+:meth:`VideoSlotModel.step`; :meth:`VideoSlotModel.forward` is only a loop over them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from plugins.config import ComponentSpec, ComponentSpecLike
+from plugins.interfaces import Aggregator, Component, Decoder, Encoder, Initializer, Transition
+from plugins.registry import ComponentKind, ComponentRegistry
+from plugins.types import EncoderOutput, Frames, InitializerOutput, SlotState, StepOutput, Tokens, Video, VideoOutput
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class VideoSlotModel(nn.Module):
+    """A recurrent video slot model: the same code for training, serving and export.
+
+    The constructor arguments are the configuration (:attr:`config` returns them as JSON).
+
+    Args:
+        encoder: encoder spec (registry name + kwargs).
+        initializer: first-frame query initializer spec.
+        aggregator: aggregator spec (Slot Attention).
+        transition: transition spec (predicts later frames' queries).
+        decoder: decoder spec.
+        num_slots: K.
+        slot_dim: D.
+        image_size: ``(H, W)`` of the frames the model takes; callers resize to it.
+        first_iters: aggregator iterations on the first frame (SmoothSA: 3).
+        later_iters: aggregator iterations on later frames (SmoothSA: 1).
+        registry: where to look the names up; defaults to the registry of the default plugin manager.
+            Not part of the configuration.
+
+    Example:
+        >>> model = VideoSlotModel(encoder="small_cnn", initializer="smoothsa_preheat",
+        ...     aggregator="slot_attention", transition="randsfq", decoder="broadcast")  # doctest: +SKIP
+        >>> out, state = model.first_step(frames)  # frames [B, 3, 64, 64] in [0, 1]  # doctest: +SKIP
+        >>> out, state = model.step(next_frames, state)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        encoder: ComponentSpecLike,
+        initializer: ComponentSpecLike,
+        aggregator: ComponentSpecLike,
+        transition: ComponentSpecLike,
+        decoder: ComponentSpecLike,
+        num_slots: int = 7,
+        slot_dim: int = 64,
+        image_size: tuple[int, int] | list[int] = (64, 64),
+        first_iters: int = 3,
+        later_iters: int = 1,
+        registry: ComponentRegistry | None = None,
+    ) -> None:
+        super().__init__()
+        if num_slots < 1 or slot_dim < 1 or first_iters < 1 or later_iters < 1:
+            raise ValueError(
+                "num_slots, slot_dim, first_iters and later_iters must be >= 1; got "
+                f"{num_slots}, {slot_dim}, {first_iters}, {later_iters}"
+            )
+        if registry is None:
+            from plugins.manager import default_registry
+
+            registry = default_registry()
+        specs = {
+            kind: ComponentSpec.parse(spec)
+            for kind, spec in {
+                "encoder": encoder,
+                "initializer": initializer,
+                "aggregator": aggregator,
+                "transition": transition,
+                "decoder": decoder,
+            }.items()
+        }
+        self.specs = specs
+        self.num_slots = num_slots
+        self.slot_dim = slot_dim
+        self.image_size: tuple[int, int] = (int(image_size[0]), int(image_size[1]))
+        self.first_iters = first_iters
+        self.later_iters = later_iters
+
+        wiring: dict[str, Any] = {"image_size": self.image_size, "num_slots": num_slots, "slot_dim": slot_dim}
+        self.encoder = cast(Encoder, _build(registry, ComponentKind.ENCODERS, specs["encoder"], wiring))
+        wiring |= {"feature_dim": self.encoder.feature_dim, "feature_grid": self.encoder.feature_grid}
+        decoder_cls = cast(type[Decoder], registry.get(ComponentKind.DECODERS, specs["decoder"].name))
+        wiring["target_dim"] = 3 if decoder_cls.target_kind == "pixels" else self.encoder.raw_dim
+        self.initializer = cast(
+            Initializer, _build(registry, ComponentKind.INITIALIZERS, specs["initializer"], wiring)
+        )
+        self.aggregator = cast(Aggregator, _build(registry, ComponentKind.AGGREGATORS, specs["aggregator"], wiring))
+        self.transition = cast(Transition, _build(registry, ComponentKind.TRANSITIONS, specs["transition"], wiring))
+        self.decoder = cast(Decoder, _build(registry, ComponentKind.DECODERS, specs["decoder"], wiring))
+
+    # -- configuration ------------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON (``VideoSlotModel(**model.config)`` rebuilds the architecture)."""
+        return {
+            **{kind: spec.to_json() for kind, spec in self.specs.items()},
+            "num_slots": self.num_slots,
+            "slot_dim": self.slot_dim,
+            "image_size": list(self.image_size),
+            "first_iters": self.first_iters,
+            "later_iters": self.later_iters,
+        }
+
+    @property
+    def mask_grid(self) -> tuple[int, int]:
+        """``(h, w)`` of the masks in :class:`~plugins.types.StepOutput`."""
+        return self.decoder.target_grid
+
+    def components(self) -> dict[str, Component]:
+        """The five components by role."""
+        return {
+            "encoder": self.encoder,
+            "initializer": self.initializer,
+            "aggregator": self.aggregator,
+            "transition": self.transition,
+            "decoder": self.decoder,
+        }
+
+    def set_training_progress(self, progress: float) -> None:
+        """Tell every component how far training is (``[0, 1]``), for their schedules."""
+        for component in self.modules():
+            if isinstance(component, Component):
+                component.on_training_progress(progress)
+
+    # -- the recurrent primitive --------------------------------------------------------------------------
+
+    def first_step(self, frames: Frames) -> tuple[StepOutput, SlotState]:
+        """Process the first frame of a video: initializer + ``first_iters`` aggregator iterations.
+
+        Args:
+            frames: ``[B, 3, H, W]`` in ``[0, 1]`` at :attr:`image_size`.
+
+        Returns:
+            The frame's outputs and the state to pass to :meth:`step` with the next frame.
+        """
+        encoded = self.encoder(frames)
+        initial: InitializerOutput = self.initializer(encoded.features)
+        return self._group_and_decode(frames, encoded, initial.queries, self.first_iters, initial.preheated, None)
+
+    def step(self, frames: Frames, state: SlotState) -> tuple[StepOutput, SlotState]:
+        """Process a later frame: transition from the state + ``later_iters`` aggregator iterations.
+
+        Args:
+            frames: ``[B, 3, H, W]`` in ``[0, 1]`` at :attr:`image_size`.
+            state: the state returned for the previous frame (``SlotState(slots=previous_slots)`` at inference).
+
+        Returns:
+            The frame's outputs and the state for the next frame.
+        """
+        encoded = self.encoder(frames)
+        past_slots = state.past_slots or (state.slots,)
+        past_features = (*state.past_features, encoded.features)[-len(past_slots) :]
+        queries = self.transition(past_slots, past_features)
+        return self._group_and_decode(frames, encoded, queries, self.later_iters, None, state)
+
+    def forward(self, video: Video, state: SlotState | None = None) -> VideoOutput:
+        """Run a clip frame by frame: a loop over :meth:`first_step` / :meth:`step`.
+
+        Args:
+            video: ``[B, T, 3, H, W]`` in ``[0, 1]``.
+            state: continue from an earlier chunk of the same videos instead of starting fresh.
+        """
+        if video.ndim != 5:
+            raise ValueError(f"expected a video [B, T, 3, H, W]; got shape {tuple(video.shape)}")
+        steps: list[StepOutput] = []
+        for t in range(video.shape[1]):
+            out, state = self.first_step(video[:, t]) if state is None else self.step(video[:, t], state)
+            steps.append(out)
+        assert state is not None
+        return VideoOutput(
+            slots=torch.stack([s.slots for s in steps], dim=1),  # [B, T, K, D]
+            masks=torch.stack([s.masks for s in steps], dim=1),  # [B, T, K, h, w]
+            reconstruction=torch.stack([s.reconstruction for s in steps], dim=1),  # [B, T, Pt, Ct]
+            target=torch.stack([s.target for s in steps], dim=1),  # [B, T, Pt, Ct]
+            steps=steps,
+            state=state,
+        )
+
+    def _group_and_decode(
+        self,
+        frames: Frames,
+        encoded: EncoderOutput,
+        queries: torch.Tensor,
+        num_iterations: int,
+        preheated: torch.Tensor | None,
+        previous: SlotState | None,
+    ) -> tuple[StepOutput, SlotState]:
+        grouped = self.aggregator(encoded.features, queries, num_iterations)
+        target = self._target(frames, encoded)
+        decoded = self.decoder(grouped.slots, target)
+        out = StepOutput(
+            slots=grouped.slots,
+            masks=decoded.masks,
+            attention=grouped.attention,
+            reconstruction=decoded.reconstruction,
+            target=target,
+            features=encoded.features,
+            grid=encoded.grid,
+            preheated=preheated,
+            extra=decoded.extra,
+        )
+        return out, self._next_state(grouped.slots, encoded.features, previous)
+
+    def _target(self, frames: Frames, encoded: EncoderOutput) -> Tokens:
+        if self.decoder.target_kind == "features":
+            return encoded.raw.detach()
+        height, width = self.decoder.target_grid
+        if (height, width) != tuple(frames.shape[-2:]):
+            frames = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+        return frames.detach().flatten(2).transpose(1, 2)  # [B, 3, h, w] -> [B, h*w, 3]
+
+    def _next_state(self, slots: torch.Tensor, features: torch.Tensor, previous: SlotState | None) -> SlotState:
+        keep = self.transition.window - 1
+        if not self.training or keep < 1:
+            return SlotState(slots=slots)
+        past_slots = (*(previous.past_slots if previous else ()), slots)[-keep:]
+        past_features = (*(previous.past_features if previous else ()), features)[-keep:]
+        return SlotState(slots=slots, past_slots=past_slots, past_features=past_features)
+
+    # -- persistence -------------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
+
+        Each file is written to a temporary name and renamed, so an interrupted save never leaves a
+        half-written file under the final name.
+        """
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        payload = {"format_version": FORMAT_VERSION, "model": self.config}
+        _atomic_write_text(path / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".model.", suffix=".tmp", delete=False) as handle:
+            temporary = Path(handle.name)
+        try:
+            save_model(self, str(temporary))
+            os.replace(temporary, path / WEIGHTS_FILE)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike[str],
+        registry: ComponentRegistry | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> VideoSlotModel:
+        """Load a model written by :meth:`save_pretrained`, in eval mode.
+
+        Raises:
+            FileNotFoundError: a file is missing (the message names it).
+            ValueError: the config is unreadable or from an unknown format version.
+        """
+        path = Path(directory)
+        config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+        for required in (config_path, weights_path):
+            if not required.is_file():
+                raise FileNotFoundError(
+                    f"{required} not found: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}"
+                )
+        try:
+            payload = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{config_path} is not valid JSON: {error}") from error
+        if not isinstance(payload, Mapping) or payload.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
+        model = cls(**payload["model"], registry=registry)
+        missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
+        if missing or unexpected:
+            raise ValueError(
+                f"{weights_path} does not match {config_path}: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
+        return model.eval()
+
+
+def _build(registry: ComponentRegistry, kind: ComponentKind, spec: ComponentSpec, wiring: dict[str, Any]) -> Component:
+    return registry.build(kind, spec.name, spec.kwargs, wiring)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(text)
+        temporary = Path(handle.name)
+    os.replace(temporary, path)

@@ -1,0 +1,194 @@
+"""The component registry: one typed table per component kind.
+
+Plugins add classes through :func:`plugins.hookspecs.slotstream_register_components`; the model and the
+training loop look them up by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from plugins.interfaces import (
+    WIRING_ARGUMENTS,
+    Aggregator,
+    Component,
+    Decoder,
+    Encoder,
+    Head,
+    Initializer,
+    Loss,
+    Transition,
+)
+
+C = TypeVar("C", bound=Component)
+
+_SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+
+class ComponentKind(StrEnum):
+    """The component families, named as they appear in ``python -m plugins list``."""
+
+    ENCODERS = "encoders"
+    INITIALIZERS = "initializers"
+    AGGREGATORS = "aggregators"
+    TRANSITIONS = "transitions"
+    DECODERS = "decoders"
+    LOSSES = "losses"
+    HEADS = "heads"
+
+
+BASE_CLASSES: dict[ComponentKind, type[Component]] = {
+    ComponentKind.ENCODERS: Encoder,
+    ComponentKind.INITIALIZERS: Initializer,
+    ComponentKind.AGGREGATORS: Aggregator,
+    ComponentKind.TRANSITIONS: Transition,
+    ComponentKind.DECODERS: Decoder,
+    ComponentKind.LOSSES: Loss,
+    ComponentKind.HEADS: Head,
+}
+"""The base class every component of a kind must derive from."""
+
+
+class RegistryError(LookupError):
+    """A component name is unknown, duplicated, malformed, or its class does not fit its kind."""
+
+
+class ComponentRegistry:
+    """Classes by kind and name.
+
+    Example:
+        >>> registry = ComponentRegistry()
+        >>> registry.add_encoder(MyEncoder)  # doctest: +SKIP
+        >>> registry.get("encoders", "my_encoder")  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[ComponentKind, dict[str, type[Component]]] = {kind: {} for kind in ComponentKind}
+        self._owners: dict[tuple[ComponentKind, str], str] = {}
+        self.current_plugin: str = "<direct>"
+        """Name of the plugin whose registration hook is running (set by the plugin manager)."""
+
+    # -- adding ---------------------------------------------------------------------------------------
+
+    def add(self, kind: ComponentKind | str, cls: type[Component]) -> None:
+        """Register ``cls`` under ``cls.name`` in ``kind``.
+
+        Raises:
+            RegistryError: if the name is missing or not snake_case, the class does not derive from the
+                kind's base class, or the name is already taken (the message names both owners).
+        """
+        kind = ComponentKind(kind)
+        base = BASE_CLASSES[kind]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise RegistryError(f"{cls!r} cannot be registered as one of the {kind.value}: it must subclass {base}")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not _SNAKE_CASE.match(name):
+            raise RegistryError(
+                f"{cls.__module__}.{cls.__qualname__} needs a class attribute `name` in snake_case "
+                f"(got {name!r}) to be registered as one of the {kind.value}"
+            )
+        table = self._tables[kind]
+        if name in table:
+            owner = self._owners[(kind, name)]
+            raise RegistryError(
+                f"duplicate {kind.value} name {name!r}: already registered by plugin {owner!r} "
+                f"({table[name].__module__}.{table[name].__qualname__}); plugin {self.current_plugin!r} tried to "
+                f"register {cls.__module__}.{cls.__qualname__}. Known {kind.value}: {', '.join(sorted(table))}"
+            )
+        table[name] = cls
+        self._owners[(kind, name)] = self.current_plugin
+
+    def add_encoder(self, cls: type[Encoder]) -> None:
+        """Register an :class:`~plugins.interfaces.Encoder`."""
+        self.add(ComponentKind.ENCODERS, cls)
+
+    def add_initializer(self, cls: type[Initializer]) -> None:
+        """Register an :class:`~plugins.interfaces.Initializer`."""
+        self.add(ComponentKind.INITIALIZERS, cls)
+
+    def add_aggregator(self, cls: type[Aggregator]) -> None:
+        """Register an :class:`~plugins.interfaces.Aggregator`."""
+        self.add(ComponentKind.AGGREGATORS, cls)
+
+    def add_transition(self, cls: type[Transition]) -> None:
+        """Register a :class:`~plugins.interfaces.Transition`."""
+        self.add(ComponentKind.TRANSITIONS, cls)
+
+    def add_decoder(self, cls: type[Decoder]) -> None:
+        """Register a :class:`~plugins.interfaces.Decoder`."""
+        self.add(ComponentKind.DECODERS, cls)
+
+    def add_loss(self, cls: type[Loss]) -> None:
+        """Register a :class:`~plugins.interfaces.Loss`."""
+        self.add(ComponentKind.LOSSES, cls)
+
+    def add_head(self, cls: type[Head]) -> None:
+        """Register a :class:`~plugins.interfaces.Head`."""
+        self.add(ComponentKind.HEADS, cls)
+
+    # -- querying -------------------------------------------------------------------------------------
+
+    def get(self, kind: ComponentKind | str, name: str) -> type[Component]:
+        """The class registered as ``name`` in ``kind``.
+
+        Raises:
+            RegistryError: for an unknown name; the message lists the known names and close matches.
+        """
+        kind = ComponentKind(kind)
+        table = self._tables[kind]
+        if name not in table:
+            close = difflib.get_close_matches(name, table, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            known = ", ".join(sorted(table)) or "(none)"
+            raise RegistryError(f"unknown {kind.value} name {name!r}. Known {kind.value}: {known}.{hint}")
+        return table[name]
+
+    def owner(self, kind: ComponentKind | str, name: str) -> str:
+        """The plugin that registered ``name``."""
+        self.get(kind, name)
+        return self._owners[(ComponentKind(kind), name)]
+
+    def names(self, kind: ComponentKind | str) -> list[str]:
+        """Sorted names registered in ``kind``."""
+        return sorted(self._tables[ComponentKind(kind)])
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """Every kind mapped to its sorted names (the ``python -m plugins list --json`` format)."""
+        return {kind.value: self.names(kind) for kind in ComponentKind}
+
+    def build(
+        self, kind: ComponentKind | str, name: str, kwargs: dict[str, Any], wiring: dict[str, Any] | None = None
+    ) -> Component:
+        """Instantiate a component from its config, adding the wiring arguments its constructor names.
+
+        Args:
+            kind: the component kind.
+            name: the registry name.
+            kwargs: the component's own configuration.
+            wiring: values the model supplies (see :data:`plugins.interfaces.WIRING_ARGUMENTS`); only those
+                the constructor names are passed.
+
+        Raises:
+            RegistryError: unknown name.
+            TypeError: a config sets a wiring argument itself, or names an argument the constructor lacks.
+        """
+        cls = self.get(kind, name)
+        parameters = inspect.signature(cls.__init__).parameters
+        clashes = sorted(set(kwargs) & set(WIRING_ARGUMENTS) & set(parameters))
+        if clashes:
+            raise TypeError(
+                f"{kind if isinstance(kind, str) else kind.value} {name!r}: {', '.join(clashes)} is set by the model "
+                "(num_slots, slot_dim, image_size on VideoSlotModel; the rest from the encoder); remove it from the "
+                "component config"
+            )
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        unknown = sorted(k for k in kwargs if k not in parameters and not accepts_any)
+        if unknown:
+            allowed = sorted(p for p in parameters if p != "self" and p not in WIRING_ARGUMENTS)
+            raise TypeError(f"{name!r} got unknown config keys {unknown}; it accepts {allowed}")
+        supplied = {k: v for k, v in (wiring or {}).items() if k in parameters}
+        return cls(**kwargs, **supplied)
