@@ -1,0 +1,135 @@
+"""VideoSlotModel: the recurrent primitive, the 3+1 split, the stop-gradient and persistence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import TINY_MODEL
+from tiny_configs import model_config
+
+from plugins import SlotState, VideoSlotModel
+
+
+def test_forward_equals_the_loop_of_first_step_and_step(tiny_model: VideoSlotModel, video: torch.Tensor) -> None:
+    tiny_model.eval()
+    with torch.no_grad():
+        whole = tiny_model(video)
+        out, state = tiny_model.first_step(video[:, 0])
+        looped = [out]
+        for t in range(1, video.shape[1]):
+            out, state = tiny_model.step(video[:, t], state)
+            looped.append(out)
+    torch.testing.assert_close(whole.slots, torch.stack([o.slots for o in looped], 1), rtol=0, atol=0)
+    torch.testing.assert_close(whole.masks, torch.stack([o.masks for o in looped], 1), rtol=0, atol=0)
+
+
+def test_state_carried_across_chunks_equals_one_long_video(tiny_model: VideoSlotModel, video: torch.Tensor) -> None:
+    tiny_model.eval()
+    with torch.no_grad():
+        whole = tiny_model(video)
+        head = tiny_model(video[:, :2])
+        tail = tiny_model(video[:, 2:], state=SlotState(slots=head.state.slots.clone()))
+    torch.testing.assert_close(torch.cat([head.slots, tail.slots], 1), whole.slots, rtol=0, atol=0)
+    torch.testing.assert_close(torch.cat([head.masks, tail.masks], 1), whole.masks, rtol=0, atol=0)
+
+
+def test_inference_state_is_only_the_previous_slots(tiny_model: VideoSlotModel, video: torch.Tensor) -> None:
+    tiny_model.eval()
+    with torch.no_grad():
+        out, state = tiny_model.first_step(video[:, 0])
+    assert state.past_slots == () and state.past_features == ()
+    assert state.slots.shape == (video.shape[0], tiny_model.num_slots, tiny_model.slot_dim)
+    assert torch.equal(state.slots, out.slots)
+
+
+@pytest.mark.parametrize(("first_iters", "later_iters"), [(3, 1), (1, 1), (3, 3), (2, 4)])
+def test_first_frame_runs_first_iters_and_later_frames_later_iters(
+    first_iters: int, later_iters: int, registry, video: torch.Tensor
+) -> None:
+    config = model_config(first_iters=first_iters, later_iters=later_iters)
+    model = VideoSlotModel(**config, registry=registry).eval()
+    with torch.no_grad():
+        output = model(video)
+    iterations = [step.attention.shape[1] for step in output.steps]
+    assert iterations == [first_iters] + [later_iters] * (video.shape[1] - 1)
+
+
+def test_preheater_learns_only_from_the_preheat_loss(
+    tiny_model: VideoSlotModel, video: torch.Tensor, registry
+) -> None:
+    tiny_model.train()
+    preheater = tiny_model.initializer
+    block = {n: p for n, p in preheater.named_parameters() if n != "query_log_std"}
+
+    output = tiny_model(video)
+    registry.build("losses", "reconstruction_mse", {})(output, 0.5).backward()
+    assert all(p.grad is None or not torch.any(p.grad != 0) for p in block.values()), "stop-gradient leaked"
+
+    tiny_model.zero_grad(set_to_none=True)
+    tiny_model.set_training_progress(0.5)  # past the detach phase: the preheat loss also reaches the encoder
+    output = tiny_model(video)
+    registry.build("losses", "preheat_mse", {})(output, 0.5).backward()
+    starved = [n for n, p in block.items() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not starved
+    assert any(p.grad is not None and torch.any(p.grad != 0) for p in tiny_model.encoder.parameters())
+
+
+def test_preheat_detach_schedule_shields_the_encoder_early(tiny_model: VideoSlotModel, video, registry) -> None:
+    tiny_model.train()
+    tiny_model.set_training_progress(0.05)  # first 10 %: the preheater reads detached features
+    registry.build("losses", "preheat_mse", {})(tiny_model(video), 0.05).backward()
+    assert all(p.grad is None or not torch.any(p.grad != 0) for p in tiny_model.encoder.parameters())
+
+
+def test_training_window_feeds_randsfq_history(tiny_model: VideoSlotModel, video: torch.Tensor) -> None:
+    tiny_model.train()
+    output = tiny_model(video)
+    window = tiny_model.transition.window
+    assert len(output.state.past_slots) == window - 1 == len(output.state.past_features)
+
+
+def test_config_round_trips_through_json(tiny_model: VideoSlotModel, registry) -> None:
+    config = json.loads(json.dumps(tiny_model.config))
+    rebuilt = VideoSlotModel(**config, registry=registry)
+    assert rebuilt.config == tiny_model.config
+    assert config["encoder"]["name"] == TINY_MODEL["encoder"]["name"]
+
+
+def test_from_pretrained_names_the_missing_file(tmp_path, tiny_model: VideoSlotModel) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors"):
+        VideoSlotModel.from_pretrained(tmp_path)
+
+
+def test_from_pretrained_rejects_mismatched_weights(tmp_path, registry, tiny_model: VideoSlotModel) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["slot_dim"] = 8
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises((ValueError, RuntimeError)):
+        VideoSlotModel.from_pretrained(tmp_path, registry=registry)
+
+
+def test_save_writes_only_config_and_safetensors(tmp_path, tiny_model: VideoSlotModel) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_unknown_component_config_key_is_reported(registry) -> None:
+    config = model_config(aggregator={"name": "slot_attention", "kwargs": {"iterations": 3}})
+    with pytest.raises(TypeError, match="iterations"):
+        VideoSlotModel(**config, registry=registry)
+
+
+def test_wiring_argument_in_component_config_is_reported(registry) -> None:
+    config = model_config(aggregator={"name": "slot_attention", "kwargs": {"slot_dim": 8}})
+    with pytest.raises(TypeError, match="set by the model"):
+        VideoSlotModel(**config, registry=registry)
+
+
+def test_video_must_be_five_dimensional(tiny_model: VideoSlotModel) -> None:
+    with pytest.raises(ValueError, match=r"\[B, T, 3, H, W\]"):
+        tiny_model(torch.rand(2, 3, 16, 16))
