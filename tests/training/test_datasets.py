@@ -1,0 +1,327 @@
+"""Tests of build_dataset and its datasets, the generate CLI and the error messages. All data is built in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from training.datasets import DatasetError, VideoBatch, VideoClip, build_dataset, collate_clips
+from training.datasets.__main__ import main as cli_main
+from training.datasets.decoding import decode_video
+from training.datasets.export import write_mask_png, write_mp4, write_sequence
+from training.datasets.synthetic import generate_video
+from training.datasets.synthetic_dataset import VAL_FRAMES, VAL_SEED_BASE, VAL_VIDEOS, train_video_seed
+
+REPO = Path(__file__).resolve().parents[2]
+DAVIS_ROOT = Path(os.environ.get("SLOTSTREAM_DAVIS_ROOT", REPO.parent / "shared" / "data" / "davis2016"))
+
+
+def _davis_dir(tmp_path: Path, videos: int = 2, frames: int = 6, size: int = 32) -> tuple[Path, list]:
+    out = tmp_path / "gen"
+    generated = []
+    for i in range(videos):
+        video = generate_video("medium", 100 + i, frames, (size, size))
+        write_sequence(out, f"seq{i}", video)
+        generated.append(video)
+    return out, generated
+
+
+def _video_dir(tmp_path: Path, frames: int = 8, with_masks: bool = True) -> tuple[Path, np.ndarray, np.ndarray]:
+    video = generate_video("easy", 5, frames, (32, 64))  # decord mis-decodes some widths, e.g. 48
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_mp4(folder / "clip.mp4", video.frames)
+    if with_masks:
+        (folder / "clip").mkdir()
+        for t, ids in enumerate(video.masks):
+            write_mask_png(folder / "clip" / f"{t:05d}.png", ids)
+    return folder, video.frames, video.masks
+
+
+# --- synthetic ---------------------------------------------------------------------------------------------------
+
+
+def test_synthetic_train_clips_shapes_and_reproducible_windows():
+    dataset = build_dataset("synthetic:easy", "train", clip_length=5, image_size=(32, 40), seed=3)
+    torch.manual_seed(0)
+    clip = dataset[7]
+    assert isinstance(clip, VideoClip) and clip.metadata is not None
+    assert clip.frames.shape == (5, 3, 32, 40) and clip.frames.dtype == torch.float32
+    assert clip.frames.min() >= 0.0 and clip.frames.max() <= 1.0
+    assert clip.masks is not None and clip.masks.shape == (5, 32, 40) and clip.masks.dtype == torch.int64
+    torch.manual_seed(0)
+    again = dataset[7]
+    assert again.start == clip.start and torch.equal(again.frames, clip.frames)
+    starts = {dataset[7].start for _ in range(30)}
+    assert len(starts) > 1 and all(0 <= s <= 24 - 5 for s in starts)
+    video = generate_video("easy", train_video_seed(3, 7), 24, (32, 40))
+    assert torch.equal(clip.masks, torch.from_numpy(video.masks[clip.start : clip.start + 5]).long())
+
+
+def test_synthetic_seeds_and_fixed_val_set():
+    a = build_dataset("synthetic:medium", "train", 4, (32, 32), seed=0)
+    b = build_dataset("synthetic:medium", "train", 4, (32, 32), seed=1)
+    assert not torch.equal(a[0].masks, b[0].masks)
+    val0 = build_dataset("synthetic:medium", "val", None, (32, 32), seed=0)
+    val1 = build_dataset("synthetic:medium", "val", None, (32, 32), seed=99)
+    assert len(val0) == VAL_VIDEOS
+    first = val0[0]
+    assert first.start == 0 and first.frames.shape[0] == VAL_FRAMES
+    assert torch.equal(first.frames, val1[0].frames)
+    assert first.metadata is not None and first.metadata.seed == VAL_SEED_BASE
+    assert train_video_seed((1 << 30) - 1, (1 << 32) - 1) < VAL_SEED_BASE  # train and val seeds never meet
+    with pytest.raises(ValueError):
+        train_video_seed(1 << 30, 0)
+
+
+def test_dataloader_with_workers_collates_and_is_reproducible():
+    dataset = build_dataset("synthetic:hard", "train", 4, (32, 32), seed=0)
+
+    def first_batch() -> VideoBatch:
+        torch.manual_seed(123)
+        loader = DataLoader(dataset, batch_size=3, num_workers=2, collate_fn=collate_clips)
+        return next(iter(loader))
+
+    batch = first_batch()
+    assert batch.frames.shape == (3, 4, 3, 32, 32) and batch.masks is not None and batch.masks.shape == (3, 4, 32, 32)
+    assert batch.names == ["hard-train-00000", "hard-train-00001", "hard-train-00002"]
+    assert len(batch.metadata) == 3
+    again = first_batch()
+    assert again.starts == batch.starts and torch.equal(again.frames, batch.frames)
+    moved = batch.to("cpu")
+    assert moved.frames.device.type == "cpu" and moved.names == batch.names
+    assert pickle.loads(pickle.dumps(collate_clips)) is collate_clips
+
+
+def test_collate_rejects_mixed_clips():
+    clip = VideoClip(torch.zeros(2, 3, 4, 4), None, "a")
+    longer = VideoClip(torch.zeros(3, 3, 4, 4), None, "b")
+    labelled = VideoClip(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long), "c")
+    assert collate_clips([clip, clip]).masks is None
+    with pytest.raises(ValueError, match="batch_size=1"):
+        collate_clips([clip, longer])
+    with pytest.raises(ValueError, match="labelled and unlabelled"):
+        collate_clips([clip, labelled])
+
+
+# --- generate CLI and davis: -------------------------------------------------------------------------------------
+
+
+def test_generate_cli_writes_davis_layout_that_loads_back(tmp_path):
+    out = tmp_path / "ds"
+    cli_main(
+        [
+            "generate",
+            "--level",
+            "medium",
+            "--videos",
+            "2",
+            "--frames",
+            "6",
+            "--size",
+            "32",
+            "--out",
+            str(out),
+            "--seed",
+            "4",
+            "--mp4",
+        ]
+    )
+    seq = out / "JPEGImages" / "32p" / "medium-00001"
+    assert sorted(p.name for p in seq.iterdir()) == [f"{t:05d}.jpg" for t in range(6)]
+    mask_file = out / "Annotations" / "32p" / "medium-00001" / "00003.png"
+    assert Image.open(mask_file).mode == "P"
+    assert (out / "metadata" / "medium-00001.json").is_file() and (out / "videos" / "medium-00001.mp4").is_file()
+    expected = generate_video("medium", train_video_seed(4, 1), 6, (32, 32))
+    dataset = build_dataset(f"davis:{out}", "val", None, (32, 32))
+    clip = dataset[1]
+    assert clip.name == "medium-00001" and clip.masks is not None
+    assert torch.equal(clip.masks, torch.from_numpy(expected.masks).long())
+    frames = torch.from_numpy(expected.frames).permute(0, 3, 1, 2).float() / 255
+    assert (clip.frames - frames).abs().mean() < 0.03  # JPEG quality 95
+    videos = build_dataset(f"videos:{out / 'videos'}", "val", None, (32, 32))
+    assert len(videos) == 2 and videos[1].frames.shape == (6, 3, 32, 32)
+
+
+def test_generate_cli_entry_point_is_deterministic(tmp_path):
+    for name in ("a", "b"):
+        args = [
+            "generate",
+            "--level",
+            "easy",
+            "--videos",
+            "1",
+            "--frames",
+            "3",
+            "--size",
+            "16",
+            "--out",
+            str(tmp_path / name),
+        ]
+        subprocess.run([sys.executable, "-m", "training.datasets", *args], check=True, cwd=REPO, capture_output=True)
+    rel = Path("Annotations/16p/easy-00000/00002.png")
+    assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    meta = Path("metadata/easy-00000.json")
+    assert (tmp_path / "a" / meta).read_text() == (tmp_path / "b" / meta).read_text()
+
+
+def test_davis_accepts_parent_of_davis_folder_and_samples_windows(tmp_path):
+    out, generated = _davis_dir(tmp_path / "root")
+    (out.parent / "DAVIS").symlink_to(out)
+    dataset = build_dataset(f"davis:{out.parent}", "train", 3, (16, 16))
+    torch.manual_seed(1)
+    starts = {dataset[0].start for _ in range(20)}
+    assert len(starts) > 1 and starts <= {0, 1, 2, 3}
+    clip = dataset[0]
+    assert clip.frames.shape == (3, 3, 16, 16) and clip.masks is not None and clip.masks.shape == (3, 16, 16)
+    assert set(clip.masks.unique().tolist()) <= set(np.unique(generated[0].masks).tolist())  # nearest: no new ids
+    val = build_dataset(f"davis:{out}", "val", 4, (32, 32))
+    assert val[0].start == 0 and val[0].frames.shape[0] == 4
+
+
+def test_davis2016_style_binary_masks_and_frames_only(tmp_path):
+    root = tmp_path / "DAVIS"
+    frames_dir, masks_dir = root / "JPEGImages" / "480p" / "bear", root / "Annotations" / "480p" / "bear"
+    frames_dir.mkdir(parents=True)
+    masks_dir.mkdir(parents=True)
+    for t in range(3):
+        Image.fromarray(np.full((24, 40, 3), 60 * t, np.uint8)).save(frames_dir / f"{t:05d}.jpg")
+        mask = np.zeros((24, 40), np.uint8)
+        mask[5:15, 12:30] = 255
+        Image.fromarray(mask, mode="L").save(masks_dir / f"{t:05d}.png")
+    clip = build_dataset(f"davis:{tmp_path}", "val", None, (24, 24))[0]  # centre crop 40 -> 24 wide
+    assert clip.masks is not None and set(clip.masks.unique().tolist()) == {0, 1}
+    assert int(clip.masks[0].sum()) == 10 * 18
+    import shutil
+
+    shutil.rmtree(root / "Annotations")
+    assert build_dataset(f"davis:{root}", "val", None, (24, 24))[0].masks is None
+
+
+def test_center_crop_removes_the_sides(tmp_path):
+    root = tmp_path / "d"
+    seq = root / "JPEGImages" / "480p" / "s"
+    seq.mkdir(parents=True)
+    image = np.zeros((20, 60, 3), np.uint8)
+    image[:, :20] = 255  # a white left third
+    Image.fromarray(image).save(seq / "00000.png")
+    cropped = build_dataset(f"davis:{root}", "val", None, (20, 20))[0]
+    squashed = build_dataset(f"davis:{root}", "val", None, (20, 20), center_crop=False)[0]
+    assert cropped.frames.max() < 0.05 and squashed.frames[..., :5].min() > 0.95
+
+
+@pytest.mark.skipif(
+    not DAVIS_ROOT.exists(), reason=f"DAVIS 2016 sample not found at {DAVIS_ROOT} (set SLOTSTREAM_DAVIS_ROOT)"
+)
+def test_real_davis2016_loads():
+    train = build_dataset(f"davis:{DAVIS_ROOT}", "train", 4, (64, 64))
+    assert len(train) >= 1
+    clip = train[0]
+    assert clip.frames.shape == (4, 3, 64, 64) and clip.masks is not None
+    assert set(clip.masks.unique().tolist()) == {0, 1}
+    assert 0.0 < clip.masks.float().mean() < 0.5
+
+
+# --- videos: -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_mp4_decodes_with_both_backends(tmp_path, backend):
+    folder, frames, _ = _video_dir(tmp_path, with_masks=False)
+    decoded = decode_video(folder / "clip.mp4", lambda n: range(n), backend)
+    assert decoded.backend == backend and decoded.frames.shape == frames.shape
+    assert np.abs(decoded.frames.astype(float) - frames).mean() < 6
+
+
+def test_videos_spec_loads_masks_and_falls_back_to_pyav(tmp_path, monkeypatch):
+    folder, _, masks = _video_dir(tmp_path)
+    clip = build_dataset(f"videos:{folder}", "val", None, (32, 64))[0]
+    assert clip.name == "clip" and clip.frames.shape == (8, 3, 32, 64)
+    assert clip.masks is not None and torch.equal(clip.masks, torch.from_numpy(masks).long())
+    assert clip.masks.max() >= 2
+    monkeypatch.setitem(sys.modules, "decord", None)  # "import decord" now raises ImportError
+    decoded = decode_video(folder / "clip.mp4", lambda n: range(2, 5))
+    assert decoded.backend == "pyav" and decoded.indices == range(2, 5)
+    fallback = build_dataset(f"videos:{folder}", "val", None, (32, 64))[0]
+    assert torch.allclose(fallback.frames, clip.frames, atol=0.02)
+    torch.manual_seed(0)
+    train = build_dataset(f"videos:{folder}", "train", 3, (16, 16))[0]
+    assert train.frames.shape == (3, 3, 16, 16) and train.masks is not None and train.masks.shape == (3, 16, 16)
+
+
+# --- errors ------------------------------------------------------------------------------------------------------
+
+
+def test_unknown_scheme_and_level_are_listed():
+    with pytest.raises(DatasetError, match="known schemes: synthetic:, davis:, videos:"):
+        build_dataset("kinetics:/data", "train", 4, (64, 64))
+    with pytest.raises(ValueError, match="known levels: easy, medium, hard"):
+        build_dataset("synthetic:extreme", "train", 4, (64, 64))
+
+
+@pytest.mark.parametrize("backend", ["auto", "decord", "pyav"])
+def test_corrupt_video_names_the_file(tmp_path, backend):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    with pytest.raises(DatasetError, match=r"broken\.mp4.*cannot decode"):
+        decode_video(folder / "broken.mp4", lambda n: range(n), backend)
+    if backend == "auto":
+        with pytest.raises(DatasetError, match=r"broken\.mp4"):
+            build_dataset(f"videos:{folder}", "val", None, (16, 16))[0]
+
+
+def test_missing_mask_names_the_file(tmp_path):
+    out, _ = _davis_dir(tmp_path)
+    missing = out / "Annotations" / "32p" / "seq1" / "00004.png"
+    missing.unlink()
+    with pytest.raises(DatasetError, match=rf"{missing}.*missing"):
+        build_dataset(f"davis:{out}", "train", 2, (32, 32))
+    folder, _, _ = _video_dir(tmp_path)
+    (folder / "clip" / "00005.png").unlink()
+    with pytest.raises(DatasetError, match=r"clip/00005\.png.*missing"):
+        build_dataset(f"videos:{folder}", "val", None, (32, 32))[0]
+
+
+def test_mask_size_mismatch_names_the_file(tmp_path):
+    out, _ = _davis_dir(tmp_path)
+    bad = out / "Annotations" / "32p" / "seq0" / "00002.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(bad)
+    with pytest.raises(DatasetError, match=rf"{bad}.*does not match frame size"):
+        build_dataset(f"davis:{out}", "val", None, (32, 32))[0]
+    folder, _, _ = _video_dir(tmp_path)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "clip" / "00000.png")
+    with pytest.raises(DatasetError, match=r"clip/00000\.png.*does not match frame size"):
+        build_dataset(f"videos:{folder}", "val", None, (32, 32))[0]
+
+
+def test_empty_and_missing_folders_are_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=rf"{tmp_path / 'empty'}.*empty folder"):
+        build_dataset(f"videos:{tmp_path / 'empty'}", "train", 4, (16, 16))
+    with pytest.raises(DatasetError, match=r"nowhere.*does not exist"):
+        build_dataset(f"videos:{tmp_path / 'nowhere'}", "train", 4, (16, 16))
+    with pytest.raises(DatasetError, match=rf"{tmp_path / 'empty'}: no JPEGImages"):
+        build_dataset(f"davis:{tmp_path / 'empty'}", "train", 4, (16, 16))
+    seq = tmp_path / "d" / "JPEGImages" / "64p" / "hollow"
+    seq.mkdir(parents=True)
+    with pytest.raises(DatasetError, match=rf"{seq}: empty folder"):
+        build_dataset(f"davis:{tmp_path / 'd'}", "train", 4, (16, 16))
+
+
+def test_clip_longer_than_video_names_the_source(tmp_path):
+    out, _ = _davis_dir(tmp_path, frames=3)
+    with pytest.raises(DatasetError, match=r"seq0: 3 frames, fewer than clip_length=5"):
+        build_dataset(f"davis:{out}", "train", 5, (32, 32))
+    folder, _, _ = _video_dir(tmp_path, frames=4, with_masks=False)
+    with pytest.raises(DatasetError, match=r"clip\.mp4: video has 4 frames, fewer than clip_length=6"):
+        build_dataset(f"videos:{folder}", "train", 6, (32, 32))[0]

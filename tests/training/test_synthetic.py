@@ -1,0 +1,186 @@
+"""Tests of the synthetic multi-object video generator (numpy only, no torch)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from training.datasets.synthetic import LEVELS, SHAPES, VideoMetadata, generate_video, get_level
+from training.datasets.synthetic.physics import Body, collide_pair, step
+from training.datasets.synthetic.sprites import shape_mask
+
+SEEDS = range(6)
+
+
+@pytest.fixture(scope="module")
+def videos():
+    return {(level, seed): generate_video(level, seed, 24) for level in LEVELS for seed in SEEDS}
+
+
+def test_same_seed_same_video_different_seed_different():
+    a, b = generate_video("hard", 7, 12), generate_video("hard", 7, 12)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks)
+    assert a.metadata == b.metadata
+    c = generate_video("hard", 8, 12)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_shapes_dtypes_and_size(videos):
+    video = generate_video("medium", 1, 5, (48, 80))
+    assert video.frames.shape == (5, 48, 80, 3) and video.frames.dtype == np.uint8
+    assert video.masks.shape == (5, 48, 80) and video.masks.dtype == np.uint8
+    for (level, _), v in videos.items():
+        assert v.frames.shape == (24, *LEVELS[level].default_size, 3)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_rasterises_distinctly(shape):
+    mask = shape_mask(shape, 21)
+    assert 0.2 < mask.mean() < 0.95
+    others = [s for s in SHAPES if s != shape]
+    assert all(not np.array_equal(mask, shape_mask(o, 21)) for o in others)
+
+
+def test_masks_consistent_with_metadata(videos):
+    for video in videos.values():
+        meta = video.metadata
+        count = len(meta.objects)
+        assert set(np.unique(video.masks)) <= set(range(count + 1))
+        assert [o.object_id for o in meta.objects] == list(range(1, count + 1))
+        for t, states in enumerate(meta.frames):
+            ids = video.masks[t]
+            for info, state in zip(meta.objects, states, strict=True):
+                where = ids == info.object_id
+                assert state.object_id == info.object_id
+                assert state.visible_px == int(where.sum())
+                assert state.visible_fraction == pytest.approx(state.visible_px / info.area_px)
+                assert state.fully_occluded == (state.visible_px == 0)
+                x0, y0, x1, y1 = state.bbox
+                if state.visible_px:
+                    rows, cols = np.nonzero(where)
+                    assert state.visible_bbox == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+                    vx0, vy0, vx1, vy1 = state.visible_bbox
+                    assert x0 <= vx0 and y0 <= vy0 and vx1 <= x1 and vy1 <= y1  # stable id: inside own box
+                    if info.texture == "flat":
+                        assert (video.frames[t][where] == info.rgb).all()
+                else:
+                    assert state.visible_bbox is None
+                cx, cy = state.center_px
+                assert (
+                    abs((x0 + x1) / 2 - cx) <= info.diameter_px / 2 and abs((y0 + y1) / 2 - cy) <= info.diameter_px / 2
+                )
+                assert state.center_norm == pytest.approx((cx / meta.width, cy / meta.height))
+
+
+def test_unoccluded_objects_are_fully_visible_and_depth_decides_occlusion(videos):
+    overlaps = 0
+    for video in videos.values():
+        meta = video.metadata
+        front = min(meta.objects, key=lambda o: o.depth)
+        for states in meta.frames:
+            assert states[front.object_id - 1].visible_fraction == 1.0
+            overlaps += sum(s.visible_fraction < 1.0 for s in states)
+    assert overlaps > 0, "no occlusion at all in the sample videos"
+
+
+def test_objects_stay_in_frame(videos):
+    for video in videos.values():
+        meta = video.metadata
+        for states in meta.frames:
+            for s in states:
+                x0, y0, x1, y1 = s.bbox
+                assert 0 <= x0 < x1 <= meta.width and 0 <= y0 < y1 <= meta.height
+
+
+def test_levels_differ_as_documented(videos):
+    for (name, _), video in videos.items():
+        level, meta = get_level(name), video.metadata
+        assert level.min_objects <= len(meta.objects) <= level.max_objects
+        assert {o.shape for o in meta.objects} <= set(level.shapes)
+        assert {o.size for o in meta.objects} <= set(level.sizes)
+        assert (meta.background == "plain") == (level.background == "plain")
+        assert (math.hypot(*meta.camera_velocity) > 0) == (level.pan_speed > 0)
+    textured = {
+        name: sum(o.texture != "flat" for (n, _), v in videos.items() if n == name for o in v.metadata.objects)
+        for name in LEVELS
+    }
+    assert textured["easy"] == 0 and textured["medium"] > 0 and textured["hard"] > textured["medium"]
+    assert LEVELS["easy"].max_objects < LEVELS["hard"].min_objects + 1 < LEVELS["hard"].max_objects + 1
+
+
+def test_hard_level_pans_the_background():
+    video = generate_video("hard", 3, 40)
+    background = video.masks == 0
+    first_last = background[0] & background[-1]
+    assert not np.array_equal(video.frames[0][first_last], video.frames[-1][first_last])
+    still = generate_video("medium", 3, 40)
+    both = (still.masks[0] == 0) & (still.masks[-1] == 0)
+    assert np.array_equal(still.frames[0][both], still.frames[-1][both])
+
+
+def _momentum(a: Body, b: Body) -> np.ndarray:
+    return np.array([a.mass * a.vx + b.mass * b.vx, a.mass * a.vy + b.mass * b.vy])
+
+
+def _energy(a: Body, b: Body) -> float:
+    return 0.5 * (a.mass * (a.vx**2 + a.vy**2) + b.mass * (b.vx**2 + b.vy**2))
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.0])  # head-on and oblique
+def test_two_object_collision_conserves_momentum_and_energy(offset):
+    a = Body(90.0, 100.0, 1.5, 0.0, half=5.0, collider=5.0, mass=80.0)
+    b = Body(110.0, 100.0 + offset, -0.5, 0.2, half=8.0, collider=8.0, mass=200.0)
+    p0, e0 = _momentum(a, b), _energy(a, b)
+    hits = []
+    for _ in range(20):
+        hits += [c for c in step([a, b], 200.0, 200.0)]
+    assert [c.kind for c in hits] == ["object"]
+    assert np.allclose(_momentum(a, b), p0) and _energy(a, b) == pytest.approx(e0)
+    assert a.vx < 1.5 and b.vx > -0.5  # they bounced
+
+
+def test_equal_masses_exchange_velocities_head_on():
+    a = Body(0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 10.0)
+    b = Body(1.9, 0.0, -1.0, 0.0, 1.0, 1.0, 10.0)
+    assert collide_pair(a, b)
+    assert (a.vx, b.vx) == pytest.approx((-1.0, 1.0))
+    assert not collide_pair(a, b)  # now separating: no second impulse
+
+
+def test_collision_events_conserve_momentum_in_videos(videos):
+    checked = 0
+    for video in videos.values():
+        meta = video.metadata
+        involved = Counter((e.frame, i) for e in meta.collisions for i in e.object_ids)
+        for event in meta.collisions:
+            ids = event.object_ids
+            if event.kind != "object" or any(involved[event.frame, i] > 1 for i in ids):
+                continue  # only isolated pair collisions conserve the pair's momentum
+            before = sum(
+                meta.objects[i - 1].mass * np.array(meta.frames[event.frame - 1][i - 1].velocity_px) for i in ids
+            )
+            after = sum(meta.objects[i - 1].mass * np.array(meta.frames[event.frame][i - 1].velocity_px) for i in ids)
+            assert np.allclose(before, after)
+            checked += 1
+        for event in meta.collisions:  # isolated wall bounces keep the speed
+            if event.kind == "wall" and involved[event.frame, event.object_ids[0]] == 1:
+                (i,) = event.object_ids
+                assert math.hypot(*meta.frames[event.frame][i - 1].velocity_px) == pytest.approx(
+                    math.hypot(*meta.frames[event.frame - 1][i - 1].velocity_px)
+                )
+    assert checked > 0
+
+
+def test_metadata_json_round_trip():
+    meta = generate_video("hard", 2, 8).metadata
+    text = meta.to_json()
+    assert VideoMetadata.from_json(text) == meta
+    assert '"collisions"' in text and '"visible_fraction"' in text
+
+
+def test_unknown_level_lists_levels():
+    with pytest.raises(ValueError, match="easy, medium, hard"):
+        generate_video("impossible", 0)

@@ -1,0 +1,155 @@
+"""DAVIS-layout frame folders (DAVIS 2016 binary masks, DAVIS 2017 palette masks, or frames only).
+
+Layout: ``<root>/JPEGImages/<res>/<seq>/<stem>.jpg`` and optionally ``<root>/Annotations/<res>/<seq>/<stem>.png``
+with one mask per frame. ``root`` may also be the folder containing ``DAVIS/``. ``<res>`` is any resolution folder
+(``480p``, ``Full-Resolution``, ``64p``, ...): ``480p`` when present, else the first in sorted order. Sequences
+come from ``ImageSets`` when a list for the split exists (``ImageSets/2017/<split>.txt``, ``ImageSets/2016/...``,
+``ImageSets/<res>/...`` or ``ImageSets/<split>.txt``; lines are sequence names or DAVIS 2016-style frame paths);
+otherwise every sequence is in both splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from training.datasets.clips import VideoClip
+from training.datasets.errors import DatasetError
+from training.datasets.images import check_same_size, read_frame, read_mask
+from training.datasets.transforms import Split, choose_window, frames_to_tensor, masks_to_tensor
+
+_FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class DavisSequence:
+    """One DAVIS sequence on disk.
+
+    Attributes:
+        name: Sequence folder name.
+        frames: Frame files in order.
+        masks: One mask file per frame (same stems), or None when the dataset has no annotations.
+    """
+
+    name: str
+    frames: tuple[Path, ...]
+    masks: tuple[Path, ...] | None
+
+
+def resolve_root(root: Path) -> Path:
+    """Returns the folder holding ``JPEGImages/``: ``root`` itself or ``root/DAVIS``."""
+    for candidate in (root, root / "DAVIS"):
+        if (candidate / "JPEGImages").is_dir():
+            return candidate
+    raise DatasetError(f"{root}: no JPEGImages/ folder here or in {root / 'DAVIS'} (expected the DAVIS layout)")
+
+
+def _resolution(images: Path) -> str:
+    choices = sorted(p.name for p in images.iterdir() if p.is_dir())
+    if not choices:
+        raise DatasetError(f"{images}: empty folder, expected resolution folders such as 480p/")
+    return "480p" if "480p" in choices else choices[0]
+
+
+def _split_names(root: Path, res: str, split: Split) -> list[str] | None:
+    for rel in (f"2017/{split}.txt", f"2016/{split}.txt", f"{res}/{split}.txt", f"{split}.txt"):
+        path = root / "ImageSets" / rel
+        if path.is_file():
+            names = []
+            for line in path.read_text().splitlines():
+                token = line.split()[0] if line.strip() else ""
+                name = Path(token).parent.name if "/" in token else token
+                if name and name not in names:
+                    names.append(name)
+            return names
+    return None
+
+
+def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSequence]]:
+    """Finds the sequences of a DAVIS-layout dataset and checks that every frame has a mask.
+
+    Returns:
+        The resolved root, the resolution folder name and the sequences in name order.
+
+    Raises:
+        DatasetError: For a missing or empty folder, a sequence without frames or a frame without its mask.
+    """
+    root = resolve_root(root)
+    res = _resolution(root / "JPEGImages")
+    image_dir = root / "JPEGImages" / res
+    annotation_dir = root / "Annotations" / res
+    wanted = _split_names(root, res, split)
+    names = sorted(p.name for p in image_dir.iterdir() if p.is_dir()) if wanted is None else wanted
+    if not names:
+        raise DatasetError(f"{image_dir}: empty folder, no sequences found")
+    sequences = []
+    for name in names:
+        folder = image_dir / name
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: sequence listed in ImageSets is missing")
+        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES))
+        if not frames:
+            raise DatasetError(f"{folder}: empty folder, no frame images ({', '.join(_FRAME_SUFFIXES)})")
+        masks = None
+        if annotation_dir.is_dir():
+            masks = tuple(annotation_dir / name / f"{frame.stem}.png" for frame in frames)
+            for frame, mask in zip(frames, masks, strict=True):
+                if not mask.is_file():
+                    raise DatasetError(f"{mask}: mask file is missing for frame {frame}")
+        sequences.append(DavisSequence(name, frames, masks))
+    return root, res, sequences
+
+
+class DavisDataset(Dataset[VideoClip]):
+    """Clips from a DAVIS-layout dataset; one item per sequence.
+
+    Args:
+        root: Dataset folder (see the module docstring).
+        split: ``"train"`` samples a random window per item, ``"val"`` takes the first frames.
+        clip_length: Frames per clip; None for whole sequences.
+        image_size: Output (height, width).
+        center_crop: Centre-crop to the aspect ratio of ``image_size`` before resizing (no stretching).
+
+    Raises:
+        DatasetError: At construction for layout problems (see ``scan_sequences``) or sequences shorter than
+            ``clip_length``; when loading, for unreadable images or a mask whose size differs from its frame.
+
+    Example:
+        >>> dataset = DavisDataset(Path("/data/DAVIS"), "val", None, (64, 64))  # doctest: +SKIP
+        >>> clip = dataset[0]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, root: Path, split: Split, clip_length: int | None, image_size: tuple[int, int], center_crop: bool = True
+    ) -> None:
+        self.root, self.resolution, self.sequences = scan_sequences(Path(root), split)
+        for seq in self.sequences:
+            if clip_length is not None and clip_length > len(seq.frames):
+                folder = seq.frames[0].parent
+                raise DatasetError(f"{folder}: {len(seq.frames)} frames, fewer than clip_length={clip_length}")
+        self.split = split
+        self.clip_length = clip_length
+        self.image_size = image_size
+        self.center_crop = center_crop
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int) -> VideoClip:
+        seq = self.sequences[index]
+        window = choose_window(len(seq.frames), self.clip_length, self.split, str(seq.frames[0].parent))
+        frames = [read_frame(seq.frames[t]) for t in window]  # each [H, W, 3]
+        for t, frame in zip(window, frames, strict=True):
+            if frame.shape != frames[0].shape:
+                raise DatasetError(f"{seq.frames[t]}: frame size differs from {seq.frames[window[0]]}")
+        masks = None
+        if seq.masks is not None:
+            mask_list = [read_mask(seq.masks[t]) for t in window]  # each [H, W]
+            for t, mask in zip(window, mask_list, strict=True):
+                check_same_size(mask, frames[0].shape, seq.masks[t], str(seq.frames[t]))
+            masks = masks_to_tensor(np.stack(mask_list), self.image_size, self.center_crop)  # [T, h, w]
+        video = frames_to_tensor(np.stack(frames), self.image_size, self.center_crop)  # [T, 3, h, w]
+        return VideoClip(frames=video, masks=masks, name=seq.name, start=window[0])

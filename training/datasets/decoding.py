@@ -1,0 +1,86 @@
+"""Video file decoding with decord, falling back to PyAV. Both backends are imported lazily."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from training.datasets.errors import DatasetError
+
+Backend = Literal["auto", "decord", "pyav"]
+WindowChooser = Callable[[int], range]
+"""Given a video's frame count, returns the frame indices to decode."""
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    """Frames decoded from a video file.
+
+    Attributes:
+        frames: uint8 [T, H, W, 3] RGB.
+        indices: Index of each frame in the file.
+        backend: ``"decord"`` or ``"pyav"``, whichever produced the frames.
+    """
+
+    frames: np.ndarray
+    indices: range
+    backend: str
+
+
+def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
+    import decord
+
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    indices = choose(len(reader))
+    frames = reader.get_batch(list(indices)).asnumpy()  # [T, H, W, 3]
+    return DecodedClip(np.ascontiguousarray(frames, dtype=np.uint8), indices, "decord")
+
+
+def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
+    try:
+        import av
+    except ImportError as err:
+        raise ImportError("reading video files needs PyAV or decord: pip install av") from err
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DatasetError(f"{path}: file has no video stream")
+        stream = container.streams.video[0]
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]  # each [H, W, 3]
+    indices = choose(len(frames))
+    return DecodedClip(np.stack([frames[i] for i in indices]), indices, "pyav")  # [T, H, W, 3]
+
+
+def decode_video(path: Path, choose: WindowChooser, backend: Backend = "auto") -> DecodedClip:
+    """Decodes the frames ``choose(frame_count)`` of a video file.
+
+    With ``backend="auto"`` decord is tried first; when it is not installed or fails on the file, PyAV decodes it.
+
+    Raises:
+        DatasetError: If the file cannot be decoded (the message names the file and gives each backend's error), or
+            from ``choose`` (e.g. the video is shorter than the clip).
+        ImportError: If the requested backend (or, for ``auto``, both) is not installed.
+    """
+    errors: list[str] = []
+    if backend in ("auto", "decord"):
+        try:
+            return _decode_decord(path, choose)
+        except DatasetError:
+            raise
+        except ImportError as err:
+            if backend == "decord":
+                raise ImportError("the decord backend needs decord: pip install decord") from err
+        except Exception as err:  # decord raises its own error types for undecodable files
+            errors.append(f"decord: {err}".splitlines()[0])
+            if backend == "decord":
+                raise DatasetError(f"{path}: cannot decode video ({errors[0]})") from err
+    try:
+        return _decode_pyav(path, choose)
+    except (DatasetError, ImportError):
+        raise
+    except Exception as err:  # PyAV raises av.error.* (OSError/ValueError subclasses) for corrupt files
+        errors.append(f"pyav: {err}".splitlines()[0])
+        raise DatasetError(f"{path}: cannot decode video, corrupt or unsupported ({'; '.join(errors)})") from err

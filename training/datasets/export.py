@@ -1,0 +1,93 @@
+"""Writing synthetic videos to disk in the DAVIS 2017 layout (and optionally as mp4 files).
+
+Layout written under ``out``, for sequence ``<seq>`` = ``<level>-<index:05d>`` and resolution folder ``<res>`` =
+``<height>p`` (the DAVIS convention of naming by frame height, e.g. ``64p``):
+
+* ``JPEGImages/<res>/<seq>/00000.jpg``: RGB frames (JPEG quality 95),
+* ``Annotations/<res>/<seq>/00000.png``: palette (``P``) PNGs whose indices are the instance ids,
+* ``metadata/<seq>.json``: ``VideoMetadata.to_json()``,
+* ``videos/<seq>.mp4`` (optional): H.264 (or MPEG-4 Part 2 when libx264 is unavailable) at ``fps``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from training.datasets.synthetic import SyntheticVideo
+
+JPEG_QUALITY = 95
+
+
+def davis_palette() -> list[int]:
+    """The 256-colour palette of DAVIS/PASCAL VOC masks (index 0 black), flattened as [r0, g0, b0, r1, ...]."""
+    palette = []
+    for index in range(256):
+        rgb = [0, 0, 0]
+        code = index
+        for bit in range(8):
+            for channel in range(3):
+                rgb[channel] |= ((code >> channel) & 1) << (7 - bit)
+            code >>= 3
+        palette.extend(rgb)
+    return palette
+
+
+_PALETTE = davis_palette()
+
+
+def resolution_name(height: int) -> str:
+    """Resolution folder name for frames of the given height, e.g. ``64p``."""
+    return f"{height}p"
+
+
+def write_mask_png(path: Path, ids: np.ndarray) -> None:
+    """Writes uint8 [H, W] instance ids as a palette PNG."""
+    image = Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8))  # mode "L", values kept as indices
+    image.putpalette(_PALETTE)  # turns the image into mode "P" without touching the indices
+    image.save(path, optimize=False)
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int = 12) -> None:
+    """Encodes uint8 [T, H, W, 3] frames (even H and W) as an mp4 with PyAV.
+
+    Raises:
+        ImportError: If PyAV is not installed.
+        ValueError: For odd frame sizes, which yuv420p cannot hold.
+    """
+    try:
+        import av
+    except ImportError as err:
+        raise ImportError("writing mp4 files needs PyAV: pip install av") from err
+    _, height, width, _ = frames.shape
+    if height % 2 or width % 2:
+        raise ValueError(f"mp4 output needs even frame sizes, got {height}x{width}")
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        if not isinstance(stream, av.VideoStream):
+            raise TypeError(f"PyAV returned a {type(stream).__name__} for codec {codec}")
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "17"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def write_sequence(out: Path, name: str, video: SyntheticVideo, mp4: bool = False) -> None:
+    """Writes one video in the layout of the module docstring (creating folders as needed)."""
+    res = resolution_name(video.metadata.height)
+    image_dir = out / "JPEGImages" / res / name
+    mask_dir = out / "Annotations" / res / name
+    for folder in (image_dir, mask_dir, out / "metadata"):
+        folder.mkdir(parents=True, exist_ok=True)
+    for t in range(video.metadata.num_frames):
+        Image.fromarray(video.frames[t]).save(image_dir / f"{t:05d}.jpg", quality=JPEG_QUALITY)
+        write_mask_png(mask_dir / f"{t:05d}.png", video.masks[t])
+    (out / "metadata" / f"{name}.json").write_text(video.metadata.to_json())
+    if mp4:
+        (out / "videos").mkdir(exist_ok=True)
+        write_mp4(out / "videos" / f"{name}.mp4", video.frames)

@@ -1,0 +1,61 @@
+"""Reading frame and mask image files with the conventions of DAVIS 2016 and DAVIS 2017."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from training.datasets.errors import DatasetError
+
+VOID_ID = 255
+"""Palette index that DAVIS 2017 tools use for void/ignore pixels; read as background (0)."""
+
+
+def read_frame(path: Path) -> np.ndarray:
+    """Reads an image as uint8 [H, W, 3] RGB.
+
+    Raises:
+        DatasetError: If the file is missing or cannot be decoded.
+    """
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))  # [H, W, 3]
+    except (OSError, SyntaxError) as err:
+        raise DatasetError(f"{path}: cannot read frame image ({err})") from err
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Reads an instance mask as uint8 [H, W] ids (0 = background).
+
+    Palette (``P``) PNGs, as in DAVIS 2017, hold instance ids as palette indices (index 255, void, becomes 0).
+    Grayscale (``L`` or ``1``) PNGs, as in DAVIS 2016, are binary: values >= 128 are object 1, the rest background.
+
+    Raises:
+        DatasetError: If the file is missing, undecodable or in another image mode.
+    """
+    if not path.is_file():
+        raise DatasetError(f"{path}: mask file is missing")
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            values = np.asarray(image)  # [H, W]
+    except (OSError, SyntaxError) as err:
+        raise DatasetError(f"{path}: cannot read mask image ({err})") from err
+    if mode == "P":
+        ids = values.astype(np.uint8)
+        ids[ids == VOID_ID] = 0
+        return ids
+    if mode in ("L", "1"):
+        return (values >= 128).astype(np.uint8) if mode == "L" else values.astype(np.uint8)
+    raise DatasetError(f"{path}: unsupported mask mode {mode!r}; expected palette 'P' (instance ids) or 'L' (binary)")
+
+
+def check_same_size(mask: np.ndarray, frame_shape: tuple[int, ...], mask_path: Path, frame_source: str) -> None:
+    """Raises DatasetError naming ``mask_path`` if the mask's [H, W] differs from the frame's."""
+    if tuple(mask.shape[:2]) != tuple(frame_shape[:2]):
+        raise DatasetError(
+            f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} does not match frame size "
+            f"{frame_shape[1]}x{frame_shape[0]} of {frame_source}"
+        )

@@ -1,0 +1,160 @@
+"""Ground-truth metadata of a synthetic video, as typed dataclasses with a JSON round trip.
+
+Conventions used by every field: pixel coordinates have x to the right and y down, with the origin at the top-left
+corner of the top-left pixel (so pixel ``(i, j)`` covers ``[j, j + 1) x [i, i + 1)`` and its centre is at
+``(j + 0.5, i + 0.5)``). "Normalised" values divide x by the frame width and y by the frame height. Object ids are
+1..N, equal to the values in the instance id map, and stable for the whole video; 0 is the background.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """Static attributes of one object (constant over the video).
+
+    Attributes:
+        object_id: Id in the instance map, 1..N.
+        shape: One of ``SHAPES`` (e.g. ``"star"``).
+        colour: Colour name, a key of ``COLOURS``.
+        rgb: The named colour's sRGB value (textured objects also contain darker shades of it).
+        size: Size name, a key of ``SIZES``.
+        diameter_px: Side of the sprite's square box in pixels.
+        texture: One of ``TEXTURES`` (``"flat"`` = single colour).
+        area_px: Number of pixels in the sprite mask (the object's area when fully visible).
+        mass: Mass used by the physics; equal to ``area_px``.
+        depth: Fixed depth rank; 0 is nearest to the camera and occludes every other object.
+    """
+
+    object_id: int
+    shape: str
+    colour: str
+    rgb: tuple[int, int, int]
+    size: str
+    diameter_px: int
+    texture: str
+    area_px: int
+    mass: float
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectState:
+    """Per-frame state of one object.
+
+    Attributes:
+        object_id: Id in the instance map (links to ``ObjectInfo.object_id``).
+        center_px: Centre (x, y) in pixels (sub-pixel physics position; the sprite is drawn at the nearest pixel).
+        center_norm: ``center_px`` normalised by (width, height), in [0, 1].
+        velocity_px: Velocity (vx, vy) in pixels per frame, in effect from this frame to the next.
+        velocity_norm: ``velocity_px`` normalised by (width, height).
+        bbox: Amodal box (x0, y0, x1, y1) of the whole sprite mask in pixels, half-open: x0 <= x < x1.
+        bbox_norm: ``bbox`` normalised by (width, height).
+        visible_bbox: Box of the object's visible pixels in the id map (same convention); None when fully
+            occluded.
+        visible_px: Number of pixels with this object's id in the id map.
+        visible_fraction: ``visible_px / area_px``; 1 when unoccluded (objects never leave the frame).
+        fully_occluded: True when ``visible_px == 0``.
+    """
+
+    object_id: int
+    center_px: tuple[float, float]
+    center_norm: tuple[float, float]
+    velocity_px: tuple[float, float]
+    velocity_norm: tuple[float, float]
+    bbox: tuple[int, int, int, int]
+    bbox_norm: tuple[float, float, float, float]
+    visible_bbox: tuple[int, int, int, int] | None
+    visible_px: int
+    visible_fraction: float
+    fully_occluded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CollisionEvent:
+    """One collision.
+
+    Attributes:
+        frame: First frame index whose state reflects the bounce (the collision happened between
+            ``frame - 1`` and ``frame``).
+        kind: ``"wall"`` (an object hit a frame border) or ``"object"`` (two objects hit each other).
+        object_ids: The object ids involved: one for a wall, two (ascending) for an object pair.
+        wall: For wall events the border hit (``"left"``, ``"right"``, ``"top"``, ``"bottom"``); else None.
+    """
+
+    frame: int
+    kind: str
+    object_ids: tuple[int, ...]
+    wall: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoMetadata:
+    """Everything known about one synthetic video.
+
+    Attributes:
+        level: Difficulty level name.
+        seed: The integer seed the video was generated from (same seed, level, size and length: same video).
+        height: Frame height in pixels.
+        width: Frame width in pixels.
+        num_frames: Number of frames.
+        background: Background pattern: ``"plain"``, ``"stripes"``, ``"checker"`` or ``"noise"``.
+        camera_velocity: Camera pan (vx, vy) in pixels per frame; the background scrolls by minus this.
+        objects: Static object attributes, ordered by object id.
+        frames: Per-frame object states: ``frames[t][k]`` is the state of object id ``k + 1`` at frame t.
+        collisions: All collision events in frame order.
+    """
+
+    level: str
+    seed: int
+    height: int
+    width: int
+    num_frames: int
+    background: str
+    camera_velocity: tuple[float, float]
+    objects: tuple[ObjectInfo, ...]
+    frames: tuple[tuple[ObjectState, ...], ...]
+    collisions: tuple[CollisionEvent, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-compatible dict (tuples become lists)."""
+        return asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Serialises to a JSON string that ``from_json`` reads back into an equal object."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> VideoMetadata:
+        """Parses the output of ``to_json``."""
+        raw = json.loads(text)
+        return cls(
+            level=raw["level"],
+            seed=raw["seed"],
+            height=raw["height"],
+            width=raw["width"],
+            num_frames=raw["num_frames"],
+            background=raw["background"],
+            camera_velocity=_tup(raw["camera_velocity"]),
+            objects=tuple(ObjectInfo(**{**o, "rgb": _tup(o["rgb"])}) for o in raw["objects"]),
+            frames=tuple(tuple(_state(s) for s in frame) for frame in raw["frames"]),
+            collisions=tuple(
+                CollisionEvent(e["frame"], e["kind"], _tup(e["object_ids"]), e["wall"]) for e in raw["collisions"]
+            ),
+        )
+
+
+def _tup(values: list[Any]) -> Any:
+    return tuple(values)
+
+
+def _state(raw: dict[str, Any]) -> ObjectState:
+    tuples = ("center_px", "center_norm", "velocity_px", "velocity_norm", "bbox", "bbox_norm")
+    fields = {k: (_tup(v) if k in tuples else v) for k, v in raw.items()}
+    if fields["visible_bbox"] is not None:
+        fields["visible_bbox"] = _tup(fields["visible_bbox"])
+    return ObjectState(**fields)

@@ -1,0 +1,82 @@
+"""Clip-window sampling and spatial preprocessing shared by all datasets."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.datasets.errors import DatasetError
+
+Split = Literal["train", "val"]
+
+
+def choose_window(num_frames: int, clip_length: int | None, split: Split, source: str) -> range:
+    """Chooses which frames of a video form the clip.
+
+    Train clips with a ``clip_length`` start at a uniformly random frame drawn from torch's global RNG (so
+    ``torch.manual_seed`` and DataLoader worker seeding make sampling reproducible). Validation clips, or any clip
+    with ``clip_length=None``, start at frame 0 and hold the first ``clip_length`` frames or the whole video.
+
+    Args:
+        num_frames: Frames in the video.
+        clip_length: Frames per clip, or None for the full video.
+        split: ``"train"`` or ``"val"``.
+        source: File or folder named in errors.
+
+    Raises:
+        DatasetError: If the video is empty or shorter than ``clip_length``.
+    """
+    if num_frames < 1:
+        raise DatasetError(f"{source}: video has no frames")
+    if clip_length is None:
+        return range(num_frames)
+    if clip_length > num_frames:
+        raise DatasetError(f"{source}: video has {num_frames} frames, fewer than clip_length={clip_length}")
+    start = 0
+    if split == "train":
+        start = int(torch.randint(0, num_frames - clip_length + 1, (1,)).item())
+    return range(start, start + clip_length)
+
+
+def _crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Largest centred (top, left, height, width) box with the aspect ratio of ``size``."""
+    out_h, out_w = size
+    if width * out_h > height * out_w:  # too wide
+        crop_w = max(1, round(height * out_w / out_h))
+        return 0, (width - crop_w) // 2, height, crop_w
+    crop_h = max(1, round(width * out_h / out_w))
+    return (height - crop_h) // 2, 0, crop_h, width
+
+
+def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], center_crop: bool) -> torch.Tensor:
+    """Converts uint8 [T, H, W, 3] frames to float32 [T, 3, h, w] in [0, 1].
+
+    Optionally centre-crops to the aspect ratio of ``size`` first (so nothing is stretched), then resizes with
+    antialiased bilinear interpolation.
+    """
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, 3, H, W]
+    if center_crop:
+        top, left, h, w = _crop_box(video.shape[2], video.shape[3], size)
+        video = video[:, :, top : top + h, left : left + w]  # [T, 3, h', w']
+    out = video.float().div_(255.0)
+    if tuple(out.shape[2:]) != size:
+        out = F.interpolate(out, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0.0, 1.0)
+    return out.contiguous()
+
+
+def masks_to_tensor(masks: np.ndarray, size: tuple[int, int], center_crop: bool) -> torch.Tensor:
+    """Converts integer [T, H, W] id maps to int64 [T, h, w] with the same crop as ``frames_to_tensor``.
+
+    Resizing uses nearest-exact sampling, so no new ids appear.
+    """
+    ids = torch.from_numpy(np.ascontiguousarray(masks)).long()  # [T, H, W]
+    if center_crop:
+        top, left, h, w = _crop_box(ids.shape[1], ids.shape[2], size)
+        ids = ids[:, top : top + h, left : left + w]  # [T, h', w']
+    if tuple(ids.shape[1:]) != size:
+        resized = F.interpolate(ids[:, None].float(), size=size, mode="nearest-exact")  # [T, 1, h, w]
+        ids = resized[:, 0].round().long()  # [T, h, w]
+    return ids.contiguous()
