@@ -46,7 +46,6 @@ def generate() -> dict[str, str]:
                 f"-I{PROTO_ROOT}",
                 f"-I{include}",
                 f"--python_out={tmp}",
-                f"--pyi_out={tmp}",
                 f"--grpc_python_out={tmp}",
                 str(PROTO_ROOT / proto),
             ]
@@ -54,7 +53,7 @@ def generate() -> dict[str, str]:
                 raise RuntimeError(f"protoc failed on {proto} (see the messages above)")
             stem = Path(proto).with_suffix("")
             module = str(stem).replace("/", ".")
-            for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
+            for suffix in ("_pb2.py", "_pb2_grpc.py"):
                 produced = Path(tmp) / f"{stem}{suffix}"
                 text = produced.read_text()
                 text = text.replace(f"from {module.rsplit('.', 1)[0]} import ", f"from {PACKAGE} import ")
@@ -81,13 +80,15 @@ def descriptor_set() -> bytes:
 
 
 def stale_files(output_dir: Path = OUTPUT_DIR) -> list[str]:
-    """Names of the generated files that are missing from, or differ in, ``output_dir``."""
-    stale = []
-    for name, text in generate().items():
-        path = output_dir / name
-        if not path.is_file() or path.read_text() != text:
-            stale.append(name)
-    return stale
+    """Names of the generated files that are missing from, differ in, or are extra in ``output_dir``."""
+    expected = generate()
+    stale = [name for name, text in expected.items() if _read(output_dir / name) != text]
+    extra = [path.name for path in output_dir.glob("*.py*") if path.is_file() and path.name not in expected]
+    return sorted(stale + extra)
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
 
 
 def write(output_dir: Path = OUTPUT_DIR) -> list[Path]:

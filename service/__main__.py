@@ -1,0 +1,36 @@
+"""``python -m service``: serve a slot model over gRPC until SIGTERM (see ``--help``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from service.config import ConfigError, ServiceConfig
+from service.engine import BackendUnavailable
+from service.logs import configure_logging
+from service.server import serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the configuration, serve, and return the exit status (2: bad configuration)."""
+    try:
+        config = ServiceConfig.from_sources(argv)
+        config.check_files()
+        config.bearer_token()
+    except ConfigError as error:
+        print(f"slotstream: {error}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(serve(config))
+    except (BackendUnavailable, FileNotFoundError, ValueError) as error:
+        print(f"slotstream: cannot load the model: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"slotstream: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

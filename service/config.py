@@ -1,0 +1,273 @@
+"""``ServiceConfig``: every server setting, from CLI flags and ``SLOTSTREAM_*`` environment variables.
+
+Each field ``some_name`` is set by the flag ``--some-name`` or the variable ``SLOTSTREAM_SOME_NAME``; a flag
+wins over the variable, which wins over the default. The config is validated once, when it is built, and
+every problem is reported together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import logging
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SLOTSTREAM_"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+RAW_1080P_BYTES = 1920 * 1080 * 3
+BACKENDS = ("torch", "onnx", "tensorrt")
+LOG_FORMATS = ("json", "text")
+
+_log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every problem and the flag that sets it."""
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Settings of one server process. See the field help (``python -m service --help``) for each."""
+
+    listen: str = field(default="127.0.0.1:50051", metadata=_help("gRPC listen address host:port (port 0: any)"))
+    model_dir: Path = field(
+        default=DEFAULT_MODEL_DIR, metadata=_help("model directory (config.json + model.safetensors)")
+    )
+    model_name: str = field(default="", metadata=_help("name clients use for the model (default: directory name)"))
+    backend: str = field(default="torch", metadata=_help("inference backend", choices=BACKENDS))
+    device: str = field(default="cpu", metadata=_help("device for the model, e.g. cpu or cuda:0"))
+    max_streams: int = field(default=64, metadata=_help("streams held at once (open + resumable); more: refused"))
+    idle_timeout_s: float = field(default=300.0, metadata=_help("default seconds without frames before reclaim"))
+    max_idle_timeout_s: float = field(default=3600.0, metadata=_help("largest idle timeout a client may ask for"))
+    max_resume_window_s: float = field(default=300.0, metadata=_help("largest resume window a client may ask for"))
+    resume_history: int = field(default=32, metadata=_help("per-stream states kept for resuming at a past frame"))
+    max_batch_size: int = field(default=16, metadata=_help("frames (of different streams) per model call"))
+    max_queue_delay_ms: float = field(default=2.0, metadata=_help("longest wait for a batch to fill"))
+    max_pending_frames: int = field(default=4, metadata=_help("frames a stream may queue before flow control"))
+    max_message_bytes: int = field(
+        default=16 * 1024 * 1024, metadata=_help("largest gRPC message (a raw 1080p frame is 6,220,800 B)")
+    )
+    max_image_pixels: int = field(default=4096 * 4096, metadata=_help("largest image (width x height) accepted"))
+    tls_cert: Path | None = field(default=None, metadata=_help("PEM server certificate (enables TLS)"))
+    tls_key: Path | None = field(default=None, metadata=_help("PEM private key of --tls-cert"))
+    tls_client_ca: Path | None = field(default=None, metadata=_help("PEM CA for client certificates (mutual TLS)"))
+    auth_token: str = field(default="", repr=False, metadata=_help("bearer token clients must send (prefer a file)"))
+    auth_token_file: Path | None = field(default=None, metadata=_help("file holding the bearer token"))
+    metrics_listen: str = field(
+        default="127.0.0.1:9464", metadata=_help("Prometheus /metrics address host:port; empty: off")
+    )
+    grace_period_s: float = field(default=20.0, metadata=_help("shutdown: seconds to finish in-flight frames"))
+    torch_threads: int = field(
+        default=1, metadata=_help("torch intra-op threads (0: torch's default; >1 helps only big CPU models)")
+    )
+    decode_threads: int = field(default=2, metadata=_help("threads decoding images"))
+    warmup: bool = field(default=True, metadata=_help("run the model at every batch size before serving"))
+    log_level: str = field(default="INFO", metadata=_help("logging level"))
+    log_format: str = field(default="json", metadata=_help("log line format", choices=LOG_FORMATS))
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ConfigError("invalid service configuration:\n  " + "\n  ".join(problems))
+
+    # -- derived values ---------------------------------------------------------------------------------
+
+    @property
+    def resolved_model_name(self) -> str:
+        """The model's name: :attr:`model_name`, or the model directory's name."""
+        return self.model_name or self.model_dir.name
+
+    def bearer_token(self) -> str:
+        """The token clients must present, or ``""`` when none is required.
+
+        Raises:
+            ConfigError: the token file cannot be read or is empty.
+        """
+        if self.auth_token_file is None:
+            return self.auth_token
+        try:
+            token = self.auth_token_file.read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"--auth-token-file {self.auth_token_file}: {error.strerror}") from error
+        if not token:
+            raise ConfigError(f"--auth-token-file {self.auth_token_file} is empty")
+        return token
+
+    def check_files(self) -> None:
+        """Check that the files the config names exist, with a message that says how to fix it.
+
+        Raises:
+            ConfigError: a file or directory is missing.
+        """
+        problems = []
+        for name in ("config.json", "model.safetensors"):
+            if not (self.model_dir / name).is_file():
+                problems.append(_missing_model_message(self.model_dir, name))
+                break
+        for flag, path in (
+            ("tls-cert", self.tls_cert),
+            ("tls-key", self.tls_key),
+            ("tls-client-ca", self.tls_client_ca),
+        ):
+            if path is not None and not path.is_file():
+                problems.append(f"--{flag} {path}: no such file")
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    # -- validation ---------------------------------------------------------------------------------------
+
+    def _problems(self) -> list[str]:
+        problems = []
+        for name in ("listen", "metrics_listen"):
+            value = getattr(self, name)
+            if (value or name == "listen") and not _is_host_port(value):
+                problems.append(f"--{_flag(name)} must be host:port, got {value!r}")
+        positive = ("max_streams", "resume_history", "max_batch_size", "max_pending_frames", "decode_threads")
+        problems += [f"--{_flag(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1]
+        if self.idle_timeout_s <= 0 or self.max_idle_timeout_s < self.idle_timeout_s:
+            problems.append("need 0 < --idle-timeout-s <= --max-idle-timeout-s")
+        non_negative = ("max_resume_window_s", "max_queue_delay_ms", "grace_period_s", "torch_threads")
+        problems += [
+            f"--{_flag(n)} must be >= 0, got {getattr(self, n)}" for n in non_negative if getattr(self, n) < 0
+        ]
+        if self.max_message_bytes < 1024 * 1024:
+            problems.append(f"--max-message-bytes must be >= 1 MiB, got {self.max_message_bytes}")
+        if self.max_image_pixels < 1:
+            problems.append("--max-image-pixels must be >= 1")
+        if self.backend not in BACKENDS:
+            problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.log_format not in LOG_FORMATS:
+            problems.append(f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if not isinstance(logging.getLevelName(self.log_level.upper()), int):
+            problems.append(f"--log-level must be a logging level such as INFO or DEBUG, got {self.log_level!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            problems.append("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            problems.append("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if self.auth_token and self.auth_token_file is not None:
+            problems.append("give --auth-token or --auth-token-file, not both")
+        return problems
+
+    # -- construction -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_sources(
+        cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> ServiceConfig:
+        """Build the config from command-line flags over ``SLOTSTREAM_*`` variables over the defaults.
+
+        Args:
+            argv: flags (without the program name); ``None`` reads ``sys.argv``.
+            environ: environment; ``None`` reads ``os.environ``.
+
+        Raises:
+            ConfigError: a value does not parse or the result is invalid.
+            SystemExit: ``--help``, or a flag argparse rejects.
+        """
+        environ = os.environ if environ is None else environ
+        values = _from_environ(environ)
+        parsed = build_parser().parse_args(argv)
+        values.update({name: value for name, value in vars(parsed).items() if value is not None})
+        return cls(**values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m service`` argument parser (every flag defaults to "not given")."""
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Serve a slot model over gRPC. Every flag --x-y can also be set as SLOTSTREAM_X_Y.",
+    )
+    for spec in dataclasses.fields(ServiceConfig):
+        kind = _field_types()[spec.name]
+        default = spec.default
+        help_text = f"{spec.metadata['help']} (default: {'hidden' if spec.name == 'auth_token' else default})"
+        kwargs: dict[str, Any] = {"dest": spec.name, "default": None, "help": help_text}
+        if kind is bool:
+            parser.add_argument(f"--{_flag(spec.name)}", action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if "choices" in spec.metadata:
+            kwargs["choices"] = spec.metadata["choices"]
+        parser.add_argument(f"--{_flag(spec.name)}", type=_converter(kind), **kwargs)
+    return parser
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    types = _field_types()
+    known = {ENV_PREFIX + name.upper(): name for name in types}
+    values: dict[str, Any] = {}
+    problems = []
+    for key, raw in environ.items():
+        if key in known:
+            try:
+                values[known[key]] = _converter(types[known[key]])(raw)
+            except (TypeError, ValueError) as error:
+                problems.append(f"{key}={raw!r}: {error}")
+        elif key.startswith(ENV_PREFIX) and (suggestion := _looks_like_ours(key, known)):
+            _log.warning("ignoring unknown variable %s (did you mean %s?)", key, suggestion)
+    if problems:
+        raise ConfigError("invalid environment:\n  " + "\n  ".join(problems))
+    return values
+
+
+def _looks_like_ours(key: str, known: Mapping[str, str]) -> str | None:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.85)
+    return close[0] if close and close[0] != key else None
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(ServiceConfig)
+    return {spec.name: _strip_optional(hints[spec.name]) for spec in dataclasses.fields(ServiceConfig)}
+
+
+def _strip_optional(kind: Any) -> Any:
+    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    return args[0] if typing.get_args(kind) and len(args) == 1 else kind
+
+
+def _converter(kind: Any) -> Any:
+    if kind is bool:
+        return _parse_bool
+    if kind is Path:
+        return lambda raw: Path(raw).expanduser()
+    return kind
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _is_host_port(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep) and bool(host) and port.isdigit() and int(port) < 65536
+
+
+def _missing_model_message(model_dir: Path, missing: str) -> str:
+    if model_dir == DEFAULT_MODEL_DIR:
+        return (
+            f"the default model is missing ({model_dir / missing} not found). Restore it with "
+            "`git checkout -- service/models/default`, or train one with `python -m training.run --config tiny` "
+            "and serve it with `python -m service --model-dir <its output directory>`."
+        )
+    return (
+        f"{model_dir} is not a model directory ({missing} not found): point --model-dir (SLOTSTREAM_MODEL_DIR) "
+        "at a directory written by VideoSlotModel.save_pretrained, holding config.json and model.safetensors."
+    )

@@ -1,0 +1,439 @@
+"""``StreamConnection``: one ``Stream`` RPC, from domain requests to domain responses, in frame order.
+
+Three cooperating tasks:
+
+- the *reader* takes requests: ``open`` goes to the :class:`SessionManager`; each frame gets a response slot
+  in the output queue (so responses leave in frame order whatever finishes first), is checked and decoded
+  on the decode pool, and waits in the stream's :class:`PendingFrames`;
+- the *pump* feeds pending frames one at a time (a frame needs the state its predecessor produced) to the
+  model runner, which batches them with other streams' frames, and folds each result into the session;
+- the *writer* (the :meth:`StreamConnection.run` generator itself) yields responses as their slots resolve.
+
+Errors that concern one frame resolve its slot with a ``FrameError``; errors that end the stream raise
+:class:`StreamAbort` from :meth:`StreamConnection.run` after every earlier response has been yielded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.batcher import BatcherClosed
+from service.errors import ErrorCode, FrameRejected, StreamAbort
+from service.images import prepare_frame
+from service.metrics import Metrics
+from service.postprocess import MaskRequest
+from service.runner import StepJob
+from service.sessions import Session, SessionManager
+from service.types import (
+    CloseReason,
+    CloseRequest,
+    DropReason,
+    FrameDropped,
+    FrameError,
+    FrameRequest,
+    FrameResponse,
+    FrameResult,
+    LatencyBreakdown,
+    OpenRequest,
+    Output,
+    StreamClosed,
+    StreamRequest,
+    StreamResponse,
+)
+
+_log = logging.getLogger(__name__)
+_MAX_UNANSWERED = 64
+
+
+class _Evicted:
+    """Resolves response slots of a connection whose stream was taken away."""
+
+
+_EVICTED = _Evicted()
+_END = object()
+Slot = asyncio.Future[StreamResponse | _Evicted]
+
+
+@dataclass
+class _Pending:
+    request: FrameRequest
+    frame: np.ndarray
+    slot: Slot
+    received_ns: int
+    received: float
+    decoded: float
+
+
+class PendingFrames:
+    """Decoded frames of one stream waiting for the model.
+
+    In live mode only the newest frame waits: :meth:`put` returns the frame it replaces. Otherwise up to
+    ``capacity`` frames wait and :meth:`put` blocks when full, which slows the client down through gRPC
+    flow control instead of dropping frames.
+    """
+
+    def __init__(self, capacity: int, live: bool) -> None:
+        self._items: deque[_Pending] = deque()
+        self._capacity = 1 if live else capacity
+        self._live = live
+        self._changed = asyncio.Condition()
+        self._closed = False
+
+    async def put(self, item: _Pending) -> _Pending | None:
+        """Queue ``item``; returns the frame it superseded (live mode) or ``None``."""
+        async with self._changed:
+            superseded = None
+            if self._live and self._items:
+                superseded = self._items.popleft()
+            else:
+                await self._changed.wait_for(lambda: len(self._items) < self._capacity)
+            self._items.append(item)
+            self._changed.notify_all()
+            return superseded
+
+    async def get(self) -> _Pending | None:
+        """The next frame, or ``None`` once closed and empty."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._items) or self._closed)
+            item = self._items.popleft() if self._items else None
+            self._changed.notify_all()
+            return item
+
+    async def close(self) -> None:
+        """No more frames will come; :meth:`get` returns ``None`` after the queued ones."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+class StreamConnection:
+    """One ``Stream`` RPC.
+
+    Args:
+        manager: the session manager.
+        decode_executor: where images are decoded.
+        metrics: where to count.
+        max_image_pixels: largest accepted image.
+        max_pending_frames: frames a stream may queue before flow control applies (non-live mode).
+        peer: the client's address, for logs.
+    """
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        decode_executor: Executor,
+        metrics: Metrics,
+        *,
+        max_image_pixels: int,
+        max_pending_frames: int,
+        peer: str = "",
+    ) -> None:
+        self._manager = manager
+        self._decode_executor = decode_executor
+        self._metrics = metrics
+        self._max_image_pixels = max_image_pixels
+        self._max_pending_frames = max_pending_frames
+        self._peer = peer
+        self._out: asyncio.Queue[Slot | Exception | object] = asyncio.Queue()
+        self._window = asyncio.Semaphore(_MAX_UNANSWERED)
+        self._slots: set[Slot] = set()
+        self._session: Session | None = None
+        self._pending: PendingFrames | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._current: tuple[Slot, FrameRequest] | None = None
+        self._reading = False
+        self._draining = False
+        self._eviction: StreamAbort | None = None
+        self.finished = asyncio.Event()
+
+    # -- writer -------------------------------------------------------------------------------------------
+
+    async def run(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamResponse]:
+        """Serve the stream: consume ``requests``, yield responses.
+
+        Raises:
+            StreamAbort: the stream ended with an error (after every earlier response was yielded).
+        """
+        self._reader = asyncio.create_task(self._read(requests), name="stream-reader")
+        completed = False
+        try:
+            while True:
+                item = await self._out.get()
+                if isinstance(item, Exception):
+                    raise item
+                if item is _END:
+                    completed = True
+                    return
+                assert isinstance(item, asyncio.Future)
+                response = await item
+                self._slots.discard(item)
+                if isinstance(response, _Evicted):
+                    assert self._eviction is not None
+                    raise self._eviction
+                if isinstance(response, FrameResult | FrameDropped | FrameError):
+                    self._answered(response)
+                yield response
+        except Exception:
+            completed = True
+            raise
+        finally:
+            self._cleanup(completed)
+
+    def _answered(self, response: FrameResponse) -> None:
+        self._window.release()
+        session = self._session
+        if session is not None:
+            session.inflight = max(0, session.inflight - 1)
+            self._manager.touch(session)
+            model = session.model
+        else:  # pragma: no cover - frames are only accepted after open
+            model = ""
+        metrics = self._metrics
+        if isinstance(response, FrameResult):
+            metrics.frames.labels(model, "result").inc()
+            latency = response.latency
+            metrics.decode_seconds.labels(model).observe(latency.decode_ms / 1e3)
+            metrics.queue_seconds.labels(model).observe(latency.queue_ms / 1e3)
+            metrics.inference_seconds.labels(model).observe(latency.inference_ms / 1e3)
+            metrics.e2e_seconds.labels(model).observe(latency.total_ms / 1e3)
+        elif isinstance(response, FrameDropped):
+            metrics.frames.labels(model, "dropped").inc()
+            metrics.frames_dropped.labels(response.reason.name.lower()).inc()
+        else:
+            metrics.frames.labels(model, "error").inc()
+            metrics.frame_errors.labels(response.code.name.lower()).inc()
+
+    def _cleanup(self, completed: bool) -> None:
+        for task in (self._reader, self._pump):
+            if task is not None and not task.done():
+                task.cancel()
+        session = self._session
+        if session is not None and session.released is None and session.owner is self:
+            if completed:
+                self._manager.release(session, "error")
+            else:
+                self._manager.disconnect(session, self)
+        self.finished.set()
+
+    # -- control from the server --------------------------------------------------------------------------
+
+    def evict(self, abort: StreamAbort) -> None:
+        """End this stream now with ``abort`` (its session was taken over or reclaimed)."""
+        if self._eviction is not None:
+            return
+        self._eviction = abort
+        for task in (self._reader, self._pump):
+            if task is not None and not task.done():
+                task.cancel()
+        for slot in list(self._slots):
+            if not slot.done():
+                slot.set_result(_EVICTED)
+        self._out.put_nowait(abort)
+
+    async def drain(self) -> None:
+        """Stop reading frames, answer every accepted frame, send the hand-off state and end with UNAVAILABLE.
+
+        Returns when the stream has ended.
+        """
+        self._draining = True
+        if self._reading and self._reader is not None:
+            self._reader.cancel()
+        await self.finished.wait()
+
+    # -- reader -------------------------------------------------------------------------------------------
+
+    async def _read(self, requests: AsyncIterable[StreamRequest]) -> None:
+        end: CloseRequest | None = None
+        try:
+            self._reading = True
+            end = await self._read_requests(requests)
+        except asyncio.CancelledError:
+            if not self._draining or self._eviction is not None:
+                raise
+            if self._current is not None and not self._current[0].done():
+                self._current[0].set_result(self._dropped_for_shutdown(self._current[1]))
+        except StreamAbort as abort:
+            await self._stop_pump()
+            self._out.put_nowait(abort)
+            return
+        except Exception as error:  # e.g. the transport failed; end the stream instead of hanging it
+            _log.exception("stream reader failed", extra={"peer": self._peer})
+            self._out.put_nowait(error)
+            return
+        finally:
+            self._reading = False
+        await self._finish(end)
+
+    async def _read_requests(self, requests: AsyncIterable[StreamRequest]) -> CloseRequest | None:
+        async for request in requests:
+            if isinstance(request, OpenRequest):
+                self._open(request)
+            elif isinstance(request, FrameRequest):
+                await self._accept(request)
+            elif self._session is None:
+                raise StreamAbort(ErrorCode.NOT_OPEN, "close before open: the first request must be an open")
+            else:
+                return request
+            if self._draining:
+                break
+        return None
+
+    def _open(self, request: OpenRequest) -> None:
+        if self._session is not None:
+            raise StreamAbort(ErrorCode.ALREADY_OPEN, "this stream is already open; send one open per Stream call")
+        session, opened = self._manager.open(request, self)
+        self._session = session
+        self._pending = PendingFrames(self._max_pending_frames, session.options.live)
+        self._emit(opened)
+        self._pump = asyncio.create_task(self._run_pump(session, self._pending), name="stream-pump")
+
+    async def _accept(self, request: FrameRequest) -> None:
+        received, received_ns = time.perf_counter(), time.time_ns()
+        session, pending = self._session, self._pending
+        if session is None or pending is None:
+            raise StreamAbort(ErrorCode.NOT_OPEN, "frame before open: the first request must be an open")
+        await self._window.acquire()
+        slot = self._new_slot()
+        session.inflight += 1
+        self._manager.touch(session)
+        last = session.last_accepted_index
+        if last is not None and request.frame_index <= last:
+            slot.set_result(
+                self._error(
+                    request,
+                    FrameRejected(
+                        ErrorCode.FRAME_INDEX_NOT_INCREASING,
+                        f"frame index {request.frame_index} is not larger than the previous frame's ({last})",
+                    ),
+                )
+            )
+            return
+        self._current = (slot, request)
+        try:
+            frame = await asyncio.get_running_loop().run_in_executor(
+                self._decode_executor,
+                prepare_frame,
+                request.image,
+                session.runner.card.image_size,
+                self._max_image_pixels,
+            )
+        except FrameRejected as rejected:
+            slot.set_result(self._error(request, rejected))
+            self._current = None
+            return
+        session.last_accepted_index = request.frame_index
+        item = _Pending(request, frame, slot, received_ns, received, time.perf_counter())
+        superseded = await pending.put(item)
+        self._current = None
+        if superseded is not None:
+            message = f"frame {request.frame_index} arrived before this one reached the model (live mode)"
+            superseded.slot.set_result(self._dropped(superseded.request, DropReason.SUPERSEDED, message))
+
+    async def _finish(self, end: CloseRequest | None) -> None:
+        await self._stop_pump()
+        session = self._session
+        if session is None:
+            shutting_down = StreamAbort(ErrorCode.SHUTTING_DOWN, "this server is shutting down; use another replica")
+            self._out.put_nowait(shutting_down if self._draining else _END)
+            return
+        handoff = session.handoff()
+        if self._draining:
+            self._manager.release(session, "drained")
+            message = "this server is shutting down: continue the stream on another replica with this hand-off"
+            self._emit(StreamClosed(session.stream_id, CloseReason.SERVER_DRAINING, handoff, message))
+            self._out.put_nowait(StreamAbort(ErrorCode.SHUTTING_DOWN, f"{message} (StreamClosed.handoff)"))
+            return
+        self._manager.release(session, "closed")
+        keep = handoff if end is not None and end.return_state else None
+        self._emit(StreamClosed(session.stream_id, CloseReason.CLIENT_CLOSED, keep))
+        self._out.put_nowait(_END)
+
+    async def _stop_pump(self) -> None:
+        if self._pending is not None:
+            await self._pending.close()
+        if self._pump is not None:
+            await self._pump
+
+    # -- pump ---------------------------------------------------------------------------------------------
+
+    async def _run_pump(self, session: Session, pending: PendingFrames) -> None:
+        while (item := await pending.get()) is not None:
+            try:
+                response: FrameResponse = await self._process(session, item)
+            except FrameRejected as rejected:
+                response = self._error(item.request, rejected)
+            except BatcherClosed:
+                response = self._dropped_for_shutdown(item.request)
+            except Exception as error:  # a bug must cost one frame, not the server
+                _log.exception("frame failed", extra={"stream_id": session.stream_id})
+                response = self._error(item.request, FrameRejected(ErrorCode.INFERENCE_FAILED, repr(error)))
+            if not item.slot.done():
+                item.slot.set_result(response)
+
+    async def _process(self, session: Session, item: _Pending) -> FrameResult:
+        options = session.options
+        mask_size = options.mask_size or session.runner.card.image_size
+        masks = MaskRequest(
+            mask_size, options.wants(Output.SEGMENTATION), options.wants(Output.SOFT_MASKS), options.soft_masks_uint8
+        )
+        submitted = time.perf_counter()
+        timed = await session.runner.run(session, StepJob(item.frame, session.state, masks))
+        step = timed.result
+        session.advance(item.request.frame_index, step.state)
+        request = item.request
+        latency = LatencyBreakdown(
+            decode_ms=(item.decoded - item.received) * 1e3,
+            queue_ms=(submitted - item.decoded + timed.queue_s) * 1e3,
+            inference_ms=step.inference_s * 1e3,
+            postprocess_ms=step.postprocess_s * 1e3,
+            total_ms=(time.perf_counter() - item.received) * 1e3,
+            batch_size=timed.batch_size,
+        )
+        return FrameResult(
+            stream_id=session.stream_id,
+            frame_index=request.frame_index,
+            capture_time_ns=request.capture_time_ns,
+            camera_frame_id=request.camera_frame_id,
+            received_time_ns=item.received_ns,
+            completed_time_ns=time.time_ns(),
+            model_version=session.model_version,
+            slot_ids=session.slot_ids,
+            latency=latency,
+            slots=step.slots if options.wants(Output.SLOTS) else None,
+            segmentation=step.masks.segmentation,
+            soft_masks=step.masks.soft_masks,
+            state=session.handoff() if options.wants(Output.STATE) else None,
+        )
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def _new_slot(self) -> Slot:
+        slot: Slot = asyncio.get_running_loop().create_future()
+        self._slots.add(slot)
+        self._out.put_nowait(slot)
+        return slot
+
+    def _emit(self, response: StreamResponse) -> None:
+        self._new_slot().set_result(response)
+
+    def _stream_id(self) -> str:
+        return self._session.stream_id if self._session is not None else ""
+
+    def _error(self, request: FrameRequest, rejected: FrameRejected) -> FrameError:
+        return FrameError(self._stream_id(), request.frame_index, rejected.code, rejected.message)
+
+    def _dropped(self, request: FrameRequest, reason: DropReason, message: str) -> FrameDropped:
+        return FrameDropped(self._stream_id(), request.frame_index, request.capture_time_ns, reason, message)
+
+    def _dropped_for_shutdown(self, request: FrameRequest) -> FrameDropped:
+        message = "the server began shutting down before this frame reached the model"
+        return self._dropped(request, DropReason.SHUTTING_DOWN, message)

@@ -1,0 +1,171 @@
+"""The inference engine interface that every backend implements, and the backend loader.
+
+An engine runs the two recurrent steps of a slot model on a *batch of streams*: ``first_step`` for streams
+at their first frame and ``step`` for the rest, with the per-stream states stacked on the batch axis. This
+is exactly the signature of the exported ONNX graphs (``first_step(frames) -> slots, masks`` and
+``step(frames, prev_slots) -> slots, masks``, dynamic batch axis), so ``torch``, ``onnx`` and ``tensorrt``
+backends are interchangeable and the same conformance tests run against each.
+
+Arrays at this boundary are numpy on the host; a backend moves them to its device.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+#: Backend name -> module defining ``load_engine`` (imported only when that backend is selected).
+BACKEND_MODULES: dict[str, str] = {
+    "torch": "service.backends.torch_backend",
+    "onnx": "service.backends.onnx_backend",
+    "tensorrt": "service.backends.tensorrt_backend",
+}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a served model takes and gives (proto ``ModelCard``).
+
+    Attributes:
+        name: name clients use to select it.
+        version: digest of the model's files (equal versions mean equal weights).
+        backend: backend name.
+        device: device the model runs on.
+        image_size: ``(H, W)`` of the model input.
+        num_slots: K.
+        slot_dim: D.
+        mask_size: ``(h, w)`` of the masks the model produces.
+        max_batch_size: most frames per call the engine accepts.
+        preprocessing: how frames become model input, in words.
+    """
+
+    name: str
+    version: str
+    backend: str
+    device: str
+    image_size: tuple[int, int]
+    num_slots: int
+    slot_dim: int
+    mask_size: tuple[int, int]
+    max_batch_size: int
+    preprocessing: str
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    """The result of one batched step; row ``b`` belongs to the ``b``-th stream of the call.
+
+    Attributes:
+        slots: float32 ``[B, K, D]``.
+        masks: float32 ``[B, K, h, w]`` soft masks, summing to 1 over K.
+        state: float32 ``[B, K, D]``: the recurrent state to pass to :meth:`Engine.step` with each stream's
+            next frame.
+    """
+
+    slots: np.ndarray
+    masks: np.ndarray
+    state: np.ndarray
+
+
+class Engine(abc.ABC):
+    """A loaded model that runs batched recurrent steps.
+
+    Contract, checked by ``tests/service/test_engine_conformance.py`` for every backend:
+
+    - ``first_step`` and ``step`` take float32 frames ``[B, 3, H, W]`` in ``[0, 1]`` at ``card.image_size``,
+      for any ``1 <= B <= card.max_batch_size``; ``step`` also takes the stacked states ``[B, K, D]``.
+    - Rows are independent: row ``b`` of a batched call equals a call on that row alone (up to float
+      rounding), so streams can share calls.
+    - Deterministic: the same inputs give the same outputs.
+    - Calls come from one thread at a time (the server's model thread); engines need not be thread-safe.
+
+    Attributes:
+        card: the model card.
+    """
+
+    card: ModelCard
+
+    @abc.abstractmethod
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        """Run the first frame of each stream in the batch.
+
+        Args:
+            frames: float32 ``[B, 3, H, W]`` in ``[0, 1]``.
+        """
+
+    @abc.abstractmethod
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        """Run a later frame of each stream in the batch.
+
+        Args:
+            frames: float32 ``[B, 3, H, W]`` in ``[0, 1]``.
+            state: float32 ``[B, K, D]``: each stream's state from its previous frame.
+        """
+
+    def warmup(self, batch_sizes: Sequence[int]) -> None:
+        """Run both steps once at each batch size so the first real frame is not slow.
+
+        Backends with per-shape compilation (TensorRT profiles, CUDA graphs) build here, never on a frame.
+        """
+        height, width = self.card.image_size
+        for size in batch_sizes:
+            frames = np.zeros((size, 3, height, width), dtype=np.float32)
+            out = self.first_step(frames)
+            self.step(frames, out.state)
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most engines hold nothing to free
+        """Free the engine's resources; the engine is unusable afterwards."""
+
+
+class EngineLoader(Protocol):
+    """What a backend module's ``load_engine`` looks like."""
+
+    def __call__(self, model_dir: Path, *, name: str, device: str, max_batch_size: int) -> Engine:
+        """Load the model in ``model_dir`` on ``device`` under ``name``."""
+        ...
+
+
+class BackendUnavailable(RuntimeError):
+    """The selected backend cannot be used here; the message says what to install or choose instead."""
+
+
+def load_engine(backend: str, model_dir: Path, *, name: str, device: str, max_batch_size: int) -> Engine:
+    """Load ``model_dir`` with ``backend``.
+
+    Raises:
+        BackendUnavailable: unknown backend, or its module or optional dependency is missing.
+    """
+    module_name = BACKEND_MODULES.get(backend)
+    if module_name is None:
+        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_MODULES)}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name == module_name:
+            raise BackendUnavailable(
+                f"the {backend!r} backend is not part of this installation ({module_name} is missing); "
+                "use --backend torch"
+            ) from error
+        raise BackendUnavailable(
+            f"the {backend!r} backend needs the package {error.name!r}, which is not installed"
+        ) from error
+    loader: EngineLoader = module.load_engine
+    return loader(model_dir, name=name, device=device, max_batch_size=max_batch_size)
+
+
+def model_version(model_dir: Path, files: Sequence[str] = ("config.json", "model.safetensors")) -> str:
+    """A short digest of the model's files: equal versions mean equal configuration and weights."""
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode())
+        with (model_dir / name).open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:12]

@@ -1,0 +1,70 @@
+"""Error codes and the two exceptions that carry them: one frame's error, and a stream-ending error.
+
+The numeric values mirror ``slotstream.v1.ErrorCode`` in the proto (a test keeps them in sync). These
+types know nothing about gRPC; the servicer maps :class:`StreamAbort` to a status code.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.IntEnum):
+    """Machine-readable error codes (see ``ErrorCode`` in ``proto/slotstream/v1/perception.proto``)."""
+
+    UNDECODABLE_IMAGE = 1
+    WRONG_RAW_SIZE = 2
+    EMPTY_IMAGE = 3
+    IMAGE_TOO_LARGE = 4
+    WRONG_CHANNELS = 5
+    FRAME_INDEX_NOT_INCREASING = 6
+    UNKNOWN_ENCODING = 7
+    INFERENCE_FAILED = 8
+    NOT_OPEN = 20
+    ALREADY_OPEN = 21
+    INVALID_OPEN = 22
+    UNKNOWN_MODEL = 23
+    UNKNOWN_STREAM = 24
+    STREAM_EXPIRED = 25
+    STREAM_ID_IN_USE = 26
+    WRONG_RESUME_TOKEN = 27
+    RESUME_POINT_UNAVAILABLE = 28
+    HANDOFF_MISMATCH = 29
+    TOO_MANY_STREAMS = 30
+    NOT_READY = 31
+    SHUTTING_DOWN = 32
+    TAKEN_OVER = 33
+    UNAUTHENTICATED = 34
+
+    @property
+    def wire_name(self) -> str:
+        """The proto enum value name, e.g. ``ERROR_CODE_STREAM_EXPIRED``."""
+        return f"ERROR_CODE_{self.name}"
+
+
+class FrameRejected(Exception):
+    """One frame cannot be processed; it is answered in-band and the stream continues.
+
+    Attributes:
+        code: what kind of problem.
+        message: what was wrong, for a person.
+    """
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StreamAbort(Exception):
+    """The stream cannot continue; the RPC ends with the status that :attr:`code` maps to.
+
+    Attributes:
+        code: what kind of problem.
+        message: what was wrong and what to do, for a person.
+    """
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

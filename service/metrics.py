@@ -1,0 +1,83 @@
+"""Prometheus metrics of one server, in their own registry, served over HTTP at ``/metrics``.
+
+Label sets are bounded (reasons, outcomes, model names), never per stream id. Names:
+
+- ``slotstream_streams_active`` (gauge, by model): streams holding state, attached or waiting for resume.
+- ``slotstream_streams_detached`` (gauge): of those, streams waiting for a resume.
+- ``slotstream_streams_opened_total`` (by model, kind: new / resumed / handed_off).
+- ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / resume_expired / drained /
+  error / taken_over): streams whose state was freed.
+- ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, ...).
+- ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
+- ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
+- ``slotstream_frame_errors_total`` (by code).
+- ``slotstream_batch_size`` (histogram, by model): frames per model call.
+- ``slotstream_decode_seconds``, ``slotstream_queue_seconds``, ``slotstream_inference_seconds``,
+  ``slotstream_e2e_seconds`` (histograms, by model): per-frame latency stages; e2e is receipt to result.
+- ``slotstream_state_bytes`` (gauge): memory held by recurrent states, including resume history.
+- ``slotstream_ready`` (gauge): 1 once the model is loaded and warmed up and until shutdown begins.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.066, 0.1, 0.25, 0.5, 1.0, 2.5)
+_BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 64)
+
+
+class Metrics:
+    """The server's metric families; :attr:`registry` is private to this instance (several servers may share
+    a process, as in tests)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.streams_active = Gauge("slotstream_streams_active", "Streams holding state.", ["model"], registry=r)
+        self.streams_detached = Gauge("slotstream_streams_detached", "Streams waiting for a resume.", registry=r)
+        self.streams_opened = Counter(
+            "slotstream_streams_opened", "Streams opened, by kind.", ["model", "kind"], registry=r
+        )
+        self.streams_released = Counter(
+            "slotstream_streams_released", "Streams whose state was freed, by reason.", ["reason"], registry=r
+        )
+        self.open_rejected = Counter("slotstream_open_rejected", "Opens refused, by code.", ["code"], registry=r)
+        self.frames = Counter("slotstream_frames", "Frames answered, by outcome.", ["model", "outcome"], registry=r)
+        self.frames_dropped = Counter(
+            "slotstream_frames_dropped", "Frames dropped, by reason.", ["reason"], registry=r
+        )
+        self.frame_errors = Counter("slotstream_frame_errors", "Frames rejected, by code.", ["code"], registry=r)
+        self.batch_size = Histogram(
+            "slotstream_batch_size", "Frames per model call.", ["model"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.decode_seconds = self._latency("slotstream_decode_seconds", "Image decode and conversion time.")
+        self.queue_seconds = self._latency("slotstream_queue_seconds", "Time from decoded to batch start.")
+        self.inference_seconds = self._latency("slotstream_inference_seconds", "Model call time per frame.")
+        self.e2e_seconds = self._latency("slotstream_e2e_seconds", "Time from frame receipt to result.")
+        self.state_bytes = Gauge("slotstream_state_bytes", "Bytes held by recurrent states.", registry=r)
+        self.ready = Gauge("slotstream_ready", "1 when serving, 0 otherwise.", registry=r)
+        self._http: Any = None
+
+    def _latency(self, name: str, documentation: str) -> Histogram:
+        return Histogram(name, documentation, ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+
+    def serve_http(self, address: str) -> int:
+        """Serve ``/metrics`` on ``host:port`` in a background thread; returns the bound port (``0`` picks one)."""
+        host, _, port = address.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        self._http = server
+        bound: int = server.server_address[1]
+        _log.info("metrics on http://%s:%d/metrics", host, bound)
+        return bound
+
+    def close(self) -> None:
+        """Stop the HTTP server, if running."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

@@ -1,0 +1,159 @@
+"""``ModelRunner``: one engine behind a micro-batcher, with mask post-processing, on its own model thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.batcher import MicroBatcher, Timed
+from service.engine import Engine, EngineOutput, ModelCard
+from service.errors import ErrorCode, FrameRejected
+from service.postprocess import MaskOutputs, MaskRequest, mask_outputs
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """One stream's frame to run.
+
+    Attributes:
+        frame: float32 ``[3, H, W]`` model input.
+        state: float32 ``[K, D]`` state from the stream's previous frame, or ``None`` for its first frame.
+        masks: which mask outputs to produce.
+    """
+
+    frame: np.ndarray
+    state: np.ndarray | None
+    masks: MaskRequest
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One stream's outputs for a frame.
+
+    Attributes:
+        slots: float32 ``[K, D]``.
+        state: float32 ``[K, D]`` state for the stream's next frame.
+        masks: the requested mask outputs.
+        inference_s: duration of the model call the frame was part of.
+        postprocess_s: duration of the mask post-processing of that call.
+    """
+
+    slots: np.ndarray
+    state: np.ndarray
+    masks: MaskOutputs
+    inference_s: float
+    postprocess_s: float
+
+
+@dataclass(frozen=True)
+class _Failed:
+    message: str
+
+
+class ModelRunner:
+    """Runs frames of many streams through one :class:`Engine`, batching frames that are due together.
+
+    A batch may mix first frames and later frames; they go to ``first_step`` and ``step`` as two calls.
+    If a batched call fails, each of its frames is retried alone so that one bad frame cannot fail
+    another stream's frame.
+
+    Args:
+        engine: the loaded engine.
+        max_batch_size: most frames per model call (capped by the engine's own limit).
+        max_delay_s: longest wait for a batch to fill.
+        demand: number of streams that could contribute to a batch right now (see :class:`MicroBatcher`).
+        on_batch: called with the keys of each dispatched batch.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+        demand: Callable[[], int] | None = None,
+        on_batch: Callable[[Sequence[Hashable]], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.card: ModelCard = engine.card
+        self.max_batch_size = min(max_batch_size, engine.card.max_batch_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{engine.card.name}")
+        self._batcher: MicroBatcher[StepJob, StepResult | _Failed] = MicroBatcher(
+            self._process,
+            self._executor,
+            max_batch_size=self.max_batch_size,
+            max_delay_s=max_delay_s,
+            demand=demand,
+            on_batch=on_batch,
+        )
+
+    async def run(self, key: Hashable, job: StepJob) -> Timed[StepResult]:
+        """Run ``job`` for the stream identified by ``key`` (at most one job per key at a time).
+
+        Raises:
+            FrameRejected: the model failed on this frame (``INFERENCE_FAILED``).
+            BatcherClosed: the runner is closed.
+        """
+        timed = await self._batcher.submit(key, job)
+        if isinstance(timed.result, _Failed):
+            raise FrameRejected(ErrorCode.INFERENCE_FAILED, timed.result.message)
+        return Timed(timed.result, timed.queue_s, timed.run_s, timed.batch_size)
+
+    async def warm_up(self) -> None:
+        """Run the engine at batch size 1 and at the largest batch size, on the model thread."""
+        sizes = sorted({1, self.max_batch_size})
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.warmup, sizes)
+
+    async def close(self) -> None:
+        """Fail frames still queued, wait for the running batch, and free the engine."""
+        await self._batcher.stop()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.close)
+        self._executor.shutdown(wait=True)
+
+    # -- on the model thread ------------------------------------------------------------------------------
+
+    def _process(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
+        results: list[StepResult | _Failed | None] = [None] * len(jobs)
+        first = [i for i, job in enumerate(jobs) if job.state is None]
+        later = [i for i, job in enumerate(jobs) if job.state is not None]
+        for group in (first, later):
+            if group:
+                for index, result in zip(group, self._run_group([jobs[i] for i in group]), strict=True):
+                    results[index] = result
+        assert all(result is not None for result in results)
+        return [result for result in results if result is not None]
+
+    def _run_group(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
+        try:
+            return self._call(jobs)
+        except Exception as error:
+            if len(jobs) == 1:
+                _log.exception("model call failed")
+                return [_Failed(f"the model failed on this frame: {type(error).__name__}: {error}")]
+        _log.warning("batched model call of %d frames failed; retrying each frame alone", len(jobs))
+        return [result for job in jobs for result in self._run_group([job])]
+
+    def _call(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
+        frames = np.stack([job.frame for job in jobs])  # [B, 3, H, W]
+        started = time.perf_counter()
+        out: EngineOutput
+        if jobs[0].state is None:
+            out = self.engine.first_step(frames)
+        else:
+            out = self.engine.step(frames, np.stack([job.state for job in jobs if job.state is not None]))
+        inferred = time.perf_counter()
+        masks = mask_outputs(out.masks, [job.masks for job in jobs])
+        post_s = time.perf_counter() - inferred
+        infer_s = inferred - started
+        return [
+            StepResult(out.slots[row].copy(), out.state[row].copy(), masks[row], infer_s, post_s)
+            for row in range(len(jobs))
+        ]

@@ -1,0 +1,235 @@
+"""The server process: wiring, startup (load, listen, warm up, then SERVING) and graceful shutdown.
+
+Startup order: load the engine; listen with health ``NOT_SERVING`` (opens answer UNAVAILABLE); warm the
+model up at every batch size; only then report ``SERVING``. Shutdown (SIGTERM): health flips to
+``NOT_SERVING`` at once, new opens get UNAVAILABLE, every stream answers the frames it has accepted, sends
+its hand-off state and ends with UNAVAILABLE so the client reconnects elsewhere; after the grace period
+whatever is left is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.auth import BearerTokenInterceptor
+from service.config import ServiceConfig
+from service.engine import Engine, load_engine
+from service.generated import pb, pb_grpc
+from service.metrics import Metrics
+from service.runner import ModelRunner
+from service.servicer import PerceptionServicer
+from service.sessions import SessionLimits, SessionManager
+
+SERVICE_NAME = "slotstream.v1.Perception"
+EngineFactory = Callable[[ServiceConfig], Engine]
+
+_log = logging.getLogger(__name__)
+
+
+def default_engine_factory(config: ServiceConfig) -> Engine:
+    """Load ``config.model_dir`` with ``config.backend`` (what :class:`Server` uses unless told otherwise)."""
+    if config.torch_threads > 0 and config.backend == "torch":
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    return load_engine(
+        config.backend,
+        config.model_dir,
+        name=config.resolved_model_name,
+        device=config.device,
+        max_batch_size=config.max_batch_size,
+    )
+
+
+class Server:
+    """One slotstream server: ``await start()``, then ``await stop()``.
+
+    Args:
+        config: the settings.
+        engine_factory: builds the engine from the config (tests inject engines here).
+    """
+
+    def __init__(self, config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.port = 0
+        self.metrics_port: int | None = None
+        self.manager: SessionManager | None = None
+        self._engine_factory = engine_factory
+        self._decode_executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
+        self._grpc: Any = None
+        self._health = health.aio.HealthServicer()
+        self._servicer: PerceptionServicer | None = None
+        self._runner: ModelRunner | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._warmup: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self.batch_log: list[tuple[Hashable, ...]] | None = None
+
+    async def start(self, wait_ready: bool = True) -> None:
+        """Load the model, start listening, and warm up.
+
+        Args:
+            wait_ready: return only once warm-up is done and the server is SERVING; otherwise return as
+                soon as it listens (health says NOT_SERVING until :attr:`ready` is set).
+
+        Raises:
+            ConfigError, BackendUnavailable, FileNotFoundError, ValueError: the model cannot be loaded.
+            RuntimeError: the address cannot be bound.
+        """
+        config = self.config
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        engine = await loop.run_in_executor(None, self._engine_factory, config)
+        card = engine.card
+        name = card.name
+        _log.info("model loaded", extra={"model": name, "version": card.version, "backend": card.backend})
+        limits = SessionLimits(
+            max_streams=config.max_streams,
+            default_idle_timeout_s=config.idle_timeout_s,
+            max_idle_timeout_s=config.max_idle_timeout_s,
+            max_resume_window_s=config.max_resume_window_s,
+            resume_history=config.resume_history,
+            max_mask_pixels=config.max_image_pixels,
+        )
+        runner = ModelRunner(
+            engine,
+            max_batch_size=config.max_batch_size,
+            max_delay_s=config.max_queue_delay_ms / 1e3,
+            demand=lambda: manager.demand(name),
+            on_batch=self._on_batch,
+        )
+        manager = SessionManager({name: runner}, name, limits, self.metrics)
+        self.manager, self._runner = manager, runner
+        self._servicer = PerceptionServicer(
+            manager,
+            self._decode_executor,
+            self.metrics,
+            max_image_pixels=config.max_image_pixels,
+            max_pending_frames=config.max_pending_frames,
+        )
+        await self._listen()
+        if config.metrics_listen:
+            self.metrics_port = self.metrics.serve_http(config.metrics_listen)
+        self._reaper = asyncio.create_task(manager.run_reaper(), name="reaper")
+        _log.info("listening", extra={"port": self.port, "load_s": round(time.perf_counter() - started, 3)})
+        self._warmup = asyncio.create_task(self._warm_up(), name="warmup")
+        if wait_ready:
+            await self._warmup
+
+    async def _listen(self) -> None:
+        config = self.config
+        interceptors = []
+        token = config.bearer_token()
+        if token:
+            interceptors.append(BearerTokenInterceptor(token))
+        options = [
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            # Find dead peers (half-open connections) so their streams are detached or freed promptly.
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            # Let robots keep idle connections alive with pings without being sent GOAWAY.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+            ("grpc.http2.max_ping_strikes", 0),
+        ]
+        self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
+        pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        names = (pb.DESCRIPTOR.services_by_name["Perception"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self._grpc)
+        if config.tls_cert is not None and config.tls_key is not None:
+            ca = config.tls_client_ca.read_bytes() if config.tls_client_ca is not None else None
+            credentials = grpc.ssl_server_credentials(
+                [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+                root_certificates=ca,
+                require_client_auth=ca is not None,
+            )
+            self.port = self._grpc.add_secure_port(config.listen, credentials)
+        else:
+            self.port = self._grpc.add_insecure_port(config.listen)
+        await self._grpc.start()
+
+    async def _warm_up(self) -> None:
+        assert self._runner is not None and self.manager is not None
+        if self.config.warmup:
+            started = time.perf_counter()
+            await self._runner.warm_up()
+            _log.info("warmed up", extra={"seconds": round(time.perf_counter() - started, 3)})
+        if self.manager.phase != "starting":
+            return
+        self.manager.phase = "serving"
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.metrics.ready.set(1)
+        self.ready.set()
+        _log.info("serving", extra={"port": self.port})
+
+    def _on_batch(self, keys: Sequence[Hashable]) -> None:
+        assert self._runner is not None
+        self.metrics.batch_size.labels(self._runner.card.name).observe(len(keys))
+        if self.batch_log is not None:
+            self.batch_log.append(tuple(keys))
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain and stop: see the module docstring. Safe to call more than once.
+
+        Args:
+            grace_s: how long streams get to finish (default: the configured grace period).
+        """
+        grace = self.config.grace_period_s if grace_s is None else grace_s
+        await self._health.enter_graceful_shutdown()
+        self.metrics.ready.set(0)
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
+        if self.manager is not None:
+            self.manager.begin_drain()
+        started = time.perf_counter()
+        connections = list(self._servicer.connections) if self._servicer is not None else []
+        if connections:
+            _log.info("draining streams", extra={"streams": len(connections), "grace_s": grace})
+            _, pending = await asyncio.wait([asyncio.create_task(c.drain()) for c in connections], timeout=grace)
+            for task in pending:
+                task.cancel()
+        if self._grpc is not None:
+            remaining = max(0.0, grace - (time.perf_counter() - started))
+            await self._grpc.stop(min(remaining, 1.0))
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        if self._runner is not None:
+            await self._runner.close()
+            self._runner = None
+        self._decode_executor.shutdown(wait=False, cancel_futures=True)
+        self.metrics.close()
+        _log.info("stopped", extra={"drain_s": round(time.perf_counter() - started, 3)})
+
+
+async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
+    """Run a server until SIGTERM or SIGINT, then shut it down gracefully."""
+    server = Server(config, engine_factory)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start(wait_ready=False)
+        await stop.wait()
+        _log.info("shutdown requested")
+    finally:
+        await server.stop()

@@ -1,0 +1,466 @@
+"""``SessionManager``: the recurrent state of every stream, and its whole lifecycle.
+
+A :class:`Session` is a stream's state (its previous slots, plus a short history for resuming), its options
+and its bookkeeping. It outlives connections: when a connection drops, a stream opened with a resume window
+is *detached* and can be resumed on a new connection until the window passes. Every path that frees state
+(close, cancel, idle reclaim, resume window expiry, drain, error, take-over) goes through
+:meth:`SessionManager.release`, which is idempotent.
+
+All methods run on the event loop thread; nothing here blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import re
+import secrets
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+import numpy as np
+
+from service.errors import ErrorCode, StreamAbort
+from service.metrics import Metrics
+from service.runner import ModelRunner
+from service.types import OpenKind, OpenRequest, StateHandoff, StreamOpened, StreamOptions
+
+ReleaseReason = Literal["closed", "cancelled", "idle", "resume_expired", "drained", "error", "taken_over"]
+Phase = Literal["starting", "serving", "draining"]
+
+_STREAM_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
+_TOMBSTONES = 10_000
+_log = logging.getLogger(__name__)
+
+
+class SessionOwner(Protocol):
+    """The connection currently serving a session."""
+
+    def evict(self, abort: StreamAbort) -> None:
+        """End the connection's stream with ``abort`` (the session is no longer the connection's)."""
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Server-wide limits on sessions.
+
+    Attributes:
+        max_streams: sessions held at once (attached or detached).
+        default_idle_timeout_s: idle timeout of streams that do not choose one.
+        max_idle_timeout_s: cap on a stream's idle timeout.
+        max_resume_window_s: cap on a stream's resume window.
+        resume_history: states kept per stream for resuming at a past frame.
+        max_mask_pixels: cap on a stream's requested mask size (height x width).
+    """
+
+    max_streams: int = 64
+    default_idle_timeout_s: float = 300.0
+    max_idle_timeout_s: float = 3600.0
+    max_resume_window_s: float = 300.0
+    resume_history: int = 32
+    max_mask_pixels: int = 4096 * 4096
+
+
+@dataclass(eq=False)
+class Session:
+    """One stream's state and bookkeeping (identity-hashed: it is the micro-batcher's key for the stream).
+
+    Attributes:
+        stream_id: the stream's id.
+        runner: the model serving it.
+        options: effective options.
+        resume_token: secret that authorizes a resume.
+        slot_ids: the K slot ids (stable for the stream's life).
+        state: float32 ``[K, D]`` state after :attr:`last_frame_index`, or ``None`` before the first frame.
+        last_frame_index: the last frame folded into :attr:`state`.
+        last_accepted_index: the last frame accepted for processing; the next must be larger.
+        history: ``(frame index, state)`` after each processed frame, oldest first, for resuming.
+        last_activity: monotonic time of the last frame received or answered.
+        inflight: frames accepted and not yet answered.
+        owner: the connection serving the stream, ``None`` while detached.
+        detached_at: monotonic time the connection dropped, while detached.
+        released: why the state was freed, once it is.
+    """
+
+    stream_id: str
+    runner: ModelRunner
+    options: StreamOptions
+    resume_token: str
+    slot_ids: tuple[int, ...]
+    state: np.ndarray | None = None
+    last_frame_index: int | None = None
+    last_accepted_index: int | None = None
+    history: deque[tuple[int | None, np.ndarray | None]] = field(default_factory=deque)
+    last_activity: float = 0.0
+    inflight: int = 0
+    owner: SessionOwner | None = None
+    detached_at: float | None = None
+    released: ReleaseReason | None = None
+
+    @property
+    def model(self) -> str:
+        """Name of the model serving the stream."""
+        return self.runner.card.name
+
+    @property
+    def model_version(self) -> str:
+        """Version of the model serving the stream."""
+        return self.runner.card.version
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes held by the state and its history."""
+        return sum(state.nbytes for _, state in self.history if state is not None)
+
+    def advance(self, frame_index: int, state: np.ndarray) -> None:
+        """Fold a processed frame into the state."""
+        self.state = state
+        self.last_frame_index = frame_index
+        self.history.append((frame_index, state))
+
+    def handoff(self) -> StateHandoff | None:
+        """The current state as a :class:`StateHandoff`, or ``None`` before the first frame."""
+        if self.state is None or self.last_frame_index is None:
+            return None
+        return StateHandoff(
+            self.stream_id, self.model, self.model_version, self.last_frame_index, self.state, self.slot_ids
+        )
+
+    def rewind(self, last_frame_index: int | None) -> None:
+        """Return to the state right after ``last_frame_index`` (``None``: before any frame).
+
+        Frames processed after it (whose results the client never received) are forgotten; the client
+        re-sends them.
+
+        Raises:
+            StreamAbort: ``RESUME_POINT_UNAVAILABLE`` when that state is older than the kept history.
+        """
+        target = -math.inf if last_frame_index is None else last_frame_index
+        entries = list(self.history)
+        kept = [i for i, (index, _) in enumerate(entries) if (-math.inf if index is None else index) <= target]
+        oldest = entries[0][0] if entries else None
+        if not kept or (last_frame_index is None and oldest is not None):
+            raise StreamAbort(
+                ErrorCode.RESUME_POINT_UNAVAILABLE,
+                f"cannot resume stream {self.stream_id!r} after frame {last_frame_index}: this server keeps the "
+                f"state of the last {self.history.maxlen} frames (oldest: frame {oldest}); open a new stream",
+            )
+        newest = kept[-1]
+        while len(self.history) > newest + 1:
+            self.history.pop()
+        self.last_frame_index, self.state = entries[newest]
+        self.last_accepted_index = last_frame_index
+
+
+class SessionManager:
+    """Opens, resumes, hands off, reclaims and releases sessions.
+
+    Args:
+        runners: the served models by name.
+        default_model: name used when a client names none.
+        limits: server-wide limits.
+        metrics: where to count.
+        clock: monotonic clock (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        runners: Mapping[str, ModelRunner],
+        default_model: str,
+        limits: SessionLimits,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if default_model not in runners:
+            raise ValueError(f"default model {default_model!r} is not among {sorted(runners)}")
+        self.runners = dict(runners)
+        self.default_model = default_model
+        self.limits = limits
+        self.metrics = metrics
+        self.clock = clock
+        self.phase: Phase = "starting"
+        self.sessions: dict[str, Session] = {}
+        self._tombstones: OrderedDict[str, str] = OrderedDict()
+
+    # -- queries ------------------------------------------------------------------------------------------
+
+    def demand(self, model: str) -> int:
+        """Streams of ``model`` attached to a connection (those that can send a frame soon)."""
+        return sum(1 for s in self.sessions.values() if s.owner is not None and s.model == model)
+
+    def runner(self, model: str) -> ModelRunner:
+        """The runner of ``model`` (``""``: the default).
+
+        Raises:
+            StreamAbort: ``UNKNOWN_MODEL``.
+        """
+        name = model or self.default_model
+        runner = self.runners.get(name)
+        if runner is None:
+            raise StreamAbort(
+                ErrorCode.UNKNOWN_MODEL, f"unknown model {model!r}; this server serves: {', '.join(self.runners)}"
+            )
+        return runner
+
+    # -- opening ------------------------------------------------------------------------------------------
+
+    def open(self, request: OpenRequest, owner: SessionOwner) -> tuple[Session, StreamOpened]:
+        """Open a new stream, resume one, or continue one from a hand-off, and attach it to ``owner``.
+
+        Raises:
+            StreamAbort: the open is refused; the code says why (see the proto's status list).
+        """
+        try:
+            if self.phase != "serving":
+                raise self._not_serving()
+            if request.resume is not None and request.handoff is not None:
+                raise StreamAbort(ErrorCode.INVALID_OPEN, "set either resume or handoff in an open, not both")
+            if request.resume is not None:
+                return self._resume(request, owner)
+            return self._open_fresh(request, owner)
+        except StreamAbort as abort:
+            self.metrics.open_rejected.labels(abort.code.name.lower()).inc()
+            raise
+
+    def _open_fresh(self, request: OpenRequest, owner: SessionOwner) -> tuple[Session, StreamOpened]:
+        runner = self.runner(request.model)
+        handoff = request.handoff
+        stream_id = request.stream_id or (handoff.stream_id if handoff else "") or uuid.uuid4().hex
+        if not _STREAM_ID.fullmatch(stream_id):
+            raise StreamAbort(
+                ErrorCode.INVALID_OPEN,
+                f"stream id {stream_id[:140]!r} is invalid: use 1-128 characters from A-Z a-z 0-9 . _ : / -",
+            )
+        if stream_id in self.sessions:
+            raise StreamAbort(
+                ErrorCode.STREAM_ID_IN_USE,
+                f"stream id {stream_id!r} is in use; to continue that stream resume it with its resume token, "
+                "or leave stream_id empty to get a fresh id",
+            )
+        if len(self.sessions) >= self.limits.max_streams:
+            raise StreamAbort(
+                ErrorCode.TOO_MANY_STREAMS,
+                f"this server holds its maximum of {self.limits.max_streams} streams; retry later or connect to "
+                "another replica",
+            )
+        options = self._effective_options(request.options, runner)
+        slot_ids = tuple(range(runner.card.num_slots))
+        session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids)
+        session.history = deque(maxlen=self.limits.resume_history + 1)
+        kind = OpenKind.NEW
+        if handoff is not None:
+            self._check_handoff(handoff, runner)
+            session.slot_ids = handoff.slot_ids or slot_ids
+            session.last_accepted_index = handoff.last_frame_index
+            session.advance(handoff.last_frame_index, np.ascontiguousarray(handoff.state, dtype=np.float32))
+            kind = OpenKind.HANDED_OFF
+        else:
+            session.history.append((None, None))
+        self.sessions[stream_id] = session
+        self._tombstones.pop(stream_id, None)
+        self._attach(session, owner)
+        self.metrics.streams_opened.labels(runner.card.name, kind.name.lower()).inc()
+        self._update_gauges()
+        _log.info("stream opened", extra={"stream_id": stream_id, "kind": kind.name.lower(), "model": session.model})
+        return session, self._opened(session, kind)
+
+    def _resume(self, request: OpenRequest, owner: SessionOwner) -> tuple[Session, StreamOpened]:
+        assert request.resume is not None
+        if not request.stream_id:
+            raise StreamAbort(ErrorCode.INVALID_OPEN, "a resume needs the stream_id of the stream to resume")
+        session = self.sessions.get(request.stream_id)
+        if session is None:
+            raise self._gone(request.stream_id)
+        if not hmac.compare_digest(session.resume_token.encode(), request.resume.resume_token.encode()):
+            raise StreamAbort(
+                ErrorCode.WRONG_RESUME_TOKEN,
+                f"wrong resume token for stream {request.stream_id!r}: use the token from its StreamOpened",
+            )
+        if request.model and self.runner(request.model) is not session.runner:
+            raise StreamAbort(
+                ErrorCode.INVALID_OPEN,
+                f"stream {session.stream_id!r} runs model {session.model!r}, not {request.model!r}",
+            )
+        session.rewind(request.resume.last_frame_index)
+        previous = session.owner
+        if previous is not None and previous is not owner:
+            previous.evict(
+                StreamAbort(ErrorCode.TAKEN_OVER, f"stream {session.stream_id!r} was resumed on another connection")
+            )
+        self._attach(session, owner)
+        self.metrics.streams_opened.labels(session.model, "resumed").inc()
+        self._update_gauges()
+        _log.info("stream resumed", extra={"stream_id": session.stream_id, "after_frame": session.last_frame_index})
+        return session, self._opened(session, OpenKind.RESUMED)
+
+    def _attach(self, session: Session, owner: SessionOwner) -> None:
+        session.owner = owner
+        session.detached_at = None
+        session.inflight = 0
+        session.last_activity = self.clock()
+
+    def _opened(self, session: Session, kind: OpenKind) -> StreamOpened:
+        return StreamOpened(
+            stream_id=session.stream_id,
+            resume_token=session.resume_token,
+            model=session.model,
+            model_version=session.model_version,
+            options=session.options,
+            kind=kind,
+            last_frame_index=session.last_frame_index,
+            slot_ids=session.slot_ids,
+        )
+
+    def _effective_options(self, options: StreamOptions, runner: ModelRunner) -> StreamOptions:
+        limits = self.limits
+        problems = []
+        for name in ("idle_timeout_s", "resume_window_s"):
+            value = getattr(options, name)
+            if not math.isfinite(value) or value < 0:
+                problems.append(f"{name} must be a finite number >= 0, got {value}")
+        mask_size = options.mask_size or runner.card.image_size
+        if mask_size[0] < 1 or mask_size[1] < 1:
+            problems.append(f"mask_height and mask_width must both be set (>= 1) or both be 0, got {mask_size}")
+        elif mask_size[0] * mask_size[1] > limits.max_mask_pixels:
+            problems.append(f"the mask size {mask_size[0]}x{mask_size[1]} exceeds {limits.max_mask_pixels} pixels")
+        if problems:
+            raise StreamAbort(ErrorCode.INVALID_OPEN, "invalid stream options: " + "; ".join(problems))
+        return replace(
+            options,
+            idle_timeout_s=min(options.idle_timeout_s or limits.default_idle_timeout_s, limits.max_idle_timeout_s),
+            resume_window_s=min(options.resume_window_s, limits.max_resume_window_s),
+            mask_size=mask_size,
+        )
+
+    def _check_handoff(self, handoff: StateHandoff, runner: ModelRunner) -> None:
+        card = runner.card
+        expected = (card.num_slots, card.slot_dim)
+        problem = None
+        if handoff.model_version != card.version:
+            problem = (
+                f"the hand-off state comes from model {handoff.model!r} version {handoff.model_version!r}, but "
+                f"this server runs {card.name!r} version {card.version!r}; state only carries over between equal "
+                "versions, so open a new stream"
+            )
+        elif handoff.state.shape != expected:
+            problem = f"the hand-off state has shape {handoff.state.shape}, this model needs {expected}"
+        elif not np.isfinite(handoff.state).all():
+            problem = "the hand-off state contains NaN or infinite values"
+        elif handoff.slot_ids and len(handoff.slot_ids) != card.num_slots:
+            problem = f"the hand-off has {len(handoff.slot_ids)} slot ids for {card.num_slots} slots"
+        if problem:
+            raise StreamAbort(ErrorCode.HANDOFF_MISMATCH, problem)
+
+    def _gone(self, stream_id: str) -> StreamAbort:
+        reason = self._tombstones.get(stream_id)
+        if reason is None:
+            return StreamAbort(
+                ErrorCode.UNKNOWN_STREAM,
+                f"stream {stream_id!r} is not known to this server; if it ran on another replica, continue it "
+                "with its StateHandoff, otherwise open a new stream",
+            )
+        if reason in ("idle", "resume_expired"):
+            why = {"idle": "it received no frames within its idle timeout"}.get(
+                reason, "its connection dropped and it was not resumed within its resume window"
+            )
+            return StreamAbort(
+                ErrorCode.STREAM_EXPIRED,
+                f"stream {stream_id!r} expired: {why}, so its state was freed; open a new stream",
+            )
+        return StreamAbort(
+            ErrorCode.UNKNOWN_STREAM,
+            f"stream {stream_id!r} has ended ({reason.replace('_', ' ')}); streams opened without a resume window "
+            "end when their connection drops; open a new stream",
+        )
+
+    def _not_serving(self) -> StreamAbort:
+        if self.phase == "starting":
+            return StreamAbort(ErrorCode.NOT_READY, "the model is still loading or warming up; retry in a moment")
+        return StreamAbort(ErrorCode.SHUTTING_DOWN, "this server is shutting down; connect to another replica")
+
+    # -- during a stream ----------------------------------------------------------------------------------
+
+    def touch(self, session: Session) -> None:
+        """Record activity on ``session`` (a frame received or answered)."""
+        session.last_activity = self.clock()
+
+    # -- ending -------------------------------------------------------------------------------------------
+
+    def disconnect(self, session: Session, owner: SessionOwner) -> None:
+        """The connection ``owner`` ended without closing the stream: detach it for its resume window, or
+        release it at once when it has none. Does nothing if ``owner`` no longer holds the session."""
+        if session.released is not None or session.owner is not owner:
+            return
+        if session.options.resume_window_s > 0 and self.phase != "draining":
+            session.owner = None
+            session.inflight = 0
+            session.detached_at = self.clock()
+            self._update_gauges()
+            _log.info("stream detached", extra={"stream_id": session.stream_id})
+        else:
+            self.release(session, "cancelled")
+
+    def release(self, session: Session, reason: ReleaseReason) -> bool:
+        """Free ``session``'s state. Idempotent: returns ``False`` if it was already released."""
+        if session.released is not None:
+            return False
+        session.released = reason
+        session.owner = None
+        session.state = None
+        session.history.clear()
+        if self.sessions.get(session.stream_id) is session:
+            del self.sessions[session.stream_id]
+        self._tombstones[session.stream_id] = reason
+        while len(self._tombstones) > _TOMBSTONES:
+            self._tombstones.popitem(last=False)
+        self.metrics.streams_released.labels(reason).inc()
+        self._update_gauges()
+        _log.info("stream released", extra={"stream_id": session.stream_id, "reason": reason})
+        return True
+
+    def reclaim(self) -> int:
+        """Release idle streams and detached streams past their resume window; returns how many."""
+        now = self.clock()
+        reclaimed = 0
+        for session in list(self.sessions.values()):
+            if session.detached_at is not None:
+                if now - session.detached_at >= session.options.resume_window_s:
+                    reclaimed += self.release(session, "resume_expired")
+            elif session.inflight == 0 and now - session.last_activity >= session.options.idle_timeout_s:
+                owner = session.owner
+                reclaimed += self.release(session, "idle")
+                if owner is not None:
+                    owner.evict(self._gone(session.stream_id))
+        self._update_gauges()
+        return reclaimed
+
+    async def run_reaper(self) -> None:
+        """Call :meth:`reclaim` periodically, forever (cancel the task to stop)."""
+        shortest = min(self.limits.default_idle_timeout_s, self.limits.max_resume_window_s or math.inf)
+        interval = min(1.0, max(0.05, shortest / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.reclaim()
+
+    def begin_drain(self) -> list[SessionOwner]:
+        """Refuse new opens from now on; return the connections that hold streams (to be drained)."""
+        self.phase = "draining"
+        for session in list(self.sessions.values()):
+            if session.owner is None:
+                self.release(session, "drained")
+        return [session.owner for session in self.sessions.values() if session.owner is not None]
+
+    def _update_gauges(self) -> None:
+        counts = dict.fromkeys(self.runners, 0)
+        for session in self.sessions.values():
+            counts[session.model] = counts.get(session.model, 0) + 1
+        for model, count in counts.items():
+            self.metrics.streams_active.labels(model).set(count)
+        self.metrics.streams_detached.set(sum(1 for s in self.sessions.values() if s.detached_at is not None))
+        self.metrics.state_bytes.set(sum(s.state_bytes for s in self.sessions.values()))

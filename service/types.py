@@ -1,0 +1,240 @@
+"""Domain types of the streaming protocol, shared by the server and the client.
+
+They mirror the proto messages (``proto/slotstream/v1/perception.proto``) as typed dataclasses with numpy
+arrays; ``service.wire`` converts between the two. Array shapes use K (slots), D (slot width), H and W.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import ErrorCode
+
+
+class Output(enum.IntEnum):
+    """Outputs a stream can ask for (proto ``Output``)."""
+
+    SLOTS = 1
+    SEGMENTATION = 2
+    SOFT_MASKS = 3
+    STATE = 4
+
+
+DEFAULT_OUTPUTS = frozenset({Output.SLOTS, Output.SEGMENTATION})
+
+
+class ImageEncoding(enum.IntEnum):
+    """How a frame's image is encoded (proto ``ImageEncoding``)."""
+
+    UNSPECIFIED = 0
+    JPEG = 1
+    PNG = 2
+    RAW_RGB8 = 3
+
+
+class OpenKind(enum.IntEnum):
+    """How a stream was opened (proto ``OpenKind``)."""
+
+    NEW = 1
+    RESUMED = 2
+    HANDED_OFF = 3
+
+
+class DropReason(enum.IntEnum):
+    """Why a frame was dropped (proto ``DropReason``)."""
+
+    SUPERSEDED = 1
+    SHUTTING_DOWN = 2
+
+
+class CloseReason(enum.IntEnum):
+    """Why a stream closed (proto ``CloseReason``)."""
+
+    CLIENT_CLOSED = 1
+    SERVER_DRAINING = 2
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Per-stream options (proto ``StreamOptions``); zero values mean "server default".
+
+    Attributes:
+        idle_timeout_s: seconds without frames before the stream is reclaimed.
+        live: keep only the newest waiting frame, dropping older ones.
+        outputs: outputs to compute; empty means :data:`DEFAULT_OUTPUTS`.
+        mask_size: ``(H, W)`` of the segmentation and soft masks; ``None`` means the model's input size.
+        soft_masks_uint8: send soft masks as uint8 (probability x 255) instead of float32.
+        resume_window_s: seconds the state survives a lost connection; 0 frees it at once.
+    """
+
+    idle_timeout_s: float = 0.0
+    live: bool = False
+    outputs: frozenset[Output] = frozenset()
+    mask_size: tuple[int, int] | None = None
+    soft_masks_uint8: bool = False
+    resume_window_s: float = 0.0
+
+    def wants(self, output: Output) -> bool:
+        """Whether ``output`` is requested (an empty :attr:`outputs` means the default set)."""
+        return output in (self.outputs or DEFAULT_OUTPUTS)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """A frame's image as sent: JPEG/PNG bytes or raw uint8 RGB pixels ``[height, width, channels]``."""
+
+    encoding: ImageEncoding
+    data: bytes
+    height: int = 0
+    width: int = 0
+    channels: int = 0
+
+
+@dataclass(frozen=True)
+class StateHandoff:
+    """A stream's recurrent state, exportable to another server (proto ``StateHandoff``).
+
+    Attributes:
+        stream_id: the stream it belongs to.
+        model: name of the model that produced it.
+        model_version: version of that model; only the same version accepts it.
+        last_frame_index: the last frame folded into the state.
+        state: float32 ``[K, D]``.
+        slot_ids: the K slot ids.
+    """
+
+    stream_id: str
+    model: str
+    model_version: str
+    last_frame_index: int
+    state: np.ndarray
+    slot_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """Resume a stream on a new connection; ``last_frame_index`` is the last frame the client got an answer for."""
+
+    resume_token: str
+    last_frame_index: int | None
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """Open a new stream, resume one (``resume``) or continue one from exported state (``handoff``)."""
+
+    stream_id: str = ""
+    model: str = ""
+    options: StreamOptions = field(default_factory=StreamOptions)
+    resume: ResumeRequest | None = None
+    handoff: StateHandoff | None = None
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One frame to process."""
+
+    frame_index: int
+    image: EncodedImage
+    capture_time_ns: int = 0
+    camera_frame_id: str = ""
+
+
+@dataclass(frozen=True)
+class CloseRequest:
+    """End the stream after answering every frame; ``return_state`` asks for the final state."""
+
+    return_state: bool = False
+
+
+StreamRequest = OpenRequest | FrameRequest | CloseRequest
+
+
+@dataclass(frozen=True)
+class StreamOpened:
+    """The first response of a stream."""
+
+    stream_id: str
+    resume_token: str
+    model: str
+    model_version: str
+    options: StreamOptions
+    kind: OpenKind
+    last_frame_index: int | None
+    slot_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LatencyBreakdown:
+    """Server-side time spent on one frame, in milliseconds (see the proto's ``LatencyBreakdown``)."""
+
+    decode_ms: float = 0.0
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+    total_ms: float = 0.0
+    batch_size: int = 0
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The outputs for one frame; arrays are ``None`` when not requested.
+
+    Attributes:
+        slots: float32 ``[K, D]``.
+        segmentation: uint8 ``[H, W]`` slot index per pixel.
+        soft_masks: ``[K, H, W]`` float32, or uint8 probability x 255.
+        state: the state after this frame (output STATE).
+    """
+
+    stream_id: str
+    frame_index: int
+    capture_time_ns: int
+    camera_frame_id: str
+    received_time_ns: int
+    completed_time_ns: int
+    model_version: str
+    slot_ids: tuple[int, ...]
+    latency: LatencyBreakdown
+    slots: np.ndarray | None = None
+    segmentation: np.ndarray | None = None
+    soft_masks: np.ndarray | None = None
+    state: StateHandoff | None = None
+
+
+@dataclass(frozen=True)
+class FrameDropped:
+    """A frame that was accepted but not processed."""
+
+    stream_id: str
+    frame_index: int
+    capture_time_ns: int
+    reason: DropReason
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class FrameError:
+    """A frame that could not be processed; the stream continues."""
+
+    stream_id: str
+    frame_index: int
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True)
+class StreamClosed:
+    """The last response of a stream closed by the client or drained by the server."""
+
+    stream_id: str
+    reason: CloseReason
+    handoff: StateHandoff | None = None
+    message: str = ""
+
+
+FrameResponse = FrameResult | FrameDropped | FrameError
+StreamResponse = StreamOpened | FrameResult | FrameDropped | FrameError | StreamClosed

@@ -1,0 +1,386 @@
+"""Conversion between the proto messages (``service._pb``) and the domain types (``service.types``).
+
+Both directions are here so the server and the client share one mapping. Requests from the network are
+untrusted: a malformed open raises :class:`StreamAbort`; an unset ``oneof`` (a newer client's request kind)
+converts to ``None`` and is ignored, as the versioning rules require.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from service.engine import ModelCard
+from service.errors import ErrorCode, StreamAbort
+from service.generated import pb
+from service.types import (
+    CloseReason,
+    CloseRequest,
+    DropReason,
+    EncodedImage,
+    FrameDropped,
+    FrameError,
+    FrameRequest,
+    FrameResult,
+    ImageEncoding,
+    LatencyBreakdown,
+    OpenKind,
+    OpenRequest,
+    Output,
+    ResumeRequest,
+    StateHandoff,
+    StreamClosed,
+    StreamOpened,
+    StreamOptions,
+    StreamRequest,
+    StreamResponse,
+)
+
+_DTYPES: dict[int, np.dtype[Any]] = {pb.DTYPE_FLOAT32: np.dtype("<f4"), pb.DTYPE_UINT8: np.dtype("u1")}
+_DTYPE_CODES: dict[np.dtype[Any], int] = {np.dtype("float32"): pb.DTYPE_FLOAT32, np.dtype("uint8"): pb.DTYPE_UINT8}
+_MAX_TENSOR_DIMS = 8
+
+# -- tensors ----------------------------------------------------------------------------------------------
+
+
+def tensor_to_proto(array: np.ndarray) -> Any:
+    """A float32 or uint8 array as a ``Tensor`` (row-major, little-endian)."""
+    code = _DTYPE_CODES.get(array.dtype)
+    if code is None:
+        raise TypeError(f"tensors are float32 or uint8, got {array.dtype}")
+    data = np.ascontiguousarray(array, dtype=_DTYPES[code]).tobytes()
+    return pb.Tensor(shape=list(array.shape), dtype=code, data=data)
+
+
+def tensor_from_proto(tensor: Any) -> np.ndarray:
+    """A ``Tensor`` as a (read-only) numpy array.
+
+    Raises:
+        ValueError: unknown dtype, bad shape, or a byte count that does not match the shape.
+    """
+    dtype = _DTYPES.get(tensor.dtype)
+    if dtype is None:
+        raise ValueError(f"unknown tensor dtype {tensor.dtype}")
+    shape = tuple(int(d) for d in tensor.shape)
+    if len(shape) > _MAX_TENSOR_DIMS or any(d < 0 for d in shape):
+        raise ValueError(f"bad tensor shape {shape}")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(tensor.data) != expected:
+        raise ValueError(f"a {dtype.name} tensor of shape {shape} needs {expected} bytes, got {len(tensor.data)}")
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+
+
+# -- requests ---------------------------------------------------------------------------------------------
+
+
+def request_to_proto(request: StreamRequest) -> Any:
+    """A domain request as a proto message."""
+    if isinstance(request, OpenRequest):
+        options = options_to_proto(request.options)
+        open_ = pb.OpenStream(stream_id=request.stream_id, model=request.model, options=options)
+        if request.resume is not None:
+            open_.resume.resume_token = request.resume.resume_token
+            if request.resume.last_frame_index is not None:
+                open_.resume.last_frame_index = request.resume.last_frame_index
+        if request.handoff is not None:
+            open_.handoff.CopyFrom(handoff_to_proto(request.handoff))
+        return pb.StreamRequest(open=open_)
+    if isinstance(request, FrameRequest):
+        image = request.image
+        return pb.StreamRequest(
+            frame=pb.Frame(
+                frame_index=request.frame_index,
+                capture_time_ns=request.capture_time_ns,
+                camera_frame_id=request.camera_frame_id,
+                image=pb.Image(
+                    encoding=int(image.encoding),
+                    data=image.data,
+                    height=image.height,
+                    width=image.width,
+                    channels=image.channels,
+                ),
+            )
+        )
+    return pb.StreamRequest(close=pb.CloseStream(return_state=request.return_state))
+
+
+def request_from_proto(message: Any) -> StreamRequest | None:
+    """A proto request as a domain request; ``None`` for a request kind this server does not know.
+
+    Raises:
+        StreamAbort: a malformed open (``INVALID_OPEN`` or ``HANDOFF_MISMATCH``).
+    """
+    kind = message.WhichOneof("kind")
+    if kind == "frame":
+        frame = message.frame
+        image = frame.image
+        return FrameRequest(
+            frame_index=frame.frame_index,
+            image=EncodedImage(_image_encoding(image.encoding), image.data, image.height, image.width, image.channels),
+            capture_time_ns=frame.capture_time_ns,
+            camera_frame_id=frame.camera_frame_id,
+        )
+    if kind == "open":
+        return _open_from_proto(message.open)
+    if kind == "close":
+        return CloseRequest(return_state=message.close.return_state)
+    return None
+
+
+def _open_from_proto(message: Any) -> OpenRequest:
+    resume = None
+    if message.HasField("resume"):
+        last = message.resume.last_frame_index if message.resume.HasField("last_frame_index") else None
+        resume = ResumeRequest(message.resume.resume_token, last)
+    handoff = None
+    if message.HasField("handoff"):
+        try:
+            handoff = handoff_from_proto(message.handoff)
+        except ValueError as error:
+            raise StreamAbort(ErrorCode.HANDOFF_MISMATCH, f"malformed hand-off state: {error}") from error
+    return OpenRequest(
+        stream_id=message.stream_id,
+        model=message.model,
+        options=options_from_proto(message.options),
+        resume=resume,
+        handoff=handoff,
+    )
+
+
+def _image_encoding(value: int) -> ImageEncoding:
+    try:
+        return ImageEncoding(value)
+    except ValueError:
+        return ImageEncoding.UNSPECIFIED
+
+
+def options_to_proto(options: StreamOptions) -> Any:
+    """Domain stream options as a proto message."""
+    height, width = options.mask_size or (0, 0)
+    return pb.StreamOptions(
+        idle_timeout_s=options.idle_timeout_s,
+        live=options.live,
+        outputs=sorted(int(o) for o in options.outputs),
+        mask_height=height,
+        mask_width=width,
+        soft_mask_dtype=pb.DTYPE_UINT8 if options.soft_masks_uint8 else pb.DTYPE_FLOAT32,
+        resume_window_s=options.resume_window_s,
+    )
+
+
+def options_from_proto(message: Any) -> StreamOptions:
+    """Proto stream options as domain options (unknown output values are ignored)."""
+    known = {int(o) for o in Output}
+    size = (message.mask_height, message.mask_width)
+    mask_size = None if size == (0, 0) else size
+    return StreamOptions(
+        idle_timeout_s=message.idle_timeout_s,
+        live=message.live,
+        outputs=frozenset(Output(o) for o in message.outputs if o in known),
+        mask_size=mask_size,
+        soft_masks_uint8=message.soft_mask_dtype == pb.DTYPE_UINT8,
+        resume_window_s=message.resume_window_s,
+    )
+
+
+def handoff_to_proto(handoff: StateHandoff) -> Any:
+    """A hand-off as a proto message."""
+    return pb.StateHandoff(
+        stream_id=handoff.stream_id,
+        model=handoff.model,
+        model_version=handoff.model_version,
+        last_frame_index=handoff.last_frame_index,
+        state=tensor_to_proto(handoff.state),
+        slot_ids=list(handoff.slot_ids),
+    )
+
+
+def handoff_from_proto(message: Any) -> StateHandoff:
+    """A proto hand-off as a domain hand-off.
+
+    Raises:
+        ValueError: the state tensor is malformed or not float32.
+    """
+    state = tensor_from_proto(message.state)
+    if state.dtype != np.float32:
+        raise ValueError(f"the state must be float32, got {state.dtype}")
+    return StateHandoff(
+        stream_id=message.stream_id,
+        model=message.model,
+        model_version=message.model_version,
+        last_frame_index=message.last_frame_index,
+        state=state,
+        slot_ids=tuple(message.slot_ids),
+    )
+
+
+# -- responses --------------------------------------------------------------------------------------------
+
+
+def response_to_proto(response: StreamResponse) -> Any:
+    """A domain response as a proto message."""
+    if isinstance(response, FrameResult):
+        return pb.StreamResponse(result=_result_to_proto(response))
+    if isinstance(response, FrameDropped):
+        return pb.StreamResponse(
+            dropped=pb.FrameDropped(
+                stream_id=response.stream_id,
+                frame_index=response.frame_index,
+                capture_time_ns=response.capture_time_ns,
+                reason=int(response.reason),
+                message=response.message,
+            )
+        )
+    if isinstance(response, FrameError):
+        return pb.StreamResponse(
+            error=pb.FrameError(
+                stream_id=response.stream_id,
+                frame_index=response.frame_index,
+                code=int(response.code),
+                message=response.message,
+            )
+        )
+    if isinstance(response, StreamOpened):
+        opened = pb.StreamOpened(
+            stream_id=response.stream_id,
+            resume_token=response.resume_token,
+            model=response.model,
+            model_version=response.model_version,
+            options=options_to_proto(response.options),
+            kind=int(response.kind),
+            slot_ids=list(response.slot_ids),
+        )
+        if response.last_frame_index is not None:
+            opened.last_frame_index = response.last_frame_index
+        return pb.StreamResponse(opened=opened)
+    closed = pb.StreamClosed(stream_id=response.stream_id, reason=int(response.reason), message=response.message)
+    if response.handoff is not None:
+        closed.handoff.CopyFrom(handoff_to_proto(response.handoff))
+    return pb.StreamResponse(closed=closed)
+
+
+def _result_to_proto(result: FrameResult) -> Any:
+    latency = result.latency
+    message = pb.FrameResult(
+        stream_id=result.stream_id,
+        frame_index=result.frame_index,
+        capture_time_ns=result.capture_time_ns,
+        camera_frame_id=result.camera_frame_id,
+        received_time_ns=result.received_time_ns,
+        completed_time_ns=result.completed_time_ns,
+        model_version=result.model_version,
+        slot_ids=list(result.slot_ids),
+        latency=pb.LatencyBreakdown(
+            decode_ms=latency.decode_ms,
+            queue_ms=latency.queue_ms,
+            inference_ms=latency.inference_ms,
+            postprocess_ms=latency.postprocess_ms,
+            total_ms=latency.total_ms,
+            batch_size=latency.batch_size,
+        ),
+    )
+    if result.slots is not None:
+        message.slots.CopyFrom(tensor_to_proto(result.slots))
+    if result.segmentation is not None:
+        message.segmentation.CopyFrom(tensor_to_proto(result.segmentation))
+    if result.soft_masks is not None:
+        message.soft_masks.CopyFrom(tensor_to_proto(result.soft_masks))
+    if result.state is not None:
+        message.state.CopyFrom(handoff_to_proto(result.state))
+    return message
+
+
+def response_from_proto(message: Any) -> StreamResponse | None:
+    """A proto response as a domain response; ``None`` for a response kind this client does not know."""
+    kind = message.WhichOneof("kind")
+    if kind == "result":
+        return _result_from_proto(message.result)
+    if kind == "dropped":
+        d = message.dropped
+        return FrameDropped(d.stream_id, d.frame_index, d.capture_time_ns, DropReason(d.reason), d.message)
+    if kind == "error":
+        e = message.error
+        return FrameError(e.stream_id, e.frame_index, ErrorCode(e.code), e.message)
+    if kind == "opened":
+        o = message.opened
+        return StreamOpened(
+            stream_id=o.stream_id,
+            resume_token=o.resume_token,
+            model=o.model,
+            model_version=o.model_version,
+            options=options_from_proto(o.options),
+            kind=OpenKind(o.kind),
+            last_frame_index=o.last_frame_index if o.HasField("last_frame_index") else None,
+            slot_ids=tuple(o.slot_ids),
+        )
+    if kind == "closed":
+        c = message.closed
+        handoff = handoff_from_proto(c.handoff) if c.HasField("handoff") else None
+        return StreamClosed(c.stream_id, CloseReason(c.reason), handoff, c.message)
+    return None
+
+
+def _result_from_proto(r: Any) -> FrameResult:
+    latency = r.latency
+    return FrameResult(
+        stream_id=r.stream_id,
+        frame_index=r.frame_index,
+        capture_time_ns=r.capture_time_ns,
+        camera_frame_id=r.camera_frame_id,
+        received_time_ns=r.received_time_ns,
+        completed_time_ns=r.completed_time_ns,
+        model_version=r.model_version,
+        slot_ids=tuple(r.slot_ids),
+        latency=LatencyBreakdown(
+            latency.decode_ms,
+            latency.queue_ms,
+            latency.inference_ms,
+            latency.postprocess_ms,
+            latency.total_ms,
+            latency.batch_size,
+        ),
+        slots=tensor_from_proto(r.slots) if r.HasField("slots") else None,
+        segmentation=tensor_from_proto(r.segmentation) if r.HasField("segmentation") else None,
+        soft_masks=tensor_from_proto(r.soft_masks) if r.HasField("soft_masks") else None,
+        state=handoff_from_proto(r.state) if r.HasField("state") else None,
+    )
+
+
+# -- model card -------------------------------------------------------------------------------------------
+
+
+def card_to_proto(card: ModelCard, available_models: list[str]) -> Any:
+    """A model card as a proto message."""
+    return pb.ModelCard(
+        name=card.name,
+        version=card.version,
+        backend=card.backend,
+        device=card.device,
+        input_height=card.image_size[0],
+        input_width=card.image_size[1],
+        num_slots=card.num_slots,
+        slot_dim=card.slot_dim,
+        mask_height=card.mask_size[0],
+        mask_width=card.mask_size[1],
+        outputs=[int(o) for o in Output],
+        preprocessing=card.preprocessing,
+        max_batch_size=card.max_batch_size,
+        available_models=available_models,
+    )
+
+
+def card_from_proto(message: Any) -> ModelCard:
+    """A proto model card as a domain card."""
+    return ModelCard(
+        name=message.name,
+        version=message.version,
+        backend=message.backend,
+        device=message.device,
+        image_size=(message.input_height, message.input_width),
+        num_slots=message.num_slots,
+        slot_dim=message.slot_dim,
+        mask_size=(message.mask_height, message.mask_width),
+        max_batch_size=message.max_batch_size,
+        preprocessing=message.preprocessing,
+    )
