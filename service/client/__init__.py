@@ -1,0 +1,50 @@
+"""The slotstream client library.
+
+Async::
+
+    async with Client("127.0.0.1:50051") as client:
+        stream = await client.open(StreamOptions(outputs=frozenset({Output.SLOTS, Output.SEGMENTATION})))
+        result = await stream.process(frame)          # frame: uint8 [H, W, 3] RGB
+        await stream.close()
+
+Blocking::
+
+    for response in stream_frames("127.0.0.1:50051", frames):
+        ...
+
+Command line: ``python -m service.client stream SOURCE --target HOST:PORT --out overlay.gif --jsonl out.jsonl``.
+"""
+
+from __future__ import annotations
+
+from service.client.blocking import stream_frames
+from service.client.core import Client, ClientStream, StreamError, TlsFiles, encode_image
+from service.errors import ErrorCode
+from service.types import (
+    FrameDropped,
+    FrameError,
+    FrameResponse,
+    FrameResult,
+    Output,
+    StateHandoff,
+    StreamClosed,
+    StreamOptions,
+)
+
+__all__ = [
+    "Client",
+    "ClientStream",
+    "ErrorCode",
+    "FrameDropped",
+    "FrameError",
+    "FrameResponse",
+    "FrameResult",
+    "Output",
+    "StateHandoff",
+    "StreamClosed",
+    "StreamError",
+    "StreamOptions",
+    "TlsFiles",
+    "encode_image",
+    "stream_frames",
+]

@@ -1,0 +1,92 @@
+"""A blocking helper over the async client, for scripts and synchronous robot code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from service.client.core import Client, ImageLike, TlsFiles
+from service.types import FrameResponse, StreamClosed, StreamOptions
+
+_DONE = object()
+
+
+def stream_frames(
+    target: str,
+    frames: Iterable[ImageLike],
+    options: StreamOptions | None = None,
+    *,
+    model: str = "",
+    token: str | None = None,
+    tls: TlsFiles | None = None,
+    window: int = 2,
+    jpeg_quality: int | None = None,
+) -> Iterator[FrameResponse]:
+    """Stream ``frames`` through one stream and yield the answer to each, in order.
+
+    Frames are read from ``frames`` lazily and up to ``window`` are in flight at once, so decoding or
+    capturing the next frame overlaps with the server's work. Frame indices are 0, 1, 2, ...
+
+    Args:
+        target: ``host:port``.
+        frames: uint8 ``[H, W, 3]`` RGB arrays, or JPEG/PNG bytes.
+        options: stream options.
+        model: model name (``""``: the server's default).
+        token: bearer token.
+        tls: TLS files.
+        window: frames sent ahead of the answers.
+        jpeg_quality: send arrays as JPEG at this quality instead of raw.
+
+    Raises:
+        StreamError: the server refused or ended the stream.
+    """
+    answers: queue.Queue[Any] = queue.Queue(maxsize=max(window, 1) * 4)
+    stop = threading.Event()
+
+    async def run() -> None:
+        async with Client(target, token=token, tls=tls) as client:
+            stream = await client.open(options, model=model)
+            slots = asyncio.Semaphore(max(window, 1))
+
+            async def send_all() -> None:
+                iterator = iter(frames)
+                while not stop.is_set():
+                    frame = await asyncio.to_thread(next, iterator, None)
+                    if frame is None:
+                        break
+                    await slots.acquire()
+                    await stream.send(frame, jpeg_quality=jpeg_quality)
+                await stream.close_writing()
+
+            sender = asyncio.create_task(send_all())
+            while True:
+                answer = await stream.receive()
+                if isinstance(answer, StreamClosed):
+                    break
+                slots.release()
+                await asyncio.to_thread(answers.put, answer)
+            await sender
+
+    def worker() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as error:  # handed to the caller's thread
+            answers.put(error)
+        answers.put(_DONE)
+
+    thread = threading.Thread(target=worker, name="slotstream-client", daemon=True)
+    thread.start()
+    try:
+        while (item := answers.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                answers.get(timeout=0.1)

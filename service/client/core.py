@@ -1,0 +1,419 @@
+"""The async client: :class:`Client` (a connection) and :class:`ClientStream` (one camera stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from service import wire
+from service.auth import ERROR_CODE_KEY
+from service.engine import ModelCard
+from service.errors import ErrorCode
+from service.generated import pb, pb_grpc
+from service.types import (
+    CloseRequest,
+    EncodedImage,
+    FrameDropped,
+    FrameError,
+    FrameRequest,
+    FrameResponse,
+    FrameResult,
+    ImageEncoding,
+    OpenRequest,
+    ResumeRequest,
+    StateHandoff,
+    StreamClosed,
+    StreamOpened,
+    StreamOptions,
+)
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+ImageLike = np.ndarray | bytes | EncodedImage
+
+
+class StreamError(Exception):
+    """The server ended the stream (or refused the call) with a gRPC status.
+
+    Attributes:
+        status: the gRPC status code.
+        code: the slotstream :class:`ErrorCode` from the ``slotstream-error-code`` trailer, if any.
+        message: the server's explanation.
+    """
+
+    def __init__(self, status: grpc.StatusCode, code: ErrorCode | None, message: str) -> None:
+        super().__init__(f"{status.name}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.aio.AioRpcError) -> StreamError:
+        """Wrap a gRPC error, decoding the error-code trailer."""
+        return cls.from_status(error.code(), error.trailing_metadata(), error.details())
+
+    @classmethod
+    def from_status(cls, status: grpc.StatusCode, trailing_metadata: Any, details: str | None) -> StreamError:
+        """Build from a call's final status, decoding the error-code trailer."""
+        code = None
+        for key, value in trailing_metadata or ():
+            name = str(value).removeprefix("ERROR_CODE_")
+            if key == ERROR_CODE_KEY and name in ErrorCode.__members__:
+                code = ErrorCode[name]
+        return cls(status, code, details or "")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS connection.
+
+    Attributes:
+        root_ca: CA that signed the server certificate (``None``: the system roots).
+        cert: client certificate, for servers that require mutual TLS.
+        key: the client certificate's private key.
+        server_name: overrides the name checked against the server certificate.
+    """
+
+    root_ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None
+
+
+class Client:
+    """A connection to a slotstream server.
+
+    Example:
+        >>> async with Client("127.0.0.1:50051") as client:  # doctest: +SKIP
+        ...     stream = await client.open(StreamOptions(live=True))
+        ...     result = await stream.process(frame)  # frame: uint8 [H, W, 3]
+        ...     await stream.close()
+
+    Args:
+        target: ``host:port``.
+        token: bearer token, for servers that require one.
+        tls: TLS files; ``None`` for a plaintext connection.
+        max_message_bytes: largest message sent or received.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: TlsFiles | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.target = target
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=tls.root_ca.read_bytes() if tls.root_ca else None,
+                private_key=tls.key.read_bytes() if tls.key else None,
+                certificate_chain=tls.cert.read_bytes() if tls.cert else None,
+            )
+            self._channel = grpc.aio.secure_channel(target, credentials, options=options)
+        self._stub = pb_grpc.PerceptionStub(self._channel)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection (open streams end)."""
+        await self._channel.close()
+
+    async def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Wait until the server reports SERVING on its health service.
+
+        Raises:
+            TimeoutError: not serving within ``timeout_s``.
+        """
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.target} is not serving after {timeout_s} s")
+            await asyncio.sleep(0.1)
+
+    async def describe(self, model: str = "") -> ModelCard:
+        """The model card of ``model`` (``""``: the server's default).
+
+        Raises:
+            StreamError: unknown model, missing token, ...
+        """
+        try:
+            reply = await self._stub.Describe(pb.DescribeRequest(model=model), metadata=self._metadata)
+        except grpc.aio.AioRpcError as error:
+            raise StreamError.from_rpc_error(error) from error
+        return wire.card_from_proto(reply)
+
+    async def open(
+        self,
+        options: StreamOptions | None = None,
+        *,
+        model: str = "",
+        stream_id: str = "",
+        handoff: StateHandoff | None = None,
+    ) -> ClientStream:
+        """Open a stream (or continue one from a ``handoff``) and wait for the server to accept it.
+
+        Raises:
+            StreamError: the server refused the stream.
+        """
+        request = OpenRequest(stream_id=stream_id, model=model, options=options or StreamOptions(), handoff=handoff)
+        stream = ClientStream(self)
+        await stream._start(request)
+        return stream
+
+    def _call(self) -> Any:
+        return self._stub.Stream(metadata=self._metadata)
+
+
+class ClientStream:
+    """One open stream. Send frames with :meth:`send`, read answers with :meth:`receive` (one per frame, in
+    order), or do both with :meth:`process`. The stream remembers what it needs to :meth:`reconnect`.
+
+    Attributes:
+        opened: the server's answer to the latest open.
+        handoff: the latest state the server exported (results with output STATE, or a close/drain).
+        last_answered_index: index of the last frame that got an answer.
+        closed: the server's final message, once received.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._call: Any = None
+        self._request: OpenRequest | None = None
+        self._unanswered: OrderedDict[int, FrameRequest] = OrderedDict()
+        self._next_index = 0
+        self.opened: StreamOpened | None = None
+        self.handoff: StateHandoff | None = None
+        self.last_answered_index: int | None = None
+        self.closed: StreamClosed | None = None
+
+    @property
+    def stream_id(self) -> str:
+        """The stream's id."""
+        assert self.opened is not None
+        return self.opened.stream_id
+
+    @property
+    def unanswered(self) -> list[int]:
+        """Indices of frames sent and not yet answered."""
+        return list(self._unanswered)
+
+    async def _start(self, request: OpenRequest) -> None:
+        self._call = self._client._call()
+        self._request = request
+        await self._write(request)
+        message = await self._read()
+        if not isinstance(message, StreamOpened):
+            raise StreamError(grpc.StatusCode.INTERNAL, None, f"expected StreamOpened, got {message!r}")
+        self.opened = message
+        if request.resume is None:
+            self._request = OpenRequest(message.stream_id, message.model, message.options)
+        if message.last_frame_index is not None:
+            self._next_index = max(self._next_index, message.last_frame_index + 1)
+
+    async def send(
+        self,
+        image: ImageLike,
+        *,
+        frame_index: int | None = None,
+        capture_time_ns: int | None = None,
+        camera_frame_id: str = "",
+        jpeg_quality: int | None = None,
+    ) -> int:
+        """Send one frame; returns its index.
+
+        Args:
+            image: uint8 ``[H, W, 3]`` RGB (sent raw, or as JPEG when ``jpeg_quality`` is set), JPEG/PNG file
+                bytes, or an :class:`EncodedImage`.
+            frame_index: defaults to one more than the previous frame's.
+            capture_time_ns: defaults to now.
+            camera_frame_id: echoed in the answer.
+            jpeg_quality: encode arrays as JPEG at this quality (1-95).
+        """
+        index = self._next_index if frame_index is None else frame_index
+        request = FrameRequest(
+            frame_index=index,
+            image=encode_image(image, jpeg_quality),
+            capture_time_ns=time.time_ns() if capture_time_ns is None else capture_time_ns,
+            camera_frame_id=camera_frame_id,
+        )
+        self._unanswered[index] = request
+        self._next_index = index + 1
+        await self._write(request)
+        return index
+
+    async def receive(self) -> FrameResponse | StreamClosed:
+        """The next answer: a frame's result, drop notice or error, or the final :class:`StreamClosed`.
+
+        Raises:
+            StreamError: the stream ended with an error status (for example UNAVAILABLE while the server
+                shuts down; :attr:`handoff` then holds the state to continue elsewhere).
+            EOFError: the stream ended without a final message.
+        """
+        message = await self._read()
+        if isinstance(message, FrameResult | FrameDropped | FrameError):
+            self._unanswered.pop(message.frame_index, None)
+            self.last_answered_index = message.frame_index
+            if isinstance(message, FrameResult) and message.state is not None:
+                self.handoff = message.state
+            return message
+        if isinstance(message, StreamClosed):
+            self.closed = message
+            if message.handoff is not None:
+                self.handoff = message.handoff
+            return message
+        raise StreamError(grpc.StatusCode.INTERNAL, None, f"unexpected message {message!r}")
+
+    async def process(self, image: ImageLike, **kwargs: Any) -> FrameResponse:
+        """Send one frame and wait for its answer (no other frame may be outstanding)."""
+        index = await self.send(image, **kwargs)
+        response = await self.receive()
+        if isinstance(response, StreamClosed) or response.frame_index != index:
+            raise StreamError(grpc.StatusCode.INTERNAL, None, f"expected the answer to frame {index}, got {response}")
+        return response
+
+    async def close(self, return_state: bool = False) -> list[FrameResponse | StreamClosed]:
+        """Close the stream: the server answers every frame sent, then sends :class:`StreamClosed`.
+
+        Returns:
+            The answers that were still to come, ending with the :class:`StreamClosed`.
+        """
+        await self.close_writing(return_state)
+        remaining: list[FrameResponse | StreamClosed] = []
+        while self.closed is None:
+            remaining.append(await self.receive())
+        return remaining
+
+    async def close_writing(self, return_state: bool = False) -> None:
+        """Send the close request without waiting; keep calling :meth:`receive` until :class:`StreamClosed`."""
+        await self._write(CloseRequest(return_state=return_state))
+        await self._call.done_writing()
+
+    def cancel(self) -> None:
+        """Drop the connection without closing the stream (as a network failure would)."""
+        if self._call is not None:
+            self._call.cancel()
+
+    async def reconnect(self, client: Client | None = None) -> StreamOpened:
+        """Continue the stream on a new call, then re-send the frames that were never answered.
+
+        First tries to resume (same server, within the stream's resume window); if that server does not
+        know the stream and a :attr:`handoff` state is known, continues from it instead (any server with
+        the same model version).
+
+        Args:
+            client: where to reconnect (default: the same client).
+
+        Raises:
+            StreamError: neither resume nor hand-off is possible.
+        """
+        assert self.opened is not None and self._request is not None
+        self._client = client or self._client
+        self.cancel()
+        self.closed = None
+        resume = ResumeRequest(self.opened.resume_token, self.last_answered_index)
+        base = self._request
+        try:
+            await self._start(OpenRequest(self.stream_id, base.model, base.options, resume=resume))
+        except StreamError as error:
+            gone = (ErrorCode.UNKNOWN_STREAM, ErrorCode.STREAM_EXPIRED, ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER)
+            if self.handoff is None or error.code not in gone:
+                raise
+            await self._start(OpenRequest(self.stream_id, base.model, base.options, handoff=self.handoff))
+        assert self.opened is not None
+        start = self.opened.last_frame_index
+        pending = [request for index, request in self._unanswered.items() if start is None or index > start]
+        self._unanswered.clear()
+        for request in pending:
+            self._unanswered[request.frame_index] = request
+            await self._write(request)
+        return self.opened
+
+    async def _write(self, request: OpenRequest | FrameRequest | CloseRequest) -> None:
+        try:
+            await self._call.write(wire.request_to_proto(request))
+        except grpc.aio.AioRpcError as error:
+            raise StreamError.from_rpc_error(error) from error
+        except grpc.aio.UsageError:  # the call already ended: surface its status
+            await self._raise_status()
+
+    async def _read(self) -> Any:
+        while True:
+            try:
+                message = await self._call.read()
+            except grpc.aio.AioRpcError as error:
+                raise StreamError.from_rpc_error(error) from error
+            if message is grpc.aio.EOF:
+                await self._raise_status()
+                raise EOFError("the stream ended without a final message")
+            response = wire.response_from_proto(message)
+            if response is not None:
+                return response
+
+    async def _raise_status(self) -> None:
+        code = await self._call.code()
+        if code != grpc.StatusCode.OK:
+            metadata = await self._call.trailing_metadata()
+            raise StreamError.from_status(code, metadata, await self._call.details())
+
+
+def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedImage:
+    """An image as sent on the wire (see :meth:`ClientStream.send`).
+
+    Raises:
+        ValueError: an array that is not uint8 ``[H, W, 3]``, or bytes that are neither JPEG nor PNG.
+    """
+    if isinstance(image, EncodedImage):
+        return image
+    if isinstance(image, bytes):
+        if image.startswith(b"\xff\xd8"):
+            return EncodedImage(ImageEncoding.JPEG, image)
+        if image.startswith(b"\x89PNG"):
+            return EncodedImage(ImageEncoding.PNG, image)
+        raise ValueError("image bytes must be a JPEG or PNG file; send arrays for raw pixels")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"frames must be uint8 [H, W, 3] RGB arrays, got {image.dtype} {image.shape}")
+    if jpeg_quality is not None:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=jpeg_quality)
+        return EncodedImage(ImageEncoding.JPEG, buffer.getvalue())
+    height, width, _ = image.shape
+    return EncodedImage(ImageEncoding.RAW_RGB8, np.ascontiguousarray(image).tobytes(), height, width, 3)
+
+
+__all__ = ["Client", "ClientStream", "StreamError", "TlsFiles", "encode_image"]

@@ -1,0 +1,66 @@
+"""Service test fixtures: the tiny model on disk, the backends to test, and in-process servers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from service_helpers import SERVICE_TINY_MODEL, ServerThread, make_config
+
+from plugins import VideoSlotModel
+from service.config import ServiceConfig
+from service.engine import Engine
+
+#: Backends the service conformance tests run against. A backend whose model files are missing for the
+#: tiny model is skipped (the ``onnx`` and ``tensorrt`` backends need an export step added here).
+SERVICE_BACKENDS = ["torch"]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model saved with ``save_pretrained`` (random weights, fixed seed)."""
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("models") / "tiny"
+    VideoSlotModel(**SERVICE_TINY_MODEL).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """Serve with one intra-op thread (as the server does by default) and restore torch's setting after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(params=SERVICE_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend the service supports."""
+    return str(request.param)
+
+
+@pytest.fixture
+def start_server(model_dir: Path) -> Iterator[Callable[..., ServerThread]]:
+    """Factory: ``start_server(**config_overrides, engine_factory=None, wait_ready=True)``; stopped after the test."""
+    servers: list[ServerThread] = []
+
+    def start(
+        engine_factory: Callable[[ServiceConfig], Engine] | None = None, wait_ready: bool = True, **overrides: Any
+    ) -> ServerThread:
+        server = ServerThread(make_config(model_dir, **overrides), engine_factory)
+        servers.append(server)
+        return server.start(wait_ready)
+
+    yield start
+    for server in servers:
+        server.stop(0.5)
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ServerThread]) -> ServerThread:
+    """A server with the default test settings."""
+    return start_server()

@@ -1,0 +1,162 @@
+"""Helpers for the service tests: in-process servers on loopback, test clips and reference outputs.
+
+Servers run in a background thread with their own event loop; tests drive them through the real client
+library with ``asyncio.run``. Every server listens on an ephemeral port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.config import ServiceConfig
+from service.engine import Engine, load_engine
+from service.images import prepare_frame
+from service.server import Server
+from service.types import EncodedImage, ImageEncoding
+
+#: A model that runs in a few milliseconds on a CPU: 24x24 frames, 4 slots of 16, masks at 12x12.
+SERVICE_TINY_MODEL: dict[str, Any] = {
+    "encoder": {"name": "small_cnn", "kwargs": {"channels": [8, 8], "strides": [2, 1], "out_dim": 16}},
+    "initializer": "smoothsa_preheat",
+    "aggregator": {"name": "slot_attention", "kwargs": {"truncation": "bi_level"}},
+    "transition": {"name": "randsfq", "kwargs": {"window": 3}},
+    "decoder": {"name": "broadcast", "kwargs": {"broadcast_size": 3, "channels": 8, "output_size": [12, 12]}},
+    "num_slots": 4,
+    "slot_dim": 16,
+    "image_size": [24, 24],
+    "first_iters": 3,
+    "later_iters": 1,
+}
+
+
+def make_config(model_dir: Path, **overrides: Any) -> ServiceConfig:
+    """A test config: ephemeral port, metrics off, quiet, one torch thread, plus ``overrides``."""
+    base = ServiceConfig(
+        listen="127.0.0.1:0",
+        model_dir=model_dir,
+        metrics_listen="",
+        torch_threads=0,
+        grace_period_s=5.0,
+        max_queue_delay_ms=5.0,
+    )
+    return replace(base, **overrides)
+
+
+class ServerThread:
+    """A :class:`Server` running on its own event loop in a background thread."""
+
+    def __init__(self, config: ServiceConfig, engine_factory: Callable[[ServiceConfig], Engine] | None = None) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-server", daemon=True)
+        self.thread.start()
+        self.server = Server(config) if engine_factory is None else Server(config, engine_factory)
+        self.stopped = False
+
+    def start(self, wait_ready: bool = True) -> ServerThread:
+        self.call(self.server.start(wait_ready=wait_ready))
+        return self
+
+    @property
+    def model_dir(self) -> Path:
+        return self.server.config.model_dir
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def call(self, coroutine: Any, timeout: float = 60.0) -> Any:
+        """Run ``coroutine`` on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def on_loop(self, function: Callable[[], Any]) -> Any:
+        """Call ``function`` on the server's loop thread (to read its state safely)."""
+
+        async def wrapper() -> Any:
+            return function()
+
+        return self.call(wrapper())
+
+    def session_count(self) -> int:
+        manager = self.server.manager
+        assert manager is not None
+        return int(self.on_loop(lambda: len(manager.sessions)))
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.server.metrics.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else float(value)
+
+    def stop(self, grace_s: float | None = None) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            self.call(self.server.stop(grace_s))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+# -- videos and reference outputs --------------------------------------------------------------------------
+
+
+def make_video(seed: int, frames: int, size: tuple[int, int] = (30, 40)) -> list[np.ndarray]:
+    """A reproducible clip: a few coloured squares moving over a noisy background, uint8 ``[H, W, 3]`` each."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    background = rng.integers(0, 60, size=(height, width, 3), dtype=np.uint8)
+    objects = []
+    for _ in range(3):
+        position = rng.integers(0, (height - 8, width - 8))
+        velocity = rng.integers(-2, 3, size=2)
+        objects.append((position, velocity, rng.integers(80, 255, 3)))
+    clip = []
+    for t in range(frames):
+        frame = background.copy()
+        for position, velocity, colour in objects:
+            top, left = (position + velocity * t) % (height - 8, width - 8)
+            frame[top : top + 8, left : left + 8] = colour
+        clip.append(frame)
+    return clip
+
+
+def raw(frame: np.ndarray) -> EncodedImage:
+    """A frame as a raw RGB image."""
+    height, width, _ = frame.shape
+    return EncodedImage(ImageEncoding.RAW_RGB8, frame.tobytes(), height, width, 3)
+
+
+def reference_outputs(
+    model_dir: Path, clip: list[np.ndarray], mask_size: tuple[int, int] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(slots [K, D], segmentation [H, W])`` per frame from the engine alone, one frame at a time."""
+    from service.postprocess import MaskRequest, mask_outputs
+
+    engine = load_engine("torch", model_dir, name="tiny", device="cpu", max_batch_size=1)
+    size = engine.card.image_size
+    outputs = []
+    state = None
+    for frame in clip:
+        tensor = prepare_frame(raw(frame), size, 1 << 30)[None]  # [1, 3, H, W]
+        out = engine.first_step(tensor) if state is None else engine.step(tensor, state)
+        state = out.state
+        (masks,) = mask_outputs(out.masks, [MaskRequest(mask_size or size)])
+        assert masks.segmentation is not None
+        outputs.append((out.slots[0], masks.segmentation))
+    return outputs
+
+
+def run(coroutine: Any, timeout: float = 120.0) -> Any:
+    """Run a client coroutine to completion in a fresh event loop, with a timeout."""
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coroutine, timeout)
+
+    return asyncio.run(bounded())

@@ -1,0 +1,191 @@
+"""End-to-end stream behaviour over gRPC on loopback: ordering, isolation, batching, live mode, outputs.
+
+Exactness: in eval mode the model is deterministic, so a stream's results are a pure function of its frames.
+Batched and unbatched calls may still differ in the last float bits (different kernel blocking), so slots
+are compared with a tight tolerance (1e-5) and segmentations must agree on at least 99.9% of pixels (an
+argmax can flip only where two slots tie to within that rounding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from service_helpers import SERVICE_TINY_MODEL, make_video, reference_outputs, run
+
+from service.client import Client, FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
+from service.errors import ErrorCode
+from service.types import DropReason, EncodedImage, ImageEncoding
+
+
+def assert_matches(results: list[FrameResult], reference: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    assert len(results) == len(reference)
+    for result, (slots, segmentation) in zip(results, reference, strict=True):
+        assert result.slots is not None and result.segmentation is not None
+        np.testing.assert_allclose(result.slots, slots, atol=1e-5, rtol=0)
+        agreement = float(np.mean(result.segmentation == segmentation))
+        assert agreement >= 0.999, f"frame {result.frame_index}: segmentation agreement {agreement:.4f}"
+
+
+async def stream_clip(target: str, clip: list[np.ndarray], window: int = 2, **options: object) -> list[FrameResult]:
+    """Stream ``clip`` with up to ``window`` frames in flight; return the results in order."""
+    async with Client(target) as client:
+        stream = await client.open(StreamOptions(**options))  # type: ignore[arg-type]
+        results: list[FrameResult] = []
+        sent = 0
+        while len(results) < len(clip):
+            while sent < len(clip) and sent - len(results) < window:
+                await stream.send(clip[sent])
+                sent += 1
+            response = await stream.receive()
+            assert isinstance(response, FrameResult), response
+            results.append(response)
+        await stream.close()
+        return results
+
+
+def test_one_response_per_frame_in_order_with_errors_interleaved(server):
+    """Pipelined frames, some bad, are answered one-to-one in send order; bad frames do not disturb the state."""
+    clip = make_video(seed=1, frames=12)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            sent = []
+            for index, frame in enumerate(clip):
+                await stream.send(frame, frame_index=2 * index)
+                sent.append(2 * index)
+                if index % 4 == 1:  # a corrupt JPEG between good frames
+                    await stream.send(
+                        EncodedImage(ImageEncoding.JPEG, b"\xff\xd8 not a jpeg"), frame_index=2 * index + 1
+                    )
+                    sent.append(2 * index + 1)
+            answers = [await stream.receive() for _ in sent]
+            tail = await stream.close()
+            return sent, answers, tail
+
+    sent, answers, tail = run(scenario())
+    assert [a.frame_index for a in answers] == sent
+    assert isinstance(tail[-1], StreamClosed) and len(tail) == 1
+    errors = [a for a in answers if isinstance(a, FrameError)]
+    assert [e.frame_index % 2 for e in errors] == [1] * len(errors) and len(errors) == 3
+    assert all(e.code == ErrorCode.UNDECODABLE_IMAGE for e in errors)
+    results = [a for a in answers if isinstance(a, FrameResult)]
+    assert_matches(results, reference_outputs(server.model_dir, clip))
+    assert server.session_count() == 0
+
+
+def test_sixteen_concurrent_streams_match_each_video_alone(server):
+    """16 streams x 100 frames at once: each stream's results equal its video run alone (state isolation),
+    frames of different streams share model calls, and no call holds two frames of one stream."""
+    streams, frames = 16, 100
+    clips = [make_video(seed=100 + i, frames=frames) for i in range(streams)]
+    clips[1] = clips[0]  # two streams with identical input must give identical output, whatever their batch slot
+    server.server.batch_log = []
+
+    async def scenario():
+        return await asyncio.gather(*(stream_clip(server.target, clip) for clip in clips))
+
+    all_results = run(scenario(), timeout=180)
+    batches = server.on_loop(lambda: list(server.server.batch_log))
+    for clip, results in zip(clips, all_results, strict=True):
+        assert [r.frame_index for r in results] == list(range(frames))
+        assert_matches(results, reference_outputs(server.model_dir, clip))
+    for a, b in zip(all_results[0], all_results[1], strict=True):
+        np.testing.assert_allclose(a.slots, b.slots, atol=1e-5, rtol=0)
+    assert all(len(set(batch)) == len(batch) for batch in batches), "a batch held two frames of one stream"
+    assert sum(len(b) for b in batches) == streams * frames
+    assert max(len(b) for b in batches) > 1, "frames of different streams were never batched"
+    assert server.metric("slotstream_frames_total", {"model": "tiny", "outcome": "result"}) == streams * frames
+
+
+def test_live_mode_keeps_only_the_newest_waiting_frame(server):
+    """A client sending faster than the model gets SUPERSEDED drops for stale frames, one answer per frame."""
+    clip = make_video(seed=3, frames=40)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(live=True))
+            for frame in clip:  # all at once: most frames wait while an earlier one is in the model
+                await stream.send(frame)
+            answers = [await stream.receive() for _ in clip]
+            await stream.close()
+            return answers
+
+    answers = run(scenario())
+    assert [a.frame_index for a in answers] == list(range(len(clip)))
+    dropped = [a for a in answers if isinstance(a, FrameDropped)]
+    assert dropped and all(d.reason == DropReason.SUPERSEDED for d in dropped)
+    assert isinstance(answers[-1], FrameResult), "the newest frame is always processed"
+    assert server.metric("slotstream_frames_dropped_total", {"reason": "superseded"}) == len(dropped)
+
+
+def test_requested_outputs_and_mask_size(server):
+    """Only the requested outputs are sent; masks come at the requested size; slot ids are stable."""
+    clip = make_video(seed=4, frames=3)
+    options = StreamOptions(
+        outputs=frozenset({Output.SOFT_MASKS, Output.SEGMENTATION, Output.STATE}),
+        mask_size=(30, 40),
+        soft_masks_uint8=True,
+    )
+    results = run(stream_clip(server.target, clip, window=1, **vars(options)))
+    k = SERVICE_TINY_MODEL["num_slots"]
+    for result in results:
+        assert result.slots is None
+        assert result.segmentation is not None and result.segmentation.shape == (30, 40)
+        assert result.segmentation.dtype == np.uint8 and result.segmentation.max() < k
+        assert result.soft_masks is not None and result.soft_masks.shape == (k, 30, 40)
+        assert result.soft_masks.dtype == np.uint8
+        assert np.abs(result.soft_masks.astype(int).sum(axis=0) - 255).max() <= k  # sums to 1 up to rounding
+        assert result.state is not None and result.state.last_frame_index == result.frame_index
+        assert result.slot_ids == tuple(range(k))
+        assert result.model_version and result.latency.total_ms > 0 and result.latency.batch_size >= 1
+
+
+def test_capture_time_and_camera_frame_id_are_echoed(server):
+    """Robots sync results with odometry by the capture stamp and frame id they sent."""
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            result = await stream.process(make_video(5, 1)[0], capture_time_ns=123456789, camera_frame_id="cam_left")
+            await stream.close()
+            return result
+
+    result = run(scenario())
+    assert result.capture_time_ns == 123456789 and result.camera_frame_id == "cam_left"
+    assert result.received_time_ns <= result.completed_time_ns
+
+
+def test_describe_returns_the_model_card(server):
+    card = run(_describe(server.target))
+    assert card.name == "tiny" and card.backend == "torch"
+    assert card.image_size == tuple(SERVICE_TINY_MODEL["image_size"])
+    assert (card.num_slots, card.slot_dim) == (SERVICE_TINY_MODEL["num_slots"], SERVICE_TINY_MODEL["slot_dim"])
+    assert card.mask_size == (12, 12) and len(card.version) == 12 and "bilinear" in card.preprocessing
+
+
+async def _describe(target: str):
+    async with Client(target) as client:
+        return await client.describe()
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "png"])
+def test_encoded_frames_are_accepted(server, encoding):
+    import io
+
+    from PIL import Image
+
+    frame = make_video(6, 1)[0]
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format=encoding.upper())
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            result = await stream.process(buffer.getvalue())
+            await stream.close()
+            return result
+
+    assert isinstance(run(scenario()), FrameResult)
