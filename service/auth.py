@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -12,6 +14,7 @@ from service.errors import ErrorCode
 
 ERROR_CODE_KEY = "slotstream-error-code"
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+_FIRST_MESSAGE_WAIT_S = 1.0
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -52,12 +55,20 @@ def _deny(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler
     async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, trailing_metadata=trailer)
 
+    async def abort_streaming(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # Take the client's first message before refusing: aborting while the client is still writing it
+        # makes its write fail with a generic INTERNAL error instead of this status (grpc/grpc#36066).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(anext(aiter(requests), None), _FIRST_MESSAGE_WAIT_S)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, trailing_metadata=trailer)
+        yield  # pragma: no cover - abort raises; the yield makes this a response stream
+
     kwargs = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort, **kwargs)
+        return grpc.stream_stream_rpc_method_handler(abort_streaming, **kwargs)
     if handler.request_streaming:
         return grpc.stream_unary_rpc_method_handler(abort, **kwargs)
     if handler.response_streaming:

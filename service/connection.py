@@ -59,6 +59,15 @@ class _Evicted:
 
 _EVICTED = _Evicted()
 _END = object()
+
+
+@dataclass(frozen=True)
+class _Lost:
+    """The request side failed (the client vanished): end like a disconnect, keeping resumable state."""
+
+    error: Exception
+
+
 Slot = asyncio.Future[StreamResponse | _Evicted]
 
 
@@ -168,7 +177,10 @@ class StreamConnection:
         try:
             while True:
                 item = await self._out.get()
+                if isinstance(item, _Lost):
+                    raise ConnectionError("the request stream failed") from item.error
                 if isinstance(item, Exception):
+                    completed = True
                     raise item
                 if item is _END:
                     completed = True
@@ -182,7 +194,7 @@ class StreamConnection:
                 if isinstance(response, FrameResult | FrameDropped | FrameError):
                     self._answered(response)
                 yield response
-        except Exception:
+        except StreamAbort:
             completed = True
             raise
         finally:
@@ -265,9 +277,9 @@ class StreamConnection:
             await self._stop_pump()
             self._out.put_nowait(abort)
             return
-        except Exception as error:  # e.g. the transport failed; end the stream instead of hanging it
-            _log.exception("stream reader failed", extra={"peer": self._peer})
-            self._out.put_nowait(error)
+        except Exception as error:  # the transport failed: end as a disconnect instead of hanging
+            _log.warning("request stream failed: %r", error, extra={"peer": self._peer})
+            self._out.put_nowait(_Lost(error))
             return
         finally:
             self._reading = False

@@ -90,6 +90,8 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
             await abort_with(context, abort)
+        except ConnectionError:
+            return  # the client is gone; its stream was detached or freed
         except Exception as error:
             _log.exception("stream failed", extra={"peer": context.peer()})
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error: {type(error).__name__}: {error}")

@@ -146,10 +146,11 @@ class Session:
         kept = [i for i, (index, _) in enumerate(entries) if (-math.inf if index is None else index) <= target]
         oldest = entries[0][0] if entries else None
         if not kept or (last_frame_index is None and oldest is not None):
+            kept_range = f"frames {oldest} to {entries[-1][0]}" if entries else "no frames"
             raise StreamAbort(
                 ErrorCode.RESUME_POINT_UNAVAILABLE,
-                f"cannot resume stream {self.stream_id!r} after frame {last_frame_index}: this server keeps the "
-                f"state of the last {self.history.maxlen} frames (oldest: frame {oldest}); open a new stream",
+                f"cannot resume stream {self.stream_id!r} after frame {last_frame_index}: this server only keeps "
+                f"the state after {kept_range} (its resume history); open a new stream",
             )
         newest = kept[-1]
         while len(self.history) > newest + 1:

@@ -194,6 +194,35 @@ class Client:
         await stream._start(request)
         return stream
 
+    async def resume(
+        self,
+        stream_id: str,
+        resume_token: str,
+        last_frame_index: int | None,
+        options: StreamOptions | None = None,
+        *,
+        model: str = "",
+    ) -> ClientStream:
+        """Resume a stream of this server from its id and token (for example after the client restarted).
+
+        Args:
+            stream_id: the stream's id.
+            resume_token: its token (``StreamOpened.resume_token``).
+            last_frame_index: the last frame whose answer the client received (``None``: none).
+            options: the options to keep using on reconnects (the server keeps the stream's own).
+            model: the stream's model name.
+
+        Raises:
+            StreamError: unknown or expired stream, wrong token, resume point too old, ...
+        """
+        request = OpenRequest(
+            stream_id, model, options or StreamOptions(), ResumeRequest(resume_token, last_frame_index)
+        )
+        stream = ClientStream(self)
+        stream.last_answered_index = last_frame_index
+        await stream._start(request)
+        return stream
+
     def _call(self) -> Any:
         return self._stub.Stream(metadata=self._metadata)
 
@@ -239,8 +268,7 @@ class ClientStream:
         if not isinstance(message, StreamOpened):
             raise StreamError(grpc.StatusCode.INTERNAL, None, f"expected StreamOpened, got {message!r}")
         self.opened = message
-        if request.resume is None:
-            self._request = OpenRequest(message.stream_id, message.model, message.options)
+        self._request = OpenRequest(message.stream_id, message.model, message.options)
         if message.last_frame_index is not None:
             self._next_index = max(self._next_index, message.last_frame_index + 1)
 
@@ -347,12 +375,12 @@ class ClientStream:
         resume = ResumeRequest(self.opened.resume_token, self.last_answered_index)
         base = self._request
         try:
-            await self._start(OpenRequest(self.stream_id, base.model, base.options, resume=resume))
+            await self._start(OpenRequest(base.stream_id, base.model, base.options, resume=resume))
         except StreamError as error:
             gone = (ErrorCode.UNKNOWN_STREAM, ErrorCode.STREAM_EXPIRED, ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER)
             if self.handoff is None or error.code not in gone:
                 raise
-            await self._start(OpenRequest(self.stream_id, base.model, base.options, handoff=self.handoff))
+            await self._start(OpenRequest(base.stream_id, base.model, base.options, handoff=self.handoff))
         assert self.opened is not None
         start = self.opened.last_frame_index
         pending = [request for index, request in self._unanswered.items() if start is None or index > start]
@@ -365,10 +393,12 @@ class ClientStream:
     async def _write(self, request: OpenRequest | FrameRequest | CloseRequest) -> None:
         try:
             await self._call.write(wire.request_to_proto(request))
-        except grpc.aio.AioRpcError as error:
-            raise StreamError.from_rpc_error(error) from error
-        except grpc.aio.UsageError:  # the call already ended: surface its status
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
+            # A write fails when the call has already ended: report the call's own status, not the write's.
             await self._raise_status()
+            if isinstance(error, grpc.aio.AioRpcError):
+                raise StreamError.from_rpc_error(error) from error
+            raise StreamError(grpc.StatusCode.CANCELLED, None, "the stream has already ended") from error
 
     async def _read(self) -> Any:
         while True:

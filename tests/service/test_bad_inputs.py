@@ -1,0 +1,322 @@
+"""Every kind of bad input gets a specific answer, never crashes the server and never affects other streams.
+
+Per-frame problems are answered in-band (``FrameError`` with a code) and the stream continues with its state
+untouched; protocol problems end the stream with a gRPC status and the ``slotstream-error-code`` trailer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import make_video, reference_outputs, run
+from test_stream_service import assert_matches, stream_clip
+
+from service.auth import ERROR_CODE_KEY
+from service.client import Client, FrameError, FrameResult, StreamError, StreamOptions
+from service.errors import ErrorCode
+from service.generated import pb, pb_grpc
+from service.types import EncodedImage, ImageEncoding, StateHandoff
+
+GOOD = make_video(seed=21, frames=1)[0]
+
+
+def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    image = Image.fromarray(array)
+    (image.convert(mode) if mode else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+BAD_FRAMES = {
+    "garbage bytes": (EncodedImage(ImageEncoding.JPEG, b"\xff\xd8 garbage"), ErrorCode.UNDECODABLE_IMAGE),
+    "truncated jpeg": (EncodedImage(ImageEncoding.JPEG, _jpeg(GOOD)[:100]), ErrorCode.UNDECODABLE_IMAGE),
+    "png labelled jpeg": (EncodedImage(ImageEncoding.JPEG, _png(GOOD)), ErrorCode.UNDECODABLE_IMAGE),
+    "raw byte count": (EncodedImage(ImageEncoding.RAW_RGB8, GOOD.tobytes()[:-3], 30, 40, 3), ErrorCode.WRONG_RAW_SIZE),
+    "raw without size": (EncodedImage(ImageEncoding.RAW_RGB8, GOOD.tobytes()), ErrorCode.WRONG_RAW_SIZE),
+    "empty jpeg": (EncodedImage(ImageEncoding.JPEG, b""), ErrorCode.EMPTY_IMAGE),
+    "zero-size raw": (EncodedImage(ImageEncoding.RAW_RGB8, b""), ErrorCode.EMPTY_IMAGE),
+    "oversized raw": (
+        EncodedImage(ImageEncoding.RAW_RGB8, bytes(100 * 100 * 3), 100, 100, 3),
+        ErrorCode.IMAGE_TOO_LARGE,
+    ),
+    "oversized png": (
+        EncodedImage(ImageEncoding.PNG, _png(np.zeros((100, 100, 3), np.uint8))),
+        ErrorCode.IMAGE_TOO_LARGE,
+    ),
+    "four-channel raw": (
+        EncodedImage(ImageEncoding.RAW_RGB8, bytes(30 * 40 * 4), 30, 40, 4),
+        ErrorCode.WRONG_CHANNELS,
+    ),
+    "rgba png": (EncodedImage(ImageEncoding.PNG, _png(GOOD, "RGBA")), ErrorCode.WRONG_CHANNELS),
+    "grayscale png": (EncodedImage(ImageEncoding.PNG, _png(GOOD, "L")), ErrorCode.WRONG_CHANNELS),
+    "no encoding": (EncodedImage(ImageEncoding.UNSPECIFIED, _png(GOOD)), ErrorCode.UNKNOWN_ENCODING),
+}
+
+
+@pytest.fixture
+def strict_server(start_server):
+    """A server that accepts at most 64x64-pixel images and 1 MiB messages."""
+    return start_server(max_image_pixels=64 * 64, max_message_bytes=1024 * 1024, resume_history=2)
+
+
+@pytest.mark.parametrize("case", list(BAD_FRAMES))
+def test_bad_frame_is_answered_in_band_and_the_stream_continues(strict_server, case):
+    image, code = BAD_FRAMES[case]
+    reference = reference_outputs(strict_server.model_dir, [GOOD])
+
+    async def scenario():
+        async with Client(strict_server.target) as client:
+            stream = await client.open()
+            bad = await stream.process(image)
+            good = await stream.process(GOOD)  # still the stream's first processed frame: first_step
+            await stream.close()
+            return bad, good
+
+    bad, good = run(scenario())
+    assert isinstance(bad, FrameError) and bad.code == code and bad.frame_index == 0, bad
+    assert len(bad.message) > 10
+    assert isinstance(good, FrameResult)
+    assert_matches([good], reference)
+
+
+@pytest.mark.parametrize("index", [3, 2], ids=["repeated", "decreasing"])
+def test_frame_index_must_increase(server, index):
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.process(GOOD, frame_index=3)
+            answer = await stream.process(GOOD, frame_index=index)
+            after = await stream.process(GOOD, frame_index=4)
+            await stream.close()
+            return answer, after
+
+    answer, after = run(scenario())
+    assert isinstance(answer, FrameError) and answer.code == ErrorCode.FRAME_INDEX_NOT_INCREASING
+    assert "not larger than the previous frame's (3)" in answer.message
+    assert isinstance(after, FrameResult)
+
+
+async def _raw_exchange(target: str, *requests, metadata=()):
+    """Send proto requests on a raw call; return (responses, error) where error is the final AioRpcError."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = pb_grpc.PerceptionStub(channel).Stream(metadata=metadata)
+        responses = []
+        for request in requests:
+            await call.write(request)
+        await call.done_writing()
+        try:
+            async for response in call:
+                responses.append(response)
+        except grpc.aio.AioRpcError as error:
+            return responses, error
+        return responses, None
+
+
+def _frame(index: int = 0):
+    height, width, _ = GOOD.shape
+    image = pb.Image(encoding=pb.IMAGE_ENCODING_RAW_RGB8, data=GOOD.tobytes(), height=height, width=width)
+    return pb.StreamRequest(frame=pb.Frame(frame_index=index, image=image))
+
+
+def _open(**fields):
+    return pb.StreamRequest(open=pb.OpenStream(**fields))
+
+
+def _trailer_code(error: grpc.aio.AioRpcError) -> str:
+    return dict(error.trailing_metadata() or ()).get(ERROR_CODE_KEY, "")
+
+
+@pytest.mark.parametrize(
+    ("requests", "status", "code"),
+    [
+        ([_frame()], grpc.StatusCode.FAILED_PRECONDITION, ErrorCode.NOT_OPEN),
+        ([pb.StreamRequest(close=pb.CloseStream())], grpc.StatusCode.FAILED_PRECONDITION, ErrorCode.NOT_OPEN),
+        ([_open(), _frame(), _open()], grpc.StatusCode.FAILED_PRECONDITION, ErrorCode.ALREADY_OPEN),
+        ([_open(model="nope")], grpc.StatusCode.NOT_FOUND, ErrorCode.UNKNOWN_MODEL),
+        (
+            [_open(stream_id="ghost", resume=pb.ResumeStream(resume_token="x"))],
+            grpc.StatusCode.NOT_FOUND,
+            ErrorCode.UNKNOWN_STREAM,
+        ),
+        ([_open(resume=pb.ResumeStream(resume_token="x"))], grpc.StatusCode.INVALID_ARGUMENT, ErrorCode.INVALID_OPEN),
+        ([_open(stream_id="bad id!")], grpc.StatusCode.INVALID_ARGUMENT, ErrorCode.INVALID_OPEN),
+        (
+            [_open(options=pb.StreamOptions(mask_height=8))],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ErrorCode.INVALID_OPEN,
+        ),
+        (
+            [_open(options=pb.StreamOptions(idle_timeout_s=-1))],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ErrorCode.INVALID_OPEN,
+        ),
+        (
+            [_open(handoff=pb.StateHandoff(state=pb.Tensor(shape=[4, 16], dtype=pb.DTYPE_FLOAT32, data=b"short")))],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ErrorCode.HANDOFF_MISMATCH,
+        ),
+    ],
+    ids=[
+        "frame before open",
+        "close before open",
+        "second open",
+        "unknown model",
+        "unknown stream on resume",
+        "resume without stream id",
+        "invalid stream id",
+        "half a mask size",
+        "negative idle timeout",
+        "malformed hand-off tensor",
+    ],
+)
+def test_protocol_errors_end_the_stream_with_a_specific_status(server, requests, status, code):
+    responses, error = run(_raw_exchange(server.target, *requests))
+    assert error is not None, responses
+    assert error.code() == status
+    assert _trailer_code(error) == code.wire_name
+    assert len(error.details()) > 20
+    if code == ErrorCode.UNKNOWN_MODEL:
+        assert "tiny" in error.details()  # names the models that exist
+
+
+def test_unknown_request_kinds_are_ignored(server):
+    """An empty request (a newer client's request kind) is skipped, per the versioning rules."""
+    responses, error = run(_raw_exchange(server.target, _open(), pb.StreamRequest(), _frame()))
+    assert error is None
+    assert [r.WhichOneof("kind") for r in responses] == ["opened", "result", "closed"]
+
+
+def test_wrong_resume_token_is_permission_denied(server):
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(GOOD)
+            with pytest.raises(StreamError) as denied:
+                await client.resume(stream.stream_id, "not-the-token", 0)
+            await stream.close()
+            return denied.value
+
+    error = run(scenario())
+    assert error.status == grpc.StatusCode.PERMISSION_DENIED and error.code == ErrorCode.WRONG_RESUME_TOKEN
+
+
+def test_resume_point_older_than_the_history_is_refused(strict_server):
+    clip = make_video(seed=22, frames=6)
+
+    async def scenario():
+        async with Client(strict_server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            for frame in clip:
+                await stream.process(frame)
+            with pytest.raises(StreamError) as refused:
+                await client.resume(stream.stream_id, stream.opened.resume_token, 1)
+            return refused.value
+
+    error = run(scenario())
+    assert error.status == grpc.StatusCode.FAILED_PRECONDITION and error.code == ErrorCode.RESUME_POINT_UNAVAILABLE
+    assert "after frames 3 to 5" in error.message
+
+
+@pytest.mark.parametrize("problem", ["version", "shape", "nan"])
+def test_mismatched_handoff_is_refused(server, problem):
+    card = run(_card(server.target))
+    state = np.zeros((card.num_slots, card.slot_dim), np.float32)
+    version = card.version
+    if problem == "version":
+        version = "0123456789ab"
+    elif problem == "shape":
+        state = np.zeros((card.num_slots + 1, card.slot_dim), np.float32)
+    else:
+        state[0, 0] = np.nan
+    handoff = StateHandoff("s", card.name, version, 5, state, ())
+
+    async def scenario():
+        async with Client(server.target) as client:
+            with pytest.raises(StreamError) as refused:
+                await client.open(handoff=handoff)
+            return refused.value
+
+    error = run(scenario())
+    assert error.status == grpc.StatusCode.INVALID_ARGUMENT and error.code == ErrorCode.HANDOFF_MISMATCH
+
+
+async def _card(target):
+    async with Client(target) as client:
+        return await client.describe()
+
+
+def test_message_over_the_size_limit_is_resource_exhausted_and_harmless(strict_server):
+    """A frame bigger than the message limit ends that call only; the server keeps serving."""
+    huge = np.zeros((700, 700, 3), np.uint8)  # 1.47 MB > 1 MiB
+
+    async def scenario():
+        async with Client(strict_server.target) as client:
+            stream = await client.open()
+            with pytest.raises(StreamError) as refused:
+                await stream.send(huge)
+                await stream.receive()
+        return refused.value
+
+    error = run(scenario())
+    assert error.status == grpc.StatusCode.RESOURCE_EXHAUSTED
+    results = run(stream_clip(strict_server.target, make_video(23, 2)))
+    assert len(results) == 2
+
+
+def test_bearer_token_is_required_when_configured(start_server):
+    server = start_server(auth_token="s3cret")
+
+    async def attempt(token):
+        async with Client(server.target, token=token) as client:
+            stream = await client.open()
+            result = await stream.process(GOOD)
+            await stream.close()
+            return result
+
+    async def describe(token):
+        async with Client(server.target, token=token) as client:
+            return await client.describe()
+
+    for token, message in ((None, "missing"), ("wrong", "wrong bearer token")):
+        for call in (attempt, describe):
+            with pytest.raises(StreamError) as denied:
+                run(call(token))
+            assert denied.value.status == grpc.StatusCode.UNAUTHENTICATED
+            assert denied.value.code == ErrorCode.UNAUTHENTICATED and message in denied.value.message
+    assert isinstance(run(attempt("s3cret")), FrameResult)
+
+    async def health_without_token():
+        async with Client(server.target) as client:
+            await client.wait_ready(5)  # probes carry no metadata
+
+    run(health_without_token())
+
+
+def test_bad_input_on_one_stream_does_not_affect_another(strict_server):
+    """A stream sending every kind of bad frame next to a healthy stream: the healthy one is exact."""
+    clip = make_video(seed=24, frames=30)
+    reference = reference_outputs(strict_server.model_dir, clip)
+
+    async def abuser():
+        async with Client(strict_server.target) as client:
+            stream = await client.open()
+            for image, _ in BAD_FRAMES.values():
+                await stream.process(image)
+            await stream.close()
+
+    async def scenario():
+        results, _ = await asyncio.gather(stream_clip(strict_server.target, clip), abuser())
+        return results
+
+    assert_matches(run(scenario()), reference)

@@ -1,0 +1,231 @@
+"""Stream lifecycle over gRPC: idle reclaim and the expired status, cancel, resume, hand-off, capacity."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import numpy as np
+import pytest
+from service_helpers import make_video, reference_outputs, run
+from test_stream_service import assert_matches
+
+from service.client import Client, FrameResult, Output, StreamError, StreamOptions
+from service.errors import ErrorCode
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_idle_stream_is_reclaimed_and_reports_expired(start_server):
+    """A stream without frames for its idle timeout is freed; its connection ends with NOT_FOUND
+    STREAM_EXPIRED, and a later resume of that id gets the same distinct status."""
+    server = start_server(idle_timeout_s=0.3)
+    clip = make_video(seed=7, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(clip[0])
+            with pytest.raises(StreamError) as ended:
+                await asyncio.wait_for(stream.receive(), 5)
+            with pytest.raises(StreamError) as resumed:
+                await stream.reconnect()
+            return ended.value, resumed.value
+
+    ended, resumed = run(scenario())
+    for error in (ended, resumed):
+        assert error.status == grpc.StatusCode.NOT_FOUND and error.code == ErrorCode.STREAM_EXPIRED
+        assert "expired" in error.message and "idle timeout" in error.message
+    assert server.session_count() == 0
+    assert server.metric("slotstream_streams_released_total", {"reason": "idle"}) == 1
+
+
+def test_detached_stream_expires_after_its_resume_window(start_server):
+    server = start_server(max_resume_window_s=0.3)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=10))  # lowered to the server's 0.3 s
+            assert stream.opened.options.resume_window_s == pytest.approx(0.3)
+            await stream.process(make_video(8, 1)[0])
+            stream.cancel()
+            await asyncio.sleep(1.5)
+            with pytest.raises(StreamError) as error:
+                await stream.reconnect()
+            return error.value
+
+    error = run(scenario())
+    assert error.code == ErrorCode.STREAM_EXPIRED and "resume window" in error.message
+    assert server.metric("slotstream_streams_released_total", {"reason": "resume_expired"}) == 1
+
+
+def test_cancel_frees_state_immediately(server):
+    """Cancelling the RPC (or losing the connection) of a stream without a resume window frees it at once."""
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.process(make_video(9, 1)[0])
+            assert server.session_count() == 1
+            await stream.send(make_video(9, 2)[1])  # a frame in flight when the call is cancelled
+            stream.cancel()
+
+    run(scenario())
+    wait_until(lambda: server.session_count() == 0, timeout=5)
+    assert server.metric("slotstream_streams_released_total", {"reason": "cancelled"}) == 1
+    assert server.metric("slotstream_state_bytes") == 0
+    assert server.metric("slotstream_streams_active", {"model": "tiny"}) == 0
+
+
+def test_release_is_counted_once_when_close_and_cancel_race(server):
+    """Close and cancel arriving together free the state through one path, exactly once."""
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=0.5))
+            await stream.process(make_video(10, 1)[0])
+            await stream.close_writing()
+            stream.cancel()
+
+    run(scenario())
+    wait_until(lambda: server.session_count() == 0, timeout=10)
+    released = sum(
+        server.metric("slotstream_streams_released_total", {"reason": reason})
+        for reason in ("closed", "cancelled", "resume_expired", "error")
+    )
+    assert released == 1
+
+
+def test_resume_on_a_new_connection_continues_exactly(server):
+    """Dropping the connection with frames in flight and resuming from the last answered frame gives the
+    same results as an uninterrupted stream (the server rewinds to that frame's state)."""
+    clip = make_video(seed=11, frames=30)
+    reference = reference_outputs(server.model_dir, clip)
+
+    async def scenario():
+        results: dict[int, FrameResult] = {}
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            for index in range(12):
+                await stream.send(clip[index])
+            for _ in range(8):  # frames 8-11 stay unanswered (some may already be processed by the server)
+                answer = await stream.receive()
+                results[answer.frame_index] = answer
+            stream.cancel()
+            await asyncio.sleep(0.2)
+        async with Client(server.target) as second:  # a new connection
+            opened = await stream.reconnect(second)
+            assert opened.last_frame_index == 7 and stream.unanswered == [8, 9, 10, 11]
+            for index in range(12, len(clip)):
+                await stream.send(clip[index])
+            while len(results) < len(clip):
+                answer = await stream.receive()
+                results[answer.frame_index] = answer
+            await stream.close()
+        return [results[i] for i in range(len(clip))]
+
+    assert_matches(run(scenario()), reference)
+
+
+def test_resume_takes_over_a_connection_the_server_still_thinks_is_alive(server):
+    """A half-open old connection must not block a robot that reconnects: resuming with the token moves the
+    stream to the new connection, and the old one ends with ABORTED (TAKEN_OVER)."""
+    clip = make_video(seed=12, frames=2)
+    reference = reference_outputs(server.model_dir, clip)
+
+    async def scenario():
+        async with Client(server.target) as first, Client(server.target) as second:
+            old = await first.open(StreamOptions(resume_window_s=30))
+            first_result = await old.process(clip[0])
+            new = await second.resume(old.stream_id, old.opened.resume_token, 0)
+            second_result = await new.process(clip[1])
+            with pytest.raises(StreamError) as evicted:
+                await old.receive()
+            await new.close()
+            return [first_result, second_result], evicted.value
+
+    results, evicted = run(scenario())
+    assert evicted.status == grpc.StatusCode.ABORTED and evicted.code == ErrorCode.TAKEN_OVER
+    assert_matches(results, reference)
+
+
+def test_opening_a_stream_id_in_use_is_already_exists(server):
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(stream_id="robot-7/cam-left")
+            assert stream.stream_id == "robot-7/cam-left"
+            with pytest.raises(StreamError) as in_use:
+                await client.open(stream_id="robot-7/cam-left")
+            await stream.close()
+            return in_use.value
+
+    error = run(scenario())
+    assert error.status == grpc.StatusCode.ALREADY_EXISTS and error.code == ErrorCode.STREAM_ID_IN_USE
+
+
+def test_state_handoff_to_another_server_continues_exactly(start_server):
+    """Output STATE lets a client continue a stream on another replica (same model version) exactly."""
+    first, second = start_server(), start_server()
+    clip = make_video(seed=13, frames=20)
+    reference = reference_outputs(first.model_dir, clip)
+
+    async def scenario():
+        results = []
+        async with Client(first.target) as a, Client(second.target) as b:
+            stream = await a.open(StreamOptions(outputs=frozenset({Output.SLOTS, Output.SEGMENTATION, Output.STATE})))
+            for frame in clip[:9]:
+                results.append(await stream.process(frame))
+            stream.cancel()  # replica A "dies"
+            opened = await stream.reconnect(b)  # not known on B: continues from the hand-off state
+            assert opened.kind.name == "HANDED_OFF" and opened.last_frame_index == 8
+            for frame in clip[9:]:
+                results.append(await stream.process(frame))
+            await stream.close()
+        return results
+
+    assert_matches(run(scenario()), reference)
+    assert second.metric("slotstream_streams_opened_total", {"model": "tiny", "kind": "handed_off"}) == 1
+
+
+def test_too_many_streams_is_resource_exhausted_and_recovers(start_server):
+    server = start_server(max_streams=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            streams = [await client.open(), await client.open()]
+            started = time.perf_counter()
+            with pytest.raises(StreamError) as refused:
+                await client.open()
+            elapsed = time.perf_counter() - started
+            await streams[0].close()
+            third = await client.open()  # a slot is free again
+            await third.close()
+            await streams[1].close()
+            return refused.value, elapsed
+
+    error, elapsed = run(scenario())
+    assert error.status == grpc.StatusCode.RESOURCE_EXHAUSTED and error.code == ErrorCode.TOO_MANY_STREAMS
+    assert "maximum of 2 streams" in error.message
+    assert elapsed < 0.5
+
+
+def test_close_with_return_state_gives_the_handoff(server):
+    clip = make_video(seed=14, frames=3)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            results = [await stream.process(frame) for frame in clip]
+            tail = await stream.close(return_state=True)
+            return results, tail[-1]
+
+    results, closed = run(scenario())
+    assert closed.handoff is not None and closed.handoff.last_frame_index == 2
+    assert closed.handoff.state.shape == results[-1].slots.shape
+    np.testing.assert_allclose(closed.handoff.state, results[-1].slots, atol=1e-6)
