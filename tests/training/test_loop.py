@@ -1,0 +1,117 @@
+"""The training loop: exact resume, atomic checkpoints, the schedule, metric files, torchrun data parallelism."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from plugins import VideoSlotModel
+from training.checkpoint import list_checkpoints, load_trainer_state
+from training.configs import get_config
+from training.loop import fit
+from training.schedule import warmup_cosine
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(steps: int = 6, **data_overrides) -> object:
+    config = get_config("tiny")
+    data = dataclasses.replace(config.data, **{"val_videos": 1, "val_frames": 2, **data_overrides})
+    return dataclasses.replace(config, steps=steps, data=data, eval_every=3, checkpoint_every=2, log_every=1)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_interrupted_and_resumed_run_reaches_the_same_weights(tmp_path: Path, workers: int) -> None:
+    config = tiny(num_workers=workers)
+    straight = fit(config, tmp_path / "straight", progress=False)
+    stopped = fit(config, tmp_path / "resumed", progress=False, stop_after=3)
+    assert stopped.step == 3 and stopped.model_dir is None
+    resumed = fit(config, tmp_path / "resumed", progress=False, resume=True)
+    assert resumed.step == config.steps
+    expected = load_file(str(straight.model_dir / "model.safetensors"))
+    actual = load_file(str(resumed.model_dir / "model.safetensors"))
+    assert expected.keys() == actual.keys()
+    different = [key for key in expected if not (expected[key] == actual[key]).all()]
+    assert not different, f"weights differ after resume: {different[:5]}"
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path: Path) -> None:
+    fit(tiny(steps=2), tmp_path, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(tiny(steps=2), tmp_path, progress=False)
+
+
+def test_run_writes_metrics_tensorboard_and_pruned_checkpoints(tmp_path: Path) -> None:
+    fit(tiny(steps=6), tmp_path, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "reconstruction_mse", "preheat_mse", "lr", "clips_per_s", "grad_norm"} <= set(train[0])
+    assert [r["step"] for r in evals] == [3, 6] and "video_fg_ari" in evals[0]
+    assert any((tmp_path / "tensorboard").iterdir())
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000004", "step-00000006"]
+    assert load_trainer_state(list_checkpoints(tmp_path)[-1]).step == 6
+    VideoSlotModel.from_pretrained(list_checkpoints(tmp_path)[-1])
+
+
+def test_a_killed_run_leaves_only_complete_checkpoints_and_resumes(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "training.run", "--config", "tiny", "--steps", "400", "--out", str(tmp_path)]
+    process = subprocess.Popen(
+        [*command, "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while len(list_checkpoints(tmp_path)) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoints = list_checkpoints(tmp_path)
+    assert checkpoints, "no checkpoint was written before the kill"
+    for checkpoint in checkpoints:
+        VideoSlotModel.from_pretrained(checkpoint)
+        assert load_trainer_state(checkpoint).step > 0
+    if load_trainer_state(checkpoints[-1]).step >= 40:
+        pytest.skip("the run got past step 40 before it was killed; nothing left to resume")
+    finished = subprocess.run(
+        [*command, "--steps", "40", "--resume", "--no-progress"], cwd=REPO, capture_output=True, text=True
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_schedule_warms_up_linearly_then_decays_to_the_final_fraction() -> None:
+    values = [warmup_cosine(s, 100, 0.05, 1e-3) for s in range(100)]
+    assert values[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert values[5] == pytest.approx(1.0)
+    assert values[-1] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(values[5:]))
+
+
+def test_cli_rejects_an_unknown_config() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "training.run", "--config", "nope"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "smoothsa_cnn" in result.stderr
+
+
+def test_torchrun_trains_with_two_cpu_processes(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
+    command += ["-m", "training.run", "--config", "tiny", "--steps", "4", "--out", str(tmp_path), "--no-progress"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert train[-1]["step"] == 4
+    assert train[-1]["clips_per_s"] > 0

@@ -1,0 +1,135 @@
+"""Run directories and atomic checkpoints.
+
+A checkpoint is a directory ``checkpoints/step-<N>/`` holding the model in the ``save_pretrained`` format
+(``config.json`` + ``model.safetensors``) plus ``trainer_state.pt`` (optimizer, scheduler and RNG states,
+loaded back with ``weights_only=True``, so no code is ever unpickled). It is written under a temporary name
+and renamed into place in one step: a run killed at any moment leaves either the complete checkpoint or
+none, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from plugins import VideoSlotModel
+
+CHECKPOINT_DIR = "checkpoints"
+TRAINER_STATE = "trainer_state.pt"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainerState:
+    """What a resumed run needs besides the weights.
+
+    Attributes:
+        step: optimisation steps completed.
+        optimizer: ``optimizer.state_dict()``.
+        scheduler: ``scheduler.state_dict()``.
+        rng: torch CPU (and CUDA) generator states, Python's and NumPy's.
+        scaler: the AMP gradient scaler's state (CUDA only), or None.
+    """
+
+    step: int
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    scaler: dict[str, Any] | None = None
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every random generator's state, in tensors and plain types (loadable with ``weights_only``)."""
+    numpy_state: Any = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": _python_state_to_plain(random.getstate()),
+        "numpy": {"keys": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2])},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    keys = state["numpy"]["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, keep: int) -> Path:
+    """Write ``checkpoints/step-<N>`` atomically and delete all but the ``keep`` newest checkpoints."""
+    root = run_dir / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{state.step:08d}"
+    staging = Path(tempfile.mkdtemp(prefix=f".step-{state.step:08d}.", dir=root))
+    try:
+        model.save_pretrained(staging)
+        torch.save(
+            {
+                "step": state.step,
+                "optimizer": state.optimizer,
+                "scheduler": state.scheduler,
+                "rng": state.rng,
+                "scaler": state.scaler,
+            },
+            staging / TRAINER_STATE,
+        )
+        if final.exists():
+            _discard(final)
+        os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        _discard(old)
+    for leftover in root.glob(".*"):  # staging or discarded directories of an earlier, killed run
+        shutil.rmtree(leftover, ignore_errors=True)
+    return final
+
+
+def _discard(checkpoint: Path) -> None:
+    """Remove a checkpoint without ever exposing a half-deleted one under its ``step-<N>`` name."""
+    doomed = checkpoint.with_name(f".discard-{checkpoint.name}")
+    os.replace(checkpoint, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary directories are ignored)."""
+    root = run_dir / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return [path for _, path in sorted(found)]
+
+
+def load_trainer_state(checkpoint: Path) -> TrainerState:
+    """Read ``trainer_state.pt`` of a checkpoint (tensors and plain data only)."""
+    data = torch.load(checkpoint / TRAINER_STATE, map_location="cpu", weights_only=True)
+    return TrainerState(
+        step=int(data["step"]),
+        optimizer=data["optimizer"],
+        scheduler=data["scheduler"],
+        rng=data["rng"],
+        scaler=data.get("scaler"),
+    )
+
+
+def _python_state_to_plain(state: tuple[Any, ...]) -> list[Any]:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]

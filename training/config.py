@@ -1,0 +1,111 @@
+"""Typed training configuration: what a named experiment under ``training/configs/`` returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LossTerm:
+    """One named, weighted loss from the registry.
+
+    Attributes:
+        name: registry name in the ``losses`` kind.
+        weight: multiplier in the total loss.
+        kwargs: constructor arguments of the loss.
+    """
+
+    name: str
+    weight: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how they are batched.
+
+    Attributes:
+        spec: training data spec (``synthetic:<level>``, ``davis:<root>``, ``videos:<dir>``).
+        val_spec: evaluation data spec; defaults to ``spec``.
+        clip_length: frames per training clip (a random contiguous chunk of each video).
+        batch_size: clips per optimisation step (per process under ``torchrun``).
+        num_workers: DataLoader worker processes.
+        val_videos: videos evaluated during training (the full validation set in ``training.evaluate``).
+        val_frames: frames per evaluation video (None: whole videos).
+    """
+
+    spec: str = "synthetic:medium"
+    val_spec: str | None = None
+    clip_length: int = 6
+    batch_size: int = 8
+    num_workers: int = 0
+    val_videos: int = 16
+    val_frames: int | None = 24
+
+
+@dataclass
+class OptimConfig:
+    """Adam with linear warm-up then cosine decay (methods.md §13).
+
+    Attributes:
+        lr: peak learning rate.
+        warmup_fraction: fraction of steps of linear warm-up from 0.
+        final_lr_fraction: the cosine ends at ``lr * final_lr_fraction`` (1e-3 in SmoothSA).
+        grad_clip: maximum global gradient norm (None: no clipping).
+        mixed_precision: fp16 autocast + gradient scaling on CUDA (ignored on the CPU).
+    """
+
+    lr: float = 4e-4
+    warmup_fraction: float = 0.05
+    final_lr_fraction: float = 1e-3
+    grad_clip: float | None = 0.05
+    mixed_precision: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """A complete experiment.
+
+    Attributes:
+        name: the experiment's name (the config file's name).
+        model: keyword arguments of :class:`plugins.VideoSlotModel`.
+        losses: weighted loss terms.
+        data: data settings.
+        optim: optimiser settings.
+        steps: optimisation steps.
+        seed: seed for weights, data and noise.
+        eval_every: steps between evaluations (0: only at the end).
+        checkpoint_every: steps between checkpoints (the last step is always saved).
+        log_every: steps between metric lines.
+        keep_checkpoints: how many recent checkpoints to keep on disk.
+    """
+
+    name: str
+    model: dict[str, Any]
+    losses: list[LossTerm]
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 5000
+    seed: int = 0
+    eval_every: int = 500
+    checkpoint_every: int = 250
+    log_every: int = 10
+    keep_checkpoints: int = 2
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole configuration as JSON-serialisable data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            **{
+                **data,
+                "losses": [LossTerm(**term) for term in data["losses"]],
+                "data": DataConfig(**data["data"]),
+                "optim": OptimConfig(**data["optim"]),
+            }
+        )

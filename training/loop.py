@@ -1,0 +1,283 @@
+"""The training loop: ``fit(config, run_dir)``.
+
+One step: tell the model how far training is (for component schedules), run the clip through the recurrent
+model, sum the weighted losses, back-propagate, clip the gradient norm, step Adam and the schedule.
+Evaluation, metric lines and checkpoints happen on the main process at their configured intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from plugins import ComponentRegistry, VideoSlotModel, default_registry
+from plugins.interfaces import Loss
+from plugins.model import WEIGHTS_FILE
+from training.batches import SeededItems, StepBatchSampler
+from training.checkpoint import (
+    TrainerState,
+    capture_rng,
+    list_checkpoints,
+    load_trainer_state,
+    restore_rng,
+    save_checkpoint,
+)
+from training.config import TrainConfig
+from training.datasets import VideoClip, build_dataset, collate_clips
+from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
+from training.evaluation import evaluate
+from training.logging_sinks import MetricSinks
+from training.metrics import DiscoveryScores
+from training.schedule import warmup_cosine
+
+CONFIG_FILE = "train_config.json"
+FINAL_MODEL_DIR = "model"
+
+
+@dataclass
+class FitResult:
+    """What a finished (or stopped) run produced.
+
+    Attributes:
+        run_dir: the run directory.
+        step: steps completed.
+        wall_time_s: seconds spent in this invocation.
+        scores: the last evaluation, if one ran.
+        model_dir: the final ``save_pretrained`` directory (None when stopped early).
+    """
+
+    run_dir: Path
+    step: int
+    wall_time_s: float
+    scores: DiscoveryScores | None
+    model_dir: Path | None
+
+
+@dataclass
+class _Run:
+    """The live objects of a run."""
+
+    model: VideoSlotModel
+    trained: nn.Module  # the model, or its DistributedDataParallel wrapper
+    losses: list[tuple[str, float, Loss]]
+    optimizer: torch.optim.Adam
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    step: int
+
+
+def fit(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+    stop_after: int | None = None,
+    registry: ComponentRegistry | None = None,
+) -> FitResult:
+    """Train ``config`` into ``run_dir``; under ``torchrun`` every process calls this.
+
+    Args:
+        config: the experiment.
+        run_dir: where checkpoints, metrics, TensorBoard files and the final model go.
+        resume: continue from the newest complete checkpoint in ``run_dir`` (start fresh when there is none).
+        device: ``"cpu"`` or ``"cuda"``.
+        progress: show a progress bar.
+        stop_after: stop (after checkpointing) once this many steps are done, as if interrupted.
+        registry: component registry (defaults to the default plugin manager's).
+
+    Raises:
+        FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    group = init_from_environment(device)
+    checkpoints = list_checkpoints(run_dir)
+    if checkpoints and not resume:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
+        )
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    torch.manual_seed(config.seed)
+    run = _build_run(config, registry or default_registry(), device, group)
+    if resume and checkpoints:
+        _restore(run, checkpoints[-1], device)
+    try:
+        scores = _train(config, run, run_dir, group, device, progress, stop_after)
+    finally:
+        shutdown(group)
+    finished = run.step >= config.steps
+    model_dir = run_dir / FINAL_MODEL_DIR if finished else None
+    if finished and group.is_main and model_dir is not None:
+        run.model.save_pretrained(model_dir)
+    return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir)
+
+
+def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> _Run:
+    model = VideoSlotModel(**config.model, registry=registry).to(device)
+    trained: nn.Module = model
+    if group.distributed:
+        ids = [group.local_rank] if device == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    losses = [(term.name, term.weight, _loss(registry, term.name, term.kwargs)) for term in config.losses]
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.optim.lr)
+    schedule = config.optim
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, config.steps, schedule.warmup_fraction, schedule.final_lr_fraction)
+    )
+    use_amp = device == "cuda" and config.optim.mixed_precision
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    return _Run(model, trained, losses, optimizer, scheduler, scaler, step=0)
+
+
+def _loss(registry: ComponentRegistry, name: str, kwargs: dict[str, Any]) -> Loss:
+    loss = registry.build("losses", name, kwargs)
+    assert isinstance(loss, Loss)
+    return loss
+
+
+def _restore(run: _Run, checkpoint: Path, device: str) -> None:
+    missing, unexpected = load_model(run.model, str(checkpoint / WEIGHTS_FILE), strict=False, device=device)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    state = load_trainer_state(checkpoint)
+    run.optimizer.load_state_dict(state.optimizer)
+    run.scheduler.load_state_dict(state.scheduler)
+    if run.scaler is not None and state.scaler is not None:
+        run.scaler.load_state_dict(state.scaler)
+    restore_rng(state.rng)
+    run.step = state.step
+
+
+def _train_loader(config: TrainConfig, run: _Run, group: ProcessGroup) -> DataLoader[VideoClip]:
+    data = config.data
+    dataset = SeededItems(build_dataset(data.spec, "train", data.clip_length, _image_size(config), config.seed))
+    sampler = StepBatchSampler(dataset, data.batch_size, config.seed, run.step, config.steps, group.rank)
+    return DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_sampler=sampler,  # type: ignore[arg-type]
+        collate_fn=collate_clips,
+        num_workers=data.num_workers,
+        persistent_workers=False,
+    )
+
+
+def _val_dataset(config: TrainConfig) -> Dataset[VideoClip]:
+    data = config.data
+    dataset = build_dataset(data.val_spec or data.spec, "val", data.val_frames, _image_size(config), config.seed)
+    return Subset(dataset, range(min(data.val_videos, len(dataset))))  # type: ignore[arg-type]
+
+
+def _image_size(config: TrainConfig) -> tuple[int, int]:
+    size = config.model.get("image_size", (64, 64))
+    return int(size[0]), int(size[1])
+
+
+def _train(
+    config: TrainConfig,
+    run: _Run,
+    run_dir: Path,
+    group: ProcessGroup,
+    device: str,
+    progress: bool,
+    stop_after: int | None,
+) -> DiscoveryScores | None:
+    last_step = min(config.steps, stop_after) if stop_after is not None else config.steps
+    sinks = MetricSinks(run_dir) if group.is_main else None
+    scores: DiscoveryScores | None = None
+    bar = tqdm(total=config.steps, initial=run.step, desc=config.name, disable=not (progress and group.is_main))
+    run.trained.train()
+    tick = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):  # creating the iterator draws a worker seed: keep it off the run's RNG
+        batches = iter(_train_loader(config, run, group))
+    try:
+        for batch in batches:
+            if run.step >= last_step:
+                break
+            terms = _optimisation_step(config, run, batch.frames.to(device), device)
+            run.step += 1
+            clips_per_s = config.data.batch_size * group.world_size / max(time.perf_counter() - tick, 1e-9)
+            tick = time.perf_counter()
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['loss']:.4f}", clips_s=f"{clips_per_s:.1f}")
+            if sinks and (run.step % config.log_every == 0 or run.step == last_step):
+                sinks.write(
+                    run.step, "train", {**terms, "lr": run.scheduler.get_last_lr()[0], "clips_per_s": clips_per_s}
+                )
+            scores = _maybe_evaluate(config, run, sinks, device, last_step) or scores
+            _maybe_checkpoint(config, run, run_dir, group, last_step)
+    finally:
+        bar.close()
+        if sinks:
+            sinks.close()
+    return scores
+
+
+def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, device: str) -> dict[str, float]:
+    run.model.set_training_progress(run.step / max(config.steps, 1))
+    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=run.scaler is not None):
+        output = run.trained(frames)
+        values = {name: loss(output, run.step / max(config.steps, 1)) for name, _, loss in run.losses}
+        total = sum((weight * values[name] for name, weight, _ in run.losses), torch.zeros((), device=device))
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(total).backward()
+        run.scaler.unscale_(run.optimizer)
+    else:
+        total.backward()
+    clip = config.optim.grad_clip
+    parameters = [p for p in run.model.parameters() if p.grad is not None]
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, clip if clip is not None else float("inf"))
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.scheduler.step()
+    return {"loss": total.item(), "grad_norm": grad_norm.item(), **{k: v.item() for k, v in values.items()}}
+
+
+def _maybe_evaluate(
+    config: TrainConfig, run: _Run, sinks: MetricSinks | None, device: str, last_step: int
+) -> DiscoveryScores | None:
+    due = (config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
+    if sinks is None or not due or config.data.val_videos <= 0:
+        return None
+    with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
+        scores = evaluate(run.model, _val_dataset(config), device=device)
+    sinks.write(run.step, "eval", scores.to_dict())
+    tqdm.write(
+        f"step {run.step}: video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  "
+        f"mIoU {scores.video_miou:.3f}  ARI {scores.video_ari:.3f}"
+    )
+    return scores
+
+
+def _maybe_checkpoint(config: TrainConfig, run: _Run, run_dir: Path, group: ProcessGroup, last_step: int) -> None:
+    if run.step % config.checkpoint_every != 0 and run.step != last_step:
+        return
+    if group.is_main:
+        state = TrainerState(
+            step=run.step,
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(),
+            rng=capture_rng(),
+            scaler=run.scaler.state_dict() if run.scaler is not None else None,
+        )
+        save_checkpoint(run_dir, run.model, state, config.keep_checkpoints)
+    barrier(group)

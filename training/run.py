@@ -1,0 +1,87 @@
+"""``python -m training.run --config NAME``: train a shipped experiment, CLI flags overriding its config.
+
+Examples:
+    python -m training.run --config tiny --out runs/tiny
+    python -m training.run --config smoothsa_cnn --out runs/smoothsa_cnn --resume
+    torchrun --nproc-per-node 2 -m training.run --config smoothsa_cnn --out runs/ddp
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from training.config import TrainConfig
+from training.configs import available, get_config
+from training.loop import fit
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help=f"experiment name: {', '.join(available())}")
+    parser.add_argument("--data", help="training data spec (synthetic:<level>, davis:<root>, videos:<dir>)")
+    parser.add_argument("--val-data", help="evaluation data spec (default: the training spec)")
+    parser.add_argument("--steps", type=int, help="optimisation steps")
+    parser.add_argument("--batch-size", type=int, help="clips per step (per process)")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--out", default=None, help="run directory (default: runs/<config>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--seed", type=int, help="seed for weights, data and noise")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser.parse_args(argv)
+
+
+def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """Return ``config`` with every flag that was given applied."""
+    data = dataclasses.replace(
+        config.data,
+        **{
+            key: value
+            for key, value in {
+                "spec": args.data,
+                "val_spec": args.val_data,
+                "batch_size": args.batch_size,
+                "num_workers": args.workers,
+            }.items()
+            if value is not None
+        },
+    )
+    optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim
+    top = {key: value for key, value in {"steps": args.steps, "seed": args.seed}.items() if value is not None}
+    return dataclasses.replace(config, data=data, optim=optim, **top)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        config = apply_overrides(get_config(args.config), args)
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda was requested but no CUDA device is available", file=sys.stderr)
+            return 2
+    out = args.out or f"runs/{config.name}"
+    try:
+        result = fit(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{config.name}: {result.step} steps in {result.wall_time_s:.0f} s; model in {result.model_dir}")
+    if result.scores is not None:
+        scores = result.scores
+        print(f"video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  mIoU {scores.video_miou:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
