@@ -1,7 +1,7 @@
 """The CPU-sized CNN model shared by ``smoothsa_cnn``, its ablations and ``savi_cnn``.
 
 64x64 frames; a SAVi-S-like CNN with two stride-2 convolutions, so Slot Attention works on a 16x16 grid;
-6 slots of 64; a spatial broadcast decoder from 8x8 to 32x32 pixels (masks are upsampled to 64x64 for
+6 slots of 64; a spatial broadcast decoder from 8x8 to 16x16 pixels (masks are upsampled to 64x64 for
 evaluation). These sizes keep one training step of 8 clips x 6 frames around half a second on a 2-core CPU.
 """
 
@@ -25,7 +25,7 @@ def cnn_model(
         "initializer": initializer,
         "aggregator": {"name": "slot_attention", "kwargs": {"truncation": truncation}},
         "transition": transition or {"name": "randsfq", "kwargs": {"window": 6}},
-        "decoder": {"name": "broadcast", "kwargs": {"output_size": [32, 32], "broadcast_size": 8, "channels": 32}},
+        "decoder": {"name": "broadcast", "kwargs": {"output_size": [16, 16], "broadcast_size": 8, "channels": 32}},
         "num_slots": 6,
         "slot_dim": 64,
         "image_size": IMAGE_SIZE,
