@@ -15,6 +15,7 @@ class MetricSinks:
     def __init__(self, run_dir: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        self.run_dir = run_dir
         self.jsonl = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
         self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 

@@ -39,6 +39,7 @@ from training.evaluation import evaluate
 from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
 from training.schedule import warmup_cosine
+from training.visualize import save_overlay
 
 CONFIG_FILE = "train_config.json"
 FINAL_MODEL_DIR = "model"
@@ -259,13 +260,26 @@ def _maybe_evaluate(
     if sinks is None or not due or config.data.val_videos <= 0:
         return None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
-        scores = evaluate(run.model, _val_dataset(config), device=device)
+        dataset = _val_dataset(config)
+        scores = evaluate(run.model, dataset, device=device)
+        _save_sample(run, dataset, sinks.run_dir / "samples" / f"step-{run.step:08d}.png", device)
     sinks.write(run.step, "eval", scores.to_dict())
     tqdm.write(
         f"step {run.step}: video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  "
         f"mIoU {scores.video_miou:.3f}  ARI {scores.video_ari:.3f}"
     )
     return scores
+
+
+@torch.inference_mode()
+def _save_sample(run: _Run, dataset: Dataset[VideoClip], path: Path, device: str) -> None:
+    """Frames, reconstruction and slot masks of the first validation video (up to 8 frames) as a PNG."""
+    frames = dataset[0].frames[:8].unsqueeze(0).to(device)  # [1, T, 3, H, W]
+    run.model.eval()
+    try:
+        save_overlay(frames, run.model(frames), path)
+    finally:
+        run.model.train()
 
 
 def _maybe_checkpoint(config: TrainConfig, run: _Run, run_dir: Path, group: ProcessGroup, last_step: int) -> None:
