@@ -159,7 +159,7 @@ class StreamConnection:
         self._reader: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._current: tuple[Slot, FrameRequest] | None = None
-        self._reading = False
+        self._awaiting_request = False
         self._draining = False
         self._eviction: StreamAbort | None = None
         self.finished = asyncio.Event()
@@ -254,10 +254,10 @@ class StreamConnection:
     async def drain(self) -> None:
         """Stop reading frames, answer every accepted frame, send the hand-off state and end with UNAVAILABLE.
 
-        Returns when the stream has ended.
+        A frame being decoded when the drain starts still counts as accepted. Returns when the stream ended.
         """
         self._draining = True
-        if self._reading and self._reader is not None:
+        if self._awaiting_request and self._reader is not None:
             self._reader.cancel()
         await self.finished.wait()
 
@@ -266,7 +266,6 @@ class StreamConnection:
     async def _read(self, requests: AsyncIterable[StreamRequest]) -> None:
         end: CloseRequest | None = None
         try:
-            self._reading = True
             end = await self._read_requests(requests)
         except asyncio.CancelledError:
             if not self._draining or self._eviction is not None:
@@ -282,11 +281,19 @@ class StreamConnection:
             self._out.put_nowait(_Lost(error))
             return
         finally:
-            self._reading = False
+            self._awaiting_request = False
         await self._finish(end)
 
     async def _read_requests(self, requests: AsyncIterable[StreamRequest]) -> CloseRequest | None:
-        async for request in requests:
+        iterator = aiter(requests)
+        while not self._draining:
+            self._awaiting_request = True
+            try:
+                request = await anext(iterator)
+            except StopAsyncIteration:
+                return None
+            finally:
+                self._awaiting_request = False
             if isinstance(request, OpenRequest):
                 self._open(request)
             elif isinstance(request, FrameRequest):
@@ -295,8 +302,6 @@ class StreamConnection:
                 raise StreamAbort(ErrorCode.NOT_OPEN, "close before open: the first request must be an open")
             else:
                 return request
-            if self._draining:
-                break
         return None
 
     def _open(self, request: OpenRequest) -> None:

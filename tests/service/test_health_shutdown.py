@@ -1,0 +1,222 @@
+"""Readiness (health NOT_SERVING until warmed up), graceful shutdown, metrics, reflection and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from service_helpers import make_video, reference_outputs, run
+from test_stream_service import assert_matches
+
+from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, TlsFiles
+from service.config import ServiceConfig
+from service.engine import Engine, EngineOutput
+from service.errors import ErrorCode
+from service.server import default_engine_factory
+from service.types import CloseReason
+
+
+class SlowEngine(Engine):
+    """Wraps an engine: warm-up waits for :attr:`release`, every call sleeps :attr:`delay_s`."""
+
+    def __init__(self, inner: Engine, delay_s: float = 0.0) -> None:
+        self.inner = inner
+        self.card = inner.card
+        self.delay_s = delay_s
+        self.release = threading.Event()
+
+    def warmup(self, batch_sizes):
+        assert self.release.wait(30), "warm-up was never released"
+        super().warmup(batch_sizes)
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        time.sleep(self.delay_s)
+        return self.inner.first_step(frames)
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        time.sleep(self.delay_s)
+        return self.inner.step(frames, state)
+
+
+def slow_factory(delay_s: float = 0.0, released: bool = True):
+    engines: list[SlowEngine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engine = SlowEngine(default_engine_factory(config), delay_s)
+        if released:
+            engine.release.set()
+        engines.append(engine)
+        return engine
+
+    return factory, engines
+
+
+async def _health(target: str, service: str = "") -> int:
+    async with grpc.aio.insecure_channel(target) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service))
+        return int(reply.status)
+
+
+def test_health_is_not_serving_until_the_model_is_warmed_up(start_server):
+    factory, engines = slow_factory(released=False)
+    server = start_server(engine_factory=factory, wait_ready=False)
+    for service in ("", "slotstream.v1.Perception"):
+        assert run(_health(server.target, service)) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def open_too_early():
+        async with Client(server.target) as client:
+            with pytest.raises(StreamError) as refused:
+                await client.open()
+            return refused.value
+
+    error = run(open_too_early())
+    assert error.status == grpc.StatusCode.UNAVAILABLE and error.code == ErrorCode.NOT_READY
+    engines[0].release.set()
+    server.call(server.server.ready.wait(), timeout=30)
+    assert run(_health(server.target)) == health_pb2.HealthCheckResponse.SERVING
+    assert server.metric("slotstream_ready") == 1
+
+
+def test_graceful_shutdown_drains_in_flight_frames_and_hands_off(start_server):
+    """On stop: health flips at once, new opens are refused, every accepted frame is answered, the stream gets
+    its hand-off state and ends with UNAVAILABLE; the hand-off continues exactly on another server."""
+    factory, _ = slow_factory(delay_s=0.05)
+    draining = start_server(engine_factory=factory, max_pending_frames=8)
+    replacement = start_server()
+    clip = make_video(seed=31, frames=16)
+    reference = reference_outputs(draining.model_dir, clip)
+
+    async def scenario():
+        answers = []
+        async with Client(draining.target) as client, Client(replacement.target) as other:
+            stream = await client.open()
+            for frame in clip[:8]:
+                await stream.send(frame)
+            answers.append(await stream.receive())
+            stopping = asyncio.get_running_loop().run_in_executor(None, draining.stop, 5.0)
+            await asyncio.sleep(0.05)
+            assert await _health(draining.target) == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(StreamError) as refused:
+                await client.open()
+            while True:
+                try:
+                    answers.append(await stream.receive())
+                except StreamError as ended:
+                    final_error = ended
+                    break
+            await stopping
+            opened = await stream.reconnect(other)
+            while stream.unanswered:  # frames the old server never read were re-sent by reconnect()
+                answers.append(await stream.receive())
+            for frame in clip[8:]:
+                answers.append(await stream.process(frame))
+            await stream.close()
+        return answers, refused.value, final_error, opened
+
+    answers, refused, final_error, opened = run(scenario())
+    assert refused.status == grpc.StatusCode.UNAVAILABLE and refused.code == ErrorCode.SHUTTING_DOWN
+    assert final_error.status == grpc.StatusCode.UNAVAILABLE and final_error.code == ErrorCode.SHUTTING_DOWN
+    closed = answers.pop(next(i for i, a in enumerate(answers) if isinstance(a, StreamClosed)))
+    assert closed.reason == CloseReason.SERVER_DRAINING and closed.handoff is not None
+    results = [a for a in answers if isinstance(a, FrameResult)]
+    assert [r.frame_index for r in results] == list(range(len(clip))), "a frame was lost or repeated"
+    assert opened.kind.name == "HANDED_OFF"
+    assert_matches(results, reference)
+
+
+def test_metrics_endpoint_exposes_the_service_metrics(start_server):
+    server = start_server(metrics_listen="127.0.0.1:0")
+    run(_one_frame(server.target))
+    body = urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics", timeout=5).read().decode()
+    for name in (
+        "slotstream_streams_active",
+        "slotstream_streams_opened_total",
+        "slotstream_streams_released_total",
+        "slotstream_frames_total",
+        "slotstream_frames_dropped_total",
+        "slotstream_batch_size_bucket",
+        "slotstream_queue_seconds_bucket",
+        "slotstream_inference_seconds_bucket",
+        "slotstream_e2e_seconds_bucket",
+        "slotstream_state_bytes",
+        "slotstream_ready 1.0",
+    ):
+        assert name in body, name
+    assert 'slotstream_frames_total{model="tiny",outcome="result"} 1.0' in body
+
+
+async def _one_frame(target: str, **client_kwargs) -> FrameResult:
+    async with Client(target, **client_kwargs) as client:
+        stream = await client.open(StreamOptions())
+        result = await stream.process(make_video(32, 1)[0])
+        await stream.close()
+        return result
+
+
+def test_reflection_lists_the_services(server):
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            async for reply in stub.ServerReflectionInfo(iter([request])):
+                return {service.name for service in reply.list_services_response.service}
+
+    assert {"slotstream.v1.Perception", "grpc.health.v1.Health"} <= run(scenario())
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> Path:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate (via the openssl CLI)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    directory = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=test-ca")  # fmt: skip
+    (directory / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={name}")  # fmt: skip
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf")  # fmt: skip
+    return directory
+
+
+def test_tls_and_mutual_tls(start_server, certificates):
+    d = certificates
+    tls_server = start_server(tls_cert=d / "server.pem", tls_key=d / "server.key")
+    assert isinstance(run(_one_frame(tls_server.target, tls=TlsFiles(root_ca=d / "ca.pem"))), FrameResult)
+
+    mtls_server = start_server(tls_cert=d / "server.pem", tls_key=d / "server.key", tls_client_ca=d / "ca.pem")
+    client_tls = TlsFiles(root_ca=d / "ca.pem", cert=d / "client.pem", key=d / "client.key")
+    assert isinstance(run(_one_frame(mtls_server.target, tls=client_tls)), FrameResult)
+    with pytest.raises(StreamError) as refused:  # no client certificate
+        run(_one_frame(mtls_server.target, tls=TlsFiles(root_ca=d / "ca.pem")), timeout=20)
+    assert refused.value.status == grpc.StatusCode.UNAVAILABLE
+
+
+def test_raw_1080p_frames_fit_the_default_message_limit(server):
+    """The default 16 MiB limit takes a raw 1920x1080x3 frame (6,220,800 bytes; gRPC's own default is 4 MiB)."""
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            result = await stream.process(frame)
+            await stream.close()
+            return result
+
+    assert isinstance(run(scenario()), FrameResult)

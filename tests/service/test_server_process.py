@@ -1,0 +1,157 @@
+"""``python -m service`` as a real process: startup errors, SIGTERM drain, and hand-off to a second process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from service_helpers import make_video, reference_outputs, run
+from test_stream_service import assert_matches
+
+from service.client import Client, FrameResult, Output, StreamClosed, StreamError, StreamOptions
+from service.errors import ErrorCode
+from service.types import CloseReason
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ServerProcess:
+    """``python -m service`` on an ephemeral port; the port is read from its structured ``listening`` log."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_METRICS_LISTEN": ""}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--listen", "127.0.0.1:0", *args],
+            cwd=REPO,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.logs: list[dict] = []
+        self.port: int | None = None
+        self._serving = threading.Event()
+        self._reader = threading.Thread(target=self._read_logs, daemon=True)
+        self._reader.start()
+
+    def _read_logs(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                entry = {"message": line.rstrip()}
+            self.logs.append(entry)
+            if entry.get("message") == "listening":
+                self.port = int(entry["port"])
+            if entry.get("message") == "serving":
+                self._serving.set()
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def wait_serving(self, timeout: float = 60.0) -> ServerProcess:
+        if not self._serving.wait(timeout):
+            self.stop()
+            pytest.fail(f"server did not start: {self.logs[-5:]}")
+        return self
+
+    def stop(self) -> int:
+        """SIGTERM (if still running), wait for the exit, release the pipe; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(10)
+        self._reader.join(10)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+        return code
+
+
+def test_missing_model_directory_is_explained():
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "--model-dir", "/nonexistent/model"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "is not a model directory" in result.stderr and "--model-dir" in result.stderr
+
+
+def test_invalid_environment_is_reported_with_the_variable():
+    env = {**os.environ, "SLOTSTREAM_MAX_STREAMS": "lots"}
+    result = subprocess.run(
+        [sys.executable, "-m", "service"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "SLOTSTREAM_MAX_STREAMS='lots'" in result.stderr
+
+
+def test_sigterm_drains_and_the_stream_continues_on_a_second_process(model_dir):
+    """Process A gets SIGTERM mid-stream: it answers the frames it accepted, sends the hand-off state, ends the
+    stream with UNAVAILABLE and exits 0; the client continues on process B with identical results."""
+    first = ServerProcess("--model-dir", str(model_dir), "--grace-period-s", "10")
+    second = ServerProcess("--model-dir", str(model_dir))
+    first.wait_serving()
+    second.wait_serving()
+    clip = make_video(seed=41, frames=24)
+    reference = reference_outputs(model_dir, clip)
+
+    async def scenario():
+        answers = []
+        async with Client(first.target) as a, Client(second.target) as b:
+            stream = await a.open(StreamOptions(outputs=frozenset({Output.SLOTS, Output.SEGMENTATION})))
+            for frame in clip[:10]:
+                answers.append(await stream.process(frame))
+            for frame in clip[10:14]:  # in flight while the signal arrives
+                await stream.send(frame)
+            first.process.send_signal(signal.SIGTERM)
+            while True:
+                try:
+                    answers.append(await stream.receive())
+                except StreamError as ended:
+                    error = ended
+                    break
+            opened = await stream.reconnect(b)
+            assert opened.kind.name == "HANDED_OFF"
+            while stream.unanswered:  # frames the old server never read were re-sent by reconnect()
+                answers.append(await stream.receive())
+            for frame in clip[14:]:
+                answers.append(await stream.process(frame))
+            await stream.close()
+        return answers, error
+
+    try:
+        answers, error = run(scenario(), timeout=120)
+        exit_code = first.process.wait(30)  # the SIGTERM above, not a second one, must end it
+    finally:
+        first.stop()
+        second.stop()
+    assert error.code == ErrorCode.SHUTTING_DOWN
+    closed = [a for a in answers if isinstance(a, StreamClosed)]
+    assert len(closed) == 1 and closed[0].reason == CloseReason.SERVER_DRAINING
+    results = [a for a in answers if isinstance(a, FrameResult)]
+    assert [r.frame_index for r in results] == list(range(len(clip)))
+    assert_matches(results, reference)
+    assert exit_code == 0
+    messages = [entry.get("message") for entry in first.logs]
+    assert "shutdown requested" in messages and "stopped" in messages
+    assert any(e.get("message") == "stream released" and e.get("reason") == "drained" for e in first.logs)
+
+
+def test_sigterm_exits_promptly_when_idle(model_dir):
+    server = ServerProcess("--model-dir", str(model_dir)).wait_serving()
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 10
