@@ -1,0 +1,229 @@
+"""deploy/Dockerfile and deploy/Dockerfile.gpu, checked without a Docker engine.
+
+Verified here:
+- structure: multi-stage, every base image pinned by an exact version tag or a digest, no HEALTHCHECK (Kubernetes
+  probes do that), a numeric non-root USER, ``python -m service`` as the exec-form ENTRYPOINT, and no compiler,
+  ``-dev`` package or pip in the final stage; the GPU image uses a CUDA *runtime* base and installs the ``gpu``
+  extra, the CPU image the torch/torchvision versions pyproject.toml pins;
+- the build context: every path the Dockerfiles COPY exists in the repository and survives .dockerignore (which
+  keeps virtual environments, runs and VCS data out); the default model in service/models/default is checked
+  only if it exists (it is committed separately), but it is never excluded;
+- the install line: ``pip install --dry-run --no-deps`` on a copy of exactly what the build stage copies proves
+  that the project metadata builds from the image's files (without downloading anything);
+- the entrypoint: ``python -m service --help`` runs from a directory laid out as the image's /app (source on
+  PYTHONPATH) with the image's environment, and with that environment the configuration validates and the
+  server's own checks run (a missing model directory is reported with exit status 2).
+
+Not verified (needs a Docker engine, network and, for the GPU image, an NVIDIA GPU): that the images build, that
+the base tags still exist upstream, that the pinned wheels resolve for the base's Python, that the CUDA/cuDNN
+libraries match onnxruntime-gpu and TensorRT at run time, and the image sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_helpers import (
+    DOCKERFILES,
+    REPO,
+    Instruction,
+    copy_sources,
+    dockerignore_patterns,
+    dockerignored,
+    env_assignments,
+    parse_dockerfile,
+    port_of,
+    stages,
+)
+
+from service.config import ENV_PREFIX, ServiceConfig
+
+IDS = [p.name for p in DOCKERFILES]
+DOCKERIGNORE = REPO / ".dockerignore"
+DEFAULT_MODEL = REPO / "service" / "models" / "default"
+PINNED = re.compile(r"^[\w./-]+(:[\w.-]*\d+\.\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?$")
+BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|clang|cc|make|cmake|ninja|build-essential|[\w.+]+-dev|pip|pip3)\b")
+
+
+def _instructions(path: Path) -> list[Instruction]:
+    return parse_dockerfile(path)
+
+
+def _final(path: Path) -> list[Instruction]:
+    return stages(_instructions(path))[-1]
+
+
+def _image_env(path: Path) -> dict[str, str]:
+    return env_assignments(_final(path))
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_structure(path: Path) -> None:
+    instructions = _instructions(path)
+    built = stages(instructions)
+    assert len(built) >= 2, "multi-stage: build in one stage, copy the result into a clean one"
+    for stage in built:
+        words = stage[0].arguments.split()
+        image = words[0]
+        assert image.count(":") or "@sha256:" in image, f"{path.name}: {image} has no tag"
+        assert PINNED.match(image) and ("@sha256:" in image or re.search(r":\S*\d+\.\d+\.\d+", image)), (
+            f"{path.name} line {stage[0].line}: pin {image} by an exact version tag (x.y.z) or a digest"
+        )
+    assert not [i for i in instructions if i.keyword == "HEALTHCHECK"], "Kubernetes probes check health"
+    final = built[-1]
+    users = [i.arguments for i in final if i.keyword == "USER"]
+    assert users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), "numeric non-root USER (runAsNonRoot can verify)"
+    entrypoints = [i.arguments for i in final if i.keyword == "ENTRYPOINT"]
+    assert entrypoints and entrypoints[-1] == '["python", "-m", "service"]', "exec-form python -m service"
+    for instruction in final:
+        if instruction.keyword == "RUN":
+            tools = BUILD_TOOLS.findall(instruction.arguments)
+            assert not tools, f"{path.name} line {instruction.line}: build tools {tools} in the final stage"
+    exposed = {int(p.split("/")[0]) for i in final if i.keyword == "EXPOSE" for p in i.arguments.split()}
+    defaults = ServiceConfig()
+    assert exposed == {port_of(defaults.listen), port_of(defaults.metrics_listen)}
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_image_environment_is_valid_service_config(path: Path) -> None:
+    env = _image_env(path)
+    settings = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    config = ServiceConfig.from_sources([], environ=settings)
+    known = {ENV_PREFIX + name.upper() for name in ServiceConfig.__dataclass_fields__}
+    assert settings.keys() <= known, f"unknown settings {sorted(settings.keys() - known)}"
+    defaults = ServiceConfig()
+    assert config.listen == f"0.0.0.0:{port_of(defaults.listen)}", "listen on every interface, default port"
+    assert config.metrics_listen == f"0.0.0.0:{port_of(defaults.metrics_listen)}"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_copied_paths_exist_and_reach_the_build(path: Path) -> None:
+    patterns = dockerignore_patterns(DOCKERIGNORE)
+    sources = [s for i in _instructions(path) if i.keyword in ("COPY", "ADD") for s in copy_sources(i)]
+    assert sources, "the image copies the project"
+    for source in sources:
+        assert (REPO / source).exists(), f"{path.name} copies {source}, which is not in the repository"
+        assert not dockerignored(patterns, source), f".dockerignore excludes {source}, which {path.name} copies"
+    assert {"service/", "plugins/", "training/"} <= set(sources), "copy whole packages (the model is in service/)"
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    patterns = dockerignore_patterns(DOCKERIGNORE)
+    for excluded in (".git", ".venv/bin/python", "runs/x/ckpt", "tests/conftest.py", "service/__pycache__/x.pyc"):
+        assert dockerignored(patterns, excluded), f"{excluded} would be sent to the builder"
+    for kept in ("pyproject.toml", "service/server.py", "service/_pb/perception_pb2.py", "training/run.py"):
+        assert not dockerignored(patterns, kept), f"{kept} would be missing from the image"
+    # The default model is committed separately; whether or not it is there yet, it must reach the image.
+    for name in ("config.json", "model.safetensors"):
+        assert not dockerignored(patterns, f"service/models/default/{name}")
+
+
+def test_default_model_is_complete_if_present() -> None:
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("service/models/default is not committed yet; the image embeds it once it is")
+    ServiceConfig(model_dir=DEFAULT_MODEL).check_files()
+
+
+def test_cpu_image_pins_torch_as_pyproject_does() -> None:
+    pins = {}
+    for requirement in _pyproject()["project"]["dependencies"]:
+        if pinned := re.fullmatch(r"(torch|torchvision)==([\w.+]+)", requirement):
+            pins[pinned.group(1)] = pinned.group(2)
+    assert pins.keys() == {"torch", "torchvision"}
+    runs = " ".join(i.arguments for i in _instructions(REPO / "deploy" / "Dockerfile") if i.keyword == "RUN")
+    assert "download.pytorch.org/whl/cpu" in runs, "the CPU build of torch"
+    for name, version in pins.items():
+        assert f"{name}=={version}" in runs, f"deploy/Dockerfile must install {name}=={version} (pyproject.toml)"
+
+
+def test_gpu_image_installs_the_gpu_extra_on_cuda_runtime() -> None:
+    path = REPO / "deploy" / "Dockerfile.gpu"
+    for stage in stages(_instructions(path)):
+        assert re.match(r"nvidia/cuda:\d+\.\d+\.\d+-(cudnn-)?runtime-", stage[0].arguments), "a CUDA runtime base"
+    runs = " ".join(i.arguments for i in _instructions(path) if i.keyword == "RUN")
+    assert '".[gpu]"' in runs, "install the gpu extra"
+    assert set(_pyproject()["project"]["optional-dependencies"]["gpu"]), "the gpu extra exists"
+
+
+def test_gpu_base_matches_the_cuda_build_of_torch() -> None:
+    """The dev environment's torch is the same PyPI wheel the GPU image installs; its CUDA major must match."""
+    import torch
+
+    pinned = next(d for d in _pyproject()["project"]["dependencies"] if d.startswith("torch=="))
+    if torch.version.cuda is None or torch.__version__.split("+")[0] != pinned.split("==")[1]:
+        pytest.skip(f"this environment's torch ({torch.__version__}) is not the pinned PyPI CUDA build")
+    base = stages(_instructions(REPO / "deploy" / "Dockerfile.gpu"))[-1][0].arguments
+    found = re.search(r"nvidia/cuda:(\d+)\.", base)
+    assert found and found.group(1) == torch.version.cuda.split(".")[0], (
+        f"torch is built for CUDA {torch.version.cuda}"
+    )
+
+
+def _build_context_copy(destination: Path) -> None:
+    """What the CPU build stage has in /app: the COPY sources, filtered by .dockerignore."""
+    patterns = dockerignore_patterns(DOCKERIGNORE)
+    build = stages(_instructions(REPO / "deploy" / "Dockerfile"))[0]
+    for source in (s.rstrip("/") for i in build if i.keyword == "COPY" for s in copy_sources(i)):
+        origin = REPO / source
+        files = [origin] if origin.is_file() else [p for p in origin.rglob("*") if p.is_file()]
+        for file in files:
+            relative = file.relative_to(REPO).as_posix()
+            if not dockerignored(patterns, relative):
+                (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, destination / relative)
+
+
+def test_install_line_metadata_builds_from_the_image_files(tmp_path: Path) -> None:
+    pytest.importorskip("setuptools", reason="--no-build-isolation needs setuptools in this environment")
+    _build_context_copy(tmp_path)
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-build-isolation", "--quiet"]
+    result = subprocess.run(
+        [*command, "--no-index", "--report", "-", "."], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"`pip install .` fails on the image's files:\n{result.stderr}"
+    installed = [item["metadata"]["name"] for item in json.loads(result.stdout)["install"]]
+    assert installed == ["slotstream"]
+
+
+def test_entrypoint_help_runs_in_the_image_layout(tmp_path: Path) -> None:
+    """``python -m service --help`` from outside the source tree, the source on PYTHONPATH as in /app."""
+    instructions = _final(REPO / "deploy" / "Dockerfile")
+    argv = json.loads(next(i.arguments for i in instructions if i.keyword == "ENTRYPOINT"))
+    assert argv[0] == "python", "the image's python is the venv's; here it is this interpreter"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update({k: v for k, v in _image_env(REPO / "deploy" / "Dockerfile").items() if k.startswith(ENV_PREFIX)})
+    env.update({"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, *argv[1:], "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--listen" in result.stdout and "SLOTSTREAM_" in result.stdout
+
+
+def test_entrypoint_validates_the_image_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the image's environment, ``main`` accepts the settings and reaches its file checks."""
+    from service.__main__ import main
+
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    for key, value in _image_env(REPO / "deploy" / "Dockerfile").items():
+        if key.startswith(ENV_PREFIX):
+            monkeypatch.setenv(key, value)
+    assert main(["--model-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "not a model directory" in error and "invalid" not in error

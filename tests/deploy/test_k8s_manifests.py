@@ -1,0 +1,413 @@
+"""The kustomize tree under deploy/k8s renders, validates offline, and keeps the properties the deploy design promises.
+
+Checked without a cluster:
+- every kustomization (overlays, base, training setups) and every component on top of the base renders with
+  ``kubectl kustomize`` (a missing kubectl fails the tests with install instructions; it never skips them);
+- every rendered document validates with kubernetes-validate in strict mode (unknown fields are errors) against
+  Kubernetes 1.29 and the newest version the installed package ships;
+- CRD kinds (ServiceMonitor, PyTorchJob) have no schema there: they are checked structurally here and then
+  reported as *skipped* tests that say so; an unexpected kind without a schema fails;
+- hardened pods (the restricted Pod Security profile's rules), probes, selectors and references between objects,
+  and the wiring of the multi-node training job (its torchrun and training.run flags parse with the real parsers).
+
+Not checked: admission by a real API server (defaults, cross-field rules, Pod Security admission), the operators
+behind the CRDs, scheduling on GPU nodes, and the training job actually running across nodes.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deploy_helpers import (
+    BASE,
+    K8S,
+    SERVER_CONTAINER,
+    SERVER_DEPLOYMENT,
+    Renderer,
+    Target,
+    component_dirs,
+    container,
+    find,
+    named_port,
+    only,
+    pod_templates,
+    render_targets,
+    server_pod,
+)
+from kubernetes_validate import utils as kv
+
+TARGETS = render_targets()
+TARGET_IDS = [t.id for t in TARGETS]
+VERSIONS = ("1.29", kv.major_minor(kv.latest_version()))
+
+#: Kinds defined by CRDs, which kubernetes-validate has no schema for: (apiVersion, kind).
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("kubeflow.org/v1", "PyTorchJob")}
+
+#: Secrets the manifests mount but do not create: the user creates them (deploy/README.md says how).
+EXTERNAL_SECRETS = {"slotstream-tls"}
+
+HANDLERS = ("exec", "grpc", "httpGet", "tcpSocket")
+
+
+def _target(target_id: str) -> Target:
+    return TARGETS[TARGET_IDS.index(target_id)]
+
+
+def _label(doc: dict[str, Any]) -> str:
+    return f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+# -- rendering and validation ----------------------------------------------------------------------------------
+
+
+def test_every_overlay_and_component_is_a_target() -> None:
+    ids = set(TARGET_IDS)
+    assert {"base", "overlays/dev", "overlays/prod"} <= ids
+    assert {f"base+components/{c}" for c in ("gpu", "autoscaling", "network-policy", "monitoring", "tls")} <= ids
+    assert any(i.startswith("training/") for i in ids)
+
+
+@pytest.mark.parametrize("target_id", TARGET_IDS)
+def test_renders(render: Renderer, target_id: str) -> None:
+    docs = render(_target(target_id))
+    assert docs, f"{target_id} renders nothing"
+    for doc in docs:
+        assert {"apiVersion", "kind", "metadata"} <= doc.keys(), f"{target_id}: incomplete document {doc}"
+    keys = Counter((d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs)
+    assert not [k for k, n in keys.items() if n > 1], f"{target_id}: duplicate objects"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("target_id", TARGET_IDS)
+def test_validates_strictly(render: Renderer, target_id: str, version: str) -> None:
+    errors = []
+    for doc in render(_target(target_id)):
+        try:
+            kv.validate(doc, version, strict=True)
+        except kv.SchemaNotFoundError:
+            if (doc["apiVersion"], doc["kind"]) not in CRD_KINDS:
+                errors.append(
+                    f"{_label(doc)}: no schema for {doc['apiVersion']} {doc['kind']} in Kubernetes {version} "
+                    "(a typo, an API removed in this version, or a new CRD to add to CRD_KINDS)"
+                )
+        except kv.ValidationError as error:
+            path = ".".join(str(p) for p in error.path)
+            errors.append(f"{_label(doc)}: {path}: {error.message}")
+    assert not errors, f"{target_id} against Kubernetes {version}:\n  " + "\n  ".join(errors)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_strict_validation_rejects_unknown_fields(render: Renderer, version: str) -> None:
+    """The validator is really strict: a misspelt field in the base Deployment is an error."""
+    deployment = copy.deepcopy(only(render(_target("base")), "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"grpc": {"port": 50051}}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(deployment, version, strict=True)
+
+
+def _check_service_monitor(doc: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    selector = doc["spec"]["selector"]["matchLabels"]
+    services = [s for s in find(docs, "Service") if _matches(selector, s["metadata"].get("labels", {}))]
+    assert services, f"{_label(doc)} selects no Service"
+    for endpoint in doc["spec"]["endpoints"]:
+        scraped = [s for s in services if endpoint["port"] in {p.get("name") for p in s["spec"]["ports"]}]
+        assert len(scraped) == 1, f"{_label(doc)}: port {endpoint['port']!r} must be on exactly one selected Service"
+
+
+def _check_pytorchjob(doc: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    replicas = doc["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1
+    assert set(replicas) <= {"Master", "Worker"}
+    for role, pod in pod_templates(doc):
+        spec = container(pod, "pytorch")  # the training operator finds the container by this name
+        argv = spec["command"] + spec.get("args", [])
+        assert argv[0] == "torchrun", f"{role}: run torchrun (it reads the operator's PET_* variables)"
+        gpus = _gpus(spec)
+        torchrun = _parse_torchrun(argv[1:], role)
+        assert int(doc["spec"]["nprocPerNode"]) == (gpus or 1), f"{role}: nprocPerNode must equal the GPU limit"
+        _check_training_run(torchrun, pod, spec, docs, role)
+
+
+CRD_CHECKS = {"ServiceMonitor": _check_service_monitor, "PyTorchJob": _check_pytorchjob}
+
+
+@pytest.mark.parametrize(("api_version", "kind"), sorted(CRD_KINDS))
+def test_crd_documents_are_reported_as_skipped(render: Renderer, api_version: str, kind: str) -> None:
+    """CRDs get our structural checks, then a skip that says they were not schema-validated."""
+    where = []
+    for target in TARGETS:
+        docs = render(target)
+        for doc in docs:
+            if (doc["apiVersion"], doc["kind"]) == (api_version, kind):
+                CRD_CHECKS[kind](doc, docs)
+                where.append(target.id)
+    assert where, f"no rendered document is a {kind}: remove it from CRD_KINDS"
+    pytest.skip(
+        f"{kind} ({api_version}) is a CRD: kubernetes-validate ships no schema for it, so its documents in "
+        f"{', '.join(sorted(set(where)))} were checked structurally only, not schema-validated"
+    )
+
+
+# -- every pod -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target_id", TARGET_IDS)
+def test_pods_are_hardened(render: Renderer, target_id: str) -> None:
+    """The restricted Pod Security profile's rules, resources, and references the API server does not check."""
+    docs = render(_target(target_id))
+    claims = {d["metadata"]["name"] for d in find(docs, "PersistentVolumeClaim")}
+    accounts = {d["metadata"]["name"]: d for d in find(docs, "ServiceAccount")}
+    for where, pod in (p for doc in docs for p in pod_templates(doc)):
+        context = pod.get("securityContext", {})
+        assert context.get("runAsNonRoot") is True, where
+        assert context.get("runAsUser", 0) > 0, where
+        assert context.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+        assert pod.get("automountServiceAccountToken") is False, f"{where}: do not mount an API token"
+        account = pod.get("serviceAccountName")
+        assert account in accounts, f"{where}: service account {account!r} is not part of this render"
+        assert accounts[account].get("automountServiceAccountToken") is False
+        assert not (pod.keys() & {"hostNetwork", "hostPID", "hostIPC"}), where
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for volume in volumes.values():
+            assert "hostPath" not in volume, f"{where}: hostPath volume {volume['name']}"
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims, f"{where}: unknown claim"
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] in EXTERNAL_SECRETS, f"{where}: undocumented secret"
+        for spec in pod["containers"] + pod.get("initContainers", []):
+            name = f"{where}/{spec['name']}"
+            security = spec.get("securityContext", {})
+            assert security.get("allowPrivilegeEscalation") is False, name
+            assert security.get("readOnlyRootFilesystem") is True, name
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], name
+            assert not security.get("capabilities", {}).get("add"), name
+            assert security.get("privileged") is not True, name
+            image = spec["image"]
+            assert re.search(r":[\w.-]+$|@sha256:[0-9a-f]{64}$", image) and not image.endswith(":latest"), name
+            resources = spec.get("resources", {})
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= resources.get(bound, {}).keys(), f"{name}: set {bound} for cpu/memory"
+            for mount in spec.get("volumeMounts", []):
+                assert mount["name"] in volumes, f"{name}: mounts undeclared volume {mount['name']!r}"
+            if "nvidia.com/gpu" in resources.get("limits", {}):
+                assert resources["requests"].get("nvidia.com/gpu") == resources["limits"]["nvidia.com/gpu"], name
+                assert any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])), name
+
+
+# -- the service -----------------------------------------------------------------------------------------------
+
+SERVER_TARGETS = [t.id for t in TARGETS if t.id == "base" or t.id.startswith(("overlays/", "base+"))]
+
+
+@pytest.mark.parametrize("target_id", SERVER_TARGETS)
+def test_server_probes(render: Renderer, target_id: str) -> None:
+    docs = render(_target(target_id))
+    pod = server_pod(docs)
+    assert pod is not None
+    spec = container(pod, SERVER_CONTAINER)
+    grpc_port = named_port(spec, "grpc")
+    for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = spec.get(probe_name)
+        assert probe, f"{target_id}: {probe_name} missing"
+        handlers = [h for h in HANDLERS if h in probe]
+        assert len(handlers) == 1, f"{target_id}: {probe_name} must have exactly one handler, has {handlers}"
+        if "grpc" in probe:
+            # grpc.health.v1 for the whole server: the empty service name, which is also the server's default.
+            assert probe["grpc"]["port"] == grpc_port
+            assert probe["grpc"].get("service", "") == ""
+    startup = spec["startupProbe"]
+    assert startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) >= 300, "allow warm-up time"
+
+
+@pytest.mark.parametrize("target_id", SERVER_TARGETS)
+def test_services_and_budget_select_the_server(render: Renderer, target_id: str) -> None:
+    docs = render(_target(target_id))
+    deployment = only(docs, "Deployment", SERVER_DEPLOYMENT)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert _matches(deployment["spec"]["selector"]["matchLabels"], labels)
+    spec = container(deployment["spec"]["template"]["spec"], SERVER_CONTAINER)
+    ports = {p["name"] for p in spec["ports"]}
+    services = find(docs, "Service")
+    assert {s["spec"].get("clusterIP") == "None" for s in services} == {True, False}, "ClusterIP and headless"
+    for service in services:
+        assert _matches(service["spec"]["selector"], labels), f"{_label(service)} selects no server pod"
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+        assert any(p["name"] == "grpc" for p in service["spec"]["ports"]), "port named grpc"
+    budget = only(docs, "PodDisruptionBudget")
+    assert _matches(budget["spec"]["selector"]["matchLabels"], labels)
+    assert "maxUnavailable" in budget["spec"], "minAvailable would block draining a one-replica deployment"
+    strategy = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0, "roll out without losing serving capacity"
+
+
+def _kustomization(directory: Path) -> dict[str, Any]:
+    return yaml.safe_load((directory / "kustomization.yaml").read_text())
+
+
+def test_prod_overlay_uses_every_component(render: Renderer) -> None:
+    prod = K8S / "overlays" / "prod"
+    used = {(prod / c).resolve() for c in _kustomization(prod).get("components", [])}
+    assert used == {c.resolve() for c in component_dirs()}
+    docs = render(_target("overlays/prod"))
+    assert {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor"} <= {d["kind"] for d in docs}
+    assert "replicas" not in only(docs, "Deployment")["spec"], "replicas belong to the autoscaler in prod"
+
+
+def test_dev_overlay_is_small(render: Renderer) -> None:
+    docs = render(_target("overlays/dev"))
+    assert only(docs, "Deployment")["spec"]["replicas"] == 1
+    assert not find(docs, "HorizontalPodAutoscaler")
+    assert "nvidia.com/gpu" not in container(server_pod(docs) or {}, SERVER_CONTAINER)["resources"]["limits"]
+
+
+def test_overlay_namespaces_enforce_restricted_pods(render: Renderer) -> None:
+    for target_id in ("overlays/dev", "overlays/prod", "training/storage"):
+        docs = render(_target(target_id))
+        namespace = only(docs, "Namespace")
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        others = [d for d in docs if d["kind"] != "Namespace"]
+        assert {d["metadata"].get("namespace") for d in others} == {namespace["metadata"]["name"]}
+
+
+def test_gpu_component(render: Renderer) -> None:
+    docs = render(_target("base+components/gpu"))
+    pod = server_pod(docs)
+    assert pod is not None
+    spec = container(pod, SERVER_CONTAINER)
+    assert spec["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"], "GPU pods go to GPU nodes"
+    assert spec["image"].endswith("-gpu"), "the GPU image (deploy/Dockerfile.gpu)"
+    mounts = {m["name"]: m["mountPath"] for m in spec["volumeMounts"]}
+    assert mounts.get("engine-cache", "").startswith("/var/cache/slotstream/")
+
+
+def test_autoscaling_component(render: Renderer) -> None:
+    docs = render(_target("base+components/autoscaling"))
+    hpa = only(docs, "HorizontalPodAutoscaler")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert only(docs, target["kind"], target["name"])
+    assert "replicas" not in only(docs, "Deployment")["spec"], "re-applying must not reset the autoscaler"
+    kinds = {
+        (m["type"], (m.get("resource") or m.get("pods", {}).get("metric", {})).get("name"))
+        for m in hpa["spec"]["metrics"]
+    }
+    assert kinds == {("Resource", "cpu"), ("Pods", "slotstream_streams_active")}
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+def test_network_policy_ports_exist(render: Renderer) -> None:
+    docs = render(_target("base+components/network-policy"))
+    policy = only(docs, "NetworkPolicy")
+    deployment = only(docs, "Deployment")
+    assert _matches(policy["spec"]["podSelector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
+    names = {p["name"] for p in container(deployment["spec"]["template"]["spec"], SERVER_CONTAINER)["ports"]}
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert allowed == names, "every server port is reachable by someone, by name"
+
+
+def test_tls_component_mounts_the_certificates(render: Renderer) -> None:
+    docs = render(_target("base+components/tls"))
+    pod = server_pod(docs)
+    assert pod is not None
+    spec = container(pod, SERVER_CONTAINER)
+    secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v}
+    mounts = [m for m in spec["volumeMounts"] if m["name"] in secret_volumes]
+    assert mounts and all(m.get("readOnly") for m in mounts)
+    assert not any("grpc" in spec[p] for p in ("startupProbe", "readinessProbe", "livenessProbe")), (
+        "kubelet's gRPC probes cannot speak TLS"
+    )
+
+
+def test_base_needs_no_component() -> None:
+    assert _kustomization(BASE).get("components") is None
+
+
+# -- training --------------------------------------------------------------------------------------------------
+
+
+def _gpus(spec: dict[str, Any]) -> int:
+    return int(spec.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0))
+
+
+def _parse_torchrun(argv: list[str], where: str) -> Any:
+    from torch.distributed.run import get_args_parser
+
+    try:
+        return get_args_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"{where}: torchrun rejects {shlex.join(argv)}")
+
+
+def _check_training_run(
+    torchrun: Any, pod: dict[str, Any], spec: dict[str, Any], docs: list[dict[str, Any]], where: str
+) -> None:
+    from training.configs import get_config
+    from training.run import parse_args
+
+    assert torchrun.module and torchrun.training_script == "training.run", f"{where}: torchrun -m training.run"
+    try:
+        args = parse_args(torchrun.training_script_args)
+    except SystemExit:
+        pytest.fail(f"{where}: training.run rejects {shlex.join(torchrun.training_script_args)}")
+    get_config(args.config)  # KeyError: no such shipped config
+    assert args.resume, f"{where}: pass --resume so a restarted pod continues from the newest checkpoint"
+    assert args.device == ("cuda" if _gpus(spec) else "cpu"), f"{where}: --device must match the GPU limit"
+    claims = {v["name"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    persistent = [m["mountPath"] for m in spec["volumeMounts"] if m["name"] in claims]
+    assert args.out and any(Path(args.out).is_relative_to(p) for p in persistent), f"{where}: --out on the volume"
+    claim_docs = find(docs, "PersistentVolumeClaim")
+    assert claim_docs, f"{where}: the training volume is part of the render"
+
+
+INDEXED_JOB_TARGETS = ["training/indexed-job", "training/cpu-smoke"]
+
+
+@pytest.mark.parametrize("target_id", INDEXED_JOB_TARGETS)
+def test_indexed_job_wiring(render: Renderer, target_id: str) -> None:
+    """Node count, rendezvous name and port, and the torchrun and training.run flags, with the real parsers."""
+    docs = render(_target(target_id))
+    job = only(docs, "Job")
+    name = job["metadata"]["name"]
+    pod = job["spec"]["template"]["spec"]
+    spec = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in spec["env"]}
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == int(env["NNODES"]) >= 2
+    assert int(env["NPROC_PER_NODE"]) == (_gpus(spec) or 1), "one process per GPU"
+    assert pod["restartPolicy"] == "Never"
+
+    service = only(docs, "Service", pod["subdomain"])
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": name}
+
+    script = spec["args"][0]
+    assert spec["command"] == ["/bin/sh", "-c"]
+    remote = re.search(r"else host=([\w.-]+);", script)
+    assert remote and remote.group(1) == f"{name}-0.{service['metadata']['name']}", "pod 0's DNS name"
+    assert '"$JOB_COMPLETION_INDEX" = 0' in script
+    launch = script.splitlines()[-1]
+    values = {**env, "host": remote.group(1), "POD_IP": "10.0.0.2"}
+    expanded = re.sub(r"\$\{?(\w+)\}?", lambda m: values[m.group(1)], launch)
+    words = shlex.split(expanded)
+    assert words[:2] == ["exec", "torchrun"], "exec: torchrun gets the signals"
+    torchrun = _parse_torchrun(words[2:], target_id)
+    assert torchrun.rdzv_backend == "c10d" and int(torchrun.nnodes) == int(env["NNODES"])
+    port = int(torchrun.rdzv_endpoint.rpartition(":")[2])
+    assert port == service["spec"]["ports"][0]["port"] == named_port(spec, "rendezvous")
+    _check_training_run(torchrun, pod, spec, docs, target_id)
+
+
+def test_training_volume_is_shared_across_nodes(render: Renderer) -> None:
+    claim = only(render(_target("training/indexed-job")), "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "every node reads the checkpoint on --resume"

@@ -1,0 +1,194 @@
+"""The manifests against the code they configure, so that config, server and manifests cannot drift apart.
+
+For every render that runs the server (base, each component on the base, each overlay):
+- every variable the server container gets (its ConfigMap and ``env``) is a ``ServiceConfig`` setting
+  (``SLOTSTREAM_<FIELD>``), and together they build a valid ``ServiceConfig`` (types, ranges, choices); the one
+  exception is an explicit list of settings the onnx/tensorrt backends read themselves, each checked against
+  the backend modules that own it once they exist;
+- the container port named ``grpc``, the Service ports and the gRPC probe ports equal the port of the server's
+  default ``listen`` address, and the ``metrics`` port the port of its default ``metrics_listen``; inside the
+  pod both listen on 0.0.0.0;
+- ``terminationGracePeriodSeconds`` outlasts the configured drain (``grace_period_s``) by at least 5 s;
+- the autoscaler's streams metric is one the server exports, with a target below ``max_streams``;
+- the TLS component's readiness command really reads the server's ready gauge: it runs here against
+  ``service.metrics.Metrics`` served on a free port.
+And every image the manifests name carries the project version from pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_helpers import (
+    REPO,
+    SERVER_CONTAINER,
+    Renderer,
+    container,
+    container_env,
+    find,
+    host_of,
+    named_port,
+    only,
+    pod_templates,
+    port_of,
+    render_targets,
+    server_pod,
+)
+
+from service.config import ENV_PREFIX, ServiceConfig
+from service.metrics import Metrics
+
+TARGETS = render_targets()
+SERVER_TARGETS = [t for t in TARGETS if t.id == "base" or t.id.startswith(("overlays/", "base+"))]
+SERVER_IDS = [t.id for t in SERVER_TARGETS]
+DEFAULTS = ServiceConfig()
+KNOWN_VARIABLES = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(ServiceConfig)}
+
+#: Settings that backends read from the environment themselves (not ServiceConfig fields), with the modules that
+#: own them; each owner that exists must document the name (see the test below).
+BACKEND_VARIABLES = {
+    "SLOTSTREAM_TENSORRT_CACHE_DIR": ("service/backends/tensorrt_backend.py", "service/backends/onnx_backend.py"),
+}
+
+#: Variables other than SLOTSTREAM_ settings the server container may get. None today: add one only with a
+#: reason (a library the server uses reads it).
+OTHER_SERVER_VARIABLES: frozenset[str] = frozenset()
+
+DRAIN_MARGIN_S = 5  # serving.md: drain window <= terminationGracePeriodSeconds - 5 s
+
+
+def _server(render: Renderer, target_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    docs = render(SERVER_TARGETS[SERVER_IDS.index(target_id)])
+    pod = server_pod(docs)
+    assert pod is not None, f"{target_id} does not run the server"
+    return docs, pod, container(pod, SERVER_CONTAINER)
+
+
+def _config(docs: list[dict[str, Any]], spec: dict[str, Any]) -> ServiceConfig:
+    return ServiceConfig.from_sources([], environ=container_env(docs, spec))
+
+
+@pytest.mark.parametrize("target_id", SERVER_IDS)
+def test_server_environment_is_exactly_service_config_settings(render: Renderer, target_id: str) -> None:
+    docs, _, spec = _server(render, target_id)
+    env = container_env(docs, spec)
+    unknown = sorted(
+        k for k in env if k.startswith(ENV_PREFIX) and k not in KNOWN_VARIABLES | BACKEND_VARIABLES.keys()
+    )
+    assert not unknown, f"{target_id}: {unknown} are not ServiceConfig settings (see `python -m service --help`)"
+    others = sorted(k for k in env if not k.startswith(ENV_PREFIX) and k not in OTHER_SERVER_VARIABLES)
+    assert not others, f"{target_id}: {others} are not ServiceConfig settings"
+    _config(docs, spec)  # raises ConfigError listing every invalid value
+
+
+@pytest.mark.parametrize("variable", sorted(BACKEND_VARIABLES))
+def test_backend_variables_are_documented_by_their_backends(variable: str) -> None:
+    owners = [REPO / owner for owner in BACKEND_VARIABLES[variable]]
+    present = [owner for owner in owners if owner.is_file()]
+    if not present:
+        pytest.skip(f"{variable}: none of its backends ({', '.join(BACKEND_VARIABLES[variable])}) exist yet")
+    for owner in present:
+        assert variable in owner.read_text(), f"{owner.relative_to(REPO)} no longer reads {variable}"
+
+
+@pytest.mark.parametrize("target_id", SERVER_IDS)
+def test_ports_match_the_server_defaults(render: Renderer, target_id: str) -> None:
+    docs, _, spec = _server(render, target_id)
+    config = _config(docs, spec)
+    grpc_port = port_of(DEFAULTS.listen)
+    metrics_port = port_of(DEFAULTS.metrics_listen)
+    assert port_of(config.listen) == grpc_port == named_port(spec, "grpc")
+    assert config.metrics_listen, "metrics stay on: the monitoring component and TLS readiness check read them"
+    assert port_of(config.metrics_listen) == metrics_port == named_port(spec, "metrics")
+    assert host_of(config.listen) == host_of(config.metrics_listen) == "0.0.0.0", "reachable from outside the pod"
+    for name in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = spec[name]
+        if "grpc" in probe:
+            assert probe["grpc"]["port"] == grpc_port, f"{target_id}: {name} checks another port"
+        if "tcpSocket" in probe:
+            assert probe["tcpSocket"]["port"] in ("grpc", grpc_port)
+    service_ports = {p["name"]: p["port"] for s in find(docs, "Service") for p in s["spec"]["ports"]}
+    assert service_ports["grpc"] == grpc_port
+    assert service_ports.get("metrics", metrics_port) == metrics_port
+
+
+@pytest.mark.parametrize("target_id", SERVER_IDS)
+def test_termination_grace_outlasts_the_drain(render: Renderer, target_id: str) -> None:
+    docs, pod, spec = _server(render, target_id)
+    config = _config(docs, spec)
+    assert pod["terminationGracePeriodSeconds"] >= config.grace_period_s + DRAIN_MARGIN_S, (
+        f"{target_id}: the kubelet would kill the server while it drains streams for {config.grace_period_s} s"
+    )
+
+
+@pytest.mark.parametrize("target_id", [i for i in SERVER_IDS if i in ("base+components/autoscaling", "overlays/prod")])
+def test_autoscaler_streams_metric_exists_and_fits(render: Renderer, target_id: str) -> None:
+    docs, _, spec = _server(render, target_id)
+    config = _config(docs, spec)
+    exported = {family.name for family in Metrics().registry.collect()}
+    hpa = only(docs, "HorizontalPodAutoscaler")
+    pods = [m["pods"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert pods, "the autoscaler uses the active-streams metric"
+    for metric in pods:
+        assert metric["metric"]["name"] in exported, f"service.metrics exports no {metric['metric']['name']}"
+        assert float(metric["target"]["averageValue"]) < config.max_streams, "scale out before opens are refused"
+
+
+def _ready_check(spec: dict[str, Any], probe: str) -> str:
+    command = spec[probe]["exec"]["command"]
+    assert command[:2] == ["python", "-c"]
+    return str(command[2])
+
+
+def test_tls_ready_check_reads_the_ready_gauge(render: Renderer) -> None:
+    docs, _, spec = _server(render, "base+components/tls")
+    config = _config(docs, spec)
+    script = _ready_check(spec, "readinessProbe")
+    assert _ready_check(spec, "startupProbe") == script
+    url = f"http://127.0.0.1:{port_of(config.metrics_listen)}/metrics"
+    assert url in script, f"the check must read {url}"
+    metrics = Metrics()
+    try:
+        port = metrics.serve_http("127.0.0.1:0")
+        local = script.replace(url, f"http://127.0.0.1:{port}/metrics")
+
+        def check() -> int:
+            return subprocess.run([sys.executable, "-I", "-c", local], capture_output=True, timeout=30).returncode
+
+        assert check() != 0, "not ready while the gauge is 0 (loading, warming up, draining)"
+        metrics.ready.set(1)
+        assert check() == 0, "ready once the gauge is 1"
+    finally:
+        metrics.close()
+
+
+def test_tls_settings_point_into_the_secret_mount(render: Renderer) -> None:
+    docs, pod, spec = _server(render, "base+components/tls")
+    config = _config(docs, spec)
+    secrets = {v["name"] for v in pod["volumes"] if "secret" in v}
+    mounts = [Path(m["mountPath"]) for m in spec["volumeMounts"] if m["name"] in secrets]
+    for path in (config.tls_cert, config.tls_key, config.tls_client_ca):
+        assert path is not None and any(path.is_relative_to(m) for m in mounts), f"{path} is not in the secret"
+
+
+def test_images_carry_the_project_version(render: Renderer) -> None:
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    seen = set()
+    for target in TARGETS:
+        for doc in render(target):
+            for where, pod in pod_templates(doc):
+                for spec in pod["containers"]:
+                    name, _, tag = spec["image"].rpartition(":")
+                    assert name.split("/")[-1] == "slotstream", f"{target.id} {where}: {spec['image']}"
+                    assert tag in (version, f"{version}-gpu"), (
+                        f"{target.id} {where}: image tag {tag!r} does not follow pyproject.toml's version {version}; "
+                        "update the tags in deploy/k8s (and the build commands in deploy/README.md)"
+                    )
+                    seen.add(tag)
+    assert seen == {version, f"{version}-gpu"}
