@@ -106,11 +106,12 @@ class MicroBatcher(Generic[P, R]):
     async def stop(self) -> None:
         """Stop dispatching; jobs not yet dispatched fail with :class:`BatcherClosed`."""
         self._closed = True
+        jobs = [*self._running, *self._pending]
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for job in (*self._running, *self._pending):
+        for job in jobs:
             if not job.future.done():
                 job.future.set_exception(BatcherClosed("the model runner stopped before this frame ran"))
         self._pending.clear()

@@ -1,0 +1,394 @@
+"""The ``onnx`` backend: the exported ``first_step`` / ``step`` graphs run by ONNX Runtime.
+
+The model directory is an export directory (``python -m training.export``): it holds ``manifest.json`` and the
+two graphs. ``--device`` picks the execution provider, and the backend refuses to start when ONNX Runtime did
+not load it, because ONNX Runtime otherwise falls back to the CPU with only a log line:
+
+- ``cpu``: ``CPUExecutionProvider``;
+- ``cuda`` / ``cuda:N``: ``CUDAExecutionProvider`` on GPU ``N`` (the CPU takes the few nodes CUDA lacks);
+- ``tensorrt`` / ``tensorrt:N``: ``TensorrtExecutionProvider`` on GPU ``N``, then CUDA, then the CPU for nodes
+  TensorRT does not take; engines are built for batch sizes 1 to ``--max-batch-size`` (one optimisation
+  profile) and cached on disk with TensorRT's timing cache, fp16 when the export asked for it.
+
+The GPU providers need the GPU build of ONNX Runtime: ``pip install 'slotstream[gpu]'``.
+
+Tuning comes from the environment (unset variables keep the defaults of :class:`OnnxOptions`):
+
+- ``SLOTSTREAM_ONNX_INTRA_OP_THREADS`` (1), ``SLOTSTREAM_ONNX_INTER_OP_THREADS`` (1): ONNX Runtime threads;
+- ``SLOTSTREAM_ONNX_GRAPH_OPTIMIZATION`` (``all``): ``disable``, ``basic``, ``extended`` or ``all``;
+- ``SLOTSTREAM_TENSORRT_FP16`` (the export's precision) and ``SLOTSTREAM_TENSORRT_CACHE_DIR``
+  (``<model dir>/tensorrt``): shared with the ``tensorrt`` backend.
+
+Per-stream state is the slots array the service keeps per stream and stacks on the batch axis for each call,
+exactly as with the ``torch`` backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
+from service.images import PREPROCESSING
+from training.export.manifest import (
+    FIRST_STEP,
+    INPUT_FRAMES,
+    INPUT_PREV_SLOTS,
+    OUTPUT_MASKS,
+    OUTPUT_SLOTS,
+    STEP,
+    Manifest,
+    read_manifest,
+)
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+ENV_PREFIX = "SLOTSTREAM_"
+GPU_EXTRA = "pip install 'slotstream[gpu]'"
+DEFAULT_CACHE_SUBDIR = "tensorrt"
+GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+
+ProviderKind = Literal["cpu", "cuda", "tensorrt"]
+PROVIDER_NAMES: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """ONNX Runtime settings (see the module docstring for the environment variables).
+
+    Attributes:
+        intra_op_threads: threads inside one operator (0: ONNX Runtime's default, one per core).
+        inter_op_threads: threads running independent operators in parallel.
+        graph_optimization: ONNX Runtime graph optimisation level.
+        tensorrt_fp16: build fp16 TensorRT engines; ``None`` follows the export's precision.
+        tensorrt_cache_dir: engine and timing caches; ``None`` is ``<model dir>/tensorrt``.
+    """
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+    tensorrt_fp16: bool | None = None
+    tensorrt_cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError("ONNX Runtime thread counts must be >= 0")
+        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise ValueError(
+                f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATIONS)}, got {self.graph_optimization!r}"
+            )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> OnnxOptions:
+        """Read the ``SLOTSTREAM_ONNX_*`` / ``SLOTSTREAM_TENSORRT_*`` variables.
+
+        Raises:
+            ValueError: a variable does not parse (the message names it).
+        """
+        values = env_values(
+            os.environ if environ is None else environ,
+            {
+                "intra_op_threads": ("ONNX_INTRA_OP_THREADS", int),
+                "inter_op_threads": ("ONNX_INTER_OP_THREADS", int),
+                "graph_optimization": ("ONNX_GRAPH_OPTIMIZATION", str),
+                "tensorrt_fp16": ("TENSORRT_FP16", parse_bool),
+                "tensorrt_cache_dir": ("TENSORRT_CACHE_DIR", Path),
+            },
+        )
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    """The execution provider ``--device`` asks for.
+
+    Attributes:
+        kind: ``cpu``, ``cuda`` or ``tensorrt``.
+        device_id: GPU index (0 for the CPU).
+    """
+
+    kind: ProviderKind
+    device_id: int = 0
+
+    @property
+    def provider(self) -> str:
+        """ONNX Runtime's name of the provider."""
+        return PROVIDER_NAMES[self.kind]
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"{self.kind}:{self.device_id}"
+
+
+@dataclass
+class _Sessions:
+    first: onnxruntime.InferenceSession
+    step: onnxruntime.InferenceSession
+    providers: list[str] = field(default_factory=list)
+
+
+def parse_device(device: str) -> ProviderChoice:
+    """``cpu``, ``cuda[:N]`` or ``tensorrt[:N]`` -> the provider choice.
+
+    Raises:
+        ValueError: anything else.
+    """
+    kind, _, index = device.strip().lower().partition(":")
+    if kind not in PROVIDER_NAMES or (kind == "cpu" and index) or (index and not index.isdigit()):
+        raise ValueError(
+            f"--device {device!r} is not an ONNX Runtime device for the onnx backend: use cpu, cuda[:N] or "
+            "tensorrt[:N] (the TensorRT execution provider)"
+        )
+    return ProviderChoice(kind, int(index or 0))  # type: ignore[arg-type]
+
+
+def provider_list(
+    choice: ProviderChoice,
+    graph_inputs: Mapping[str, tuple[int, ...]],
+    max_batch_size: int,
+    fp16: bool,
+    cache_dir: Path,
+) -> list[tuple[str, dict[str, str]]]:
+    """The ``providers`` argument of an ONNX Runtime session for ``choice``, most preferred first.
+
+    Args:
+        choice: the requested provider.
+        graph_inputs: the graph's input names and their shapes without the batch axis (for the TensorRT profile).
+        max_batch_size: largest batch the TensorRT profile covers.
+        fp16: let TensorRT use fp16 kernels.
+        cache_dir: where TensorRT keeps its engine and timing caches.
+    """
+    cpu: tuple[str, dict[str, str]] = ("CPUExecutionProvider", {})
+    if choice.kind == "cpu":
+        return [cpu]
+    cuda = ("CUDAExecutionProvider", {"device_id": str(choice.device_id)})
+    if choice.kind == "cuda":
+        return [cuda, cpu]
+
+    def shapes(batch: int) -> str:
+        return ",".join(f"{name}:{'x'.join(map(str, (batch, *dims)))}" for name, dims in graph_inputs.items())
+
+    tensorrt = {
+        "device_id": str(choice.device_id),
+        "trt_fp16_enable": str(fp16),
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(cache_dir),
+        "trt_profile_min_shapes": shapes(1),
+        "trt_profile_opt_shapes": shapes(max_batch_size),
+        "trt_profile_max_shapes": shapes(max_batch_size),
+    }
+    return [("TensorrtExecutionProvider", tensorrt), cuda, cpu]
+
+
+def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str) -> None:
+    """Fail unless the session really runs on the requested provider (ONNX Runtime falls back silently).
+
+    Raises:
+        BackendUnavailable: the requested provider is not the session's first provider.
+    """
+    if in_use and in_use[0] == choice.provider:
+        return
+    libraries = "CUDA and cuDNN" + (" and TensorRT" if choice.kind == "tensorrt" else "")
+    raise BackendUnavailable(
+        f"--device {choice}: ONNX Runtime did not load {choice.provider} for {graph} (providers in use: "
+        f"{', '.join(in_use) or 'none'}), so it would run silently on the CPU. Check that an NVIDIA GPU is visible "
+        f"and that the {libraries} libraries onnxruntime-gpu needs are installed ({GPU_EXTRA}), or use --device cpu"
+    )
+
+
+def prepare_cache_dir(path: Path) -> Path:
+    """Create the TensorRT cache directory and check that it is writable.
+
+    Raises:
+        BackendUnavailable: it cannot be created or written (the message names the variable to set).
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise BackendUnavailable(
+            f"the TensorRT cache directory {path} is not writable ({error.strerror}); point "
+            f"{ENV_PREFIX}TENSORRT_CACHE_DIR at a writable directory"
+        ) from error
+    return path
+
+
+class OnnxEngine(Engine):
+    """The two graphs in ONNX Runtime sessions.
+
+    Args:
+        first: session of ``first_step.onnx``.
+        step: session of ``step.onnx``.
+        card: the model card.
+    """
+
+    def __init__(
+        self, first: onnxruntime.InferenceSession, step: onnxruntime.InferenceSession, card: ModelCard
+    ) -> None:
+        self.card = card
+        self._sessions: _Sessions | None = _Sessions(first, step, list(first.get_providers()))
+        self._outputs = [OUTPUT_SLOTS, OUTPUT_MASKS]
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the sessions run on, most preferred first."""
+        return self._live().providers
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        """See :meth:`Engine.first_step`."""
+        feed = {INPUT_FRAMES: np.ascontiguousarray(frames, dtype=np.float32)}
+        return _output(self._live().first.run(self._outputs, feed))
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        """See :meth:`Engine.step`."""
+        feed = {
+            INPUT_FRAMES: np.ascontiguousarray(frames, dtype=np.float32),
+            INPUT_PREV_SLOTS: np.ascontiguousarray(state, dtype=np.float32),
+        }
+        return _output(self._live().step.run(self._outputs, feed))
+
+    def close(self) -> None:
+        """Release the sessions."""
+        self._sessions = None
+
+    def _live(self) -> _Sessions:
+        if self._sessions is None:
+            raise RuntimeError("the onnx engine is closed")
+        return self._sessions
+
+
+def load_engine(
+    model_dir: Path, *, name: str, device: str, max_batch_size: int, options: OnnxOptions | None = None
+) -> OnnxEngine:
+    """Load the export directory ``model_dir`` into ONNX Runtime on ``device``.
+
+    Args:
+        model_dir: an export directory (``manifest.json``, ``first_step.onnx``, ``step.onnx``).
+        name: the model's name.
+        device: ``cpu``, ``cuda[:N]`` or ``tensorrt[:N]``.
+        max_batch_size: most frames per call.
+        options: ONNX Runtime settings; ``None`` reads them from the environment.
+
+    Raises:
+        ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
+        ValueError: ``device`` or an option is invalid.
+        BackendUnavailable: onnxruntime is missing, or the requested provider is not available or did not load.
+    """
+    choice = parse_device(device)
+    options = OnnxOptions.from_environ() if options is None else options
+    manifest = read_manifest(model_dir)
+    ort = import_onnxruntime()
+    available = ort.get_available_providers()
+    if choice.provider not in available:
+        raise BackendUnavailable(
+            f"--device {device} needs ONNX Runtime's {choice.provider}, but this onnxruntime {ort.__version__} "
+            f"offers only {', '.join(available)}. Install the GPU build with {GPU_EXTRA} (it replaces the CPU "
+            "package; never install both), or use --device cpu"
+        )
+    fp16 = manifest.precision == "fp16" if options.tensorrt_fp16 is None else options.tensorrt_fp16
+    cache_dir = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
+    if choice.kind == "tensorrt":
+        cache_dir = prepare_cache_dir(cache_dir / "onnxruntime")
+    sessions = {}
+    for graph in (FIRST_STEP, STEP):
+        providers = provider_list(choice, graph_inputs(manifest, graph), max_batch_size, fp16, cache_dir)
+        path = model_dir / manifest.graphs[graph].file
+        session = ort.InferenceSession(str(path), session_options(ort, options), providers=providers)
+        verify_providers(choice, list(session.get_providers()), path.name)
+        sessions[graph] = session
+    return OnnxEngine(
+        sessions[FIRST_STEP], sessions[STEP], manifest_card(manifest, name, "onnx", str(choice), max_batch_size)
+    )
+
+
+def import_onnxruntime() -> Any:
+    """``import onnxruntime``, or a :class:`BackendUnavailable` naming the package to install."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"the onnx backend needs ONNX Runtime: pip install onnxruntime (CPU), or {GPU_EXTRA} for GPUs"
+        ) from error
+    return onnxruntime
+
+
+def session_options(ort: Any, options: OnnxOptions) -> onnxruntime.SessionOptions:
+    """ONNX Runtime session options from ``options``."""
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    session = ort.SessionOptions()
+    session.intra_op_num_threads = options.intra_op_threads
+    session.inter_op_num_threads = options.inter_op_threads
+    session.graph_optimization_level = levels[options.graph_optimization]
+    return session
+
+
+def graph_inputs(manifest: Manifest, graph: str) -> dict[str, tuple[int, ...]]:
+    """The inputs of ``graph`` and their shapes without the batch axis."""
+    return {spec.name: tuple(int(d) for d in spec.shape[1:]) for spec in manifest.graphs[graph].inputs}
+
+
+def manifest_card(manifest: Manifest, name: str, backend: str, device: str, max_batch_size: int) -> ModelCard:
+    """The model card of an export directory."""
+    return ModelCard(
+        name=name,
+        version=manifest.source.version,
+        backend=backend,
+        device=device,
+        image_size=(manifest.input.height, manifest.input.width),
+        num_slots=manifest.num_slots,
+        slot_dim=manifest.slot_dim,
+        mask_size=manifest.mask_size,
+        max_batch_size=max_batch_size,
+        preprocessing=PREPROCESSING,
+    )
+
+
+def env_values(environ: Mapping[str, str], fields: Mapping[str, tuple[str, Callable[[str], Any]]]) -> dict[str, Any]:
+    """Parse the variables ``SLOTSTREAM_<suffix>`` named by ``fields`` (field -> (suffix, parser)) that are set.
+
+    Raises:
+        ValueError: a variable does not parse; the message names it.
+    """
+    values: dict[str, Any] = {}
+    for field_name, (suffix, parse) in fields.items():
+        raw = environ.get(ENV_PREFIX + suffix)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[field_name] = parse(raw)
+        except ValueError as error:
+            raise ValueError(f"{ENV_PREFIX}{suffix}={raw!r}: {error}") from error
+    return values
+
+
+def parse_bool(raw: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off``."""
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _output(outputs: list[Any]) -> EngineOutput:
+    slots, masks = (np.asarray(array, dtype=np.float32) for array in outputs)
+    return EngineOutput(slots=slots, masks=masks, state=slots.copy())  # state [B, K, D]: the slots themselves

@@ -1,0 +1,393 @@
+"""The ``tensorrt`` backend: TensorRT engines built from the exported ONNX graphs, run on an NVIDIA GPU.
+
+Everything slow happens in :func:`load_engine`, which the server calls before it listens, so a TensorRT build
+never runs on a live request:
+
+1. Each graph of the export directory gets an engine with one optimisation profile over batch sizes
+   1..``--max-batch-size`` (every size the micro-batcher can form), fp16 when the export asked for it
+   (``python -m training.export --fp16``) or ``SLOTSTREAM_TENSORRT_FP16`` says so.
+2. Engines are cached on disk, keyed by the graph's hash, the TensorRT version, the GPU model, the precision
+   and the profile, so a restart loads them in seconds; TensorRT's timing cache is persisted next to them
+   and makes rebuilds (new GPU, new TensorRT) faster. ``python -m training.export --tensorrt`` fills the cache
+   ahead of time.
+3. With ``SLOTSTREAM_TENSORRT_CUDA_GRAPHS=1``, one CUDA graph per batch bucket (powers of two and the
+   maximum) is captured; a batch is padded up to its bucket and the graph replayed. The graphs are free of
+   control flow (unrolled Slot Attention), which capture requires.
+
+Settings (environment; unset keeps the default):
+
+- ``SLOTSTREAM_TENSORRT_FP16``: build fp16 engines (default: the export's precision);
+- ``SLOTSTREAM_TENSORRT_CACHE_DIR``: engine and timing caches (default ``<model dir>/tensorrt``; must be
+  writable);
+- ``SLOTSTREAM_TENSORRT_CUDA_GRAPHS``: capture CUDA graphs (default off);
+- ``SLOTSTREAM_TENSORRT_WORKSPACE_MB``: builder workspace limit (default 1024).
+
+``tensorrt`` is imported only here, lazily: without it (or without a GPU) the backend refuses to start and
+says to ``pip install 'slotstream[gpu]'``. Device buffers, the stream and CUDA graphs come from PyTorch's CUDA
+runtime, so no other CUDA binding is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.backends.onnx_backend import (
+    DEFAULT_CACHE_SUBDIR,
+    GPU_EXTRA,
+    env_values,
+    graph_inputs,
+    manifest_card,
+    parse_bool,
+    prepare_cache_dir,
+)
+from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
+from training.export.manifest import FIRST_STEP, OUTPUT_MASKS, OUTPUT_SLOTS, STEP, Manifest, read_manifest
+
+_log = logging.getLogger(__name__)
+
+NEEDS_GPU = f"needs an NVIDIA GPU and TensorRT ({GPU_EXTRA})"
+TIMING_CACHE_FILE = "timing.cache"
+
+
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """TensorRT settings (see the module docstring for the environment variables).
+
+    Attributes:
+        fp16: build fp16 engines; ``None`` follows the export's precision.
+        cache_dir: engine and timing caches; ``None`` is ``<model dir>/tensorrt``.
+        cuda_graphs: capture one CUDA graph per batch bucket at start-up.
+        workspace_mb: builder workspace limit.
+    """
+
+    fp16: bool | None = None
+    cache_dir: Path | None = None
+    cuda_graphs: bool = False
+    workspace_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.workspace_mb < 1:
+            raise ValueError(f"workspace_mb must be >= 1, got {self.workspace_mb}")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> TensorRTOptions:
+        """Read the ``SLOTSTREAM_TENSORRT_*`` variables.
+
+        Raises:
+            ValueError: a variable does not parse (the message names it).
+        """
+        values = env_values(
+            os.environ if environ is None else environ,
+            {
+                "fp16": ("TENSORRT_FP16", parse_bool),
+                "cache_dir": ("TENSORRT_CACHE_DIR", Path),
+                "cuda_graphs": ("TENSORRT_CUDA_GRAPHS", parse_bool),
+                "workspace_mb": ("TENSORRT_WORKSPACE_MB", int),
+            },
+        )
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What an engine is built for; its :meth:`key` names the cached engine file.
+
+    Attributes:
+        graph: ``first_step`` or ``step``.
+        graph_sha256: digest of the ONNX file.
+        inputs: input name -> shape without the batch axis.
+        max_batch_size: the profile covers batch sizes 1 to this.
+        fp16: fp16 kernels allowed.
+        tensorrt_version: TensorRT's version.
+        gpu: the GPU's name and compute capability.
+    """
+
+    graph: str
+    graph_sha256: str
+    inputs: dict[str, tuple[int, ...]]
+    max_batch_size: int
+    fp16: bool
+    tensorrt_version: str
+    gpu: str
+
+    def key(self) -> str:
+        """A digest of every field: engines are reused only for an identical spec."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def engine_path(self, cache_dir: Path) -> Path:
+        """Where the engine for this spec is cached."""
+        precision = "fp16" if self.fp16 else "fp32"
+        return cache_dir / f"{self.graph}-b{self.max_batch_size}-{precision}-{self.key()}.engine"
+
+
+def parse_cuda_device(device: str) -> int:
+    """``cuda`` / ``cuda:N`` -> ``N``.
+
+    Raises:
+        BackendUnavailable: another device (TensorRT runs only on NVIDIA GPUs).
+    """
+    kind, _, index = device.strip().lower().partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise BackendUnavailable(
+            f"--device {device!r}: the tensorrt backend runs on an NVIDIA GPU; use --device cuda or cuda:N "
+            "(or --backend onnx / torch on a CPU)"
+        )
+    return int(index or 0)
+
+
+def batch_buckets(max_batch_size: int) -> list[int]:
+    """Batch sizes that get a CUDA graph: powers of two below ``max_batch_size``, and ``max_batch_size``."""
+    sizes = {max_batch_size}
+    size = 1
+    while size < max_batch_size:
+        sizes.add(size)
+        size *= 2
+    return sorted(sizes)
+
+
+def bucket_for(batch: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket that holds ``batch``."""
+    for size in buckets:
+        if size >= batch:
+            return size
+    raise ValueError(f"batch {batch} exceeds the largest bucket {buckets[-1]}")
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt``, or a :class:`BackendUnavailable` naming the ``gpu`` extra."""
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise BackendUnavailable(f"the tensorrt backend {NEEDS_GPU}: the tensorrt package is not installed") from error
+    return tensorrt
+
+
+class _GraphRunner:
+    """One TensorRT engine with its execution context, static device buffers and optional CUDA graphs."""
+
+    def __init__(self, trt: Any, engine: Any, spec: BuildSpec, device: Any, stream: Any) -> None:
+        import torch
+
+        self._torch = torch
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        self._stream = stream
+        self._spec = spec
+        self._inputs = list(spec.inputs)
+        self._outputs = [OUTPUT_SLOTS, OUTPUT_MASKS]
+        self._buffers: dict[str, Any] = {}
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            if engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
+                raise RuntimeError(f"{spec.graph}: tensor {name!r} is not float32 in the TensorRT engine")
+            dims = tuple(engine.get_tensor_shape(name))[1:]  # without the batch axis
+            buffer = torch.zeros((spec.max_batch_size, *dims), dtype=torch.float32, device=device)
+            self._buffers[name] = buffer
+            self._context.set_tensor_address(name, buffer.data_ptr())
+        self._graphs: dict[int, Any] = {}
+        self._buckets: list[int] = []
+
+    def capture(self, buckets: list[int]) -> None:
+        """Capture one CUDA graph per bucket (after a warm-up run at that size, as TensorRT requires)."""
+        for size in buckets:
+            self._set_shapes(size)
+            self._enqueue()
+            self._stream.synchronize()
+            graph = self._torch.cuda.CUDAGraph()
+            with self._torch.cuda.graph(graph, stream=self._stream):
+                self._enqueue()
+            self._graphs[size] = graph
+        self._buckets = list(buckets)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Run one batch; returns ``(slots, masks)`` on the host."""
+        batch = next(iter(feeds.values())).shape[0]
+        if not 1 <= batch <= self._spec.max_batch_size:
+            raise ValueError(f"batch {batch} is outside the engine's profile 1..{self._spec.max_batch_size}")
+        size = bucket_for(batch, self._buckets) if self._graphs else batch
+        with self._torch.cuda.stream(self._stream):
+            for name in self._inputs:
+                buffer = self._buffers[name]
+                buffer[:batch].copy_(self._torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32)))
+                if size > batch:
+                    buffer[batch:size].zero_()  # padding rows of the bucket; their outputs are dropped
+            if size in self._graphs:
+                self._graphs[size].replay()
+            else:
+                self._set_shapes(size)
+                self._enqueue()
+            slots, masks = (self._buffers[name][:batch].cpu() for name in self._outputs)
+        self._stream.synchronize()
+        return slots.numpy(), masks.numpy()
+
+    def _set_shapes(self, batch: int) -> None:
+        for name in self._inputs:
+            self._context.set_input_shape(name, (batch, *self._spec.inputs[name]))
+
+    def _enqueue(self) -> None:
+        if not self._context.execute_async_v3(self._stream.cuda_stream):
+            raise RuntimeError(f"TensorRT failed to run the {self._spec.graph} engine")
+
+
+class TensorRTEngine(Engine):
+    """The two graphs as TensorRT engines on one GPU.
+
+    Args:
+        first: runner of ``first_step``.
+        step: runner of ``step``.
+        card: the model card.
+    """
+
+    def __init__(self, first: _GraphRunner, step: _GraphRunner, card: ModelCard) -> None:
+        self.card = card
+        self._runners: tuple[_GraphRunner, _GraphRunner] | None = (first, step)
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        """See :meth:`Engine.first_step`."""
+        slots, masks = self._live()[0].run({"frames": frames})
+        return EngineOutput(slots=slots, masks=masks, state=slots.copy())
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        """See :meth:`Engine.step`."""
+        slots, masks = self._live()[1].run({"frames": frames, "prev_slots": state})
+        return EngineOutput(slots=slots, masks=masks, state=slots.copy())
+
+    def close(self) -> None:
+        """Drop the engines, their buffers and graphs."""
+        self._runners = None
+
+    def _live(self) -> tuple[_GraphRunner, _GraphRunner]:
+        if self._runners is None:
+            raise RuntimeError("the tensorrt engine is closed")
+        return self._runners
+
+
+def load_engine(
+    model_dir: Path, *, name: str, device: str, max_batch_size: int, options: TensorRTOptions | None = None
+) -> TensorRTEngine:
+    """Load (building and caching if needed) the TensorRT engines of the export directory ``model_dir``.
+
+    Args:
+        model_dir: an export directory (``manifest.json``, ``first_step.onnx``, ``step.onnx``).
+        name: the model's name.
+        device: ``cuda`` or ``cuda:N``.
+        max_batch_size: largest batch; the optimisation profile covers 1 to this.
+        options: TensorRT settings; ``None`` reads them from the environment.
+
+    Raises:
+        BackendUnavailable: not a CUDA device, no GPU visible, TensorRT missing, or the cache not writable.
+        ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
+        RuntimeError: TensorRT could not parse or build a graph (its messages are included).
+    """
+    index = parse_cuda_device(device)
+    options = TensorRTOptions.from_environ() if options is None else options
+    manifest = read_manifest(model_dir)
+    trt = import_tensorrt()
+    import torch
+
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        raise BackendUnavailable(
+            f"--device {device}: no such CUDA device is visible; the tensorrt backend {NEEDS_GPU}"
+        )
+    torch.cuda.set_device(index)
+    cache_dir = prepare_cache_dir(options.cache_dir or model_dir / DEFAULT_CACHE_SUBDIR)
+    fp16 = manifest.precision == "fp16" if options.fp16 is None else options.fp16
+    gpu = f"{torch.cuda.get_device_name(index)} sm_{''.join(map(str, torch.cuda.get_device_capability(index)))}"
+    logger = trt.Logger(trt.Logger.WARNING)
+    runtime = trt.Runtime(logger)
+    stream = torch.cuda.Stream(device=index)  # type: ignore[no-untyped-call]
+    runners = []
+    for graph in (FIRST_STEP, STEP):
+        spec = BuildSpec(
+            graph=graph,
+            graph_sha256=manifest.graphs[graph].sha256,
+            inputs=graph_inputs(manifest, graph),
+            max_batch_size=max_batch_size,
+            fp16=fp16,
+            tensorrt_version=str(trt.__version__),
+            gpu=gpu,
+        )
+        engine = _cached_engine(trt, logger, runtime, model_dir, manifest, spec, cache_dir, options.workspace_mb)
+        runner = _GraphRunner(trt, engine, spec, torch.device("cuda", index), stream)
+        if options.cuda_graphs:
+            runner.capture(batch_buckets(max_batch_size))
+        runners.append(runner)
+    card = manifest_card(manifest, name, "tensorrt", f"cuda:{index}", max_batch_size)
+    return TensorRTEngine(runners[0], runners[1], card)
+
+
+def _cached_engine(
+    trt: Any,
+    logger: Any,
+    runtime: Any,
+    model_dir: Path,
+    manifest: Manifest,
+    spec: BuildSpec,
+    cache_dir: Path,
+    workspace_mb: int,
+) -> Any:
+    path = spec.engine_path(cache_dir)
+    if path.is_file():
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is not None:
+            _log.info("loaded TensorRT engine", extra={"path": str(path)})
+            return engine
+        _log.warning("cached TensorRT engine %s is unusable; rebuilding", path)
+    started = time.perf_counter()
+    serialized = build_engine(trt, logger, model_dir / manifest.graphs[spec.graph].file, spec, cache_dir, workspace_mb)
+    _atomic_write(path, serialized)
+    _log.info("built TensorRT engine", extra={"path": str(path), "seconds": round(time.perf_counter() - started, 1)})
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise RuntimeError(f"TensorRT could not load the engine it just built for {spec.graph}")
+    return engine
+
+
+def build_engine(trt: Any, logger: Any, onnx_path: Path, spec: BuildSpec, cache_dir: Path, workspace_mb: int) -> bytes:
+    """Parse ``onnx_path`` and build a serialized engine for ``spec``, reading and updating the timing cache.
+
+    Raises:
+        RuntimeError: the parser rejected the graph or the build failed (TensorRT's messages are included).
+    """
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch, the only mode of TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if spec.fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for name, dims in spec.inputs.items():
+        profile.set_shape(name, (1, *dims), (spec.max_batch_size, *dims), (spec.max_batch_size, *dims))
+    config.add_optimization_profile(profile)
+    timing_path = cache_dir / TIMING_CACHE_FILE
+    timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
+    config.set_timing_cache(timing, ignore_mismatch=True)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path} (see the TensorRT log above)")
+    _atomic_write(timing_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    return bytes(memoryview(serialized))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(data)
+        temporary = Path(handle.name)
+    os.replace(temporary, path)

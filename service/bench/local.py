@@ -1,0 +1,265 @@
+"""``python -m service.bench --local``: latency of the engines themselves, in this process, without gRPC.
+
+Example::
+
+    python -m service.bench --local --model service/models/default --backends torch,onnx --json bench.json
+
+For each batch size the backends are timed *interleaved* (one ``first_step`` and one ``step`` call of each
+backend per round), so background load hits them alike and the ratios of one run are comparable. A model
+directory without ``manifest.json`` is exported first (into a temporary directory) for the ``onnx`` and
+``tensorrt`` backends. The report holds p50/p99/mean latency of both steps, frames/s of a stream of later
+frames (``batch / mean step latency``), the ratios, and the compute floor (:mod:`service.bench.floor`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.engine import Engine, load_engine
+
+DEFAULT_BACKENDS = ("torch", "onnx")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency statistics of one kind of call, in milliseconds."""
+
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    calls: int
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Latency:
+        """Statistics of ``seconds``."""
+        values = np.asarray(seconds) * 1e3
+        return cls(
+            p50_ms=float(np.percentile(values, 50)),
+            p99_ms=float(np.percentile(values, 99)),
+            mean_ms=float(values.mean()),
+            calls=len(values),
+        )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One backend at one batch size.
+
+    Attributes:
+        backend: backend name.
+        batch: frames per call.
+        first_step: latency of ``first_step`` calls.
+        step: latency of ``step`` calls.
+        frames_per_s: later frames per second at this batch size (``batch / mean step latency``).
+    """
+
+    backend: str
+    batch: int
+    first_step: Latency
+    step: Latency
+    frames_per_s: float
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The ``--local`` command line."""
+    parser = argparse.ArgumentParser(prog="python -m service.bench --local", description=__doc__.splitlines()[0])
+    parser.add_argument("--local", action="store_true", required=True, help="benchmark engines in-process")
+    parser.add_argument("--model", required=True, type=Path, help="model or export directory")
+    parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help="comma-separated backends")
+    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes")
+    parser.add_argument("--iterations", type=int, default=200, help="timed rounds per batch size")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed rounds per batch size")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of torch and ONNX Runtime")
+    parser.add_argument("--device", default="cpu", help="device of every backend (cpu, cuda:0; tensorrt: cuda:0)")
+    parser.add_argument("--json", type=Path, help="write the report here as JSON")
+    parser.add_argument("--no-floor", action="store_true", help="skip the FLOP count and matmul-rate floor")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = parse_args(argv)
+    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    sizes = [int(size) for size in args.batch_sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="slotstream-bench-") as scratch:
+        model_dir = prepare_model_dir(args.model, backends, Path(scratch))
+        report = run(model_dir, backends, sizes, args.iterations, args.warmup, args.threads, args.device)
+        if not args.no_floor:
+            report["floor"] = floor_report(model_dir, report["results"], args.threads)
+    report["model"]["dir"] = str(args.model)
+    print(format_table(report))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def prepare_model_dir(model_dir: Path, backends: Sequence[str], scratch: Path) -> Path:
+    """``model_dir``, or an export of it in ``scratch`` when a backend needs graphs the directory lacks."""
+    if set(backends) <= {"torch"} or (model_dir / "manifest.json").is_file():
+        return model_dir
+    from training.export import export_model
+
+    print(f"{model_dir} has no manifest.json: exporting it to {scratch} first", file=sys.stderr)
+    export_model(model_dir, scratch)
+    return scratch
+
+
+def run(
+    model_dir: Path,
+    backends: Sequence[str],
+    batch_sizes: Sequence[int],
+    iterations: int,
+    warmup: int,
+    threads: int,
+    device: str,
+) -> dict[str, Any]:
+    """Time every backend at every batch size; returns the report (JSON-ready)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    engines = {name: _load(name, model_dir, device, max(batch_sizes), threads) for name in backends}
+    card = next(iter(engines.values())).card
+    load_before = os.getloadavg()
+    results = []
+    for batch in batch_sizes:
+        frames = np.random.default_rng(batch).random((batch, 3, *card.image_size), dtype=np.float32)
+        states = {name: engine.first_step(frames).state for name, engine in engines.items()}
+        samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in engines}
+        for round_index in range(warmup + iterations):
+            for name, engine in engines.items():  # interleaved: load hits every backend alike
+                first_s, step_s = _time_pair(engine, frames, states[name])
+                if round_index >= warmup:
+                    samples[name][0].append(first_s)
+                    samples[name][1].append(step_s)
+        for name, (first_samples, step_samples) in samples.items():
+            step = Latency.of(step_samples)
+            results.append(Measurement(name, batch, Latency.of(first_samples), step, batch / (step.mean_ms / 1e3)))
+    for engine in engines.values():
+        engine.close()
+    return {
+        "machine": _machine(load_before, threads),
+        "model": {"version": card.version, "image_size": list(card.image_size), "slots": card.num_slots},
+        "settings": {"iterations": iterations, "warmup": warmup, "threads": threads, "device": device},
+        "results": [asdict(result) for result in results],
+        "ratios": ratios(results),
+    }
+
+
+def ratios(results: Sequence[Measurement]) -> dict[str, float]:
+    """Backend-vs-torch step ratios and step-vs-first_step ratios, per batch size (from p50 latencies)."""
+    by_key = {(result.backend, result.batch): result for result in results}
+    out: dict[str, float] = {}
+    for (backend, batch), result in sorted(by_key.items()):
+        out[f"{backend}_step_over_first_step_b{batch}"] = result.step.p50_ms / result.first_step.p50_ms
+        torch_result = by_key.get(("torch", batch))
+        if backend != "torch" and torch_result is not None:
+            out[f"{backend}_step_over_torch_step_b{batch}"] = result.step.p50_ms / torch_result.step.p50_ms
+            out[f"{backend}_first_step_over_torch_first_step_b{batch}"] = (
+                result.first_step.p50_ms / torch_result.first_step.p50_ms
+            )
+    return out
+
+
+def floor_report(model_dir: Path, results: Sequence[dict[str, Any]], threads: int) -> dict[str, Any]:
+    """FLOPs per frame, the matmul rate, the floor per frame and each measurement's distance from it."""
+    import torch
+
+    from plugins import VideoSlotModel
+    from service.bench.floor import count_flops, matmul_rate
+
+    torch.set_num_threads(threads)
+    flops = count_flops(VideoSlotModel.from_pretrained(model_dir))
+    rate = matmul_rate()
+    floor_ms = {"first_step": flops.first_step / rate * 1e3, "step": flops.step / rate * 1e3}
+    above = {
+        f"{r['backend']}_b{r['batch']}": {
+            kind: r[kind]["p50_ms"] / r["batch"] / floor_ms[kind] for kind in ("first_step", "step")
+        }
+        for r in results
+    }
+    return {
+        "flops_per_frame": {"first_step": flops.first_step, "step": flops.step},
+        "step_flops_by_operator": flops.by_operator,
+        "matmul_gflops": rate / 1e9,
+        "floor_ms_per_frame": floor_ms,
+        "times_floor_p50_per_frame": above,
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table plus ratio and floor lines."""
+    lines = [
+        "| backend | batch | first_step p50 / p99 (ms) | step p50 / p99 (ms) | frames/s (step) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        first, step = r["first_step"], r["step"]
+        lines.append(
+            f"| {r['backend']} | {r['batch']} | {first['p50_ms']:.2f} / {first['p99_ms']:.2f} | "
+            f"{step['p50_ms']:.2f} / {step['p99_ms']:.2f} | {r['frames_per_s']:.0f} |"
+        )
+    lines += [f"{name}: {value:.2f}" for name, value in report["ratios"].items()]
+    floor = report.get("floor")
+    if floor:
+        flops, ms = floor["flops_per_frame"], floor["floor_ms_per_frame"]
+        lines.append(
+            f"FLOPs/frame: first_step {flops['first_step'] / 1e6:.1f} M, step {flops['step'] / 1e6:.1f} M; matmul "
+            f"{floor['matmul_gflops']:.1f} GFLOP/s; floor {ms['first_step']:.2f} / {ms['step']:.2f} ms per frame"
+        )
+        lines += [
+            f"{key}: {value['first_step']:.1f}x / {value['step']:.1f}x the floor (first_step / step, p50 per frame)"
+            for key, value in floor["times_floor_p50_per_frame"].items()
+        ]
+    return "\n".join(lines)
+
+
+def _load(backend: str, model_dir: Path, device: str, max_batch_size: int, threads: int) -> Engine:
+    if backend == "onnx":
+        from service.backends.onnx_backend import OnnxOptions
+        from service.backends.onnx_backend import load_engine as load_onnx
+
+        options = OnnxOptions(intra_op_threads=threads, inter_op_threads=1)
+        return load_onnx(model_dir, name="bench", device=device, max_batch_size=max_batch_size, options=options)
+    return load_engine(backend, model_dir, name="bench", device=device, max_batch_size=max_batch_size)
+
+
+def _time_pair(engine: Engine, frames: np.ndarray, state: np.ndarray) -> tuple[float, float]:
+    started = time.perf_counter()
+    engine.first_step(frames)
+    middle = time.perf_counter()
+    engine.step(frames, state)
+    return middle - started, time.perf_counter() - middle
+
+
+def _machine(load_before: tuple[float, float, float], threads: int) -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

@@ -1,0 +1,80 @@
+"""Frame decoding, conversion to model input, and mask post-processing (pure functions)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.errors import ErrorCode, FrameRejected
+from service.images import prepare_frame
+from service.postprocess import MaskRequest, mask_outputs
+from service.types import EncodedImage, ImageEncoding
+
+RGB = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+
+
+def _encoded(fmt: str, array: np.ndarray = RGB) -> bytes:
+    buffer = io.BytesIO()
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    Image.fromarray(array).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_raw_frames_become_float_chw_in_unit_range():
+    image = EncodedImage(ImageEncoding.RAW_RGB8, RGB.tobytes(), 48, 64, 3)
+    frame = prepare_frame(image, (48, 64), 1 << 20)
+    assert frame.shape == (3, 48, 64) and frame.dtype == np.float32
+    np.testing.assert_allclose(frame, RGB.transpose(2, 0, 1) / 255, atol=1e-6)
+
+
+def test_png_equals_raw_and_resizing_is_bilinear():
+    raw = prepare_frame(EncodedImage(ImageEncoding.RAW_RGB8, RGB.tobytes(), 48, 64), (24, 32), 1 << 20)
+    png = prepare_frame(EncodedImage(ImageEncoding.PNG, _encoded("PNG")), (24, 32), 1 << 20)
+    np.testing.assert_array_equal(raw, png)
+    expected = np.asarray(Image.fromarray(RGB).resize((32, 24), Image.Resampling.BILINEAR), np.float32) / 255
+    np.testing.assert_allclose(raw, expected.transpose(2, 0, 1), atol=1e-6)
+
+
+def test_jpeg_decodes_close_to_the_original():
+    smooth = np.kron(RGB[:6, :8], np.ones((8, 8, 1), np.uint8))  # 48x64 of flat 8x8 blocks
+    frame = prepare_frame(EncodedImage(ImageEncoding.JPEG, _encoded("JPEG", smooth)), (48, 64), 1 << 20)
+    assert np.abs(frame - smooth.transpose(2, 0, 1) / 255).mean() < 0.05  # chroma subsampling blurs colour edges
+
+
+def test_large_jpeg_uses_reduced_dct_decoding_and_still_matches():
+    big = np.kron(RGB, np.ones((8, 8, 1), np.uint8))  # 384x512, smooth at the 8-pixel scale
+    fast = prepare_frame(EncodedImage(ImageEncoding.JPEG, _encoded("JPEG", big)), (24, 32), 1 << 22)
+    exact = prepare_frame(EncodedImage(ImageEncoding.RAW_RGB8, big.tobytes(), 384, 512), (24, 32), 1 << 22)
+    assert np.abs(fast - exact).mean() < 0.05
+
+
+def test_size_is_checked_before_decoding_pixels():
+    huge_png = _encoded("PNG", np.zeros((300, 300, 3), np.uint8))
+    with pytest.raises(FrameRejected) as error:
+        prepare_frame(EncodedImage(ImageEncoding.PNG, huge_png), (24, 24), 100 * 100)
+    assert error.value.code == ErrorCode.IMAGE_TOO_LARGE and "300x300" in error.value.message
+
+
+def test_palette_png_is_rgb():
+    palette = Image.fromarray(RGB).convert("P")
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG")
+    assert prepare_frame(EncodedImage(ImageEncoding.PNG, buffer.getvalue()), (8, 8), 1 << 20).shape == (3, 8, 8)
+
+
+def test_mask_outputs_resize_then_argmax():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
+    masks = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # [B, K, h, w], sums to 1 over K
+    native, resized, nothing = mask_outputs(
+        masks[[0, 1, 1]],
+        [MaskRequest((4, 4), soft=True), MaskRequest((8, 6), soft=True, soft_uint8=True), MaskRequest((4, 4), False)],
+    )
+    np.testing.assert_array_equal(native.segmentation, masks[0].argmax(0))
+    np.testing.assert_allclose(native.soft_masks, masks[0])
+    assert resized.segmentation.shape == (8, 6) and resized.soft_masks.dtype == np.uint8
+    assert resized.soft_masks.shape == (3, 8, 6)
+    assert nothing.segmentation is None and nothing.soft_masks is None

@@ -1,0 +1,159 @@
+"""``MicroBatcher``: batches of distinct keys, size and delay limits, dispatch on full demand, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from service.batcher import BatcherClosed, MicroBatcher
+
+
+class Recorder:
+    """A process function that records its batches and can be held closed."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[list[str]] = []
+        self.delay_s = delay_s
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, payloads):
+        self.gate.wait(10)
+        time.sleep(self.delay_s)
+        self.batches.append([p[0] for p in payloads])
+        return [f"{key}:{value}" for key, value in payloads]
+
+
+def _batcher(recorder, **kwargs):
+    kwargs.setdefault("max_batch_size", 4)
+    kwargs.setdefault("max_delay_s", 0.05)
+    return MicroBatcher(recorder, ThreadPoolExecutor(1), **kwargs)
+
+
+def test_jobs_of_different_keys_share_a_batch_and_results_return_to_their_submitter():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = _batcher(recorder)
+        results = await asyncio.gather(*(batcher.submit(k, (k, i)) for i, k in enumerate("abc")))
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [r.result for r in results] == ["a:0", "b:1", "c:2"]
+    assert recorder.batches == [["a", "b", "c"]]
+    assert all(r.batch_size == 3 for r in results)
+
+
+def test_two_jobs_of_one_key_never_share_a_batch():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = _batcher(recorder)
+        await asyncio.gather(
+            batcher.submit("a", ("a", 0)), batcher.submit("a", ("a", 1)), batcher.submit("b", ("b", 0))
+        )
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert recorder.batches == [["a", "b"], ["a"]]
+
+
+def test_batches_respect_the_size_limit():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = _batcher(recorder, max_batch_size=2)
+        await asyncio.gather(*(batcher.submit(k, (k, 0)) for k in "abcde"))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert [len(b) for b in recorder.batches] == [2, 2, 1]
+
+
+def test_a_lone_job_waits_at_most_the_delay_and_not_at_all_when_demand_is_met():
+    recorder = Recorder()
+
+    async def scenario(demand):
+        batcher = _batcher(recorder, max_delay_s=0.2, demand=demand)
+        result = await batcher.submit("a", ("a", 0))
+        await batcher.stop()
+        return result.queue_s
+
+    assert 0.15 < asyncio.run(scenario(None)) < 1.0  # waited for company that never came
+    assert asyncio.run(scenario(lambda: 1)) < 0.05  # the only stream: dispatch at once
+
+
+def test_jobs_arriving_while_a_batch_runs_form_the_next_batch():
+    recorder = Recorder(delay_s=0.05)
+
+    async def scenario():
+        batcher = _batcher(recorder, max_delay_s=0.0)
+        first = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
+        await asyncio.sleep(0.01)
+        rest = [batcher.submit(k, (k, 0)) for k in "bcd"]
+        await asyncio.gather(first, *rest)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert recorder.batches == [["a"], ["b", "c", "d"]]
+
+
+def test_a_failing_batch_fails_its_jobs_only():
+    calls = []
+
+    def process(payloads):
+        calls.append(len(payloads))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return payloads
+
+    async def scenario():
+        batcher = MicroBatcher(process, ThreadPoolExecutor(1), max_batch_size=4, max_delay_s=0.0)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit("a", 1)
+        ok = await batcher.submit("b", 2)
+        await batcher.stop()
+        return ok.result
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_stop_fails_waiting_jobs_and_refuses_new_ones():
+    recorder = Recorder()
+    recorder.gate.clear()
+
+    async def scenario():
+        batcher = _batcher(recorder, max_delay_s=0.0)
+        running = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(batcher.submit("a", ("a", 1)))
+        await asyncio.sleep(0.01)
+        await batcher.stop()
+        recorder.gate.set()
+        outcomes = await asyncio.gather(running, waiting, return_exceptions=True)
+        with pytest.raises(BatcherClosed):
+            await batcher.submit("b", ("b", 0))
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert all(isinstance(o, BatcherClosed) for o in outcomes)
+
+
+def test_cancelled_jobs_are_skipped():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = _batcher(recorder, max_delay_s=0.05)
+        doomed = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        await batcher.submit("b", ("b", 0))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert recorder.batches == [["b"]]

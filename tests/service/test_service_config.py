@@ -1,0 +1,90 @@
+"""``ServiceConfig``: flags over environment over defaults, validated once with messages naming the flag."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from service.config import DEFAULT_MODEL_DIR, RAW_1080P_BYTES, ConfigError, ServiceConfig
+
+
+def test_defaults_suit_a_robot_fleet():
+    config = ServiceConfig()
+    assert config.listen == "127.0.0.1:50051"
+    assert config.model_dir == DEFAULT_MODEL_DIR and config.model_dir.parts[-3:] == ("service", "models", "default")
+    assert config.idle_timeout_s >= 60, "idle timeouts are minutes, not Triton's 1 s"
+    assert config.max_message_bytes > RAW_1080P_BYTES, "a raw 1080p frame must fit in one message"
+
+
+def test_flags_override_environment_which_overrides_defaults():
+    env = {"SLOTSTREAM_MAX_STREAMS": "7", "SLOTSTREAM_IDLE_TIMEOUT_S": "90", "SLOTSTREAM_WARMUP": "off"}
+    config = ServiceConfig.from_sources(["--max-streams", "9", "--model-dir", "/m"], env)
+    assert config.max_streams == 9  # flag beats variable
+    assert config.idle_timeout_s == 90.0  # variable beats default
+    assert config.warmup is False
+    assert config.model_dir == Path("/m") and config.resolved_model_name == "m"
+
+
+def test_every_problem_is_reported_together_with_its_flag():
+    with pytest.raises(ConfigError) as error:
+        ServiceConfig(listen="nowhere", max_streams=0, tls_cert=Path("c.pem"), idle_timeout_s=-1)
+    message = str(error.value)
+    for fragment in (
+        "--listen must be host:port",
+        "--max-streams must be >= 1",
+        "--tls-cert and --tls-key",
+        "--idle-timeout-s",
+    ):
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"SLOTSTREAM_MAX_STREAMS": "many"}, "SLOTSTREAM_MAX_STREAMS='many'"),
+        ({"SLOTSTREAM_WARMUP": "maybe"}, "expected one of 1/0"),
+        ({"SLOTSTREAM_BACKEND": "tpu"}, "--backend must be one of"),
+    ],
+)
+def test_bad_environment_values_are_explained(env, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        ServiceConfig.from_sources([], env)
+
+
+def test_misspelt_variables_are_flagged(caplog):
+    with caplog.at_level(logging.WARNING):
+        ServiceConfig.from_sources([], {"SLOTSTREAM_MAX_STREAM": "3"})
+    assert "did you mean SLOTSTREAM_MAX_STREAMS" in caplog.text
+
+
+def test_missing_model_files_say_how_to_get_a_model(tmp_path, monkeypatch):
+    import service.config as config_module
+
+    monkeypatch.setattr(config_module, "DEFAULT_MODEL_DIR", tmp_path / "models" / "default")
+    with pytest.raises(ConfigError, match=re.escape("train one with `python -m training.run --config tiny`")):
+        ServiceConfig(model_dir=config_module.DEFAULT_MODEL_DIR).check_files()
+    with pytest.raises(ConfigError, match="not a model directory"):
+        ServiceConfig(model_dir=tmp_path).check_files()
+
+
+def test_token_file_is_read_and_must_not_be_empty(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("abc\n")
+    assert ServiceConfig(auth_token_file=token).bearer_token() == "abc"
+    token.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        ServiceConfig(auth_token_file=token).bearer_token()
+    with pytest.raises(ConfigError, match="not both"):
+        ServiceConfig(auth_token="x", auth_token_file=token)
+
+
+def test_help_lists_every_setting(capsys):
+    with pytest.raises(SystemExit):
+        ServiceConfig.from_sources(["--help"], {})
+    text = capsys.readouterr().out
+    flags = ["--listen", "--model-dir", "--backend", "--max-streams", "--idle-timeout-s", "--max-batch-size"]
+    flags += ["--max-queue-delay-ms", "--max-message-bytes", "--tls-cert", "--tls-client-ca", "--auth-token-file"]
+    assert all(flag in text for flag in flags)

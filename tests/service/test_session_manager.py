@@ -1,0 +1,189 @@
+"""``SessionManager`` without a network: capacity, reclaim, resume history, hand-off checks, one release path."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from service.engine import ModelCard
+from service.errors import ErrorCode, StreamAbort
+from service.metrics import Metrics
+from service.sessions import SessionLimits, SessionManager
+from service.types import OpenKind, OpenRequest, ResumeRequest, StateHandoff, StreamOptions
+
+CARD = ModelCard("m", "v1", "torch", "cpu", (24, 24), 4, 16, (12, 12), 8, "")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.evicted: list[StreamAbort] = []
+
+    def evict(self, abort: StreamAbort) -> None:
+        self.evicted.append(abort)
+
+
+def make_manager(**limits) -> tuple[SessionManager, Clock]:
+    clock = Clock()
+    runner = SimpleNamespace(card=CARD)
+    manager = SessionManager({"m": runner}, "m", SessionLimits(**limits), Metrics(), clock)  # type: ignore[dict-item]
+    manager.phase = "serving"
+    return manager, clock
+
+
+def state(value: float) -> np.ndarray:
+    return np.full((4, 16), value, np.float32)
+
+
+def abort_code(call) -> ErrorCode:
+    with pytest.raises(StreamAbort) as error:
+        call()
+    return error.value.code
+
+
+def test_new_streams_get_unique_ids_tokens_and_stable_slot_ids():
+    manager, _ = make_manager()
+    a, opened_a = manager.open(OpenRequest(), Owner())
+    b, _ = manager.open(OpenRequest(), Owner())
+    assert a.stream_id != b.stream_id and a.resume_token != b.resume_token
+    assert opened_a.kind == OpenKind.NEW and opened_a.slot_ids == (0, 1, 2, 3)
+    assert opened_a.options.idle_timeout_s == 300 and opened_a.options.mask_size == (24, 24)
+
+
+def test_opens_are_refused_before_serving_and_while_draining():
+    manager, _ = make_manager()
+    manager.phase = "starting"
+    assert abort_code(lambda: manager.open(OpenRequest(), Owner())) == ErrorCode.NOT_READY
+    manager.phase = "serving"
+    manager.begin_drain()
+    assert abort_code(lambda: manager.open(OpenRequest(), Owner())) == ErrorCode.SHUTTING_DOWN
+
+
+def test_capacity_counts_detached_streams_and_frees_on_release():
+    manager, _ = make_manager(max_streams=1)
+    owner = Owner()
+    session, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=10)), owner)
+    manager.disconnect(session, owner)  # detached: still holds state, still counts
+    assert abort_code(lambda: manager.open(OpenRequest(), Owner())) == ErrorCode.TOO_MANY_STREAMS
+    assert manager.release(session, "closed") is True
+    assert manager.release(session, "cancelled") is False  # idempotent
+    manager.open(OpenRequest(), Owner())
+
+
+def test_idle_streams_are_reclaimed_and_their_owner_told_expired():
+    manager, clock = make_manager(default_idle_timeout_s=60)
+    owner = Owner()
+    session, _ = manager.open(OpenRequest(), owner)
+    clock.now = 59
+    assert manager.reclaim() == 0
+    session.inflight = 1  # a frame in the model is not idleness
+    clock.now = 120
+    assert manager.reclaim() == 0
+    session.inflight = 0
+    assert manager.reclaim() == 1
+    assert session.released == "idle" and session.state is None
+    assert [e.code for e in owner.evicted] == [ErrorCode.STREAM_EXPIRED]
+    resume = OpenRequest(session.stream_id, resume=ResumeRequest(session.resume_token, None))
+    assert abort_code(lambda: manager.open(resume, Owner())) == ErrorCode.STREAM_EXPIRED
+
+
+def test_stream_options_are_capped_by_the_server():
+    manager, _ = make_manager(max_idle_timeout_s=100, max_resume_window_s=5)
+    _, opened = manager.open(OpenRequest(options=StreamOptions(idle_timeout_s=1e6, resume_window_s=1e6)), Owner())
+    assert opened.options.idle_timeout_s == 100 and opened.options.resume_window_s == 5
+
+
+def test_rewind_returns_the_state_after_the_acknowledged_frame():
+    manager, _ = make_manager(resume_history=4)
+    owner = Owner()
+    session, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=10)), owner)
+    for index in range(6):
+        session.advance(index, state(index))
+    manager.disconnect(session, owner)
+    resume = OpenRequest(session.stream_id, resume=ResumeRequest(session.resume_token, 3))
+    _, opened = manager.open(resume, Owner())
+    assert opened.kind == OpenKind.RESUMED and opened.last_frame_index == 3
+    np.testing.assert_array_equal(session.state, state(3))
+    assert session.last_accepted_index == 3 and [i for i, _ in session.history][-1] == 3
+
+
+def test_rewind_tolerates_gaps_from_dropped_frames_but_not_evicted_history():
+    manager, _ = make_manager(resume_history=3)
+    session, _ = manager.open(OpenRequest(), Owner())
+    for index in (0, 2, 5, 9, 11):  # frames 1, 3, 4, 6-8 and 10 were dropped or rejected
+        session.advance(index, state(index))
+    with pytest.raises(StreamAbort) as error:
+        session.rewind(1)  # frame 0's state fell out of the history (3 frames + the fresh state)
+    assert error.value.code == ErrorCode.RESUME_POINT_UNAVAILABLE
+    session.rewind(7)  # the client's last answer was frame 7 (a drop): the state after frame 5 applies
+    np.testing.assert_array_equal(session.state, state(5))
+    assert session.last_frame_index == 5 and session.last_accepted_index == 7
+
+
+def test_resume_before_any_frame_needs_the_fresh_state_still_in_history():
+    manager, _ = make_manager(resume_history=2)
+    session, _ = manager.open(OpenRequest(), Owner())
+    session.rewind(None)
+    assert session.state is None
+    for index in range(3):
+        session.advance(index, state(index))
+    assert abort_code(lambda: session.rewind(None)) == ErrorCode.RESUME_POINT_UNAVAILABLE
+
+
+def test_resume_evicts_the_previous_owner():
+    manager, _ = make_manager()
+    first, second = Owner(), Owner()
+    session, _ = manager.open(OpenRequest(), first)
+    manager.open(OpenRequest(session.stream_id, resume=ResumeRequest(session.resume_token, None)), second)
+    assert [e.code for e in first.evicted] == [ErrorCode.TAKEN_OVER] and session.owner is second
+
+
+def test_handoff_is_checked_and_continues_from_its_state():
+    manager, _ = make_manager()
+    good = StateHandoff("s1", "m", "v1", 41, state(1), (7, 8, 9, 10))
+    session, opened = manager.open(OpenRequest(handoff=good), Owner())
+    assert opened.kind == OpenKind.HANDED_OFF and opened.last_frame_index == 41 and opened.stream_id == "s1"
+    assert session.slot_ids == (7, 8, 9, 10) and session.last_accepted_index == 41
+    bad = [
+        StateHandoff("s2", "m", "v0", 1, state(1), ()),
+        StateHandoff("s3", "m", "v1", 1, np.zeros((3, 16), np.float32), ()),
+        StateHandoff("s4", "m", "v1", 1, state(np.inf), ()),
+        StateHandoff("s5", "m", "v1", 1, state(1), (1, 2)),
+    ]
+    for handoff in bad:
+        assert (
+            abort_code(lambda h=handoff: manager.open(OpenRequest(handoff=h), Owner())) == ErrorCode.HANDOFF_MISMATCH
+        )
+
+
+def test_disconnect_without_resume_window_releases_and_tombstones():
+    manager, _ = make_manager()
+    owner = Owner()
+    session, _ = manager.open(OpenRequest(), owner)
+    manager.disconnect(session, Owner())  # not the owner: nothing happens
+    assert session.released is None
+    manager.disconnect(session, owner)
+    assert session.released == "cancelled"
+    resume = OpenRequest(session.stream_id, resume=ResumeRequest(session.resume_token, None))
+    with pytest.raises(StreamAbort) as error:
+        manager.open(resume, Owner())
+    assert error.value.code == ErrorCode.UNKNOWN_STREAM and "without a resume window" in error.value.message
+
+
+def test_drain_releases_detached_streams_and_returns_attached_owners():
+    manager, _ = make_manager()
+    attached, detached = Owner(), Owner()
+    manager.open(OpenRequest(), attached)
+    parked, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=10)), detached)
+    manager.disconnect(parked, detached)
+    assert manager.begin_drain() == [attached]
+    assert parked.released == "drained"
