@@ -1,0 +1,105 @@
+"""Overlay rendering (each slot in a stable colour) and GIF/MP4 writing for the command-line client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+#: Distinct colours; slot id ``i`` is always drawn in ``PALETTE[i % len(PALETTE)]``.
+PALETTE = np.array(
+    [
+        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+        (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+        (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
+        (0, 0, 128), (128, 128, 128),
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+
+
+def render_overlay(
+    frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...], alpha: float = 0.5
+) -> np.ndarray:
+    """Blend each pixel's slot colour over ``frame`` and darken slot boundaries.
+
+    Args:
+        frame: uint8 ``[H, W, 3]``.
+        segmentation: uint8 ``[h, w]`` slot indices (resized to the frame with nearest-neighbour).
+        slot_ids: the id of each slot index.
+        alpha: weight of the slot colour.
+
+    Returns:
+        uint8 ``[H, W, 3]``.
+    """
+    height, width = frame.shape[:2]
+    if segmentation.shape != (height, width):
+        resized = Image.fromarray(segmentation).resize((width, height), Image.Resampling.NEAREST)
+        segmentation = np.asarray(resized)
+    ids = np.asarray(slot_ids, dtype=np.int64)[segmentation]  # [H, W] slot ids
+    colours = PALETTE[ids % len(PALETTE)].astype(np.float32)  # [H, W, 3]
+    blended = (1 - alpha) * frame.astype(np.float32) + alpha * colours
+    edges = np.zeros((height, width), dtype=bool)
+    edges[1:] |= segmentation[1:] != segmentation[:-1]
+    edges[:, 1:] |= segmentation[:, 1:] != segmentation[:, :-1]
+    blended[edges] *= 0.4
+    result: np.ndarray = blended.clip(0, 255).astype(np.uint8)
+    return result
+
+
+class OverlayWriter:
+    """Writes frames to ``path``: ``.gif`` (Pillow) or ``.mp4`` (PyAV, H.264 or MPEG-4).
+
+    Args:
+        path: output file.
+        fps: playback rate.
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self._gif: list[Image.Image] = []
+        self._container: Any = None
+        self._stream: Any = None
+        if path.suffix.lower() not in (".gif", ".mp4"):
+            raise ValueError(f"{path}: the overlay must be a .gif or .mp4 file")
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one uint8 ``[H, W, 3]`` frame."""
+        if self.path.suffix.lower() == ".gif":
+            self._gif.append(Image.fromarray(frame).quantize(colors=128, dither=Image.Dither.NONE))
+            return
+        import av
+
+        frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # yuv420p needs even sizes
+        if self._container is None:
+            self._container = av.open(str(self.path), mode="w")
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            self._stream = self._container.add_stream(codec, rate=max(1, round(self.fps)))
+            self._stream.height, self._stream.width = frame.shape[:2]
+            self._stream.pix_fmt = "yuv420p"
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Finish the file."""
+        if self._gif:
+            duration = max(20, round(1000 / self.fps))
+            self._gif[0].save(self.path, save_all=True, append_images=self._gif[1:], duration=duration, loop=0)
+            self._gif = []
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> OverlayWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()

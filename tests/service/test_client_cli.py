@@ -1,0 +1,75 @@
+"""The client library's blocking helper and the ``python -m service.client`` command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import make_video, reference_outputs
+from test_stream_service import assert_matches
+
+from service.client import FrameResult, StreamError, stream_frames
+from service.client.__main__ import main
+from service.client.overlay import PALETTE, render_overlay
+from service.errors import ErrorCode
+
+
+def test_blocking_helper_yields_every_result_in_order(server):
+    clip = make_video(seed=51, frames=10)
+    results = list(stream_frames(server.target, iter(clip), window=3))
+    assert [r.frame_index for r in results] == list(range(10))
+    assert_matches([r for r in results if isinstance(r, FrameResult)], reference_outputs(server.model_dir, clip))
+
+
+def test_blocking_helper_raises_server_errors(server):
+    with pytest.raises(StreamError) as error:
+        list(stream_frames(server.target, iter(make_video(52, 2)), model="missing"))
+    assert error.value.code == ErrorCode.UNKNOWN_MODEL
+
+
+def test_stream_command_writes_an_overlay_gif_and_json_lines(server, tmp_path):
+    gif, jsonl = tmp_path / "overlay.gif", tmp_path / "results.jsonl"
+    code = main(["stream", "synthetic:6", "--target", server.target, "--out", str(gif), "--jsonl", str(jsonl)])
+    assert code == 0
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["frame_index"] for line in lines] == list(range(6))
+    first = lines[0]
+    assert first["outcome"] == "result" and first["slot_ids"] == [0, 1, 2, 3]
+    assert abs(sum(first["areas"]) - 1) < 1e-3 and first["latency_ms"] > 0
+    assert set(first["server_latency_ms"]) == {"decode_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms"}
+    with Image.open(gif) as image:
+        assert image.n_frames == 6 and image.size == (128, 128)
+
+
+def test_stream_command_reads_video_files_and_folders(server, tmp_path):
+    video, folder = tmp_path / "clip.mp4", tmp_path / "frames"
+    assert main(["synth", str(video), "--frames", "5", "--size", "64"]) == 0
+    folder.mkdir()
+    for index, frame in enumerate(make_video(53, 3)):
+        Image.fromarray(frame).save(folder / f"{index:04d}.png")
+    for source, count in ((video, 5), (folder, 3)):
+        out = tmp_path / f"{source.name}.jsonl"
+        assert (
+            main(["stream", str(source), "--target", server.target, "--jsonl", str(out), "--jpeg-quality", "90"]) == 0
+        )
+        assert len(out.read_text().splitlines()) == count
+
+
+def test_stream_command_explains_missing_sources_and_opencv(server, capsys):
+    assert main(["stream", "/no/such/clip.mp4", "--target", server.target]) == 2
+    assert "no such file" in capsys.readouterr().err
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        assert main(["stream", "camera:0", "--target", server.target]) == 2
+        assert "pip install opencv-python-headless" in capsys.readouterr().err
+
+
+def test_overlay_colours_are_stable_per_slot_id():
+    frame = np.zeros((4, 4, 3), np.uint8)
+    segmentation = np.array([[0, 0, 1, 1]] * 4, np.uint8)
+    overlay = render_overlay(frame, segmentation, (7, 3), alpha=1.0)
+    np.testing.assert_array_equal(overlay[0, 0], PALETTE[7])
+    np.testing.assert_array_equal(overlay[0, 3], PALETTE[3])
