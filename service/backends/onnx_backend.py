@@ -243,6 +243,11 @@ class OnnxEngine(Engine):
         self._outputs = [OUTPUT_SLOTS, OUTPUT_MASKS]
 
     @property
+    def max_concurrency(self) -> int:
+        """ONNX Runtime sessions accept concurrent ``run`` calls; on the CPU each call uses its own threads."""
+        return 64 if self.card.device == "cpu" else 1
+
+    @property
     def providers(self) -> list[str]:
         """The providers the sessions run on, most preferred first."""
         return self._live().providers

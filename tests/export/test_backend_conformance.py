@@ -1,0 +1,191 @@
+"""Service conformance for every backend on this machine: state isolation, ordering and resume over gRPC.
+
+The scenarios are those of ``tests/service`` (their helpers and servers are reused), run against each backend
+serving one export directory: ``torch`` always, ``onnx`` when onnxruntime imports, ``tensorrt`` when TensorRT
+and a GPU are present. Each backend is compared with itself run frame by frame, so the checks are about the
+service semantics; ``test_onnx_serves_what_torch_serves`` compares the backends with each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from service_helpers import SERVICE_TINY_MODEL, ServerThread, make_config, make_video, raw, run
+from test_stream_service import assert_matches, stream_clip
+
+from plugins import VideoSlotModel
+from service.client import Client, FrameResult, Output, StreamOptions
+from service.engine import load_engine
+from service.images import prepare_frame
+from service.postprocess import MaskRequest, mask_outputs
+from training.configs import get_config
+from training.datasets.synthetic import generate_video
+from training.export import ExportOptions, export_model
+
+NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
+HAVE_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+BACKENDS = [
+    pytest.param(("torch", "cpu"), id="torch"),
+    pytest.param(
+        ("onnx", "cpu"), id="onnx", marks=pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")
+    ),
+    pytest.param(
+        ("tensorrt", "cuda:0"),
+        id="tensorrt",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(not HAVE_TENSORRT, reason=NEEDS_GPU)],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The service tests' tiny model, exported (the directory serves every backend)."""
+    torch.manual_seed(0)
+    source = tmp_path_factory.mktemp("tiny")
+    VideoSlotModel(**SERVICE_TINY_MODEL).save_pretrained(source)
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param
+
+
+@pytest.fixture
+def server(export_dir, backend):
+    name, device = backend
+    started = ServerThread(make_config(export_dir, backend=name, device=device)).start()
+    yield started
+    started.stop(0.5)
+
+
+def reference(
+    backend: tuple[str, str], model_dir: Path, clip: list[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(slots, segmentation)`` per frame from ``backend``'s engine alone, one frame at a time."""
+    name, device = backend
+    engine = load_engine(name, model_dir, name="tiny", device=device, max_batch_size=1)
+    size = engine.card.image_size
+    outputs, state = [], None
+    for frame in clip:
+        tensor = prepare_frame(raw(frame), size, 1 << 30)[None]  # [1, 3, H, W]
+        out = engine.first_step(tensor) if state is None else engine.step(tensor, state)
+        state = out.state
+        (masks,) = mask_outputs(out.masks, [MaskRequest(size)])
+        outputs.append((out.slots[0], masks.segmentation))
+    engine.close()
+    return outputs
+
+
+def test_concurrent_streams_are_isolated(server, backend):
+    """Streams served together, in shared batches, each equal their video run alone."""
+    clips = [make_video(seed=200 + i, frames=20) for i in range(4)]
+    clips[1] = clips[0]
+
+    async def scenario():
+        return await asyncio.gather(*(stream_clip(server.target, clip, window=3) for clip in clips))
+
+    results = run(scenario())
+    for clip, got in zip(clips, results, strict=True):
+        assert [r.frame_index for r in got] == list(range(len(clip)))
+        assert_matches(got, reference(backend, server.model_dir, clip))
+    for a, b in zip(results[0], results[1], strict=True):
+        np.testing.assert_allclose(a.slots, b.slots, atol=1e-5, rtol=0)
+
+
+def test_pipelined_frames_are_answered_in_order(server, backend):
+    clip = make_video(seed=210, frames=16)
+    got = run(stream_clip(server.target, clip, window=6))
+    assert [r.frame_index for r in got] == list(range(len(clip)))
+    assert_matches(got, reference(backend, server.model_dir, clip))
+
+
+def test_resume_after_a_dropped_connection_continues_exactly(server, backend):
+    clip = make_video(seed=220, frames=16)
+
+    async def scenario():
+        results: dict[int, FrameResult] = {}
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            for index in range(8):
+                await stream.send(clip[index])
+            for _ in range(5):
+                answer = await stream.receive()
+                results[answer.frame_index] = answer
+            stream.cancel()
+            await asyncio.sleep(0.2)
+        async with Client(server.target) as second:
+            opened = await stream.reconnect(second)
+            assert opened.last_frame_index == 4
+            for index in range(8, len(clip)):
+                await stream.send(clip[index])
+            while len(results) < len(clip):
+                answer = await stream.receive()
+                results[answer.frame_index] = answer
+            await stream.close()
+        return [results[i] for i in range(len(clip))]
+
+    assert_matches(run(scenario()), reference(backend, server.model_dir, clip))
+
+
+@pytest.fixture(scope="module")
+def default_sized_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model's architecture (``smoothsa_cnn``, 64x64, 6 slots of 64) with random weights, exported."""
+    torch.manual_seed(0)
+    source = tmp_path_factory.mktemp("smoothsa_cnn")
+    VideoSlotModel(**get_config("smoothsa_cnn").model).save_pretrained(source)
+    out = tmp_path_factory.mktemp("export") / "smoothsa_cnn"
+    export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    return out
+
+
+@pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")
+def test_onnx_serves_what_torch_serves(default_sized_export):
+    """The issue's acceptance check with the default architecture: over a 100-frame stream the onnx server's
+    segmentations equal the torch server's on >= 99.9 % of the pixels, and the slots agree to 1e-4.
+
+    With random weights the recurrence contracts: over a long stream the slots drift together until their masks
+    tie to within float rounding (about half the pixels of this 100-frame stream), and rounding alone picks the
+    argmax at a tie. Pixels whose two largest soft masks in the torch stream differ by <= 1e-6 are left out of
+    the ratio; at least a quarter of all pixels must remain for the check to count. (A trained model's slots
+    stay apart: the export's parity run measures the same ratio on the first 50 frames.)
+    """
+    clip = list(generate_video("medium", seed=230, num_frames=100, size=(64, 64)).frames)
+    outputs = {}
+    wanted = frozenset({Output.SLOTS, Output.SEGMENTATION, Output.SOFT_MASKS})
+    for name in ("torch", "onnx"):
+        started = ServerThread(make_config(default_sized_export, backend=name)).start()
+        try:
+            outputs[name] = run(stream_clip(started.target, clip, window=4, outputs=wanted))
+        finally:
+            started.stop(0.5)
+    same = decided = tied = 0
+    for a, b in zip(outputs["torch"], outputs["onnx"], strict=True):
+        np.testing.assert_allclose(a.slots, b.slots, atol=1e-4, rtol=0)
+        top2 = np.sort(a.soft_masks, axis=0)[-2:]  # [2, H, W]
+        tie = top2[1] - top2[0] <= 1e-6
+        same += int(np.sum((a.segmentation == b.segmentation) & ~tie))
+        decided += int(np.sum(~tie))
+        tied += int(np.sum(tie))
+    assert decided >= 0.25 * (tied + decided), f"only {decided} of {tied + decided} pixels have a defined argmax"
+    assert same / decided >= 0.999

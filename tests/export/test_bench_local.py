@@ -1,0 +1,72 @@
+"""``python -m service.bench --local``: the in-process engine benchmark, its report and the compute floor."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
+
+from plugins import VideoSlotModel
+from service.bench.__main__ import main as bench_main
+from service.bench.floor import count_flops, matmul_rate
+from service.bench.local import Latency
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory):
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny")
+    VideoSlotModel(**TINY_MODEL).save_pretrained(directory)
+    return directory
+
+
+def test_local_benchmark_reports_both_backends_ratios_and_floor(model_dir, tmp_path, capsys):
+    """A plain model directory is exported on the fly for the onnx backend."""
+    out = tmp_path / "bench.json"
+    argv = ["--local", "--model", str(model_dir), "--backends", "torch,onnx", "--batch-sizes", "1,3"]
+    assert bench_main([*argv, "--iterations", "3", "--warmup", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    measured = {(r["backend"], r["batch"]) for r in report["results"]}
+    assert measured == {("torch", 1), ("onnx", 1), ("torch", 3), ("onnx", 3)}
+    for result in report["results"]:
+        for kind in ("first_step", "step"):
+            assert result[kind]["calls"] == 3 and 0 < result[kind]["p50_ms"] <= result[kind]["p99_ms"]
+        assert result["frames_per_s"] > 0
+    assert {"onnx_step_over_torch_step_b1", "torch_step_over_first_step_b3"} <= set(report["ratios"])
+    floor = report["floor"]
+    assert floor["flops_per_frame"]["first_step"] > floor["flops_per_frame"]["step"] > 0
+    assert floor["matmul_gflops"] > 0 and set(floor["times_floor_p50_per_frame"]) == {
+        "torch_b1",
+        "onnx_b1",
+        "torch_b3",
+        "onnx_b3",
+    }
+    assert "| onnx | 1 |" in capsys.readouterr().out
+
+
+def test_bench_without_local_explains(capsys):
+    assert bench_main([]) == 2
+    assert "--local" in capsys.readouterr().err
+
+
+def test_flop_count_grows_with_iterations(model_dir):
+    model = VideoSlotModel.from_pretrained(model_dir)
+    flops = count_flops(model)
+    more = VideoSlotModel(**{**TINY_MODEL, "later_iters": 3}).eval()
+    assert count_flops(more).step > flops.step
+    assert "aten.convolution" in flops.by_operator
+
+
+def test_matmul_rate_is_plausible():
+    assert 1e8 < matmul_rate(size=64, repeats=3) < 1e14
+
+
+def test_latency_percentiles():
+    stats = Latency.of([0.001] * 99 + [0.101])
+    assert stats.p50_ms == pytest.approx(1.0) and stats.p99_ms > 1.0 and stats.calls == 100

@@ -1,0 +1,233 @@
+"""Export of the recurrent model to ONNX: graph structure, manifest, parity run, static TensorRT check, CLI.
+
+One tiny model is exported once per module (the full 50-frame recurrent parity run included); the tests read
+that export. Graph-level checks build small hand-written ONNX graphs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
+
+from plugins import SlotState, VideoSlotModel
+from training.export import ExportError, ExportOptions, check_operators, export_graph, export_model, read_manifest
+from training.export.__main__ import main as export_main
+from training.export.manifest import MANIFEST_FILE, ManifestError
+from training.export.parity import measure_parity, synthetic_video
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("source")
+    VideoSlotModel(**TINY_MODEL).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def exported(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    export_model(source, out)
+    return out
+
+
+def graphs(directory: Path) -> dict[str, onnx.ModelProto]:
+    return {name: onnx.load(str(directory / f"{name}.onnx")) for name in ("first_step", "step")}
+
+
+def test_graphs_are_unrolled_checked_and_tensorrt_compatible(exported):
+    """No Loop/If/Scan (Slot Attention unrolled), onnx.checker passes, every operator is TensorRT's."""
+    for name, proto in graphs(exported).items():
+        onnx.checker.check_model(proto, full_check=True)
+        ops = {node.op_type for node in proto.graph.node}
+        assert not ops & {"If", "Loop", "Scan"}, name
+        report = check_operators(proto)
+        assert report.ok, report.problems
+    first, step = graphs(exported).values()
+    # 3 iterations on the first frame, 1 later: one GRU update (3 sigmoid/tanh gates) per iteration.
+    assert sum(n.op_type == "Tanh" for n in first.graph.node) == TINY_MODEL["first_iters"]
+    assert sum(n.op_type == "Tanh" for n in step.graph.node) == TINY_MODEL["later_iters"]
+
+
+def test_signature_has_a_dynamic_batch_axis(exported):
+    k, d = TINY_MODEL["num_slots"], TINY_MODEL["slot_dim"]
+    h, w = TINY_MODEL["image_size"]
+    for name, proto in graphs(exported).items():
+        shapes = {
+            v.name: [dim.dim_param or dim.dim_value for dim in v.type.tensor_type.shape.dim]
+            for v in (*proto.graph.input, *proto.graph.output)
+        }
+        expected = {"frames": ["batch", 3, h, w], "slots": ["batch", k, d], "masks": ["batch", k, 12, 12]}
+        if name == "step":
+            expected["prev_slots"] = ["batch", k, d]
+        assert shapes == expected
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_ort_runs_any_batch_size_like_pytorch(source, exported, batch):
+    model = VideoSlotModel.from_pretrained(source)
+    frames = torch.rand(batch, 3, *TINY_MODEL["image_size"], generator=torch.Generator().manual_seed(batch))
+    first = ort.InferenceSession(str(exported / "first_step.onnx"), providers=["CPUExecutionProvider"])
+    step = ort.InferenceSession(str(exported / "step.onnx"), providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        out, state = model.first_step(frames)
+        later, _ = model.step(frames, SlotState(slots=state.slots))
+    slots, masks = first.run(None, {"frames": frames.numpy()})
+    later_slots, later_masks = step.run(None, {"frames": frames.numpy(), "prev_slots": state.slots.numpy()})
+    np.testing.assert_allclose(slots, out.slots.numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(masks, out.masks.numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(later_slots, later.slots.numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(later_masks, later.masks.numpy(), atol=1e-5, rtol=0)
+
+
+def test_manifest_records_what_runtimes_need(source, exported):
+    manifest = read_manifest(exported)
+    assert (manifest.input.height, manifest.input.width) == tuple(TINY_MODEL["image_size"])
+    assert manifest.input.value_range == (0.0, 1.0) and manifest.input.layout == "NCHW"
+    assert "x * 2 - 1" in manifest.input.inside_graph and "resize" in manifest.input.outside_graph
+    assert (manifest.num_slots, manifest.slot_dim, manifest.mask_size) == (4, 16, (12, 12))
+    assert (manifest.first_iters, manifest.later_iters, manifest.opset, manifest.precision) == (3, 1, 17, "fp32")
+    assert [o.name for o in manifest.graphs["step"].outputs] == ["slots", "masks"]
+    assert manifest.graphs["step"].outputs[1].shape == ["batch", 4, 12, 12]
+    weights = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
+    assert manifest.source.weights_sha256 == weights
+    assert manifest.source.config == VideoSlotModel.from_pretrained(source).config
+    for name, spec in manifest.graphs.items():
+        assert spec.sha256 == hashlib.sha256((exported / spec.file).read_bytes()).hexdigest(), name
+        assert spec.operators == check_operators(graphs(exported)[name]).operators
+    assert "TensorRT 10" in manifest.tensorrt_ops_source
+    # The export directory is also a model directory (the torch backend serves it, same version).
+    assert (exported / "config.json").read_bytes() == (source / "config.json").read_bytes()
+    assert not [p.name for p in exported.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+def test_parity_run_is_recorded_and_within_tolerance(exported):
+    """The export measured 50 frames fed recurrently (2 videos) and the batch sizes 1, 3 and 8."""
+    parity = read_manifest(exported).parity["onnxruntime"]
+    assert parity.passed and (parity.frames, parity.videos, parity.batch_sizes) == (50, 2, [1, 3, 8])
+    assert parity.slots_max_abs <= 1e-4 and parity.masks_max_abs <= 1e-4
+    assert parity.argmax_agreement >= 0.999
+    assert 0 <= parity.argmax_tied <= 1 and parity.argmax_agreement_all <= 1
+
+
+class _Perturbed:
+    """A runtime that adds ``noise`` to PyTorch-exact graphs' slots: the parity check must catch it."""
+
+    def __init__(self, exported: Path, noise: float) -> None:
+        from training.export.parity import OrtGraphs
+
+        self.inner = OrtGraphs(exported / "first_step.onnx", exported / "step.onnx")
+        self.name = "perturbed"
+        self.noise = noise
+
+    def first_step(self, frames):
+        out = self.inner.first_step(frames)
+        return type(out)(out.slots + self.noise, out.masks)
+
+    def step(self, frames, state):
+        out = self.inner.step(frames, state)
+        return type(out)(out.slots + self.noise, out.masks)
+
+
+def test_parity_fails_beyond_tolerance(source, exported):
+    model = VideoSlotModel.from_pretrained(source)
+    video = synthetic_video(tuple(TINY_MODEL["image_size"]), frames=4, videos=1)
+    assert measure_parity(model, _Perturbed(exported, 0.0), "exact", video, (1,)).passed
+    report = measure_parity(model, _Perturbed(exported, 1e-3), "noisy", video, (1,))
+    assert not report.passed and report.slots_max_abs >= 1e-3
+
+
+def test_failed_parity_fails_the_export_loudly_and_publishes_nothing(source, tmp_path, monkeypatch):
+    import training.export.exporter as exporter
+
+    monkeypatch.setattr(exporter, "OrtGraphs", lambda first, step: _Perturbed(first.parent, 1e-2))
+    out = tmp_path / "bad"
+    with pytest.raises(ExportError, match=r"does not match PyTorch.*slots max \|diff\|"):
+        export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    assert list(out.iterdir()) == []
+
+
+def test_export_keeps_the_models_training_mode(source):
+    model = VideoSlotModel.from_pretrained(source).train()
+    export_graph(model, "step")
+    assert all(module.training for module in model.modules())
+
+
+def test_model_that_tensorrt_cannot_take_is_rejected(tmp_path):
+    """The DINOv2 encoder resizes bicubically when the frame size differs from the ViT's: not TensorRT's."""
+    torch.manual_seed(0)
+    config = {
+        **TINY_MODEL,
+        "encoder": {"name": "dinov2", "kwargs": {"depth": 1, "input_size": 28}},
+        "decoder": {"name": "mlp", "kwargs": {"hidden_dims": [16]}},
+    }
+    VideoSlotModel(**config).save_pretrained(tmp_path / "model")
+    with pytest.raises(ExportError, match="Resize mode 'cubic' is not supported by TensorRT"):
+        export_model(tmp_path / "model", tmp_path / "out", ExportOptions(parity_frames=1, batch_sizes=()))
+
+
+def _model(nodes: list[onnx.NodeProto], opset: int = 17, **graph_extras: object) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    graph = helper.make_graph(nodes, "g", [x], [y], **graph_extras)  # type: ignore[arg-type]
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_operator_check_lists_operators_and_accepts_supported_ones():
+    report = check_operators(_model([helper.make_node("Relu", ["x"], ["t"]), helper.make_node("Relu", ["t"], ["y"])]))
+    assert report.ok and report.operators == {"Relu": 2} and report.opset == 17
+
+
+@pytest.mark.parametrize(
+    ("node", "problem"),
+    [
+        (helper.make_node("Unique", ["x"], ["y"]), "Unique is not supported by TensorRT"),
+        (helper.make_node("Loop", ["x"], ["y"]), "dynamic control flow"),
+        (helper.make_node("Scan", ["x"], ["y"]), "dynamic control flow"),
+        (helper.make_node("RandomNormalLike", ["x"], ["y"]), "random"),
+        (helper.make_node("Resize", ["x"], ["y"], mode="cubic"), "Resize mode 'cubic'"),
+        (helper.make_node("Resize", ["x"], ["y"], mode="linear", antialias=1), "antialiased Resize"),
+        (helper.make_node("Fancy", ["x"], ["y"], domain="com.example"), "custom operator"),
+    ],
+)
+def test_operator_check_rejects(node, problem):
+    report = check_operators(_model([node]))
+    assert not report.ok and any(problem in p for p in report.problems), report.problems
+
+
+def test_operator_check_rejects_if_with_subgraphs_and_bad_opsets():
+    branch = helper.make_graph([], "b", [], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])])
+    node = helper.make_node("If", ["x"], ["y"], then_branch=branch, else_branch=branch)
+    assert any("If is dynamic control flow" in p for p in check_operators(_model([node])).problems)
+    relu = helper.make_node("Relu", ["x"], ["y"])
+    assert any("opset 8" in p for p in check_operators(_model([relu], opset=8)).problems)
+
+
+def test_cli_exports_and_summarises(source, tmp_path, capsys):
+    assert export_main(["--model", str(source), "--out", str(tmp_path / "cli"), "--opset", "18", "--fp16"]) == 0
+    printed = capsys.readouterr().out
+    assert "first_step.onnx" in printed and "parity onnxruntime" in printed
+    manifest = json.loads((tmp_path / "cli" / MANIFEST_FILE).read_text())
+    assert manifest["opset"] == 18 and manifest["precision"] == "fp16"
+
+
+def test_cli_reports_a_missing_model(tmp_path, capsys):
+    assert export_main(["--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_read_manifest_explains_a_plain_model_directory(source):
+    with pytest.raises(ManifestError, match=r"python -m training\.export"):
+        read_manifest(source)

@@ -1,0 +1,193 @@
+"""The ``onnx`` backend: engine contract against the torch backend, provider selection and verification, options.
+
+GPU providers cannot load on the CI machines; what can be checked without a GPU is: the provider list built
+for each ``--device``, the refusal when the installed onnxruntime lacks a provider, and the refusal when
+ONNX Runtime silently falls back to the CPU (reproduced here by making a CPU-only onnxruntime claim CUDA).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
+
+from plugins import VideoSlotModel
+from service.backends import onnx_backend
+from service.backends.onnx_backend import (
+    OnnxOptions,
+    ProviderChoice,
+    parse_device,
+    prepare_cache_dir,
+    provider_list,
+    verify_providers,
+)
+from service.engine import BackendUnavailable, load_engine
+from training.export import ExportOptions, export_model
+from training.export.manifest import ManifestError
+
+GPU_EXTRA = "pip install 'slotstream[gpu]'"
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    source = tmp_path_factory.mktemp("source")
+    VideoSlotModel(**TINY_MODEL).save_pretrained(source)
+    out = tmp_path_factory.mktemp("export")
+    export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    return out
+
+
+def frames(batch: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((batch, 3, *TINY_MODEL["image_size"]), dtype=np.float32)
+
+
+def test_card_matches_the_torch_backend(export_dir):
+    onnx_engine = load_engine("onnx", export_dir, name="tiny", device="cpu", max_batch_size=8)
+    torch_engine = load_engine("torch", export_dir, name="tiny", device="cpu", max_batch_size=8)
+    assert onnx_engine.card.backend == "onnx" and onnx_engine.card.device == "cpu"
+    fields = ("version", "image_size", "num_slots", "slot_dim", "mask_size", "max_batch_size", "preprocessing")
+    for name in fields:
+        assert getattr(onnx_engine.card, name) == getattr(torch_engine.card, name), name
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_engine_matches_torch_at_every_batch_size_and_rows_are_independent(export_dir, batch):
+    onnx_engine = load_engine("onnx", export_dir, name="tiny", device="cpu", max_batch_size=8)
+    torch_engine = load_engine("torch", export_dir, name="tiny", device="cpu", max_batch_size=8)
+    x = frames(batch, seed=batch)
+    ours, reference = onnx_engine.first_step(x), torch_engine.first_step(x)
+    later, later_reference = onnx_engine.step(x, ours.state), torch_engine.step(x, reference.state)
+    for got, want in ((ours, reference), (later, later_reference)):
+        np.testing.assert_allclose(got.slots, want.slots, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got.masks, want.masks, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(got.state, got.slots)
+        assert got.slots.dtype == got.masks.dtype == np.float32
+    alone = onnx_engine.step(x[-1:], ours.state[-1:])
+    np.testing.assert_allclose(alone.slots[0], later.slots[-1], atol=1e-5, rtol=0)
+
+
+def test_engine_contract_basics(export_dir):
+    """Masks sum to 1 over slots, calls are deterministic, warm-up runs, parallel CPU calls are allowed."""
+    engine = load_engine("onnx", export_dir, name="tiny", device="cpu", max_batch_size=4)
+    first = engine.first_step(frames(4))
+    np.testing.assert_allclose(first.masks.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(engine.step(frames(4), first.state).slots, engine.step(frames(4), first.state).slots)
+    engine.warmup([1, 4])
+    assert engine.max_concurrency > 1
+
+
+def test_state_is_not_an_alias_of_the_slots(export_dir):
+    engine = load_engine("onnx", export_dir, name="tiny", device="cpu", max_batch_size=2)
+    out = engine.first_step(frames(2))
+    out.slots[:] = 0
+    assert np.abs(out.state).sum() > 0
+
+
+def test_closed_engine_refuses_calls(export_dir):
+    engine = load_engine("onnx", export_dir, name="tiny", device="cpu", max_batch_size=2)
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.first_step(frames(1))
+
+
+def test_a_plain_model_directory_is_refused_with_the_export_command(tmp_path):
+    VideoSlotModel(**TINY_MODEL).save_pretrained(tmp_path)
+    with pytest.raises(ManifestError, match=r"python -m training\.export --model"):
+        load_engine("onnx", tmp_path, name="tiny", device="cpu", max_batch_size=2)
+
+
+@pytest.mark.parametrize(
+    ("device", "choice"),
+    [
+        ("cpu", ProviderChoice("cpu", 0)),
+        ("cuda", ProviderChoice("cuda", 0)),
+        ("CUDA:1", ProviderChoice("cuda", 1)),
+        ("tensorrt:2", ProviderChoice("tensorrt", 2)),
+    ],
+)
+def test_parse_device(device, choice):
+    assert parse_device(device) == choice
+
+
+@pytest.mark.parametrize("device", ["gpu", "cpu:0", "cuda:x", "mps"])
+def test_parse_device_rejects(device):
+    with pytest.raises(ValueError, match="cpu, cuda"):
+        parse_device(device)
+
+
+def test_provider_lists(tmp_path):
+    inputs = {"frames": (3, 24, 24), "prev_slots": (4, 16)}
+    assert provider_list(ProviderChoice("cpu"), inputs, 8, False, tmp_path) == [("CPUExecutionProvider", {})]
+    cuda = provider_list(ProviderChoice("cuda", 1), inputs, 8, False, tmp_path)
+    assert [name for name, _ in cuda] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert cuda[0][1] == {"device_id": "1"}
+    trt = provider_list(ProviderChoice("tensorrt", 0), inputs, 8, True, tmp_path)
+    assert [name for name, _ in trt] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    options = trt[0][1]
+    assert options["trt_fp16_enable"] == "True" and options["trt_engine_cache_enable"] == "True"
+    assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"] == str(tmp_path)
+    assert options["trt_profile_min_shapes"] == "frames:1x3x24x24,prev_slots:1x4x16"
+    assert options["trt_profile_max_shapes"] == "frames:8x3x24x24,prev_slots:8x4x16"
+
+
+def test_missing_gpu_provider_is_refused_with_the_extra_to_install(export_dir):
+    with pytest.raises(BackendUnavailable, match=r"CUDAExecutionProvider.*slotstream\[gpu\]"):
+        load_engine("onnx", export_dir, name="tiny", device="cuda:0", max_batch_size=2)
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "tensorrt:0"])
+def test_silent_cpu_fallback_is_detected(export_dir, device, monkeypatch, tmp_path):
+    """onnxruntime-gpu without working CUDA libraries lists the provider but runs on the CPU: refuse."""
+    claimed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: claimed)
+    options = OnnxOptions(tensorrt_cache_dir=tmp_path / "cache")
+    with pytest.raises(BackendUnavailable, match="would run silently on the CPU") as refused:
+        onnx_backend.load_engine(export_dir, name="tiny", device=device, max_batch_size=2, options=options)
+    assert "providers in use: CPUExecutionProvider" in str(refused.value) and GPU_EXTRA in str(refused.value)
+
+
+def test_verify_providers_accepts_the_requested_provider_first():
+    verify_providers(ProviderChoice("cuda"), ["CUDAExecutionProvider", "CPUExecutionProvider"], "g.onnx")
+    with pytest.raises(BackendUnavailable, match="TensorRT libraries"):
+        verify_providers(ProviderChoice("tensorrt"), ["CUDAExecutionProvider", "CPUExecutionProvider"], "g.onnx")
+
+
+def test_cache_dir_must_be_writable(tmp_path):
+    assert prepare_cache_dir(tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(BackendUnavailable, match="SLOTSTREAM_TENSORRT_CACHE_DIR"):
+        prepare_cache_dir(tmp_path / "file" / "cache")
+
+
+def test_options_from_the_environment(tmp_path):
+    environ = {
+        "SLOTSTREAM_ONNX_INTRA_OP_THREADS": "2",
+        "SLOTSTREAM_ONNX_INTER_OP_THREADS": "3",
+        "SLOTSTREAM_ONNX_GRAPH_OPTIMIZATION": "basic",
+        "SLOTSTREAM_TENSORRT_FP16": "yes",
+        "SLOTSTREAM_TENSORRT_CACHE_DIR": str(tmp_path),
+        "SLOTSTREAM_ONNX_UNRELATED": "ignored",
+    }
+    assert OnnxOptions.from_environ(environ) == OnnxOptions(2, 3, "basic", True, tmp_path)
+    assert OnnxOptions.from_environ({}) == OnnxOptions()
+    with pytest.raises(ValueError, match="SLOTSTREAM_ONNX_INTRA_OP_THREADS='many'"):
+        OnnxOptions.from_environ({"SLOTSTREAM_ONNX_INTRA_OP_THREADS": "many"})
+    with pytest.raises(ValueError, match="graph_optimization"):
+        OnnxOptions.from_environ({"SLOTSTREAM_ONNX_GRAPH_OPTIMIZATION": "max"})
+
+
+def test_thread_options_reach_the_sessions(export_dir):
+    options = OnnxOptions(intra_op_threads=2, inter_op_threads=1, graph_optimization="extended")
+    session = onnx_backend.session_options(ort, options)
+    assert (session.intra_op_num_threads, session.inter_op_num_threads) == (2, 1)
+    assert session.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    engine = onnx_backend.load_engine(export_dir, name="tiny", device="cpu", max_batch_size=2, options=options)
+    assert engine.providers == ["CPUExecutionProvider"]

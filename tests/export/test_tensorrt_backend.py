@@ -1,0 +1,150 @@
+"""The ``tensorrt`` backend: what can be checked without a GPU, and the GPU path (skipped without one).
+
+Without TensorRT and a GPU: refusal messages, device parsing, options, engine cache keys and paths, CUDA-graph
+batch buckets, and that the server refuses to start. With them (``-m gpu`` on a GPU machine): engines build
+at load time, match PyTorch, are reused from the cache, and CUDA graphs give the same results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
+
+from plugins import VideoSlotModel
+from service.backends.tensorrt_backend import (
+    BuildSpec,
+    TensorRTOptions,
+    batch_buckets,
+    bucket_for,
+    parse_cuda_device,
+)
+from service.engine import BackendUnavailable, load_engine
+from training.export import ExportOptions, export_model
+
+NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+HAVE_GPU = HAVE_TENSORRT and torch.cuda.is_available()
+gpu = pytest.mark.skipif(not HAVE_GPU, reason=NEEDS_GPU)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    source = tmp_path_factory.mktemp("source")
+    VideoSlotModel(**TINY_MODEL).save_pretrained(source)
+    out = tmp_path_factory.mktemp("export")
+    export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    return out
+
+
+SPEC = BuildSpec(
+    graph="step",
+    graph_sha256="ab" * 32,
+    inputs={"frames": (3, 24, 24), "prev_slots": (4, 16)},
+    max_batch_size=16,
+    fp16=False,
+    tensorrt_version="10.15.1",
+    gpu="NVIDIA H100 sm_90",
+)
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
+def test_refuses_to_start_without_tensorrt_naming_the_gpu_extra(export_dir):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'slotstream\[gpu\]'"):
+        load_engine("tensorrt", export_dir, name="tiny", device="cuda:0", max_batch_size=4)
+
+
+@pytest.mark.parametrize("device", ["cpu", "tensorrt:0", "cuda:x"])
+def test_refuses_devices_other_than_cuda(export_dir, device):
+    with pytest.raises(BackendUnavailable, match="runs on an NVIDIA GPU"):
+        load_engine("tensorrt", export_dir, name="tiny", device=device, max_batch_size=4)
+
+
+def test_parse_cuda_device():
+    assert parse_cuda_device("cuda") == 0 and parse_cuda_device("cuda:3") == 3
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
+def test_server_does_not_start_and_says_why(export_dir):
+    """``python -m service --backend tensorrt`` exits with status 2 before listening, naming the extra."""
+    command = [sys.executable, "-m", "service", "--model-dir", str(export_dir), "--backend", "tensorrt"]
+    command += ["--device", "cuda:0", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--log-format", "text"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "slotstream[gpu]" in done.stderr and "cannot load the model" in done.stderr
+
+
+def test_options_from_the_environment(tmp_path):
+    environ = {
+        "SLOTSTREAM_TENSORRT_FP16": "1",
+        "SLOTSTREAM_TENSORRT_CACHE_DIR": str(tmp_path),
+        "SLOTSTREAM_TENSORRT_CUDA_GRAPHS": "on",
+        "SLOTSTREAM_TENSORRT_WORKSPACE_MB": "256",
+    }
+    assert TensorRTOptions.from_environ(environ) == TensorRTOptions(True, tmp_path, True, 256)
+    assert TensorRTOptions.from_environ({}) == TensorRTOptions()
+    with pytest.raises(ValueError, match="SLOTSTREAM_TENSORRT_CUDA_GRAPHS='maybe'"):
+        TensorRTOptions.from_environ({"SLOTSTREAM_TENSORRT_CUDA_GRAPHS": "maybe"})
+    with pytest.raises(ValueError, match="workspace_mb"):
+        TensorRTOptions(workspace_mb=0)
+
+
+def test_engine_cache_key_changes_with_everything_the_engine_depends_on(tmp_path):
+    assert SPEC.key() == dataclasses.replace(SPEC).key() and len(SPEC.key()) == 16
+    changes = {
+        "graph_sha256": "cd" * 32,
+        "max_batch_size": 8,
+        "fp16": True,
+        "tensorrt_version": "10.16.0",
+        "gpu": "NVIDIA L4 sm_89",
+        "inputs": {"frames": (3, 32, 32), "prev_slots": (4, 16)},
+    }
+    for field, value in changes.items():
+        assert dataclasses.replace(SPEC, **{field: value}).key() != SPEC.key(), field
+    path = SPEC.engine_path(tmp_path)
+    assert path.parent == tmp_path and path.name == f"step-b16-fp32-{SPEC.key()}.engine"
+    assert "fp16" in dataclasses.replace(SPEC, fp16=True).engine_path(tmp_path).name
+
+
+@pytest.mark.parametrize(
+    ("maximum", "buckets"), [(1, [1]), (8, [1, 2, 4, 8]), (12, [1, 2, 4, 8, 12]), (16, [1, 2, 4, 8, 16])]
+)
+def test_cuda_graph_buckets_cover_every_batch_size(maximum, buckets):
+    assert batch_buckets(maximum) == buckets
+    for batch in range(1, maximum + 1):
+        size = bucket_for(batch, buckets)
+        assert size >= batch and size in buckets
+    with pytest.raises(ValueError):
+        bucket_for(maximum + 1, buckets)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_engines_build_match_pytorch_and_are_cached(export_dir, tmp_path, cuda_graphs):
+    from service.backends import tensorrt_backend
+
+    options = TensorRTOptions(cache_dir=tmp_path, cuda_graphs=cuda_graphs)
+    engine = tensorrt_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=8, options=options)
+    reference = load_engine("torch", export_dir, name="tiny", device="cpu", max_batch_size=8)
+    for batch in (1, 3, 8):
+        frames = np.random.default_rng(batch).random((batch, 3, *TINY_MODEL["image_size"]), dtype=np.float32)
+        ours, want = engine.first_step(frames), reference.first_step(frames)
+        np.testing.assert_allclose(ours.slots, want.slots, atol=1e-3, rtol=0)
+        later, later_want = engine.step(frames, ours.state), reference.step(frames, want.state)
+        np.testing.assert_allclose(later.masks, later_want.masks, atol=1e-3, rtol=0)
+    engines = sorted(tmp_path.glob("*.engine"))
+    assert len(engines) == 2 and (tmp_path / "timing.cache").is_file()
+    stamps = [p.stat().st_mtime_ns for p in engines]
+    tensorrt_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=8, options=options)
+    assert [p.stat().st_mtime_ns for p in engines] == stamps, "a cached engine was rebuilt"

@@ -1,0 +1,77 @@
+"""``python -m training.export --model DIR --out DIR [--opset N] [--fp16] [--tensorrt]``.
+
+Exit status: 0 on success, 1 when a check failed (the message says which), 2 for bad arguments or a missing
+or unreadable model directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from training.export.exporter import ExportError, ExportOptions, export_model
+from training.export.graphs import DEFAULT_OPSET, SUPPORTED_OPSETS
+from training.export.manifest import Manifest, ManifestError
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export",
+        description="Export a slot model to ONNX (first_step + step graphs), check it and measure its parity.",
+    )
+    parser.add_argument("--model", required=True, help="model directory (config.json + model.safetensors)")
+    parser.add_argument("--out", required=True, help="export directory (created; an earlier export is replaced)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=list(SUPPORTED_OPSETS), help="ONNX opset")
+    parser.add_argument("--fp16", action="store_true", help="have TensorRT build fp16 engines (graphs stay fp32)")
+    parser.add_argument(
+        "--tensorrt", action="store_true", help="also build TensorRT engines into OUT/tensorrt (NVIDIA GPU needed)"
+    )
+    parser.add_argument("--max-batch-size", type=int, default=16, help="largest batch of the TensorRT profile")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = parse_args(argv)
+    options = ExportOptions(
+        opset=args.opset, fp16=args.fp16, tensorrt=args.tensorrt, max_batch_size=args.max_batch_size
+    )
+    try:
+        manifest = export_model(args.model, args.out, options)
+    except (FileNotFoundError, ValueError, ManifestError) as error:
+        print(f"export: {error}", file=sys.stderr)
+        return 2
+    except ExportError as error:
+        print(f"export failed: {error}", file=sys.stderr)
+        return 1
+    except RuntimeError as error:  # BackendUnavailable (--tensorrt without TensorRT or a GPU) and friends
+        print(f"export: {error}", file=sys.stderr)
+        return 1
+    print(summary(manifest, args.out))
+    return 0
+
+
+def summary(manifest: Manifest, out: str) -> str:
+    """A few lines describing a finished export."""
+    lines = [
+        f"exported {manifest.source.version} to {out}: input {manifest.input.height}x{manifest.input.width}, "
+        f"{manifest.num_slots} slots of {manifest.slot_dim}, masks {manifest.mask_size[0]}x{manifest.mask_size[1]}, "
+        f"opset {manifest.opset}, {manifest.precision}"
+    ]
+    for graph in manifest.graphs.values():
+        ops = ", ".join(f"{op} x{count}" for op, count in graph.operators.items())
+        lines.append(f"  {graph.file}: {sum(graph.operators.values())} nodes ({ops})")
+    for report in manifest.parity.values():
+        lines.append(
+            f"  parity {report.runtime}: {report.frames} frames x {report.videos} videos, slots max |diff| "
+            f"{report.slots_max_abs:.2g}, masks max |diff| {report.masks_max_abs:.2g}, argmax agreement "
+            f"{report.argmax_agreement:.4%} ({report.argmax_agreement_all:.4%} counting {report.argmax_tied:.3%} "
+            f"tied pixels), batch sizes {report.batch_sizes}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""``export_model``: model directory -> validated export directory (graphs + manifest + the source model files).
+
+Every export is validated before anything is published: ``onnx.checker``, the static operator check against
+TensorRT (:mod:`training.export.operators`) and the recurrent parity run against PyTorch
+(:mod:`training.export.parity`). The files are written to a staging folder inside the output directory and
+moved into place only when every check passed, so a failed export never leaves a servable-looking directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from plugins import VideoSlotModel
+from plugins.model import CONFIG_FILE, WEIGHTS_FILE
+from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
+from training.export.manifest import (
+    BATCH_AXIS,
+    GRAPH_FILES,
+    GraphSpec,
+    InputSpec,
+    Manifest,
+    ParityReport,
+    SourceSpec,
+    TensorSpec,
+    write_manifest,
+)
+from training.export.operators import TENSORRT_OPS_SOURCE, check_operators
+from training.export.parity import (
+    BATCH_SIZES,
+    PARITY_FRAMES,
+    PARITY_VIDEOS,
+    OrtGraphs,
+    Runtime,
+    measure_parity,
+    synthetic_video,
+)
+
+if TYPE_CHECKING:
+    import onnx
+
+#: fp16 TensorRT engines are held to looser thresholds than the fp32 graphs (a choice, see the README).
+FP16_MAX_ABS = 0.1
+FP16_AGREEMENT = 0.99
+
+OUTSIDE_GRAPH = (
+    "decode to 8-bit RGB; resize to the input size (the service uses Pillow's bilinear filter, antialiased when "
+    "shrinking; no crop or padding); scale to [0, 1]; float32 NCHW"
+)
+_INSIDE_GRAPH = {
+    "small_cnn": "x * 2 - 1 (small_cnn), inside the graph",
+    "dinov2": "bicubic resize to the ViT input size when it differs, then (x - ImageNet mean) / ImageNet std "
+    "(dinov2), inside the graph",
+}
+
+
+class ExportError(RuntimeError):
+    """An export failed a check; the message says which check and by how much."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export.
+
+    Attributes:
+        opset: ONNX opset (17-20).
+        fp16: record fp16 as the precision accelerated runtimes build with (the graphs stay fp32).
+        tensorrt: also build TensorRT engines into ``<out>/tensorrt`` (needs an NVIDIA GPU and TensorRT) and
+            measure their parity.
+        max_batch_size: largest batch the TensorRT optimisation profile covers.
+        parity_frames: length of the parity video.
+        parity_videos: videos in the parity run (its batch size).
+        batch_sizes: batch sizes checked row by row.
+    """
+
+    opset: int = DEFAULT_OPSET
+    fp16: bool = False
+    tensorrt: bool = False
+    max_batch_size: int = 16
+    parity_frames: int = PARITY_FRAMES
+    parity_videos: int = PARITY_VIDEOS
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+
+
+def export_model(
+    model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], options: ExportOptions | None = None
+) -> Manifest:
+    """Export the model in ``model_dir`` into ``out_dir`` and validate it.
+
+    Args:
+        model_dir: a directory written by :meth:`VideoSlotModel.save_pretrained`.
+        out_dir: the export directory (created; files of an earlier export are replaced).
+        options: export settings.
+
+    Returns:
+        The manifest written to ``out_dir/manifest.json``.
+
+    Raises:
+        ExportError: a graph failed ``onnx.checker`` or the operator check, or parity is out of tolerance.
+        FileNotFoundError, ValueError: ``model_dir`` is not a readable model directory.
+    """
+    options = options or ExportOptions()
+    source = Path(model_dir)
+    out = Path(out_dir)
+    model = VideoSlotModel.from_pretrained(source)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
+    try:
+        graphs = {name: _export_checked(model, name, options.opset, staging) for name in GRAPH_FILES}
+        video = synthetic_video(model.image_size, options.parity_frames, options.parity_videos)
+        runtime = OrtGraphs(staging / GRAPH_FILES["first_step"], staging / GRAPH_FILES["step"])
+        parity = _checked_parity(model, runtime, runtime.name, video, options.batch_sizes, fp16=False)
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            shutil.copyfile(source / name, staging / name)
+        manifest = _manifest(model, source, options, graphs, {"onnxruntime": parity})
+        write_manifest(staging, manifest)
+        for entry in staging.iterdir():
+            os.replace(entry, out / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if options.tensorrt:
+        manifest = _add_tensorrt(model, out, manifest, options, video)
+    return manifest
+
+
+def _export_checked(model: VideoSlotModel, which: str, opset: int, directory: Path) -> GraphSpec:
+    import onnx
+
+    proto = export_graph(model, which, opset)
+    report = check_operators(proto)
+    if not report.ok:
+        raise ExportError(f"the {which} graph cannot be served with TensorRT:\n  " + "\n  ".join(report.problems))
+    path = directory / GRAPH_FILES[which]
+    onnx.save(proto, str(path))
+    inputs, outputs = _input_specs(model, which), _output_specs(model)
+    _check_signature(which, proto, inputs, outputs)
+    return GraphSpec(file=path.name, sha256=_sha256(path), inputs=inputs, outputs=outputs, operators=report.operators)
+
+
+def _checked_parity(
+    model: VideoSlotModel, runtime: Runtime, name: str, video: np.ndarray, batch_sizes: tuple[int, ...], fp16: bool
+) -> ParityReport:
+    thresholds = {"max_abs_threshold": FP16_MAX_ABS, "agreement_threshold": FP16_AGREEMENT} if fp16 else {}
+    report = measure_parity(model, runtime, name, video, batch_sizes, **thresholds)
+    if not report.passed:
+        raise ExportError(
+            f"{name} does not match PyTorch on a {report.frames}-frame video fed recurrently: "
+            f"slots max |diff| {report.slots_max_abs:.3g}, soft masks max |diff| {report.masks_max_abs:.3g} "
+            f"(limit {report.max_abs_threshold:g}); argmax masks agree on {report.argmax_agreement:.4%} of the "
+            f"pixels whose argmax is defined (need {report.agreement_threshold:.1%})"
+        )
+    return report
+
+
+def _add_tensorrt(
+    model: VideoSlotModel, out: Path, manifest: Manifest, options: ExportOptions, video: np.ndarray
+) -> Manifest:
+    from service.backends import tensorrt_backend
+
+    engine = tensorrt_backend.load_engine(out, name=out.name, device="cuda:0", max_batch_size=options.max_batch_size)
+    try:
+        report = _checked_parity(
+            model, engine, f"tensorrt ({manifest.precision})", video, options.batch_sizes, options.fp16
+        )
+    finally:
+        engine.close()
+    manifest = dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": report})
+    write_manifest(out, manifest)
+    return manifest
+
+
+def _manifest(
+    model: VideoSlotModel,
+    source: Path,
+    options: ExportOptions,
+    graphs: dict[str, GraphSpec],
+    parity: dict[str, ParityReport],
+) -> Manifest:
+    import onnx
+    import onnxscript
+
+    from service.engine import model_version
+
+    height, width = model.image_size
+    encoder = model.specs["encoder"].name
+    return Manifest(
+        input=InputSpec(
+            height=height,
+            width=width,
+            outside_graph=OUTSIDE_GRAPH,
+            inside_graph=_INSIDE_GRAPH.get(encoder, f"the {encoder} encoder's own normalisation, inside the graph"),
+        ),
+        num_slots=model.num_slots,
+        slot_dim=model.slot_dim,
+        mask_size=model.mask_grid,
+        first_iters=model.first_iters,
+        later_iters=model.later_iters,
+        opset=options.opset,
+        precision="fp16" if options.fp16 else "fp32",
+        graphs=graphs,
+        source=SourceSpec(
+            version=model_version(source), weights_sha256=_sha256(source / WEIGHTS_FILE), config=model.config
+        ),
+        parity=parity,
+        exporter={
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxscript": onnxscript.__version__,
+            "method": "torch.onnx.export(dynamo=False) + onnxscript.optimizer",
+        },
+        tensorrt_ops_source=TENSORRT_OPS_SOURCE,
+    )
+
+
+def _input_specs(model: VideoSlotModel, which: str) -> list[TensorSpec]:
+    height, width = model.image_size
+    shapes: dict[str, list[int | str]] = {
+        "frames": [BATCH_AXIS, 3, height, width],
+        "prev_slots": [BATCH_AXIS, model.num_slots, model.slot_dim],
+    }
+    return [TensorSpec(name, shapes[name]) for name in input_names(which)]
+
+
+def _output_specs(model: VideoSlotModel) -> list[TensorSpec]:
+    return [TensorSpec(name, shape) for name, shape in output_shapes(model).items()]
+
+
+def _check_signature(which: str, proto: onnx.ModelProto, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+    """The graph's inputs and outputs must be the expected ones, with a symbolic (dynamic) batch axis."""
+    expected = [(spec.name, spec.shape) for spec in (*inputs, *outputs)]
+    actual = [
+        (value.name, [dim.dim_param if dim.HasField("dim_param") else dim.dim_value for dim in _dims(value)])
+        for value in (*proto.graph.input, *proto.graph.output)
+    ]
+    if actual != expected:
+        raise ExportError(f"the {which} graph's signature is {actual}, expected {expected} (batch must be dynamic)")
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[onnx.TensorShapeProto.Dimension]:
+    return list(value.type.tensor_type.shape.dim)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,285 @@
+"""``manifest.json``: what an export directory holds, written by the exporter and read by the ONNX/TensorRT backends.
+
+An export directory is a model directory (``config.json`` + ``model.safetensors``, copied from the source, so
+the ``torch`` backend serves it too) plus the two graphs and this manifest::
+
+    first_step.onnx   frames [B, 3, H, W]                   -> slots [B, K, D], masks [B, K, h, w]
+    step.onnx         frames [B, 3, H, W], prev_slots [B, K, D] -> slots [B, K, D], masks [B, K, h, w]
+    manifest.json     input size and normalisation, K and D, opset, output names and shapes, the source
+                      weights' hash, the operators used and the measured parity
+
+Only the standard library is imported here, so serving code can read a manifest cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = 1
+
+FIRST_STEP = "first_step"
+STEP = "step"
+GRAPH_FILES = {FIRST_STEP: "first_step.onnx", STEP: "step.onnx"}
+
+INPUT_FRAMES = "frames"
+INPUT_PREV_SLOTS = "prev_slots"
+OUTPUT_SLOTS = "slots"
+OUTPUT_MASKS = "masks"
+BATCH_AXIS = "batch"
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, unreadable or of an unknown format; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output.
+
+    Attributes:
+        name: tensor name in the graph.
+        shape: dimensions; the dynamic batch axis is the string ``"batch"``.
+        dtype: numpy dtype name.
+    """
+
+    name: str
+    shape: list[int | str]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One exported graph.
+
+    Attributes:
+        file: file name inside the export directory.
+        sha256: digest of the file.
+        inputs: its inputs, in order.
+        outputs: its outputs, in order.
+        operators: operator type -> node count.
+    """
+
+    file: str
+    sha256: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    operators: dict[str, int]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the ``frames`` input holds and which pre-processing is (or is not) inside the graph.
+
+    Attributes:
+        height: H.
+        width: W.
+        layout: axis order.
+        channels: channel order.
+        dtype: numpy dtype name.
+        value_range: range of the values.
+        outside_graph: what the caller must do before the graph (decode, resize, scale).
+        inside_graph: the normalisation the graph applies itself.
+    """
+
+    height: int
+    width: int
+    outside_graph: str
+    inside_graph: str
+    layout: str = "NCHW"
+    channels: str = "RGB"
+    dtype: str = "float32"
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """The PyTorch model the graphs were exported from.
+
+    Attributes:
+        version: :func:`service.engine.model_version` of the source (equal for every backend serving it).
+        weights_sha256: digest of ``model.safetensors``.
+        config: the model's constructor arguments.
+    """
+
+    version: str
+    weights_sha256: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Measured agreement of a runtime with PyTorch on a synthetic video fed recurrently.
+
+    Attributes:
+        runtime: the runtime and provider measured.
+        frames: video length (frame 0 through ``first_step``, the rest through ``step`` with fed-back slots).
+        videos: videos run side by side (the batch size of the run).
+        slots_max_abs: largest absolute slot difference over all frames.
+        masks_max_abs: largest absolute soft-mask difference over all frames.
+        argmax_agreement: fraction of the mask pixels with a defined argmax (see :attr:`argmax_tied`) whose
+            argmax slot is identical.
+        argmax_tied: fraction of mask pixels without a defined argmax: in PyTorch's masks the two most likely
+            slots differ by at most :attr:`tie_tolerance` (in untrained models several slots are often
+            identical, so their masks tie exactly and float rounding decides the argmax).
+        argmax_agreement_all: the same comparison over every pixel, ties included.
+        batch_sizes: batch sizes at which both graphs were checked row by row against PyTorch.
+        passed: whether the thresholds below held.
+        max_abs_threshold: the threshold for both maximum differences.
+        agreement_threshold: the threshold for :attr:`argmax_agreement`.
+        tie_tolerance: the largest top-2 gap of a tied pixel.
+    """
+
+    runtime: str
+    frames: int
+    videos: int
+    slots_max_abs: float
+    masks_max_abs: float
+    argmax_agreement: float
+    argmax_tied: float
+    argmax_agreement_all: float
+    batch_sizes: list[int]
+    passed: bool
+    max_abs_threshold: float
+    agreement_threshold: float
+    tie_tolerance: float
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a runtime needs to know about an export directory.
+
+    Attributes:
+        input: the frames input.
+        num_slots: K.
+        slot_dim: D.
+        mask_size: ``(h, w)`` of the masks.
+        first_iters: Slot Attention iterations unrolled in ``first_step``.
+        later_iters: Slot Attention iterations unrolled in ``step``.
+        opset: default-domain ONNX opset.
+        precision: precision the accelerated runtimes should build with (``fp32`` or ``fp16``); the ONNX
+            graphs themselves are always fp32.
+        graphs: ``first_step`` and ``step``.
+        source: the source model.
+        parity: runtime name -> its parity run.
+        exporter: tool versions that wrote the graphs.
+        tensorrt_ops_source: the support matrix the operators were checked against.
+        format_version: manifest format.
+    """
+
+    input: InputSpec
+    num_slots: int
+    slot_dim: int
+    mask_size: tuple[int, int]
+    first_iters: int
+    later_iters: int
+    opset: int
+    precision: str
+    graphs: dict[str, GraphSpec]
+    source: SourceSpec
+    parity: dict[str, ParityReport] = field(default_factory=dict)
+    exporter: dict[str, str] = field(default_factory=dict)
+    tensorrt_ops_source: str = ""
+    format_version: int = MANIFEST_FORMAT
+
+    def to_json(self) -> str:
+        """The manifest as indented JSON."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """Parse :meth:`to_json` output.
+
+        Raises:
+            ManifestError: not JSON, an unknown format version, or a missing field.
+        """
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ManifestError(f"not valid JSON: {error}") from error
+        if not isinstance(raw, dict) or raw.get("format_version") != MANIFEST_FORMAT:
+            raise ManifestError(f"expected a manifest with format_version {MANIFEST_FORMAT}")
+        try:
+            return cls(
+                input=_input_spec(raw["input"]),
+                num_slots=int(raw["num_slots"]),
+                slot_dim=int(raw["slot_dim"]),
+                mask_size=(int(raw["mask_size"][0]), int(raw["mask_size"][1])),
+                first_iters=int(raw["first_iters"]),
+                later_iters=int(raw["later_iters"]),
+                opset=int(raw["opset"]),
+                precision=str(raw["precision"]),
+                graphs={name: _graph_spec(spec) for name, spec in raw["graphs"].items()},
+                source=SourceSpec(**raw["source"]),
+                parity=_parity_reports(raw.get("parity", {})),
+                exporter=dict(raw.get("exporter", {})),
+                tensorrt_ops_source=str(raw.get("tensorrt_ops_source", "")),
+            )
+        except (KeyError, TypeError, IndexError, ValueError) as error:
+            raise ManifestError(f"malformed manifest: {type(error).__name__}: {error}") from error
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
+    """Read ``directory/manifest.json`` and check that the graphs it names exist.
+
+    Raises:
+        ManifestError: the manifest or a graph is missing (the message says how to make them), or unreadable.
+    """
+    path = Path(directory) / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(
+            f"{path} not found: {Path(directory)} is not an export directory. Make one with "
+            f"`python -m training.export --model <model dir> --out {Path(directory)}`"
+        )
+    try:
+        manifest = Manifest.from_json(path.read_text())
+    except ManifestError as error:
+        raise ManifestError(f"{path}: {error}") from error
+    for name in GRAPH_FILES:
+        if name not in manifest.graphs:
+            raise ManifestError(f"{path} names no {name!r} graph; re-run python -m training.export")
+        graph_path = Path(directory) / manifest.graphs[name].file
+        if not graph_path.is_file():
+            raise ManifestError(f"{graph_path} (named by {path}) not found; re-run python -m training.export")
+    return manifest
+
+
+def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Path:
+    """Write ``manifest.json`` into ``directory`` atomically (temporary file + rename)."""
+    path = Path(directory) / MANIFEST_FILE
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".manifest.", delete=False) as handle:
+        handle.write(manifest.to_json())
+        temporary = Path(handle.name)
+    os.replace(temporary, path)
+    return path
+
+
+def _parity_reports(raw: dict[str, Any]) -> dict[str, ParityReport]:
+    """The parity records; one written by another version of this module is left out (serving never needs it)."""
+    reports = {}
+    for name, report in raw.items():
+        try:
+            reports[name] = ParityReport(**report)
+        except TypeError:
+            continue
+    return reports
+
+
+def _input_spec(raw: dict[str, Any]) -> InputSpec:
+    low, high = raw.get("value_range", (0.0, 1.0))
+    return InputSpec(**{**raw, "value_range": (float(low), float(high))})
+
+
+def _graph_spec(raw: dict[str, Any]) -> GraphSpec:
+    return GraphSpec(
+        file=str(raw["file"]),
+        sha256=str(raw["sha256"]),
+        inputs=[TensorSpec(**spec) for spec in raw["inputs"]],
+        outputs=[TensorSpec(**spec) for spec in raw["outputs"]],
+        operators={str(k): int(v) for k, v in raw["operators"].items()},
+    )

@@ -1,0 +1,124 @@
+"""Static checks of an exported graph: the operators it uses, and whether TensorRT can take every one of them.
+
+The supported set is TensorRT's ONNX parser support matrix (``onnx/onnx-tensorrt``, ``docs/operators.md`` for
+TensorRT 10.15: opsets 9 to 24, the rows marked ``Y``). On top of that matrix the serving path forbids:
+
+- control flow (``If``, ``Loop``, ``Scan``, and any node carrying a subgraph): CUDA graphs cannot capture it and
+  TensorRT falls back to slow paths; Slot Attention iterations must be unrolled at export;
+- random operators: a served step must be a pure function of its inputs;
+- ``Resize`` modes TensorRT rejects (cubic interpolation, antialiasing);
+- operators outside the default ONNX domain (custom ops need plugins that we do not ship).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
+
+#: Where :data:`TENSORRT_SUPPORTED_OPS` comes from.
+TENSORRT_OPS_SOURCE = "onnx/onnx-tensorrt docs/operators.md, TensorRT 10.15 (opsets 9-24)"
+#: Opsets the parser of :data:`TENSORRT_OPS_SOURCE` accepts.
+TENSORRT_OPSET_RANGE = (9, 24)
+
+_SUPPORTED_MATRIX_ROWS = """
+    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh Attention AveragePool BatchNormalization
+    BlackmanWindow Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh
+    CumSum DeformConv DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten
+    Floor Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater
+    GreaterOrEqual GridSample GroupNormalization GRU HammingWindow HannWindow HardSigmoid HardSwish Hardmax
+    Identity If ImageScaler InstanceNormalization IsInf IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log
+    LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean MeanVarianceNormalization Min Mish
+    Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear
+    RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum
+    ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize
+    ReverseSequence RMSNormalization RNN RoiAlign RotaryEmbedding Round STFT ScaledTanh Scan Scatter
+    ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign
+    SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh TensorScatter ThresholdedRelu Tile TopK Transpose Trilu
+    Unsqueeze Upsample Where Xor
+"""
+#: ONNX operators (default domain) that TensorRT 10.15's ONNX parser supports.
+TENSORRT_SUPPORTED_OPS: frozenset[str] = frozenset(_SUPPORTED_MATRIX_ROWS.split())
+
+#: Dynamic control flow: forbidden in served graphs even though TensorRT parses it.
+CONTROL_FLOW_OPS: frozenset[str] = frozenset({"If", "Loop", "Scan"})
+#: Operators whose output is random: forbidden in served graphs.
+RANDOM_OPS: frozenset[str] = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike"})
+#: ``Resize`` modes TensorRT implements.
+TENSORRT_RESIZE_MODES: frozenset[str] = frozenset({"nearest", "linear"})
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+@dataclass(frozen=True)
+class OperatorReport:
+    """What a graph uses, and every reason TensorRT or the serving path would reject it.
+
+    Attributes:
+        operators: operator type -> number of nodes (default domain; other domains as ``domain::Type``).
+        opset: the default-domain opset the graph imports.
+        problems: human-readable problems; empty when the graph passes.
+    """
+
+    operators: dict[str, int]
+    opset: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the graph passed every check."""
+        return not self.problems
+
+
+def check_operators(model: onnx.ModelProto) -> OperatorReport:
+    """List the operators of ``model`` and check them against TensorRT and the serving rules above.
+
+    Args:
+        model: a loaded ONNX model.
+
+    Returns:
+        The report; it never raises for an unsupported graph, the caller decides (see :attr:`OperatorReport.ok`).
+    """
+    import onnx
+
+    opset = next((entry.version for entry in model.opset_import if entry.domain in _DEFAULT_DOMAINS), 0)
+    counts: Counter[str] = Counter()
+    problems: list[str] = []
+    low, high = TENSORRT_OPSET_RANGE
+    if not low <= opset <= high:
+        problems.append(f"opset {opset} is outside the range TensorRT parses ({low}-{high})")
+    for node in model.graph.node:
+        if node.domain not in _DEFAULT_DOMAINS:
+            counts[f"{node.domain}::{node.op_type}"] += 1
+            problems.append(f"node {node.name!r}: {node.domain}::{node.op_type} is a custom operator")
+            continue
+        counts[node.op_type] += 1
+        subgraphs = [
+            a.name for a in node.attribute if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+        ]
+        if node.op_type in CONTROL_FLOW_OPS or subgraphs:
+            problems.append(f"node {node.name!r}: {node.op_type} is dynamic control flow (unroll it at export)")
+        elif node.op_type in RANDOM_OPS:
+            problems.append(f"node {node.name!r}: {node.op_type} is random; served steps must be deterministic")
+        elif node.op_type not in TENSORRT_SUPPORTED_OPS:
+            problems.append(f"node {node.name!r}: {node.op_type} is not supported by TensorRT ({TENSORRT_OPS_SOURCE})")
+        elif node.op_type == "Resize":
+            problems += _resize_problems(node)
+    return OperatorReport(operators=dict(sorted(counts.items())), opset=opset, problems=problems)
+
+
+def _resize_problems(node: onnx.NodeProto) -> list[str]:
+    import onnx
+
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    mode = attributes.get("mode", b"nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    problems = []
+    if mode not in TENSORRT_RESIZE_MODES:
+        problems.append(f"node {node.name!r}: Resize mode {mode!r} is not supported by TensorRT (nearest, linear)")
+    if attributes.get("antialias", 0):
+        problems.append(f"node {node.name!r}: antialiased Resize is not supported by TensorRT")
+    return problems

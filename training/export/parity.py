@@ -1,0 +1,189 @@
+"""Parity of an exported runtime with PyTorch: a synthetic video fed recurrently, and row-wise batch checks.
+
+The recurrent run is what serving does: frame 0 goes through ``first_step``, every later frame through ``step``
+with *that runtime's own* slots from the previous frame, so differences are allowed to accumulate over the
+video exactly as they would in a stream. Thresholds (fp32): max absolute difference of slots and of soft
+masks <= 1e-4, and the argmax masks identical on >= 99.9 % of pixels.
+
+A pixel whose two most likely slots tie in PyTorch's masks (gap <= 1e-6) has no defined argmax: float
+rounding alone decides it, in PyTorch too (a different batch size or thread count flips it). Untrained models
+often have several identical slots, and then whole masks tie. Such pixels are counted and reported
+(``argmax_tied``, and ``argmax_agreement_all`` over every pixel) but left out of the agreement threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from plugins import SlotState, VideoSlotModel
+from training.export.manifest import INPUT_FRAMES, INPUT_PREV_SLOTS, OUTPUT_MASKS, OUTPUT_SLOTS, ParityReport
+
+FP32_MAX_ABS = 1e-4
+FP32_AGREEMENT = 0.999
+TIE_TOLERANCE = 1e-6
+PARITY_FRAMES = 50
+PARITY_VIDEOS = 2
+BATCH_SIZES = (1, 3, 8)
+
+
+class StepResult(Protocol):
+    """What a runtime returns for one call (:class:`service.engine.EngineOutput` fits)."""
+
+    @property
+    def slots(self) -> np.ndarray:
+        """float32 ``[B, K, D]``."""
+        ...
+
+    @property
+    def masks(self) -> np.ndarray:
+        """float32 ``[B, K, h, w]``."""
+        ...
+
+
+class Runtime(Protocol):
+    """The two recurrent steps of some runtime (any :class:`service.engine.Engine` fits)."""
+
+    def first_step(self, frames: np.ndarray) -> StepResult:
+        """``frames [B, 3, H, W]`` -> outputs."""
+        ...
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> StepResult:
+        """``frames [B, 3, H, W]`` and the previous slots ``[B, K, D]`` -> outputs."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    slots: np.ndarray
+    masks: np.ndarray
+
+
+class OrtGraphs:
+    """The two exported graphs in ONNX Runtime sessions on the CPU (one thread), as a :class:`Runtime`.
+
+    Args:
+        first_step: path of ``first_step.onnx``.
+        step: path of ``step.onnx``.
+    """
+
+    def __init__(self, first_step: Path, step: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        self._first = ort.InferenceSession(str(first_step), options, providers=providers)
+        self._step = ort.InferenceSession(str(step), options, providers=providers)
+        self.name = f"onnxruntime {ort.__version__} CPUExecutionProvider"
+
+    def first_step(self, frames: np.ndarray) -> _Outputs:
+        """See :class:`Runtime`."""
+        slots, masks = self._first.run([OUTPUT_SLOTS, OUTPUT_MASKS], {INPUT_FRAMES: frames})
+        return _Outputs(slots, masks)
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> _Outputs:
+        """See :class:`Runtime`."""
+        feed = {INPUT_FRAMES: frames, INPUT_PREV_SLOTS: state}
+        slots, masks = self._step.run([OUTPUT_SLOTS, OUTPUT_MASKS], feed)
+        return _Outputs(slots, masks)
+
+
+def synthetic_video(size: tuple[int, int], frames: int = PARITY_FRAMES, videos: int = PARITY_VIDEOS) -> np.ndarray:
+    """``videos`` synthetic multi-object clips (``medium`` level) side by side: float32 ``[T, B, 3, H, W]``."""
+    from training.datasets.synthetic import generate_video
+
+    clips = [generate_video("medium", seed=seed, num_frames=frames, size=size).frames for seed in range(videos)]
+    stacked = np.stack(clips, axis=1)  # [T, B, H, W, 3] uint8
+    return np.ascontiguousarray(stacked.transpose(0, 1, 4, 2, 3), dtype=np.float32) / 255.0  # [T, B, 3, H, W]
+
+
+def measure_parity(
+    model: VideoSlotModel,
+    runtime: Runtime,
+    name: str,
+    video: np.ndarray,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    max_abs_threshold: float = FP32_MAX_ABS,
+    agreement_threshold: float = FP32_AGREEMENT,
+) -> ParityReport:
+    """Compare ``runtime`` with ``model`` on ``video`` fed recurrently, then at each of ``batch_sizes``.
+
+    Args:
+        model: the PyTorch reference, in eval mode.
+        runtime: the runtime under test.
+        name: the runtime's name for the report.
+        video: float32 ``[T, B, 3, H, W]`` in ``[0, 1]``.
+        batch_sizes: batch sizes at which one call of each graph is compared with PyTorch row by row (checks
+            that the batch axis is really dynamic); their differences count towards the maxima.
+        max_abs_threshold: largest allowed absolute difference of slots and soft masks.
+        agreement_threshold: smallest allowed fraction of identical argmax mask pixels.
+    """
+    slots_diff = masks_diff = 0.0
+    agree = agree_all = tied = total = 0
+    reference_state: torch.Tensor | None = None
+    runtime_state: np.ndarray | None = None
+    for frames in video:
+        reference, reference_state = _torch_step(model, frames, reference_state)
+        out = runtime.first_step(frames) if runtime_state is None else runtime.step(frames, runtime_state)
+        runtime_state = out.slots
+        slots_diff = max(slots_diff, _max_abs(out.slots, reference[0]))
+        masks_diff = max(masks_diff, _max_abs(out.masks, reference[1]))
+        same = out.masks.argmax(axis=1) == reference[1].argmax(axis=1)  # [B, h, w]
+        top2 = np.sort(reference[1], axis=1)[:, -2:]  # [B, 2, h, w]
+        tie = (top2[:, 1] - top2[:, 0]) <= TIE_TOLERANCE  # [B, h, w]
+        agree += int((same & ~tie).sum())
+        agree_all += int(same.sum())
+        tied += int(tie.sum())
+        total += same.size
+    for size in batch_sizes:
+        frames = _tile(video.reshape(-1, *video.shape[2:]), size)  # [size, 3, H, W]
+        (ref_slots, ref_masks), state = _torch_step(model, frames, None)
+        out = runtime.first_step(frames)
+        (next_slots, next_masks), _ = _torch_step(model, frames, state)
+        out_next = runtime.step(frames, ref_slots)
+        slots_diff = max(slots_diff, _max_abs(out.slots, ref_slots), _max_abs(out_next.slots, next_slots))
+        masks_diff = max(masks_diff, _max_abs(out.masks, ref_masks), _max_abs(out_next.masks, next_masks))
+    agreement = agree / max(total - tied, 1)
+    passed = slots_diff <= max_abs_threshold and masks_diff <= max_abs_threshold and agreement >= agreement_threshold
+    return ParityReport(
+        runtime=name,
+        frames=int(video.shape[0]),
+        videos=int(video.shape[1]),
+        slots_max_abs=slots_diff,
+        masks_max_abs=masks_diff,
+        argmax_agreement=agreement,
+        argmax_tied=tied / max(total, 1),
+        argmax_agreement_all=agree_all / max(total, 1),
+        batch_sizes=list(batch_sizes),
+        passed=passed,
+        max_abs_threshold=max_abs_threshold,
+        agreement_threshold=agreement_threshold,
+        tie_tolerance=TIE_TOLERANCE,
+    )
+
+
+def _torch_step(
+    model: VideoSlotModel, frames: np.ndarray, state: torch.Tensor | None
+) -> tuple[tuple[np.ndarray, np.ndarray], torch.Tensor]:
+    with torch.inference_mode():
+        tensor = torch.from_numpy(frames)
+        out, next_state = model.first_step(tensor) if state is None else model.step(tensor, SlotState(slots=state))
+    return (out.slots.numpy(), out.masks.numpy()), next_state.slots
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray | torch.Tensor) -> float:
+    other = b.numpy() if isinstance(b, torch.Tensor) else b
+    if a.shape != other.shape:
+        raise ValueError(f"runtime output shape {a.shape} differs from PyTorch's {other.shape}")
+    return float(np.abs(a.astype(np.float64) - other.astype(np.float64)).max())
+
+
+def _tile(frames: np.ndarray, size: int) -> np.ndarray:
+    repeats = -(-size // frames.shape[0])
+    return np.ascontiguousarray(np.concatenate([frames] * repeats)[:size])
