@@ -3,13 +3,15 @@
 A :class:`MicroBatcher` collects submitted jobs and dispatches a batch when it is full, when every stream
 that could contribute has a job waiting, or when the oldest job has waited ``max_delay_s``. A batch never
 holds two jobs with the same key (two frames of one stream): a second job of a key waits for the next
-batch. Batches run one at a time on a dedicated executor, off the event loop.
+batch. Batches run on an executor, off the event loop, at most ``max_concurrent`` at a time (model
+instances); when several instances are free, the waiting jobs are split evenly between them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
@@ -55,11 +57,13 @@ class MicroBatcher(Generic[P, R]):
     Args:
         process: runs a batch (on ``executor``) and returns one result per payload, in order. If it raises,
             every job of the batch fails with that exception.
-        executor: where ``process`` runs; use a single-thread executor so batches run one at a time.
+        executor: where ``process`` runs; it needs ``max_concurrent`` threads.
         max_batch_size: most jobs per batch.
         max_delay_s: longest time the oldest job waits for the batch to fill.
+        max_concurrent: batches that may run at once (model instances).
         demand: how many keys could contribute right now (for example the number of open streams); a batch
-            is dispatched at once when it holds that many. ``None``: only size and delay decide.
+            is dispatched at once when it holds all of them that are not already running. ``None``: only
+            size and delay decide.
         on_batch: called with the keys of each batch as it is dispatched (metrics, test hooks).
     """
 
@@ -70,20 +74,22 @@ class MicroBatcher(Generic[P, R]):
         *,
         max_batch_size: int,
         max_delay_s: float,
+        max_concurrent: int = 1,
         demand: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Hashable]], None] | None = None,
     ) -> None:
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_batch_size < 1 or max_concurrent < 1:
+            raise ValueError(f"max_batch_size and max_concurrent must be >= 1: {max_batch_size}, {max_concurrent}")
         self._process = process
         self._executor = executor
         self._max_batch_size = max_batch_size
         self._max_delay_s = max_delay_s
+        self._max_concurrent = max_concurrent
         self._demand = demand
         self._on_batch = on_batch
         self._pending: list[_Job[P, R]] = []
+        self._running: dict[asyncio.Task[None], list[_Job[P, R]]] = {}
         self._wakeup = asyncio.Event()
-        self._running: list[_Job[P, R]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -104,13 +110,15 @@ class MicroBatcher(Generic[P, R]):
         return await future
 
     async def stop(self) -> None:
-        """Stop dispatching; jobs not yet dispatched fail with :class:`BatcherClosed`."""
+        """Stop dispatching; jobs not yet finished fail with :class:`BatcherClosed`."""
         self._closed = True
-        jobs = [*self._running, *self._pending]
-        if self._task is not None:
-            self._task.cancel()
+        jobs = [job for batch in self._running.values() for job in batch] + self._pending
+        tasks = [t for t in (self._task, *self._running) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for job in jobs:
             if not job.future.done():
                 job.future.set_exception(BatcherClosed("the model runner stopped before this frame ran"))
@@ -119,14 +127,23 @@ class MicroBatcher(Generic[P, R]):
     async def _loop(self) -> None:
         while True:
             self._drop_abandoned()
-            if not self._pending:
+            if not self._pending or len(self._running) >= self._max_concurrent:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             await self._wait_for_fill()
             batch = self._take_batch()
-            if batch:
-                await self._run(batch)
+            if not batch:  # every waiting key is running already: wait for a batch to finish
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            task = asyncio.create_task(self._run(batch), name="micro-batch")
+            self._running[task] = batch
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._wakeup.set()
 
     async def _wait_for_fill(self) -> None:
         deadline = self._pending[0].submitted + self._max_delay_s
@@ -142,15 +159,21 @@ class MicroBatcher(Generic[P, R]):
         keys = len({job.key for job in self._pending})
         if keys >= self._max_batch_size:
             return True
-        return self._demand is not None and keys >= self._demand()
+        if self._demand is None:
+            return False
+        running = sum(len(batch) for batch in self._running.values())
+        return keys >= self._demand() - running
 
     def _take_batch(self) -> list[_Job[P, R]]:
         self._drop_abandoned()
+        keys_waiting = len({job.key for job in self._pending})
+        free = self._max_concurrent - len(self._running)
+        limit = min(self._max_batch_size, max(1, math.ceil(keys_waiting / free)))
         batch: list[_Job[P, R]] = []
-        keys: set[Hashable] = set()
+        keys: set[Hashable] = {job.key for running in self._running.values() for job in running}
         rest: list[_Job[P, R]] = []
         for job in self._pending:
-            if len(batch) < self._max_batch_size and job.key not in keys:
+            if len(batch) < limit and job.key not in keys:
                 keys.add(job.key)
                 batch.append(job)
             else:
@@ -159,7 +182,6 @@ class MicroBatcher(Generic[P, R]):
         return batch
 
     async def _run(self, batch: list[_Job[P, R]]) -> None:
-        self._running = batch
         started = time.perf_counter()
         try:
             if self._on_batch is not None:
@@ -171,8 +193,6 @@ class MicroBatcher(Generic[P, R]):
                 if not job.future.done():
                     job.future.set_exception(error)
             return
-        finally:
-            self._running = []
         run_s = time.perf_counter() - started
         for job, result in zip(batch, results, strict=True):
             if not job.future.done():

@@ -53,6 +53,9 @@ class ServiceConfig:
     resume_history: int = field(default=32, metadata=_help("per-stream states kept for resuming at a past frame"))
     max_batch_size: int = field(default=16, metadata=_help("frames (of different streams) per model call"))
     max_queue_delay_ms: float = field(default=2.0, metadata=_help("longest wait for a batch to fill"))
+    model_instances: int = field(
+        default=0, metadata=_help("model calls run at once (0: auto = CPU cores / torch threads on CPU, 1 on GPU)")
+    )
     max_pending_frames: int = field(default=4, metadata=_help("frames a stream may queue before flow control"))
     max_message_bytes: int = field(
         default=16 * 1024 * 1024, metadata=_help("largest gRPC message (a raw 1080p frame is 6,220,800 B)")
@@ -86,6 +89,17 @@ class ServiceConfig:
     def resolved_model_name(self) -> str:
         """The model's name: :attr:`model_name`, or the model directory's name."""
         return self.model_name or self.model_dir.name
+
+    def resolved_model_instances(self) -> int:
+        """:attr:`model_instances`, or the automatic choice: on a CPU one per free core (each call uses
+        :attr:`torch_threads` cores; at most 4), on a GPU one."""
+        if self.model_instances > 0:
+            return self.model_instances
+        if not self.device.startswith("cpu"):
+            return 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        per_call = self.torch_threads if self.torch_threads > 0 else cores
+        return max(1, min(4, cores // per_call))
 
     def bearer_token(self) -> str:
         """The token clients must present, or ``""`` when none is required.

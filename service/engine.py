@@ -84,13 +84,20 @@ class Engine(abc.ABC):
     - Rows are independent: row ``b`` of a batched call equals a call on that row alone (up to float
       rounding), so streams can share calls.
     - Deterministic: the same inputs give the same outputs.
-    - Calls come from one thread at a time (the server's model thread); engines need not be thread-safe.
+    - Calls come from at most :attr:`max_concurrency` threads at once (default 1: engines need not be
+      thread-safe). An engine that runs calls in parallel safely (and gains from it, like a CPU engine using
+      one core per call) raises it; the server then runs that many batches at once ("model instances").
 
     Attributes:
         card: the model card.
     """
 
     card: ModelCard
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many calls may run at once from different threads."""
+        return 1
 
     @abc.abstractmethod
     def first_step(self, frames: np.ndarray) -> EngineOutput:

@@ -61,6 +61,9 @@ class _Failed:
 class ModelRunner:
     """Runs frames of many streams through one :class:`Engine`, batching frames that are due together.
 
+    Batches run on ``instances`` model threads (on a CPU, one core each with one intra-op thread: several
+    medium batches in parallel beat one large batch on one core).
+
     A batch may mix first frames and later frames; they go to ``first_step`` and ``step`` as two calls.
     If a batched call fails, each of its frames is retried alone so that one bad frame cannot fail
     another stream's frame.
@@ -69,6 +72,7 @@ class ModelRunner:
         engine: the loaded engine.
         max_batch_size: most frames per model call (capped by the engine's own limit).
         max_delay_s: longest wait for a batch to fill.
+        instances: model calls that may run at once (capped by the engine's ``max_concurrency``).
         demand: number of streams that could contribute to a batch right now (see :class:`MicroBatcher`).
         on_batch: called with the keys of each dispatched batch.
     """
@@ -79,18 +83,21 @@ class ModelRunner:
         *,
         max_batch_size: int,
         max_delay_s: float,
+        instances: int = 1,
         demand: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Hashable]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.card: ModelCard = engine.card
         self.max_batch_size = min(max_batch_size, engine.card.max_batch_size)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{engine.card.name}")
+        self.instances = max(1, min(instances, engine.max_concurrency))
+        self._executor = ThreadPoolExecutor(self.instances, thread_name_prefix=f"model-{engine.card.name}")
         self._batcher: MicroBatcher[StepJob, StepResult | _Failed] = MicroBatcher(
             self._process,
             self._executor,
             max_batch_size=self.max_batch_size,
             max_delay_s=max_delay_s,
+            max_concurrent=self.instances,
             demand=demand,
             on_batch=on_batch,
         )

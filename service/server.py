@@ -107,10 +107,12 @@ class Server:
             engine,
             max_batch_size=config.max_batch_size,
             max_delay_s=config.max_queue_delay_ms / 1e3,
+            instances=config.resolved_model_instances(),
             demand=lambda: manager.demand(name),
             on_batch=self._on_batch,
         )
         manager = SessionManager({name: runner}, name, limits, self.metrics)
+        _log.info("model runner", extra={"instances": runner.instances, "max_batch_size": runner.max_batch_size})
         self.manager, self._runner = manager, runner
         self._servicer = PerceptionServicer(
             manager,

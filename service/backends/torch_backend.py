@@ -25,6 +25,11 @@ class TorchEngine(Engine):
         self.card = card
         self._device = torch.device(card.device)
 
+    @property
+    def max_concurrency(self) -> int:
+        """Inference-mode forward passes only read the weights, so CPU calls may run in parallel threads."""
+        return 64 if self._device.type == "cpu" else 1
+
     def first_step(self, frames: np.ndarray) -> EngineOutput:
         """See :meth:`Engine.first_step`."""
         with torch.inference_mode():

@@ -1,4 +1,5 @@
-"""``python -m service.bench``: ``--local`` benchmarks the engines in-process (:mod:`service.bench.local`)."""
+"""``python -m service.bench``: ``--local`` benchmarks the engines in-process (:mod:`service.bench.local`);
+``--target`` and ``--suite`` load a server over gRPC (:mod:`service.bench.load`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from service.bench.local import main as local_main
 
         return local_main(args)
+    if "--target" in args or "--suite" in args or any(a.startswith("--target=") for a in args):
+        from service.bench.load import main as load_main
+
+        return load_main(args)
     print(
-        "python -m service.bench: only the in-process engine benchmark is available here; pass --local "
-        "(see python -m service.bench --local --help)",
+        "python -m service.bench: pass --target HOST:PORT (gRPC load generator), --suite (the README figures) "
+        "or --local (engines in-process); add --help to any of them",
         file=sys.stderr,
     )
     return 2

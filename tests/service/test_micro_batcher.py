@@ -157,3 +157,43 @@ def test_cancelled_jobs_are_skipped():
 
     asyncio.run(scenario())
     assert recorder.batches == [["b"]]
+
+
+def test_free_instances_split_the_waiting_jobs_and_run_in_parallel():
+    """With two model instances, eight waiting streams run as two batches of four at the same time."""
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def process(payloads):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return payloads
+
+    async def scenario():
+        batcher = MicroBatcher(process, ThreadPoolExecutor(2), max_batch_size=16, max_delay_s=0.05, max_concurrent=2)
+        results = await asyncio.gather(*(batcher.submit(k, k) for k in "abcdefgh"))
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert sorted(r.batch_size for r in results) == [4] * 8
+    assert peak[0] == 2
+
+
+def test_a_key_never_runs_in_two_concurrent_batches():
+    recorder = Recorder(delay_s=0.05)
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, ThreadPoolExecutor(2), max_batch_size=4, max_delay_s=0.0, max_concurrent=2)
+        first = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(batcher.submit("a", ("a", 1)))  # a free instance must not take it yet
+        await asyncio.gather(first, second)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert recorder.batches == [["a"], ["a"]]

@@ -1,0 +1,137 @@
+"""``python -m service.bench --target|--suite``: the gRPC load generator, and the README's figures in one run.
+
+Against a running server (like Triton's perf_analyzer)::
+
+    python -m service.bench --target HOST:PORT --streams 16 --frames 200 [--fps 30] --json out.json
+
+Everything the README reports, in one run: the per-frame pipeline in-process (decode, model call, masks; no
+gRPC), then a server started by this command, loaded with 1 stream and with N streams::
+
+    python -m service.bench --suite --model DIR --streams 16 --frames 200 --json out.json
+
+(``--local`` times the engines alone per backend: see :mod:`service.bench.local`.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.bench.pipeline import measure_pipeline
+from service.bench.remote import LoadSpec, run_load
+from service.bench.spawn import SpawnedServer
+from service.client.synthetic import synthetic_clip
+from service.config import DEFAULT_MODEL_DIR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(prog="python -m service.bench", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--target", help="server host:port to load")
+    mode.add_argument("--suite", action="store_true", help="pipeline in-process + a spawned server, 1 and N streams")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (--suite)")
+    parser.add_argument("--backend", default="torch", help="backend of the spawned server and pipeline (--suite)")
+    parser.add_argument("--streams", type=int, default=1, help="concurrent streams")
+    parser.add_argument("--frames", type=int, default=200, help="frames per stream")
+    parser.add_argument("--fps", type=float, help="per-stream send rate (default: as fast as answers come)")
+    parser.add_argument("--window", type=int, default=1, help="frames in flight per stream (1: send, await answer)")
+    parser.add_argument("--live", action="store_true", help="open streams in live mode")
+    parser.add_argument("--size", type=int, default=128, help="square frame size sent, in pixels")
+    parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
+    parser.add_argument("--token", help="bearer token")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a summary and write the JSON report."""
+    args = build_parser().parse_args(argv)
+    clip = synthetic_clip(64, (args.size, args.size))
+    report: dict[str, Any] = {"machine": _machine()}
+    if args.suite:
+        report["local"] = [measure_pipeline(args.backend, args.model, clip, args.frames, sorted({1, args.streams}))]
+    if args.target:
+        report["remote"] = [asyncio.run(run_load(_spec(args, args.target, args.streams), clip))]
+    if args.suite:
+        with SpawnedServer(args.model, ["--backend", args.backend]) as server:
+            counts = sorted({1, args.streams})
+            report["remote"] = [asyncio.run(run_load(_spec(args, server.target, n), clip)) for n in counts]
+        report["ratios"] = _ratios(report)
+    text = json.dumps(report, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(_summary(report), file=sys.stderr)
+    if not args.json:
+        print(text)
+    return 0
+
+
+def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
+    return LoadSpec(
+        target=target,
+        streams=streams,
+        frames=args.frames,
+        fps=args.fps,
+        window=args.window,
+        live=args.live,
+        jpeg_quality=args.jpeg_quality,
+        token=args.token,
+    )
+
+
+def _ratios(report: dict[str, Any]) -> dict[str, float]:
+    local = report["local"][0]
+    single, many = report["remote"][0], report["remote"][-1]
+    return {
+        "grpc_p50_minus_engine_p50_ms": round(single["latency_ms"]["p50"] - local["frame_latency_ms"]["p50"], 3),
+        "grpc_mean_minus_engine_mean_ms": round(single["latency_ms"]["mean"] - local["frame_latency_ms"]["mean"], 3),
+        "throughput_ratio_many_vs_one": round(many["frames_per_second"] / single["frames_per_second"], 2),
+        "frames_lost": sum(run["lost"] for run in report["remote"]),
+    }
+
+
+def _summary(report: dict[str, Any]) -> str:
+    lines = []
+    for local in report.get("local", []):
+        lat = local["frame_latency_ms"]
+        lines.append(
+            f"pipeline[{local['backend']}] in-process: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; "
+            f"frames/s by batch size {local['frames_per_second_at_batch']}"
+        )
+    for run in report.get("remote", []):
+        lat = run["latency_ms"]
+        lines.append(
+            f"gRPC {run['spec']['streams']} stream(s): {run['frames_per_second']} frames/s, p50 {lat.get('p50')} ms, "
+            f"p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms, mean batch {run['mean_batch_size']}, "
+            f"dropped {run['dropped']}, errors {run['errors']}, lost {run['lost']}"
+        )
+    if "ratios" in report:
+        lines.append(f"ratios: {report['ratios']}")
+    return "\n".join(lines)
+
+
+def _machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Load generator: N concurrent streams against a server, like Triton's perf_analyzer for slot streams."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.bench.stats import summarize
+from service.client.core import Client
+from service.types import FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to send.
+
+    Attributes:
+        target: ``host:port``.
+        streams: concurrent streams.
+        frames: frames per stream.
+        fps: per-stream send rate (``None``: as fast as the window allows).
+        window: frames a stream may have in flight (1: send one, await its answer).
+        live: open the streams in live mode.
+        jpeg_quality: send JPEG at this quality instead of raw frames.
+        warmup_frames: frames per stream sent and answered before measuring.
+        token: bearer token.
+    """
+
+    target: str
+    streams: int = 1
+    frames: int = 200
+    fps: float | None = None
+    window: int = 1
+    live: bool = False
+    jpeg_quality: int | None = None
+    warmup_frames: int = 10
+    token: str | None = None
+
+
+@dataclass
+class _StreamStats:
+    latencies_ms: list[float] = field(default_factory=list)
+    server_ms: list[float] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+    results: int = 0
+    dropped: int = 0
+    errors: int = 0
+
+
+async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
+    """Run the load and return per-stream and overall latency percentiles, throughput and losses."""
+    async with Client(spec.target, token=spec.token) as client:
+        options = StreamOptions(live=spec.live, outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}))
+        streams = [await client.open(options) for _ in range(spec.streams)]
+        if spec.warmup_frames:
+            await asyncio.gather(*(_drive(s, clip, spec, spec.warmup_frames, _StreamStats()) for s in streams))
+        stats = [_StreamStats() for _ in streams]
+        started = time.perf_counter()
+        await asyncio.gather(*(_drive(s, clip, spec, spec.frames, st) for s, st in zip(streams, stats, strict=True)))
+        elapsed = time.perf_counter() - started
+        for stream in streams:
+            await stream.close()
+    all_latencies = [ms for st in stats for ms in st.latencies_ms]
+    results = sum(st.results for st in stats)
+    return {
+        "spec": {k: v for k, v in vars(spec).items() if k != "token"},
+        "frame_shape": list(clip[0].shape),
+        "seconds": round(elapsed, 3),
+        "frames_per_second": round(results / elapsed, 2),
+        "sent": spec.streams * spec.frames,
+        "results": results,
+        "dropped": sum(st.dropped for st in stats),
+        "errors": sum(st.errors for st in stats),
+        "lost": spec.streams * spec.frames - sum(st.results + st.dropped + st.errors for st in stats),
+        "latency_ms": summarize(all_latencies),
+        "server_total_ms": summarize([ms for st in stats for ms in st.server_ms]),
+        "mean_batch_size": round(float(np.mean([b for st in stats for b in st.batch_sizes] or [0])), 2),
+        "per_stream": [
+            {
+                "latency_ms": summarize(st.latencies_ms),
+                "results": st.results,
+                "dropped": st.dropped,
+                "errors": st.errors,
+            }
+            for st in stats
+        ],
+    }
+
+
+async def _drive(stream: Any, clip: list[np.ndarray], spec: LoadSpec, count: int, stats: _StreamStats) -> None:
+    window = asyncio.Semaphore(spec.window)
+    sent_at: dict[int, float] = {}
+    interval = 1 / spec.fps if spec.fps else 0.0
+
+    async def send_all() -> None:
+        next_time = time.perf_counter()
+        for i in range(count):
+            await window.acquire()
+            if interval:
+                await asyncio.sleep(max(0.0, next_time - time.perf_counter()))
+                next_time += interval
+            index = await stream.send(clip[i % len(clip)], jpeg_quality=spec.jpeg_quality)
+            sent_at[index] = time.perf_counter()
+
+    sender = asyncio.create_task(send_all())
+    for _ in range(count):
+        answer = await stream.receive()
+        now = time.perf_counter()
+        window.release()
+        if isinstance(answer, StreamClosed):
+            break
+        if isinstance(answer, FrameResult):
+            stats.results += 1
+            stats.latencies_ms.append((now - sent_at.pop(answer.frame_index)) * 1e3)
+            stats.server_ms.append(answer.latency.total_ms)
+            stats.batch_sizes.append(answer.latency.batch_size)
+        elif isinstance(answer, FrameDropped):
+            stats.dropped += 1
+            sent_at.pop(answer.frame_index, None)
+        elif isinstance(answer, FrameError):
+            stats.errors += 1
+            sent_at.pop(answer.frame_index, None)
+    await sender

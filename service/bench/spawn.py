@@ -1,0 +1,78 @@
+"""Start ``python -m service`` as a child process on an ephemeral port (for ``--suite`` runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+class SpawnedServer:
+    """A server child process; its port is read from its ``listening`` log line.
+
+    Args:
+        model_dir: model to serve.
+        extra_args: more ``python -m service`` flags.
+        timeout_s: how long to wait for it to be serving.
+    """
+
+    def __init__(self, model_dir: Path, extra_args: list[str] | None = None, timeout_s: float = 120.0) -> None:
+        env = {**os.environ, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_LOG_LEVEL": "INFO"}
+        command = [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--listen", "127.0.0.1:0"]
+        command += ["--metrics-listen", "", *(extra_args or [])]
+        self.process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        self.port = 0
+        self._serving = threading.Event()
+        self._tail: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._serving.wait(0.1):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the server did not start:\n" + "".join(self._tail[-10:]))
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._tail = [*self._tail[-50:], line]
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if entry.get("message") == "listening":
+                self.port = int(entry["port"])
+            elif entry.get("message") == "serving":
+                self._serving.set()
+
+    @property
+    def target(self) -> str:
+        """``host:port`` of the server."""
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        """SIGTERM the server and wait for it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def __enter__(self) -> SpawnedServer:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
