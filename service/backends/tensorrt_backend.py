@@ -390,4 +390,5 @@ def _atomic_write(path: Path, data: bytes) -> None:
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
         handle.write(data)
         temporary = Path(handle.name)
+    os.chmod(temporary, 0o644)  # other replicas sharing the cache volume may run as another user
     os.replace(temporary, path)

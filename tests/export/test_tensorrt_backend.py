@@ -84,6 +84,17 @@ def test_server_does_not_start_and_says_why(export_dir):
     assert "slotstream[gpu]" in done.stderr and "cannot load the model" in done.stderr
 
 
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
+def test_export_with_tensorrt_keeps_the_onnx_export_and_says_what_is_missing(export_dir, tmp_path, capsys):
+    from training.export.__main__ import main as export_main
+
+    source = tmp_path / "model"
+    VideoSlotModel.from_pretrained(export_dir).save_pretrained(source)
+    assert export_main(["--model", str(source), "--out", str(tmp_path / "out"), "--tensorrt"]) == 1
+    assert "slotstream[gpu]" in capsys.readouterr().err
+    assert (tmp_path / "out" / "manifest.json").is_file() and (tmp_path / "out" / "step.onnx").is_file()
+
+
 def test_options_from_the_environment(tmp_path):
     environ = {
         "SLOTSTREAM_TENSORRT_FP16": "1",

@@ -255,6 +255,7 @@ def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Pat
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".manifest.", delete=False) as handle:
         handle.write(manifest.to_json())
         temporary = Path(handle.name)
+    os.chmod(temporary, 0o644)  # readable by a server running as another user, like the graphs
     os.replace(temporary, path)
     return path
 
