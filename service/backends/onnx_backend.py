@@ -294,7 +294,7 @@ def load_engine(
     """
     choice = parse_device(device)
     options = OnnxOptions.from_environ() if options is None else options
-    manifest = read_manifest(model_dir)
+    manifest = read_manifest(model_dir, verify_graphs=True)
     ort = import_onnxruntime()
     available = ort.get_available_providers()
     if choice.provider not in available:

@@ -294,7 +294,7 @@ def load_engine(
     """
     index = parse_cuda_device(device)
     options = TensorRTOptions.from_environ() if options is None else options
-    manifest = read_manifest(model_dir)
+    manifest = read_manifest(model_dir, verify_graphs=True)
     trt = import_tensorrt()
     import torch
 

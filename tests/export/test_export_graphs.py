@@ -228,6 +228,15 @@ def test_cli_reports_a_missing_model(tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
 
 
+def test_read_manifest_detects_a_replaced_graph(source, tmp_path):
+    out = tmp_path / "export"
+    export_model(source, out, ExportOptions(parity_frames=1, batch_sizes=()))
+    read_manifest(out, verify_graphs=True)
+    (out / "step.onnx").write_bytes((out / "first_step.onnx").read_bytes())
+    with pytest.raises(ManifestError, match="SHA-256 differs"):
+        read_manifest(out, verify_graphs=True)
+
+
 def test_read_manifest_explains_a_plain_model_directory(source):
     with pytest.raises(ManifestError, match=r"python -m training\.export"):
         read_manifest(source)

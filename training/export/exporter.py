@@ -9,7 +9,6 @@ moved into place only when every check passed, so a failed export never leaves a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import tempfile
@@ -26,12 +25,14 @@ from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, out
 from training.export.manifest import (
     BATCH_AXIS,
     GRAPH_FILES,
+    MANIFEST_FILE,
     GraphSpec,
     InputSpec,
     Manifest,
     ParityReport,
     SourceSpec,
     TensorSpec,
+    file_sha256,
     write_manifest,
 )
 from training.export.operators import TENSORRT_OPS_SOURCE, check_operators
@@ -123,7 +124,7 @@ def export_model(
             shutil.copyfile(source / name, staging / name)
         manifest = _manifest(model, source, options, graphs, {"onnxruntime": parity})
         write_manifest(staging, manifest)
-        for entry in staging.iterdir():
+        for entry in sorted(staging.iterdir(), key=lambda path: path.name == MANIFEST_FILE):  # manifest last
             os.replace(entry, out / entry.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -250,8 +251,4 @@ def _dims(value: onnx.ValueInfoProto) -> list[onnx.TensorShapeProto.Dimension]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)

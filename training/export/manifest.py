@@ -13,6 +13,7 @@ Only the standard library is imported here, so serving code can read a manifest 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -224,11 +225,16 @@ class Manifest:
             raise ManifestError(f"malformed manifest: {type(error).__name__}: {error}") from error
 
 
-def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
+def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False) -> Manifest:
     """Read ``directory/manifest.json`` and check that the graphs it names exist.
 
+    Args:
+        directory: the export directory.
+        verify_graphs: also check each graph's SHA-256 against the manifest (what runtimes do before use).
+
     Raises:
-        ManifestError: the manifest or a graph is missing (the message says how to make them), or unreadable.
+        ManifestError: the manifest or a graph is missing (the message says how to make them), unreadable, or
+            (with ``verify_graphs``) a graph is not the one the manifest describes.
     """
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
@@ -246,7 +252,20 @@ def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
         graph_path = Path(directory) / manifest.graphs[name].file
         if not graph_path.is_file():
             raise ManifestError(f"{graph_path} (named by {path}) not found; re-run python -m training.export")
+        if verify_graphs and file_sha256(graph_path) != manifest.graphs[name].sha256:
+            raise ManifestError(
+                f"{graph_path} is not the graph {path} describes (SHA-256 differs); re-run python -m training.export"
+            )
     return manifest
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Path:
