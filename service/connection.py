@@ -36,11 +36,13 @@ from service.types import (
     CloseReason,
     CloseRequest,
     DropReason,
+    EncodedImage,
     FrameDropped,
     FrameError,
     FrameRequest,
     FrameResponse,
     FrameResult,
+    ImageEncoding,
     LatencyBreakdown,
     OpenRequest,
     Output,
@@ -51,6 +53,15 @@ from service.types import (
 
 _log = logging.getLogger(__name__)
 _MAX_UNANSWERED = 64
+_INLINE_RAW_PIXELS = 256 * 256
+_INLINE_ENCODED_BYTES = 16 * 1024
+
+
+def _cheap_to_decode(image: EncodedImage) -> bool:
+    """Small frames are decoded on the event loop (well under a millisecond); larger ones on the decode pool."""
+    if image.encoding == ImageEncoding.RAW_RGB8:
+        return image.height * image.width <= _INLINE_RAW_PIXELS
+    return len(image.data) <= _INLINE_ENCODED_BYTES
 
 
 class _Evicted:
@@ -335,14 +346,14 @@ class StreamConnection:
             )
             return
         self._current = (slot, request)
+        size = session.runner.card.image_size
         try:
-            frame = await asyncio.get_running_loop().run_in_executor(
-                self._decode_executor,
-                prepare_frame,
-                request.image,
-                session.runner.card.image_size,
-                self._max_image_pixels,
-            )
+            if _cheap_to_decode(request.image):  # a thread hop would cost more than the work
+                frame = prepare_frame(request.image, size, self._max_image_pixels)
+            else:
+                frame = await asyncio.get_running_loop().run_in_executor(
+                    self._decode_executor, prepare_frame, request.image, size, self._max_image_pixels
+                )
         except FrameRejected as rejected:
             slot.set_result(self._error(request, rejected))
             self._current = None

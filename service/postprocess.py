@@ -64,7 +64,8 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
         group = source[indices]  # [G, K, h, w]
         if tuple(group.shape[-2:]) != size:
             group = F.interpolate(group, size=size, mode="bilinear", align_corners=False)  # [G, K, H, W]
-        segmentation = group.argmax(dim=1).to(torch.uint8).numpy()  # [G, H, W]
+        # max(...).indices: the first maximal slot, like argmax, but several times faster on CPU.
+        segmentation = group.max(dim=1).indices.to(torch.uint8).numpy()  # [G, K, H, W] -> [G, H, W]
         for row, index in enumerate(indices):
             request = requests[index]
             soft = None

@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from service.bench.pipeline import measure_pipeline
 from service.bench.remote import LoadSpec, run_load
-from service.bench.spawn import SpawnedServer
+from service.bench.suite import run_suite
 from service.client.synthetic import synthetic_clip
 from service.config import DEFAULT_MODEL_DIR
 
@@ -47,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=128, help="square frame size sent, in pixels")
     parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
     parser.add_argument("--token", help="bearer token")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--suite)")
+    parser.add_argument("--server-args", default="", help="more `python -m service` flags (--suite)")
     parser.add_argument("--json", type=Path, help="write the report here")
     return parser
 
@@ -56,15 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     clip = synthetic_clip(64, (args.size, args.size))
     report: dict[str, Any] = {"machine": _machine()}
-    if args.suite:
-        report["local"] = [measure_pipeline(args.backend, args.model, clip, args.frames, sorted({1, args.streams}))]
     if args.target:
-        report["remote"] = [asyncio.run(run_load(_spec(args, args.target, args.streams), clip))]
+        result = asyncio.run(run_load(_spec(args, args.target, args.streams), clip))
+        result.pop("raw_latencies_ms")
+        report["remote"] = [result]
     if args.suite:
-        with SpawnedServer(args.model, ["--backend", args.backend]) as server:
-            counts = sorted({1, args.streams})
-            report["remote"] = [asyncio.run(run_load(_spec(args, server.target, n), clip)) for n in counts]
-        report["ratios"] = _ratios(report)
+        spec = _spec(args, "", args.streams)
+        report |= run_suite(args.model, args.backend, spec, clip, args.rounds, args.server_args.split())
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.write_text(text + "\n")
@@ -87,24 +86,14 @@ def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
     )
 
 
-def _ratios(report: dict[str, Any]) -> dict[str, float]:
-    local = report["local"][0]
-    single, many = report["remote"][0], report["remote"][-1]
-    return {
-        "grpc_p50_minus_engine_p50_ms": round(single["latency_ms"]["p50"] - local["frame_latency_ms"]["p50"], 3),
-        "grpc_mean_minus_engine_mean_ms": round(single["latency_ms"]["mean"] - local["frame_latency_ms"]["mean"], 3),
-        "throughput_ratio_many_vs_one": round(many["frames_per_second"] / single["frames_per_second"], 2),
-        "frames_lost": sum(run["lost"] for run in report["remote"]),
-    }
-
-
 def _summary(report: dict[str, Any]) -> str:
     lines = []
     for local in report.get("local", []):
         lat = local["frame_latency_ms"]
         lines.append(
-            f"pipeline[{local['backend']}] in-process: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; "
-            f"frames/s by batch size {local['frames_per_second_at_batch']}"
+            f"pipeline[{local['backend']}] in-process: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
+            f"(model call alone: p50 {local['model_call_ms']['p50']} ms; the same frames over gRPC, interleaved: "
+            f"p50 {local['grpc_one_stream_ms']['p50']} ms)"
         )
     for run in report.get("remote", []):
         lat = run["latency_ms"]

@@ -77,6 +77,7 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
         "errors": sum(st.errors for st in stats),
         "lost": spec.streams * spec.frames - sum(st.results + st.dropped + st.errors for st in stats),
         "latency_ms": summarize(all_latencies),
+        "raw_latencies_ms": all_latencies,
         "server_total_ms": summarize([ms for st in stats for ms in st.server_ms]),
         "mean_batch_size": round(float(np.mean([b for st in stats for b in st.batch_sizes] or [0])), 2),
         "per_stream": [
@@ -103,8 +104,9 @@ async def _drive(stream: Any, clip: list[np.ndarray], spec: LoadSpec, count: int
             if interval:
                 await asyncio.sleep(max(0.0, next_time - time.perf_counter()))
                 next_time += interval
-            index = await stream.send(clip[i % len(clip)], jpeg_quality=spec.jpeg_quality)
-            sent_at[index] = time.perf_counter()
+            index = stream.next_frame_index
+            sent_at[index] = time.perf_counter()  # before the send: the answer may arrive before it returns
+            await stream.send(clip[i % len(clip)], frame_index=index, jpeg_quality=spec.jpeg_quality)
 
     sender = asyncio.create_task(send_all())
     for _ in range(count):

@@ -107,8 +107,9 @@ async def stream_source(args: argparse.Namespace, source: Source, out: TextIO | 
                 if interval:
                     await asyncio.sleep(max(0.0, next_time - time.perf_counter()))
                     next_time += interval
-                index = await stream.send(frame, jpeg_quality=args.jpeg_quality)
-                sent[index] = (frame, time.perf_counter())
+                index = stream.next_frame_index
+                sent[index] = (frame, time.perf_counter())  # before the send: the answer may arrive first
+                await stream.send(frame, frame_index=index, jpeg_quality=args.jpeg_quality)
                 frame = await asyncio.to_thread(next, frames, None)
             await stream.close_writing()
 

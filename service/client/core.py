@@ -256,6 +256,11 @@ class ClientStream:
         return self.opened.stream_id
 
     @property
+    def next_frame_index(self) -> int:
+        """The index :meth:`send` gives the next frame when none is passed."""
+        return self._next_index
+
+    @property
     def unanswered(self) -> list[int]:
         """Indices of frames sent and not yet answered."""
         return list(self._unanswered)
