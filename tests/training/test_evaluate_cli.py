@@ -1,0 +1,35 @@
+"""``training.evaluate`` and ``training.model_card``: a published card's numbers are reproducible."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from training.configs import get_config
+from training.evaluate import main as evaluate_main
+from training.loop import fit
+from training.model_card import main as card_main
+
+
+def test_model_card_numbers_are_reproduced_by_evaluate(tmp_path: Path) -> None:
+    config = get_config("tiny")
+    config = dataclasses.replace(config, steps=2, data=dataclasses.replace(config.data, val_videos=1, val_frames=2))
+    fit(config, tmp_path / "run", progress=False)
+    published = tmp_path / "published"
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(published)]) == 0
+    card = (published / "MODEL_CARD.md").read_text()
+    assert "video FG-ARI" in card and "synthetic:easy" in card and (published / "sample.png").is_file()
+    card_scores = json.loads((published / "scores.json").read_text())["synthetic:easy (validation)"]
+
+    out = tmp_path / "scores.json"
+    assert evaluate_main(["--model", str(published), "--data", "synthetic:easy", "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    for key in ("video_ari", "video_fg_ari", "video_mbo", "video_miou", "image_fg_ari", "num_videos"):
+        assert scores[key] == card_scores[key]
+    assert scores["num_videos"] == 64
+
+
+def test_evaluate_reports_a_missing_model(tmp_path: Path, capsys) -> None:
+    assert evaluate_main(["--model", str(tmp_path), "--data", "synthetic:easy"]) == 2
+    assert "config.json" in capsys.readouterr().err
