@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MODEL
 from tiny_configs import model_config
+from tiny_model import TINY_MODEL
 
 from plugins import SlotState, VideoSlotModel
 

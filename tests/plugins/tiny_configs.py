@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from conftest import TINY_MODEL
+from tiny_model import TINY_MODEL
 
 FEATURE_DECODER = {"name": "mlp", "kwargs": {"hidden_dims": [16]}}
 DINOV2 = {"name": "dinov2", "kwargs": {"depth": 1, "input_size": 28}}
