@@ -380,7 +380,10 @@ class StreamConnection:
             self._emit(StreamClosed(session.stream_id, CloseReason.SERVER_DRAINING, handoff, message))
             self._out.put_nowait(StreamAbort(ErrorCode.SHUTTING_DOWN, f"{message} (StreamClosed.handoff)"))
             return
-        self._manager.release(session, "closed")
+        if end is None:  # half-closed without a close: like a lost connection, keep a resumable stream
+            self._manager.disconnect(session, self, reason="closed")
+        else:
+            self._manager.release(session, "closed")
         keep = handoff if end is not None and end.return_state else None
         self._emit(StreamClosed(session.stream_id, CloseReason.CLIENT_CLOSED, keep))
         self._out.put_nowait(_END)

@@ -86,7 +86,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         )
         self.connections.add(connection)
         try:
-            async for response in connection.run(_domain_requests(request_iterator)):
+            async for response in connection.run(_domain_requests(request_iterator, context)):
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
             await abort_with(context, abort)
@@ -115,8 +115,12 @@ async def abort_with(context: grpc.aio.ServicerContext, abort: StreamAbort) -> N
     await context.abort(status, abort.message, trailing_metadata=((ERROR_CODE_KEY, abort.code.wire_name),))
 
 
-async def _domain_requests(messages: AsyncIterable[Any]) -> AsyncIterator[StreamRequest]:
+async def _domain_requests(
+    messages: AsyncIterable[Any], context: grpc.aio.ServicerContext
+) -> AsyncIterator[StreamRequest]:
     async for message in messages:
         request = wire.request_from_proto(message)
         if request is not None:
             yield request
+    if context.cancelled():  # the requests ended because the client went away, not because it half-closed
+        raise ConnectionError("the client cancelled the call")

@@ -393,9 +393,9 @@ class SessionManager:
 
     # -- ending -------------------------------------------------------------------------------------------
 
-    def disconnect(self, session: Session, owner: SessionOwner) -> None:
+    def disconnect(self, session: Session, owner: SessionOwner, reason: ReleaseReason = "cancelled") -> None:
         """The connection ``owner`` ended without closing the stream: detach it for its resume window, or
-        release it at once when it has none. Does nothing if ``owner`` no longer holds the session."""
+        release it at once (for ``reason``) when it has none. Does nothing if ``owner`` no longer holds it."""
         if session.released is not None or session.owner is not owner:
             return
         if session.options.resume_window_s > 0 and self.phase != "draining":
@@ -405,7 +405,7 @@ class SessionManager:
             self._update_gauges()
             _log.info("stream detached", extra={"stream_id": session.stream_id})
         else:
-            self.release(session, "cancelled")
+            self.release(session, reason)
 
     def release(self, session: Session, reason: ReleaseReason) -> bool:
         """Free ``session``'s state. Idempotent: returns ``False`` if it was already released."""

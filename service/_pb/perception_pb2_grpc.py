@@ -57,7 +57,8 @@ class PerceptionServicer:
         The first request must be `open`; then any number of `frame`s; then optionally `close`. The first
         response is `opened`; then exactly one of `result`, `dropped` or `error` per frame, in the order the
         frames were sent; after a `close`, a final `closed`. Half-closing the request stream without `close`
-        also ends the stream cleanly once every frame has been answered.
+        also ends the call cleanly once every frame has been answered (with a final `closed`), but counts as a
+        lost connection: a stream opened with a resume window stays resumable for that window.
 
         Status codes that end the stream:
         - INVALID_ARGUMENT: a malformed open request (bad options, bad hand-off state).
