@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit serve demo clean
+.PHONY: test lint typecheck unit serve demo proto clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
+
+# Serve the embedded default model on 127.0.0.1:50051 until Ctrl-C (more flags: make serve ARGS="--max-streams 8").
+serve: $(STAMP)
+	$(BIN)/python -m service --log-format text $(ARGS)
+
+# Serve in the background, stream a generated clip, write runs/demo/overlay.gif, stop the server.
+demo: $(STAMP)
+	$(BIN)/python -m service.demo --out-dir runs/demo
+
+# Regenerate the gRPC stubs in service/_pb/ after editing proto/ (tests fail while they are stale).
+proto: $(STAMP)
+	$(BIN)/python -m service.protogen
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -278,8 +278,9 @@ def _missing_model_message(model_dir: Path, missing: str) -> str:
     if model_dir == DEFAULT_MODEL_DIR:
         return (
             f"the default model is missing ({model_dir / missing} not found). Restore it with "
-            "`git checkout -- service/models/default`, or train one with `python -m training.run --config tiny` "
-            "and serve it with `python -m service --model-dir <its output directory>`."
+            "`git checkout -- service/models/default`, or train one with "
+            "`python -m training.run --config tiny --out runs/tiny` and serve it with "
+            "`python -m service --model-dir runs/tiny/model`."
         )
     return (
         f"{model_dir} is not a model directory ({missing} not found): point --model-dir (SLOTSTREAM_MODEL_DIR) "
