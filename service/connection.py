@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from service.batcher import BatcherClosed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
 from service.images import prepare_frame
 from service.metrics import Metrics
+from service.pending import PendingFrames
 from service.postprocess import MaskRequest
 from service.runner import StepJob
 from service.sessions import Session, SessionManager
@@ -92,48 +92,6 @@ class _Pending:
     decoded: float
 
 
-class PendingFrames:
-    """Decoded frames of one stream waiting for the model.
-
-    In live mode only the newest frame waits: :meth:`put` returns the frame it replaces. Otherwise up to
-    ``capacity`` frames wait and :meth:`put` blocks when full, which slows the client down through gRPC
-    flow control instead of dropping frames.
-    """
-
-    def __init__(self, capacity: int, live: bool) -> None:
-        self._items: deque[_Pending] = deque()
-        self._capacity = 1 if live else capacity
-        self._live = live
-        self._changed = asyncio.Condition()
-        self._closed = False
-
-    async def put(self, item: _Pending) -> _Pending | None:
-        """Queue ``item``; returns the frame it superseded (live mode) or ``None``."""
-        async with self._changed:
-            superseded = None
-            if self._live and self._items:
-                superseded = self._items.popleft()
-            else:
-                await self._changed.wait_for(lambda: len(self._items) < self._capacity)
-            self._items.append(item)
-            self._changed.notify_all()
-            return superseded
-
-    async def get(self) -> _Pending | None:
-        """The next frame, or ``None`` once closed and empty."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._items) or self._closed)
-            item = self._items.popleft() if self._items else None
-            self._changed.notify_all()
-            return item
-
-    async def close(self) -> None:
-        """No more frames will come; :meth:`get` returns ``None`` after the queued ones."""
-        async with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
-
 class StreamConnection:
     """One ``Stream`` RPC.
 
@@ -166,7 +124,7 @@ class StreamConnection:
         self._window = asyncio.Semaphore(_MAX_UNANSWERED)
         self._slots: set[Slot] = set()
         self._session: Session | None = None
-        self._pending: PendingFrames | None = None
+        self._pending: PendingFrames[_Pending] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._current: tuple[Slot, FrameRequest] | None = None
@@ -320,7 +278,7 @@ class StreamConnection:
             raise StreamAbort(ErrorCode.ALREADY_OPEN, "this stream is already open; send one open per Stream call")
         session, opened = self._manager.open(request, self)
         self._session = session
-        self._pending = PendingFrames(self._max_pending_frames, session.options.live)
+        self._pending = PendingFrames[_Pending](self._max_pending_frames, session.options.live)
         self._emit(opened)
         self._pump = asyncio.create_task(self._run_pump(session, self._pending), name="stream-pump")
 
@@ -396,7 +354,7 @@ class StreamConnection:
 
     # -- pump ---------------------------------------------------------------------------------------------
 
-    async def _run_pump(self, session: Session, pending: PendingFrames) -> None:
+    async def _run_pump(self, session: Session, pending: PendingFrames[_Pending]) -> None:
         while (item := await pending.get()) is not None:
             try:
                 response: FrameResponse = await self._process(session, item)

@@ -1,0 +1,115 @@
+"""``Session``: one stream's recurrent state, its resume history and its bookkeeping."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from service.errors import ErrorCode, StreamAbort
+from service.runner import ModelRunner
+from service.types import StateHandoff, StreamOptions
+
+ReleaseReason = Literal["closed", "cancelled", "idle", "resume_expired", "drained", "error", "taken_over"]
+
+
+class SessionOwner(Protocol):
+    """The connection currently serving a session."""
+
+    def evict(self, abort: StreamAbort) -> None:
+        """End the connection's stream with ``abort`` (the session is no longer the connection's)."""
+
+
+@dataclass(eq=False)
+class Session:
+    """One stream's state and bookkeeping (identity-hashed: it is the micro-batcher's key for the stream).
+
+    Attributes:
+        stream_id: the stream's id.
+        runner: the model serving it.
+        options: effective options.
+        resume_token: secret that authorizes a resume.
+        slot_ids: the K slot ids (stable for the stream's life).
+        state: float32 ``[K, D]`` state after :attr:`last_frame_index`, or ``None`` before the first frame.
+        last_frame_index: the last frame folded into :attr:`state`.
+        last_accepted_index: the last frame accepted for processing; the next must be larger.
+        history: ``(frame index, state)`` after each processed frame, oldest first, for resuming.
+        last_activity: monotonic time of the last frame received or answered.
+        inflight: frames accepted and not yet answered.
+        owner: the connection serving the stream, ``None`` while detached.
+        detached_at: monotonic time the connection dropped, while detached.
+        released: why the state was freed, once it is.
+    """
+
+    stream_id: str
+    runner: ModelRunner
+    options: StreamOptions
+    resume_token: str
+    slot_ids: tuple[int, ...]
+    state: np.ndarray | None = None
+    last_frame_index: int | None = None
+    last_accepted_index: int | None = None
+    history: deque[tuple[int | None, np.ndarray | None]] = field(default_factory=deque)
+    last_activity: float = 0.0
+    inflight: int = 0
+    owner: SessionOwner | None = None
+    detached_at: float | None = None
+    released: ReleaseReason | None = None
+
+    @property
+    def model(self) -> str:
+        """Name of the model serving the stream."""
+        return self.runner.card.name
+
+    @property
+    def model_version(self) -> str:
+        """Version of the model serving the stream."""
+        return self.runner.card.version
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes held by the state and its history."""
+        return sum(state.nbytes for _, state in self.history if state is not None)
+
+    def advance(self, frame_index: int, state: np.ndarray) -> None:
+        """Fold a processed frame into the state."""
+        self.state = state
+        self.last_frame_index = frame_index
+        self.history.append((frame_index, state))
+
+    def handoff(self) -> StateHandoff | None:
+        """The current state as a :class:`StateHandoff`, or ``None`` before the first frame."""
+        if self.state is None or self.last_frame_index is None:
+            return None
+        return StateHandoff(
+            self.stream_id, self.model, self.model_version, self.last_frame_index, self.state, self.slot_ids
+        )
+
+    def rewind(self, last_frame_index: int | None) -> None:
+        """Return to the state right after ``last_frame_index`` (``None``: before any frame).
+
+        Frames processed after it (whose results the client never received) are forgotten; the client
+        re-sends them.
+
+        Raises:
+            StreamAbort: ``RESUME_POINT_UNAVAILABLE`` when that state is older than the kept history.
+        """
+        target = -math.inf if last_frame_index is None else last_frame_index
+        entries = list(self.history)
+        kept = [i for i, (index, _) in enumerate(entries) if (-math.inf if index is None else index) <= target]
+        oldest = entries[0][0] if entries else None
+        if not kept or (last_frame_index is None and oldest is not None):
+            kept_range = f"frames {oldest} to {entries[-1][0]}" if entries else "no frames"
+            raise StreamAbort(
+                ErrorCode.RESUME_POINT_UNAVAILABLE,
+                f"cannot resume stream {self.stream_id!r} after frame {last_frame_index}: this server only keeps "
+                f"the state after {kept_range} (its resume history); open a new stream",
+            )
+        newest = kept[-1]
+        while len(self.history) > newest + 1:
+            self.history.pop()
+        self.last_frame_index, self.state = entries[newest]
+        self.last_accepted_index = last_frame_index
