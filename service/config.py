@@ -211,8 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         if "choices" in spec.metadata:
             kwargs["choices"] = spec.metadata["choices"]
-        parser.add_argument(f"--{_flag(spec.name)}", type=_converter(kind), **kwargs)
+        flags = [f"--{_flag(spec.name)}", *_ALIASES.get(spec.name, ())]
+        parser.add_argument(*flags, type=_converter(kind), **kwargs)
     return parser
+
+
+_ALIASES: dict[str, tuple[str, ...]] = {"model_dir": ("--model",)}
+"""Extra spellings of some flags (``--model DIR`` is how the rest of the project names a model directory)."""
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
