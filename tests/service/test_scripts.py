@@ -1,0 +1,45 @@
+"""The demo and the benchmarks run end to end (tiny sizes: these check that they work, not how fast)."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from service.bench.__main__ import main as bench_main
+from service.demo import main as demo_main
+
+
+def test_demo_serves_streams_and_writes_an_overlay(model_dir, tmp_path):
+    assert demo_main(["--model-dir", str(model_dir), "--out-dir", str(tmp_path), "--frames", "4"]) == 0
+    with Image.open(tmp_path / "overlay.gif") as overlay:
+        assert overlay.n_frames == 4
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 4
+    assert (tmp_path / "clip.mp4").stat().st_size > 0
+
+
+def test_demo_explains_a_missing_model(tmp_path, capsys):
+    assert demo_main(["--model-dir", str(tmp_path / "absent"), "--out-dir", str(tmp_path)]) == 2
+    assert "not a model directory" in capsys.readouterr().err
+
+
+def test_load_generator_reports_latency_throughput_and_losses(server, tmp_path):
+    out = tmp_path / "load.json"
+    code = bench_main(
+        ["--target", server.target, "--streams", "3", "--frames", "8", "--size", "32", "--json", str(out)]
+    )
+    assert code == 0
+    (run,) = json.loads(out.read_text())["remote"]
+    assert run["results"] == 24 and run["lost"] == 0 and run["errors"] == 0
+    assert set(run["latency_ms"]) >= {"p50", "p95", "p99"} and len(run["per_stream"]) == 3
+    assert run["frames_per_second"] > 0
+
+
+def test_suite_reports_the_readme_ratios(model_dir, tmp_path):
+    out = tmp_path / "suite.json"
+    args = ["--suite", "--model", str(model_dir), "--streams", "2", "--frames", "4", "--rounds", "1", "--size", "32"]
+    assert bench_main([*args, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {"overhead_ms_median_of_pairs", "throughput_ratio", "frames_lost"} <= set(report["ratios"])
+    assert report["ratios"]["frames_lost"] == 0
+    assert [run["spec"]["streams"] for run in report["remote"]] == [1, 2]
