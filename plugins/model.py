@@ -181,8 +181,8 @@ class VideoSlotModel(nn.Module):
             video: ``[B, T, 3, H, W]`` in ``[0, 1]``.
             state: continue from an earlier chunk of the same videos instead of starting fresh.
         """
-        if video.ndim != 5:
-            raise ValueError(f"expected a video [B, T, 3, H, W]; got shape {tuple(video.shape)}")
+        if video.ndim != 5 or video.shape[1] == 0:
+            raise ValueError(f"expected a video [B, T, 3, H, W] with T >= 1; got shape {tuple(video.shape)}")
         steps: list[StepOutput] = []
         for t in range(video.shape[1]):
             out, state = self.first_step(video[:, t]) if state is None else self.step(video[:, t], state)

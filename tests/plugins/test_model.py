@@ -133,3 +133,5 @@ def test_wiring_argument_in_component_config_is_reported(registry) -> None:
 def test_video_must_be_five_dimensional(tiny_model: VideoSlotModel) -> None:
     with pytest.raises(ValueError, match=r"\[B, T, 3, H, W\]"):
         tiny_model(torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="T >= 1"):
+        tiny_model(torch.rand(2, 0, 3, 16, 16))
