@@ -127,16 +127,6 @@ class VideoSlotModel(nn.Module):
         """``(h, w)`` of the masks in :class:`~plugins.types.StepOutput`."""
         return self.decoder.target_grid
 
-    def components(self) -> dict[str, Component]:
-        """The five components by role."""
-        return {
-            "encoder": self.encoder,
-            "initializer": self.initializer,
-            "aggregator": self.aggregator,
-            "transition": self.transition,
-            "decoder": self.decoder,
-        }
-
     def set_training_progress(self, progress: float) -> None:
         """Tell every component how far training is (``[0, 1]``), for their schedules."""
         for component in self.modules():

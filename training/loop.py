@@ -201,6 +201,10 @@ def _train(
     last_step = min(config.steps, stop_after) if stop_after is not None else config.steps
     sinks = MetricSinks(run_dir) if group.is_main else None
     scores: DiscoveryScores | None = None
+    validation = None
+    if sinks is not None and config.data.val_videos > 0:
+        with torch.random.fork_rng(devices=[]):  # built once; must not shift the training randomness
+            validation = _val_dataset(config)
     bar = tqdm(total=config.steps, initial=run.step, desc=config.name, disable=not (progress and group.is_main))
     run.trained.train()
     tick = time.perf_counter()
@@ -220,7 +224,7 @@ def _train(
                 sinks.write(
                     run.step, "train", {**terms, "lr": run.scheduler.get_last_lr()[0], "clips_per_s": clips_per_s}
                 )
-            scores = _maybe_evaluate(config, run, sinks, device, last_step) or scores
+            scores = _maybe_evaluate(config, run, sinks, validation, device) or scores
             _maybe_checkpoint(config, run, run_dir, group, last_step)
     finally:
         bar.close()
@@ -254,15 +258,18 @@ def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, dev
 
 
 def _maybe_evaluate(
-    config: TrainConfig, run: _Run, sinks: MetricSinks | None, device: str, last_step: int
+    config: TrainConfig,
+    run: _Run,
+    sinks: MetricSinks | None,
+    validation: Dataset[VideoClip] | None,
+    device: str,
 ) -> DiscoveryScores | None:
     due = (config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
-    if sinks is None or not due or config.data.val_videos <= 0:
+    if sinks is None or validation is None or not due:
         return None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
-        dataset = _val_dataset(config)
-        scores = evaluate(run.model, dataset, device=device)
-        _save_sample(run, dataset, sinks.run_dir / "samples" / f"step-{run.step:08d}.png", device)
+        scores = evaluate(run.model, validation, device=device)
+        _save_sample(run, validation, sinks.run_dir / "samples" / f"step-{run.step:08d}.png", device)
     sinks.write(run.step, "eval", scores.to_dict())
     tqdm.write(
         f"step {run.step}: video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  "

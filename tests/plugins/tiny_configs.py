@@ -44,6 +44,3 @@ TINY_CONFIGS: dict[tuple[str, str], dict[str, Any]] = {
     ("losses", "attention_distillation"): model_config(),
 }
 """(kind, name) -> model config exercising that component."""
-
-LOSS_KWARGS: dict[str, dict[str, Any]] = {}
-"""Constructor arguments for losses under test (defaults when absent)."""
