@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass
@@ -53,7 +53,11 @@ class OptimConfig:
         lr: peak learning rate.
         warmup_fraction: fraction of steps of linear warm-up from 0.
         final_lr_fraction: the cosine ends at ``lr * final_lr_fraction`` (1e-3 in SmoothSA).
-        grad_clip: maximum global gradient norm (None: no clipping).
+        grad_clip: maximum gradient norm (None: no clipping).
+        grad_clip_scope: ``"global"`` clips the norm of all gradients together (the papers); ``"component"``
+            clips each model component's gradients (encoder, initializer, aggregator, transition, decoder)
+            separately, so one large auxiliary loss confined to one component (the SmoothSA preheat loss when
+            the preheater's features are detached) cannot shrink every other component's update.
         mixed_precision: fp16 autocast + gradient scaling on CUDA (ignored on the CPU).
     """
 
@@ -61,6 +65,7 @@ class OptimConfig:
     warmup_fraction: float = 0.05
     final_lr_fraction: float = 1e-3
     grad_clip: float | None = 0.05
+    grad_clip_scope: Literal["global", "component"] = "global"
     mixed_precision: bool = True
 
 

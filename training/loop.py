@@ -36,6 +36,7 @@ from training.config import TrainConfig
 from training.datasets import VideoClip, build_dataset, collate_clips
 from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
 from training.evaluation import evaluate
+from training.gradients import clip_gradients
 from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
 from training.schedule import warmup_cosine
@@ -245,9 +246,7 @@ def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, dev
         run.scaler.unscale_(run.optimizer)
     else:
         total.backward()
-    clip = config.optim.grad_clip
-    parameters = [p for p in run.model.parameters() if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, clip if clip is not None else float("inf"))
+    grad_norm = clip_gradients(run.model, config.optim.grad_clip, config.optim.grad_clip_scope)
     if run.scaler is not None:
         run.scaler.step(run.optimizer)
         run.scaler.update()
