@@ -31,7 +31,9 @@ def get_config() -> TrainConfig:
         model=cnn_model(),
         losses=[LossTerm("reconstruction_mse", 1.0), LossTerm("preheat_mse", 100.0)],
         data=DataConfig(spec="synthetic:medium", clip_length=6, batch_size=8, num_workers=1, val_videos=16),
-        optim=OptimConfig(lr=4e-4, warmup_fraction=0.05, final_lr_fraction=1e-3, grad_clip=0.05, grad_clip_scope="component"),
+        optim=OptimConfig(
+            lr=4e-4, warmup_fraction=0.05, final_lr_fraction=1e-3, grad_clip=0.05, grad_clip_scope="component"
+        ),
         steps=2000,
         eval_every=500,
         checkpoint_every=250,
