@@ -33,7 +33,8 @@ def clip_gradients(model: nn.Module, max_norm: float | None, scope: Literal["glo
     norms = [torch.nn.utils.clip_grad_norm_(group, limit) for group in _component_groups(model) if group]
     if not norms:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(norms))
+    total: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms))
+    return total
 
 
 def _component_groups(model: nn.Module) -> list[list[nn.Parameter]]:
