@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from plugins import SlotState, VideoSlotModel
+
+COMPONENTS = ("encoder", "initializer", "aggregator", "transition", "decoder")
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,14 @@ class FlopCount:
         first_step: FLOPs of ``first_step`` (encoder, initializer, ``first_iters`` iterations, decoder).
         step: FLOPs of ``step`` (encoder, transition, ``later_iters`` iterations, decoder).
         by_operator: operator -> FLOPs of ``step``.
+        by_component: step name (``first_step``, ``step``) -> model component (``encoder``, ``initializer``,
+            ``aggregator``, ``transition``, ``decoder``) -> FLOPs; components a step does not run are absent.
     """
 
     first_step: int
     step: int
     by_operator: dict[str, int]
+    by_component: dict[str, dict[str, int]]
 
 
 def count_flops(model: VideoSlotModel) -> FlopCount:
@@ -43,11 +49,26 @@ def count_flops(model: VideoSlotModel) -> FlopCount:
         with FlopCounterMode(display=False) as counter:
             _, state = model.first_step(frames)
         first = int(counter.get_total_flops())
+        first_components = _by_component(model, counter.get_flop_counts())
         with FlopCounterMode(display=False) as counter:
             model.step(frames, SlotState(slots=state.slots))
         step = int(counter.get_total_flops())
+        step_components = _by_component(model, counter.get_flop_counts())
         operators = {str(op): int(flops) for op, flops in counter.get_flop_counts().get("Global", {}).items()}
-    return FlopCount(first_step=first, step=step, by_operator=operators)
+    components = {"first_step": first_components, "step": step_components}
+    return FlopCount(first_step=first, step=step, by_operator=operators, by_component=components)
+
+
+def _by_component(model: VideoSlotModel, counts: dict[str, dict[Any, int]]) -> dict[str, int]:
+    """FLOPs per component. The steps call components directly (not through ``model.forward``), so the
+    counter names each component's subtree by its class name."""
+    out: dict[str, int] = {}
+    for component in COMPONENTS:
+        module = getattr(model, component)
+        flops = sum(counts.get(type(module).__name__, {}).values())
+        if flops:
+            out[component] = int(flops)
+    return out
 
 
 def matmul_rate(size: int = 512, repeats: int = 30) -> float:

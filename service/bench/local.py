@@ -193,6 +193,7 @@ def floor_report(model_dir: Path, results: Sequence[dict[str, Any]], threads: in
     return {
         "flops_per_frame": {"first_step": flops.first_step, "step": flops.step},
         "step_flops_by_operator": flops.by_operator,
+        "flops_by_component": flops.by_component,
         "matmul_gflops": rate / 1e9,
         "floor_ms_per_frame": floor_ms,
         "times_floor_p50_per_frame": above,

@@ -61,6 +61,11 @@ def test_flop_count_grows_with_iterations(model_dir):
     more = VideoSlotModel(**{**TINY_MODEL, "later_iters": 3}).eval()
     assert count_flops(more).step > flops.step
     assert "aten.convolution" in flops.by_operator
+    first, step = flops.by_component["first_step"], flops.by_component["step"]
+    assert "initializer" in first and "transition" not in first
+    assert "transition" in step and "initializer" not in step
+    assert first["encoder"] == step["encoder"] and first["aggregator"] > step["aggregator"]  # 3 iterations vs 1
+    assert sum(first.values()) <= flops.first_step
 
 
 def test_matmul_rate_is_plausible():
