@@ -29,6 +29,10 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 
 
+COMPONENT_NAMES = ("encoder", "initializer", "aggregator", "transition", "decoder")
+"""The component attributes (and ``specs`` keys) of :class:`VideoSlotModel`, in data-flow order."""
+
+
 class VideoSlotModel(nn.Module):
     """A recurrent video slot model: the same code for training, serving and export.
 
@@ -79,16 +83,8 @@ class VideoSlotModel(nn.Module):
             from plugins.manager import default_registry
 
             registry = default_registry()
-        specs = {
-            kind: ComponentSpec.parse(spec)
-            for kind, spec in {
-                "encoder": encoder,
-                "initializer": initializer,
-                "aggregator": aggregator,
-                "transition": transition,
-                "decoder": decoder,
-            }.items()
-        }
+        given = (encoder, initializer, aggregator, transition, decoder)
+        specs = {name: ComponentSpec.parse(spec) for name, spec in zip(COMPONENT_NAMES, given, strict=True)}
         self.specs = specs
         self.num_slots = num_slots
         self.slot_dim = slot_dim

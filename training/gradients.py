@@ -7,8 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-COMPONENTS = ("encoder", "initializer", "aggregator", "transition", "decoder")
-"""The child modules of :class:`plugins.VideoSlotModel` that ``"component"`` scope clips separately."""
+from plugins.model import COMPONENT_NAMES
 
 
 def clip_gradients(model: nn.Module, max_norm: float | None, scope: Literal["global", "component"]) -> torch.Tensor:
@@ -18,7 +17,8 @@ def clip_gradients(model: nn.Module, max_norm: float | None, scope: Literal["glo
         model: the model whose ``.grad`` fields were just filled by ``backward``.
         max_norm: the largest norm allowed (None: measure only).
         scope: ``"global"`` clips all gradients as one vector; ``"component"`` clips the gradients of each
-            child listed in :data:`COMPONENTS` as its own vector (parameters outside them form one more group).
+            child named in :data:`plugins.model.COMPONENT_NAMES` as its own vector (parameters outside them
+            form one more group).
 
     Returns:
         The global norm of all gradients before clipping (a 0-d tensor), whatever the scope, so logged
@@ -41,7 +41,7 @@ def _component_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     """Parameters with gradients, grouped by component; the rest (if any) as a last group."""
     grouped: set[int] = set()
     groups: list[list[nn.Parameter]] = []
-    for name in COMPONENTS:
+    for name in COMPONENT_NAMES:
         child = getattr(model, name, None)
         if not isinstance(child, nn.Module):
             continue

@@ -17,8 +17,7 @@ from typing import Any
 import torch
 
 from plugins import SlotState, VideoSlotModel
-
-COMPONENTS = ("encoder", "initializer", "aggregator", "transition", "decoder")
+from plugins.model import COMPONENT_NAMES
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def _by_component(model: VideoSlotModel, counts: dict[str, dict[Any, int]]) -> d
     """FLOPs per component. The steps call components directly (not through ``model.forward``), so the
     counter names each component's subtree by its class name."""
     out: dict[str, int] = {}
-    for component in COMPONENTS:
+    for component in COMPONENT_NAMES:
         module = getattr(model, component)
         flops = sum(counts.get(type(module).__name__, {}).values())
         if flops:
