@@ -85,6 +85,7 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (the last step is always saved).
         log_every: steps between metric lines.
         keep_checkpoints: how many recent checkpoints to keep on disk.
+        select_metrics: score fields summed to choose the run's best model (``best/``) among the evaluations.
     """
 
     name: str
@@ -98,6 +99,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     keep_checkpoints: int = 2
+    select_metrics: list[str] = field(default_factory=lambda: ["video_fg_ari", "video_mbo"])
 
     def to_json(self) -> dict[str, Any]:
         """The whole configuration as JSON-serialisable data."""

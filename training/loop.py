@@ -24,6 +24,7 @@ from plugins import ComponentRegistry, VideoSlotModel, default_registry
 from plugins.interfaces import Loss
 from plugins.model import WEIGHTS_FILE
 from training.batches import SeededItems, StepBatchSampler
+from training.best import BEST_MODEL_DIR, Selection, check_metrics, read_selection, update_best
 from training.checkpoint import (
     TrainerState,
     capture_rng,
@@ -56,6 +57,7 @@ class FitResult:
         wall_time_s: seconds spent in this invocation.
         scores: the last evaluation, if one ran.
         model_dir: the final ``save_pretrained`` directory (None when stopped early).
+        best: the evaluation that chose the run's best model in ``best/`` (None before any evaluation).
     """
 
     run_dir: Path
@@ -63,6 +65,12 @@ class FitResult:
     wall_time_s: float
     scores: DiscoveryScores | None
     model_dir: Path | None
+    best: Selection | None
+
+    @property
+    def best_model_dir(self) -> Path | None:
+        """The best model's ``save_pretrained`` directory, when an evaluation chose one."""
+        return self.run_dir / BEST_MODEL_DIR if self.best is not None else None
 
 
 @dataclass
@@ -101,7 +109,9 @@ def fit(
 
     Raises:
         FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
+        ValueError: ``config.select_metrics`` names something that is not a score.
     """
+    check_metrics(config.select_metrics)
     started = time.perf_counter()
     run_dir = Path(run_dir)
     group = init_from_environment(device)
@@ -125,7 +135,8 @@ def fit(
     model_dir = run_dir / FINAL_MODEL_DIR if finished else None
     if finished and group.is_main and model_dir is not None:
         run.model.save_pretrained(model_dir)
-    return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir)
+    best = read_selection(run_dir) if group.is_main else None
+    return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best)
 
 
 def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> _Run:
@@ -270,9 +281,10 @@ def _maybe_evaluate(
         scores = evaluate(run.model, validation, device=device)
         _save_sample(run, validation, sinks.run_dir / "samples" / f"step-{run.step:08d}.png", device)
     sinks.write(run.step, "eval", scores.to_dict())
+    best = update_best(sinks.run_dir, run.model, run.step, scores, tuple(config.select_metrics))
     tqdm.write(
         f"step {run.step}: video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  "
-        f"mIoU {scores.video_miou:.3f}  ARI {scores.video_ari:.3f}"
+        f"mIoU {scores.video_miou:.3f}  ARI {scores.video_ari:.3f}" + ("  (new best)" if best else "")
     )
     return scores
 

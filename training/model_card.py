@@ -1,8 +1,10 @@
 """``python -m training.model_card --run DIR --out DIR``: publish a trained run as a model with its card.
 
-Copies the run's final model (``config.json`` + ``model.safetensors``), evaluates it on the validation
-data of its config (all validation videos) and, when given, on DAVIS, and writes ``MODEL_CARD.md``,
-``scores.json`` and a ``sample.png`` next to the weights. Every figure in the card is measured by this command.
+Copies the run's best model (``best/``, chosen at the periodic evaluations; see ``training/best.py``) or, with
+``--checkpoint final`` or when the run has no best model, its final model (``config.json`` +
+``model.safetensors``), evaluates it on the validation data of its config (all validation videos) and, when
+given, on DAVIS, and writes ``MODEL_CARD.md``, ``scores.json`` and a ``sample.png`` next to the weights. Every
+figure in the card is measured by this command.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from plugins import VideoSlotModel
 from plugins.model import CONFIG_FILE, WEIGHTS_FILE
+from training.best import BEST_MODEL_DIR, Selection, read_selection
 from training.config import TrainConfig
 from training.datasets import build_dataset
 from training.evaluation import evaluate
@@ -42,6 +45,18 @@ def _row(label: str, scores: DiscoveryScores) -> str:
     return f"| {label} | {cells} | {scores.num_videos} |"
 
 
+def _steps(config: TrainConfig, selection: Selection | None) -> str:
+    if selection is None:
+        return f"{config.steps} (the final model)"
+    metrics = " + ".join(selection.metrics)
+    videos = selection.scores.get("num_videos", config.data.val_videos)
+    return (
+        f"{config.steps}; the published weights are those of step {selection.step}, the best of the run's "
+        f"evaluations every {config.eval_every} steps by {metrics} on {videos} validation videos "
+        f"({selection.score:.3f})"
+    )
+
+
 def render_card(
     config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
 ) -> str:
@@ -60,7 +75,7 @@ def render_card(
         "| --- | --- |",
         f"| experiment | `training/configs/{config.name}.py` |",
         f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, batch {config.data.batch_size} |",
-        f"| steps | {config.steps} |",
+        f"| steps | {_steps(config, extra['selection'])} |",
         f"| wall time | {extra['wall_time_s'] / 60:.1f} min (2-core CPU, measured from the run's file times) |",
         f"| parameters | {parameters:,} |",
         f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
@@ -96,12 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where to publish the model")
     parser.add_argument("--davis", help="a DAVIS root to evaluate on as well")
     parser.add_argument("--command", default="", help="the training command, for the card")
+    parser.add_argument(
+        "--checkpoint", choices=["best", "final"], default="best", help="which model of the run to publish"
+    )
     args = parser.parse_args(argv)
 
     config = TrainConfig.from_json(json.loads((args.run / TRAIN_CONFIG_FILE).read_text()))
     args.out.mkdir(parents=True, exist_ok=True)
+    selection = read_selection(args.run) if args.checkpoint == "best" else None
+    source = args.run / (BEST_MODEL_DIR if selection is not None else FINAL_MODEL_DIR)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
-        shutil.copyfile(args.run / FINAL_MODEL_DIR / name, args.out / name)
+        shutil.copyfile(source / name, args.out / name)
     model = VideoSlotModel.from_pretrained(args.out)
     spec = config.data.val_spec or config.data.spec
     validation = build_dataset(spec, "val", None, model.image_size)
@@ -116,12 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": args.command or f"python -m training.run --config {config.name}",
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "wall_time_s": wall_time_s(args.run),
+        "selection": selection,
     }
     (args.out / "MODEL_CARD.md").write_text(render_card(config, model, scores, extra))
     payload = {label: value.to_dict() for label, value in scores.items()}
-    (args.out / "scores.json").write_text(
-        json.dumps({**payload, "wall_time_s": extra["wall_time_s"]}, indent=2) + "\n"
-    )
+    payload.update(wall_time_s=extra["wall_time_s"], selected_step=selection.step if selection else None)
+    (args.out / "scores.json").write_text(json.dumps(payload, indent=2) + "\n")
     print((args.out / "MODEL_CARD.md").read_text())
     return 0
 

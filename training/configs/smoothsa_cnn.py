@@ -37,6 +37,6 @@ def get_config() -> TrainConfig:
             lr=4e-4, warmup_fraction=0.05, final_lr_fraction=1e-3, grad_clip=0.05, grad_clip_scope="component"
         ),
         steps=2000,
-        eval_every=500,
+        eval_every=250,
         checkpoint_every=250,
     )

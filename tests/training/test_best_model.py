@@ -1,0 +1,124 @@
+"""The run's best model: chosen by the selection score, replaced atomically, survives resume, published by the card."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from plugins import VideoSlotModel
+from training.best import BEST_MODEL_DIR, read_selection, selection_score, update_best
+from training.configs import get_config
+from training.loop import fit
+from training.metrics import DiscoveryScores
+from training.model_card import main as card_main
+
+METRICS = ("video_fg_ari", "video_mbo")
+
+
+def tiny(steps: int = 6, **top) -> object:
+    config = get_config("tiny")
+    data = dataclasses.replace(config.data, val_videos=1, val_frames=2)
+    return dataclasses.replace(config, steps=steps, data=data, eval_every=2, checkpoint_every=2, log_every=1, **top)
+
+
+def scores(fg_ari: float, mbo: float) -> DiscoveryScores:
+    nan = float("nan")
+    return DiscoveryScores(
+        video_ari=nan,
+        video_fg_ari=fg_ari,
+        video_mbo=mbo,
+        video_miou=nan,
+        image_ari=nan,
+        image_fg_ari=nan,
+        image_mbo=nan,
+        image_miou=nan,
+        num_videos=1,
+        num_frames=2,
+        num_invalid_videos=0,
+        num_invalid_frames=0,
+        background_policy="ignore",
+        background_convention="",
+        mask_source="decoder_alpha",
+        mask_upsampling="",
+    )
+
+
+def small_model(seed: int) -> VideoSlotModel:
+    torch.manual_seed(seed)
+    return VideoSlotModel(**get_config("tiny").model)
+
+
+def test_the_best_model_is_the_highest_scoring_evaluation(tmp_path: Path) -> None:
+    result = fit(tiny(steps=6), tmp_path, progress=False)
+    evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [record for record in evals if record["kind"] == "eval"]
+    assert [record["step"] for record in evals] == [2, 4, 6]
+    totals = [sum(0.0 if record[m] != record[m] else record[m] for m in METRICS) for record in evals]
+    best_index = totals.index(max(totals))  # the first of equal scores wins
+    assert result.best is not None and result.best_model_dir == tmp_path / BEST_MODEL_DIR
+    assert result.best.step == evals[best_index]["step"]
+    assert result.best.score == pytest.approx(totals[best_index])
+    VideoSlotModel.from_pretrained(tmp_path / BEST_MODEL_DIR)
+
+
+def test_a_lower_score_keeps_the_best_and_a_higher_one_replaces_it(tmp_path: Path) -> None:
+    first, second = small_model(0), small_model(1)
+    assert update_best(tmp_path, first, 10, scores(0.5, 0.25), METRICS) is not None
+    assert update_best(tmp_path, second, 20, scores(0.5, 0.25), METRICS) is None  # a tie keeps the earlier model
+    assert update_best(tmp_path, second, 30, scores(0.25, 0.25), METRICS) is None
+    kept = load_file(str(tmp_path / BEST_MODEL_DIR / "model.safetensors"))
+    assert all(torch.equal(kept[k], v) for k, v in first.state_dict().items() if k in kept)
+    selection = update_best(tmp_path, second, 40, scores(0.75, 0.5), METRICS)
+    assert selection is not None and selection.step == 40 and selection.score == 1.25
+    assert read_selection(tmp_path) == selection
+    assert [p.name for p in tmp_path.iterdir()] == [BEST_MODEL_DIR]  # no staging directory left behind
+
+
+def test_nan_scores_count_as_zero() -> None:
+    assert selection_score(scores(float("nan"), 0.5), METRICS) == 0.5
+
+
+def test_a_run_killed_between_the_two_renames_keeps_its_previous_best(tmp_path: Path) -> None:
+    update_best(tmp_path, small_model(0), 10, scores(0.5, 0.5), METRICS)
+    (tmp_path / BEST_MODEL_DIR).rename(tmp_path / ".previous-best")  # the state between the two renames
+    selection = read_selection(tmp_path)
+    assert selection is not None and selection.step == 10
+    assert (tmp_path / BEST_MODEL_DIR / "model.safetensors").is_file()
+
+
+def test_a_resumed_run_must_beat_the_best_score_recorded_before_it_stopped(tmp_path: Path) -> None:
+    config = tiny(steps=6)
+    fit(config, tmp_path, progress=False, stop_after=4)
+    before = read_selection(tmp_path)
+    assert before is not None and before.step in (2, 4)
+    resumed = fit(config, tmp_path, progress=False, resume=True)
+    assert resumed.best is not None and resumed.best.score >= before.score
+    assert resumed.best.step == before.step or resumed.best.score > before.score
+
+
+def test_an_unknown_selection_metric_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="video_fg_ari"):
+        fit(tiny(select_metrics=["fg_ari"]), tmp_path, progress=False)
+    assert not tmp_path.joinpath("checkpoints").exists()
+
+
+def test_the_model_card_publishes_the_best_model_and_says_which_step(tmp_path: Path) -> None:
+    result = fit(tiny(steps=6), tmp_path / "run", progress=False)
+    assert result.best is not None
+    published = tmp_path / "published"
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(published)]) == 0
+    best_weights = (tmp_path / "run" / BEST_MODEL_DIR / "model.safetensors").read_bytes()
+    assert (published / "model.safetensors").read_bytes() == best_weights
+    assert f"step {result.best.step}" in (published / "MODEL_CARD.md").read_text()
+    assert json.loads((published / "scores.json").read_text())["selected_step"] == result.best.step
+
+    final = tmp_path / "final"
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(final), "--checkpoint", "final"]) == 0
+    final_weights = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
+    assert (final / "model.safetensors").read_bytes() == final_weights
+    assert "(the final model)" in (final / "MODEL_CARD.md").read_text()

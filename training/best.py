@@ -1,0 +1,106 @@
+"""Keep the best model of a run: ``best/`` holds the weights that scored highest at a periodic evaluation.
+
+Slot models trained from scratch do not improve monotonically: a run can reach its best grouping early and
+then drift (slots merging small objects into the background, or swapping identities over time). The run
+directory therefore keeps, next to the rolling checkpoints and the final ``model/``, the model of the
+evaluation with the highest selection score, in the ``save_pretrained`` format plus ``selection.json`` (step,
+score, selection metrics and all scores). It is replaced atomically, like a checkpoint, so a killed run never
+leaves a half-written best model, and a resumed run reads the score to beat back from ``selection.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plugins import VideoSlotModel
+from training.metrics import DiscoveryScores
+
+BEST_MODEL_DIR = "best"
+SELECTION_FILE = "selection.json"
+_PREVIOUS_BEST_DIR = ".previous-best"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Why the best model is the best.
+
+    Attributes:
+        step: the optimisation step of the evaluation.
+        score: the selection score (the sum of ``metrics``; higher is better).
+        metrics: names of the :class:`DiscoveryScores` fields that were summed.
+        scores: every score of that evaluation.
+    """
+
+    step: int
+    score: float
+    metrics: tuple[str, ...]
+    scores: dict[str, Any]
+
+
+def check_metrics(metrics: tuple[str, ...] | list[str]) -> None:
+    """Fail early, with the valid names, when a selection metric is not a score field.
+
+    Raises:
+        ValueError: ``metrics`` is empty or names something that is not a float field of
+            :class:`DiscoveryScores`.
+    """
+    valid = [field.name for field in dataclasses.fields(DiscoveryScores) if field.type in (float, "float")]
+    unknown = [name for name in metrics if name not in valid]
+    if unknown or not metrics:
+        raise ValueError(f"selection metrics {list(metrics)} must be one or more of {valid}")
+
+
+def selection_score(scores: DiscoveryScores, metrics: tuple[str, ...]) -> float:
+    """The sum of the named score fields (see :func:`check_metrics`); NaN (no valid sample) counts as 0."""
+    values = [float(getattr(scores, name)) for name in metrics]
+    return sum(0.0 if math.isnan(value) else value for value in values)
+
+
+def read_selection(run_dir: Path) -> Selection | None:
+    """The selection record of the run's best model, or None when there is none yet."""
+    final, previous = run_dir / BEST_MODEL_DIR, run_dir / _PREVIOUS_BEST_DIR
+    if not final.exists() and (previous / SELECTION_FILE).is_file():  # killed between the two renames
+        os.replace(previous, final)
+    path = final / SELECTION_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return Selection(int(data["step"]), float(data["score"]), tuple(data["metrics"]), dict(data["scores"]))
+
+
+def update_best(
+    run_dir: Path, model: VideoSlotModel, step: int, scores: DiscoveryScores, metrics: tuple[str, ...]
+) -> Selection | None:
+    """Save ``model`` as the run's best when its score beats the recorded one (ties keep the earlier model).
+
+    Returns:
+        The new selection when the model was saved, else None.
+    """
+    score = selection_score(scores, metrics)
+    current = read_selection(run_dir)
+    if current is not None and score <= current.score:
+        return None
+    selection = Selection(step, score, metrics, scores.to_dict())
+    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=run_dir))
+    try:
+        model.save_pretrained(staging)
+        record = {"step": step, "score": score, "metrics": list(metrics), "scores": selection.scores}
+        (staging / SELECTION_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        final, doomed = run_dir / BEST_MODEL_DIR, run_dir / _PREVIOUS_BEST_DIR
+        shutil.rmtree(doomed, ignore_errors=True)
+        if final.exists():
+            os.replace(final, doomed)
+        os.replace(staging, final)
+        shutil.rmtree(doomed, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return selection
