@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "selection": selection,
     }
     (args.out / "MODEL_CARD.md").write_text(render_card(config, model, scores, extra))
-    payload = {label: value.to_dict() for label, value in scores.items()}
+    payload: dict[str, Any] = {label: value.to_dict() for label, value in scores.items()}
     payload.update(wall_time_s=extra["wall_time_s"], selected_step=selection.step if selection else None)
     (args.out / "scores.json").write_text(json.dumps(payload, indent=2) + "\n")
     print((args.out / "MODEL_CARD.md").read_text())
