@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 from plugins import VideoSlotModel
 from plugins.model import CONFIG_FILE, WEIGHTS_FILE
 from training.best import BEST_MODEL_DIR, Selection, read_selection
+from training.checkpoint import list_checkpoints, load_trainer_state
 from training.config import TrainConfig
 from training.datasets import build_dataset
 from training.evaluation import evaluate
@@ -31,11 +33,19 @@ from training.metrics import DiscoveryScores
 from training.visualize import save_overlay
 
 
-def wall_time_s(run_dir: Path) -> float:
-    """Seconds from the run's config file to its final model (file modification times)."""
+def wall_time_s(run_dir: Path, model_dir: Path) -> float:
+    """Seconds from the run's (latest) start to the published weights (file modification times)."""
     start = (run_dir / TRAIN_CONFIG_FILE).stat().st_mtime
-    end = (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).stat().st_mtime
+    end = (model_dir / WEIGHTS_FILE).stat().st_mtime
     return end - start
+
+
+def steps_done(run_dir: Path, config: TrainConfig) -> int:
+    """``config.steps`` for a finished run, else the step of its newest checkpoint (0 without one)."""
+    if (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
+        return config.steps
+    checkpoints = list_checkpoints(run_dir)
+    return load_trainer_state(checkpoints[-1]).step if checkpoints else 0
 
 
 def _row(label: str, scores: DiscoveryScores) -> str:
@@ -45,13 +55,14 @@ def _row(label: str, scores: DiscoveryScores) -> str:
     return f"| {label} | {cells} | {scores.num_videos} |"
 
 
-def _steps(config: TrainConfig, selection: Selection | None) -> str:
+def _steps(config: TrainConfig, selection: Selection | None, done: int) -> str:
+    planned = f"{config.steps}" if done >= config.steps else f"{done} of the planned {config.steps} (stopped early)"
     if selection is None:
-        return f"{config.steps} (the final model)"
+        return f"{planned}; the final model"
     metrics = " + ".join(selection.metrics)
     videos = selection.scores.get("num_videos", config.data.val_videos)
     return (
-        f"{config.steps}; the published weights are those of step {selection.step}, the best of the run's "
+        f"{planned}; the published weights are those of step {selection.step}, the best of the run's "
         f"evaluations every {config.eval_every} steps by {metrics} on {videos} validation videos "
         f"({selection.score:.3f})"
     )
@@ -75,8 +86,8 @@ def render_card(
         "| --- | --- |",
         f"| experiment | `training/configs/{config.name}.py` |",
         f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, batch {config.data.batch_size} |",
-        f"| steps | {_steps(config, extra['selection'])} |",
-        f"| wall time | {extra['wall_time_s'] / 60:.1f} min (2-core CPU, measured from the run's file times) |",
+        f"| steps | {_steps(config, extra['selection'], extra['steps_done'])} |",
+        f"| wall time | {extra['wall_time_s'] / 60:.1f} min to the published weights (from the run's file times) |",
         f"| parameters | {parameters:,} |",
         f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
         f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
@@ -117,9 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     config = TrainConfig.from_json(json.loads((args.run / TRAIN_CONFIG_FILE).read_text()))
-    args.out.mkdir(parents=True, exist_ok=True)
     selection = read_selection(args.run) if args.checkpoint == "best" else None
     source = args.run / (BEST_MODEL_DIR if selection is not None else FINAL_MODEL_DIR)
+    if not (source / WEIGHTS_FILE).is_file():
+        print(f"error: {source} holds no model: the run has neither finished nor evaluated", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         shutil.copyfile(source / name, args.out / name)
     model = VideoSlotModel.from_pretrained(args.out)
@@ -135,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {
         "command": args.command or f"python -m training.run --config {config.name}",
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "wall_time_s": wall_time_s(args.run),
+        "wall_time_s": wall_time_s(args.run, source),
+        "steps_done": steps_done(args.run, config),
         "selection": selection,
     }
     (args.out / "MODEL_CARD.md").write_text(render_card(config, model, scores, extra))

@@ -121,4 +121,14 @@ def test_the_model_card_publishes_the_best_model_and_says_which_step(tmp_path: P
     assert card_main(["--run", str(tmp_path / "run"), "--out", str(final), "--checkpoint", "final"]) == 0
     final_weights = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
     assert (final / "model.safetensors").read_bytes() == final_weights
-    assert "(the final model)" in (final / "MODEL_CARD.md").read_text()
+    assert "| steps | 6; the final model |" in (final / "MODEL_CARD.md").read_text()
+
+
+def test_a_stopped_run_publishes_its_best_model_and_says_it_stopped(tmp_path: Path, capsys) -> None:
+    fit(tiny(steps=6), tmp_path / "run", progress=False, stop_after=4)
+    published = tmp_path / "published"
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(published)]) == 0
+    assert "4 of the planned 6 (stopped early)" in (published / "MODEL_CARD.md").read_text()
+
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "x"), "--checkpoint", "final"]) == 2
+    assert "holds no model" in capsys.readouterr().err and not (tmp_path / "x").exists()
