@@ -23,6 +23,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 RAW_1080P_BYTES = 1920 * 1080 * 3
 BACKENDS = ("torch", "onnx", "tensorrt")
 LOG_FORMATS = ("json", "text")
+ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 
 _log = logging.getLogger(__name__)
 
@@ -77,6 +78,30 @@ class ServiceConfig:
     warmup: bool = field(default=True, metadata=_help("run the model at every batch size before serving"))
     log_level: str = field(default="INFO", metadata=_help("logging level"))
     log_format: str = field(default="json", metadata=_help("log line format", choices=LOG_FORMATS))
+    # Backend settings: each applies to the backends named in its help and is ignored by the others.
+    onnx_intra_op_threads: int = field(
+        default=1, metadata=_help("onnx backend: ONNX Runtime threads inside one operator (0: one per core)")
+    )
+    onnx_inter_op_threads: int = field(
+        default=1, metadata=_help("onnx backend: ONNX Runtime threads running independent operators")
+    )
+    onnx_graph_optimization: str = field(
+        default="all", metadata=_help("onnx backend: graph optimisation level", choices=ONNX_GRAPH_OPTIMIZATIONS)
+    )
+    tensorrt_fp16: bool | None = field(
+        default=None,
+        metadata=_help("tensorrt backend and onnx on --device tensorrt: fp16 engines (unset: the export's precision)"),
+    )
+    tensorrt_cache_dir: Path | None = field(
+        default=None,
+        metadata=_help(
+            "tensorrt backend and onnx on --device tensorrt: writable engine cache (unset: MODEL/tensorrt)",
+        ),
+    )
+    tensorrt_cuda_graphs: bool = field(
+        default=False, metadata=_help("tensorrt backend: capture one CUDA graph per batch size at start-up")
+    )
+    tensorrt_workspace_mb: int = field(default=1024, metadata=_help("tensorrt backend: builder workspace limit"))
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -100,6 +125,26 @@ class ServiceConfig:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         per_call = self.torch_threads if self.torch_threads > 0 else cores
         return max(1, min(4, cores // per_call))
+
+    def backend_options(self) -> dict[str, Any]:
+        """The settings of :attr:`backend`, as keyword arguments of its options class (``OnnxOptions`` or
+        ``TensorRTOptions``); empty for ``torch``, whose settings (``torch_threads``) the server applies."""
+        if self.backend == "onnx":
+            return {
+                "intra_op_threads": self.onnx_intra_op_threads,
+                "inter_op_threads": self.onnx_inter_op_threads,
+                "graph_optimization": self.onnx_graph_optimization,
+                "tensorrt_fp16": self.tensorrt_fp16,
+                "tensorrt_cache_dir": self.tensorrt_cache_dir,
+            }
+        if self.backend == "tensorrt":
+            return {
+                "fp16": self.tensorrt_fp16,
+                "cache_dir": self.tensorrt_cache_dir,
+                "cuda_graphs": self.tensorrt_cuda_graphs,
+                "workspace_mb": self.tensorrt_workspace_mb,
+            }
+        return {}
 
     def bearer_token(self) -> str:
         """The token clients must present, or ``""`` when none is required.
@@ -150,7 +195,14 @@ class ServiceConfig:
         problems += [f"--{_flag(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1]
         if self.idle_timeout_s <= 0 or self.max_idle_timeout_s < self.idle_timeout_s:
             problems.append("need 0 < --idle-timeout-s <= --max-idle-timeout-s")
-        non_negative = ("max_resume_window_s", "max_queue_delay_ms", "grace_period_s", "torch_threads")
+        non_negative = (
+            "max_resume_window_s",
+            "max_queue_delay_ms",
+            "grace_period_s",
+            "torch_threads",
+            "onnx_intra_op_threads",
+            "onnx_inter_op_threads",
+        )
         problems += [
             f"--{_flag(n)} must be >= 0, got {getattr(self, n)}" for n in non_negative if getattr(self, n) < 0
         ]
@@ -160,6 +212,13 @@ class ServiceConfig:
             problems.append("--max-image-pixels must be >= 1")
         if self.backend not in BACKENDS:
             problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.onnx_graph_optimization not in ONNX_GRAPH_OPTIMIZATIONS:
+            choices = ", ".join(ONNX_GRAPH_OPTIMIZATIONS)
+            problems.append(
+                f"--onnx-graph-optimization must be one of {choices}, got {self.onnx_graph_optimization!r}"
+            )
+        if self.tensorrt_workspace_mb < 1:
+            problems.append(f"--tensorrt-workspace-mb must be >= 1, got {self.tensorrt_workspace_mb}")
         if self.log_format not in LOG_FORMATS:
             problems.append(f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if not isinstance(logging.getLevelName(self.log_level.upper()), int):

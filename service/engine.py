@@ -14,10 +14,10 @@ from __future__ import annotations
 import abc
 import hashlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -134,8 +134,8 @@ class Engine(abc.ABC):
 class EngineLoader(Protocol):
     """What a backend module's ``load_engine`` looks like."""
 
-    def __call__(self, model_dir: Path, *, name: str, device: str, max_batch_size: int) -> Engine:
-        """Load the model in ``model_dir`` on ``device`` under ``name``."""
+    def __call__(self, model_dir: Path, *, name: str, device: str, max_batch_size: int, **options: Any) -> Engine:
+        """Load the model in ``model_dir`` on ``device`` under ``name`` (``options``: the backend's settings)."""
         ...
 
 
@@ -143,8 +143,20 @@ class BackendUnavailable(RuntimeError):
     """The selected backend cannot be used here; the message says what to install or choose instead."""
 
 
-def load_engine(backend: str, model_dir: Path, *, name: str, device: str, max_batch_size: int) -> Engine:
+def load_engine(
+    backend: str,
+    model_dir: Path,
+    *,
+    name: str,
+    device: str,
+    max_batch_size: int,
+    options: Mapping[str, Any] | None = None,
+) -> Engine:
     """Load ``model_dir`` with ``backend``.
+
+    ``options`` are the backend's settings (keyword arguments of its options class, see
+    :meth:`service.config.ServiceConfig.backend_options`); ``None`` or empty lets the backend use its defaults,
+    which the ``onnx`` and ``tensorrt`` backends read from their ``SLOTSTREAM_*`` variables.
 
     Raises:
         BackendUnavailable: unknown backend, or its module or optional dependency is missing.
@@ -164,6 +176,8 @@ def load_engine(backend: str, model_dir: Path, *, name: str, device: str, max_ba
             f"the {backend!r} backend needs the package {error.name!r}, which is not installed"
         ) from error
     loader: EngineLoader = module.load_engine
+    if options:
+        return loader(model_dir, name=name, device=device, max_batch_size=max_batch_size, options=options)
     return loader(model_dir, name=name, device=device, max_batch_size=max_batch_size)
 
 

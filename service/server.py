@@ -49,6 +49,7 @@ def default_engine_factory(config: ServiceConfig) -> Engine:
         name=config.resolved_model_name,
         device=config.device,
         max_batch_size=config.max_batch_size,
+        options=config.backend_options(),
     )
 
 

@@ -12,12 +12,11 @@ not load it, because ONNX Runtime otherwise falls back to the CPU with only a lo
 
 The GPU providers need the GPU build of ONNX Runtime: ``pip install 'slotstream[gpu]'``.
 
-Tuning comes from the environment (unset variables keep the defaults of :class:`OnnxOptions`):
-
-- ``SLOTSTREAM_ONNX_INTRA_OP_THREADS`` (1), ``SLOTSTREAM_ONNX_INTER_OP_THREADS`` (1): ONNX Runtime threads;
-- ``SLOTSTREAM_ONNX_GRAPH_OPTIMIZATION`` (``all``): ``disable``, ``basic``, ``extended`` or ``all``;
-- ``SLOTSTREAM_TENSORRT_FP16`` (the export's precision) and ``SLOTSTREAM_TENSORRT_CACHE_DIR``
-  (``<model dir>/tensorrt``): shared with the ``tensorrt`` backend.
+Tuning (:class:`OnnxOptions`) is part of the server's ``ServiceConfig``: the flags ``--onnx-intra-op-threads``
+and ``--onnx-inter-op-threads`` (1 / 1), ``--onnx-graph-optimization`` (``all``), ``--tensorrt-fp16`` (the
+export's precision) and ``--tensorrt-cache-dir`` (``<model dir>/tensorrt``), or the same names as
+``SLOTSTREAM_*`` variables (``SLOTSTREAM_ONNX_INTRA_OP_THREADS``, ...). Library callers that pass no options
+get the same variables read by :meth:`OnnxOptions.from_environ`.
 
 Per-stream state is the slots array the service keeps per stream and stacks on the batch axis for each call,
 exactly as with the ``torch`` backend.
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from service.config import ONNX_GRAPH_OPTIMIZATIONS
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
 from service.images import PREPROCESSING
 from training.export.manifest import (
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 ENV_PREFIX = "SLOTSTREAM_"
 GPU_EXTRA = "pip install 'slotstream[gpu]'"
 DEFAULT_CACHE_SUBDIR = "tensorrt"
-GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+GRAPH_OPTIMIZATIONS = ONNX_GRAPH_OPTIMIZATIONS
 
 ProviderKind = Literal["cpu", "cuda", "tensorrt"]
 PROVIDER_NAMES: dict[str, str] = {
@@ -276,7 +276,12 @@ class OnnxEngine(Engine):
 
 
 def load_engine(
-    model_dir: Path, *, name: str, device: str, max_batch_size: int, options: OnnxOptions | None = None
+    model_dir: Path,
+    *,
+    name: str,
+    device: str,
+    max_batch_size: int,
+    options: OnnxOptions | Mapping[str, Any] | None = None,
 ) -> OnnxEngine:
     """Load the export directory ``model_dir`` into ONNX Runtime on ``device``.
 
@@ -285,7 +290,8 @@ def load_engine(
         name: the model's name.
         device: ``cpu``, ``cuda[:N]`` or ``tensorrt[:N]``.
         max_batch_size: most frames per call.
-        options: ONNX Runtime settings; ``None`` reads them from the environment.
+        options: ONNX Runtime settings, or the keyword arguments of :class:`OnnxOptions` (what the server passes,
+            from its ``ServiceConfig``); ``None`` reads them from the environment.
 
     Raises:
         ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
@@ -293,7 +299,7 @@ def load_engine(
         BackendUnavailable: onnxruntime is missing, or the requested provider is not available or did not load.
     """
     choice = parse_device(device)
-    options = OnnxOptions.from_environ() if options is None else options
+    options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
     ort = import_onnxruntime()
     available = ort.get_available_providers()
@@ -397,3 +403,9 @@ def parse_bool(raw: str) -> bool:
 def _output(outputs: list[Any]) -> EngineOutput:
     slots, masks = (np.asarray(array, dtype=np.float32) for array in outputs)
     return EngineOutput(slots=slots, masks=masks, state=slots.copy())  # state [B, K, D]: the slots themselves
+
+
+def _options(options: OnnxOptions | Mapping[str, Any] | None) -> OnnxOptions:
+    if options is None:
+        return OnnxOptions.from_environ()
+    return options if isinstance(options, OnnxOptions) else OnnxOptions(**options)

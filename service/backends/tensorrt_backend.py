@@ -14,13 +14,15 @@ never runs on a live request:
    maximum) is captured; a batch is padded up to its bucket and the graph replayed. The graphs are free of
    control flow (unrolled Slot Attention), which capture requires.
 
-Settings (environment; unset keeps the default):
+Settings (:class:`TensorRTOptions`) are part of the server's ``ServiceConfig``, as flags or as the same names
+in ``SLOTSTREAM_*`` variables; library callers that pass no options get the variables read by
+:meth:`TensorRTOptions.from_environ`:
 
-- ``SLOTSTREAM_TENSORRT_FP16``: build fp16 engines (default: the export's precision);
-- ``SLOTSTREAM_TENSORRT_CACHE_DIR``: engine and timing caches (default ``<model dir>/tensorrt``; must be
-  writable);
-- ``SLOTSTREAM_TENSORRT_CUDA_GRAPHS``: capture CUDA graphs (default off);
-- ``SLOTSTREAM_TENSORRT_WORKSPACE_MB``: builder workspace limit (default 1024).
+- ``--tensorrt-fp16`` / ``SLOTSTREAM_TENSORRT_FP16``: build fp16 engines (default: the export's precision);
+- ``--tensorrt-cache-dir`` / ``SLOTSTREAM_TENSORRT_CACHE_DIR``: engine and timing caches (default
+  ``<model dir>/tensorrt``; must be writable);
+- ``--tensorrt-cuda-graphs`` / ``SLOTSTREAM_TENSORRT_CUDA_GRAPHS``: capture CUDA graphs (default off);
+- ``--tensorrt-workspace-mb`` / ``SLOTSTREAM_TENSORRT_WORKSPACE_MB``: builder workspace limit (default 1024).
 
 ``tensorrt`` is imported only here, lazily: without it (or without a GPU) the backend refuses to start and
 says to ``pip install 'slotstream[gpu]'``. Device buffers, the stream and CUDA graphs come from PyTorch's CUDA
@@ -276,7 +278,12 @@ class TensorRTEngine(Engine):
 
 
 def load_engine(
-    model_dir: Path, *, name: str, device: str, max_batch_size: int, options: TensorRTOptions | None = None
+    model_dir: Path,
+    *,
+    name: str,
+    device: str,
+    max_batch_size: int,
+    options: TensorRTOptions | Mapping[str, Any] | None = None,
 ) -> TensorRTEngine:
     """Load (building and caching if needed) the TensorRT engines of the export directory ``model_dir``.
 
@@ -285,7 +292,8 @@ def load_engine(
         name: the model's name.
         device: ``cuda`` or ``cuda:N``.
         max_batch_size: largest batch; the optimisation profile covers 1 to this.
-        options: TensorRT settings; ``None`` reads them from the environment.
+        options: TensorRT settings, or the keyword arguments of :class:`TensorRTOptions` (what the server passes,
+            from its ``ServiceConfig``); ``None`` reads them from the environment.
 
     Raises:
         BackendUnavailable: not a CUDA device, no GPU visible, TensorRT missing, or the cache not writable.
@@ -293,7 +301,7 @@ def load_engine(
         RuntimeError: TensorRT could not parse or build a graph (its messages are included).
     """
     index = parse_cuda_device(device)
-    options = TensorRTOptions.from_environ() if options is None else options
+    options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
     trt = import_tensorrt()
     import torch
@@ -392,3 +400,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
         temporary = Path(handle.name)
     os.chmod(temporary, 0o644)  # other replicas sharing the cache volume may run as another user
     os.replace(temporary, path)
+
+
+def _options(options: TensorRTOptions | Mapping[str, Any] | None) -> TensorRTOptions:
+    if options is None:
+        return TensorRTOptions.from_environ()
+    return options if isinstance(options, TensorRTOptions) else TensorRTOptions(**options)

@@ -50,12 +50,6 @@ SERVER_IDS = [t.id for t in SERVER_TARGETS]
 DEFAULTS = ServiceConfig()
 KNOWN_VARIABLES = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(ServiceConfig)}
 
-#: Settings that backends read from the environment themselves (not ServiceConfig fields), with the modules that
-#: own them; each owner that exists must document the name (see the test below).
-BACKEND_VARIABLES = {
-    "SLOTSTREAM_TENSORRT_CACHE_DIR": ("service/backends/tensorrt_backend.py", "service/backends/onnx_backend.py"),
-}
-
 #: Variables other than SLOTSTREAM_ settings the server container may get. None today: add one only with a
 #: reason (a library the server uses reads it).
 OTHER_SERVER_VARIABLES: frozenset[str] = frozenset()
@@ -78,23 +72,11 @@ def _config(docs: list[dict[str, Any]], spec: dict[str, Any]) -> ServiceConfig:
 def test_server_environment_is_exactly_service_config_settings(render: Renderer, target_id: str) -> None:
     docs, _, spec = _server(render, target_id)
     env = container_env(docs, spec)
-    unknown = sorted(
-        k for k in env if k.startswith(ENV_PREFIX) and k not in KNOWN_VARIABLES | BACKEND_VARIABLES.keys()
-    )
+    unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in KNOWN_VARIABLES)
     assert not unknown, f"{target_id}: {unknown} are not ServiceConfig settings (see `python -m service --help`)"
     others = sorted(k for k in env if not k.startswith(ENV_PREFIX) and k not in OTHER_SERVER_VARIABLES)
     assert not others, f"{target_id}: {others} are not ServiceConfig settings"
     _config(docs, spec)  # raises ConfigError listing every invalid value
-
-
-@pytest.mark.parametrize("variable", sorted(BACKEND_VARIABLES))
-def test_backend_variables_are_documented_by_their_backends(variable: str) -> None:
-    owners = [REPO / owner for owner in BACKEND_VARIABLES[variable]]
-    present = [owner for owner in owners if owner.is_file()]
-    if not present:
-        pytest.skip(f"{variable}: none of its backends ({', '.join(BACKEND_VARIABLES[variable])}) exist yet")
-    for owner in present:
-        assert variable in owner.read_text(), f"{owner.relative_to(REPO)} no longer reads {variable}"
 
 
 @pytest.mark.parametrize("target_id", SERVER_IDS)

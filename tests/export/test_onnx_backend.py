@@ -28,7 +28,9 @@ from service.backends.onnx_backend import (
     provider_list,
     verify_providers,
 )
+from service.config import ServiceConfig
 from service.engine import BackendUnavailable, load_engine
+from service.server import default_engine_factory
 from training.export import ExportOptions, export_model
 from training.export.manifest import ManifestError
 
@@ -182,6 +184,20 @@ def test_options_from_the_environment(tmp_path):
         OnnxOptions.from_environ({"SLOTSTREAM_ONNX_INTRA_OP_THREADS": "many"})
     with pytest.raises(ValueError, match="graph_optimization"):
         OnnxOptions.from_environ({"SLOTSTREAM_ONNX_GRAPH_OPTIMIZATION": "max"})
+
+
+def test_the_server_hands_its_config_to_the_onnx_sessions(export_dir, monkeypatch):
+    seen: list[OnnxOptions] = []
+    original = onnx_backend.session_options
+    monkeypatch.setattr(
+        onnx_backend, "session_options", lambda o, options: seen.append(options) or original(o, options)
+    )
+    config = ServiceConfig(
+        model_dir=export_dir, backend="onnx", onnx_intra_op_threads=2, onnx_graph_optimization="basic", warmup=False
+    )
+    engine = default_engine_factory(config)
+    assert engine.card.backend == "onnx"
+    assert seen and all(options == OnnxOptions(2, 1, "basic") for options in seen)
 
 
 def test_thread_options_reach_the_sessions(export_dir):

@@ -88,3 +88,28 @@ def test_help_lists_every_setting(capsys):
     flags = ["--listen", "--model-dir", "--backend", "--max-streams", "--idle-timeout-s", "--max-batch-size"]
     flags += ["--max-queue-delay-ms", "--max-message-bytes", "--tls-cert", "--tls-client-ca", "--auth-token-file"]
     assert all(flag in text for flag in flags)
+
+
+def test_backend_settings_are_flags_and_variables_handed_to_the_chosen_backend(tmp_path):
+    env = {"SLOTSTREAM_ONNX_INTRA_OP_THREADS": "2", "SLOTSTREAM_TENSORRT_FP16": "on"}
+    flags = ["--backend", "onnx", "--onnx-graph-optimization", "basic", "--tensorrt-cache-dir", str(tmp_path)]
+    onnx = ServiceConfig.from_sources(flags, env)
+    assert onnx.backend_options() == {
+        "intra_op_threads": 2,
+        "inter_op_threads": 1,
+        "graph_optimization": "basic",
+        "tensorrt_fp16": True,
+        "tensorrt_cache_dir": tmp_path,
+    }
+    tensorrt = ServiceConfig.from_sources(["--backend", "tensorrt", "--tensorrt-cuda-graphs"], env)
+    assert tensorrt.backend_options() == {"fp16": True, "cache_dir": None, "cuda_graphs": True, "workspace_mb": 1024}
+    assert ServiceConfig.from_sources([], env).backend_options() == {}  # torch has none
+    assert ServiceConfig().tensorrt_fp16 is None, "unset follows the export's precision"
+
+
+def test_bad_backend_settings_name_their_flag():
+    with pytest.raises(ConfigError) as error:
+        ServiceConfig(onnx_intra_op_threads=-1, onnx_graph_optimization="max", tensorrt_workspace_mb=0)
+    message = str(error.value)
+    for fragment in ("--onnx-intra-op-threads must be >= 0", "--onnx-graph-optimization", "--tensorrt-workspace-mb"):
+        assert fragment in message
