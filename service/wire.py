@@ -7,6 +7,7 @@ converts to ``None`` and is ignored, as the versioning rules require.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -46,11 +47,20 @@ _MAX_TENSOR_DIMS = 8
 
 def tensor_to_proto(array: np.ndarray) -> Any:
     """A float32 or uint8 array as a ``Tensor`` (row-major, little-endian)."""
+    message = pb.Tensor()
+    fill_tensor(message, array)
+    return message
+
+
+def fill_tensor(message: Any, array: np.ndarray) -> None:
+    """Write ``array`` into the ``Tensor`` field ``message`` in place (nested protobuf constructors copy the
+    payload once per level; filling in place copies it once)."""
     code = _DTYPE_CODES.get(array.dtype)
     if code is None:
         raise TypeError(f"tensors are float32 or uint8, got {array.dtype}")
-    data = np.ascontiguousarray(array, dtype=_DTYPES[code]).tobytes()
-    return pb.Tensor(shape=list(array.shape), dtype=code, data=data)
+    message.shape[:] = array.shape
+    message.dtype = code
+    message.data = np.ascontiguousarray(array, dtype=_DTYPES[code]).tobytes()
 
 
 def tensor_from_proto(tensor: Any) -> np.ndarray:
@@ -62,10 +72,10 @@ def tensor_from_proto(tensor: Any) -> np.ndarray:
     dtype = _DTYPES.get(tensor.dtype)
     if dtype is None:
         raise ValueError(f"unknown tensor dtype {tensor.dtype}")
-    shape = tuple(int(d) for d in tensor.shape)
+    shape = tuple(tensor.shape)
     if len(shape) > _MAX_TENSOR_DIMS or any(d < 0 for d in shape):
         raise ValueError(f"bad tensor shape {shape}")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if len(tensor.data) != expected:
         raise ValueError(f"a {dtype.name} tensor of shape {shape} needs {expected} bytes, got {len(tensor.data)}")
     return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
@@ -87,21 +97,16 @@ def request_to_proto(request: StreamRequest) -> Any:
             open_.handoff.CopyFrom(handoff_to_proto(request.handoff))
         return pb.StreamRequest(open=open_)
     if isinstance(request, FrameRequest):
-        image = request.image
-        return pb.StreamRequest(
-            frame=pb.Frame(
-                frame_index=request.frame_index,
-                capture_time_ns=request.capture_time_ns,
-                camera_frame_id=request.camera_frame_id,
-                image=pb.Image(
-                    encoding=int(image.encoding),
-                    data=image.data,
-                    height=image.height,
-                    width=image.width,
-                    channels=image.channels,
-                ),
-            )
-        )
+        message = pb.StreamRequest()  # filled in place: the image bytes are copied once, not once per level
+        frame = message.frame
+        frame.frame_index = request.frame_index
+        frame.capture_time_ns = request.capture_time_ns
+        frame.camera_frame_id = request.camera_frame_id
+        image = frame.image
+        image.encoding = int(request.image.encoding)
+        image.data = request.image.data
+        image.height, image.width, image.channels = request.image.height, request.image.width, request.image.channels
+        return message
     return pb.StreamRequest(close=pb.CloseStream(return_state=request.return_state))
 
 
@@ -186,14 +191,15 @@ def options_from_proto(message: Any) -> StreamOptions:
 
 def handoff_to_proto(handoff: StateHandoff) -> Any:
     """A hand-off as a proto message."""
-    return pb.StateHandoff(
+    message = pb.StateHandoff(
         stream_id=handoff.stream_id,
         model=handoff.model,
         model_version=handoff.model_version,
         last_frame_index=handoff.last_frame_index,
-        state=tensor_to_proto(handoff.state),
         slot_ids=list(handoff.slot_ids),
     )
+    fill_tensor(message.state, handoff.state)
+    return message
 
 
 def handoff_from_proto(message: Any) -> StateHandoff:
@@ -221,7 +227,9 @@ def handoff_from_proto(message: Any) -> StateHandoff:
 def response_to_proto(response: StreamResponse) -> Any:
     """A domain response as a proto message."""
     if isinstance(response, FrameResult):
-        return pb.StreamResponse(result=_result_to_proto(response))
+        message = pb.StreamResponse()
+        _fill_result(message.result, response)
+        return message
     if isinstance(response, FrameDropped):
         return pb.StreamResponse(
             dropped=pb.FrameDropped(
@@ -260,35 +268,27 @@ def response_to_proto(response: StreamResponse) -> Any:
     return pb.StreamResponse(closed=closed)
 
 
-def _result_to_proto(result: FrameResult) -> Any:
-    latency = result.latency
-    message = pb.FrameResult(
-        stream_id=result.stream_id,
-        frame_index=result.frame_index,
-        capture_time_ns=result.capture_time_ns,
-        camera_frame_id=result.camera_frame_id,
-        received_time_ns=result.received_time_ns,
-        completed_time_ns=result.completed_time_ns,
-        model_version=result.model_version,
-        slot_ids=list(result.slot_ids),
-        latency=pb.LatencyBreakdown(
-            decode_ms=latency.decode_ms,
-            queue_ms=latency.queue_ms,
-            inference_ms=latency.inference_ms,
-            postprocess_ms=latency.postprocess_ms,
-            total_ms=latency.total_ms,
-            batch_size=latency.batch_size,
-        ),
-    )
+def _fill_result(message: Any, result: FrameResult) -> None:
+    """Write ``result`` into the ``FrameResult`` field ``message`` in place (one copy of each array)."""
+    message.stream_id = result.stream_id
+    message.frame_index = result.frame_index
+    message.capture_time_ns = result.capture_time_ns
+    message.camera_frame_id = result.camera_frame_id
+    message.received_time_ns = result.received_time_ns
+    message.completed_time_ns = result.completed_time_ns
+    message.model_version = result.model_version
+    message.slot_ids[:] = result.slot_ids
+    latency, out = result.latency, message.latency
+    out.decode_ms, out.queue_ms, out.inference_ms = latency.decode_ms, latency.queue_ms, latency.inference_ms
+    out.postprocess_ms, out.total_ms, out.batch_size = latency.postprocess_ms, latency.total_ms, latency.batch_size
     if result.slots is not None:
-        message.slots.CopyFrom(tensor_to_proto(result.slots))
+        fill_tensor(message.slots, result.slots)
     if result.segmentation is not None:
-        message.segmentation.CopyFrom(tensor_to_proto(result.segmentation))
+        fill_tensor(message.segmentation, result.segmentation)
     if result.soft_masks is not None:
-        message.soft_masks.CopyFrom(tensor_to_proto(result.soft_masks))
+        fill_tensor(message.soft_masks, result.soft_masks)
     if result.state is not None:
         message.state.CopyFrom(handoff_to_proto(result.state))
-    return message
 
 
 def response_from_proto(message: Any) -> StreamResponse | None:
