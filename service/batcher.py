@@ -89,6 +89,7 @@ class MicroBatcher(Generic[P, R]):
         self._on_batch = on_batch
         self._pending: list[_Job[P, R]] = []
         self._running: dict[asyncio.Task[None], list[_Job[P, R]]] = {}
+        self._dispatched_at: dict[asyncio.Task[None], float] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -139,10 +140,19 @@ class MicroBatcher(Generic[P, R]):
                 continue
             task = asyncio.create_task(self._run(batch), name="micro-batch")
             self._running[task] = batch
+            self._dispatched_at[task] = time.perf_counter()
             task.add_done_callback(self._finished)
+
+    def running_for_s(self) -> float:
+        """Seconds since the oldest batch still running was dispatched (0 when none runs): how long the
+        model has been busy with one call, which a watchdog compares with a stall timeout."""
+        if not self._dispatched_at:
+            return 0.0
+        return time.perf_counter() - min(self._dispatched_at.values())
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
+        self._dispatched_at.pop(task, None)
         self._wakeup.set()
 
     async def _wait_for_fill(self) -> None:

@@ -71,6 +71,10 @@ class ServiceConfig:
         default="127.0.0.1:9464", metadata=_help("Prometheus /metrics address host:port; empty: off")
     )
     grace_period_s: float = field(default=20.0, metadata=_help("shutdown: seconds to finish in-flight frames"))
+    model_stall_timeout_s: float = field(
+        default=60.0,
+        metadata=_help("liveness: a model call running longer than this marks the server not alive (0: never)"),
+    )
     torch_threads: int = field(
         default=1, metadata=_help("torch intra-op threads (0: torch's default; >1 helps only big CPU models)")
     )
@@ -199,6 +203,7 @@ class ServiceConfig:
             "max_resume_window_s",
             "max_queue_delay_ms",
             "grace_period_s",
+            "model_stall_timeout_s",
             "torch_threads",
             "onnx_intra_op_threads",
             "onnx_inter_op_threads",

@@ -114,6 +114,10 @@ class ModelRunner:
             raise FrameRejected(ErrorCode.INFERENCE_FAILED, timed.result.message)
         return Timed(timed.result, timed.queue_s, timed.run_s, timed.batch_size)
 
+    def busy_for_s(self) -> float:
+        """Seconds the longest-running model call has been running (0 when the model is idle)."""
+        return self._batcher.running_for_s()
+
     async def warm_up(self) -> None:
         """Run the engine at batch size 1 and at the largest batch size, on the model thread."""
         sizes = sorted({1, self.max_batch_size})

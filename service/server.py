@@ -30,8 +30,12 @@ from service.metrics import Metrics
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
 from service.sessions import SessionLimits, SessionManager
+from service.watchdog import ModelWatchdog
 
 SERVICE_NAME = "slotstream.v1.Perception"
+LIVENESS_SERVICE = "slotstream.v1.Liveness"
+"""Health service name for liveness probes: SERVING while the process listens, NOT_SERVING while a model call
+has run longer than ``--model-stall-timeout-s`` (the empty name and :data:`SERVICE_NAME` are readiness)."""
 EngineFactory = Callable[[ServiceConfig], Engine]
 
 _log = logging.getLogger(__name__)
@@ -75,6 +79,7 @@ class Server:
         self._runner: ModelRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._warmup: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self.batch_log: list[tuple[Hashable, ...]] | None = None
 
@@ -126,6 +131,9 @@ class Server:
         if config.metrics_listen:
             self.metrics_port = self.metrics.serve_http(config.metrics_listen)
         self._reaper = asyncio.create_task(manager.run_reaper(), name="reaper")
+        if config.model_stall_timeout_s > 0:
+            watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
+            self._watchdog = asyncio.create_task(watchdog.run(), name="model-watchdog")
         _log.info("listening", extra={"port": self.port, "load_s": round(time.perf_counter() - started, 3)})
         self._warmup = asyncio.create_task(self._warm_up(), name="warmup")
         if wait_ready:
@@ -153,6 +161,7 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in ("", SERVICE_NAME):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         names = (pb.DESCRIPTOR.services_by_name["Perception"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self._grpc)
         if config.tls_cert is not None and config.tls_key is not None:
@@ -181,6 +190,15 @@ class Server:
         self.metrics.ready.set(1)
         self.ready.set()
         _log.info("serving", extra={"port": self.port})
+
+    async def _on_model_stall(self, stalled: bool) -> None:
+        """Liveness follows the watchdog; readiness too, so no new stream is routed to a stalled model."""
+        if self.manager is None or self.manager.phase != "serving":
+            return  # starting (warm-up has the startup probe) or draining (health is final)
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if stalled else health_pb2.HealthCheckResponse.SERVING
+        for service in ("", SERVICE_NAME, LIVENESS_SERVICE):
+            await self._health.set(service, status)
+        self.metrics.ready.set(0 if stalled else 1)
 
     def _on_batch(self, keys: Sequence[Hashable]) -> None:
         assert self._runner is not None
@@ -211,10 +229,11 @@ class Server:
         if self._grpc is not None:
             remaining = max(0.0, grace - (time.perf_counter() - started))
             await self._grpc.stop(min(remaining, 1.0))
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for background in (self._reaper, self._watchdog):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         if self._runner is not None:
             await self._runner.close()
             self._runner = None

@@ -43,6 +43,8 @@ from deploy_helpers import (
 )
 from kubernetes_validate import utils as kv
 
+from service.server import LIVENESS_SERVICE
+
 TARGETS = render_targets()
 TARGET_IDS = [t.id for t in TARGETS]
 VERSIONS = ("1.29", kv.major_minor(kv.latest_version()))
@@ -223,9 +225,11 @@ def test_server_probes(render: Renderer, target_id: str) -> None:
         handlers = [h for h in HANDLERS if h in probe]
         assert len(handlers) == 1, f"{target_id}: {probe_name} must have exactly one handler, has {handlers}"
         if "grpc" in probe:
-            # grpc.health.v1 for the whole server: the empty service name, which is also the server's default.
+            # grpc.health.v1: readiness and startup ask about the whole server (the empty service name);
+            # liveness asks the service that fails while a model call hangs.
             assert probe["grpc"]["port"] == grpc_port
-            assert probe["grpc"].get("service", "") == ""
+            expected = LIVENESS_SERVICE if probe_name == "livenessProbe" else ""
+            assert probe["grpc"].get("service", "") == expected
     startup = spec["startupProbe"]
     assert startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) >= 300, "allow warm-up time"
 

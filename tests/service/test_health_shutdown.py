@@ -22,7 +22,7 @@ from service.client import Client, FrameResult, StreamClosed, StreamError, Strea
 from service.config import ServiceConfig
 from service.engine import Engine, EngineOutput
 from service.errors import ErrorCode
-from service.server import default_engine_factory
+from service.server import LIVENESS_SERVICE, default_engine_factory
 from service.types import CloseReason
 
 
@@ -132,6 +132,56 @@ def test_graceful_shutdown_drains_in_flight_frames_and_hands_off(start_server):
     assert [r.frame_index for r in results] == list(range(len(clip))), "a frame was lost or repeated"
     assert opened.kind.name == "HANDED_OFF"
     assert_matches(results, reference)
+
+
+class HangingEngine(SlowEngine):
+    """Once :attr:`armed`, every ``step`` waits for :attr:`unblock`: a model call that hangs until the test
+    lets it go (warm-up runs before arming)."""
+
+    def __init__(self, inner: Engine) -> None:
+        super().__init__(inner)
+        self.release.set()
+        self.armed = threading.Event()
+        self.unblock = threading.Event()
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        if self.armed.is_set():
+            assert self.unblock.wait(30), "the hung call was never released"
+        return self.inner.step(frames, state)
+
+
+def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_server):
+    engines: list[HangingEngine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engines.append(HangingEngine(default_engine_factory(config)))
+        return engines[-1]
+
+    server = start_server(engine_factory=factory, model_stall_timeout_s=0.3)
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    frames = make_video(seed=3, frames=2)
+
+    async def scenario():
+        statuses = {"before": await _health(server.target, LIVENESS_SERVICE)}
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.process(frames[0])  # first_step does not hang
+            engines[0].armed.set()
+            await stream.send(frames[1])  # step hangs
+            await asyncio.sleep(1.5)
+            statuses["stalled"] = [await _health(server.target, name) for name in (LIVENESS_SERVICE, "")]
+            engines[0].unblock.set()
+            answer = await stream.receive()
+            await asyncio.sleep(1.0)
+            statuses["recovered"] = [await _health(server.target, name) for name in (LIVENESS_SERVICE, "")]
+            await stream.close()
+        return statuses, answer
+
+    statuses, answer = run(scenario())
+    assert statuses["before"] == serving
+    assert statuses["stalled"] == [not_serving, not_serving]
+    assert isinstance(answer, FrameResult) and answer.frame_index == 1, "the slow frame is still answered"
+    assert statuses["recovered"] == [serving, serving]
 
 
 def test_metrics_endpoint_exposes_the_service_metrics(start_server):
