@@ -43,3 +43,7 @@ def test_suite_reports_the_readme_ratios(model_dir, tmp_path):
     assert {"overhead_ms_median_of_pairs", "throughput_ratio", "frames_lost"} <= set(report["ratios"])
     assert report["ratios"]["frames_lost"] == 0
     assert [run["spec"]["streams"] for run in report["remote"]] == [1, 2]
+    transport = report["transport"]
+    assert transport["request_bytes"] > 32 * 32 * 3, "a raw 32x32 frame and its header"
+    assert transport["response_bytes"] > 0 and transport["bare_grpc_echo_ms"]["p50"] > 0
+    assert {"outside_server_p50_ms", "server_beyond_pipeline_p50_ms", "bare_grpc_echo_p50_ms"} <= set(report["ratios"])
