@@ -1,7 +1,9 @@
 """Cross-stream micro-batching: frames of different streams that are due together share one model call.
 
 A :class:`MicroBatcher` collects submitted jobs and dispatches a batch when it is full, when every stream
-that could contribute has a job waiting, or when the oldest job has waited ``max_delay_s``. A batch never
+that could contribute has a job waiting, or when the oldest job has waited ``max_delay_s``. A job that would
+be dispatched alone at once (one stream, or the only one with a frame due) skips the dispatch loop and runs
+straight from :meth:`MicroBatcher.submit`, saving two event-loop hops on the latency-critical path. A batch never
 holds two jobs with the same key (two frames of one stream): a second job of a key waits for the next
 batch. Batches run on an executor, off the event loop, at most ``max_concurrent`` at a time (model
 instances); when several instances are free, the waiting jobs are split evenly between them.
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -88,8 +90,8 @@ class MicroBatcher(Generic[P, R]):
         self._demand = demand
         self._on_batch = on_batch
         self._pending: list[_Job[P, R]] = []
-        self._running: dict[asyncio.Task[None], list[_Job[P, R]]] = {}
-        self._dispatched_at: dict[asyncio.Task[None], float] = {}
+        self._running: dict[asyncio.Future[Any], list[_Job[P, R]]] = {}  # batch task or direct call -> jobs
+        self._dispatched_at: dict[asyncio.Future[Any], float] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -103,12 +105,43 @@ class MicroBatcher(Generic[P, R]):
         """
         if self._closed:
             raise BatcherClosed("the model runner is stopped")
+        job = _Job(key, payload, asyncio.get_running_loop().create_future(), time.perf_counter())
+        if self._alone_and_due(key):
+            return await self._run_direct(job)
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="micro-batcher")
-        future: asyncio.Future[Timed[R]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(key, payload, future, time.perf_counter()))
+        self._pending.append(job)
         self._wakeup.set()
-        return await future
+        return await job.future
+
+    def _alone_and_due(self, key: Hashable) -> bool:
+        """True when a job of ``key`` would form a batch of one that is dispatched at once: nothing is waiting,
+        a model instance is free, the key is not running, and no other stream could join (demand is met)."""
+        if self._pending or len(self._running) >= self._max_concurrent:
+            return False
+        running = [job for batch in self._running.values() for job in batch]
+        if any(job.key == key for job in running):
+            return False
+        return self._max_batch_size == 1 or (self._demand is not None and self._demand() - len(running) <= 1)
+
+    async def _run_direct(self, job: _Job[P, R]) -> Timed[R]:
+        """Run a batch of one straight from :meth:`submit`, without the dispatch loop and batch task hops
+        (one stream alone: the latency case). Bookkeeping is that of a batch task."""
+        started = time.perf_counter()
+        job.future.cancel()  # the answer comes back through this coroutine; stop() must not fill the future
+        if self._on_batch is not None:
+            self._on_batch([job.key])
+        call = asyncio.get_running_loop().run_in_executor(self._executor, self._process, [job.payload])
+        self._running[call] = [job]
+        self._dispatched_at[call] = started
+        call.add_done_callback(self._finished)
+        try:
+            results = await asyncio.shield(call)  # a cancelled submitter must not free the instance early
+        except asyncio.CancelledError:
+            if self._closed and call.cancelled():
+                raise BatcherClosed("the model runner stopped before this frame ran") from None
+            raise
+        return Timed(results[0], started - job.submitted, time.perf_counter() - started, 1)
 
     async def stop(self) -> None:
         """Stop dispatching; jobs not yet finished fail with :class:`BatcherClosed`."""
@@ -150,7 +183,7 @@ class MicroBatcher(Generic[P, R]):
             return 0.0
         return time.perf_counter() - min(self._dispatched_at.values())
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Future[Any]) -> None:
         self._running.pop(task, None)
         self._dispatched_at.pop(task, None)
         self._wakeup.set()

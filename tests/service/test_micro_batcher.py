@@ -197,3 +197,51 @@ def test_a_key_never_runs_in_two_concurrent_batches():
 
     asyncio.run(scenario())
     assert recorder.batches == [["a"], ["a"]]
+
+
+def test_a_lone_due_job_runs_directly_and_keeps_the_bookkeeping():
+    recorder = Recorder()
+    recorder.gate.clear()
+    streams = {"count": 1}
+
+    async def scenario():
+        batcher = _batcher(recorder, max_delay_s=1.0, demand=lambda: streams["count"])
+        alone = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
+        await asyncio.sleep(0.05)
+        assert batcher._task is None, "a lone due job needs no dispatch loop"
+        assert batcher.running_for_s() > 0, "the direct call counts as running (watchdog, instance limit)"
+        streams["count"] = 2
+        queued = asyncio.ensure_future(batcher.submit("b", ("b", 0)))  # the only instance is busy: it waits
+        await asyncio.sleep(0.05)
+        assert not queued.done()
+        recorder.gate.set()
+        first, second = await asyncio.gather(alone, queued)
+        await batcher.stop()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert (first.result, first.batch_size, second.result) == ("a:0", 1, "b:0")
+    assert recorder.batches == [["a"], ["b"]]
+
+
+def test_a_direct_call_fails_with_its_error_or_with_the_stop():
+    def broken(payloads):
+        raise RuntimeError("model exploded")
+
+    recorder = Recorder()
+    recorder.gate.clear()
+
+    async def scenario():
+        failing = MicroBatcher(broken, ThreadPoolExecutor(1), max_batch_size=4, max_delay_s=1.0, demand=lambda: 1)
+        with pytest.raises(RuntimeError, match="model exploded"):
+            await failing.submit("a", ("a", 0))
+        await failing.stop()
+        stopped = _batcher(recorder, max_delay_s=1.0, demand=lambda: 1)
+        running = asyncio.ensure_future(stopped.submit("a", ("a", 0)))
+        await asyncio.sleep(0.05)
+        await stopped.stop()
+        recorder.gate.set()
+        return await asyncio.gather(running, return_exceptions=True)
+
+    (outcome,) = asyncio.run(scenario())
+    assert isinstance(outcome, BatcherClosed)
