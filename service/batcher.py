@@ -5,14 +5,16 @@ that could contribute has a job waiting, or when the oldest job has waited ``max
 be dispatched alone at once (one stream, or the only one with a frame due) skips the dispatch loop and runs
 straight from :meth:`MicroBatcher.submit`, saving two event-loop hops on the latency-critical path. A batch never
 holds two jobs with the same key (two frames of one stream): a second job of a key waits for the next
-batch. Batches run on an executor, off the event loop, at most ``max_concurrent`` at a time (model
-instances); when several instances are free, the waiting jobs are split evenly between them.
+batch. Batches run off the event loop, each on one of the given executors (model instances), at most one batch
+per executor, on the lowest-numbered free one: a lone stream always runs on the same thread, with warm
+caches; when several instances are free, the waiting jobs are split evenly between them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import math
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -57,12 +59,11 @@ class MicroBatcher(Generic[P, R]):
     """Groups jobs of distinct keys into batches for ``process``.
 
     Args:
-        process: runs a batch (on ``executor``) and returns one result per payload, in order. If it raises,
-            every job of the batch fails with that exception.
-        executor: where ``process`` runs; it needs ``max_concurrent`` threads.
+        process: runs a batch (on one of ``executors``) and returns one result per payload, in order. If it
+            raises, every job of the batch fails with that exception.
+        executors: one per model instance (one thread each); as many batches run at once.
         max_batch_size: most jobs per batch.
         max_delay_s: longest time the oldest job waits for the batch to fill.
-        max_concurrent: batches that may run at once (model instances).
         demand: how many keys could contribute right now (for example the number of open streams); a batch
             is dispatched at once when it holds all of them that are not already running. ``None``: only
             size and delay decide.
@@ -72,21 +73,21 @@ class MicroBatcher(Generic[P, R]):
     def __init__(
         self,
         process: Callable[[Sequence[P]], Sequence[R]],
-        executor: Executor,
+        executors: Sequence[Executor],
         *,
         max_batch_size: int,
         max_delay_s: float,
-        max_concurrent: int = 1,
         demand: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Hashable]], None] | None = None,
     ) -> None:
-        if max_batch_size < 1 or max_concurrent < 1:
-            raise ValueError(f"max_batch_size and max_concurrent must be >= 1: {max_batch_size}, {max_concurrent}")
+        if max_batch_size < 1 or not executors:
+            raise ValueError(f"need max_batch_size >= 1 and at least one executor: {max_batch_size}, {executors}")
         self._process = process
-        self._executor = executor
+        self._executors = list(executors)
+        self._free = list(range(len(executors)))  # a heap of idle instance numbers
+        self._instance: dict[asyncio.Future[Any], int] = {}
         self._max_batch_size = max_batch_size
         self._max_delay_s = max_delay_s
-        self._max_concurrent = max_concurrent
         self._demand = demand
         self._on_batch = on_batch
         self._pending: list[_Job[P, R]] = []
@@ -117,7 +118,7 @@ class MicroBatcher(Generic[P, R]):
     def _alone_and_due(self, key: Hashable) -> bool:
         """True when a job of ``key`` would form a batch of one that is dispatched at once: nothing is waiting,
         a model instance is free, the key is not running, and no other stream could join (demand is met)."""
-        if self._pending or len(self._running) >= self._max_concurrent:
+        if self._pending or not self._free:
             return False
         running = [job for batch in self._running.values() for job in batch]
         if any(job.key == key for job in running):
@@ -131,10 +132,9 @@ class MicroBatcher(Generic[P, R]):
         job.future.cancel()  # the answer comes back through this coroutine; stop() must not fill the future
         if self._on_batch is not None:
             self._on_batch([job.key])
-        call = asyncio.get_running_loop().run_in_executor(self._executor, self._process, [job.payload])
-        self._running[call] = [job]
-        self._dispatched_at[call] = started
-        call.add_done_callback(self._finished)
+        instance = heapq.heappop(self._free)
+        call = asyncio.get_running_loop().run_in_executor(self._executors[instance], self._process, [job.payload])
+        self._track(call, [job], instance)
         try:
             results = await asyncio.shield(call)  # a cancelled submitter must not free the instance early
         except asyncio.CancelledError:
@@ -161,7 +161,7 @@ class MicroBatcher(Generic[P, R]):
     async def _loop(self) -> None:
         while True:
             self._drop_abandoned()
-            if not self._pending or len(self._running) >= self._max_concurrent:
+            if not self._pending or not self._free:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
@@ -171,10 +171,15 @@ class MicroBatcher(Generic[P, R]):
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            task = asyncio.create_task(self._run(batch), name="micro-batch")
-            self._running[task] = batch
-            self._dispatched_at[task] = time.perf_counter()
-            task.add_done_callback(self._finished)
+            instance = heapq.heappop(self._free)
+            task = asyncio.create_task(self._run(batch, self._executors[instance]), name="micro-batch")
+            self._track(task, batch, instance)
+
+    def _track(self, running: asyncio.Future[Any], batch: list[_Job[P, R]], instance: int) -> None:
+        self._running[running] = batch
+        self._instance[running] = instance
+        self._dispatched_at[running] = time.perf_counter()
+        running.add_done_callback(self._finished)
 
     def running_for_s(self) -> float:
         """Seconds since the oldest batch still running was dispatched (0 when none runs): how long the
@@ -186,6 +191,7 @@ class MicroBatcher(Generic[P, R]):
     def _finished(self, task: asyncio.Future[Any]) -> None:
         self._running.pop(task, None)
         self._dispatched_at.pop(task, None)
+        heapq.heappush(self._free, self._instance.pop(task))
         self._wakeup.set()
 
     async def _wait_for_fill(self) -> None:
@@ -210,7 +216,7 @@ class MicroBatcher(Generic[P, R]):
     def _take_batch(self) -> list[_Job[P, R]]:
         self._drop_abandoned()
         keys_waiting = len({job.key for job in self._pending})
-        free = self._max_concurrent - len(self._running)
+        free = max(1, len(self._free))
         limit = min(self._max_batch_size, max(1, math.ceil(keys_waiting / free)))
         batch: list[_Job[P, R]] = []
         keys: set[Hashable] = {job.key for running in self._running.values() for job in running}
@@ -224,13 +230,13 @@ class MicroBatcher(Generic[P, R]):
         self._pending = rest
         return batch
 
-    async def _run(self, batch: list[_Job[P, R]]) -> None:
+    async def _run(self, batch: list[_Job[P, R]], executor: Executor) -> None:
         started = time.perf_counter()
         try:
             if self._on_batch is not None:
                 self._on_batch([job.key for job in batch])
             payloads = [job.payload for job in batch]
-            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._process, payloads)
+            results = await asyncio.get_running_loop().run_in_executor(executor, self._process, payloads)
         except Exception as error:
             for job in batch:
                 if not job.future.done():

@@ -91,13 +91,15 @@ class ModelRunner:
         self.card: ModelCard = engine.card
         self.max_batch_size = min(max_batch_size, engine.card.max_batch_size)
         self.instances = max(1, min(instances, engine.max_concurrency))
-        self._executor = ThreadPoolExecutor(self.instances, thread_name_prefix=f"model-{engine.card.name}")
+        self._executors = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"model-{engine.card.name}-{index}")
+            for index in range(self.instances)
+        ]
         self._batcher: MicroBatcher[StepJob, StepResult | _Failed] = MicroBatcher(
             self._process,
-            self._executor,
+            self._executors,
             max_batch_size=self.max_batch_size,
             max_delay_s=max_delay_s,
-            max_concurrent=self.instances,
             demand=demand,
             on_batch=on_batch,
         )
@@ -121,13 +123,14 @@ class ModelRunner:
     async def warm_up(self) -> None:
         """Run the engine at batch size 1 and at the largest batch size, on the model thread."""
         sizes = sorted({1, self.max_batch_size})
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.warmup, sizes)
+        await asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.warmup, sizes)
 
     async def close(self) -> None:
         """Fail frames still queued, wait for the running batch, and free the engine."""
         await self._batcher.stop()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.close)
-        self._executor.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.close)
+        for executor in self._executors:
+            executor.shutdown(wait=True)
 
     # -- on the model thread ------------------------------------------------------------------------------
 

@@ -28,10 +28,14 @@ class Recorder:
         return [f"{key}:{value}" for key, value in payloads]
 
 
+def _instances(count: int) -> list[ThreadPoolExecutor]:
+    return [ThreadPoolExecutor(1, thread_name_prefix=f"instance-{index}") for index in range(count)]
+
+
 def _batcher(recorder, **kwargs):
     kwargs.setdefault("max_batch_size", 4)
     kwargs.setdefault("max_delay_s", 0.05)
-    return MicroBatcher(recorder, ThreadPoolExecutor(1), **kwargs)
+    return MicroBatcher(recorder, [ThreadPoolExecutor(1)], **kwargs)
 
 
 def test_jobs_of_different_keys_share_a_batch_and_results_return_to_their_submitter():
@@ -113,7 +117,7 @@ def test_a_failing_batch_fails_its_jobs_only():
         return payloads
 
     async def scenario():
-        batcher = MicroBatcher(process, ThreadPoolExecutor(1), max_batch_size=4, max_delay_s=0.0)
+        batcher = MicroBatcher(process, [ThreadPoolExecutor(1)], max_batch_size=4, max_delay_s=0.0)
         with pytest.raises(RuntimeError, match="boom"):
             await batcher.submit("a", 1)
         ok = await batcher.submit("b", 2)
@@ -174,7 +178,9 @@ def test_free_instances_split_the_waiting_jobs_and_run_in_parallel():
         return payloads
 
     async def scenario():
-        batcher = MicroBatcher(process, ThreadPoolExecutor(2), max_batch_size=16, max_delay_s=0.05, max_concurrent=2)
+        batcher = MicroBatcher(
+            process, [ThreadPoolExecutor(1), ThreadPoolExecutor(1)], max_batch_size=16, max_delay_s=0.05
+        )
         results = await asyncio.gather(*(batcher.submit(k, k) for k in "abcdefgh"))
         await batcher.stop()
         return results
@@ -188,7 +194,9 @@ def test_a_key_never_runs_in_two_concurrent_batches():
     recorder = Recorder(delay_s=0.05)
 
     async def scenario():
-        batcher = MicroBatcher(recorder, ThreadPoolExecutor(2), max_batch_size=4, max_delay_s=0.0, max_concurrent=2)
+        batcher = MicroBatcher(
+            recorder, [ThreadPoolExecutor(1), ThreadPoolExecutor(1)], max_batch_size=4, max_delay_s=0.0
+        )
         first = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
         await asyncio.sleep(0.01)
         second = asyncio.ensure_future(batcher.submit("a", ("a", 1)))  # a free instance must not take it yet
@@ -232,7 +240,7 @@ def test_a_direct_call_fails_with_its_error_or_with_the_stop():
     recorder.gate.clear()
 
     async def scenario():
-        failing = MicroBatcher(broken, ThreadPoolExecutor(1), max_batch_size=4, max_delay_s=1.0, demand=lambda: 1)
+        failing = MicroBatcher(broken, [ThreadPoolExecutor(1)], max_batch_size=4, max_delay_s=1.0, demand=lambda: 1)
         with pytest.raises(RuntimeError, match="model exploded"):
             await failing.submit("a", ("a", 0))
         await failing.stop()
@@ -245,3 +253,20 @@ def test_a_direct_call_fails_with_its_error_or_with_the_stop():
 
     (outcome,) = asyncio.run(scenario())
     assert isinstance(outcome, BatcherClosed)
+
+
+def test_a_lone_stream_always_runs_on_the_first_instance():
+    threads: list[str] = []
+
+    def process(payloads):
+        threads.append(threading.current_thread().name)
+        return payloads
+
+    async def scenario():
+        batcher = MicroBatcher(process, _instances(3), max_batch_size=4, max_delay_s=0.0, demand=lambda: 1)
+        for index in range(6):
+            await batcher.submit("a", index)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert len(threads) == 6 and all(name.startswith("instance-0") for name in threads), threads
