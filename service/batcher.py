@@ -1,13 +1,15 @@
 """Cross-stream micro-batching: frames of different streams that are due together share one model call.
 
 A :class:`MicroBatcher` collects submitted jobs and dispatches a batch when it is full, when every stream
-that could contribute has a job waiting, or when the oldest job has waited ``max_delay_s``. A job that would
-be dispatched alone at once (one stream, or the only one with a frame due) skips the dispatch loop and runs
-straight from :meth:`MicroBatcher.submit`, saving two event-loop hops on the latency-critical path. A batch never
+that could contribute has a job waiting, or when the oldest job has waited ``max_delay_s``. A batch never
 holds two jobs with the same key (two frames of one stream): a second job of a key waits for the next
-batch. Batches run off the event loop, each on one of the given executors (model instances), at most one batch
-per executor, on the lowest-numbered free one: a lone stream always runs on the same thread, with warm
-caches; when several instances are free, the waiting jobs are split evenly between them.
+batch. A job that would be dispatched alone at once (one stream, or the only one with a frame due) skips the
+dispatch loop and runs straight from :meth:`MicroBatcher.submit`, saving two event-loop hops on the
+latency-critical path.
+
+Batches run off the event loop, each on one of the given executors (model instances), at most one batch per
+executor, on the lowest-numbered free one, so a lone stream always runs on the same thread with warm caches;
+when several instances are free, the waiting jobs are split evenly between them.
 """
 
 from __future__ import annotations
