@@ -46,6 +46,15 @@ class Timed(Generic[R]):
 
 
 @dataclass
+class _Running(Generic[P, R]):
+    """A dispatched batch: its jobs, the model instance it runs on and when it was dispatched."""
+
+    jobs: list[_Job[P, R]]
+    instance: int
+    dispatched: float
+
+
+@dataclass
 class _Job(Generic[P, R]):
     key: Hashable
     payload: P
@@ -87,14 +96,12 @@ class MicroBatcher(Generic[P, R]):
         self._process = process
         self._executors = list(executors)
         self._free = list(range(len(executors)))  # a heap of idle instance numbers
-        self._instance: dict[asyncio.Future[Any], int] = {}
         self._max_batch_size = max_batch_size
         self._max_delay_s = max_delay_s
         self._demand = demand
         self._on_batch = on_batch
         self._pending: list[_Job[P, R]] = []
-        self._running: dict[asyncio.Future[Any], list[_Job[P, R]]] = {}  # batch task or direct call -> jobs
-        self._dispatched_at: dict[asyncio.Future[Any], float] = {}
+        self._running: dict[asyncio.Future[Any], _Running[P, R]] = {}  # batch task or direct call -> batch
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -122,7 +129,7 @@ class MicroBatcher(Generic[P, R]):
         a model instance is free, the key is not running, and no other stream could join (demand is met)."""
         if self._pending or not self._free:
             return False
-        running = [job for batch in self._running.values() for job in batch]
+        running = self._running_jobs()
         if any(job.key == key for job in running):
             return False
         return self._max_batch_size == 1 or (self._demand is not None and self._demand() - len(running) <= 1)
@@ -148,7 +155,7 @@ class MicroBatcher(Generic[P, R]):
     async def stop(self) -> None:
         """Stop dispatching; jobs not yet finished fail with :class:`BatcherClosed`."""
         self._closed = True
-        jobs = [job for batch in self._running.values() for job in batch] + self._pending
+        jobs = self._running_jobs() + self._pending
         tasks = [t for t in (self._task, *self._running) if t is not None]
         for task in tasks:
             task.cancel()
@@ -178,22 +185,21 @@ class MicroBatcher(Generic[P, R]):
             self._track(task, batch, instance)
 
     def _track(self, running: asyncio.Future[Any], batch: list[_Job[P, R]], instance: int) -> None:
-        self._running[running] = batch
-        self._instance[running] = instance
-        self._dispatched_at[running] = time.perf_counter()
+        self._running[running] = _Running(batch, instance, time.perf_counter())
         running.add_done_callback(self._finished)
 
     def running_for_s(self) -> float:
         """Seconds since the oldest batch still running was dispatched (0 when none runs): how long the
         model has been busy with one call, which a watchdog compares with a stall timeout."""
-        if not self._dispatched_at:
+        if not self._running:
             return 0.0
-        return time.perf_counter() - min(self._dispatched_at.values())
+        return time.perf_counter() - min(batch.dispatched for batch in self._running.values())
+
+    def _running_jobs(self) -> list[_Job[P, R]]:
+        return [job for batch in self._running.values() for job in batch.jobs]
 
     def _finished(self, task: asyncio.Future[Any]) -> None:
-        self._running.pop(task, None)
-        self._dispatched_at.pop(task, None)
-        heapq.heappush(self._free, self._instance.pop(task))
+        heapq.heappush(self._free, self._running.pop(task).instance)
         self._wakeup.set()
 
     async def _wait_for_fill(self) -> None:
@@ -212,7 +218,7 @@ class MicroBatcher(Generic[P, R]):
             return True
         if self._demand is None:
             return False
-        running = sum(len(batch) for batch in self._running.values())
+        running = len(self._running_jobs())
         return keys >= self._demand() - running
 
     def _take_batch(self) -> list[_Job[P, R]]:
@@ -221,7 +227,7 @@ class MicroBatcher(Generic[P, R]):
         free = max(1, len(self._free))
         limit = min(self._max_batch_size, max(1, math.ceil(keys_waiting / free)))
         batch: list[_Job[P, R]] = []
-        keys: set[Hashable] = {job.key for running in self._running.values() for job in running}
+        keys: set[Hashable] = {job.key for job in self._running_jobs()}
         rest: list[_Job[P, R]] = []
         for job in self._pending:
             if len(batch) < limit and job.key not in keys:

@@ -132,23 +132,9 @@ class ServiceConfig:
 
     def backend_options(self) -> dict[str, Any]:
         """The settings of :attr:`backend`, as keyword arguments of its options class (``OnnxOptions`` or
-        ``TensorRTOptions``); empty for ``torch``, whose settings (``torch_threads``) the server applies."""
-        if self.backend == "onnx":
-            return {
-                "intra_op_threads": self.onnx_intra_op_threads,
-                "inter_op_threads": self.onnx_inter_op_threads,
-                "graph_optimization": self.onnx_graph_optimization,
-                "tensorrt_fp16": self.tensorrt_fp16,
-                "tensorrt_cache_dir": self.tensorrt_cache_dir,
-            }
-        if self.backend == "tensorrt":
-            return {
-                "fp16": self.tensorrt_fp16,
-                "cache_dir": self.tensorrt_cache_dir,
-                "cuda_graphs": self.tensorrt_cuda_graphs,
-                "workspace_mb": self.tensorrt_workspace_mb,
-            }
-        return {}
+        ``TensorRTOptions``); empty for ``torch``, whose setting (``torch_threads``) the server applies."""
+        fields = _BACKEND_OPTION_FIELDS.get(self.backend, {})
+        return {option: getattr(self, name) for option, name in fields.items()}
 
     def bearer_token(self) -> str:
         """The token clients must present, or ``""`` when none is required.
@@ -279,6 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(*flags, type=_converter(kind), **kwargs)
     return parser
 
+
+_BACKEND_OPTION_FIELDS: dict[str, dict[str, str]] = {
+    "onnx": {
+        "intra_op_threads": "onnx_intra_op_threads",
+        "inter_op_threads": "onnx_inter_op_threads",
+        "graph_optimization": "onnx_graph_optimization",
+        "tensorrt_fp16": "tensorrt_fp16",
+        "tensorrt_cache_dir": "tensorrt_cache_dir",
+    },
+    "tensorrt": {
+        "fp16": "tensorrt_fp16",
+        "cache_dir": "tensorrt_cache_dir",
+        "cuda_graphs": "tensorrt_cuda_graphs",
+        "workspace_mb": "tensorrt_workspace_mb",
+    },
+}
+"""Backend -> its options class's keyword -> the ServiceConfig field that sets it."""
 
 _ALIASES: dict[str, tuple[str, ...]] = {"model_dir": ("--model",)}
 """Extra spellings of some flags (``--model DIR`` is how the rest of the project names a model directory)."""

@@ -134,7 +134,9 @@ class Engine(abc.ABC):
 class EngineLoader(Protocol):
     """What a backend module's ``load_engine`` looks like."""
 
-    def __call__(self, model_dir: Path, *, name: str, device: str, max_batch_size: int, **options: Any) -> Engine:
+    def __call__(
+        self, model_dir: Path, *, name: str, device: str, max_batch_size: int, options: Mapping[str, Any] | None
+    ) -> Engine:
         """Load the model in ``model_dir`` on ``device`` under ``name`` (``options``: the backend's settings)."""
         ...
 
@@ -176,9 +178,7 @@ def load_engine(
             f"the {backend!r} backend needs the package {error.name!r}, which is not installed"
         ) from error
     loader: EngineLoader = module.load_engine
-    if options:
-        return loader(model_dir, name=name, device=device, max_batch_size=max_batch_size, options=options)
-    return loader(model_dir, name=name, device=device, max_batch_size=max_batch_size)
+    return loader(model_dir, name=name, device=device, max_batch_size=max_batch_size, options=options)
 
 
 def model_version(model_dir: Path, files: Sequence[str] = ("config.json", "model.safetensors")) -> str:

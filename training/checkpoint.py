@@ -118,6 +118,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step a checkpoint directory holds, from its ``step-<N>`` name (no file is read)."""
+    match = _STEP_DIR.match(checkpoint.name)
+    if match is None:
+        raise ValueError(f"{checkpoint} is not a checkpoint directory (step-<N>)")
+    return int(match.group(1))
+
+
 def load_trainer_state(checkpoint: Path) -> TrainerState:
     """Read ``trainer_state.pt`` of a checkpoint (tensors and plain data only)."""
     data = torch.load(checkpoint / TRAINER_STATE, map_location="cpu", weights_only=True)

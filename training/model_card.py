@@ -23,7 +23,7 @@ import torch
 from plugins import VideoSlotModel
 from plugins.model import CONFIG_FILE, WEIGHTS_FILE
 from training.best import BEST_MODEL_DIR, Selection, read_selection
-from training.checkpoint import list_checkpoints, load_trainer_state
+from training.checkpoint import checkpoint_step, list_checkpoints
 from training.config import TrainConfig
 from training.datasets import build_dataset
 from training.evaluation import evaluate
@@ -45,7 +45,7 @@ def steps_done(run_dir: Path, config: TrainConfig) -> int:
     if (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
         return config.steps
     checkpoints = list_checkpoints(run_dir)
-    return load_trainer_state(checkpoints[-1]).step if checkpoints else 0
+    return checkpoint_step(checkpoints[-1]) if checkpoints else 0
 
 
 def _row(label: str, scores: DiscoveryScores) -> str:

@@ -406,6 +406,6 @@ def _output(outputs: list[Any]) -> EngineOutput:
 
 
 def _options(options: OnnxOptions | Mapping[str, Any] | None) -> OnnxOptions:
-    if options is None:
+    if not options:  # None or empty: the SLOTSTREAM_* variables, as the engine contract says
         return OnnxOptions.from_environ()
     return options if isinstance(options, OnnxOptions) else OnnxOptions(**options)

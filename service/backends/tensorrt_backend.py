@@ -403,6 +403,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _options(options: TensorRTOptions | Mapping[str, Any] | None) -> TensorRTOptions:
-    if options is None:
+    if not options:  # None or empty: the SLOTSTREAM_* variables, as the engine contract says
         return TensorRTOptions.from_environ()
     return options if isinstance(options, TensorRTOptions) else TensorRTOptions(**options)

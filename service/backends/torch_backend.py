@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,13 +56,20 @@ def _to_host(out: StepOutput, state: SlotState) -> EngineOutput:
     )
 
 
-def load_engine(model_dir: Path, *, name: str, device: str, max_batch_size: int) -> TorchEngine:
+def load_engine(
+    model_dir: Path, *, name: str, device: str, max_batch_size: int, options: Mapping[str, Any] | None = None
+) -> TorchEngine:
     """Load ``model_dir`` (``config.json`` + ``model.safetensors``) onto ``device``.
+
+    ``options`` must be empty: the torch backend's only setting, ``torch_threads``, is process-wide and set
+    by the server.
 
     Raises:
         FileNotFoundError: a model file is missing.
-        ValueError: the files are inconsistent, or ``device`` is not usable here.
+        ValueError: the files are inconsistent, ``device`` is not usable here, or options were given.
     """
+    if options:
+        raise ValueError(f"the torch backend takes no backend options, got {sorted(options)}")
     try:
         torch_device = torch.device(device)
     except RuntimeError as error:
