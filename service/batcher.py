@@ -9,7 +9,9 @@ latency-critical path.
 
 Batches run off the event loop, each on one of the given executors (model instances), at most one batch per
 executor, on the lowest-numbered free one, so a lone stream always runs on the same thread with warm caches;
-when several instances are free, the waiting jobs are split evenly between them.
+when several instances are free, the waiting jobs are split evenly between them. A model thread hands its
+result back with one ``call_soon_threadsafe`` (:func:`_call_in_thread`), not through ``run_in_executor``'s
+chain of futures.
 """
 
 from __future__ import annotations
@@ -62,6 +64,47 @@ class _Job(Generic[P, R]):
     submitted: float
 
 
+@dataclass(frozen=True)
+class _ThreadCall(Generic[R]):
+    """A call running on an executor thread.
+
+    Attributes:
+        result: resolves with the call's return value or exception; cancelling it (a cancelled caller) does not
+            stop the call.
+        finished: resolves when the thread is done, whatever happened to ``result``; cancelling it cancels
+            ``result`` too.
+    """
+
+    result: asyncio.Future[R]
+    finished: asyncio.Future[None]
+
+
+def _call_in_thread(executor: Executor, function: Callable[[Any], R], argument: Any) -> _ThreadCall[R]:
+    """Run ``function(argument)`` on ``executor``; the thread wakes the event loop once, with the outcome."""
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[R] = loop.create_future()
+    finished: asyncio.Future[None] = loop.create_future()
+    finished.add_done_callback(lambda done: result.cancel() if done.cancelled() else None)
+
+    def settle(outcome: Callable[[asyncio.Future[R]], None]) -> None:  # on the event loop
+        if not finished.done():
+            finished.set_result(None)
+        if not result.done():
+            outcome(result)
+
+    def work() -> None:  # on the executor thread
+        try:
+            value = function(argument)
+        except BaseException as error:
+            failure = error  # ``error`` is unbound once the except clause ends
+            loop.call_soon_threadsafe(settle, lambda future: future.set_exception(failure))
+            return
+        loop.call_soon_threadsafe(settle, lambda future: future.set_result(value))
+
+    executor.submit(work)
+    return _ThreadCall(result, finished)
+
+
 class BatcherClosed(RuntimeError):
     """The batcher was stopped before the job ran."""
 
@@ -79,6 +122,10 @@ class MicroBatcher(Generic[P, R]):
             is dispatched at once when it holds all of them that are not already running. ``None``: only
             size and delay decide.
         on_batch: called with the keys of each batch as it is dispatched (metrics, test hooks).
+        inline_below_s: a lone due job runs on the event loop's thread, without a thread hand-off, when no other
+            batch is running and the previous lone job's call took less than this (0: never). The loop serves
+            nothing else meanwhile, so this only suits calls far shorter than any deadline the server keeps
+            (health probes); a call that turns out slower sends the next one back to a model thread.
     """
 
     def __init__(
@@ -90,6 +137,7 @@ class MicroBatcher(Generic[P, R]):
         max_delay_s: float,
         demand: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Hashable]], None] | None = None,
+        inline_below_s: float = 0.0,
     ) -> None:
         if max_batch_size < 1 or not executors:
             raise ValueError(f"need max_batch_size >= 1 and at least one executor: {max_batch_size}, {executors}")
@@ -100,6 +148,8 @@ class MicroBatcher(Generic[P, R]):
         self._max_delay_s = max_delay_s
         self._demand = demand
         self._on_batch = on_batch
+        self._inline_below_s = inline_below_s
+        self._last_lone_run_s: float | None = None  # duration of the latest lone direct call
         self._pending: list[_Job[P, R]] = []
         self._running: dict[asyncio.Future[Any], _Running[P, R]] = {}  # batch task or direct call -> batch
         self._wakeup = asyncio.Event()
@@ -141,16 +191,26 @@ class MicroBatcher(Generic[P, R]):
         job.future.cancel()  # the answer comes back through this coroutine; stop() must not fill the future
         if self._on_batch is not None:
             self._on_batch([job.key])
-        instance = heapq.heappop(self._free)
-        call = asyncio.get_running_loop().run_in_executor(self._executors[instance], self._process, [job.payload])
-        self._track(call, [job], instance)
-        try:
-            results = await asyncio.shield(call)  # a cancelled submitter must not free the instance early
-        except asyncio.CancelledError:
-            if self._closed and call.cancelled():
-                raise BatcherClosed("the model runner stopped before this frame ran") from None
-            raise
-        return Timed(results[0], started - job.submitted, time.perf_counter() - started, 1)
+        if self._inline_ok():
+            results = self._process([job.payload])
+        else:
+            instance = heapq.heappop(self._free)
+            call = _call_in_thread(self._executors[instance], self._process, [job.payload])
+            self._track(call.finished, [job], instance)
+            try:
+                results = await call.result  # a cancelled submitter cancels only this, not the tracked call
+            except asyncio.CancelledError:
+                if self._closed and call.finished.cancelled():
+                    raise BatcherClosed("the model runner stopped before this frame ran") from None
+                raise
+        run_s = time.perf_counter() - started
+        self._last_lone_run_s = run_s
+        return Timed(results[0], started - job.submitted, run_s, 1)
+
+    def _inline_ok(self) -> bool:
+        """True when a lone job may run on the event loop's thread (see ``inline_below_s``)."""
+        last = self._last_lone_run_s
+        return not self._running and last is not None and last < self._inline_below_s
 
     async def stop(self) -> None:
         """Stop dispatching; jobs not yet finished fail with :class:`BatcherClosed`."""
@@ -244,7 +304,7 @@ class MicroBatcher(Generic[P, R]):
             if self._on_batch is not None:
                 self._on_batch([job.key for job in batch])
             payloads = [job.payload for job in batch]
-            results = await asyncio.get_running_loop().run_in_executor(executor, self._process, payloads)
+            results = await _call_in_thread(executor, self._process, payloads).result
         except Exception as error:
             for job in batch:
                 if not job.future.done():

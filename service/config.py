@@ -57,6 +57,13 @@ class ServiceConfig:
     model_instances: int = field(
         default=0, metadata=_help("model calls run at once (0: auto = CPU cores / torch threads on CPU, 1 on GPU)")
     )
+    inline_model_max_ms: float = field(
+        default=50.0,
+        metadata=_help(
+            "a lone stream's model call runs on the event-loop thread (no thread hand-offs) while its calls take "
+            "less than this; CPU devices only (0: never)"
+        ),
+    )
     max_pending_frames: int = field(default=4, metadata=_help("frames a stream may queue before flow control"))
     max_message_bytes: int = field(
         default=16 * 1024 * 1024, metadata=_help("largest gRPC message (a raw 1080p frame is 6,220,800 B)")
@@ -130,6 +137,11 @@ class ServiceConfig:
         per_call = self.torch_threads if self.torch_threads > 0 else cores
         return max(1, min(4, cores // per_call))
 
+    def inline_below_s(self) -> float:
+        """How short a lone model call must be to run on the event-loop thread (0: never). Off on GPUs, where
+        the engine's CUDA context and streams belong to its model thread."""
+        return self.inline_model_max_ms / 1e3 if self.device.startswith("cpu") else 0.0
+
     def backend_options(self) -> dict[str, Any]:
         """The settings of :attr:`backend`, as keyword arguments of its options class (``OnnxOptions`` or
         ``TensorRTOptions``); empty for ``torch``, whose setting (``torch_threads``) the server applies."""
@@ -188,6 +200,7 @@ class ServiceConfig:
         non_negative = (
             "max_resume_window_s",
             "max_queue_delay_ms",
+            "inline_model_max_ms",
             "grace_period_s",
             "model_stall_timeout_s",
             "torch_threads",

@@ -75,6 +75,8 @@ class ModelRunner:
         instances: model calls that may run at once (capped by the engine's ``max_concurrency``).
         demand: number of streams that could contribute to a batch right now (see :class:`MicroBatcher`).
         on_batch: called with the keys of each dispatched batch.
+        inline_below_s: a lone stream's call runs on the event-loop thread while its calls take less than this
+            (see :class:`MicroBatcher`; 0: always on a model thread).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class ModelRunner:
         instances: int = 1,
         demand: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Hashable]], None] | None = None,
+        inline_below_s: float = 0.0,
     ) -> None:
         self.engine = engine
         self.card: ModelCard = engine.card
@@ -102,6 +105,7 @@ class ModelRunner:
             max_delay_s=max_delay_s,
             demand=demand,
             on_batch=on_batch,
+            inline_below_s=inline_below_s,
         )
 
     async def run(self, key: Hashable, job: StepJob) -> Timed[StepResult]:

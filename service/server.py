@@ -116,6 +116,7 @@ class Server:
             instances=config.resolved_model_instances(),
             demand=lambda: manager.demand(name),
             on_batch=self._on_batch,
+            inline_below_s=config.inline_below_s(),
         )
         manager = SessionManager({name: runner}, name, limits, self.metrics)
         _log.info("model runner", extra={"instances": runner.instances, "max_batch_size": runner.max_batch_size})

@@ -61,9 +61,10 @@ def slow_factory(delay_s: float = 0.0, released: bool = True):
     return factory, engines
 
 
-async def _health(target: str, service: str = "") -> int:
+async def _health(target: str, service: str = "", timeout_s: float | None = None) -> int:
     async with grpc.aio.insecure_channel(target) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service))
+        request = health_pb2.HealthCheckRequest(service=service)
+        reply = await health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout_s)
         return int(reply.status)
 
 
@@ -157,7 +158,8 @@ def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_s
         engines.append(HangingEngine(default_engine_factory(config)))
         return engines[-1]
 
-    server = start_server(engine_factory=factory, model_stall_timeout_s=0.3)
+    # Calls on a model thread; one hanging on the event-loop thread is the next test.
+    server = start_server(engine_factory=factory, model_stall_timeout_s=0.3, inline_model_max_ms=0)
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     frames = make_video(seed=3, frames=2)
 
@@ -182,6 +184,38 @@ def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_s
     assert statuses["stalled"] == [not_serving, not_serving]
     assert isinstance(answer, FrameResult) and answer.frame_index == 1, "the slow frame is still answered"
     assert statuses["recovered"] == [serving, serving]
+
+
+def test_a_hung_inline_model_call_makes_health_checks_time_out_until_it_returns(start_server):
+    engines: list[HangingEngine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engines.append(HangingEngine(default_engine_factory(config)))
+        return engines[-1]
+
+    server = start_server(engine_factory=factory, model_stall_timeout_s=0.3, inline_model_max_ms=10_000)
+    frames = make_video(seed=3, frames=3)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.process(frames[0])  # a lone stream's first call runs on a model thread
+            await stream.process(frames[1])  # it was short: this one runs on the event-loop thread
+            engines[0].armed.set()
+            await stream.send(frames[2])  # and so does this one, which hangs
+            await asyncio.sleep(0.5)
+            with pytest.raises(grpc.aio.AioRpcError) as stalled:
+                await _health(server.target, LIVENESS_SERVICE, timeout_s=1.0)
+            engines[0].unblock.set()
+            answer = await stream.receive()
+            recovered = await _health(server.target, LIVENESS_SERVICE, timeout_s=5.0)
+            await stream.close()
+        return stalled.value.code(), answer, recovered
+
+    code, answer, recovered = run(scenario())
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED, "a liveness probe counts a timed-out check as a failure"
+    assert isinstance(answer, FrameResult) and answer.frame_index == 2, "the slow frame is still answered"
+    assert recovered == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_metrics_endpoint_exposes_the_service_metrics(start_server):

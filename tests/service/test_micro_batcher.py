@@ -270,3 +270,77 @@ def test_a_lone_stream_always_runs_on_the_first_instance():
 
     asyncio.run(scenario())
     assert len(threads) == 6 and all(name.startswith("instance-0") for name in threads), threads
+
+
+def test_a_lone_stream_runs_on_the_event_loop_thread_while_its_calls_are_short():
+    delays = iter([0.0, 0.0, 0.1, 0.0, 0.0])
+    threads: list[str] = []
+
+    def process(payloads):
+        threads.append(threading.current_thread().name)
+        time.sleep(next(delays))
+        return payloads
+
+    async def scenario():
+        batcher = MicroBatcher(
+            process, _instances(1), max_batch_size=4, max_delay_s=0.0, demand=lambda: 1, inline_below_s=0.05
+        )
+        results = [await batcher.submit("a", index) for index in range(5)]
+        await batcher.stop()
+        return [timed.result for timed in results]
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
+    loop_thread = threading.current_thread().name
+    # First call: no duration known yet. Third: inline and slow, so the fourth goes back to the model thread.
+    assert threads == ["instance-0_0", loop_thread, loop_thread, "instance-0_0", loop_thread]
+
+
+def test_a_lone_job_stays_off_the_event_loop_while_another_batch_runs():
+    threads: list[str] = []
+    gate = threading.Event()
+
+    def process(payloads):
+        threads.append(threading.current_thread().name)
+        if payloads[0] == "held":
+            gate.wait(10)
+        return payloads
+
+    async def scenario():
+        streams = {"count": 1}
+        batcher = MicroBatcher(
+            process,
+            _instances(2),
+            max_batch_size=4,
+            max_delay_s=0.0,
+            demand=lambda: streams["count"],
+            inline_below_s=10.0,
+        )
+        await batcher.submit("a", "warm")  # a lone call's duration is now known (and short)
+        streams["count"] = 2
+        held = asyncio.ensure_future(batcher.submit("a", "held"))
+        await asyncio.sleep(0.05)
+        other = await batcher.submit("b", "other")  # alone and due, but "a" is running: not inline
+        gate.set()
+        await held
+        await batcher.stop()
+        return other.result
+
+    assert asyncio.run(scenario()) == "other"
+    assert threads[1:] == ["instance-0_0", "instance-1_0"]
+
+
+def test_settings_without_inline_never_run_on_the_event_loop_thread():
+    threads: list[str] = []
+
+    def process(payloads):
+        threads.append(threading.current_thread().name)
+        return payloads
+
+    async def scenario():
+        batcher = MicroBatcher(process, _instances(1), max_batch_size=4, max_delay_s=0.0, demand=lambda: 1)
+        for index in range(4):
+            await batcher.submit("a", index)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert threads == ["instance-0_0"] * 4
