@@ -151,6 +151,10 @@ def _trace(
     # The fused eval kernels of nn.MultiheadAttention / nn.TransformerEncoderLayer have no ONNX export.
     torch.backends.mha.set_fastpath_enabled(False)
     try:
+        with torch.no_grad():
+            # Constants a component computes lazily on its first call without gradients (the broadcast
+            # decoder's folded first layer) must exist before tracing, or their computation is traced too.
+            module(*examples)
         _export(module, examples, path, opset, names, outputs)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)

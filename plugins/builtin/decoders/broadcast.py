@@ -3,6 +3,11 @@
 Each slot is tiled over a small grid, a position embedding is added, and transposed convolutions upsample it
 to the output size; every slot predicts RGB plus an alpha logit, and a softmax over slots turns the alphas
 into masks that composite the slots' images.
+
+Without gradients (serving, evaluation, export) the first layer is folded: tiling a slot and adding the fixed
+position embedding is linear in the slot, and so is the layer, so its output is ``slot @ basis + offset`` with
+``basis`` (the layer's response to each tiled unit vector) and ``offset`` (its response to the embedding)
+computed once per weights. That replaces the largest convolution of a decoder with a small matrix product.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from torch import nn
 from plugins.builtin.decoders.alpha import composite
 from plugins.builtin.encoders.position import SoftPositionEmbedding
 from plugins.interfaces import Decoder
-from plugins.types import DecoderOutput, Slots, Tokens
+from plugins.types import DecoderOutput, Slots, Tensor, Tokens
+
+_FoldKey = tuple[tuple[int, int], ...]
 
 
 class SpatialBroadcastDecoder(Decoder):
@@ -60,18 +67,53 @@ class SpatialBroadcastDecoder(Decoder):
             in_channels = channels
         layers += [nn.Conv2d(in_channels, channels, 5, padding=2), nn.ReLU(), nn.Conv2d(channels, 4, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        self._folded: tuple[_FoldKey, Tensor, Tensor] | None = None  # (weights key, basis, offset)
 
     def forward(self, slots: Slots, target: Tokens) -> DecoderOutput:
         """Slots ``[B, K, D]`` -> RGB reconstruction ``[B, h*w, 3]`` in ``[0, 1]`` scale and masks ``[B, K, h, w]``."""
         del target  # Unused: the decoder only reads slots.
         batch, num_slots, slot_dim = slots.shape
-        tiles = slots.reshape(batch * num_slots, 1, slot_dim).expand(
-            -1, self.broadcast_grid[0] * self.broadcast_grid[1], -1
-        )
-        tiles = self.position(tiles)  # [B*K, bh*bw, D]
-        tiles = tiles.transpose(1, 2).reshape(batch * num_slots, slot_dim, *self.broadcast_grid)  # [B*K, D, bh, bw]
-        decoded = self.net(tiles)  # [B*K, 4, h, w]
-        decoded = decoded.flatten(2).transpose(1, 2)  # [B*K, h*w, 4]
+        flat = slots.reshape(batch * num_slots, slot_dim)  # [B*K, D]
+        hidden = self._first_layer(flat) if torch.is_grad_enabled() else self._folded_first_layer(flat)
+        for layer in list(self.net)[1:]:
+            hidden = layer(hidden)
+        decoded = hidden.flatten(2).transpose(1, 2)  # [B*K, 4, h, w] -> [B*K, h*w, 4]
         per_slot = decoded.reshape(batch, num_slots, *decoded.shape[1:])  # [B, K, h*w, 4]
         per_slot = torch.cat([per_slot[..., :3].sigmoid(), per_slot[..., 3:]], dim=-1)
         return composite(per_slot, self.target_grid, target_dim=3)
+
+    def _first_layer(self, flat: Tensor) -> Tensor:
+        """``[N, D]`` slots -> the first layer's output ``[N, C, h1, w1]``, by tiling (the training path)."""
+        count, slot_dim = flat.shape
+        tiles = flat.unsqueeze(1).expand(-1, self.broadcast_grid[0] * self.broadcast_grid[1], -1)  # [N, bh*bw, D]
+        tiles = self.position(tiles)  # [N, bh*bw, D]
+        tiles = tiles.transpose(1, 2).reshape(count, slot_dim, *self.broadcast_grid)  # [N, D, bh, bw]
+        output: Tensor = self.net[0](tiles)
+        return output
+
+    def _folded_first_layer(self, flat: Tensor) -> Tensor:
+        """The same as :meth:`_first_layer`, as ``flat @ basis + offset`` (see the module docstring)."""
+        basis, offset = self._fold()
+        mapped = flat @ basis.flatten(1)  # [N, D] @ [D, C*h1*w1] -> [N, C*h1*w1]
+        return mapped.view(flat.shape[0], *offset.shape) + offset  # [N, C, h1, w1]
+
+    def _fold(self) -> tuple[Tensor, Tensor]:
+        """``basis [D, C, h1, w1]`` and ``offset [C, h1, w1]`` of the first layer, recomputed when the weights of
+        the first layer or of the position embedding change (by identity or in place)."""
+        parameters = [*self.net[0].parameters(), *self.position.parameters()]
+        key = tuple((parameter.data_ptr(), parameter._version) for parameter in parameters)
+        if self._folded is None or self._folded[0] != key:
+            first = self.net[0]
+            dim = self.position.project.out_features
+            height, width = self.broadcast_grid
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in any mode
+                device, dtype = parameters[0].device, parameters[0].dtype
+                units = torch.eye(dim, device=device, dtype=dtype)[:, :, None, None]  # [D, D, 1, 1]
+                units = units.expand(dim, dim, height, width)  # [D, D, bh, bw]: row i is unit vector i, tiled
+                zeros = torch.zeros(1, dim, height, width, device=device, dtype=dtype)
+                embedding = self.position(zeros.flatten(2).transpose(1, 2))  # [1, bh*bw, D]
+                embedding = embedding.transpose(1, 2).reshape(1, dim, height, width)  # [1, D, bh, bw]
+                basis = first(units) - first(zeros)  # [D, C, h1, w1]: linear part, bias removed
+                offset = first(embedding)[0]  # [C, h1, w1]: embedding's response, bias included
+            self._folded = (key, basis, offset)
+        return self._folded[1], self._folded[2]
