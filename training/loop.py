@@ -35,6 +35,7 @@ from training.checkpoint import (
 )
 from training.config import TrainConfig
 from training.datasets import VideoClip, build_dataset, collate_clips
+from training.diagnostics import slot_similarity
 from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
 from training.evaluation import evaluate
 from training.gradients import clip_gradients
@@ -231,7 +232,9 @@ def _train(
             clips_per_s = config.data.batch_size * group.world_size / max(time.perf_counter() - tick, 1e-9)
             tick = time.perf_counter()
             bar.update(1)
-            bar.set_postfix(loss=f"{terms['loss']:.4f}", clips_s=f"{clips_per_s:.1f}")
+            bar.set_postfix(
+                loss=f"{terms['loss']:.4f}", sim=f"{terms['slot_similarity']:.2f}", clips_s=f"{clips_per_s:.1f}"
+            )
             if sinks and (run.step % config.log_every == 0 or run.step == last_step):
                 sinks.write(
                     run.step, "train", {**terms, "lr": run.scheduler.get_last_lr()[0], "clips_per_s": clips_per_s}
@@ -264,7 +267,12 @@ def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, dev
     else:
         run.optimizer.step()
     run.scheduler.step()
-    return {"loss": total.item(), "grad_norm": grad_norm.item(), **{k: v.item() for k, v in values.items()}}
+    return {
+        "loss": total.item(),
+        "grad_norm": grad_norm.item(),
+        **{k: v.item() for k, v in values.items()},
+        "slot_similarity": slot_similarity(output.steps[0].slots).item(),
+    }
 
 
 def _maybe_evaluate(
