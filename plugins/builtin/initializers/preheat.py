@@ -12,6 +12,8 @@ projection while it is still unstable.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -30,6 +32,10 @@ class SmoothSAPreheat(Initializer):
         num_heads: attention heads of the preheating block.
         ffn_multiplier: feed-forward hidden width as a multiple of ``slot_dim``.
         detach_fraction: fraction of training during which the features are detached (0.1 in the paper).
+        query_noise_std: initial scale of the learnable noise added to the queries in training (1 in the paper).
+            It decides which object each slot binds to whenever it outweighs the differences between the
+            preheated queries; the preheater, which cannot predict that noise, then regresses every query onto
+            the mean slot.
         eval_noise: noise for the shared Gaussian at inference; see :mod:`plugins.builtin.initializers.gaussian`.
     """
 
@@ -44,13 +50,16 @@ class SmoothSAPreheat(Initializer):
         ffn_multiplier: int = 4,
         detach_fraction: float = 0.1,
         eval_noise: EvalNoise = "fixed",
+        query_noise_std: float = 1.0,
     ) -> None:
         super().__init__()
+        if query_noise_std <= 0:
+            raise ValueError(f"query_noise_std must be > 0, got {query_noise_std}")
         self.eval_noise: EvalNoise = eval_noise
         self.detach_fraction = detach_fraction
         self.mean = nn.Parameter(torch.zeros(1, 1, slot_dim))
         self.log_std = nn.Parameter(torch.zeros(1, 1, slot_dim))
-        self.query_log_std = nn.Parameter(torch.zeros(1, 1, slot_dim))
+        self.query_log_std = nn.Parameter(torch.full((1, 1, slot_dim), math.log(query_noise_std)))
         self.register_buffer("fixed_noise", torch.randn(num_slots, slot_dim))
         self.register_buffer("detach_features", torch.tensor(True))
         self.memory = nn.Linear(feature_dim, slot_dim)
