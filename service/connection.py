@@ -338,8 +338,11 @@ class StreamConnection:
             self._emit(StreamClosed(session.stream_id, CloseReason.SERVER_DRAINING, handoff, message))
             self._out.put_nowait(StreamAbort(ErrorCode.SHUTTING_DOWN, f"{message} (StreamClosed.handoff)"))
             return
-        if end is None:  # half-closed without a close: like a lost connection, keep a resumable stream
-            self._manager.disconnect(session, self, reason="closed")
+        if end is None:
+            # The requests ended without a close: the client half-closed, or it cancelled and gRPC delivered the
+            # end of the requests before the cancellation (it does when the event loop was busy). Either way the
+            # stream ended without closing, like a lost connection: keep it resumable, count it "cancelled".
+            self._manager.disconnect(session, self)
         else:
             self._manager.release(session, "closed")
         keep = handoff if end is not None and end.return_state else None

@@ -6,7 +6,8 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
 - ``slotstream_streams_detached`` (gauge): of those, streams waiting for a resume.
 - ``slotstream_streams_opened_total`` (by model, kind: new / resumed / handed_off).
 - ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / resume_expired / drained /
-  error / taken_over): streams whose state was freed.
+  error / taken_over): streams whose state was freed; ``closed`` counts close requests, ``cancelled`` every
+  stream whose requests ended without one.
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, ...).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).

@@ -13,6 +13,7 @@ from test_stream_service import assert_matches
 
 from service.client import Client, FrameResult, Output, StreamError, StreamOptions
 from service.errors import ErrorCode
+from service.generated import pb, pb_grpc
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:
@@ -229,3 +230,22 @@ def test_close_with_return_state_gives_the_handoff(server):
     assert closed.handoff is not None and closed.handoff.last_frame_index == 2
     assert closed.handoff.state.shape == results[-1].slots.shape
     np.testing.assert_allclose(closed.handoff.state, results[-1].slots, atol=1e-6)
+
+
+def test_requests_ending_without_a_close_count_as_cancelled(server):
+    """A client that half-closes without a close request is treated like a lost connection (and counted so),
+    which is also how a cancel looks when gRPC delivers the end of the requests first."""
+    before = server.metric("slotstream_streams_released_total", {"reason": "cancelled"})
+    closed_before = server.metric("slotstream_streams_released_total", {"reason": "closed"})
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream()
+            await call.write(pb.StreamRequest(open=pb.OpenStream()))
+            await call.done_writing()
+            return [response.WhichOneof("kind") async for response in call]
+
+    assert run(scenario()) == ["opened", "closed"]
+    wait_until(lambda: server.session_count() == 0, timeout=5)
+    assert server.metric("slotstream_streams_released_total", {"reason": "cancelled"}) == before + 1
+    assert server.metric("slotstream_streams_released_total", {"reason": "closed"}) == closed_before
