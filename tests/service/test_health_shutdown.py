@@ -151,15 +151,20 @@ class HangingEngine(SlowEngine):
         return self.inner.step(frames, state)
 
 
-def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_server):
+def _hanging_server(start_server, **settings):
+    """A server whose engines are :class:`HangingEngine` (a 0.3 s stall timeout), and the list of them."""
     engines: list[HangingEngine] = []
 
     def factory(config: ServiceConfig) -> Engine:
         engines.append(HangingEngine(default_engine_factory(config)))
         return engines[-1]
 
+    return start_server(engine_factory=factory, model_stall_timeout_s=0.3, **settings), engines
+
+
+def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_server):
     # Calls on a model thread; one hanging on the event-loop thread is the next test.
-    server = start_server(engine_factory=factory, model_stall_timeout_s=0.3, inline_model_max_ms=0)
+    server, engines = _hanging_server(start_server, inline_model_max_ms=0)
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     frames = make_video(seed=3, frames=2)
 
@@ -187,13 +192,7 @@ def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_s
 
 
 def test_a_hung_inline_model_call_makes_health_checks_time_out_until_it_returns(start_server):
-    engines: list[HangingEngine] = []
-
-    def factory(config: ServiceConfig) -> Engine:
-        engines.append(HangingEngine(default_engine_factory(config)))
-        return engines[-1]
-
-    server = start_server(engine_factory=factory, model_stall_timeout_s=0.3, inline_model_max_ms=10_000)
+    server, engines = _hanging_server(start_server, inline_model_max_ms=10_000)
     frames = make_video(seed=3, frames=3)
 
     async def scenario():

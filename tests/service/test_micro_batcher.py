@@ -255,55 +255,52 @@ def test_a_direct_call_fails_with_its_error_or_with_the_stop():
     assert isinstance(outcome, BatcherClosed)
 
 
-def test_a_lone_stream_always_runs_on_the_first_instance():
+def _thread_recorder(before=lambda payloads: None):
+    """A process function that records the name of the thread each batch runs on (and calls ``before``)."""
     threads: list[str] = []
 
     def process(payloads):
         threads.append(threading.current_thread().name)
+        before(payloads)
         return payloads
 
+    return process, threads
+
+
+def _lone_stream_threads(instances: int, frames: int, **kwargs) -> list[str]:
+    """Threads the frames of one stream ran on, submitted one after another."""
+    process, threads = _thread_recorder(kwargs.pop("before", lambda payloads: None))
+
     async def scenario():
-        batcher = MicroBatcher(process, _instances(3), max_batch_size=4, max_delay_s=0.0, demand=lambda: 1)
-        for index in range(6):
-            await batcher.submit("a", index)
+        batcher = MicroBatcher(
+            process, _instances(instances), max_batch_size=4, max_delay_s=0.0, demand=lambda: 1, **kwargs
+        )
+        results = [await batcher.submit("a", index) for index in range(frames)]
         await batcher.stop()
+        assert [timed.result for timed in results] == list(range(frames))
 
     asyncio.run(scenario())
+    return threads
+
+
+def test_a_lone_stream_always_runs_on_the_first_instance():
+    threads = _lone_stream_threads(instances=3, frames=6)
     assert len(threads) == 6 and all(name.startswith("instance-0") for name in threads), threads
 
 
 def test_a_lone_stream_runs_on_the_event_loop_thread_while_its_calls_are_short():
     delays = iter([0.0, 0.0, 0.1, 0.0, 0.0])
-    threads: list[str] = []
-
-    def process(payloads):
-        threads.append(threading.current_thread().name)
-        time.sleep(next(delays))
-        return payloads
-
-    async def scenario():
-        batcher = MicroBatcher(
-            process, _instances(1), max_batch_size=4, max_delay_s=0.0, demand=lambda: 1, inline_below_s=0.05
-        )
-        results = [await batcher.submit("a", index) for index in range(5)]
-        await batcher.stop()
-        return [timed.result for timed in results]
-
-    assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
+    threads = _lone_stream_threads(
+        instances=1, frames=5, inline_below_s=0.05, before=lambda payloads: time.sleep(next(delays))
+    )
     loop_thread = threading.current_thread().name
     # First call: no duration known yet. Third: inline and slow, so the fourth goes back to the model thread.
     assert threads == ["instance-0_0", loop_thread, loop_thread, "instance-0_0", loop_thread]
 
 
 def test_a_lone_job_stays_off_the_event_loop_while_another_batch_runs():
-    threads: list[str] = []
     gate = threading.Event()
-
-    def process(payloads):
-        threads.append(threading.current_thread().name)
-        if payloads[0] == "held":
-            gate.wait(10)
-        return payloads
+    process, threads = _thread_recorder(lambda payloads: gate.wait(10) if payloads[0] == "held" else None)
 
     async def scenario():
         streams = {"count": 1}
@@ -330,17 +327,4 @@ def test_a_lone_job_stays_off_the_event_loop_while_another_batch_runs():
 
 
 def test_settings_without_inline_never_run_on_the_event_loop_thread():
-    threads: list[str] = []
-
-    def process(payloads):
-        threads.append(threading.current_thread().name)
-        return payloads
-
-    async def scenario():
-        batcher = MicroBatcher(process, _instances(1), max_batch_size=4, max_delay_s=0.0, demand=lambda: 1)
-        for index in range(4):
-            await batcher.submit("a", index)
-        await batcher.stop()
-
-    asyncio.run(scenario())
-    assert threads == ["instance-0_0"] * 4
+    assert _lone_stream_threads(instances=1, frames=4) == ["instance-0_0"] * 4
