@@ -18,7 +18,10 @@ from typing import Any
 IMAGE_SIZE = [64, 64]
 
 
-PREHEAT: dict[str, Any] = {"name": "smoothsa_preheat", "kwargs": {"detach_fraction": 1.0}}
+PREHEAT: dict[str, Any] = {
+    "name": "smoothsa_preheat",
+    "kwargs": {"detach_fraction": 1.0, "query_eval_noise": "fixed"},
+}
 """SmoothSA's preheater with its features detached for the whole run (see the module docstring)."""
 
 

@@ -8,11 +8,20 @@ starts from ``sg(Q_pre)`` (plus learnable-scale noise during training), so the r
 the preheater; the preheat loss ``100 * MSE(Q_pre, sg(first-frame slots))`` does. For the first 10 % of
 training the features the preheater reads are detached too, so that loss cannot disturb the shared
 projection while it is still unstable.
+
+Query noise at inference: the paper's code starts Slot Attention from ``sg(Q_pre)`` alone at inference. When
+the training noise on the queries outweighs the differences between the preheated queries (it does for every
+CNN model trained here: the queries of one frame have pairwise cosines of 0.90-0.97), the preheater learns the
+mean slot, and noise-free inference starts Slot Attention from near-identical queries it never saw in
+training. ``query_eval_noise="fixed"`` adds ``exp(log_sigma_2)`` times a per-slot noise sample drawn when the
+model is created (a buffer, so inference stays deterministic), which keeps inference in the training
+distribution; on the default CNN model it raises video FG-ARI from 0.30 to 0.47 (training/README.md).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -37,6 +46,8 @@ class SmoothSAPreheat(Initializer):
             preheated queries; the preheater, which cannot predict that noise, then regresses every query onto
             the mean slot.
         eval_noise: noise for the shared Gaussian at inference; see :mod:`plugins.builtin.initializers.gaussian`.
+        query_eval_noise: ``"none"`` (the paper: Slot Attention starts from ``sg(Q_pre)``) or ``"fixed"`` (plus
+            the training noise's scale times a per-slot sample fixed at creation); see the module docstring.
     """
 
     name = "smoothsa_preheat"
@@ -51,16 +62,22 @@ class SmoothSAPreheat(Initializer):
         detach_fraction: float = 0.1,
         eval_noise: EvalNoise = "fixed",
         query_noise_std: float = 1.0,
+        query_eval_noise: Literal["none", "fixed"] = "none",
     ) -> None:
         super().__init__()
         if query_noise_std <= 0:
             raise ValueError(f"query_noise_std must be > 0, got {query_noise_std}")
+        if query_eval_noise not in ("none", "fixed"):
+            raise ValueError(f"query_eval_noise must be 'none' or 'fixed', not {query_eval_noise!r}")
+        self.query_eval_noise = query_eval_noise
         self.eval_noise: EvalNoise = eval_noise
         self.detach_fraction = detach_fraction
         self.mean = nn.Parameter(torch.zeros(1, 1, slot_dim))
         self.log_std = nn.Parameter(torch.zeros(1, 1, slot_dim))
         self.query_log_std = nn.Parameter(torch.full((1, 1, slot_dim), math.log(query_noise_std)))
         self.register_buffer("fixed_noise", torch.randn(num_slots, slot_dim))
+        if query_eval_noise == "fixed":  # only then, so that models without it keep their weight files
+            self.register_buffer("fixed_query_noise", torch.randn(num_slots, slot_dim))
         self.register_buffer("detach_features", torch.tensor(True))
         self.memory = nn.Linear(feature_dim, slot_dim)
         self.cross_attention = nn.MultiheadAttention(slot_dim, num_heads, bias=False, batch_first=True)
@@ -89,4 +106,7 @@ class SmoothSAPreheat(Initializer):
         queries = preheated.detach()
         if self.training:
             queries = queries + self.query_log_std.exp() * torch.randn_like(queries)
+        elif self.query_eval_noise == "fixed":
+            fixed: torch.Tensor = self.get_buffer("fixed_query_noise")
+            queries = queries + self.query_log_std.exp() * fixed.to(queries.dtype)  # [K, D] broadcasts over B
         return InitializerOutput(queries=queries, preheated=preheated)
