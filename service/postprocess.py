@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from plugins.segmentation import segment
+
 
 @dataclass(frozen=True)
 class MaskRequest:
@@ -38,8 +40,10 @@ class MaskOutputs:
 def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[MaskOutputs]:
     """Resize soft masks to each request's size and derive the outputs it asks for.
 
-    Masks are upsampled bilinearly (``align_corners=False``) and the segmentation is the argmax over slots
-    of the upsampled masks. Frames asking for the same size are processed together.
+    Masks are upsampled bilinearly (``align_corners=False``) and the segmentation is
+    :func:`plugins.segmentation.segment` of the upsampled masks: the argmax over slots, with masks within
+    1e-4 of the largest counted as tied and given to the lowest-numbered slot, so that every backend, batch
+    size and thread count gives the same map. Frames asking for the same size are processed together.
 
     Args:
         masks: float32 ``[B, K, h, w]`` soft masks summing to 1 over K.
@@ -64,8 +68,7 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
         group = source[indices]  # [G, K, h, w]
         if tuple(group.shape[-2:]) != size:
             group = F.interpolate(group, size=size, mode="bilinear", align_corners=False)  # [G, K, H, W]
-        # max(...).indices: the first maximal slot, like argmax, but several times faster on CPU.
-        segmentation = group.max(dim=1).indices.to(torch.uint8).numpy()  # [G, K, H, W] -> [G, H, W]
+        segmentation = segment(group).to(torch.uint8).numpy()  # [G, K, H, W] -> [G, H, W]
         for row, index in enumerate(indices):
             request = requests[index]
             soft = None

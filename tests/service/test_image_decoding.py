@@ -78,3 +78,11 @@ def test_mask_outputs_resize_then_argmax():
     assert resized.segmentation.shape == (8, 6) and resized.soft_masks.dtype == np.uint8
     assert resized.soft_masks.shape == (3, 8, 6)
     assert nothing.segmentation is None and nothing.soft_masks is None
+
+
+def test_segmentation_gives_near_ties_to_the_lowest_slot():
+    masks = np.zeros((1, 3, 1, 2), dtype=np.float32)  # [B, K, h, w]
+    masks[0, :, 0, 0] = [0.0, 0.5, 0.5 + 1e-6]  # slots 1 and 2 tied within rounding noise
+    masks[0, :, 0, 1] = [0.1, 0.2, 0.7]
+    (out,) = mask_outputs(masks, [MaskRequest((1, 2))])
+    assert out.segmentation.tolist() == [[1, 2]]

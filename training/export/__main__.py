@@ -67,8 +67,8 @@ def summary(manifest: Manifest, out: str) -> str:
         lines.append(
             f"  parity {report.runtime}: {report.frames} frames x {report.videos} videos, slots max |diff| "
             f"{report.slots_max_abs:.2g}, masks max |diff| {report.masks_max_abs:.2g}, argmax agreement "
-            f"{report.argmax_agreement:.4%} ({report.argmax_agreement_all:.4%} counting {report.argmax_tied:.3%} "
-            f"tied pixels), batch sizes {report.batch_sizes}"
+            f"{report.argmax_agreement:.4%} ({report.argmax_tied:.3%} of pixels tied within {report.tie_tolerance:g}; "
+            f"plain argmax {report.argmax_agreement_all:.4%}), batch sizes {report.batch_sizes}"
         )
     return "\n".join(lines)
 

@@ -156,8 +156,8 @@ def _checked_parity(
         raise ExportError(
             f"{name} does not match PyTorch on a {report.frames}-frame video fed recurrently: "
             f"slots max |diff| {report.slots_max_abs:.3g}, soft masks max |diff| {report.masks_max_abs:.3g} "
-            f"(limit {report.max_abs_threshold:g}); argmax masks agree on {report.argmax_agreement:.4%} of the "
-            f"pixels whose argmax is defined (need {report.agreement_threshold:.1%})"
+            f"(limit {report.max_abs_threshold:g}); segmentations agree on {report.argmax_agreement:.4%} of the "
+            f"pixels (need {report.agreement_threshold:.1%})"
         )
     return report
 

@@ -123,17 +123,17 @@ class ParityReport:
         videos: videos run side by side (the batch size of the run).
         slots_max_abs: largest absolute slot difference over all frames.
         masks_max_abs: largest absolute soft-mask difference over all frames.
-        argmax_agreement: fraction of the mask pixels with a defined argmax (see :attr:`argmax_tied`) whose
-            argmax slot is identical.
-        argmax_tied: fraction of mask pixels without a defined argmax: in PyTorch's masks the two most likely
-            slots differ by at most :attr:`tie_tolerance` (in untrained models several slots are often
-            identical, so their masks tie exactly and float rounding decides the argmax).
-        argmax_agreement_all: the same comparison over every pixel, ties included.
+        argmax_agreement: fraction of the mask pixels given the same slot by
+            :func:`plugins.segmentation.segment` (the service's segmentation: near-ties go to the lowest slot).
+        argmax_tied: fraction of mask pixels where PyTorch's two most likely slots differ by at most
+            :attr:`tie_tolerance`, so the tie rule and not the model decided them (untrained models often have
+            identical slots; trained ones, slots that share the background).
+        argmax_agreement_all: the same comparison with a plain argmax, which float rounding decides at ties.
         batch_sizes: batch sizes at which both graphs were checked row by row against PyTorch.
         passed: whether the thresholds below held.
         max_abs_threshold: the threshold for both maximum differences.
         agreement_threshold: the threshold for :attr:`argmax_agreement`.
-        tie_tolerance: the largest top-2 gap of a tied pixel.
+        tie_tolerance: the segmentation's tie tolerance: the largest top-2 gap of a tied pixel.
     """
 
     runtime: str

@@ -1,0 +1,42 @@
+"""``plugins.segmentation.segment``: argmax over slots with near-ties given to the lowest-numbered slot."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE, segment
+
+
+def _pixels(*columns: list[float]) -> torch.Tensor:
+    """One ``[K, 1, P]`` mask stack from per-pixel lists of K slot values."""
+    return torch.tensor(columns).T[:, None, :]  # [P, K] -> [K, 1, P]
+
+
+def test_a_clear_maximum_wins_and_near_ties_go_to_the_lowest_slot():
+    masks = _pixels(
+        [0.2, 0.7, 0.1],  # clear winner: slot 1
+        [0.49998, 0.50003, 0.0],  # slot 1 larger by 5e-5: a tie, slot 0
+        [0.0, 0.5, 0.5 + 2e-5],  # slots 1 and 2 tie: slot 1
+        [0.3, 0.35, 0.35],  # exact tie: the first, like argmax
+        [0.4, 0.3, 0.4003],  # 3e-4 apart: no tie, slot 2
+    )
+    assert segment(masks).flatten().tolist() == [1, 0, 1, 1, 2]
+
+
+def test_zero_tolerance_is_argmax_and_batch_axes_are_kept():
+    masks = torch.rand(2, 3, 5, 4, 6).softmax(dim=-3)  # [B, T, K, H, W]
+    labels = segment(masks, tie_tolerance=0.0)
+    assert labels.shape == (2, 3, 4, 6) and labels.dtype == torch.int64
+    torch.testing.assert_close(labels, masks.argmax(dim=-3))
+
+
+def test_default_tolerance_is_the_export_soft_mask_bound():
+    from training.export.parity import FP32_MAX_ABS
+
+    assert SEGMENTATION_TIE_TOLERANCE == FP32_MAX_ABS
+
+
+def test_negative_tolerance_is_refused():
+    with pytest.raises(ValueError, match="tie_tolerance must be >= 0, got -1"):
+        segment(torch.zeros(2, 1, 1), tie_tolerance=-1)
