@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from plugins import VideoOutput
+from plugins.segmentation import segment
 
 
 def slot_palette(num_slots: int) -> np.ndarray:
@@ -37,7 +38,7 @@ def overlay_rows(frames: torch.Tensor, output: VideoOutput, index: int = 0, alph
     masks = F.interpolate(
         output.masks[index].float().cpu(), size=(height, width), mode="bilinear", align_corners=False
     )
-    labels = masks.argmax(dim=1).numpy()  # [T, H, W]
+    labels = segment(masks).numpy()  # [T, K, H, W] -> [T, H, W], as the service segments
     palette = slot_palette(masks.shape[1])
     colour = palette[labels].astype(np.float32)  # [T, H, W, 3]
     images = video.permute(0, 2, 3, 1).numpy() * 255.0  # [T, H, W, 3]
