@@ -2,10 +2,10 @@
 
 A plain argmax over slots is decided by float rounding wherever two slots' soft masks are nearly equal, and
 trained models have such places: two slots that both hold part of the background give masks that differ by
-1e-7-1e-6 over whole regions (2-5 % of the pixels of the default model's streams). Two runtimes of one model
+1e-7-1e-6 over whole regions (1-6 % of the pixels of the default model's streams). Two runtimes of one model
 (PyTorch and ONNX Runtime, or one runtime at two batch sizes or thread counts) differ by about 1e-6 in their
-soft masks, so a plain argmax gives them different segmentations there, and a long stream can disagree on
-0.5-1 % of its pixels while every soft mask agrees to 1e-5.
+soft masks, so a plain argmax gives them different segmentations there: 100-frame streams of the default
+model served by both disagreed on 0.7-3.8 % of their pixels (README.md, engine benchmark).
 
 :func:`segment` gives a pixel to the lowest-numbered slot whose mask is within ``tie_tolerance`` of the
 largest. The default tolerance is the export's parity bound on soft masks (1e-4): a gap below it is numerical
