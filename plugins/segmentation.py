@@ -36,3 +36,19 @@ def segment(masks: torch.Tensor, tie_tolerance: float = SEGMENTATION_TIE_TOLERAN
     largest = masks.amax(dim=-3, keepdim=True)  # [..., 1, H, W]
     # max(...).indices over booleans: the first slot within the tolerance (faster on CPU than argmax).
     return (masks >= largest - tie_tolerance).max(dim=-3).indices  # [..., K, H, W] -> [..., H, W]
+
+
+def near_ties(masks: torch.Tensor, tie_tolerance: float = SEGMENTATION_TIE_TOLERANCE) -> torch.Tensor:
+    """Pixels the tie rule of :func:`segment` decides: the two largest masks are within ``tie_tolerance``.
+
+    Args:
+        masks: ``[..., K, H, W]`` soft masks.
+        tie_tolerance: as in :func:`segment`.
+
+    Returns:
+        bool ``[..., H, W]`` (all False when ``K == 1``).
+    """
+    if masks.shape[-3] < 2:
+        return torch.zeros(masks.shape[:-3] + masks.shape[-2:], dtype=torch.bool, device=masks.device)
+    top2 = masks.topk(2, dim=-3).values  # [..., 2, H, W]
+    return top2.select(-3, 0) - top2.select(-3, 1) <= tie_tolerance  # [..., H, W]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE, segment
+from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE, near_ties, segment
 
 
 def _pixels(*columns: list[float]) -> torch.Tensor:
@@ -40,3 +40,9 @@ def test_default_tolerance_is_the_export_soft_mask_bound():
 def test_negative_tolerance_is_refused():
     with pytest.raises(ValueError, match="tie_tolerance must be >= 0, got -1"):
         segment(torch.zeros(2, 1, 1), tie_tolerance=-1)
+
+
+def test_near_ties_mark_the_pixels_the_tie_rule_decides():
+    masks = _pixels([0.2, 0.7, 0.1], [0.49998, 0.50003, 0.0], [0.4, 0.3, 0.4003], [0.3, 0.35, 0.35])
+    assert near_ties(masks).flatten().tolist() == [False, True, False, True]
+    assert not near_ties(torch.ones(1, 2, 3)).any()  # one slot: nothing to tie with

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from plugins import SlotState, VideoSlotModel
-from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE, segment
+from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE, near_ties, segment
 from training.export.manifest import INPUT_FRAMES, INPUT_PREV_SLOTS, OUTPUT_MASKS, OUTPUT_SLOTS, ParityReport
 
 FP32_MAX_ABS = 1e-4
@@ -136,14 +136,11 @@ def measure_parity(
         runtime_state = out.slots
         slots_diff = max(slots_diff, _max_abs(out.slots, reference[0]))
         masks_diff = max(masks_diff, _max_abs(out.masks, reference[1]))
-        same = segment(torch.from_numpy(out.masks)) == segment(torch.from_numpy(reference[1]))  # [B, h, w]
-        same_plain = out.masks.argmax(axis=1) == reference[1].argmax(axis=1)  # [B, h, w]
-        top2 = np.sort(reference[1], axis=1)[:, -2:]  # [B, 2, h, w]
-        tie = (top2[:, 1] - top2[:, 0]) <= SEGMENTATION_TIE_TOLERANCE  # [B, h, w]
-        agree += int(same.sum())
-        agree_all += int(same_plain.sum())
-        tied += int(tie.sum())
-        total += same_plain.size
+        reference_masks, runtime_masks = torch.from_numpy(reference[1]), torch.from_numpy(out.masks)
+        agree += int((segment(runtime_masks) == segment(reference_masks)).sum())  # [B, h, w] compared
+        agree_all += int((runtime_masks.argmax(dim=1) == reference_masks.argmax(dim=1)).sum())
+        tied += int(near_ties(reference_masks).sum())
+        total += reference_masks[:, 0].numel()
     for size in batch_sizes:
         frames = _tile(video.reshape(-1, *video.shape[2:]), size)  # [size, 3, H, W]
         (ref_slots, ref_masks), state = _torch_step(model, frames, None)
