@@ -14,10 +14,12 @@ def _outputs(decoder: SpatialBroadcastDecoder, slots: torch.Tensor, *, grad: boo
     return out.reconstruction.detach(), out.masks.detach()
 
 
-@pytest.mark.parametrize("output_size", [(8, 8), (16, 16), (32, 32)])
-def test_folded_first_layer_matches_the_tiled_one(output_size):
+@pytest.mark.parametrize(("output_size", "kernel_size"), [((8, 8), 5), ((16, 16), 5), ((32, 32), 5), ((32, 32), 3)])
+def test_folded_first_layer_matches_the_tiled_one(output_size, kernel_size):
     torch.manual_seed(0)
-    decoder = SpatialBroadcastDecoder(slot_dim=24, image_size=(32, 32), output_size=output_size, channels=16)
+    decoder = SpatialBroadcastDecoder(
+        slot_dim=24, image_size=(32, 32), output_size=output_size, channels=16, kernel_size=kernel_size
+    )
     slots = torch.randn(3, 5, 24)
     tiled, folded = _outputs(decoder, slots, grad=True), _outputs(decoder, slots, grad=False)
     for expected, actual in zip(tiled, folded, strict=True):
@@ -25,6 +27,13 @@ def test_folded_first_layer_matches_the_tiled_one(output_size):
     with torch.inference_mode():
         inference = decoder(slots, torch.empty(0))
     torch.testing.assert_close(inference.masks, tiled[1], rtol=1e-5, atol=1e-5)
+    assert inference.masks.shape == (3, 5, *output_size)
+
+
+@pytest.mark.parametrize("kernel_size", [0, 4])
+def test_an_even_or_empty_kernel_is_refused(kernel_size):
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        SpatialBroadcastDecoder(slot_dim=8, image_size=(16, 16), kernel_size=kernel_size)
 
 
 def test_the_fold_follows_weight_updates():

@@ -31,15 +31,19 @@ def cnn_model(
     first_iters: int = 3,
     later_iters: int = 1,
     truncation: str = "bi_level",
+    decoder_size: int = 16,
+    decoder_kernel: int = 5,
+    num_slots: int = 6,
 ) -> dict[str, Any]:
-    """``VideoSlotModel`` kwargs for the CNN family."""
+    """``VideoSlotModel`` kwargs for the CNN family (``decoder_size``: side of the reconstruction and masks)."""
+    decoder = {"output_size": [decoder_size, decoder_size], "broadcast_size": 8, "channels": 32}
     return {
         "encoder": {"name": "small_cnn", "kwargs": {"channels": [32, 32, 32, 32], "strides": [2, 1, 2, 1]}},
         "initializer": initializer,
         "aggregator": {"name": "slot_attention", "kwargs": {"truncation": truncation}},
         "transition": transition or {"name": "randsfq", "kwargs": {"window": 6}},
-        "decoder": {"name": "broadcast", "kwargs": {"output_size": [16, 16], "broadcast_size": 8, "channels": 32}},
-        "num_slots": 6,
+        "decoder": {"name": "broadcast", "kwargs": {**decoder, "kernel_size": decoder_kernel}},
+        "num_slots": num_slots,
         "slot_dim": 64,
         "image_size": IMAGE_SIZE,
         "first_iters": first_iters,

@@ -36,6 +36,8 @@ class SpatialBroadcastDecoder(Decoder):
         broadcast_size: side of the grid each slot is tiled over; ``output_size / broadcast_size`` must be a
             power of two (the number of stride-2 transposed convolutions).
         channels: hidden channels.
+        kernel_size: odd kernel size of the upsampling and hidden convolutions (5 in Slot Attention and SAVi; 3
+            costs about a third as much at a 32x32 or larger output).
     """
 
     name = "broadcast"
@@ -48,6 +50,7 @@ class SpatialBroadcastDecoder(Decoder):
         output_size: tuple[int, int] | list[int] | None = None,
         broadcast_size: int = 8,
         channels: int = 32,
+        kernel_size: int = 5,
     ) -> None:
         super().__init__()
         height, width = (int(output_size[0]), int(output_size[1])) if output_size else tuple(image_size)
@@ -57,15 +60,19 @@ class SpatialBroadcastDecoder(Decoder):
                 f"broadcast decoder: output_size {(height, width)} must be square and a power-of-two multiple of "
                 f"broadcast_size {broadcast_size}"
             )
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"broadcast decoder: kernel_size must be odd and positive, got {kernel_size}")
         self.target_grid = (height, width)
         self.broadcast_grid = (broadcast_size, broadcast_size)
         self.position = SoftPositionEmbedding(self.broadcast_grid, slot_dim)
         layers: list[nn.Module] = []
         in_channels = slot_dim
         for _ in range(int(math.log2(ratio))):
-            layers += [nn.ConvTranspose2d(in_channels, channels, 5, stride=2, padding=2, output_padding=1), nn.ReLU()]
+            upsample = nn.ConvTranspose2d(in_channels, channels, kernel_size, 2, kernel_size // 2, output_padding=1)
+            layers += [upsample, nn.ReLU()]
             in_channels = channels
-        layers += [nn.Conv2d(in_channels, channels, 5, padding=2), nn.ReLU(), nn.Conv2d(channels, 4, 3, padding=1)]
+        hidden = nn.Conv2d(in_channels, channels, kernel_size, padding=kernel_size // 2)
+        layers += [hidden, nn.ReLU(), nn.Conv2d(channels, 4, 3, padding=1)]
         self.net = nn.Sequential(*layers)
         self._folded: tuple[_FoldKey, Tensor, Tensor] | None = None  # (weights key, basis, offset)
 
