@@ -28,6 +28,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="clips per step (per process)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--num-slots", type=int, help="slots per frame (the model's K)")
     parser.add_argument("--out", default=None, help="run directory (default: runs/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -53,6 +54,10 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     )
     optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim
     top = {key: value for key, value in {"steps": args.steps, "seed": args.seed}.items() if value is not None}
+    if args.num_slots is not None:
+        if args.num_slots < 1:
+            raise ValueError(f"--num-slots must be at least 1, got {args.num_slots}")
+        top["model"] = {**config.model, "num_slots": args.num_slots}
     return dataclasses.replace(config, data=data, optim=optim, **top)
 
 
@@ -61,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = apply_overrides(get_config(args.config), args)
-    except KeyError as error:
+    except (KeyError, ValueError) as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
     if args.device == "cuda":

@@ -19,6 +19,7 @@ from plugins import VideoSlotModel
 from training.checkpoint import list_checkpoints, load_trainer_state
 from training.configs import get_config
 from training.loop import fit
+from training.run import apply_overrides, parse_args
 from training.schedule import warmup_cosine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,6 +103,24 @@ def test_cli_rejects_an_unknown_config() -> None:
         [sys.executable, "-m", "training.run", "--config", "nope"], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 2 and "smoothsa_cnn" in result.stderr
+
+
+def test_cli_flags_override_the_config() -> None:
+    args = parse_args(["--config", "tiny", "--steps", "7", "--lr", "0.01", "--num-slots", "5", "--batch-size", "3"])
+    config = apply_overrides(get_config("tiny"), args)
+    assert (config.steps, config.optim.lr, config.model["num_slots"], config.data.batch_size) == (7, 0.01, 5, 3)
+    untouched = apply_overrides(get_config("tiny"), parse_args(["--config", "tiny"]))
+    assert untouched == get_config("tiny")
+
+
+def test_cli_rejects_a_slot_count_below_one() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "training.run", "--config", "tiny", "--num-slots", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "--num-slots must be at least 1, got 0" in result.stderr
 
 
 def test_torchrun_trains_with_two_cpu_processes(tmp_path: Path) -> None:
