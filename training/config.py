@@ -86,6 +86,8 @@ class TrainConfig:
         log_every: steps between metric lines.
         keep_checkpoints: how many recent checkpoints to keep on disk.
         select_metrics: score fields summed to choose the run's best model (``best/``) among the evaluations.
+        init_from: a saved model directory to warm-start from (every tensor of the same name and shape is
+            copied; see :mod:`training.warm_start`); ignored when resuming from a checkpoint.
     """
 
     name: str
@@ -100,6 +102,7 @@ class TrainConfig:
     log_every: int = 10
     keep_checkpoints: int = 2
     select_metrics: list[str] = field(default_factory=lambda: ["video_fg_ari", "video_mbo"])
+    init_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The whole configuration as JSON-serialisable data."""

@@ -8,6 +8,7 @@ Evaluation, metric lines and checkpoints happen on the main process at their con
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
 from training.schedule import warmup_cosine
 from training.visualize import save_overlay
+from training.warm_start import warm_start
 
 CONFIG_FILE = "train_config.json"
 FINAL_MODEL_DIR = "model"
@@ -128,6 +130,10 @@ def fit(
     run = _build_run(config, registry or default_registry(), device, group)
     if resume and checkpoints:
         _restore(run, checkpoints[-1], device)
+    elif config.init_from is not None:
+        started_from = warm_start(run.model, config.init_from)
+        if group.is_main:
+            print(started_from.summary(), file=sys.stderr)
     try:
         scores = _train(config, run, run_dir, group, device, progress, stop_after)
     finally:

@@ -29,6 +29,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--num-slots", type=int, help="slots per frame (the model's K)")
+    parser.add_argument("--init-from", help="warm-start from this saved model's weights (matching names and shapes)")
     parser.add_argument("--out", default=None, help="run directory (default: runs/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -53,7 +54,8 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
         },
     )
     optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim
-    top = {key: value for key, value in {"steps": args.steps, "seed": args.seed}.items() if value is not None}
+    given = {"steps": args.steps, "seed": args.seed, "init_from": args.init_from}
+    top = {key: value for key, value in given.items() if value is not None}
     if args.num_slots is not None:
         if args.num_slots < 1:
             raise ValueError(f"--num-slots must be at least 1, got {args.num_slots}")
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or f"runs/{config.name}"
     try:
         result = fit(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
-    except FileExistsError as error:
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{config.name}: {result.step} steps in {result.wall_time_s:.0f} s; model in {result.model_dir}")

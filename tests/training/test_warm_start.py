@@ -1,0 +1,56 @@
+"""Warm starts copy the tensors that fit and leave the rest at their initialisation."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_model import TINY_MODEL
+
+from plugins import VideoSlotModel
+from training.warm_start import warm_start
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _model(**decoder: object) -> VideoSlotModel:
+    config = copy.deepcopy(TINY_MODEL)
+    config["decoder"]["kwargs"].update(decoder)
+    return VideoSlotModel(**config)
+
+
+def test_matching_tensors_are_copied_and_the_others_kept(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = _model()
+    source.save_pretrained(tmp_path)
+    torch.manual_seed(1)
+    target = _model(kernel_size=3)  # the decoder's 5x5 layers become 3x3: same names, other shapes
+    before = {name: value.clone() for name, value in target.state_dict().items()}
+
+    result = warm_start(target, tmp_path)
+
+    after, trained = target.state_dict(), source.state_dict()
+    assert result.loaded and result.reshaped and not result.missing
+    assert all(name.startswith("decoder.net.") for name in result.reshaped)
+    for name in result.loaded:
+        torch.testing.assert_close(after[name], trained[name], rtol=0, atol=0)
+    for name in result.reshaped:
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
+    assert "encoder" in " ".join(result.loaded) and "initializer" in " ".join(result.loaded)
+    assert f"{len(result.loaded)} tensors loaded" in result.summary()
+
+
+def test_a_directory_without_weights_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors there"):
+        warm_start(_model(), tmp_path)
+
+
+def test_the_cli_reports_a_bad_source_and_exits_2(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "training.run", "--config", "tiny", "--steps", "1", "--no-progress"]
+    command += ["--out", str(tmp_path / "run"), "--init-from", str(tmp_path / "nowhere")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no model.safetensors there" in result.stderr

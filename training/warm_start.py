@@ -1,0 +1,63 @@
+"""Warm starts: initialise a new run's model from a trained model's weights.
+
+A warm start copies every parameter and buffer whose name and shape match the source model and leaves the
+rest at their fresh initialisation, so a model can be fine-tuned on new data (``videos:<dir>`` recordings) or
+given a different component (for instance a finer decoder on top of trained slots) without starting from
+the symmetric phase again. Unlike ``--resume`` it starts a new run: step, optimizer and schedule start at 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from plugins.model import WEIGHTS_FILE
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What a warm start copied.
+
+    Attributes:
+        loaded: names copied from the source.
+        reshaped: names present in both with different shapes (left at their initialisation).
+        missing: names of the new model that the source lacks (left at their initialisation).
+    """
+
+    loaded: list[str]
+    reshaped: list[str]
+    missing: list[str]
+
+    def summary(self) -> str:
+        """One line for the log."""
+        return (
+            f"warm start: {len(self.loaded)} tensors loaded, {len(self.reshaped)} with another shape and "
+            f"{len(self.missing)} absent from the source left at their initialisation"
+        )
+
+
+def warm_start(model: nn.Module, source: str | Path) -> WarmStart:
+    """Copy into ``model`` every tensor of the model directory ``source`` with the same name and shape.
+
+    Raises:
+        FileNotFoundError: ``source`` holds no ``model.safetensors``.
+        ValueError: no tensor of ``source`` fits ``model`` (wrong model family).
+    """
+    path = Path(source) / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from {source}: no {WEIGHTS_FILE} there (expected a saved model directory)")
+    weights = load_file(str(path))
+    state = model.state_dict()
+    loaded = [name for name, value in weights.items() if name in state and state[name].shape == value.shape]
+    reshaped = sorted(name for name, value in weights.items() if name in state and state[name].shape != value.shape)
+    if not loaded:
+        raise ValueError(f"--init-from {source}: none of its {len(weights)} tensors fits this model")
+    with torch.no_grad():
+        for name in loaded:
+            state[name].copy_(weights[name])
+    missing = sorted(name for name in state if name not in weights)
+    return WarmStart(sorted(loaded), reshaped, missing)
