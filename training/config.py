@@ -88,6 +88,9 @@ class TrainConfig:
         select_metrics: score fields summed to choose the run's best model (``best/``) among the evaluations.
         init_from: a saved model directory to warm-start from (every tensor of the same name and shape is
             copied; see :mod:`training.warm_start`); ignored when resuming from a checkpoint.
+        train_only: the model components that train (names from :data:`plugins.model.COMPONENT_NAMES`, such as
+            ``["decoder"]`` to fit a new decoder to a warm-started model's slots); the others are frozen. None
+            trains every component.
     """
 
     name: str
@@ -103,6 +106,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     select_metrics: list[str] = field(default_factory=lambda: ["video_fg_ari", "video_mbo"])
     init_from: str | None = None
+    train_only: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The whole configuration as JSON-serialisable data."""

@@ -44,7 +44,7 @@ from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
 from training.schedule import warmup_cosine
 from training.visualize import save_overlay
-from training.warm_start import warm_start
+from training.warm_start import freeze_all_but, warm_start
 
 CONFIG_FILE = "train_config.json"
 FINAL_MODEL_DIR = "model"
@@ -148,6 +148,8 @@ def fit(
 
 def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> _Run:
     model = VideoSlotModel(**config.model, registry=registry).to(device)
+    if config.train_only is not None:
+        freeze_all_but(model, config.train_only)
     trained: nn.Module = model
     if group.distributed:
         ids = [group.local_rank] if device == "cuda" else None

@@ -30,6 +30,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--num-slots", type=int, help="slots per frame (the model's K)")
     parser.add_argument("--init-from", help="warm-start from this saved model's weights (matching names and shapes)")
+    parser.add_argument(
+        "--train-only", nargs="+", metavar="COMPONENT", help="train only these components (e.g. decoder)"
+    )
     parser.add_argument("--out", default=None, help="run directory (default: runs/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -54,7 +57,7 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
         },
     )
     optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim
-    given = {"steps": args.steps, "seed": args.seed, "init_from": args.init_from}
+    given = {"steps": args.steps, "seed": args.seed, "init_from": args.init_from, "train_only": args.train_only}
     top = {key: value for key, value in given.items() if value is not None}
     if args.num_slots is not None:
         if args.num_slots < 1:

@@ -4,6 +4,9 @@ A warm start copies every parameter and buffer whose name and shape match the so
 rest at their fresh initialisation, so a model can be fine-tuned on new data (``videos:<dir>`` recordings) or
 given a different component (for instance a finer decoder on top of trained slots) without starting from
 the symmetric phase again. Unlike ``--resume`` it starts a new run: step, optimizer and schedule start at 0.
+A new component trained against the others at once can undo what they learned (a random decoder's first
+gradients collapse trained slots within a hundred steps), so :func:`freeze_all_but` lets a run train only some
+components.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from plugins.model import WEIGHTS_FILE
+from plugins.model import COMPONENT_NAMES, WEIGHTS_FILE
 
 
 @dataclass(frozen=True)
@@ -61,3 +64,19 @@ def warm_start(model: nn.Module, source: str | Path) -> WarmStart:
             state[name].copy_(weights[name])
     missing = sorted(name for name in state if name not in weights)
     return WarmStart(sorted(loaded), reshaped, missing)
+
+
+def freeze_all_but(model: nn.Module, components: list[str]) -> None:
+    """Stop the gradients of every component of ``model`` not named in ``components`` (and of any parameter
+    outside the components).
+
+    Raises:
+        ValueError: a name is not one of the model's components.
+    """
+    present = [name for name in COMPONENT_NAMES if isinstance(getattr(model, name, None), nn.Module)]
+    unknown = sorted(set(components) - set(present))
+    if unknown or not components:
+        raise ValueError(f"train_only {components}: choose one or more of the model's components {present}")
+    trained = {id(parameter) for name in components for parameter in getattr(model, name).parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in trained)

@@ -1,18 +1,23 @@
-"""Warm starts copy the tensors that fit and leave the rest at their initialisation."""
+"""Warm starts copy the tensors that fit and leave the rest at their initialisation; frozen components keep
+their weights."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny_model import TINY_MODEL
 
 from plugins import VideoSlotModel
-from training.warm_start import warm_start
+from training.configs import get_config
+from training.loop import fit
+from training.warm_start import freeze_all_but, warm_start
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,3 +59,27 @@ def test_the_cli_reports_a_bad_source_and_exits_2(tmp_path: Path) -> None:
     command += ["--out", str(tmp_path / "run"), "--init-from", str(tmp_path / "nowhere")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "no model.safetensors there" in result.stderr
+
+
+def test_only_the_named_components_train() -> None:
+    model = _model()
+    freeze_all_but(model, ["decoder", "transition"])
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    expected = {name for name, _ in model.named_parameters() if name.startswith(("decoder.", "transition."))}
+    assert trainable == expected and trainable
+
+
+@pytest.mark.parametrize("components", [["decoderr"], []])
+def test_an_unknown_or_empty_component_list_is_refused(components: list[str]) -> None:
+    with pytest.raises(ValueError, match="choose one or more of the model's components"):
+        freeze_all_but(_model(), components)
+
+
+def test_frozen_components_keep_their_weights_through_a_run(tmp_path: Path) -> None:
+    config = dataclasses.replace(get_config("tiny"), steps=3, eval_every=0, train_only=["decoder"])
+    fit(config, tmp_path, progress=False)
+    torch.manual_seed(config.seed)  # as fit does before building the model
+    initial = dict(VideoSlotModel(**config.model).named_parameters())  # parameters: buffers follow the schedule
+    trained = load_file(str(tmp_path / "model" / "model.safetensors"))
+    changed = {name for name, value in initial.items() if not torch.equal(value, trained[name])}
+    assert changed and all(name.startswith("decoder.") for name in changed)
