@@ -8,7 +8,6 @@ Evaluation, metric lines and checkpoints happen on the main process at their con
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +132,7 @@ def fit(
     elif config.init_from is not None:
         started_from = warm_start(run.model, config.init_from)
         if group.is_main:
-            print(started_from.summary(), file=sys.stderr)
+            tqdm.write(started_from.summary())
     try:
         scores = _train(config, run, run_dir, group, device, progress, stop_after)
     finally:

@@ -36,13 +36,20 @@ def cnn_model(
     num_slots: int = 6,
 ) -> dict[str, Any]:
     """``VideoSlotModel`` kwargs for the CNN family (``decoder_size``: side of the reconstruction and masks)."""
-    decoder = {"output_size": [decoder_size, decoder_size], "broadcast_size": 8, "channels": 32}
     return {
         "encoder": {"name": "small_cnn", "kwargs": {"channels": [32, 32, 32, 32], "strides": [2, 1, 2, 1]}},
         "initializer": initializer,
         "aggregator": {"name": "slot_attention", "kwargs": {"truncation": truncation}},
         "transition": transition or {"name": "randsfq", "kwargs": {"window": 6}},
-        "decoder": {"name": "broadcast", "kwargs": {**decoder, "kernel_size": decoder_kernel}},
+        "decoder": {
+            "name": "broadcast",
+            "kwargs": {
+                "output_size": [decoder_size, decoder_size],
+                "broadcast_size": 8,
+                "channels": 32,
+                "kernel_size": decoder_kernel,
+            },
+        },
         "num_slots": num_slots,
         "slot_dim": 64,
         "image_size": IMAGE_SIZE,
