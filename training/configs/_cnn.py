@@ -34,10 +34,15 @@ def cnn_model(
     decoder_size: int = 16,
     decoder_kernel: int = 5,
     num_slots: int = 6,
+    encoder_strides: tuple[int, int, int, int] = (2, 1, 2, 1),
 ) -> dict[str, Any]:
-    """``VideoSlotModel`` kwargs for the CNN family (``decoder_size``: side of the reconstruction and masks)."""
+    """``VideoSlotModel`` kwargs for the CNN family.
+
+    ``decoder_size`` is the side of the reconstruction and masks; ``encoder_strides`` set the Slot Attention grid
+    (64 divided by their product on each side).
+    """
     return {
-        "encoder": {"name": "small_cnn", "kwargs": {"channels": [32, 32, 32, 32], "strides": [2, 1, 2, 1]}},
+        "encoder": {"name": "small_cnn", "kwargs": {"channels": [32, 32, 32, 32], "strides": list(encoder_strides)}},
         "initializer": initializer,
         "aggregator": {"name": "slot_attention", "kwargs": {"truncation": truncation}},
         "transition": transition or {"name": "randsfq", "kwargs": {"window": 6}},
