@@ -23,6 +23,7 @@ import torch
 from plugins import VideoSlotModel
 from plugins.model import CONFIG_FILE, WEIGHTS_FILE
 from training.best import BEST_MODEL_DIR, Selection, read_selection
+from training.ceiling import mask_size_ceiling
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.config import TrainConfig
 from training.datasets import build_dataset
@@ -103,6 +104,10 @@ def render_card(
         "|" + " --- |" * (len(header) + 1),
         *(_row(label, value) for label, value in scores.items()),
         "",
+        "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
+        "upsampled like the model's masks (`python -m training.ceiling`): no model with masks of this size can",
+        "score higher on that data.",
+        "",
         "On DAVIS 2016 each frame has a single foreground object, so FG-ARI is degenerate there (1 when the",
         "object falls in one slot); mBO and mIoU are the meaningful numbers. A CNN trained on synthetic shapes is",
         "not expected to segment real video well; the numbers are reported, not tuned for.",
@@ -140,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = config.data.val_spec or config.data.spec
     validation = build_dataset(spec, "val", None, model.image_size)
     scores = {spec + " (validation)": evaluate(model, validation, progress=True)}
+    mask_height, mask_width = model.mask_grid
+    ceiling_label = f"{spec} (validation), ground truth through {mask_height}x{mask_width} masks: the ceiling"
+    scores[ceiling_label] = mask_size_ceiling(validation, model.mask_grid, progress=True)
     if args.davis:
         davis = build_dataset(f"davis:{args.davis}", "val", None, model.image_size)
         scores["DAVIS 2016 (8 sequences)"] = evaluate(model, davis, progress=True)

@@ -1,0 +1,81 @@
+"""``training.ceiling``: the scores of the ground truth itself sent through low-resolution masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from training.ceiling import downsampled_instances, main, mask_size_ceiling
+from training.datasets import VideoClip, build_dataset
+
+
+class _Clips(Dataset[VideoClip]):
+    def __init__(self, clips: list[VideoClip]) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> VideoClip:
+        return self.clips[index]
+
+
+def _two_objects(small_side: int) -> VideoClip:
+    """One 16x16 frame: a 6x6 object (id 3) and a ``small_side`` square object (id 7) on background."""
+    ids = torch.zeros(1, 16, 16, dtype=torch.long)
+    ids[0, 1:7, 1:7] = 3
+    ids[0, 10 : 10 + small_side, 10 : 10 + small_side] = 7
+    return VideoClip(frames=torch.zeros(1, 3, 16, 16), masks=ids, name="two_objects")
+
+
+def test_downsampled_instances_are_area_fractions_over_the_ids_present() -> None:
+    ids = _two_objects(2).masks
+    assert ids is not None
+    soft = downsampled_instances(ids, (4, 4))
+    assert soft.shape == (1, 3, 4, 4)  # background, id 3, id 7 (ids need not be contiguous)
+    torch.testing.assert_close(soft.sum(dim=1), torch.ones(1, 4, 4))
+    assert soft[0, 2].max().item() == pytest.approx(4 / 16)  # the 2x2 object fills a quarter of one 4x4 cell
+    with pytest.raises(ValueError, match=r"\[T, H, W\]"):
+        downsampled_instances(ids[0], (4, 4))
+
+
+def test_a_small_object_is_lost_at_a_coarse_mask_size_and_kept_at_full_size() -> None:
+    clips = _Clips([_two_objects(2)])
+    coarse = mask_size_ceiling(clips, (4, 4))
+    full = mask_size_ceiling(clips, (16, 16))
+    # at 4x4 the 2x2 object never wins a pixel: its best overlap is 0, the 6x6 one keeps a positive overlap
+    assert 0.0 < coarse.video_mbo < 0.5
+    assert full.video_mbo == pytest.approx(1.0) and full.video_fg_ari == pytest.approx(1.0)
+    assert "4x4" in coarse.mask_source
+
+
+def test_ceiling_grows_with_mask_size_on_synthetic_videos() -> None:
+    dataset = build_dataset("synthetic:medium", "val", 4, (64, 64))
+    scores = [mask_size_ceiling(dataset, (size, size), max_videos=3) for size in (8, 16, 64)]
+    mbo = [s.video_mbo for s in scores]
+    assert mbo[0] < mbo[1] < mbo[2] == pytest.approx(1.0)
+    assert scores[2].video_fg_ari == pytest.approx(1.0)
+
+
+def test_ceiling_rejects_unlabelled_data_and_bad_sizes() -> None:
+    unlabelled = _Clips([VideoClip(frames=torch.zeros(1, 3, 8, 8), masks=None, name="camera.mp4")])
+    with pytest.raises(ValueError, match=r"camera\.mp4 has no masks"):
+        mask_size_ceiling(unlabelled, (4, 4))
+    with pytest.raises(ValueError, match="positive"):
+        mask_size_ceiling(_Clips([_two_objects(2)]), (4, 0))
+
+
+def test_ceiling_cli_writes_one_entry_per_mask_size(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ceiling.json"
+    argv = ["--data", "synthetic:easy", "--mask-size", "16", "32", "--videos", "2", "--json", str(out)]
+    assert main(argv) == 0
+    ceilings = json.loads(out.read_text())["ceilings"]
+    assert set(ceilings) == {"16", "32"} and ceilings["16"]["num_videos"] == 2
+    assert ceilings["16"]["video_mbo"] < ceilings["32"]["video_mbo"] <= 1.0
+    assert "masks 16x16" in capsys.readouterr().out
+    assert main(["--data", "nowhere:medium"]) == 2
+    assert "nowhere" in capsys.readouterr().err

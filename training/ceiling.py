@@ -1,0 +1,97 @@
+"""``python -m training.ceiling --data SPEC --mask-size 16 32``: the best score masks of a given size can reach.
+
+A model whose masks come out at ``r x r`` is scored after bilinear upsampling to the ground truth and argmax
+(``training.metrics.masks``). Sending the ground truth itself through the same bottleneck (each instance's
+indicator area-averaged down to ``r x r``, then upsampled and argmaxed like a model's masks) gives the scores of
+a perfect model at that resolution: an upper bound for every model with ``r x r`` masks on that data. Small and
+thin objects are the first to lose pixels, or to vanish, as ``r`` shrinks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from training.datasets import VideoClip, build_dataset
+from training.datasets.errors import DatasetError
+from training.evaluate import format_table
+from training.metrics import DiscoveryScores, ObjectDiscoveryMetrics
+from training.metrics.overlap import BackgroundPolicy
+
+
+def downsampled_instances(ids: Tensor, size: tuple[int, int]) -> Tensor:
+    """Soft masks ``[T, N, h, w]`` of the ``N`` distinct ids of ``ids [T, H, W]`` (background included), area-averaged.
+
+    Each channel is the fraction of a low-resolution cell covered by one id, so the channels sum to 1 per cell.
+    """
+    if ids.dim() != 3:
+        raise ValueError(f"ids must have shape [T, H, W], got {tuple(ids.shape)}")
+    _, dense = torch.unique(ids, return_inverse=True)  # dense: [T, H, W] in [0, N)
+    one_hot = F.one_hot(dense, int(dense.max()) + 1).permute(0, 3, 1, 2).float()  # [T, N, H, W]
+    return F.interpolate(one_hot, size=size, mode="area")  # [T, N, h, w]
+
+
+@torch.inference_mode()
+def mask_size_ceiling(
+    dataset: Dataset[VideoClip],
+    mask_size: tuple[int, int],
+    max_videos: int | None = None,
+    background: BackgroundPolicy = "ignore",
+    progress: bool = False,
+) -> DiscoveryScores:
+    """Scores of the ground truth sent through masks of ``mask_size`` ``(h, w)``, with ``training.evaluate``'s metrics.
+
+    Raises:
+        ValueError: a side of ``mask_size`` is not positive, or the dataset has no masks.
+    """
+    height, width = mask_size
+    if height < 1 or width < 1:
+        raise ValueError(f"mask size must be positive, got {height}x{width}")
+    label = f"{height}x{width}"
+    metrics = ObjectDiscoveryMetrics(background=background, mask_source=f"ground truth area-averaged to {label}")
+    count = len(dataset) if max_videos is None else min(max_videos, len(dataset))  # type: ignore[arg-type]
+    for index in tqdm(range(count), desc=f"ceiling {label}", disable=not progress, leave=False):
+        clip = dataset[index]
+        if clip.masks is None:
+            raise ValueError(f"cannot compute a ceiling on unlabelled data ({clip.name} has no masks)")
+        soft = downsampled_instances(clip.masks, mask_size)  # [T, N, h, w]
+        metrics.update(soft[None], clip.masks[None])  # [1, T, N, h, w] against [1, T, H, W]
+    return metrics.compute()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="data spec with masks (synthetic:<level>, davis:<root>, ...)")
+    parser.add_argument("--mask-size", type=int, nargs="+", default=[16, 32], help="mask sides to score")
+    parser.add_argument("--image-size", type=int, default=64, help="side the ground truth is scored at")
+    parser.add_argument("--videos", type=int, help="only the first N validation videos")
+    parser.add_argument("--background", choices=["ignore", "segment"], default="ignore")
+    parser.add_argument("--json", type=Path, help="also write the scores here, keyed by mask size")
+    args = parser.parse_args(argv)
+    results: dict[str, object] = {}
+    try:
+        dataset = build_dataset(args.data, "val", None, (args.image_size, args.image_size))
+        for size in args.mask_size:
+            scores = mask_size_ceiling(dataset, (size, size), args.videos, args.background, progress=True)
+            print(f"masks {size}x{size}:\n{format_table(scores)}\n")
+            results[str(size)] = scores.to_dict()
+    except (FileNotFoundError, DatasetError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps({"data": args.data, "ceilings": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
