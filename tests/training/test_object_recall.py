@@ -1,0 +1,66 @@
+"""``training.object_recall``: per-object best overlaps, grouped by the synthetic metadata."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from plugins import VideoSlotModel
+from training.configs import get_config
+from training.datasets import build_dataset
+from training.datasets.export import write_sequence
+from training.datasets.synthetic import generate_video
+from training.object_recall import (
+    ObjectOverlap,
+    best_overlap_per_object,
+    format_recall,
+    group_recall,
+    main,
+    object_overlaps,
+)
+
+
+def test_best_overlap_is_taken_over_the_whole_video() -> None:
+    ids = torch.zeros(2, 4, 4, dtype=torch.long)
+    ids[:, :2, :2] = 5  # object 5: 4 pixels in each of 2 frames
+    labels = torch.zeros(2, 4, 4, dtype=torch.long)
+    labels[0, :2, :2] = 1  # frame 0: slot 1 covers the object exactly
+    labels[1, :2, :2] = 2  # frame 1: slot 2 takes it over (a swap)
+    assert best_overlap_per_object(labels, ids) == {5: pytest.approx(0.5)}  # 4 / (8 + 4 - 4) for either slot
+    labels[1, :2, :2] = 1
+    assert best_overlap_per_object(labels, ids) == {5: pytest.approx(1.0)}
+
+
+def test_group_recall_counts_found_objects_per_attribute_value() -> None:
+    overlaps = [
+        ObjectOverlap("v", 1, {"size": "small", "texture": "flat", "shape": "star"}, 0.2),
+        ObjectOverlap("v", 2, {"size": "small", "texture": "noise", "shape": "circle"}, 0.8),
+        ObjectOverlap("v", 3, {"size": "large", "texture": "flat", "shape": "circle"}, 0.9),
+    ]
+    rows = {row.value: row for row in group_recall(overlaps, "size")}
+    assert rows["all"].objects == 3 and rows["all"].found == pytest.approx(2 / 3)
+    assert rows["small"].mean_best_iou == pytest.approx(0.5) and rows["small"].found == pytest.approx(0.5)
+    assert rows["large"].found == 1.0
+    table = format_recall(overlaps)
+    assert "size=small" in table and "texture=noise" in table and "shape=star" in table
+    assert table.count(" all ") == 1
+
+
+def test_object_overlaps_cover_every_object_of_each_video() -> None:
+    model = VideoSlotModel(**get_config("tiny").model)
+    dataset = build_dataset("synthetic:easy", "val", 3, model.image_size)
+    overlaps = object_overlaps(model, dataset, max_videos=2)
+    expected = sum(len(set(dataset[i].masks.unique().tolist()) - {0}) for i in range(2))  # type: ignore[union-attr]
+    assert len(overlaps) == expected
+    assert all(0.0 <= o.best_iou <= 1.0 and o.attributes["size"] in ("medium", "large") for o in overlaps)
+
+
+def test_cli_prints_the_table_and_rejects_data_without_metadata(tmp_path, capsys) -> None:
+    model = VideoSlotModel(**get_config("tiny").model)
+    model.save_pretrained(tmp_path / "model")
+    assert main(["--model", str(tmp_path / "model"), "--data", "synthetic:easy", "--videos", "1"]) == 0
+    assert "shape=" in capsys.readouterr().out
+    davis = tmp_path / "davis"
+    write_sequence(davis, "seq0", generate_video("easy", 3, 4, (32, 32)))  # masks, but no metadata when read back
+    assert main(["--model", str(tmp_path / "model"), "--data", f"davis:{davis}"]) == 2
+    assert "seq0: per-object recall needs masks and synthetic metadata" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""``python -m training.object_recall --model DIR --data synthetic:LEVEL``: which kinds of objects a model finds.
+
+For every object of every validation video, its best overlap with a slot: the highest IoU between the object's
+pixels over the whole video and any slot's argmax mask (video mode, the per-object term of mBO). Objects are
+grouped by their synthetic metadata (size, texture, shape); an object counts as found when its best overlap
+exceeds 0.5. The aggregate metrics say how well a model does; this says on what it fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from plugins import VideoSlotModel
+from training.datasets import VideoClip, build_dataset
+from training.datasets.errors import DatasetError
+from training.evaluation import MASK_SOURCES, MaskSource, predicted_masks
+from training.metrics import BACKGROUND_ID, contingency_table, iou_from_contingency, upsample_to_labels
+
+ATTRIBUTES: tuple[str, ...] = ("size", "texture", "shape")
+"""Object attributes of the synthetic metadata that objects are grouped by."""
+
+FOUND_IOU = 0.5
+"""Best overlap above which an object counts as found."""
+
+
+@dataclass(frozen=True)
+class ObjectOverlap:
+    """One ground-truth object and its best overlap with any slot over its video."""
+
+    video: str
+    object_id: int
+    attributes: dict[str, str]
+    best_iou: float
+
+
+@dataclass(frozen=True)
+class GroupRecall:
+    """Objects sharing one attribute value: how many, their mean best overlap and the fraction found."""
+
+    attribute: str
+    value: str
+    objects: int
+    mean_best_iou: float
+    found: float
+
+
+def best_overlap_per_object(labels: Tensor, ids: Tensor) -> dict[int, float]:
+    """Best IoU of each object id of ``ids [T, H, W]`` with any label of ``labels [T, H, W]``, over the whole video."""
+    table = contingency_table(labels.reshape(1, -1), ids.reshape(1, -1))  # one sample: the whole video
+    best = iou_from_contingency(table)[0].amax(dim=1)  # [M] best IoU of each GT id
+    return {
+        object_id: float(best[row])
+        for row, object_id in enumerate(table.gt_ids.tolist())
+        if object_id != BACKGROUND_ID
+    }
+
+
+@torch.inference_mode()
+def object_overlaps(
+    model: VideoSlotModel,
+    dataset: Dataset[VideoClip],
+    max_videos: int | None = None,
+    mask_source: MaskSource = "decoder",
+    progress: bool = False,
+) -> list[ObjectOverlap]:
+    """Best overlap of every object of the first ``max_videos`` videos.
+
+    Raises:
+        ValueError: a video has no masks or no synthetic metadata.
+    """
+    count = len(dataset) if max_videos is None else min(max_videos, len(dataset))  # type: ignore[arg-type]
+    was_training = model.training
+    model.eval()
+    overlaps: list[ObjectOverlap] = []
+    try:
+        for index in tqdm(range(count), desc="objects", disable=not progress, leave=False):
+            clip = dataset[index]
+            if clip.masks is None or clip.metadata is None:
+                raise ValueError(f"{clip.name}: per-object recall needs masks and synthetic metadata")
+            output = model(clip.frames.unsqueeze(0))
+            height, width = clip.masks.shape[-2:]
+            labels = upsample_to_labels(predicted_masks(output, mask_source)[0], (height, width))  # [T, H, W]
+            info = {obj.object_id: obj for obj in clip.metadata.objects}
+            for object_id, best_iou in best_overlap_per_object(labels, clip.masks).items():
+                obj = info[object_id]
+                attributes = {"size": obj.size, "texture": obj.texture, "shape": obj.shape}
+                overlaps.append(ObjectOverlap(clip.name, object_id, attributes, best_iou))
+    finally:
+        model.train(was_training)
+    return overlaps
+
+
+def group_recall(overlaps: Sequence[ObjectOverlap], attribute: str) -> list[GroupRecall]:
+    """Recall per value of ``attribute`` (sorted by value), plus an ``all`` row first."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for overlap in overlaps:
+        groups[overlap.attributes[attribute]].append(overlap.best_iou)
+    rows = [("all", [overlap.best_iou for overlap in overlaps]), *sorted(groups.items())]
+    return [
+        GroupRecall(attribute, value, len(ious), sum(ious) / len(ious), sum(i > FOUND_IOU for i in ious) / len(ious))
+        for value, ious in rows
+        if ious
+    ]
+
+
+def format_recall(overlaps: Sequence[ObjectOverlap]) -> str:
+    """A text table: one block per attribute, one line per value."""
+    lines = [f"{'group':>18}  {'objects':>7}  {'mean best IoU':>13}  {f'found (IoU > {FOUND_IOU})':>18}"]
+    for attribute in ATTRIBUTES:
+        for row in group_recall(overlaps, attribute):
+            if row.value == "all" and attribute != ATTRIBUTES[0]:
+                continue
+            name = "all" if row.value == "all" else f"{attribute}={row.value}"
+            lines.append(f"{name:>18}  {row.objects:>7}  {row.mean_best_iou:>13.3f}  {row.found:>18.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m training.object_recall", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a save_pretrained directory")
+    parser.add_argument("--data", default="synthetic:medium", help="a synthetic data spec (synthetic:<level>)")
+    parser.add_argument("--videos", type=int, help="only the first N validation videos")
+    parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="decoder")
+    args = parser.parse_args(argv)
+    try:
+        model = VideoSlotModel.from_pretrained(args.model)
+        dataset = build_dataset(args.data, "val", None, model.image_size)
+        overlaps = object_overlaps(model, dataset, args.videos, args.mask_source, progress=True)
+    except (FileNotFoundError, DatasetError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_recall(overlaps))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
