@@ -31,7 +31,12 @@ from training.evaluation import evaluate
 from training.loop import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.loop import FINAL_MODEL_DIR
 from training.metrics import DiscoveryScores
+from training.object_recall import object_overlaps, recall_rows
+from training.recall_chart import save_recall_chart
 from training.visualize import save_overlay
+
+RECALL_CHART_FILE = "object_recall.png"
+"""The per-object recall chart a card of a model trained on synthetic data links to."""
 
 
 def wall_time_s(run_dir: Path, model_dir: Path) -> float:
@@ -117,6 +122,14 @@ def render_card(
         "![frames, reconstruction, slot masks, overlay](sample.png)",
         "",
     ]
+    if extra.get("recall_chart"):
+        lines += [
+            "Objects found (best overlap above 0.5 over the video) and their mean best overlap, by the synthetic",
+            "metadata (`python -m training.object_recall`):",
+            "",
+            f"![objects found by size, texture and shape]({extra['recall_chart']})",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -154,7 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with torch.inference_mode():
         frames = validation[0].frames[:8].unsqueeze(0)
         save_overlay(frames, model(frames), args.out / "sample.png")
+    recall_chart = None
+    if spec.startswith("synthetic:"):
+        overlaps = object_overlaps(model, validation, progress=True)
+        save_recall_chart(recall_rows(overlaps), args.out / RECALL_CHART_FILE, f"{config.name} on {spec}")
+        recall_chart = RECALL_CHART_FILE
     extra = {
+        "recall_chart": recall_chart,
         "command": args.command or f"python -m training.run --config {config.name}",
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "wall_time_s": wall_time_s(args.run, source),

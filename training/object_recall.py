@@ -13,6 +13,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -24,6 +25,7 @@ from training.datasets import VideoClip, build_dataset
 from training.datasets.errors import DatasetError
 from training.evaluation import MASK_SOURCES, MaskSource, predicted_masks
 from training.metrics import BACKGROUND_ID, contingency_table, iou_from_contingency, upsample_to_labels
+from training.recall_chart import save_recall_chart
 
 ATTRIBUTES: tuple[str, ...] = ("size", "texture", "shape")
 """Object attributes of the synthetic metadata that objects are grouped by."""
@@ -112,15 +114,18 @@ def group_recall(overlaps: Sequence[ObjectOverlap], attribute: str) -> list[Grou
     ]
 
 
+def recall_rows(overlaps: Sequence[ObjectOverlap]) -> list[GroupRecall]:
+    """The ``all`` row, then every value of every attribute: the lines of the table and of the chart."""
+    rows = group_recall(overlaps, ATTRIBUTES[0])[:1]
+    return rows + [row for attribute in ATTRIBUTES for row in group_recall(overlaps, attribute) if row.value != "all"]
+
+
 def format_recall(overlaps: Sequence[ObjectOverlap]) -> str:
-    """A text table: one block per attribute, one line per value."""
+    """A text table of ``recall_rows``: one line per group."""
     lines = [f"{'group':>18}  {'objects':>7}  {'mean best IoU':>13}  {f'found (IoU > {FOUND_IOU})':>18}"]
-    for attribute in ATTRIBUTES:
-        for row in group_recall(overlaps, attribute):
-            if row.value == "all" and attribute != ATTRIBUTES[0]:
-                continue
-            name = "all" if row.value == "all" else f"{attribute}={row.value}"
-            lines.append(f"{name:>18}  {row.objects:>7}  {row.mean_best_iou:>13.3f}  {row.found:>18.2f}")
+    for row in recall_rows(overlaps):
+        name = "all" if row.value == "all" else f"{row.attribute}={row.value}"
+        lines.append(f"{name:>18}  {row.objects:>7}  {row.mean_best_iou:>13.3f}  {row.found:>18.2f}")
     return "\n".join(lines)
 
 
@@ -131,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default="synthetic:medium", help="a synthetic data spec (synthetic:<level>)")
     parser.add_argument("--videos", type=int, help="only the first N validation videos")
     parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="decoder")
+    parser.add_argument("--plot", type=Path, help="also draw the groups as a bar chart (PNG)")
     args = parser.parse_args(argv)
     try:
         model = VideoSlotModel.from_pretrained(args.model)
@@ -140,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_recall(overlaps))
+    if args.plot:
+        title = f"{args.model} on {args.data} ({len(overlaps)} objects)"
+        print(f"chart: {save_recall_chart(recall_rows(overlaps), args.plot, title)}")
     return 0
 
 

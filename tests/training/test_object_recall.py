@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
 from plugins import VideoSlotModel
 from training.configs import get_config
@@ -58,8 +59,12 @@ def test_object_overlaps_cover_every_object_of_each_video() -> None:
 def test_cli_prints_the_table_and_rejects_data_without_metadata(tmp_path, capsys) -> None:
     model = VideoSlotModel(**get_config("tiny").model)
     model.save_pretrained(tmp_path / "model")
-    assert main(["--model", str(tmp_path / "model"), "--data", "synthetic:easy", "--videos", "1"]) == 0
+    chart = tmp_path / "recall.png"
+    argv = ["--model", str(tmp_path / "model"), "--data", "synthetic:easy", "--videos", "1", "--plot", str(chart)]
+    assert main(argv) == 0
     assert "shape=" in capsys.readouterr().out
+    with Image.open(chart) as image:  # a title, a legend and one line per group: all, 2 sizes, 1 texture, shapes
+        assert image.format == "PNG" and image.height > 18 * 5
     davis = tmp_path / "davis"
     write_sequence(davis, "seq0", generate_video("easy", 3, 4, (32, 32)))  # masks, but no metadata when read back
     assert main(["--model", str(tmp_path / "model"), "--data", f"davis:{davis}"]) == 2
