@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from contextlib import closing
 from typing import Literal
 
 import torch
@@ -9,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from plugins import VideoOutput, VideoSlotModel
-from training.datasets import VideoClip, collate_clips
+from training.datasets import VideoBatch, VideoClip, collate_clips
 from training.metrics import DiscoveryScores, ObjectDiscoveryMetrics
 from training.metrics.overlap import BackgroundPolicy
 
@@ -29,7 +31,34 @@ def predicted_masks(output: VideoOutput, source: MaskSource) -> torch.Tensor:
     return last.reshape(*last.shape[:3], *grid)  # [B, T, K, h, w]
 
 
-@torch.inference_mode()
+def predicted_videos(
+    model: VideoSlotModel,
+    dataset: Dataset[VideoClip],
+    max_videos: int | None = None,
+    mask_source: MaskSource = "decoder",
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> Generator[tuple[VideoBatch, torch.Tensor], None, None]:
+    """Run the model in eval mode over whole videos, one at a time: yields each one-video batch and its soft masks
+    ``[1, T, K, h, w]`` (float32, on the CPU). The model's training mode is restored when the iteration ends or
+    the generator is closed (iterate under ``contextlib.closing`` when the loop may stop early).
+    """
+    if max_videos is not None:
+        dataset = Subset(dataset, range(min(max_videos, len(dataset))))  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_size=1, collate_fn=collate_clips)
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            with torch.inference_mode():
+                output = model(batch.frames.to(device))
+                masks = predicted_masks(output, mask_source).float().cpu()  # [1, T, K, h, w]
+            yield batch, masks
+    finally:
+        model.train(was_training)
+
+
 def evaluate(
     model: VideoSlotModel,
     dataset: Dataset[VideoClip],
@@ -44,18 +73,10 @@ def evaluate(
     Raises:
         ValueError: the dataset has no masks.
     """
-    if max_videos is not None:
-        dataset = Subset(dataset, range(min(max_videos, len(dataset))))  # type: ignore[arg-type]
-    loader = DataLoader(dataset, batch_size=1, collate_fn=collate_clips)
     metrics = ObjectDiscoveryMetrics(background=background, mask_source=MASK_SOURCES[mask_source])
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+    with closing(predicted_videos(model, dataset, max_videos, mask_source, device, progress)) as videos:
+        for batch, masks in videos:
             if batch.masks is None:
                 raise ValueError(f"cannot evaluate on unlabelled data ({batch.names[0]} has no masks)")
-            output = model(batch.frames.to(device))
-            metrics.update(predicted_masks(output, mask_source).float().cpu(), batch.masks)
-    finally:
-        model.train(was_training)
+            metrics.update(masks, batch.masks)
     return metrics.compute()

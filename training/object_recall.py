@@ -12,18 +12,17 @@ import argparse
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from plugins import VideoSlotModel
 from training.datasets import VideoClip, build_dataset
 from training.datasets.errors import DatasetError
-from training.evaluation import MASK_SOURCES, MaskSource, predicted_masks
+from training.evaluation import MASK_SOURCES, MaskSource, predicted_videos
 from training.metrics import BACKGROUND_ID, contingency_table, iou_from_contingency, upsample_to_labels
 from training.recall_chart import save_recall_chart
 
@@ -54,6 +53,11 @@ class GroupRecall:
     mean_best_iou: float
     found: float
 
+    @property
+    def label(self) -> str:
+        """``all`` for the row of every object, else ``attribute=value``."""
+        return "all" if self.value == "all" else f"{self.attribute}={self.value}"
+
 
 def best_overlap_per_object(labels: Tensor, ids: Tensor) -> dict[int, float]:
     """Best IoU of each object id of ``ids [T, H, W]`` with any label of ``labels [T, H, W]``, over the whole video."""
@@ -66,7 +70,6 @@ def best_overlap_per_object(labels: Tensor, ids: Tensor) -> dict[int, float]:
     }
 
 
-@torch.inference_mode()
 def object_overlaps(
     model: VideoSlotModel,
     dataset: Dataset[VideoClip],
@@ -79,25 +82,19 @@ def object_overlaps(
     Raises:
         ValueError: a video has no masks or no synthetic metadata.
     """
-    count = len(dataset) if max_videos is None else min(max_videos, len(dataset))  # type: ignore[arg-type]
-    was_training = model.training
-    model.eval()
     overlaps: list[ObjectOverlap] = []
-    try:
-        for index in tqdm(range(count), desc="objects", disable=not progress, leave=False):
-            clip = dataset[index]
-            if clip.masks is None or clip.metadata is None:
-                raise ValueError(f"{clip.name}: per-object recall needs masks and synthetic metadata")
-            output = model(clip.frames.unsqueeze(0))
-            height, width = clip.masks.shape[-2:]
-            labels = upsample_to_labels(predicted_masks(output, mask_source)[0], (height, width))  # [T, H, W]
-            info = {obj.object_id: obj for obj in clip.metadata.objects}
-            for object_id, best_iou in best_overlap_per_object(labels, clip.masks).items():
+    videos = predicted_videos(model, dataset, max_videos, mask_source, progress=progress, desc="objects")
+    with closing(videos):
+        for batch, masks in videos:
+            ids, metadata, name = batch.masks, batch.metadata[0], batch.names[0]
+            if ids is None or metadata is None:
+                raise ValueError(f"{name}: per-object recall needs masks and synthetic metadata")
+            labels = upsample_to_labels(masks[0], (ids.shape[-2], ids.shape[-1]))  # [T, H, W]
+            info = {obj.object_id: obj for obj in metadata.objects}
+            for object_id, best_iou in best_overlap_per_object(labels, ids[0]).items():
                 obj = info[object_id]
                 attributes = {"size": obj.size, "texture": obj.texture, "shape": obj.shape}
-                overlaps.append(ObjectOverlap(clip.name, object_id, attributes, best_iou))
-    finally:
-        model.train(was_training)
+                overlaps.append(ObjectOverlap(name, object_id, attributes, best_iou))
     return overlaps
 
 
@@ -116,16 +113,15 @@ def group_recall(overlaps: Sequence[ObjectOverlap], attribute: str) -> list[Grou
 
 def recall_rows(overlaps: Sequence[ObjectOverlap]) -> list[GroupRecall]:
     """The ``all`` row, then every value of every attribute: the lines of the table and of the chart."""
-    rows = group_recall(overlaps, ATTRIBUTES[0])[:1]
-    return rows + [row for attribute in ATTRIBUTES for row in group_recall(overlaps, attribute) if row.value != "all"]
+    grouped = [group_recall(overlaps, attribute) for attribute in ATTRIBUTES]  # each starts with the same all row
+    return grouped[0][:1] + [row for rows in grouped for row in rows[1:]]
 
 
 def format_recall(overlaps: Sequence[ObjectOverlap]) -> str:
     """A text table of ``recall_rows``: one line per group."""
     lines = [f"{'group':>18}  {'objects':>7}  {'mean best IoU':>13}  {f'found (IoU > {FOUND_IOU})':>18}"]
     for row in recall_rows(overlaps):
-        name = "all" if row.value == "all" else f"{row.attribute}={row.value}"
-        lines.append(f"{name:>18}  {row.objects:>7}  {row.mean_best_iou:>13.3f}  {row.found:>18.2f}")
+        lines.append(f"{row.label:>18}  {row.objects:>7}  {row.mean_best_iou:>13.3f}  {row.found:>18.2f}")
     return "\n".join(lines)
 
 

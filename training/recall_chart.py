@@ -31,8 +31,7 @@ def draw_recall_chart(rows: Sequence[GroupRecall], title: str = "") -> Image.Ima
     draw.text((_LABEL_WIDTH + 50, 4 + _ROW_HEIGHT // 2 + 2), "mean best IoU", fill=_IOU_COLOUR)
     for index, row in enumerate(rows):
         top = header + index * _ROW_HEIGHT
-        name = "all" if row.value == "all" else f"{row.attribute}={row.value}"
-        draw.text((_MARGIN, top + 3), f"{name} ({row.objects})", fill="black")
+        draw.text((_MARGIN, top + 3), f"{row.label} ({row.objects})", fill="black")
         half = (_ROW_HEIGHT - 4) // 2
         for offset, value, colour in ((0, row.found, _FOUND_COLOUR), (half, row.mean_best_iou, _IOU_COLOUR)):
             right = _LABEL_WIDTH + round(_BAR_WIDTH * min(max(value, 0.0), 1.0))
