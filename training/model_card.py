@@ -117,7 +117,9 @@ def render_card(
         "object falls in one slot); mBO and mIoU are the meaningful numbers. A CNN trained on synthetic shapes is",
         "not expected to segment real video well; the numbers are reported, not tuned for.",
         "",
-        f"Reproduce: `python -m training.evaluate --model service/models/default --data {spec}`.",
+        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model service/models/default "
+        f"--data {spec}`. With another thread count the scores can move in the third decimal (float sums differ",
+        "and near-ties in the argmax flip).",
         "",
         "![frames, reconstruction, slot masks, overlay](sample.png)",
         "",
@@ -176,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "recall_chart": recall_chart,
         "command": args.command or f"python -m training.run --config {config.name}",
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
         "wall_time_s": wall_time_s(args.run, source),
         "steps_done": steps_done(args.run, config),
         "selection": selection,
