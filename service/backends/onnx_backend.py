@@ -306,8 +306,8 @@ def load_engine(
     if choice.provider not in available:
         raise BackendUnavailable(
             f"--device {device} needs ONNX Runtime's {choice.provider}, but this onnxruntime {ort.__version__} "
-            f"offers only {', '.join(available)}. Install the GPU build with {GPU_EXTRA} (it replaces the CPU "
-            "package; never install both), or use --device cpu"
+            f"offers only {', '.join(available)}. Install the GPU build instead of the CPU one (pip uninstall "
+            f"onnxruntime, then {GPU_EXTRA}; the two packages must never be installed together), or use --device cpu"
         )
     fp16 = manifest.precision == "fp16" if options.tensorrt_fp16 is None else options.tensorrt_fp16
     cache_dir = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
@@ -331,7 +331,7 @@ def import_onnxruntime() -> Any:
         import onnxruntime
     except ImportError as error:
         raise BackendUnavailable(
-            f"the onnx backend needs ONNX Runtime: pip install onnxruntime (CPU), or {GPU_EXTRA} for GPUs"
+            f"the onnx backend needs ONNX Runtime: pip install 'slotstream[onnx]' (CPU), or {GPU_EXTRA} for GPUs"
         ) from error
     return onnxruntime
 

@@ -112,6 +112,8 @@ class BuildSpec:
         inputs: input name -> shape without the batch axis.
         max_batch_size: the profile covers batch sizes 1 to this.
         fp16: fp16 kernels allowed.
+        tf32: TF32 kernels allowed. TensorRT enables them by default on Ampere and newer GPUs; their 10-bit
+            mantissa would break an fp32 engine's parity, so fp32 engines are built without them.
         tensorrt_version: TensorRT's version.
         gpu: the GPU's name and compute capability.
     """
@@ -123,6 +125,7 @@ class BuildSpec:
     fp16: bool
     tensorrt_version: str
     gpu: str
+    tf32: bool = False
 
     def key(self) -> str:
         """A digest of every field: engines are reused only for an identical spec."""
@@ -327,6 +330,7 @@ def load_engine(
             fp16=fp16,
             tensorrt_version=str(trt.__version__),
             gpu=gpu,
+            tf32=fp16,  # fp16 engines have looser parity bounds; fp32 engines stay fp32
         )
         engine = _cached_engine(trt, logger, runtime, model_dir, manifest, spec, cache_dir, options.workspace_mb)
         runner = _GraphRunner(trt, engine, spec, torch.device("cuda", index), stream)
@@ -380,6 +384,8 @@ def build_engine(trt: Any, logger: Any, onnx_path: Path, spec: BuildSpec, cache_
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     if spec.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if not spec.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
     for name, dims in spec.inputs.items():
         profile.set_shape(name, (1, *dims), (spec.max_batch_size, *dims), (spec.max_batch_size, *dims))

@@ -119,6 +119,7 @@ def test_engine_cache_key_changes_with_everything_the_engine_depends_on(tmp_path
         "tensorrt_version": "10.16.0",
         "gpu": "NVIDIA L4 sm_89",
         "inputs": {"frames": (3, 32, 32), "prev_slots": (4, 16)},
+        "tf32": True,
     }
     for field, value in changes.items():
         assert dataclasses.replace(SPEC, **{field: value}).key() != SPEC.key(), field
@@ -151,9 +152,9 @@ def test_engines_build_match_pytorch_and_are_cached(export_dir, tmp_path, cuda_g
     for batch in (1, 3, 8):
         frames = np.random.default_rng(batch).random((batch, 3, *TINY_MODEL["image_size"]), dtype=np.float32)
         ours, want = engine.first_step(frames), reference.first_step(frames)
-        np.testing.assert_allclose(ours.slots, want.slots, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(ours.slots, want.slots, atol=1e-4, rtol=0)  # fp32 engines: no TF32
         later, later_want = engine.step(frames, ours.state), reference.step(frames, want.state)
-        np.testing.assert_allclose(later.masks, later_want.masks, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(later.masks, later_want.masks, atol=1e-4, rtol=0)
     engines = sorted(tmp_path.glob("*.engine"))
     assert len(engines) == 2 and (tmp_path / "timing.cache").is_file()
     stamps = [p.stat().st_mtime_ns for p in engines]

@@ -1,7 +1,8 @@
-"""Service test fixtures: the tiny model on disk, the backends to test, and in-process servers."""
+"""Service test fixtures: the tiny model on disk (saved and exported), the backends to test, in-process servers."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,27 @@ from plugins import VideoSlotModel
 from service.config import ServiceConfig
 from service.engine import Engine
 
-#: Backends the service conformance tests run against. A backend whose model files are missing for the
-#: tiny model is skipped (the ``onnx`` and ``tensorrt`` backends need an export step added here).
-SERVICE_BACKENDS = ["torch"]
+HAVE_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+#: Backends the engine contract (``test_engine_conformance.py``) is checked for, as ``(backend, device)``: the
+#: accelerated ones serve the tiny model's export and are skipped, with the reason, where they cannot run.
+SERVICE_BACKENDS = [
+    pytest.param(("torch", "cpu"), id="torch"),
+    pytest.param(
+        ("onnx", "cpu"), id="onnx", marks=pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")
+    ),
+    pytest.param(
+        ("tensorrt", "cuda:0"),
+        id="tensorrt",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(
+                not HAVE_TENSORRT, reason="needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
+            ),
+        ],
+    ),
+]
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +45,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("models") / "tiny"
     VideoSlotModel(**SERVICE_TINY_MODEL).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def exported_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny model exported by ``training.export``, as the ``onnx`` and ``tensorrt`` backends load it."""
+    from training.export import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("exports") / "tiny"
+    export_model(model_dir, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    return out
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -38,9 +67,10 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(params=SERVICE_BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    """Each backend the service supports."""
-    return str(request.param)
+def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Each backend the service supports, with the device it runs on."""
+    name, device = request.param
+    return str(name), str(device)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The :class:`Engine` contract, checked for every backend in ``SERVICE_BACKENDS``.
 
-A new backend passes by loading the same tiny model; the service-level tests then apply to it too.
+A new backend passes by loading the same tiny model (the accelerated ones its export); the gRPC-level
+conformance of every backend is in ``tests/export/test_backend_conformance.py``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from service.engine import BackendUnavailable, Engine, load_engine
 
 
 @pytest.fixture
-def engine(backend, model_dir) -> Engine:
-    try:
-        return load_engine(backend, model_dir, name="tiny", device="cpu", max_batch_size=8)
-    except (BackendUnavailable, FileNotFoundError) as error:
-        pytest.skip(f"backend {backend} unavailable for the tiny model: {error}")
+def engine(backend, request) -> Engine:
+    name, device = backend
+    directory = request.getfixturevalue("model_dir" if name == "torch" else "exported_model_dir")
+    return load_engine(name, directory, name="tiny", device=device, max_batch_size=8)
 
 
 def _frames(batch: int, seed: int = 0) -> np.ndarray:

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExportError as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 1
-    except RuntimeError as error:  # BackendUnavailable (--tensorrt without TensorRT or a GPU) and friends
+    except (RuntimeError, ImportError) as error:  # BackendUnavailable (--tensorrt without TensorRT or a GPU), no ORT
         print(f"export: {error}", file=sys.stderr)
         return 1
     print(summary(manifest, args.out))

@@ -166,12 +166,18 @@ def _add_tensorrt(
     model: VideoSlotModel, out: Path, manifest: Manifest, options: ExportOptions, video: np.ndarray
 ) -> Manifest:
     from service.backends import tensorrt_backend
+    from service.backends.onnx_backend import DEFAULT_CACHE_SUBDIR
 
-    engine = tensorrt_backend.load_engine(out, name=out.name, device="cuda:0", max_batch_size=options.max_batch_size)
+    # The engines' profile ends at max_batch_size: check parity only at batch sizes it covers.
+    limit = options.max_batch_size
+    batch_sizes = tuple(size for size in options.batch_sizes if size <= limit) or (1,)
+    video = video[:, :limit]  # [T, B, 3, H, W] -> at most max_batch_size videos at once
+    engine = tensorrt_backend.load_engine(out, name=out.name, device="cuda:0", max_batch_size=limit)
     try:
-        report = _checked_parity(
-            model, engine, f"tensorrt ({manifest.precision})", video, options.batch_sizes, options.fp16
-        )
+        report = _checked_parity(model, engine, f"tensorrt ({manifest.precision})", video, batch_sizes, options.fp16)
+    except ExportError as error:
+        shutil.rmtree(out / DEFAULT_CACHE_SUBDIR, ignore_errors=True)  # engines that failed parity must not serve
+        raise ExportError(f"{error}; its TensorRT engines were deleted (the checked ONNX export stays)") from error
     finally:
         engine.close()
     manifest = dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": report})

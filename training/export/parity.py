@@ -74,7 +74,13 @@ class OrtGraphs:
     """
 
     def __init__(self, first_step: Path, step: Path) -> None:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as error:
+            raise ImportError(
+                "the export's parity check runs the graphs in ONNX Runtime, which is not installed: "
+                "pip install 'slotstream[onnx]' (or 'slotstream[gpu]' on a GPU machine)"
+            ) from error
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
