@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+RUN_ONLY_FIELDS = frozenset({"data.num_workers"})
+"""Fields that change how a run executes but not what it computes: a resumed run may change them."""
 
 
 @dataclass
@@ -108,6 +112,15 @@ class TrainConfig:
     init_from: str | None = None
     train_only: list[str] | None = None
 
+    def __post_init__(self) -> None:
+        counts = {"steps": self.steps, "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
+        counts["keep_checkpoints"] = self.keep_checkpoints
+        too_small = [f"{name}={value}" for name, value in counts.items() if value < 1]
+        if self.eval_every < 0:
+            too_small.append(f"eval_every={self.eval_every}")
+        if too_small:
+            raise ValueError(f"config {self.name!r}: {', '.join(too_small)} (need eval_every >= 0, the others >= 1)")
+
     def to_json(self) -> dict[str, Any]:
         """The whole configuration as JSON-serialisable data."""
         return dataclasses.asdict(self)
@@ -123,3 +136,24 @@ class TrainConfig:
                 "optim": OptimConfig(**data["optim"]),
             }
         )
+
+
+def changed_fields(before: TrainConfig, after: TrainConfig) -> list[str]:
+    """``"path: old -> new"`` for every field (dotted, into nested dicts) whose JSON value differs, except
+    :data:`RUN_ONLY_FIELDS`; empty when ``after`` computes what ``before`` does."""
+    old, new = (_flatten(json.loads(json.dumps(config.to_json()))) for config in (before, after))
+    return [
+        f"{key}: {json.dumps(old.get(key))} -> {json.dumps(new.get(key))}"
+        for key in sorted(old.keys() | new.keys())
+        if key not in RUN_ONLY_FIELDS and old.get(key) != new.get(key)
+    ]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay leaves."""
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat

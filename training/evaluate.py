@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--background", choices=["ignore", "segment"], default="ignore")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
+    for flag, value in (("--videos", args.videos), ("--frames", args.frames)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
         dataset = build_dataset(args.data, "val", args.frames, model.image_size)

@@ -10,14 +10,24 @@ from typing import Any
 
 
 class MetricSinks:
-    """Appends metric records to ``metrics.jsonl`` and mirrors scalars to TensorBoard under ``tensorboard/``."""
+    """Appends metric records to ``metrics.jsonl`` and mirrors scalars to TensorBoard under ``tensorboard/``.
 
-    def __init__(self, run_dir: Path) -> None:
+    Args:
+        run_dir: the run directory.
+        start_step: the step the run continues from (0 for a fresh run). Records of later steps, written by a run
+            that was stopped after its last checkpoint, are dropped from both sinks, so a resumed run logs each
+            step once.
+    """
+
+    def __init__(self, run_dir: Path, start_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
-        self.jsonl = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
-        self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        path = run_dir / "metrics.jsonl"
+        if path.is_file():
+            _drop_records_after(path, start_step)
+        self.jsonl = path.open("a", encoding="utf-8")
+        self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_step + 1)
 
     def write(self, step: int, kind: str, values: dict[str, Any]) -> None:
         """Record ``values`` (floats, ints, strings, None) for ``step`` under ``kind`` (``train``, ``eval``)."""
@@ -40,3 +50,14 @@ class MetricSinks:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """Rewrite the JSON-lines file ``path`` without the records of steps after ``step`` (atomically)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) == len(lines):
+        return
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(kept), encoding="utf-8")
+    temporary.replace(path)

@@ -33,8 +33,8 @@ from training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from training.config import TrainConfig
-from training.datasets import VideoClip, build_dataset, collate_clips
+from training.config import TrainConfig, changed_fields
+from training.datasets import VideoClip, build_dataset, collate_frames
 from training.diagnostics import slot_similarity
 from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
 from training.evaluation import evaluate
@@ -111,7 +111,9 @@ def fit(
 
     Raises:
         FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
-        ValueError: ``config.select_metrics`` names something that is not a score.
+        ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
+            that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
+            change).
     """
     check_metrics(config.select_metrics)
     started = time.perf_counter()
@@ -122,7 +124,9 @@ def fit(
         raise FileExistsError(
             f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
         )
-    if group.is_main:
+    if resume and checkpoints:
+        _check_same_config(run_dir, config)
+    elif group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
     torch.manual_seed(config.seed)
@@ -143,6 +147,21 @@ def fit(
         run.model.save_pretrained(model_dir)
     best = read_selection(run_dir) if group.is_main else None
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best)
+
+
+def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume ``run_dir`` with a configuration other than the one it was started with."""
+    saved_path = run_dir / CONFIG_FILE
+    if not saved_path.is_file():
+        return  # a run from before the configuration was saved: nothing to compare with
+    saved = TrainConfig.from_json(json.loads(saved_path.read_text()))
+    changes = changed_fields(saved, config)
+    if changes:
+        raise ValueError(
+            f"{run_dir} was started with another configuration ({saved_path}); --resume continues a run unchanged. "
+            f"Differences (started with -> requested): {'; '.join(changes)}. Resume without those flags, or start "
+            "a new run in another --out"
+        )
 
 
 def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> _Run:
@@ -192,7 +211,7 @@ def _train_loader(config: TrainConfig, run: _Run, group: ProcessGroup) -> DataLo
     return DataLoader(
         dataset,  # type: ignore[arg-type]
         batch_sampler=sampler,  # type: ignore[arg-type]
-        collate_fn=collate_clips,
+        collate_fn=collate_frames,
         num_workers=data.num_workers,
         persistent_workers=False,
     )
@@ -219,7 +238,7 @@ def _train(
     stop_after: int | None,
 ) -> DiscoveryScores | None:
     last_step = min(config.steps, stop_after) if stop_after is not None else config.steps
-    sinks = MetricSinks(run_dir) if group.is_main else None
+    sinks = MetricSinks(run_dir, start_step=run.step) if group.is_main else None
     scores: DiscoveryScores | None = None
     validation = None
     if sinks is not None and config.data.val_videos > 0:

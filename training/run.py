@@ -2,7 +2,7 @@
 
 Examples:
     python -m training.run --config tiny --out runs/tiny
-    python -m training.run --config smoothsa_cnn --out runs/smoothsa_cnn --resume
+    python -m training.run --config smoothsa_cnn --out runs/smoothsa_cnn --resume   # as it was started
     torchrun --nproc-per-node 2 -m training.run --config smoothsa_cnn --out runs/ddp
 """
 
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from training.config import TrainConfig
 from training.configs import available, get_config
-from training.loop import fit
+from training.loop import CONFIG_FILE, fit
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -34,7 +36,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--train-only", nargs="+", metavar="COMPONENT", help="train only these components (e.g. decoder)"
     )
     parser.add_argument("--out", default=None, help="run directory (default: runs/<config>)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint as it was started (changing flags are refused)",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, help="seed for weights, data and noise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -66,11 +72,28 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     return dataclasses.replace(config, data=data, optim=optim, **top)
 
 
+def base_config(args: argparse.Namespace) -> TrainConfig:
+    """The configuration flags apply to: the named experiment, or with ``--resume`` the one the run in ``--out``
+    was started with (its ``train_config.json``), so ``--resume`` alone continues a run as it was started.
+
+    Raises:
+        KeyError: unknown experiment name.
+        ValueError: the run in ``--out`` was started from another experiment.
+    """
+    saved = Path(args.out or f"runs/{args.config}") / CONFIG_FILE
+    if not (args.resume and saved.is_file()):
+        return get_config(args.config)
+    config = TrainConfig.from_json(json.loads(saved.read_text()))
+    if config.name != args.config:
+        raise ValueError(f"{saved.parent} was started with --config {config.name}, not {args.config}")
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
     try:
-        config = apply_overrides(get_config(args.config), args)
+        config = apply_overrides(base_config(args), args)
     except (KeyError, ValueError) as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
@@ -80,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda was requested but no CUDA device is available", file=sys.stderr)
             return 2
-    out = args.out or f"runs/{config.name}"
+    out = args.out or f"runs/{args.config}"
     try:
         result = fit(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
     except (FileExistsError, FileNotFoundError, ValueError) as error:

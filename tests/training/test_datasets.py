@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from training.datasets import DatasetError, VideoBatch, VideoClip, build_dataset, collate_clips
+from training.datasets import DatasetError, VideoBatch, VideoClip, build_dataset, collate_clips, collate_frames
 from training.datasets.__main__ import main as cli_main
 from training.datasets.decoding import decode_video
 from training.datasets.export import write_mask_png, write_mp4, write_sequence
@@ -111,6 +111,15 @@ def test_collate_rejects_mixed_clips():
         collate_clips([clip, longer])
     with pytest.raises(ValueError, match="labelled and unlabelled"):
         collate_clips([clip, labelled])
+
+
+def test_training_batches_frames_of_labelled_and_unlabelled_clips_together():
+    """Training reads only frames, so a ``videos:`` folder where only some videos have masks still trains."""
+    unlabelled = VideoClip(torch.zeros(2, 3, 4, 4), None, "a")
+    labelled = VideoClip(torch.ones(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long), "c")
+    batch = collate_frames([unlabelled, labelled])
+    assert batch.masks is None and batch.frames.shape == (2, 2, 3, 4, 4) and batch.names == ["a", "c"]
+    assert labelled.masks is not None, "the clips themselves are not changed"
 
 
 # --- generate CLI and davis: -------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
 from training.configs import get_config
 from training.evaluate import main as evaluate_main
 from training.loop import fit
@@ -38,3 +40,9 @@ def test_model_card_numbers_are_reproduced_by_evaluate(tmp_path: Path) -> None:
 def test_evaluate_reports_a_missing_model(tmp_path: Path, capsys) -> None:
     assert evaluate_main(["--model", str(tmp_path), "--data", "synthetic:easy"]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_evaluate_rejects_an_empty_selection(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        evaluate_main(["--model", str(tmp_path), "--data", "synthetic:easy", "--videos", "0"])
+    assert exited.value.code == 2 and "--videos must be at least 1, got 0" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_run_writes_metrics_tensorboard_and_pruned_checkpoints(tmp_path: Path) -
 
 
 def test_a_killed_run_leaves_only_complete_checkpoints_and_resumes(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "training.run", "--config", "tiny", "--steps", "400", "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "training.run", "--config", "tiny", "--steps", "60", "--out", str(tmp_path)]
     process = subprocess.Popen(
         [*command, "--no-progress"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -81,13 +82,51 @@ def test_a_killed_run_leaves_only_complete_checkpoints_and_resumes(tmp_path: Pat
     for checkpoint in checkpoints:
         VideoSlotModel.from_pretrained(checkpoint)
         assert load_trainer_state(checkpoint).step > 0
-    if load_trainer_state(checkpoints[-1]).step >= 40:
-        pytest.skip("the run got past step 40 before it was killed; nothing left to resume")
-    finished = subprocess.run(
-        [*command, "--steps", "40", "--resume", "--no-progress"], cwd=REPO, capture_output=True, text=True
-    )
+    if load_trainer_state(checkpoints[-1]).step >= 60:
+        pytest.skip("the run finished before it was killed; nothing left to resume")
+    finished = subprocess.run([*command, "--resume", "--no-progress"], cwd=REPO, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path: Path) -> None:
+    """Steps logged after the last checkpoint of a stopped run are logged again on resume, so the first copies go."""
+    config = tiny(steps=6)
+    fit(config, tmp_path, progress=False, stop_after=3)
+    last = list_checkpoints(tmp_path)[-1]
+    assert load_trainer_state(last).step == 3
+    shutil.rmtree(last)  # as if killed after logging step 3 (and its evaluation) but before checkpointing it
+    fit(config, tmp_path, progress=False, resume=True)  # continues from step 2
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [3, 6]
+
+
+def test_config_rejects_non_positive_intervals() -> None:
+    with pytest.raises(ValueError, match=r"checkpoint_every=0, log_every=0"):
+        dataclasses.replace(tiny(), checkpoint_every=0, log_every=0)
+
+
+def test_resume_refuses_a_changed_configuration_and_names_the_change(tmp_path: Path) -> None:
+    fit(tiny(steps=6), tmp_path, progress=False, stop_after=2)
+    with pytest.raises(ValueError, match=r"optim\.lr: 0\.001 -> 0\.01; steps: 6 -> 4") as raised:
+        fit(
+            dataclasses.replace(tiny(steps=4), optim=dataclasses.replace(tiny().optim, lr=0.01)), tmp_path, resume=True
+        )
+    assert "--resume" in str(raised.value)
+    assert json.loads((tmp_path / "train_config.json").read_text())["steps"] == 6, "the saved configuration stays"
+    assert fit(tiny(steps=6, num_workers=1), tmp_path, progress=False, resume=True).step == 6  # workers may change
+
+
+def test_cli_resume_continues_with_the_configuration_the_run_started_with(tmp_path: Path) -> None:
+    """``--resume`` without flags takes the saved configuration, not the experiment's defaults (20 steps)."""
+    from training.run import main
+
+    fit(tiny(steps=6), tmp_path, progress=False, stop_after=2)
+    assert main(["--config", "tiny", "--out", str(tmp_path), "--resume", "--no-progress"]) == 0
+    assert load_trainer_state(list_checkpoints(tmp_path)[-1]).step == 6
+    assert main(["--config", "tiny", "--out", str(tmp_path), "--resume", "--steps", "9", "--no-progress"]) == 2
+    assert main(["--config", "smoothsa_cnn", "--out", str(tmp_path), "--resume", "--no-progress"]) == 2
 
 
 def test_schedule_warms_up_linearly_then_decays_to_the_final_fraction() -> None:

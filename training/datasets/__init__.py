@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from training.datasets.clips import VideoBatch, VideoClip, collate_clips
+from training.datasets.clips import VideoBatch, VideoClip, collate_clips, collate_frames
 from training.datasets.davis import DavisDataset
 from training.datasets.errors import DatasetError
 from training.datasets.specs import SCHEMES, build_dataset
@@ -30,4 +30,5 @@ __all__ = [
     "VideoFolderDataset",
     "build_dataset",
     "collate_clips",
+    "collate_frames",
 ]

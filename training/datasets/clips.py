@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -85,3 +86,9 @@ def collate_clips(clips: Sequence[VideoClip]) -> VideoBatch:
         starts=[clip.start for clip in clips],
         metadata=[clip.metadata for clip in clips],
     )
+
+
+def collate_frames(clips: Sequence[VideoClip]) -> VideoBatch:
+    """:func:`collate_clips` without masks, for training (which reads only frames): a ``videos:<dir>`` folder where
+    only some videos have masks trains, since its labelled and unlabelled clips can share a batch."""
+    return collate_clips([dataclasses.replace(clip, masks=None) for clip in clips])
