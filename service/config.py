@@ -86,7 +86,9 @@ class ServiceConfig:
         default=1, metadata=_help("torch intra-op threads (0: torch's default; >1 helps only big CPU models)")
     )
     decode_threads: int = field(default=2, metadata=_help("threads decoding images"))
-    warmup: bool = field(default=True, metadata=_help("run the model at every batch size before serving"))
+    warmup: bool = field(
+        default=True, metadata=_help("run the model at batch size 1 and the largest batch size before serving")
+    )
     log_level: str = field(default="INFO", metadata=_help("logging level"))
     log_format: str = field(default="json", metadata=_help("log line format", choices=LOG_FORMATS))
     # Backend settings: each applies to the backends named in its help and is ignored by the others.

@@ -1,7 +1,7 @@
 """The server process: wiring, startup (load, listen, warm up, then SERVING) and graceful shutdown.
 
 Startup order: load the engine; listen with health ``NOT_SERVING`` (opens answer UNAVAILABLE); warm the
-model up at every batch size; only then report ``SERVING``. Shutdown (SIGTERM): health flips to
+model up (batch size 1 and the largest); only then report ``SERVING``. Shutdown (SIGTERM): health flips to
 ``NOT_SERVING`` at once, new opens get UNAVAILABLE, every stream answers the frames it has accepted, sends
 its hand-off state and ends with UNAVAILABLE so the client reconnects elsewhere; after the grace period
 whatever is left is cancelled.

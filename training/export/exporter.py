@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from plugins import VideoSlotModel
+from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from plugins.model import CONFIG_FILE, WEIGHTS_FILE
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.manifest import (
@@ -53,14 +54,10 @@ if TYPE_CHECKING:
 FP16_MAX_ABS = 0.1
 FP16_AGREEMENT = 0.99
 
-OUTSIDE_GRAPH = (
-    "decode to 8-bit RGB; resize to the input size (the service uses Pillow's bilinear filter, antialiased when "
-    "shrinking; no crop or padding); scale to [0, 1]; float32 NCHW"
-)
 _INSIDE_GRAPH = {
     "small_cnn": "x * 2 - 1 (small_cnn), inside the graph",
-    "dinov2": "bicubic resize to the ViT input size when it differs, then (x - ImageNet mean) / ImageNet std "
-    "(dinov2), inside the graph",
+    "dinov2": "bicubic resize to the ViT input size when it differs, then (x - mean) / std per channel with the "
+    f"ImageNet mean {IMAGENET_MEAN} and std {IMAGENET_STD} (dinov2), inside the graph",
 }
 
 
@@ -196,6 +193,7 @@ def _manifest(
     import onnxscript
 
     from service.engine import model_version
+    from service.images import PREPROCESSING
 
     height, width = model.image_size
     encoder = model.specs["encoder"].name
@@ -203,7 +201,7 @@ def _manifest(
         input=InputSpec(
             height=height,
             width=width,
-            outside_graph=OUTSIDE_GRAPH,
+            outside_graph=f"{PREPROCESSING} (as the service does it); batched as float32 NCHW",
             inside_graph=_INSIDE_GRAPH.get(encoder, f"the {encoder} encoder's own normalisation, inside the graph"),
         ),
         num_slots=model.num_slots,
