@@ -38,6 +38,8 @@ class DataConfig:
         num_workers: DataLoader worker processes.
         val_videos: videos evaluated during training (the full validation set in ``training.evaluate``).
         val_frames: frames per evaluation video (None: whole videos).
+        augment: training-clip augmentation: ``"none"`` or ``"crop_flip"`` (SmoothSA's random crop keeping 75-100 %
+            of the area and horizontal flip; :mod:`training.datasets.augment`).
     """
 
     spec: str = "synthetic:medium"
@@ -47,6 +49,7 @@ class DataConfig:
     num_workers: int = 0
     val_videos: int = 16
     val_frames: int | None = 24
+    augment: str = "none"
 
 
 @dataclass

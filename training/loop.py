@@ -35,6 +35,7 @@ from training.checkpoint import (
 )
 from training.config import TrainConfig, changed_fields
 from training.datasets import VideoClip, build_dataset, collate_frames
+from training.datasets.augment import augmented
 from training.diagnostics import slot_similarity
 from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
 from training.evaluation import evaluate
@@ -206,7 +207,8 @@ def _restore(run: _Run, checkpoint: Path, device: str) -> None:
 
 def _train_loader(config: TrainConfig, run: _Run, group: ProcessGroup) -> DataLoader[VideoClip]:
     data = config.data
-    dataset = SeededItems(build_dataset(data.spec, "train", data.clip_length, _image_size(config), config.seed))
+    clips = build_dataset(data.spec, "train", data.clip_length, _image_size(config), config.seed)
+    dataset = SeededItems(augmented(clips, data.augment))
     sampler = StepBatchSampler(dataset, data.batch_size, config.seed, run.step, config.steps, group.rank)
     return DataLoader(
         dataset,  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from training.config import TrainConfig
 from training.configs import available, get_config
+from training.datasets.augment import AUGMENTATIONS
 from training.loop import CONFIG_FILE, fit
 
 
@@ -29,6 +30,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, help="clips per step (per process)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
+    parser.add_argument("--augment", choices=AUGMENTATIONS, help="training-clip augmentation")
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--num-slots", type=int, help="slots per frame (the model's K)")
     parser.add_argument("--init-from", help="warm-start from this saved model's weights (matching names and shapes)")
@@ -58,6 +60,7 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
                 "val_spec": args.val_data,
                 "batch_size": args.batch_size,
                 "num_workers": args.workers,
+                "augment": args.augment,
             }.items()
             if value is not None
         },

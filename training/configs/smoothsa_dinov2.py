@@ -4,9 +4,15 @@ Frozen DINOv2 ViT-S/14 with 4 registers at 224 px (16x16 tokens of 384), shared-
 queries, 7 slots of 256, Slot Attention 3+1 with bi-level truncation, RandSF.Q transition over 5-frame
 windows, the random-order masked Transformer decoder on the frozen features, losses: feature MSE +
 0.5 x SlotContrast (tau 0.1) + 100 x preheat MSE; Adam 5e-5, 5 % warm-up, cosine to LR/1000, clip 0.05, batch
-8 clips of 5 frames, 50k steps (the YTVIS recipe). Targets YTVIS-like real video (``videos:`` or ``davis:``
-specs); DINOv2 weights come from a local file (``model.encoder.kwargs.weights``), never downloaded. Without
+8 clips of 5 frames, 50k steps, random crop (75-100 % of the area) and horizontal flip per clip (the YTVIS
+recipe). DINOv2 weights come from a local file (``model.encoder.kwargs.weights``), never downloaded. Without
 them the encoder keeps random weights, which is enough to check that the recipe runs (a few CPU steps).
+
+Data: the recipe targets YTVIS-like real video; pass it with ``--data videos:DIR`` or ``--data davis:ROOT``. The
+default spec, ``synthetic:hard``, is only there so the config runs anywhere. Two differences from the paper's
+pipeline: frames go to 224 px directly, where the paper resizes to 256 and lets the encoder downscale to 224
+bicubically (``image_size=[256, 256]`` does that here too, but bicubic resizing cannot be exported for TensorRT),
+and the evaluation scores masks at 224 px, where the paper scores them at 256.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ def get_config() -> TrainConfig:
             LossTerm("slot_contrast", 0.5, {"temperature": 0.1}),
             LossTerm("preheat_mse", 100.0),
         ],
-        data=DataConfig(spec="synthetic:hard", clip_length=5, batch_size=8, num_workers=4, val_videos=16),
+        data=DataConfig(
+            spec="synthetic:hard", clip_length=5, batch_size=8, num_workers=4, val_videos=16, augment="crop_flip"
+        ),
         optim=OptimConfig(lr=5e-5, warmup_fraction=0.05, final_lr_fraction=1e-3, grad_clip=0.05),
         steps=50_000,
         eval_every=1250,

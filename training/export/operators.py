@@ -117,8 +117,11 @@ def _resize_problems(node: onnx.NodeProto) -> list[str]:
     mode = attributes.get("mode", b"nearest")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
     problems = []
+    remedy = "resize before the graph instead (e.g. a model whose image_size equals its encoder's input size)"
     if mode not in TENSORRT_RESIZE_MODES:
-        problems.append(f"node {node.name!r}: Resize mode {mode!r} is not supported by TensorRT (nearest, linear)")
+        problems.append(
+            f"node {node.name!r}: Resize mode {mode!r} is not supported by TensorRT (nearest, linear); {remedy}"
+        )
     if attributes.get("antialias", 0):
-        problems.append(f"node {node.name!r}: antialiased Resize is not supported by TensorRT")
+        problems.append(f"node {node.name!r}: antialiased Resize is not supported by TensorRT; {remedy}")
     return problems
