@@ -334,3 +334,18 @@ def test_clip_longer_than_video_names_the_source(tmp_path):
     folder, _, _ = _video_dir(tmp_path, frames=4, with_masks=False)
     with pytest.raises(DatasetError, match=r"clip\.mp4: video has 4 frames, fewer than clip_length=6"):
         build_dataset(f"videos:{folder}", "train", 6, (32, 32))[0]
+
+
+def test_grayscale_instance_ids_are_refused_not_read_as_background(tmp_path):
+    from training.datasets.images import read_mask
+
+    ids = np.zeros((8, 8), np.uint8)
+    ids[1:3, 1:3], ids[5:7, 5:7] = 1, 2
+    Image.fromarray(ids).save(tmp_path / "ids.png")  # mode L with values 1 and 2
+    with pytest.raises(DatasetError, match=r"ids\.png.*values \(1, 2\.\.\.\) are all below 128.*palette"):
+        read_mask(tmp_path / "ids.png")
+    binary = np.where(ids > 0, 255, 0).astype(np.uint8)
+    Image.fromarray(binary).save(tmp_path / "binary.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "binary.png"), (ids > 0).astype(np.uint8))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")  # no object in this frame: fine
+    assert not read_mask(tmp_path / "empty.png").any()

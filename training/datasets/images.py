@@ -33,7 +33,9 @@ def read_mask(path: Path) -> np.ndarray:
     Grayscale (``L`` or ``1``) PNGs, as in DAVIS 2016, are binary: values >= 128 are object 1, the rest background.
 
     Raises:
-        DatasetError: If the file is missing, undecodable or in another image mode.
+        DatasetError: If the file is missing, undecodable or in another image mode, or if it is a grayscale PNG
+            whose non-zero values all lie below 128 (instance ids saved as gray levels, which the binary reading
+            would silently turn into background).
     """
     if not path.is_file():
         raise DatasetError(f"{path}: mask file is missing")
@@ -47,8 +49,16 @@ def read_mask(path: Path) -> np.ndarray:
         ids = values.astype(np.uint8)
         ids[ids == VOID_ID] = 0
         return ids
-    if mode in ("L", "1"):
-        return (values >= 128).astype(np.uint8) if mode == "L" else values.astype(np.uint8)
+    if mode == "1":
+        return values.astype(np.uint8)
+    if mode == "L":
+        if values.any() and values.max() < 128:
+            found = ", ".join(str(v) for v in np.unique(values)[1:6])
+            raise DatasetError(
+                f"{path}: grayscale mask whose values ({found}...) are all below 128; grayscale masks are binary "
+                "(object >= 128, as in DAVIS 2016): save instance ids as a palette ('P') PNG, as in DAVIS 2017"
+            )
+        return (values >= 128).astype(np.uint8)
     raise DatasetError(f"{path}: unsupported mask mode {mode!r}; expected palette 'P' (instance ids) or 'L' (binary)")
 
 
