@@ -9,7 +9,6 @@ service semantics; ``test_onnx_serves_what_torch_serves`` compares the backends 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -18,7 +17,16 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from service_helpers import SERVICE_TINY_MODEL, ServerThread, make_config, make_video, raw, run
+from service_helpers import (
+    BACKENDS,
+    HAVE_ONNXRUNTIME,
+    SERVICE_TINY_MODEL,
+    ServerThread,
+    make_config,
+    make_video,
+    raw,
+    run,
+)
 from test_stream_service import assert_matches, stream_clip
 
 from plugins import VideoSlotModel
@@ -31,22 +39,7 @@ from training.configs import get_config
 from training.datasets.synthetic import generate_video
 from training.export import ExportOptions, export_model
 
-NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "service" / "models" / "default"
-HAVE_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
-HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
-
-BACKENDS = [
-    pytest.param(("torch", "cpu"), id="torch"),
-    pytest.param(
-        ("onnx", "cpu"), id="onnx", marks=pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")
-    ),
-    pytest.param(
-        ("tensorrt", "cuda:0"),
-        id="tensorrt",
-        marks=[pytest.mark.gpu, pytest.mark.skipif(not HAVE_TENSORRT, reason=NEEDS_GPU)],
-    ),
-]
 
 
 @pytest.fixture(scope="module")

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from service_helpers import SERVICE_TINY_MODEL, ServerThread, make_config
+from service_helpers import BACKENDS, SERVICE_TINY_MODEL, ServerThread, make_config
 
 from plugins import VideoSlotModel
 from service.config import ServiceConfig
 from service.engine import Engine
-
-HAVE_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
-HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
-
-#: Backends the engine contract (``test_engine_conformance.py``) is checked for, as ``(backend, device)``: the
-#: accelerated ones serve the tiny model's export and are skipped, with the reason, where they cannot run.
-SERVICE_BACKENDS = [
-    pytest.param(("torch", "cpu"), id="torch"),
-    pytest.param(
-        ("onnx", "cpu"), id="onnx", marks=pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")
-    ),
-    pytest.param(
-        ("tensorrt", "cuda:0"),
-        id="tensorrt",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(
-                not HAVE_TENSORRT, reason="needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
-            ),
-        ],
-    ),
-]
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +43,7 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-@pytest.fixture(params=SERVICE_BACKENDS)
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
     """Each backend the service supports, with the device it runs on."""
     name, device = request.param

@@ -7,6 +7,7 @@ library with ``asyncio.run``. Every server listens on an ephemeral port.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -14,12 +15,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+import torch
 
 from service.config import ServiceConfig
 from service.engine import Engine, load_engine
 from service.images import prepare_frame
 from service.server import Server
 from service.types import EncodedImage, ImageEncoding
+
+NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
+HAVE_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+#: Every backend as ``(backend, device)``, for parametrizing: the accelerated ones serve an export of the model
+#: and are skipped, with the reason, where they cannot run.
+BACKENDS = [
+    pytest.param(("torch", "cpu"), id="torch"),
+    pytest.param(
+        ("onnx", "cpu"), id="onnx", marks=pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")
+    ),
+    pytest.param(
+        ("tensorrt", "cuda:0"),
+        id="tensorrt",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(not HAVE_TENSORRT, reason=NEEDS_GPU)],
+    ),
+]
 
 #: A model that runs in a few milliseconds on a CPU: 24x24 frames, 4 slots of 16, masks at 12x12.
 SERVICE_TINY_MODEL: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""The :class:`Engine` contract, checked for every backend in ``SERVICE_BACKENDS``.
+"""The :class:`Engine` contract, checked for every backend in ``service_helpers.BACKENDS``.
 
 A new backend passes by loading the same tiny model (the accelerated ones its export); the gRPC-level
 conformance of every backend is in ``tests/export/test_backend_conformance.py``.
