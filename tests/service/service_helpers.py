@@ -25,8 +25,21 @@ from service.server import Server
 from service.types import EncodedImage, ImageEncoding
 
 NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
+NEEDS_ORT_GPU = (
+    "needs an NVIDIA GPU and the GPU build of ONNX Runtime with this provider (pip install 'slotstream[gpu]')"
+)
 HAVE_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+
+def _has_ort_gpu_provider(provider: str) -> bool:
+    """Whether ONNX Runtime offers ``provider`` and a CUDA device is visible."""
+    if not (HAVE_ONNXRUNTIME and torch.cuda.is_available()):
+        return False
+    import onnxruntime
+
+    return provider in onnxruntime.get_available_providers()
+
 
 #: Every backend as ``(backend, device)``, for parametrizing: the accelerated ones serve an export of the model
 #: and are skipped, with the reason, where they cannot run.
@@ -34,6 +47,22 @@ BACKENDS = [
     pytest.param(("torch", "cpu"), id="torch"),
     pytest.param(
         ("onnx", "cpu"), id="onnx", marks=pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")
+    ),
+    pytest.param(
+        ("onnx", "cuda:0"),
+        id="onnx-cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not _has_ort_gpu_provider("CUDAExecutionProvider"), reason=NEEDS_ORT_GPU),
+        ],
+    ),
+    pytest.param(
+        ("onnx", "tensorrt:0"),
+        id="onnx-tensorrt-ep",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not _has_ort_gpu_provider("TensorrtExecutionProvider"), reason=NEEDS_ORT_GPU),
+        ],
     ),
     pytest.param(
         ("tensorrt", "cuda:0"),
