@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-RUN_ONLY_FIELDS = frozenset({"data.num_workers"})
-"""Fields that change how a run executes but not what it computes: a resumed run may change them."""
+RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
+"""Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
+matters when a run starts)."""
 
 
 @dataclass
@@ -142,18 +143,31 @@ class TrainConfig:
 
 
 def changed_fields(before: TrainConfig, after: TrainConfig) -> list[str]:
-    """``"path: old -> new"`` for every field (dotted, into nested dicts) whose JSON value differs, except
-    :data:`RUN_ONLY_FIELDS`; empty when ``after`` computes what ``before`` does."""
+    """The fields ``after`` changes, except :data:`RUN_ONLY_FIELDS`.
+
+    Args:
+        before: the configuration a run was started with.
+        after: the configuration asked for now.
+
+    Returns:
+        ``"path: old -> new"`` per changed field, with dotted paths into nested dicts and JSON values (``<absent>``
+        for a key only one side has), sorted by path; empty when ``after`` computes what ``before`` does.
+    """
     old, new = (_flatten(json.loads(json.dumps(config.to_json()))) for config in (before, after))
-    return [
-        f"{key}: {json.dumps(old.get(key))} -> {json.dumps(new.get(key))}"
-        for key in sorted(old.keys() | new.keys())
-        if key not in RUN_ONLY_FIELDS and old.get(key) != new.get(key)
-    ]
+    changes = []
+    for key in sorted((old.keys() | new.keys()) - RUN_ONLY_FIELDS):
+        if key not in old or key not in new or old[key] != new[key]:
+            changes.append(f"{key}: {_shown(old, key)} -> {_shown(new, key)}")
+    return changes
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    return json.dumps(values[key]) if key in values else "<absent>"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay leaves."""
+    """Nested dicts as one dict with dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and empty dicts
+    stay values."""
     if not isinstance(value, dict) or not value:
         return {prefix: value}
     flat: dict[str, Any] = {}

@@ -53,11 +53,23 @@ class MetricSinks:
 
 
 def _drop_records_after(path: Path, step: int) -> None:
-    """Rewrite the JSON-lines file ``path`` without the records of steps after ``step`` (atomically)."""
+    """Rewrite the JSON-lines file ``path`` without the records of steps after ``step`` (atomically).
+
+    Lines that are not JSON (a record cut off when the run was killed) are dropped too.
+    """
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = [line for line in lines if (record := _parsed(line)) is not None and record.get("step", 0) <= step]
     if len(kept) == len(lines):
         return
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text("".join(kept), encoding="utf-8")
     temporary.replace(path)
+
+
+def _parsed(line: str) -> dict[str, Any] | None:
+    """The JSON object on ``line``, or None for a blank, cut-off or non-object line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None

@@ -127,7 +127,7 @@ def fit(
         )
     if resume and checkpoints:
         _check_same_config(run_dir, config)
-    elif group.is_main:
+    if group.is_main and not (resume and checkpoints and (run_dir / CONFIG_FILE).is_file()):
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
     torch.manual_seed(config.seed)
@@ -154,7 +154,7 @@ def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
     """Refuse to resume ``run_dir`` with a configuration other than the one it was started with."""
     saved_path = run_dir / CONFIG_FILE
     if not saved_path.is_file():
-        return  # a run from before the configuration was saved: nothing to compare with
+        return  # a run from before configurations were saved: nothing to compare with (fit saves this one)
     saved = TrainConfig.from_json(json.loads(saved_path.read_text()))
     changes = changed_fields(saved, config)
     if changes:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
@@ -76,16 +77,18 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
 
 
 def base_config(args: argparse.Namespace) -> TrainConfig:
-    """The configuration flags apply to: the named experiment, or with ``--resume`` the one the run in ``--out``
-    was started with (its ``train_config.json``), so ``--resume`` alone continues a run as it was started.
+    """The configuration flags apply to: the named experiment, or with ``--resume`` of a run that has a
+    checkpoint, the one it was started with (its ``train_config.json``), so ``--resume`` alone continues a run
+    as it was started.
 
     Raises:
         KeyError: unknown experiment name.
         ValueError: the run in ``--out`` was started from another experiment.
     """
-    saved = Path(args.out or f"runs/{args.config}") / CONFIG_FILE
-    if not (args.resume and saved.is_file()):
-        return get_config(args.config)
+    run_dir = Path(args.out or f"runs/{args.config}")
+    saved = run_dir / CONFIG_FILE
+    if not (args.resume and saved.is_file() and list_checkpoints(run_dir)):
+        return get_config(args.config)  # a fresh start, as fit() makes it without a checkpoint
     config = TrainConfig.from_json(json.loads(saved.read_text()))
     if config.name != args.config:
         raise ValueError(f"{saved.parent} was started with --config {config.name}, not {args.config}")

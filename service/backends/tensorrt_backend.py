@@ -306,6 +306,13 @@ def load_engine(
     index = parse_cuda_device(device)
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
+    failed = manifest.parity.get("tensorrt")
+    if failed is not None and not failed.passed:
+        raise BackendUnavailable(
+            f"{model_dir}: its TensorRT engines failed the export's parity check ({failed.runtime}: slots max "
+            f"|diff| {failed.slots_max_abs:.3g}, segmentations agree on {failed.argmax_agreement:.3%}); serve it "
+            "with --backend onnx or torch, or export again (for example without --fp16)"
+        )
     trt = import_tensorrt()
     import torch
 

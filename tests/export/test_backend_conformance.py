@@ -39,6 +39,8 @@ from training.configs import get_config
 from training.datasets.synthetic import generate_video
 from training.export import ExportOptions, export_model
 
+pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install 'slotstream[onnx]'")
+
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "service" / "models" / "default"
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -26,6 +25,8 @@ from training.export import ExportError, ExportOptions, check_operators, export_
 from training.export.__main__ import main as export_main
 from training.export.manifest import MANIFEST_FILE, ManifestError
 from training.export.parity import measure_parity, synthetic_video
+
+ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install 'slotstream[onnx]'")
 
 
 @pytest.fixture(scope="module")

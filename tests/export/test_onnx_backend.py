@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -33,6 +32,8 @@ from service.engine import BackendUnavailable, load_engine
 from service.server import default_engine_factory
 from training.export import ExportOptions, export_model
 from training.export.manifest import ManifestError
+
+ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install 'slotstream[onnx]'")
 
 GPU_EXTRA = "pip install 'slotstream[gpu]'"
 
@@ -130,7 +131,8 @@ def test_provider_lists(tmp_path):
     assert provider_list(ProviderChoice("cpu"), inputs, 8, False, tmp_path) == [("CPUExecutionProvider", {})]
     cuda = provider_list(ProviderChoice("cuda", 1), inputs, 8, False, tmp_path)
     assert [name for name, _ in cuda] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert cuda[0][1] == {"device_id": "1"}
+    assert cuda[0][1] == {"device_id": "1", "use_tf32": "0"}  # fp32: no TF32
+    assert provider_list(ProviderChoice("cuda", 1), inputs, 8, True, tmp_path)[0][1] == {"device_id": "1"}
     trt = provider_list(ProviderChoice("tensorrt", 0), inputs, 8, True, tmp_path)
     assert [name for name, _ in trt] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     options = trt[0][1]

@@ -31,6 +31,8 @@ from service.backends.tensorrt_backend import (
 from service.engine import BackendUnavailable, load_engine
 from training.export import ExportOptions, export_model
 
+pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install 'slotstream[onnx]'")
+
 NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 HAVE_GPU = HAVE_TENSORRT and torch.cuda.is_available()
@@ -160,3 +162,19 @@ def test_engines_build_match_pytorch_and_are_cached(export_dir, tmp_path, cuda_g
     stamps = [p.stat().st_mtime_ns for p in engines]
     tensorrt_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=8, options=options)
     assert [p.stat().st_mtime_ns for p in engines] == stamps, "a cached engine was rebuilt"
+
+
+def test_an_export_whose_engines_failed_parity_is_refused(export_dir, tmp_path):
+    """``--tensorrt`` records a failed parity check in the manifest; the backend then refuses the export."""
+    import shutil
+
+    from training.export import read_manifest
+    from training.export.manifest import write_manifest
+
+    failed_dir = tmp_path / "failed"
+    shutil.copytree(export_dir, failed_dir)
+    manifest = read_manifest(failed_dir)
+    measured = dataclasses.replace(manifest.parity["onnxruntime"], runtime="tensorrt (fp16)", passed=False)
+    write_manifest(failed_dir, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": measured}))
+    with pytest.raises(BackendUnavailable, match=r"failed the export's parity check.*--backend onnx"):
+        load_engine("tensorrt", failed_dir, name="tiny", device="cuda:0", max_batch_size=4)

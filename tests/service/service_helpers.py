@@ -61,7 +61,9 @@ BACKENDS = [
         id="onnx-tensorrt-ep",
         marks=[
             pytest.mark.gpu,
-            pytest.mark.skipif(not _has_ort_gpu_provider("TensorrtExecutionProvider"), reason=NEEDS_ORT_GPU),
+            pytest.mark.skipif(
+                not (HAVE_TENSORRT and _has_ort_gpu_provider("TensorrtExecutionProvider")), reason=NEEDS_ORT_GPU
+            ),
         ],
     ),
     pytest.param(

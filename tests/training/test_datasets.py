@@ -342,7 +342,7 @@ def test_grayscale_instance_ids_are_refused_not_read_as_background(tmp_path):
     ids = np.zeros((8, 8), np.uint8)
     ids[1:3, 1:3], ids[5:7, 5:7] = 1, 2
     Image.fromarray(ids).save(tmp_path / "ids.png")  # mode L with values 1 and 2
-    with pytest.raises(DatasetError, match=r"ids\.png.*values \(1, 2\.\.\.\) are all below 128.*palette"):
+    with pytest.raises(DatasetError, match=r"ids\.png.*values \(1, 2\) are all below 128.*palette"):
         read_mask(tmp_path / "ids.png")
     binary = np.where(ids > 0, 255, 0).astype(np.uint8)
     Image.fromarray(binary).save(tmp_path / "binary.png")

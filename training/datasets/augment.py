@@ -51,16 +51,22 @@ class CropFlip:
             masks = masks.flip(-1) if masks is not None else None
         return dataclasses.replace(clip, frames=frames.clamp(0.0, 1.0), masks=masks)
 
-    def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """``(top, left, crop_height, crop_width)`` of a random crop inside a ``height x width`` frame."""
-        area = height * width * float(torch.empty(()).uniform_(*self.area_range))
+    def crop_box(self, height: int, width: int, attempts: int = 10) -> tuple[int, int, int, int]:
+        """``(top, left, crop_height, crop_width)`` of a random crop inside a ``height x width`` frame.
+
+        An area and an aspect ratio are drawn until the crop fits in the frame (at most ``attempts`` times, as
+        torchvision's ``RandomResizedCrop`` does); if none fits, the whole frame is kept.
+        """
         log_low, log_high = math.log(self.ratio_range[0]), math.log(self.ratio_range[1])
-        ratio = math.exp(float(torch.empty(()).uniform_(log_low, log_high)))
-        crop_width = min(width, max(1, round(math.sqrt(area * ratio))))
-        crop_height = min(height, max(1, round(math.sqrt(area / ratio))))
-        top = int(torch.randint(0, height - crop_height + 1, ()).item())
-        left = int(torch.randint(0, width - crop_width + 1, ()).item())
-        return top, left, crop_height, crop_width
+        for _ in range(attempts):
+            area = height * width * float(torch.empty(()).uniform_(*self.area_range))
+            ratio = math.exp(float(torch.empty(()).uniform_(log_low, log_high)))
+            crop_width, crop_height = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if 0 < crop_width <= width and 0 < crop_height <= height:
+                top = int(torch.randint(0, height - crop_height + 1, ()).item())
+                left = int(torch.randint(0, width - crop_width + 1, ()).item())
+                return top, left, crop_height, crop_width
+        return 0, 0, height, width
 
 
 class AugmentedClips(Dataset[VideoClip]):

@@ -53,9 +53,10 @@ def read_mask(path: Path) -> np.ndarray:
         return values.astype(np.uint8)
     if mode == "L":
         if values.any() and values.max() < 128:
-            found = ", ".join(str(v) for v in np.unique(values)[1:6])
+            present = np.unique(values)[1:]  # the non-zero values
+            found = ", ".join(str(v) for v in present[:5]) + (", ..." if len(present) > 5 else "")
             raise DatasetError(
-                f"{path}: grayscale mask whose values ({found}...) are all below 128; grayscale masks are binary "
+                f"{path}: grayscale mask whose values ({found}) are all below 128; grayscale masks are binary "
                 "(object >= 128, as in DAVIS 2016): save instance ids as a palette ('P') PNG, as in DAVIS 2017"
             )
         return (values >= 128).astype(np.uint8)

@@ -150,13 +150,21 @@ def _checked_parity(
     thresholds = {"max_abs_threshold": FP16_MAX_ABS, "agreement_threshold": FP16_AGREEMENT} if fp16 else {}
     report = measure_parity(model, runtime, name, video, batch_sizes, **thresholds)
     if not report.passed:
-        raise ExportError(
-            f"{name} does not match PyTorch on a {report.frames}-frame video fed recurrently: "
+        raise ParityFailed(report)
+    return report
+
+
+class ParityFailed(ExportError):
+    """A runtime's outputs did not match PyTorch's; :attr:`report` holds the measurement."""
+
+    def __init__(self, report: ParityReport) -> None:
+        self.report = report
+        super().__init__(
+            f"{report.runtime} does not match PyTorch on a {report.frames}-frame video fed recurrently: "
             f"slots max |diff| {report.slots_max_abs:.3g}, soft masks max |diff| {report.masks_max_abs:.3g} "
             f"(limit {report.max_abs_threshold:g}); segmentations agree on {report.argmax_agreement:.4%} of the "
             f"pixels (need {report.agreement_threshold:.1%})"
         )
-    return report
 
 
 def _add_tensorrt(
@@ -172,9 +180,14 @@ def _add_tensorrt(
     engine = tensorrt_backend.load_engine(out, name=out.name, device="cuda:0", max_batch_size=limit)
     try:
         report = _checked_parity(model, engine, f"tensorrt ({manifest.precision})", video, batch_sizes, options.fp16)
-    except ExportError as error:
-        shutil.rmtree(out / DEFAULT_CACHE_SUBDIR, ignore_errors=True)  # engines that failed parity must not serve
-        raise ExportError(f"{error}; its TensorRT engines were deleted (the checked ONNX export stays)") from error
+    except ParityFailed as failed:
+        # Record the failure, which the tensorrt backend then refuses to serve, and delete the engines.
+        write_manifest(out, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": failed.report}))
+        shutil.rmtree(out / DEFAULT_CACHE_SUBDIR, ignore_errors=True)
+        raise ExportError(
+            f"{failed}; its TensorRT engines were deleted and the manifest records the failure, so the tensorrt "
+            "backend refuses this export (the checked ONNX graphs still serve with --backend onnx)"
+        ) from failed
     finally:
         engine.close()
     manifest = dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": report})
