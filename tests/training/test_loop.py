@@ -96,6 +96,8 @@ def test_a_resumed_run_logs_each_step_once(tmp_path: Path) -> None:
     last = list_checkpoints(tmp_path)[-1]
     assert load_trainer_state(last).step == 3
     shutil.rmtree(last)  # as if killed after logging step 3 (and its evaluation) but before checkpointing it
+    with (tmp_path / "metrics.jsonl").open("a") as handle:
+        handle.write('{"step": 4, "kind": "tr')  # and while writing the next line
     fit(config, tmp_path, progress=False, resume=True)  # continues from step 2
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
