@@ -7,9 +7,10 @@ a model that is perfect at that resolution: the ceiling reported for ``r x r`` m
 the first to lose pixels, or to vanish, as ``r`` shrinks.
 
 It is a reference, not a proof: soft masks can place an edge inside a cell (bilinear upsampling interpolates
-between cells), so other ``r x r`` masks can score higher on some frames; a 2x2 object that area-averaging loses
-at 16x16 can be recovered by sharper values. ``--fit-steps N`` measures how much: it fits ``r x r`` masks to the
-ground truth by gradient descent through the same upsampling (starting from the area averages) and scores those.
+between cells), so other ``r x r`` masks can score higher on some frames; a 2x2 object in a 16x16 frame, which
+area-averaging to 4x4 loses, is recovered by sharper values (``tests/training/test_ceiling.py``).
+``--fit-steps N`` measures how much: it fits ``r x r`` masks to the ground truth by gradient descent through the
+same upsampling (starting from the area averages) and scores those.
 """
 
 from __future__ import annotations
