@@ -20,16 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import (
     BACKENDS,
     HAVE_ONNXRUNTIME,
-    SERVICE_TINY_MODEL,
     ServerThread,
     make_config,
     make_video,
+    quick_export,
     raw,
     run,
+    save_tiny_model,
 )
 from test_stream_service import assert_matches, stream_clip
 
-from plugins import VideoSlotModel
 from plugins.segmentation import near_ties
 from service.client import Client, FrameResult, Output, StreamOptions
 from service.engine import load_engine
@@ -37,7 +37,6 @@ from service.images import prepare_frame
 from service.postprocess import MaskRequest, mask_outputs
 from training.configs import get_config
 from training.datasets.synthetic import generate_video
-from training.export import ExportOptions, export_model
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install 'slotstream[onnx]'")
 
@@ -47,12 +46,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "service" / "models" / "de
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The service tests' tiny model, exported (the directory serves every backend)."""
-    torch.manual_seed(0)
-    source = tmp_path_factory.mktemp("tiny")
-    VideoSlotModel(**SERVICE_TINY_MODEL).save_pretrained(source)
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
-    return out
+    return quick_export(save_tiny_model(tmp_path_factory.mktemp("tiny")), tmp_path_factory.mktemp("export") / "tiny")
 
 
 @pytest.fixture(autouse=True)
@@ -148,12 +142,8 @@ def test_resume_after_a_dropped_connection_continues_exactly(server, backend):
 @pytest.fixture(scope="module")
 def default_sized_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model's architecture (``smoothsa_cnn``, 64x64, 6 slots of 64) with random weights, exported."""
-    torch.manual_seed(0)
-    source = tmp_path_factory.mktemp("smoothsa_cnn")
-    VideoSlotModel(**get_config("smoothsa_cnn").model).save_pretrained(source)
-    out = tmp_path_factory.mktemp("export") / "smoothsa_cnn"
-    export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
-    return out
+    source = save_tiny_model(tmp_path_factory.mktemp("smoothsa_cnn"), get_config("smoothsa_cnn").model)
+    return quick_export(source, tmp_path_factory.mktemp("export") / "smoothsa_cnn")
 
 
 def served_agreement(export: Path, seed: int) -> tuple[float, float]:
@@ -196,9 +186,7 @@ def test_onnx_serves_what_torch_serves(default_sized_export):
 @pytest.fixture(scope="module")
 def default_model_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded default model (trained weights), exported."""
-    out = tmp_path_factory.mktemp("export") / "default"
-    export_model(DEFAULT_MODEL, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
-    return out
+    return quick_export(DEFAULT_MODEL, tmp_path_factory.mktemp("export") / "default")
 
 
 @pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
+from service_helpers import save_tiny_model
 
 from plugins import VideoSlotModel
 from service.bench.__main__ import main as bench_main
@@ -22,10 +22,7 @@ pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory):
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny")
-    VideoSlotModel(**TINY_MODEL).save_pretrained(directory)
-    return directory
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 def test_local_benchmark_reports_both_backends_ratios_and_floor(model_dir, tmp_path, capsys):

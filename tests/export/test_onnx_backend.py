@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
+from service_helpers import quick_export, save_tiny_model
 
 from plugins import VideoSlotModel
 from service.backends import onnx_backend
@@ -30,7 +30,6 @@ from service.backends.onnx_backend import (
 from service.config import ServiceConfig
 from service.engine import BackendUnavailable, load_engine
 from service.server import default_engine_factory
-from training.export import ExportOptions, export_model
 from training.export.manifest import ManifestError
 
 ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install 'slotstream[onnx]'")
@@ -40,12 +39,7 @@ GPU_EXTRA = "pip install 'slotstream[gpu]'"
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    source = tmp_path_factory.mktemp("source")
-    VideoSlotModel(**TINY_MODEL).save_pretrained(source)
-    out = tmp_path_factory.mktemp("export")
-    export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
-    return out
+    return quick_export(save_tiny_model(tmp_path_factory.mktemp("source")), tmp_path_factory.mktemp("export"))
 
 
 def frames(batch: int, seed: int = 0) -> np.ndarray:

@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
+from service_helpers import quick_export, save_tiny_model
 
 from plugins import VideoSlotModel
 from service.backends.tensorrt_backend import (
@@ -29,7 +30,6 @@ from service.backends.tensorrt_backend import (
     parse_cuda_device,
 )
 from service.engine import BackendUnavailable, load_engine
-from training.export import ExportOptions, export_model
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install 'slotstream[onnx]'")
 
@@ -41,12 +41,7 @@ gpu = pytest.mark.skipif(not HAVE_GPU, reason=NEEDS_GPU)
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    source = tmp_path_factory.mktemp("source")
-    VideoSlotModel(**TINY_MODEL).save_pretrained(source)
-    out = tmp_path_factory.mktemp("export")
-    export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
-    return out
+    return quick_export(save_tiny_model(tmp_path_factory.mktemp("source")), tmp_path_factory.mktemp("export"))
 
 
 SPEC = BuildSpec(

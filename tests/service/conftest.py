@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 import torch
-from service_helpers import BACKENDS, SERVICE_TINY_MODEL, ServerThread, make_config
+from service_helpers import BACKENDS, ServerThread, make_config, quick_export, save_tiny_model
 
-from plugins import VideoSlotModel
 from service.config import ServiceConfig
 from service.engine import Engine
 
@@ -18,20 +17,13 @@ from service.engine import Engine
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model saved with ``save_pretrained`` (random weights, fixed seed)."""
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("models") / "tiny"
-    VideoSlotModel(**SERVICE_TINY_MODEL).save_pretrained(directory)
-    return directory
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="session")
 def exported_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same tiny model exported by ``training.export``, as the ``onnx`` and ``tensorrt`` backends load it."""
-    from training.export import ExportOptions, export_model
-
-    out = tmp_path_factory.mktemp("exports") / "tiny"
-    export_model(model_dir, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
-    return out
+    return quick_export(model_dir, tmp_path_factory.mktemp("exports") / "tiny")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -212,3 +212,21 @@ def run(coroutine: Any, timeout: float = 120.0) -> Any:
         return await asyncio.wait_for(coroutine, timeout)
 
     return asyncio.run(bounded())
+
+
+def save_tiny_model(directory: Path, model: dict[str, Any] | None = None) -> Path:
+    """``model`` (default :data:`SERVICE_TINY_MODEL`) with weights drawn under torch seed 0, saved with
+    ``save_pretrained`` into ``directory``."""
+    from plugins import VideoSlotModel
+
+    torch.manual_seed(0)
+    VideoSlotModel(**(model or SERVICE_TINY_MODEL)).save_pretrained(directory)
+    return directory
+
+
+def quick_export(model_dir: Path, out: Path) -> Path:
+    """``training.export`` of ``model_dir`` into ``out`` with a short parity run (2 frames, batch size 1)."""
+    from training.export import ExportOptions, export_model
+
+    export_model(model_dir, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    return out
