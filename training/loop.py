@@ -125,11 +125,12 @@ def fit(
         raise FileExistsError(
             f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
         )
-    if resume and checkpoints:
-        _check_same_config(run_dir, config)
-    if group.is_main and not (resume and checkpoints and (run_dir / CONFIG_FILE).is_file()):
+    saved_config = run_dir / CONFIG_FILE
+    if resume and checkpoints and saved_config.is_file():
+        _check_same_config(saved_config, config)
+    elif group.is_main:  # a new run, or one from before configurations were saved
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+        saved_config.write_text(json.dumps(config.to_json(), indent=2) + "\n")
     torch.manual_seed(config.seed)
     run = _build_run(config, registry or default_registry(), device, group)
     if resume and checkpoints:
@@ -150,16 +151,14 @@ def fit(
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best)
 
 
-def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
-    """Refuse to resume ``run_dir`` with a configuration other than the one it was started with."""
-    saved_path = run_dir / CONFIG_FILE
-    if not saved_path.is_file():
-        return  # a run from before configurations were saved: nothing to compare with (fit saves this one)
+def _check_same_config(saved_path: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``)."""
     saved = TrainConfig.from_json(json.loads(saved_path.read_text()))
     changes = changed_fields(saved, config)
     if changes:
         raise ValueError(
-            f"{run_dir} was started with another configuration ({saved_path}); --resume continues a run unchanged. "
+            f"{saved_path.parent} was started with another configuration ({saved_path}); --resume continues a run "
+            "unchanged. "
             f"Differences (started with -> requested): {'; '.join(changes)}. Resume without those flags, or start "
             "a new run in another --out"
         )
