@@ -31,6 +31,7 @@ def cnn_model(
     first_iters: int = 3,
     later_iters: int = 1,
     truncation: str = "bi_level",
+    slot_attention: dict[str, Any] | None = None,
     decoder_size: int = 16,
     decoder_kernel: int = 5,
     num_slots: int = 6,
@@ -38,13 +39,14 @@ def cnn_model(
 ) -> dict[str, Any]:
     """``VideoSlotModel`` kwargs for the CNN family.
 
+    ``slot_attention`` adds keyword arguments of the ``slot_attention`` aggregator to ``truncation``;
     ``decoder_size`` is the side of the reconstruction and masks; ``encoder_strides`` set the Slot Attention grid
     (64 divided by their product on each side).
     """
     return {
         "encoder": {"name": "small_cnn", "kwargs": {"channels": [32, 32, 32, 32], "strides": list(encoder_strides)}},
         "initializer": initializer,
-        "aggregator": {"name": "slot_attention", "kwargs": {"truncation": truncation}},
+        "aggregator": {"name": "slot_attention", "kwargs": {"truncation": truncation, **(slot_attention or {})}},
         "transition": transition or {"name": "randsfq", "kwargs": {"window": 6}},
         "decoder": {
             "name": "broadcast",

@@ -27,8 +27,8 @@ def get_config() -> TrainConfig:
         first_iters=1,
         later_iters=1,
         truncation="none",
+        slot_attention={"mlp_multiplier": 0, "epsilon": 1e-8},  # SAVi-S's corrector
     )
-    model["aggregator"]["kwargs"].update(mlp_multiplier=0, epsilon=1e-8)  # SAVi-S's corrector
     return dataclasses.replace(
         smoothsa_cnn.get_config(), name="savi_cnn", model=model, losses=[LossTerm("reconstruction_mse", 1.0)]
     )
