@@ -41,7 +41,6 @@ WIRING_ARGUMENTS: dict[str, str] = {
     "feature_dim": "Df, the width of the encoder tokens (from the encoder)",
     "feature_grid": "(h, w) of the encoder tokens (from the encoder)",
     "target_dim": "Ct, the channel count of the reconstruction target (3 for pixels, the raw width otherwise)",
-    "target_grid": "(h, w) of the reconstruction target",
 }
 """Constructor arguments the model fills in; a component opts in by naming one in its signature."""
 
@@ -54,6 +53,10 @@ class Component(nn.Module, ABC):
     """
 
     name: ClassVar[str]
+    initial_weight_arguments: ClassVar[frozenset[str]] = frozenset()
+    """Constructor arguments that only choose where the initial weights come from (e.g. a local weights
+    file). The trained weights are in ``model.safetensors``, so ``save_pretrained`` leaves these out of
+    ``config.json`` and a saved model loads on a machine without the original file."""
 
     def on_training_progress(self, progress: float) -> None:
         """Called by the training loop before each step with the fraction of training done, in ``[0, 1]``.

@@ -119,6 +119,21 @@ class VideoSlotModel(nn.Module):
         }
 
     @property
+    def saved_config(self) -> dict[str, Any]:
+        """:attr:`config` without the components' :attr:`~plugins.interfaces.Component.initial_weight_arguments`.
+
+        This is what ``config.json`` holds: the saved weights replace whatever those arguments would load.
+        """
+        config = self.config
+        for kind in COMPONENT_NAMES:
+            component = cast(Component, getattr(self, kind))
+            kwargs = config[kind]["kwargs"]
+            config[kind]["kwargs"] = {
+                key: value for key, value in kwargs.items() if key not in component.initial_weight_arguments
+            }
+        return config
+
+    @property
     def mask_grid(self) -> tuple[int, int]:
         """``(h, w)`` of the masks in :class:`~plugins.types.StepOutput`."""
         return self.decoder.target_grid
@@ -234,7 +249,7 @@ class VideoSlotModel(nn.Module):
         """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        payload = {"format_version": FORMAT_VERSION, "model": self.config}
+        payload = {"format_version": FORMAT_VERSION, "model": self.saved_config}
         _atomic_write_text(path / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n")
         with tempfile.NamedTemporaryFile(dir=path, prefix=".model.", suffix=".tmp", delete=False) as handle:
             temporary = Path(handle.name)
@@ -252,7 +267,7 @@ class VideoSlotModel(nn.Module):
         registry: ComponentRegistry | None = None,
         map_location: str | torch.device = "cpu",
     ) -> VideoSlotModel:
-        """Load a model written by :meth:`save_pretrained`, in eval mode.
+        """Load a model written by :meth:`save_pretrained`, in eval mode, on ``map_location``.
 
         Raises:
             FileNotFoundError: a file is missing (the message names it).
@@ -278,7 +293,7 @@ class VideoSlotModel(nn.Module):
                 f"{weights_path} does not match {config_path}: missing {sorted(missing)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]}"
             )
-        return model.eval()
+        return model.to(map_location).eval()
 
 
 def _build(registry: ComponentRegistry, kind: ComponentKind, spec: ComponentSpec, wiring: dict[str, Any]) -> Component:

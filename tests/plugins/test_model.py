@@ -6,7 +6,8 @@ import json
 
 import pytest
 import torch
-from tiny_configs import model_config
+from safetensors.torch import save_file
+from tiny_configs import DINOV2, FEATURE_DECODER, model_config
 from tiny_model import TINY_MODEL
 
 from plugins import SlotState, VideoSlotModel
@@ -111,6 +112,34 @@ def test_from_pretrained_rejects_mismatched_weights(tmp_path, registry, tiny_mod
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises((ValueError, RuntimeError)):
         VideoSlotModel.from_pretrained(tmp_path, registry=registry)
+
+
+def test_saved_dinov2_model_loads_without_its_initial_weights_file(tmp_path, registry) -> None:
+    torch.manual_seed(0)
+    donor = VideoSlotModel(**model_config(encoder=DINOV2, decoder=FEATURE_DECODER), registry=registry)
+    weights = tmp_path / "dinov2.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.encoder.backbone.state_dict().items()}, str(weights))
+    encoder = {"name": "dinov2", "kwargs": {**DINOV2["kwargs"], "weights": str(weights)}}
+    model = VideoSlotModel(**model_config(encoder=encoder, decoder=FEATURE_DECODER), registry=registry)
+    model.save_pretrained(tmp_path / "model")
+    weights.unlink()  # e.g. the model was copied to another machine
+
+    loaded = VideoSlotModel.from_pretrained(tmp_path / "model", registry=registry)
+
+    assert "weights" not in json.loads((tmp_path / "model" / "config.json").read_text())["model"]["encoder"]["kwargs"]
+    assert model.config["encoder"]["kwargs"]["weights"] == str(weights)  # training configs keep it
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_from_pretrained_puts_the_weights_on_map_location(tmp_path, tiny_model: VideoSlotModel) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    loaded = VideoSlotModel.from_pretrained(tmp_path, map_location="cuda")
+    assert {p.device.type for p in loaded.parameters()} == {"cuda"}
+    output, _ = loaded.first_step(torch.rand(1, 3, 16, 16, device="cuda"))
+    assert output.slots.device.type == "cuda"
 
 
 def test_save_writes_only_config_and_safetensors(tmp_path, tiny_model: VideoSlotModel) -> None:

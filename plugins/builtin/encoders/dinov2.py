@@ -39,6 +39,7 @@ class DINOv2Encoder(Encoder):
     """
 
     name = "dinov2"
+    initial_weight_arguments = frozenset({"weights"})
 
     def __init__(
         self, image_size: tuple[int, int], weights: str | None = None, input_size: int = 224, depth: int = 12

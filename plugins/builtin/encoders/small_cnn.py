@@ -21,7 +21,7 @@ class SmallCNNEncoder(Encoder):
         image_size: wired by the model.
         channels: output channels of each convolution.
         strides: stride of each convolution (same length as ``channels``).
-        kernel_size: convolution kernel size.
+        kernel_size: odd convolution kernel size (padding ``kernel_size // 2`` keeps ``ceil(H / stride)``).
         out_dim: width of the projected tokens (``Df``).
     """
 
@@ -38,6 +38,8 @@ class SmallCNNEncoder(Encoder):
         super().__init__()
         if len(channels) != len(strides) or not channels:
             raise ValueError(f"channels {channels} and strides {strides} must be non-empty and of equal length")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"small_cnn: kernel_size must be odd and positive, got {kernel_size}")
         layers: list[nn.Module] = []
         in_channels = 3
         height, width = image_size

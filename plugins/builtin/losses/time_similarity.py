@@ -39,13 +39,15 @@ class TimeSimilarityLoss(Loss):
             ValueError: the decoder does not predict ``P`` extra channels.
         """
         del progress  # Unused.
-        predicted = torch.stack([step.extra for step in output.steps if step.extra is not None], dim=1)
         target = F.normalize(output.target.detach(), dim=-1)  # [B, T, P, C]
         _batch, frames, tokens, _ = target.shape
-        if predicted.shape[1] != frames or predicted.shape[-1] != tokens:
+        extras = [step.extra for step in output.steps if step.extra is not None]
+        predicted = torch.stack(extras, dim=1) if extras else None  # [B, T, P, P]
+        if predicted is None or predicted.shape[1] != frames or predicted.shape[-1] != tokens:
+            got = "none" if predicted is None else str(tuple(predicted.shape))
             raise ValueError(
                 f"time_similarity needs decoder extras with {tokens} channels per token on every frame "
-                f"(set the mlp decoder's extra_dim={tokens}); got {tuple(predicted.shape)}"
+                f"(set the mlp decoder's extra_dim={tokens}); got {got}"
             )
         if frames < 2:
             return predicted.sum() * 0.0

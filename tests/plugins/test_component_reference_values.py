@@ -1,0 +1,99 @@
+"""Components against values computed by hand or by a separate reference, beyond the shape contracts.
+
+The conformance suite checks shapes, finiteness and gradients; these tests pin the arithmetic that those
+checks cannot see: which axis Slot Attention's softmax runs over, its scale, where its epsilon goes, what the
+bi-level truncation passes back, and the errors that name a misconfigured component.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tiny_configs import model_config
+
+from plugins import ComponentRegistry, VideoSlotModel
+from plugins.builtin.aggregators.slot_attention import SlotAttention
+
+
+def identity_slot_attention(epsilon: float, placement: str = "denominator") -> SlotAttention:
+    """2-d Slot Attention whose key, value and query projections are the identity, without the MLP."""
+    attention = SlotAttention(2, 2, mlp_multiplier=0, epsilon=epsilon, epsilon_placement=placement)  # type: ignore[arg-type]
+    with torch.no_grad():
+        for projection in (attention.to_k, attention.to_v, attention.to_q):
+            projection.weight.copy_(torch.eye(2))
+    return attention
+
+
+def test_slot_attention_softmax_runs_over_slots_with_scale_one_over_sqrt_d() -> None:
+    # LayerNorm maps [2, 0] to [1, -1] and [0, 2] to [-1, 1] (up to its epsilon), for tokens and slots alike,
+    # so q.k / sqrt(2) is +sqrt(2) for a matching slot and token and -sqrt(2) otherwise.
+    attention = identity_slot_attention(epsilon=1e-8)
+    features = torch.tensor([[[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]])  # [B=1, P=3, 2]
+    queries = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # [B=1, K=2, 2]
+
+    out = attention(features, queries, num_iterations=1)
+
+    match = 1 / (1 + math.exp(-2 * math.sqrt(2)))  # softmax over the two slots of +-sqrt(2)
+    expected = torch.tensor([[match, 1 - match, match], [1 - match, match, 1 - match]])  # [K, P]
+    torch.testing.assert_close(out.attention[0, 0], expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.attention[0, 0].sum(0), torch.ones(3))  # each token is shared out
+
+
+@pytest.mark.parametrize("placement", ["denominator", "additive"])
+def test_slot_attention_epsilon_placement_matches_its_formula(placement: str) -> None:
+    epsilon = 0.5  # large enough that the two placements differ clearly
+    attention = identity_slot_attention(epsilon, placement)
+    features = torch.tensor([[[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]])
+    queries = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+
+    out = attention(features, queries, num_iterations=1)
+
+    a = out.attention[0, 0]  # [K, P]
+    if placement == "denominator":
+        weights = a / (a.sum(-1, keepdim=True) + epsilon)
+    else:
+        weights = (a + epsilon) / (a + epsilon).sum(-1, keepdim=True)
+    values = torch.nn.functional.layer_norm(features[0], (2,))  # identity value projection
+    updates = weights @ values  # [K, 2]
+    with torch.no_grad():
+        expected = attention.gru(updates, queries[0])
+    torch.testing.assert_close(out.slots[0], expected)
+
+
+def test_bi_level_truncation_passes_back_the_last_iterations_gradient_to_the_queries() -> None:
+    torch.manual_seed(0)
+    truncated = SlotAttention(4, 4, truncation="bi_level")
+    features = torch.randn(1, 5, 4)
+    queries = torch.randn(1, 3, 4, requires_grad=True)
+    out = truncated(features, queries, num_iterations=3)
+    out.slots.square().sum().backward()
+
+    # Reference: run two iterations without gradient, then one from a leaf holding their result.
+    with torch.no_grad():
+        settled = truncated(features, queries, num_iterations=2).slots
+    leaf = settled.clone().requires_grad_(True)
+    plain = SlotAttention(4, 4)
+    plain.load_state_dict(truncated.state_dict())
+    reference = plain(features, leaf, num_iterations=1)
+    reference.slots.square().sum().backward()
+
+    torch.testing.assert_close(out.slots, reference.slots)
+    assert queries.grad is not None and leaf.grad is not None
+    torch.testing.assert_close(queries.grad, leaf.grad)
+
+
+def test_small_cnn_rejects_an_even_kernel(registry: ComponentRegistry) -> None:
+    config = model_config(encoder={"name": "small_cnn", "kwargs": {"channels": [8], "strides": [1], "kernel_size": 4}})
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        VideoSlotModel(**config, registry=registry)
+
+
+def test_time_similarity_without_decoder_extras_says_what_to_set(registry: ComponentRegistry) -> None:
+    torch.manual_seed(0)
+    model = VideoSlotModel(**model_config(decoder={"name": "mlp", "kwargs": {"hidden_dims": [16]}}), registry=registry)
+    loss = registry.build("losses", "time_similarity", {})
+    output = model(torch.rand(1, 2, 3, *model.image_size))
+    with pytest.raises(ValueError, match=r"extra_dim=.*got none"):
+        loss(output, 0.5)
