@@ -2,9 +2,9 @@
 
 For every render that runs the server (base, each component on the base, each overlay):
 - every variable the server container gets (its ConfigMap and ``env``) is a ``ServiceConfig`` setting
-  (``SLOTSTREAM_<FIELD>``), and together they build a valid ``ServiceConfig`` (types, ranges, choices); the one
-  exception is an explicit list of settings the onnx/tensorrt backends read themselves, each checked against
-  the backend modules that own it once they exist;
+  (``SLOTSTREAM_<FIELD>``), and together they build a valid ``ServiceConfig`` (types, ranges, choices); any
+  other variable must be on an explicit list, with its reason (empty today);
+- a render that picks the onnx or tensorrt backend names an export directory that the image it runs creates;
 - the container port named ``grpc``, the Service ports and the gRPC probe ports equal the port of the server's
   default ``listen`` address, and the ``metrics`` port the port of its default ``metrics_listen``; inside the
   pod both listen on 0.0.0.0;
@@ -18,14 +18,16 @@ And every image the manifests name carries the project version from pyproject.to
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 from deploy_helpers import (
+    DEPLOY,
     REPO,
     SERVER_CONTAINER,
     Renderer,
@@ -35,6 +37,7 @@ from deploy_helpers import (
     host_of,
     named_port,
     only,
+    parse_dockerfile,
     pod_templates,
     port_of,
     render_targets,
@@ -53,6 +56,9 @@ KNOWN_VARIABLES = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Servi
 #: Variables other than SLOTSTREAM_ settings the server container may get. None today: add one only with a
 #: reason (a library the server uses reads it).
 OTHER_SERVER_VARIABLES: frozenset[str] = frozenset()
+
+EXPORT_COMMAND = re.compile(r"python -m training\.export --model \S+ --out (\S+)")
+EXPORT_BACKENDS = ("onnx", "tensorrt")
 
 DRAIN_MARGIN_S = 5  # serving.md: drain window <= terminationGracePeriodSeconds - 5 s
 
@@ -77,6 +83,36 @@ def test_server_environment_is_exactly_service_config_settings(render: Renderer,
     others = sorted(k for k in env if not k.startswith(ENV_PREFIX) and k not in OTHER_SERVER_VARIABLES)
     assert not others, f"{target_id}: {others} are not ServiceConfig settings"
     _config(docs, spec)  # raises ConfigError listing every invalid value
+
+
+def _image_exports(dockerfile: Path) -> set[str]:
+    """Absolute paths of the ONNX exports a Dockerfile's ``RUN python -m training.export`` lines write."""
+    exports: set[str] = set()
+    workdir = PurePosixPath("/")
+    for instruction in parse_dockerfile(dockerfile):
+        if instruction.keyword == "WORKDIR":
+            workdir = workdir / instruction.arguments
+        elif instruction.keyword == "RUN":
+            exports |= {str(workdir / out) for out in EXPORT_COMMAND.findall(instruction.arguments)}
+    return exports
+
+
+def test_export_backends_serve_an_export_their_image_makes(render: Renderer) -> None:
+    """The onnx and tensorrt backends refuse a plain model directory, so such renders name the image's export."""
+    checked = []
+    for target_id in SERVER_IDS:
+        docs, _, spec = _server(render, target_id)
+        config = _config(docs, spec)
+        if config.backend not in EXPORT_BACKENDS:
+            continue
+        dockerfile = DEPLOY / ("Dockerfile.gpu" if spec["image"].endswith("-gpu") else "Dockerfile")
+        exports = _image_exports(dockerfile)
+        assert str(config.model_dir) in exports, (
+            f"{target_id}: backend {config.backend} serves {config.model_dir}, but {dockerfile.name} exports "
+            f"only {sorted(exports)}"
+        )
+        checked.append(target_id)
+    assert "base+components/gpu" in checked and "overlays/prod" in checked
 
 
 @pytest.mark.parametrize("target_id", SERVER_IDS)
