@@ -2,7 +2,8 @@
 
 The conformance suite checks shapes, finiteness and gradients; these tests pin the arithmetic that those
 checks cannot see: which axis Slot Attention's softmax runs over, its scale, where its epsilon goes, what the
-bi-level truncation passes back, and the errors that name a misconfigured component.
+bi-level truncation passes back, which time gaps RandSF.Q's training pairs carry, and the errors that name a
+misconfigured component.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tiny_configs import model_config
 
 from plugins import ComponentRegistry, VideoSlotModel
 from plugins.builtin.aggregators.slot_attention import SlotAttention
+from plugins.builtin.transitions.randsfq import RandSFQTransition
 
 
 def identity_slot_attention(epsilon: float, placement: str = "denominator") -> SlotAttention:
@@ -97,3 +99,33 @@ def test_time_similarity_without_decoder_extras_says_what_to_set(registry: Compo
     output = model(torch.rand(1, 2, 3, *model.image_size))
     with pytest.raises(ValueError, match=r"extra_dim=.*got none"):
         loss(output, 0.5)
+
+
+def test_randsfq_training_pairs_use_the_same_time_gaps_as_inference() -> None:
+    """In training each sample reads slot set ``j`` (``n - j`` frames back) and feature map ``i`` (``n - 1 - i``
+    back); the newest pair must be exactly what inference computes from the previous slots and current features.
+    """
+    torch.manual_seed(0)
+    transition = RandSFQTransition(slot_dim=8, feature_dim=6, window=4, num_heads=2, dropout=0.0)
+    n, batch = 3, 64
+    past_slots = tuple(torch.randn(batch, 2, 8) for _ in range(n))  # oldest first
+    past_features = tuple(torch.randn(batch, 5, 6) for _ in range(n))
+
+    with torch.no_grad():
+        trained = transition.train()(past_slots, past_features)  # [B, K, D], one random pair per sample
+        inference = transition.eval()((past_slots[-1],), (past_features[-1],))  # previous slots, current features
+        embedding = transition.time_embedding
+        references = {}
+        for j in range(n):
+            for i in range(n):
+                target = past_slots[j] + embedding[n - j]  # [B, K, D]
+                memory = transition.project_features(past_features[i]) + embedding[n - 1 - i]  # [B, P, D]
+                references[(j, i)] = transition.block(target, memory)
+    torch.testing.assert_close(references[(n - 1, n - 1)], inference)
+
+    used = set()
+    for sample in range(batch):
+        matches = [pair for pair, ref in references.items() if torch.allclose(trained[sample], ref[sample], atol=1e-5)]
+        assert len(matches) == 1, f"sample {sample} matches no (slot set, feature map) pair with the expected gaps"
+        used |= set(matches)
+    assert len(used) == n * n, "every pair of the window is drawn"
