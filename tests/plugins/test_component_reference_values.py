@@ -2,7 +2,8 @@
 
 The conformance suite checks shapes, finiteness and gradients; these tests pin the arithmetic that those
 checks cannot see: which axis Slot Attention's softmax runs over, its scale, where its epsilon goes, what the
-bi-level truncation passes back, which time gaps RandSF.Q's training pairs carry, and the errors that name a
+bi-level truncation passes back, which time gaps RandSF.Q's training pairs carry, SlotContrast's batch-wide
+cross-entropy, and the errors that name a
 misconfigured component.
 """
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 from tiny_configs import model_config
 
-from plugins import ComponentRegistry, VideoSlotModel
+from plugins import ComponentRegistry, SlotState, VideoOutput, VideoSlotModel
 from plugins.builtin.aggregators.slot_attention import SlotAttention
 from plugins.builtin.transitions.randsfq import RandSFQTransition
 
@@ -129,3 +130,28 @@ def test_randsfq_training_pairs_use_the_same_time_gaps_as_inference() -> None:
         assert len(matches) == 1, f"sample {sample} matches no (slot set, feature map) pair with the expected gaps"
         used |= set(matches)
     assert len(used) == n * n, "every pair of the window is drawn"
+
+
+def _slots_only_output(slots: torch.Tensor) -> VideoOutput:
+    """A ``VideoOutput`` carrying only slots ``[B, T, K, D]``, for losses that read nothing else."""
+    batch, frames = slots.shape[:2]
+    empty = torch.zeros(batch, frames, 0, 0)
+    return VideoOutput(slots=slots, masks=empty, reconstruction=empty, target=empty, steps=[], state=SlotState(slots))
+
+
+@pytest.mark.parametrize(
+    ("videos", "swap", "expected"),
+    [
+        (1, False, math.log(1 + math.exp(-10))),  # each slot finds itself: cosine 1 / 0.1 against 0 / 0.1
+        (1, True, math.log(1 + math.exp(10))),  # the two slots trade places between the frames
+        (2, False, math.log(2 + 2 * math.exp(-10))),  # the other video's same slot competes: the whole batch
+    ],
+)
+def test_slot_contrast_matches_hand_computed_values(
+    registry: ComponentRegistry, videos: int, swap: bool, expected: float
+) -> None:
+    first = torch.eye(2)  # [K=2, D=2]: orthogonal unit slots
+    following = first.flip(0) if swap else first
+    slots = torch.stack([first, following])[None].expand(videos, -1, -1, -1)  # [B, T=2, K, D]
+    loss = registry.build("losses", "slot_contrast", {"temperature": 0.1})
+    assert loss(_slots_only_output(slots), 0.5).item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
