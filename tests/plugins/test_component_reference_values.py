@@ -3,8 +3,7 @@
 The conformance suite checks shapes, finiteness and gradients; these tests pin the arithmetic that those
 checks cannot see: which axis Slot Attention's softmax runs over, its scale, where its epsilon goes, what the
 bi-level truncation passes back, which time gaps RandSF.Q's training pairs carry, SlotContrast's batch-wide
-cross-entropy, and the errors that name a
-misconfigured component.
+cross-entropy, and the errors that name a misconfigured component.
 """
 
 from __future__ import annotations
