@@ -3,7 +3,7 @@
 The conformance suite checks shapes, finiteness and gradients; these tests pin the arithmetic that those
 checks cannot see: which axis Slot Attention's softmax runs over, its scale, where its epsilon goes, what the
 bi-level truncation passes back, which time gaps RandSF.Q's training pairs carry, SlotContrast's batch-wide
-cross-entropy, and the errors that name a misconfigured component.
+cross-entropy, ar_random's visible-token mixture, and the errors that name a misconfigured component.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tiny_configs import model_config
 
 from plugins import ComponentRegistry, SlotState, VideoOutput, VideoSlotModel
 from plugins.builtin.aggregators.slot_attention import SlotAttention
+from plugins.builtin.decoders.ar_random import RandomOrderTransformerDecoder
 from plugins.builtin.transitions.randsfq import RandSFQTransition
 
 
@@ -154,3 +155,19 @@ def test_slot_contrast_matches_hand_computed_values(
     slots = torch.stack([first, following])[None].expand(videos, -1, -1, -1)  # [B, T=2, K, D]
     loss = registry.build("losses", "slot_contrast", {"temperature": 0.1})
     assert loss(_slots_only_output(slots), 0.5).item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_ar_random_visible_counts_follow_the_published_mixture() -> None:
+    """methods.md §1.5: with probability 0.5 ``k ~ U{0..254}``, otherwise ``k = 24``, for 256 tokens."""
+    torch.manual_seed(0)
+    decoder = RandomOrderTransformerDecoder(slot_dim=8, target_dim=8, feature_grid=(16, 16), depth=1)
+    visible = decoder.train().visible_tokens(20_000, torch.device("cpu"))  # [B, 256]
+    counts = visible.sum(1)
+    assert int(counts.min()) == 0 and int(counts.max()) == 254
+    fixed_share = float((counts == 24).float().mean())
+    assert fixed_share == pytest.approx(0.5 + 0.5 / 255, abs=0.015)
+    uniform = counts[counts != 24].float()
+    assert float(uniform.mean()) == pytest.approx(127.0, abs=2.0)  # the mean of U{0..254}
+    per_position = visible.float().mean(0)  # no position is favoured by the random order
+    assert float(per_position.max() - per_position.min()) < 0.05
+    assert bool(decoder.eval().visible_tokens(3, torch.device("cpu")).all())
