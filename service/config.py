@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import typing
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 ENV_PREFIX = "SLOTSTREAM_"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 RAW_1080P_BYTES = 1920 * 1080 * 3
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 BACKENDS = ("torch", "onnx", "tensorrt")
 LOG_FORMATS = ("json", "text")
 ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
@@ -55,7 +57,12 @@ class ServiceConfig:
     max_batch_size: int = field(default=16, metadata=_help("frames (of different streams) per model call"))
     max_queue_delay_ms: float = field(default=2.0, metadata=_help("longest wait for a batch to fill"))
     model_instances: int = field(
-        default=0, metadata=_help("model calls run at once (0: auto = CPU cores / torch threads on CPU, 1 on GPU)")
+        default=0,
+        metadata=_help(
+            "model calls run at once (0: auto = on a CPU, the cores (the cgroup CPU limit if lower than the "
+            "affinity) / the threads of one call (--torch-threads, or --onnx-intra-op-threads for onnx), at most "
+            "4; on a GPU 1)"
+        ),
     )
     inline_model_max_ms: float = field(
         default=50.0,
@@ -66,9 +73,19 @@ class ServiceConfig:
     )
     max_pending_frames: int = field(default=4, metadata=_help("frames a stream may queue before flow control"))
     max_message_bytes: int = field(
-        default=16 * 1024 * 1024, metadata=_help("largest gRPC message (a raw 1080p frame is 6,220,800 B)")
+        default=16 * 1024 * 1024,
+        metadata=_help(
+            "largest gRPC message, each way (a raw 1080p frame is 6,220,800 B; opens whose replies could exceed "
+            "it are refused)"
+        ),
     )
-    max_image_pixels: int = field(default=4096 * 4096, metadata=_help("largest image (width x height) accepted"))
+    max_image_pixels: int = field(
+        default=4096 * 4096,
+        metadata=_help(
+            "largest image (width x height) accepted, of any encoding (a raw frame must also fit "
+            "--max-message-bytes: raw 4K needs 25 MB, or send JPEG/PNG)"
+        ),
+    )
     tls_cert: Path | None = field(default=None, metadata=_help("PEM server certificate (enables TLS)"))
     tls_key: Path | None = field(default=None, metadata=_help("PEM private key of --tls-cert"))
     tls_client_ca: Path | None = field(default=None, metadata=_help("PEM CA for client certificates (mutual TLS)"))
@@ -128,15 +145,20 @@ class ServiceConfig:
         """The model's name: :attr:`model_name`, or the model directory's name."""
         return self.model_name or self.model_dir.name
 
-    def resolved_model_instances(self) -> int:
-        """:attr:`model_instances`, or the automatic choice: on a CPU one per free core (each call uses
-        :attr:`torch_threads` cores; at most 4), on a GPU one."""
+    def resolved_model_instances(self, cores: int | None = None) -> int:
+        """:attr:`model_instances`, or the automatic choice: on a CPU one per ``cores // threads per call``, at
+        most 4; on a GPU one.
+
+        Args:
+            cores: CPU cores the process may use; ``None``: :func:`available_cores`.
+        """
         if self.model_instances > 0:
             return self.model_instances
         if not self.device.startswith("cpu"):
             return 1
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        per_call = self.torch_threads if self.torch_threads > 0 else cores
+        cores = available_cores() if cores is None else cores
+        threads = self.onnx_intra_op_threads if self.backend == "onnx" else self.torch_threads
+        per_call = threads if threads > 0 else cores  # 0: the backend uses every core
         return max(1, min(4, cores // per_call))
 
     def inline_below_s(self) -> float:
@@ -215,7 +237,7 @@ class ServiceConfig:
         if self.max_message_bytes < 1024 * 1024:
             problems.append(f"--max-message-bytes must be >= 1 MiB, got {self.max_message_bytes}")
         if self.max_image_pixels < 1:
-            problems.append("--max-image-pixels must be >= 1")
+            problems.append(f"--max-image-pixels must be >= 1, got {self.max_image_pixels}")
         if self.backend not in BACKENDS:
             problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.onnx_graph_optimization not in ONNX_GRAPH_OPTIMIZATIONS:
@@ -258,6 +280,31 @@ class ServiceConfig:
         parsed = build_parser().parse_args(argv)
         values.update({name: value for name, value in vars(parsed).items() if value is not None})
         return cls(**values)
+
+
+def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """CPU cores this process may use: its affinity, lowered to the cgroup v2 CPU limit (``cpu.max``, the
+    container's CPU limit in Kubernetes) rounded down, at least 1. Without a readable limit, the affinity."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        limit = parse_cpu_max(cpu_max.read_text())
+    except (OSError, UnicodeDecodeError):
+        limit = None
+    return cores if limit is None else max(1, min(cores, math.floor(limit)))
+
+
+def parse_cpu_max(text: str) -> float | None:
+    """The CPU limit in cores from the text of a cgroup v2 ``cpu.max`` file (``"<quota> <period>"`` in
+    microseconds, or ``"max <period>"``), or ``None`` when there is no limit or the text does not parse."""
+    fields = text.split()
+    if not fields or fields[0] == "max":
+        return None
+    try:
+        quota = int(fields[0])
+        period = int(fields[1]) if len(fields) > 1 else 100_000
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,19 +10,24 @@ Three cooperating tasks:
 - the *writer* (the :meth:`StreamConnection.run` generator itself) yields responses as their slots resolve.
 
 Errors that concern one frame resolve its slot with a ``FrameError``; errors that end the stream raise
-:class:`StreamAbort` from :meth:`StreamConnection.run` after every earlier response has been yielded.
+:class:`StreamAbort` from :meth:`StreamConnection.run` after every earlier response has been yielded. A failed
+read of the requests (the client is gone) raises :class:`RequestsLost` and keeps the stream resumable; any
+other exception is a server bug, raised as is (the stream's state is freed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from service.batcher import BatcherClosed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
@@ -58,17 +63,39 @@ _INLINE_ENCODED_BYTES = 16 * 1024
 
 
 def _cheap_to_decode(image: EncodedImage) -> bool:
-    """Small frames are decoded on the event loop (well under a millisecond); larger ones on the decode pool."""
+    """Small frames are decoded on the event loop (well under a millisecond); larger ones on the decode pool.
+
+    An encoded image is small when both its bytes and its pixels (read from its header, which is all
+    ``Image.open`` parses) are: a few KB of PNG can hold millions of pixels. Data without a readable header
+    counts as small, since decoding it fails just as fast.
+    """
     if image.encoding == ImageEncoding.RAW_RGB8:
         return image.height * image.width <= _INLINE_RAW_PIXELS
-    return len(image.data) <= _INLINE_ENCODED_BYTES
+    if len(image.data) > _INLINE_ENCODED_BYTES:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = Image.open(io.BytesIO(image.data)).size
+    except Exception:  # unreadable or a decompression bomb: prepare_frame rejects it at the same point
+        return True
+    return width * height <= _INLINE_RAW_PIXELS
+
+
+class RequestsLost(ConnectionError):
+    """Reading the stream's requests failed: the client is gone. Its stream was detached (resumable) or freed."""
 
 
 class _Evicted:
     """Resolves response slots of a connection whose stream was taken away."""
 
 
+class _Abandoned:
+    """Resolves the response slot of a frame that a server bug interrupted: it gets no answer, the stream ends."""
+
+
 _EVICTED = _Evicted()
+_ABANDONED = _Abandoned()
 _END = object()
 
 
@@ -79,7 +106,11 @@ class _Lost:
     error: Exception
 
 
-Slot = asyncio.Future[StreamResponse | _Evicted]
+class _ReadFailed(Exception):
+    """Raised by the reader when the request iterator itself failed (the transport, not the server's code)."""
+
+
+Slot = asyncio.Future[StreamResponse | _Evicted | _Abandoned]
 
 
 @dataclass
@@ -138,8 +169,14 @@ class StreamConnection:
     async def run(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamResponse]:
         """Serve the stream: consume ``requests``, yield responses.
 
+        Args:
+            requests: the client's requests; a failure of the iterator other than :class:`StreamAbort` (a
+                malformed request) counts as the transport failing.
+
         Raises:
             StreamAbort: the stream ended with an error (after every earlier response was yielded).
+            RequestsLost: reading the requests failed; the stream was detached or freed like on a disconnect.
+            Exception: a bug in the server (the stream's state was freed).
         """
         self._reader = asyncio.create_task(self._read(requests), name="stream-reader")
         completed = False
@@ -147,7 +184,7 @@ class StreamConnection:
             while True:
                 item = await self._out.get()
                 if isinstance(item, _Lost):
-                    raise ConnectionError("the request stream failed") from item.error
+                    raise RequestsLost("the request stream failed") from item.error
                 if isinstance(item, Exception):
                     completed = True
                     raise item
@@ -160,6 +197,8 @@ class StreamConnection:
                 if isinstance(response, _Evicted):
                     assert self._eviction is not None
                     raise self._eviction
+                if isinstance(response, _Abandoned):
+                    continue  # the server error that interrupted it follows in the queue
                 if isinstance(response, FrameResult | FrameDropped | FrameError):
                     self._answered(response)
                 yield response
@@ -245,9 +284,17 @@ class StreamConnection:
             await self._stop_pump()
             self._out.put_nowait(abort)
             return
-        except Exception as error:  # the transport failed: end as a disconnect instead of hanging
+        except _ReadFailed as failed:  # the transport failed: end as a disconnect instead of hanging
+            error = failed.__cause__ if isinstance(failed.__cause__, Exception) else failed
             _log.warning("request stream failed: %r", error, extra={"peer": self._peer})
             self._out.put_nowait(_Lost(error))
+            return
+        except Exception as error:  # a server bug in opening or accepting: end the stream with it (INTERNAL)
+            await self._stop_pump()  # answers the frames already accepted
+            for slot in self._slots:
+                if not slot.done():
+                    slot.set_result(_ABANDONED)
+            self._out.put_nowait(error)
             return
         finally:
             self._awaiting_request = False
@@ -261,6 +308,10 @@ class StreamConnection:
                 request = await anext(iterator)
             except StopAsyncIteration:
                 return None
+            except StreamAbort:
+                raise
+            except Exception as error:
+                raise _ReadFailed from error
             finally:
                 self._awaiting_request = False
             if isinstance(request, OpenRequest):

@@ -12,6 +12,7 @@ import enum
 class ErrorCode(enum.IntEnum):
     """Machine-readable error codes (see ``ErrorCode`` in ``proto/slotstream/v1/perception.proto``)."""
 
+    UNSPECIFIED = 0  # a value this client does not know (a newer server's); never sent
     UNDECODABLE_IMAGE = 1
     WRONG_RAW_SIZE = 2
     EMPTY_IMAGE = 3

@@ -81,18 +81,22 @@ class Server:
         self._warmup: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        self.failure: BaseException | None = None
         self.batch_log: list[tuple[Hashable, ...]] | None = None
 
-    async def start(self, wait_ready: bool = True) -> None:
+    async def start(self, wait_ready: bool = True, on_failure: Callable[[], None] | None = None) -> None:
         """Load the model, start listening, and warm up.
 
         Args:
             wait_ready: return only once warm-up is done and the server is SERVING; otherwise return as
                 soon as it listens (health says NOT_SERVING until :attr:`ready` is set).
+            on_failure: with ``wait_ready=False``, called on the event loop if warm-up then fails; the error is
+                logged and kept in :attr:`failure`, and the server stays NOT_SERVING until stopped.
 
         Raises:
             ConfigError, BackendUnavailable, FileNotFoundError, ValueError: the model cannot be loaded.
             RuntimeError: the address cannot be bound.
+            Exception: with ``wait_ready``, whatever warm-up raised.
         """
         config = self.config
         loop = asyncio.get_running_loop()
@@ -108,6 +112,7 @@ class Server:
             max_resume_window_s=config.max_resume_window_s,
             resume_history=config.resume_history,
             max_mask_pixels=config.max_image_pixels,
+            max_reply_bytes=config.max_message_bytes,
         )
         runner = ModelRunner(
             engine,
@@ -139,6 +144,8 @@ class Server:
         self._warmup = asyncio.create_task(self._warm_up(), name="warmup")
         if wait_ready:
             await self._warmup
+        else:
+            self._warmup.add_done_callback(lambda task: self._on_warm_up_done(task, on_failure))
 
     async def _listen(self) -> None:
         config = self.config
@@ -192,6 +199,14 @@ class Server:
         self.ready.set()
         _log.info("serving", extra={"port": self.port})
 
+    def _on_warm_up_done(self, task: asyncio.Task[None], on_failure: Callable[[], None] | None) -> None:
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        self.failure = error
+        _log.error("warm-up failed: the server cannot serve", exc_info=error)
+        if on_failure is not None:
+            on_failure()
+
     async def _on_model_stall(self, stalled: bool) -> None:
         """Liveness follows the watchdog; readiness too, so no new stream is routed to a stalled model."""
         if self.manager is None or self.manager.phase != "serving":
@@ -244,15 +259,22 @@ class Server:
 
 
 async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
-    """Run a server until SIGTERM or SIGINT, then shut it down gracefully."""
+    """Run a server until SIGTERM or SIGINT, then shut it down gracefully.
+
+    Raises:
+        RuntimeError: warm-up failed (logged with its traceback); the server was stopped first.
+    """
     server = Server(config, engine_factory)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await server.start(wait_ready=False)
+        await server.start(wait_ready=False, on_failure=stop.set)
         await stop.wait()
+        if server.failure is not None:
+            error = server.failure
+            raise RuntimeError(f"the model failed to warm up: {type(error).__name__}: {error}") from error
         _log.info("shutdown requested")
     finally:
         await server.stop()

@@ -16,7 +16,7 @@ import grpc
 
 from service import wire
 from service.auth import ERROR_CODE_KEY
-from service.connection import StreamConnection
+from service.connection import RequestsLost, StreamConnection
 from service.errors import ErrorCode, StreamAbort
 from service.generated import pb_grpc
 from service.metrics import Metrics
@@ -90,7 +90,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
             await abort_with(context, abort)
-        except ConnectionError:
+        except RequestsLost:
             return  # the client is gone; its stream was detached or freed
         except Exception as error:
             _log.exception("stream failed", extra={"peer": context.peer()})

@@ -26,18 +26,22 @@ from typing import Literal
 
 import numpy as np
 
+from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort
 from service.metrics import Metrics
 from service.runner import ModelRunner
 from service.session import ReleaseReason, Session, SessionOwner
-from service.types import OpenKind, OpenRequest, StateHandoff, StreamOpened, StreamOptions
+from service.types import OpenKind, OpenRequest, Output, StateHandoff, StreamOpened, StreamOptions
 
-__all__ = ["ReleaseReason", "Session", "SessionLimits", "SessionManager", "SessionOwner"]
+__all__ = ["ReleaseReason", "Session", "SessionLimits", "SessionManager", "SessionOwner", "reply_bytes"]
 
 Phase = Literal["starting", "serving", "draining"]
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 _TOMBSTONES = 10_000
+_REPLY_OVERHEAD_BYTES = 4096
+"""A frame reply's fields besides its tensors and slot ids (stream id, model version, timestamps, latency, tensor
+headers, the state's names, an echoed ``camera_frame_id`` of up to ~3 KB)."""
 _log = logging.getLogger(__name__)
 
 
@@ -52,6 +56,8 @@ class SessionLimits:
         max_resume_window_s: cap on a stream's resume window.
         resume_history: states kept per stream for resuming at a past frame.
         max_mask_pixels: cap on a stream's requested mask size (height x width).
+        max_reply_bytes: cap on the size of a stream's frame replies (the gRPC message limit); an open whose
+            outputs at its mask size could exceed it is refused (see :func:`reply_bytes`).
     """
 
     max_streams: int = 64
@@ -60,6 +66,7 @@ class SessionLimits:
     max_resume_window_s: float = 300.0
     resume_history: int = 32
     max_mask_pixels: int = 4096 * 4096
+    max_reply_bytes: int = 16 * 1024 * 1024
 
 
 class SessionManager:
@@ -233,6 +240,12 @@ class SessionManager:
             problems.append(f"mask_height and mask_width must both be set (>= 1) or both be 0, got {mask_size}")
         elif mask_size[0] * mask_size[1] > limits.max_mask_pixels:
             problems.append(f"the mask size {mask_size[0]}x{mask_size[1]} exceeds {limits.max_mask_pixels} pixels")
+        elif (size := reply_bytes(replace(options, mask_size=mask_size), runner.card)) > limits.max_reply_bytes:
+            problems.append(
+                f"with the mask size {mask_size[0]}x{mask_size[1]} a frame's reply could be {size} bytes, over this "
+                f"server's message limit of {limits.max_reply_bytes} bytes; ask for a smaller mask size, uint8 soft "
+                "masks or fewer outputs"
+            )
         if problems:
             raise StreamAbort(ErrorCode.INVALID_OPEN, "invalid stream options: " + "; ".join(problems))
         return replace(
@@ -368,3 +381,24 @@ class SessionManager:
             self.metrics.streams_active.labels(model).set(count)
         self.metrics.streams_detached.set(sum(1 for s in self.sessions.values() if s.detached_at is not None))
         self.metrics.state_bytes.set(sum(s.state_bytes for s in self.sessions.values()))
+
+
+def reply_bytes(options: StreamOptions, card: ModelCard) -> int:
+    """An upper bound on the size of a frame reply (``StreamResponse.result``) of a stream with ``options``.
+
+    Counts the requested tensors (slots and state ``[K, D]`` float32, segmentation ``[H, W]`` uint8, soft masks
+    ``[K, H, W]`` float32 or uint8) at the options' mask size (the model's input size when unset), plus a fixed
+    allowance for the other fields.
+    """
+    height, width = options.mask_size or card.image_size
+    slots, pixels = card.num_slots, height * width
+    size = _REPLY_OVERHEAD_BYTES + slots * 5  # slot ids: K varints
+    if options.wants(Output.SLOTS):
+        size += slots * card.slot_dim * 4
+    if options.wants(Output.SEGMENTATION):
+        size += pixels
+    if options.wants(Output.SOFT_MASKS):
+        size += slots * pixels * (1 if options.soft_masks_uint8 else 4)
+    if options.wants(Output.STATE):
+        size += slots * card.slot_dim * 4 + slots * 5
+    return size

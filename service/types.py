@@ -38,6 +38,7 @@ class ImageEncoding(enum.IntEnum):
 class OpenKind(enum.IntEnum):
     """How a stream was opened (proto ``OpenKind``)."""
 
+    UNSPECIFIED = 0  # a value this client does not know (a newer server's); never sent
     NEW = 1
     RESUMED = 2
     HANDED_OFF = 3
@@ -46,6 +47,7 @@ class OpenKind(enum.IntEnum):
 class DropReason(enum.IntEnum):
     """Why a frame was dropped (proto ``DropReason``)."""
 
+    UNSPECIFIED = 0  # a value this client does not know (a newer server's); never sent
     SUPERSEDED = 1
     SHUTTING_DOWN = 2
 
@@ -53,6 +55,7 @@ class DropReason(enum.IntEnum):
 class CloseReason(enum.IntEnum):
     """Why a stream closed (proto ``CloseReason``)."""
 
+    UNSPECIFIED = 0  # a value this client does not know (a newer server's); never sent
     CLIENT_CLOSED = 1
     SERVER_DRAINING = 2
 

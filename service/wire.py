@@ -7,8 +7,9 @@ converts to ``None`` and is ignored, as the versioning rules require.
 
 from __future__ import annotations
 
+import enum
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,6 +42,7 @@ from service.types import (
 _DTYPES: dict[int, np.dtype[Any]] = {pb.DTYPE_FLOAT32: np.dtype("<f4"), pb.DTYPE_UINT8: np.dtype("u1")}
 _DTYPE_CODES: dict[np.dtype[Any], int] = {np.dtype("float32"): pb.DTYPE_FLOAT32, np.dtype("uint8"): pb.DTYPE_UINT8}
 _MAX_TENSOR_DIMS = 8
+_E = TypeVar("_E", bound=enum.IntEnum)
 
 # -- tensors ----------------------------------------------------------------------------------------------
 
@@ -292,16 +294,22 @@ def _fill_result(message: Any, result: FrameResult) -> None:
 
 
 def response_from_proto(message: Any) -> StreamResponse | None:
-    """A proto response as a domain response; ``None`` for a response kind this client does not know."""
+    """A proto response as a domain response; ``None`` for a response kind this client does not know.
+
+    An enum value this client does not know becomes its enum's ``UNSPECIFIED`` member; it never makes the
+    message unreadable.
+    """
     kind = message.WhichOneof("kind")
     if kind == "result":
         return _result_from_proto(message.result)
     if kind == "dropped":
         d = message.dropped
-        return FrameDropped(d.stream_id, d.frame_index, d.capture_time_ns, DropReason(d.reason), d.message)
+        drop_reason = _known(DropReason, d.reason)
+        return FrameDropped(d.stream_id, d.frame_index, d.capture_time_ns, drop_reason, d.message)
     if kind == "error":
         e = message.error
-        return FrameError(e.stream_id, e.frame_index, ErrorCode(e.code), e.message)
+        code = _known(ErrorCode, e.code)
+        return FrameError(e.stream_id, e.frame_index, code, e.message)
     if kind == "opened":
         o = message.opened
         return StreamOpened(
@@ -310,15 +318,26 @@ def response_from_proto(message: Any) -> StreamResponse | None:
             model=o.model,
             model_version=o.model_version,
             options=options_from_proto(o.options),
-            kind=OpenKind(o.kind),
+            kind=_known(OpenKind, o.kind),
             last_frame_index=o.last_frame_index if o.HasField("last_frame_index") else None,
             slot_ids=tuple(o.slot_ids),
         )
     if kind == "closed":
         c = message.closed
         handoff = handoff_from_proto(c.handoff) if c.HasField("handoff") else None
-        return StreamClosed(c.stream_id, CloseReason(c.reason), handoff, c.message)
+        close_reason = _known(CloseReason, c.reason)
+        return StreamClosed(c.stream_id, close_reason, handoff, c.message)
     return None
+
+
+def _known(kind: type[_E], value: int) -> _E:
+    """``value`` as a member of ``kind``, or its ``UNSPECIFIED`` member (0) when it is not one (a newer server's
+    value): the versioning rules say a client ignores an unknown enum value, so the message it came in is still
+    delivered."""
+    try:
+        return kind(value)
+    except ValueError:
+        return kind(0)
 
 
 def _result_from_proto(r: Any) -> FrameResult:

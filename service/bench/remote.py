@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from service.bench.stats import summarize
-from service.client.core import Client
+from service.client.core import Client, send_while_receiving
 from service.types import FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
 
 
@@ -108,22 +108,23 @@ async def _drive(stream: Any, clip: list[np.ndarray], spec: LoadSpec, count: int
             sent_at[index] = time.perf_counter()  # before the send: the answer may arrive before it returns
             await stream.send(clip[i % len(clip)], frame_index=index, jpeg_quality=spec.jpeg_quality)
 
-    sender = asyncio.create_task(send_all())
-    for _ in range(count):
-        answer = await stream.receive()
-        now = time.perf_counter()
-        window.release()
-        if isinstance(answer, StreamClosed):
-            break
-        if isinstance(answer, FrameResult):
-            stats.results += 1
-            stats.latencies_ms.append((now - sent_at.pop(answer.frame_index)) * 1e3)
-            stats.server_ms.append(answer.latency.total_ms)
-            stats.batch_sizes.append(answer.latency.batch_size)
-        elif isinstance(answer, FrameDropped):
-            stats.dropped += 1
-            sent_at.pop(answer.frame_index, None)
-        elif isinstance(answer, FrameError):
-            stats.errors += 1
-            sent_at.pop(answer.frame_index, None)
-    await sender
+    async def receive_all() -> None:
+        for _ in range(count):
+            answer = await stream.receive()
+            now = time.perf_counter()
+            window.release()
+            if isinstance(answer, StreamClosed):
+                return
+            if isinstance(answer, FrameResult):
+                stats.results += 1
+                stats.latencies_ms.append((now - sent_at.pop(answer.frame_index)) * 1e3)
+                stats.server_ms.append(answer.latency.total_ms)
+                stats.batch_sizes.append(answer.latency.batch_size)
+            elif isinstance(answer, FrameDropped):
+                stats.dropped += 1
+                sent_at.pop(answer.frame_index, None)
+            elif isinstance(answer, FrameError):
+                stats.errors += 1
+                sent_at.pop(answer.frame_index, None)
+
+    await send_while_receiving(send_all(), receive_all())

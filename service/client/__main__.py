@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from service.client.core import Client, StreamError, TlsFiles
+from service.client.core import Client, StreamError, TlsFiles, send_while_receiving
 from service.client.overlay import OverlayWriter, render_overlay
 from service.client.sources import Source, open_source
 from service.client.synthetic import synthetic_clip
@@ -113,18 +113,19 @@ async def stream_source(args: argparse.Namespace, source: Source, out: TextIO | 
                 frame = await asyncio.to_thread(next, frames, None)
             await stream.close_writing()
 
-        sender = asyncio.create_task(send_all())
-        try:
+        async def receive_all() -> None:
             while True:
                 answer = await stream.receive()
                 if isinstance(answer, StreamClosed):
-                    break
+                    return
                 window.release()
                 frame, started = sent.pop(answer.frame_index)
                 latency_ms = (time.perf_counter() - started) * 1e3
                 _record(answer, frame, latency_ms, summary, writer, out)
+
+        try:
+            await send_while_receiving(send_all(), receive_all())
         finally:
-            sender.cancel()
             if writer is not None:
                 await asyncio.to_thread(writer.close)
     return summary
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     except StreamError as error:
         print(f"server: {error}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError) as error:  # OSError: a missing or unreadable file, a corrupt image
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from service.client.core import Client, ImageLike, TlsFiles
+from service.client.core import Client, ImageLike, TlsFiles, send_while_receiving
 from service.types import FrameResponse, StreamClosed, StreamOptions
 
 _DONE = object()
@@ -43,6 +43,7 @@ def stream_frames(
 
     Raises:
         StreamError: the server refused or ended the stream.
+        Exception: whatever iterating ``frames`` raised (the stream is then cancelled).
     """
     answers: queue.Queue[Any] = queue.Queue(maxsize=max(window, 1) * 4)
     stop = threading.Event()
@@ -62,14 +63,15 @@ def stream_frames(
                     await stream.send(frame, jpeg_quality=jpeg_quality)
                 await stream.close_writing()
 
-            sender = asyncio.create_task(send_all())
-            while True:
-                answer = await stream.receive()
-                if isinstance(answer, StreamClosed):
-                    break
-                slots.release()
-                await asyncio.to_thread(answers.put, answer)
-            await sender
+            async def receive_all() -> None:
+                while True:
+                    answer = await stream.receive()
+                    if isinstance(answer, StreamClosed):
+                        return
+                    slots.release()
+                    await asyncio.to_thread(answers.put, answer)
+
+            await send_while_receiving(send_all(), receive_all())
 
     def worker() -> None:
         try:

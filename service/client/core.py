@@ -6,9 +6,10 @@ import asyncio
 import io
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -36,7 +37,10 @@ from service.types import (
 )
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+FRAME_FIELDS_BYTES = 256
+"""Room a frame request needs besides its image bytes and ``camera_frame_id`` (indices, times, sizes, tags)."""
 ImageLike = np.ndarray | bytes | EncodedImage
+_T = TypeVar("_T")
 
 
 class StreamError(Exception):
@@ -112,6 +116,7 @@ class Client:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.target = target
+        self.max_message_bytes = max_message_bytes
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -234,7 +239,9 @@ class ClientStream:
     Attributes:
         opened: the server's answer to the latest open.
         handoff: the latest state the server exported (results with output STATE, or a close/drain).
-        last_answered_index: index of the last frame that got an answer.
+        last_answered_index: the highest index of a frame that got an answer (where :meth:`reconnect` resumes;
+            an answer to a frame sent with a lower index, such as its ``FRAME_INDEX_NOT_INCREASING`` error,
+            does not lower it).
         closed: the server's final message, once received.
     """
 
@@ -295,11 +302,25 @@ class ClientStream:
             capture_time_ns: defaults to now.
             camera_frame_id: echoed in the answer.
             jpeg_quality: encode arrays as JPEG at this quality (1-95).
+
+        Raises:
+            ValueError: the encoded image does not fit one message of the client's ``max_message_bytes`` (gRPC
+                would otherwise fail the whole stream with ``RESOURCE_EXHAUSTED``); nothing is sent.
         """
         index = self._next_index if frame_index is None else frame_index
+        encoded = encode_image(image, jpeg_quality)
+        limit = self._client.max_message_bytes - FRAME_FIELDS_BYTES - len(camera_frame_id.encode())
+        if len(encoded.data) > limit:
+            size = f" {encoded.width}x{encoded.height}" if encoded.width else ""
+            raise ValueError(
+                f"frame {index}: the {encoded.encoding.name}{size} image is {len(encoded.data):,} bytes, more "
+                f"than one message carries (max_message_bytes "
+                f"{self._client.max_message_bytes:,}); send it as JPEG (jpeg_quality=...) or raise "
+                "max_message_bytes here and --max-message-bytes on the server"
+            )
         request = FrameRequest(
             frame_index=index,
-            image=encode_image(image, jpeg_quality),
+            image=encoded,
             capture_time_ns=time.time_ns() if capture_time_ns is None else capture_time_ns,
             camera_frame_id=camera_frame_id,
         )
@@ -319,7 +340,9 @@ class ClientStream:
         message = await self._read()
         if isinstance(message, FrameResult | FrameDropped | FrameError):
             self._unanswered.pop(message.frame_index, None)
-            self.last_answered_index = message.frame_index
+            # Never backwards: an error for a frame sent with a stale index must not move the resume point.
+            if self.last_answered_index is None or message.frame_index > self.last_answered_index:
+                self.last_answered_index = message.frame_index
             if isinstance(message, FrameResult) and message.state is not None:
                 self.handoff = message.state
             return message
@@ -425,6 +448,36 @@ class ClientStream:
             raise StreamError.from_status(code, metadata, await self._call.details())
 
 
+async def send_while_receiving(send: Coroutine[Any, Any, None], receive: Coroutine[Any, Any, _T]) -> _T:
+    """Run a stream's sending loop and its receiving loop together, so that neither fails unnoticed.
+
+    ``receive`` decides when the exchange is over: its result (or exception) is the outcome, and a sender
+    still running then (for example waiting for a window slot after the server closed the stream) is
+    cancelled. If ``send`` raises while ``receive`` is still running, ``receive`` is cancelled at once and
+    the sender's exception is raised: a failing frame source (a corrupt image, an iterable that raises)
+    never sends the close, so without this the receiver would wait for the server's idle timeout and end
+    with ``STREAM_EXPIRED``, losing the real error.
+
+    Args:
+        send: writes the frames (and usually the close); runs as its own task.
+        receive: reads the answers; runs as its own task.
+
+    Returns:
+        What ``receive`` returns.
+    """
+    sender = asyncio.ensure_future(send)
+    receiver = asyncio.ensure_future(receive)
+    try:
+        await asyncio.wait((sender, receiver), return_when=asyncio.FIRST_COMPLETED)
+        if not receiver.done() and not sender.cancelled() and (error := sender.exception()) is not None:
+            raise error
+        return await receiver
+    finally:
+        sender.cancel()
+        receiver.cancel()
+        await asyncio.gather(sender, receiver, return_exceptions=True)
+
+
 def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedImage:
     """An image as sent on the wire (see :meth:`ClientStream.send`).
 
@@ -451,4 +504,4 @@ def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedIm
     return EncodedImage(ImageEncoding.RAW_RGB8, np.ascontiguousarray(image).tobytes(), height, width, 3)
 
 
-__all__ = ["Client", "ClientStream", "StreamError", "TlsFiles", "encode_image"]
+__all__ = ["Client", "ClientStream", "StreamError", "TlsFiles", "encode_image", "send_while_receiving"]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
+import re
+from dataclasses import replace
 
 import grpc
 import numpy as np
@@ -17,9 +20,12 @@ from service_helpers import make_video, reference_outputs, run
 from test_stream_service import assert_matches, stream_clip
 
 from service.auth import ERROR_CODE_KEY
-from service.client import Client, FrameError, FrameResult, StreamError, StreamOptions
+from service.client import Client, FrameError, FrameResult, Output, StreamError, StreamOptions
+from service.config import ServiceConfig
+from service.engine import Engine, EngineOutput
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
+from service.server import default_engine_factory
 from service.types import EncodedImage, ImageEncoding, StateHandoff
 
 GOOD = make_video(seed=21, frames=1)[0]
@@ -272,6 +278,67 @@ def test_message_over_the_size_limit_is_resource_exhausted_and_harmless(strict_s
     assert error.status == grpc.StatusCode.RESOURCE_EXHAUSTED
     results = run(stream_clip(strict_server.target, make_video(23, 2)))
     assert len(results) == 2
+
+
+def test_an_open_whose_replies_would_exceed_the_message_limit_is_refused(server):
+    """Float32 soft masks at 1080x1920 (4 x 8.3 MB) cannot fit a 16 MiB reply: refused at open, naming the sizes;
+    uint8 soft masks at the same size fit, and their replies arrive."""
+    soft = pb.StreamOptions(mask_height=1080, mask_width=1920, outputs=[pb.OUTPUT_SOFT_MASKS])
+    responses, error = run(_raw_exchange(server.target, _open(options=soft)))
+    assert error is not None, [r.WhichOneof("kind") for r in responses]
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _trailer_code(error) == ErrorCode.INVALID_OPEN.wire_name
+    details = error.details()
+    assert "1080x1920" in details and f"limit of {16 * 1024 * 1024} bytes" in details, details
+    estimate = re.search(r"could be (\d+) bytes", details)
+    assert estimate is not None and int(estimate.group(1)) >= 4 * 1080 * 1920 * 4, details
+
+    async def uint8_masks():
+        async with Client(server.target) as client:
+            options = StreamOptions(
+                outputs=frozenset({Output.SOFT_MASKS}), mask_size=(1080, 1920), soft_masks_uint8=True
+            )
+            stream = await client.open(options)
+            result = await stream.process(GOOD)
+            await stream.close()
+            return result
+
+    result = run(uint8_masks())
+    assert isinstance(result, FrameResult) and result.soft_masks is not None
+    assert result.soft_masks.shape == (4, 1080, 1920)
+
+
+class ZeroInputSizeEngine(Engine):
+    """A real engine whose card claims a 0x0 input size: stands in for a server bug hit while accepting a frame
+    (resizing to 0x0 raises ``ValueError``, which is no ``FrameRejected``)."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.card = replace(inner.card, image_size=(0, 0))
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        return self.inner.first_step(frames)
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        return self.inner.step(frames, state)
+
+
+def test_a_server_bug_while_accepting_a_frame_is_internal_and_logged(start_server, caplog):
+    """Not a disconnect: the call ends with INTERNAL, the error is logged and the state is freed although the
+    stream asked for a resume window."""
+
+    def factory(config: ServiceConfig) -> Engine:
+        return ZeroInputSizeEngine(default_engine_factory(config))
+
+    server = start_server(engine_factory=factory, warmup=False)
+    options = pb.StreamOptions(mask_height=12, mask_width=12, resume_window_s=30)
+    with caplog.at_level(logging.ERROR, logger="service.servicer"):
+        responses, error = run(asyncio.wait_for(_raw_exchange(server.target, _open(options=options), _frame()), 30))
+    assert [r.WhichOneof("kind") for r in responses] == ["opened"]
+    assert error is not None and error.code() == grpc.StatusCode.INTERNAL, error
+    assert "ValueError" in error.details()
+    assert "stream failed" in caplog.text
+    assert server.session_count() == 0, "a server error frees the stream instead of keeping it resumable"
 
 
 def test_bearer_token_is_required_when_configured(start_server):

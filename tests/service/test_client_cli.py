@@ -29,6 +29,19 @@ def test_blocking_helper_raises_server_errors(server):
     assert error.value.code == ErrorCode.UNKNOWN_MODEL
 
 
+def test_blocking_helper_raises_the_frame_sources_own_error(start_server):
+    """An iterable that raises ends the stream with its exception at once, not with STREAM_EXPIRED after the
+    server's idle timeout (kept short here so that the old behaviour fails quickly)."""
+    server = start_server(idle_timeout_s=2.0)
+
+    def frames():
+        yield from make_video(54, 2)
+        raise RuntimeError("camera unplugged")
+
+    with pytest.raises(RuntimeError, match="camera unplugged"):
+        list(stream_frames(server.target, frames()))
+
+
 def test_stream_command_writes_an_overlay_gif_and_json_lines(server, tmp_path):
     gif, jsonl = tmp_path / "overlay.gif", tmp_path / "results.jsonl"
     code = main(["stream", "synthetic:6", "--target", server.target, "--out", str(gif), "--jsonl", str(jsonl)])
@@ -55,6 +68,20 @@ def test_stream_command_reads_video_files_and_folders(server, tmp_path):
             main(["stream", str(source), "--target", server.target, "--jsonl", str(out), "--jpeg-quality", "90"]) == 0
         )
         assert len(out.read_text().splitlines()) == count
+
+
+def test_stream_command_reports_a_corrupt_frame_by_name(start_server, tmp_path, capsys):
+    """A corrupt image in the middle of a folder surfaces as its own error, not as an expired stream."""
+    server = start_server(idle_timeout_s=2.0)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    first, last = make_video(55, 2)
+    Image.fromarray(first).save(folder / "0000.png")
+    (folder / "0001.png").write_bytes(b"not a png")
+    Image.fromarray(last).save(folder / "0002.png")
+    assert main(["stream", str(folder), "--target", server.target]) == 2
+    error = capsys.readouterr().err
+    assert "0001.png" in error and "expired" not in error
 
 
 def test_stream_command_explains_missing_sources_and_opencv(server, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import subprocess
 import threading
@@ -15,14 +16,14 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from service_helpers import make_video, reference_outputs, run
+from service_helpers import make_config, make_video, reference_outputs, run
 from test_stream_service import assert_matches
 
 from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, TlsFiles
 from service.config import ServiceConfig
 from service.engine import Engine, EngineOutput
 from service.errors import ErrorCode
-from service.server import LIVENESS_SERVICE, default_engine_factory
+from service.server import LIVENESS_SERVICE, default_engine_factory, serve
 from service.types import CloseReason
 
 
@@ -303,3 +304,40 @@ def test_raw_1080p_frames_fit_the_default_message_limit(server):
             return result
 
     assert isinstance(run(scenario()), FrameResult)
+
+
+def test_a_raw_frame_too_large_for_one_message_is_refused_by_the_client_and_the_stream_goes_on(server):
+    """A raw 4K frame (24.9 MB) would make gRPC end the whole call with RESOURCE_EXHAUSTED; the client refuses
+    it before sending, naming the remedy, and the same stream then serves the frame as JPEG."""
+    frame = np.zeros((2160, 3840, 3), np.uint8)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            with pytest.raises(ValueError, match=r"frame 0: the RAW_RGB8 3840x2160 image .*jpeg_quality"):
+                await stream.send(frame)
+            result = await stream.process(frame, jpeg_quality=80)
+            await stream.close()
+            return result
+
+    assert isinstance(run(scenario()), FrameResult)
+
+
+class FailingWarmUpEngine(SlowEngine):
+    """Warm-up fails, as a CUDA out-of-memory or an ONNX Runtime / TensorRT build failure does."""
+
+    def warmup(self, batch_sizes):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+
+def test_a_failed_warm_up_is_logged_and_ends_serve_with_an_error(model_dir, caplog):
+    """``serve`` (what ``python -m service`` runs) does not sit NOT_SERVING forever: it logs the failure, stops
+    the server and raises, so the process exits non-zero."""
+
+    def factory(config: ServiceConfig) -> Engine:
+        return FailingWarmUpEngine(default_engine_factory(config))
+
+    expected = r"failed to warm up: RuntimeError: CUDA out of memory \(simulated\)"
+    with caplog.at_level(logging.ERROR, logger="service.server"), pytest.raises(RuntimeError, match=expected):
+        asyncio.run(asyncio.wait_for(serve(make_config(model_dir), factory), 30))
+    assert "warm-up failed" in caplog.text and "CUDA out of memory (simulated)" in caplog.text

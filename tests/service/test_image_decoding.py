@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.connection import _cheap_to_decode
 from service.errors import ErrorCode, FrameRejected
 from service.images import prepare_frame
 from service.postprocess import MaskRequest, mask_outputs
@@ -86,3 +87,14 @@ def test_segmentation_gives_near_ties_to_the_lowest_slot():
     masks[0, :, 0, 1] = [0.1, 0.2, 0.7]
     (out,) = mask_outputs(masks, [MaskRequest((1, 2))])
     assert out.segmentation.tolist() == [[1, 2]]
+
+
+def test_only_images_small_in_pixels_too_are_decoded_on_the_event_loop():
+    """A few KB of PNG can hold millions of pixels (85 ms to decode): the header decides, not the byte count."""
+    flat = _encoded("PNG", np.zeros((2048, 2048, 3), np.uint8))
+    assert len(flat) <= 16 * 1024, "compresses to a few KB"
+    assert not _cheap_to_decode(EncodedImage(ImageEncoding.PNG, flat))
+    assert _cheap_to_decode(EncodedImage(ImageEncoding.PNG, _encoded("PNG")))
+    assert _cheap_to_decode(EncodedImage(ImageEncoding.JPEG, _encoded("JPEG")))
+    assert _cheap_to_decode(EncodedImage(ImageEncoding.JPEG, b"\xff\xd8 garbage")), "fails just as fast inline"
+    assert not _cheap_to_decode(EncodedImage(ImageEncoding.RAW_RGB8, bytes(512 * 512 * 3), 512, 512, 3))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
 from PIL import Image
+from service_helpers import make_video, run
 
 from service.bench.__main__ import main as bench_main
+from service.bench.remote import LoadSpec, run_load
 from service.demo import main as demo_main
 
 
@@ -33,6 +37,15 @@ def test_load_generator_reports_latency_throughput_and_losses(server, tmp_path):
     assert run["results"] == 24 and run["lost"] == 0 and run["errors"] == 0
     assert set(run["latency_ms"]) >= {"p50", "p95", "p99"} and len(run["per_stream"]) == 3
     assert run["frames_per_second"] > 0
+
+
+def test_load_generator_raises_a_failing_send_at_once(start_server):
+    """A frame that cannot be sent ends the run with its own error, not with STREAM_EXPIRED after the server's
+    idle timeout (kept short here so that the old behaviour fails quickly)."""
+    server = start_server(idle_timeout_s=2.0)
+    clip = [make_video(56, 1)[0], np.zeros((30, 40, 3), np.float32)]  # the second frame is not uint8
+    with pytest.raises(ValueError, match="uint8"):
+        run(run_load(LoadSpec(server.target, frames=3, window=2, warmup_frames=0), clip))
 
 
 def test_suite_reports_the_readme_ratios(model_dir, tmp_path):

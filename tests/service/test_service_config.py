@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from service.config import DEFAULT_MODEL_DIR, RAW_1080P_BYTES, ConfigError, ServiceConfig
+from service.config import (
+    DEFAULT_MODEL_DIR,
+    RAW_1080P_BYTES,
+    ConfigError,
+    ServiceConfig,
+    available_cores,
+    parse_cpu_max,
+)
 
 
 def test_defaults_suit_a_robot_fleet():
@@ -113,3 +121,33 @@ def test_bad_backend_settings_name_their_flag():
     message = str(error.value)
     for fragment in ("--onnx-intra-op-threads must be >= 0", "--onnx-graph-optimization", "--tensorrt-workspace-mb"):
         assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("text", "cores"),
+    [
+        ("max 100000\n", None),
+        ("200000 100000\n", 2.0),
+        ("150000 100000", 1.5),
+        ("50000 100000\n", 0.5),
+        ("400000", 4.0),
+        ("", None),
+        ("garbage here", None),
+        ("0 100000", None),
+    ],
+)
+def test_cgroup_cpu_max_is_parsed_to_a_core_count(text, cores):
+    assert parse_cpu_max(text) == cores
+
+
+def test_automatic_model_instances_follow_the_cores_and_the_backend_threads(tmp_path):
+    assert ServiceConfig(torch_threads=1).resolved_model_instances(cores=2) == 2
+    assert ServiceConfig(torch_threads=2).resolved_model_instances(cores=8) == 4
+    assert ServiceConfig(torch_threads=0).resolved_model_instances(cores=8) == 1  # torch uses every core
+    onnx = ServiceConfig(backend="onnx", torch_threads=1, onnx_intra_op_threads=4)
+    assert onnx.resolved_model_instances(cores=8) == 2, "onnx calls use --onnx-intra-op-threads, not torch's"
+    assert replace(onnx, onnx_intra_op_threads=0).resolved_model_instances(cores=8) == 1  # ORT: one per core
+    assert ServiceConfig(device="cuda:0").resolved_model_instances(cores=8) == 1
+    assert available_cores(tmp_path / "missing") >= 1  # no cgroup file: the affinity, silently
+    (tmp_path / "cpu.max").write_text("100000 100000\n")
+    assert available_cores(tmp_path / "cpu.max") == 1

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from service import wire
 from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort
 from service.metrics import Metrics
-from service.sessions import SessionLimits, SessionManager
-from service.types import OpenKind, OpenRequest, ResumeRequest, StateHandoff, StreamOptions
+from service.sessions import SessionLimits, SessionManager, reply_bytes
+from service.types import (
+    FrameResult,
+    LatencyBreakdown,
+    OpenKind,
+    OpenRequest,
+    Output,
+    ResumeRequest,
+    StateHandoff,
+    StreamOptions,
+)
 
 CARD = ModelCard("m", "v1", "torch", "cpu", (24, 24), 4, 16, (12, 12), 8, "")
 
@@ -187,3 +198,39 @@ def test_drain_releases_detached_streams_and_returns_attached_owners():
     manager.disconnect(parked, detached)
     assert manager.begin_drain() == [attached]
     assert parked.released == "drained"
+
+
+def test_reply_bytes_bounds_the_serialized_reply():
+    """The open-time estimate is at least the size of a real reply with every output at the mask size."""
+    options = StreamOptions(outputs=frozenset(Output), mask_size=(30, 40))
+    k, d = CARD.num_slots, CARD.slot_dim
+    rng = np.random.default_rng(0)
+    handoff = StateHandoff("s" * 128, "m", "v1", 2**62, state(1.0), tuple(range(k)))
+    result = FrameResult(
+        stream_id="s" * 128,
+        frame_index=2**62,
+        capture_time_ns=2**62,
+        camera_frame_id="c" * 2048,
+        received_time_ns=2**62,
+        completed_time_ns=2**62,
+        model_version="v1",
+        slot_ids=tuple(range(k)),
+        latency=LatencyBreakdown(1.0, 1.0, 1.0, 1.0, 1.0, 8),
+        slots=rng.random((k, d), dtype=np.float32),
+        segmentation=np.zeros((30, 40), np.uint8),
+        soft_masks=rng.random((k, 30, 40), dtype=np.float32),
+        state=handoff,
+    )
+    assert wire.response_to_proto(result).ByteSize() <= reply_bytes(options, CARD)
+    uint8 = replace(options, soft_masks_uint8=True, outputs=frozenset({Output.SOFT_MASKS}))
+    assert reply_bytes(uint8, CARD) < reply_bytes(options, CARD) - k * 30 * 40 * 3
+
+
+def test_opens_whose_replies_could_exceed_the_message_limit_are_refused():
+    manager, _ = make_manager(max_reply_bytes=64 * 1024)
+    soft = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(64, 64))  # 4 x 64 x 64 x 4 = 64 KiB
+    with pytest.raises(StreamAbort) as refused:
+        manager.open(OpenRequest(options=soft), Owner())
+    assert refused.value.code == ErrorCode.INVALID_OPEN
+    assert "64x64" in refused.value.message and "65536 bytes" in refused.value.message
+    manager.open(OpenRequest(options=replace(soft, soft_masks_uint8=True)), Owner())

@@ -11,7 +11,7 @@ import pytest
 from service_helpers import make_video, reference_outputs, run
 from test_stream_service import assert_matches
 
-from service.client import Client, FrameResult, Output, StreamError, StreamOptions
+from service.client import Client, FrameError, FrameResult, Output, StreamError, StreamOptions
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 
@@ -154,6 +154,30 @@ def test_resume_takes_over_a_connection_the_server_still_thinks_is_alive(server)
     results, evicted = run(scenario())
     assert evicted.status == grpc.StatusCode.ABORTED and evicted.code == ErrorCode.TAKEN_OVER
     assert_matches(results, reference)
+
+
+def test_an_answer_to_a_stale_frame_index_does_not_move_the_resume_point_back(server):
+    """The error for a frame sent with an old index (5 after 10) must not make a reconnect resume from frame
+    5: the stream continues exactly from frame 10."""
+    clip = make_video(seed=13, frames=13)
+    reference = reference_outputs(server.model_dir, clip)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            results = [await stream.process(frame) for frame in clip[:11]]
+            stale = await stream.process(clip[11], frame_index=5)
+            assert isinstance(stale, FrameError) and stale.code == ErrorCode.FRAME_INDEX_NOT_INCREASING
+            assert stream.last_answered_index == 10
+            stream.cancel()
+            opened = await stream.reconnect()
+            assert opened.last_frame_index == 10
+            for index in (11, 12):
+                results.append(await stream.process(clip[index], frame_index=index))
+            await stream.close()
+            return results
+
+    assert_matches(run(scenario()), reference)
 
 
 def test_opening_a_stream_id_in_use_is_already_exists(server):

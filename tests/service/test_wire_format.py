@@ -89,3 +89,22 @@ def test_responses_round_trip():
     ]
     for response in simple:
         assert wire.response_from_proto(wire.response_to_proto(response)) == response
+
+
+@pytest.mark.parametrize("value", [0, 99])
+def test_unknown_enum_values_in_responses_are_ignored_not_fatal(value):
+    """A newer server's enum value (or the never-sent 0) must not stop the client reading the stream: the
+    message is delivered, with the value as its enum's UNSPECIFIED member."""
+    messages = [
+        pb.StreamResponse(dropped=pb.FrameDropped(stream_id="s", frame_index=1, reason=value, message="m")),
+        pb.StreamResponse(error=pb.FrameError(stream_id="s", frame_index=2, code=value, message="m")),
+        pb.StreamResponse(opened=pb.StreamOpened(stream_id="s", resume_token="t", kind=value)),
+        pb.StreamResponse(closed=pb.StreamClosed(stream_id="s", reason=value, message="bye")),
+    ]
+    dropped, error, opened, closed = (
+        wire.response_from_proto(pb.StreamResponse.FromString(m.SerializeToString())) for m in messages
+    )
+    assert dropped == FrameDropped("s", 1, 0, DropReason.UNSPECIFIED, "m")
+    assert error == FrameError("s", 2, ErrorCode.UNSPECIFIED, "m")
+    assert isinstance(opened, StreamOpened) and opened.kind == OpenKind.UNSPECIFIED and opened.resume_token == "t"
+    assert closed == StreamClosed("s", CloseReason.UNSPECIFIED, None, "bye")
