@@ -99,6 +99,13 @@ class ServiceConfig:
         default=60.0,
         metadata=_help("liveness: a model call running longer than this marks the server not alive (0: never)"),
     )
+    model_failure_limit: int = field(
+        default=20,
+        metadata=_help(
+            "liveness: this many failed model calls in a row (no success in between; a failed batch and each "
+            "frame's retry count apart) mark the server not alive and not ready until a call succeeds (0: never)"
+        ),
+    )
     torch_threads: int = field(
         default=1, metadata=_help("torch intra-op threads (0: torch's default; >1 helps only big CPU models)")
     )
@@ -227,6 +234,7 @@ class ServiceConfig:
             "inline_model_max_ms",
             "grace_period_s",
             "model_stall_timeout_s",
+            "model_failure_limit",
             "torch_threads",
             "onnx_intra_op_threads",
             "onnx_inter_op_threads",

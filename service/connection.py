@@ -201,7 +201,12 @@ class StreamConnection:
                     continue  # the server error that interrupted it follows in the queue
                 if isinstance(response, FrameResult | FrameDropped | FrameError):
                     self._answered(response)
+                session = self._session if self._session is not None and self._session.owner is self else None
+                if session is not None:  # gRPC takes the reply once the client reads (flow control); see reclaim
+                    session.reply_waiting_since = self._manager.clock()
                 yield response
+                if session is not None and session.owner is self:
+                    session.reply_waiting_since = None
         except StreamAbort:
             completed = True
             raise

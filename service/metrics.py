@@ -16,7 +16,10 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
 - ``slotstream_decode_seconds``, ``slotstream_queue_seconds``, ``slotstream_inference_seconds``,
   ``slotstream_e2e_seconds`` (histograms, by model): per-frame latency stages; e2e is receipt to result.
 - ``slotstream_state_bytes`` (gauge): memory held by recurrent states, including resume history.
-- ``slotstream_ready`` (gauge): 1 once the model is loaded and warmed up and until shutdown begins.
+- ``slotstream_ready`` (gauge): 1 once the model is loaded and warmed up and until shutdown begins, 0 while the
+  model is stalled or failing.
+- ``slotstream_model_failing`` (gauge): 1 while the last ``--model-failure-limit`` model calls all failed (liveness
+  fails), back to 0 at the next call that succeeds.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ class Metrics:
         self.e2e_seconds = self._latency("slotstream_e2e_seconds", "Time from frame receipt to result.")
         self.state_bytes = Gauge("slotstream_state_bytes", "Bytes held by recurrent states.", registry=r)
         self.ready = Gauge("slotstream_ready", "1 when serving, 0 otherwise.", registry=r)
+        self.model_failing = Gauge(
+            "slotstream_model_failing", "1 while the last --model-failure-limit model calls all failed.", registry=r
+        )
         self._http: Any = None
 
     def _latency(self, name: str, documentation: str) -> Histogram:

@@ -77,6 +77,9 @@ class ModelRunner:
         on_batch: called with the keys of each dispatched batch.
         inline_below_s: a lone stream's call runs on the event-loop thread while its calls take less than this
             (see :class:`MicroBatcher`; 0: always on a model thread).
+        on_call: called after each model call (engine call and mask post-processing) with whether it succeeded,
+            on the thread that ran it (a model thread or the event-loop thread); a failed batched call and each
+            retry of its frames count as separate calls. Must be thread-safe and must not block.
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class ModelRunner:
         demand: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Hashable]], None] | None = None,
         inline_below_s: float = 0.0,
+        on_call: Callable[[bool], None] | None = None,
     ) -> None:
         self.engine = engine
+        self._on_call = on_call
         self.card: ModelCard = engine.card
         self.max_batch_size = min(max_batch_size, engine.card.max_batch_size)
         self.instances = max(1, min(instances, engine.max_concurrency))
@@ -151,11 +156,17 @@ class ModelRunner:
 
     def _run_group(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
         try:
-            return self._call(jobs)
+            results = self._call(jobs)
         except Exception as error:
+            if self._on_call is not None:
+                self._on_call(False)
             if len(jobs) == 1:
                 _log.exception("model call failed")
                 return [_Failed(f"the model failed on this frame: {type(error).__name__}: {error}")]
+        else:
+            if self._on_call is not None:
+                self._on_call(True)
+            return results
         _log.warning("batched model call of %d frames failed; retrying each frame alone", len(jobs))
         return [result for job in jobs for result in self._run_group([job])]
 

@@ -30,12 +30,13 @@ from service.metrics import Metrics
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
 from service.sessions import SessionLimits, SessionManager
-from service.watchdog import ModelWatchdog
+from service.watchdog import ModelFailureMonitor, ModelWatchdog
 
 SERVICE_NAME = "slotstream.v1.Perception"
 LIVENESS_SERVICE = "slotstream.v1.Liveness"
 """Health service name for liveness probes: SERVING while the process listens, NOT_SERVING while a model call
-has run longer than ``--model-stall-timeout-s`` (the empty name and :data:`SERVICE_NAME` are readiness)."""
+has run longer than ``--model-stall-timeout-s`` or while the last ``--model-failure-limit`` model calls all failed
+(the empty name and :data:`SERVICE_NAME` are readiness)."""
 EngineFactory = Callable[[ServiceConfig], Engine]
 
 _log = logging.getLogger(__name__)
@@ -80,6 +81,9 @@ class Server:
         self._reaper: asyncio.Task[None] | None = None
         self._warmup: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._model_stalled = False
+        self._model_failing = False
+        self._health_updates: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         self.failure: BaseException | None = None
         self.batch_log: list[tuple[Hashable, ...]] | None = None
@@ -114,6 +118,13 @@ class Server:
             max_mask_pixels=config.max_image_pixels,
             max_reply_bytes=config.max_message_bytes,
         )
+        on_call = None
+        if config.model_failure_limit > 0:
+            monitor = ModelFailureMonitor(
+                config.model_failure_limit,
+                lambda failing: loop.call_soon_threadsafe(self._on_model_failing, failing),
+            )
+            on_call = monitor.record
         runner = ModelRunner(
             engine,
             max_batch_size=config.max_batch_size,
@@ -122,6 +133,7 @@ class Server:
             demand=lambda: manager.demand(name),
             on_batch=self._on_batch,
             inline_below_s=config.inline_below_s(),
+            on_call=on_call,
         )
         manager = SessionManager({name: runner}, name, limits, self.metrics)
         _log.info("model runner", extra={"instances": runner.instances, "max_batch_size": runner.max_batch_size})
@@ -209,12 +221,32 @@ class Server:
 
     async def _on_model_stall(self, stalled: bool) -> None:
         """Liveness follows the watchdog; readiness too, so no new stream is routed to a stalled model."""
+        self._model_stalled = stalled
+        await self._apply_model_health()
+
+    def _on_model_failing(self, failing: bool) -> None:
+        """On the event loop: liveness and readiness follow the failure monitor, as they follow the watchdog."""
+        self._model_failing = failing
+        self.metrics.model_failing.set(1 if failing else 0)
+        task = asyncio.create_task(self._apply_model_health(), name="model-health")
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
+
+    async def _apply_model_health(self) -> None:
+        """Set liveness and readiness to NOT_SERVING while the model is stalled or failing, else SERVING.
+
+        Each service's status is read from the flags as it is set, so updates that overlap leave the latest
+        state, whatever order they finish in.
+        """
         if self.manager is None or self.manager.phase != "serving":
             return  # starting (warm-up has the startup probe) or draining (health is final)
-        status = health_pb2.HealthCheckResponse.NOT_SERVING if stalled else health_pb2.HealthCheckResponse.SERVING
         for service in ("", SERVICE_NAME, LIVENESS_SERVICE):
-            await self._health.set(service, status)
-        self.metrics.ready.set(0 if stalled else 1)
+            await self._health.set(service, self._model_health())
+        self.metrics.ready.set(1 if self._model_health() == health_pb2.HealthCheckResponse.SERVING else 0)
+
+    def _model_health(self) -> Any:
+        healthy = not (self._model_stalled or self._model_failing)
+        return health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
 
     def _on_batch(self, keys: Sequence[Hashable]) -> None:
         assert self._runner is not None

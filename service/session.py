@@ -39,6 +39,8 @@ class Session:
         history: ``(frame index, state)`` after each processed frame, oldest first, for resuming.
         last_activity: monotonic time of the last frame received or answered.
         inflight: frames accepted and not yet answered.
+        reply_waiting_since: monotonic time the owner's last reply was handed to gRPC, while gRPC has not taken
+            it yet (the client is not reading and flow control holds the reply back), else ``None``.
         owner: the connection serving the stream, ``None`` while detached.
         detached_at: monotonic time the connection dropped, while detached.
         released: why the state was freed, once it is.
@@ -55,6 +57,7 @@ class Session:
     history: deque[tuple[int | None, np.ndarray | None]] = field(default_factory=deque)
     last_activity: float = 0.0
     inflight: int = 0
+    reply_waiting_since: float | None = None
     owner: SessionOwner | None = None
     detached_at: float | None = None
     released: ReleaseReason | None = None

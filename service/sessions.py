@@ -214,6 +214,7 @@ class SessionManager:
         session.owner = owner
         session.detached_at = None
         session.inflight = 0
+        session.reply_waiting_since = None
         session.last_activity = self.clock()
 
     def _opened(self, session: Session, kind: OpenKind) -> StreamOpened:
@@ -283,7 +284,7 @@ class SessionManager:
                 "with its StateHandoff, otherwise open a new stream",
             )
         if reason in ("idle", "resume_expired"):
-            why = {"idle": "it received no frames within its idle timeout"}.get(
+            why = {"idle": "it received no frames, or its client read no replies, within its idle timeout"}.get(
                 reason, "its connection dropped and it was not resumed within its resume window"
             )
             return StreamAbort(
@@ -317,6 +318,7 @@ class SessionManager:
         if session.options.resume_window_s > 0 and self.phase != "draining":
             session.owner = None
             session.inflight = 0
+            session.reply_waiting_since = None
             session.detached_at = self.clock()
             self._update_gauges()
             _log.info("stream detached", extra={"stream_id": session.stream_id})
@@ -342,14 +344,24 @@ class SessionManager:
         return True
 
     def reclaim(self) -> int:
-        """Release idle streams and detached streams past their resume window; returns how many."""
+        """Release idle streams and detached streams past their resume window; returns how many.
+
+        A stream is idle when no frame was received or answered for its idle timeout and either no frame is in
+        flight or its client has not taken a reply for that long (it stopped reading: gRPC flow control holds
+        the replies, which would otherwise keep the stream in flight for ever). Frames still waiting for the
+        model (a slow or stalled model) keep a stream alive.
+        """
         now = self.clock()
         reclaimed = 0
         for session in list(self.sessions.values()):
+            timeout = session.options.idle_timeout_s
             if session.detached_at is not None:
                 if now - session.detached_at >= session.options.resume_window_s:
                     reclaimed += self.release(session, "resume_expired")
-            elif session.inflight == 0 and now - session.last_activity >= session.options.idle_timeout_s:
+            elif now - session.last_activity >= timeout and (
+                session.inflight == 0
+                or (session.reply_waiting_since is not None and now - session.reply_waiting_since >= timeout)
+            ):
                 owner = session.owner
                 reclaimed += self.release(session, "idle")
                 if owner is not None:

@@ -1,16 +1,22 @@
-"""Liveness for the model: notice a model call that never returns.
+"""Liveness for the model: notice a model call that never returns, or a model that only fails.
 
 A hung model call (a deadlocked driver, a GPU that stopped answering, an operator stuck in a loop) leaves
 the event loop answering health checks happily while every stream waits forever, so "the process answers"
 is not liveness. :class:`ModelWatchdog` polls how long the longest-running model call has been running and
 reports each change between stalled and healthy; the server turns that into the liveness health status
 that Kubernetes restarts the pod on.
+
+A model that answers every call with an exception (a sticky CUDA error, a corrupt engine) fails every frame
+with ``INFERENCE_FAILED`` while health checks pass, so a long enough run of failed calls is not liveness
+either: :class:`ModelFailureMonitor` counts consecutive failed model calls and reports when the count reaches
+its limit and when a call succeeds again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 
 _log = logging.getLogger(__name__)
@@ -60,3 +66,47 @@ class ModelWatchdog:
             else:
                 _log.warning("model recovered: no call runs longer than %.1f s any more", self._timeout_s)
             await self._on_change(stalled)
+
+
+class ModelFailureMonitor:
+    """Calls ``on_change(True)`` when ``limit`` model calls in a row have failed, ``on_change(False)`` at the next
+    call that succeeds after that.
+
+    Thread-safe: model calls run on several model threads (and sometimes on the event-loop thread), each of
+    which calls :meth:`record`. ``on_change`` runs on the recording thread with the monitor's lock held, so the
+    changes arrive in the order they happened; it must not block (hand the change to the event loop with
+    ``call_soon_threadsafe``).
+
+    Args:
+        limit: failed calls in a row, with no success in between, that count as a failing model (must be >= 1).
+        on_change: called with the new state at each change (not at start: the model starts healthy).
+    """
+
+    def __init__(self, limit: int, on_change: Callable[[bool], object]) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self._limit = limit
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self.consecutive_failures = 0
+        self.failing = False
+
+    def record(self, ok: bool) -> None:
+        """Count one finished model call: ``ok`` when it returned, not when it raised."""
+        with self._lock:
+            if ok:
+                self.consecutive_failures = 0
+                if self.failing:
+                    self.failing = False
+                    _log.warning("model recovered: a model call succeeded again; liveness passes")
+                    self._on_change(False)
+                return
+            self.consecutive_failures += 1
+            if not self.failing and self.consecutive_failures >= self._limit:
+                self.failing = True
+                _log.error(
+                    "model failing: %d model calls in a row failed (--model-failure-limit %d); liveness fails",
+                    self.consecutive_failures,
+                    self._limit,
+                )
+                self._on_change(True)

@@ -140,6 +140,12 @@ class ServerThread:
         assert manager is not None
         return int(self.on_loop(lambda: len(manager.sessions)))
 
+    def model_instances(self) -> int:
+        """Model calls the server's runner may run at once (after the engine's ``max_concurrency`` cap)."""
+        runner = self.server._runner
+        assert runner is not None
+        return runner.instances
+
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         value = self.server.metrics.registry.get_sample_value(name, labels or {})
         return 0.0 if value is None else float(value)

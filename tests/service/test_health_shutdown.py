@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from service_helpers import make_config, make_video, reference_outputs, run
 from test_stream_service import assert_matches
 
-from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, TlsFiles
+from service.client import Client, FrameError, FrameResult, StreamClosed, StreamError, StreamOptions, TlsFiles
 from service.config import ServiceConfig
 from service.engine import Engine, EngineOutput
 from service.errors import ErrorCode
@@ -35,6 +35,10 @@ class SlowEngine(Engine):
         self.card = inner.card
         self.delay_s = delay_s
         self.release = threading.Event()
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.inner.max_concurrency
 
     def warmup(self, batch_sizes):
         assert self.release.wait(30), "warm-up was never released"
@@ -89,12 +93,15 @@ def test_health_is_not_serving_until_the_model_is_warmed_up(start_server):
     assert server.metric("slotstream_ready") == 1
 
 
-def test_graceful_shutdown_drains_in_flight_frames_and_hands_off(start_server):
+@pytest.mark.parametrize("model_instances", [1, 2])
+def test_graceful_shutdown_drains_in_flight_frames_and_hands_off(start_server, model_instances):
     """On stop: health flips at once, new opens are refused, every accepted frame is answered, the stream gets
-    its hand-off state and ends with UNAVAILABLE; the hand-off continues exactly on another server."""
+    its hand-off state and ends with UNAVAILABLE; the hand-off continues exactly on another server (with one
+    model instance or several on each)."""
     factory, _ = slow_factory(delay_s=0.05)
-    draining = start_server(engine_factory=factory, max_pending_frames=8)
-    replacement = start_server()
+    draining = start_server(engine_factory=factory, max_pending_frames=8, model_instances=model_instances)
+    replacement = start_server(model_instances=model_instances)
+    assert draining.model_instances() == replacement.model_instances() == model_instances
     clip = make_video(seed=31, frames=16)
     reference = reference_outputs(draining.model_dir, clip)
 
@@ -216,6 +223,74 @@ def test_a_hung_inline_model_call_makes_health_checks_time_out_until_it_returns(
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED, "a liveness probe counts a timed-out check as a failure"
     assert isinstance(answer, FrameResult) and answer.frame_index == 2, "the slow frame is still answered"
     assert recovered == health_pb2.HealthCheckResponse.SERVING
+
+
+class BrokenEngine(SlowEngine):
+    """While :attr:`broken` is set, every ``step`` raises, as a sticky CUDA error or a corrupt engine does."""
+
+    def __init__(self, inner: Engine) -> None:
+        super().__init__(inner)
+        self.release.set()
+        self.broken = threading.Event()
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        if self.broken.is_set():
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (simulated)")
+        return self.inner.step(frames, state)
+
+
+async def _wait_for_health(target: str, expected: int, timeout_s: float = 5.0) -> list[int]:
+    """Poll liveness and readiness until both are ``expected`` (or the timeout passes); return the last pair."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = [await _health(target, name) for name in (LIVENESS_SERVICE, "")]
+        if statuses == [expected, expected] or time.monotonic() > deadline:
+            return statuses
+        await asyncio.sleep(0.05)
+
+
+def test_a_model_that_keeps_failing_fails_liveness_and_readiness_until_a_call_succeeds(start_server, caplog):
+    """``--model-failure-limit`` failed model calls in a row turn liveness and readiness NOT_SERVING (logged once,
+    exported as ``slotstream_model_failing``); the next call that succeeds turns them SERVING again."""
+    engines: list[BrokenEngine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engines.append(BrokenEngine(default_engine_factory(config)))
+        return engines[-1]
+
+    server = start_server(engine_factory=factory, model_failure_limit=3)
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    frames = make_video(seed=5, frames=8)
+
+    async def scenario():
+        statuses = {}
+        async with Client(server.target) as client:
+            stream = await client.open()
+            assert isinstance(await stream.process(frames[0]), FrameResult)  # first_step works
+            engines[0].broken.set()
+            failed = [await stream.process(frame) for frame in frames[1:3]]
+            statuses["below_limit"] = [await _health(server.target, name) for name in (LIVENESS_SERVICE, "")]
+            failed += [await stream.process(frame) for frame in frames[3:6]]  # the limit, and beyond it
+            statuses["failing"] = await _wait_for_health(server.target, not_serving)
+            statuses["metric_failing"] = server.metric("slotstream_model_failing")
+            engines[0].broken.clear()
+            recovered = await stream.process(frames[6])
+            statuses["recovered"] = await _wait_for_health(server.target, serving)
+            await stream.close()
+        return statuses, failed, recovered
+
+    with caplog.at_level(logging.WARNING, logger="service.watchdog"):
+        statuses, failed, recovered = run(scenario())
+    assert all(isinstance(a, FrameError) and a.code == ErrorCode.INFERENCE_FAILED for a in failed), failed
+    assert statuses["below_limit"] == [serving, serving]
+    assert statuses["failing"] == [not_serving, not_serving]
+    assert statuses["metric_failing"] == 1
+    assert isinstance(recovered, FrameResult) and recovered.frame_index == 6
+    assert statuses["recovered"] == [serving, serving]
+    assert server.metric("slotstream_model_failing") == 0 and server.metric("slotstream_ready") == 1
+    messages = [record.getMessage() for record in caplog.records if record.name == "service.watchdog"]
+    assert sum("model failing" in m for m in messages) == 1, messages
+    assert sum("model recovered" in m for m in messages) == 1, messages
 
 
 def test_metrics_endpoint_exposes_the_service_metrics(start_server):

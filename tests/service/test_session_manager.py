@@ -107,6 +107,20 @@ def test_idle_streams_are_reclaimed_and_their_owner_told_expired():
     assert abort_code(lambda: manager.open(resume, Owner())) == ErrorCode.STREAM_EXPIRED
 
 
+def test_a_stream_whose_replies_are_not_taken_for_its_idle_timeout_is_reclaimed_despite_frames_in_flight():
+    manager, clock = make_manager(default_idle_timeout_s=60)
+    owner = Owner()
+    session, _ = manager.open(OpenRequest(), owner)
+    session.inflight = 3  # answered frames queued behind a reply the client does not read
+    clock.now = 30
+    session.reply_waiting_since = 30
+    clock.now = 89
+    assert manager.reclaim() == 0, "a reply waiting less than the idle timeout is no idleness"
+    clock.now = 90
+    assert manager.reclaim() == 1
+    assert session.released == "idle" and [e.code for e in owner.evicted] == [ErrorCode.STREAM_EXPIRED]
+
+
 def test_stream_options_are_capped_by_the_server():
     manager, _ = make_manager(max_idle_timeout_s=100, max_resume_window_s=5)
     _, opened = manager.open(OpenRequest(options=StreamOptions(idle_timeout_s=1e6, resume_window_s=1e6)), Owner())

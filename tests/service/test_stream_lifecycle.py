@@ -8,12 +8,14 @@ import time
 import grpc
 import numpy as np
 import pytest
-from service_helpers import make_video, reference_outputs, run
+from service_helpers import make_video, raw, reference_outputs, run
 from test_stream_service import assert_matches
 
+from service import wire
 from service.client import Client, FrameError, FrameResult, Output, StreamError, StreamOptions
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
+from service.types import FrameRequest, OpenRequest
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:
@@ -44,6 +46,33 @@ def test_idle_stream_is_reclaimed_and_reports_expired(start_server):
         assert error.status == grpc.StatusCode.NOT_FOUND and error.code == ErrorCode.STREAM_EXPIRED
         assert "expired" in error.message and "idle timeout" in error.message
     assert server.session_count() == 0
+    assert server.metric("slotstream_streams_released_total", {"reason": "idle"}) == 1
+
+
+def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeout(start_server):
+    """A client that keeps its call open but stops reading leaves its replies stuck in gRPC flow control (still
+    in flight); after the idle timeout the stream is freed all the same, so it no longer counts against
+    --max-streams."""
+    server = start_server(idle_timeout_s=0.5, max_streams=1)
+    # 2.6 MB replies (float32 soft masks, 4 slots at 400x400): a few fill every flow-control window.
+    options = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(400, 400))
+    frames = make_video(seed=15, frames=40)
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stuck = pb_grpc.PerceptionStub(channel).Stream()
+            await stuck.write(wire.request_to_proto(OpenRequest(options=options)))
+            for index, frame in enumerate(frames):  # and never read a reply
+                await stuck.write(wire.request_to_proto(FrameRequest(index, raw(frame))))
+            await asyncio.get_running_loop().run_in_executor(None, wait_until, lambda: server.session_count() == 0)
+            async with Client(server.target) as client:  # the only stream slot is free again
+                stream = await client.open()
+                result = await stream.process(frames[0])
+                await stream.close()
+            stuck.cancel()
+            return result
+
+    assert isinstance(run(scenario(), timeout=60), FrameResult)
     assert server.metric("slotstream_streams_released_total", {"reason": "idle"}) == 1
 
 
@@ -103,9 +132,13 @@ def test_release_is_counted_once_when_close_and_cancel_race(server):
     assert released == 1
 
 
-def test_resume_on_a_new_connection_continues_exactly(server):
+@pytest.mark.parametrize("model_instances", [1, 2])
+def test_resume_on_a_new_connection_continues_exactly(start_server, model_instances):
     """Dropping the connection with frames in flight and resuming from the last answered frame gives the
-    same results as an uninterrupted stream (the server rewinds to that frame's state)."""
+    same results as an uninterrupted stream (the server rewinds to that frame's state), with one model instance
+    or several."""
+    server = start_server(model_instances=model_instances)
+    assert server.model_instances() == model_instances
     clip = make_video(seed=11, frames=30)
     reference = reference_outputs(server.model_dir, clip)
 

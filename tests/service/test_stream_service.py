@@ -76,9 +76,13 @@ def test_one_response_per_frame_in_order_with_errors_interleaved(server):
     assert server.session_count() == 0
 
 
-def test_sixteen_concurrent_streams_match_each_video_alone(server):
+@pytest.mark.parametrize("model_instances", [1, 2])
+def test_sixteen_concurrent_streams_match_each_video_alone(start_server, model_instances):
     """16 streams x 100 frames at once: each stream's results equal its video run alone (state isolation),
-    frames of different streams share model calls, and no call holds two frames of one stream."""
+    frames of different streams share model calls, and no call holds two frames of one stream; also with two
+    model instances calling one engine at once, as production runs on a CPU (``--torch-threads 1``)."""
+    server = start_server(model_instances=model_instances)
+    assert server.model_instances() == model_instances
     streams, frames = 16, 100
     clips = [make_video(seed=100 + i, frames=frames) for i in range(streams)]
     clips[1] = clips[0]  # two streams with identical input must give identical output, whatever their batch slot
