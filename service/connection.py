@@ -60,6 +60,8 @@ _log = logging.getLogger(__name__)
 _MAX_UNANSWERED = 64
 _INLINE_RAW_PIXELS = 256 * 256
 _INLINE_ENCODED_BYTES = 16 * 1024
+MAX_CAMERA_FRAME_ID_BYTES = 256
+"""Longest accepted ``camera_frame_id`` (UTF-8 bytes): replies echo it, within their size allowance."""
 
 
 def _cheap_to_decode(image: EncodedImage) -> bool:
@@ -348,6 +350,14 @@ class StreamConnection:
         session.inflight += 1
         self._manager.touch(session)
         last = session.last_accepted_index
+        if len(request.camera_frame_id.encode()) > MAX_CAMERA_FRAME_ID_BYTES:
+            problem = FrameRejected(
+                ErrorCode.CAMERA_FRAME_ID_TOO_LONG,
+                f"camera_frame_id is {len(request.camera_frame_id.encode())} bytes; at most "
+                f"{MAX_CAMERA_FRAME_ID_BYTES} are accepted (it is echoed in every result)",
+            )
+            slot.set_result(self._error(request, problem))
+            return
         if last is not None and request.frame_index <= last:
             slot.set_result(
                 self._error(

@@ -41,7 +41,7 @@ _STREAM_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 _TOMBSTONES = 10_000
 _REPLY_OVERHEAD_BYTES = 4096
 """A frame reply's fields besides its tensors and slot ids (stream id, model version, timestamps, latency, tensor
-headers, the state's names, an echoed ``camera_frame_id`` of up to ~3 KB)."""
+headers, the state's names, an echoed ``camera_frame_id`` of at most 256 bytes)."""
 _log = logging.getLogger(__name__)
 
 

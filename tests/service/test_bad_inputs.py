@@ -96,6 +96,24 @@ def test_bad_frame_is_answered_in_band_and_the_stream_continues(strict_server, c
     assert_matches([good], reference)
 
 
+def test_an_overlong_camera_frame_id_is_answered_in_band_and_the_stream_continues(server):
+    reference = reference_outputs(server.model_dir, [GOOD])
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            bad = await stream.process(GOOD, camera_frame_id="x" * 257)
+            good = await stream.process(GOOD, camera_frame_id="é" * 128)  # 256 bytes: the limit
+            await stream.close()
+            return bad, good
+
+    bad, good = run(scenario())
+    assert isinstance(bad, FrameError) and bad.code == ErrorCode.CAMERA_FRAME_ID_TOO_LONG, bad
+    assert "257 bytes" in bad.message
+    assert isinstance(good, FrameResult) and good.camera_frame_id == "é" * 128
+    assert_matches([good], reference)
+
+
 @pytest.mark.parametrize("index", [3, 2], ids=["repeated", "decreasing"])
 def test_frame_index_must_increase(server, index):
     async def scenario():
