@@ -286,14 +286,14 @@ class VideoSlotModel(nn.Module):
             raise ValueError(f"{config_path} is not valid JSON: {error}") from error
         if not isinstance(payload, Mapping) or payload.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
-        model = cls(**payload["model"], registry=registry)
+        model = cls(**payload["model"], registry=registry).to(map_location)  # the weights load straight onto it
         missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
         if missing or unexpected:
             raise ValueError(
                 f"{weights_path} does not match {config_path}: missing {sorted(missing)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]}"
             )
-        return model.to(map_location).eval()
+        return model.eval()
 
 
 def _build(registry: ComponentRegistry, kind: ComponentKind, spec: ComponentSpec, wiring: dict[str, Any]) -> Component:

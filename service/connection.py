@@ -350,10 +350,11 @@ class StreamConnection:
         session.inflight += 1
         self._manager.touch(session)
         last = session.last_accepted_index
-        if len(request.camera_frame_id.encode()) > MAX_CAMERA_FRAME_ID_BYTES:
+        id_bytes = len(request.camera_frame_id.encode())
+        if id_bytes > MAX_CAMERA_FRAME_ID_BYTES:
             problem = FrameRejected(
                 ErrorCode.CAMERA_FRAME_ID_TOO_LONG,
-                f"camera_frame_id is {len(request.camera_frame_id.encode())} bytes; at most "
+                f"camera_frame_id is {id_bytes} bytes; at most "
                 f"{MAX_CAMERA_FRAME_ID_BYTES} are accepted (it is echoed in every result)",
             )
             slot.set_result(self._error(request, problem))

@@ -41,14 +41,14 @@ class TimeSimilarityLoss(Loss):
         del progress  # Unused.
         target = F.normalize(output.target.detach(), dim=-1)  # [B, T, P, C]
         _batch, frames, tokens, _ = target.shape
-        extras = [step.extra for step in output.steps if step.extra is not None]
-        predicted = torch.stack(extras, dim=1) if extras else None  # [B, T, P, P]
-        if predicted is None or predicted.shape[1] != frames or predicted.shape[-1] != tokens:
-            got = "none" if predicted is None else str(tuple(predicted.shape))
+        extras = [step.extra for step in output.steps if step.extra is not None]  # each [B, P, P]
+        if len(extras) != frames or extras[0].shape[-1] != tokens:
+            got = f"{len(extras)} frames of {tuple(extras[0].shape)}" if extras else "none"
             raise ValueError(
                 f"time_similarity needs decoder extras with {tokens} channels per token on every frame "
                 f"(set the mlp decoder's extra_dim={tokens}); got {got}"
             )
+        predicted = torch.stack(extras, dim=1)  # [B, T, P, P]
         if frames < 2:
             return predicted.sum() * 0.0
         similarity = target[:, :-1] @ target[:, 1:].transpose(-1, -2)  # [B, T-1, P, P]
