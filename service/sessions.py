@@ -227,6 +227,7 @@ class SessionManager:
             kind=kind,
             last_frame_index=session.last_frame_index,
             slot_ids=session.slot_ids,
+            max_reply_bytes=reply_bytes(session.options, session.runner.card),
         )
 
     def _effective_options(self, options: StreamOptions, runner: ModelRunner) -> StreamOptions:

@@ -168,6 +168,8 @@ class StreamOpened:
     kind: OpenKind
     last_frame_index: int | None
     slot_ids: tuple[int, ...]
+    max_reply_bytes: int = 0
+    """Upper bound on one frame reply's serialized size; 0 when the server did not report it."""
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,7 @@ def response_to_proto(response: StreamResponse) -> Any:
             options=options_to_proto(response.options),
             kind=int(response.kind),
             slot_ids=list(response.slot_ids),
+            max_reply_bytes=response.max_reply_bytes,
         )
         if response.last_frame_index is not None:
             opened.last_frame_index = response.last_frame_index
@@ -321,6 +322,7 @@ def response_from_proto(message: Any) -> StreamResponse | None:
             kind=_known(OpenKind, o.kind),
             last_frame_index=o.last_frame_index if o.HasField("last_frame_index") else None,
             slot_ids=tuple(o.slot_ids),
+            max_reply_bytes=o.max_reply_bytes,
         )
     if kind == "closed":
         c = message.closed

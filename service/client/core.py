@@ -192,7 +192,8 @@ class Client:
         """Open a stream (or continue one from a ``handoff``) and wait for the server to accept it.
 
         Raises:
-            StreamError: the server refused the stream.
+            StreamError: the server refused the stream, or its replies could exceed this client's
+                ``max_message_bytes`` (``INVALID_OPEN``; the stream is closed again).
         """
         request = OpenRequest(stream_id=stream_id, model=model, options=options or StreamOptions(), handoff=handoff)
         stream = ClientStream(self)
@@ -279,6 +280,16 @@ class ClientStream:
         message = await self._read()
         if not isinstance(message, StreamOpened):
             raise StreamError(grpc.StatusCode.INTERNAL, None, f"expected StreamOpened, got {message!r}")
+        if message.max_reply_bytes > self._client.max_message_bytes:
+            await self._close_unread()
+            raise StreamError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                ErrorCode.INVALID_OPEN,
+                f"stream {message.stream_id!r}: a frame reply can be {message.max_reply_bytes:,} bytes, more than "
+                f"this client receives (max_message_bytes {self._client.max_message_bytes:,}); raise "
+                "max_message_bytes, or ask for a smaller mask size, uint8 soft masks or fewer outputs. The stream "
+                "was closed",
+            )
         self.opened = message
         self._request = OpenRequest(message.stream_id, message.model, message.options)
         if message.last_frame_index is not None:
@@ -427,6 +438,23 @@ class ClientStream:
             if isinstance(error, grpc.aio.AioRpcError):
                 raise StreamError.from_rpc_error(error) from error
             raise StreamError(grpc.StatusCode.CANCELLED, None, "the stream has already ended") from error
+
+    async def _close_unread(self, timeout_s: float = 5.0) -> None:
+        """Close the stream and end the call without decoding what the server still sends (best effort: on a
+        timeout or error the call is cancelled and the server treats the stream as disconnected)."""
+
+        async def drain() -> None:
+            await self._call.write(wire.request_to_proto(CloseRequest()))
+            await self._call.done_writing()
+            while await self._call.read() is not grpc.aio.EOF:
+                pass
+
+        try:
+            await asyncio.wait_for(drain(), timeout_s)
+        except (TimeoutError, grpc.aio.AioRpcError, grpc.aio.UsageError):
+            pass
+        finally:
+            self._call.cancel()
 
     async def _read(self) -> Any:
         while True:

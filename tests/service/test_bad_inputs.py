@@ -10,6 +10,7 @@ import asyncio
 import io
 import logging
 import re
+import time
 from dataclasses import replace
 
 import grpc
@@ -324,6 +325,35 @@ def test_an_open_whose_replies_would_exceed_the_message_limit_is_refused(server)
     result = run(uint8_masks())
     assert isinstance(result, FrameResult) and result.soft_masks is not None
     assert result.soft_masks.shape == (4, 1080, 1920)
+
+
+def test_a_client_that_could_not_receive_the_replies_refuses_the_stream_and_closes_it(server):
+    """uint8 soft masks at 1080x1920 (4 x 2.1 MB) fit the server's 16 MiB replies but not a client built with
+    1 MiB messages: the client reads the bound from ``StreamOpened``, closes the stream and says what to change,
+    instead of failing on the first reply with RESOURCE_EXHAUSTED."""
+    options = StreamOptions(
+        outputs=frozenset({Output.SOFT_MASKS}), mask_size=(1080, 1920), soft_masks_uint8=True, resume_window_s=30
+    )
+
+    async def open_with(max_message_bytes):
+        async with Client(server.target, max_message_bytes=max_message_bytes) as client:
+            stream = await client.open(options)
+            await stream.close()
+            return stream.opened
+
+    with pytest.raises(StreamError) as refused:
+        run(open_with(1024 * 1024))
+    error = refused.value
+    assert error.code == ErrorCode.INVALID_OPEN, error
+    assert f"max_message_bytes {1024 * 1024:,}" in error.message and "uint8 soft masks" in error.message
+    bound = int(re.search(r"can be ([\d,]+) bytes", error.message).group(1).replace(",", ""))
+    assert 4 * 1080 * 1920 <= bound <= 16 * 1024 * 1024
+    deadline = time.monotonic() + 10
+    while server.session_count() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.session_count() == 0, "the refused stream was left open on the server"
+    opened = run(open_with(16 * 1024 * 1024))
+    assert opened.max_reply_bytes == bound
 
 
 class ZeroInputSizeEngine(Engine):
