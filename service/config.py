@@ -72,6 +72,13 @@ class ServiceConfig:
         ),
     )
     max_pending_frames: int = field(default=4, metadata=_help("frames a stream may queue before flow control"))
+    max_buffered_reply_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata=_help(
+            "finished replies a stream may hold while its client is not reading, in bytes of its reply-size bound "
+            "(at least one reply, at most 64); beyond it the stream stops taking frames until the client reads"
+        ),
+    )
     max_message_bytes: int = field(
         default=16 * 1024 * 1024,
         metadata=_help(
@@ -224,7 +231,14 @@ class ServiceConfig:
             value = getattr(self, name)
             if (value or name == "listen") and not _is_host_port(value):
                 problems.append(f"--{_flag(name)} must be host:port, got {value!r}")
-        positive = ("max_streams", "resume_history", "max_batch_size", "max_pending_frames", "decode_threads")
+        positive = (
+            "max_streams",
+            "resume_history",
+            "max_batch_size",
+            "max_pending_frames",
+            "max_buffered_reply_bytes",
+            "decode_threads",
+        )
         problems += [f"--{_flag(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1]
         if self.idle_timeout_s <= 0 or self.max_idle_timeout_s < self.idle_timeout_s:
             problems.append("need 0 < --idle-timeout-s <= --max-idle-timeout-s")

@@ -134,6 +134,9 @@ class StreamConnection:
         metrics: where to count.
         max_image_pixels: largest accepted image.
         max_pending_frames: frames a stream may queue before flow control applies (non-live mode).
+        max_buffered_reply_bytes: bound on the finished replies the stream holds while its client is not reading:
+            the stream takes at most ``max(1, min(64, this // reply-size bound))`` frames ahead of the replies
+            the client has taken; further frames wait (gRPC flow control then slows the client).
         peer: the client's address, for logs.
     """
 
@@ -145,6 +148,7 @@ class StreamConnection:
         *,
         max_image_pixels: int,
         max_pending_frames: int,
+        max_buffered_reply_bytes: int,
         peer: str = "",
     ) -> None:
         self._manager = manager
@@ -152,9 +156,10 @@ class StreamConnection:
         self._metrics = metrics
         self._max_image_pixels = max_image_pixels
         self._max_pending_frames = max_pending_frames
+        self._max_buffered_reply_bytes = max_buffered_reply_bytes
         self._peer = peer
         self._out: asyncio.Queue[Slot | Exception | object] = asyncio.Queue()
-        self._window = asyncio.Semaphore(_MAX_UNANSWERED)
+        self._window = asyncio.Semaphore(_MAX_UNANSWERED)  # replaced at open, sized to the replies
         self._slots: set[Slot] = set()
         self._session: Session | None = None
         self._pending: PendingFrames[_Pending] | None = None
@@ -336,6 +341,8 @@ class StreamConnection:
             raise StreamAbort(ErrorCode.ALREADY_OPEN, "this stream is already open; send one open per Stream call")
         session, opened = self._manager.open(request, self)
         self._session = session
+        unanswered = self._max_buffered_reply_bytes // max(1, opened.max_reply_bytes)
+        self._window = asyncio.Semaphore(max(1, min(_MAX_UNANSWERED, unanswered)))
         self._pending = PendingFrames[_Pending](self._max_pending_frames, session.options.live)
         self._emit(opened)
         self._pump = asyncio.create_task(self._run_pump(session, self._pending), name="stream-pump")

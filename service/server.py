@@ -144,6 +144,7 @@ class Server:
             self.metrics,
             max_image_pixels=config.max_image_pixels,
             max_pending_frames=config.max_pending_frames,
+            max_buffered_reply_bytes=config.max_buffered_reply_bytes,
         )
         await self._listen()
         if config.metrics_listen:

@@ -54,6 +54,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         metrics: where to count.
         max_image_pixels: largest accepted image.
         max_pending_frames: frames a stream may queue before flow control (non-live mode).
+        max_buffered_reply_bytes: bytes of finished replies a stream may hold while its client is not reading.
     """
 
     def __init__(
@@ -64,12 +65,14 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         *,
         max_image_pixels: int,
         max_pending_frames: int,
+        max_buffered_reply_bytes: int,
     ) -> None:
         self._manager = manager
         self._decode_executor = decode_executor
         self._metrics = metrics
         self._max_image_pixels = max_image_pixels
         self._max_pending_frames = max_pending_frames
+        self._max_buffered_reply_bytes = max_buffered_reply_bytes
         self.connections: set[StreamConnection] = set()
 
     async def Stream(
@@ -82,6 +85,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             self._metrics,
             max_image_pixels=self._max_image_pixels,
             max_pending_frames=self._max_pending_frames,
+            max_buffered_reply_bytes=self._max_buffered_reply_bytes,
             peer=context.peer(),
         )
         self.connections.add(connection)

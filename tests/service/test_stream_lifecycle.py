@@ -76,6 +76,47 @@ def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeo
     assert server.metric("slotstream_streams_released_total", {"reason": "idle"}) == 1
 
 
+def test_a_stream_holds_at_most_its_reply_budget_while_its_client_is_not_reading(start_server):
+    """Replies waiting for a client that does not read stay in the server's memory, so a stream takes frames only
+    as far ahead as --max-buffered-reply-bytes allows (here 3 replies of about 2.6 MB); the rest wait, and once
+    the client reads, every frame is answered in order."""
+    options = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(400, 400))
+    bound = 4 * 400 * 400 * 4  # float32 soft masks of the test model's 4 slots, without the small fields
+    budget = 3 * bound + 64 * 1024  # room for 3 replies with their other fields (a few KB each), not for 4
+    server = start_server(max_buffered_reply_bytes=budget)
+    frames = make_video(seed=16, frames=24)
+
+    def processed() -> int:
+        sessions = list(server.server.manager.sessions.values())
+        return -1 if not sessions or sessions[0].last_frame_index is None else sessions[0].last_frame_index + 1
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream()
+            await call.write(wire.request_to_proto(OpenRequest(options=options)))
+            opened = await call.read()
+            window = budget // opened.opened.max_reply_bytes
+
+            async def send_all():
+                for index, frame in enumerate(frames):
+                    await call.write(wire.request_to_proto(FrameRequest(index, raw(frame))))
+
+            sender = asyncio.create_task(send_all())
+            await asyncio.sleep(2.0)  # ample time to run all 24 frames, were they taken
+            held = server.on_loop(processed)
+            answered = [await call.read() for _ in frames]
+            await sender
+            await call.done_writing()
+            return window, held, answered
+
+    window, held, answered = run(scenario(), timeout=60)
+    assert window == 3
+    # Besides the budget, gRPC holds up to two replies: one it is sending and one the writer handed it.
+    assert 1 <= held <= window + 2, f"{held} frames ran while the client read nothing (budget: {window} replies)"
+    results = [m.result.frame_index for m in answered if m.WhichOneof("kind") == "result"]
+    assert results == list(range(len(frames)))
+
+
 def test_detached_stream_expires_after_its_resume_window(start_server):
     server = start_server(max_resume_window_s=0.3)
 
