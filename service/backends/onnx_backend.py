@@ -8,7 +8,8 @@ not load it, because ONNX Runtime otherwise falls back to the CPU with only a lo
 - ``cuda`` / ``cuda:N``: ``CUDAExecutionProvider`` on GPU ``N`` (the CPU takes the few nodes CUDA lacks);
 - ``tensorrt`` / ``tensorrt:N``: ``TensorrtExecutionProvider`` on GPU ``N``, then CUDA, then the CPU for nodes
   TensorRT does not take; engines are built for batch sizes 1 to ``--max-batch-size`` (one optimisation
-  profile) and cached on disk with TensorRT's timing cache, fp16 when the export asked for it.
+  profile) and cached on disk with TensorRT's timing cache, in one folder per graph digest (ONNX Runtime keys
+  its cached engines by the graph's names, not its weights), fp16 when the export asked for it.
 
 The GPU providers need the GPU build of ONNX Runtime: ``pip install 'slotstream[gpu]'``.
 
@@ -311,11 +312,14 @@ def load_engine(
             f"onnxruntime, then {GPU_EXTRA}; the two packages must never be installed together), or use --device cpu"
         )
     fp16 = manifest.precision == "fp16" if options.tensorrt_fp16 is None else options.tensorrt_fp16
-    cache_dir = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
-    if choice.kind == "tensorrt":
-        cache_dir = prepare_cache_dir(cache_dir / "onnxruntime")
+    cache_root = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
     sessions = {}
     for graph in (FIRST_STEP, STEP):
+        # ONNX Runtime names cached engines after the graph's structure and names, never its weights: one folder
+        # per graph file digest keeps a re-export or another model of the same architecture off stale engines.
+        cache_dir = cache_root / "onnxruntime" / manifest.graphs[graph].sha256[:16]
+        if choice.kind == "tensorrt":
+            prepare_cache_dir(cache_dir)
         providers = provider_list(choice, graph_inputs(manifest, graph), max_batch_size, fp16, cache_dir)
         path = model_dir / manifest.graphs[graph].file
         session = ort.InferenceSession(str(path), session_options(ort, options), providers=providers)

@@ -7,9 +7,10 @@ never runs on a live request:
    1..``--max-batch-size`` (every size the micro-batcher can form), fp16 when the export asked for it
    (``python -m training.export --fp16``) or ``SLOTSTREAM_TENSORRT_FP16`` says so.
 2. Engines are cached on disk, keyed by the graph's hash, the TensorRT version, the GPU model, the precision
-   and the profile, so a restart loads them in seconds; TensorRT's timing cache is persisted next to them
-   and makes rebuilds (new GPU, new TensorRT) faster. ``python -m training.export --tensorrt`` fills the cache
-   ahead of time.
+   and the profile, so a restart loads them in seconds. TensorRT's timing cache is persisted next to them, one
+   file per TensorRT version and GPU model (its timings hold only for the device and version that measured
+   them), and makes rebuilds of changed graphs faster. ``python -m training.export --tensorrt`` fills the
+   cache ahead of time.
 3. With ``SLOTSTREAM_TENSORRT_CUDA_GRAPHS=1``, one CUDA graph per batch bucket (powers of two and the
    maximum) is captured; a batch is padded up to its bucket and the graph replayed. The graphs are free of
    control flow (unrolled Slot Attention), which capture requires.
@@ -60,7 +61,7 @@ from training.export.manifest import FIRST_STEP, OUTPUT_MASKS, OUTPUT_SLOTS, STE
 _log = logging.getLogger(__name__)
 
 NEEDS_GPU = f"needs an NVIDIA GPU and TensorRT ({GPU_EXTRA})"
-TIMING_CACHE_FILE = "timing.cache"
+TIMING_CACHE_PREFIX = "timing-"
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,11 @@ class BuildSpec:
         """Where the engine for this spec is cached."""
         precision = "fp16" if self.fp16 else "fp32"
         return cache_dir / f"{self.graph}-b{self.max_batch_size}-{precision}-{self.key()}.engine"
+
+    def timing_cache_path(self, cache_dir: Path) -> Path:
+        """Where TensorRT's timing cache for this spec's TensorRT version and GPU is kept (shared by graphs)."""
+        device = hashlib.sha256(f"{self.tensorrt_version} {self.gpu}".encode()).hexdigest()[:16]
+        return cache_dir / f"{TIMING_CACHE_PREFIX}{device}.cache"
 
 
 def parse_cuda_device(device: str) -> int:
@@ -397,9 +403,11 @@ def build_engine(trt: Any, logger: Any, onnx_path: Path, spec: BuildSpec, cache_
     for name, dims in spec.inputs.items():
         profile.set_shape(name, (1, *dims), (spec.max_batch_size, *dims), (spec.max_batch_size, *dims))
     config.add_optimization_profile(profile)
-    timing_path = cache_dir / TIMING_CACHE_FILE
+    timing_path = spec.timing_cache_path(cache_dir)
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-    config.set_timing_cache(timing, ignore_mismatch=True)
+    if not config.set_timing_cache(timing, ignore_mismatch=False):  # a cache TensorRT cannot vouch for
+        _log.warning("TensorRT timing cache %s does not match this build; starting an empty one", timing_path)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path} (see the TensorRT log above)")

@@ -152,6 +152,36 @@ def test_silent_cpu_fallback_is_detected(export_dir, device, monkeypatch, tmp_pa
     assert "providers in use: CPUExecutionProvider" in str(refused.value) and GPU_EXTRA in str(refused.value)
 
 
+def test_tensorrt_provider_caches_engines_per_graph_digest(export_dir, monkeypatch, tmp_path):
+    """ONNX Runtime names cached TensorRT engines after a graph's structure and names, not its weights, so a
+    re-export with new weights (or another model of the same architecture sharing the cache volume) would load
+    stale engines. Each graph gets a cache folder named by its file digest. The TensorRT provider itself cannot
+    run here (no GPU): the session records the options it was given and claims that provider."""
+    from training.export import read_manifest
+
+    given: dict[str, dict[str, str]] = {}
+
+    claimed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    class RecordingSession:
+        def __init__(self, path, options, providers):
+            given[Path(path).stem] = dict(providers[0][1])
+
+        def get_providers(self):
+            return claimed
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: claimed)
+    monkeypatch.setattr(ort, "InferenceSession", RecordingSession)
+    options = OnnxOptions(tensorrt_cache_dir=tmp_path / "cache")
+    onnx_backend.load_engine(export_dir, name="tiny", device="tensorrt:0", max_batch_size=2, options=options)
+    manifest = read_manifest(export_dir)
+    for graph in ("first_step", "step"):
+        folder = tmp_path / "cache" / "onnxruntime" / manifest.graphs[graph].sha256[:16]
+        assert given[graph]["trt_engine_cache_path"] == given[graph]["trt_timing_cache_path"] == str(folder)
+        assert folder.is_dir()
+    assert given["first_step"]["trt_engine_cache_path"] != given["step"]["trt_engine_cache_path"]
+
+
 def test_verify_providers_accepts_the_requested_provider_first():
     verify_providers(ProviderChoice("cuda"), ["CUDAExecutionProvider", "CPUExecutionProvider"], "g.onnx")
     with pytest.raises(BackendUnavailable, match="TensorRT libraries"):

@@ -125,6 +125,16 @@ def test_engine_cache_key_changes_with_everything_the_engine_depends_on(tmp_path
     assert "fp16" in dataclasses.replace(SPEC, fp16=True).engine_path(tmp_path).name
 
 
+def test_timing_cache_is_shared_by_graphs_but_not_across_gpus_or_tensorrt_versions(tmp_path):
+    """TensorRT's timings hold only for the device and version that measured them."""
+    path = SPEC.timing_cache_path(tmp_path)
+    assert path.parent == tmp_path and path.suffix == ".cache"
+    for same in ({"graph": "first_step"}, {"graph_sha256": "cd" * 32}, {"fp16": True}, {"max_batch_size": 8}):
+        assert dataclasses.replace(SPEC, **same).timing_cache_path(tmp_path) == path, same
+    for other in ({"tensorrt_version": "10.16.0"}, {"gpu": "NVIDIA L4 sm_89"}):
+        assert dataclasses.replace(SPEC, **other).timing_cache_path(tmp_path) != path, other
+
+
 @pytest.mark.parametrize(
     ("maximum", "buckets"), [(1, [1]), (8, [1, 2, 4, 8]), (12, [1, 2, 4, 8, 12]), (16, [1, 2, 4, 8, 16])]
 )
@@ -153,7 +163,7 @@ def test_engines_build_match_pytorch_and_are_cached(export_dir, tmp_path, cuda_g
         later, later_want = engine.step(frames, ours.state), reference.step(frames, want.state)
         np.testing.assert_allclose(later.masks, later_want.masks, atol=1e-4, rtol=0)
     engines = sorted(tmp_path.glob("*.engine"))
-    assert len(engines) == 2 and (tmp_path / "timing.cache").is_file()
+    assert len(engines) == 2 and len(list(tmp_path.glob("timing-*.cache"))) == 1
     stamps = [p.stat().st_mtime_ns for p in engines]
     tensorrt_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=8, options=options)
     assert [p.stat().st_mtime_ns for p in engines] == stamps, "a cached engine was rebuilt"
