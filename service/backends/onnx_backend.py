@@ -298,7 +298,8 @@ def load_engine(
     Raises:
         ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
         ValueError: ``device`` or an option is invalid.
-        BackendUnavailable: onnxruntime is missing, or the requested provider is not available or did not load.
+        BackendUnavailable: onnxruntime is missing, a graph does not load, or the requested provider is not
+            available or did not load.
     """
     choice = parse_device(device)
     options = _options(options)
@@ -322,7 +323,13 @@ def load_engine(
             prepare_cache_dir(cache_dir)
         providers = provider_list(choice, graph_inputs(manifest, graph), max_batch_size, fp16, cache_dir)
         path = model_dir / manifest.graphs[graph].file
-        session = ort.InferenceSession(str(path), session_options(ort, options), providers=providers)
+        try:
+            session = ort.InferenceSession(str(path), session_options(ort, options), providers=providers)
+        except Exception as error:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) derive from Exception
+            raise BackendUnavailable(
+                f"ONNX Runtime cannot load {path}: {error} (a damaged graph needs a new export, python -m "
+                "training.export; a provider error, the GPU setup checked)"
+            ) from error
         verify_providers(choice, list(session.get_providers()), path.name)
         sessions[graph] = session
     return OnnxEngine(

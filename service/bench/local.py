@@ -246,8 +246,14 @@ def _time_pair(engine: Engine, frames: np.ndarray, state: np.ndarray) -> tuple[f
 
 
 def _machine(load_before: tuple[float, float, float], threads: int) -> dict[str, Any]:
-    import onnxruntime
     import torch
+
+    try:
+        import onnxruntime
+
+        onnxruntime_version: str | None = onnxruntime.__version__
+    except ImportError:  # a torch-only run needs no ONNX Runtime
+        onnxruntime_version = None
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -262,5 +268,5 @@ def _machine(load_before: tuple[float, float, float], threads: int) -> dict[str,
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
         "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime": onnxruntime_version,
     }

@@ -74,3 +74,12 @@ def test_matmul_rate_is_plausible():
 def test_latency_percentiles():
     stats = Latency.of([0.001] * 99 + [0.101])
     assert stats.p50_ms == pytest.approx(1.0) and stats.p99_ms > 1.0 and stats.calls == 100
+
+
+def test_machine_report_does_not_need_onnxruntime(monkeypatch):
+    """A torch-only benchmark must not fail at its end for want of ONNX Runtime."""
+    from service.bench.local import _machine
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes ``import onnxruntime`` raise ImportError
+    report = _machine((0.0, 0.0, 0.0), threads=1)
+    assert report["onnxruntime"] is None and report["torch"]

@@ -150,6 +150,30 @@ def test_parity_fails_beyond_tolerance(source, exported):
     assert not report.passed and report.slots_max_abs >= 1e-3
 
 
+class _NanAtLargeBatches(_Perturbed):
+    """Exact graphs, except that calls with more than two frames return NaN (an fp16 overflow, say)."""
+
+    def _spoil(self, out, frames):
+        if len(frames) <= 2:
+            return out
+        return type(out)(np.full_like(out.slots, np.nan), np.full_like(out.masks, np.nan))
+
+    def first_step(self, frames):
+        return self._spoil(super().first_step(frames), frames)
+
+    def step(self, frames, state):
+        return self._spoil(super().step(frames, state), frames)
+
+
+def test_parity_fails_on_nan_outputs(source, exported):
+    """``max(0.0, nan)`` is ``0.0`` in Python: NaN differences must not vanish from the maxima."""
+    model = VideoSlotModel.from_pretrained(source)
+    video = synthetic_video(tuple(TINY_MODEL["image_size"]), frames=3, videos=2)
+    assert measure_parity(model, _NanAtLargeBatches(exported, 0.0), "nan", video, (1, 2)).passed
+    report = measure_parity(model, _NanAtLargeBatches(exported, 0.0), "nan", video, (1, 3))
+    assert not report.passed and report.slots_max_abs == report.masks_max_abs == float("inf")
+
+
 def test_failed_parity_fails_the_export_loudly_and_publishes_nothing(source, tmp_path, monkeypatch):
     import training.export.exporter as exporter
 
@@ -236,6 +260,16 @@ def test_read_manifest_detects_a_replaced_graph(source, tmp_path):
     (out / "step.onnx").write_bytes((out / "first_step.onnx").read_bytes())
     with pytest.raises(ManifestError, match="SHA-256 differs"):
         read_manifest(out, verify_graphs=True)
+
+
+@pytest.mark.parametrize(("field", "value"), [("graphs", []), ("input", "64x64"), ("parity", "passed"), ("source", 3)])
+def test_read_manifest_refuses_fields_of_the_wrong_type(source, tmp_path, field, value):
+    out = tmp_path / "export"
+    export_model(source, out, ExportOptions(parity_frames=1, batch_sizes=()))
+    raw = json.loads((out / MANIFEST_FILE).read_text())
+    (out / MANIFEST_FILE).write_text(json.dumps({**raw, field: value}))
+    with pytest.raises(ManifestError, match="malformed manifest"):
+        read_manifest(out)
 
 
 def test_read_manifest_explains_a_plain_model_directory(source):

@@ -182,6 +182,25 @@ def test_tensorrt_provider_caches_engines_per_graph_digest(export_dir, monkeypat
     assert given["first_step"]["trt_engine_cache_path"] != given["step"]["trt_engine_cache_path"]
 
 
+def test_a_graph_onnx_runtime_cannot_load_is_refused_naming_the_file(export_dir, tmp_path):
+    """A damaged graph whose digest was recorded after the damage (so the manifest check passes) fails in ONNX
+    Runtime with errors that are not ``RuntimeError``; the backend reports it as unavailable, naming the file."""
+    import json
+    import shutil
+
+    from training.export.manifest import MANIFEST_FILE, file_sha256
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(export_dir, damaged)
+    graph = damaged / "step.onnx"
+    graph.write_bytes(graph.read_bytes()[:500])
+    raw = json.loads((damaged / MANIFEST_FILE).read_text())
+    raw["graphs"]["step"]["sha256"] = file_sha256(graph)
+    (damaged / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(BackendUnavailable, match=r"ONNX Runtime cannot load .*step\.onnx"):
+        onnx_backend.load_engine(damaged, name="tiny", device="cpu", max_batch_size=2)
+
+
 def test_verify_providers_accepts_the_requested_provider_first():
     verify_providers(ProviderChoice("cuda"), ["CUDAExecutionProvider", "CPUExecutionProvider"], "g.onnx")
     with pytest.raises(BackendUnavailable, match="TensorRT libraries"):

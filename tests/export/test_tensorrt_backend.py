@@ -107,6 +107,30 @@ def test_options_from_the_environment(tmp_path):
         TensorRTOptions(workspace_mb=0)
 
 
+def test_export_builds_its_engines_with_its_own_settings_not_the_servers_variables(export_dir, tmp_path, monkeypatch):
+    """``export --tensorrt --fp16`` must check fp16 engines in ``<out>/tensorrt`` whatever the
+    ``SLOTSTREAM_TENSORRT_*`` variables say (they configure servers). Without a GPU the engine is stood in for by
+    ONNX Runtime on the CPU; what is checked is the settings the export asks TensorRT for."""
+    from service.backends import onnx_backend, tensorrt_backend
+    from training.export import ExportOptions, export_model
+
+    monkeypatch.setenv("SLOTSTREAM_TENSORRT_FP16", "0")
+    monkeypatch.setenv("SLOTSTREAM_TENSORRT_CACHE_DIR", str(tmp_path / "server-cache"))
+    asked = []
+
+    def stand_in(model_dir, *, name, device, max_batch_size, options=None):
+        asked.append(options)
+        return onnx_backend.load_engine(model_dir, name=name, device="cpu", max_batch_size=max_batch_size)
+
+    monkeypatch.setattr(tensorrt_backend, "load_engine", stand_in)
+    source = tmp_path / "model"
+    VideoSlotModel.from_pretrained(export_dir).save_pretrained(source)
+    out = tmp_path / "out"
+    export_model(source, out, ExportOptions(fp16=True, tensorrt=True, parity_frames=2, batch_sizes=(1,)))
+    assert len(asked) == 1 and isinstance(asked[0], TensorRTOptions)
+    assert asked[0].fp16 is True and asked[0].cache_dir == out / "tensorrt"
+
+
 def test_engine_cache_key_changes_with_everything_the_engine_depends_on(tmp_path):
     assert SPEC.key() == dataclasses.replace(SPEC).key() and len(SPEC.key()) == 16
     changes = {

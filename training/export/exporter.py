@@ -177,7 +177,10 @@ def _add_tensorrt(
     limit = options.max_batch_size
     batch_sizes = tuple(size for size in options.batch_sizes if size <= limit) or (1,)
     video = video[:, :limit]  # [T, B, 3, H, W] -> at most max_batch_size videos at once
-    engine = tensorrt_backend.load_engine(out, name=out.name, device="cuda:0", max_batch_size=limit)
+    # Settings from the export's own options, never from SLOTSTREAM_TENSORRT_* variables: the engines checked
+    # here must be those a server builds for this export, in the folder deleted below on failure.
+    settings = tensorrt_backend.TensorRTOptions(fp16=options.fp16, cache_dir=out / DEFAULT_CACHE_SUBDIR)
+    engine = tensorrt_backend.load_engine(out, name=out.name, device="cuda:0", max_batch_size=limit, options=settings)
     try:
         report = _checked_parity(model, engine, f"tensorrt ({manifest.precision})", video, batch_sizes, options.fp16)
     except ParityFailed as failed:

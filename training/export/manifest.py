@@ -221,7 +221,7 @@ class Manifest:
                 exporter=dict(raw.get("exporter", {})),
                 tensorrt_ops_source=str(raw.get("tensorrt_ops_source", "")),
             )
-        except (KeyError, TypeError, IndexError, ValueError) as error:
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as error:  # AttributeError: wrong type
             raise ManifestError(f"malformed manifest: {type(error).__name__}: {error}") from error
 
 

@@ -15,6 +15,7 @@ reported alongside.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -184,10 +185,13 @@ def _torch_step(
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray | torch.Tensor) -> float:
+    """The largest absolute difference; infinite when either side has a NaN or an infinity (which ``max`` over
+    NaN would otherwise drop: ``max(0.0, nan)`` is ``0.0``)."""
     other = b.numpy() if isinstance(b, torch.Tensor) else b
     if a.shape != other.shape:
         raise ValueError(f"runtime output shape {a.shape} differs from PyTorch's {other.shape}")
-    return float(np.abs(a.astype(np.float64) - other.astype(np.float64)).max())
+    difference = np.abs(a.astype(np.float64) - other.astype(np.float64))
+    return float(difference.max()) if np.isfinite(difference).all() else math.inf
 
 
 def _tile(frames: np.ndarray, size: int) -> np.ndarray:
