@@ -76,6 +76,12 @@ def read_selection(run_dir: Path) -> Selection | None:
     return Selection(int(data["step"]), float(data["score"]), tuple(data["metrics"]), dict(data["scores"]))
 
 
+def clear_best(run_dir: Path) -> None:
+    """Remove a best model left in ``run_dir`` by an earlier run (a new run must not inherit its selection)."""
+    for name in (BEST_MODEL_DIR, _PREVIOUS_BEST_DIR):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
 def update_best(
     run_dir: Path, model: VideoSlotModel, step: int, scores: DiscoveryScores, metrics: tuple[str, ...]
 ) -> Selection | None:

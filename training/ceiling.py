@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from training.cli_checks import require_at_least, require_output_folder
 from training.datasets import VideoClip, build_dataset
 from training.datasets.errors import DatasetError
 from training.evaluate import format_table
@@ -118,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fit-steps", type=int, default=0, help="score masks fitted to the ground truth in N steps (0: area averages)"
     )
     args = parser.parse_args(argv)
+    require_at_least(parser, 1, {"--videos": args.videos, "--image-size": args.image_size})
+    require_at_least(parser, 1, {"--mask-size": min(args.mask_size)})
+    require_at_least(parser, 0, {"--fit-steps": args.fit_steps})
+    require_output_folder(parser, "--json", args.json)
     results: dict[str, object] = {}
     try:
         dataset = build_dataset(args.data, "val", None, (args.image_size, args.image_size))

@@ -38,6 +38,8 @@ class TrainerState:
         scheduler: ``scheduler.state_dict()``.
         rng: torch CPU (and CUDA) generator states, Python's and NumPy's.
         scaler: the AMP gradient scaler's state (CUDA only), or None.
+        elapsed_s: seconds the run has trained (evaluations included) to reach ``step``, summed over the
+            invocations that led to it; pauses between a kill and its resume are not counted.
     """
 
     step: int
@@ -45,6 +47,7 @@ class TrainerState:
     scheduler: dict[str, Any]
     rng: dict[str, Any]
     scaler: dict[str, Any] | None = None
+    elapsed_s: float = 0.0
 
 
 def capture_rng() -> dict[str, Any]:
@@ -86,6 +89,7 @@ def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, k
                 "scheduler": state.scheduler,
                 "rng": state.rng,
                 "scaler": state.scaler,
+                "elapsed_s": state.elapsed_s,
             },
             staging / TRAINER_STATE,
         )
@@ -135,6 +139,7 @@ def load_trainer_state(checkpoint: Path) -> TrainerState:
         scheduler=data["scheduler"],
         rng=data["rng"],
         scaler=data.get("scaler"),
+        elapsed_s=float(data.get("elapsed_s", 0.0)),  # 0 in checkpoints written before it was recorded
     )
 
 

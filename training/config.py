@@ -52,6 +52,18 @@ class DataConfig:
     val_frames: int | None = 24
     augment: str = "none"
 
+    def __post_init__(self) -> None:
+        minimum = {"batch_size": 1, "clip_length": 1, "num_workers": 0, "val_videos": 0}
+        wrong = [
+            f"{name} must be >= {least}, got {value}"
+            for name, least in minimum.items()
+            if (value := getattr(self, name)) < least
+        ]
+        if self.val_frames is not None and self.val_frames < 1:
+            wrong.append(f"val_frames must be >= 1 or None, got {self.val_frames}")
+        if wrong:
+            raise ValueError("data settings: " + "; ".join(wrong))
+
 
 @dataclass
 class OptimConfig:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plugins import VideoSlotModel
+from training.cli_checks import require_at_least, require_device, require_output_folder
 from training.datasets import build_dataset
 from training.datasets.errors import DatasetError
 from training.evaluation import MASK_SOURCES, evaluate
@@ -49,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--background", choices=["ignore", "segment"], default="ignore")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
-    for flag, value in (("--videos", args.videos), ("--frames", args.frames)):
-        if value is not None and value < 1:
-            parser.error(f"{flag} must be at least 1, got {value}")
+    require_at_least(parser, 1, {"--videos": args.videos, "--frames": args.frames})
+    require_output_folder(parser, "--json", args.json)
+    require_device(parser, args.device)
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
         dataset = build_dataset(args.data, "val", args.frames, model.image_size)

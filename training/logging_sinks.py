@@ -8,6 +8,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+METRICS_FILE = "metrics.jsonl"
+"""The run directory's JSON-lines metric log."""
+
 
 class MetricSinks:
     """Appends metric records to ``metrics.jsonl`` and mirrors scalars to TensorBoard under ``tensorboard/``.
@@ -23,7 +26,7 @@ class MetricSinks:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
-        path = run_dir / "metrics.jsonl"
+        path = run_dir / METRICS_FILE
         if path.is_file():
             _drop_records_after(path, start_step)
         self.jsonl = path.open("a", encoding="utf-8")

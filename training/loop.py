@@ -24,7 +24,7 @@ from plugins import ComponentRegistry, VideoSlotModel, default_registry
 from plugins.interfaces import Loss
 from plugins.model import WEIGHTS_FILE
 from training.batches import SeededItems, StepBatchSampler
-from training.best import BEST_MODEL_DIR, Selection, check_metrics, read_selection, update_best
+from training.best import BEST_MODEL_DIR, Selection, check_metrics, clear_best, read_selection, update_best
 from training.checkpoint import (
     TrainerState,
     capture_rng,
@@ -34,7 +34,7 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.config import TrainConfig, changed_fields
-from training.datasets import VideoClip, build_dataset, collate_frames
+from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
 from training.datasets.augment import augmented
 from training.diagnostics import slot_similarity
 from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
@@ -87,6 +87,12 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
     step: int
+    elapsed_before_s: float = 0.0  # training seconds of earlier invocations, restored from the checkpoint
+    started: float = 0.0  # perf_counter() when this invocation's training began
+
+    def elapsed_s(self) -> float:
+        """Seconds trained to reach the current step, over every invocation (see ``TrainerState.elapsed_s``)."""
+        return self.elapsed_before_s + time.perf_counter() - self.started
 
 
 def fit(
@@ -130,6 +136,8 @@ def fit(
         _check_same_config(saved_config, config)
     elif group.is_main:  # a new run, or one from before configurations were saved
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not checkpoints:  # a best model without checkpoints is a killed earlier run's, maybe of another config
+            clear_best(run_dir)
         saved_config.write_text(json.dumps(config.to_json(), indent=2) + "\n")
     torch.manual_seed(config.seed)
     run = _build_run(config, registry or default_registry(), device, group)
@@ -202,6 +210,7 @@ def _restore(run: _Run, checkpoint: Path, device: str) -> None:
         run.scaler.load_state_dict(state.scaler)
     restore_rng(state.rng)
     run.step = state.step
+    run.elapsed_before_s = state.elapsed_s
 
 
 def _train_loader(config: TrainConfig, run: _Run, group: ProcessGroup) -> DataLoader[VideoClip]:
@@ -219,9 +228,27 @@ def _train_loader(config: TrainConfig, run: _Run, group: ProcessGroup) -> DataLo
 
 
 def _val_dataset(config: TrainConfig) -> Dataset[VideoClip]:
+    """The first ``val_videos`` labelled videos of the validation data, each loaded once here so that a bad file
+    fails the run at its start, not at its first evaluation.
+
+    Raises:
+        DatasetError: no labelled video, or a video that cannot be loaded (the message names the file).
+    """
     data = config.data
-    dataset = build_dataset(data.val_spec or data.spec, "val", data.val_frames, _image_size(config), config.seed)
-    return Subset(dataset, range(min(data.val_videos, len(dataset))))  # type: ignore[arg-type]
+    spec = data.val_spec or data.spec
+    dataset = build_dataset(spec, "val", data.val_frames, _image_size(config), config.seed)
+    has_masks = getattr(dataset, "has_masks", None)  # datasets whose items may lack masks say which do
+    labelled = [index for index in range(len(dataset)) if has_masks is None or has_masks(index)]  # type: ignore[arg-type]
+    validation = Subset(dataset, labelled[: data.val_videos])
+    for index in range(len(validation)):
+        if validation[index].masks is None:
+            raise DatasetError(
+                f"{spec}: {validation[index].name} has no masks, so the run cannot be evaluated on it; pass "
+                "--val-data with labelled videos"
+            )
+    if not len(validation):
+        raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")
+    return validation  # type: ignore[return-value]
 
 
 def _image_size(config: TrainConfig) -> tuple[int, int]:
@@ -247,7 +274,7 @@ def _train(
             validation = _val_dataset(config)
     bar = tqdm(total=config.steps, initial=run.step, desc=config.name, disable=not (progress and group.is_main))
     run.trained.train()
-    tick = time.perf_counter()
+    tick = run.started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # creating the iterator draws a worker seed: keep it off the run's RNG
         batches = iter(_train_loader(config, run, group))
     try:
@@ -263,9 +290,7 @@ def _train(
                 loss=f"{terms['loss']:.4f}", sim=f"{terms['slot_similarity']:.2f}", clips_s=f"{clips_per_s:.1f}"
             )
             if sinks and (run.step % config.log_every == 0 or run.step == last_step):
-                sinks.write(
-                    run.step, "train", {**terms, "lr": run.scheduler.get_last_lr()[0], "clips_per_s": clips_per_s}
-                )
+                sinks.write(run.step, "train", {**terms, "clips_per_s": clips_per_s, "elapsed_s": run.elapsed_s()})
             scores = _maybe_evaluate(config, run, sinks, validation, device) or scores
             _maybe_checkpoint(config, run, run_dir, group, last_step)
     finally:
@@ -282,6 +307,7 @@ def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, dev
         values = {name: loss(output, run.step / max(config.steps, 1)) for name, _, loss in run.losses}
         total = sum((weight * values[name] for name, weight, _ in run.losses), torch.zeros((), device=device))
     run.optimizer.zero_grad(set_to_none=True)
+    lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler moves on below)
     if run.scaler is not None:
         run.scaler.scale(total).backward()
         run.scaler.unscale_(run.optimizer)
@@ -296,6 +322,7 @@ def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, dev
     run.scheduler.step()
     return {
         "loss": total.item(),
+        "lr": float(lr),
         "grad_norm": grad_norm.item(),
         **{k: v.item() for k, v in values.items()},
         "slot_similarity": slot_similarity(output.steps[0].slots).item(),
@@ -345,6 +372,7 @@ def _maybe_checkpoint(config: TrainConfig, run: _Run, run_dir: Path, group: Proc
             scheduler=run.scheduler.state_dict(),
             rng=capture_rng(),
             scaler=run.scaler.state_dict() if run.scaler is not None else None,
+            elapsed_s=run.elapsed_s(),
         )
         save_checkpoint(run_dir, run.model, state, config.keep_checkpoints)
     barrier(group)

@@ -28,6 +28,7 @@ from training.checkpoint import checkpoint_step, list_checkpoints
 from training.config import TrainConfig
 from training.datasets import build_dataset
 from training.evaluation import evaluate
+from training.logging_sinks import METRICS_FILE
 from training.loop import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.loop import FINAL_MODEL_DIR
 from training.metrics import DiscoveryScores
@@ -38,12 +39,32 @@ from training.visualize import save_overlay
 RECALL_CHART_FILE = "object_recall.png"
 """The per-object recall chart a card of a model trained on synthetic data links to."""
 
+_DAVIS_NOTE = [
+    "On DAVIS 2016 each frame has a single foreground object, so FG-ARI is degenerate there (1 when the",
+    "object falls in one slot); mBO and mIoU are the meaningful numbers. A CNN trained on synthetic shapes is",
+    "not expected to segment real video well; the numbers are reported, not tuned for.",
+    "",
+]
 
-def wall_time_s(run_dir: Path, model_dir: Path) -> float:
-    """Seconds from the run's (latest) start to the published weights (file modification times)."""
-    start = (run_dir / TRAIN_CONFIG_FILE).stat().st_mtime
-    end = (model_dir / WEIGHTS_FILE).stat().st_mtime
-    return end - start
+
+def wall_time_s(run_dir: Path, model_dir: Path, step: int) -> float:
+    """Seconds the run trained to reach ``step``, the published weights' step.
+
+    Read from the ``elapsed_s`` of the last training line of ``metrics.jsonl`` at or before ``step``, which
+    sums the invocations of a resumed run and leaves out the pauses between them. Runs logged before
+    ``elapsed_s`` existed fall back to file times: from ``train_config.json`` (written when the run started)
+    to the published weights, which counts such pauses.
+    """
+    metrics = run_dir / METRICS_FILE
+    elapsed = None
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("kind") == "train" and record["step"] <= step and "elapsed_s" in record:
+                elapsed = float(record["elapsed_s"])
+    if elapsed is not None:
+        return elapsed
+    return (model_dir / WEIGHTS_FILE).stat().st_mtime - (run_dir / TRAIN_CONFIG_FILE).stat().st_mtime
 
 
 def steps_done(run_dir: Path, config: TrainConfig) -> int:
@@ -93,7 +114,7 @@ def render_card(
         f"| experiment | `training/configs/{config.name}.py` |",
         f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, batch {config.data.batch_size} |",
         f"| steps | {_steps(config, extra['selection'], extra['steps_done'])} |",
-        f"| wall time | {extra['wall_time_s'] / 60:.1f} min to the published weights (from the run's file times) |",
+        f"| wall time | {extra['wall_time_s'] / 60:.1f} min of training to the published weights |",
         f"| parameters | {parameters:,} |",
         f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
         f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
@@ -114,11 +135,8 @@ def render_card(
         "mask size scores. It is a reference rather than a strict bound: sharper soft masks can place an edge",
         "inside a cell (`python -m training.ceiling --fit-steps N` searches for such masks).",
         "",
-        "On DAVIS 2016 each frame has a single foreground object, so FG-ARI is degenerate there (1 when the",
-        "object falls in one slot); mBO and mIoU are the meaningful numbers. A CNN trained on synthetic shapes is",
-        "not expected to segment real video well; the numbers are reported, not tuned for.",
-        "",
-        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model service/models/default "
+        *(_DAVIS_NOTE if extra.get("davis") else []),
+        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
         f"--data {spec}`. With another thread count the scores can move in the third decimal (float sums differ",
         "and near-ties in the argmax flip).",
         "",
@@ -147,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--checkpoint", choices=["best", "final"], default="best", help="which model of the run to publish"
     )
     args = parser.parse_args(argv)
+    if not (args.run / TRAIN_CONFIG_FILE).is_file():
+        parser.error(f"--run {args.run}: no {TRAIN_CONFIG_FILE} there; expected a training run directory")
 
     config = TrainConfig.from_json(json.loads((args.run / TRAIN_CONFIG_FILE).read_text()))
     selection = read_selection(args.run) if args.checkpoint == "best" else None
@@ -166,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores[ceiling_label] = mask_size_ceiling(validation, model.mask_grid, progress=True)
     if args.davis:
         davis = build_dataset(f"davis:{args.davis}", "val", None, model.image_size)
-        scores["DAVIS 2016 (8 sequences)"] = evaluate(model, davis, progress=True)
+        scores[f"DAVIS {Path(args.davis).name} ({len(davis)} sequences)"] = evaluate(  # type: ignore[arg-type]
+            model, davis, progress=True
+        )
     with torch.inference_mode():
         frames = validation[0].frames[:8].unsqueeze(0)
         save_overlay(frames, model(frames), args.out / "sample.png")
@@ -176,11 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_recall_chart(recall_rows(overlaps), args.out / RECALL_CHART_FILE, f"{config.name} on {spec}")
         recall_chart = RECALL_CHART_FILE
     extra = {
+        "davis": args.davis,
+        "out": args.out,
         "recall_chart": recall_chart,
         "command": args.command or f"python -m training.run --config {config.name}",
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "threads": torch.get_num_threads(),
-        "wall_time_s": wall_time_s(args.run, source),
+        "wall_time_s": wall_time_s(args.run, source, selection.step if selection else steps_done(args.run, config)),
         "steps_done": steps_done(args.run, config),
         "selection": selection,
     }

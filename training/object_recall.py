@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from plugins import VideoSlotModel
+from training.cli_checks import require_at_least, require_output_folder
 from training.datasets import VideoClip, build_dataset
 from training.datasets.errors import DatasetError
 from training.evaluation import MASK_SOURCES, MaskSource, predicted_videos
@@ -134,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="decoder")
     parser.add_argument("--plot", type=Path, help="also draw the groups as a bar chart (PNG)")
     args = parser.parse_args(argv)
+    require_at_least(parser, 1, {"--videos": args.videos})
+    require_output_folder(parser, "--plot", args.plot)
     try:
         model = VideoSlotModel.from_pretrained(args.model)
         dataset = build_dataset(args.data, "val", None, model.image_size)

@@ -132,3 +132,20 @@ def test_a_stopped_run_publishes_its_best_model_and_says_it_stopped(tmp_path: Pa
 
     assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "x"), "--checkpoint", "final"]) == 2
     assert "holds no model" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_the_model_cards_wall_time_leaves_out_the_pause_between_a_kill_and_its_resume(tmp_path: Path) -> None:
+    import time
+
+    fit(tiny(steps=6), tmp_path / "run", progress=False, stop_after=4)
+    time.sleep(4.0)  # the run is down: this is no training time
+    fit(tiny(steps=6), tmp_path / "run", progress=False, resume=True)
+    published = tmp_path / "published"
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(published), "--checkpoint", "final"]) == 0
+    wall = json.loads((published / "scores.json").read_text())["wall_time_s"]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    elapsed = [r["elapsed_s"] for r in records if r["kind"] == "train"]
+    assert elapsed == sorted(elapsed) and wall == elapsed[-1]
+    assert 0 < wall < 4.0, wall
+    card = (published / "MODEL_CARD.md").read_text()
+    assert f"--model {published} " in card and "DAVIS" not in card

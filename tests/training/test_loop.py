@@ -53,6 +53,59 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path: Path) -> None:
         fit(tiny(steps=2), tmp_path, progress=False)
 
 
+def test_a_new_run_does_not_inherit_a_killed_runs_best_model(tmp_path: Path) -> None:
+    """A run killed after its first evaluation but before its first checkpoint leaves ``best/``; a new run in
+    that directory (maybe another configuration) must select among its own evaluations only."""
+    fit(tiny(steps=3), tmp_path, progress=False)
+    shutil.rmtree(tmp_path / "checkpoints")
+    shutil.rmtree(tmp_path / "model")
+    selection = tmp_path / "best" / "selection.json"
+    selection.write_text(json.dumps({**json.loads(selection.read_text()), "score": 100.0}))  # unbeatable
+    result = fit(dataclasses.replace(tiny(steps=3), seed=7), tmp_path, progress=False)
+    assert result.best is not None and result.best.score < 100
+
+
+def _video_folder(folder: Path, labelled: dict[str, int]) -> Path:
+    """mp4 videos named by ``labelled`` (stem -> frames); a stem in upper case gets no masks."""
+    from training.datasets.export import write_mask_png, write_mp4
+    from training.datasets.synthetic import generate_video
+
+    folder.mkdir()
+    for seed, (stem, frames) in enumerate(labelled.items()):
+        video = generate_video("easy", seed, frames, (32, 32))
+        write_mp4(folder / f"{stem}.mp4", video.frames)
+        if stem.islower():
+            (folder / stem).mkdir()
+            for t, ids in enumerate(video.masks):
+                write_mask_png(folder / stem / f"{t:05d}.png", ids)
+    return folder
+
+
+def test_a_partly_labelled_video_folder_trains_and_evaluates_on_its_labelled_videos(tmp_path: Path) -> None:
+    folder = _video_folder(tmp_path / "videos", {"A": 6, "b": 6, "C": 6})
+    config = dataclasses.replace(tiny(steps=3), data=dataclasses.replace(tiny().data, spec=f"videos:{folder}"))
+    result = fit(config, tmp_path / "run", progress=False)
+    assert result.step == 3 and result.scores is not None
+
+
+@pytest.mark.parametrize(
+    ("videos", "problem"),
+    [({"A": 6, "B": 6}, r"no video has masks"), ({"a": 1, "b": 6}, r"a\.mp4.*fewer than")],
+    ids=["no labels", "too short"],
+)
+def test_unusable_validation_data_fails_the_run_before_its_first_step(tmp_path: Path, videos, problem) -> None:
+    """Not at the first evaluation, hundreds of steps (and maybe no checkpoint) later."""
+    from training.datasets import DatasetError
+
+    folder = _video_folder(tmp_path / "videos", videos)
+    data = dataclasses.replace(tiny().data, spec="synthetic:easy", val_spec=f"videos:{folder}", val_frames=2)
+    with pytest.raises(DatasetError, match=problem):
+        fit(dataclasses.replace(tiny(steps=3), data=data), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists() or "train" not in (
+        tmp_path / "run" / "metrics.jsonl"
+    ).read_text()
+
+
 def test_run_writes_metrics_tensorboard_and_pruned_checkpoints(tmp_path: Path) -> None:
     fit(tiny(steps=6), tmp_path, progress=False)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -61,6 +114,9 @@ def test_run_writes_metrics_tensorboard_and_pruned_checkpoints(tmp_path: Path) -
     assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
     assert {"loss", "reconstruction_mse", "preheat_mse", "lr", "clips_per_s", "grad_norm"} <= set(train[0])
     assert [r["step"] for r in evals] == [3, 6] and "video_fg_ari" in evals[0]
+    optim = get_config("tiny").optim
+    applied = [optim.lr * warmup_cosine(s, 6, optim.warmup_fraction, optim.final_lr_fraction) for s in range(6)]
+    assert [r["lr"] for r in train] == pytest.approx(applied), "each line logs the rate its step used"
     assert any((tmp_path / "tensorboard").iterdir())
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000004", "step-00000006"]
     assert load_trainer_state(list_checkpoints(tmp_path)[-1]).step == 6

@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.videos < 1 or args.frames < 1 or args.size < 8:
         _parser().error("need --videos >= 1, --frames >= 1 and --size >= 8")
+    if not 0 <= args.seed < 2**30:
+        _parser().error(f"--seed must be in [0, 2**30), got {args.seed}")
     for index in tqdm(range(args.videos), desc=f"generate {args.level}", unit="video"):
         video = generate_video(args.level, train_video_seed(args.seed, index), args.frames, (args.size, args.size))
         write_sequence(args.out, f"{args.level}-{index:05d}", video, mp4=args.mp4)

@@ -73,6 +73,11 @@ class VideoFolderDataset(Dataset[VideoClip]):
     def __len__(self) -> int:
         return len(self.files)
 
+    def has_masks(self, index: int) -> bool:
+        """Whether item ``index`` comes with masks (its ``<stem>/`` folder exists); nothing is decoded."""
+        path = self.files[index]
+        return (path.parent / path.stem).is_dir()
+
     def __getitem__(self, index: int) -> VideoClip:
         path = self.files[index]
         decoded = decode_video(path, lambda n: choose_window(n, self.clip_length, self.split, str(path)), self.backend)

@@ -1,0 +1,73 @@
+"""Bad command-line values of the training tools are usage errors naming the flag, raised before any slow work
+(not tracebacks, and not failures after a long evaluation when the result is written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.ceiling import main as ceiling_main
+from training.datasets.__main__ import main as datasets_main
+from training.evaluate import main as evaluate_main
+from training.model_card import main as model_card_main
+from training.object_recall import main as object_recall_main
+
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "service" / "models" / "default")
+
+CASES = {
+    "ceiling --videos 0": (ceiling_main, ["--data", "synthetic:easy", "--videos", "0"], "--videos must be at least 1"),
+    "ceiling --mask-size 0": (ceiling_main, ["--data", "synthetic:easy", "--mask-size", "0"], "--mask-size"),
+    "ceiling --json in a missing folder": (
+        ceiling_main,
+        ["--data", "synthetic:easy", "--json", "/missing/folder/c.json"],
+        "/missing/folder does not exist",
+    ),
+    "object_recall --videos -2": (
+        object_recall_main,
+        ["--model", DEFAULT_MODEL, "--videos", "-2"],
+        "--videos must be at least 1",
+    ),
+    "evaluate --json in a missing folder": (
+        evaluate_main,
+        ["--model", DEFAULT_MODEL, "--data", "synthetic:easy", "--json", "/missing/folder/e.json"],
+        "/missing/folder does not exist",
+    ),
+    "model_card --run that is no run": (
+        model_card_main,
+        ["--run", "/nonexistent/run", "--out", "/tmp/unused"],
+        "no train_config.json there",
+    ),
+    "datasets generate --seed -1": (
+        datasets_main,
+        ["generate", "--videos", "1", "--out", "/tmp/unused", "--seed", "-1"],
+        "--seed must be in [0, 2**30)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_values_are_usage_errors_naming_the_flag(case, capsys):
+    main, argv, message = CASES[case]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available here")
+def test_evaluate_on_cuda_without_a_gpu_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        evaluate_main(["--model", DEFAULT_MODEL, "--data", "synthetic:easy", "--device", "cuda"])
+    assert exited.value.code == 2 and "no CUDA device is available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--batch-size", "0"), ("--batch-size", "-1"), ("--workers", "-1")])
+def test_run_refuses_impossible_data_settings(flag, value, tmp_path, capsys):
+    from training.run import main as run_main
+
+    assert run_main(["--config", "tiny", flag, value, "--out", str(tmp_path / "run")]) == 2
+    setting = {"--batch-size": "batch_size", "--workers": "num_workers"}[flag]
+    assert f"{setting} must be >= " in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
