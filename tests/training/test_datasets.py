@@ -349,3 +349,29 @@ def test_grayscale_instance_ids_are_refused_not_read_as_background(tmp_path):
     np.testing.assert_array_equal(read_mask(tmp_path / "binary.png"), (ids > 0).astype(np.uint8))
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")  # no object in this frame: fine
     assert not read_mask(tmp_path / "empty.png").any()
+
+
+def test_generate_cli_refuses_to_mix_datasets_and_overwrites_only_when_told(tmp_path, capsys):
+    """A second dataset written into the first one's folder would mix frames, masks and metadata of both."""
+    out = tmp_path / "data"
+    base = ["generate", "--level", "easy", "--videos", "2", "--frames", "4", "--out", str(out)]
+    cli_main([*base, "--size", "32"])
+    (out / "notes.txt").write_text("kept")
+    with pytest.raises(SystemExit):
+        cli_main([*base, "--size", "16"])
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["32p"]
+    cli_main(
+        ["generate", "--level", "easy", "--videos", "1", "--frames", "2", "--size", "16", "--out", str(out)]
+        + ["--overwrite"]
+    )
+    assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["16p"]
+    assert sorted(p.name for p in (out / "metadata").iterdir()) == ["easy-00000.json"]
+    assert (out / "notes.txt").read_text() == "kept"
+
+
+def test_generate_cli_checks_mp4_sizes_before_writing_anything(tmp_path, capsys):
+    out = tmp_path / "data"
+    with pytest.raises(SystemExit):
+        cli_main(["generate", "--videos", "2", "--frames", "2", "--size", "33", "--mp4", "--out", str(out)])
+    assert "even --size" in capsys.readouterr().err and not out.exists()

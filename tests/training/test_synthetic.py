@@ -150,6 +150,52 @@ def test_equal_masses_exchange_velocities_head_on():
     assert not collide_pair(a, b)  # now separating: no second impulse
 
 
+def test_colliders_stay_apart_and_objects_move_by_their_velocity_between_events():
+    """Contacts are resolved until no colliders overlap (up to a jam's few hundredths of a pixel), so an
+    object's centre moves by its velocity unless an event says otherwise (corrections stay far below a pixel).
+    Resolving pairs and walls once per step left objects overlapping by several pixels, fully hidden inside each
+    other, and then jumping by pixels without any event."""
+    worst_overlap = worst_jump = 0.0
+    for level in ("medium", "hard"):
+        collider_scale = get_level(level).collider_scale
+        for seed in range(40):
+            meta = generate_video(level, seed, 24).metadata
+            diameters = [o.diameter_px for o in meta.objects]
+            involved = {(e.frame, i) for e in meta.collisions for i in e.object_ids}
+            for t, states in enumerate(meta.frames):
+                for a in range(len(states)):
+                    for b in range(a + 1, len(states)):
+                        reach = collider_scale * (diameters[a] + diameters[b]) / 2
+                        gap = math.dist(states[a].center_px, states[b].center_px)
+                        worst_overlap = max(worst_overlap, reach - gap)
+                for k, state in enumerate(states if t else ()):
+                    if (t, k + 1) not in involved:
+                        before = meta.frames[t - 1][k]
+                        expected = np.add(before.center_px, before.velocity_px)
+                        worst_jump = max(worst_jump, float(np.hypot(*(np.subtract(state.center_px, expected)))))
+    assert worst_overlap < 0.1, f"colliders overlap by {worst_overlap:.2f} px"
+    assert worst_jump < 0.5, f"an object jumped {worst_jump:.2f} px without an event"
+
+
+def test_a_wall_event_means_the_velocity_flipped(videos):
+    """An object another one pushed past a wall while it moved away from it is put back without a bounce."""
+    checked = 0
+    for video in videos.values():
+        meta = video.metadata
+        involved = Counter((e.frame, i) for e in meta.collisions for i in e.object_ids)
+        for event in (e for e in meta.collisions if e.kind == "wall"):
+            (i,) = event.object_ids
+            if involved[event.frame, i] > 1:
+                continue  # another contact in the same step changed the velocity too
+            checked += 1
+            axis = 0 if event.wall in ("left", "right") else 1
+            before = meta.frames[event.frame - 1][i - 1].velocity_px[axis]
+            after = meta.frames[event.frame][i - 1].velocity_px[axis]
+            into_wall = before < 0 if event.wall in ("left", "top") else before > 0
+            assert into_wall and before * after < 0, (event, before, after)
+    assert checked > 0
+
+
 def test_collision_events_conserve_momentum_in_videos(videos):
     checked = 0
     for video in videos.values():

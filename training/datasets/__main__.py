@@ -8,10 +8,11 @@ deterministic and, at 24 frames, identical to that dataset's train videos.
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.datasets.export import write_sequence
+from training.datasets.export import DATASET_FOLDERS, write_sequence
 from training.datasets.synthetic import LEVELS, generate_video
 from training.datasets.synthetic_dataset import train_video_seed
 
@@ -23,10 +24,17 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--level", choices=sorted(LEVELS), default="medium", help="difficulty level")
     gen.add_argument("--videos", type=int, required=True, help="number of videos")
     gen.add_argument("--frames", type=int, default=24, help="frames per video")
-    gen.add_argument("--size", type=int, default=64, help="frame height and width in pixels")
-    gen.add_argument("--out", type=Path, required=True, help="output folder")
+    gen.add_argument(
+        "--size",
+        type=int,
+        default=64,
+        help="frame height and width in pixels, at least 8 (below about 32 small objects are a few pixels, and "
+        "their shapes and sizes hard to tell apart)",
+    )
+    gen.add_argument("--out", type=Path, required=True, help="output folder (empty or new)")
+    gen.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     gen.add_argument("--seed", type=int, default=0, help="dataset seed, in [0, 2**30)")
-    gen.add_argument("--mp4", action="store_true", help="also write videos/<seq>.mp4 (PyAV)")
+    gen.add_argument("--mp4", action="store_true", help="also write videos/<seq>.mp4 (PyAV; needs an even --size)")
     return parser
 
 
@@ -39,6 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("need --videos >= 1, --frames >= 1 and --size >= 8")
     if not 0 <= args.seed < 2**30:
         _parser().error(f"--seed must be in [0, 2**30), got {args.seed}")
+    if args.mp4 and args.size % 2:
+        _parser().error(f"--mp4 needs an even --size (yuv420p video), got {args.size}")
+    if args.out.is_dir() and any(args.out.iterdir()):
+        if not args.overwrite:
+            _parser().error(f"--out {args.out} is not empty; choose another folder or pass --overwrite to replace it")
+        for name in DATASET_FOLDERS:  # only what generate writes; other files in --out stay
+            shutil.rmtree(args.out / name, ignore_errors=True)
     for index in tqdm(range(args.videos), desc=f"generate {args.level}", unit="video"):
         video = generate_video(args.level, train_video_seed(args.seed, index), args.frames, (args.size, args.size))
         write_sequence(args.out, f"{args.level}-{index:05d}", video, mp4=args.mp4)

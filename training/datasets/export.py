@@ -77,6 +77,10 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = 12) -> None:
         container.mux(stream.encode(None))
 
 
+DATASET_FOLDERS = ("JPEGImages", "Annotations", "metadata", "videos")
+"""The folders a written dataset consists of."""
+
+
 def write_sequence(out: Path, name: str, video: SyntheticVideo, mp4: bool = False) -> None:
     """Writes one video in the layout of the module docstring (creating folders as needed)."""
     res = resolution_name(video.metadata.height)

@@ -22,11 +22,18 @@ from training.datasets.synthetic.levels import (
     Level,
     get_level,
 )
-from training.datasets.synthetic.metadata import CollisionEvent, ObjectInfo, ObjectState, VideoMetadata
+from training.datasets.synthetic.metadata import (
+    GENERATOR_VERSION,
+    CollisionEvent,
+    ObjectInfo,
+    ObjectState,
+    VideoMetadata,
+)
 
 __all__ = [
     "COLOURS",
     "EASY",
+    "GENERATOR_VERSION",
     "HARD",
     "LEVELS",
     "MEDIUM",

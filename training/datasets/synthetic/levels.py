@@ -28,7 +28,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (250, 140, 20),
     "white": (245, 245, 245),
 }
-"""Named object colours (sRGB, uint8). Backgrounds are drawn darker than all of them."""
+"""Named object colours (sRGB, uint8). Plain and mild backgrounds are drawn darker than all of them; the hard
+level's high-contrast textures reach brighter than the darker colours (red, blue, magenta, green)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+GENERATOR_VERSION = 2
+"""Version of the generator's output. Videos of one seed, level, size and length are identical within a version.
+2: contacts are resolved until colliders no longer overlap, and wall events mean a bounce (1 resolved each contact
+once per step, which left objects overlapping and later moving without an event in some videos)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
@@ -107,6 +112,8 @@ class VideoMetadata:
         objects: Static object attributes, ordered by object id.
         frames: Per-frame object states: ``frames[t][k]`` is the state of object id ``k + 1`` at frame t.
         collisions: All collision events in frame order.
+        generator_version: :data:`GENERATOR_VERSION` of the generator that made the video (1 for metadata
+            written before versions were recorded).
     """
 
     level: str
@@ -119,6 +126,7 @@ class VideoMetadata:
     objects: tuple[ObjectInfo, ...]
     frames: tuple[tuple[ObjectState, ...], ...]
     collisions: tuple[CollisionEvent, ...]
+    generator_version: int = GENERATOR_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-compatible dict (tuples become lists)."""
@@ -145,6 +153,7 @@ class VideoMetadata:
             collisions=tuple(
                 CollisionEvent(e["frame"], e["kind"], _tup(e["object_ids"]), e["wall"]) for e in raw["collisions"]
             ),
+            generator_version=raw.get("generator_version", 1),
         )
 
 

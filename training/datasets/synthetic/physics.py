@@ -3,12 +3,22 @@
 Objects collide as discs of radius ``collider`` (mass proportional to sprite area) and bounce off the walls with
 their full half-size, so sprites always stay inside the frame. Plain Python floats are used on purpose: with at most
 a handful of objects per video this is faster than numpy scalar arithmetic.
+
+A step resolves contacts in passes: pairs, then walls, repeated while colliders still overlap (a wall bounce can
+push an object back into another, and one pair's push can undo another's), up to :data:`MAX_PASSES`. Jammed
+configurations (several objects pressed into a corner) can keep a small residual overlap.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+MAX_PASSES = 8
+"""Most contact-resolution passes per step."""
+
+_OVERLAP_TOLERANCE = 1e-6
+"""Collider overlap (pixels) below which a pair counts as resolved."""
 
 
 @dataclass
@@ -81,38 +91,53 @@ def collide_pair(a: Body, b: Body) -> bool:
     return True
 
 
-def _bounce_axis(pos: float, vel: float, half: float, extent: float) -> tuple[float, float, int]:
-    """Reflects one coordinate off the walls at ``half`` and ``extent - half``; returns (pos, vel, wall hit).
+def overlap(a: Body, b: Body) -> float:
+    """How far the colliders of ``a`` and ``b`` interpenetrate, in pixels (0 when apart or touching)."""
+    return max(0.0, a.collider + b.collider - math.hypot(b.x - a.x, b.y - a.y))
 
-    The wall hit is -1 for the low wall, +1 for the high wall and 0 for none.
+
+def _bounce_axis(pos: float, vel: float, half: float, extent: float) -> tuple[float, float, int]:
+    """Keeps one coordinate between the walls at ``half`` and ``extent - half``; returns (pos, vel, wall hit).
+
+    A body moving into a wall is reflected off it (position mirrored, velocity flipped) and the wall hit is -1 for
+    the low wall or +1 for the high one. A body that is past a wall while already moving away from it (another
+    object pushed it there) is only put back on the wall: no bounce, wall hit 0.
     """
     low, high = half, extent - half
     if pos < low:
-        return min(2 * low - pos, high), abs(vel), -1
+        return (min(2 * low - pos, high), -vel, -1) if vel < 0 else (low, vel, 0)
     if pos > high:
-        return max(2 * high - pos, low), -abs(vel), 1
+        return (max(2 * high - pos, low), -vel, 1) if vel > 0 else (high, vel, 0)
     return pos, vel, 0
 
 
 def step(bodies: list[Body], width: float, height: float) -> list[Contact]:
-    """Advances all bodies by one frame: move, resolve object pairs, then bounce off the walls.
+    """Advances all bodies by one frame: move, then resolve object pairs and walls in passes (module docstring).
 
     Returns:
-        The collisions that happened during this step, object pairs first.
+        The collisions that happened during this step (each pair or wall at most once), in the order found.
     """
     for body in bodies:
         body.x += body.vx
         body.y += body.vy
-    contacts = []
-    for i in range(len(bodies)):
-        for j in range(i + 1, len(bodies)):
+    contacts: list[Contact] = []
+    pairs = [(i, j) for i in range(len(bodies)) for j in range(i + 1, len(bodies))]
+    for _ in range(MAX_PASSES):
+        for i, j in pairs:
             if collide_pair(bodies[i], bodies[j]):
-                contacts.append(Contact("object", (i, j)))
-    for i, body in enumerate(bodies):
-        body.x, body.vx, hit_x = _bounce_axis(body.x, body.vx, body.half, width)
-        body.y, body.vy, hit_y = _bounce_axis(body.y, body.vy, body.half, height)
-        if hit_x:
-            contacts.append(Contact("wall", (i,), "left" if hit_x < 0 else "right"))
-        if hit_y:
-            contacts.append(Contact("wall", (i,), "top" if hit_y < 0 else "bottom"))
+                _add(contacts, Contact("object", (i, j)))
+        for i, body in enumerate(bodies):
+            body.x, body.vx, hit_x = _bounce_axis(body.x, body.vx, body.half, width)
+            body.y, body.vy, hit_y = _bounce_axis(body.y, body.vy, body.half, height)
+            if hit_x:
+                _add(contacts, Contact("wall", (i,), "left" if hit_x < 0 else "right"))
+            if hit_y:
+                _add(contacts, Contact("wall", (i,), "top" if hit_y < 0 else "bottom"))
+        if all(overlap(bodies[i], bodies[j]) <= _OVERLAP_TOLERANCE for i, j in pairs):
+            break
     return contacts
+
+
+def _add(contacts: list[Contact], contact: Contact) -> None:
+    if contact not in contacts:
+        contacts.append(contact)
