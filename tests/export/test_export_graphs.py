@@ -120,26 +120,33 @@ def test_parity_run_is_recorded_and_within_tolerance(exported):
     assert parity.passed and (parity.frames, parity.videos, parity.batch_sizes) == (50, 2, [1, 3, 8])
     assert parity.slots_max_abs <= 1e-4 and parity.masks_max_abs <= 1e-4
     assert parity.argmax_agreement >= 0.999
-    assert 0 <= parity.argmax_tied <= 1 and parity.argmax_agreement_all <= 1
+    assert (parity.max_abs_threshold, parity.agreement_threshold) == (1e-4, 0.999)  # the fp32 bounds
 
 
 class _Perturbed:
-    """A runtime that adds ``noise`` to PyTorch-exact graphs' slots: the parity check must catch it."""
+    """A runtime that adds ``noise`` to PyTorch-exact graphs' slots (and ``mask_noise`` to their soft masks): the
+    parity check must catch it. It records the state each ``step`` call gets."""
 
-    def __init__(self, exported: Path, noise: float) -> None:
+    def __init__(self, exported: Path, noise: float, mask_noise: float = 0.0) -> None:
         from training.export.parity import OrtGraphs
 
         self.inner = OrtGraphs(exported / "first_step.onnx", exported / "step.onnx")
         self.name = "perturbed"
-        self.noise = noise
+        self.noise, self.mask_noise = noise, mask_noise
+        self.outputs: list[np.ndarray] = []
+        self.states: list[np.ndarray] = []
+
+    def _perturb(self, out):
+        out = type(out)(out.slots + self.noise, out.masks + self.mask_noise)
+        self.outputs.append(out.slots)
+        return out
 
     def first_step(self, frames):
-        out = self.inner.first_step(frames)
-        return type(out)(out.slots + self.noise, out.masks)
+        return self._perturb(self.inner.first_step(frames))
 
     def step(self, frames, state):
-        out = self.inner.step(frames, state)
-        return type(out)(out.slots + self.noise, out.masks)
+        self.states.append(state)
+        return self._perturb(self.inner.step(frames, state))
 
 
 def test_parity_fails_beyond_tolerance(source, exported):
@@ -148,6 +155,19 @@ def test_parity_fails_beyond_tolerance(source, exported):
     assert measure_parity(model, _Perturbed(exported, 0.0), "exact", video, (1,)).passed
     report = measure_parity(model, _Perturbed(exported, 1e-3), "noisy", video, (1,))
     assert not report.passed and report.slots_max_abs >= 1e-3
+    masks_only = measure_parity(model, _Perturbed(exported, 0.0, mask_noise=1e-3), "noisy masks", video, (1,))
+    assert not masks_only.passed and masks_only.masks_max_abs >= 1e-3 and masks_only.slots_max_abs <= 1e-4
+
+
+def test_parity_feeds_each_step_the_runtimes_own_previous_slots(source, exported):
+    """Recurrently: differences can then accumulate over the video, as they would in a server."""
+    model = VideoSlotModel.from_pretrained(source)
+    video = synthetic_video(tuple(TINY_MODEL["image_size"]), frames=4, videos=1)
+    runtime = _Perturbed(exported, 1e-6)
+    measure_parity(model, runtime, "recorded", video, ())
+    assert len(runtime.states) == 3
+    for state, previous in zip(runtime.states, runtime.outputs, strict=False):
+        assert np.array_equal(state, previous)
 
 
 class _NanAtLargeBatches(_Perturbed):

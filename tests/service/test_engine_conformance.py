@@ -73,11 +73,12 @@ def test_deterministic(engine):
 
 
 def test_state_carries_the_recurrence(engine):
-    """A later frame's result depends on the state passed in (the engine is not stateless per call)."""
+    """A later frame's result depends on the state passed in (the engine is not stateless per call), by far more
+    than the 1e-5 the isolation and resume tests compare at, so those tests can see a wrong state."""
     frames = _frames(1)
     state = engine.first_step(frames).state
     other = engine.first_step(_frames(1, seed=5)).state
-    assert not np.allclose(engine.step(frames, state).slots, engine.step(frames, other).slots)
+    assert np.abs(engine.step(frames, state).slots - engine.step(frames, other).slots).max() > 1e-3
 
 
 def test_warmup_runs_every_batch_size(engine):

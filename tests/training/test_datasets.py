@@ -361,10 +361,8 @@ def test_generate_cli_refuses_to_mix_datasets_and_overwrites_only_when_told(tmp_
         cli_main([*base, "--size", "16"])
     assert "pass --overwrite" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["32p"]
-    cli_main(
-        ["generate", "--level", "easy", "--videos", "1", "--frames", "2", "--size", "16", "--out", str(out)]
-        + ["--overwrite"]
-    )
+    again = ["generate", "--level", "easy", "--videos", "1", "--frames", "2", "--size", "16", "--out", str(out)]
+    cli_main([*again, "--overwrite"])
     assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["16p"]
     assert sorted(p.name for p in (out / "metadata").iterdir()) == ["easy-00000.json"]
     assert (out / "notes.txt").read_text() == "kept"

@@ -227,6 +227,30 @@ def test_accumulator_averages_over_batches_and_nan_becomes_none() -> None:
         empty.compute()
 
 
+def test_accumulator_reports_each_score_under_its_own_name() -> None:
+    """An imperfect multi-frame case in which all eight scores differ, each compared with the function that
+    defines it: a score wired to the wrong mode or metric cannot pass."""
+    generator = torch.Generator().manual_seed(7)
+    gt = torch.randint(0, 4, (3, 4, 6, 6), generator=generator)  # [B, T, H, W]
+    pred = torch.randint(0, 3, (3, 4, 6, 6), generator=generator)
+    pred[:, 2:] = (pred[:, 2:] + 1) % 3  # slots change objects half-way: video and image modes disagree
+    metrics = ObjectDiscoveryMetrics(background="ignore")
+    metrics.update(one_hot_masks(pred, 3), gt)
+    scores = metrics.compute()
+    expected = {
+        f"{mode}_{name}": function(pred, gt, mode, *extra).mean()
+        for mode in ("video", "image")
+        for name, function, extra in (
+            ("ari", adjusted_rand_index, ()),
+            ("fg_ari", fg_adjusted_rand_index, ()),
+            ("mbo", mean_best_overlap, ("ignore",)),
+            ("miou", mean_matched_iou, ("ignore",)),
+        )
+    }
+    assert len({round(value, 6) for value in expected.values()}) == 8, expected
+    assert {name: getattr(scores, name) for name in expected} == pytest.approx(expected)
+
+
 def test_accumulator_upsamples_soft_masks() -> None:
     generator = torch.Generator().manual_seed(1)
     masks = torch.rand(2, 3, 4, 4, 4, generator=generator).softmax(dim=2)  # [B, T, K, h, w]
