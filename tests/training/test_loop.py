@@ -101,9 +101,10 @@ def test_unusable_validation_data_fails_the_run_before_its_first_step(tmp_path: 
     data = dataclasses.replace(tiny().data, spec="synthetic:easy", val_spec=f"videos:{folder}", val_frames=2)
     with pytest.raises(DatasetError, match=problem):
         fit(dataclasses.replace(tiny(steps=3), data=data), tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / "metrics.jsonl").exists() or "train" not in (
-        tmp_path / "run" / "metrics.jsonl"
-    ).read_text()
+    assert (
+        not (tmp_path / "run" / "metrics.jsonl").exists()
+        or "train" not in (tmp_path / "run" / "metrics.jsonl").read_text()
+    )
 
 
 def test_run_writes_metrics_tensorboard_and_pruned_checkpoints(tmp_path: Path) -> None:
