@@ -332,8 +332,10 @@ def test_clip_longer_than_video_names_the_source(tmp_path):
     with pytest.raises(DatasetError, match=r"seq0: 3 frames, fewer than clip_length=5"):
         build_dataset(f"davis:{out}", "train", 5, (32, 32))
     folder, _, _ = _video_dir(tmp_path, frames=4, with_masks=False)
+    with pytest.raises(DatasetError, match=r"clip\.mp4 \(4\)"):  # at construction, from the file's header
+        build_dataset(f"videos:{folder}", "train", 6, (32, 32))
     with pytest.raises(DatasetError, match=r"clip\.mp4: video has 4 frames, fewer than clip_length=6"):
-        build_dataset(f"videos:{folder}", "train", 6, (32, 32))[0]
+        build_dataset(f"videos:{folder}", "val", 6, (32, 32))[0]  # validation: when loading
 
 
 def test_grayscale_instance_ids_are_refused_not_read_as_background(tmp_path):

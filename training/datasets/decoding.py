@@ -54,6 +54,25 @@ def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
     return DecodedClip(np.stack([frames[i] for i in indices]), indices, "pyav")  # [T, H, W, 3]
 
 
+def frame_count(path: Path) -> int | None:
+    """The number of frames of a video file read from its index or header, without decoding it; ``None`` when
+    neither backend can tell cheaply (the file may still decode: :func:`decode_video` is the authority)."""
+    try:
+        import decord
+
+        return len(decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1))
+    except Exception:  # decord missing or unable to read the file: ask PyAV's container header
+        pass
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            frames = container.streams.video[0].frames if container.streams.video else 0
+        return int(frames) or None  # 0: the container does not record it
+    except Exception:
+        return None
+
+
 def decode_video(path: Path, choose: WindowChooser, backend: Backend = "auto") -> DecodedClip:
     """Decodes the frames ``choose(frame_count)`` of a video file.
 

@@ -14,7 +14,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
-from training.datasets.decoding import Backend, decode_video
+from training.datasets.decoding import Backend, decode_video, frame_count
 from training.datasets.errors import DatasetError
 from training.datasets.images import check_same_size, read_mask
 from training.datasets.transforms import Split, choose_window, frames_to_tensor, masks_to_tensor
@@ -40,8 +40,9 @@ class VideoFolderDataset(Dataset[VideoClip]):
         backend: ``"auto"`` (decord, then PyAV on failure or when decord is missing), ``"decord"`` or ``"pyav"``.
 
     Raises:
-        DatasetError: At construction when the folder is missing or holds no video; when loading, for an
-            undecodable file, a video shorter than ``clip_length``, a missing mask or a mask/frame size mismatch.
+        DatasetError: At construction when the folder is missing or holds no video, or (train split) when a video's
+            header says it is shorter than ``clip_length``; when loading, for an undecodable file, a video shorter
+            than ``clip_length``, a missing mask or a mask/frame size mismatch.
 
     Example:
         >>> dataset = VideoFolderDataset(Path("clips/"), "train", 6, (64, 64))  # doctest: +SKIP
@@ -69,6 +70,18 @@ class VideoFolderDataset(Dataset[VideoClip]):
         self.image_size = image_size
         self.center_crop = center_crop
         self.backend: Backend = backend
+        if split == "train" and clip_length is not None:
+            # Training samples files at random: a short one would otherwise stop a run at an arbitrary step, and
+            # a resumed run at the same step again (its clips depend only on the seed and the step).
+            counts = {path: frame_count(path) for path in self.files}
+            short = [
+                f"{path.name} ({count})" for path, count in counts.items() if count is not None and count < clip_length
+            ]
+            if short:
+                raise DatasetError(
+                    f"{root}: {len(short)} video(s) have fewer frames than clip_length={clip_length}: "
+                    f"{', '.join(short[:10])}{' ...' if len(short) > 10 else ''}; remove them or shorten the clips"
+                )
 
     def __len__(self) -> int:
         return len(self.files)
