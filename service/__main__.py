@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from plugins.registry import RegistryError
 from service.config import ConfigError, ServiceConfig
 from service.engine import BackendUnavailable
 from service.logs import configure_logging
-from service.server import serve
+from service.server import ListenError, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,16 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(config))
     except (BackendUnavailable, FileNotFoundError, ValueError) as error:
         print(f"slotstream: cannot load the model: {error}", file=sys.stderr)
+        return 2
+    except RegistryError as error:
+        print(
+            f"slotstream: cannot load the model: {error} (a component from a plugin package needs that package "
+            "installed, and not blocked by SLOTSTREAM_DISABLE_PLUGINS)",
+            file=sys.stderr,
+        )
+        return 2
+    except ListenError as error:
+        print(f"slotstream: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
         print(f"slotstream: {error}", file=sys.stderr)

@@ -58,6 +58,10 @@ def default_engine_factory(config: ServiceConfig) -> Engine:
     )
 
 
+class ListenError(Exception):
+    """The server cannot listen on a configured address (typically a port another process holds)."""
+
+
 class Server:
     """One slotstream server: ``await start()``, then ``await stop()``.
 
@@ -148,7 +152,13 @@ class Server:
         )
         await self._listen()
         if config.metrics_listen:
-            self.metrics_port = self.metrics.serve_http(config.metrics_listen)
+            try:
+                self.metrics_port = self.metrics.serve_http(config.metrics_listen)
+            except OSError as error:
+                raise ListenError(
+                    f"--metrics-listen {config.metrics_listen}: cannot listen there ({error.strerror}); choose "
+                    "another address, or --metrics-listen '' to serve no metrics"
+                ) from error
         self._reaper = asyncio.create_task(manager.run_reaper(), name="reaper")
         if config.model_stall_timeout_s > 0:
             watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
@@ -176,6 +186,9 @@ class Server:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
             ("grpc.http2.max_ping_strikes", 0),
+            # gRPC sets SO_REUSEPORT by default on Linux: a second server on a busy port would then bind too and
+            # take a share of the connections. A busy port must fail instead.
+            ("grpc.so_reuseport", 0),
         ]
         self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
@@ -185,6 +198,7 @@ class Server:
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         names = (pb.DESCRIPTOR.services_by_name["Perception"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self._grpc)
+        credentials = None
         if config.tls_cert is not None and config.tls_key is not None:
             ca = config.tls_client_ca.read_bytes() if config.tls_client_ca is not None else None
             credentials = grpc.ssl_server_credentials(
@@ -192,9 +206,16 @@ class Server:
                 root_certificates=ca,
                 require_client_auth=ca is not None,
             )
-            self.port = self._grpc.add_secure_port(config.listen, credentials)
-        else:
-            self.port = self._grpc.add_insecure_port(config.listen)
+        problem = ""
+        try:
+            if credentials is not None:
+                self.port = self._grpc.add_secure_port(config.listen, credentials)
+            else:
+                self.port = self._grpc.add_insecure_port(config.listen)
+        except RuntimeError as error:  # grpcio raises on a failed bind; older versions return port 0 instead
+            self.port, problem = 0, f" ({error})"
+        if self.port == 0:
+            raise ListenError(f"--listen {config.listen}: cannot listen there{problem}; is the port in use?")
         await self._grpc.start()
 
     async def _warm_up(self) -> None:

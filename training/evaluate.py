@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plugins import VideoSlotModel
+from plugins.registry import RegistryError
 from training.cli_checks import require_at_least, require_device, require_output_folder
 from training.datasets import build_dataset
 from training.datasets.errors import DatasetError
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             progress=True,
         )
-    except (FileNotFoundError, DatasetError, ValueError) as error:
+    except (FileNotFoundError, DatasetError, ValueError, RegistryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(scores))

@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from plugins import VideoSlotModel
+from plugins.registry import RegistryError
 from training.cli_checks import require_at_least, require_output_folder
 from training.datasets import VideoClip, build_dataset
 from training.datasets.errors import DatasetError
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = VideoSlotModel.from_pretrained(args.model)
         dataset = build_dataset(args.data, "val", None, model.image_size)
         overlaps = object_overlaps(model, dataset, args.videos, args.mask_source, progress=True)
-    except (FileNotFoundError, DatasetError, ValueError) as error:
+    except (FileNotFoundError, DatasetError, ValueError, RegistryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_recall(overlaps))

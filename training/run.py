@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from plugins.registry import RegistryError
 from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
 from training.configs import available, get_config
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or f"runs/{args.config}"
     try:
         result = fit(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
+    except (FileExistsError, FileNotFoundError, ValueError, RegistryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{config.name}: {result.step} steps in {result.wall_time_s:.0f} s; model in {result.model_dir}")

@@ -98,6 +98,50 @@ def test_invalid_environment_is_reported_with_the_variable():
     assert result.returncode == 2 and "SLOTSTREAM_MAX_STREAMS='lots'" in result.stderr
 
 
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SLOTSTREAM_METRICS_LISTEN": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_busy_port_is_refused_not_shared(model_dir):
+    """gRPC enables SO_REUSEPORT by default on Linux, so a second server on the same port used to start and take a
+    share of the clients; it must refuse to start instead."""
+    first = ServerProcess("--model-dir", str(model_dir)).wait_serving()
+    try:
+        second = _serve("--model-dir", str(model_dir), "--listen", first.target)
+        assert second.returncode == 2, second.stderr
+        assert f"--listen {first.target}: cannot listen there" in second.stderr and "port in use" in second.stderr
+    finally:
+        assert first.stop() == 0
+
+
+def test_a_busy_metrics_port_is_explained(model_dir):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        result = _serve("--model-dir", str(model_dir), "--listen", "127.0.0.1:0", "--metrics-listen", address)
+    assert result.returncode == 2 and f"--metrics-listen {address}: cannot listen there" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_model_that_needs_a_missing_plugin_is_explained(model_dir, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(model_dir, tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    config["model"]["transition"] = {"name": "from_a_plugin", "kwargs": {}}
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    result = _serve("--model-dir", str(tmp_path / "model"), "--listen", "127.0.0.1:0")
+    assert result.returncode == 2 and "unknown transitions name 'from_a_plugin'" in result.stderr
+    assert "plugin package" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_sigterm_drains_and_the_stream_continues_on_a_second_process(model_dir):
     """Process A gets SIGTERM mid-stream: it answers the frames it accepted, sends the hand-off state, ends the
     stream with UNAVAILABLE and exits 0; the client continues on process B with identical results."""

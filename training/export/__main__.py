@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from plugins.registry import RegistryError
 from training.export.exporter import ExportError, ExportOptions, export_model
 from training.export.graphs import DEFAULT_OPSET, SUPPORTED_OPSETS
 from training.export.manifest import Manifest, ManifestError
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         manifest = export_model(args.model, args.out, options)
-    except (FileNotFoundError, ValueError, ManifestError) as error:
+    except (FileNotFoundError, ValueError, ManifestError, RegistryError) as error:
         print(f"export: {error}", file=sys.stderr)
         return 2
     except ExportError as error:
