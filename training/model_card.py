@@ -34,6 +34,7 @@ from training.loop import FINAL_MODEL_DIR
 from training.metrics import DiscoveryScores
 from training.object_recall import object_overlaps, recall_rows
 from training.recall_chart import save_recall_chart
+from training.run import COMMAND_FILE
 from training.visualize import save_overlay
 
 RECALL_CHART_FILE = "object_recall.png"
@@ -65,6 +66,14 @@ def wall_time_s(run_dir: Path, model_dir: Path, step: int) -> float:
     if elapsed is not None:
         return elapsed
     return (model_dir / WEIGHTS_FILE).stat().st_mtime - (run_dir / TRAIN_CONFIG_FILE).stat().st_mtime
+
+
+def _run_command(run_dir: Path, config: TrainConfig) -> str:
+    """The command that started the run (its ``command.txt``), or a reconstruction for runs without one."""
+    recorded = run_dir / COMMAND_FILE
+    if recorded.is_file():
+        return recorded.read_text().strip()
+    return f"python -m training.run --config {config.name} --steps {config.steps} --seed {config.seed}"
 
 
 def steps_done(run_dir: Path, config: TrainConfig) -> int:
@@ -201,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "davis": args.davis,
         "out": args.out,
         "recall_chart": recall_chart,
-        "command": args.command or f"python -m training.run --config {config.name}",
+        "command": args.command or _run_command(args.run, config),
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "threads": torch.get_num_threads(),
         "wall_time_s": wall_time_s(args.run, source, selection.step if selection else steps_done(args.run, config)),

@@ -11,16 +11,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from plugins import default_registry
+from plugins.interfaces import Component
 from plugins.registry import RegistryError
 from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
 from training.loop import CONFIG_FILE, fit
+
+COMMAND_FILE = "command.txt"
+"""The command line that started a run, kept in its run directory (model cards quote it)."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -36,6 +43,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--num-slots", type=int, help="slots per frame (the model's K)")
     parser.add_argument("--init-from", help="warm-start from this saved model's weights (matching names and shapes)")
+    parser.add_argument(
+        "--encoder-weights",
+        help="local file of pretrained encoder weights, for encoders that take them (dinov2: timm ViT-S/14 with "
+        "registers, .safetensors or .pth); never downloaded",
+    )
     parser.add_argument(
         "--train-only", nargs="+", metavar="COMPONENT", help="train only these components (e.g. decoder)"
     )
@@ -70,11 +82,43 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim
     given = {"steps": args.steps, "seed": args.seed, "init_from": args.init_from, "train_only": args.train_only}
     top = {key: value for key, value in given.items() if value is not None}
+    model = dict(config.model)
     if args.num_slots is not None:
         if args.num_slots < 1:
             raise ValueError(f"--num-slots must be at least 1, got {args.num_slots}")
-        top["model"] = {**config.model, "num_slots": args.num_slots}
+        model["num_slots"] = args.num_slots
+    if args.encoder_weights is not None:
+        encoder = model["encoder"] if isinstance(model["encoder"], dict) else {"name": model["encoder"]}
+        if "weights" not in _encoder_class(encoder["name"]).initial_weight_arguments:
+            raise ValueError(f"--encoder-weights: the {encoder['name']!r} encoder takes no pretrained weights")
+        if not Path(args.encoder_weights).is_file():
+            raise ValueError(f"--encoder-weights {args.encoder_weights}: no such file")
+        model["encoder"] = {**encoder, "kwargs": {**encoder.get("kwargs", {}), "weights": args.encoder_weights}}
+    if model != config.model:
+        top["model"] = model
     return dataclasses.replace(config, data=data, optim=optim, **top)
+
+
+def _encoder_class(name: str) -> type[Component]:
+    return default_registry().get("encoders", name)
+
+
+def missing_pretrained_weights(config: TrainConfig) -> str | None:
+    """A warning when the config's encoder takes pretrained weights but none are given, else ``None``."""
+    encoder = config.model.get("encoder")
+    encoder = encoder if isinstance(encoder, dict) else {"name": encoder}
+    try:
+        wanted = _encoder_class(encoder["name"]).initial_weight_arguments
+    except RegistryError:
+        return None  # fit() reports the unknown name
+    kwargs = encoder.get("kwargs") or {}
+    missing = sorted(name for name in wanted if kwargs.get(name) is None)
+    if not missing:
+        return None
+    return (
+        f"warning: the {encoder['name']!r} encoder has no pretrained weights ({', '.join(missing)} unset): it trains "
+        "from random weights, which only checks that the recipe runs; pass --encoder-weights FILE"
+    )
 
 
 def base_config(args: argparse.Namespace) -> TrainConfig:
@@ -110,12 +154,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda was requested but no CUDA device is available", file=sys.stderr)
             return 2
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    if main_process and (warning := missing_pretrained_weights(config)):
+        print(warning, file=sys.stderr)
     out = args.out or f"runs/{args.config}"
+    if main_process and not list_checkpoints(Path(out)):  # a fresh run: keep the command that started it
+        Path(out).mkdir(parents=True, exist_ok=True)
+        words = sys.argv[1:] if argv is None else list(argv)
+        (Path(out) / COMMAND_FILE).write_text(f"python -m training.run {shlex.join(words)}\n")
     try:
         result = fit(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if not main_process:
+        return 0
     print(f"{config.name}: {result.step} steps in {result.wall_time_s:.0f} s; model in {result.model_dir}")
     if result.scores is not None:
         scores = result.scores

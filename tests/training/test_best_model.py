@@ -149,3 +149,13 @@ def test_the_model_cards_wall_time_leaves_out_the_pause_between_a_kill_and_its_r
     assert 0 < wall < 4.0, wall
     card = (published / "MODEL_CARD.md").read_text()
     assert f"--model {published} " in card and "DAVIS" not in card
+
+
+def test_the_model_card_quotes_the_command_that_started_the_run(tmp_path: Path) -> None:
+    from training.run import main as run_main
+
+    run = tmp_path / "run"
+    assert run_main(["--config", "tiny", "--steps", "2", "--seed", "5", "--out", str(run), "--no-progress"]) == 0
+    assert card_main(["--run", str(run), "--out", str(tmp_path / "card")]) == 0
+    expected = f"python -m training.run --config tiny --steps 2 --seed 5 --out {run} --no-progress"
+    assert f"Trained with `{expected}`" in (tmp_path / "card" / "MODEL_CARD.md").read_text()

@@ -71,3 +71,20 @@ def test_run_refuses_impossible_data_settings(flag, value, tmp_path, capsys):
     setting = {"--batch-size": "batch_size", "--workers": "num_workers"}[flag]
     assert f"{setting} must be >= " in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_encoder_weights_reach_the_encoder_and_their_absence_is_warned_about(tmp_path):
+    from training.configs import get_config
+    from training.run import apply_overrides, missing_pretrained_weights, parse_args
+
+    dinov2 = get_config("smoothsa_dinov2")
+    assert "--encoder-weights" in (missing_pretrained_weights(dinov2) or "")
+    assert missing_pretrained_weights(get_config("smoothsa_cnn")) is None
+    weights = tmp_path / "dinov2.safetensors"
+    weights.write_bytes(b"")
+    args = parse_args(["--config", "smoothsa_dinov2", "--encoder-weights", str(weights)])
+    config = apply_overrides(dinov2, args)
+    assert config.model["encoder"]["kwargs"] == {**dinov2.model["encoder"]["kwargs"], "weights": str(weights)}
+    assert missing_pretrained_weights(config) is None
+    with pytest.raises(ValueError, match="takes no pretrained weights"):
+        apply_overrides(get_config("smoothsa_cnn"), parse_args(["--config", "x", "--encoder-weights", str(weights)]))
