@@ -18,11 +18,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from service.bench.load import main as load_main
 
         return load_main(args)
-    print(
-        "python -m service.bench: pass --target HOST:PORT (gRPC load generator), --suite (the README figures) "
-        "or --local (engines in-process); add --help to any of them",
-        file=sys.stderr,
+    usage = (
+        "usage: python -m service.bench (--target HOST:PORT | --suite | --local) ...\n\n"
+        "  --target HOST:PORT  load a running server over gRPC (streams, frames/s, latency)\n"
+        "  --suite             start servers and measure the README's load figures\n"
+        "  --local             time the engines in-process (first_step/step latency, backends side by side)\n\n"
+        "add --help after one of them for its options"
     )
+    if "-h" in args or "--help" in args:
+        print(usage)
+        return 0
+    print(f"python -m service.bench: choose a benchmark\n{usage}", file=sys.stderr)
     return 2
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import run_suite
+from service.client import StreamError
 from service.client.synthetic import synthetic_clip
 from service.config import DEFAULT_MODEL_DIR
 
@@ -58,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     clip = synthetic_clip(64, (args.size, args.size))
     report: dict[str, Any] = {"machine": _machine()}
     if args.target:
-        result = asyncio.run(run_load(_spec(args, args.target, args.streams), clip))
+        try:
+            result = asyncio.run(run_load(_spec(args, args.target, args.streams), clip))
+        except StreamError as error:  # no server there, a missing token, ...
+            print(f"python -m service.bench: {args.target}: {error}", file=sys.stderr)
+            return 1
         result.pop("raw_latencies_ms")
         report["remote"] = [result]
     if args.suite:

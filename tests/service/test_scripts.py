@@ -60,3 +60,20 @@ def test_suite_reports_the_readme_ratios(model_dir, tmp_path):
     assert transport["request_bytes"] > 32 * 32 * 3, "a raw 32x32 frame and its header"
     assert transport["response_bytes"] > 0 and transport["bare_grpc_echo_ms"]["p50"] > 0
     assert {"outside_server_p50_ms", "server_beyond_pipeline_p50_ms", "bare_grpc_echo_p50_ms"} <= set(report["ratios"])
+
+
+def test_bench_help_lists_the_three_benchmarks(capsys):
+    assert bench_main(["--help"]) == 0
+    usage = capsys.readouterr().out
+    assert all(flag in usage for flag in ("--target", "--suite", "--local"))
+    assert bench_main([]) == 2
+
+
+def test_bench_against_no_server_says_so_without_a_traceback(capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert bench_main(["--target", f"127.0.0.1:{port}", "--streams", "1", "--frames", "2"]) == 1
+    assert "UNAVAILABLE" in capsys.readouterr().err

@@ -5,8 +5,9 @@ queries, 7 slots of 256, Slot Attention 3+1 with bi-level truncation, RandSF.Q t
 windows, the random-order masked Transformer decoder on the frozen features, losses: feature MSE +
 0.5 x SlotContrast (tau 0.1) + 100 x preheat MSE; Adam 5e-5, 5 % warm-up, cosine to LR/1000, clip 0.05, batch
 8 clips of 5 frames, 50k steps, random crop (75-100 % of the area) and horizontal flip per clip (the YTVIS
-recipe). DINOv2 weights come from a local file (``model.encoder.kwargs.weights``), never downloaded. Without
-them the encoder keeps random weights, which is enough to check that the recipe runs (a few CPU steps).
+recipe). DINOv2 weights come from a local file (``model.encoder.kwargs.weights``, set by ``python -m training.run
+--encoder-weights FILE``), never downloaded. Without them the encoder keeps random weights, which is enough to
+check that the recipe runs (a few CPU steps); ``training.run`` warns about it.
 
 Data: the recipe targets YTVIS-like real video; pass it with ``--data videos:DIR`` or ``--data davis:ROOT``. The
 default spec, ``synthetic:hard``, is only there so the config runs anywhere. Two differences from the paper's
