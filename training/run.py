@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = apply_overrides(base_config(args), args)
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, RegistryError) as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
     if args.device == "cuda":
