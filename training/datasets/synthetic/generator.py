@@ -75,7 +75,10 @@ def generate_video(
         level: A ``Level`` or the name of a built-in one (``"easy"``, ``"medium"``, ``"hard"``).
         seed: Non-negative integer seed.
         num_frames: Number of frames T (at least 1).
-        size: (height, width) in pixels; defaults to ``level.default_size``.
+        size: (height, width) in pixels; defaults to ``level.default_size``. Below about 32 pixels sprites are a
+            few pixels wide, so shapes and named sizes become hard to tell apart, and crowded levels may start
+            with objects overlapping when the frame has no room to place them apart (the first step separates
+            them).
 
     Returns:
         Frames, instance id maps and metadata.
