@@ -16,11 +16,13 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from plugins import default_registry
 from plugins.interfaces import Component
 from plugins.registry import RegistryError
 from training.checkpoint import list_checkpoints
+from training.cli_checks import require_device
 from training.config import TrainConfig
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
@@ -60,7 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, help="seed for weights, data and noise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_device(parser, args.device)
+    return args
 
 
 def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -88,7 +92,7 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
             raise ValueError(f"--num-slots must be at least 1, got {args.num_slots}")
         model["num_slots"] = args.num_slots
     if args.encoder_weights is not None:
-        encoder = model["encoder"] if isinstance(model["encoder"], dict) else {"name": model["encoder"]}
+        encoder = _encoder_spec(model)
         if "weights" not in _encoder_class(encoder["name"]).initial_weight_arguments:
             raise ValueError(f"--encoder-weights: the {encoder['name']!r} encoder takes no pretrained weights")
         if not Path(args.encoder_weights).is_file():
@@ -99,14 +103,19 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     return dataclasses.replace(config, data=data, optim=optim, **top)
 
 
+def _encoder_spec(model: dict[str, Any]) -> dict[str, Any]:
+    """The model config's encoder as ``{"name": ..., "kwargs": ...}`` (a config may give just its name)."""
+    encoder = model["encoder"]
+    return dict(encoder) if isinstance(encoder, dict) else {"name": encoder}
+
+
 def _encoder_class(name: str) -> type[Component]:
     return default_registry().get("encoders", name)
 
 
 def missing_pretrained_weights(config: TrainConfig) -> str | None:
     """A warning when the config's encoder takes pretrained weights but none are given, else ``None``."""
-    encoder = config.model.get("encoder")
-    encoder = encoder if isinstance(encoder, dict) else {"name": encoder}
+    encoder = _encoder_spec(config.model)
     try:
         wanted = _encoder_class(encoder["name"]).initial_weight_arguments
     except RegistryError:
@@ -148,12 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, ValueError, RegistryError) as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            print("error: --device cuda was requested but no CUDA device is available", file=sys.stderr)
-            return 2
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if main_process and (warning := missing_pretrained_weights(config)):
         print(warning, file=sys.stderr)

@@ -444,14 +444,13 @@ class ClientStream:
         timeout or error the call is cancelled and the server treats the stream as disconnected)."""
 
         async def drain() -> None:
-            await self._call.write(wire.request_to_proto(CloseRequest()))
-            await self._call.done_writing()
+            await self.close_writing()
             while await self._call.read() is not grpc.aio.EOF:
                 pass
 
         try:
             await asyncio.wait_for(drain(), timeout_s)
-        except (TimeoutError, grpc.aio.AioRpcError, grpc.aio.UsageError):
+        except (TimeoutError, StreamError, grpc.aio.AioRpcError, grpc.aio.UsageError):
             pass
         finally:
             self._call.cancel()

@@ -42,16 +42,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the process exit code."""
     from tqdm import tqdm
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.videos < 1 or args.frames < 1 or args.size < 8:
-        _parser().error("need --videos >= 1, --frames >= 1 and --size >= 8")
+        parser.error("need --videos >= 1, --frames >= 1 and --size >= 8")
     if not 0 <= args.seed < 2**30:
-        _parser().error(f"--seed must be in [0, 2**30), got {args.seed}")
+        parser.error(f"--seed must be in [0, 2**30), got {args.seed}")
     if args.mp4 and args.size % 2:
-        _parser().error(f"--mp4 needs an even --size (yuv420p video), got {args.size}")
+        parser.error(f"--mp4 needs an even --size (yuv420p video), got {args.size}")
     if args.out.is_dir() and any(args.out.iterdir()):
         if not args.overwrite:
-            _parser().error(f"--out {args.out} is not empty; choose another folder or pass --overwrite to replace it")
+            parser.error(f"--out {args.out} is not empty; choose another folder or pass --overwrite to replace it")
         for name in DATASET_FOLDERS:  # only what generate writes; other files in --out stay
             shutil.rmtree(args.out / name, ignore_errors=True)
     for index in tqdm(range(args.videos), desc=f"generate {args.level}", unit="video"):
