@@ -22,7 +22,6 @@ from plugins import default_registry
 from plugins.interfaces import Component
 from plugins.registry import RegistryError
 from training.checkpoint import list_checkpoints
-from training.cli_checks import require_device
 from training.config import TrainConfig
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
@@ -62,9 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, help="seed for weights, data and noise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
-    require_device(parser, args.device)
-    return args
+    return parser.parse_args(argv)
 
 
 def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -157,6 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, ValueError, RegistryError) as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda was requested but no CUDA device is available", file=sys.stderr)
+            return 2
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if main_process and (warning := missing_pretrained_weights(config)):
         print(warning, file=sys.stderr)
