@@ -3,7 +3,8 @@
 The conformance suite checks shapes, finiteness and gradients; these tests pin the arithmetic that those
 checks cannot see: which axis Slot Attention's softmax runs over, its scale, where its epsilon goes, what the
 bi-level truncation passes back, which time gaps RandSF.Q's training pairs carry, SlotContrast's batch-wide
-cross-entropy, ar_random's visible-token mixture, and the errors that name a misconfigured component.
+cross-entropy and its direction, the reference initialisations, ar_random's visible-token mixture, and the
+errors that name a misconfigured component.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tiny_configs import model_config
 from plugins import ComponentRegistry, SlotState, VideoOutput, VideoSlotModel
 from plugins.builtin.aggregators.slot_attention import SlotAttention
 from plugins.builtin.decoders.ar_random import RandomOrderTransformerDecoder
+from plugins.builtin.initializers.gaussian import GaussianPerSlot
 from plugins.builtin.transitions.randsfq import RandSFQTransition
 
 
@@ -155,6 +157,46 @@ def test_slot_contrast_matches_hand_computed_values(
     slots = torch.stack([first, following])[None].expand(videos, -1, -1, -1)  # [B, T=2, K, D]
     loss = registry.build("losses", "slot_contrast", {"temperature": 0.1})
     assert loss(_slots_only_output(slots), 0.5).item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_slot_contrast_softmax_runs_over_the_earlier_frames_slots(registry: ComponentRegistry) -> None:
+    """Both slots of frame t+1 equal slot 0 of frame t. Over the frame-t slots (the reference's class axis), the
+    first picks its predecessor (cosine 1 against 0) and the second picks the wrong one; over the frame-t+1
+    slots every row would see two equal candidates and cost log 2 whatever the direction.
+    """
+    first = torch.eye(2)  # [K=2, D=2]
+    following = first[[0, 0]]  # [K, D]: both slots copy slot 0
+    slots = torch.stack([first, following])[None]  # [B=1, T=2, K, D]
+    loss = registry.build("losses", "slot_contrast", {"temperature": 0.1})
+    expected = (math.log(1 + math.exp(-10)) + math.log(1 + math.exp(10))) / 2
+    assert loss(_slots_only_output(slots), 0.5).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_gaussian_per_slot_mean_takes_the_fans_of_its_slot_by_width_matrix() -> None:
+    """Xavier-uniform over the ``[K, D]`` matrix (bound sqrt(6 / (K + D))), not over the ``[1, K, D]`` tensor."""
+    torch.manual_seed(0)
+    num_slots, slot_dim = 7, 256
+    initializer = GaussianPerSlot(num_slots, slot_dim)
+    bound = math.sqrt(6 / (num_slots + slot_dim))  # 0.151; the 3-d fans would give 0.054
+    values = initializer.mean.detach().abs()
+    assert float(values.max()) <= bound
+    assert float(values.max()) > 0.95 * bound
+
+
+def test_randsfq_starts_as_the_reference_transition() -> None:
+    """A unit-variance time embedding (``nn.Embedding``'s initialisation) and a zero feature-projection bias."""
+    torch.manual_seed(0)
+    transition = RandSFQTransition(slot_dim=256, feature_dim=64, window=6)
+    assert float(transition.time_embedding.std()) == pytest.approx(1.0, abs=0.05)
+    assert bool((transition.project_features.bias == 0).all())
+
+
+@pytest.mark.parametrize(("width", "read_out"), [(None, False), (12, True)])
+def test_ar_random_reads_out_only_when_its_width_differs_from_the_target(width: int | None, read_out: bool) -> None:
+    """The published video configs end at the last layer (width == target width); no extra trained layer."""
+    decoder = RandomOrderTransformerDecoder(slot_dim=8, target_dim=16, feature_grid=(4, 4), dim=width, depth=1)
+    assert isinstance(decoder.readout, torch.nn.Linear) == read_out
+    assert not any(name.startswith("readout") for name, _ in decoder.named_parameters()) or read_out
 
 
 def test_ar_random_visible_counts_follow_the_published_mixture() -> None:

@@ -11,7 +11,8 @@ softmax over slots).
 
 Architecture: queries ``LN(W1 F)``, memory ``LN(W2 S)``, learned 1-D position embedding, pre-norm decoder
 layers without biases, the first layer's self-attention norm applied once to the whole query sequence, no
-final norm, then a linear read-out to the target width.
+final norm, then the output as it is (as the published video configs) or, when ``dim`` differs from the
+target width, a linear read-out to it.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ class RandomOrderTransformerDecoder(Decoder):
         self.layers = nn.ModuleList(
             _DecoderLayer(width, num_heads, ffn_multiplier, first=i == 0) for i in range(depth)
         )
-        self.readout = nn.Linear(width, target_dim, bias=False)
+        # The published video configs read the last layer out directly (width == target_dim); a read-out layer
+        # exists only when the width differs from the target's.
+        self.readout: nn.Module = nn.Identity() if width == target_dim else nn.Linear(width, target_dim, bias=False)
 
     def visible_tokens(self, batch: int, device: torch.device) -> torch.Tensor:
         """``[B, P]`` bool: which target tokens the decoder may read (all at inference)."""

@@ -69,6 +69,9 @@ class DINOv2Encoder(Encoder):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.project = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+        for layer in self.project:
+            if isinstance(layer, nn.Linear):
+                nn.init.zeros_(layer.bias)  # as the reference model's reset_parameters (methods.md §1.3)
 
     def train(self, mode: bool = True) -> DINOv2Encoder:
         """Switch the projection's mode; the frozen backbone always stays in eval mode."""

@@ -66,7 +66,8 @@ class GaussianPerSlot(Initializer):
 
     def __init__(self, num_slots: int, slot_dim: int) -> None:
         super().__init__()
-        self.mean = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, num_slots, slot_dim)))
+        self.mean = nn.Parameter(torch.empty(1, num_slots, slot_dim))
+        nn.init.xavier_uniform_(self.mean.data[0])  # fans K and D of the [K, D] matrix, as the reference does
         self.log_std = nn.Parameter(torch.full((1, num_slots, slot_dim), math.log(slot_dim**-0.5)))
 
     def forward(self, features: Features) -> InitializerOutput:

@@ -1,9 +1,11 @@
 """``slot_contrast``: the SlotContrast loss (Manasyan et al., "Temporally Consistent Object-Centric Learning
 by Contrasting Slots", 2024).
 
-For each pair of consecutive frames, every slot of frame ``t`` must pick out the same slot of the same video
-at ``t + 1`` among all slots of all videos in the batch (cosine similarity / temperature, cross-entropy
-against the identity).
+For each pair of consecutive frames, every slot of frame ``t + 1`` must pick out the same slot of the same
+video at ``t`` among all slots of all videos in the batch (cosine similarity / temperature, cross-entropy
+against the identity). The softmax runs over the frame-``t`` slots, as in the reference implementation
+(Genera1Z/SmoothSA ``SlotContrastLoss``, methods.md §5.1), where ``cross_entropy`` takes the second axis of
+the ``[T-1, B*K (frame t), B*K (frame t+1)]`` similarities as the classes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class SlotContrastLoss(Loss):
             return slots.sum() * 0.0
         current = slots[:, :-1].transpose(0, 1).reshape(frames - 1, batch * num_slots, dim)  # [T-1, B*K, D]
         following = slots[:, 1:].transpose(0, 1).reshape(frames - 1, batch * num_slots, dim)  # [T-1, B*K, D]
-        logits = current @ following.transpose(1, 2) / self.temperature  # [T-1, B*K, B*K]
+        # Rows: slots of frame t+1; columns (the classes): slots of frame t.
+        logits = following @ current.transpose(1, 2) / self.temperature  # [T-1, B*K, B*K]
         labels = torch.arange(batch * num_slots, device=slots.device).expand(frames - 1, -1)  # [T-1, B*K]
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten())

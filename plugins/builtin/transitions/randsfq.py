@@ -46,8 +46,10 @@ class RandSFQTransition(Transition):
         if window < 2:
             raise ValueError(f"window must be >= 2 (one past slot set and the current features), got {window}")
         self.window = window
-        self.time_embedding = nn.Parameter(torch.randn(window, slot_dim) * slot_dim**-0.5)  # E[delta]
+        # E[delta], N(0, 1) as the reference's nn.Embedding; the projection's bias starts at zero as there.
+        self.time_embedding = nn.Parameter(torch.randn(window, slot_dim))  # [window, D]
         self.project_features = nn.Linear(feature_dim, slot_dim)
+        nn.init.zeros_(self.project_features.bias)
         self.block = nn.TransformerDecoderLayer(
             slot_dim,
             num_heads,
