@@ -55,14 +55,15 @@ def decode_image(image: EncodedImage, max_pixels: int, draft_size: tuple[int, in
     """
     if image.encoding == ImageEncoding.RAW_RGB8:
         return Image.fromarray(_raw_pixels(image, max_pixels))
-    if image.encoding not in _PIL_FORMATS:
+    encoding = image.encoding
+    if not isinstance(encoding, ImageEncoding) or encoding not in _PIL_FORMATS:
         raise FrameRejected(
             ErrorCode.UNKNOWN_ENCODING,
-            f"unknown image encoding {int(image.encoding)}: set Image.encoding to JPEG, PNG or RAW_RGB8",
+            f"unknown image encoding {int(encoding)}: set Image.encoding to JPEG, PNG or RAW_RGB8",
         )
     if not image.data:
         raise FrameRejected(ErrorCode.EMPTY_IMAGE, "the image has no bytes")
-    expected = _PIL_FORMATS[image.encoding]
+    expected = _PIL_FORMATS[encoding]
     opened = _open(image.data, expected)
     width, height = opened.size
     _check_size(width, height, max_pixels)

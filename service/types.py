@@ -89,7 +89,7 @@ class StreamOptions:
 class EncodedImage:
     """A frame's image as sent: JPEG/PNG bytes or raw uint8 RGB pixels ``[height, width, channels]``."""
 
-    encoding: ImageEncoding
+    encoding: ImageEncoding | int  # an int only for a value outside ImageEncoding, kept for the error message
     data: bytes
     height: int = 0
     width: int = 0

@@ -155,11 +155,12 @@ def _open_from_proto(message: Any) -> OpenRequest:
     )
 
 
-def _image_encoding(value: int) -> ImageEncoding:
+def _image_encoding(value: int) -> ImageEncoding | int:
+    """The member for ``value``, or ``value`` itself when it is none, so that the rejection can quote it."""
     try:
         return ImageEncoding(value)
     except ValueError:
-        return ImageEncoding.UNSPECIFIED
+        return value
 
 
 def options_to_proto(options: StreamOptions) -> Any:

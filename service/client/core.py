@@ -324,7 +324,7 @@ class ClientStream:
         if len(encoded.data) > limit:
             size = f" {encoded.width}x{encoded.height}" if encoded.width else ""
             raise ValueError(
-                f"frame {index}: the {encoded.encoding.name}{size} image is {len(encoded.data):,} bytes, more "
+                f"frame {index}: the {ImageEncoding(encoded.encoding).name}{size} image is {len(encoded.data):,} bytes, more "
                 f"than one message carries (max_message_bytes "
                 f"{self._client.max_message_bytes:,}); send it as JPEG (jpeg_quality=...) or raise "
                 "max_message_bytes here and --max-message-bytes on the server"

@@ -123,6 +123,25 @@ def test_bad_backend_settings_name_their_flag():
         assert fragment in message
 
 
+@pytest.mark.parametrize("value", ["nan", "inf"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--idle-timeout-s",
+        "--max-idle-timeout-s",
+        "--max-resume-window-s",
+        "--max-queue-delay-ms",
+        "--inline-model-max-ms",
+        "--grace-period-s",
+        "--model-stall-timeout-s",
+    ],
+)
+def test_durations_must_be_finite(flag, value):
+    """NaN slips past every range check (an idle timeout of NaN would never reclaim a stream)."""
+    with pytest.raises(ConfigError, match=f"{flag} must be a finite number, got {value}"):
+        ServiceConfig.from_sources([flag, value], {})
+
+
 @pytest.mark.parametrize(
     ("text", "cores"),
     [

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from service import wire
-from service.errors import ErrorCode
+from service.errors import ErrorCode, FrameRejected
 from service.generated import pb
+from service.images import decode_image
 from service.types import (
     CloseReason,
     CloseRequest,
@@ -70,6 +71,15 @@ def test_requests_round_trip():
     back = wire.request_from_proto(wire.request_to_proto(OpenRequest(handoff=handoff)))
     assert back.handoff.slot_ids == (5, 6) and back.handoff.last_frame_index == 4
     np.testing.assert_array_equal(back.handoff.state, handoff.state)
+
+
+def test_an_unknown_image_encoding_is_rejected_with_the_value_the_client_sent():
+    message = pb.StreamRequest(frame=pb.Frame(frame_index=1, image=pb.Image(encoding=7, data=b"x")))
+    request = wire.request_from_proto(message)
+    assert request.image.encoding == 7
+    with pytest.raises(FrameRejected, match="unknown image encoding 7") as rejected:
+        decode_image(request.image, max_pixels=64 * 64)
+    assert rejected.value.code == ErrorCode.UNKNOWN_ENCODING
 
 
 def test_responses_round_trip():
