@@ -323,8 +323,9 @@ class ClientStream:
         limit = self._client.max_message_bytes - FRAME_FIELDS_BYTES - len(camera_frame_id.encode())
         if len(encoded.data) > limit:
             size = f" {encoded.width}x{encoded.height}" if encoded.width else ""
+            encoding = ImageEncoding(encoded.encoding).name
             raise ValueError(
-                f"frame {index}: the {ImageEncoding(encoded.encoding).name}{size} image is {len(encoded.data):,} bytes, more "
+                f"frame {index}: the {encoding}{size} image is {len(encoded.data):,} bytes, more "
                 f"than one message carries (max_message_bytes "
                 f"{self._client.max_message_bytes:,}); send it as JPEG (jpeg_quality=...) or raise "
                 "max_message_bytes here and --max-message-bytes on the server"
