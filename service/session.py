@@ -36,6 +36,8 @@ class Session:
         state: float32 ``[K, D]`` state after :attr:`last_frame_index`, or ``None`` before the first frame.
         last_frame_index: the last frame folded into :attr:`state`.
         last_accepted_index: the last frame accepted for processing; the next must be larger.
+        opened_after: the frame the stream's first state follows: ``None`` for a fresh state, the hand-off's
+            last frame for a handed-off stream (where a resume without a frame index returns to).
         history: ``(frame index, state)`` after each processed frame, oldest first, for resuming.
         last_activity: monotonic time of the last frame received or answered.
         inflight: frames accepted and not yet answered.
@@ -54,6 +56,7 @@ class Session:
     state: np.ndarray | None = None
     last_frame_index: int | None = None
     last_accepted_index: int | None = None
+    opened_after: int | None = None
     history: deque[tuple[int | None, np.ndarray | None]] = field(default_factory=deque)
     last_activity: float = 0.0
     inflight: int = 0
@@ -92,7 +95,7 @@ class Session:
         )
 
     def rewind(self, last_frame_index: int | None) -> None:
-        """Return to the state right after ``last_frame_index`` (``None``: before any frame).
+        """Return to the state right after ``last_frame_index`` (``None``: the state the stream was opened with).
 
         Frames processed after it (whose results the client never received) are forgotten; the client
         re-sends them.
@@ -100,6 +103,8 @@ class Session:
         Raises:
             StreamAbort: ``RESUME_POINT_UNAVAILABLE`` when that state is older than the kept history.
         """
+        if last_frame_index is None:
+            last_frame_index = self.opened_after  # a handed-off stream starts after the hand-off's frame
         target = -math.inf if last_frame_index is None else last_frame_index
         entries = list(self.history)
         kept = [i for i, (index, _) in enumerate(entries) if (-math.inf if index is None else index) <= target]

@@ -291,6 +291,8 @@ class ClientStream:
                 "was closed",
             )
         self.opened = message
+        if request.handoff is not None and self.handoff is None:
+            self.handoff = request.handoff  # the state this stream continues from, until the server exports one
         self._request = OpenRequest(message.stream_id, message.model, message.options)
         if message.last_frame_index is not None:
             self._next_index = max(self._next_index, message.last_frame_index + 1)

@@ -190,6 +190,22 @@ def test_handoff_is_checked_and_continues_from_its_state():
         )
 
 
+def test_a_handed_off_stream_resumes_without_a_frame_index_from_the_handed_off_state():
+    """A client that got no reply after the hand-off resumes with ``last_frame_index`` unset, as the proto says."""
+    manager, _ = make_manager(resume_history=2)
+    handoff = StateHandoff("s1", "m", "v1", 41, state(1), (7, 8, 9, 10))
+    session, _ = manager.open(OpenRequest(handoff=handoff, options=StreamOptions(resume_window_s=10)), Owner())
+    session.advance(42, state(42))  # processed, but the connection dropped before the reply reached the client
+    manager.disconnect(session, session.owner)
+    _, opened = manager.open(OpenRequest("s1", resume=ResumeRequest(session.resume_token, None)), Owner())
+    assert opened.kind == OpenKind.RESUMED and opened.last_frame_index == 41
+    np.testing.assert_array_equal(session.state, state(1))
+    assert session.last_accepted_index == 41 and session.slot_ids == (7, 8, 9, 10)
+    for index in (42, 43, 44):
+        session.advance(index, state(index))
+    assert abort_code(lambda: session.rewind(None)) == ErrorCode.RESUME_POINT_UNAVAILABLE  # 41 left the history
+
+
 def test_disconnect_without_resume_window_releases_and_tombstones():
     manager, _ = make_manager()
     owner = Owner()

@@ -292,6 +292,33 @@ def test_state_handoff_to_another_server_continues_exactly(start_server):
     assert second.metric("slotstream_streams_opened_total", {"model": "tiny", "kind": "handed_off"}) == 1
 
 
+def test_a_handed_off_stream_that_got_no_reply_yet_reconnects(start_server):
+    """The connection of a stream opened from a hand-off drops before its first reply: ``reconnect`` resumes it
+    from the handed-off state (no frame index yet) and the stream goes on exactly."""
+    first, second = start_server(), start_server()
+    clip = make_video(seed=15, frames=8)
+    reference = reference_outputs(first.model_dir, clip)
+
+    async def scenario():
+        async with Client(first.target) as a, Client(second.target) as b:
+            stream = await a.open()
+            results = [await stream.process(frame) for frame in clip[:4]]
+            await stream.close(return_state=True)
+            moved = await b.open(StreamOptions(resume_window_s=30), handoff=stream.handoff)
+            assert moved.handoff is stream.handoff, "the open's state is the fallback until the server exports one"
+            await moved.send(clip[4])
+            moved.cancel()  # the connection drops before the reply arrives
+            await asyncio.sleep(0.2)
+            opened = await moved.reconnect()  # re-sends frame 4
+            assert opened.kind.name == "RESUMED" and opened.last_frame_index == 3
+            results.append(await moved.receive())
+            results += [await moved.process(frame) for frame in clip[5:]]
+            await moved.close()
+        return results
+
+    assert_matches(run(scenario()), reference)
+
+
 def test_too_many_streams_is_resource_exhausted_and_recovers(start_server):
     server = start_server(max_streams=2)
 
