@@ -37,6 +37,7 @@ class ErrorCode(enum.IntEnum):
     SHUTTING_DOWN = 32
     TAKEN_OVER = 33
     UNAUTHENTICATED = 34
+    MALFORMED_REQUEST = 35
 
     @property
     def wire_name(self) -> str:

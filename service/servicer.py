@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from service import wire
 from service.auth import ERROR_CODE_KEY
@@ -42,6 +43,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.SHUTTING_DOWN: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.TAKEN_OVER: grpc.StatusCode.ABORTED,
     ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorCode.MALFORMED_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 
@@ -122,9 +124,18 @@ async def abort_with(context: grpc.aio.ServicerContext, abort: StreamAbort) -> N
 async def _domain_requests(
     messages: AsyncIterable[Any], context: grpc.aio.ServicerContext
 ) -> AsyncIterator[StreamRequest]:
-    async for message in messages:
-        request = wire.request_from_proto(message)
-        if request is not None:
-            yield request
+    parsed = 0
+    try:
+        async for message in messages:
+            parsed += 1
+            request = wire.request_from_proto(message)
+            if request is not None:
+                yield request
+    except DecodeError as error:  # raised by gRPC's deserializer while it reads the next request
+        raise StreamAbort(
+            ErrorCode.MALFORMED_REQUEST,
+            f"request {parsed + 1} of this call is not a valid slotstream.v1.StreamRequest ({error}); the stream "
+            "was closed",
+        ) from error
     if context.cancelled():  # the requests ended because the client went away, not because it half-closed
         raise ConnectionError("the client cancelled the call")

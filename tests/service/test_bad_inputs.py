@@ -281,6 +281,39 @@ async def _card(target):
         return await client.describe()
 
 
+def test_a_request_that_does_not_parse_ends_the_call_with_invalid_argument(server):
+    """Bytes that are not a ``StreamRequest`` (here a camera frame id that is not UTF-8) end the call with
+    INVALID_ARGUMENT naming the request; before, the call ended with status OK as if the client had left."""
+    frame = _frame(1)
+    frame.frame.camera_frame_id = "AAAA"
+    malformed = frame.SerializeToString().replace(b"AAAA", b"\xff\xfe\xfd\xfc")
+
+    async def exchange():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = channel.stream_stream(
+                "/slotstream.v1.Perception/Stream",
+                request_serializer=lambda raw: raw,
+                response_deserializer=pb.StreamResponse.FromString,
+            )()
+            for request in (_open().SerializeToString(), _frame(0).SerializeToString(), malformed):
+                await call.write(request)
+            await call.done_writing()
+            kinds = []
+            try:
+                async for response in call:
+                    kinds.append(response.WhichOneof("kind"))
+            except grpc.aio.AioRpcError as error:
+                return kinds, error
+            return kinds, None
+
+    kinds, error = run(exchange())
+    assert kinds[0] == "opened" and error is not None, kinds
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _trailer_code(error) == ErrorCode.MALFORMED_REQUEST.wire_name
+    assert "request 3 of this call is not a valid slotstream.v1.StreamRequest" in error.details()
+    assert len(run(stream_clip(server.target, make_video(24, 2)))) == 2  # the server keeps serving
+
+
 def test_message_over_the_size_limit_is_resource_exhausted_and_harmless(strict_server):
     """A frame bigger than the message limit ends that call only; the server keeps serving."""
     huge = np.zeros((700, 700, 3), np.uint8)  # 1.47 MB > 1 MiB
