@@ -134,12 +134,28 @@ class ModelRunner:
         sizes = sorted({1, self.max_batch_size})
         await asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.warmup, sizes)
 
-    async def close(self) -> None:
-        """Fail frames still queued, wait for the running batch, and free the engine."""
+    async def close(self, timeout_s: float | None = None) -> bool:
+        """Fail frames still queued, wait for the running batch, and free the engine.
+
+        Args:
+            timeout_s: how long to wait for a model call still running (``None``: as long as it takes).
+
+        Returns:
+            ``False`` when a model call was still running after ``timeout_s``: the engine was not freed and its
+            thread was left behind (a hung model); ``True`` otherwise.
+        """
         await self._batcher.stop()
-        await asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.close)
+        closing = asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.close)
+        try:
+            await asyncio.wait_for(asyncio.shield(closing), timeout_s)
+        except TimeoutError:
+            _log.error("a model call is still running %.1f s into shutdown; not waiting for it", timeout_s)
+            for executor in self._executors:
+                executor.shutdown(wait=False, cancel_futures=True)
+            return False
         for executor in self._executors:
             executor.shutdown(wait=True)
+        return True
 
     # -- on the model thread ------------------------------------------------------------------------------
 

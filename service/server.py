@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -68,6 +69,10 @@ class Server:
     Args:
         config: the settings.
         engine_factory: builds the engine from the config (tests inject engines here).
+
+    Attributes:
+        model_abandoned: set by :meth:`stop` when a model call was still running at the end of the grace
+            period, so the engine's thread was left running (``serve`` then exits the process without waiting).
     """
 
     def __init__(self, config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
@@ -86,6 +91,7 @@ class Server:
         self._warmup: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._model_stalled = False
+        self.model_abandoned = False
         self._model_failing = False
         self._health_updates: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
@@ -305,7 +311,8 @@ class Server:
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
         if self._runner is not None:
-            await self._runner.close()
+            remaining = max(1.0, grace - (time.perf_counter() - started))
+            self.model_abandoned = not await self._runner.close(remaining)
             self._runner = None
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
@@ -332,3 +339,6 @@ async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_e
         _log.info("shutdown requested")
     finally:
         await server.stop()
+        if server.model_abandoned:  # a hung model thread would keep the interpreter from exiting
+            logging.shutdown()
+            os._exit(1)

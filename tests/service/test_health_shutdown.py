@@ -199,6 +199,31 @@ def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_s
     assert statuses["recovered"] == [serving, serving]
 
 
+def test_stop_keeps_to_its_grace_period_when_a_model_call_hangs(start_server):
+    """The engine's close would queue behind the hung call: stop gives up on it after the grace period and
+    says so (``serve`` then exits without waiting for the model thread)."""
+    server, engines = _hanging_server(start_server, inline_model_max_ms=0)
+    frames = make_video(seed=3, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.process(frames[0])
+            engines[0].armed.set()
+            await stream.send(frames[1])  # step hangs
+            await asyncio.sleep(0.3)
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(server.stop, 0.5)
+            finally:
+                engines[0].unblock.set()
+            return time.perf_counter() - started
+
+    elapsed = run(scenario())
+    assert server.server.model_abandoned
+    assert elapsed < 5.0, f"stop took {elapsed:.1f} s with a 0.5 s grace period"
+
+
 def test_a_hung_inline_model_call_makes_health_checks_time_out_until_it_returns(start_server):
     server, engines = _hanging_server(start_server, inline_model_max_ms=10_000)
     frames = make_video(seed=3, frames=3)
