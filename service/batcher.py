@@ -123,9 +123,11 @@ class MicroBatcher(Generic[P, R]):
             size and delay decide.
         on_batch: called with the keys of each batch as it is dispatched (metrics, test hooks).
         inline_below_s: a lone due job runs on the event loop's thread, without a thread hand-off, when no other
-            batch is running and the previous lone job's call took less than this (0: never). The loop serves
-            nothing else meanwhile, so this only suits calls far shorter than any deadline the server keeps
-            (health probes); a call that turns out slower sends the next one back to a model thread.
+            batch is running and the previous lone job's call was of the same key and took less than this (0:
+            never). The loop serves nothing else meanwhile, so this only suits calls far shorter than any
+            deadline the server keeps (health probes); a call that turns out slower sends the next one back to a
+            model thread. Another key's timing says nothing about this key's cost (streams differ in output
+            size), so a key's first lone call always runs on a model thread.
     """
 
     def __init__(
@@ -149,7 +151,7 @@ class MicroBatcher(Generic[P, R]):
         self._demand = demand
         self._on_batch = on_batch
         self._inline_below_s = inline_below_s
-        self._last_lone_run_s: float | None = None  # duration of the latest lone direct call
+        self._last_lone_run: tuple[Hashable, float] | None = None  # key and duration of the latest lone call
         self._pending: list[_Job[P, R]] = []
         self._running: dict[asyncio.Future[Any], _Running[P, R]] = {}  # batch task or direct call -> batch
         self._wakeup = asyncio.Event()
@@ -191,7 +193,7 @@ class MicroBatcher(Generic[P, R]):
         job.future.cancel()  # the answer comes back through this coroutine; stop() must not fill the future
         if self._on_batch is not None:
             self._on_batch([job.key])
-        if self._inline_ok():
+        if self._inline_ok(job.key):
             results = self._process([job.payload])
         else:
             instance = heapq.heappop(self._free)
@@ -204,13 +206,13 @@ class MicroBatcher(Generic[P, R]):
                     raise BatcherClosed("the model runner stopped before this frame ran") from None
                 raise
         run_s = time.perf_counter() - started
-        self._last_lone_run_s = run_s
+        self._last_lone_run = (job.key, run_s)
         return Timed(results[0], started - job.submitted, run_s, 1)
 
-    def _inline_ok(self) -> bool:
-        """True when a lone job may run on the event loop's thread (see ``inline_below_s``)."""
-        last = self._last_lone_run_s
-        return not self._running and last is not None and last < self._inline_below_s
+    def _inline_ok(self, key: Hashable) -> bool:
+        """True when a lone job of ``key`` may run on the event loop's thread (see ``inline_below_s``)."""
+        last = self._last_lone_run
+        return not self._running and last is not None and last[0] == key and last[1] < self._inline_below_s
 
     async def stop(self) -> None:
         """Stop dispatching; jobs not yet finished fail with :class:`BatcherClosed`."""

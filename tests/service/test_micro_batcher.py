@@ -312,11 +312,11 @@ def test_a_lone_job_stays_off_the_event_loop_while_another_batch_runs():
             demand=lambda: streams["count"],
             inline_below_s=10.0,
         )
-        await batcher.submit("a", "warm")  # a lone call's duration is now known (and short)
+        await batcher.submit("b", "warm")  # b's lone call duration is now known (and short)
         streams["count"] = 2
         held = asyncio.ensure_future(batcher.submit("a", "held"))
         await asyncio.sleep(0.05)
-        other = await batcher.submit("b", "other")  # alone and due, but "a" is running: not inline
+        other = await batcher.submit("b", "other")  # alone, due and short, but "a" is running: not inline
         gate.set()
         await held
         await batcher.stop()
@@ -324,6 +324,24 @@ def test_a_lone_job_stays_off_the_event_loop_while_another_batch_runs():
 
     assert asyncio.run(scenario()) == "other"
     assert threads[1:] == ["instance-0_0", "instance-1_0"]
+
+
+def test_another_streams_short_calls_do_not_let_a_new_stream_run_on_the_event_loop_thread():
+    """A stream's first lone call runs on a model thread whatever the previous stream's calls cost: a stream
+    asking for large masks must not stall the event loop on the strength of a small stream's timings."""
+    process, threads = _thread_recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(
+            process, _instances(1), max_batch_size=4, max_delay_s=0.0, demand=lambda: 1, inline_below_s=10.0
+        )
+        for key, payload in [("small", 0), ("small", 1), ("large", 0), ("large", 1), ("small", 2)]:
+            await batcher.submit(key, payload)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    loop_thread = threading.current_thread().name
+    assert threads == ["instance-0_0", loop_thread, "instance-0_0", loop_thread, "instance-0_0"]
 
 
 def test_settings_without_inline_never_run_on_the_event_loop_thread():
