@@ -11,6 +11,10 @@ import torch.nn.functional as F
 
 from plugins.segmentation import segment
 
+SHARED_CALL_MAX_PIXELS = 512 * 512
+"""Mask outputs up to this many pixels are made inside the batch's model call; larger ones (up to seconds
+at 4K) are made afterwards for their own stream alone, so they do not hold up the streams batched with it."""
+
 
 @dataclass(frozen=True)
 class MaskRequest:
@@ -27,6 +31,12 @@ class MaskRequest:
     segmentation: bool = True
     soft: bool = False
     soft_uint8: bool = False
+
+    @property
+    def in_shared_call(self) -> bool:
+        """Whether the outputs are made inside the batch's model call (see :data:`SHARED_CALL_MAX_PIXELS`)."""
+        wanted = self.segmentation or self.soft
+        return not wanted or self.size[0] * self.size[1] <= SHARED_CALL_MAX_PIXELS
 
 
 @dataclass(frozen=True)

@@ -41,14 +41,17 @@ class StepResult:
     Attributes:
         slots: float32 ``[K, D]``.
         state: float32 ``[K, D]`` state for the stream's next frame.
-        masks: the requested mask outputs.
+        masks: the requested mask outputs, or ``None`` when they are too large to make inside the shared model
+            call (``MaskRequest.in_shared_call``): then :attr:`model_masks` holds what to make them from.
+        model_masks: float32 ``[K, h, w]`` soft masks at the model's resolution when :attr:`masks` is ``None``.
         inference_s: duration of the model call the frame was part of.
-        postprocess_s: duration of the mask post-processing of that call.
+        postprocess_s: duration of the mask post-processing inside that call.
     """
 
     slots: np.ndarray
     state: np.ndarray
-    masks: MaskOutputs
+    masks: MaskOutputs | None
+    model_masks: np.ndarray | None
     inference_s: float
     postprocess_s: float
 
@@ -195,10 +198,19 @@ class ModelRunner:
         else:
             out = self.engine.step(frames, np.stack([job.state for job in jobs if job.state is not None]))
         inferred = time.perf_counter()
-        masks = mask_outputs(out.masks, [job.masks for job in jobs])
+        shared = [row for row, job in enumerate(jobs) if job.masks.in_shared_call]
+        made = mask_outputs(out.masks[shared], [jobs[row].masks for row in shared]) if shared else []
+        masks: dict[int, MaskOutputs] = dict(zip(shared, made, strict=True))
         post_s = time.perf_counter() - inferred
         infer_s = inferred - started
         return [
-            StepResult(out.slots[row].copy(), out.state[row].copy(), masks[row], infer_s, post_s)
+            StepResult(
+                out.slots[row].copy(),
+                out.state[row].copy(),
+                masks.get(row),
+                None if row in masks else out.masks[row].copy(),  # [K, h, w]
+                infer_s,
+                post_s,
+            )
             for row in range(len(jobs))
         ]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from service_helpers import SERVICE_TINY_MODEL, make_video, reference_outputs, run
 
+from service import runner as runner_module
 from service.client import Client, FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
 from service.errors import ErrorCode
 from service.types import DropReason, EncodedImage, ImageEncoding
@@ -102,6 +103,38 @@ def test_sixteen_concurrent_streams_match_each_video_alone(start_server, model_i
     assert sum(len(b) for b in batches) == streams * frames
     assert max(len(b) for b in batches) > 1, "frames of different streams were never batched"
     assert server.metric("slotstream_frames_total", {"model": "tiny", "outcome": "result"}) == streams * frames
+
+
+def test_large_mask_outputs_are_made_outside_the_shared_model_call(start_server, monkeypatch):
+    """A stream asking for 1024x1024 masks shares model calls with 64x64 streams, but its masks are made for it
+    alone after the call (the 64x64 ones inside it), so it cannot hold the other streams up; every stream still
+    gets its own video's results."""
+    made_sizes: list[list[tuple[int, int]]] = []
+    original = runner_module.mask_outputs
+
+    def recording(masks, requests):
+        made_sizes.append([request.size for request in requests])
+        return original(masks, requests)
+
+    monkeypatch.setattr(runner_module, "mask_outputs", recording)
+    server = start_server()
+    server.server.batch_log = []
+    clips = [make_video(seed=60 + i, frames=12) for i in range(3)]
+    sizes = [(1024, 1024), None, None]
+
+    async def scenario():
+        return await asyncio.gather(
+            *(stream_clip(server.target, clip, mask_size=size) for clip, size in zip(clips, sizes, strict=True))
+        )
+
+    all_results = run(scenario(), timeout=180)
+    for clip, size, results in zip(clips, sizes, all_results, strict=True):
+        assert_matches(results, reference_outputs(server.model_dir, clip, size))
+    assert all_results[0][0].segmentation.shape == (1024, 1024)
+    batches = server.on_loop(lambda: list(server.server.batch_log))
+    assert max(len(b) for b in batches) > 1, "the streams were never batched"
+    assert all((1024, 1024) not in sizes_made for sizes_made in made_sizes), "large masks made in the shared call"
+    assert sum(len(sizes_made) for sizes_made in made_sizes) == 2 * 12
 
 
 def test_live_mode_keeps_only_the_newest_waiting_frame(server):
