@@ -46,6 +46,7 @@ class StepResult:
         model_masks: float32 ``[K, h, w]`` soft masks at the model's resolution when :attr:`masks` is ``None``.
         inference_s: duration of the model call the frame was part of.
         postprocess_s: duration of the mask post-processing inside that call.
+        batch_size: frames in that call (1 for a frame retried alone after its batch failed).
     """
 
     slots: np.ndarray
@@ -54,6 +55,7 @@ class StepResult:
     model_masks: np.ndarray | None
     inference_s: float
     postprocess_s: float
+    batch_size: int
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class ModelRunner:
         timed = await self._batcher.submit(key, job)
         if isinstance(timed.result, _Failed):
             raise FrameRejected(ErrorCode.INFERENCE_FAILED, timed.result.message)
-        return Timed(timed.result, timed.queue_s, timed.run_s, timed.batch_size)
+        return Timed(timed.result, timed.queue_s, timed.run_s, timed.result.batch_size)
 
     def busy_for_s(self) -> float:
         """Seconds the longest-running model call has been running (0 when the model is idle)."""
@@ -211,6 +213,7 @@ class ModelRunner:
                 None if row in masks else out.masks[row].copy(),  # [K, h, w]
                 infer_s,
                 post_s,
+                len(jobs),
             )
             for row in range(len(jobs))
         ]

@@ -1,0 +1,76 @@
+"""``ModelRunner`` on the tiny model without a network: a failed batch's frames are retried alone and say so."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from service.engine import EngineOutput, load_engine
+from service.errors import FrameRejected
+from service.postprocess import MaskRequest
+from service.runner import ModelRunner, StepJob
+
+
+class PoisonedFrames:
+    """Wraps an engine: ``first_step`` raises for a batch holding an all-white frame (a frame the model chokes on)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.card = inner.card
+        self.max_concurrency = inner.max_concurrency
+        self.batch_sizes: list[int] = []
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        self.batch_sizes.append(len(frames))
+        if (frames.reshape(len(frames), -1).min(axis=1) == 1.0).any():  # [B, 3*H*W] -> [B]
+            raise RuntimeError("the model choked on a frame")
+        return self.inner.first_step(frames)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_frames_of_a_failed_batch_are_retried_alone_and_report_batch_size_one(model_dir):
+    engine = PoisonedFrames(load_engine("torch", model_dir, name="tiny", device="cpu", max_batch_size=4))
+    height, width = engine.card.image_size
+    rng = np.random.default_rng(0)
+    frames = {key: rng.random((3, height, width), dtype=np.float32) for key in ("a", "b")}
+    frames["poisoned"] = np.ones((3, height, width), np.float32)
+
+    async def scenario():
+        runner = ModelRunner(engine, max_batch_size=4, max_delay_s=0.2, demand=lambda: 3)
+        jobs = {key: StepJob(frame, None, MaskRequest((height, width))) for key, frame in frames.items()}
+        outcomes = await asyncio.gather(*(runner.run(key, job) for key, job in jobs.items()), return_exceptions=True)
+        await runner.close()
+        return dict(zip(jobs, outcomes, strict=True))
+
+    outcomes = asyncio.run(scenario())
+    assert engine.batch_sizes == [3, 1, 1, 1], "one batch of three, then each frame alone"
+    assert isinstance(outcomes["poisoned"], FrameRejected)
+    for key in ("a", "b"):
+        timed = outcomes[key]
+        assert not isinstance(timed, BaseException), timed
+        assert timed.batch_size == 1 and timed.result.batch_size == 1
+        alone = engine.inner.first_step(frames[key][None])  # [1, 3, H, W]
+        np.testing.assert_allclose(timed.result.slots, alone.slots[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (1024, 1024)])
+def test_masks_are_made_in_the_call_only_up_to_the_shared_size_limit(model_dir, size):
+    engine = load_engine("torch", model_dir, name="tiny", device="cpu", max_batch_size=1)
+    height, width = engine.card.image_size
+    job = StepJob(np.zeros((3, height, width), np.float32), None, MaskRequest(size))
+
+    async def scenario():
+        runner = ModelRunner(engine, max_batch_size=1, max_delay_s=0.0)
+        timed = await runner.run("a", job)
+        await runner.close()
+        return timed.result
+
+    result = asyncio.run(scenario())
+    if size == (64, 64):
+        assert result.masks is not None and result.masks.segmentation.shape == size and result.model_masks is None
+    else:
+        assert result.masks is None and result.model_masks.shape == (engine.card.num_slots, *engine.card.mask_size)
