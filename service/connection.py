@@ -224,8 +224,9 @@ class StreamConnection:
         self._window.release()
         session = self._session
         if session is not None:
-            session.inflight = max(0, session.inflight - 1)
-            self._manager.touch(session)
+            if session.owner is self:  # after a takeover the new connection counts the stream's frames
+                session.inflight = max(0, session.inflight - 1)
+                self._manager.touch(session)
             model = session.model
         else:  # pragma: no cover - frames are only accepted after open
             model = ""
@@ -454,7 +455,6 @@ class StreamConnection:
         submitted = time.perf_counter()
         timed = await session.runner.run(session, StepJob(item.frame, session.state, masks))
         step = timed.result
-        session.advance(item.request.frame_index, step.state)
         outputs, own_post_s = step.masks, 0.0
         if outputs is None:  # large outputs: made for this stream alone, off the model and event-loop threads
             assert step.model_masks is not None
@@ -463,6 +463,7 @@ class StreamConnection:
                 self._decode_executor, mask_outputs, step.model_masks[None], [masks]
             )
             outputs, own_post_s = made[0], time.perf_counter() - started
+        session.advance(item.request.frame_index, step.state)
         request = item.request
         latency = LatencyBreakdown(
             decode_ms=(item.decoded - item.received) * 1e3,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,9 +20,9 @@ import pytest
 import torch
 
 from service.config import ServiceConfig
-from service.engine import Engine, load_engine
+from service.engine import Engine, EngineOutput, load_engine
 from service.images import prepare_frame
-from service.server import Server
+from service.server import Server, default_engine_factory
 from service.types import EncodedImage, ImageEncoding
 
 NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install 'slotstream[gpu]')"
@@ -236,3 +237,43 @@ def quick_export(model_dir: Path, out: Path) -> Path:
 
     export_model(model_dir, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
     return out
+
+
+class SlowEngine(Engine):
+    """Wraps an engine: warm-up waits for :attr:`release`, every call sleeps :attr:`delay_s`."""
+
+    def __init__(self, inner: Engine, delay_s: float = 0.0) -> None:
+        self.inner = inner
+        self.card = inner.card
+        self.delay_s = delay_s
+        self.release = threading.Event()
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.inner.max_concurrency
+
+    def warmup(self, batch_sizes):
+        assert self.release.wait(30), "warm-up was never released"
+        super().warmup(batch_sizes)
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        time.sleep(self.delay_s)
+        return self.inner.first_step(frames)
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        time.sleep(self.delay_s)
+        return self.inner.step(frames, state)
+
+
+def slow_factory(delay_s: float = 0.0, released: bool = True):
+    """An engine factory making :class:`SlowEngine` wrappers of the configured engine, and the list of them."""
+    engines: list[SlowEngine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engine = SlowEngine(default_engine_factory(config), delay_s)
+        if released:
+            engine.release.set()
+        engines.append(engine)
+        return engine
+
+    return factory, engines

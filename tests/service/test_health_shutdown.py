@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from service_helpers import make_config, make_video, reference_outputs, run
+from service_helpers import SlowEngine, make_config, make_video, reference_outputs, run, slow_factory
 from test_stream_service import assert_matches
 
 from service.client import Client, FrameError, FrameResult, StreamClosed, StreamError, StreamOptions, TlsFiles
@@ -25,45 +25,6 @@ from service.engine import Engine, EngineOutput
 from service.errors import ErrorCode
 from service.server import LIVENESS_SERVICE, default_engine_factory, serve
 from service.types import CloseReason
-
-
-class SlowEngine(Engine):
-    """Wraps an engine: warm-up waits for :attr:`release`, every call sleeps :attr:`delay_s`."""
-
-    def __init__(self, inner: Engine, delay_s: float = 0.0) -> None:
-        self.inner = inner
-        self.card = inner.card
-        self.delay_s = delay_s
-        self.release = threading.Event()
-
-    @property
-    def max_concurrency(self) -> int:
-        return self.inner.max_concurrency
-
-    def warmup(self, batch_sizes):
-        assert self.release.wait(30), "warm-up was never released"
-        super().warmup(batch_sizes)
-
-    def first_step(self, frames: np.ndarray) -> EngineOutput:
-        time.sleep(self.delay_s)
-        return self.inner.first_step(frames)
-
-    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
-        time.sleep(self.delay_s)
-        return self.inner.step(frames, state)
-
-
-def slow_factory(delay_s: float = 0.0, released: bool = True):
-    engines: list[SlowEngine] = []
-
-    def factory(config: ServiceConfig) -> Engine:
-        engine = SlowEngine(default_engine_factory(config), delay_s)
-        if released:
-            engine.release.set()
-        engines.append(engine)
-        return engine
-
-    return factory, engines
 
 
 async def _health(target: str, service: str = "", timeout_s: float | None = None) -> int:

@@ -12,7 +12,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from service_helpers import SERVICE_TINY_MODEL, make_video, reference_outputs, run
+from service_helpers import SERVICE_TINY_MODEL, make_video, reference_outputs, run, slow_factory
 
 from service import runner as runner_module
 from service.client import Client, FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
@@ -137,8 +137,11 @@ def test_large_mask_outputs_are_made_outside_the_shared_model_call(start_server,
     assert sum(len(sizes_made) for sizes_made in made_sizes) == 2 * 12
 
 
-def test_live_mode_keeps_only_the_newest_waiting_frame(server):
-    """A client sending faster than the model gets SUPERSEDED drops for stale frames, one answer per frame."""
+def test_live_mode_keeps_only_the_newest_waiting_frame(start_server):
+    """A client sending faster than the model gets SUPERSEDED drops for stale frames, one answer per frame.
+    Every model call takes at least 20 ms on a model thread, so frames pile up while one is in the model."""
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory, inline_model_max_ms=0)
     clip = make_video(seed=3, frames=40)
 
     async def scenario():
