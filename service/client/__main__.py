@@ -70,7 +70,7 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
 
 def _client(args: argparse.Namespace) -> Client:
     tls = None
-    if args.tls_ca or args.tls_cert:
+    if args.tls_ca or args.tls_cert or args.tls_key:
         tls = TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
     return Client(args.target, token=args.token, tls=tls)
 
@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             out = sys.stdout if str(args.jsonl) == "-" else args.jsonl.open("w")
         try:
             summary = asyncio.run(stream_source(args, source, out))
+        except KeyboardInterrupt:  # the way to stop a camera: the overlay and JSON lines so far are kept
+            print("interrupted", file=sys.stderr)
+            return 130
         finally:
             if out is not None and out is not sys.stdout:
                 out.close()
@@ -203,6 +206,8 @@ async def _describe(args: argparse.Namespace) -> Any:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    if args.frames < 1 or args.size < 1:
+        raise ValueError(f"--frames and --size must be >= 1, got {args.frames} and {args.size}")
     clip = synthetic_clip(args.frames, (args.size, args.size))
     with OverlayWriter(args.out, fps=15.0) as writer:
         for frame in clip:

@@ -56,8 +56,8 @@ def stream_frames(
             async def send_all() -> None:
                 iterator = iter(frames)
                 while not stop.is_set():
-                    frame = await asyncio.to_thread(next, iterator, None)
-                    if frame is None:
+                    frame: Any = await asyncio.to_thread(next, iterator, _DONE)
+                    if frame is _DONE:  # a None frame is the caller's (a failed camera read): send() refuses it
                         break
                     await slots.acquire()
                     await stream.send(frame, jpeg_quality=jpeg_quality)

@@ -39,7 +39,7 @@ from service.types import (
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 FRAME_FIELDS_BYTES = 256
 """Room a frame request needs besides its image bytes and ``camera_frame_id`` (indices, times, sizes, tags)."""
-ImageLike = np.ndarray | bytes | EncodedImage
+ImageLike = np.ndarray | bytes | bytearray | memoryview | EncodedImage
 _T = TypeVar("_T")
 
 
@@ -89,6 +89,11 @@ class TlsFiles:
     cert: Path | None = None
     key: Path | None = None
     server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            given, missing = ("cert", "key") if self.key is None else ("key", "cert")
+            raise ValueError(f"TLS: a client {given} needs its {missing} too (mutual TLS takes both), or neither")
 
 
 class Client:
@@ -339,7 +344,7 @@ class ClientStream:
             camera_frame_id=camera_frame_id,
         )
         self._unanswered[index] = request
-        self._next_index = index + 1
+        self._next_index = max(self._next_index, index + 1)  # an explicit lower index never moves it back
         await self._write(request)
         return index
 
@@ -372,7 +377,13 @@ class ClientStream:
         index = await self.send(image, **kwargs)
         response = await self.receive()
         if isinstance(response, StreamClosed) or response.frame_index != index:
-            raise StreamError(grpc.StatusCode.INTERNAL, None, f"expected the answer to frame {index}, got {response}")
+            got = "the stream's close" if isinstance(response, StreamClosed) else f"frame {response.frame_index}'s"
+            raise StreamError(
+                grpc.StatusCode.INTERNAL,
+                None,
+                f"expected the answer to frame {index}, got {got} answer: process() needs every earlier frame "
+                "answered first (use send() and receive() to keep several frames in flight)",
+            )
         return response
 
     async def close(self, return_state: bool = False) -> list[FrameResponse | StreamClosed]:
@@ -435,7 +446,7 @@ class ClientStream:
     async def _write(self, request: OpenRequest | FrameRequest | CloseRequest) -> None:
         try:
             await self._call.write(wire.request_to_proto(request))
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
             # A write fails when the call has already ended: report the call's own status, not the write's.
             await self._raise_status()
             if isinstance(error, grpc.aio.AioRpcError):
@@ -516,12 +527,19 @@ def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedIm
     """
     if isinstance(image, EncodedImage):
         return image
+    if isinstance(image, bytearray | memoryview):
+        image = bytes(image)
     if isinstance(image, bytes):
         if image.startswith(b"\xff\xd8"):
             return EncodedImage(ImageEncoding.JPEG, image)
         if image.startswith(b"\x89PNG"):
             return EncodedImage(ImageEncoding.PNG, image)
         raise ValueError("image bytes must be a JPEG or PNG file; send arrays for raw pixels")
+    if not isinstance(image, np.ndarray):
+        raise ValueError(
+            "a frame must be a uint8 [H, W, 3] array, JPEG or PNG bytes, or an EncodedImage, got "
+            f"{type(image).__name__}"
+        )
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"frames must be uint8 [H, W, 3] RGB arrays, got {image.dtype} {image.shape}")
     if jpeg_quality is not None:

@@ -1,0 +1,103 @@
+"""``ClientStream`` used in ways a caller can get wrong: every mistake gives a ``StreamError`` or ``ValueError`` that
+says what happened, and the stream's bookkeeping stays right."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from service_helpers import make_video, run
+
+from service.client import Client, FrameResult, StreamError, StreamOptions, TlsFiles, encode_image, stream_frames
+from service.client.__main__ import main
+from service.errors import ErrorCode
+from service.types import ImageEncoding
+
+
+def test_sending_on_a_stream_the_server_ended_is_a_stream_error(server):
+    """A resume on another connection takes the stream over: the old one's sends and closes raise StreamError."""
+    clip = make_video(seed=71, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client, Client(server.target) as other:
+            stream = await client.open(StreamOptions(resume_window_s=10))
+            await stream.process(clip[0])
+            await other.resume(stream.stream_id, stream.opened.resume_token, 0)
+            await asyncio.sleep(0.2)
+            with pytest.raises(StreamError) as sending:
+                await stream.send(clip[1])
+            with pytest.raises(StreamError):
+                await stream.close()
+            return sending.value
+
+    error = run(scenario())
+    assert error.code == ErrorCode.TAKEN_OVER, error
+
+
+def test_an_explicit_lower_frame_index_does_not_move_the_next_default_index_back(server):
+    clip = make_video(seed=72, frames=4)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.process(clip[0], frame_index=5)
+            stale = await stream.process(clip[1], frame_index=3)  # answered FRAME_INDEX_NOT_INCREASING
+            following = await stream.process(clip[2])  # gets index 6, not 4
+            await stream.close()
+            return stale, following
+
+    stale, following = run(scenario())
+    assert stale.code == ErrorCode.FRAME_INDEX_NOT_INCREASING
+    assert isinstance(following, FrameResult) and following.frame_index == 6
+
+
+def test_process_with_a_frame_outstanding_says_so_briefly(server):
+    clip = make_video(seed=73, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.send(clip[0])
+            with pytest.raises(StreamError) as error:
+                await stream.process(clip[1])
+            await stream.close()
+            return str(error.value)
+
+    message = run(scenario())
+    assert "expected the answer to frame 1, got frame 0's answer" in message and len(message) < 400, message
+
+
+@pytest.mark.parametrize(("cert", "key", "missing"), [("c.pem", None, "key"), (None, "c.key", "cert")])
+def test_a_client_certificate_and_its_key_come_together(cert, key, missing):
+    """gRPC aborts the whole process on a certificate without its key; the client refuses it first."""
+    with pytest.raises(ValueError, match=f"needs its {missing} too"):
+        TlsFiles(cert=Path(cert) if cert else None, key=Path(key) if key else None)
+
+
+def test_the_cli_refuses_a_lone_tls_key_instead_of_connecting_in_plaintext(capsys):
+    assert main(["describe", "--target", "127.0.0.1:1", "--tls-key", "c.key"]) == 2
+    assert "needs its cert too" in capsys.readouterr().err
+
+
+def test_encode_image_takes_byte_buffers_and_names_what_it_cannot_take():
+    png = encode_image(np.zeros((4, 4, 3), np.uint8))
+    assert png.encoding == ImageEncoding.RAW_RGB8
+    jpeg = encode_image(np.zeros((8, 8, 3), np.uint8), jpeg_quality=90)
+    for buffer in (bytearray(jpeg.data), memoryview(jpeg.data)):
+        assert encode_image(buffer).encoding == ImageEncoding.JPEG
+    with pytest.raises(ValueError, match="got NoneType"):
+        encode_image(None)  # type: ignore[arg-type]
+
+
+def test_a_none_frame_is_refused_not_taken_for_the_end_of_the_frames(server):
+    clip = make_video(seed=74, frames=2)
+    with pytest.raises(ValueError, match="got NoneType"):
+        list(stream_frames(server.target, iter([clip[0], None, clip[1]])))
+
+
+def test_synth_refuses_an_empty_clip(tmp_path, capsys):
+    out = tmp_path / "zero.gif"
+    assert main(["synth", str(out), "--frames", "0"]) == 2
+    assert "--frames and --size must be >= 1" in capsys.readouterr().err and not out.exists()
