@@ -55,7 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a summary and write the JSON report."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag in ("streams", "frames", "window", "rounds", "size"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.suite and args.streams < 2:
+        parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
     clip = synthetic_clip(64, (args.size, args.size))
     report: dict[str, Any] = {"machine": _machine()}
     if args.target:
@@ -64,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         except StreamError as error:  # no server there, a missing token, ...
             print(f"python -m service.bench: {args.target}: {error}", file=sys.stderr)
             return 1
+        except ValueError as error:  # a frame the client cannot send (too large for one message)
+            print(f"python -m service.bench: {error} (try a smaller --size or --jpeg-quality)", file=sys.stderr)
+            return 2
         result.pop("raw_latencies_ms")
         report["remote"] = [result]
     if args.suite:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from service.engine import Engine, load_engine
+from service.engine import BackendUnavailable, Engine, load_engine
 
 DEFAULT_BACKENDS = ("torch", "onnx")
 
@@ -92,12 +92,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
-    sizes = [int(size) for size in args.batch_sizes.split(",")]
-    with tempfile.TemporaryDirectory(prefix="slotstream-bench-") as scratch:
-        model_dir = prepare_model_dir(args.model, backends, Path(scratch))
-        report = run(model_dir, backends, sizes, args.iterations, args.warmup, args.threads, args.device)
-        if not args.no_floor:
-            report["floor"] = floor_report(model_dir, report["results"], args.threads)
+    try:
+        sizes = [int(size) for size in args.batch_sizes.split(",")]
+    except ValueError:
+        sizes = []
+    problems = []
+    if not backends:
+        problems.append(f"--backends names no backend: {args.backends!r}")
+    if not sizes or min(sizes) < 1:
+        problems.append(f"--batch-sizes must be comma-separated integers >= 1, got {args.batch_sizes!r}")
+    if args.iterations < 1 or args.warmup < 0 or args.threads < 1:
+        problems.append("need --iterations >= 1, --warmup >= 0 and --threads >= 1")
+    if not args.model.is_dir():
+        problems.append(f"--model {args.model} is not a directory")
+    if problems:
+        print("python -m service.bench --local: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    try:
+        with tempfile.TemporaryDirectory(prefix="slotstream-bench-") as scratch:
+            model_dir = prepare_model_dir(args.model, backends, Path(scratch))
+            report = run(model_dir, backends, sizes, args.iterations, args.warmup, args.threads, args.device)
+            if not args.no_floor:
+                report["floor"] = floor_report(model_dir, report["results"], args.threads)
+    except (BackendUnavailable, FileNotFoundError) as error:
+        print(f"python -m service.bench --local: cannot load the model: {error}", file=sys.stderr)
+        return 2
     report["model"]["dir"] = str(args.model)
     print(format_table(report))
     if args.json is not None:

@@ -77,3 +77,36 @@ def test_bench_against_no_server_says_so_without_a_traceback(capsys):
         port = probe.getsockname()[1]
     assert bench_main(["--target", f"127.0.0.1:{port}", "--streams", "1", "--frames", "2"]) == 1
     assert "UNAVAILABLE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "127.0.0.1:1", "--window", "0"], "--window must be >= 1, got 0"),
+        (["--target", "127.0.0.1:1", "--streams", "-1"], "--streams must be >= 1, got -1"),
+        (["--suite", "--streams", "1"], "give --streams 2 or more"),
+    ],
+)
+def test_bench_load_flags_are_checked_before_any_connection(args, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        bench_main(args)
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-sizes", "a"], "--batch-sizes must be comma-separated integers >= 1"),
+        (["--backends", ","], "--backends names no backend"),
+        (["--iterations", "0"], "need --iterations >= 1"),
+        (["--backends", "nonsense"], "cannot load the model"),
+    ],
+)
+def test_bench_local_refuses_bad_flags_without_a_traceback(model_dir, args, message, capsys):
+    assert bench_main(["--local", "--model", str(model_dir), "--no-floor", "--iterations", "1", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_local_names_a_missing_model_directory(tmp_path, capsys):
+    assert bench_main(["--local", "--model", str(tmp_path / "none")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
