@@ -110,6 +110,10 @@ class Client:
         token: bearer token, for servers that require one.
         tls: TLS files; ``None`` for a plaintext connection.
         max_message_bytes: largest message sent or received.
+
+    Raises:
+        RuntimeError: no event loop is running; a gRPC channel belongs to the loop it was made in, so create the
+            client inside the coroutine that uses it (see :func:`service.client.stream_frames` for blocking use).
     """
 
     def __init__(
@@ -122,6 +126,13 @@ class Client:
     ) -> None:
         self.target = target
         self.max_message_bytes = max_message_bytes
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "create the Client inside the async function that uses it: its gRPC channel belongs to the running "
+                "event loop (for blocking code use service.client.stream_frames)"
+            ) from None
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),

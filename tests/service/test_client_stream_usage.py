@@ -101,3 +101,9 @@ def test_synth_refuses_an_empty_clip(tmp_path, capsys):
     out = tmp_path / "zero.gif"
     assert main(["synth", str(out), "--frames", "0"]) == 2
     assert "--frames and --size must be >= 1" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_client_made_outside_an_event_loop_is_refused_at_once():
+    """Its channel would belong to no loop: ``open`` under ``asyncio.run`` then waited for ever."""
+    with pytest.raises(RuntimeError, match="inside the async function"):
+        Client("127.0.0.1:1")
