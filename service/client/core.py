@@ -481,11 +481,23 @@ class ClientStream:
             self._call.cancel()
 
     async def _read(self) -> Any:
+        call = self._call
         while True:
             try:
-                message = await self._call.read()
+                message = await call.read()
             except grpc.aio.AioRpcError as error:
                 raise StreamError.from_rpc_error(error) from error
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if call.cancelled() and not (task is not None and task.cancelling()):
+                    # The call was cancelled under this read (cancel() or reconnect()), not the reading task.
+                    raise StreamError(
+                        grpc.StatusCode.CANCELLED,
+                        None,
+                        "the call this read waited on was cancelled (cancel() or "
+                        "reconnect()); receive again after reconnect() to read the stream's new call",
+                    ) from None
+                raise
             if message is grpc.aio.EOF:
                 await self._raise_status()
                 raise EOFError("the stream ended without a final message")

@@ -107,3 +107,24 @@ def test_a_client_made_outside_an_event_loop_is_refused_at_once():
     """Its channel would belong to no loop: ``open`` under ``asyncio.run`` then waited for ever."""
     with pytest.raises(RuntimeError, match="inside the async function"):
         Client("127.0.0.1:1")
+
+
+def test_a_receive_waiting_on_a_reconnected_call_gets_a_stream_error(server):
+    """Not a bare CancelledError, which a task group would take for its own cancellation."""
+    clip = make_video(seed=75, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=10))
+            await stream.process(clip[0])
+            waiting = asyncio.ensure_future(stream.receive())
+            await asyncio.sleep(0.1)
+            await stream.reconnect()
+            with pytest.raises(StreamError) as error:
+                await waiting
+            answer = await stream.process(clip[1])  # the stream goes on on its new call
+            await stream.close()
+            return error.value, answer
+
+    error, answer = run(scenario())
+    assert "was cancelled" in str(error) and isinstance(answer, FrameResult) and answer.frame_index == 1
