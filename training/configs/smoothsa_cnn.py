@@ -13,7 +13,7 @@ component's gradient about a thousandfold, down to the size of Adam's epsilon: t
 and decoder barely learned and the masks stayed uniform over slots (training/README.md).
 
 SlotContrast is left out: on pixel targets (MSE around 1e-2) its cross-entropy (around log(B*K)) would
-dominate the objective; add ``LossTerm("slot_contrast", 0.5)`` to study it.
+dominate the objective at the paper's weight of 0.5; ``smoothsa_cnn_contrast`` adds it at weight 0.01.
 
 Data: ``synthetic:medium`` (3-5 objects, some textured, 64x64), 6-frame clips, batch 8; evaluation on the
 fixed validation videos. The embedded default model is this config run with ``--steps 8000``; the ablations
