@@ -82,13 +82,17 @@ def stream_frames(
 
     thread = threading.Thread(target=worker, name="slotstream-client", daemon=True)
     thread.start()
+    interrupted = False
     try:
         while (item := answers.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
+    except KeyboardInterrupt:
+        interrupted = True  # do not wait for the worker (it may be stuck connecting); it is a daemon thread
+        raise
     finally:
         stop.set()
-        while thread.is_alive():
+        while thread.is_alive() and not interrupted:
             with contextlib.suppress(queue.Empty):
                 answers.get(timeout=0.1)
