@@ -318,9 +318,18 @@ class StreamConnection:
         while not self._draining:
             self._awaiting_request = True
             try:
-                request = await anext(iterator)
+                if self._session is None:  # a call that never opens must not hold the server's resources
+                    request = await asyncio.wait_for(anext(iterator), self._manager.limits.default_idle_timeout_s)
+                else:
+                    request = await anext(iterator)
             except StopAsyncIteration:
                 return None
+            except TimeoutError:
+                raise StreamAbort(
+                    ErrorCode.NOT_OPEN,
+                    f"no open within {self._manager.limits.default_idle_timeout_s:g} s (the idle timeout): the "
+                    "first request of a call must be an open",
+                ) from None
             except StreamAbort:
                 raise
             except Exception as error:

@@ -468,3 +468,24 @@ def test_bad_input_on_one_stream_does_not_affect_another(strict_server):
         return results
 
     assert_matches(run(scenario()), reference)
+
+
+def test_a_call_that_never_opens_is_ended_after_the_idle_timeout(start_server):
+    """Calls without an open count against no stream limit, so they must not live for ever."""
+    server = start_server(idle_timeout_s=0.3)
+
+    async def silent_call():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream()
+            started = time.perf_counter()
+            try:
+                async for _ in call:
+                    pass
+            except grpc.aio.AioRpcError as error:
+                return error, time.perf_counter() - started
+            return None, time.perf_counter() - started
+
+    error, elapsed = run(silent_call(), timeout=30)
+    assert error is not None and error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert _trailer_code(error) == ErrorCode.NOT_OPEN.wire_name and "no open within 0.3 s" in error.details()
+    assert elapsed < 5.0
