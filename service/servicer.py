@@ -92,7 +92,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         )
         self.connections.add(connection)
         try:
-            async for response in connection.run(_domain_requests(request_iterator, context)):
+            async for response in connection.run(_domain_requests(request_iterator, context, self._metrics)):
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
             await abort_with(context, abort)
@@ -122,13 +122,17 @@ async def abort_with(context: grpc.aio.ServicerContext, abort: StreamAbort) -> N
 
 
 async def _domain_requests(
-    messages: AsyncIterable[Any], context: grpc.aio.ServicerContext
+    messages: AsyncIterable[Any], context: grpc.aio.ServicerContext, metrics: Metrics
 ) -> AsyncIterator[StreamRequest]:
     parsed = 0
     try:
         async for message in messages:
             parsed += 1
-            request = wire.request_from_proto(message)
+            try:
+                request = wire.request_from_proto(message)
+            except StreamAbort as abort:  # a malformed open: counted with the opens the manager refuses
+                metrics.open_rejected.labels(abort.code.name.lower()).inc()
+                raise
             if request is not None:
                 yield request
     except DecodeError as error:  # raised by gRPC's deserializer while it reads the next request

@@ -211,6 +211,8 @@ def test_protocol_errors_end_the_stream_with_a_specific_status(server, requests,
     assert error.code() == status
     assert _trailer_code(error) == code.wire_name
     assert len(error.details()) > 20
+    if code not in (ErrorCode.NOT_OPEN, ErrorCode.ALREADY_OPEN):  # a refused open, wherever it was refused
+        assert server.metric("slotstream_open_rejected_total", {"code": code.name.lower()}) == 1
     if code == ErrorCode.UNKNOWN_MODEL:
         assert "tiny" in error.details()  # names the models that exist
 
