@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             card = asyncio.run(_describe(args))
             print(json.dumps(asdict(card), indent=2))
             return 0
+        for path in (args.out, args.jsonl):
+            if path is not None and str(path) != "-" and not path.parent.is_dir():
+                raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
         source = open_source(args.source, args.max_frames)
         out: TextIO | None = None
         if args.jsonl is not None:

@@ -32,10 +32,12 @@ def open_source(spec: str, max_frames: int | None = None) -> Source:
         ValueError: the folder has no images, or the spec is malformed.
         ImportError: a camera was asked for and OpenCV is not installed (the message says how to install it).
     """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
     if spec.startswith("camera:"):
-        source = _camera(int(spec.removeprefix("camera:")))
+        source = _camera(_count(spec, "camera:", "a device number"))
     elif spec.startswith("synthetic:"):
-        count = int(spec.removeprefix("synthetic:") or 60)
+        count = _count(spec, "synthetic:", "a frame count") if spec != "synthetic:" else 60
         source = Source(iter(synthetic_clip(count)), 15.0, f"{count} synthetic frames")
     else:
         path = Path(spec)
@@ -45,6 +47,13 @@ def open_source(spec: str, max_frames: int | None = None) -> Source:
     if max_frames is not None:
         source.frames = _limit(source.frames, max_frames)
     return source
+
+
+def _count(spec: str, prefix: str, meaning: str) -> int:
+    text = spec.removeprefix(prefix)
+    if not text.isdigit():
+        raise ValueError(f"{spec}: after {prefix!r} comes {meaning} (a whole number >= 0), got {text!r}")
+    return int(text)
 
 
 def _limit(frames: Iterator[np.ndarray], count: int) -> Iterator[np.ndarray]:
@@ -71,6 +80,9 @@ def _video(path: Path) -> Source:
     import av
 
     container = av.open(str(path))
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{path} holds no video stream")
     stream = container.streams.video[0]
     fps = float(stream.average_rate) if stream.average_rate else None
 

@@ -128,3 +128,29 @@ def test_a_receive_waiting_on_a_reconnected_call_gets_a_stream_error(server):
 
     error, answer = run(scenario())
     assert "was cancelled" in str(error) and isinstance(answer, FrameResult) and answer.frame_index == 1
+
+
+def test_stream_sources_that_cannot_give_frames_are_named(tmp_path, capsys):
+    import wave
+
+    sound = tmp_path / "sound.wav"
+    with wave.open(str(sound), "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(8000)
+        file.writeframes(bytes(1600))
+    cases = [
+        ([str(sound)], "holds no video stream"),
+        (["camera:abc"], "after 'camera:' comes a device number"),
+        (["synthetic:x"], "after 'synthetic:' comes a frame count"),
+        (["synthetic:5", "--max-frames", "0"], "--max-frames must be >= 1, got 0"),
+    ]
+    for args, message in cases:
+        assert main(["stream", *args, "--target", "127.0.0.1:1"]) == 2, args
+        assert message in capsys.readouterr().err, args
+
+
+def test_an_output_in_a_missing_folder_is_refused_before_streaming(tmp_path, capsys):
+    out = tmp_path / "missing" / "overlay.gif"
+    assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--out", str(out)]) == 2
+    assert f"the folder {out.parent} does not exist" in capsys.readouterr().err
