@@ -240,9 +240,7 @@ class ServiceConfig:
             "decode_threads",
         )
         problems += [f"--{_flag(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1]
-        durations = (
-            "idle_timeout_s",
-            "max_idle_timeout_s",
+        non_negative_durations = (
             "max_resume_window_s",
             "max_queue_delay_ms",
             "inline_model_max_ms",
@@ -252,17 +250,13 @@ class ServiceConfig:
         # NaN compares false with everything, so the range checks below cannot catch it.
         problems += [
             f"--{_flag(n)} must be a finite number, got {getattr(self, n)}"
-            for n in durations
+            for n in ("idle_timeout_s", "max_idle_timeout_s", *non_negative_durations)
             if not math.isfinite(getattr(self, n))
         ]
         if self.idle_timeout_s <= 0 or self.max_idle_timeout_s < self.idle_timeout_s:
             problems.append("need 0 < --idle-timeout-s <= --max-idle-timeout-s")
         non_negative = (
-            "max_resume_window_s",
-            "max_queue_delay_ms",
-            "inline_model_max_ms",
-            "grace_period_s",
-            "model_stall_timeout_s",
+            *non_negative_durations,
             "model_failure_limit",
             "torch_threads",
             "onnx_intra_op_threads",

@@ -201,7 +201,10 @@ class ModelRunner:
             out = self.engine.step(frames, np.stack([job.state for job in jobs if job.state is not None]))
         inferred = time.perf_counter()
         shared = [row for row, job in enumerate(jobs) if job.masks.in_shared_call]
-        made = mask_outputs(out.masks[shared], [jobs[row].masks for row in shared]) if shared else []
+        source = (
+            out.masks if len(shared) == len(jobs) else out.masks[shared]
+        )  # [S, K, h, w], no copy in the usual case
+        made = mask_outputs(source, [jobs[row].masks for row in shared]) if shared else []
         masks: dict[int, MaskOutputs] = dict(zip(shared, made, strict=True))
         post_s = time.perf_counter() - inferred
         infer_s = inferred - started

@@ -82,8 +82,8 @@ def test_the_cli_refuses_a_lone_tls_key_instead_of_connecting_in_plaintext(capsy
 
 
 def test_encode_image_takes_byte_buffers_and_names_what_it_cannot_take():
-    png = encode_image(np.zeros((4, 4, 3), np.uint8))
-    assert png.encoding == ImageEncoding.RAW_RGB8
+    raw = encode_image(np.zeros((4, 4, 3), np.uint8))
+    assert raw.encoding == ImageEncoding.RAW_RGB8
     jpeg = encode_image(np.zeros((8, 8, 3), np.uint8), jpeg_quality=90)
     for buffer in (bytearray(jpeg.data), memoryview(jpeg.data)):
         assert encode_image(buffer).encoding == ImageEncoding.JPEG

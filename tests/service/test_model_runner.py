@@ -6,20 +6,19 @@ import asyncio
 
 import numpy as np
 import pytest
+from service_helpers import SlowEngine
 
-from service.engine import EngineOutput, load_engine
+from service.engine import Engine, EngineOutput, load_engine
 from service.errors import FrameRejected
 from service.postprocess import MaskRequest
 from service.runner import ModelRunner, StepJob
 
 
-class PoisonedFrames:
-    """Wraps an engine: ``first_step`` raises for a batch holding an all-white frame (a frame the model chokes on)."""
+class PoisonedFrames(SlowEngine):
+    """``first_step`` raises for a batch holding an all-white frame (a frame the model chokes on)."""
 
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.card = inner.card
-        self.max_concurrency = inner.max_concurrency
+    def __init__(self, inner: Engine) -> None:
+        super().__init__(inner)
         self.batch_sizes: list[int] = []
 
     def first_step(self, frames: np.ndarray) -> EngineOutput:
@@ -27,9 +26,6 @@ class PoisonedFrames:
         if (frames.reshape(len(frames), -1).min(axis=1) == 1.0).any():  # [B, 3*H*W] -> [B]
             raise RuntimeError("the model choked on a frame")
         return self.inner.first_step(frames)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
 
 
 def test_frames_of_a_failed_batch_are_retried_alone_and_report_batch_size_one(model_dir):
