@@ -6,7 +6,8 @@ Commands::
     describe --target HOST:PORT
     synth OUT.mp4|OUT.gif [--frames N]
 
-SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``.
+SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. ``stream`` and ``describe``
+also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``, ``--tls-server-name``.
 """
 
 from __future__ import annotations
@@ -62,17 +63,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="127.0.0.1:50051", help="server host:port")
-    parser.add_argument("--token", help="bearer token")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument("--token", help="bearer token (visible to other users in the process list: prefer a file)")
+    token.add_argument("--token-file", type=Path, help="file holding the bearer token (surrounding blanks ignored)")
     parser.add_argument("--tls-ca", type=Path, help="CA certificate: connect with TLS")
     parser.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
     parser.add_argument("--tls-key", type=Path, help="client key (mutual TLS)")
+    parser.add_argument(
+        "--tls-server-name", help="name to check the server certificate against, when it differs from the target host"
+    )
 
 
 def _client(args: argparse.Namespace) -> Client:
     tls = None
-    if args.tls_ca or args.tls_cert or args.tls_key:
-        tls = TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
-    return Client(args.target, token=args.token, tls=tls)
+    if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+        tls = TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
+    return Client(args.target, token=_token(args), tls=tls)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token from ``--token`` or ``--token-file``.
+
+    Raises:
+        OSError: the token file cannot be read.
+        ValueError: the token file is empty.
+    """
+    if args.token_file is None:
+        token: str | None = args.token
+        return token
+    token = args.token_file.read_text().strip()
+    if not token:
+        raise ValueError(f"--token-file {args.token_file} is empty")
+    return token
 
 
 def _mask_size(frame: np.ndarray) -> tuple[int, int]:
@@ -81,8 +103,12 @@ def _mask_size(frame: np.ndarray) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-async def stream_source(args: argparse.Namespace, source: Source, out: TextIO | None) -> dict[str, Any]:
-    """Stream ``source``; write overlay frames and JSON lines; return a summary."""
+async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLines) -> dict[str, Any]:
+    """Stream ``source``; write overlay frames and JSON lines; return a summary.
+
+    The JSON-lines file is opened (and truncated) only once the server has accepted the stream, so a refused
+    connection leaves an earlier run's results in place.
+    """
     frames: Iterator[np.ndarray] = source.frames
     first = next(frames, None)
     if first is None:
@@ -96,6 +122,7 @@ async def stream_source(args: argparse.Namespace, source: Source, out: TextIO | 
     summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
     async with _client(args) as client:
         stream = await client.open(options, model=args.model)
+        out = jsonl.open()
         window = asyncio.Semaphore(max(1, args.window))
 
         async def send_all() -> None:
@@ -177,17 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             if path is not None and str(path) != "-" and not path.parent.is_dir():
                 raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
         source = open_source(args.source, args.max_frames)
-        out: TextIO | None = None
-        if args.jsonl is not None:
-            out = sys.stdout if str(args.jsonl) == "-" else args.jsonl.open("w")
+        jsonl = _JsonLines(args.jsonl)
         try:
-            summary = asyncio.run(stream_source(args, source, out))
+            summary = asyncio.run(stream_source(args, source, jsonl))
         except KeyboardInterrupt:  # the way to stop a camera: the overlay and JSON lines so far are kept
             print("interrupted", file=sys.stderr)
             return 130
         finally:
-            if out is not None and out is not sys.stdout:
-                out.close()
+            jsonl.close()
         print(
             f"{summary['frames']} frames from {source.description}: {summary['results']} results, "
             f"{summary['dropped']} dropped, {summary['errors']} errors"
@@ -201,6 +225,30 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ImportError) as error:  # OSError: a missing or unreadable file, a corrupt image
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+class _JsonLines:
+    """Where ``--jsonl`` lines go: nowhere, stdout (``-``) or a file opened on demand."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._file: TextIO | None = None
+
+    def open(self) -> TextIO | None:
+        """Open (truncating a file) and return the sink; ``None`` when no ``--jsonl`` was given."""
+        if self.path is None:
+            return None
+        if str(self.path) == "-":
+            return sys.stdout
+        if self._file is None:
+            self._file = self.path.open("w")
+        return self._file
+
+    def close(self) -> None:
+        """Close the file, if one was opened."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 async def _describe(args: argparse.Namespace) -> Any:

@@ -168,21 +168,25 @@ class Client:
         """Wait until the server reports SERVING on its health service.
 
         Raises:
-            TimeoutError: not serving within ``timeout_s``.
+            TimeoutError: not serving within ``timeout_s``; the message carries the last status seen (a
+                server still loading its model, or why the connection fails: refused, a TLS handshake that
+                does not complete, a missing token...).
         """
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         stub = health_pb2_grpc.HealthStub(self._channel)
         deadline = time.monotonic() + timeout_s
+        last = "no answer"
         while True:
             try:
                 reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
-            except grpc.aio.AioRpcError:
-                pass
+                last = f"health status {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
+            except grpc.aio.AioRpcError as error:
+                last = f"{error.code().name}: {error.details()}"
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.target} is not serving after {timeout_s} s")
+                raise TimeoutError(f"{self.target} is not serving after {timeout_s} s (last: {last})")
             await asyncio.sleep(0.1)
 
     async def describe(self, model: str = "") -> ModelCard:
@@ -217,29 +221,22 @@ class Client:
         return stream
 
     async def resume(
-        self,
-        stream_id: str,
-        resume_token: str,
-        last_frame_index: int | None,
-        options: StreamOptions | None = None,
-        *,
-        model: str = "",
+        self, stream_id: str, resume_token: str, last_frame_index: int | None, *, model: str = ""
     ) -> ClientStream:
         """Resume a stream of this server from its id and token (for example after the client restarted).
+
+        The stream keeps the options it was opened with; the returned stream's ``opened.options`` reports them.
 
         Args:
             stream_id: the stream's id.
             resume_token: its token (``StreamOpened.resume_token``).
             last_frame_index: the last frame whose answer the client received (``None``: none).
-            options: the options to keep using on reconnects (the server keeps the stream's own).
             model: the stream's model name.
 
         Raises:
             StreamError: unknown or expired stream, wrong token, resume point too old, ...
         """
-        request = OpenRequest(
-            stream_id, model, options or StreamOptions(), ResumeRequest(resume_token, last_frame_index)
-        )
+        request = OpenRequest(stream_id, model, StreamOptions(), ResumeRequest(resume_token, last_frame_index))
         stream = ClientStream(self)
         stream.last_answered_index = last_frame_index
         await stream._start(request)

@@ -51,45 +51,57 @@ def render_overlay(
 
 
 class OverlayWriter:
-    """Writes frames to ``path``: ``.gif`` (Pillow) or ``.mp4`` (PyAV, H.264 or MPEG-4).
+    """Writes frames to ``path`` as they come: ``.gif`` or ``.mp4`` (PyAV; H.264, or MPEG-4 without libx264).
+
+    Each frame is encoded and written when it arrives, so memory stays flat however long the stream runs
+    (a camera left running for an hour included). GIF frames are quantised to 128 colours of their own.
 
     Args:
         path: output file.
         fps: playback rate.
+
+    Raises:
+        ValueError: ``path`` is neither ``.gif`` nor ``.mp4``.
     """
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = path
         self.fps = fps
-        self._gif: list[Image.Image] = []
+        self.frames_written = 0
         self._container: Any = None
         self._stream: Any = None
+        self._size: tuple[int, int] | None = None
+        self._gif = path.suffix.lower() == ".gif"
         if path.suffix.lower() not in (".gif", ".mp4"):
             raise ValueError(f"{path}: the overlay must be a .gif or .mp4 file")
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one uint8 ``[H, W, 3]`` frame."""
-        if self.path.suffix.lower() == ".gif":
-            self._gif.append(Image.fromarray(frame).quantize(colors=128, dither=Image.Dither.NONE))
-            return
+        """Append one uint8 ``[H, W, 3]`` frame (every frame must have the first one's size).
+
+        Raises:
+            ValueError: the frame's size differs from the first frame's.
+        """
         import av
 
-        frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # yuv420p needs even sizes
+        if not self._gif:
+            frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # yuv420p needs even sizes
+        size = (frame.shape[0], frame.shape[1])
         if self._container is None:
             self._container = av.open(str(self.path), mode="w")
-            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            codec = "gif" if self._gif else "libx264" if "libx264" in av.codecs_available else "mpeg4"
             self._stream = self._container.add_stream(codec, rate=max(1, round(self.fps)))
-            self._stream.height, self._stream.width = frame.shape[:2]
-            self._stream.pix_fmt = "yuv420p"
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            self._stream.height, self._stream.width = size
+            self._stream.pix_fmt = "pal8" if self._gif else "yuv420p"
+            self._size = size
+        elif size != self._size:
+            raise ValueError(f"{self.path}: frame {self.frames_written} is {size}, the first frame was {self._size}")
+        video_frame = _paletted_frame(frame) if self._gif else av.VideoFrame.from_ndarray(frame, format="rgb24")
+        for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
+        self.frames_written += 1
 
     def close(self) -> None:
-        """Finish the file."""
-        if self._gif:
-            duration = max(20, round(1000 / self.fps))
-            self._gif[0].save(self.path, save_all=True, append_images=self._gif[1:], duration=duration, loop=0)
-            self._gif = []
+        """Finish the file (nothing is written when no frame came)."""
         if self._container is not None:
             for packet in self._stream.encode():
                 self._container.mux(packet)
@@ -103,3 +115,17 @@ class OverlayWriter:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _paletted_frame(frame: np.ndarray) -> Any:
+    """A ``pal8`` PyAV frame of ``frame`` quantised to 128 colours without dithering."""
+    import av
+
+    quantised = Image.fromarray(frame).quantize(colors=128, dither=Image.Dither.NONE)
+    indices = np.asarray(quantised)  # [H, W] palette indices
+    rgb = np.zeros((256, 3), dtype=np.uint8)
+    used = np.asarray(quantised.getpalette() or [], dtype=np.uint8)[: 256 * 3].reshape(-1, 3)  # [colours, 3]
+    rgb[: len(used)] = used
+    argb = np.concatenate([np.full((256, 1), 255, dtype=np.uint8), rgb], axis=1)  # [256, 4], what PyAV takes
+    image_and_palette: Any = (indices, argb)  # PyAV's type stubs leave out pal8's documented (image, palette) form
+    return av.VideoFrame.from_ndarray(image_and_palette, format="pal8")

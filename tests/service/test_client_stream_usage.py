@@ -154,3 +154,30 @@ def test_an_output_in_a_missing_folder_is_refused_before_streaming(tmp_path, cap
     out = tmp_path / "missing" / "overlay.gif"
     assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--out", str(out)]) == 2
     assert f"the folder {out.parent} does not exist" in capsys.readouterr().err
+
+
+def test_a_refused_stream_leaves_an_earlier_jsonl_file_as_it_was(server, tmp_path, capsys):
+    """The JSON-lines file is opened once the server accepts the stream, not before connecting."""
+    jsonl = tmp_path / "results.jsonl"
+    jsonl.write_text('{"frame_index": 0}\n')
+    assert main(["stream", "synthetic:2", "--target", server.target, "--model", "absent", "--jsonl", str(jsonl)]) == 1
+    assert "absent" in capsys.readouterr().err
+    assert jsonl.read_text() == '{"frame_index": 0}\n'
+    assert main(["stream", "synthetic:2", "--target", server.target, "--jsonl", str(jsonl)]) == 0
+    assert len(jsonl.read_text().splitlines()) == 2
+
+
+def test_the_cli_reads_its_bearer_token_from_a_file(start_server, tmp_path, capsys):
+    server = start_server(auth_token="s3cret")
+    token_file, empty = tmp_path / "token", tmp_path / "empty"
+    token_file.write_text("s3cret\n")
+    empty.write_text(" \n")
+    assert main(["describe", "--target", server.target, "--token-file", str(token_file)]) == 0
+    assert '"name": "tiny"' in capsys.readouterr().out
+    assert main(["describe", "--target", server.target, "--token-file", str(empty)]) == 2
+    assert f"--token-file {empty} is empty" in capsys.readouterr().err
+    assert main(["describe", "--target", server.target]) == 1
+    assert "UNAUTHENTICATED" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as both:
+        main(["describe", "--target", server.target, "--token", "s3cret", "--token-file", str(token_file)])
+    assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

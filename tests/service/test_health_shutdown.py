@@ -20,6 +20,7 @@ from service_helpers import SlowEngine, make_config, make_video, reference_outpu
 from test_stream_service import assert_matches
 
 from service.client import Client, FrameError, FrameResult, StreamClosed, StreamError, StreamOptions, TlsFiles
+from service.client.__main__ import main as client_main
 from service.config import ServiceConfig
 from service.engine import Engine, EngineOutput
 from service.errors import ErrorCode
@@ -351,6 +352,30 @@ def test_tls_and_mutual_tls(start_server, certificates):
     with pytest.raises(StreamError) as refused:  # no client certificate
         run(_one_frame(mtls_server.target, tls=TlsFiles(root_ca=d / "ca.pem")), timeout=20)
     assert refused.value.status == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_cli_checks_the_server_certificate_against_the_name_it_is_given(start_server, certificates, capsys):
+    """The certificate names localhost and 127.0.0.1: ``--tls-server-name`` replaces the target host in the check."""
+    d = certificates
+    tls_server = start_server(tls_cert=d / "server.pem", tls_key=d / "server.key")
+    port = tls_server.target.rsplit(":", 1)[1]
+    flags = ["--target", f"127.0.0.1:{port}", "--tls-ca", str(d / "ca.pem")]
+    assert client_main(["describe", *flags, "--tls-server-name", "localhost"]) == 0
+    assert client_main(["describe", *flags, "--tls-server-name", "elsewhere.example"]) == 1
+    assert "UNAVAILABLE" in capsys.readouterr().err
+
+
+def test_waiting_for_a_server_that_cannot_be_reached_says_why(start_server, certificates):
+    """A plaintext client at a TLS server: the timeout quotes the failing status, not only the wait."""
+    d = certificates
+    tls_server = start_server(tls_cert=d / "server.pem", tls_key=d / "server.key")
+
+    async def wait() -> None:
+        async with Client(tls_server.target) as client:
+            await client.wait_ready(1.0)
+
+    with pytest.raises(TimeoutError, match=r"is not serving after 1.0 s \(last: UNAVAILABLE: .+\)"):
+        run(wait())
 
 
 def test_raw_1080p_frames_fit_the_default_message_limit(server):

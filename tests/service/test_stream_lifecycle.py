@@ -216,9 +216,10 @@ def test_resume_takes_over_a_connection_the_server_still_thinks_is_alive(server)
 
     async def scenario():
         async with Client(server.target) as first, Client(server.target) as second:
-            old = await first.open(StreamOptions(resume_window_s=30))
+            old = await first.open(StreamOptions(resume_window_s=30, idle_timeout_s=45))
             first_result = await old.process(clip[0])
             new = await second.resume(old.stream_id, old.opened.resume_token, 0)
+            assert new.opened.options == old.opened.options  # a resume keeps the stream's own options
             second_result = await new.process(clip[1])
             with pytest.raises(StreamError) as evicted:
                 await old.receive()

@@ -1,0 +1,81 @@
+"""The overlay writer: GIF and MP4 files written frame by frame, readable by other tools."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.client.overlay import OverlayWriter
+
+
+def _frames(count: int, size: int = 48, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for index in range(count):
+        frame = np.zeros((size, size, 3), dtype=np.uint8)
+        frame[:, : size // 2] = rng.integers(0, 256, 3)
+        frame[:, size // 2 :] = rng.integers(0, 256, 3)
+        frame[index : index + 8, 4:12] = (0, 255, 0)  # a square moving down
+        frames.append(frame)
+    return frames
+
+
+def _quantised(frame: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(frame).quantize(colors=128, dither=Image.Dither.NONE).convert("RGB"))
+
+
+def test_gif_frames_read_back_as_written_with_their_timing(tmp_path):
+    path, frames = tmp_path / "overlay.gif", _frames(6)
+    with OverlayWriter(path, fps=10.0) as writer:
+        for frame in frames:
+            writer.write(frame)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 6 and gif.size == (48, 48) and gif.info["loop"] == 0
+        for index, frame in enumerate(frames):
+            gif.seek(index)
+            assert gif.info["duration"] == 100
+            np.testing.assert_array_equal(np.asarray(gif.convert("RGB")), _quantised(frame))
+
+
+def test_gif_frames_reach_the_file_as_they_are_written(tmp_path):
+    """Frames are not held in memory until close: a long camera run keeps a flat footprint."""
+    path = tmp_path / "noise.gif"
+    rng = np.random.default_rng(1)
+    writer = OverlayWriter(path, fps=15.0)
+    for _ in range(48):  # noise hardly compresses: about 21 KB a frame, 1 MB in all, 4x the 256 KB write buffer
+        writer.write(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    on_disk_before_close = path.stat().st_size
+    writer.close()
+    assert on_disk_before_close > 0.5 * path.stat().st_size
+    with Image.open(path) as gif:
+        assert gif.n_frames == 48
+
+
+def test_mp4_frames_decode_with_the_frame_size_made_even(tmp_path):
+    path = tmp_path / "overlay.mp4"
+    with OverlayWriter(path, fps=15.0) as writer:
+        for frame in _frames(5, size=47):
+            writer.write(frame)
+    with av.open(str(path)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(decoded) == 5 and decoded[0].shape == (46, 46, 3)
+
+
+def test_a_frame_of_another_size_is_refused_by_index(tmp_path):
+    writer = OverlayWriter(tmp_path / "overlay.gif", fps=15.0)
+    writer.write(np.zeros((32, 32, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"frame 1 is \(16, 32\), the first frame was \(32, 32\)"):
+        writer.write(np.zeros((16, 32, 3), dtype=np.uint8))
+    writer.close()
+
+
+def test_other_suffixes_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"must be a \.gif or \.mp4"):
+        OverlayWriter(tmp_path / "overlay.avi", fps=15.0)
+
+
+def test_no_frames_leave_no_file(tmp_path):
+    OverlayWriter(tmp_path / "overlay.gif", fps=15.0).close()
+    assert not (tmp_path / "overlay.gif").exists()
