@@ -415,13 +415,18 @@ def _strip_optional(kind: Any) -> Any:
 
 def _converter(kind: Any) -> Any:
     if kind is bool:
-        return _parse_bool
+        return parse_bool
     if kind is Path:
         return lambda raw: Path(raw).expanduser()
     return kind
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case, surrounding blanks ignored).
+
+    Raises:
+        ValueError: anything else.
+    """
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from service.config import ONNX_GRAPH_OPTIMIZATIONS
+from service.config import ONNX_GRAPH_OPTIMIZATIONS, parse_bool
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
 from service.images import PREPROCESSING
 from training.export.manifest import (
@@ -400,16 +400,6 @@ def env_values(environ: Mapping[str, str], fields: Mapping[str, tuple[str, Calla
         except ValueError as error:
             raise ValueError(f"{ENV_PREFIX}{suffix}={raw!r}: {error}") from error
     return values
-
-
-def parse_bool(raw: str) -> bool:
-    """``1/true/yes/on`` or ``0/false/no/off``."""
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
 
 
 def _output(outputs: list[Any]) -> EngineOutput:

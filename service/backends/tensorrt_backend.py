@@ -52,9 +52,9 @@ from service.backends.onnx_backend import (
     env_values,
     graph_inputs,
     manifest_card,
-    parse_bool,
     prepare_cache_dir,
 )
+from service.config import parse_bool
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
 from training.export.manifest import FIRST_STEP, OUTPUT_MASKS, OUTPUT_SLOTS, STEP, Manifest, read_manifest
 
