@@ -76,14 +76,14 @@ class OverlayWriter:
             raise ValueError(f"{path}: the overlay must be a .gif or .mp4 file")
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one uint8 ``[H, W, 3]`` frame (every frame must have the first one's size).
-
-        Raises:
-            ValueError: the frame's size differs from the first frame's.
-        """
+        """Append one uint8 ``[H, W, 3]`` frame; a frame of another size than the first is resized to it (a
+        folder of images may mix sizes, a video file may not)."""
         import av
 
-        if not self._gif:
+        if self._size is not None and frame.shape[:2] != self._size:
+            height, width = self._size
+            frame = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
+        elif not self._gif:
             frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # yuv420p needs even sizes
         size = (frame.shape[0], frame.shape[1])
         if self._container is None:
@@ -93,8 +93,6 @@ class OverlayWriter:
             self._stream.height, self._stream.width = size
             self._stream.pix_fmt = "pal8" if self._gif else "yuv420p"
             self._size = size
-        elif size != self._size:
-            raise ValueError(f"{self.path}: frame {self.frames_written} is {size}, the first frame was {self._size}")
         video_frame = _paletted_frame(frame) if self._gif else av.VideoFrame.from_ndarray(frame, format="rgb24")
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)

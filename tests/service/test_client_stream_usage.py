@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from service_helpers import make_video, run
 
 from service.client import Client, FrameResult, StreamError, StreamOptions, TlsFiles, encode_image, stream_frames
@@ -181,3 +182,14 @@ def test_the_cli_reads_its_bearer_token_from_a_file(start_server, tmp_path, caps
     with pytest.raises(SystemExit) as both:
         main(["describe", "--target", server.target, "--token", "s3cret", "--token-file", str(token_file)])
     assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_folder_of_images_of_mixed_sizes_streams_into_one_overlay(server, tmp_path):
+    folder, out = tmp_path / "frames", tmp_path / "overlay.gif"
+    folder.mkdir()
+    first, second = make_video(seed=76, frames=2)
+    Image.fromarray(first).save(folder / "0000.png")
+    Image.fromarray(second).resize((40, 30)).save(folder / "0001.png")
+    assert main(["stream", str(folder), "--target", server.target, "--out", str(out)]) == 0
+    with Image.open(out) as overlay:
+        assert overlay.n_frames == 2 and overlay.size == first.shape[1::-1]

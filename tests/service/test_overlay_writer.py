@@ -63,12 +63,16 @@ def test_mp4_frames_decode_with_the_frame_size_made_even(tmp_path):
     assert len(decoded) == 5 and decoded[0].shape == (46, 46, 3)
 
 
-def test_a_frame_of_another_size_is_refused_by_index(tmp_path):
-    writer = OverlayWriter(tmp_path / "overlay.gif", fps=15.0)
-    writer.write(np.zeros((32, 32, 3), dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"frame 1 is \(16, 32\), the first frame was \(32, 32\)"):
-        writer.write(np.zeros((16, 32, 3), dtype=np.uint8))
-    writer.close()
+def test_a_frame_of_another_size_is_resized_to_the_first_frames_size(tmp_path):
+    """A folder of images may mix sizes: the overlay keeps the first frame's."""
+    path = tmp_path / "overlay.mp4"
+    with OverlayWriter(path, fps=15.0) as writer:
+        writer.write(np.zeros((32, 48, 3), dtype=np.uint8))
+        writer.write(np.full((17, 20, 3), 255, dtype=np.uint8))
+    with av.open(str(path)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert [frame.shape for frame in decoded] == [(32, 48, 3)] * 2
+    assert decoded[0].mean() < 10 and decoded[1].mean() > 245
 
 
 def test_other_suffixes_are_refused(tmp_path):
