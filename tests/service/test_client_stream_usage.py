@@ -189,7 +189,7 @@ def test_a_folder_of_images_of_mixed_sizes_streams_into_one_overlay(server, tmp_
     folder.mkdir()
     first, second = make_video(seed=76, frames=2)
     Image.fromarray(first).save(folder / "0000.png")
-    Image.fromarray(second).resize((40, 30)).save(folder / "0001.png")
+    Image.fromarray(second).resize((64, 48)).save(folder / "0001.png")
     assert main(["stream", str(folder), "--target", server.target, "--out", str(out)]) == 0
     with Image.open(out) as overlay:
         assert overlay.n_frames == 2 and overlay.size == first.shape[1::-1]
