@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -271,7 +272,8 @@ class VideoSlotModel(nn.Module):
 
         Raises:
             FileNotFoundError: a file is missing (the message names it).
-            ValueError: the config is unreadable or from an unknown format version.
+            ValueError: the config is unreadable or from an unknown format version, or the weights file is
+                damaged or does not fit the config.
         """
         path = Path(directory)
         config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
@@ -287,7 +289,10 @@ class VideoSlotModel(nn.Module):
         if not isinstance(payload, Mapping) or payload.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
         model = cls(**payload["model"], registry=registry).to(map_location)  # the weights load straight onto it
-        missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
+        try:
+            missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
+        except (SafetensorError, RuntimeError) as error:  # a damaged file, or tensors of other shapes
+            raise ValueError(f"{weights_path} cannot be loaded into the model of {config_path}: {error}") from error
         if missing or unexpected:
             raise ValueError(
                 f"{weights_path} does not match {config_path}: missing {sorted(missing)[:5]}, "

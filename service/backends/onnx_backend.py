@@ -44,6 +44,7 @@ from training.export.manifest import (
     OUTPUT_SLOTS,
     STEP,
     Manifest,
+    ManifestError,
     read_manifest,
 )
 
@@ -331,10 +332,27 @@ def load_engine(
                 "training.export; a provider error, the GPU setup checked)"
             ) from error
         verify_providers(choice, list(session.get_providers()), path.name)
+        check_signature(manifest, graph, session)
         sessions[graph] = session
     return OnnxEngine(
         sessions[FIRST_STEP], sessions[STEP], manifest_card(manifest, name, "onnx", str(choice), max_batch_size)
     )
+
+
+def check_signature(manifest: Manifest, graph: str, session: Any) -> None:
+    """Check that a loaded graph's inputs and outputs are those the manifest records.
+
+    Raises:
+        ManifestError: a name or shape differs (a manifest edited by hand).
+    """
+    spec = manifest.graphs[graph]
+    recorded = [(tensor.name, list(tensor.shape)) for tensor in (*spec.inputs, *spec.outputs)]
+    loaded = [(value.name, list(value.shape)) for value in (*session.get_inputs(), *session.get_outputs())]
+    if loaded != recorded:
+        raise ManifestError(
+            f"{spec.file} takes and gives {loaded}, but the manifest records {recorded}; re-run python -m "
+            "training.export"
+        )
 
 
 def import_onnxruntime() -> Any:

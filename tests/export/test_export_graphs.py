@@ -295,3 +295,102 @@ def test_read_manifest_refuses_fields_of_the_wrong_type(source, tmp_path, field,
 def test_read_manifest_explains_a_plain_model_directory(source):
     with pytest.raises(ManifestError, match=r"python -m training\.export"):
         read_manifest(source)
+
+
+def _edited_copy(exported: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the export whose manifest went through ``edit(raw) -> None``."""
+    import shutil
+
+    copy = tmp_path / "edited"
+    shutil.copytree(exported, copy)
+    raw = json.loads((copy / MANIFEST_FILE).read_text())
+    edit(raw)
+    (copy / MANIFEST_FILE).write_text(json.dumps(raw))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("num_slots", 7, r"the first_step graph's 'prev_slots'|the first_step graph's 'slots'"),
+        ("mask_size", "16", r"mask_size must be a list of two whole numbers, got '16'"),
+        ("precision", "FP16", r"precision must be one of fp32, fp16, got 'FP16'"),
+        ("slot_dim", 0, r"slot_dim must be a whole number >= 1, got 0"),
+    ],
+)
+def test_a_hand_edited_manifest_that_contradicts_its_graphs_is_refused(exported, tmp_path, field, value, message):
+    copy = _edited_copy(exported, tmp_path, lambda raw: raw.update({field: value}))
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(copy)
+
+
+def test_weights_other_than_the_exported_ones_are_refused(exported, source, tmp_path):
+    """A model directory's weights copied over an export's would be served by torch next to the old graphs."""
+    import shutil
+
+    copy = tmp_path / "swapped"
+    shutil.copytree(exported, copy)
+    torch.manual_seed(1)
+    VideoSlotModel(**TINY_MODEL).save_pretrained(tmp_path / "other")
+    shutil.copyfile(tmp_path / "other" / "model.safetensors", copy / "model.safetensors")
+    read_manifest(copy)  # the cheap read does not hash the weights
+    with pytest.raises(ManifestError, match="holds other weights than the graphs were exported from"):
+        read_manifest(copy, verify_graphs=True)
+    (copy / "model.safetensors").unlink()  # graphs alone still serve
+    assert read_manifest(copy, verify_graphs=True).num_slots == TINY_MODEL["num_slots"]
+
+
+def test_parity_records_keep_their_result_whatever_fields_a_newer_exporter_adds(exported, tmp_path):
+    def add_field_and_fail(raw):
+        raw["parity"]["tensorrt"] = {**raw["parity"]["onnxruntime"], "passed": False, "engine_build_s": 12.5}
+
+    manifest = read_manifest(_edited_copy(exported, tmp_path, add_field_and_fail))
+    assert manifest.parity["tensorrt"].passed is False and manifest.parity["onnxruntime"].passed is True
+
+    def drop_field(raw):
+        del raw["parity"]["onnxruntime"]["passed"]
+
+    with pytest.raises(ManifestError, match="the 'onnxruntime' parity record lacks passed"):
+        read_manifest(_edited_copy(exported, tmp_path / "dropped", drop_field))
+
+
+def test_cli_refuses_an_out_folder_of_other_files_and_a_damaged_model(source, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other_model"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert export_main(["--model", str(source), "--out", str(other)]) == 2
+    assert "already holds files and is not an export directory" in capsys.readouterr().err
+    assert [path.name for path in other.iterdir()] == ["notes.txt"]
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(source, damaged)
+    (damaged / "model.safetensors").write_bytes(b"xx")
+    assert export_main(["--model", str(damaged), "--out", str(tmp_path / "out")]) == 2
+    assert f"{damaged / 'model.safetensors'} cannot be loaded" in capsys.readouterr().err
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert export_main(["--model", str(source), "--out", str(a_file)]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
+def test_cli_checks_tensorrt_and_the_batch_size_before_exporting(source, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert export_main(["--model", str(source), "--out", str(out), "--max-batch-size", "0"]) == 2
+    assert "--max-batch-size must be >= 1, got 0" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert export_main(["--model", str(source), "--out", str(out), "--tensorrt"]) == 1
+        assert "slotstream[gpu]" in capsys.readouterr().err
+    assert not out.exists(), "nothing is exported when the export cannot finish"
+
+
+def test_a_model_directory_can_hold_its_own_export(source, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(source, model)
+    export_model(model, model, ExportOptions(parity_frames=1, batch_sizes=()))
+    assert read_manifest(model, verify_graphs=True).num_slots == TINY_MODEL["num_slots"]
+    VideoSlotModel.from_pretrained(model)

@@ -163,12 +163,21 @@ def test_tensorrt_provider_caches_engines_per_graph_digest(export_dir, monkeypat
 
     claimed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
+    real_session = ort.InferenceSession
+
     class RecordingSession:
         def __init__(self, path, options, providers):
             given[Path(path).stem] = dict(providers[0][1])
+            self._graph = real_session(path, options, providers=["CPUExecutionProvider"])
 
         def get_providers(self):
             return claimed
+
+        def get_inputs(self):
+            return self._graph.get_inputs()
+
+        def get_outputs(self):
+            return self._graph.get_outputs()
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: claimed)
     monkeypatch.setattr(ort, "InferenceSession", RecordingSession)
@@ -252,3 +261,23 @@ def test_thread_options_reach_the_sessions(export_dir):
     assert session.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     engine = onnx_backend.load_engine(export_dir, name="tiny", device="cpu", max_batch_size=2, options=options)
     assert engine.providers == ["CPUExecutionProvider"]
+
+
+def test_a_manifest_edited_together_with_its_recorded_shapes_is_caught_against_the_graphs(export_dir, tmp_path):
+    """The manifest's own shapes agree with each other here; only the loaded graphs show that K is not 7."""
+    import json
+    import shutil
+
+    from training.export.manifest import MANIFEST_FILE
+
+    edited = tmp_path / "edited"
+    shutil.copytree(export_dir, edited)
+    raw = json.loads((edited / MANIFEST_FILE).read_text())
+    raw["num_slots"] = 7
+    for graph in raw["graphs"].values():
+        for spec in (*graph["inputs"], *graph["outputs"]):
+            if spec["name"] != "frames":
+                spec["shape"][1] = 7
+    (edited / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match=r"first_step\.onnx takes and gives .* but the manifest records"):
+        onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)

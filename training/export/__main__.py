@@ -23,13 +23,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Export a slot model to ONNX (first_step + step graphs), check it and measure its parity.",
     )
     parser.add_argument("--model", required=True, help="model directory (config.json + model.safetensors)")
-    parser.add_argument("--out", required=True, help="export directory (created; an earlier export is replaced)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="export directory: new, empty, an earlier export (replaced) or the model directory itself",
+    )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=list(SUPPORTED_OPSETS), help="ONNX opset")
     parser.add_argument("--fp16", action="store_true", help="have TensorRT build fp16 engines (graphs stay fp32)")
     parser.add_argument(
         "--tensorrt", action="store_true", help="also build TensorRT engines into OUT/tensorrt (NVIDIA GPU needed)"
     )
-    parser.add_argument("--max-batch-size", type=int, default=16, help="largest batch of the TensorRT profile")
+    parser.add_argument(
+        "--max-batch-size", type=int, default=16, help="largest batch of the TensorRT profile (with --tensorrt)"
+    )
     return parser.parse_args(argv)
 
 
@@ -41,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         manifest = export_model(args.model, args.out, options)
-    except (FileNotFoundError, ValueError, ManifestError, RegistryError) as error:
+    except (OSError, ValueError, ManifestError, RegistryError) as error:  # OSError: missing or unwritable paths
         print(f"export: {error}", file=sys.stderr)
         return 2
     except ExportError as error:

@@ -104,12 +104,19 @@ def export_model(
 
     Raises:
         ExportError: a graph failed ``onnx.checker`` or the operator check, or parity is out of tolerance.
-        FileNotFoundError, ValueError: ``model_dir`` is not a readable model directory.
+        FileNotFoundError, ValueError: ``model_dir`` is not a readable model directory, ``out_dir`` holds other
+            files than an export or the source model, or ``max_batch_size`` is below 1.
+        BackendUnavailable: ``tensorrt`` was asked for without TensorRT or a visible CUDA GPU (checked first).
     """
     options = options or ExportOptions()
     source = Path(model_dir)
     out = Path(out_dir)
+    if options.max_batch_size < 1:
+        raise ValueError(f"--max-batch-size must be >= 1, got {options.max_batch_size}")
+    if options.tensorrt:
+        _check_tensorrt_available()  # before minutes of export and parity, not after publishing them
     model = VideoSlotModel.from_pretrained(source)
+    _check_out_dir(out, source)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
     try:
@@ -128,6 +135,36 @@ def export_model(
     if options.tensorrt:
         manifest = _add_tensorrt(model, out, manifest, options, video)
     return manifest
+
+
+def _check_out_dir(out: Path, source: Path) -> None:
+    """``out`` must be new, empty, an earlier export (it holds a manifest) or the source model directory itself;
+    anything else (another model's directory, a home folder) would have its files replaced or mixed in.
+
+    Raises:
+        ValueError: ``out`` is a file, or a folder of other files.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the export")
+    if not out.is_dir() or (out / MANIFEST_FILE).is_file() or out.resolve() == source.resolve():
+        return
+    if any(out.iterdir()):
+        raise ValueError(
+            f"--out {out} already holds files and is not an export directory (no {MANIFEST_FILE}); give a new or "
+            "empty folder, an earlier export to replace, or the model directory itself"
+        )
+
+
+def _check_tensorrt_available() -> None:
+    from service.backends import tensorrt_backend
+    from service.engine import BackendUnavailable
+
+    tensorrt_backend.import_tensorrt()
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(
+            f"--tensorrt builds engines on a CUDA GPU and none is visible (the tensorrt backend "
+            f"{tensorrt_backend.NEEDS_GPU})"
+        )
 
 
 def _export_checked(model: VideoSlotModel, which: str, opset: int, directory: Path) -> GraphSpec:

@@ -13,6 +13,7 @@ Only the standard library is imported here, so serving code can read a manifest 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,6 +28,9 @@ MANIFEST_FORMAT = 1
 FIRST_STEP = "first_step"
 STEP = "step"
 GRAPH_FILES = {FIRST_STEP: "first_step.onnx", STEP: "step.onnx"}
+WEIGHTS_FILE = "model.safetensors"
+"""The source weights an export directory carries (``plugins.model.WEIGHTS_FILE``; stdlib-only here)."""
+PRECISIONS = ("fp32", "fp16")
 
 INPUT_FRAMES = "frames"
 INPUT_PREV_SLOTS = "prev_slots"
@@ -206,23 +210,52 @@ class Manifest:
         if not isinstance(raw, dict) or raw.get("format_version") != MANIFEST_FORMAT:
             raise ManifestError(f"expected a manifest with format_version {MANIFEST_FORMAT}")
         try:
-            return cls(
+            manifest = cls(
                 input=_input_spec(raw["input"]),
-                num_slots=int(raw["num_slots"]),
-                slot_dim=int(raw["slot_dim"]),
-                mask_size=(int(raw["mask_size"][0]), int(raw["mask_size"][1])),
-                first_iters=int(raw["first_iters"]),
-                later_iters=int(raw["later_iters"]),
-                opset=int(raw["opset"]),
-                precision=str(raw["precision"]),
+                num_slots=_positive_int(raw, "num_slots"),
+                slot_dim=_positive_int(raw, "slot_dim"),
+                mask_size=_int_pair(raw["mask_size"], "mask_size"),
+                first_iters=_positive_int(raw, "first_iters"),
+                later_iters=_positive_int(raw, "later_iters"),
+                opset=_positive_int(raw, "opset"),
+                precision=_precision(raw["precision"]),
                 graphs={name: _graph_spec(spec) for name, spec in raw["graphs"].items()},
                 source=SourceSpec(**raw["source"]),
                 parity=_parity_reports(raw.get("parity", {})),
                 exporter=dict(raw.get("exporter", {})),
                 tensorrt_ops_source=str(raw.get("tensorrt_ops_source", "")),
             )
+        except ManifestError:
+            raise
         except (KeyError, TypeError, IndexError, ValueError, AttributeError) as error:  # AttributeError: wrong type
             raise ManifestError(f"malformed manifest: {type(error).__name__}: {error}") from error
+        manifest.check_shapes()
+        return manifest
+
+    def check_shapes(self) -> None:
+        """Check that the graphs' recorded shapes agree with the input size, K, D and mask size.
+
+        Raises:
+            ManifestError: a graph's frames, previous-slots, slots or masks shape says otherwise (a hand-edited
+                manifest, or one whose graphs belong to another model).
+        """
+        height, width = self.input.height, self.input.width
+        mask_h, mask_w = self.mask_size
+        expected: dict[str, list[int | str]] = {
+            INPUT_FRAMES: [BATCH_AXIS, 3, height, width],
+            INPUT_PREV_SLOTS: [BATCH_AXIS, self.num_slots, self.slot_dim],
+            OUTPUT_SLOTS: [BATCH_AXIS, self.num_slots, self.slot_dim],
+            OUTPUT_MASKS: [BATCH_AXIS, self.num_slots, mask_h, mask_w],
+        }
+        for graph_name, graph in self.graphs.items():
+            for spec in (*graph.inputs, *graph.outputs):
+                want = expected.get(spec.name)
+                if want is not None and list(spec.shape) != want:
+                    raise ManifestError(
+                        f"the {graph_name} graph's {spec.name!r} is {list(spec.shape)}, but the manifest's input "
+                        f"size {height}x{width}, {self.num_slots} slots of {self.slot_dim} and {mask_h}x{mask_w} "
+                        f"masks make it {want}; re-run python -m training.export"
+                    )
 
 
 def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False) -> Manifest:
@@ -230,11 +263,12 @@ def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False
 
     Args:
         directory: the export directory.
-        verify_graphs: also check each graph's SHA-256 against the manifest (what runtimes do before use).
+        verify_graphs: also check each graph's SHA-256 against the manifest, and that of ``model.safetensors``
+            when the directory holds one (what runtimes do before use).
 
     Raises:
         ManifestError: the manifest or a graph is missing (the message says how to make them), unreadable, or
-            (with ``verify_graphs``) a graph is not the one the manifest describes.
+            (with ``verify_graphs``) a graph or the weights are not the ones the manifest describes.
     """
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
@@ -256,6 +290,13 @@ def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False
             raise ManifestError(
                 f"{graph_path} is not the graph {path} describes (SHA-256 differs); re-run python -m training.export"
             )
+    weights = Path(directory) / WEIGHTS_FILE
+    if verify_graphs and weights.is_file() and file_sha256(weights) != manifest.source.weights_sha256:
+        raise ManifestError(
+            f"{weights} holds other weights than the graphs were exported from (SHA-256 differs from {path}'s "
+            "source.weights_sha256): the backends would serve different models under one version; re-run python "
+            "-m training.export on the model directory"
+        )
     return manifest
 
 
@@ -280,14 +321,38 @@ def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Pat
 
 
 def _parity_reports(raw: dict[str, Any]) -> dict[str, ParityReport]:
-    """The parity records; one written by another version of this module is left out (serving never needs it)."""
+    """The parity records. Fields this version does not know are ignored (a newer exporter's additions); a
+    record without a field this version needs is an error, since a backend may refuse to serve on its result."""
+    known = {spec.name for spec in dataclasses.fields(ParityReport)}
     reports = {}
     for name, report in raw.items():
-        try:
-            reports[name] = ParityReport(**report)
-        except TypeError:
-            continue
+        missing = sorted(known - set(report))
+        if missing:
+            raise ManifestError(
+                f"the {name!r} parity record lacks {', '.join(missing)}; re-run python -m training.export"
+            )
+        reports[name] = ParityReport(**{key: value for key, value in report.items() if key in known})
     return reports
+
+
+def _positive_int(raw: dict[str, Any], key: str) -> int:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ManifestError(f"{key} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _int_pair(value: Any, key: str) -> tuple[int, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ManifestError(f"{key} must be a list of two whole numbers, got {value!r}")
+    first, second = (_positive_int({key: item}, key) for item in value)
+    return first, second
+
+
+def _precision(value: Any) -> str:
+    if value not in PRECISIONS:
+        raise ManifestError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+    return str(value)
 
 
 def _input_spec(raw: dict[str, Any]) -> InputSpec:
