@@ -11,7 +11,7 @@ not load it, because ONNX Runtime otherwise falls back to the CPU with only a lo
   profile) and cached on disk with TensorRT's timing cache, in one folder per graph digest (ONNX Runtime keys
   its cached engines by the graph's names, not its weights), fp16 when the export asked for it.
 
-The GPU providers need the GPU build of ONNX Runtime: ``pip install 'slotstream[gpu]'``.
+The GPU providers need the GPU build of ONNX Runtime: ``pip install -e '.[gpu]'``.
 
 Tuning (:class:`OnnxOptions`) is part of the server's ``ServiceConfig``: the flags ``--onnx-intra-op-threads``
 and ``--onnx-inter-op-threads`` (1 / 1), ``--onnx-graph-optimization`` (``all``), ``--tensorrt-fp16`` (the
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import onnxruntime
 
 ENV_PREFIX = "SLOTSTREAM_"
-GPU_EXTRA = "pip install 'slotstream[gpu]'"
+GPU_EXTRA = "pip install -e '.[gpu]'"
 DEFAULT_CACHE_SUBDIR = "tensorrt"
 GRAPH_OPTIMIZATIONS = ONNX_GRAPH_OPTIMIZATIONS
 
@@ -361,7 +361,7 @@ def import_onnxruntime() -> Any:
         import onnxruntime
     except ImportError as error:
         raise BackendUnavailable(
-            f"the onnx backend needs ONNX Runtime: pip install 'slotstream[onnx]' (CPU), or {GPU_EXTRA} for GPUs"
+            f"the onnx backend needs ONNX Runtime: pip install -e '.[onnx]' (CPU), or {GPU_EXTRA} for GPUs"
         ) from error
     return onnxruntime
 

@@ -26,7 +26,7 @@ in ``SLOTSTREAM_*`` variables; library callers that pass no options get the vari
 - ``--tensorrt-workspace-mb`` / ``SLOTSTREAM_TENSORRT_WORKSPACE_MB``: builder workspace limit (default 1024).
 
 ``tensorrt`` is imported only here, lazily: without it (or without a GPU) the backend refuses to start and
-says to ``pip install 'slotstream[gpu]'``. Device buffers, the stream and CUDA graphs come from PyTorch's CUDA
+says to ``pip install -e '.[gpu]'``. Device buffers, the stream and CUDA graphs come from PyTorch's CUDA
 runtime, so no other CUDA binding is needed.
 """
 

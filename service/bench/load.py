@@ -28,7 +28,7 @@ from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import run_suite
 from service.client import StreamError
 from service.client.synthetic import synthetic_clip
-from service.config import DEFAULT_MODEL_DIR
+from service.config import DEFAULT_MODEL_DIR, ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         report["remote"] = [result]
     if args.suite:
         spec = _spec(args, "", args.streams)
-        report |= run_suite(args.model, args.backend, spec, clip, args.rounds, args.server_args.split())
+        try:
+            report |= run_suite(args.model, args.backend, spec, clip, args.rounds, args.server_args.split())
+        except ConfigError as error:  # --server-args the server would refuse too
+            print(f"python -m service.bench --suite: {error}", file=sys.stderr)
+            return 2
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

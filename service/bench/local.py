@@ -14,6 +14,7 @@ frames (``batch / mean step latency``), the ratios, and the compute floor (:mod:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -108,13 +109,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         print("python -m service.bench --local: " + "; ".join(problems), file=sys.stderr)
         return 2
+    from training.export import ExportError
+
     try:
         with tempfile.TemporaryDirectory(prefix="slotstream-bench-") as scratch:
             model_dir = prepare_model_dir(args.model, backends, Path(scratch))
             report = run(model_dir, backends, sizes, args.iterations, args.warmup, args.threads, args.device)
-            if not args.no_floor:
+            if not args.no_floor and args.device.startswith("cpu"):
                 report["floor"] = floor_report(model_dir, report["results"], args.threads)
-    except (BackendUnavailable, FileNotFoundError) as error:
+            elif not args.no_floor:  # the matmul rate is measured on the CPU: no floor to compare a GPU run with
+                print(f"python -m service.bench --local: no floor for --device {args.device}", file=sys.stderr)
+    except (BackendUnavailable, OSError, ValueError, ExportError) as error:  # ValueError: bad --device, manifest
         print(f"python -m service.bench --local: cannot load the model: {error}", file=sys.stderr)
         return 2
     report["model"]["dir"] = str(args.model)
@@ -251,7 +256,8 @@ def _load(backend: str, model_dir: Path, device: str, max_batch_size: int, threa
         from service.backends.onnx_backend import OnnxOptions
         from service.backends.onnx_backend import load_engine as load_onnx
 
-        options = OnnxOptions(intra_op_threads=threads, inter_op_threads=1)
+        # SLOTSTREAM_ONNX_* / SLOTSTREAM_TENSORRT_* apply as they do in the server; --threads sets the threads.
+        options = dataclasses.replace(OnnxOptions.from_environ(), intra_op_threads=threads, inter_op_threads=1)
         return load_onnx(model_dir, name="bench", device=device, max_batch_size=max_batch_size, options=options)
     return load_engine(backend, model_dir, name="bench", device=device, max_batch_size=max_batch_size)
 

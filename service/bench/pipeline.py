@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
-from service.engine import load_engine
+from service.config import ServiceConfig
 from service.images import prepare_frame
 from service.postprocess import MaskRequest, mask_outputs
 from service.types import EncodedImage, ImageEncoding
@@ -18,14 +17,15 @@ class PipelineBench:
     frame and resize it, run ``first_step``/``step`` at batch size 1, and compute the segmentation.
 
     Args:
-        backend: engine backend.
-        model_dir: model directory.
+        config: the served configuration: the engine is loaded as the server loads it (backend, device, threads
+            and backend options), so the baseline and the server run the same model the same way.
         clip: frames (uint8 ``[H, W, 3]``), cycled.
-        device: device for the engine.
     """
 
-    def __init__(self, backend: str, model_dir: Path, clip: list[np.ndarray], device: str = "cpu") -> None:
-        self.engine = load_engine(backend, model_dir, name=model_dir.name, device=device, max_batch_size=1)
+    def __init__(self, config: ServiceConfig, clip: list[np.ndarray]) -> None:
+        from service.server import default_engine_factory
+
+        self.engine = default_engine_factory(config)
         self.card = self.engine.card
         self.engine.warmup([1])
         self._images = [EncodedImage(ImageEncoding.RAW_RGB8, f.tobytes(), f.shape[0], f.shape[1], 3) for f in clip]

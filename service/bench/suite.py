@@ -25,6 +25,7 @@ from service.bench.remote import LoadSpec, run_load
 from service.bench.spawn import SpawnedServer
 from service.bench.stats import summarize
 from service.client.core import Client, encode_image
+from service.config import ServiceConfig
 from service.types import FrameRequest, FrameResult
 
 
@@ -41,10 +42,8 @@ def run_suite(
         rounds: rounds to run.
         server_args: more ``python -m service`` flags.
     """
-    import torch
-
-    torch.set_num_threads(1)  # as the server does (--torch-threads 1), so the baseline is comparable
-    bench = PipelineBench(backend, model_dir, clip)
+    flags = ["--model-dir", str(model_dir), "--backend", backend, *server_args]
+    bench = PipelineBench(ServiceConfig.from_sources(flags), clip)  # the server's settings, from the same flags
     runs: dict[int, list[dict[str, Any]]] = {1: [], spec.streams: []}
     per_round = []
     with SpawnedServer(model_dir, ["--backend", backend, *server_args]) as server:

@@ -38,7 +38,7 @@ from service.postprocess import MaskRequest, mask_outputs
 from training.configs import get_config
 from training.datasets.synthetic import generate_video
 
-pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install 'slotstream[onnx]'")
+pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "service" / "models" / "default"
 

@@ -17,7 +17,7 @@ from service.bench.__main__ import main as bench_main
 from service.bench.floor import count_flops, matmul_rate
 from service.bench.local import Latency
 
-pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install 'slotstream[onnx]'")
+pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from training.export import ExportOptions, export_model
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import SERVICE_TINY_MODEL
 
-pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install 'slotstream[onnx]'")
+pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 
 ROLES = ("encoders", "initializers", "aggregators", "transitions", "decoders")
 FAST = ExportOptions(parity_frames=2, parity_videos=1, batch_sizes=(1, 3))

@@ -32,9 +32,9 @@ from service.engine import BackendUnavailable, load_engine
 from service.server import default_engine_factory
 from training.export.manifest import ManifestError
 
-ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install 'slotstream[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install -e '.[onnx]'")
 
-GPU_EXTRA = "pip install 'slotstream[gpu]'"
+GPU_EXTRA = "pip install -e '.[gpu]'"
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,7 @@ def test_bench_load_flags_are_checked_before_any_connection(args, message, capsy
         (["--backends", ","], "--backends names no backend"),
         (["--iterations", "0"], "need --iterations >= 1"),
         (["--backends", "nonsense"], "cannot load the model"),
+        (["--device", "gpu"], "cannot load the model"),
     ],
 )
 def test_bench_local_refuses_bad_flags_without_a_traceback(model_dir, args, message, capsys):
@@ -110,3 +111,26 @@ def test_bench_local_refuses_bad_flags_without_a_traceback(model_dir, args, mess
 def test_bench_local_names_a_missing_model_directory(tmp_path, capsys):
     assert bench_main(["--local", "--model", str(tmp_path / "none")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_bench_local_names_a_damaged_manifest_and_reads_the_servers_onnx_variables(
+    model_dir, tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("onnxruntime", reason="the onnx backend needs ONNX Runtime: pip install -e '.[onnx]'")
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    (damaged / "manifest.json").write_text("{")
+    argv = ["--local", "--backends", "onnx", "--no-floor", "--iterations", "1"]
+    assert bench_main([*argv, "--model", str(damaged)]) == 2
+    assert "manifest.json: not valid JSON" in capsys.readouterr().err
+    monkeypatch.setenv("SLOTSTREAM_ONNX_GRAPH_OPTIMIZATION", "nonsense")
+    assert bench_main([*argv, "--model", str(model_dir)]) == 2
+    assert "graph_optimization must be one of disable, basic, extended, all, got 'nonsense'" in capsys.readouterr().err
+
+
+def test_suite_refuses_server_args_the_server_would_refuse(model_dir, capsys):
+    args = ["--suite", "--model", str(model_dir), "--streams", "2", "--server-args", "--max-streams 0"]
+    assert bench_main(args) == 2
+    assert "--max-streams" in capsys.readouterr().err

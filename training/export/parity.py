@@ -80,7 +80,7 @@ class OrtGraphs:
         except ImportError as error:
             raise ImportError(
                 "the export's parity check runs the graphs in ONNX Runtime, which is not installed: "
-                "pip install 'slotstream[onnx]' (or 'slotstream[gpu]' on a GPU machine)"
+                "pip install -e '.[onnx]' (or '.[gpu]' on a GPU machine)"
             ) from error
 
         options = ort.SessionOptions()
