@@ -62,6 +62,10 @@ def _target(target_id: str) -> Target:
     return TARGETS[TARGET_IDS.index(target_id)]
 
 
+USES_SHARED_STORAGE = {"training/indexed-job", "training/pytorchjob", "training/data-shell"}
+"""Training setups that run in training/storage's namespace on its volume, applied once beforehand."""
+
+
 def _label(doc: dict[str, Any]) -> str:
     return f"{doc['kind']}/{doc['metadata']['name']}"
 
@@ -138,7 +142,7 @@ def _check_pytorchjob(doc: dict[str, Any], docs: list[dict[str, Any]]) -> None:
         gpus = _gpus(spec)
         torchrun = _parse_torchrun(argv[1:], role)
         assert int(doc["spec"]["nprocPerNode"]) == (gpus or 1), f"{role}: nprocPerNode must equal the GPU limit"
-        _check_training_run(torchrun, pod, spec, docs, role)
+        _check_training_run(torchrun, pod, spec, role)
 
 
 CRD_CHECKS = {"ServiceMonitor": _check_service_monitor, "PyTorchJob": _check_pytorchjob}
@@ -168,8 +172,9 @@ def test_crd_documents_are_reported_as_skipped(render: Renderer, api_version: st
 def test_pods_are_hardened(render: Renderer, target_id: str) -> None:
     """The restricted Pod Security profile's rules, resources, and references the API server does not check."""
     docs = render(_target(target_id))
-    claims = {d["metadata"]["name"] for d in find(docs, "PersistentVolumeClaim")}
-    accounts = {d["metadata"]["name"]: d for d in find(docs, "ServiceAccount")}
+    known = docs + (render(_target("training/storage")) if target_id in USES_SHARED_STORAGE else [])
+    claims = {d["metadata"]["name"] for d in find(known, "PersistentVolumeClaim")}
+    accounts = {d["metadata"]["name"]: d for d in find(known, "ServiceAccount")}
     for where, pod in (p for doc in docs for p in pod_templates(doc)):
         context = pod.get("securityContext", {})
         assert context.get("runAsNonRoot") is True, where
@@ -177,7 +182,7 @@ def test_pods_are_hardened(render: Renderer, target_id: str) -> None:
         assert context.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
         assert pod.get("automountServiceAccountToken") is False, f"{where}: do not mount an API token"
         account = pod.get("serviceAccountName")
-        assert account in accounts, f"{where}: service account {account!r} is not part of this render"
+        assert account in accounts, f"{where}: service account {account!r} is not part of this render or storage"
         assert accounts[account].get("automountServiceAccountToken") is False
         assert not (pod.keys() & {"hostNetwork", "hostPID", "hostIPC"}), where
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
@@ -235,6 +240,29 @@ def test_server_probes(render: Renderer, target_id: str) -> None:
 
 
 @pytest.mark.parametrize("target_id", SERVER_TARGETS)
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity.removesuffix(suffix)) * factor)
+    return int(quantity)
+
+
+@pytest.mark.parametrize("target_id", SERVER_TARGETS)
+def test_ephemeral_storage_limit_covers_the_scratch_volumes(render: Renderer, target_id: str) -> None:
+    """The kubelet evicts a pod whose disk-backed emptyDirs and writable layers exceed the sum of its
+    containers' ephemeral-storage limits, whatever each emptyDir's own sizeLimit says."""
+    pod = server_pod(render(_target(target_id)))
+    assert pod is not None
+    scratch = sum(
+        _bytes(v["emptyDir"]["sizeLimit"])
+        for v in pod.get("volumes", [])
+        if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory"
+    )
+    limit = sum(_bytes(c["resources"]["limits"]["ephemeral-storage"]) for c in pod["containers"])
+    assert limit >= scratch, f"{target_id}: ephemeral-storage {limit} bytes < emptyDirs {scratch} bytes"
+
+
 def test_services_and_budget_select_the_server(render: Renderer, target_id: str) -> None:
     docs = render(_target(target_id))
     deployment = only(docs, "Deployment", SERVER_DEPLOYMENT)
@@ -353,9 +381,7 @@ def _parse_torchrun(argv: list[str], where: str) -> Any:
         pytest.fail(f"{where}: torchrun rejects {shlex.join(argv)}")
 
 
-def _check_training_run(
-    torchrun: Any, pod: dict[str, Any], spec: dict[str, Any], docs: list[dict[str, Any]], where: str
-) -> None:
+def _check_training_run(torchrun: Any, pod: dict[str, Any], spec: dict[str, Any], where: str) -> None:
     from training.configs import get_config
     from training.run import parse_args
 
@@ -370,8 +396,6 @@ def _check_training_run(
     claims = {v["name"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     persistent = [m["mountPath"] for m in spec["volumeMounts"] if m["name"] in claims]
     assert args.out and any(Path(args.out).is_relative_to(p) for p in persistent), f"{where}: --out on the volume"
-    claim_docs = find(docs, "PersistentVolumeClaim")
-    assert claim_docs, f"{where}: the training volume is part of the render"
 
 
 INDEXED_JOB_TARGETS = ["training/indexed-job", "training/cpu-smoke"]
@@ -409,9 +433,28 @@ def test_indexed_job_wiring(render: Renderer, target_id: str) -> None:
     assert torchrun.rdzv_backend == "c10d" and int(torchrun.nnodes) == int(env["NNODES"])
     port = int(torchrun.rdzv_endpoint.rpartition(":")[2])
     assert port == service["spec"]["ports"][0]["port"] == named_port(spec, "rendezvous")
-    _check_training_run(torchrun, pod, spec, docs, target_id)
+    _check_training_run(torchrun, pod, spec, target_id)
 
 
 def test_training_volume_is_shared_across_nodes(render: Renderer) -> None:
-    claim = only(render(_target("training/indexed-job")), "PersistentVolumeClaim")
+    claim = only(render(_target("training/storage")), "PersistentVolumeClaim")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "every node reads the checkpoint on --resume"
+
+
+@pytest.mark.parametrize("target_id", sorted(USES_SHARED_STORAGE))
+def test_deleting_a_training_setup_keeps_the_shared_volume(render: Renderer, target_id: str) -> None:
+    """``kubectl delete -k`` deletes what a kustomization renders: a job or the data shell must not render the
+    namespace or the volume that hold every dataset and run, and must run in that namespace."""
+    docs = render(_target(target_id))
+    assert not find(docs, "Namespace") and not find(docs, "PersistentVolumeClaim"), target_id
+    storage_namespace = only(render(_target("training/storage")), "Namespace")["metadata"]["name"]
+    assert {d["metadata"]["namespace"] for d in docs} == {storage_namespace}, target_id
+
+
+def test_the_cpu_smoke_test_keeps_to_a_namespace_and_volume_of_its_own(render: Renderer) -> None:
+    docs = render(_target("training/cpu-smoke"))
+    namespace = only(docs, "Namespace")["metadata"]["name"]
+    storage_namespace = only(render(_target("training/storage")), "Namespace")["metadata"]["name"]
+    assert namespace != storage_namespace
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {namespace}
+    assert only(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteOnce"]
