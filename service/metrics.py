@@ -20,6 +20,11 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
   model is stalled or failing.
 - ``slotstream_model_failing`` (gauge): 1 while the last ``--model-failure-limit`` model calls all failed (liveness
   fails), back to 0 at the next call that succeeds.
+- ``slotstream_live`` (gauge): 1 from start-up on, 0 while the model is stalled or failing (what the liveness
+  health service ``slotstream.v1.Liveness`` reports while serving).
+- ``slotstream_event_loop_heartbeat_seconds`` (gauge): Unix time of the event loop's latest heartbeat, set every
+  second while the loop runs. These metrics are served from their own thread, so an old heartbeat is how a
+  probe reading them notices a blocked event loop (the gRPC liveness check notices it by timing out).
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ class Metrics:
         self.ready = Gauge("slotstream_ready", "1 when serving, 0 otherwise.", registry=r)
         self.model_failing = Gauge(
             "slotstream_model_failing", "1 while the last --model-failure-limit model calls all failed.", registry=r
+        )
+        self.live = Gauge("slotstream_live", "0 while the model is stalled or failing, else 1.", registry=r)
+        self.loop_heartbeat = Gauge(
+            "slotstream_event_loop_heartbeat_seconds", "Unix time of the event loop's latest heartbeat.", registry=r
         )
         self._http: Any = None
 

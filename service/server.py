@@ -90,6 +90,7 @@ class Server:
         self._reaper: asyncio.Task[None] | None = None
         self._warmup: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._model_stalled = False
         self.model_abandoned = False
         self._model_failing = False
@@ -166,6 +167,7 @@ class Server:
                     "another address, or --metrics-listen '' to serve no metrics"
                 ) from error
         self._reaper = asyncio.create_task(manager.run_reaper(), name="reaper")
+        self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         if config.model_stall_timeout_s > 0:
             watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
             self._watchdog = asyncio.create_task(watchdog.run(), name="model-watchdog")
@@ -175,6 +177,12 @@ class Server:
             await self._warmup
         else:
             self._warmup.add_done_callback(lambda task: self._on_warm_up_done(task, on_failure))
+
+    async def _beat(self) -> None:
+        """Stamp the heartbeat gauge every second, for probes that read metrics rather than gRPC health."""
+        while True:
+            self.metrics.loop_heartbeat.set(time.time())
+            await asyncio.sleep(1.0)
 
     async def _listen(self) -> None:
         config = self.config
@@ -202,6 +210,7 @@ class Server:
         for service in ("", SERVICE_NAME):
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        self.metrics.live.set(1)
         names = (pb.DESCRIPTOR.services_by_name["Perception"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self._grpc)
         credentials = None
@@ -270,7 +279,9 @@ class Server:
             return  # starting (warm-up has the startup probe) or draining (health is final)
         for service in ("", SERVICE_NAME, LIVENESS_SERVICE):
             await self._health.set(service, self._model_health())
-        self.metrics.ready.set(1 if self._model_health() == health_pb2.HealthCheckResponse.SERVING else 0)
+        healthy = self._model_health() == health_pb2.HealthCheckResponse.SERVING
+        self.metrics.ready.set(1 if healthy else 0)
+        self.metrics.live.set(1 if healthy else 0)
 
     def _model_health(self) -> Any:
         healthy = not (self._model_stalled or self._model_failing)
@@ -305,7 +316,7 @@ class Server:
         if self._grpc is not None:
             remaining = max(0.0, grace - (time.perf_counter() - started))
             await self._grpc.stop(min(remaining, 1.0))
-        for background in (self._reaper, self._watchdog):
+        for background in (self._reaper, self._watchdog, self._heartbeat):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -186,6 +186,36 @@ def test_tls_ready_check_reads_the_ready_gauge(render: Renderer) -> None:
         metrics.close()
 
 
+def test_tls_liveness_check_reads_the_live_gauge_and_the_event_loop_heartbeat(render: Renderer) -> None:
+    """Without gRPC probes, liveness must still fail on a stalled or failing model (``slotstream_live``) and on a
+    blocked event loop (an old heartbeat), as the Liveness health service does."""
+    import time
+
+    docs, _, spec = _server(render, "base+components/tls")
+    config = _config(docs, spec)
+    script = _ready_check(spec, "livenessProbe")
+    url = f"http://127.0.0.1:{port_of(config.metrics_listen)}/metrics"
+    assert url in script, f"the check must read {url}"
+    metrics = Metrics()
+    try:
+        port = metrics.serve_http("127.0.0.1:0")
+        local = script.replace(url, f"http://127.0.0.1:{port}/metrics")
+
+        def check() -> int:
+            return subprocess.run([sys.executable, "-I", "-c", local], capture_output=True, timeout=30).returncode
+
+        metrics.live.set(1)
+        metrics.loop_heartbeat.set(time.time())
+        assert check() == 0, "live: model healthy, event loop beating"
+        metrics.live.set(0)
+        assert check() != 0, "not live while the model is stalled or failing"
+        metrics.live.set(1)
+        metrics.loop_heartbeat.set(time.time() - 60)
+        assert check() != 0, "not live when the event loop has not beaten for a minute"
+    finally:
+        metrics.close()
+
+
 def test_tls_settings_point_into_the_secret_mount(render: Renderer) -> None:
     docs, pod, spec = _server(render, "base+components/tls")
     config = _config(docs, spec)

@@ -260,6 +260,7 @@ def test_a_model_that_keeps_failing_fails_liveness_and_readiness_until_a_call_su
             failed += [await stream.process(frame) for frame in frames[3:6]]  # the limit, and beyond it
             statuses["failing"] = await _wait_for_health(server.target, not_serving)
             statuses["metric_failing"] = server.metric("slotstream_model_failing")
+            statuses["metric_live"] = server.metric("slotstream_live")
             engines[0].broken.clear()
             recovered = await stream.process(frames[6])
             statuses["recovered"] = await _wait_for_health(server.target, serving)
@@ -271,13 +272,23 @@ def test_a_model_that_keeps_failing_fails_liveness_and_readiness_until_a_call_su
     assert all(isinstance(a, FrameError) and a.code == ErrorCode.INFERENCE_FAILED for a in failed), failed
     assert statuses["below_limit"] == [serving, serving]
     assert statuses["failing"] == [not_serving, not_serving]
-    assert statuses["metric_failing"] == 1
+    assert statuses["metric_failing"] == 1 and statuses["metric_live"] == 0
     assert isinstance(recovered, FrameResult) and recovered.frame_index == 6
     assert statuses["recovered"] == [serving, serving]
     assert server.metric("slotstream_model_failing") == 0 and server.metric("slotstream_ready") == 1
+    assert server.metric("slotstream_live") == 1
     messages = [record.getMessage() for record in caplog.records if record.name == "service.watchdog"]
     assert sum("model failing" in m for m in messages) == 1, messages
     assert sum("model recovered" in m for m in messages) == 1, messages
+
+
+def test_the_event_loop_heartbeat_metric_keeps_time(start_server):
+    """Probes that read metrics (TLS deployments) judge the event loop by this gauge."""
+    server = start_server()
+    first = server.metric("slotstream_event_loop_heartbeat_seconds")
+    assert abs(first - time.time()) < 5
+    time.sleep(1.5)
+    assert server.metric("slotstream_event_loop_heartbeat_seconds") > first
 
 
 def test_metrics_endpoint_exposes_the_service_metrics(start_server):
