@@ -51,6 +51,7 @@ IDS = [p.name for p in DOCKERFILES]
 DOCKERIGNORE = REPO / ".dockerignore"
 DEFAULT_MODEL = REPO / "service" / "models" / "default"
 PINNED = re.compile(r"^[\w./-]+(:[\w.-]*\d+\.\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?$")
+REMOVAL = re.compile(r"\brm -rf [^&;]*")
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|clang|cc|make|cmake|ninja|build-essential|[\w.+]+-dev|pip|pip3)\b")
 
 
@@ -90,8 +91,12 @@ def test_structure(path: Path) -> None:
     assert entrypoints and entrypoints[-1] == '["python", "-m", "service"]', "exec-form python -m service"
     for instruction in final:
         if instruction.keyword == "RUN":
-            tools = BUILD_TOOLS.findall(instruction.arguments)
+            kept = REMOVAL.sub("", instruction.arguments)  # removing a tool is what the final stage should do
+            tools = BUILD_TOOLS.findall(kept)
             assert not tools, f"{path.name} line {instruction.line}: build tools {tools} in the final stage"
+    if final[0].arguments.split()[0].startswith("python:"):
+        removals = " ".join(REMOVAL.findall(" && ".join(i.arguments for i in final if i.keyword == "RUN")))
+        assert "/usr/local/bin/pip" in removals, f"{path.name}: remove the python base image's own pip"
     exposed = {int(p.split("/")[0]) for i in final if i.keyword == "EXPOSE" for p in i.arguments.split()}
     defaults = ServiceConfig()
     assert exposed == {port_of(defaults.listen), port_of(defaults.metrics_listen)}
