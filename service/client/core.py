@@ -6,7 +6,7 @@ import asyncio
 import io
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,6 +110,9 @@ class Client:
         token: bearer token, for servers that require one.
         tls: TLS files; ``None`` for a plaintext connection.
         max_message_bytes: largest message sent or received.
+        channel_options: more gRPC channel options, applied after this client's own (so they can override
+            them); for example ``[("grpc.lb_policy_name", "round_robin")]`` with a ``dns:///`` target of a
+            headless Service spreads the streams of one client over every pod behind it.
 
     Raises:
         RuntimeError: no event loop is running; a gRPC channel belongs to the loop it was made in, so create the
@@ -123,6 +126,7 @@ class Client:
         token: str | None = None,
         tls: TlsFiles | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.target = target
         self.max_message_bytes = max_message_bytes
@@ -140,6 +144,7 @@ class Client:
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            *channel_options,
         ]
         if tls is None:
             self._channel = grpc.aio.insecure_channel(target, options=options)

@@ -193,3 +193,26 @@ def test_a_folder_of_images_of_mixed_sizes_streams_into_one_overlay(server, tmp_
     assert main(["stream", str(folder), "--target", server.target, "--out", str(out)]) == 0
     with Image.open(out) as overlay:
         assert overlay.n_frames == 2 and overlay.size == first.shape[1::-1]
+
+
+def test_channel_options_spread_one_clients_streams_over_several_servers(start_server):
+    """Round robin over the addresses of a target (what a headless Service's DNS name gives): each stream of one
+    client is a new call, so streams alternate between the servers."""
+    first, second = start_server(), start_server()
+    ports = [server.target.rsplit(":", 1)[1] for server in (first, second)]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+    clip = make_video(seed=77, frames=1)
+
+    async def scenario():
+        async with Client(target, channel_options=[("grpc.lb_policy_name", "round_robin")]) as client:
+            for _ in range(4):  # health checks rotate too: both connections are up before the streams open
+                await client.wait_ready(10)
+            streams = [await client.open() for _ in range(4)]
+            for stream in streams:
+                await stream.process(clip[0])
+            counts = (first.session_count(), second.session_count())
+            for stream in streams:
+                await stream.close()
+            return counts
+
+    assert run(scenario()) == (2, 2)
