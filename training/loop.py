@@ -132,9 +132,9 @@ def fit(
             f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
         )
     saved_config = run_dir / CONFIG_FILE
-    if resume and checkpoints and saved_config.is_file():
+    if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
         _check_same_config(saved_config, config)
-    elif group.is_main:  # a new run, or one from before configurations were saved
+    if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
         run_dir.mkdir(parents=True, exist_ok=True)
         if not checkpoints:  # a best model without checkpoints is a killed earlier run's, maybe of another config
             clear_best(run_dir)

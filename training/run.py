@@ -128,9 +128,9 @@ def missing_pretrained_weights(config: TrainConfig) -> str | None:
 
 
 def base_config(args: argparse.Namespace) -> TrainConfig:
-    """The configuration flags apply to: the named experiment, or with ``--resume`` of a run that has a
-    checkpoint, the one it was started with (its ``train_config.json``), so ``--resume`` alone continues a run
-    as it was started.
+    """The configuration flags apply to: the named experiment, or with ``--resume`` of a run that was started
+    (it has a ``train_config.json``, with or without a checkpoint yet), the one it was started with, so
+    ``--resume`` alone continues a run as it was started.
 
     Raises:
         KeyError: unknown experiment name.
@@ -138,9 +138,15 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     """
     run_dir = Path(args.out or f"runs/{args.config}")
     saved = run_dir / CONFIG_FILE
-    if not (args.resume and saved.is_file() and list_checkpoints(run_dir)):
-        return get_config(args.config)  # a fresh start, as fit() makes it without a checkpoint
-    config = TrainConfig.from_json(json.loads(saved.read_text()))
+    if not (args.resume and saved.is_file()):
+        return get_config(args.config)
+    try:
+        config = TrainConfig.from_json(json.loads(saved.read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:  # damaged, or another version's
+        raise ValueError(
+            f"{saved} cannot be read ({type(error).__name__}: {error}); it records how the run was started, so "
+            "restore it, or start a new run in another --out"
+        ) from error
     if config.name != args.config:
         raise ValueError(f"{saved.parent} was started with --config {config.name}, not {args.config}")
     return config
@@ -164,10 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_process and (warning := missing_pretrained_weights(config)):
         print(warning, file=sys.stderr)
     out = args.out or f"runs/{args.config}"
-    if main_process and not list_checkpoints(Path(out)):  # a fresh run: keep the command that started it
+    if Path(out).exists() and not Path(out).is_dir():
+        print(f"error: --out {out} is a file; give a folder for the run", file=sys.stderr)
+        return 2
+    command_file = Path(out) / COMMAND_FILE
+    fresh = not list_checkpoints(Path(out)) and not (args.resume and command_file.is_file())
+    if main_process and fresh:  # keep the command that started the run, not the one resuming it
         Path(out).mkdir(parents=True, exist_ok=True)
         words = sys.argv[1:] if argv is None else list(argv)
-        (Path(out) / COMMAND_FILE).write_text(f"python -m training.run {shlex.join(words)}\n")
+        command_file.write_text(f"python -m training.run {shlex.join(words)}\n")
     try:
         result = fit(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError) as error:

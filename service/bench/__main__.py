@@ -1,5 +1,6 @@
 """``python -m service.bench``: ``--local`` benchmarks the engines in-process (:mod:`service.bench.local`);
-``--target`` and ``--suite`` load a server over gRPC (:mod:`service.bench.load`)."""
+``--target`` and ``--suite`` load a server over gRPC (:mod:`service.bench.load`); ``--agreement`` compares two
+backends' answers to the same streams (:mod:`service.bench.agreement`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to the benchmark the flags select; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--agreement" in args:
+        from service.bench.agreement import main as agreement_main
+
+        return agreement_main(args)
     if "--local" in args:
         from service.bench.local import main as local_main
 
@@ -19,10 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return load_main(args)
     usage = (
-        "usage: python -m service.bench (--target HOST:PORT | --suite | --local) ...\n\n"
+        "usage: python -m service.bench (--target HOST:PORT | --suite | --local | --agreement) ...\n\n"
         "  --target HOST:PORT  load a running server over gRPC (streams, frames/s, latency)\n"
         "  --suite             start servers and measure the README's load figures\n"
-        "  --local             time the engines in-process (first_step/step latency, backends side by side)\n\n"
+        "  --local             time the engines in-process (first_step/step latency, backends side by side)\n"
+        "  --agreement         serve the same streams with two backends and compare the answers\n\n"
         "add --help after one of them for its options"
     )
     if "-h" in args or "--help" in args:

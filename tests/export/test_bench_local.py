@@ -1,4 +1,5 @@
-"""``python -m service.bench --local``: the in-process engine benchmark, its report and the compute floor."""
+"""``python -m service.bench --local``: the in-process engine benchmark, its report and the compute floor; and
+``--agreement``, two backends serving the same streams."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
-from service_helpers import save_tiny_model
+from service_helpers import quick_export, save_tiny_model
 
 from plugins import VideoSlotModel
 from service.bench.__main__ import main as bench_main
@@ -83,3 +84,22 @@ def test_machine_report_does_not_need_onnxruntime(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes ``import onnxruntime`` raise ImportError
     report = _machine((0.0, 0.0, 0.0), threads=1)
     assert report["onnxruntime"] is None and report["torch"]
+
+
+def test_agreement_serves_the_same_streams_with_two_backends_and_compares_them(model_dir, tmp_path, capsys):
+    export, out = quick_export(model_dir, tmp_path / "export"), tmp_path / "agreement.json"
+    argv = ["--agreement", "--model", str(export), "--clips", "2", "--frames", "5", "--size", "32"]
+    assert bench_main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["backends"] == ["torch", "onnx"] and [c["seed"] for c in report["clips"]] == [230, 231]
+    for clip in report["clips"]:
+        assert clip["frames"] == 5 and clip["segmentation_agreement"] >= 0.999 and clip["slots_max_abs"] < 1e-3
+    assert "| 230 | 5 |" in capsys.readouterr().out
+    assert bench_main([*argv, "--clips", "1", "--min-agreement", "1.5"]) == 1, "no clip can pass a mark above 100 %"
+    assert "segmentations agree on less than 150.00%" in capsys.readouterr().err
+
+
+def test_agreement_refuses_bad_flags_before_starting_servers(tmp_path, capsys):
+    assert bench_main(["--agreement", "--model", str(tmp_path), "--backends", "torch", "--clips", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--backends names two backends" in err and "need --clips, --frames and --size >= 1" in err

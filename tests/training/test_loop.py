@@ -188,6 +188,37 @@ def test_cli_resume_continues_with_the_configuration_the_run_started_with(tmp_pa
     assert main(["--config", "smoothsa_cnn", "--out", str(tmp_path), "--resume", "--no-progress"]) == 2
 
 
+def test_cli_resume_before_the_first_checkpoint_keeps_the_runs_configuration(tmp_path: Path, capsys) -> None:
+    """A run killed before it wrote a checkpoint starts again, but as it was started: not with the experiment's
+    defaults, and without replacing the command that started it."""
+    from training.run import main
+
+    run = tmp_path / "run"
+    assert main(["--config", "tiny", "--out", str(run), "--steps", "3", "--lr", "0.005", "--no-progress"]) == 0
+    started = json.loads((run / "train_config.json").read_text())
+    command = (run / "command.txt").read_text()
+    for leftover in ("checkpoints", "model", "best"):
+        shutil.rmtree(run / leftover, ignore_errors=True)  # as if killed before step 1's checkpoint
+    assert main(["--config", "tiny", "--out", str(run), "--resume", "--steps", "9", "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["--config", "tiny", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert load_trainer_state(list_checkpoints(run)[-1]).step == 3
+    assert json.loads((run / "train_config.json").read_text()) == started
+    assert (run / "command.txt").read_text() == command
+
+    (run / "train_config.json").write_text('{"name": "tiny", "optim": {"old_field": 1}')
+    assert main(["--config", "tiny", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert f"{run / 'train_config.json'} cannot be read" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_out_that_is_a_file(tmp_path: Path, capsys) -> None:
+    from training.run import main
+
+    (tmp_path / "a_file").write_text("")
+    assert main(["--config", "tiny", "--out", str(tmp_path / "a_file"), "--no-progress"]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
 def test_schedule_warms_up_linearly_then_decays_to_the_final_fraction() -> None:
     values = [warmup_cosine(s, 100, 0.05, 1e-3) for s in range(100)]
     assert values[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])

@@ -1,0 +1,163 @@
+"""``--agreement``: serve the same synthetic streams with two backends and compare what a client receives.
+
+The check an operator runs before switching a deployment to an accelerated backend: each backend gets its own
+server (``python -m service`` in a child process, as deployed), every clip is streamed through each as one
+stream, and the answers are compared frame by frame: the share of segmentation pixels given the same slot,
+the largest slot difference, and the share of pixels the reference's own soft masks leave tied within the
+segmentation's tie tolerance (where float rounding, not the model, would decide a plain argmax).
+
+    python -m service.bench --agreement --model EXPORT_DIR [--backends torch,onnx] [--clips 12] [--seed 230]
+
+Exit status: 0 when every clip's segmentations agree on at least ``--min-agreement`` of the pixels, 1 when one
+does not, 2 for bad arguments or a model a server cannot load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.bench.spawn import SpawnedServer
+from service.types import FrameResult, Output, StreamOptions
+
+OUTPUTS = frozenset({Output.SLOTS, Output.SEGMENTATION, Output.SOFT_MASKS})
+
+
+@dataclass(frozen=True)
+class ClipAgreement:
+    """How far two backends' answers to one synthetic stream agree.
+
+    Attributes:
+        seed: the clip's generator seed (``synthetic:medium``).
+        frames: frames in the stream.
+        segmentation_agreement: share of segmentation pixels given the same slot.
+        tied: share of the reference's pixels whose two most likely slots differ by at most the segmentation's
+            tie tolerance.
+        slots_max_abs: largest absolute slot difference over the stream.
+    """
+
+    seed: int
+    frames: int
+    segmentation_agreement: float
+    tied: float
+    slots_max_abs: float
+
+
+def synthetic_clips(seeds: Sequence[int], frames: int, size: int) -> dict[int, list[np.ndarray]]:
+    """``synthetic:medium`` videos by seed: uint8 ``[H, W, 3]`` frames."""
+    from training.datasets.synthetic import generate_video
+
+    videos = {seed: generate_video("medium", seed=seed, num_frames=frames, size=(size, size)) for seed in seeds}
+    return {seed: list(video.frames) for seed, video in videos.items()}
+
+
+def serve_clips(
+    model_dir: Path, backend: str, clips: dict[int, list[np.ndarray]], server_args: Sequence[str] = ()
+) -> dict[int, list[FrameResult]]:
+    """Stream every clip (one stream each) through a server of ``backend`` and return its answers.
+
+    Raises:
+        RuntimeError: the server did not start, or a frame was dropped or failed (the message says which).
+    """
+    from service.client import stream_frames
+
+    answers: dict[int, list[FrameResult]] = {}
+    with SpawnedServer(model_dir, ["--backend", backend, *server_args]) as server:
+        for seed, clip in clips.items():
+            received = list(stream_frames(server.target, clip, StreamOptions(outputs=OUTPUTS), window=4))
+            failed = [answer for answer in received if not isinstance(answer, FrameResult)]
+            if failed:
+                raise RuntimeError(f"--backend {backend}, clip {seed}: frame {failed[0].frame_index} was {failed[0]}")
+            answers[seed] = [answer for answer in received if isinstance(answer, FrameResult)]
+    return answers
+
+
+def compare(reference: list[FrameResult], other: list[FrameResult], seed: int) -> ClipAgreement:
+    """Compare two backends' answers to the same stream, frame by frame."""
+    import torch
+
+    from plugins.segmentation import near_ties
+
+    same = tied = total = 0
+    slots_max_abs = 0.0
+    for a, b in zip(reference, other, strict=True):
+        assert a.slots is not None and b.slots is not None and a.segmentation is not None
+        assert b.segmentation is not None and a.soft_masks is not None
+        slots_max_abs = max(slots_max_abs, float(np.abs(a.slots - b.slots).max()))
+        tied += int(near_ties(torch.from_numpy(np.asarray(a.soft_masks, dtype=np.float32))).sum())
+        same += int(np.sum(a.segmentation == b.segmentation))
+        total += a.segmentation.size
+    return ClipAgreement(seed, len(reference), same / total, tied / total, slots_max_abs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``--agreement`` command line."""
+    parser = argparse.ArgumentParser(prog="python -m service.bench --agreement", description=__doc__.splitlines()[0])
+    parser.add_argument("--agreement", action="store_true", required=True, help="compare two backends' answers")
+    parser.add_argument("--model", type=Path, required=True, help="export directory (or a model directory for torch)")
+    parser.add_argument("--backends", default="torch,onnx", help="reference,other (default: torch,onnx)")
+    parser.add_argument("--clips", type=int, default=12, help="synthetic:medium clips, one stream each (default: 12)")
+    parser.add_argument("--seed", type=int, default=230, help="seed of the first clip; the others follow (230)")
+    parser.add_argument("--frames", type=int, default=100, help="frames per clip (default: 100)")
+    parser.add_argument("--size", type=int, default=64, help="frame side in pixels (default: 64)")
+    parser.add_argument("--min-agreement", type=float, default=0.999, help="pass mark per clip (default: 0.999)")
+    parser.add_argument("--server-args", default="", help="more python -m service flags for both servers")
+    parser.add_argument("--json", type=Path, help="write the per-clip figures here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    problems = []
+    if len(backends) != 2:
+        problems.append(f"--backends names two backends (reference,other), got {args.backends!r}")
+    if min(args.clips, args.frames, args.size) < 1 or args.seed < 0:
+        problems.append("need --clips, --frames and --size >= 1 and --seed >= 0")
+    if not args.model.is_dir():
+        problems.append(f"--model {args.model} is not a directory")
+    if problems:
+        print("python -m service.bench --agreement: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    clips = synthetic_clips(range(args.seed, args.seed + args.clips), args.frames, args.size)
+    try:
+        served = [serve_clips(args.model, backend, clips, args.server_args.split()) for backend in backends]
+    except RuntimeError as error:
+        print(f"python -m service.bench --agreement: {error}", file=sys.stderr)
+        return 2
+    results = [compare(served[0][seed], served[1][seed], seed) for seed in clips]
+    print(format_table(results, backends))
+    if args.json is not None:
+        report = {"backends": backends, "model": str(args.model), "clips": [asdict(r) for r in results]}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    below = [r.seed for r in results if r.segmentation_agreement < args.min_agreement]
+    if below:
+        print(f"clips {below}: segmentations agree on less than {args.min_agreement:.2%}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_table(results: Sequence[ClipAgreement], backends: Sequence[str]) -> str:
+    """The per-clip figures as a Markdown table, with a summary line."""
+    lines = [
+        f"| clip seed | frames | same segment ({backends[1]} vs {backends[0]}) | tied pixels | slots max abs diff |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.seed} | {r.frames} | {r.segmentation_agreement:.4%} | {r.tied:.2%} | {r.slots_max_abs:.2g} |"
+        )
+    agreements = [r.segmentation_agreement for r in results]
+    close = sum(r.slots_max_abs <= 1e-4 for r in results)
+    lines.append(
+        f"segmentations agree on {min(agreements):.2%}-{max(agreements):.2%} of the pixels; slots within 1e-4 on "
+        f"{close} of {len(results)} clips"
+    )
+    return "\n".join(lines)
