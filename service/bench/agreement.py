@@ -90,7 +90,7 @@ def compare(reference: list[FrameResult], other: list[FrameResult], seed: int) -
         assert a.slots is not None and b.slots is not None and a.segmentation is not None
         assert b.segmentation is not None and a.soft_masks is not None
         slots_max_abs = max(slots_max_abs, float(np.abs(a.slots - b.slots).max()))
-        tied += int(near_ties(torch.from_numpy(np.asarray(a.soft_masks, dtype=np.float32))).sum())
+        tied += int(near_ties(torch.from_numpy(np.array(a.soft_masks, dtype=np.float32))).sum())  # a writable copy
         same += int(np.sum(a.segmentation == b.segmentation))
         total += a.segmentation.size
     return ClipAgreement(seed, len(reference), same / total, tied / total, slots_max_abs)
