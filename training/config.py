@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
@@ -151,6 +152,21 @@ class TrainConfig:
                 "data": DataConfig(**data["data"]),
                 "optim": OptimConfig(**data["optim"]),
             }
+        )
+
+
+def read_train_config(path: Path) -> TrainConfig:
+    """The configuration a run saved (its ``train_config.json``).
+
+    Raises:
+        ValueError: the file is not valid JSON or not a configuration of this version (the message names it).
+        OSError: it cannot be read.
+    """
+    try:
+        return TrainConfig.from_json(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:  # damaged, or another version's
+        raise ValueError(f"{path} cannot be read as a training configuration ({type(error).__name__}: {error})") from (
+            error
         )
 
 

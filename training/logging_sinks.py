@@ -61,7 +61,7 @@ def _drop_records_after(path: Path, step: int) -> None:
     Lines that are not JSON (a record cut off when the run was killed) are dropped too.
     """
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if (record := _parsed(line)) is not None and record.get("step", 0) <= step]
+    kept = [line for line in lines if (record := parsed_line(line)) is not None and record.get("step", 0) <= step]
     if len(kept) == len(lines):
         return
     temporary = path.with_name(f".{path.name}.tmp")
@@ -69,7 +69,7 @@ def _drop_records_after(path: Path, step: int) -> None:
     temporary.replace(path)
 
 
-def _parsed(line: str) -> dict[str, Any] | None:
+def parsed_line(line: str) -> dict[str, Any] | None:
     """The JSON object on ``line``, or None for a blank, cut-off or non-object line."""
     try:
         record = json.loads(line)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,10 @@ from plugins.model import CONFIG_FILE, WEIGHTS_FILE
 from training.best import BEST_MODEL_DIR, Selection, read_selection
 from training.ceiling import mask_size_ceiling
 from training.checkpoint import checkpoint_step, list_checkpoints
-from training.config import TrainConfig
+from training.config import TrainConfig, read_train_config
 from training.datasets import build_dataset
 from training.evaluation import evaluate
-from training.logging_sinks import METRICS_FILE
+from training.logging_sinks import METRICS_FILE, parsed_line
 from training.loop import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.loop import FINAL_MODEL_DIR
 from training.metrics import DiscoveryScores
@@ -60,8 +62,8 @@ def wall_time_s(run_dir: Path, model_dir: Path, step: int) -> float:
     elapsed = None
     if metrics.is_file():
         for line in metrics.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("kind") == "train" and record["step"] <= step and "elapsed_s" in record:
+            record = parsed_line(line)  # None for the cut-off last line of a killed run
+            if record and record.get("kind") == "train" and record["step"] <= step and "elapsed_s" in record:
                 elapsed = float(record["elapsed_s"])
     if elapsed is not None:
         return elapsed
@@ -176,53 +178,87 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.run / TRAIN_CONFIG_FILE).is_file():
         parser.error(f"--run {args.run}: no {TRAIN_CONFIG_FILE} there; expected a training run directory")
-
-    config = TrainConfig.from_json(json.loads((args.run / TRAIN_CONFIG_FILE).read_text()))
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder")
+    try:
+        config = read_train_config(args.run / TRAIN_CONFIG_FILE)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     selection = read_selection(args.run) if args.checkpoint == "best" else None
     source = args.run / (BEST_MODEL_DIR if selection is not None else FINAL_MODEL_DIR)
     if not (source / WEIGHTS_FILE).is_file():
-        print(f"error: {source} holds no model: the run has neither finished nor evaluated", file=sys.stderr)
+        if args.checkpoint == "final" and read_selection(args.run) is not None:
+            problem = "the run has not finished; publish its best evaluation with --checkpoint best"
+        else:
+            problem = "the run has neither finished nor evaluated"
+        print(f"error: {source} holds no model: {problem}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        shutil.copyfile(source / name, args.out / name)
-    model = VideoSlotModel.from_pretrained(args.out)
-    spec = config.data.val_spec or config.data.spec
-    validation = build_dataset(spec, "val", None, model.image_size)
-    scores = {spec + " (validation)": evaluate(model, validation, progress=True)}
-    mask_height, mask_width = model.mask_grid
-    ceiling_label = f"{spec} (validation), ground truth through {mask_height}x{mask_width} masks: the ceiling"
-    scores[ceiling_label] = mask_size_ceiling(validation, model.mask_grid, progress=True)
-    if args.davis:
-        davis = build_dataset(f"davis:{args.davis}", "val", None, model.image_size)
-        scores[f"DAVIS {Path(args.davis).name} ({len(davis)} sequences)"] = evaluate(  # type: ignore[arg-type]
-            model, davis, progress=True
-        )
-    with torch.inference_mode():
-        frames = validation[0].frames[:8].unsqueeze(0)
-        save_overlay(frames, model(frames), args.out / "sample.png")
-    recall_chart = None
-    if spec.startswith("synthetic:"):
-        overlaps = object_overlaps(model, validation, progress=True)
-        save_recall_chart(recall_rows(overlaps), args.out / RECALL_CHART_FILE, f"{config.name} on {spec}")
-        recall_chart = RECALL_CHART_FILE
-    extra = {
-        "davis": args.davis,
-        "out": args.out,
-        "recall_chart": recall_chart,
-        "command": args.command or _run_command(args.run, config),
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "threads": torch.get_num_threads(),
-        "wall_time_s": wall_time_s(args.run, source, selection.step if selection else steps_done(args.run, config)),
-        "steps_done": steps_done(args.run, config),
-        "selection": selection,
-    }
-    (args.out / "MODEL_CARD.md").write_text(render_card(config, model, scores, extra))
-    payload: dict[str, Any] = {label: value.to_dict() for label, value in scores.items()}
-    payload.update(wall_time_s=extra["wall_time_s"], selected_step=selection.step if selection else None)
-    (args.out / "scores.json").write_text(json.dumps(payload, indent=2) + "\n")
+    try:
+        publish(args, config, source, selection)
+    except (ValueError, OSError) as error:  # DatasetError is a ValueError: missing masks, no DAVIS there, ...
+        print(f"error: {error} ({args.out} was left as it was)", file=sys.stderr)
+        return 2
     print((args.out / "MODEL_CARD.md").read_text())
     return 0
+
+
+def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selection: Selection | None) -> None:
+    """Evaluate the model in ``source`` and write it with its card into ``args.out``.
+
+    Everything is written into a staging folder next to ``args.out`` first and moved in at the end, so a
+    failure (unreadable data, a DAVIS folder without annotations) leaves ``args.out`` as it was.
+
+    Raises:
+        ValueError: the validation or DAVIS data cannot be evaluated on (the message names the file).
+        OSError: a file cannot be read or written.
+    """
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=f".{args.out.name}."))
+    try:
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            shutil.copyfile(source / name, staging / name)
+        model = VideoSlotModel.from_pretrained(staging)
+        spec = config.data.val_spec or config.data.spec
+        validation = build_dataset(spec, "val", None, model.image_size)
+        davis = build_dataset(f"davis:{args.davis}", "val", None, model.image_size) if args.davis else None
+        scores = {spec + " (validation)": evaluate(model, validation, progress=True)}
+        mask_height, mask_width = model.mask_grid
+        ceiling_label = f"{spec} (validation), ground truth through {mask_height}x{mask_width} masks: the ceiling"
+        scores[ceiling_label] = mask_size_ceiling(validation, model.mask_grid, progress=True)
+        if davis is not None:
+            scores[f"DAVIS {Path(args.davis).name} ({len(davis)} sequences)"] = evaluate(  # type: ignore[arg-type]
+                model, davis, progress=True
+            )
+        with torch.inference_mode():
+            frames = validation[0].frames[:8].unsqueeze(0)
+            save_overlay(frames, model(frames), staging / "sample.png")
+        recall_chart = None
+        if spec.startswith("synthetic:"):
+            overlaps = object_overlaps(model, validation, progress=True)
+            save_recall_chart(recall_rows(overlaps), staging / RECALL_CHART_FILE, f"{config.name} on {spec}")
+            recall_chart = RECALL_CHART_FILE
+        done = steps_done(args.run, config)
+        extra = {
+            "davis": args.davis,
+            "out": args.out,
+            "recall_chart": recall_chart,
+            "command": args.command or _run_command(args.run, config),
+            "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+            "threads": torch.get_num_threads(),
+            "wall_time_s": wall_time_s(args.run, source, selection.step if selection else done),
+            "steps_done": done,
+            "selection": selection,
+        }
+        (staging / "MODEL_CARD.md").write_text(render_card(config, model, scores, extra))
+        payload: dict[str, Any] = {label: value.to_dict() for label, value in scores.items()}
+        payload.update(wall_time_s=extra["wall_time_s"], selected_step=selection.step if selection else None)
+        (staging / "scores.json").write_text(json.dumps(payload, indent=2) + "\n")
+        args.out.mkdir(exist_ok=True)
+        for entry in sorted(staging.iterdir(), key=lambda path: path.name == "MODEL_CARD.md"):  # the card last
+            os.replace(entry, args.out / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -22,7 +21,7 @@ from plugins import default_registry
 from plugins.interfaces import Component
 from plugins.registry import RegistryError
 from training.checkpoint import list_checkpoints
-from training.config import TrainConfig
+from training.config import TrainConfig, read_train_config
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
 from training.loop import CONFIG_FILE, fit
@@ -141,12 +140,9 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     if not (args.resume and saved.is_file()):
         return get_config(args.config)
     try:
-        config = TrainConfig.from_json(json.loads(saved.read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:  # damaged, or another version's
-        raise ValueError(
-            f"{saved} cannot be read ({type(error).__name__}: {error}); it records how the run was started, so "
-            "restore it, or start a new run in another --out"
-        ) from error
+        config = read_train_config(saved)
+    except ValueError as error:
+        raise ValueError(f"{error}; it records how the run was started: restore it, or use another --out") from error
     if config.name != args.config:
         raise ValueError(f"{saved.parent} was started with --config {config.name}, not {args.config}")
     return config

@@ -16,6 +16,7 @@ from training.configs import get_config
 from training.loop import fit
 from training.metrics import DiscoveryScores
 from training.model_card import main as card_main
+from training.model_card import wall_time_s
 
 METRICS = ("video_fg_ari", "video_mbo")
 
@@ -131,7 +132,25 @@ def test_a_stopped_run_publishes_its_best_model_and_says_it_stopped(tmp_path: Pa
     assert "4 of the planned 6 (stopped early)" in (published / "MODEL_CARD.md").read_text()
 
     assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "x"), "--checkpoint", "final"]) == 2
-    assert "holds no model" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    err = capsys.readouterr().err
+    assert "holds no model" in err and "--checkpoint best" in err and not (tmp_path / "x").exists()
+
+
+def test_a_card_that_cannot_be_made_leaves_the_published_model_as_it_was(tmp_path: Path, capsys) -> None:
+    """Evaluation failures (here a DAVIS folder that does not exist) come after the weights were chosen: the
+    previous publication must stay whole, not be half replaced, and the error is a message, not a traceback."""
+    fit(tiny(steps=4), tmp_path / "run", progress=False)
+    published = tmp_path / "published"
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(published), "--checkpoint", "final"]) == 0
+    before = {path.name: path.read_bytes() for path in published.iterdir()}
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 5, "kind": "tr')  # the cut-off last line of a killed run
+    args = ["--run", str(tmp_path / "run"), "--out", str(published), "--davis", str(tmp_path / "no-davis")]
+    assert card_main(args) == 2
+    assert "was left as it was" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in published.iterdir()} == before
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".published.")], "staging removed"
+    assert wall_time_s(tmp_path / "run", published, step=4) > 0, "the cut-off line is skipped"
 
 
 def test_the_model_cards_wall_time_leaves_out_the_pause_between_a_kill_and_its_resume(tmp_path: Path) -> None:
