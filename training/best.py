@@ -15,17 +15,18 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from plugins import VideoSlotModel
+from training.checkpoint import make_staging_dir
 from training.metrics import DiscoveryScores
 
 BEST_MODEL_DIR = "best"
 SELECTION_FILE = "selection.json"
 _PREVIOUS_BEST_DIR = ".previous-best"
+_STAGING_PREFIX = ".best-"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,13 @@ def clear_best(run_dir: Path) -> None:
     """Remove a best model left in ``run_dir`` by an earlier run (a new run must not inherit its selection)."""
     for name in (BEST_MODEL_DIR, _PREVIOUS_BEST_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
+    _remove_leftover_staging(run_dir)
+
+
+def _remove_leftover_staging(run_dir: Path) -> None:
+    """Staging folders of a run killed while it wrote its best model."""
+    for leftover in run_dir.glob(f"{_STAGING_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def update_best(
@@ -95,7 +103,8 @@ def update_best(
     if current is not None and score <= current.score:
         return None
     selection = Selection(step, score, metrics, scores.to_dict())
-    staging = Path(tempfile.mkdtemp(prefix=".best-", dir=run_dir))
+    _remove_leftover_staging(run_dir)
+    staging = make_staging_dir(run_dir, prefix=_STAGING_PREFIX)
     try:
         model.save_pretrained(staging)
         record = {"step": step, "score": score, "metrics": list(metrics), "scores": selection.scores}

@@ -79,7 +79,7 @@ def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, k
     root = run_dir / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=f".step-{state.step:08d}.", dir=root))
+    staging = make_staging_dir(root, prefix=f".step-{state.step:08d}.")
     try:
         model.save_pretrained(staging)
         torch.save(
@@ -104,6 +104,27 @@ def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, k
     for leftover in root.glob(".*"):  # staging or discarded directories of an earlier, killed run
         shutil.rmtree(leftover, ignore_errors=True)
     return final
+
+
+def make_staging_dir(parent: Path, prefix: str) -> Path:
+    """A new empty folder in ``parent`` to fill before renaming it into place, with the permissions a plain
+    ``mkdir`` gives under the process umask (``tempfile.mkdtemp`` makes it 0700, which the rename would keep,
+    so other users of a shared machine could not read the checkpoint or the best model)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o777 & ~_umask())
+    return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it, which would
+    race with threads creating files); 0o022 where ``/proc`` does not say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _discard(checkpoint: Path) -> None:

@@ -15,11 +15,20 @@ def require_at_least(parser: argparse.ArgumentParser, least: int, values: Mappin
             parser.error(f"{flag} must be at least {least}, got {value}")
 
 
-def require_output_folder(parser: argparse.ArgumentParser, flag: str, path: Path | None) -> None:
-    """Exit with a usage error when the folder that would hold the output file ``path`` does not exist, so a
-    long run does not fail only when it writes its result."""
-    if path is not None and not path.resolve().parent.is_dir():
+def require_output_folder(
+    parser: argparse.ArgumentParser, flag: str, path: Path | None, suffixes: tuple[str, ...] = ()
+) -> None:
+    """Exit with a usage error when the output file ``path`` cannot be written: its folder does not exist, it is
+    a folder itself, or its name lacks one of ``suffixes`` (when given), so a long run does not fail only when
+    it writes its result."""
+    if path is None:
+        return
+    if not path.resolve().parent.is_dir():
         parser.error(f"{flag} {path}: the folder {path.resolve().parent} does not exist")
+    if path.is_dir():
+        parser.error(f"{flag} {path} is a folder; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        parser.error(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
 
 
 def require_device(parser: argparse.ArgumentParser, device: str) -> None:

@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="also draw the groups as a bar chart (PNG)")
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos})
-    require_output_folder(parser, "--plot", args.plot)
+    require_output_folder(parser, "--plot", args.plot, suffixes=(".png",))
     try:
         model = VideoSlotModel.from_pretrained(args.model)
         dataset = build_dataset(args.data, "val", None, model.image_size)

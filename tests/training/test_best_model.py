@@ -178,3 +178,24 @@ def test_the_model_card_quotes_the_command_that_started_the_run(tmp_path: Path) 
     assert card_main(["--run", str(run), "--out", str(tmp_path / "card")]) == 0
     expected = f"python -m training.run --config tiny --steps 2 --seed 5 --out {run} --no-progress"
     assert f"Trained with `{expected}`" in (tmp_path / "card" / "MODEL_CARD.md").read_text()
+
+
+def test_checkpoints_and_the_best_model_are_readable_like_the_rest_of_the_run(tmp_path: Path) -> None:
+    """Staged folders are renamed into place; they must not keep mkdtemp's owner-only 0700, which would hide the
+    best model and the checkpoints from other users of a shared machine while model/ and samples/ are readable."""
+    import os
+    import stat
+
+    from training.checkpoint import list_checkpoints
+
+    old_umask = os.umask(0o022)
+    try:
+        (tmp_path / "run").mkdir()
+        leftover = tmp_path / "run" / ".best-killed"
+        leftover.mkdir()  # a run killed while it wrote its best model
+        fit(tiny(steps=2), tmp_path / "run", progress=False)
+    finally:
+        os.umask(old_umask)
+    for folder in (tmp_path / "run" / BEST_MODEL_DIR, list_checkpoints(tmp_path / "run")[-1]):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+    assert not leftover.exists()

@@ -34,6 +34,16 @@ CASES = {
         ["--model", DEFAULT_MODEL, "--data", "synthetic:easy", "--json", "/missing/folder/e.json"],
         "/missing/folder does not exist",
     ),
+    "evaluate --json that is a folder": (
+        evaluate_main,
+        ["--model", DEFAULT_MODEL, "--data", "synthetic:easy", "--json", str(Path(__file__).parent)],
+        "is a folder; give a file name",
+    ),
+    "object_recall --plot without .png": (
+        object_recall_main,
+        ["--model", DEFAULT_MODEL, "--plot", str(Path(__file__).parent / "chart")],
+        "the file name must end in .png",
+    ),
     "model_card --run that is no run": (
         model_card_main,
         ["--run", "/nonexistent/run", "--out", "/tmp/unused"],
