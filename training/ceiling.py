@@ -27,9 +27,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from training.cli_checks import require_at_least, require_output_folder
-from training.datasets import VideoClip, build_dataset
+from training.cli_checks import print_note, require_at_least, require_output_folder
+from training.datasets import VideoClip
 from training.datasets.errors import DatasetError
+from training.datasets.selection import evaluation_videos
 from training.evaluate import format_table
 from training.metrics import DiscoveryScores, ObjectDiscoveryMetrics
 from training.metrics.overlap import BackgroundPolicy
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_output_folder(parser, "--json", args.json)
     results: dict[str, object] = {}
     try:
-        dataset = build_dataset(args.data, "val", None, (args.image_size, args.image_size))
+        dataset = evaluation_videos(args.data, (args.image_size, args.image_size), None, on_unlabelled=print_note)
         for size in args.mask_size:
             scores = mask_size_ceiling(
                 dataset, (size, size), args.videos, args.background, progress=True, fit_steps=args.fit_steps

@@ -4,6 +4,7 @@ naming the flag, raised before any slow work starts."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,3 +39,8 @@ def require_device(parser: argparse.ArgumentParser, device: str) -> None:
 
         if not torch.cuda.is_available():
             parser.error("--device cuda was requested but no CUDA device is available")
+
+
+def print_note(message: str) -> None:
+    """Print a note about the inputs (not an error) on stderr, where the tools' progress bars go."""
+    print(message, file=sys.stderr)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from plugins import VideoSlotModel
 from plugins.registry import RegistryError
-from training.cli_checks import require_at_least, require_device, require_output_folder
-from training.datasets import build_dataset
+from training.cli_checks import print_note, require_at_least, require_device, require_output_folder
 from training.datasets.errors import DatasetError
+from training.datasets.selection import evaluation_videos
 from training.evaluation import MASK_SOURCES, evaluate
 from training.metrics import DiscoveryScores
 
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="data spec with masks (synthetic:<level>, davis:<root>, ...)")
     parser.add_argument("--json", type=Path, help="also write the scores here")
     parser.add_argument("--videos", type=int, help="evaluate only the first N videos")
-    parser.add_argument("--frames", type=int, help="only the first N frames of each video (default: all)")
+    parser.add_argument("--frames", type=int, help="at most the first N frames of each video (default: all)")
     parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="decoder")
     parser.add_argument("--background", choices=["ignore", "segment"], default="ignore")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_device(parser, args.device)
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
-        dataset = build_dataset(args.data, "val", args.frames, model.image_size)
+        dataset = evaluation_videos(args.data, model.image_size, args.frames, on_unlabelled=print_note)
         scores = evaluate(
             model,
             dataset,

@@ -36,6 +36,7 @@ from training.checkpoint import (
 from training.config import TrainConfig, changed_fields
 from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
 from training.datasets.augment import augmented
+from training.datasets.selection import labelled_indices
 from training.diagnostics import slot_similarity
 from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
 from training.evaluation import evaluate
@@ -237,9 +238,7 @@ def _val_dataset(config: TrainConfig) -> Dataset[VideoClip]:
     data = config.data
     spec = data.val_spec or data.spec
     dataset = build_dataset(spec, "val", data.val_frames, _image_size(config), config.seed)
-    has_masks = getattr(dataset, "has_masks", None)  # datasets whose items may lack masks say which do
-    labelled = [index for index in range(len(dataset)) if has_masks is None or has_masks(index)]  # type: ignore[arg-type]
-    validation = Subset(dataset, labelled[: data.val_videos])
+    validation = Subset(dataset, labelled_indices(dataset)[: data.val_videos])
     for index in range(len(validation)):
         if validation[index].masks is None:
             raise DatasetError(

@@ -21,9 +21,10 @@ from torch.utils.data import Dataset
 
 from plugins import VideoSlotModel
 from plugins.registry import RegistryError
-from training.cli_checks import require_at_least, require_output_folder
-from training.datasets import VideoClip, build_dataset
+from training.cli_checks import print_note, require_at_least, require_output_folder
+from training.datasets import VideoClip
 from training.datasets.errors import DatasetError
+from training.datasets.selection import evaluation_videos
 from training.evaluation import MASK_SOURCES, MaskSource, predicted_videos
 from training.metrics import BACKGROUND_ID, contingency_table, iou_from_contingency, upsample_to_labels
 from training.recall_chart import save_recall_chart
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_output_folder(parser, "--plot", args.plot, suffixes=(".png",))
     try:
         model = VideoSlotModel.from_pretrained(args.model)
-        dataset = build_dataset(args.data, "val", None, model.image_size)
+        dataset = evaluation_videos(args.data, model.image_size, None, on_unlabelled=print_note)
         overlaps = object_overlaps(model, dataset, args.videos, args.mask_source, progress=True)
     except (FileNotFoundError, DatasetError, ValueError, RegistryError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -88,6 +88,23 @@ def test_a_partly_labelled_video_folder_trains_and_evaluates_on_its_labelled_vid
     assert result.step == 3 and result.scores is not None
 
 
+def test_the_evaluation_tools_score_the_labelled_videos_of_a_folder_up_to_frames(tmp_path: Path, capsys) -> None:
+    """As training does: unlabelled videos are left out with a note; ``--frames`` caps, it does not require."""
+    from training.ceiling import main as ceiling_main
+    from training.evaluate import main as evaluate_main
+
+    folder = _video_folder(tmp_path / "videos", {"A": 6, "b": 6, "c": 3})
+    model = tmp_path / "model"
+    VideoSlotModel(**get_config("tiny").model).save_pretrained(model)
+    out = tmp_path / "scores.json"
+    args = ["--model", str(model), "--data", f"videos:{folder}", "--frames", "5", "--json", str(out)]
+    assert evaluate_main(args) == 0
+    scores = json.loads(out.read_text())
+    assert scores["num_videos"] == 2 and scores["num_frames"] == 5 + 3
+    assert "1 video(s) of videos:" in capsys.readouterr().err
+    assert ceiling_main(["--data", f"videos:{folder}", "--mask-size", "8", "--image-size", "32"]) == 0
+
+
 @pytest.mark.parametrize(
     ("videos", "problem"),
     [({"A": 6, "B": 6}, r"no video has masks"), ({"a": 1, "b": 6}, r"a\.mp4.*fewer than")],

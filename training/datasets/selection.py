@@ -1,0 +1,76 @@
+"""Views of an evaluation dataset: its labelled videos only, and the first frames of each video."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from torch.utils.data import Dataset, Subset
+
+from training.datasets.clips import VideoClip
+from training.datasets.errors import DatasetError
+from training.datasets.specs import build_dataset
+
+
+def labelled_indices(dataset: Dataset[VideoClip]) -> list[int]:
+    """Indices of the videos that have masks, in order.
+
+    Datasets whose items may lack masks (``videos:`` folders where only some videos are labelled) say which do
+    with ``has_masks(index)`` without decoding the video; for the others every item counts as labelled here,
+    and one without masks is reported when it is evaluated.
+    """
+    has_masks = getattr(dataset, "has_masks", None)
+    indices = range(len(dataset))  # type: ignore[arg-type]
+    return [index for index in indices if has_masks is None or has_masks(index)]
+
+
+def labelled_videos(dataset: Dataset[VideoClip]) -> tuple[Dataset[VideoClip], int]:
+    """The labelled videos of ``dataset`` and how many unlabelled ones were left out."""
+    kept = labelled_indices(dataset)
+    return Subset(dataset, kept), len(dataset) - len(kept)  # type: ignore[arg-type]
+
+
+class FirstFrames(Dataset[VideoClip]):
+    """Each video of ``dataset`` cut to its first ``count`` frames (shorter videos stay whole).
+
+    Args:
+        dataset: whole videos.
+        count: frames to keep (at least 1).
+    """
+
+    def __init__(self, dataset: Dataset[VideoClip], count: int) -> None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        self.dataset = dataset
+        self.count = count
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> VideoClip:
+        clip = self.dataset[index]
+        masks = None if clip.masks is None else clip.masks[: self.count]  # [T', H, W]
+        return dataclasses.replace(clip, frames=clip.frames[: self.count], masks=masks)  # [T', 3, H, W]
+
+
+def evaluation_videos(
+    spec: str, image_size: tuple[int, int], frames: int | None, on_unlabelled: Callable[[str], None] | None = None
+) -> Dataset[VideoClip]:
+    """The labelled validation videos of ``spec``, each cut to its first ``frames`` frames when given (what the
+    evaluation tools score: a ``videos:`` folder where only some videos have masks is scored on those).
+
+    Args:
+        spec: data spec.
+        image_size: ``(H, W)`` the frames are resized to.
+        frames: at most this many frames per video; ``None`` for whole videos.
+        on_unlabelled: called with a note when videos without masks were left out.
+
+    Raises:
+        DatasetError: the data cannot be read, or no video has masks.
+    """
+    dataset, unlabelled = labelled_videos(build_dataset(spec, "val", None, image_size))
+    if unlabelled and on_unlabelled is not None:
+        on_unlabelled(f"note: {unlabelled} video(s) of {spec} have no masks and are left out")
+    if not len(dataset):  # type: ignore[arg-type]
+        raise DatasetError(f"{spec}: no video has masks to evaluate on")
+    return dataset if frames is None else FirstFrames(dataset, frames)
