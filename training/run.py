@@ -80,6 +80,8 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
         },
     )
     optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim
+    if args.seed is not None and not 0 <= args.seed < 2**30:
+        raise ValueError(f"--seed must be in [0, 2**30), got {args.seed}")
     given = {"steps": args.steps, "seed": args.seed, "init_from": args.init_from, "train_only": args.train_only}
     top = {key: value for key, value in given.items() if value is not None}
     model = dict(config.model)
@@ -148,6 +150,15 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def _launcher() -> str:
+    """``python``, or under torchrun the node and process counts it was started with (its rendezvous flags are
+    not visible to the workers), so a model card quotes a distributed run as one."""
+    world, local = os.environ.get("WORLD_SIZE"), os.environ.get("LOCAL_WORLD_SIZE")
+    if world is None or local is None or int(world) <= 1:
+        return "python"
+    return f"torchrun --nnodes {int(world) // int(local)} --nproc-per-node {local}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
@@ -174,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_process and fresh:  # keep the command that started the run, not the one resuming it
         Path(out).mkdir(parents=True, exist_ok=True)
         words = sys.argv[1:] if argv is None else list(argv)
-        command_file.write_text(f"python -m training.run {shlex.join(words)}\n")
+        command_file.write_text(f"{_launcher()} -m training.run {shlex.join(words)}\n")
     try:
         result = fit(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError) as error:

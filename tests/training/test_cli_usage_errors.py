@@ -98,3 +98,12 @@ def test_encoder_weights_reach_the_encoder_and_their_absence_is_warned_about(tmp
     assert missing_pretrained_weights(config) is None
     with pytest.raises(ValueError, match="takes no pretrained weights"):
         apply_overrides(get_config("smoothsa_cnn"), parse_args(["--config", "x", "--encoder-weights", str(weights)]))
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**30)])
+def test_run_names_a_seed_out_of_range(seed, tmp_path, capsys):
+    from training.run import main as run_main
+
+    assert run_main(["--config", "tiny", "--seed", seed, "--out", str(tmp_path / "run")]) == 2
+    assert f"--seed must be in [0, 2**30), got {seed}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

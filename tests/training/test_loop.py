@@ -280,3 +280,5 @@ def test_torchrun_trains_with_two_cpu_processes(tmp_path: Path) -> None:
     train = [r for r in records if r["kind"] == "train"]
     assert train[-1]["step"] == 4
     assert train[-1]["clips_per_s"] > 0
+    recorded = (tmp_path / "command.txt").read_text()
+    assert recorded.startswith("torchrun --nnodes 1 --nproc-per-node 2 -m training.run --config tiny"), recorded
