@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -205,6 +206,9 @@ class _GraphRunner:
             if engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
                 raise RuntimeError(f"{spec.graph}: tensor {name!r} is not float32 in the TensorRT engine")
             dims = tuple(engine.get_tensor_shape(name))[1:]  # without the batch axis
+            if any(dim < 0 for dim in dims):  # an axis the engine derives from the inputs: resolve it at the max
+                self._set_shapes(spec.max_batch_size)
+                dims = tuple(self._context.get_tensor_shape(name))[1:]
             buffer = torch.zeros((spec.max_batch_size, *dims), dtype=torch.float32, device=device)
             self._buffers[name] = buffer
             self._context.set_tensor_address(name, buffer.data_ptr())
@@ -312,13 +316,8 @@ def load_engine(
     index = parse_cuda_device(device)
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
-    failed = manifest.parity.get("tensorrt")
-    if failed is not None and not failed.passed:
-        raise BackendUnavailable(
-            f"{model_dir}: its TensorRT engines failed the export's parity check ({failed.runtime}: slots max "
-            f"|diff| {failed.slots_max_abs:.3g}, segmentations agree on {failed.argmax_agreement:.3%}); serve it "
-            "with --backend onnx or torch, or export again (for example without --fp16)"
-        )
+    fp16 = manifest.precision == "fp16" if options.fp16 is None else options.fp16
+    check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
     trt = import_tensorrt()
     import torch
 
@@ -328,7 +327,6 @@ def load_engine(
         )
     torch.cuda.set_device(index)
     cache_dir = prepare_cache_dir(options.cache_dir or model_dir / DEFAULT_CACHE_SUBDIR)
-    fp16 = manifest.precision == "fp16" if options.fp16 is None else options.fp16
     gpu = f"{torch.cuda.get_device_name(index)} sm_{''.join(map(str, torch.cuda.get_device_capability(index)))}"
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
@@ -352,6 +350,32 @@ def load_engine(
         runners.append(runner)
     card = manifest_card(manifest, name, "tensorrt", f"cuda:{index}", max_batch_size)
     return TensorRTEngine(runners[0], runners[1], card)
+
+
+def check_tensorrt_parity(manifest: Manifest, model_dir: Path, precision: str) -> None:
+    """Refuse engines of a precision whose parity check failed at export; warn when engines of ``precision``
+    were never checked (an export without ``--tensorrt``, or one checked at the other precision).
+
+    Raises:
+        BackendUnavailable: the export's TensorRT check at ``precision`` failed.
+    """
+    report = manifest.parity.get("tensorrt")
+    checked = re.search(r"\((fp16|fp32)\)", report.runtime) if report is not None else None
+    if report is None or checked is None or checked[1] != precision:
+        _log.warning(
+            "the %s TensorRT engines of %s were not compared with PyTorch at export (python -m training.export "
+            "--tensorrt%s checks them)",
+            precision,
+            model_dir,
+            " --fp16" if precision == "fp16" else "",
+        )
+        return
+    if not report.passed:
+        raise BackendUnavailable(
+            f"{model_dir}: its {precision} TensorRT engines failed the export's parity check ({report.runtime}: "
+            f"slots max |diff| {report.slots_max_abs:.3g}, segmentations agree on {report.argmax_agreement:.3%}); "
+            "serve it with --backend onnx or torch, or export again (for example without --fp16)"
+        )
 
 
 def _cached_engine(

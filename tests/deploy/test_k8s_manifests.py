@@ -239,7 +239,6 @@ def test_server_probes(render: Renderer, target_id: str) -> None:
     assert startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) >= 300, "allow warm-up time"
 
 
-@pytest.mark.parametrize("target_id", SERVER_TARGETS)
 def _bytes(quantity: str) -> int:
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
     for suffix, factor in units.items():
@@ -263,6 +262,7 @@ def test_ephemeral_storage_limit_covers_the_scratch_volumes(render: Renderer, ta
     assert limit >= scratch, f"{target_id}: ephemeral-storage {limit} bytes < emptyDirs {scratch} bytes"
 
 
+@pytest.mark.parametrize("target_id", SERVER_TARGETS)
 def test_services_and_budget_select_the_server(render: Renderer, target_id: str) -> None:
     docs = render(_target(target_id))
     deployment = only(docs, "Deployment", SERVER_DEPLOYMENT)

@@ -137,7 +137,7 @@ def test_provider_lists(tmp_path):
 
 
 def test_missing_gpu_provider_is_refused_with_the_extra_to_install(export_dir):
-    with pytest.raises(BackendUnavailable, match=r"CUDAExecutionProvider.*slotstream\[gpu\]"):
+    with pytest.raises(BackendUnavailable, match=r"CUDAExecutionProvider.*pip install -e '\.\[gpu\]'"):
         load_engine("onnx", export_dir, name="tiny", device="cuda:0", max_batch_size=2)
 
 

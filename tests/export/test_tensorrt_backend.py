@@ -57,7 +57,7 @@ SPEC = BuildSpec(
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
 def test_refuses_to_start_without_tensorrt_naming_the_gpu_extra(export_dir):
-    with pytest.raises(BackendUnavailable, match=r"pip install 'slotstream\[gpu\]'"):
+    with pytest.raises(BackendUnavailable, match=r"pip install -e '\.\[gpu\]'"):
         load_engine("tensorrt", export_dir, name="tiny", device="cuda:0", max_batch_size=4)
 
 
@@ -205,7 +205,27 @@ def test_an_export_whose_engines_failed_parity_is_refused(export_dir, tmp_path):
     failed_dir = tmp_path / "failed"
     shutil.copytree(export_dir, failed_dir)
     manifest = read_manifest(failed_dir)
+    assert manifest.precision == "fp32"
+    measured = dataclasses.replace(manifest.parity["onnxruntime"], runtime="tensorrt (fp32)", passed=False)
+    write_manifest(failed_dir, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": measured}))
+    with pytest.raises(BackendUnavailable, match=r"fp32 TensorRT engines failed the export's parity.*--backend onnx"):
+        load_engine("tensorrt", failed_dir, name="tiny", device="cuda:0", max_batch_size=4)
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed: the load would go on to build engines")
+def test_a_failed_check_at_one_precision_does_not_refuse_engines_of_the_other(export_dir, tmp_path, caplog):
+    """A failed fp16 check says nothing about fp32 engines: they are built (with a warning that they were not
+    checked), and here the load goes on to ask for TensorRT itself."""
+    import shutil
+
+    from training.export import read_manifest
+    from training.export.manifest import write_manifest
+
+    failed_dir = tmp_path / "failed-fp16"
+    shutil.copytree(export_dir, failed_dir)
+    manifest = read_manifest(failed_dir)
     measured = dataclasses.replace(manifest.parity["onnxruntime"], runtime="tensorrt (fp16)", passed=False)
     write_manifest(failed_dir, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": measured}))
-    with pytest.raises(BackendUnavailable, match=r"failed the export's parity check.*--backend onnx"):
+    with pytest.raises(BackendUnavailable, match="the tensorrt package is not installed"):
         load_engine("tensorrt", failed_dir, name="tiny", device="cuda:0", max_batch_size=4)
+    assert "fp32 TensorRT engines" in caplog.text and "were not compared with PyTorch" in caplog.text
