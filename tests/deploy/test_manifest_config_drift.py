@@ -17,11 +17,14 @@ And every image the manifests name carries the project version from pyproject.to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import subprocess
 import sys
+import time
 import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -164,11 +167,13 @@ def _ready_check(spec: dict[str, Any], probe: str) -> str:
     return str(command[2])
 
 
-def test_tls_ready_check_reads_the_ready_gauge(render: Renderer) -> None:
+@contextlib.contextmanager
+def _tls_probe(render: Renderer, probe: str) -> Iterator[tuple[Metrics, Callable[[], int]]]:
+    """The ``tls`` component's exec ``probe`` aimed at a live metrics endpoint: yields the metrics to set and a
+    function running the probe's script (its exit status)."""
     docs, _, spec = _server(render, "base+components/tls")
     config = _config(docs, spec)
-    script = _ready_check(spec, "readinessProbe")
-    assert _ready_check(spec, "startupProbe") == script
+    script = _ready_check(spec, probe)
     url = f"http://127.0.0.1:{port_of(config.metrics_listen)}/metrics"
     assert url in script, f"the check must read {url}"
     metrics = Metrics()
@@ -179,31 +184,24 @@ def test_tls_ready_check_reads_the_ready_gauge(render: Renderer) -> None:
         def check() -> int:
             return subprocess.run([sys.executable, "-I", "-c", local], capture_output=True, timeout=30).returncode
 
+        yield metrics, check
+    finally:
+        metrics.close()
+
+
+def test_tls_ready_check_reads_the_ready_gauge(render: Renderer) -> None:
+    _, _, spec = _server(render, "base+components/tls")
+    assert _ready_check(spec, "startupProbe") == _ready_check(spec, "readinessProbe")
+    with _tls_probe(render, "readinessProbe") as (metrics, check):
         assert check() != 0, "not ready while the gauge is 0 (loading, warming up, draining)"
         metrics.ready.set(1)
         assert check() == 0, "ready once the gauge is 1"
-    finally:
-        metrics.close()
 
 
 def test_tls_liveness_check_reads_the_live_gauge_and_the_event_loop_heartbeat(render: Renderer) -> None:
     """Without gRPC probes, liveness must still fail on a stalled or failing model (``slotstream_live``) and on a
     blocked event loop (an old heartbeat), as the Liveness health service does."""
-    import time
-
-    docs, _, spec = _server(render, "base+components/tls")
-    config = _config(docs, spec)
-    script = _ready_check(spec, "livenessProbe")
-    url = f"http://127.0.0.1:{port_of(config.metrics_listen)}/metrics"
-    assert url in script, f"the check must read {url}"
-    metrics = Metrics()
-    try:
-        port = metrics.serve_http("127.0.0.1:0")
-        local = script.replace(url, f"http://127.0.0.1:{port}/metrics")
-
-        def check() -> int:
-            return subprocess.run([sys.executable, "-I", "-c", local], capture_output=True, timeout=30).returncode
-
+    with _tls_probe(render, "livenessProbe") as (metrics, check):
         metrics.live.set(1)
         metrics.loop_heartbeat.set(time.time())
         assert check() == 0, "live: model healthy, event loop beating"
@@ -212,8 +210,6 @@ def test_tls_liveness_check_reads_the_live_gauge_and_the_event_loop_heartbeat(re
         metrics.live.set(1)
         metrics.loop_heartbeat.set(time.time() - 60)
         assert check() != 0, "not live when the event loop has not beaten for a minute"
-    finally:
-        metrics.close()
 
 
 def test_tls_settings_point_into_the_secret_mount(render: Renderer) -> None:
