@@ -67,10 +67,9 @@ class OverlayWriter:
     def __init__(self, path: Path, fps: float) -> None:
         self.path = path
         self.fps = fps
-        self.frames_written = 0
         self._container: Any = None
         self._stream: Any = None
-        self._size: tuple[int, int] | None = None
+        self._size: tuple[int, int] | None = None  # the first frame's (H, W): every frame is brought to it
         self._gif = path.suffix.lower() == ".gif"
         if path.suffix.lower() not in (".gif", ".mp4"):
             raise ValueError(f"{path}: the overlay must be a .gif or .mp4 file")
@@ -80,23 +79,22 @@ class OverlayWriter:
         folder of images may mix sizes, a video file may not)."""
         import av
 
-        if self._size is not None and frame.shape[:2] != self._size:
+        if self._size is None:
+            self._size = (frame.shape[0], frame.shape[1])
+        elif frame.shape[:2] != self._size:
             height, width = self._size
             frame = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
-        elif not self._gif:
+        if not self._gif:
             frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # yuv420p needs even sizes
-        size = (frame.shape[0], frame.shape[1])
         if self._container is None:
             self._container = av.open(str(self.path), mode="w")
             codec = "gif" if self._gif else "libx264" if "libx264" in av.codecs_available else "mpeg4"
             self._stream = self._container.add_stream(codec, rate=max(1, round(self.fps)))
-            self._stream.height, self._stream.width = size
+            self._stream.height, self._stream.width = frame.shape[:2]
             self._stream.pix_fmt = "pal8" if self._gif else "yuv420p"
-            self._size = size
         video_frame = _paletted_frame(frame) if self._gif else av.VideoFrame.from_ndarray(frame, format="rgb24")
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
-        self.frames_written += 1
 
     def close(self) -> None:
         """Finish the file (nothing is written when no frame came)."""

@@ -67,11 +67,11 @@ def test_a_frame_of_another_size_is_resized_to_the_first_frames_size(tmp_path):
     """A folder of images may mix sizes: the overlay keeps the first frame's."""
     path = tmp_path / "overlay.mp4"
     with OverlayWriter(path, fps=15.0) as writer:
-        writer.write(np.zeros((32, 48, 3), dtype=np.uint8))
+        writer.write(np.zeros((33, 48, 3), dtype=np.uint8))
         writer.write(np.full((17, 20, 3), 255, dtype=np.uint8))
     with av.open(str(path)) as container:
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    assert [frame.shape for frame in decoded] == [(32, 48, 3)] * 2
+    assert [frame.shape for frame in decoded] == [(32, 48, 3)] * 2, "resized to the first frame, then made even"
     assert decoded[0].mean() < 10 and decoded[1].mean() > 245
 
 
