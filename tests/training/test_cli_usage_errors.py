@@ -49,6 +49,11 @@ CASES = {
         ["--run", "/nonexistent/run", "--out", "/tmp/unused"],
         "no train_config.json there",
     ),
+    "datasets generate --out that is a file": (
+        datasets_main,
+        ["generate", "--videos", "1", "--out", __file__],
+        "is a file; give a folder for the dataset",
+    ),
     "datasets generate --seed -1": (
         datasets_main,
         ["generate", "--videos", "1", "--out", "/tmp/unused", "--seed", "-1"],

@@ -338,6 +338,40 @@ def test_clip_longer_than_video_names_the_source(tmp_path):
         build_dataset(f"videos:{folder}", "val", 6, (32, 32))[0]  # validation: when loading
 
 
+def test_a_missing_frame_or_a_mask_without_its_frame_names_the_file(tmp_path):
+    """A gap in the numbering would join two moments of a video as if they were consecutive."""
+    out, _ = _davis_dir(tmp_path)
+    masks = out / "Annotations" / "32p" / "seq0"
+    (masks / "00006.png").write_bytes((masks / "00005.png").read_bytes())  # frames 0-5 only
+    with pytest.raises(DatasetError, match=rf"{masks}: masks without a frame in .*: 00006\.png"):
+        build_dataset(f"davis:{out}", "val", None, (32, 32))
+    (masks / "00006.png").unlink()
+    gone = out / "JPEGImages" / "32p" / "seq1" / "00003.jpg"
+    gone.unlink()
+    with pytest.raises(DatasetError, match=rf"{gone}: frame is missing \(the sequence jumps from 00002\.jpg"):
+        build_dataset(f"davis:{out}", "val", None, (32, 32))
+
+
+def test_frames_numbered_without_padding_are_read_in_numeric_order(tmp_path):
+    root = tmp_path / "DAVIS" / "JPEGImages" / "480p" / "seq"
+    root.mkdir(parents=True)
+    for index in range(12):
+        Image.fromarray(np.full((8, 8, 3), index * 20, np.uint8)).save(root / f"{index}.png")
+    clip = build_dataset(f"davis:{tmp_path / 'DAVIS'}", "val", None, (8, 8))[0]
+    means = clip.frames.mean(dim=(1, 2, 3))  # [T]
+    assert torch.all(means[1:] > means[:-1]), "frame 10 must come after frame 9, not after frame 1"
+
+
+def test_exported_frames_keep_their_colours(tmp_path):
+    """No chroma subsampling: with it the small saturated frames lost colour at every object edge."""
+    out, generated = _davis_dir(tmp_path, videos=1, frames=2, size=64)
+    read = build_dataset(f"davis:{out}", "val", None, (64, 64))[0].frames  # [T, 3, H, W] in [0, 1]
+    original = torch.from_numpy(generated[0].frames).permute(0, 3, 1, 2).float() / 255
+    mse = float(((read - original) ** 2).mean())
+    psnr = 10 * np.log10(1 / mse)
+    assert psnr > 33, f"{psnr:.1f} dB"
+
+
 def test_grayscale_instance_ids_are_refused_not_read_as_background(tmp_path):
     from training.datasets.images import read_mask
 
@@ -349,6 +383,9 @@ def test_grayscale_instance_ids_are_refused_not_read_as_background(tmp_path):
     binary = np.where(ids > 0, 255, 0).astype(np.uint8)
     Image.fromarray(binary).save(tmp_path / "binary.png")
     np.testing.assert_array_equal(read_mask(tmp_path / "binary.png"), (ids > 0).astype(np.uint8))
+    Image.fromarray(np.full((8, 8), 3, np.uint8)).save(tmp_path / "threes.png")  # no zero (background) at all
+    with pytest.raises(DatasetError, match=r"threes\.png.*values \(3\) are all below 128"):
+        read_mask(tmp_path / "threes.png")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "empty.png")  # no object in this frame: fine
     assert not read_mask(tmp_path / "empty.png").any()
 

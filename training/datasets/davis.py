@@ -10,6 +10,7 @@ otherwise every sequence is in both splits.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,17 +91,40 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
         folder = image_dir / name
         if not folder.is_dir():
             raise DatasetError(f"{folder}: sequence listed in ImageSets is missing")
-        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES))
-        if not frames:
-            raise DatasetError(f"{folder}: empty folder, no frame images ({', '.join(_FRAME_SUFFIXES)})")
+        frames = _numbered_frames(folder)
         masks = None
         if annotation_dir.is_dir():
             masks = tuple(annotation_dir / name / f"{frame.stem}.png" for frame in frames)
             for frame, mask in zip(frames, masks, strict=True):
                 if not mask.is_file():
                     raise DatasetError(f"{mask}: mask file is missing for frame {frame}")
+            stems = {frame.stem for frame in frames}
+            strays = sorted(p.name for p in (annotation_dir / name).glob("*.png") if p.stem not in stems)
+            if strays:
+                listed = ", ".join(strays[:5])
+                raise DatasetError(f"{annotation_dir / name}: masks without a frame in {folder}: {listed}")
         sequences.append(DavisSequence(name, frames, masks))
     return root, res, sequences
+
+
+def _numbered_frames(folder: Path) -> tuple[Path, ...]:
+    """The frame images of a sequence in frame order (numerically, so ``2`` comes before ``10``).
+
+    Raises:
+        DatasetError: no frames, or a gap in the numbering (a missing frame would join two moments of the video
+            as if they were consecutive); the message names the first missing file.
+    """
+    frames = [p for p in folder.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES]
+    if not frames:
+        raise DatasetError(f"{folder}: empty folder, no frame images ({', '.join(_FRAME_SUFFIXES)})")
+    if not all(frame.stem.isdigit() for frame in frames):
+        return tuple(sorted(frames))
+    frames.sort(key=lambda frame: int(frame.stem))
+    for before, after in itertools.pairwise(frames):
+        if int(after.stem) != int(before.stem) + 1:
+            missing = before.with_name(f"{int(before.stem) + 1:0{len(before.stem)}d}{before.suffix}")
+            raise DatasetError(f"{missing}: frame is missing (the sequence jumps from {before.name} to {after.name})")
+    return tuple(frames)
 
 
 class DavisDataset(Dataset[VideoClip]):

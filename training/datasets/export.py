@@ -3,7 +3,7 @@
 Layout written under ``out``, for sequence ``<seq>`` = ``<level>-<index:05d>`` and resolution folder ``<res>`` =
 ``<height>p`` (the DAVIS convention of naming by frame height, e.g. ``64p``):
 
-* ``JPEGImages/<res>/<seq>/00000.jpg``: RGB frames (JPEG quality 95),
+* ``JPEGImages/<res>/<seq>/00000.jpg``: RGB frames (JPEG quality 95, no chroma subsampling),
 * ``Annotations/<res>/<seq>/00000.png``: palette (``P``) PNGs whose indices are the instance ids,
 * ``metadata/<seq>.json``: ``VideoMetadata.to_json()``,
 * ``videos/<seq>.mp4`` (optional): H.264 (or MPEG-4 Part 2 when libx264 is unavailable) at ``fps``.
@@ -89,7 +89,9 @@ def write_sequence(out: Path, name: str, video: SyntheticVideo, mp4: bool = Fals
     for folder in (image_dir, mask_dir, out / "metadata"):
         folder.mkdir(parents=True, exist_ok=True)
     for t in range(video.metadata.num_frames):
-        Image.fromarray(video.frames[t]).save(image_dir / f"{t:05d}.jpg", quality=JPEG_QUALITY)
+        # No chroma subsampling: at 4:2:0 (Pillow's default) the small, saturated frames lose colour at every
+        # object edge (about 28 dB PSNR at quality 95 against 38-44 dB without it).
+        Image.fromarray(video.frames[t]).save(image_dir / f"{t:05d}.jpg", quality=JPEG_QUALITY, subsampling=0)
         write_mask_png(mask_dir / f"{t:05d}.png", video.masks[t])
     (out / "metadata" / f"{name}.json").write_text(video.metadata.to_json())
     if mp4:

@@ -53,7 +53,7 @@ def read_mask(path: Path) -> np.ndarray:
         return values.astype(np.uint8)
     if mode == "L":
         if values.any() and values.max() < 128:
-            present = np.unique(values)[1:]  # the non-zero values
+            present = np.unique(values[values > 0])  # the non-zero values
             found = ", ".join(str(v) for v in present[:5]) + (", ..." if len(present) > 5 else "")
             raise DatasetError(
                 f"{path}: grayscale mask whose values ({found}) are all below 128; grayscale masks are binary "
