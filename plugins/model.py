@@ -158,6 +158,7 @@ class VideoSlotModel(nn.Module):
         """
         encoded = self.encoder(frames)
         initial: InitializerOutput = self.initializer(encoded.features)
+        self._check_slots("initializer", "queries", initial.queries, frames.shape[0])
         return self._group_and_decode(frames, encoded, initial.queries, self.first_iters, initial.preheated, None)
 
     def step(self, frames: Frames, state: SlotState) -> tuple[StepOutput, SlotState]:
@@ -174,6 +175,7 @@ class VideoSlotModel(nn.Module):
         past_slots = state.past_slots or (state.slots,)
         past_features = (*state.past_features, encoded.features)[-len(past_slots) :]
         queries = self.transition(past_slots, past_features)
+        self._check_slots("transition", "queries", queries, frames.shape[0])
         return self._group_and_decode(frames, encoded, queries, self.later_iters, None, state)
 
     def forward(self, video: Video, state: SlotState | None = None) -> VideoOutput:
@@ -209,8 +211,10 @@ class VideoSlotModel(nn.Module):
         previous: SlotState | None,
     ) -> tuple[StepOutput, SlotState]:
         grouped = self.aggregator(encoded.features, queries, num_iterations)
+        self._check_slots("aggregator", "slots", grouped.slots, frames.shape[0])
         target = self._target(frames, encoded)
         decoded = self.decoder(grouped.slots, target)
+        self._check_shape("decoder", "masks", decoded.masks, (frames.shape[0], self.num_slots, *self.mask_grid))
         out = StepOutput(
             slots=grouped.slots,
             masks=decoded.masks,
@@ -223,6 +227,25 @@ class VideoSlotModel(nn.Module):
             extra=decoded.extra,
         )
         return out, self._next_state(grouped.slots, encoded.features, previous)
+
+    def _check_slots(self, kind: str, what: str, tensor: torch.Tensor, batch: int) -> None:
+        self._check_shape(kind, what, tensor, (batch, self.num_slots, self.slot_dim))
+
+    def _check_shape(self, kind: str, what: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
+        """Name the component whose output breaks the contract, at once: a transition that adds slots would
+        otherwise grow K frame after frame, and a wrong width fails deep inside another component.
+
+        Raises:
+            ValueError: ``tensor``'s shape is not ``expected``.
+        """
+        if torch.onnx.is_in_onnx_export():
+            return  # shapes are symbolic there; the exporter checks the graph's signature itself
+        if tuple(tensor.shape) != expected:
+            component = type(getattr(self, kind))
+            raise ValueError(
+                f"the {kind} {self.specs[kind].name!r} ({component.__module__}.{component.__qualname__}) returned "
+                f"{what} of shape {tuple(tensor.shape)}, expected {expected} for this model"
+            )
 
     def _target(self, frames: Frames, encoded: EncoderOutput) -> Tokens:
         if self.decoder.target_kind == "features":

@@ -164,3 +164,21 @@ def test_video_must_be_five_dimensional(tiny_model: VideoSlotModel) -> None:
         tiny_model(torch.rand(2, 3, 16, 16))
     with pytest.raises(ValueError, match="T >= 1"):
         tiny_model(torch.rand(2, 0, 3, 16, 16))
+
+
+class _GrowingTransition(torch.nn.Module):
+    """Adds two slots per frame: the shape bug a third-party transition can have."""
+
+    def forward(self, past_slots, past_features):  # type: ignore[no-untyped-def]
+        return torch.cat([past_slots[-1], past_slots[-1][:, :2]], dim=1)
+
+
+def test_a_component_returning_the_wrong_shape_is_named_at_once(tiny_model: VideoSlotModel, video: torch.Tensor):
+    """Without the check the slot count grows frame after frame and the failure comes later, elsewhere."""
+    tiny_model.eval()
+    with torch.no_grad():
+        _, state = tiny_model.first_step(video[:, 0])
+        tiny_model.transition.forward = _GrowingTransition().forward  # type: ignore[method-assign]
+        wrong = r"the transition '\w+' \(.*\) returned queries of shape \(2, 5, 16\), expected \(2, 3, 16\)"
+        with pytest.raises(ValueError, match=wrong):
+            tiny_model.step(video[:, 1], state)
