@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"external plugins: {', '.join(setup.external)}")
     if setup.blocked:
         print(f"blocked plugins: {', '.join(setup.blocked)}")
+    for name, reason in setup.failed.items():
+        print(f"left out: {name} ({reason})")
     return 0
 
 

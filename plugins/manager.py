@@ -6,7 +6,9 @@ Everything happens inside :func:`build_plugin_manager`; importing this module do
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import pluggy
@@ -31,12 +33,15 @@ class PluginSetup:
         registry: every component the plugins registered.
         external: names of plugins loaded from entry points.
         blocked: names that were blocked.
+        failed: installed plugins that were left out, by entry-point name, with the reason (an import error, an
+            invalid hook, a duplicate component name...); each was also reported with a ``RuntimeWarning``.
     """
 
     manager: pluggy.PluginManager
     registry: ComponentRegistry
     external: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] | None = None) -> PluginSetup:
@@ -44,9 +49,14 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
 
     Steps: add the hook specs; register the built-in plugin modules of :data:`plugins.builtin.DEFAULT_PLUGINS`
     (through the same hook as third-party plugins); block the names given in ``blocked`` and in the
-    ``SLOTSTREAM_DISABLE_PLUGINS`` environment variable; load entry points of the ``slotstream`` group;
+    ``SLOTSTREAM_DISABLE_PLUGINS`` environment variable; load entry points of the ``slotstream`` group one by one;
     ``check_pending()`` (an implementation without a matching spec is an error); then call
     ``slotstream_register_components`` once per plugin, in registration order.
+
+    An installed plugin that fails (its import raises, a hook is invalid or unknown, its entry-point name is
+    taken, its registration raises, for example with a duplicate component name) is left out with a
+    ``RuntimeWarning`` and recorded in :attr:`PluginSetup.failed`, and models asking for one of its components
+    are told why it is missing: one broken package must not stop models that do not use it.
 
     Args:
         load_entry_points: load installed third-party plugins (tests turn this off for a clean slate).
@@ -68,23 +78,98 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
     for module_name in DEFAULT_PLUGINS:
         if not manager.is_blocked(module_name):
             manager.register(importlib.import_module(module_name), name=module_name)
-    external: list[str] = []
-    if load_entry_points:
-        before = set(manager.get_plugins())
-        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        external = sorted(str(manager.get_name(plugin)) for plugin in manager.get_plugins() if plugin not in before)
+    failed: dict[str, str] = {}
+    entry_points = _entry_points() if load_entry_points else []
+    external = _load_entry_points(manager, entry_points, failed)
     manager.check_pending()
     registry = ComponentRegistry()
-    plugins_in_order = manager.list_name_plugin()
-    for name, plugin in plugins_in_order:
-        if plugin is None or not hasattr(plugin, "slotstream_register_components"):
+    _register_components(manager, registry, set(external), failed)
+    registry.unavailable_plugins = {**failed, **{name: "blocked" for name in blocked_names}}
+    known = {*DEFAULT_PLUGINS, *(entry_point.name for entry_point in entry_points)}
+    for name in blocked_names:
+        if name not in known:
+            warnings.warn(
+                f"{BLOCK_ENV_VAR} names {name!r}, which is no plugin here; block installed plugins by their "
+                f"entry-point names ({', '.join(sorted(known - set(DEFAULT_PLUGINS))) or 'none installed'}) or "
+                f"built-in modules ({', '.join(DEFAULT_PLUGINS)})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    loaded = sorted(name for name in external if name not in failed)
+    return PluginSetup(manager, registry, loaded, blocked_names, failed)
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    """The installed distributions' entry points of the ``slotstream`` group."""
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _load_entry_points(
+    manager: pluggy.PluginManager, entry_points: list[importlib.metadata.EntryPoint], failed: dict[str, str]
+) -> list[str]:
+    """Import and register each entry point on its own, so a broken one is left out (into ``failed``) rather
+    than stopping the others; returns the names registered."""
+    loaded = []
+    for entry_point in entry_points:
+        name = entry_point.name
+        origin = f"{entry_point.dist.name} {entry_point.dist.version}" if entry_point.dist else entry_point.value
+        if manager.is_blocked(name):
             continue
-        # One hook call per plugin, through pluggy, so a duplicate name can be blamed on the plugin adding it.
-        others = [other for _, other in plugins_in_order if other is not None and other is not plugin]
+        if manager.has_plugin(name):
+            _leave_out(failed, name, origin, f"the plugin name {name!r} is already taken (another distribution?)")
+            continue
+        try:
+            plugin = entry_point.load()
+            manager.register(plugin, name=name)
+            manager.check_pending()
+        except Exception as error:  # a third party's import or hook error: whatever it raises
+            if manager.has_plugin(name):
+                manager.unregister(name=name)
+            _leave_out(failed, name, origin, f"{type(error).__name__}: {error}")
+            continue
+        loaded.append(name)
+    return loaded
+
+
+def _register_components(
+    manager: pluggy.PluginManager, registry: ComponentRegistry, external: set[str], failed: dict[str, str]
+) -> None:
+    """Call each plugin's registration hook on its own, in registration order (so a duplicate name is blamed on
+    the plugin adding it); an external plugin whose hook raises is unregistered with what it added."""
+    hook = manager.hook.slotstream_register_components
+    implementing = {id(implementation.plugin) for implementation in hook.get_hookimpls()}
+    plugins_in_order = [(name, plugin) for name, plugin in manager.list_name_plugin() if plugin is not None]
+    for name, plugin in plugins_in_order:
+        if id(plugin) not in implementing:
+            if name in external:
+                warnings.warn(
+                    f"slotstream plugin {name!r} implements no slotstream_register_components hook (a function of "
+                    "that name marked with @plugins.hookimpl), so it adds no component",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            continue
+        others = [other for _, other in plugins_in_order if other is not plugin]
         registry.current_plugin = name or repr(plugin)
-        manager.subset_hook_caller("slotstream_register_components", remove_plugins=others)(registry=registry)
+        try:
+            manager.subset_hook_caller("slotstream_register_components", remove_plugins=others)(registry=registry)
+        except Exception as error:
+            if name not in external:
+                raise  # a built-in plugin's error is a bug here, not a broken installation
+            registry.remove_plugin(name)
+            manager.unregister(name=name)
+            _leave_out(failed, name, "its registration", f"{type(error).__name__}: {error}")
     registry.current_plugin = "<direct>"
-    return PluginSetup(manager=manager, registry=registry, external=external, blocked=blocked_names)
+
+
+def _leave_out(failed: dict[str, str], name: str, origin: str, reason: str) -> None:
+    failed[name] = f"{origin}: {reason}"
+    warnings.warn(
+        f"slotstream plugin {name!r} ({origin}) was left out: {reason}. Set {BLOCK_ENV_VAR}={name} to skip it "
+        "without this warning",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _names_from_env() -> list[str]:

@@ -71,6 +71,8 @@ class ComponentRegistry:
         self._owners: dict[tuple[ComponentKind, str], str] = {}
         self.current_plugin: str = "<direct>"
         """Name of the plugin whose registration hook is running (set by the plugin manager)."""
+        self.unavailable_plugins: dict[str, str] = {}
+        """Plugins left out (blocked, or failed to load) and why, named when a component is not found."""
 
     # -- adding ---------------------------------------------------------------------------------------
 
@@ -81,7 +83,7 @@ class ComponentRegistry:
             RegistryError: if the name is missing or not snake_case, the class does not derive from the
                 kind's base class, or the name is already taken (the message names both owners).
         """
-        kind = ComponentKind(kind)
+        kind = _kind(kind)
         base = BASE_CLASSES[kind]
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise RegistryError(f"{cls!r} cannot be registered as one of the {kind.value}: it must subclass {base}")
@@ -138,23 +140,34 @@ class ComponentRegistry:
         Raises:
             RegistryError: for an unknown name; the message lists the known names and close matches.
         """
-        kind = ComponentKind(kind)
+        kind = _kind(kind)
         table = self._tables[kind]
         if name not in table:
             close = difflib.get_close_matches(name, table, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             known = ", ".join(sorted(table)) or "(none)"
-            raise RegistryError(f"unknown {kind.value} name {name!r}. Known {kind.value}: {known}.{hint}")
+            left_out = "".join(
+                f" Plugin {plugin!r} was left out ({why}): if it provides {name!r}, fix or unblock it."
+                for plugin, why in sorted(self.unavailable_plugins.items())
+            )
+            raise RegistryError(f"unknown {kind.value} name {name!r}. Known {kind.value}: {known}.{hint}{left_out}")
         return table[name]
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Remove every component ``plugin`` registered (the manager undoes a plugin whose hook failed)."""
+        for (kind, name), owner in list(self._owners.items()):
+            if owner == plugin:
+                del self._tables[kind][name]
+                del self._owners[(kind, name)]
 
     def owner(self, kind: ComponentKind | str, name: str) -> str:
         """The plugin that registered ``name``."""
         self.get(kind, name)
-        return self._owners[(ComponentKind(kind), name)]
+        return self._owners[(_kind(kind), name)]
 
     def names(self, kind: ComponentKind | str) -> list[str]:
         """Sorted names registered in ``kind``."""
-        return sorted(self._tables[ComponentKind(kind)])
+        return sorted(self._tables[_kind(kind)])
 
     def as_dict(self) -> dict[str, list[str]]:
         """Every kind mapped to its sorted names (the ``python -m plugins list --json`` format)."""
@@ -192,3 +205,18 @@ class ComponentRegistry:
             raise TypeError(f"{name!r} got unknown config keys {unknown}; it accepts {allowed}")
         supplied = {k: v for k, v in (wiring or {}).items() if k in parameters}
         return cls(**kwargs, **supplied)
+
+
+def _kind(kind: ComponentKind | str) -> ComponentKind:
+    """``kind`` as a :class:`ComponentKind`.
+
+    Raises:
+        RegistryError: no such kind (the message lists the kinds, with a close match).
+    """
+    try:
+        return ComponentKind(kind)
+    except ValueError:
+        kinds = [k.value for k in ComponentKind]
+        close = difflib.get_close_matches(str(kind), kinds, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise RegistryError(f"unknown component kind {kind!r}; the kinds are {', '.join(kinds)}.{hint}") from None

@@ -8,14 +8,23 @@ import subprocess
 import sys
 import textwrap
 import types
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
-import pluggy
 import pytest
 
 from plugins import build_plugin_manager, hookimpl, hookspecs
 from plugins.builtin import DEFAULT_PLUGINS
+from plugins.builtin.transitions.identity import IdentityTransition
 from plugins.manager import BLOCK_ENV_VAR
+from plugins.registry import ComponentRegistry, RegistryError
+
+
+class Frozen(IdentityTransition):
+    """A transition only the rogue test plugin registers."""
+
+    name = "frozen_example"
+
 
 REQUIRED = {
     "encoders": {"small_cnn", "dinov2"},
@@ -38,26 +47,61 @@ def test_builtins_are_registered_as_plugins_through_the_hook() -> None:
 
 def test_blocking_a_plugin_by_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BLOCK_ENV_VAR, "plugins.builtin.decoders, something_else")
-    setup = build_plugin_manager(load_entry_points=False)
+    with pytest.warns(RuntimeWarning, match=f"{BLOCK_ENV_VAR} names 'something_else', which is no plugin here"):
+        setup = build_plugin_manager(load_entry_points=False)
     assert setup.registry.names("decoders") == []
     assert "plugins.builtin.decoders" in setup.blocked
+    with pytest.raises(RegistryError, match=r"Plugin 'plugins.builtin.decoders' was left out \(blocked\)"):
+        setup.registry.get("decoders", "broadcast")
 
 
-def test_check_pending_rejects_an_unknown_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    rogue = types.ModuleType("rogue_plugin")
+def _rogue_entry_point(monkeypatch: pytest.MonkeyPatch, name: str, module: types.ModuleType) -> EntryPoint:
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return EntryPoint(name=name, value=module.__name__, group="slotstream")
+
+
+def test_a_broken_installed_plugin_is_left_out_and_the_others_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown hook, an import error or a registration that raises (here a duplicate component name) leaves
+    that one plugin out with a warning; built-in models still build, and asking for its components says why."""
+    unknown_hook = types.ModuleType("rogue_unknown_hook")
 
     @hookimpl
     def slotstream_no_such_hook() -> None:
         """Not a spec."""
 
-    rogue.slotstream_no_such_hook = slotstream_no_such_hook  # type: ignore[attr-defined]
+    unknown_hook.slotstream_no_such_hook = slotstream_no_such_hook  # type: ignore[attr-defined]
+    duplicate = types.ModuleType("rogue_duplicate")
 
-    def load_rogue(self: pluggy.PluginManager, group: str, name: str | None = None) -> int:
-        self.register(rogue, name="rogue_plugin")
-        return 1
+    @hookimpl
+    def slotstream_register_components(registry: ComponentRegistry) -> None:
+        registry.add_transition(Frozen)  # a new name, then one a built-in holds: undone together
+        registry.add_transition(IdentityTransition)
 
-    monkeypatch.setattr(pluggy.PluginManager, "load_setuptools_entrypoints", load_rogue)
-    with pytest.raises(pluggy.PluginValidationError, match="slotstream_no_such_hook"):
+    duplicate.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
+    entry_points = [
+        _rogue_entry_point(monkeypatch, "unknown_hook", unknown_hook),
+        EntryPoint(name="missing", value="no_such_module_anywhere", group="slotstream"),
+        _rogue_entry_point(monkeypatch, "duplicate", duplicate),
+    ]
+    monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
+    with pytest.warns(RuntimeWarning, match="was left out") as warned:
+        setup = build_plugin_manager()
+    assert len(warned) == 3
+    assert set(setup.failed) == {"unknown_hook", "missing", "duplicate"}
+    assert "slotstream_no_such_hook" in setup.failed["unknown_hook"]
+    assert "ModuleNotFoundError" in setup.failed["missing"]
+    assert "duplicate transitions name 'identity'" in setup.failed["duplicate"]
+    assert setup.external == [] and "frozen_example" not in setup.registry.names("transitions")
+    assert setup.registry.owner("transitions", "identity") == "plugins.builtin.transitions"
+    with pytest.raises(RegistryError, match=r"Plugin 'duplicate' was left out \(its registration: RegistryError"):
+        setup.registry.get("transitions", "frozen_example")
+
+
+def test_a_plugin_without_the_registration_hook_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    forgot = types.ModuleType("rogue_forgot_hookimpl")
+    forgot.slotstream_register_components = lambda registry: None  # type: ignore[attr-defined]  # no @hookimpl
+    monkeypatch.setattr("plugins.manager._entry_points", lambda: [_rogue_entry_point(monkeypatch, "forgot", forgot)])
+    with pytest.warns(RuntimeWarning, match="'forgot' implements no slotstream_register_components hook"):
         build_plugin_manager()
 
 

@@ -43,9 +43,11 @@ def test_class_must_fit_its_kind() -> None:
         ComponentRegistry().add("transitions", SlotAttention)
 
 
-def test_unknown_kind_is_rejected() -> None:
-    with pytest.raises(ValueError, match="samplers"):
+def test_unknown_kind_is_rejected_with_the_kinds_listed() -> None:
+    with pytest.raises(RegistryError, match="unknown component kind 'samplers'; the kinds are encoders"):
         ComponentRegistry().names("samplers")
+    with pytest.raises(RegistryError, match="Did you mean 'decoders'"):
+        ComponentRegistry().get("decoder", "broadcast")
 
 
 def test_as_dict_covers_every_kind_sorted(registry: ComponentRegistry) -> None:
