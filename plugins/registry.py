@@ -81,7 +81,9 @@ class ComponentRegistry:
 
         Raises:
             RegistryError: if the name is missing or not snake_case, the class does not derive from the
-                kind's base class, or the name is already taken (the message names both owners).
+                kind's base class, a decoder lacks ``target_kind``, an argument in ``initial_weight_arguments``
+                has no default (saved models could not be loaded again), or the name is already taken (the
+                message names both owners).
         """
         kind = _kind(kind)
         base = BASE_CLASSES[kind]
@@ -92,6 +94,24 @@ class ComponentRegistry:
             raise RegistryError(
                 f"{cls.__module__}.{cls.__qualname__} needs a class attribute `name` in snake_case "
                 f"(got {name!r}) to be registered as one of the {kind.value}"
+            )
+        target_kind = getattr(cls, "target_kind", None)
+        if kind is ComponentKind.DECODERS and target_kind not in ("pixels", "features"):
+            raise RegistryError(
+                f"{cls.__module__}.{cls.__qualname__} needs a class attribute `target_kind`, 'pixels' or 'features' "
+                f"(what it reconstructs), to be registered as one of the decoders; got {target_kind!r}"
+            )
+        weights: frozenset[str] = getattr(cls, "initial_weight_arguments", frozenset())
+        required = {
+            parameter.name
+            for parameter in inspect.signature(cls.__init__).parameters.values()
+            if parameter.default is inspect.Parameter.empty and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        }
+        if weights & required:
+            raise RegistryError(
+                f"{cls.__module__}.{cls.__qualname__}: {', '.join(sorted(weights & required))} in "
+                "initial_weight_arguments must have a default: saved models leave these arguments out of config.json "
+                "(the saved weights replace them), so the model could not be loaded again"
             )
         table = self._tables[kind]
         if name in table:

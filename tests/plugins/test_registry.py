@@ -54,3 +54,24 @@ def test_as_dict_covers_every_kind_sorted(registry: ComponentRegistry) -> None:
     listing = registry.as_dict()
     assert list(listing) == ["encoders", "initializers", "aggregators", "transitions", "decoders", "losses", "heads"]
     assert all(names == sorted(names) for names in listing.values())
+
+
+def test_contract_attributes_are_checked_when_a_class_is_registered() -> None:
+    from plugins.builtin.decoders.mlp import MLPFeatureDecoder
+    from plugins.builtin.encoders.dinov2 import DINOv2Encoder
+
+    class NoTargetKind(MLPFeatureDecoder):
+        name = "no_target_kind"
+        target_kind = None  # type: ignore[assignment]
+
+    with pytest.raises(RegistryError, match="needs a class attribute `target_kind`, 'pixels' or 'features'"):
+        ComponentRegistry().add_decoder(NoTargetKind)
+
+    class WeightsRequired(DINOv2Encoder):
+        name = "weights_required"
+
+        def __init__(self, weights: str) -> None:  # required, yet left out of config.json on save
+            super().__init__(weights=weights)
+
+    with pytest.raises(RegistryError, match="weights in initial_weight_arguments must have a default"):
+        ComponentRegistry().add_encoder(WeightsRequired)
