@@ -230,3 +230,23 @@ def test_metadata_json_round_trip():
 def test_unknown_level_lists_levels():
     with pytest.raises(ValueError, match="easy, medium, hard"):
         generate_video("impossible", 0)
+
+
+def test_camera_offsets_say_where_the_background_moved():
+    """Under a pan, background pixels of frame t are frame 0's shifted by the recorded whole-pixel offset."""
+    video = generate_video("hard", 3, 24)
+    metadata = video.metadata
+    assert metadata.camera_offsets_px[0] == (0, 0) and len(metadata.camera_offsets_px) == 24
+    assert metadata.camera_offsets_px[-1] != (0, 0), "this video pans"
+    height, width = metadata.height, metadata.width
+    for t in (5, 23):
+        dx, dy = metadata.camera_offsets_px[t]
+        ys, xs = np.mgrid[0:height, 0:width]  # [H, W] pixel coordinates of frame t
+        y0, x0 = ys + dy, xs + dx  # the same background point in frame 0
+        inside = (y0 >= 0) & (y0 < height) & (x0 >= 0) & (x0 < width)
+        both = inside.copy()
+        both[inside] = (video.masks[t][inside] == 0) & (video.masks[0][y0[inside], x0[inside]] == 0)
+        assert both.sum() > height * width // 4
+        np.testing.assert_array_equal(video.frames[t][both], video.frames[0][y0[both], x0[both]])
+    static = generate_video("medium", 3, 6).metadata
+    assert static.camera_offsets_px == ((0, 0),) * 6

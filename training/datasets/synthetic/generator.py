@@ -74,7 +74,9 @@ def generate_video(
     Args:
         level: A ``Level`` or the name of a built-in one (``"easy"``, ``"medium"``, ``"hard"``).
         seed: Non-negative integer seed.
-        num_frames: Number of frames T (at least 1).
+        num_frames: Number of frames T (at least 1). Objects, masks and metadata of a shorter video are the
+            first frames of a longer one with the same other arguments; under a camera pan (the ``hard`` level)
+            the background is not, since its canvas is drawn as large as the whole pan.
         size: (height, width) in pixels; defaults to ``level.default_size``. Below about 32 pixels sprites are a
             few pixels wide, so shapes and named sizes become hard to tell apart, and crowded levels may start
             with objects overlapping when the frame has no room to place them apart (the first step separates
@@ -104,13 +106,15 @@ def generate_video(
     masks = np.zeros((num_frames, height, width), dtype=np.uint8)  # [T, H, W]
     states: list[tuple[ObjectState, ...]] = []
     events: list[CollisionEvent] = []
+    origin_x, origin_y = scene.camera_origin
+    velocity_x, velocity_y = scene.camera_velocity
+    views = [(math.floor(origin_x + t * velocity_x), math.floor(origin_y + t * velocity_y)) for t in range(num_frames)]
     for t in range(num_frames):
         if t > 0:
             for contact in step(scene.bodies, float(width), float(height)):
                 ids = tuple(i + 1 for i in contact.bodies)
                 events.append(CollisionEvent(t, contact.kind, ids, contact.wall))
-        cx = math.floor(scene.camera_origin[0] + t * scene.camera_velocity[0])
-        cy = math.floor(scene.camera_origin[1] + t * scene.camera_velocity[1])
+        cx, cy = views[t]  # top-left of the view on the background canvas
         frame, idmap = frames[t], masks[t]
         frame[...] = scene.canvas[cy : cy + height, cx : cx + width]
         corners = [_top_left(body, info.diameter_px) for body, info in zip(scene.bodies, scene.infos, strict=True)]
@@ -137,5 +141,6 @@ def generate_video(
         objects=scene.infos,
         frames=tuple(states),
         collisions=tuple(events),
+        camera_offsets_px=tuple((x - views[0][0], y - views[0][1]) for x, y in views),
     )
     return SyntheticVideo(frames=frames, masks=masks, metadata=metadata)

@@ -55,7 +55,10 @@ class ObjectState:
         object_id: Id in the instance map (links to ``ObjectInfo.object_id``).
         center_px: Centre (x, y) in pixels (sub-pixel physics position; the sprite is drawn at the nearest pixel).
         center_norm: ``center_px`` normalised by (width, height), in [0, 1].
-        velocity_px: Velocity (vx, vy) in pixels per frame, in effect from this frame to the next.
+        velocity_px: Velocity (vx, vy) in pixels per frame, in effect from this frame to the next. The next
+            centre is this one plus the velocity unless a collision event is recorded for the next frame, or
+            (rarely, under a pixel) the physics separates objects that overlap or keeps one inside the frame
+            without an event.
         velocity_norm: ``velocity_px`` normalised by (width, height).
         bbox: Amodal box (x0, y0, x1, y1) of the whole sprite mask in pixels, half-open: x0 <= x < x1.
         bbox_norm: ``bbox`` normalised by (width, height).
@@ -114,6 +117,11 @@ class VideoMetadata:
         collisions: All collision events in frame order.
         generator_version: :data:`GENERATOR_VERSION` of the generator that made the video (1 for metadata
             written before versions were recorded).
+        camera_offsets_px: Per frame, the whole-pixel (x, y) shift of the view over the background since frame
+            0: the background pixel at (x, y) in frame t is the one at (x + dx_t, y + dy_t) in frame 0's
+            coordinates. The view moves by ``floor`` of the pan travelled from a start point, so the shifts are not
+            ``round(t * camera_velocity)``; ``(0, 0)`` throughout for a static camera (and in metadata written
+            before this field existed, where it is empty).
     """
 
     level: str
@@ -127,6 +135,7 @@ class VideoMetadata:
     frames: tuple[tuple[ObjectState, ...], ...]
     collisions: tuple[CollisionEvent, ...]
     generator_version: int = GENERATOR_VERSION
+    camera_offsets_px: tuple[tuple[int, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-compatible dict (tuples become lists)."""
@@ -154,6 +163,7 @@ class VideoMetadata:
                 CollisionEvent(e["frame"], e["kind"], _tup(e["object_ids"]), e["wall"]) for e in raw["collisions"]
             ),
             generator_version=raw.get("generator_version", 1),
+            camera_offsets_px=tuple(_tup(offset) for offset in raw.get("camera_offsets_px", ())),
         )
 
 
