@@ -1,0 +1,168 @@
+"""Contract checks for a component inside a tiny model: the checks every built-in passes, for plugin authors.
+
+A third-party plugin's own tests can run exactly what ``tests/plugins/test_conformance.py`` runs on the
+built-ins (output shapes and finite values, masks and attention that sum to 1 over slots, a gradient for every
+trainable parameter of the component, identical outputs after a save/load round trip):
+
+Example:
+    >>> from plugins.testing import check_model_component, tiny_model_config
+    >>> config = tiny_model_config(transition={"name": "identity"})
+    >>> check_model_component(config, "transition")  # raises ContractViolation naming the broken rule
+
+Each check builds its own model, so the component sees fresh weights; ``registry`` defaults to the installed
+plugins (pass ``build_plugin_manager(load_entry_points=False).registry`` plus your own registration for an
+uninstalled plugin).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from plugins.model import VideoSlotModel
+from plugins.registry import ComponentRegistry
+from plugins.types import StepOutput, VideoOutput
+
+TINY_MODEL: dict[str, Any] = {
+    "encoder": {"name": "small_cnn", "kwargs": {"channels": [8, 8], "strides": [2, 2], "out_dim": 16}},
+    "initializer": "smoothsa_preheat",
+    "aggregator": {"name": "slot_attention", "kwargs": {"truncation": "bi_level"}},
+    "transition": {"name": "randsfq", "kwargs": {"window": 3}},
+    "decoder": {"name": "broadcast", "kwargs": {"broadcast_size": 4, "channels": 8, "output_size": [16, 16]}},
+    "num_slots": 3,
+    "slot_dim": 16,
+    "image_size": [16, 16],
+    "first_iters": 3,
+    "later_iters": 1,
+}
+"""A model small enough to run in milliseconds: 16x16 frames, 3 slots of 16."""
+
+ROLES = ("encoder", "initializer", "aggregator", "transition", "decoder")
+
+
+class ContractViolation(AssertionError):
+    """A component broke the contract of its kind; the message says which rule and by how much."""
+
+
+def tiny_model_config(**roles: Any) -> dict[str, Any]:
+    """:data:`TINY_MODEL` with some roles (or sizes) replaced, e.g. ``transition={"name": "damped"}``."""
+    config = copy.deepcopy(TINY_MODEL)
+    config.update(copy.deepcopy(roles))
+    return config
+
+
+def build_tiny(config: dict[str, Any], registry: ComponentRegistry | None = None, seed: int = 0) -> VideoSlotModel:
+    """The model of ``config``, with weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    return VideoSlotModel(**config, registry=registry)
+
+
+def tiny_video(model: VideoSlotModel, batch: int = 2, length: int = 4) -> torch.Tensor:
+    """``[batch, length, 3, H, W]`` random frames in ``[0, 1]`` at the model's input size (fixed seed)."""
+    height, width = model.image_size
+    return torch.rand(batch, length, 3, height, width, generator=torch.Generator().manual_seed(3))
+
+
+def default_losses(output: VideoOutput, registry: ComponentRegistry | None = None) -> torch.Tensor:
+    """Every loss the model's outputs support: what should reach every trainable parameter."""
+    from plugins.manager import default_registry
+
+    registry = default_registry() if registry is None else registry
+    loss: torch.Tensor = registry.build("losses", "reconstruction_mse", {})(output, 0.5)
+    if output.preheated is not None:
+        loss = loss + registry.build("losses", "preheat_mse", {})(output, 0.5)
+    return loss
+
+
+def check_model_component(config: dict[str, Any], role: str, registry: ComponentRegistry | None = None) -> None:
+    """Run every contract check on the component in ``role`` of the model ``config``.
+
+    Args:
+        config: ``VideoSlotModel`` keyword arguments (see :func:`tiny_model_config`).
+        role: ``encoder``, ``initializer``, ``aggregator``, ``transition`` or ``decoder``.
+        registry: where the component names resolve; default: the installed plugins.
+
+    Raises:
+        ContractViolation: a rule is broken (the message names it).
+        ValueError: ``role`` is not a model role.
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    check_outputs(config, registry)
+    check_sums_to_one(config, registry)
+    check_gradients(config, role, registry)
+    check_round_trip(config, registry)
+
+
+def check_outputs(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
+    """Outputs have the shapes of the contract and finite values."""
+    model = build_tiny(config, registry).eval()
+    video = tiny_video(model)
+    batch, length = video.shape[:2]
+    with torch.no_grad():
+        output = model(video)
+    k, d = model.num_slots, model.slot_dim
+    h, w = model.mask_grid
+    _require(isinstance(output, VideoOutput), f"forward returned {type(output).__name__}, not VideoOutput")
+    _require(all(isinstance(s, StepOutput) for s in output.steps), "a step did not return StepOutput")
+    slots_shape, masks_shape = (batch, length, k, d), (batch, length, k, h, w)
+    _require(output.slots.shape == slots_shape, f"slots {tuple(output.slots.shape)}, want {slots_shape}")
+    _require(output.masks.shape == masks_shape, f"masks {tuple(output.masks.shape)}, want {masks_shape}")
+    _require(output.reconstruction.shape == output.target.shape, "reconstruction and target differ in shape")
+    tokens = (batch, length, h * w)
+    _require(output.reconstruction.shape[:3] == tokens, "reconstruction is not one token per mask pixel")
+    for step in output.steps:
+        attention, features = step.attention, step.features
+        _require(attention.shape[0] == batch and attention.shape[2] == k, f"attention {tuple(attention.shape)}")
+        _require(
+            attention.shape[3] == features.shape[1] == step.grid[0] * step.grid[1],
+            f"attention over {attention.shape[3]} tokens, features {features.shape[1]}, grid {step.grid}",
+        )
+    for label, tensor in (("slots", output.slots), ("masks", output.masks), ("reconstruction", output.reconstruction)):
+        _require(bool(torch.isfinite(tensor).all()), f"{label} hold NaN or infinite values")
+
+
+def check_sums_to_one(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
+    """Masks and attention sum to 1 over slots at every pixel and token."""
+    model = build_tiny(config, registry).eval()
+    with torch.no_grad():
+        output = model(tiny_video(model))
+    worst = float((output.masks.sum(dim=2) - 1).abs().max())
+    _require(worst < 1e-5, f"masks sum to 1 over slots only within {worst:.3g}")
+    for step in output.steps:
+        worst = float((step.attention.sum(dim=2) - 1).abs().max())
+        _require(worst < 1e-5, f"attention sums to 1 over slots only within {worst:.3g}")
+
+
+def check_gradients(config: dict[str, Any], role: str, registry: ComponentRegistry | None = None) -> None:
+    """Every trainable parameter of the component in ``role`` gets a non-zero gradient from the losses."""
+    model = build_tiny(config, registry).train()
+    default_losses(model(tiny_video(model)), registry).backward()  # type: ignore[no-untyped-call]
+    component = getattr(model, role)
+    trainable = {name: p for name, p in component.named_parameters() if p.requires_grad}
+    starved = [name for name, p in trainable.items() if p.grad is None or not torch.any(p.grad != 0)]
+    _require(not starved, f"{role} parameters without gradient: {starved}")
+
+
+def check_round_trip(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
+    """``save_pretrained`` then ``from_pretrained`` gives the same config and exactly the same outputs."""
+    model = build_tiny(config, registry).eval()
+    video = tiny_video(model)
+    with tempfile.TemporaryDirectory(prefix="slotstream-contract-") as folder:
+        model.save_pretrained(Path(folder))
+        torch.manual_seed(123)  # a different seed: nothing random may leak into the reloaded model
+        loaded = VideoSlotModel.from_pretrained(Path(folder), registry=registry)
+    _require(loaded.config == model.config, "the reloaded model's config differs from the saved one")
+    with torch.no_grad():
+        before, after = model(video), loaded(video)
+    _require(torch.equal(after.slots, before.slots), "the reloaded model's slots differ from the saved model's")
+    _require(torch.equal(after.masks, before.masks), "the reloaded model's masks differ from the saved model's")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ContractViolation(message)
