@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -35,8 +37,24 @@ class ComponentSpec:
                 raise TypeError(
                     f"a component spec mapping has the keys 'name' and optionally 'kwargs'; got {sorted(value)}"
                 )
-            return cls(str(value["name"]), dict(value.get("kwargs", {})))
+            spec = cls(str(value["name"]), dict(value.get("kwargs", {})))
+            spec.check_jsonable()
+            return spec
         raise TypeError(f"cannot read a component spec from {value!r}")
+
+    def check_jsonable(self) -> None:
+        """Check that the kwargs can be saved in ``config.json`` (at build time, not after a training run).
+
+        Raises:
+            TypeError: a value is not a JSON value (paths are turned into strings, tuples into lists).
+        """
+        try:
+            json.dumps(_jsonable(self.kwargs))
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"component {self.name!r}: its kwargs are saved in config.json, so they must be JSON values "
+                f"(numbers, strings, lists, mappings): {error}"
+            ) from error
 
     def to_json(self) -> dict[str, Any]:
         """The JSON mapping form, with tuples turned into lists."""
@@ -47,6 +65,8 @@ ComponentSpecLike: TypeAlias = "ComponentSpec | str | Mapping[str, Any]"
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -182,3 +182,15 @@ def test_a_component_returning_the_wrong_shape_is_named_at_once(tiny_model: Vide
         wrong = r"the transition '\w+' \(.*\) returned queries of shape \(2, 5, 16\), expected \(2, 3, 16\)"
         with pytest.raises(ValueError, match=wrong):
             tiny_model.step(video[:, 1], state)
+
+
+def test_component_kwargs_must_be_savable_and_paths_are_saved_as_strings(tmp_path) -> None:
+    """Found when the model is built, not when a training run saves its first checkpoint."""
+    from pathlib import Path
+
+    from plugins.config import ComponentSpec
+
+    with pytest.raises(TypeError, match="component 'broadcast': its kwargs are saved in config.json"):
+        ComponentSpec.parse({"name": "broadcast", "kwargs": {"channels": object()}})
+    spec = ComponentSpec.parse({"name": "dinov2", "kwargs": {"weights": Path("w.safetensors")}})
+    assert spec.to_json()["kwargs"] == {"weights": "w.safetensors"}
