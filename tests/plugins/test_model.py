@@ -190,7 +190,7 @@ def test_component_kwargs_must_be_savable_and_paths_are_saved_as_strings(tmp_pat
 
     from plugins.config import ComponentSpec
 
-    with pytest.raises(TypeError, match="component 'broadcast': its kwargs are saved in config.json"):
+    with pytest.raises(TypeError, match=r"component 'broadcast': its kwargs are saved in config\.json"):
         ComponentSpec.parse({"name": "broadcast", "kwargs": {"channels": object()}})
     spec = ComponentSpec.parse({"name": "dinov2", "kwargs": {"weights": Path("w.safetensors")}})
     assert spec.to_json()["kwargs"] == {"weights": "w.safetensors"}
