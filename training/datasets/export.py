@@ -90,7 +90,7 @@ def write_sequence(out: Path, name: str, video: SyntheticVideo, mp4: bool = Fals
         folder.mkdir(parents=True, exist_ok=True)
     for t in range(video.metadata.num_frames):
         # No chroma subsampling: at 4:2:0 (Pillow's default) the small, saturated frames lose colour at every
-        # object edge (about 28 dB PSNR at quality 95 against 38-44 dB without it).
+        # object edge (27.5-30.5 dB PSNR at quality 95 against 38-42 dB without it, measured on 64x64 videos).
         Image.fromarray(video.frames[t]).save(image_dir / f"{t:05d}.jpg", quality=JPEG_QUALITY, subsampling=0)
         write_mask_png(mask_dir / f"{t:05d}.png", video.masks[t])
     (out / "metadata" / f"{name}.json").write_text(video.metadata.to_json())
