@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from plugins.testing import tiny_model_config
 from service.config import ServiceConfig
 from service.engine import Engine, EngineOutput, load_engine
 from service.images import prepare_frame
@@ -73,18 +74,12 @@ BACKENDS = [
 ]
 
 #: A model that runs in a few milliseconds on a CPU: 24x24 frames, 4 slots of 16, masks at 12x12.
-SERVICE_TINY_MODEL: dict[str, Any] = {
-    "encoder": {"name": "small_cnn", "kwargs": {"channels": [8, 8], "strides": [2, 1], "out_dim": 16}},
-    "initializer": "smoothsa_preheat",
-    "aggregator": {"name": "slot_attention", "kwargs": {"truncation": "bi_level"}},
-    "transition": {"name": "randsfq", "kwargs": {"window": 3}},
-    "decoder": {"name": "broadcast", "kwargs": {"broadcast_size": 3, "channels": 8, "output_size": [12, 12]}},
-    "num_slots": 4,
-    "slot_dim": 16,
-    "image_size": [24, 24],
-    "first_iters": 3,
-    "later_iters": 1,
-}
+SERVICE_TINY_MODEL: dict[str, Any] = tiny_model_config(
+    encoder={"name": "small_cnn", "kwargs": {"channels": [8, 8], "strides": [2, 1], "out_dim": 16}},
+    decoder={"name": "broadcast", "kwargs": {"broadcast_size": 3, "channels": 8, "output_size": [12, 12]}},
+    num_slots=4,
+    image_size=[24, 24],
+)
 
 
 def make_config(model_dir: Path, **overrides: Any) -> ServiceConfig:
