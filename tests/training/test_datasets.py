@@ -352,6 +352,19 @@ def test_a_missing_frame_or_a_mask_without_its_frame_names_the_file(tmp_path):
         build_dataset(f"davis:{out}", "val", None, (32, 32))
 
 
+def test_a_sequence_annotated_on_its_first_frame_only_trains_and_is_left_out_of_evaluation(tmp_path):
+    """The semi-supervised convention (DAVIS test-dev): frames for training, no masks to score against."""
+    from training.datasets.selection import labelled_videos
+
+    out, _ = _davis_dir(tmp_path)
+    for mask in sorted((out / "Annotations" / "32p" / "seq1").glob("*.png"))[1:]:
+        mask.unlink()
+    train = build_dataset(f"davis:{out}", "train", 2, (32, 32))
+    assert train[1].masks is None and train[0].masks is not None
+    kept, left_out = labelled_videos(build_dataset(f"davis:{out}", "val", None, (32, 32)))
+    assert left_out == 1 and [kept[i].name for i in range(len(kept))] == ["seq0"]
+
+
 def test_frames_numbered_without_padding_are_read_in_numeric_order(tmp_path):
     root = tmp_path / "DAVIS" / "JPEGImages" / "480p" / "seq"
     root.mkdir(parents=True)

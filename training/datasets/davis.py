@@ -32,7 +32,8 @@ class DavisSequence:
     Attributes:
         name: Sequence folder name.
         frames: Frame files in order.
-        masks: One mask file per frame (same stems), or None when the dataset has no annotations.
+        masks: One mask file per frame (same stems), or None when the dataset has no annotations or the sequence
+            only its first frame's (the semi-supervised convention of DAVIS test-dev).
     """
 
     name: str
@@ -70,7 +71,8 @@ def _split_names(root: Path, res: str, split: Split) -> list[str] | None:
 
 
 def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSequence]]:
-    """Finds the sequences of a DAVIS-layout dataset and checks that every frame has a mask.
+    """Finds the sequences of a DAVIS-layout dataset and checks that every frame has a mask (a sequence annotated
+    on its first frame only counts as unlabelled: training reads its frames, evaluation leaves it out).
 
     Returns:
         The resolved root, the resolution folder name and the sequences in name order.
@@ -95,9 +97,13 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
         masks = None
         if annotation_dir.is_dir():
             masks = tuple(annotation_dir / name / f"{frame.stem}.png" for frame in frames)
-            for frame, mask in zip(frames, masks, strict=True):
-                if not mask.is_file():
-                    raise DatasetError(f"{mask}: mask file is missing for frame {frame}")
+            present = [mask.is_file() for mask in masks]
+            if present[0] and len(present) > 1 and not any(present[1:]):
+                masks = None  # first-frame annotation (semi-supervised sets such as test-dev): frames only
+            else:
+                for frame, mask, found in zip(frames, masks, present, strict=True):
+                    if not found:
+                        raise DatasetError(f"{mask}: mask file is missing for frame {frame}")
             stems = {frame.stem for frame in frames}
             strays = sorted(p.name for p in (annotation_dir / name).glob("*.png") if p.stem not in stems)
             if strays:
@@ -161,6 +167,10 @@ class DavisDataset(Dataset[VideoClip]):
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def has_masks(self, index: int) -> bool:
+        """Whether sequence ``index`` is annotated on every frame (not read from disk)."""
+        return self.sequences[index].masks is not None
 
     def __getitem__(self, index: int) -> VideoClip:
         seq = self.sequences[index]
