@@ -30,8 +30,8 @@ from service_helpers import (
 )
 from test_stream_service import assert_matches, stream_clip
 
-from plugins.segmentation import near_ties
-from service.client import Client, FrameResult, Output, StreamOptions
+from service.bench import agreement
+from service.client import Client, FrameResult, StreamOptions
 from service.engine import load_engine
 from service.images import prepare_frame
 from service.postprocess import MaskRequest, mask_outputs
@@ -152,20 +152,15 @@ def served_agreement(export: Path, seed: int) -> tuple[float, float]:
     tolerance in the torch stream)."""
     clip = list(generate_video("medium", seed=seed, num_frames=100, size=(64, 64)).frames)
     outputs = {}
-    wanted = frozenset({Output.SLOTS, Output.SEGMENTATION, Output.SOFT_MASKS})
     for name in ("torch", "onnx"):
         started = ServerThread(make_config(export, backend=name)).start()
         try:
-            outputs[name] = run(stream_clip(started.target, clip, window=4, outputs=wanted))
+            outputs[name] = run(stream_clip(started.target, clip, window=4, outputs=agreement.OUTPUTS))
         finally:
             started.stop(0.5)
-    same = tied = total = 0
-    for a, b in zip(outputs["torch"], outputs["onnx"], strict=True):
-        np.testing.assert_allclose(a.slots, b.slots, atol=1e-4, rtol=0)
-        tied += int(near_ties(torch.from_numpy(a.soft_masks)).sum())
-        same += int(np.sum(a.segmentation == b.segmentation))
-        total += a.segmentation.size
-    return same / total, tied / total
+    measured = agreement.compare(outputs["torch"], outputs["onnx"], seed)
+    assert measured.slots_max_abs <= 1e-4, f"slots differ by up to {measured.slots_max_abs:.3g}"
+    return measured.segmentation_agreement, measured.tied
 
 
 @pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing")
