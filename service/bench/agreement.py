@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.bench.cli import backend_names, usage_error
 from service.bench.spawn import SpawnedServer
 from service.types import FrameResult, Output, StreamOptions
 
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns the exit status."""
     args = build_parser().parse_args(argv)
-    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    backends = backend_names(args.backends)
     problems = []
     if len(backends) != 2:
         problems.append(f"--backends names two backends (reference,other), got {args.backends!r}")
@@ -124,8 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model.is_dir():
         problems.append(f"--model {args.model} is not a directory")
     if problems:
-        print("python -m service.bench --agreement: " + "; ".join(problems), file=sys.stderr)
-        return 2
+        return usage_error("--agreement", problems)
     clips = synthetic_clips(range(args.seed, args.seed + args.clips), args.frames, args.size)
     try:
         served = [serve_clips(args.model, backend, clips, args.server_args.split()) for backend in backends]

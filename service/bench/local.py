@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from service.bench.cli import backend_names, usage_error
 from service.engine import BackendUnavailable, Engine, load_engine
 
 DEFAULT_BACKENDS = ("torch", "onnx")
@@ -92,7 +93,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
-    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    backends = backend_names(args.backends)
     try:
         sizes = [int(size) for size in args.batch_sizes.split(",")]
     except ValueError:
@@ -107,8 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model.is_dir():
         problems.append(f"--model {args.model} is not a directory")
     if problems:
-        print("python -m service.bench --local: " + "; ".join(problems), file=sys.stderr)
-        return 2
+        return usage_error("--local", problems)
     from training.export import ExportError
 
     try:
