@@ -225,7 +225,8 @@ def test_a_failed_check_at_one_precision_does_not_refuse_engines_of_the_other(ex
     shutil.copytree(export_dir, failed_dir)
     manifest = read_manifest(failed_dir)
     measured = dataclasses.replace(manifest.parity["onnxruntime"], runtime="tensorrt (fp16)", passed=False)
-    write_manifest(failed_dir, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": measured}))
+    failed = dataclasses.replace(manifest, precision="fp16", parity={**manifest.parity, "tensorrt": measured})
+    write_manifest(failed_dir, failed)  # an export --fp16 --tensorrt whose engines failed
     with pytest.raises(BackendUnavailable, match="the tensorrt package is not installed"):
-        load_engine("tensorrt", failed_dir, name="tiny", device="cuda:0", max_batch_size=4)
+        load_engine("tensorrt", failed_dir, name="tiny", device="cuda:0", max_batch_size=4, options={"fp16": False})
     assert "fp32 TensorRT engines" in caplog.text and "were not compared with PyTorch" in caplog.text
