@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,7 +319,11 @@ def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, dev
         run.scaler.update()
     else:
         run.optimizer.step()
-    run.scheduler.step()
+    with warnings.catch_warnings():
+        # The gradient scaler skips the optimizer step while it lowers its scale after inf/NaN gradients (the
+        # first steps of a run); the schedule still follows the step count, so --resume and the logged lr agree.
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        run.scheduler.step()
     return {
         "loss": total.item(),
         "lr": float(lr),

@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from plugins import VideoSlotModel
@@ -282,3 +284,23 @@ def test_torchrun_trains_with_two_cpu_processes(tmp_path: Path) -> None:
     assert train[-1]["clips_per_s"] > 0
     recorded = (tmp_path / "command.txt").read_text()
     assert recorded.startswith("torchrun --nnodes 1 --nproc-per-node 2 -m training.run --config tiny"), recorded
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_mixed_precision_training_on_cuda_follows_the_schedule_without_warnings(tmp_path: Path) -> None:
+    """fp16 autocast + gradient scaling: the scaler skips its first steps (inf gradients at the initial scale),
+    which must neither warn about the scheduler nor shift the learning-rate schedule."""
+    config = tiny(steps=6)
+    assert config.optim.mixed_precision
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(config, tmp_path, device="cuda", progress=False)
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    assert result.step == 6 and result.model_dir is not None
+    train = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in train if r["kind"] == "train"]
+    optim = config.optim
+    applied = [optim.lr * warmup_cosine(s, 6, optim.warmup_fraction, optim.final_lr_fraction) for s in range(6)]
+    assert [r["lr"] for r in train] == pytest.approx(applied)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in train)
