@@ -35,7 +35,7 @@ class DataConfig:
     Attributes:
         spec: training data spec (``synthetic:<level>``, ``davis:<root>``, ``videos:<dir>``).
         val_spec: evaluation data spec; defaults to ``spec``.
-        clip_length: frames per training clip (a random contiguous chunk of each video).
+        clip_length: frames per training clip (a random one of each video's non-overlapping chunks).
         batch_size: clips per optimisation step (per process under ``torchrun``).
         num_workers: DataLoader worker processes.
         val_videos: videos evaluated during training (the full validation set in ``training.evaluate``).

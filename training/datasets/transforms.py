@@ -16,9 +16,11 @@ Split = Literal["train", "val"]
 def choose_window(num_frames: int, clip_length: int | None, split: Split, source: str) -> range:
     """Chooses which frames of a video form the clip.
 
-    Train clips with a ``clip_length`` start at a uniformly random frame drawn from torch's global RNG (so
-    ``torch.manual_seed`` and DataLoader worker seeding make sampling reproducible). Validation clips, or any clip
-    with ``clip_length=None``, start at frame 0 and hold the first ``clip_length`` frames or the whole video.
+    A train clip with a ``clip_length`` L is one of the video's non-overlapping chunks of L frames (frames
+    ``[kL, (k+1)L)``; frames past the last whole chunk are never drawn), chosen uniformly with torch's global RNG
+    (so ``torch.manual_seed`` and DataLoader worker seeding make sampling reproducible). This is the strided
+    random slice of the SmoothSA / RandSF.Q training code (methods.md §2.4). Validation clips, or any clip with
+    ``clip_length=None``, start at frame 0 and hold the first ``clip_length`` frames or the whole video.
 
     Args:
         num_frames: Frames in the video.
@@ -37,7 +39,7 @@ def choose_window(num_frames: int, clip_length: int | None, split: Split, source
         raise DatasetError(f"{source}: video has {num_frames} frames, fewer than clip_length={clip_length}")
     start = 0
     if split == "train":
-        start = int(torch.randint(0, num_frames - clip_length + 1, (1,)).item())
+        start = clip_length * int(torch.randint(0, num_frames // clip_length, (1,)).item())
     return range(start, start + clip_length)
 
 
