@@ -5,6 +5,12 @@ objects keep their motion. The crop keeps a random fraction of the frame's area,
 ``area_range``, at a random aspect ratio between 3/4 and 4/3 (log-uniform), at a random position, and is resized
 back to the clip's size (bilinear with antialiasing for frames, nearest for masks). Randomness comes from torch's
 global RNG, which :class:`training.batches.SeededItems` seeds per item, so augmented runs resume exactly.
+
+One departure from the reference code: it crops the native-resolution frame (the area measured against the
+largest square that fits) and resizes the crop; here the crop is taken from the clip as loaded, which the
+datasets have already centre-cropped to the model's aspect ratio and resized. On a 16:9 video the strips the
+centre crop removes (about 22 % of the width on each side for a square model input) are never seen in
+training, and each crop is upsampled by up to 1/sqrt(0.75), about 1.15x, from the loaded frame.
 """
 
 from __future__ import annotations
