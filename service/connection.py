@@ -169,7 +169,14 @@ class StreamConnection:
         self._awaiting_request = False
         self._draining = False
         self._eviction: StreamAbort | None = None
+        self._handler: asyncio.Task[object] | None = None
+        self._replying = False
         self.finished = asyncio.Event()
+
+    def bind_handler(self, task: asyncio.Task[object] | None) -> None:
+        """The task of the RPC handler that iterates :meth:`run`: :meth:`drain` cancels it when the stream was
+        evicted and the client is not reading."""
+        self._handler = task
 
     # -- writer -------------------------------------------------------------------------------------------
 
@@ -211,7 +218,9 @@ class StreamConnection:
                 session = self._session if self._session is not None and self._session.owner is self else None
                 if session is not None:  # gRPC takes the reply once the client reads (flow control); see reclaim
                     session.reply_waiting_since = self._manager.clock()
+                self._replying = True
                 yield response
+                self._replying = False
                 if session is not None and session.owner is self:
                     session.reply_waiting_since = None
         except StreamAbort:
@@ -270,6 +279,12 @@ class StreamConnection:
         for slot in list(self._slots):
             if not slot.done():
                 slot.set_result(_EVICTED)
+        # Drop the replies still queued: a stream is evicted when its client stopped reading (gRPC flow control
+        # holds the reply being sent, and every finished reply would wait behind it in memory for as long as the
+        # call stays open) or resumed it elsewhere. The abort goes next, after the reply gRPC already holds.
+        while not self._out.empty():
+            self._out.get_nowait()
+        self._slots.clear()
         self._out.put_nowait(abort)
 
     async def drain(self) -> None:
@@ -278,6 +293,11 @@ class StreamConnection:
         A frame being decoded when the drain starts still counts as accepted. Returns when the stream ended.
         """
         self._draining = True
+        if self._eviction is not None and self._replying and self._handler is not None:
+            # Its stream is gone and its client is not reading: nothing is left to answer, and the parked send
+            # would hold the shutdown for its whole grace period.
+            self._handler.cancel()
+            return
         if self._awaiting_request and self._reader is not None:
             self._reader.cancel()
         await self.finished.wait()

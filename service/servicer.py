@@ -7,6 +7,7 @@ status with the ``slotstream-error-code`` trailer. No stream logic lives here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import Executor
@@ -91,6 +92,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             peer=context.peer(),
         )
         self.connections.add(connection)
+        connection.bind_handler(asyncio.current_task())
         try:
             async for response in connection.run(_domain_requests(request_iterator, context, self._metrics)):
                 yield wire.response_to_proto(response)

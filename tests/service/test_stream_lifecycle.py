@@ -52,7 +52,7 @@ def test_idle_stream_is_reclaimed_and_reports_expired(start_server):
 def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeout(start_server):
     """A client that keeps its call open but stops reading leaves its replies stuck in gRPC flow control (still
     in flight); after the idle timeout the stream is freed all the same, so it no longer counts against
-    --max-streams."""
+    --max-streams, and the replies queued for it are dropped."""
     server = start_server(idle_timeout_s=0.5, max_streams=1)
     # 2.6 MB replies (float32 soft masks, 4 slots at 400x400): a few fill every flow-control window.
     options = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(400, 400))
@@ -69,11 +69,43 @@ def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeo
                 stream = await client.open()
                 result = await stream.process(frames[0])
                 await stream.close()
-            stuck.cancel()
-            return result
+            # The replies queued for the reclaimed stream were dropped: reading again gives the opened message,
+            # what gRPC already held, then the expiry.
+            replies = 0
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                while await asyncio.wait_for(stuck.read(), 5) is not grpc.aio.EOF:
+                    replies += 1
+            return result, replies, ended.value
 
-    assert isinstance(run(scenario(), timeout=60), FrameResult)
+    result, replies, ended = run(scenario(), timeout=60)
+    assert isinstance(result, FrameResult)
+    assert ended.code() == grpc.StatusCode.NOT_FOUND and "expired" in ended.details()
+    assert replies < 8, f"{replies} replies of 2.6 MB were kept for a stream that no longer exists"
     assert server.metric("slotstream_streams_released_total", {"reason": "idle"}) == 1
+
+
+def test_shutdown_does_not_wait_for_a_reclaimed_stream_whose_client_is_not_reading(start_server):
+    """A call whose stream was reclaimed while its client was not reading has nothing left to answer, so the
+    drain at shutdown ends it at once instead of waiting out the grace period for a read that never comes."""
+    server = start_server(idle_timeout_s=0.5)
+    options = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(400, 400))
+    frames = make_video(seed=17, frames=30)
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stuck = pb_grpc.PerceptionStub(channel).Stream()
+            await stuck.write(wire.request_to_proto(OpenRequest(options=options)))
+            for index, frame in enumerate(frames):
+                await stuck.write(wire.request_to_proto(FrameRequest(index, raw(frame))))
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, wait_until, lambda: server.session_count() == 0)
+            assert server.server._servicer.connections, "the call is still open, parked in a send"
+            started = time.monotonic()
+            await loop.run_in_executor(None, server.stop, 8.0)
+            stuck.cancel()
+            return time.monotonic() - started
+
+    assert run(scenario(), timeout=60) < 4.0
 
 
 def test_a_stream_holds_at_most_its_reply_budget_while_its_client_is_not_reading(start_server):
