@@ -26,6 +26,8 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 BACKENDS = ("torch", "onnx", "tensorrt")
 LOG_FORMATS = ("json", "text")
 ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
+"""gRPC's message size options are C ints."""
 
 _log = logging.getLogger(__name__)
 
@@ -203,10 +205,11 @@ class ServiceConfig:
         return token
 
     def check_files(self) -> None:
-        """Check that the files the config names exist, with a message that says how to fix it.
+        """Check that the files the config names exist, and that the TLS files load, with a message that says how to
+        fix it.
 
         Raises:
-            ConfigError: a file or directory is missing.
+            ConfigError: a file or directory is missing, or a TLS file is not what its flag needs.
         """
         problems = []
         for name in ("config.json", "model.safetensors"):
@@ -220,8 +223,31 @@ class ServiceConfig:
         ):
             if path is not None and not path.is_file():
                 problems.append(f"--{flag} {path}: no such file")
+        if not problems:
+            problems += self._tls_problems()
         if problems:
             raise ConfigError("\n".join(problems))
+
+    def _tls_problems(self) -> list[str]:
+        """Load the TLS files as gRPC will, so a bad file is named here rather than failing the listen."""
+        import ssl
+
+        problems = []
+        if self.tls_cert is not None and self.tls_key is not None:
+            try:
+                # gRPC cannot use an encrypted key: an empty password makes one fail here instead of prompting.
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.tls_cert, self.tls_key, password=b"")
+            except (ssl.SSLError, ValueError) as error:
+                problems.append(
+                    f"--tls-cert {self.tls_cert} / --tls-key {self.tls_key}: not a PEM certificate chain and its "
+                    f"matching private key ({error})"
+                )
+        if self.tls_client_ca is not None:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=self.tls_client_ca)
+            except (ssl.SSLError, ValueError) as error:
+                problems.append(f"--tls-client-ca {self.tls_client_ca}: not PEM CA certificates ({error})")
+        return problems
 
     # -- validation ---------------------------------------------------------------------------------------
 
@@ -257,6 +283,7 @@ class ServiceConfig:
             problems.append("need 0 < --idle-timeout-s <= --max-idle-timeout-s")
         non_negative = (
             *non_negative_durations,
+            "model_instances",
             "model_failure_limit",
             "torch_threads",
             "onnx_intra_op_threads",
@@ -265,10 +292,17 @@ class ServiceConfig:
         problems += [
             f"--{_flag(n)} must be >= 0, got {getattr(self, n)}" for n in non_negative if getattr(self, n) < 0
         ]
-        if self.max_message_bytes < 1024 * 1024:
-            problems.append(f"--max-message-bytes must be >= 1 MiB, got {self.max_message_bytes}")
-        if self.max_image_pixels < 1:
-            problems.append(f"--max-image-pixels must be >= 1, got {self.max_image_pixels}")
+        if not 1024 * 1024 <= self.max_message_bytes <= MAX_GRPC_MESSAGE_BYTES:
+            problems.append(
+                f"--max-message-bytes must be between 1 MiB and {MAX_GRPC_MESSAGE_BYTES} (gRPC's limit), "
+                f"got {self.max_message_bytes}"
+            )
+        largest_image = decodable_pixels()
+        if not 1 <= self.max_image_pixels <= largest_image:
+            problems.append(
+                f"--max-image-pixels must be between 1 and {largest_image} (beyond it the image decoder refuses "
+                f"images as decompression bombs), got {self.max_image_pixels}"
+            )
         if self.backend not in BACKENDS:
             problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.onnx_graph_optimization not in ONNX_GRAPH_OPTIMIZATIONS:
@@ -311,6 +345,15 @@ class ServiceConfig:
         parsed = build_parser().parse_args(argv)
         values.update({name: value for name, value in vars(parsed).items() if value is not None})
         return cls(**values)
+
+
+def decodable_pixels() -> int:
+    """The largest image Pillow decodes: above twice its ``MAX_IMAGE_PIXELS`` it refuses images as decompression
+    bombs (178,956,970 pixels by default)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    return 2 * limit if limit else 2**62
 
 
 def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:

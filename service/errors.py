@@ -68,6 +68,27 @@ class StreamAbort(Exception):
     """
 
     def __init__(self, code: ErrorCode, message: str) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 15] + " ... (cut here)"
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+QUOTED_CHARS = 140
+"""How much of a client-supplied string an error message quotes."""
+
+MAX_MESSAGE_CHARS = 2048
+"""Longest status message sent: it travels in the ``grpc-message`` trailer, which gRPC caps at 16 KiB (a longer
+one replaces the status with a transport error)."""
+
+
+def quoted(value: str) -> str:
+    """``repr(value)`` of at most :data:`QUOTED_CHARS` characters of ``value``, marked when cut.
+
+    Error messages quote names the client sent (stream ids, model names) through this, so a long name cannot
+    push the message past the trailer limit.
+    """
+    if len(value) <= QUOTED_CHARS:
+        return repr(value)
+    return f"{value[:QUOTED_CHARS]!r}... ({len(value)} characters)"

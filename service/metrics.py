@@ -12,7 +12,8 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
 - ``slotstream_frame_errors_total`` (by code).
-- ``slotstream_batch_size`` (histogram, by model): frames per model call.
+- ``slotstream_batch_size`` (histogram, by model): frames per batch the batcher dispatched (a batch that mixes
+  streams' first frames with later ones runs as two model calls, ``first_step`` and ``step``).
 - ``slotstream_decode_seconds``, ``slotstream_queue_seconds``, ``slotstream_inference_seconds``,
   ``slotstream_e2e_seconds`` (histograms, by model): per-frame latency stages; e2e is receipt to result.
 - ``slotstream_state_bytes`` (gauge): memory held by recurrent states, including resume history.
@@ -62,7 +63,11 @@ class Metrics:
         )
         self.frame_errors = Counter("slotstream_frame_errors", "Frames rejected, by code.", ["code"], registry=r)
         self.batch_size = Histogram(
-            "slotstream_batch_size", "Frames per model call.", ["model"], buckets=_BATCH_BUCKETS, registry=r
+            "slotstream_batch_size",
+            "Frames per dispatched batch (first and later frames run as separate calls).",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.decode_seconds = self._latency("slotstream_decode_seconds", "Image decode and conversion time.")
         self.queue_seconds = self._latency("slotstream_queue_seconds", "Time from decoded to batch start.")

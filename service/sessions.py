@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from service.engine import ModelCard
-from service.errors import ErrorCode, StreamAbort
+from service.errors import ErrorCode, StreamAbort, quoted
 from service.metrics import Metrics
 from service.runner import ModelRunner
 from service.session import ReleaseReason, Session, SessionOwner
@@ -115,7 +115,8 @@ class SessionManager:
         runner = self.runners.get(name)
         if runner is None:
             raise StreamAbort(
-                ErrorCode.UNKNOWN_MODEL, f"unknown model {model!r}; this server serves: {', '.join(self.runners)}"
+                ErrorCode.UNKNOWN_MODEL,
+                f"unknown model {quoted(model)}; this server serves: {', '.join(self.runners)}",
             )
         return runner
 
@@ -146,12 +147,12 @@ class SessionManager:
         if not _STREAM_ID.fullmatch(stream_id):
             raise StreamAbort(
                 ErrorCode.INVALID_OPEN,
-                f"stream id {stream_id[:140]!r} is invalid: use 1-128 characters from A-Z a-z 0-9 . _ : / -",
+                f"stream id {quoted(stream_id)} is invalid: use 1-128 characters from A-Z a-z 0-9 . _ : / -",
             )
         if stream_id in self.sessions:
             raise StreamAbort(
                 ErrorCode.STREAM_ID_IN_USE,
-                f"stream id {stream_id!r} is in use; to continue that stream resume it with its resume token, "
+                f"stream id {quoted(stream_id)} is in use; to continue that stream resume it with its resume token, "
                 "or leave stream_id empty to get a fresh id",
             )
         if len(self.sessions) >= self.limits.max_streams:
@@ -185,18 +186,24 @@ class SessionManager:
         assert request.resume is not None
         if not request.stream_id:
             raise StreamAbort(ErrorCode.INVALID_OPEN, "a resume needs the stream_id of the stream to resume")
+        if not _STREAM_ID.fullmatch(request.stream_id):
+            raise StreamAbort(
+                ErrorCode.INVALID_OPEN,
+                f"stream id {quoted(request.stream_id)} is invalid: stream ids are 1-128 characters from A-Z a-z 0-9 "
+                ". _ : / -",
+            )
         session = self.sessions.get(request.stream_id)
         if session is None:
             raise self._gone(request.stream_id)
         if not hmac.compare_digest(session.resume_token.encode(), request.resume.resume_token.encode()):
             raise StreamAbort(
                 ErrorCode.WRONG_RESUME_TOKEN,
-                f"wrong resume token for stream {request.stream_id!r}: use the token from its StreamOpened",
+                f"wrong resume token for stream {quoted(request.stream_id)}: use the token from its StreamOpened",
             )
         if request.model and self.runner(request.model) is not session.runner:
             raise StreamAbort(
                 ErrorCode.INVALID_OPEN,
-                f"stream {session.stream_id!r} runs model {session.model!r}, not {request.model!r}",
+                f"stream {session.stream_id!r} runs model {session.model!r}, not {quoted(request.model)}",
             )
         session.rewind(request.resume.last_frame_index)
         previous = session.owner
@@ -263,7 +270,8 @@ class SessionManager:
         problem = None
         if handoff.model_version != card.version:
             problem = (
-                f"the hand-off state comes from model {handoff.model!r} version {handoff.model_version!r}, but "
+                f"the hand-off state comes from model {quoted(handoff.model)} version "
+                f"{quoted(handoff.model_version)}, but "
                 f"this server runs {card.name!r} version {card.version!r}; state only carries over between equal "
                 "versions, so open a new stream"
             )
@@ -281,7 +289,7 @@ class SessionManager:
         if reason is None:
             return StreamAbort(
                 ErrorCode.UNKNOWN_STREAM,
-                f"stream {stream_id!r} is not known to this server; if it ran on another replica, continue it "
+                f"stream {quoted(stream_id)} is not known to this server; if it ran on another replica, continue it "
                 "with its StateHandoff, otherwise open a new stream",
             )
         if reason in ("idle", "resume_expired"):
@@ -290,13 +298,16 @@ class SessionManager:
             )
             return StreamAbort(
                 ErrorCode.STREAM_EXPIRED,
-                f"stream {stream_id!r} expired: {why}, so its state was freed; open a new stream",
+                f"stream {quoted(stream_id)} expired: {why}, so its state was freed; open a new stream",
             )
-        return StreamAbort(
-            ErrorCode.UNKNOWN_STREAM,
-            f"stream {stream_id!r} has ended ({reason.replace('_', ' ')}); streams opened without a resume window "
-            "end when their connection drops; open a new stream",
-        )
+        why = {
+            "closed": "its client closed it",
+            "drained": "its server shut down; continue it on another replica with the StateHandoff it was sent",
+            "error": "it ended with an error",
+            "taken_over": "it was resumed on another connection",
+            "cancelled": "its connection dropped, and streams opened without a resume window end with it",
+        }.get(reason, reason.replace("_", " "))
+        return StreamAbort(ErrorCode.UNKNOWN_STREAM, f"stream {quoted(stream_id)} has ended: {why}; open a new stream")
 
     def _not_serving(self) -> StreamAbort:
         if self.phase == "starting":

@@ -257,8 +257,8 @@ async def _describe(args: argparse.Namespace) -> Any:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    if args.frames < 1 or args.size < 1:
-        raise ValueError(f"--frames and --size must be >= 1, got {args.frames} and {args.size}")
+    if args.frames < 1 or args.size < 2:  # video encoders need sides of at least 2 pixels
+        raise ValueError(f"need --frames >= 1 and --size >= 2, got {args.frames} and {args.size}")
     clip = synthetic_clip(args.frames, (args.size, args.size))
     with OverlayWriter(args.out, fps=15.0) as writer:
         for frame in clip:

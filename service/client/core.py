@@ -117,6 +117,7 @@ class Client:
     Raises:
         RuntimeError: no event loop is running; a gRPC channel belongs to the loop it was made in, so create the
             client inside the coroutine that uses it (see :func:`service.client.stream_frames` for blocking use).
+        ValueError: ``max_message_bytes`` outside 1 .. 2**31 - 1.
     """
 
     def __init__(
@@ -128,6 +129,10 @@ class Client:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        if not 1 <= max_message_bytes <= 2**31 - 1:
+            raise ValueError(
+                f"max_message_bytes must be between 1 and 2**31 - 1 (gRPC's limit), got {max_message_bytes}"
+            )
         self.target = target
         self.max_message_bytes = max_message_bytes
         try:

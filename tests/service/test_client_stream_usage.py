@@ -98,10 +98,11 @@ def test_a_none_frame_is_refused_not_taken_for_the_end_of_the_frames(server):
         list(stream_frames(server.target, iter([clip[0], None, clip[1]])))
 
 
-def test_synth_refuses_an_empty_clip(tmp_path, capsys):
-    out = tmp_path / "zero.gif"
-    assert main(["synth", str(out), "--frames", "0"]) == 2
-    assert "--frames and --size must be >= 1" in capsys.readouterr().err and not out.exists()
+@pytest.mark.parametrize(("flags", "name"), [(["--frames", "0"], "zero.gif"), (["--size", "1"], "dot.mp4")])
+def test_synth_refuses_an_empty_clip_or_frames_no_encoder_takes(tmp_path, capsys, flags, name):
+    out = tmp_path / name
+    assert main(["synth", str(out), *flags]) == 2
+    assert "need --frames >= 1 and --size >= 2" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_client_made_outside_an_event_loop_is_refused_at_once():
@@ -216,3 +217,12 @@ def test_channel_options_spread_one_clients_streams_over_several_servers(start_s
             return counts
 
     assert run(scenario()) == (2, 2)
+
+
+@pytest.mark.parametrize("size", [0, 2**31])
+def test_a_message_limit_grpc_cannot_take_is_refused_when_the_client_is_made(size):
+    async def make() -> None:
+        Client("127.0.0.1:1", max_message_bytes=size)
+
+    with pytest.raises(ValueError, match=r"max_message_bytes must be between 1 and 2\*\*31 - 1"):
+        run(make())

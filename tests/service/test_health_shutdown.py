@@ -21,7 +21,7 @@ from test_stream_service import assert_matches
 
 from service.client import Client, FrameError, FrameResult, StreamClosed, StreamError, StreamOptions, TlsFiles
 from service.client.__main__ import main as client_main
-from service.config import ServiceConfig
+from service.config import ConfigError, ServiceConfig
 from service.engine import Engine, EngineOutput
 from service.errors import ErrorCode
 from service.server import LIVENESS_SERVICE, default_engine_factory, serve
@@ -350,6 +350,21 @@ def certificates(tmp_path_factory) -> Path:
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                 "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf")  # fmt: skip
     return directory
+
+
+@pytest.mark.parametrize(
+    ("files", "fragment"),
+    [
+        ({"tls_cert": "server.pem", "tls_key": "client.key"}, "--tls-cert .*server.pem / --tls-key .*client.key"),
+        ({"tls_cert": "san.cnf", "tls_key": "server.key"}, "not a PEM certificate chain"),
+        ({"tls_cert": "server.pem", "tls_key": "server.key", "tls_client_ca": "server.key"}, "--tls-client-ca"),
+    ],
+)
+def test_unusable_tls_files_are_named_before_the_server_listens(certificates, files, fragment):
+    """A mismatched key or a file that is not PEM is reported with its flag, not as a port that cannot be bound."""
+    config = ServiceConfig(**{flag: certificates / name for flag, name in files.items()})
+    with pytest.raises(ConfigError, match=fragment):
+        config.check_files()
 
 
 def test_tls_and_mutual_tls(start_server, certificates):

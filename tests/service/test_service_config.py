@@ -50,6 +50,22 @@ def test_every_problem_is_reported_together_with_its_flag():
 
 
 @pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"max_message_bytes": 3_000_000_000}, "--max-message-bytes must be between 1 MiB and 2147483647"),
+        ({"max_message_bytes": 1000}, "--max-message-bytes must be between 1 MiB"),
+        ({"max_image_pixels": 300_000_000}, "decompression bombs"),
+        ({"max_image_pixels": 0}, "--max-image-pixels must be between 1 and"),
+        ({"model_instances": -3}, "--model-instances must be >= 0"),
+    ],
+)
+def test_out_of_range_limits_are_refused_before_the_server_starts(settings, fragment):
+    """Values gRPC or the image decoder cannot take fail here, with their flag, not later with a traceback."""
+    with pytest.raises(ConfigError, match=fragment):
+        ServiceConfig(**settings)
+
+
+@pytest.mark.parametrize(
     ("env", "fragment"),
     [
         ({"SLOTSTREAM_MAX_STREAMS": "many"}, "SLOTSTREAM_MAX_STREAMS='many'"),

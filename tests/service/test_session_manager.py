@@ -220,6 +220,45 @@ def test_disconnect_without_resume_window_releases_and_tombstones():
     assert error.value.code == ErrorCode.UNKNOWN_STREAM and "without a resume window" in error.value.message
 
 
+@pytest.mark.parametrize(
+    ("end", "reason"),
+    [("closed", "its client closed it"), ("error", "ended with an error"), ("drained", "StateHandoff")],
+)
+def test_resuming_an_ended_stream_says_how_it_ended(end, reason):
+    manager, _ = make_manager()
+    session, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=60)), Owner())
+    manager.release(session, end)
+    resume = OpenRequest(session.stream_id, resume=ResumeRequest(session.resume_token, None))
+    with pytest.raises(StreamAbort) as error:
+        manager.open(resume, Owner())
+    assert error.value.code == ErrorCode.UNKNOWN_STREAM and reason in error.value.message
+    assert "without a resume window" not in error.value.message
+
+
+def test_long_client_supplied_names_are_cut_in_error_messages():
+    """The message travels in the grpc-message trailer (16 KiB at most): a long id or model name is quoted cut,
+    so the client still gets the status and error code."""
+    manager, _ = make_manager()
+    long_name = "m" * 20_000
+    for request, code in [
+        (OpenRequest("x" * 100_000, resume=ResumeRequest("token", None)), ErrorCode.INVALID_OPEN),
+        (OpenRequest("s" * 128, resume=ResumeRequest("token", None)), ErrorCode.UNKNOWN_STREAM),
+        (OpenRequest(model=long_name), ErrorCode.UNKNOWN_MODEL),
+        (OpenRequest("y" * 100_000), ErrorCode.INVALID_OPEN),
+    ]:
+        with pytest.raises(StreamAbort) as error:
+            manager.open(request, Owner())
+        assert error.value.code == code
+        assert len(error.value.message) < 1_000, error.value.message[:200]
+    with pytest.raises(StreamAbort) as error:
+        manager.runner(long_name)
+    assert "(20000 characters)" in error.value.message and len(error.value.message) < 1_000
+
+
+def test_stream_abort_messages_are_capped():
+    assert len(StreamAbort(ErrorCode.INVALID_OPEN, "z" * 50_000).message) <= 2048
+
+
 def test_drain_releases_detached_streams_and_returns_attached_owners():
     manager, _ = make_manager()
     attached, detached = Owner(), Owner()
