@@ -145,7 +145,8 @@ class ServiceConfig:
         ),
     )
     tensorrt_cuda_graphs: bool = field(
-        default=False, metadata=_help("tensorrt backend: capture one CUDA graph per batch size at start-up")
+        default=False,
+        metadata=_help("tensorrt backend: capture one CUDA graph per batch bucket (powers of two and the maximum)"),
     )
     tensorrt_workspace_mb: int = field(default=1024, metadata=_help("tensorrt backend: builder workspace limit"))
 

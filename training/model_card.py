@@ -3,7 +3,8 @@
 Copies the run's best model (``best/``, chosen at the periodic evaluations; see ``training/best.py``) or, with
 ``--checkpoint final`` or when the run has no best model, its final model (``config.json`` +
 ``model.safetensors``), evaluates it on the validation data of its config (all validation videos) and, when
-given, on DAVIS, and writes ``MODEL_CARD.md``, ``scores.json`` and a ``sample.png`` next to the weights. Every
+given, on DAVIS, and writes ``MODEL_CARD.md``, ``scores.json``, a ``sample.png`` and, for synthetic data, the
+``object_recall.png`` chart next to the weights. Every
 figure in the card is measured by this command.
 """
 
@@ -148,8 +149,8 @@ def render_card(
         "",
         *(_DAVIS_NOTE if extra.get("davis") else []),
         f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
-        f"--data {spec}`. With another thread count the scores can move in the third decimal (float sums differ",
-        "and near-ties in the argmax flip).",
+        f"--data {spec}`. With another thread count or CPU the scores can move in the third decimal (float sums",
+        "differ and near-ties in the argmax flip).",
         "",
         "![frames, reconstruction, slot masks, overlay](sample.png)",
         "",

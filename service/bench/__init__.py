@@ -1,7 +1,7 @@
-"""Benchmarks of the service: ``python -m service.bench --local`` times the engines in-process.
-
-Public API: :func:`service.bench.local.main` (the ``--local`` command line) and :mod:`service.bench.floor`
-(FLOP count and matrix-multiply floor).
+"""Benchmarks of the service, four modes of ``python -m service.bench`` (``service/bench/__main__.py``):
+``--local`` times the engines in-process (:mod:`service.bench.local`, with the FLOP count and matrix-multiply
+floor of :mod:`service.bench.floor`), ``--target`` loads a running server and ``--suite`` a spawned one
+(:mod:`service.bench.load`), and ``--agreement`` compares two backends' answers (:mod:`service.bench.agreement`).
 """
 
 from __future__ import annotations

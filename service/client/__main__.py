@@ -2,9 +2,10 @@
 
 Commands::
 
-    stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl]
+    stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--model NAME] [--live]
+        [--fps F] [--window N] [--max-frames N] [--jpeg-quality Q]
     describe --target HOST:PORT
-    synth OUT.mp4|OUT.gif [--frames N]
+    synth OUT.mp4|OUT.gif [--frames N] [--size S]
 
 SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. ``stream`` and ``describe``
 also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``, ``--tls-server-name``.

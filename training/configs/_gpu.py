@@ -3,9 +3,10 @@
 The CPU configs train on 8 clips per step with one data worker, sized so a step takes about half a second on
 two cores. On a GPU these models are small enough that a step is bound by kernel launches, not arithmetic, so a
 larger batch costs little more per step: 32 clips per step (the batch of SAVi's MOVi runs is 64), four data
-workers per process, and evaluation every 500 steps. The data is then the limit: a training clip is a window
-of a generated 24-frame video, so a 32-clip step generates 768 frames, and one core generates about 1,100
-frames/s at 64x64 while a training run shares it (``training/benchmarks``).
+workers per process (a training clip is a chunk of a generated 24-frame video, so a 32-clip step generates
+768 frames), and evaluation every 500 steps. On an H200 a step took 104-114 ms whether three runs shared the GPU
+or one ran alone with 11 workers: one process's Python and kernel-launch overhead sets the pace, not the data
+or the GPU (training/README.md).
 
 Mixed precision is off: at this size fp16 autocast adds cast kernels to a launch-bound step rather than saving
 arithmetic, and fp32 keeps the numerics of the CPU runs (the weight-100 preheat loss reaches gradient norms of

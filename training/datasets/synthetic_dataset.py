@@ -17,7 +17,8 @@ from training.datasets.transforms import Split, choose_window
 TRAIN_VIDEOS = 10_000
 """Train videos per epoch (indices 0..TRAIN_VIDEOS-1)."""
 TRAIN_FRAMES = 24
-"""Length of each generated train video; clips are random windows of it (as MOVi's 24-frame videos)."""
+"""Length of each generated train video; a clip is a random one of its non-overlapping chunks (MOVi's
+videos have 24 frames too)."""
 VAL_VIDEOS = 64
 """Number of fixed validation videos."""
 VAL_FRAMES = 24
@@ -42,7 +43,7 @@ class SyntheticDataset(Dataset[VideoClip]):
 
     Args:
         level: Level name or ``Level``.
-        split: ``"train"``: ``num_videos`` seeded videos with a random window per item; ``"val"``: the fixed
+        split: ``"train"``: ``num_videos`` seeded videos with a random chunk per item; ``"val"``: the fixed
             validation set (first ``clip_length`` frames, or all ``VAL_FRAMES``).
         clip_length: Frames per clip; None for whole videos.
         image_size: (height, width) to render at.

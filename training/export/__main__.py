@@ -1,4 +1,4 @@
-"""``python -m training.export --model DIR --out DIR [--opset N] [--fp16] [--tensorrt]``.
+"""``python -m training.export --model DIR --out DIR [--opset N] [--fp16] [--tensorrt] [--max-batch-size N]``.
 
 Exit status: 0 on success, 1 when a check failed (the message says which), 2 for bad arguments or a missing
 or unreadable model directory.
