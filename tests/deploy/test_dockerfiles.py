@@ -131,14 +131,12 @@ def test_dockerignore_keeps_the_context_small() -> None:
         assert dockerignored(patterns, excluded), f"{excluded} would be sent to the builder"
     for kept in ("pyproject.toml", "service/server.py", "service/_pb/perception_pb2.py", "training/run.py"):
         assert not dockerignored(patterns, kept), f"{kept} would be missing from the image"
-    # The default model is committed separately; whether or not it is there yet, it must reach the image.
+    # The default model must reach the image.
     for name in ("config.json", "model.safetensors"):
         assert not dockerignored(patterns, f"service/models/default/{name}")
 
 
-def test_default_model_is_complete_if_present() -> None:
-    if not DEFAULT_MODEL.exists():
-        pytest.skip("service/models/default is not committed yet; the image embeds it once it is")
+def test_the_default_model_the_image_embeds_is_complete() -> None:
     ServiceConfig(model_dir=DEFAULT_MODEL).check_files()
 
 

@@ -81,8 +81,22 @@ def test_state_carries_the_recurrence(engine):
     assert np.abs(engine.step(frames, state).slots - engine.step(frames, other).slots).max() > 1e-3
 
 
-def test_warmup_runs_every_batch_size(engine):
+def test_warmup_runs_every_batch_size(engine, monkeypatch):
+    """Both graphs run at every batch size the batcher will use, so shape-specialised backends (TensorRT
+    profiles, CUDA graphs) never compile on a live frame."""
+    calls: list[tuple[str, int]] = []
+    for name in ("first_step", "step"):
+        method = getattr(engine, name)
+
+        def recorded(frames, *rest, _method=method, _name=name):
+            calls.append((_name, len(frames)))
+            return _method(frames, *rest)
+
+        monkeypatch.setattr(engine, name, recorded)
     engine.warmup([1, engine.card.max_batch_size])
+    sizes = [1, engine.card.max_batch_size]
+    assert {size for name, size in calls if name == "first_step"} == set(sizes)
+    assert {size for name, size in calls if name == "step"} == set(sizes)
 
 
 def test_unknown_backend_names_the_choices(model_dir):

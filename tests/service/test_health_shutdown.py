@@ -75,8 +75,10 @@ def test_graceful_shutdown_drains_in_flight_frames_and_hands_off(start_server, m
                 await stream.send(frame)
             answers.append(await stream.receive())
             stopping = asyncio.get_running_loop().run_in_executor(None, draining.stop, 5.0)
-            await asyncio.sleep(0.05)
-            assert await _health(draining.target) == health_pb2.HealthCheckResponse.NOT_SERVING
+            deadline = time.monotonic() + 5
+            while await _health(draining.target) != health_pb2.HealthCheckResponse.NOT_SERVING:
+                assert time.monotonic() < deadline, "health still SERVING 5 s into the drain"
+                await asyncio.sleep(0.01)
             with pytest.raises(StreamError) as refused:
                 await client.open()
             while True:
@@ -114,9 +116,11 @@ class HangingEngine(SlowEngine):
         self.release.set()
         self.armed = threading.Event()
         self.unblock = threading.Event()
+        self.hanging = threading.Event()
 
     def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
         if self.armed.is_set():
+            self.hanging.set()
             assert self.unblock.wait(30), "the hung call was never released"
         return self.inner.step(frames, state)
 
@@ -197,7 +201,7 @@ def test_a_hung_inline_model_call_makes_health_checks_time_out_until_it_returns(
             await stream.process(frames[1])  # it was short: this one runs on the event-loop thread
             engines[0].armed.set()
             await stream.send(frames[2])  # and so does this one, which hangs
-            await asyncio.sleep(0.5)
+            await asyncio.to_thread(engines[0].hanging.wait, 10)
             with pytest.raises(grpc.aio.AioRpcError) as stalled:
                 await _health(server.target, LIVENESS_SERVICE, timeout_s=1.0)
             engines[0].unblock.set()

@@ -212,14 +212,18 @@ async def _describe(target: str):
 
 
 @pytest.mark.parametrize("encoding", ["jpeg", "png"])
-def test_encoded_frames_are_accepted(server, encoding):
+def test_encoded_frames_are_decoded_to_their_pixels(server, encoding):
+    """A PNG frame (lossless) gives the raw frame's results; a JPEG frame those of its own decoded pixels."""
     import io
 
     from PIL import Image
 
     frame = make_video(6, 1)[0]
     buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format=encoding.upper())
+    Image.fromarray(frame).save(buffer, format=encoding.upper(), **({"quality": 95} if encoding == "jpeg" else {}))
+    pixels = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    if encoding == "png":
+        np.testing.assert_array_equal(pixels, frame)
 
     async def scenario():
         async with Client(server.target) as client:
@@ -228,4 +232,6 @@ def test_encoded_frames_are_accepted(server, encoding):
             await stream.close()
             return result
 
-    assert isinstance(run(scenario()), FrameResult)
+    result = run(scenario())
+    assert isinstance(result, FrameResult)
+    assert_matches([result], reference_outputs(server.model_dir, [pixels]))

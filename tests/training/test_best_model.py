@@ -93,13 +93,15 @@ def test_a_run_killed_between_the_two_renames_keeps_its_previous_best(tmp_path: 
 
 
 def test_a_resumed_run_must_beat_the_best_score_recorded_before_it_stopped(tmp_path: Path) -> None:
+    """The recorded best is made unbeatable before the resume: the later evaluations must not replace it."""
     config = tiny(steps=6)
     fit(config, tmp_path, progress=False, stop_after=4)
     before = read_selection(tmp_path)
     assert before is not None and before.step in (2, 4)
+    selection = tmp_path / BEST_MODEL_DIR / "selection.json"
+    selection.write_text(json.dumps({**json.loads(selection.read_text()), "score": 100.0}))
     resumed = fit(config, tmp_path, progress=False, resume=True)
-    assert resumed.best is not None and resumed.best.score >= before.score
-    assert resumed.best.step == before.step or resumed.best.score > before.score
+    assert resumed.best is not None and (resumed.best.step, resumed.best.score) == (before.step, 100.0)
 
 
 def test_an_unknown_selection_metric_is_refused_before_training(tmp_path: Path) -> None:

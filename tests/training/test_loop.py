@@ -273,7 +273,7 @@ def test_cli_rejects_a_slot_count_below_one() -> None:
 
 def test_torchrun_trains_with_two_cpu_processes(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]  # a free port
     command += ["-m", "training.run", "--config", "tiny", "--steps", "4", "--out", str(tmp_path), "--no-progress"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
