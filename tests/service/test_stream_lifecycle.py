@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 import numpy as np
@@ -49,21 +50,27 @@ def test_idle_stream_is_reclaimed_and_reports_expired(start_server):
     assert server.metric("slotstream_streams_released_total", {"reason": "idle"}) == 1
 
 
+async def _send_without_reading(channel: grpc.aio.Channel, frames: list[np.ndarray]) -> Any:
+    """Open a stream asking for 2.6 MB replies (float32 soft masks, 4 slots at 400x400: a few fill every
+    flow-control window) and send ``frames`` without reading a reply; returns the call."""
+    call = pb_grpc.PerceptionStub(channel).Stream()
+    options = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(400, 400))
+    await call.write(wire.request_to_proto(OpenRequest(options=options)))
+    for index, frame in enumerate(frames):
+        await call.write(wire.request_to_proto(FrameRequest(index, raw(frame))))
+    return call
+
+
 def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeout(start_server):
     """A client that keeps its call open but stops reading leaves its replies stuck in gRPC flow control (still
     in flight); after the idle timeout the stream is freed all the same, so it no longer counts against
     --max-streams, and the replies queued for it are dropped."""
     server = start_server(idle_timeout_s=0.5, max_streams=1)
-    # 2.6 MB replies (float32 soft masks, 4 slots at 400x400): a few fill every flow-control window.
-    options = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(400, 400))
     frames = make_video(seed=15, frames=40)
 
     async def scenario():
         async with grpc.aio.insecure_channel(server.target) as channel:
-            stuck = pb_grpc.PerceptionStub(channel).Stream()
-            await stuck.write(wire.request_to_proto(OpenRequest(options=options)))
-            for index, frame in enumerate(frames):  # and never read a reply
-                await stuck.write(wire.request_to_proto(FrameRequest(index, raw(frame))))
+            stuck = await _send_without_reading(channel, frames)
             await asyncio.get_running_loop().run_in_executor(None, wait_until, lambda: server.session_count() == 0)
             async with Client(server.target) as client:  # the only stream slot is free again
                 stream = await client.open()
@@ -88,15 +95,11 @@ def test_shutdown_does_not_wait_for_a_reclaimed_stream_whose_client_is_not_readi
     """A call whose stream was reclaimed while its client was not reading has nothing left to answer, so the
     drain at shutdown ends it at once instead of waiting out the grace period for a read that never comes."""
     server = start_server(idle_timeout_s=0.5)
-    options = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(400, 400))
     frames = make_video(seed=17, frames=30)
 
     async def scenario():
         async with grpc.aio.insecure_channel(server.target) as channel:
-            stuck = pb_grpc.PerceptionStub(channel).Stream()
-            await stuck.write(wire.request_to_proto(OpenRequest(options=options)))
-            for index, frame in enumerate(frames):
-                await stuck.write(wire.request_to_proto(FrameRequest(index, raw(frame))))
+            stuck = await _send_without_reading(channel, frames)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, wait_until, lambda: server.session_count() == 0)
             assert server.server._servicer.connections, "the call is still open, parked in a send"
