@@ -8,9 +8,9 @@ workers per process (a training clip is a chunk of a generated 24-frame video, s
 or one ran alone with 11 workers: one process's Python and kernel-launch overhead sets the pace, not the data
 or the GPU (training/README.md).
 
-Mixed precision is off: at this size fp16 autocast adds cast kernels to a launch-bound step rather than saving
-arithmetic, and fp32 keeps the numerics of the CPU runs (the weight-100 preheat loss reaches gradient norms of
-1e5 when slots collapse, which fp16 gradient scaling would have to absorb).
+Mixed precision is off: at this size fp16 autocast would add cast kernels to a launch-bound step rather than
+save arithmetic (expected, not measured), and fp32 keeps the numerics of the CPU runs (the weight-100 preheat
+loss reaches gradient norms of 1e5 when slots collapse, which fp16 gradient scaling would have to absorb).
 """
 
 from __future__ import annotations

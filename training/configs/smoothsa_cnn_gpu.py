@@ -1,8 +1,8 @@
 """``smoothsa_cnn_gpu``: the default model's recipe (``smoothsa_cnn``) sized for one GPU.
 
 The same model, losses and schedule shape as ``smoothsa_cnn`` on ``synthetic:medium``, with 32 clips per step,
-four data workers and fp32 arithmetic (``_gpu.py`` says why). Run with ``--device cuda``; on the CPU a step
-costs about four times the ``smoothsa_cnn`` one.
+four data workers and fp32 arithmetic (``_gpu.py`` says why). Run with ``--device cuda``; on the CPU each step
+does four times the work of a ``smoothsa_cnn`` step.
 """
 
 from __future__ import annotations
