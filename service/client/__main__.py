@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in (args.out, args.jsonl):
             if path is not None and str(path) != "-" and not path.parent.is_dir():
                 raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
+        if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 95:
+            raise ValueError(f"--jpeg-quality must be between 1 and 95, got {args.jpeg_quality}")
         source = open_source(args.source, args.max_frames)
         jsonl = _JsonLines(args.jsonl)
         try:

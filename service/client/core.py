@@ -553,8 +553,11 @@ def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedIm
     """An image as sent on the wire (see :meth:`ClientStream.send`).
 
     Raises:
-        ValueError: an array that is not uint8 ``[H, W, 3]``, or bytes that are neither JPEG nor PNG.
+        ValueError: an array that is not uint8 ``[H, W, 3]``, bytes that are neither JPEG nor PNG, or a
+            ``jpeg_quality`` outside 1-95 (Pillow would clamp it silently).
     """
+    if jpeg_quality is not None and not 1 <= jpeg_quality <= 95:
+        raise ValueError(f"jpeg_quality must be between 1 and 95, got {jpeg_quality}")
     if isinstance(image, EncodedImage):
         return image
     if isinstance(image, bytearray | memoryview):

@@ -97,6 +97,14 @@ def test_encode_image_takes_byte_buffers_and_names_what_it_cannot_take():
         assert encode_image(buffer).encoding == ImageEncoding.JPEG
     with pytest.raises(ValueError, match="got NoneType"):
         encode_image(None)  # type: ignore[arg-type]
+    for quality in (0, 100):
+        with pytest.raises(ValueError, match=f"jpeg_quality must be between 1 and 95, got {quality}"):
+            encode_image(np.zeros((8, 8, 3), np.uint8), jpeg_quality=quality)
+
+
+def test_the_stream_command_refuses_a_jpeg_quality_before_connecting(capsys):
+    assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--jpeg-quality", "100"]) == 2
+    assert "--jpeg-quality must be between 1 and 95, got 100" in capsys.readouterr().err
 
 
 def test_a_none_frame_is_refused_not_taken_for_the_end_of_the_frames(server):
