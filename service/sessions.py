@@ -39,6 +39,14 @@ Phase = Literal["starting", "serving", "draining"]
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 _TOMBSTONES = 10_000
+_ENDED_BECAUSE = {
+    "closed": "its client closed it",
+    "drained": "its server shut down; continue it on another replica with the StateHandoff it was sent",
+    "error": "it ended with an error",
+    "taken_over": "it was resumed on another connection",
+    "cancelled": "its connection dropped, and streams opened without a resume window end with it",
+}
+"""How a released stream ended, by release reason, for the answer to a resume of it."""
 _REPLY_OVERHEAD_BYTES = 4096
 """A frame reply's fields besides its tensors and slot ids (stream id, model version, timestamps, latency, tensor
 headers, the state's names, an echoed ``camera_frame_id`` of at most 256 bytes)."""
@@ -144,11 +152,7 @@ class SessionManager:
         runner = self.runner(request.model)
         handoff = request.handoff
         stream_id = request.stream_id or (handoff.stream_id if handoff else "") or uuid.uuid4().hex
-        if not _STREAM_ID.fullmatch(stream_id):
-            raise StreamAbort(
-                ErrorCode.INVALID_OPEN,
-                f"stream id {quoted(stream_id)} is invalid: use 1-128 characters from A-Z a-z 0-9 . _ : / -",
-            )
+        _check_stream_id(stream_id)
         if stream_id in self.sessions:
             raise StreamAbort(
                 ErrorCode.STREAM_ID_IN_USE,
@@ -186,12 +190,7 @@ class SessionManager:
         assert request.resume is not None
         if not request.stream_id:
             raise StreamAbort(ErrorCode.INVALID_OPEN, "a resume needs the stream_id of the stream to resume")
-        if not _STREAM_ID.fullmatch(request.stream_id):
-            raise StreamAbort(
-                ErrorCode.INVALID_OPEN,
-                f"stream id {quoted(request.stream_id)} is invalid: stream ids are 1-128 characters from A-Z a-z 0-9 "
-                ". _ : / -",
-            )
+        _check_stream_id(request.stream_id)
         session = self.sessions.get(request.stream_id)
         if session is None:
             raise self._gone(request.stream_id)
@@ -300,13 +299,7 @@ class SessionManager:
                 ErrorCode.STREAM_EXPIRED,
                 f"stream {quoted(stream_id)} expired: {why}, so its state was freed; open a new stream",
             )
-        why = {
-            "closed": "its client closed it",
-            "drained": "its server shut down; continue it on another replica with the StateHandoff it was sent",
-            "error": "it ended with an error",
-            "taken_over": "it was resumed on another connection",
-            "cancelled": "its connection dropped, and streams opened without a resume window end with it",
-        }.get(reason, reason.replace("_", " "))
+        why = _ENDED_BECAUSE.get(reason, reason.replace("_", " "))
         return StreamAbort(ErrorCode.UNKNOWN_STREAM, f"stream {quoted(stream_id)} has ended: {why}; open a new stream")
 
     def _not_serving(self) -> StreamAbort:
@@ -405,6 +398,15 @@ class SessionManager:
             self.metrics.streams_active.labels(model).set(count)
         self.metrics.streams_detached.set(sum(1 for s in self.sessions.values() if s.detached_at is not None))
         self.metrics.state_bytes.set(sum(s.state_bytes for s in self.sessions.values()))
+
+
+def _check_stream_id(stream_id: str) -> None:
+    """Raise ``INVALID_OPEN`` unless ``stream_id`` is 1-128 characters of the allowed set."""
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise StreamAbort(
+            ErrorCode.INVALID_OPEN,
+            f"stream id {quoted(stream_id)} is invalid: use 1-128 characters from A-Z a-z 0-9 . _ : / -",
+        )
 
 
 def reply_bytes(options: StreamOptions, card: ModelCard) -> int:

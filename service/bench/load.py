@@ -27,6 +27,7 @@ import numpy as np
 from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import run_suite
 from service.client import StreamError
+from service.client.core import check_jpeg_quality
 from service.client.synthetic import synthetic_clip
 from service.config import DEFAULT_MODEL_DIR, ConfigError
 
@@ -60,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("streams", "frames", "window", "rounds", "size"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 95:
-        parser.error(f"--jpeg-quality must be between 1 and 95, got {args.jpeg_quality}")
+    if args.jpeg_quality is not None:
+        try:
+            check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
+        except ValueError as error:
+            parser.error(str(error))
     if args.suite and args.streams < 2:
         parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
     clip = synthetic_clip(64, (args.size, args.size))

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from service.client.core import Client, StreamError, TlsFiles, send_while_receiving
+from service.client.core import Client, StreamError, TlsFiles, check_jpeg_quality, send_while_receiving
 from service.client.overlay import OverlayWriter, render_overlay
 from service.client.sources import Source, open_source
 from service.client.synthetic import synthetic_clip
@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in (args.out, args.jsonl):
             if path is not None and str(path) != "-" and not path.parent.is_dir():
                 raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
-        if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 95:
-            raise ValueError(f"--jpeg-quality must be between 1 and 95, got {args.jpeg_quality}")
+        if args.jpeg_quality is not None:
+            check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
         source = open_source(args.source, args.max_frames)
         jsonl = _JsonLines(args.jsonl)
         try:

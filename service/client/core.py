@@ -16,6 +16,7 @@ import numpy as np
 
 from service import wire
 from service.auth import ERROR_CODE_KEY
+from service.config import MAX_GRPC_MESSAGE_BYTES
 from service.engine import ModelCard
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
@@ -129,7 +130,7 @@ class Client:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        if not 1 <= max_message_bytes <= 2**31 - 1:
+        if not 1 <= max_message_bytes <= MAX_GRPC_MESSAGE_BYTES:
             raise ValueError(
                 f"max_message_bytes must be between 1 and 2**31 - 1 (gRPC's limit), got {max_message_bytes}"
             )
@@ -549,6 +550,13 @@ async def send_while_receiving(send: Coroutine[Any, Any, None], receive: Corouti
         await asyncio.gather(sender, receiver, return_exceptions=True)
 
 
+def check_jpeg_quality(quality: int, name: str = "jpeg_quality") -> None:
+    """Raise ``ValueError`` (naming ``name``) unless ``quality`` is a JPEG quality Pillow honours (1-95; it clamps
+    others silently)."""
+    if not 1 <= quality <= 95:
+        raise ValueError(f"{name} must be between 1 and 95, got {quality}")
+
+
 def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedImage:
     """An image as sent on the wire (see :meth:`ClientStream.send`).
 
@@ -556,8 +564,8 @@ def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedIm
         ValueError: an array that is not uint8 ``[H, W, 3]``, bytes that are neither JPEG nor PNG, or a
             ``jpeg_quality`` outside 1-95 (Pillow would clamp it silently).
     """
-    if jpeg_quality is not None and not 1 <= jpeg_quality <= 95:
-        raise ValueError(f"jpeg_quality must be between 1 and 95, got {jpeg_quality}")
+    if jpeg_quality is not None:
+        check_jpeg_quality(jpeg_quality)
     if isinstance(image, EncodedImage):
         return image
     if isinstance(image, bytearray | memoryview):

@@ -18,11 +18,13 @@ from training.config import LossTerm, TrainConfig
 from training.configs import smoothsa_cnn
 
 
+def with_slot_contrast(base: TrainConfig, name: str) -> TrainConfig:
+    """``base`` renamed ``name``, with ``LossTerm("slot_contrast", 0.01)`` (temperature 0.1) added."""
+    return dataclasses.replace(
+        base, name=name, losses=[*base.losses, LossTerm("slot_contrast", 0.01, {"temperature": 0.1})]
+    )
+
+
 def get_config() -> TrainConfig:
     """``smoothsa_cnn`` with ``LossTerm("slot_contrast", 0.01)``."""
-    base = smoothsa_cnn.get_config()
-    return dataclasses.replace(
-        base,
-        name="smoothsa_cnn_contrast",
-        losses=[*base.losses, LossTerm("slot_contrast", 0.01, {"temperature": 0.1})],
-    )
+    return with_slot_contrast(smoothsa_cnn.get_config(), "smoothsa_cnn_contrast")

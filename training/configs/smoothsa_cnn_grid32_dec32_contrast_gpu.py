@@ -7,17 +7,11 @@ training/README.md). The 32x32-mask models were the ones that stayed collapsed t
 
 from __future__ import annotations
 
-import dataclasses
-
-from training.config import LossTerm, TrainConfig
+from training.config import TrainConfig
 from training.configs import smoothsa_cnn_grid32_dec32_gpu
+from training.configs.smoothsa_cnn_contrast import with_slot_contrast
 
 
 def get_config() -> TrainConfig:
     """``smoothsa_cnn_grid32_dec32_gpu`` with ``LossTerm("slot_contrast", 0.01)``."""
-    base = smoothsa_cnn_grid32_dec32_gpu.get_config()
-    return dataclasses.replace(
-        base,
-        name="smoothsa_cnn_grid32_dec32_contrast_gpu",
-        losses=[*base.losses, LossTerm("slot_contrast", 0.01, {"temperature": 0.1})],
-    )
+    return with_slot_contrast(smoothsa_cnn_grid32_dec32_gpu.get_config(), "smoothsa_cnn_grid32_dec32_contrast_gpu")
