@@ -306,12 +306,20 @@ class VideoSlotModel(nn.Module):
                     f"{required} not found: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}"
                 )
         try:
-            payload = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{config_path} is not valid JSON: {error}") from error
-        if not isinstance(payload, Mapping) or payload.get("format_version") != FORMAT_VERSION:
+            payload = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{config_path} is not valid UTF-8 JSON: {error}") from error
+        if (
+            not isinstance(payload, Mapping)
+            or payload.get("format_version") != FORMAT_VERSION
+            or not isinstance(payload.get("model"), Mapping)
+        ):
             raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
-        model = cls(**payload["model"], registry=registry).to(map_location)  # the weights load straight onto it
+        try:
+            model = cls(**payload["model"], registry=registry)
+        except TypeError as error:  # an unknown or missing argument, or a value of the wrong type
+            raise ValueError(f"{config_path}: its 'model' section does not describe a model: {error}") from error
+        model = model.to(map_location)  # the weights load straight onto it
         try:
             missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
         except (SafetensorError, RuntimeError) as error:  # a damaged file, or tensors of other shapes

@@ -129,7 +129,10 @@ class ServiceConfig:
         default=1, metadata=_help("onnx backend: ONNX Runtime threads inside one operator (0: one per core)")
     )
     onnx_inter_op_threads: int = field(
-        default=1, metadata=_help("onnx backend: ONNX Runtime threads running independent operators")
+        default=1,
+        metadata=_help(
+            "onnx backend: ONNX Runtime threads running independent operators (above 1: parallel execution)"
+        ),
     )
     onnx_graph_optimization: str = field(
         default="all", metadata=_help("onnx backend: graph optimisation level", choices=ONNX_GRAPH_OPTIMIZATIONS)

@@ -31,6 +31,7 @@ from service.metrics import Metrics
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
 from service.sessions import SessionLimits, SessionManager
+from service.tls import ReloadingServerCredentials
 from service.watchdog import ModelFailureMonitor, ModelWatchdog
 
 SERVICE_NAME = "slotstream.v1.Perception"
@@ -80,6 +81,7 @@ class Server:
         self.metrics = Metrics()
         self.port = 0
         self.metrics_port: int | None = None
+        self.tls: ReloadingServerCredentials | None = None  # with --tls-cert: follows renewed certificate files
         self.manager: SessionManager | None = None
         self._engine_factory = engine_factory
         self._decode_executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
@@ -215,12 +217,8 @@ class Server:
         reflection.enable_server_reflection(names, self._grpc)
         credentials = None
         if config.tls_cert is not None and config.tls_key is not None:
-            ca = config.tls_client_ca.read_bytes() if config.tls_client_ca is not None else None
-            credentials = grpc.ssl_server_credentials(
-                [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
-                root_certificates=ca,
-                require_client_auth=ca is not None,
-            )
+            self.tls = ReloadingServerCredentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+            credentials = self.tls.credentials()
         problem = ""
         try:
             if credentials is not None:

@@ -166,14 +166,14 @@ def provider_list(
         choice: the requested provider.
         graph_inputs: the graph's input names and their shapes without the batch axis (for the TensorRT profile).
         max_batch_size: largest batch the TensorRT profile covers.
-        fp16: let TensorRT use fp16 kernels; without it the CUDA provider runs without TF32 (on by default on
-            Ampere and newer GPUs), so an fp32 export keeps fp32 accuracy.
+        fp16: let TensorRT use fp16 kernels. The CUDA provider never uses TF32 (on by default on Ampere and
+            newer GPUs): ``--fp16`` concerns TensorRT engines only, and the graphs keep fp32 accuracy.
         cache_dir: where TensorRT keeps its engine and timing caches.
     """
     cpu: tuple[str, dict[str, str]] = ("CPUExecutionProvider", {})
     if choice.kind == "cpu":
         return [cpu]
-    cuda = ("CUDAExecutionProvider", {"device_id": str(choice.device_id), **({} if fp16 else {"use_tf32": "0"})})
+    cuda = ("CUDAExecutionProvider", {"device_id": str(choice.device_id), "use_tf32": "0"})  # the graphs are fp32
     if choice.kind == "cuda":
         return [cuda, cpu]
 
@@ -299,12 +299,18 @@ def load_engine(
     Raises:
         ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
         ValueError: ``device`` or an option is invalid.
-        BackendUnavailable: onnxruntime is missing, a graph does not load, or the requested provider is not
-            available or did not load.
+        BackendUnavailable: onnxruntime is missing, a graph does not load, the requested provider is not
+            available or did not load, or (on ``tensorrt``) the export's TensorRT engines of that precision
+            failed their parity check.
     """
     choice = parse_device(device)
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
+    fp16 = manifest.precision == "fp16" if options.tensorrt_fp16 is None else options.tensorrt_fp16
+    if choice.kind == "tensorrt":
+        from service.backends.tensorrt_backend import check_tensorrt_parity
+
+        check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
     ort = import_onnxruntime()
     available = ort.get_available_providers()
     if choice.provider not in available:
@@ -313,7 +319,6 @@ def load_engine(
             f"offers only {', '.join(available)}. Install the GPU build instead of the CPU one (pip uninstall "
             f"onnxruntime, then {GPU_EXTRA}; the two packages must never be installed together), or use --device cpu"
         )
-    fp16 = manifest.precision == "fp16" if options.tensorrt_fp16 is None else options.tensorrt_fp16
     cache_root = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
     sessions = {}
     for graph in (FIRST_STEP, STEP):
@@ -377,6 +382,8 @@ def session_options(ort: Any, options: OnnxOptions) -> onnxruntime.SessionOption
     session = ort.SessionOptions()
     session.intra_op_num_threads = options.intra_op_threads
     session.inter_op_num_threads = options.inter_op_threads
+    if options.inter_op_threads != 1:  # sequential execution, ONNX Runtime's default, ignores inter-op threads
+        session.execution_mode = ort.ExecutionMode.ORT_PARALLEL
     session.graph_optimization_level = levels[options.graph_optimization]
     return session
 

@@ -296,6 +296,7 @@ def load_engine(
     device: str,
     max_batch_size: int,
     options: TensorRTOptions | Mapping[str, Any] | None = None,
+    check_parity: bool = True,
 ) -> TensorRTEngine:
     """Load (building and caching if needed) the TensorRT engines of the export directory ``model_dir``.
 
@@ -306,9 +307,12 @@ def load_engine(
         max_batch_size: largest batch; the optimisation profile covers 1 to this.
         options: TensorRT settings, or the keyword arguments of :class:`TensorRTOptions` (what the server passes,
             from its ``ServiceConfig``); ``None`` reads them from the environment.
+        check_parity: refuse engines whose parity check at export failed, and warn about unchecked ones; off
+            for the exporter, which loads the engines to check them.
 
     Raises:
-        BackendUnavailable: not a CUDA device, no GPU visible, TensorRT missing, or the cache not writable.
+        BackendUnavailable: not a CUDA device, no GPU visible, TensorRT missing, the cache not writable, or
+            (with ``check_parity``) the engines of this precision failed the export's parity check.
         ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
         RuntimeError: TensorRT could not parse or build a graph (its messages are included).
     """
@@ -316,7 +320,8 @@ def load_engine(
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
     fp16 = manifest.precision == "fp16" if options.fp16 is None else options.fp16
-    check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
+    if check_parity:
+        check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
     trt = import_tensorrt()
     import torch
 

@@ -318,7 +318,8 @@ def test_gpu_component(render: Renderer) -> None:
     assert pod is not None
     spec = container(pod, SERVER_CONTAINER)
     assert spec["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert pod["nodeSelector"], "GPU pods go to GPU nodes"
+    assert spec["resources"]["requests"]["nvidia.com/gpu"] == "1", "the request places GPU pods on GPU nodes"
+    assert "nodeSelector" not in pod, "a node label that only the GPU operator sets would leave pods Pending"
     assert spec["image"].endswith("-gpu"), "the GPU image (deploy/Dockerfile.gpu)"
     mounts = {m["name"]: m["mountPath"] for m in spec["volumeMounts"]}
     assert mounts.get("engine-cache", "").startswith("/var/cache/slotstream/")

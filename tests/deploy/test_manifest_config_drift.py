@@ -10,7 +10,8 @@ For every render that runs the server (base, each component on the base, each ov
   pod both listen on 0.0.0.0;
 - ``terminationGracePeriodSeconds`` outlasts the configured drain (``grace_period_s``) by at least 5 s;
 - the autoscaler's streams metric is one the server exports, with a target below ``max_streams``;
-- the TLS component's readiness command really reads the server's ready gauge: it runs here against
+- the server container's CPU request equals its limit, to which the server sizes its model instances;
+- the TLS component's readiness command really reads the server's ready gauge and heartbeat: it runs here against
   ``service.metrics.Metrics`` served on a free port.
 And every image the manifests name carries the project version from pyproject.toml.
 """
@@ -161,6 +162,15 @@ def test_autoscaler_streams_metric_exists_and_fits(render: Renderer, target_id: 
         assert float(metric["target"]["averageValue"]) < config.max_streams, "scale out before opens are refused"
 
 
+@pytest.mark.parametrize("target_id", SERVER_IDS)
+def test_cpu_request_equals_the_limit_the_server_sizes_itself_to(render: Renderer, target_id: str) -> None:
+    """Automatic model instances follow the CPU limit (the cgroup quota); a lower request overcommits the node and
+    makes the autoscaler's CPU target (a share of the request) trip at a fraction of the pod's capacity."""
+    _, _, spec = _server(render, target_id)
+    resources = spec["resources"]
+    assert resources["requests"]["cpu"] == resources["limits"]["cpu"], resources
+
+
 def _ready_check(spec: dict[str, Any], probe: str) -> str:
     command = spec[probe]["exec"]["command"]
     assert command[:2] == ["python", "-c"]
@@ -193,9 +203,22 @@ def test_tls_ready_check_reads_the_ready_gauge(render: Renderer) -> None:
     _, _, spec = _server(render, "base+components/tls")
     assert _ready_check(spec, "startupProbe") == _ready_check(spec, "readinessProbe")
     with _tls_probe(render, "readinessProbe") as (metrics, check):
+        metrics.loop_heartbeat.set(time.time())
         assert check() != 0, "not ready while the gauge is 0 (loading, warming up, draining)"
         metrics.ready.set(1)
         assert check() == 0, "ready once the gauge is 1"
+        metrics.loop_heartbeat.set(time.time() - 15)
+        assert check() != 0, "not ready while the event loop is blocked (a gRPC probe would time out)"
+
+
+@pytest.mark.parametrize("probe", ["readinessProbe", "livenessProbe"])
+def test_tls_checks_report_an_unreachable_endpoint_in_one_line(render: Renderer, probe: str) -> None:
+    """During start-up the metrics port may not listen yet: the failure is one line in the pod's events."""
+    _, _, spec = _server(render, "base+components/tls")
+    script = _ready_check(spec, probe).replace("127.0.0.1:9464", "127.0.0.1:9")  # the discard port: refused
+    failed = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=30)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("metrics endpoint not reachable:") and "Traceback" not in failed.stderr
 
 
 def test_tls_liveness_check_reads_the_live_gauge_and_the_event_loop_heartbeat(render: Renderer) -> None:

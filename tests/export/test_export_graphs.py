@@ -23,6 +23,7 @@ from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
 from plugins import SlotState, VideoSlotModel
 from training.export import ExportError, ExportOptions, check_operators, export_graph, export_model, read_manifest
 from training.export.__main__ import main as export_main
+from training.export.exporter import STAGING_PREFIX
 from training.export.manifest import MANIFEST_FILE, ManifestError
 from training.export.parity import measure_parity, synthetic_video
 
@@ -364,6 +365,13 @@ def test_cli_refuses_an_out_folder_of_other_files_and_a_damaged_model(source, tm
     assert "already holds files and is not an export directory" in capsys.readouterr().err
     assert [path.name for path in other.iterdir()] == ["notes.txt"]
 
+    web_app = tmp_path / "web_app"  # a manifest.json of something else is no earlier export
+    web_app.mkdir()
+    (web_app / "manifest.json").write_text('{"name": "my web app"}')
+    assert export_main(["--model", str(source), "--out", str(web_app)]) == 2
+    assert "already holds files and is not an export directory" in capsys.readouterr().err
+    assert (web_app / "manifest.json").read_text() == '{"name": "my web app"}'
+
     damaged = tmp_path / "damaged"
     shutil.copytree(source, damaged)
     (damaged / "model.safetensors").write_bytes(b"xx")
@@ -381,6 +389,17 @@ def test_cli_checks_the_batch_size_before_exporting(source, tmp_path, capsys):
     assert export_main(["--model", str(source), "--out", str(out), "--max-batch-size", "0"]) == 2
     assert "--max-batch-size must be >= 1, got 0" in capsys.readouterr().err
     assert not out.exists(), "nothing is exported when the export cannot finish"
+
+
+def test_an_export_killed_midway_does_not_block_the_next_one(source, tmp_path):
+    """A killed export leaves its hidden staging folder behind; the same command run again cleans it up."""
+    out = tmp_path / "out"
+    leftover = out / f"{STAGING_PREFIX}abc123"
+    leftover.mkdir(parents=True)
+    (leftover / "first_step.onnx").write_bytes(b"half a graph")
+    export_model(source, out, ExportOptions(parity_frames=1, batch_sizes=()))
+    assert read_manifest(out, verify_graphs=True).num_slots == TINY_MODEL["num_slots"]
+    assert not leftover.exists()
 
 
 def test_a_model_directory_can_hold_its_own_export(source, tmp_path):

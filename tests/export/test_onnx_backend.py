@@ -125,8 +125,9 @@ def test_provider_lists(tmp_path):
     assert provider_list(ProviderChoice("cpu"), inputs, 8, False, tmp_path) == [("CPUExecutionProvider", {})]
     cuda = provider_list(ProviderChoice("cuda", 1), inputs, 8, False, tmp_path)
     assert [name for name, _ in cuda] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert cuda[0][1] == {"device_id": "1", "use_tf32": "0"}  # fp32: no TF32
-    assert provider_list(ProviderChoice("cuda", 1), inputs, 8, True, tmp_path)[0][1] == {"device_id": "1"}
+    assert cuda[0][1] == {"device_id": "1", "use_tf32": "0"}  # fp32 graphs: no TF32
+    # --fp16 is about TensorRT engines: the CUDA provider stays without TF32 under it too.
+    assert provider_list(ProviderChoice("cuda", 1), inputs, 8, True, tmp_path)[0][1] == cuda[0][1]
     trt = provider_list(ProviderChoice("tensorrt", 0), inputs, 8, True, tmp_path)
     assert [name for name, _ in trt] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     options = trt[0][1]
@@ -259,6 +260,10 @@ def test_thread_options_reach_the_sessions(export_dir):
     session = onnx_backend.session_options(ort, options)
     assert (session.intra_op_num_threads, session.inter_op_num_threads) == (2, 1)
     assert session.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    assert session.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    # Sequential execution ignores inter-op threads: asking for more than one switches to parallel execution.
+    parallel = onnx_backend.session_options(ort, OnnxOptions(inter_op_threads=2))
+    assert (parallel.inter_op_num_threads, parallel.execution_mode) == (2, ort.ExecutionMode.ORT_PARALLEL)
     engine = onnx_backend.load_engine(export_dir, name="tiny", device="cpu", max_batch_size=2, options=options)
     assert engine.providers == ["CPUExecutionProvider"]
 

@@ -119,7 +119,8 @@ def test_export_builds_its_engines_with_its_own_settings_not_the_servers_variabl
     monkeypatch.setenv("SLOTSTREAM_TENSORRT_CACHE_DIR", str(tmp_path / "server-cache"))
     asked = []
 
-    def stand_in(model_dir, *, name, device, max_batch_size, options=None):
+    def stand_in(model_dir, *, name, device, max_batch_size, options=None, check_parity=True):
+        assert not check_parity, "the exporter checks the engines it loads itself (no 'not compared' warning)"
         asked.append(options)
         return onnx_backend.load_engine(model_dir, name=name, device="cpu", max_batch_size=max_batch_size)
 
@@ -195,8 +196,51 @@ def test_engines_build_match_pytorch_and_are_cached(export_dir, tmp_path, cuda_g
     assert [p.stat().st_mtime_ns for p in engines] == stamps, "a cached engine was rebuilt"
 
 
-def test_an_export_whose_engines_failed_parity_is_refused(export_dir, tmp_path):
-    """``--tensorrt`` records a failed parity check in the manifest; the backend then refuses the export."""
+def test_engines_that_fail_parity_at_export_are_deleted_and_recorded(export_dir, tmp_path, monkeypatch):
+    """Only the engines of the failed precision go: the other precision's engines, the timing cache and ONNX
+    Runtime's engine cache stay. TensorRT is stood in for by ONNX Runtime with its slots shifted by 0.01."""
+    from service.backends import onnx_backend, tensorrt_backend
+    from training.export import ExportError, ExportOptions, export_model, exporter, read_manifest
+
+    class Shifted:
+        def __init__(self, engine):
+            self.engine = engine
+
+        def first_step(self, frames):
+            out = self.engine.first_step(frames)
+            return dataclasses.replace(out, slots=out.slots + 0.01)
+
+        def step(self, frames, state):
+            out = self.engine.step(frames, state)
+            return dataclasses.replace(out, slots=out.slots + 0.01)
+
+        def close(self):
+            self.engine.close()
+
+    kept = ["first_step-b16-fp16-0123.engine", "timing-abcd.cache", "onnxruntime/0123/cached.engine"]
+
+    def stand_in(model_dir, *, name, device, max_batch_size, options=None, check_parity=True):
+        for relative in (*kept, "first_step-b16-fp32-4567.engine", "step-b16-fp32-4567.engine"):
+            (options.cache_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            (options.cache_dir / relative).write_bytes(b"engine")
+        return Shifted(onnx_backend.load_engine(model_dir, name=name, device="cpu", max_batch_size=max_batch_size))
+
+    monkeypatch.setattr(tensorrt_backend, "load_engine", stand_in)
+    monkeypatch.setattr(exporter, "_check_tensorrt_available", lambda: None)  # no TensorRT or GPU here
+    source = tmp_path / "model"
+    VideoSlotModel.from_pretrained(export_dir).save_pretrained(source)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="TensorRT engines were deleted"):
+        export_model(source, out, ExportOptions(tensorrt=True, parity_frames=2, batch_sizes=(1,)))
+    cache = out / "tensorrt"
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) == sorted(kept)
+    assert read_manifest(out).parity["tensorrt"].passed is False
+
+
+@pytest.mark.parametrize(("backend", "device"), [("tensorrt", "cuda:0"), ("onnx", "tensorrt:0")])
+def test_an_export_whose_engines_failed_parity_is_refused(export_dir, tmp_path, backend, device):
+    """``--tensorrt`` records a failed parity check in the manifest; the tensorrt backend, and ONNX Runtime's
+    TensorRT provider, then refuse the export (before looking for TensorRT or a GPU)."""
     import shutil
 
     from training.export import read_manifest
@@ -209,7 +253,7 @@ def test_an_export_whose_engines_failed_parity_is_refused(export_dir, tmp_path):
     measured = dataclasses.replace(manifest.parity["onnxruntime"], runtime="tensorrt (fp32)", passed=False)
     write_manifest(failed_dir, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": measured}))
     with pytest.raises(BackendUnavailable, match=r"fp32 TensorRT engines failed the export's parity.*--backend onnx"):
-        load_engine("tensorrt", failed_dir, name="tiny", device="cuda:0", max_batch_size=4)
+        load_engine(backend, failed_dir, name="tiny", device=device, max_batch_size=4)
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed: the load would go on to build engines")

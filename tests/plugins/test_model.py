@@ -114,6 +114,33 @@ def test_from_pretrained_rejects_mismatched_weights(tmp_path, registry, tiny_mod
         VideoSlotModel.from_pretrained(tmp_path, registry=registry)
 
 
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda config: config.pop("model"), "with a 'model' section"),
+        (lambda config: config["model"].update(bogus=1), "does not describe a model.*bogus"),
+        (lambda config: config["model"].update(num_slots="3"), "does not describe a model"),
+        (lambda config: config["model"].pop("encoder"), "does not describe a model.*encoder"),
+    ],
+)
+def test_from_pretrained_names_the_config_a_bad_model_section_comes_from(
+    tmp_path, registry, tiny_model: VideoSlotModel, edit, says
+) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    edit(config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"config\.json.*{says}"):
+        VideoSlotModel.from_pretrained(tmp_path, registry=registry)
+
+
+def test_from_pretrained_names_a_config_that_is_not_utf8(tmp_path, registry, tiny_model: VideoSlotModel) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match=r"config\.json is not valid UTF-8 JSON"):
+        VideoSlotModel.from_pretrained(tmp_path, registry=registry)
+
+
 def test_saved_dinov2_model_loads_without_its_initial_weights_file(tmp_path, registry) -> None:
     torch.manual_seed(0)
     donor = VideoSlotModel(**model_config(encoder=DINOV2, decoder=FEATURE_DECODER), registry=registry)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,3 +65,27 @@ def start_server(model_dir: Path) -> Iterator[Callable[..., ServerThread]]:
 def server(start_server: Callable[..., ServerThread]) -> ServerThread:
     """A server with the default test settings."""
     return start_server()
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two CAs (``ca.pem``, ``ca2.pem``), a server certificate for 127.0.0.1/localhost from each
+    (``server.pem`` / ``server.key``, ``server2.pem`` / ``server2.key``) and a client certificate from the first
+    (``client.pem`` / ``client.key``), made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    directory = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    (directory / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for ca, names in (("ca", ("server", "client")), ("ca2", ("server2",))):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+                "-days", "2", "-subj", f"/CN=test-{ca}")  # fmt: skip
+        for name in names:
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                    "-subj", f"/CN={name}")  # fmt: skip
+            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+                    "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf")  # fmt: skip
+    return directory

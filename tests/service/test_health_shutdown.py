@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import subprocess
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -335,27 +332,6 @@ def test_reflection_lists_the_services(server):
                 return {service.name for service in reply.list_services_response.service}
 
     assert {"slotstream.v1.Perception", "grpc.health.v1.Health"} <= run(scenario())
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory) -> Path:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate (via the openssl CLI)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates")
-    directory = tmp_path_factory.mktemp("tls")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=test-ca")  # fmt: skip
-    (directory / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name in ("server", "client"):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={name}")  # fmt: skip
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf")  # fmt: skip
-    return directory
 
 
 @pytest.mark.parametrize(

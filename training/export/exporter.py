@@ -30,6 +30,7 @@ from training.export.manifest import (
     GraphSpec,
     InputSpec,
     Manifest,
+    ManifestError,
     ParityReport,
     SourceSpec,
     TensorSpec,
@@ -49,6 +50,9 @@ from training.export.parity import (
 
 if TYPE_CHECKING:
     import onnx
+
+#: Name prefix of the hidden folder an export is assembled in before its files are moved into place.
+STAGING_PREFIX = ".staging-"
 
 #: fp16 TensorRT engines are held to looser thresholds than the fp32 graphs (a choice, see the README).
 FP16_MAX_ABS = 0.1
@@ -118,7 +122,7 @@ def export_model(
     model = VideoSlotModel.from_pretrained(source)
     _check_out_dir(out, source)
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
     try:
         graphs = {name: _export_checked(model, name, options.opset, staging) for name in GRAPH_FILES}
         video = synthetic_video(model.image_size, options.parity_frames, options.parity_videos)
@@ -138,21 +142,35 @@ def export_model(
 
 
 def _check_out_dir(out: Path, source: Path) -> None:
-    """``out`` must be new, empty, an earlier export (it holds a manifest) or the source model directory itself;
-    anything else (another model's directory, a home folder) would have its files replaced or mixed in.
+    """``out`` must be new, empty, an earlier export (it holds a readable export manifest) or the source model
+    directory itself; anything else (another model's directory, a home folder, a folder whose ``manifest.json``
+    belongs to something else) would have its files replaced or mixed in. Staging folders left by a killed
+    export are removed first.
 
     Raises:
         ValueError: ``out`` is a file, or a folder of other files.
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the export")
-    if not out.is_dir() or (out / MANIFEST_FILE).is_file() or out.resolve() == source.resolve():
+    if not out.is_dir():
         return
-    if any(out.iterdir()):
-        raise ValueError(
-            f"--out {out} already holds files and is not an export directory (no {MANIFEST_FILE}); give a new or "
-            "empty folder, an earlier export to replace, or the model directory itself"
-        )
+    for leftover in out.glob(f"{STAGING_PREFIX}*"):  # a killed export never reached its cleanup
+        shutil.rmtree(leftover, ignore_errors=True)
+    if out.resolve() == source.resolve() or _holds_export(out) or not any(out.iterdir()):
+        return
+    raise ValueError(
+        f"--out {out} already holds files and is not an export directory (no readable export {MANIFEST_FILE}); "
+        "give a new or empty folder, an earlier export to replace, or the model directory itself"
+    )
+
+
+def _holds_export(directory: Path) -> bool:
+    """Whether ``directory`` holds a manifest this exporter wrote (not just any file of that name)."""
+    try:
+        Manifest.from_json((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ManifestError):
+        return False
+    return True
 
 
 def _check_tensorrt_available() -> None:
@@ -217,13 +235,17 @@ def _add_tensorrt(
     # Settings from the export's own options, never from SLOTSTREAM_TENSORRT_* variables: the engines checked
     # here must be those a server builds for this export, in the folder deleted below on failure.
     settings = tensorrt_backend.TensorRTOptions(fp16=options.fp16, cache_dir=out / DEFAULT_CACHE_SUBDIR)
-    engine = tensorrt_backend.load_engine(out, name=out.name, device="cuda:0", max_batch_size=limit, options=settings)
+    engine = tensorrt_backend.load_engine(
+        out, name=out.name, device="cuda:0", max_batch_size=limit, options=settings, check_parity=False
+    )
     try:
         report = _checked_parity(model, engine, f"tensorrt ({manifest.precision})", video, batch_sizes, options.fp16)
     except ParityFailed as failed:
-        # Record the failure, which the tensorrt backend then refuses to serve, and delete the engines.
+        # Record the failure, which the tensorrt backend then refuses to serve, and delete the engines of this
+        # precision (engines of the other one, timing caches and ONNX Runtime's engine cache stay).
         write_manifest(out, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": failed.report}))
-        shutil.rmtree(out / DEFAULT_CACHE_SUBDIR, ignore_errors=True)
+        for engine_file in (out / DEFAULT_CACHE_SUBDIR).glob(f"*-{manifest.precision}-*.engine"):
+            engine_file.unlink(missing_ok=True)
         raise ExportError(
             f"{failed}; its TensorRT engines were deleted and the manifest records the failure, so the tensorrt "
             "backend refuses this export (the checked ONNX graphs still serve with --backend onnx)"

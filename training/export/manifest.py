@@ -277,8 +277,8 @@ def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False
             f"`python -m training.export --model <model dir> --out {Path(directory)}`"
         )
     try:
-        manifest = Manifest.from_json(path.read_text())
-    except ManifestError as error:
+        manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
+    except (ManifestError, UnicodeDecodeError) as error:
         raise ManifestError(f"{path}: {error}") from error
     for name in GRAPH_FILES:
         if name not in manifest.graphs:

@@ -189,7 +189,8 @@ def _max_abs(a: np.ndarray, b: np.ndarray | torch.Tensor) -> float:
     NaN would otherwise drop: ``max(0.0, nan)`` is ``0.0``)."""
     other = b.numpy() if isinstance(b, torch.Tensor) else b
     if a.shape != other.shape:
-        raise ValueError(f"runtime output shape {a.shape} differs from PyTorch's {other.shape}")
+        # A RuntimeError, as for other failed checks: the export, not the command line, is wrong.
+        raise RuntimeError(f"runtime output shape {a.shape} differs from PyTorch's {other.shape}")
     difference = np.abs(a.astype(np.float64) - other.astype(np.float64))
     return float(difference.max()) if np.isfinite(difference).all() else math.inf
 
