@@ -8,8 +8,10 @@ Evaluation, metric lines and checkpoints happen on the main process at their con
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ from training.visualize import save_overlay
 from training.warm_start import freeze_all_but, warm_start
 
 CONFIG_FILE = "train_config.json"
+COMMAND_FILE = "command.txt"
+"""The command line that started a run (model cards quote it), written with ``CONFIG_FILE`` at the start."""
 FINAL_MODEL_DIR = "model"
 
 
@@ -106,6 +110,7 @@ def fit(
     progress: bool = True,
     stop_after: int | None = None,
     registry: ComponentRegistry | None = None,
+    command: str | None = None,
 ) -> FitResult:
     """Train ``config`` into ``run_dir``; under ``torchrun`` every process calls this.
 
@@ -117,9 +122,14 @@ def fit(
         progress: show a progress bar.
         stop_after: stop (after checkpointing) once this many steps are done, as if interrupted.
         registry: component registry (defaults to the default plugin manager's).
+        command: the command line starting the run, kept in ``command.txt`` (a resumed run keeps the one that
+            started it).
 
     Raises:
         FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
+        DatasetError: the training or validation data cannot be read (checked before any file of the run is
+            written, or met during training; the message names the file).
+        FloatingPointError: the loss stopped being finite (the run stops before a checkpoint of that step).
         ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
             that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
             change).
@@ -136,11 +146,18 @@ def fit(
     saved_config = run_dir / CONFIG_FILE
     if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
         _check_same_config(saved_config, config)
+    with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
+        # A bad data spec or file fails here, before the run directory holds files that look like a started run.
+        clips = _train_clips(config)
+        validation = _val_dataset(config) if group.is_main and config.data.val_videos > 0 else None
     if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
         run_dir.mkdir(parents=True, exist_ok=True)
         if not checkpoints:  # a best model without checkpoints is a killed earlier run's, maybe of another config
             clear_best(run_dir)
         saved_config.write_text(json.dumps(config.to_json(), indent=2) + "\n")
+        command_file = run_dir / COMMAND_FILE
+        if command is not None and not (resume and command_file.is_file()):
+            command_file.write_text(command + "\n")
     torch.manual_seed(config.seed)
     run = _build_run(config, registry or default_registry(), device, group)
     if resume and checkpoints:
@@ -150,7 +167,7 @@ def fit(
         if group.is_main:
             tqdm.write(started_from.summary())
     try:
-        scores = _train(config, run, run_dir, group, device, progress, stop_after)
+        scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, validation)
     finally:
         shutdown(group)
     finished = run.step >= config.steps
@@ -215,9 +232,15 @@ def _restore(run: _Run, checkpoint: Path, device: str) -> None:
     run.elapsed_before_s = state.elapsed_s
 
 
-def _train_loader(config: TrainConfig, run: _Run, group: ProcessGroup) -> DataLoader[VideoClip]:
+def _train_clips(config: TrainConfig) -> Dataset[VideoClip]:
     data = config.data
-    clips = build_dataset(data.spec, "train", data.clip_length, _image_size(config), config.seed)
+    return build_dataset(data.spec, "train", data.clip_length, _image_size(config), config.seed)
+
+
+def _train_loader(
+    config: TrainConfig, run: _Run, group: ProcessGroup, clips: Dataset[VideoClip]
+) -> DataLoader[VideoClip]:
+    data = config.data
     dataset = SeededItems(augmented(clips, data.augment))
     sampler = StepBatchSampler(dataset, data.batch_size, config.seed, run.step, config.steps, group.rank)
     return DataLoader(
@@ -251,6 +274,19 @@ def _val_dataset(config: TrainConfig) -> Dataset[VideoClip]:
     return validation  # type: ignore[return-value]
 
 
+def _reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:
+    """``batches``, with a data error raised in a worker process cut back to its own message (the DataLoader
+    prefixes the worker's whole traceback)."""
+    try:
+        yield from batches
+    except DatasetError as error:
+        text = str(error)
+        marker = f"{type(error).__name__}: "
+        if "Original Traceback" in text and marker in text:
+            raise DatasetError(text.rsplit(marker, 1)[1].strip()) from None
+        raise
+
+
 def _image_size(config: TrainConfig) -> tuple[int, int]:
     size = config.model.get("image_size", (64, 64))
     return int(size[0]), int(size[1])
@@ -264,24 +300,27 @@ def _train(
     device: str,
     progress: bool,
     stop_after: int | None,
+    clips: Dataset[VideoClip],
+    validation: Dataset[VideoClip] | None,
 ) -> DiscoveryScores | None:
     last_step = min(config.steps, stop_after) if stop_after is not None else config.steps
     sinks = MetricSinks(run_dir, start_step=run.step) if group.is_main else None
     scores: DiscoveryScores | None = None
-    validation = None
-    if sinks is not None and config.data.val_videos > 0:
-        with torch.random.fork_rng(devices=[]):  # built once; must not shift the training randomness
-            validation = _val_dataset(config)
     bar = tqdm(total=config.steps, initial=run.step, desc=config.name, disable=not (progress and group.is_main))
     run.trained.train()
     tick = run.started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # creating the iterator draws a worker seed: keep it off the run's RNG
-        batches = iter(_train_loader(config, run, group))
+        batches = iter(_train_loader(config, run, group, clips))
     try:
-        for batch in batches:
+        for batch in _reported(batches):
             if run.step >= last_step:
                 break
             terms = _optimisation_step(config, run, batch.frames.to(device), device)
+            if not group.distributed and not math.isfinite(terms["loss"]):  # (ranks must stop together)
+                raise FloatingPointError(
+                    f"the loss is {terms['loss']} at step {run.step + 1}: training diverged, and no checkpoint of "
+                    f"it was written (lower --lr, or resume from the last checkpoint in {run_dir})"
+                )
             run.step += 1
             clips_per_s = config.data.batch_size * group.world_size / max(time.perf_counter() - tick, 1e-9)
             tick = time.perf_counter()

@@ -28,16 +28,16 @@ from plugins.model import CONFIG_FILE, WEIGHTS_FILE
 from training.best import BEST_MODEL_DIR, Selection, read_selection
 from training.ceiling import mask_size_ceiling
 from training.checkpoint import checkpoint_step, list_checkpoints
+from training.cli_checks import print_note
 from training.config import TrainConfig, read_train_config
-from training.datasets import build_dataset
+from training.datasets.selection import evaluation_videos
 from training.evaluation import evaluate
 from training.logging_sinks import METRICS_FILE, parsed_line
+from training.loop import COMMAND_FILE, FINAL_MODEL_DIR
 from training.loop import CONFIG_FILE as TRAIN_CONFIG_FILE
-from training.loop import FINAL_MODEL_DIR
 from training.metrics import DiscoveryScores
 from training.object_recall import object_overlaps, recall_rows
 from training.recall_chart import save_recall_chart
-from training.run import COMMAND_FILE
 from training.visualize import save_overlay
 
 RECALL_CHART_FILE = "object_recall.png"
@@ -221,8 +221,9 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             shutil.copyfile(source / name, staging / name)
         model = VideoSlotModel.from_pretrained(staging)
         spec = config.data.val_spec or config.data.spec
-        validation = build_dataset(spec, "val", None, model.image_size)
-        davis = build_dataset(f"davis:{args.davis}", "val", None, model.image_size) if args.davis else None
+        # Labelled videos only, as training.evaluate scores them (a note says how many were left out).
+        validation = evaluation_videos(spec, model.image_size, None, on_unlabelled=print_note)
+        davis = evaluation_videos(f"davis:{args.davis}", model.image_size, None, print_note) if args.davis else None
         scores = {spec + " (validation)": evaluate(model, validation, progress=True)}
         mask_height, mask_width = model.mask_grid
         ceiling_label = f"{spec} (validation), ground truth through {mask_height}x{mask_width} masks: the ceiling"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import shlex
 import sys
@@ -20,13 +21,11 @@ from typing import Any
 from plugins import default_registry
 from plugins.interfaces import Component
 from plugins.registry import RegistryError
-from training.checkpoint import list_checkpoints
 from training.config import TrainConfig, read_train_config
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
 from training.loop import CONFIG_FILE, fit
 
-COMMAND_FILE = "command.txt"
 """The command line that started a run, kept in its run directory (model cards quote it)."""
 
 
@@ -79,6 +78,8 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
             if value is not None
         },
     )
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a finite number above 0, got {args.lr}")
     optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim
     if args.seed is not None and not 0 <= args.seed < 2**30:
         raise ValueError(f"--seed must be in [0, 2**30), got {args.seed}")
@@ -177,20 +178,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_process and (warning := missing_pretrained_weights(config)):
         print(warning, file=sys.stderr)
     out = args.out or f"runs/{args.config}"
-    if Path(out).exists() and not Path(out).is_dir():
-        print(f"error: --out {out} is a file; give a folder for the run", file=sys.stderr)
+    if blocked := next(
+        (path for path in (Path(out), *Path(out).parents) if path.exists() and not path.is_dir()), None
+    ):
+        print(f"error: --out {out}: {blocked} is a file; give a folder for the run", file=sys.stderr)
         return 2
-    command_file = Path(out) / COMMAND_FILE
-    fresh = not list_checkpoints(Path(out)) and not (args.resume and command_file.is_file())
-    if main_process and fresh:  # keep the command that started the run, not the one resuming it
-        Path(out).mkdir(parents=True, exist_ok=True)
-        words = sys.argv[1:] if argv is None else list(argv)
-        command_file.write_text(f"{_launcher()} -m training.run {shlex.join(words)}\n")
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = f"{_launcher()} -m training.run {shlex.join(words)}"
     try:
-        result = fit(config, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+        result = fit(
+            config, out, resume=args.resume, device=args.device, progress=not args.no_progress, command=command
+        )
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if not main_process:
         return 0
     print(f"{config.name}: {result.step} steps in {result.wall_time_s:.0f} s; model in {result.model_dir}")

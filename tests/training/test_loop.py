@@ -83,11 +83,17 @@ def _video_folder(folder: Path, labelled: dict[str, int]) -> Path:
     return folder
 
 
-def test_a_partly_labelled_video_folder_trains_and_evaluates_on_its_labelled_videos(tmp_path: Path) -> None:
+def test_a_partly_labelled_video_folder_trains_and_evaluates_on_its_labelled_videos(tmp_path: Path, capsys) -> None:
+    from training.model_card import main as card_main
+
     folder = _video_folder(tmp_path / "videos", {"A": 6, "b": 6, "C": 6})
     config = dataclasses.replace(tiny(steps=3), data=dataclasses.replace(tiny().data, spec=f"videos:{folder}"))
     result = fit(config, tmp_path / "run", progress=False)
     assert result.step == 3 and result.scores is not None
+    # Its model card too is scored on the labelled videos, with a note on those left out.
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "card")]) == 0
+    assert "2 video(s) of videos:" in capsys.readouterr().err
+    assert json.loads((tmp_path / "card" / "scores.json").read_text())
 
 
 def test_the_evaluation_tools_score_the_labelled_videos_of_a_folder_up_to_frames(tmp_path: Path, capsys) -> None:
@@ -230,12 +236,63 @@ def test_cli_resume_before_the_first_checkpoint_keeps_the_runs_configuration(tmp
     assert f"{run / 'train_config.json'} cannot be read" in capsys.readouterr().err
 
 
-def test_cli_refuses_an_out_that_is_a_file(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("below", ["", "sub"], ids=["the file itself", "a folder below it"])
+def test_cli_refuses_an_out_that_is_a_file(tmp_path: Path, capsys, below: str) -> None:
     from training.run import main
 
     (tmp_path / "a_file").write_text("")
-    assert main(["--config", "tiny", "--out", str(tmp_path / "a_file"), "--no-progress"]) == 2
-    assert "is a file; give a folder" in capsys.readouterr().err
+    assert main(["--config", "tiny", "--out", str(tmp_path / "a_file" / below), "--no-progress"]) == 2
+    assert f"{tmp_path / 'a_file'} is a file; give a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lr", ["0", "-1", "inf", "nan"])
+def test_cli_refuses_a_learning_rate_that_cannot_train(tmp_path: Path, capsys, lr: str) -> None:
+    from training.run import main
+
+    assert main(["--config", "tiny", "--lr", lr, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert f"--lr must be a finite number above 0, got {float(lr)}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_that_cannot_be_read_leaves_no_run_behind(tmp_path: Path, capsys) -> None:
+    """Nothing is written before the data is checked: a corrected command (also with --resume) starts afresh."""
+    from training.run import main
+
+    run = tmp_path / "run"
+    assert main(["--config", "tiny", "--data", f"davis:{tmp_path / 'nowhere'}", "--out", str(run)]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not run.exists() or not any(run.iterdir())
+    assert main(["--config", "tiny", "--steps", "1", "--out", str(run), "--resume", "--no-progress"]) == 0
+
+
+def test_a_bad_frame_met_in_a_worker_process_is_reported_in_one_line(tmp_path: Path, capsys) -> None:
+    """The DataLoader wraps a worker's error in the worker's traceback; the run reports the error itself."""
+    from PIL import Image
+
+    from training.datasets.synthetic import generate_video
+    from training.run import main
+
+    frames = tmp_path / "davis" / "JPEGImages" / "480p" / "clip"
+    frames.mkdir(parents=True)
+    for t, frame in enumerate(generate_video("easy", 0, 6, (32, 32)).frames):
+        Image.fromarray(frame).save(frames / f"{t:05d}.jpg")
+    for t in (1, 4):  # one damaged frame in each of the two 3-frame training chunks
+        (frames / f"{t:05d}.jpg").write_bytes(b"not a jpeg")
+    data = ["--data", f"davis:{tmp_path / 'davis'}", "--val-data", "synthetic:easy", "--workers", "1"]
+    assert main(["--config", "tiny", *data, "--steps", "2", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "clip" in err and "0000" in err, err
+    assert "Traceback" not in err and "worker process" not in err, err
+
+
+def test_a_diverging_run_stops_before_checkpointing_non_finite_weights(tmp_path: Path) -> None:
+    config = dataclasses.replace(tiny(steps=6), optim=dataclasses.replace(tiny().optim, lr=1e30))
+    with pytest.raises(FloatingPointError, match=r"the loss is (nan|inf|-inf) at step \d+: training diverged"):
+        fit(config, tmp_path, progress=False)
+    for checkpoint in list_checkpoints(tmp_path):
+        weights = load_file(str(checkpoint / "model.safetensors"))
+        assert all(torch.isfinite(tensor).all() for tensor in weights.values()), checkpoint.name
+    assert not (tmp_path / "model").exists()
 
 
 def test_schedule_warms_up_linearly_then_decays_to_the_final_fraction() -> None:
