@@ -198,10 +198,12 @@ def test_davis_accepts_parent_of_davis_folder_and_samples_windows(tmp_path):
     starts = {dataset[0].start for _ in range(20)}
     assert starts == {0, 3}  # 6 frames: two non-overlapping 3-frame chunks
     clip = dataset[0]
-    assert clip.frames.shape == (3, 3, 16, 16) and clip.masks is not None and clip.masks.shape == (3, 16, 16)
-    assert set(clip.masks.unique().tolist()) <= set(np.unique(generated[0].masks).tolist())  # nearest: no new ids
-    val = build_dataset(f"davis:{out}", "val", 4, (32, 32))
+    assert clip.frames.shape == (3, 3, 16, 16) and clip.masks is None  # training reads only frames
+    val = build_dataset(f"davis:{out}", "val", 4, (16, 16))
     assert val[0].start == 0 and val[0].frames.shape[0] == 4
+    masks = val[0].masks
+    assert masks is not None and masks.shape == (4, 16, 16)
+    assert set(masks.unique().tolist()) <= set(np.unique(generated[0].masks).tolist())  # nearest: no new ids
 
 
 def test_davis2016_style_binary_masks_and_frames_only(tmp_path):
@@ -240,8 +242,8 @@ def test_center_crop_removes_the_sides(tmp_path):
 )
 def test_real_davis2016_loads():
     train = build_dataset(f"davis:{DAVIS_ROOT}", "train", 4, (64, 64))
-    assert len(train) >= 1
-    clip = train[0]
+    assert len(train) >= 1 and train[0].frames.shape == (4, 3, 64, 64) and train[0].masks is None
+    clip = build_dataset(f"davis:{DAVIS_ROOT}", "val", 4, (64, 64))[0]
     assert clip.frames.shape == (4, 3, 64, 64) and clip.masks is not None
     assert set(clip.masks.unique().tolist()) == {0, 1}
     assert 0.0 < clip.masks.float().mean() < 0.5
@@ -271,7 +273,7 @@ def test_videos_spec_loads_masks_and_falls_back_to_pyav(tmp_path, monkeypatch):
     assert torch.allclose(fallback.frames, clip.frames, atol=0.02)
     torch.manual_seed(0)
     train = build_dataset(f"videos:{folder}", "train", 3, (16, 16))[0]
-    assert train.frames.shape == (3, 3, 16, 16) and train.masks is not None and train.masks.shape == (3, 16, 16)
+    assert train.frames.shape == (3, 3, 16, 16) and train.masks is None  # training reads only frames
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
@@ -341,7 +343,7 @@ def test_clip_longer_than_video_names_the_source(tmp_path):
     folder, _, _ = _video_dir(tmp_path, frames=4, with_masks=False)
     with pytest.raises(DatasetError, match=r"clip\.mp4 \(4\)"):  # at construction, from the file's header
         build_dataset(f"videos:{folder}", "train", 6, (32, 32))
-    with pytest.raises(DatasetError, match=r"clip\.mp4: video has 4 frames, fewer than clip_length=6"):
+    with pytest.raises(DatasetError, match=r"clip\.mp4: video has 4 frames, fewer than val_frames=6"):
         build_dataset(f"videos:{folder}", "val", 6, (32, 32))[0]  # validation: when loading
 
 
@@ -367,8 +369,10 @@ def test_a_sequence_annotated_on_its_first_frame_only_trains_and_is_left_out_of_
     for mask in sorted((out / "Annotations" / "32p" / "seq1").glob("*.png"))[1:]:
         mask.unlink()
     train = build_dataset(f"davis:{out}", "train", 2, (32, 32))
-    assert train[1].masks is None and train[0].masks is not None
-    kept, left_out = labelled_videos(build_dataset(f"davis:{out}", "val", None, (32, 32)))
+    assert train[1].frames.shape == (2, 3, 32, 32) and train[1].masks is None
+    val = build_dataset(f"davis:{out}", "val", None, (32, 32))
+    assert val[1].masks is None and val[0].masks is not None
+    kept, left_out = labelled_videos(val)
     assert left_out == 1 and [kept[i].name for i in range(len(kept))] == ["seq0"]
 
 

@@ -2,15 +2,19 @@
 
 Layout: ``<root>/JPEGImages/<res>/<seq>/<stem>.jpg`` and optionally ``<root>/Annotations/<res>/<seq>/<stem>.png``
 with one mask per frame. ``root`` may also be the folder containing ``DAVIS/``. ``<res>`` is any resolution folder
-(``480p``, ``Full-Resolution``, ``64p``, ...): ``480p`` when present, else the first in sorted order. Sequences
-come from ``ImageSets`` when a list for the split exists (``ImageSets/2017/<split>.txt``, ``ImageSets/2016/...``,
-``ImageSets/<res>/...`` or ``ImageSets/<split>.txt``; lines are sequence names or DAVIS 2016-style frame paths);
-otherwise every sequence is in both splits.
+(``480p``, ``Full-Resolution``, ``64p``, ...): ``480p`` when present, else the first in sorted order; masks must be
+at that resolution too. Sequences come from ``ImageSets`` when a list for the split exists
+(``ImageSets/2017/<split>.txt``, ``ImageSets/2016/...``, ``ImageSets/<res>/...`` or ``ImageSets/<split>.txt``; lines
+are sequence names or DAVIS 2016-style frame paths); otherwise every sequence is in both splits. Frame files are
+named ``<prefix><number>`` with one prefix per sequence (``00000.jpg``, ``frame_7.png``, ...) and read in the order
+of their numbers; hidden files and folders (names starting with ``.``, such as macOS's ``._00000.jpg``) are
+ignored. Train clips carry no masks (training reads only frames); val clips carry them.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +24,11 @@ from torch.utils.data import Dataset
 from training.datasets.clips import VideoClip
 from training.datasets.errors import DatasetError
 from training.datasets.images import check_same_size, read_frame, read_mask
-from training.datasets.transforms import Split, choose_window, frames_to_tensor, masks_to_tensor
+from training.datasets.transforms import Split, choose_window, clip_length_setting, frames_to_tensor, masks_to_tensor
 
 _FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+_NUMBERED = re.compile(r"(?P<prefix>.*?)(?P<number>\d+)")
+"""A frame file's stem: any prefix, then the frame number."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,13 @@ def resolve_root(root: Path) -> Path:
     raise DatasetError(f"{root}: no JPEGImages/ folder here or in {root / 'DAVIS'} (expected the DAVIS layout)")
 
 
+def _visible(path: Path) -> bool:
+    """Whether ``path`` is not hidden (its name does not start with ``.``)."""
+    return not path.name.startswith(".")
+
+
 def _resolution(images: Path) -> str:
-    choices = sorted(p.name for p in images.iterdir() if p.is_dir())
+    choices = sorted(p.name for p in images.iterdir() if p.is_dir() and _visible(p))
     if not choices:
         raise DatasetError(f"{images}: empty folder, expected resolution folders such as 480p/")
     return "480p" if "480p" in choices else choices[0]
@@ -78,14 +89,16 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
         The resolved root, the resolution folder name and the sequences in name order.
 
     Raises:
-        DatasetError: For a missing or empty folder, a sequence without frames or a frame without its mask.
+        DatasetError: For a missing or empty folder, a sequence without frames or with badly numbered ones (see
+            ``_numbered_frames``), a frame without its mask, a mask without its frame, or masks only at another
+            resolution than the frames.
     """
     root = resolve_root(root)
     res = _resolution(root / "JPEGImages")
     image_dir = root / "JPEGImages" / res
-    annotation_dir = root / "Annotations" / res
+    annotation_dir = _annotation_dir(root, res)
     wanted = _split_names(root, res, split)
-    names = sorted(p.name for p in image_dir.iterdir() if p.is_dir()) if wanted is None else wanted
+    names = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and _visible(p)) if wanted is None else wanted
     if not names:
         raise DatasetError(f"{image_dir}: empty folder, no sequences found")
     sequences = []
@@ -95,7 +108,7 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
             raise DatasetError(f"{folder}: sequence listed in ImageSets is missing")
         frames = _numbered_frames(folder)
         masks = None
-        if annotation_dir.is_dir():
+        if annotation_dir is not None:
             masks = tuple(annotation_dir / name / f"{frame.stem}.png" for frame in frames)
             present = [mask.is_file() for mask in masks]
             if present[0] and len(present) > 1 and not any(present[1:]):
@@ -105,7 +118,8 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
                     if not found:
                         raise DatasetError(f"{mask}: mask file is missing for frame {frame}")
             stems = {frame.stem for frame in frames}
-            strays = sorted(p.name for p in (annotation_dir / name).glob("*.png") if p.stem not in stems)
+            pngs = (annotation_dir / name).glob("*.png")
+            strays = sorted(p.name for p in pngs if p.stem not in stems and _visible(p))
             if strays:
                 listed = ", ".join(strays[:5])
                 raise DatasetError(f"{annotation_dir / name}: masks without a frame in {folder}: {listed}")
@@ -113,24 +127,82 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
     return root, res, sequences
 
 
-def _numbered_frames(folder: Path) -> tuple[Path, ...]:
-    """The frame images of a sequence in frame order (numerically, so ``2`` comes before ``10``).
+def _annotation_dir(root: Path, res: str) -> Path | None:
+    """``Annotations/<res>/``, or None when the dataset has no annotations (no ``Annotations/`` folder, or one
+    without resolution folders).
 
     Raises:
-        DatasetError: no frames, or a gap in the numbering (a missing frame would join two moments of the video
-            as if they were consecutive); the message names the first missing file.
+        DatasetError: If ``Annotations/`` holds only other resolutions than the frames' (its masks would not match
+            the frames, and every sequence would silently count as unlabelled); the message names both.
     """
-    frames = [p for p in folder.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES]
+    annotations = root / "Annotations"
+    if (annotations / res).is_dir():
+        return annotations / res
+    others = (
+        sorted(p.name for p in annotations.iterdir() if p.is_dir() and _visible(p)) if annotations.is_dir() else []
+    )
+    if others:
+        raise DatasetError(
+            f"{annotations}: masks for resolution {', '.join(f'{o}/' for o in others)} only, but the frames are read "
+            f"from {root / 'JPEGImages' / res}; masks must be at the frames' resolution: add {annotations / res}, "
+            "or remove Annotations/ to use the frames only"
+        )
+    return None
+
+
+def _numbered_frames(folder: Path) -> tuple[Path, ...]:
+    """The frame images of a sequence in frame order: by the number that ends each name, so ``frame_2`` comes
+    before ``frame_10``. Hidden files (names starting with ``.``) are ignored.
+
+    Raises:
+        DatasetError: No frames; names that do not follow one pattern ``<prefix><number>`` (the message names the
+            folder and the names that differ); two files with one number (``00003.jpg`` and ``00003.png``: the
+            message names the second); or a gap in the numbering (a missing frame would join two moments of the
+            video as if they were consecutive; the message names the first missing file).
+    """
+    frames = [p for p in folder.iterdir() if _visible(p) and p.suffix.lower() in _FRAME_SUFFIXES]
     if not frames:
         raise DatasetError(f"{folder}: empty folder, no frame images ({', '.join(_FRAME_SUFFIXES)})")
-    if not all(frame.stem.isdigit() for frame in frames):
-        return tuple(sorted(frames))
-    frames.sort(key=lambda frame: int(frame.stem))
+    digits = _frame_digits(folder, frames)
+    frames.sort(key=lambda frame: (int(digits[frame]), frame.name))
     for before, after in itertools.pairwise(frames):
-        if int(after.stem) != int(before.stem) + 1:
-            missing = before.with_name(f"{int(before.stem) + 1:0{len(before.stem)}d}{before.suffix}")
+        number = int(digits[before])
+        if int(digits[after]) == number:
+            raise DatasetError(f"{after}: a second file for frame {before.name}; keep one of the two")
+        if int(digits[after]) != number + 1:
+            prefix = before.stem[: -len(digits[before])]
+            missing = before.with_name(f"{prefix}{number + 1:0{len(digits[before])}d}{before.suffix}")
             raise DatasetError(f"{missing}: frame is missing (the sequence jumps from {before.name} to {after.name})")
     return tuple(frames)
+
+
+def _frame_digits(folder: Path, frames: list[Path]) -> dict[Path, str]:
+    """The digits that end each frame file's stem (``"00007"`` for ``frame_00007.jpg``).
+
+    Raises:
+        DatasetError: Naming ``folder``, if a stem does not end in a number or the stems have different prefixes.
+    """
+    digits: dict[Path, str] = {}
+    prefixes: dict[str, str] = {}  # prefix -> the first file name with it
+    unnumbered = []
+    for frame in sorted(frames):
+        match = _NUMBERED.fullmatch(frame.stem)
+        if match is None:
+            unnumbered.append(frame.name)
+            continue
+        digits[frame] = match["number"]
+        prefixes.setdefault(match["prefix"], frame.name)
+    if unnumbered:
+        raise DatasetError(
+            f"{folder}: frame names must end in the frame number (00000.jpg, frame_7.png, ...), but "
+            f"{', '.join(unnumbered[:5])}{' ...' if len(unnumbered) > 5 else ''} do not"
+        )
+    if len(prefixes) > 1:
+        raise DatasetError(
+            f"{folder}: frame names do not follow one pattern <prefix><number>: {len(prefixes)} different "
+            f"prefixes, e.g. {', '.join(sorted(prefixes.values())[:5])}"
+        )
+    return digits
 
 
 class DavisDataset(Dataset[VideoClip]):
@@ -138,14 +210,16 @@ class DavisDataset(Dataset[VideoClip]):
 
     Args:
         root: Dataset folder (see the module docstring).
-        split: ``"train"`` samples a random window per item, ``"val"`` takes the first frames.
+        split: ``"train"`` samples a random window per item and reads no masks, ``"val"`` takes the first frames
+            and their masks.
         clip_length: Frames per clip; None for whole sequences.
         image_size: Output (height, width).
         center_crop: Centre-crop to the aspect ratio of ``image_size`` before resizing (no stretching).
 
     Raises:
         DatasetError: At construction for layout problems (see ``scan_sequences``) or sequences shorter than
-            ``clip_length``; when loading, for unreadable images or a mask whose size differs from its frame.
+            ``clip_length``; when loading, for unreadable images and (val split) a mask whose size differs from
+            its frame.
 
     Example:
         >>> dataset = DavisDataset(Path("/data/DAVIS"), "val", None, (64, 64))  # doctest: +SKIP
@@ -159,7 +233,8 @@ class DavisDataset(Dataset[VideoClip]):
         for seq in self.sequences:
             if clip_length is not None and clip_length > len(seq.frames):
                 folder = seq.frames[0].parent
-                raise DatasetError(f"{folder}: {len(seq.frames)} frames, fewer than clip_length={clip_length}")
+                wanted = clip_length_setting(split, clip_length)
+                raise DatasetError(f"{folder}: {len(seq.frames)} frames, fewer than {wanted}")
         self.split = split
         self.clip_length = clip_length
         self.image_size = image_size
@@ -169,7 +244,8 @@ class DavisDataset(Dataset[VideoClip]):
         return len(self.sequences)
 
     def has_masks(self, index: int) -> bool:
-        """Whether sequence ``index`` is annotated on every frame (not read from disk)."""
+        """Whether sequence ``index`` is annotated on every frame (not read from disk). Train clips carry no masks
+        whatever this says."""
         return self.sequences[index].masks is not None
 
     def __getitem__(self, index: int) -> VideoClip:
@@ -180,7 +256,7 @@ class DavisDataset(Dataset[VideoClip]):
             if frame.shape != frames[0].shape:
                 raise DatasetError(f"{seq.frames[t]}: frame size differs from {seq.frames[window[0]]}")
         masks = None
-        if seq.masks is not None:
+        if self.split != "train" and seq.masks is not None:
             mask_list = [read_mask(seq.masks[t]) for t in window]  # each [H, W]
             for t, mask in zip(window, mask_list, strict=True):
                 check_same_size(mask, frames[0].shape, seq.masks[t], str(seq.frames[t]))

@@ -24,11 +24,13 @@ class DecodedClip:
         frames: uint8 [T, H, W, 3] RGB.
         indices: Index of each frame in the file.
         backend: ``"decord"`` or ``"pyav"``, whichever produced the frames.
+        num_frames: Frames in the whole file (what ``indices`` were chosen from).
     """
 
     frames: np.ndarray
     indices: range
     backend: str
+    num_frames: int
 
 
 def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
@@ -37,7 +39,7 @@ def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
     reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     indices = choose(len(reader))
     frames = reader.get_batch(list(indices)).asnumpy()  # [T, H, W, 3]
-    return DecodedClip(np.ascontiguousarray(frames, dtype=np.uint8), indices, "decord")
+    return DecodedClip(np.ascontiguousarray(frames, dtype=np.uint8), indices, "decord", len(reader))
 
 
 def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
@@ -51,26 +53,60 @@ def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
         stream = container.streams.video[0]
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]  # each [H, W, 3]
     indices = choose(len(frames))
-    return DecodedClip(np.stack([frames[i] for i in indices]), indices, "pyav")  # [T, H, W, 3]
+    return DecodedClip(np.stack([frames[i] for i in indices]), indices, "pyav", len(frames))  # [T, H, W, 3]
 
 
-def frame_count(path: Path) -> int | None:
-    """The number of frames of a video file read from its index or header, without decoding it; ``None`` when
-    neither backend can tell cheaply (the file may still decode: :func:`decode_video` is the authority)."""
-    try:
-        import decord
+def _count_decord(path: Path) -> int:
+    import decord
 
-        return len(decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1))
-    except Exception:  # decord missing or unable to read the file: ask PyAV's container header
-        pass
+    return len(decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1))
+
+
+def _count_pyav(path: Path) -> int | None:
     try:
         import av
+    except ImportError as err:
+        raise ImportError("reading video files needs PyAV or decord: pip install av") from err
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise DatasetError(f"{path}: file has no video stream")
+        return int(container.streams.video[0].frames) or None  # 0: the container does not record it
 
-        with av.open(str(path)) as container:
-            frames = container.streams.video[0].frames if container.streams.video else 0
-        return int(frames) or None  # 0: the container does not record it
-    except Exception:
-        return None
+
+def frame_count(path: Path, backend: Backend = "auto") -> int | None:
+    """The number of frames of a video file read from its index or header, without decoding it.
+
+    With ``backend="auto"`` decord is asked first, then PyAV's container header.
+
+    Returns:
+        The frame count, or ``None`` when the file opens but its header does not record the count (the file may
+        still decode: :func:`decode_video` is the authority).
+
+    Raises:
+        DatasetError: If no backend can open the file (the message names the file and gives each backend's error)
+            or the file has no video stream.
+        ImportError: If the requested backend (or, for ``auto``, both) is not installed.
+    """
+    errors: list[str] = []
+    if backend in ("auto", "decord"):
+        try:
+            return _count_decord(path)
+        except ImportError as err:
+            if backend == "decord":
+                raise ImportError("the decord backend needs decord: pip install decord") from err
+        except Exception as err:  # decord raises its own error types for unreadable files
+            errors.append(f"decord: {err}".splitlines()[0])
+    if backend in ("auto", "pyav"):
+        try:
+            return _count_pyav(path)
+        except DatasetError:
+            raise
+        except ImportError:
+            if not errors:
+                raise
+        except Exception as err:  # PyAV raises av.error.* (OSError/ValueError subclasses) for corrupt files
+            errors.append(f"pyav: {err}".splitlines()[0])
+    raise DatasetError(f"{path}: cannot open video, corrupt or unsupported ({'; '.join(errors)})")
 
 
 def decode_video(path: Path, choose: WindowChooser, backend: Backend = "auto") -> DecodedClip:

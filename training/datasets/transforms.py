@@ -36,11 +36,19 @@ def choose_window(num_frames: int, clip_length: int | None, split: Split, source
     if clip_length is None:
         return range(num_frames)
     if clip_length > num_frames:
-        raise DatasetError(f"{source}: video has {num_frames} frames, fewer than clip_length={clip_length}")
+        raise DatasetError(
+            f"{source}: video has {num_frames} frames, fewer than {clip_length_setting(split, clip_length)}"
+        )
     start = 0
     if split == "train":
         start = clip_length * int(torch.randint(0, num_frames // clip_length, (1,)).item())
     return range(start, start + clip_length)
+
+
+def clip_length_setting(split: Split, clip_length: int) -> str:
+    """How errors name a clip length: ``clip_length=L`` for train clips and ``val_frames=L`` for val clips, the
+    names of the two settings in the training configuration."""
+    return f"{'clip_length' if split == 'train' else 'val_frames'}={clip_length}"
 
 
 def _crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -1,9 +1,10 @@
 """Folders of video files (decord, falling back to PyAV), with optional per-frame PNG masks.
 
-Layout: ``<dir>/<stem>.mp4`` (also ``.webm``, ``.avi``, ``.mkv``, ``.mov``; not recursive). Masks, when present,
-live in a sibling folder named after the video's stem, one PNG per frame numbered from 0 with five digits, in the
-DAVIS mask conventions (palette ids or binary grayscale): ``<dir>/<stem>/00000.png``, ``00001.png``, ... A video
-without such a folder is unlabelled (``masks=None``). Both splits see every video.
+Layout: ``<dir>/<stem>.mp4`` (also ``.webm``, ``.avi``, ``.mkv``, ``.mov``; not recursive; hidden files, whose names
+start with ``.``, are ignored). Masks, when present, live in a sibling folder named after the video's stem, one PNG
+per frame numbered from 0 with five digits, in the DAVIS mask conventions (palette ids or binary grayscale):
+``<dir>/<stem>/00000.png``, ``00001.png``, ... A video without such a folder is unlabelled (``masks=None``). Both
+splits see every video; train clips carry no masks (training reads only frames), val clips carry them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
-from training.datasets.decoding import Backend, decode_video, frame_count
+from training.datasets.decoding import Backend, DecodedClip, decode_video, frame_count
 from training.datasets.errors import DatasetError
 from training.datasets.images import check_same_size, read_mask
 from training.datasets.transforms import Split, choose_window, frames_to_tensor, masks_to_tensor
@@ -28,21 +30,97 @@ def mask_path(video: Path, index: int) -> Path:
     return video.parent / video.stem / f"{index:05d}.png"
 
 
+def _listed(items: list[str], limit: int = 10) -> str:
+    """The first ``limit`` items joined by commas, with `` ...`` when some were left off."""
+    return ", ".join(items[:limit]) + (" ..." if len(items) > limit else "")
+
+
+def check_training_files(root: Path, files: list[Path], clip_length: int | None, backend: Backend) -> None:
+    """Checks from their headers that training can use every file, without decoding them.
+
+    Training draws files at random, so a file it cannot open, or one shorter than a clip, would otherwise stop a
+    run at an arbitrary step, and a resumed run at the same step again (its clips depend only on the seed and the
+    step). A file whose header does not record its length passes (decoding it is the authority).
+
+    Raises:
+        DatasetError: Naming ``root`` and listing the files no backend can open (with the first one's error), else
+            the files shorter than ``clip_length`` (with their frame counts).
+    """
+    counts: dict[Path, int | None] = {}
+    unreadable: list[tuple[Path, str]] = []
+    for path in files:
+        try:
+            counts[path] = frame_count(path, backend)
+        except DatasetError as err:
+            unreadable.append((path, str(err)))
+    if unreadable:
+        raise DatasetError(
+            f"{root}: {len(unreadable)} video file(s) cannot be opened: {_listed([p.name for p, _ in unreadable])}; "
+            f"remove or re-encode them (first error: {unreadable[0][1]})"
+        )
+    if clip_length is None:
+        return
+    short = [f"{path.name} ({count})" for path, count in counts.items() if count is not None and count < clip_length]
+    if short:
+        raise DatasetError(
+            f"{root}: {len(short)} video(s) have fewer frames than clip_length={clip_length}: "
+            f"{_listed(short)}; remove them or shorten the clips"
+        )
+
+
+def check_mask_names(folder: Path, video: Path, num_frames: int) -> None:
+    """Checks that every PNG in a video's masks folder is the mask of one of its ``num_frames`` frames
+    (``00000.png`` to the last frame's number); hidden files are ignored.
+
+    Raises:
+        DatasetError: Naming ``folder``, its number of masks, the video's number of frames and the masks that match
+            no frame.
+    """
+    found = [p.name for p in folder.glob("*.png") if not p.name.startswith(".")]
+    expected = {mask_path(video, t).name for t in range(num_frames)}
+    strays = sorted(name for name in found if name not in expected)
+    if strays:
+        raise DatasetError(
+            f"{folder}: {len(found)} masks for the {num_frames} frames of {video.name}; masks without a frame: "
+            f"{_listed(strays, 5)}"
+        )
+
+
+def read_video_masks(
+    video: Path, decoded: DecodedClip, image_size: tuple[int, int], center_crop: bool
+) -> torch.Tensor:
+    """Reads the masks of the decoded frames of ``video`` as int64 [T, h, w] ids, like ``masks_to_tensor``.
+
+    Raises:
+        DatasetError: A mask file that matches no frame of the video, or a frame's mask that is missing, unreadable
+            or of another size than the frame (the message names the file).
+    """
+    check_mask_names(video.parent / video.stem, video, decoded.num_frames)
+    mask_list = []
+    for t in decoded.indices:
+        mask = read_mask(mask_path(video, t))  # [H, W]
+        check_same_size(mask, decoded.frames.shape[1:], mask_path(video, t), f"{video} frame {t}")
+        mask_list.append(mask)
+    return masks_to_tensor(np.stack(mask_list), image_size, center_crop)  # [T, h, w]
+
+
 class VideoFolderDataset(Dataset[VideoClip]):
     """Clips from the video files in a folder; one item per file.
 
     Args:
         root: Folder of video files (see the module docstring).
-        split: ``"train"`` samples a random window per item, ``"val"`` takes the first frames.
+        split: ``"train"`` samples a random window per item and reads no masks, ``"val"`` takes the first frames
+            and their masks.
         clip_length: Frames per clip; None for whole videos.
         image_size: Output (height, width).
         center_crop: Centre-crop to the aspect ratio of ``image_size`` before resizing.
         backend: ``"auto"`` (decord, then PyAV on failure or when decord is missing), ``"decord"`` or ``"pyav"``.
 
     Raises:
-        DatasetError: At construction when the folder is missing or holds no video, or (train split) when a video's
-            header says it is shorter than ``clip_length``; when loading, for an undecodable file, a video shorter
-            than ``clip_length``, a missing mask or a mask/frame size mismatch.
+        DatasetError: At construction when the folder is missing or holds no video, or (train split) when a video
+            file cannot be opened or its header says it is shorter than ``clip_length``; when loading, for an
+            undecodable file or a video shorter than ``clip_length``, and (val split) for a missing mask, a mask
+            without a frame or a mask/frame size mismatch.
 
     Example:
         >>> dataset = VideoFolderDataset(Path("clips/"), "train", 6, (64, 64))  # doctest: +SKIP
@@ -62,7 +140,11 @@ class VideoFolderDataset(Dataset[VideoClip]):
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root}: video folder does not exist")
-        self.files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        self.files = sorted(
+            p
+            for p in root.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
+        )
         if not self.files:
             raise DatasetError(f"{root}: empty folder, no video files ({', '.join(VIDEO_SUFFIXES)})")
         self.split = split
@@ -70,24 +152,15 @@ class VideoFolderDataset(Dataset[VideoClip]):
         self.image_size = image_size
         self.center_crop = center_crop
         self.backend: Backend = backend
-        if split == "train" and clip_length is not None:
-            # Training samples files at random: a short one would otherwise stop a run at an arbitrary step, and
-            # a resumed run at the same step again (its clips depend only on the seed and the step).
-            counts = {path: frame_count(path) for path in self.files}
-            short = [
-                f"{path.name} ({count})" for path, count in counts.items() if count is not None and count < clip_length
-            ]
-            if short:
-                raise DatasetError(
-                    f"{root}: {len(short)} video(s) have fewer frames than clip_length={clip_length}: "
-                    f"{', '.join(short[:10])}{' ...' if len(short) > 10 else ''}; remove them or shorten the clips"
-                )
+        if split == "train":
+            check_training_files(root, self.files, clip_length, backend)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def has_masks(self, index: int) -> bool:
-        """Whether item ``index`` comes with masks (its ``<stem>/`` folder exists); nothing is decoded."""
+        """Whether item ``index`` comes with masks (its ``<stem>/`` folder exists); nothing is decoded. Train
+        clips carry no masks whatever this says."""
         path = self.files[index]
         return (path.parent / path.stem).is_dir()
 
@@ -95,12 +168,7 @@ class VideoFolderDataset(Dataset[VideoClip]):
         path = self.files[index]
         decoded = decode_video(path, lambda n: choose_window(n, self.clip_length, self.split, str(path)), self.backend)
         masks = None
-        if (path.parent / path.stem).is_dir():
-            mask_list = []
-            for t in decoded.indices:
-                mask = read_mask(mask_path(path, t))  # [H, W]
-                check_same_size(mask, decoded.frames.shape[1:], mask_path(path, t), f"{path} frame {t}")
-                mask_list.append(mask)
-            masks = masks_to_tensor(np.stack(mask_list), self.image_size, self.center_crop)  # [T, h, w]
+        if self.split != "train" and self.has_masks(index):
+            masks = read_video_masks(path, decoded, self.image_size, self.center_crop)  # [T, h, w]
         frames = frames_to_tensor(decoded.frames, self.image_size, self.center_crop)  # [T, 3, h, w]
         return VideoClip(frames=frames, masks=masks, name=path.stem, start=decoded.indices[0])

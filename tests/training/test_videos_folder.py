@@ -1,0 +1,106 @@
+"""``videos:<dir>`` folders: training reads only frames, unreadable files and stray masks are named up front."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from training.datasets import DatasetError, VideoFolderDataset, build_dataset
+from training.datasets.decoding import frame_count
+from training.datasets.export import write_mask_png, write_mp4
+from training.datasets.synthetic import generate_video
+
+DECORD = pytest.param(
+    "decord",
+    marks=pytest.mark.skipif(
+        importlib.util.find_spec("decord") is None, reason="decord is not installed (the x86_64 wheels only)"
+    ),
+)
+
+
+def _video_dir(tmp_path: Path, frames: int = 8, masks: int | None = None) -> Path:
+    """``<tmp>/videos/clip.mp4`` of ``frames`` frames with the masks of its first ``masks`` frames (all: None)."""
+    video = generate_video("easy", 5, frames, (32, 64))  # decord mis-decodes some widths, e.g. 48
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_mp4(folder / "clip.mp4", video.frames)
+    (folder / "clip").mkdir()
+    for t in range(frames if masks is None else masks):
+        write_mask_png(folder / "clip" / f"{t:05d}.png", video.masks[t % frames])
+    return folder
+
+
+def _write_mkv(path: Path, frames: int) -> None:
+    """An FFV1 Matroska file, whose header (read by PyAV) does not record its frame count."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "bgr0"
+        for t in range(frames):
+            image = np.full((32, 32, 3), 20 * t, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def test_training_reads_only_the_frames_of_a_video_masked_on_some_frames(tmp_path):
+    """Masks for frames 0-3 of 8: every training clip loads (without masks); validation names the missing mask."""
+    folder = _video_dir(tmp_path, frames=8, masks=4)
+    train = build_dataset(f"videos:{folder}", "train", 2, (16, 16))
+    torch.manual_seed(0)
+    clips = [train[0] for _ in range(20)]
+    assert {clip.start for clip in clips} == {0, 2, 4, 6}
+    assert all(clip.masks is None for clip in clips)
+    with pytest.raises(DatasetError, match=r"clip/00004\.png: mask file is missing"):
+        build_dataset(f"videos:{folder}", "val", None, (16, 16))[0]
+
+
+def test_unreadable_video_files_are_refused_when_the_training_set_is_built(tmp_path):
+    folder = _video_dir(tmp_path)
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    (folder / "empty.mp4").write_bytes(b"")
+    for clip_length in (2, None):
+        with pytest.raises(
+            DatasetError, match=rf"{folder}: 2 video file\(s\) cannot be opened: broken\.mp4, empty\.mp4"
+        ):
+            build_dataset(f"videos:{folder}", "train", clip_length, (16, 16))
+    assert len(build_dataset(f"videos:{folder}", "val", None, (16, 16))) == 3  # evaluation names it when it loads it
+
+
+@pytest.mark.parametrize("backend", ["auto", DECORD, "pyav"])
+def test_frame_count_tells_an_unreadable_file_from_a_header_without_a_count(tmp_path, backend):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(DatasetError, match=rf"{broken}: cannot open video"):
+        frame_count(broken, backend)
+    folder = tmp_path / "v"
+    folder.mkdir()
+    _write_mkv(folder / "a.mkv", 4)
+    assert frame_count(folder / "a.mkv", backend) == (None if backend == "pyav" else 4)
+    clip = VideoFolderDataset(folder, "train", 2, (16, 16), backend=backend)[0]  # a header without a count trains
+    assert clip.frames.shape == (2, 3, 16, 16) and clip.masks is None
+
+
+def test_hidden_files_are_not_videos(tmp_path):
+    """macOS writes ``._<name>`` resource files next to the videos it copies."""
+    folder = _video_dir(tmp_path)
+    (folder / "._clip.mp4").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    assert len(build_dataset(f"videos:{folder}", "train", 2, (16, 16))) == 1
+
+
+def test_masks_without_a_frame_are_refused_naming_the_folder_and_both_counts(tmp_path):
+    folder = _video_dir(tmp_path, frames=8, masks=10)
+    for clip_length in (None, 4):
+        with pytest.raises(
+            DatasetError, match=r"clip: 10 masks for the 8 frames of clip\.mp4; .*00008\.png, 00009\.png"
+        ):
+            build_dataset(f"videos:{folder}", "val", clip_length, (16, 16))[0]
+    (folder / "clip" / "00008.png").unlink()
+    (folder / "clip" / "00009.png").unlink()
+    clip = build_dataset(f"videos:{folder}", "val", None, (16, 16))[0]
+    assert clip.masks is not None and clip.masks.shape == (8, 16, 16)
