@@ -32,6 +32,18 @@ def require_output_folder(
         parser.error(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file (not folder) at ``folder`` or at one of its parents, which would stop ``folder`` from being
+    created; ``None`` when there is none."""
+    return next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+
+
+def require_output_dir(parser: argparse.ArgumentParser, flag: str, folder: Path, what: str) -> None:
+    """Exit with a usage error when the output folder ``folder`` (for ``what``) is a file or lies below one."""
+    if (blocking := file_in_the_way(folder)) is not None:
+        parser.error(f"{flag} {folder}: {blocking} is a file; give a folder for {what}")
+
+
 def require_device(parser: argparse.ArgumentParser, device: str) -> None:
     """Exit with a usage error when ``--device cuda`` is asked for without a usable CUDA device."""
     if device == "cuda":

@@ -28,7 +28,7 @@ from plugins.model import CONFIG_FILE, WEIGHTS_FILE
 from training.best import BEST_MODEL_DIR, Selection, read_selection
 from training.ceiling import mask_size_ceiling
 from training.checkpoint import checkpoint_step, list_checkpoints
-from training.cli_checks import print_note
+from training.cli_checks import print_note, require_output_dir
 from training.config import TrainConfig, read_train_config
 from training.datasets.selection import evaluation_videos
 from training.evaluation import evaluate
@@ -177,10 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--checkpoint", choices=["best", "final"], default="best", help="which model of the run to publish"
     )
     args = parser.parse_args(argv)
+    require_output_dir(parser, "--out", args.out, "the model")
     if not (args.run / TRAIN_CONFIG_FILE).is_file():
         parser.error(f"--run {args.run}: no {TRAIN_CONFIG_FILE} there; expected a training run directory")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} is a file; give a folder")
     try:
         config = read_train_config(args.run / TRAIN_CONFIG_FILE)
     except ValueError as error:

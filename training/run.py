@@ -21,6 +21,7 @@ from typing import Any
 from plugins import default_registry
 from plugins.interfaces import Component
 from plugins.registry import RegistryError
+from training.cli_checks import file_in_the_way
 from training.config import TrainConfig, read_train_config
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
@@ -178,10 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_process and (warning := missing_pretrained_weights(config)):
         print(warning, file=sys.stderr)
     out = args.out or f"runs/{args.config}"
-    if blocked := next(
-        (path for path in (Path(out), *Path(out).parents) if path.exists() and not path.is_dir()), None
-    ):
-        print(f"error: --out {out}: {blocked} is a file; give a folder for the run", file=sys.stderr)
+    if (blocking := file_in_the_way(Path(out))) is not None:
+        print(f"error: --out {out}: {blocking} is a file; give a folder for the run", file=sys.stderr)
         return 2
     words = sys.argv[1:] if argv is None else list(argv)
     command = f"{_launcher()} -m training.run {shlex.join(words)}"

@@ -54,6 +54,16 @@ CASES = {
         ["generate", "--videos", "1", "--out", __file__],
         "is a file; give a folder for the dataset",
     ),
+    "datasets generate --out below a file": (
+        datasets_main,
+        ["generate", "--videos", "1", "--out", str(Path(__file__) / "sub")],
+        f"{__file__} is a file; give a folder for the dataset",
+    ),
+    "model_card --out below a file": (
+        model_card_main,
+        ["--run", "/nonexistent/run", "--out", str(Path(__file__) / "sub")],
+        f"{__file__} is a file; give a folder for the model",
+    ),
     "datasets generate --seed -1": (
         datasets_main,
         ["generate", "--videos", "1", "--out", "/tmp/unused", "--seed", "-1"],

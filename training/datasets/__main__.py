@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from training.cli_checks import require_output_dir
 from training.datasets.export import DATASET_FOLDERS, write_sequence
 from training.datasets.synthetic import LEVELS, generate_video
 from training.datasets.synthetic_dataset import train_video_seed
@@ -50,8 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--seed must be in [0, 2**30), got {args.seed}")
     if args.mp4 and args.size % 2:
         parser.error(f"--mp4 needs an even --size (yuv420p video), got {args.size}")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} is a file; give a folder for the dataset")
+    require_output_dir(parser, "--out", args.out, "the dataset")
     if args.out.is_dir() and any(args.out.iterdir()):
         if not args.overwrite:
             parser.error(f"--out {args.out} is not empty; choose another folder or pass --overwrite to replace it")
