@@ -387,6 +387,8 @@ class StreamConnection:
         session.inflight += 1
         self._manager.touch(session)
         last = session.last_accepted_index
+        if session.last_received_index is None or request.frame_index > session.last_received_index:
+            session.last_received_index = request.frame_index
         id_bytes = len(request.camera_frame_id.encode())
         if id_bytes > MAX_CAMERA_FRAME_ID_BYTES:
             problem = FrameRejected(

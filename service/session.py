@@ -36,6 +36,8 @@ class Session:
         state: float32 ``[K, D]`` state after :attr:`last_frame_index`, or ``None`` before the first frame.
         last_frame_index: the last frame folded into :attr:`state`.
         last_accepted_index: the last frame accepted for processing; the next must be larger.
+        last_received_index: the largest frame index received (accepted, rejected or dropped): a client can only
+            have had answers up to it, so a resume point beyond it is refused.
         opened_after: the frame the stream's first state follows: ``None`` for a fresh state, the hand-off's
             last frame for a handed-off stream (where a resume without a frame index returns to).
         history: ``(frame index, state)`` after each processed frame, oldest first, for resuming.
@@ -56,6 +58,7 @@ class Session:
     state: np.ndarray | None = None
     last_frame_index: int | None = None
     last_accepted_index: int | None = None
+    last_received_index: int | None = None
     opened_after: int | None = None
     history: deque[tuple[int | None, np.ndarray | None]] = field(default_factory=deque)
     last_activity: float = 0.0
@@ -84,6 +87,8 @@ class Session:
         """Fold a processed frame into the state."""
         self.state = state
         self.last_frame_index = frame_index
+        if self.last_received_index is None or frame_index > self.last_received_index:
+            self.last_received_index = frame_index
         self.history.append((frame_index, state))
 
     def handoff(self) -> StateHandoff | None:
@@ -101,12 +106,21 @@ class Session:
         re-sends them.
 
         Raises:
-            StreamAbort: ``RESUME_POINT_UNAVAILABLE`` when that state is older than the kept history.
+            StreamAbort: ``RESUME_POINT_UNAVAILABLE`` when that state is older than the kept history, or the
+                frame is newer than any the stream received (the client cannot have had its answer).
         """
         if last_frame_index is None:
             last_frame_index = self.opened_after  # a handed-off stream starts after the hand-off's frame
         target = -math.inf if last_frame_index is None else last_frame_index
         entries = list(self.history)
+        newest = self.last_received_index
+        if last_frame_index is not None and (newest is None or last_frame_index > newest):
+            received = "no frame" if newest is None else f"frames up to {newest} only"
+            raise StreamAbort(
+                ErrorCode.RESUME_POINT_UNAVAILABLE,
+                f"cannot resume stream {self.stream_id!r} after frame {last_frame_index}: the stream has received "
+                f"{received}, so that frame was never answered; resume after the last frame whose answer arrived",
+            )
         kept = [i for i, (index, _) in enumerate(entries) if (-math.inf if index is None else index) <= target]
         oldest = entries[0][0] if entries else None
         if not kept or (last_frame_index is None and oldest is not None):

@@ -174,6 +174,7 @@ class SessionManager:
             self._check_handoff(handoff, runner)
             session.slot_ids = handoff.slot_ids or slot_ids
             session.last_accepted_index = session.opened_after = handoff.last_frame_index
+            session.last_received_index = handoff.last_frame_index
             session.advance(handoff.last_frame_index, np.ascontiguousarray(handoff.state, dtype=np.float32))
             kind = OpenKind.HANDED_OFF
         else:

@@ -255,6 +255,27 @@ def test_resume_point_older_than_the_history_is_refused(strict_server):
     assert "after frames 3 to 5" in error.message
 
 
+def test_resume_point_after_the_newest_frame_is_refused(server):
+    """A resume after a frame the server never received would make it refuse the client's next frames."""
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(GOOD)
+            await stream.process(GOOD)
+            with pytest.raises(StreamError) as refused:
+                await client.resume(stream.stream_id, stream.opened.resume_token, 99)
+            resumed = await client.resume(stream.stream_id, stream.opened.resume_token, 1)  # the right point works
+            assert resumed.opened.last_frame_index == 1
+            assert isinstance(await resumed.process(GOOD), FrameResult)
+            await resumed.close()
+            return refused.value
+
+    error = run(scenario())
+    assert error.status == grpc.StatusCode.FAILED_PRECONDITION and error.code == ErrorCode.RESUME_POINT_UNAVAILABLE
+    assert "after frame 99: the stream has received frames up to 1 only" in error.message
+
+
 @pytest.mark.parametrize("problem", ["version", "shape", "nan"])
 def test_mismatched_handoff_is_refused(server, problem):
     card = run(_card(server.target))

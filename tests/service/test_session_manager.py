@@ -154,6 +154,23 @@ def test_rewind_tolerates_gaps_from_dropped_frames_but_not_evicted_history():
     assert session.last_frame_index == 5 and session.last_accepted_index == 7
 
 
+def test_resume_after_a_frame_the_stream_never_received_is_refused():
+    """Otherwise the stream would expect frames after it, and refuse the client's next frames as not increasing."""
+    manager, _ = make_manager()
+    session, _ = manager.open(OpenRequest(), Owner())
+    assert abort_code(lambda: session.rewind(0)) == ErrorCode.RESUME_POINT_UNAVAILABLE  # no frame yet
+    for index in (0, 1):
+        session.advance(index, state(index))
+    with pytest.raises(StreamAbort, match="after frame 99: the stream has received frames up to 1 only") as error:
+        session.rewind(99)
+    assert error.value.code == ErrorCode.RESUME_POINT_UNAVAILABLE
+    assert session.last_accepted_index is None or session.last_accepted_index <= 1
+    session.last_received_index = 3  # frames 2 and 3 were answered without being processed (dropped, rejected)
+    session.rewind(3)
+    np.testing.assert_array_equal(session.state, state(1))
+    assert session.last_accepted_index == 3
+
+
 def test_resume_before_any_frame_needs_the_fresh_state_still_in_history():
     manager, _ = make_manager(resume_history=2)
     session, _ = manager.open(OpenRequest(), Owner())
