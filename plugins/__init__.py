@@ -8,10 +8,20 @@ from __future__ import annotations
 
 from plugins.config import ComponentSpec
 from plugins.hookspecs import hookimpl
-from plugins.interfaces import Aggregator, Component, Decoder, Encoder, Head, Initializer, Loss, Transition
+from plugins.interfaces import (
+    Aggregator,
+    Component,
+    ContractViolation,
+    Decoder,
+    Encoder,
+    Head,
+    Initializer,
+    Loss,
+    Transition,
+)
 from plugins.manager import PluginSetup, build_plugin_manager, default_registry
 from plugins.model import VideoSlotModel
-from plugins.registry import ComponentKind, ComponentRegistry, RegistryError
+from plugins.registry import ComponentBuildError, ComponentKind, ComponentRegistry, RegistryError
 from plugins.types import (
     AggregatorOutput,
     DecoderOutput,
@@ -26,9 +36,11 @@ __all__ = [
     "Aggregator",
     "AggregatorOutput",
     "Component",
+    "ComponentBuildError",
     "ComponentKind",
     "ComponentRegistry",
     "ComponentSpec",
+    "ContractViolation",
     "Decoder",
     "DecoderOutput",
     "Encoder",

@@ -1,4 +1,8 @@
-"""``python -m plugins list [--json]``: every registered component, by kind, with the plugin that added it."""
+"""``python -m plugins list [--json]``: every registered component, by kind, with the plugin that added it.
+
+The text listing also shows names several installed plugins register (ambiguous, so unusable until all but one
+are blocked); ``--json`` lists only usable names.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import json
 import sys
 
-from plugins.manager import build_plugin_manager
+from plugins.manager import BLOCK_ENV_VAR, build_plugin_manager
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for kind, names in registry.as_dict().items():
         print(f"{kind}:")
-        for name in names or ["(none)"]:
+        ambiguous = {name: owners for (of_kind, name), owners in setup.ambiguous.items() if of_kind == kind}
+        for name in names or ([] if ambiguous else ["(none)"]):
             owner = f"  [{registry.owner(kind, name)}]" if names else ""
             print(f"  {name}{owner}")
+        for name, owners in sorted(ambiguous.items()):
+            print(f"  {name}  [ambiguous: {', '.join(owners)}; block all but one with {BLOCK_ENV_VAR}]")
     if setup.external:
         print(f"external plugins: {', '.join(setup.external)}")
     if setup.blocked:

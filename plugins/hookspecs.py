@@ -46,8 +46,11 @@ def slotstream_register_components(registry: ComponentRegistry) -> None:
     """Add component classes (encoders, initializers, aggregators, transitions, decoders, losses, heads).
 
     Called once per plugin manager, for built-in and external plugins alike, in registration order
-    (built-ins first). Each class carries its registry ``name``; adding a name that is already taken raises
-    an error naming both plugins.
+    (built-ins first, then installed plugins sorted by entry-point name and distribution). Each class carries
+    its registry ``name``; adding a name a built-in plugin holds (or one the same plugin added) raises an error
+    naming both plugins, which leaves the installed plugin out. A name that two installed plugins both add
+    becomes ambiguous: both plugins load, and a model asking for that name fails, naming both plugins, until
+    all but one are blocked.
 
     Args:
         registry: the :class:`~plugins.registry.ComponentRegistry` to fill, through ``registry.add_encoder``,

@@ -6,7 +6,14 @@ constructor signature is its configuration: arguments are keyword, typed, defaul
 Some constructor arguments are *wiring*: values that depend on the other components of a model (the slot
 width, the feature width, ...). :class:`~plugins.model.VideoSlotModel` supplies them, so configs never repeat
 them. A component declares the wiring it needs simply by naming the argument in its signature; the names are
-listed in :data:`WIRING_ARGUMENTS`.
+listed in :data:`WIRING_ARGUMENTS`. Which kind receives which: encoders get ``image_size``, ``num_slots`` and
+``slot_dim`` (the rest is derived from the encoder, so an encoder may take its own ``feature_dim``,
+``feature_grid`` or ``target_dim`` as configuration); initializers, aggregators, transitions and decoders get
+all six; losses and heads get none. A config may not set an argument the model supplies to that kind. The model
+passes every argument by keyword, so none may be positional-only.
+
+:class:`~plugins.model.VideoSlotModel` checks every component's output on every frame (its type and shape, a
+few tuple comparisons) and raises :class:`ContractViolation` naming the component that broke its contract.
 
 State semantics (one choice, used everywhere): the state carried between frames is the *previous frame's
 slots*, and the transition runs at the start of the next frame, once that frame's features are known
@@ -42,7 +49,18 @@ WIRING_ARGUMENTS: dict[str, str] = {
     "feature_grid": "(h, w) of the encoder tokens (from the encoder)",
     "target_dim": "Ct, the channel count of the reconstruction target (3 for pixels, the raw width otherwise)",
 }
-"""Constructor arguments the model fills in; a component opts in by naming one in its signature."""
+"""Constructor arguments the model fills in; a component opts in by naming one in its signature. Encoders
+receive only ``image_size``, ``num_slots`` and ``slot_dim``; the other model components receive all of them."""
+
+
+class ContractViolation(AssertionError, ValueError):
+    """A component broke the contract of its kind; the message says which rule and by how much.
+
+    Raised by :class:`~plugins.model.VideoSlotModel` when a component's output has the wrong type or shape (the
+    message names the component, its class and the plugin that registered it), and by the checks of
+    :mod:`plugins.testing`. An ``AssertionError`` for tests, and a ``ValueError`` for callers that handle a bad
+    model as one.
+    """
 
 
 class Component(nn.Module, ABC):
@@ -180,6 +198,7 @@ __all__ = [
     "WIRING_ARGUMENTS",
     "Aggregator",
     "Component",
+    "ContractViolation",
     "Decoder",
     "Encoder",
     "Head",

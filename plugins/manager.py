@@ -15,13 +15,11 @@ import pluggy
 
 from plugins import hookspecs
 from plugins.builtin import DEFAULT_PLUGINS
+from plugins.registry import BLOCK_ENV_VAR as BLOCK_ENV_VAR  # defined there for the registry's messages
 from plugins.registry import ComponentRegistry
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 """Distributions advertise plugins in this entry-point group."""
-
-BLOCK_ENV_VAR = "SLOTSTREAM_DISABLE_PLUGINS"
-"""Comma-separated plugin names (entry-point names or built-in module names) that must not load."""
 
 
 @dataclass
@@ -33,8 +31,11 @@ class PluginSetup:
         registry: every component the plugins registered.
         external: names of plugins loaded from entry points.
         blocked: names that were blocked.
-        failed: installed plugins that were left out, by entry-point name, with the reason (an import error, an
-            invalid hook, a duplicate component name...); each was also reported with a ``RuntimeWarning``.
+        failed: installed plugins that were left out, by entry-point name, with where they come from
+            (distribution and version) and the reason (an import error, an invalid hook, a component name a
+            built-in holds...); each was also reported with a ``RuntimeWarning``.
+        ambiguous: component names several installed plugins register, as ``(kind, name)`` -> those plugins;
+            resolving one fails until all but one are blocked. Each was also reported with a ``RuntimeWarning``.
     """
 
     manager: pluggy.PluginManager
@@ -42,6 +43,7 @@ class PluginSetup:
     external: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    ambiguous: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] | None = None) -> PluginSetup:
@@ -49,14 +51,22 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
 
     Steps: add the hook specs; register the built-in plugin modules of :data:`plugins.builtin.DEFAULT_PLUGINS`
     (through the same hook as third-party plugins); block the names given in ``blocked`` and in the
-    ``SLOTSTREAM_DISABLE_PLUGINS`` environment variable; load entry points of the ``slotstream`` group one by one;
-    ``check_pending()`` (an implementation without a matching spec is an error); then call
-    ``slotstream_register_components`` once per plugin, in registration order.
+    ``SLOTSTREAM_DISABLE_PLUGINS`` environment variable; load entry points of the ``slotstream`` group one by one,
+    sorted by entry-point name, then distribution name (never in the order the file system lists them, which
+    differs between machines); ``check_pending()`` (an implementation without a matching spec is an error); then
+    call ``slotstream_register_components`` once per plugin, in registration order (built-ins first).
 
     An installed plugin that fails (its import raises, a hook is invalid or unknown, its entry-point name is
-    taken, its registration raises, for example with a duplicate component name) is left out with a
-    ``RuntimeWarning`` and recorded in :attr:`PluginSetup.failed`, and models asking for one of its components
-    are told why it is missing: one broken package must not stop models that do not use it.
+    taken by an earlier distribution, its registration raises, for example by adding a component name a
+    built-in holds) is left out with a ``RuntimeWarning`` naming its distribution and version, and recorded in
+    :attr:`PluginSetup.failed`, and models asking for one of its components are told why it is missing: one
+    broken package must not stop models that do not use it.
+
+    A component name that two installed plugins both register belongs to neither: it is ambiguous
+    (:attr:`PluginSetup.ambiguous`, with a ``RuntimeWarning``), both plugins' other components stay available,
+    and a model asking for that name fails with an error naming both plugins and the
+    ``SLOTSTREAM_DISABLE_PLUGINS`` setting that keeps one. So which class a saved model loads never depends on
+    installation order, and installing an unrelated plugin cannot silently swap it.
 
     Args:
         load_entry_points: load installed third-party plugins (tests turn this off for a clean slate).
@@ -79,12 +89,22 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
         if not manager.is_blocked(module_name):
             manager.register(importlib.import_module(module_name), name=module_name)
     failed: dict[str, str] = {}
-    entry_points = _entry_points() if load_entry_points else []
+    entry_points = sorted(_entry_points() if load_entry_points else [], key=_entry_point_order)
     external = _load_entry_points(manager, entry_points, failed)
     manager.check_pending()
     registry = ComponentRegistry()
-    _register_components(manager, registry, set(external), failed)
+    registry.external_plugins = dict(external)
+    _register_components(manager, registry, external, failed)
     registry.unavailable_plugins = {**failed, **{name: "blocked" for name in blocked_names}}
+    ambiguous = registry.ambiguous()
+    for (kind, name), owners in ambiguous.items():
+        warnings.warn(
+            f"slotstream plugins {' and '.join(f'{owner!r} ({external[owner]})' for owner in owners)} all register "
+            f"the {kind} name {name!r}: a model that asks for it fails until all but one of them are blocked "
+            f"with {BLOCK_ENV_VAR}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     known = {*DEFAULT_PLUGINS, *(entry_point.name for entry_point in entry_points)}
     for name in blocked_names:
         if name not in known:
@@ -95,28 +115,38 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
                 RuntimeWarning,
                 stacklevel=2,
             )
-    loaded = sorted(name for name in external if name not in failed)
-    return PluginSetup(manager, registry, loaded, blocked_names, failed)
+    loaded = sorted(name for name in external if manager.has_plugin(name))  # not those whose registration failed
+    return PluginSetup(manager, registry, loaded, blocked_names, failed, ambiguous)
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
-    """The installed distributions' entry points of the ``slotstream`` group."""
+    """The installed distributions' entry points of the ``slotstream`` group, in discovery order."""
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _entry_point_order(entry_point: importlib.metadata.EntryPoint) -> tuple[str, str, str]:
+    """Sort key: entry-point name, then distribution name, then the object it points to."""
+    return entry_point.name, entry_point.dist.name if entry_point.dist else "", entry_point.value
+
+
+def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
+    """Where a plugin comes from: ``"my-plugin 0.1.0"``, or the module path of an entry point without one."""
+    return f"{entry_point.dist.name} {entry_point.dist.version}" if entry_point.dist else entry_point.value
 
 
 def _load_entry_points(
     manager: pluggy.PluginManager, entry_points: list[importlib.metadata.EntryPoint], failed: dict[str, str]
-) -> list[str]:
+) -> dict[str, str]:
     """Import and register each entry point on its own, so a broken one is left out (into ``failed``) rather
-    than stopping the others; returns the names registered."""
-    loaded = []
+    than stopping the others; returns the names registered, in order, with where each comes from."""
+    loaded: dict[str, str] = {}
     for entry_point in entry_points:
-        name = entry_point.name
-        origin = f"{entry_point.dist.name} {entry_point.dist.version}" if entry_point.dist else entry_point.value
+        name, origin = entry_point.name, _origin(entry_point)
         if manager.is_blocked(name):
             continue
         if manager.has_plugin(name):
-            _leave_out(failed, name, origin, f"the plugin name {name!r} is already taken (another distribution?)")
+            taken_by = loaded.get(name, "a built-in plugin")
+            _leave_out(failed, name, origin, f"the plugin name {name!r} is already taken by {taken_by}")
             continue
         try:
             plugin = entry_point.load()
@@ -127,15 +157,16 @@ def _load_entry_points(
                 manager.unregister(name=name)
             _leave_out(failed, name, origin, f"{type(error).__name__}: {error}")
             continue
-        loaded.append(name)
+        loaded[name] = origin
     return loaded
 
 
 def _register_components(
-    manager: pluggy.PluginManager, registry: ComponentRegistry, external: set[str], failed: dict[str, str]
+    manager: pluggy.PluginManager, registry: ComponentRegistry, external: dict[str, str], failed: dict[str, str]
 ) -> None:
     """Call each plugin's registration hook on its own, in registration order (so a duplicate name is blamed on
-    the plugin adding it); an external plugin whose hook raises is unregistered with what it added."""
+    the plugin adding it); an external plugin (``external``: name -> origin) whose hook raises is unregistered
+    with what it added."""
     hook = manager.hook.slotstream_register_components
     implementing = {id(implementation.plugin) for implementation in hook.get_hookimpls()}
     plugins_in_order = [(name, plugin) for name, plugin in manager.list_name_plugin() if plugin is not None]
@@ -158,7 +189,7 @@ def _register_components(
                 raise  # a built-in plugin's error is a bug here, not a broken installation
             registry.remove_plugin(name)
             manager.unregister(name=name)
-            _leave_out(failed, name, "its registration", f"{type(error).__name__}: {error}")
+            _leave_out(failed, name, external[name], f"its registration raised {type(error).__name__}: {error}")
     registry.current_plugin = "<direct>"
 
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +21,20 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from plugins.config import ComponentSpec, ComponentSpecLike
-from plugins.interfaces import Aggregator, Component, Decoder, Encoder, Initializer, Transition
-from plugins.registry import ComponentKind, ComponentRegistry
-from plugins.types import EncoderOutput, Frames, InitializerOutput, SlotState, StepOutput, Tokens, Video, VideoOutput
+from plugins.interfaces import Aggregator, Component, ContractViolation, Decoder, Encoder, Initializer, Transition
+from plugins.registry import ComponentBuildError, ComponentKind, ComponentRegistry
+from plugins.types import (
+    AggregatorOutput,
+    DecoderOutput,
+    EncoderOutput,
+    Frames,
+    InitializerOutput,
+    SlotState,
+    StepOutput,
+    Tokens,
+    Video,
+    VideoOutput,
+)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -33,11 +44,28 @@ FORMAT_VERSION = 1
 COMPONENT_NAMES = ("encoder", "initializer", "aggregator", "transition", "decoder")
 """The component attributes (and ``specs`` keys) of :class:`VideoSlotModel`, in data-flow order."""
 
+_KINDS = {
+    "encoder": ComponentKind.ENCODERS,
+    "initializer": ComponentKind.INITIALIZERS,
+    "aggregator": ComponentKind.AGGREGATORS,
+    "transition": ComponentKind.TRANSITIONS,
+    "decoder": ComponentKind.DECODERS,
+}
+
 
 class VideoSlotModel(nn.Module):
     """A recurrent video slot model: the same code for training, serving and export.
 
     The constructor arguments are the configuration (:attr:`config` returns them as JSON).
+
+    Every step checks each component's output against its contract: the type (``EncoderOutput``, a queries
+    tensor, ...) and the shape (encoder features ``[B, h*w, feature_dim]`` for its declared grid and width,
+    queries and slots ``[B, K, D]``, attention ``[B, R, K, P]``, masks ``[B, K, h, w]``, a reconstruction of the
+    target's shape). A violation raises :class:`~plugins.interfaces.ContractViolation` naming the component, its
+    class and the plugin that registered it, instead of a failure deep inside the next component or a shape that
+    drifts frame after frame. The checks compare types and shapes only (about 7 us per step on the development
+    CPU, against 3.2 ms for a step of the default model); the shape comparisons are skipped while ONNX export
+    traces the model, where sizes are symbolic.
 
     Args:
         encoder: encoder spec (registry name + kwargs).
@@ -93,6 +121,9 @@ class VideoSlotModel(nn.Module):
         self.first_iters = first_iters
         self.later_iters = later_iters
 
+        self.component_plugins = {role: registry.owner(_KINDS[role], spec.name) for role, spec in specs.items()}
+        """The plugin that registered each component, by role (named in contract violations)."""
+        # encoders get image_size, num_slots and slot_dim; the rest is derived from the encoder
         wiring: dict[str, Any] = {"image_size": self.image_size, "num_slots": num_slots, "slot_dim": slot_dim}
         self.encoder = cast(Encoder, _build(registry, ComponentKind.ENCODERS, specs["encoder"], wiring))
         wiring |= {"feature_dim": self.encoder.feature_dim, "feature_grid": self.encoder.feature_grid}
@@ -156,9 +187,12 @@ class VideoSlotModel(nn.Module):
         Returns:
             The frame's outputs and the state to pass to :meth:`step` with the next frame.
         """
-        encoded = self.encoder(frames)
-        initial: InitializerOutput = self.initializer(encoded.features)
+        encoded = self._encode(frames)
+        initial = self.initializer(encoded.features)
+        self._check_type("initializer", initial, InitializerOutput)
         self._check_slots("initializer", "queries", initial.queries, frames.shape[0])
+        if initial.preheated is not None:
+            self._check_slots("initializer", "preheated queries", initial.preheated, frames.shape[0])
         return self._group_and_decode(frames, encoded, initial.queries, self.first_iters, initial.preheated, None)
 
     def step(self, frames: Frames, state: SlotState) -> tuple[StepOutput, SlotState]:
@@ -171,7 +205,7 @@ class VideoSlotModel(nn.Module):
         Returns:
             The frame's outputs and the state for the next frame.
         """
-        encoded = self.encoder(frames)
+        encoded = self._encode(frames)
         past_slots = state.past_slots or (state.slots,)
         past_features = (*state.past_features, encoded.features)[-len(past_slots) :]
         queries = self.transition(past_slots, past_features)
@@ -210,11 +244,19 @@ class VideoSlotModel(nn.Module):
         preheated: torch.Tensor | None,
         previous: SlotState | None,
     ) -> tuple[StepOutput, SlotState]:
+        batch = frames.shape[0]
         grouped = self.aggregator(encoded.features, queries, num_iterations)
-        self._check_slots("aggregator", "slots", grouped.slots, frames.shape[0])
+        self._check_type("aggregator", grouped, AggregatorOutput)
+        self._check_slots("aggregator", "slots", grouped.slots, batch)
+        attention = (batch, num_iterations, self.num_slots, encoded.features.shape[1])
+        self._check_shape("aggregator", "attention", grouped.attention, attention, "[B, R, K, P]")
         target = self._target(frames, encoded)
         decoded = self.decoder(grouped.slots, target)
-        self._check_shape("decoder", "masks", decoded.masks, (frames.shape[0], self.num_slots, *self.mask_grid))
+        self._check_type("decoder", decoded, DecoderOutput)
+        self._check_shape("decoder", "masks", decoded.masks, (batch, self.num_slots, *self.mask_grid), "[B, K, h, w]")
+        self._check_shape("decoder", "reconstruction", decoded.reconstruction, tuple(target.shape), "the target's")
+        if decoded.extra is not None:
+            self._check_shape("decoder", "extra", decoded.extra, (*target.shape[:2], None), "[B, Pt, E]")
         out = StepOutput(
             slots=grouped.slots,
             masks=decoded.masks,
@@ -228,24 +270,71 @@ class VideoSlotModel(nn.Module):
         )
         return out, self._next_state(grouped.slots, encoded.features, previous)
 
-    def _check_slots(self, kind: str, what: str, tensor: torch.Tensor, batch: int) -> None:
-        self._check_shape(kind, what, tensor, (batch, self.num_slots, self.slot_dim))
+    def _encode(self, frames: Frames) -> EncoderOutput:
+        """Run the encoder and check its output against its own declared ``feature_grid``, ``feature_dim`` and
+        ``raw_dim``, which the other components were built for."""
+        encoded: EncoderOutput = self.encoder(frames)
+        self._check_type("encoder", encoded, EncoderOutput)
+        encoder, batch = self.encoder, frames.shape[0]
+        height, width = encoder.feature_grid
+        features = (batch, height * width, encoder.feature_dim)
+        self._check_shape("encoder", "features", encoded.features, features, "[B, h*w, feature_dim] it declares")
+        raw = (batch, height * width, encoder.raw_dim)
+        self._check_shape("encoder", "raw", encoded.raw, raw, "[B, h*w, raw_dim] it declares")
+        if not (isinstance(encoded.grid, tuple | list) and tuple(encoded.grid) == (height, width)):
+            self._violation("encoder", f"returned grid {encoded.grid!r}, but its feature_grid is {(height, width)}")
+        return encoded
 
-    def _check_shape(self, kind: str, what: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
+    def _check_slots(self, role: str, what: str, tensor: torch.Tensor, batch: int) -> None:
+        self._check_shape(role, what, tensor, (batch, self.num_slots, self.slot_dim), "[B, K, D]")
+
+    def _check_type(self, role: str, output: object, expected: type) -> None:
+        """Raises :class:`ContractViolation` when the component in ``role`` returned something other than
+        ``expected`` (a tuple or a bare tensor instead of its typed output)."""
+        if not isinstance(output, expected):
+            self._violation(role, f"returned {type(output).__name__}, not the {expected.__name__} of its contract")
+
+    def _check_shape(
+        self, role: str, what: str, tensor: object, expected: tuple[int | None, ...], layout: str = ""
+    ) -> None:
         """Name the component whose output breaks the contract, at once: a transition that adds slots would
         otherwise grow K frame after frame, and a wrong width fails deep inside another component.
 
+        Args:
+            role: the component attribute (``"decoder"``).
+            what: what the output is (``"masks"``).
+            tensor: the output.
+            expected: its shape for this model; ``None`` matches any size.
+            layout: the contract's name for the shape, for the message.
+
         Raises:
-            ValueError: ``tensor``'s shape is not ``expected``.
+            ContractViolation: ``tensor`` is not a tensor, or its shape is not ``expected``.
         """
-        if torch.onnx.is_in_onnx_export():
-            return  # shapes are symbolic there; the exporter checks the graph's signature itself
-        if tuple(tensor.shape) != expected:
-            component = type(getattr(self, kind))
-            raise ValueError(
-                f"the {kind} {self.specs[kind].name!r} ({component.__module__}.{component.__qualname__}) returned "
-                f"{what} of shape {tuple(tensor.shape)}, expected {expected} for this model"
+        if not isinstance(tensor, torch.Tensor):
+            self._violation(role, f"returned {what} of type {type(tensor).__name__}, not a tensor")
+        # ONNX export traces: sizes are tensors there, and the exporter checks the graph's signature itself. (Asked
+        # first because it costs 0.1 us, where torch.onnx.is_in_onnx_export() costs 1.4 us.)
+        if torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]
+            return
+        shape = tuple(tensor.shape)
+        if (
+            shape != expected
+            and (
+                len(shape) != len(expected)
+                or any(want is not None and got != want for got, want in zip(shape, expected, strict=True))
             )
+            and not torch.onnx.is_in_onnx_export()  # the dynamo exporter, whose shapes are symbolic
+        ):
+            shown = "(" + ", ".join("*" if size is None else str(size) for size in expected) + ")"
+            named = f" ({layout})" if layout else ""
+            self._violation(role, f"returned {what} of shape {shape}, expected {shown}{named} for this model")
+
+    def _violation(self, role: str, problem: str) -> NoReturn:
+        component = type(getattr(self, role))
+        raise ContractViolation(
+            f"the {role} {self.specs[role].name!r} ({component.__module__}.{component.__qualname__}, registered by "
+            f"plugin {self.component_plugins[role]!r}) {problem}"
+        )
 
     def _target(self, frames: Frames, encoded: EncoderOutput) -> Tokens:
         if self.decoder.target_kind == "features":
@@ -319,6 +408,8 @@ class VideoSlotModel(nn.Module):
             model = cls(**payload["model"], registry=registry)
         except TypeError as error:  # an unknown or missing argument, or a value of the wrong type
             raise ValueError(f"{config_path}: its 'model' section does not describe a model: {error}") from error
+        except ComponentBuildError as error:  # a component's constructor raised: keep the type, name the file
+            raise ComponentBuildError(f"{config_path}: {error}") from error
         model = model.to(map_location)  # the weights load straight onto it
         try:
             missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))

@@ -28,6 +28,9 @@ C = TypeVar("C", bound=Component)
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
+BLOCK_ENV_VAR = "SLOTSTREAM_DISABLE_PLUGINS"
+"""Comma-separated plugin names (entry-point names or built-in module names) that must not load."""
+
 
 class ComponentKind(StrEnum):
     """The component families, named as they appear in ``python -m plugins list``."""
@@ -54,11 +57,27 @@ BASE_CLASSES: dict[ComponentKind, type[Component]] = {
 
 
 class RegistryError(LookupError):
-    """A component name is unknown, duplicated, malformed, or its class does not fit its kind."""
+    """A component name is unknown, duplicated, ambiguous or malformed, or its class does not fit its kind."""
+
+
+class ComponentBuildError(RegistryError, ValueError):
+    """A registered component's constructor failed.
+
+    The message names the kind, the registry name, the class, the plugin that registered it and the arguments
+    it was given; the constructor's own exception is the ``__cause__``. Also a ``ValueError``: a constructor
+    rejecting its configuration (``kernel_size must be odd``) is what most of these are, and callers that
+    handle bad configurations as ``ValueError`` keep doing so.
+    """
 
 
 class ComponentRegistry:
     """Classes by kind and name.
+
+    A name belongs to one class. The exception: when two installed plugins (those in
+    :attr:`external_plugins`) register the same name, neither wins, whatever order they were found in: the
+    name is *ambiguous* and :meth:`get` refuses it, naming both plugins and how to keep one
+    (``SLOTSTREAM_DISABLE_PLUGINS``), so an unrelated installation never silently swaps the class a saved model
+    loads. A name a built-in plugin (or a direct registration) holds is never shared: adding it again raises.
 
     Example:
         >>> registry = ComponentRegistry()
@@ -69,21 +88,30 @@ class ComponentRegistry:
     def __init__(self) -> None:
         self._tables: dict[ComponentKind, dict[str, type[Component]]] = {kind: {} for kind in ComponentKind}
         self._owners: dict[tuple[ComponentKind, str], str] = {}
+        self._ambiguous: dict[tuple[ComponentKind, str], list[tuple[str, type[Component]]]] = {}
         self.current_plugin: str = "<direct>"
         """Name of the plugin whose registration hook is running (set by the plugin manager)."""
         self.unavailable_plugins: dict[str, str] = {}
         """Plugins left out (blocked, or failed to load) and why, named when a component is not found."""
+        self.external_plugins: dict[str, str] = {}
+        """Installed plugins by name, with where they come from (distribution and version), set by the plugin
+        manager: a name two of them register becomes ambiguous instead of failing the second one."""
 
     # -- adding ---------------------------------------------------------------------------------------
 
     def add(self, kind: ComponentKind | str, cls: type[Component]) -> None:
         """Register ``cls`` under ``cls.name`` in ``kind``.
 
+        If another installed plugin already registered the name (and both are in :attr:`external_plugins`),
+        the name becomes ambiguous: it is kept out of :meth:`names`, and :meth:`get` refuses it until all but
+        one of those plugins are blocked or uninstalled.
+
         Raises:
             RegistryError: if the name is missing or not snake_case, the class does not derive from the
                 kind's base class, a decoder lacks ``target_kind``, an argument in ``initial_weight_arguments``
-                has no default (saved models could not be loaded again), or the name is already taken (the
-                message names both owners).
+                has no default (saved models could not be loaded again), a constructor argument the model
+                cannot pass by keyword is positional-only, or the name is already taken by a built-in plugin,
+                a direct registration or the same plugin (the message names both owners).
         """
         kind = _kind(kind)
         base = BASE_CLASSES[kind]
@@ -92,37 +120,52 @@ class ComponentRegistry:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not _SNAKE_CASE.match(name):
             raise RegistryError(
-                f"{cls.__module__}.{cls.__qualname__} needs a class attribute `name` in snake_case "
-                f"(got {name!r}) to be registered as one of the {kind.value}"
+                f"{_qualname(cls)} needs a class attribute `name` in snake_case (got {name!r}) to be registered as "
+                f"one of the {kind.value}"
             )
         target_kind = getattr(cls, "target_kind", None)
         if kind is ComponentKind.DECODERS and target_kind not in ("pixels", "features"):
             raise RegistryError(
-                f"{cls.__module__}.{cls.__qualname__} needs a class attribute `target_kind`, 'pixels' or 'features' "
-                f"(what it reconstructs), to be registered as one of the decoders; got {target_kind!r}"
+                f"{_qualname(cls)} needs a class attribute `target_kind`, 'pixels' or 'features' (what it "
+                f"reconstructs), to be registered as one of the decoders; got {target_kind!r}"
+            )
+        parameters = _constructor_parameters(cls)
+        unpassable = [
+            p.name
+            for p in parameters
+            if p.kind is p.POSITIONAL_ONLY and (p.name in WIRING_ARGUMENTS or p.default is p.empty)
+        ]
+        if unpassable:
+            raise RegistryError(
+                f"{_qualname(cls)} cannot be registered as one of the {kind.value}: its constructor takes "
+                f"{', '.join(unpassable)} positional-only (before '/'), but the model passes every argument, wiring "
+                "and configuration alike, by keyword; drop the '/' (or make them keyword-only, after '*')"
             )
         weights: frozenset[str] = getattr(cls, "initial_weight_arguments", frozenset())
-        required = {
-            parameter.name
-            for parameter in inspect.signature(cls.__init__).parameters.values()
-            if parameter.default is inspect.Parameter.empty and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
-        }
+        required = {p.name for p in parameters if p.default is p.empty and p.kind not in _VARIADIC}
         if weights & required:
             raise RegistryError(
-                f"{cls.__module__}.{cls.__qualname__}: {', '.join(sorted(weights & required))} in "
-                "initial_weight_arguments must have a default: saved models leave these arguments out of config.json "
-                "(the saved weights replace them), so the model could not be loaded again"
+                f"{_qualname(cls)}: {', '.join(sorted(weights & required))} in initial_weight_arguments must have "
+                "a default: saved models leave these arguments out of config.json (the saved weights replace "
+                "them), so the model could not be loaded again"
             )
-        table = self._tables[kind]
-        if name in table:
-            owner = self._owners[(kind, name)]
-            raise RegistryError(
-                f"duplicate {kind.value} name {name!r}: already registered by plugin {owner!r} "
-                f"({table[name].__module__}.{table[name].__qualname__}); plugin {self.current_plugin!r} tried to "
-                f"register {cls.__module__}.{cls.__qualname__}. Known {kind.value}: {', '.join(sorted(table))}"
-            )
+        key, table = (kind, name), self._tables[kind]
+        plugin = self.current_plugin
+        claims = self._ambiguous.get(key) or ([(self._owners[key], table[name])] if name in table else [])
+        if claims:
+            owners = [owner for owner, _ in claims]
+            if plugin not in self.external_plugins or plugin in owners or owners[0] not in self.external_plugins:
+                raise RegistryError(
+                    f"duplicate {kind.value} name {name!r}: already registered by plugin {owners[0]!r} "
+                    f"({_qualname(claims[0][1])}); plugin {plugin!r} tried to register {_qualname(cls)}. Known "
+                    f"{kind.value}: {', '.join(self.names(kind))}"
+                )
+            table.pop(name, None)
+            self._owners.pop(key, None)
+            self._ambiguous[key] = [*claims, (plugin, cls)]
+            return
         table[name] = cls
-        self._owners[(kind, name)] = self.current_plugin
+        self._owners[key] = plugin
 
     def add_encoder(self, cls: type[Encoder]) -> None:
         """Register an :class:`~plugins.interfaces.Encoder`."""
@@ -158,10 +201,13 @@ class ComponentRegistry:
         """The class registered as ``name`` in ``kind``.
 
         Raises:
-            RegistryError: for an unknown name; the message lists the known names and close matches.
+            RegistryError: for an unknown name (the message lists the known names and close matches), or an
+                ambiguous one (it names the plugins that register it and how to keep one).
         """
         kind = _kind(kind)
         table = self._tables[kind]
+        if (kind, name) in self._ambiguous:
+            raise RegistryError(self._ambiguity_message(kind, name))
         if name not in table:
             close = difflib.get_close_matches(name, table, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -174,20 +220,39 @@ class ComponentRegistry:
         return table[name]
 
     def remove_plugin(self, plugin: str) -> None:
-        """Remove every component ``plugin`` registered (the manager undoes a plugin whose hook failed)."""
+        """Remove every component ``plugin`` registered (the manager undoes a plugin whose hook failed); a name
+        it made ambiguous goes back to the one plugin left claiming it."""
         for (kind, name), owner in list(self._owners.items()):
             if owner == plugin:
                 del self._tables[kind][name]
                 del self._owners[(kind, name)]
+        for key, claims in list(self._ambiguous.items()):
+            rest = [(owner, cls) for owner, cls in claims if owner != plugin]
+            if len(rest) > 1:
+                self._ambiguous[key] = rest
+                continue
+            del self._ambiguous[key]
+            if rest:
+                self._tables[key[0]][key[1]] = rest[0][1]
+                self._owners[key] = rest[0][0]
 
     def owner(self, kind: ComponentKind | str, name: str) -> str:
-        """The plugin that registered ``name``."""
+        """The plugin that registered ``name``.
+
+        Raises:
+            RegistryError: as :meth:`get`.
+        """
         self.get(kind, name)
         return self._owners[(_kind(kind), name)]
 
     def names(self, kind: ComponentKind | str) -> list[str]:
-        """Sorted names registered in ``kind``."""
+        """Sorted names registered in ``kind`` (ambiguous names, which :meth:`get` refuses, left out)."""
         return sorted(self._tables[_kind(kind)])
+
+    def ambiguous(self) -> dict[tuple[str, str], list[str]]:
+        """Names that several installed plugins register, as ``(kind, name)`` -> those plugins, in the order
+        they registered it."""
+        return {(kind.value, name): [owner for owner, _ in claims] for (kind, name), claims in self._ambiguous.items()}
 
     def as_dict(self) -> dict[str, list[str]]:
         """Every kind mapped to its sorted names (the ``python -m plugins list --json`` format)."""
@@ -198,33 +263,100 @@ class ComponentRegistry:
     ) -> Component:
         """Instantiate a component from its config, adding the wiring arguments its constructor names.
 
+        The model supplies encoders ``image_size``, ``num_slots`` and ``slot_dim``, and the other model
+        components all of :data:`plugins.interfaces.WIRING_ARGUMENTS` (``feature_dim``, ``feature_grid`` and
+        ``target_dim`` come from the encoder, so an encoder may take arguments of those names as its own
+        configuration); losses and heads get none.
+
         Args:
             kind: the component kind.
             name: the registry name.
             kwargs: the component's own configuration.
-            wiring: values the model supplies (see :data:`plugins.interfaces.WIRING_ARGUMENTS`); only those
-                the constructor names are passed.
+            wiring: values the model supplies to this kind; only those the constructor names are passed.
 
         Raises:
-            RegistryError: unknown name.
-            TypeError: a config sets a wiring argument itself, or names an argument the constructor lacks.
+            RegistryError: unknown or ambiguous name.
+            TypeError: a config sets an argument the model supplies to this kind, or names an argument the
+                constructor lacks.
+            ComponentBuildError: the constructor raised (a missing argument, a value it rejects, an
+                ``__init__`` that does not call ``super().__init__()``...); the message names the component, its
+                class, the plugin that registered it and the arguments; the original error is the cause.
         """
+        kind = _kind(kind)
         cls = self.get(kind, name)
-        parameters = inspect.signature(cls.__init__).parameters
-        clashes = sorted(set(kwargs) & set(WIRING_ARGUMENTS) & set(parameters))
+        described = self._describe(kind, name)
+        parameters = {p.name: p for p in _constructor_parameters(cls)}
+        supplied_keys = set(wiring or {})
+        clashes = sorted(set(kwargs) & supplied_keys & set(parameters))
         if clashes:
             raise TypeError(
-                f"{kind if isinstance(kind, str) else kind.value} {name!r}: {', '.join(clashes)} is set by the model "
-                "(num_slots, slot_dim, image_size on VideoSlotModel; the rest from the encoder); remove it from the "
+                f"{described}: {', '.join(clashes)} is set by the model (num_slots, slot_dim, image_size on "
+                "VideoSlotModel; feature_dim, feature_grid and target_dim from the encoder); remove it from the "
                 "component config"
             )
-        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
         unknown = sorted(k for k in kwargs if k not in parameters and not accepts_any)
         if unknown:
-            allowed = sorted(p for p in parameters if p != "self" and p not in WIRING_ARGUMENTS)
-            raise TypeError(f"{name!r} got unknown config keys {unknown}; it accepts {allowed}")
+            allowed = sorted(p for p, v in parameters.items() if p not in supplied_keys and v.kind not in _VARIADIC)
+            raise TypeError(f"{described} got unknown config keys {unknown}; it accepts {allowed}")
         supplied = {k: v for k, v in (wiring or {}).items() if k in parameters}
-        return cls(**kwargs, **supplied)
+        try:
+            return cls(**kwargs, **supplied)
+        except Exception as error:  # a third party's constructor: whatever it raises, say whose it was
+            raise ComponentBuildError(
+                f"cannot build {described} from config {kwargs!r} and wiring {supplied!r}: "
+                f"{type(error).__name__}: {error}{_constructor_hint(kind, cls, error, list(wiring or {}))}"
+            ) from error
+
+    def _describe(self, kind: ComponentKind, name: str) -> str:
+        """``the transitions 'damped' (my_plugin.Damped, registered by plugin 'my_plugin' (my-plugin 0.1))``."""
+        cls, owner = self._tables[kind][name], self._owners[(kind, name)]
+        return f"the {kind.value} {name!r} ({_qualname(cls)}, registered by {self._plugin_label(owner)})"
+
+    def _plugin_label(self, plugin: str) -> str:
+        origin = self.external_plugins.get(plugin)
+        return f"plugin {plugin!r}" + (f" ({origin})" if origin else "")
+
+    def _ambiguity_message(self, kind: ComponentKind, name: str) -> str:
+        claims = self._ambiguous[(kind, name)]
+        owners = [owner for owner, _ in claims]
+        who = " and ".join(f"{self._plugin_label(owner)}: {_qualname(cls)}" for owner, cls in claims)
+        choices = "; ".join(
+            f"{BLOCK_ENV_VAR}={','.join(other for other in owners if other != owner)} to use {_qualname(cls)}"
+            for owner, cls in claims
+        )
+        return (
+            f"the {kind.value} name {name!r} is ambiguous: several installed plugins register it ({who}), "
+            f"and none of them takes precedence. Keep one by blocking the others ({choices}; blocking a plugin drops "
+            "all its components), or uninstall one"
+        )
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _constructor_parameters(cls: type[Component]) -> list[inspect.Parameter]:
+    """The parameters of ``cls.__init__`` after ``self``."""
+    return list(inspect.signature(cls.__init__).parameters.values())[1:]
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _constructor_hint(kind: ComponentKind, cls: type[Component], error: Exception, wiring: list[str]) -> str:
+    """A likely cause for the common constructor failures, or ``""``."""
+    text = str(error)
+    if isinstance(error, AttributeError) and any(
+        marker in text for marker in ("_modules", "_parameters", "_buffers", "Module.__init__()")
+    ):
+        return f" (does {cls.__qualname__}.__init__ call super().__init__() before setting attributes?)"
+    if isinstance(error, TypeError) and "required" in text and "argument" in text:
+        return (
+            f" (the model fills in only the arguments named {', '.join(wiring) or '(none)'} for {kind.value}; "
+            "any other argument needs a default or a value in the component's kwargs)"
+        )
+    return ""
 
 
 def _kind(kind: ComponentKind | str) -> ComponentKind:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from plugins.interfaces import ContractViolation as ContractViolation  # the model raises the same class
 from plugins.model import VideoSlotModel
 from plugins.registry import ComponentRegistry
 from plugins.types import StepOutput, VideoOutput
@@ -42,10 +43,6 @@ TINY_MODEL: dict[str, Any] = {
 """A model small enough to run in milliseconds: 16x16 frames, 3 slots of 16."""
 
 ROLES = ("encoder", "initializer", "aggregator", "transition", "decoder")
-
-
-class ContractViolation(AssertionError):
-    """A component broke the contract of its kind; the message says which rule and by how much."""
 
 
 def tiny_model_config(**roles: Any) -> dict[str, Any]:
@@ -87,7 +84,8 @@ def check_model_component(config: dict[str, Any], role: str, registry: Component
         registry: where the component names resolve; default: the installed plugins.
 
     Raises:
-        ContractViolation: a rule is broken (the message names it).
+        ContractViolation: a rule is broken (the message names it). A component output of the wrong type or shape
+            is the model's own per-step check, whose message names the component, its class and its plugin.
         ValueError: ``role`` is not a model role.
     """
     if role not in ROLES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -12,8 +13,10 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from tiny_configs import model_config
 
-from plugins import build_plugin_manager, hookimpl, hookspecs
+from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl, hookspecs
+from plugins.__main__ import main as plugins_cli
 from plugins.builtin import DEFAULT_PLUGINS
 from plugins.builtin.transitions.identity import IdentityTransition
 from plugins.manager import BLOCK_ENV_VAR
@@ -93,8 +96,151 @@ def test_a_broken_installed_plugin_is_left_out_and_the_others_load(monkeypatch: 
     assert "duplicate transitions name 'identity'" in setup.failed["duplicate"]
     assert setup.external == [] and "frozen_example" not in setup.registry.names("transitions")
     assert setup.registry.owner("transitions", "identity") == "plugins.builtin.transitions"
-    with pytest.raises(RegistryError, match=r"Plugin 'duplicate' was left out \(its registration: RegistryError"):
+    left_out = r"Plugin 'duplicate' was left out \(rogue_duplicate: its registration raised RegistryError"
+    with pytest.raises(RegistryError, match=left_out):
         setup.registry.get("transitions", "frozen_example")
+
+
+def _plugin_module(name: str, *transitions: type[Transition], log: list[str] | None = None) -> types.ModuleType:
+    """A plugin module registering ``transitions`` (and noting its name in ``log`` when its hook runs)."""
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def slotstream_register_components(registry: ComponentRegistry) -> None:
+        if log is not None:
+            log.append(name)
+        for transition in transitions:
+            registry.add_transition(transition)
+
+    module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
+    return module
+
+
+def _installed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    distribution: str,
+    version: str,
+    name: str,
+    module: types.ModuleType,
+) -> EntryPoint:
+    """The entry point ``name`` of an installed distribution (real ``.dist-info`` metadata) pointing at ``module``."""
+    info = tmp_path / f"{distribution}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[slotstream]\n{name} = {module.__name__}\n")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    (entry_point,) = importlib.metadata.PathDistribution(info).entry_points
+    return entry_point
+
+
+def test_installed_plugins_load_in_one_order_whatever_order_they_are_found_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discovery follows the raw directory listing, which differs between machines: plugins load sorted by
+    entry-point name, then distribution, so an entry-point name two distributions use goes to the same one."""
+    log: list[str] = []
+    found = [
+        _installed(tmp_path, monkeypatch, "b-dist", "1.0", "beta", _plugin_module("order_beta", log=log)),
+        _installed(tmp_path, monkeypatch, "z-dist", "1.0", "alpha", _plugin_module("order_alpha_z", log=log)),
+        _installed(tmp_path, monkeypatch, "a-dist", "1.0", "alpha", _plugin_module("order_alpha_a", log=log)),
+    ]
+    for listing in (found, found[::-1]):
+        log.clear()
+        monkeypatch.setattr("plugins.manager._entry_points", lambda listing=listing: listing)
+        with pytest.warns(RuntimeWarning, match=r"'alpha' \(z-dist 1.0\) was left out: .*already taken by a-dist 1.0"):
+            setup = build_plugin_manager()
+        assert log == ["order_alpha_a", "order_beta"]
+        assert setup.external == ["alpha", "beta"] and list(setup.failed) == ["alpha"]
+
+
+class Damped(IdentityTransition):
+    name = "damped_example"
+
+
+class AlsoDamped(IdentityTransition):
+    name = "damped_example"
+
+
+class OursOnly(IdentityTransition):
+    name = "ours_only"
+
+
+class TheirsOnly(IdentityTransition):
+    name = "theirs_only"
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["found_in_order", "found_reversed"])
+def test_a_component_name_two_installed_plugins_register_belongs_to_neither(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], reverse: bool
+) -> None:
+    """Whichever is found first, asking for the shared name fails naming both plugins and how to keep one, so
+    installing an unrelated plugin never silently changes the class a saved model loads."""
+    found = [
+        _installed(tmp_path, monkeypatch, "ours-dist", "1.0", "ours", _plugin_module("ours_mod", Damped, OursOnly)),
+        _installed(
+            tmp_path, monkeypatch, "theirs-dist", "2.0", "theirs", _plugin_module("theirs_mod", AlsoDamped, TheirsOnly)
+        ),
+    ]
+    monkeypatch.setattr("plugins.manager._entry_points", lambda: found[::-1] if reverse else found)
+    shared = r"'ours' \(ours-dist 1.0\) and 'theirs' \(theirs-dist 2.0\) all register the transitions name"
+    with pytest.warns(RuntimeWarning, match=shared):
+        setup = build_plugin_manager()
+    assert setup.failed == {} and setup.external == ["ours", "theirs"]
+    assert setup.ambiguous == {("transitions", "damped_example"): ["ours", "theirs"]}
+    assert setup.registry.get("transitions", "ours_only") is OursOnly  # both plugins' other components stay
+    assert setup.registry.get("transitions", "theirs_only") is TheirsOnly
+    config = model_config(transition="damped_example")
+    with pytest.raises(RegistryError, match="'damped_example' is ambiguous") as raised:
+        VideoSlotModel(**config, registry=setup.registry)
+    for expected in ("plugin 'ours' (ours-dist 1.0)", "plugin 'theirs' (theirs-dist 2.0)"):
+        assert expected in str(raised.value)
+    assert f"{BLOCK_ENV_VAR}=theirs to use {__name__}.Damped" in str(raised.value)
+
+    with pytest.warns(RuntimeWarning, match="all register"):
+        assert plugins_cli(["list"]) == 0
+    assert "damped_example  [ambiguous: ours, theirs; block all but one with SLOTSTREAM_DISABLE_PLUGINS]" in (
+        capsys.readouterr().out
+    )
+
+    monkeypatch.setenv(BLOCK_ENV_VAR, "theirs")
+    kept = build_plugin_manager().registry
+    assert kept.get("transitions", "damped_example") is Damped
+    assert kept.owner("transitions", "damped_example") == "ours"
+    assert VideoSlotModel(**config, registry=kept).transition.__class__ is Damped
+
+
+def test_a_left_out_plugin_is_named_with_its_distribution_and_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found through the real installed-distribution metadata, as ``pip install`` leaves it."""
+    module = "slotstream_test_rogue_registration"
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent(
+            """
+            from plugins import hookimpl
+            from plugins.builtin.transitions.identity import IdentityTransition
+
+
+            @hookimpl
+            def slotstream_register_components(registry):
+                registry.add_transition(IdentityTransition)  # a name the built-in plugin holds
+            """
+        )
+    )
+    info = tmp_path / "rogue_dist-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rogue-dist\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[slotstream]\nrogue = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    try:
+        left_out = r"plugin 'rogue' \(rogue-dist 1.2.3\) was left out: its registration raised RegistryError: dup"
+        with pytest.warns(RuntimeWarning, match=left_out):
+            setup = build_plugin_manager()
+    finally:
+        sys.modules.pop(module, None)
+    assert setup.failed["rogue"].startswith("rogue-dist 1.2.3: its registration raised RegistryError")
 
 
 def test_a_plugin_without_the_registration_hook_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -10,7 +12,13 @@ from safetensors.torch import save_file
 from tiny_configs import DINOV2, FEATURE_DECODER, model_config
 from tiny_model import TINY_MODEL
 
-from plugins import SlotState, VideoSlotModel
+from plugins import RegistryError, SlotState, VideoSlotModel, build_plugin_manager
+from plugins.builtin.aggregators.slot_attention import SlotAttention
+from plugins.builtin.decoders.broadcast import SpatialBroadcastDecoder
+from plugins.builtin.encoders.small_cnn import SmallCNNEncoder
+from plugins.builtin.initializers.preheat import SmoothSAPreheat
+from plugins.builtin.transitions.identity import IdentityTransition
+from plugins.testing import ContractViolation, check_model_component
 
 
 def test_forward_equals_the_loop_of_first_step_and_step(tiny_model: VideoSlotModel, video: torch.Tensor) -> None:
@@ -134,6 +142,23 @@ def test_from_pretrained_names_the_config_a_bad_model_section_comes_from(
         VideoSlotModel.from_pretrained(tmp_path, registry=registry)
 
 
+def test_from_pretrained_names_the_config_and_the_component_whose_constructor_fails(
+    tmp_path, registry, tiny_model: VideoSlotModel
+) -> None:
+    tiny_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["encoder"]["kwargs"]["kernel_size"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    built_by = re.escape(
+        "config.json: cannot build the encoders 'small_cnn' (plugins.builtin.encoders.small_cnn.SmallCNNEncoder, "
+        "registered by plugin 'plugins.builtin.encoders') from config {'channels': [8, 8], 'out_dim': 16, "
+        "'strides': [2, 2], 'kernel_size': 4} and wiring {'image_size': (16, 16)}: ValueError: small_cnn: kernel_size"
+    )
+    with pytest.raises(RegistryError, match=built_by) as raised:
+        VideoSlotModel.from_pretrained(tmp_path, registry=registry)
+    assert isinstance(raised.value, ValueError)
+
+
 def test_from_pretrained_names_a_config_that_is_not_utf8(tmp_path, registry, tiny_model: VideoSlotModel) -> None:
     tiny_model.save_pretrained(tmp_path)
     (tmp_path / "config.json").write_bytes(b"\xff\xfe{}")
@@ -221,3 +246,90 @@ def test_component_kwargs_must_be_savable_and_paths_are_saved_as_strings(tmp_pat
         ComponentSpec.parse({"name": "broadcast", "kwargs": {"channels": object()}})
     spec = ComponentSpec.parse({"name": "dinov2", "kwargs": {"weights": Path("w.safetensors")}})
     assert spec.to_json()["kwargs"] == {"weights": "w.safetensors"}
+
+
+# -- contract checks on every step: a component of each kind that breaks its contract, as a plugin's could --------
+
+
+class BareTensorEncoder(SmallCNNEncoder):
+    name = "bare_tensor_encoder"
+
+    def forward(self, frames):  # type: ignore[no-untyped-def]
+        return super().forward(frames).features  # the tensor instead of an EncoderOutput
+
+
+class OffGridEncoder(SmallCNNEncoder):
+    name = "off_grid_encoder"
+
+    def forward(self, frames):  # type: ignore[no-untyped-def]
+        out = super().forward(frames)  # one token short of the feature_grid it declares
+        return dataclasses.replace(out, features=out.features[:, 1:], raw=out.raw[:, 1:])
+
+
+class NarrowEncoder(SmallCNNEncoder):
+    name = "narrow_encoder"
+
+    def forward(self, frames):  # type: ignore[no-untyped-def]
+        out = super().forward(frames)  # one channel short of the feature_dim it declares
+        return dataclasses.replace(out, features=out.features[..., 1:])
+
+
+class TensorInitializer(SmoothSAPreheat):
+    name = "tensor_initializer"
+
+    def forward(self, features):  # type: ignore[no-untyped-def]
+        return super().forward(features).queries  # the tensor instead of an InitializerOutput
+
+
+class TupleTransition(IdentityTransition):
+    name = "tuple_transition"
+
+    def forward(self, past_slots, past_features):  # type: ignore[no-untyped-def]
+        return (super().forward(past_slots, past_features),)
+
+
+class LastAttentionAggregator(SlotAttention):
+    name = "last_attention_aggregator"
+
+    def forward(self, features, queries, num_iterations, slot_mask=None):  # type: ignore[no-untyped-def]
+        out = super().forward(features, queries, num_iterations, slot_mask)
+        return dataclasses.replace(out, attention=out.attention[:, -1:])  # not one map per iteration
+
+
+class ShortReconstructionDecoder(SpatialBroadcastDecoder):
+    name = "short_reconstruction_decoder"
+
+    def forward(self, slots, target):  # type: ignore[no-untyped-def]
+        out = super().forward(slots, target)
+        return dataclasses.replace(out, reconstruction=out.reconstruction[:, 1:])
+
+
+CONTRACT_BREAKERS = [
+    ("encoder", BareTensorEncoder, r"returned Tensor, not the EncoderOutput of its contract"),
+    ("encoder", OffGridEncoder, r"returned features of shape \(2, 15, 16\), expected \(2, 16, 16\) \(\[B, h\*w, "),
+    ("encoder", NarrowEncoder, r"returned features of shape \(2, 16, 15\), expected \(2, 16, 16\) \(\[B, h\*w, "),
+    ("initializer", TensorInitializer, r"returned Tensor, not the InitializerOutput of its contract"),
+    ("transition", TupleTransition, r"returned queries of type tuple, not a tensor"),
+    ("aggregator", LastAttentionAggregator, r"returned attention of shape \(2, 1, 3, 16\), expected \(2, 3, 3, 16\)"),
+    ("decoder", ShortReconstructionDecoder, r"returned reconstruction of shape \(2, 255, 3\), expected \(2, 256, 3\)"),
+]
+
+
+@pytest.mark.parametrize(("role", "cls", "problem"), CONTRACT_BREAKERS, ids=[c.name for _, c, _ in CONTRACT_BREAKERS])
+def test_every_component_output_is_checked_and_the_component_named(role: str, cls: type, problem: str) -> None:
+    """A wrong type or shape from any component stops the step at once with a ContractViolation naming the
+    component, its class and its plugin (not an AttributeError, a failure deep inside the next component, or
+    nothing at all), and ``check_model_component`` reports the same violation to a plugin's own tests."""
+    registry = build_plugin_manager(load_entry_points=False).registry
+    registry.current_plugin = "contract_breakers"
+    registry.add(f"{role}s", cls)
+    kwargs = TINY_MODEL[role]["kwargs"] if role in ("encoder", "decoder") else {}  # the tiny built-in's sizes
+    config = model_config(**{role: {"name": cls.name, "kwargs": kwargs}})
+    model = VideoSlotModel(**config, registry=registry).eval()
+    where = re.escape(f"{cls.__module__}.{cls.__qualname__}, registered by plugin 'contract_breakers'")
+    named = rf"the {role} '{cls.name}' \({where}\) "
+    with torch.no_grad(), pytest.raises(ContractViolation, match=named + problem) as raised:
+        model(torch.rand(2, 4, 3, 16, 16))
+    assert isinstance(raised.value, ValueError), "callers handling a bad model as a ValueError still catch it"
+    with pytest.raises(ContractViolation, match=named + problem):
+        check_model_component(config, role, registry)
