@@ -21,6 +21,7 @@ from service.client.blocking import stream_frames
 from service.client.core import Client, ClientStream, StreamError, TlsFiles, encode_image
 from service.errors import ErrorCode
 from service.types import (
+    CloseReason,
     FrameDropped,
     FrameError,
     FrameResponse,
@@ -34,6 +35,7 @@ from service.types import (
 __all__ = [
     "Client",
     "ClientStream",
+    "CloseReason",
     "ErrorCode",
     "FrameDropped",
     "FrameError",

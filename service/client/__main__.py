@@ -29,7 +29,16 @@ from service.client.core import Client, StreamError, TlsFiles, check_jpeg_qualit
 from service.client.overlay import OverlayWriter, render_overlay
 from service.client.sources import Source, open_source
 from service.client.synthetic import synthetic_clip
-from service.types import FrameDropped, FrameError, FrameResponse, FrameResult, Output, StreamClosed, StreamOptions
+from service.types import (
+    CloseReason,
+    FrameDropped,
+    FrameError,
+    FrameResponse,
+    FrameResult,
+    Output,
+    StreamClosed,
+    StreamOptions,
+)
 
 _MASK_LONG_SIDE = 640
 
@@ -104,11 +113,32 @@ def _mask_size(frame: np.ndarray) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+class StreamEnded(Exception):
+    """The server ended an accepted stream before answering every frame (a shutdown, an expired stream...).
+
+    Attributes:
+        error: the server's error.
+        answered: frames answered before it.
+        sent: frames sent.
+    """
+
+    def __init__(self, error: StreamError, answered: int, sent: int) -> None:
+        super().__init__(f"the server ended the stream after {answered} of {sent} frames: {error}")
+        self.error = error
+        self.answered = answered
+        self.sent = sent
+
+
 async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLines) -> dict[str, Any]:
     """Stream ``source``; write overlay frames and JSON lines; return a summary.
 
     The JSON-lines file is opened (and truncated) only once the server has accepted the stream, so a refused
     connection leaves an earlier run's results in place.
+
+    Raises:
+        StreamError: the server refused the stream.
+        StreamEnded: the server ended it after accepting it (for example on shutdown); the overlay and JSON
+            lines keep the answers received until then.
     """
     frames: Iterator[np.ndarray] = source.frames
     first = next(frames, None)
@@ -121,6 +151,7 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
     writer = OverlayWriter(args.out, fps) if args.out else None
     sent: dict[int, tuple[np.ndarray, float]] = {}
     summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
+    counts = {"sent": 0}
     async with _client(args) as client:
         stream = await client.open(options, model=args.model)
         out = jsonl.open()
@@ -138,6 +169,7 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
                 index = stream.next_frame_index
                 sent[index] = (frame, time.perf_counter())  # before the send: the answer may arrive first
                 await stream.send(frame, frame_index=index, jpeg_quality=args.jpeg_quality)
+                counts["sent"] += 1
                 frame = await asyncio.to_thread(next, frames, None)
             await stream.close_writing()
 
@@ -145,6 +177,8 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
             while True:
                 answer = await stream.receive()
                 if isinstance(answer, StreamClosed):
+                    if answer.reason != CloseReason.CLIENT_CLOSED:  # the server ended it: not every frame ran
+                        raise StreamError.from_closed(answer, stream.handoff)
                     return
                 window.release()
                 frame, started = sent.pop(answer.frame_index)
@@ -153,6 +187,8 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
 
         try:
             await send_while_receiving(send_all(), receive_all())
+        except StreamError as error:
+            raise StreamEnded(error, summary["frames"], counts["sent"]) from error
         finally:
             if writer is not None:
                 await asyncio.to_thread(writer.close)
@@ -222,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 0 if summary["errors"] == 0 else 1
+    except StreamEnded as ended:
+        print(f"error: {ended}", file=sys.stderr)
+        return 1
     except StreamError as error:
         print(f"server: {error}", file=sys.stderr)
         return 1

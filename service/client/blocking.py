@@ -9,8 +9,11 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from service.client.core import Client, ImageLike, TlsFiles, send_while_receiving
-from service.types import FrameResponse, StreamClosed, StreamOptions
+from service.client.core import Client, send_while_receiving
+from service.client.encoding import ImageLike
+from service.client.errors import StreamError
+from service.client.tls import TlsFiles
+from service.types import CloseReason, FrameResponse, StreamClosed, StreamOptions
 
 _DONE = object()
 
@@ -42,7 +45,11 @@ def stream_frames(
         jpeg_quality: send arrays as JPEG at this quality instead of raw.
 
     Raises:
-        StreamError: the server refused or ended the stream.
+        StreamError: the server refused or ended the stream. A server that shuts down mid-stream ends it with
+            status ``UNAVAILABLE`` (code ``SHUTTING_DOWN``) and its message, after answering the frames it
+            accepted; the error's ``handoff`` holds the state to continue from with the async client
+            (``Client.open(options, handoff=error.handoff)`` on another server).
+        ValueError: a frame that is not an image (the message starts ``frame N:``).
         Exception: whatever iterating ``frames`` raised (the stream is then cancelled).
     """
     answers: queue.Queue[Any] = queue.Queue(maxsize=max(window, 1) * 4)
@@ -67,6 +74,8 @@ def stream_frames(
                 while True:
                     answer = await stream.receive()
                     if isinstance(answer, StreamClosed):
+                        if answer.reason != CloseReason.CLIENT_CLOSED:  # the server ended it: not every frame ran
+                            raise StreamError.from_closed(answer, stream.handoff)
                         return
                     slots.release()
                     await asyncio.to_thread(answers.put, answer)

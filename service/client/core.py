@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import io
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-import numpy as np
 
 from service import wire
-from service.auth import ERROR_CODE_KEY
+from service.client.encoding import ImageLike, check_jpeg_quality, encode_image
+from service.client.errors import StreamError
+from service.client.reader import CallReader
+from service.client.tls import TlsFiles
 from service.config import MAX_GRPC_MESSAGE_BYTES
 from service.engine import ModelCard
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 from service.types import (
+    CloseReason,
     CloseRequest,
-    EncodedImage,
     FrameDropped,
     FrameError,
     FrameRequest,
@@ -40,61 +40,8 @@ from service.types import (
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 FRAME_FIELDS_BYTES = 256
 """Room a frame request needs besides its image bytes and ``camera_frame_id`` (indices, times, sizes, tags)."""
-ImageLike = np.ndarray | bytes | bytearray | memoryview | EncodedImage
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _T = TypeVar("_T")
-
-
-class StreamError(Exception):
-    """The server ended the stream (or refused the call) with a gRPC status.
-
-    Attributes:
-        status: the gRPC status code.
-        code: the slotstream :class:`ErrorCode` from the ``slotstream-error-code`` trailer, if any.
-        message: the server's explanation.
-    """
-
-    def __init__(self, status: grpc.StatusCode, code: ErrorCode | None, message: str) -> None:
-        super().__init__(f"{status.name}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-    @classmethod
-    def from_rpc_error(cls, error: grpc.aio.AioRpcError) -> StreamError:
-        """Wrap a gRPC error, decoding the error-code trailer."""
-        return cls.from_status(error.code(), error.trailing_metadata(), error.details())
-
-    @classmethod
-    def from_status(cls, status: grpc.StatusCode, trailing_metadata: Any, details: str | None) -> StreamError:
-        """Build from a call's final status, decoding the error-code trailer."""
-        code = None
-        for key, value in trailing_metadata or ():
-            name = str(value).removeprefix("ERROR_CODE_")
-            if key == ERROR_CODE_KEY and name in ErrorCode.__members__:
-                code = ErrorCode[name]
-        return cls(status, code, details or "")
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """PEM files for a TLS connection.
-
-    Attributes:
-        root_ca: CA that signed the server certificate (``None``: the system roots).
-        cert: client certificate, for servers that require mutual TLS.
-        key: the client certificate's private key.
-        server_name: overrides the name checked against the server certificate.
-    """
-
-    root_ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    server_name: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.cert is None) != (self.key is None):
-            given, missing = ("cert", "key") if self.key is None else ("key", "cert")
-            raise ValueError(f"TLS: a client {given} needs its {missing} too (mutual TLS takes both), or neither")
 
 
 class Client:
@@ -157,13 +104,14 @@ class Client:
         else:
             if tls.server_name:
                 options.append(("grpc.ssl_target_name_override", tls.server_name))
+            root_ca, key, cert = tls.read()
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=tls.root_ca.read_bytes() if tls.root_ca else None,
-                private_key=tls.key.read_bytes() if tls.key else None,
-                certificate_chain=tls.cert.read_bytes() if tls.cert else None,
+                root_certificates=root_ca, private_key=key, certificate_chain=cert
             )
             self._channel = grpc.aio.secure_channel(target, credentials, options=options)
         self._stub = pb_grpc.PerceptionStub(self._channel)
+        self._closed = False
+        self._readers: set[CallReader] = set()  # strong references: the event loop keeps only weak ones
 
     async def __aenter__(self) -> Client:
         return self
@@ -171,9 +119,34 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called; a closed client makes no more calls."""
+        return self._closed
+
     async def close(self) -> None:
-        """Close the connection (open streams end)."""
-        await self._channel.close()
+        """Close the connection: its open streams end (their next operation raises :class:`StreamError` saying
+        the client was closed). Closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._channel.close()
+        finally:
+            for reader in list(self._readers):
+                reader.abort(self._closed_error)
+
+    def _closed_error(self) -> StreamError:
+        return StreamError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            None,
+            f"the Client for {self.target} is closed (Client.close() or the end of its `async with`), and its "
+            "streams with it: make a new Client",
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self._closed_error()
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Wait until the server reports SERVING on its health service.
@@ -182,9 +155,11 @@ class Client:
             TimeoutError: not serving within ``timeout_s``; the message carries the last status seen (a
                 server still loading its model, or why the connection fails: refused, a TLS handshake that
                 does not complete, a missing token...).
+            StreamError: the client is closed.
         """
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+        self._check_open()
         stub = health_pb2_grpc.HealthStub(self._channel)
         deadline = time.monotonic() + timeout_s
         last = "no answer"
@@ -196,6 +171,8 @@ class Client:
                 last = f"health status {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
             except grpc.aio.AioRpcError as error:
                 last = f"{error.code().name}: {error.details()}"
+            except grpc.aio.UsageError as error:  # closed by another task meanwhile
+                raise self._closed_error() from error
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.target} is not serving after {timeout_s} s (last: {last})")
             await asyncio.sleep(0.1)
@@ -204,12 +181,15 @@ class Client:
         """The model card of ``model`` (``""``: the server's default).
 
         Raises:
-            StreamError: unknown model, missing token, ...
+            StreamError: unknown model, missing token, ..., or the client is closed.
         """
+        self._check_open()
         try:
             reply = await self._stub.Describe(pb.DescribeRequest(model=model), metadata=self._metadata)
         except grpc.aio.AioRpcError as error:
             raise StreamError.from_rpc_error(error) from error
+        except grpc.aio.UsageError as error:
+            raise self._closed_error() from error
         return wire.card_from_proto(reply)
 
     async def open(
@@ -224,7 +204,7 @@ class Client:
 
         Raises:
             StreamError: the server refused the stream, or its replies could exceed this client's
-                ``max_message_bytes`` (``INVALID_OPEN``; the stream is closed again).
+                ``max_message_bytes`` (``INVALID_OPEN``; the stream is closed again), or the client is closed.
         """
         request = OpenRequest(stream_id=stream_id, model=model, options=options or StreamOptions(), handoff=handoff)
         stream = ClientStream(self)
@@ -245,7 +225,8 @@ class Client:
             model: the stream's model name.
 
         Raises:
-            StreamError: unknown or expired stream, wrong token, resume point too old, ...
+            StreamError: unknown or expired stream, wrong token, resume point too old, ..., or the client is
+                closed.
         """
         request = OpenRequest(stream_id, model, StreamOptions(), ResumeRequest(resume_token, last_frame_index))
         stream = ClientStream(self)
@@ -254,12 +235,28 @@ class Client:
         return stream
 
     def _call(self) -> Any:
-        return self._stub.Stream(metadata=self._metadata)
+        self._check_open()
+        try:
+            return self._stub.Stream(metadata=self._metadata)
+        except grpc.aio.UsageError as error:
+            raise self._closed_error() from error
 
 
 class ClientStream:
     """One open stream. Send frames with :meth:`send`, read answers with :meth:`receive` (one per frame, in
     order), or do both with :meth:`process`. The stream remembers what it needs to :meth:`reconnect`.
+
+    Cancelling a task that waits in :meth:`receive` or :meth:`process` (for example an ``asyncio.wait_for``
+    timeout) leaves the stream usable: a frame already handed to :meth:`send` is still sent and answered, and the
+    answer to a frame whose :meth:`process` was cancelled (or raised) is skipped when it arrives. One
+    :meth:`process` at a time per stream.
+
+    The server may end a stream itself: on shutdown it answers the frames it accepted and sends a
+    :class:`StreamClosed` with reason ``SERVER_DRAINING`` and the stream's state. :meth:`receive` returns that
+    message (as it returns every answer), and from then on every operation raises :class:`StreamError` with
+    status ``UNAVAILABLE`` (code ``SHUTTING_DOWN``), the server's message and the state in ``error.handoff``
+    (also in :attr:`handoff`); :meth:`process` raises that error at once. :meth:`reconnect` continues the stream
+    on another server.
 
     Attributes:
         opened: the server's answer to the latest open.
@@ -267,15 +264,21 @@ class ClientStream:
         last_answered_index: the highest index of a frame that got an answer (where :meth:`reconnect` resumes;
             an answer to a frame sent with a lower index, such as its ``FRAME_INDEX_NOT_INCREASING`` error,
             does not lower it).
-        closed: the server's final message, once received.
+        closed: the server's final message, once received (reason ``CLIENT_CLOSED`` after :meth:`close`,
+            ``SERVER_DRAINING`` when the server shut down first).
     """
 
     def __init__(self, client: Client) -> None:
         self._client = client
         self._call: Any = None
+        self._reader: CallReader | None = None
+        self._write_lock = asyncio.Lock()  # writes go out one at a time, in order, even when their sender is cancelled
         self._request: OpenRequest | None = None
         self._unanswered: OrderedDict[int, FrameRequest] = OrderedDict()
+        self._abandoned: set[int] = set()  # frames whose process() did not return: their answers are skipped
         self._next_index = 0
+        self._closing = False  # the close request was sent
+        self._processing = False  # a process() is running
         self.opened: StreamOpened | None = None
         self.handoff: StateHandoff | None = None
         self.last_answered_index: int | None = None
@@ -294,14 +297,23 @@ class ClientStream:
 
     @property
     def unanswered(self) -> list[int]:
-        """Indices of frames sent and not yet answered."""
-        return list(self._unanswered)
+        """Indices of frames sent whose answers :meth:`receive` has still to return (without the frames of a
+        :meth:`process` that was cancelled or raised, whose answers it skips)."""
+        return [index for index in self._unanswered if index not in self._abandoned]
 
     async def _start(self, request: OpenRequest) -> None:
-        self._call = self._client._call()
+        call = self._client._call()
+        self._call = call
+        self._reader = CallReader(call, self._client._readers, self._cancelled_error)
         self._request = request
-        await self._write(request)
-        message = await self._read()
+        self.closed = None
+        self._closing = False
+        try:
+            await self._write(request)
+            message = await self._read()
+        except asyncio.CancelledError:
+            self.cancel()  # an open given up half-way: end its call now rather than when the channel closes
+            raise
         if not isinstance(message, StreamOpened):
             raise StreamError(grpc.StatusCode.INTERNAL, None, f"expected StreamOpened, got {message!r}")
         if message.max_reply_bytes > self._client.max_message_bytes:
@@ -332,21 +344,68 @@ class ClientStream:
     ) -> int:
         """Send one frame; returns its index.
 
+        Every argument is checked before anything is sent or recorded, so a refused frame leaves the stream as
+        it was. Once checked, the frame counts as sent: it is sent even if the task awaiting this call is
+        cancelled, and if the call has ended (the error below) :meth:`reconnect` re-sends it.
+
         Args:
             image: uint8 ``[H, W, 3]`` RGB (sent raw, or as JPEG when ``jpeg_quality`` is set), JPEG/PNG file
                 bytes, or an :class:`EncodedImage`.
-            frame_index: defaults to one more than the previous frame's.
-            capture_time_ns: defaults to now.
-            camera_frame_id: echoed in the answer.
+            frame_index: an integer in the int64 range; defaults to one more than the previous frame's.
+            capture_time_ns: an integer in the int64 range; defaults to now.
+            camera_frame_id: text (UTF-8 encodable), echoed in the answer.
             jpeg_quality: encode arrays as JPEG at this quality (1-95).
 
         Raises:
-            ValueError: the encoded image does not fit one message of the client's ``max_message_bytes`` (gRPC
-                would otherwise fail the whole stream with ``RESOURCE_EXHAUSTED``); nothing is sent.
+            TypeError: ``frame_index`` or ``capture_time_ns`` is not an integer, or ``camera_frame_id`` not a str.
+            ValueError: an argument out of range (int64, JPEG quality), a ``camera_frame_id`` UTF-8 cannot
+                encode, an image that is not a frame (the message starts ``frame N:``), or an encoded image that
+                does not fit one message of the client's ``max_message_bytes`` (gRPC would otherwise fail the
+                whole stream with ``RESOURCE_EXHAUSTED``); nothing is sent.
+            StreamError: the stream is closed or closing, the server ended it (``UNAVAILABLE`` after a drain), or
+                its call ended or was cancelled.
         """
-        index = self._next_index if frame_index is None else frame_index
-        encoded = encode_image(image, jpeg_quality)
-        limit = self._client.max_message_bytes - FRAME_FIELDS_BYTES - len(camera_frame_id.encode())
+        self._check_sendable()
+        request = self._frame_request(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
+        self._record(request)
+        await self._write(request)
+        return request.frame_index
+
+    def _frame_request(
+        self,
+        image: ImageLike,
+        frame_index: int | None,
+        capture_time_ns: int | None,
+        camera_frame_id: str,
+        jpeg_quality: int | None,
+    ) -> FrameRequest:
+        """The checked request for one frame (nothing recorded yet)."""
+        if frame_index is None:
+            index = self._next_index
+            if index > INT64_MAX:
+                raise ValueError(
+                    f"frame_index: the next default index {index} is past the int64 range (the previous frame's "
+                    "index was 2**63 - 1); pass frame_index explicitly"
+                )
+        else:
+            index = _int64(frame_index, "frame_index")
+        capture = time.time_ns() if capture_time_ns is None else _int64(capture_time_ns, "capture_time_ns")
+        if not isinstance(camera_frame_id, str):
+            raise TypeError(f"camera_frame_id must be a str, got {type(camera_frame_id).__name__}")
+        try:
+            id_bytes = len(camera_frame_id.encode())
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"camera_frame_id must be text UTF-8 can encode; {error.reason} at position {error.start}: "
+                f"{camera_frame_id!r}"
+            ) from None
+        if jpeg_quality is not None:
+            check_jpeg_quality(jpeg_quality)
+        try:
+            encoded = encode_image(image, jpeg_quality)
+        except ValueError as error:
+            raise ValueError(f"frame {index}: {error}") from error
+        limit = self._client.max_message_bytes - FRAME_FIELDS_BYTES - id_bytes
         if len(encoded.data) > limit:
             size = f" {encoded.width}x{encoded.height}" if encoded.width else ""
             encoding = ImageEncoding(encoded.encoding).name
@@ -356,83 +415,192 @@ class ClientStream:
                 f"{self._client.max_message_bytes:,}); send it as JPEG (jpeg_quality=...) or raise "
                 "max_message_bytes here and --max-message-bytes on the server"
             )
-        request = FrameRequest(
-            frame_index=index,
-            image=encoded,
-            capture_time_ns=time.time_ns() if capture_time_ns is None else capture_time_ns,
-            camera_frame_id=camera_frame_id,
-        )
+        return FrameRequest(frame_index=index, image=encoded, capture_time_ns=capture, camera_frame_id=camera_frame_id)
+
+    def _record(self, request: FrameRequest) -> None:
+        index = request.frame_index
         self._unanswered[index] = request
+        self._abandoned.discard(index)
         self._next_index = max(self._next_index, index + 1)  # an explicit lower index never moves it back
-        await self._write(request)
-        return index
 
     async def receive(self) -> FrameResponse | StreamClosed:
         """The next answer: a frame's result, drop notice or error, or the final :class:`StreamClosed`.
 
+        The :class:`StreamClosed` is returned whoever closed the stream: check its ``reason``, or call again,
+        which raises. A server that shuts down sends it with reason ``SERVER_DRAINING`` and the state to continue
+        from (also kept in :attr:`handoff`).
+
         Raises:
-            StreamError: the stream ended with an error status (for example UNAVAILABLE while the server
-                shuts down; :attr:`handoff` then holds the state to continue elsewhere).
+            StreamError: the stream ended with an error status, or the :class:`StreamClosed` was already
+                returned: status ``UNAVAILABLE`` (code ``SHUTTING_DOWN``) with the server's message and
+                ``error.handoff`` when the server ended the stream (:meth:`reconnect` continues it elsewhere),
+                ``FAILED_PRECONDITION`` after this client's own :meth:`close`; or its call was cancelled
+                (:meth:`cancel`, :meth:`reconnect` while this waited) or its client closed.
             EOFError: the stream ended without a final message.
         """
-        message = await self._read()
-        if isinstance(message, FrameResult | FrameDropped | FrameError):
-            self._unanswered.pop(message.frame_index, None)
-            # Never backwards: an error for a frame sent with a stale index must not move the resume point.
-            if self.last_answered_index is None or message.frame_index > self.last_answered_index:
-                self.last_answered_index = message.frame_index
-            if isinstance(message, FrameResult) and message.state is not None:
-                self.handoff = message.state
-            return message
-        if isinstance(message, StreamClosed):
-            self.closed = message
-            if message.handoff is not None:
-                self.handoff = message.handoff
-            return message
-        raise StreamError(grpc.StatusCode.INTERNAL, None, f"unexpected message {message!r}")
+        if self.closed is not None:
+            raise self._closed_error()
+        while True:
+            message = await self._read()
+            if isinstance(message, FrameResult | FrameDropped | FrameError):
+                self._unanswered.pop(message.frame_index, None)
+                # Never backwards: an error for a frame sent with a stale index must not move the resume point.
+                if self.last_answered_index is None or message.frame_index > self.last_answered_index:
+                    self.last_answered_index = message.frame_index
+                if isinstance(message, FrameResult) and message.state is not None:
+                    self.handoff = message.state
+                if message.frame_index in self._abandoned:
+                    self._abandoned.discard(message.frame_index)  # its process() was cancelled: nobody waits
+                    continue
+                return message
+            if isinstance(message, StreamClosed):
+                self.closed = message
+                if message.handoff is not None:
+                    self.handoff = message.handoff
+                return message
+            raise StreamError(grpc.StatusCode.INTERNAL, None, f"unexpected message {message!r}")
 
     async def process(self, image: ImageLike, **kwargs: Any) -> FrameResponse:
-        """Send one frame and wait for its answer (no other frame may be outstanding)."""
-        index = await self.send(image, **kwargs)
-        response = await self.receive()
-        if isinstance(response, StreamClosed) or response.frame_index != index:
-            got = "the stream's close" if isinstance(response, StreamClosed) else f"frame {response.frame_index}'s"
+        """Send one frame and wait for its answer (no other frame may be outstanding, and one ``process()`` at a
+        time per stream). Takes :meth:`send`'s keyword arguments.
+
+        Cancelling the task awaiting this (an ``asyncio.wait_for`` timeout) keeps the stream usable: the frame is
+        still sent, and its answer is skipped when it comes, so the next ``process()`` gets its own. The same
+        holds for a frame whose ``process()`` raised after sending it (for example on a server shutdown, where
+        :meth:`reconnect` re-sends it): its answer is skipped, not left for the next ``process()``.
+
+        Raises:
+            StreamError: ``UNAVAILABLE`` (code ``SHUTTING_DOWN``, ``error.handoff`` set) when the server ended
+                the stream, for example on shutdown; ``FAILED_PRECONDITION`` when another task is in
+                ``process()`` on this stream, or frames sent earlier still await answers (:meth:`receive` them
+                first; :meth:`reconnect` re-sends unanswered frames), and nothing is sent then; or as
+                :meth:`send` and :meth:`receive` raise.
+            TypeError, ValueError: as :meth:`send` raises; nothing is sent.
+        """
+        if self._processing:
             raise StreamError(
-                grpc.StatusCode.INTERNAL,
+                grpc.StatusCode.FAILED_PRECONDITION,
                 None,
-                f"expected the answer to frame {index}, got {got} answer: process() needs every earlier frame "
-                "answered first (use send() and receive() to keep several frames in flight)",
+                "process() is already running on this stream in another task; one process() at a time per stream "
+                "(answers come in order): await it first, use one stream per task, or send() and receive()",
             )
+        self._check_sendable()
+        waiting = self.unanswered
+        if waiting:
+            raise StreamError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                None,
+                f"process() needs every earlier frame answered first, and {_frames(waiting)} "
+                f"{'is' if len(waiting) == 1 else 'are'} still unanswered (sent with send(), or re-sent by "
+                "reconnect()): receive() the answers first, or use send() and receive() to keep several frames in "
+                "flight; nothing was sent",
+            )
+        request = self._frame_request(
+            image,
+            kwargs.pop("frame_index", None),
+            kwargs.pop("capture_time_ns", None),
+            kwargs.pop("camera_frame_id", ""),
+            kwargs.pop("jpeg_quality", None),
+        )
+        if kwargs:
+            raise TypeError(f"process() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        index = request.frame_index
+        self._processing = True
+        try:
+            self._record(request)
+            try:
+                await self._write(request)
+            except StreamError as error:
+                # The call ended under the write: the server's last messages tell why (a drain's StreamClosed).
+                final = await self._final_error(error)
+                if final is error:
+                    raise
+                raise final from error
+            response = await self.receive()
+            if isinstance(response, StreamClosed):
+                raise self._closed_error()
+            if response.frame_index != index:
+                raise StreamError(
+                    grpc.StatusCode.INTERNAL,
+                    None,
+                    f"expected the answer to frame {index}, got frame {response.frame_index}'s answer: process() "
+                    "needs every earlier frame answered first (use send() and receive() to keep several frames in "
+                    "flight)",
+                )
+        except BaseException:
+            # Cancelled (a wait_for timeout) or failed: nobody waits for this frame's answer any more. The frame
+            # still counts as sent (reconnect() re-sends it, for the recurrent state), but its answer is skipped.
+            if index in self._unanswered:
+                self._abandoned.add(index)
+            raise
+        finally:
+            self._processing = False
         return response
 
     async def close(self, return_state: bool = False) -> list[FrameResponse | StreamClosed]:
         """Close the stream: the server answers every frame sent, then sends :class:`StreamClosed`.
 
+        Closing a closed stream sends nothing and returns ``[stream.closed]``.
+
         Returns:
-            The answers that were still to come, ending with the :class:`StreamClosed`.
+            The answers that were still to come, ending with the :class:`StreamClosed` (reason
+            ``SERVER_DRAINING`` if the server shut down first, having answered every frame).
+
+        Raises:
+            StreamError: the server ended the stream before answering every frame sent (``UNAVAILABLE``,
+                ``error.handoff`` set; :attr:`unanswered` names the frames, :meth:`reconnect` re-sends them), or
+                its call ended or was cancelled.
         """
-        await self.close_writing(return_state)
+        if self.closed is not None:
+            return [self.closed]
+        if not self._closing:
+            try:
+                await self.close_writing(return_state)
+            except StreamError:
+                if self._call.cancelled() or self._client.closed:
+                    raise
+                # The call ended under the write: what the server sent before ending it says why (a drain's
+                # StreamClosed, after the last answers); without it, receive() raises the call's status.
         remaining: list[FrameResponse | StreamClosed] = []
         while self.closed is None:
             remaining.append(await self.receive())
+        if self.closed.reason != CloseReason.CLIENT_CLOSED and self.unanswered:
+            raise self._closed_error()
         return remaining
 
     async def close_writing(self, return_state: bool = False) -> None:
-        """Send the close request without waiting; keep calling :meth:`receive` until :class:`StreamClosed`."""
-        await self._write(CloseRequest(return_state=return_state))
-        await self._call.done_writing()
+        """Send the close request without waiting; keep calling :meth:`receive` until :class:`StreamClosed`.
+
+        Does nothing when the close was already sent.
+
+        Raises:
+            StreamError: the server ended the stream, or its call ended or was cancelled.
+        """
+        if self._closing:
+            return
+        self._check_sendable()
+        self._closing = True
+        try:
+            await self._write(CloseRequest(return_state=return_state), done_writing=True)
+        except StreamError:
+            self._closing = False  # the close did not go out: later operations report the call's own end
+            raise
 
     def cancel(self) -> None:
-        """Drop the connection without closing the stream (as a network failure would)."""
+        """Drop the connection without closing the stream (as a network failure would). The stream's next
+        operations raise :class:`StreamError` until :meth:`reconnect`."""
         if self._call is not None:
             self._call.cancel()
+        if self._reader is not None:
+            self._reader.abort(self._cancelled_error)
 
     async def reconnect(self, client: Client | None = None) -> StreamOpened:
         """Continue the stream on a new call, then re-send the frames that were never answered.
 
         First tries to resume (same server, within the stream's resume window); if that server does not
         know the stream and a :attr:`handoff` state is known, continues from it instead (any server with
-        the same model version).
+        the same model version). The answers to the re-sent frames come first: :meth:`receive` them (while
+        :attr:`unanswered` is not empty) before :meth:`process` takes new frames.
 
         Args:
             client: where to reconnect (default: the same client).
@@ -443,7 +611,6 @@ class ClientStream:
         assert self.opened is not None and self._request is not None
         self._client = client or self._client
         self.cancel()
-        self.closed = None
         resume = ResumeRequest(self.opened.resume_token, self.last_answered_index)
         base = self._request
         try:
@@ -457,17 +624,92 @@ class ClientStream:
         start = self.opened.last_frame_index
         pending = [request for index, request in self._unanswered.items() if start is None or index > start]
         self._unanswered.clear()
+        self._abandoned.intersection_update(request.frame_index for request in pending)
         for request in pending:
             self._unanswered[request.frame_index] = request
             await self._write(request)
         return self.opened
 
-    async def _write(self, request: OpenRequest | FrameRequest | CloseRequest) -> None:
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _check_sendable(self) -> None:
+        """Raise the reason the stream takes no more requests, if there is one."""
+        if self.closed is not None:
+            raise self._closed_error()
+        if self._closing:
+            raise StreamError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                None,
+                f"stream {self._id_text()} is closing (close() or close_writing() was called): it takes no more "
+                "frames; receive() its last answers, or open a new stream",
+            )
+
+    def _closed_error(self) -> StreamError:
+        """The error for an operation on a stream whose :class:`StreamClosed` arrived."""
+        closed = self.closed
+        assert closed is not None
+        if closed.reason == CloseReason.CLIENT_CLOSED:
+            return StreamError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                None,
+                f"stream {closed.stream_id!r} is closed (close() ended it; reason CLIENT_CLOSED): open a new stream",
+                closed=closed,
+                handoff=self.handoff,
+            )
+        return StreamError.from_closed(closed, self.handoff)
+
+    def _cancelled_error(self) -> StreamError:
+        """The error for an operation on a call that was cancelled on this side."""
+        if self._client.closed:
+            return self._client._closed_error()
+        return StreamError(
+            grpc.StatusCode.CANCELLED,
+            None,
+            f"stream {self._id_text()}: the call it was using was cancelled (by cancel(), or by a reconnect() that "
+            "replaced it while this waited, or that was itself cancelled): after a reconnect() that succeeded, "
+            "simply try again; otherwise reconnect() continues the stream (within its resume_window_s, or from a "
+            "hand-off), or open a new stream",
+        )
+
+    def _id_text(self) -> str:
+        return repr(self.opened.stream_id) if self.opened is not None else "(not open yet)"
+
+    async def _final_error(self, error: StreamError) -> StreamError:
+        """After a write failed because the call ended: the server's own close (a drain's StreamClosed, with its
+        state) when it sent one before ending the call, else ``error``. Reads what is left of the call, so it is
+        only for :meth:`process`, which has no other answers to wait for."""
+        if self._reader is None or self.closed is not None:
+            return error
         try:
-            await self._call.write(wire.request_to_proto(request))
+            while self.closed is None:
+                await asyncio.wait_for(self.receive(), 5.0)
+        except (StreamError, EOFError, TimeoutError):
+            return error
+        return self._closed_error() if self.closed.reason != CloseReason.CLIENT_CLOSED else error
+
+    async def _write(self, request: OpenRequest | FrameRequest | CloseRequest, done_writing: bool = False) -> None:
+        call = self._call
+        if call.cancelled():
+            raise self._cancelled_error()
+        message = wire.request_to_proto(request)
+
+        async def write_in_order() -> None:
+            async with self._write_lock:
+                await call.write(message)
+                if done_writing:
+                    await call.done_writing()
+
+        # Shielded: a cancelled sender must not cancel the call (grpc.aio would), and a frame it recorded as sent
+        # must go out; later writes wait for it.
+        write = asyncio.ensure_future(write_in_order())
+        write.add_done_callback(_retrieve)
+        try:
+            await asyncio.shield(write)
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
             # A write fails when the call has already ended: report the call's own status, not the write's.
-            await self._raise_status()
+            if self._client.closed or call.cancelled():
+                raise self._cancelled_error() from error
+            await self._raise_status(call)
             if isinstance(error, grpc.aio.AioRpcError):
                 raise StreamError.from_rpc_error(error) from error
             raise StreamError(grpc.StatusCode.CANCELLED, None, "the stream has already ended") from error
@@ -475,52 +717,67 @@ class ClientStream:
     async def _close_unread(self, timeout_s: float = 5.0) -> None:
         """Close the stream and end the call without decoding what the server still sends (best effort: on a
         timeout or error the call is cancelled and the server treats the stream as disconnected)."""
+        reader = self._reader
+        assert reader is not None
 
         async def drain() -> None:
             await self.close_writing()
-            while await self._call.read() is not grpc.aio.EOF:
-                pass
+            while True:
+                await reader.next()
 
         try:
             await asyncio.wait_for(drain(), timeout_s)
-        except (TimeoutError, StreamError, grpc.aio.AioRpcError, grpc.aio.UsageError):
+        except (TimeoutError, StreamError, EOFError, grpc.aio.AioRpcError, grpc.aio.UsageError):
             pass
         finally:
-            self._call.cancel()
+            self.cancel()
 
     async def _read(self) -> Any:
-        call = self._call
+        """The next response of the current call that this client understands."""
+        reader = self._reader
+        assert reader is not None
         while True:
-            try:
-                message = await call.read()
-            except grpc.aio.AioRpcError as error:
-                raise StreamError.from_rpc_error(error) from error
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if call.cancelled() and not (task is not None and task.cancelling()):
-                    # The call was cancelled under this read (cancel() or reconnect()), not the reading task.
-                    raise StreamError(
-                        grpc.StatusCode.CANCELLED,
-                        None,
-                        "the call this read waited on was cancelled (cancel() or "
-                        "reconnect()); receive again after reconnect() to read the stream's new call",
-                    ) from None
-                raise
-            if message is grpc.aio.EOF:
-                await self._raise_status()
-                raise EOFError("the stream ended without a final message")
-            response = wire.response_from_proto(message)
+            response = wire.response_from_proto(await reader.next())
             if response is not None:
                 return response
 
-    async def _raise_status(self) -> None:
-        code = await self._call.code()
+    async def _raise_status(self, call: Any) -> None:
+        code = await call.code()
         if code != grpc.StatusCode.OK:
-            metadata = await self._call.trailing_metadata()
-            raise StreamError.from_status(code, metadata, await self._call.details())
+            metadata = await call.trailing_metadata()
+            raise StreamError.from_status(code, metadata, await call.details())
 
 
-async def send_while_receiving(send: Coroutine[Any, Any, None], receive: Coroutine[Any, Any, _T]) -> _T:
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a background write's outcome as seen; its error, if any, reaches the caller or the next operation."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _int64(value: Any, name: str) -> int:
+    """``value`` as an int in the int64 range, or an error naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"{name} must fit in a signed 64-bit integer (-2**63 .. 2**63 - 1), got {number}")
+    return number
+
+
+def _frames(indices: list[int]) -> str:
+    """``frame 3`` or ``frames 3, 4, 5`` (at most five listed)."""
+    if len(indices) == 1:
+        return f"frame {indices[0]}"
+    shown = ", ".join(str(index) for index in indices[:5])
+    return f"frames {shown}" + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
+
+
+async def send_while_receiving(
+    send: Coroutine[Any, Any, None], receive: Coroutine[Any, Any, _T], *, settle_s: float = 5.0
+) -> _T:
     """Run a stream's sending loop and its receiving loop together, so that neither fails unnoticed.
 
     ``receive`` decides when the exchange is over: its result (or exception) is the outcome, and a sender
@@ -528,11 +785,15 @@ async def send_while_receiving(send: Coroutine[Any, Any, None], receive: Corouti
     cancelled. If ``send`` raises while ``receive`` is still running, ``receive`` is cancelled at once and
     the sender's exception is raised: a failing frame source (a corrupt image, an iterable that raises)
     never sends the close, so without this the receiver would wait for the server's idle timeout and end
-    with ``STREAM_EXPIRED``, losing the real error.
+    with ``STREAM_EXPIRED``, losing the real error. A :class:`StreamError` from ``send`` (the call ended under
+    a write) is the exception: ``receive`` then gets up to ``settle_s`` seconds to read the server's last
+    messages, and its exception wins, since it says why the call ended (a server that shuts down sends its
+    :class:`StreamClosed` and the state to continue from before ending the call).
 
     Args:
         send: writes the frames (and usually the close); runs as its own task.
         receive: reads the answers; runs as its own task.
+        settle_s: how long ``receive`` may still run after ``send`` raised a :class:`StreamError`.
 
     Returns:
         What ``receive`` returns.
@@ -542,6 +803,10 @@ async def send_while_receiving(send: Coroutine[Any, Any, None], receive: Corouti
     try:
         await asyncio.wait((sender, receiver), return_when=asyncio.FIRST_COMPLETED)
         if not receiver.done() and not sender.cancelled() and (error := sender.exception()) is not None:
+            if isinstance(error, StreamError):
+                await asyncio.wait((receiver,), timeout=settle_s)
+                if receiver.done() and not receiver.cancelled() and receiver.exception() is not None:
+                    return await receiver  # raises the receiver's error
             raise error
         return await receiver
     finally:
@@ -550,47 +815,12 @@ async def send_while_receiving(send: Coroutine[Any, Any, None], receive: Corouti
         await asyncio.gather(sender, receiver, return_exceptions=True)
 
 
-def check_jpeg_quality(quality: int, name: str = "jpeg_quality") -> None:
-    """Raise ``ValueError`` (naming ``name``) unless ``quality`` is a JPEG quality Pillow honours (1-95; it clamps
-    others silently)."""
-    if not 1 <= quality <= 95:
-        raise ValueError(f"{name} must be between 1 and 95, got {quality}")
-
-
-def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedImage:
-    """An image as sent on the wire (see :meth:`ClientStream.send`).
-
-    Raises:
-        ValueError: an array that is not uint8 ``[H, W, 3]``, bytes that are neither JPEG nor PNG, or a
-            ``jpeg_quality`` outside 1-95 (Pillow would clamp it silently).
-    """
-    if jpeg_quality is not None:
-        check_jpeg_quality(jpeg_quality)
-    if isinstance(image, EncodedImage):
-        return image
-    if isinstance(image, bytearray | memoryview):
-        image = bytes(image)
-    if isinstance(image, bytes):
-        if image.startswith(b"\xff\xd8"):
-            return EncodedImage(ImageEncoding.JPEG, image)
-        if image.startswith(b"\x89PNG"):
-            return EncodedImage(ImageEncoding.PNG, image)
-        raise ValueError("image bytes must be a JPEG or PNG file; send arrays for raw pixels")
-    if not isinstance(image, np.ndarray):
-        raise ValueError(
-            "a frame must be a uint8 [H, W, 3] array, JPEG or PNG bytes, or an EncodedImage, got "
-            f"{type(image).__name__}"
-        )
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"frames must be uint8 [H, W, 3] RGB arrays, got {image.dtype} {image.shape}")
-    if jpeg_quality is not None:
-        from PIL import Image
-
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=jpeg_quality)
-        return EncodedImage(ImageEncoding.JPEG, buffer.getvalue())
-    height, width, _ = image.shape
-    return EncodedImage(ImageEncoding.RAW_RGB8, np.ascontiguousarray(image).tobytes(), height, width, 3)
-
-
-__all__ = ["Client", "ClientStream", "StreamError", "TlsFiles", "encode_image", "send_while_receiving"]
+__all__ = [
+    "Client",
+    "ClientStream",
+    "StreamError",
+    "TlsFiles",
+    "check_jpeg_quality",
+    "encode_image",
+    "send_while_receiving",
+]

@@ -61,8 +61,9 @@ def test_an_explicit_lower_frame_index_does_not_move_the_next_default_index_back
     assert isinstance(following, FrameResult) and following.frame_index == 6
 
 
-def test_process_with_a_frame_outstanding_says_so_briefly(server):
-    clip = make_video(seed=73, frames=2)
+def test_process_with_a_frame_outstanding_says_so_briefly_and_sends_nothing(server):
+    """Refused before sending: the earlier frame's answer is not consumed, so the stream does not go off by one."""
+    clip = make_video(seed=73, frames=3)
 
     async def scenario():
         async with Client(server.target) as client:
@@ -70,11 +71,15 @@ def test_process_with_a_frame_outstanding_says_so_briefly(server):
             await stream.send(clip[0])
             with pytest.raises(StreamError) as error:
                 await stream.process(clip[1])
+            earlier = await stream.receive()
+            following = await stream.process(clip[2])
             await stream.close()
-            return str(error.value)
+            return str(error.value), earlier, following
 
-    message = run(scenario())
-    assert "expected the answer to frame 1, got frame 0's answer" in message and len(message) < 400, message
+    message, earlier, following = run(scenario())
+    assert "needs every earlier frame answered first, and frame 0 is still unanswered" in message, message
+    assert "nothing was sent" in message and len(message) < 400, message
+    assert earlier.frame_index == 0 and isinstance(following, FrameResult) and following.frame_index == 1
 
 
 @pytest.mark.parametrize(("cert", "key", "missing"), [("c.pem", None, "key"), (None, "c.key", "cert")])

@@ -1,0 +1,63 @@
+"""Frames as sent on the wire: :func:`encode_image` and the JPEG quality check."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from service.types import (
+    EncodedImage,
+    ImageEncoding,
+)
+
+ImageLike = np.ndarray | bytes | bytearray | memoryview | EncodedImage
+"""What a frame may be given as: a uint8 ``[H, W, 3]`` RGB array, JPEG or PNG bytes, or an encoded image."""
+
+
+def check_jpeg_quality(quality: int, name: str = "jpeg_quality") -> None:
+    """Raise ``ValueError`` (naming ``name``) unless ``quality`` is a JPEG quality Pillow honours (1-95; it clamps
+    others silently), ``TypeError`` unless it is an integer."""
+    if isinstance(quality, bool) or not isinstance(quality, int | np.integer):
+        raise TypeError(f"{name} must be an integer between 1 and 95, got {type(quality).__name__} {quality!r}")
+    if not 1 <= quality <= 95:
+        raise ValueError(f"{name} must be between 1 and 95, got {quality}")
+
+
+def encode_image(image: ImageLike, jpeg_quality: int | None = None) -> EncodedImage:
+    """An image as sent on the wire (see :meth:`ClientStream.send`).
+
+    Raises:
+        ValueError: an array that is not uint8 ``[H, W, 3]`` or has no pixels, bytes that are neither JPEG nor
+            PNG, or a ``jpeg_quality`` outside 1-95 (Pillow would clamp it silently).
+        TypeError: a ``jpeg_quality`` that is not an integer.
+    """
+    if jpeg_quality is not None:
+        check_jpeg_quality(jpeg_quality)
+    if isinstance(image, EncodedImage):
+        return image
+    if isinstance(image, bytearray | memoryview):
+        image = bytes(image)
+    if isinstance(image, bytes):
+        if image.startswith(b"\xff\xd8"):
+            return EncodedImage(ImageEncoding.JPEG, image)
+        if image.startswith(b"\x89PNG"):
+            return EncodedImage(ImageEncoding.PNG, image)
+        raise ValueError("image bytes must be a JPEG or PNG file; send arrays for raw pixels")
+    if not isinstance(image, np.ndarray):
+        raise ValueError(
+            "a frame must be a uint8 [H, W, 3] array, JPEG or PNG bytes, or an EncodedImage, got "
+            f"{type(image).__name__}"
+        )
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"frames must be uint8 [H, W, 3] RGB arrays, got {image.dtype} {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"a frame needs at least one pixel, got an empty {image.shape[0]}x{image.shape[1]} array")
+    if jpeg_quality is not None:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=jpeg_quality)
+        return EncodedImage(ImageEncoding.JPEG, buffer.getvalue())
+    height, width, _ = image.shape
+    return EncodedImage(ImageEncoding.RAW_RGB8, np.ascontiguousarray(image).tobytes(), height, width, 3)

@@ -1,0 +1,71 @@
+"""The client's error: :class:`StreamError`, with the gRPC status, the service's error code and, for a stream the
+server ended, its close and hand-off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from service.auth import ERROR_CODE_KEY
+from service.errors import ErrorCode
+from service.types import (
+    CloseReason,
+    StateHandoff,
+    StreamClosed,
+)
+
+
+class StreamError(Exception):
+    """The server ended the stream (or refused the call) with a gRPC status, or the stream cannot take the
+    operation asked of it (closed, its call cancelled, its client closed).
+
+    Attributes:
+        status: the gRPC status code.
+        code: the slotstream :class:`ErrorCode` from the ``slotstream-error-code`` trailer, if any.
+        message: the server's explanation (or the client's, for an operation it refused itself).
+        closed: the server's final :class:`StreamClosed` when the server ended the stream itself (for example
+            ``SERVER_DRAINING`` on shutdown); ``None`` otherwise.
+        handoff: the state to continue the stream from on another server (``StreamClosed.handoff``, or the
+            latest state the stream received), when one is known; ``ClientStream.reconnect`` uses it.
+    """
+
+    def __init__(
+        self,
+        status: grpc.StatusCode,
+        code: ErrorCode | None,
+        message: str,
+        *,
+        closed: StreamClosed | None = None,
+        handoff: StateHandoff | None = None,
+    ) -> None:
+        super().__init__(f"{status.name}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.closed = closed
+        self.handoff = handoff
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.aio.AioRpcError) -> StreamError:
+        """Wrap a gRPC error, decoding the error-code trailer."""
+        return cls.from_status(error.code(), error.trailing_metadata(), error.details())
+
+    @classmethod
+    def from_status(cls, status: grpc.StatusCode, trailing_metadata: Any, details: str | None) -> StreamError:
+        """Build from a call's final status, decoding the error-code trailer."""
+        code = None
+        for key, value in trailing_metadata or ():
+            name = str(value).removeprefix("ERROR_CODE_")
+            if key == ERROR_CODE_KEY and name in ErrorCode.__members__:
+                code = ErrorCode[name]
+        return cls(status, code, details or "")
+
+    @classmethod
+    def from_closed(cls, closed: StreamClosed, handoff: StateHandoff | None = None) -> StreamError:
+        """The error for a stream the server closed itself (any reason but ``CLIENT_CLOSED``): status
+        ``UNAVAILABLE`` (code ``SHUTTING_DOWN`` for ``SERVER_DRAINING``), the server's message, and the hand-off
+        (``closed.handoff``, else ``handoff``) to continue the stream elsewhere."""
+        code = ErrorCode.SHUTTING_DOWN if closed.reason == CloseReason.SERVER_DRAINING else None
+        message = closed.message or f"the server ended stream {closed.stream_id!r} ({closed.reason.name})"
+        return cls(grpc.StatusCode.UNAVAILABLE, code, message, closed=closed, handoff=closed.handoff or handoff)

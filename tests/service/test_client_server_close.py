@@ -1,0 +1,143 @@
+"""A server that ends a stream itself (a drain on shutdown) is an error for every client API, never a normal end:
+``process()``, ``stream_frames`` and the command line report ``UNAVAILABLE`` with the server's message, and the
+hand-off state stays available to continue the stream elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import grpc
+import pytest
+from service_helpers import make_video, run, slow_factory
+
+from service.client import Client, FrameResult, StreamClosed, StreamError, stream_frames
+from service.client.__main__ import main
+from service.errors import ErrorCode
+from service.types import CloseReason
+
+
+def _stop_in_background(server, grace_s: float = 5.0) -> threading.Thread:
+    """Start ``server``'s drain from another thread (``stop`` blocks until the drain is over)."""
+    thread = threading.Thread(target=server.stop, args=(grace_s,), name="test-stop", daemon=True)
+    thread.start()
+    return thread
+
+
+def _assert_drained(error: StreamError) -> None:
+    assert error.status == grpc.StatusCode.UNAVAILABLE and error.code == ErrorCode.SHUTTING_DOWN, error
+    assert "shutting down" in error.message, error
+    assert error.closed is not None and error.closed.reason == CloseReason.SERVER_DRAINING
+    assert error.handoff is not None and error.handoff.state.size > 0
+
+
+def test_process_raises_unavailable_with_the_handoff_when_the_server_drains(start_server):
+    """Not an INTERNAL "expected the answer to frame N" error; the stream then continues on another server with
+    process() alone: the frame whose process() failed is re-sent by reconnect() and its answer skipped."""
+    factory, _ = slow_factory(delay_s=0.02)
+    draining, replacement = start_server(engine_factory=factory), start_server()
+    clip = make_video(seed=91, frames=400)
+
+    async def scenario():
+        async with Client(draining.target) as client, Client(replacement.target) as other:
+            stream = await client.open()
+            answered = []
+            stopping = None
+            with pytest.raises(StreamError) as error:
+                for frame in clip:
+                    answered.append(await stream.process(frame))
+                    if len(answered) == 3:
+                        stopping = _stop_in_background(draining)
+            assert stopping is not None
+            with pytest.raises(StreamError) as again:  # every later operation says the same
+                await stream.process(clip[0])
+            await asyncio.to_thread(stopping.join, 30)
+            opened = await stream.reconnect(other)
+            following = await stream.process(clip[0])
+            await stream.close()
+            return error.value, again.value, stream, answered, opened, following
+
+    error, again, stream, answered, opened, following = run(scenario())
+    _assert_drained(error)
+    _assert_drained(again)
+    results = [a for a in answered if isinstance(a, FrameResult)]  # a frame may be dropped for the shutdown
+    assert stream.handoff is error.handoff and error.handoff.last_frame_index == results[-1].frame_index
+    assert opened.kind.name == "HANDED_OFF"
+    assert isinstance(following, FrameResult) and following.frame_index == answered[-1].frame_index + 2
+
+
+def test_stream_frames_raises_unavailable_with_the_handoff_when_the_server_drains(start_server):
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    clip = make_video(seed=92, frames=1)
+    stopping: list[threading.Thread] = []
+
+    def frames():
+        for index in range(400):
+            if index == 5:
+                stopping.append(_stop_in_background(server))
+            time.sleep(0.005)
+            yield clip[0]
+
+    answers = []
+    with pytest.raises(StreamError) as error:
+        for answer in stream_frames(server.target, frames()):
+            answers.append(answer)
+    stopping[0].join(30)
+    _assert_drained(error.value)
+    assert 0 < len(answers) < 400
+    assert [a.frame_index for a in answers] == list(range(len(answers)))
+
+
+def test_the_stream_command_says_the_server_ended_the_stream_and_exits_1(start_server, tmp_path, capsys):
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    jsonl = tmp_path / "results.jsonl"
+    stopping: list[threading.Thread] = []
+
+    def stop_once_streaming() -> None:
+        deadline = time.monotonic() + 30
+        while server.session_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        stopping.append(_stop_in_background(server))
+
+    watcher = threading.Thread(target=stop_once_streaming, daemon=True)
+    watcher.start()
+    code = main(["stream", "synthetic:400", "--target", server.target, "--jsonl", str(jsonl)])
+    watcher.join(30)
+    stopping[0].join(30)
+    error = capsys.readouterr().err
+    assert code == 1, error
+    assert "the server ended the stream after " in error and "shutting down" in error, error
+    answered = int(error.split("the server ended the stream after ")[1].split(" of ")[0])
+    assert 0 < answered < 400 and len(jsonl.read_text().splitlines()) == answered
+
+
+def test_receive_returns_the_drain_then_raises_and_close_keeps_answers(start_server):
+    """``receive()`` hands over the server's StreamClosed like any answer, then raises; ``close()`` on the
+    drained stream does not send anything and returns that StreamClosed."""
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    clip = make_video(seed=93, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.process(clip[0])
+            stopping = _stop_in_background(server)
+            closed = await stream.receive()
+            with pytest.raises(StreamError) as error:
+                await stream.receive()
+            with pytest.raises(StreamError) as sending:
+                await stream.send(clip[1])
+            again = await stream.close()
+            await asyncio.to_thread(stopping.join, 30)
+            return closed, error.value, sending.value, again
+
+    closed, error, sending, again = run(scenario())
+    assert isinstance(closed, StreamClosed) and closed.reason == CloseReason.SERVER_DRAINING
+    _assert_drained(error)
+    _assert_drained(sending)
+    assert again == [closed]
