@@ -135,3 +135,4 @@ class Session:
             self.history.pop()
         self.last_frame_index, self.state = entries[newest]
         self.last_accepted_index = last_frame_index
+        self.last_received_index = last_frame_index  # the client sends every later frame again

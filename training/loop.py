@@ -129,7 +129,8 @@ def fit(
         FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
         DatasetError: the training or validation data cannot be read (checked before any file of the run is
             written, or met during training; the message names the file).
-        FloatingPointError: the loss stopped being finite (the run stops before a checkpoint of that step).
+        FloatingPointError: the loss stopped being finite (the run stops before a checkpoint of that step;
+            single-process runs, and under mixed precision only once the weights are no longer finite).
         ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
             that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
             change).
@@ -274,6 +275,17 @@ def _val_dataset(config: TrainConfig) -> Dataset[VideoClip]:
     return validation  # type: ignore[return-value]
 
 
+def _diverged(run: _Run, group: ProcessGroup) -> bool:
+    """After a step with a non-finite loss: whether to stop the run. Under mixed precision the gradient scaler
+    skips such a step and lowers its scale, so only weights that are no longer finite mean divergence; under
+    ``torchrun`` the ranks would have to agree to stop together, so a rank never stops alone."""
+    if group.distributed:
+        return False
+    if run.scaler is None:
+        return True
+    return not all(bool(torch.isfinite(parameter).all()) for parameter in run.model.parameters())
+
+
 def _reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:
     """``batches``, with a data error raised in a worker process cut back to its own message (the DataLoader
     prefixes the worker's whole traceback)."""
@@ -316,7 +328,7 @@ def _train(
             if run.step >= last_step:
                 break
             terms = _optimisation_step(config, run, batch.frames.to(device), device)
-            if not group.distributed and not math.isfinite(terms["loss"]):  # (ranks must stop together)
+            if not math.isfinite(terms["loss"]) and _diverged(run, group):
                 raise FloatingPointError(
                     f"the loss is {terms['loss']} at step {run.step + 1}: training diverged, and no checkpoint of "
                     f"it was written (lower --lr, or resume from the last checkpoint in {run_dir})"

@@ -27,8 +27,6 @@ from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
 from training.loop import CONFIG_FILE, fit
 
-"""The command line that started a run, kept in its run directory (model cards quote it)."""
-
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
@@ -188,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = fit(
             config, out, resume=args.resume, device=args.device, progress=not args.no_progress, command=command
         )
-    except (FileExistsError, FileNotFoundError, ValueError, RegistryError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (FileExistsError, FileNotFoundError, ValueError, RegistryError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)  # ImportError: no video decoder installed for videos: data
         return 2
     except FloatingPointError as error:
         print(f"error: {error}", file=sys.stderr)

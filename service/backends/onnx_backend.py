@@ -382,7 +382,7 @@ def session_options(ort: Any, options: OnnxOptions) -> onnxruntime.SessionOption
     session = ort.SessionOptions()
     session.intra_op_num_threads = options.intra_op_threads
     session.inter_op_num_threads = options.inter_op_threads
-    if options.inter_op_threads != 1:  # sequential execution, ONNX Runtime's default, ignores inter-op threads
+    if options.inter_op_threads > 1:  # sequential execution, ONNX Runtime's default, ignores inter-op threads
         session.execution_mode = ort.ExecutionMode.ORT_PARALLEL
     session.graph_optimization_level = levels[options.graph_optimization]
     return session

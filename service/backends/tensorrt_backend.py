@@ -377,7 +377,8 @@ def check_tensorrt_parity(manifest: Manifest, model_dir: Path, precision: str) -
         raise BackendUnavailable(
             f"{model_dir}: its {precision} TensorRT engines failed the export's parity check ({report.runtime}: "
             f"slots max |diff| {report.slots_max_abs:.3g}, segmentations agree on {report.argmax_agreement:.3%}); "
-            "serve it with --backend onnx or torch, or export again (for example without --fp16)"
+            "serve it with --backend torch, or --backend onnx on --device cpu or cuda, or export again (for example "
+            "without --fp16)"
         )
 
 

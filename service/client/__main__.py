@@ -151,7 +151,7 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
     writer = OverlayWriter(args.out, fps) if args.out else None
     sent: dict[int, tuple[np.ndarray, float]] = {}
     summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
-    counts = {"sent": 0}
+    counts = {"sent": 0, "all_sent": 0}
     async with _client(args) as client:
         stream = await client.open(options, model=args.model)
         out = jsonl.open()
@@ -172,12 +172,16 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
                 counts["sent"] += 1
                 frame = await asyncio.to_thread(next, frames, None)
             await stream.close_writing()
+            counts["all_sent"] = 1
 
         async def receive_all() -> None:
             while True:
                 answer = await stream.receive()
                 if isinstance(answer, StreamClosed):
-                    if answer.reason != CloseReason.CLIENT_CLOSED:  # the server ended it: not every frame ran
+                    # The server closes its streams itself when it shuts down: an error only when frames were
+                    # left unanswered or unsent (a drain right after the last answer is not).
+                    ended_early = stream.unanswered or not counts["all_sent"]
+                    if answer.reason != CloseReason.CLIENT_CLOSED and ended_early:
                         raise StreamError.from_closed(answer, stream.handoff)
                     return
                 window.release()

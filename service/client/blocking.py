@@ -60,7 +60,10 @@ def stream_frames(
             stream = await client.open(options, model=model)
             slots = asyncio.Semaphore(max(window, 1))
 
+            all_sent = False
+
             async def send_all() -> None:
+                nonlocal all_sent
                 iterator = iter(frames)
                 while not stop.is_set():
                     frame: Any = await asyncio.to_thread(next, iterator, _DONE)
@@ -69,12 +72,16 @@ def stream_frames(
                     await slots.acquire()
                     await stream.send(frame, jpeg_quality=jpeg_quality)
                 await stream.close_writing()
+                all_sent = True
 
             async def receive_all() -> None:
                 while True:
                     answer = await stream.receive()
                     if isinstance(answer, StreamClosed):
-                        if answer.reason != CloseReason.CLIENT_CLOSED:  # the server ended it: not every frame ran
+                        # A server that shuts down closes its streams itself; that is an error only when frames
+                        # were left unanswered or unsent (a drain right after the last answer is not).
+                        ended_early = stream.unanswered or not all_sent
+                        if answer.reason != CloseReason.CLIENT_CLOSED and ended_early:
                             raise StreamError.from_closed(answer, stream.handoff)
                         return
                     slots.release()

@@ -253,10 +253,11 @@ class ClientStream:
 
     The server may end a stream itself: on shutdown it answers the frames it accepted and sends a
     :class:`StreamClosed` with reason ``SERVER_DRAINING`` and the stream's state. :meth:`receive` returns that
-    message (as it returns every answer), and from then on every operation raises :class:`StreamError` with
-    status ``UNAVAILABLE`` (code ``SHUTTING_DOWN``), the server's message and the state in ``error.handoff``
-    (also in :attr:`handoff`); :meth:`process` raises that error at once. :meth:`reconnect` continues the stream
-    on another server.
+    message (as it returns every answer), and from then on every operation but :meth:`close` raises
+    :class:`StreamError` with status ``UNAVAILABLE`` (code ``SHUTTING_DOWN``), the server's message and the state
+    in ``error.handoff`` (also in :attr:`handoff`); :meth:`process` raises that error at once. :meth:`close`
+    returns normally when every frame was answered, and raises it otherwise. :meth:`reconnect` continues the
+    stream on another server.
 
     Attributes:
         opened: the server's answer to the latest open.

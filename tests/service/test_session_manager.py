@@ -169,6 +169,11 @@ def test_resume_after_a_frame_the_stream_never_received_is_refused():
     session.rewind(3)
     np.testing.assert_array_equal(session.state, state(1))
     assert session.last_accepted_index == 3
+    # After a resume the client sends every later frame again: a second resume cannot skip past them.
+    for index in range(4, 10):
+        session.advance(index, state(index))
+    session.rewind(5)
+    assert abort_code(lambda: session.rewind(8)) == ErrorCode.RESUME_POINT_UNAVAILABLE
 
 
 def test_resume_before_any_frame_needs_the_fresh_state_still_in_history():

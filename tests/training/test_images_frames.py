@@ -31,7 +31,7 @@ def test_a_davis_sequence_of_16_bit_frames_is_not_white(tmp_path):
 
 
 def test_32_bit_integer_frames_are_read_in_the_16_bit_range(tmp_path):
-    """Pillow before 10.? read 16-bit PNGs in mode ``I``; a TIFF holds such an image under any suffix."""
+    """Older Pillow versions read 16-bit PNGs in mode ``I``; a TIFF holds such an image under any suffix."""
     Image.fromarray(np.array([[0, 65535]], np.int32)).save(tmp_path / "f.png", format="TIFF")
     assert read_frame(tmp_path / "f.png")[..., 0].tolist() == [[0, 255]]
     Image.fromarray(np.array([[0, 70000]], np.int32)).save(tmp_path / "g.png", format="TIFF")

@@ -154,9 +154,11 @@ def _check_out_dir(out: Path, source: Path) -> None:
         raise ValueError(f"--out {out} is a file; give a folder for the export")
     if not out.is_dir():
         return
-    for leftover in out.glob(f"{STAGING_PREFIX}*"):  # a killed export never reached its cleanup
-        shutil.rmtree(leftover, ignore_errors=True)
-    if out.resolve() == source.resolve() or _holds_export(out) or not any(out.iterdir()):
+    leftovers = list(out.glob(f"{STAGING_PREFIX}*"))  # from a killed export, which never reached its cleanup
+    others = [entry for entry in out.iterdir() if entry not in leftovers]
+    if out.resolve() == source.resolve() or _holds_export(out) or not others:
+        for leftover in leftovers:  # (two exports into one folder at once are not supported)
+            shutil.rmtree(leftover, ignore_errors=True)
         return
     raise ValueError(
         f"--out {out} already holds files and is not an export directory (no readable export {MANIFEST_FILE}); "
@@ -248,7 +250,8 @@ def _add_tensorrt(
             engine_file.unlink(missing_ok=True)
         raise ExportError(
             f"{failed}; its TensorRT engines were deleted and the manifest records the failure, so the tensorrt "
-            "backend refuses this export (the checked ONNX graphs still serve with --backend onnx)"
+            "backend refuses this export (the checked ONNX graphs still serve with --backend onnx on --device cpu or "
+            "cuda)"
         ) from failed
     finally:
         engine.close()
