@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from training.datasets import DatasetError, VideoFolderDataset, build_dataset
-from training.datasets.decoding import frame_count
+from training.datasets.decoding import decode_video, frame_count
 from training.datasets.export import write_mask_png, write_mp4
 from training.datasets.synthetic import generate_video
 
@@ -105,3 +105,50 @@ def test_masks_without_a_frame_are_refused_naming_the_folder_and_both_counts(tmp
     (folder / "clip" / "00009.png").unlink()
     clip = build_dataset(f"videos:{folder}", "val", None, (16, 16))[0]
     assert clip.masks is not None and clip.masks.shape == (8, 16, 16)
+
+
+class _CountingContainer:
+    """A PyAV container that counts the frames its ``decode`` yields (PyAV's classes cannot be patched)."""
+
+    decoded = 0
+
+    def __init__(self, container):
+        self._container = container
+
+    def __enter__(self):
+        self._container.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._container.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def decode(self, *args):
+        for frame in self._container.decode(*args):
+            _CountingContainer.decoded += 1
+            yield frame
+
+
+def test_pyav_decodes_a_window_up_to_its_last_frame_only(tmp_path, monkeypatch):
+    """With a recorded frame count the window is chosen first and decoding stops after its last frame; the frames
+    are those of a full decode. Without a count (FFV1 Matroska) every frame is decoded, as before."""
+    folder = _video_dir(tmp_path, frames=12)
+    every = decode_video(folder / "clip.mp4", lambda n: range(n), "pyav")
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: _CountingContainer(real_open(*args, **kwargs)))
+    asked: list[int] = []
+
+    def window(count: int) -> range:
+        asked.append(count)
+        return range(3, 6)
+
+    decoded = decode_video(folder / "clip.mp4", window, "pyav")
+    assert asked == [12] and decoded.indices == range(3, 6) and decoded.num_frames == 12
+    np.testing.assert_array_equal(decoded.frames, every.frames[3:6])
+    assert _CountingContainer.decoded == 6, "frames 0-5 decoded, not all 12"
+    _write_mkv(tmp_path / "a.mkv", 6)
+    no_count = decode_video(tmp_path / "a.mkv", lambda n: range(n - 2, n), "pyav")
+    assert no_count.num_frames == 6 and no_count.indices == range(4, 6)
+    assert no_count.frames[:, 0, 0, 0].tolist() == [80, 100]

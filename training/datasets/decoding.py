@@ -43,6 +43,10 @@ def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
 
 
 def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
+    """Decode with PyAV. When the container records its frame count, the window is chosen from it and decoding
+    stops after the window's last frame, converting only the window's frames (a training clip from the start of
+    a long video costs a clip, not the video); otherwise, or when the count overstates the frames, every frame is
+    decoded and the window chosen from the real count."""
     try:
         import av
     except ImportError as err:
@@ -50,6 +54,20 @@ def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DatasetError(f"{path}: file has no video stream")
+        stream = container.streams.video[0]
+        recorded = int(stream.frames)  # 0: not recorded
+        if recorded > 0:
+            indices = choose(recorded)
+            wanted, last = set(indices), indices[-1]
+            kept: dict[int, np.ndarray] = {}
+            for index, frame in enumerate(container.decode(stream)):
+                if index in wanted:
+                    kept[index] = frame.to_ndarray(format="rgb24")  # [H, W, 3]
+                if index >= last:
+                    break
+            if len(kept) == len(indices):
+                return DecodedClip(np.stack([kept[i] for i in indices]), indices, "pyav", recorded)  # [T, H, W, 3]
+    with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]  # each [H, W, 3]
     indices = choose(len(frames))
