@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,21 +17,51 @@ from service.errors import ErrorCode
 ERROR_CODE_KEY = "slotstream-error-code"
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
 _FIRST_MESSAGE_WAIT_S = 1.0
+DENIAL_LOG_INTERVAL_S = 10.0
+"""At most one warning per this many seconds about refused calls (a client guessing tokens would flood the log)."""
+
+_log = logging.getLogger(__name__)
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Requires ``authorization: Bearer <token>`` metadata; other calls end with UNAUTHENTICATED.
 
+    Every refusal is passed to ``on_denied`` (the server counts them in ``slotstream_calls_refused_total``) and
+    logged as a warning with the peer's address and method, never the token presented; at most one warning per
+    :data:`DENIAL_LOG_INTERVAL_S`, saying how many refusals it stands for.
+
     Args:
         token: the token clients must present.
         exempt_prefixes: method-name prefixes that need no token.
+        on_denied: called once per refused call.
     """
 
-    def __init__(self, token: str, exempt_prefixes: tuple[str, ...] = EXEMPT_PREFIXES) -> None:
+    def __init__(
+        self,
+        token: str,
+        exempt_prefixes: tuple[str, ...] = EXEMPT_PREFIXES,
+        on_denied: Callable[[], None] | None = None,
+    ) -> None:
         if not token:
             raise ValueError("an empty bearer token would accept everyone")
         self._expected = f"Bearer {token}".encode()
         self._exempt = exempt_prefixes
+        self._on_denied = on_denied
+        self._unlogged = 0
+        self._logged_at = -DENIAL_LOG_INTERVAL_S
+
+    def denied(self, peer: str, method: str, why: str) -> None:
+        """Count and (rate-limited) log one refused call."""
+        if self._on_denied is not None:
+            self._on_denied()
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at >= DENIAL_LOG_INTERVAL_S:
+            _log.warning(
+                "refused a call without a valid bearer token",
+                extra={"peer": peer, "method": method, "why": why, "refusals": self._unlogged},
+            )
+            self._unlogged, self._logged_at = 0, now
 
     async def intercept_service(
         self,
@@ -42,20 +74,25 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
         presented = metadata.get("authorization")
+        method = handler_call_details.method
         if presented is None:
-            return _deny(handler, "missing 'authorization: Bearer <token>' metadata: this server requires a token")
+            message = "missing 'authorization: Bearer <token>' metadata: this server requires a token"
+            return _deny(handler, message, lambda peer: self.denied(peer, method, "no token"))
         if not hmac.compare_digest(str(presented).encode(), self._expected):
-            return _deny(handler, "wrong bearer token in the 'authorization' metadata")
+            message = "wrong bearer token in the 'authorization' metadata"
+            return _deny(handler, message, lambda peer: self.denied(peer, method, "wrong token"))
         return handler
 
 
-def _deny(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+def _deny(handler: grpc.RpcMethodHandler, message: str, record: Callable[[str], None]) -> grpc.RpcMethodHandler:
     trailer = ((ERROR_CODE_KEY, ErrorCode.UNAUTHENTICATED.wire_name),)
 
     async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
+        record(context.peer())
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, trailing_metadata=trailer)
 
     async def abort_streaming(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        record(context.peer())
         # Take the client's first message before refusing: aborting while the client is still writing it
         # makes its write fail with a generic INTERNAL error instead of this status (grpc/grpc#36066).
         with contextlib.suppress(Exception):

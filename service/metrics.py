@@ -9,6 +9,9 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
   error / taken_over): streams whose state was freed; ``closed`` counts close requests, ``cancelled`` every
   stream whose requests ended without one.
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, ...).
+- ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated``
+  (no or a wrong bearer token, any method), ``malformed_request``, and every other code a stream or a
+  ``Describe`` ended with (refused opens are counted here too).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
 - ``slotstream_frame_errors_total`` (by code).
@@ -26,6 +29,8 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
 - ``slotstream_event_loop_heartbeat_seconds`` (gauge): Unix time of the event loop's latest heartbeat, set every
   second while the loop runs. These metrics are served from their own thread, so an old heartbeat is how a
   probe reading them notices a blocked event loop (the gRPC liveness check notices it by timing out).
+- ``process_*`` (resident memory, CPU seconds, open file descriptors, start time) and ``python_info``, from
+  ``prometheus_client``'s standard collectors.
 """
 
 from __future__ import annotations
@@ -33,7 +38,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -56,7 +69,12 @@ class Metrics:
         self.streams_released = Counter(
             "slotstream_streams_released", "Streams whose state was freed, by reason.", ["reason"], registry=r
         )
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.open_rejected = Counter("slotstream_open_rejected", "Opens refused, by code.", ["code"], registry=r)
+        self.calls_refused = Counter(
+            "slotstream_calls_refused", "Calls ended with an error status, by code.", ["code"], registry=r
+        )
         self.frames = Counter("slotstream_frames", "Frames answered, by outcome.", ["model", "outcome"], registry=r)
         self.frames_dropped = Counter(
             "slotstream_frames_dropped", "Frames dropped, by reason.", ["reason"], registry=r

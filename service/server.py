@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from service.auth import BearerTokenInterceptor
 from service.config import ServiceConfig
 from service.engine import Engine, load_engine
+from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 from service.metrics import Metrics
 from service.runner import ModelRunner
@@ -191,7 +192,8 @@ class Server:
         interceptors = []
         token = config.bearer_token()
         if token:
-            interceptors.append(BearerTokenInterceptor(token))
+            refused = self.metrics.calls_refused.labels(ErrorCode.UNAUTHENTICATED.name.lower())
+            interceptors.append(BearerTokenInterceptor(token, on_denied=refused.inc))
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),

@@ -97,6 +97,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             async for response in connection.run(_domain_requests(request_iterator, context, self._metrics)):
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
+            self._metrics.calls_refused.labels(abort.code.name.lower()).inc()
             await abort_with(context, abort)
         except RequestsLost:
             return  # the client is gone; its stream was detached or freed
@@ -111,6 +112,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
+            self._metrics.calls_refused.labels(abort.code.name.lower()).inc()
             await abort_with(context, abort)
         default = self._manager.default_model
         available = [default, *sorted(set(self._manager.runners) - {default})]

@@ -334,6 +334,7 @@ def test_a_request_that_does_not_parse_ends_the_call_with_invalid_argument(serve
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _trailer_code(error) == ErrorCode.MALFORMED_REQUEST.wire_name
     assert "request 3 of this call is not a valid slotstream.v1.StreamRequest" in error.details()
+    assert server.metric("slotstream_calls_refused_total", {"code": "malformed_request"}) == 1
     assert len(run(stream_clip(server.target, make_video(24, 2)))) == 2  # the server keeps serving
 
 
@@ -445,7 +446,7 @@ def test_a_server_bug_while_accepting_a_frame_is_internal_and_logged(start_serve
     assert server.session_count() == 0, "a server error frees the stream instead of keeping it resumable"
 
 
-def test_bearer_token_is_required_when_configured(start_server):
+def test_bearer_token_is_required_when_configured(start_server, caplog):
     server = start_server(auth_token="s3cret")
 
     async def attempt(token):
@@ -459,13 +460,18 @@ def test_bearer_token_is_required_when_configured(start_server):
         async with Client(server.target, token=token) as client:
             return await client.describe()
 
-    for token, message in ((None, "missing"), ("wrong", "wrong bearer token")):
+    for token, message in ((None, "missing"), ("guess-123", "wrong bearer token")):
         for call in (attempt, describe):
             with pytest.raises(StreamError) as denied:
                 run(call(token))
             assert denied.value.status == grpc.StatusCode.UNAUTHENTICATED
             assert denied.value.code == ErrorCode.UNAUTHENTICATED and message in denied.value.message
     assert isinstance(run(attempt("s3cret")), FrameResult)
+    # Refusals are counted, and logged with the peer but never the token, at most once per interval.
+    assert server.metric("slotstream_calls_refused_total", {"code": "unauthenticated"}) == 4
+    warnings = [r for r in caplog.records if r.getMessage() == "refused a call without a valid bearer token"]
+    assert len(warnings) == 1 and warnings[0].peer and warnings[0].why == "no token"
+    assert "guess-123" not in caplog.text and "s3cret" not in caplog.text
 
     async def health_without_token():
         async with Client(server.target) as client:
