@@ -9,7 +9,9 @@ segmentation's tie tolerance (where float rounding, not the model, would decide 
     python -m service.bench --agreement --model EXPORT_DIR [--backends torch,onnx] [--clips 12] [--seed 230]
 
 Exit status: 0 when every clip's segmentations agree on at least ``--min-agreement`` of the pixels, 1 when one
-does not, 2 for bad arguments or a model a server cannot load.
+does not, 2 for bad arguments or a model a server cannot load. The ``--json`` report records the command line,
+machine and versions (:mod:`service.bench.provenance`), every setting, the verdict (``passed``,
+``below_min_agreement``) and the per-clip figures.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from service.bench.cli import backend_names, usage_error
+from service.bench.cli import backend_names, unknown_backends, usage_error
+from service.bench.provenance import provenance, redact
 from service.bench.spawn import SpawnedServer
+from service.config import ConfigError, ServiceConfig
 from service.types import FrameResult, Output, StreamOptions
 
 OUTPUTS = frozenset({Output.SLOTS, Output.SEGMENTATION, Output.SOFT_MASKS})
@@ -107,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=230, help="seed of the first clip; the others follow (230)")
     parser.add_argument("--frames", type=int, default=100, help="frames per clip (default: 100)")
     parser.add_argument("--size", type=int, default=64, help="frame side in pixels (default: 64)")
-    parser.add_argument("--min-agreement", type=float, default=0.999, help="pass mark per clip (default: 0.999)")
+    parser.add_argument(
+        "--min-agreement", type=float, default=0.999, help="pass mark per clip, in (0, 1] (default: 0.999)"
+    )
     parser.add_argument("--server-args", default="", help="more python -m service flags for both servers")
     parser.add_argument("--json", type=Path, help="write the per-clip figures here")
     return parser
@@ -115,33 +121,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(args_list)
     backends = backend_names(args.backends)
     problems = []
     if len(backends) != 2:
         problems.append(f"--backends names two backends (reference,other), got {args.backends!r}")
+    problems += unknown_backends("--backends", backends)
     if min(args.clips, args.frames, args.size) < 1 or args.seed < 0:
         problems.append("need --clips, --frames and --size >= 1 and --seed >= 0")
+    if not 0 < args.min_agreement <= 1:  # also refuses NaN
+        problems.append(f"--min-agreement is a share of the pixels in (0, 1], got {args.min_agreement}")
     if not args.model.is_dir():
         problems.append(f"--model {args.model} is not a directory")
     if problems:
         return usage_error("--agreement", problems)
+    server_args = args.server_args.split()
+    try:  # what both servers will run with (--device, SLOTSTREAM_* included); refused flags fail here
+        config = ServiceConfig.from_sources(["--model-dir", str(args.model), *server_args])
+    except ConfigError as error:
+        return usage_error("--agreement", [f"--server-args: {error}"])
     clips = synthetic_clips(range(args.seed, args.seed + args.clips), args.frames, args.size)
     try:
-        served = [serve_clips(args.model, backend, clips, args.server_args.split()) for backend in backends]
+        served = [serve_clips(args.model, backend, clips, server_args) for backend in backends]
     except RuntimeError as error:
         print(f"python -m service.bench --agreement: {error}", file=sys.stderr)
         return 2
     results = [compare(served[0][seed], served[1][seed], seed) for seed in clips]
     print(format_table(results, backends))
+    below = failing_clips(results, args.min_agreement)
     if args.json is not None:
-        report = {"backends": backends, "model": str(args.model), "clips": [asdict(r) for r in results]}
+        settings = {"clips": args.clips, "seed": args.seed, "frames": args.frames, "size": args.size}
+        settings |= {"min_agreement": args.min_agreement, "server_args": redact(server_args), "device": config.device}
+        report = {
+            "provenance": provenance(args_list, device=config.device),
+            "backends": backends,
+            "model": str(args.model),
+            "settings": settings,
+            "passed": not below,
+            "below_min_agreement": below,
+            "clips": [asdict(r) for r in results],
+        }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    below = [r.seed for r in results if r.segmentation_agreement < args.min_agreement]
     if below:
         print(f"clips {below}: segmentations agree on less than {args.min_agreement:.2%}", file=sys.stderr)
         return 1
     return 0
+
+
+def failing_clips(results: Sequence[ClipAgreement], min_agreement: float) -> list[int]:
+    """Seeds of the clips whose segmentations agree on less than ``min_agreement`` of the pixels."""
+    return [r.seed for r in results if r.segmentation_agreement < min_agreement]
 
 
 def format_table(results: Sequence[ClipAgreement], backends: Sequence[str]) -> str:

@@ -5,10 +5,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from service.engine import BACKEND_MODULES
+
 
 def backend_names(text: str) -> list[str]:
     """``"torch, onnx"`` -> ``["torch", "onnx"]`` (blank entries dropped)."""
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def unknown_backends(flag: str, names: Sequence[str]) -> list[str]:
+    """The problem with ``names`` given to ``flag`` when one is not a backend (empty when all are)."""
+    unknown = [name for name in names if name not in BACKEND_MODULES]
+    if not unknown:
+        return []
+    return [f"{flag} names unknown backends {', '.join(map(repr, unknown))}: choose from {', '.join(BACKEND_MODULES)}"]
 
 
 def usage_error(mode: str, problems: Sequence[str]) -> int:

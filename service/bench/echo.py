@@ -61,8 +61,12 @@ async def _round_trips(port: int, request_bytes: int, frames: int, warmup: int) 
     return times_ms
 
 
-def echo_round_trips_ms(request_bytes: int, response_bytes: int, frames: int, warmup: int = 20) -> list[float]:
+async def echo_round_trips_ms(request_bytes: int, response_bytes: int, frames: int, warmup: int = 20) -> list[float]:
     """Round-trip times (ms) of ``frames`` request/response pairs over a bare gRPC stream to a child process.
+
+    A coroutine, so that a caller that uses ``grpc.aio`` itself (``--suite``) runs everything on one event loop:
+    a second ``asyncio.run`` in a process that has used ``grpc.aio`` leaves gRPC's poller calling into the closed
+    first loop ("Event loop is closed").
 
     Args:
         request_bytes: size of each request message (the service's serialised frame request).
@@ -75,8 +79,8 @@ def echo_round_trips_ms(request_bytes: int, response_bytes: int, frames: int, wa
     server = context.Process(target=_serve, args=(port_queue, response_bytes), daemon=True)
     server.start()
     try:
-        port = port_queue.get(timeout=60)
-        return asyncio.run(_round_trips(port, request_bytes, frames, warmup))
+        port = await asyncio.to_thread(port_queue.get, True, 60)
+        return await _round_trips(port, request_bytes, frames, warmup)
     finally:
         server.terminate()
-        server.join(10)
+        await asyncio.to_thread(server.join, 10)

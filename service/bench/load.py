@@ -10,6 +10,11 @@ gRPC), then a server started by this command, loaded with 1 stream and with N st
     python -m service.bench --suite --model DIR --streams 16 --frames 200 --json out.json
 
 (``--local`` times the engines alone per backend: see :mod:`service.bench.local`.)
+
+Exit status: 0 when the run completed (the report counts the frames the server refused; a ``--suite`` ratio whose
+terms were not measured is null), 1 when the server refused a stream, 2 for bad arguments, a model that does not
+load or a server that does not start. Every report records its command line, machine and versions
+(:mod:`service.bench.provenance`) and its settings.
 """
 
 from __future__ import annotations
@@ -17,15 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from service.bench.cli import usage_error
+from service.bench.provenance import provenance, redact
 from service.bench.remote import LoadSpec, run_load
-from service.bench.suite import run_suite
+from service.bench.suite import SuiteError, run_suite
 from service.client import StreamError
 from service.client.core import check_jpeg_quality
 from service.client.synthetic import synthetic_clip
@@ -55,12 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print a summary and write the JSON report."""
+    """Run the benchmark; print a summary and write the JSON report.
+
+    Exit status: 0 when the run completed (its report counts any frame the server refused), 1 when the server
+    refused a stream (``--target``: no server there, a missing ``--token``), 2 for bad arguments, a model that
+    does not load or a server that does not start (``--suite``).
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     for flag in ("streams", "frames", "window", "rounds", "size"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        parser.error(f"--fps must be a number > 0 (frames per second per stream), got {args.fps}")
     if args.jpeg_quality is not None:
         try:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
@@ -68,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
     if args.suite and args.streams < 2:
         parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
+    if args.suite and not args.model.is_dir():
+        return usage_error("--suite", [f"--model {args.model} is not a directory"])
     clip = synthetic_clip(64, (args.size, args.size))
-    report: dict[str, Any] = {"machine": _machine()}
+    report: dict[str, Any] = {}
     if args.target:
         try:
             result = asyncio.run(run_load(_spec(args, args.target, args.streams), clip))
@@ -80,14 +95,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"python -m service.bench: {error} (try a smaller --size or --jpeg-quality)", file=sys.stderr)
             return 2
         result.pop("raw_latencies_ms")
+        report["provenance"] = provenance(args_list)  # the model runs in the server, not here: no device
+        report["settings"] = _settings(args)
         report["remote"] = [result]
     if args.suite:
         spec = _spec(args, "", args.streams)
+        server_args = args.server_args.split()
+        mode = "python -m service.bench --suite"
         try:
-            report |= run_suite(args.model, args.backend, spec, clip, args.rounds, args.server_args.split())
-        except ConfigError as error:  # --server-args the server would refuse too
-            print(f"python -m service.bench --suite: {error}", file=sys.stderr)
+            suite = run_suite(args.model, args.backend, spec, clip, args.rounds, server_args)
+        except (ConfigError, SuiteError) as error:  # --server-args the server refuses, a model that does not load
+            print(f"{mode}: {error}", file=sys.stderr)
             return 2
+        except StreamError as error:  # the server refused a stream (a missing --token, options it refuses) or ended it
+            print(f"{mode}: a stream to the server failed: {error}", file=sys.stderr)
+            return 1
+        except ValueError as error:  # a frame the client cannot send (too large for one message)
+            print(f"{mode}: {error} (try a smaller --size or --jpeg-quality)", file=sys.stderr)
+            return 2
+        report["provenance"] = provenance(args_list, device=suite["local"][0]["device"])
+        report["settings"] = _settings(args) | {
+            "model": str(args.model),
+            "backend": args.backend,
+            "rounds": args.rounds,
+            "server_args": redact(server_args),
+        }
+        report |= suite
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.write_text(text + "\n")
@@ -95,6 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(text)
     return 0
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The load flags of a run (the token only as whether one was given)."""
+    return {
+        "target": args.target,
+        "streams": args.streams,
+        "frames": args.frames,
+        "fps": args.fps,
+        "window": args.window,
+        "live": args.live,
+        "size": args.size,
+        "jpeg_quality": args.jpeg_quality,
+        "token": args.token is not None,
+        "warmup_frames": LoadSpec.warmup_frames,
+    }
 
 
 def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
@@ -113,37 +162,31 @@ def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
 def _summary(report: dict[str, Any]) -> str:
     lines = []
     for local in report.get("local", []):
-        lat = local["frame_latency_ms"]
+        lat, call, grpc_ms = local["frame_latency_ms"], local["model_call_ms"], local["grpc_one_stream_ms"]
         lines.append(
-            f"pipeline[{local['backend']}] in-process: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms "
-            f"(model call alone: p50 {local['model_call_ms']['p50']} ms; the same frames over gRPC, interleaved: "
-            f"p50 {local['grpc_one_stream_ms']['p50']} ms)"
+            f"pipeline[{local['backend']}] in-process: p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, "
+            f"p99 {lat.get('p99')} ms (model call alone: p50 {call.get('p50')} ms; the same frames over gRPC, "
+            f"interleaved: p50 {grpc_ms.get('p50')} ms)"
         )
+        if local["grpc_first_error"] is not None or local["grpc_one_stream_dropped"]:
+            lines.append(
+                f"paired frames over gRPC: {local['grpc_one_stream_errors']} failed, "
+                f"{local['grpc_one_stream_dropped']} dropped; first error: {local['grpc_first_error']}"
+            )
     for run in report.get("remote", []):
         lat = run["latency_ms"]
         lines.append(
             f"gRPC {run['spec']['streams']} stream(s): {run['frames_per_second']} frames/s, p50 {lat.get('p50')} ms, "
-            f"p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms, mean batch {run['mean_batch_size']}, "
+            f"p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms, "
+            f"frame-weighted mean batch {run['frame_weighted_mean_batch_size']}, "
             f"dropped {run['dropped']}, errors {run['errors']}, lost {run['lost']}"
         )
     if "ratios" in report:
         lines.append(f"ratios: {report['ratios']}")
+        undefined = [name for name, value in report["ratios"].items() if value is None]
+        if undefined:
+            lines.append(f"not measured (no frame answered): {', '.join(undefined)} (null in the report)")
     return "\n".join(lines)
-
-
-def _machine() -> dict[str, Any]:
-    import os
-
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-    }
 
 
 if __name__ == "__main__":

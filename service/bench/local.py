@@ -8,7 +8,10 @@ For each batch size the backends are timed *interleaved* (one ``first_step`` and
 backend per round), so background load hits them alike and the ratios of one run are comparable. A model
 directory without ``manifest.json`` is exported first (into a temporary directory) for the ``onnx`` and
 ``tensorrt`` backends. The report holds p50/p99/mean latency of both steps, frames/s of a stream of later
-frames (``batch / mean step latency``), the ratios, and the compute floor (:mod:`service.bench.floor`).
+frames (``batch / mean step latency``), the ratios, and the compute floor (:mod:`service.bench.floor`); and what
+ran them: the command line, machine and versions (:mod:`service.bench.provenance`), the load average before and
+after, and every setting including the ONNX Runtime / TensorRT options (``SLOTSTREAM_*`` variables applied).
+Backend names are checked before anything is exported.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from service.bench.cli import backend_names, usage_error
+from service.bench.cli import backend_names, unknown_backends, usage_error
+from service.bench.provenance import provenance
 from service.engine import BackendUnavailable, Engine, load_engine
 
 DEFAULT_BACKENDS = ("torch", "onnx")
@@ -92,7 +95,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(args_list)
     backends = backend_names(args.backends)
     try:
         sizes = [int(size) for size in args.batch_sizes.split(",")]
@@ -101,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems = []
     if not backends:
         problems.append(f"--backends names no backend: {args.backends!r}")
+    problems += unknown_backends("--backends", backends)  # before exporting the model for them
     if not sizes or min(sizes) < 1:
         problems.append(f"--batch-sizes must be comma-separated integers >= 1, got {args.batch_sizes!r}")
     if args.iterations < 1 or args.warmup < 0 or args.threads < 1:
@@ -113,8 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with tempfile.TemporaryDirectory(prefix="slotstream-bench-") as scratch:
+            options = backend_options(backends, args.threads)  # a bad SLOTSTREAM_* variable: before exporting
             model_dir = prepare_model_dir(args.model, backends, Path(scratch))
-            report = run(model_dir, backends, sizes, args.iterations, args.warmup, args.threads, args.device)
+            report = run(model_dir, backends, sizes, args.iterations, args.warmup, args.threads, args.device, options)
             if not args.no_floor and args.device.startswith("cpu"):
                 report["floor"] = floor_report(model_dir, report["results"], args.threads)
             elif not args.no_floor:  # the matmul rate is measured on the CPU: no floor to compare a GPU run with
@@ -123,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m service.bench --local: cannot load the model: {error}", file=sys.stderr)
         return 2
     report["model"]["dir"] = str(args.model)
+    report["settings"] |= {"backends": backends, "batch_sizes": sizes, "floor": not args.no_floor}
+    report = {"provenance": provenance(args_list, device=args.device), **report}
     print(format_table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +149,26 @@ def prepare_model_dir(model_dir: Path, backends: Sequence[str], scratch: Path) -
     return scratch
 
 
+def backend_options(backends: Sequence[str], threads: int) -> dict[str, Any]:
+    """Backend name -> its options object, for the backends that take options (``onnx``: ONNX Runtime, with
+    ``threads`` intra-op threads; ``tensorrt``): ``SLOTSTREAM_ONNX_*`` / ``SLOTSTREAM_TENSORRT_*`` apply as they do
+    in the server.
+
+    Raises:
+        ValueError: a variable does not parse (the message names it).
+    """
+    options: dict[str, Any] = {}
+    if "onnx" in backends:
+        from service.backends.onnx_backend import OnnxOptions
+
+        options["onnx"] = dataclasses.replace(OnnxOptions.from_environ(), intra_op_threads=threads, inter_op_threads=1)
+    if "tensorrt" in backends:
+        from service.backends.tensorrt_backend import TensorRTOptions
+
+        options["tensorrt"] = TensorRTOptions.from_environ()
+    return options
+
+
 def run(
     model_dir: Path,
     backends: Sequence[str],
@@ -149,12 +177,18 @@ def run(
     warmup: int,
     threads: int,
     device: str,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Time every backend at every batch size; returns the report (JSON-ready)."""
+    """Time every backend at every batch size; returns the report (JSON-ready).
+
+    ``options``: backend name -> its options object (:func:`backend_options`); a backend without one loads with
+    its defaults.
+    """
     import torch
 
+    options = options or {}
     torch.set_num_threads(threads)
-    engines = {name: _load(name, model_dir, device, max(batch_sizes), threads) for name in backends}
+    engines = {name: _load(name, model_dir, device, max(batch_sizes), options.get(name)) for name in backends}
     card = next(iter(engines.values())).card
     load_before = os.getloadavg()
     results = []
@@ -174,9 +208,15 @@ def run(
     for engine in engines.values():
         engine.close()
     return {
-        "machine": _machine(load_before, threads),
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "model": {"version": card.version, "image_size": list(card.image_size), "slots": card.num_slots},
-        "settings": {"iterations": iterations, "warmup": warmup, "threads": threads, "device": device},
+        "settings": {
+            "iterations": iterations,
+            "warmup": warmup,
+            "threads": threads,
+            "device": device,
+            "backend_options": {name: _jsonable(asdict(value)) for name, value in options.items()},
+        },
         "results": [asdict(result) for result in results],
         "ratios": ratios(results),
     }
@@ -251,15 +291,15 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _load(backend: str, model_dir: Path, device: str, max_batch_size: int, threads: int) -> Engine:
-    if backend == "onnx":
-        from service.backends.onnx_backend import OnnxOptions
-        from service.backends.onnx_backend import load_engine as load_onnx
+def _load(backend: str, model_dir: Path, device: str, max_batch_size: int, options: Any | None) -> Engine:
+    settings = asdict(options) if options is not None else None  # the options class's keyword arguments
+    return load_engine(
+        backend, model_dir, name="bench", device=device, max_batch_size=max_batch_size, options=settings
+    )
 
-        # SLOTSTREAM_ONNX_* / SLOTSTREAM_TENSORRT_* apply as they do in the server; --threads sets the threads.
-        options = dataclasses.replace(OnnxOptions.from_environ(), intra_op_threads=threads, inter_op_threads=1)
-        return load_onnx(model_dir, name="bench", device=device, max_batch_size=max_batch_size, options=options)
-    return load_engine(backend, model_dir, name="bench", device=device, max_batch_size=max_batch_size)
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: str(value) if isinstance(value, Path) else value for name, value in values.items()}
 
 
 def _time_pair(engine: Engine, frames: np.ndarray, state: np.ndarray) -> tuple[float, float]:
@@ -268,30 +308,3 @@ def _time_pair(engine: Engine, frames: np.ndarray, state: np.ndarray) -> tuple[f
     middle = time.perf_counter()
     engine.step(frames, state)
     return middle - started, time.perf_counter() - middle
-
-
-def _machine(load_before: tuple[float, float, float], threads: int) -> dict[str, Any]:
-    import torch
-
-    try:
-        import onnxruntime
-
-        onnxruntime_version: str | None = onnxruntime.__version__
-    except ImportError:  # a torch-only run needs no ONNX Runtime
-        onnxruntime_version = None
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "load_average_before": list(load_before),
-        "load_average_after": list(os.getloadavg()),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime_version,
-    }

@@ -9,26 +9,30 @@ import numpy as np
 from service.config import ServiceConfig
 from service.images import prepare_frame
 from service.postprocess import MaskRequest, mask_outputs
-from service.types import EncodedImage, ImageEncoding
+from service.types import EncodedImage
 
 
 class PipelineBench:
-    """Times what the server does for one frame of one stream, minus gRPC and scheduling: decode the raw
-    frame and resize it, run ``first_step``/``step`` at batch size 1, and compute the segmentation.
+    """Times what the server does for one frame of one stream, minus gRPC and scheduling: decode the frame
+    (raw RGB, or JPEG as the client sends it) and resize it, run ``first_step``/``step`` at batch size 1, and
+    compute the segmentation.
 
     Args:
         config: the served configuration: the engine is loaded as the server loads it (backend, device, threads
             and backend options), so the baseline and the server run the same model the same way.
         clip: frames (uint8 ``[H, W, 3]``), cycled.
+        jpeg_quality: decode the frames from JPEG at this quality, as the server does for a client that sends
+            JPEG (``None``: raw RGB).
     """
 
-    def __init__(self, config: ServiceConfig, clip: list[np.ndarray]) -> None:
+    def __init__(self, config: ServiceConfig, clip: list[np.ndarray], jpeg_quality: int | None = None) -> None:
+        from service.client.encoding import encode_image
         from service.server import default_engine_factory
 
         self.engine = default_engine_factory(config)
         self.card = self.engine.card
         self.engine.warmup([1])
-        self._images = [EncodedImage(ImageEncoding.RAW_RGB8, f.tobytes(), f.shape[0], f.shape[1], 3) for f in clip]
+        self._images: list[EncodedImage] = [encode_image(frame, jpeg_quality) for frame in clip]
         self._request = MaskRequest(self.card.image_size)
         self._state: np.ndarray | None = None
         self._next = 0

@@ -51,11 +51,20 @@ class _StreamStats:
     errors: int = 0
 
 
+def stream_options(spec: LoadSpec) -> StreamOptions:
+    """The options every stream of ``spec`` is opened with."""
+    return StreamOptions(live=spec.live, outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}))
+
+
 async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
-    """Run the load and return per-stream and overall latency percentiles, throughput and losses."""
+    """Run the load and return per-stream and overall latency percentiles, throughput and losses.
+
+    ``frame_weighted_mean_batch_size`` is the mean over answered frames of the size of the batch each frame was
+    computed in (from its answer), so a batch of 8 counts 8 times. The server's ``slotstream_batch_size``
+    histogram counts each dispatched batch once, so its mean is lower whenever batch sizes vary.
+    """
     async with Client(spec.target, token=spec.token) as client:
-        options = StreamOptions(live=spec.live, outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}))
-        streams = [await client.open(options) for _ in range(spec.streams)]
+        streams = [await client.open(stream_options(spec)) for _ in range(spec.streams)]
         if spec.warmup_frames:
             await asyncio.gather(*(_drive(s, clip, spec, spec.warmup_frames, _StreamStats()) for s in streams))
         stats = [_StreamStats() for _ in streams]
@@ -79,7 +88,7 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
         "latency_ms": summarize(all_latencies),
         "raw_latencies_ms": all_latencies,
         "server_total_ms": summarize([ms for st in stats for ms in st.server_ms]),
-        "mean_batch_size": round(float(np.mean([b for st in stats for b in st.batch_sizes] or [0])), 2),
+        "frame_weighted_mean_batch_size": _mean([b for st in stats for b in st.batch_sizes]),
         "per_stream": [
             {
                 "latency_ms": summarize(st.latencies_ms),
@@ -90,6 +99,11 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
             for st in stats
         ],
     }
+
+
+def _mean(values: list[int]) -> float | None:
+    """The mean rounded to 2 decimals, ``None`` for no values."""
+    return round(float(np.mean(values)), 2) if values else None
 
 
 async def _drive(stream: Any, clip: list[np.ndarray], spec: LoadSpec, count: int, stats: _StreamStats) -> None:

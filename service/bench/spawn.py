@@ -20,6 +20,10 @@ class SpawnedServer:
         model_dir: model to serve.
         extra_args: more ``python -m service`` flags.
         timeout_s: how long to wait for it to be serving.
+
+    Raises:
+        RuntimeError: the server exited or was not serving within ``timeout_s``; the message (one line) says
+            which, with the last line the server wrote (its own error message, or a traceback's last line).
     """
 
     def __init__(self, model_dir: Path, extra_args: list[str] | None = None, timeout_s: float = 120.0) -> None:
@@ -35,8 +39,11 @@ class SpawnedServer:
         deadline = time.monotonic() + timeout_s
         while not self._serving.wait(0.1):
             if self.process.poll() is not None or time.monotonic() > deadline:
+                status = self.process.poll()
                 self.close()
-                raise RuntimeError("the server did not start:\n" + "".join(self._tail[-10:]))
+                lines = [line.strip() for line in self._tail if line.strip()]
+                why = f"exited with status {status}" if status is not None else f"not serving after {timeout_s:g} s"
+                raise RuntimeError(f"the server did not start ({why}): {lines[-1] if lines else 'it wrote nothing'}")
 
     def _read(self) -> None:
         assert self.process.stderr is not None

@@ -48,6 +48,12 @@ def test_local_benchmark_reports_both_backends_ratios_and_floor(model_dir, tmp_p
         "onnx_b3",
     }
     assert "| onnx | 1 |" in capsys.readouterr().out
+    record, settings = report["provenance"], report["settings"]
+    assert record["argv"] == [*argv, "--iterations", "3", "--warmup", "1", "--json", str(out)]
+    assert record["versions"]["onnxruntime"] and record["versions"]["numpy"] and record["machine"]["gpu"] is None
+    assert settings["backends"] == ["torch", "onnx"] and settings["batch_sizes"] == [1, 3] and settings["floor"]
+    assert settings["backend_options"]["onnx"]["intra_op_threads"] == settings["threads"] == 1
+    assert report["load_average"]["before"] and report["load_average"]["after"]
 
 
 def test_bench_without_local_explains(capsys):
@@ -77,13 +83,13 @@ def test_latency_percentiles():
     assert stats.p50_ms == pytest.approx(1.0) and stats.p99_ms > 1.0 and stats.calls == 100
 
 
-def test_machine_report_does_not_need_onnxruntime(monkeypatch):
+def test_provenance_does_not_need_onnxruntime(monkeypatch):
     """A torch-only benchmark must not fail at its end for want of ONNX Runtime."""
-    from service.bench.local import _machine
+    from service.bench.provenance import provenance
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes ``import onnxruntime`` raise ImportError
-    report = _machine((0.0, 0.0, 0.0), threads=1)
-    assert report["onnxruntime"] is None and report["torch"]
+    report = provenance(["--local"], device="cpu")
+    assert report["versions"]["onnxruntime"] is None and report["versions"]["torch"]
 
 
 def test_agreement_serves_the_same_streams_with_two_backends_and_compares_them(model_dir, tmp_path, capsys):
@@ -95,8 +101,24 @@ def test_agreement_serves_the_same_streams_with_two_backends_and_compares_them(m
     for clip in report["clips"]:
         assert clip["frames"] == 5 and clip["segmentation_agreement"] >= 0.999 and clip["slots_max_abs"] < 1e-3
     assert "| 230 | 5 |" in capsys.readouterr().out
-    assert bench_main([*argv, "--clips", "1", "--min-agreement", "1.5"]) == 1, "no clip can pass a mark above 100 %"
-    assert "segmentations agree on less than 150.00%" in capsys.readouterr().err
+    assert report["passed"] is True and report["below_min_agreement"] == []
+    assert report["settings"] == {
+        "clips": 2,
+        "seed": 230,
+        "frames": 5,
+        "size": 32,
+        "min_agreement": 0.999,
+        "server_args": [],
+        "device": "cpu",
+    }
+    assert report["provenance"]["argv"] == [*argv, "--json", str(out)] and report["provenance"]["machine"]["cpu"]
+
+
+def test_agreement_verdict_compares_each_clip_with_the_mark():
+    from service.bench.agreement import ClipAgreement, failing_clips
+
+    results = [ClipAgreement(230, 5, 1.0, 0.0, 0.0), ClipAgreement(231, 5, 0.998, 0.0, 0.0)]
+    assert failing_clips(results, 0.999) == [231] and failing_clips(results, 0.998) == []
 
 
 def test_agreement_refuses_bad_flags_before_starting_servers(tmp_path, capsys):

@@ -99,7 +99,7 @@ def test_bench_load_flags_are_checked_before_any_connection(args, message, capsy
         (["--batch-sizes", "a"], "--batch-sizes must be comma-separated integers >= 1"),
         (["--backends", ","], "--backends names no backend"),
         (["--iterations", "0"], "need --iterations >= 1"),
-        (["--backends", "nonsense"], "cannot load the model"),
+        (["--backends", "nonsense"], "--backends names unknown backends 'nonsense'"),
         (["--device", "gpu"], "cannot load the model"),
     ],
 )
