@@ -10,8 +10,9 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
   stream whose requests ended without one.
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, ...).
 - ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated``
-  (no or a wrong bearer token, any method), ``malformed_request``, and every other code a stream or a
-  ``Describe`` ended with (refused opens are counted here too).
+  (no or a wrong bearer token, any method), ``malformed_request``, ``internal`` (a server error), and every
+  other code a stream or a ``Describe`` ended with (refused opens are counted here too), except the ends the
+  server chooses itself: ``shutting_down`` (a drain) and ``taken_over`` (resumed elsewhere).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
 - ``slotstream_frame_errors_total`` (by code).

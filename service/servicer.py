@@ -97,11 +97,13 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             async for response in connection.run(_domain_requests(request_iterator, context, self._metrics)):
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
-            self._metrics.calls_refused.labels(abort.code.name.lower()).inc()
+            if abort.code not in ENDED_BY_THE_SERVER:  # a drain or a takeover refuses nothing
+                self._metrics.calls_refused.labels(abort.code.name.lower()).inc()
             await abort_with(context, abort)
         except RequestsLost:
             return  # the client is gone; its stream was detached or freed
         except Exception as error:
+            self._metrics.calls_refused.labels("internal").inc()
             _log.exception("stream failed", extra={"peer": context.peer()})
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error: {type(error).__name__}: {error}")
         finally:
@@ -117,6 +119,10 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         default = self._manager.default_model
         available = [default, *sorted(set(self._manager.runners) - {default})]
         return wire.card_to_proto(runner.card, available)
+
+
+ENDED_BY_THE_SERVER = frozenset({ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER})
+"""Codes with which the server ends a call on its own account (a drain, a resume elsewhere), not refusals."""
 
 
 async def abort_with(context: grpc.aio.ServicerContext, abort: StreamAbort) -> None:

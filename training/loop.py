@@ -95,6 +95,7 @@ class _Run:
     step: int
     elapsed_before_s: float = 0.0  # training seconds of earlier invocations, restored from the checkpoint
     started: float = 0.0  # perf_counter() when this invocation's training began
+    non_finite_losses: int = 0  # steps in a row whose loss was not finite
 
     def elapsed_s(self) -> float:
         """Seconds trained to reach the current step, over every invocation (see ``TrainerState.elapsed_s``)."""
@@ -130,7 +131,8 @@ def fit(
         DatasetError: the training or validation data cannot be read (checked before any file of the run is
             written, or met during training; the message names the file).
         FloatingPointError: the loss stopped being finite (the run stops before a checkpoint of that step;
-            single-process runs, and under mixed precision only once the weights are no longer finite).
+            single-process runs; under mixed precision once the weights are no longer finite or after
+            ``AMP_NON_FINITE_LIMIT`` such steps in a row).
         ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
             that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
             change).
@@ -275,13 +277,19 @@ def _val_dataset(config: TrainConfig) -> Dataset[VideoClip]:
     return validation  # type: ignore[return-value]
 
 
+#: Under mixed precision, steps in a row with a non-finite loss after which a run counts as diverged (the
+#: gradient scaler skips such steps, so the weights may stay finite while nothing is learned).
+AMP_NON_FINITE_LIMIT = 10
+
+
 def _diverged(run: _Run, group: ProcessGroup) -> bool:
     """After a step with a non-finite loss: whether to stop the run. Under mixed precision the gradient scaler
-    skips such a step and lowers its scale, so only weights that are no longer finite mean divergence; under
-    ``torchrun`` the ranks would have to agree to stop together, so a rank never stops alone."""
+    skips such a step and lowers its scale, so only weights that are no longer finite, or
+    :data:`AMP_NON_FINITE_LIMIT` such steps in a row, mean divergence; under ``torchrun`` the ranks would have to
+    agree to stop together, so a rank never stops alone."""
     if group.distributed:
         return False
-    if run.scaler is None:
+    if run.scaler is None or run.non_finite_losses >= AMP_NON_FINITE_LIMIT:
         return True
     return not all(bool(torch.isfinite(parameter).all()) for parameter in run.model.parameters())
 
@@ -328,7 +336,8 @@ def _train(
             if run.step >= last_step:
                 break
             terms = _optimisation_step(config, run, batch.frames.to(device), device)
-            if not math.isfinite(terms["loss"]) and _diverged(run, group):
+            run.non_finite_losses = 0 if math.isfinite(terms["loss"]) else run.non_finite_losses + 1
+            if run.non_finite_losses and _diverged(run, group):
                 raise FloatingPointError(
                     f"the loss is {terms['loss']} at step {run.step + 1}: training diverged, and no checkpoint of "
                     f"it was written (lower --lr, or resume from the last checkpoint in {run_dir})"

@@ -25,6 +25,7 @@ from training.cli_checks import file_in_the_way
 from training.config import TrainConfig, read_train_config
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
+from training.datasets.decoding import DecoderMissing
 from training.loop import CONFIG_FILE, fit
 
 
@@ -186,8 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = fit(
             config, out, resume=args.resume, device=args.device, progress=not args.no_progress, command=command
         )
-    except (FileExistsError, FileNotFoundError, ValueError, RegistryError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)  # ImportError: no video decoder installed for videos: data
+    except (FileExistsError, FileNotFoundError, ValueError, RegistryError, DecoderMissing) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
         print(f"error: {error}", file=sys.stderr)

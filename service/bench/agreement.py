@@ -28,6 +28,7 @@ import numpy as np
 from service.bench.cli import backend_names, unknown_backends, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.spawn import SpawnedServer
+from service.client.errors import StreamError
 from service.config import ConfigError, ServiceConfig
 from service.types import FrameResult, Output, StreamOptions
 
@@ -103,7 +104,9 @@ def compare(reference: list[FrameResult], other: list[FrameResult], seed: int) -
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``--agreement`` command line."""
-    parser = argparse.ArgumentParser(prog="python -m service.bench --agreement", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m service.bench --agreement", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     parser.add_argument("--agreement", action="store_true", required=True, help="compare two backends' answers")
     parser.add_argument("--model", type=Path, required=True, help="export directory (or a model directory for torch)")
     parser.add_argument("--backends", default="torch,onnx", help="reference,other (default: torch,onnx)")
@@ -147,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as error:
         print(f"python -m service.bench --agreement: {error}", file=sys.stderr)
         return 2
+    except StreamError as error:  # a server that refuses the streams (say one that requires a token)
+        print(f"python -m service.bench --agreement: {error}", file=sys.stderr)
+        return 1
     results = [compare(served[0][seed], served[1][seed], seed) for seed in clips]
     print(format_table(results, backends))
     below = failing_clips(results, args.min_agreement)

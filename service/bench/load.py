@@ -39,7 +39,9 @@ from service.config import DEFAULT_MODEL_DIR, ConfigError
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="python -m service.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m service.bench", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--target", help="server host:port to load")
     mode.add_argument("--suite", action="store_true", help="pipeline in-process + a spawned server, 1 and N streams")

@@ -79,7 +79,9 @@ class Measurement:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The ``--local`` command line."""
-    parser = argparse.ArgumentParser(prog="python -m service.bench --local", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m service.bench --local", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     parser.add_argument("--local", action="store_true", required=True, help="benchmark engines in-process")
     parser.add_argument("--model", required=True, type=Path, help="model or export directory")
     parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help="comma-separated backends")

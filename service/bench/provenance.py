@@ -13,7 +13,9 @@ from typing import Any
 
 #: Flags whose value is a secret: written as ``***`` in the recorded command line.
 SECRET_FLAGS = ("--token", "--auth-token")
-_SECRET_VALUE = re.compile(r"(--(?:auth-)?token(?:=|\s+))(\S+)")
+# Also the abbreviations the server's own option parser would accept inside --server-args (--auth-tok X); the
+# benchmark's parsers take no abbreviations.
+_SECRET_VALUE = re.compile(r"(--(?:auth-)?tok[a-z-]*(?:=|\s+))(\S+)")
 
 
 def provenance(argv: Sequence[str], device: str | None = None) -> dict[str, Any]:

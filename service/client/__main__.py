@@ -171,8 +171,8 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
                 await stream.send(frame, frame_index=index, jpeg_quality=args.jpeg_quality)
                 counts["sent"] += 1
                 frame = await asyncio.to_thread(next, frames, None)
-            await stream.close_writing()
             counts["all_sent"] = 1
+            await stream.close_writing()
 
         async def receive_all() -> None:
             while True:

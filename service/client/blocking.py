@@ -71,8 +71,8 @@ def stream_frames(
                         break
                     await slots.acquire()
                     await stream.send(frame, jpeg_quality=jpeg_quality)
-                await stream.close_writing()
                 all_sent = True
+                await stream.close_writing()
 
             async def receive_all() -> None:
                 while True:

@@ -553,6 +553,8 @@ class ClientStream:
                 its call ended or was cancelled.
         """
         if self.closed is not None:
+            if self.closed.reason != CloseReason.CLIENT_CLOSED and self.unanswered:
+                raise self._closed_error()
             return [self.closed]
         if not self._closing:
             try:
@@ -788,8 +790,9 @@ async def send_while_receiving(
     never sends the close, so without this the receiver would wait for the server's idle timeout and end
     with ``STREAM_EXPIRED``, losing the real error. A :class:`StreamError` from ``send`` (the call ended under
     a write) is the exception: ``receive`` then gets up to ``settle_s`` seconds to read the server's last
-    messages, and its exception wins, since it says why the call ended (a server that shuts down sends its
-    :class:`StreamClosed` and the state to continue from before ending the call).
+    messages, and its outcome wins, since it says why the call ended (a server that shuts down sends its
+    :class:`StreamClosed` and the state to continue from before ending the call; when that came right after the
+    last answer, ``receive`` may return normally).
 
     Args:
         send: writes the frames (and usually the close); runs as its own task.
@@ -806,8 +809,10 @@ async def send_while_receiving(
         if not receiver.done() and not sender.cancelled() and (error := sender.exception()) is not None:
             if isinstance(error, StreamError):
                 await asyncio.wait((receiver,), timeout=settle_s)
-                if receiver.done() and not receiver.cancelled() and receiver.exception() is not None:
-                    return await receiver  # raises the receiver's error
+                if receiver.done() and not receiver.cancelled():
+                    # The receiver read how the stream ended: its error, or its result when that end was fine
+                    # (a drain right after the last answer, which the sender's close then met).
+                    return await receiver
             raise error
         return await receiver
     finally:

@@ -138,6 +138,7 @@ def test_pyav_decodes_a_window_up_to_its_last_frame_only(tmp_path, monkeypatch):
     every = decode_video(folder / "clip.mp4", lambda n: range(n), "pyav")
     real_open = av.open
     monkeypatch.setattr(av, "open", lambda *args, **kwargs: _CountingContainer(real_open(*args, **kwargs)))
+    monkeypatch.setattr(_CountingContainer, "decoded", 0)
     asked: list[int] = []
 
     def window(count: int) -> range:

@@ -16,6 +16,10 @@ WindowChooser = Callable[[int], range]
 """Given a video's frame count, returns the frame indices to decode."""
 
 
+class DecoderMissing(ImportError):
+    """The video decoder a ``videos:`` dataset needs is not installed (the message says what to install)."""
+
+
 @dataclass(frozen=True)
 class DecodedClip:
     """Frames decoded from a video file.
@@ -43,34 +47,40 @@ def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
 
 
 def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
-    """Decode with PyAV. When the container records its frame count, the window is chosen from it and decoding
-    stops after the window's last frame, converting only the window's frames (a training clip from the start of
-    a long video costs a clip, not the video); otherwise, or when the count overstates the frames, every frame is
-    decoded and the window chosen from the real count."""
+    """Decode with PyAV. When the container records its frame count and the window chosen from it ends before
+    the last frame, decoding stops after the window's last frame, converting only the window's frames (a
+    training clip from the start of a long video costs a clip, not the video). Otherwise (no count, a window to
+    the end such as a whole video, or a count that turns out wrong) every frame is decoded, and the window is
+    chosen from the real count unless the one already drawn fits it."""
     try:
         import av
     except ImportError as err:
-        raise ImportError("reading video files needs PyAV or decord: pip install av") from err
+        raise DecoderMissing("reading video files needs PyAV or decord: pip install av") from err
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DatasetError(f"{path}: file has no video stream")
         stream = container.streams.video[0]
         recorded = int(stream.frames)  # 0: not recorded
+        chosen: range | None = None
         if recorded > 0:
-            indices = choose(recorded)
-            wanted, last = set(indices), indices[-1]
-            kept: dict[int, np.ndarray] = {}
+            try:
+                chosen = choose(recorded)
+            except DatasetError:  # the recorded count may understate the frames: count them below
+                chosen = None
+        if chosen is not None and chosen[-1] < recorded - 1:  # a window that ends before the last frame
+            wanted, kept = set(chosen), {}
             for index, frame in enumerate(container.decode(stream)):
                 if index in wanted:
                     kept[index] = frame.to_ndarray(format="rgb24")  # [H, W, 3]
-                if index >= last:
+                if index >= chosen[-1]:
                     break
-            if len(kept) == len(indices):
-                return DecodedClip(np.stack([kept[i] for i in indices]), indices, "pyav", recorded)  # [T, H, W, 3]
+            if len(kept) == len(chosen):
+                return DecodedClip(np.stack([kept[i] for i in chosen]), chosen, "pyav", recorded)  # [T, H, W, 3]
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]  # each [H, W, 3]
-    indices = choose(len(frames))
+    # Keep the window drawn from the recorded count when it fits the real one (drawing again would change it).
+    indices = chosen if chosen is not None and chosen[-1] < len(frames) else choose(len(frames))
     return DecodedClip(np.stack([frames[i] for i in indices]), indices, "pyav", len(frames))  # [T, H, W, 3]
 
 
@@ -84,7 +94,7 @@ def _count_pyav(path: Path) -> int | None:
     try:
         import av
     except ImportError as err:
-        raise ImportError("reading video files needs PyAV or decord: pip install av") from err
+        raise DecoderMissing("reading video files needs PyAV or decord: pip install av") from err
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DatasetError(f"{path}: file has no video stream")
@@ -111,7 +121,7 @@ def frame_count(path: Path, backend: Backend = "auto") -> int | None:
             return _count_decord(path)
         except ImportError as err:
             if backend == "decord":
-                raise ImportError("the decord backend needs decord: pip install decord") from err
+                raise DecoderMissing("the decord backend needs decord: pip install decord") from err
         except Exception as err:  # decord raises its own error types for unreadable files
             errors.append(f"decord: {err}".splitlines()[0])
     if backend in ("auto", "pyav"):
@@ -145,7 +155,7 @@ def decode_video(path: Path, choose: WindowChooser, backend: Backend = "auto") -
             raise
         except ImportError as err:
             if backend == "decord":
-                raise ImportError("the decord backend needs decord: pip install decord") from err
+                raise DecoderMissing("the decord backend needs decord: pip install decord") from err
         except Exception as err:  # decord raises its own error types for undecodable files
             errors.append(f"decord: {err}".splitlines()[0])
             if backend == "decord":
