@@ -40,6 +40,30 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
 
 
+def tls_file_problems(cert: Path | None, key: Path | None, client_ca: Path | None) -> list[str]:
+    """What is wrong with the server's TLS files, each problem naming its flags and file, as gRPC would load them
+    (empty when they load): a certificate chain and its matching unencrypted private key, and PEM client CAs.
+    ``ServiceConfig.check_files`` reports these before listening; renewed files are checked the same way."""
+    import ssl
+
+    problems = []
+    if cert is not None and key is not None:
+        try:
+            # gRPC cannot use an encrypted key: an empty password makes one fail here instead of prompting.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=b"")
+        except (OSError, ssl.SSLError, ValueError) as error:
+            problems.append(
+                f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate chain and its matching private key "
+                f"({error})"
+            )
+    if client_ca is not None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=client_ca)
+        except (OSError, ssl.SSLError, ValueError) as error:
+            problems.append(f"--tls-client-ca {client_ca}: not PEM CA certificates ({error})")
+    return problems
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """Settings of one server process. See the field help (``python -m service --help``) for each."""
@@ -234,24 +258,7 @@ class ServiceConfig:
 
     def _tls_problems(self) -> list[str]:
         """Load the TLS files as gRPC will, so a bad file is named here rather than failing the listen."""
-        import ssl
-
-        problems = []
-        if self.tls_cert is not None and self.tls_key is not None:
-            try:
-                # gRPC cannot use an encrypted key: an empty password makes one fail here instead of prompting.
-                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.tls_cert, self.tls_key, password=b"")
-            except (ssl.SSLError, ValueError) as error:
-                problems.append(
-                    f"--tls-cert {self.tls_cert} / --tls-key {self.tls_key}: not a PEM certificate chain and its "
-                    f"matching private key ({error})"
-                )
-        if self.tls_client_ca is not None:
-            try:
-                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=self.tls_client_ca)
-            except (ssl.SSLError, ValueError) as error:
-                problems.append(f"--tls-client-ca {self.tls_client_ca}: not PEM CA certificates ({error})")
-        return problems
+        return tls_file_problems(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     # -- validation ---------------------------------------------------------------------------------------
 

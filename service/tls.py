@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
+from service.config import tls_file_problems
 
 _log = logging.getLogger(__name__)
 
@@ -84,14 +85,12 @@ class ReloadingServerCredentials:
             ValueError: a file is missing or does not hold a usable PEM certificate, key or CA bundle.
         """
         before = self._stamps()
+        if problems := tls_file_problems(self.cert, self.key, self.client_ca):
+            raise ValueError("; ".join(problems))
         try:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(self.cert, self.key, password=b"")  # an encrypted key fails instead of prompting
-            if self.client_ca is not None:
-                context.load_verify_locations(cafile=self.client_ca)
             cert, key = self.cert.read_bytes(), self.key.read_bytes()
             ca = self.client_ca.read_bytes() if self.client_ca is not None else None
-        except (OSError, ssl.SSLError, ValueError) as error:
+        except OSError as error:
             raise ValueError(f"--tls-cert {self.cert} / --tls-key {self.key}: {error}") from error
         if self._stamps() != before:
             return None
