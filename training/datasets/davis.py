@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
 from training.datasets.errors import DatasetError
-from training.datasets.images import check_same_size, read_frame, read_mask
+from training.datasets.images import check_same_size, is_visible, read_frame, read_mask
 from training.datasets.transforms import Split, choose_window, clip_length_setting, frames_to_tensor, masks_to_tensor
 
 _FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -55,13 +55,8 @@ def resolve_root(root: Path) -> Path:
     raise DatasetError(f"{root}: no JPEGImages/ folder here or in {root / 'DAVIS'} (expected the DAVIS layout)")
 
 
-def _visible(path: Path) -> bool:
-    """Whether ``path`` is not hidden (its name does not start with ``.``)."""
-    return not path.name.startswith(".")
-
-
 def _resolution(images: Path) -> str:
-    choices = sorted(p.name for p in images.iterdir() if p.is_dir() and _visible(p))
+    choices = sorted(p.name for p in images.iterdir() if p.is_dir() and is_visible(p))
     if not choices:
         raise DatasetError(f"{images}: empty folder, expected resolution folders such as 480p/")
     return "480p" if "480p" in choices else choices[0]
@@ -98,7 +93,7 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
     image_dir = root / "JPEGImages" / res
     annotation_dir = _annotation_dir(root, res)
     wanted = _split_names(root, res, split)
-    names = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and _visible(p)) if wanted is None else wanted
+    names = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and is_visible(p)) if wanted is None else wanted
     if not names:
         raise DatasetError(f"{image_dir}: empty folder, no sequences found")
     sequences = []
@@ -119,7 +114,7 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
                         raise DatasetError(f"{mask}: mask file is missing for frame {frame}")
             stems = {frame.stem for frame in frames}
             pngs = (annotation_dir / name).glob("*.png")
-            strays = sorted(p.name for p in pngs if p.stem not in stems and _visible(p))
+            strays = sorted(p.name for p in pngs if p.stem not in stems and is_visible(p))
             if strays:
                 listed = ", ".join(strays[:5])
                 raise DatasetError(f"{annotation_dir / name}: masks without a frame in {folder}: {listed}")
@@ -139,7 +134,7 @@ def _annotation_dir(root: Path, res: str) -> Path | None:
     if (annotations / res).is_dir():
         return annotations / res
     others = (
-        sorted(p.name for p in annotations.iterdir() if p.is_dir() and _visible(p)) if annotations.is_dir() else []
+        sorted(p.name for p in annotations.iterdir() if p.is_dir() and is_visible(p)) if annotations.is_dir() else []
     )
     if others:
         raise DatasetError(
@@ -160,7 +155,7 @@ def _numbered_frames(folder: Path) -> tuple[Path, ...]:
             message names the second); or a gap in the numbering (a missing frame would join two moments of the
             video as if they were consecutive; the message names the first missing file).
     """
-    frames = [p for p in folder.iterdir() if _visible(p) and p.suffix.lower() in _FRAME_SUFFIXES]
+    frames = [p for p in folder.iterdir() if is_visible(p) and p.suffix.lower() in _FRAME_SUFFIXES]
     if not frames:
         raise DatasetError(f"{folder}: empty folder, no frame images ({', '.join(_FRAME_SUFFIXES)})")
     digits = _frame_digits(folder, frames)

@@ -13,6 +13,11 @@ VOID_ID = 255
 """Palette index that DAVIS 2017 tools use for void/ignore pixels; read as background (0)."""
 
 
+def is_visible(path: Path) -> bool:
+    """Whether ``path`` is not hidden (its name does not start with ``.``, as macOS's ``._`` resource files)."""
+    return not path.name.startswith(".")
+
+
 def read_frame(path: Path) -> np.ndarray:
     """Reads an image as uint8 [H, W, 3] RGB.
 

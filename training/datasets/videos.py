@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from training.datasets.clips import VideoClip
 from training.datasets.decoding import Backend, DecodedClip, decode_video, frame_count
 from training.datasets.errors import DatasetError
-from training.datasets.images import check_same_size, read_mask
+from training.datasets.images import check_same_size, is_visible, read_mask
 from training.datasets.transforms import Split, choose_window, frames_to_tensor, masks_to_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov")
@@ -76,7 +76,7 @@ def check_mask_names(folder: Path, video: Path, num_frames: int) -> None:
         DatasetError: Naming ``folder``, its number of masks, the video's number of frames and the masks that match
             no frame.
     """
-    found = [p.name for p in folder.glob("*.png") if not p.name.startswith(".")]
+    found = [p.name for p in folder.glob("*.png") if is_visible(p)]
     expected = {mask_path(video, t).name for t in range(num_frames)}
     strays = sorted(name for name in found if name not in expected)
     if strays:
@@ -141,9 +141,7 @@ class VideoFolderDataset(Dataset[VideoClip]):
         if not root.is_dir():
             raise DatasetError(f"{root}: video folder does not exist")
         self.files = sorted(
-            p
-            for p in root.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
+            p for p in root.iterdir() if p.is_file() and is_visible(p) and p.suffix.lower() in VIDEO_SUFFIXES
         )
         if not self.files:
             raise DatasetError(f"{root}: empty folder, no video files ({', '.join(VIDEO_SUFFIXES)})")
