@@ -97,8 +97,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             async for response in connection.run(_domain_requests(request_iterator, context, self._metrics)):
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
-            if abort.code not in ENDED_BY_THE_SERVER:  # a drain or a takeover refuses nothing
-                self._metrics.calls_refused.labels(abort.code.name.lower()).inc()
+            self._count_refusal(abort.code)
             await abort_with(context, abort)
         except RequestsLost:
             return  # the client is gone; its stream was detached or freed
@@ -109,12 +108,18 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         finally:
             self.connections.discard(connection)
 
+    def _count_refusal(self, code: ErrorCode) -> None:
+        """Count a call ended with ``code`` in ``slotstream_calls_refused_total``, unless the server ended it on its
+        own account (a drain, a takeover)."""
+        if code not in ENDED_BY_THE_SERVER:
+            self._metrics.calls_refused.labels(code.name.lower()).inc()
+
     async def Describe(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See ``Perception.Describe`` in the proto."""
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
-            self._metrics.calls_refused.labels(abort.code.name.lower()).inc()
+            self._count_refusal(abort.code)
             await abort_with(context, abort)
         default = self._manager.default_model
         available = [default, *sorted(set(self._manager.runners) - {default})]

@@ -144,6 +144,12 @@ class BuildSpec:
         return cache_dir / f"{TIMING_CACHE_PREFIX}{device}.cache"
 
 
+def cached_engines(cache_dir: Path, precision: str) -> list[Path]:
+    """The engines of ``precision`` (``fp16`` or ``fp32``) cached in ``cache_dir`` (named by
+    :meth:`BuildSpec.engine_path`)."""
+    return sorted(cache_dir.glob(f"*-{precision}-*.engine"))
+
+
 def parse_cuda_device(device: str) -> int:
     """``cuda`` / ``cuda:N`` -> ``N``.
 

@@ -145,7 +145,7 @@ def _check_out_dir(out: Path, source: Path) -> None:
     """``out`` must be new, empty, an earlier export (it holds a readable export manifest) or the source model
     directory itself; anything else (another model's directory, a home folder, a folder whose ``manifest.json``
     belongs to something else) would have its files replaced or mixed in. Staging folders left by a killed
-    export are removed first.
+    export are removed from a folder that is accepted.
 
     Raises:
         ValueError: ``out`` is a file, or a folder of other files.
@@ -246,7 +246,7 @@ def _add_tensorrt(
         # Record the failure, which the tensorrt backend then refuses to serve, and delete the engines of this
         # precision (engines of the other one, timing caches and ONNX Runtime's engine cache stay).
         write_manifest(out, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": failed.report}))
-        for engine_file in (out / DEFAULT_CACHE_SUBDIR).glob(f"*-{manifest.precision}-*.engine"):
+        for engine_file in tensorrt_backend.cached_engines(out / DEFAULT_CACHE_SUBDIR, manifest.precision):
             engine_file.unlink(missing_ok=True)
         raise ExportError(
             f"{failed}; its TensorRT engines were deleted and the manifest records the failure, so the tensorrt "
