@@ -11,6 +11,8 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from service.config import available_cores
+
 #: Flags whose value is a secret: written as ``***`` in the recorded command line.
 SECRET_FLAGS = ("--token", "--auth-token")
 # Also the abbreviations the server's own option parser would accept inside --server-args (--auth-tok X); the
@@ -50,7 +52,7 @@ def provenance(argv: Sequence[str], device: str | None = None) -> dict[str, Any]
             "platform": platform.platform(),
             "cpu": cpu_model(),
             "cpus": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpus_usable": available_cores(),  # the affinity, lowered to the cgroup limit, as the server counts
             "gpu": gpu_name(device),
         },
         "versions": {
