@@ -414,6 +414,33 @@ def test_grayscale_instance_ids_are_refused_not_read_as_background(tmp_path):
     assert not read_mask(tmp_path / "empty.png").any()
 
 
+def test_binary_mask_saved_with_a_gray_palette_is_read_as_binary_not_void(tmp_path):
+    """An editor that saves a DAVIS 2016 mask as a palette PNG keeps 255 at gray (255, 255, 255): the object."""
+    from training.datasets.export import davis_palette
+    from training.datasets.images import read_mask
+
+    gray_palette = [v for value in range(256) for v in (value, value, value)]
+    binary = np.zeros((8, 8), np.uint8)
+    binary[2:6, 2:6] = 255
+    gray = Image.fromarray(binary, mode="L").convert("P")  # Pillow's L->P keeps the indices, gray palette
+    assert gray.mode == "P"
+    gray.putpalette(gray_palette)
+    gray.save(tmp_path / "gray.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "gray.png"), (binary > 0).astype(np.uint8))
+
+    davis = Image.fromarray(binary, mode="L").convert("P")
+    davis.putpalette(davis_palette())  # the DAVIS 2017 palette: index 255 is void (224, 224, 192)
+    davis.save(tmp_path / "void.png")
+    assert not read_mask(tmp_path / "void.png").any()
+
+    ids = np.zeros((8, 8), np.uint8)
+    ids[1:3, 1:3], ids[5:7, 5:7], ids[0, 7] = 1, 2, 255  # instance ids and a void pixel, gray palette
+    small = Image.fromarray(ids, mode="L").convert("P")
+    small.putpalette(gray_palette)
+    small.save(tmp_path / "ids.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "ids.png"), np.where(ids == 255, 0, ids))
+
+
 def test_generate_cli_refuses_to_mix_datasets_and_overwrites_only_when_told(tmp_path, capsys):
     """A second dataset written into the first one's folder would mix frames, masks and metadata of both."""
     out = tmp_path / "data"

@@ -62,6 +62,10 @@ def read_mask(path: Path) -> np.ndarray:
 
     Palette (``P``) PNGs, as in DAVIS 2017, hold instance ids as palette indices (index 255, void, becomes 0).
     Grayscale (``L`` or ``1``) PNGs, as in DAVIS 2016, are binary: values >= 128 are object 1, the rest background.
+    A palette PNG whose used indices all show the gray of their own value (index ``v`` shows ``(v, v, v)``) and
+    whose non-zero indices are all >= 128 is a binary grayscale mask that an editor saved with a palette, and is
+    read as one: its 255 is the object, not void (the DAVIS 2017 palette shows void, index 255, as (224, 224,
+    192)). Gray palette PNGs with smaller indices keep the palette reading (ids, 255 void).
 
     Raises:
         DatasetError: If the file is missing, undecodable or in another image mode, or if it is a grayscale PNG
@@ -74,8 +78,11 @@ def read_mask(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             mode = image.mode
             values = np.asarray(image)  # [H, W]
+            palette = image.getpalette() if mode == "P" else None
     except (OSError, SyntaxError) as err:
         raise DatasetError(f"{path}: cannot read mask image ({err})") from err
+    if mode == "P" and palette is not None and _is_binary_gray(values, palette):
+        mode = "L"
     if mode == "P":
         ids = values.astype(np.uint8)
         ids[ids == VOID_ID] = 0
@@ -92,6 +99,19 @@ def read_mask(path: Path) -> np.ndarray:
             )
         return (values >= 128).astype(np.uint8)
     raise DatasetError(f"{path}: unsupported mask mode {mode!r}; expected palette 'P' (instance ids) or 'L' (binary)")
+
+
+def _is_binary_gray(indices: np.ndarray, palette: list[int]) -> bool:
+    """Whether the palette image ``indices`` [H, W] is a binary grayscale mask saved with a gray palette.
+
+    True when every used index ``v`` shows the gray (v, v, v) in ``palette`` (Pillow's flattened [r0, g0, b0, r1,
+    ...] list; an index beyond its end is not gray) and every non-zero used index is at least 128.
+    """
+    colours = np.asarray(palette, dtype=np.int64).reshape(-1, 3)  # [entries, 3]
+    used = np.unique(indices).astype(np.int64)  # [U]
+    if used.max() >= len(colours) or not (colours[used] == used[:, None]).all():
+        return False
+    return bool((used[used > 0] >= 128).all())
 
 
 def check_same_size(mask: np.ndarray, frame_shape: tuple[int, ...], mask_path: Path, frame_source: str) -> None:
