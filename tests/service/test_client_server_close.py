@@ -88,6 +88,8 @@ def test_stream_frames_raises_unavailable_with_the_handoff_when_the_server_drain
     _assert_drained(error.value)
     assert 0 < len(answers) < 400
     assert [a.frame_index for a in answers] == list(range(len(answers)))
+    refused = server.server.metrics.calls_refused  # a drain is the server's own doing, not a refused call
+    assert not [s for metric in refused.collect() for s in metric.samples if s.name.endswith("_total") and s.value]
 
 
 def test_the_stream_command_says_the_server_ended_the_stream_and_exits_1(start_server, tmp_path, capsys):
