@@ -153,3 +153,40 @@ def test_pyav_decodes_a_window_up_to_its_last_frame_only(tmp_path, monkeypatch):
     no_count = decode_video(tmp_path / "a.mkv", lambda n: range(n - 2, n), "pyav")
     assert no_count.num_frames == 6 and no_count.indices == range(4, 6)
     assert no_count.frames[:, 0, 0, 0].tolist() == [80, 100]
+
+
+def _write_truncated_mp4(path: Path, frames: int, kept: int) -> None:
+    """A moov-first MP4 of ``frames`` flat frames (value 8 t) cut after packet ``kept``: its header still records
+    ``frames`` frames, but only the first ``kept`` can be decoded."""
+    whole = path.with_suffix(".whole.mp4")
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for t in range(frames):
+            image = np.full((32, 32, 3), 8 * t, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(str(whole)) as container:
+        offsets = [packet.pos for packet in container.demux(video=0) if packet.size]  # byte offset of each frame
+    path.write_bytes(whole.read_bytes()[: offsets[kept]])
+
+
+def test_pyav_chooses_the_window_again_when_the_recorded_count_overstates_the_frames(tmp_path):
+    """A file whose header records 30 frames but decodes 11 (cut short): a window drawn from 30 that does not fit
+    is drawn again from the 11 frames found, and the clip reports 11."""
+    path = tmp_path / "cut.mp4"
+    _write_truncated_mp4(path, frames=30, kept=11)
+    assert frame_count(path, "pyav") == 30
+    asked: list[int] = []
+
+    def last_four_but_two(count: int) -> range:
+        asked.append(count)
+        return range(count - 6, count - 2)
+
+    clip = decode_video(path, last_four_but_two, "pyav")
+    assert asked == [30, 11] and clip.num_frames == 11 and clip.indices == range(5, 9)
+    assert np.abs(clip.frames.mean(axis=(1, 2, 3)) - [40, 48, 56, 64]).max() < 3  # frames 5-8, not others
+    fits = decode_video(path, lambda count: range(2, 4), "pyav")  # a window inside the decodable frames
+    assert fits.indices == range(2, 4) and np.abs(fits.frames.mean(axis=(1, 2, 3)) - [16, 24]).max() < 3
