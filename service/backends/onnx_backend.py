@@ -26,6 +26,7 @@ exactly as with the ``torch`` backend.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,9 +219,9 @@ def prepare_cache_dir(path: Path) -> Path:
     """
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A name of its own: replicas sharing the folder probe it at once at start-up.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
     except OSError as error:
         raise BackendUnavailable(
             f"the TensorRT cache directory {path} is not writable ({error.strerror}); point "

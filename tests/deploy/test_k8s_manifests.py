@@ -325,6 +325,37 @@ def test_gpu_component(render: Renderer) -> None:
     assert mounts.get("engine-cache", "").startswith("/var/cache/slotstream/")
 
 
+def test_shared_engine_cache_overlay_is_prod_with_the_engines_on_one_shared_volume(render: Renderer) -> None:
+    """Every replica mounts one ReadWriteMany claim where the gpu component had a per-pod emptyDir; everything
+    else is the prod overlay's."""
+    prod, shared = render(_target("overlays/prod")), render(_target("overlays/prod-shared-engines"))
+    claim = only(shared, "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "pods on different nodes mount it at once"
+    pod = server_pod(shared)
+    assert pod is not None
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["engine-cache"] == {
+        "name": "engine-cache",
+        "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
+    }, "one volume source: the claim, with the emptyDir gone"
+    assert claim["metadata"]["namespace"] == only(shared, "Deployment")["metadata"]["namespace"]
+    mounts = {m["name"]: m["mountPath"] for m in container(pod, SERVER_CONTAINER)["volumeMounts"]}
+    config = only(shared, "ConfigMap")["data"]
+    assert mounts["engine-cache"] == config["SLOTSTREAM_TENSORRT_CACHE_DIR"], "the engines go to the claim"
+    assert _without_engine_cache(shared) == _without_engine_cache(prod)
+
+
+def _without_engine_cache(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``docs`` without the engine cache: its claim, its volume and the disk limit sized for it."""
+    kept = [copy.deepcopy(d) for d in docs if d["kind"] != "PersistentVolumeClaim"]
+    for doc in kept:
+        if doc["kind"] == "Deployment":
+            spec = doc["spec"]["template"]["spec"]
+            spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "engine-cache"]
+            container(spec, SERVER_CONTAINER)["resources"]["limits"].pop("ephemeral-storage")
+    return kept
+
+
 def test_autoscaling_component(render: Renderer) -> None:
     docs = render(_target("base+components/autoscaling"))
     hpa = only(docs, "HorizontalPodAutoscaler")

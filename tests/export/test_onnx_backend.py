@@ -224,6 +224,16 @@ def test_cache_dir_must_be_writable(tmp_path):
         prepare_cache_dir(tmp_path / "file" / "cache")
 
 
+def test_cache_dir_check_leaves_no_file_and_tolerates_other_replicas_probing_it(tmp_path):
+    """Replicas sharing one cache volume check it at the same moment: another pod's probe file (here a folder
+    that stays, the worst case) must not make this pod's check fail."""
+    shared = tmp_path / "engines"
+    shared.mkdir()
+    (shared / ".write-test").mkdir()  # the probe name of a pod that is checking the folder right now
+    assert prepare_cache_dir(shared) == shared
+    assert sorted(p.name for p in shared.iterdir()) == [".write-test"], "the check leaves nothing behind"
+
+
 def test_options_from_the_environment(tmp_path):
     environ = {
         "SLOTSTREAM_ONNX_INTRA_OP_THREADS": "2",
