@@ -138,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.json:
         payload = {"data": args.data, "fit_steps": args.fit_steps, "ceilings": results}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        try:
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        except OSError as error:
+            print(f"error: cannot write --json {args.json}: {error.strerror}", file=sys.stderr)
+            return 1
     return 0
 
 

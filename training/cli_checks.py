@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,8 +21,8 @@ def require_output_folder(
     parser: argparse.ArgumentParser, flag: str, path: Path | None, suffixes: tuple[str, ...] = ()
 ) -> None:
     """Exit with a usage error when the output file ``path`` cannot be written: its folder does not exist, it is
-    a folder itself, or its name lacks one of ``suffixes`` (when given), so a long run does not fail only when
-    it writes its result."""
+    a folder itself, its name lacks one of ``suffixes`` (when given), or no file can be created in its folder,
+    so a long run does not fail only when it writes its result."""
     if path is None:
         return
     if not path.resolve().parent.is_dir():
@@ -30,6 +31,11 @@ def require_output_folder(
         parser.error(f"{flag} {path} is a folder; give a file name")
     if suffixes and path.suffix.lower() not in suffixes:
         parser.error(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
+    try:  # a file of our own in that folder: permissions, read-only file systems and /proc or /sys all show
+        with tempfile.NamedTemporaryFile(dir=path.resolve().parent, prefix=f".{path.name}."):
+            pass
+    except OSError as error:
+        parser.error(f"{flag} {path}: cannot write in {path.resolve().parent} ({error.strerror})")
 
 
 def file_in_the_way(folder: Path) -> Path | None:

@@ -72,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(scores))
     if args.json:
         payload = {"model": str(args.model), "data": args.data, **scores.to_dict()}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        try:
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        except OSError as error:
+            print(f"error: cannot write --json {args.json}: {error.strerror}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -155,6 +155,19 @@ def test_a_card_that_cannot_be_made_leaves_the_published_model_as_it_was(tmp_pat
     assert wall_time_s(tmp_path / "run", published, step=4) > 0, "the cut-off line is skipped"
 
 
+def test_a_model_naming_a_component_no_plugin_registers_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    fit(tiny(steps=2), tmp_path / "run", progress=False)
+    config_path = tmp_path / "run" / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["model"]["decoder"]["name"] = "no_such_decoder"
+    config_path.write_text(json.dumps(config))
+    args = ["--run", str(tmp_path / "run"), "--out", str(tmp_path / "published"), "--checkpoint", "final"]
+    assert card_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no_such_decoder" in err and "Traceback" not in err
+    assert not (tmp_path / "published").exists()
+
+
 def test_the_model_cards_wall_time_leaves_out_the_pause_between_a_kill_and_its_resume(tmp_path: Path) -> None:
     import time
 

@@ -34,6 +34,16 @@ CASES = {
         ["--model", DEFAULT_MODEL, "--data", "synthetic:easy", "--json", "/missing/folder/e.json"],
         "/missing/folder does not exist",
     ),
+    "evaluate --json where no file can be made": (
+        evaluate_main,
+        ["--model", DEFAULT_MODEL, "--data", "synthetic:easy", "--json", "/proc/e.json"],
+        "--json /proc/e.json: cannot write in /proc",
+    ),
+    "ceiling --json where no file can be made": (
+        ceiling_main,
+        ["--data", "synthetic:easy", "--json", "/proc/c.json"],
+        "--json /proc/c.json: cannot write in /proc",
+    ),
     "evaluate --json that is a folder": (
         evaluate_main,
         ["--model", DEFAULT_MODEL, "--data", "synthetic:easy", "--json", str(Path(__file__).parent)],

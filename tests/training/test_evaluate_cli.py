@@ -46,3 +46,21 @@ def test_evaluate_rejects_an_empty_selection(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exited:
         evaluate_main(["--model", str(tmp_path), "--data", "synthetic:easy", "--videos", "0"])
     assert exited.value.code == 2 and "--videos must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_model_card_calls_fg_ari_degenerate_only_for_single_object_data() -> None:
+    """DAVIS 2016 has one object per sequence (FG-ARI is degenerate there); DAVIS 2017 has several."""
+    import torch
+
+    from training.datasets.clips import VideoClip
+    from training.model_card import most_objects
+
+    def clip(*ids: int) -> VideoClip:
+        masks = torch.zeros(2, 4, 4, dtype=torch.long)  # [T, H, W]
+        for index, value in enumerate(ids):
+            masks[index % 2, index, :] = value
+        return VideoClip(frames=torch.zeros(2, 3, 4, 4), masks=masks, name="v")
+
+    assert most_objects([clip(), clip(1)]) == 1  # type: ignore[arg-type]
+    assert most_objects([clip(1), clip(3, 7, 9)]) == 3  # type: ignore[arg-type]
+    assert most_objects([]) == 0  # type: ignore[arg-type]
