@@ -58,6 +58,10 @@ class StepResult:
     batch_size: int
 
 
+def _nothing() -> None:
+    """Run on a model thread to learn when the call before it has returned."""
+
+
 @dataclass(frozen=True)
 class _Failed:
     message: str
@@ -140,17 +144,28 @@ class ModelRunner:
         await asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.warmup, sizes)
 
     async def close(self, timeout_s: float | None = None) -> bool:
-        """Fail frames still queued, wait for the running batch, and free the engine.
+        """Fail frames still queued, wait for the model calls still running on every model thread, and free the
+        engine.
 
         Args:
-            timeout_s: how long to wait for a model call still running (``None``: as long as it takes).
+            timeout_s: how long to wait for the running model calls and the engine's release together (``None``:
+                as long as it takes).
 
         Returns:
-            ``False`` when a model call was still running after ``timeout_s``: the engine was not freed and its
-            thread was left behind (a hung model); ``True`` otherwise.
+            ``False`` when a model call (on any model thread) or the release was still running after
+            ``timeout_s``: the engine was not freed and the threads were left behind (a hung model); ``True``
+            otherwise. Never blocks the event loop for longer than ``timeout_s``.
         """
         await self._batcher.stop()
-        closing = asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.close)
+        loop = asyncio.get_running_loop()
+
+        async def finish_and_release() -> None:
+            # A no-op on each model thread completes once that thread's running call (if any) has returned, so
+            # the engine is released only when no thread uses it any more.
+            await asyncio.gather(*(loop.run_in_executor(executor, _nothing) for executor in self._executors))
+            await loop.run_in_executor(self._executors[0], self.engine.close)
+
+        closing = asyncio.ensure_future(finish_and_release())
         try:
             await asyncio.wait_for(asyncio.shield(closing), timeout_s)
         except TimeoutError:
@@ -159,7 +174,7 @@ class ModelRunner:
                 executor.shutdown(wait=False, cancel_futures=True)
             return False
         for executor in self._executors:
-            executor.shutdown(wait=True)
+            executor.shutdown(wait=True)  # every thread is idle: returns at once
         return True
 
     # -- on the model thread ------------------------------------------------------------------------------

@@ -187,6 +187,58 @@ def test_stop_keeps_to_its_grace_period_when_a_model_call_hangs(start_server):
     assert elapsed < 5.0, f"stop took {elapsed:.1f} s with a 0.5 s grace period"
 
 
+class HangingOnSecondThreadEngine(HangingEngine):
+    """Once armed, ``step`` hangs on the second model thread only; on the first it takes 0.3 s, so that a frame
+    sent meanwhile has to go to the second thread."""
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        if self.armed.is_set() and not threading.current_thread().name.endswith("-1_0"):
+            time.sleep(0.3)
+            return self.inner.step(frames, state)
+        return super().step(frames, state)
+
+
+def test_stop_keeps_to_its_grace_period_when_a_call_hangs_on_another_model_thread(start_server):
+    """With several model threads the hung call may be on any of them, not only the one that frees the engine:
+    stop must still give up after the grace period, without blocking the event loop on the hung thread."""
+    engines: list[HangingEngine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engines.append(HangingOnSecondThreadEngine(default_engine_factory(config)))
+        return engines[-1]
+
+    server = start_server(
+        engine_factory=factory,
+        model_instances=2,
+        max_batch_size=1,
+        max_queue_delay_ms=1,
+        inline_model_max_ms=0,
+        model_stall_timeout_s=0.3,
+    )
+    assert server.model_instances() == 2
+    frames = make_video(seed=4, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            first, second = await client.open(), await client.open()
+            await first.process(frames[0])
+            await second.process(frames[0])
+            engines[0].armed.set()
+            await first.send(frames[1])  # runs 0.3 s on the first thread
+            await second.send(frames[1])  # so this one goes to the second thread, and hangs there
+            assert await asyncio.to_thread(engines[0].hanging.wait, 10), "no call reached the second thread"
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(server.stop, 0.5)
+            finally:
+                engines[0].unblock.set()
+            return time.perf_counter() - started
+
+    elapsed = run(scenario())
+    assert server.server.model_abandoned, "stop reported the hung model as released"
+    assert elapsed < 5.0, f"stop took {elapsed:.1f} s with a 0.5 s grace period"
+
+
 def test_a_hung_inline_model_call_makes_health_checks_time_out_until_it_returns(start_server):
     server, engines = _hanging_server(start_server, inline_model_max_ms=10_000)
     frames = make_video(seed=3, frames=3)
