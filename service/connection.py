@@ -376,6 +376,8 @@ class StreamConnection:
         self._pending = PendingFrames[_Pending](self._max_pending_frames, session.options.live)
         self._emit(opened)
         self._pump = asyncio.create_task(self._run_pump(session, self._pending), name="stream-pump")
+        if self._manager.phase == "draining":  # a detached stream resumed to collect its hand-off: drain at once
+            self._draining = True
 
     async def _accept(self, request: FrameRequest) -> None:
         received, received_ns = time.perf_counter(), time.time_ns()

@@ -3,8 +3,9 @@
 Startup order: load the engine; listen with health ``NOT_SERVING`` (opens answer UNAVAILABLE); warm the
 model up (batch size 1 and the largest); only then report ``SERVING``. Shutdown (SIGTERM): health flips to
 ``NOT_SERVING`` at once, new opens get UNAVAILABLE, every stream answers the frames it has accepted, sends
-its hand-off state and ends with UNAVAILABLE so the client reconnects elsewhere; after the grace period
-whatever is left is cancelled.
+its hand-off state and ends with UNAVAILABLE so the client reconnects elsewhere. A stream detached from a
+dropped connection is kept: its client may resume it during the drain, which hands its state off the same way.
+The drain ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from service.auth import BearerTokenInterceptor
 from service.config import ServiceConfig
+from service.connection import StreamConnection
 from service.engine import Engine, load_engine
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
@@ -293,6 +295,37 @@ class Server:
         if self.batch_log is not None:
             self.batch_log.append(tuple(keys))
 
+    async def _drain_streams(self, deadline: float) -> None:
+        """Drain every connection, including those that resume a detached stream during the drain to collect its
+        hand-off, until none is left and no stream waits detached, or until ``deadline`` (``perf_counter``)."""
+        if self._servicer is None or self.manager is None:
+            return
+        drains: dict[StreamConnection, asyncio.Task[None]] = {}
+        logged = False
+        while True:
+            for connection in list(self._servicer.connections):
+                if connection not in drains:
+                    drains[connection] = asyncio.create_task(connection.drain())
+            running = [task for task in drains.values() if not task.done()]
+            detached = self.manager.detached_count()
+            if not running and not detached:
+                break
+            if not logged:
+                _log.info("draining streams", extra={"streams": len(running), "detached": detached})
+                logged = True
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            # Wake up for a finished drain, or every 50 ms for a new connection or an expired resume window.
+            if running:
+                await asyncio.wait(running, timeout=min(remaining, 0.05))
+            else:
+                await asyncio.sleep(min(remaining, 0.05))
+        for task in drains.values():
+            task.cancel()
+        if freed := self.manager.release_detached():
+            _log.warning("the grace period ended with %d detached stream(s) not resumed; their state is lost", freed)
+
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and stop: see the module docstring. Safe to call more than once.
 
@@ -307,12 +340,7 @@ class Server:
         if self.manager is not None:
             self.manager.begin_drain()
         started = time.perf_counter()
-        connections = list(self._servicer.connections) if self._servicer is not None else []
-        if connections:
-            _log.info("draining streams", extra={"streams": len(connections), "grace_s": grace})
-            _, pending = await asyncio.wait([asyncio.create_task(c.drain()) for c in connections], timeout=grace)
-            for task in pending:
-                task.cancel()
+        await self._drain_streams(started + grace)
         if self._grpc is not None:
             remaining = max(0.0, grace - (time.perf_counter() - started))
             await self._grpc.stop(min(remaining, 1.0))

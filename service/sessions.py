@@ -137,7 +137,8 @@ class SessionManager:
             StreamAbort: the open is refused; the code says why (see the proto's status list).
         """
         try:
-            if self.phase != "serving":
+            # While draining, only a detached stream may come back, to collect its hand-off (see begin_drain).
+            if self.phase != "serving" and not (self.phase == "draining" and request.resume is not None):
                 raise self._not_serving()
             if request.resume is not None and request.handoff is not None:
                 raise StreamAbort(ErrorCode.INVALID_OPEN, "set either resume or handoff in an open, not both")
@@ -194,7 +195,7 @@ class SessionManager:
         _check_stream_id(request.stream_id)
         session = self.sessions.get(request.stream_id)
         if session is None:
-            raise self._gone(request.stream_id)
+            raise self._not_serving() if self.phase == "draining" else self._gone(request.stream_id)
         if not hmac.compare_digest(session.resume_token.encode(), request.resume.resume_token.encode()):
             raise StreamAbort(
                 ErrorCode.WRONG_RESUME_TOKEN,
@@ -321,7 +322,7 @@ class SessionManager:
         release it at once (for ``reason``) when it has none. Does nothing if ``owner`` no longer holds it."""
         if session.released is not None or session.owner is not owner:
             return
-        if session.options.resume_window_s > 0 and self.phase != "draining":
+        if session.options.resume_window_s > 0:
             session.owner = None
             session.inflight = 0
             session.reply_waiting_since = None
@@ -384,12 +385,23 @@ class SessionManager:
             self.reclaim()
 
     def begin_drain(self) -> list[SessionOwner]:
-        """Refuse new opens from now on; return the connections that hold streams (to be drained)."""
+        """Refuse new opens from now on; return the connections that hold streams (to be drained).
+
+        Detached streams are kept: a client that resumes one during the drain gets its hand-off state (the
+        connection drains right after the open) and continues on another replica. :meth:`release_detached` frees
+        those still detached when the drain ends; the reaper frees them earlier when their resume window ends.
+        """
         self.phase = "draining"
-        for session in list(self.sessions.values()):
-            if session.owner is None:
-                self.release(session, "drained")
         return [session.owner for session in self.sessions.values() if session.owner is not None]
+
+    def detached_count(self) -> int:
+        """Streams waiting for their client to resume them."""
+        return sum(1 for session in self.sessions.values() if session.detached_at is not None)
+
+    def release_detached(self) -> int:
+        """Free every detached stream (the drain is over: nobody can collect its hand-off any more)."""
+        detached = [session for session in self.sessions.values() if session.detached_at is not None]
+        return sum(self.release(session, "drained") for session in detached)
 
     def _update_gauges(self) -> None:
         counts = dict.fromkeys(self.runners, 0)

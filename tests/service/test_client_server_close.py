@@ -12,7 +12,7 @@ import grpc
 import pytest
 from service_helpers import make_video, run, slow_factory
 
-from service.client import Client, FrameResult, StreamClosed, StreamError, stream_frames
+from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, stream_frames
 from service.client.__main__ import main
 from service.errors import ErrorCode
 from service.types import CloseReason
@@ -143,3 +143,65 @@ def test_receive_returns_the_drain_then_raises_and_close_keeps_answers(start_ser
     _assert_drained(error)
     _assert_drained(sending)
     assert again == [closed]
+
+
+def _wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_a_stream_detached_when_the_drain_starts_can_still_collect_its_handoff(start_server):
+    """A client whose connection dropped just before a shutdown resumes on the draining server: it gets the
+    hand-off (``StreamError`` with the state, as for an attached stream), continues on another replica, and
+    the drain ends as soon as nothing is left to hand off."""
+    draining, replacement = start_server(), start_server()
+    clip = make_video(seed=93, frames=6)
+
+    async def scenario():
+        async with Client(draining.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            answered = [await stream.process(frame) for frame in clip[:3]]
+            stream.cancel()  # the connection drops: the stream waits, detached, for its client
+        await asyncio.to_thread(_wait_until, lambda: draining.server.manager.detached_count() == 1)
+        started = time.perf_counter()
+        stopping = _stop_in_background(draining, grace_s=20.0)
+        await asyncio.sleep(0.2)
+        async with Client(draining.target) as again:
+            opened = await stream.reconnect(again)
+            with pytest.raises(StreamError) as error:
+                await stream.process(clip[3])
+        await asyncio.to_thread(stopping.join, 30)
+        stop_s = time.perf_counter() - started
+        async with Client(replacement.target) as other:
+            continued = await stream.reconnect(other)
+            following = await stream.process(clip[3])
+            await stream.close()
+        return answered, opened, error.value, stop_s, continued, following
+
+    answered, opened, error, stop_s, continued, following = run(scenario())
+    assert opened.kind.name == "RESUMED"
+    _assert_drained(error)
+    assert error.handoff is not None and error.handoff.last_frame_index == answered[-1].frame_index
+    assert stop_s < 10.0, f"the drain waited {stop_s:.1f} s after the last hand-off was collected"
+    assert continued.kind.name == "HANDED_OFF" and isinstance(following, FrameResult)
+    assert draining.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
+
+
+def test_a_detached_stream_nobody_resumes_is_freed_when_the_grace_period_ends(start_server):
+    server = start_server()
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(make_video(seed=94, frames=1)[0])
+            stream.cancel()
+
+    run(scenario())
+    _wait_until(lambda: server.server.manager.detached_count() == 1)
+    started = time.perf_counter()
+    server.stop(0.5)
+    assert 0.4 < time.perf_counter() - started < 5.0, "the drain waits for the grace period, and no longer"
+    assert server.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
+    assert server.server.manager.detached_count() == 0

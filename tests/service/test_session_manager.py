@@ -281,14 +281,25 @@ def test_stream_abort_messages_are_capped():
     assert len(StreamAbort(ErrorCode.INVALID_OPEN, "z" * 50_000).message) <= 2048
 
 
-def test_drain_releases_detached_streams_and_returns_attached_owners():
+def test_drain_keeps_detached_streams_for_their_handoff_and_returns_attached_owners():
+    """While draining only a detached stream may be resumed (its connection then drains at once, handing the
+    state off); everything else is refused, and the detached streams left at the end are freed."""
     manager, _ = make_manager()
     attached, detached = Owner(), Owner()
     manager.open(OpenRequest(), attached)
     parked, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=10)), detached)
+    left, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=10)), Owner())
     manager.disconnect(parked, detached)
+    manager.disconnect(left, left.owner)  # type: ignore[arg-type]
     assert manager.begin_drain() == [attached]
-    assert parked.released == "drained"
+    assert parked.released is None and manager.detached_count() == 2
+    resume = ResumeRequest(parked.resume_token, None)
+    session, opened = manager.open(OpenRequest(stream_id=parked.stream_id, resume=resume), Owner())
+    assert session is parked and opened.kind == OpenKind.RESUMED and manager.detached_count() == 1
+    assert abort_code(lambda: manager.open(OpenRequest(), Owner())) == ErrorCode.SHUTTING_DOWN
+    unknown = OpenRequest(stream_id="gone", resume=ResumeRequest("token", None))
+    assert abort_code(lambda: manager.open(unknown, Owner())) == ErrorCode.SHUTTING_DOWN
+    assert manager.release_detached() == 1 and left.released == "drained" and manager.detached_count() == 0
 
 
 def test_reply_bytes_bounds_the_serialized_reply():
