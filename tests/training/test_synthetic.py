@@ -232,6 +232,24 @@ def test_unknown_level_lists_levels():
         generate_video("impossible", 0)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shapes": ()}, "shapes and sizes must each name at least one"),
+        ({"textured_fraction": 1.5}, r"textured_fraction must be in \[0, 1\], got 1.5"),
+        ({"min_speed": 0.05, "max_speed": 0.01}, "need 0 <= min_speed <= max_speed"),
+        ({"pan_speed": -0.01}, "need pan_speed >= 0 and collider_scale > 0"),
+        ({"collider_scale": 0.0}, "need pan_speed >= 0 and collider_scale > 0"),
+    ],
+)
+def test_a_custom_level_with_impossible_settings_is_refused_when_defined(change, message):
+    """Not later, inside the generator's random draws (or never, giving videos that are not what was asked)."""
+    import dataclasses
+
+    with pytest.raises(ValueError, match=f"level 'medium': {message}"):
+        dataclasses.replace(get_level("medium"), **change)
+
+
 def test_camera_offsets_say_where_the_background_moved():
     """Under a pan, background pixels of frame t are frame 0's shifted by the recorded whole-pixel offset."""
     video = generate_video("hard", 3, 24)

@@ -28,8 +28,10 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (250, 140, 20),
     "white": (245, 245, 245),
 }
-"""Named object colours (sRGB, uint8). Plain and mild backgrounds are drawn darker than all of them; the hard
-level's high-contrast textures reach brighter than the darker colours (red, blue, magenta, green)."""
+"""Named object colours (sRGB, uint8). Plain backgrounds are drawn darker than all of them; the brightest pixels
+of mild backgrounds reach a luminance of about 91 (0.2126 R + 0.7152 G + 0.0722 B), above red's 80 and just
+below blue's 92; the hard level's high-contrast textures reach brighter than the darker colours (red, blue,
+magenta, green)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,10 @@ class Level:
             background in a random direction; the object arena is attached to the camera, so objects never
             leave the frame.
         collider_scale: Collision radius as a fraction of an object's half-size. Values below 1 let sprite corners
-            overlap so that objects partially occlude each other (by their fixed depth order).
+            overlap so that objects partially occlude each other (by their fixed depth order). Every shape
+            collides as this disc, whatever its outline, so thin shapes (diamond, triangle tip, star) can bounce
+            off each other a few pixels apart: an object collision event means the discs touched, not the
+            outlines (see ``physics.py``).
         default_size: Default (height, width) in pixels.
     """
 
@@ -76,6 +81,19 @@ class Level:
             raise ValueError(f"level {self.name!r}: unknown shapes/sizes {sorted(unknown)}")
         if self.background not in ("plain", "mild", "textured"):
             raise ValueError(f"level {self.name!r}: background must be plain, mild or textured")
+        if not self.shapes or not self.sizes:
+            raise ValueError(f"level {self.name!r}: shapes and sizes must each name at least one")
+        if not 0.0 <= self.textured_fraction <= 1.0:
+            raise ValueError(f"level {self.name!r}: textured_fraction must be in [0, 1], got {self.textured_fraction}")
+        if not 0.0 <= self.min_speed <= self.max_speed:
+            raise ValueError(
+                f"level {self.name!r}: need 0 <= min_speed <= max_speed, got {self.min_speed} and {self.max_speed}"
+            )
+        if self.pan_speed < 0 or self.collider_scale <= 0:
+            raise ValueError(
+                f"level {self.name!r}: need pan_speed >= 0 and collider_scale > 0, got {self.pan_speed} and "
+                f"{self.collider_scale}"
+            )
 
 
 EASY = Level(
