@@ -71,12 +71,18 @@ def evaluate(
     """Run the model over whole videos (one at a time) and score its masks against the ground truth.
 
     Raises:
-        ValueError: the dataset has no masks.
+        ValueError: the dataset has no masks, or the model's masks are not finite (the argmax of NaN masks would
+            give finite, meaningless scores).
     """
     metrics = ObjectDiscoveryMetrics(background=background, mask_source=MASK_SOURCES[mask_source])
     with closing(predicted_videos(model, dataset, max_videos, mask_source, device, progress)) as videos:
         for batch, masks in videos:
             if batch.masks is None:
                 raise ValueError(f"cannot evaluate on unlabelled data ({batch.names[0]} has no masks)")
+            if not bool(torch.isfinite(masks).all()):
+                raise ValueError(
+                    f"the model's masks for {batch.names[0]} contain NaN or infinite values: its weights or its "
+                    "input are not finite (a diverged run?)"
+                )
             metrics.update(masks, batch.masks)
     return metrics.compute()

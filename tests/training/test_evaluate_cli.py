@@ -64,3 +64,20 @@ def test_the_model_card_calls_fg_ari_degenerate_only_for_single_object_data() ->
     assert most_objects([clip(), clip(1)]) == 1  # type: ignore[arg-type]
     assert most_objects([clip(1), clip(3, 7, 9)]) == 3  # type: ignore[arg-type]
     assert most_objects([]) == 0  # type: ignore[arg-type]
+
+
+def test_a_model_with_non_finite_weights_is_an_error_not_a_score(tmp_path: Path, capsys) -> None:
+    """NaN masks would pass the argmax as finite labels and give meaningless scores."""
+    import torch
+
+    from plugins import VideoSlotModel
+    from plugins.testing import TINY_MODEL
+
+    model = VideoSlotModel(**TINY_MODEL)
+    with torch.no_grad():
+        next(model.decoder.parameters()).fill_(float("nan"))
+    model.save_pretrained(tmp_path / "diverged")
+    argv = ["--model", str(tmp_path / "diverged"), "--data", "synthetic:easy", "--videos", "1", "--frames", "2"]
+    assert evaluate_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "contain NaN or infinite values" in err and "Traceback" not in err
