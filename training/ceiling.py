@@ -48,6 +48,19 @@ def downsampled_instances(ids: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(one_hot, size=size, mode="area")  # [T, N, h, w]
 
 
+def keep_largest_objects(ids: Tensor, keep: int) -> Tensor:
+    """``ids [T, H, W]`` with every foreground id but the ``keep`` largest (by pixels over the whole video) turned
+    into background (0): what a model with ``keep + 1`` slots, one for the background, can separate at best."""
+    counts = torch.bincount(ids.reshape(-1).long())  # [max_id + 1]
+    counts[0] = -1  # the background is always kept
+    present = (counts > 0).nonzero().squeeze(1)  # [M] foreground ids
+    if present.numel() <= keep:
+        return ids
+    order = torch.argsort(counts[present], descending=True, stable=True)  # largest first, ties by lower id
+    dropped = present[order[keep:]]  # [M - keep]
+    return torch.where(torch.isin(ids, dropped), torch.zeros_like(ids), ids)
+
+
 def fitted_instances(ids: Tensor, size: tuple[int, int], steps: int, lr: float = 0.1) -> Tensor:
     """Soft masks ``[T, N, h, w]`` of the ``N`` ids of ``ids [T, H, W]``, fitted to them through the evaluation's
     upsampling.
@@ -78,31 +91,39 @@ def mask_size_ceiling(
     background: BackgroundPolicy = "ignore",
     progress: bool = False,
     fit_steps: int = 0,
+    num_slots: int | None = None,
 ) -> DiscoveryScores:
     """Scores of the ground truth sent through masks of ``mask_size`` ``(h, w)``, with ``training.evaluate``'s metrics.
 
-    ``fit_steps > 0`` scores :func:`fitted_instances` instead of the area averages.
+    ``fit_steps > 0`` scores :func:`fitted_instances` instead of the area averages. With ``num_slots`` the masks
+    have that many channels: a video with more objects than ``num_slots - 1`` keeps its largest ones and the
+    others go to the background (:func:`keep_largest_objects`), as a model with that many slots must merge them.
 
     Raises:
-        ValueError: a side of ``mask_size`` is not positive, ``fit_steps`` is negative, or the dataset has no masks.
+        ValueError: a side of ``mask_size`` is not positive, ``fit_steps`` is negative, ``num_slots`` is below 1,
+            or the dataset has no masks.
     """
     height, width = mask_size
     if height < 1 or width < 1:
         raise ValueError(f"mask size must be positive, got {height}x{width}")
     if fit_steps < 0:
         raise ValueError(f"fit_steps must be >= 0, got {fit_steps}")
+    if num_slots is not None and num_slots < 1:
+        raise ValueError(f"num_slots must be at least 1, got {num_slots}")
     label = f"{height}x{width}"
     how = f"fitted at {label} ({fit_steps} steps)" if fit_steps else f"area-averaged to {label}"
+    if num_slots is not None:
+        how += f", at most {num_slots} segments"
     metrics = ObjectDiscoveryMetrics(background=background, mask_source=f"ground truth {how}")
     count = len(dataset) if max_videos is None else min(max_videos, len(dataset))  # type: ignore[arg-type]
     for index in tqdm(range(count), desc=f"ceiling {label}", disable=not progress, leave=False):
         clip = dataset[index]
         if clip.masks is None:
             raise ValueError(f"cannot compute a ceiling on unlabelled data ({clip.name} has no masks)")
-        if fit_steps:
-            soft = fitted_instances(clip.masks, mask_size, fit_steps)  # [T, N, h, w]
-        else:
-            soft = downsampled_instances(clip.masks, mask_size)  # [T, N, h, w]
+        ids = clip.masks if num_slots is None else keep_largest_objects(clip.masks, num_slots - 1)  # [T, H, W]
+        soft = (  # [T, N, h, w]
+            fitted_instances(ids, mask_size, fit_steps) if fit_steps else downsampled_instances(ids, mask_size)
+        )
         metrics.update(soft[None], clip.masks[None])  # [1, T, N, h, w] against [1, T, H, W]
     return metrics.compute()
 
@@ -119,8 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fit-steps", type=int, default=0, help="score masks fitted to the ground truth in N steps (0: area averages)"
     )
+    parser.add_argument(
+        "--num-slots", type=int, help="masks with this many channels: the smallest objects beyond them are merged"
+    )
     args = parser.parse_args(argv)
-    require_at_least(parser, 1, {"--videos": args.videos, "--image-size": args.image_size})
+    require_at_least(
+        parser, 1, {"--videos": args.videos, "--image-size": args.image_size, "--num-slots": args.num_slots}
+    )
     require_at_least(parser, 1, {"--mask-size": min(args.mask_size)})
     require_at_least(parser, 0, {"--fit-steps": args.fit_steps})
     require_output_folder(parser, "--json", args.json)
@@ -129,7 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = evaluation_videos(args.data, (args.image_size, args.image_size), None, on_unlabelled=print_note)
         for size in args.mask_size:
             scores = mask_size_ceiling(
-                dataset, (size, size), args.videos, args.background, progress=True, fit_steps=args.fit_steps
+                dataset,
+                (size, size),
+                args.videos,
+                args.background,
+                progress=True,
+                fit_steps=args.fit_steps,
+                num_slots=args.num_slots,
             )
             print(f"masks {size}x{size}:\n{format_table(scores)}\n")
             results[str(size)] = scores.to_dict()

@@ -159,9 +159,11 @@ def render_card(
         *(_row(label, value) for label, value in scores.items()),
         "",
         "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
-        "upsampled like the model's masks (`python -m training.ceiling`): what a model that is perfect at this",
-        "mask size scores. It is a reference rather than a strict bound: sharper soft masks can place an edge",
-        "inside a cell (`python -m training.ceiling --fit-steps N` searches for such masks).",
+        "upsampled like the model's masks (`python -m training.ceiling`), with the smallest objects of a video",
+        "that has more than one object per slot besides the background merged into it: what a model that is",
+        "perfect at this mask size and slot count scores. It is a reference rather than a strict bound: sharper",
+        "soft masks can place an edge inside a cell (`python -m training.ceiling --fit-steps N` searches for such",
+        "masks).",
         "",
         *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
         *(_REAL_VIDEO_NOTE if extra.get("davis") else []),
@@ -244,8 +246,13 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         davis = evaluation_videos(f"davis:{args.davis}", model.image_size, None, print_note) if args.davis else None
         scores = {spec + " (validation)": evaluate(model, validation, progress=True)}
         mask_height, mask_width = model.mask_grid
-        ceiling_label = f"{spec} (validation), ground truth through {mask_height}x{mask_width} masks: the ceiling"
-        scores[ceiling_label] = mask_size_ceiling(validation, model.mask_grid, progress=True)
+        ceiling_label = (
+            f"{spec} (validation), ground truth through {mask_height}x{mask_width} masks and {model.num_slots} "
+            "slots: the ceiling"
+        )
+        scores[ceiling_label] = mask_size_ceiling(
+            validation, model.mask_grid, progress=True, num_slots=model.num_slots
+        )
         if davis is not None:
             scores[f"DAVIS {Path(args.davis).name} ({len(davis)} sequences)"] = evaluate(  # type: ignore[arg-type]
                 model, davis, progress=True

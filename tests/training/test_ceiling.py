@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from training.ceiling import downsampled_instances, fitted_instances, main, mask_size_ceiling
+from training.ceiling import downsampled_instances, fitted_instances, keep_largest_objects, main, mask_size_ceiling
 from training.datasets import VideoClip, build_dataset
 
 
@@ -51,6 +51,22 @@ def test_a_small_object_is_lost_at_a_coarse_mask_size_and_kept_at_full_size() ->
     assert 0.0 < coarse.video_mbo < 0.5
     assert full.video_mbo == pytest.approx(1.0) and full.video_fg_ari == pytest.approx(1.0)
     assert "4x4" in coarse.mask_source
+
+
+def test_with_fewer_slots_than_segments_the_smallest_objects_join_the_background() -> None:
+    """Two slots hold the background and one object: the 2x2 object goes to the background, so the perfect
+    two-slot model scores its best overlap as its share of the background, where three slots score it 1."""
+    clip = _two_objects(2)
+    assert clip.masks is not None
+    merged = keep_largest_objects(clip.masks, keep=1)
+    assert set(merged.unique().tolist()) == {0, 3} and bool((merged[clip.masks == 3] == 3).all())
+    assert torch.equal(keep_largest_objects(clip.masks, keep=2), clip.masks)
+    two, three = (mask_size_ceiling(_Clips([clip]), (16, 16), num_slots=n) for n in (2, 3))
+    # the 2x2 object (id 7) overlaps only the background segment: IoU 4 / (256 - 36); the 6x6 one scores 1
+    assert two.video_mbo == pytest.approx((1 + 4 / 220) / 2) and three.video_mbo == pytest.approx(1.0)
+    assert "at most 2 segments" in two.mask_source
+    with pytest.raises(ValueError, match="num_slots must be at least 1"):
+        mask_size_ceiling(_Clips([clip]), (16, 16), num_slots=0)
 
 
 def test_ceiling_grows_with_mask_size_on_synthetic_videos() -> None:

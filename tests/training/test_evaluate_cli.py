@@ -25,7 +25,7 @@ def test_model_card_numbers_are_reproduced_by_evaluate(tmp_path: Path) -> None:
     all_scores = json.loads((published / "scores.json").read_text())
     card_scores = all_scores["synthetic:easy (validation)"]
     (ceiling,) = (value for label, value in all_scores.items() if "the ceiling" in label)
-    assert "masks: the ceiling" in card and ceiling["num_videos"] == 64
+    assert "slots: the ceiling" in card and ceiling["num_videos"] == 64
     assert "](object_recall.png)" in card and (published / "object_recall.png").is_file()
     assert card_scores["video_mbo"] <= ceiling["video_mbo"] <= 1.0
 
