@@ -120,7 +120,8 @@ def mask_size_ceiling(
         clip = dataset[index]
         if clip.masks is None:
             raise ValueError(f"cannot compute a ceiling on unlabelled data ({clip.name} has no masks)")
-        ids = clip.masks if num_slots is None else keep_largest_objects(clip.masks, num_slots - 1)  # [T, H, W]
+        ids = clip.masks.clamp_min(0)  # [T, H, W]; void pixels (-1) are not scored: any channel will do
+        ids = ids if num_slots is None else keep_largest_objects(ids, num_slots - 1)  # [T, H, W]
         soft = (  # [T, N, h, w]
             fitted_instances(ids, mask_size, fit_steps) if fit_steps else downsampled_instances(ids, mask_size)
         )

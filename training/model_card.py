@@ -63,7 +63,7 @@ def most_objects(videos: Dataset[VideoClip]) -> int:
     for index in range(len(videos)):  # type: ignore[arg-type]
         masks = videos[index].masks
         if masks is not None:
-            counts.append(int((torch.unique(masks) != 0).sum()))
+            counts.append(int((torch.unique(masks) > 0).sum()))  # neither background (0) nor void (-1)
     return max(counts)
 
 

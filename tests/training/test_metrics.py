@@ -91,6 +91,27 @@ def test_hand_computed_classic_1d() -> None:
     assert adjusted_rand_index(pred, gt).mean() == pytest.approx(8 / 33)
 
 
+def test_void_points_are_left_out_of_every_score() -> None:
+    """DAVIS void (-1 after reading) counts for no metric: scoring a clip with void points equals scoring it with
+    those points deleted. Here a slot covers object 5 and its void ring: with the ring scored as background the
+    overlap would be 2/4; without it, it is 1."""
+    gt = as_video([[[0, -1, 5, 5, -1, 0]]])
+    pred = as_video([[[0, 1, 1, 1, 1, 0]]])
+    kept = as_video([[[0, 5, 5, 0]]])
+    kept_pred = as_video([[[0, 1, 1, 0]]])
+    for mode in ("video", "image"):
+        for background in ("ignore", "segment"):
+            scores = all_scores(pred, gt, mode, background)
+            assert scores == pytest.approx(all_scores(kept_pred, kept, mode, background))
+    assert mean_best_overlap(pred, gt).mean() == pytest.approx(1.0)
+    table = contingency_table(pred[0], gt[0])
+    assert table.gt_ids.tolist() == [0, 5] and int(table.counts.sum()) == 4
+    all_void = as_video([[[-1, -1]]])
+    assert not adjusted_rand_index(torch.zeros_like(all_void), all_void, "image").valid.any(), "nothing to score"
+    with pytest.raises(ValueError, match="-1 for ignored points"):
+        contingency_table(pred[0], gt[0] - 1)
+
+
 def test_background_policy_difference() -> None:
     # gt = 0 0 0 / 0 0 7, one slot covering everything.
     # "ignore":  IoU(7, slot) = 1/6                       -> mBO = mIoU = 1/6.
@@ -331,3 +352,10 @@ def test_overlaps_match_brute_force_on_random_labelings() -> None:
             mbo, miou = brute_force_overlaps(gt.flatten().tolist(), pred.flatten().tolist(), skip)
             assert mean_best_overlap(pred, gt, background=background).mean() == pytest.approx(mbo)
             assert mean_matched_iou(pred, gt, background=background).mean() == pytest.approx(miou)
+
+
+def test_the_mask_readers_void_label_is_the_id_the_metrics_leave_out() -> None:
+    from training.datasets.images import VOID_LABEL
+    from training.metrics import IGNORE_ID
+
+    assert VOID_LABEL == IGNORE_ID

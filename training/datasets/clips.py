@@ -17,7 +17,7 @@ class VideoClip:
 
     Attributes:
         frames: float32 [T, 3, H, W] RGB in [0, 1].
-        masks: int64 [T, H, W] instance ids (0 = background), or None for unlabelled data.
+        masks: int64 [T, H, W] instance ids (0 = background, -1 = void: not scored), or None for unlabelled data.
         name: Sequence or file name the clip comes from.
         start: Index of the clip's first frame in the source video.
         metadata: Ground truth of the whole source video (synthetic data only); frame ``t`` of the clip is

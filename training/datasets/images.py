@@ -10,7 +10,10 @@ from PIL import Image
 from training.datasets.errors import DatasetError
 
 VOID_ID = 255
-"""Palette index that DAVIS 2017 tools use for void/ignore pixels; read as background (0)."""
+"""Palette index that DAVIS 2017 tools use for void pixels (object borders, unlabelled regions)."""
+
+VOID_LABEL = -1
+"""What :func:`read_mask` returns for void pixels: the metrics leave them out (``training.metrics.IGNORE_ID``)."""
 
 
 def is_visible(path: Path) -> bool:
@@ -58,9 +61,9 @@ def _gray_to_uint8(values: np.ndarray, mode: str, path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Reads an instance mask as uint8 [H, W] ids (0 = background).
+    """Reads an instance mask as int16 [H, W] ids (0 = background, ``VOID_LABEL`` = void, not scored).
 
-    Palette (``P``) PNGs, as in DAVIS 2017, hold instance ids as palette indices (index 255, void, becomes 0).
+    Palette (``P``) PNGs, as in DAVIS 2017, hold instance ids as palette indices (index 255 is void).
     Grayscale (``L`` or ``1``) PNGs, as in DAVIS 2016, are binary: values >= 128 are object 1, the rest background.
     A palette PNG whose used indices all show the gray of their own value (index ``v`` shows ``(v, v, v)``) and
     whose non-zero indices are all >= 128 is a binary grayscale mask that an editor saved with a palette, and is
@@ -84,11 +87,11 @@ def read_mask(path: Path) -> np.ndarray:
     if mode == "P" and palette is not None and _is_binary_gray(values, palette):
         mode = "L"
     if mode == "P":
-        ids = values.astype(np.uint8)
-        ids[ids == VOID_ID] = 0
+        ids = values.astype(np.int16)
+        ids[ids == VOID_ID] = VOID_LABEL
         return ids
     if mode == "1":
-        return values.astype(np.uint8)
+        return values.astype(np.int16)
     if mode == "L":
         if values.any() and values.max() < 128:
             present = np.unique(values[values > 0])  # the non-zero values
@@ -97,7 +100,7 @@ def read_mask(path: Path) -> np.ndarray:
                 f"{path}: grayscale mask whose values ({found}) are all below 128; grayscale masks are binary "
                 "(object >= 128, as in DAVIS 2016): save instance ids as a palette ('P') PNG, as in DAVIS 2017"
             )
-        return (values >= 128).astype(np.uint8)
+        return (values >= 128).astype(np.int16)
     raise DatasetError(f"{path}: unsupported mask mode {mode!r}; expected palette 'P' (instance ids) or 'L' (binary)")
 
 

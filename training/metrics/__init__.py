@@ -8,15 +8,23 @@ Typical use::
     report = metrics.compute().to_dict()
 
 Conventions (see methods.md §14): predicted masks are upsampled bilinearly to the GT resolution and arg-maxed;
-GT id 0 is background; FG-ARI drops background points and excludes samples without foreground; mBO / mIoU follow
-an explicit background policy whose default is ``"ignore"`` and whose name is part of every report.
+GT id 0 is background, GT id -1 (DAVIS void) is left out of every score; FG-ARI drops background points and
+excludes samples without foreground; mBO / mIoU follow an explicit background policy whose default is
+``"ignore"`` and whose name is part of every report.
 """
 
 from __future__ import annotations
 
 from training.metrics.accumulator import DiscoveryScores, ObjectDiscoveryMetrics
 from training.metrics.ari import adjusted_rand_index, ari_from_contingency, fg_adjusted_rand_index
-from training.metrics.contingency import BACKGROUND_ID, Contingency, EvalMode, contingency_table, to_samples
+from training.metrics.contingency import (
+    BACKGROUND_ID,
+    IGNORE_ID,
+    Contingency,
+    EvalMode,
+    contingency_table,
+    to_samples,
+)
 from training.metrics.masks import MASK_UPSAMPLING, resize_gt_ids, upsample_to_labels
 from training.metrics.overlap import (
     BACKGROUND_CONVENTIONS,
@@ -34,6 +42,7 @@ __all__ = [
     "BACKGROUND_CONVENTIONS",
     "BACKGROUND_ID",
     "DEFAULT_BACKGROUND_POLICY",
+    "IGNORE_ID",
     "MASK_UPSAMPLING",
     "BackgroundPolicy",
     "Contingency",

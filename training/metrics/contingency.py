@@ -16,13 +16,17 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-__all__ = ["BACKGROUND_ID", "Contingency", "EvalMode", "contingency_table", "to_samples"]
+__all__ = ["BACKGROUND_ID", "IGNORE_ID", "Contingency", "EvalMode", "contingency_table", "to_samples"]
 
 EvalMode = Literal["video", "image"]
 """``"video"``: one sample per video (all ``T*H*W`` points); ``"image"``: one sample per frame."""
 
 BACKGROUND_ID = 0
-"""Ground-truth id of the background; every other id is an object instance."""
+"""Ground-truth id of the background; every other non-negative id is an object instance."""
+
+IGNORE_ID = -1
+"""Ground-truth id of points no metric scores (DAVIS void pixels: object borders and unlabelled regions), as the
+DAVIS benchmark leaves them out of its region similarity."""
 
 _MAX_LOOKUP_ID = 1 << 16
 
@@ -100,7 +104,7 @@ def contingency_table(pred_labels: Tensor, gt_ids: Tensor, num_labels: int | Non
         pred_labels: Hard predicted labels ``[S, ...]`` (integer, ``>= 0``); dim 0 indexes samples and all other
             dims are the points of one clustering.
         gt_ids: GT instance ids with the same shape; any non-negative integers (need not be contiguous),
-            ``BACKGROUND_ID`` is background.
+            ``BACKGROUND_ID`` is background, and ``IGNORE_ID`` marks points left out of the table.
         num_labels: Number of predicted labels ``K``; defaults to ``pred_labels.max() + 1``. Labels that never
             occur only add zero columns, which change no metric.
 
@@ -122,12 +126,18 @@ def contingency_table(pred_labels: Tensor, gt_ids: Tensor, num_labels: int | Non
     if pred.numel() and int(pred.max()) >= num_labels:
         raise ValueError(f"pred_labels contain a label >= num_labels={num_labels}")
 
+    if gt.numel() and int(gt.min()) < IGNORE_ID:
+        raise ValueError(f"gt_ids must be non-negative, or {IGNORE_ID} for ignored points")
+
     unique_ids, gt_rows = _dense_ids(gt)  # [M], [S, P]
     num_gt = unique_ids.numel()
     sample = torch.arange(num_samples, device=pred.device).unsqueeze(1)  # [S, 1]
     flat_index = (sample * num_gt + gt_rows) * num_labels + pred  # [S, P] index into [S, M, K]
     counts = torch.bincount(flat_index.reshape(-1), minlength=num_samples * num_gt * num_labels)
-    return Contingency(counts=counts.reshape(num_samples, num_gt, num_labels), gt_ids=unique_ids)  # [S, M, K]
+    counts = counts.reshape(num_samples, num_gt, num_labels)  # [S, M, K]
+    if num_gt and int(unique_ids[0]) == IGNORE_ID:  # sorted: the ignored points are row 0
+        counts, unique_ids = counts[:, 1:], unique_ids[1:]  # [S, M-1, K], [M-1]
+    return Contingency(counts=counts, gt_ids=unique_ids)
 
 
 def _dense_ids(ids: Tensor) -> tuple[Tensor, Tensor]:
