@@ -214,6 +214,14 @@ def run(coroutine: Any, timeout: float = 120.0) -> Any:
     return asyncio.run(bounded())
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` (from a thread other than the server's) until it holds; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
 def save_tiny_model(directory: Path, model: dict[str, Any] | None = None) -> Path:
     """``model`` (default :data:`SERVICE_TINY_MODEL`) with weights drawn under torch seed 0, saved with
     ``save_pretrained`` into ``directory``."""

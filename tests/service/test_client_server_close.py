@@ -10,7 +10,7 @@ import time
 
 import grpc
 import pytest
-from service_helpers import make_video, run, slow_factory
+from service_helpers import make_video, run, slow_factory, wait_until
 
 from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, stream_frames
 from service.client.__main__ import main
@@ -145,13 +145,6 @@ def test_receive_returns_the_drain_then_raises_and_close_keeps_answers(start_ser
     assert again == [closed]
 
 
-def _wait_until(condition, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
 def test_a_stream_detached_when_the_drain_starts_can_still_collect_its_handoff(start_server):
     """A client whose connection dropped just before a shutdown resumes on the draining server: it gets the
     hand-off (``StreamError`` with the state, as for an attached stream), continues on another replica, and
@@ -164,7 +157,7 @@ def test_a_stream_detached_when_the_drain_starts_can_still_collect_its_handoff(s
             stream = await client.open(StreamOptions(resume_window_s=30))
             answered = [await stream.process(frame) for frame in clip[:3]]
             stream.cancel()  # the connection drops: the stream waits, detached, for its client
-        await asyncio.to_thread(_wait_until, lambda: draining.server.manager.detached_count() == 1)
+        await asyncio.to_thread(wait_until, lambda: draining.server.manager.detached_count() == 1)
         started = time.perf_counter()
         stopping = _stop_in_background(draining, grace_s=20.0)
         await asyncio.sleep(0.2)
@@ -199,7 +192,7 @@ def test_a_detached_stream_nobody_resumes_is_freed_when_the_grace_period_ends(st
             stream.cancel()
 
     run(scenario())
-    _wait_until(lambda: server.server.manager.detached_count() == 1)
+    wait_until(lambda: server.server.manager.detached_count() == 1)
     started = time.perf_counter()
     server.stop(0.5)
     assert 0.4 < time.perf_counter() - started < 5.0, "the drain waits for the grace period, and no longer"

@@ -162,6 +162,16 @@ def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_s
     assert statuses["recovered"] == [serving, serving]
 
 
+async def _timed_stop(server, engine: HangingEngine) -> float:
+    """Seconds ``server.stop(0.5)`` takes while ``engine`` hangs (released afterwards, so the thread ends)."""
+    started = time.perf_counter()
+    try:
+        await asyncio.to_thread(server.stop, 0.5)
+    finally:
+        engine.unblock.set()
+    return time.perf_counter() - started
+
+
 def test_stop_keeps_to_its_grace_period_when_a_model_call_hangs(start_server):
     """The engine's close would queue behind the hung call: stop gives up on it after the grace period and
     says so (``serve`` then exits without waiting for the model thread)."""
@@ -175,12 +185,7 @@ def test_stop_keeps_to_its_grace_period_when_a_model_call_hangs(start_server):
             engines[0].armed.set()
             await stream.send(frames[1])  # step hangs
             await asyncio.sleep(0.3)
-            started = time.perf_counter()
-            try:
-                await asyncio.to_thread(server.stop, 0.5)
-            finally:
-                engines[0].unblock.set()
-            return time.perf_counter() - started
+            return await _timed_stop(server, engines[0])
 
     elapsed = run(scenario())
     assert server.server.model_abandoned
@@ -227,12 +232,7 @@ def test_stop_keeps_to_its_grace_period_when_a_call_hangs_on_another_model_threa
             await first.send(frames[1])  # runs 0.3 s on the first thread
             await second.send(frames[1])  # so this one goes to the second thread, and hangs there
             assert await asyncio.to_thread(engines[0].hanging.wait, 10), "no call reached the second thread"
-            started = time.perf_counter()
-            try:
-                await asyncio.to_thread(server.stop, 0.5)
-            finally:
-                engines[0].unblock.set()
-            return time.perf_counter() - started
+            return await _timed_stop(server, engines[0])
 
     elapsed = run(scenario())
     assert server.server.model_abandoned, "stop reported the hung model as released"

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from service_helpers import make_video, raw, reference_outputs, run
+from service_helpers import make_video, raw, reference_outputs, run, wait_until
 from test_stream_service import assert_matches
 
 from service import wire
@@ -17,13 +17,6 @@ from service.client import Client, FrameError, FrameResult, Output, StreamError,
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 from service.types import FrameRequest, OpenRequest
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_idle_stream_is_reclaimed_and_reports_expired(start_server):

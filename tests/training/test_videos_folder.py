@@ -35,17 +35,22 @@ def _video_dir(tmp_path: Path, frames: int = 8, masks: int | None = None) -> Pat
     return folder
 
 
-def _write_mkv(path: Path, frames: int) -> None:
-    """An FFV1 Matroska file, whose header (read by PyAV) does not record its frame count."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=12)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "bgr0"
+def _write_flat_frames(path: Path, frames: int, step: int, codec: str, pix_fmt: str, **options: str) -> None:
+    """A 32x32 video of ``frames`` flat frames, frame ``t`` of value ``step * t``."""
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream(codec, rate=12)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, pix_fmt
         for t in range(frames):
-            image = np.full((32, 32, 3), 20 * t, np.uint8)
+            image = np.full((32, 32, 3), step * t, np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+
+
+def _write_mkv(path: Path, frames: int) -> None:
+    """An FFV1 Matroska file, whose header (read by PyAV) does not record its frame count."""
+    _write_flat_frames(path, frames, 20, "ffv1", "bgr0")
 
 
 def test_training_reads_only_the_frames_of_a_video_masked_on_some_frames(tmp_path):
@@ -159,15 +164,7 @@ def _write_truncated_mp4(path: Path, frames: int, kept: int) -> None:
     """A moov-first MP4 of ``frames`` flat frames (value 8 t) cut after packet ``kept``: its header still records
     ``frames`` frames, but only the first ``kept`` can be decoded."""
     whole = path.with_suffix(".whole.mp4")
-    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for t in range(frames):
-            image = np.full((32, 32, 3), 8 * t, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    _write_flat_frames(whole, frames, 8, "mpeg4", "yuv420p", movflags="faststart")
     with av.open(str(whole)) as container:
         offsets = [packet.pos for packet in container.demux(video=0) if packet.size]  # byte offset of each frame
     path.write_bytes(whole.read_bytes()[: offsets[kept]])
