@@ -248,6 +248,24 @@ def test_smoothsa_preheat_cross_attends_from_the_raw_gaussian_sample(training: b
 # --- Slot Attention slot_mask (Aggregator interface) ------------------------------------------------------------
 
 
+def test_slot_attention_masked_slots_get_no_update_under_either_epsilon_placement() -> None:
+    """With the epsilon added to the attention (SAVi's placement) a masked slot would get weights eps / (P eps),
+    the mean of the values; its update must be zero as with the denominator placement."""
+    torch.manual_seed(0)
+    features, queries = torch.randn(1, 7, 6), torch.randn(1, 3, 8)
+    slot_mask = torch.tensor([[True, False, True]])
+    updated = {}
+    for placement in ("denominator", "additive"):
+        attention = SlotAttention(6, 8, epsilon_placement=placement, mlp_multiplier=0)
+        captured: list[torch.Tensor] = []
+        attention.gru.register_forward_hook(lambda module, inputs, output, into=captured: into.append(inputs[0]))
+        with torch.no_grad():
+            attention(features, queries, num_iterations=1, slot_mask=slot_mask)
+        updated[placement] = captured[0].reshape(1, 3, 8)[0, 1]  # the GRU input (update) of the masked slot
+    for placement, update in updated.items():
+        assert bool((update == 0).all()), f"{placement}: a masked slot was updated"
+
+
 def test_slot_attention_masked_slots_get_no_attention_and_leave_the_others_as_if_absent() -> None:
     """Masked slots are out of the softmax over slots: the kept ones evolve exactly as a run without them."""
     torch.manual_seed(0)

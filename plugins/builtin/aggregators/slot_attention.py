@@ -108,6 +108,8 @@ class SlotAttention(Aggregator):
                 weights = attention / (attention.sum(dim=-1, keepdim=True) + self.epsilon)
             else:
                 weights = (attention + self.epsilon) / (attention + self.epsilon).sum(dim=-1, keepdim=True)
+                if slot_mask is not None:  # epsilon alone would give a masked slot the mean of the values
+                    weights = weights.masked_fill(~slot_mask[:, :, None], 0.0)
             updates = torch.einsum("bkp,bpd->bkd", weights, values)  # [B, K, D]
             slots = self.gru(updates.reshape(-1, slot_dim), slots.reshape(-1, slot_dim))  # [B*K, D]
             slots = slots.reshape(batch, num_slots, slot_dim)  # [B, K, D]
