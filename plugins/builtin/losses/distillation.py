@@ -6,6 +6,11 @@ towards the (detached) last iteration's, slots matched by index, with a weight t
 half cosine over training. As in the published code the loss is PyTorch's soft-target cross-entropy with the
 slot axis as the class axis, applied to the attention probabilities themselves (so they pass through one more
 log-softmax); ``faithful=False`` uses ``log`` of the probabilities instead (a plain cross-entropy).
+
+The published code runs this loss with untruncated Slot Attention (its aggregator's comment calls it "not
+compatible with bi-level"). Here it also runs under ``truncation="bi_level"``, where the first iteration's
+attention still receives this loss's gradient but the last iteration's input is detached from the earlier ones;
+no shipped config combines the two, and that combination has not been trained.
 """
 
 from __future__ import annotations
