@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -21,6 +20,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from plugins.config import ComponentSpec, ComponentSpecLike
+from plugins.files import write_atomically
 from plugins.interfaces import Aggregator, Component, ContractViolation, Decoder, Encoder, Initializer, Transition
 from plugins.registry import ComponentBuildError, ComponentKind, ComponentRegistry
 from plugins.types import (
@@ -357,20 +357,16 @@ class VideoSlotModel(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
 
-        Each file is written to a temporary name and renamed, so an interrupted save never leaves a
-        half-written file under the final name.
+        Each file is written to a temporary name, flushed to disk and renamed (``plugins.files``), so an
+        interrupted save never leaves a half-written file under the final name; the files get the permissions a
+        plain ``open`` gives under the process umask.
         """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         payload = {"format_version": FORMAT_VERSION, "model": self.saved_config}
-        _atomic_write_text(path / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".model.", suffix=".tmp", delete=False) as handle:
-            temporary = Path(handle.name)
-        try:
-            save_model(self, str(temporary))
-            os.replace(temporary, path / WEIGHTS_FILE)
-        finally:
-            temporary.unlink(missing_ok=True)
+        text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+        write_atomically(path / CONFIG_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+        write_atomically(path / WEIGHTS_FILE, lambda temporary: save_model(self, str(temporary)))
         return path
 
     @classmethod
@@ -425,10 +421,3 @@ class VideoSlotModel(nn.Module):
 
 def _build(registry: ComponentRegistry, kind: ComponentKind, spec: ComponentSpec, wiring: dict[str, Any]) -> Component:
     return registry.build(kind, spec.name, spec.kwargs, wiring)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-        temporary = Path(handle.name)
-    os.replace(temporary, path)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from plugins import VideoSlotModel
+from plugins.files import sync_file, sync_folder, umask
 
 CHECKPOINT_DIR = "checkpoints"
 TRAINER_STATE = "trainer_state.pt"
@@ -40,6 +41,8 @@ class TrainerState:
         scaler: the AMP gradient scaler's state (CUDA only), or None.
         elapsed_s: seconds the run has trained (evaluations included) to reach ``step``, summed over the
             invocations that led to it; pauses between a kill and its resume are not counted.
+        world_size: training processes (``torchrun``) that wrote it; ``None`` in checkpoints written before it
+            was recorded. Each process draws its own clips, so a resume with another count is not exact.
     """
 
     step: int
@@ -48,6 +51,7 @@ class TrainerState:
     rng: dict[str, Any]
     scaler: dict[str, Any] | None = None
     elapsed_s: float = 0.0
+    world_size: int | None = None
 
 
 def capture_rng() -> dict[str, Any]:
@@ -56,7 +60,12 @@ def capture_rng() -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": _python_state_to_plain(random.getstate()),
-        "numpy": {"keys": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2])},
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),  # a cached second normal deviate of the Box-Muller pair
+            "cached_gaussian": float(numpy_state[4]),
+        },
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -69,7 +78,9 @@ def restore_rng(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     keys = state["numpy"]["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
+    numpy_state = state["numpy"]
+    gauss = (numpy_state.get("has_gauss", 0), numpy_state.get("cached_gaussian", 0.0))  # absent in older checkpoints
+    np.random.set_state(("MT19937", keys, numpy_state["pos"], *gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -81,21 +92,11 @@ def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, k
     final = root / f"step-{state.step:08d}"
     staging = make_staging_dir(root, prefix=f".step-{state.step:08d}.")
     try:
-        model.save_pretrained(staging)
-        torch.save(
-            {
-                "step": state.step,
-                "optimizer": state.optimizer,
-                "scheduler": state.scheduler,
-                "rng": state.rng,
-                "scaler": state.scaler,
-                "elapsed_s": state.elapsed_s,
-            },
-            staging / TRAINER_STATE,
-        )
+        _write_checkpoint(staging, model, state)
         if final.exists():
             _discard(final)
         os.replace(staging, final)
+        sync_folder(root)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -106,25 +107,41 @@ def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, k
     return final
 
 
+def _write_checkpoint(staging: Path, model: VideoSlotModel, state: TrainerState) -> None:
+    """Write the checkpoint's files into ``staging`` and flush them to disk.
+
+    Raises:
+        OSError: a file cannot be written (the message names the folder; torch reports a full disk as a
+            ``RuntimeError`` that names nothing).
+    """
+    try:
+        model.save_pretrained(staging)
+        torch.save(
+            {
+                "step": state.step,
+                "optimizer": state.optimizer,
+                "scheduler": state.scheduler,
+                "rng": state.rng,
+                "scaler": state.scaler,
+                "elapsed_s": state.elapsed_s,
+                "world_size": state.world_size,
+            },
+            staging / TRAINER_STATE,
+        )
+        for written in staging.iterdir():  # on disk before the rename publishes them
+            sync_file(written)
+    except (OSError, RuntimeError) as error:
+        first_line = (str(error).splitlines() or [""])[0]
+        raise OSError(f"cannot write the checkpoint in {staging.parent} ({first_line}); is the disk full?") from error
+
+
 def make_staging_dir(parent: Path, prefix: str) -> Path:
     """A new empty folder in ``parent`` to fill before renaming it into place, with the permissions a plain
     ``mkdir`` gives under the process umask (``tempfile.mkdtemp`` makes it 0700, which the rename would keep,
     so other users of a shared machine could not read the checkpoint or the best model)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    path.chmod(0o777 & ~_umask())
+    path.chmod(0o777 & ~umask())
     return path
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (``os.umask`` can only be read by setting it, which would
-    race with threads creating files); 0o022 where ``/proc`` does not say."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
 
 
 def _discard(checkpoint: Path) -> None:
@@ -161,6 +178,7 @@ def load_trainer_state(checkpoint: Path) -> TrainerState:
         rng=data["rng"],
         scaler=data.get("scaler"),
         elapsed_s=float(data.get("elapsed_s", 0.0)),  # 0 in checkpoints written before it was recorded
+        world_size=data.get("world_size"),
     )
 
 

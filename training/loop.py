@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 import warnings
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -48,7 +50,7 @@ from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
 from training.schedule import warmup_cosine
 from training.visualize import save_overlay
-from training.warm_start import freeze_all_but, warm_start
+from training.warm_start import check_warm_start_source, freeze_all_but, warm_start
 
 CONFIG_FILE = "train_config.json"
 COMMAND_FILE = "command.txt"
@@ -96,6 +98,7 @@ class _Run:
     elapsed_before_s: float = 0.0  # training seconds of earlier invocations, restored from the checkpoint
     started: float = 0.0  # perf_counter() when this invocation's training began
     non_finite_losses: int = 0  # steps in a row whose loss was not finite
+    restored_world_size: int | None = None  # processes that wrote the checkpoint resumed from (None: unknown)
 
     def elapsed_s(self) -> float:
         """Seconds trained to reach the current step, over every invocation (see ``TrainerState.elapsed_s``)."""
@@ -146,6 +149,13 @@ def fit(
         raise FileExistsError(
             f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
         )
+    if not checkpoints and (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
+        raise FileExistsError(
+            f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a new run "
+            "there would replace its model, best model and metrics: choose another --out, or delete the folder"
+        )
+    if config.init_from is not None:  # before anything in run_dir changes: it may lie inside it
+        check_warm_start_source(config.init_from)
     saved_config = run_dir / CONFIG_FILE
     if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
         _check_same_config(saved_config, config)
@@ -164,7 +174,7 @@ def fit(
     torch.manual_seed(config.seed)
     run = _build_run(config, registry or default_registry(), device, group)
     if resume and checkpoints:
-        _restore(run, checkpoints[-1], device)
+        _restore_newest(run, checkpoints, device, group)
     elif config.init_from is not None:
         started_from = warm_start(run.model, config.init_from)
         if group.is_main:
@@ -219,6 +229,42 @@ def _loss(registry: ComponentRegistry, name: str, kwargs: dict[str, Any]) -> Los
     return loss
 
 
+def _restore_newest(run: _Run, checkpoints: list[Path], device: str, group: ProcessGroup) -> None:
+    """Restore the newest of ``checkpoints`` (oldest first) that loads; a damaged one (a file cut short by a crash
+    of the machine, say) is reported and the one before it used.
+
+    Raises:
+        ValueError: none loads, or the newest intact one was written by another number of processes.
+    """
+    problems = []
+    for checkpoint in reversed(checkpoints):
+        try:
+            _restore(run, checkpoint, device)
+        except _DAMAGED_CHECKPOINT as error:
+            first_line = (str(error).splitlines() or [""])[0]
+            problems.append(f"{checkpoint}: {type(error).__name__}: {first_line}")
+            if group.is_main:
+                tqdm.write(f"warning: {problems[-1]}: the checkpoint cannot be read; trying the one before")
+            continue
+        _check_world_size(run, checkpoint, group)
+        return
+    raise ValueError(f"no checkpoint of the run can be read: {'; '.join(problems)}")
+
+
+_DAMAGED_CHECKPOINT = (SafetensorError, RuntimeError, EOFError, OSError, pickle.UnpicklingError, KeyError)
+"""What reading a damaged checkpoint raises: safetensors' header errors, torch's zip-archive errors, truncation."""
+
+
+def _check_world_size(run: _Run, checkpoint: Path, group: ProcessGroup) -> None:
+    written_by = run.restored_world_size
+    if written_by is not None and written_by != group.world_size:
+        raise ValueError(
+            f"{checkpoint} was written by {written_by} training process(es), and this resume runs "
+            f"{group.world_size}: each process draws its own clips, so the run would not continue as it started. "
+            f"Resume with {written_by} process(es) (torchrun --nproc-per-node), or start a new run in another --out"
+        )
+
+
 def _restore(run: _Run, checkpoint: Path, device: str) -> None:
     missing, unexpected = load_model(run.model, str(checkpoint / WEIGHTS_FILE), strict=False, device=device)
     if missing or unexpected:
@@ -233,6 +279,7 @@ def _restore(run: _Run, checkpoint: Path, device: str) -> None:
     restore_rng(state.rng)
     run.step = state.step
     run.elapsed_before_s = state.elapsed_s
+    run.restored_world_size = state.world_size
 
 
 def _train_clips(config: TrainConfig) -> Dataset[VideoClip]:
@@ -437,6 +484,7 @@ def _maybe_checkpoint(config: TrainConfig, run: _Run, run_dir: Path, group: Proc
             rng=capture_rng(),
             scaler=run.scaler.state_dict() if run.scaler is not None else None,
             elapsed_s=run.elapsed_s(),
+            world_size=group.world_size,
         )
         save_checkpoint(run_dir, run.model, state, config.keep_checkpoints)
     barrier(group)

@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError, DecoderMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except FloatingPointError as error:
+    except (FloatingPointError, OSError) as error:  # a diverged run; a checkpoint that cannot be written
         print(f"error: {error}", file=sys.stderr)
         return 1
     if not main_process:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -43,17 +44,36 @@ class WarmStart:
         )
 
 
+def check_warm_start_source(source: str | Path) -> None:
+    """Check that ``source`` holds a readable ``model.safetensors`` (its header, not the tensors).
+
+    Raises:
+        FileNotFoundError: there is no ``model.safetensors``.
+        ValueError: the file is damaged (the message names it).
+    """
+    path = Path(source) / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from {source}: no {WEIGHTS_FILE} there (expected a saved model directory)")
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            weights.keys()
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"--init-from {source}: {path} cannot be read ({error})") from error
+
+
 def warm_start(model: nn.Module, source: str | Path) -> WarmStart:
     """Copy into ``model`` every tensor of the model directory ``source`` with the same name and shape.
 
     Raises:
         FileNotFoundError: ``source`` holds no ``model.safetensors``.
-        ValueError: no tensor of ``source`` fits ``model`` (wrong model family).
+        ValueError: the weights file is damaged, or no tensor of ``source`` fits ``model`` (wrong model family).
     """
+    check_warm_start_source(source)
     path = Path(source) / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"--init-from {source}: no {WEIGHTS_FILE} there (expected a saved model directory)")
-    weights = load_file(str(path))
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"--init-from {source}: {path} cannot be read ({error})") from error
     state = model.state_dict()
     loaded = [name for name, value in weights.items() if name in state and state[name].shape == value.shape]
     reshaped = sorted(name for name, value in weights.items() if name in state and state[name].shape != value.shape)

@@ -361,3 +361,97 @@ def test_mixed_precision_training_on_cuda_follows_the_schedule_without_warnings(
     applied = [optim.lr * warmup_cosine(s, 6, optim.warmup_fraction, optim.final_lr_fraction) for s in range(6)]
     assert [r["lr"] for r in train] == pytest.approx(applied)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in train)
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_a_finished_run_whose_checkpoints_were_deleted_is_not_replaced(tmp_path: Path) -> None:
+    """Deleting checkpoints to save disk must not turn a finished run into one that a new run overwrites."""
+    fit(tiny(steps=2), tmp_path / "run", progress=False)
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    before = {path: path.read_bytes() for path in (tmp_path / "run").rglob("*") if path.is_file()}
+    for resume in (False, True):
+        with pytest.raises(FileExistsError, match=r"finished run .* without checkpoints"):
+            fit(tiny(steps=2), tmp_path / "run", progress=False, resume=resume)
+    assert {path: path.read_bytes() for path in (tmp_path / "run").rglob("*") if path.is_file()} == before
+
+
+def test_a_damaged_init_from_model_is_named_before_the_run_writes_anything(tmp_path: Path) -> None:
+    source = fit(tiny(steps=2), tmp_path / "source", progress=False).model_dir
+    assert source is not None
+    weights = source / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    config = dataclasses.replace(tiny(steps=2), init_from=str(source))
+    with pytest.raises(ValueError, match=r"--init-from .*model\.safetensors cannot be read"):
+        fit(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_and_continues_exactly_from_the_one_before(tmp_path: Path) -> None:
+    """A crash of the machine can leave the newest checkpoint's files cut short; the run resumes from the
+    previous one (with a warning) and still reaches the weights of an uninterrupted run."""
+    config = tiny(steps=6)
+    straight = fit(config, tmp_path / "straight", progress=False)
+    fit(config, tmp_path / "run", progress=False, stop_after=4)
+    *_, previous, newest = list_checkpoints(tmp_path / "run")
+    state = newest / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    resumed = fit(config, tmp_path / "run", progress=False, resume=True)
+    assert straight.model_dir is not None and resumed.model_dir is not None
+    expected, actual = _weights(straight.model_dir), _weights(resumed.model_dir)
+    assert all(torch.equal(expected[key], actual[key]) for key in expected), "not continued from " + previous.name
+    for checkpoint in list_checkpoints(tmp_path / "run"):
+        (checkpoint / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="no checkpoint of the run can be read"):
+        fit(dataclasses.replace(config, steps=6), tmp_path / "run", progress=False, resume=True)
+
+
+def test_resume_refuses_another_number_of_training_processes(tmp_path: Path) -> None:
+    """Each process draws its own clips: a run written by 2 processes does not continue exactly in 1."""
+    config = tiny(steps=6)
+    fit(config, tmp_path / "run", progress=False, stop_after=2)
+    (checkpoint,) = list_checkpoints(tmp_path / "run")
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=True)
+    assert state["world_size"] == 1
+    torch.save({**state, "world_size": 2}, checkpoint / "trainer_state.pt")  # as torchrun with 2 processes wrote
+    with pytest.raises(ValueError, match=r"written by 2 training process\(es\), and this resume runs 1"):
+        fit(config, tmp_path / "run", progress=False, resume=True)
+
+
+def test_saved_models_are_readable_by_other_users_and_numpy_randomness_resumes_exactly(tmp_path: Path) -> None:
+    import stat
+
+    import numpy as np
+
+    from training.checkpoint import capture_rng, restore_rng
+
+    old_umask = os.umask(0o022)
+    try:
+        model_dir = fit(tiny(steps=2), tmp_path / "run", progress=False).model_dir
+    finally:
+        os.umask(old_umask)
+    assert model_dir is not None
+    for name in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE((model_dir / name).stat().st_mode) == 0o644, name
+
+    np.random.seed(0)
+    np.random.randn()  # leaves the second deviate of a Box-Muller pair cached
+    state = capture_rng()
+    expected = np.random.randn(3)
+    restore_rng(state)
+    np.testing.assert_array_equal(np.random.randn(3), expected)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_an_error_naming_the_folder(tmp_path: Path, monkeypatch) -> None:
+    """torch reports a full disk as ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``."""
+    import training.checkpoint as checkpoint
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 593728 vs 593616")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"cannot write the checkpoint in .*checkpoints .*is the disk full\?"):
+        fit(tiny(steps=2), tmp_path / "run", progress=False)
+    assert list_checkpoints(tmp_path / "run") == [] and not list((tmp_path / "run" / "checkpoints").iterdir())

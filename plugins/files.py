@@ -1,0 +1,64 @@
+"""Writing files so that readers only ever see complete ones, with ordinary permissions, that survive a crash.
+
+A file is written under a temporary name in its final folder, flushed to disk, given the permissions a plain
+``open`` would give under the process umask (temporary files are created 0600, which a rename keeps, so other
+users of a shared machine could not read a model), and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it, which would
+    race with threads creating files); 0o022 where ``/proc`` does not say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def sync_file(path: Path) -> None:
+    """Flush ``path``'s contents to the disk (so a crash after a later rename cannot leave it empty)."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def sync_folder(path: Path) -> None:
+    """Flush ``path``'s entries (a rename into it) to the disk, where the platform allows it."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # folders cannot be opened on some platforms
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # and some file systems refuse to sync them
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Make ``path`` by ``write(temporary)`` and a rename: readers see the old file or the complete new one.
+
+    Args:
+        path: the file to make; its folder must exist.
+        write: writes the whole content to the path it is given.
+    """
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
+        temporary = Path(handle.name)
+    try:
+        write(temporary)
+        sync_file(temporary)
+        os.chmod(temporary, 0o666 & ~umask())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    sync_folder(path.parent)
