@@ -37,7 +37,10 @@ class TrainerState:
         step: optimisation steps completed.
         optimizer: ``optimizer.state_dict()``.
         scheduler: ``scheduler.state_dict()``.
-        rng: torch CPU (and CUDA) generator states, Python's and NumPy's.
+        rng: torch CPU (and the current CUDA device's) generator states, Python's and NumPy's. Only the
+            process that writes the checkpoint (rank 0) records its own; under multi-GPU ``torchrun`` the other
+            ranks resume with rank 0's CUDA generator state, so GPU-side randomness (dropout) is not exactly
+            continued there.
         scaler: the AMP gradient scaler's state (CUDA only), or None.
         elapsed_s: seconds the run has trained (evaluations included) to reach ``step``, summed over the
             invocations that led to it; pauses between a kill and its resume are not counted.
@@ -67,8 +70,8 @@ def capture_rng() -> dict[str, Any]:
             "cached_gaussian": float(numpy_state[4]),
         },
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this process's device only: every other GPU would get a context of its own
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -81,8 +84,13 @@ def restore_rng(state: dict[str, Any]) -> None:
     numpy_state = state["numpy"]
     gauss = (numpy_state.get("has_gauss", 0), numpy_state.get("cached_gaussian", 0.0))  # absent in older checkpoints
     np.random.set_state(("MT19937", keys, numpy_state["pos"], *gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, list):  # written before: every device's state
+            index = torch.cuda.current_device()
+            cuda = cuda[index] if index < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, keep: int) -> Path:
