@@ -298,7 +298,10 @@ class StreamConnection:
             # would hold the shutdown for its whole grace period.
             self._handler.cancel()
             return
-        if self._awaiting_request and self._reader is not None:
+        # A call that has not opened yet may be a client resuming a detached stream to collect its hand-off:
+        # let it read its open (a fresh open is refused) while streams wait detached.
+        collecting = self._session is None and self._manager.detached_count() > 0
+        if self._awaiting_request and self._reader is not None and not collecting:
             self._reader.cancel()
         await self.finished.wait()
 

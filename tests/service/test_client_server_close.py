@@ -12,10 +12,12 @@ import grpc
 import pytest
 from service_helpers import make_video, run, slow_factory, wait_until
 
+from service import wire
 from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, stream_frames
 from service.client.__main__ import main
 from service.errors import ErrorCode
-from service.types import CloseReason
+from service.generated import pb_grpc
+from service.types import CloseReason, OpenRequest, ResumeRequest
 
 
 def _stop_in_background(server, grace_s: float = 5.0) -> threading.Thread:
@@ -198,3 +200,33 @@ def test_a_detached_stream_nobody_resumes_is_freed_when_the_grace_period_ends(st
     assert 0.4 < time.perf_counter() - started < 5.0, "the drain waits for the grace period, and no longer"
     assert server.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
     assert server.server.manager.detached_count() == 0
+
+
+def test_a_call_that_opens_only_after_the_drain_began_still_collects_its_handoff(start_server):
+    """The drain meets the resuming call before its open arrived (the call is already on the server's list):
+    it must let the call read its open rather than end it with nothing to continue from."""
+    server = start_server()
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(make_video(seed=95, frames=1)[0])
+            stream.cancel()
+        await asyncio.to_thread(wait_until, lambda: server.server.manager.detached_count() == 1)
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream()  # the call starts; its open is not sent yet
+            await asyncio.to_thread(wait_until, lambda: len(server.server._servicer.connections) == 1)
+            stopping = _stop_in_background(server, grace_s=20.0)
+            await asyncio.sleep(0.3)  # the drain has reached this call
+            resume = ResumeRequest(stream.opened.resume_token, 0)
+            await call.write(wire.request_to_proto(OpenRequest(stream_id=stream.stream_id, resume=resume)))
+            replies = [await call.read(), await call.read()]
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await call.read()
+        await asyncio.to_thread(stopping.join, 30)
+        return replies, ended.value
+
+    (opened, closed), ended = run(scenario())
+    assert opened.WhichOneof("kind") == "opened" and closed.WhichOneof("kind") == "closed"
+    assert closed.closed.handoff.last_frame_index == 0 and closed.closed.handoff.state.data
+    assert ended.code() == grpc.StatusCode.UNAVAILABLE
