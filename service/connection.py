@@ -298,12 +298,19 @@ class StreamConnection:
             # would hold the shutdown for its whole grace period.
             self._handler.cancel()
             return
-        # A call that has not opened yet may be a client resuming a detached stream to collect its hand-off:
-        # let it read its open (a fresh open is refused) while streams wait detached.
-        collecting = self._session is None and self._manager.detached_count() > 0
-        if self._awaiting_request and self._reader is not None and not collecting:
+        if self._awaiting_request and self._reader is not None and not self._may_collect_handoff():
             self._reader.cancel()
         await self.finished.wait()
+
+    def _may_collect_handoff(self) -> bool:
+        """While draining: whether this call, not opened yet, may still be a client resuming a detached stream to
+        collect its hand-off (its open is then read; a fresh open is refused)."""
+        return self._session is None and self._manager.phase == "draining" and self._manager.detached_count() > 0
+
+    def end_unopened(self) -> None:
+        """While draining: end this call if it has not opened and no stream is left for it to collect."""
+        if self._draining and not self._may_collect_handoff() and self._awaiting_request and self._reader is not None:
+            self._reader.cancel()
 
     # -- reader -------------------------------------------------------------------------------------------
 
@@ -338,7 +345,7 @@ class StreamConnection:
 
     async def _read_requests(self, requests: AsyncIterable[StreamRequest]) -> CloseRequest | None:
         iterator = aiter(requests)
-        while not self._draining:
+        while not self._draining or self._may_collect_handoff():
             self._awaiting_request = True
             try:
                 if self._session is None:  # a call that never opens must not hold the server's resources

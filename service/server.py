@@ -4,8 +4,9 @@ Startup order: load the engine; listen with health ``NOT_SERVING`` (opens answer
 model up (batch size 1 and the largest); only then report ``SERVING``. Shutdown (SIGTERM): health flips to
 ``NOT_SERVING`` at once, new opens get UNAVAILABLE, every stream answers the frames it has accepted, sends
 its hand-off state and ends with UNAVAILABLE so the client reconnects elsewhere. A stream detached from a
-dropped connection is kept: its client may resume it during the drain, which hands its state off the same way.
-The drain ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed.
+dropped connection is kept for up to ``DETACHED_WAIT_S``: its client may resume it during the drain, which hands
+its state off the same way. The drain ends when no stream is left, or after the grace period, when whatever is
+left is cancelled and freed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ has run longer than ``--model-stall-timeout-s`` or while the last ``--model-fail
 EngineFactory = Callable[[ServiceConfig], Engine]
 
 _log = logging.getLogger(__name__)
+
+DETACHED_WAIT_S = 5.0
+"""Longest a drain waits for clients to resume streams detached from dropped connections and collect their
+hand-offs (within the grace period). Behind a Kubernetes Service a draining pod receives no new connections, so a
+longer wait would mostly delay every shutdown on account of clients that crashed."""
 
 
 def default_engine_factory(config: ServiceConfig) -> Engine:
@@ -297,15 +303,20 @@ class Server:
 
     async def _drain_streams(self, deadline: float) -> None:
         """Drain every connection, including those that resume a detached stream during the drain to collect its
-        hand-off, until none is left and no stream waits detached, or until ``deadline`` (``perf_counter``)."""
+        hand-off, until none is left and no stream waits detached (for at most :data:`DETACHED_WAIT_S`), or until
+        ``deadline`` (``perf_counter``). Then free what is left detached."""
         if self._servicer is None or self.manager is None:
             return
         drains: dict[StreamConnection, asyncio.Task[None]] = {}
         logged = False
+        detached_until = min(deadline, time.perf_counter() + DETACHED_WAIT_S)
         while True:
+            if self.manager.phase == "draining" and time.perf_counter() >= detached_until:
+                self._end_drain()  # stop waiting for detached streams; calls not opened can end now
             for connection in list(self._servicer.connections):
                 if connection not in drains:
                     drains[connection] = asyncio.create_task(connection.drain())
+                connection.end_unopened()
             running = [task for task in drains.values() if not task.done()]
             detached = self.manager.detached_count()
             if not running and not detached:
@@ -323,8 +334,13 @@ class Server:
                 await asyncio.sleep(min(remaining, 0.05))
         for task in drains.values():
             task.cancel()
-        if freed := self.manager.release_detached():
-            _log.warning("the grace period ended with %d detached stream(s) not resumed; their state is lost", freed)
+        if self.manager.phase == "draining":
+            self._end_drain()
+
+    def _end_drain(self) -> None:
+        assert self.manager is not None
+        if freed := self.manager.end_drain():
+            _log.warning("the drain ended with %d detached stream(s) not resumed; their state is lost", freed)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and stop: see the module docstring. Safe to call more than once.

@@ -35,7 +35,7 @@ from service.types import OpenKind, OpenRequest, Output, StateHandoff, StreamOpe
 
 __all__ = ["ReleaseReason", "Session", "SessionLimits", "SessionManager", "SessionOwner", "reply_bytes"]
 
-Phase = Literal["starting", "serving", "draining"]
+Phase = Literal["starting", "serving", "draining", "stopped"]
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 _TOMBSTONES = 10_000
@@ -322,7 +322,7 @@ class SessionManager:
         release it at once (for ``reason``) when it has none. Does nothing if ``owner`` no longer holds it."""
         if session.released is not None or session.owner is not owner:
             return
-        if session.options.resume_window_s > 0:
+        if session.options.resume_window_s > 0 and self.phase != "stopped":
             session.owner = None
             session.inflight = 0
             session.reply_waiting_since = None
@@ -388,8 +388,8 @@ class SessionManager:
         """Refuse new opens from now on; return the connections that hold streams (to be drained).
 
         Detached streams are kept: a client that resumes one during the drain gets its hand-off state (the
-        connection drains right after the open) and continues on another replica. :meth:`release_detached` frees
-        those still detached when the drain ends; the reaper frees them earlier when their resume window ends.
+        connection drains right after the open) and continues on another replica. :meth:`end_drain` frees those
+        still detached when the drain ends; the reaper frees them earlier when their resume window ends.
         """
         self.phase = "draining"
         return [session.owner for session in self.sessions.values() if session.owner is not None]
@@ -398,8 +398,10 @@ class SessionManager:
         """Streams waiting for their client to resume them."""
         return sum(1 for session in self.sessions.values() if session.detached_at is not None)
 
-    def release_detached(self) -> int:
-        """Free every detached stream (the drain is over: nobody can collect its hand-off any more)."""
+    def end_drain(self) -> int:
+        """The drain is over: free every detached stream (nobody can collect its hand-off any more), and from now
+        on free a stream whose connection ends at once. Returns how many were freed."""
+        self.phase = "stopped"
         detached = [session for session in self.sessions.values() if session.detached_at is not None]
         return sum(self.release(session, "drained") for session in detached)
 

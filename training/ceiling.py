@@ -120,7 +120,9 @@ def mask_size_ceiling(
         clip = dataset[index]
         if clip.masks is None:
             raise ValueError(f"cannot compute a ceiling on unlabelled data ({clip.name} has no masks)")
-        ids = clip.masks.clamp_min(0)  # [T, H, W]; void pixels (-1) are not scored: any channel will do
+        # [T, H, W]; void pixels (-1) are not scored, but the masks made here count them as background, which
+        # pulls cells on DAVIS 2017's void object borders towards it: a slightly low ceiling there.
+        ids = clip.masks.clamp_min(0)
         ids = ids if num_slots is None else keep_largest_objects(ids, num_slots - 1)  # [T, H, W]
         soft = (  # [T, N, h, w]
             fitted_instances(ids, mask_size, fit_steps) if fit_steps else downsampled_instances(ids, mask_size)

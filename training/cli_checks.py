@@ -31,6 +31,8 @@ def require_output_folder(
         parser.error(f"{flag} {path} is a folder; give a file name")
     if suffixes and path.suffix.lower() not in suffixes:
         parser.error(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
+    if path.exists() and not path.is_file():  # a device such as /dev/stdout: writing is what tells
+        return
     try:  # a file of our own in that folder: permissions, read-only file systems and /proc or /sys all show
         with tempfile.NamedTemporaryFile(dir=path.resolve().parent, prefix=f".{path.name}."):
             pass

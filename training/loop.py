@@ -154,8 +154,8 @@ def fit(
             f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a new run "
             "there would replace its model, best model and metrics: choose another --out, or delete the folder"
         )
-    if config.init_from is not None:  # before anything in run_dir changes: it may lie inside it
-        check_warm_start_source(config.init_from)
+    if config.init_from is not None and not (resume and checkpoints):  # before run_dir changes: it may lie inside
+        check_warm_start_source(config.init_from)  # (a resumed run does not read it again)
     saved_config = run_dir / CONFIG_FILE
     if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
         _check_same_config(saved_config, config)
@@ -241,6 +241,8 @@ def _restore_newest(run: _Run, checkpoints: list[Path], device: str, group: Proc
         try:
             _restore(run, checkpoint, device)
         except _DAMAGED_CHECKPOINT as error:
+            if isinstance(error, torch.cuda.OutOfMemoryError):  # the checkpoint is fine; the device is full
+                raise
             first_line = (str(error).splitlines() or [""])[0]
             problems.append(f"{checkpoint}: {type(error).__name__}: {first_line}")
             if group.is_main:

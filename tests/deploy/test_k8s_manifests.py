@@ -342,6 +342,8 @@ def test_shared_engine_cache_overlay_is_prod_with_the_engines_on_one_shared_volu
     mounts = {m["name"]: m["mountPath"] for m in container(pod, SERVER_CONTAINER)["volumeMounts"]}
     config = only(shared, "ConfigMap")["data"]
     assert mounts["engine-cache"] == config["SLOTSTREAM_TENSORRT_CACHE_DIR"], "the engines go to the claim"
+    assert config["SLOTSTREAM_BACKEND"] == "tensorrt", "the backend whose engine files are written atomically"
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch", "no recursive chown per pod start"
     assert _without_engine_cache(shared) == _without_engine_cache(prod)
 
 
@@ -352,6 +354,7 @@ def _without_engine_cache(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if doc["kind"] == "Deployment":
             spec = doc["spec"]["template"]["spec"]
             spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "engine-cache"]
+            spec["securityContext"].pop("fsGroupChangePolicy", None)
             container(spec, SERVER_CONTAINER)["resources"]["limits"].pop("ephemeral-storage")
     return kept
 

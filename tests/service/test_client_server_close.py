@@ -230,3 +230,23 @@ def test_a_call_that_opens_only_after_the_drain_began_still_collects_its_handoff
     assert opened.WhichOneof("kind") == "opened" and closed.WhichOneof("kind") == "closed"
     assert closed.closed.handoff.last_frame_index == 0 and closed.closed.handoff.state.data
     assert ended.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_streams_still_attached_when_the_grace_period_ends_are_freed(start_server):
+    """Their calls are cancelled when the gRPC server stops, after the drain: those disconnects must free the
+    streams, not detach them for a resume that can no longer come."""
+    factory, _ = slow_factory(delay_s=1.0)
+    server = start_server(engine_factory=factory)
+    clip = make_video(seed=96, frames=4)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            for frame in clip:
+                await stream.send(frame)
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(server.stop, 0.3)
+
+    run(scenario())
+    assert server.server.manager.sessions == {}, "a stream outlived the server"
+    assert server.metric("slotstream_streams_detached") == 0

@@ -299,7 +299,9 @@ def test_drain_keeps_detached_streams_for_their_handoff_and_returns_attached_own
     assert abort_code(lambda: manager.open(OpenRequest(), Owner())) == ErrorCode.SHUTTING_DOWN
     unknown = OpenRequest(stream_id="gone", resume=ResumeRequest("token", None))
     assert abort_code(lambda: manager.open(unknown, Owner())) == ErrorCode.SHUTTING_DOWN
-    assert manager.release_detached() == 1 and left.released == "drained" and manager.detached_count() == 0
+    assert manager.end_drain() == 1 and left.released == "drained" and manager.detached_count() == 0
+    manager.disconnect(session, session.owner)  # type: ignore[arg-type]
+    assert session.released == "cancelled", "after the drain a dropped connection frees its stream at once"
 
 
 def test_reply_bytes_bounds_the_serialized_reply():

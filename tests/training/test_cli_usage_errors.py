@@ -132,3 +132,13 @@ def test_run_names_a_seed_out_of_range(seed, tmp_path, capsys):
     assert run_main(["--config", "tiny", "--seed", seed, "--out", str(tmp_path / "run")]) == 2
     assert f"--seed must be in [0, 2**30), got {seed}" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_output_that_is_a_device_is_left_to_the_write(capsys):
+    """``--json /dev/stdout`` writes the scores to the terminal; no temporary file can be made in /dev as a user."""
+    import argparse
+
+    from training.cli_checks import require_output_folder
+
+    require_output_folder(argparse.ArgumentParser(), "--json", Path("/dev/null"))
+    assert capsys.readouterr().err == ""

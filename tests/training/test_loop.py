@@ -455,3 +455,13 @@ def test_a_checkpoint_that_cannot_be_written_is_an_error_naming_the_folder(tmp_p
     with pytest.raises(OSError, match=r"cannot write the checkpoint in .*checkpoints .*is the disk full\?"):
         fit(tiny(steps=2), tmp_path / "run", progress=False)
     assert list_checkpoints(tmp_path / "run") == [] and not list((tmp_path / "run" / "checkpoints").iterdir())
+
+
+def test_a_warm_started_run_resumes_after_its_init_from_model_is_gone(tmp_path: Path) -> None:
+    """``init_from`` is read when the run starts only; a resume must not need it."""
+    source = fit(tiny(steps=2), tmp_path / "source", progress=False).model_dir
+    assert source is not None
+    config = dataclasses.replace(tiny(steps=4), init_from=str(source))
+    fit(config, tmp_path / "run", progress=False, stop_after=2)
+    shutil.rmtree(tmp_path / "source")
+    assert fit(config, tmp_path / "run", progress=False, resume=True).step == 4
