@@ -184,17 +184,21 @@ def test_a_stream_detached_when_the_drain_starts_can_still_collect_its_handoff(s
     assert draining.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
 
 
+async def _detach_a_stream(server, seed: int):
+    """Open a resumable stream on ``server``, answer one frame, drop the connection; returns the client stream
+    once the server holds it detached."""
+    async with Client(server.target) as client:
+        stream = await client.open(StreamOptions(resume_window_s=30))
+        await stream.process(make_video(seed=seed, frames=1)[0])
+        stream.cancel()
+    await asyncio.to_thread(wait_until, lambda: server.server.manager.detached_count() == 1)
+    return stream
+
+
 def test_a_detached_stream_nobody_resumes_is_freed_when_the_grace_period_ends(start_server):
     server = start_server()
 
-    async def scenario():
-        async with Client(server.target) as client:
-            stream = await client.open(StreamOptions(resume_window_s=30))
-            await stream.process(make_video(seed=94, frames=1)[0])
-            stream.cancel()
-
-    run(scenario())
-    wait_until(lambda: server.server.manager.detached_count() == 1)
+    run(_detach_a_stream(server, seed=94))
     started = time.perf_counter()
     server.stop(0.5)
     assert 0.4 < time.perf_counter() - started < 5.0, "the drain waits for the grace period, and no longer"
@@ -208,11 +212,7 @@ def test_a_call_that_opens_only_after_the_drain_began_still_collects_its_handoff
     server = start_server()
 
     async def scenario():
-        async with Client(server.target) as client:
-            stream = await client.open(StreamOptions(resume_window_s=30))
-            await stream.process(make_video(seed=95, frames=1)[0])
-            stream.cancel()
-        await asyncio.to_thread(wait_until, lambda: server.server.manager.detached_count() == 1)
+        stream = await _detach_a_stream(server, seed=95)
         async with grpc.aio.insecure_channel(server.target) as channel:
             call = pb_grpc.PerceptionStub(channel).Stream()  # the call starts; its open is not sent yet
             await asyncio.to_thread(wait_until, lambda: len(server.server._servicer.connections) == 1)
