@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+import grpc
 import numpy as np
 
 from service.client.core import Client, StreamError, TlsFiles, check_jpeg_quality, send_while_receiving
@@ -266,8 +269,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {ended}", file=sys.stderr)
         return 1
     except StreamError as error:
-        print(f"server: {error}", file=sys.stderr)
+        if error.status == grpc.StatusCode.UNAVAILABLE and error.code is None and error.closed is None:
+            # no slotstream answer: the transport failed (nothing listening, a name that does not resolve)
+            print(f"error: cannot reach a server at {args.target}: {error.message}", file=sys.stderr)
+        else:
+            print(f"server: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other command-line tools do
+        with contextlib.suppress(OSError):  # no second error when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (OSError, ValueError, ImportError) as error:  # OSError: a missing or unreadable file, a corrupt image
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -305,8 +316,10 @@ async def _describe(args: argparse.Namespace) -> Any:
 def _synth(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.size < 2:  # video encoders need sides of at least 2 pixels
         raise ValueError(f"need --frames >= 1 and --size >= 2, got {args.frames} and {args.size}")
+    if not args.out.resolve().parent.is_dir():
+        raise FileNotFoundError(f"{args.out}: the folder {args.out.resolve().parent} does not exist")
     clip = synthetic_clip(args.frames, (args.size, args.size))
-    with OverlayWriter(args.out, fps=15.0) as writer:
+    with OverlayWriter(args.out, fps=15.0, what="clip") as writer:
         for frame in clip:
             writer.write(frame)
     print(f"wrote {len(clip)} frames to {args.out}", file=sys.stderr)

@@ -59,12 +59,13 @@ class OverlayWriter:
     Args:
         path: output file.
         fps: playback rate.
+        what: what the file is, for the error message.
 
     Raises:
         ValueError: ``path`` is neither ``.gif`` nor ``.mp4``.
     """
 
-    def __init__(self, path: Path, fps: float) -> None:
+    def __init__(self, path: Path, fps: float, what: str = "overlay") -> None:
         self.path = path
         self.fps = fps
         self._container: Any = None
@@ -72,7 +73,7 @@ class OverlayWriter:
         self._size: tuple[int, int] | None = None  # the first frame's (H, W): every frame is brought to it
         self._gif = path.suffix.lower() == ".gif"
         if path.suffix.lower() not in (".gif", ".mp4"):
-            raise ValueError(f"{path}: the overlay must be a .gif or .mp4 file")
+            raise ValueError(f"{path}: the {what} must be a .gif or .mp4 file")
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 ``[H, W, 3]`` frame; a frame of another size than the first is resized to it (a

@@ -79,7 +79,13 @@ def _folder(path: Path) -> Source:
 def _video(path: Path) -> Source:
     import av
 
-    container = av.open(str(path))
+    try:
+        container = av.open(str(path))
+    except (OSError, ValueError) as error:  # av.error.* (InvalidDataError for a file that is no video)
+        raise ValueError(
+            f"{path}: cannot read it as a video ({error}); give a video file, a folder of images, "
+            "camera:N or synthetic:N"
+        ) from error
     if not container.streams.video:
         container.close()
         raise ValueError(f"{path} holds no video stream")

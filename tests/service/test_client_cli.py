@@ -90,6 +90,35 @@ def test_stream_command_explains_a_missing_source(server, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_command_line_mistakes_get_messages_that_name_the_problem(tmp_path, capsys):
+    """No server at the target, a file that is no video, a clip name the writer cannot make, a missing folder."""
+    import socket
+
+    with socket.socket() as probe:  # a port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{probe.getsockname()[1]}"
+    assert main(["describe", "--target", target]) == 1
+    assert f"error: cannot reach a server at {target}" in capsys.readouterr().err
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video")
+    assert main(["stream", str(not_video), "--target", target]) == 2
+    assert f"{not_video}: cannot read it as a video" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "clip.avi")]) == 2
+    assert "the clip must be a .gif or .mp4 file" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "no" / "clip.mp4")]) == 2
+    assert f"the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(server, monkeypatch, capsys):
+    """``describe | head -1``: the pipe closes before the output is written."""
+
+    def closed_pipe(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("builtins.print", closed_pipe)
+    assert main(["describe", "--target", server.target]) == 0
+
+
 @pytest.mark.skipif(importlib.util.find_spec("cv2") is not None, reason="OpenCV is installed here")
 def test_a_camera_source_without_opencv_names_the_package_to_install(server, capsys):
     assert main(["stream", "camera:0", "--target", server.target]) == 2
