@@ -410,3 +410,14 @@ def test_a_model_directory_can_hold_its_own_export(source, tmp_path):
     export_model(model, model, ExportOptions(parity_frames=1, batch_sizes=()))
     assert read_manifest(model, verify_graphs=True).num_slots == TINY_MODEL["num_slots"]
     VideoSlotModel.from_pretrained(model)
+
+
+def test_a_saved_model_given_where_an_export_belongs_is_told_how_to_export_it(tmp_path: Path) -> None:
+    """The advice must not be to export into the model's own folder."""
+    model_dir = Path(__file__).resolve().parents[2] / "service" / "models" / "default"
+    with pytest.raises(ManifestError) as error:
+        read_manifest(model_dir)
+    message = str(error.value)
+    assert f"--model {model_dir} --out <export dir>" in message and f"--out {model_dir}`" not in message
+    with pytest.raises(ManifestError, match=rf"--model <model dir> --out {tmp_path}`"):
+        read_manifest(tmp_path)

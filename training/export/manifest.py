@@ -272,10 +272,12 @@ def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False
     """
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
-        raise ManifestError(
-            f"{path} not found: {Path(directory)} is not an export directory. Make one with "
-            f"`python -m training.export --model <model dir> --out {Path(directory)}`"
-        )
+        folder = Path(directory)
+        if (folder / "model.safetensors").is_file():  # a saved model: export it into a folder of its own
+            how = f"export it with `python -m training.export --model {folder} --out <export dir>` and use that"
+        else:
+            how = f"make one with `python -m training.export --model <model dir> --out {folder}`"
+        raise ManifestError(f"{path} not found: {folder} is not an export directory; {how}")
     try:
         manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
     except (ManifestError, UnicodeDecodeError) as error:
