@@ -72,7 +72,7 @@ class ServiceConfig:
     model_dir: Path = field(
         default=DEFAULT_MODEL_DIR, metadata=_help("model directory (config.json + model.safetensors)")
     )
-    model_name: str = field(default="", metadata=_help("name clients use for the model (default: directory name)"))
+    model_name: str = field(default="", metadata=_help("name clients use for the model (empty: the directory name)"))
     backend: str = field(default="torch", metadata=_help("inference backend", choices=BACKENDS))
     device: str = field(default="cpu", metadata=_help("device for the model, e.g. cpu or cuda:0"))
     max_streams: int = field(default=64, metadata=_help("streams held at once (open + resumable); more: refused"))

@@ -67,6 +67,10 @@ def most_objects(videos: Dataset[VideoClip]) -> int:
     return max(counts)
 
 
+def _threads(count: int) -> str:
+    return f"{count} thread" if count == 1 else f"{count} threads"
+
+
 def wall_time_s(run_dir: Path, model_dir: Path, step: int) -> float:
     """Seconds the run trained to reach ``step``, the published weights' step.
 
@@ -272,7 +276,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "out": args.out,
             "recall_chart": recall_chart,
             "command": args.command or _run_command(args.run, config),
-            "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+            "machine": f"{platform.machine()} CPU, {_threads(torch.get_num_threads())}, torch {torch.__version__}",
             "threads": torch.get_num_threads(),
             "wall_time_s": wall_time_s(args.run, source, selection.step if selection else done),
             "steps_done": done,

@@ -21,6 +21,7 @@ from typing import Any
 from plugins import default_registry
 from plugins.interfaces import Component
 from plugins.registry import RegistryError
+from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import file_in_the_way
 from training.config import TrainConfig, read_train_config
 from training.configs import available, get_config
@@ -183,10 +184,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     words = sys.argv[1:] if argv is None else list(argv)
     command = f"{_launcher()} -m training.run {shlex.join(words)}"
+    checkpoints = list_checkpoints(Path(out))
+    if args.resume and main_process:
+        if checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and (Path(out) / "model").is_dir():
+            print(f"{out} has finished all {config.steps} steps; its model is in {Path(out) / 'model'}")
+            return 0
+        if checkpoints:
+            print(f"resuming {out} from its checkpoint of step {checkpoint_step(checkpoints[-1])}", file=sys.stderr)
+        elif not (Path(out) / CONFIG_FILE).is_file():
+            print(f"note: {out} holds no run to resume: starting a new one", file=sys.stderr)
     try:
         result = fit(
             config, out, resume=args.resume, device=args.device, progress=not args.no_progress, command=command
         )
+    except KeyboardInterrupt:
+        if main_process:
+            saved = list_checkpoints(Path(out))
+            where = f"the last checkpoint is step {checkpoint_step(saved[-1])}" if saved else "no checkpoint yet"
+            print(f"\ninterrupted: {where}; continue with the same command and --resume", file=sys.stderr)
+        return 130
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError, DecoderMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -465,3 +465,26 @@ def test_a_warm_started_run_resumes_after_its_init_from_model_is_gone(tmp_path: 
     fit(config, tmp_path / "run", progress=False, stop_after=2)
     shutil.rmtree(tmp_path / "source")
     assert fit(config, tmp_path / "run", progress=False, resume=True).step == 4
+
+
+def test_cli_says_what_a_resume_does_and_how_to_continue_an_interrupted_run(tmp_path: Path, capsys, monkeypatch):
+    """A mistyped --out with --resume would otherwise start a new run silently; a finished run is not re-saved;
+    Ctrl-C says where the run can continue from."""
+    import training.run as run_cli
+
+    run = tmp_path / "run"
+    argv = ["--config", "tiny", "--out", str(run), "--steps", "4", "--no-progress"]
+    assert run_cli.main([*argv, "--resume"]) == 0
+    assert f"note: {run} holds no run to resume: starting a new one" in capsys.readouterr().err
+    model_file = run / "model" / "model.safetensors"
+    finished_at = model_file.stat().st_mtime_ns
+    assert run_cli.main(["--config", "tiny", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert f"{run} has finished all 4 steps" in capsys.readouterr().out
+    assert model_file.stat().st_mtime_ns == finished_at, "a finished run's model was written again"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_cli, "fit", interrupted)
+    assert run_cli.main(["--config", "tiny", "--out", str(tmp_path / "other"), "--no-progress"]) == 130
+    assert "interrupted: no checkpoint yet; continue with the same command and --resume" in capsys.readouterr().err

@@ -49,8 +49,8 @@ BackgroundPolicy = Literal["ignore", "segment"]
 DEFAULT_BACKGROUND_POLICY: Final[BackgroundPolicy] = "ignore"
 
 BACKGROUND_CONVENTIONS: Final[dict[str, str]] = {
-    "ignore": "background excluded from GT segments (DINOSAUR/VideoSAUR/SlotContrast convention)",
-    "segment": "background counted as a GT segment (Genera1Z/SmoothSA/RandSF.Q convention)",
+    "ignore": "background excluded from GT segments, the DINOSAUR/VideoSAUR/SlotContrast convention",
+    "segment": "background counted as a GT segment, the Genera1Z/SmoothSA/RandSF.Q convention",
 }
 """Report-ready description of each background policy."""
 
