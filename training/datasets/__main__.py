@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for index in tqdm(range(args.videos), desc=f"generate {args.level}", unit="video"):
         video = generate_video(args.level, train_video_seed(args.seed, index), args.frames, (args.size, args.size))
         write_sequence(args.out, f"{args.level}-{index:05d}", video, mp4=args.mp4)
+    print(
+        f"wrote {args.videos} {args.level} video(s) of {args.frames} frames at {args.size}x{args.size} to {args.out}; "
+        f"read them with --data davis:{args.out}"
+    )
     return 0
 
 
