@@ -185,10 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     command = f"{_launcher()} -m training.run {shlex.join(words)}"
     checkpoints = list_checkpoints(Path(out))
-    if args.resume and main_process:
-        if checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and (Path(out) / "model").is_dir():
+    if (
+        args.resume
+        and checkpoints
+        and checkpoint_step(checkpoints[-1]) >= config.steps
+        and (Path(out) / "model").is_dir()
+    ):
+        if main_process:  # every process stops here: the run directory is shared
             print(f"{out} has finished all {config.steps} steps; its model is in {Path(out) / 'model'}")
-            return 0
+        return 0
+    if args.resume and main_process:
         if checkpoints:
             print(f"resuming {out} from its checkpoint of step {checkpoint_step(checkpoints[-1])}", file=sys.stderr)
         elif not (Path(out) / CONFIG_FILE).is_file():
