@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from plugins.builtin.static_attention import decoder_layer
 from plugins.interfaces import Transition
 from plugins.types import Features, Slots
 
@@ -70,6 +71,8 @@ class RandSFQTransition(Transition):
             # Inference: previous slots (1 frame back) and the current features (0 frames back).
             target = past_slots[-1].detach() + self.time_embedding[1]  # [B, K, D]
             memory = self.project_features(past_features[-1].detach()) + self.time_embedding[0]  # [B, P, D]
+            if not self.training:  # the same block with fixed-shape reshapes (a smaller ONNX graph)
+                return decoder_layer(self.block, target, memory)
             out: Slots = self.block(target, memory)
             return out
         slots = torch.stack(past_slots, dim=1).detach()  # [B, n, K, D]

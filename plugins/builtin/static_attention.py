@@ -1,0 +1,58 @@
+"""Inference forms of PyTorch's attention blocks whose ONNX graphs have fixed shapes.
+
+``nn.MultiheadAttention`` exports with the batch size read from the input at run time: every reshape becomes a
+chain of ``Shape``, ``Gather``, ``Unsqueeze`` and ``Concat`` nodes (125 of the 317 nodes of the default
+model's ``step`` graph came from its RandSF.Q block). The functions here compute the same thing from the same
+weights with reshapes whose only free size is the batch (``-1``), which export as one ``Reshape`` each. They
+are used without gradients (serving, export, evaluation); training keeps PyTorch's modules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def multihead_attention(attention: nn.MultiheadAttention, query: Tensor, key_value: Tensor) -> Tensor:
+    """``attention(query, key_value, key_value, need_weights=False)[0]`` for a bias-free, batch-first module.
+
+    Args:
+        attention: ``nn.MultiheadAttention`` with ``bias=False`` and ``batch_first=True``, keys and values of its
+            own width (one packed input projection).
+        query: ``[B, Lq, D]``.
+        key_value: ``[B, Lk, D]``.
+
+    Returns:
+        ``[B, Lq, D]``.
+    """
+    heads, width = attention.num_heads, attention.embed_dim
+    head_width = width // heads
+    query_length, key_length = query.shape[1], key_value.shape[1]
+    w_q, w_k, w_v = attention.in_proj_weight.chunk(3)  # each [D, D]
+    q = F.linear(query, w_q).reshape(-1, query_length, heads, head_width).transpose(1, 2)  # [B, H, Lq, d]
+    k = F.linear(key_value, w_k).reshape(-1, key_length, heads, head_width).transpose(1, 2)  # [B, H, Lk, d]
+    v = F.linear(key_value, w_v).reshape(-1, key_length, heads, head_width).transpose(1, 2)  # [B, H, Lk, d]
+    weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(head_width), dim=-1)  # [B, H, Lq, Lk]
+    mixed = (weights @ v).transpose(1, 2).reshape(-1, query_length, width)  # [B, Lq, D]
+    return F.linear(mixed, attention.out_proj.weight)
+
+
+def decoder_layer(block: nn.TransformerDecoderLayer, target: Tensor, memory: Tensor) -> Tensor:
+    """``block(target, memory)`` in eval mode for a post-norm (``norm_first=False``), bias-free, batch-first
+    block with GELU: self-attention, cross-attention and feed-forward, each added and normalised.
+
+    Args:
+        block: the decoder layer.
+        target: ``[B, Lq, D]``.
+        memory: ``[B, Lk, D]``.
+
+    Returns:
+        ``[B, Lq, D]``.
+    """
+    x = block.norm1(target + multihead_attention(block.self_attn, target, target))
+    x = block.norm2(x + multihead_attention(block.multihead_attn, x, memory))
+    out: Tensor = block.norm3(x + block.linear2(F.gelu(block.linear1(x))))
+    return out
