@@ -79,13 +79,13 @@ class SpatialBroadcastDecoder(Decoder):
     def forward(self, slots: Slots, target: Tokens) -> DecoderOutput:
         """Slots ``[B, K, D]`` -> RGB reconstruction ``[B, h*w, 3]`` in ``[0, 1]`` scale and masks ``[B, K, h, w]``."""
         del target  # Unused: the decoder only reads slots.
-        batch, num_slots, slot_dim = slots.shape
-        flat = slots.reshape(batch * num_slots, slot_dim)  # [B*K, D]
+        num_slots, slot_dim = slots.shape[1:]
+        flat = slots.reshape(-1, slot_dim)  # [B*K, D]; -1, not B*K: a fixed shape in an exported graph
         hidden = self._first_layer(flat) if torch.is_grad_enabled() else self._folded_first_layer(flat)
         for layer in list(self.net)[1:]:
             hidden = layer(hidden)
         decoded = hidden.flatten(2).transpose(1, 2)  # [B*K, 4, h, w] -> [B*K, h*w, 4]
-        per_slot = decoded.reshape(batch, num_slots, *decoded.shape[1:])  # [B, K, h*w, 4]
+        per_slot = decoded.reshape(-1, num_slots, *decoded.shape[1:])  # [B, K, h*w, 4]
         per_slot = torch.cat([per_slot[..., :3].sigmoid(), per_slot[..., 3:]], dim=-1)
         return composite(per_slot, self.target_grid, target_dim=3)
 
@@ -102,7 +102,7 @@ class SpatialBroadcastDecoder(Decoder):
         """The same as :meth:`_first_layer`, as ``flat @ basis + offset`` (see the module docstring)."""
         basis, offset = self._fold()
         mapped = flat @ basis.flatten(1)  # [N, D] @ [D, C*h1*w1] -> [N, C*h1*w1]
-        return mapped.view(flat.shape[0], *offset.shape) + offset  # [N, C, h1, w1]
+        return mapped.view(-1, *offset.shape) + offset  # [N, C, h1, w1]
 
     def _fold(self) -> tuple[Tensor, Tensor]:
         """``basis [D, C, h1, w1]`` and ``offset [C, h1, w1]`` of the first layer, recomputed when the weights of
