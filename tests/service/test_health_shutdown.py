@@ -422,7 +422,8 @@ def test_the_cli_checks_the_server_certificate_against_the_name_it_is_given(star
     flags = ["--target", f"127.0.0.1:{port}", "--tls-ca", str(d / "ca.pem")]
     assert client_main(["describe", *flags, "--tls-server-name", "localhost"]) == 0
     assert client_main(["describe", *flags, "--tls-server-name", "elsewhere.example"]) == 1
-    assert "UNAVAILABLE" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"cannot reach a server at 127.0.0.1:{port}" in error and "Hostname Verification" in error, error
 
 
 def test_waiting_for_a_server_that_cannot_be_reached_says_why(start_server, certificates):
