@@ -45,19 +45,20 @@ def sync_folder(path: Path) -> None:
         os.close(descriptor)
 
 
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object], mode: int | None = None) -> None:
     """Make ``path`` by ``write(temporary)`` and a rename: readers see the old file or the complete new one.
 
     Args:
         path: the file to make; its folder must exist.
         write: writes the whole content to the path it is given.
+        mode: the file's permissions; ``None``: what a plain ``open`` gives under the process umask.
     """
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
         temporary = Path(handle.name)
     try:
         write(temporary)
         sync_file(temporary)
-        os.chmod(temporary, 0o666 & ~umask())
+        os.chmod(temporary, 0o666 & ~umask() if mode is None else mode)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

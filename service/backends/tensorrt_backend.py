@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.files import write_atomically
 from service.backends.onnx_backend import (
     DEFAULT_CACHE_SUBDIR,
     GPU_EXTRA,
@@ -450,11 +450,8 @@ def build_engine(trt: Any, logger: Any, onnx_path: Path, spec: BuildSpec, cache_
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(data)
-        temporary = Path(handle.name)
-    os.chmod(temporary, 0o644)  # other replicas sharing the cache volume may run as another user
-    os.replace(temporary, path)
+    # 0o644: other replicas sharing the cache volume may run as another user
+    write_atomically(path, lambda temporary: temporary.write_bytes(data), mode=0o644)
 
 
 def _options(options: TensorRTOptions | Mapping[str, Any] | None) -> TensorRTOptions:
