@@ -136,8 +136,7 @@ def _write_checkpoint(staging: Path, model: VideoSlotModel, state: TrainerState)
             },
             staging / TRAINER_STATE,
         )
-        for written in staging.iterdir():  # on disk before the rename publishes them
-            sync_file(written)
+        sync_file(staging / TRAINER_STATE)  # on disk before the rename publishes it (save_pretrained flushes its own)
     except (OSError, RuntimeError) as error:
         first_line = (str(error).splitlines() or [""])[0]
         raise OSError(f"cannot write the checkpoint in {staging.parent} ({first_line}); is the disk full?") from error
