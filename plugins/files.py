@@ -25,6 +25,17 @@ def umask() -> int:
     return 0o022
 
 
+def check_writable(folder: Path) -> None:
+    """Create and delete a file of a name of its own in ``folder`` (so processes checking one folder at once do
+    not trip over each other): permissions, read-only file systems and ``/proc`` or ``/sys`` all show.
+
+    Raises:
+        OSError: no file can be made there.
+    """
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+        pass
+
+
 def sync_file(path: Path) -> None:
     """Flush ``path``'s contents to the disk (so a crash after a later rename cannot leave it empty)."""
     with open(path, "rb") as handle:

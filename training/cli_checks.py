@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from plugins.files import check_writable
 
 
 def require_at_least(parser: argparse.ArgumentParser, least: int, values: Mapping[str, int | None]) -> None:
@@ -33,9 +34,8 @@ def require_output_folder(
         parser.error(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
     if path.exists() and not path.is_file():  # a device such as /dev/stdout: writing is what tells
         return
-    try:  # a file of our own in that folder: permissions, read-only file systems and /proc or /sys all show
-        with tempfile.NamedTemporaryFile(dir=path.resolve().parent, prefix=f".{path.name}."):
-            pass
+    try:
+        check_writable(path.resolve().parent)
     except OSError as error:
         parser.error(f"{flag} {path}: cannot write in {path.resolve().parent} ({error.strerror})")
 

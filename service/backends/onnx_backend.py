@@ -26,7 +26,6 @@ exactly as with the ``torch`` backend.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from plugins.files import check_writable
 from service.config import ONNX_GRAPH_OPTIMIZATIONS, parse_bool
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
 from service.images import PREPROCESSING
@@ -219,9 +219,7 @@ def prepare_cache_dir(path: Path) -> Path:
     """
     try:
         path.mkdir(parents=True, exist_ok=True)
-        # A name of its own: replicas sharing the folder probe it at once at start-up.
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
+        check_writable(path)  # replicas sharing the folder check it at once at start-up
     except OSError as error:
         raise BackendUnavailable(
             f"the TensorRT cache directory {path} is not writable ({error.strerror}); point "
