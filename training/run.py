@@ -27,7 +27,7 @@ from training.config import TrainConfig, read_train_config
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
-from training.loop import CONFIG_FILE, fit
+from training.loop import CONFIG_FILE, FINAL_MODEL_DIR, fit
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -185,14 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     command = f"{_launcher()} -m training.run {shlex.join(words)}"
     checkpoints = list_checkpoints(Path(out))
-    if (
-        args.resume
-        and checkpoints
-        and checkpoint_step(checkpoints[-1]) >= config.steps
-        and (Path(out) / "model").is_dir()
-    ):
+    final_model = Path(out) / FINAL_MODEL_DIR
+    if args.resume and checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and final_model.is_dir():
         if main_process:  # every process stops here: the run directory is shared
-            print(f"{out} has finished all {config.steps} steps; its model is in {Path(out) / 'model'}")
+            print(f"{out} has finished all {config.steps} steps; its model is in {final_model}")
         return 0
     if args.resume and main_process:
         if checkpoints:
