@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import onnx
 import pytest
 import torch
 
@@ -76,6 +77,12 @@ def export_and_check(config: dict[str, Any], tmp_path: Path) -> None:
     assert parity.passed, parity
     for graph in manifest.graphs.values():
         assert not set(graph.operators) & {"If", "Loop", "Scan"}
+    for name in manifest.graphs:
+        proto = onnx.load(str(tmp_path / "export" / manifest.graphs[name].file))
+        constants = {initializer.name for initializer in proto.graph.initializer}
+        reshapes = [node for node in proto.graph.node if node.op_type == "Reshape"]
+        computed = [node.name for node in reshapes if node.input[1] not in constants]
+        assert not computed, f"{name}: reshapes with a target shape computed at run time: {computed}"
 
 
 @pytest.mark.parametrize("name", available())

@@ -4,7 +4,8 @@ The model is traced (the TorchScript-based ``torch.onnx`` exporter), so every Py
 concrete count and is unrolled: ``first_step`` holds ``first_iters`` Slot Attention iterations and ``step``
 ``later_iters``, with no ``Loop``/``If``/``Scan`` nodes. The batch axis is dynamic. After tracing, the graph is
 constant-folded (:func:`optimize`), which also removes the shape-check ``If`` nodes the tracer emits for
-``squeeze`` on a dynamic shape.
+``squeeze`` on a dynamic shape, and every ``Reshape`` gets a constant target shape
+(:mod:`training.export.static_shapes`), so ONNX Runtime does not recompute sizes on every call.
 
 Why not the dynamo exporter: the SmoothSA preheater branches on the value of a buffer
 (``bool(detach_features)``), which ``torch.export`` rejects as data-dependent control flow; tracing takes the
@@ -31,6 +32,7 @@ from training.export.manifest import (
     OUTPUT_SLOTS,
     STEP,
 )
+from training.export.static_shapes import freeze_reshape_shapes
 
 if TYPE_CHECKING:
     import onnx
@@ -110,6 +112,8 @@ def export_graph(model: VideoSlotModel, which: str, opset: int = DEFAULT_OPSET) 
         proto = onnx.load(str(path))
     declare_output_shapes(proto, output_shapes(model))
     proto = optimize(proto)
+    if freeze_reshape_shapes(proto):
+        proto = optimize(proto)  # drops the shape chains the frozen reshapes no longer read, folds what they hid
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -66,6 +66,22 @@ class _Outputs:
     masks: np.ndarray
 
 
+def import_onnxruntime() -> Any:
+    """The ``onnxruntime`` module, which the export runs its graphs in.
+
+    Raises:
+        ImportError: it is not installed; the message names the extra that installs it.
+    """
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(
+            "the export runs its graphs in ONNX Runtime, which is not installed: "
+            "pip install -e '.[onnx]' (or '.[gpu]' on a GPU machine)"
+        ) from error
+    return onnxruntime
+
+
 class OrtGraphs:
     """The two exported graphs in ONNX Runtime sessions on the CPU (one thread), as a :class:`Runtime`.
 
@@ -75,14 +91,7 @@ class OrtGraphs:
     """
 
     def __init__(self, first_step: Path, step: Path) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as error:
-            raise ImportError(
-                "the export's parity check runs the graphs in ONNX Runtime, which is not installed: "
-                "pip install -e '.[onnx]' (or '.[gpu]' on a GPU machine)"
-            ) from error
-
+        ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
