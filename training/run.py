@@ -42,6 +42,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--augment", choices=AUGMENTATIONS, help="training-clip augmentation")
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--num-slots", type=int, help="slots per frame (the model's K)")
+    parser.add_argument(
+        "--val-videos",
+        type=int,
+        help="validation videos each evaluation during training scores (0: none); more make the choice of best/ "
+        "less noisy and each evaluation slower",
+    )
+    parser.add_argument(
+        "--eval-every", type=int, help="steps between evaluations during training (0: only at the end)"
+    )
     parser.add_argument("--init-from", help="warm-start from this saved model's weights (matching names and shapes)")
     parser.add_argument(
         "--encoder-weights",
@@ -65,6 +74,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     """Return ``config`` with every flag that was given applied."""
+    for flag, value in (("--val-videos", args.val_videos), ("--eval-every", args.eval_every)):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} must be 0 or more, got {value}")
     data = dataclasses.replace(
         config.data,
         **{
@@ -75,6 +87,7 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
                 "batch_size": args.batch_size,
                 "num_workers": args.workers,
                 "augment": args.augment,
+                "val_videos": args.val_videos,
             }.items()
             if value is not None
         },
@@ -85,6 +98,7 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     if args.seed is not None and not 0 <= args.seed < 2**30:
         raise ValueError(f"--seed must be in [0, 2**30), got {args.seed}")
     given = {"steps": args.steps, "seed": args.seed, "init_from": args.init_from, "train_only": args.train_only}
+    given["eval_every"] = args.eval_every
     top = {key: value for key, value in given.items() if value is not None}
     model = dict(config.model)
     if args.num_slots is not None:

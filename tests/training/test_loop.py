@@ -316,6 +316,16 @@ def test_cli_flags_override_the_config() -> None:
     assert (config.steps, config.optim.lr, config.model["num_slots"], config.data.batch_size) == (7, 0.01, 5, 3)
     untouched = apply_overrides(get_config("tiny"), parse_args(["--config", "tiny"]))
     assert untouched == get_config("tiny")
+    evaluation = apply_overrides(
+        get_config("tiny"), parse_args(["--config", "tiny", "--val-videos", "0", "--eval-every", "3"])
+    )
+    assert (evaluation.data.val_videos, evaluation.eval_every) == (0, 3)
+
+
+@pytest.mark.parametrize("flag", ["--val-videos", "--eval-every"])
+def test_cli_rejects_negative_evaluation_settings(flag: str) -> None:
+    with pytest.raises(ValueError, match=f"{flag} must be 0 or more, got -1"):
+        apply_overrides(get_config("tiny"), parse_args(["--config", "tiny", flag, "-1"]))
 
 
 def test_cli_rejects_a_slot_count_below_one() -> None:
