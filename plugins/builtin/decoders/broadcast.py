@@ -86,8 +86,7 @@ class SpatialBroadcastDecoder(Decoder):
             hidden = layer(hidden)
         decoded = hidden.flatten(2).transpose(1, 2)  # [B*K, 4, h, w] -> [B*K, h*w, 4]
         per_slot = decoded.reshape(-1, num_slots, *decoded.shape[1:])  # [B, K, h*w, 4]
-        per_slot = torch.cat([per_slot[..., :3].sigmoid(), per_slot[..., 3:]], dim=-1)
-        return composite(per_slot, self.target_grid, target_dim=3)
+        return composite(per_slot, self.target_grid, target_dim=3, content_activation=torch.sigmoid)
 
     def _first_layer(self, flat: Tensor) -> Tensor:
         """``[N, D]`` slots -> the first layer's output ``[N, C, h1, w1]``, by tiling (the training path)."""
