@@ -68,7 +68,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam with linear warm-up then cosine decay (methods.md §13).
+    """Adam with linear warm-up then cosine decay: the SmoothSA / RandSF.Q schedule (Genera1Z/SmoothSA configs).
 
     Attributes:
         lr: peak learning rate.

@@ -200,7 +200,7 @@ def test_ar_random_reads_out_only_when_its_width_differs_from_the_target(width: 
 
 
 def test_ar_random_visible_counts_follow_the_published_mixture() -> None:
-    """methods.md §1.5: with probability 0.5 ``k ~ U{0..254}``, otherwise ``k = 24``, for 256 tokens."""
+    """Genera1Z/DIAS ``ARRandTransformerDecoder``: ``k ~ U{0..254}`` with probability 0.5, else 24 (256 tokens)."""
     torch.manual_seed(0)
     decoder = RandomOrderTransformerDecoder(slot_dim=8, target_dim=8, feature_grid=(16, 16), depth=1)
     visible = decoder.train().visible_tokens(20_000, torch.device("cpu"))  # [B, 256]

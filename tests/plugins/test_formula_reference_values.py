@@ -43,7 +43,7 @@ def _output(
     )
 
 
-# --- time_similarity (VideoSAUR, methods.md §5.2) ---------------------------------------------------------------
+# --- time_similarity (VideoSAUR, martius-lab/videosaur) ----------------------------------------------------------
 
 
 def test_time_similarity_matches_a_hand_computed_value(registry: ComponentRegistry) -> None:
@@ -100,7 +100,7 @@ def test_time_similarity_matches_a_token_by_token_reference(
     assert loss(_output(target, extras), 0.5).item() == pytest.approx(expected, rel=1e-5)
 
 
-# --- attention_distillation (DIAS, methods.md §4.1) -------------------------------------------------------------
+# --- attention_distillation (DIAS, Genera1Z/DIAS) ----------------------------------------------------------------
 
 
 def _attentions(generator: torch.Generator, iterations: tuple[int, ...]) -> list[torch.Tensor]:
@@ -151,7 +151,7 @@ def test_attention_distillation_trains_only_the_first_iteration(registry: Compon
         torch.testing.assert_close(attention.grad, reference.grad)
 
 
-# --- ar_random (methods.md §1.5) --------------------------------------------------------------------------------
+# --- ar_random (Genera1Z/DIAS ARRandTransformerDecoder) ----------------------------------------------------------
 
 
 def _ar_random_reference(
@@ -218,7 +218,7 @@ def test_gaussian_shared_scales_the_noise_by_exp_log_std() -> None:
 
 @pytest.mark.parametrize("training", [False, True])
 def test_smoothsa_preheat_cross_attends_from_the_raw_gaussian_sample(training: bool) -> None:
-    """methods.md §2.2: ``h = z + CA(z, W_p X)`` with no LayerNorm on ``z`` or the memory, then pre-norm SA, FFN."""
+    """SmoothSA preheater: ``h = z + CA(z, W_p X)``, no LayerNorm on ``z`` or the memory, then pre-norm SA, FFN."""
     torch.manual_seed(0)
     initializer = SmoothSAPreheat(num_slots=3, slot_dim=8, feature_dim=6, num_heads=2)
     with torch.no_grad():  # move z away from a zero-mean, unit-scale sample, so a LayerNorm on it would show

@@ -1,6 +1,6 @@
 """``smoothsa_cnn``: SmoothSA-video on the synthetic ``medium`` world, sized for a 2-core CPU (the default model).
 
-Reproduces the SmoothSA video recipe (Zhao et al., arXiv 2508.05417, §2 of methods.md) with a from-scratch
+Reproduces the SmoothSA video recipe (Zhao et al., arXiv 2508.05417; Genera1Z/SmoothSA) with a from-scratch
 CNN instead of DINOv2, pixel reconstruction instead of feature reconstruction: preheated queries (preheat
 loss weight 100; the preheater's features stay detached for the whole run, see ``_cnn.py``), 3 Slot Attention
 iterations with bi-level truncation on the first frame and 1 on later frames, RandSF.Q transition over

@@ -1,4 +1,4 @@
-"""``smoothsa_dinov2``: the SmoothSA video recipe of the paper (methods.md §2), GPU-sized.
+"""``smoothsa_dinov2``: the SmoothSA video recipe of the paper (Zhao et al., arXiv 2508.05417), GPU-sized.
 
 Frozen DINOv2 ViT-S/14 with 4 registers at 224 px (16x16 tokens of 384), shared-Gaussian preheated
 queries, 7 slots of 256, Slot Attention 3+1 with bi-level truncation, RandSF.Q transition over 5-frame

@@ -1,4 +1,4 @@
-"""Training-time clip augmentation: SmoothSA's random crop and horizontal flip (methods.md §2.4).
+"""Training-time clip augmentation: SmoothSA's random crop and horizontal flip (Genera1Z/SmoothSA ``config-smoothsa``).
 
 One crop and one flip are drawn per clip and applied to every frame (and to the masks, when present), so the
 objects keep their motion. The crop keeps a random fraction of the frame's area, drawn uniformly from

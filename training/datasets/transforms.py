@@ -16,11 +16,11 @@ Split = Literal["train", "val"]
 def choose_window(num_frames: int, clip_length: int | None, split: Split, source: str) -> range:
     """Chooses which frames of a video form the clip.
 
-    A train clip with a ``clip_length`` L is one of the video's non-overlapping chunks of L frames (frames
-    ``[kL, (k+1)L)``; frames past the last whole chunk are never drawn), chosen uniformly with torch's global RNG
-    (so ``torch.manual_seed`` and DataLoader worker seeding make sampling reproducible). This is the strided
-    random slice of the SmoothSA / RandSF.Q training code (methods.md §2.4). Validation clips, or any clip with
-    ``clip_length=None``, start at frame 0 and hold the first ``clip_length`` frames or the whole video.
+    A train clip with a ``clip_length`` L is one of the video's non-overlapping chunks of L frames (frames ``[kL,
+    (k+1)L)``; frames past the last whole chunk are never drawn), chosen uniformly with torch's global RNG (so
+    ``torch.manual_seed`` and DataLoader worker seeding make sampling reproducible). This is the strided random slice
+    of the SmoothSA / RandSF.Q training code (Genera1Z/SmoothSA ``config-smoothsa``). Validation clips, or any clip
+    with ``clip_length=None``, start at frame 0 and hold the first ``clip_length`` frames or the whole video.
 
     Args:
         num_frames: Frames in the video.

@@ -7,10 +7,10 @@ Typical use::
         metrics.update(out.masks, batch.gt_ids)  # [B, T, K, h, w] soft, [B, T, H, W] ids
     report = metrics.compute().to_dict()
 
-Conventions (see methods.md §14): predicted masks are upsampled bilinearly to the GT resolution and arg-maxed;
-GT id 0 is background, GT id -1 (DAVIS void) is left out of every score; FG-ARI drops background points and
-excludes samples without foreground; mBO / mIoU follow an explicit background policy whose default is
-``"ignore"`` and whose name is part of every report.
+Conventions (those of martius-lab/videosaur and Genera1Z/SmoothSA): predicted masks are upsampled bilinearly to the GT
+resolution and arg-maxed; GT id 0 is background, GT id -1 (DAVIS void) is left out of every score; FG-ARI drops
+background points and excludes samples without foreground; mBO / mIoU follow an explicit background policy whose
+default is ``"ignore"`` and whose name is part of every report.
 """
 
 from __future__ import annotations

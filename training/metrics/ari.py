@@ -1,7 +1,8 @@
 """Adjusted Rand Index (ARI) and foreground ARI (FG-ARI) on hard label maps.
 
-With GT segment sizes ``a_j``, predicted segment sizes ``b_k``, contingency ``n_jk`` and ``N`` points
-(methods.md §14.1), using ``x(x-1)`` in place of ``C(x, 2)`` (the factor 2 cancels)::
+With GT segment sizes ``a_j``, predicted segment sizes ``b_k``, contingency ``n_jk`` and ``N`` points (as in
+google-research/slot-attention-video ``savi/lib/metrics.py`` and martius-lab/videosaur), using ``x(x-1)`` in place of
+``C(x, 2)`` (the factor 2 cancels)::
 
     E   = sum_j a_j(a_j-1) * sum_k b_k(b_k-1) / (N(N-1))
     ARI = (sum_jk n_jk(n_jk-1) - E) / ((sum_j a_j(a_j-1) + sum_k b_k(b_k-1)) / 2 - E)

@@ -1,6 +1,6 @@
 """Mean best overlap (mBO) and Hungarian-matched mean IoU (mIoU) on hard label maps.
 
-For each scored GT segment ``g`` of a sample (methods.md §14.1):
+For each scored GT segment ``g`` of a sample (OCLF's DINOSAUR metrics and martius-lab/videosaur):
 
 * **mBO**: ``max_k IoU(g, p_k)``; a predicted mask may be the best match of several GT segments.
 * **mIoU**: IoU of ``g``'s partner in a one-to-one assignment maximising the total IoU
@@ -10,7 +10,7 @@ For each scored GT segment ``g`` of a sample (methods.md §14.1):
 Both average over the scored GT segments present in the sample, then over samples. Predicted masks are the full
 argmax masks (they may cover background pixels), as in every reference code base.
 
-**Background policy** (methods.md §14.3 — published numbers differ on this):
+**Background policy** (published numbers differ on this):
 
 * ``"ignore"`` (project default): only object instances are scored; a sample without foreground is invalid.
   This is the DINOSAUR / VideoSAUR / SlotContrast convention and the one that measures *object* discovery: the

@@ -71,7 +71,7 @@ class DINOv2Encoder(Encoder):
         self.project = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
         for layer in self.project:
             if isinstance(layer, nn.Linear):
-                nn.init.zeros_(layer.bias)  # as the reference model's reset_parameters (methods.md §1.3)
+                nn.init.zeros_(layer.bias)  # as the reference model's reset_parameters (Genera1Z/SmoothSA)
 
     def train(self, mode: bool = True) -> DINOv2Encoder:
         """Switch the projection's mode; the frozen backbone always stays in eval mode."""

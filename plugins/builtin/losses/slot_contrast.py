@@ -4,7 +4,7 @@ by Contrasting Slots", 2024).
 For each pair of consecutive frames, every slot of frame ``t + 1`` must pick out the same slot of the same
 video at ``t`` among all slots of all videos in the batch (cosine similarity / temperature, cross-entropy
 against the identity). The softmax runs over the frame-``t`` slots, as in the reference implementation
-(Genera1Z/SmoothSA ``SlotContrastLoss``, methods.md §5.1), where ``cross_entropy`` takes the second axis of
+(Genera1Z/SmoothSA ``SlotContrastLoss``), where ``cross_entropy`` takes the second axis of
 the ``[T-1, B*K (frame t), B*K (frame t+1)]`` similarities as the classes.
 """
 
