@@ -506,7 +506,7 @@ class StreamConnection:
                 self._decode_executor, mask_outputs, step.model_masks[None], [masks]
             )
             outputs, own_post_s = made[0], time.perf_counter() - started
-        session.advance(item.request.frame_index, step.state)
+        self._manager.advance(session, item.request.frame_index, step.state)
         request = item.request
         latency = LatencyBreakdown(
             decode_ms=(item.decoded - item.received) * 1e3,

@@ -141,8 +141,15 @@ class ServerThread:
         return runner.instances
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample's value, 0 when it was never exported (a labelled counter that has not counted yet)."""
         value = self.server.metrics.registry.get_sample_value(name, labels or {})
         return 0.0 if value is None else float(value)
+
+    def gauge(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample's value; fails when it is not exported, so a gauge never set cannot pass for a zero."""
+        value = self.server.metrics.registry.get_sample_value(name, labels or {})
+        assert value is not None, f"{name}{labels or ''} is not exported"
+        return float(value)
 
     def stop(self, grace_s: float | None = None) -> None:
         if self.stopped:

@@ -162,7 +162,7 @@ def test_a_stream_detached_when_the_drain_starts_can_still_collect_its_handoff(s
         await asyncio.to_thread(wait_until, lambda: draining.server.manager.detached_count() == 1)
         started = time.perf_counter()
         stopping = _stop_in_background(draining, grace_s=20.0)
-        await asyncio.sleep(0.2)
+        await asyncio.to_thread(wait_until, lambda: draining.server.manager.phase == "draining")
         async with Client(draining.target) as again:
             opened = await stream.reconnect(again)
             with pytest.raises(StreamError) as error:
@@ -217,7 +217,9 @@ def test_a_call_that_opens_only_after_the_drain_began_still_collects_its_handoff
             call = pb_grpc.PerceptionStub(channel).Stream()  # the call starts; its open is not sent yet
             await asyncio.to_thread(wait_until, lambda: len(server.server._servicer.connections) == 1)
             stopping = _stop_in_background(server, grace_s=20.0)
-            await asyncio.sleep(0.3)  # the drain has reached this call
+            (connection,) = server.server._servicer.connections
+            await asyncio.to_thread(wait_until, lambda: connection._draining)  # the drain has reached this call
+            await asyncio.sleep(0.2)  # and passes over it every 50 ms: none may end it while a hand-off waits
             resume = ResumeRequest(stream.opened.resume_token, 0)
             await call.write(wire.request_to_proto(OpenRequest(stream_id=stream.stream_id, resume=resume)))
             replies = [await call.read(), await call.read()]

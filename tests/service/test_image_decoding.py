@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from service.connection import _cheap_to_decode
 from service.errors import ErrorCode, FrameRejected
@@ -45,9 +45,19 @@ def test_jpeg_decodes_close_to_the_original():
     assert np.abs(frame - smooth.transpose(2, 0, 1) / 255).mean() < 0.05  # chroma subsampling blurs colour edges
 
 
-def test_large_jpeg_uses_reduced_dct_decoding_and_still_matches():
+def test_large_jpeg_uses_reduced_dct_decoding_and_still_matches(monkeypatch):
     big = np.kron(RGB, np.ones((8, 8, 1), np.uint8))  # 384x512, smooth at the 8-pixel scale
+    decoded_sizes = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def recording_draft(self, *args, **kwargs):
+        result = draft(self, *args, **kwargs)
+        decoded_sizes.append(self.size)  # what libjpeg will decode to
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
     fast = prepare_frame(EncodedImage(ImageEncoding.JPEG, _encoded("JPEG", big)), (24, 32), 1 << 22)
+    assert decoded_sizes == [(64, 48)], "decoded at 1/8 scale: the smallest at least twice the 32x24 target"
     exact = prepare_frame(EncodedImage(ImageEncoding.RAW_RGB8, big.tobytes(), 384, 512), (24, 32), 1 << 22)
     assert np.abs(fast - exact).mean() < 0.05
 
@@ -76,9 +86,26 @@ def test_mask_outputs_resize_then_argmax():
     )
     np.testing.assert_array_equal(native.segmentation, masks[0].argmax(0))
     np.testing.assert_allclose(native.soft_masks, masks[0])
+    expected = bilinear_half_pixel(masks[1], (8, 6))  # [K, 8, 6]
     assert resized.segmentation.shape == (8, 6) and resized.soft_masks.dtype == np.uint8
-    assert resized.soft_masks.shape == (3, 8, 6)
+    np.testing.assert_array_equal(resized.segmentation, expected.argmax(0))  # argmax of the resized masks
+    np.testing.assert_array_equal(resized.soft_masks, np.rint(expected * 255).astype(np.uint8))  # rounded
     assert nothing.segmentation is None and nothing.soft_masks is None
+
+
+def bilinear_half_pixel(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[K, h, w] -> [K, H, W]``: bilinear resampling with pixel centres at half-integers, edges clamped (what
+    ``align_corners=False`` means), written out here so the test does not check the server against itself."""
+
+    def taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        source = np.clip((np.arange(out_size) + 0.5) * in_size / out_size - 0.5, 0, in_size - 1)
+        low = np.floor(source).astype(int)
+        high = np.minimum(low + 1, in_size - 1)
+        return low, high, source - low
+
+    (top, bottom, dy), (left, right, dx) = taps(size[0], masks.shape[1]), taps(size[1], masks.shape[2])
+    rows = masks[:, top] * (1 - dy)[:, None] + masks[:, bottom] * dy[:, None]  # [K, H, w]
+    return rows[:, :, left] * (1 - dx) + rows[:, :, right] * dx  # [K, H, W]
 
 
 def test_segmentation_gives_near_ties_to_the_lowest_slot():

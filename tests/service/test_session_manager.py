@@ -161,10 +161,13 @@ def test_resume_after_a_frame_the_stream_never_received_is_refused():
     assert abort_code(lambda: session.rewind(0)) == ErrorCode.RESUME_POINT_UNAVAILABLE  # no frame yet
     for index in (0, 1):
         session.advance(index, state(index))
+    session.last_accepted_index = 1
     with pytest.raises(StreamAbort, match="after frame 99: the stream has received frames up to 1 only") as error:
         session.rewind(99)
     assert error.value.code == ErrorCode.RESUME_POINT_UNAVAILABLE
-    assert session.last_accepted_index is None or session.last_accepted_index <= 1
+    # The refused rewind changed nothing: the next frame must still come after frame 1.
+    assert (session.last_accepted_index, session.last_frame_index, session.last_received_index) == (1, 1, 1)
+    np.testing.assert_array_equal(session.state, state(1))
     session.last_received_index = 3  # frames 2 and 3 were answered without being processed (dropped, rejected)
     session.rewind(3)
     np.testing.assert_array_equal(session.state, state(1))

@@ -9,11 +9,23 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from service_helpers import make_video, raw, reference_outputs, run, wait_until
+import torch
+from service_helpers import (
+    SERVICE_TINY_MODEL,
+    ServerThread,
+    make_config,
+    make_video,
+    raw,
+    reference_outputs,
+    run,
+    wait_until,
+)
 from test_stream_service import assert_matches
 
+from plugins import VideoSlotModel
 from service import wire
 from service.client import Client, FrameError, FrameResult, Output, StreamError, StreamOptions
+from service.engine import model_version
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 from service.types import FrameRequest, OpenRequest
@@ -178,8 +190,68 @@ def test_cancel_frees_state_immediately(server):
     run(scenario())
     wait_until(lambda: server.session_count() == 0, timeout=5)
     assert server.metric("slotstream_streams_released_total", {"reason": "cancelled"}) == 1
-    assert server.metric("slotstream_state_bytes") == 0
-    assert server.metric("slotstream_streams_active", {"model": "tiny"}) == 0
+    assert server.gauge("slotstream_state_bytes") == 0
+    assert server.gauge("slotstream_streams_active", {"model": "tiny"}) == 0
+
+
+def test_stream_gauges_follow_open_detach_resume_and_close(server):
+    """``slotstream_streams_active`` (what the autoscaler reads), ``slotstream_streams_detached`` and
+    ``slotstream_state_bytes`` move with a stream's life, not only back to zero."""
+    active = ("slotstream_streams_active", {"model": "tiny"})
+    seen: dict[str, tuple[float, float, float]] = {}
+
+    def gauges() -> tuple[float, float, float]:
+        return (
+            server.gauge(*active),
+            server.gauge("slotstream_streams_detached"),
+            server.gauge("slotstream_state_bytes"),
+        )
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(make_video(19, 1)[0])
+            seen["open"] = gauges()
+            stream.cancel()
+            await asyncio.to_thread(wait_until, lambda: gauges()[1] == 1, 5)
+            seen["detached"] = gauges()
+            await stream.reconnect()
+            seen["resumed"] = gauges()
+            await stream.close()
+
+    run(scenario())
+    wait_until(lambda: server.session_count() == 0, timeout=5)
+    open_active, open_detached, open_bytes = seen["open"]
+    assert (open_active, open_detached) == (1, 0) and open_bytes > 0
+    assert seen["detached"] == (1, 1, open_bytes), "a detached stream keeps its state for the resume"
+    assert seen["resumed"] == (1, 0, open_bytes)
+    assert gauges() == (0, 0, 0)
+
+
+def test_a_handoff_from_a_model_with_other_weights_is_refused(start_server, model_dir, tmp_path):
+    """The model version is a digest of the weights: a replica serving other weights under the same name refuses
+    the hand-off instead of continuing the stream from a state its model did not make."""
+    torch.manual_seed(1)
+    VideoSlotModel(**SERVICE_TINY_MODEL).save_pretrained(tmp_path / "other")
+    first, second = start_server(), ServerThread(make_config(tmp_path / "other")).start()
+
+    async def scenario():
+        async with Client(first.target) as a, Client(second.target) as b:
+            stream = await a.open()
+            await stream.process(make_video(20, 1)[0])
+            await stream.close(return_state=True)
+            assert stream.handoff is not None
+            with pytest.raises(StreamError) as refused:
+                await b.open(handoff=stream.handoff)
+            return stream.handoff.model_version, (await b.describe()).version, refused.value
+
+    try:
+        version_a, version_b, error = run(scenario())
+    finally:
+        second.stop(0.5)
+    assert version_a == model_version(model_dir) and version_b == model_version(tmp_path / "other")
+    assert version_a != version_b
+    assert error.status == grpc.StatusCode.INVALID_ARGUMENT and error.code == ErrorCode.HANDOFF_MISMATCH
 
 
 def test_release_is_counted_once_when_close_and_cancel_race(server):
