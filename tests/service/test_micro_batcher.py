@@ -20,8 +20,10 @@ class Recorder:
         self.delay_s = delay_s
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # set when a batch starts running
 
     def __call__(self, payloads):
+        self.entered.set()
         self.gate.wait(10)
         time.sleep(self.delay_s)
         self.batches.append([p[0] for p in payloads])
@@ -134,7 +136,7 @@ def test_stop_fails_waiting_jobs_and_refuses_new_ones():
     async def scenario():
         batcher = _batcher(recorder, max_delay_s=0.0)
         running = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
-        await asyncio.sleep(0.05)
+        await asyncio.to_thread(recorder.entered.wait, 10)  # its batch is running, held at the gate
         waiting = asyncio.ensure_future(batcher.submit("a", ("a", 1)))
         await asyncio.sleep(0.01)
         await batcher.stop()
