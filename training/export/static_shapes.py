@@ -83,9 +83,10 @@ def _output_shapes(
     from training.export.parity import import_onnxruntime
 
     ort = import_onnxruntime()
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
     element_types = {
         value.name: value.type.tensor_type.elem_type
-        for value in onnx.shape_inference.infer_shapes(proto).graph.value_info
+        for value in (*inferred.value_info, *inferred.output, *inferred.input)
     }
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
