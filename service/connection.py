@@ -122,6 +122,7 @@ class _Pending:
     slot: Slot
     received_ns: int
     received: float
+    accepted: float
     decoded: float
 
 
@@ -378,6 +379,7 @@ class StreamConnection:
 
     def _open(self, request: OpenRequest) -> None:
         if self._session is not None:
+            self._manager.metrics.open_rejected.labels(ErrorCode.ALREADY_OPEN.name.lower()).inc()
             raise StreamAbort(ErrorCode.ALREADY_OPEN, "this stream is already open; send one open per Stream call")
         session, opened = self._manager.open(request, self)
         self._session = session
@@ -394,7 +396,8 @@ class StreamConnection:
         session, pending = self._session, self._pending
         if session is None or pending is None:
             raise StreamAbort(ErrorCode.NOT_OPEN, "frame before open: the first request must be an open")
-        await self._window.acquire()
+        await self._window.acquire()  # waits while the client has not taken enough earlier replies
+        accepted = time.perf_counter()
         slot = self._new_slot()
         session.inflight += 1
         self._manager.touch(session)
@@ -435,7 +438,7 @@ class StreamConnection:
             self._current = None
             return
         session.last_accepted_index = request.frame_index
-        item = _Pending(request, frame, slot, received_ns, received, time.perf_counter())
+        item = _Pending(request, frame, slot, received_ns, received, accepted, time.perf_counter())
         superseded = await pending.put(item)
         self._current = None
         if superseded is not None:
@@ -459,7 +462,8 @@ class StreamConnection:
         if end is None:
             # The requests ended without a close: the client half-closed, or it cancelled and gRPC delivered the
             # end of the requests before the cancellation (it does when the event loop was busy). Either way the
-            # stream ended without closing, like a lost connection: keep it resumable, count it "cancelled".
+            # stream ended without closing, like a lost connection: it waits detached for its resume window, or
+            # without one is freed as "cancelled".
             self._manager.disconnect(session, self)
         else:
             self._manager.release(session, "closed")
@@ -509,8 +513,10 @@ class StreamConnection:
         self._manager.advance(session, item.request.frame_index, step.state)
         request = item.request
         latency = LatencyBreakdown(
-            decode_ms=(item.decoded - item.received) * 1e3,
-            queue_ms=(submitted - item.decoded + timed.queue_s) * 1e3,
+            decode_ms=(item.decoded - item.accepted) * 1e3,
+            # The reply window, the stream's previous frame, the batch forming and the batch's other model call
+            # (first and later frames of one batch run as two calls): every wait, so the stages add up to total_ms.
+            queue_ms=(item.accepted - item.received + submitted - item.decoded + timed.queue_s + step.waited_s) * 1e3,
             inference_ms=step.inference_s * 1e3,
             postprocess_ms=(step.postprocess_s + own_post_s) * 1e3,
             total_ms=(time.perf_counter() - item.received) * 1e3,

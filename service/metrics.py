@@ -6,9 +6,12 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
 - ``slotstream_streams_detached`` (gauge): of those, streams waiting for a resume.
 - ``slotstream_streams_opened_total`` (by model, kind: new / resumed / handed_off).
 - ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / resume_expired / drained /
-  error / taken_over): streams whose state was freed; ``closed`` counts close requests, ``cancelled`` every
-  stream whose requests ended without one.
-- ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, ...).
+  error): streams whose state was freed. ``closed`` counts close requests; ``cancelled`` streams without a
+  resume window whose connection ended without one (a stream with a resume window waits detached instead, and
+  ends as ``resume_expired`` if nobody resumes it); ``drained`` streams a shutdown ended, handed off or cut off
+  when the grace period ran out.
+- ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, a second open on
+  one call, an open that does not parse, ...).
 - ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated``
   (no or a wrong bearer token, any method), ``malformed_request``, ``internal`` (a server error), and every
   other code a stream or a ``Describe`` ended with (refused opens are counted here too), except the ends the

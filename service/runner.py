@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,6 +47,9 @@ class StepResult:
         inference_s: duration of the model call the frame was part of.
         postprocess_s: duration of the mask post-processing inside that call.
         batch_size: frames in that call (1 for a frame retried alone after its batch failed).
+        waited_s: the batch's time outside that call: a batch of first and later frames makes two model calls in
+            turn (``first_step``, then ``step``) and returns when both are done, so each frame also waits for
+            the other call (as do frames retried alone after their batch's call failed).
     """
 
     slots: np.ndarray
@@ -56,6 +59,7 @@ class StepResult:
     inference_s: float
     postprocess_s: float
     batch_size: int
+    waited_s: float = 0.0
 
 
 def _nothing() -> None:
@@ -65,6 +69,13 @@ def _nothing() -> None:
 @dataclass(frozen=True)
 class _Failed:
     message: str
+
+
+def _with_wait(result: StepResult | _Failed, batch_s: float) -> StepResult | _Failed:
+    """``result`` with :attr:`StepResult.waited_s` set: the batch's ``batch_s`` less the frame's own call."""
+    if isinstance(result, _Failed):
+        return result
+    return replace(result, waited_s=max(0.0, batch_s - result.inference_s - result.postprocess_s))
 
 
 class ModelRunner:
@@ -181,14 +192,15 @@ class ModelRunner:
 
     def _process(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
         results: list[StepResult | _Failed | None] = [None] * len(jobs)
+        batch_started = time.perf_counter()
         first = [i for i, job in enumerate(jobs) if job.state is None]
         later = [i for i, job in enumerate(jobs) if job.state is not None]
         for group in (first, later):
             if group:
                 for index, result in zip(group, self._run_group([jobs[i] for i in group]), strict=True):
                     results[index] = result
-        assert all(result is not None for result in results)
-        return [result for result in results if result is not None]
+        batch_s = time.perf_counter() - batch_started
+        return [_with_wait(result, batch_s) for result in results if result is not None]
 
     def _run_group(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
         try:

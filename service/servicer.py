@@ -151,6 +151,8 @@ async def _domain_requests(
             if request is not None:
                 yield request
     except DecodeError as error:  # raised by gRPC's deserializer while it reads the next request
+        if parsed == 0:  # the open itself
+            metrics.open_rejected.labels(ErrorCode.MALFORMED_REQUEST.name.lower()).inc()
         raise StreamAbort(
             ErrorCode.MALFORMED_REQUEST,
             f"request {parsed + 1} of this call is not a valid slotstream.v1.StreamRequest ({error}); the stream "

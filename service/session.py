@@ -13,7 +13,7 @@ from service.errors import ErrorCode, StreamAbort
 from service.runner import ModelRunner
 from service.types import StateHandoff, StreamOptions
 
-ReleaseReason = Literal["closed", "cancelled", "idle", "resume_expired", "drained", "error", "taken_over"]
+ReleaseReason = Literal["closed", "cancelled", "idle", "resume_expired", "drained", "error"]
 
 
 class SessionOwner(Protocol):

@@ -43,7 +43,6 @@ _ENDED_BECAUSE = {
     "closed": "its client closed it",
     "drained": "its server shut down; continue it on another replica with the StateHandoff it was sent",
     "error": "it ended with an error",
-    "taken_over": "it was resumed on another connection",
     "cancelled": "its connection dropped, and streams opened without a resume window end with it",
 }
 """How a released stream ended, by release reason, for the answer to a resume of it."""
@@ -106,6 +105,7 @@ class SessionManager:
         self.phase: Phase = "starting"
         self.sessions: dict[str, Session] = {}
         self._tombstones: OrderedDict[str, str] = OrderedDict()
+        self._update_gauges()  # exported from the start: a missing series holds the autoscaler back
 
     # -- queries ------------------------------------------------------------------------------------------
 
@@ -330,7 +330,8 @@ class SessionManager:
             self._update_gauges()
             _log.info("stream detached", extra={"stream_id": session.stream_id})
         else:
-            self.release(session, reason)
+            # Once the drain has ended, what is still connected is cut off by the shutdown, not by its client.
+            self.release(session, "drained" if self.phase == "stopped" else reason)
 
     def advance(self, session: Session, frame_index: int, state: np.ndarray) -> None:
         """Fold a processed frame into ``session`` (:meth:`Session.advance`), keeping ``slotstream_state_bytes``

@@ -251,4 +251,9 @@ def test_streams_still_attached_when_the_grace_period_ends_are_freed(start_serve
 
     run(scenario())
     assert server.server.manager.sessions == {}, "a stream outlived the server"
-    assert server.metric("slotstream_streams_detached") == 0
+    assert server.gauge("slotstream_streams_detached") == 0
+    released = {
+        reason: server.metric("slotstream_streams_released_total", {"reason": reason})
+        for reason in ("drained", "cancelled")
+    }
+    assert released == {"drained": 1, "cancelled": 0}, "the shutdown cut it off, not its client"

@@ -1,0 +1,79 @@
+"""The per-frame ``LatencyBreakdown``: every wait is in a stage, and the stages add up to ``total_ms``.
+
+The model is a :class:`SlowEngine` (each call sleeps), so the waits are long next to the scheduling noise of a
+2-core machine; the stages must still add up to the total within a few milliseconds of thread hops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from service_helpers import make_video, run, slow_factory
+
+from service.client import Client, FrameResult
+from service.types import LatencyBreakdown
+
+MODEL_DELAY_S = 0.15
+SLACK_MS = 40.0  # thread hops and event-loop turns between the stages, far below one model call
+
+
+def unaccounted_ms(latency: LatencyBreakdown) -> float:
+    stages = latency.decode_ms + latency.queue_ms + latency.inference_ms + latency.postprocess_ms
+    return latency.total_ms - stages
+
+
+def test_waiting_for_the_reply_window_is_queueing_not_decoding(start_server):
+    """With a reply window of one frame, each frame sent ahead waits for the previous reply before it is decoded:
+    that wait is queueing; decoding a 32x32 frame stays well under a millisecond's order."""
+    factory, _ = slow_factory(delay_s=MODEL_DELAY_S)
+    server = start_server(engine_factory=factory, max_buffered_reply_bytes=1)  # one unanswered reply at a time
+    frames = make_video(seed=40, frames=4)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            for frame in frames:
+                await stream.send(frame)
+            results = [await stream.receive() for _ in frames]
+            await stream.close()
+            return results
+
+    results = run(scenario(), timeout=60)
+    assert all(isinstance(result, FrameResult) for result in results)
+    for result in results:
+        assert result.latency.decode_ms < SLACK_MS, result.latency
+        assert abs(unaccounted_ms(result.latency)) < SLACK_MS, result.latency
+    assert all(r.latency.queue_ms > 0.8 * MODEL_DELAY_S * 1e3 for r in results[1:]), "each waited for a reply"
+
+
+def test_a_step_that_waits_for_a_first_step_in_its_batch_counts_the_wait(start_server):
+    """A batch holding a new stream's first frame and another stream's later frame runs two model calls in turn
+    and is answered when both are done: each frame's wait for the other call is queueing, not lost from the
+    breakdown."""
+    factory, _ = slow_factory(delay_s=MODEL_DELAY_S)
+    server = start_server(engine_factory=factory)
+    server.server.batch_log = []
+    clips = [make_video(seed=41 + i, frames=2) for i in range(3)]
+
+    async def scenario():
+        async with Client(server.target) as client:
+            ongoing = await client.open()
+            await ongoing.process(clips[0][0])  # its next frame is a later frame (step)
+            busy, fresh = await client.open(), await client.open()
+            await busy.send(clips[1][0])  # occupies the model ...
+            await asyncio.sleep(MODEL_DELAY_S / 3)
+            await fresh.send(clips[2][0])  # ... while a first frame and a later frame queue for one batch
+            await ongoing.send(clips[0][1])
+            results = [await stream.receive() for stream in (busy, fresh, ongoing)]
+            for stream in (ongoing, busy, fresh):
+                await stream.close()
+            return results
+
+    results = run(scenario(), timeout=60)
+    batches = server.on_loop(lambda: list(server.server.batch_log))
+    assert any(len(batch) == 2 for batch in batches), f"the first and later frame were not batched: {batches}"
+    later = results[2]
+    assert isinstance(later, FrameResult) and later.latency.batch_size == 1  # its own (step) call
+    assert later.latency.queue_ms > MODEL_DELAY_S * 1e3, "it waited for the busy call and the first_step call"
+    for result in results:
+        assert abs(unaccounted_ms(result.latency)) < SLACK_MS, result.latency
