@@ -92,7 +92,9 @@ class Metrics:
             registry=r,
         )
         self.decode_seconds = self._latency("slotstream_decode_seconds", "Image decode and conversion time.")
-        self.queue_seconds = self._latency("slotstream_queue_seconds", "Time from decoded to batch start.")
+        self.queue_seconds = self._latency(
+            "slotstream_queue_seconds", "Time waiting: reply window, previous frame, batching, the batch's other call."
+        )
         self.inference_seconds = self._latency("slotstream_inference_seconds", "Model call time per frame.")
         self.e2e_seconds = self._latency("slotstream_e2e_seconds", "Time from frame receipt to result.")
         self.state_bytes = Gauge("slotstream_state_bytes", "Bytes held by recurrent states.", registry=r)
