@@ -237,6 +237,12 @@ def test_server_probes(render: Renderer, target_id: str) -> None:
             assert probe["grpc"].get("service", "") == expected
     startup = spec["startupProbe"]
     assert startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) >= 300, "allow warm-up time"
+    readiness, liveness = spec["readinessProbe"], spec["livenessProbe"]
+    # A draining or stalled pod leaves the Service within 15 s, well inside the 20 s shutdown grace period.
+    assert readiness.get("periodSeconds", 10) * readiness.get("failureThreshold", 3) <= 15, target_id
+    # A restart needs 30 s of failed checks, each given 2 s or more: a busy pod is not killed for a slow answer.
+    assert liveness.get("periodSeconds", 10) * liveness.get("failureThreshold", 3) >= 30, target_id
+    assert liveness.get("timeoutSeconds", 1) >= 2, target_id
 
 
 def _bytes(quantity: str) -> int:
@@ -294,6 +300,13 @@ def test_prod_overlay_uses_every_component(render: Renderer) -> None:
     docs = render(_target("overlays/prod"))
     assert {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor"} <= {d["kind"] for d in docs}
     assert "replicas" not in only(docs, "Deployment")["spec"], "replicas belong to the autoscaler in prod"
+    patch = yaml.safe_load((prod / "horizontalpodautoscaler-patch.yaml").read_text())["spec"]
+    autoscaler = only(docs, "HorizontalPodAutoscaler")["spec"]
+    assert (
+        (autoscaler["minReplicas"], autoscaler["maxReplicas"])
+        == (patch["minReplicas"], patch["maxReplicas"])
+        == (3, 12)
+    )
 
 
 def test_dev_overlay_is_small(render: Renderer) -> None:
