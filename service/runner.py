@@ -200,6 +200,7 @@ class ModelRunner:
                 for index, result in zip(group, self._run_group([jobs[i] for i in group]), strict=True):
                     results[index] = result
         batch_s = time.perf_counter() - batch_started
+        assert all(result is not None for result in results)
         return [_with_wait(result, batch_s) for result in results if result is not None]
 
     def _run_group(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:

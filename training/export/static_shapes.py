@@ -7,11 +7,11 @@ the input at run time: each reshape gets a chain of ``Shape``, ``Gather``/``Slic
 
 In our graphs every size except the batch is fixed by the exported model (the input size is part of the
 graph), so each computed target shape is either constant or has one entry that follows the batch (``B`` or
-``B * K``). :func:`freeze_reshape_shapes` evaluates the target shapes in ONNX Runtime at several batch sizes and
-replaces each by a constant, with ``-1`` at the one entry that changed with the batch: ``Reshape`` infers that
-entry from the element count, so it takes the same value as before at every batch size. A target shape with
-more than one changing entry, or with a changing entry next to a constant ``-1``, is left as traced. The
-export's parity run (at batch sizes 1, 3 and 8) then checks the result like any other export.
+``B * K``). :func:`freeze_reshape_shapes` runs the graph in ONNX Runtime at several batch sizes, reads the shape
+each reshape produced, and replaces its target by that shape as a constant, with ``-1`` at the one entry that
+changed with the batch: ``Reshape`` infers that entry from the element count, so it takes the same value as
+before at every batch size. A reshape whose output has more than one entry that changes with the batch is left
+as traced. The export's parity run (at batch sizes 1, 3 and 8) then checks the result like any other export.
 
 On the default model this takes the ``step`` graph from 187 to 129 nodes and ``first_step`` from 410 to 265,
 and ONNX Runtime's ``step`` p50 at batch 1 from 1.89 to 1.86 ms (``first_step`` from 2.16 to 2.10 ms), measured
