@@ -1,0 +1,81 @@
+"""The ``stream`` command's exit status when the server answers frames with errors, and the client's check that
+a frame fits one message before it sends it (a refused frame leaves the stream as it was)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import make_video, run
+
+from service.client import Client, FrameResult
+from service.client.__main__ import main
+
+ONE_MIB = 1024 * 1024
+
+
+def test_stream_command_exits_1_when_the_server_answers_frames_with_errors(start_server, tmp_path, capsys):
+    """A folder whose first frame is 30x40 pixels (the stream's mask size) and whose next two are 80x80, sent to
+    a server that takes at most 64x64 pixels: the first gets a result, the other two an in-band error each."""
+    server = start_server(max_image_pixels=64 * 64)
+    folder, jsonl = tmp_path / "frames", tmp_path / "results.jsonl"
+    folder.mkdir()
+    Image.fromarray(make_video(seed=82, frames=1)[0]).save(folder / "0000.png")
+    for index, frame in enumerate(make_video(seed=83, frames=2, size=(80, 80)), start=1):
+        Image.fromarray(frame).save(folder / f"{index:04d}.png")
+    assert main(["stream", str(folder), "--target", server.target, "--jsonl", str(jsonl)]) == 1
+    assert f"3 frames from 3 images in {folder}: 1 results, 0 dropped, 2 errors" in capsys.readouterr().err
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [(line["frame_index"], line["outcome"]) for line in lines] == [(0, "result"), (1, "error"), (2, "error")]
+    assert lines[1]["code"] == lines[2]["code"] == "IMAGE_TOO_LARGE"
+
+
+def test_stream_command_exits_0_when_every_frame_gets_a_result(server, capsys):
+    assert main(["stream", "synthetic:2", "--target", server.target]) == 0
+    assert "2 frames from 2 synthetic frames: 2 results, 0 dropped, 0 errors" in capsys.readouterr().err
+
+
+def test_a_raw_frame_larger_than_one_message_is_refused_before_sending_and_the_stream_goes_on(server):
+    """A raw 700x700 frame is 1,470,000 bytes: more than a 1 MiB message carries, though less than 4 MiB."""
+    big = np.zeros((700, 700, 3), np.uint8)
+    small = make_video(seed=81, frames=1)[0]
+
+    async def scenario():
+        async with Client(server.target, max_message_bytes=ONE_MIB) as client:
+            stream = await client.open()
+            with pytest.raises(ValueError) as refused:
+                await stream.send(big)
+            state = (stream.unanswered, stream.next_frame_index)
+            answer = await stream.process(small)
+            await stream.close()
+            return refused.value, state, answer
+
+    refused, (unanswered, next_index), answer = run(scenario())
+    message = str(refused)
+    assert message.startswith("frame 0: the RAW_RGB8 700x700 image is 1,470,000 bytes, more than one message carries")
+    assert "max_message_bytes 1,048,576" in message
+    assert unanswered == [] and next_index == 0
+    assert isinstance(answer, FrameResult) and answer.frame_index == 0, answer
+
+
+def test_the_frame_size_limit_leaves_256_bytes_for_the_other_fields_and_counts_the_camera_frame_id(server):
+    """1 MiB - 256 = 1,048,320 bytes = a raw 546x640 frame: it fits with an empty ``camera_frame_id`` but not with
+    a one-byte one."""
+    frame = np.zeros((546, 640, 3), np.uint8)
+    assert frame.nbytes == ONE_MIB - 256
+
+    async def scenario():
+        async with Client(server.target, max_message_bytes=ONE_MIB) as client:
+            stream = await client.open()
+            with pytest.raises(ValueError, match="1,048,320 bytes, more than one message carries"):
+                await stream.send(frame, camera_frame_id="x")
+            refused_state = (stream.unanswered, stream.next_frame_index)
+            answer = await stream.process(frame)
+            await stream.close()
+            return refused_state, answer
+
+    (unanswered, next_index), answer = run(scenario())
+    assert unanswered == [] and next_index == 0
+    assert isinstance(answer, FrameResult) and answer.frame_index == 0, answer
