@@ -299,8 +299,7 @@ class StreamConnection:
             # would hold the shutdown for its whole grace period.
             self._handler.cancel()
             return
-        if self._awaiting_request and self._reader is not None and not self._may_collect_handoff():
-            self._reader.cancel()
+        self.end_unopened()
         await self.finished.wait()
 
     def _may_collect_handoff(self) -> bool:

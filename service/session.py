@@ -83,13 +83,16 @@ class Session:
         """Bytes held by the state and its history."""
         return sum(state.nbytes for _, state in self.history if state is not None)
 
-    def advance(self, frame_index: int, state: np.ndarray) -> None:
-        """Fold a processed frame into the state."""
+    def advance(self, frame_index: int, state: np.ndarray) -> int:
+        """Fold a processed frame into the state; returns the change of :attr:`state_bytes` (the new state, less
+        the oldest one when the full history drops it)."""
         self.state = state
         self.last_frame_index = frame_index
         if self.last_received_index is None or frame_index > self.last_received_index:
             self.last_received_index = frame_index
+        dropped = self.history[0][1] if self.history and len(self.history) == self.history.maxlen else None
         self.history.append((frame_index, state))
+        return state.nbytes - (dropped.nbytes if dropped is not None else 0)
 
     def handoff(self) -> StateHandoff | None:
         """The current state as a :class:`StateHandoff`, or ``None`` before the first frame."""

@@ -336,9 +336,7 @@ class SessionManager:
     def advance(self, session: Session, frame_index: int, state: np.ndarray) -> None:
         """Fold a processed frame into ``session`` (:meth:`Session.advance`), keeping ``slotstream_state_bytes``
         current as its resume history fills."""
-        before = session.state_bytes
-        session.advance(frame_index, state)
-        self.metrics.state_bytes.inc(session.state_bytes - before)
+        self.metrics.state_bytes.inc(session.advance(frame_index, state))
 
     def release(self, session: Session, reason: ReleaseReason) -> bool:
         """Free ``session``'s state. Idempotent: returns ``False`` if it was already released."""

@@ -80,8 +80,8 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    keys = state["numpy"]["keys"].numpy().astype(np.uint32)
     numpy_state = state["numpy"]
+    keys = numpy_state["keys"].numpy().astype(np.uint32)
     gauss = (numpy_state.get("has_gauss", 0), numpy_state.get("cached_gaussian", 0.0))  # absent in older checkpoints
     np.random.set_state(("MT19937", keys, numpy_state["pos"], *gauss))
     cuda = state.get("cuda")

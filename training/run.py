@@ -97,8 +97,13 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim
     if args.seed is not None and not 0 <= args.seed < 2**30:
         raise ValueError(f"--seed must be in [0, 2**30), got {args.seed}")
-    given = {"steps": args.steps, "seed": args.seed, "init_from": args.init_from, "train_only": args.train_only}
-    given["eval_every"] = args.eval_every
+    given = {
+        "steps": args.steps,
+        "seed": args.seed,
+        "init_from": args.init_from,
+        "train_only": args.train_only,
+        "eval_every": args.eval_every,
+    }
     top = {key: value for key, value in given.items() if value is not None}
     model = dict(config.model)
     if args.num_slots is not None:

@@ -70,6 +70,15 @@ def test_stream_gauges_are_exported_before_the_first_stream():
     assert registry.get_sample_value("slotstream_streams_detached") == 0
 
 
+def test_state_bytes_follow_the_resume_history_as_it_fills_and_drops_old_states():
+    manager, _ = make_manager(resume_history=2)
+    session, _ = manager.open(OpenRequest(), Owner())
+    for index in range(5):
+        manager.advance(session, index, state(index))
+        exported = manager.metrics.registry.get_sample_value("slotstream_state_bytes")
+        assert exported == session.state_bytes == min(index + 1, 3) * state(0).nbytes
+
+
 def test_new_streams_get_unique_ids_tokens_and_stable_slot_ids():
     manager, _ = make_manager()
     a, opened_a = manager.open(OpenRequest(), Owner())
