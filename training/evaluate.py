@@ -3,6 +3,8 @@
 Prints ARI, FG-ARI, mBO and mIoU in video mode (all frames of a video form one clustering, so a slot that
 swaps objects is penalised) and image mode (each frame scored alone), with the background policy and the
 mask source stated. Predicted masks are upsampled bilinearly to the ground-truth size, then argmax over slots.
+``--by-objects`` adds the video-mode scores of the videos with each number of ground-truth objects (a model with
+more slots than objects may split objects over the spare ones).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from plugins import VideoSlotModel
@@ -18,7 +20,7 @@ from plugins.registry import RegistryError
 from training.cli_checks import print_note, require_at_least, require_device, require_output_folder
 from training.datasets.errors import DatasetError
 from training.datasets.selection import evaluation_videos
-from training.evaluation import MASK_SOURCES, evaluate
+from training.evaluation import MASK_SOURCES, evaluate_by_object_count
 from training.metrics import DiscoveryScores
 
 
@@ -39,6 +41,15 @@ def format_table(scores: DiscoveryScores) -> str:
     return "\n".join(lines)
 
 
+def format_by_object_count(groups: Mapping[int, DiscoveryScores]) -> str:
+    """A text table of the video-mode scores of each group of videos with the same number of objects."""
+    rows: list[tuple[str, ...]] = [("objects", "videos", "ARI", "FG-ARI", "mBO", "mIoU")]
+    for count, scores in groups.items():
+        values = (scores.video_ari, scores.video_fg_ari, scores.video_mbo, scores.video_miou)
+        rows.append((str(count), str(scores.num_videos), *(f"{v:.4f}" for v in values)))
+    return "\n".join(["video mode by number of objects:", *("  ".join(f"{c:>8}" for c in row) for row in rows)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
@@ -50,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="decoder")
     parser.add_argument("--background", choices=["ignore", "segment"], default="ignore")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--by-objects", action="store_true", help="also score the videos with each number of objects separately"
+    )
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos, "--frames": args.frames})
     require_output_folder(parser, "--json", args.json)
@@ -57,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
         dataset = evaluation_videos(args.data, model.image_size, args.frames, on_unlabelled=print_note)
-        scores = evaluate(
+        scores, by_count = evaluate_by_object_count(
             model,
             dataset,
             max_videos=args.videos,
@@ -70,8 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(scores))
+    if args.by_objects:
+        print(format_by_object_count(by_count))
     if args.json:
         payload = {"model": str(args.model), "data": args.data, **scores.to_dict()}
+        if args.by_objects:
+            payload["by_object_count"] = {str(count): group.to_dict() for count, group in by_count.items()}
         try:
             args.json.write_text(json.dumps(payload, indent=2) + "\n")
         except OSError as error:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from plugins import VideoOutput, VideoSlotModel
 from training.datasets import VideoBatch, VideoClip, collate_clips
 from training.metrics import DiscoveryScores, ObjectDiscoveryMetrics
+from training.metrics.masks import upsample_to_labels
 from training.metrics.overlap import BackgroundPolicy
 
 MaskSource = Literal["decoder", "attention"]
@@ -74,7 +75,36 @@ def evaluate(
         ValueError: the dataset has no masks, or the model's masks are not finite (the argmax of NaN masks would
             give finite, meaningless scores).
     """
-    metrics = ObjectDiscoveryMetrics(background=background, mask_source=MASK_SOURCES[mask_source])
+    scores, _ = evaluate_by_object_count(model, dataset, max_videos, mask_source, background, device, progress)
+    return scores
+
+
+def evaluate_by_object_count(
+    model: VideoSlotModel,
+    dataset: Dataset[VideoClip],
+    max_videos: int | None = None,
+    mask_source: MaskSource = "decoder",
+    background: BackgroundPolicy = "ignore",
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[DiscoveryScores, dict[int, DiscoveryScores]]:
+    """:func:`evaluate`, plus the scores of the videos with each number of ground-truth objects.
+
+    Returns:
+        The scores of all videos, and for each object count (distinct non-zero, non-void ids over the whole
+        video, see :func:`object_count`) the scores of the videos that have it, in increasing order of count.
+        Every score is a mean over videos (or frames), so the groups' means weighted by their video counts give
+        the overall video-mode means.
+
+    Raises:
+        ValueError: as :func:`evaluate`.
+    """
+
+    def new_metrics() -> ObjectDiscoveryMetrics:
+        return ObjectDiscoveryMetrics(background=background, mask_source=MASK_SOURCES[mask_source])
+
+    overall = new_metrics()
+    groups: dict[int, ObjectDiscoveryMetrics] = {}
     with closing(predicted_videos(model, dataset, max_videos, mask_source, device, progress)) as videos:
         for batch, masks in videos:
             if batch.masks is None:
@@ -84,5 +114,15 @@ def evaluate(
                     f"the model's masks for {batch.names[0]} contain NaN or infinite values: its weights or its "
                     "input are not finite (a diverged run?)"
                 )
-            metrics.update(masks, batch.masks)
-    return metrics.compute()
+            height, width = batch.masks.shape[-2:]
+            labels = upsample_to_labels(masks, (height, width))  # [1, T, H, W]: upsampled once for both groups
+            num_slots = masks.shape[2]
+            overall.update_labels(labels, batch.masks, num_slots)
+            group = groups.setdefault(object_count(batch.masks[0]), new_metrics())
+            group.update_labels(labels, batch.masks, num_slots)
+    return overall.compute(), {count: groups[count].compute() for count in sorted(groups)}
+
+
+def object_count(ids: torch.Tensor) -> int:
+    """Objects in one video's ground truth ``[T, H, W]``: distinct ids other than background (0) and void (< 0)."""
+    return int((torch.unique(ids) > 0).sum())

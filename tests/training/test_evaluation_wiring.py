@@ -140,13 +140,13 @@ def test_attention_masks_are_the_last_slot_attention_iteration_of_each_frame(mon
     torch.testing.assert_close(yielded, expected, rtol=0, atol=0)
 
     scored: list[torch.Tensor] = []
-    real_update = ObjectDiscoveryMetrics.update
+    real_upsample = evaluation.upsample_to_labels
 
-    def spy(self: ObjectDiscoveryMetrics, pred_masks: torch.Tensor, gt_ids: torch.Tensor) -> None:
-        scored.append(pred_masks.clone())
-        real_update(self, pred_masks, gt_ids)
+    def spy(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        scored.append(masks.clone())
+        return real_upsample(masks, size)
 
-    monkeypatch.setattr(evaluation.ObjectDiscoveryMetrics, "update", spy)
+    monkeypatch.setattr(evaluation, "upsample_to_labels", spy)
     scores = evaluate(model, [clip], mask_source="attention")
     assert len(scored) == 1
     torch.testing.assert_close(scored[0], expected, rtol=0, atol=0)
