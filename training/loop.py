@@ -158,11 +158,13 @@ def fit(
         check_warm_start_source(config.init_from)  # (a resumed run does not read it again)
     saved_config = run_dir / CONFIG_FILE
     if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
-        _check_same_config(saved_config, config)
+        check_same_config(saved_config, config)
     with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
         # A bad data spec or file fails here, before the run directory holds files that look like a started run.
         clips = _train_clips(config)
         validation = _val_dataset(config) if group.is_main and config.data.val_videos > 0 else None
+    torch.manual_seed(config.seed)
+    run = _build_run(config, registry or default_registry(), device, group)  # a bad component or --train-only fails
     if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
         run_dir.mkdir(parents=True, exist_ok=True)
         if not checkpoints:  # a best model without checkpoints is a killed earlier run's, maybe of another config
@@ -171,8 +173,6 @@ def fit(
         command_file = run_dir / COMMAND_FILE
         if command is not None and not (resume and command_file.is_file()):
             command_file.write_text(command + "\n")
-    torch.manual_seed(config.seed)
-    run = _build_run(config, registry or default_registry(), device, group)
     if resume and checkpoints:
         _restore_newest(run, checkpoints, device, group)
     elif config.init_from is not None:
@@ -191,8 +191,25 @@ def fit(
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best)
 
 
-def _check_same_config(saved_path: Path, config: TrainConfig) -> None:
-    """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``)."""
+def _divergence_message(loss: float, step: int, run_dir: Path) -> str:
+    """What to say when the loss stops being finite at ``step``: ``--resume`` would replay the same steps (and
+    refuses another ``--lr``), so the way on is a lower rate, from scratch or from the newest checkpoint's weights."""
+    saved = list_checkpoints(run_dir)
+    restart = "start again with a lower --lr (in another --out, or delete this one)"
+    if saved:
+        restart += f", or continue from the newest checkpoint's weights with --init-from {saved[-1]} and a lower --lr"
+    return (
+        f"the loss is {loss} at step {step}: training diverged, and no checkpoint of it was written. A --resume "
+        f"would repeat the same steps; {restart}"
+    )
+
+
+def check_same_config(saved_path: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``).
+
+    Raises:
+        ValueError: the configurations differ; the message lists the differences.
+    """
     saved = TrainConfig.from_json(json.loads(saved_path.read_text()))
     changes = changed_fields(saved, config)
     if changes:
@@ -249,6 +266,8 @@ def _restore_newest(run: _Run, checkpoints: list[Path], device: str, group: Proc
                 tqdm.write(f"warning: {problems[-1]}: the checkpoint cannot be read; trying the one before")
             continue
         _check_world_size(run, checkpoint, group)
+        if problems and group.is_main:
+            tqdm.write(f"resumed from {checkpoint} (step {run.step}) instead")
         return
     raise ValueError(f"no checkpoint of the run can be read: {'; '.join(problems)}")
 
@@ -387,10 +406,7 @@ def _train(
             terms = _optimisation_step(config, run, batch.frames.to(device), device)
             run.non_finite_losses = 0 if math.isfinite(terms["loss"]) else run.non_finite_losses + 1
             if run.non_finite_losses and _diverged(run, group):
-                raise FloatingPointError(
-                    f"the loss is {terms['loss']} at step {run.step + 1}: training diverged, and no checkpoint of "
-                    f"it was written (lower --lr, or resume from the last checkpoint in {run_dir})"
-                )
+                raise FloatingPointError(_divergence_message(terms["loss"], run.step + 1, run_dir))
             run.step += 1
             clips_per_s = config.data.batch_size * group.world_size / max(time.perf_counter() - tick, 1e-9)
             tick = time.perf_counter()

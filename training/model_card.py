@@ -120,10 +120,10 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int) -> str:
         return f"{planned}; the final model"
     metrics = " + ".join(selection.metrics)
     videos = selection.scores.get("num_videos", config.data.val_videos)
+    cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
     return (
         f"{planned}; the published weights are those of step {selection.step}, the best of the run's "
-        f"evaluations every {config.eval_every} steps by {metrics} on {videos} validation videos "
-        f"({selection.score:.3f})"
+        f"evaluations ({cadence}) by {metrics} on {videos} validation videos ({selection.score:.3f})"
     )
 
 

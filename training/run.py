@@ -27,7 +27,7 @@ from training.config import TrainConfig, read_train_config
 from training.configs import available, get_config
 from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
-from training.loop import CONFIG_FILE, FINAL_MODEL_DIR, fit
+from training.loop import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config, fit
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -77,6 +77,9 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     for flag, value in (("--val-videos", args.val_videos), ("--eval-every", args.eval_every)):
         if value is not None and value < 0:
             raise ValueError(f"{flag} must be 0 or more, got {value}")
+    for flag, value in (("--steps", args.steps), ("--num-slots", args.num_slots)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
     data = dataclasses.replace(
         config.data,
         **{
@@ -206,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoints = list_checkpoints(Path(out))
     final_model = Path(out) / FINAL_MODEL_DIR
     if args.resume and checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and final_model.is_dir():
+        try:  # a finished run is reported only when asked for as it was run: other flags would go unheard
+            if (Path(out) / CONFIG_FILE).is_file():
+                check_same_config(Path(out) / CONFIG_FILE, config)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         if main_process:  # every process stops here: the run directory is shared
             print(f"{out} has finished all {config.steps} steps; its model is in {final_model}")
         return 0

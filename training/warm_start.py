@@ -37,11 +37,19 @@ class WarmStart:
     missing: list[str]
 
     def summary(self) -> str:
-        """One line for the log."""
-        return (
-            f"warm start: {len(self.loaded)} tensors loaded, {len(self.reshaped)} with another shape and "
+        """One line for the log; it warns when most of the model's tensors were not in the source."""
+        line = (
+            f"warm start: {_tensors(len(self.loaded))} loaded, {len(self.reshaped)} with another shape and "
             f"{len(self.missing)} absent from the source left at their initialisation"
         )
+        total = len(self.loaded) + len(self.reshaped) + len(self.missing)
+        if 2 * len(self.loaded) < total:
+            line += f"; warning: only {len(self.loaded)} of the model's {total} start from the source (another model?)"
+        return line
+
+
+def _tensors(count: int) -> str:
+    return f"{count} tensor" if count == 1 else f"{count} tensors"
 
 
 def check_warm_start_source(source: str | Path) -> None:
@@ -51,9 +59,16 @@ def check_warm_start_source(source: str | Path) -> None:
         FileNotFoundError: there is no ``model.safetensors``.
         ValueError: the file is damaged (the message names it).
     """
-    path = Path(source) / WEIGHTS_FILE
+    folder = Path(source)
+    path = folder / WEIGHTS_FILE
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--init-from {source}: no such folder")
     if not path.is_file():
-        raise FileNotFoundError(f"--init-from {source}: no {WEIGHTS_FILE} there (expected a saved model directory)")
+        run_models = [str(folder / name) for name in ("best", "model") if (folder / name / WEIGHTS_FILE).is_file()]
+        hint = f"; it looks like a training run, whose models are in {' and '.join(run_models)}" if run_models else ""
+        raise FileNotFoundError(
+            f"--init-from {source}: no {WEIGHTS_FILE} there (expected a saved model directory){hint}"
+        )
     try:
         with safe_open(str(path), framework="pt") as weights:
             weights.keys()

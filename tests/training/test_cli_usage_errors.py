@@ -108,6 +108,15 @@ def test_run_refuses_impossible_data_settings(flag, value, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--steps", "0"), ("--num-slots", "0"), ("--steps", "-3")])
+def test_run_names_a_count_flag_below_one(flag, value, tmp_path, capsys):
+    from training.run import main as run_main
+
+    assert run_main(["--config", "tiny", flag, value, "--out", str(tmp_path / "run")]) == 2
+    assert f"error: {flag} must be at least 1, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_encoder_weights_reach_the_encoder_and_their_absence_is_warned_about(tmp_path):
     from training.configs import get_config
     from training.run import apply_overrides, missing_pretrained_weights, parse_args

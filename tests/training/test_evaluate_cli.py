@@ -22,6 +22,7 @@ def test_model_card_numbers_are_reproduced_by_evaluate(tmp_path: Path) -> None:
     assert card_main(["--run", str(tmp_path / "run"), "--out", str(published)]) == 0
     card = (published / "MODEL_CARD.md").read_text()
     assert "video FG-ARI" in card and "synthetic:easy" in card and (published / "sample.png").is_file()
+    assert config.eval_every > config.steps and "the run's evaluations (one, at the end)" in card
     all_scores = json.loads((published / "scores.json").read_text())
     card_scores = all_scores["synthetic:easy (validation)"]
     (ceiling,) = (value for label, value in all_scores.items() if "the ceiling" in label)

@@ -298,6 +298,32 @@ def test_a_diverging_run_stops_before_checkpointing_non_finite_weights(tmp_path:
     assert not (tmp_path / "model").exists()
 
 
+def test_the_divergence_error_names_a_way_on_that_works(tmp_path: Path, monkeypatch) -> None:
+    """A --resume replays the same steps (and refuses another --lr), so the error points to a lower rate, and to the
+    newest checkpoint's weights through --init-from when there is one."""
+    import training.loop as loop
+
+    real_step = loop._optimisation_step
+
+    def nan_from_step_three(config, run, frames, device):  # the weights stay finite; only the loss is NaN
+        terms = real_step(config, run, frames, device)
+        return {**terms, "loss": float("nan")} if run.step >= 2 else terms
+
+    monkeypatch.setattr(loop, "_optimisation_step", nan_from_step_three)
+    with pytest.raises(FloatingPointError) as raised:
+        fit(tiny(steps=6), tmp_path / "run", progress=False)
+    message = str(raised.value)
+    assert "at step 3" in message and "A --resume would repeat the same steps" in message, message
+    newest = list_checkpoints(tmp_path / "run")[-1]
+    assert newest.name == "step-00000002"
+    assert f"--init-from {newest} and a lower --lr" in message, message
+
+    monkeypatch.setattr(loop, "_optimisation_step", lambda *args: {**real_step(*args), "loss": float("nan")})
+    with pytest.raises(FloatingPointError) as raised:
+        fit(tiny(steps=6), tmp_path / "other", progress=False)
+    assert "lower --lr" in str(raised.value) and "--init-from" not in str(raised.value)  # no checkpoint to name
+
+
 def test_schedule_warms_up_linearly_then_decays_to_the_final_fraction() -> None:
     values = [warmup_cosine(s, 100, 0.05, 1e-3) for s in range(100)]
     assert values[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
@@ -402,7 +428,9 @@ def test_a_damaged_init_from_model_is_named_before_the_run_writes_anything(tmp_p
     assert not (tmp_path / "run").exists()
 
 
-def test_resume_skips_a_damaged_newest_checkpoint_and_continues_exactly_from_the_one_before(tmp_path: Path) -> None:
+def test_resume_skips_a_damaged_newest_checkpoint_and_continues_exactly_from_the_one_before(
+    tmp_path: Path, capsys
+) -> None:
     """A crash of the machine can leave the newest checkpoint's files cut short; the run resumes from the
     previous one (with a warning) and still reaches the weights of an uninterrupted run."""
     config = tiny(steps=6)
@@ -415,6 +443,8 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_continues_exactly_from_the
     assert straight.model_dir is not None and resumed.model_dir is not None
     expected, actual = _weights(straight.model_dir), _weights(resumed.model_dir)
     assert all(torch.equal(expected[key], actual[key]) for key in expected), "not continued from " + previous.name
+    said = capsys.readouterr()
+    assert f"resumed from {previous} (step 2) instead" in said.out + said.err
     for checkpoint in list_checkpoints(tmp_path / "run"):
         (checkpoint / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="no checkpoint of the run can be read"):
@@ -494,6 +524,9 @@ def test_cli_says_what_a_resume_does_and_how_to_continue_an_interrupted_run(tmp_
     assert run_cli.main(["--config", "tiny", "--out", str(run), "--resume", "--no-progress"]) == 0
     assert f"{run} has finished all 4 steps" in capsys.readouterr().out
     assert model_file.stat().st_mtime_ns == finished_at, "a finished run's model was written again"
+    assert run_cli.main(["--config", "tiny", "--out", str(run), "--resume", "--lr", "0.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Differences (started with -> requested): optim.lr" in err, "a changed flag was ignored on a finished run"
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -17,7 +17,7 @@ from tiny_model import TINY_MODEL
 from plugins import VideoSlotModel
 from training.configs import get_config
 from training.loop import fit
-from training.warm_start import freeze_all_but, warm_start
+from training.warm_start import WarmStart, freeze_all_but, warm_start
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,15 +50,30 @@ def test_matching_tensors_are_copied_and_the_others_kept(tmp_path: Path) -> None
 
 
 def test_a_directory_without_weights_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors there"):
+    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors there \(expected a saved model directory\)$"):
         warm_start(_model(), tmp_path)
+
+
+def test_a_training_run_folder_is_refused_with_where_its_models_are(tmp_path: Path) -> None:
+    _model().save_pretrained(tmp_path / "model")
+    _model().save_pretrained(tmp_path / "best")
+    with pytest.raises(FileNotFoundError, match=r"a training run, whose models are in .*best and .*model"):
+        warm_start(_model(), tmp_path)
+
+
+def test_the_summary_warns_when_most_of_the_model_is_not_in_the_source(tmp_path: Path) -> None:
+    _model().save_pretrained(tmp_path)
+    assert "warning" not in warm_start(_model(), tmp_path).summary()
+    few = WarmStart(loaded=["a"], reshaped=["b"], missing=["c"])
+    assert few.summary().startswith("warm start: 1 tensor loaded, 1 with another shape")
+    assert "warning: only 1 of the model's 3 start from the source" in few.summary()
 
 
 def test_the_cli_reports_a_bad_source_and_exits_2(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "training.run", "--config", "tiny", "--steps", "1", "--no-progress"]
     command += ["--out", str(tmp_path / "run"), "--init-from", str(tmp_path / "nowhere")]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "no model.safetensors there" in result.stderr
+    assert result.returncode == 2 and f"--init-from {tmp_path / 'nowhere'}: no such folder" in result.stderr
 
 
 def test_only_the_named_components_train() -> None:
@@ -83,3 +98,10 @@ def test_frozen_components_keep_their_weights_through_a_run(tmp_path: Path) -> N
     trained = load_file(str(tmp_path / "model" / "model.safetensors"))
     changed = {name for name, value in initial.items() if not torch.equal(value, trained[name])}
     assert changed and all(name.startswith("decoder.") for name in changed)
+
+
+def test_an_unknown_component_to_train_is_refused_before_the_run_folder_is_written(tmp_path: Path) -> None:
+    config = dataclasses.replace(get_config("tiny"), steps=3, eval_every=0, train_only=["decodr"])
+    with pytest.raises(ValueError, match="choose one or more of the model's components"):
+        fit(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

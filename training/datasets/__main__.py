@@ -18,7 +18,8 @@ from training.datasets.synthetic import LEVELS, generate_video
 from training.datasets.synthetic_dataset import train_video_seed
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The command line and its ``generate`` command (whose usage line its errors show)."""
     parser = argparse.ArgumentParser(prog="python -m training.datasets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="write a synthetic dataset in the DAVIS 2017 layout")
@@ -36,15 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     gen.add_argument("--seed", type=int, default=0, help="dataset seed, in [0, 2**30)")
     gen.add_argument("--mp4", action="store_true", help="also write videos/<seq>.mp4 (PyAV; needs an even --size)")
-    return parser
+    return parser, gen
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the process exit code."""
     from tqdm import tqdm
 
-    parser = _parser()
-    args = parser.parse_args(argv)
+    top, parser = _parser()
+    args = top.parse_args(argv)
     if args.videos < 1 or args.frames < 1 or args.size < 8:
         parser.error("need --videos >= 1, --frames >= 1 and --size >= 8")
     if not 0 <= args.seed < 2**30:
