@@ -7,6 +7,7 @@ What ``make demo`` runs. Writes ``clip.mp4`` (the input), ``overlay.gif`` (each 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,12 @@ from service.config import DEFAULT_MODEL_DIR, ConfigError, ServiceConfig
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m service.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="model to serve")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path(os.environ.get("SLOTSTREAM_MODEL_DIR") or DEFAULT_MODEL_DIR),
+        help="model to serve (default: SLOTSTREAM_MODEL_DIR when set, as for the server, else the embedded model)",
+    )
     parser.add_argument("--out-dir", type=Path, default=Path("runs/demo"), help="where to write the outputs")
     parser.add_argument("--frames", type=int, default=60, help="frames in the generated clip")
     args = parser.parse_args(argv)

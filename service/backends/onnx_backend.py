@@ -25,6 +25,7 @@ exactly as with the ``torch`` backend.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ from training.export.manifest import (
 
 if TYPE_CHECKING:
     import onnxruntime
+
+_log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SLOTSTREAM_"
 GPU_EXTRA = "pip install -e '.[gpu]'"
@@ -306,10 +309,11 @@ def load_engine(
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
     fp16 = manifest.precision == "fp16" if options.tensorrt_fp16 is None else options.tensorrt_fp16
+    unchecked = None
     if choice.kind == "tensorrt":
         from service.backends.tensorrt_backend import check_tensorrt_parity
 
-        check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
+        unchecked = check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
     ort = import_onnxruntime()
     available = ort.get_available_providers()
     if choice.provider not in available:
@@ -318,6 +322,8 @@ def load_engine(
             f"offers only {', '.join(available)}. Install the GPU build instead of the CPU one (pip uninstall "
             f"onnxruntime, then {GPU_EXTRA}; the two packages must never be installed together), or use --device cpu"
         )
+    if unchecked:  # only once the provider is there: engines that cannot load need no warning
+        _log.warning("%s", unchecked)
     cache_root = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
     sessions = {}
     for graph in (FIRST_STEP, STEP):

@@ -326,8 +326,7 @@ def load_engine(
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
     fp16 = manifest.precision == "fp16" if options.fp16 is None else options.fp16
-    if check_parity:
-        check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
+    unchecked = check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32") if check_parity else None
     trt = import_tensorrt()
     import torch
 
@@ -335,6 +334,8 @@ def load_engine(
         raise BackendUnavailable(
             f"--device {device}: no such CUDA device is visible; the tensorrt backend {NEEDS_GPU}"
         )
+    if unchecked:
+        _log.warning("%s", unchecked)
     torch.cuda.set_device(index)
     cache_dir = prepare_cache_dir(options.cache_dir or model_dir / DEFAULT_CACHE_SUBDIR)
     gpu = f"{torch.cuda.get_device_name(index)} sm_{''.join(map(str, torch.cuda.get_device_capability(index)))}"
@@ -362,23 +363,25 @@ def load_engine(
     return TensorRTEngine(runners[0], runners[1], card)
 
 
-def check_tensorrt_parity(manifest: Manifest, model_dir: Path, precision: str) -> None:
-    """Refuse engines of a precision whose parity check failed at export; warn when engines of ``precision``
+def check_tensorrt_parity(manifest: Manifest, model_dir: Path, precision: str) -> str | None:
+    """Refuse engines of a precision whose parity check failed at export; say when engines of ``precision``
     were never checked (an export without ``--tensorrt``, or one checked at the other precision).
+
+    The refusal comes before anything looks for TensorRT or a GPU; the caller logs the returned warning only once
+    those are there, so a machine without them is not told about engines it cannot load anyway.
+
+    Returns:
+        The warning to log when the engines were not checked, else ``None``.
 
     Raises:
         BackendUnavailable: the export's TensorRT check at ``precision`` failed.
     """
     report = manifest.parity.get("tensorrt")  # measured at export, at the export's precision
     if report is None or manifest.precision != precision:
-        _log.warning(
-            "the %s TensorRT engines of %s were not compared with PyTorch at export (python -m training.export "
-            "--tensorrt%s checks them)",
-            precision,
-            model_dir,
-            " --fp16" if precision == "fp16" else "",
+        return (
+            f"the {precision} TensorRT engines of {model_dir} were not compared with PyTorch at export (python -m "
+            f"training.export --tensorrt{' --fp16' if precision == 'fp16' else ''} checks them)"
         )
-        return
     if not report.passed:
         raise BackendUnavailable(
             f"{model_dir}: its {precision} TensorRT engines failed the export's parity check ({report.runtime}: "
@@ -386,6 +389,7 @@ def check_tensorrt_parity(manifest: Manifest, model_dir: Path, precision: str) -
             "serve it with --backend torch, or --backend onnx on --device cpu or cuda, or export again (for example "
             "without --fp16)"
         )
+    return None
 
 
 def _cached_engine(

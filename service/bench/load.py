@@ -32,7 +32,7 @@ from service.bench.provenance import provenance, redact
 from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import SuiteError, run_suite
 from service.client import StreamError
-from service.client.core import check_jpeg_quality
+from service.client.core import DEFAULT_MAX_MESSAGE_BYTES, FRAME_FIELDS_BYTES, check_jpeg_quality
 from service.client.synthetic import synthetic_clip
 from service.config import DEFAULT_MODEL_DIR, ConfigError
 
@@ -46,16 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--target", help="server host:port to load")
     mode.add_argument("--suite", action="store_true", help="pipeline in-process + a spawned server, 1 and N streams")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (--suite)")
-    parser.add_argument("--backend", default="torch", help="backend of the spawned server and pipeline (--suite)")
-    parser.add_argument("--streams", type=int, default=1, help="concurrent streams")
-    parser.add_argument("--frames", type=int, default=200, help="frames per stream")
+    parser.add_argument(
+        "--backend", default="torch", help="backend of the spawned server and pipeline (--suite; default: torch)"
+    )
+    parser.add_argument("--streams", type=int, default=1, help="concurrent streams (default: 1)")
+    parser.add_argument("--frames", type=int, default=200, help="frames per stream (default: 200)")
     parser.add_argument("--fps", type=float, help="per-stream send rate (default: as fast as answers come)")
     parser.add_argument("--window", type=int, default=1, help="frames in flight per stream (1: send, await answer)")
     parser.add_argument("--live", action="store_true", help="open streams in live mode")
-    parser.add_argument("--size", type=int, default=128, help="square frame size sent, in pixels")
+    parser.add_argument("--size", type=int, default=128, help="square frame size sent, in pixels (default: 128)")
     parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
     parser.add_argument("--token", help="bearer token")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--suite)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--suite; default: 5)")
     parser.add_argument("--server-args", default="", help="more `python -m service` flags (--suite)")
     parser.add_argument("--json", type=Path, help="write the report here")
     return parser
@@ -81,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
         except ValueError as error:
             parser.error(str(error))
+    raw_bytes = args.size * args.size * 3
+    if args.jpeg_quality is None and raw_bytes > DEFAULT_MAX_MESSAGE_BYTES - FRAME_FIELDS_BYTES:
+        parser.error(
+            f"--size {args.size}: a raw frame is {raw_bytes:,} bytes, more than one message carries "
+            f"({DEFAULT_MAX_MESSAGE_BYTES:,}); give a smaller --size or send JPEG with --jpeg-quality"
+        )
     if args.suite and args.streams < 2:
         parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
     if args.suite and not args.model.is_dir():

@@ -84,11 +84,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--local", action="store_true", required=True, help="benchmark engines in-process")
     parser.add_argument("--model", required=True, type=Path, help="model or export directory")
-    parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help="comma-separated backends")
-    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes")
-    parser.add_argument("--iterations", type=int, default=200, help="timed rounds per batch size")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed rounds per batch size")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of torch and ONNX Runtime")
+    parser.add_argument(
+        "--backends",
+        default=",".join(DEFAULT_BACKENDS),
+        help=f"comma-separated backends (default: {','.join(DEFAULT_BACKENDS)})",
+    )
+    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default: 1,8)")
+    parser.add_argument("--iterations", type=int, default=200, help="timed rounds per batch size (default: 200)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed rounds per batch size (default: 20)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads of torch and ONNX Runtime (default: 1)"
+    )
     parser.add_argument("--device", default="cpu", help="device of every backend (cpu, cuda:0; tensorrt: cuda:0)")
     parser.add_argument("--json", type=Path, help="write the report here as JSON")
     parser.add_argument("--no-floor", action="store_true", help="skip the FLOP count and matmul-rate floor")

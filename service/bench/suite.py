@@ -16,6 +16,8 @@ measured (no frame answered, say every frame refused by the server) is ``None``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -32,7 +34,7 @@ from service.bench.spawn import SpawnedServer
 from service.bench.stats import summarize
 from service.client.core import Client
 from service.client.encoding import encode_image
-from service.config import ServiceConfig
+from service.config import ConfigError, ServiceConfig
 from service.engine import BackendUnavailable
 from service.types import EncodedImage, FrameDropped, FrameRequest, FrameResult
 
@@ -64,7 +66,7 @@ def run_suite(
         StreamError: the server refused a stream (a missing ``--token``, options it does not accept).
         ValueError: a frame the client cannot send (too large for one message).
     """
-    config = ServiceConfig.from_sources(["--model-dir", str(model_dir), "--backend", backend, *server_args])
+    config = _server_config(["--model-dir", str(model_dir), "--backend", backend, *server_args])
     try:  # the server's settings, from the same flags
         bench = PipelineBench(config, clip, spec.jpeg_quality)
     except (BackendUnavailable, OSError, ValueError) as error:  # ValueError: a missing or damaged manifest
@@ -74,6 +76,23 @@ def run_suite(
     options = {name: str(value) if isinstance(value, Path) else value for name, value in backend_options}
     report["local"][0] |= {"device": config.device, "torch_threads": config.torch_threads, "backend_options": options}
     return report
+
+
+def _server_config(argv: list[str]) -> ServiceConfig:
+    """The server's settings from its flags.
+
+    Raises:
+        ConfigError: a value the server refuses, or a flag it does not know: then argparse's one-line message
+            instead of the server's whole usage text.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return ServiceConfig.from_sources(argv)
+    except SystemExit as exited:
+        lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+        last = lines[-1] if lines else f"the server flags exit with {exited.code}"
+        raise ConfigError(f"--server-args: {last}") from None
 
 
 async def _measure(

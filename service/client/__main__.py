@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -69,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")
     synth.add_argument("out", type=Path, help=".mp4 or .gif")
-    synth.add_argument("--frames", type=int, default=60)
-    synth.add_argument("--size", type=int, default=128, help="square frame size in pixels")
+    synth.add_argument("--frames", type=int, default=60, help="frames in the clip (default: 60)")
+    synth.add_argument("--size", type=int, default=128, help="square frame size in pixels (default: 128)")
     return parser
 
 
@@ -88,6 +89,14 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
+    """The client the connection flags describe.
+
+    Raises:
+        ValueError: ``--target`` names a host without a port (gRPC would quietly try port 443).
+        OSError: a token or TLS file cannot be read.
+    """
+    if re.fullmatch(r"[\w.-]+", args.target):
+        raise ValueError(f"--target {args.target}: give the server's port too, as in {args.target}:50051")
     tls = None
     if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
         tls = TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
@@ -104,7 +113,10 @@ def _token(args: argparse.Namespace) -> str | None:
     if args.token_file is None:
         token: str | None = args.token
         return token
-    token = args.token_file.read_text().strip()
+    try:
+        token = args.token_file.read_text().strip()
+    except OSError as error:
+        raise type(error)(error.errno, f"--token-file {args.token_file}: cannot read it: {error.strerror}") from error
     if not token:
         raise ValueError(f"--token-file {args.token_file} is empty")
     return token
@@ -280,8 +292,15 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (OSError, ValueError, ImportError) as error:  # OSError: a missing or unreadable file, a corrupt image
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_error_text(error)}", file=sys.stderr)
         return 2
+
+
+def _error_text(error: Exception) -> str:
+    """``error``'s message, without the ``[Errno N]`` that ``OSError`` puts before it."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error)
 
 
 class _JsonLines:

@@ -258,10 +258,12 @@ def test_an_export_whose_engines_failed_parity_is_refused(export_dir, tmp_path, 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed: the load would go on to build engines")
 def test_a_failed_check_at_one_precision_does_not_refuse_engines_of_the_other(export_dir, tmp_path, caplog):
-    """A failed fp16 check says nothing about fp32 engines: they are built (with a warning that they were not
-    checked), and here the load goes on to ask for TensorRT itself."""
+    """A failed fp16 check says nothing about fp32 engines: they would be built with a warning that they were not
+    checked; here the load goes on to ask for TensorRT itself, and without it says only that (no warning about
+    engines this machine cannot load)."""
     import shutil
 
+    from service.backends.tensorrt_backend import check_tensorrt_parity
     from training.export import read_manifest
     from training.export.manifest import write_manifest
 
@@ -273,4 +275,9 @@ def test_a_failed_check_at_one_precision_does_not_refuse_engines_of_the_other(ex
     write_manifest(failed_dir, failed)  # an export --fp16 --tensorrt whose engines failed
     with pytest.raises(BackendUnavailable, match="the tensorrt package is not installed"):
         load_engine("tensorrt", failed_dir, name="tiny", device="cuda:0", max_batch_size=4, options={"fp16": False})
-    assert "fp32 TensorRT engines" in caplog.text and "were not compared with PyTorch" in caplog.text
+    assert "were not compared with PyTorch" not in caplog.text
+    warning = check_tensorrt_parity(failed, failed_dir, "fp32")
+    assert warning is not None and "fp32 TensorRT engines" in warning and "were not compared with PyTorch" in warning
+    assert "--tensorrt checks them" in warning
+    with pytest.raises(BackendUnavailable, match="fp16 TensorRT engines failed"):
+        check_tensorrt_parity(failed, failed_dir, "fp16")

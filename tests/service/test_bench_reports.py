@@ -74,8 +74,9 @@ def test_suite_runs_on_one_event_loop_without_loop_closed_tracebacks(model_dir):
         (["--backend", "onnx"], 2, "cannot load the model: "),  # a model directory is not an export
         (["--server-args", "--auth-token s3cret"], 1, "a stream to the server failed: UNAUTHENTICATED"),
         (["--server-args", "--auth-token-file {tmp}/none"], 2, "the server did not start (exited with status"),
+        (["--server-args", "--bogus 1"], 2, "--server-args: python -m service: error: unrecognized arguments"),
     ],
-    ids=["missing-model", "not-an-export", "no-token", "server-exits"],
+    ids=["missing-model", "not-an-export", "no-token", "server-exits", "unknown-server-flag"],
 )
 def test_suite_failures_are_one_line_errors(model_dir, tmp_path, capsys, args, status, message):
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
@@ -106,6 +107,16 @@ def test_load_refuses_an_fps_that_is_not_positive(fps, capsys):
     with pytest.raises(SystemExit) as exited:
         bench_main(["--target", "127.0.0.1:1", "--fps", fps])
     assert exited.value.code == 2 and "--fps must be a number > 0" in capsys.readouterr().err
+
+
+def test_load_refuses_a_raw_frame_size_no_message_carries_before_making_frames(capsys, monkeypatch):
+    import service.bench.load as load
+
+    monkeypatch.setattr(load, "synthetic_clip", lambda *args: pytest.fail("frames were made for a refused size"))
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--target", "127.0.0.1:1", "--size", "2400"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "--size 2400: a raw frame is 17,280,000 bytes" in err, err
 
 
 def test_local_refuses_an_unknown_backend_before_exporting(model_dir, capsys):

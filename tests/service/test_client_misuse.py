@@ -235,3 +235,23 @@ def test_a_send_cut_short_still_sends_its_frame(start_server):
 
     answers = run(scenario())
     assert [a.frame_index for a in answers] == [0, 1] and all(isinstance(a, FrameResult) for a in answers)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--token-file", "{tmp}/missing-token"], "error: --token-file {tmp}/missing-token: cannot read it: No such"),
+        (["--tls-ca", "{tmp}/missing-ca.pem"], "(--tls-ca) {tmp}/missing-ca.pem: cannot read it: No such"),
+    ],
+)
+def test_an_unreadable_connection_file_is_named_by_its_flag(tmp_path, capsys, flags, message):
+    argv = ["describe", "--target", "127.0.0.1:1", *(flag.format(tmp=tmp_path) for flag in flags)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "[Errno" not in err, err
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1", "localhost", "my-host.example"])
+def test_a_target_without_a_port_is_refused_before_connecting(capsys, target):
+    assert main(["describe", "--target", target]) == 2
+    assert f"error: --target {target}: give the server's port too, as in {target}:50051" in capsys.readouterr().err

@@ -27,6 +27,13 @@ def test_demo_explains_a_missing_model(tmp_path, capsys):
     assert "not a model directory" in capsys.readouterr().err
 
 
+def test_demo_serves_the_model_the_server_variable_names(tmp_path, capsys, monkeypatch):
+    """The missing-model message points at SLOTSTREAM_MODEL_DIR, so the demo reads it as the server does."""
+    monkeypatch.setenv("SLOTSTREAM_MODEL_DIR", str(tmp_path / "from-env"))
+    assert demo_main(["--out-dir", str(tmp_path / "out")]) == 2
+    assert f"{tmp_path / 'from-env'} is not a model directory" in capsys.readouterr().err
+
+
 def test_load_generator_reports_latency_throughput_and_losses(server, tmp_path):
     out = tmp_path / "load.json"
     code = bench_main(
