@@ -7,6 +7,10 @@ batch. A job that would be dispatched alone at once (one stream, or the only one
 dispatch loop and runs straight from :meth:`MicroBatcher.submit`, saving two event-loop hops on the
 latency-critical path.
 
+A batch may be split into groups that ``process`` runs one after the other on the batch's thread (first and
+later frames need different model calls); each group's jobs are answered as soon as their group is done, not
+when the whole batch is.
+
 Batches run off the event loop, each on one of the given executors (model instances), at most one batch per
 executor, on the lowest-numbered free one, so a lone stream always runs on the same thread with warm caches;
 when several instances are free, the waiting jobs are split evenly between them. A model thread hands its
@@ -36,9 +40,10 @@ class Timed(Generic[R]):
 
     Attributes:
         result: what the process function returned for the job.
-        queue_s: from submission to the start of its batch.
-        run_s: duration of the batch's process call.
-        batch_size: jobs in the batch.
+        queue_s: from submission to the start of its process call (for a batch split into groups, the start of
+            its group's call, so the wait for the groups before it is queueing).
+        run_s: duration of that process call.
+        batch_size: jobs in that call.
     """
 
     result: R
@@ -122,6 +127,10 @@ class MicroBatcher(Generic[P, R]):
             is dispatched at once when it holds all of them that are not already running. ``None``: only
             size and delay decide.
         on_batch: called with the keys of each batch as it is dispatched (metrics, test hooks).
+        split: divides a batch's payloads into groups (lists of indices, each payload in exactly one; empty
+            groups are skipped) that ``process`` runs one after the other, in the given order; each group's jobs
+            get their results as soon as its call returns, and a group whose call raises fails only its own jobs.
+            ``None``: the batch is one group. A lone job runs alone whatever ``split`` says.
         inline_below_s: a lone due job runs on the event loop's thread, without a thread hand-off, when no other
             batch is running and the previous lone job's call was of the same key and took less than this (0:
             never). The loop serves nothing else meanwhile, so this only suits calls far shorter than any
@@ -140,6 +149,7 @@ class MicroBatcher(Generic[P, R]):
         demand: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Hashable]], None] | None = None,
         inline_below_s: float = 0.0,
+        split: Callable[[Sequence[P]], Sequence[Sequence[int]]] | None = None,
     ) -> None:
         if max_batch_size < 1 or not executors:
             raise ValueError(f"need max_batch_size >= 1 and at least one executor: {max_batch_size}, {executors}")
@@ -151,6 +161,7 @@ class MicroBatcher(Generic[P, R]):
         self._demand = demand
         self._on_batch = on_batch
         self._inline_below_s = inline_below_s
+        self._split = split
         self._last_lone_run: tuple[Hashable, float] | None = None  # key and duration of the latest lone call
         self._pending: list[_Job[P, R]] = []
         self._running: dict[asyncio.Future[Any], _Running[P, R]] = {}  # batch task or direct call -> batch
@@ -301,21 +312,58 @@ class MicroBatcher(Generic[P, R]):
         return batch
 
     async def _run(self, batch: list[_Job[P, R]], executor: Executor) -> None:
-        started = time.perf_counter()
+        if self._on_batch is not None:
+            self._on_batch([job.key for job in batch])
+        payloads = [job.payload for job in batch]
         try:
-            if self._on_batch is not None:
-                self._on_batch([job.key for job in batch])
-            payloads = [job.payload for job in batch]
-            results = await _call_in_thread(executor, self._process, payloads).result
+            groups = self._groups(payloads)
         except Exception as error:
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(error)
+            self._fail(batch, error)
             return
-        run_s = time.perf_counter() - started
-        for job, result in zip(batch, results, strict=True):
+        loop = asyncio.get_running_loop()
+
+        def answer(jobs: list[_Job[P, R]], outcome: Sequence[R] | Exception, started: float, run_s: float) -> None:
+            if isinstance(outcome, Exception):  # on the event loop, as soon as the group's call is done
+                self._fail(jobs, outcome)
+                return
+            for job, result in zip(jobs, outcome, strict=True):
+                if not job.future.done():
+                    job.future.set_result(Timed(result, started - job.submitted, run_s, len(jobs)))
+
+        def run_groups(_: None) -> None:  # on the model thread
+            for group in groups:
+                jobs = [batch[index] for index in group]
+                started = time.perf_counter()
+                outcome: Sequence[R] | Exception
+                try:
+                    outcome = self._process([job.payload for job in jobs])
+                except Exception as error:
+                    outcome = error
+                loop.call_soon_threadsafe(answer, jobs, outcome, started, time.perf_counter() - started)
+
+        try:
+            await _call_in_thread(executor, run_groups, None).result
+        except Exception as error:  # the thread could not run the groups at all (an executor shut down)
+            self._fail(batch, error)
+
+    def _groups(self, payloads: list[P]) -> list[list[int]]:
+        """The groups of a batch's ``payloads`` (indices), in the order their calls run.
+
+        Raises:
+            ValueError: ``split`` did not place every payload in exactly one group.
+        """
+        if self._split is None:
+            return [list(range(len(payloads)))]
+        groups = [list(group) for group in self._split(payloads) if group]
+        if sorted(index for group in groups for index in group) != list(range(len(payloads))):
+            raise ValueError(f"split must place each of the {len(payloads)} payloads in exactly one group: {groups}")
+        return groups
+
+    @staticmethod
+    def _fail(jobs: list[_Job[P, R]], error: Exception) -> None:
+        for job in jobs:
             if not job.future.done():
-                job.future.set_result(Timed(result, started - job.submitted, run_s, len(batch)))
+                job.future.set_exception(error)
 
     def _drop_abandoned(self) -> None:
         if any(job.future.done() for job in self._pending):

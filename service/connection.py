@@ -513,8 +513,9 @@ class StreamConnection:
         request = item.request
         latency = LatencyBreakdown(
             decode_ms=(item.decoded - item.accepted) * 1e3,
-            # The reply window, the stream's previous frame, the batch forming and the batch's other model call
-            # (first and later frames of one batch run as two calls): every wait, so the stages add up to total_ms.
+            # The reply window, the stream's previous frame, the batch forming, the batch's other model call when it
+            # ran first (later frames run before first frames) and retries after a failed batched call: every
+            # wait, so the stages add up to total_ms.
             queue_ms=(item.accepted - item.received + submitted - item.decoded + timed.queue_s + step.waited_s) * 1e3,
             inference_ms=step.inference_s * 1e3,
             postprocess_ms=(step.postprocess_s + own_post_s) * 1e3,

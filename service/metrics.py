@@ -20,7 +20,7 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
 - ``slotstream_frame_errors_total`` (by code).
 - ``slotstream_batch_size`` (histogram, by model): frames per batch the batcher dispatched (a batch that mixes
-  streams' first frames with later ones runs as two model calls, ``first_step`` and ``step``).
+  streams' first frames with later ones runs as two model calls, ``step`` and then ``first_step``).
 - ``slotstream_decode_seconds``, ``slotstream_queue_seconds``, ``slotstream_inference_seconds``,
   ``slotstream_e2e_seconds`` (histograms, by model): per-frame latency stages; e2e is receipt to result.
 - ``slotstream_state_bytes`` (gauge): memory held by recurrent states, including resume history.

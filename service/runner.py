@@ -47,9 +47,8 @@ class StepResult:
         inference_s: duration of the model call the frame was part of.
         postprocess_s: duration of the mask post-processing inside that call.
         batch_size: frames in that call (1 for a frame retried alone after its batch failed).
-        waited_s: the batch's time outside that call: a batch of first and later frames makes two model calls in
-            turn (``first_step``, then ``step``) and returns when both are done, so each frame also waits for
-            the other call (as do frames retried alone after their batch's call failed).
+        waited_s: time spent in other calls of the frame's group: when a batched call fails, its frames are
+            retried alone one after the other, so each waits for the failed call and the retries before its own.
     """
 
     slots: np.ndarray
@@ -71,11 +70,19 @@ class _Failed:
     message: str
 
 
-def _with_wait(result: StepResult | _Failed, batch_s: float) -> StepResult | _Failed:
-    """``result`` with :attr:`StepResult.waited_s` set: the batch's ``batch_s`` less the frame's own call."""
+def _with_wait(result: StepResult | _Failed, group_s: float) -> StepResult | _Failed:
+    """``result`` with :attr:`StepResult.waited_s` set: the group's ``group_s`` less the frame's own call."""
     if isinstance(result, _Failed):
         return result
-    return replace(result, waited_s=max(0.0, batch_s - result.inference_s - result.postprocess_s))
+    return replace(result, waited_s=max(0.0, group_s - result.inference_s - result.postprocess_s))
+
+
+def later_then_first(jobs: Sequence[StepJob]) -> list[list[int]]:
+    """The groups of a batch: its later frames (``step``), then its first frames (``first_step``)."""
+    return [
+        [index for index, job in enumerate(jobs) if job.state is not None],
+        [index for index, job in enumerate(jobs) if job.state is None],
+    ]
 
 
 class ModelRunner:
@@ -84,9 +91,10 @@ class ModelRunner:
     Batches run on ``instances`` model threads (on a CPU, one core each with one intra-op thread: several
     medium batches in parallel beat one large batch on one core).
 
-    A batch may mix first frames and later frames; they go to ``first_step`` and ``step`` as two calls.
-    If a batched call fails, each of its frames is retried alone so that one bad frame cannot fail
-    another stream's frame.
+    A batch may mix first frames and later frames; they go to ``step`` and then ``first_step`` as two calls,
+    each group answered as soon as its own call is done, so streams already running never wait for a new
+    stream's first frame. If a batched call fails, each of its frames is retried alone so that one bad frame
+    cannot fail another stream's frame.
 
     Args:
         engine: the loaded engine.
@@ -131,6 +139,7 @@ class ModelRunner:
             demand=demand,
             on_batch=on_batch,
             inline_below_s=inline_below_s,
+            split=later_then_first,
         )
 
     async def run(self, key: Hashable, job: StepJob) -> Timed[StepResult]:
@@ -191,17 +200,11 @@ class ModelRunner:
     # -- on the model thread ------------------------------------------------------------------------------
 
     def _process(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
-        results: list[StepResult | _Failed | None] = [None] * len(jobs)
-        batch_started = time.perf_counter()
-        first = [i for i, job in enumerate(jobs) if job.state is None]
-        later = [i for i, job in enumerate(jobs) if job.state is not None]
-        for group in (first, later):
-            if group:
-                for index, result in zip(group, self._run_group([jobs[i] for i in group]), strict=True):
-                    results[index] = result
-        batch_s = time.perf_counter() - batch_started
-        assert all(result is not None for result in results)
-        return [_with_wait(result, batch_s) for result in results if result is not None]
+        """Run a group of first frames or of later frames (the batcher splits mixed batches)."""
+        started = time.perf_counter()
+        results = self._run_group(jobs)
+        group_s = time.perf_counter() - started
+        return [_with_wait(result, group_s) for result in results]
 
     def _run_group(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
         try:

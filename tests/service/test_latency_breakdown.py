@@ -46,10 +46,10 @@ def test_waiting_for_the_reply_window_is_queueing_not_decoding(start_server):
     assert all(r.latency.queue_ms > 0.8 * MODEL_DELAY_S * 1e3 for r in results[1:]), "each waited for a reply"
 
 
-def test_a_step_that_waits_for_a_first_step_in_its_batch_counts_the_wait(start_server):
-    """A batch holding a new stream's first frame and another stream's later frame runs two model calls in turn
-    and is answered when both are done: each frame's wait for the other call is queueing, not lost from the
-    breakdown."""
+def test_a_batch_of_a_first_and_a_later_frame_answers_the_later_one_first(start_server):
+    """A batch holding a new stream's first frame and another stream's later frame runs two model calls in turn:
+    ``step`` first, answered as soon as it is done, so the running stream never waits for the newcomer's
+    ``first_step``; the first frame's wait for the ``step`` call is queueing, not lost from the breakdown."""
     factory, _ = slow_factory(delay_s=MODEL_DELAY_S)
     server = start_server(engine_factory=factory)
     server.server.batch_log = []
@@ -72,8 +72,13 @@ def test_a_step_that_waits_for_a_first_step_in_its_batch_counts_the_wait(start_s
     results = run(scenario(), timeout=60)
     batches = server.on_loop(lambda: list(server.server.batch_log))
     assert any(len(batch) == 2 for batch in batches), f"the first and later frame were not batched: {batches}"
-    later = results[2]
-    assert isinstance(later, FrameResult) and later.latency.batch_size == 1  # its own (step) call
-    assert later.latency.queue_ms > MODEL_DELAY_S * 1e3, "it waited for the busy call and the first_step call"
+    first, later = results[1], results[2]
+    assert isinstance(first, FrameResult) and isinstance(later, FrameResult)
+    assert later.latency.batch_size == first.latency.batch_size == 1  # each its own call
+    assert later.completed_time_ns < first.completed_time_ns, "the later frame was not answered first"
+    # The later frame waited for the busy call only (about 2/3 of one call); the first frame for it and the step.
+    assert later.latency.queue_ms < MODEL_DELAY_S * 1e3, "the later frame waited for the first_step call"
+    assert first.latency.queue_ms > MODEL_DELAY_S * 1e3 + 0.8 * later.latency.queue_ms, first.latency
+    assert later.latency.total_ms < first.latency.total_ms - 0.8 * MODEL_DELAY_S * 1e3
     for result in results:
         assert abs(unaccounted_ms(result.latency)) < SLACK_MS, result.latency
