@@ -69,10 +69,10 @@ class SpatialBroadcastDecoder(Decoder):
         in_channels = slot_dim
         for _ in range(int(math.log2(ratio))):
             upsample = nn.ConvTranspose2d(in_channels, channels, kernel_size, 2, kernel_size // 2, output_padding=1)
-            layers += [upsample, nn.ReLU()]
+            layers += [upsample, nn.ReLU(inplace=True)]  # in place: no second copy of a large activation
             in_channels = channels
         hidden = nn.Conv2d(in_channels, channels, kernel_size, padding=kernel_size // 2)
-        layers += [hidden, nn.ReLU(), nn.Conv2d(channels, 4, 3, padding=1)]
+        layers += [hidden, nn.ReLU(inplace=True), nn.Conv2d(channels, 4, 3, padding=1)]
         self.net = nn.Sequential(*layers)
         self._folded: tuple[_FoldKey, Tensor, Tensor] | None = None  # (weights key, basis, offset)
 
@@ -100,8 +100,8 @@ class SpatialBroadcastDecoder(Decoder):
     def _folded_first_layer(self, flat: Tensor) -> Tensor:
         """The same as :meth:`_first_layer`, as ``flat @ basis + offset`` (see the module docstring)."""
         basis, offset = self._fold()
-        mapped = flat @ basis.flatten(1)  # [N, D] @ [D, C*h1*w1] -> [N, C*h1*w1]
-        return mapped.view(-1, *offset.shape) + offset  # [N, C, h1, w1]
+        mapped = torch.addmm(offset.flatten(), flat, basis.flatten(1))  # [N, D] @ [D, C*h1*w1] + offset
+        return mapped.view(-1, *offset.shape)  # [N, C, h1, w1]
 
     def _fold(self) -> tuple[Tensor, Tensor]:
         """``basis [D, C, h1, w1]`` and ``offset [C, h1, w1]`` of the first layer, recomputed when the weights of

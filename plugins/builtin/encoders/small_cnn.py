@@ -46,7 +46,7 @@ class SmallCNNEncoder(Encoder):
         for index, (out_channels, stride) in enumerate(zip(channels, strides, strict=True)):
             layers.append(nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2))
             if index < len(channels) - 1:
-                layers.append(nn.ReLU())
+                layers.append(nn.ReLU(inplace=True))  # in place: no second copy of a large activation
             in_channels = out_channels
             height, width = (height + stride - 1) // stride, (width + stride - 1) // stride
         self.convs = nn.Sequential(*layers)
