@@ -312,32 +312,44 @@ class MicroBatcher(Generic[P, R]):
         return batch
 
     async def _run(self, batch: list[_Job[P, R]], executor: Executor) -> None:
-        if self._on_batch is not None:
-            self._on_batch([job.key for job in batch])
         payloads = [job.payload for job in batch]
         try:
+            if self._on_batch is not None:
+                self._on_batch([job.key for job in batch])
             groups = self._groups(payloads)
         except Exception as error:
             self._fail(batch, error)
             return
         loop = asyncio.get_running_loop()
+        this = asyncio.current_task()
 
-        def answer(jobs: list[_Job[P, R]], outcome: Sequence[R] | Exception, started: float, run_s: float) -> None:
-            if isinstance(outcome, Exception):  # on the event loop, as soon as the group's call is done
+        def answer(jobs: list[_Job[P, R]], outcome: Sequence[R] | BaseException, started: float, run_s: float) -> None:
+            """On the event loop, as soon as a group's call is done: answer its jobs, and stop counting them as
+            running, so their streams' next frames can be batched (or run) while the batch's other groups run."""
+            if isinstance(outcome, BaseException):
                 self._fail(jobs, outcome)
-                return
-            for job, result in zip(jobs, outcome, strict=True):
-                if not job.future.done():
-                    job.future.set_result(Timed(result, started - job.submitted, run_s, len(jobs)))
+            else:
+                for job, result in zip(jobs, outcome, strict=True):
+                    if not job.future.done():
+                        job.future.set_result(Timed(result, started - job.submitted, run_s, len(jobs)))
+            running = self._running.get(this) if this is not None else None
+            if running is not None:
+                answered = {id(job) for job in jobs}  # by identity: payloads may be arrays
+                running.jobs = [job for job in running.jobs if id(job) not in answered]
+                self._wakeup.set()
 
         def run_groups(_: None) -> None:  # on the model thread
             for group in groups:
                 jobs = [batch[index] for index in group]
+                if all(job.future.done() for job in jobs):  # stopped or abandoned meanwhile: nobody to answer
+                    continue
                 started = time.perf_counter()
-                outcome: Sequence[R] | Exception
+                outcome: Sequence[R] | BaseException
                 try:
                     outcome = self._process([job.payload for job in jobs])
-                except Exception as error:
+                    if len(outcome) != len(jobs):
+                        raise RuntimeError(f"process returned {len(outcome)} results for {len(jobs)} jobs")
+                except BaseException as error:  # answered on the loop; the thread goes on with the next group
                     outcome = error
                 loop.call_soon_threadsafe(answer, jobs, outcome, started, time.perf_counter() - started)
 
@@ -360,7 +372,7 @@ class MicroBatcher(Generic[P, R]):
         return groups
 
     @staticmethod
-    def _fail(jobs: list[_Job[P, R]], error: Exception) -> None:
+    def _fail(jobs: list[_Job[P, R]], error: BaseException) -> None:
         for job in jobs:
             if not job.future.done():
                 job.future.set_exception(error)

@@ -75,7 +75,7 @@ def evaluate(
         ValueError: the dataset has no masks, or the model's masks are not finite (the argmax of NaN masks would
             give finite, meaningless scores).
     """
-    scores, _ = evaluate_by_object_count(model, dataset, max_videos, mask_source, background, device, progress)
+    scores, _ = _scored(model, dataset, max_videos, mask_source, background, device, progress, by_count=False)
     return scores
 
 
@@ -93,12 +93,26 @@ def evaluate_by_object_count(
     Returns:
         The scores of all videos, and for each object count (distinct non-zero, non-void ids over the whole
         video, see :func:`object_count`) the scores of the videos that have it, in increasing order of count.
-        Every score is a mean over videos (or frames), so the groups' means weighted by their video counts give
-        the overall video-mode means.
+        Every score is a mean over valid videos (or frames), so the groups' means weighted by their numbers of
+        valid samples give the overall means (a group without foreground has no valid FG-ARI).
 
     Raises:
         ValueError: as :func:`evaluate`.
     """
+    return _scored(model, dataset, max_videos, mask_source, background, device, progress, by_count=True)
+
+
+def _scored(
+    model: VideoSlotModel,
+    dataset: Dataset[VideoClip],
+    max_videos: int | None,
+    mask_source: MaskSource,
+    background: BackgroundPolicy,
+    device: str | torch.device,
+    progress: bool,
+    by_count: bool,
+) -> tuple[DiscoveryScores, dict[int, DiscoveryScores]]:
+    """The scores of all videos and, when ``by_count``, of each object count's videos (else no groups)."""
 
     def new_metrics() -> ObjectDiscoveryMetrics:
         return ObjectDiscoveryMetrics(background=background, mask_source=MASK_SOURCES[mask_source])
@@ -118,8 +132,9 @@ def evaluate_by_object_count(
             labels = upsample_to_labels(masks, (height, width))  # [1, T, H, W]: upsampled once for both groups
             num_slots = masks.shape[2]
             overall.update_labels(labels, batch.masks, num_slots)
-            group = groups.setdefault(object_count(batch.masks[0]), new_metrics())
-            group.update_labels(labels, batch.masks, num_slots)
+            if by_count:
+                group = groups.setdefault(object_count(batch.masks[0]), new_metrics())
+                group.update_labels(labels, batch.masks, num_slots)
     return overall.compute(), {count: groups[count].compute() for count in sorted(groups)}
 
 

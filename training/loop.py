@@ -197,7 +197,10 @@ def _divergence_message(loss: float, step: int, run_dir: Path) -> str:
     saved = list_checkpoints(run_dir)
     restart = "start again with a lower --lr (in another --out, or delete this one)"
     if saved:
-        restart += f", or continue from the newest checkpoint's weights with --init-from {saved[-1]} and a lower --lr"
+        restart += (
+            f", or continue from the newest checkpoint's weights with --init-from {saved[-1]} and a lower --lr in "
+            "another --out"
+        )
     return (
         f"the loss is {loss} at step {step}: training diverged, and no checkpoint of it was written. A --resume "
         f"would repeat the same steps; {restart}"

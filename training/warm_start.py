@@ -61,6 +61,8 @@ def check_warm_start_source(source: str | Path) -> None:
     """
     folder = Path(source)
     path = folder / WEIGHTS_FILE
+    if folder.is_file():
+        raise FileNotFoundError(f"--init-from {source} is a file; give the folder that holds {WEIGHTS_FILE}")
     if not folder.is_dir():
         raise FileNotFoundError(f"--init-from {source}: no such folder")
     if not path.is_file():

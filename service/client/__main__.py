@@ -92,13 +92,18 @@ def _client(args: argparse.Namespace) -> Client:
     """The client the connection flags describe.
 
     Raises:
-        ValueError: ``--target`` names a host without a port (gRPC would quietly try port 443).
+        ValueError: ``--target`` names a host without a port on a plaintext connection (gRPC would quietly try
+            443, the TLS port, where a TLS endpoint behind an ingress is fine).
         OSError: a token or TLS file cannot be read.
     """
-    if re.fullmatch(r"[\w.-]+", args.target):
-        raise ValueError(f"--target {args.target}: give the server's port too, as in {args.target}:50051")
+    secure = bool(args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name)
+    if not secure and re.fullmatch(r"[\w.-]+", args.target):
+        raise ValueError(
+            f"--target {args.target}: give the server's port too, as in {args.target}:50051 (without one, gRPC "
+            "uses 443, the TLS port)"
+        )
     tls = None
-    if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+    if secure:
         tls = TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
     return Client(args.target, token=_token(args), tls=tls)
 

@@ -120,3 +120,89 @@ def test_results_reach_their_own_submitters_whatever_the_group_order(groups):
         return [t.result for t in timed]
 
     assert asyncio.run(scenario()) == [2, 10]
+
+
+def test_an_on_batch_hook_that_raises_fails_the_batch_instead_of_leaving_it_waiting():
+    def broken_hook(keys):
+        raise RuntimeError("hook failed")
+
+    async def scenario():
+        batcher = MicroBatcher(
+            lambda p: p, [ThreadPoolExecutor(1)], max_batch_size=2, max_delay_s=1.0, on_batch=broken_hook
+        )
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(batcher.submit("a", 1), batcher.submit("b", 2), return_exceptions=True), 5
+        )
+        await batcher.stop()
+        return outcomes
+
+    assert all(isinstance(o, RuntimeError) and "hook failed" in str(o) for o in asyncio.run(scenario()))
+
+
+def test_a_group_with_the_wrong_number_of_results_fails_with_a_clear_error():
+    async def scenario():
+        batcher = MicroBatcher(
+            lambda p: [], [ThreadPoolExecutor(1)], max_batch_size=2, max_delay_s=1.0, split=by_parity
+        )
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(batcher.submit("a", 1), batcher.submit("b", 2), return_exceptions=True), 5
+        )
+        await batcher.stop()
+        return outcomes
+
+    for outcome in asyncio.run(scenario()):
+        assert isinstance(outcome, RuntimeError) and "returned 0 results for 1 jobs" in str(outcome)
+
+
+def test_an_answered_stream_runs_its_next_frame_on_a_free_instance_while_the_batch_goes_on():
+    """Once its group is answered, a stream is no longer running: its next frame need not wait for the rest of
+    the batch (a new stream's slow first frame) when another model instance is free."""
+    slow_s = 0.5
+
+    def process(payloads):
+        time.sleep(slow_s if any(p % 2 for p in payloads) else 0.01)  # odd payloads: the slow group
+        return payloads
+
+    async def scenario():
+        batcher = MicroBatcher(
+            process,
+            [ThreadPoolExecutor(1), ThreadPoolExecutor(1)],
+            max_batch_size=2,
+            max_delay_s=1.0,
+            demand=lambda: 2,
+            split=by_parity,
+        )
+        started = time.perf_counter()
+        slow = asyncio.ensure_future(batcher.submit("new", 1))
+        fast = await batcher.submit("running", 2)  # answered while the odd group still runs
+        following = await batcher.submit("running", 4)
+        following_done = time.perf_counter() - started
+        await slow
+        await batcher.stop()
+        return fast, following, following_done
+
+    fast, following, following_done = asyncio.run(scenario())
+    assert fast.result == 2 and following.result == 4
+    assert following_done < 0.6 * slow_s, f"the next frame waited for the slow group: {following_done:.3f} s"
+
+
+def test_groups_whose_jobs_were_all_stopped_are_not_run():
+    calls: list[list[int]] = []
+    first_running = threading.Event()
+
+    def process(payloads):
+        calls.append(list(payloads))
+        first_running.set()
+        time.sleep(CALL_S)
+        return payloads
+
+    async def scenario():
+        batcher = MicroBatcher(process, [ThreadPoolExecutor(1)], max_batch_size=2, max_delay_s=1.0, split=by_parity)
+        jobs = asyncio.gather(batcher.submit("a", 1), batcher.submit("b", 2), return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, first_running.wait, 5)
+        await batcher.stop()
+        await jobs
+        await asyncio.sleep(2 * CALL_S)  # time enough for a second group's call to start, were it run
+
+    asyncio.run(scenario())
+    assert calls == [[2]], calls

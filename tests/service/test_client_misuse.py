@@ -255,3 +255,10 @@ def test_an_unreadable_connection_file_is_named_by_its_flag(tmp_path, capsys, fl
 def test_a_target_without_a_port_is_refused_before_connecting(capsys, target):
     assert main(["describe", "--target", target]) == 2
     assert f"error: --target {target}: give the server's port too, as in {target}:50051" in capsys.readouterr().err
+
+
+def test_a_tls_target_without_a_port_is_left_to_grpc_default_443(tmp_path, capsys):
+    """A TLS endpoint behind an ingress listens on 443, gRPC's default: no port is needed there."""
+    assert main(["describe", "--target", "localhost", "--tls-ca", str(tmp_path / "missing-ca.pem")]) == 2
+    err = capsys.readouterr().err
+    assert "give the server's port" not in err and "missing-ca.pem: cannot read it" in err, err

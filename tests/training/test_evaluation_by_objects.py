@@ -72,6 +72,18 @@ def test_videos_are_scored_in_the_group_of_their_object_count() -> None:
     assert weighted == pytest.approx(overall.video_mbo)
 
 
+def test_plain_evaluation_does_not_group_its_videos(monkeypatch) -> None:
+    """Training evaluates often; the grouping's second contingency table per video is made only when asked."""
+    import training.evaluation as evaluation
+
+    def refuse(ids: torch.Tensor) -> int:
+        raise AssertionError("evaluate() grouped the videos")
+
+    monkeypatch.setattr(evaluation, "object_count", refuse)
+    model = build_tiny(TINY_MODEL, seed=0).eval()
+    assert evaluate(model, [_clip("a", 2, 0)]).num_videos == 1
+
+
 def test_the_cli_prints_and_writes_the_groups_only_when_asked(tmp_path: Path, capsys) -> None:
     model_dir = tmp_path / "model"
     build_tiny(TINY_MODEL, seed=0).save_pretrained(model_dir)

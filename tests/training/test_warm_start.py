@@ -54,6 +54,12 @@ def test_a_directory_without_weights_is_refused(tmp_path: Path) -> None:
         warm_start(_model(), tmp_path)
 
 
+def test_a_weights_file_given_for_the_folder_is_refused_saying_so(tmp_path: Path) -> None:
+    _model().save_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors is a file; give the folder that holds"):
+        warm_start(_model(), tmp_path / "model.safetensors")
+
+
 def test_a_training_run_folder_is_refused_with_where_its_models_are(tmp_path: Path) -> None:
     _model().save_pretrained(tmp_path / "model")
     _model().save_pretrained(tmp_path / "best")
