@@ -7,8 +7,9 @@ Checked without a cluster:
   Kubernetes 1.29 and the newest version the installed package ships;
 - CRD kinds (ServiceMonitor, PyTorchJob) have no schema there: they are checked structurally here and then
   reported as *skipped* tests that say so; an unexpected kind without a schema fails;
-- hardened pods (the restricted Pod Security profile's rules), probes, selectors and references between objects,
-  and the wiring of the multi-node training job (its torchrun and training.run flags parse with the real parsers).
+- hardened pods (the restricted Pod Security profile's rules), probes and the rollout deadline, selectors and
+  references between objects, and the wiring of the multi-node training job (its torchrun and training.run flags
+  parse with the real parsers).
 
 Not checked: admission by a real API server (defaults, cross-field rules, Pod Security admission), the operators
 behind the CRDs, scheduling on GPU nodes, and the training job actually running across nodes.
@@ -243,6 +244,27 @@ def test_server_probes(render: Renderer, target_id: str) -> None:
     # A restart needs 30 s of failed checks, each given 2 s or more: a busy pod is not killed for a slow answer.
     assert liveness.get("periodSeconds", 10) * liveness.get("failureThreshold", 3) >= 30, target_id
     assert liveness.get("timeoutSeconds", 1) >= 2, target_id
+
+
+@pytest.mark.parametrize("target_id", SERVER_TARGETS)
+def test_rollout_deadline_outlasts_the_startup_allowance(render: Renderer, target_id: str) -> None:
+    """A new pod may take its startup probe's whole allowance to start; a shorter progress deadline marks the
+    rollout as failed meanwhile (ProgressDeadlineExceeded, and `kubectl rollout status` exits 1)."""
+    deployments = find(render(_target(target_id)), "Deployment")
+    assert deployments, f"{target_id} renders no Deployment"
+    for deployment in deployments:
+        deadline = deployment["spec"].get("progressDeadlineSeconds", 600)
+        for spec in deployment["spec"]["template"]["spec"]["containers"]:
+            startup = spec.get("startupProbe")
+            if startup is None:
+                continue
+            # Kubernetes defaults: no initial delay, a check every 10 s, 3 failures.
+            delay, period = startup.get("initialDelaySeconds", 0), startup.get("periodSeconds", 10)
+            allowance = delay + period * startup.get("failureThreshold", 3)
+            assert deadline > allowance, (
+                f"{target_id}: {_label(deployment)} has progressDeadlineSeconds {deadline}, but container "
+                f"{spec['name']}'s startup probe allows {allowance} s"
+            )
 
 
 def _bytes(quantity: str) -> int:

@@ -2,8 +2,9 @@
 
 For every render that runs the server (base, each component on the base, each overlay):
 - every variable the server container gets (its ConfigMap and ``env``) is a ``ServiceConfig`` setting
-  (``SLOTSTREAM_<FIELD>``), and together they build a valid ``ServiceConfig`` (types, ranges, choices); any
-  other variable must be on an explicit list, with its reason (empty today);
+  (``SLOTSTREAM_<FIELD>``) or the plugin registry's ``SLOTSTREAM_DISABLE_PLUGINS``, and together the settings
+  build a valid ``ServiceConfig`` (types, ranges, choices); any other variable must be on an explicit list, with
+  its reason (empty today);
 - a render that picks the onnx or tensorrt backend names an export directory that the image it runs creates;
 - the container port named ``grpc``, the Service ports and the gRPC probe ports equal the port of the server's
   default ``listen`` address, and the ``metrics`` port the port of its default ``metrics_listen``; inside the
@@ -48,6 +49,7 @@ from deploy_helpers import (
     server_pod,
 )
 
+from plugins.registry import BLOCK_ENV_VAR
 from service.config import ENV_PREFIX, ServiceConfig
 from service.metrics import Metrics
 
@@ -55,7 +57,8 @@ TARGETS = render_targets()
 SERVER_TARGETS = [t for t in TARGETS if t.id == "base" or t.id.startswith(("overlays/", "base+"))]
 SERVER_IDS = [t.id for t in SERVER_TARGETS]
 DEFAULTS = ServiceConfig()
-KNOWN_VARIABLES = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(ServiceConfig)}
+#: ServiceConfig settings, and the plugin block list, which the plugin registry reads (not a service flag).
+KNOWN_VARIABLES = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(ServiceConfig)} | {BLOCK_ENV_VAR}
 
 #: Variables other than SLOTSTREAM_ settings the server container may get. None today: add one only with a
 #: reason (a library the server uses reads it).
