@@ -30,7 +30,8 @@ class PluginSetup:
         manager: the pluggy manager; plugins are registered under their entry-point or module names.
         registry: every component the plugins registered.
         external: names of plugins loaded from entry points.
-        blocked: names that were blocked.
+        blocked: installed or built-in plugins that were blocked (a blocked name that is no plugin here is only
+            warned about).
         failed: installed plugins that were left out, by entry-point name, with where they come from
             (distribution and version) and the reason (an import error, an invalid hook, a component name a
             built-in holds...); each was also reported with a ``RuntimeWarning``.
@@ -95,7 +96,9 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
     registry = ComponentRegistry()
     registry.external_plugins = dict(external)
     _register_components(manager, registry, external, failed)
-    registry.unavailable_plugins = {**failed, **{name: "blocked" for name in blocked_names}}
+    known = {*DEFAULT_PLUGINS, *(entry_point.name for entry_point in entry_points)}
+    blocked_plugins = [name for name in blocked_names if name in known]  # the rest blocked nothing (warned below)
+    registry.unavailable_plugins = {**failed, **{name: "blocked" for name in blocked_plugins}}
     ambiguous = registry.ambiguous()
     for (kind, name), owners in ambiguous.items():
         warnings.warn(
@@ -105,7 +108,6 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
             RuntimeWarning,
             stacklevel=2,
         )
-    known = {*DEFAULT_PLUGINS, *(entry_point.name for entry_point in entry_points)}
     for name in blocked_names:
         if name not in known:
             warnings.warn(
@@ -116,7 +118,7 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
                 stacklevel=2,
             )
     loaded = sorted(name for name in external if manager.has_plugin(name))  # not those whose registration failed
-    return PluginSetup(manager, registry, loaded, blocked_names, failed, ambiguous)
+    return PluginSetup(manager, registry, loaded, blocked_plugins, failed, ambiguous)
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:

@@ -19,10 +19,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from plugins.builtin import DEFAULT_PLUGINS
 from plugins.config import ComponentSpec, ComponentSpecLike
 from plugins.files import write_atomically
 from plugins.interfaces import Aggregator, Component, ContractViolation, Decoder, Encoder, Initializer, Transition
-from plugins.registry import ComponentBuildError, ComponentKind, ComponentRegistry
+from plugins.registry import BLOCK_ENV_VAR, ComponentBuildError, ComponentKind, ComponentRegistry, RegistryError
 from plugins.types import (
     AggregatorOutput,
     DecoderOutput,
@@ -126,15 +127,17 @@ class VideoSlotModel(nn.Module):
         # encoders get image_size, num_slots and slot_dim; the rest is derived from the encoder
         wiring: dict[str, Any] = {"image_size": self.image_size, "num_slots": num_slots, "slot_dim": slot_dim}
         self.encoder = cast(Encoder, _build(registry, ComponentKind.ENCODERS, specs["encoder"], wiring))
+        self._require_attributes("encoder", ("feature_dim", "raw_dim", "feature_grid"))
         wiring |= {"feature_dim": self.encoder.feature_dim, "feature_grid": self.encoder.feature_grid}
         decoder_cls = cast(type[Decoder], registry.get(ComponentKind.DECODERS, specs["decoder"].name))
-        wiring["target_dim"] = 3 if decoder_cls.target_kind == "pixels" else self.encoder.raw_dim
+        wiring["target_dim"] = 3 if decoder_cls.target_kind == "pixels" else self.encoder.raw_dim  # checked on add
         self.initializer = cast(
             Initializer, _build(registry, ComponentKind.INITIALIZERS, specs["initializer"], wiring)
         )
         self.aggregator = cast(Aggregator, _build(registry, ComponentKind.AGGREGATORS, specs["aggregator"], wiring))
         self.transition = cast(Transition, _build(registry, ComponentKind.TRANSITIONS, specs["transition"], wiring))
         self.decoder = cast(Decoder, _build(registry, ComponentKind.DECODERS, specs["decoder"], wiring))
+        self._require_attributes("decoder", ("target_grid",))
 
     # -- configuration ------------------------------------------------------------------------------------
 
@@ -329,6 +332,22 @@ class VideoSlotModel(nn.Module):
             named = f" ({layout})" if layout else ""
             self._violation(role, f"returned {what} of shape {shape}, expected {shown}{named} for this model")
 
+    def _require_attributes(self, role: str, names: tuple[str, ...]) -> None:
+        """Raise :class:`ContractViolation` unless the built ``role`` component has the attributes ``names``
+        (integers, or ``(h, w)`` pairs of integers for the ``*_grid`` ones) that its kind promises."""
+        component = getattr(self, role)
+        for name in names:
+            value = getattr(component, name, None)
+            if name.endswith("_grid"):
+                valid = isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value)
+                expected = "an (h, w) pair of integers"
+            else:
+                valid = isinstance(value, int) and value > 0
+                expected = "a positive integer"
+            if not valid:
+                found = "does not set it" if value is None else f"set it to {value!r}"
+                self._violation(role, f"must set the attribute {name} to {expected} in its constructor; it {found}")
+
     def _violation(self, role: str, problem: str) -> NoReturn:
         component = type(getattr(self, role))
         raise ContractViolation(
@@ -363,7 +382,8 @@ class VideoSlotModel(nn.Module):
         """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        payload = {"format_version": FORMAT_VERSION, "model": self.saved_config}
+        # "plugins" (which plugin registered each component) is for people and error messages; loading ignores it.
+        payload = {"format_version": FORMAT_VERSION, "model": self.saved_config, "plugins": self.component_plugins}
         text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
         write_atomically(path / CONFIG_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
         write_atomically(path / WEIGHTS_FILE, lambda temporary: save_model(self, str(temporary)))
@@ -382,6 +402,9 @@ class VideoSlotModel(nn.Module):
             FileNotFoundError: a file is missing (the message names it).
             ValueError: the config is unreadable or from an unknown format version, or the weights file is
                 damaged or does not fit the config.
+            RegistryError: the config names a component that no loaded plugin registers (the message names the
+                file and, for models saved with the plugin names, the plugin each component came from);
+                :class:`ComponentBuildError`, a subclass, when a component's constructor fails.
         """
         path = Path(directory)
         config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
@@ -406,6 +429,8 @@ class VideoSlotModel(nn.Module):
             raise ValueError(f"{config_path}: its 'model' section does not describe a model: {error}") from error
         except ComponentBuildError as error:  # a component's constructor raised: keep the type, name the file
             raise ComponentBuildError(f"{config_path}: {error}") from error
+        except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
+            raise RegistryError(f"{config_path}: {error} {_missing_plugin_hint(payload)}") from error
         model = model.to(map_location)  # the weights load straight onto it
         try:
             missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
@@ -417,6 +442,22 @@ class VideoSlotModel(nn.Module):
                 f"unexpected {sorted(unexpected)[:5]}"
             )
         return model.eval()
+
+
+def _missing_plugin_hint(payload: Mapping[str, Any]) -> str:
+    """What to do about a saved model whose component names are not registered: the plugins it was saved with
+    (when ``config.json`` records them), to install, or to unblock from ``SLOTSTREAM_DISABLE_PLUGINS``."""
+    saved = payload.get("plugins")
+    external = (
+        sorted({str(plugin) for plugin in saved.values() if str(plugin) not in DEFAULT_PLUGINS})
+        if isinstance(saved, Mapping)
+        else []
+    )
+    where = f"it was saved with components of the plugin(s) {', '.join(map(repr, external))}; " if external else ""
+    return (
+        f"({where}a component from a plugin package needs that package installed and not blocked by "
+        f"{BLOCK_ENV_VAR}; `python -m plugins list` shows what is loaded)"
+    )
 
 
 def _build(registry: ComponentRegistry, kind: ComponentKind, spec: ComponentSpec, wiring: dict[str, Any]) -> Component:

@@ -27,12 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BackendUnavailable, FileNotFoundError, ValueError) as error:
         print(f"slotstream: cannot load the model: {error}", file=sys.stderr)
         return 2
-    except RegistryError as error:
-        print(
-            f"slotstream: cannot load the model: {error} (a component from a plugin package needs that package "
-            "installed, and not blocked by SLOTSTREAM_DISABLE_PLUGINS)",
-            file=sys.stderr,
-        )
+    except RegistryError as error:  # its message names the model's config.json and what to install or unblock
+        print(f"slotstream: cannot load the model: {error}", file=sys.stderr)
         return 2
     except ListenError as error:
         print(f"slotstream: {error}", file=sys.stderr)
