@@ -1,4 +1,4 @@
-"""``python -m training.run --config NAME``: train a shipped experiment, CLI flags overriding its config.
+"""``python -m training.run --config NAME``: train a shipped experiment (or a config file), CLI flags overriding it.
 
 Examples:
     python -m training.run --config tiny --out runs/tiny
@@ -24,7 +24,8 @@ from plugins.registry import RegistryError
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import file_in_the_way
 from training.config import TrainConfig, read_train_config
-from training.configs import available, get_config
+from training.config_files import config_label, is_config_file, load_config
+from training.configs import available
 from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
 from training.loop import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config, fit
@@ -33,7 +34,12 @@ from training.loop import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config, fit
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help=f"experiment name: {', '.join(available())}")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help=f"experiment name ({', '.join(available())}), or a .py file defining get_config() -> TrainConfig, or "
+        "a .json file as a run's train_config.json",
+    )
     parser.add_argument("--data", help="training data spec (synthetic:<level>, davis:<root>, videos:<dir>)")
     parser.add_argument("--val-data", help="evaluation data spec (default: the training spec)")
     parser.add_argument("--steps", type=int, help="optimisation steps")
@@ -161,17 +167,23 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
         KeyError: unknown experiment name.
         ValueError: the run in ``--out`` was started from another experiment.
     """
-    run_dir = Path(args.out or f"runs/{args.config}")
+    run_dir = Path(args.out or default_out(args.config))
     saved = run_dir / CONFIG_FILE
     if not (args.resume and saved.is_file()):
-        return get_config(args.config)
+        return load_config(args.config)
     try:
         config = read_train_config(saved)
     except ValueError as error:
         raise ValueError(f"{error}; it records how the run was started: restore it, or use another --out") from error
-    if config.name != args.config:
-        raise ValueError(f"{saved.parent} was started with --config {config.name}, not {args.config}")
+    expected = load_config(args.config).name if is_config_file(args.config) else args.config
+    if config.name != expected:
+        raise ValueError(f"{saved.parent} was started with the experiment {config.name!r}, not {expected!r}")
     return config
+
+
+def default_out(config_spec: str) -> str:
+    """The run folder without ``--out``: ``runs/<experiment name or config file stem>``."""
+    return f"runs/{config_label(config_spec)}"
 
 
 def _launcher() -> str:
@@ -200,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if main_process and (warning := missing_pretrained_weights(config)):
         print(warning, file=sys.stderr)
-    out = args.out or f"runs/{args.config}"
+    out = args.out or default_out(args.config)
     if (blocking := file_in_the_way(Path(out))) is not None:
         print(f"error: --out {out}: {blocking} is a file; give a folder for the run", file=sys.stderr)
         return 2
