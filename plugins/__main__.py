@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}{owner}")
         for name, owners in sorted(ambiguous.items()):
             print(f"  {name}  [ambiguous: {', '.join(owners)}; block all but one with {BLOCK_ENV_VAR}]")
-    if setup.external:
-        print(f"external plugins: {', '.join(setup.external)}")
+    if setup.external:  # with the distribution and version each came from
+        origins = registry.external_plugins
+        described = [f"{name} ({origins[name]})" if name in origins else name for name in setup.external]
+        print(f"external plugins: {', '.join(described)}")
     if setup.blocked:
         print(f"blocked plugins: {', '.join(setup.blocked)}")
     for name, reason in setup.failed.items():

@@ -336,6 +336,7 @@ def test_an_installed_distribution_is_discovered_through_its_entry_point(tmp_pat
         [sys.executable, "-m", "plugins", "list"], capture_output=True, text=True, check=True, env=env
     )
     assert "frozen_example  [example]" in text.stdout
+    assert "external plugins: example (slotstream-example-plugin 0.0.1)" in text.stdout  # where it comes from
     blocked = subprocess.run(
         [sys.executable, "-m", "plugins", "list", "--json"],
         capture_output=True,
