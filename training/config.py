@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+FRAME_FITS = ("crop", "stretch")
+"""How real frames are fitted to the model's input size (:attr:`DataConfig.frame_fit`)."""
+
 RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
 """Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
 matters when a run starts)."""
@@ -42,6 +45,9 @@ class DataConfig:
         val_frames: frames per evaluation video (None: whole videos).
         augment: training-clip augmentation: ``"none"`` or ``"crop_flip"`` (SmoothSA's random crop keeping 75-100 %
             of the area and horizontal flip; :mod:`training.datasets.augment`).
+        frame_fit: how real frames of another aspect ratio than the model's input are fitted to it: ``"crop"``
+            (the centre crop of that aspect ratio, resized: nothing stretched, the sides dropped) or
+            ``"stretch"`` (the whole frame resized, as the service does with every frame it is sent).
     """
 
     spec: str = "synthetic:medium"
@@ -52,6 +58,7 @@ class DataConfig:
     val_videos: int = 16
     val_frames: int | None = 24
     augment: str = "none"
+    frame_fit: str = "crop"
 
     def __post_init__(self) -> None:
         minimum = {"batch_size": 1, "clip_length": 1, "num_workers": 0, "val_videos": 0}
@@ -62,6 +69,8 @@ class DataConfig:
         ]
         if self.val_frames is not None and self.val_frames < 1:
             wrong.append(f"val_frames must be >= 1 or None, got {self.val_frames}")
+        if self.frame_fit not in FRAME_FITS:
+            wrong.append(f"frame_fit must be one of {', '.join(FRAME_FITS)}, got {self.frame_fit!r}")
         if wrong:
             raise ValueError("data settings: " + "; ".join(wrong))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from plugins import VideoSlotModel
 from plugins.registry import RegistryError
 from training.cli_checks import print_note, require_at_least, require_device, require_output_folder
+from training.config import FRAME_FITS
 from training.datasets.errors import DatasetError
 from training.datasets.selection import evaluation_videos
 from training.evaluation import MASK_SOURCES, evaluate_by_object_count
@@ -64,13 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--by-objects", action="store_true", help="also score the videos with each number of objects separately"
     )
+    parser.add_argument(
+        "--frame-fit",
+        choices=FRAME_FITS,
+        default="crop",
+        help="fit real frames of another aspect ratio as the model was trained: crop (centre crop) or stretch",
+    )
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos, "--frames": args.frames})
     require_output_folder(parser, "--json", args.json)
     require_device(parser, args.device)
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
-        dataset = evaluation_videos(args.data, model.image_size, args.frames, on_unlabelled=print_note)
+        dataset = evaluation_videos(
+            args.data, model.image_size, args.frames, on_unlabelled=print_note, center_crop=args.frame_fit == "crop"
+        )
         scores, by_count = evaluate_by_object_count(
             model,
             dataset,

@@ -308,7 +308,8 @@ def _restore(run: _Run, checkpoint: Path, device: str) -> None:
 
 def _train_clips(config: TrainConfig) -> Dataset[VideoClip]:
     data = config.data
-    return build_dataset(data.spec, "train", data.clip_length, _image_size(config), config.seed)
+    crop = data.frame_fit == "crop"
+    return build_dataset(data.spec, "train", data.clip_length, _image_size(config), config.seed, center_crop=crop)
 
 
 def _train_loader(
@@ -326,16 +327,19 @@ def _train_loader(
     )
 
 
-def _val_dataset(config: TrainConfig) -> Dataset[VideoClip]:
+def _val_dataset(config: TrainConfig) -> Dataset[VideoClip] | None:
     """The first ``val_videos`` labelled videos of the validation data, each loaded once here so that a bad file
-    fails the run at its start, not at its first evaluation.
+    fails the run at its start, not at its first evaluation; None, with a note, when the training data (no
+    ``--val-data`` given) has no labelled video.
 
     Raises:
-        DatasetError: no labelled video, or a video that cannot be loaded (the message names the file).
+        DatasetError: ``--val-data`` has no labelled video, or a video cannot be loaded (the message names the
+            file).
     """
     data = config.data
     spec = data.val_spec or data.spec
-    dataset = build_dataset(spec, "val", data.val_frames, _image_size(config), config.seed)
+    crop = data.frame_fit == "crop"
+    dataset = build_dataset(spec, "val", data.val_frames, _image_size(config), config.seed, center_crop=crop)
     validation = Subset(dataset, labelled_indices(dataset)[: data.val_videos])
     for index in range(len(validation)):
         if validation[index].masks is None:
@@ -344,6 +348,13 @@ def _val_dataset(config: TrainConfig) -> Dataset[VideoClip]:
                 "--val-data with labelled videos"
             )
     if not len(validation):
+        if data.val_spec is None:  # unlabelled training videos (a camera's recordings): train without evaluating
+            tqdm.write(
+                f"note: no video of {spec} has masks, so this run is not evaluated: no best/ and no samples/, and "
+                "model/ is the result; pass --val-data with labelled videos to evaluate, or --val-videos 0 to "
+                "silence this note"
+            )
+            return None
         raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")
     return validation  # type: ignore[return-value]
 

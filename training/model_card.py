@@ -246,8 +246,13 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         model = VideoSlotModel.from_pretrained(staging)
         spec = config.data.val_spec or config.data.spec
         # Labelled videos only, as training.evaluate scores them (a note says how many were left out).
-        validation = evaluation_videos(spec, model.image_size, None, on_unlabelled=print_note)
-        davis = evaluation_videos(f"davis:{args.davis}", model.image_size, None, print_note) if args.davis else None
+        crop = config.data.frame_fit == "crop"  # real frames fitted as in training
+        validation = evaluation_videos(spec, model.image_size, None, on_unlabelled=print_note, center_crop=crop)
+        davis = (
+            evaluation_videos(f"davis:{args.davis}", model.image_size, None, print_note, center_crop=crop)
+            if args.davis
+            else None
+        )
         scores = {spec + " (validation)": evaluate(model, validation, progress=True)}
         mask_height, mask_width = model.mask_grid
         ceiling_label = (

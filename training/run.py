@@ -23,7 +23,7 @@ from plugins.interfaces import Component
 from plugins.registry import RegistryError
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import file_in_the_way
-from training.config import TrainConfig, read_train_config
+from training.config import FRAME_FITS, TrainConfig, read_train_config
 from training.config_files import config_label, is_config_file, load_config
 from training.configs import available
 from training.datasets.augment import AUGMENTATIONS
@@ -46,6 +46,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="clips per step (per process)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--augment", choices=AUGMENTATIONS, help="training-clip augmentation")
+    parser.add_argument(
+        "--clip-length", type=int, help="frames per training clip (videos must have at least this many)"
+    )
+    parser.add_argument(
+        "--frame-fit",
+        choices=FRAME_FITS,
+        help="fit real frames of another aspect ratio to the model's input: crop (centre crop, the default) or "
+        "stretch (the whole frame, as the service sends it to the model)",
+    )
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--num-slots", type=int, help="slots per frame (the model's K)")
     parser.add_argument(
@@ -97,6 +106,8 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
                 "num_workers": args.workers,
                 "augment": args.augment,
                 "val_videos": args.val_videos,
+                "clip_length": args.clip_length,
+                "frame_fit": args.frame_fit,
             }.items()
             if value is not None
         },

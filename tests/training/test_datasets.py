@@ -324,7 +324,11 @@ def test_mask_size_mismatch_names_the_file(tmp_path):
 
 def test_empty_and_missing_folders_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match=rf"{tmp_path / 'empty'}.*empty folder"):
+    with pytest.raises(DatasetError, match=rf"{tmp_path / 'empty'}: no video files .* directly in this folder$"):
+        build_dataset(f"videos:{tmp_path / 'empty'}", "train", 4, (16, 16))
+    (tmp_path / "empty" / "day1").mkdir()
+    (tmp_path / "empty" / "day1" / "cam.mp4").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"directly in this folder \(subfolders are not searched: day1 hold videos"):
         build_dataset(f"videos:{tmp_path / 'empty'}", "train", 4, (16, 16))
     with pytest.raises(DatasetError, match=r"nowhere.*does not exist"):
         build_dataset(f"videos:{tmp_path / 'nowhere'}", "train", 4, (16, 16))

@@ -54,7 +54,12 @@ class FirstFrames(Dataset[VideoClip]):
 
 
 def evaluation_videos(
-    spec: str, image_size: tuple[int, int], frames: int | None, on_unlabelled: Callable[[str], None] | None = None
+    spec: str,
+    image_size: tuple[int, int],
+    frames: int | None,
+    on_unlabelled: Callable[[str], None] | None = None,
+    *,
+    center_crop: bool = True,
 ) -> Dataset[VideoClip]:
     """The labelled validation videos of ``spec``, each cut to its first ``frames`` frames when given (what the
     evaluation tools score: a ``videos:`` folder where only some videos have masks is scored on those).
@@ -64,11 +69,12 @@ def evaluation_videos(
         image_size: ``(H, W)`` the frames are resized to.
         frames: at most this many frames per video; ``None`` for whole videos.
         on_unlabelled: called with a note when videos without masks were left out.
+        center_crop: centre-crop real frames to the aspect ratio of ``image_size`` (else stretch whole frames).
 
     Raises:
         DatasetError: the data cannot be read, or no video has masks.
     """
-    dataset, unlabelled = labelled_videos(build_dataset(spec, "val", None, image_size))
+    dataset, unlabelled = labelled_videos(build_dataset(spec, "val", None, image_size, center_crop=center_crop))
     if unlabelled and on_unlabelled is not None:
         on_unlabelled(f"note: {unlabelled} video(s) of {spec} have no masks and are left out")
     if not len(dataset):  # type: ignore[arg-type]

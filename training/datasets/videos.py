@@ -64,7 +64,7 @@ def check_training_files(root: Path, files: list[Path], clip_length: int | None,
     if short:
         raise DatasetError(
             f"{root}: {len(short)} video(s) have fewer frames than clip_length={clip_length}: "
-            f"{_listed(short)}; remove them or shorten the clips"
+            f"{_listed(short)}; remove them or train on shorter clips (--clip-length)"
         )
 
 
@@ -144,7 +144,13 @@ class VideoFolderDataset(Dataset[VideoClip]):
             p for p in root.iterdir() if p.is_file() and is_visible(p) and p.suffix.lower() in VIDEO_SUFFIXES
         )
         if not self.files:
-            raise DatasetError(f"{root}: empty folder, no video files ({', '.join(VIDEO_SUFFIXES)})")
+            below = sorted(
+                p.name
+                for p in root.iterdir()
+                if p.is_dir() and is_visible(p) and any(f.suffix.lower() in VIDEO_SUFFIXES for f in p.iterdir())
+            )
+            where = f" (subfolders are not searched: {_listed(below)} hold videos)" if below else ""
+            raise DatasetError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) directly in this folder{where}")
         self.split = split
         self.clip_length = clip_length
         self.image_size = image_size

@@ -1,0 +1,64 @@
+"""``frame_fit``: real frames of another aspect ratio than the model's input are centre-cropped (the default) or
+stretched whole, as the service does, in training, evaluation during training and the evaluation tools."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.config import DataConfig
+from training.configs import get_config
+from training.datasets import build_dataset
+from training.datasets.export import write_mask_png, write_mp4
+from training.datasets.selection import evaluation_videos
+from training.datasets.synthetic import generate_video
+from training.loop import _train_clips, _val_dataset
+from training.run import apply_overrides, parse_args
+
+
+def _wide_videos(tmp_path: Path) -> str:
+    """One labelled 32x64 video: twice as wide as the tiny model's 32x32 input."""
+    video = generate_video("easy", 3, 8, (32, 64))
+    folder = tmp_path / "wide"
+    (folder / "clip").mkdir(parents=True)
+    write_mp4(folder / "clip.mp4", video.frames)
+    for t, ids in enumerate(video.masks):
+        write_mask_png(folder / "clip" / f"{t:05d}.png", ids)
+    return f"videos:{folder}"
+
+
+@pytest.mark.parametrize("fit", ["crop", "stretch"])
+def test_training_and_its_evaluation_read_frames_as_frame_fit_says(tmp_path: Path, fit: str) -> None:
+    spec = _wide_videos(tmp_path)
+    tiny = get_config("tiny")
+    config = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, spec=spec, val_videos=1, frame_fit=fit))
+    crop = fit == "crop"
+    torch.manual_seed(0)
+    train = _train_clips(config)[0]
+    torch.manual_seed(0)
+    expected = build_dataset(spec, "train", tiny.data.clip_length, (32, 32), center_crop=crop)[0]
+    assert torch.equal(train.frames, expected.frames)
+    validation = _val_dataset(config)
+    assert validation is not None
+    assert torch.equal(validation[0].frames, build_dataset(spec, "val", 4, (32, 32), center_crop=crop)[0].frames)
+    evaluated = evaluation_videos(spec, (32, 32), None, center_crop=crop)[0]
+    other = evaluation_videos(spec, (32, 32), None, center_crop=not crop)[0]
+    assert evaluated.masks is not None and other.masks is not None
+    assert not torch.equal(evaluated.masks, other.masks)  # the crop drops the sides the stretch keeps
+    assert torch.equal(evaluated.frames, build_dataset(spec, "val", None, (32, 32), center_crop=crop)[0].frames)
+
+
+def test_the_flags_set_frame_fit_and_clip_length() -> None:
+    args = parse_args(["--config", "tiny", "--frame-fit", "stretch", "--clip-length", "2"])
+    config = apply_overrides(get_config("tiny"), args)
+    assert (config.data.frame_fit, config.data.clip_length) == ("stretch", 2)
+    with pytest.raises(ValueError, match="clip_length must be >= 1, got 0"):
+        apply_overrides(get_config("tiny"), parse_args(["--config", "tiny", "--clip-length", "0"]))
+
+
+def test_an_unknown_frame_fit_is_refused() -> None:
+    with pytest.raises(ValueError, match="frame_fit must be one of crop, stretch, got 'squash'"):
+        DataConfig(frame_fit="squash")

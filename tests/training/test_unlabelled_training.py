@@ -1,0 +1,44 @@
+"""Training on unlabelled recordings (``videos:<dir>`` without masks): the run trains without evaluating and says
+so; evaluation data asked for explicitly must have labels."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from training.configs import get_config
+from training.datasets import DatasetError
+from training.datasets.export import write_mp4
+from training.datasets.synthetic import generate_video
+from training.loop import fit
+
+
+def _recordings(tmp_path: Path) -> Path:
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for seed in (1, 2):
+        write_mp4(folder / f"cam_{seed}.mp4", generate_video("easy", seed, 8, (32, 64)).frames)
+    return folder
+
+
+def _config(spec: str, val_spec: str | None = None):  # type: ignore[no-untyped-def]
+    tiny = get_config("tiny")
+    data = dataclasses.replace(tiny.data, spec=spec, val_spec=val_spec, num_workers=0)
+    return dataclasses.replace(tiny, data=data, steps=2, eval_every=1, checkpoint_every=2)
+
+
+def test_unlabelled_training_videos_train_without_evaluation(tmp_path: Path, capsys) -> None:
+    result = fit(_config(f"videos:{_recordings(tmp_path)}"), tmp_path / "run", progress=False)
+    assert result.step == 2 and result.scores is None
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert not (tmp_path / "run" / "best").exists() and not (tmp_path / "run" / "samples").exists()
+    assert "has masks, so this run is not evaluated: no best/ and no samples/" in capsys.readouterr().out
+
+
+def test_unlabelled_evaluation_data_asked_for_is_refused(tmp_path: Path) -> None:
+    spec = f"videos:{_recordings(tmp_path)}"
+    with pytest.raises(DatasetError, match="no video has masks to evaluate on; pass --val-data with labelled"):
+        fit(_config("synthetic:easy", val_spec=spec), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
