@@ -414,6 +414,8 @@ def _train(
     with torch.random.fork_rng(devices=[]):  # creating the iterator draws a worker seed: keep it off the run's RNG
         batches = iter(_train_loader(config, run, group, clips))
     try:
+        if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
+            scores = _maybe_evaluate(config, run, sinks, validation, device, due=True)
         for batch in _reported(batches):
             if run.step >= last_step:
                 break
@@ -478,8 +480,10 @@ def _maybe_evaluate(
     sinks: MetricSinks | None,
     validation: Dataset[VideoClip] | None,
     device: str,
+    due: bool = False,
 ) -> DiscoveryScores | None:
-    due = (config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
+    """Evaluate on ``validation`` and update ``best/`` when an evaluation is ``due`` (or the schedule says so)."""
+    due = due or bool(config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
     if sinks is None or validation is None or not due:
         return None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness

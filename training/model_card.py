@@ -121,6 +121,8 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int) -> str:
     metrics = " + ".join(selection.metrics)
     videos = selection.scores.get("num_videos", config.data.val_videos)
     cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
+    if config.init_from is not None:
+        cadence += ", and of the --init-from weights at step 0"
     return (
         f"{planned}; the published weights are those of step {selection.step}, the best of the run's "
         f"evaluations ({cadence}) by {metrics} on {videos} validation videos ({selection.score:.3f})"

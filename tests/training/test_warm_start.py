@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,21 @@ def test_an_unknown_component_to_train_is_refused_before_the_run_folder_is_writt
     with pytest.raises(ValueError, match="choose one or more of the model's components"):
         fit(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_warm_started_run_evaluates_its_starting_weights_for_best(tmp_path: Path) -> None:
+    """Fine-tuning can make a model worse: the starting weights are evaluated at step 0 and compete for best/."""
+    tiny = get_config("tiny")
+    first = fit(dataclasses.replace(tiny, steps=2, eval_every=0), tmp_path / "first", progress=False)
+    assert first.model_dir is not None
+    config = dataclasses.replace(tiny, steps=2, eval_every=2, init_from=str(first.model_dir))
+    fit(config, tmp_path / "second", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [record for record in records if record["kind"] == "eval"]
+    assert [record["step"] for record in evaluations] == [0, 2]
+    assert (tmp_path / "second" / "samples" / "step-00000000.png").is_file()
+    selection = json.loads((tmp_path / "second" / "best" / "selection.json").read_text())
+    if selection["step"] == 0:  # then best/ holds the starting weights themselves
+        best = load_file(str(tmp_path / "second" / "best" / "model.safetensors"))
+        start = load_file(str(first.model_dir / "model.safetensors"))
+        assert all(torch.equal(best[name], start[name]) for name in start)
