@@ -421,3 +421,21 @@ def test_a_saved_model_given_where_an_export_belongs_is_told_how_to_export_it(tm
     assert f"--model {model_dir} --out <export dir>" in message and f"--out {model_dir}`" not in message
     with pytest.raises(ManifestError, match=rf"--model <model dir> --out {tmp_path}`"):
         read_manifest(tmp_path)
+
+
+def test_a_models_card_travels_with_its_export_and_leaves_with_it(source, tmp_path):
+    """The files training.model_card writes are copied; replacing the export with a model without a card removes
+    the old card, so no export shows another model's card."""
+    carded = tmp_path / "carded"
+    carded.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (carded / name).write_bytes((source / name).read_bytes())
+    (carded / "MODEL_CARD.md").write_text("# Model card: carded\n")
+    (carded / "scores.json").write_text("{}\n")
+    out = tmp_path / "export"
+    options = ExportOptions(parity_frames=2, batch_sizes=(1,))
+    export_model(carded, out, options)
+    assert (out / "MODEL_CARD.md").read_text() == "# Model card: carded\n" and (out / "scores.json").is_file()
+    assert not (out / "sample.png").exists()
+    export_model(source, out, options)  # another model, without a card, replaces that export
+    assert not (out / "MODEL_CARD.md").exists() and not (out / "scores.json").exists()

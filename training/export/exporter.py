@@ -64,6 +64,9 @@ _INSIDE_GRAPH = {
     f"ImageNet mean {IMAGENET_MEAN} and std {IMAGENET_STD} (dinov2), inside the graph",
 }
 
+CARD_FILES = ("MODEL_CARD.md", "scores.json", "sample.png", "object_recall.png")
+"""The files ``training.model_card`` writes next to a model, copied into its export when present."""
+
 
 class ExportError(RuntimeError):
     """An export failed a check; the message says which check and by how much."""
@@ -130,8 +133,15 @@ def export_model(
         parity = _checked_parity(model, runtime, runtime.name, video, options.batch_sizes, fp16=False)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copyfile(source / name, staging / name)
+        for name in CARD_FILES:  # a published model's card travels with its export
+            if (source / name).is_file():
+                shutil.copyfile(source / name, staging / name)
         manifest = _manifest(model, source, options, graphs, {"onnxruntime": parity})
         write_manifest(staging, manifest)
+        if out.resolve() != source.resolve():  # an earlier export replaced: no card of another model stays
+            for name in CARD_FILES:
+                if not (staging / name).exists():
+                    (out / name).unlink(missing_ok=True)
         for entry in sorted(staging.iterdir(), key=lambda path: path.name == MANIFEST_FILE):  # manifest last
             os.replace(entry, out / entry.name)
     finally:
