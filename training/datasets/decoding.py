@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,9 +37,17 @@ class DecodedClip:
     num_frames: int
 
 
-def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
+def _quiet_decord() -> Any:
+    """decord, with its own logging off: its FFmpeg errors would print before the message that names the file
+    (which carries decord's error text anyway)."""
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)
+    return decord
+
+
+def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
+    decord = _quiet_decord()
     reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     indices = choose(len(reader))
     frames = reader.get_batch(list(indices)).asnumpy()  # [T, H, W, 3]
@@ -85,8 +93,7 @@ def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
 
 
 def _count_decord(path: Path) -> int:
-    import decord
-
+    decord = _quiet_decord()
     return len(decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1))
 
 
