@@ -220,7 +220,8 @@ def check_same_config(saved_path: Path, config: TrainConfig) -> None:
             f"{saved_path.parent} was started with another configuration ({saved_path}); --resume continues a run "
             "unchanged. "
             f"Differences (started with -> requested): {'; '.join(changes)}. Resume without those flags, or start "
-            "a new run in another --out"
+            f"a new run in another --out (--init-from a model or checkpoint of {saved_path.parent} starts it from "
+            "those weights)"
         )
 
 

@@ -231,13 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = f"{_launcher()} -m training.run {shlex.join(words)}"
     checkpoints = list_checkpoints(Path(out))
     final_model = Path(out) / FINAL_MODEL_DIR
-    if args.resume and checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and final_model.is_dir():
-        try:  # a finished run is reported only when asked for as it was run: other flags would go unheard
-            if (Path(out) / CONFIG_FILE).is_file():
-                check_same_config(Path(out) / CONFIG_FILE, config)
+    if args.resume and (Path(out) / CONFIG_FILE).is_file():
+        try:  # before saying anything of the run: a resume with other flags is refused, finished or not
+            check_same_config(Path(out) / CONFIG_FILE, config)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+    if args.resume and checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and final_model.is_dir():
         if main_process:  # every process stops here: the run directory is shared
             print(f"{out} has finished all {config.steps} steps; its model is in {final_model}")
         return 0

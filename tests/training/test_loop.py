@@ -534,3 +534,14 @@ def test_cli_says_what_a_resume_does_and_how_to_continue_an_interrupted_run(tmp_
     monkeypatch.setattr(run_cli, "fit", interrupted)
     assert run_cli.main(["--config", "tiny", "--out", str(tmp_path / "other"), "--no-progress"]) == 130
     assert "interrupted: no checkpoint yet; continue with the same command and --resume" in capsys.readouterr().err
+
+
+def test_a_resume_with_other_flags_is_refused_before_anything_is_said_of_the_run(tmp_path: Path, capsys) -> None:
+    from training.run import main
+
+    fit(tiny(steps=6), tmp_path, progress=False, stop_after=2)
+    capsys.readouterr()
+    assert main(["--config", "tiny", "--out", str(tmp_path), "--resume", "--steps", "9", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "resuming" not in error and "Differences (started with -> requested): steps: 6 -> 9" in error, error
+    assert f"--init-from a model or checkpoint of {tmp_path} starts it from those weights" in error
