@@ -162,7 +162,7 @@ def fit(
     with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
         # A bad data spec or file fails here, before the run directory holds files that look like a started run.
         clips = _train_clips(config)
-        validation = _val_dataset(config) if group.is_main and config.data.val_videos > 0 else None
+        validation, preview = _val_dataset(config) if group.is_main and config.data.val_videos > 0 else (None, None)
     torch.manual_seed(config.seed)
     run = _build_run(config, registry or default_registry(), device, group)  # a bad component or --train-only fails
     if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
@@ -180,7 +180,7 @@ def fit(
         if group.is_main:
             tqdm.write(started_from.summary())
     try:
-        scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, validation)
+        scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, validation, preview)
     finally:
         shutdown(group)
     finished = run.step >= config.steps
@@ -328,10 +328,13 @@ def _train_loader(
     )
 
 
-def _val_dataset(config: TrainConfig) -> Dataset[VideoClip] | None:
-    """The first ``val_videos`` labelled videos of the validation data, each loaded once here so that a bad file
-    fails the run at its start, not at its first evaluation; None, with a note, when the training data (no
-    ``--val-data`` given) has no labelled video.
+def _val_dataset(config: TrainConfig) -> tuple[Dataset[VideoClip] | None, Dataset[VideoClip] | None]:
+    """The evaluation videos and the videos whose sample pictures the evaluations draw.
+
+    The first are the first ``val_videos`` labelled videos of the validation data, each loaded once here so that a
+    bad file fails the run at its start, not at its first evaluation; the second the same videos. When the
+    training data (no ``--val-data`` given) has no labelled video, there is nothing to evaluate on (None, with a
+    note), and the samples show its first video.
 
     Raises:
         DatasetError: ``--val-data`` has no labelled video, or a video cannot be loaded (the message names the
@@ -351,13 +354,13 @@ def _val_dataset(config: TrainConfig) -> Dataset[VideoClip] | None:
     if not len(validation):
         if data.val_spec is None:  # unlabelled training videos (a camera's recordings): train without evaluating
             tqdm.write(
-                f"note: no video of {spec} has masks, so this run is not evaluated: no best/ and no samples/, and "
-                "model/ is the result; pass --val-data with labelled videos to evaluate, or --val-videos 0 to "
-                "silence this note"
+                f"note: no video of {spec} has masks, so this run is not evaluated: no best/ (model/ is the result), "
+                "and samples/ show its first video; pass --val-data with labelled videos to evaluate, or "
+                "--val-videos 0 to silence this note"
             )
-            return None
+            return None, Subset(dataset, [0])
         raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")
-    return validation  # type: ignore[return-value]
+    return validation, validation  # type: ignore[return-value]
 
 
 #: Under mixed precision, steps in a row with a non-finite loss after which a run counts as diverged (the
@@ -405,6 +408,7 @@ def _train(
     stop_after: int | None,
     clips: Dataset[VideoClip],
     validation: Dataset[VideoClip] | None,
+    preview: Dataset[VideoClip] | None,
 ) -> DiscoveryScores | None:
     last_step = min(config.steps, stop_after) if stop_after is not None else config.steps
     sinks = MetricSinks(run_dir, start_step=run.step) if group.is_main else None
@@ -416,7 +420,7 @@ def _train(
         batches = iter(_train_loader(config, run, group, clips))
     try:
         if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
-            scores = _maybe_evaluate(config, run, sinks, validation, device, due=True)
+            scores = _maybe_evaluate(config, run, sinks, validation, preview, device, due=True)
         for batch in _reported(batches):
             if run.step >= last_step:
                 break
@@ -433,7 +437,7 @@ def _train(
             )
             if sinks and (run.step % config.log_every == 0 or run.step == last_step):
                 sinks.write(run.step, "train", {**terms, "clips_per_s": clips_per_s, "elapsed_s": run.elapsed_s()})
-            scores = _maybe_evaluate(config, run, sinks, validation, device) or scores
+            scores = _maybe_evaluate(config, run, sinks, validation, preview, device) or scores
             _maybe_checkpoint(config, run, run_dir, group, last_step)
     finally:
         bar.close()
@@ -480,16 +484,24 @@ def _maybe_evaluate(
     run: _Run,
     sinks: MetricSinks | None,
     validation: Dataset[VideoClip] | None,
+    preview: Dataset[VideoClip] | None,
     device: str,
     due: bool = False,
 ) -> DiscoveryScores | None:
-    """Evaluate on ``validation`` and update ``best/`` when an evaluation is ``due`` (or the schedule says so)."""
+    """When an evaluation is ``due`` (or the schedule says so): evaluate on ``validation`` and update ``best/``,
+    and draw the sample picture of ``preview``'s first video (also when there is nothing to evaluate on)."""
     due = due or bool(config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
-    if sinks is None or validation is None or not due:
+    if sinks is None or not due:
+        return None
+    sample = sinks.run_dir / "samples" / f"step-{run.step:08d}.png"
+    if validation is None:
+        if preview is not None:
+            with torch.random.fork_rng(devices=[]):
+                _save_sample(run, preview, sample, device)
         return None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
         scores = evaluate(run.model, validation, device=device)
-        _save_sample(run, validation, sinks.run_dir / "samples" / f"step-{run.step:08d}.png", device)
+        _save_sample(run, preview if preview is not None else validation, sample, device)
     sinks.write(run.step, "eval", scores.to_dict())
     best = update_best(sinks.run_dir, run.model, run.step, scores, tuple(config.select_metrics))
     tqdm.write(
@@ -501,7 +513,7 @@ def _maybe_evaluate(
 
 @torch.inference_mode()
 def _save_sample(run: _Run, dataset: Dataset[VideoClip], path: Path, device: str) -> None:
-    """Frames, reconstruction and slot masks of the first validation video (up to 8 frames) as a PNG."""
+    """Frames, reconstruction and slot masks of the dataset's first video (up to 8 frames) as a PNG."""
     frames = dataset[0].frames[:8].unsqueeze(0).to(device)  # [1, T, 3, H, W]
     run.model.eval()
     try:

@@ -41,8 +41,8 @@ def test_training_and_its_evaluation_read_frames_as_frame_fit_says(tmp_path: Pat
     torch.manual_seed(0)
     expected = build_dataset(spec, "train", tiny.data.clip_length, (32, 32), center_crop=crop)[0]
     assert torch.equal(train.frames, expected.frames)
-    validation = _val_dataset(config)
-    assert validation is not None
+    validation, preview = _val_dataset(config)
+    assert validation is not None and preview is validation
     assert torch.equal(validation[0].frames, build_dataset(spec, "val", 4, (32, 32), center_crop=crop)[0].frames)
     evaluated = evaluation_videos(spec, (32, 32), None, center_crop=crop)[0]
     other = evaluation_videos(spec, (32, 32), None, center_crop=not crop)[0]

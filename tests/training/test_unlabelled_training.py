@@ -1,5 +1,5 @@
-"""Training on unlabelled recordings (``videos:<dir>`` without masks): the run trains without evaluating and says
-so; evaluation data asked for explicitly must have labels."""
+"""Training on unlabelled recordings (``videos:<dir>`` without masks): the run trains without evaluating, says so
+and draws its samples from the first video; evaluation data asked for explicitly must have labels."""
 
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ def test_unlabelled_training_videos_train_without_evaluation(tmp_path: Path, cap
     result = fit(_config(f"videos:{_recordings(tmp_path)}"), tmp_path / "run", progress=False)
     assert result.step == 2 and result.scores is None
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
-    assert not (tmp_path / "run" / "best").exists() and not (tmp_path / "run" / "samples").exists()
-    assert "has masks, so this run is not evaluated: no best/ and no samples/" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "best").exists()
+    samples = sorted(path.name for path in (tmp_path / "run" / "samples").iterdir())  # pictures of the first video
+    assert samples == ["step-00000001.png", "step-00000002.png"]
+    assert "has masks, so this run is not evaluated: no best/ (model/ is the result)" in capsys.readouterr().out
 
 
 def test_unlabelled_evaluation_data_asked_for_is_refused(tmp_path: Path) -> None:
