@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from training.ceiling import mask_size_ceiling
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import print_note, require_output_dir
 from training.config import TrainConfig, read_train_config
+from training.config_files import is_config_file
 from training.datasets.clips import VideoClip
 from training.datasets.selection import evaluation_videos
 from training.evaluation import evaluate
@@ -129,6 +131,18 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int) -> str:
     )
 
 
+def _experiment_source(config: TrainConfig, command: str) -> str:
+    """Where the run's configuration came from: the config file its command names, or the shipped experiment."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # a hand-written --command that does not parse: fall back to the experiment's name
+        words = []
+    named = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--config"]
+    if named and is_config_file(named[-1]):
+        return f"`{named[-1]}` (a config file; the run's `train_config.json` records what it gave)"
+    return f"`training/configs/{config.name}.py`"
+
+
 def render_card(
     config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
 ) -> str:
@@ -145,7 +159,7 @@ def render_card(
         "",
         "| | |",
         "| --- | --- |",
-        f"| experiment | `training/configs/{config.name}.py` |",
+        f"| experiment | {_experiment_source(config, extra['command'])} |",
         f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, batch {config.data.batch_size} |",
         f"| steps | {_steps(config, extra['selection'], extra['steps_done'])} |",
         f"| wall time | {extra['wall_time_s'] / 60:.1f} min of training to the published weights |",

@@ -82,3 +82,13 @@ def test_a_json_file_that_is_no_configuration_is_named(tmp_path: Path, capsys) -
     source.write_text('{"name": "x", "optim": {"old_field": 1}}')
     assert main(["--config", str(source), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert f"{source} cannot be read as a training configuration" in capsys.readouterr().err
+
+
+def test_a_model_card_names_the_config_file_a_run_came_from() -> None:
+    from training.model_card import _experiment_source
+
+    config = get_config("tiny")
+    command = "python -m training.run --config 'my configs/my_tiny.py' --steps 3"
+    assert _experiment_source(config, command).startswith("`my configs/my_tiny.py` (a config file;")
+    assert _experiment_source(config, "python -m training.run --config tiny") == "`training/configs/tiny.py`"
+    assert _experiment_source(config, "an 'unparsable command") == "`training/configs/tiny.py`"
