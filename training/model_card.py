@@ -150,7 +150,8 @@ def render_card(
     parameters = sum(p.numel() for p in model.parameters())
     first = next(iter(scores.values()))
     (height, width), (mask_height, mask_width) = model.image_size, model.mask_grid
-    spec = config.data.val_spec or config.data.spec
+    spec = extra.get("spec") or config.data.val_spec or config.data.spec
+    fit = " --frame-fit stretch" if config.data.frame_fit == "stretch" else ""
     header = ["data"] + [f"{mode} {name}" for mode in ("video", "image") for name in ("ARI", "FG-ARI", "mBO", "mIoU")]
     lines = [
         f"# Model card: {config.name}",
@@ -188,7 +189,7 @@ def render_card(
         *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
         *(_REAL_VIDEO_NOTE if extra.get("davis") else []),
         f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
-        f"--data {spec}`. With another thread count or CPU the scores can move in the third decimal (float sums",
+        f"--data {spec}{fit}`. With another thread count or CPU the scores can move in the third decimal (float sums",
         "differ and near-ties in the argmax flip).",
         "",
         "![frames, reconstruction, slot masks, overlay](sample.png)",
@@ -211,6 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="a finished training run directory")
     parser.add_argument("--out", type=Path, required=True, help="where to publish the model")
     parser.add_argument("--davis", help="a DAVIS root to evaluate on as well")
+    parser.add_argument(
+        "--data",
+        help="labelled data to score the model on instead of the run's validation data (needed for a run on "
+        "unlabelled videos)",
+    )
     parser.add_argument("--command", default="", help="the training command, for the card")
     parser.add_argument(
         "--checkpoint", choices=["best", "final"], default="best", help="which model of the run to publish"
@@ -260,7 +266,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copyfile(source / name, staging / name)
         model = VideoSlotModel.from_pretrained(staging)
-        spec = config.data.val_spec or config.data.spec
+        spec = args.data or config.data.val_spec or config.data.spec
         # Labelled videos only, as training.evaluate scores them (a note says how many were left out).
         crop = config.data.frame_fit == "crop"  # real frames fitted as in training
         validation = evaluation_videos(spec, model.image_size, None, on_unlabelled=print_note, center_crop=crop)
@@ -295,6 +301,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "davis": args.davis,
             "davis_objects": most_objects(davis) if davis is not None else 0,
             "out": args.out,
+            "spec": spec,
             "recall_chart": recall_chart,
             "command": args.command or _run_command(args.run, config),
             "machine": f"{platform.machine()} CPU, {_threads(torch.get_num_threads())}, torch {torch.__version__}",

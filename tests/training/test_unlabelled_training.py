@@ -10,7 +10,7 @@ import pytest
 
 from training.configs import get_config
 from training.datasets import DatasetError
-from training.datasets.export import write_mp4
+from training.datasets.export import write_mask_png, write_mp4
 from training.datasets.synthetic import generate_video
 from training.loop import fit
 
@@ -44,3 +44,24 @@ def test_unlabelled_evaluation_data_asked_for_is_refused(tmp_path: Path) -> None
     with pytest.raises(DatasetError, match="no video has masks to evaluate on; pass --val-data with labelled"):
         fit(_config("synthetic:easy", val_spec=spec), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_card_of_an_unlabelled_run_is_scored_on_data_given_to_it(tmp_path: Path, capsys) -> None:
+    from training.model_card import main as card_main
+
+    fit(_config(f"videos:{_recordings(tmp_path)}"), tmp_path / "run", progress=False)
+    labelled = tmp_path / "labelled"
+    (labelled / "clip").mkdir(parents=True)
+    video = generate_video("easy", 7, 6, (32, 32))
+    write_mp4(labelled / "clip.mp4", video.frames)
+    for t, ids in enumerate(video.masks):
+        write_mask_png(labelled / "clip" / f"{t:05d}.png", ids)
+    capsys.readouterr()
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "card")]) == 2
+    assert "no video has masks to evaluate on" in capsys.readouterr().err
+    assert (
+        card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "card"), "--data", f"videos:{labelled}"])
+        == 0
+    )
+    card = (tmp_path / "card" / "MODEL_CARD.md").read_text()
+    assert f"| videos:{labelled} (validation) |" in card and f"--data videos:{labelled}`" in card
