@@ -74,6 +74,11 @@ class DataConfig:
         if wrong:
             raise ValueError("data settings: " + "; ".join(wrong))
 
+    @property
+    def center_crop(self) -> bool:
+        """Whether real frames are centre-cropped to the model's aspect ratio (``frame_fit == "crop"``)."""
+        return self.frame_fit == "crop"
+
 
 @dataclass
 class OptimConfig:

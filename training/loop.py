@@ -309,8 +309,8 @@ def _restore(run: _Run, checkpoint: Path, device: str) -> None:
 
 def _train_clips(config: TrainConfig) -> Dataset[VideoClip]:
     data = config.data
-    crop = data.frame_fit == "crop"
-    return build_dataset(data.spec, "train", data.clip_length, _image_size(config), config.seed, center_crop=crop)
+    size = _image_size(config)
+    return build_dataset(data.spec, "train", data.clip_length, size, config.seed, center_crop=data.center_crop)
 
 
 def _train_loader(
@@ -342,8 +342,8 @@ def _val_dataset(config: TrainConfig) -> tuple[Dataset[VideoClip] | None, Datase
     """
     data = config.data
     spec = data.val_spec or data.spec
-    crop = data.frame_fit == "crop"
-    dataset = build_dataset(spec, "val", data.val_frames, _image_size(config), config.seed, center_crop=crop)
+    size = _image_size(config)
+    dataset = build_dataset(spec, "val", data.val_frames, size, config.seed, center_crop=data.center_crop)
     validation = Subset(dataset, labelled_indices(dataset)[: data.val_videos])
     for index in range(len(validation)):
         if validation[index].masks is None:
@@ -488,20 +488,17 @@ def _maybe_evaluate(
     device: str,
     due: bool = False,
 ) -> DiscoveryScores | None:
-    """When an evaluation is ``due`` (or the schedule says so): evaluate on ``validation`` and update ``best/``,
-    and draw the sample picture of ``preview``'s first video (also when there is nothing to evaluate on)."""
+    """When an evaluation is ``due`` (or the schedule says so): evaluate on ``validation`` (when there is any) and
+    update ``best/``, and draw the sample picture of ``preview``'s first video (:func:`_val_dataset` gives a
+    preview whenever it gives validation videos)."""
     due = due or bool(config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
-    if sinks is None or not due:
-        return None
-    sample = sinks.run_dir / "samples" / f"step-{run.step:08d}.png"
-    if validation is None:
-        if preview is not None:
-            with torch.random.fork_rng(devices=[]):
-                _save_sample(run, preview, sample, device)
+    if sinks is None or preview is None or not due:
         return None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
-        scores = evaluate(run.model, validation, device=device)
-        _save_sample(run, preview if preview is not None else validation, sample, device)
+        scores = evaluate(run.model, validation, device=device) if validation is not None else None
+        _save_sample(run, preview, sinks.run_dir / "samples" / f"step-{run.step:08d}.png", device)
+    if scores is None:
+        return None
     sinks.write(run.step, "eval", scores.to_dict())
     best = update_best(sinks.run_dir, run.model, run.step, scores, tuple(config.select_metrics))
     tqdm.write(

@@ -268,7 +268,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         model = VideoSlotModel.from_pretrained(staging)
         spec = args.data or config.data.val_spec or config.data.spec
         # Labelled videos only, as training.evaluate scores them (a note says how many were left out).
-        crop = config.data.frame_fit == "crop"  # real frames fitted as in training
+        crop = config.data.center_crop  # real frames fitted as in training
         validation = evaluation_videos(spec, model.image_size, None, on_unlabelled=print_note, center_crop=crop)
         davis = (
             evaluation_videos(f"davis:{args.davis}", model.image_size, None, print_note, center_crop=crop)

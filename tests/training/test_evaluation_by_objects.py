@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference_scores import reference_scores
 
-from plugins import VideoSlotModel
 from plugins.testing import TINY_MODEL, build_tiny
 from training.datasets import VideoClip
 from training.evaluate import main as evaluate_main
 from training.evaluation import evaluate, evaluate_by_object_count, object_count
-from training.metrics import ObjectDiscoveryMetrics
 
 VIDEO_KEYS = ("video_ari", "video_fg_ari", "video_mbo", "video_miou")
 
@@ -41,18 +40,6 @@ def _clip(name: str, objects: int, seed: int) -> VideoClip:
     return VideoClip(frames=frames, masks=masks, name=name)
 
 
-def _scores_of(model: VideoSlotModel, clips: list[VideoClip]) -> dict[str, float]:
-    """Video-mode scores of the model's decoder masks on ``clips``, computed here without the function under test."""
-    metrics = ObjectDiscoveryMetrics()
-    for clip in clips:
-        with torch.inference_mode():
-            output = model(clip.frames.unsqueeze(0))  # [1, T, 3, H, W]
-        assert clip.masks is not None
-        metrics.update(output.masks.float(), clip.masks.unsqueeze(0))
-    scores = metrics.compute()
-    return {key: getattr(scores, key) for key in VIDEO_KEYS}
-
-
 def test_videos_are_scored_in_the_group_of_their_object_count() -> None:
     model = build_tiny(TINY_MODEL, seed=0).eval()
     clips = [_clip("a", 2, 0), _clip("b", 3, 1), _clip("c", 2, 2), _clip("d", 1, 3)]
@@ -62,7 +49,9 @@ def test_videos_are_scored_in_the_group_of_their_object_count() -> None:
     assert [groups[count].num_videos for count in groups] == [1, 2, 1]
     expected = {1: [clips[3]], 2: [clips[0], clips[2]], 3: [clips[1]]}
     for count, members in expected.items():
-        assert {key: getattr(groups[count], key) for key in VIDEO_KEYS} == pytest.approx(_scores_of(model, members))
+        assert {key: getattr(groups[count], key) for key in VIDEO_KEYS} == pytest.approx(
+            reference_scores(model, members, VIDEO_KEYS)
+        )
     # The groups are distinguishable, so a wrong grouping would show above.
     assert groups[1].video_mbo != pytest.approx(groups[3].video_mbo)
 

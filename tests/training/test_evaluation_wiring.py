@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference_scores import reference_scores
 
 import training.evaluation as evaluation
 from plugins import VideoSlotModel
@@ -74,23 +75,10 @@ def _labelled_clips() -> list[VideoClip]:
     return clips
 
 
-def _accumulated(model: VideoSlotModel, clips: list[VideoClip], background: str) -> dict[str, float]:
-    """The scores of the model's decoder masks, run here one video at a time in eval mode, under ``background``."""
-    model.eval()
-    metrics = ObjectDiscoveryMetrics(background=background)  # type: ignore[arg-type]
-    for clip in clips:
-        with torch.inference_mode():
-            output = model(clip.frames.unsqueeze(0))  # [1, T, 3, H, W]
-        assert clip.masks is not None
-        metrics.update(output.masks.float(), clip.masks.unsqueeze(0))
-    scores = metrics.compute()
-    return {key: getattr(scores, key) for key in SCORE_KEYS}
-
-
 def test_evaluate_scores_with_the_background_policy_it_is_given() -> None:
     model = build_tiny(TINY_MODEL, seed=0)
     clips = _labelled_clips()
-    expected = {policy: _accumulated(model, clips, policy) for policy in ("ignore", "segment")}
+    expected = {policy: reference_scores(model, clips, SCORE_KEYS, policy) for policy in ("ignore", "segment")}
     assert expected["segment"]["video_mbo"] != pytest.approx(expected["ignore"]["video_mbo"]), "a useless case"
     for policy in ("ignore", "segment"):
         scores = evaluate(model, clips, background=policy)  # type: ignore[arg-type]
@@ -114,7 +102,7 @@ def test_evaluate_cli_applies_and_records_background_segment(tmp_path: Path) -> 
     assert written["segment"]["background_policy"] == "segment"
     assert written["segment"]["num_videos"] == 1 and written["segment"]["num_frames"] == 2
     for policy in ("ignore", "segment"):
-        expected = _accumulated(model, clips, policy)
+        expected = reference_scores(model, clips, SCORE_KEYS, policy)
         assert {key: written[policy][key] for key in SCORE_KEYS} == pytest.approx(expected), policy
     assert written["segment"]["video_mbo"] != pytest.approx(written["ignore"]["video_mbo"]), "a useless case"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +39,18 @@ class DecodedClip:
 
 
 def _quiet_decord() -> Any:
-    """decord, with its own logging off: its FFmpeg errors would print before the message that names the file
-    (which carries decord's error text anyway)."""
+    """decord (imported on each call, so a missing one falls back to PyAV), with its own logging off: its FFmpeg
+    errors would print before the message that names the file (which carries decord's error text anyway)."""
     import decord
 
-    decord.logging.set_level(decord.logging.QUIET)
+    _silence(decord)
     return decord
+
+
+@functools.cache
+def _silence(decord: Any) -> None:
+    """Turn decord's logging off, once per process."""
+    decord.logging.set_level(decord.logging.QUIET)
 
 
 def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
