@@ -232,7 +232,10 @@ def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, gr
     trained: nn.Module = model
     if group.distributed:
         ids = [group.local_rank] if device == "cuda" else None
-        trained = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+        # A static graph: DDP records on the first step which parameters the loss reaches (with one-frame clips the
+        # transition is unused) instead of searching the autograd graph on every step; the set must not change
+        # between steps, which holds for a fixed config (the schedules change loss weights, not which parts run).
+        trained = DistributedDataParallel(model, device_ids=ids, static_graph=True)
     losses = [(term.name, term.weight, _loss(registry, term.name, term.kwargs)) for term in config.losses]
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.optim.lr)
     schedule = config.optim
