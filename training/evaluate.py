@@ -2,7 +2,8 @@
 
 Prints ARI, FG-ARI, mBO and mIoU in video mode (all frames of a video form one clustering, so a slot that
 swaps objects is penalised) and image mode (each frame scored alone), with the background policy and the
-mask source stated. Predicted masks are upsampled bilinearly to the ground-truth size, then argmax over slots.
+mask source stated. Ground truth is fitted to the model's input size like the frames; predicted masks are
+upsampled bilinearly to it, then argmax over slots.
 ``--by-objects`` adds the video-mode scores of the videos with each number of ground-truth objects (a model with
 more slots than objects may split objects over the spare ones).
 """
@@ -93,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(scores))
+    if by_count and max(by_count) <= 1:
+        print_note(
+            "note: no video has more than one object, so FG-ARI only says whether each object fell in a single "
+            "slot (1) or was split (0); read mBO and mIoU here"
+        )
     if args.by_objects:
         print(format_by_object_count(by_count))
     if args.json:

@@ -91,7 +91,10 @@ def object_overlaps(
         for batch, masks in videos:
             ids, metadata, name = batch.masks, batch.metadata[0], batch.names[0]
             if ids is None or metadata is None:
-                raise ValueError(f"{name}: per-object recall needs masks and synthetic metadata")
+                raise ValueError(
+                    f"{name}: per-object recall needs masks and synthetic metadata (synthetic:<level>, or a "
+                    "davis: folder written by python -m training.datasets generate, with its metadata/ folder)"
+                )
             labels = upsample_to_labels(masks[0], (ids.shape[-2], ids.shape[-1]))  # [T, H, W]
             info = {obj.object_id: obj for obj in metadata.objects}
             for object_id, best_iou in best_overlap_per_object(labels, ids[0]).items():

@@ -18,9 +18,15 @@ from torch.utils.data import DataLoader
 from training.datasets import DatasetError, VideoBatch, VideoClip, build_dataset, collate_clips, collate_frames
 from training.datasets.__main__ import main as cli_main
 from training.datasets.decoding import decode_video
-from training.datasets.export import write_mask_png, write_mp4, write_sequence
+from training.datasets.export import mp4_needs_even_size, write_mask_png, write_mp4, write_sequence
 from training.datasets.synthetic import generate_video
-from training.datasets.synthetic_dataset import VAL_FRAMES, VAL_SEED_BASE, VAL_VIDEOS, train_video_seed
+from training.datasets.synthetic_dataset import (
+    VAL_FRAMES,
+    VAL_SEED_BASE,
+    VAL_VIDEOS,
+    SyntheticDataset,
+    train_video_seed,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DECORD = pytest.param(
@@ -166,6 +172,23 @@ def test_generate_cli_writes_davis_layout_that_loads_back(tmp_path):
     assert (clip.frames - frames).abs().mean() < 0.03  # JPEG quality 95
     videos = build_dataset(f"videos:{out / 'videos'}", "val", None, (32, 32))
     assert len(videos) == 2 and videos[1].frames.shape == (6, 3, 32, 32)
+    assert torch.equal(videos[1].masks, clip.masks)  # the mp4s are labelled: their masks sit beside them
+    assert (videos[1].frames - frames).abs().mean() < 0.03  # 4:4:4, level with the JPEG frames
+
+
+def test_generate_cli_writes_the_validation_videos_every_evaluation_scores(tmp_path, capsys):
+    out = tmp_path / "val"
+    args = ["generate", "--level", "medium", "--videos", "2", "--frames", "5", "--size", "32", "--out", str(out)]
+    cli_main([*args, "--split", "val"])
+    on_disk = build_dataset(f"davis:{out}", "val", None, (32, 32))
+    generated = SyntheticDataset("medium", "val", None, (32, 32), num_videos=2, num_frames=5)
+    assert [clip.name for clip in on_disk] == ["medium-val-00000", "medium-val-00001"]
+    for index in range(2):
+        assert torch.equal(on_disk[index].masks, generated[index].masks)
+        assert (on_disk[index].frames - generated[index].frames).abs().mean() < 0.03  # JPEG quality 95
+    with pytest.raises(SystemExit):
+        cli_main([*args, "--split", "val", "--seed", "3", "--overwrite"])
+    assert "validation videos (--split val) are fixed" in capsys.readouterr().err
 
 
 def test_generate_cli_entry_point_is_deterministic(tmp_path):
@@ -252,12 +275,15 @@ def test_real_davis2016_loads():
 # --- videos: -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("full_chroma", [True, False], ids=["yuv444", "yuv420"])
 @pytest.mark.parametrize("backend", [DECORD, "pyav"])
-def test_mp4_decodes_with_both_backends(tmp_path, backend):
-    folder, frames, _ = _video_dir(tmp_path, with_masks=False)
-    decoded = decode_video(folder / "clip.mp4", lambda n: range(n), backend)
-    assert decoded.backend == backend and decoded.frames.shape == frames.shape
-    assert np.abs(decoded.frames.astype(float) - frames).mean() < 6
+def test_mp4_decodes_with_both_backends(tmp_path, backend, full_chroma):
+    """Both the project's own 4:4:4 files and 4:2:0 ones (what cameras record) decode; 4:2:0 loses colour at edges."""
+    video = generate_video("easy", 5, 8, (32, 64))
+    write_mp4(tmp_path / "clip.mp4", video.frames, full_chroma=full_chroma)
+    decoded = decode_video(tmp_path / "clip.mp4", lambda n: range(n), backend)
+    assert decoded.backend == backend and decoded.frames.shape == video.frames.shape
+    assert np.abs(decoded.frames.astype(float) - video.frames).mean() < (2 if full_chroma else 6)
 
 
 def test_videos_spec_loads_masks_and_falls_back_to_pyav(tmp_path, monkeypatch):
@@ -279,9 +305,14 @@ def test_videos_spec_loads_masks_and_falls_back_to_pyav(tmp_path, monkeypatch):
 # --- errors ------------------------------------------------------------------------------------------------------
 
 
-def test_unknown_scheme_and_level_are_listed():
-    with pytest.raises(DatasetError, match="known schemes: synthetic:, davis:, videos:"):
+def test_unknown_scheme_and_level_are_listed(tmp_path):
+    with pytest.raises(DatasetError, match=r"known schemes: synthetic:, davis:, videos:$"):
         build_dataset("kinetics:/data", "train", 4, (64, 64))
+    with pytest.raises(DatasetError, match=rf"name its kind: davis:{tmp_path} or videos:{tmp_path}"):
+        build_dataset(str(tmp_path), "train", 4, (64, 64))  # a bare folder
+    for scheme in ("davis", "videos"):
+        with pytest.raises(DatasetError, match=rf"'{scheme}:' names no folder"):
+            build_dataset(f"{scheme}:", "train", 4, (64, 64))
     with pytest.raises(ValueError, match="known levels: easy, medium, hard"):
         build_dataset("synthetic:extreme", "train", 4, (64, 64))
 
@@ -334,6 +365,8 @@ def test_empty_and_missing_folders_are_named(tmp_path):
         build_dataset(f"videos:{tmp_path / 'nowhere'}", "train", 4, (16, 16))
     with pytest.raises(DatasetError, match=rf"{tmp_path / 'empty'}: no JPEGImages"):
         build_dataset(f"davis:{tmp_path / 'empty'}", "train", 4, (16, 16))
+    with pytest.raises(DatasetError, match=r"nowhere: folder does not exist"):
+        build_dataset(f"davis:{tmp_path / 'nowhere'}", "train", 4, (16, 16))
     seq = tmp_path / "d" / "JPEGImages" / "64p" / "hollow"
     seq.mkdir(parents=True)
     with pytest.raises(DatasetError, match=rf"{seq}: empty folder"):
@@ -463,8 +496,35 @@ def test_generate_cli_refuses_to_mix_datasets_and_overwrites_only_when_told(tmp_
     assert (out / "notes.txt").read_text() == "kept"
 
 
-def test_generate_cli_checks_mp4_sizes_before_writing_anything(tmp_path, capsys):
+def test_generate_cli_checks_mp4_sizes_before_writing_anything(tmp_path, capsys, monkeypatch):
+    """Odd sizes need 4:4:4 video, which only libx264 writes here; without it they are refused up front."""
+    import training.datasets.__main__ as cli
+
+    monkeypatch.setattr(cli, "mp4_needs_even_size", lambda: True)
     out = tmp_path / "data"
     with pytest.raises(SystemExit):
         cli_main(["generate", "--videos", "2", "--frames", "2", "--size", "33", "--mp4", "--out", str(out)])
     assert "even --size" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.skipif(mp4_needs_even_size(), reason="odd-sized mp4 files need libx264 (4:4:4), absent from this PyAV")
+def test_odd_sized_mp4_is_written_in_full_chroma_and_reads_back(tmp_path):
+    video = generate_video("easy", 5, 4, (33, 33))
+    write_mp4(tmp_path / "odd.mp4", video.frames)
+    decoded = decode_video(tmp_path / "odd.mp4", lambda n: range(n), "pyav")
+    assert decoded.frames.shape == video.frames.shape
+    assert np.abs(decoded.frames.astype(float) - video.frames).mean() < 2
+
+
+def test_a_generated_folder_reads_back_with_its_metadata_and_checks_it(tmp_path):
+    out, generated = _davis_dir(tmp_path, videos=1, frames=4, size=32)
+    clip = build_dataset(f"davis:{out}", "val", None, (32, 32))[0]
+    assert clip.metadata == generated[0].metadata
+    assert build_dataset(f"davis:{out}", "train", 2, (32, 32))[0].metadata is None  # training reads only frames
+    for folder in ("JPEGImages", "Annotations"):
+        (out / folder / "32p" / "seq0" / ("00003.jpg" if folder == "JPEGImages" else "00003.png")).unlink()
+    with pytest.raises(DatasetError, match=r"seq0\.json: describes 4 frames, the sequence has 3"):
+        build_dataset(f"davis:{out}", "val", None, (32, 32))[0]
+    (out / "metadata" / "seq0.json").write_text("{")
+    with pytest.raises(DatasetError, match=r"seq0\.json: not readable as synthetic metadata"):
+        build_dataset(f"davis:{out}", "val", None, (32, 32))[0]

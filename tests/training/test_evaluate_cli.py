@@ -82,3 +82,28 @@ def test_a_model_with_non_finite_weights_is_an_error_not_a_score(tmp_path: Path,
     assert evaluate_main(argv) == 2
     err = capsys.readouterr().err
     assert "contain NaN or infinite values" in err and "Traceback" not in err
+
+
+def test_evaluate_notes_that_fg_ari_is_degenerate_when_no_video_has_two_objects(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    from plugins import VideoSlotModel
+    from plugins.testing import TINY_MODEL
+    from training.datasets.export import resolution_name, write_mask_png, write_sequence
+    from training.datasets.synthetic import generate_video
+
+    model = VideoSlotModel(**TINY_MODEL)
+    model.save_pretrained(tmp_path / "model")
+    video = generate_video("medium", 3, 2, model.image_size)
+    assert len(video.metadata.objects) >= 2
+    for folder in ("several", "single"):
+        write_sequence(tmp_path / folder, "seq", video)
+    first = video.metadata.objects[0].object_id
+    for t, ids in enumerate(video.masks):  # keep one object: the others become background
+        path = tmp_path / "single" / "Annotations" / resolution_name(video.metadata.height) / "seq" / f"{t:05d}.png"
+        write_mask_png(path, np.where(ids == first, first, 0))
+    note = "no video has more than one object"
+    assert evaluate_main(["--model", str(tmp_path / "model"), "--data", f"davis:{tmp_path / 'several'}"]) == 0
+    assert note not in capsys.readouterr().err
+    assert evaluate_main(["--model", str(tmp_path / "model"), "--data", f"davis:{tmp_path / 'single'}"]) == 0
+    assert note in capsys.readouterr().err

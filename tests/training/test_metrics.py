@@ -359,3 +359,11 @@ def test_the_mask_readers_void_label_is_the_id_the_metrics_leave_out() -> None:
     from training.metrics import IGNORE_ID
 
     assert VOID_LABEL == IGNORE_ID
+
+
+def test_accumulator_refuses_masks_that_are_not_finite() -> None:
+    """The argmax of NaN masks is a valid-looking label map; scoring it would give a meaningless number."""
+    masks = torch.full((1, 2, 3, 4, 4), 1 / 3)  # [B, T, K, h, w]
+    masks[0, 1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ObjectDiscoveryMetrics().update(masks, torch.zeros(1, 2, 4, 4, dtype=torch.long))

@@ -66,6 +66,9 @@ def test_cli_prints_the_table_and_rejects_data_without_metadata(tmp_path, capsys
     with Image.open(chart) as image:  # a title, a legend and one line per group: all, 2 sizes, 1 texture, shapes
         assert image.format == "PNG" and image.height > 18 * 5
     davis = tmp_path / "davis"
-    write_sequence(davis, "seq0", generate_video("easy", 3, 4, (32, 32)))  # masks, but no metadata when read back
+    write_sequence(davis, "seq0", generate_video("easy", 3, 4, (32, 32)))  # a generated folder keeps its metadata
+    assert main(["--model", str(tmp_path / "model"), "--data", f"davis:{davis}"]) == 0
+    assert "shape=" in capsys.readouterr().out
+    (davis / "metadata" / "seq0.json").unlink()  # masks, but nothing to group the objects by
     assert main(["--model", str(tmp_path / "model"), "--data", f"davis:{davis}"]) == 2
     assert "seq0: per-object recall needs masks and synthetic metadata" in capsys.readouterr().err

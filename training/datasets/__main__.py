@@ -2,7 +2,10 @@
 
 Writes synthetic videos in the DAVIS 2017 layout (see ``training.datasets.export``). Video ``i`` is generated with
 the seed of train video ``i`` of ``synthetic:<level>`` built with the same ``--seed``, so the output is
-deterministic and, at 24 frames, identical to that dataset's train videos.
+deterministic and, at 24 frames, identical to that dataset's train videos. With ``--split val`` video ``i`` is
+validation video ``i`` of ``synthetic:<level>`` instead (named ``<level>-val-<i>``): with the default 24 frames
+at 64x64 and ``--videos 64`` these are the videos every published score of the project is measured on, to score
+another model on the same videos.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from training.cli_checks import require_output_dir
-from training.datasets.export import DATASET_FOLDERS, write_sequence
+from training.datasets.export import DATASET_FOLDERS, mp4_needs_even_size, write_sequence
 from training.datasets.synthetic import LEVELS, generate_video
-from training.datasets.synthetic_dataset import train_video_seed
+from training.datasets.synthetic_dataset import VAL_SEED_BASE, train_video_seed
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -35,8 +38,19 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     gen.add_argument("--out", type=Path, required=True, help="output folder (empty or new)")
     gen.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
-    gen.add_argument("--seed", type=int, default=0, help="dataset seed, in [0, 2**30)")
-    gen.add_argument("--mp4", action="store_true", help="also write videos/<seq>.mp4 (PyAV; needs an even --size)")
+    gen.add_argument("--seed", type=int, default=0, help="dataset seed, in [0, 2**30) (train split only)")
+    gen.add_argument(
+        "--split",
+        choices=("train", "val"),
+        default="train",
+        help="train: the seeded training videos; val: the fixed validation videos every evaluation scores",
+    )
+    gen.add_argument(
+        "--mp4",
+        action="store_true",
+        help="also write videos/<seq>.mp4 with its masks in videos/<seq>/ (PyAV; H.264 4:4:4, or an even --size "
+        "without libx264)",
+    )
     return parser, gen
 
 
@@ -50,19 +64,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("need --videos >= 1, --frames >= 1 and --size >= 8")
     if not 0 <= args.seed < 2**30:
         parser.error(f"--seed must be in [0, 2**30), got {args.seed}")
-    if args.mp4 and args.size % 2:
-        parser.error(f"--mp4 needs an even --size (yuv420p video), got {args.size}")
+    if args.split == "val" and args.seed:
+        parser.error("--seed chooses training videos; the validation videos (--split val) are fixed")
+    if args.mp4 and args.size % 2 and mp4_needs_even_size():
+        parser.error(f"--mp4 needs an even --size without libx264 (4:2:0 video), got {args.size}")
     require_output_dir(parser, "--out", args.out, "the dataset")
     if args.out.is_dir() and any(args.out.iterdir()):
         if not args.overwrite:
             parser.error(f"--out {args.out} is not empty; choose another folder or pass --overwrite to replace it")
         for name in DATASET_FOLDERS:  # only what generate writes; other files in --out stay
             shutil.rmtree(args.out / name, ignore_errors=True)
-    for index in tqdm(range(args.videos), desc=f"generate {args.level}", unit="video"):
-        video = generate_video(args.level, train_video_seed(args.seed, index), args.frames, (args.size, args.size))
-        write_sequence(args.out, f"{args.level}-{index:05d}", video, mp4=args.mp4)
+    prefix = args.level if args.split == "train" else f"{args.level}-val"
+    for index in tqdm(range(args.videos), desc=f"generate {args.level} {args.split}", unit="video"):
+        seed = train_video_seed(args.seed, index) if args.split == "train" else VAL_SEED_BASE + index
+        video = generate_video(args.level, seed, args.frames, (args.size, args.size))
+        write_sequence(args.out, f"{prefix}-{index:05d}", video, mp4=args.mp4)
     print(
-        f"wrote {args.videos} {args.level} video(s) of {args.frames} frames at {args.size}x{args.size} to {args.out}; "
+        f"wrote {args.videos} {args.level} {args.split} video(s) of {args.frames} frames at "
+        f"{args.size}x{args.size} to {args.out}; "
         f"read them with --data davis:{args.out}"
     )
     return 0

@@ -8,7 +8,8 @@ at that resolution too. Sequences come from ``ImageSets`` when a list for the sp
 are sequence names or DAVIS 2016-style frame paths); otherwise every sequence is in both splits. Frame files are
 named ``<prefix><number>`` with one prefix per sequence (``00000.jpg``, ``frame_7.png``, ...) and read in the order
 of their numbers; hidden files and folders (names starting with ``.``, such as macOS's ``._00000.jpg``) are
-ignored. Train clips carry no masks (training reads only frames); val clips carry them.
+ignored. Train clips carry no masks (training reads only frames); val clips carry them, and the synthetic
+metadata ``<root>/metadata/<seq>.json`` when the folder was written by ``python -m training.datasets generate``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch.utils.data import Dataset
 from training.datasets.clips import VideoClip
 from training.datasets.errors import DatasetError
 from training.datasets.images import check_same_size, is_visible, read_frame, read_mask
+from training.datasets.synthetic.metadata import VideoMetadata
 from training.datasets.transforms import Split, choose_window, clip_length_setting, frames_to_tensor, masks_to_tensor
 
 _FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -49,6 +51,8 @@ class DavisSequence:
 
 def resolve_root(root: Path) -> Path:
     """Returns the folder holding ``JPEGImages/``: ``root`` itself or ``root/DAVIS``."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: folder does not exist" if not root.exists() else f"{root}: not a folder")
     for candidate in (root, root / "DAVIS"):
         if (candidate / "JPEGImages").is_dir():
             return candidate
@@ -257,4 +261,22 @@ class DavisDataset(Dataset[VideoClip]):
                 check_same_size(mask, frames[0].shape, seq.masks[t], str(seq.frames[t]))
             masks = masks_to_tensor(np.stack(mask_list), self.image_size, self.center_crop)  # [T, h, w]
         video = frames_to_tensor(np.stack(frames), self.image_size, self.center_crop)  # [T, 3, h, w]
-        return VideoClip(frames=video, masks=masks, name=seq.name, start=window[0])
+        metadata = self._metadata(seq) if masks is not None else None
+        return VideoClip(frames=video, masks=masks, name=seq.name, start=window[0], metadata=metadata)
+
+    def _metadata(self, seq: DavisSequence) -> VideoMetadata | None:
+        """The synthetic metadata written beside a generated sequence, if any.
+
+        Raises:
+            DatasetError: The file cannot be read, or describes another number of frames than the sequence has.
+        """
+        path = self.root / "metadata" / f"{seq.name}.json"
+        if not path.is_file():
+            return None
+        try:
+            metadata = VideoMetadata.from_json(path.read_text())
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DatasetError(f"{path}: not readable as synthetic metadata ({error})") from error
+        if metadata.num_frames != len(seq.frames):
+            raise DatasetError(f"{path}: describes {metadata.num_frames} frames, the sequence has {len(seq.frames)}")
+        return metadata

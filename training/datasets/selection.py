@@ -78,5 +78,6 @@ def evaluation_videos(
     if unlabelled and on_unlabelled is not None:
         on_unlabelled(f"note: {unlabelled} video(s) of {spec} have no masks and are left out")
     if not len(dataset):  # type: ignore[arg-type]
-        raise DatasetError(f"{spec}: no video has masks to evaluate on")
+        where = " (a video's masks are read from the folder named after it: <stem>/00000.png, ...)"
+        raise DatasetError(f"{spec}: no video has masks to evaluate on{where if spec.startswith('videos:') else ''}")
     return dataset if frames is None else FirstFrames(dataset, frames)

@@ -79,7 +79,12 @@ def build_dataset(
     """
     scheme, sep, arg = spec.partition(":")
     if not sep or scheme not in SCHEMES:
-        raise DatasetError(f"unknown data spec {spec!r}; known schemes: {', '.join(f'{s}:' for s in SCHEMES)}")
+        known = ", ".join(f"{s}:" for s in SCHEMES)
+        is_folder = Path(spec).expanduser().is_dir()
+        hint = f" (for a folder, name its kind: davis:{spec} or videos:{spec})" if is_folder else ""
+        raise DatasetError(f"unknown data spec {spec!r}; known schemes: {known}{hint}")
+    if scheme != "synthetic" and not arg:
+        raise DatasetError(f"data spec {spec!r} names no folder: write {scheme}:<folder>")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     if clip_length is not None and clip_length < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import torch
 from torch import Tensor
 
 from training.metrics.ari import ari_from_contingency
@@ -131,11 +132,16 @@ class ObjectDiscoveryMetrics:
         Args:
             pred_masks: Soft slot masks ``[B, T, K, h, w]`` at any resolution.
             gt_ids: GT instance ids ``[B, T, H, W]`` (0 = background, any non-negative ids).
+
+        Raises:
+            ValueError: For inputs of the wrong shape, or masks that are not all finite.
         """
         if pred_masks.dim() != 5 or gt_ids.dim() != 4 or pred_masks.shape[:2] != gt_ids.shape[:2]:
             raise ValueError(
                 f"expected masks [B, T, K, h, w] and gt [B, T, H, W], got {pred_masks.shape}, {gt_ids.shape}"
             )
+        if not bool(torch.isfinite(pred_masks).all()):
+            raise ValueError("pred_masks hold NaN or infinite values; the model's masks cannot be scored")
         height, width = gt_ids.shape[-2:]
         labels = upsample_to_labels(pred_masks, (height, width))  # [B, T, H, W]
         self.update_labels(labels, gt_ids, num_slots=pred_masks.shape[2])
