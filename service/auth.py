@@ -26,6 +26,11 @@ _log = logging.getLogger(__name__)
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Requires ``authorization: Bearer <token>`` metadata; other calls end with UNAUTHENTICATED.
 
+    The scheme is matched case-insensitively (``bearer``, ``BEARER``: HTTP auth schemes are, RFC 9110 11.1) and
+    may be followed by several spaces; the token is compared in constant time. A value that is not of that form
+    (a bare token, another scheme) is refused with a message giving the expected form; the value itself is
+    never echoed or logged.
+
     Every refusal is passed to ``on_denied`` (the server counts them in ``slotstream_calls_refused_total``) and
     logged as a warning with the peer's address and method, never the token presented; at most one warning per
     :data:`DENIAL_LOG_INTERVAL_S`, saying how many refusals it stands for.
@@ -44,7 +49,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         if not token:
             raise ValueError("an empty bearer token would accept everyone")
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
         self._exempt = exempt_prefixes
         self._on_denied = on_denied
         self._unlogged = 0
@@ -78,10 +83,27 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if presented is None:
             message = "missing 'authorization: Bearer <token>' metadata: this server requires a token"
             return _deny(handler, message, lambda peer: self.denied(peer, method, "no token"))
-        if not hmac.compare_digest(str(presented).encode(), self._expected):
+        token = _bearer_token(str(presented))
+        if token is None:
+            message = (
+                "the 'authorization' metadata is not of the form 'authorization: Bearer <token>' (the scheme "
+                "'Bearer', a space, then the token): this server requires a bearer token"
+            )
+            return _deny(handler, message, lambda peer: self.denied(peer, method, "not a bearer token"))
+        if not hmac.compare_digest(token.encode(), self._expected):
             message = "wrong bearer token in the 'authorization' metadata"
             return _deny(handler, message, lambda peer: self.denied(peer, method, "wrong token"))
         return handler
+
+
+def _bearer_token(value: str) -> str | None:
+    """The token of an ``authorization`` value ``Bearer <token>`` (scheme in any case, then one or more spaces),
+    or ``None`` when the value is not of that form."""
+    scheme, _, token = value.partition(" ")
+    token = token.lstrip(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
 
 
 def _deny(handler: grpc.RpcMethodHandler, message: str, record: Callable[[str], None]) -> grpc.RpcMethodHandler:

@@ -116,7 +116,8 @@ class ServiceConfig:
         default=4096 * 4096,
         metadata=_help(
             "largest image (width x height) accepted, of any encoding (a raw frame must also fit "
-            "--max-message-bytes: raw 4K needs 25 MB, or send JPEG/PNG)"
+            "--max-message-bytes: raw 4K needs 25 MB, or send JPEG/PNG); also the largest mask size "
+            "(mask_height x mask_width) a stream may ask for"
         ),
     )
     tls_cert: Path | None = field(default=None, metadata=_help("PEM server certificate (enables TLS)"))

@@ -56,6 +56,12 @@ def decode_image(image: EncodedImage, max_pixels: int, draft_size: tuple[int, in
     if image.encoding == ImageEncoding.RAW_RGB8:
         return Image.fromarray(_raw_pixels(image, max_pixels))
     encoding = image.encoding
+    if encoding == ImageEncoding.UNSPECIFIED and not image.data:
+        raise FrameRejected(
+            ErrorCode.EMPTY_IMAGE,
+            "the frame has no image (Frame.image is unset or empty): set its encoding (JPEG, PNG or RAW_RGB8) and "
+            "its data",
+        )
     if not isinstance(encoding, ImageEncoding) or encoding not in _PIL_FORMATS:
         raise FrameRejected(
             ErrorCode.UNKNOWN_ENCODING,

@@ -31,7 +31,15 @@ from service.errors import ErrorCode, StreamAbort, quoted
 from service.metrics import Metrics
 from service.runner import ModelRunner
 from service.session import ReleaseReason, Session, SessionOwner
-from service.types import OpenKind, OpenRequest, Output, StateHandoff, StreamOpened, StreamOptions
+from service.types import (
+    DEFAULT_OUTPUTS,
+    OpenKind,
+    OpenRequest,
+    Output,
+    StateHandoff,
+    StreamOpened,
+    StreamOptions,
+)
 
 __all__ = ["ReleaseReason", "Session", "SessionLimits", "SessionManager", "SessionOwner", "reply_bytes"]
 
@@ -62,7 +70,8 @@ class SessionLimits:
         max_idle_timeout_s: cap on a stream's idle timeout.
         max_resume_window_s: cap on a stream's resume window.
         resume_history: states kept per stream for resuming at a past frame.
-        max_mask_pixels: cap on a stream's requested mask size (height x width).
+        max_mask_pixels: cap on a stream's requested mask size (height x width); the server sets it from
+            ``--max-image-pixels``, which the refusal names.
         max_reply_bytes: cap on the size of a stream's frame replies (the gRPC message limit); an open whose
             outputs at its mask size could exceed it is refused (see :func:`reply_bytes`).
     """
@@ -239,6 +248,12 @@ class SessionManager:
         )
 
     def _effective_options(self, options: StreamOptions, runner: ModelRunner) -> StreamOptions:
+        """The options a new stream runs with, as ``StreamOpened.options`` echoes them: timeouts capped by the
+        server, the mask size and the outputs (empty: :data:`DEFAULT_OUTPUTS`) made explicit.
+
+        Raises:
+            StreamAbort: ``INVALID_OPEN``, listing every problem of the options.
+        """
         limits = self.limits
         problems = []
         for name in ("idle_timeout_s", "resume_window_s"):
@@ -249,7 +264,10 @@ class SessionManager:
         if mask_size[0] < 1 or mask_size[1] < 1:
             problems.append(f"mask_height and mask_width must both be set (>= 1) or both be 0, got {mask_size}")
         elif mask_size[0] * mask_size[1] > limits.max_mask_pixels:
-            problems.append(f"the mask size {mask_size[0]}x{mask_size[1]} exceeds {limits.max_mask_pixels} pixels")
+            problems.append(
+                f"the mask size {mask_size[0]}x{mask_size[1]} exceeds this server's limit of {limits.max_mask_pixels} "
+                "pixels (its --max-image-pixels)"
+            )
         elif (size := reply_bytes(replace(options, mask_size=mask_size), runner.card)) > limits.max_reply_bytes:
             problems.append(
                 f"with the mask size {mask_size[0]}x{mask_size[1]} a frame's reply could be {size} bytes, over this "
@@ -263,6 +281,7 @@ class SessionManager:
             idle_timeout_s=min(options.idle_timeout_s or limits.default_idle_timeout_s, limits.max_idle_timeout_s),
             resume_window_s=min(options.resume_window_s, limits.max_resume_window_s),
             mask_size=mask_size,
+            outputs=options.outputs or DEFAULT_OUTPUTS,  # echoed as sent: results carry the default outputs
         )
 
     def _check_handoff(self, handoff: StateHandoff, runner: ModelRunner) -> None:

@@ -42,6 +42,7 @@ from service.types import (
 _DTYPES: dict[int, np.dtype[Any]] = {pb.DTYPE_FLOAT32: np.dtype("<f4"), pb.DTYPE_UINT8: np.dtype("u1")}
 _DTYPE_CODES: dict[np.dtype[Any], int] = {np.dtype("float32"): pb.DTYPE_FLOAT32, np.dtype("uint8"): pb.DTYPE_UINT8}
 _MAX_TENSOR_DIMS = 8
+_SOFT_MASK_DTYPES = (pb.DTYPE_UNSPECIFIED, pb.DTYPE_FLOAT32, pb.DTYPE_UINT8)
 _E = TypeVar("_E", bound=enum.IntEnum)
 
 # -- tensors ----------------------------------------------------------------------------------------------
@@ -136,6 +137,26 @@ def request_from_proto(message: Any) -> StreamRequest | None:
 
 
 def _open_from_proto(message: Any) -> OpenRequest:
+    """A proto open as a domain open.
+
+    Raises:
+        StreamAbort: ``INVALID_OPEN`` for an open that sets both ``resume`` and ``handoff`` (checked first, so
+            that an empty hand-off is not reported as malformed) or an unknown ``soft_mask_dtype``;
+            ``HANDOFF_MISMATCH`` for a malformed hand-off state.
+    """
+    if message.HasField("resume") and message.HasField("handoff"):
+        raise StreamAbort(
+            ErrorCode.INVALID_OPEN,
+            "set either resume or handoff in an open, not both: resume continues a stream of this server after a "
+            "lost connection, handoff continues one from a StateHandoff",
+        )
+    dtype = message.options.soft_mask_dtype
+    if dtype not in _SOFT_MASK_DTYPES:
+        raise StreamAbort(
+            ErrorCode.INVALID_OPEN,
+            f"invalid stream options: soft_mask_dtype {dtype} is not DTYPE_FLOAT32 (1, or 0 for the default) or "
+            "DTYPE_UINT8 (2)",
+        )
     resume = None
     if message.HasField("resume"):
         last = message.resume.last_frame_index if message.resume.HasField("last_frame_index") else None

@@ -54,9 +54,11 @@ class PerceptionServicer:
     def Stream(self, request_iterator, context):
         """One bidirectional stream per camera.
 
-        The first request must be `open`; then any number of `frame`s; then optionally `close`. The first
-        response is `opened`; then exactly one of `result`, `dropped` or `error` per frame, in the order the
-        frames were sent; after a `close`, a final `closed`. Half-closing the request stream without `close`
+        The first request must be `open`; then any number of `frame`s; then optionally `close`, which must be the
+        last request: the server reads nothing after it (a frame sent after `close` gets no answer, and the call
+        still ends OK once the frames sent before it are answered). The first response is `opened`; then exactly
+        one of `result`, `dropped` or `error` per frame sent before any `close`, in the order the frames were
+        sent; after a `close`, a final `closed`. Half-closing the request stream without `close`
         also ends the call cleanly once every frame has been answered (with a final `closed`), but counts as a
         lost connection: a stream opened with a resume window stays resumable for that window.
 

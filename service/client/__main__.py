@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import sys
@@ -31,7 +32,7 @@ import numpy as np
 
 from service.client.core import Client, StreamError, TlsFiles, check_jpeg_quality, send_while_receiving
 from service.client.overlay import OverlayWriter, render_overlay
-from service.client.sources import Source, open_source
+from service.client.sources import Source, check_source_spec, open_source
 from service.client.synthetic import synthetic_clip
 from service.types import (
     CloseReason,
@@ -53,15 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     stream = commands.add_parser("stream", help="stream a video, folder of frames or camera")
-    stream.add_argument("source", help="video file, folder of images, camera:N or synthetic:N")
+    stream.add_argument("source", type=_source_spec, help="video file, folder of images, camera:N or synthetic:N")
     _connection_flags(stream)
     stream.add_argument("--out", type=Path, help="overlay video to write (.gif or .mp4)")
     stream.add_argument("--jsonl", type=Path, help="write one JSON line per frame here ('-': stdout)")
     stream.add_argument("--model", default="", help="model name (default: the server's default)")
     stream.add_argument("--live", action="store_true", help="live mode: drop stale frames instead of queueing")
-    stream.add_argument("--fps", type=float, help="send at most this many frames per second")
-    stream.add_argument("--window", type=int, default=4, help="frames in flight (default: 4)")
-    stream.add_argument("--max-frames", type=int, help="stop after this many frames")
+    stream.add_argument("--fps", type=_positive_float, help="send at most this many frames per second (> 0)")
+    stream.add_argument("--window", type=_positive_int, default=4, help="frames in flight (>= 1; default: 4)")
+    stream.add_argument("--max-frames", type=_positive_int, help="stop after this many frames (>= 1)")
     stream.add_argument("--jpeg-quality", type=int, help="send frames as JPEG at this quality (default: raw)")
 
     describe = commands.add_parser("describe", help="print the model card")
@@ -73,6 +74,38 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames", type=int, default=60, help="frames in the clip (default: 60)")
     synth.add_argument("--size", type=int, default=128, help="square frame size in pixels (default: 128)")
     return parser
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _source_spec(text: str) -> str:
+    """An argparse type: ``text`` as given, once a ``camera:N`` or ``synthetic:N`` form is checked (a path is
+    checked when it is opened)."""
+    try:
+        check_source_spec(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +208,7 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
     async with _client(args) as client:
         stream = await client.open(options, model=args.model)
         out = jsonl.open()
-        window = asyncio.Semaphore(max(1, args.window))
+        window = asyncio.Semaphore(args.window)
 
         async def send_all() -> None:
             frame: np.ndarray | None = first

@@ -248,8 +248,14 @@ class ClientStream:
 
     Cancelling a task that waits in :meth:`receive` or :meth:`process` (for example an ``asyncio.wait_for``
     timeout) leaves the stream usable: a frame already handed to :meth:`send` is still sent and answered, and the
-    answer to a frame whose :meth:`process` was cancelled (or raised) is skipped when it arrives. One
-    :meth:`process` at a time per stream.
+    answer to a frame whose :meth:`process` was cancelled is skipped when it arrives. One :meth:`process` at a
+    time per stream.
+
+    What counts as sent after the call ends (a shutdown, a dropped connection): every frame :meth:`send` took
+    (even when ``send()`` then raised), and the frame of a cancelled :meth:`process`, which :meth:`reconnect`
+    re-sends; but not the frame of a :meth:`process` that raised because the call ended before its answer came:
+    that frame is withdrawn, so retrying ``process()`` with it after :meth:`reconnect` sends it once, under its
+    own index, and the stream continues exactly as if it had not been interrupted.
 
     The server may end a stream itself: on shutdown it answers the frames it accepted and sends a
     :class:`StreamClosed` with reason ``SERVER_DRAINING`` and the stream's state. :meth:`receive` returns that
@@ -276,7 +282,7 @@ class ClientStream:
         self._write_lock = asyncio.Lock()  # writes go out one at a time, in order, even when their sender is cancelled
         self._request: OpenRequest | None = None
         self._unanswered: OrderedDict[int, FrameRequest] = OrderedDict()
-        self._abandoned: set[int] = set()  # frames whose process() did not return: their answers are skipped
+        self._abandoned: set[int] = set()  # frames of a cancelled process(): their answers are skipped
         self._next_index = 0
         self._closing = False  # the close request was sent
         self._processing = False  # a process() is running
@@ -299,7 +305,7 @@ class ClientStream:
     @property
     def unanswered(self) -> list[int]:
         """Indices of frames sent whose answers :meth:`receive` has still to return (without the frames of a
-        :meth:`process` that was cancelled or raised, whose answers it skips)."""
+        :meth:`process` that was cancelled, whose answers it skips)."""
         return [index for index in self._unanswered if index not in self._abandoned]
 
     async def _start(self, request: OpenRequest) -> None:
@@ -412,9 +418,9 @@ class ClientStream:
             encoding = ImageEncoding(encoded.encoding).name
             raise ValueError(
                 f"frame {index}: the {encoding}{size} image is {len(encoded.data):,} bytes, more "
-                f"than one message carries (max_message_bytes "
-                f"{self._client.max_message_bytes:,}); send it as JPEG (jpeg_quality=...) or raise "
-                "max_message_bytes here and --max-message-bytes on the server"
+                f"than one message carries (max_message_bytes {self._client.max_message_bytes:,}); "
+                f"{_smaller_image_advice(encoded.encoding, jpeg_quality)}, or raise max_message_bytes here and "
+                "--max-message-bytes on the server"
             )
         return FrameRequest(frame_index=index, image=encoded, capture_time_ns=capture, camera_frame_id=camera_frame_id)
 
@@ -423,6 +429,24 @@ class ClientStream:
         self._unanswered[index] = request
         self._abandoned.discard(index)
         self._next_index = max(self._next_index, index + 1)  # an explicit lower index never moves it back
+
+    def _withdraw(self, index: int, next_index: int) -> None:
+        """Forget frame ``index``, recorded by a :meth:`process` whose call ended before it was answered, as if it
+        had never been sent: :meth:`reconnect` does not re-send it and the default index goes back to
+        ``next_index`` (unless a frame recorded since moved it on).
+
+        Exact because a call that ended without answering a frame never folds that frame into a state the
+        stream continues from: a resume rewinds to :attr:`last_answered_index`, and a hand-off (a drain's, sent
+        after the answers to every frame the server took) holds the state after an answered frame."""
+        self._unanswered.pop(index, None)
+        self._abandoned.discard(index)
+        if self._next_index == max(next_index, index + 1):
+            self._next_index = next_index
+
+    def _call_ended(self) -> bool:
+        """Whether the current call is over: the server's final :class:`StreamClosed` arrived, or the call
+        finished (a status, a cancel, a closed client)."""
+        return self.closed is not None or self._call is None or bool(self._call.done())
 
     async def receive(self) -> FrameResponse | StreamClosed:
         """The next answer: a frame's result, drop notice or error, or the final :class:`StreamClosed`.
@@ -465,10 +489,18 @@ class ClientStream:
         """Send one frame and wait for its answer (no other frame may be outstanding, and one ``process()`` at a
         time per stream). Takes :meth:`send`'s keyword arguments.
 
+        Either the frame's answer is returned, or, when this raises :class:`StreamError` because the stream's
+        call ended before the answer came (a server shutdown, a dropped connection, a cancel), the frame does not
+        count as sent: :meth:`reconnect` does not re-send it, :attr:`next_frame_index` is its index again, and
+        the state the stream continues from never includes it (a resume rewinds to the last answered frame; a
+        hand-off holds the state after it). So the natural retry, ``await stream.reconnect(other)`` then
+        ``process()`` with the same frame, continues the stream exactly as if it had not been interrupted
+        (skipping the frame instead is just as safe).
+
         Cancelling the task awaiting this (an ``asyncio.wait_for`` timeout) keeps the stream usable: the frame is
-        still sent, and its answer is skipped when it comes, so the next ``process()`` gets its own. The same
-        holds for a frame whose ``process()`` raised after sending it (for example on a server shutdown, where
-        :meth:`reconnect` re-sends it): its answer is skipped, not left for the next ``process()``.
+        still sent, so it counts as sent (:meth:`reconnect` re-sends it if its answer never came), and its answer
+        is skipped when it comes, so the next ``process()`` gets its own. The same holds for a frame still in
+        flight on a live call when ``process()`` raised (an answer to another frame in its place).
 
         Raises:
             StreamError: ``UNAVAILABLE`` (code ``SHUTTING_DOWN``, ``error.handoff`` set) when the server ended
@@ -506,6 +538,7 @@ class ClientStream:
         if kwargs:
             raise TypeError(f"process() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         index = request.frame_index
+        next_index = self._next_index
         self._processing = True
         try:
             self._record(request)
@@ -513,7 +546,9 @@ class ClientStream:
                 await self._write(request)
             except StreamError as error:
                 # The call ended under the write: the server's last messages tell why (a drain's StreamClosed).
-                final = await self._final_error(error)
+                final = await self._final_error(error, index)
+                if not isinstance(final, StreamError):
+                    return final  # the server took the frame and answered it before ending the call
                 if final is error:
                     raise
                 raise final from error
@@ -528,9 +563,17 @@ class ClientStream:
                     "needs every earlier frame answered first (use send() and receive() to keep several frames in "
                     "flight)",
                 )
+        except (StreamError, EOFError):
+            if index in self._unanswered:
+                if self._call_ended():
+                    self._withdraw(index, next_index)
+                else:
+                    self._abandoned.add(index)  # still in flight on a live call: it is answered, and skipped
+            raise
         except BaseException:
-            # Cancelled (a wait_for timeout) or failed: nobody waits for this frame's answer any more. The frame
-            # still counts as sent (reconnect() re-sends it, for the recurrent state), but its answer is skipped.
+            # Cancelled (a wait_for timeout): nobody waits for this frame's answer any more, but the frame goes
+            # out all the same, so it counts as sent (reconnect() re-sends it, for the recurrent state) and its
+            # answer is skipped.
             if index in self._unanswered:
                 self._abandoned.add(index)
             raise
@@ -598,12 +641,15 @@ class ClientStream:
             self._reader.abort(self._cancelled_error)
 
     async def reconnect(self, client: Client | None = None) -> StreamOpened:
-        """Continue the stream on a new call, then re-send the frames that were never answered.
+        """Continue the stream on a new call, then re-send the frames that were sent but never answered.
 
         First tries to resume (same server, within the stream's resume window); if that server does not
         know the stream and a :attr:`handoff` state is known, continues from it instead (any server with
         the same model version). The answers to the re-sent frames come first: :meth:`receive` them (while
-        :attr:`unanswered` is not empty) before :meth:`process` takes new frames.
+        :attr:`unanswered` is not empty) before :meth:`process` takes new frames; the answers to frames of a
+        cancelled :meth:`process` are skipped. A frame whose :meth:`process` raised because the call ended is
+        not re-sent (it never counted as sent): retry it with :meth:`process`. Every frame thus reaches the
+        recurrent state exactly once, in order, and the results equal an uninterrupted stream's.
 
         Args:
             client: where to reconnect (default: the same client).
@@ -677,18 +723,26 @@ class ClientStream:
     def _id_text(self) -> str:
         return repr(self.opened.stream_id) if self.opened is not None else "(not open yet)"
 
-    async def _final_error(self, error: StreamError) -> StreamError:
-        """After a write failed because the call ended: the server's own close (a drain's StreamClosed, with its
-        state) when it sent one before ending the call, else ``error``. Reads what is left of the call, so it is
-        only for :meth:`process`, which has no other answers to wait for."""
+    async def _final_error(self, error: StreamError, index: int) -> StreamError | FrameResponse:
+        """After the write of frame ``index`` failed because the call ended: the answer to that frame if the
+        server still sent one (it took the frame just before ending the call), else the server's own close (a
+        drain's StreamClosed, with its state) when it sent one before ending the call, else ``error``. Reads what
+        is left of the call, so it is only for :meth:`process`, which has no other answers to wait for."""
         if self._reader is None or self.closed is not None:
             return error
+        answer: FrameResponse | None = None
         try:
             while self.closed is None:
-                await asyncio.wait_for(self.receive(), 5.0)
+                response = await asyncio.wait_for(self.receive(), 5.0)
+                if not isinstance(response, StreamClosed) and response.frame_index == index:
+                    answer = response
         except (StreamError, EOFError, TimeoutError):
+            pass
+        if answer is not None:
+            return answer
+        if self.closed is None or self.closed.reason == CloseReason.CLIENT_CLOSED:
             return error
-        return self._closed_error() if self.closed.reason != CloseReason.CLIENT_CLOSED else error
+        return self._closed_error()
 
     async def _write(self, request: OpenRequest | FrameRequest | CloseRequest, done_writing: bool = False) -> None:
         call = self._call
@@ -768,6 +822,17 @@ def _int64(value: Any, name: str) -> int:
     if not INT64_MIN <= number <= INT64_MAX:
         raise ValueError(f"{name} must fit in a signed 64-bit integer (-2**63 .. 2**63 - 1), got {number}")
     return number
+
+
+def _smaller_image_advice(encoding: ImageEncoding | int, jpeg_quality: int | None) -> str:
+    """How to make a frame of ``encoding`` (encoded at ``jpeg_quality`` here, if set) smaller."""
+    if encoding == ImageEncoding.JPEG:
+        if jpeg_quality is not None:
+            return f"encode it at a lower jpeg_quality ({jpeg_quality} here) or a smaller size"
+        return "re-encode it at a lower JPEG quality or a smaller size"
+    if encoding == ImageEncoding.PNG:
+        return "send its pixels as JPEG (jpeg_quality=...), or at a smaller size"
+    return "send it as JPEG (jpeg_quality=...) or at a smaller size"
 
 
 def _frames(indices: list[int]) -> str:

@@ -34,10 +34,11 @@ def open_source(spec: str, max_frames: int | None = None) -> Source:
     """
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
+    check_source_spec(spec)
     if spec.startswith("camera:"):
-        source = _camera(_count(spec, "camera:", "a device number"))
+        source = _camera(_count(spec, "camera:", "a device number", 0))
     elif spec.startswith("synthetic:"):
-        count = _count(spec, "synthetic:", "a frame count") if spec != "synthetic:" else 60
+        count = _count(spec, "synthetic:", "a frame count", 1) if spec != "synthetic:" else 60
         source = Source(iter(synthetic_clip(count)), 15.0, f"{count} synthetic frames")
     else:
         path = Path(spec)
@@ -49,10 +50,24 @@ def open_source(spec: str, max_frames: int | None = None) -> Source:
     return source
 
 
-def _count(spec: str, prefix: str, meaning: str) -> int:
+def check_source_spec(spec: str) -> None:
+    """Check the ``camera:N`` (N >= 0) and ``synthetic:N`` (N >= 1; bare ``synthetic:`` is 60 frames) forms;
+    other specs are paths, checked when opened.
+
+    Raises:
+        ValueError: a malformed or out-of-range N, saying what was expected.
+    """
+    if spec.startswith("camera:"):
+        _count(spec, "camera:", "a device number", 0)
+    elif spec.startswith("synthetic:") and spec != "synthetic:":
+        _count(spec, "synthetic:", "a frame count", 1)
+
+
+def _count(spec: str, prefix: str, meaning: str, minimum: int) -> int:
+    """The whole number after ``prefix`` in ``spec``; ``ValueError`` unless it is one and at least ``minimum``."""
     text = spec.removeprefix(prefix)
-    if not text.isdigit():
-        raise ValueError(f"{spec}: after {prefix!r} comes {meaning} (a whole number >= 0), got {text!r}")
+    if not text.isascii() or not text.isdigit() or int(text) < minimum:
+        raise ValueError(f"{spec}: after {prefix!r} comes {meaning} (a whole number >= {minimum}), got {text!r}")
     return int(text)
 
 

@@ -217,6 +217,78 @@ def test_protocol_errors_end_the_stream_with_a_specific_status(server, requests,
         assert "tiny" in error.details()  # names the models that exist
 
 
+def _handoff_message():
+    """A well-formed hand-off state of the served tiny model (4 slots of 16), from frame 0."""
+    state = np.zeros((4, 16), np.float32)
+    tensor = pb.Tensor(shape=[4, 16], dtype=pb.DTYPE_FLOAT32, data=state.tobytes())
+    return pb.StateHandoff(stream_id="s", model="tiny", last_frame_index=0, state=tensor)
+
+
+@pytest.mark.parametrize(
+    ("open_request", "fragment"),
+    [
+        (
+            _open(stream_id="s", resume=pb.ResumeStream(resume_token="x"), handoff=pb.StateHandoff()),
+            "set either resume or handoff in an open, not both",
+        ),
+        (
+            _open(stream_id="s", resume=pb.ResumeStream(resume_token="x"), handoff=_handoff_message()),
+            "set either resume or handoff in an open, not both",
+        ),
+        (
+            _open(options=pb.StreamOptions(soft_mask_dtype=9)),
+            "soft_mask_dtype 9 is not DTYPE_FLOAT32 (1, or 0 for the default) or DTYPE_UINT8 (2)",
+        ),
+        (
+            _open(options=pb.StreamOptions(mask_height=100, mask_width=100)),
+            "exceeds this server's limit of 4096 pixels (its --max-image-pixels)",
+        ),
+    ],
+    ids=["resume and empty handoff", "resume and valid handoff", "unknown soft mask dtype", "mask over the limit"],
+)
+def test_bad_opens_are_refused_with_invalid_open_and_say_what_was_wrong(strict_server, open_request, fragment):
+    """Both ``resume`` and ``handoff`` used to be reported as "malformed hand-off state: unknown tensor dtype 0"
+    (or pass as a resume), an unknown ``soft_mask_dtype`` was served as FLOAT32, and the mask-size limit did not
+    name the flag that sets it."""
+    responses, error = run(_raw_exchange(strict_server.target, open_request))
+    assert error is not None, [r.WhichOneof("kind") for r in responses]
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert _trailer_code(error) == ErrorCode.INVALID_OPEN.wire_name
+    assert fragment in error.details(), error.details()
+    assert strict_server.metric("slotstream_open_rejected_total", {"code": "invalid_open"}) == 1
+
+
+def test_a_frame_without_an_image_is_told_so(server):
+    """Not "unknown image encoding 0": the frame has no image at all."""
+    for frame in (pb.Frame(frame_index=0), pb.Frame(frame_index=0, image=pb.Image())):
+        responses, error = run(_raw_exchange(server.target, _open(), pb.StreamRequest(frame=frame)))
+        assert error is None, error
+        assert [r.WhichOneof("kind") for r in responses] == ["opened", "error", "closed"]
+        answer = responses[1].error
+        assert answer.code == ErrorCode.EMPTY_IMAGE and answer.frame_index == 0
+        assert "the frame has no image" in answer.message and "encoding 0" not in answer.message, answer.message
+
+
+def test_nothing_after_a_close_is_read_as_the_proto_and_readme_say(server):
+    """A frame sent after ``close`` is never read: it gets no answer, the call ends OK after the answers to the
+    frames before the close, and the stream counts as closed. The proto and the README say so (the proto used to
+    promise one answer per frame sent, and said nothing of requests after ``close``)."""
+    from service.protogen import PROTO_FILES, PROTO_ROOT, REPO_ROOT
+
+    closed_before = server.metric("slotstream_streams_released_total", {"reason": "closed"})
+    close = pb.StreamRequest(close=pb.CloseStream())
+    responses, error = run(_raw_exchange(server.target, _open(), _frame(0), close, _frame(1), _frame(2)))
+    assert error is None, error
+    assert [r.WhichOneof("kind") for r in responses] == ["opened", "result", "closed"]
+    assert responses[1].result.frame_index == 0
+    assert server.metric("slotstream_streams_released_total", {"reason": "closed"}) == closed_before + 1
+    proto = " ".join((PROTO_ROOT / PROTO_FILES[0]).read_text().replace("//", " ").split())
+    assert "then optionally `close`, which must be the last request: the server reads nothing after it" in proto
+    assert "a frame sent after `close` gets no answer" in proto
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert "the server reads nothing after a `close`" in readme
+
+
 def test_unknown_request_kinds_are_ignored(server):
     """An empty request (a newer client's request kind) is skipped, per the versioning rules."""
     responses, error = run(_raw_exchange(server.target, _open(), pb.StreamRequest(), _frame()))
@@ -479,6 +551,32 @@ def test_bearer_token_is_required_when_configured(start_server, caplog):
             await client.wait_ready(5)  # probes carry no metadata
 
     run(health_without_token())
+
+
+def test_the_bearer_scheme_is_case_insensitive_and_a_value_of_another_form_is_told_the_form(start_server):
+    """HTTP auth schemes are case-insensitive (RFC 9110), so ``bearer <token>`` is accepted; a value that is not
+    ``Bearer <token>`` at all (the bare token, another scheme) is told the expected form, not "wrong token"."""
+    server = start_server(auth_token="s3cret")
+
+    async def describe(value: str):
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = pb_grpc.PerceptionStub(channel)
+            try:
+                return await stub.Describe(pb.DescribeRequest(), metadata=(("authorization", value),))
+            except grpc.aio.AioRpcError as error:
+                return error
+
+    for value in ("bearer s3cret", "BEARER s3cret", "Bearer  s3cret"):
+        card = run(describe(value))
+        assert isinstance(card, pb.ModelCard) and card.name == "tiny", (value, card)
+    wrong = run(describe("bearer guess"))
+    assert wrong.code() == grpc.StatusCode.UNAUTHENTICATED and "wrong bearer token" in wrong.details()
+    for value in ("s3cret", "Basic czNjcmV0", "Bearer", "Bearer "):
+        error = run(describe(value))
+        assert isinstance(error, grpc.aio.AioRpcError), value
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED and _trailer_code(error) == "ERROR_CODE_UNAUTHENTICATED"
+        assert "'authorization: Bearer <token>'" in error.details() and "wrong" not in error.details(), value
+        assert "s3cret" not in error.details() and "czNjcmV0" not in error.details()
 
 
 def test_bad_input_on_one_stream_does_not_affect_another(strict_server):

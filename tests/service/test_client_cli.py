@@ -109,6 +109,30 @@ def test_command_line_mistakes_get_messages_that_name_the_problem(tmp_path, caps
     assert f"the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("source", "args", "fragment"),
+    [
+        ("synthetic:2", ["--fps", "-5"], "argument --fps: must be a number > 0, got '-5'"),
+        ("synthetic:2", ["--fps", "0"], "argument --fps: must be a number > 0, got '0'"),
+        ("synthetic:2", ["--fps", "nan"], "argument --fps: must be a number > 0, got 'nan'"),
+        ("synthetic:2", ["--window", "-2"], "argument --window: must be a whole number >= 1, got '-2'"),
+        ("synthetic:2", ["--window", "0"], "argument --window: must be a whole number >= 1, got '0'"),
+        ("synthetic:2", ["--max-frames", "0"], "argument --max-frames: must be a whole number >= 1, got '0'"),
+        ("synthetic:0", [], "synthetic:0: after 'synthetic:' comes a frame count (a whole number >= 1), got '0'"),
+        ("synthetic:-3", [], "argument source: synthetic:-3: after 'synthetic:' comes a frame count"),
+        ("camera:x", [], "argument source: camera:x: after 'camera:' comes a device number (a whole number >= 0)"),
+    ],
+)
+def test_stream_arguments_out_of_range_are_argparse_errors(source, args, fragment, capsys):
+    """They used to be accepted silently (a negative rate or window, taken as "no limit" or one frame), or, for
+    ``synthetic:0``, to pass a ">= 0" check and fail later with "has no frames"; no server is contacted."""
+    with pytest.raises(SystemExit) as exited:
+        main(["stream", source, "--target", "127.0.0.1:1", *args])
+    error = " ".join(capsys.readouterr().err.split())
+    assert exited.value.code == 2 and "usage:" in error
+    assert fragment in error, error
+
+
 def test_a_reader_that_goes_away_ends_the_command_quietly(server, monkeypatch, capsys):
     """``describe | head -1``: the pipe closes before the output is written."""
 

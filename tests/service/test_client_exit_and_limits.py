@@ -3,6 +3,7 @@ a frame fits one message before it sends it (a refused frame leaves the stream a
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -79,3 +80,44 @@ def test_the_frame_size_limit_leaves_256_bytes_for_the_other_fields_and_counts_t
     (unanswered, next_index), answer = run(scenario())
     assert unanswered == [] and next_index == 0
     assert isinstance(answer, FrameResult) and answer.frame_index == 0, answer
+
+
+def test_a_jpeg_frame_larger_than_one_message_is_told_to_lower_the_quality_not_to_send_jpeg(server):
+    """A 1000x1000 noise frame at JPEG quality 95 is 1.18 MB: the advice is a lower quality (which fits: quality
+    30 is 0.28 MB) or higher limits, not "send it as JPEG", which the caller already does; JPEG bytes given as
+    they are get the same advice."""
+    noise = np.random.default_rng(0).integers(0, 256, (1000, 1000, 3), dtype=np.uint8)
+    jpeg = io.BytesIO()
+    Image.fromarray(noise).save(jpeg, format="JPEG", quality=95)
+
+    async def scenario():
+        async with Client(server.target, max_message_bytes=ONE_MIB) as client:
+            stream = await client.open()
+            refused = []
+            for image, quality in ((noise, 95), (jpeg.getvalue(), None)):
+                with pytest.raises(ValueError) as error:
+                    await stream.send(image, jpeg_quality=quality)
+                refused.append(str(error.value))
+            answer = await stream.process(noise, jpeg_quality=30)
+            await stream.close()
+            return refused, answer
+
+    (encoded, given), answer = run(scenario())
+    assert encoded.startswith("frame 0: the JPEG image is 1,1") and "more than one message carries" in encoded
+    assert "lower jpeg_quality (95 here)" in encoded, encoded
+    assert "lower JPEG quality" in given, given
+    for message in (encoded, given):
+        assert "send it as JPEG" not in message and "--max-message-bytes on the server" in message
+    assert isinstance(answer, FrameResult) and answer.frame_index == 0, answer
+
+
+def test_a_raw_frame_over_the_message_limit_is_still_told_to_send_jpeg(server):
+    async def scenario():
+        async with Client(server.target, max_message_bytes=ONE_MIB) as client:
+            stream = await client.open()
+            with pytest.raises(ValueError) as refused:
+                await stream.send(np.zeros((700, 700, 3), np.uint8))
+            await stream.close()
+            return str(refused.value)
+
+    assert "send it as JPEG (jpeg_quality=...)" in run(scenario())

@@ -10,7 +10,8 @@ import time
 
 import grpc
 import pytest
-from service_helpers import make_video, run, slow_factory, wait_until
+from service_helpers import make_video, reference_outputs, run, slow_factory, wait_until
+from test_stream_service import assert_matches
 
 from service import wire
 from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, stream_frames
@@ -36,7 +37,8 @@ def _assert_drained(error: StreamError) -> None:
 
 def test_process_raises_unavailable_with_the_handoff_when_the_server_drains(start_server):
     """Not an INTERNAL "expected the answer to frame N" error; the stream then continues on another server with
-    process() alone: the frame whose process() failed is re-sent by reconnect() and its answer skipped."""
+    process() alone: the frame whose process() failed does not count as sent, so the next process() takes its
+    index."""
     factory, _ = slow_factory(delay_s=0.02)
     draining, replacement = start_server(engine_factory=factory), start_server()
     clip = make_video(seed=91, frames=400)
@@ -66,7 +68,39 @@ def test_process_raises_unavailable_with_the_handoff_when_the_server_drains(star
     results = [a for a in answered if isinstance(a, FrameResult)]  # a frame may be dropped for the shutdown
     assert stream.handoff is error.handoff and error.handoff.last_frame_index == results[-1].frame_index
     assert opened.kind.name == "HANDED_OFF"
-    assert isinstance(following, FrameResult) and following.frame_index == answered[-1].frame_index + 2
+    assert isinstance(following, FrameResult) and following.frame_index == answered[-1].frame_index + 1
+
+
+def test_retrying_the_frame_whose_process_failed_in_a_drain_continues_exactly_on_another_server(start_server):
+    """Frames 0-5 answered, the server shuts down, process(frame 6) raises UNAVAILABLE with the hand-off after
+    frame 5. The natural retry, process(frame 6) on another server after reconnect(), sends frame 6 once, as
+    index 6: every result equals an uninterrupted stream's. (reconnect() used to re-send frame 6 itself and skip
+    its answer, so the retry went out as frame 7 and frame 6 entered the recurrent state twice.)"""
+    draining, replacement = start_server(), start_server()
+    clip = make_video(seed=97, frames=10)
+    reference = reference_outputs(draining.model_dir, clip)
+
+    async def scenario():
+        async with Client(draining.target) as client, Client(replacement.target) as other:
+            stream = await client.open()
+            results = [await stream.process(frame) for frame in clip[:6]]
+            await asyncio.to_thread(draining.stop, 5.0)  # what SIGTERM runs: drain, hand off, stop
+            with pytest.raises(StreamError) as error:
+                await stream.process(clip[6])
+            withdrawn = (stream.next_frame_index, stream.unanswered)
+            opened = await stream.reconnect(other)
+            resent = stream.unanswered
+            results += [await stream.process(frame) for frame in clip[6:]]
+            await stream.close()
+            return error.value, withdrawn, opened, resent, results
+
+    error, withdrawn, opened, resent, results = run(scenario())
+    _assert_drained(error)
+    assert error.handoff.last_frame_index == 5
+    assert_matches(results, reference)
+    assert withdrawn == (6, []), "the frame whose process() failed must not count as sent"
+    assert opened.kind.name == "HANDED_OFF" and opened.last_frame_index == 5 and resent == []
+    assert [r.frame_index for r in results] == list(range(10))
 
 
 def test_stream_frames_raises_unavailable_with_the_handoff_when_the_server_drains(start_server):

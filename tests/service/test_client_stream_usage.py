@@ -161,14 +161,17 @@ def test_stream_sources_that_cannot_give_frames_are_named(tmp_path, capsys):
         file.setsampwidth(2)
         file.setframerate(8000)
         file.writeframes(bytes(1600))
-    cases = [
-        ([str(sound)], "holds no video stream"),
+    assert main(["stream", str(sound), "--target", "127.0.0.1:1"]) == 2
+    assert "holds no video stream" in capsys.readouterr().err
+    cases = [  # checked by the argument parser: exit status 2 with the usage
         (["camera:abc"], "after 'camera:' comes a device number"),
         (["synthetic:x"], "after 'synthetic:' comes a frame count"),
-        (["synthetic:5", "--max-frames", "0"], "--max-frames must be >= 1, got 0"),
+        (["synthetic:5", "--max-frames", "0"], "--max-frames: must be a whole number >= 1, got '0'"),
     ]
     for args, message in cases:
-        assert main(["stream", *args, "--target", "127.0.0.1:1"]) == 2, args
+        with pytest.raises(SystemExit) as exited:
+            main(["stream", *args, "--target", "127.0.0.1:1"])
+        assert exited.value.code == 2, args
         assert message in capsys.readouterr().err, args
 
 

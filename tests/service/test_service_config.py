@@ -114,6 +114,15 @@ def test_help_lists_every_setting(capsys):
     assert all(flag in text for flag in flags)
 
 
+def test_help_says_max_image_pixels_also_caps_the_mask_size(capsys):
+    """Opens asking for a larger mask are refused citing --max-image-pixels; its help must say it bounds masks."""
+    with pytest.raises(SystemExit):
+        ServiceConfig.from_sources(["--help"], {})
+    text = " ".join(capsys.readouterr().out.split())
+    entry = text.split("--max-image-pixels MAX_IMAGE_PIXELS")[-1].split("(default:")[0]
+    assert "largest mask size (mask_height x mask_width) a stream may ask for" in entry, entry
+
+
 def test_backend_settings_are_flags_and_variables_handed_to_the_chosen_backend(tmp_path):
     env = {"SLOTSTREAM_ONNX_INTRA_OP_THREADS": "2", "SLOTSTREAM_TENSORRT_FP16": "on"}
     flags = ["--backend", "onnx", "--onnx-graph-optimization", "basic", "--tensorrt-cache-dir", str(tmp_path)]

@@ -18,6 +18,7 @@ from service_helpers import (
     raw,
     reference_outputs,
     run,
+    slow_factory,
     wait_until,
 )
 from test_stream_service import assert_matches
@@ -306,6 +307,38 @@ def test_resume_on_a_new_connection_continues_exactly(start_server, model_instan
         return [results[i] for i in range(len(clip))]
 
     assert_matches(run(scenario()), reference)
+
+
+def test_retrying_a_process_cut_off_by_a_dropped_connection_continues_exactly(start_server):
+    """The connection drops while process(frame 3) waits (the server may already have run frame 3): process()
+    raises, and retrying it after reconnect() sends frame 3 once, as index 3, on the stream resumed after frame
+    2. Results equal an uninterrupted stream's; reconnect() used to re-send frame 3 and skip its answer, so the
+    retry went out as frame 4 and frame 3 entered the state twice."""
+    factory, _ = slow_factory(delay_s=0.3)
+    server = start_server(engine_factory=factory)
+    clip = make_video(seed=16, frames=6)
+    reference = reference_outputs(server.model_dir, clip)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            results = [await stream.process(frame) for frame in clip[:3]]
+            asyncio.get_running_loop().call_later(0.1, stream.cancel)  # the connection drops mid-process()
+            with pytest.raises(StreamError) as error:
+                await stream.process(clip[3])
+            withdrawn = (stream.next_frame_index, stream.unanswered)
+            opened = await stream.reconnect()
+            resent = stream.unanswered
+            results += [await stream.process(frame) for frame in clip[3:]]
+            await stream.close()
+            return error.value, withdrawn, opened, resent, results
+
+    error, withdrawn, opened, resent, results = run(scenario())
+    assert error.status == grpc.StatusCode.CANCELLED
+    assert_matches(results, reference)
+    assert withdrawn == (3, []), "the frame whose process() failed must not count as sent"
+    assert opened.kind.name == "RESUMED" and opened.last_frame_index == 2 and resent == []
+    assert [r.frame_index for r in results] == list(range(6))
 
 
 def test_resume_takes_over_a_connection_the_server_still_thinks_is_alive(server):

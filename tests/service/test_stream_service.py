@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import numpy as np
 import pytest
 from service_helpers import SERVICE_TINY_MODEL, make_video, reference_outputs, run, slow_factory
 
 from service import runner as runner_module
+from service import wire
 from service.client import Client, FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
 from service.errors import ErrorCode
+from service.generated import pb, pb_grpc
 from service.types import DropReason, EncodedImage, ImageEncoding
 
 
@@ -181,6 +184,31 @@ def test_requested_outputs_and_mask_size(server):
         assert result.state is not None and result.state.last_frame_index == result.frame_index
         assert result.slot_ids == tuple(range(k))
         assert result.model_version and result.latency.total_ms > 0 and result.latency.batch_size >= 1
+
+
+@pytest.mark.parametrize("outputs", [[], [99], [0, 99]], ids=["none", "unknown only", "unspecified and unknown"])
+def test_an_open_without_known_outputs_echoes_the_default_outputs_it_gets(server, outputs):
+    """The proto echoes effective options: results carry slots and segmentation, so ``StreamOpened.options``
+    says so (it used to say ``outputs: []``)."""
+    clip = make_video(seed=7, frames=1)
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream()
+            await call.write(pb.StreamRequest(open=pb.OpenStream(options=pb.StreamOptions(outputs=outputs))))
+            height, width, _ = clip[0].shape
+            image = pb.Image(encoding=pb.IMAGE_ENCODING_RAW_RGB8, data=clip[0].tobytes(), height=height, width=width)
+            await call.write(pb.StreamRequest(frame=pb.Frame(frame_index=0, image=image)))
+            await call.write(pb.StreamRequest(close=pb.CloseStream()))
+            await call.done_writing()
+            return [response async for response in call]
+
+    opened, result, _ = run(scenario())
+    assert list(opened.opened.options.outputs) == [pb.OUTPUT_SLOTS, pb.OUTPUT_SEGMENTATION]
+    assert result.result.HasField("slots") and result.result.HasField("segmentation")
+    assert not result.result.HasField("soft_masks") and not result.result.HasField("state")
+    echoed = wire.response_from_proto(opened)
+    assert echoed.options.outputs == frozenset({Output.SLOTS, Output.SEGMENTATION})
 
 
 def test_capture_time_and_camera_frame_id_are_echoed(server):
