@@ -9,9 +9,15 @@ not load it, because ONNX Runtime otherwise falls back to the CPU with only a lo
 - ``tensorrt`` / ``tensorrt:N``: ``TensorrtExecutionProvider`` on GPU ``N``, then CUDA, then the CPU for nodes
   TensorRT does not take; engines are built for batch sizes 1 to ``--max-batch-size`` (one optimisation
   profile) and cached on disk with TensorRT's timing cache, in one folder per graph digest (ONNX Runtime keys
-  its cached engines by the graph's names, not its weights), fp16 when the export asked for it.
+  its cached engines by the graph's names, not its weights), fp16 when the export asked for it. These engines
+  are ONNX Runtime's own, never compared with PyTorch by the export (whose ``--tensorrt`` check covers the
+  ``tensorrt`` backend's engines), and their fp32 engines may use TF32: the provider has no TF32 option, and
+  TensorRT allows TF32 by default (``NVIDIA_TF32_OVERRIDE=0`` in the server's environment turns it off in
+  NVIDIA's libraries). The backend logs a warning saying so at every start.
 
-The GPU providers need the GPU build of ONNX Runtime: ``pip install -e '.[gpu]'``.
+The GPU providers need the GPU build of ONNX Runtime: ``pip install -e '.[gpu]'``. The CPU build
+(``onnxruntime``) and the GPU build (``onnxruntime-gpu``) own the same module; with both installed the backend
+refuses GPU devices and warns on the CPU (:func:`check_one_onnxruntime`).
 
 Tuning (:class:`OnnxOptions`) is part of the server's ``ServiceConfig``: the flags ``--onnx-intra-op-threads``
 and ``--onnx-inter-op-threads`` (1 / 1), ``--onnx-graph-optimization`` (``all``), ``--tensorrt-fp16`` (the
@@ -25,6 +31,7 @@ exactly as with the ``torch`` backend.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -59,6 +66,9 @@ ENV_PREFIX = "SLOTSTREAM_"
 GPU_EXTRA = "pip install -e '.[gpu]'"
 DEFAULT_CACHE_SUBDIR = "tensorrt"
 GRAPH_OPTIMIZATIONS = ONNX_GRAPH_OPTIMIZATIONS
+
+#: The two distributions that install the ``onnxruntime`` module: the CPU build and the GPU (CUDA, TensorRT) build.
+ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
 
 ProviderKind = Literal["cpu", "cuda", "tensorrt"]
 PROVIDER_NAMES: dict[str, str] = {
@@ -198,8 +208,14 @@ def provider_list(
     return [("TensorrtExecutionProvider", tensorrt), cuda, cpu]
 
 
-def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str) -> None:
+def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str, note: str = "") -> None:
     """Fail unless the session really runs on the requested provider (ONNX Runtime falls back silently).
+
+    Args:
+        choice: the requested provider.
+        in_use: the session's providers, most preferred first.
+        graph: the graph's file name, for the message.
+        note: appended to the refusal (:func:`cuda_build_note`).
 
     Raises:
         BackendUnavailable: the requested provider is not the session's first provider.
@@ -211,7 +227,95 @@ def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str) -> N
         f"--device {choice}: ONNX Runtime did not load {choice.provider} for {graph} (providers in use: "
         f"{', '.join(in_use) or 'none'}), so it would run silently on the CPU. Check that an NVIDIA GPU is visible "
         f"and that the {libraries} libraries onnxruntime-gpu needs are installed ({GPU_EXTRA}), or use --device cpu"
+        + (f". {note}" if note else "")
     )
+
+
+def installed_onnxruntime(version: Callable[[str], str] = importlib.metadata.version) -> dict[str, str]:
+    """The ONNX Runtime distributions installed here (:data:`ONNXRUNTIME_DISTRIBUTIONS`), name -> version.
+
+    Args:
+        version: looks a distribution's version up (``importlib.metadata.version``, or a stand-in in tests);
+            raises ``importlib.metadata.PackageNotFoundError`` for one that is not installed.
+    """
+    found = {}
+    for name in ONNXRUNTIME_DISTRIBUTIONS:
+        try:
+            found[name] = version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def check_one_onnxruntime(choice: ProviderChoice, installed: Mapping[str, str]) -> str | None:
+    """Refuse, or warn about, the CPU and GPU builds of ONNX Runtime installed side by side.
+
+    Both install the ``onnxruntime`` module, so with both installed its files are whichever build wrote them last
+    (a GPU provider may be missing, or half there), and uninstalling one of the two removes files the other
+    needs. ``make`` installs the CPU build (the ``onnx`` extra); ``pip install -e '.[gpu]'`` on top of it adds
+    the GPU build next to it.
+
+    Args:
+        choice: the requested provider.
+        installed: :func:`installed_onnxruntime`.
+
+    Returns:
+        The warning to log on the CPU (which both builds provide), else ``None``.
+
+    Raises:
+        BackendUnavailable: both are installed and ``choice`` is a GPU provider.
+    """
+    if not all(name in installed for name in ONNXRUNTIME_DISTRIBUTIONS):
+        return None
+    versions = ", ".join(f"{name} {installed[name]}" for name in ONNXRUNTIME_DISTRIBUTIONS)
+    message = (
+        f"both ONNX Runtime builds are installed ({versions}): they install the same onnxruntime module, so which "
+        "one runs is whichever was installed last, possibly in part. Remove both (pip uninstall -y onnxruntime "
+        f"onnxruntime-gpu; removing only one deletes files the other needs), then install one: {GPU_EXTRA} for "
+        "GPUs, or pip install -e '.[onnx]' for the CPU"
+    )
+    if choice.kind == "cpu":
+        return message
+    raise BackendUnavailable(f"--device {choice}: {message}")
+
+
+def cuda_build_note(ort_cuda: str | None, torch_cuda: str | None) -> str:
+    """A hint for a GPU provider that did not load: onnxruntime-gpu built for another CUDA major version than
+    the CUDA libraries here (those of PyTorch's CUDA build, ``torch.version.cuda``). Empty when the versions
+    are unknown or agree.
+
+    Args:
+        ort_cuda: the CUDA version onnxruntime-gpu was built with (its ``capi.build_and_package_info``).
+        torch_cuda: PyTorch's.
+    """
+    if not ort_cuda or not torch_cuda or ort_cuda.split(".")[0] == torch_cuda.split(".")[0]:
+        return ""
+    return (
+        f"This onnxruntime-gpu is built for CUDA {ort_cuda} while PyTorch here is built for CUDA {torch_cuda}: "
+        f"install an onnxruntime-gpu built for CUDA {torch_cuda.split('.')[0]} (see the README's TensorRT section)"
+    )
+
+
+def tensorrt_provider_warning(model_dir: Path, fp16: bool, cache_root: Path, environ: Mapping[str, str]) -> str:
+    """The warning ``--device tensorrt`` logs at every start.
+
+    ONNX Runtime's TensorRT provider parses and partitions the graphs and builds engines itself; the export's
+    ``--tensorrt`` check covers the ``tensorrt`` backend's engines only. Its fp32 engines may also use TF32:
+    TensorRT allows TF32 by default, the provider has no option for it, and only ``NVIDIA_TF32_OVERRIDE=0``
+    (NVIDIA's switch for its libraries, read from the environment) turns it off.
+    """
+    warning = (
+        f"--device tensorrt: ONNX Runtime's TensorRT execution provider builds engines of its own for {model_dir} "
+        "(cached in " + str(cache_root / "onnxruntime") + "), which the export never compares with PyTorch: python "
+        "-m training.export --tensorrt checks the tensorrt backend's engines (--backend tensorrt), not these"
+    )
+    if not fp16 and environ.get("NVIDIA_TF32_OVERRIDE") != "0":
+        warning += (
+            ". Its fp32 engines may also use TF32, which TensorRT allows by default and this provider has no option "
+            "for: set NVIDIA_TF32_OVERRIDE=0 in the server's environment to keep them fp32 (and empty that folder: "
+            "engines cached before may use TF32)"
+        )
+    return warning
 
 
 def prepare_cache_dir(path: Path) -> Path:
@@ -302,29 +406,34 @@ def load_engine(
         ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
         ValueError: ``device`` or an option is invalid.
         BackendUnavailable: onnxruntime is missing, a graph does not load, the requested provider is not
-            available or did not load, or (on ``tensorrt``) the export's TensorRT engines of that precision
-            failed their parity check.
+            available or did not load, both ONNX Runtime builds are installed (on a GPU device), or (on
+            ``tensorrt``) the export's TensorRT engines of that precision failed their parity check.
     """
     choice = parse_device(device)
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
     fp16 = manifest.precision == "fp16" if options.tensorrt_fp16 is None else options.tensorrt_fp16
-    unchecked = None
     if choice.kind == "tensorrt":
         from service.backends.tensorrt_backend import check_tensorrt_parity
 
-        unchecked = check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
+        # Only a refusal: engines of this precision that failed the export's check (the tensorrt backend's, built
+        # by the same TensorRT) say that these would fail too. A passing check says nothing about ONNX Runtime's.
+        check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")
+    both = check_one_onnxruntime(choice, installed_onnxruntime())
+    if both:
+        _log.warning("%s", both)
     ort = import_onnxruntime()
     available = ort.get_available_providers()
     if choice.provider not in available:
         raise BackendUnavailable(
             f"--device {device} needs ONNX Runtime's {choice.provider}, but this onnxruntime {ort.__version__} "
-            f"offers only {', '.join(available)}. Install the GPU build instead of the CPU one (pip uninstall "
-            f"onnxruntime, then {GPU_EXTRA}; the two packages must never be installed together), or use --device cpu"
+            f"offers only {', '.join(available)}. Install the GPU build instead of the CPU one (pip uninstall -y "
+            f"onnxruntime onnxruntime-gpu, then {GPU_EXTRA}; the two packages must never be installed together), or "
+            "use --device cpu"
         )
-    if unchecked:  # only once the provider is there: engines that cannot load need no warning
-        _log.warning("%s", unchecked)
     cache_root = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
+    if choice.kind == "tensorrt":  # only once the provider is there: engines that cannot load need no warning
+        _log.warning("%s", tensorrt_provider_warning(model_dir, fp16, cache_root, os.environ))
     sessions = {}
     for graph in (FIRST_STEP, STEP):
         # ONNX Runtime names cached engines after the graph's structure and names, never its weights: one folder
@@ -341,12 +450,32 @@ def load_engine(
                 f"ONNX Runtime cannot load {path}: {error} (a damaged graph needs a new export, python -m "
                 "training.export; a provider error, the GPU setup checked)"
             ) from error
-        verify_providers(choice, list(session.get_providers()), path.name)
+        in_use = list(session.get_providers())
+        if not in_use or in_use[0] != choice.provider:  # refused: the note names a CUDA build mismatch, if any
+            verify_providers(choice, in_use, path.name, cuda_build_note(onnxruntime_cuda_version(), torch_cuda()))
         check_signature(manifest, graph, session)
         sessions[graph] = session
     return OnnxEngine(
         sessions[FIRST_STEP], sessions[STEP], manifest_card(manifest, name, "onnx", str(choice), max_batch_size)
     )
+
+
+def onnxruntime_cuda_version() -> str | None:
+    """The CUDA version the installed onnxruntime-gpu was built with, ``None`` when unknown (the CPU build
+    records none)."""
+    try:
+        info = importlib.import_module("onnxruntime.capi.build_and_package_info")
+    except ImportError:
+        return None
+    version = getattr(info, "cuda_version", None)
+    return str(version) if version else None
+
+
+def torch_cuda() -> str | None:
+    """The CUDA version of PyTorch's build (``None`` for a CPU build)."""
+    import torch
+
+    return torch.version.cuda
 
 
 def check_signature(manifest: Manifest, graph: str, session: Any) -> None:

@@ -439,3 +439,58 @@ def test_a_models_card_travels_with_its_export_and_leaves_with_it(source, tmp_pa
     assert not (out / "sample.png").exists()
     export_model(source, out, options)  # another model, without a card, replaces that export
     assert not (out / "MODEL_CARD.md").exists() and not (out / "scores.json").exists()
+
+
+def test_weights_of_another_model_than_config_json_are_reported_in_a_few_lines(source, tmp_path, capsys):
+    """A config.json of another model gives PyTorch's load_state_dict report, one line per tensor (dozens for a
+    model of another size); the export says what mismatched, names the first few tensors and counts them."""
+    import copy
+    import shutil
+
+    other = copy.deepcopy(TINY_MODEL)
+    other["encoder"]["kwargs"].update(channels=[16, 16], out_dim=32)
+    VideoSlotModel(**other).save_pretrained(tmp_path / "other")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(source, mixed)
+    shutil.copyfile(tmp_path / "other" / "config.json", mixed / "config.json")
+    assert export_main(["--model", str(mixed), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1, error
+    assert "model.safetensors does not fit config.json: 18 tensors have other shapes" in error
+    assert "encoder.convs.0.weight (weights [8, 3, 5, 5], config [16, 3, 5, 5])" in error and "and 15 more" in error
+    assert "size mismatch" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_parity_record_keeps_the_build_it_measured_and_older_records_read_without_one(exported, tmp_path):
+    """The TensorRT record names the engines it checked (``build``); records written before that read as empty."""
+    import dataclasses
+    import shutil
+
+    from training.export.manifest import write_manifest
+
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    manifest = read_manifest(copy)
+    assert manifest.parity["onnxruntime"].build == {}
+    build = {
+        "precision": "fp32",
+        "max_batch_size": 16,
+        "tensorrt_version": "10.15.1",
+        "gpu": "H100 sm_90",
+        "tf32": False,
+    }
+    measured = dataclasses.replace(manifest.parity["onnxruntime"], runtime="tensorrt (fp32)", build=build)
+    write_manifest(copy, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": measured}))
+    assert read_manifest(copy).parity["tensorrt"].build == build
+
+    def older(raw):  # as an exporter before builds were recorded wrote it
+        del raw["parity"]["tensorrt"]["build"]
+
+    assert read_manifest(_edited_copy(copy, tmp_path / "older", older)).parity["tensorrt"].build == {}
+
+    def not_an_object(raw):
+        raw["parity"]["tensorrt"]["build"] = "H100"
+
+    with pytest.raises(ManifestError, match="the 'tensorrt' parity record's build must be an object"):
+        read_manifest(_edited_copy(copy, tmp_path / "bad", not_an_object))

@@ -296,3 +296,105 @@ def test_a_manifest_edited_together_with_its_recorded_shapes_is_caught_against_t
     (edited / MANIFEST_FILE).write_text(json.dumps(raw))
     with pytest.raises(ManifestError, match=r"first_step\.onnx takes and gives .* but the manifest records"):
         onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)
+
+
+def claim_gpu_providers(monkeypatch, in_use=None):
+    """Make this CPU-only onnxruntime claim the GPU providers: sessions run on the CPU but report ``in_use`` (by
+    default the provider they were asked for first), as onnxruntime-gpu would."""
+    claimed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    real_session = ort.InferenceSession
+
+    class ClaimingSession:
+        def __init__(self, path, options, providers):
+            self._providers = in_use or [providers[0][0], "CPUExecutionProvider"]
+            self._graph = real_session(path, options, providers=["CPUExecutionProvider"])
+
+        def get_providers(self):
+            return self._providers
+
+        def get_inputs(self):
+            return self._graph.get_inputs()
+
+        def get_outputs(self):
+            return self._graph.get_outputs()
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: claimed)
+    monkeypatch.setattr(ort, "InferenceSession", ClaimingSession)
+
+
+def with_passed_tensorrt_check(export_dir: Path, directory: Path) -> Path:
+    """A copy of ``export_dir`` whose manifest records a passed check of the tensorrt backend's engines."""
+    import dataclasses
+    import shutil
+
+    from training.export import read_manifest
+    from training.export.manifest import write_manifest
+
+    shutil.copytree(export_dir, directory)
+    manifest = read_manifest(directory)
+    measured = dataclasses.replace(manifest.parity["onnxruntime"], runtime="tensorrt (fp32)")
+    write_manifest(directory, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": measured}))
+    return directory
+
+
+def test_the_tensorrt_provider_says_its_engines_are_not_the_checked_ones_and_may_use_tf32(
+    export_dir, tmp_path, monkeypatch, caplog
+):
+    """The export's --tensorrt check covers the tensorrt backend's engines; ONNX Runtime's TensorRT provider builds
+    its own (and cannot turn TF32 off), so a passing record must not make its engines look checked."""
+    checked = with_passed_tensorrt_check(export_dir, tmp_path / "checked")
+    claim_gpu_providers(monkeypatch)
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    options = OnnxOptions(tensorrt_cache_dir=tmp_path / "cache")
+    with caplog.at_level("WARNING", logger="service.backends.onnx_backend"):
+        onnx_backend.load_engine(checked, name="tiny", device="tensorrt:0", max_batch_size=2, options=options)
+    assert "builds engines of its own" in caplog.text and "never compares with PyTorch" in caplog.text
+    assert "NVIDIA_TF32_OVERRIDE=0" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")  # TF32 off in NVIDIA's libraries: only the first point stays
+    with caplog.at_level("WARNING", logger="service.backends.onnx_backend"):
+        onnx_backend.load_engine(checked, name="tiny", device="tensorrt:0", max_batch_size=2, options=options)
+    assert "builds engines of its own" in caplog.text and "TF32" not in caplog.text
+
+
+def test_both_onnxruntime_builds_installed_are_refused_on_a_gpu_and_reported_on_the_cpu(
+    export_dir, monkeypatch, caplog
+):
+    """``make`` installs onnxruntime (the onnx extra); ``pip install -e '.[gpu]'`` then adds onnxruntime-gpu, and
+    the two overwrite each other's module. The server says so, with the way out."""
+    both = {"onnxruntime": "1.32.0", "onnxruntime-gpu": "1.31.1"}
+    monkeypatch.setattr(onnx_backend, "installed_onnxruntime", lambda: both)
+    with pytest.raises(BackendUnavailable, match="both ONNX Runtime builds are installed") as refused:
+        onnx_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=2)
+    assert "onnxruntime 1.32.0, onnxruntime-gpu 1.31.1" in str(refused.value)
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in str(refused.value) and GPU_EXTRA in str(refused.value)
+    with caplog.at_level("WARNING", logger="service.backends.onnx_backend"):
+        engine = onnx_backend.load_engine(export_dir, name="tiny", device="cpu", max_batch_size=2)
+    assert engine.providers == ["CPUExecutionProvider"] and "both ONNX Runtime builds are installed" in caplog.text
+
+
+def test_installed_onnxruntime_builds_are_read_from_the_distributions():
+    import importlib.metadata
+
+    def version(name):
+        if name == "onnxruntime-gpu":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return "1.32.0"
+
+    assert onnx_backend.installed_onnxruntime(version) == {"onnxruntime": "1.32.0"}
+    assert onnx_backend.check_one_onnxruntime(ProviderChoice("cuda"), {"onnxruntime": "1.32.0"}) is None
+    assert "onnxruntime" in onnx_backend.installed_onnxruntime()  # this environment: the onnx extra
+
+
+def test_a_gpu_provider_that_did_not_load_names_an_onnxruntime_built_for_another_cuda(
+    export_dir, monkeypatch, tmp_path
+):
+    """An onnxruntime-gpu built for CUDA 12 next to PyTorch's CUDA 13 libraries lists the GPU providers but
+    cannot load them: the refusal says which CUDA each was built for."""
+    claim_gpu_providers(monkeypatch, in_use=["CPUExecutionProvider"])
+    monkeypatch.setattr(onnx_backend, "onnxruntime_cuda_version", lambda: "12.8")
+    monkeypatch.setattr(onnx_backend, "torch_cuda", lambda: "13.0")
+    with pytest.raises(BackendUnavailable, match="would run silently on the CPU") as refused:
+        onnx_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=2)
+    assert "onnxruntime-gpu is built for CUDA 12.8 while PyTorch here is built for CUDA 13.0" in str(refused.value)
+    assert onnx_backend.cuda_build_note("13.0", "13.0") == "" and onnx_backend.cuda_build_note(None, "13.0") == ""

@@ -24,6 +24,7 @@ from service_helpers import quick_export, save_tiny_model
 from plugins import VideoSlotModel
 from service.backends.tensorrt_backend import (
     BuildSpec,
+    EngineBuild,
     TensorRTOptions,
     batch_buckets,
     bucket_for,
@@ -53,6 +54,7 @@ SPEC = BuildSpec(
     tensorrt_version="10.15.1",
     gpu="NVIDIA H100 sm_90",
 )
+BUILD = EngineBuild.of(SPEC)
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
@@ -122,7 +124,9 @@ def test_export_builds_its_engines_with_its_own_settings_not_the_servers_variabl
     def stand_in(model_dir, *, name, device, max_batch_size, options=None, check_parity=True):
         assert not check_parity, "the exporter checks the engines it loads itself (no 'not compared' warning)"
         asked.append(options)
-        return onnx_backend.load_engine(model_dir, name=name, device="cpu", max_batch_size=max_batch_size)
+        engine = onnx_backend.load_engine(model_dir, name=name, device="cpu", max_batch_size=max_batch_size)
+        engine.build = BUILD  # what TensorRTEngine says it was built for
+        return engine
 
     monkeypatch.setattr(tensorrt_backend, "load_engine", stand_in)
     monkeypatch.setattr(exporter, "_check_tensorrt_available", lambda: None)  # no TensorRT or GPU here
@@ -205,6 +209,7 @@ def test_engines_that_fail_parity_at_export_are_deleted_and_recorded(export_dir,
     class Shifted:
         def __init__(self, engine):
             self.engine = engine
+            self.build = BUILD
 
         def first_step(self, frames):
             out = self.engine.first_step(frames)
@@ -235,6 +240,7 @@ def test_engines_that_fail_parity_at_export_are_deleted_and_recorded(export_dir,
     cache = out / "tensorrt"
     assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) == sorted(kept)
     assert read_manifest(out).parity["tensorrt"].passed is False
+    assert read_manifest(out).parity["tensorrt"].build == BUILD.to_record(), "the failed build is named"
 
 
 @pytest.mark.parametrize(("backend", "device"), [("tensorrt", "cuda:0"), ("onnx", "tensorrt:0")])
@@ -281,3 +287,305 @@ def test_a_failed_check_at_one_precision_does_not_refuse_engines_of_the_other(ex
     assert "--tensorrt checks them" in warning
     with pytest.raises(BackendUnavailable, match="fp16 TensorRT engines failed"):
         check_tensorrt_parity(failed, failed_dir, "fp16")
+
+
+# --- CUDA graphs and buffers, without a GPU: TensorRT and torch.cuda stood in for (CPU tensors) -------------------
+
+
+class FakeCuda:
+    """The torch.cuda calls the runner makes, on the CPU: the current stream, and graphs that record the enqueues
+    made while capturing and replay them."""
+
+    def __init__(self) -> None:
+        self.current = None  # the stream of the innermost torch.cuda.stream block
+        self.capturing = None  # the graph being captured
+
+    def stream(self, stream):
+        cuda = self
+
+        class Scope:
+            def __enter__(self):
+                self.outer, cuda.current = cuda.current, stream
+
+            def __exit__(self, *exc):
+                cuda.current = self.outer
+
+        return Scope()
+
+    def graph(self, graph, stream=None):
+        cuda = self
+
+        class Capture:
+            def __enter__(self):
+                cuda.capturing = graph
+
+            def __exit__(self, *exc):
+                cuda.capturing = None
+
+        return Capture()
+
+
+class FakeGraph:
+    """A captured CUDA graph: replays the enqueues recorded during capture."""
+
+    def __init__(self) -> None:
+        self.recorded = []
+
+    def replay(self) -> None:
+        for kernel in self.recorded:
+            kernel()
+
+
+class DeadGraph(FakeGraph):
+    """A graph whose replay runs nothing (stands in for any replay that does not reproduce a plain run)."""
+
+    def replay(self) -> None:
+        pass
+
+
+class FakeStream:
+    cuda_stream = 1234
+
+    def synchronize(self) -> None:
+        pass
+
+
+class FakeContext:
+    """A TensorRT execution context. Like TensorRT's, its state follows its input shapes: a kernel captured into
+    a graph is valid only while the context keeps the shapes it had at capture (here: replayed after the shapes
+    changed, it writes NaN, where TensorRT would compute with state set up for another shape)."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.addresses: dict[str, int] = {}
+        self.batch = 0
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = address
+
+    def set_input_shape(self, name, shape):
+        self.batch = shape[0]
+
+    def get_tensor_shape(self, name):
+        return (self.batch, *self.engine.shapes[name])
+
+    def execute_async_v3(self, stream):
+        assert stream == FakeStream.cuda_stream
+        rows = self.batch
+        if self.engine.cuda.capturing is not None:
+            self.engine.cuda.capturing.recorded.append(lambda: self.kernel(rows))
+        else:
+            self.kernel(rows)
+        return True
+
+    def kernel(self, rows: int) -> None:
+        tensor = {name: self.engine.memory[address] for name, address in self.addresses.items()}
+        value = tensor["frames"][:rows].mean(dim=(1, 2, 3))
+        if "prev_slots" in tensor:
+            value = value + tensor["prev_slots"][:rows, 0, 0]
+        if rows != self.batch:  # the context's state is no longer the one the kernel was captured with
+            value = value * float("nan")
+        tensor["slots"][:rows] = value[:, None, None]
+        tensor["masks"][:rows] = 2 * value[:, None, None, None]
+
+
+class FakeEngine:
+    def __init__(self, cuda: FakeCuda, memory: dict[int, torch.Tensor], step: bool) -> None:
+        self.cuda = cuda
+        self.memory = memory
+        self.shapes = {"frames": (3, 4, 4), "slots": (2, 3), "masks": (2, 2, 2)}
+        if step:
+            self.shapes = {"frames": (3, 4, 4), "prev_slots": (2, 3), "slots": (2, 3), "masks": (2, 2, 2)}
+        self.contexts: list[FakeContext] = []
+
+    @property
+    def num_io_tensors(self):
+        return len(self.shapes)
+
+    def get_tensor_name(self, index):
+        return list(self.shapes)[index]
+
+    def get_tensor_dtype(self, name):
+        return "float"
+
+    def get_tensor_shape(self, name):
+        return (-1, *self.shapes[name])
+
+    def create_execution_context(self):
+        self.contexts.append(FakeContext(self))
+        return self.contexts[-1]
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """torch.cuda's stream, graph and CUDAGraph stood in for; torch.zeros records the stream it allocated on and
+    keeps each buffer findable by its address (for the fake kernels). Yields a factory of runners."""
+    import types
+
+    from service.backends import tensorrt_backend
+
+    cuda = FakeCuda()
+    memory: dict[int, torch.Tensor] = {}
+    allocated_on = []
+    real_zeros = torch.zeros
+
+    def zeros(*args, **kwargs):
+        tensor = real_zeros(*args, **{**kwargs, "device": "cpu"})
+        memory[tensor.data_ptr()] = tensor
+        allocated_on.append(cuda.current)
+        return tensor
+
+    monkeypatch.setattr(torch, "zeros", zeros)
+    monkeypatch.setattr(torch.cuda, "stream", cuda.stream)
+    monkeypatch.setattr(torch.cuda, "graph", cuda.graph)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    trt = types.SimpleNamespace(DataType=types.SimpleNamespace(FLOAT="float"))
+
+    def runner(step: bool = False, max_batch_size: int = 8):
+        inputs = {"frames": (3, 4, 4), "prev_slots": (2, 3)} if step else {"frames": (3, 4, 4)}
+        spec = dataclasses.replace(SPEC, graph="step" if step else "first_step", inputs=inputs)
+        spec = dataclasses.replace(spec, max_batch_size=max_batch_size)
+        engine = FakeEngine(cuda, memory, step)
+        made = tensorrt_backend._GraphRunner(trt, engine, spec, torch.device("cpu"), FakeStream())
+        return made, engine
+
+    return types.SimpleNamespace(runner=runner, allocated_on=allocated_on, cuda=cuda)
+
+
+def feeds_for(batch: int, step: bool, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {"frames": rng.random((batch, 3, 4, 4), dtype=np.float32)}
+    if step:
+        feeds["prev_slots"] = rng.random((batch, 2, 3), dtype=np.float32)
+    return feeds
+
+
+@pytest.mark.parametrize("step", [False, True])
+def test_each_cuda_graph_bucket_replays_on_an_execution_context_of_its_own(fake_gpu, step):
+    """Capturing every bucket on one context and replaying earlier graphs after its shapes moved on to the last
+    bucket gives wrong results: each bucket needs a context whose shapes stay those of its capture."""
+    plain, _ = fake_gpu.runner(step)
+    graphed, engine = fake_gpu.runner(step)
+    graphed.capture(batch_buckets(8))
+    assert len(engine.contexts) == 1 + len(batch_buckets(8)), "one context for plain runs, one per bucket"
+    assert [context.batch for context in engine.contexts[1:]] == batch_buckets(8)
+    for batch in range(1, 9):
+        feeds = feeds_for(batch, step, seed=batch)
+        want = [array.copy() for array in plain.run(feeds)]
+        got = [array.copy() for array in graphed.run(feeds)]
+        for ours, theirs in zip(got, want, strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6, err_msg=f"batch {batch}")
+    assert [context.batch for context in engine.contexts[1:]] == batch_buckets(8), "bucket contexts never reshape"
+
+
+def test_a_cuda_graph_that_does_not_reproduce_a_plain_run_is_refused_at_start_up(fake_gpu, monkeypatch):
+    """Each bucket's replay is compared with a plain execute_async_v3 run on the same inputs before serving."""
+    runner, _ = fake_gpu.runner()
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", DeadGraph)
+    with pytest.raises(RuntimeError, match=r"CUDA graph of batch bucket 1 does not reproduce a plain TensorRT run"):
+        runner.capture(batch_buckets(8))
+
+
+def test_buffers_are_allocated_on_the_stream_the_engine_runs_on(fake_gpu):
+    """torch.zeros fills the buffers on the current stream: on the default stream, nothing would order that fill
+    before TensorRT's first use of them on the runner's side stream."""
+    fake_gpu.runner(step=True)
+    assert len(fake_gpu.allocated_on) == 4
+    assert all(isinstance(stream, FakeStream) for stream in fake_gpu.allocated_on), fake_gpu.allocated_on
+
+
+# --- the build the export checked, against the build a server makes ----------------------------------------------
+
+
+def with_tensorrt_record(export_dir: Path, directory: Path, build: dict, passed: bool = True) -> Path:
+    """A copy of ``export_dir`` whose manifest records a TensorRT parity check of ``build``."""
+    import shutil
+
+    from training.export import read_manifest
+    from training.export.manifest import write_manifest
+
+    shutil.copytree(export_dir, directory)
+    manifest = read_manifest(directory)
+    measured = dataclasses.replace(
+        manifest.parity["onnxruntime"], runtime="tensorrt (fp32)", passed=passed, build=build
+    )
+    write_manifest(directory, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": measured}))
+    return directory
+
+
+def test_export_with_tensorrt_records_the_build_it_checked(export_dir, tmp_path, monkeypatch):
+    """The parity record names the engines it measured (precision, batch profile, TensorRT version, GPU, TF32)."""
+    from service.backends import onnx_backend, tensorrt_backend
+    from training.export import ExportOptions, export_model, exporter, read_manifest
+
+    def stand_in(model_dir, *, name, device, max_batch_size, options=None, check_parity=True):
+        engine = onnx_backend.load_engine(model_dir, name=name, device="cpu", max_batch_size=max_batch_size)
+        engine.build = dataclasses.replace(BUILD, max_batch_size=max_batch_size)
+        return engine
+
+    monkeypatch.setattr(tensorrt_backend, "load_engine", stand_in)
+    monkeypatch.setattr(exporter, "_check_tensorrt_available", lambda: None)  # no TensorRT or GPU here
+    source = tmp_path / "model"
+    VideoSlotModel.from_pretrained(export_dir).save_pretrained(source)
+    out = tmp_path / "out"
+    options = ExportOptions(tensorrt=True, max_batch_size=8, parity_frames=2, batch_sizes=(1,))
+    export_model(source, out, options)
+    recorded = read_manifest(out).parity["tensorrt"].build
+    assert recorded == dataclasses.replace(BUILD, max_batch_size=8).to_record()
+    assert EngineBuild.from_record(recorded) == dataclasses.replace(BUILD, max_batch_size=8)
+    from training.export.__main__ import summary
+
+    assert "built for gpu NVIDIA H100 sm_90, max_batch_size 8, precision fp32" in summary(read_manifest(out), "out")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"max_batch_size": 32}, "--max-batch-size 32 (the export checked 16)"),
+        ({"gpu": "NVIDIA L4 sm_89"}, "GPU NVIDIA L4 sm_89 (the export checked NVIDIA H100 sm_90)"),
+        ({"tensorrt_version": "10.16.1"}, "TensorRT 10.16.1 (the export checked 10.15.1)"),
+    ],
+)
+def test_engines_of_another_build_than_the_export_checked_are_served_with_a_warning(
+    export_dir, tmp_path, change, named
+):
+    """The engine cache key includes the batch profile, GPU and TensorRT version: engines built for other ones
+    were never compared with PyTorch, and the server says so (the README's promise), naming what differs."""
+    from service.backends.tensorrt_backend import tensorrt_parity_warning
+    from training.export import read_manifest
+
+    checked = with_tensorrt_record(export_dir, tmp_path / "checked", BUILD.to_record())
+    manifest = read_manifest(checked)
+    assert tensorrt_parity_warning(manifest, checked, BUILD) is None, "the engines the export checked"
+    warning = tensorrt_parity_warning(manifest, checked, dataclasses.replace(BUILD, **change))
+    assert warning is not None and named in warning and "served unchecked" in warning
+    assert "python -m training.export --tensorrt --max-batch-size" in warning
+
+
+def test_an_export_that_recorded_no_build_warns_that_its_engines_may_not_be_the_checked_ones(export_dir, tmp_path):
+    from service.backends.tensorrt_backend import tensorrt_parity_warning
+    from training.export import read_manifest
+
+    older = with_tensorrt_record(export_dir, tmp_path / "older", {})  # an export made before builds were recorded
+    warning = tensorrt_parity_warning(read_manifest(older), older, BUILD)
+    assert warning is not None and "does not say which engines it checked" in warning
+
+
+def test_a_failed_check_is_refused_whatever_the_build(export_dir, tmp_path):
+    from service.backends.tensorrt_backend import tensorrt_parity_warning
+    from training.export import read_manifest
+
+    failed = with_tensorrt_record(export_dir, tmp_path / "failed", BUILD.to_record(), passed=False)
+    with pytest.raises(BackendUnavailable, match="fp32 TensorRT engines failed the export's parity check"):
+        tensorrt_parity_warning(read_manifest(failed), failed, dataclasses.replace(BUILD, max_batch_size=4))
+
+
+def test_engine_build_records_round_trip_and_name_their_differences():
+    assert EngineBuild.from_record(BUILD.to_record()) == BUILD
+    assert EngineBuild.from_record({}) is None and EngineBuild.from_record({"precision": "fp32"}) is None
+    assert BUILD.differences(BUILD) == []
+    other = dataclasses.replace(BUILD, precision="fp16", tf32=True)
+    assert other.differences(BUILD) == [
+        "precision fp16 (the export checked fp32)",
+        "TF32 True (the export checked False)",
+    ]

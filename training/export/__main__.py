@@ -77,6 +77,8 @@ def summary(manifest: Manifest, out: str) -> str:
             f"{report.argmax_agreement:.4%} ({report.argmax_tied:.3%} of pixels tied within {report.tie_tolerance:g}; "
             f"plain argmax {report.argmax_agreement_all:.4%}), batch sizes {report.batch_sizes}"
         )
+        if report.build:  # the engines checked: a server building others (batch profile, GPU, version) warns
+            lines.append(f"    built for {', '.join(f'{key} {value}' for key, value in sorted(report.build.items()))}")
     return "\n".join(lines)
 
 

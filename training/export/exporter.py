@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -122,7 +123,7 @@ def export_model(
         raise ValueError(f"--max-batch-size must be >= 1, got {options.max_batch_size}")
     if options.tensorrt:
         _check_tensorrt_available()  # before minutes of export and parity, not after publishing them
-    model = VideoSlotModel.from_pretrained(source)
+    model = _load_source(source)
     _check_out_dir(out, source)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
@@ -149,6 +150,40 @@ def export_model(
     if options.tensorrt:
         manifest = _add_tensorrt(model, out, manifest, options, video)
     return manifest
+
+
+#: One line of PyTorch's ``load_state_dict`` report of a tensor whose shape differs from the model's.
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (?P<name>\S+): copying a param with shape torch\.Size\((?P<saved>\[[^\]]*\])\) from "
+    r"checkpoint, the shape in current model is torch\.Size\((?P<model>\[[^\]]*\])\)"
+)
+#: How many mismatched tensors a refusal names.
+MISMATCH_EXAMPLES = 3
+
+
+def _load_source(source: Path) -> VideoSlotModel:
+    """``VideoSlotModel.from_pretrained(source)``, with weights of another shape than ``config.json`` describes
+    reported in a few lines (PyTorch's report has one line per tensor: dozens for a model of another size).
+
+    Raises:
+        ValueError: as ``from_pretrained``; for weights that do not fit the config, a summary: how many tensors
+            differ and the first :data:`MISMATCH_EXAMPLES` of them, saved shape against the config's.
+    """
+    try:
+        return VideoSlotModel.from_pretrained(source)
+    except ValueError as error:
+        mismatches = _SIZE_MISMATCH.findall(str(error.__cause__ or error))
+        if not mismatches:
+            raise
+        examples = ", ".join(
+            f"{name} (weights {saved}, config {shape})" for name, saved, shape in mismatches[:MISMATCH_EXAMPLES]
+        )
+        more = f" and {len(mismatches) - MISMATCH_EXAMPLES} more" if len(mismatches) > MISMATCH_EXAMPLES else ""
+        raise ValueError(
+            f"--model {source}: {WEIGHTS_FILE} does not fit {CONFIG_FILE}: {len(mismatches)} tensors have other "
+            f"shapes than the config describes: {examples}{more}. The two files belong to different models: put back "
+            f"the {CONFIG_FILE} saved with these weights"
+        ) from error
 
 
 def _check_out_dir(out: Path, source: Path) -> None:
@@ -250,12 +285,14 @@ def _add_tensorrt(
     engine = tensorrt_backend.load_engine(
         out, name=out.name, device="cuda:0", max_batch_size=limit, options=settings, check_parity=False
     )
+    build = engine.build.to_record()  # which engines were checked: a server building others says so
     try:
         report = _checked_parity(model, engine, f"tensorrt ({manifest.precision})", video, batch_sizes, options.fp16)
     except ParityFailed as failed:
         # Record the failure, which the tensorrt backend then refuses to serve, and delete the engines of this
         # precision (engines of the other one, timing caches and ONNX Runtime's engine cache stay).
-        write_manifest(out, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": failed.report}))
+        recorded = dataclasses.replace(failed.report, build=build)
+        write_manifest(out, dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": recorded}))
         for engine_file in tensorrt_backend.cached_engines(out / DEFAULT_CACHE_SUBDIR, manifest.precision):
             engine_file.unlink(missing_ok=True)
         raise ExportError(
@@ -265,6 +302,7 @@ def _add_tensorrt(
         ) from failed
     finally:
         engine.close()
+    report = dataclasses.replace(report, build=build)
     manifest = dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": report})
     write_manifest(out, manifest)
     return manifest

@@ -138,6 +138,10 @@ class ParityReport:
         max_abs_threshold: the threshold for both maximum differences.
         agreement_threshold: the threshold for :attr:`argmax_agreement`.
         tie_tolerance: the segmentation's tie tolerance: the largest top-2 gap of a tied pixel.
+        build: what the measured runtime was built for, where that decides what ran: for TensorRT the
+            precision, ``max_batch_size`` (the profile), TensorRT version, GPU and TF32
+            (``service.backends.tensorrt_backend.EngineBuild``), so a server building other engines can say they
+            were not checked. Empty for ONNX Runtime's CPU run, and in manifests written before it was recorded.
     """
 
     runtime: str
@@ -153,6 +157,7 @@ class ParityReport:
     max_abs_threshold: float
     agreement_threshold: float
     tie_tolerance: float
+    build: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -324,15 +329,24 @@ def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Pat
 
 def _parity_reports(raw: dict[str, Any]) -> dict[str, ParityReport]:
     """The parity records. Fields this version does not know are ignored (a newer exporter's additions); a
-    record without a field this version needs is an error, since a backend may refuse to serve on its result."""
-    known = {spec.name for spec in dataclasses.fields(ParityReport)}
+    record without a field this version needs is an error, since a backend may refuse to serve on its result.
+    Fields with a default (``build``) are optional: older exports lack them."""
+    fields = dataclasses.fields(ParityReport)
+    known = {spec.name for spec in fields}
+    required = {
+        spec.name
+        for spec in fields
+        if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+    }
     reports = {}
     for name, report in raw.items():
-        missing = sorted(known - set(report))
+        missing = sorted(required - set(report))
         if missing:
             raise ManifestError(
                 f"the {name!r} parity record lacks {', '.join(missing)}; re-run python -m training.export"
             )
+        if not isinstance(report.get("build", {}), dict):
+            raise ManifestError(f"the {name!r} parity record's build must be an object, got {report['build']!r}")
         reports[name] = ParityReport(**{key: value for key, value in report.items() if key in known})
     return reports
 
