@@ -70,7 +70,11 @@ class ServiceConfig:
 
     listen: str = field(default="127.0.0.1:50051", metadata=_help("gRPC listen address host:port (port 0: any)"))
     model_dir: Path = field(
-        default=DEFAULT_MODEL_DIR, metadata=_help("model directory (config.json + model.safetensors)")
+        default=DEFAULT_MODEL_DIR,
+        metadata=_help(
+            "model directory: config.json + model.safetensors for the torch backend, an export directory "
+            "(python -m training.export) for onnx and tensorrt"
+        ),
     )
     model_name: str = field(default="", metadata=_help("name clients use for the model (empty: the directory name)"))
     backend: str = field(default="torch", metadata=_help("inference backend", choices=BACKENDS))
