@@ -1,9 +1,9 @@
-"""``python -m service.client``: stream a video to a server, write an overlay and per-frame JSON lines.
+"""``python -m service.client``: stream a video to a server, write an overlay, per-frame JSON lines and the slots.
 
 Commands::
 
-    stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--model NAME] [--live]
-        [--fps F] [--window N] [--max-frames N] [--jpeg-quality Q]
+    stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--slots slots.npz]
+        [--model NAME] [--live] [--fps F] [--window N] [--max-frames N] [--jpeg-quality Q]
     describe --target HOST:PORT
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
 
@@ -34,6 +34,7 @@ from service.client.core import Client, StreamError, TlsFiles, check_jpeg_qualit
 from service.client.overlay import OverlayWriter, render_overlay
 from service.client.sources import Source, check_source_spec, open_source
 from service.client.synthetic import synthetic_clip
+from service.client.trajectory import SlotTrajectory
 from service.types import (
     CloseReason,
     FrameDropped,
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(stream)
     stream.add_argument("--out", type=Path, help="overlay video to write (.gif or .mp4)")
     stream.add_argument("--jsonl", type=Path, help="write one JSON line per frame here ('-': stdout)")
+    stream.add_argument(
+        "--slots",
+        type=Path,
+        help="save the slot trajectories here (.npz: frame_index [T], slot_ids [T, K], slots [T, K, D], areas "
+        "[T, K]; see service/client/trajectory.py)",
+    )
     stream.add_argument("--model", default="", help="model name (default: the server's default)")
     stream.add_argument("--live", action="store_true", help="live mode: drop stale frames instead of queueing")
     stream.add_argument("--fps", type=_positive_float, help="send at most this many frames per second (> 0)")
@@ -182,11 +189,15 @@ class StreamEnded(Exception):
         self.sent = sent
 
 
-async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLines) -> dict[str, Any]:
-    """Stream ``source``; write overlay frames and JSON lines; return a summary.
+async def stream_source(
+    args: argparse.Namespace, source: Source, jsonl: _JsonLines, trajectory: SlotTrajectory | None = None
+) -> dict[str, Any]:
+    """Stream ``source``; write overlay frames and JSON lines, and record the slots in ``trajectory``; return a
+    summary.
 
     The JSON-lines file is opened (and truncated) only once the server has accepted the stream, so a refused
-    connection leaves an earlier run's results in place.
+    connection leaves an earlier run's results in place; so is the trajectory file written (when the stream
+    ends, however it ends: finished, ended by the server or interrupted, with the results received until then).
 
     Raises:
         StreamError: the server refused the stream.
@@ -240,7 +251,7 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
                 window.release()
                 frame, started = sent.pop(answer.frame_index)
                 latency_ms = (time.perf_counter() - started) * 1e3
-                _record(answer, frame, latency_ms, summary, writer, out)
+                _record(answer, frame, latency_ms, summary, writer, out, trajectory)
 
         try:
             await send_while_receiving(send_all(), receive_all())
@@ -249,6 +260,8 @@ async def stream_source(args: argparse.Namespace, source: Source, jsonl: _JsonLi
         finally:
             if writer is not None:
                 await asyncio.to_thread(writer.close)
+            if trajectory is not None:
+                trajectory.save()
     return summary
 
 
@@ -259,16 +272,20 @@ def _record(
     summary: dict[str, Any],
     writer: OverlayWriter | None,
     out: TextIO | None,
+    trajectory: SlotTrajectory | None = None,
 ) -> None:
     summary["frames"] += 1
     line: dict[str, Any] = {"frame_index": answer.frame_index, "latency_ms": round(latency_ms, 3)}
     if isinstance(answer, FrameResult) and answer.segmentation is not None:
         summary["results"] += 1
         counts = np.bincount(answer.segmentation.ravel(), minlength=len(answer.slot_ids))
+        areas = counts[: len(answer.slot_ids)] / answer.segmentation.size  # [K]
+        if trajectory is not None:
+            trajectory.add(answer, areas)
         line |= {
             "outcome": "result",
             "slot_ids": list(answer.slot_ids),
-            "areas": [round(float(c) / answer.segmentation.size, 5) for c in counts[: len(answer.slot_ids)]],
+            "areas": [round(float(area), 5) for area in areas],
             "server_latency_ms": {k: round(v, 3) for k, v in asdict(answer.latency).items() if k != "batch_size"},
             "batch_size": answer.latency.batch_size,
         }
@@ -294,15 +311,18 @@ def main(argv: list[str] | None = None) -> int:
             card = asyncio.run(_describe(args))
             print(json.dumps(asdict(card), indent=2))
             return 0
-        for path in (args.out, args.jsonl):
+        for path in (args.out, args.jsonl, args.slots):
             if path is not None and str(path) != "-" and not path.parent.is_dir():
                 raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
+        if args.slots is not None and args.slots.suffix != ".npz":
+            raise ValueError(f"--slots {args.slots}: name a .npz file")
         if args.jpeg_quality is not None:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
         source = open_source(args.source, args.max_frames)
         jsonl = _JsonLines(args.jsonl)
         try:
-            summary = asyncio.run(stream_source(args, source, jsonl))
+            trajectory = SlotTrajectory(args.slots) if args.slots is not None else None
+            summary = asyncio.run(stream_source(args, source, jsonl, trajectory))
         except KeyboardInterrupt:  # the way to stop a camera: the overlay and JSON lines so far are kept
             print("interrupted", file=sys.stderr)
             return 130
@@ -311,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{summary['frames']} frames from {source.description}: {summary['results']} results, "
             f"{summary['dropped']} dropped, {summary['errors']} errors"
-            + (f"; overlay written to {args.out}" if args.out else ""),
+            + (f"; overlay written to {args.out}" if args.out else "")
+            + (f"; slots of {len(trajectory)} frames saved to {args.slots}" if trajectory is not None else ""),
             file=sys.stderr,
         )
         return 0 if summary["errors"] == 0 else 1

@@ -14,6 +14,7 @@ from test_stream_service import assert_matches
 from service.client import FrameResult, StreamError, stream_frames
 from service.client.__main__ import main
 from service.client.overlay import PALETTE, render_overlay
+from service.client.trajectory import TRAJECTORY_ARRAYS
 from service.errors import ErrorCode
 
 
@@ -155,3 +156,30 @@ def test_overlay_colours_are_stable_per_slot_id():
     overlay = render_overlay(frame, segmentation, (7, 3), alpha=1.0)
     np.testing.assert_array_equal(overlay[0, 0], PALETTE[7])
     np.testing.assert_array_equal(overlay[0, 3], PALETTE[3])
+
+
+def test_stream_command_saves_the_slot_trajectories(server, tmp_path, capsys):
+    """The .npz holds every result's slots, as the engine computes them, in the order of the JSON lines."""
+    clip, folder = make_video(seed=55, frames=5), tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(clip):
+        Image.fromarray(frame).save(folder / f"{index:04d}.png")  # lossless: the server sees the raw pixels
+    slots, jsonl = tmp_path / "slots.npz", tmp_path / "results.jsonl"
+    assert main(["stream", str(folder), "--target", server.target, "--slots", str(slots), "--jsonl", str(jsonl)]) == 0
+    assert f"slots of 5 frames saved to {slots}" in capsys.readouterr().err
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    with np.load(slots) as saved:
+        assert sorted(saved.files) == sorted(TRAJECTORY_ARRAYS)
+        assert saved["frame_index"].tolist() == [line["frame_index"] for line in lines] == list(range(5))
+        assert saved["slot_ids"].tolist() == [line["slot_ids"] for line in lines]
+        np.testing.assert_allclose(saved["areas"], [line["areas"] for line in lines], atol=1e-5)
+        reference = np.stack([slot_vectors for slot_vectors, _ in reference_outputs(server.model_dir, clip)])
+        assert saved["slots"].dtype == np.float32 and saved["slots"].shape == reference.shape  # [T, K, D]
+        np.testing.assert_allclose(saved["slots"], reference, atol=1e-5, rtol=0)
+        assert str(saved["model_version"])
+
+    before = slots.read_bytes()
+    assert main(["stream", str(folder), "--target", server.target, "--slots", str(slots), "--model", "missing"]) == 1
+    assert slots.read_bytes() == before  # a refused stream leaves the earlier file in place
+    assert main(["stream", str(folder), "--target", server.target, "--slots", str(tmp_path / "slots.txt")]) == 2
+    assert "name a .npz file" in capsys.readouterr().err
