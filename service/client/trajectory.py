@@ -30,8 +30,8 @@ TRAJECTORY_ARRAYS = ("frame_index", "capture_time_ns", "slot_ids", "slots", "are
 
 @dataclass
 class SlotTrajectory:
-    """Collects the slots of a stream's results in memory (``4 x K x (D + 2) + 16`` bytes a frame: 1.6 kB for
-    6 slots of 64) and writes them to ``path`` with :meth:`save`.
+    """Collects the slots of a stream's results in memory and writes them to ``path`` with :meth:`save` (for 6
+    slots of 64: 2.1 kB a frame in memory, measured with ``tracemalloc``, and 1.6 kB in the file).
 
     Attributes:
         path: the ``.npz`` file to write.
