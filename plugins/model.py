@@ -82,6 +82,9 @@ class VideoSlotModel(nn.Module):
         registry: where to look the names up; defaults to the registry of the default plugin manager.
             Not part of the configuration.
 
+    Raises:
+        ValueError: ``num_slots``, ``slot_dim``, ``first_iters`` or ``later_iters`` is below 1.
+
     Example:
         >>> model = VideoSlotModel(encoder="small_cnn", initializer="smoothsa_preheat",
         ...     aggregator="slot_attention", transition="randsfq", decoder="broadcast")  # doctest: +SKIP
@@ -221,6 +224,9 @@ class VideoSlotModel(nn.Module):
         Args:
             video: ``[B, T, 3, H, W]`` in ``[0, 1]``.
             state: continue from an earlier chunk of the same videos instead of starting fresh.
+
+        Raises:
+            ValueError: ``video`` is not 5-D or has no frames.
         """
         if video.ndim != 5 or video.shape[1] == 0:
             raise ValueError(f"expected a video [B, T, 3, H, W] with T >= 1; got shape {tuple(video.shape)}")
@@ -230,10 +236,10 @@ class VideoSlotModel(nn.Module):
             steps.append(out)
         assert state is not None
         return VideoOutput(
-            slots=torch.stack([s.slots for s in steps], dim=1),  # [B, T, K, D]
-            masks=torch.stack([s.masks for s in steps], dim=1),  # [B, T, K, h, w]
-            reconstruction=torch.stack([s.reconstruction for s in steps], dim=1),  # [B, T, Pt, Ct]
-            target=torch.stack([s.target for s in steps], dim=1),  # [B, T, Pt, Ct]
+            slots=torch.stack([s.slots for s in steps], dim=1),  # T x [B, K, D] -> [B, T, K, D]
+            masks=torch.stack([s.masks for s in steps], dim=1),  # T x [B, K, h, w] -> [B, T, K, h, w]
+            reconstruction=torch.stack([s.reconstruction for s in steps], dim=1),  # T x [B, Pt, Ct] -> [B, T, Pt, Ct]
+            target=torch.stack([s.target for s in steps], dim=1),  # T x [B, Pt, Ct] -> [B, T, Pt, Ct]
             steps=steps,
             state=state,
         )

@@ -30,6 +30,9 @@ def segment(masks: torch.Tensor, tie_tolerance: float = SEGMENTATION_TIE_TOLERAN
 
     Returns:
         int64 ``[..., H, W]``.
+
+    Raises:
+        ValueError: ``tie_tolerance`` is negative.
     """
     if tie_tolerance < 0:
         raise ValueError(f"tie_tolerance must be >= 0, got {tie_tolerance}")

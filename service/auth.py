@@ -39,6 +39,9 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         token: the token clients must present.
         exempt_prefixes: method-name prefixes that need no token.
         on_denied: called once per refused call.
+
+    Raises:
+        ValueError: ``token`` is empty.
     """
 
     def __init__(

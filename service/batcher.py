@@ -137,6 +137,9 @@ class MicroBatcher(Generic[P, R]):
             deadline the server keeps (health probes); a call that turns out slower sends the next one back to a
             model thread. Another key's timing says nothing about this key's cost (streams differ in output
             size), so a key's first lone call always runs on a model thread.
+
+    Raises:
+        ValueError: ``max_batch_size`` is below 1 or ``executors`` is empty.
     """
 
     def __init__(

@@ -66,7 +66,11 @@ def tls_file_problems(cert: Path | None, key: Path | None, client_ca: Path | Non
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Settings of one server process. See the field help (``python -m service --help``) for each."""
+    """Settings of one server process. See the field help (``python -m service --help``) for each.
+
+    Raises:
+        ConfigError: at construction, when a setting is invalid (the message lists every problem).
+    """
 
     listen: str = field(default="127.0.0.1:50051", metadata=_help("gRPC listen address host:port (port 0: any)"))
     model_dir: Path = field(

@@ -505,6 +505,7 @@ class StreamConnection:
         if outputs is None:  # large outputs: made for this stream alone, off the model and event-loop threads
             assert step.model_masks is not None
             started = time.perf_counter()
+            # model masks [K, h, w] -> [1, K, h, w]: a batch of one
             made = await asyncio.get_running_loop().run_in_executor(
                 self._decode_executor, mask_outputs, step.model_masks[None], [masks]
             )

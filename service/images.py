@@ -115,7 +115,7 @@ def _raw_pixels(image: EncodedImage, max_pixels: int) -> np.ndarray:
             ErrorCode.WRONG_RAW_SIZE,
             f"raw image of {image.height}x{image.width}x3 needs {expected} bytes, got {len(image.data)}",
         )
-    return np.frombuffer(image.data, dtype=np.uint8).reshape(image.height, image.width, 3)  # [H, W, 3]
+    return np.frombuffer(image.data, dtype=np.uint8).reshape(image.height, image.width, 3)  # [H*W*3] -> [H, W, 3]
 
 
 def _open(data: bytes, expected: str) -> Image.Image:

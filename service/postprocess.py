@@ -61,6 +61,9 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
 
     Returns:
         One :class:`MaskOutputs` per frame, in order.
+
+    Raises:
+        ValueError: ``requests`` and the batch differ in length, or ``K`` exceeds 256 (a uint8 segmentation).
     """
     if len(requests) != masks.shape[0]:
         raise ValueError(f"{len(requests)} mask requests for a batch of {masks.shape[0]}")

@@ -223,12 +223,13 @@ class ModelRunner:
         return [result for job in jobs for result in self._run_group([job])]
 
     def _call(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:
-        frames = np.stack([job.frame for job in jobs])  # [B, 3, H, W]
+        frames = np.stack([job.frame for job in jobs])  # B x [3, H, W] -> [B, 3, H, W]
         started = time.perf_counter()
         out: EngineOutput
         if jobs[0].state is None:
             out = self.engine.first_step(frames)
         else:
+            # states B x [K, D] -> [B, K, D]
             out = self.engine.step(frames, np.stack([job.state for job in jobs if job.state is not None]))
         inferred = time.perf_counter()
         shared = [row for row, job in enumerate(jobs) if job.masks.in_shared_call]

@@ -94,6 +94,9 @@ class SessionManager:
         limits: server-wide limits.
         metrics: where to count.
         clock: monotonic clock (injectable for tests).
+
+    Raises:
+        ValueError: ``default_model`` is not among ``runners``.
     """
 
     def __init__(

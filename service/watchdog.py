@@ -31,6 +31,9 @@ class ModelWatchdog:
         timeout_s: a call running longer than this counts as a stall (must be > 0).
         on_change: awaited with the new state at each change (not at start: the model starts healthy).
         interval_s: polling period; defaults to a quarter of ``timeout_s``, at most 1 s.
+
+    Raises:
+        ValueError: ``timeout_s`` is not positive.
     """
 
     def __init__(
@@ -80,6 +83,9 @@ class ModelFailureMonitor:
     Args:
         limit: failed calls in a row, with no success in between, that count as a failing model (must be >= 1).
         on_change: called with the new state at each change (not at start: the model starts healthy).
+
+    Raises:
+        ValueError: ``limit`` is below 1.
     """
 
     def __init__(self, limit: int, on_change: Callable[[bool], object]) -> None:

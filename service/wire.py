@@ -57,7 +57,11 @@ def tensor_to_proto(array: np.ndarray) -> Any:
 
 def fill_tensor(message: Any, array: np.ndarray) -> None:
     """Write ``array`` into the ``Tensor`` field ``message`` in place (nested protobuf constructors copy the
-    payload once per level; filling in place copies it once)."""
+    payload once per level; filling in place copies it once).
+
+    Raises:
+        TypeError: ``array`` is neither float32 nor uint8.
+    """
     code = _DTYPE_CODES.get(array.dtype)
     if code is None:
         raise TypeError(f"tensors are float32 or uint8, got {array.dtype}")
@@ -81,7 +85,7 @@ def tensor_from_proto(tensor: Any) -> np.ndarray:
     expected = math.prod(shape) * dtype.itemsize
     if len(tensor.data) != expected:
         raise ValueError(f"a {dtype.name} tensor of shape {shape} needs {expected} bytes, got {len(tensor.data)}")
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)  # [prod(shape)] -> [*shape], the message's own dims
 
 
 # -- requests ---------------------------------------------------------------------------------------------

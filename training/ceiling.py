@@ -40,10 +40,14 @@ def downsampled_instances(ids: Tensor, size: tuple[int, int]) -> Tensor:
     """Soft masks ``[T, N, h, w]`` of the ``N`` distinct ids of ``ids [T, H, W]`` (background included), area-averaged.
 
     Each channel is the fraction of a low-resolution cell covered by one id, so the channels sum to 1 per cell.
+
+    Raises:
+        ValueError: ``ids`` is not 3-D.
     """
     if ids.dim() != 3:
         raise ValueError(f"ids must have shape [T, H, W], got {tuple(ids.shape)}")
     _, dense = torch.unique(ids, return_inverse=True)  # dense: [T, H, W] in [0, N)
+    # [T, H, W] -> [T, H, W, N] -> [T, N, H, W]
     one_hot = F.one_hot(dense, int(dense.max()) + 1).permute(0, 3, 1, 2).float()  # [T, N, H, W]
     return F.interpolate(one_hot, size=size, mode="area")  # [T, N, h, w]
 
@@ -51,9 +55,9 @@ def downsampled_instances(ids: Tensor, size: tuple[int, int]) -> Tensor:
 def keep_largest_objects(ids: Tensor, keep: int) -> Tensor:
     """``ids [T, H, W]`` with every foreground id but the ``keep`` largest (by pixels over the whole video) turned
     into background (0): what a model with ``keep + 1`` slots, one for the background, can separate at best."""
-    counts = torch.bincount(ids.reshape(-1).long())  # [max_id + 1]
+    counts = torch.bincount(ids.reshape(-1).long())  # [T, H, W] -> [T*H*W]; [max_id + 1]
     counts[0] = -1  # the background is always kept
-    present = (counts > 0).nonzero().squeeze(1)  # [M] foreground ids
+    present = (counts > 0).nonzero().squeeze(1)  # [M, 1] -> [M] foreground ids
     if present.numel() <= keep:
         return ids
     order = torch.argsort(counts[present], descending=True, stable=True)  # largest first, ties by lower id
@@ -127,6 +131,7 @@ def mask_size_ceiling(
         soft = (  # [T, N, h, w]
             fitted_instances(ids, mask_size, fit_steps) if fit_steps else downsampled_instances(ids, mask_size)
         )
+        # [T, N, h, w] -> [1, T, N, h, w] and [T, H, W] -> [1, T, H, W]
         metrics.update(soft[None], clip.masks[None])  # [1, T, N, h, w] against [1, T, H, W]
     return metrics.compute()
 

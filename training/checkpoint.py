@@ -168,7 +168,11 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def checkpoint_step(checkpoint: Path) -> int:
-    """The step a checkpoint directory holds, from its ``step-<N>`` name (no file is read)."""
+    """The step a checkpoint directory holds, from its ``step-<N>`` name (no file is read).
+
+    Raises:
+        ValueError: the directory's name is not ``step-<N>``.
+    """
     match = _STEP_DIR.match(checkpoint.name)
     if match is None:
         raise ValueError(f"{checkpoint} is not a checkpoint directory (step-<N>)")

@@ -48,6 +48,10 @@ class DataConfig:
         frame_fit: how real frames of another aspect ratio than the model's input are fitted to it: ``"crop"``
             (the centre crop of that aspect ratio, resized: nothing stretched, the sides dropped) or
             ``"stretch"`` (the whole frame resized, as the service does with every frame it is sent).
+
+    Raises:
+        ValueError: at construction, for a count below its minimum (``batch_size``, ``clip_length`` and
+            ``val_frames`` 1, ``num_workers`` and ``val_videos`` 0) or an unknown ``frame_fit``.
     """
 
     spec: str = "synthetic:medium"
@@ -126,6 +130,10 @@ class TrainConfig:
         train_only: the model components that train (names from :data:`plugins.model.COMPONENT_NAMES`, such as
             ``["decoder"]`` to fit a new decoder to a warm-started model's slots); the others are frozen. None
             trains every component.
+
+    Raises:
+        ValueError: at construction, for ``steps``, ``checkpoint_every``, ``log_every`` or ``keep_checkpoints``
+            below 1, or a negative ``eval_every``.
     """
 
     name: str

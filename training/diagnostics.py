@@ -16,7 +16,7 @@ def slot_similarity(slots: torch.Tensor) -> torch.Tensor:
         slots: ``[B, K, D]``, ``K >= 2``.
     """
     unit = torch.nn.functional.normalize(slots.detach().float(), dim=-1)  # [B, K, D]
-    cosines = unit @ unit.transpose(1, 2)  # [B, K, K]
+    cosines = unit @ unit.transpose(1, 2)  # [B, K, D] @ [B, D, K] -> [B, K, K]
     num_slots = slots.shape[1]
     off_diagonal = cosines.sum(dim=(1, 2)) - cosines.diagonal(dim1=1, dim2=2).sum(dim=1)  # [B]
     return (off_diagonal / (num_slots * (num_slots - 1))).mean()

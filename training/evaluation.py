@@ -28,8 +28,8 @@ def predicted_masks(output: VideoOutput, source: MaskSource) -> torch.Tensor:
     if source == "decoder":
         return output.masks
     grid = output.steps[0].grid
-    last = torch.stack([step.attention[:, -1] for step in output.steps], dim=1)  # [B, T, K, P]
-    return last.reshape(*last.shape[:3], *grid)  # [B, T, K, h, w]
+    last = torch.stack([step.attention[:, -1] for step in output.steps], dim=1)  # T x [B, K, P] -> [B, T, K, P]
+    return last.reshape(*last.shape[:3], *grid)  # [B, T, K, P] -> [B, T, K, h, w]
 
 
 def predicted_videos(

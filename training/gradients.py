@@ -23,6 +23,9 @@ def clip_gradients(model: nn.Module, max_norm: float | None, scope: Literal["glo
     Returns:
         The global norm of all gradients before clipping (a 0-d tensor), whatever the scope, so logged
         ``grad_norm`` values compare across scopes.
+
+    Raises:
+        ValueError: ``scope`` is neither ``"global"`` nor ``"component"``.
     """
     limit = max_norm if max_norm is not None else float("inf")
     if scope == "global":
@@ -33,7 +36,7 @@ def clip_gradients(model: nn.Module, max_norm: float | None, scope: Literal["glo
     norms = [torch.nn.utils.clip_grad_norm_(group, limit) for group in _component_groups(model) if group]
     if not norms:
         return torch.zeros(())
-    total: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms))
+    total: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms))  # G x [] -> [G], one norm per group
     return total
 
 

@@ -514,7 +514,7 @@ def _maybe_evaluate(
 @torch.inference_mode()
 def _save_sample(run: _Run, dataset: Dataset[VideoClip], path: Path, device: str) -> None:
     """Frames, reconstruction and slot masks of the dataset's first video (up to 8 frames) as a PNG."""
-    frames = dataset[0].frames[:8].unsqueeze(0).to(device)  # [1, T, 3, H, W]
+    frames = dataset[0].frames[:8].unsqueeze(0).to(device)  # [T, 3, H, W] -> [1, T, 3, H, W]
     run.model.eval()
     try:
         save_overlay(frames, run.model(frames), path)

@@ -289,7 +289,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
                 model, davis, progress=True
             )
         with torch.inference_mode():
-            frames = validation[0].frames[:8].unsqueeze(0)
+            frames = validation[0].frames[:8].unsqueeze(0)  # [T, 3, H, W] -> [1, T, 3, H, W]
             save_overlay(frames, model(frames), staging / "sample.png")
         recall_chart = None
         if spec.startswith("synthetic:"):

@@ -64,6 +64,7 @@ class GroupRecall:
 
 def best_overlap_per_object(labels: Tensor, ids: Tensor) -> dict[int, float]:
     """Best IoU of each object id of ``ids [T, H, W]`` with any label of ``labels [T, H, W]``, over the whole video."""
+    # labels and ids [T, H, W] -> [1, T*H*W]
     table = contingency_table(labels.reshape(1, -1), ids.reshape(1, -1))  # one sample: the whole video
     best = iou_from_contingency(table)[0].amax(dim=1)  # [M] best IoU of each GT id
     return {

@@ -88,7 +88,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
-    """Return ``config`` with every flag that was given applied."""
+    """Return ``config`` with every flag that was given applied.
+
+    Raises:
+        ValueError: a flag's value is out of range (negative ``--val-videos`` or ``--eval-every``; ``--steps`` or
+            ``--num-slots`` below 1; ``--lr`` not finite and positive; ``--seed`` outside ``[0, 2**30)``), or
+            ``--encoder-weights`` is given for an encoder that takes none, or names no file.
+    """
     for flag, value in (("--val-videos", args.val_videos), ("--eval-every", args.eval_every)):
         if value is not None and value < 0:
             raise ValueError(f"{flag} must be 0 or more, got {value}")

@@ -41,16 +41,17 @@ def overlay_rows(frames: torch.Tensor, output: VideoOutput, index: int = 0, alph
     labels = segment(masks).numpy()  # [T, K, H, W] -> [T, H, W], as the service segments
     palette = slot_palette(masks.shape[1])
     colour = palette[labels].astype(np.float32)  # [T, H, W, 3]
-    images = video.permute(0, 2, 3, 1).numpy() * 255.0  # [T, H, W, 3]
+    images = video.permute(0, 2, 3, 1).numpy() * 255.0  # [T, 3, H, W] -> [T, H, W, 3]
     rows = [images, colour, (1 - alpha) * images + alpha * colour]
     reconstruction = output.reconstruction[index].float().cpu()  # [T, Pt, Ct]
     if reconstruction.shape[-1] == 3:
         grid = output.masks.shape[-2:]
+        # [T, Pt, 3] -> [T, h, w, 3] -> [T, 3, h, w], then upsampled [T, 3, H, W] -> [T, H, W, 3]
         pixels = reconstruction.reshape(reconstruction.shape[0], *grid, 3).permute(0, 3, 1, 2)  # [T, 3, h, w]
         pixels = F.interpolate(pixels, size=(height, width), mode="nearest").permute(0, 2, 3, 1)
         rows.insert(1, pixels.clamp(0, 1).numpy() * 255.0)
-    strips = [np.concatenate(list(row), axis=1) for row in rows]  # each [H, T*W, 3]
-    return np.concatenate(strips, axis=0).clip(0, 255).astype(np.uint8)
+    strips = [np.concatenate(list(row), axis=1) for row in rows]  # each [T, H, W, 3] -> [H, T*W, 3]
+    return np.concatenate(strips, axis=0).clip(0, 255).astype(np.uint8)  # rows x [H, T*W, 3] -> [rows*H, T*W, 3]
 
 
 def save_overlay(frames: torch.Tensor, output: VideoOutput, path: Path, scale: int = 2) -> Path:

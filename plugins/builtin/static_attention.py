@@ -36,11 +36,13 @@ def multihead_attention(attention: nn.MultiheadAttention, query: Tensor, key_val
     head_width = width // heads
     query_length, key_length = query.shape[1], key_value.shape[1]
     w_q, w_k, w_v = attention.in_proj_weight.chunk(3)  # each [D, D]
+    # split the heads: query [B, Lq, D] -> [B, H, Lq, d], keys and values [B, Lk, D] -> [B, H, Lk, d]
     q = F.linear(query, w_q).reshape(-1, query_length, heads, head_width).transpose(1, 2)  # [B, H, Lq, d]
     k = F.linear(key_value, w_k).reshape(-1, key_length, heads, head_width).transpose(1, 2)  # [B, H, Lk, d]
     v = F.linear(key_value, w_v).reshape(-1, key_length, heads, head_width).transpose(1, 2)  # [B, H, Lk, d]
+    # [B, H, Lq, d] @ ([B, H, Lk, d] -> [B, H, d, Lk]) -> [B, H, Lq, Lk]
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(head_width), dim=-1)  # [B, H, Lq, Lk]
-    mixed = (weights @ v).transpose(1, 2).reshape(-1, query_length, width)  # [B, Lq, D]
+    mixed = (weights @ v).transpose(1, 2).reshape(-1, query_length, width)  # [B, H, Lq, d] -> [B, Lq, D]
     return F.linear(mixed, attention.out_proj.weight)
 
 

@@ -44,7 +44,7 @@ class PipelineBench:
             image = self._images[self._next % len(self._images)]
             self._next += 1
             started = time.perf_counter()
-            tensor = prepare_frame(image, self.card.image_size, 1 << 30)[None]  # [1, 3, H, W]
+            tensor = prepare_frame(image, self.card.image_size, 1 << 30)[None]  # [3, H, W] -> [1, 3, H, W]
             called = time.perf_counter()
             out = self.engine.first_step(tensor) if self._state is None else self.engine.step(tensor, self._state)
             returned = time.perf_counter()

@@ -278,6 +278,7 @@ def _record(
     line: dict[str, Any] = {"frame_index": answer.frame_index, "latency_ms": round(latency_ms, 3)}
     if isinstance(answer, FrameResult) and answer.segmentation is not None:
         summary["results"] += 1
+        # [H, W] -> [H*W]; counts [>= K]
         counts = np.bincount(answer.segmentation.ravel(), minlength=len(answer.slot_ids))
         areas = counts[: len(answer.slot_ids)] / answer.segmentation.size  # [K]
         if trajectory is not None:

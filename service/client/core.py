@@ -866,6 +866,10 @@ async def send_while_receiving(
 
     Returns:
         What ``receive`` returns.
+
+    Raises:
+        Exception: what ``receive`` raises; or what ``send`` raised while ``receive`` was still running, unless
+            that was a :class:`StreamError` and ``receive`` ended within ``settle_s`` (its outcome then wins).
     """
     sender = asyncio.ensure_future(send)
     receiver = asyncio.ensure_future(receive)

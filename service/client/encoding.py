@@ -17,7 +17,12 @@ ImageLike = np.ndarray | bytes | bytearray | memoryview | EncodedImage
 
 def check_jpeg_quality(quality: int, name: str = "jpeg_quality") -> None:
     """Raise ``ValueError`` (naming ``name``) unless ``quality`` is a JPEG quality Pillow honours (1-95; it clamps
-    others silently), ``TypeError`` unless it is an integer."""
+    others silently), ``TypeError`` unless it is an integer.
+
+    Raises:
+        TypeError: ``quality`` is not an integer (a bool is not one).
+        ValueError: ``quality`` is outside 1-95.
+    """
     if isinstance(quality, bool) or not isinstance(quality, int | np.integer):
         raise TypeError(f"{name} must be an integer between 1 and 95, got {type(quality).__name__} {quality!r}")
     if not 1 <= quality <= 95:

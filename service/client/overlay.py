@@ -121,6 +121,7 @@ def _paletted_frame(frame: np.ndarray) -> Any:
     quantised = Image.fromarray(frame).quantize(colors=128, dither=Image.Dither.NONE)
     indices = np.asarray(quantised)  # [H, W] palette indices
     rgb = np.zeros((256, 3), dtype=np.uint8)
+    # Pillow's flat [r0, g0, b0, r1, ...] palette [3*colours] -> [colours, 3]
     used = np.asarray(quantised.getpalette() or [], dtype=np.uint8)[: 256 * 3].reshape(-1, 3)  # [colours, 3]
     rgb[: len(used)] = used
     argb = np.concatenate([np.full((256, 1), 255, dtype=np.uint8), rgb], axis=1)  # [256, 4], what PyAV takes

@@ -21,9 +21,9 @@ def synthetic_clip(
     ys, xs = np.mgrid[0:height, 0:width]
     background = np.stack(
         [40 + 40 * ys / height, 50 + 30 * xs / width, np.full((height, width), 70.0)], axis=-1
-    )  # [H, W, 3]
+    )  # 3 x [H, W] -> [H, W, 3]
     radius = rng.uniform(0.08, 0.16, objects) * min(height, width)
-    position = rng.uniform(radius[:, None], np.array([height, width]) - radius[:, None])  # [N, 2]
+    position = rng.uniform(radius[:, None], np.array([height, width]) - radius[:, None])  # [N] -> [N, 1]; [N, 2]
     velocity = rng.uniform(-0.03, 0.03, (objects, 2)) * np.array([height, width])
     colours = rng.uniform(90, 255, (objects, 3))
     square = rng.random(objects) < 0.5

@@ -84,8 +84,10 @@ class SlotTrajectory:
         arrays: dict[str, Any] = {
             "frame_index": np.asarray(self._frame_index, dtype=np.int64),  # [T]
             "capture_time_ns": np.asarray(self._capture_time_ns, dtype=np.int64),  # [T]
+            # T x [K] -> [T, K] (also for T = 0)
             "slot_ids": np.asarray(self._slot_ids, dtype=np.int64).reshape(len(self), slots.shape[1]),  # [T, K]
             "slots": slots,
+            # T x [K] -> [T, K] (also for T = 0)
             "areas": np.asarray(self._areas, dtype=np.float32).reshape(len(self), slots.shape[1]),  # [T, K]
             "model_version": np.asarray(self._model_version),
         }

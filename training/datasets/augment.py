@@ -50,7 +50,9 @@ class CropFlip:
         frames = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
         masks = clip.masks
         if masks is not None:
+            # [T, H, W] -> [T, 1, h, w]
             cropped = masks[:, None, top : top + crop_height, left : left + crop_width].float()  # [T, 1, h, w]
+            # resized [T, 1, H, W] -> [T, H, W]
             masks = F.interpolate(cropped, size=(height, width), mode="nearest-exact")[:, 0].long()  # [T, H, W]
         if torch.rand(()).item() < self.flip_p:
             frames = frames.flip(-1)

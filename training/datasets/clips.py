@@ -77,7 +77,8 @@ def collate_clips(clips: Sequence[VideoClip]) -> VideoBatch:
     labelled = [clip.masks is not None for clip in clips]
     if any(labelled) and not all(labelled):
         raise ValueError("cannot batch labelled and unlabelled clips together: " + ", ".join(c.name for c in clips))
-    frames = torch.stack([clip.frames for clip in clips])  # [B, T, 3, H, W]
+    frames = torch.stack([clip.frames for clip in clips])  # B x [T, 3, H, W] -> [B, T, 3, H, W]
+    # B x [T, H, W] -> [B, T, H, W]
     masks = torch.stack([c.masks for c in clips if c.masks is not None]) if all(labelled) else None  # [B, T, H, W]
     return VideoBatch(
         frames=frames,

@@ -50,7 +50,11 @@ class DavisSequence:
 
 
 def resolve_root(root: Path) -> Path:
-    """Returns the folder holding ``JPEGImages/``: ``root`` itself or ``root/DAVIS``."""
+    """Returns the folder holding ``JPEGImages/``: ``root`` itself or ``root/DAVIS``.
+
+    Raises:
+        DatasetError: ``root`` is not an existing folder, or neither it nor ``root/DAVIS`` holds ``JPEGImages/``.
+    """
     if not root.is_dir():
         raise DatasetError(f"{root}: folder does not exist" if not root.exists() else f"{root}: not a folder")
     for candidate in (root, root / "DAVIS"):
@@ -248,6 +252,12 @@ class DavisDataset(Dataset[VideoClip]):
         return self.sequences[index].masks is not None
 
     def __getitem__(self, index: int) -> VideoClip:
+        """The clip of sequence ``index``: frames ``[T, 3, h, w]``, and masks ``[T, h, w]`` outside the train split
+        when the sequence is annotated.
+
+        Raises:
+            DatasetError: a frame of the clip differs in size from its first frame.
+        """
         seq = self.sequences[index]
         window = choose_window(len(seq.frames), self.clip_length, self.split, str(seq.frames[0].parent))
         frames = [read_frame(seq.frames[t]) for t in window]  # each [H, W, 3]
@@ -259,7 +269,9 @@ class DavisDataset(Dataset[VideoClip]):
             mask_list = [read_mask(seq.masks[t]) for t in window]  # each [H, W]
             for t, mask in zip(window, mask_list, strict=True):
                 check_same_size(mask, frames[0].shape, seq.masks[t], str(seq.frames[t]))
+            # T x [H, W] -> [T, H, W], resized to [T, h, w]
             masks = masks_to_tensor(np.stack(mask_list), self.image_size, self.center_crop)  # [T, h, w]
+        # T x [H, W, 3] -> [T, H, W, 3], to [T, 3, h, w]
         video = frames_to_tensor(np.stack(frames), self.image_size, self.center_crop)  # [T, 3, h, w]
         metadata = self._metadata(seq) if masks is not None else None
         return VideoClip(frames=video, masks=masks, name=seq.name, start=window[0], metadata=metadata)

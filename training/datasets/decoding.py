@@ -90,12 +90,14 @@ def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
                 if index >= chosen[-1]:
                     break
             if len(kept) == len(chosen):
+                # T x [H, W, 3] -> [T, H, W, 3]
                 return DecodedClip(np.stack([kept[i] for i in chosen]), chosen, "pyav", recorded)  # [T, H, W, 3]
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]  # each [H, W, 3]
     # Keep the window drawn from the recorded count when it fits the real one (drawing again would change it).
     indices = chosen if chosen is not None and chosen[-1] < len(frames) else choose(len(frames))
+    # T x [H, W, 3] -> [T, H, W, 3]
     return DecodedClip(np.stack([frames[i] for i in indices]), indices, "pyav", len(frames))  # [T, H, W, 3]
 
 

@@ -36,7 +36,7 @@ def read_frame(path: Path) -> np.ndarray:
             image.load()
             if image.mode.startswith("I") or image.mode == "F":
                 gray = _gray_to_uint8(np.asarray(image), image.mode, path)  # [H, W]
-                return np.repeat(gray[:, :, None], 3, axis=2)  # [H, W, 3]
+                return np.repeat(gray[:, :, None], 3, axis=2)  # [H, W] -> [H, W, 1] -> [H, W, 3]
             return np.asarray(image.convert("RGB"))  # [H, W, 3]
     except (OSError, SyntaxError) as err:
         raise DatasetError(f"{path}: cannot read frame image ({err})") from err
@@ -110,15 +110,19 @@ def _is_binary_gray(indices: np.ndarray, palette: list[int]) -> bool:
     True when every used index ``v`` shows the gray (v, v, v) in ``palette`` (Pillow's flattened [r0, g0, b0, r1,
     ...] list; an index beyond its end is not gray) and every non-zero used index is at least 128.
     """
-    colours = np.asarray(palette, dtype=np.int64).reshape(-1, 3)  # [entries, 3]
+    colours = np.asarray(palette, dtype=np.int64).reshape(-1, 3)  # [3*entries] -> [entries, 3]
     used = np.unique(indices).astype(np.int64)  # [U]
-    if used.max() >= len(colours) or not (colours[used] == used[:, None]).all():
+    if used.max() >= len(colours) or not (colours[used] == used[:, None]).all():  # [U, 3] == ([U] -> [U, 1])
         return False
     return bool((used[used > 0] >= 128).all())
 
 
 def check_same_size(mask: np.ndarray, frame_shape: tuple[int, ...], mask_path: Path, frame_source: str) -> None:
-    """Raises DatasetError naming ``mask_path`` if the mask's [H, W] differs from the frame's."""
+    """Raises DatasetError naming ``mask_path`` if the mask's [H, W] differs from the frame's.
+
+    Raises:
+        DatasetError: the mask's ``[H, W]`` differs from the frame's.
+    """
     if tuple(mask.shape[:2]) != tuple(frame_shape[:2]):
         raise DatasetError(
             f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} does not match frame size "

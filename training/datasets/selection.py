@@ -36,6 +36,9 @@ class FirstFrames(Dataset[VideoClip]):
     Args:
         dataset: whole videos.
         count: frames to keep (at least 1).
+
+    Raises:
+        ValueError: ``count`` is below 1.
     """
 
     def __init__(self, dataset: Dataset[VideoClip], count: int) -> None:

@@ -51,6 +51,9 @@ class SyntheticDataset(Dataset[VideoClip]):
         num_videos: Videos per epoch; defaults to ``TRAIN_VIDEOS`` (train) or ``VAL_VIDEOS`` (val).
         num_frames: Frames per generated video; defaults to 24.
 
+    Raises:
+        ValueError: ``clip_length`` exceeds the frames per generated video.
+
     Example:
         >>> dataset = SyntheticDataset("easy", "train", clip_length=6, image_size=(64, 64))
         >>> tuple(dataset[0].frames.shape)
@@ -86,12 +89,18 @@ class SyntheticDataset(Dataset[VideoClip]):
         return self.num_videos
 
     def __getitem__(self, index: int) -> VideoClip:
+        """The clip of video ``index``: frames ``[T, 3, H, W]`` in ``[0, 1]`` and id masks ``[T, H, W]``.
+
+        Raises:
+            IndexError: ``index`` is outside ``[0, num_videos)``.
+        """
         if not 0 <= index < self.num_videos:
             raise IndexError(f"index {index} out of range for {self.num_videos} videos")
         video = generate_video(self.level, self.video_seed(index), self.num_frames, self.image_size)
         name = f"{self.level.name}-{self.split}-{index:05d}"
         window = choose_window(self.num_frames, self.clip_length, self.split, name)
         clip = slice(window.start, window.stop)
+        # [T, H, W, 3] -> [T, 3, H, W]
         frames = torch.from_numpy(video.frames[clip]).permute(0, 3, 1, 2).float().div_(255.0)  # [T, 3, H, W]
         masks = torch.from_numpy(video.masks[clip]).long()  # [T, H, W]
         return VideoClip(frames.contiguous(), masks, name, window.start, video.metadata)

@@ -67,7 +67,7 @@ def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], center_crop: boo
     Optionally centre-crops to the aspect ratio of ``size`` first (so nothing is stretched), then resizes with
     antialiased bilinear interpolation.
     """
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, 3, H, W]
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, H, W, 3] -> [T, 3, H, W]
     if center_crop:
         top, left, h, w = _crop_box(video.shape[2], video.shape[3], size)
         video = video[:, :, top : top + h, left : left + w]  # [T, 3, h', w']
@@ -87,6 +87,7 @@ def masks_to_tensor(masks: np.ndarray, size: tuple[int, int], center_crop: bool)
         top, left, h, w = _crop_box(ids.shape[1], ids.shape[2], size)
         ids = ids[:, top : top + h, left : left + w]  # [T, h', w']
     if tuple(ids.shape[1:]) != size:
+        # [T, H, W] -> [T, 1, H, W], resized to [T, 1, h, w]
         resized = F.interpolate(ids[:, None].float(), size=size, mode="nearest-exact")  # [T, 1, h, w]
-        ids = resized[:, 0].round().long()  # [T, h, w]
+        ids = resized[:, 0].round().long()  # [T, 1, h, w] -> [T, h, w]
     return ids.contiguous()

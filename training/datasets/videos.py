@@ -101,7 +101,7 @@ def read_video_masks(
         mask = read_mask(mask_path(video, t))  # [H, W]
         check_same_size(mask, decoded.frames.shape[1:], mask_path(video, t), f"{video} frame {t}")
         mask_list.append(mask)
-    return masks_to_tensor(np.stack(mask_list), image_size, center_crop)  # [T, h, w]
+    return masks_to_tensor(np.stack(mask_list), image_size, center_crop)  # T x [H, W] -> [T, H, W]; [T, h, w]
 
 
 class VideoFolderDataset(Dataset[VideoClip]):

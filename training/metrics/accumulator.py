@@ -100,7 +100,7 @@ class ObjectDiscoveryMetrics:
         >>> metrics = ObjectDiscoveryMetrics()
         >>> gt = torch.zeros(1, 2, 4, 4, dtype=torch.long)
         >>> gt[..., :2, :2] = 3
-        >>> masks = torch.stack([(gt == 0).float(), (gt == 3).float()], dim=2)  # [B, T, K, H, W]
+        >>> masks = torch.stack([(gt == 0).float(), (gt == 3).float()], dim=2)  # K x [B, T, H, W] -> [B, T, K, H, W]
         >>> metrics.update(masks, gt)
         >>> metrics.compute().video_fg_ari
         1.0
@@ -108,6 +108,9 @@ class ObjectDiscoveryMetrics:
     Args:
         background: Background policy of mBO / mIoU (see ``training.metrics.overlap``).
         mask_source: Free-text name of the model output the masks come from, copied into the report.
+
+    Raises:
+        ValueError: ``background`` is not a known background policy.
     """
 
     def __init__(
@@ -153,13 +156,16 @@ class ObjectDiscoveryMetrics:
             pred_labels: Hard labels ``[B, T, H, W]`` in ``[0, num_slots)``.
             gt_ids: GT instance ids ``[B, T, H, W]``.
             num_slots: Number of slots ``K``; inferred from the labels when omitted.
+
+        Raises:
+            ValueError: ``pred_labels`` is not 4-D or its shape differs from ``gt_ids``'s.
         """
         if pred_labels.dim() != 4 or pred_labels.shape != gt_ids.shape:
             raise ValueError(f"expected two [B, T, H, W] maps, got {pred_labels.shape}, {gt_ids.shape}")
         batch, frames, height, width = gt_ids.shape
         frame_table = contingency_table(
-            pred_labels.reshape(batch * frames, height * width),  # [B*T, H*W]
-            gt_ids.reshape(batch * frames, height * width),  # [B*T, H*W]
+            pred_labels.reshape(batch * frames, height * width),  # [B, T, H, W] -> [B*T, H*W]
+            gt_ids.reshape(batch * frames, height * width),  # [B, T, H, W] -> [B*T, H*W]
             num_labels=num_slots,
         )
         self._add("image", frame_table)

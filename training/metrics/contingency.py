@@ -73,10 +73,14 @@ class Contingency:
 
         Args:
             size: Number of consecutive samples per merged sample; must divide ``S``.
+
+        Raises:
+            ValueError: ``size`` is not positive or does not divide ``S``.
         """
         num_samples, num_gt, num_labels = self.counts.shape
         if size <= 0 or num_samples % size:
             raise ValueError(f"group size {size} does not divide the {num_samples} samples")
+        # [S, M, K] -> [S/size, size, M, K]
         grouped = self.counts.reshape(num_samples // size, size, num_gt, num_labels)  # [S/size, size, M, K]
         return Contingency(counts=grouped.sum(dim=1), gt_ids=self.gt_ids)
 
@@ -86,14 +90,17 @@ def to_samples(x: Tensor, mode: EvalMode) -> Tensor:
 
     Returns:
         ``[B, T*H*W]`` in video mode, ``[B*T, H*W]`` in image mode.
+
+    Raises:
+        ValueError: ``x`` is not 4-D, or ``mode`` is neither ``"video"`` nor ``"image"``.
     """
     if x.dim() != 4:
         raise ValueError(f"expected a [B, T, H, W] map, got {tuple(x.shape)}")
     batch, frames, height, width = x.shape
     if mode == "video":
-        return x.reshape(batch, frames * height * width)  # [B, T*H*W]
+        return x.reshape(batch, frames * height * width)  # [B, T, H, W] -> [B, T*H*W]
     if mode == "image":
-        return x.reshape(batch * frames, height * width)  # [B*T, H*W]
+        return x.reshape(batch * frames, height * width)  # [B, T, H, W] -> [B*T, H*W]
     raise ValueError(f"unknown mode {mode!r}; expected 'video' or 'image'")
 
 
@@ -110,6 +117,11 @@ def contingency_table(pred_labels: Tensor, gt_ids: Tensor, num_labels: int | Non
 
     Returns:
         The per-sample tables.
+
+    Raises:
+        ValueError: the shapes differ or are 0-D, a predicted label is negative or ``>= num_labels``, or a GT id
+            is negative other than ``IGNORE_ID``.
+        TypeError: ``pred_labels`` or ``gt_ids`` is a floating-point or bool tensor.
     """
     if pred_labels.shape != gt_ids.shape or pred_labels.dim() < 1:
         raise ValueError(f"shape mismatch: pred {tuple(pred_labels.shape)} vs gt {tuple(gt_ids.shape)}")
@@ -117,8 +129,8 @@ def contingency_table(pred_labels: Tensor, gt_ids: Tensor, num_labels: int | Non
         if x.is_floating_point() or x.dtype == torch.bool:
             raise TypeError(f"{name} must be an integer tensor, got {x.dtype}")
     num_samples = pred_labels.shape[0]
-    pred = pred_labels.detach().reshape(num_samples, -1).long()  # [S, P]
-    gt = gt_ids.detach().reshape(num_samples, -1).long()  # [S, P]
+    pred = pred_labels.detach().reshape(num_samples, -1).long()  # [S, ...] -> [S, P]
+    gt = gt_ids.detach().reshape(num_samples, -1).long()  # [S, ...] -> [S, P]
     if pred.numel() and int(pred.min()) < 0:
         raise ValueError("pred_labels must be non-negative")
     if num_labels is None:
@@ -131,10 +143,11 @@ def contingency_table(pred_labels: Tensor, gt_ids: Tensor, num_labels: int | Non
 
     unique_ids, gt_rows = _dense_ids(gt)  # [M], [S, P]
     num_gt = unique_ids.numel()
-    sample = torch.arange(num_samples, device=pred.device).unsqueeze(1)  # [S, 1]
+    sample = torch.arange(num_samples, device=pred.device).unsqueeze(1)  # [S] -> [S, 1]
     flat_index = (sample * num_gt + gt_rows) * num_labels + pred  # [S, P] index into [S, M, K]
+    # flat_index [S, P] -> [S*P]; counts [S*M*K]
     counts = torch.bincount(flat_index.reshape(-1), minlength=num_samples * num_gt * num_labels)
-    counts = counts.reshape(num_samples, num_gt, num_labels)  # [S, M, K]
+    counts = counts.reshape(num_samples, num_gt, num_labels)  # [S*M*K] -> [S, M, K]
     if num_gt and int(unique_ids[0]) == IGNORE_ID:  # sorted: the ignored points are row 0
         counts, unique_ids = counts[:, 1:], unique_ids[1:]  # [S, M-1, K], [M-1]
     return Contingency(counts=counts, gt_ids=unique_ids)
@@ -149,6 +162,6 @@ def _dense_ids(ids: Tensor) -> tuple[Tensor, Tensor]:
     if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) > max(_MAX_LOOKUP_ID, ids.numel()):
         unique_ids, inverse = torch.unique(ids, return_inverse=True)  # [M], same shape as ids
         return unique_ids, inverse
-    present = torch.bincount(ids.reshape(-1)) > 0  # [max_id + 1]
+    present = torch.bincount(ids.reshape(-1)) > 0  # ids [S, P] -> [S*P]; [max_id + 1]
     lookup = present.long().cumsum(dim=0) - 1  # [max_id + 1], position of each present id
-    return present.nonzero().squeeze(1), lookup[ids]
+    return present.nonzero().squeeze(1), lookup[ids]  # [M, 1] -> [M], and [S, P]

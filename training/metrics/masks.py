@@ -28,17 +28,20 @@ def upsample_to_labels(masks: Tensor, size: tuple[int, int]) -> Tensor:
 
     Returns:
         Hard labels ``[..., H, W]``, int64 in ``[0, K)``. Ties go to the lowest slot index.
+
+    Raises:
+        ValueError: ``masks`` has fewer than 3 dimensions.
     """
     if masks.dim() < 3:
         raise ValueError(f"masks must have shape [..., K, h, w], got {tuple(masks.shape)}")
     *lead, num_slots, height, width = masks.shape
-    flat = masks.detach().reshape(-1, num_slots, height, width).float()  # [N, K, h, w]
+    flat = masks.detach().reshape(-1, num_slots, height, width).float()  # [..., K, h, w] -> [N, K, h, w]
     # channels-last (slots innermost) makes both the interpolation and the argmax over K several times faster on CPU
     flat = flat.contiguous(memory_format=torch.channels_last)  # [N, K, h, w], strides of [N, h, w, K]
     if (height, width) != tuple(size):
         flat = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)  # [N, K, H, W]
     labels = flat.argmax(dim=1)  # [N, H, W]
-    return labels.reshape(*lead, *size)  # [..., H, W]
+    return labels.reshape(*lead, *size)  # [N, H, W] -> [..., H, W]
 
 
 def resize_gt_ids(ids: Tensor, size: tuple[int, int]) -> Tensor:
@@ -50,6 +53,10 @@ def resize_gt_ids(ids: Tensor, size: tuple[int, int]) -> Tensor:
 
     Returns:
         Ids ``[..., H, W]`` as int64.
+
+    Raises:
+        ValueError: ``ids`` has fewer than 2 dimensions.
+        TypeError: ``ids`` is a floating-point tensor.
     """
     if ids.dim() < 2:
         raise ValueError(f"ids must have shape [..., h, w], got {tuple(ids.shape)}")
@@ -58,6 +65,6 @@ def resize_gt_ids(ids: Tensor, size: tuple[int, int]) -> Tensor:
     *lead, height, width = ids.shape
     if (height, width) == tuple(size):
         return ids.long()
-    flat = ids.reshape(-1, 1, height, width).double()  # [N, 1, h, w]
+    flat = ids.reshape(-1, 1, height, width).double()  # [..., h, w] -> [N, 1, h, w]
     resized = F.interpolate(flat, size=size, mode="nearest-exact")  # [N, 1, H, W]
-    return resized.long().reshape(*lead, *size)  # [..., H, W]
+    return resized.long().reshape(*lead, *size)  # [N, 1, H, W] -> [..., H, W]

@@ -62,6 +62,7 @@ def iou_from_contingency(table: Contingency) -> Tensor:
         ``[S, M, K]`` float64; 0 where both masks are empty.
     """
     inter = table.counts.double()  # [S, M, K]
+    # GT sizes [S, M] -> [S, M, 1], predicted sizes [S, K] -> [S, 1, K]
     union = table.gt_sizes.double().unsqueeze(2) + table.pred_sizes.double().unsqueeze(1) - inter  # [S, M, K]
     return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
 

@@ -34,6 +34,9 @@ class SlotAttention(Aggregator):
         epsilon: the renormalisation epsilon (1e-5 in the SmoothSA code).
         epsilon_placement: ``"denominator"`` or ``"additive"``; see the module docstring.
         truncation: ``"none"`` or ``"bi_level"`` gradient truncation of the last iteration.
+
+    Raises:
+        ValueError: ``epsilon_placement`` or ``truncation`` is not one of its values.
     """
 
     name = "slot_attention"
@@ -87,6 +90,9 @@ class SlotAttention(Aggregator):
 
         Returns:
             Slots ``[B, K, D]`` and attention ``[B, R, K, P]`` of every iteration.
+
+        Raises:
+            ValueError: ``num_iterations`` is below 1.
         """
         if num_iterations < 1:
             raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
@@ -99,9 +105,9 @@ class SlotAttention(Aggregator):
             if self.truncation == "bi_level" and iteration == num_iterations - 1:
                 slots = slots.detach() + queries - queries.detach()
             q = self.to_q(self.norm_slots(slots))  # [B, K, D]
-            logits = torch.einsum("bkd,bpd->bkp", q, keys) * self.scale  # [B, K, P]
+            logits = torch.einsum("bkd,bpd->bkp", q, keys) * self.scale  # [B, K, D] x [B, P, D] -> [B, K, P]
             if slot_mask is not None:
-                logits = logits.masked_fill(~slot_mask[:, :, None], float("-inf"))
+                logits = logits.masked_fill(~slot_mask[:, :, None], float("-inf"))  # mask [B, K] -> [B, K, 1] over P
             attention = logits.softmax(dim=1)  # [B, K, P], softmax over slots
             attentions.append(attention)
             if self.epsilon_placement == "denominator":
@@ -109,10 +115,10 @@ class SlotAttention(Aggregator):
             else:
                 weights = (attention + self.epsilon) / (attention + self.epsilon).sum(dim=-1, keepdim=True)
                 if slot_mask is not None:  # epsilon alone would give a masked slot the mean of the values
-                    weights = weights.masked_fill(~slot_mask[:, :, None], 0.0)
-            updates = torch.einsum("bkp,bpd->bkd", weights, values)  # [B, K, D]
-            slots = self.gru(updates.reshape(-1, slot_dim), slots.reshape(-1, slot_dim))  # [B*K, D]
-            slots = slots.reshape(batch, num_slots, slot_dim)  # [B, K, D]
+                    weights = weights.masked_fill(~slot_mask[:, :, None], 0.0)  # mask [B, K] -> [B, K, 1] over P
+            updates = torch.einsum("bkp,bpd->bkd", weights, values)  # [B, K, P] x [B, P, D] -> [B, K, D]
+            slots = self.gru(updates.reshape(-1, slot_dim), slots.reshape(-1, slot_dim))  # [B, K, D] -> [B*K, D]
+            slots = slots.reshape(batch, num_slots, slot_dim)  # [B*K, D] -> [B, K, D]
             if self.mlp is not None:
                 slots = slots + self.mlp(slots)
-        return AggregatorOutput(slots=slots, attention=torch.stack(attentions, dim=1))  # attention [B, R, K, P]
+        return AggregatorOutput(slots=slots, attention=torch.stack(attentions, dim=1))  # R x [B, K, P] -> [B, R, K, P]

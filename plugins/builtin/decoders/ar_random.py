@@ -101,13 +101,14 @@ class RandomOrderTransformerDecoder(Decoder):
         fixed = torch.full_like(uniform, max(int(0.1 * self.num_tokens) - 1, 0))
         counts = torch.where(torch.rand(batch, device=device) < 0.5, uniform, fixed)  # [B]
         ranks = torch.rand(batch, self.num_tokens, device=device).argsort(dim=1).argsort(dim=1)  # random order
-        return ranks < counts[:, None]  # [B, P]: the first k of a random permutation
+        return ranks < counts[:, None]  # counts [B] -> [B, 1]; [B, P]: the first k of a random permutation
 
     def forward(self, slots: Slots, target: Tokens) -> DecoderOutput:
         """Slots ``[B, K, D]`` and target ``[B, P, Ct]`` -> reconstruction ``[B, P, Ct]``, masks ``[B, K, h, w]``."""
         batch = slots.shape[0]
         tokens = self.embed_target(target)  # [B, P, width]
         visible = self.visible_tokens(batch, target.device)
+        # visible [B, P] -> [B, P, 1], mask token [1, 1, width]; tokens stay [B, P, width]
         tokens = torch.where(visible[..., None], tokens, self.mask_token.to(tokens.dtype))
         x = self.input_norm(tokens + self.position)
         memory = self.embed_slots(slots)  # [B, K, width]

@@ -38,6 +38,10 @@ class SpatialBroadcastDecoder(Decoder):
         channels: hidden channels.
         kernel_size: odd kernel size of the upsampling and hidden convolutions (5 in Slot Attention and SAVi; 3
             costs about a third as much at a 32x32 or larger output).
+
+    Raises:
+        ValueError: ``output_size`` is not square and a power-of-two multiple of ``broadcast_size``, or
+            ``kernel_size`` is not odd and positive.
     """
 
     name = "broadcast"
@@ -80,19 +84,21 @@ class SpatialBroadcastDecoder(Decoder):
         """Slots ``[B, K, D]`` -> RGB reconstruction ``[B, h*w, 3]`` in ``[0, 1]`` scale and masks ``[B, K, h, w]``."""
         del target  # Unused: the decoder only reads slots.
         num_slots, slot_dim = slots.shape[1:]
-        flat = slots.reshape(-1, slot_dim)  # [B*K, D]; -1, not B*K: a fixed shape in an exported graph
+        flat = slots.reshape(-1, slot_dim)  # [B, K, D] -> [B*K, D]; -1, not B*K: a fixed shape in an exported graph
         hidden = self._first_layer(flat) if torch.is_grad_enabled() else self._folded_first_layer(flat)
         for layer in list(self.net)[1:]:
             hidden = layer(hidden)
         decoded = hidden.flatten(2).transpose(1, 2)  # [B*K, 4, h, w] -> [B*K, h*w, 4]
-        per_slot = decoded.reshape(-1, num_slots, *decoded.shape[1:])  # [B, K, h*w, 4]
+        per_slot = decoded.reshape(-1, num_slots, *decoded.shape[1:])  # [B*K, h*w, 4] -> [B, K, h*w, 4]
         return composite(per_slot, self.target_grid, target_dim=3, content_activation=torch.sigmoid)
 
     def _first_layer(self, flat: Tensor) -> Tensor:
         """``[N, D]`` slots -> the first layer's output ``[N, C, h1, w1]``, by tiling (the training path)."""
         count, slot_dim = flat.shape
+        # [N, D] -> [N, 1, D] -> [N, bh*bw, D]
         tiles = flat.unsqueeze(1).expand(-1, self.broadcast_grid[0] * self.broadcast_grid[1], -1)  # [N, bh*bw, D]
         tiles = self.position(tiles)  # [N, bh*bw, D]
+        # [N, bh*bw, D] -> [N, D, bh*bw] -> [N, D, bh, bw]
         tiles = tiles.transpose(1, 2).reshape(count, slot_dim, *self.broadcast_grid)  # [N, D, bh, bw]
         output: Tensor = self.net[0](tiles)
         return output
@@ -100,8 +106,9 @@ class SpatialBroadcastDecoder(Decoder):
     def _folded_first_layer(self, flat: Tensor) -> Tensor:
         """The same as :meth:`_first_layer`, as ``flat @ basis + offset`` (see the module docstring)."""
         basis, offset = self._fold()
+        # basis [D, C, h1, w1] -> [D, C*h1*w1], offset [C, h1, w1] -> [C*h1*w1]: mapped [N, C*h1*w1]
         mapped = torch.addmm(offset.flatten(), flat, basis.flatten(1))  # [N, D] @ [D, C*h1*w1] + offset
-        return mapped.view(-1, *offset.shape)  # [N, C, h1, w1]
+        return mapped.view(-1, *offset.shape)  # [N, C*h1*w1] -> [N, C, h1, w1]
 
     def _fold(self) -> tuple[Tensor, Tensor]:
         """``basis [D, C, h1, w1]`` and ``offset [C, h1, w1]`` of the first layer, recomputed when the weights of
@@ -114,10 +121,12 @@ class SpatialBroadcastDecoder(Decoder):
             height, width = self.broadcast_grid
             with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in any mode
                 device, dtype = parameters[0].device, parameters[0].dtype
-                units = torch.eye(dim, device=device, dtype=dtype)[:, :, None, None]  # [D, D, 1, 1]
-                units = units.expand(dim, dim, height, width)  # [D, D, bh, bw]: row i is unit vector i, tiled
+                units = torch.eye(dim, device=device, dtype=dtype)[:, :, None, None]  # [D, D] -> [D, D, 1, 1]
+                # row i is unit vector i, tiled
+                units = units.expand(dim, dim, height, width)  # [D, D, 1, 1] -> [D, D, bh, bw]
                 zeros = torch.zeros(1, dim, height, width, device=device, dtype=dtype)
-                embedding = self.position(zeros.flatten(2).transpose(1, 2))  # [1, bh*bw, D]
+                embedding = self.position(zeros.flatten(2).transpose(1, 2))  # [1, D, bh, bw] -> [1, bh*bw, D]
+                # [1, bh*bw, D] -> [1, D, bh*bw] -> [1, D, bh, bw]
                 embedding = embedding.transpose(1, 2).reshape(1, dim, height, width)  # [1, D, bh, bw]
                 basis = first(units) - first(zeros)  # [D, C, h1, w1]: linear part, bias removed
                 offset = first(embedding)[0]  # [C, h1, w1]: embedding's response, bias included

@@ -53,5 +53,5 @@ class MLPFeatureDecoder(Decoder):
     def forward(self, slots: Slots, target: Tokens) -> DecoderOutput:
         """Slots ``[B, K, D]`` -> features ``[B, P, Ct]`` and masks ``[B, K, h, w]``."""
         del target  # Unused: the decoder only reads slots.
-        per_token = slots[:, :, None, :] + self.position  # [B, K, P, D]
+        per_token = slots[:, :, None, :] + self.position  # [B, K, D] -> [B, K, 1, D]; + [1, 1, P, D] -> [B, K, P, D]
         return composite(self.net(per_token), self.target_grid, self.target_dim)

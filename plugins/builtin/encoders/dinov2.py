@@ -36,6 +36,9 @@ class DINOv2Encoder(Encoder):
         weights: local path to timm DINOv2 weights; ``None`` keeps random weights.
         input_size: the ViT's input resolution (224 in the papers: 16x16 tokens).
         depth: number of transformer blocks (12 for ViT-S; smaller values only for tests).
+
+    Raises:
+        ImportError: timm is not installed.
     """
 
     name = "dinov2"
@@ -66,6 +69,7 @@ class DINOv2Encoder(Encoder):
         self.feature_grid = (input_size // patch, input_size // patch)
         self.raw_dim = width
         self.feature_dim = width
+        # per-channel constants [3] -> [1, 3, 1, 1], broadcast over frames [B, 3, H, W]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.project = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))

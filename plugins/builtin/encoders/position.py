@@ -11,8 +11,8 @@ def coordinate_grid(height: int, width: int) -> torch.Tensor:
     ys = torch.linspace(0.0, 1.0, height)
     xs = torch.linspace(0.0, 1.0, width)
     y, x = torch.meshgrid(ys, xs, indexing="ij")  # [h, w] each
-    grid = torch.stack([y, x, 1.0 - y, 1.0 - x], dim=-1)  # [h, w, 4]
-    return grid.reshape(height * width, 4)  # [h*w, 4]
+    grid = torch.stack([y, x, 1.0 - y, 1.0 - x], dim=-1)  # 4 x [h, w] -> [h, w, 4]
+    return grid.reshape(height * width, 4)  # [h, w, 4] -> [h*w, 4]
 
 
 class SoftPositionEmbedding(nn.Module):

@@ -23,6 +23,10 @@ class SmallCNNEncoder(Encoder):
         strides: stride of each convolution (same length as ``channels``).
         kernel_size: odd convolution kernel size (padding ``kernel_size // 2`` keeps ``ceil(H / stride)``).
         out_dim: width of the projected tokens (``Df``).
+
+    Raises:
+        ValueError: ``channels`` and ``strides`` are empty or differ in length, or ``kernel_size`` is not odd and
+            positive.
     """
 
     name = "small_cnn"
@@ -61,6 +65,6 @@ class SmallCNNEncoder(Encoder):
     def forward(self, frames: Frames) -> EncoderOutput:
         """``frames [B, 3, H, W]`` in ``[0, 1]`` -> tokens ``[B, h*w, out_dim]``."""
         feature_map = self.convs(frames * 2.0 - 1.0)  # [B, C, h, w]
-        tokens = feature_map.flatten(2).transpose(1, 2)  # [B, h*w, C]
+        tokens = feature_map.flatten(2).transpose(1, 2)  # [B, C, h, w] -> [B, h*w, C]
         tokens = self.position(tokens.relu())
         return EncoderOutput(features=self.project(tokens), grid=self.feature_grid, raw=tokens)

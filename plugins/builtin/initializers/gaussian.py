@@ -73,7 +73,7 @@ class GaussianPerSlot(Initializer):
     def forward(self, features: Features) -> InitializerOutput:
         """Queries ``[B, K, D]``."""
         batch = features.shape[0]
-        mean: Slots = self.mean.expand(batch, -1, -1)
+        mean: Slots = self.mean.expand(batch, -1, -1)  # [1, K, D] -> [B, K, D]
         if not self.training:
             return InitializerOutput(queries=mean)
         return InitializerOutput(queries=mean + self.log_std.exp() * torch.randn_like(mean))

@@ -48,6 +48,9 @@ class SmoothSAPreheat(Initializer):
         eval_noise: noise for the shared Gaussian at inference; see :mod:`plugins.builtin.initializers.gaussian`.
         query_eval_noise: ``"none"`` (the paper: Slot Attention starts from ``sg(Q_pre)``) or ``"fixed"`` (plus
             the training noise's scale times a per-slot sample fixed at creation); see the module docstring.
+
+    Raises:
+        ValueError: ``query_noise_std`` is not positive, or ``query_eval_noise`` is not one of its values.
     """
 
     name = "smoothsa_preheat"

@@ -52,4 +52,4 @@ class AttentionDistillationLoss(Loss):
                 terms.append(-(last * first.clamp_min(1e-8).log()).sum(1).mean())
         if not terms:
             return output.slots.sum() * 0.0
-        return ramp * torch.stack(terms).mean()
+        return ramp * torch.stack(terms).mean()  # T x [] -> [T], the frames with R >= 2

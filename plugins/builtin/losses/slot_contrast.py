@@ -37,9 +37,12 @@ class SlotContrastLoss(Loss):
         batch, frames, num_slots, dim = slots.shape
         if frames < 2:
             return slots.sum() * 0.0
+        # frames t and t+1 of every slot: [B, T-1, K, D] -> [T-1, B, K, D] -> [T-1, B*K, D]
         current = slots[:, :-1].transpose(0, 1).reshape(frames - 1, batch * num_slots, dim)  # [T-1, B*K, D]
         following = slots[:, 1:].transpose(0, 1).reshape(frames - 1, batch * num_slots, dim)  # [T-1, B*K, D]
         # Rows: slots of frame t+1; columns (the classes): slots of frame t.
+        # [T-1, B*K, D] @ ([T-1, B*K, D] -> [T-1, D, B*K]) -> [T-1, B*K, B*K]
         logits = following @ current.transpose(1, 2) / self.temperature  # [T-1, B*K, B*K]
-        labels = torch.arange(batch * num_slots, device=slots.device).expand(frames - 1, -1)  # [T-1, B*K]
+        labels = torch.arange(batch * num_slots, device=slots.device).expand(frames - 1, -1)  # [B*K] -> [T-1, B*K]
+        # logits [T-1, B*K, B*K] -> [(T-1)*B*K, B*K], labels [T-1, B*K] -> [(T-1)*B*K]
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten())

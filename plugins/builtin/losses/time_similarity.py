@@ -48,9 +48,10 @@ class TimeSimilarityLoss(Loss):
                 f"time_similarity needs decoder extras with {tokens} channels per token on every frame "
                 f"(set the mlp decoder's extra_dim={tokens}); got {got}"
             )
-        predicted = torch.stack(extras, dim=1)  # [B, T, P, P]
+        predicted = torch.stack(extras, dim=1)  # T x [B, P, P] -> [B, T, P, P]
         if frames < 2:
             return predicted.sum() * 0.0
+        # [B, T-1, P, C] @ ([B, T-1, P, C] -> [B, T-1, C, P]) -> [B, T-1, P, P]
         similarity = target[:, :-1] @ target[:, 1:].transpose(-1, -2)  # [B, T-1, P, P]
         similarity = similarity.masked_fill(similarity < self.threshold, float("-inf")) / self.temperature
         # A token whose similarities are all below the threshold gets a uniform target instead of NaNs.

@@ -30,6 +30,9 @@ class RandSFQTransition(Transition):
         num_heads: attention heads.
         ffn_multiplier: feed-forward width as a multiple of ``slot_dim``.
         dropout: dropout inside the block (0.5 in the paper).
+
+    Raises:
+        ValueError: ``window`` is below 2.
     """
 
     name = "randsfq"
@@ -63,7 +66,11 @@ class RandSFQTransition(Transition):
         )
 
     def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
-        """Predict queries ``[B, K, D]`` for the frame whose features are ``past_features[-1]``."""
+        """Predict queries ``[B, K, D]`` for the frame whose features are ``past_features[-1]``.
+
+        Raises:
+            ValueError: ``past_slots`` and ``past_features`` differ in length.
+        """
         n = len(past_slots)
         if len(past_features) != n:
             raise ValueError(f"need as many feature maps as slot sets, got {len(past_features)} and {n}")
@@ -75,16 +82,16 @@ class RandSFQTransition(Transition):
                 return decoder_layer(self.block, target, memory)
             out: Slots = self.block(target, memory)
             return out
-        slots = torch.stack(past_slots, dim=1).detach()  # [B, n, K, D]
-        features = torch.stack(past_features, dim=1).detach()  # [B, n, P, Df]
+        slots = torch.stack(past_slots, dim=1).detach()  # n x [B, K, D] -> [B, n, K, D]
+        features = torch.stack(past_features, dim=1).detach()  # n x [B, P, Df] -> [B, n, P, Df]
         batch = slots.shape[0]
         rows = torch.arange(batch, device=slots.device)
         slot_index = torch.randint(0, n, (batch,), device=slots.device)  # ts in {0..n-1}
         feature_index = torch.randint(0, n, (batch,), device=slots.device)
         slot_gap = n - slot_index  # frames back from the frame being predicted, in {1..n}
         feature_gap = n - 1 - feature_index  # in {0..n-1}: the paper's te in {1..n} over n + 1 maps
-        target = slots[rows, slot_index] + self.time_embedding[slot_gap][:, None, :]  # [B, K, D]
+        target = slots[rows, slot_index] + self.time_embedding[slot_gap][:, None, :]  # [B, D] -> [B, 1, D]; [B, K, D]
         memory = self.project_features(features[rows, feature_index])  # [B, P, D]
-        memory = memory + self.time_embedding[feature_gap][:, None, :]
+        memory = memory + self.time_embedding[feature_gap][:, None, :]  # [B, D] -> [B, 1, D]; [B, P, D]
         out = self.block(target, memory)  # [B, K, D]
         return out

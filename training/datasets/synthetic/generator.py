@@ -101,7 +101,7 @@ def generate_video(
     scene = sample_scene(lvl, rng, height, width, num_frames)
     count = len(scene.infos)
     order = sorted(range(count), key=lambda k: -scene.infos[k].depth)  # back to front
-    masks3 = [sprite.mask[:, :, None] for sprite in scene.sprites]  # each [d, d, 1]
+    masks3 = [sprite.mask[:, :, None] for sprite in scene.sprites]  # each [d, d] -> [d, d, 1]
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)  # [T, H, W, 3]
     masks = np.zeros((num_frames, height, width), dtype=np.uint8)  # [T, H, W]
     states: list[tuple[ObjectState, ...]] = []
@@ -123,7 +123,7 @@ def generate_video(
             d = scene.infos[k].diameter_px
             np.copyto(frame[y0 : y0 + d, x0 : x0 + d], scene.sprites[k].rgb, where=masks3[k])
             idmap[y0 : y0 + d, x0 : x0 + d][scene.sprites[k].mask] = k + 1
-        visible = np.bincount(idmap.ravel(), minlength=count + 1).tolist()
+        visible = np.bincount(idmap.ravel(), minlength=count + 1).tolist()  # [H, W] -> [H*W]; [count + 1] pixel counts
         states.append(
             tuple(
                 _measure(idmap, scene.infos[k], scene.sprites[k], scene.bodies[k], corners[k], visible[k + 1])

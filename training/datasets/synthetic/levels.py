@@ -58,6 +58,12 @@ class Level:
             off each other a few pixels apart: an object collision event means the discs touched, not the
             outlines (see ``physics.py``).
         default_size: Default (height, width) in pixels.
+
+    Raises:
+        ValueError: at construction, for an object count outside ``1 <= min_objects <= max_objects <= 254``, empty
+            or unknown shapes or sizes, an unknown background, ``textured_fraction`` outside ``[0, 1]``, speeds
+            outside ``0 <= min_speed <= max_speed``, a negative ``pan_speed`` or a non-positive
+            ``collider_scale``.
     """
 
     name: str

@@ -60,8 +60,8 @@ def shape_mask(shape: str, diameter: int) -> np.ndarray:
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; known shapes: {', '.join(SHAPES)}")
     coords = (np.arange(diameter, dtype=np.float64) + 0.5) / diameter * 2.0 - 1.0  # [d] in (-1, 1)
-    y = coords[:, None]  # [d, 1]
-    x = coords[None, :]  # [1, d]
+    y = coords[:, None]  # [d] -> [d, 1]
+    x = coords[None, :]  # [d] -> [1, d]
     if shape == "circle":
         mask = (x * x + y * y) <= 1.0  # [d, d]
     else:
@@ -91,8 +91,8 @@ def pattern(kind: str, height: int, width: int, rng: np.random.Generator, scale:
     Raises:
         ValueError: For an unknown ``kind``.
     """
-    yy = np.arange(height, dtype=np.float64)[:, None]  # [H, 1]
-    xx = np.arange(width, dtype=np.float64)[None, :]  # [1, W]
+    yy = np.arange(height, dtype=np.float64)[:, None]  # [H] -> [H, 1]
+    xx = np.arange(width, dtype=np.float64)[None, :]  # [W] -> [1, W]
     if kind == "stripes":
         angle = rng.uniform(0.0, math.pi)
         period = scale * rng.uniform(0.8, 1.25)
@@ -105,8 +105,8 @@ def pattern(kind: str, height: int, width: int, rng: np.random.Generator, scale:
         return np.asarray(checks % 2, dtype=np.float64)
     if kind == "noise":
         spectrum = np.fft.rfft2(rng.standard_normal((height, width)))  # [H, W // 2 + 1]
-        fy = np.fft.fftfreq(height)[:, None]  # [H, 1]
-        fx = np.fft.rfftfreq(width)[None, :]  # [1, W // 2 + 1]
+        fy = np.fft.fftfreq(height)[:, None]  # [H] -> [H, 1]
+        fx = np.fft.rfftfreq(width)[None, :]  # [W // 2 + 1] -> [1, W // 2 + 1]
         sigma = 1.0 / max(scale, 1.0)
         smooth = np.fft.irfft2(spectrum * np.exp(-(fx * fx + fy * fy) / (2 * sigma * sigma)), s=(height, width))
         lo, hi = float(smooth.min()), float(smooth.max())
@@ -132,7 +132,7 @@ def sprite_colours(mask: np.ndarray, rgb: tuple[int, int, int], texture: str, rn
         shade = np.ones((d, d), dtype=np.float64)
     else:
         shade = 0.45 + 0.55 * pattern(texture, d, d, rng, scale=max(3.0, d / 4))  # [d, d]
-    return np.clip(shade[:, :, None] * base, 0, 255).astype(np.uint8)  # [d, d, 3]
+    return np.clip(shade[:, :, None] * base, 0, 255).astype(np.uint8)  # [d, d] -> [d, d, 1]; * [3] -> [d, d, 3]
 
 
 def background_canvas(
@@ -152,10 +152,10 @@ def background_canvas(
     """
     dark = rng.uniform(10, 70, size=3)  # [3]
     if kind == "plain":
-        canvas = np.broadcast_to(dark, (height, width, 3))  # [H, W, 3]
+        canvas = np.broadcast_to(dark, (height, width, 3))  # [3] -> [H, W, 3]
         return np.ascontiguousarray(canvas.astype(np.uint8)), "plain"
     texture = str(rng.choice(["stripes", "checker", "noise"]))
-    weight = pattern(texture, height, width, rng, scale)[:, :, None]  # [H, W, 1]
+    weight = pattern(texture, height, width, rng, scale)[:, :, None]  # [H, W] -> [H, W, 1]
     if kind == "mild":
         other = np.clip(dark + rng.uniform(15, 30) * rng.choice([-1.0, 1.0], size=3), 0, 255)  # [3]
     else:
