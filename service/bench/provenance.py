@@ -1,6 +1,7 @@
 """Where and how a benchmark ran, for every ``python -m service.bench`` report: the command line (tokens hidden),
-the machine (CPU model, cores, the cores this process may use, the GPU when CUDA is used) and the versions of
-Python and the libraries the figures depend on."""
+the machine (CPU model, cores, the cores this process may use, the GPU when CUDA is used, its load), the source
+(the git commit, and whether files were modified) and the versions of Python and the libraries the figures
+depend on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 import platform
 import re
 import shlex
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from service.config import available_cores
@@ -31,8 +34,11 @@ def provenance(argv: Sequence[str], device: str | None = None) -> dict[str, Any]
 
     Returns:
         ``command`` (the shell-quoted command line, secrets hidden), ``argv`` (the same as a list),
-        ``machine`` (``platform``, ``cpu``, ``cpus``, ``cpus_usable``, ``gpu``) and ``versions`` (``python``,
-        ``torch``, ``onnxruntime`` or ``None`` when it is not installed, ``grpcio``, ``numpy``).
+        ``machine`` (``platform``, ``cpu``, ``cpus``, ``cpus_usable``, ``gpu``, and ``load_average``: the 1, 5 and
+        15 minute load averages when the report is made, after the run, so they include the run's own load; on
+        a machine nobody else uses the 15-minute figure stays below the cores the run kept busy), ``source``
+        (:func:`source_revision`) and ``versions`` (``python``, ``torch``, ``onnxruntime`` or ``None`` when it
+        is not installed, ``grpcio``, ``numpy``).
     """
     import grpc
     import numpy as np
@@ -54,7 +60,9 @@ def provenance(argv: Sequence[str], device: str | None = None) -> dict[str, Any]
             "cpus": os.cpu_count(),
             "cpus_usable": available_cores(),  # the affinity, lowered to the cgroup limit, as the server counts
             "gpu": gpu_name(device),
+            "load_average": [round(load, 2) for load in os.getloadavg()],
         },
+        "source": source_revision(),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -106,3 +114,20 @@ def gpu_name(device: str | None) -> str | None:
         return str(torch.cuda.get_device_name(int(index or 0)))
     except (ValueError, RuntimeError, AssertionError):  # a malformed index or a GPU that is not there
         return None
+
+
+def source_revision() -> dict[str, Any]:
+    """The git commit of the checkout this package runs from: ``commit`` (``None`` outside a git checkout or
+    without git) and ``modified`` (tracked files differ from it; ``None`` when unknown)."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "modified": None if status is None else bool(status)}

@@ -7,7 +7,8 @@ frames, or JPEG with ``--jpeg-quality``), and the gRPC half presents the load's 
 a bare gRPC echo with the same message sizes (:mod:`service.bench.echo`), gRPC's own floor on this machine, and
 splits the overhead into the part outside the server's clock and the part inside it beyond the in-process
 pipeline. Throughput: rounds alternating one stream and N concurrent streams against the same server (started
-by this process); the ratio is the median over rounds.
+by this process); ``throughput_ratio`` pools the rounds (all frames over all time of each mode) and
+``throughput_ratio_median_of_rounds`` is the median of the per-round ratios.
 
 Everything that uses ``grpc.aio`` runs on one event loop (one ``asyncio.run``). A ratio whose terms were not
 measured (no frame answered, say every frame refused by the server) is ``None``.

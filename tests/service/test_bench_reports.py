@@ -95,6 +95,10 @@ def test_target_report_records_command_machine_versions_and_settings(server, tmp
     assert record["argv"] == args and record["command"].startswith("python -m service.bench --target ")
     assert set(record["versions"]) == {"python", "torch", "onnxruntime", "grpcio", "numpy"}
     assert record["machine"]["cpus_usable"] >= 1 and record["machine"]["cpu"] and record["machine"]["gpu"] is None
+    assert len(record["machine"]["load_average"]) == 3 and min(record["machine"]["load_average"]) >= 0
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    if head.returncode == 0:  # the tests run from a git checkout: the report names its commit
+        assert record["source"]["commit"] == head.stdout.strip() and isinstance(record["source"]["modified"], bool)
     assert "torch_threads" not in json.dumps(record), "the generator's torch threads say nothing about the server"
     settings = report["settings"]
     assert settings["target"] == server.target and settings["size"] == 32 and settings["fps"] == 500
