@@ -12,6 +12,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -110,30 +111,42 @@ def test_options_from_the_environment(tmp_path):
         TensorRTOptions(workspace_mb=0)
 
 
-def test_export_builds_its_engines_with_its_own_settings_not_the_servers_variables(export_dir, tmp_path, monkeypatch):
-    """``export --tensorrt --fp16`` must check fp16 engines in ``<out>/tensorrt`` whatever the
-    ``SLOTSTREAM_TENSORRT_*`` variables say (they configure servers). Without a GPU the engine is stood in for by
-    ONNX Runtime on the CPU; what is checked is the settings the export asks TensorRT for."""
+def _export_with_stand_in_engines(export_dir: Path, out: Path, options: Any, monkeypatch: Any) -> list[Any]:
+    """Export ``export_dir``'s model to ``out`` with ``--tensorrt`` where TensorRT engines are stood in for by ONNX
+    Runtime on the CPU (no GPU here), each reporting :data:`BUILD` at the batch size it was asked for; returns the
+    TensorRT options the exporter asked for, one per load."""
     from service.backends import onnx_backend, tensorrt_backend
-    from training.export import ExportOptions, export_model, exporter
+    from training.export import export_model, exporter
 
-    monkeypatch.setenv("SLOTSTREAM_TENSORRT_FP16", "0")
-    monkeypatch.setenv("SLOTSTREAM_TENSORRT_CACHE_DIR", str(tmp_path / "server-cache"))
     asked = []
 
     def stand_in(model_dir, *, name, device, max_batch_size, options=None, check_parity=True):
         assert not check_parity, "the exporter checks the engines it loads itself (no 'not compared' warning)"
         asked.append(options)
         engine = onnx_backend.load_engine(model_dir, name=name, device="cpu", max_batch_size=max_batch_size)
-        engine.build = BUILD  # what TensorRTEngine says it was built for
+        engine.build = dataclasses.replace(BUILD, max_batch_size=max_batch_size)  # what TensorRTEngine reports
         return engine
 
     monkeypatch.setattr(tensorrt_backend, "load_engine", stand_in)
     monkeypatch.setattr(exporter, "_check_tensorrt_available", lambda: None)  # no TensorRT or GPU here
-    source = tmp_path / "model"
+    source = out.parent / f"{out.name}-source"
     VideoSlotModel.from_pretrained(export_dir).save_pretrained(source)
+    export_model(source, out, options)
+    return asked
+
+
+def test_export_builds_its_engines_with_its_own_settings_not_the_servers_variables(export_dir, tmp_path, monkeypatch):
+    """``export --tensorrt --fp16`` must check fp16 engines in ``<out>/tensorrt`` whatever the
+    ``SLOTSTREAM_TENSORRT_*`` variables say (they configure servers). Without a GPU the engine is stood in for by
+    ONNX Runtime on the CPU; what is checked is the settings the export asks TensorRT for."""
+    from training.export import ExportOptions
+
+    monkeypatch.setenv("SLOTSTREAM_TENSORRT_FP16", "0")
+    monkeypatch.setenv("SLOTSTREAM_TENSORRT_CACHE_DIR", str(tmp_path / "server-cache"))
     out = tmp_path / "out"
-    export_model(source, out, ExportOptions(fp16=True, tensorrt=True, parity_frames=2, batch_sizes=(1,)))
+    asked = _export_with_stand_in_engines(
+        export_dir, out, ExportOptions(fp16=True, tensorrt=True, parity_frames=2, batch_sizes=(1,)), monkeypatch
+    )
     assert len(asked) == 1 and isinstance(asked[0], TensorRTOptions)
     assert asked[0].fp16 is True and asked[0].cache_dir == out / "tensorrt"
 
@@ -515,21 +528,11 @@ def with_tensorrt_record(export_dir: Path, directory: Path, build: dict, passed:
 
 def test_export_with_tensorrt_records_the_build_it_checked(export_dir, tmp_path, monkeypatch):
     """The parity record names the engines it measured (precision, batch profile, TensorRT version, GPU, TF32)."""
-    from service.backends import onnx_backend, tensorrt_backend
-    from training.export import ExportOptions, export_model, exporter, read_manifest
+    from training.export import ExportOptions, read_manifest
 
-    def stand_in(model_dir, *, name, device, max_batch_size, options=None, check_parity=True):
-        engine = onnx_backend.load_engine(model_dir, name=name, device="cpu", max_batch_size=max_batch_size)
-        engine.build = dataclasses.replace(BUILD, max_batch_size=max_batch_size)
-        return engine
-
-    monkeypatch.setattr(tensorrt_backend, "load_engine", stand_in)
-    monkeypatch.setattr(exporter, "_check_tensorrt_available", lambda: None)  # no TensorRT or GPU here
-    source = tmp_path / "model"
-    VideoSlotModel.from_pretrained(export_dir).save_pretrained(source)
     out = tmp_path / "out"
     options = ExportOptions(tensorrt=True, max_batch_size=8, parity_frames=2, batch_sizes=(1,))
-    export_model(source, out, options)
+    _export_with_stand_in_engines(export_dir, out, options, monkeypatch)
     recorded = read_manifest(out).parity["tensorrt"].build
     assert recorded == dataclasses.replace(BUILD, max_batch_size=8).to_record()
     assert EngineBuild.from_record(recorded) == dataclasses.replace(BUILD, max_batch_size=8)
