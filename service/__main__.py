@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from plugins.registry import RegistryError
@@ -13,15 +14,27 @@ from service.server import ListenError, serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the configuration, serve, and return the exit status (2: bad configuration)."""
+    """Parse the configuration, serve, and return the exit status (2: bad configuration).
+
+    Warnings about the configuration's sources (a misspelt ``SLOTSTREAM_*`` variable) are logged once logging is
+    configured, in the configured format; when the configuration is refused (or ``--help`` is asked for), they are
+    printed as plain text, before the refusal.
+    """
+    notes: list[str] = []
     try:
-        config = ServiceConfig.from_sources(argv)
+        config = ServiceConfig.from_sources(argv, notes=notes)
         config.check_files()
         config.bearer_token()
     except ConfigError as error:
+        _print_notes(notes)
         print(f"slotstream: {error}", file=sys.stderr)
         return 2
+    except SystemExit:  # --help, or a flag argparse refused (it has printed why)
+        _print_notes(notes)
+        raise
     configure_logging(config.log_level, config.log_format)
+    for note in notes:
+        logging.getLogger("service.config").warning(note)
     try:
         asyncio.run(serve(config))
     except (BackendUnavailable, FileNotFoundError, ValueError) as error:
@@ -37,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slotstream: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"slotstream: warning: {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":

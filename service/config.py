@@ -348,20 +348,27 @@ class ServiceConfig:
 
     @classmethod
     def from_sources(
-        cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+        cls,
+        argv: Sequence[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        notes: list[str] | None = None,
     ) -> ServiceConfig:
         """Build the config from command-line flags over ``SLOTSTREAM_*`` variables over the defaults.
 
         Args:
             argv: flags (without the program name); ``None`` reads ``sys.argv``.
             environ: environment; ``None`` reads ``os.environ``.
+            notes: where to append warnings about the sources (a ``SLOTSTREAM_*`` variable that looks like a
+                misspelt setting), for the caller to log once logging is configured; ``None``: log them now. They
+                are appended before anything is raised.
 
         Raises:
             ConfigError: a value does not parse or the result is invalid.
             SystemExit: ``--help``, or a flag argparse rejects.
         """
         environ = os.environ if environ is None else environ
-        values = _from_environ(environ)
+        values = _from_environ(environ, notes)
         parsed = build_parser().parse_args(argv)
         values.update({name: value for name, value in vars(parsed).items() if value is not None})
         return cls(**values)
@@ -443,7 +450,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {"model_dir": ("--model",)}
 """Extra spellings of some flags (``--model DIR`` is how the rest of the project names a model directory)."""
 
 
-def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+def _from_environ(environ: Mapping[str, str], notes: list[str] | None = None) -> dict[str, Any]:
     types = _field_types()
     known = {ENV_PREFIX + name.upper(): name for name in types}
     values: dict[str, Any] = {}
@@ -455,7 +462,11 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             except (TypeError, ValueError) as error:
                 problems.append(f"{key}={raw!r}: {error}")
         elif key.startswith(ENV_PREFIX) and (suggestion := _looks_like_ours(key, known)):
-            _log.warning("ignoring unknown variable %s (did you mean %s?)", key, suggestion)
+            note = f"ignoring unknown variable {key} (did you mean {suggestion}?)"
+            if notes is None:
+                _log.warning(note)
+            else:
+                notes.append(note)
     if problems:
         raise ConfigError("invalid environment:\n  " + "\n  ".join(problems))
     return values

@@ -32,11 +32,12 @@ from PIL import Image
 from service.batcher import BatcherClosed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
 from service.images import prepare_frame
+from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.pending import PendingFrames
 from service.postprocess import MaskRequest, mask_outputs
 from service.runner import StepJob
-from service.sessions import Session, SessionManager
+from service.sessions import Session, SessionManager, loggable_stream_id
 from service.types import (
     CloseReason,
     CloseRequest,
@@ -139,6 +140,9 @@ class StreamConnection:
             the stream takes at most ``max(1, min(64, this // reply-size bound))`` frames ahead of the replies
             the client has taken; further frames wait (gRPC flow control then slows the client).
         peer: the client's address, for logs.
+        frame_error_log: warns about the frames answered with a ``FrameError`` (shared by every connection, so one
+            bad camera or many cannot flood the log); ``None``: a warning per code at most every
+            :data:`~service.logs.WARNING_INTERVAL_S`, for this connection alone.
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class StreamConnection:
         max_pending_frames: int,
         max_buffered_reply_bytes: int,
         peer: str = "",
+        frame_error_log: RateLimitedWarning | None = None,
     ) -> None:
         self._manager = manager
         self._decode_executor = decode_executor
@@ -159,6 +164,8 @@ class StreamConnection:
         self._max_pending_frames = max_pending_frames
         self._max_buffered_reply_bytes = max_buffered_reply_bytes
         self._peer = peer
+        self._frame_error_log = frame_error_log or RateLimitedWarning(_log, "frame rejected", "frames")
+        self._requested_stream_id = ""
         self._out: asyncio.Queue[Slot | Exception | object] = asyncio.Queue()
         self._window = asyncio.Semaphore(_MAX_UNANSWERED)  # replaced at open, sized to the replies
         self._slots: set[Slot] = set()
@@ -173,6 +180,18 @@ class StreamConnection:
         self._handler: asyncio.Task[object] | None = None
         self._replying = False
         self.finished = asyncio.Event()
+
+    @property
+    def stream_id(self) -> str:
+        """The stream's id once it is open, else the id its open asked for as :func:`loggable_stream_id` shows it
+        (empty before an open, or when the open asked for none)."""
+        return self._session.stream_id if self._session is not None else self._requested_stream_id
+
+    @property
+    def eviction(self) -> StreamAbort | None:
+        """The abort with which the server took the stream away from this call (an idle reclaim, a resume on
+        another connection), once it did; :meth:`run` raises it."""
+        return self._eviction
 
     def bind_handler(self, task: asyncio.Task[object] | None) -> None:
         """The task of the RPC handler that iterates :meth:`run`: :meth:`drain` cancels it when the stream was
@@ -247,13 +266,23 @@ class StreamConnection:
             metrics.decode_seconds.labels(model).observe(latency.decode_ms / 1e3)
             metrics.queue_seconds.labels(model).observe(latency.queue_ms / 1e3)
             metrics.inference_seconds.labels(model).observe(latency.inference_ms / 1e3)
+            metrics.postprocess_seconds.labels(model).observe(latency.postprocess_ms / 1e3)
             metrics.e2e_seconds.labels(model).observe(latency.total_ms / 1e3)
         elif isinstance(response, FrameDropped):
             metrics.frames.labels(model, "dropped").inc()
             metrics.frames_dropped.labels(response.reason.name.lower()).inc()
         else:
+            code = response.code.name.lower()
             metrics.frames.labels(model, "error").inc()
-            metrics.frame_errors.labels(response.code.name.lower()).inc()
+            metrics.frame_errors.labels(code).inc()
+            self._frame_error_log(
+                code,
+                peer=self._peer,
+                stream_id=response.stream_id,
+                frame_index=response.frame_index,
+                code=code,
+                detail=response.message,
+            )
 
     def _cleanup(self, completed: bool) -> None:
         for task in (self._reader, self._pump):
@@ -380,7 +409,8 @@ class StreamConnection:
         if self._session is not None:
             self._manager.metrics.open_rejected.labels(ErrorCode.ALREADY_OPEN.name.lower()).inc()
             raise StreamAbort(ErrorCode.ALREADY_OPEN, "this stream is already open; send one open per Stream call")
-        session, opened = self._manager.open(request, self)
+        self._requested_stream_id = loggable_stream_id(request.stream_id)
+        session, opened = self._manager.open(request, self, peer=self._peer)
         self._session = session
         unanswered = self._max_buffered_reply_bytes // max(1, opened.max_reply_bytes)
         self._window = asyncio.Semaphore(max(1, min(_MAX_UNANSWERED, unanswered)))

@@ -45,6 +45,16 @@ class ErrorCode(enum.IntEnum):
         return f"ERROR_CODE_{self.name}"
 
 
+ENDED_BY_THE_SERVER = frozenset({ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER})
+"""Codes with which the server ends a call on its own account (a drain, a resume elsewhere), not refusals."""
+
+FRAME_ERROR_CODES = tuple(code for code in ErrorCode if ErrorCode.UNSPECIFIED < code < ErrorCode.NOT_OPEN)
+"""The codes of a ``FrameError`` (one frame's problem; the stream continues)."""
+
+STREAM_ERROR_CODES = tuple(code for code in ErrorCode if code >= ErrorCode.NOT_OPEN)
+"""The codes that end a call (a :class:`StreamAbort`)."""
+
+
 class FrameRejected(Exception):
     """One frame cannot be processed; it is answered in-band and the stream continues.
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -49,3 +51,52 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+WARNING_INTERVAL_S = 10.0
+"""At most one warning per this many seconds for each kind of refusal (a misbehaving client would flood the log)."""
+
+
+class RateLimitedWarning:
+    """Logs a warning at most once per ``interval_s`` for each key, saying how many events the line stands for.
+
+    The first event of a key is logged at once; events within ``interval_s`` of the last line for that key are only
+    counted, and the next line logged for the key carries their number (itself included) in its ``count_field``.
+    Events never logged because none followed the interval are lost from the log, not from the metrics that count
+    them. Keys must come from a bounded set (error codes), never from clients. Runs on one thread (the event loop).
+
+    Args:
+        logger: where to log.
+        message: the warning's message (the same for every key: the fields say what happened).
+        count_field: the extra field holding how many events the line stands for.
+        interval_s: the least time between two lines of one key.
+        clock: monotonic clock (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        message: str,
+        count_field: str,
+        interval_s: float = WARNING_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._message = message
+        self._count_field = count_field
+        self._interval_s = interval_s
+        self._clock = clock
+        self._state: dict[str, tuple[float, int]] = {}  # key -> (time of its last line, events not logged since)
+
+    def __call__(self, key: str, **fields: Any) -> bool:
+        """Record one event of ``key`` and log it with ``fields`` (as extra fields) unless a line for ``key`` was
+        logged less than ``interval_s`` ago; returns whether a line was logged."""
+        now = self._clock()
+        logged_at, unlogged = self._state.get(key, (-math.inf, 0))
+        unlogged += 1
+        if now - logged_at < self._interval_s:
+            self._state[key] = (logged_at, unlogged)
+            return False
+        self._logger.warning(self._message, extra={**fields, self._count_field: unlogged})
+        self._state[key] = (now, 0)
+        return True

@@ -1,6 +1,8 @@
 """Prometheus metrics of one server, in their own registry, served over HTTP at ``/metrics``.
 
-Label sets are bounded (reasons, outcomes, model names), never per stream id. Names:
+Label sets are bounded (reasons, outcomes, model names), never per stream id. Every label value known in advance
+is exported at 0 from the start (each error code, release and drop reason; each outcome and open kind of each
+served model), so a ratio or ``increase()`` over a counter has a series before the first event. Names:
 
 - ``slotstream_streams_active`` (gauge, by model): streams holding state, attached or waiting for resume.
 - ``slotstream_streams_detached`` (gauge): of those, streams waiting for a resume.
@@ -11,25 +13,34 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
   ends as ``resume_expired`` if nobody resumes it); ``drained`` streams a shutdown ended, handed off or cut off
   when the grace period ran out.
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, a second open on
-  one call, an open that does not parse, ...).
+  one call, an open that does not parse, a resume of an expired stream, ...).
 - ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated``
   (no or a wrong bearer token, any method), ``malformed_request``, ``internal`` (a server error), and every
   other code a stream or a ``Describe`` ended with (refused opens are counted here too), except the ends the
-  server chooses itself: ``shutting_down`` (a drain) and ``taken_over`` (resumed elsewhere).
+  server chooses itself: ``shutting_down`` (a drain), ``taken_over`` (resumed elsewhere) and an idle reclaim
+  (the stream ends with ``STREAM_EXPIRED`` but is counted only in ``slotstream_streams_released_total{reason=
+  "idle"}``; ``stream_expired`` here counts resumes refused because their stream had expired). Each refused
+  call is also logged (``refused a call``, rate-limited per code).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
-- ``slotstream_frame_errors_total`` (by code).
+- ``slotstream_frame_errors_total`` (by code): frames answered with a ``FrameError`` (also logged, ``frame
+  rejected``, rate-limited per code).
 - ``slotstream_batch_size`` (histogram, by model): frames per batch the batcher dispatched (a batch that mixes
   streams' first frames with later ones runs as two model calls, ``step`` and then ``first_step``).
 - ``slotstream_decode_seconds``, ``slotstream_queue_seconds``, ``slotstream_inference_seconds``,
-  ``slotstream_e2e_seconds`` (histograms, by model): per-frame latency stages; e2e is receipt to result.
+  ``slotstream_postprocess_seconds``, ``slotstream_e2e_seconds`` (histograms, by model): per-frame latency stages,
+  the ``latency`` of each result, one observation per frame answered with a result (the same ``_count`` for
+  each, and the stages add up to e2e, receipt to result). Inference is the duration of the model call the frame
+  was part of, and postprocess the mask making of that call plus the frame's own (masks above 512 x 512): a call
+  of B frames is observed B times, so these two ``_sum`` series exceed the model's busy time (they are the time
+  frames spent, not the time the model spent); ``slotstream_batch_size`` gives the frames per call.
 - ``slotstream_state_bytes`` (gauge): memory held by recurrent states, including resume history.
 - ``slotstream_ready`` (gauge): 1 once the model is loaded and warmed up and until shutdown begins, 0 while the
   model is stalled or failing.
 - ``slotstream_model_failing`` (gauge): 1 while the last ``--model-failure-limit`` model calls all failed (liveness
   fails), back to 0 at the next call that succeeds.
-- ``slotstream_live`` (gauge): 1 from start-up on, 0 while the model is stalled or failing (what the liveness
-  health service ``slotstream.v1.Liveness`` reports while serving).
+- ``slotstream_live`` (gauge): 1 from start-up on, a shutdown's drain included, 0 while the model is stalled or
+  failing (what the liveness health service ``slotstream.v1.Liveness`` reports).
 - ``slotstream_event_loop_heartbeat_seconds`` (gauge): Unix time of the event loop's latest heartbeat, set every
   second while the loop runs. These metrics are served from their own thread, so an old heartbeat is how a
   probe reading them notices a blocked event loop (the gRPC liveness check notices it by timing out).
@@ -40,6 +51,7 @@ Label sets are bounded (reasons, outcomes, model names), never per stream id. Na
 from __future__ import annotations
 
 import logging
+import typing
 from typing import Any
 
 from prometheus_client import (
@@ -52,10 +64,28 @@ from prometheus_client import (
     start_http_server,
 )
 
+from service.errors import ENDED_BY_THE_SERVER, FRAME_ERROR_CODES, STREAM_ERROR_CODES, ErrorCode
+from service.session import ReleaseReason
+from service.types import DropReason, OpenKind
+
 _log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.066, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 64)
+
+REFUSED_CALL_CODES = (
+    *(code.name.lower() for code in STREAM_ERROR_CODES if code not in ENDED_BY_THE_SERVER),
+    "internal",
+)
+"""Label values of ``slotstream_calls_refused_total``."""
+REJECTED_OPEN_CODES = tuple(
+    code.name.lower()
+    for code in STREAM_ERROR_CODES
+    if code not in (ErrorCode.NOT_OPEN, ErrorCode.TAKEN_OVER, ErrorCode.UNAUTHENTICATED)
+)
+"""Label values of ``slotstream_open_rejected_total``: the codes an open can be refused with."""
+RELEASE_REASONS: tuple[str, ...] = typing.get_args(ReleaseReason)
+"""Label values of ``slotstream_streams_released_total``."""
 
 
 class Metrics:
@@ -84,6 +114,17 @@ class Metrics:
             "slotstream_frames_dropped", "Frames dropped, by reason.", ["reason"], registry=r
         )
         self.frame_errors = Counter("slotstream_frame_errors", "Frames rejected, by code.", ["code"], registry=r)
+        for code in REFUSED_CALL_CODES:
+            self.calls_refused.labels(code)
+        for code in REJECTED_OPEN_CODES:
+            self.open_rejected.labels(code)
+        for frame_code in FRAME_ERROR_CODES:
+            self.frame_errors.labels(frame_code.name.lower())
+        for reason in RELEASE_REASONS:
+            self.streams_released.labels(reason)
+        for drop in DropReason:
+            if drop != DropReason.UNSPECIFIED:
+                self.frames_dropped.labels(drop.name.lower())
         self.batch_size = Histogram(
             "slotstream_batch_size",
             "Frames per dispatched batch (first and later frames run as separate calls).",
@@ -95,7 +136,14 @@ class Metrics:
         self.queue_seconds = self._latency(
             "slotstream_queue_seconds", "Time waiting: reply window, previous frame, batching, the batch's other call."
         )
-        self.inference_seconds = self._latency("slotstream_inference_seconds", "Model call time per frame.")
+        self.inference_seconds = self._latency(
+            "slotstream_inference_seconds",
+            "Per frame: duration of the model call the frame was in (a call of B frames is observed B times).",
+        )
+        self.postprocess_seconds = self._latency(
+            "slotstream_postprocess_seconds",
+            "Per frame: mask making of the frame's model call (observed once per frame of it) plus the frame's own.",
+        )
         self.e2e_seconds = self._latency("slotstream_e2e_seconds", "Time from frame receipt to result.")
         self.state_bytes = Gauge("slotstream_state_bytes", "Bytes held by recurrent states.", registry=r)
         self.ready = Gauge("slotstream_ready", "1 when serving, 0 otherwise.", registry=r)
@@ -107,6 +155,15 @@ class Metrics:
             "slotstream_event_loop_heartbeat_seconds", "Unix time of the event loop's latest heartbeat.", registry=r
         )
         self._http: Any = None
+
+    def add_model(self, model: str) -> None:
+        """Export the counters labelled by ``model`` at 0: its frame outcomes and open kinds (call once per served
+        model, before it serves)."""
+        for outcome in ("result", "dropped", "error"):
+            self.frames.labels(model, outcome)
+        for kind in OpenKind:
+            if kind != OpenKind.UNSPECIFIED:
+                self.streams_opened.labels(model, kind.name.lower())
 
     def _latency(self, name: str, documentation: str) -> Histogram:
         return Histogram(name, documentation, ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)

@@ -1,12 +1,13 @@
 """The server process: wiring, startup (load, listen, warm up, then SERVING) and graceful shutdown.
 
 Startup order: load the engine; listen with health ``NOT_SERVING`` (opens answer UNAVAILABLE); warm the
-model up (batch size 1 and the largest); only then report ``SERVING``. Shutdown (SIGTERM): health flips to
-``NOT_SERVING`` at once, new opens get UNAVAILABLE, every stream answers the frames it has accepted, sends
-its hand-off state and ends with UNAVAILABLE so the client reconnects elsewhere. A stream detached from a
-dropped connection is kept for up to ``DETACHED_WAIT_S``: its client may resume it during the drain, which hands
-its state off the same way. The drain ends when no stream is left, or after the grace period, when whatever is
-left is cancelled and freed.
+model up (batch size 1 and the largest); only then report ``SERVING``. Shutdown (SIGTERM): readiness (the health
+services ``""`` and :data:`SERVICE_NAME`) flips to ``NOT_SERVING`` at once while liveness (:data:`LIVENESS_SERVICE`)
+keeps its status through the drain (a probe must not restart a pod that is handing its streams off), new opens
+get UNAVAILABLE, every stream answers the frames it has accepted, sends its hand-off state and ends with
+UNAVAILABLE so the client reconnects elsewhere. A stream detached from a dropped connection is kept for up to
+``DETACHED_WAIT_S``: its client may resume it during the drain, which hands its state off the same way. The drain
+ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed.
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ from service.watchdog import ModelFailureMonitor, ModelWatchdog
 
 SERVICE_NAME = "slotstream.v1.Perception"
 LIVENESS_SERVICE = "slotstream.v1.Liveness"
-"""Health service name for liveness probes: SERVING while the process listens, NOT_SERVING while a model call
-has run longer than ``--model-stall-timeout-s`` or while the last ``--model-failure-limit`` model calls all failed
-(the empty name and :data:`SERVICE_NAME` are readiness)."""
+"""Health service name for liveness probes: SERVING while the process listens, a shutdown's drain included,
+NOT_SERVING while a model call has run longer than ``--model-stall-timeout-s`` or while the last
+``--model-failure-limit`` model calls all failed (the empty name and :data:`SERVICE_NAME` are readiness, see
+:data:`READINESS_SERVICES`). From the start of a shutdown it keeps the status it had."""
+READINESS_SERVICES = ("", SERVICE_NAME)
+"""Health service names for readiness: SERVING from the end of warm-up until a shutdown begins, while the model is
+neither stalled nor failing."""
 EngineFactory = Callable[[ServiceConfig], Engine]
 
 _log = logging.getLogger(__name__)
@@ -105,6 +110,8 @@ class Server:
         self._model_stalled = False
         self.model_abandoned = False
         self._model_failing = False
+        self._shutting_down = False
+        self._auth = False
         self._health_updates: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         self.failure: BaseException | None = None
@@ -182,12 +189,51 @@ class Server:
         if config.model_stall_timeout_s > 0:
             watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
             self._watchdog = asyncio.create_task(watchdog.run(), name="model-watchdog")
+        _log.info("settings", extra=self.effective_settings())
         _log.info("listening", extra={"port": self.port, "load_s": round(time.perf_counter() - started, 3)})
         self._warmup = asyncio.create_task(self._warm_up(), name="warmup")
         if wait_ready:
             await self._warmup
         else:
             self._warmup.add_done_callback(lambda task: self._on_warm_up_done(task, on_failure))
+
+    def effective_settings(self) -> dict[str, Any]:
+        """What an operator needs to know about this server once it listens, as the ``settings`` start-up log line
+        gives it: the bound gRPC and metrics addresses (``metrics``: ``"off"`` without), backend, device, model
+        (name, version, directory), threads (``model_threads``: intra-op threads of one model call, 0 the
+        backend's default, ``None`` for TensorRT; ``model_instances``: model calls at once; ``decode_threads``),
+        TLS (``off``, ``on`` or ``mutual``), bearer-token auth (``on``/``off``) and the limits ``max_streams`` and
+        ``max_batch_size`` (as the engine allows it).
+
+        Raises:
+            RuntimeError: before :meth:`start` has loaded the model.
+        """
+        runner, config = self._runner, self.config
+        if runner is None:
+            raise RuntimeError("the server has not loaded its model yet")
+        card = runner.card
+        host = config.listen.rpartition(":")[0]
+        metrics = "off"
+        if self.metrics_port is not None:
+            metrics = f"{config.metrics_listen.rpartition(':')[0]}:{self.metrics_port}"
+        model_threads = {"torch": config.torch_threads, "onnx": config.onnx_intra_op_threads}.get(config.backend)
+        tls = "off" if config.tls_cert is None else "mutual" if config.tls_client_ca is not None else "on"
+        return {
+            "listen": f"{host}:{self.port}",
+            "metrics": metrics,
+            "backend": config.backend,
+            "device": config.device,
+            "model": card.name,
+            "model_version": card.version,
+            "model_dir": str(config.model_dir),
+            "model_threads": model_threads,
+            "model_instances": runner.instances,
+            "decode_threads": config.decode_threads,
+            "tls": tls,
+            "auth": "on" if self._auth else "off",
+            "max_streams": config.max_streams,
+            "max_batch_size": runner.max_batch_size,
+        }
 
     async def _beat(self) -> None:
         """Stamp the heartbeat gauge every second, for probes that read metrics rather than gRPC health."""
@@ -199,6 +245,7 @@ class Server:
         config = self.config
         interceptors = []
         token = config.bearer_token()
+        self._auth = bool(token)
         if token:
             refused = self.metrics.calls_refused.labels(ErrorCode.UNAUTHENTICATED.name.lower())
             interceptors.append(BearerTokenInterceptor(token, on_denied=refused.inc))
@@ -219,7 +266,7 @@ class Server:
         self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
-        for service in ("", SERVICE_NAME):
+        for service in READINESS_SERVICES:
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self.metrics.live.set(1)
@@ -250,8 +297,10 @@ class Server:
         if self.manager.phase != "starting":
             return
         self.manager.phase = "serving"
-        for service in ("", SERVICE_NAME):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        for service in READINESS_SERVICES:
+            await self._set_health(service, health_pb2.HealthCheckResponse.SERVING)
+        if self._shutting_down:
+            return
         self.metrics.ready.set(1)
         self.ready.set()
         _log.info("serving", extra={"port": self.port})
@@ -283,13 +332,21 @@ class Server:
         Each service's status is read from the flags as it is set, so updates that overlap leave the latest
         state, whatever order they finish in.
         """
-        if self.manager is None or self.manager.phase != "serving":
+        if self.manager is None or self.manager.phase != "serving" or self._shutting_down:
             return  # starting (warm-up has the startup probe) or draining (health is final)
-        for service in ("", SERVICE_NAME, LIVENESS_SERVICE):
-            await self._health.set(service, self._model_health())
+        for service in (*READINESS_SERVICES, LIVENESS_SERVICE):
+            await self._set_health(service, self._model_health())
+        if self._shutting_down:
+            return
         healthy = self._model_health() == health_pb2.HealthCheckResponse.SERVING
         self.metrics.ready.set(1 if healthy else 0)
         self.metrics.live.set(1 if healthy else 0)
+
+    async def _set_health(self, service: str, status: Any) -> None:
+        """Set ``service``'s health status, unless a shutdown has begun: from then on health is final (readiness
+        NOT_SERVING, liveness as it was)."""
+        if not self._shutting_down:
+            await self._health.set(service, status)
 
     def _model_health(self) -> Any:
         healthy = not (self._model_stalled or self._model_failing)
@@ -349,7 +406,11 @@ class Server:
             grace_s: how long streams get to finish (default: the configured grace period).
         """
         grace = self.config.grace_period_s if grace_s is None else grace_s
-        await self._health.enter_graceful_shutdown()
+        # Not the health servicer's enter_graceful_shutdown: it would flip liveness too, and a liveness probe
+        # failing during the drain could get the pod killed before its streams are handed off.
+        self._shutting_down = True
+        for service in READINESS_SERVICES:
+            await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.metrics.ready.set(0)
         if self._warmup is not None and not self._warmup.done():
             self._warmup.cancel()

@@ -3,6 +3,12 @@
 It converts proto messages to domain requests, hands them to a :class:`StreamConnection` (streams) or the
 :class:`SessionManager` (describe), converts the responses back, and maps :class:`StreamAbort` to a gRPC
 status with the ``slotstream-error-code`` trailer. No stream logic lives here.
+
+Every call it ends with an error status is counted in ``slotstream_calls_refused_total`` and logged as a warning
+(``refused a call``, with the peer, method, error code, stream id where known and the message the client got), at
+most one line per :data:`~service.logs.WARNING_INTERVAL_S` for each code, saying how many refusals it stands for;
+the ends the server chooses itself (see :func:`ended_by_the_server`) are neither. Frame errors of accepted streams
+are logged the same way, per code (``frame rejected``, see :class:`StreamConnection`).
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from google.protobuf.message import DecodeError
 from service import wire
 from service.auth import ERROR_CODE_KEY
 from service.connection import RequestsLost, StreamConnection
-from service.errors import ErrorCode, StreamAbort
+from service.errors import ENDED_BY_THE_SERVER, ErrorCode, StreamAbort
 from service.generated import pb_grpc
+from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.sessions import SessionManager
 from service.types import StreamRequest
@@ -77,6 +84,10 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self._max_pending_frames = max_pending_frames
         self._max_buffered_reply_bytes = max_buffered_reply_bytes
         self.connections: set[StreamConnection] = set()
+        self.refusal_log = RateLimitedWarning(_log, "refused a call", "refusals")
+        """Warns about refused calls, at most once per interval for each code."""
+        self.frame_error_log = RateLimitedWarning(logging.getLogger("service.connection"), "frame rejected", "frames")
+        """Warns about frame errors, at most once per interval for each code, for every connection together."""
 
     async def Stream(
         self, request_iterator: AsyncIterable[Any], context: grpc.aio.ServicerContext
@@ -90,6 +101,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             max_pending_frames=self._max_pending_frames,
             max_buffered_reply_bytes=self._max_buffered_reply_bytes,
             peer=context.peer(),
+            frame_error_log=self.frame_error_log,
         )
         self.connections.add(connection)
         connection.bind_handler(asyncio.current_task())
@@ -97,7 +109,8 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             async for response in connection.run(_domain_requests(request_iterator, context, self._metrics)):
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
-            self._count_refusal(abort.code)
+            if not ended_by_the_server(abort, connection):
+                self._refused(abort, context.peer(), _STREAM_METHOD, connection.stream_id)
             await abort_with(context, abort)
         except RequestsLost:
             return  # the client is gone; its stream was detached or freed
@@ -108,26 +121,36 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         finally:
             self.connections.discard(connection)
 
-    def _count_refusal(self, code: ErrorCode) -> None:
-        """Count a call ended with ``code`` in ``slotstream_calls_refused_total``, unless the server ended it on its
-        own account (a drain, a takeover)."""
-        if code not in ENDED_BY_THE_SERVER:
-            self._metrics.calls_refused.labels(code.name.lower()).inc()
+    def _refused(self, abort: StreamAbort, peer: str, method: str, stream_id: str) -> None:
+        """Count a call refused with ``abort`` in ``slotstream_calls_refused_total`` and log it (rate-limited per
+        code): the peer, the method, the code, the stream id (empty when not known) and the message the client got.
+        """
+        code = abort.code.name.lower()
+        self._metrics.calls_refused.labels(code).inc()
+        self.refusal_log(code, peer=peer, method=method, code=code, stream_id=stream_id, detail=abort.message)
 
     async def Describe(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See ``Perception.Describe`` in the proto."""
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
-            self._count_refusal(abort.code)
+            self._refused(abort, context.peer(), _DESCRIBE_METHOD, "")
             await abort_with(context, abort)
         default = self._manager.default_model
         available = [default, *sorted(set(self._manager.runners) - {default})]
         return wire.card_to_proto(runner.card, available)
 
 
-ENDED_BY_THE_SERVER = frozenset({ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER})
-"""Codes with which the server ends a call on its own account (a drain, a resume elsewhere), not refusals."""
+_STREAM_METHOD = "/slotstream.v1.Perception/Stream"
+_DESCRIBE_METHOD = "/slotstream.v1.Perception/Describe"
+
+
+def ended_by_the_server(abort: StreamAbort, connection: StreamConnection) -> bool:
+    """Whether ``abort`` ends ``connection``'s call on the server's own account, which is not a refusal: a code of
+    :data:`ENDED_BY_THE_SERVER`, or the server taking the stream away from the call (an idle reclaim, which ends
+    it with ``STREAM_EXPIRED``; a resume on another connection). A resume *refused* because its stream expired is
+    a refusal."""
+    return abort.code in ENDED_BY_THE_SERVER or abort is connection.eviction
 
 
 async def abort_with(context: grpc.aio.ServicerContext, abort: StreamAbort) -> None:

@@ -48,6 +48,9 @@ class Session:
         owner: the connection serving the stream, ``None`` while detached.
         detached_at: monotonic time the connection dropped, while detached.
         released: why the state was freed, once it is.
+        opened_at: monotonic time the stream was opened on this server (a hand-off opens it anew).
+        frames_processed: frames the model processed for the stream on this server (``SessionManager.advance``), a
+            frame processed again after a resume counted again.
     """
 
     stream_id: str
@@ -67,6 +70,8 @@ class Session:
     owner: SessionOwner | None = None
     detached_at: float | None = None
     released: ReleaseReason | None = None
+    opened_at: float = 0.0
+    frames_processed: int = 0
 
     @property
     def model(self) -> str:

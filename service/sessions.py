@@ -41,7 +41,15 @@ from service.types import (
     StreamOptions,
 )
 
-__all__ = ["ReleaseReason", "Session", "SessionLimits", "SessionManager", "SessionOwner", "reply_bytes"]
+__all__ = [
+    "ReleaseReason",
+    "Session",
+    "SessionLimits",
+    "SessionManager",
+    "SessionOwner",
+    "loggable_stream_id",
+    "reply_bytes",
+]
 
 Phase = Literal["starting", "serving", "draining", "stopped"]
 
@@ -117,6 +125,8 @@ class SessionManager:
         self.phase: Phase = "starting"
         self.sessions: dict[str, Session] = {}
         self._tombstones: OrderedDict[str, str] = OrderedDict()
+        for model in self.runners:
+            metrics.add_model(model)
         self._update_gauges()  # exported from the start: a missing series holds the autoscaler back
 
     # -- queries ------------------------------------------------------------------------------------------
@@ -142,8 +152,13 @@ class SessionManager:
 
     # -- opening ------------------------------------------------------------------------------------------
 
-    def open(self, request: OpenRequest, owner: SessionOwner) -> tuple[Session, StreamOpened]:
+    def open(self, request: OpenRequest, owner: SessionOwner, peer: str = "") -> tuple[Session, StreamOpened]:
         """Open a new stream, resume one, or continue one from a hand-off, and attach it to ``owner``.
+
+        Logs ``stream opened`` (or ``stream resumed``) with the stream id, ``peer`` (the client's address), the
+        model, the effective options and the resume window. A refused open is counted in
+        ``slotstream_open_rejected_total`` but not logged here: the call it ends is logged where it ends (the
+        servicer's ``refused a call``), so each refusal makes one line.
 
         Raises:
             StreamAbort: the open is refused; the code says why (see the proto's status list).
@@ -155,13 +170,13 @@ class SessionManager:
             if request.resume is not None and request.handoff is not None:
                 raise StreamAbort(ErrorCode.INVALID_OPEN, "set either resume or handoff in an open, not both")
             if request.resume is not None:
-                return self._resume(request, owner)
-            return self._open_fresh(request, owner)
+                return self._resume(request, owner, peer)
+            return self._open_fresh(request, owner, peer)
         except StreamAbort as abort:
             self.metrics.open_rejected.labels(abort.code.name.lower()).inc()
             raise
 
-    def _open_fresh(self, request: OpenRequest, owner: SessionOwner) -> tuple[Session, StreamOpened]:
+    def _open_fresh(self, request: OpenRequest, owner: SessionOwner, peer: str) -> tuple[Session, StreamOpened]:
         runner = self.runner(request.model)
         handoff = request.handoff
         stream_id = request.stream_id or (handoff.stream_id if handoff else "") or uuid.uuid4().hex
@@ -180,7 +195,7 @@ class SessionManager:
             )
         options = self._effective_options(request.options, runner)
         slot_ids = tuple(range(runner.card.num_slots))
-        session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids)
+        session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids, opened_at=self.clock())
         session.history = deque(maxlen=self.limits.resume_history + 1)
         kind = OpenKind.NEW
         if handoff is not None:
@@ -197,10 +212,20 @@ class SessionManager:
         self._attach(session, owner)
         self.metrics.streams_opened.labels(runner.card.name, kind.name.lower()).inc()
         self._update_gauges()
-        _log.info("stream opened", extra={"stream_id": stream_id, "kind": kind.name.lower(), "model": session.model})
+        _log.info(
+            "stream opened",
+            extra={
+                "stream_id": stream_id,
+                "kind": kind.name.lower(),
+                "model": session.model,
+                "peer": peer,
+                "options": _options_for_log(options),
+                "resume_window_s": options.resume_window_s,
+            },
+        )
         return session, self._opened(session, kind)
 
-    def _resume(self, request: OpenRequest, owner: SessionOwner) -> tuple[Session, StreamOpened]:
+    def _resume(self, request: OpenRequest, owner: SessionOwner, peer: str) -> tuple[Session, StreamOpened]:
         assert request.resume is not None
         if not request.stream_id:
             raise StreamAbort(ErrorCode.INVALID_OPEN, "a resume needs the stream_id of the stream to resume")
@@ -227,7 +252,15 @@ class SessionManager:
         self._attach(session, owner)
         self.metrics.streams_opened.labels(session.model, "resumed").inc()
         self._update_gauges()
-        _log.info("stream resumed", extra={"stream_id": session.stream_id, "after_frame": session.last_frame_index})
+        _log.info(
+            "stream resumed",
+            extra={
+                "stream_id": session.stream_id,
+                "after_frame": session.last_frame_index,
+                "peer": peer,
+                "resume_window_s": session.options.resume_window_s,
+            },
+        )
         return session, self._opened(session, OpenKind.RESUMED)
 
     def _attach(self, session: Session, owner: SessionOwner) -> None:
@@ -357,11 +390,16 @@ class SessionManager:
 
     def advance(self, session: Session, frame_index: int, state: np.ndarray) -> None:
         """Fold a processed frame into ``session`` (:meth:`Session.advance`), keeping ``slotstream_state_bytes``
-        current as its resume history fills."""
+        current as its resume history fills, and count it in :attr:`Session.frames_processed`."""
         self.metrics.state_bytes.inc(session.advance(frame_index, state))
+        session.frames_processed += 1
 
     def release(self, session: Session, reason: ReleaseReason) -> bool:
-        """Free ``session``'s state. Idempotent: returns ``False`` if it was already released."""
+        """Free ``session``'s state. Idempotent: returns ``False`` if it was already released.
+
+        Logs ``stream released`` with the stream id, ``reason``, the frames processed on this server and the
+        seconds since it was opened here (``duration_s``, detached time included).
+        """
         if session.released is not None:
             return False
         session.released = reason
@@ -375,7 +413,15 @@ class SessionManager:
             self._tombstones.popitem(last=False)
         self.metrics.streams_released.labels(reason).inc()
         self._update_gauges()
-        _log.info("stream released", extra={"stream_id": session.stream_id, "reason": reason})
+        _log.info(
+            "stream released",
+            extra={
+                "stream_id": session.stream_id,
+                "reason": reason,
+                "frames": session.frames_processed,
+                "duration_s": round(self.clock() - session.opened_at, 3),
+            },
+        )
         return True
 
     def reclaim(self) -> int:
@@ -441,6 +487,24 @@ class SessionManager:
             self.metrics.streams_active.labels(model).set(count)
         self.metrics.streams_detached.set(sum(1 for s in self.sessions.values() if s.detached_at is not None))
         self.metrics.state_bytes.set(sum(s.state_bytes for s in self.sessions.values()))
+
+
+def loggable_stream_id(stream_id: str) -> str:
+    """``stream_id`` as logs show an id a client sent: as is when it is a valid id, else :func:`quoted` (cut, its
+    control characters escaped), so an invalid one cannot flood or forge log lines."""
+    return stream_id if not stream_id or _STREAM_ID.fullmatch(stream_id) else quoted(stream_id)
+
+
+def _options_for_log(options: StreamOptions) -> dict[str, object]:
+    """A stream's effective options as a log field (the resume window has a field of its own): the idle timeout,
+    live mode, mask size and outputs by name."""
+    return {
+        "idle_timeout_s": options.idle_timeout_s,
+        "live": options.live,
+        "mask_size": list(options.mask_size) if options.mask_size else None,
+        "outputs": sorted(output.name.lower() for output in options.outputs or DEFAULT_OUTPUTS),
+        "soft_masks_uint8": options.soft_masks_uint8,
+    }
 
 
 def _check_stream_id(stream_id: str) -> None:

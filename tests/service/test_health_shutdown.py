@@ -162,6 +162,50 @@ def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_s
     assert statuses["recovered"] == [serving, serving]
 
 
+def test_liveness_stays_serving_while_the_server_drains_and_readiness_does_not(start_server):
+    """On stop readiness turns NOT_SERVING at once; liveness (and ``slotstream_live``) stays SERVING while the
+    streams drain, so a liveness probe cannot get the pod killed mid-drain. The health servicer's own graceful
+    shutdown used to flip liveness too."""
+    engines: list[HangingEngine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engines.append(HangingEngine(default_engine_factory(config)))
+        return engines[-1]
+
+    server = start_server(engine_factory=factory, inline_model_max_ms=0)
+    frames = make_video(seed=3, frames=2)
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.process(frames[0])
+            engines[0].armed.set()
+            await stream.send(frames[1])  # holds the drain until the test lets the call return
+            assert await asyncio.to_thread(engines[0].hanging.wait, 10)
+            stopping = asyncio.get_running_loop().run_in_executor(None, server.stop, 10.0)
+            deadline = time.monotonic() + 5
+            while await _health(server.target) != not_serving:
+                assert time.monotonic() < deadline, "readiness still SERVING 5 s into the drain"
+                await asyncio.sleep(0.01)
+            statuses = [await _health(server.target, name) for name in ("slotstream.v1.Perception", LIVENESS_SERVICE)]
+            gauges = server.gauge("slotstream_live"), server.gauge("slotstream_ready")
+            draining = not stopping.done()
+            engines[0].unblock.set()
+            answers = []
+            with pytest.raises(StreamError) as ended:
+                while True:
+                    answers.append(await stream.receive())
+            await stopping
+            return statuses, gauges, draining, answers, ended.value
+
+    statuses, gauges, draining, answers, ended = run(scenario())
+    assert draining, "the drain had ended before the checks"
+    assert statuses == [not_serving, serving]
+    assert gauges == (1, 0)
+    assert isinstance(answers[0], FrameResult) and ended.code == ErrorCode.SHUTTING_DOWN
+
+
 async def _timed_stop(server, engine: HangingEngine) -> float:
     """Seconds ``server.stop(0.5)`` takes while ``engine`` hangs (released afterwards, so the thread ends)."""
     started = time.perf_counter()

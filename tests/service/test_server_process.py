@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 class ServerProcess:
     """``python -m service`` on an ephemeral port; the port is read from its structured ``listening`` log."""
 
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_METRICS_LISTEN": ""}
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_METRICS_LISTEN": "", **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service", "--listen", "127.0.0.1:0", *args],
             cwd=REPO,
@@ -98,11 +98,29 @@ def test_invalid_environment_is_reported_with_the_variable():
     assert result.returncode == 2 and "SLOTSTREAM_MAX_STREAMS='lots'" in result.stderr
 
 
-def _serve(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SLOTSTREAM_METRICS_LISTEN": ""}
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SLOTSTREAM_METRICS_LISTEN": "", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "service", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def test_a_misspelt_variable_is_warned_about_in_the_configured_log_format(model_dir):
+    """The warning used to be printed before logging was configured: a bare line among the JSON ones."""
+    server = ServerProcess("--model-dir", str(model_dir), env={"SLOTSTREAM_MAX_STREAM": "3"}).wait_serving()
+    try:
+        warnings = [entry for entry in server.logs if "SLOTSTREAM_MAX_STREAM " in entry.get("message", "")]
+    finally:
+        server.stop()
+    assert len(warnings) == 1, warnings
+    assert warnings[0].get("level") == "WARNING" and warnings[0].get("logger") == "service.config", warnings
+    assert "did you mean SLOTSTREAM_MAX_STREAMS?" in warnings[0]["message"]
+
+
+def test_a_misspelt_variable_is_still_named_when_the_configuration_is_refused():
+    result = _serve("--model-dir", "/nonexistent/model", env={"SLOTSTREAM_MAX_STREAM": "3"})
+    assert result.returncode == 2 and "is not a model directory" in result.stderr
+    assert "slotstream: warning: ignoring unknown variable SLOTSTREAM_MAX_STREAM (did you mean" in result.stderr
 
 
 def test_a_busy_port_is_refused_not_shared(model_dir):
