@@ -292,10 +292,17 @@ class _GraphRunner:
         import torch
 
         self._torch = torch
+        self._trt = trt
         self._engine = engine
-        self._context = engine.create_execution_context()
         self._stream = stream
+        # One block of activation memory for all of this engine's execution contexts: by default (STATIC) each
+        # context reserves the most the engine can need, so one context per CUDA-graph bucket would hold that many
+        # copies. Sharing is safe because the contexts never run at once (one stream, calls serialised).
+        self._scratch_bytes = int(engine.device_memory_size_v2)
+        with torch.cuda.stream(stream):
+            self._scratch = torch.empty(max(self._scratch_bytes, 1), dtype=torch.uint8, device=device)
         self._spec = spec
+        self._context = self._new_context()
         self._inputs = list(spec.inputs)
         self._outputs = [OUTPUT_SLOTS, OUTPUT_MASKS]
         shapes: dict[str, tuple[int, ...]] = {}
@@ -329,7 +336,7 @@ class _GraphRunner:
         """
         torch = self._torch
         for size in buckets:
-            context = self._engine.create_execution_context()
+            context = self._new_context()
             self._bind(context)
             self._set_shapes(context, size)  # once: this context's shapes never change again
             self._enqueue(context)  # one run after the shape change before capturing, as TensorRT requires
@@ -390,6 +397,19 @@ class _GraphRunner:
             buffer[:batch].copy_(self._torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32)))
             if size > batch:
                 buffer[batch:size].zero_()  # padding rows of the bucket; their outputs are dropped
+
+    def _new_context(self) -> Any:
+        """An execution context on the shared activation memory (TensorRT's USER_MANAGED allocation).
+
+        Raises:
+            RuntimeError: TensorRT could not create it.
+        """
+        strategy = self._trt.ExecutionContextAllocationStrategy.USER_MANAGED
+        context = self._engine.create_execution_context(strategy)
+        if context is None:
+            raise RuntimeError(f"TensorRT could not create an execution context for the {self._spec.graph} engine")
+        context.set_device_memory(self._scratch.data_ptr(), self._scratch_bytes)
+        return context
 
     def _bind(self, context: Any) -> None:
         for name, buffer in self._buffers.items():

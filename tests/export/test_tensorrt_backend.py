@@ -368,10 +368,15 @@ class FakeContext:
     a graph is valid only while the context keeps the shapes it had at capture (here: replayed after the shapes
     changed, it writes NaN, where TensorRT would compute with state set up for another shape)."""
 
-    def __init__(self, engine: FakeEngine) -> None:
+    def __init__(self, engine: FakeEngine, strategy: str) -> None:
         self.engine = engine
+        self.strategy = strategy
         self.addresses: dict[str, int] = {}
         self.batch = 0
+        self.device_memory: tuple[int, int] | None = None
+
+    def set_device_memory(self, address, size):
+        self.device_memory = (address, size)
 
     def set_tensor_address(self, name, address):
         self.addresses[name] = address
@@ -424,8 +429,10 @@ class FakeEngine:
     def get_tensor_shape(self, name):
         return (-1, *self.shapes[name])
 
-    def create_execution_context(self):
-        self.contexts.append(FakeContext(self))
+    device_memory_size_v2 = 4096
+
+    def create_execution_context(self, strategy="STATIC"):
+        self.contexts.append(FakeContext(self, strategy))
         return self.contexts[-1]
 
 
@@ -452,7 +459,10 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "stream", cuda.stream)
     monkeypatch.setattr(torch.cuda, "graph", cuda.graph)
     monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
-    trt = types.SimpleNamespace(DataType=types.SimpleNamespace(FLOAT="float"))
+    trt = types.SimpleNamespace(
+        DataType=types.SimpleNamespace(FLOAT="float"),
+        ExecutionContextAllocationStrategy=types.SimpleNamespace(STATIC="STATIC", USER_MANAGED="USER_MANAGED"),
+    )
 
     def runner(step: bool = False, max_batch_size: int = 8):
         inputs = {"frames": (3, 4, 4), "prev_slots": (2, 3)} if step else {"frames": (3, 4, 4)}
@@ -489,6 +499,18 @@ def test_each_cuda_graph_bucket_replays_on_an_execution_context_of_its_own(fake_
         for ours, theirs in zip(got, want, strict=True):
             np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6, err_msg=f"batch {batch}")
     assert [context.batch for context in engine.contexts[1:]] == batch_buckets(8), "bucket contexts never reshape"
+
+
+def test_every_execution_context_of_an_engine_shares_one_block_of_activation_memory(fake_gpu):
+    """A context per CUDA-graph bucket with TensorRT's default allocation would each reserve the engine's full
+    activation memory; the runner's contexts run one at a time, so they share one block of the engine's size."""
+    runner, engine = fake_gpu.runner()
+    runner.capture(batch_buckets(8))
+    blocks = {context.device_memory for context in engine.contexts}
+    assert len(engine.contexts) == 1 + len(batch_buckets(8)) and len(blocks) == 1
+    assert {context.strategy for context in engine.contexts} == {"USER_MANAGED"}
+    ((address, size),) = blocks
+    assert size == engine.device_memory_size_v2 and address != 0
 
 
 def test_a_cuda_graph_that_does_not_reproduce_a_plain_run_is_refused_at_start_up(fake_gpu, monkeypatch):
