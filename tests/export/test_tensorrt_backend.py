@@ -23,14 +23,8 @@ from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
 from service_helpers import quick_export, save_tiny_model
 
 from plugins import VideoSlotModel
-from service.backends.tensorrt_backend import (
-    BuildSpec,
-    EngineBuild,
-    TensorRTOptions,
-    batch_buckets,
-    bucket_for,
-    parse_cuda_device,
-)
+from service.backends.tensorrt_backend import BuildSpec, EngineBuild, TensorRTOptions, parse_cuda_device
+from service.backends.tensorrt_graphs import batch_buckets, bucket_for
 from service.engine import BackendUnavailable, load_engine
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
@@ -442,7 +436,7 @@ def fake_gpu(monkeypatch):
     keeps each buffer findable by its address (for the fake kernels). Yields a factory of runners."""
     import types
 
-    from service.backends import tensorrt_backend
+    from service.backends import tensorrt_graphs
 
     cuda = FakeCuda()
     memory: dict[int, torch.Tensor] = {}
@@ -469,7 +463,7 @@ def fake_gpu(monkeypatch):
         spec = dataclasses.replace(SPEC, graph="step" if step else "first_step", inputs=inputs)
         spec = dataclasses.replace(spec, max_batch_size=max_batch_size)
         engine = FakeEngine(cuda, memory, step)
-        made = tensorrt_backend._GraphRunner(trt, engine, spec, torch.device("cpu"), FakeStream())
+        made = tensorrt_graphs.GraphRunner(trt, engine, spec, torch.device("cpu"), FakeStream())
         return made, engine
 
     return types.SimpleNamespace(runner=runner, allocated_on=allocated_on, cuda=cuda)
