@@ -25,6 +25,8 @@ RAW_1080P_BYTES = 1920 * 1080 * 3
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 BACKENDS = ("torch", "onnx", "tensorrt")
 LOG_FORMATS = ("json", "text")
+FRAME_FITS = ("stretch", "crop", "pad")
+"""``--frame-fit`` choices: the proto's ``FRAME_FIT_*`` names in lower case (``plugins.frame_fit.FRAME_FITS``)."""
 ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
 """gRPC's message size options are C ints."""
@@ -118,6 +120,16 @@ class ServiceConfig:
         metadata=_help(
             "largest gRPC message, each way (a raw 1080p frame is 6,220,800 B; opens whose replies could exceed "
             "it are refused)"
+        ),
+    )
+    frame_fit: str = field(
+        default="stretch",
+        metadata=_help(
+            "how frames are fitted to the model's input size for streams that do not choose one "
+            "(StreamOptions.frame_fit): stretch (resize whole), crop (centre crop to the model's aspect ratio, as "
+            "training's --frame-fit crop; masks are 255 outside it) or pad (centre on a mid-grey canvas of the "
+            "model's aspect ratio)",
+            choices=FRAME_FITS,
         ),
     )
     max_image_pixels: int = field(
@@ -332,6 +344,8 @@ class ServiceConfig:
             )
         if self.tensorrt_workspace_mb < 1:
             problems.append(f"--tensorrt-workspace-mb must be >= 1, got {self.tensorrt_workspace_mb}")
+        if self.frame_fit not in FRAME_FITS:
+            problems.append(f"--frame-fit must be one of {', '.join(FRAME_FITS)}, got {self.frame_fit!r}")
         if self.log_format not in LOG_FORMATS:
             problems.append(f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if not isinstance(logging.getLevelName(self.log_level.upper()), int):

@@ -31,7 +31,7 @@ from PIL import Image
 
 from service.batcher import BatcherClosed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
-from service.images import prepare_frame
+from service.images import ModelView, fit_frame
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.pending import PendingFrames
@@ -120,6 +120,7 @@ Slot = asyncio.Future[StreamResponse | _Evicted | _Abandoned]
 class _Pending:
     request: FrameRequest
     frame: np.ndarray
+    view: ModelView | None  # where the model's input lies in the frame (None: all of it), for the mask outputs
     slot: Slot
     received_ns: int
     received: float
@@ -454,20 +455,22 @@ class StreamConnection:
             )
             return
         self._current = (slot, request)
-        size = session.runner.card.image_size
+        size, fit = session.runner.card.image_size, session.options.frame_fit
         try:
             if _cheap_to_decode(request.image):  # a thread hop would cost more than the work
-                frame = prepare_frame(request.image, size, self._max_image_pixels)
+                fitted = fit_frame(request.image, size, self._max_image_pixels, fit)
             else:
-                frame = await asyncio.get_running_loop().run_in_executor(
-                    self._decode_executor, prepare_frame, request.image, size, self._max_image_pixels
+                fitted = await asyncio.get_running_loop().run_in_executor(
+                    self._decode_executor, fit_frame, request.image, size, self._max_image_pixels, fit
                 )
         except FrameRejected as rejected:
             slot.set_result(self._error(request, rejected))
             self._current = None
             return
         session.last_accepted_index = request.frame_index
-        item = _Pending(request, frame, slot, received_ns, received, accepted, time.perf_counter())
+        item = _Pending(
+            request, fitted.pixels, fitted.view, slot, received_ns, received, accepted, time.perf_counter()
+        )
         superseded = await pending.put(item)
         self._current = None
         if superseded is not None:
@@ -526,7 +529,11 @@ class StreamConnection:
         options = session.options
         mask_size = options.mask_size or session.runner.card.image_size
         masks = MaskRequest(
-            mask_size, options.wants(Output.SEGMENTATION), options.wants(Output.SOFT_MASKS), options.soft_masks_uint8
+            mask_size,
+            options.wants(Output.SEGMENTATION),
+            options.wants(Output.SOFT_MASKS),
+            options.soft_masks_uint8,
+            item.view,  # made inside the model call or, for large outputs, below: both map them onto the view
         )
         submitted = time.perf_counter()
         timed = await session.runner.run(session, StepJob(item.frame, session.state, masks))

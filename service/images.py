@@ -1,57 +1,147 @@
 """Frame decoding and conversion to model input; every bad image becomes a :class:`FrameRejected` saying why.
 
 Pure functions, safe to call from worker threads. The pipeline is
-``EncodedImage -> RGB uint8 [H0, W0, 3] -> resized -> float32 [3, H, W] in [0, 1]``.
+``EncodedImage -> RGB uint8 [H0, W0, 3] -> fitted (stretch, crop or pad) -> resized -> float32 [3, H, W] in [0, 1]``.
+The fit's boxes are :mod:`plugins.frame_fit`'s, shared with training; :class:`FittedFrame` says where the model's
+view lies in the frame, for the mask outputs (:mod:`service.postprocess`).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from plugins.frame_fit import PAD_VALUE, FrameFitName, fit_box
 from service.errors import ErrorCode, FrameRejected
-from service.types import EncodedImage, ImageEncoding
+from service.types import EncodedImage, FrameFit, ImageEncoding
 
 PREPROCESSING = (
-    "decode to 8-bit RGB; resize to the input size with Pillow's bilinear filter (antialiased when shrinking; "
-    "JPEGs may first be decoded at a reduced DCT scale that stays at least twice the input size); no crop or "
-    "padding, so the aspect ratio is not preserved; scale to [0, 1] as float32 [3, H, W]"
+    "decode to 8-bit RGB; fit the frame to the input's aspect ratio as each stream's frame_fit says (unset: the "
+    "server's --frame-fit): STRETCH keeps the whole frame, so the aspect ratio is not preserved; CROP cuts out the "
+    "largest centred box with the input's aspect ratio (training's --frame-fit crop; masks are 255 outside it); PAD "
+    "centres the frame on a mid-grey (RGB 128) canvas with the input's aspect ratio (masks cover the frame alone); "
+    "resize to the input size with Pillow's bilinear filter (antialiased when shrinking; JPEGs may first be decoded "
+    "at a reduced DCT scale that keeps at least twice the input size in the part the model sees); scale to [0, 1] "
+    "as float32 [3, H, W]"
 )
+
+ModelView = tuple[float, float, float, float]
+"""Where the model's input lies in a frame: ``(top, left, height, width)`` as fractions of the frame's height and
+width (the :func:`plugins.frame_fit.fit_box` box divided by the frame's size). Inside the frame for a crop; for a
+pad it holds the frame (``top, left <= 0``)."""
+
+
+@dataclass(frozen=True)
+class FittedFrame:
+    """A frame ready for the model.
+
+    Attributes:
+        pixels: float32 ``[3, H, W]`` in ``[0, 1]``.
+        view: where the model's input lies in the frame; ``None`` when it is the whole frame (a stretch, or a
+            crop or pad of a frame that already has the input's aspect ratio).
+    """
+
+    pixels: np.ndarray
+    view: ModelView | None
+
 
 _PIL_FORMATS = {ImageEncoding.JPEG: "JPEG", ImageEncoding.PNG: "PNG"}
 _CHANNELS_OF_MODE = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4, "LA": 2, "CMYK": 4, "YCbCr": 3, "I": 1, "F": 1}
 
 
-def prepare_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int) -> np.ndarray:
-    """Decode ``image`` and turn it into model input.
+def prepare_frame(
+    image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: FrameFit = FrameFit.STRETCH
+) -> np.ndarray:
+    """Decode ``image`` and turn it into model input (:func:`fit_frame`'s pixels).
 
     Args:
         image: the frame's image as sent.
         size: the model's input ``(H, W)``.
         max_pixels: largest accepted width x height.
+        fit: how the frame is fitted to ``size`` (not ``UNSPECIFIED``).
 
     Returns:
         float32 ``[3, H, W]`` in ``[0, 1]``.
 
     Raises:
         FrameRejected: the image is empty, too large, undecodable, not RGB, or of unknown encoding.
+        ValueError: ``fit`` is ``UNSPECIFIED``.
     """
-    return to_model_input(decode_image(image, max_pixels, draft_size=size), size)
+    return fit_frame(image, size, max_pixels, fit).pixels
 
 
-def decode_image(image: EncodedImage, max_pixels: int, draft_size: tuple[int, int] | None = None) -> Image.Image:
+def fit_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: FrameFit) -> FittedFrame:
+    """Decode ``image``, fit it to ``size`` as ``fit`` says (:func:`fit_image`) and turn it into model input.
+
+    ``STRETCH`` is decoding and :func:`to_model_input` alone; ``CROP`` and ``PAD`` crop or pad the decoded frame
+    first. A JPEG may be decoded at a reduced scale that keeps at least twice ``size`` in the model's view.
+
+    Args:
+        image: the frame's image as sent.
+        size: the model's input ``(H, W)``.
+        max_pixels: largest accepted width x height.
+        fit: how the frame is fitted to ``size`` (not ``UNSPECIFIED``).
+
+    Raises:
+        FrameRejected: see :func:`prepare_frame`.
+        ValueError: ``fit`` is ``UNSPECIFIED``.
+    """
+    name = _fit_name(fit)
+    decoded = decode_image(image, max_pixels, draft_size=size, fit=fit)
+    if name == "stretch":
+        return FittedFrame(to_model_input(decoded, size), None)
+    fitted, view = fit_image(decoded, size, fit)
+    return FittedFrame(to_model_input(fitted, size), view)
+
+
+def fit_image(image: Image.Image, size: tuple[int, int], fit: FrameFit) -> tuple[Image.Image, ModelView | None]:
+    """Crop or pad an RGB image to the aspect ratio of ``size`` = ``(H, W)``, by :func:`plugins.frame_fit.fit_box`.
+
+    ``CROP`` cuts out the :func:`~plugins.frame_fit.crop_box`; ``PAD`` pastes the image on a canvas of
+    :func:`~plugins.frame_fit.pad_box`'s size filled with :data:`~plugins.frame_fit.PAD_VALUE` in every channel;
+    ``STRETCH`` (and a frame that already has the aspect ratio) leaves the image as it is.
+
+    Returns:
+        The image to resize to ``size``, and where the model's view lies in the frame (``None``: all of it).
+
+    Raises:
+        ValueError: ``fit`` is ``UNSPECIFIED``.
+    """
+    width, height = image.size
+    top, left, box_h, box_w = fit_box(height, width, size, _fit_name(fit))
+    if (top, left, box_h, box_w) == (0, 0, height, width):
+        return image, None
+    view = (top / height, left / width, box_h / height, box_w / width)
+    if fit == FrameFit.CROP:
+        return image.crop((left, top, left + box_w, top + box_h)), view
+    canvas = Image.new("RGB", (box_w, box_h), (PAD_VALUE, PAD_VALUE, PAD_VALUE))
+    canvas.paste(image, (-left, -top))
+    return canvas, view
+
+
+def decode_image(
+    image: EncodedImage,
+    max_pixels: int,
+    draft_size: tuple[int, int] | None = None,
+    fit: FrameFit = FrameFit.STRETCH,
+) -> Image.Image:
     """Decode ``image`` to an 8-bit RGB Pillow image.
 
     Args:
         image: the frame's image as sent.
         max_pixels: largest accepted width x height (checked before decoding the pixels).
         draft_size: the size the image will be resized to; lets JPEG decoding skip detail it would discard.
+        fit: how the image will be fitted to ``draft_size``: the reduced scale keeps at least twice
+            ``draft_size`` inside the model's view (the crop box, the padded canvas or the whole frame).
 
     Raises:
         FrameRejected: see :func:`prepare_frame`.
+        ValueError: ``fit`` is ``UNSPECIFIED`` (with a ``draft_size``).
     """
     if image.encoding == ImageEncoding.RAW_RGB8:
         return Image.fromarray(_raw_pixels(image, max_pixels))
@@ -80,8 +170,8 @@ def decode_image(image: EncodedImage, max_pixels: int, draft_size: tuple[int, in
             ErrorCode.WRONG_CHANNELS, f"expected a 3-channel RGB {expected}, got mode {opened.mode!r} ({got})"
         )
     if draft_size is not None and expected == "JPEG":
-        # libjpeg can decode at 1/2, 1/4 or 1/8 scale; keep at least twice the target size.
-        opened.draft("RGB", (2 * draft_size[1], 2 * draft_size[0]))
+        # libjpeg can decode at 1/2, 1/4 or 1/8 scale; keep at least twice the target size in the model's view.
+        opened.draft("RGB", _draft_request(height, width, draft_size, fit))
     try:
         return opened.convert("RGB")
     except (OSError, ValueError, SyntaxError) as error:
@@ -95,6 +185,31 @@ def to_model_input(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
         image = image.resize((width, height), Image.Resampling.BILINEAR)
     pixels = np.asarray(image, dtype=np.float32)  # [H, W, 3]
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)) * np.float32(1 / 255)  # [H, W, 3] -> [3, H, W]
+
+
+def _fit_name(fit: FrameFit) -> FrameFitName:
+    """``fit`` as :mod:`plugins.frame_fit` names it.
+
+    Raises:
+        ValueError: ``fit`` is ``UNSPECIFIED`` (or not a fit): the server's default must be chosen first.
+    """
+    names: dict[FrameFit, FrameFitName] = {
+        FrameFit.STRETCH: "stretch",
+        FrameFit.CROP: "crop",
+        FrameFit.PAD: "pad",
+    }
+    name = names.get(fit)
+    if name is None:
+        raise ValueError(f"a frame fit must be STRETCH, CROP or PAD, got {fit!r}")
+    return name
+
+
+def _draft_request(height: int, width: int, size: tuple[int, int], fit: FrameFit) -> tuple[int, int]:
+    """The ``(width, height)`` below which a reduced-scale JPEG decode must not go: the model's view (``fit``'s
+    box in the frame) is resized to ``size``, so the frame needs ``2 * size * frame / box`` pixels a side for the
+    view to keep at least twice ``size`` (for a stretch exactly twice ``size``)."""
+    _, _, box_h, box_w = fit_box(height, width, size, _fit_name(fit))
+    return math.ceil(2 * size[1] * width / box_w), math.ceil(2 * size[0] * height / box_h)
 
 
 def _raw_pixels(image: EncodedImage, max_pixels: int) -> np.ndarray:

@@ -37,6 +37,7 @@ from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
 from service.sessions import SessionLimits, SessionManager
 from service.tls import ReloadingServerCredentials
+from service.types import FrameFit
 from service.watchdog import ModelFailureMonitor, ModelWatchdog
 
 SERVICE_NAME = "slotstream.v1.Perception"
@@ -146,6 +147,7 @@ class Server:
             resume_history=config.resume_history,
             max_mask_pixels=config.max_image_pixels,
             max_reply_bytes=config.max_message_bytes,
+            default_frame_fit=FrameFit[config.frame_fit.upper()],
         )
         on_call = None
         if config.model_failure_limit > 0:
@@ -202,8 +204,8 @@ class Server:
         gives it: the bound gRPC and metrics addresses (``metrics``: ``"off"`` without), backend, device, model
         (name, version, directory), threads (``model_threads``: intra-op threads of one model call, 0 the
         backend's default, ``None`` for TensorRT; ``model_instances``: model calls at once; ``decode_threads``),
-        TLS (``off``, ``on`` or ``mutual``), bearer-token auth (``on``/``off``) and the limits ``max_streams`` and
-        ``max_batch_size`` (as the engine allows it).
+        TLS (``off``, ``on`` or ``mutual``), bearer-token auth (``on``/``off``), the limits ``max_streams`` and
+        ``max_batch_size`` (as the engine allows it) and ``frame_fit``, the default of streams that choose none.
 
         Raises:
             RuntimeError: before :meth:`start` has loaded the model.
@@ -233,6 +235,7 @@ class Server:
             "auth": "on" if self._auth else "off",
             "max_streams": config.max_streams,
             "max_batch_size": runner.max_batch_size,
+            "frame_fit": config.frame_fit,
         }
 
     async def _beat(self) -> None:

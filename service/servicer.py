@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -130,7 +131,8 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self.refusal_log(code, peer=peer, method=method, code=code, stream_id=stream_id, detail=abort.message)
 
     async def Describe(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        """See ``Perception.Describe`` in the proto."""
+        """See ``Perception.Describe`` in the proto. The card's ``preprocessing`` ends with this server's default
+        frame fit, the one a stream that sets no ``frame_fit`` gets."""
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
@@ -138,7 +140,9 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             await abort_with(context, abort)
         default = self._manager.default_model
         available = [default, *sorted(set(self._manager.runners) - {default})]
-        return wire.card_to_proto(runner.card, available)
+        fit = f"this server's default frame_fit: FRAME_FIT_{self._manager.limits.default_frame_fit.name}"
+        card = replace(runner.card, preprocessing=f"{runner.card.preprocessing}; {fit}")
+        return wire.card_to_proto(card, available)
 
 
 _STREAM_METHOD = "/slotstream.v1.Perception/Stream"

@@ -33,6 +33,8 @@ from service.runner import ModelRunner
 from service.session import ReleaseReason, Session, SessionOwner
 from service.types import (
     DEFAULT_OUTPUTS,
+    OUTSIDE_VIEW,
+    FrameFit,
     OpenKind,
     OpenRequest,
     Output,
@@ -82,6 +84,7 @@ class SessionLimits:
             ``--max-image-pixels``, which the refusal names.
         max_reply_bytes: cap on the size of a stream's frame replies (the gRPC message limit); an open whose
             outputs at its mask size could exceed it is refused (see :func:`reply_bytes`).
+        default_frame_fit: the frame fit of streams that do not choose one (``--frame-fit``); not ``UNSPECIFIED``.
     """
 
     max_streams: int = 64
@@ -91,6 +94,7 @@ class SessionLimits:
     resume_history: int = 32
     max_mask_pixels: int = 4096 * 4096
     max_reply_bytes: int = 16 * 1024 * 1024
+    default_frame_fit: FrameFit = FrameFit.STRETCH
 
 
 class SessionManager:
@@ -285,7 +289,8 @@ class SessionManager:
 
     def _effective_options(self, options: StreamOptions, runner: ModelRunner) -> StreamOptions:
         """The options a new stream runs with, as ``StreamOpened.options`` echoes them: timeouts capped by the
-        server, the mask size and the outputs (empty: :data:`DEFAULT_OUTPUTS`) made explicit.
+        server, the mask size, the outputs (empty: :data:`DEFAULT_OUTPUTS`) and the frame fit (unspecified: the
+        server's default) made explicit.
 
         Raises:
             StreamAbort: ``INVALID_OPEN``, listing every problem of the options.
@@ -310,6 +315,13 @@ class SessionManager:
                 f"server's message limit of {limits.max_reply_bytes} bytes; ask for a smaller mask size, uint8 soft "
                 "masks or fewer outputs"
             )
+        frame_fit = options.frame_fit or limits.default_frame_fit
+        if frame_fit == FrameFit.CROP and runner.card.num_slots > OUTSIDE_VIEW:
+            problems.append(
+                f"frame_fit FRAME_FIT_CROP marks the pixels outside the crop with {OUTSIDE_VIEW} in the segmentation, "
+                f"which is a slot index of this model ({runner.card.num_slots} slots); use FRAME_FIT_STRETCH or "
+                "FRAME_FIT_PAD"
+            )
         if problems:
             raise StreamAbort(ErrorCode.INVALID_OPEN, "invalid stream options: " + "; ".join(problems))
         return replace(
@@ -318,6 +330,7 @@ class SessionManager:
             resume_window_s=min(options.resume_window_s, limits.max_resume_window_s),
             mask_size=mask_size,
             outputs=options.outputs or DEFAULT_OUTPUTS,  # echoed as sent: results carry the default outputs
+            frame_fit=frame_fit,
         )
 
     def _check_handoff(self, handoff: StateHandoff, runner: ModelRunner) -> None:
@@ -497,13 +510,14 @@ def loggable_stream_id(stream_id: str) -> str:
 
 def _options_for_log(options: StreamOptions) -> dict[str, object]:
     """A stream's effective options as a log field (the resume window has a field of its own): the idle timeout,
-    live mode, mask size and outputs by name."""
+    live mode, mask size, outputs by name, soft mask type and frame fit."""
     return {
         "idle_timeout_s": options.idle_timeout_s,
         "live": options.live,
         "mask_size": list(options.mask_size) if options.mask_size else None,
         "outputs": sorted(output.name.lower() for output in options.outputs or DEFAULT_OUTPUTS),
         "soft_masks_uint8": options.soft_masks_uint8,
+        "frame_fit": options.frame_fit.name.lower(),
     }
 
 

@@ -26,6 +26,24 @@ class Output(enum.IntEnum):
 DEFAULT_OUTPUTS = frozenset({Output.SLOTS, Output.SEGMENTATION})
 
 
+class FrameFit(enum.IntEnum):
+    """How a frame is fitted to the model's input size (proto ``FrameFit``; boxes: :mod:`plugins.frame_fit`).
+
+    ``UNSPECIFIED`` in an open means the server's default (``--frame-fit``); an opened stream's options always
+    name the fit it runs with (``UNSPECIFIED`` there only stands for a value this client does not know).
+    """
+
+    UNSPECIFIED = 0
+    STRETCH = 1  # the whole frame resized; the aspect ratio is not preserved
+    CROP = 2  # the centred box with the model's aspect ratio resized; outside it the masks are OUTSIDE_VIEW
+    PAD = 3  # the frame centred on a mid-grey canvas with the model's aspect ratio; the masks cover the frame
+
+
+OUTSIDE_VIEW = 255
+"""The ``segmentation`` value of a pixel the model does not see (outside the crop of :attr:`FrameFit.CROP`); the
+soft masks are 0 there. Never a slot index: a stream with this fit has at most 255 slots (indices 0-254)."""
+
+
 class ImageEncoding(enum.IntEnum):
     """How a frame's image is encoded (proto ``ImageEncoding``)."""
 
@@ -71,6 +89,7 @@ class StreamOptions:
         mask_size: ``(H, W)`` of the segmentation and soft masks; ``None`` means the model's input size.
         soft_masks_uint8: send soft masks as uint8 (probability x 255) instead of float32.
         resume_window_s: seconds the state survives a lost connection; 0 frees it at once.
+        frame_fit: how each frame is fitted to the model's input size; ``UNSPECIFIED``: the server's default.
     """
 
     idle_timeout_s: float = 0.0
@@ -79,6 +98,7 @@ class StreamOptions:
     mask_size: tuple[int, int] | None = None
     soft_masks_uint8: bool = False
     resume_window_s: float = 0.0
+    frame_fit: FrameFit = FrameFit.UNSPECIFIED
 
     def wants(self, output: Output) -> bool:
         """Whether ``output`` is requested (an empty :attr:`outputs` means the default set)."""
@@ -190,8 +210,10 @@ class FrameResult:
 
     Attributes:
         slots: float32 ``[K, D]``.
-        segmentation: uint8 ``[H, W]`` slot index per pixel.
-        soft_masks: ``[K, H, W]`` float32, or uint8 probability x 255.
+        segmentation: uint8 ``[H, W]`` slot index per pixel over the whole frame; :data:`OUTSIDE_VIEW` (255) where
+            the model does not see the frame (:attr:`FrameFit.CROP`).
+        soft_masks: ``[K, H, W]`` float32, or uint8 probability x 255; 0 where ``segmentation`` is
+            :data:`OUTSIDE_VIEW`.
         state: the state after this frame (output STATE).
     """
 

@@ -23,6 +23,7 @@ from service.types import (
     EncodedImage,
     FrameDropped,
     FrameError,
+    FrameFit,
     FrameRequest,
     FrameResult,
     ImageEncoding,
@@ -43,6 +44,7 @@ _DTYPES: dict[int, np.dtype[Any]] = {pb.DTYPE_FLOAT32: np.dtype("<f4"), pb.DTYPE
 _DTYPE_CODES: dict[np.dtype[Any], int] = {np.dtype("float32"): pb.DTYPE_FLOAT32, np.dtype("uint8"): pb.DTYPE_UINT8}
 _MAX_TENSOR_DIMS = 8
 _SOFT_MASK_DTYPES = (pb.DTYPE_UNSPECIFIED, pb.DTYPE_FLOAT32, pb.DTYPE_UINT8)
+_FRAME_FITS = frozenset(int(fit) for fit in FrameFit)
 _E = TypeVar("_E", bound=enum.IntEnum)
 
 # -- tensors ----------------------------------------------------------------------------------------------
@@ -145,8 +147,8 @@ def _open_from_proto(message: Any) -> OpenRequest:
 
     Raises:
         StreamAbort: ``INVALID_OPEN`` for an open that sets both ``resume`` and ``handoff`` (checked first, so
-            that an empty hand-off is not reported as malformed) or an unknown ``soft_mask_dtype``;
-            ``HANDOFF_MISMATCH`` for a malformed hand-off state.
+            that an empty hand-off is not reported as malformed), an unknown ``soft_mask_dtype`` or an unknown
+            ``frame_fit``; ``HANDOFF_MISMATCH`` for a malformed hand-off state.
     """
     if message.HasField("resume") and message.HasField("handoff"):
         raise StreamAbort(
@@ -160,6 +162,13 @@ def _open_from_proto(message: Any) -> OpenRequest:
             ErrorCode.INVALID_OPEN,
             f"invalid stream options: soft_mask_dtype {dtype} is not DTYPE_FLOAT32 (1, or 0 for the default) or "
             "DTYPE_UINT8 (2)",
+        )
+    fit = message.options.frame_fit
+    if fit not in _FRAME_FITS:
+        raise StreamAbort(
+            ErrorCode.INVALID_OPEN,
+            f"invalid stream options: frame_fit {fit} is not FRAME_FIT_STRETCH (1), FRAME_FIT_CROP (2), FRAME_FIT_PAD "
+            "(3) or 0 for the server's default",
         )
     resume = None
     if message.HasField("resume"):
@@ -199,11 +208,13 @@ def options_to_proto(options: StreamOptions) -> Any:
         mask_width=width,
         soft_mask_dtype=pb.DTYPE_UINT8 if options.soft_masks_uint8 else pb.DTYPE_FLOAT32,
         resume_window_s=options.resume_window_s,
+        frame_fit=int(options.frame_fit),
     )
 
 
 def options_from_proto(message: Any) -> StreamOptions:
-    """Proto stream options as domain options (unknown output values are ignored)."""
+    """Proto stream options as domain options (unknown output values are ignored; an unknown ``frame_fit``, which
+    an open refuses before this, becomes ``FrameFit.UNSPECIFIED``)."""
     known = {int(o) for o in Output}
     size = (message.mask_height, message.mask_width)
     mask_size = None if size == (0, 0) else size
@@ -214,6 +225,7 @@ def options_from_proto(message: Any) -> StreamOptions:
         mask_size=mask_size,
         soft_masks_uint8=message.soft_mask_dtype == pb.DTYPE_UINT8,
         resume_window_s=message.resume_window_s,
+        frame_fit=_known(FrameFit, message.frame_fit),
     )
 
 

@@ -12,6 +12,10 @@ Blocking::
     for response in stream_frames("127.0.0.1:50051", frames):
         ...
 
+``StreamOptions(frame_fit=FrameFit.CROP)`` (or ``STRETCH``, ``PAD``; unset: the server's default) chooses how the
+server fits the stream's frames to the model's input; with ``CROP`` the segmentation holds ``OUTSIDE_VIEW`` (255)
+beside the crop.
+
 Command line: ``python -m service.client stream SOURCE --target HOST:PORT --out overlay.gif --jsonl out.jsonl``.
 """
 
@@ -21,9 +25,11 @@ from service.client.blocking import stream_frames
 from service.client.core import Client, ClientStream, StreamError, TlsFiles, encode_image
 from service.errors import ErrorCode
 from service.types import (
+    OUTSIDE_VIEW,
     CloseReason,
     FrameDropped,
     FrameError,
+    FrameFit,
     FrameResponse,
     FrameResult,
     Output,
@@ -33,12 +39,14 @@ from service.types import (
 )
 
 __all__ = [
+    "OUTSIDE_VIEW",
     "Client",
     "ClientStream",
     "CloseReason",
     "ErrorCode",
     "FrameDropped",
     "FrameError",
+    "FrameFit",
     "FrameResponse",
     "FrameResult",
     "Output",

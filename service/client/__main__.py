@@ -3,12 +3,17 @@
 Commands::
 
     stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--slots slots.npz]
-        [--model NAME] [--live] [--fps F] [--window N] [--max-frames N] [--jpeg-quality Q]
+        [--model NAME] [--frame-fit stretch|crop|pad] [--live] [--fps F] [--window N] [--max-frames N]
+        [--jpeg-quality Q]
     describe --target HOST:PORT
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
 
 SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. ``stream`` and ``describe``
 also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``, ``--tls-server-name``.
+
+Each JSON line's ``areas`` (and the ``--slots`` file's) are each slot's share of the whole frame's segmentation;
+pixels outside the model's view (255, beside the crop of ``--frame-fit crop``) belong to no slot, so with a crop
+the areas sum to the crop's share of the frame, not to 1. The overlay leaves those pixels uncoloured.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from service.types import (
     CloseReason,
     FrameDropped,
     FrameError,
+    FrameFit,
     FrameResponse,
     FrameResult,
     Output,
@@ -66,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         "[T, K]; see service/client/trajectory.py)",
     )
     stream.add_argument("--model", default="", help="model name (default: the server's default)")
+    stream.add_argument(
+        "--frame-fit",
+        choices=[fit.name.lower() for fit in FrameFit if fit != FrameFit.UNSPECIFIED],
+        help="how the server fits frames to the model's input: stretch (whole, aspect ratio not kept), crop (centred "
+        "box of the model's aspect ratio, for a model trained with --frame-fit crop; areas then sum to the crop's "
+        "share) or pad (centred on grey; the whole frame undistorted) (default: the server's --frame-fit)",
+    )
     stream.add_argument("--live", action="store_true", help="live mode: drop stale frames instead of queueing")
     stream.add_argument("--fps", type=_positive_float, help="send at most this many frames per second (> 0)")
     stream.add_argument("--window", type=_positive_int, default=4, help="frames in flight (>= 1; default: 4)")
@@ -208,8 +221,12 @@ async def stream_source(
     first = next(frames, None)
     if first is None:
         raise ValueError(f"{source.description} has no frames")
+    fit = FrameFit[args.frame_fit.upper()] if args.frame_fit else FrameFit.UNSPECIFIED
     options = StreamOptions(
-        live=args.live, outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}), mask_size=_mask_size(first)
+        live=args.live,
+        outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}),
+        mask_size=_mask_size(first),
+        frame_fit=fit,
     )
     fps = args.fps or source.fps or 15.0
     writer = OverlayWriter(args.out, fps) if args.out else None
@@ -278,9 +295,7 @@ def _record(
     line: dict[str, Any] = {"frame_index": answer.frame_index, "latency_ms": round(latency_ms, 3)}
     if isinstance(answer, FrameResult) and answer.segmentation is not None:
         summary["results"] += 1
-        # [H, W] -> [H*W]; counts [>= K]
-        counts = np.bincount(answer.segmentation.ravel(), minlength=len(answer.slot_ids))
-        areas = counts[: len(answer.slot_ids)] / answer.segmentation.size  # [K]
+        areas = slot_areas(answer.segmentation, len(answer.slot_ids))  # [K]
         if trajectory is not None:
             trajectory.add(answer, areas)
         line |= {
@@ -300,6 +315,23 @@ def _record(
         line |= {"outcome": "error", "code": answer.code.name, "message": answer.message}
     if out is not None:
         out.write(json.dumps(line) + "\n")
+
+
+def slot_areas(segmentation: np.ndarray, slots: int) -> np.ndarray:
+    """Each slot's share of the whole frame: its pixels in ``segmentation`` over all of them.
+
+    Pixels outside the model's view (:data:`~service.types.OUTSIDE_VIEW`, 255, when ``slots`` <= 255) count in
+    the frame but belong to no slot, so with ``FrameFit.CROP`` the shares sum to the crop's share of the frame.
+
+    Args:
+        segmentation: uint8 ``[H, W]`` slot indices.
+        slots: K.
+
+    Returns:
+        float64 ``[K]``.
+    """
+    counts = np.bincount(segmentation.ravel(), minlength=slots)  # [H, W] -> [H*W]; counts [>= K]
+    return counts[:slots] / segmentation.size  # index 255 is beyond the K <= 255 slots: never an area
 
 
 def main(argv: list[str] | None = None) -> int:

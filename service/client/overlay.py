@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from service.types import OUTSIDE_VIEW
+
 #: Distinct colours; slot id ``i`` is always drawn in ``PALETTE[i % len(PALETTE)]``.
 PALETTE = np.array(
     [
@@ -26,6 +28,9 @@ def render_overlay(
 ) -> np.ndarray:
     """Blend each pixel's slot colour over ``frame`` and darken slot boundaries.
 
+    Pixels outside the model's view (:data:`~service.types.OUTSIDE_VIEW`, 255, beside the crop of
+    ``FrameFit.CROP``) keep the frame's own colours, as long as fewer than 256 slots make 255 no slot index.
+
     Args:
         frame: uint8 ``[H, W, 3]``.
         segmentation: uint8 ``[h, w]`` slot indices (resized to the frame with nearest-neighbour).
@@ -39,13 +44,16 @@ def render_overlay(
     if segmentation.shape != (height, width):
         resized = Image.fromarray(segmentation).resize((width, height), Image.Resampling.NEAREST)
         segmentation = np.asarray(resized)
-    ids = np.asarray(slot_ids, dtype=np.int64)[segmentation]  # [H, W] slot ids
+    # [H, W]; with 256 slots 255 is a slot's index
+    outside = (segmentation == OUTSIDE_VIEW) & (len(slot_ids) <= OUTSIDE_VIEW)
+    ids = np.asarray(slot_ids, dtype=np.int64)[np.where(outside, 0, segmentation)]  # [H, W] slot ids
     colours = PALETTE[ids % len(PALETTE)].astype(np.float32)  # [H, W, 3]
     blended = (1 - alpha) * frame.astype(np.float32) + alpha * colours
     edges = np.zeros((height, width), dtype=bool)
     edges[1:] |= segmentation[1:] != segmentation[:-1]
     edges[:, 1:] |= segmentation[:, 1:] != segmentation[:, :-1]
     blended[edges] *= 0.4
+    blended[outside] = frame[outside]  # uncoloured, and no boundary drawn over them
     result: np.ndarray = blended.clip(0, 255).astype(np.uint8)
     return result
 

@@ -7,7 +7,9 @@ so ``frame_index`` says which frames the rows are):
 * ``capture_time_ns`` int64 ``[T]``: the capture time the client sent with the frame (0 when it sent none).
 * ``slot_ids`` int64 ``[T, K]``: the stream's stable slot ids, in the order of ``slots``.
 * ``slots`` float32 ``[T, K, D]``: the slot vectors.
-* ``areas`` float32 ``[T, K]``: each slot's share of the frame's segmentation.
+* ``areas`` float32 ``[T, K]``: each slot's share of the whole frame's segmentation; pixels outside the model's
+  view (255, beside the crop of ``FrameFit.CROP``) belong to no slot, so with a crop a row sums to the crop's share
+  of the frame, not to 1.
 * ``model_version`` str ``[]``: the version of the model that made them.
 
 Load it with ``numpy.load(path)``; ``slots[t, k]`` and ``slots[t + 1, k]`` are the same slot, followed by the
@@ -53,7 +55,7 @@ class SlotTrajectory:
 
         Args:
             result: a frame's result with slots (output ``SLOTS``).
-            areas: float ``[K]``, each slot's share of the frame.
+            areas: float ``[K]``, each slot's share of the whole frame (pixels outside the model's view in none).
 
         Raises:
             ValueError: the result carries no slots, or its slot count or width differs from earlier results'.

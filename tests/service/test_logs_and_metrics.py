@@ -166,6 +166,7 @@ def test_stream_lines_carry_the_peer_options_resume_window_frames_and_duration(s
     assert opened.peer.startswith("ipv4:127.0.0.1:") and opened.resume_window_s == 7
     assert opened.options["mask_size"] == [6, 8] and opened.options["outputs"] == ["segmentation", "slots"]
     assert opened.options["idle_timeout_s"] == server.server.config.idle_timeout_s
+    assert opened.options["frame_fit"] == "stretch", "the server's default, made explicit"
     assert released.reason == "closed" and released.frames == 3 and 0 <= released.duration_s < 60
 
 
@@ -206,6 +207,7 @@ def test_start_up_logs_the_effective_settings_in_one_line(start_server, caplog):
     assert line.model_dir == str(server.model_dir)
     assert (line.model_threads, line.model_instances, line.decode_threads) == (0, server.model_instances(), 3)
     assert (line.tls, line.auth, line.max_streams, line.max_batch_size) == ("off", "on", 7, 4)
+    assert line.frame_fit == "stretch"
     assert "s3cret" not in caplog.text
 
 

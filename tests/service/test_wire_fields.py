@@ -10,6 +10,7 @@ from service import wire
 from service.engine import ModelCard
 from service.generated import pb
 from service.types import (
+    FrameFit,
     FrameResult,
     LatencyBreakdown,
     OpenKind,
@@ -34,11 +35,13 @@ def test_stream_opened_keeps_every_option_and_field():
         mask_size=(6, 10),
         soft_masks_uint8=True,
         resume_window_s=3.25,
+        frame_fit=FrameFit.PAD,
     )
     opened = StreamOpened("stream-1", "token-2", "tiny", "v3", options, OpenKind.RESUMED, 41, (4, 9, 2), 123_456)
     back = _through_bytes(opened)
     assert back == opened
     assert back.options.soft_masks_uint8 is True and back.options.mask_size == (6, 10)
+    assert back.options.frame_fit == FrameFit.PAD
 
 
 def test_stream_opened_with_float_soft_masks_says_so():

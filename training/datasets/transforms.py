@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from plugins.frame_fit import crop_box
 from training.datasets.errors import DatasetError
 
 Split = Literal["train", "val"]
@@ -51,25 +52,16 @@ def clip_length_setting(split: Split, clip_length: int) -> str:
     return f"{'clip_length' if split == 'train' else 'val_frames'}={clip_length}"
 
 
-def _crop_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Largest centred (top, left, height, width) box with the aspect ratio of ``size``."""
-    out_h, out_w = size
-    if width * out_h > height * out_w:  # too wide
-        crop_w = max(1, round(height * out_w / out_h))
-        return 0, (width - crop_w) // 2, height, crop_w
-    crop_h = max(1, round(width * out_h / out_w))
-    return (height - crop_h) // 2, 0, crop_h, width
-
-
 def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], center_crop: bool) -> torch.Tensor:
     """Converts uint8 [T, H, W, 3] frames to float32 [T, 3, h, w] in [0, 1].
 
-    Optionally centre-crops to the aspect ratio of ``size`` first (so nothing is stretched), then resizes with
+    Optionally centre-crops to the aspect ratio of ``size`` first (so nothing is stretched), by
+    :func:`plugins.frame_fit.crop_box`, the box the service's ``FRAME_FIT_CROP`` uses too, then resizes with
     antialiased bilinear interpolation.
     """
     video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, H, W, 3] -> [T, 3, H, W]
     if center_crop:
-        top, left, h, w = _crop_box(video.shape[2], video.shape[3], size)
+        top, left, h, w = crop_box(video.shape[2], video.shape[3], size)
         video = video[:, :, top : top + h, left : left + w]  # [T, 3, h', w']
     out = video.float().div_(255.0)
     if tuple(out.shape[2:]) != size:
@@ -84,7 +76,7 @@ def masks_to_tensor(masks: np.ndarray, size: tuple[int, int], center_crop: bool)
     """
     ids = torch.from_numpy(np.ascontiguousarray(masks)).long()  # [T, H, W]
     if center_crop:
-        top, left, h, w = _crop_box(ids.shape[1], ids.shape[2], size)
+        top, left, h, w = crop_box(ids.shape[1], ids.shape[2], size)
         ids = ids[:, top : top + h, left : left + w]  # [T, h', w']
     if tuple(ids.shape[1:]) != size:
         # [T, H, W] -> [T, 1, H, W], resized to [T, 1, h, w]
