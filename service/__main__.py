@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Warnings about the configuration's sources (a misspelt ``SLOTSTREAM_*`` variable) are logged once logging is
     configured, in the configured format; when the configuration is refused (or ``--help`` is asked for), they are
-    printed as plain text, before the refusal.
+    printed as plain text: before the refusal for a value the configuration refuses, after argparse's own message
+    for a flag argparse refuses (it prints that before the notes can be).
     """
     notes: list[str] = []
     try:

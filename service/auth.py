@@ -6,19 +6,17 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from service.errors import ErrorCode
+from service.logs import RateLimitedWarning
 
 ERROR_CODE_KEY = "slotstream-error-code"
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
 _FIRST_MESSAGE_WAIT_S = 1.0
-DENIAL_LOG_INTERVAL_S = 10.0
-"""At most one warning per this many seconds about refused calls (a client guessing tokens would flood the log)."""
 
 _log = logging.getLogger(__name__)
 
@@ -33,7 +31,8 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     Every refusal is passed to ``on_denied`` (the server counts them in ``slotstream_calls_refused_total``) and
     logged as a warning with the peer's address and method, never the token presented; at most one warning per
-    :data:`DENIAL_LOG_INTERVAL_S`, saying how many refusals it stands for.
+    :data:`~service.logs.WARNING_INTERVAL_S`, saying how many refusals it stands for
+    (:class:`~service.logs.RateLimitedWarning`, as the server's other refusals).
 
     Args:
         token: the token clients must present.
@@ -55,21 +54,13 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._expected = token.encode()
         self._exempt = exempt_prefixes
         self._on_denied = on_denied
-        self._unlogged = 0
-        self._logged_at = -DENIAL_LOG_INTERVAL_S
+        self._log_denial = RateLimitedWarning(_log, "refused a call without a valid bearer token", "refusals")
 
     def denied(self, peer: str, method: str, why: str) -> None:
         """Count and (rate-limited) log one refused call."""
         if self._on_denied is not None:
             self._on_denied()
-        self._unlogged += 1
-        now = time.monotonic()
-        if now - self._logged_at >= DENIAL_LOG_INTERVAL_S:
-            _log.warning(
-                "refused a call without a valid bearer token",
-                extra={"peer": peer, "method": method, "why": why, "refusals": self._unlogged},
-            )
-            self._unlogged, self._logged_at = 0, now
+        self._log_denial("unauthenticated", peer=peer, method=method, why=why)
 
     async def intercept_service(
         self,

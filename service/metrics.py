@@ -20,7 +20,8 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   server chooses itself: ``shutting_down`` (a drain), ``taken_over`` (resumed elsewhere) and an idle reclaim
   (the stream ends with ``STREAM_EXPIRED`` but is counted only in ``slotstream_streams_released_total{reason=
   "idle"}``; ``stream_expired`` here counts resumes refused because their stream had expired). Each refused
-  call is also logged (``refused a call``, rate-limited per code).
+  call is also logged (``refused a call``, rate-limited per code; an ``internal`` one as ``stream failed``,
+  with its traceback).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
 - ``slotstream_frame_errors_total`` (by code): frames answered with a ``FrameError`` (also logged, ``frame

@@ -7,8 +7,10 @@ status with the ``slotstream-error-code`` trailer. No stream logic lives here.
 Every call it ends with an error status is counted in ``slotstream_calls_refused_total`` and logged as a warning
 (``refused a call``, with the peer, method, error code, stream id where known and the message the client got), at
 most one line per :data:`~service.logs.WARNING_INTERVAL_S` for each code, saying how many refusals it stands for;
-the ends the server chooses itself (see :func:`ended_by_the_server`) are neither. Frame errors of accepted streams
-are logged the same way, per code (``frame rejected``, see :class:`StreamConnection`).
+the ends the server chooses itself (see :func:`ended_by_the_server`) are neither, and a call that fails inside
+the server is counted as ``internal`` and logged as an error with its traceback (``stream failed``), each time.
+Frame errors of accepted streams are logged like refusals, per code (``frame rejected``, see
+:class:`StreamConnection`).
 """
 
 from __future__ import annotations

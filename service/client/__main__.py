@@ -275,10 +275,12 @@ async def stream_source(
         except StreamError as error:
             raise StreamEnded(error, summary["frames"], counts["sent"]) from error
         finally:
-            if writer is not None:
-                await asyncio.to_thread(writer.close)
-            if trajectory is not None:
-                trajectory.save()
+            try:
+                if writer is not None:
+                    await asyncio.to_thread(writer.close)
+            finally:  # the slots are saved even when the overlay cannot be finished
+                if trajectory is not None:
+                    trajectory.save()
     return summary
 
 
@@ -337,6 +339,7 @@ def slot_areas(segmentation: np.ndarray, slots: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    trajectory: SlotTrajectory | None = None
     try:
         if args.command == "synth":
             return _synth(args)
@@ -353,11 +356,11 @@ def main(argv: list[str] | None = None) -> int:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
         source = open_source(args.source, args.max_frames)
         jsonl = _JsonLines(args.jsonl)
+        trajectory = SlotTrajectory(args.slots) if args.slots is not None else None
         try:
-            trajectory = SlotTrajectory(args.slots) if args.slots is not None else None
             summary = asyncio.run(stream_source(args, source, jsonl, trajectory))
-        except KeyboardInterrupt:  # the way to stop a camera: the overlay and JSON lines so far are kept
-            print("interrupted", file=sys.stderr)
+        except KeyboardInterrupt:  # the way to stop a camera: the overlay, JSON lines and slots so far are kept
+            print("interrupted" + _slots_note(trajectory), file=sys.stderr)
             return 130
         finally:
             jsonl.close()
@@ -365,12 +368,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{summary['frames']} frames from {source.description}: {summary['results']} results, "
             f"{summary['dropped']} dropped, {summary['errors']} errors"
             + (f"; overlay written to {args.out}" if args.out else "")
-            + (f"; slots of {len(trajectory)} frames saved to {args.slots}" if trajectory is not None else ""),
+            + _slots_note(trajectory),
             file=sys.stderr,
         )
         return 0 if summary["errors"] == 0 else 1
     except StreamEnded as ended:
-        print(f"error: {ended}", file=sys.stderr)
+        print(f"error: {ended}" + _slots_note(trajectory), file=sys.stderr)
         return 1
     except StreamError as error:
         if error.status == grpc.StatusCode.UNAVAILABLE and error.code is None and error.closed is None:
@@ -386,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ImportError) as error:  # OSError: a missing or unreadable file, a corrupt image
         print(f"error: {_error_text(error)}", file=sys.stderr)
         return 2
+
+
+def _slots_note(trajectory: SlotTrajectory | None) -> str:
+    """``"; slots of N frames saved to PATH"`` once the trajectory file is written, else nothing."""
+    if trajectory is None or not trajectory.saved:
+        return ""
+    return f"; slots of {len(trajectory)} frames saved to {trajectory.path}"
 
 
 def _error_text(error: Exception) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.files import write_atomically
 from service.types import FrameResult
 
 TRAJECTORY_ARRAYS = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "model_version")
@@ -40,12 +41,14 @@ class SlotTrajectory:
     """
 
     path: Path
-    _frame_index: list[int] = field(default_factory=list)
-    _capture_time_ns: list[int] = field(default_factory=list)
-    _slot_ids: list[tuple[int, ...]] = field(default_factory=list)
-    _slots: list[np.ndarray] = field(default_factory=list)
-    _areas: list[np.ndarray] = field(default_factory=list)
-    _model_version: str = ""
+    _frame_index: list[int] = field(default_factory=list, init=False, repr=False)
+    _capture_time_ns: list[int] = field(default_factory=list, init=False, repr=False)
+    _slot_ids: list[tuple[int, ...]] = field(default_factory=list, init=False, repr=False)
+    _slots: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
+    _areas: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
+    _model_version: str = field(default="", init=False, repr=False)
+    saved: bool = field(default=False, init=False)
+    """Whether :meth:`save` has written the file."""
 
     def __len__(self) -> int:
         return len(self._frame_index)
@@ -93,10 +96,10 @@ class SlotTrajectory:
             "areas": np.asarray(self._areas, dtype=np.float32).reshape(len(self), slots.shape[1]),  # [T, K]
             "model_version": np.asarray(self._model_version),
         }
-        from plugins.files import write_atomically  # here: the client need not import the model package to stream
 
         def write(temporary: Path) -> None:
             with temporary.open("wb") as file:  # a file object: np.savez would add .npz to a name without it
                 np.savez(file, **arrays)
 
         write_atomically(self.path, write)
+        self.saved = True

@@ -9,6 +9,7 @@ import threading
 import time
 
 import grpc
+import numpy as np
 import pytest
 from service_helpers import make_video, reference_outputs, run, slow_factory, wait_until
 from test_stream_service import assert_matches
@@ -131,7 +132,7 @@ def test_stream_frames_raises_unavailable_with_the_handoff_when_the_server_drain
 def test_the_stream_command_says_the_server_ended_the_stream_and_exits_1(start_server, tmp_path, capsys):
     factory, _ = slow_factory(delay_s=0.02)
     server = start_server(engine_factory=factory)
-    jsonl = tmp_path / "results.jsonl"
+    jsonl, slots = tmp_path / "results.jsonl", tmp_path / "slots.npz"
     stopping: list[threading.Thread] = []
 
     def stop_once_streaming() -> None:
@@ -143,7 +144,7 @@ def test_the_stream_command_says_the_server_ended_the_stream_and_exits_1(start_s
 
     watcher = threading.Thread(target=stop_once_streaming, daemon=True)
     watcher.start()
-    code = main(["stream", "synthetic:400", "--target", server.target, "--jsonl", str(jsonl)])
+    code = main(["stream", "synthetic:400", "--target", server.target, "--jsonl", str(jsonl), "--slots", str(slots)])
     watcher.join(30)
     stopping[0].join(30)
     error = capsys.readouterr().err
@@ -151,6 +152,9 @@ def test_the_stream_command_says_the_server_ended_the_stream_and_exits_1(start_s
     assert "the server ended the stream after " in error and "shutting down" in error, error
     answered = int(error.split("the server ended the stream after ")[1].split(" of ")[0])
     assert 0 < answered < 400 and len(jsonl.read_text().splitlines()) == answered
+    with np.load(slots) as saved:  # the slots of every answered frame are kept too, and the user is told so
+        assert saved["frame_index"].tolist() == list(range(answered))
+    assert f"slots of {answered} frames saved to {slots}" in error, error
 
 
 def test_receive_returns_the_drain_then_raises_and_close_keeps_answers(start_server):

@@ -310,10 +310,12 @@ def test_resume_on_a_new_connection_continues_exactly(start_server, model_instan
 
 
 def test_retrying_a_process_cut_off_by_a_dropped_connection_continues_exactly(start_server):
-    """The connection drops while process(frame 3) waits (the server may already have run frame 3): process()
-    raises, and retrying it after reconnect() sends frame 3 once, as index 3, on the stream resumed after frame
-    2. Results equal an uninterrupted stream's; reconnect() used to re-send frame 3 and skip its answer, so the
-    retry went out as frame 4 and frame 3 entered the state twice."""
+    """The connection drops while process(frame 3) waits (here before the server's model call for frame 3 ends,
+    so the server never folds it in; a frame folded in whose answer was lost is undone by the resume's rewind to
+    the last answered frame, test_session_manager.py's rewind tests): process() raises, and retrying it after
+    reconnect() sends frame 3 once, as index 3, on the stream resumed after frame 2. Results equal an
+    uninterrupted stream's; reconnect() used to re-send frame 3 and skip its answer, so the retry went out as
+    frame 4 and frame 3 entered the state twice."""
     factory, _ = slow_factory(delay_s=0.3)
     server = start_server(engine_factory=factory)
     clip = make_video(seed=16, frames=6)
