@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 import numpy as np
@@ -142,6 +143,17 @@ def request_from_proto(message: Any) -> StreamRequest | None:
     return None
 
 
+def _require_known(name: str, value: int, known: Collection[int], choices: str) -> None:
+    """Refuse an open whose enum option ``name`` has a value outside ``known`` (an unknown number, say from a newer
+    client), naming the ``choices``.
+
+    Raises:
+        StreamAbort: ``INVALID_OPEN``.
+    """
+    if value not in known:
+        raise StreamAbort(ErrorCode.INVALID_OPEN, f"invalid stream options: {name} {value} is not {choices}")
+
+
 def _open_from_proto(message: Any) -> OpenRequest:
     """A proto open as a domain open.
 
@@ -156,20 +168,19 @@ def _open_from_proto(message: Any) -> OpenRequest:
             "set either resume or handoff in an open, not both: resume continues a stream of this server after a "
             "lost connection, handoff continues one from a StateHandoff",
         )
-    dtype = message.options.soft_mask_dtype
-    if dtype not in _SOFT_MASK_DTYPES:
-        raise StreamAbort(
-            ErrorCode.INVALID_OPEN,
-            f"invalid stream options: soft_mask_dtype {dtype} is not DTYPE_FLOAT32 (1, or 0 for the default) or "
-            "DTYPE_UINT8 (2)",
-        )
-    fit = message.options.frame_fit
-    if fit not in _FRAME_FITS:
-        raise StreamAbort(
-            ErrorCode.INVALID_OPEN,
-            f"invalid stream options: frame_fit {fit} is not FRAME_FIT_STRETCH (1), FRAME_FIT_CROP (2), FRAME_FIT_PAD "
-            "(3) or 0 for the server's default",
-        )
+    options = message.options
+    _require_known(
+        "soft_mask_dtype",
+        options.soft_mask_dtype,
+        _SOFT_MASK_DTYPES,
+        "DTYPE_FLOAT32 (1, or 0 for the default) or DTYPE_UINT8 (2)",
+    )
+    _require_known(
+        "frame_fit",
+        options.frame_fit,
+        _FRAME_FITS,
+        "FRAME_FIT_STRETCH (1), FRAME_FIT_CROP (2), FRAME_FIT_PAD (3) or 0 for the server's default",
+    )
     resume = None
     if message.HasField("resume"):
         last = message.resume.last_frame_index if message.resume.HasField("last_frame_index") else None
