@@ -92,19 +92,28 @@ def fit_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: 
         ValueError: ``fit`` is ``UNSPECIFIED``.
     """
     name = _fit_name(fit)
-    decoded = decode_image(image, max_pixels, draft_size=size, fit=fit)
+    decoded, frame_size = _decode(image, max_pixels, size, fit)
     if name == "stretch":
         return FittedFrame(to_model_input(decoded, size), None)
-    fitted, view = fit_image(decoded, size, fit)
+    fitted, view = fit_image(decoded, size, fit, frame_size)
     return FittedFrame(to_model_input(fitted, size), view)
 
 
-def fit_image(image: Image.Image, size: tuple[int, int], fit: FrameFit) -> tuple[Image.Image, ModelView | None]:
+def fit_image(
+    image: Image.Image, size: tuple[int, int], fit: FrameFit, frame_size: tuple[int, int] | None = None
+) -> tuple[Image.Image, ModelView | None]:
     """Crop or pad an RGB image to the aspect ratio of ``size`` = ``(H, W)``, by :func:`plugins.frame_fit.fit_box`.
 
     ``CROP`` cuts out the :func:`~plugins.frame_fit.crop_box`; ``PAD`` pastes the image on a canvas of
     :func:`~plugins.frame_fit.pad_box`'s size filled with :data:`~plugins.frame_fit.PAD_VALUE` in every channel;
     ``STRETCH`` (and a frame that already has the aspect ratio) leaves the image as it is.
+
+    Args:
+        image: the decoded frame.
+        size: the model's input ``(H, W)``.
+        fit: how to fit it.
+        frame_size: ``(height, width)`` of the frame as sent, when ``image`` was decoded smaller (a JPEG at a
+            reduced scale): the box is that of the frame as sent, as training computes it, scaled to ``image``.
 
     Returns:
         The image to resize to ``size``, and where the model's view lies in the frame (``None``: all of it).
@@ -113,10 +122,13 @@ def fit_image(image: Image.Image, size: tuple[int, int], fit: FrameFit) -> tuple
         ValueError: ``fit`` is ``UNSPECIFIED``.
     """
     width, height = image.size
-    top, left, box_h, box_w = fit_box(height, width, size, _fit_name(fit))
-    if (top, left, box_h, box_w) == (0, 0, height, width):
+    frame_h, frame_w = frame_size or (height, width)
+    box = fit_box(frame_h, frame_w, size, _fit_name(fit))
+    if box == (0, 0, frame_h, frame_w):
         return image, None
-    view = (top / height, left / width, box_h / height, box_w / width)
+    view = (box[0] / frame_h, box[1] / frame_w, box[2] / frame_h, box[3] / frame_w)
+    top, left = round(view[0] * height), round(view[1] * width)  # the box in the decoded image's pixels
+    box_h, box_w = max(1, round(view[2] * height)), max(1, round(view[3] * width))
     if fit == FrameFit.CROP:
         return image.crop((left, top, left + box_w, top + box_h)), view
     canvas = Image.new("RGB", (box_w, box_h), (PAD_VALUE, PAD_VALUE, PAD_VALUE))
@@ -143,8 +155,17 @@ def decode_image(
         FrameRejected: see :func:`prepare_frame`.
         ValueError: ``fit`` is ``UNSPECIFIED`` (with a ``draft_size``).
     """
+    return _decode(image, max_pixels, draft_size, fit)[0]
+
+
+def _decode(
+    image: EncodedImage, max_pixels: int, draft_size: tuple[int, int] | None, fit: FrameFit
+) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`decode_image`, and the ``(height, width)`` of the frame as sent (the decoded image is smaller when
+    a JPEG was decoded at a reduced scale)."""
     if image.encoding == ImageEncoding.RAW_RGB8:
-        return Image.fromarray(_raw_pixels(image, max_pixels))
+        pixels = _raw_pixels(image, max_pixels)  # [H, W, 3]
+        return Image.fromarray(pixels), (pixels.shape[0], pixels.shape[1])
     encoding = image.encoding
     if encoding == ImageEncoding.UNSPECIFIED and not image.data:
         raise FrameRejected(
@@ -173,7 +194,7 @@ def decode_image(
         # libjpeg can decode at 1/2, 1/4 or 1/8 scale; keep at least twice the target size in the model's view.
         opened.draft("RGB", _draft_request(height, width, draft_size, fit))
     try:
-        return opened.convert("RGB")
+        return opened.convert("RGB"), (height, width)
     except (OSError, ValueError, SyntaxError) as error:
         raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, f"the {expected} data is corrupt: {error}") from error
 

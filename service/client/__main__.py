@@ -35,6 +35,7 @@ from typing import Any, TextIO
 import grpc
 import numpy as np
 
+from plugins.files import check_writable
 from service.client.core import Client, StreamError, TlsFiles, check_jpeg_quality, send_while_receiving
 from service.client.overlay import OverlayWriter, render_overlay
 from service.client.sources import Source, check_source_spec, open_source
@@ -68,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--slots",
         type=Path,
-        help="save the slot trajectories here (.npz: frame_index [T], slot_ids [T, K], slots [T, K, D], areas "
-        "[T, K]; see service/client/trajectory.py)",
+        help="save the slot trajectories here (.npz: frame_index [T], capture_time_ns [T], slot_ids [T, K], slots "
+        "[T, K, D], areas [T, K], model_version; see service/client/trajectory.py)",
     )
     stream.add_argument("--model", default="", help="model name (default: the server's default)")
     stream.add_argument(
@@ -350,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in (args.out, args.jsonl, args.slots):
             if path is not None and str(path) != "-" and not path.parent.is_dir():
                 raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
-        if args.slots is not None and args.slots.suffix != ".npz":
-            raise ValueError(f"--slots {args.slots}: name a .npz file")
+        if args.slots is not None:
+            _check_slots_path(args.slots)
         if args.jpeg_quality is not None:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
         source = open_source(args.source, args.max_frames)
@@ -389,6 +390,23 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ImportError) as error:  # OSError: a missing or unreadable file, a corrupt image
         print(f"error: {_error_text(error)}", file=sys.stderr)
         return 2
+
+
+def _check_slots_path(path: Path) -> None:
+    """Refuse a ``--slots`` path that could not be written when the stream ends (an hour of slots would be lost).
+
+    Raises:
+        ValueError: ``path`` does not end in ``.npz`` or is a folder.
+        OSError: no file can be written in its folder (the message names the folder).
+    """
+    if path.suffix.lower() != ".npz":
+        raise ValueError(f"--slots {path}: name a .npz file")
+    if path.is_dir():
+        raise ValueError(f"--slots {path}: that is a folder; name a file in it")
+    try:
+        check_writable(path.parent)
+    except OSError as error:
+        raise OSError(f"--slots {path}: cannot write in {path.parent} ({error.strerror or error})") from error
 
 
 def _slots_note(trajectory: SlotTrajectory | None) -> str:

@@ -309,6 +309,13 @@ class ClientStream:
         return [index for index in self._unanswered if index not in self._abandoned]
 
     async def _start(self, request: OpenRequest) -> None:
+        try:
+            wire.request_to_proto(request)  # options that cannot be sent fail here, before a call is made
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"the open cannot be sent: {error} (StreamOptions takes enum members for its enum fields, such as "
+                "frame_fit=FrameFit.CROP and outputs of Output members)"
+            ) from error
         call = self._client._call()
         self._call = call
         self._reader = CallReader(call, self._client._readers, self._cancelled_error)

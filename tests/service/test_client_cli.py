@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +184,12 @@ def test_stream_command_saves_the_slot_trajectories(server, tmp_path, capsys):
     assert slots.read_bytes() == before  # a refused stream leaves the earlier file in place
     assert main(["stream", str(folder), "--target", server.target, "--slots", str(tmp_path / "slots.txt")]) == 2
     assert "name a .npz file" in capsys.readouterr().err
+
+
+def test_a_slots_path_that_cannot_be_written_is_refused_before_streaming(tmp_path, capsys):
+    """The slots are written when the stream ends: a path found unwritable only then would lose them all."""
+    (tmp_path / "taken.npz").mkdir()
+    cases = [(tmp_path / "taken.npz", "that is a folder"), (Path("/proc/slots.npz"), "cannot write in /proc")]
+    for path, message in cases:
+        assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--slots", str(path)]) == 2
+        assert message in capsys.readouterr().err

@@ -250,3 +250,17 @@ def test_a_message_limit_grpc_cannot_take_is_refused_when_the_client_is_made(siz
 
     with pytest.raises(ValueError, match=r"max_message_bytes must be between 1 and 2\*\*31 - 1"):
         run(make())
+
+
+def test_options_that_cannot_be_sent_are_refused_before_a_call_is_made(server):
+    """A string where an enum member belongs: refused at once with what to pass, and the server sees no call."""
+
+    async def scenario():
+        async with Client(server.target) as client:
+            with pytest.raises(ValueError, match=r"the open cannot be sent: .*frame_fit=FrameFit\.CROP"):
+                await client.open(StreamOptions(frame_fit="crop"))  # type: ignore[arg-type]
+
+    run(scenario())
+    assert server.session_count() == 0
+    refused = server.server.metrics.calls_refused
+    assert not [s for metric in refused.collect() for s in metric.samples if s.name.endswith("_total") and s.value]

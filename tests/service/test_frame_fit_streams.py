@@ -143,6 +143,18 @@ def test_reduced_jpeg_decoding_keeps_twice_the_input_inside_the_models_view(monk
     assert pad_scale >= crop_scale
 
 
+@pytest.mark.parametrize("fit", [FrameFit.CROP, FrameFit.PAD])
+def test_a_jpeg_decoded_at_a_reduced_scale_is_fitted_with_the_box_of_the_frame_as_sent(fit):
+    """The box is training's, computed on the frame's own size (480x854 here), not on the smaller image libjpeg
+    decodes (whose rounding would move the crop by a pixel of the frame): the view is that box's fractions."""
+    frame = np.random.default_rng(5).integers(0, 256, size=(480, 854, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=95)
+    fitted = fit_frame(EncodedImage(ImageEncoding.JPEG, buffer.getvalue()), SIZE, BIG, fit)
+    box = (crop_box if fit == FrameFit.CROP else pad_box)(480, 854, SIZE)
+    assert fitted.view == (box[0] / 480, box[1] / 854, box[2] / 480, box[3] / 854)
+
+
 # -- the masks --------------------------------------------------------------------------------------------------
 
 
