@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--slots",
         type=Path,
         help="save the slot trajectories here (.npz: frame_index [T], capture_time_ns [T], slot_ids [T, K], slots "
-        "[T, K, D], areas [T, K], model_version; see service/client/trajectory.py)",
+        "[T, K, D], areas [T, K], model_version, frame_fit; see service/client/trajectory.py)",
     )
     stream.add_argument("--model", default="", help="model name (default: the server's default)")
     stream.add_argument(
@@ -237,6 +237,8 @@ async def stream_source(
     async with _client(args) as client:
         stream = await client.open(options, model=args.model)
         out = jsonl.open()
+        if trajectory is not None and stream.opened is not None:
+            trajectory.frame_fit = stream.opened.options.frame_fit.name  # the fit the server chose, not asked for
         window = asyncio.Semaphore(args.window)
 
         async def send_all() -> None:

@@ -11,6 +11,8 @@ so ``frame_index`` says which frames the rows are):
   view (255, beside the crop of ``FrameFit.CROP``) belong to no slot, so with a crop a row sums to the crop's share
   of the frame, not to 1.
 * ``model_version`` str ``[]``: the version of the model that made them.
+* ``frame_fit`` str ``[]``: how the frames were fitted to the model (``STRETCH``, ``CROP`` or ``PAD``; with
+  ``CROP`` the areas sum to the crop's share of the frame); empty when not known.
 
 Load it with ``numpy.load(path)``; ``slots[t, k]`` and ``slots[t + 1, k]`` are the same slot, followed by the
 recurrent model from frame to frame.
@@ -27,7 +29,7 @@ import numpy as np
 from plugins.files import write_atomically
 from service.types import FrameResult
 
-TRAJECTORY_ARRAYS = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "model_version")
+TRAJECTORY_ARRAYS = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "model_version", "frame_fit")
 """The names of the arrays a trajectory file holds."""
 
 
@@ -47,6 +49,8 @@ class SlotTrajectory:
     _slots: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _areas: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _model_version: str = field(default="", init=False, repr=False)
+    frame_fit: str = ""
+    """The stream's frame fit as ``StreamOpened`` echoed it (``STRETCH``, ``CROP`` or ``PAD``), saved too."""
     saved: bool = field(default=False, init=False)
     """Whether :meth:`save` has written the file."""
 
@@ -95,6 +99,7 @@ class SlotTrajectory:
             # T x [K] -> [T, K] (also for T = 0)
             "areas": np.asarray(self._areas, dtype=np.float32).reshape(len(self), slots.shape[1]),  # [T, K]
             "model_version": np.asarray(self._model_version),
+            "frame_fit": np.asarray(self.frame_fit),
         }
 
         def write(temporary: Path) -> None:

@@ -177,7 +177,7 @@ def test_stream_command_saves_the_slot_trajectories(server, tmp_path, capsys):
         reference = np.stack([slot_vectors for slot_vectors, _ in reference_outputs(server.model_dir, clip)])
         assert saved["slots"].dtype == np.float32 and saved["slots"].shape == reference.shape  # [T, K, D]
         np.testing.assert_allclose(saved["slots"], reference, atol=1e-5, rtol=0)
-        assert str(saved["model_version"])
+        assert str(saved["model_version"]) and str(saved["frame_fit"]) == "STRETCH"  # the server's default fit
 
     before = slots.read_bytes()
     assert main(["stream", str(folder), "--target", server.target, "--slots", str(slots), "--model", "missing"]) == 1
