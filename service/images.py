@@ -91,11 +91,8 @@ def fit_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: 
         FrameRejected: see :func:`prepare_frame`.
         ValueError: ``fit`` is ``UNSPECIFIED``.
     """
-    name = _fit_name(fit)
     decoded, frame_size = _decode(image, max_pixels, size, fit)
-    if name == "stretch":
-        return FittedFrame(to_model_input(decoded, size), None)
-    fitted, view = fit_image(decoded, size, fit, frame_size)
+    fitted, view = fit_image(decoded, size, fit, frame_size)  # STRETCH: the decoded image and no view
     return FittedFrame(to_model_input(fitted, size), view)
 
 

@@ -208,20 +208,23 @@ def provider_list(
     return [("TensorrtExecutionProvider", tensorrt), cuda, cpu]
 
 
-def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str, note: str = "") -> None:
+def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str, note: str | None = None) -> None:
     """Fail unless the session really runs on the requested provider (ONNX Runtime falls back silently).
 
     Args:
         choice: the requested provider.
         in_use: the session's providers, most preferred first.
         graph: the graph's file name, for the message.
-        note: appended to the refusal (:func:`cuda_build_note`).
+        note: appended to the refusal; ``None``: :func:`cuda_build_note` of the installed builds, looked up only
+            when refusing.
 
     Raises:
         BackendUnavailable: the requested provider is not the session's first provider.
     """
     if in_use and in_use[0] == choice.provider:
         return
+    if note is None:
+        note = cuda_build_note(onnxruntime_cuda_version(), torch_cuda())
     libraries = "CUDA and cuDNN" + (" and TensorRT" if choice.kind == "tensorrt" else "")
     raise BackendUnavailable(
         f"--device {choice}: ONNX Runtime did not load {choice.provider} for {graph} (providers in use: "
@@ -450,9 +453,7 @@ def load_engine(
                 f"ONNX Runtime cannot load {path}: {error} (a damaged graph needs a new export, python -m "
                 "training.export; a provider error, the GPU setup checked)"
             ) from error
-        in_use = list(session.get_providers())
-        if not in_use or in_use[0] != choice.provider:  # refused: the note names a CUDA build mismatch, if any
-            verify_providers(choice, in_use, path.name, cuda_build_note(onnxruntime_cuda_version(), torch_cuda()))
+        verify_providers(choice, list(session.get_providers()), path.name)
         check_signature(manifest, graph, session)
         sessions[graph] = session
     return OnnxEngine(

@@ -221,6 +221,27 @@ def run(coroutine: Any, timeout: float = 120.0) -> Any:
     return asyncio.run(bounded())
 
 
+async def raw_exchange(target: str, *requests: Any, metadata: Any = ()) -> tuple[list[Any], Any]:
+    """Send proto requests on a raw ``Stream`` call and half-close it; return ``(responses, error)``, where
+    ``error`` is the call's final ``grpc.aio.AioRpcError`` or ``None`` when it ended OK."""
+    import grpc
+
+    from service.generated import pb_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = pb_grpc.PerceptionStub(channel).Stream(metadata=metadata)
+        responses = []
+        for request in requests:
+            await call.write(request)
+        await call.done_writing()
+        try:
+            async for response in call:
+                responses.append(response)
+        except grpc.aio.AioRpcError as error:
+            return responses, error
+        return responses, None
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll ``condition`` (from a thread other than the server's) until it holds; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
-from service_helpers import make_video, reference_outputs, run
+from service_helpers import make_video, raw_exchange, reference_outputs, run
 from test_stream_service import assert_matches, stream_clip
 
 from service.auth import ERROR_CODE_KEY
@@ -132,22 +132,6 @@ def test_frame_index_must_increase(server, index):
     assert isinstance(after, FrameResult)
 
 
-async def _raw_exchange(target: str, *requests, metadata=()):
-    """Send proto requests on a raw call; return (responses, error) where error is the final AioRpcError."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        call = pb_grpc.PerceptionStub(channel).Stream(metadata=metadata)
-        responses = []
-        for request in requests:
-            await call.write(request)
-        await call.done_writing()
-        try:
-            async for response in call:
-                responses.append(response)
-        except grpc.aio.AioRpcError as error:
-            return responses, error
-        return responses, None
-
-
 def _frame(index: int = 0):
     height, width, _ = GOOD.shape
     image = pb.Image(encoding=pb.IMAGE_ENCODING_RAW_RGB8, data=GOOD.tobytes(), height=height, width=width)
@@ -206,7 +190,7 @@ def _trailer_code(error: grpc.aio.AioRpcError) -> str:
     ],
 )
 def test_protocol_errors_end_the_stream_with_a_specific_status(server, requests, status, code):
-    responses, error = run(_raw_exchange(server.target, *requests))
+    responses, error = run(raw_exchange(server.target, *requests))
     assert error is not None, responses
     assert error.code() == status
     assert _trailer_code(error) == code.wire_name
@@ -250,7 +234,7 @@ def test_bad_opens_are_refused_with_invalid_open_and_say_what_was_wrong(strict_s
     """Both ``resume`` and ``handoff`` used to be reported as "malformed hand-off state: unknown tensor dtype 0"
     (or pass as a resume), an unknown ``soft_mask_dtype`` was served as FLOAT32, and the mask-size limit did not
     name the flag that sets it."""
-    responses, error = run(_raw_exchange(strict_server.target, open_request))
+    responses, error = run(raw_exchange(strict_server.target, open_request))
     assert error is not None, [r.WhichOneof("kind") for r in responses]
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
     assert _trailer_code(error) == ErrorCode.INVALID_OPEN.wire_name
@@ -261,7 +245,7 @@ def test_bad_opens_are_refused_with_invalid_open_and_say_what_was_wrong(strict_s
 def test_a_frame_without_an_image_is_told_so(server):
     """Not "unknown image encoding 0": the frame has no image at all."""
     for frame in (pb.Frame(frame_index=0), pb.Frame(frame_index=0, image=pb.Image())):
-        responses, error = run(_raw_exchange(server.target, _open(), pb.StreamRequest(frame=frame)))
+        responses, error = run(raw_exchange(server.target, _open(), pb.StreamRequest(frame=frame)))
         assert error is None, error
         assert [r.WhichOneof("kind") for r in responses] == ["opened", "error", "closed"]
         answer = responses[1].error
@@ -277,7 +261,7 @@ def test_nothing_after_a_close_is_read_as_the_proto_and_readme_say(server):
 
     closed_before = server.metric("slotstream_streams_released_total", {"reason": "closed"})
     close = pb.StreamRequest(close=pb.CloseStream())
-    responses, error = run(_raw_exchange(server.target, _open(), _frame(0), close, _frame(1), _frame(2)))
+    responses, error = run(raw_exchange(server.target, _open(), _frame(0), close, _frame(1), _frame(2)))
     assert error is None, error
     assert [r.WhichOneof("kind") for r in responses] == ["opened", "result", "closed"]
     assert responses[1].result.frame_index == 0
@@ -291,7 +275,7 @@ def test_nothing_after_a_close_is_read_as_the_proto_and_readme_say(server):
 
 def test_unknown_request_kinds_are_ignored(server):
     """An empty request (a newer client's request kind) is skipped, per the versioning rules."""
-    responses, error = run(_raw_exchange(server.target, _open(), pb.StreamRequest(), _frame()))
+    responses, error = run(raw_exchange(server.target, _open(), pb.StreamRequest(), _frame()))
     assert error is None
     assert [r.WhichOneof("kind") for r in responses] == ["opened", "result", "closed"]
 
@@ -433,7 +417,7 @@ def test_an_open_whose_replies_would_exceed_the_message_limit_is_refused(server)
     """Float32 soft masks at 1080x1920 (4 x 8.3 MB) cannot fit a 16 MiB reply: refused at open, naming the sizes;
     uint8 soft masks at the same size fit, and their replies arrive."""
     soft = pb.StreamOptions(mask_height=1080, mask_width=1920, outputs=[pb.OUTPUT_SOFT_MASKS])
-    responses, error = run(_raw_exchange(server.target, _open(options=soft)))
+    responses, error = run(raw_exchange(server.target, _open(options=soft)))
     assert error is not None, [r.WhichOneof("kind") for r in responses]
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _trailer_code(error) == ErrorCode.INVALID_OPEN.wire_name
@@ -511,7 +495,7 @@ def test_a_server_bug_while_accepting_a_frame_is_internal_and_logged(start_serve
     server = start_server(engine_factory=factory, warmup=False)
     options = pb.StreamOptions(mask_height=12, mask_width=12, resume_window_s=30)
     with caplog.at_level(logging.ERROR, logger="service.servicer"):
-        responses, error = run(asyncio.wait_for(_raw_exchange(server.target, _open(options=options), _frame()), 30))
+        responses, error = run(asyncio.wait_for(raw_exchange(server.target, _open(options=options), _frame()), 30))
     assert [r.WhichOneof("kind") for r in responses] == ["opened"]
     assert error is not None and error.code() == grpc.StatusCode.INTERNAL, error
     assert "ValueError" in error.details()

@@ -22,7 +22,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, JpegImagePlugin
-from service_helpers import SERVICE_TINY_MODEL, ServerThread, make_config, make_video, raw, run, save_tiny_model
+from service_helpers import (
+    SERVICE_TINY_MODEL,
+    ServerThread,
+    make_config,
+    make_video,
+    raw,
+    raw_exchange,
+    run,
+    save_tiny_model,
+)
 
 from plugins.frame_fit import PAD_VALUE, crop_box, pad_box
 from plugins.segmentation import segment
@@ -36,7 +45,7 @@ from service.client.overlay import PALETTE, render_overlay
 from service.config import ConfigError, ServiceConfig
 from service.engine import load_engine
 from service.errors import ErrorCode
-from service.generated import pb, pb_grpc
+from service.generated import pb
 from service.images import PREPROCESSING, decode_image, fit_frame, prepare_frame, to_model_input
 from service.postprocess import MaskRequest, mask_outputs
 from service.types import EncodedImage, ImageEncoding
@@ -307,18 +316,9 @@ def test_large_crop_masks_are_made_after_the_shared_call_with_the_same_rules(ser
 
 
 async def _raw_open(target: str, options) -> tuple[list, grpc.aio.AioRpcError | None]:
-    async with grpc.aio.insecure_channel(target) as channel:
-        call = pb_grpc.PerceptionStub(channel).Stream()
-        await call.write(pb.StreamRequest(open=pb.OpenStream(options=options)))
-        await call.write(pb.StreamRequest(close=pb.CloseStream()))
-        await call.done_writing()
-        responses = []
-        try:
-            async for response in call:
-                responses.append(response)
-        except grpc.aio.AioRpcError as error:
-            return responses, error
-        return responses, None
+    """Open a stream with proto ``options`` and close it at once."""
+    open_request = pb.StreamRequest(open=pb.OpenStream(options=options))
+    return await raw_exchange(target, open_request, pb.StreamRequest(close=pb.CloseStream()))
 
 
 def test_an_unknown_frame_fit_is_refused_and_a_known_one_is_echoed(server):
