@@ -22,6 +22,7 @@ from torch import nn
 from plugins.builtin import DEFAULT_PLUGINS
 from plugins.config import ComponentSpec, ComponentSpecLike
 from plugins.files import write_atomically
+from plugins.frame_fit import FRAME_FITS, FrameFitName
 from plugins.interfaces import Aggregator, Component, ContractViolation, Decoder, Encoder, Initializer, Transition
 from plugins.registry import BLOCK_ENV_VAR, ComponentBuildError, ComponentKind, ComponentRegistry, RegistryError
 from plugins.types import (
@@ -82,6 +83,12 @@ class VideoSlotModel(nn.Module):
         registry: where to look the names up; defaults to the registry of the default plugin manager.
             Not part of the configuration.
 
+    Attributes:
+        frame_fit: how frames of another aspect ratio than ``image_size`` were fitted to it in training
+            (:data:`plugins.frame_fit.FRAME_FITS`), so that serving can fit them the same way; ``None`` (the
+            default) when the training frames already had the input's aspect ratio or nothing recorded it.
+            Not part of the architecture: training sets it, ``config.json`` keeps it in its ``input`` section.
+
     Raises:
         ValueError: ``num_slots``, ``slot_dim``, ``first_iters`` or ``later_iters`` is below 1.
 
@@ -124,6 +131,7 @@ class VideoSlotModel(nn.Module):
         self.image_size: tuple[int, int] = (int(image_size[0]), int(image_size[1]))
         self.first_iters = first_iters
         self.later_iters = later_iters
+        self.frame_fit: FrameFitName | None = None
 
         self.component_plugins = {role: registry.owner(_KINDS[role], spec.name) for role, spec in specs.items()}
         """The plugin that registered each component, by role (named in contract violations)."""
@@ -382,6 +390,9 @@ class VideoSlotModel(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
 
+        ``config.json`` holds the architecture (``model``), the plugin of each component (``plugins``) and, when
+        :attr:`frame_fit` is set, ``input``: ``{"frame_fit": ...}``.
+
         Each file is written to a temporary name, flushed to disk and renamed (``plugins.files``), so an
         interrupted save never leaves a half-written file under the final name; the files get the permissions a
         plain ``open`` gives under the process umask.
@@ -389,7 +400,13 @@ class VideoSlotModel(nn.Module):
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         # "plugins" (which plugin registered each component) is for people and error messages; loading ignores it.
-        payload = {"format_version": FORMAT_VERSION, "model": self.saved_config, "plugins": self.component_plugins}
+        payload: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "model": self.saved_config,
+            "plugins": self.component_plugins,
+        }
+        if self.frame_fit is not None:
+            payload["input"] = {"frame_fit": self.frame_fit}
         text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
         write_atomically(path / CONFIG_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
         write_atomically(path / WEIGHTS_FILE, lambda temporary: save_model(self, str(temporary)))
@@ -429,6 +446,7 @@ class VideoSlotModel(nn.Module):
             or not isinstance(payload.get("model"), Mapping)
         ):
             raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
+        frame_fit = _recorded_frame_fit(payload, config_path)
         try:
             model = cls(**payload["model"], registry=registry)
         except TypeError as error:  # an unknown or missing argument, or a value of the wrong type
@@ -437,6 +455,7 @@ class VideoSlotModel(nn.Module):
             raise ComponentBuildError(f"{config_path}: {error}") from error
         except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
             raise RegistryError(f"{config_path}: {error} {_missing_plugin_hint(payload)}") from error
+        model.frame_fit = frame_fit
         model = model.to(map_location)  # the weights load straight onto it
         try:
             missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
@@ -448,6 +467,23 @@ class VideoSlotModel(nn.Module):
                 f"unexpected {sorted(unexpected)[:5]}"
             )
         return model.eval()
+
+
+def _recorded_frame_fit(payload: Mapping[str, Any], config_path: Path) -> FrameFitName | None:
+    """The ``input.frame_fit`` of a saved ``config.json`` (``None`` when it has no ``input`` section).
+
+    Raises:
+        ValueError: the section is not an object or names no known frame fit (the message names the file).
+    """
+    section = payload.get("input")
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{config_path}: its 'input' section must be an object, got {section!r}")
+    fit = section.get("frame_fit")
+    if fit is not None and fit not in FRAME_FITS:
+        raise ValueError(f"{config_path}: input.frame_fit must be one of {', '.join(FRAME_FITS)} or null, got {fit!r}")
+    return cast(FrameFitName | None, fit)
 
 
 def _missing_plugin_hint(payload: Mapping[str, Any]) -> str:

@@ -25,8 +25,9 @@ RAW_1080P_BYTES = 1920 * 1080 * 3
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 BACKENDS = ("torch", "onnx", "tensorrt")
 LOG_FORMATS = ("json", "text")
-FRAME_FITS = ("stretch", "crop", "pad")
-"""``--frame-fit`` choices: the proto's ``FRAME_FIT_*`` names in lower case (``plugins.frame_fit.FRAME_FITS``)."""
+FRAME_FITS = ("auto", "stretch", "crop", "pad")
+"""``--frame-fit`` choices: ``auto`` (each model's training fit, ``SessionLimits.frame_fit_for``), then the proto's
+``FRAME_FIT_*`` names in lower case (``plugins.frame_fit.FRAME_FITS``)."""
 ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
 """gRPC's message size options are C ints."""
@@ -123,12 +124,13 @@ class ServiceConfig:
         ),
     )
     frame_fit: str = field(
-        default="stretch",
+        default="auto",
         metadata=_help(
             "how frames are fitted to the model's input size for streams that do not choose one "
-            "(StreamOptions.frame_fit): stretch (resize whole), crop (centre crop to the model's aspect ratio, as "
-            "training's --frame-fit crop; masks are 255 outside it) or pad (centre on a mid-grey canvas of the "
-            "model's aspect ratio)",
+            "(StreamOptions.frame_fit): auto (the fit the model was trained with, as its config.json or export "
+            "manifest records it; stretch for a model that records none), stretch (resize whole), crop (centre "
+            "crop to the model's aspect ratio, as training's --frame-fit crop; masks are 255 outside it) or pad "
+            "(centre on a mid-grey canvas of the model's aspect ratio)",
             choices=FRAME_FITS,
         ),
     )

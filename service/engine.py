@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from plugins.frame_fit import FrameFitName
+
 #: Backend name -> module defining ``load_engine`` (imported only when that backend is selected).
 BACKEND_MODULES: dict[str, str] = {
     "torch": "service.backends.torch_backend",
@@ -44,6 +46,10 @@ class ModelCard:
         mask_size: ``(h, w)`` of the masks the model produces.
         max_batch_size: most frames per call the engine accepts.
         preprocessing: how frames become model input, in words.
+        frame_fit: how the model was trained to see frames of another aspect ratio (its ``config.json``'s
+            ``input.frame_fit``, or the export manifest's); ``None`` when it records none.
+        default_frame_fit: the fit a stream that sets none gets on the server describing this card (proto
+            ``ModelCard.default_frame_fit``); ``None`` on an engine's own card, where the server decides it.
     """
 
     name: str
@@ -56,6 +62,8 @@ class ModelCard:
     mask_size: tuple[int, int]
     max_batch_size: int
     preprocessing: str
+    frame_fit: FrameFitName | None = None
+    default_frame_fit: FrameFitName | None = None
 
 
 @dataclass(frozen=True)

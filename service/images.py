@@ -120,7 +120,7 @@ def fit_image(
     """
     width, height = image.size
     frame_h, frame_w = frame_size or (height, width)
-    box = fit_box(frame_h, frame_w, size, _fit_name(fit))
+    box = fit_box(frame_h, frame_w, size, fit_name(fit))
     if box == (0, 0, frame_h, frame_w):
         return image, None
     view = (box[0] / frame_h, box[1] / frame_w, box[2] / frame_h, box[3] / frame_w)
@@ -205,7 +205,7 @@ def to_model_input(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)) * np.float32(1 / 255)  # [H, W, 3] -> [3, H, W]
 
 
-def _fit_name(fit: FrameFit) -> FrameFitName:
+def fit_name(fit: FrameFit) -> FrameFitName:
     """``fit`` as :mod:`plugins.frame_fit` names it.
 
     Raises:
@@ -226,7 +226,7 @@ def _draft_request(height: int, width: int, size: tuple[int, int], fit: FrameFit
     """The ``(width, height)`` below which a reduced-scale JPEG decode must not go: the model's view (``fit``'s
     box in the frame) is resized to ``size``, so the frame needs ``2 * size * frame / box`` pixels a side for the
     view to keep at least twice ``size`` (for a stretch exactly twice ``size``)."""
-    _, _, box_h, box_w = fit_box(height, width, size, _fit_name(fit))
+    _, _, box_h, box_w = fit_box(height, width, size, fit_name(fit))
     return math.ceil(2 * size[1] * width / box_w), math.ceil(2 * size[0] * height / box_h)
 
 

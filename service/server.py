@@ -147,7 +147,9 @@ class Server:
             resume_history=config.resume_history,
             max_mask_pixels=config.max_image_pixels,
             max_reply_bytes=config.max_message_bytes,
-            default_frame_fit=FrameFit[config.frame_fit.upper()],
+            default_frame_fit=FrameFit.UNSPECIFIED
+            if config.frame_fit == "auto"
+            else FrameFit[config.frame_fit.upper()],
         )
         on_call = None
         if config.model_failure_limit > 0:
@@ -205,13 +207,15 @@ class Server:
         (name, version, directory), threads (``model_threads``: intra-op threads of one model call, 0 the
         backend's default, ``None`` for TensorRT; ``model_instances``: model calls at once; ``decode_threads``),
         TLS (``off``, ``on`` or ``mutual``), bearer-token auth (``on``/``off``), the limits ``max_streams`` and
-        ``max_batch_size`` (as the engine allows it) and ``frame_fit``, the default of streams that choose none.
+        ``max_batch_size`` (as the engine allows it), ``frame_fit``, the fit of streams that choose none, and
+        ``frame_fit_from``: where it comes from (``--frame-fit``, ``model`` for the fit the model records under
+        ``--frame-fit auto``, or ``no record`` for ``auto`` with a model that records none).
 
         Raises:
             RuntimeError: before :meth:`start` has loaded the model.
         """
-        runner, config = self._runner, self.config
-        if runner is None:
+        runner, manager, config = self._runner, self.manager, self.config
+        if runner is None or manager is None:
             raise RuntimeError("the server has not loaded its model yet")
         card = runner.card
         host = config.listen.rpartition(":")[0]
@@ -235,7 +239,12 @@ class Server:
             "auth": "on" if self._auth else "off",
             "max_streams": config.max_streams,
             "max_batch_size": runner.max_batch_size,
-            "frame_fit": config.frame_fit,
+            "frame_fit": manager.limits.frame_fit_for(card).name.lower(),
+            "frame_fit_from": "--frame-fit"
+            if config.frame_fit != "auto"
+            else "model"
+            if card.frame_fit
+            else "no record",
         }
 
     async def _beat(self) -> None:

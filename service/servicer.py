@@ -30,6 +30,7 @@ from service.auth import ERROR_CODE_KEY
 from service.connection import RequestsLost, StreamConnection
 from service.errors import ENDED_BY_THE_SERVER, ErrorCode, StreamAbort
 from service.generated import pb_grpc
+from service.images import fit_name
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.sessions import SessionManager
@@ -133,8 +134,9 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self.refusal_log(code, peer=peer, method=method, code=code, stream_id=stream_id, detail=abort.message)
 
     async def Describe(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        """See ``Perception.Describe`` in the proto. The card's ``preprocessing`` ends with this server's default
-        frame fit, the one a stream that sets no ``frame_fit`` gets."""
+        """See ``Perception.Describe`` in the proto. The card's ``default_frame_fit`` is the fit a stream of this
+        model that sets no ``frame_fit`` gets (``SessionLimits.frame_fit_for``); its ``preprocessing`` ends with it
+        in words."""
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
@@ -142,8 +144,12 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             await abort_with(context, abort)
         default = self._manager.default_model
         available = [default, *sorted(set(self._manager.runners) - {default})]
-        fit = f"this server's default frame_fit: FRAME_FIT_{self._manager.limits.default_frame_fit.name}"
-        card = replace(runner.card, preprocessing=f"{runner.card.preprocessing}; {fit}")
+        fit = self._manager.limits.frame_fit_for(runner.card)
+        card = replace(
+            runner.card,
+            preprocessing=f"{runner.card.preprocessing}; this server's default frame_fit: FRAME_FIT_{fit.name}",
+            default_frame_fit=fit_name(fit),
+        )
         return wire.card_to_proto(card, available)
 
 

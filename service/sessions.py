@@ -84,7 +84,8 @@ class SessionLimits:
             ``--max-image-pixels``, which the refusal names.
         max_reply_bytes: cap on the size of a stream's frame replies (the gRPC message limit); an open whose
             outputs at its mask size could exceed it is refused (see :func:`reply_bytes`).
-        default_frame_fit: the frame fit of streams that do not choose one (``--frame-fit``); not ``UNSPECIFIED``.
+        default_frame_fit: the frame fit of streams that do not choose one (``--frame-fit``); ``UNSPECIFIED``
+            (``--frame-fit auto``): each model's own, see :meth:`frame_fit_for`.
     """
 
     max_streams: int = 64
@@ -94,7 +95,14 @@ class SessionLimits:
     resume_history: int = 32
     max_mask_pixels: int = 4096 * 4096
     max_reply_bytes: int = 16 * 1024 * 1024
-    default_frame_fit: FrameFit = FrameFit.STRETCH
+    default_frame_fit: FrameFit = FrameFit.UNSPECIFIED
+
+    def frame_fit_for(self, card: ModelCard) -> FrameFit:
+        """The fit of a stream of ``card``'s model that chooses none: :attr:`default_frame_fit` when set, else the
+        fit the model was trained with (``card.frame_fit``), else ``STRETCH`` (the whole frame: nothing cut off)."""
+        if self.default_frame_fit != FrameFit.UNSPECIFIED:
+            return self.default_frame_fit
+        return FrameFit[card.frame_fit.upper()] if card.frame_fit else FrameFit.STRETCH
 
 
 class SessionManager:
@@ -315,7 +323,7 @@ class SessionManager:
                 f"server's message limit of {limits.max_reply_bytes} bytes; ask for a smaller mask size, uint8 soft "
                 "masks or fewer outputs"
             )
-        frame_fit = options.frame_fit or limits.default_frame_fit
+        frame_fit = options.frame_fit or limits.frame_fit_for(runner.card)
         if frame_fit == FrameFit.CROP and runner.card.num_slots > OUTSIDE_VIEW:
             problems.append(
                 f"frame_fit FRAME_FIT_CROP marks the pixels outside the crop with {OUTSIDE_VIEW} in the segmentation, "

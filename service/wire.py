@@ -10,10 +10,11 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Collection
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
+from plugins.frame_fit import FrameFitName
 from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort
 from service.generated import pb
@@ -437,6 +438,8 @@ def card_to_proto(card: ModelCard, available_models: list[str]) -> Any:
         preprocessing=card.preprocessing,
         max_batch_size=card.max_batch_size,
         available_models=available_models,
+        default_frame_fit=_fit_value(card.default_frame_fit),
+        trained_frame_fit=_fit_value(card.frame_fit),
     )
 
 
@@ -453,4 +456,18 @@ def card_from_proto(message: Any) -> ModelCard:
         mask_size=(message.mask_height, message.mask_width),
         max_batch_size=message.max_batch_size,
         preprocessing=message.preprocessing,
+        frame_fit=_fit_name(message.trained_frame_fit),
+        default_frame_fit=_fit_name(message.default_frame_fit),
     )
+
+
+def _fit_value(name: FrameFitName | None) -> int:
+    """A fit as its proto ``FrameFit`` value (``None``: ``FRAME_FIT_UNSPECIFIED``)."""
+    return int(FrameFit[name.upper()]) if name else int(FrameFit.UNSPECIFIED)
+
+
+def _fit_name(value: int) -> FrameFitName | None:
+    """A proto ``FrameFit`` value as a fit's name; ``None`` for ``UNSPECIFIED`` or a value this client does not
+    know."""
+    fit = _known(FrameFit, value)
+    return None if fit == FrameFit.UNSPECIFIED else cast(FrameFitName, fit.name.lower())

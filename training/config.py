@@ -6,7 +6,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
+
+from plugins.frame_fit import FrameFitName
 
 FRAME_FITS = ("crop", "stretch")
 """How real frames are fitted to the model's input size (:attr:`DataConfig.frame_fit`)."""
@@ -47,7 +49,8 @@ class DataConfig:
             of the area and horizontal flip; :mod:`training.datasets.augment`).
         frame_fit: how real frames of another aspect ratio than the model's input are fitted to it: ``"crop"``
             (the centre crop of that aspect ratio, resized: nothing stretched, the sides dropped) or
-            ``"stretch"`` (the whole frame resized, as the service does with every frame it is sent).
+            ``"stretch"`` (the whole frame resized). The trained model records it (:attr:`recorded_frame_fit`) so
+            the service fits frames the same way (its ``--frame-fit auto``).
 
     Raises:
         ValueError: at construction, for a count below its minimum (``batch_size``, ``clip_length`` and
@@ -82,6 +85,13 @@ class DataConfig:
     def center_crop(self) -> bool:
         """Whether real frames are centre-cropped to the model's aspect ratio (``frame_fit == "crop"``)."""
         return self.frame_fit == "crop"
+
+    @property
+    def recorded_frame_fit(self) -> FrameFitName | None:
+        """The fit a model trained on :attr:`spec` records (``VideoSlotModel.frame_fit``): :attr:`frame_fit` for
+        real video, ``None`` for ``synthetic:<level>``, whose frames are generated at the model's input size, so
+        no fit touched them."""
+        return None if self.spec.partition(":")[0] == "synthetic" else cast(FrameFitName, self.frame_fit)
 
 
 @dataclass

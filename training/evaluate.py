@@ -69,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--frame-fit",
         choices=FRAME_FITS,
-        default="crop",
-        help="fit real frames of another aspect ratio as the model was trained: crop (centre crop) or stretch",
+        help="fit real frames of another aspect ratio: crop (centre crop) or stretch (default: the fit the model "
+        "records from its training, else crop)",
     )
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos, "--frames": args.frames})
@@ -78,8 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_device(parser, args.device)
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
+        frame_fit = args.frame_fit or model.frame_fit or "crop"
+        if frame_fit not in FRAME_FITS:
+            raise ValueError(
+                f"{args.model} records the frame fit {frame_fit!r}, which evaluation does not do; choose "
+                f"--frame-fit {' or '.join(FRAME_FITS)}"
+            )
         dataset = evaluation_videos(
-            args.data, model.image_size, args.frames, on_unlabelled=print_note, center_crop=args.frame_fit == "crop"
+            args.data, model.image_size, args.frames, on_unlabelled=print_note, center_crop=frame_fit == "crop"
         )
         scores, by_count = evaluate_by_object_count(
             model,

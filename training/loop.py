@@ -227,6 +227,7 @@ def check_same_config(saved_path: Path, config: TrainConfig) -> None:
 
 def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> _Run:
     model = VideoSlotModel(**config.model, registry=registry).to(device)
+    model.frame_fit = config.data.recorded_frame_fit  # every save of the run keeps it
     if config.train_only is not None:
         freeze_all_but(model, config.train_only)
     trained: nn.Module = model

@@ -541,6 +541,7 @@ def manifest_card(manifest: Manifest, name: str, backend: str, device: str, max_
         mask_size=manifest.mask_size,
         max_batch_size=max_batch_size,
         preprocessing=PREPROCESSING,
+        frame_fit=manifest.input.frame_fit,
     )
 
 

@@ -88,5 +88,6 @@ def load_engine(
         mask_size=model.mask_grid,
         max_batch_size=max_batch_size,
         preprocessing=PREPROCESSING,
+        frame_fit=model.frame_fit,
     )
     return TorchEngine(model, card)

@@ -142,6 +142,26 @@ def test_from_pretrained_names_the_config_a_bad_model_section_comes_from(
         VideoSlotModel.from_pretrained(tmp_path, registry=registry)
 
 
+def test_the_frame_fit_round_trips_and_a_bad_one_names_the_file(tmp_path, registry, tiny_model) -> None:
+    """``frame_fit`` is saved in ``config.json``'s ``input`` section only when set, and loaded back; a section
+    that is not an object or names no fit is refused with the file's name."""
+    tiny_model.save_pretrained(tmp_path)
+    assert "input" not in json.loads((tmp_path / "config.json").read_text())
+    assert VideoSlotModel.from_pretrained(tmp_path, registry=registry).frame_fit is None
+    tiny_model.frame_fit = "pad"
+    tiny_model.save_pretrained(tmp_path)
+    payload = json.loads((tmp_path / "config.json").read_text())
+    assert payload["input"] == {"frame_fit": "pad"}
+    assert VideoSlotModel.from_pretrained(tmp_path, registry=registry).frame_fit == "pad"
+    for section, problem in (
+        ({"frame_fit": "squash"}, "input.frame_fit must be one of stretch, crop, pad or null, got 'squash'"),
+        ("crop", "its 'input' section must be an object, got 'crop'"),
+    ):
+        (tmp_path / "config.json").write_text(json.dumps({**payload, "input": section}))
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'config.json'}: {problem}")):
+            VideoSlotModel.from_pretrained(tmp_path, registry=registry)
+
+
 def test_from_pretrained_names_the_config_and_the_component_whose_constructor_fails(
     tmp_path, registry, tiny_model: VideoSlotModel
 ) -> None:

@@ -337,15 +337,16 @@ def test_an_unknown_frame_fit_is_refused_and_a_known_one_is_echoed(server):
 
 
 def test_the_server_flag_sets_the_default_fit(start_server):
-    """``--frame-fit`` (default stretch, also SLOTSTREAM_FRAME_FIT) is what a stream that sets no fit gets; the
+    """``--frame-fit`` (default auto, also SLOTSTREAM_FRAME_FIT) is what a stream that sets no fit gets; the
     model card and the settings line say which."""
-    assert ServiceConfig().frame_fit == "stretch"
+    assert ServiceConfig().frame_fit == "auto"
     assert ServiceConfig.from_sources(["--frame-fit", "pad"], {"SLOTSTREAM_FRAME_FIT": "crop"}).frame_fit == "pad"
     assert ServiceConfig.from_sources([], {"SLOTSTREAM_FRAME_FIT": "crop"}).frame_fit == "crop"
-    with pytest.raises(ConfigError, match="--frame-fit must be one of stretch, crop, pad, got 'squash'"):
+    with pytest.raises(ConfigError, match="--frame-fit must be one of auto, stretch, crop, pad, got 'squash'"):
         ServiceConfig.from_sources([], {"SLOTSTREAM_FRAME_FIT": "squash"})
     server = start_server(frame_fit="crop")
-    assert server.server.effective_settings()["frame_fit"] == "crop"
+    settings = server.server.effective_settings()
+    assert (settings["frame_fit"], settings["frame_fit_from"]) == ("crop", "--frame-fit")
     clip = make_video(seed=23, frames=2, size=WIDE)
 
     async def scenario():
@@ -359,9 +360,65 @@ def test_the_server_flag_sets_the_default_fit(start_server):
     card, (default_options, cropped), (stretch_options, stretched) = run(scenario())
     assert card.preprocessing.startswith(PREPROCESSING) and "CROP" in PREPROCESSING and "PAD" in PREPROCESSING
     assert card.preprocessing.endswith("this server's default frame_fit: FRAME_FIT_CROP")
+    assert (card.default_frame_fit, card.frame_fit) == ("crop", None)  # the tiny model records no fit
     assert default_options.frame_fit == FrameFit.CROP and stretch_options.frame_fit == FrameFit.STRETCH
     assert all((r.segmentation[:, :24] == OUTSIDE_VIEW).all() for r in cropped)
     assert all(r.segmentation.max() < K for r in stretched)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_auto_gives_streams_the_fit_the_model_was_trained_with(tmp_path, backend):
+    """Under ``--frame-fit auto`` (the default) a stream that sets no fit gets the model's recorded fit, read from
+    ``config.json`` (torch) or the export manifest (onnx); a model that records none is stretched; a stream's own
+    fit and the server flag still win."""
+    from service_helpers import quick_export
+
+    from plugins import VideoSlotModel
+
+    torch.manual_seed(0)
+    model = VideoSlotModel(**SERVICE_TINY_MODEL)
+    recorded = {}
+    for fit in ("crop", None):
+        model.frame_fit = fit
+        model.save_pretrained(tmp_path / f"model-{fit}")
+        folder = tmp_path / f"model-{fit}"
+        recorded[fit] = quick_export(folder, tmp_path / f"export-{fit}") if backend == "onnx" else folder
+    if backend == "onnx":
+        assert json.loads((recorded["crop"] / "manifest.json").read_text())["input"]["frame_fit"] == "crop"
+    clip = make_video(seed=24, frames=2, size=WIDE)
+
+    def serve(folder, **overrides):
+        server = ServerThread(make_config(folder, backend=backend, **overrides)).start()
+        try:
+
+            async def scenario():
+                async with Client(server.target) as client:
+                    card = await client.describe()
+                return card, *await asyncio.gather(
+                    _stream(server.target, clip, StreamOptions(mask_size=WIDE)),
+                    _stream(server.target, clip, StreamOptions(mask_size=WIDE, frame_fit=FrameFit.PAD)),
+                )
+
+            card, (default_options, results), (own_options, _) = run(scenario())
+            settings = server.server.effective_settings()
+        finally:
+            server.stop()
+        assert own_options.frame_fit == FrameFit.PAD
+        return card, default_options.frame_fit, results, (settings["frame_fit"], settings["frame_fit_from"])
+
+    card, default, results, settings = serve(recorded["crop"])
+    assert (card.frame_fit, card.default_frame_fit, default) == ("crop", "crop", FrameFit.CROP)
+    assert settings == ("crop", "model") and all((r.segmentation[:, :24] == OUTSIDE_VIEW).all() for r in results)
+    card, default, results, settings = serve(recorded[None])
+    assert (card.frame_fit, card.default_frame_fit, default) == (None, "stretch", FrameFit.STRETCH)
+    assert settings == ("stretch", "no record") and all(r.segmentation.max() < K for r in results)
+    card, default, _, settings = serve(recorded["crop"], frame_fit="pad")
+    assert (card.frame_fit, card.default_frame_fit, default, settings) == (
+        "crop",
+        "pad",
+        FrameFit.PAD,
+        ("pad", "--frame-fit"),
+    )
 
 
 def test_crop_is_refused_for_a_model_whose_slot_indices_reach_255(tmp_path):

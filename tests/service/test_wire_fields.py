@@ -4,6 +4,8 @@ cannot pass for each other), and a model card whose sizes are not square."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from service import wire
@@ -111,10 +113,18 @@ def test_model_card_keeps_non_square_sizes_and_every_field():
         mask_size=(12, 20),
         max_batch_size=8,
         preprocessing="resize to 24x40, scale to [0, 1]",
+        frame_fit="crop",
+        default_frame_fit="pad",
     )
     message = wire.card_to_proto(card, ["tiny", "other"])
     parsed = pb.ModelCard.FromString(message.SerializeToString())
     assert (parsed.input_height, parsed.input_width) == (24, 40)
     assert (parsed.mask_height, parsed.mask_width) == (12, 20)
     assert list(parsed.available_models) == ["tiny", "other"]
+    assert (parsed.trained_frame_fit, parsed.default_frame_fit) == (pb.FRAME_FIT_CROP, pb.FRAME_FIT_PAD)
     assert wire.card_from_proto(parsed) == card
+    unrecorded = replace(card, frame_fit=None, default_frame_fit=None)
+    parsed = pb.ModelCard.FromString(wire.card_to_proto(unrecorded, ["tiny"]).SerializeToString())
+    assert parsed.trained_frame_fit == pb.FRAME_FIT_UNSPECIFIED and wire.card_from_proto(parsed) == unrecorded
+    parsed.trained_frame_fit = 9  # a newer server's fit: unknown here, read as no record
+    assert wire.card_from_proto(parsed).frame_fit is None

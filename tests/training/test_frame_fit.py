@@ -1,21 +1,27 @@
 """``frame_fit``: real frames of another aspect ratio than the model's input are centre-cropped (the default) or
-stretched whole, as the service does, in training, evaluation during training and the evaluation tools."""
+stretched whole in training, evaluation during training and the evaluation tools, and the trained model records
+the fit."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from plugins import VideoSlotModel
+from plugins.model import CONFIG_FILE
 from training.config import DataConfig
 from training.configs import get_config
 from training.datasets import build_dataset
 from training.datasets.export import write_mask_png, write_mp4
 from training.datasets.selection import evaluation_videos
 from training.datasets.synthetic import generate_video
+from training.evaluate import main as evaluate_main
 from training.loop import _train_clips, _val_dataset
+from training.loop import fit as fit_run
 from training.run import apply_overrides, parse_args
 
 
@@ -62,3 +68,38 @@ def test_the_flags_set_frame_fit_and_clip_length() -> None:
 def test_an_unknown_frame_fit_is_refused() -> None:
     with pytest.raises(ValueError, match="frame_fit must be one of crop, stretch, got 'squash'"):
         DataConfig(frame_fit="squash")
+
+
+@pytest.mark.parametrize("fit", ["crop", "stretch"])
+def test_a_model_trained_on_real_video_records_its_fit_and_evaluation_uses_it(
+    tmp_path: Path, fit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every save of a run on real video (checkpoints, best, final) records the fit in ``config.json``; loading
+    gives it back as ``VideoSlotModel.frame_fit``; ``training.evaluate`` fits frames that way unless told
+    otherwise."""
+    spec = _wide_videos(tmp_path)
+    tiny = get_config("tiny")
+    data = dataclasses.replace(tiny.data, spec=spec, val_videos=1, val_frames=2, frame_fit=fit)
+    result = fit_run(dataclasses.replace(tiny, steps=2, data=data), tmp_path / "run", progress=False)
+    assert result.model_dir is not None
+    saved = [result.model_dir, *sorted((tmp_path / "run" / "checkpoints").glob("step-*"))]
+    for folder in saved:
+        assert json.loads((folder / CONFIG_FILE).read_text())["input"] == {"frame_fit": fit}
+    assert VideoSlotModel.from_pretrained(result.model_dir).frame_fit == fit
+
+    def scores(*flags: str) -> dict[str, float]:
+        out = tmp_path / f"scores{len(flags)}{'-'.join(flags)}.json"
+        assert evaluate_main(["--model", str(result.model_dir), "--data", spec, "--json", str(out), *flags]) == 0
+        return {k: v for k, v in json.loads(out.read_text()).items() if isinstance(v, float)}
+
+    other = "stretch" if fit == "crop" else "crop"
+    assert scores() == scores("--frame-fit", fit) != scores("--frame-fit", other)
+
+
+def test_a_model_trained_on_synthetic_frames_records_no_fit(tmp_path: Path) -> None:
+    tiny = get_config("tiny")
+    data = dataclasses.replace(tiny.data, val_videos=1, val_frames=2)
+    result = fit_run(dataclasses.replace(tiny, steps=1, data=data), tmp_path / "run", progress=False)
+    assert result.model_dir is not None
+    assert "input" not in json.loads((result.model_dir / CONFIG_FILE).read_text())
+    assert VideoSlotModel.from_pretrained(result.model_dir).frame_fit is None

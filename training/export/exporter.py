@@ -329,6 +329,7 @@ def _manifest(
             width=width,
             outside_graph=f"{PREPROCESSING} (as the service does it); batched as float32 NCHW",
             inside_graph=_INSIDE_GRAPH.get(encoder, f"the {encoder} encoder's own normalisation, inside the graph"),
+            frame_fit=model.frame_fit,
         ),
         num_slots=model.num_slots,
         slot_dim=model.slot_dim,

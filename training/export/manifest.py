@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plugins.frame_fit import FRAME_FITS, FrameFitName
+
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -90,6 +92,9 @@ class InputSpec:
         value_range: range of the values.
         outside_graph: what the caller must do before the graph (decode, resize, scale).
         inside_graph: the normalisation the graph applies itself.
+        frame_fit: how the source model was trained to see frames of another aspect ratio
+            (``VideoSlotModel.frame_fit``: ``"stretch"``, ``"crop"`` or ``"pad"``); ``None`` when it records none
+            (and in manifests written before it was recorded).
     """
 
     height: int
@@ -100,6 +105,7 @@ class InputSpec:
     channels: str = "RGB"
     dtype: str = "float32"
     value_range: tuple[float, float] = (0.0, 1.0)
+    frame_fit: FrameFitName | None = None
 
 
 @dataclass(frozen=True)
@@ -373,6 +379,9 @@ def _precision(value: Any) -> str:
 
 def _input_spec(raw: dict[str, Any]) -> InputSpec:
     low, high = raw.get("value_range", (0.0, 1.0))
+    fit = raw.get("frame_fit")
+    if fit is not None and fit not in FRAME_FITS:
+        raise ManifestError(f"input.frame_fit must be one of {', '.join(FRAME_FITS)} or null, got {fit!r}")
     return InputSpec(**{**raw, "value_range": (float(low), float(high))})
 
 
