@@ -231,9 +231,12 @@ async def raw_exchange(target: str, *requests: Any, metadata: Any = ()) -> tuple
     async with grpc.aio.insecure_channel(target) as channel:
         call = pb_grpc.PerceptionStub(channel).Stream(metadata=metadata)
         responses = []
-        for request in requests:
-            await call.write(request)
-        await call.done_writing()
+        try:
+            for request in requests:
+                await call.write(request)
+            await call.done_writing()
+        except Exception:  # the server ended the call first (a refused open): its status says why
+            pass  # (grpc raises AioRpcError, InvalidStateError or its internal ExecuteBatchError, by timing)
         try:
             async for response in call:
                 responses.append(response)
