@@ -2,6 +2,8 @@
 
 Pure functions, safe to call from worker threads. The pipeline is
 ``EncodedImage -> RGB uint8 [H0, W0, 3] -> fitted (stretch, crop or pad) -> resized -> float32 [3, H, W] in [0, 1]``.
+A grayscale frame stays one channel (``L``, uint8 ``[H0, W0]``) through the fit and the resize and is replicated
+into R, G and B at the end: the same numbers as converting it to RGB first, for less work.
 The fit's boxes are :mod:`plugins.frame_fit`'s, shared with training; :class:`FittedFrame` says where the model's
 view lies in the frame, for the mask outputs (:mod:`service.postprocess`).
 """
@@ -21,13 +23,15 @@ from service.errors import ErrorCode, FrameRejected
 from service.types import EncodedImage, FrameFit, ImageEncoding
 
 PREPROCESSING = (
-    "decode to 8-bit RGB; fit the frame to the input's aspect ratio as each stream's frame_fit says (unset: the "
+    "decode to 8-bit RGB as training reads frames (grayscale is replicated into R, G and B, 16-bit grayscale by its "
+    "top 8 bits; an alpha channel is dropped, not composited; palette and CMYK images are converted by Pillow, CMYK "
+    "without a colour profile); fit the frame to the input's aspect ratio as each stream's frame_fit says (unset: the "
     "server's --frame-fit): STRETCH keeps the whole frame, so the aspect ratio is not preserved; CROP cuts out the "
     "largest centred box with the input's aspect ratio (training's --frame-fit crop; masks are 255 outside it); PAD "
     "centres the frame on a mid-grey (RGB 128) canvas with the input's aspect ratio (masks cover the frame alone); "
     "resize to the input size with Pillow's bilinear filter (antialiased when shrinking; JPEGs may first be decoded "
-    "at a reduced DCT scale that keeps at least twice the input size in the part the model sees); scale to [0, 1] "
-    "as float32 [3, H, W]"
+    "at a reduced DCT scale that keeps at least twice the input size in the part the model sees); scale to [0, 1] as "
+    "float32 [3, H, W]"
 )
 
 ModelView = tuple[float, float, float, float]
@@ -51,7 +55,17 @@ class FittedFrame:
 
 
 _PIL_FORMATS = {ImageEncoding.JPEG: "JPEG", ImageEncoding.PNG: "PNG"}
-_CHANNELS_OF_MODE = {"1": 1, "L": 1, "P": 3, "RGB": 3, "RGBA": 4, "LA": 2, "CMYK": 4, "YCbCr": 3, "I": 1, "F": 1}
+_KEPT_MODES = frozenset({"RGB", "L"})
+"""Pillow modes decoded in place, without a conversion (and so without a copy)."""
+_TO_GRAY_MODES = frozenset({"1", "LA"})
+"""Pillow modes converted to ``L``: bilevel (0 and 255), and grayscale with alpha (the alpha dropped)."""
+_TO_RGB_MODES = frozenset({"P", "RGBA", "CMYK"})
+"""Pillow modes converted to ``RGB`` by Pillow: palette, RGB with alpha (dropped) and CMYK (no colour profile)."""
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+"""16-bit grayscale as Pillow reads it (``I``, 32-bit integers: as older Pillow versions read 16-bit PNGs), kept by
+its top 8 bits."""
+_DECODED_MODES = _KEPT_MODES | _TO_GRAY_MODES | _TO_RGB_MODES | _SIXTEEN_BIT_MODES
+"""Every Pillow mode a frame may decode to; the others (none that Pillow reads from a PNG or JPEG) are refused."""
 
 
 def prepare_frame(
@@ -69,7 +83,8 @@ def prepare_frame(
         float32 ``[3, H, W]`` in ``[0, 1]``.
 
     Raises:
-        FrameRejected: the image is empty, too large, undecodable, not RGB, or of unknown encoding.
+        FrameRejected: the image is empty, too large, undecodable, of unknown encoding, or raw with other than 3
+            channels.
         ValueError: ``fit`` is ``UNSPECIFIED``.
     """
     return fit_frame(image, size, max_pixels, fit).pixels
@@ -99,7 +114,8 @@ def fit_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: 
 def fit_image(
     image: Image.Image, size: tuple[int, int], fit: FrameFit, frame_size: tuple[int, int] | None = None
 ) -> tuple[Image.Image, ModelView | None]:
-    """Crop or pad an RGB image to the aspect ratio of ``size`` = ``(H, W)``, by :func:`plugins.frame_fit.fit_box`.
+    """Crop or pad an RGB or grayscale (``L``) image to the aspect ratio of ``size`` = ``(H, W)``, by
+    :func:`plugins.frame_fit.fit_box`.
 
     ``CROP`` cuts out the :func:`~plugins.frame_fit.crop_box`; ``PAD`` pastes the image on a canvas of
     :func:`~plugins.frame_fit.pad_box`'s size filled with :data:`~plugins.frame_fit.PAD_VALUE` in every channel;
@@ -128,7 +144,8 @@ def fit_image(
     box_h, box_w = max(1, round(view[2] * height)), max(1, round(view[3] * width))
     if fit == FrameFit.CROP:
         return image.crop((left, top, left + box_w, top + box_h)), view
-    canvas = Image.new("RGB", (box_w, box_h), (PAD_VALUE, PAD_VALUE, PAD_VALUE))
+    fill = PAD_VALUE if image.mode == "L" else (PAD_VALUE, PAD_VALUE, PAD_VALUE)
+    canvas = Image.new(image.mode, (box_w, box_h), fill)
     canvas.paste(image, (-left, -top))
     return canvas, view
 
@@ -139,7 +156,7 @@ def decode_image(
     draft_size: tuple[int, int] | None = None,
     fit: FrameFit = FrameFit.STRETCH,
 ) -> Image.Image:
-    """Decode ``image`` to an 8-bit RGB Pillow image.
+    """Decode ``image`` to an 8-bit RGB Pillow image (a grayscale one replicated into R, G and B).
 
     Args:
         image: the frame's image as sent.
@@ -152,14 +169,16 @@ def decode_image(
         FrameRejected: see :func:`prepare_frame`.
         ValueError: ``fit`` is ``UNSPECIFIED`` (with a ``draft_size``).
     """
-    return _decode(image, max_pixels, draft_size, fit)[0]
+    decoded = _decode(image, max_pixels, draft_size, fit)[0]
+    return decoded if decoded.mode == "RGB" else decoded.convert("RGB")
 
 
 def _decode(
     image: EncodedImage, max_pixels: int, draft_size: tuple[int, int] | None, fit: FrameFit
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """:func:`decode_image`, and the ``(height, width)`` of the frame as sent (the decoded image is smaller when
-    a JPEG was decoded at a reduced scale)."""
+    """:func:`decode_image`, except that a grayscale frame stays grayscale (mode ``L``), and the
+    ``(height, width)`` of the frame as sent (the decoded image is smaller when a JPEG was decoded at a reduced
+    scale)."""
     if image.encoding == ImageEncoding.RAW_RGB8:
         pixels = _raw_pixels(image, max_pixels)  # [H, W, 3]
         return Image.fromarray(pixels), (pixels.shape[0], pixels.shape[1])
@@ -181,27 +200,60 @@ def _decode(
     opened = _open(image.data, expected)
     width, height = opened.size
     _check_size(width, height, max_pixels)
-    channels = _CHANNELS_OF_MODE.get(opened.mode)
-    if channels != 3:
-        got = f"{channels} channel(s)" if channels else "an unsupported pixel format"
+    mode = opened.mode
+    if mode not in _DECODED_MODES:
         raise FrameRejected(
-            ErrorCode.WRONG_CHANNELS, f"expected a 3-channel RGB {expected}, got mode {opened.mode!r} ({got})"
+            ErrorCode.WRONG_CHANNELS,
+            f"cannot read a {expected} of Pillow mode {mode!r} as an image: send 8-bit RGB, 8 or 16-bit grayscale, "
+            "RGBA, grayscale with alpha, palette or CMYK",
         )
     if draft_size is not None and expected == "JPEG":
         # libjpeg can decode at 1/2, 1/4 or 1/8 scale; keep at least twice the target size in the model's view.
+        # The mode asked for does not change a grayscale or CMYK JPEG's mode: only the scale applies to them.
         opened.draft("RGB", _draft_request(height, width, draft_size, fit))
     try:
-        return opened.convert("RGB"), (height, width)
+        return _rgb_or_gray(opened), (height, width)
     except (OSError, ValueError, SyntaxError) as error:
         raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, f"the {expected} data is corrupt: {error}") from error
 
 
+def _rgb_or_gray(opened: Image.Image) -> Image.Image:
+    """Decode an opened image of a mode :func:`_decode` accepts to ``RGB``, or to ``L`` when it is grayscale.
+
+    RGB and 8-bit grayscale images are decoded in place (no copy); 16-bit grayscale keeps its top 8 bits (value
+    >> 8, as ``training.datasets.images.read_frame`` reads 16-bit frames, so full white stays white); the other
+    modes are converted by Pillow, dropping alpha.
+
+    Raises:
+        OSError, ValueError, SyntaxError: the data is corrupt.
+        FrameRejected: ``UNDECODABLE_IMAGE`` for mode ``I`` values outside the 16-bit range.
+    """
+    mode = opened.mode
+    if mode in _KEPT_MODES:
+        opened.load()
+        return opened
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(opened)  # [H, W] uint16 (I;16*) or int32 (I)
+        if mode == "I" and values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
+            raise FrameRejected(
+                ErrorCode.UNDECODABLE_IMAGE,
+                f"a grayscale image with values {int(values.min())}-{int(values.max())}, outside the 16-bit range "
+                "0-65535",
+            )
+        return Image.fromarray((values >> 8).astype(np.uint8))  # [H, W] uint8: mode L
+    return opened.convert("L" if mode in _TO_GRAY_MODES else "RGB")
+
+
 def to_model_input(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB image to ``size`` = ``(H, W)`` and convert it to float32 ``[3, H, W]`` in ``[0, 1]``."""
+    """Resize an RGB or grayscale (``L``) image to ``size`` = ``(H, W)`` and convert it to float32 ``[3, H, W]``
+    in ``[0, 1]``; a grayscale image's one channel becomes R, G and B (exactly what resizing it as RGB gives)."""
     height, width = size
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.float32)  # [H, W, 3]
+    pixels = np.asarray(image, dtype=np.float32)  # [H, W, 3], or [H, W] for a grayscale image
+    if pixels.ndim == 2:
+        gray = pixels * np.float32(1 / 255)  # [H, W]
+        return np.repeat(gray[None], 3, axis=0)  # [H, W] -> [1, H, W] -> [3, H, W]
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)) * np.float32(1 / 255)  # [H, W, 3] -> [3, H, W]
 
 
@@ -241,7 +293,12 @@ def _raw_pixels(image: EncodedImage, max_pixels: int) -> np.ndarray:
         )
     _check_size(image.width, image.height, max_pixels)
     if channels != 3:
-        raise FrameRejected(ErrorCode.WRONG_CHANNELS, f"raw images must have 3 channels (RGB), got {channels}")
+        raise FrameRejected(
+            ErrorCode.WRONG_CHANNELS,
+            f"RAW_RGB8 images must have 3 channels (RGB, [height, width, 3]), got {channels}: replicate a grayscale "
+            "image into R, G and B and drop an alpha channel before sending, or send the image as PNG or JPEG, "
+            "which may be grayscale or have alpha",
+        )
     expected = image.height * image.width * 3
     if len(image.data) != expected:
         raise FrameRejected(

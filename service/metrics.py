@@ -13,10 +13,14 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   ends as ``resume_expired`` if nobody resumes it); ``drained`` streams a shutdown ended, handed off or cut off
   when the grace period ran out.
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, a second open on
-  one call, an open that does not parse, a resume of an expired stream, ...).
+  one call, an open that does not parse, a resume of an expired stream, ...). Each also ends its call, so it is
+  counted in ``slotstream_calls_refused_total`` under the same code as well, except an open refused with
+  ``shutting_down`` while the server drains (an end the server chooses, not a refusal), counted here alone: for
+  every other code this counter is at most that one.
 - ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated``
   (no or a wrong bearer token, any method), ``malformed_request``, ``internal`` (a server error), and every
-  other code a stream or a ``Describe`` ended with (refused opens are counted here too), except the ends the
+  other code a stream or a ``Describe`` ended with (refused opens are counted here too; the codes no open is
+  refused with, ``unauthenticated``, ``not_open`` and ``internal``, only here), except the ends the
   server chooses itself: ``shutting_down`` (a drain), ``taken_over`` (resumed elsewhere) and an idle reclaim
   (the stream ends with ``STREAM_EXPIRED`` but is counted only in ``slotstream_streams_released_total{reason=
   "idle"}``; ``stream_expired`` here counts resumes refused because their stream had expired). Each refused

@@ -209,7 +209,11 @@ class Server:
         TLS (``off``, ``on`` or ``mutual``), bearer-token auth (``on``/``off``), the limits ``max_streams`` and
         ``max_batch_size`` (as the engine allows it), ``frame_fit``, the fit of streams that choose none, and
         ``frame_fit_from``: where it comes from (``--frame-fit``, ``model`` for the fit the model records under
-        ``--frame-fit auto``, or ``no record`` for ``auto`` with a model that records none).
+        ``--frame-fit auto``, or ``no record`` for ``auto`` with a model that records none). Then the limits
+        under their flags' names: ``idle_timeout_s`` (a stream's default) and ``max_idle_timeout_s``,
+        ``max_resume_window_s``, ``max_pending_frames``, ``max_buffered_reply_bytes``, ``max_message_bytes``,
+        ``max_image_pixels``, ``max_queue_delay_ms``, ``grace_period_s``, ``model_stall_timeout_s`` (0: off) and
+        ``inline_model_max_ms`` as it applies (0 on a device other than a CPU, where no call runs inline).
 
         Raises:
             RuntimeError: before :meth:`start` has loaded the model.
@@ -245,6 +249,17 @@ class Server:
             else "model"
             if card.frame_fit
             else "no record",
+            "idle_timeout_s": config.idle_timeout_s,
+            "max_idle_timeout_s": config.max_idle_timeout_s,
+            "max_resume_window_s": config.max_resume_window_s,
+            "max_pending_frames": config.max_pending_frames,
+            "max_buffered_reply_bytes": config.max_buffered_reply_bytes,
+            "max_message_bytes": config.max_message_bytes,
+            "max_image_pixels": config.max_image_pixels,
+            "max_queue_delay_ms": config.max_queue_delay_ms,
+            "grace_period_s": config.grace_period_s,
+            "model_stall_timeout_s": config.model_stall_timeout_s,
+            "inline_model_max_ms": config.inline_model_max_ms if config.inline_below_s() > 0 else 0.0,
         }
 
     async def _beat(self) -> None:

@@ -168,9 +168,10 @@ class SessionManager:
         """Open a new stream, resume one, or continue one from a hand-off, and attach it to ``owner``.
 
         Logs ``stream opened`` (or ``stream resumed``) with the stream id, ``peer`` (the client's address), the
-        model, the effective options and the resume window. A refused open is counted in
-        ``slotstream_open_rejected_total`` but not logged here: the call it ends is logged where it ends (the
-        servicer's ``refused a call``), so each refusal makes one line.
+        model, the effective options and the resume window; ``stream opened`` also has ``clamped``, the options
+        the server lowered to its maximum, ``{name: {"asked": ..., "given": ...}}`` (``{}`` when none). A refused
+        open is counted in ``slotstream_open_rejected_total`` but not logged here: the call it ends is logged where
+        it ends (the servicer's ``refused a call``), so each refusal makes one line.
 
         Raises:
             StreamAbort: the open is refused; the code says why (see the proto's status list).
@@ -206,6 +207,7 @@ class SessionManager:
                 "another replica",
             )
         options = self._effective_options(request.options, runner)
+        clamped = _clamped(request.options, options)
         slot_ids = tuple(range(runner.card.num_slots))
         session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids, opened_at=self.clock())
         session.history = deque(maxlen=self.limits.resume_history + 1)
@@ -233,6 +235,7 @@ class SessionManager:
                 "peer": peer,
                 "options": _options_for_log(options),
                 "resume_window_s": options.resume_window_s,
+                "clamped": clamped,
             },
         )
         return session, self._opened(session, kind)
@@ -514,6 +517,16 @@ def loggable_stream_id(stream_id: str) -> str:
     """``stream_id`` as logs show an id a client sent: as is when it is a valid id, else :func:`quoted` (cut, its
     control characters escaped), so an invalid one cannot flood or forge log lines."""
     return stream_id if not stream_id or _STREAM_ID.fullmatch(stream_id) else quoted(stream_id)
+
+
+def _clamped(asked: StreamOptions, given: StreamOptions) -> dict[str, dict[str, float]]:
+    """The timeouts of ``asked`` (an open's options) that ``given`` (the effective ones) lowered to the server's
+    maximum, for the ``stream opened`` log line: ``{name: {"asked": value, "given": value}}``, empty when none."""
+    return {
+        name: {"asked": getattr(asked, name), "given": getattr(given, name)}
+        for name in ("idle_timeout_s", "resume_window_s")
+        if getattr(asked, name) > getattr(given, name)
+    }
 
 
 def _options_for_log(options: StreamOptions) -> dict[str, object]:

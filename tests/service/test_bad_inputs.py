@@ -32,10 +32,9 @@ from service.types import EncodedImage, ImageEncoding, StateHandoff
 GOOD = make_video(seed=21, frames=1)[0]
 
 
-def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    image = Image.fromarray(array)
-    (image.convert(mode) if mode else image).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -65,8 +64,10 @@ BAD_FRAMES = {
         EncodedImage(ImageEncoding.RAW_RGB8, bytes(30 * 40 * 4), 30, 40, 4),
         ErrorCode.WRONG_CHANNELS,
     ),
-    "rgba png": (EncodedImage(ImageEncoding.PNG, _png(GOOD, "RGBA")), ErrorCode.WRONG_CHANNELS),
-    "grayscale png": (EncodedImage(ImageEncoding.PNG, _png(GOOD, "L")), ErrorCode.WRONG_CHANNELS),
+    "one-channel raw": (  # raw is RGB only; grayscale goes as PNG or JPEG (test_server_image_modes.py)
+        EncodedImage(ImageEncoding.RAW_RGB8, bytes(30 * 40), 30, 40, 1),
+        ErrorCode.WRONG_CHANNELS,
+    ),
     "no encoding": (EncodedImage(ImageEncoding.UNSPECIFIED, _png(GOOD)), ErrorCode.UNKNOWN_ENCODING),
 }
 

@@ -199,7 +199,23 @@ def test_an_idle_reclaim_is_counted_as_released_not_as_a_refused_call(start_serv
 
 def test_start_up_logs_the_effective_settings_in_one_line(start_server, caplog):
     with caplog.at_level(logging.INFO, logger="service.server"):
-        server = start_server(auth_token="s3cret", max_streams=7, max_batch_size=4, decode_threads=3)
+        server = start_server(
+            auth_token="s3cret",
+            max_streams=7,
+            max_batch_size=4,
+            decode_threads=3,
+            idle_timeout_s=40.0,
+            max_idle_timeout_s=90.0,
+            max_resume_window_s=25.0,
+            max_pending_frames=3,
+            max_buffered_reply_bytes=5_000_000,
+            max_message_bytes=3_000_000,
+            max_image_pixels=1_000_000,
+            max_queue_delay_ms=1.5,
+            grace_period_s=4.0,
+            model_stall_timeout_s=30.0,
+            inline_model_max_ms=12.0,
+        )
     (line,) = [r for r in caplog.records if r.getMessage() == "settings"]
     card = server.server.manager.runners["tiny"].card
     assert line.listen == server.target and line.metrics == "off"
@@ -208,6 +224,10 @@ def test_start_up_logs_the_effective_settings_in_one_line(start_server, caplog):
     assert (line.model_threads, line.model_instances, line.decode_threads) == (0, server.model_instances(), 3)
     assert (line.tls, line.auth, line.max_streams, line.max_batch_size) == ("off", "on", 7, 4)
     assert line.frame_fit == "stretch"
+    assert (line.idle_timeout_s, line.max_idle_timeout_s, line.max_resume_window_s) == (40.0, 90.0, 25.0)
+    assert (line.max_pending_frames, line.max_buffered_reply_bytes) == (3, 5_000_000)
+    assert (line.max_message_bytes, line.max_image_pixels, line.max_queue_delay_ms) == (3_000_000, 1_000_000, 1.5)
+    assert (line.grace_period_s, line.model_stall_timeout_s, line.inline_model_max_ms) == (4.0, 30.0, 12.0)
     assert "s3cret" not in caplog.text
 
 
