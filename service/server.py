@@ -459,7 +459,8 @@ class Server:
             self._runner = None
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
-        _log.info("stopped", extra={"drain_s": round(time.perf_counter() - started, 3)})
+        if self.manager is not None:  # a server whose model never loaded ends with its error alone
+            _log.info("stopped", extra={"drain_s": round(time.perf_counter() - started, 3)})
 
 
 async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
