@@ -66,6 +66,12 @@ class ContractViolation(AssertionError, ValueError):
 class Component(nn.Module, ABC):
     """Base of every registered component.
 
+    Export traces the model components (``python -m training.export``): the ONNX graph keeps the tensor
+    operations of one example run, so Python branches and loop counts in ``forward`` may depend on shapes and
+    configuration only, never on tensor values (``if x.std() > t:`` or ``.item()`` would be frozen at the
+    example's outcome; use ``torch.where`` or masks). The export refuses such code, naming the component and the
+    line; :func:`plugins.testing.check_exportable` runs that check in a plugin's own tests.
+
     Attributes:
         name: registry name, snake_case, unique within its kind.
     """

@@ -12,6 +12,10 @@ Example:
 Each check builds its own model, so the component sees fresh weights; ``registry`` defaults to the installed
 plugins (pass ``build_plugin_manager(load_entry_points=False).registry`` plus your own registration for an
 uninstalled plugin).
+
+:func:`check_exportable` (opt-in: it needs the ``onnx`` and ``onnxscript`` packages) exports the same tiny model
+the way ``python -m training.export`` does and fails where the export would: a tensor value turned into a Python
+branch or number (which the graph would freeze), an operator with no ONNX conversion, an operator TensorRT lacks.
 """
 
 from __future__ import annotations
@@ -159,6 +163,49 @@ def check_round_trip(config: dict[str, Any], registry: ComponentRegistry | None 
         before, after = model(video), loaded(video)
     _require(torch.equal(after.slots, before.slots), "the reloaded model's slots differ from the saved model's")
     _require(torch.equal(after.masks, before.masks), "the reloaded model's masks differ from the saved model's")
+
+
+def check_exportable(
+    config: dict[str, Any] | VideoSlotModel, registry: ComponentRegistry | None = None, *, tensorrt: bool = True
+) -> None:
+    """Export the model ``config`` (:func:`tiny_model_config`) to ONNX as ``python -m training.export`` does.
+
+    Both graphs (``first_step`` and ``step``) are traced with the export's checks and then put through its
+    operator check; nothing is written but a temporary file, deleted again, and ONNX Runtime is not needed (no
+    parity run).
+
+    Args:
+        config: ``VideoSlotModel`` keyword arguments, or a built model.
+        registry: where the component names resolve; default: the installed plugins.
+        tensorrt: also require every operator to be one TensorRT takes (``False``: what ``python -m
+            training.export --onnxruntime-only`` requires).
+
+    Raises:
+        ContractViolation: the export would fail or be wrong; the message is the export's (the component, its
+            plugin and the line for a value the graph would freeze or an operator ONNX lacks).
+        ImportError: ``onnx`` or ``onnxscript`` is missing (the message says what to install).
+    """
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"check_exportable exports with {' and '.join(missing)}, which is not installed: pip install "
+            "'onnx>=1.17' 'onnxscript>=0.5' (slotstream's own requirements, which pip install -e . installs)"
+        )
+    from training.export.errors import ExportError
+    from training.export.graphs import export_graph
+    from training.export.operators import check_operators
+
+    model = config if isinstance(config, VideoSlotModel) else build_tiny(config, registry)
+    for which in ("first_step", "step"):
+        try:
+            report = check_operators(export_graph(model, which))
+        except ExportError as error:
+            raise ContractViolation(str(error)) from error
+        problems = report.problems if tensorrt else report.serving_problems
+        served = "served with TensorRT" if tensorrt else "served"
+        _require(not problems, f"the {which} graph cannot be {served}: " + "; ".join(problems))
 
 
 def _require(condition: bool, message: str) -> None:

@@ -297,8 +297,9 @@ def load_engine(
             version); off for the exporter, which loads the engines to check them.
 
     Raises:
-        BackendUnavailable: not a CUDA device, no GPU visible, TensorRT missing, the cache not writable, or
-            (with ``check_parity``) the engines of this precision failed the export's parity check.
+        BackendUnavailable: not a CUDA device, no GPU visible, TensorRT missing, the cache not writable, the
+            export was made with ``--onnxruntime-only`` and lists operators TensorRT lacks, or (with
+            ``check_parity``) the engines of this precision failed the export's parity check.
         ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
         RuntimeError: TensorRT could not parse or build a graph (its messages are included), or (with CUDA
             graphs) a bucket's graph replay does not reproduce a plain run.
@@ -306,6 +307,13 @@ def load_engine(
     index = parse_cuda_device(device)
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
+    if manifest.tensorrt_problems:  # exported with --onnxruntime-only: refused before looking for TensorRT or a GPU
+        more = f" (and {len(manifest.tensorrt_problems) - 1} more)" if len(manifest.tensorrt_problems) > 1 else ""
+        raise BackendUnavailable(
+            f"{model_dir} was exported with --onnxruntime-only and TensorRT cannot take its graphs: "
+            f"{manifest.tensorrt_problems[0]}{more}; serve it with --backend onnx (ONNX Runtime, --device cpu or "
+            "cuda) or --backend torch"
+        )
     fp16 = manifest.precision == "fp16" if options.fp16 is None else options.fp16
     if check_parity:  # a failed check refuses before anything looks for TensorRT or a GPU
         check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")

@@ -110,6 +110,7 @@ def test_manifest_records_what_runtimes_need(source, exported):
         assert spec.sha256 == hashlib.sha256((exported / spec.file).read_bytes()).hexdigest(), name
         assert spec.operators == check_operators(graphs(exported)[name]).operators
     assert "TensorRT 10" in manifest.tensorrt_ops_source
+    assert manifest.tensorrt_problems == []  # checked against TensorRT, nothing found
     # The export directory is also a model directory (the torch backend serves it, same version).
     assert (exported / "config.json").read_bytes() == (source / "config.json").read_bytes()
     assert not [p.name for p in exported.iterdir() if p.name.startswith(".")], "staging left behind"
@@ -201,6 +202,10 @@ def test_failed_parity_fails_the_export_loudly_and_publishes_nothing(source, tmp
     monkeypatch.setattr(exporter, "OrtGraphs", lambda first, step: _Perturbed(first.parent, 1e-2))
     out = tmp_path / "bad"
     with pytest.raises(ExportError, match=r"does not match PyTorch.*slots max \|diff\|"):
+        export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    assert not out.exists(), "the folder the failed export created is removed"
+    out.mkdir()  # a folder that was there before stays, empty
+    with pytest.raises(ExportError, match=r"does not match PyTorch"):
         export_model(source, out, ExportOptions(parity_frames=2, batch_sizes=(1,)))
     assert list(out.iterdir()) == []
 

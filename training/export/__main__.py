@@ -1,7 +1,9 @@
-"""``python -m training.export --model DIR --out DIR [--opset N] [--fp16] [--tensorrt] [--max-batch-size N]``.
+"""``python -m training.export --model DIR --out DIR [--opset N] [--fp16] [--tensorrt | --onnxruntime-only]
+[--max-batch-size N]``.
 
-Exit status: 0 on success, 1 when a check failed (the message says which), 2 for bad arguments or a missing
-or unreadable model directory.
+Exit status: 0 on success, 1 when a check failed (the message says which, in a line or a few: never the
+exporter's graph dump), 2 for bad arguments or a missing or unreadable model directory. A failed export removes
+the ``--out`` folder when it created it and nothing else was written there.
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=list(SUPPORTED_OPSETS), help="ONNX opset")
     parser.add_argument("--fp16", action="store_true", help="have TensorRT build fp16 engines (graphs stay fp32)")
-    parser.add_argument(
+    backends = parser.add_mutually_exclusive_group()
+    backends.add_argument(
         "--tensorrt", action="store_true", help="also build TensorRT engines into OUT/tensorrt (NVIDIA GPU needed)"
+    )
+    backends.add_argument(
+        "--onnxruntime-only",
+        action="store_true",
+        help="export for ONNX Runtime (--backend onnx) only: operators TensorRT lacks are recorded in the manifest "
+        "as a warning instead of failing the export, and the tensorrt backend refuses the export",
     )
     parser.add_argument(
         "--max-batch-size", type=int, default=16, help="largest batch of the TensorRT profile (with --tensorrt)"
@@ -43,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
     options = ExportOptions(
-        opset=args.opset, fp16=args.fp16, tensorrt=args.tensorrt, max_batch_size=args.max_batch_size
+        opset=args.opset,
+        fp16=args.fp16,
+        tensorrt=args.tensorrt,
+        max_batch_size=args.max_batch_size,
+        onnxruntime_only=args.onnxruntime_only,
     )
     try:
         manifest = export_model(args.model, args.out, options)
@@ -79,6 +92,12 @@ def summary(manifest: Manifest, out: str) -> str:
         )
         if report.build:  # the engines checked: a server building others (batch profile, GPU, version) warns
             lines.append(f"    built for {', '.join(f'{key} {value}' for key, value in sorted(report.build.items()))}")
+    if manifest.tensorrt_problems:
+        lines.append(
+            "  warning: exported for ONNX Runtime only; TensorRT cannot take these graphs (the tensorrt backend "
+            "refuses them):"
+        )
+        lines += [f"    {problem}" for problem in manifest.tensorrt_problems]
     return "\n".join(lines)
 
 

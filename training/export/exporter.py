@@ -8,6 +8,7 @@ moved into place only when every check passed, so a failed export never leaves a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -23,6 +24,7 @@ import torch
 from plugins import VideoSlotModel
 from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from plugins.model import CONFIG_FILE, WEIGHTS_FILE
+from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.manifest import (
     BATCH_AXIS,
@@ -69,10 +71,6 @@ CARD_FILES = ("MODEL_CARD.md", "scores.json", "sample.png", "object_recall.png")
 """The files ``training.model_card`` writes next to a model, copied into its export when present."""
 
 
-class ExportError(RuntimeError):
-    """An export failed a check; the message says which check and by how much."""
-
-
 @dataclass(frozen=True)
 class ExportOptions:
     """How to export.
@@ -86,6 +84,9 @@ class ExportOptions:
         parity_frames: length of the parity video.
         parity_videos: videos in the parity run (its batch size).
         batch_sizes: batch sizes checked row by row.
+        onnxruntime_only: export for ONNX Runtime only: what the graphs use outside TensorRT's operator support
+            (an operator, a ``Resize`` mode) is recorded in the manifest's ``tensorrt_problems`` instead of failing
+            the export, and the ``tensorrt`` backend refuses the export. Not with ``tensorrt``.
     """
 
     opset: int = DEFAULT_OPSET
@@ -95,6 +96,7 @@ class ExportOptions:
     parity_frames: int = PARITY_FRAMES
     parity_videos: int = PARITY_VIDEOS
     batch_sizes: tuple[int, ...] = BATCH_SIZES
+    onnxruntime_only: bool = False
 
 
 def export_model(
@@ -111,9 +113,11 @@ def export_model(
         The manifest written to ``out_dir/manifest.json``.
 
     Raises:
-        ExportError: a graph failed ``onnx.checker`` or the operator check, or parity is out of tolerance.
+        ExportError: a graph failed tracing (a value the graph would freeze, an operator ONNX lacks),
+            ``onnx.checker`` or the operator check, or parity is out of tolerance.
         FileNotFoundError, ValueError: ``model_dir`` is not a readable model directory, ``out_dir`` holds other
-            files than an export or the source model, or ``max_batch_size`` is below 1.
+            files than an export or the source model, ``max_batch_size`` is below 1, or ``tensorrt`` and
+            ``onnxruntime_only`` are both set.
         BackendUnavailable: ``tensorrt`` was asked for without TensorRT or a visible CUDA GPU (checked first).
     """
     options = options or ExportOptions()
@@ -121,14 +125,23 @@ def export_model(
     out = Path(out_dir)
     if options.max_batch_size < 1:
         raise ValueError(f"--max-batch-size must be >= 1, got {options.max_batch_size}")
+    if options.tensorrt and options.onnxruntime_only:
+        raise ValueError(
+            "--tensorrt builds TensorRT engines and --onnxruntime-only exports graphs TensorRT need not take; "
+            "give one of them"
+        )
     if options.tensorrt:
         _check_tensorrt_available()  # before minutes of export and parity, not after publishing them
     model = _load_source(source)
     _check_out_dir(out, source)
+    created = _missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
+    published = False
     try:
-        graphs = {name: _export_checked(model, name, options.opset, staging) for name in GRAPH_FILES}
+        checked = {name: _export_checked(model, name, options, staging) for name in GRAPH_FILES}
+        graphs = {name: spec for name, (spec, _) in checked.items()}
+        tensorrt_problems = [f"{name}: {problem}" for name, (_, problems) in checked.items() for problem in problems]
         video = synthetic_video(model.image_size, options.parity_frames, options.parity_videos)
         runtime = OrtGraphs(staging / GRAPH_FILES["first_step"], staging / GRAPH_FILES["step"])
         parity = _checked_parity(model, runtime, runtime.name, video, options.batch_sizes, fp16=False)
@@ -137,7 +150,7 @@ def export_model(
         for name in CARD_FILES:  # a published model's card travels with its export
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
-        manifest = _manifest(model, source, options, graphs, {"onnxruntime": parity})
+        manifest = _manifest(model, source, options, graphs, {"onnxruntime": parity}, tensorrt_problems)
         write_manifest(staging, manifest)
         if out.resolve() != source.resolve():  # an earlier export replaced: no card of another model stays
             for name in CARD_FILES:
@@ -145,8 +158,13 @@ def export_model(
                     (out / name).unlink(missing_ok=True)
         for entry in sorted(staging.iterdir(), key=lambda path: path.name == MANIFEST_FILE):  # manifest last
             os.replace(entry, out / entry.name)
+        published = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not published:  # a failed export leaves no empty folders it made itself
+            for folder in created:
+                with contextlib.suppress(OSError):  # not empty (something else wrote there): leave it
+                    folder.rmdir()
     if options.tensorrt:
         manifest = _add_tensorrt(model, out, manifest, options, video)
     return manifest
@@ -211,6 +229,15 @@ def _check_out_dir(out: Path, source: Path) -> None:
     )
 
 
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders of ``path`` that do not exist yet, ``path`` first (what ``mkdir(parents=True)`` creates)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
 def _holds_export(directory: Path) -> bool:
     """Whether ``directory`` holds a manifest this exporter wrote (not just any file of that name)."""
     try:
@@ -232,18 +259,31 @@ def _check_tensorrt_available() -> None:
         )
 
 
-def _export_checked(model: VideoSlotModel, which: str, opset: int, directory: Path) -> GraphSpec:
+def _export_checked(
+    model: VideoSlotModel, which: str, options: ExportOptions, directory: Path
+) -> tuple[GraphSpec, list[str]]:
+    """Export, check and save one graph; returns its spec and the TensorRT-only problems ``onnxruntime_only``
+    let through."""
     import onnx
 
-    proto = export_graph(model, which, opset)
+    proto = export_graph(model, which, options.opset)
     report = check_operators(proto)
-    if not report.ok:
-        raise ExportError(f"the {which} graph cannot be served with TensorRT:\n  " + "\n  ".join(report.problems))
+    fatal = report.serving_problems if options.onnxruntime_only else report.problems
+    if fatal:
+        hint = ""
+        if not report.serving_problems:  # TensorRT's alone: ONNX Runtime would run the graph
+            hint = (
+                "\nTo serve it with ONNX Runtime only (--backend onnx), export with --onnxruntime-only: the "
+                "manifest records these problems and the tensorrt backend refuses the export"
+            )
+        served = "served" if options.onnxruntime_only else "served with TensorRT"
+        raise ExportError(f"the {which} graph cannot be {served}:\n  " + "\n  ".join(fatal) + hint)
     path = directory / GRAPH_FILES[which]
     onnx.save(proto, str(path))
     inputs, outputs = _input_specs(model, which), _output_specs(model)
     _check_signature(which, proto, inputs, outputs)
-    return GraphSpec(file=path.name, sha256=_sha256(path), inputs=inputs, outputs=outputs, operators=report.operators)
+    spec = GraphSpec(file=path.name, sha256=_sha256(path), inputs=inputs, outputs=outputs, operators=report.operators)
+    return spec, report.tensorrt_only
 
 
 def _checked_parity(
@@ -261,11 +301,23 @@ class ParityFailed(ExportError):
 
     def __init__(self, report: ParityReport) -> None:
         self.report = report
+        if report.first_frame_over_limit is not None:
+            when = (
+                f"The difference first exceeded the limit at frame {report.first_frame_over_limit} of "
+                f"{report.frames} (frame 0 is first_step)"
+            )
+        elif max(report.slots_max_abs, report.masks_max_abs) > report.max_abs_threshold:
+            when = f"The video stayed within the limit, the single calls at batch sizes {report.batch_sizes} did not"
+        else:
+            when = "The differences stayed within the limit"
         super().__init__(
             f"{report.runtime} does not match PyTorch on a {report.frames}-frame video fed recurrently: "
             f"slots max |diff| {report.slots_max_abs:.3g}, soft masks max |diff| {report.masks_max_abs:.3g} "
             f"(limit {report.max_abs_threshold:g}); segmentations agree on {report.argmax_agreement:.4%} of the "
-            f"pixels (need {report.agreement_threshold:.1%})"
+            f"pixels (need {report.agreement_threshold:.1%}). {when}; PyTorch's own slots "
+            f"reach max |slot| {report.reference_slots_max_abs:.3g}: slots that grow large over the frames amplify "
+            "float rounding (the model diverges, retrain or bound it), while a difference from the first frames "
+            "with small slots points to the export"
         )
 
 
@@ -314,6 +366,7 @@ def _manifest(
     options: ExportOptions,
     graphs: dict[str, GraphSpec],
     parity: dict[str, ParityReport],
+    tensorrt_problems: list[str],
 ) -> Manifest:
     import onnx
     import onnxscript
@@ -350,6 +403,7 @@ def _manifest(
             "method": "torch.onnx.export(dynamo=False) + onnxscript.optimizer",
         },
         tensorrt_ops_source=TENSORRT_OPS_SOURCE,
+        tensorrt_problems=tensorrt_problems,
     )
 
 

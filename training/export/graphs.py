@@ -7,6 +7,11 @@ constant-folded (:func:`optimize`), which also removes the shape-check ``If`` no
 ``squeeze`` on a dynamic shape, and every ``Reshape`` gets a constant target shape
 (:mod:`training.export.static_shapes`), so ONNX Runtime does not recompute sizes on every call.
 
+Tracing keeps only what the example run did: a tensor turned into a Python value (an ``if`` on it, a loop count
+from ``.item()``) would become a constant of the graph. The tracer's warnings about such places are recorded
+and fail the export (:mod:`training.export.tracing`), except at the places its allow-list documents; so does an
+operator the exporter cannot convert, with the component that called it named.
+
 Why not the dynamo exporter: the SmoothSA preheater branches on the value of a buffer
 (``bool(detach_features)``), which ``torch.export`` rejects as data-dependent control flow; tracing takes the
 branch the eval model takes, which is the only one inference uses.
@@ -14,10 +19,12 @@ branch the eval model takes, which is the only one inference uses.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -33,6 +40,7 @@ from training.export.manifest import (
     STEP,
 )
 from training.export.static_shapes import freeze_reshape_shapes
+from training.export.tracing import FrozenValueError, recording_frozen_values, unsupported_operator
 
 if TYPE_CHECKING:
     import onnx
@@ -90,6 +98,10 @@ def export_graph(model: VideoSlotModel, which: str, opset: int = DEFAULT_OPSET) 
 
     Raises:
         ValueError: unknown ``which`` or unsupported ``opset``.
+        FrozenValueError: tracing turned a tensor value into a Python constant outside the documented harmless
+            places (an ``ExportError``; the message names the component and the line).
+        UnsupportedOperatorError: an operator has no ONNX conversion at ``opset`` (an ``ExportError`` naming the
+            operator and the component that called it).
     """
     import onnx
 
@@ -106,9 +118,16 @@ def export_graph(model: VideoSlotModel, which: str, opset: int = DEFAULT_OPSET) 
         path = Path(scratch) / f"{which}.onnx"
         try:
             module.eval()
-            _trace(module, examples, path, opset, names, outputs)
+            with recording_frozen_values(model) as frozen:
+                _trace(module, examples, path, opset, names, outputs)
+        except torch.onnx.errors.UnsupportedOperatorError as error:
+            with _mha_fastpath_off():  # traced again (in eval mode still) to find who called the operator
+                located = unsupported_operator(error, module, examples, model, which, opset, SUPPORTED_OPSETS)
+            raise located from error
         finally:
             model.train(was_training)  # the exporter restores modes recursively from the wrapper's flag
+        if frozen:
+            raise FrozenValueError(which, frozen)
         proto = onnx.load(str(path))
     declare_output_shapes(proto, output_shapes(model))
     proto = optimize(proto)
@@ -151,15 +170,21 @@ def _trace(
     outputs: list[str],
 ) -> None:
     """Trace ``module`` into ``path`` with a dynamic batch axis on every input and output."""
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    # The fused eval kernels of nn.MultiheadAttention / nn.TransformerEncoderLayer have no ONNX export.
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
+    with _mha_fastpath_off():
         with torch.no_grad():
             # Constants a component computes lazily on its first call without gradients (the broadcast
             # decoder's folded first layer) must exist before tracing, or their computation is traced too.
             module(*examples)
         _export(module, examples, path, opset, names, outputs)
+
+
+@contextlib.contextmanager
+def _mha_fastpath_off() -> Iterator[None]:
+    """The fused eval kernels of nn.MultiheadAttention / nn.TransformerEncoderLayer have no ONNX export."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
@@ -172,9 +197,8 @@ def _export(
     names: list[str],
     outputs: list[str],
 ) -> None:
-    with torch.no_grad(), warnings.catch_warnings():
-        # Tracer warnings name the Python branches that tracing freezes: that is the unrolling we want.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
+    # Tracer warnings are not silenced here: the caller records them (training.export.tracing).
+    with torch.no_grad(), warnings.catch_warnings(), _without_ir_dump():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
             module,
@@ -187,6 +211,26 @@ def _export(
             dynamic_axes={name: {0: BATCH_AXIS} for name in (*names, *outputs)},
             do_constant_folding=True,
         )
+
+
+@contextlib.contextmanager
+def _without_ir_dump() -> Iterator[None]:
+    """Keep ``torch.onnx.export`` from printing the whole TorchScript graph (hundreds of lines) to stdout when it
+    fails: it switches its C++ log on whatever ``verbose`` says (``setup_onnx_logging`` tests the getter
+    ``_C._jit_is_onnx_log_enabled`` itself, a function, for truth). The error is reported on its own."""
+    if not hasattr(torch._C, "_jit_onnx_log"):  # another PyTorch: nothing to quiet
+        yield
+        return
+
+    def discard(*args: Any) -> None:
+        del args
+
+    log = torch._C._jit_onnx_log
+    torch._C._jit_onnx_log = discard
+    try:
+        yield
+    finally:
+        torch._C._jit_onnx_log = log
 
 
 def example_inputs(model: VideoSlotModel, which: str, batch: int = EXAMPLE_BATCH) -> tuple[torch.Tensor, ...]:

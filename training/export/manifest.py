@@ -148,6 +148,12 @@ class ParityReport:
             precision, ``max_batch_size`` (the profile), TensorRT version, GPU and TF32
             (``service.backends.tensorrt_backend.EngineBuild``), so a server building other engines can say they
             were not checked. Empty for ONNX Runtime's CPU run, and in manifests written before it was recorded.
+        reference_slots_max_abs: the largest absolute slot value PyTorch itself produced over the video: slots
+            that grow large over the frames amplify float rounding, a model's divergence rather than an export
+            bug. 0 in manifests written before it was recorded.
+        first_frame_over_limit: the first frame of the video (0 is the ``first_step`` frame) where the slot or
+            soft-mask difference exceeded :attr:`max_abs_threshold`; ``None`` when none did (the batch-size checks
+            may still have), and in manifests written before it was recorded.
     """
 
     runtime: str
@@ -164,6 +170,8 @@ class ParityReport:
     agreement_threshold: float
     tie_tolerance: float
     build: dict[str, Any] = field(default_factory=dict)
+    reference_slots_max_abs: float = 0.0
+    first_frame_over_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,9 @@ class Manifest:
         parity: runtime name -> its parity run.
         exporter: tool versions that wrote the graphs.
         tensorrt_ops_source: the support matrix the operators were checked against.
+        tensorrt_problems: what that check found in an export made with ``--onnxruntime-only`` (one line per
+            problem, the graph's name first); the ``tensorrt`` backend refuses an export that lists any. Empty, or
+            missing in manifests written before it was recorded: the graphs passed the check.
         format_version: manifest format.
     """
 
@@ -201,6 +212,7 @@ class Manifest:
     parity: dict[str, ParityReport] = field(default_factory=dict)
     exporter: dict[str, str] = field(default_factory=dict)
     tensorrt_ops_source: str = ""
+    tensorrt_problems: list[str] = field(default_factory=list)
     format_version: int = MANIFEST_FORMAT
 
     def to_json(self) -> str:
@@ -235,6 +247,7 @@ class Manifest:
                 parity=_parity_reports(raw.get("parity", {})),
                 exporter=dict(raw.get("exporter", {})),
                 tensorrt_ops_source=str(raw.get("tensorrt_ops_source", "")),
+                tensorrt_problems=_string_list(raw.get("tensorrt_problems", []), "tensorrt_problems"),
             )
         except ManifestError:
             raise
@@ -355,6 +368,12 @@ def _parity_reports(raw: dict[str, Any]) -> dict[str, ParityReport]:
             raise ManifestError(f"the {name!r} parity record's build must be an object, got {report['build']!r}")
         reports[name] = ParityReport(**{key: value for key, value in report.items() if key in known})
     return reports
+
+
+def _string_list(value: Any, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ManifestError(f"{key} must be a list of strings, got {value!r}")
+    return list(value)
 
 
 def _positive_int(raw: dict[str, Any], key: str) -> int:

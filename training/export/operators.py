@@ -8,6 +8,11 @@ TensorRT 10.15: opsets 9 to 24, the rows marked ``Y``). On top of that matrix th
 - random operators: a served step must be a pure function of its inputs;
 - ``Resize`` modes TensorRT rejects (cubic interpolation, antialiasing);
 - operators outside the default ONNX domain (custom ops need plugins that we do not ship).
+
+The problems only TensorRT has (an operator or ``Resize`` mode outside its matrix, an opset outside the range it
+parses) are also listed apart (:attr:`OperatorReport.tensorrt_only`): ONNX Runtime runs such graphs, and
+``python -m training.export --onnxruntime-only`` records them in the manifest instead of failing (the ``tensorrt``
+backend then refuses the export). Control flow, random and custom operators fail every export.
 """
 
 from __future__ import annotations
@@ -61,16 +66,23 @@ class OperatorReport:
         operators: operator type -> number of nodes (default domain; other domains as ``domain::Type``).
         opset: the default-domain opset the graph imports.
         problems: human-readable problems; empty when the graph passes.
+        tensorrt_only: those of :attr:`problems` that only TensorRT has (ONNX Runtime runs the graph anyway).
     """
 
     operators: dict[str, int]
     opset: int
     problems: list[str] = field(default_factory=list)
+    tensorrt_only: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """Whether the graph passed every check."""
         return not self.problems
+
+    @property
+    def serving_problems(self) -> list[str]:
+        """The problems that rule the graph out for every runtime (:attr:`problems` less :attr:`tensorrt_only`)."""
+        return [problem for problem in self.problems if problem not in self.tensorrt_only]
 
 
 def check_operators(model: onnx.ModelProto) -> OperatorReport:
@@ -87,9 +99,10 @@ def check_operators(model: onnx.ModelProto) -> OperatorReport:
     opset = next((entry.version for entry in model.opset_import if entry.domain in _DEFAULT_DOMAINS), 0)
     counts: Counter[str] = Counter()
     problems: list[str] = []
+    tensorrt_only: list[str] = []
     low, high = TENSORRT_OPSET_RANGE
     if not low <= opset <= high:
-        problems.append(f"opset {opset} is outside the range TensorRT parses ({low}-{high})")
+        tensorrt_only.append(f"opset {opset} is outside the range TensorRT parses ({low}-{high})")
     for node in model.graph.node:
         if node.domain not in _DEFAULT_DOMAINS:
             counts[f"{node.domain}::{node.op_type}"] += 1
@@ -104,10 +117,17 @@ def check_operators(model: onnx.ModelProto) -> OperatorReport:
         elif node.op_type in RANDOM_OPS:
             problems.append(f"node {node.name!r}: {node.op_type} is random; served steps must be deterministic")
         elif node.op_type not in TENSORRT_SUPPORTED_OPS:
-            problems.append(f"node {node.name!r}: {node.op_type} is not supported by TensorRT ({TENSORRT_OPS_SOURCE})")
+            tensorrt_only.append(
+                f"node {node.name!r}: {node.op_type} is not supported by TensorRT ({TENSORRT_OPS_SOURCE})"
+            )
         elif node.op_type == "Resize":
-            problems += _resize_problems(node)
-    return OperatorReport(operators=dict(sorted(counts.items())), opset=opset, problems=problems)
+            tensorrt_only += _resize_problems(node)
+    return OperatorReport(
+        operators=dict(sorted(counts.items())),
+        opset=opset,
+        problems=problems + tensorrt_only,
+        tensorrt_only=tensorrt_only,
+    )
 
 
 def _resize_problems(node: onnx.NodeProto) -> list[str]:

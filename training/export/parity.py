@@ -142,16 +142,21 @@ def measure_parity(
         max_abs_threshold: largest allowed absolute difference of slots and soft masks.
         agreement_threshold: smallest allowed fraction of identical argmax mask pixels.
     """
-    slots_diff = masks_diff = 0.0
+    slots_diff = masks_diff = magnitude = 0.0
+    first_over: int | None = None
     agree = agree_all = tied = total = 0
     reference_state: torch.Tensor | None = None
     runtime_state: np.ndarray | None = None
-    for frames in video:
+    for index, frames in enumerate(video):
         reference, reference_state = _torch_step(model, frames, reference_state)
         out = runtime.first_step(frames) if runtime_state is None else runtime.step(frames, runtime_state)
         runtime_state = out.slots
+        frame_diff = max(_max_abs(out.slots, reference[0]), _max_abs(out.masks, reference[1]))
+        if first_over is None and frame_diff > max_abs_threshold:
+            first_over = index
         slots_diff = max(slots_diff, _max_abs(out.slots, reference[0]))
         masks_diff = max(masks_diff, _max_abs(out.masks, reference[1]))
+        magnitude = max(magnitude, float(np.abs(reference[0]).max(initial=0.0)))
         reference_masks, runtime_masks = torch.from_numpy(reference[1]), torch.from_numpy(out.masks)
         agree += int((segment(runtime_masks) == segment(reference_masks)).sum())  # [B, h, w] compared
         agree_all += int((runtime_masks.argmax(dim=1) == reference_masks.argmax(dim=1)).sum())
@@ -181,6 +186,8 @@ def measure_parity(
         max_abs_threshold=max_abs_threshold,
         agreement_threshold=agreement_threshold,
         tie_tolerance=SEGMENTATION_TIE_TOLERANCE,
+        reference_slots_max_abs=magnitude,
+        first_frame_over_limit=first_over,
     )
 
 
