@@ -5,21 +5,39 @@ Everything happens inside :func:`build_plugin_manager`; importing this module do
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import os
+import traceback
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
 from plugins import hookspecs
 from plugins.builtin import DEFAULT_PLUGINS
 from plugins.registry import BLOCK_ENV_VAR as BLOCK_ENV_VAR  # defined there for the registry's messages
-from plugins.registry import ComponentRegistry
+from plugins.registry import ComponentKind, ComponentRegistry
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 """Distributions advertise plugins in this entry-point group."""
+
+PROJECT_DISTRIBUTION = "slotstream"
+"""The distribution of the built-in plugins; its version is theirs."""
+
+
+class PluginWarning(RuntimeWarning):
+    """A problem with the installed plugins: one left out, a name two of them register, a block that matches none.
+
+    Issued at the plugin's own file and line when the problem lies in its code (the line shown under the warning
+    is that one), else at ``<slotstream plugins>`` (no source line shown), never at an unrelated caller's line.
+    """
+
+
+_WARNED: dict[Any, Any] = {}
+"""The warnings registry of :func:`_warn`: under the default filters each message is shown once per process."""
 
 
 @dataclass
@@ -34,9 +52,11 @@ class PluginSetup:
             warned about).
         failed: installed plugins that were left out, by entry-point name, with where they come from
             (distribution and version) and the reason (an import error, an invalid hook, a component name a
-            built-in holds...); each was also reported with a ``RuntimeWarning``.
+            built-in holds...; an error raised in the plugin's code names the file and line there); each was also
+            reported with a :class:`PluginWarning` (a ``RuntimeWarning``).
         ambiguous: component names several installed plugins register, as ``(kind, name)`` -> those plugins;
-            resolving one fails until all but one are blocked. Each was also reported with a ``RuntimeWarning``.
+            resolving one fails until all but one are blocked. Each was also reported with a
+            :class:`PluginWarning`.
     """
 
     manager: pluggy.PluginManager
@@ -59,9 +79,16 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
 
     An installed plugin that fails (its import raises, a hook is invalid or unknown, its entry-point name is
     taken by an earlier distribution, its registration raises, for example by adding a component name a
-    built-in holds) is left out with a ``RuntimeWarning`` naming its distribution and version, and recorded in
-    :attr:`PluginSetup.failed`, and models asking for one of its components are told why it is missing: one
-    broken package must not stop models that do not use it.
+    built-in holds) is left out, with every component it had registered, with a :class:`PluginWarning` naming
+    its distribution and version, the error and, when the error was raised in the plugin's own code, the file and
+    line there; it is recorded in :attr:`PluginSetup.failed`, and models asking for one of its components are told
+    why it is missing: one broken package must not stop models that do not use it.
+
+    Entries of ``SLOTSTREAM_DISABLE_PLUGINS`` (or ``blocked``) that match no plugin block nothing: one
+    :class:`PluginWarning` per process names them, with close matches, and lists the plugins there are.
+
+    The registry records each plugin's version (:attr:`ComponentRegistry.plugin_versions`): the distribution's
+    for installed plugins, this project's for the built-ins.
 
     A component name that two installed plugins both register belongs to neither: it is ambiguous
     (:attr:`PluginSetup.ambiguous`, with a ``RuntimeWarning``), both plugins' other components stay available,
@@ -95,28 +122,19 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
     manager.check_pending()
     registry = ComponentRegistry()
     registry.external_plugins = dict(external)
+    registry.plugin_versions = _plugin_versions(manager, entry_points, external)
     _register_components(manager, registry, external, failed)
     known = {*DEFAULT_PLUGINS, *(entry_point.name for entry_point in entry_points)}
     blocked_plugins = [name for name in blocked_names if name in known]  # the rest blocked nothing (warned below)
     registry.unavailable_plugins = {**failed, **{name: "blocked" for name in blocked_plugins}}
     ambiguous = registry.ambiguous()
     for (kind, name), owners in ambiguous.items():
-        warnings.warn(
+        _warn(
             f"slotstream plugins {' and '.join(f'{owner!r} ({external[owner]})' for owner in owners)} all register "
-            f"the {kind} name {name!r}: a model that asks for it fails until all but one of them are blocked "
-            f"with {BLOCK_ENV_VAR}",
-            RuntimeWarning,
-            stacklevel=2,
+            f"the {ComponentKind(kind).singular} name {name!r}: a model that asks for it fails until all but one of "
+            f"them are blocked with {BLOCK_ENV_VAR}"
         )
-    for name in blocked_names:
-        if name not in known:
-            warnings.warn(
-                f"{BLOCK_ENV_VAR} names {name!r}, which is no plugin here; block installed plugins by their "
-                f"entry-point names ({', '.join(sorted(known - set(DEFAULT_PLUGINS))) or 'none installed'}) or "
-                f"built-in modules ({', '.join(DEFAULT_PLUGINS)})",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    _warn_unmatched_blocks([name for name in blocked_names if name not in known], known)
     loaded = sorted(name for name in external if manager.has_plugin(name))  # not those whose registration failed
     return PluginSetup(manager, registry, loaded, blocked_plugins, failed, ambiguous)
 
@@ -157,7 +175,8 @@ def _load_entry_points(
         except Exception as error:  # a third party's import or hook error: whatever it raises
             if manager.has_plugin(name):
                 manager.unregister(name=name)
-            _leave_out(failed, name, origin, f"{type(error).__name__}: {error}")
+            location = _location_in(error, entry_point.module)
+            _leave_out(failed, name, origin, f"{type(error).__name__}: {error}{_at(error, location)}", location)
             continue
         loaded[name] = origin
     return loaded
@@ -175,11 +194,9 @@ def _register_components(
     for name, plugin in plugins_in_order:
         if id(plugin) not in implementing:
             if name in external:
-                warnings.warn(
+                _warn(
                     f"slotstream plugin {name!r} implements no slotstream_register_components hook (a function of "
-                    "that name marked with @plugins.hookimpl), so it adds no component",
-                    RuntimeWarning,
-                    stacklevel=3,
+                    "that name marked with @plugins.hookimpl), so it adds no component"
                 )
             continue
         others = [other for _, other in plugins_in_order if other is not plugin]
@@ -189,20 +206,106 @@ def _register_components(
         except Exception as error:
             if name not in external:
                 raise  # a built-in plugin's error is a bug here, not a broken installation
-            registry.remove_plugin(name)
+            removed = registry.remove_plugin(name)
             manager.unregister(name=name)
-            _leave_out(failed, name, external[name], f"its registration raised {type(error).__name__}: {error}")
+            location = _location_in(error, _module_of(plugin))
+            added = (
+                "; the components it had registered are left out with it: "
+                + ", ".join(f"the {ComponentKind(kind).singular} {component!r}" for kind, component in removed)
+                if removed
+                else ""
+            )
+            reason = f"its registration raised {type(error).__name__}: {error}{_at(error, location)}{added}"
+            _leave_out(failed, name, external[name], reason, location)
     registry.current_plugin = "<direct>"
 
 
-def _leave_out(failed: dict[str, str], name: str, origin: str, reason: str) -> None:
+def _plugin_versions(
+    manager: pluggy.PluginManager, entry_points: list[importlib.metadata.EntryPoint], external: dict[str, str]
+) -> dict[str, str]:
+    """The version of each registered plugin where known: the project's for the built-ins (when it is installed),
+    the distribution's for an installed plugin."""
+    versions: dict[str, str] = {}
+    try:
+        project = importlib.metadata.version(PROJECT_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        project = None
+    if project is not None:
+        versions |= {name: project for name in DEFAULT_PLUGINS if manager.has_plugin(name)}
+    for entry_point in entry_points:
+        if (
+            entry_point.name in external
+            and entry_point.dist is not None
+            and external[entry_point.name] == _origin(entry_point)
+        ):
+            versions[entry_point.name] = entry_point.dist.version
+    return versions
+
+
+def _module_of(plugin: object) -> str:
+    """The module a registered plugin object comes from (a module's own name, a class's or instance's module)."""
+    return str(getattr(plugin, "__module__", None) or getattr(plugin, "__name__", ""))
+
+
+def _location_in(error: BaseException, module: str) -> tuple[str, int] | None:
+    """Where ``error`` was raised in the plugin's own code: the innermost traceback frame of a module of the
+    plugin's top-level package (``module``'s first dotted part), as ``(file, line)``; for a ``SyntaxError`` in the
+    plugin's code, which no frame runs, the file and line it names; ``None`` when neither applies."""
+    package = module.split(".")[0]
+    if package == __name__.split(".")[0]:  # a plugin inside this project's own package: only its module counts
+        package = module
+    found: tuple[str, int] | None = None
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        name = str(frame.f_globals.get("__name__", ""))
+        if package and (name == package or name.startswith(package + ".")):
+            found = (frame.f_code.co_filename, line)
+    if found is None and isinstance(error, SyntaxError) and error.filename and error.lineno:
+        return error.filename, error.lineno
+    return found
+
+
+def _at(error: BaseException, location: tuple[str, int] | None) -> str:
+    """`` (at file:line)`` for the message of ``error``; ``""`` when the location is unknown or is the one a
+    ``SyntaxError``'s own message names."""
+    if location is None or (isinstance(error, SyntaxError) and (error.filename, error.lineno) == location):
+        return ""
+    return f" (at {location[0]}:{location[1]})"
+
+
+def _leave_out(
+    failed: dict[str, str], name: str, origin: str, reason: str, location: tuple[str, int] | None = None
+) -> None:
     failed[name] = f"{origin}: {reason}"
-    warnings.warn(
+    _warn(
         f"slotstream plugin {name!r} ({origin}) was left out: {reason}. Set {BLOCK_ENV_VAR}={name} to skip it "
         "without this warning",
-        RuntimeWarning,
-        stacklevel=4,
+        location,
     )
+
+
+def _warn_unmatched_blocks(unmatched: list[str], known: set[str]) -> None:
+    """One warning for the blocked names that match no plugin (they block nothing: a misspelt name, usually),
+    with close matches and the plugins there are."""
+    if not unmatched:
+        return
+    installed = sorted(known - set(DEFAULT_PLUGINS))
+    named = ", ".join(
+        repr(name) + "".join(f" (did you mean {close!r}?)" for close in difflib.get_close_matches(name, known, n=1))
+        for name in unmatched
+    )
+    _warn(
+        f"{BLOCK_ENV_VAR} names {named}, "
+        f"{'which is no plugin here and blocks' if len(unmatched) == 1 else 'which are no plugins here and block'} "
+        "nothing; block installed plugins by their entry-point "
+        f"names ({', '.join(installed) or 'none installed'}) or built-in modules ({', '.join(DEFAULT_PLUGINS)})"
+    )
+
+
+def _warn(message: str, location: tuple[str, int] | None = None) -> None:
+    """Issue a :class:`PluginWarning` at ``location`` (the plugin's own file and line) or at
+    ``<slotstream plugins>``, once per process under the default filters."""
+    filename, line = location or ("<slotstream plugins>", 0)
+    warnings.warn_explicit(message, PluginWarning, filename, line, module=__name__, registry=_WARNED)
 
 
 def _names_from_env() -> list[str]:

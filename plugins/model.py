@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -23,8 +24,24 @@ from plugins.builtin import DEFAULT_PLUGINS
 from plugins.config import ComponentSpec, ComponentSpecLike
 from plugins.files import write_atomically
 from plugins.frame_fit import FRAME_FITS, FrameFitName
-from plugins.interfaces import Aggregator, Component, ContractViolation, Decoder, Encoder, Initializer, Transition
-from plugins.registry import BLOCK_ENV_VAR, ComponentBuildError, ComponentKind, ComponentRegistry, RegistryError
+from plugins.interfaces import (
+    WIRING_ARGUMENTS,
+    Aggregator,
+    Component,
+    ContractViolation,
+    Decoder,
+    Encoder,
+    Initializer,
+    Transition,
+)
+from plugins.registry import (
+    BLOCK_ENV_VAR,
+    ComponentBuildError,
+    ComponentKind,
+    ComponentRegistry,
+    RegistryError,
+    configuration_arguments,
+)
 from plugins.types import (
     AggregatorOutput,
     DecoderOutput,
@@ -45,6 +62,15 @@ FORMAT_VERSION = 1
 
 COMPONENT_NAMES = ("encoder", "initializer", "aggregator", "transition", "decoder")
 """The component attributes (and ``specs`` keys) of :class:`VideoSlotModel`, in data-flow order."""
+
+ENCODER_WIRING = ("image_size", "num_slots", "slot_dim")
+"""The wiring arguments the model passes to encoders; the other components get all of
+:data:`~plugins.interfaces.WIRING_ARGUMENTS` (the rest comes from the encoder)."""
+
+
+class PluginVersionWarning(UserWarning):
+    """A saved model's component comes from another version of its plugin than the one installed."""
+
 
 _KINDS = {
     "encoder": ComponentKind.ENCODERS,
@@ -135,6 +161,12 @@ class VideoSlotModel(nn.Module):
 
         self.component_plugins = {role: registry.owner(_KINDS[role], spec.name) for role, spec in specs.items()}
         """The plugin that registered each component, by role (named in contract violations)."""
+        self.plugin_versions = {
+            plugin: registry.plugin_versions[plugin]
+            for plugin in sorted(set(self.component_plugins.values()))
+            if plugin in registry.plugin_versions
+        }
+        """The version of each of those plugins where the registry knows it (``save_pretrained`` records them)."""
         # encoders get image_size, num_slots and slot_dim; the rest is derived from the encoder
         wiring: dict[str, Any] = {"image_size": self.image_size, "num_slots": num_slots, "slot_dim": slot_dim}
         self.encoder = cast(Encoder, _build(registry, ComponentKind.ENCODERS, specs["encoder"], wiring))
@@ -154,15 +186,28 @@ class VideoSlotModel(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The constructor arguments as JSON (``VideoSlotModel(**model.config)`` rebuilds the architecture)."""
+        """The constructor arguments as JSON (``VideoSlotModel(**model.config)`` rebuilds the architecture).
+
+        Each component's ``kwargs`` hold every argument of its constructor, the defaults it was built with
+        included (:func:`~plugins.registry.configuration_arguments`), so that a rebuild does not change when a
+        plugin changes a default; left out are the wiring arguments the model supplies and a default that is no
+        JSON value (a rebuild takes that one from the constructor).
+        """
         return {
-            **{kind: spec.to_json() for kind, spec in self.specs.items()},
+            **{role: self._component_config(role) for role in COMPONENT_NAMES},
             "num_slots": self.num_slots,
             "slot_dim": self.slot_dim,
             "image_size": list(self.image_size),
             "first_iters": self.first_iters,
             "later_iters": self.later_iters,
         }
+
+    def _component_config(self, role: str) -> dict[str, Any]:
+        """``{"name": ..., "kwargs": ...}`` of the component in ``role``, its defaults filled in."""
+        spec = self.specs[role].to_json()
+        supplied = ENCODER_WIRING if role == "encoder" else tuple(WIRING_ARGUMENTS)
+        kwargs = configuration_arguments(type(getattr(self, role)), spec["kwargs"], supplied)
+        return {"name": spec["name"], "kwargs": kwargs}
 
     @property
     def saved_config(self) -> dict[str, Any]:
@@ -390,8 +435,13 @@ class VideoSlotModel(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
 
-        ``config.json`` holds the architecture (``model``), the plugin of each component (``plugins``) and, when
-        :attr:`frame_fit` is set, ``input``: ``{"frame_fit": ...}``.
+        ``config.json`` holds the architecture (``model``: :attr:`saved_config`, each component's arguments with
+        their defaults filled in, so a plugin that later changes a default does not change the reloaded model), the
+        plugin of each component (``plugins``: role -> plugin name), the version of each of those plugins where
+        known (``plugin_versions``: plugin name -> the version of its distribution, the project's own for the
+        built-ins; :meth:`from_pretrained` warns when an external one differs) and, when :attr:`frame_fit` is
+        set, ``input``: ``{"frame_fit": ...}``. ``plugins`` and ``plugin_versions`` are informational: a file
+        without them (saved by an earlier version) loads the same.
 
         Each file is written to a temporary name, flushed to disk and renamed (``plugins.files``), so an
         interrupted save never leaves a half-written file under the final name; the files get the permissions a
@@ -399,12 +449,15 @@ class VideoSlotModel(nn.Module):
         """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        # "plugins" (which plugin registered each component) is for people and error messages; loading ignores it.
+        # "plugins" (which plugin registered each component) and "plugin_versions" are for people, error messages
+        # and the version warning of from_pretrained; building the model ignores them.
         payload: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "model": self.saved_config,
             "plugins": self.component_plugins,
         }
+        if self.plugin_versions:
+            payload["plugin_versions"] = self.plugin_versions
         if self.frame_fit is not None:
             payload["input"] = {"frame_fit": self.frame_fit}
         text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
@@ -420,6 +473,12 @@ class VideoSlotModel(nn.Module):
         map_location: str | torch.device = "cpu",
     ) -> VideoSlotModel:
         """Load a model written by :meth:`save_pretrained`, in eval mode, on ``map_location``.
+
+        Warns:
+            PluginVersionWarning: a component's plugin is installed in another version than ``config.json``
+                records (once per plugin; the message names the plugin, both versions and the file). The recorded
+                arguments are used, but the plugin's code may compute differently. Files without recorded
+                versions load without it.
 
         Raises:
             FileNotFoundError: a file is missing (the message names it).
@@ -456,6 +515,7 @@ class VideoSlotModel(nn.Module):
         except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
             raise RegistryError(f"{config_path}: {error} {_missing_plugin_hint(payload)}") from error
         model.frame_fit = frame_fit
+        _warn_on_other_plugin_versions(model, payload, config_path)
         model = model.to(map_location)  # the weights load straight onto it
         try:
             missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
@@ -484,6 +544,34 @@ def _recorded_frame_fit(payload: Mapping[str, Any], config_path: Path) -> FrameF
     if fit is not None and fit not in FRAME_FITS:
         raise ValueError(f"{config_path}: input.frame_fit must be one of {', '.join(FRAME_FITS)} or null, got {fit!r}")
     return cast(FrameFitName | None, fit)
+
+
+def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
+    """Warn (:class:`PluginVersionWarning`) for each plugin of ``model`` whose installed version differs from the
+    one ``config.json`` records for the same plugin; a file without the record, a registry that knows no version
+    and the project's built-in plugins (recorded with the project's version) say nothing."""
+    saved_plugins, saved_versions = payload.get("plugins"), payload.get("plugin_versions")
+    if not (isinstance(saved_plugins, Mapping) and isinstance(saved_versions, Mapping)):
+        return
+    roles_by_plugin: dict[str, list[str]] = {}
+    for role in COMPONENT_NAMES:
+        plugin = model.component_plugins[role]
+        if saved_plugins.get(role) == plugin:
+            roles_by_plugin.setdefault(plugin, []).append(role)
+    for plugin, roles in roles_by_plugin.items():
+        if plugin in DEFAULT_PLUGINS:  # the project's own: its changes are the project's, and every release would warn
+            continue
+        saved, installed = saved_versions.get(plugin), model.plugin_versions.get(plugin)
+        if saved is None or installed is None or str(saved) == installed:
+            continue
+        components = ", ".join(f"the {role} {model.specs[role].name!r}" for role in roles)
+        warnings.warn(
+            f"{config_path}: {components} of this model came from plugin {plugin!r} version {saved}, but version "
+            f"{installed} is installed; the model is built with the arguments the file records, but the plugin's "
+            f"code may now compute differently: check its results, or install version {saved}",
+            PluginVersionWarning,
+            stacklevel=3,
+        )
 
 
 def _missing_plugin_hint(payload: Mapping[str, Any]) -> str:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
+import os
 import re
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -43,6 +46,11 @@ class ComponentKind(StrEnum):
     LOSSES = "losses"
     HEADS = "heads"
 
+    @property
+    def singular(self) -> str:
+        """One component of the kind, as messages name it: ``"transition"``, ``"loss"``."""
+        return "loss" if self is ComponentKind.LOSSES else self.value.removesuffix("s")
+
 
 BASE_CLASSES: dict[ComponentKind, type[Component]] = {
     ComponentKind.ENCODERS: Encoder,
@@ -67,6 +75,16 @@ class ComponentBuildError(RegistryError, ValueError):
     it was given; the constructor's own exception is the ``__cause__``. Also a ``ValueError``: a constructor
     rejecting its configuration (``kernel_size must be odd``) is what most of these are, and callers that
     handle bad configurations as ``ValueError`` keep doing so.
+    """
+
+
+class ComponentConfigError(RegistryError, ValueError, TypeError):
+    """A component config sets an argument the component's constructor lacks, or one the model supplies.
+
+    Raised by :meth:`ComponentRegistry.build` before the constructor runs; the message names the component, its
+    class and plugin, the offending keys and the keys it accepts. A ``RegistryError`` (what the command-line
+    tools report as a one-line error), a ``ValueError`` (a bad configuration) and, for callers written when this
+    was a plain ``TypeError``, a ``TypeError``.
     """
 
 
@@ -96,6 +114,9 @@ class ComponentRegistry:
         self.external_plugins: dict[str, str] = {}
         """Installed plugins by name, with where they come from (distribution and version), set by the plugin
         manager: a name two of them register becomes ambiguous instead of failing the second one."""
+        self.plugin_versions: dict[str, str] = {}
+        """The version of the distribution each plugin comes from (the project's own for the built-ins), set by
+        the plugin manager where known; saved models record it (:meth:`VideoSlotModel.save_pretrained`)."""
 
     # -- adding ---------------------------------------------------------------------------------------
 
@@ -155,10 +176,11 @@ class ComponentRegistry:
         if claims:
             owners = [owner for owner, _ in claims]
             if plugin not in self.external_plugins or plugin in owners or owners[0] not in self.external_plugins:
+                others = [known for known in self.names(kind) if self._owners[(kind, known)] != plugin]
                 raise RegistryError(
-                    f"duplicate {kind.value} name {name!r}: already registered by plugin {owners[0]!r} "
-                    f"({_qualname(claims[0][1])}); plugin {plugin!r} tried to register {_qualname(cls)}. Known "
-                    f"{kind.value}: {', '.join(self.names(kind))}"
+                    f"duplicate {kind.singular} name {name!r}: already registered by plugin {owners[0]!r} "
+                    f"({_qualname(claims[0][1])}); plugin {plugin!r} tried to register {_qualname(cls)}. Choose "
+                    f"another name; the {kind.value} of other plugins: {', '.join(others) or '(none)'}"
                 )
             table.pop(name, None)
             self._owners.pop(key, None)
@@ -216,16 +238,22 @@ class ComponentRegistry:
                 f" Plugin {plugin!r} was left out ({why}): if it provides {name!r}, fix or unblock it."
                 for plugin, why in sorted(self.unavailable_plugins.items())
             )
-            raise RegistryError(f"unknown {kind.value} name {name!r}. Known {kind.value}: {known}.{hint}{left_out}")
+            raise RegistryError(f"unknown {kind.singular} name {name!r}. Known {kind.value}: {known}.{hint}{left_out}")
         return table[name]
 
-    def remove_plugin(self, plugin: str) -> None:
+    def remove_plugin(self, plugin: str) -> list[tuple[str, str]]:
         """Remove every component ``plugin`` registered (the manager undoes a plugin whose hook failed); a name
-        it made ambiguous goes back to the one plugin left claiming it."""
+        it made ambiguous goes back to the one plugin left claiming it.
+
+        Returns:
+            The ``(kind, name)`` pairs removed that ``plugin`` held alone, in registration order.
+        """
+        removed: list[tuple[str, str]] = []
         for (kind, name), owner in list(self._owners.items()):
             if owner == plugin:
                 del self._tables[kind][name]
                 del self._owners[(kind, name)]
+                removed.append((kind.value, name))
         for key, claims in list(self._ambiguous.items()):
             rest = [(owner, cls) for owner, cls in claims if owner != plugin]
             if len(rest) > 1:
@@ -235,6 +263,7 @@ class ComponentRegistry:
             if rest:
                 self._tables[key[0]][key[1]] = rest[0][1]
                 self._owners[key] = rest[0][0]
+        return removed
 
     def owner(self, kind: ComponentKind | str, name: str) -> str:
         """The plugin that registered ``name``.
@@ -276,8 +305,8 @@ class ComponentRegistry:
 
         Raises:
             RegistryError: unknown or ambiguous name.
-            TypeError: a config sets an argument the model supplies to this kind, or names an argument the
-                constructor lacks.
+            ComponentConfigError: a config sets an argument the model supplies to this kind, or names an argument
+                the constructor lacks (also a ``TypeError``, as these were once).
             ComponentBuildError: the constructor raised (a missing argument, a value it rejects, an
                 ``__init__`` that does not call ``super().__init__()``...); the message names the component, its
                 class, the plugin that registered it and the arguments; the original error is the cause.
@@ -289,7 +318,7 @@ class ComponentRegistry:
         supplied_keys = set(wiring or {})
         clashes = sorted(set(kwargs) & supplied_keys & set(parameters))
         if clashes:
-            raise TypeError(
+            raise ComponentConfigError(
                 f"{described}: {', '.join(clashes)} is set by the model (num_slots, slot_dim, image_size on "
                 "VideoSlotModel; feature_dim, feature_grid and target_dim from the encoder); remove it from the "
                 "component config"
@@ -298,7 +327,14 @@ class ComponentRegistry:
         unknown = sorted(k for k in kwargs if k not in parameters and not accepts_any)
         if unknown:
             allowed = sorted(p for p, v in parameters.items() if p not in supplied_keys and v.kind not in _VARIADIC)
-            raise TypeError(f"{described} got unknown config keys {unknown}; it accepts {allowed}")
+            wired = [key for key in unknown if key in supplied_keys]
+            note = (
+                f" ({', '.join(wired)}: set by the model for the components that name it in their constructor, "
+                "never in a component config)"
+                if wired
+                else ""
+            )
+            raise ComponentConfigError(f"{described} got unknown config keys {unknown}; it accepts {allowed}{note}")
         supplied = {k: v for k, v in (wiring or {}).items() if k in parameters}
         try:
             return cls(**kwargs, **supplied)
@@ -309,9 +345,9 @@ class ComponentRegistry:
             ) from error
 
     def _describe(self, kind: ComponentKind, name: str) -> str:
-        """``the transitions 'damped' (my_plugin.Damped, registered by plugin 'my_plugin' (my-plugin 0.1))``."""
+        """``the transition 'damped' (my_plugin.Damped, registered by plugin 'my_plugin' (my-plugin 0.1))``."""
         cls, owner = self._tables[kind][name], self._owners[(kind, name)]
-        return f"the {kind.value} {name!r} ({_qualname(cls)}, registered by {self._plugin_label(owner)})"
+        return f"the {kind.singular} {name!r} ({_qualname(cls)}, registered by {self._plugin_label(owner)})"
 
     def _plugin_label(self, plugin: str) -> str:
         origin = self.external_plugins.get(plugin)
@@ -326,7 +362,7 @@ class ComponentRegistry:
             for owner, cls in claims
         )
         return (
-            f"the {kind.value} name {name!r} is ambiguous: several installed plugins register it ({who}), "
+            f"the {kind.singular} name {name!r} is ambiguous: several installed plugins register it ({who}), "
             f"and none of them takes precedence. Keep one by blocking the others ({choices}; blocking a plugin drops "
             "all its components), or uninstall one"
         )
@@ -338,6 +374,53 @@ _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 def _constructor_parameters(cls: type[Component]) -> list[inspect.Parameter]:
     """The parameters of ``cls.__init__`` after ``self``."""
     return list(inspect.signature(cls.__init__).parameters.values())[1:]
+
+
+def configuration_arguments(
+    cls: type[Component], kwargs: dict[str, Any], supplied: Collection[str] = ()
+) -> dict[str, Any]:
+    """The configuration a component of class ``cls`` was built with: ``kwargs`` plus the default of every other
+    constructor argument, as JSON values, so that a saved model rebuilds with the values it was trained with even
+    after its plugin changes a default.
+
+    Left out: the wiring arguments the model passed (``supplied``), ``*args``/``**kwargs`` parameters themselves
+    (keys given through ``**kwargs`` stay), and a default that is not a JSON value (an ``nn.Module``, a dtype...),
+    which a rebuild then takes from the constructor again. Tuples become lists and paths strings, as in the
+    component's own config; ``kwargs`` is returned as given otherwise.
+
+    Args:
+        cls: the component class.
+        kwargs: the component config's own arguments (JSON values).
+        supplied: the wiring arguments the model passed to the constructor.
+
+    Returns:
+        A new mapping: the constructor's arguments in signature order, then any ``**kwargs`` keys.
+
+    Example:
+        >>> configuration_arguments(SlotAttention, {"epsilon": 1e-6}, ["slot_dim"])  # doctest: +SKIP
+        {'epsilon': 1e-06, 'mlp_hidden': 128, ...}
+    """
+    arguments: dict[str, Any] = {}
+    for parameter in _constructor_parameters(cls):
+        name = parameter.name
+        if name in kwargs:
+            arguments[name] = kwargs[name]
+        elif name in supplied or parameter.kind in _VARIADIC or parameter.default is parameter.empty:
+            continue
+        else:
+            try:
+                arguments[name] = json.loads(json.dumps(parameter.default, default=_path_text))
+            except (TypeError, ValueError):  # not a JSON value: the constructor's default applies on a rebuild
+                continue
+    return arguments | {name: value for name, value in kwargs.items() if name not in arguments}
+
+
+def _path_text(value: object) -> str:
+    """``json.dumps`` fallback: a path default is saved as its text, as a path given in a config is."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else None
+    if isinstance(text, str):
+        return text
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 def _qualname(cls: type) -> str:

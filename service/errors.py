@@ -44,6 +44,17 @@ class ErrorCode(enum.IntEnum):
         """The proto enum value name, e.g. ``ERROR_CODE_STREAM_EXPIRED``."""
         return f"ERROR_CODE_{self.name}"
 
+    def __str__(self) -> str:
+        """The name (``STREAM_EXPIRED``), which a message should show, not the number (``int(code)`` is that)."""
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        """The name for ``f"{code}"`` (and string specs such as ``f"{code:>20}"``); a numeric spec such as
+        ``f"{code:d}"`` formats the number."""
+        if spec and spec[-1] in "bcdeEfFgGnoxX%":
+            return int.__format__(self, spec)
+        return format(self.name, spec)
+
 
 ENDED_BY_THE_SERVER = frozenset({ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER})
 """Codes with which the server ends a call on its own account (a drain, a resume elsewhere), not refusals."""

@@ -7,13 +7,15 @@ Evaluation, metric lines and checkpoints happen on the main process at their con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import pickle
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from plugins import ComponentRegistry, VideoSlotModel, default_registry
-from plugins.interfaces import Loss
+from plugins.interfaces import ContractViolation, Loss
 from plugins.model import WEIGHTS_FILE
 from training.batches import SeededItems, StepBatchSampler
 from training.best import BEST_MODEL_DIR, Selection, check_metrics, clear_best, read_selection, update_best
@@ -46,7 +48,7 @@ from training.diagnostics import slot_similarity
 from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
 from training.evaluation import evaluate
 from training.gradients import clip_gradients
-from training.logging_sinks import MetricSinks
+from training.logging_sinks import METRICS_FILE, MetricSinks
 from training.metrics import DiscoveryScores
 from training.schedule import warmup_cosine
 from training.visualize import save_overlay
@@ -56,6 +58,10 @@ CONFIG_FILE = "train_config.json"
 COMMAND_FILE = "command.txt"
 """The command line that started a run (model cards quote it), written with ``CONFIG_FILE`` at the start."""
 FINAL_MODEL_DIR = "model"
+SAMPLES_DIR = "samples"
+_STARTED_RUN_ENTRIES = (CONFIG_FILE, COMMAND_FILE, METRICS_FILE, "tensorboard", SAMPLES_DIR, BEST_MODEL_DIR)
+"""What a run writes into its folder before its first step ends; a fresh run whose first step breaks a component
+contract removes those of them it created (:func:`_remove_created`)."""
 
 
 @dataclass
@@ -99,6 +105,7 @@ class _Run:
     started: float = 0.0  # perf_counter() when this invocation's training began
     non_finite_losses: int = 0  # steps in a row whose loss was not finite
     restored_world_size: int | None = None  # processes that wrote the checkpoint resumed from (None: unknown)
+    loss_plugins: dict[str, str] = field(default_factory=dict)  # the plugin that registered each loss, by name
 
     def elapsed_s(self) -> float:
         """Seconds trained to reach the current step, over every invocation (see ``TrainerState.elapsed_s``)."""
@@ -139,6 +146,11 @@ def fit(
         ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
             that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
             change).
+        ContractViolation: a component or loss broke its contract (a ``ValueError``). When that happens in the
+            first step of a run that did not resume from a checkpoint, the files and folders the run had created
+            in ``run_dir`` (``train_config.json``, ``command.txt``, ``metrics.jsonl``, ``tensorboard/``...) and
+            ``run_dir`` itself, if this call created it and it is left empty, are removed again, so a run that
+            never trained leaves nothing that looks like a started run; whatever was there before is kept.
     """
     check_metrics(config.select_metrics)
     started = time.perf_counter()
@@ -165,6 +177,7 @@ def fit(
         validation, preview = _val_dataset(config) if group.is_main and config.data.val_videos > 0 else (None, None)
     torch.manual_seed(config.seed)
     run = _build_run(config, registry or default_registry(), device, group)  # a bad component or --train-only fails
+    existed = _existing_run_entries(run_dir)  # what a failed first step must not remove
     if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
         run_dir.mkdir(parents=True, exist_ok=True)
         if not checkpoints:  # a best model without checkpoints is a killed earlier run's, maybe of another config
@@ -181,6 +194,10 @@ def fit(
             tqdm.write(started_from.summary())
     try:
         scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, validation, preview)
+    except ContractViolation:
+        if group.is_main and run.step == 0 and not (resume and checkpoints):  # nothing trained, nothing resumed
+            _remove_created(run_dir, existed)
+        raise
     finally:
         shutdown(group)
     finished = run.step >= config.steps
@@ -189,6 +206,30 @@ def fit(
         run.model.save_pretrained(model_dir)
     best = read_selection(run_dir) if group.is_main else None
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best)
+
+
+def _existing_run_entries(run_dir: Path) -> set[str] | None:
+    """Which of the entries a starting run writes (:data:`_STARTED_RUN_ENTRIES`) ``run_dir`` already holds;
+    ``None`` when the folder does not exist yet."""
+    if not run_dir.is_dir():
+        return None
+    return {name for name in _STARTED_RUN_ENTRIES if (run_dir / name).exists() or (run_dir / name).is_symlink()}
+
+
+def _remove_created(run_dir: Path, existed: set[str] | None) -> None:
+    """Remove the entries of :data:`_STARTED_RUN_ENTRIES` that ``run_dir`` did not hold before (``existed``),
+    and ``run_dir`` itself when it did not exist and is left empty; anything else in it is never touched."""
+    for name in _STARTED_RUN_ENTRIES:
+        path = run_dir / name
+        if existed is not None and name in existed:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+    if existed is None:
+        with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+            run_dir.rmdir()
 
 
 def _divergence_message(loss: float, step: int, run_dir: Path) -> str:
@@ -238,6 +279,7 @@ def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, gr
         # between steps, which holds for a fixed config (the schedules change loss weights, not which parts run).
         trained = DistributedDataParallel(model, device_ids=ids, static_graph=True)
     losses = [(term.name, term.weight, _loss(registry, term.name, term.kwargs)) for term in config.losses]
+    loss_plugins = {term.name: registry.owner("losses", term.name) for term in config.losses}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.optim.lr)
     schedule = config.optim
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -245,7 +287,7 @@ def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, gr
     )
     use_amp = device == "cuda" and config.optim.mixed_precision
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    return _Run(model, trained, losses, optimizer, scheduler, scaler, step=0)
+    return _Run(model, trained, losses, optimizer, scheduler, scaler, step=0, loss_plugins=loss_plugins)
 
 
 def _loss(registry: ComponentRegistry, name: str, kwargs: dict[str, Any]) -> Loss:
@@ -455,6 +497,8 @@ def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, dev
     with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=run.scaler is not None):
         output = run.trained(frames)
         values = {name: loss(output, run.step / max(config.steps, 1)) for name, _, loss in run.losses}
+        for name, _, loss in run.losses:
+            _check_loss_value(run, name, loss, values[name])
         total = sum((weight * values[name] for name, weight, _ in run.losses), torch.zeros((), device=device))
     run.optimizer.zero_grad(set_to_none=True)
     lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler moves on below)
@@ -483,6 +527,21 @@ def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, dev
     }
 
 
+def _check_loss_value(run: _Run, name: str, loss: Loss, value: object) -> None:
+    """Raise :class:`ContractViolation` unless ``value``, what the loss ``name`` returned, is a 0-dim tensor (its
+    contract: a scalar; finite or not, which the divergence check judges), naming the loss, its class, its plugin
+    and what it returned, instead of an autograd error about implicit gradients that names none of them."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        return
+    cls = type(loss)
+    returned = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+    raise ContractViolation(
+        f"the loss {name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
+        f"{run.loss_plugins.get(name, '?')!r}) returned {returned}; a loss must return a scalar tensor (shape ()), "
+        "for example its mean over the batch"
+    )
+
+
 def _maybe_evaluate(
     config: TrainConfig,
     run: _Run,
@@ -500,7 +559,7 @@ def _maybe_evaluate(
         return None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
         scores = evaluate(run.model, validation, device=device) if validation is not None else None
-        _save_sample(run, preview, sinks.run_dir / "samples" / f"step-{run.step:08d}.png", device)
+        _save_sample(run, preview, sinks.run_dir / SAMPLES_DIR / f"step-{run.step:08d}.png", device)
     if scores is None:
         return None
     sinks.write(run.step, "eval", scores.to_dict())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import math
 import os
 import shlex
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from plugins import default_registry
+from plugins.config import ComponentSpec
 from plugins.interfaces import Component
+from plugins.model import COMPONENT_NAMES, VideoSlotModel
 from plugins.registry import RegistryError
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import file_in_the_way
@@ -175,6 +178,31 @@ def missing_pretrained_weights(config: TrainConfig) -> str | None:
     )
 
 
+def check_model_config(model: dict[str, Any]) -> None:
+    """Check the keys of a config's ``model`` section before anything is built: the arguments of
+    :class:`~plugins.model.VideoSlotModel`, each component given as a name or ``{"name": ..., "kwargs": ...}``.
+    (The registry checks each component's own kwargs when the model is built.)
+
+    Raises:
+        ValueError: an unknown or missing key, or a component spec that cannot be read (the message names it).
+    """
+    accepted = [name for name in inspect.signature(VideoSlotModel).parameters if name != "registry"]
+    unknown = sorted(set(model) - set(accepted))
+    if unknown:
+        raise ValueError(f"the model config has unknown keys {unknown}; it accepts {accepted}")
+    missing = [role for role in COMPONENT_NAMES if role not in model]
+    if missing:
+        raise ValueError(
+            f"the model config lacks {', '.join(missing)}: it names a component for each of the roles "
+            f"{', '.join(COMPONENT_NAMES)}"
+        )
+    for role in COMPONENT_NAMES:
+        try:
+            ComponentSpec.parse(model[role])
+        except TypeError as error:
+            raise ValueError(f"the model config's {role}: {error}") from None
+
+
 def base_config(args: argparse.Namespace) -> TrainConfig:
     """The configuration flags apply to: the named experiment, or with ``--resume`` of a run that was started
     (it has a ``train_config.json``, with or without a checkpoint yet), the one it was started with, so
@@ -217,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = apply_overrides(base_config(args), args)
+        check_model_config(config.model)
     except (KeyError, ValueError, RegistryError) as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ Commands::
 
     stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--slots slots.npz]
         [--model NAME] [--frame-fit stretch|crop|pad] [--live] [--fps F] [--window N] [--max-frames N]
-        [--jpeg-quality Q]
+        [--jpeg-quality Q] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
 
@@ -14,6 +14,18 @@ also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls
 Each JSON line's ``areas`` (and the ``--slots`` file's) are each slot's share of the whole frame's segmentation;
 pixels outside the model's view (255, beside the crop of ``--frame-fit crop``) belong to no slot, so with a crop
 the areas sum to the crop's share of the frame, not to 1. The overlay leaves those pixels uncoloured.
+
+Each frame is sent with a capture time: for a source with its own timing (a video file's presentation timestamps, a
+synthetic clip's or a folder's frame rate) the wall-clock time the stream started plus the frame's time on that
+timeline, so the differences are the source's own; for a camera (and a folder without ``--fps``) the wall-clock time
+it was captured (see :mod:`service.client.trajectory`). A JSON line's ``latency_ms`` is the time from just before
+the frame was encoded and sent to the arrival of its answer; the overlay is rendered and written in a worker thread,
+off that path.
+
+``--reconnect N`` opens the stream with a resume window (``--resume-window-s``, 30 s unless given; the server caps
+it) and, when the connection drops or the server shuts down, continues it with ``ClientStream.reconnect`` (up to N
+tries after each failure, waiting a little longer before each): the frames continue where they stopped, and the
+overlay, JSON lines and slots get every answered frame once.
 """
 
 from __future__ import annotations
@@ -32,15 +44,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-import grpc
 import numpy as np
 
 from plugins.files import check_writable
 from service.client.core import Client, StreamError, TlsFiles, check_jpeg_quality, send_while_receiving
 from service.client.overlay import OverlayWriter, render_overlay
-from service.client.sources import Source, check_source_spec, open_source
+from service.client.sources import Source, SourceFrame, check_source_spec, open_source
 from service.client.synthetic import synthetic_clip
-from service.client.trajectory import SlotTrajectory
+from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry
+from service.errors import ErrorCode
 from service.types import (
     CloseReason,
     FrameDropped,
@@ -54,6 +66,14 @@ from service.types import (
 )
 
 _MASK_LONG_SIDE = 640
+DEFAULT_RESUME_WINDOW_S = 30.0
+"""The resume window ``--reconnect`` asks for unless ``--resume-window-s`` is given."""
+RECONNECT_BACKOFF_S = (0.25, 4.0)
+"""``--reconnect`` waits the first before its first try after a failure, twice as long before each next, at most
+the second."""
+OVERLAY_QUEUE = 16
+"""Overlay frames that may wait for the worker thread that renders and writes them; when it falls that far
+behind, the receive loop waits for it (and the stream slows to its pace)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--slots",
         type=Path,
         help="save the slot trajectories here (.npz: frame_index [T], capture_time_ns [T], slot_ids [T, K], slots "
-        "[T, K, D], areas [T, K], model_version, frame_fit; see service/client/trajectory.py)",
+        "[T, K, D], areas [T, K], frame_size [T, 2], centroids [T, K, 2], boxes [T, K, 4], fps, capture_clock, "
+        "model_version, frame_fit; see service/client/trajectory.py)",
     )
     stream.add_argument("--model", default="", help="model name (default: the server's default)")
     stream.add_argument(
@@ -81,10 +102,30 @@ def build_parser() -> argparse.ArgumentParser:
         "share) or pad (centred on grey; the whole frame undistorted) (default: the server's --frame-fit)",
     )
     stream.add_argument("--live", action="store_true", help="live mode: drop stale frames instead of queueing")
-    stream.add_argument("--fps", type=_positive_float, help="send at most this many frames per second (> 0)")
+    stream.add_argument(
+        "--fps",
+        type=_positive_float,
+        help="send at most this many frames per second (> 0); also the frame rate of a folder's or a synthetic "
+        "clip's capture times",
+    )
     stream.add_argument("--window", type=_positive_int, default=4, help="frames in flight (>= 1; default: 4)")
     stream.add_argument("--max-frames", type=_positive_int, help="stop after this many frames (>= 1)")
     stream.add_argument("--jpeg-quality", type=int, help="send frames as JPEG at this quality (default: raw)")
+    stream.add_argument(
+        "--reconnect",
+        type=_count_arg,
+        default=0,
+        metavar="N",
+        help="when the connection drops or the server shuts down, continue the stream where it stopped, trying up "
+        "to N times after each failure (>= 0; default: 0, the run stops)",
+    )
+    stream.add_argument(
+        "--resume-window-s",
+        type=_positive_float,
+        metavar="S",
+        help=f"with --reconnect: how long the server keeps the stream's state for it after the connection drops "
+        f"(> 0; the server caps it; default: {DEFAULT_RESUME_WINDOW_S:g})",
+    )
 
     describe = commands.add_parser("describe", help="print the model card")
     _connection_flags(describe)
@@ -116,6 +157,17 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _count_arg(text: str) -> int:
+    """An argparse type: a whole number >= 0 (a number of tries)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
     return value
 
 
@@ -159,7 +211,15 @@ def _client(args: argparse.Namespace) -> Client:
     tls = None
     if secure:
         tls = TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
-    return Client(args.target, token=_token(args), tls=tls)
+    options: list[tuple[str, int]] = []
+    if getattr(args, "reconnect", 0):  # the channel's own reconnection waits no longer than --reconnect's tries
+        longest_ms = round(RECONNECT_BACKOFF_S[1] * 1e3)
+        options = [
+            ("grpc.initial_reconnect_backoff_ms", round(RECONNECT_BACKOFF_S[0] * 1e3)),
+            ("grpc.min_reconnect_backoff_ms", round(RECONNECT_BACKOFF_S[0] * 1e3)),
+            ("grpc.max_reconnect_backoff_ms", longest_ms),
+        ]
+    return Client(args.target, token=_token(args), tls=tls, channel_options=options)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -188,19 +248,141 @@ def _mask_size(frame: np.ndarray) -> tuple[int, int]:
 
 
 class StreamEnded(Exception):
-    """The server ended an accepted stream before answering every frame (a shutdown, an expired stream...).
+    """An accepted stream ended before every frame was answered, and the run stopped: the server ended it (a
+    shutdown, an expired stream...), or the connection to it was lost (and ``--reconnect`` could not continue it).
 
     Attributes:
-        error: the server's error.
+        error: why the stream ended.
         answered: frames answered before it.
         sent: frames sent.
+        target: the server's address.
+        tries: reconnection tries made after the last failure (0 without ``--reconnect``).
+        retry_error: why the last try failed, when one was made.
     """
 
-    def __init__(self, error: StreamError, answered: int, sent: int) -> None:
-        super().__init__(f"the server ended the stream after {answered} of {sent} frames: {error}")
+    def __init__(
+        self,
+        error: StreamError,
+        answered: int,
+        sent: int,
+        target: str,
+        tries: int = 0,
+        retry_error: StreamError | None = None,
+    ) -> None:
         self.error = error
         self.answered = answered
         self.sent = sent
+        self.target = target
+        self.tries = tries
+        self.retry_error = retry_error
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        error, counts = self.error, f"{self.answered} of {self.sent} frames"
+        if error.connection_lost:
+            what = f"the connection to the server at {self.target} was lost after {counts} were answered"
+            what += f" ({error.status.name}: {error.message})"
+            advice = "with --reconnect N a run continues its stream after such a drop"
+        elif error.code == ErrorCode.SHUTTING_DOWN:
+            what = f"the server at {self.target} shut down and ended the stream after answering {counts}"
+            advice = (
+                f"run the command again for a new stream; with --reconnect N a run continues its stream through a "
+                f"shutdown, on the server that then answers at {self.target}"
+            )
+        else:
+            what, advice = f"the server ended the stream after {counts}: {error}", ""
+        if self.tries:
+            what += f"; {self.tries} {'try' if self.tries == 1 else 'tries'} to continue it failed"
+            if self.retry_error is not None:
+                what += f" (last: {self.retry_error})"
+            advice = ""
+        return f"{what}; the run stopped" + (f" ({advice})" if advice else "")
+
+
+def worth_reconnecting(error: StreamError) -> bool:
+    """Whether ``--reconnect`` tries to continue a stream after ``error``: the connection was lost, or the server is
+    shutting down or not ready yet (another server may take over the target, and a drain hands the state over)."""
+    return error.connection_lost or error.code in (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY)
+
+
+class _FrameFeed:
+    """A source's frames, read one at a time in a worker thread (a camera or decoder may block).
+
+    :meth:`current` returns the same frame until :meth:`advance`, and a read goes on when the task waiting for it
+    is cancelled (a lost connection restarts the sending loop), so no frame is lost or read twice.
+    """
+
+    def __init__(self, first: SourceFrame, frames: Iterator[SourceFrame]) -> None:
+        self._frames = frames
+        self._current: SourceFrame | None = first
+        self._read: asyncio.Future[SourceFrame | None] | None = None
+        self._ended = False
+
+    async def current(self) -> SourceFrame | None:
+        """The next frame to send; ``None`` once the source has no more."""
+        if self._current is None and not self._ended:
+            if self._read is None:
+                self._read = asyncio.ensure_future(asyncio.to_thread(next, self._frames, None))
+                self._read.add_done_callback(_retrieve)
+            frame = await asyncio.shield(self._read)
+            self._read = None
+            self._current = frame
+            self._ended = frame is None
+        return self._current
+
+    def advance(self) -> None:
+        """The current frame was sent: the next :meth:`current` reads the one after it."""
+        self._current = None
+
+
+class _OverlayWorker:
+    """Renders overlay frames and writes them with ``writer`` in a worker thread, in the order given, so that the
+    receive loop (and the latency it measures) never waits for them; at most :data:`OVERLAY_QUEUE` frames wait.
+
+    A failure to render or write is raised by the next :meth:`put` and by :meth:`close` (later frames are
+    dropped), so it stops the run as it would if the frames were written in the loop.
+    """
+
+    def __init__(self, writer: OverlayWriter) -> None:
+        self._writer = writer
+        self._queue: asyncio.Queue[tuple[np.ndarray, np.ndarray, tuple[int, ...]] | None] = asyncio.Queue(
+            OVERLAY_QUEUE
+        )
+        self._error: BaseException | None = None
+        self._task = asyncio.ensure_future(self._run())
+
+    async def put(self, frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...]) -> None:
+        """Queue one frame's overlay (waiting while the queue is full).
+
+        Raises:
+            Exception: what rendering or writing an earlier frame raised.
+        """
+        if self._error is not None:
+            raise self._error
+        await self._queue.put((frame, segmentation, slot_ids))
+
+    async def close(self) -> None:
+        """Write the frames still queued, then finish the file.
+
+        Raises:
+            Exception: what rendering or writing a frame, or finishing the file, raised.
+        """
+        await self._queue.put(None)
+        await asyncio.shield(self._task)
+        if self._error is not None:
+            raise self._error
+        await asyncio.to_thread(self._writer.close)
+
+    def _write(self, frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...]) -> None:
+        self._writer.write(render_overlay(frame, segmentation, slot_ids))
+
+    async def _run(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            if self._error is None:  # after a failure the queue is only emptied, so put() never waits forever
+                try:
+                    await asyncio.to_thread(self._write, *item)
+                except Exception as error:
+                    self._error = error
 
 
 async def stream_source(
@@ -213,54 +395,79 @@ async def stream_source(
     connection leaves an earlier run's results in place; so is the trajectory file written (when the stream
     ends, however it ends: finished, ended by the server or interrupted, with the results received until then).
 
+    With ``args.reconnect`` (``--reconnect N``) a lost connection or a server shutdown is followed by up to N
+    :meth:`ClientStream.reconnect` tries, and the stream goes on where it stopped.
+
     Raises:
         StreamError: the server refused the stream.
-        StreamEnded: the server ended it after accepting it (for example on shutdown); the overlay and JSON
-            lines keep the answers received until then.
+        StreamEnded: the server ended it after accepting it (for example on shutdown), or the connection was lost,
+            and it could not be continued; the overlay and JSON lines keep the answers received until then.
     """
-    frames: Iterator[np.ndarray] = source.frames
-    first = next(frames, None)
+    first = next(source.frames, None)
     if first is None:
         raise ValueError(f"{source.description} has no frames")
+    feed = _FrameFeed(first, source.frames)
     fit = FrameFit[args.frame_fit.upper()] if args.frame_fit else FrameFit.UNSPECIFIED
+    resume_window_s = (args.resume_window_s or DEFAULT_RESUME_WINDOW_S) if args.reconnect else 0.0
     options = StreamOptions(
         live=args.live,
         outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}),
-        mask_size=_mask_size(first),
+        mask_size=_mask_size(first.image),
         frame_fit=fit,
+        resume_window_s=resume_window_s,
     )
     fps = args.fps or source.fps or 15.0
     writer = OverlayWriter(args.out, fps) if args.out else None
     sent: dict[int, tuple[np.ndarray, float]] = {}
     summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
     counts = {"sent": 0, "all_sent": 0}
+    if trajectory is not None:
+        trajectory.fps = source.fps or math.nan
+        trajectory.capture_clock = source.clock
     async with _client(args) as client:
         stream = await client.open(options, model=args.model)
         out = jsonl.open()
         if trajectory is not None and stream.opened is not None:
             trajectory.frame_fit = stream.opened.options.frame_fit.name  # the fit the server chose, not asked for
+        if args.reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:
+            print(
+                "warning: the server keeps no resume window (its --max-resume-window-s is 0): --reconnect can only "
+                "continue this stream after a shutdown, from the state the server hands over",
+                file=sys.stderr,
+            )
+        overlay = _OverlayWorker(writer) if writer is not None else None
         window = asyncio.Semaphore(args.window)
+        interval = 1 / args.fps if args.fps else 0.0
+        pacing = {"next": time.perf_counter()}
+        anchor_ns = time.time_ns()  # the stream's start on the wall clock: capture times are on it
 
         async def send_all() -> None:
-            frame: np.ndarray | None = first
-            interval = 1 / args.fps if args.fps else 0.0
-            next_time = time.perf_counter()
-            while frame is not None:
+            while (item := await feed.current()) is not None:
                 await window.acquire()
-                if interval:
-                    await asyncio.sleep(max(0.0, next_time - time.perf_counter()))
-                    next_time += interval
                 index = stream.next_frame_index
-                sent[index] = (frame, time.perf_counter())  # before the send: the answer may arrive first
-                await stream.send(frame, frame_index=index, jpeg_quality=args.jpeg_quality)
-                counts["sent"] += 1
-                frame = await asyncio.to_thread(next, frames, None)
+                try:
+                    if interval:
+                        await asyncio.sleep(max(0.0, pacing["next"] - time.perf_counter()))
+                        pacing["next"] += interval
+                    capture_ns = anchor_ns + item.time_ns if source.own_timeline else item.time_ns
+                    sent[index] = (item.image, time.perf_counter())  # before the send: the answer may arrive first
+                    await stream.send(
+                        item.image, frame_index=index, capture_time_ns=capture_ns, jpeg_quality=args.jpeg_quality
+                    )
+                finally:
+                    if stream.next_frame_index > index:  # recorded: sent, or re-sent by reconnect()
+                        feed.advance()
+                        counts["sent"] += 1
+                    else:  # refused or cancelled before it counted as sent: it goes out next time
+                        sent.pop(index, None)
+                        window.release()
             counts["all_sent"] = 1
             await stream.close_writing()
 
         async def receive_all() -> None:
             while True:
                 answer = await stream.receive()
+                received = time.perf_counter()
                 if isinstance(answer, StreamClosed):
                     # The server closes its streams itself when it shuts down: an error only when frames were
                     # left unanswered or unsent (a drain right after the last answer is not).
@@ -270,29 +477,80 @@ async def stream_source(
                     return
                 window.release()
                 frame, started = sent.pop(answer.frame_index)
-                latency_ms = (time.perf_counter() - started) * 1e3
-                _record(answer, frame, latency_ms, summary, writer, out, trajectory)
+                await _record(answer, frame, (received - started) * 1e3, summary, overlay, out, trajectory)
+
+        async def continue_after(error: StreamError) -> None:
+            """Reconnect with up to ``args.reconnect`` tries; raise :class:`StreamEnded` when none succeeds."""
+            last: StreamError = error
+            tries = 0
+            while tries < args.reconnect and worth_reconnecting(last):
+                tries += 1
+                wait_s = min(RECONNECT_BACKOFF_S[0] * 2 ** (tries - 1), RECONNECT_BACKOFF_S[1])
+                print(
+                    f"{_interruption(last, args.target)} after {summary['frames']} answered frames; reconnecting in "
+                    f"{wait_s:g} s (try {tries} of {args.reconnect})",
+                    file=sys.stderr,
+                )
+                await asyncio.sleep(wait_s)
+                try:
+                    opened = await stream.reconnect()
+                except StreamError as failure:
+                    last = failure
+                    continue
+                after = "its start" if opened.last_frame_index is None else f"frame {opened.last_frame_index}"
+                print(f"continued the stream ({opened.kind.name.lower()}) after {after}", file=sys.stderr)
+                resent, now = set(stream.unanswered), time.perf_counter()
+                for index in list(sent):
+                    if index in resent:  # re-sent: its latency counts from now
+                        sent[index] = (sent[index][0], now)
+                    else:  # already in the state the stream continues from, and never to be answered
+                        sent.pop(index)
+                        window.release()
+                return
+            raise StreamEnded(
+                error, summary["frames"], counts["sent"], args.target, tries, last if tries else None
+            ) from error
 
         try:
-            await send_while_receiving(send_all(), receive_all())
-        except StreamError as error:
-            raise StreamEnded(error, summary["frames"], counts["sent"]) from error
+            while True:
+                try:
+                    await send_while_receiving(send_all(), receive_all())
+                    break
+                except StreamError as error:
+                    if not args.reconnect or not worth_reconnecting(error):
+                        raise StreamEnded(error, summary["frames"], counts["sent"], args.target) from error
+                    await continue_after(error)
         finally:
             try:
-                if writer is not None:
-                    await asyncio.to_thread(writer.close)
+                if overlay is not None:
+                    await overlay.close()
             finally:  # the slots are saved even when the overlay cannot be finished
                 if trajectory is not None:
                     trajectory.save()
     return summary
 
 
-def _record(
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a read's outcome as seen; its error, if any, reaches the next :meth:`_FrameFeed.current`."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _interruption(error: StreamError, target: str) -> str:
+    """What interrupted a stream, in a few words."""
+    if error.connection_lost:
+        return f"lost the connection to {target} ({error.status.name}: {error.message})"
+    if error.code == ErrorCode.SHUTTING_DOWN:
+        return f"the server at {target} is shutting down"
+    return f"the stream was interrupted ({error})"
+
+
+async def _record(
     answer: FrameResponse,
     frame: np.ndarray,
     latency_ms: float,
     summary: dict[str, Any],
-    writer: OverlayWriter | None,
+    overlay: _OverlayWorker | None,
     out: TextIO | None,
     trajectory: SlotTrajectory | None = None,
 ) -> None:
@@ -302,7 +560,8 @@ def _record(
         summary["results"] += 1
         areas = slot_areas(answer.segmentation, len(answer.slot_ids))  # [K]
         if trajectory is not None:
-            trajectory.add(answer, areas)
+            geometry = slot_geometry(answer.segmentation, len(answer.slot_ids), (frame.shape[0], frame.shape[1]))
+            trajectory.add(answer, areas, geometry)
         line |= {
             "outcome": "result",
             "slot_ids": list(answer.slot_ids),
@@ -310,8 +569,8 @@ def _record(
             "server_latency_ms": {k: round(v, 3) for k, v in asdict(answer.latency).items() if k != "batch_size"},
             "batch_size": answer.latency.batch_size,
         }
-        if writer is not None:
-            writer.write(render_overlay(frame, answer.segmentation, answer.slot_ids))
+        if overlay is not None:
+            await overlay.put(frame, answer.segmentation, answer.slot_ids)
     elif isinstance(answer, FrameDropped):
         summary["dropped"] += 1
         line |= {"outcome": "dropped", "reason": answer.reason.name, "message": answer.message}
@@ -320,23 +579,6 @@ def _record(
         line |= {"outcome": "error", "code": answer.code.name, "message": answer.message}
     if out is not None:
         out.write(json.dumps(line) + "\n")
-
-
-def slot_areas(segmentation: np.ndarray, slots: int) -> np.ndarray:
-    """Each slot's share of the whole frame: its pixels in ``segmentation`` over all of them.
-
-    Pixels outside the model's view (:data:`~service.types.OUTSIDE_VIEW`, 255, when ``slots`` <= 255) count in
-    the frame but belong to no slot, so with ``FrameFit.CROP`` the shares sum to the crop's share of the frame.
-
-    Args:
-        segmentation: uint8 ``[H, W]`` slot indices.
-        slots: K.
-
-    Returns:
-        float64 ``[K]``.
-    """
-    counts = np.bincount(segmentation.ravel(), minlength=slots)  # [H, W] -> [H*W]; counts [>= K]
-    return counts[:slots] / segmentation.size  # index 255 is beyond the K <= 255 slots: never an area
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
             _check_slots_path(args.slots)
         if args.jpeg_quality is not None:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
-        source = open_source(args.source, args.max_frames)
+        if args.resume_window_s is not None and not args.reconnect:
+            raise ValueError("--resume-window-s only matters with --reconnect N (N >= 1): add it, or leave both out")
+        source = open_source(args.source, args.max_frames, args.fps)
         jsonl = _JsonLines(args.jsonl)
         trajectory = SlotTrajectory(args.slots) if args.slots is not None else None
         try:
@@ -379,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {ended}" + _slots_note(trajectory), file=sys.stderr)
         return 1
     except StreamError as error:
-        if error.status == grpc.StatusCode.UNAVAILABLE and error.code is None and error.closed is None:
+        if error.connection_lost:
             # no slotstream answer: the transport failed (nothing listening, a name that does not resolve)
             print(f"error: cannot reach a server at {args.target}: {error.message}", file=sys.stderr)
         else:

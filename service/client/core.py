@@ -775,7 +775,7 @@ class ClientStream:
                 raise self._cancelled_error() from error
             await self._raise_status(call)
             if isinstance(error, grpc.aio.AioRpcError):
-                raise StreamError.from_rpc_error(error) from error
+                raise self._explained(StreamError.from_rpc_error(error)) from error
             raise StreamError(grpc.StatusCode.CANCELLED, None, "the stream has already ended") from error
 
     async def _close_unread(self, timeout_s: float = 5.0) -> None:
@@ -801,15 +801,59 @@ class ClientStream:
         reader = self._reader
         assert reader is not None
         while True:
-            response = wire.response_from_proto(await reader.next())
+            try:
+                message = await reader.next()
+            except StreamError as error:
+                explained = self._explained(error)
+                if explained is error:
+                    raise
+                raise explained from error
+            response = wire.response_from_proto(message)
             if response is not None:
                 return response
+
+    def _explained(self, error: StreamError) -> StreamError:
+        """``error`` with a hint when it says the connection of this open stream was lost: whether
+        :meth:`reconnect` can continue the stream (within its resume window, or from a hand-off) or it is lost
+        (the stream's ``opened.options.resume_window_s`` is the window the server granted)."""
+        if (
+            error.status == grpc.StatusCode.INTERNAL
+            and error.code is None
+            and error.closed is None
+            and self._client._channel.get_state() != grpc.ChannelConnectivity.READY
+        ):
+            # grpc.aio reports a write that meets a connection already gone as INTERNAL ("Internal error from
+            # Core", grpc/grpc#36066), in place of the call's UNAVAILABLE; a server's own INTERNAL leaves the
+            # connection up.
+            error = StreamError(
+                grpc.StatusCode.UNAVAILABLE, None, f"the connection closed under a write (gRPC: {error})"
+            )
+        if not error.connection_lost or error.hint or self.opened is None:
+            return error
+        window_s = self.opened.options.resume_window_s
+        if window_s > 0:
+            hint = (
+                f"the connection was lost; the server keeps stream {self.opened.stream_id!r} for {window_s:g} s "
+                "(its resume_window_s): `await stream.reconnect()` continues it where it stopped, re-sending the "
+                "frames still unanswered"
+            )
+        elif self.handoff is not None:
+            hint = (
+                "the connection was lost, and the stream with it on the server (it was opened without a "
+                "resume_window_s), but `await stream.reconnect()` can continue it from its latest state hand-off"
+            )
+        else:
+            hint = (
+                "the connection was lost, and the stream with it: it was opened without a resume window; open "
+                "streams with StreamOptions(resume_window_s=...) so that `await stream.reconnect()` can continue them"
+            )
+        return StreamError(error.status, error.code, error.message, handoff=self.handoff, hint=hint)
 
     async def _raise_status(self, call: Any) -> None:
         code = await call.code()
         if code != grpc.StatusCode.OK:
             metadata = await call.trailing_metadata()
-            raise StreamError.from_status(code, metadata, await call.details())
+            raise self._explained(StreamError.from_status(code, metadata, await call.details()))
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -17,17 +17,23 @@ from service.types import (
 
 
 class StreamError(Exception):
-    """The server ended the stream (or refused the call) with a gRPC status, or the stream cannot take the
-    operation asked of it (closed, its call cancelled, its client closed).
+    """The server ended the stream (or refused the call) with a gRPC status, the connection to it was lost, or the
+    stream cannot take the operation asked of it (closed, its call cancelled, its client closed).
+
+    ``str(error)`` is ``STATUS (CODE): message (hint)``, for example ``UNAVAILABLE (SHUTTING_DOWN): ...``; the code
+    and the hint only when there are.
 
     Attributes:
         status: the gRPC status code.
         code: the slotstream :class:`ErrorCode` from the ``slotstream-error-code`` trailer, if any.
-        message: the server's explanation (or the client's, for an operation it refused itself).
+        message: the server's explanation (or gRPC's, for a lost connection; or the client's, for an operation it
+            refused itself).
         closed: the server's final :class:`StreamClosed` when the server ended the stream itself (for example
             ``SERVER_DRAINING`` on shutdown); ``None`` otherwise.
         handoff: the state to continue the stream from on another server (``StreamClosed.handoff``, or the
             latest state the stream received), when one is known; ``ClientStream.reconnect`` uses it.
+        hint: what the client can do about it, when the client knows (for a lost connection: whether
+            ``ClientStream.reconnect`` can continue the stream); empty otherwise.
     """
 
     def __init__(
@@ -38,13 +44,23 @@ class StreamError(Exception):
         *,
         closed: StreamClosed | None = None,
         handoff: StateHandoff | None = None,
+        hint: str = "",
     ) -> None:
-        super().__init__(f"{status.name}: {message}")
+        code_text = f" ({code.name})" if code is not None else ""
+        super().__init__(f"{status.name}{code_text}: {message}" + (f" ({hint})" if hint else ""))
         self.status = status
         self.code = code
         self.message = message
         self.closed = closed
         self.handoff = handoff
+        self.hint = hint
+
+    @property
+    def connection_lost(self) -> bool:
+        """Whether the connection failed rather than the server ending the stream: status ``UNAVAILABLE`` with no
+        slotstream error code and no close from the server (a dropped connection, a server that cannot be
+        reached)."""
+        return self.status == grpc.StatusCode.UNAVAILABLE and self.code is None and self.closed is None
 
     @classmethod
     def from_rpc_error(cls, error: grpc.aio.AioRpcError) -> StreamError:

@@ -4,22 +4,54 @@ Arrays in the file (``T`` results, ``K`` slots of ``D`` floats; frames that were
 so ``frame_index`` says which frames the rows are):
 
 * ``frame_index`` int64 ``[T]``: the frame each row answers.
-* ``capture_time_ns`` int64 ``[T]``: the capture time the client sent with the frame (0 when it sent none).
-* ``slot_ids`` int64 ``[T, K]``: the stream's stable slot ids, in the order of ``slots``.
+* ``capture_time_ns`` int64 ``[T]``: the capture time sent with the frame (0 when none was sent); see
+  ``capture_clock`` for what it counts.
+* ``slot_ids`` int64 ``[T, K]``: the stream's slot ids, in the order of ``slots``.
 * ``slots`` float32 ``[T, K, D]``: the slot vectors.
 * ``areas`` float32 ``[T, K]``: each slot's share of the whole frame's segmentation; pixels outside the model's
   view (255, beside the crop of ``FrameFit.CROP``) belong to no slot, so with a crop a row sums to the crop's share
   of the frame, not to 1.
+* ``frame_size`` int64 ``[T, 2]``: ``(height, width)`` of the frame as sent, in pixels (``(0, 0)`` for a row
+  recorded without its geometry).
+* ``centroids`` float32 ``[T, K, 2]``: ``(row, col)`` of each slot's centre of mass in the frame, in pixel indices
+  (the centre of pixel ``(r, c)`` is ``(r, c)``, as in ``scipy.ndimage.center_of_mass`` and OpenCV's camera model);
+  NaN for a slot with no pixels.
+* ``boxes`` float32 ``[T, K, 4]``: ``(top, left, bottom, right)`` of each slot's bounding box in the frame, as pixel
+  edges (row ``r`` spans ``r`` to ``r + 1``): bottom and right are exclusive, so with the segmentation at the frame's
+  size they are whole numbers and ``frame[top:bottom, left:right]`` is the box; NaN for a slot with no pixels.
+* ``fps`` float64 ``[]``: the source's nominal frame rate (a video's average rate, the rate of a ``frame_rate``
+  clock, what a camera reports); NaN when not known.
+* ``capture_clock`` str ``[]``: what ``capture_time_ns`` counts (empty when not known):
+
+  * ``presentation`` (video files): the wall-clock time the stream started plus the frame's presentation timestamp
+    (relative to the first frame's), so differences between rows are the video's own frame times.
+  * ``frame_rate`` (synthetic clips; a folder of frames streamed with ``--fps``): the wall-clock time the stream
+    started plus ``index / fps``, ``index`` counting the source's frames from 0.
+  * ``wall_clock`` (cameras; a folder of frames streamed without ``--fps``): the wall-clock time the frame was
+    captured (read from the camera or from its file).
+
+  All are ns since the Unix epoch.
 * ``model_version`` str ``[]``: the version of the model that made them.
 * ``frame_fit`` str ``[]``: how the frames were fitted to the model (``STRETCH``, ``CROP`` or ``PAD``; with
   ``CROP`` the areas sum to the crop's share of the frame); empty when not known.
 
-Load it with ``numpy.load(path)``; ``slots[t, k]`` and ``slots[t + 1, k]`` are the same slot, followed by the
-recurrent model from frame to frame.
+Geometry: ``areas``, ``centroids`` and ``boxes`` come from the frame's segmentation (one slot index per pixel, at
+the stream's mask size, covering the whole frame). Pixels outside the model's view (255) belong to no slot. When the
+mask size differs from the frame size, a mask pixel ``(i, j)`` stands for the frame's area from row edge
+``i * H / h`` to ``(i + 1) * H / h`` (columns alike; ``H, W`` the frame's size, ``h, w`` the mask's), so box edges
+are those scaled edges and a centroid is the mean of the mask pixels' centres mapped the same way.
+
+Slots: ``slots[t, k]`` and ``slots[t + 1, k]`` are the same slot, followed by the recurrent model from frame to frame
+(the slot ids are fixed per stream, ``0 .. K - 1``). No slot is designated background by the model: every slot
+starts from the same learned distribution and is decoded by the same decoder, and which one takes the background
+is decided on the stream's first frame. A slot with a large area that stays put is usually the background.
+
+Load it with ``numpy.load(path)``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +61,109 @@ import numpy as np
 from plugins.files import write_atomically
 from service.types import FrameResult
 
-TRAJECTORY_ARRAYS = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "model_version", "frame_fit")
+TRAJECTORY_ARRAYS = (
+    "frame_index",
+    "capture_time_ns",
+    "slot_ids",
+    "slots",
+    "areas",
+    "frame_size",
+    "centroids",
+    "boxes",
+    "fps",
+    "capture_clock",
+    "model_version",
+    "frame_fit",
+)
 """The names of the arrays a trajectory file holds."""
+
+
+def slot_areas(segmentation: np.ndarray, slots: int) -> np.ndarray:
+    """Each slot's share of the whole frame: its pixels in ``segmentation`` over all of them.
+
+    Pixels outside the model's view (:data:`~service.types.OUTSIDE_VIEW`, 255, when ``slots`` <= 255) count in
+    the frame but belong to no slot, so with ``FrameFit.CROP`` the shares sum to the crop's share of the frame.
+
+    Args:
+        segmentation: uint8 ``[H, W]`` slot indices.
+        slots: K.
+
+    Returns:
+        float64 ``[K]``.
+    """
+    counts = np.bincount(segmentation.ravel(), minlength=slots)  # [H, W] -> [H*W]; counts [>= K]
+    return counts[:slots] / segmentation.size  # index 255 is beyond the K <= 255 slots: never an area
+
+
+@dataclass(frozen=True)
+class SlotGeometry:
+    """Where a frame's slots are, in the frame's pixels (see the module docstring for the conventions).
+
+    Attributes:
+        frame_size: ``(height, width)`` of the frame as sent.
+        centroids: float32 ``[K, 2]`` ``(row, col)`` pixel indices; NaN for a slot with no pixels.
+        boxes: float32 ``[K, 4]`` ``(top, left, bottom, right)`` pixel edges, bottom and right exclusive; NaN for
+            a slot with no pixels.
+    """
+
+    frame_size: tuple[int, int]
+    centroids: np.ndarray
+    boxes: np.ndarray
+
+
+def slot_geometry(segmentation: np.ndarray, slots: int, frame_size: tuple[int, int]) -> SlotGeometry:
+    """Each slot's centroid and bounding box in a frame of ``frame_size``, from the frame's ``segmentation``.
+
+    Counts the pixels :func:`slot_areas` counts: pixels outside the model's view (255, when ``slots`` <= 255)
+    belong to no slot. A segmentation of another size than the frame covers the whole frame: its coordinates are
+    scaled to the frame's (see the module docstring).
+
+    Args:
+        segmentation: uint8 ``[h, w]`` slot indices.
+        slots: K.
+        frame_size: ``(H, W)`` of the frame as sent.
+
+    Returns:
+        The frame's :class:`SlotGeometry`.
+
+    Raises:
+        ValueError: ``segmentation`` is not a non-empty 2-D array, or ``frame_size`` is not two sizes >= 1.
+    """
+    if segmentation.ndim != 2 or segmentation.size == 0:
+        raise ValueError(f"the segmentation must be a non-empty [h, w] array, got shape {segmentation.shape}")
+    height, width = (int(size) for size in frame_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"frame_size must be (height, width) >= 1, got {tuple(frame_size)}")
+    mask_height, mask_width = segmentation.shape
+    labels = segmentation.astype(np.intp)
+    bins = max(slots, int(labels.max()) + 1)
+    rows, cols = np.indices(segmentation.shape)  # 2 x [h, w]
+    # One bincount per axis: the pixels of each slot in each mask row and in each mask column.
+    per_row = np.bincount((labels * mask_height + rows).ravel(), minlength=bins * mask_height)  # [bins * h]
+    per_row = per_row.reshape(bins, mask_height)[:slots]  # [K, h]; index 255 is beyond K <= 255 slots
+    per_col = np.bincount((labels * mask_width + cols).ravel(), minlength=bins * mask_width)  # [bins * w]
+    per_col = per_col.reshape(bins, mask_width)[:slots]  # [K, w]
+    counts = per_row.sum(axis=1)  # [K]
+    empty = counts == 0
+    sums = np.stack([per_row @ np.arange(mask_height), per_col @ np.arange(mask_width)], axis=1)  # [K, 2]
+    scale = np.array([height / mask_height, width / mask_width])  # [2] frame pixels per mask pixel
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts[:, None]  # [K, 2] mask pixel indices; NaN for an empty slot
+    centroids = (mean + 0.5) * scale - 0.5  # [K, 2] a mask pixel's centre, in frame pixel indices
+    hit_rows, hit_cols = per_row > 0, per_col > 0  # [K, h], [K, w]
+    top, left = hit_rows.argmax(axis=1), hit_cols.argmax(axis=1)  # [K] each
+    bottom = mask_height - hit_rows[:, ::-1].argmax(axis=1)  # [K] exclusive
+    right = mask_width - hit_cols[:, ::-1].argmax(axis=1)  # [K] exclusive
+    boxes = np.stack([top, left, bottom, right], axis=1) * np.tile(scale, 2)  # [K, 4] frame pixel edges
+    boxes[empty] = np.nan
+    return SlotGeometry((height, width), centroids.astype(np.float32), boxes.astype(np.float32))
 
 
 @dataclass
 class SlotTrajectory:
     """Collects the slots of a stream's results in memory and writes them to ``path`` with :meth:`save` (for 6
-    slots of 64: 2.1 kB a frame in memory, measured with ``tracemalloc``, and 1.6 kB in the file).
+    slots of 64 with their geometry: 2.4 kB a frame in memory, measured with ``tracemalloc``, and 1.8 kB in the
+    file).
 
     Attributes:
         path: the ``.npz`` file to write.
@@ -48,24 +175,34 @@ class SlotTrajectory:
     _slot_ids: list[tuple[int, ...]] = field(default_factory=list, init=False, repr=False)
     _slots: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _areas: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
+    _frame_size: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
+    _centroids: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
+    _boxes: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _model_version: str = field(default="", init=False, repr=False)
     frame_fit: str = ""
     """The stream's frame fit as ``StreamOpened`` echoed it (``STRETCH``, ``CROP`` or ``PAD``), saved too."""
+    fps: float = math.nan
+    """The source's nominal frame rate, saved as ``fps`` (NaN: not known)."""
+    capture_clock: str = ""
+    """What the capture times count (``presentation``, ``frame_rate`` or ``wall_clock``), saved too."""
     saved: bool = field(default=False, init=False)
     """Whether :meth:`save` has written the file."""
 
     def __len__(self) -> int:
         return len(self._frame_index)
 
-    def add(self, result: FrameResult, areas: np.ndarray) -> None:
+    def add(self, result: FrameResult, areas: np.ndarray, geometry: SlotGeometry | None = None) -> None:
         """Record one result.
 
         Args:
             result: a frame's result with slots (output ``SLOTS``).
             areas: float ``[K]``, each slot's share of the whole frame (pixels outside the model's view in none).
+            geometry: the slots' places in the frame (:func:`slot_geometry`); ``None`` records frame size
+                ``(0, 0)`` and NaN centroids and boxes.
 
         Raises:
-            ValueError: the result carries no slots, or its slot count or width differs from earlier results'.
+            ValueError: the result carries no slots, its slot count or width differs from earlier results', or
+                ``areas`` or ``geometry`` is not for its ``K`` slots.
         """
         if result.slots is None:
             raise ValueError(f"frame {result.frame_index}: the result has no slots (open the stream with SLOTS)")
@@ -74,11 +211,24 @@ class SlotTrajectory:
                 f"frame {result.frame_index}: slots of shape {result.slots.shape}, earlier frames' were "
                 f"{self._slots[0].shape}"
             )
+        slots = result.slots.shape[0]
+        if np.shape(areas) != (slots,):
+            raise ValueError(f"frame {result.frame_index}: areas of shape {np.shape(areas)} for {slots} slots")
+        if geometry is None:
+            geometry = SlotGeometry((0, 0), np.full((slots, 2), np.nan, np.float32), np.full((slots, 4), np.nan))
+        if geometry.centroids.shape != (slots, 2) or geometry.boxes.shape != (slots, 4):
+            raise ValueError(
+                f"frame {result.frame_index}: centroids of shape {geometry.centroids.shape} and boxes of shape "
+                f"{geometry.boxes.shape} for {slots} slots (expected ({slots}, 2) and ({slots}, 4))"
+            )
         self._frame_index.append(result.frame_index)
         self._capture_time_ns.append(result.capture_time_ns)
         self._slot_ids.append(result.slot_ids)
         self._slots.append(np.asarray(result.slots, dtype=np.float32))
         self._areas.append(np.asarray(areas, dtype=np.float32))
+        self._frame_size.append(geometry.frame_size)
+        self._centroids.append(np.asarray(geometry.centroids, dtype=np.float32))
+        self._boxes.append(np.asarray(geometry.boxes, dtype=np.float32))
         self._model_version = self._model_version or result.model_version
 
     def save(self) -> None:
@@ -90,14 +240,22 @@ class SlotTrajectory:
             OSError: the file cannot be written.
         """
         slots = np.stack(self._slots) if self._slots else np.zeros((0, 0, 0), np.float32)  # T x [K, D] -> [T, K, D]
+        count, k = len(self), slots.shape[1]
         arrays: dict[str, Any] = {
             "frame_index": np.asarray(self._frame_index, dtype=np.int64),  # [T]
             "capture_time_ns": np.asarray(self._capture_time_ns, dtype=np.int64),  # [T]
             # T x [K] -> [T, K] (also for T = 0)
-            "slot_ids": np.asarray(self._slot_ids, dtype=np.int64).reshape(len(self), slots.shape[1]),  # [T, K]
+            "slot_ids": np.asarray(self._slot_ids, dtype=np.int64).reshape(count, k),  # [T, K]
             "slots": slots,
             # T x [K] -> [T, K] (also for T = 0)
-            "areas": np.asarray(self._areas, dtype=np.float32).reshape(len(self), slots.shape[1]),  # [T, K]
+            "areas": np.asarray(self._areas, dtype=np.float32).reshape(count, k),  # [T, K]
+            "frame_size": np.asarray(self._frame_size, dtype=np.int64).reshape(count, 2),  # [T, 2]
+            # T x [K, 2] -> [T, K, 2] (also for T = 0)
+            "centroids": np.asarray(self._centroids, dtype=np.float32).reshape(count, k, 2),  # [T, K, 2]
+            # T x [K, 4] -> [T, K, 4] (also for T = 0)
+            "boxes": np.asarray(self._boxes, dtype=np.float32).reshape(count, k, 4),  # [T, K, 4]
+            "fps": np.asarray(self.fps, dtype=np.float64),
+            "capture_clock": np.asarray(self.capture_clock),
             "model_version": np.asarray(self._model_version),
             "frame_fit": np.asarray(self.frame_fit),
         }

@@ -91,7 +91,7 @@ def test_a_saved_model_of_a_missing_plugin_names_its_file_and_plugin(tmp_path) -
     with pytest.raises(RegistryError) as raised:
         VideoSlotModel.from_pretrained(tmp_path, registry=without)
     message = str(raised.value)
-    assert message.startswith(f"{tmp_path / 'config.json'}: unknown encoders name 'renamed_encoder'"), message
+    assert message.startswith(f"{tmp_path / 'config.json'}: unknown encoder name 'renamed_encoder'"), message
     assert "it was saved with components of the plugin(s) 'outside_plugin'" in message
     assert "SLOTSTREAM_DISABLE_PLUGINS" in message
 

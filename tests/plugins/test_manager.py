@@ -94,7 +94,7 @@ def test_a_broken_installed_plugin_is_left_out_and_the_others_load(monkeypatch: 
     assert set(setup.failed) == {"unknown_hook", "missing", "duplicate"}
     assert "slotstream_no_such_hook" in setup.failed["unknown_hook"]
     assert "ModuleNotFoundError" in setup.failed["missing"]
-    assert "duplicate transitions name 'identity'" in setup.failed["duplicate"]
+    assert "duplicate transition name 'identity'" in setup.failed["duplicate"]
     assert setup.external == [] and "frozen_example" not in setup.registry.names("transitions")
     assert setup.registry.owner("transitions", "identity") == "plugins.builtin.transitions"
     left_out = r"Plugin 'duplicate' was left out \(rogue_duplicate: its registration raised RegistryError"
@@ -184,7 +184,7 @@ def test_a_component_name_two_installed_plugins_register_belongs_to_neither(
         ),
     ]
     monkeypatch.setattr("plugins.manager._entry_points", lambda: found[::-1] if reverse else found)
-    shared = r"'ours' \(ours-dist 1.0\) and 'theirs' \(theirs-dist 2.0\) all register the transitions name"
+    shared = r"'ours' \(ours-dist 1.0\) and 'theirs' \(theirs-dist 2.0\) all register the transition name"
     with pytest.warns(RuntimeWarning, match=shared):
         setup = build_plugin_manager()
     assert setup.failed == {} and setup.external == ["ours", "theirs"]

@@ -170,9 +170,9 @@ def test_from_pretrained_names_the_config_and_the_component_whose_constructor_fa
     config["model"]["encoder"]["kwargs"]["kernel_size"] = 4
     (tmp_path / "config.json").write_text(json.dumps(config))
     built_by = re.escape(
-        "config.json: cannot build the encoders 'small_cnn' (plugins.builtin.encoders.small_cnn.SmallCNNEncoder, "
-        "registered by plugin 'plugins.builtin.encoders') from config {'channels': [8, 8], 'out_dim': 16, "
-        "'strides': [2, 2], 'kernel_size': 4} and wiring {'image_size': (16, 16)}: ValueError: small_cnn: kernel_size"
+        "config.json: cannot build the encoder 'small_cnn' (plugins.builtin.encoders.small_cnn.SmallCNNEncoder, "
+        "registered by plugin 'plugins.builtin.encoders') from config {'channels': [8, 8], 'kernel_size': 4, "
+        "'out_dim': 16, 'strides': [2, 2]} and wiring {'image_size': (16, 16)}: ValueError: small_cnn: kernel_size"
     )
     with pytest.raises(RegistryError, match=built_by) as raised:
         VideoSlotModel.from_pretrained(tmp_path, registry=registry)

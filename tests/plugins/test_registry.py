@@ -25,7 +25,7 @@ def test_duplicate_name_names_both_owners() -> None:
     registry.current_plugin = "first"
     registry.add_transition(IdentityTransition)
     registry.current_plugin = "second"
-    with pytest.raises(RegistryError, match=r"duplicate transitions name 'identity'.*'first'.*'second'"):
+    with pytest.raises(RegistryError, match=r"duplicate transition name 'identity'.*'first'.*'second'"):
         registry.add_transition(Shadow)
 
 
@@ -165,7 +165,7 @@ def test_a_failing_constructor_is_named_with_its_class_plugin_and_arguments(
     registry.current_plugin = "their_plugin"
     registry.add_transition(cls)
     component = re.escape(
-        f"cannot build the transitions '{cls.name}' ({cls.__module__}.{cls.__qualname__}, registered by plugin "
+        f"cannot build the transition '{cls.name}' ({cls.__module__}.{cls.__qualname__}, registered by plugin "
         "'their_plugin' (their-plugin 1.2))"
     )
     with pytest.raises(RegistryError, match=f"{component} {says}") as raised:
@@ -195,7 +195,7 @@ def test_an_encoder_may_take_feature_dim_as_configuration(registry: ComponentReg
     assert model.encoder.feature_dim == 8
     assert model(torch.rand(1, 2, 3, 16, 16)).steps[0].features.shape[-1] == 8
     config = model_config(aggregator={"name": "slot_attention", "kwargs": {"feature_dim": 8}})
-    with pytest.raises(TypeError, match=r"the aggregators 'slot_attention' .*: feature_dim is set by the model"):
+    with pytest.raises(TypeError, match=r"the aggregator 'slot_attention' .*: feature_dim is set by the model"):
         VideoSlotModel(**config, registry=own)
 
 
@@ -209,7 +209,7 @@ def test_a_name_two_installed_plugins_register_is_ambiguous_until_one_is_gone() 
     with pytest.raises(RegistryError) as raised:
         registry.get("transitions", "identity")
     message, first, second = str(raised.value), "plugins.builtin.transitions.identity.IdentityTransition", "Shadow"
-    assert "the transitions name 'identity' is ambiguous" in message
+    assert "the transition name 'identity' is ambiguous" in message
     assert f"plugin 'first' (first-dist 1.0): {first}" in message
     assert f"plugin 'second' (second-dist 2.0): {Shadow.__module__}.{second}" in message
     assert f"SLOTSTREAM_DISABLE_PLUGINS=second to use {first}" in message

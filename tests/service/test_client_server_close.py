@@ -129,7 +129,7 @@ def test_stream_frames_raises_unavailable_with_the_handoff_when_the_server_drain
     assert not [s for metric in refused.collect() for s in metric.samples if s.name.endswith("_total") and s.value]
 
 
-def test_the_stream_command_says_the_server_ended_the_stream_and_exits_1(start_server, tmp_path, capsys):
+def test_the_stream_command_says_the_server_shut_down_and_the_run_stopped_and_exits_1(start_server, tmp_path, capsys):
     factory, _ = slow_factory(delay_s=0.02)
     server = start_server(engine_factory=factory)
     jsonl, slots = tmp_path / "results.jsonl", tmp_path / "slots.npz"
@@ -149,8 +149,11 @@ def test_the_stream_command_says_the_server_ended_the_stream_and_exits_1(start_s
     stopping[0].join(30)
     error = capsys.readouterr().err
     assert code == 1, error
-    assert "the server ended the stream after " in error and "shutting down" in error, error
-    answered = int(error.split("the server ended the stream after ")[1].split(" of ")[0])
+    # What happened and that the run stopped, in terms a command-line user can act on: not the hand-off, which is
+    # for the Python API.
+    assert f"the server at {server.target} shut down and ended the stream after answering " in error, error
+    assert "the run stopped" in error and "--reconnect N" in error and "hand-off" not in error, error
+    answered = int(error.split("ended the stream after answering ")[1].split(" of ")[0])
     assert 0 < answered < 400 and len(jsonl.read_text().splitlines()) == answered
     with np.load(slots) as saved:  # the slots of every answered frame are kept too, and the user is told so
         assert saved["frame_index"].tolist() == list(range(answered))

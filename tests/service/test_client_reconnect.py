@@ -1,0 +1,306 @@
+"""A dropped connection, for the command line (``--reconnect``, and a message that says the connection was lost)
+and for the Python API (a ``StreamError`` that says whether ``reconnect()`` can continue the stream), tested through
+a TCP proxy between client and server whose connections the tests cut; and error codes shown by name."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import make_video, reference_outputs, run, slow_factory
+from test_stream_service import assert_matches
+
+from service.client import Client, FrameResult, StreamError, StreamOptions
+from service.client.__main__ import main
+from service.errors import ErrorCode
+
+
+class TcpProxy:
+    """Forwards TCP connections from a loopback port of its own to ``upstream`` (``host:port``, which may be changed
+    between connections). :meth:`drop` cuts every connection open now, as a network failure would; later
+    connections go through again."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.target = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.drops = 0
+        threading.Thread(target=self._accept, name="test-proxy", daemon=True).start()
+
+    def drop(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+            self.drops += 1
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.drop()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            host, port = self.upstream.rsplit(":", 1)
+            try:
+                server = socket.create_connection((host, int(port)))
+            except OSError:
+                client.close()  # nothing listening upstream: the client sees a failed connection
+                continue
+            with self._lock:
+                self._sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxy_to() -> Iterator[Callable[[str], TcpProxy]]:
+    """Factory: ``proxy_to(server.target)``; closed after the test."""
+    proxies: list[TcpProxy] = []
+
+    def make(upstream: str) -> TcpProxy:
+        proxies.append(TcpProxy(upstream))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+def _latest_frame(server) -> int:
+    """The highest frame index any stream of ``server`` has processed (-1: none)."""
+    manager = server.server.manager
+    return int(server.on_loop(lambda: max((s.last_frame_index or -1 for s in manager.sessions.values()), default=-1)))
+
+
+def _after_frame(server, index: int, action: Callable[[], None]) -> threading.Thread:
+    """Run ``action`` in a thread once ``server`` has processed frame ``index``."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while _latest_frame(server) < index and time.monotonic() < deadline:
+            time.sleep(0.005)
+        action()
+
+    thread = threading.Thread(target=watch, name="test-watcher", daemon=True)
+    thread.start()
+    return thread
+
+
+def _frames_folder(folder: Path, clip: list[np.ndarray]) -> Path:
+    folder.mkdir()
+    for index, frame in enumerate(clip):
+        Image.fromarray(frame).save(folder / f"{index:04d}.png")  # lossless: the server sees the raw pixels
+    return folder
+
+
+def _assert_every_frame_once_and_exact(tmp_path: Path, clip: list[np.ndarray], model_dir: Path) -> None:
+    """The JSON lines, slots and overlay of a run hold every frame once, in order, and the slots are those of an
+    uninterrupted stream."""
+    lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [line["frame_index"] for line in lines] == list(range(len(clip)))
+    assert all(line["outcome"] == "result" for line in lines)
+    with np.load(tmp_path / "slots.npz") as saved:
+        assert saved["frame_index"].tolist() == list(range(len(clip)))
+        reference = np.stack([slots for slots, _ in reference_outputs(model_dir, clip)])  # [T, K, D]
+        np.testing.assert_allclose(saved["slots"], reference, atol=1e-5, rtol=0)
+    with Image.open(tmp_path / "overlay.gif") as overlay:
+        assert overlay.n_frames == len(clip)
+
+
+def _outputs(tmp_path: Path) -> list[str]:
+    return [f"--{flag}={tmp_path / name}" for flag, name in (("jsonl", "results.jsonl"), ("slots", "slots.npz"))] + [
+        "--out",
+        str(tmp_path / "overlay.gif"),
+    ]
+
+
+def test_the_stream_command_continues_exactly_after_a_dropped_connection(start_server, proxy_to, tmp_path, capsys):
+    """The connection is cut after frame 10 of 40: with ``--reconnect`` the stream resumes where it stopped, and
+    the overlay, JSON lines and slots hold every frame once, with the slots of an uninterrupted stream."""
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    proxy = proxy_to(server.target)
+    clip = make_video(seed=61, frames=40)
+    folder = _frames_folder(tmp_path / "frames", clip)
+    watcher = _after_frame(server, 10, proxy.drop)
+    code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "3", *_outputs(tmp_path)])
+    watcher.join(30)
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert proxy.drops == 1 and f"lost the connection to {proxy.target}" in error, error
+    assert "continued the stream (resumed) after frame" in error, error
+    _assert_every_frame_once_and_exact(tmp_path, clip, server.model_dir)
+
+
+def test_a_dropped_connection_without_reconnect_is_reported_as_lost_not_as_ended_by_the_server(
+    start_server, proxy_to, tmp_path, capsys
+):
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    proxy = proxy_to(server.target)
+    folder = _frames_folder(tmp_path / "frames", make_video(seed=62, frames=40))
+    watcher = _after_frame(server, 5, proxy.drop)
+    code = main(["stream", str(folder), "--target", proxy.target, *_outputs(tmp_path)])
+    watcher.join(30)
+    error = capsys.readouterr().err
+    assert code == 1, error
+    assert f"error: the connection to the server at {proxy.target} was lost after " in error, error
+    assert "UNAVAILABLE" in error and "the run stopped (with --reconnect N a run continues" in error, error
+    assert "the server ended" not in error and "reconnect()" not in error, error  # no Python API advice
+    answered = int(error.split("was lost after ")[1].split(" of ")[0])
+    assert 5 <= answered < 40 and len((tmp_path / "results.jsonl").read_text().splitlines()) == answered
+    assert f"slots of {answered} frames saved to" in error, error
+
+
+def test_with_reconnect_a_server_shutdown_continues_on_the_server_that_takes_over_the_target(
+    start_server, proxy_to, tmp_path, capsys
+):
+    """The server behind the target drains after frame 10 (its clients get the state) and another one takes over
+    the address: ``--reconnect`` continues the stream there from the hand-off, exactly."""
+    factory, _ = slow_factory(delay_s=0.02)
+    draining, replacement = start_server(engine_factory=factory), start_server()
+    proxy = proxy_to(draining.target)
+    clip = make_video(seed=63, frames=40)
+    folder = _frames_folder(tmp_path / "frames", clip)
+    stopping: list[threading.Thread] = []
+
+    def take_over() -> None:
+        proxy.upstream = replacement.target
+        stopping.append(threading.Thread(target=draining.stop, args=(5.0,), daemon=True))
+        stopping[0].start()
+
+    watcher = _after_frame(draining, 10, take_over)
+    code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "6", *_outputs(tmp_path)])
+    watcher.join(30)
+    stopping[0].join(30)
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert f"the server at {proxy.target} is shutting down" in error, error
+    assert "continued the stream (handed_off) after frame" in error, error
+    _assert_every_frame_once_and_exact(tmp_path, clip, draining.model_dir)
+
+
+def test_reconnect_flags_are_checked(capsys):
+    with pytest.raises(SystemExit):
+        main(["stream", "synthetic:2", "--reconnect", "-1"])
+    assert "argument --reconnect: must be a whole number >= 0, got '-1'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["stream", "synthetic:2", "--reconnect", "2", "--resume-window-s", "0"])
+    assert "argument --resume-window-s: must be a number > 0, got '0'" in capsys.readouterr().err
+    assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--resume-window-s", "10"]) == 2
+    assert "--resume-window-s only matters with --reconnect N" in capsys.readouterr().err
+
+
+# -- the Python API ------------------------------------------------------------------------------------------------
+
+
+async def _reconnect(stream, tries: int = 5) -> None:
+    """``stream.reconnect()``, tried again while it meets the lost connection itself (gRPC may put the new call on
+    the dropped connection before it has noticed that it is gone)."""
+    for _ in range(tries - 1):
+        try:
+            await stream.reconnect()
+            return
+        except StreamError as error:
+            if not error.connection_lost:
+                raise
+            await asyncio.sleep(0.1)
+    await stream.reconnect()
+
+
+def test_a_lost_connection_says_reconnect_continues_the_stream_and_it_does(server, proxy_to):
+    """Three drops, each met by the next process() (gRPC reports a write that meets the closed connection as
+    INTERNAL at times, and the read after it as UNAVAILABLE): each time the error says the connection was lost and
+    that reconnect() continues the stream, and retrying the frame after it gives an uninterrupted stream's
+    results."""
+    proxy = proxy_to(server.target)
+    clip = make_video(seed=64, frames=8)
+
+    async def scenario():
+        async with Client(proxy.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            results, errors = [], []
+            for index, frame in enumerate(clip):
+                if index in (2, 4, 6):
+                    proxy.drop()
+                    with pytest.raises(StreamError) as lost:
+                        await stream.process(frame)
+                    errors.append(lost.value)
+                    await _reconnect(stream)
+                results.append(await stream.process(frame))
+            await stream.close()
+            return errors, results
+
+    errors, results = run(scenario())
+    for lost in errors:
+        assert lost.connection_lost and lost.status == grpc.StatusCode.UNAVAILABLE and lost.code is None, lost
+        assert "the connection was lost" in str(lost) and "for 30 s" in str(lost), lost
+        assert "`await stream.reconnect()` continues it where it stopped" in str(lost), lost
+        assert lost.hint not in lost.message  # the message stays gRPC's own; the hint is apart
+    assert all(isinstance(result, FrameResult) for result in results)
+    assert_matches(results, reference_outputs(server.model_dir, clip))
+
+
+def test_a_lost_connection_of_a_stream_without_a_resume_window_says_the_stream_is_lost(server, proxy_to):
+    proxy = proxy_to(server.target)
+
+    async def scenario():
+        async with Client(proxy.target) as client:
+            stream = await client.open()
+            await stream.process(make_video(seed=65, frames=1)[0])
+            proxy.drop()
+            with pytest.raises(StreamError) as lost:
+                await stream.process(make_video(seed=65, frames=1)[0])
+            return lost.value
+
+    lost = run(scenario())
+    assert lost.connection_lost, lost
+    assert "the connection was lost, and the stream with it" in str(lost), lost
+    assert "StreamOptions(resume_window_s=...)" in str(lost), lost
+
+
+def test_error_codes_are_shown_by_name(server):
+    """``f"{error.code}"`` and ``str(error)`` name the code (the enum is an IntEnum, which printed the number)."""
+
+    async def resume_unknown():
+        async with Client(server.target) as client:
+            with pytest.raises(StreamError) as refused:
+                await client.resume("no-such-stream", "token", None)
+            return refused.value
+
+    refused = run(resume_unknown())
+    assert refused.code == ErrorCode.UNKNOWN_STREAM
+    assert f"{refused.code}" == str(refused.code) == "UNKNOWN_STREAM"
+    assert str(refused).startswith(f"{refused.status.name} (UNKNOWN_STREAM): "), refused
+    assert f"{refused.code:d}" == "24" and int(refused.code) == 24 and json.dumps(refused.code) == "24"
+    assert str(StreamError(grpc.StatusCode.CANCELLED, None, "gone")) == "CANCELLED: gone"
