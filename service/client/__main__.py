@@ -26,6 +26,9 @@ off that path.
 it) and, when the connection drops or the server shuts down, continues it with ``ClientStream.reconnect`` (up to N
 tries after each failure, waiting a little longer before each): the frames continue where they stopped, and the
 overlay, JSON lines and slots get every answered frame once.
+
+Ctrl-C or SIGTERM stops a run, keeping the overlay, JSON lines and slots of the frames answered until then (exit
+status 130).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -605,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         jsonl = _JsonLines(args.jsonl)
         trajectory = SlotTrajectory(args.slots) if args.slots is not None else None
         try:
-            summary = asyncio.run(stream_source(args, source, jsonl, trajectory))
+            with _sigterm_as_interrupt():
+                summary = asyncio.run(stream_source(args, source, jsonl, trajectory))
         except KeyboardInterrupt:  # the way to stop a camera: the overlay, JSON lines and slots so far are kept
             print("interrupted" + _slots_note(trajectory), file=sys.stderr)
             return 130
@@ -636,6 +642,21 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ImportError) as error:  # OSError: a missing or unreadable file, a corrupt image
         print(f"error: {_error_text(error)}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM (a supervisor stopping the client) raise ``KeyboardInterrupt`` as Ctrl-C does, so a run stopped
+    either way keeps what it has; the previous handler is restored after. Outside the main thread, where no signal
+    handler can be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_slots_path(path: Path) -> None:

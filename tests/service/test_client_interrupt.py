@@ -1,0 +1,42 @@
+"""Stopping the command-line client mid-stream (Ctrl-C or SIGTERM, as a process supervisor stops it) keeps what
+it has: the JSON lines and the slots of the frames answered so far are written, and it exits with status 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_an_interrupted_run_keeps_its_slots(start_server, tmp_path: Path, stop: signal.Signals) -> None:
+    server = start_server()
+    jsonl, slots = tmp_path / "results.jsonl", tmp_path / "slots.npz"
+    command = [sys.executable, "-m", "service.client", "stream", "synthetic:1000", "--fps", "20"]
+    command += ["--target", server.target, "--jsonl", str(jsonl), "--slots", str(slots)]
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 60
+        while not (jsonl.is_file() and len(jsonl.read_text().splitlines()) >= 3):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "no results within 60 s"
+            time.sleep(0.05)
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted; slots of" in stderr and "Traceback" not in stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    with np.load(slots) as saved:
+        assert 3 <= len(saved["frame_index"]) < 1000
+        assert saved["frame_index"].tolist() == [line["frame_index"] for line in lines]
