@@ -1,7 +1,9 @@
-"""Overlay rendering (each slot in a stable colour) and GIF/MP4 writing for the command-line client."""
+"""The command-line client's overlay: rendering (each slot in a stable colour), GIF/MP4 writing, and a worker
+thread that writes off the receive path."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -135,3 +137,58 @@ def _paletted_frame(frame: np.ndarray) -> Any:
     argb = np.concatenate([np.full((256, 1), 255, dtype=np.uint8), rgb], axis=1)  # [256, 4], what PyAV takes
     image_and_palette: Any = (indices, argb)  # PyAV's type stubs leave out pal8's documented (image, palette) form
     return av.VideoFrame.from_ndarray(image_and_palette, format="pal8")
+
+
+OVERLAY_QUEUE = 16
+"""Overlay frames that may wait for the worker thread that renders and writes them; when it falls that far
+behind, the receive loop waits for it (and the stream slows to its pace)."""
+
+
+class OverlayWorker:
+    """Renders overlay frames and writes them with ``writer`` in a worker thread, in the order given, so that the
+    receive loop (and the latency it measures) never waits for them; at most :data:`OVERLAY_QUEUE` frames wait.
+
+    A failure to render or write is raised by the next :meth:`put` and by :meth:`close` (later frames are
+    dropped), so it stops the run as it would if the frames were written in the loop.
+    """
+
+    def __init__(self, writer: OverlayWriter) -> None:
+        self._writer = writer
+        self._queue: asyncio.Queue[tuple[np.ndarray, np.ndarray, tuple[int, ...]] | None] = asyncio.Queue(
+            OVERLAY_QUEUE
+        )
+        self._error: BaseException | None = None
+        self._task = asyncio.ensure_future(self._run())
+
+    async def put(self, frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...]) -> None:
+        """Queue one frame's overlay (waiting while the queue is full).
+
+        Raises:
+            Exception: what rendering or writing an earlier frame raised.
+        """
+        if self._error is not None:
+            raise self._error
+        await self._queue.put((frame, segmentation, slot_ids))
+
+    async def close(self) -> None:
+        """Write the frames still queued, then finish the file.
+
+        Raises:
+            Exception: what rendering or writing a frame, or finishing the file, raised.
+        """
+        await self._queue.put(None)
+        await asyncio.shield(self._task)
+        if self._error is not None:
+            raise self._error
+        await asyncio.to_thread(self._writer.close)
+
+    def _write(self, frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...]) -> None:
+        self._writer.write(render_overlay(frame, segmentation, slot_ids))
+
+    async def _run(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            if self._error is None:  # after a failure the queue is only emptied, so put() never waits forever
+                try:
+                    await asyncio.to_thread(self._write, *item)
+                except Exception as error:
+                    self._error = error

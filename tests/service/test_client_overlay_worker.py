@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from service.client import __main__ as cli
+from service.client import overlay
 from service.client.overlay import OverlayWriter
 from service.client.synthetic import synthetic_clip
 
@@ -29,7 +30,7 @@ def test_a_slow_overlay_does_not_inflate_the_latency_and_keeps_the_frames_in_ord
         write(self, frame)
 
     monkeypatch.setattr(OverlayWriter, "write", slow_write)
-    monkeypatch.setattr(cli, "render_overlay", lambda frame, segmentation, slot_ids: frame)  # the frame itself
+    monkeypatch.setattr(overlay, "render_overlay", lambda frame, segmentation, slot_ids: frame)  # the frame itself
     gif, jsonl = tmp_path / "overlay.gif", tmp_path / "results.jsonl"
     assert (
         cli.main(["stream", "synthetic:8", "--target", server.target, "--out", str(gif), "--jsonl", str(jsonl)]) == 0

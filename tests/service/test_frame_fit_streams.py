@@ -40,8 +40,9 @@ from service import connection as connection_module
 from service import wire
 from service.auth import ERROR_CODE_KEY
 from service.client import OUTSIDE_VIEW, Client, FrameFit, FrameResult, Output, StreamError, StreamOptions
-from service.client.__main__ import main, slot_areas
+from service.client.__main__ import main
 from service.client.overlay import PALETTE, render_overlay
+from service.client.trajectory import slot_areas
 from service.config import ConfigError, ServiceConfig
 from service.engine import load_engine
 from service.errors import ErrorCode
