@@ -8,10 +8,11 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
 - ``slotstream_streams_detached`` (gauge): of those, streams waiting for a resume.
 - ``slotstream_streams_opened_total`` (by model, kind: new / resumed / handed_off).
 - ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / resume_expired / drained /
-  error): streams whose state was freed. ``closed`` counts close requests; ``cancelled`` streams without a
+  lost / error): streams whose state was freed. ``closed`` counts close requests; ``cancelled`` streams without a
   resume window whose connection ended without one (a stream with a resume window waits detached instead, and
   ends as ``resume_expired`` if nobody resumes it); ``drained`` streams a shutdown ended, handed off or cut off
-  when the grace period ran out.
+  when the grace period ran out; ``lost`` streams that were waiting detached for a resume when a drain ended, so
+  nobody collected their hand-off and their state is gone.
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, a second open on
   one call, an open that does not parse, a resume of an expired stream, ...). Each also ends its call, so it is
   counted in ``slotstream_calls_refused_total`` under the same code as well, except an open refused with

@@ -60,6 +60,7 @@ _TOMBSTONES = 10_000
 _ENDED_BECAUSE = {
     "closed": "its client closed it",
     "drained": "its server shut down; continue it on another replica with the StateHandoff it was sent",
+    "lost": "its server shut down while it waited for a resume, so its state was lost; open a new stream",
     "error": "it ended with an error",
     "cancelled": "its connection dropped, and streams opened without a resume window end with it",
 }
@@ -497,11 +498,11 @@ class SessionManager:
         return sum(1 for session in self.sessions.values() if session.detached_at is not None)
 
     def end_drain(self) -> int:
-        """The drain is over: free every detached stream (nobody can collect its hand-off any more), and from now
-        on free a stream whose connection ends at once. Returns how many were freed."""
+        """The drain is over: free every detached stream (nobody can collect its hand-off any more: released as
+        ``lost``), and from now on free a stream whose connection ends at once. Returns how many were freed."""
         self.phase = "stopped"
         detached = [session for session in self.sessions.values() if session.detached_at is not None]
-        return sum(self.release(session, "drained") for session in detached)
+        return sum(self.release(session, "lost") for session in detached)
 
     def _update_gauges(self) -> None:
         counts = dict.fromkeys(self.runners, 0)

@@ -320,7 +320,11 @@ def test_drain_keeps_detached_streams_for_their_handoff_and_returns_attached_own
     assert abort_code(lambda: manager.open(OpenRequest(), Owner())) == ErrorCode.SHUTTING_DOWN
     unknown = OpenRequest(stream_id="gone", resume=ResumeRequest("token", None))
     assert abort_code(lambda: manager.open(unknown, Owner())) == ErrorCode.SHUTTING_DOWN
-    assert manager.end_drain() == 1 and left.released == "drained" and manager.detached_count() == 0
+    # Nobody collected the detached stream's hand-off: its state is lost, counted apart from handed-off streams.
+    assert manager.end_drain() == 1 and left.released == "lost" and manager.detached_count() == 0
+    released = manager.metrics.registry.get_sample_value
+    assert released("slotstream_streams_released_total", {"reason": "lost"}) == 1
+    assert released("slotstream_streams_released_total", {"reason": "drained"}) == 0
     manager.disconnect(session, session.owner)  # type: ignore[arg-type]
     # After the drain a dropped connection frees its stream at once, counted as ended by the shutdown.
     assert session.released == "drained"
