@@ -466,6 +466,10 @@ class Server:
 async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
     """Run a server until SIGTERM or SIGINT, then shut it down gracefully.
 
+    A signal that arrives while the model loads (a TensorRT engine build can take minutes) ends the process at once
+    with status 0: nothing is served yet, and the load, which runs in a thread that cannot be interrupted, is
+    abandoned instead of holding the process until its supervisor kills it.
+
     Raises:
         RuntimeError: warm-up failed (logged with its traceback); the server was stopped first.
     """
@@ -475,7 +479,15 @@ async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_e
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await server.start(wait_ready=False, on_failure=stop.set)
+        starting = asyncio.ensure_future(server.start(wait_ready=False, on_failure=stop.set))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            _log.info("shutdown requested while the model loads: the load is abandoned")
+            logging.shutdown()
+            os._exit(0)  # the loading thread cannot be stopped, and the interpreter would wait for it at exit
+        stopping.cancel()
+        starting.result()  # a model that cannot be loaded, an address that cannot be bound
         await stop.wait()
         if server.failure is not None:
             error = server.failure

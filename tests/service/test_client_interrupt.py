@@ -33,7 +33,10 @@ def test_an_interrupted_run_keeps_its_slots(start_server, tmp_path: Path, stop: 
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=30)
     finally:
-        process.kill()
+        process.kill()  # a no-op once it has exited
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
     assert process.returncode == 130, stderr
     assert "interrupted; slots of" in stderr and "Traceback" not in stderr
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
