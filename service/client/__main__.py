@@ -41,11 +41,10 @@ import math
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from plugins.files import check_writable
 from service.client.core import StreamError, check_jpeg_quality
@@ -61,6 +60,8 @@ from service.client.stream_command import (
 from service.client.synthetic import synthetic_clip
 from service.client.trajectory import SlotTrajectory
 from service.types import FrameFit
+
+_T = TypeVar("_T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,9 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         jsonl = JsonLines(args.jsonl)
         trajectory = SlotTrajectory(args.slots) if args.slots is not None else None
         try:
-            with _sigterm_as_interrupt():
-                summary = asyncio.run(stream_source(args, source, jsonl, trajectory))
-        except KeyboardInterrupt:  # the way to stop a camera: the overlay, JSON lines and slots so far are kept
+            summary = asyncio.run(_cancelled_by_sigterm(stream_source(args, source, jsonl, trajectory)))
+        except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: what was answered so far is kept
             print("interrupted" + _slots_note(trajectory), file=sys.stderr)
             return 130
         finally:
@@ -239,19 +239,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Let SIGTERM (a supervisor stopping the client) raise ``KeyboardInterrupt`` as Ctrl-C does, so a run stopped
-    either way keeps what it has; the previous handler is restored after. Outside the main thread, where no signal
-    handler can be set, nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+async def _cancelled_by_sigterm(run: Coroutine[Any, Any, _T]) -> _T:
+    """Await ``run`` in a task that SIGTERM (a supervisor stopping the client) cancels, as ``asyncio.run`` cancels
+    its task on Ctrl-C: the run's clean-up (the slots saved, the overlay finished) goes on as for Ctrl-C, and the
+    ``CancelledError`` then reaches the caller. Where no handler can be set (another thread, Windows), SIGTERM
+    keeps its default action."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    if task is None:
+        return await run
     try:
-        yield
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return await run
+    try:
+        return await run
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _check_slots_path(path: Path) -> None:

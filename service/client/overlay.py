@@ -171,16 +171,24 @@ class OverlayWorker:
         await self._queue.put((frame, segmentation, slot_ids))
 
     async def close(self) -> None:
-        """Write the frames still queued, then finish the file.
+        """Write the frames still queued, then finish the file; the file is finished whatever happens before
+        (a failed write, a cancellation), so the frames written so far stay readable.
 
         Raises:
-            Exception: what rendering or writing a frame, or finishing the file, raised.
+            Exception: what rendering or writing a frame, or finishing the file, raised (a failed write first).
         """
-        await self._queue.put(None)
-        await asyncio.shield(self._task)
+        try:
+            if not self._task.done():  # a worker that has ended reads no more: nothing to wait for
+                await self._queue.put(None)
+                await asyncio.shield(self._task)
+        finally:
+            try:
+                await asyncio.to_thread(self._writer.close)
+            except Exception:
+                if self._error is None:
+                    raise
         if self._error is not None:
             raise self._error
-        await asyncio.to_thread(self._writer.close)
 
     def _write(self, frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...]) -> None:
         self._writer.write(render_overlay(frame, segmentation, slot_ids))

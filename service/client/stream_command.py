@@ -211,7 +211,7 @@ async def stream_source(
     if first is None:
         raise ValueError(f"{source.description} has no frames")
     feed = FrameFeed(first, source.frames)
-    fit = FrameFit[args.frame_fit.upper()] if args.frame_fit else FrameFit.UNSPECIFIED
+    fit = FrameFit.named(args.frame_fit) if args.frame_fit else FrameFit.UNSPECIFIED
     resume_window_s = (args.resume_window_s or DEFAULT_RESUME_WINDOW_S) if args.reconnect else 0.0
     options = StreamOptions(
         live=args.live,
@@ -303,6 +303,7 @@ async def stream_source(
                     continue
                 after = "its start" if opened.last_frame_index is None else f"frame {opened.last_frame_index}"
                 print(f"continued the stream ({opened.kind.name.lower()}) after {after}", file=sys.stderr)
+                pacing["next"] = time.perf_counter()  # --fps goes on from now, not in a burst for the time lost
                 resent, now = set(stream.unanswered), time.perf_counter()
                 for index in list(sent):
                     if index in resent:  # re-sent: its latency counts from now
@@ -325,12 +326,12 @@ async def stream_source(
                         raise StreamEnded(error, summary["frames"], counts["sent"], args.target) from error
                     await continue_after(error)
         finally:
-            try:
-                if overlay is not None:
-                    await overlay.close()
-            finally:  # the slots are saved even when the overlay cannot be finished
+            try:  # the slots first: saving them is quick, and finishing the overlay may not be
                 if trajectory is not None:
                     trajectory.save()
+            finally:
+                if overlay is not None:
+                    await overlay.close()
     return summary
 
 

@@ -1,5 +1,6 @@
 """Stopping the command-line client mid-stream (Ctrl-C or SIGTERM, as a process supervisor stops it) keeps what
-it has: the JSON lines and the slots of the frames answered so far are written, and it exits with status 130."""
+it has: the overlay, the JSON lines and the slots of the frames answered so far are written, and it exits with
+status 130."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,9 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_an_interrupted_run_keeps_its_slots(start_server, tmp_path: Path, stop: signal.Signals) -> None:
     server = start_server()
-    jsonl, slots = tmp_path / "results.jsonl", tmp_path / "slots.npz"
+    jsonl, slots, overlay = tmp_path / "results.jsonl", tmp_path / "slots.npz", tmp_path / "overlay.gif"
     command = [sys.executable, "-m", "service.client", "stream", "synthetic:1000", "--fps", "20"]
-    command += ["--target", server.target, "--jsonl", str(jsonl), "--slots", str(slots)]
+    command += ["--target", server.target, "--jsonl", str(jsonl), "--slots", str(slots), "--out", str(overlay)]
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ})
     try:
         deadline = time.monotonic() + 60
@@ -43,3 +45,5 @@ def test_an_interrupted_run_keeps_its_slots(start_server, tmp_path: Path, stop: 
     with np.load(slots) as saved:
         assert 3 <= len(saved["frame_index"]) < 1000
         assert saved["frame_index"].tolist() == [line["frame_index"] for line in lines]
+    with Image.open(overlay) as gif:  # finished, with a frame for every answer
+        assert gif.n_frames == len(lines)
