@@ -178,7 +178,8 @@ def test_a_dropped_connection_without_reconnect_is_reported_as_lost_not_as_ended
     assert "UNAVAILABLE" in error and "the run stopped (with --reconnect N a run continues" in error, error
     assert "the server ended" not in error and "reconnect()" not in error, error  # no Python API advice
     answered = int(error.split("was lost after ")[1].split(" of ")[0])
-    assert 5 <= answered < 40 and len((tmp_path / "results.jsonl").read_text().splitlines()) == answered
+    # The drop comes once the server has run frame 5; with --window 4 the client has read at least frame 1's answer.
+    assert 2 <= answered < 40 and len((tmp_path / "results.jsonl").read_text().splitlines()) == answered
     assert f"slots of {answered} frames saved to" in error, error
 
 
