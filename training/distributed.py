@@ -54,6 +54,26 @@ def barrier(group: ProcessGroup) -> None:
         dist.barrier()
 
 
+def mean_across_processes(group: ProcessGroup, values: dict[str, float], device: str) -> dict[str, float]:
+    """The mean of each of ``values`` over the processes, with one ``all_reduce`` of a small tensor; ``values``
+    itself when not distributed.
+
+    Every process must call it at the same step with the same keys (a collective operation: a process that
+    does not call it leaves the others waiting).
+
+    Args:
+        group: this process's place in the job.
+        values: this process's scalars (its share of the batch's loss terms, say).
+        device: where the collective runs: ``"cpu"`` (gloo) or ``"cuda"`` (nccl needs CUDA tensors).
+    """
+    if not group.distributed:
+        return values
+    keys = sorted(values)  # the same order on every process
+    summed = torch.tensor([float(values[key]) for key in keys], dtype=torch.float64, device=device)  # [K]
+    dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+    return dict(zip(keys, (summed / group.world_size).tolist(), strict=True))
+
+
 def shutdown(group: ProcessGroup) -> None:
     """Leave the process group."""
     if group.distributed and dist.is_initialized():

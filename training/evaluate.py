@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from plugins import VideoSlotModel
+from plugins.model import CONFIG_FILE
 from plugins.registry import RegistryError
 from training.cli_checks import print_note, require_at_least, require_device, require_output_folder
 from training.config import FRAME_FITS
@@ -43,6 +44,40 @@ def format_table(scores: DiscoveryScores) -> str:
     return "\n".join(lines)
 
 
+def frame_fit_used(flag: str | None, recorded: str | None) -> tuple[str, str]:
+    """The frame fit an evaluation uses and where it comes from: ``--frame-fit`` when given (``"flag"``), else the
+    fit the model records from its training (``"model"``), else ``crop`` (``"default"``)."""
+    if flag is not None:
+        return flag, "flag"
+    if recorded is not None:
+        return recorded, "model"
+    return "crop", "default"
+
+
+_FIT_SOURCES = {"flag": "--frame-fit", "model": "recorded by the model", "default": "the default"}
+
+
+def format_settings(frame_fit: str, source: str, videos: int | None, frames: int | None) -> str:
+    """The summary line of the settings that change the scores besides the background and mask source."""
+    return (
+        f"frame fit: {frame_fit} ({_FIT_SOURCES[source]})  videos: {'all' if videos is None else f'at most {videos}'}"
+        f"  frames: {'whole videos' if frames is None else f'at most the first {frames} of each video'}"
+    )
+
+
+def run_folder_hint(model: Path) -> str:
+    """When ``model`` holds no model but is a training run folder: which of its models to pass instead (``best/``
+    and ``model/``, those that exist); else an empty string."""
+    found = [
+        f"{model / name} ({what})"
+        for name, what in (("best", "its best evaluation"), ("model", "its final model"))
+        if (model / name / CONFIG_FILE).is_file()
+    ]
+    if (model / CONFIG_FILE).exists() or not found:
+        return ""
+    return f"; {model} looks like a training run: pass --model {' or '.join(found)}"
+
+
 def format_by_object_count(groups: Mapping[int, DiscoveryScores]) -> str:
     """A text table of the video-mode scores of each group of videos with the same number of objects."""
     rows: list[tuple[str, ...]] = [("objects", "videos", "ARI", "FG-ARI", "mBO", "mIoU")]
@@ -60,8 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the scores here")
     parser.add_argument("--videos", type=int, help="evaluate only the first N videos")
     parser.add_argument("--frames", type=int, help="at most the first N frames of each video (default: all)")
-    parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="decoder")
-    parser.add_argument("--background", choices=["ignore", "segment"], default="ignore")
+    parser.add_argument(
+        "--mask-source",
+        choices=sorted(MASK_SOURCES),
+        default="decoder",
+        help="which masks are scored: the decoder's alpha masks, or the last Slot Attention iteration's attention "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--background",
+        choices=["ignore", "segment"],
+        default="ignore",
+        help="ignore: the background is no segment in mBO/mIoU (the DINOSAUR/VideoSAUR convention, as FG-ARI); "
+        "segment: it counts as one, as the SmoothSA/RandSF.Q code scores (default: %(default)s)",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
         "--by-objects", action="store_true", help="also score the videos with each number of objects separately"
@@ -77,8 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_output_folder(parser, "--json", args.json)
     require_device(parser, args.device)
     try:
-        model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
-        frame_fit = args.frame_fit or model.frame_fit or "crop"
+        try:
+            model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{error}{run_folder_hint(Path(args.model))}") from error
+        frame_fit, fit_source = frame_fit_used(args.frame_fit, model.frame_fit)
         if frame_fit not in FRAME_FITS:
             raise ValueError(
                 f"{args.model} records the frame fit {frame_fit!r}, which evaluation does not do; choose "
@@ -100,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(scores))
+    print(format_settings(frame_fit, fit_source, args.videos, args.frames))
     if by_count and max(by_count) <= 1:
         print_note(
             "note: no video has more than one object, so FG-ARI only says whether each object fell in a single "
@@ -108,7 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.by_objects:
         print(format_by_object_count(by_count))
     if args.json:
-        payload = {"model": str(args.model), "data": args.data, **scores.to_dict()}
+        payload = {
+            "model": str(args.model),
+            "data": args.data,
+            "frame_fit": frame_fit,
+            "frame_fit_source": fit_source,  # "flag", "model" (recorded from its training) or "default"
+            "videos": args.videos,  # the --videos limit; None: every labelled video
+            "frames": args.frames,  # the --frames limit; None: whole videos
+            **scores.to_dict(),
+        }
         if args.by_objects:
             payload["by_object_count"] = {str(count): group.to_dict() for count, group in by_count.items()}
         try:

@@ -32,10 +32,12 @@ class MetricSinks:
         self.jsonl = path.open("a", encoding="utf-8")
         self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_step + 1)
 
-    def write(self, step: int, kind: str, values: dict[str, Any]) -> None:
-        """Record ``values`` (floats, ints, strings, None) for ``step`` under ``kind`` (``train``, ``eval``)."""
+    def write(self, step: int, kind: str, values: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
+        """Record ``values`` (floats, ints, strings, None) for ``step`` under ``kind`` (``train``, ``eval``); the
+        numbers among them also go to TensorBoard. ``settings`` (how the values were measured, such as an
+        evaluation's frame fit) go to the JSON line only."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
-        self.jsonl.write(json.dumps({"step": step, "kind": kind, **clean}) + "\n")
+        self.jsonl.write(json.dumps({"step": step, "kind": kind, **clean, **(settings or {})}) + "\n")
         self.jsonl.flush()
         for key, value in values.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):

@@ -43,9 +43,10 @@ from training.checkpoint import (
 from training.config import TrainConfig, changed_fields
 from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
 from training.datasets.augment import augmented
-from training.datasets.selection import labelled_indices
+from training.datasets.selection import labelled_indices, unlabelled_note
 from training.diagnostics import slot_similarity
-from training.distributed import ProcessGroup, barrier, init_from_environment, shutdown
+from training.distributed import ProcessGroup, barrier, init_from_environment, mean_across_processes, shutdown
+from training.environment import ENVIRONMENT_FILE, describe_environment, record_environment
 from training.evaluation import evaluate
 from training.gradients import clip_gradients
 from training.logging_sinks import METRICS_FILE, MetricSinks
@@ -59,7 +60,15 @@ COMMAND_FILE = "command.txt"
 """The command line that started a run (model cards quote it), written with ``CONFIG_FILE`` at the start."""
 FINAL_MODEL_DIR = "model"
 SAMPLES_DIR = "samples"
-_STARTED_RUN_ENTRIES = (CONFIG_FILE, COMMAND_FILE, METRICS_FILE, "tensorboard", SAMPLES_DIR, BEST_MODEL_DIR)
+_STARTED_RUN_ENTRIES = (
+    CONFIG_FILE,
+    COMMAND_FILE,
+    ENVIRONMENT_FILE,
+    METRICS_FILE,
+    "tensorboard",
+    SAMPLES_DIR,
+    BEST_MODEL_DIR,
+)
 """What a run writes into its folder before its first step ends; a fresh run whose first step breaks a component
 contract removes those of them it created (:func:`_remove_created`)."""
 
@@ -124,6 +133,9 @@ def fit(
     command: str | None = None,
 ) -> FitResult:
     """Train ``config`` into ``run_dir``; under ``torchrun`` every process calls this.
+
+    Before the first step the main process records where this invocation trains in ``environment.json``
+    (:mod:`training.environment`; a resume appends its own part), which model cards report.
 
     Args:
         config: the experiment.
@@ -192,6 +204,8 @@ def fit(
         started_from = warm_start(run.model, config.init_from)
         if group.is_main:
             tqdm.write(started_from.summary())
+    if group.is_main:  # where this invocation trains, for the model card (a resume appends its own segment)
+        record_environment(run_dir, describe_environment(device, group, run.step))
     try:
         scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, validation, preview)
     except ContractViolation:
@@ -390,13 +404,17 @@ def _val_dataset(config: TrainConfig) -> tuple[Dataset[VideoClip] | None, Datase
     spec = data.val_spec or data.spec
     size = _image_size(config)
     dataset = build_dataset(spec, "val", data.val_frames, size, config.seed, center_crop=data.center_crop)
-    validation = Subset(dataset, labelled_indices(dataset)[: data.val_videos])
+    labelled = labelled_indices(dataset)
+    validation = Subset(dataset, labelled[: data.val_videos])
     for index in range(len(validation)):
         if validation[index].masks is None:
             raise DatasetError(
                 f"{spec}: {validation[index].name} has no masks, so the run cannot be evaluated on it; pass "
                 "--val-data with labelled videos"
             )
+    unlabelled = len(dataset) - len(labelled)  # type: ignore[arg-type]
+    if labelled and unlabelled:  # a folder labelled in part: say so, as training.evaluate does
+        tqdm.write(f"{unlabelled_note(unlabelled, spec)} of the evaluations during training")
     if not len(validation):
         if data.val_spec is None:  # unlabelled training videos (a camera's recordings): train without evaluating
             tqdm.write(
@@ -461,12 +479,13 @@ def _train(
     scores: DiscoveryScores | None = None
     bar = tqdm(total=config.steps, initial=run.step, desc=config.name, disable=not (progress and group.is_main))
     run.trained.train()
-    tick = run.started = time.perf_counter()
+    run.started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # creating the iterator draws a worker seed: keep it off the run's RNG
         batches = iter(_train_loader(config, run, group, clips))
     try:
         if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
             scores = _maybe_evaluate(config, run, sinks, validation, preview, device, due=True)
+        throughput = _Throughput(config.data.batch_size * group.world_size)
         for batch in _reported(batches):
             if run.step >= last_step:
                 break
@@ -475,21 +494,49 @@ def _train(
             if run.non_finite_losses and _diverged(run, group):
                 raise FloatingPointError(_divergence_message(terms["loss"], run.step + 1, run_dir))
             run.step += 1
-            clips_per_s = config.data.batch_size * group.world_size / max(time.perf_counter() - tick, 1e-9)
-            tick = time.perf_counter()
+            throughput.steps += 1
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{terms['loss']:.4f}", sim=f"{terms['slot_similarity']:.2f}", clips_s=f"{clips_per_s:.1f}"
-            )
-            if sinks and (run.step % config.log_every == 0 or run.step == last_step):
-                sinks.write(run.step, "train", {**terms, "clips_per_s": clips_per_s, "elapsed_s": run.elapsed_s()})
+            if run.step % config.log_every == 0 or run.step == last_step:  # on every process: a collective
+                logged = mean_across_processes(group, terms, device)  # each process trained on its own clips
+                clips_per_s = throughput.clips_per_s()
+                bar.set_postfix(
+                    loss=f"{logged['loss']:.4f}", sim=f"{logged['slot_similarity']:.2f}", clips_s=f"{clips_per_s:.1f}"
+                )
+                if sinks:
+                    values = {**logged, "clips_per_s": clips_per_s, "elapsed_s": run.elapsed_s()}
+                    sinks.write(run.step, "train", values)
+            paused = time.perf_counter()
             scores = _maybe_evaluate(config, run, sinks, validation, preview, device) or scores
             _maybe_checkpoint(config, run, run_dir, group, last_step)
+            throughput.paused_s += time.perf_counter() - paused
     finally:
         bar.close()
         if sinks:
             sinks.close()
     return scores
+
+
+class _Throughput:
+    """Training clips per second over the steps since the last training line, all processes together, leaving
+    out the time evaluations and checkpoints took in between (:attr:`paused_s`).
+
+    Args:
+        clips_per_step: clips one step trains on, all processes together (batch size x processes).
+    """
+
+    def __init__(self, clips_per_step: int) -> None:
+        self.clips_per_step = clips_per_step
+        self.steps = 0
+        self.paused_s = 0.0
+        self.since = time.perf_counter()
+
+    def clips_per_s(self) -> float:
+        """The rate over the steps counted since the last call (or since construction), then start again."""
+        now = time.perf_counter()
+        seconds = max(now - self.since - self.paused_s, 1e-9)
+        rate = self.clips_per_step * self.steps / seconds
+        self.steps, self.paused_s, self.since = 0, 0.0, now
+        return rate
 
 
 def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, device: str) -> dict[str, float]:
@@ -562,13 +609,22 @@ def _maybe_evaluate(
         _save_sample(run, preview, sinks.run_dir / SAMPLES_DIR / f"step-{run.step:08d}.png", device)
     if scores is None:
         return None
-    sinks.write(run.step, "eval", scores.to_dict())
+    sinks.write(run.step, "eval", scores.to_dict(), settings=evaluation_settings(config))
     best = update_best(sinks.run_dir, run.model, run.step, scores, tuple(config.select_metrics))
     tqdm.write(
         f"step {run.step}: video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  "
         f"mIoU {scores.video_miou:.3f}  ARI {scores.video_ari:.3f}" + ("  (new best)" if best else "")
     )
     return scores
+
+
+def evaluation_settings(config: TrainConfig) -> dict[str, Any]:
+    """How the evaluations during training score, recorded on their ``metrics.jsonl`` lines: ``val_frames``
+    (frames per video, None for whole videos) and ``frame_fit``, how real frames are fitted to the model's input
+    (None for ``synthetic:`` validation data, generated at that size)."""
+    data = config.data
+    synthetic = (data.val_spec or data.spec).partition(":")[0] == "synthetic"
+    return {"val_frames": data.val_frames, "frame_fit": None if synthetic else data.frame_fit}
 
 
 @torch.inference_mode()

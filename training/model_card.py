@@ -5,7 +5,9 @@ Copies the run's best model (``best/``, chosen at the periodic evaluations; see 
 ``model.safetensors``), evaluates it on the validation data of its config (all validation videos) and, when
 given, on DAVIS, and writes ``MODEL_CARD.md``, ``scores.json``, a ``sample.png`` and, for synthetic data, the
 ``object_recall.png`` chart next to the weights. Every
-figure in the card is measured by this command.
+figure in the card is measured by this command, except where the run trained (device, processes, threads per
+process, torch version and CPU), which the run recorded in its ``environment.json`` when it started (runs
+from before that file are said to be not recorded).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -35,7 +36,8 @@ from training.cli_checks import print_note, require_output_dir
 from training.config import TrainConfig, read_train_config
 from training.config_files import is_config_file
 from training.datasets.clips import VideoClip
-from training.datasets.selection import evaluation_videos
+from training.datasets.selection import NoLabelledVideos, evaluation_videos
+from training.environment import describe_environments, read_environment, recorded_processes
 from training.evaluation import evaluate
 from training.logging_sinks import METRICS_FILE, parsed_line
 from training.loop import COMMAND_FILE, FINAL_MODEL_DIR
@@ -69,8 +71,31 @@ def most_objects(videos: Dataset[VideoClip]) -> int:
     return max(counts)
 
 
-def _threads(count: int) -> str:
-    return f"{count} thread" if count == 1 else f"{count} threads"
+def format_duration(seconds: float) -> str:
+    """A wall time for a card: seconds below a minute (``4.2 s``, ``42 s``), minutes above (``12.5 min``)."""
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s" if seconds < 59.5 else f"{seconds / 60:.1f} min"
+
+
+def effective_batch(batch_size: int, processes: int | None) -> str:
+    """The clips one optimisation step trains on: ``batch_size`` per process times the processes the run
+    recorded (``environment.json``); per process only when the run did not record how many there were."""
+    if processes is None:
+        return f"batch {batch_size} per process (the number of processes was not recorded)"
+    if processes == 1:
+        return f"batch {batch_size}"
+    return f"batch {batch_size * processes} ({batch_size} per process x {processes} processes)"
+
+
+def run_environment(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's ``environment.json`` segments; none (said as not recorded) for a run that predates the file or
+    whose file cannot be read, with a note."""
+    try:
+        return read_environment(run_dir)
+    except (ValueError, OSError) as error:
+        print_note(f"note: {error}; the card says where the run trained was not recorded")
+        return []
 
 
 def wall_time_s(run_dir: Path, model_dir: Path, step: int) -> float:
@@ -161,9 +186,9 @@ def render_card(
         "| | |",
         "| --- | --- |",
         f"| experiment | {_experiment_source(config, extra['command'])} |",
-        f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, batch {config.data.batch_size} |",
+        f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, {extra['batch']} |",
         f"| steps | {_steps(config, extra['selection'], extra['steps_done'])} |",
-        f"| wall time | {extra['wall_time_s'] / 60:.1f} min of training to the published weights |",
+        f"| wall time | {format_duration(extra['wall_time_s'])} of training to the published weights |",
         f"| parameters | {parameters:,} |",
         f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
         f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
@@ -269,17 +294,25 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         spec = args.data or config.data.val_spec or config.data.spec
         # Labelled videos only, as training.evaluate scores them (a note says how many were left out).
         crop = config.data.center_crop  # real frames fitted as in training
-        validation = evaluation_videos(spec, model.image_size, None, on_unlabelled=print_note, center_crop=crop)
+        try:
+            validation = evaluation_videos(spec, model.image_size, None, on_unlabelled=print_note, center_crop=crop)
+        except NoLabelledVideos as error:
+            if args.data:
+                raise
+            raise NoLabelledVideos(
+                f"{error}; the run's data has no labels to score the model on: pass --data SPEC with labelled videos "
+                "(a few annotated clips of the same scene, say)"
+            ) from error
         davis = (
             evaluation_videos(f"davis:{args.davis}", model.image_size, None, print_note, center_crop=crop)
             if args.davis
             else None
         )
-        scores = {spec + " (validation)": evaluate(model, validation, progress=True)}
+        label = f"{spec} (given with --data)" if args.data else f"{spec} (validation)"
+        scores = {label: evaluate(model, validation, progress=True)}
         mask_height, mask_width = model.mask_grid
         ceiling_label = (
-            f"{spec} (validation), ground truth through {mask_height}x{mask_width} masks and {model.num_slots} "
-            "slots: the ceiling"
+            f"{label}, ground truth through {mask_height}x{mask_width} masks and {model.num_slots} slots: the ceiling"
         )
         scores[ceiling_label] = mask_size_ceiling(
             validation, model.mask_grid, progress=True, num_slots=model.num_slots
@@ -297,6 +330,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             save_recall_chart(recall_rows(overlaps), staging / RECALL_CHART_FILE, f"{config.name} on {spec}")
             recall_chart = RECALL_CHART_FILE
         done = steps_done(args.run, config)
+        environment = run_environment(args.run)
         extra = {
             "davis": args.davis,
             "davis_objects": most_objects(davis) if davis is not None else 0,
@@ -304,8 +338,9 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "spec": spec,
             "recall_chart": recall_chart,
             "command": args.command or _run_command(args.run, config),
-            "machine": f"{platform.machine()} CPU, {_threads(torch.get_num_threads())}, torch {torch.__version__}",
-            "threads": torch.get_num_threads(),
+            "machine": describe_environments(environment, done),  # recorded by the run, not this process
+            "batch": effective_batch(config.data.batch_size, recorded_processes(environment)),
+            "threads": torch.get_num_threads(),  # this process's: the card's scores were computed with them
             "wall_time_s": wall_time_s(args.run, source, selection.step if selection else done),
             "steps_done": done,
             "selection": selection,
@@ -313,6 +348,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         (staging / "MODEL_CARD.md").write_text(render_card(config, model, scores, extra))
         payload: dict[str, Any] = {label: value.to_dict() for label, value in scores.items()}
         payload.update(wall_time_s=extra["wall_time_s"], selected_step=selection.step if selection else None)
+        payload["environment"] = environment  # the run's environment.json segments (empty: not recorded)
         (staging / "scores.json").write_text(json.dumps(payload, indent=2) + "\n")
         args.out.mkdir(exist_ok=True)
         for entry in sorted(staging.iterdir(), key=lambda path: path.name == "MODEL_CARD.md"):  # the card last

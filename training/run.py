@@ -67,6 +67,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "less noisy and each evaluation slower",
     )
     parser.add_argument(
+        "--val-frames",
+        type=_val_frames,
+        metavar="N|all",
+        help="frames of each validation video the evaluations during training score: the first N (each "
+        "evaluation video needs at least N), or all of every video",
+    )
+    parser.add_argument(
         "--eval-every", type=int, help="steps between evaluations during training (0: only at the end)"
     )
     parser.add_argument("--init-from", help="warm-start from this saved model's weights (matching names and shapes)")
@@ -88,6 +95,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="seed for weights, data and noise")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser.parse_args(argv)
+
+
+_ALL_FRAMES = "all"
+"""``--val-frames all``: evaluate on whole videos (``DataConfig.val_frames = None``)."""
+
+
+def _val_frames(text: str) -> int | str:
+    """``--val-frames``: a frame count of at least 1, or ``all``."""
+    if text == _ALL_FRAMES:
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of frames or 'all', got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (or 'all' for whole videos), got {count}")
+    return count
 
 
 def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -121,6 +145,8 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
             if value is not None
         },
     )
+    if args.val_frames is not None:  # "all" -> None: whole videos
+        data = dataclasses.replace(data, val_frames=None if args.val_frames == _ALL_FRAMES else args.val_frames)
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a finite number above 0, got {args.lr}")
     optim = dataclasses.replace(config.optim, lr=args.lr) if args.lr is not None else config.optim

@@ -64,4 +64,4 @@ def test_a_model_card_of_an_unlabelled_run_is_scored_on_data_given_to_it(tmp_pat
         == 0
     )
     card = (tmp_path / "card" / "MODEL_CARD.md").read_text()
-    assert f"| videos:{labelled} (validation) |" in card and f"--data videos:{labelled}`" in card
+    assert f"| videos:{labelled} (given with --data) |" in card and f"--data videos:{labelled}`" in card

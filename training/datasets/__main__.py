@@ -26,24 +26,29 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(prog="python -m training.datasets", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="write a synthetic dataset in the DAVIS 2017 layout")
-    gen.add_argument("--level", choices=sorted(LEVELS), default="medium", help="difficulty level")
+    gen.add_argument(
+        "--level", choices=sorted(LEVELS), default="medium", help="difficulty level (default: %(default)s)"
+    )
     gen.add_argument("--videos", type=int, required=True, help="number of videos")
-    gen.add_argument("--frames", type=int, default=24, help="frames per video")
+    gen.add_argument("--frames", type=int, default=24, help="frames per video (default: %(default)s)")
     gen.add_argument(
         "--size",
         type=int,
         default=64,
         help="frame height and width in pixels, at least 8 (below about 32 small objects are a few pixels, and "
-        "their shapes and sizes hard to tell apart)",
+        "their shapes and sizes hard to tell apart; default: %(default)s)",
     )
     gen.add_argument("--out", type=Path, required=True, help="output folder (empty or new)")
     gen.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
-    gen.add_argument("--seed", type=int, default=0, help="dataset seed, in [0, 2**30) (train split only)")
+    gen.add_argument(
+        "--seed", type=int, default=0, help="dataset seed, in [0, 2**30) (train split only; default: %(default)s)"
+    )
     gen.add_argument(
         "--split",
         choices=("train", "val"),
         default="train",
-        help="train: the seeded training videos; val: the fixed validation videos every evaluation scores",
+        help="train: the seeded training videos; val: the fixed validation videos every evaluation scores "
+        "(default: %(default)s)",
     )
     gen.add_argument(
         "--mp4",

@@ -26,7 +26,14 @@ from training.datasets.clips import VideoClip
 from training.datasets.errors import DatasetError
 from training.datasets.images import check_same_size, is_visible, read_frame, read_mask
 from training.datasets.synthetic.metadata import VideoMetadata
-from training.datasets.transforms import Split, choose_window, clip_length_setting, frames_to_tensor, masks_to_tensor
+from training.datasets.transforms import (
+    Split,
+    choose_window,
+    clip_length_setting,
+    frames_to_tensor,
+    masks_to_tensor,
+    shorter_clips_hint,
+)
 
 _FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 _NUMBERED = re.compile(r"(?P<prefix>.*?)(?P<number>\d+)")
@@ -237,7 +244,8 @@ class DavisDataset(Dataset[VideoClip]):
             if clip_length is not None and clip_length > len(seq.frames):
                 folder = seq.frames[0].parent
                 wanted = clip_length_setting(split, clip_length)
-                raise DatasetError(f"{folder}: {len(seq.frames)} frames, fewer than {wanted}")
+                hint = shorter_clips_hint(split, len(seq.frames))
+                raise DatasetError(f"{folder}: {len(seq.frames)} frames, fewer than {wanted}; {hint}")
         self.split = split
         self.clip_length = clip_length
         self.image_size = image_size

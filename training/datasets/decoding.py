@@ -53,6 +53,40 @@ def _silence(decord: Any) -> None:
     decord.logging.set_level(decord.logging.QUIET)
 
 
+_OPENED_BY_PYAV: set[tuple[str, int, int]] = set()
+"""Files PyAV has opened in this process, by path, size and modification time (each is checked once)."""
+
+
+def _pyav_open_error(path: Path) -> str | None:
+    """PyAV's error opening ``path``'s container (``"pyav: ..."``), or ``None`` when it opens or PyAV is not
+    installed.
+
+    decord reports a file it cannot open from its C++ code straight to the process's stderr (``video_reader.cc:83:
+    ERROR opening: ...``), past any Python logging setting, before raising; so a file is first opened with PyAV,
+    which reads the same container headers through FFmpeg without printing, and one that fails there never
+    reaches decord. Cheap: only the header is read, once per file and process (worker processes and threads
+    each check for themselves, which needs no redirection of the shared stderr).
+    """
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        stat = path.stat()
+    except OSError as err:
+        return f"pyav: {err}".splitlines()[0]
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _OPENED_BY_PYAV:
+        return None
+    try:
+        with av.open(str(path)):
+            pass
+    except Exception as err:  # av.error.* (OSError/ValueError subclasses) for corrupt or unsupported files
+        return f"pyav: {err}".splitlines()[0]
+    _OPENED_BY_PYAV.add(key)
+    return None
+
+
 def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
     decord = _quiet_decord()
     reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
@@ -132,6 +166,8 @@ def frame_count(path: Path, backend: Backend = "auto") -> int | None:
         ImportError: If the requested backend (or, for ``auto``, both) is not installed.
     """
     errors: list[str] = []
+    if backend in ("auto", "decord") and (unopenable := _pyav_open_error(path)) is not None:
+        raise DatasetError(f"{path}: cannot open video, corrupt or unsupported ({unopenable})")
     if backend in ("auto", "decord"):
         try:
             return _count_decord(path)
@@ -164,6 +200,8 @@ def decode_video(path: Path, choose: WindowChooser, backend: Backend = "auto") -
         ImportError: If the requested backend (or, for ``auto``, both) is not installed.
     """
     errors: list[str] = []
+    if backend in ("auto", "decord") and (unopenable := _pyav_open_error(path)) is not None:
+        raise DatasetError(f"{path}: cannot decode video, corrupt or unsupported ({unopenable})")
     if backend in ("auto", "decord"):
         try:
             return _decode_decord(path, choose)

@@ -12,6 +12,15 @@ from training.datasets.errors import DatasetError
 from training.datasets.specs import build_dataset
 
 
+class NoLabelledVideos(DatasetError):
+    """The data has no video with masks, so there is nothing to score a model on."""
+
+
+def unlabelled_note(count: int, spec: str) -> str:
+    """The note the tools give when ``count`` videos of ``spec`` have no masks and are left out of evaluation."""
+    return f"note: {count} video(s) of {spec} have no masks and are left out"
+
+
 def labelled_indices(dataset: Dataset[VideoClip]) -> list[int]:
     """Indices of the videos that have masks, in order.
 
@@ -75,12 +84,15 @@ def evaluation_videos(
         center_crop: centre-crop real frames to the aspect ratio of ``image_size`` (else stretch whole frames).
 
     Raises:
-        DatasetError: the data cannot be read, or no video has masks.
+        NoLabelledVideos: no video has masks (a :class:`DatasetError`).
+        DatasetError: the data cannot be read.
     """
     dataset, unlabelled = labelled_videos(build_dataset(spec, "val", None, image_size, center_crop=center_crop))
     if unlabelled and on_unlabelled is not None:
-        on_unlabelled(f"note: {unlabelled} video(s) of {spec} have no masks and are left out")
+        on_unlabelled(unlabelled_note(unlabelled, spec))
     if not len(dataset):  # type: ignore[arg-type]
         where = " (a video's masks are read from the folder named after it: <stem>/00000.png, ...)"
-        raise DatasetError(f"{spec}: no video has masks to evaluate on{where if spec.startswith('videos:') else ''}")
+        raise NoLabelledVideos(
+            f"{spec}: no video has masks to evaluate on{where if spec.startswith('videos:') else ''}"
+        )
     return dataset if frames is None else FirstFrames(dataset, frames)

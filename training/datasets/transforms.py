@@ -38,7 +38,8 @@ def choose_window(num_frames: int, clip_length: int | None, split: Split, source
         return range(num_frames)
     if clip_length > num_frames:
         raise DatasetError(
-            f"{source}: video has {num_frames} frames, fewer than {clip_length_setting(split, clip_length)}"
+            f"{source}: video has {num_frames} frames, fewer than {clip_length_setting(split, clip_length)}; "
+            f"{shorter_clips_hint(split, num_frames)}"
         )
     start = 0
     if split == "train":
@@ -50,6 +51,17 @@ def clip_length_setting(split: Split, clip_length: int) -> str:
     """How errors name a clip length: ``clip_length=L`` for train clips and ``val_frames=L`` for val clips, the
     names of the two settings in the training configuration."""
     return f"{'clip_length' if split == 'train' else 'val_frames'}={clip_length}"
+
+
+def shorter_clips_hint(split: Split, shortest: int) -> str:
+    """What to do about a video of ``shortest`` frames that is shorter than a clip: train on shorter clips
+    (``--clip-length``), or evaluate on fewer frames (``--val-frames``) or not at all (``--val-videos 0``)."""
+    if split == "train":
+        return f"remove the video or train on shorter clips (--clip-length {shortest} or less)"
+    return (
+        f"evaluate on fewer frames (--val-frames {shortest} or less, or --val-frames all for whole videos), or "
+        "train without evaluating (--val-videos 0)"
+    )
 
 
 def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], center_crop: bool) -> torch.Tensor:

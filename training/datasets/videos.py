@@ -60,11 +60,12 @@ def check_training_files(root: Path, files: list[Path], clip_length: int | None,
         )
     if clip_length is None:
         return
-    short = [f"{path.name} ({count})" for path, count in counts.items() if count is not None and count < clip_length]
+    short = {path: count for path, count in counts.items() if count is not None and count < clip_length}
     if short:
+        listed = _listed([f"{path.name} ({count})" for path, count in short.items()])
         raise DatasetError(
-            f"{root}: {len(short)} video(s) have fewer frames than clip_length={clip_length}: "
-            f"{_listed(short)}; remove them or train on shorter clips (--clip-length)"
+            f"{root}: {len(short)} video(s) have fewer frames than clip_length={clip_length}: {listed}; remove them "
+            f"or train on shorter clips (--clip-length {min(short.values())} or less)"
         )
 
 
