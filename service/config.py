@@ -150,7 +150,17 @@ class ServiceConfig:
     metrics_listen: str = field(
         default="127.0.0.1:9464", metadata=_help("Prometheus /metrics address host:port; empty: off")
     )
-    grace_period_s: float = field(default=20.0, metadata=_help("shutdown: seconds to finish in-flight frames"))
+    grace_period_s: float = field(
+        default=20.0,
+        metadata=_help(
+            "shutdown (SIGTERM): the longest drain, in seconds. Readiness turns NOT_SERVING and new streams are "
+            "refused at once; each open stream answers the frames it accepted, is sent its hand-off state and ends "
+            "(SHUTTING_DOWN); a stream detached from a dropped connection waits up to 5 s of it for its client to "
+            "resume and collect the state. Streams still draining at the end are cut off (a hand-off not yet sent "
+            "is lost); the gRPC server then stops (at most 1 s) and a model call still running gets what is left "
+            "(at least 1 s) before it is abandoned (exit status 1)"
+        ),
+    )
     model_stall_timeout_s: float = field(
         default=60.0,
         metadata=_help("liveness: a model call running longer than this marks the server not alive (0: never)"),

@@ -1,12 +1,16 @@
 """deploy/Dockerfile and deploy/Dockerfile.gpu, checked without a Docker engine.
 
 Verified here:
-- structure: multi-stage, every base image pinned by an exact version tag or a digest, no HEALTHCHECK (Kubernetes
-  probes do that), a numeric non-root USER, ``python -m service`` as the exec-form ENTRYPOINT, and no compiler,
-  ``-dev`` package or pip in the final stage; the GPU image uses a CUDA *runtime* base and installs the ``gpu``
-  extra, the CPU image the torch/torchvision versions pyproject.toml pins;
+- structure: multi-stage, every base image pinned by an exact version tag or a digest, a numeric non-root USER,
+  ``python -m service`` as the exec-form ENTRYPOINT, and no compiler, ``-dev`` package or pip in the final stage;
+  the GPU image uses a CUDA *runtime* base and installs the ``gpu`` extra, the CPU image the torch/torchvision
+  versions pyproject.toml pins and everything else at the exact versions of deploy/constraints.txt, which covers
+  the runtime closure of ``slotstream[onnx]`` installed here within pyproject.toml's bounds;
+- the HEALTHCHECK (for Docker; Kubernetes runs its probes): run here against the real metrics endpoint, and its
+  start period covers the startup probe's allowance of the render that runs the image;
 - the build context: every path the Dockerfiles COPY exists in the repository and survives .dockerignore (which
-  keeps virtual environments, runs and VCS data out); the default model in service/models/default is checked
+  keeps virtual environments, runs and VCS data out, and lets in only the constraints file of deploy/); the
+  default model in service/models/default is checked
   only if it exists (it is committed separately), but it is never excluded;
 - the install line: ``pip install --dry-run --no-deps`` on a copy of exactly what the build stage copies proves
   that the project metadata builds from the image's files (without downloading anything);
@@ -15,18 +19,22 @@ Verified here:
   server's own checks run (a missing model directory is reported with exit status 2).
 
 Not verified (needs a Docker engine, network and, for the GPU image, an NVIDIA GPU): that the images build, that
-the base tags still exist upstream, that the pinned wheels resolve for the base's Python, that the CUDA/cuDNN
+the base tags still exist upstream, that the pinned wheels (and the GPU image's unpinned ones) resolve for the
+base's Python, that the CUDA/cuDNN
 libraries match onnxruntime-gpu and TensorRT at run time, and the image sizes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -36,20 +44,26 @@ from deploy_helpers import (
     DOCKERFILES,
     REPO,
     Instruction,
+    Renderer,
     copy_sources,
     dockerignore_patterns,
     dockerignored,
     env_assignments,
     parse_dockerfile,
     port_of,
+    render_targets,
     stages,
 )
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from service.config import ENV_PREFIX, ServiceConfig
+from service.metrics import Metrics
 
 IDS = [p.name for p in DOCKERFILES]
 DOCKERIGNORE = REPO / ".dockerignore"
 DEFAULT_MODEL = REPO / "service" / "models" / "default"
+CONSTRAINTS = REPO / "deploy" / "constraints.txt"
 PINNED = re.compile(r"^[\w./-]+(:[\w.-]*\d+\.\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?$")
 REMOVAL = re.compile(r"\brm -rf [^&;]*")
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|clang|cc|make|cmake|ninja|build-essential|[\w.+]+-dev|pip|pip3)\b")
@@ -57,6 +71,15 @@ BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|clang|cc|make|cmake|ninja|build-essentia
 
 def _instructions(path: Path) -> list[Instruction]:
     return parse_dockerfile(path)
+
+
+def _ignore_patterns(dockerfile: Path) -> list[str]:
+    """The ignore patterns applied to ``dockerfile``'s context: the context's .dockerignore, as every builder reads
+    it (no Dockerfile has its own ``<Dockerfile>.dockerignore``, which the legacy builder would ignore)."""
+    assert not dockerfile.with_name(dockerfile.name + ".dockerignore").exists(), (
+        "keep one ignore file for every builder"
+    )
+    return dockerignore_patterns(DOCKERIGNORE)
 
 
 def _final(path: Path) -> list[Instruction]:
@@ -83,8 +106,9 @@ def test_structure(path: Path) -> None:
         assert PINNED.match(image) and ("@sha256:" in image or re.search(r":\S*\d+\.\d+\.\d+", image)), (
             f"{path.name} line {stage[0].line}: pin {image} by an exact version tag (x.y.z) or a digest"
         )
-    assert not [i for i in instructions if i.keyword == "HEALTHCHECK"], "Kubernetes probes check health"
     final = built[-1]
+    checks = [i for i in instructions if i.keyword == "HEALTHCHECK"]
+    assert [i for i in final if i.keyword == "HEALTHCHECK"] == checks and len(checks) == 1, "one, in the final stage"
     users = [i.arguments for i in final if i.keyword == "USER"]
     assert users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), "numeric non-root USER (runAsNonRoot can verify)"
     entrypoints = [i.arguments for i in final if i.keyword == "ENTRYPOINT"]
@@ -116,7 +140,7 @@ def test_image_environment_is_valid_service_config(path: Path) -> None:
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
 def test_copied_paths_exist_and_reach_the_build(path: Path) -> None:
-    patterns = dockerignore_patterns(DOCKERIGNORE)
+    patterns = _ignore_patterns(path)
     sources = [s for i in _instructions(path) if i.keyword in ("COPY", "ADD") for s in copy_sources(i)]
     assert sources, "the image copies the project"
     for source in sources:
@@ -127,13 +151,133 @@ def test_copied_paths_exist_and_reach_the_build(path: Path) -> None:
 
 def test_dockerignore_keeps_the_context_small() -> None:
     patterns = dockerignore_patterns(DOCKERIGNORE)
-    for excluded in (".git", ".venv/bin/python", "runs/x/ckpt", "tests/conftest.py", "service/__pycache__/x.pyc"):
+    for excluded in (
+        ".git",
+        ".venv/bin/python",
+        "runs/x/ckpt",
+        "tests/conftest.py",
+        "service/__pycache__/x.pyc",
+        "deploy/Dockerfile",
+        "deploy/k8s/base/deployment.yaml",
+    ):
         assert dockerignored(patterns, excluded), f"{excluded} would be sent to the builder"
-    for kept in ("pyproject.toml", "service/server.py", "service/_pb/perception_pb2.py", "training/run.py"):
+    for kept in (
+        "pyproject.toml",
+        "service/server.py",
+        "service/_pb/perception_pb2.py",
+        "training/run.py",
+        "deploy/constraints.txt",
+    ):
         assert not dockerignored(patterns, kept), f"{kept} would be missing from the image"
     # The default model must reach the image.
     for name in ("config.json", "model.safetensors"):
         assert not dockerignored(patterns, f"service/models/default/{name}")
+
+
+def _pins() -> dict[str, tuple[str, str]]:
+    """deploy/constraints.txt as ``{canonical name: (name, version)}``."""
+    pins: dict[str, tuple[str, str]] = {}
+    for number, line in enumerate(CONSTRAINTS.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        pinned = re.fullmatch(r"([A-Za-z0-9][\w.-]*)==([\w.+!-]+)", line.strip())
+        assert pinned, f"constraints.txt line {number}: {line!r} is not name==version"
+        key = canonicalize_name(pinned.group(1))
+        assert key not in pins, f"constraints.txt pins {pinned.group(1)} twice"
+        pins[key] = (pinned.group(1), pinned.group(2))
+    return pins
+
+
+def test_cpu_image_installs_at_the_constrained_versions() -> None:
+    """The CPU image installs every dependency at the exact version of deploy/constraints.txt, whose pins cover the
+    whole runtime closure of slotstream[onnx] and keep within pyproject.toml's bounds."""
+    build = stages(_instructions(REPO / "deploy" / "Dockerfile"))[0]
+    copied = {shlex.split(i.arguments)[-1]: copy_sources(i) for i in build if i.keyword == "COPY" and copy_sources(i)}
+    (target,) = [dest for dest, sources in copied.items() if sources == ["deploy/constraints.txt"]]
+    installs = [i for i in build if i.keyword == "RUN" and '".[onnx]"' in i.arguments]
+    assert installs, "the build stage installs the project with its onnx extra"
+    for install in installs:
+        assert re.search(rf"pip install (--constraint|-c) {re.escape(target)} ", install.arguments), (
+            f"deploy/Dockerfile line {install.line}: install with --constraint {target}"
+        )
+
+    freeze = importlib.util.spec_from_file_location("freeze_constraints", REPO / "deploy" / "freeze_constraints.py")
+    assert freeze is not None and freeze.loader is not None
+    module = importlib.util.module_from_spec(freeze)
+    freeze.loader.exec_module(module)
+    pins = _pins()
+    missing = sorted(set(module.runtime_closure()) - pins.keys())
+    assert not missing, f"{missing} come with slotstream[onnx] but are not pinned: run deploy/freeze_constraints.py"
+
+    project = _pyproject()["project"]
+    for text in [*project["dependencies"], *project["optional-dependencies"]["onnx"]]:
+        requirement = Requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        name, version = pins[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"constraints.txt pins {name}=={version}, outside pyproject.toml's {text!r}"
+        )
+
+
+def _healthcheck(path: Path) -> tuple[dict[str, str], list[str]]:
+    """The HEALTHCHECK's ``--option=value`` flags and its exec-form command."""
+    (check,) = [i for i in _final(path) if i.keyword == "HEALTHCHECK"]
+    options, _, command = check.arguments.partition(" CMD ")
+    flags = dict(flag.removeprefix("--").split("=", 1) for flag in options.split())
+    argv = json.loads(command)
+    assert isinstance(argv, list), f"{path.name}: exec-form HEALTHCHECK CMD [...] (no shell needed)"
+    return flags, argv
+
+
+def _seconds(duration: str) -> float:
+    found = re.fullmatch(r"(\d+)(ms|s|m|h)", duration)
+    assert found, f"unsupported duration {duration!r}"
+    return int(found.group(1)) * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600}[found.group(2)]
+
+
+@pytest.mark.parametrize(
+    ("path", "target"), [(DOCKERFILES[0], "base"), (DOCKERFILES[1], "base+components/gpu")], ids=IDS
+)
+def test_healthcheck_waits_out_the_start_up_the_manifests_allow(render: Renderer, path: Path, target: str) -> None:
+    """Docker counts failures only after the start period: it covers the model load and warm-up (TensorRT engine
+    builds on the GPU image) that the image's Kubernetes startup probe allows."""
+    flags, _ = _healthcheck(path)
+    (scenario,) = [t for t in render_targets() if t.id == target]
+    (deployment,) = [d for d in render(scenario) if d["kind"] == "Deployment"]
+    startup = deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert _seconds(flags["start-period"]) >= startup["periodSeconds"] * startup["failureThreshold"], flags
+    assert _seconds(flags["timeout"]) >= 4, "the check itself waits up to 3 s for the metrics page"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_healthcheck_reads_the_ready_gauge_and_the_heartbeat(path: Path) -> None:
+    """The image's health command, run here against ``service.metrics.Metrics`` served on a free port, with the
+    image's environment pointed at that port."""
+    _, argv = _healthcheck(path)
+    assert argv[0] == "python", "the venv's python (PATH), which the image runs the server with"
+    listen = _image_env(path)["SLOTSTREAM_METRICS_LISTEN"]
+    metrics = Metrics()
+    try:
+        port = metrics.serve_http("127.0.0.1:0")
+        env = {"PATH": os.environ["PATH"], "SLOTSTREAM_METRICS_LISTEN": listen.rpartition(":")[0] + f":{port}"}
+
+        def check() -> int:
+            return subprocess.run(
+                [sys.executable, "-I", *argv[1:]], env=env, capture_output=True, timeout=30
+            ).returncode
+
+        metrics.loop_heartbeat.set(time.time())
+        assert check() != 0, "unhealthy while not ready (loading, warming up, failing, draining)"
+        metrics.ready.set(1)
+        assert check() == 0, "healthy once ready"
+        metrics.loop_heartbeat.set(time.time() - 15)
+        assert check() != 0, "unhealthy while the event loop is blocked"
+    finally:
+        metrics.close()
+    env["SLOTSTREAM_METRICS_LISTEN"] = "0.0.0.0:9"  # the discard port: refused
+    refused = subprocess.run([sys.executable, "-I", *argv[1:]], env=env, capture_output=True, timeout=30)
+    assert refused.returncode != 0, "unhealthy when nothing serves the metrics"
 
 
 def test_the_default_model_the_image_embeds_is_complete() -> None:
@@ -176,8 +320,8 @@ def test_gpu_base_matches_the_cuda_build_of_torch() -> None:
 
 
 def _build_context_copy(destination: Path) -> None:
-    """What the CPU build stage has in /app: the COPY sources, filtered by .dockerignore."""
-    patterns = dockerignore_patterns(DOCKERIGNORE)
+    """What the CPU build stage has in /app: the COPY sources, filtered by its ignore file."""
+    patterns = _ignore_patterns(REPO / "deploy" / "Dockerfile")
     build = stages(_instructions(REPO / "deploy" / "Dockerfile"))[0]
     for source in (s.rstrip("/") for i in build if i.keyword == "COPY" for s in copy_sources(i)):
         origin = REPO / source

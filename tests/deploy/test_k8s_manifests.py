@@ -5,19 +5,21 @@ Checked without a cluster:
   ``kubectl kustomize`` (a missing kubectl fails the tests with install instructions; it never skips them);
 - every rendered document validates with kubernetes-validate in strict mode (unknown fields are errors) against
   Kubernetes 1.29 and the newest version the installed package ships;
-- CRD kinds (ServiceMonitor, PyTorchJob) have no schema there: they are checked structurally here and then
-  reported as *skipped* tests that say so; an unexpected kind without a schema fails;
-- hardened pods (the restricted Pod Security profile's rules), probes and the rollout deadline, selectors and
-  references between objects, and the wiring of the multi-node training job (its torchrun and training.run flags
-  parse with the real parsers).
+- CRD kinds (ServiceMonitor, PrometheusRule, PyTorchJob) have no schema there: they are checked structurally here
+  and then reported as *skipped* tests that say so; an unexpected kind without a schema fails;
+- hardened pods (the restricted Pod Security profile's rules), requests within limits, Guaranteed server pods,
+  GPU pods' disk request and CUDA cache, probes and the rollout deadline, selectors and references between
+  objects, an image upgrade layered on prod (rendered in a temporary overlay), and the wiring of the multi-node
+  training job (its torchrun and training.run flags parse with the real parsers).
 
-Not checked: admission by a real API server (defaults, cross-field rules, Pod Security admission), the operators
+Not checked: admission by a real API server (defaults, other cross-field rules, Pod Security admission), the operators
 behind the CRDs, scheduling on GPU nodes, and the training job actually running across nodes.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shlex
 from collections import Counter
@@ -51,7 +53,11 @@ TARGET_IDS = [t.id for t in TARGETS]
 VERSIONS = ("1.29", kv.major_minor(kv.latest_version()))
 
 #: Kinds defined by CRDs, which kubernetes-validate has no schema for: (apiVersion, kind).
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("kubeflow.org/v1", "PyTorchJob")}
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("kubeflow.org/v1", "PyTorchJob"),
+}
 
 #: Secrets the manifests mount but do not create: the user creates them (deploy/README.md says how).
 EXTERNAL_SECRETS = {"slotstream-tls"}
@@ -132,6 +138,37 @@ def _check_service_monitor(doc: dict[str, Any], docs: list[dict[str, Any]]) -> N
         assert len(scraped) == 1, f"{_label(doc)}: port {endpoint['port']!r} must be on exactly one selected Service"
 
 
+ALERT_SEVERITIES = {"critical", "warning", "info"}
+PROMETHEUS_DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
+
+
+def _check_prometheus_rule(doc: dict[str, Any], docs: list[dict[str, Any]]) -> None:
+    """The operator's PrometheusRule schema in the parts we use, and expressions whose brackets and quotes pair up
+    (tests/deploy/test_manifest_config_drift.py checks the metric and label names against the server's)."""
+    assert doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "slotstream"
+    groups = doc["spec"]["groups"]
+    assert groups and len({g["name"] for g in groups}) == len(groups), f"{_label(doc)}: groups need unique names"
+    alerts = [rule for group in groups for rule in group["rules"]]
+    assert alerts and len({r["alert"] for r in alerts}) == len(alerts), f"{_label(doc)}: alert names are unique"
+    for rule in alerts:
+        where = f"{_label(doc)} {rule.get('alert')}"
+        assert set(rule) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}, where
+        assert isinstance(rule["expr"], str) and rule["expr"].strip(), f"{where}: expr is a PromQL string"
+        assert "for" not in rule or PROMETHEUS_DURATION.fullmatch(rule["for"]), f"{where}: for {rule['for']!r}"
+        assert rule["labels"]["severity"] in ALERT_SEVERITIES, where
+        assert {"summary", "description"} <= rule["annotations"].keys(), where
+        assert all(isinstance(v, str) for v in [*rule["labels"].values(), *rule["annotations"].values()]), where
+        expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', rule["expr"])  # string literals may hold any bracket
+        assert '"' not in expr.replace('""', ""), f"{where}: unbalanced quotes"
+        depth = []
+        for char in expr:
+            if char in "([{":
+                depth.append(char)
+            elif char in ")]}":
+                assert depth and depth.pop() + char in ("()", "[]", "{}"), f"{where}: unbalanced {char!r}"
+        assert not depth, f"{where}: unclosed {depth}"
+
+
 def _check_pytorchjob(doc: dict[str, Any], docs: list[dict[str, Any]]) -> None:
     replicas = doc["spec"]["pytorchReplicaSpecs"]
     assert replicas["Master"]["replicas"] == 1
@@ -146,7 +183,11 @@ def _check_pytorchjob(doc: dict[str, Any], docs: list[dict[str, Any]]) -> None:
         _check_training_run(torchrun, pod, spec, role)
 
 
-CRD_CHECKS = {"ServiceMonitor": _check_service_monitor, "PyTorchJob": _check_pytorchjob}
+CRD_CHECKS = {
+    "ServiceMonitor": _check_service_monitor,
+    "PrometheusRule": _check_prometheus_rule,
+    "PyTorchJob": _check_pytorchjob,
+}
 
 
 @pytest.mark.parametrize(("api_version", "kind"), sorted(CRD_KINDS))
@@ -275,6 +316,11 @@ def _bytes(quantity: str) -> int:
     return int(quantity)
 
 
+def _quantity(quantity: str) -> float:
+    """A resource quantity as a number (CPU in cores: ``500m`` is 0.5)."""
+    return float(quantity.removesuffix("m")) / 1000 if quantity.endswith("m") else float(_bytes(quantity))
+
+
 @pytest.mark.parametrize("target_id", SERVER_TARGETS)
 def test_ephemeral_storage_limit_covers_the_scratch_volumes(render: Renderer, target_id: str) -> None:
     """The kubelet evicts a pod whose disk-backed emptyDirs and writable layers exceed the sum of its
@@ -288,6 +334,34 @@ def test_ephemeral_storage_limit_covers_the_scratch_volumes(render: Renderer, ta
     )
     limit = sum(_bytes(c["resources"]["limits"]["ephemeral-storage"]) for c in pod["containers"])
     assert limit >= scratch, f"{target_id}: ephemeral-storage {limit} bytes < emptyDirs {scratch} bytes"
+
+
+@pytest.mark.parametrize("target_id", TARGET_IDS)
+def test_requests_do_not_exceed_limits(render: Renderer, target_id: str) -> None:
+    """The API server rejects a container whose request is above its limit; offline validation does not check it."""
+    for where, pod in (p for doc in render(_target(target_id)) for p in pod_templates(doc)):
+        for spec in pod["containers"]:
+            limits = spec.get("resources", {}).get("limits", {})
+            for resource, request in spec.get("resources", {}).get("requests", {}).items():
+                if resource in limits:
+                    assert _quantity(request) <= _quantity(limits[resource]), (
+                        f"{target_id} {where}/{spec['name']}: {resource} request {request} > limit {limits[resource]}"
+                    )
+
+
+@pytest.mark.parametrize("target_id", SERVER_TARGETS)
+def test_server_pods_are_guaranteed(render: Renderer, target_id: str) -> None:
+    """CPU and memory requests equal their limits (Guaranteed QoS): a Burstable pod above its memory request is the
+    first one evicted under node pressure, and every stream it holds ends without a drain."""
+    pod = server_pod(render(_target(target_id)))
+    assert pod is not None
+    for spec in pod["containers"]:
+        resources = spec["resources"]
+        for resource in ("cpu", "memory"):
+            request, limit = resources["requests"][resource], resources["limits"][resource]
+            assert _quantity(request) == _quantity(limit), (
+                f"{target_id}: {resource} request {request} != limit {limit}"
+            )
 
 
 @pytest.mark.parametrize("target_id", SERVER_TARGETS)
@@ -320,7 +394,9 @@ def test_prod_overlay_uses_every_component(render: Renderer) -> None:
     used = {(prod / c).resolve() for c in _kustomization(prod).get("components", [])}
     assert used == {c.resolve() for c in component_dirs()}
     docs = render(_target("overlays/prod"))
-    assert {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor"} <= {d["kind"] for d in docs}
+    assert {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"} <= {
+        d["kind"] for d in docs
+    }
     assert "replicas" not in only(docs, "Deployment")["spec"], "replicas belong to the autoscaler in prod"
     patch = yaml.safe_load((prod / "horizontalpodautoscaler-patch.yaml").read_text())["spec"]
     autoscaler = only(docs, "HorizontalPodAutoscaler")["spec"]
@@ -329,6 +405,34 @@ def test_prod_overlay_uses_every_component(render: Renderer) -> None:
         == (patch["minReplicas"], patch["maxReplicas"])
         == (3, 12)
     )
+
+
+def _images(docs: list[dict[str, Any]]) -> set[str]:
+    return {spec["image"] for doc in docs for _, pod in pod_templates(doc) for spec in pod["containers"]}
+
+
+def test_an_image_upgrade_on_top_of_prod_names_the_registry_image(render: Renderer, tmp_path: Path) -> None:
+    """prod has already renamed the image to its registry, so an overlay on top of it must match that name: an
+    ``images:`` entry named plain ``slotstream`` changes nothing there (deploy/README.md, "Upgrading the image")."""
+    prod = K8S / "overlays" / "prod"
+    (registry,) = [i["newName"] for i in _kustomization(prod)["images"] if i["name"] == "slotstream"]
+    digest = "sha256:" + "0123456789abcdef" * 4
+    assert _images(render(_target("overlays/prod"))) == {f"{registry}:0.1.0-gpu"}
+
+    def upgraded(name: str) -> set[str]:
+        directory = tmp_path / re.sub(r"\W", "_", name)
+        directory.mkdir()
+        overlay = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [os.path.relpath(prod, directory)],
+            "images": [{"name": name, "digest": digest}],
+        }
+        (directory / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+        return _images(render(Target(f"upgrade-{name}", directory)))
+
+    assert upgraded(registry) == {f"{registry}@{digest}"}, "every server container runs the pinned digest"
+    assert upgraded("slotstream") == {f"{registry}:0.1.0-gpu"}, "the plain name no longer matches on top of prod"
 
 
 def test_dev_overlay_is_small(render: Renderer) -> None:
@@ -360,6 +464,44 @@ def test_gpu_component(render: Renderer) -> None:
     assert mounts.get("engine-cache", "").startswith("/var/cache/slotstream/")
 
 
+GPU_SERVER_TARGETS = ["base+components/gpu", "overlays/prod", "overlays/prod-shared-engines"]
+
+
+@pytest.mark.parametrize("target_id", GPU_SERVER_TARGETS)
+def test_gpu_pods_keep_the_cuda_jit_cache_on_a_writable_volume(render: Renderer, target_id: str) -> None:
+    """CUDA's JIT cache defaults to ~/.nv, on the read-only root filesystem of these pods."""
+    pod = server_pod(render(_target(target_id)))
+    assert pod is not None
+    spec = container(pod, SERVER_CONTAINER)
+    assert "nvidia.com/gpu" in spec["resources"]["limits"], f"{target_id} runs no GPU pod"
+    env = {e["name"]: e.get("value") for e in spec.get("env", [])}
+    assert spec["securityContext"]["readOnlyRootFilesystem"] is True
+    assert env.get("CUDA_CACHE_PATH"), "set CUDA_CACHE_PATH: HOME is on the read-only root filesystem"
+    scratch = {v["name"]: v["emptyDir"] for v in pod["volumes"] if "emptyDir" in v}
+    holders = [
+        m
+        for m in spec["volumeMounts"]
+        if m["name"] in scratch
+        and not m.get("readOnly")
+        and Path(env["CUDA_CACHE_PATH"]).is_relative_to(m["mountPath"])
+    ]
+    assert holders, f"{env['CUDA_CACHE_PATH']} is on no writable emptyDir"
+    deepest = max(holders, key=lambda m: len(m["mountPath"]))
+    size = scratch[deepest["name"]].get("sizeLimit")
+    assert size is None or int(env.get("CUDA_CACHE_MAXSIZE", 2**30)) < _bytes(size), "cap the cache below the volume"
+
+
+@pytest.mark.parametrize("target_id", SERVER_TARGETS)
+def test_ephemeral_storage_request_covers_a_node_local_engine_cache(render: Renderer, target_id: str) -> None:
+    """An engine cache on the node's disk is scheduled for: the request covers its sizeLimit."""
+    pod = server_pod(render(_target(target_id)))
+    assert pod is not None
+    caches = [v["emptyDir"] for v in pod["volumes"] if v["name"] == "engine-cache" and "emptyDir" in v]
+    request = sum(_bytes(c["resources"]["requests"].get("ephemeral-storage", "0")) for c in pod["containers"])
+    for cache in caches:
+        assert request >= _bytes(cache["sizeLimit"]), f"{target_id}: ephemeral-storage request below the engine cache"
+
+
 def test_shared_engine_cache_overlay_is_prod_with_the_engines_on_one_shared_volume(render: Renderer) -> None:
     """Every replica mounts one ReadWriteMany claim where the gpu component had a per-pod emptyDir; everything
     else is the prod overlay's."""
@@ -383,14 +525,16 @@ def test_shared_engine_cache_overlay_is_prod_with_the_engines_on_one_shared_volu
 
 
 def _without_engine_cache(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of ``docs`` without the engine cache: its claim, its volume and the disk limit sized for it."""
+    """Copies of ``docs`` without the engine cache: its claim, its volume and the disk request and limit sized for
+    it."""
     kept = [copy.deepcopy(d) for d in docs if d["kind"] != "PersistentVolumeClaim"]
     for doc in kept:
         if doc["kind"] == "Deployment":
             spec = doc["spec"]["template"]["spec"]
             spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "engine-cache"]
             spec["securityContext"].pop("fsGroupChangePolicy", None)
-            container(spec, SERVER_CONTAINER)["resources"]["limits"].pop("ephemeral-storage")
+            for bound in ("requests", "limits"):
+                container(spec, SERVER_CONTAINER)["resources"][bound].pop("ephemeral-storage")
     return kept
 
 

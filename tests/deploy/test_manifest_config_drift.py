@@ -4,13 +4,15 @@ For every render that runs the server (base, each component on the base, each ov
 - every variable the server container gets (its ConfigMap and ``env``) is a ``ServiceConfig`` setting
   (``SLOTSTREAM_<FIELD>``) or the plugin registry's ``SLOTSTREAM_DISABLE_PLUGINS``, and together the settings
   build a valid ``ServiceConfig`` (types, ranges, choices); any other variable must be on an explicit list, with
-  its reason (empty today);
+  its reason (today the CUDA JIT cache's, which the gpu component moves to a writable volume);
+- every render serves the model under one explicit name (``SLOTSTREAM_MODEL_NAME``), never the directory's;
 - a render that picks the onnx or tensorrt backend names an export directory that the image it runs creates;
 - the container port named ``grpc``, the Service ports and the gRPC probe ports equal the port of the server's
   default ``listen`` address, and the ``metrics`` port the port of its default ``metrics_listen``; inside the
   pod both listen on 0.0.0.0;
 - ``terminationGracePeriodSeconds`` outlasts the configured drain (``grace_period_s``) by at least 5 s;
 - the autoscaler's streams metric is one the server exports, with a target below ``max_streams``;
+- every metric, label and label value the alerting rules select is one ``service.metrics.Metrics`` exports;
 - the server container's CPU request equals its limit, to which the server sizes its model instances;
 - the TLS component's readiness command really reads the server's ready gauge and heartbeat: it runs here against
   ``service.metrics.Metrics`` served on a free port.
@@ -60,9 +62,9 @@ DEFAULTS = ServiceConfig()
 #: ServiceConfig settings, and the plugin block list, which the plugin registry reads (not a service flag).
 KNOWN_VARIABLES = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(ServiceConfig)} | {BLOCK_ENV_VAR}
 
-#: Variables other than SLOTSTREAM_ settings the server container may get. None today: add one only with a
-#: reason (a library the server uses reads it).
-OTHER_SERVER_VARIABLES: frozenset[str] = frozenset()
+#: Variables other than SLOTSTREAM_ settings the server container may get, each because a library the server uses
+#: reads it: the CUDA driver's JIT cache location and size (the gpu component moves it off the read-only root).
+OTHER_SERVER_VARIABLES: frozenset[str] = frozenset({"CUDA_CACHE_PATH", "CUDA_CACHE_MAXSIZE"})
 
 EXPORT_COMMAND = re.compile(r"python -m training\.export --model \S+ --out (\S+)")
 EXPORT_BACKENDS = ("onnx", "tensorrt")
@@ -90,6 +92,20 @@ def test_server_environment_is_exactly_service_config_settings(render: Renderer,
     others = sorted(k for k in env if not k.startswith(ENV_PREFIX) and k not in OTHER_SERVER_VARIABLES)
     assert not others, f"{target_id}: {others} are not ServiceConfig settings"
     _config(docs, spec)  # raises ConfigError listing every invalid value
+
+
+def test_every_render_serves_the_model_under_one_explicit_name(render: Renderer) -> None:
+    """Clients open streams by model name and the metrics carry it as the ``model`` label: a name taken from the
+    model directory would differ between overlays (``default`` on the CPU image, ``default-onnx`` on the GPU
+    export) and change with every versioned model folder, so every render sets ``SLOTSTREAM_MODEL_NAME``."""
+    names = {}
+    for target_id in SERVER_IDS:
+        docs, _, spec = _server(render, target_id)
+        assert container_env(docs, spec).get(f"{ENV_PREFIX}MODEL_NAME"), (
+            f"{target_id}: set {ENV_PREFIX}MODEL_NAME, or the model is named after its directory"
+        )
+        names[target_id] = _config(docs, spec).resolved_model_name
+    assert len(set(names.values())) == 1, f"every render must serve the same model name: {names}"
 
 
 def _image_exports(dockerfile: Path) -> set[str]:
@@ -163,6 +179,69 @@ def test_autoscaler_streams_metric_exists_and_fits(render: Renderer, target_id: 
     for metric in pods:
         assert metric["metric"]["name"] in exported, f"service.metrics exports no {metric['metric']['name']}"
         assert float(metric["target"]["averageValue"]) < config.max_streams, "scale out before opens are refused"
+
+
+#: Labels Prometheus adds to every series it scrapes through a ServiceMonitor (the target's, not the server's).
+TARGET_LABELS = {"namespace", "pod", "service", "endpoint", "job", "instance", "container"}
+SAMPLE_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created")}
+
+
+def _exported_series() -> dict[str, dict[str, set[str]]]:
+    """Every series name ``service.metrics.Metrics`` exports -> its label names -> the values it exports for them
+    (labelled families without pre-exported values get one child, so that their label names are known)."""
+    metrics = Metrics()
+    metrics.add_model("default")
+    for family in vars(metrics).values():
+        names = getattr(family, "_labelnames", ())
+        if names and not any(s.labels for f in family.collect() for s in f.samples):
+            family.labels(*["default"] * len(names))
+    series: dict[str, dict[str, set[str]]] = {}
+    for family in metrics.registry.collect():
+        for name in [family.name + suffix for suffix in SAMPLE_SUFFIXES.get(family.type, ("",))]:
+            series.setdefault(name, {})
+        for sample in family.samples:
+            labels = series.setdefault(sample.name, {})
+            for key, value in sample.labels.items():
+                labels.setdefault(key, set()).add(value)
+    return series
+
+
+def test_alert_rules_use_only_metrics_and_labels_the_server_exports(render: Renderer) -> None:
+    """A misspelt metric (``_buckets``, a counter without ``_total``), label or label value makes an alert that can
+    never fire; Prometheus accepts it all the same."""
+    exported = _exported_series()
+    rules = [
+        r
+        for d in find(render(SERVER_TARGETS[SERVER_IDS.index("overlays/prod")]), "PrometheusRule")
+        for g in d["spec"]["groups"]
+        for r in g["rules"]
+    ]
+    assert rules, "prod renders the monitoring component's alerts"
+    used = set()
+    for rule in rules:
+        expr, where = rule["expr"], rule["alert"]
+        names = set(re.findall(r"\bslotstream_\w+", expr))
+        assert names, f"{where} uses no slotstream metric"
+        unknown = sorted(names - exported.keys())
+        assert not unknown, f"{where}: service/metrics.py exports no {unknown}"
+        used |= names
+        known = set().union(*(exported[n].keys() for n in names)) | TARGET_LABELS
+        for name, selector in re.findall(r"\b(slotstream_\w+)\{([^}]*)\}", expr):
+            for label, operator, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', selector):
+                assert label in exported[name], f"{where}: {name} has no label {label!r}"
+                if operator == "=":
+                    assert value in exported[name][label], f"{where}: {name} never has {label}={value!r}"
+        for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+            labels = {label.strip() for label in grouping.split(",") if label.strip()}
+            assert labels <= known, f"{where}: groups by {sorted(labels - known)}, which its series do not carry"
+    expected = {
+        "slotstream_calls_refused_total",
+        "slotstream_frames_dropped_total",
+        "slotstream_e2e_seconds_bucket",
+        "slotstream_model_failing",
+        "slotstream_ready",
+    }
+    assert expected <= used, f"alerts missing for {sorted(expected - used)}"
 
 
 @pytest.mark.parametrize("target_id", SERVER_IDS)
