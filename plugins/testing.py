@@ -203,9 +203,9 @@ def check_exportable(
             report = check_operators(export_graph(model, which))
         except ExportError as error:
             raise ContractViolation(str(error)) from error
-        problems = report.problems if tensorrt else report.serving_problems
-        served = "served with TensorRT" if tensorrt else "served"
-        _require(not problems, f"the {which} graph cannot be {served}: " + "; ".join(problems))
+        refusal = report.refusal(which, tensorrt=tensorrt)
+        if refusal is not None:
+            raise ContractViolation(refusal)
 
 
 def _require(condition: bool, message: str) -> None:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from plugins.frame_fit import PAD_VALUE, FrameFitName, fit_box
+from plugins.frame_fit import PAD_VALUE, fit_box
+from plugins.pixels import KEPT_MODES, SIXTEEN_BIT_MODES, TO_GRAY_MODES, PixelRangeError, rgb_or_gray
 from service.errors import ErrorCode, FrameRejected
 from service.types import EncodedImage, FrameFit, ImageEncoding
 
@@ -55,17 +56,11 @@ class FittedFrame:
 
 
 _PIL_FORMATS = {ImageEncoding.JPEG: "JPEG", ImageEncoding.PNG: "PNG"}
-_KEPT_MODES = frozenset({"RGB", "L"})
-"""Pillow modes decoded in place, without a conversion (and so without a copy)."""
-_TO_GRAY_MODES = frozenset({"1", "LA"})
-"""Pillow modes converted to ``L``: bilevel (0 and 255), and grayscale with alpha (the alpha dropped)."""
 _TO_RGB_MODES = frozenset({"P", "RGBA", "CMYK"})
 """Pillow modes converted to ``RGB`` by Pillow: palette, RGB with alpha (dropped) and CMYK (no colour profile)."""
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
-"""16-bit grayscale as Pillow reads it (``I``, 32-bit integers: as older Pillow versions read 16-bit PNGs), kept by
-its top 8 bits."""
-_DECODED_MODES = _KEPT_MODES | _TO_GRAY_MODES | _TO_RGB_MODES | _SIXTEEN_BIT_MODES
-"""Every Pillow mode a frame may decode to; the others (none that Pillow reads from a PNG or JPEG) are refused."""
+_DECODED_MODES = KEPT_MODES | TO_GRAY_MODES | _TO_RGB_MODES | SIXTEEN_BIT_MODES
+"""Every Pillow mode a frame may decode to (read by :func:`plugins.pixels.rgb_or_gray`); the others (none that
+Pillow reads from a PNG or JPEG) are refused."""
 
 
 def prepare_frame(
@@ -136,7 +131,7 @@ def fit_image(
     """
     width, height = image.size
     frame_h, frame_w = frame_size or (height, width)
-    box = fit_box(frame_h, frame_w, size, fit_name(fit))
+    box = fit_box(frame_h, frame_w, size, fit.fit_name)
     if box == (0, 0, frame_h, frame_w):
         return image, None
     view = (box[0] / frame_h, box[1] / frame_w, box[2] / frame_h, box[3] / frame_w)
@@ -211,37 +206,12 @@ def _decode(
         # libjpeg can decode at 1/2, 1/4 or 1/8 scale; keep at least twice the target size in the model's view.
         # The mode asked for does not change a grayscale or CMYK JPEG's mode: only the scale applies to them.
         opened.draft("RGB", _draft_request(height, width, draft_size, fit))
-    try:
-        return _rgb_or_gray(opened), (height, width)
+    try:  # RGB and L in place (no copy), 16-bit grayscale by its top 8 bits, the rest converted by Pillow
+        return rgb_or_gray(opened), (height, width)
+    except PixelRangeError as error:  # mode I beyond 16 bits
+        raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, f"a grayscale image with {error.detail}") from error
     except (OSError, ValueError, SyntaxError) as error:
         raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, f"the {expected} data is corrupt: {error}") from error
-
-
-def _rgb_or_gray(opened: Image.Image) -> Image.Image:
-    """Decode an opened image of a mode :func:`_decode` accepts to ``RGB``, or to ``L`` when it is grayscale.
-
-    RGB and 8-bit grayscale images are decoded in place (no copy); 16-bit grayscale keeps its top 8 bits (value
-    >> 8, as ``training.datasets.images.read_frame`` reads 16-bit frames, so full white stays white); the other
-    modes are converted by Pillow, dropping alpha.
-
-    Raises:
-        OSError, ValueError, SyntaxError: the data is corrupt.
-        FrameRejected: ``UNDECODABLE_IMAGE`` for mode ``I`` values outside the 16-bit range.
-    """
-    mode = opened.mode
-    if mode in _KEPT_MODES:
-        opened.load()
-        return opened
-    if mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(opened)  # [H, W] uint16 (I;16*) or int32 (I)
-        if mode == "I" and values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
-            raise FrameRejected(
-                ErrorCode.UNDECODABLE_IMAGE,
-                f"a grayscale image with values {int(values.min())}-{int(values.max())}, outside the 16-bit range "
-                "0-65535",
-            )
-        return Image.fromarray((values >> 8).astype(np.uint8))  # [H, W] uint8: mode L
-    return opened.convert("L" if mode in _TO_GRAY_MODES else "RGB")
 
 
 def to_model_input(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
@@ -257,28 +227,11 @@ def to_model_input(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)) * np.float32(1 / 255)  # [H, W, 3] -> [3, H, W]
 
 
-def fit_name(fit: FrameFit) -> FrameFitName:
-    """``fit`` as :mod:`plugins.frame_fit` names it.
-
-    Raises:
-        ValueError: ``fit`` is ``UNSPECIFIED`` (or not a fit): the server's default must be chosen first.
-    """
-    names: dict[FrameFit, FrameFitName] = {
-        FrameFit.STRETCH: "stretch",
-        FrameFit.CROP: "crop",
-        FrameFit.PAD: "pad",
-    }
-    name = names.get(fit)
-    if name is None:
-        raise ValueError(f"a frame fit must be STRETCH, CROP or PAD, got {fit!r}")
-    return name
-
-
 def _draft_request(height: int, width: int, size: tuple[int, int], fit: FrameFit) -> tuple[int, int]:
     """The ``(width, height)`` below which a reduced-scale JPEG decode must not go: the model's view (``fit``'s
     box in the frame) is resized to ``size``, so the frame needs ``2 * size * frame / box`` pixels a side for the
     view to keep at least twice ``size`` (for a stretch exactly twice ``size``)."""
-    _, _, box_h, box_w = fit_box(height, width, size, fit_name(fit))
+    _, _, box_h, box_w = fit_box(height, width, size, fit.fit_name)
     return math.ceil(2 * size[1] * width / box_w), math.ceil(2 * size[0] * height / box_h)
 
 

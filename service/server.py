@@ -147,9 +147,7 @@ class Server:
             resume_history=config.resume_history,
             max_mask_pixels=config.max_image_pixels,
             max_reply_bytes=config.max_message_bytes,
-            default_frame_fit=FrameFit.UNSPECIFIED
-            if config.frame_fit == "auto"
-            else FrameFit[config.frame_fit.upper()],
+            default_frame_fit=FrameFit.UNSPECIFIED if config.frame_fit == "auto" else FrameFit.named(config.frame_fit),
         )
         on_call = None
         if config.model_failure_limit > 0:
@@ -243,7 +241,7 @@ class Server:
             "auth": "on" if self._auth else "off",
             "max_streams": config.max_streams,
             "max_batch_size": runner.max_batch_size,
-            "frame_fit": manager.limits.frame_fit_for(card).name.lower(),
+            "frame_fit": manager.limits.frame_fit_for(card).fit_name,
             "frame_fit_from": "--frame-fit"
             if config.frame_fit != "auto"
             else "model"

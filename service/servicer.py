@@ -30,7 +30,6 @@ from service.auth import ERROR_CODE_KEY
 from service.connection import RequestsLost, StreamConnection
 from service.errors import ENDED_BY_THE_SERVER, ErrorCode, StreamAbort
 from service.generated import pb_grpc
-from service.images import fit_name
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.sessions import SessionManager
@@ -148,7 +147,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         card = replace(
             runner.card,
             preprocessing=f"{runner.card.preprocessing}; this server's default frame_fit: FRAME_FIT_{fit.name}",
-            default_frame_fit=fit_name(fit),
+            default_frame_fit=fit.fit_name,
         )
         return wire.card_to_proto(card, available)
 

@@ -103,7 +103,7 @@ class SessionLimits:
         fit the model was trained with (``card.frame_fit``), else ``STRETCH`` (the whole frame: nothing cut off)."""
         if self.default_frame_fit != FrameFit.UNSPECIFIED:
             return self.default_frame_fit
-        return FrameFit[card.frame_fit.upper()] if card.frame_fit else FrameFit.STRETCH
+        return FrameFit.named(card.frame_fit) if card.frame_fit else FrameFit.STRETCH
 
 
 class SessionManager:
@@ -539,7 +539,7 @@ def _options_for_log(options: StreamOptions) -> dict[str, object]:
         "mask_size": list(options.mask_size) if options.mask_size else None,
         "outputs": sorted(output.name.lower() for output in options.outputs or DEFAULT_OUTPUTS),
         "soft_masks_uint8": options.soft_masks_uint8,
-        "frame_fit": options.frame_fit.name.lower(),
+        "frame_fit": options.frame_fit.fit_name,
     }
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
+from plugins.frame_fit import FRAME_FITS, FrameFitName
 from service.errors import ErrorCode
 
 
@@ -37,6 +39,28 @@ class FrameFit(enum.IntEnum):
     STRETCH = 1  # the whole frame resized; the aspect ratio is not preserved
     CROP = 2  # the centred box with the model's aspect ratio resized; outside it the masks are OUTSIDE_VIEW
     PAD = 3  # the frame centred on a mid-grey canvas with the model's aspect ratio; the masks cover the frame
+
+    @classmethod
+    def named(cls, name: str) -> FrameFit:
+        """The fit :mod:`plugins.frame_fit` calls ``name`` (``"stretch"``, ``"crop"`` or ``"pad"``).
+
+        Raises:
+            ValueError: ``name`` is not one of :data:`plugins.frame_fit.FRAME_FITS`.
+        """
+        if name not in FRAME_FITS:
+            raise ValueError(f"a frame fit's name must be one of {', '.join(FRAME_FITS)}, got {name!r}")
+        return cls[name.upper()]
+
+    @property
+    def fit_name(self) -> FrameFitName:
+        """This fit as :mod:`plugins.frame_fit` names it (the inverse of :meth:`named`).
+
+        Raises:
+            ValueError: the fit is ``UNSPECIFIED``: the server's default must be chosen first.
+        """
+        if self == FrameFit.UNSPECIFIED:
+            raise ValueError(f"a frame fit must be STRETCH, CROP or PAD, got {self!r}")
+        return cast(FrameFitName, self.name.lower())
 
 
 OUTSIDE_VIEW = 255

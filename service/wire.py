@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Collection
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -463,11 +463,11 @@ def card_from_proto(message: Any) -> ModelCard:
 
 def _fit_value(name: FrameFitName | None) -> int:
     """A fit as its proto ``FrameFit`` value (``None``: ``FRAME_FIT_UNSPECIFIED``)."""
-    return int(FrameFit[name.upper()]) if name else int(FrameFit.UNSPECIFIED)
+    return int(FrameFit.named(name)) if name else int(FrameFit.UNSPECIFIED)
 
 
 def _fit_name(value: int) -> FrameFitName | None:
     """A proto ``FrameFit`` value as a fit's name; ``None`` for ``UNSPECIFIED`` or a value this client does not
     know."""
     fit = _known(FrameFit, value)
-    return None if fit == FrameFit.UNSPECIFIED else cast(FrameFitName, fit.name.lower())
+    return None if fit == FrameFit.UNSPECIFIED else fit.fit_name

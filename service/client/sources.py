@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from plugins.pixels import rgb_pixels
 from service.client.synthetic import synthetic_clip
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -139,10 +140,12 @@ def _at_rate(images: Iterable[np.ndarray], fps: float) -> Iterator[SourceFrame]:
 
 def _folder(path: Path, fps: float | None) -> Source:
     """A folder's images, sorted by name: at ``fps`` on a ``frame_rate`` clock, or, without it, each with the
-    wall-clock time it was read.
+    wall-clock time it was read. Each image is read as the server reads the same file
+    (:func:`plugins.pixels.rgb_pixels`: 16-bit grayscale by its top 8 bits).
 
     Raises:
-        ValueError: the folder holds no images.
+        ValueError: the folder holds no images; while reading, an image with no 8-bit reading
+            (:class:`plugins.pixels.PixelRangeError`).
     """
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -151,7 +154,7 @@ def _folder(path: Path, fps: float | None) -> Source:
     def images() -> Iterator[np.ndarray]:
         for file in files:
             with Image.open(file) as image:
-                yield np.asarray(image.convert("RGB"))
+                yield rgb_pixels(image)  # [H, W, 3] uint8, as the server reads the file
 
     def read_times() -> Iterator[SourceFrame]:
         for image in images():

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from plugins.pixels import PixelRangeError, rgb_pixels
 from training.datasets.errors import DatasetError
 
 VOID_ID = 255
@@ -22,7 +23,7 @@ def is_visible(path: Path) -> bool:
 
 
 def read_frame(path: Path) -> np.ndarray:
-    """Reads an image as uint8 [H, W, 3] RGB.
+    """Reads an image as uint8 [H, W, 3] RGB, by :func:`plugins.pixels.rgb_pixels` (as the server reads frames).
 
     8-bit images of any mode are converted to RGB. 16-bit grayscale images (PNG; Pillow modes ``I;16*``, or
     ``I`` as older Pillow versions read them) keep their top 8 bits (value >> 8), so full white stays white.
@@ -33,31 +34,17 @@ def read_frame(path: Path) -> np.ndarray:
     """
     try:
         with Image.open(path) as image:
-            image.load()
-            if image.mode.startswith("I") or image.mode == "F":
-                gray = _gray_to_uint8(np.asarray(image), image.mode, path)  # [H, W]
-                return np.repeat(gray[:, :, None], 3, axis=2)  # [H, W] -> [H, W, 1] -> [H, W, 3]
-            return np.asarray(image.convert("RGB"))  # [H, W, 3]
+            return rgb_pixels(image)  # [H, W, 3]
+    except PixelRangeError as err:  # values with no 8-bit reading
+        if err.mode == "F":
+            raise DatasetError(
+                f"{path}: floating-point frame image (mode 'F') has no known value range; save frames as 8-bit RGB"
+            ) from err
+        raise DatasetError(
+            f"{path}: {err.mode!r} frame image with {err.detail}; save frames as 8-bit RGB or 16-bit grayscale"
+        ) from err
     except (OSError, SyntaxError) as err:
         raise DatasetError(f"{path}: cannot read frame image ({err})") from err
-
-
-def _gray_to_uint8(values: np.ndarray, mode: str, path: Path) -> np.ndarray:
-    """Scales 16-bit grayscale values [H, W] (Pillow modes ``I;16*`` and ``I``) to uint8 [H, W] by value >> 8.
-
-    Raises:
-        DatasetError: Naming ``path``, for mode ``F`` or values outside 0-65535.
-    """
-    if mode == "F":
-        raise DatasetError(
-            f"{path}: floating-point frame image (mode 'F') has no known value range; save frames as 8-bit RGB"
-        )
-    if values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
-        raise DatasetError(
-            f"{path}: {mode!r} frame image with values {int(values.min())}-{int(values.max())}, outside the 16-bit "
-            "range 0-65535; save frames as 8-bit RGB or 16-bit grayscale"
-        )
-    return (values.astype(np.uint32) >> 8).astype(np.uint8)
 
 
 def read_mask(path: Path) -> np.ndarray:

@@ -268,16 +268,15 @@ def _export_checked(
 
     proto = export_graph(model, which, options.opset)
     report = check_operators(proto)
-    fatal = report.serving_problems if options.onnxruntime_only else report.problems
-    if fatal:
+    refusal = report.refusal(which, tensorrt=not options.onnxruntime_only)
+    if refusal is not None:
         hint = ""
         if not report.serving_problems:  # TensorRT's alone: ONNX Runtime would run the graph
             hint = (
                 "\nTo serve it with ONNX Runtime only (--backend onnx), export with --onnxruntime-only: the "
                 "manifest records these problems and the tensorrt backend refuses the export"
             )
-        served = "served" if options.onnxruntime_only else "served with TensorRT"
-        raise ExportError(f"the {which} graph cannot be {served}:\n  " + "\n  ".join(fatal) + hint)
+        raise ExportError(refusal + hint)
     path = directory / GRAPH_FILES[which]
     onnx.save(proto, str(path))
     inputs, outputs = _input_specs(model, which), _output_specs(model)

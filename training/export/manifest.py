@@ -8,6 +8,18 @@ the ``torch`` backend serves it too) plus the two graphs and this manifest::
     manifest.json     input size and normalisation, K and D, opset, output names and shapes, the source
                       weights' hash, the operators used and the measured parity
 
+Compatibility within one :data:`MANIFEST_FORMAT` (a server reads manifests of exporters older and newer than it):
+
+- *Older manifests*: every field added after the format's first release has a default, which is what a manifest
+  written before the field means (``InputSpec.frame_fit``, ``ParityReport.build``, ``reference_slots_max_abs`` and
+  ``first_frame_over_limit``, ``Manifest.tensorrt_problems``).
+- *Newer manifests*: keys this version does not know are ignored, in every object (top level, ``input``,
+  ``source``, the tensor specs, the parity records): a newer exporter's additions. Readers of earlier releases
+  ignored them only at the top level and in the parity records and refuse any other unknown key, so a field added
+  to another object is written only when it holds something (:meth:`Manifest.to_json` leaves ``input.frame_fit``
+  out when it is ``None``): every manifest that does not use the field still reads there.
+- A change an older reader must not ignore (a field whose absence it would misread) needs a new format version.
+
 Only the standard library is imported here, so serving code can read a manifest cheaply.
 """
 
@@ -94,7 +106,7 @@ class InputSpec:
         inside_graph: the normalisation the graph applies itself.
         frame_fit: how the source model was trained to see frames of another aspect ratio
             (``VideoSlotModel.frame_fit``: ``"stretch"``, ``"crop"`` or ``"pad"``); ``None`` when it records none
-            (and in manifests written before it was recorded).
+            (and in manifests written before it was recorded). Written to the JSON only when set.
     """
 
     height: int
@@ -216,8 +228,12 @@ class Manifest:
     format_version: int = MANIFEST_FORMAT
 
     def to_json(self) -> str:
-        """The manifest as indented JSON."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        """The manifest as indented JSON; ``input.frame_fit`` only when set (readers of earlier releases refuse the
+        key, see the module docstring)."""
+        raw = asdict(self)
+        if self.input.frame_fit is None:
+            del raw["input"]["frame_fit"]
+        return json.dumps(raw, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
@@ -243,7 +259,7 @@ class Manifest:
                 opset=_positive_int(raw, "opset"),
                 precision=_precision(raw["precision"]),
                 graphs={name: _graph_spec(spec) for name, spec in raw["graphs"].items()},
-                source=SourceSpec(**raw["source"]),
+                source=SourceSpec(**_known_fields(SourceSpec, raw["source"])),
                 parity=_parity_reports(raw.get("parity", {})),
                 exporter=dict(raw.get("exporter", {})),
                 tensorrt_ops_source=str(raw.get("tensorrt_ops_source", "")),
@@ -346,15 +362,20 @@ def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Pat
     return path
 
 
+def _known_fields(cls: type[Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``raw`` that name a field of the dataclass ``cls``: those a newer exporter adds are left out
+    (the module docstring's compatibility policy)."""
+    known = {spec.name for spec in dataclasses.fields(cls)}
+    return {key: value for key, value in raw.items() if key in known}
+
+
 def _parity_reports(raw: dict[str, Any]) -> dict[str, ParityReport]:
     """The parity records. Fields this version does not know are ignored (a newer exporter's additions); a
     record without a field this version needs is an error, since a backend may refuse to serve on its result.
     Fields with a default (``build``) are optional: older exports lack them."""
-    fields = dataclasses.fields(ParityReport)
-    known = {spec.name for spec in fields}
     required = {
         spec.name
-        for spec in fields
+        for spec in dataclasses.fields(ParityReport)
         if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
     }
     reports = {}
@@ -366,7 +387,7 @@ def _parity_reports(raw: dict[str, Any]) -> dict[str, ParityReport]:
             )
         if not isinstance(report.get("build", {}), dict):
             raise ManifestError(f"the {name!r} parity record's build must be an object, got {report['build']!r}")
-        reports[name] = ParityReport(**{key: value for key, value in report.items() if key in known})
+        reports[name] = ParityReport(**_known_fields(ParityReport, report))
     return reports
 
 
@@ -397,18 +418,19 @@ def _precision(value: Any) -> str:
 
 
 def _input_spec(raw: dict[str, Any]) -> InputSpec:
+    """The ``input`` object; keys this version does not know are ignored (a newer exporter's additions)."""
     low, high = raw.get("value_range", (0.0, 1.0))
     fit = raw.get("frame_fit")
     if fit is not None and fit not in FRAME_FITS:
         raise ManifestError(f"input.frame_fit must be one of {', '.join(FRAME_FITS)} or null, got {fit!r}")
-    return InputSpec(**{**raw, "value_range": (float(low), float(high))})
+    return InputSpec(**{**_known_fields(InputSpec, raw), "value_range": (float(low), float(high))})
 
 
 def _graph_spec(raw: dict[str, Any]) -> GraphSpec:
     return GraphSpec(
         file=str(raw["file"]),
         sha256=str(raw["sha256"]),
-        inputs=[TensorSpec(**spec) for spec in raw["inputs"]],
-        outputs=[TensorSpec(**spec) for spec in raw["outputs"]],
+        inputs=[TensorSpec(**_known_fields(TensorSpec, spec)) for spec in raw["inputs"]],
+        outputs=[TensorSpec(**_known_fields(TensorSpec, spec)) for spec in raw["outputs"]],
         operators={str(k): int(v) for k, v in raw["operators"].items()},
     )

@@ -84,6 +84,24 @@ class OperatorReport:
         """The problems that rule the graph out for every runtime (:attr:`problems` less :attr:`tensorrt_only`)."""
         return [problem for problem in self.problems if problem not in self.tensorrt_only]
 
+    def refusal(self, which: str, *, tensorrt: bool) -> str | None:
+        """Why the ``which`` graph cannot be served, as the export and ``plugins.testing.check_exportable`` say it.
+
+        Args:
+            which: the graph's name (``first_step`` or ``step``).
+            tensorrt: whether it must be served with TensorRT too (every problem counts), or by ONNX Runtime alone
+                (``--onnxruntime-only``: only :attr:`serving_problems` count).
+
+        Returns:
+            ``"the <which> graph cannot be served[ with TensorRT]:"`` and the problems that count, one per indented
+            line; ``None`` when none does.
+        """
+        problems = self.problems if tensorrt else self.serving_problems
+        if not problems:
+            return None
+        served = "served with TensorRT" if tensorrt else "served"
+        return f"the {which} graph cannot be {served}:\n  " + "\n  ".join(problems)
+
 
 def check_operators(model: onnx.ModelProto) -> OperatorReport:
     """List the operators of ``model`` and check them against TensorRT and the serving rules above.

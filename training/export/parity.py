@@ -151,11 +151,10 @@ def measure_parity(
         reference, reference_state = _torch_step(model, frames, reference_state)
         out = runtime.first_step(frames) if runtime_state is None else runtime.step(frames, runtime_state)
         runtime_state = out.slots
-        frame_diff = max(_max_abs(out.slots, reference[0]), _max_abs(out.masks, reference[1]))
-        if first_over is None and frame_diff > max_abs_threshold:
+        frame_slots, frame_masks = _max_abs(out.slots, reference[0]), _max_abs(out.masks, reference[1])
+        if first_over is None and max(frame_slots, frame_masks) > max_abs_threshold:
             first_over = index
-        slots_diff = max(slots_diff, _max_abs(out.slots, reference[0]))
-        masks_diff = max(masks_diff, _max_abs(out.masks, reference[1]))
+        slots_diff, masks_diff = max(slots_diff, frame_slots), max(masks_diff, frame_masks)
         magnitude = max(magnitude, float(np.abs(reference[0]).max(initial=0.0)))
         reference_masks, runtime_masks = torch.from_numpy(reference[1]), torch.from_numpy(out.masks)
         agree += int((segment(runtime_masks) == segment(reference_masks)).sum())  # [B, h, w] compared

@@ -1,0 +1,79 @@
+"""One refusal for a graph the serving path cannot take (``OperatorReport.refusal``): the export and
+``plugins.testing.check_exportable`` choose the same problems and say them in the same words."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from service_helpers import SERVICE_TINY_MODEL
+
+import plugins.manager
+from plugins import ComponentRegistry, Transition, VideoSlotModel, build_plugin_manager
+from plugins.interfaces import ContractViolation
+from plugins.testing import check_exportable
+from training.export import ExportError, ExportOptions, check_operators, export_model
+from training.export.operators import OperatorReport
+
+pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
+
+
+def report_of(*op_types: str) -> OperatorReport:
+    """The operator report of a chain of ``op_types`` nodes on a float vector."""
+    names = ["x", *(f"t{index}" for index in range(len(op_types)))]
+    nodes = [helper.make_node(op, [names[i]], [names[i + 1]], name=f"n{i}") for i, op in enumerate(op_types)]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [2])],
+    )
+    return check_operators(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_the_refusal_lists_the_problems_that_count_for_the_runtimes_asked_for():
+    both = report_of("RandomNormalLike", "Det")
+    random, det = both.problems
+    assert (
+        both.refusal("step", tensorrt=True) == f"the step graph cannot be served with TensorRT:\n  {random}\n  {det}"
+    )
+    assert both.refusal("step", tensorrt=False) == f"the step graph cannot be served:\n  {random}"
+    tensorrt_only = report_of("Det")
+    assert tensorrt_only.refusal("first_step", tensorrt=False) is None
+    assert tensorrt_only.refusal("first_step", tensorrt=True).startswith("the first_step graph cannot be served with")
+    assert report_of("Relu").refusal("step", tensorrt=True) is None
+
+
+class DeterminantTransition(Transition):
+    """Shifts the slots by the determinant of their first 2x2 block (ONNX ``Det``, which TensorRT lacks)."""
+
+    name = "determinant"
+
+    def forward(self, past_slots, past_features):  # type: ignore[no-untyped-def]
+        slots = past_slots[-1]
+        return slots + 0.1 * torch.linalg.det(slots[:, :2, :2])[:, None, None]
+
+
+@pytest.fixture
+def own() -> ComponentRegistry:
+    registry = build_plugin_manager(load_entry_points=False).registry
+    registry.add_transition(DeterminantTransition)
+    return registry
+
+
+def test_the_export_and_check_exportable_refuse_a_graph_in_the_same_words(own, tmp_path, monkeypatch):
+    monkeypatch.setattr(plugins.manager, "_default_registry", own)  # from_pretrained finds the transition
+    torch.manual_seed(0)
+    model = VideoSlotModel(**{**SERVICE_TINY_MODEL, "transition": "determinant"}, registry=own)
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(ContractViolation) as checked:
+        check_exportable(model)
+    with pytest.raises(ExportError) as exported:
+        export_model(tmp_path / "m", tmp_path / "out", ExportOptions(parity_frames=2, parity_videos=1))
+    assert str(checked.value).startswith("the step graph cannot be served with TensorRT:\n  node ")
+    assert str(exported.value).startswith(str(checked.value) + "\nTo serve it with ONNX Runtime only")
