@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from service.client.core import Client, StreamError, TlsFiles, send_while_receiving
+from service.client.core import Client, ClientStream, StreamError, TlsFiles, send_while_receiving
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.sources import Source, SourceFrame
 from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry
@@ -222,9 +222,6 @@ async def stream_source(
     )
     fps = args.fps or source.fps or 15.0
     writer = OverlayWriter(args.out, fps) if args.out else None
-    sent: dict[int, tuple[np.ndarray, float]] = {}
-    summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
-    counts = {"sent": 0, "all_sent": 0}
     if trajectory is not None:
         trajectory.fps = source.fps or math.nan
         trajectory.capture_clock = source.clock
@@ -240,91 +237,9 @@ async def stream_source(
                 file=sys.stderr,
             )
         overlay = OverlayWorker(writer) if writer is not None else None
-        window = asyncio.Semaphore(args.window)
-        interval = 1 / args.fps if args.fps else 0.0
-        pacing = {"next": time.perf_counter()}
-        anchor_ns = time.time_ns()  # the stream's start on the wall clock: capture times are on it
-
-        async def send_all() -> None:
-            while (item := await feed.current()) is not None:
-                await window.acquire()
-                index = stream.next_frame_index
-                try:
-                    if interval:
-                        await asyncio.sleep(max(0.0, pacing["next"] - time.perf_counter()))
-                        pacing["next"] += interval
-                    capture_ns = anchor_ns + item.time_ns if source.own_timeline else item.time_ns
-                    sent[index] = (item.image, time.perf_counter())  # before the send: the answer may arrive first
-                    await stream.send(
-                        item.image, frame_index=index, capture_time_ns=capture_ns, jpeg_quality=args.jpeg_quality
-                    )
-                finally:
-                    if stream.next_frame_index > index:  # recorded: sent, or re-sent by reconnect()
-                        feed.advance()
-                        counts["sent"] += 1
-                    else:  # refused or cancelled before it counted as sent: it goes out next time
-                        sent.pop(index, None)
-                        window.release()
-            counts["all_sent"] = 1
-            await stream.close_writing()
-
-        async def receive_all() -> None:
-            while True:
-                answer = await stream.receive()
-                received = time.perf_counter()
-                if isinstance(answer, StreamClosed):
-                    # The server closes its streams itself when it shuts down: an error only when frames were
-                    # left unanswered or unsent (a drain right after the last answer is not).
-                    ended_early = stream.unanswered or not counts["all_sent"]
-                    if answer.reason != CloseReason.CLIENT_CLOSED and ended_early:
-                        raise StreamError.from_closed(answer, stream.handoff)
-                    return
-                window.release()
-                frame, started = sent.pop(answer.frame_index)
-                await _record(answer, frame, (received - started) * 1e3, summary, overlay, out, trajectory)
-
-        async def continue_after(error: StreamError) -> None:
-            """Reconnect with up to ``args.reconnect`` tries; raise :class:`StreamEnded` when none succeeds."""
-            last: StreamError = error
-            tries = 0
-            while tries < args.reconnect and worth_reconnecting(last):
-                tries += 1
-                wait_s = min(RECONNECT_BACKOFF_S[0] * 2 ** (tries - 1), RECONNECT_BACKOFF_S[1])
-                print(
-                    f"{_interruption(last, args.target)} after {summary['frames']} answered frames; reconnecting in "
-                    f"{wait_s:g} s (try {tries} of {args.reconnect})",
-                    file=sys.stderr,
-                )
-                await asyncio.sleep(wait_s)
-                try:
-                    opened = await stream.reconnect()
-                except StreamError as failure:
-                    last = failure
-                    continue
-                after = "its start" if opened.last_frame_index is None else f"frame {opened.last_frame_index}"
-                print(f"continued the stream ({opened.kind.name.lower()}) after {after}", file=sys.stderr)
-                pacing["next"] = time.perf_counter()  # --fps goes on from now, not in a burst for the time lost
-                resent, now = set(stream.unanswered), time.perf_counter()
-                for index in list(sent):
-                    if index in resent:  # re-sent: its latency counts from now
-                        sent[index] = (sent[index][0], now)
-                    else:  # already in the state the stream continues from, and never to be answered
-                        sent.pop(index)
-                        window.release()
-                return
-            raise StreamEnded(
-                error, summary["frames"], counts["sent"], args.target, tries, last if tries else None
-            ) from error
-
+        run = _StreamRun(args, source, stream, feed, out, overlay, trajectory)
         try:
-            while True:
-                try:
-                    await send_while_receiving(send_all(), receive_all())
-                    break
-                except StreamError as error:
-                    if not args.reconnect or not worth_reconnecting(error):
-                        raise StreamEnded(error, summary["frames"], counts["sent"], args.target) from error
-                    await continue_after(error)
+            await run.run()
         finally:
             try:  # the slots first: saving them is quick, and finishing the overlay may not be
                 if trajectory is not None:
@@ -332,7 +247,135 @@ async def stream_source(
             finally:
                 if overlay is not None:
                     await overlay.close()
-    return summary
+    return run.summary
+
+
+class _StreamRun:
+    """Sending a source's frames over an opened stream while receiving and recording the answers, and continuing
+    the stream after a lost connection or a shutdown (``--reconnect``).
+
+    At most ``args.window`` frames are unanswered at a time; with ``--fps`` the frames are paced at that rate.
+    Each frame is sent with a capture time on the stream's wall-clock anchor (a source with its own timeline) or
+    as the source read it (a camera).
+
+    Attributes:
+        summary: frames answered (``frames``), of which results, dropped frames and errors.
+        frames_sent: frames sent (each counted once, also when a reconnect re-sends it).
+    """
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        source: Source,
+        stream: ClientStream,
+        feed: FrameFeed,
+        out: TextIO | None,
+        overlay: OverlayWorker | None,
+        trajectory: SlotTrajectory | None,
+    ) -> None:
+        self.args, self.source, self.stream, self.feed = args, source, stream, feed
+        self.out, self.overlay, self.trajectory = out, overlay, trajectory
+        self.summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
+        self.frames_sent = 0
+        self._all_sent = False
+        self._in_flight: dict[int, tuple[np.ndarray, float]] = {}  # frame index -> (image, time it was sent)
+        self._window = asyncio.Semaphore(args.window)
+        self._interval = 1 / args.fps if args.fps else 0.0
+        self._next_send = time.perf_counter()
+        self._anchor_ns = time.time_ns()  # the stream's start on the wall clock: capture times are on it
+
+    async def run(self) -> None:
+        """Send every frame and record every answer, reconnecting as ``--reconnect`` allows.
+
+        Raises:
+            StreamEnded: the stream ended early and could not be continued.
+        """
+        while True:
+            try:
+                await send_while_receiving(self._send_all(), self._receive_all())
+                return
+            except StreamError as error:
+                if not self.args.reconnect or not worth_reconnecting(error):
+                    raise StreamEnded(error, self.summary["frames"], self.frames_sent, self.args.target) from error
+                await self._continue_after(error)
+
+    async def _send_all(self) -> None:
+        stream, feed = self.stream, self.feed
+        while (item := await feed.current()) is not None:
+            await self._window.acquire()
+            index = stream.next_frame_index
+            try:
+                if self._interval:
+                    await asyncio.sleep(max(0.0, self._next_send - time.perf_counter()))
+                    self._next_send += self._interval
+                capture_ns = self._anchor_ns + item.time_ns if self.source.own_timeline else item.time_ns
+                self._in_flight[index] = (item.image, time.perf_counter())  # before the send: it may be answered first
+                await stream.send(
+                    item.image, frame_index=index, capture_time_ns=capture_ns, jpeg_quality=self.args.jpeg_quality
+                )
+            finally:
+                if stream.next_frame_index > index:  # recorded: sent, or re-sent by reconnect()
+                    feed.advance()
+                    self.frames_sent += 1
+                else:  # refused or cancelled before it counted as sent: it goes out next time
+                    self._in_flight.pop(index, None)
+                    self._window.release()
+        self._all_sent = True
+        await stream.close_writing()
+
+    async def _receive_all(self) -> None:
+        stream = self.stream
+        while True:
+            answer = await stream.receive()
+            received = time.perf_counter()
+            if isinstance(answer, StreamClosed):
+                # The server closes its streams itself when it shuts down: an error only when frames were left
+                # unanswered or unsent (a drain right after the last answer is not).
+                ended_early = stream.unanswered or not self._all_sent
+                if answer.reason != CloseReason.CLIENT_CLOSED and ended_early:
+                    raise StreamError.from_closed(answer, stream.handoff)
+                return
+            self._window.release()
+            frame, started = self._in_flight.pop(answer.frame_index)
+            latency_ms = (received - started) * 1e3
+            await _record(answer, frame, latency_ms, self.summary, self.overlay, self.out, self.trajectory)
+
+    async def _continue_after(self, error: StreamError) -> None:
+        """Reconnect with up to ``--reconnect`` tries.
+
+        Raises:
+            StreamEnded: no try succeeded (or the last failure is not worth another).
+        """
+        args, stream = self.args, self.stream
+        last, tries = error, 0
+        while tries < args.reconnect and worth_reconnecting(last):
+            tries += 1
+            wait_s = min(RECONNECT_BACKOFF_S[0] * 2 ** (tries - 1), RECONNECT_BACKOFF_S[1])
+            print(
+                f"{_interruption(last, args.target)} after {self.summary['frames']} answered frames; reconnecting "
+                f"in {wait_s:g} s (try {tries} of {args.reconnect})",
+                file=sys.stderr,
+            )
+            await asyncio.sleep(wait_s)
+            try:
+                opened = await stream.reconnect()
+            except StreamError as failure:
+                last = failure
+                continue
+            after = "its start" if opened.last_frame_index is None else f"frame {opened.last_frame_index}"
+            print(f"continued the stream ({opened.kind.name.lower()}) after {after}", file=sys.stderr)
+            now = self._next_send = time.perf_counter()  # --fps goes on from now, not in a burst for the time lost
+            resent = set(stream.unanswered)
+            for index in list(self._in_flight):
+                if index in resent:  # re-sent: its latency counts from now
+                    self._in_flight[index] = (self._in_flight[index][0], now)
+                else:  # already in the state the stream continues from, and never to be answered
+                    self._in_flight.pop(index)
+                    self._window.release()
+            return
+        raise StreamEnded(
+            error, self.summary["frames"], self.frames_sent, args.target, tries, last if tries else None
+        ) from error
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
