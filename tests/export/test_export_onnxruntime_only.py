@@ -13,10 +13,11 @@ import torch
 from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from determinant_transition import determinant_registry
 from service_helpers import SERVICE_TINY_MODEL
 
 import plugins.manager
-from plugins import ComponentRegistry, Transition, VideoSlotModel, build_plugin_manager
+from plugins import ComponentRegistry, VideoSlotModel
 from plugins.interfaces import ContractViolation
 from plugins.testing import check_exportable, tiny_model_config
 from service.engine import BackendUnavailable, load_engine
@@ -30,21 +31,9 @@ FAST = ExportOptions(parity_frames=2, parity_videos=1, batch_sizes=(1,))
 ORT_ONLY = ExportOptions(parity_frames=2, parity_videos=1, batch_sizes=(1,), onnxruntime_only=True)
 
 
-class DeterminantTransition(Transition):
-    """Shifts the slots by the determinant of their first 2x2 block."""
-
-    name = "determinant"
-
-    def forward(self, past_slots, past_features):  # type: ignore[no-untyped-def]
-        slots = past_slots[-1]
-        return slots + 0.1 * torch.linalg.det(slots[:, :2, :2])[:, None, None]
-
-
 @pytest.fixture
 def own() -> ComponentRegistry:
-    registry = build_plugin_manager(load_entry_points=False).registry
-    registry.add_transition(DeterminantTransition)
-    return registry
+    return determinant_registry()
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ import torch
 from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from determinant_transition import determinant_registry
 from service_helpers import SERVICE_TINY_MODEL
 
 import plugins.manager
-from plugins import ComponentRegistry, Transition, VideoSlotModel, build_plugin_manager
+from plugins import ComponentRegistry, VideoSlotModel
 from plugins.interfaces import ContractViolation
 from plugins.testing import check_exportable
 from training.export import ExportError, ExportOptions, check_operators, export_model
@@ -49,21 +50,9 @@ def test_the_refusal_lists_the_problems_that_count_for_the_runtimes_asked_for():
     assert report_of("Relu").refusal("step", tensorrt=True) is None
 
 
-class DeterminantTransition(Transition):
-    """Shifts the slots by the determinant of their first 2x2 block (ONNX ``Det``, which TensorRT lacks)."""
-
-    name = "determinant"
-
-    def forward(self, past_slots, past_features):  # type: ignore[no-untyped-def]
-        slots = past_slots[-1]
-        return slots + 0.1 * torch.linalg.det(slots[:, :2, :2])[:, None, None]
-
-
 @pytest.fixture
 def own() -> ComponentRegistry:
-    registry = build_plugin_manager(load_entry_points=False).registry
-    registry.add_transition(DeterminantTransition)
-    return registry
+    return determinant_registry()
 
 
 def test_the_export_and_check_exportable_refuse_a_graph_in_the_same_words(own, tmp_path, monkeypatch):

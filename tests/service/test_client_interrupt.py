@@ -25,7 +25,8 @@ def test_an_interrupted_run_keeps_its_slots(start_server, tmp_path: Path, stop: 
     jsonl, slots, overlay = tmp_path / "results.jsonl", tmp_path / "slots.npz", tmp_path / "overlay.gif"
     command = [sys.executable, "-m", "service.client", "stream", "synthetic:1000", "--fps", "20"]
     command += ["--target", server.target, "--jsonl", str(jsonl), "--slots", str(slots), "--out", str(overlay)]
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    environment = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=environment)
     try:
         deadline = time.monotonic() + 60
         while not (jsonl.is_file() and len(jsonl.read_text().splitlines()) >= 3):
@@ -33,7 +34,12 @@ def test_an_interrupted_run_keeps_its_slots(start_server, tmp_path: Path, stop: 
             assert time.monotonic() < deadline, "no results within 60 s"
             time.sleep(0.05)
         process.send_signal(stop)
-        _, stderr = process.communicate(timeout=30)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # show where it hangs
+            process.send_signal(signal.SIGABRT)
+            _, stacks = process.communicate(timeout=30)
+            pytest.fail(f"still running 60 s after {stop.name}:\n{stacks[-8000:]}")
     finally:
         process.kill()  # a no-op once it has exited
         process.wait()
