@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -483,7 +484,8 @@ class VideoSlotModel(nn.Module):
         Raises:
             FileNotFoundError: a file is missing (the message names it).
             ValueError: the config is unreadable or from an unknown format version, or the weights file is
-                damaged or does not fit the config.
+                damaged or does not fit the config (tensors of other shapes: one line, see
+                :func:`weights_mismatch_message`).
             RegistryError: the config names a component that no loaded plugin registers (the message names the
                 file and, for models saved with the plugin names, the plugin each component came from);
                 :class:`ComponentBuildError`, a subclass, when a component's constructor fails.
@@ -520,6 +522,10 @@ class VideoSlotModel(nn.Module):
         try:
             missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
         except (SafetensorError, RuntimeError) as error:  # a damaged file, or tensors of other shapes
+            # PyTorch reports other shapes one line per tensor (dozens for a model of another size): summarise
+            mismatch = weights_mismatch_message(str(weights_path), str(config_path), str(error))
+            if mismatch is not None:
+                raise ValueError(mismatch) from error
             raise ValueError(f"{weights_path} cannot be loaded into the model of {config_path}: {error}") from error
         if missing or unexpected:
             raise ValueError(
@@ -527,6 +533,76 @@ class VideoSlotModel(nn.Module):
                 f"unexpected {sorted(unexpected)[:5]}"
             )
         return model.eval()
+
+
+#: One line of PyTorch's ``load_state_dict`` report of a tensor whose shape differs from the model's.
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (?P<name>\S+): copying a param with shape torch\.Size\((?P<saved>\[[^\]]*\])\) from "
+    r"checkpoint, the shape in current model is torch\.Size\((?P<model>\[[^\]]*\])\)"
+)
+#: How many mismatched tensors :func:`weights_mismatch_message` names.
+MISMATCH_EXAMPLES = 3
+
+#: The model folders a training run writes (``training.run``), with what each holds, in the order to suggest them.
+RUN_FOLDER_MODELS = (("best", "its best evaluation"), ("model", "its final model"))
+
+
+def weights_mismatch_message(weights: str, config: str, report: str) -> str | None:
+    """One line for weights whose tensors have other shapes than the config describes (another model's config).
+
+    Args:
+        weights: how to name the weights file in the message (a path, or just its name).
+        config: how to name the config file.
+        report: the text of PyTorch's ``load_state_dict`` error (one ``size mismatch for ...`` line per tensor).
+
+    Returns:
+        How many tensors differ, the first :data:`MISMATCH_EXAMPLES` of them (saved shape against the config's)
+        and the fix; ``None`` when ``report`` names no tensor of another shape (a damaged file, say).
+    """
+    mismatches = _SIZE_MISMATCH.findall(report)
+    if not mismatches:
+        return None
+    examples = ", ".join(
+        f"{name} (weights {saved}, config {shape})" for name, saved, shape in mismatches[:MISMATCH_EXAMPLES]
+    )
+    more = f" and {len(mismatches) - MISMATCH_EXAMPLES} more" if len(mismatches) > MISMATCH_EXAMPLES else ""
+    return (
+        f"{weights} does not fit {config}: {len(mismatches)} tensors have other shapes than the config describes: "
+        f"{examples}{more}. The two files belong to different models: put back the {CONFIG_FILE} saved with these "
+        "weights"
+    )
+
+
+def run_folder_models(folder: str | os.PathLike[str]) -> list[Path]:
+    """The models of a training run folder given where a model directory was expected.
+
+    Returns:
+        Those of ``folder / name`` for the names of :data:`RUN_FOLDER_MODELS` that hold a ``config.json``, in
+        that order, when ``folder`` holds no ``config.json`` itself; else an empty list.
+    """
+    path = Path(folder)
+    if (path / CONFIG_FILE).exists():
+        return []
+    return [path / name for name, _ in RUN_FOLDER_MODELS if (path / name / CONFIG_FILE).is_file()]
+
+
+def run_folder_hint(folder: str | os.PathLike[str], flag: str = "--model") -> str:
+    """What to pass instead of a training run folder given where a model directory was expected.
+
+    Args:
+        folder: the folder given.
+        flag: the command's flag for a model directory, named in the hint.
+
+    Returns:
+        ``"; RUN looks like a training run: pass --model RUN/best (its best evaluation) or RUN/model (its final
+        model)"`` (those :func:`run_folder_models` finds) to append to a "config.json not found" message; an
+        empty string when ``folder`` is no training run.
+    """
+    what = dict(RUN_FOLDER_MODELS)
+    found = [f"{model} ({what[model.name]})" for model in run_folder_models(folder)]
+    if not found:
+        return ""
+    return f"; {Path(folder)} looks like a training run: pass {flag} {' or '.join(found)}"
 
 
 def _recorded_frame_fit(payload: Mapping[str, Any], config_path: Path) -> FrameFitName | None:

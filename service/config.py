@@ -269,14 +269,27 @@ class ServiceConfig:
         """Check that the files the config names exist, and that the TLS files load, with a message that says how to
         fix it.
 
+        The model directory is checked for what :attr:`backend` serves: ``config.json`` and ``model.safetensors``
+        for ``torch`` (a training run folder is answered with its ``best/`` and ``model/``), an export's
+        ``manifest.json`` and graphs for ``onnx`` and ``tensorrt`` (an export without the source model files
+        serves there on its manifest's word).
+
         Raises:
             ConfigError: a file or directory is missing, or a TLS file is not what its flag needs.
         """
         problems = []
-        for name in ("config.json", "model.safetensors"):
-            if not (self.model_dir / name).is_file():
-                problems.append(_missing_model_message(self.model_dir, name))
-                break
+        if self.backend == "torch":
+            for name in ("config.json", "model.safetensors"):
+                if not (self.model_dir / name).is_file():
+                    problems.append(_missing_model_message(self.model_dir, name))
+                    break
+        else:  # the onnx and tensorrt backends serve an export directory, which need not hold the source model
+            from training.export.manifest import ManifestError, read_manifest
+
+            try:
+                read_manifest(self.model_dir)  # its message says how to make one, from a model or a training run
+            except ManifestError as error:
+                problems.append(f"--backend {self.backend}: {error}")
         for flag, path in (
             ("tls-cert", self.tls_cert),
             ("tls-key", self.tls_key),
@@ -552,6 +565,11 @@ def _missing_model_message(model_dir: Path, missing: str) -> str:
             "`python -m training.run --config tiny --out runs/tiny` and serve it with "
             "`python -m service --model-dir runs/tiny/model`."
         )
+    from plugins.model import run_folder_hint
+
+    hint = run_folder_hint(model_dir, "--model-dir")
+    if hint:  # a training run: its models are RUN/best and RUN/model
+        return f"{model_dir} is not a model directory ({missing} not found){hint}."
     return (
         f"{model_dir} is not a model directory ({missing} not found): point --model-dir (SLOTSTREAM_MODEL_DIR) "
         "at a directory written by VideoSlotModel.save_pretrained, holding config.json and model.safetensors."

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from plugins import VideoSlotModel
-from plugins.model import CONFIG_FILE
+from plugins.model import run_folder_hint
 from plugins.registry import RegistryError
 from training.cli_checks import print_note, require_at_least, require_device, require_output_folder
 from training.config import FRAME_FITS
@@ -63,19 +63,6 @@ def format_settings(frame_fit: str, source: str, videos: int | None, frames: int
         f"frame fit: {frame_fit} ({_FIT_SOURCES[source]})  videos: {'all' if videos is None else f'at most {videos}'}"
         f"  frames: {'whole videos' if frames is None else f'at most the first {frames} of each video'}"
     )
-
-
-def run_folder_hint(model: Path) -> str:
-    """When ``model`` holds no model but is a training run folder: which of its models to pass instead (``best/``
-    and ``model/``, those that exist); else an empty string."""
-    found = [
-        f"{model / name} ({what})"
-        for name, what in (("best", "its best evaluation"), ("model", "its final model"))
-        if (model / name / CONFIG_FILE).is_file()
-    ]
-    if (model / CONFIG_FILE).exists() or not found:
-        return ""
-    return f"; {model} looks like a training run: pass --model {' or '.join(found)}"
 
 
 def format_by_object_count(groups: Mapping[int, DiscoveryScores]) -> str:

@@ -15,13 +15,21 @@ not load it, because ONNX Runtime otherwise falls back to the CPU with only a lo
   TensorRT allows TF32 by default (``NVIDIA_TF32_OVERRIDE=0`` in the server's environment turns it off in
   NVIDIA's libraries). The backend logs a warning saying so at every start.
 
-The GPU providers need the GPU build of ONNX Runtime: ``pip install -e '.[gpu]'``. The CPU build
-(``onnxruntime``) and the GPU build (``onnxruntime-gpu``) own the same module; with both installed the backend
-refuses GPU devices and warns on the CPU (:func:`check_one_onnxruntime`).
+The GPU providers need the GPU build of ONNX Runtime, installed as the README's "TensorRT on a GPU machine"
+says (:data:`GPU_EXTRA`: remove both builds, then install the ``gpu`` extra from NVIDIA's index too). The CPU
+build (``onnxruntime``) and the GPU build (``onnxruntime-gpu``) own the same module; with both installed the
+backend refuses GPU devices and warns on the CPU (:func:`check_one_onnxruntime`).
+
+The model version served is the manifest's ``source.version``. When the export directory holds the source
+model files (``config.json`` and ``model.safetensors``, which the export copies), they must be the source the
+manifest records (:func:`check_source_files`): the ``torch`` backend serves those files, and every backend
+must serve one model under one version. A directory with neither (the graphs and the manifest alone) is served
+on the manifest's word, which nothing there can check (with only one of them, the backend also logs a warning).
 
 Tuning (:class:`OnnxOptions`) is part of the server's ``ServiceConfig``: the flags ``--onnx-intra-op-threads``
 and ``--onnx-inter-op-threads`` (1 / 1), ``--onnx-graph-optimization`` (``all``), ``--tensorrt-fp16`` (the
-export's precision) and ``--tensorrt-cache-dir`` (``<model dir>/tensorrt``), or the same names as
+export's precision) and ``--tensorrt-cache-dir`` (``<model dir>/tensorrt``), which concern the TensorRT provider only
+(set on another device, the backend logs that it ignores them), or the same names as
 ``SLOTSTREAM_*`` variables (``SLOTSTREAM_ONNX_INTRA_OP_THREADS``, ...). Library callers that pass no options
 get the same variables read by :meth:`OnnxOptions.from_environ`.
 
@@ -43,15 +51,17 @@ import numpy as np
 
 from plugins.files import check_writable
 from service.config import ONNX_GRAPH_OPTIMIZATIONS, parse_bool
-from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
+from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, model_version
 from service.images import PREPROCESSING
 from training.export.manifest import (
     FIRST_STEP,
     INPUT_FRAMES,
     INPUT_PREV_SLOTS,
+    MANIFEST_FILE,
     OUTPUT_MASKS,
     OUTPUT_SLOTS,
     STEP,
+    WEIGHTS_FILE,
     Manifest,
     ManifestError,
     read_manifest,
@@ -63,7 +73,14 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SLOTSTREAM_"
-GPU_EXTRA = "pip install -e '.[gpu]'"
+CONFIG_FILE = "config.json"
+"""The source model's configuration an export directory carries (``plugins.model.CONFIG_FILE``)."""
+GPU_INSTALL = "pip install --extra-index-url https://pypi.nvidia.com -e '.[gpu]'"
+"""Installs the GPU build of ONNX Runtime and TensorRT (NVIDIA's index serves TensorRT's wheels)."""
+GPU_GUIDE = 'the README\'s "TensorRT on a GPU machine"'
+GPU_EXTRA = f"pip uninstall -y onnxruntime onnxruntime-gpu, then {GPU_INSTALL}; see {GPU_GUIDE}"
+"""The GPU install steps every GPU refusal gives (the README's): both ONNX Runtime builds removed first, since the
+GPU build must replace the CPU one ``make`` installs, never join it."""
 DEFAULT_CACHE_SUBDIR = "tensorrt"
 GRAPH_OPTIMIZATIONS = ONNX_GRAPH_OPTIMIZATIONS
 
@@ -153,16 +170,16 @@ class _Sessions:
 
 
 def parse_device(device: str) -> ProviderChoice:
-    """``cpu``, ``cuda[:N]`` or ``tensorrt[:N]`` -> the provider choice.
+    """``cpu`` (or ``cpu:0``, torch's spelling of the same), ``cuda[:N]`` or ``tensorrt[:N]`` -> the provider choice.
 
     Raises:
-        ValueError: anything else.
+        ValueError: anything else (``cpu:1`` included: ONNX Runtime has one CPU device).
     """
     kind, _, index = device.strip().lower().partition(":")
-    if kind not in PROVIDER_NAMES or (kind == "cpu" and index) or (index and not index.isdigit()):
+    if kind not in PROVIDER_NAMES or (kind == "cpu" and index not in ("", "0")) or (index and not index.isdigit()):
         raise ValueError(
-            f"--device {device!r} is not an ONNX Runtime device for the onnx backend: use cpu, cuda[:N] or "
-            "tensorrt[:N] (the TensorRT execution provider)"
+            f"--device {device!r} is not an ONNX Runtime device for the onnx backend: use cpu (or cpu:0), cuda[:N] "
+            "or tensorrt[:N] (the TensorRT execution provider)"
         )
     return ProviderChoice(kind, int(index or 0))  # type: ignore[arg-type]
 
@@ -255,8 +272,8 @@ def check_one_onnxruntime(choice: ProviderChoice, installed: Mapping[str, str]) 
 
     Both install the ``onnxruntime`` module, so with both installed its files are whichever build wrote them last
     (a GPU provider may be missing, or half there), and uninstalling one of the two removes files the other
-    needs. ``make`` installs the CPU build (the ``onnx`` extra); ``pip install -e '.[gpu]'`` on top of it adds
-    the GPU build next to it.
+    needs. ``make`` installs the CPU build (the ``onnx`` extra); installing the ``gpu`` extra on top of it adds
+    the GPU build next to it (the README's steps remove both first).
 
     Args:
         choice: the requested provider.
@@ -274,8 +291,8 @@ def check_one_onnxruntime(choice: ProviderChoice, installed: Mapping[str, str]) 
     message = (
         f"both ONNX Runtime builds are installed ({versions}): they install the same onnxruntime module, so which "
         "one runs is whichever was installed last, possibly in part. Remove both (pip uninstall -y onnxruntime "
-        f"onnxruntime-gpu; removing only one deletes files the other needs), then install one: {GPU_EXTRA} for "
-        "GPUs, or pip install -e '.[onnx]' for the CPU"
+        f"onnxruntime-gpu; removing only one deletes files the other needs), then install one: {GPU_INSTALL} for "
+        f"GPUs (see {GPU_GUIDE}), or pip install -e '.[onnx]' for the CPU"
     )
     if choice.kind == "cpu":
         return message
@@ -295,7 +312,8 @@ def cuda_build_note(ort_cuda: str | None, torch_cuda: str | None) -> str:
         return ""
     return (
         f"This onnxruntime-gpu is built for CUDA {ort_cuda} while PyTorch here is built for CUDA {torch_cuda}: "
-        f"install an onnxruntime-gpu built for CUDA {torch_cuda.split('.')[0]} (see the README's TensorRT section)"
+        f"install an onnxruntime-gpu built for CUDA {torch_cuda.split('.')[0]} (see {GPU_GUIDE}, its CUDA "
+        "versions paragraph)"
     )
 
 
@@ -406,7 +424,8 @@ def load_engine(
             from its ``ServiceConfig``); ``None`` reads them from the environment.
 
     Raises:
-        ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
+        ManifestError: ``model_dir`` is not an export directory, or its ``config.json`` / ``model.safetensors``
+            are not the source the manifest records (:func:`check_source_files`; a ``ValueError``).
         ValueError: ``device`` or an option is invalid.
         BackendUnavailable: onnxruntime is missing, a graph does not load, the requested provider is not
             available or did not load, both ONNX Runtime builds are installed (on a GPU device), or (on
@@ -415,6 +434,9 @@ def load_engine(
     choice = parse_device(device)
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
+    for warning in (check_source_files(manifest, model_dir), tensorrt_options_ignored(choice, options)):
+        if warning:
+            _log.warning("%s", warning)
     fp16 = manifest.precision == "fp16" if options.tensorrt_fp16 is None else options.tensorrt_fp16
     if choice.kind == "tensorrt":
         from service.backends.tensorrt_backend import check_tensorrt_parity
@@ -430,9 +452,8 @@ def load_engine(
     if choice.provider not in available:
         raise BackendUnavailable(
             f"--device {device} needs ONNX Runtime's {choice.provider}, but this onnxruntime {ort.__version__} "
-            f"offers only {', '.join(available)}. Install the GPU build instead of the CPU one (pip uninstall -y "
-            f"onnxruntime onnxruntime-gpu, then {GPU_EXTRA}; the two packages must never be installed together), or "
-            "use --device cpu"
+            f"offers only {', '.join(available)}. Install the GPU build instead of the CPU one ({GPU_EXTRA}; the two "
+            "packages must never be installed together), or use --device cpu"
         )
     cache_root = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
     if choice.kind == "tensorrt":  # only once the provider is there: engines that cannot load need no warning
@@ -458,6 +479,72 @@ def load_engine(
         sessions[graph] = session
     return OnnxEngine(
         sessions[FIRST_STEP], sessions[STEP], manifest_card(manifest, name, "onnx", str(choice), max_batch_size)
+    )
+
+
+def check_source_files(manifest: Manifest, model_dir: Path) -> str | None:
+    """Check that the source model files of an export directory are the source its manifest records.
+
+    The export copies ``config.json`` and ``model.safetensors`` next to the graphs, and the ``torch`` backend
+    serves them under :func:`service.engine.model_version` of the two, while the ``onnx`` and ``tensorrt`` backends
+    serve the graphs under the manifest's ``source.version``. A hand-edited ``config.json`` (``later_iters``, an
+    ``input.frame_fit``) or ``source.version`` would serve two models, or one model under two versions. The
+    weights' digest is checked by :func:`~training.export.manifest.read_manifest` (``verify_graphs``); this checks
+    the version of both files. A directory holding neither (the graphs and the manifest alone) is served on the
+    manifest's word; one holding only one of them (which the ``torch`` backend cannot serve either) too, with a
+    warning that its version could not be checked.
+
+    Returns:
+        That warning when only one of the two files is there, else ``None``.
+
+    Raises:
+        ManifestError: their version is not the manifest's (the message names both versions and says to
+            re-export).
+    """
+    present = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if (model_dir / name).is_file()]
+    if not present:
+        return None
+    if len(present) == 1:
+        missing = WEIGHTS_FILE if present[0] == CONFIG_FILE else CONFIG_FILE
+        return (
+            f"{model_dir} holds {present[0]} without {missing}, so the model version {manifest.source.version} "
+            f"its {MANIFEST_FILE} records cannot be checked against the source files: an export holds both; re-run "
+            f"python -m training.export --model <model dir> --out {model_dir} to restore them"
+        )
+    version = model_version(model_dir)
+    if version != manifest.source.version:
+        raise ManifestError(
+            f"{model_dir}: its {CONFIG_FILE} and {WEIGHTS_FILE} are model version {version} (what --backend torch "
+            f"serves), but its {MANIFEST_FILE} records the graphs' source as version {manifest.source.version}: a "
+            "file was edited after the export, and the backends would serve different models or one model under "
+            f"two versions. Re-export: python -m training.export --model <model dir> --out {model_dir}, from the "
+            "model directory you mean to serve"
+        )
+    return None
+
+
+def tensorrt_options_ignored(choice: ProviderChoice, options: OnnxOptions) -> str | None:
+    """The warning for TensorRT settings given to a provider that builds no TensorRT engines, else ``None``.
+
+    ``--tensorrt-fp16`` and ``--tensorrt-cache-dir`` concern ONNX Runtime's TensorRT provider (``--device
+    tensorrt[:N]``) and the ``tensorrt`` backend; the CPU and CUDA providers run the fp32 graphs as they are.
+    """
+    if choice.kind == "tensorrt":
+        return None
+    given = [
+        flag
+        for flag, value in (
+            ("--tensorrt-fp16", options.tensorrt_fp16),
+            ("--tensorrt-cache-dir", options.tensorrt_cache_dir),
+        )
+        if value is not None
+    ]
+    if not given:
+        return None
+    return (
+        f"{' and '.join(given)} (or {', '.join('SLOTSTREAM_' + flag[2:].upper().replace('-', '_') for flag in given)})"
+        f" ignored: {'they apply' if len(given) > 1 else 'it applies'} only to TensorRT engines (--backend onnx "
+        f"--device tensorrt[:N], or --backend tensorrt); --device {choice} runs the fp32 graphs as exported"
     )
 
 
@@ -501,7 +588,7 @@ def import_onnxruntime() -> Any:
         import onnxruntime
     except ImportError as error:
         raise BackendUnavailable(
-            f"the onnx backend needs ONNX Runtime: pip install -e '.[onnx]' (CPU), or {GPU_EXTRA} for GPUs"
+            f"the onnx backend needs ONNX Runtime: pip install -e '.[onnx]' (CPU), or for GPUs {GPU_EXTRA}"
         ) from error
     return onnxruntime
 

@@ -31,8 +31,10 @@ in ``SLOTSTREAM_*`` variables; library callers that pass no options get the vari
 - ``--tensorrt-workspace-mb`` / ``SLOTSTREAM_TENSORRT_WORKSPACE_MB``: builder workspace limit (default 1024).
 
 ``tensorrt`` is imported only here, lazily: without it (or without a GPU) the backend refuses to start and
-says to ``pip install -e '.[gpu]'``. Device buffers, the stream and CUDA graphs come from PyTorch's CUDA
-runtime, so no other CUDA binding is needed.
+gives the README's install steps (:data:`~service.backends.onnx_backend.GPU_EXTRA`). Device buffers, the
+stream and CUDA graphs come from PyTorch's CUDA runtime, so no other CUDA binding is needed. As with the
+``onnx`` backend, an export directory's ``config.json`` and ``model.safetensors`` must be the source its manifest
+records (:func:`~service.backends.onnx_backend.check_source_files`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from plugins.files import write_atomically
 from service.backends.onnx_backend import (
     DEFAULT_CACHE_SUBDIR,
     GPU_EXTRA,
+    check_source_files,
     env_values,
     graph_inputs,
     manifest_card,
@@ -300,13 +303,17 @@ def load_engine(
         BackendUnavailable: not a CUDA device, no GPU visible, TensorRT missing, the cache not writable, the
             export was made with ``--onnxruntime-only`` and lists operators TensorRT lacks, or (with
             ``check_parity``) the engines of this precision failed the export's parity check.
-        ManifestError: ``model_dir`` is not an export directory (a ``ValueError``).
+        ManifestError: ``model_dir`` is not an export directory, or its ``config.json`` / ``model.safetensors``
+            are not the source the manifest records (a ``ValueError``).
         RuntimeError: TensorRT could not parse or build a graph (its messages are included), or (with CUDA
             graphs) a bucket's graph replay does not reproduce a plain run.
     """
     index = parse_cuda_device(device)
     options = _options(options)
     manifest = read_manifest(model_dir, verify_graphs=True)
+    unchecked_source = check_source_files(manifest, model_dir)
+    if unchecked_source:
+        _log.warning("%s", unchecked_source)
     if manifest.tensorrt_problems:  # exported with --onnxruntime-only: refused before looking for TensorRT or a GPU
         more = f" (and {len(manifest.tensorrt_problems) - 1} more)" if len(manifest.tensorrt_problems) > 1 else ""
         raise BackendUnavailable(

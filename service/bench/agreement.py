@@ -9,9 +9,11 @@ segmentation's tie tolerance (where float rounding, not the model, would decide 
     python -m service.bench --agreement --model EXPORT_DIR [--backends torch,onnx] [--clips 12] [--seed 230]
 
 Exit status: 0 when every clip's segmentations agree on at least ``--min-agreement`` of the pixels, 1 when one
-does not, 2 for bad arguments or a model a server cannot load. The ``--json`` report records the command line,
-machine and versions (:mod:`service.bench.provenance`), every setting, the verdict (``passed``,
-``below_min_agreement``) and the per-clip figures.
+does not (a ``PASSED: ...`` line on stdout, or ``FAILED: ...`` on stderr, says which, with the lowest share), 2
+for bad arguments or a model a server cannot load. Shares are printed with at least 4 decimals, and with as many
+more as it takes for a share below 1 never to read ``100.0000%`` (:func:`format_share`). The ``--json`` report
+records the command line, machine and versions (:mod:`service.bench.provenance`), every setting, the verdict
+(``passed``, ``below_min_agreement``) and the per-clip figures.
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [compare(served[0][seed], served[1][seed], seed) for seed in clips]
     print(format_table(results, backends))
     below = failing_clips(results, args.min_agreement)
+    print(verdict(results, args.min_agreement), file=sys.stderr if below else sys.stdout)
     if args.json is not None:
         settings = {"clips": args.clips, "seed": args.seed, "frames": args.frames, "size": args.size}
         settings |= {"min_agreement": args.min_agreement, "server_args": redact(server_args), "device": config.device}
@@ -169,15 +172,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             "clips": [asdict(r) for r in results],
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if below:
-        print(f"clips {below}: segmentations agree on less than {args.min_agreement:.2%}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if below else 0
 
 
 def failing_clips(results: Sequence[ClipAgreement], min_agreement: float) -> list[int]:
     """Seeds of the clips whose segmentations agree on less than ``min_agreement`` of the pixels."""
     return [r.seed for r in results if r.segmentation_agreement < min_agreement]
+
+
+def format_share(share: float) -> str:
+    """``share`` (in [0, 1]) as a percentage with at least 4 decimals, and more where 4 would round a share below 1
+    up to ``100.0000%`` (or one above 0 down to ``0.0000%``): a figure below the mark never reads as reaching it.
+    Exactly 1 is ``100%``."""
+    if share == 1:
+        return "100%"
+    for decimals in range(4, 16):
+        text = f"{share:.{decimals}%}"
+        if float(text[:-1]) / 100 not in (0.0, 1.0) or share == 0:
+            return text
+    return f"{share!r} (as a fraction)"
+
+
+def verdict(results: Sequence[ClipAgreement], min_agreement: float) -> str:
+    """The pass/fail line: whether every clip's segmentations agree on at least ``min_agreement`` of the pixels,
+    the lowest agreement and, on failure, the clips below the mark."""
+    lowest = min(results, key=lambda r: r.segmentation_agreement)
+    mark = format_share(min_agreement)
+    below = failing_clips(results, min_agreement)
+    if not below:
+        return (
+            f"PASSED: segmentations agree on at least {mark} of the pixels on "
+            f"{'the 1 clip' if len(results) == 1 else f'all {len(results)} clips'} (lowest "
+            f"{format_share(lowest.segmentation_agreement)}, clip {lowest.seed})"
+        )
+    return (
+        f"FAILED: clips {below}: segmentations agree on less than {mark} of the pixels (lowest "
+        f"{format_share(lowest.segmentation_agreement)}, clip {lowest.seed}); {len(results) - len(below)} of "
+        f"{len(results)} clips pass"
+    )
 
 
 def format_table(results: Sequence[ClipAgreement], backends: Sequence[str]) -> str:
@@ -188,12 +220,14 @@ def format_table(results: Sequence[ClipAgreement], backends: Sequence[str]) -> s
     ]
     for r in results:
         lines.append(
-            f"| {r.seed} | {r.frames} | {r.segmentation_agreement:.4%} | {r.tied:.2%} | {r.slots_max_abs:.2g} |"
+            f"| {r.seed} | {r.frames} | {format_share(r.segmentation_agreement)} | {r.tied:.2%} | "
+            f"{r.slots_max_abs:.2g} |"
         )
     agreements = [r.segmentation_agreement for r in results]
     close = sum(r.slots_max_abs <= 1e-4 for r in results)
     lines.append(
-        f"segmentations agree on {min(agreements):.2%}-{max(agreements):.2%} of the pixels; slots within 1e-4 on "
+        f"segmentations agree on {format_share(min(agreements))} to {format_share(max(agreements))} of the pixels; "
+        "slots within 1e-4 on "
         f"{close} of {len(results)} clips"
     )
     return "\n".join(lines)

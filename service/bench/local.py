@@ -2,12 +2,13 @@
 
 Example::
 
-    python -m service.bench --local --model service/models/default --backends torch,onnx --json bench.json
+    python -m service.bench --local --model service/models/default --backends torch,onnx --json runs/engines.json
 
 For each batch size the backends are timed *interleaved* (one ``first_step`` and one ``step`` call of each
 backend per round), so background load hits them alike and the ratios of one run are comparable. A model
 directory without ``manifest.json`` is exported first (into a temporary directory) for the ``onnx`` and
-``tensorrt`` backends. The report holds p50/p99/mean latency of both steps, frames/s of a stream of later
+``tensorrt`` backends; a training run folder is refused with its models named (``RUN/best``, ``RUN/model``).
+The report holds p50/p99/mean latency of both steps, frames/s of a stream of later
 frames (``batch / mean step latency``), the ratios, and the compute floor (:mod:`service.bench.floor`); and what
 ran them: the command line, machine and versions (:mod:`service.bench.provenance`), the load average before and
 after, and every setting including the ONNX Runtime / TensorRT options (``SLOTSTREAM_*`` variables applied).
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.model import run_folder_hint
 from service.bench.cli import backend_names, unknown_backends, usage_error
 from service.bench.provenance import provenance
 from service.engine import BackendUnavailable, Engine, load_engine
@@ -120,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems.append("need --iterations >= 1, --warmup >= 0 and --threads >= 1")
     if not args.model.is_dir():
         problems.append(f"--model {args.model} is not a directory")
+    elif not (args.model / "manifest.json").is_file() and (hint := run_folder_hint(args.model)):
+        problems.append(f"--model {args.model} holds no model (no config.json or manifest.json){hint}")
     if problems:
         return usage_error("--local", problems)
     from training.export import ExportError

@@ -391,7 +391,7 @@ def test_cli_refuses_an_out_folder_of_other_files_and_a_damaged_model(source, tm
 
 def test_cli_checks_the_batch_size_before_exporting(source, tmp_path, capsys):
     out = tmp_path / "out"
-    assert export_main(["--model", str(source), "--out", str(out), "--max-batch-size", "0"]) == 2
+    assert export_main(["--model", str(source), "--out", str(out), "--tensorrt", "--max-batch-size", "0"]) == 2
     assert "--max-batch-size must be >= 1, got 0" in capsys.readouterr().err
     assert not out.exists(), "nothing is exported when the export cannot finish"
 

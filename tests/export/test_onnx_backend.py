@@ -34,7 +34,11 @@ from training.export.manifest import ManifestError
 
 ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install -e '.[onnx]'")
 
-GPU_EXTRA = "pip install -e '.[gpu]'"
+#: The README's GPU install steps ("TensorRT on a GPU machine"), which every GPU refusal gives.
+GPU_EXTRA = (
+    "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install --extra-index-url https://pypi.nvidia.com "
+    "-e '.[gpu]'"
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +109,7 @@ def test_a_plain_model_directory_is_refused_with_the_export_command(tmp_path):
     ("device", "choice"),
     [
         ("cpu", ProviderChoice("cpu", 0)),
+        ("cpu:0", ProviderChoice("cpu", 0)),  # torch's spelling of the same device
         ("cuda", ProviderChoice("cuda", 0)),
         ("CUDA:1", ProviderChoice("cuda", 1)),
         ("tensorrt:2", ProviderChoice("tensorrt", 2)),
@@ -114,9 +119,9 @@ def test_parse_device(device, choice):
     assert parse_device(device) == choice
 
 
-@pytest.mark.parametrize("device", ["gpu", "cpu:0", "cuda:x", "mps"])
+@pytest.mark.parametrize("device", ["gpu", "cpu:1", "cuda:x", "mps"])
 def test_parse_device_rejects(device):
-    with pytest.raises(ValueError, match="cpu, cuda"):
+    with pytest.raises(ValueError, match=r"use cpu \(or cpu:0\), cuda\[:N\] or tensorrt\[:N\]"):
         parse_device(device)
 
 
@@ -138,8 +143,9 @@ def test_provider_lists(tmp_path):
 
 
 def test_missing_gpu_provider_is_refused_with_the_extra_to_install(export_dir):
-    with pytest.raises(BackendUnavailable, match=r"CUDAExecutionProvider.*pip install -e '\.\[gpu\]'"):
+    with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider") as refused:
         load_engine("onnx", export_dir, name="tiny", device="cuda:0", max_batch_size=2)
+    assert GPU_EXTRA in str(refused.value)
 
 
 @pytest.mark.parametrize("device", ["cuda:0", "tensorrt:0"])
@@ -367,7 +373,8 @@ def test_both_onnxruntime_builds_installed_are_refused_on_a_gpu_and_reported_on_
     with pytest.raises(BackendUnavailable, match="both ONNX Runtime builds are installed") as refused:
         onnx_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=2)
     assert "onnxruntime 1.32.0, onnxruntime-gpu 1.31.1" in str(refused.value)
-    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in str(refused.value) and GPU_EXTRA in str(refused.value)
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in str(refused.value)
+    assert "pip install --extra-index-url https://pypi.nvidia.com -e '.[gpu]' for GPUs" in str(refused.value)
     with caplog.at_level("WARNING", logger="service.backends.onnx_backend"):
         engine = onnx_backend.load_engine(export_dir, name="tiny", device="cpu", max_batch_size=2)
     assert engine.providers == ["CPUExecutionProvider"] and "both ONNX Runtime builds are installed" in caplog.text

@@ -54,8 +54,12 @@ BUILD = EngineBuild.of(SPEC)
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
 def test_refuses_to_start_without_tensorrt_naming_the_gpu_extra(export_dir):
-    with pytest.raises(BackendUnavailable, match=r"pip install -e '\.\[gpu\]'"):
+    with pytest.raises(BackendUnavailable, match="the tensorrt package is not installed") as refused:
         load_engine("tensorrt", export_dir, name="tiny", device="cuda:0", max_batch_size=4)
+    assert (
+        "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install --extra-index-url https://pypi.nvidia.com "
+        "-e '.[gpu]'" in str(refused.value)
+    )
 
 
 @pytest.mark.parametrize("device", ["cpu", "tensorrt:0", "cuda:x"])

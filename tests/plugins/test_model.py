@@ -118,8 +118,12 @@ def test_from_pretrained_rejects_mismatched_weights(tmp_path, registry, tiny_mod
     config = json.loads((tmp_path / "config.json").read_text())
     config["model"]["slot_dim"] = 8
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"model\.safetensors cannot be loaded into the model of .*config\.json"):
+    with pytest.raises(
+        ValueError, match=r"model\.safetensors does not fit .*config\.json: \d+ tensors have other"
+    ) as error:
         VideoSlotModel.from_pretrained(tmp_path, registry=registry)
+    assert "\n" not in str(error.value) and "size mismatch" not in str(error.value)  # one line, not PyTorch's list
+    assert "put back the config.json saved with these weights" in str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,10 @@
-"""``python -m training.export --model DIR --out DIR [--opset N] [--fp16] [--tensorrt | --onnxruntime-only]
-[--max-batch-size N]``.
+"""``python -m training.export --model DIR --out DIR [--opset N] [--fp16] [--tensorrt [--max-batch-size N] |
+--onnxruntime-only]``.
+
+``--fp16`` records the precision TensorRT engines are built with where the export is served (the ``tensorrt``
+backend, and the ``onnx`` backend's TensorRT execution provider); the ONNX graphs stay fp32, and only
+``--tensorrt`` builds and checks fp16 engines here. ``--max-batch-size`` sizes the engines ``--tensorrt`` builds
+and checks, so it is refused without ``--tensorrt`` (the server's own ``--max-batch-size`` decides at serving).
 
 Exit status: 0 on success, 1 when a check failed (the message says which, in a line or a few: never the
 exporter's graph dump), 2 for bad arguments or a missing or unreadable model directory. A failed export removes
@@ -17,6 +22,8 @@ from training.export.exporter import ExportError, ExportOptions, export_model
 from training.export.graphs import DEFAULT_OPSET, SUPPORTED_OPSETS
 from training.export.manifest import Manifest, ManifestError
 
+DEFAULT_MAX_BATCH_SIZE = ExportOptions.max_batch_size
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
@@ -30,8 +37,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         required=True,
         help="export directory: new, empty, an earlier export (replaced) or the model directory itself",
     )
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=list(SUPPORTED_OPSETS), help="ONNX opset")
-    parser.add_argument("--fp16", action="store_true", help="have TensorRT build fp16 engines (graphs stay fp32)")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        choices=list(SUPPORTED_OPSETS),
+        help="ONNX opset of the graphs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="record fp16 as the precision of the TensorRT engines built where the export is served (--backend "
+        "tensorrt, and --backend onnx --device tensorrt; the server's --tensorrt-fp16 overrides it). The ONNX "
+        "graphs stay fp32; without --tensorrt no fp16 engine is built or checked here (default: fp32)",
+    )
     backends = parser.add_mutually_exclusive_group()
     backends.add_argument(
         "--tensorrt", action="store_true", help="also build TensorRT engines into OUT/tensorrt (NVIDIA GPU needed)"
@@ -39,13 +58,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     backends.add_argument(
         "--onnxruntime-only",
         action="store_true",
-        help="export for ONNX Runtime (--backend onnx) only: operators TensorRT lacks are recorded in the manifest "
-        "as a warning instead of failing the export, and the tensorrt backend refuses the export",
+        help="export for ONNX Runtime (--backend onnx) even when TensorRT cannot take the graphs: what TensorRT "
+        "lacks (an operator, a Resize mode) is recorded in the manifest and printed as a warning instead of failing "
+        "the export, and only then does the tensorrt backend refuse the export",
     )
     parser.add_argument(
-        "--max-batch-size", type=int, default=16, help="largest batch of the TensorRT profile (with --tensorrt)"
+        "--max-batch-size",
+        type=int,
+        help="with --tensorrt: largest batch of the engines it builds and checks, which should be the server's "
+        f"--max-batch-size (default: {DEFAULT_MAX_BATCH_SIZE})",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.max_batch_size is not None and not args.tensorrt:
+        parser.error(
+            "--max-batch-size sizes the TensorRT engines --tensorrt builds and checks; without --tensorrt nothing "
+            "uses it (the server's --max-batch-size sizes the engines it builds): add --tensorrt or leave it out"
+        )
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opset=args.opset,
         fp16=args.fp16,
         tensorrt=args.tensorrt,
-        max_batch_size=args.max_batch_size,
+        max_batch_size=DEFAULT_MAX_BATCH_SIZE if args.max_batch_size is None else args.max_batch_size,
         onnxruntime_only=args.onnxruntime_only,
     )
     try:
@@ -78,7 +107,8 @@ def summary(manifest: Manifest, out: str) -> str:
     lines = [
         f"exported {manifest.source.version} to {out}: input {manifest.input.height}x{manifest.input.width}, "
         f"{manifest.num_slots} slots of {manifest.slot_dim}, masks {manifest.mask_size[0]}x{manifest.mask_size[1]}, "
-        f"opset {manifest.opset}, {manifest.precision}"
+        f"opset {manifest.opset}, fp32 graphs",
+        f"  TensorRT engines: {precision_note(manifest)}",
     ]
     for graph in manifest.graphs.values():
         ops = ", ".join(f"{op} x{count}" for op, count in graph.operators.items())
@@ -99,6 +129,19 @@ def summary(manifest: Manifest, out: str) -> str:
         )
         lines += [f"    {problem}" for problem in manifest.tensorrt_problems]
     return "\n".join(lines)
+
+
+def precision_note(manifest: Manifest) -> str:
+    """What the recorded precision means for TensorRT engines built from the export, and whether any were checked
+    (``--fp16`` without ``--tensorrt`` records the precision only)."""
+    if "tensorrt" in manifest.parity:
+        checked = "these engines were built and checked against PyTorch here (parity below)"
+    else:
+        checked = "none was built or checked here (--tensorrt on the serving GPU checks them)"
+    return (
+        f"{manifest.precision}: the precision --backend tensorrt and --backend onnx --device tensorrt build them at "
+        f"(the server's --tensorrt-fp16 overrides it); {checked}"
+    )
 
 
 if __name__ == "__main__":

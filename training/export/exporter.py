@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 
 from plugins import VideoSlotModel
 from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-from plugins.model import CONFIG_FILE, WEIGHTS_FILE
+from plugins.model import CONFIG_FILE, WEIGHTS_FILE, run_folder_hint, weights_mismatch_message
 from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.manifest import (
@@ -77,16 +76,19 @@ class ExportOptions:
 
     Attributes:
         opset: ONNX opset (17-20).
-        fp16: record fp16 as the precision accelerated runtimes build with (the graphs stay fp32).
+        fp16: record fp16 as the precision TensorRT engines are built with where the export is served (the
+            ``tensorrt`` backend, the ``onnx`` backend's TensorRT provider); the graphs stay fp32, and only with
+            ``tensorrt`` are fp16 engines built and checked here.
         tensorrt: also build TensorRT engines into ``<out>/tensorrt`` (needs an NVIDIA GPU and TensorRT) and
             measure their parity.
-        max_batch_size: largest batch the TensorRT optimisation profile covers.
+        max_batch_size: largest batch the TensorRT optimisation profile covers (used with ``tensorrt`` only).
         parity_frames: length of the parity video.
         parity_videos: videos in the parity run (its batch size).
         batch_sizes: batch sizes checked row by row.
-        onnxruntime_only: export for ONNX Runtime only: what the graphs use outside TensorRT's operator support
-            (an operator, a ``Resize`` mode) is recorded in the manifest's ``tensorrt_problems`` instead of failing
-            the export, and the ``tensorrt`` backend refuses the export. Not with ``tensorrt``.
+        onnxruntime_only: export for ONNX Runtime even when TensorRT cannot take the graphs: what they use
+            outside TensorRT's operator support (an operator, a ``Resize`` mode) is recorded in the manifest's
+            ``tensorrt_problems`` instead of failing the export, and the ``tensorrt`` backend refuses an export
+            whose list is not empty (one without problems serves there as any other). Not with ``tensorrt``.
     """
 
     opset: int = DEFAULT_OPSET
@@ -170,38 +172,24 @@ def export_model(
     return manifest
 
 
-#: One line of PyTorch's ``load_state_dict`` report of a tensor whose shape differs from the model's.
-_SIZE_MISMATCH = re.compile(
-    r"size mismatch for (?P<name>\S+): copying a param with shape torch\.Size\((?P<saved>\[[^\]]*\])\) from "
-    r"checkpoint, the shape in current model is torch\.Size\((?P<model>\[[^\]]*\])\)"
-)
-#: How many mismatched tensors a refusal names.
-MISMATCH_EXAMPLES = 3
-
-
 def _load_source(source: Path) -> VideoSlotModel:
-    """``VideoSlotModel.from_pretrained(source)``, with weights of another shape than ``config.json`` describes
-    reported in a few lines (PyTorch's report has one line per tensor: dozens for a model of another size).
+    """``VideoSlotModel.from_pretrained(source)``, its refusals naming ``--model``.
 
     Raises:
-        ValueError: as ``from_pretrained``; for weights that do not fit the config, a summary: how many tensors
-            differ and the first :data:`MISMATCH_EXAMPLES` of them, saved shape against the config's.
+        FileNotFoundError: as ``from_pretrained``, with :func:`plugins.model.run_folder_hint` for a training run
+            folder (``RUN/model`` and ``RUN/best`` hold its models).
+        ValueError: as ``from_pretrained``; for weights that do not fit the config, its one-line summary
+            (:func:`plugins.model.weights_mismatch_message`: how many tensors differ and the first few).
     """
     try:
         return VideoSlotModel.from_pretrained(source)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"--model {source}: {error}{run_folder_hint(source)}") from error
     except ValueError as error:
-        mismatches = _SIZE_MISMATCH.findall(str(error.__cause__ or error))
-        if not mismatches:
+        mismatch = weights_mismatch_message(WEIGHTS_FILE, CONFIG_FILE, str(error.__cause__ or error))
+        if mismatch is None:
             raise
-        examples = ", ".join(
-            f"{name} (weights {saved}, config {shape})" for name, saved, shape in mismatches[:MISMATCH_EXAMPLES]
-        )
-        more = f" and {len(mismatches) - MISMATCH_EXAMPLES} more" if len(mismatches) > MISMATCH_EXAMPLES else ""
-        raise ValueError(
-            f"--model {source}: {WEIGHTS_FILE} does not fit {CONFIG_FILE}: {len(mismatches)} tensors have other "
-            f"shapes than the config describes: {examples}{more}. The two files belong to different models: put back "
-            f"the {CONFIG_FILE} saved with these weights"
-        ) from error
+        raise ValueError(f"--model {source}: {mismatch}") from error
 
 
 def _check_out_dir(out: Path, source: Path) -> None:

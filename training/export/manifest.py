@@ -240,7 +240,8 @@ class Manifest:
         """Parse :meth:`to_json` output.
 
         Raises:
-            ManifestError: not JSON, an unknown format version, or a missing field.
+            ManifestError: not JSON, an unknown format version, a missing field (``missing field 'num_slots'``,
+                dotted inside objects: ``'input.height'``) or a value of the wrong type.
         """
         try:
             raw = json.loads(text)
@@ -249,6 +250,7 @@ class Manifest:
         if not isinstance(raw, dict) or raw.get("format_version") != MANIFEST_FORMAT:
             raise ManifestError(f"expected a manifest with format_version {MANIFEST_FORMAT}")
         try:
+            _require(raw, _required_fields(cls), "")
             manifest = cls(
                 input=_input_spec(raw["input"]),
                 num_slots=_positive_int(raw, "num_slots"),
@@ -258,8 +260,10 @@ class Manifest:
                 later_iters=_positive_int(raw, "later_iters"),
                 opset=_positive_int(raw, "opset"),
                 precision=_precision(raw["precision"]),
-                graphs={name: _graph_spec(spec) for name, spec in raw["graphs"].items()},
-                source=SourceSpec(**_known_fields(SourceSpec, raw["source"])),
+                graphs={name: _graph_spec(spec, f"graphs.{name}") for name, spec in raw["graphs"].items()},
+                source=SourceSpec(
+                    **_known_fields(SourceSpec, _require(raw["source"], _required_fields(SourceSpec), "source"))
+                ),
                 parity=_parity_reports(raw.get("parity", {})),
                 exporter=dict(raw.get("exporter", {})),
                 tensorrt_ops_source=str(raw.get("tensorrt_ops_source", "")),
@@ -312,8 +316,17 @@ def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False
     """
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
+        from plugins.model import run_folder_models  # only here: reading a manifest needs the standard library
+
         folder = Path(directory)
-        if (folder / "model.safetensors").is_file():  # a saved model: export it into a folder of its own
+        models = run_folder_models(folder)
+        if models:  # a training run: its models are RUN/best and RUN/model, neither of them exported
+            named = " or ".join(str(model) for model in models)
+            raise ManifestError(
+                f"{path} not found: {folder} is a training run, not an export directory; export one of its models "
+                f"({named}) with `python -m training.export --model {models[0]} --out <export dir>` and use that"
+            )
+        if (folder / WEIGHTS_FILE).is_file():  # a saved model: export it into a folder of its own
             how = f"export it with `python -m training.export --model {folder} --out <export dir>` and use that"
         else:
             how = f"make one with `python -m training.export --model <model dir> --out {folder}`"
@@ -369,15 +382,44 @@ def _known_fields(cls: type[Any], raw: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in raw.items() if key in known}
 
 
+def _required_fields(cls: type[Any]) -> list[str]:
+    """The fields of the dataclass ``cls`` without a default: those every manifest has."""
+    return [
+        spec.name
+        for spec in dataclasses.fields(cls)
+        if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+    ]
+
+
+def _require(raw: Any, names: list[str], where: str) -> dict[str, Any]:
+    """``raw``, checked to be an object holding every key of ``names``.
+
+    Args:
+        raw: a JSON object of the manifest.
+        names: the keys it must hold.
+        where: its dotted path in the manifest (``""`` for the top level), for the message.
+
+    Raises:
+        ManifestError: ``raw`` is not an object, or lacks a key (the message names the first, with its path).
+    """
+    if not isinstance(raw, dict):
+        raise ManifestError(f"malformed manifest: {where or 'the manifest'} must be an object, got {raw!r}")
+    missing = [name for name in names if name not in raw]
+    if missing:
+        fields = ", ".join(repr(f"{where}.{name}" if where else name) for name in missing)
+        plural, it = ("s", "them") if len(missing) > 1 else ("", "it")
+        raise ManifestError(
+            f"missing field{plural} {fields}: every manifest python -m training.export writes has {it}; re-run "
+            f"python -m training.export (or restore {it})"
+        )
+    return raw
+
+
 def _parity_reports(raw: dict[str, Any]) -> dict[str, ParityReport]:
     """The parity records. Fields this version does not know are ignored (a newer exporter's additions); a
     record without a field this version needs is an error, since a backend may refuse to serve on its result.
     Fields with a default (``build``) are optional: older exports lack them."""
-    required = {
-        spec.name
-        for spec in dataclasses.fields(ParityReport)
-        if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
-    }
+    required = set(_required_fields(ParityReport))
     reports = {}
     for name, report in raw.items():
         missing = sorted(required - set(report))
@@ -419,6 +461,7 @@ def _precision(value: Any) -> str:
 
 def _input_spec(raw: dict[str, Any]) -> InputSpec:
     """The ``input`` object; keys this version does not know are ignored (a newer exporter's additions)."""
+    _require(raw, _required_fields(InputSpec), "input")
     low, high = raw.get("value_range", (0.0, 1.0))
     fit = raw.get("frame_fit")
     if fit is not None and fit not in FRAME_FITS:
@@ -426,11 +469,16 @@ def _input_spec(raw: dict[str, Any]) -> InputSpec:
     return InputSpec(**{**_known_fields(InputSpec, raw), "value_range": (float(low), float(high))})
 
 
-def _graph_spec(raw: dict[str, Any]) -> GraphSpec:
+def _graph_spec(raw: dict[str, Any], where: str) -> GraphSpec:
+    _require(raw, _required_fields(GraphSpec), where)
     return GraphSpec(
         file=str(raw["file"]),
         sha256=str(raw["sha256"]),
-        inputs=[TensorSpec(**_known_fields(TensorSpec, spec)) for spec in raw["inputs"]],
-        outputs=[TensorSpec(**_known_fields(TensorSpec, spec)) for spec in raw["outputs"]],
+        inputs=[_tensor_spec(spec, f"{where}.inputs[{index}]") for index, spec in enumerate(raw["inputs"])],
+        outputs=[_tensor_spec(spec, f"{where}.outputs[{index}]") for index, spec in enumerate(raw["outputs"])],
         operators={str(k): int(v) for k, v in raw["operators"].items()},
     )
+
+
+def _tensor_spec(raw: Any, where: str) -> TensorSpec:
+    return TensorSpec(**_known_fields(TensorSpec, _require(raw, _required_fields(TensorSpec), where)))

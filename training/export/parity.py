@@ -75,9 +75,11 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as error:
+        from service.backends.onnx_backend import GPU_EXTRA
+
         raise ImportError(
-            "the export runs its graphs in ONNX Runtime, which is not installed: "
-            "pip install -e '.[onnx]' (or '.[gpu]' on a GPU machine)"
+            "the export runs its graphs in ONNX Runtime, which is not installed: pip install -e '.[onnx]' (the CPU "
+            f"build), or on a GPU machine the GPU build: {GPU_EXTRA}"
         ) from error
     return onnxruntime
 
