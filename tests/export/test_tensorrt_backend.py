@@ -29,7 +29,7 @@ from service.engine import BackendUnavailable, load_engine
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 
-NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install -e '.[gpu]')"
+NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (the gpu extra: README, TensorRT on a GPU machine)"
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 HAVE_GPU = HAVE_TENSORRT and torch.cuda.is_available()
 gpu = pytest.mark.skipif(not HAVE_GPU, reason=NEEDS_GPU)

@@ -26,8 +26,11 @@ from service.images import prepare_frame
 from service.server import Server, default_engine_factory
 from service.types import EncodedImage, ImageEncoding
 
-NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (pip install -e '.[gpu]')"
-NEEDS_ORT_GPU = "needs an NVIDIA GPU and the GPU build of ONNX Runtime with this provider (pip install -e '.[gpu]')"
+NEEDS_GPU = "needs an NVIDIA GPU and TensorRT (the gpu extra: README, TensorRT on a GPU machine)"
+NEEDS_ORT_GPU = (
+    "needs an NVIDIA GPU and the GPU build of ONNX Runtime with this provider (the gpu extra: README, TensorRT on a "
+    "GPU machine)"
+)
 HAVE_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
 
