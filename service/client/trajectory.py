@@ -42,9 +42,10 @@ mask size differs from the frame size, a mask pixel ``(i, j)`` stands for the fr
 are those scaled edges and a centroid is the mean of the mask pixels' centres mapped the same way.
 
 Slots: ``slots[t, k]`` and ``slots[t + 1, k]`` are the same slot, followed by the recurrent model from frame to frame
-(the slot ids are fixed per stream, ``0 .. K - 1``). No slot is designated background by the model: every slot
-starts from the same learned distribution and is decoded by the same decoder, and which one takes the background
-is decided on the stream's first frame. A slot with a large area that stays put is usually the background.
+(the slot ids are fixed per stream, ``0 .. K - 1``). No slot is designated background by the model: the slots
+share one decoder and their first queries differ only by how the model starts them (for the default model, a fixed
+noise sample per slot), so the first frame decides which one takes the background, although a model may tend to give
+it to the same slot. A slot with a large area that stays put is usually the background.
 
 Load it with ``numpy.load(path)``.
 """
