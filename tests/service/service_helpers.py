@@ -224,9 +224,16 @@ def run(coroutine: Any, timeout: float = 120.0) -> Any:
     return asyncio.run(bounded())
 
 
-async def raw_exchange(target: str, *requests: Any, metadata: Any = ()) -> tuple[list[Any], Any]:
+async def raw_exchange(
+    target: str, *requests: Any, metadata: Any = (), answer_first: bool = False
+) -> tuple[list[Any], Any]:
     """Send proto requests on a raw ``Stream`` call and half-close it; return ``(responses, error)``, where
-    ``error`` is the call's final ``grpc.aio.AioRpcError`` or ``None`` when it ended OK."""
+    ``error`` is the call's final ``grpc.aio.AioRpcError`` or ``None`` when it ended OK.
+
+    With ``answer_first`` the first request's answer (or the call's end) is read before the rest is written: for an
+    open the server may refuse, since a write that races the refusal can make grpc report the call as ``INTERNAL``
+    ("Internal error from Core") instead of the server's status.
+    """
     import grpc
 
     from service.generated import pb_grpc
@@ -234,8 +241,18 @@ async def raw_exchange(target: str, *requests: Any, metadata: Any = ()) -> tuple
     async with grpc.aio.insecure_channel(target) as channel:
         call = pb_grpc.PerceptionStub(channel).Stream(metadata=metadata)
         responses = []
+        rest = list(requests)
+        if answer_first and rest:
+            await call.write(rest.pop(0))
+            try:
+                first = await call.read()
+            except grpc.aio.AioRpcError as error:
+                return responses, error
+            if first is grpc.aio.EOF:
+                return responses, None
+            responses.append(first)
         try:
-            for request in requests:
+            for request in rest:
                 await call.write(request)
             await call.done_writing()
         except Exception as error:  # the server ended the call first (a refused open): its status says why
@@ -243,7 +260,7 @@ async def raw_exchange(target: str, *requests: Any, metadata: Any = ()) -> tuple
             if type(error).__name__ not in ("AioRpcError", "InvalidStateError", "ExecuteBatchError"):
                 raise
         try:
-            async for response in call:
+            while (response := await call.read()) is not grpc.aio.EOF:  # one API: reads, never iteration
                 responses.append(response)
         except grpc.aio.AioRpcError as error:
             return responses, error

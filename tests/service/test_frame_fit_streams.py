@@ -319,7 +319,7 @@ def test_large_crop_masks_are_made_after_the_shared_call_with_the_same_rules(ser
 async def _raw_open(target: str, options) -> tuple[list, grpc.aio.AioRpcError | None]:
     """Open a stream with proto ``options`` and close it at once."""
     open_request = pb.StreamRequest(open=pb.OpenStream(options=options))
-    return await raw_exchange(target, open_request, pb.StreamRequest(close=pb.CloseStream()))
+    return await raw_exchange(target, open_request, pb.StreamRequest(close=pb.CloseStream()), answer_first=True)
 
 
 def test_an_unknown_frame_fit_is_refused_and_a_known_one_is_echoed(server):
