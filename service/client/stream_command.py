@@ -406,10 +406,12 @@ async def _record(
     line: dict[str, Any] = {"frame_index": answer.frame_index, "latency_ms": round(latency_ms, 3)}
     if isinstance(answer, FrameResult) and answer.segmentation is not None:
         summary["results"] += 1
-        areas = slot_areas(answer.segmentation, len(answer.slot_ids))  # [K]
-        if trajectory is not None:
+        if trajectory is not None:  # the geometry's pixel counts give the areas too: one pass over the masks
             geometry = slot_geometry(answer.segmentation, len(answer.slot_ids), (frame.shape[0], frame.shape[1]))
+            areas = geometry.areas  # [K]
             trajectory.add(answer, areas, geometry)
+        else:
+            areas = slot_areas(answer.segmentation, len(answer.slot_ids))  # [K]
         line |= {
             "outcome": "result",
             "slot_ids": list(answer.slot_ids),

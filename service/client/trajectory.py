@@ -105,11 +105,14 @@ class SlotGeometry:
         centroids: float32 ``[K, 2]`` ``(row, col)`` pixel indices; NaN for a slot with no pixels.
         boxes: float32 ``[K, 4]`` ``(top, left, bottom, right)`` pixel edges, bottom and right exclusive; NaN for
             a slot with no pixels.
+        areas: float64 ``[K]``, each slot's share of the whole frame: :func:`slot_areas` of the same segmentation,
+            from the pixel counts the centroids are computed with.
     """
 
     frame_size: tuple[int, int]
     centroids: np.ndarray
     boxes: np.ndarray
+    areas: np.ndarray
 
 
 def slot_geometry(segmentation: np.ndarray, slots: int, frame_size: tuple[int, int]) -> SlotGeometry:
@@ -157,7 +160,8 @@ def slot_geometry(segmentation: np.ndarray, slots: int, frame_size: tuple[int, i
     right = mask_width - hit_cols[:, ::-1].argmax(axis=1)  # [K] exclusive
     boxes = np.stack([top, left, bottom, right], axis=1) * np.tile(scale, 2)  # [K, 4] frame pixel edges
     boxes[empty] = np.nan
-    return SlotGeometry((height, width), centroids.astype(np.float32), boxes.astype(np.float32))
+    areas = counts / segmentation.size  # [K], as slot_areas counts them
+    return SlotGeometry((height, width), centroids.astype(np.float32), boxes.astype(np.float32), areas)
 
 
 @dataclass
@@ -216,7 +220,9 @@ class SlotTrajectory:
         if np.shape(areas) != (slots,):
             raise ValueError(f"frame {result.frame_index}: areas of shape {np.shape(areas)} for {slots} slots")
         if geometry is None:
-            geometry = SlotGeometry((0, 0), np.full((slots, 2), np.nan, np.float32), np.full((slots, 4), np.nan))
+            geometry = SlotGeometry(
+                (0, 0), np.full((slots, 2), np.nan, np.float32), np.full((slots, 4), np.nan), areas
+            )
         if geometry.centroids.shape != (slots, 2) or geometry.boxes.shape != (slots, 4):
             raise ValueError(
                 f"frame {result.frame_index}: centroids of shape {geometry.centroids.shape} and boxes of shape "

@@ -40,6 +40,7 @@ def test_centroids_and_boxes_are_in_pixel_indices_and_edges_and_leave_out_the_ou
     np.testing.assert_allclose(geometry.centroids[:2], [[(0 * 3 + 1 * 3 + 2) / 7, ((2 + 3 + 4) * 2 + 3) / 7], [0, 0]])
     np.testing.assert_array_equal(geometry.boxes[:2], [[0, 2, 3, 5], [0, 0, 1, 1]])  # frame[0:3, 2:5] holds slot 0
     assert np.isnan(geometry.centroids[2]).all() and np.isnan(geometry.boxes[2]).all()  # slot 2 has no pixels
+    np.testing.assert_array_equal(geometry.areas, slot_areas(segmentation, 3))  # the same pixel counts
 
 
 @pytest.mark.parametrize("scale", [(1, 1), (2, 3), (4, 1)])
