@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plugins.frame_fit import FRAME_FITS as SERVED_FITS
+
 ENV_PREFIX = "SLOTSTREAM_"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 RAW_1080P_BYTES = 1920 * 1080 * 3
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 BACKENDS = ("torch", "onnx", "tensorrt")
 LOG_FORMATS = ("json", "text")
-FRAME_FITS = ("auto", "stretch", "crop", "pad")
+FRAME_FITS = ("auto", *SERVED_FITS)
 """``--frame-fit`` choices: ``auto`` (each model's training fit, ``SessionLimits.frame_fit_for``), then the proto's
 ``FRAME_FIT_*`` names in lower case (``plugins.frame_fit.FRAME_FITS``)."""
 ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
