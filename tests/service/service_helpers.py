@@ -267,6 +267,16 @@ async def raw_exchange(
         return responses, None
 
 
+def wait_for_child(process: Any, ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll until ``ready()`` holds while the child ``process`` (a ``subprocess.Popen`` with stderr piped) runs; fail
+    with its stderr if it exits first, or saying ``what`` did not happen after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, f"{what} within {timeout:g} s"
+        time.sleep(0.05)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll ``condition`` (from a thread other than the server's) until it holds; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from service_helpers import wait_for_child
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,27 +32,20 @@ def test_an_interrupted_run_keeps_its_slots(start_server, tmp_path: Path, stop: 
     command = [sys.executable, "-m", "service.client", "stream", "synthetic:1000", "--fps", "20"]
     command += ["--target", server.target, "--jsonl", str(jsonl), "--slots", str(slots), "--out", str(overlay)]
     environment = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
-    process = subprocess.Popen(
+    with subprocess.Popen(
         command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=environment, preexec_fn=_default_sigint
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not (jsonl.is_file() and len(jsonl.read_text().splitlines()) >= 3):
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "no results within 60 s"
-            time.sleep(0.05)
-        process.send_signal(stop)
+    ) as process:
         try:
-            _, stderr = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:  # show where it hangs
-            process.send_signal(signal.SIGABRT)
-            _, stacks = process.communicate(timeout=30)
-            pytest.fail(f"still running 60 s after {stop.name}:\n{stacks[-8000:]}")
-    finally:
-        process.kill()  # a no-op once it has exited
-        process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+            wait_for_child(process, lambda: jsonl.is_file() and len(jsonl.read_text().splitlines()) >= 3, "no results")
+            process.send_signal(stop)
+            try:
+                _, stderr = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:  # show where it hangs
+                process.send_signal(signal.SIGABRT)
+                _, stacks = process.communicate(timeout=30)
+                pytest.fail(f"still running 60 s after {stop.name}:\n{stacks[-8000:]}")
+        finally:
+            process.kill()  # a no-op once it has exited
     assert process.returncode == 130, stderr
     assert "interrupted; slots of" in stderr and "Traceback" not in stderr
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]

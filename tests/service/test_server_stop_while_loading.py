@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from service_helpers import wait_for_child
+
 REPO = Path(__file__).resolve().parents[2]
 
 SERVER = textwrap.dedent(
@@ -39,28 +41,21 @@ SERVER = textwrap.dedent(
 
 def test_sigterm_while_the_model_loads_exits_at_once(model_dir: Path, tmp_path: Path) -> None:
     marker = tmp_path / "loading"
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", SERVER, str(marker), str(model_dir)],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the model load never began"
-            time.sleep(0.05)
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-        waited = time.monotonic() - signalled
-    finally:
-        process.kill()  # a no-op once it has exited
-        process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+    ) as process:
+        try:
+            wait_for_child(process, marker.exists, "the model load never began")
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=30)
+            waited = time.monotonic() - signalled
+        finally:
+            process.kill()  # a no-op once it has exited
     assert process.returncode == 0, stderr
     assert waited < 10, f"exited {waited:.1f} s after SIGTERM: it waited for the load"
     messages = [json.loads(line)["message"] for line in stderr.splitlines() if line.startswith("{")]
