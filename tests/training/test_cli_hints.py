@@ -11,7 +11,7 @@ import pytest
 
 from training.configs import get_config
 from training.datasets.__main__ import main as datasets_main
-from training.datasets.export import write_mask_png, write_mp4
+from training.datasets.export import write_labelled_mp4, write_mp4
 from training.datasets.synthetic import generate_video
 from training.evaluate import main as evaluate_main
 from training.loop import fit
@@ -23,11 +23,10 @@ def video_folder(folder: Path, stems: dict[str, bool]) -> Path:
     folder.mkdir()
     for seed, (stem, has_masks) in enumerate(stems.items()):
         video = generate_video("easy", seed, 4, (32, 32))
-        write_mp4(folder / f"{stem}.mp4", video.frames)
         if has_masks:
-            (folder / stem).mkdir()
-            for t, ids in enumerate(video.masks):
-                write_mask_png(folder / stem / f"{t:05d}.png", ids)
+            write_labelled_mp4(folder, stem, video.frames, video.masks)
+        else:
+            write_mp4(folder / f"{stem}.mp4", video.frames)
     return folder
 
 

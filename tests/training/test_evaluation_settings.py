@@ -11,7 +11,7 @@ import pytest
 
 from plugins import VideoSlotModel
 from training.configs import get_config
-from training.datasets.export import write_mask_png, write_mp4
+from training.datasets.export import write_labelled_mp4
 from training.datasets.synthetic import generate_video
 from training.evaluate import main as evaluate_main
 from training.loop import fit
@@ -19,11 +19,8 @@ from training.loop import fit
 
 def labelled(tmp_path: Path) -> Path:
     folder = tmp_path / "labelled"
-    (folder / "clip").mkdir(parents=True)
     video = generate_video("easy", 4, 4, (32, 48))
-    write_mp4(folder / "clip.mp4", video.frames)
-    for t, ids in enumerate(video.masks):
-        write_mask_png(folder / "clip" / f"{t:05d}.png", ids)
+    write_labelled_mp4(folder, "clip", video.frames, video.masks)
     return folder
 
 

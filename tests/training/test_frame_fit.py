@@ -16,7 +16,7 @@ from plugins.model import CONFIG_FILE
 from training.config import DataConfig
 from training.configs import get_config
 from training.datasets import build_dataset
-from training.datasets.export import write_mask_png, write_mp4
+from training.datasets.export import write_labelled_mp4
 from training.datasets.selection import evaluation_videos
 from training.datasets.synthetic import generate_video
 from training.evaluate import main as evaluate_main
@@ -29,10 +29,7 @@ def _wide_videos(tmp_path: Path) -> str:
     """One labelled 32x64 video: twice as wide as the tiny model's 32x32 input."""
     video = generate_video("easy", 3, 8, (32, 64))
     folder = tmp_path / "wide"
-    (folder / "clip").mkdir(parents=True)
-    write_mp4(folder / "clip.mp4", video.frames)
-    for t, ids in enumerate(video.masks):
-        write_mask_png(folder / "clip" / f"{t:05d}.png", ids)
+    write_labelled_mp4(folder, "clip", video.frames, video.masks)
     return f"videos:{folder}"
 
 

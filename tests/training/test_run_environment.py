@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from training.configs import get_config
-from training.datasets.export import write_mask_png, write_mp4
+from training.datasets.export import write_labelled_mp4
 from training.datasets.synthetic import generate_video
 from training.environment import ENVIRONMENT_FILE
 from training.loop import fit
@@ -29,11 +29,8 @@ def labelled_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "labelled"
     if folder.is_dir():
         return folder
-    (folder / "clip").mkdir(parents=True)
     video = generate_video("easy", 3, 4, (32, 32))
-    write_mp4(folder / "clip.mp4", video.frames)
-    for t, ids in enumerate(video.masks):
-        write_mask_png(folder / "clip" / f"{t:05d}.png", ids)
+    write_labelled_mp4(folder, "clip", video.frames, video.masks)
     return folder
 
 

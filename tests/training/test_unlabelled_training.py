@@ -10,7 +10,7 @@ import pytest
 
 from training.configs import get_config
 from training.datasets import DatasetError
-from training.datasets.export import write_mask_png, write_mp4
+from training.datasets.export import write_labelled_mp4, write_mp4
 from training.datasets.synthetic import generate_video
 from training.loop import fit
 
@@ -51,11 +51,8 @@ def test_a_model_card_of_an_unlabelled_run_is_scored_on_data_given_to_it(tmp_pat
 
     fit(_config(f"videos:{_recordings(tmp_path)}"), tmp_path / "run", progress=False)
     labelled = tmp_path / "labelled"
-    (labelled / "clip").mkdir(parents=True)
     video = generate_video("easy", 7, 6, (32, 32))
-    write_mp4(labelled / "clip.mp4", video.frames)
-    for t, ids in enumerate(video.masks):
-        write_mask_png(labelled / "clip" / f"{t:05d}.png", ids)
+    write_labelled_mp4(labelled, "clip", video.frames, video.masks)
     capsys.readouterr()
     assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "card")]) == 2
     assert "no video has masks to evaluate on" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from training.configs import get_config
-from training.datasets.export import write_mask_png, write_mp4
+from training.datasets.export import write_labelled_mp4
 from training.datasets.synthetic import generate_video
 from training.run import apply_overrides, main, parse_args
 
@@ -19,10 +19,7 @@ def short_videos(tmp_path: Path, frames: int = 2) -> Path:
     folder = tmp_path / "short"
     for seed in (1, 2):
         video = generate_video("easy", seed, frames, (32, 32))
-        (folder / f"v{seed}").mkdir(parents=True)
-        write_mp4(folder / f"v{seed}.mp4", video.frames)
-        for t, ids in enumerate(video.masks):
-            write_mask_png(folder / f"v{seed}" / f"{t:05d}.png", ids)
+        write_labelled_mp4(folder, f"v{seed}", video.frames, video.masks)
     return folder
 
 

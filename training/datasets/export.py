@@ -121,8 +121,21 @@ def write_sequence(out: Path, name: str, video: SyntheticVideo, mp4: bool = Fals
         write_mask_png(mask_dir / f"{t:05d}.png", video.masks[t])
     (out / "metadata" / f"{name}.json").write_text(video.metadata.to_json())
     if mp4:
-        beside_video = out / "videos" / name  # where the videos: reader looks for a video's masks
-        beside_video.mkdir(parents=True, exist_ok=True)
-        write_mp4(out / "videos" / f"{name}.mp4", video.frames)
-        for t in range(video.metadata.num_frames):
-            write_mask_png(beside_video / f"{t:05d}.png", video.masks[t])
+        write_labelled_mp4(out / "videos", name, video.frames, video.masks)
+
+
+def write_labelled_mp4(folder: Path, name: str, frames: np.ndarray, masks: np.ndarray) -> None:
+    """Write ``folder/<name>.mp4`` and its masks beside it, ``folder/<name>/00000.png`` ..., where a ``videos:``
+    spec reads them (creating the folders as needed).
+
+    Args:
+        folder: the ``videos:`` folder.
+        name: the video's name.
+        frames: uint8 ``[T, H, W, 3]``.
+        masks: ``[T, H, W]`` instance ids (0 = background).
+    """
+    beside_video = folder / name  # where the videos: reader looks for a video's masks
+    beside_video.mkdir(parents=True, exist_ok=True)
+    write_mp4(folder / f"{name}.mp4", frames)
+    for t, ids in enumerate(masks):
+        write_mask_png(beside_video / f"{t:05d}.png", ids)
