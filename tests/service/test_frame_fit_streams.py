@@ -337,6 +337,17 @@ def test_an_unknown_frame_fit_is_refused_and_a_known_one_is_echoed(server):
     assert wire.response_from_proto(message).options.frame_fit == FrameFit.UNSPECIFIED
 
 
+async def _card_and_two_streams(target: str, clip: np.ndarray, own_fit: FrameFit) -> tuple:
+    """The server's model card, then ``clip`` streamed at once by a stream that sets no fit and one that sets
+    ``own_fit``: ``card, (options, results), (options, results)``."""
+    async with Client(target) as client:
+        card = await client.describe()
+    return card, *await asyncio.gather(
+        _stream(target, clip, StreamOptions(mask_size=WIDE)),
+        _stream(target, clip, StreamOptions(mask_size=WIDE, frame_fit=own_fit)),
+    )
+
+
 def test_the_server_flag_sets_the_default_fit(start_server):
     """``--frame-fit`` (default auto, also SLOTSTREAM_FRAME_FIT) is what a stream that sets no fit gets; the
     model card and the settings line say which."""
@@ -350,15 +361,9 @@ def test_the_server_flag_sets_the_default_fit(start_server):
     assert (settings["frame_fit"], settings["frame_fit_from"]) == ("crop", "--frame-fit")
     clip = make_video(seed=23, frames=2, size=WIDE)
 
-    async def scenario():
-        async with Client(server.target) as client:
-            card = await client.describe()
-        return card, *await asyncio.gather(
-            _stream(server.target, clip, StreamOptions(mask_size=WIDE)),
-            _stream(server.target, clip, StreamOptions(mask_size=WIDE, frame_fit=FrameFit.STRETCH)),
-        )
-
-    card, (default_options, cropped), (stretch_options, stretched) = run(scenario())
+    card, (default_options, cropped), (stretch_options, stretched) = run(
+        _card_and_two_streams(server.target, clip, FrameFit.STRETCH)
+    )
     assert card.preprocessing.startswith(PREPROCESSING) and "CROP" in PREPROCESSING and "PAD" in PREPROCESSING
     assert card.preprocessing.endswith("this server's default frame_fit: FRAME_FIT_CROP")
     assert (card.default_frame_fit, card.frame_fit) == ("crop", None)  # the tiny model records no fit
@@ -391,16 +396,9 @@ def test_auto_gives_streams_the_fit_the_model_was_trained_with(tmp_path, backend
     def serve(folder, **overrides):
         server = ServerThread(make_config(folder, backend=backend, **overrides)).start()
         try:
-
-            async def scenario():
-                async with Client(server.target) as client:
-                    card = await client.describe()
-                return card, *await asyncio.gather(
-                    _stream(server.target, clip, StreamOptions(mask_size=WIDE)),
-                    _stream(server.target, clip, StreamOptions(mask_size=WIDE, frame_fit=FrameFit.PAD)),
-                )
-
-            card, (default_options, results), (own_options, _) = run(scenario())
+            card, (default_options, results), (own_options, _) = run(
+                _card_and_two_streams(server.target, clip, FrameFit.PAD)
+            )
             settings = server.server.effective_settings()
         finally:
             server.stop()
