@@ -32,7 +32,9 @@ from service.bench.provenance import provenance, redact
 from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import SuiteError, run_suite
 from service.client import StreamError
-from service.client.core import DEFAULT_MAX_MESSAGE_BYTES, FRAME_FIELDS_BYTES, check_jpeg_quality
+from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
+from service.client.encoding import check_jpeg_quality
+from service.client.stream import FRAME_FIELDS_BYTES
 from service.client.synthetic import synthetic_clip
 from service.config import DEFAULT_MODEL_DIR, ConfigError
 

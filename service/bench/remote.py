@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from service.bench.stats import summarize
-from service.client.core import Client, send_while_receiving
+from service.client.connection import Client
+from service.client.exchange import send_while_receiving
 from service.types import FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
 
 

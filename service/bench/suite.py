@@ -33,7 +33,7 @@ from service.bench.pipeline import PipelineBench
 from service.bench.remote import LoadSpec, run_load, stream_options
 from service.bench.spawn import SpawnedServer
 from service.bench.stats import summarize
-from service.client.core import Client
+from service.client.connection import Client
 from service.client.encoding import encode_image
 from service.config import ConfigError, ServiceConfig
 from service.engine import BackendUnavailable

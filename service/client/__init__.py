@@ -22,7 +22,11 @@ Command line: ``python -m service.client stream SOURCE --target HOST:PORT --out 
 from __future__ import annotations
 
 from service.client.blocking import stream_frames
-from service.client.core import Client, ClientStream, StreamError, TlsFiles, encode_image
+from service.client.connection import Client
+from service.client.encoding import encode_image
+from service.client.errors import StreamError
+from service.client.stream import ClientStream
+from service.client.tls import TlsFiles
 from service.errors import ErrorCode
 from service.types import (
     OUTSIDE_VIEW,

@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from plugins.files import check_writable
-from service.client.core import StreamError, check_jpeg_quality
+from service.client.encoding import check_jpeg_quality
+from service.client.errors import StreamError
 from service.client.overlay import OverlayWriter
 from service.client.sources import check_source_spec, open_source
 from service.client.stream_command import (

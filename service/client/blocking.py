@@ -9,9 +9,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from service.client.core import Client, send_while_receiving
+from service.client.connection import Client
 from service.client.encoding import ImageLike
 from service.client.errors import StreamError
+from service.client.exchange import send_while_receiving
 from service.client.tls import TlsFiles
 from service.types import CloseReason, FrameResponse, StreamClosed, StreamOptions
 

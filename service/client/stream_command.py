@@ -23,9 +23,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from service.client.core import Client, ClientStream, StreamError, TlsFiles, send_while_receiving
+from service.client.connection import Client
+from service.client.errors import StreamError
+from service.client.exchange import send_while_receiving
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.sources import Source, SourceFrame
+from service.client.stream import ClientStream
+from service.client.tls import TlsFiles
 from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry
 from service.errors import ErrorCode
 from service.types import (

@@ -1,4 +1,4 @@
-"""The async client: :class:`Client` (a connection) and :class:`ClientStream` (one camera stream)."""
+"""One camera stream of the async client: :class:`ClientStream` (sending, answers in order, close, reconnect)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import asyncio
 import operator
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -15,11 +14,7 @@ from service import wire
 from service.client.encoding import ImageLike, check_jpeg_quality, encode_image
 from service.client.errors import StreamError
 from service.client.reader import CallReader
-from service.client.tls import TlsFiles
-from service.config import MAX_GRPC_MESSAGE_BYTES
-from service.engine import ModelCard
 from service.errors import ErrorCode
-from service.generated import pb, pb_grpc
 from service.types import (
     CloseReason,
     CloseRequest,
@@ -34,212 +29,14 @@ from service.types import (
     StateHandoff,
     StreamClosed,
     StreamOpened,
-    StreamOptions,
 )
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+if TYPE_CHECKING:
+    from service.client.connection import Client
+
 FRAME_FIELDS_BYTES = 256
 """Room a frame request needs besides its image bytes and ``camera_frame_id`` (indices, times, sizes, tags)."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_T = TypeVar("_T")
-
-
-class Client:
-    """A connection to a slotstream server.
-
-    Example:
-        >>> async with Client("127.0.0.1:50051") as client:  # doctest: +SKIP
-        ...     stream = await client.open(StreamOptions(live=True))
-        ...     result = await stream.process(frame)  # frame: uint8 [H, W, 3]
-        ...     await stream.close()
-
-    Args:
-        target: ``host:port``.
-        token: bearer token, for servers that require one.
-        tls: TLS files; ``None`` for a plaintext connection.
-        max_message_bytes: largest message sent or received.
-        channel_options: more gRPC channel options, applied after this client's own (so they can override
-            them); for example ``[("grpc.lb_policy_name", "round_robin")]`` with a ``dns:///`` target of a
-            headless Service spreads the streams of one client over every pod behind it.
-
-    Raises:
-        RuntimeError: no event loop is running; a gRPC channel belongs to the loop it was made in, so create the
-            client inside the coroutine that uses it (see :func:`service.client.stream_frames` for blocking use).
-        ValueError: ``max_message_bytes`` outside 1 .. 2**31 - 1.
-    """
-
-    def __init__(
-        self,
-        target: str,
-        *,
-        token: str | None = None,
-        tls: TlsFiles | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        channel_options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        if not 1 <= max_message_bytes <= MAX_GRPC_MESSAGE_BYTES:
-            raise ValueError(
-                f"max_message_bytes must be between 1 and 2**31 - 1 (gRPC's limit), got {max_message_bytes}"
-            )
-        self.target = target
-        self.max_message_bytes = max_message_bytes
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "create the Client inside the async function that uses it: its gRPC channel belongs to the running "
-                "event loop (for blocking code use service.client.stream_frames)"
-            ) from None
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            *channel_options,
-        ]
-        if tls is None:
-            self._channel = grpc.aio.insecure_channel(target, options=options)
-        else:
-            if tls.server_name:
-                options.append(("grpc.ssl_target_name_override", tls.server_name))
-            root_ca, key, cert = tls.read()
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=root_ca, private_key=key, certificate_chain=cert
-            )
-            self._channel = grpc.aio.secure_channel(target, credentials, options=options)
-        self._stub = pb_grpc.PerceptionStub(self._channel)
-        self._closed = False
-        self._readers: set[CallReader] = set()  # strong references: the event loop keeps only weak ones
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called; a closed client makes no more calls."""
-        return self._closed
-
-    async def close(self) -> None:
-        """Close the connection: its open streams end (their next operation raises :class:`StreamError` saying
-        the client was closed). Closing again does nothing."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._channel.close()
-        finally:
-            for reader in list(self._readers):
-                reader.abort(self._closed_error)
-
-    def _closed_error(self) -> StreamError:
-        return StreamError(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            None,
-            f"the Client for {self.target} is closed (Client.close() or the end of its `async with`), and its "
-            "streams with it: make a new Client",
-        )
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise self._closed_error()
-
-    async def wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Wait until the server reports SERVING on its health service.
-
-        Raises:
-            TimeoutError: not serving within ``timeout_s``; the message carries the last status seen (a
-                server still loading its model, or why the connection fails: refused, a TLS handshake that
-                does not complete, a missing token...).
-            StreamError: the client is closed.
-        """
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        self._check_open()
-        stub = health_pb2_grpc.HealthStub(self._channel)
-        deadline = time.monotonic() + timeout_s
-        last = "no answer"
-        while True:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = f"health status {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
-            except grpc.aio.AioRpcError as error:
-                last = f"{error.code().name}: {error.details()}"
-            except grpc.aio.UsageError as error:  # closed by another task meanwhile
-                raise self._closed_error() from error
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.target} is not serving after {timeout_s} s (last: {last})")
-            await asyncio.sleep(0.1)
-
-    async def describe(self, model: str = "") -> ModelCard:
-        """The model card of ``model`` (``""``: the server's default).
-
-        Raises:
-            StreamError: unknown model, missing token, ..., or the client is closed.
-        """
-        self._check_open()
-        try:
-            reply = await self._stub.Describe(pb.DescribeRequest(model=model), metadata=self._metadata)
-        except grpc.aio.AioRpcError as error:
-            raise StreamError.from_rpc_error(error) from error
-        except grpc.aio.UsageError as error:
-            raise self._closed_error() from error
-        return wire.card_from_proto(reply)
-
-    async def open(
-        self,
-        options: StreamOptions | None = None,
-        *,
-        model: str = "",
-        stream_id: str = "",
-        handoff: StateHandoff | None = None,
-    ) -> ClientStream:
-        """Open a stream (or continue one from a ``handoff``) and wait for the server to accept it.
-
-        Raises:
-            StreamError: the server refused the stream, or its replies could exceed this client's
-                ``max_message_bytes`` (``INVALID_OPEN``; the stream is closed again), or the client is closed.
-        """
-        request = OpenRequest(stream_id=stream_id, model=model, options=options or StreamOptions(), handoff=handoff)
-        stream = ClientStream(self)
-        await stream._start(request)
-        return stream
-
-    async def resume(
-        self, stream_id: str, resume_token: str, last_frame_index: int | None, *, model: str = ""
-    ) -> ClientStream:
-        """Resume a stream of this server from its id and token (for example after the client restarted).
-
-        The stream keeps the options it was opened with; the returned stream's ``opened.options`` reports them.
-
-        Args:
-            stream_id: the stream's id.
-            resume_token: its token (``StreamOpened.resume_token``).
-            last_frame_index: the last frame whose answer the client received (``None``: none).
-            model: the stream's model name.
-
-        Raises:
-            StreamError: unknown or expired stream, wrong token, resume point too old, ..., or the client is
-                closed.
-        """
-        request = OpenRequest(stream_id, model, StreamOptions(), ResumeRequest(resume_token, last_frame_index))
-        stream = ClientStream(self)
-        stream.last_answered_index = last_frame_index
-        await stream._start(request)
-        return stream
-
-    def _call(self) -> Any:
-        self._check_open()
-        try:
-            return self._stub.Stream(metadata=self._metadata)
-        except grpc.aio.UsageError as error:
-            raise self._closed_error() from error
 
 
 class ClientStream:
@@ -894,59 +691,4 @@ def _frames(indices: list[int]) -> str:
     return f"frames {shown}" + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
 
 
-async def send_while_receiving(
-    send: Coroutine[Any, Any, None], receive: Coroutine[Any, Any, _T], *, settle_s: float = 5.0
-) -> _T:
-    """Run a stream's sending loop and its receiving loop together, so that neither fails unnoticed.
-
-    ``receive`` decides when the exchange is over: its result (or exception) is the outcome, and a sender
-    still running then (for example waiting for a window slot after the server closed the stream) is
-    cancelled. If ``send`` raises while ``receive`` is still running, ``receive`` is cancelled at once and
-    the sender's exception is raised: a failing frame source (a corrupt image, an iterable that raises)
-    never sends the close, so without this the receiver would wait for the server's idle timeout and end
-    with ``STREAM_EXPIRED``, losing the real error. A :class:`StreamError` from ``send`` (the call ended under
-    a write) is the exception: ``receive`` then gets up to ``settle_s`` seconds to read the server's last
-    messages, and its outcome wins, since it says why the call ended (a server that shuts down sends its
-    :class:`StreamClosed` and the state to continue from before ending the call; when that came right after the
-    last answer, ``receive`` may return normally).
-
-    Args:
-        send: writes the frames (and usually the close); runs as its own task.
-        receive: reads the answers; runs as its own task.
-        settle_s: how long ``receive`` may still run after ``send`` raised a :class:`StreamError`.
-
-    Returns:
-        What ``receive`` returns.
-
-    Raises:
-        Exception: what ``receive`` raises; or what ``send`` raised while ``receive`` was still running, unless
-            that was a :class:`StreamError` and ``receive`` ended within ``settle_s`` (its outcome then wins).
-    """
-    sender = asyncio.ensure_future(send)
-    receiver = asyncio.ensure_future(receive)
-    try:
-        await asyncio.wait((sender, receiver), return_when=asyncio.FIRST_COMPLETED)
-        if not receiver.done() and not sender.cancelled() and (error := sender.exception()) is not None:
-            if isinstance(error, StreamError):
-                await asyncio.wait((receiver,), timeout=settle_s)
-                if receiver.done() and not receiver.cancelled():
-                    # The receiver read how the stream ended: its error, or its result when that end was fine
-                    # (a drain right after the last answer, which the sender's close then met).
-                    return await receiver
-            raise error
-        return await receiver
-    finally:
-        sender.cancel()
-        receiver.cancel()
-        await asyncio.gather(sender, receiver, return_exceptions=True)
-
-
-__all__ = [
-    "Client",
-    "ClientStream",
-    "StreamError",
-    "TlsFiles",
-    "check_jpeg_quality",
-    "encode_image",
-    "send_while_receiving",
-]
+__all__ = ["FRAME_FIELDS_BYTES", "ClientStream"]
