@@ -169,7 +169,8 @@ class ClientStream:
 
         Raises:
             TypeError: ``frame_index`` or ``capture_time_ns`` is not an integer, or ``camera_frame_id`` not a str.
-            ValueError: an argument out of range (int64, JPEG quality), a ``camera_frame_id`` UTF-8 cannot
+            ValueError: an argument out of range (int64, JPEG quality), a ``frame_index`` of a frame still in
+                flight (sent, not answered yet), a ``camera_frame_id`` UTF-8 cannot
                 encode, an image that is not a frame (the message starts ``frame N:``), or an encoded image that
                 does not fit one message of the client's ``max_message_bytes`` (gRPC would otherwise fail the
                 whole stream with ``RESOURCE_EXHAUSTED``); nothing is sent.
@@ -200,6 +201,11 @@ class ClientStream:
                 )
         else:
             index = _int64(frame_index, "frame_index")
+            if index in self._unanswered:  # one index, two frames: reconnect() could re-send only one of them
+                raise ValueError(
+                    f"frame_index {index} is still in flight (sent and not answered yet): every frame needs its own "
+                    f"index, larger than the previous frame's; the next free one is {self._next_index}"
+                )
         capture = time.time_ns() if capture_time_ns is None else _int64(capture_time_ns, "capture_time_ns")
         if not isinstance(camera_frame_id, str):
             raise TypeError(f"camera_frame_id must be a str, got {type(camera_frame_id).__name__}")

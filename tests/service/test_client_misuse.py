@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from service_helpers import make_video, run, slow_factory
 
-from service.client import Client, FrameResult, StreamError, StreamOptions, TlsFiles, encode_image, stream_frames
+from service.client import (
+    Client,
+    ErrorCode,
+    FrameResult,
+    StreamError,
+    StreamOptions,
+    TlsFiles,
+    encode_image,
+    stream_frames,
+)
 from service.client.__main__ import main
 
 
@@ -48,6 +57,31 @@ def test_a_refused_send_argument_leaves_the_stream_as_it_was(server, kwargs, err
     (next_index, unanswered), following = run(scenario())
     assert next_index == 1 and unanswered == []
     assert isinstance(following, FrameResult) and following.frame_index == 1
+
+
+def test_an_explicit_index_of_a_frame_still_in_flight_is_refused(server):
+    """Two frames under one index would leave one entry for reconnect() to re-send, possibly the image the server
+    refused; a stale index whose frame was answered still goes to the server, which answers it with an error."""
+    clip = make_video(seed=104, frames=4)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            await stream.send(clip[0], frame_index=1)
+            await stream.send(clip[1], frame_index=2)
+            with pytest.raises(ValueError, match=r"frame_index 2 is still in flight .* the next free one is 3"):
+                await stream.send(clip[2], frame_index=2)
+            pending = stream.unanswered
+            answers = [await stream.receive(), await stream.receive()]
+            stale = await stream.process(clip[3], frame_index=1)  # answered: the server says why
+            await stream.close()
+            return pending, answers, stale
+
+    pending, answers, stale = run(scenario())
+    assert pending == [1, 2]
+    assert [answer.frame_index for answer in answers] == [1, 2]
+    assert all(isinstance(answer, FrameResult) for answer in answers)
+    assert stale.code == ErrorCode.FRAME_INDEX_NOT_INCREASING
 
 
 def test_a_process_cut_short_by_a_timeout_leaves_the_stream_usable(start_server):
