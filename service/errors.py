@@ -38,6 +38,7 @@ class ErrorCode(enum.IntEnum):
     TAKEN_OVER = 33
     UNAUTHENTICATED = 34
     MALFORMED_REQUEST = 35
+    CLIENT_NOT_READING = 36
 
     @property
     def wire_name(self) -> str:
@@ -56,8 +57,9 @@ class ErrorCode(enum.IntEnum):
         return format(self.name, spec)
 
 
-ENDED_BY_THE_SERVER = frozenset({ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER})
-"""Codes with which the server ends a call on its own account (a drain, a resume elsewhere), not refusals."""
+ENDED_BY_THE_SERVER = frozenset({ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER, ErrorCode.CLIENT_NOT_READING})
+"""Codes with which the server ends a call on its own account (a drain, a resume elsewhere, a client that stopped
+reading), not refusals."""
 
 FRAME_ERROR_CODES = tuple(code for code in ErrorCode if ErrorCode.UNSPECIFIED < code < ErrorCode.NOT_OPEN)
 """The codes of a ``FrameError`` (one frame's problem; the stream continues)."""

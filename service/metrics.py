@@ -7,12 +7,14 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
 - ``slotstream_streams_active`` (gauge, by model): streams holding state, attached or waiting for resume.
 - ``slotstream_streams_detached`` (gauge): of those, streams waiting for a resume.
 - ``slotstream_streams_opened_total`` (by model, kind: new / resumed / handed_off).
-- ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / resume_expired / drained /
-  lost / error): streams whose state was freed. ``closed`` counts close requests; ``cancelled`` streams without a
-  resume window whose connection ended without one (a stream with a resume window waits detached instead, and
-  ends as ``resume_expired`` if nobody resumes it); ``drained`` streams a shutdown ended, handed off or cut off
-  when the grace period ran out; ``lost`` streams that were waiting detached for a resume when a drain ended, so
-  nobody collected their hand-off and their state is gone.
+- ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / stalled / resume_expired /
+  drained / lost / error): streams whose state was freed. ``closed`` counts close requests; ``cancelled`` streams
+  without a resume window whose connection ended without one (a stream with a resume window waits detached
+  instead, and ends as ``resume_expired`` if nobody resumes it); ``idle`` streams that got no frame for their idle
+  timeout; ``stalled`` streams without a resume window whose client took no reply for that long (one with a
+  resume window is detached instead, like a dropped connection); ``drained`` streams a shutdown ended, handed off
+  or cut off when the grace period ran out; ``lost`` streams that were waiting detached for a resume when a drain
+  ended, so nobody collected their hand-off and their state is gone.
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, a second open on
   one call, an open that does not parse, a resume of an expired stream, ...). Each also ends its call, so it is
   counted in ``slotstream_calls_refused_total`` under the same code as well, except an open refused with
@@ -22,9 +24,10 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   (no or a wrong bearer token, any method), ``malformed_request``, ``internal`` (a server error), and every
   other code a stream or a ``Describe`` ended with (refused opens are counted here too; the codes no open is
   refused with, ``unauthenticated``, ``not_open`` and ``internal``, only here), except the ends the
-  server chooses itself: ``shutting_down`` (a drain), ``taken_over`` (resumed elsewhere) and an idle reclaim
-  (the stream ends with ``STREAM_EXPIRED`` but is counted only in ``slotstream_streams_released_total{reason=
-  "idle"}``; ``stream_expired`` here counts resumes refused because their stream had expired). Each refused
+  server chooses itself: ``shutting_down`` (a drain), ``taken_over`` (resumed elsewhere), ``client_not_reading``
+  (a client that stopped reading) and an idle reclaim (the stream ends with ``STREAM_EXPIRED`` but is counted
+  only in ``slotstream_streams_released_total{reason="idle"}``; ``stream_expired`` here counts resumes refused
+  because their stream had expired). Each refused
   call is also logged (``refused a call``, rate-limited per code; an ``internal`` one as ``stream failed``,
   with its traceback).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
@@ -87,7 +90,7 @@ REFUSED_CALL_CODES = (
 REJECTED_OPEN_CODES = tuple(
     code.name.lower()
     for code in STREAM_ERROR_CODES
-    if code not in (ErrorCode.NOT_OPEN, ErrorCode.TAKEN_OVER, ErrorCode.UNAUTHENTICATED)
+    if code not in (ErrorCode.NOT_OPEN, ErrorCode.TAKEN_OVER, ErrorCode.UNAUTHENTICATED, ErrorCode.CLIENT_NOT_READING)
 )
 """Label values of ``slotstream_open_rejected_total``: the codes an open can be refused with."""
 RELEASE_REASONS: tuple[str, ...] = typing.get_args(ReleaseReason)

@@ -55,6 +55,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.TAKEN_OVER: grpc.StatusCode.ABORTED,
     ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorCode.MALFORMED_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.CLIENT_NOT_READING: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 

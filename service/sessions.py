@@ -106,6 +106,18 @@ class SessionLimits:
         return FrameFit.named(card.frame_fit) if card.frame_fit else FrameFit.STRETCH
 
 
+def _stalled_message(session: Session, resumable: bool) -> str:
+    """What the client of a stalled stream is told: why its call ended and what is left of the stream."""
+    stream = f"stream {quoted(session.stream_id)}: its client took no reply for {session.options.idle_timeout_s:g} s "
+    stream += "(the idle timeout) while frames waited to be answered: it stopped reading, so the call was ended"
+    if resumable:
+        return (
+            f"{stream}; the stream is kept for its resume window ({session.options.resume_window_s:g} s): resume it "
+            "(ClientStream.reconnect()) from the last answer received and read the replies as they come"
+        )
+    return f"{stream} and, without a resume window, the stream's state was freed; open a new stream"
+
+
 class SessionManager:
     """Opens, resumes, hands off, reclaims and releases sessions.
 
@@ -373,10 +385,11 @@ class SessionManager:
                 f"stream {quoted(stream_id)} is not known to this server; if it ran on another replica, continue it "
                 "with its StateHandoff, otherwise open a new stream",
             )
-        if reason in ("idle", "resume_expired"):
-            why = {"idle": "it received no frames, or its client read no replies, within its idle timeout"}.get(
-                reason, "its connection dropped and it was not resumed within its resume window"
-            )
+        if reason in ("idle", "stalled", "resume_expired"):
+            why = {
+                "idle": "it received no frames within its idle timeout",
+                "stalled": "its client took no reply within its idle timeout (it stopped reading)",
+            }.get(reason, "its connection dropped and it was not resumed within its resume window")
             return StreamAbort(
                 ErrorCode.STREAM_EXPIRED,
                 f"stream {quoted(stream_id)} expired: {why}, so its state was freed; open a new stream",
@@ -450,12 +463,16 @@ class SessionManager:
         return True
 
     def reclaim(self) -> int:
-        """Release idle streams and detached streams past their resume window; returns how many.
+        """Release idle streams and detached streams past their resume window, and take stalled streams from
+        their connections; returns how many were released.
 
-        A stream is idle when no frame was received or answered for its idle timeout and either no frame is in
-        flight or its client has not taken a reply for that long (it stopped reading: gRPC flow control holds
-        the replies, which would otherwise keep the stream in flight for ever). Frames still waiting for the
-        model (a slow or stalled model) keep a stream alive.
+        A stream is idle when no frame was received or answered for its idle timeout and no frame is in flight;
+        it is released (reason ``idle``) and its connection ends with ``STREAM_EXPIRED``. It is stalled when,
+        for as long, frames are in flight and its client has taken no reply (it stopped reading: gRPC flow
+        control holds the replies, which would otherwise keep the stream in flight for ever); its connection ends
+        with ``CLIENT_NOT_READING``, and the stream is detached for its resume window like a dropped connection
+        (a resume continues it from the last answer the client received), or released (reason ``stalled``)
+        when it has none. Frames still waiting for the model (a slow or stalled model) keep a stream alive.
         """
         now = self.clock()
         reclaimed = 0
@@ -464,14 +481,31 @@ class SessionManager:
             if session.detached_at is not None:
                 if now - session.detached_at >= session.options.resume_window_s:
                     reclaimed += self.release(session, "resume_expired")
-            elif now - session.last_activity >= timeout and (
-                session.inflight == 0
-                or (session.reply_waiting_since is not None and now - session.reply_waiting_since >= timeout)
-            ):
-                owner = session.owner
+                continue
+            if now - session.last_activity < timeout:
+                continue
+            waiting = session.reply_waiting_since
+            stalled = session.inflight > 0 and waiting is not None and now - waiting >= timeout
+            if session.inflight > 0 and not stalled:
+                continue
+            owner = session.owner
+            if not stalled:
                 reclaimed += self.release(session, "idle")
                 if owner is not None:
                     owner.evict(self._gone(session.stream_id))
+                continue
+            resumable = session.options.resume_window_s > 0 and owner is not None
+            if resumable:
+                assert owner is not None
+                self.disconnect(session, owner)
+            else:
+                reclaimed += self.release(session, "stalled")
+            _log.warning(
+                "stream stalled: its client took no reply for its idle timeout",
+                extra={"stream_id": session.stream_id, "detached": resumable, "idle_timeout_s": timeout},
+            )
+            if owner is not None:
+                owner.evict(StreamAbort(ErrorCode.CLIENT_NOT_READING, _stalled_message(session, resumable)))
         self._update_gauges()
         return reclaimed
 

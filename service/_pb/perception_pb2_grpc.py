@@ -71,7 +71,8 @@ class PerceptionServicer:
         - ALREADY_EXISTS: the requested stream id is in use.
         - PERMISSION_DENIED: wrong resume token.
         - UNAUTHENTICATED: missing or wrong bearer token (when the server requires one).
-        - RESOURCE_EXHAUSTED: the server is at its stream limit, or a message exceeds the size limit.
+        - RESOURCE_EXHAUSTED: the server is at its stream limit, a message exceeds the size limit, or the client
+        stopped reading its replies (ERROR_CODE_CLIENT_NOT_READING).
         - UNAVAILABLE: the server is warming up or shutting down; reconnect (to another replica), resuming
         with the `StreamClosed.handoff` state when one was sent.
         - ABORTED: another connection resumed this stream.

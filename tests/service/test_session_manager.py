@@ -136,7 +136,33 @@ def test_a_stream_whose_replies_are_not_taken_for_its_idle_timeout_is_reclaimed_
     assert manager.reclaim() == 0, "a reply waiting less than the idle timeout is no idleness"
     clock.now = 90
     assert manager.reclaim() == 1
-    assert session.released == "idle" and [e.code for e in owner.evicted] == [ErrorCode.STREAM_EXPIRED]
+    assert session.released == "stalled" and [e.code for e in owner.evicted] == [ErrorCode.CLIENT_NOT_READING]
+    assert "took no reply for 60 s" in owner.evicted[0].message and "open a new stream" in owner.evicted[0].message
+    resume = OpenRequest(session.stream_id, resume=ResumeRequest(session.resume_token, None))
+    with pytest.raises(StreamAbort, match="its client took no reply within its idle timeout") as refused:
+        manager.open(resume, Owner())
+    assert refused.value.code == ErrorCode.STREAM_EXPIRED
+
+
+def test_a_stalled_stream_with_a_resume_window_is_detached_and_resumable():
+    """A client that stopped reading is treated like a dropped connection: its call ends, its stream waits for a
+    resume, which rewinds to the last answer the client received."""
+    manager, clock = make_manager(default_idle_timeout_s=60)
+    owner = Owner()
+    session, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=30)), owner)
+    for index in range(5):
+        session.advance(index, state(index))
+    session.inflight = 3
+    session.reply_waiting_since = 0
+    clock.now = 60
+    assert manager.reclaim() == 0, "detached, not released"
+    assert session.released is None and session.owner is None and manager.detached_count() == 1
+    assert [e.code for e in owner.evicted] == [ErrorCode.CLIENT_NOT_READING]
+    assert "kept for its resume window (30 s)" in owner.evicted[0].message
+    resume = OpenRequest(session.stream_id, resume=ResumeRequest(session.resume_token, 1))
+    resumed, opened = manager.open(resume, Owner())
+    assert resumed is session and opened.last_frame_index == 1
+    np.testing.assert_array_equal(session.state, state(1))
 
 
 def test_stream_options_are_capped_by_the_server():

@@ -69,8 +69,9 @@ async def _send_without_reading(channel: grpc.aio.Channel, frames: list[np.ndarr
 
 def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeout(start_server):
     """A client that keeps its call open but stops reading leaves its replies stuck in gRPC flow control (still
-    in flight); after the idle timeout the stream is freed all the same, so it no longer counts against
-    --max-streams, and the replies queued for it are dropped."""
+    in flight); after the idle timeout the stream (opened without a resume window) is freed all the same, so it
+    no longer counts against --max-streams, the replies queued for it are dropped, and the call ends saying the
+    client stopped reading."""
     server = start_server(idle_timeout_s=0.5, max_streams=1)
     frames = make_video(seed=15, frames=40)
 
@@ -92,9 +93,52 @@ def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeo
 
     result, replies, ended = run(scenario(), timeout=60)
     assert isinstance(result, FrameResult)
-    assert ended.code() == grpc.StatusCode.NOT_FOUND and "expired" in ended.details()
+    assert ended.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "it stopped reading" in ended.details()
+    assert "open a new stream" in ended.details()
     assert replies < 8, f"{replies} replies of 2.6 MB were kept for a stream that no longer exists"
-    assert server.metric("slotstream_streams_released_total", {"reason": "idle"}) == 1
+    assert server.metric("slotstream_streams_released_total", {"reason": "stalled"}) == 1
+    assert server.metric("slotstream_streams_released_total", {"reason": "idle"}) == 0
+
+
+def test_a_client_that_stopped_reading_resumes_its_stream_exactly(start_server):
+    """With a resume window, a client that stopped reading loses its call, not its stream: the stream waits
+    detached, and reconnect() continues it from the last answer received, re-sending the frames whose answers
+    never came; every frame is answered once, in order, with the slots of an uninterrupted run."""
+    options = StreamOptions(
+        outputs=frozenset({Output.SLOTS, Output.SOFT_MASKS}), mask_size=(400, 400), resume_window_s=30
+    )
+    bound = 4 * 400 * 400 * 4  # float32 soft masks of the test model's 4 slots (2.6 MB): a few fill gRPC's windows
+    server = start_server(idle_timeout_s=1.0, max_buffered_reply_bytes=3 * bound + 64 * 1024)
+    clip = make_video(seed=18, frames=12)
+    reference = reference_outputs(server.model_dir, clip)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(options)
+            for frame in clip[:10]:
+                await stream.send(frame)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, wait_until, lambda: server.on_loop(server.server.manager.detached_count))
+            answers = []
+            with pytest.raises(StreamError) as stalled:
+                while True:  # what gRPC held before the call ended, then the call's status
+                    answers.append(await asyncio.wait_for(stream.receive(), 10))
+            await stream.reconnect()
+            for frame in clip[10:]:
+                await stream.send(frame)
+            while stream.unanswered:
+                answers.append(await asyncio.wait_for(stream.receive(), 10))
+            await stream.close()
+            return stalled.value, answers
+
+    stalled, answers = run(scenario(), timeout=60)
+    assert stalled.status == grpc.StatusCode.RESOURCE_EXHAUSTED and stalled.code == ErrorCode.CLIENT_NOT_READING
+    assert "kept for its resume window (30 s)" in stalled.message
+    assert [answer.frame_index for answer in answers] == list(range(len(clip)))
+    for answer, (slots, _) in zip(answers, reference, strict=True):
+        assert isinstance(answer, FrameResult) and answer.slots is not None
+        np.testing.assert_allclose(answer.slots, slots, atol=1e-5, rtol=0)
+    assert server.metric("slotstream_streams_released_total", {"reason": "stalled"}) == 0
 
 
 def test_shutdown_does_not_wait_for_a_reclaimed_stream_whose_client_is_not_reading(start_server):
