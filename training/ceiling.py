@@ -140,16 +140,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="data spec with masks (synthetic:<level>, davis:<root>, ...)")
-    parser.add_argument("--mask-size", type=int, nargs="+", default=[16, 32], help="mask sides to score")
-    parser.add_argument("--image-size", type=int, default=64, help="side the ground truth is scored at")
-    parser.add_argument("--videos", type=int, help="only the first N validation videos")
-    parser.add_argument("--background", choices=["ignore", "segment"], default="ignore")
-    parser.add_argument("--json", type=Path, help="also write the scores here, keyed by mask size")
     parser.add_argument(
-        "--fit-steps", type=int, default=0, help="score masks fitted to the ground truth in N steps (0: area averages)"
+        "--mask-size", type=int, nargs="+", default=[16, 32], help="mask sides to score (default: 16 32)"
     )
     parser.add_argument(
-        "--num-slots", type=int, help="masks with this many channels: the smallest objects beyond them are merged"
+        "--image-size", type=int, default=64, help="side the ground truth is scored at (default: %(default)s)"
+    )
+    parser.add_argument("--videos", type=int, help="only the first N validation videos (default: all)")
+    parser.add_argument(
+        "--background",
+        choices=["ignore", "segment"],
+        default="ignore",
+        help="ignore: the background is no segment in mBO/mIoU; segment: it counts as one (default: %(default)s)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the scores here, keyed by mask size")
+    parser.add_argument(
+        "--fit-steps",
+        type=int,
+        default=0,
+        help="score masks fitted to the ground truth in N steps (0: area averages; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-slots",
+        type=int,
+        help="masks with this many channels: the smallest objects beyond them are merged (default: none merged)",
     )
     args = parser.parse_args(argv)
     require_at_least(

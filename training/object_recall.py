@@ -136,9 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m training.object_recall", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a save_pretrained directory")
-    parser.add_argument("--data", default="synthetic:medium", help="a synthetic data spec (synthetic:<level>)")
-    parser.add_argument("--videos", type=int, help="only the first N validation videos")
-    parser.add_argument("--mask-source", choices=sorted(MASK_SOURCES), default="decoder")
+    parser.add_argument(
+        "--data", default="synthetic:medium", help="a synthetic data spec (synthetic:<level>; default: %(default)s)"
+    )
+    parser.add_argument("--videos", type=int, help="only the first N validation videos (default: all)")
+    parser.add_argument(
+        "--mask-source",
+        choices=sorted(MASK_SOURCES),
+        default="decoder",
+        help="which masks are scored: the decoder's alpha masks, or the last Slot Attention iteration's attention "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--plot", type=Path, help="also draw the groups as a bar chart (PNG)")
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos})
