@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "  --suite             start servers and measure the README's load figures\n"
         "  --local             time the engines in-process (first_step/step latency, backends side by side)\n"
         "  --agreement         serve the same streams with two backends and compare the answers\n\n"
-        "add --help after one of them for its options"
+        "add --help after one of them for its options (after its value for --target: --target HOST:PORT --help)"
     )
     if "-h" in args or "--help" in args:
         print(usage)
