@@ -591,10 +591,21 @@ class StreamConnection:
         return self._session.stream_id if self._session is not None else ""
 
     def _error(self, request: FrameRequest, rejected: FrameRejected) -> FrameError:
-        return FrameError(self._stream_id(), request.frame_index, rejected.code, rejected.message)
+        # An id too long to echo was the problem: the error leaves it out.
+        camera_frame_id = "" if rejected.code == ErrorCode.CAMERA_FRAME_ID_TOO_LONG else request.camera_frame_id
+        return FrameError(
+            self._stream_id(),
+            request.frame_index,
+            rejected.code,
+            rejected.message,
+            request.capture_time_ns,
+            camera_frame_id,
+        )
 
     def _dropped(self, request: FrameRequest, reason: DropReason, message: str) -> FrameDropped:
-        return FrameDropped(self._stream_id(), request.frame_index, request.capture_time_ns, reason, message)
+        return FrameDropped(
+            self._stream_id(), request.frame_index, request.capture_time_ns, reason, message, request.camera_frame_id
+        )
 
     def _dropped_for_shutdown(self, request: FrameRequest) -> FrameDropped:
         message = "the server began shutting down before this frame reached the model"

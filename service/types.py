@@ -265,16 +265,20 @@ class FrameDropped:
     capture_time_ns: int
     reason: DropReason
     message: str = ""
+    camera_frame_id: str = ""
 
 
 @dataclass(frozen=True)
 class FrameError:
-    """A frame that could not be processed; the stream continues."""
+    """A frame that could not be processed; the stream continues. ``capture_time_ns`` and ``camera_frame_id``
+    echo the frame's (the id is empty when it was the problem: ``CAMERA_FRAME_ID_TOO_LONG``)."""
 
     stream_id: str
     frame_index: int
     code: ErrorCode
     message: str
+    capture_time_ns: int = 0
+    camera_frame_id: str = ""
 
 
 @dataclass(frozen=True)

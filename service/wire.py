@@ -290,6 +290,7 @@ def response_to_proto(response: StreamResponse) -> Any:
                 capture_time_ns=response.capture_time_ns,
                 reason=int(response.reason),
                 message=response.message,
+                camera_frame_id=response.camera_frame_id,
             )
         )
     if isinstance(response, FrameError):
@@ -299,6 +300,8 @@ def response_to_proto(response: StreamResponse) -> Any:
                 frame_index=response.frame_index,
                 code=int(response.code),
                 message=response.message,
+                capture_time_ns=response.capture_time_ns,
+                camera_frame_id=response.camera_frame_id,
             )
         )
     if isinstance(response, StreamOpened):
@@ -356,11 +359,11 @@ def response_from_proto(message: Any) -> StreamResponse | None:
     if kind == "dropped":
         d = message.dropped
         drop_reason = _known(DropReason, d.reason)
-        return FrameDropped(d.stream_id, d.frame_index, d.capture_time_ns, drop_reason, d.message)
+        return FrameDropped(d.stream_id, d.frame_index, d.capture_time_ns, drop_reason, d.message, d.camera_frame_id)
     if kind == "error":
         e = message.error
         code = _known(ErrorCode, e.code)
-        return FrameError(e.stream_id, e.frame_index, code, e.message)
+        return FrameError(e.stream_id, e.frame_index, code, e.message, e.capture_time_ns, e.camera_frame_id)
     if kind == "opened":
         o = message.opened
         return StreamOpened(

@@ -86,7 +86,7 @@ def test_bad_frame_is_answered_in_band_and_the_stream_continues(strict_server, c
     async def scenario():
         async with Client(strict_server.target) as client:
             stream = await client.open()
-            bad = await stream.process(image)
+            bad = await stream.process(image, capture_time_ns=1_234_567, camera_frame_id="cam0/frame17")
             good = await stream.process(GOOD)  # still the stream's first processed frame: first_step
             await stream.close()
             return bad, good
@@ -94,6 +94,7 @@ def test_bad_frame_is_answered_in_band_and_the_stream_continues(strict_server, c
     bad, good = run(scenario())
     assert isinstance(bad, FrameError) and bad.code == code and bad.frame_index == 0, bad
     assert len(bad.message) > 10
+    assert (bad.capture_time_ns, bad.camera_frame_id) == (1_234_567, "cam0/frame17"), "echoed like a result's"
     assert isinstance(good, FrameResult)
     assert_matches([good], reference)
 
@@ -112,6 +113,7 @@ def test_an_overlong_camera_frame_id_is_answered_in_band_and_the_stream_continue
     bad, good = run(scenario())
     assert isinstance(bad, FrameError) and bad.code == ErrorCode.CAMERA_FRAME_ID_TOO_LONG, bad
     assert "257 bytes" in bad.message
+    assert bad.camera_frame_id == "", "an id too long to echo is left out"
     assert isinstance(good, FrameResult) and good.camera_frame_id == "é" * 128
     assert_matches([good], reference)
 

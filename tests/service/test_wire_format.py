@@ -92,8 +92,8 @@ def test_responses_round_trip():
     assert back.latency == latency and back.slot_ids == (0, 1) and back.soft_masks is None
     np.testing.assert_array_equal(back.segmentation, result.segmentation)
     simple = [
-        FrameDropped("s", 1, 2, DropReason.SUPERSEDED, "m"),
-        FrameError("s", 1, ErrorCode.WRONG_CHANNELS, "m"),
+        FrameDropped("s", 1, 2, DropReason.SUPERSEDED, "m", "cam"),
+        FrameError("s", 1, ErrorCode.WRONG_CHANNELS, "m", 3, "cam"),
         StreamClosed("s", CloseReason.CLIENT_CLOSED, None, "bye"),
         StreamOpened("s", "t", "m", "v", StreamOptions(mask_size=(4, 4)), OpenKind.NEW, None, (0,)),
     ]
