@@ -6,6 +6,9 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
 
 - ``slotstream_streams_active`` (gauge, by model): streams holding state, attached or waiting for resume.
 - ``slotstream_streams_detached`` (gauge): of those, streams waiting for a resume.
+- ``slotstream_streams_not_reading`` (gauge): streams whose next reply has waited at least a second for its client
+  to read (gRPC flow control holds it); updated about once a second. A stream that stays here for its idle timeout
+  is taken from its client (``CLIENT_NOT_READING``).
 - ``slotstream_streams_opened_total`` (by model, kind: new / resumed / handed_off).
 - ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / stalled / resume_expired /
   drained / lost / error): streams whose state was freed. ``closed`` counts close requests; ``cancelled`` streams
@@ -106,6 +109,9 @@ class Metrics:
         r = self.registry
         self.streams_active = Gauge("slotstream_streams_active", "Streams holding state.", ["model"], registry=r)
         self.streams_detached = Gauge("slotstream_streams_detached", "Streams waiting for a resume.", registry=r)
+        self.streams_not_reading = Gauge(
+            "slotstream_streams_not_reading", "Streams whose next reply waited over 1 s for its client.", registry=r
+        )
         self.streams_opened = Counter(
             "slotstream_streams_opened", "Streams opened, by kind.", ["model", "kind"], registry=r
         )

@@ -68,6 +68,8 @@ _ENDED_BECAUSE = {
 _REPLY_OVERHEAD_BYTES = 4096
 """A frame reply's fields besides its tensors and slot ids (stream id, model version, timestamps, latency, tensor
 headers, the state's names, an echoed ``camera_frame_id`` of at most 256 bytes)."""
+NOT_READING_AFTER_S = 1.0
+"""How long a finished reply may wait for its client before ``slotstream_streams_not_reading`` counts the stream."""
 _log = logging.getLogger(__name__)
 
 
@@ -545,6 +547,13 @@ class SessionManager:
         for model, count in counts.items():
             self.metrics.streams_active.labels(model).set(count)
         self.metrics.streams_detached.set(sum(1 for s in self.sessions.values() if s.detached_at is not None))
+        now = self.clock()
+        behind = sum(
+            1
+            for s in self.sessions.values()
+            if s.reply_waiting_since is not None and now - s.reply_waiting_since >= NOT_READING_AFTER_S
+        )
+        self.metrics.streams_not_reading.set(behind)
         self.metrics.state_bytes.set(sum(s.state_bytes for s in self.sessions.values()))
 
 

@@ -240,6 +240,7 @@ def test_alert_rules_use_only_metrics_and_labels_the_server_exports(render: Rend
         "slotstream_e2e_seconds_bucket",
         "slotstream_model_failing",
         "slotstream_ready",
+        "slotstream_streams_not_reading",
     }
     assert expected <= used, f"alerts missing for {sorted(expected - used)}"
 

@@ -390,3 +390,25 @@ def test_opens_whose_replies_could_exceed_the_message_limit_are_refused():
     assert refused.value.code == ErrorCode.INVALID_OPEN
     assert "64x64" in refused.value.message and "65536 bytes" in refused.value.message
     manager.open(OpenRequest(options=replace(soft, soft_masks_uint8=True)), Owner())
+
+
+def test_streams_whose_replies_wait_for_their_client_are_counted_as_not_reading():
+    manager, clock = make_manager(default_idle_timeout_s=60)
+    reading, _ = manager.open(OpenRequest(), Owner())
+    stuck, _ = manager.open(OpenRequest(), Owner())
+
+    def not_reading() -> float | None:
+        return manager.metrics.registry.get_sample_value("slotstream_streams_not_reading")
+
+    stuck.inflight, stuck.reply_waiting_since = 2, 10.0
+    reading.inflight, reading.reply_waiting_since = 1, 10.5
+    clock.now = 10.9
+    manager.reclaim()
+    assert not_reading() == 0, "a reply waiting under a second is normal flow control"
+    clock.now = 11.2
+    manager.reclaim()
+    assert not_reading() == 1
+    reading.reply_waiting_since = None  # its client took the reply
+    stuck.reply_waiting_since = None
+    manager.reclaim()
+    assert not_reading() == 0
