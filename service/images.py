@@ -211,6 +211,12 @@ def _decode(
     except PixelRangeError as error:  # mode I beyond 16 bits
         raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, f"a grayscale image with {error.detail}") from error
     except (OSError, ValueError, SyntaxError) as error:
+        if "truncated" in str(error):  # Pillow's "image file is truncated (N bytes not processed)"
+            problem = (
+                f"the {expected} data ends early: its {width}x{height} image is cut off after "
+                f"{len(image.data):,} bytes (a partial read or write of the frame?)"
+            )
+            raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, problem) from error
         raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, f"the {expected} data is corrupt: {error}") from error
 
 

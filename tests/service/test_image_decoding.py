@@ -62,6 +62,16 @@ def test_large_jpeg_uses_reduced_dct_decoding_and_still_matches(monkeypatch):
     assert np.abs(fast - exact).mean() < 0.05
 
 
+def test_a_cut_off_jpeg_is_named_as_such_with_its_size():
+    """A frame whose bytes end early (a partial read) says so, not Pillow's "(0 bytes not processed)"."""
+    data = _encoded("JPEG")
+    with pytest.raises(FrameRejected) as rejected:
+        prepare_frame(EncodedImage(ImageEncoding.JPEG, data[: len(data) // 2]), (48, 64), 1 << 20)
+    assert rejected.value.code == ErrorCode.UNDECODABLE_IMAGE
+    assert f"ends early: its 64x48 image is cut off after {len(data) // 2:,} bytes" in rejected.value.message
+    assert "not processed" not in rejected.value.message
+
+
 def test_size_is_checked_before_decoding_pixels():
     huge_png = _encoded("PNG", np.zeros((300, 300, 3), np.uint8))
     with pytest.raises(FrameRejected) as error:
