@@ -23,7 +23,7 @@ from training.cli_checks import print_note, require_at_least, require_device, re
 from training.config import FRAME_FITS
 from training.datasets.errors import DatasetError
 from training.datasets.selection import evaluation_videos
-from training.evaluation import MASK_SOURCES, evaluate_by_object_count
+from training.evaluation import add_mask_source_option, evaluate_by_object_count
 from training.metrics import DiscoveryScores
 
 
@@ -82,13 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the scores here")
     parser.add_argument("--videos", type=int, help="evaluate only the first N videos")
     parser.add_argument("--frames", type=int, help="at most the first N frames of each video (default: all)")
-    parser.add_argument(
-        "--mask-source",
-        choices=sorted(MASK_SOURCES),
-        default="decoder",
-        help="which masks are scored: the decoder's alpha masks, or the last Slot Attention iteration's attention "
-        "(default: %(default)s)",
-    )
+    add_mask_source_option(parser)
     parser.add_argument(
         "--background",
         choices=["ignore", "segment"],

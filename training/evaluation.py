@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Generator
 from contextlib import closing
 from typing import Literal
@@ -21,6 +22,17 @@ MASK_SOURCES: dict[str, str] = {
     "decoder": "decoder alpha masks (softmax over slots), at the decoder's resolution",
     "attention": "Slot Attention weights of the last iteration, on the encoder grid",
 }
+
+
+def add_mask_source_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--mask-source`` (one of :data:`MASK_SOURCES`, default ``decoder``) to a command's ``parser``."""
+    parser.add_argument(
+        "--mask-source",
+        choices=sorted(MASK_SOURCES),
+        default="decoder",
+        help="which masks are scored: the decoder's alpha masks, or the last Slot Attention iteration's attention "
+        "(default: %(default)s)",
+    )
 
 
 def predicted_masks(output: VideoOutput, source: MaskSource) -> torch.Tensor:

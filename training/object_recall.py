@@ -25,7 +25,7 @@ from training.cli_checks import print_note, require_at_least, require_output_fol
 from training.datasets import VideoClip
 from training.datasets.errors import DatasetError
 from training.datasets.selection import evaluation_videos
-from training.evaluation import MASK_SOURCES, MaskSource, predicted_videos
+from training.evaluation import MaskSource, add_mask_source_option, predicted_videos
 from training.metrics import BACKGROUND_ID, contingency_table, iou_from_contingency, upsample_to_labels
 from training.recall_chart import save_recall_chart
 
@@ -140,13 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data", default="synthetic:medium", help="a synthetic data spec (synthetic:<level>; default: %(default)s)"
     )
     parser.add_argument("--videos", type=int, help="only the first N validation videos (default: all)")
-    parser.add_argument(
-        "--mask-source",
-        choices=sorted(MASK_SOURCES),
-        default="decoder",
-        help="which masks are scored: the decoder's alpha masks, or the last Slot Attention iteration's attention "
-        "(default: %(default)s)",
-    )
+    add_mask_source_option(parser)
     parser.add_argument("--plot", type=Path, help="also draw the groups as a bar chart (PNG)")
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos})
