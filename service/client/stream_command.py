@@ -30,7 +30,7 @@ from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
-from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry
+from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry, trajectory_mask_size
 from service.errors import ErrorCode
 from service.types import (
     CloseReason,
@@ -44,7 +44,6 @@ from service.types import (
     StreamOptions,
 )
 
-_MASK_LONG_SIDE = 640
 DEFAULT_RESUME_WINDOW_S = 30.0
 """The resume window ``--reconnect`` asks for unless ``--resume-window-s`` is given."""
 RECONNECT_BACKOFF_S = (0.25, 4.0)
@@ -97,12 +96,6 @@ def _token(args: argparse.Namespace) -> str | None:
     if not token:
         raise ValueError(f"--token-file {args.token_file} is empty")
     return token
-
-
-def _mask_size(frame: np.ndarray) -> tuple[int, int]:
-    height, width = frame.shape[:2]
-    scale = min(1.0, _MASK_LONG_SIDE / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 class StreamEnded(Exception):
@@ -220,7 +213,7 @@ async def stream_source(
     options = StreamOptions(
         live=args.live,
         outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}),
-        mask_size=_mask_size(first.image),
+        mask_size=trajectory_mask_size(first.image.shape[:2]),
         frame_fit=fit,
         resume_window_s=resume_window_s,
     )
@@ -229,6 +222,7 @@ async def stream_source(
     if trajectory is not None:
         trajectory.fps = source.fps or math.nan
         trajectory.capture_clock = source.clock
+        trajectory.source = args.source
     async with client_from_args(args) as client:
         stream = await client.open(options, model=args.model)
         out = jsonl.open()

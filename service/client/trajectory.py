@@ -34,6 +34,8 @@ so ``frame_index`` says which frames the rows are):
 * ``model_version`` str ``[]``: the version of the model that made them.
 * ``frame_fit`` str ``[]``: how the frames were fitted to the model (``STRETCH``, ``CROP`` or ``PAD``; with
   ``CROP`` the areas sum to the crop's share of the frame); empty when not known.
+* ``source`` str ``[]``: the source the frames came from, as it was named (a video's path, a folder, ``camera:0``,
+  ``synthetic:60``); empty when not known (and absent from files written before it was added).
 
 Geometry: ``areas``, ``centroids`` and ``boxes`` come from the frame's segmentation (one slot index per pixel, at
 the stream's mask size, covering the whole frame). Pixels outside the model's view (255) belong to no slot. When the
@@ -62,6 +64,9 @@ import numpy as np
 from plugins.files import write_atomically
 from service.types import FrameResult
 
+MASK_LONG_SIDE = 640
+"""The longest side of the segmentation a trajectory's geometry is measured on (:func:`trajectory_mask_size`)."""
+
 TRAJECTORY_ARRAYS = (
     "frame_index",
     "capture_time_ns",
@@ -75,8 +80,17 @@ TRAJECTORY_ARRAYS = (
     "capture_clock",
     "model_version",
     "frame_fit",
+    "source",
 )
 """The names of the arrays a trajectory file holds."""
+
+
+def trajectory_mask_size(frame_size: tuple[int, ...]) -> tuple[int, int]:
+    """The segmentation size a trajectory's geometry is measured on, for frames of ``frame_size`` ``(H, W, ...)``:
+    the frame's own size, scaled down to :data:`MASK_LONG_SIDE` pixels on its longer side when larger."""
+    height, width = frame_size[0], frame_size[1]
+    scale = min(1.0, MASK_LONG_SIDE / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def slot_areas(segmentation: np.ndarray, slots: int) -> np.ndarray:
@@ -190,6 +204,8 @@ class SlotTrajectory:
     """The source's nominal frame rate, saved as ``fps`` (NaN: not known)."""
     capture_clock: str = ""
     """What the capture times count (``presentation``, ``frame_rate`` or ``wall_clock``), saved too."""
+    source: str = ""
+    """Where the frames came from, as named (a path, ``camera:0``, ``synthetic:60``), saved too."""
     saved: bool = field(default=False, init=False)
     """Whether :meth:`save` has written the file."""
 
@@ -265,6 +281,7 @@ class SlotTrajectory:
             "capture_clock": np.asarray(self.capture_clock),
             "model_version": np.asarray(self._model_version),
             "frame_fit": np.asarray(self.frame_fit),
+            "source": np.asarray(self.source),
         }
 
         def write(temporary: Path) -> None:

@@ -1,0 +1,210 @@
+"""``python -m service.extract SOURCE... --out DIR``: slot trajectories of videos, without a server.
+
+Runs a model's engine in this process over each source (a video file, a folder of images, ``synthetic:N``) the
+way a stream of the service runs it: the frames are sent as the command-line client sends them (raw RGB), decoded
+and fitted by the server's own code, stepped through the recurrent model one by one, and measured on segmentations
+of the size the client asks for. Each source's trajectory is written to ``DIR/<name>.npz`` in the format of
+``python -m service.client stream --slots`` (:mod:`service.client.trajectory`), so a dataset can be turned into
+training data for a world model without a server, and the files equal what streaming the same source would give
+(up to float error).
+
+Examples::
+
+    python -m service.extract videos/*.mp4 --out trajectories/
+    python -m service.extract clip_folder/ --out trajectories/ --model runs/my_model/model --frame-fit crop
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from plugins.registry import RegistryError
+from service.client.encoding import encode_image
+from service.client.sources import Source, check_source_spec, open_source
+from service.client.trajectory import SlotTrajectory, slot_geometry, trajectory_mask_size
+from service.config import DEFAULT_MODEL_DIR
+from service.engine import BackendUnavailable, Engine, load_engine
+from service.images import fit_frame
+from service.postprocess import MaskRequest, mask_outputs
+from service.sessions import SessionLimits
+from service.types import FrameFit, FrameResult, LatencyBreakdown
+
+_FRAME_FITS = ("auto", "stretch", "crop", "pad")
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """One source's trajectory file.
+
+    Attributes:
+        path: the ``.npz`` written.
+        frames: rows in it (the source's frames).
+        seconds: wall time of the source's frames, reading and writing included.
+    """
+
+    path: Path
+    frames: int
+    seconds: float
+
+
+def trajectory_name(spec: str) -> str:
+    """The file name (without ``.npz``) a source's trajectory gets: a path's last part without its suffix
+    (``clips/a.mp4`` -> ``a``, ``frames/run3/`` -> ``run3``), ``synthetic_60`` for ``synthetic:60``."""
+    if spec.startswith("synthetic:"):
+        return "synthetic_" + (spec.removeprefix("synthetic:") or "60")
+    path = Path(spec)
+    return path.stem if path.suffix else path.name
+
+
+def extract(
+    engine: Engine, source: Source, spec: str, fit: FrameFit, path: Path, *, progress: bool = True
+) -> Extracted:
+    """Run ``engine`` over ``source`` frame by frame and write the trajectory to ``path``.
+
+    Capture times are on the source's own timeline from the moment the source is started, as the client stamps
+    them (``capture_clock`` says which clock); slot ids are ``0 .. K - 1``, as a stream's.
+
+    Args:
+        engine: a loaded engine.
+        source: the frames (:func:`service.client.sources.open_source`).
+        spec: how the source was named, saved as the file's ``source``.
+        fit: how frames are fitted to the model (not ``UNSPECIFIED``).
+        path: the ``.npz`` to write (replaced whole when it exists).
+        progress: show a progress bar on stderr.
+
+    Raises:
+        ValueError: the source has no frames, or a frame is not an image the service would take (the message
+            names the frame).
+        OSError: the file cannot be written.
+    """
+    card = engine.card
+    started = time.perf_counter()
+    trajectory = SlotTrajectory(
+        path, frame_fit=fit.name, fps=source.fps or float("nan"), capture_clock=source.clock, source=spec
+    )
+    anchor_ns = time.time_ns()  # the run's start on the wall clock: own-timeline capture times count from it
+    slot_ids = tuple(range(card.num_slots))
+    no_latency = LatencyBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 1)
+    state: np.ndarray | None = None
+    bar = tqdm(desc=spec, unit="frame", total=None, disable=not progress, leave=False)
+    with bar:
+        for index, frame in enumerate(source.frames):
+            height, width = frame.image.shape[:2]
+            try:
+                image = encode_image(frame.image)
+                fitted = fit_frame(image, card.image_size, height * width, fit)
+            except ValueError as error:
+                raise ValueError(f"{spec}: frame {index}: {error}") from error
+            pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one
+            out = engine.first_step(pixels) if state is None else engine.step(pixels, state)
+            state = out.state
+            request = MaskRequest(trajectory_mask_size((height, width)), view=fitted.view)
+            (masks,) = mask_outputs(out.masks, [request])
+            assert masks.segmentation is not None
+            geometry = slot_geometry(masks.segmentation, card.num_slots, (height, width))
+            capture_ns = anchor_ns + frame.time_ns if source.own_timeline else frame.time_ns
+            result = FrameResult(
+                stream_id="",
+                frame_index=index,
+                capture_time_ns=capture_ns,
+                camera_frame_id="",
+                received_time_ns=0,
+                completed_time_ns=0,
+                model_version=card.version,
+                slot_ids=slot_ids,
+                latency=no_latency,
+                slots=out.slots[0],
+                segmentation=masks.segmentation,
+            )
+            trajectory.add(result, geometry.areas, geometry)
+            bar.update()
+    if not len(trajectory):
+        raise ValueError(f"{spec}: {source.description} has no frames")
+    trajectory.save()
+    return Extracted(path, len(trajectory), time.perf_counter() - started)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.extract",
+        description="Write the slot trajectories of videos (files, folders of images, synthetic:N) without a server, "
+        "in the format of `python -m service.client stream --slots`: one DIR/<name>.npz per source.",
+    )
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, folder of images or synthetic:N")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the .npz files (created if missing)")
+    parser.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the embedded default model)"
+    )
+    parser.add_argument("--backend", default="torch", help="torch or onnx (an export folder) (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")
+    parser.add_argument(
+        "--frame-fit",
+        choices=_FRAME_FITS,
+        default="auto",
+        help="how frames are fitted to the model; auto: as the server does by default (the model's recorded fit, "
+        "else stretch) (default: %(default)s)",
+    )
+    parser.add_argument("--max-frames", type=int, help="at most the first N frames of each source (default: all)")
+    parser.add_argument("--fps", type=float, help="the frame rate of a folder's or a synthetic clip's timeline")
+    parser.add_argument("--overwrite", action="store_true", help="replace .npz files that exist")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _planned_paths(sources: Sequence[str], out: Path, overwrite: bool) -> list[Path]:
+    """Each source's file, checked before any work: no two sources may share a name, and without ``overwrite`` no
+    file may exist."""
+    paths = [out / f"{trajectory_name(spec)}.npz" for spec in sources]
+    seen: dict[Path, str] = {}
+    for spec, path in zip(sources, paths, strict=True):
+        if path in seen:
+            raise ValueError(f"{seen[path]} and {spec} would both be written to {path}: extract them into two folders")
+        seen[path] = spec
+        if path.exists() and not overwrite:
+            raise ValueError(f"{path} exists: pass --overwrite to replace it, or choose another --out")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Extract every source's trajectory; returns the exit status (2: bad arguments or model, 1: a source failed).
+
+    A source that fails (unreadable, a frame the service would refuse) is reported and the others are still
+    extracted; files of earlier sources stay written.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        for spec in args.sources:
+            check_source_spec(spec)
+        if args.max_frames is not None and args.max_frames < 1:
+            raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+        paths = _planned_paths(args.sources, args.out, args.overwrite)
+        engine = load_engine(args.backend, args.model, name="extract", device=args.device, max_batch_size=1)
+    except (ValueError, FileNotFoundError, BackendUnavailable, RegistryError) as error:
+        print(f"slotstream extract: {error}", file=sys.stderr)
+        return 2
+    fit = FrameFit.named(args.frame_fit) if args.frame_fit != "auto" else SessionLimits().frame_fit_for(engine.card)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for spec, path in zip(args.sources, paths, strict=True):
+        try:
+            source = open_source(spec, args.max_frames, args.fps)
+            done = extract(engine, source, spec, fit, path, progress=not args.quiet)
+        except (ValueError, OSError) as error:
+            print(f"slotstream extract: {spec}: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        rate = done.frames / done.seconds if done.seconds > 0 else float("inf")
+        print(f"{spec}: {done.frames} frames -> {done.path} ({rate:.0f} frames/s, frame fit {fit.name})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""``python -m service.extract``: trajectory files written without a server equal those of a stream through one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import make_video
+
+from service.client.__main__ import main as client_main
+from service.client.trajectory import TRAJECTORY_ARRAYS
+from service.extract import main as extract_main
+from service.extract import trajectory_name
+
+
+def _frames_folder(path: Path, seed: int, frames: int, size: tuple[int, int]) -> Path:
+    """A folder of PNG frames of ``size`` ``(H, W)``: not the model's aspect, so the frame fit matters."""
+    path.mkdir()
+    for index, frame in enumerate(make_video(seed, frames)):
+        Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BILINEAR).save(path / f"{index:04d}.png")
+    return path
+
+
+@pytest.mark.parametrize("fit", ["stretch", "crop"])
+def test_offline_trajectories_equal_those_of_a_stream(server, tmp_path, fit):
+    folder = _frames_folder(tmp_path / "walk", seed=91, frames=8, size=(48, 80))
+    streamed = tmp_path / "streamed.npz"
+    flags = ["--frame-fit", fit, "--fps", "10"]  # a rate: both put the frames on the same timeline
+    assert client_main(["stream", str(folder), "--target", server.target, "--slots", str(streamed), *flags]) == 0
+    out = tmp_path / "offline"
+    assert extract_main([str(folder), "--model", str(server.model_dir), "--out", str(out), "--quiet", *flags]) == 0
+    with np.load(streamed) as online, np.load(out / "walk.npz") as offline:
+        assert sorted(offline.files) == sorted(TRAJECTORY_ARRAYS)
+        for name in ("frame_index", "slot_ids", "frame_size"):
+            np.testing.assert_array_equal(offline[name], online[name], err_msg=name)
+        for times in (offline["capture_time_ns"], online["capture_time_ns"]):  # from each run's own start
+            np.testing.assert_array_equal(times - times[0], [index * 100_000_000 for index in range(8)])
+        for name in ("frame_fit", "capture_clock", "model_version", "source"):
+            assert str(offline[name]) == str(online[name]), name
+        assert str(offline["frame_fit"]) == fit.upper()
+        np.testing.assert_allclose(offline["slots"], online["slots"], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(offline["areas"], online["areas"], atol=1e-3, rtol=0)  # a near-tie pixel may flip
+        np.testing.assert_allclose(offline["centroids"], online["centroids"], atol=0.5, rtol=0, equal_nan=True)
+
+
+def test_synthetic_clips_keep_their_timeline_and_name(server, tmp_path):
+    out = tmp_path / "offline"
+    assert extract_main(["synthetic:5", "--model", str(server.model_dir), "--out", str(out), "--quiet"]) == 0
+    with np.load(out / "synthetic_5.npz") as trajectory:
+        assert trajectory["slots"].shape == (5, 4, 16)
+        assert str(trajectory["capture_clock"]) == "frame_rate" and float(trajectory["fps"]) == 15.0
+        times = trajectory["capture_time_ns"] - trajectory["capture_time_ns"][0]
+        np.testing.assert_array_equal(times, [round(index * 1e9 / 15) for index in range(5)])
+        assert str(trajectory["source"]) == "synthetic:5" and str(trajectory["frame_fit"]) == "STRETCH"
+
+
+def test_files_are_not_replaced_or_shared_unless_asked(server, tmp_path, capsys):
+    model = ["--model", str(server.model_dir), "--quiet"]
+    first, second = tmp_path / "a" / "clip", tmp_path / "b" / "clip"
+    first.parent.mkdir(), second.parent.mkdir()
+    _frames_folder(first, seed=92, frames=2, size=(64, 64))
+    _frames_folder(second, seed=93, frames=2, size=(64, 64))
+    out = tmp_path / "out"
+    assert extract_main([str(first), str(second), "--out", str(out), *model]) == 2
+    assert "would both be written to" in capsys.readouterr().err and not out.exists()
+    assert extract_main([str(first), "--out", str(out), *model]) == 0
+    assert extract_main([str(first), "--out", str(out), *model]) == 2
+    assert "exists: pass --overwrite" in capsys.readouterr().err
+    assert extract_main([str(first), "--out", str(out), "--overwrite", *model]) == 0
+
+
+def test_a_failing_source_is_reported_and_the_others_are_written(server, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    code = extract_main([str(empty), "synthetic:3", "--out", str(out), "--model", str(server.model_dir), "--quiet"])
+    assert code == 1
+    assert f"{empty}:" in capsys.readouterr().err
+    assert (out / "synthetic_3.npz").exists() and not (out / "empty.npz").exists()
+
+
+def test_trajectory_names():
+    assert trajectory_name("clips/a.mp4") == "a"
+    assert trajectory_name("frames/run3/") == "run3"
+    assert trajectory_name("synthetic:60") == "synthetic_60"
+    assert trajectory_name("synthetic:") == "synthetic_60"
