@@ -31,7 +31,7 @@ from PIL import Image
 
 from service.batcher import BatcherClosed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
-from service.images import ModelView, fit_frame
+from service.images import ModelView, fit_frame, fitted_pixels
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.pending import PendingFrames
@@ -45,6 +45,7 @@ from service.types import (
     EncodedImage,
     FrameDropped,
     FrameError,
+    FrameFit,
     FrameRequest,
     FrameResponse,
     FrameResult,
@@ -65,15 +66,18 @@ MAX_CAMERA_FRAME_ID_BYTES = 256
 """Longest accepted ``camera_frame_id`` (UTF-8 bytes): replies echo it, within their size allowance."""
 
 
-def _cheap_to_decode(image: EncodedImage) -> bool:
-    """Small frames are decoded on the event loop (well under a millisecond); larger ones on the decode pool.
+def _cheap_to_decode(image: EncodedImage, size: tuple[int, int], fit: FrameFit) -> bool:
+    """Small frames are decoded and fitted on the event loop (well under a millisecond); larger ones on the decode
+    pool.
 
     An encoded image is small when both its bytes and its pixels (read from its header, which is all
-    ``Image.open`` parses) are: a few KB of PNG can hold millions of pixels. Data without a readable header
-    counts as small, since decoding it fails just as fast.
+    ``Image.open`` parses) are: a few KB of PNG can hold millions of pixels. The pixels counted are those after
+    fitting to the model's input ``size``, which for ``PAD`` is the padded canvas (:func:`fitted_pixels`: a thin
+    frame can make a large one). Data without a readable header counts as small, since decoding it fails just as
+    fast.
     """
     if image.encoding == ImageEncoding.RAW_RGB8:
-        return image.height * image.width <= _INLINE_RAW_PIXELS
+        return fitted_pixels(image.height, image.width, size, fit) <= _INLINE_RAW_PIXELS
     if len(image.data) > _INLINE_ENCODED_BYTES:
         return False
     try:
@@ -82,7 +86,7 @@ def _cheap_to_decode(image: EncodedImage) -> bool:
             width, height = Image.open(io.BytesIO(image.data)).size
     except Exception:  # unreadable or a decompression bomb: prepare_frame rejects it at the same point
         return True
-    return width * height <= _INLINE_RAW_PIXELS
+    return fitted_pixels(height, width, size, fit) <= _INLINE_RAW_PIXELS
 
 
 class RequestsLost(ConnectionError):
@@ -457,7 +461,7 @@ class StreamConnection:
         self._current = (slot, request)
         size, fit = session.runner.card.image_size, session.options.frame_fit
         try:
-            if _cheap_to_decode(request.image):  # a thread hop would cost more than the work
+            if _cheap_to_decode(request.image, size, fit):  # a thread hop would cost more than the work
                 fitted = fit_frame(request.image, size, self._max_image_pixels, fit)
             else:
                 fitted = await asyncio.get_running_loop().run_in_executor(

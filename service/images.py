@@ -102,6 +102,8 @@ def fit_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: 
         ValueError: ``fit`` is ``UNSPECIFIED``.
     """
     decoded, frame_size = _decode(image, max_pixels, size, fit)
+    if fit == FrameFit.PAD:
+        _check_canvas(frame_size, size, max_pixels)
     fitted, view = fit_image(decoded, size, fit, frame_size)  # STRETCH: the decoded image and no view
     return FittedFrame(to_model_input(fitted, size), view)
 
@@ -287,6 +289,31 @@ def _open(data: bytes, expected: str) -> Image.Image:
             ErrorCode.UNDECODABLE_IMAGE, f"the frame says {expected} but the data is a {opened.format} image"
         )
     return opened
+
+
+def fitted_pixels(height: int, width: int, size: tuple[int, int], fit: FrameFit) -> int:
+    """How many pixels a ``height x width`` frame has once fitted to ``size``'s aspect ratio, before the resize:
+    the frame's own for ``STRETCH`` and ``CROP`` (at most), the padded canvas's for ``PAD`` (a 1 x 4096 frame
+    padded for a square model is a 4096 x 4096 canvas)."""
+    if fit != FrameFit.PAD or height < 1 or width < 1:
+        return height * width
+    _, _, box_h, box_w = fit_box(height, width, size, "pad")
+    return box_h * box_w
+
+
+def _check_canvas(frame_size: tuple[int, int], size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse a frame whose ``PAD`` canvas would exceed ``max_pixels``: a frame of a few bytes and an extreme
+    aspect ratio would otherwise allocate gigabytes."""
+    height, width = frame_size
+    canvas = fitted_pixels(height, width, size, FrameFit.PAD)
+    if canvas > max_pixels:
+        _, _, box_h, box_w = fit_box(height, width, size, "pad")
+        raise FrameRejected(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"padding the {width}x{height} image to the model's {size[1]}x{size[0]} aspect ratio makes a "
+            f"{box_w}x{box_h} = {canvas} pixel canvas; this server accepts at most {max_pixels}: send frames "
+            "nearer the model's aspect ratio, or use frame_fit CROP or STRETCH",
+        )
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:

@@ -10,9 +10,9 @@ from PIL import Image, JpegImagePlugin
 
 from service.connection import _cheap_to_decode
 from service.errors import ErrorCode, FrameRejected
-from service.images import prepare_frame
+from service.images import fit_frame, prepare_frame
 from service.postprocess import MaskRequest, mask_outputs
-from service.types import EncodedImage, ImageEncoding
+from service.types import EncodedImage, FrameFit, ImageEncoding
 
 RGB = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
 
@@ -130,8 +130,38 @@ def test_only_images_small_in_pixels_too_are_decoded_on_the_event_loop():
     """A few KB of PNG can hold millions of pixels (85 ms to decode): the header decides, not the byte count."""
     flat = _encoded("PNG", np.zeros((2048, 2048, 3), np.uint8))
     assert len(flat) <= 16 * 1024, "compresses to a few KB"
-    assert not _cheap_to_decode(EncodedImage(ImageEncoding.PNG, flat))
-    assert _cheap_to_decode(EncodedImage(ImageEncoding.PNG, _encoded("PNG")))
-    assert _cheap_to_decode(EncodedImage(ImageEncoding.JPEG, _encoded("JPEG")))
-    assert _cheap_to_decode(EncodedImage(ImageEncoding.JPEG, b"\xff\xd8 garbage")), "fails just as fast inline"
-    assert not _cheap_to_decode(EncodedImage(ImageEncoding.RAW_RGB8, bytes(512 * 512 * 3), 512, 512, 3))
+    model, stretch = (64, 64), FrameFit.STRETCH
+    assert not _cheap_to_decode(EncodedImage(ImageEncoding.PNG, flat), model, stretch)
+    assert _cheap_to_decode(EncodedImage(ImageEncoding.PNG, _encoded("PNG")), model, stretch)
+    assert _cheap_to_decode(EncodedImage(ImageEncoding.JPEG, _encoded("JPEG")), model, stretch)
+    assert _cheap_to_decode(EncodedImage(ImageEncoding.JPEG, b"\xff\xd8 garbage"), model, stretch), "fails as fast"
+    assert not _cheap_to_decode(
+        EncodedImage(ImageEncoding.RAW_RGB8, bytes(512 * 512 * 3), 512, 512, 3), model, stretch
+    )
+
+
+def test_a_thin_frame_is_judged_by_its_padded_canvas():
+    """1 x 2048 pixels are few, but padded to a square model's aspect they make a 2048 x 2048 canvas: that work
+    goes to the decode pool, off the event loop."""
+    thin = _encoded("PNG", np.zeros((1, 2048, 3), np.uint8))
+    raw = EncodedImage(ImageEncoding.RAW_RGB8, bytes(2048 * 3), 1, 2048, 3)
+    for image in (EncodedImage(ImageEncoding.PNG, thin), raw):
+        assert _cheap_to_decode(image, (64, 64), FrameFit.STRETCH)
+        assert _cheap_to_decode(image, (64, 64), FrameFit.CROP)
+        assert not _cheap_to_decode(image, (64, 64), FrameFit.PAD)
+
+
+def test_a_padded_canvas_beyond_the_pixel_limit_is_refused_before_it_is_made():
+    """A frame of a few bytes and an extreme aspect ratio would pad to gigabytes; the limit on pixels applies to
+    the canvas too, and the message says what to do."""
+    thin = EncodedImage(ImageEncoding.PNG, _encoded("PNG", np.zeros((1, 8000, 3), np.uint8)))
+    assert len(thin.data) < 1024
+    with pytest.raises(FrameRejected) as rejected:
+        fit_frame(thin, (64, 64), 4096 * 4096, FrameFit.PAD)
+    assert rejected.value.code == ErrorCode.IMAGE_TOO_LARGE
+    assert (
+        "8000x8000 = 64000000 pixel canvas" in rejected.value.message
+        and "CROP or STRETCH" in rejected.value.message
+    )
+    fitted = fit_frame(thin, (64, 64), 4096 * 4096, FrameFit.CROP)  # the same frame cropped is fine
+    assert fitted.pixels.shape == (3, 64, 64)
