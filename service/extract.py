@@ -30,7 +30,7 @@ from plugins.registry import RegistryError
 from service.client.encoding import encode_image
 from service.client.sources import Source, check_source_spec, open_source
 from service.client.trajectory import SlotTrajectory, slot_geometry, trajectory_mask_size
-from service.config import DEFAULT_MODEL_DIR
+from service.config import DEFAULT_MODEL_DIR, ServiceConfig
 from service.engine import BackendUnavailable, Engine, load_engine
 from service.images import fit_frame
 from service.postprocess import MaskRequest, mask_outputs
@@ -93,6 +93,7 @@ def extract(
     anchor_ns = time.time_ns()  # the run's start on the wall clock: own-timeline capture times count from it
     slot_ids = tuple(range(card.num_slots))
     no_latency = LatencyBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 1)
+    canvas_limit = ServiceConfig().max_image_pixels  # the largest PAD canvas, as the server's default allows
     state: np.ndarray | None = None
     bar = tqdm(desc=spec, unit="frame", total=None, disable=not progress, leave=False)
     with bar:
@@ -100,7 +101,7 @@ def extract(
             height, width = frame.image.shape[:2]
             try:
                 image = encode_image(frame.image)
-                fitted = fit_frame(image, card.image_size, height * width, fit)
+                fitted = fit_frame(image, card.image_size, max(height * width, canvas_limit), fit)
             except ValueError as error:
                 raise ValueError(f"{spec}: frame {index}: {error}") from error
             pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one

@@ -23,7 +23,7 @@ def _frames_folder(path: Path, seed: int, frames: int, size: tuple[int, int]) ->
     return path
 
 
-@pytest.mark.parametrize("fit", ["stretch", "crop"])
+@pytest.mark.parametrize("fit", ["stretch", "crop", "pad"])
 def test_offline_trajectories_equal_those_of_a_stream(server, tmp_path, fit):
     folder = _frames_folder(tmp_path / "walk", seed=91, frames=8, size=(48, 80))
     streamed = tmp_path / "streamed.npz"
