@@ -70,6 +70,13 @@ class _Failed:
     message: str
 
 
+NOT_FINITE = (
+    "the model's slots or state for this frame are not finite (NaN or infinity); the frame is answered with this "
+    "error and the stream keeps the state of its previous frame"
+)
+"""The ``INFERENCE_FAILED`` message of a frame whose outputs overflowed (the other frames of its batch are fine)."""
+
+
 def _with_wait(result: StepResult | _Failed, group_s: float) -> StepResult | _Failed:
     """``result`` with :attr:`StepResult.waited_s` set: the group's ``group_s`` less the frame's own call."""
     if isinstance(result, _Failed):
@@ -240,6 +247,8 @@ class ModelRunner:
         masks: dict[int, MaskOutputs] = dict(zip(shared, made, strict=True))
         post_s = time.perf_counter() - inferred
         infer_s = inferred - started
+        # [B, K, D] -> [B]: a row whose slots or state overflowed must not become its stream's state
+        finite = np.isfinite(out.state).all(axis=(1, 2)) & np.isfinite(out.slots).all(axis=(1, 2))
         return [
             StepResult(
                 out.slots[row].copy(),
@@ -250,5 +259,7 @@ class ModelRunner:
                 post_s,
                 len(jobs),
             )
+            if finite[row]
+            else _Failed(NOT_FINITE)
             for row in range(len(jobs))
         ]

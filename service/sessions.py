@@ -68,6 +68,8 @@ _ENDED_BECAUSE = {
 _REPLY_OVERHEAD_BYTES = 4096
 """A frame reply's fields besides its tensors and slot ids (stream id, model version, timestamps, latency, tensor
 headers, the state's names, an echoed ``camera_frame_id`` of at most 256 bytes)."""
+MAX_STATE_MAGNITUDE = 1e6
+"""Largest absolute value a hand-off state may hold (the default model's states stay below 10 in magnitude)."""
 NOT_READING_AFTER_S = 1.0
 """How long a finished reply may wait for its client before ``slotstream_streams_not_reading`` counts the stream."""
 _log = logging.getLogger(__name__)
@@ -374,6 +376,11 @@ class SessionManager:
             problem = f"the hand-off state has shape {handoff.state.shape}, this model needs {expected}"
         elif not np.isfinite(handoff.state).all():
             problem = "the hand-off state contains NaN or infinite values"
+        elif handoff.state.size and (largest := float(np.abs(handoff.state).max())) > MAX_STATE_MAGNITUDE:
+            problem = (
+                f"the hand-off state holds a value of magnitude {largest:.3g}, beyond the {MAX_STATE_MAGNITUDE:g} "
+                "any state of a working model stays within (it would overflow the model to NaN)"
+            )
         elif handoff.slot_ids and len(handoff.slot_ids) != card.num_slots:
             problem = f"the hand-off has {len(handoff.slot_ids)} slot ids for {card.num_slots} slots"
         if problem:

@@ -9,9 +9,9 @@ import pytest
 from service_helpers import SlowEngine
 
 from service.engine import Engine, EngineOutput, load_engine
-from service.errors import FrameRejected
+from service.errors import ErrorCode, FrameRejected
 from service.postprocess import MaskRequest
-from service.runner import ModelRunner, StepJob
+from service.runner import NOT_FINITE, ModelRunner, StepJob
 
 
 class PoisonedFrames(SlowEngine):
@@ -51,6 +51,39 @@ def test_frames_of_a_failed_batch_are_retried_alone_and_report_batch_size_one(mo
         assert timed.batch_size == 1 and timed.result.batch_size == 1
         alone = engine.inner.first_step(frames[key][None])  # [1, 3, H, W]
         np.testing.assert_allclose(timed.result.slots, alone.slots[0], atol=1e-5)
+
+
+class OverflowingFrames(SlowEngine):
+    """``first_step`` returns infinite slots and a NaN state for an all-white frame (a model that overflows)."""
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        out = self.inner.first_step(frames)
+        white = frames.reshape(len(frames), -1).min(axis=1) == 1.0  # [B, 3*H*W] -> [B]
+        out.slots[white], out.state[white] = np.inf, np.nan
+        return out
+
+
+def test_a_frame_whose_outputs_are_not_finite_fails_alone(model_dir):
+    """Its stream must not take a NaN state (every later frame would be NaN); the batch's other frames are fine."""
+    engine = OverflowingFrames(load_engine("torch", model_dir, name="tiny", device="cpu", max_batch_size=4))
+    height, width = engine.card.image_size
+    frames = {"fine": np.random.default_rng(1).random((3, height, width), dtype=np.float32)}
+    frames["overflowing"] = np.ones((3, height, width), np.float32)
+
+    async def scenario():
+        runner = ModelRunner(engine, max_batch_size=4, max_delay_s=0.2, demand=lambda: 2)
+        jobs = {key: StepJob(frame, None, MaskRequest((height, width))) for key, frame in frames.items()}
+        outcomes = await asyncio.gather(*(runner.run(key, job) for key, job in jobs.items()), return_exceptions=True)
+        await runner.close()
+        return dict(zip(jobs, outcomes, strict=True))
+
+    outcomes = asyncio.run(scenario())
+    failed = outcomes["overflowing"]
+    assert isinstance(failed, FrameRejected) and failed.code == ErrorCode.INFERENCE_FAILED
+    assert failed.message == NOT_FINITE
+    fine = outcomes["fine"]
+    assert not isinstance(fine, BaseException) and fine.batch_size == 2, "answered from the shared call"
+    assert np.isfinite(fine.result.state).all()
 
 
 @pytest.mark.parametrize("size", [(64, 64), (1024, 1024)])

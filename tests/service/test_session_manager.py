@@ -252,11 +252,16 @@ def test_handoff_is_checked_and_continues_from_its_state():
         StateHandoff("s3", "m", "v1", 1, np.zeros((3, 16), np.float32), ()),
         StateHandoff("s4", "m", "v1", 1, state(np.inf), ()),
         StateHandoff("s5", "m", "v1", 1, state(1), (1, 2)),
+        StateHandoff("s6", "m", "v1", 1, state(-3e20), ()),  # finite, but the model would overflow to NaN on it
     ]
     for handoff in bad:
         assert (
             abort_code(lambda h=handoff: manager.open(OpenRequest(handoff=h), Owner())) == ErrorCode.HANDOFF_MISMATCH
         )
+    with pytest.raises(StreamAbort, match=r"a value of magnitude 3e\+20, beyond the 1e\+06"):
+        manager.open(OpenRequest(handoff=bad[-1]), Owner())
+    large, _ = manager.open(OpenRequest(handoff=StateHandoff("s7", "m", "v1", 1, state(9e5), ())), Owner())
+    assert large.stream_id == "s7", "large but within the bound"
 
 
 def test_a_handed_off_stream_resumes_without_a_frame_index_from_the_handed_off_state():
