@@ -13,6 +13,7 @@ import difflib
 import logging
 import math
 import os
+import stat
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,6 +267,31 @@ class ServiceConfig:
         if not token:
             raise ConfigError(f"--auth-token-file {self.auth_token_file} is empty")
         return token
+
+    def security_warnings(self) -> list[str]:
+        """What in this configuration exposes the bearer token: a token required over plaintext on an address
+        other machines reach (it crosses the network readable), or a token file every user of the machine may
+        read."""
+        if not (self.auth_token or self.auth_token_file):
+            return []
+        warnings = []
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if self.tls_cert is None and host not in ("127.0.0.1", "::1", "localhost"):
+            warnings.append(
+                f"clients must send a bearer token, but TLS is off on --listen {self.listen}: the token crosses the "
+                "network in plain text; set --tls-cert and --tls-key, or terminate TLS in front of the server"
+            )
+        if self.auth_token_file is not None:
+            try:
+                mode = self.auth_token_file.stat().st_mode
+            except OSError:
+                mode = 0  # bearer_token() reports the unreadable file
+            if mode & stat.S_IROTH:
+                warnings.append(
+                    f"--auth-token-file {self.auth_token_file} can be read by every user of this machine (mode "
+                    f"{stat.S_IMODE(mode):o}): make it readable by the server's user alone (chmod 600)"
+                )
+        return warnings
 
     def check_files(self) -> None:
         """Check that the files the config names exist, and that the TLS files load, with a message that says how to

@@ -195,3 +195,20 @@ def test_automatic_model_instances_follow_the_cores_and_the_backend_threads(tmp_
     assert available_cores(tmp_path / "missing") >= 1  # no cgroup file: the affinity, silently
     (tmp_path / "cpu.max").write_text("100000 100000\n")
     assert available_cores(tmp_path / "cpu.max") == 1
+
+
+def test_a_bearer_token_sent_in_plain_text_or_kept_in_a_world_readable_file_is_warned_about(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret")
+    token.chmod(0o644)
+    exposed = ServiceConfig(listen="0.0.0.0:50051", auth_token_file=token).security_warnings()
+    assert len(exposed) == 2, exposed
+    assert "TLS is off on --listen 0.0.0.0:50051: the token crosses the network in plain text" in exposed[0]
+    assert "can be read by every user of this machine (mode 644)" in exposed[1] and "chmod 600" in exposed[1]
+    assert "s3cret" not in " ".join(exposed)
+    token.chmod(0o600)
+    assert ServiceConfig(listen="127.0.0.1:0", auth_token_file=token).security_warnings() == [], "loopback, private"
+    assert ServiceConfig(listen="[::1]:0", auth_token="s3cret").security_warnings() == []
+    tls = {"tls_cert": tmp_path / "cert.pem", "tls_key": tmp_path / "key.pem"}
+    assert ServiceConfig(listen="0.0.0.0:0", auth_token="s3cret", **tls).security_warnings() == []
+    assert ServiceConfig(listen="0.0.0.0:0").security_warnings() == [], "no token, nothing to expose"
