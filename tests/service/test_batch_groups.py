@@ -21,40 +21,50 @@ def by_parity(payloads):
 
 
 def test_each_group_is_answered_when_its_own_call_returns():
+    """The even group runs first; its jobs are answered while the odd group's call is still running (held here
+    until they are), and each job's queueing and run times are those of its own group's call."""
     calls: list[list[int]] = []
-    second_started = threading.Event()
+    durations: list[float] = []  # of each call, measured inside it
+    odd_started, release_odd = threading.Event(), threading.Event()
 
     def process(payloads):
-        if calls:
-            second_started.set()
+        started = time.perf_counter()
         calls.append(list(payloads))
+        if len(calls) == 2:
+            odd_started.set()
+            release_odd.wait(10)  # held until the even group's jobs were answered (or the test gave up)
         time.sleep(CALL_S)
+        durations.append(time.perf_counter() - started)
         return [p * 10 for p in payloads]
 
     async def scenario():
         batcher = MicroBatcher(
             process, [ThreadPoolExecutor(1)], max_batch_size=3, max_delay_s=1.0, split=by_parity
         )  # full at three jobs: one batch
-        answered: dict[str, tuple[float, bool]] = {}
-
-        async def submit(key, value):
-            timed = await batcher.submit(key, value)
-            answered[key] = (time.perf_counter(), second_started.is_set())
-            return timed
-
-        timed = await asyncio.gather(submit("a", 1), submit("b", 2), submit("c", 4))
+        jobs = [asyncio.ensure_future(batcher.submit(key, value)) for key, value in (("a", 1), ("b", 2), ("c", 4))]
+        try:
+            # b and c come back while the odd group's call cannot have returned: it waits for release_odd.
+            await asyncio.wait_for(asyncio.gather(jobs[1], jobs[2]), 10)
+            odd_answered_early = jobs[0].done()
+            odd_was_running = await asyncio.to_thread(odd_started.wait, 10)
+        finally:
+            release_odd.set()
+        timed = await asyncio.wait_for(asyncio.gather(*jobs), 10)
         await batcher.stop()
-        return timed, answered
+        return timed, odd_answered_early, odd_was_running
 
-    timed, answered = asyncio.run(scenario())
+    timed, odd_answered_early, odd_was_running = asyncio.run(scenario())
     assert calls == [[2, 4], [1]], "the even group runs first, in the batch's order, then the odd one"
     assert [t.result for t in timed] == [10, 20, 40]
-    # b and c were answered while the odd group's call was still running, a only after it.
-    assert answered["a"][0] - max(answered["b"][0], answered["c"][0]) > 0.8 * CALL_S
+    assert not odd_answered_early and odd_was_running, "a was answered with b and c, not after its own call"
     assert timed[1].batch_size == timed[2].batch_size == 2 and timed[0].batch_size == 1
-    # The odd job's wait for the even group's call is queueing; each job's run is its own group's call.
-    assert timed[0].queue_s > 0.8 * CALL_S > timed[1].queue_s
-    assert all(0.8 * CALL_S < t.run_s < 3 * CALL_S for t in timed)
+    # The odd job's wait for the even group's call is queueing (a was submitted before b and c, so its queueing
+    # exceeds theirs by at least that call); each job's run is its own group's call, without the other group's
+    # (which takes at least CALL_S).
+    even, odd = durations
+    assert timed[0].queue_s - timed[1].queue_s >= even, (timed, durations)
+    for t, own in ((timed[0], odd), (timed[1], even), (timed[2], even)):
+        assert own <= t.run_s < own + 0.8 * CALL_S, (t, durations)
 
 
 def test_a_failing_group_fails_only_its_own_jobs():

@@ -146,12 +146,11 @@ def test_a_hung_model_call_fails_liveness_and_readiness_until_it_returns(start_s
             await stream.process(frames[0])  # first_step does not hang
             engines[0].armed.set()
             await stream.send(frames[1])  # step hangs
-            await asyncio.sleep(1.5)
-            statuses["stalled"] = [await _health(server.target, name) for name in (LIVENESS_SERVICE, "")]
+            assert await asyncio.to_thread(engines[0].hanging.wait, 10), "the step call did not start"
+            statuses["stalled"] = await _wait_for_health(server.target, not_serving)
             engines[0].unblock.set()
             answer = await stream.receive()
-            await asyncio.sleep(1.0)
-            statuses["recovered"] = [await _health(server.target, name) for name in (LIVENESS_SERVICE, "")]
+            statuses["recovered"] = await _wait_for_health(server.target, serving)
             await stream.close()
         return statuses, answer
 
@@ -228,7 +227,7 @@ def test_stop_keeps_to_its_grace_period_when_a_model_call_hangs(start_server):
             await stream.process(frames[0])
             engines[0].armed.set()
             await stream.send(frames[1])  # step hangs
-            await asyncio.sleep(0.3)
+            assert await asyncio.to_thread(engines[0].hanging.wait, 10), "the step call did not start"
             return await _timed_stop(server, engines[0])
 
     elapsed = run(scenario())
@@ -294,7 +293,7 @@ def test_a_hung_inline_model_call_makes_health_checks_time_out_until_it_returns(
             await stream.process(frames[1])  # it was short: this one runs on the event-loop thread
             engines[0].armed.set()
             await stream.send(frames[2])  # and so does this one, which hangs
-            await asyncio.to_thread(engines[0].hanging.wait, 10)
+            assert await asyncio.to_thread(engines[0].hanging.wait, 10), "the step call did not start"
             with pytest.raises(grpc.aio.AioRpcError) as stalled:
                 await _health(server.target, LIVENESS_SERVICE, timeout_s=1.0)
             engines[0].unblock.set()

@@ -82,26 +82,32 @@ def test_batches_respect_the_size_limit():
 
 
 def test_a_lone_job_waits_at_most_the_delay_and_not_at_all_when_demand_is_met():
+    """Without demand a lone job waits out the delay for company; as the only stream it is dispatched at once
+    (the delays and bounds leave a loaded machine most of a second of margin)."""
     recorder = Recorder()
 
-    async def scenario(demand):
-        batcher = _batcher(recorder, max_delay_s=0.2, demand=demand)
+    async def scenario(demand, max_delay_s):
+        batcher = _batcher(recorder, max_delay_s=max_delay_s, demand=demand)
         result = await batcher.submit("a", ("a", 0))
         await batcher.stop()
         return result.queue_s
 
-    assert 0.15 < asyncio.run(scenario(None)) < 1.0  # waited for company that never came
-    assert asyncio.run(scenario(lambda: 1)) < 0.15  # the only stream: dispatch at once, not after the 0.2 s
+    assert 0.15 < asyncio.run(scenario(None, 0.2)) < 1.0  # waited for company that never came
+    assert asyncio.run(scenario(lambda: 1, 2.0)) < 1.0  # the only stream: dispatch at once, not after the 2 s
 
 
 def test_jobs_arriving_while_a_batch_runs_form_the_next_batch():
-    recorder = Recorder(delay_s=0.05)
+    """Jobs submitted while a's batch is held in the model call wait, and then run together."""
+    recorder = Recorder()
+    recorder.gate.clear()
 
     async def scenario():
         batcher = _batcher(recorder, max_delay_s=0.0)
         first = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
-        await asyncio.sleep(0.01)
-        rest = [batcher.submit(k, (k, 0)) for k in "bcd"]
+        assert await asyncio.to_thread(recorder.entered.wait, 10), "a's batch did not start"
+        rest = [asyncio.ensure_future(batcher.submit(k, (k, 0))) for k in "bcd"]
+        await asyncio.sleep(0)  # they are queued
+        recorder.gate.set()
         await asyncio.gather(first, *rest)
         await batcher.stop()
 
@@ -166,15 +172,17 @@ def test_cancelled_jobs_are_skipped():
 
 
 def test_free_instances_split_the_waiting_jobs_and_run_in_parallel():
-    """With two model instances, eight waiting streams run as two batches of four at the same time."""
+    """With two model instances, eight waiting streams run as two batches of four at the same time: each call
+    waits for the other at a barrier, which breaks (failing both) if they do not run at once."""
     active, peak = [0], [0]
     lock = threading.Lock()
+    both_running = threading.Barrier(2, timeout=10)
 
     def process(payloads):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-        time.sleep(0.05)
+        both_running.wait()
         with lock:
             active[0] -= 1
         return payloads
@@ -325,8 +333,16 @@ def test_a_lone_stream_runs_on_the_event_loop_thread_while_its_calls_are_short()
 
 
 def test_a_lone_job_stays_off_the_event_loop_while_another_batch_runs():
-    gate = threading.Event()
-    process, threads = _thread_recorder(lambda payloads: gate.wait(10) if payloads[0] == "held" else None)
+    """A lone, due and short job of b goes to the free second instance, not to the event-loop thread, while a's
+    call runs (held until b's job is done) on the first."""
+    gate, entered = threading.Event(), threading.Event()
+
+    def hold(payloads):
+        if payloads[0] == "held":
+            entered.set()
+            gate.wait(10)
+
+    process, threads = _thread_recorder(hold)
 
     async def scenario():
         streams = {"count": 1}
@@ -341,7 +357,7 @@ def test_a_lone_job_stays_off_the_event_loop_while_another_batch_runs():
         await batcher.submit("b", "warm")  # b's lone call duration is now known (and short)
         streams["count"] = 2
         held = asyncio.ensure_future(batcher.submit("a", "held"))
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(entered.wait, 10), "a's call did not start"
         other = await batcher.submit("b", "other")  # alone, due and short, but "a" is running: not inline
         gate.set()
         await held
