@@ -1,16 +1,17 @@
 """Under ``torchrun`` each process trains on its own clips: the logged loss terms are the means over the
-processes, not rank 0's share (two gloo processes on the CPU, started as torchrun would start them)."""
+processes, not rank 0's share (two gloo processes on the CPU, started by ``torchrun --standalone``, which picks a
+free port itself: a port chosen here and passed on could be taken by another process meanwhile)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
-import torch.multiprocessing
 
 from plugins import build_plugin_manager
 from plugins.interfaces import Loss
@@ -18,6 +19,8 @@ from plugins.types import VideoOutput
 from training.config import LossTerm
 from training.configs import get_config
 from training.loop import fit
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class RankMarker(Loss):
@@ -31,16 +34,8 @@ class RankMarker(Loss):
         return torch.tensor(float(os.environ["RANK"]))
 
 
-def _train(rank: int, world_size: int, port: int, run_dir: str) -> None:
-    """One training process, with the environment torchrun gives it."""
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+def _train(run_dir: str) -> None:
+    """One training process, in the environment torchrun gives it (this file run as a script)."""
     torch.set_num_threads(1)
     registry = build_plugin_manager(load_entry_points=False).registry
     registry.add_loss(RankMarker)
@@ -52,17 +47,21 @@ def _train(rank: int, world_size: int, port: int, run_dir: str) -> None:
     fit(config, run_dir, progress=False, registry=registry)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_logged_loss_terms_are_the_means_over_the_processes(tmp_path: Path) -> None:
-    torch.multiprocessing.spawn(_train, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    """Two processes log rank_marker as (0 + 1) / 2 at every step, and the run records two processes."""
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # for this file as a script
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command += [__file__, str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [line for line in lines if line["kind"] == "train"]
     assert [line["step"] for line in train] == [1, 2]
     assert all(line["rank_marker"] == 0.5 for line in train), train  # (0 + 1) / 2, not rank 0's 0
     environment = json.loads((tmp_path / "environment.json").read_text())["segments"]
     assert [segment["processes"] for segment in environment] == [2]
+
+
+if __name__ == "__main__":
+    _train(sys.argv[1])
