@@ -21,7 +21,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy plugins training service downstream
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	SLOTSTREAM_REQUIRE_EXTRAS=onnx $(BIN)/python -m pytest -q
 
 test: lint typecheck unit
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -12,6 +13,28 @@ from plugins import ComponentRegistry, VideoSlotModel, build_plugin_manager
 
 torch.set_num_threads(1)  # tiny models gain nothing from threads; keeps parallel jobs from oversubscribing the CPU
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the subprocesses tests start
+
+#: The modules each optional extra provides that tests skip without (``pytest.importorskip``).
+EXTRA_MODULES = {"onnx": ("onnx", "onnxruntime")}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Fail at once when an extra named in ``SLOTSTREAM_REQUIRE_EXTRAS`` (comma-separated; ``make unit`` sets it)
+    cannot be imported, instead of passing with the tests that need it skipped."""
+    del config  # Unused.
+    for extra in filter(None, (name.strip() for name in os.environ.get("SLOTSTREAM_REQUIRE_EXTRAS", "").split(","))):
+        if extra not in EXTRA_MODULES:
+            raise pytest.UsageError(
+                f"SLOTSTREAM_REQUIRE_EXTRAS: unknown extra {extra!r} (known: {sorted(EXTRA_MODULES)})"
+            )
+        for module in EXTRA_MODULES[extra]:
+            try:
+                importlib.import_module(module)
+            except ImportError as error:
+                raise pytest.UsageError(
+                    f"SLOTSTREAM_REQUIRE_EXTRAS names the {extra!r} extra, but {module} cannot be imported ({error}); "
+                    f"the tests that need it would all be skipped. Install it: pip install -e '.[{extra}]'"
+                ) from None
 
 
 @pytest.fixture(scope="session")
