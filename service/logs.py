@@ -32,13 +32,22 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """Plain text with the extra fields appended as ``key=value``."""
+    """Plain text with the extra fields appended as ``key=value`` (logfmt): a value with a space, ``=``, a quote
+    or a control character is written as a JSON string, so a client-supplied value cannot pose as more fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         """See :meth:`logging.Formatter.format`."""
         text = super().format(record)
-        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        extra = " ".join(f"{k}={_logfmt(v)}" for k, v in vars(record).items() if k not in _STANDARD)
         return f"{text} {extra}" if extra else text
+
+
+def _logfmt(value: object) -> str:
+    """``value`` as a logfmt value: as is when it is one plain word, else quoted and escaped as a JSON string."""
+    text = str(value)
+    if text and not any(char.isspace() or char in '="\\' or not char.isprintable() for char in text):
+        return text
+    return json.dumps(text)
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -42,7 +42,16 @@ def test_json_lines_carry_a_utc_timestamp_and_the_extra_fields():
 
 def test_text_lines_append_the_extra_fields():
     formatter = TextFormatter("%(levelname)s %(message)s")
-    assert formatter.format(_record(peer="p", why="no token")) == "WARNING refused a call peer=p why=no token"
+    assert formatter.format(_record(peer="p", why="no token")) == 'WARNING refused a call peer=p why="no token"'
+
+
+def test_a_text_value_cannot_pose_as_more_fields():
+    """A client-supplied value (a model name, a stream id in a message) with spaces and ``=`` is quoted (logfmt),
+    so a line cannot be made to show a second ``peer=``; control characters are escaped."""
+    formatter = TextFormatter("%(message)s")
+    line = formatter.format(_record(model="x peer=ipv4:10.0.0.1:1 code=none", peer="ipv4:127.0.0.1:5000", esc="a\nb"))
+    assert line == 'refused a call model="x peer=ipv4:10.0.0.1:1 code=none" peer=ipv4:127.0.0.1:5000 esc="a\\nb"'
+    assert formatter.format(_record(empty="", quote='say "hi"')) == 'refused a call empty="" quote="say \\"hi\\""'
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the process collector reads /proc (Linux)")
