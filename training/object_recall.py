@@ -4,6 +4,10 @@ For every object of every validation video, its best overlap with a slot: the hi
 pixels over the whole video and any slot's argmax mask (video mode, the per-object term of mBO). Objects are
 grouped by their synthetic metadata (size, texture, shape); an object counts as found when its best overlap
 exceeds 0.5. The aggregate metrics say how well a model does; this says on what it fails.
+
+It also counts slot switches, what a world model trained on the slots meets as identity changes: in each frame
+an object is visible, the slot that holds most of its pixels; a switch is a change of that slot between two
+consecutive frames in which the object is visible (as an identity switch in multi-object tracking).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -38,12 +43,15 @@ FOUND_IOU = 0.5
 
 @dataclass(frozen=True)
 class ObjectOverlap:
-    """One ground-truth object and its best overlap with any slot over its video."""
+    """One ground-truth object, its best overlap with any slot over its video, and how often the slot holding
+    most of it changed (``switches`` of ``transitions``: pairs of consecutive frames in which it is visible)."""
 
     video: str
     object_id: int
     attributes: dict[str, str]
     best_iou: float
+    switches: int = 0
+    transitions: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class GroupRecall:
     objects: int
     mean_best_iou: float
     found: float
+    switches_per_100: float = float("nan")
+    """Slot switches per 100 consecutive-frame transitions of the group's objects (NaN: no transitions)."""
 
     @property
     def label(self) -> str:
@@ -72,6 +82,28 @@ def best_overlap_per_object(labels: Tensor, ids: Tensor) -> dict[int, float]:
         for row, object_id in enumerate(table.gt_ids.tolist())
         if object_id != BACKGROUND_ID
     }
+
+
+def slot_switches_per_object(labels: Tensor, ids: Tensor) -> dict[int, tuple[int, int]]:
+    """``(switches, transitions)`` of each object id of ``ids [T, H, W]`` under the slot labels ``labels [T, H, W]``:
+    per frame the slot holding most of the object's pixels (the lowest slot on a tie), and how many of the
+    pairs of consecutive frames in which the object is visible change that slot."""
+    frames = labels.shape[0]
+    slots = int(labels.max()) + 1
+    # frame t's slot k at index t * slots + k: [T, 1, 1] * K + [T, H, W] -> [T, H, W]
+    keys = torch.arange(frames, device=labels.device).view(-1, 1, 1) * slots + labels
+    result: dict[int, tuple[int, int]] = {}
+    for object_id in torch.unique(ids).tolist():
+        if object_id == BACKGROUND_ID:
+            continue
+        inside = ids == object_id  # [T, H, W]
+        counts = torch.bincount(keys[inside], minlength=frames * slots).view(frames, slots)  # [T, K]
+        visible = counts.sum(dim=1) > 0  # [T]
+        holder = counts.argmax(dim=1)  # [T]
+        both = visible[1:] & visible[:-1]  # [T - 1]
+        changed = (holder[1:] != holder[:-1]) & both  # [T - 1]
+        result[int(object_id)] = (int(changed.sum()), int(both.sum()))
+    return result
 
 
 def object_overlaps(
@@ -98,24 +130,30 @@ def object_overlaps(
                 )
             labels = upsample_to_labels(masks[0], (ids.shape[-2], ids.shape[-1]))  # [T, H, W]
             info = {obj.object_id: obj for obj in metadata.objects}
+            switches = slot_switches_per_object(labels, ids[0])
             for object_id, best_iou in best_overlap_per_object(labels, ids[0]).items():
                 obj = info[object_id]
                 attributes = {"size": obj.size, "texture": obj.texture, "shape": obj.shape}
-                overlaps.append(ObjectOverlap(name, object_id, attributes, best_iou))
+                overlaps.append(ObjectOverlap(name, object_id, attributes, best_iou, *switches[object_id]))
     return overlaps
 
 
 def group_recall(overlaps: Sequence[ObjectOverlap], attribute: str) -> list[GroupRecall]:
-    """Recall per value of ``attribute`` (sorted by value), plus an ``all`` row first."""
-    groups: dict[str, list[float]] = defaultdict(list)
+    """Recall and slot switches per value of ``attribute`` (sorted by value), plus an ``all`` row first."""
+    groups: dict[str, list[ObjectOverlap]] = defaultdict(list)
     for overlap in overlaps:
-        groups[overlap.attributes[attribute]].append(overlap.best_iou)
-    rows = [("all", [overlap.best_iou for overlap in overlaps]), *sorted(groups.items())]
-    return [
-        GroupRecall(attribute, value, len(ious), sum(ious) / len(ious), sum(i > FOUND_IOU for i in ious) / len(ious))
-        for value, ious in rows
-        if ious
-    ]
+        groups[overlap.attributes[attribute]].append(overlap)
+    rows = [("all", list(overlaps)), *sorted(groups.items())]
+    return [_group_row(attribute, value, members) for value, members in rows if members]
+
+
+def _group_row(attribute: str, value: str, members: Sequence[ObjectOverlap]) -> GroupRecall:
+    ious = [member.best_iou for member in members]
+    transitions = sum(member.transitions for member in members)
+    switches = sum(member.switches for member in members)
+    rate = 100 * switches / transitions if transitions else float("nan")
+    found = sum(iou > FOUND_IOU for iou in ious) / len(ious)
+    return GroupRecall(attribute, value, len(ious), sum(ious) / len(ious), found, rate)
 
 
 def recall_rows(overlaps: Sequence[ObjectOverlap]) -> list[GroupRecall]:
@@ -126,9 +164,11 @@ def recall_rows(overlaps: Sequence[ObjectOverlap]) -> list[GroupRecall]:
 
 def format_recall(overlaps: Sequence[ObjectOverlap]) -> str:
     """A text table of ``recall_rows``: one line per group."""
-    lines = [f"{'group':>18}  {'objects':>7}  {'mean best IoU':>13}  {f'found (IoU > {FOUND_IOU})':>18}"]
+    header = f"{'group':>18}  {'objects':>7}  {'mean best IoU':>13}  {f'found (IoU > {FOUND_IOU})':>18}"
+    lines = [f"{header}  {'slot switches / 100 frames':>26}"]
     for row in recall_rows(overlaps):
-        lines.append(f"{row.label:>18}  {row.objects:>7}  {row.mean_best_iou:>13.3f}  {row.found:>18.2f}")
+        line = f"{row.label:>18}  {row.objects:>7}  {row.mean_best_iou:>13.3f}  {row.found:>18.2f}"
+        lines.append(f"{line}  {row.switches_per_100:>26.1f}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from training.object_recall import (
     group_recall,
     main,
     object_overlaps,
+    slot_switches_per_object,
 )
 
 
@@ -72,3 +73,22 @@ def test_cli_prints_the_table_and_rejects_data_without_metadata(tmp_path, capsys
     (davis / "metadata" / "seq0.json").unlink()  # masks, but nothing to group the objects by
     assert main(["--model", str(tmp_path / "model"), "--data", f"davis:{davis}"]) == 2
     assert "seq0: per-object recall needs masks and synthetic metadata" in capsys.readouterr().err
+
+
+def test_slot_switches_count_changes_of_the_slot_holding_most_of_an_object() -> None:
+    ids = torch.zeros(5, 4, 4, dtype=torch.long)
+    ids[:, :2, :2] = 3  # object 3 in every frame
+    ids[0, 3, 3] = ids[1, 3, 3] = ids[4, 3, 3] = 7  # object 7: frames 0, 1 and 4 (hidden in 2 and 3)
+    labels = torch.zeros(5, 4, 4, dtype=torch.long)
+    labels[:, :2, :2] = torch.tensor([1, 1, 2, 2, 1]).view(5, 1, 1)  # object 3 held by slot 1, 1, 2, 2, 1
+    labels[2, 0, 0] = 1  # frame 2: one pixel of slot 1 against three of slot 2: slot 2 still holds it
+    labels[4, 3, 3] = 4  # object 7: slot 0 in frames 0 and 1, slot 4 in frame 4 (not consecutive: no switch)
+    switches = slot_switches_per_object(labels, ids)
+    assert switches == {3: (2, 4), 7: (0, 1)}
+    overlaps = [
+        ObjectOverlap("v", 3, {"size": "small", "texture": "flat", "shape": "star"}, 0.5, *switches[3]),
+        ObjectOverlap("v", 7, {"size": "large", "texture": "flat", "shape": "circle"}, 0.9, *switches[7]),
+    ]
+    rows = {row.value: row for row in group_recall(overlaps, "size")}
+    assert rows["all"].switches_per_100 == pytest.approx(40.0) and rows["small"].switches_per_100 == 50.0
+    assert "slot switches / 100 frames" in format_recall(overlaps)
