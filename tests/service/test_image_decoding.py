@@ -160,8 +160,7 @@ def test_a_padded_canvas_beyond_the_pixel_limit_is_refused_before_it_is_made():
         fit_frame(thin, (64, 64), 4096 * 4096, FrameFit.PAD)
     assert rejected.value.code == ErrorCode.IMAGE_TOO_LARGE
     assert (
-        "8000x8000 = 64000000 pixel canvas" in rejected.value.message
-        and "CROP or STRETCH" in rejected.value.message
+        "8000x8000 = 64000000 pixel canvas" in rejected.value.message and "CROP or STRETCH" in rejected.value.message
     )
     fitted = fit_frame(thin, (64, 64), 4096 * 4096, FrameFit.CROP)  # the same frame cropped is fine
     assert fitted.pixels.shape == (3, 64, 64)
