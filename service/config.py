@@ -90,6 +90,13 @@ class ServiceConfig:
     backend: str = field(default="torch", metadata=_help("inference backend", choices=BACKENDS))
     device: str = field(default="cpu", metadata=_help("device for the model, e.g. cpu or cuda:0"))
     max_streams: int = field(default=64, metadata=_help("streams held at once (open + resumable); more: refused"))
+    max_streams_per_client: int = field(
+        default=0,
+        metadata=_help(
+            "streams one client address (IP) may hold at once, open or resumable, so that one client cannot take "
+            "every stream (0: no limit; behind a proxy or NAT every client has its address)"
+        ),
+    )
     idle_timeout_s: float = field(default=300.0, metadata=_help("default seconds without frames before reclaim"))
     max_idle_timeout_s: float = field(default=3600.0, metadata=_help("largest idle timeout a client may ask for"))
     max_resume_window_s: float = field(default=300.0, metadata=_help("largest resume window a client may ask for"))
@@ -351,6 +358,8 @@ class ServiceConfig:
             "decode_threads",
         )
         problems += [f"--{_flag(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1]
+        if self.max_streams_per_client < 0:
+            problems.append(f"--max-streams-per-client must be >= 0 (0: no limit), got {self.max_streams_per_client}")
         non_negative_durations = (
             "max_resume_window_s",
             "max_queue_delay_ms",

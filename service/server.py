@@ -141,6 +141,7 @@ class Server:
         _log.info("model loaded", extra={"model": name, "version": card.version, "backend": card.backend})
         limits = SessionLimits(
             max_streams=config.max_streams,
+            max_streams_per_client=config.max_streams_per_client,
             default_idle_timeout_s=config.idle_timeout_s,
             max_idle_timeout_s=config.max_idle_timeout_s,
             max_resume_window_s=config.max_resume_window_s,
@@ -203,14 +204,14 @@ class Server:
 
     def effective_settings(self) -> dict[str, Any]:
         """What an operator needs to know about this server once it listens, as the ``settings`` start-up log line
-        gives it: the bound gRPC and metrics addresses (``metrics``: ``"off"`` without), backend, device, model
-        (name, version, directory), threads (``model_threads``: intra-op threads of one model call, 0 the
-        backend's default, ``None`` for TensorRT; ``model_instances``: model calls at once; ``decode_threads``),
-        TLS (``off``, ``on`` or ``mutual``), bearer-token auth (``on``/``off``), the limits ``max_streams`` and
-        ``max_batch_size`` (as the engine allows it), ``frame_fit``, the fit of streams that choose none, and
+        gives it: the bound gRPC and metrics addresses (``metrics``: ``"off"`` without), backend, device, model (name,
+        version, directory), threads (``model_threads``: intra-op threads of one model call, 0 the backend's default,
+        ``None`` for TensorRT; ``model_instances``: model calls at once; ``decode_threads``), TLS (``off``, ``on`` or
+        ``mutual``), bearer-token auth (``on``/``off``), the limits ``max_streams``, ``max_streams_per_client`` (0:
+        none) and ``max_batch_size`` (as the engine allows it), ``frame_fit``, the fit of streams that choose none, and
         ``frame_fit_from``: where it comes from (``--frame-fit``, ``model`` for the fit the model records under
-        ``--frame-fit auto``, or ``no record`` for ``auto`` with a model that records none). Then the limits
-        under their flags' names: ``idle_timeout_s`` (a stream's default) and ``max_idle_timeout_s``,
+        ``--frame-fit auto``, or ``no record`` for ``auto`` with a model that records none). Then the limits under
+        their flags' names: ``idle_timeout_s`` (a stream's default) and ``max_idle_timeout_s``,
         ``max_resume_window_s``, ``max_pending_frames``, ``max_buffered_reply_bytes``, ``max_message_bytes``,
         ``max_image_pixels``, ``max_queue_delay_ms``, ``grace_period_s``, ``model_stall_timeout_s`` (0: off) and
         ``inline_model_max_ms`` as it applies (0 on a device other than a CPU, where no call runs inline).
@@ -242,6 +243,7 @@ class Server:
             "tls": tls,
             "auth": "on" if self._auth else "off",
             "max_streams": config.max_streams,
+            "max_streams_per_client": config.max_streams_per_client,
             "max_batch_size": runner.max_batch_size,
             "frame_fit": manager.limits.frame_fit_for(card).fit_name,
             "frame_fit_from": "--frame-fit"

@@ -81,6 +81,7 @@ class SessionLimits:
 
     Attributes:
         max_streams: sessions held at once (attached or detached).
+        max_streams_per_client: sessions one client address may hold at once (0: no limit).
         default_idle_timeout_s: idle timeout of streams that do not choose one.
         max_idle_timeout_s: cap on a stream's idle timeout.
         max_resume_window_s: cap on a stream's resume window.
@@ -94,6 +95,7 @@ class SessionLimits:
     """
 
     max_streams: int = 64
+    max_streams_per_client: int = 0
     default_idle_timeout_s: float = 300.0
     max_idle_timeout_s: float = 3600.0
     max_resume_window_s: float = 300.0
@@ -223,10 +225,20 @@ class SessionManager:
                 f"this server holds its maximum of {self.limits.max_streams} streams; retry later or connect to "
                 "another replica",
             )
+        client = client_address(peer)
+        most = self.limits.max_streams_per_client
+        if most and client and sum(1 for s in self.sessions.values() if s.client == client) >= most:
+            raise StreamAbort(
+                ErrorCode.TOO_MANY_STREAMS,
+                f"this client ({client}) holds {most} streams of this server, the most one client address may hold "
+                "(--max-streams-per-client), counting those waiting for a resume: close one, or resume it instead "
+                "of opening a new one",
+            )
         options = self._effective_options(request.options, runner)
         clamped = _clamped(request.options, options)
         slot_ids = tuple(range(runner.card.num_slots))
         session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids, opened_at=self.clock())
+        session.client = client
         session.history = deque(maxlen=self.limits.resume_history + 1)
         kind = OpenKind.NEW
         if handoff is not None:
@@ -282,6 +294,7 @@ class SessionManager:
                 StreamAbort(ErrorCode.TAKEN_OVER, f"stream {session.stream_id!r} was resumed on another connection")
             )
         self._attach(session, owner)
+        session.client = client_address(peer)  # its new address counts it from now on
         self.metrics.streams_opened.labels(session.model, "resumed").inc()
         self._update_gauges()
         _log.info(
@@ -562,6 +575,17 @@ class SessionManager:
         )
         self.metrics.streams_not_reading.set(behind)
         self.metrics.state_bytes.set(sum(s.state_bytes for s in self.sessions.values()))
+
+
+def client_address(peer: str) -> str:
+    """The client's address in a gRPC peer string, without its port: ``10.0.0.7`` for ``ipv4:10.0.0.7:5123``,
+    ``::1`` for ``ipv6:[::1]:5123``; another kind of peer (``unix:...``) as it is; ``""`` when unknown."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
 
 
 def loggable_stream_id(stream_id: str) -> str:

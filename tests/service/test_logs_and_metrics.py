@@ -211,6 +211,7 @@ def test_start_up_logs_the_effective_settings_in_one_line(start_server, caplog):
         server = start_server(
             auth_token="s3cret",
             max_streams=7,
+            max_streams_per_client=2,
             max_batch_size=4,
             decode_threads=3,
             idle_timeout_s=40.0,
@@ -232,6 +233,7 @@ def test_start_up_logs_the_effective_settings_in_one_line(start_server, caplog):
     assert line.model_dir == str(server.model_dir)
     assert (line.model_threads, line.model_instances, line.decode_threads) == (0, server.model_instances(), 3)
     assert (line.tls, line.auth, line.max_streams, line.max_batch_size) == ("off", "on", 7, 4)
+    assert line.max_streams_per_client == 2
     assert line.frame_fit == "stretch"
     assert (line.idle_timeout_s, line.max_idle_timeout_s, line.max_resume_window_s) == (40.0, 90.0, 25.0)
     assert (line.max_pending_frames, line.max_buffered_reply_bytes) == (3, 5_000_000)

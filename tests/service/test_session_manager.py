@@ -12,7 +12,7 @@ from service import wire
 from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort
 from service.metrics import Metrics
-from service.sessions import SessionLimits, SessionManager, reply_bytes
+from service.sessions import SessionLimits, SessionManager, client_address, reply_bytes
 from service.types import (
     FrameResult,
     LatencyBreakdown,
@@ -417,3 +417,38 @@ def test_streams_whose_replies_wait_for_their_client_are_counted_as_not_reading(
     stuck.reply_waiting_since = None
     manager.reclaim()
     assert not_reading() == 0
+
+
+def test_one_client_address_holds_at_most_its_share_of_the_streams():
+    """A client that opens every stream it may (and leaves them waiting for a resume) must not lock out the others;
+    a resume moves the stream to the address that resumed it."""
+    manager, _ = make_manager(max_streams=10, max_streams_per_client=2)
+    hog = "ipv4:10.0.0.7:5000"
+    first, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=30)), Owner(), peer=hog)
+    manager.open(OpenRequest(), Owner(), peer="ipv4:10.0.0.7:5001")  # another port, the same client
+    with pytest.raises(StreamAbort, match=r"this client \(10\.0\.0\.7\) holds 2 streams") as refused:
+        manager.open(OpenRequest(), Owner(), peer=hog)
+    assert refused.value.code == ErrorCode.TOO_MANY_STREAMS
+    manager.open(OpenRequest(), Owner(), peer="ipv6:[::1]:7000")  # other clients still get theirs
+    manager.disconnect(first, first.owner)  # detached, waiting for a resume: still counted
+    with pytest.raises(StreamAbort):
+        manager.open(OpenRequest(), Owner(), peer=hog)
+    resume = OpenRequest(first.stream_id, resume=ResumeRequest(first.resume_token, None))
+    manager.open(resume, Owner(), peer="ipv4:10.0.0.8:6000")  # resumed from a new address: counted there
+    manager.open(OpenRequest(), Owner(), peer=hog)
+    unlimited, _ = make_manager(max_streams=10)
+    for _ in range(5):
+        unlimited.open(OpenRequest(), Owner(), peer=hog)
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("ipv4:10.0.0.7:5000", "10.0.0.7"),
+        ("ipv6:[::1]:5000", "::1"),
+        ("unix:/tmp/s.sock", "unix:/tmp/s.sock"),
+        ("", ""),
+    ],
+)
+def test_client_address_drops_the_port(peer, address):
+    assert client_address(peer) == address
