@@ -560,6 +560,7 @@ def test_network_policy_ports_exist(render: Renderer) -> None:
     names = {p["name"] for p in container(deployment["spec"]["template"]["spec"], SERVER_CONTAINER)["ports"]}
     allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert allowed == names, "every server port is reachable by someone, by name"
+    assert "Egress" in policy["spec"]["policyTypes"] and policy["spec"]["egress"] == [], "the server connects nowhere"
 
 
 def test_tls_component_mounts_the_certificates(render: Renderer) -> None:
