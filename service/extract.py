@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for spec in args.sources:
             check_source_spec(spec)
+            if spec.startswith("camera:"):
+                raise ValueError(f"{spec}: extract reads recorded sources (stream a camera with python -m service.client)")
         if args.max_frames is not None and args.max_frames < 1:
             raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
         paths = _planned_paths(args.sources, args.out, args.overwrite)
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             source = open_source(spec, args.max_frames, args.fps)
             done = extract(engine, source, spec, fit, path, progress=not args.quiet)
         except (ValueError, OSError) as error:
-            print(f"slotstream extract: {spec}: {error}", file=sys.stderr)
+            where = "" if str(error).startswith(spec) else f"{spec}: "  # most messages name the source already
+            print(f"slotstream extract: {where}{error}", file=sys.stderr)
             failed += 1
             continue
         rate = done.frames / done.seconds if done.seconds > 0 else float("inf")
