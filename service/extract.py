@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.sources:
             check_source_spec(spec)
             if spec.startswith("camera:"):
-                raise ValueError(f"{spec}: extract reads recorded sources (stream a camera with python -m service.client)")
+                raise ValueError(f"{spec}: extract reads recorded sources; stream a camera with service.client")
         if args.max_frames is not None and args.max_frames < 1:
             raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
         paths = _planned_paths(args.sources, args.out, args.overwrite)

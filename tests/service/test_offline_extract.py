@@ -77,8 +77,10 @@ def test_a_failing_source_is_reported_and_the_others_are_written(server, tmp_pat
     out = tmp_path / "out"
     code = extract_main([str(empty), "synthetic:3", "--out", str(out), "--model", str(server.model_dir), "--quiet"])
     assert code == 1
-    assert f"{empty}:" in capsys.readouterr().err
+    assert f"slotstream extract: {empty} holds no images" in capsys.readouterr().err
     assert (out / "synthetic_3.npz").exists() and not (out / "empty.npz").exists()
+    assert extract_main(["camera:0", "--out", str(out), "--model", str(server.model_dir)]) == 2
+    assert "camera:0: extract reads recorded sources" in capsys.readouterr().err
 
 
 def test_trajectory_names():
