@@ -17,6 +17,10 @@ server fits the stream's frames to the model's input; with ``CROP`` the segmenta
 beside the crop.
 
 Command line: ``python -m service.client stream SOURCE --target HOST:PORT --out overlay.gif --jsonl out.jsonl``.
+
+Slot trajectories (``--slots``, or ``python -m service.extract`` without a server) are ``.npz`` files of the arrays
+:data:`TRAJECTORY_ARRAYS` (:mod:`service.client.trajectory` documents each); :class:`SlotTrajectory` writes them and
+:func:`slot_geometry` measures a segmentation's slots the way they do.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from service.client.encoding import encode_image
 from service.client.errors import StreamError
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
+from service.client.trajectory import TRAJECTORY_ARRAYS, SlotGeometry, SlotTrajectory, slot_geometry
 from service.errors import ErrorCode
 from service.types import (
     OUTSIDE_VIEW,
@@ -44,6 +49,7 @@ from service.types import (
 
 __all__ = [
     "OUTSIDE_VIEW",
+    "TRAJECTORY_ARRAYS",
     "Client",
     "ClientStream",
     "CloseReason",
@@ -54,11 +60,14 @@ __all__ = [
     "FrameResponse",
     "FrameResult",
     "Output",
+    "SlotGeometry",
+    "SlotTrajectory",
     "StateHandoff",
     "StreamClosed",
     "StreamError",
     "StreamOptions",
     "TlsFiles",
     "encode_image",
+    "slot_geometry",
     "stream_frames",
 ]
