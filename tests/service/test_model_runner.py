@@ -28,6 +28,21 @@ class PoisonedFrames(SlowEngine):
         return self.inner.first_step(frames)
 
 
+def _first_frames_together(engine: Engine, frames: dict[str, np.ndarray]) -> dict[str, object]:
+    """Each of ``frames`` as a stream's first frame, all due together (one batch); their outcomes by key, a
+    ``FrameRejected`` for a frame the runner refused."""
+    height, width = engine.card.image_size
+
+    async def scenario():
+        runner = ModelRunner(engine, max_batch_size=4, max_delay_s=0.2, demand=lambda: len(frames))
+        jobs = {key: StepJob(frame, None, MaskRequest((height, width))) for key, frame in frames.items()}
+        outcomes = await asyncio.gather(*(runner.run(key, job) for key, job in jobs.items()), return_exceptions=True)
+        await runner.close()
+        return dict(zip(jobs, outcomes, strict=True))
+
+    return asyncio.run(scenario())
+
+
 def test_frames_of_a_failed_batch_are_retried_alone_and_report_batch_size_one(model_dir):
     engine = PoisonedFrames(load_engine("torch", model_dir, name="tiny", device="cpu", max_batch_size=4))
     height, width = engine.card.image_size
@@ -35,14 +50,7 @@ def test_frames_of_a_failed_batch_are_retried_alone_and_report_batch_size_one(mo
     frames = {key: rng.random((3, height, width), dtype=np.float32) for key in ("a", "b")}
     frames["poisoned"] = np.ones((3, height, width), np.float32)
 
-    async def scenario():
-        runner = ModelRunner(engine, max_batch_size=4, max_delay_s=0.2, demand=lambda: 3)
-        jobs = {key: StepJob(frame, None, MaskRequest((height, width))) for key, frame in frames.items()}
-        outcomes = await asyncio.gather(*(runner.run(key, job) for key, job in jobs.items()), return_exceptions=True)
-        await runner.close()
-        return dict(zip(jobs, outcomes, strict=True))
-
-    outcomes = asyncio.run(scenario())
+    outcomes = _first_frames_together(engine, frames)
     assert engine.batch_sizes == [3, 1, 1, 1], "one batch of three, then each frame alone"
     assert isinstance(outcomes["poisoned"], FrameRejected)
     for key in ("a", "b"):
@@ -70,14 +78,7 @@ def test_a_frame_whose_outputs_are_not_finite_fails_alone(model_dir):
     frames = {"fine": np.random.default_rng(1).random((3, height, width), dtype=np.float32)}
     frames["overflowing"] = np.ones((3, height, width), np.float32)
 
-    async def scenario():
-        runner = ModelRunner(engine, max_batch_size=4, max_delay_s=0.2, demand=lambda: 2)
-        jobs = {key: StepJob(frame, None, MaskRequest((height, width))) for key, frame in frames.items()}
-        outcomes = await asyncio.gather(*(runner.run(key, job) for key, job in jobs.items()), return_exceptions=True)
-        await runner.close()
-        return dict(zip(jobs, outcomes, strict=True))
-
-    outcomes = asyncio.run(scenario())
+    outcomes = _first_frames_together(engine, frames)
     failed = outcomes["overflowing"]
     assert isinstance(failed, FrameRejected) and failed.code == ErrorCode.INFERENCE_FAILED
     assert failed.message == NOT_FINITE
