@@ -142,8 +142,8 @@ class StreamConnection:
         max_image_pixels: largest accepted image.
         max_pending_frames: frames a stream may queue before flow control applies (non-live mode).
         max_buffered_reply_bytes: bound on the finished replies the stream holds while its client is not reading:
-            the stream takes at most ``max(1, min(64, this // reply-size bound))`` frames ahead of the replies
-            the client has taken; further frames wait (gRPC flow control then slows the client).
+            the stream takes at most ``max(1, min(64, this // reply-size bound, --resume-history))`` frames ahead
+            of the replies the client has taken; further frames wait (gRPC flow control then slows the client).
         peer: the client's address, for logs.
         frame_error_log: warns about the frames answered with a ``FrameError`` (shared by every connection, so one
             bad camera or many cannot flood the log); ``None``: a warning per code at most every
@@ -418,7 +418,10 @@ class StreamConnection:
         session, opened = self._manager.open(request, self, peer=self._peer)
         self._session = session
         unanswered = self._max_buffered_reply_bytes // max(1, opened.max_reply_bytes)
-        self._window = asyncio.Semaphore(max(1, min(_MAX_UNANSWERED, unanswered)))
+        # At most the resume history ahead of the replies taken: a stream whose client stopped reading (detached
+        # for a resume, see SessionManager.reclaim) must still hold the state after the last reply it was sent.
+        ahead = min(_MAX_UNANSWERED, unanswered, self._manager.limits.resume_history)
+        self._window = asyncio.Semaphore(max(1, ahead))
         self._pending = PendingFrames[_Pending](self._max_pending_frames, session.options.live)
         self._emit(opened)
         self._pump = asyncio.create_task(self._run_pump(session, self._pending), name="stream-pump")

@@ -119,7 +119,8 @@ def _stalled_message(session: Session, resumable: bool) -> str:
     if resumable:
         return (
             f"{stream}; the stream is kept for its resume window ({session.options.resume_window_s:g} s): resume it "
-            "(ClientStream.reconnect()) from the last answer received and read the replies as they come"
+            "(ClientStream.reconnect()) from the last answer received and read the replies as they come (a resume "
+            "point further back than the server's --resume-history is refused RESUME_POINT_UNAVAILABLE)"
         )
     return f"{stream} and, without a resume window, the stream's state was freed; open a new stream"
 
@@ -516,7 +517,7 @@ class SessionManager:
                 if owner is not None:
                     owner.evict(self._gone(session.stream_id))
                 continue
-            resumable = session.options.resume_window_s > 0 and owner is not None
+            resumable = session.options.resume_window_s > 0 and owner is not None and self.phase != "stopped"
             if resumable:
                 assert owner is not None
                 self.disconnect(session, owner)

@@ -151,9 +151,11 @@ class StreamEnded(Exception):
 
 
 def worth_reconnecting(error: StreamError) -> bool:
-    """Whether ``--reconnect`` tries to continue a stream after ``error``: the connection was lost, or the server is
-    shutting down or not ready yet (another server may take over the target, and a drain hands the state over)."""
-    return error.connection_lost or error.code in (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY)
+    """Whether ``--reconnect`` tries to continue a stream after ``error``: the connection was lost, the server is
+    shutting down or not ready yet (another server may take over the target, and a drain hands the state over), or
+    it took the stream from this client for not reading its replies (the stream waits for a resume)."""
+    codes = (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING)
+    return error.connection_lost or error.code in codes
 
 
 class FrameFeed:

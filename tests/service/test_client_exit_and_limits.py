@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 import json
 
+import grpc
 import numpy as np
 import pytest
 from PIL import Image
 from service_helpers import make_video, run
 
-from service.client import Client, FrameResult
+from service.client import Client, FrameResult, StreamError
 from service.client.__main__ import main
+from service.client.stream_command import worth_reconnecting
+from service.errors import ErrorCode
 
 ONE_MIB = 1024 * 1024
 
@@ -121,3 +124,13 @@ def test_a_raw_frame_over_the_message_limit_is_still_told_to_send_jpeg(server):
             return str(refused.value)
 
     assert "send it as JPEG (jpeg_quality=...)" in run(scenario())
+
+
+def test_reconnect_continues_after_the_ends_a_resume_can_follow():
+    """--reconnect tries again after a lost connection, a shutdown, a server still loading, and a server that took
+    the stream for not reading (it waits for a resume); not after a refusal that another try would meet again."""
+    lost = StreamError(grpc.StatusCode.UNAVAILABLE, None, "connection reset")
+    ends = {code: StreamError(grpc.StatusCode.UNAVAILABLE, code, "") for code in ErrorCode}
+    assert worth_reconnecting(lost)
+    retried = {code for code, error in ends.items() if worth_reconnecting(error)}
+    assert retried == {ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING}

@@ -111,12 +111,14 @@ def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeo
 def test_a_client_that_stopped_reading_resumes_its_stream_exactly(start_server):
     """With a resume window, a client that stopped reading loses its call, not its stream: the stream waits
     detached, and reconnect() continues it from the last answer received, re-sending the frames whose answers
-    never came; every frame is answered once, in order, with the slots of an uninterrupted run."""
+    never came; every frame is answered once, in order, with the slots of an uninterrupted run. The reply budget
+    here allows 10 frames ahead, the resume history only 4: the stream takes no more frames ahead than it could
+    rewind over, or the state after the client's last answer would be gone."""
     options = StreamOptions(
         outputs=frozenset({Output.SLOTS, Output.SOFT_MASKS}), mask_size=(400, 400), resume_window_s=30
     )
     bound = 4 * 400 * 400 * 4  # float32 soft masks of the test model's 4 slots (2.6 MB): a few fill gRPC's windows
-    server = start_server(idle_timeout_s=1.0, max_buffered_reply_bytes=3 * bound + 64 * 1024)
+    server = start_server(idle_timeout_s=1.0, max_buffered_reply_bytes=10 * bound + 64 * 1024, resume_history=4)
     clip = make_video(seed=18, frames=12)
     reference = reference_outputs(server.model_dir, clip)
 
