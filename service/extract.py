@@ -32,8 +32,10 @@ from service.client.sources import Source, check_source_spec, open_source
 from service.client.trajectory import SlotTrajectory, slot_geometry, trajectory_mask_size
 from service.config import DEFAULT_MODEL_DIR, ServiceConfig
 from service.engine import BackendUnavailable, Engine, load_engine
+from service.errors import ErrorCode, FrameRejected
 from service.images import fit_frame
 from service.postprocess import MaskRequest, mask_outputs
+from service.runner import NOT_FINITE
 from service.sessions import SessionLimits
 from service.types import FrameFit, FrameResult, LatencyBreakdown
 
@@ -46,22 +48,29 @@ class Extracted:
 
     Attributes:
         path: the ``.npz`` written.
-        frames: rows in it (the source's frames).
+        frames: rows in it (the source's frames less the refused ones).
         seconds: wall time of the source's frames, reading and writing included.
+        refused: ``(frame index, why)`` of each frame the service would have answered with an error (a frame
+            beyond its pixel limits, outputs that are not finite): no row, and the state stays that of the
+            frame before, as in a stream.
     """
 
     path: Path
     frames: int
     seconds: float
+    refused: tuple[tuple[int, str], ...] = ()
 
 
 def trajectory_name(spec: str) -> str:
-    """The file name (without ``.npz``) a source's trajectory gets: a path's last part without its suffix
-    (``clips/a.mp4`` -> ``a``, ``frames/run3/`` -> ``run3``), ``synthetic_60`` for ``synthetic:60``."""
+    """The file name (without ``.npz``) a source's trajectory gets: a video file's name without its suffix
+    (``clips/a.mp4`` -> ``a``), a folder's name whole (``frames/run3/`` -> ``run3``, ``clip.v2/`` -> ``clip.v2``,
+    ``.`` -> the current folder's name), ``synthetic_60`` for ``synthetic:60``."""
     if spec.startswith("synthetic:"):
         return "synthetic_" + (spec.removeprefix("synthetic:") or "60")
     path = Path(spec)
-    return path.stem if path.suffix else path.name
+    if path.is_dir():
+        return path.resolve().name or "root"
+    return path.stem
 
 
 def extract(
@@ -70,7 +79,10 @@ def extract(
     """Run ``engine`` over ``source`` frame by frame and write the trajectory to ``path``.
 
     Capture times are on the source's own timeline from the moment the source is started, as the client stamps
-    them (``capture_clock`` says which clock); slot ids are ``0 .. K - 1``, as a stream's.
+    them (``capture_clock`` says which clock); slot ids are ``0 .. K - 1``, as a stream's; the segmentation size
+    is chosen from the first frame, as the client asks for it at the stream's open. A frame the server would
+    refuse (beyond its default ``--max-image-pixels``, or outputs that are not finite) gets no row and leaves the
+    state as it was, as in a stream.
 
     Args:
         engine: a loaded engine.
@@ -93,21 +105,32 @@ def extract(
     anchor_ns = time.time_ns()  # the run's start on the wall clock: own-timeline capture times count from it
     slot_ids = tuple(range(card.num_slots))
     no_latency = LatencyBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 1)
-    canvas_limit = ServiceConfig().max_image_pixels  # the largest PAD canvas, as the server's default allows
+    max_pixels = ServiceConfig().max_image_pixels  # the server's default limit
     state: np.ndarray | None = None
+    mask_size: tuple[int, int] | None = None
+    refused: list[tuple[int, str]] = []
     bar = tqdm(desc=spec, unit="frame", total=None, disable=not progress, leave=False)
     with bar:
         for index, frame in enumerate(source.frames):
+            bar.update()
             height, width = frame.image.shape[:2]
+            mask_size = mask_size or trajectory_mask_size((height, width))
             try:
                 image = encode_image(frame.image)
-                fitted = fit_frame(image, card.image_size, max(height * width, canvas_limit), fit)
-            except ValueError as error:
+            except ValueError as error:  # not a frame at all: the source is broken
                 raise ValueError(f"{spec}: frame {index}: {error}") from error
+            try:
+                fitted = fit_frame(image, card.image_size, max_pixels, fit)
+            except FrameRejected as rejected:
+                refused.append((index, f"{rejected.code}: {rejected.message}"))
+                continue
             pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one
             out = engine.first_step(pixels) if state is None else engine.step(pixels, state)
+            if not (np.isfinite(out.state).all() and np.isfinite(out.slots).all()):
+                refused.append((index, f"{ErrorCode.INFERENCE_FAILED}: {NOT_FINITE}"))
+                continue
             state = out.state
-            request = MaskRequest(trajectory_mask_size((height, width)), view=fitted.view)
+            request = MaskRequest(mask_size, view=fitted.view)
             (masks,) = mask_outputs(out.masks, [request])
             assert masks.segmentation is not None
             geometry = slot_geometry(masks.segmentation, card.num_slots, (height, width))
@@ -126,11 +149,10 @@ def extract(
                 segmentation=masks.segmentation,
             )
             trajectory.add(result, geometry.areas, geometry)
-            bar.update()
-    if not len(trajectory):
+    if not len(trajectory) and not refused:
         raise ValueError(f"{spec}: {source.description} has no frames")
     trajectory.save()
-    return Extracted(path, len(trajectory), time.perf_counter() - started)
+    return Extracted(path, len(trajectory), time.perf_counter() - started, tuple(refused))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -205,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"slotstream extract: {where}{error}", file=sys.stderr)
             failed += 1
             continue
-        rate = done.frames / done.seconds if done.seconds > 0 else float("inf")
+        rate = (done.frames + len(done.refused)) / done.seconds if done.seconds > 0 else float("inf")
         print(f"{spec}: {done.frames} frames -> {done.path} ({rate:.0f} frames/s, frame fit {fit.name})")
+        for index, why in done.refused:  # answered with an error by a server too: no row
+            print(f"slotstream extract: {spec}: frame {index} has no row: {why}", file=sys.stderr)
     return 1 if failed else 0
 
 

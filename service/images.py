@@ -103,7 +103,7 @@ def fit_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: 
     """
     decoded, frame_size = _decode(image, max_pixels, size, fit)
     if fit == FrameFit.PAD:
-        _check_canvas(frame_size, size, max_pixels)
+        _check_canvas((decoded.height, decoded.width), size, max_pixels, frame_size)
     fitted, view = fit_image(decoded, size, fit, frame_size)  # STRETCH: the decoded image and no view
     return FittedFrame(to_model_input(fitted, size), view)
 
@@ -301,18 +301,21 @@ def fitted_pixels(height: int, width: int, size: tuple[int, int], fit: FrameFit)
     return box_h * box_w
 
 
-def _check_canvas(frame_size: tuple[int, int], size: tuple[int, int], max_pixels: int) -> None:
+def _check_canvas(
+    decoded_size: tuple[int, int], size: tuple[int, int], max_pixels: int, frame_size: tuple[int, int]
+) -> None:
     """Refuse a frame whose ``PAD`` canvas would exceed ``max_pixels``: a frame of a few bytes and an extreme
-    aspect ratio would otherwise allocate gigabytes."""
-    height, width = frame_size
+    aspect ratio would otherwise allocate gigabytes. The canvas is made around the decoded image
+    (``decoded_size``, smaller than the ``frame_size`` sent for a JPEG decoded at a reduced scale)."""
+    height, width = decoded_size
     canvas = fitted_pixels(height, width, size, FrameFit.PAD)
     if canvas > max_pixels:
         _, _, box_h, box_w = fit_box(height, width, size, "pad")
         raise FrameRejected(
             ErrorCode.IMAGE_TOO_LARGE,
-            f"padding the {width}x{height} image to the model's {size[1]}x{size[0]} aspect ratio makes a "
-            f"{box_w}x{box_h} = {canvas} pixel canvas; this server accepts at most {max_pixels}: send frames "
-            "nearer the model's aspect ratio, or use frame_fit CROP or STRETCH",
+            f"padding the {frame_size[1]}x{frame_size[0]} image to the model's {size[1]}x{size[0]} aspect ratio "
+            f"makes a {box_w}x{box_h} = {canvas} pixel canvas; this server accepts at most {max_pixels}: send "
+            "frames nearer the model's aspect ratio, or use frame_fit CROP or STRETCH",
         )
 
 

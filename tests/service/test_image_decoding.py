@@ -164,3 +164,11 @@ def test_a_padded_canvas_beyond_the_pixel_limit_is_refused_before_it_is_made():
     )
     fitted = fit_frame(thin, (64, 64), 4096 * 4096, FrameFit.CROP)  # the same frame cropped is fine
     assert fitted.pixels.shape == (3, 64, 64)
+
+
+def test_a_large_jpeg_padded_is_judged_by_the_canvas_of_its_reduced_decode():
+    """A 5000 x 1000 JPEG is decoded at 1/8 scale for a 64 x 64 model, so its padded canvas is 625 x 625, far
+    below the limit its full-size canvas (5000 x 5000) would exceed."""
+    wide = EncodedImage(ImageEncoding.JPEG, _encoded("JPEG", np.full((1000, 5000, 3), 90, np.uint8)))
+    fitted = fit_frame(wide, (64, 64), 4096 * 4096, FrameFit.PAD)
+    assert fitted.pixels.shape == (3, 64, 64)

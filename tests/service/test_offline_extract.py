@@ -83,8 +83,25 @@ def test_a_failing_source_is_reported_and_the_others_are_written(server, tmp_pat
     assert "camera:0: extract reads recorded sources" in capsys.readouterr().err
 
 
-def test_trajectory_names():
+def test_a_frame_the_server_would_refuse_gets_no_row_and_the_rest_go_on(server, tmp_path, capsys):
+    """As in a stream: the refused frame is answered (here: reported) and leaves the state as it was."""
+    folder = _frames_folder(tmp_path / "walk", seed=94, frames=3, size=(64, 64))
+    Image.fromarray(np.zeros((1, 20_000, 3), np.uint8)).save(folder / "0001a.png")  # padded: a 20000^2 canvas
+    out = tmp_path / "out"
+    flags = ["--model", str(server.model_dir), "--out", str(out), "--quiet", "--frame-fit", "pad"]
+    assert extract_main([str(folder), *flags]) == 0
+    assert "frame 2 has no row: IMAGE_TOO_LARGE: padding the 20000x1 image" in capsys.readouterr().err
+    with np.load(out / "walk.npz") as trajectory:
+        np.testing.assert_array_equal(trajectory["frame_index"], [0, 1, 3])
+
+
+def test_trajectory_names(tmp_path, monkeypatch):
     assert trajectory_name("clips/a.mp4") == "a"
-    assert trajectory_name("frames/run3/") == "run3"
     assert trajectory_name("synthetic:60") == "synthetic_60"
     assert trajectory_name("synthetic:") == "synthetic_60"
+    (tmp_path / "run3").mkdir()
+    (tmp_path / "clip.v2").mkdir()
+    assert trajectory_name(f"{tmp_path}/run3/") == "run3"
+    assert trajectory_name(str(tmp_path / "clip.v2")) == "clip.v2", "a folder keeps its whole name"
+    monkeypatch.chdir(tmp_path / "run3")
+    assert trajectory_name(".") == "run3"
