@@ -6,8 +6,9 @@ grouped by their synthetic metadata (size, texture, shape); an object counts as 
 exceeds 0.5. The aggregate metrics say how well a model does; this says on what it fails.
 
 It also counts slot switches, what a world model trained on the slots meets as identity changes: in each frame
-an object is visible, the slot that holds most of its pixels; a switch is a change of that slot between two
-consecutive frames in which the object is visible (as an identity switch in multi-object tracking).
+an object is visible, the slot that holds most of its pixels; a switch is a change of that slot from one frame the
+object is visible in to the next one it is visible in, across frames where it is hidden (as multi-object tracking
+counts identity switches), and the rate is per 100 such steps.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ FOUND_IOU = 0.5
 @dataclass(frozen=True)
 class ObjectOverlap:
     """One ground-truth object, its best overlap with any slot over its video, and how often the slot holding
-    most of it changed (``switches`` of ``transitions``: pairs of consecutive frames in which it is visible)."""
+    most of it changed (``switches`` of ``transitions``: steps from a frame it is visible in to the next one)."""
 
     video: str
     object_id: int
@@ -64,7 +65,7 @@ class GroupRecall:
     mean_best_iou: float
     found: float
     switches_per_100: float = float("nan")
-    """Slot switches per 100 consecutive-frame transitions of the group's objects (NaN: no transitions)."""
+    """Slot switches per 100 steps of the group's objects from one visible frame to the next (NaN: no steps)."""
 
     @property
     def label(self) -> str:
@@ -86,8 +87,9 @@ def best_overlap_per_object(labels: Tensor, ids: Tensor) -> dict[int, float]:
 
 def slot_switches_per_object(labels: Tensor, ids: Tensor) -> dict[int, tuple[int, int]]:
     """``(switches, transitions)`` of each object id of ``ids [T, H, W]`` under the slot labels ``labels [T, H, W]``:
-    per frame the slot holding most of the object's pixels (the lowest slot on a tie), and how many of the
-    pairs of consecutive frames in which the object is visible change that slot."""
+    per frame the slot holding most of the object's pixels (the lowest slot on a tie); ``transitions`` steps from
+    one frame the object is visible in to the next (across frames where it is hidden), ``switches`` of them
+    change that slot."""
     frames = labels.shape[0]
     slots = int(labels.max()) + 1
     # frame t's slot k at index t * slots + k: [T, 1, 1] * K + [T, H, W] -> [T, H, W]
@@ -99,10 +101,9 @@ def slot_switches_per_object(labels: Tensor, ids: Tensor) -> dict[int, tuple[int
         inside = ids == object_id  # [T, H, W]
         counts = torch.bincount(keys[inside], minlength=frames * slots).view(frames, slots)  # [T, K]
         visible = counts.sum(dim=1) > 0  # [T]
-        holder = counts.argmax(dim=1)  # [T]
-        both = visible[1:] & visible[:-1]  # [T - 1]
-        changed = (holder[1:] != holder[:-1]) & both  # [T - 1]
-        result[int(object_id)] = (int(changed.sum()), int(both.sum()))
+        holder = counts.argmax(dim=1)[visible]  # [V]: the frames it is visible in, in order
+        changed = holder[1:] != holder[:-1]  # [V - 1]
+        result[int(object_id)] = (int(changed.sum()), int(changed.numel()))
     return result
 
 
@@ -165,10 +166,10 @@ def recall_rows(overlaps: Sequence[ObjectOverlap]) -> list[GroupRecall]:
 def format_recall(overlaps: Sequence[ObjectOverlap]) -> str:
     """A text table of ``recall_rows``: one line per group."""
     header = f"{'group':>18}  {'objects':>7}  {'mean best IoU':>13}  {f'found (IoU > {FOUND_IOU})':>18}"
-    lines = [f"{header}  {'slot switches / 100 frames':>26}"]
+    lines = [f"{header}  {'slot switches / 100 steps':>25}"]
     for row in recall_rows(overlaps):
         line = f"{row.label:>18}  {row.objects:>7}  {row.mean_best_iou:>13.3f}  {row.found:>18.2f}"
-        lines.append(f"{line}  {row.switches_per_100:>26.1f}")
+        lines.append(f"{line}  {row.switches_per_100:>25.1f}")
     return "\n".join(lines)
 
 

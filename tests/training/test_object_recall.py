@@ -82,13 +82,21 @@ def test_slot_switches_count_changes_of_the_slot_holding_most_of_an_object() -> 
     labels = torch.zeros(5, 4, 4, dtype=torch.long)
     labels[:, :2, :2] = torch.tensor([1, 1, 2, 2, 1]).view(5, 1, 1)  # object 3 held by slot 1, 1, 2, 2, 1
     labels[2, 0, 0] = 1  # frame 2: one pixel of slot 1 against three of slot 2: slot 2 still holds it
-    labels[4, 3, 3] = 4  # object 7: slot 0 in frames 0 and 1, slot 4 in frame 4 (not consecutive: no switch)
+    labels[4, 3, 3] = 4  # object 7: slot 0 in frames 0 and 1, then back from hiding in slot 4: a switch
+    labels[0, 1, 1] = 3  # frame 0: object 3 split 3 pixels of slot 1 against 1 of slot 3: slot 1 holds it
     switches = slot_switches_per_object(labels, ids)
-    assert switches == {3: (2, 4), 7: (0, 1)}
+    assert switches == {3: (2, 4), 7: (1, 2)}
     overlaps = [
         ObjectOverlap("v", 3, {"size": "small", "texture": "flat", "shape": "star"}, 0.5, *switches[3]),
         ObjectOverlap("v", 7, {"size": "large", "texture": "flat", "shape": "circle"}, 0.9, *switches[7]),
     ]
     rows = {row.value: row for row in group_recall(overlaps, "size")}
-    assert rows["all"].switches_per_100 == pytest.approx(40.0) and rows["small"].switches_per_100 == 50.0
-    assert "slot switches / 100 frames" in format_recall(overlaps)
+    assert rows["all"].switches_per_100 == pytest.approx(50.0) and rows["large"].switches_per_100 == 50.0
+    assert "slot switches / 100 steps" in format_recall(overlaps)
+    ties = torch.zeros(2, 1, 2, dtype=torch.long)
+    ties[:] = 9  # an object of 2 pixels, split evenly between slots 2 and 5 in both frames
+    tied = torch.tensor([[[2, 5]], [[5, 2]]])
+    assert slot_switches_per_object(tied, ties) == {9: (0, 1)}, "a tie goes to the lowest slot both times"
+    single = torch.zeros(3, 2, 2, dtype=torch.long)
+    single[1, 0, 0] = 4  # visible in one frame only: no step
+    assert slot_switches_per_object(torch.zeros(3, 2, 2, dtype=torch.long), single) == {4: (0, 0)}
