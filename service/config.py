@@ -94,7 +94,8 @@ class ServiceConfig:
         default=0,
         metadata=_help(
             "streams one client address (IP) may hold at once, open or resumable, so that one client cannot take "
-            "every stream (0: no limit; behind a proxy or NAT every client has its address)"
+            "every stream (0: no limit; clients behind one proxy or NAT share its address; a resume is never "
+            "refused for it)"
         ),
     )
     idle_timeout_s: float = field(default=300.0, metadata=_help("default seconds without frames before reclaim"))

@@ -18,6 +18,7 @@ import math
 import re
 import secrets
 import time
+import urllib.parse
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -580,12 +581,13 @@ class SessionManager:
 
 def client_address(peer: str) -> str:
     """The client's address in a gRPC peer string, without its port: ``10.0.0.7`` for ``ipv4:10.0.0.7:5123``,
-    ``::1`` for ``ipv6:[::1]:5123``; another kind of peer (``unix:...``) as it is; ``""`` when unknown."""
+    ``::1`` for ``ipv6:[::1]:5123`` (gRPC percent-encodes the brackets: ``ipv6:%5B::1%5D:5123``); another kind of
+    peer (``unix:...``) as it is; ``""`` when unknown."""
     kind, _, rest = peer.partition(":")
     if kind == "ipv4":
         return rest.rpartition(":")[0]
     if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
+        return urllib.parse.unquote(rest).rpartition(":")[0].strip("[]")
     return peer
 
 

@@ -62,12 +62,14 @@ def test_frames_of_a_failed_batch_are_retried_alone_and_report_batch_size_one(mo
 
 
 class OverflowingFrames(SlowEngine):
-    """``first_step`` returns infinite slots and a NaN state for an all-white frame (a model that overflows)."""
+    """``first_step`` returns a NaN state for an all-white frame and infinite slots for an all-black one (a model
+    that overflows in one output or the other)."""
 
     def first_step(self, frames: np.ndarray) -> EngineOutput:
         out = self.inner.first_step(frames)
-        white = frames.reshape(len(frames), -1).min(axis=1) == 1.0  # [B, 3*H*W] -> [B]
-        out.slots[white], out.state[white] = np.inf, np.nan
+        flat = frames.reshape(len(frames), -1)  # [B, 3, H, W] -> [B, 3*H*W]
+        out.state[flat.min(axis=1) == 1.0] = np.nan
+        out.slots[flat.max(axis=1) == 0.0] = np.inf
         return out
 
 
@@ -76,14 +78,16 @@ def test_a_frame_whose_outputs_are_not_finite_fails_alone(model_dir):
     engine = OverflowingFrames(load_engine("torch", model_dir, name="tiny", device="cpu", max_batch_size=4))
     height, width = engine.card.image_size
     frames = {"fine": np.random.default_rng(1).random((3, height, width), dtype=np.float32)}
-    frames["overflowing"] = np.ones((3, height, width), np.float32)
+    frames["nan state"] = np.ones((3, height, width), np.float32)
+    frames["infinite slots"] = np.zeros((3, height, width), np.float32)
 
     outcomes = _first_frames_together(engine, frames)
-    failed = outcomes["overflowing"]
-    assert isinstance(failed, FrameRejected) and failed.code == ErrorCode.INFERENCE_FAILED
-    assert failed.message == NOT_FINITE
+    for key in ("nan state", "infinite slots"):
+        failed = outcomes[key]
+        assert isinstance(failed, FrameRejected) and failed.code == ErrorCode.INFERENCE_FAILED, key
+        assert failed.message == NOT_FINITE
     fine = outcomes["fine"]
-    assert not isinstance(fine, BaseException) and fine.batch_size == 2, "answered from the shared call"
+    assert not isinstance(fine, BaseException) and fine.batch_size == 3, "answered from the shared call"
     assert np.isfinite(fine.result.state).all()
 
 

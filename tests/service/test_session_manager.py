@@ -446,6 +446,8 @@ def test_one_client_address_holds_at_most_its_share_of_the_streams():
     [
         ("ipv4:10.0.0.7:5000", "10.0.0.7"),
         ("ipv6:[::1]:5000", "::1"),
+        ("ipv6:%5B::1%5D:37744", "::1"),  # as grpcio 1.85 writes it
+        ("ipv6:%5Bfe80::1%25eth0%5D:80", "fe80::1%eth0"),
         ("unix:/tmp/s.sock", "unix:/tmp/s.sock"),
         ("", ""),
     ],
