@@ -18,6 +18,7 @@ other exception is a server bug, raised as is (the stream's state is freed).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import time
@@ -101,6 +102,8 @@ class _Abandoned:
     """Resolves the response slot of a frame that a server bug interrupted: it gets no answer, the stream ends."""
 
 
+_DECODED = EncodedImage(ImageEncoding.UNSPECIFIED, b"")
+"""The image a frame request keeps once its pixels are decoded (see ``StreamConnection._accept``)."""
 _EVICTED = _Evicted()
 _ABANDONED = _Abandoned()
 _END = object()
@@ -475,6 +478,9 @@ class StreamConnection:
             self._current = None
             return
         session.last_accepted_index = request.frame_index
+        # The encoded image is not needed once decoded: a waiting frame holds its model input alone (a few KB
+        # for the default model), not the up to --max-message-bytes it arrived as.
+        request = dataclasses.replace(request, image=_DECODED)
         item = _Pending(
             request, fitted.pixels, fitted.view, slot, received_ns, received, accepted, time.perf_counter()
         )

@@ -566,3 +566,33 @@ def test_requests_ending_without_a_close_count_as_cancelled(server):
     wait_until(lambda: server.session_count() == 0, timeout=5)
     assert server.metric("slotstream_streams_released_total", {"reason": "cancelled"}) == before + 1
     assert server.metric("slotstream_streams_released_total", {"reason": "closed"}) == closed_before
+
+
+def test_frames_waiting_for_the_model_hold_their_pixels_not_their_encoded_bytes(start_server):
+    """A frame queued behind a busy model keeps its model input alone: the bytes it arrived as (up to
+    --max-message-bytes each) are let go once decoded, so a stream's queue costs kilobytes."""
+    factory, _ = slow_factory(delay_s=0.3)
+    server = start_server(engine_factory=factory)
+    frames = [np.full((256, 256, 3), 40 * index, np.uint8) for index in range(4)]
+
+    def waiting() -> list[tuple[int, int]]:
+        connections = list(server.server._servicer.connections)
+        pending = [c._pending for c in connections if c._pending is not None]
+        return [(item.request.frame_index, len(item.request.image.data)) for p in pending for item in p._items]
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            for frame in frames:
+                await stream.send(frame)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, wait_until, lambda: len(server.on_loop(waiting)) >= 2)
+            queued = server.on_loop(waiting)
+            answers = [await asyncio.wait_for(stream.receive(), 10) for _ in frames]
+            await stream.close()
+            return queued, answers
+
+    queued, answers = run(scenario(), timeout=60)
+    assert len(queued) >= 2 and all(size == 0 for _, size in queued), queued
+    assert [answer.frame_index for answer in answers] == [0, 1, 2, 3]
+    assert all(isinstance(answer, FrameResult) for answer in answers)
