@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ServiceConfig.from_sources(argv, notes=notes)
         config.check_files()
-        config.bearer_token()
+        config.bearer_tokens()
     except ConfigError as error:
         _print_notes(notes)
         print(f"slotstream: {error}", file=sys.stderr)

@@ -35,7 +35,8 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     (:class:`~service.logs.RateLimitedWarning`, as the server's other refusals).
 
     Args:
-        token: the token clients must present.
+        token: the token clients must present, or a function giving the tokens any of which they may present now
+            (:meth:`service.tokens.TokenFile.current`: tokens that rotate).
         exempt_prefixes: method-name prefixes that need no token.
         on_denied: called once per refused call.
 
@@ -45,13 +46,17 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(
         self,
-        token: str,
+        token: str | Callable[[], tuple[bytes, ...]],
         exempt_prefixes: tuple[str, ...] = EXEMPT_PREFIXES,
         on_denied: Callable[[], None] | None = None,
     ) -> None:
-        if not token:
-            raise ValueError("an empty bearer token would accept everyone")
-        self._expected = token.encode()
+        if isinstance(token, str):
+            if not token:
+                raise ValueError("an empty bearer token would accept everyone")
+            fixed = (token.encode(),)
+            self._expected: Callable[[], tuple[bytes, ...]] = lambda: fixed
+        else:
+            self._expected = token
         self._exempt = exempt_prefixes
         self._on_denied = on_denied
         self._log_denial = RateLimitedWarning(_log, "refused a call without a valid bearer token", "refusals")
@@ -84,10 +89,19 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "'Bearer', a space, then the token): this server requires a bearer token"
             )
             return _deny(handler, message, lambda peer: self.denied(peer, method, "not a bearer token"))
-        if not hmac.compare_digest(token.encode(), self._expected):
+        if not _matches(token.encode(), self._expected()):
             message = "wrong bearer token in the 'authorization' metadata"
             return _deny(handler, message, lambda peer: self.denied(peer, method, "wrong token"))
         return handler
+
+
+def _matches(presented: bytes, expected: tuple[bytes, ...]) -> bool:
+    """Whether ``presented`` is one of ``expected``, each compared in constant time, and all of them always (the
+    time taken does not tell which one matched, or how much of one)."""
+    matched = False
+    for token in expected:
+        matched |= hmac.compare_digest(presented, token) and bool(token)
+    return matched
 
 
 def _bearer_token(value: str) -> str | None:

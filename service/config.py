@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins.frame_fit import FRAME_FITS as SERVED_FITS
+from service.tokens import read_tokens
 
 ENV_PREFIX = "SLOTSTREAM_"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
@@ -157,7 +158,10 @@ class ServiceConfig:
     tls_key: Path | None = field(default=None, metadata=_help("PEM private key of --tls-cert"))
     tls_client_ca: Path | None = field(default=None, metadata=_help("PEM CA for client certificates (mutual TLS)"))
     auth_token: str = field(default="", repr=False, metadata=_help("bearer token clients must send (prefer a file)"))
-    auth_token_file: Path | None = field(default=None, metadata=_help("file holding the bearer token"))
+    auth_token_file: Path | None = field(
+        default=None,
+        metadata=_help("file holding the bearer tokens, one per line (any is accepted); re-read when it changes"),
+    )
     metrics_listen: str = field(
         default="127.0.0.1:9464", metadata=_help("Prometheus /metrics address host:port; empty: off")
     )
@@ -260,21 +264,22 @@ class ServiceConfig:
         fields = _BACKEND_OPTION_FIELDS.get(self.backend, {})
         return {option: getattr(self, name) for option, name in fields.items()}
 
-    def bearer_token(self) -> str:
-        """The token clients must present, or ``""`` when none is required.
+    def bearer_tokens(self) -> tuple[str, ...]:
+        """The tokens clients may present (any of them), or none when no token is required: ``--auth-token``, or
+        the lines of ``--auth-token-file`` as they are now (the server takes the file up again when it changes,
+        see :class:`service.tokens.TokenFile`).
 
         Raises:
-            ConfigError: the token file cannot be read or is empty.
+            ConfigError: the token file cannot be read or holds no token.
         """
         if self.auth_token_file is None:
-            return self.auth_token
+            return (self.auth_token,) if self.auth_token else ()
         try:
-            token = self.auth_token_file.read_text().strip()
+            return read_tokens(self.auth_token_file)
         except OSError as error:
             raise ConfigError(f"--auth-token-file {self.auth_token_file}: {error.strerror}") from error
-        if not token:
-            raise ConfigError(f"--auth-token-file {self.auth_token_file} is empty")
-        return token
+        except ValueError:
+            raise ConfigError(f"--auth-token-file {self.auth_token_file} is empty: it holds no token") from None
 
     def security_warnings(self) -> list[str]:
         """What in this configuration exposes the bearer token: a token required over plaintext on an address
@@ -293,7 +298,7 @@ class ServiceConfig:
             try:
                 mode = self.auth_token_file.stat().st_mode
             except OSError:
-                mode = 0  # bearer_token() reports the unreadable file
+                mode = 0  # bearer_tokens() reports the unreadable file
             if mode & stat.S_IROTH:
                 warnings.append(
                     f"--auth-token-file {self.auth_token_file} can be read by every user of this machine (mode "

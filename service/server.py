@@ -37,6 +37,7 @@ from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
 from service.sessions import SessionLimits, SessionManager
 from service.tls import ReloadingServerCredentials
+from service.tokens import TokenFile
 from service.types import FrameFit
 from service.watchdog import ModelFailureMonitor, ModelWatchdog
 
@@ -273,11 +274,12 @@ class Server:
     async def _listen(self) -> None:
         config = self.config
         interceptors = []
-        token = config.bearer_token()
-        self._auth = bool(token)
-        if token:
+        tokens = config.bearer_tokens()
+        self._auth = bool(tokens)
+        if tokens:
             refused = self.metrics.calls_refused.labels(ErrorCode.UNAUTHENTICATED.name.lower())
-            interceptors.append(BearerTokenInterceptor(token, on_denied=refused.inc))
+            source = TokenFile(config.auth_token_file).current if config.auth_token_file else config.auth_token
+            interceptors.append(BearerTokenInterceptor(source, on_denied=refused.inc))
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),

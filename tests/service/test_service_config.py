@@ -97,10 +97,13 @@ def test_missing_model_files_say_how_to_get_a_model(tmp_path, monkeypatch):
 def test_token_file_is_read_and_must_not_be_empty(tmp_path):
     token = tmp_path / "token"
     token.write_text("abc\n")
-    assert ServiceConfig(auth_token_file=token).bearer_token() == "abc"
-    token.write_text("")
+    assert ServiceConfig(auth_token_file=token).bearer_tokens() == ("abc",)
+    token.write_text("  new-token \n\nabc\n")  # rotating: one token per line
+    assert ServiceConfig(auth_token_file=token).bearer_tokens() == ("new-token", "abc")
+    assert ServiceConfig(auth_token="xyz").bearer_tokens() == ("xyz",) and ServiceConfig().bearer_tokens() == ()
+    token.write_text("\n \n")
     with pytest.raises(ConfigError, match="is empty"):
-        ServiceConfig(auth_token_file=token).bearer_token()
+        ServiceConfig(auth_token_file=token).bearer_tokens()
     with pytest.raises(ConfigError, match="not both"):
         ServiceConfig(auth_token="x", auth_token_file=token)
 
