@@ -35,7 +35,7 @@ from service.engine import BackendUnavailable, Engine, load_engine
 from service.errors import ErrorCode, FrameRejected
 from service.images import fit_frame
 from service.postprocess import MaskRequest, mask_outputs
-from service.runner import NOT_FINITE
+from service.runner import NOT_FINITE, finite_rows
 from service.sessions import SessionLimits
 from service.types import FrameFit, FrameResult, LatencyBreakdown
 
@@ -126,7 +126,7 @@ def extract(
                 continue
             pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one
             out = engine.first_step(pixels) if state is None else engine.step(pixels, state)
-            if not (np.isfinite(out.state).all() and np.isfinite(out.slots).all()):
+            if not finite_rows(out)[0]:
                 refused.append((index, f"{ErrorCode.INFERENCE_FAILED}: {NOT_FINITE}"))
                 continue
             state = out.state

@@ -307,10 +307,9 @@ def _check_canvas(
     """Refuse a frame whose ``PAD`` canvas would exceed ``max_pixels``: a frame of a few bytes and an extreme
     aspect ratio would otherwise allocate gigabytes. The canvas is made around the decoded image
     (``decoded_size``, smaller than the ``frame_size`` sent for a JPEG decoded at a reduced scale)."""
-    height, width = decoded_size
-    canvas = fitted_pixels(height, width, size, FrameFit.PAD)
+    _, _, box_h, box_w = fit_box(*decoded_size, size, "pad")
+    canvas = box_h * box_w
     if canvas > max_pixels:
-        _, _, box_h, box_w = fit_box(height, width, size, "pad")
         raise FrameRejected(
             ErrorCode.IMAGE_TOO_LARGE,
             f"padding the {frame_size[1]}x{frame_size[0]} image to the model's {size[1]}x{size[0]} aspect ratio "

@@ -77,6 +77,13 @@ NOT_FINITE = (
 """The ``INFERENCE_FAILED`` message of a frame whose outputs overflowed (the other frames of its batch are fine)."""
 
 
+def finite_rows(out: EngineOutput) -> np.ndarray:
+    """bool ``[B]``: which rows of a batch have finite slots and state. A row that overflowed (NaN, infinity) must
+    not become its stream's state: its frame is answered ``INFERENCE_FAILED`` (:data:`NOT_FINITE`)."""
+    # [B, K, D] -> [B] each
+    return np.isfinite(out.state).all(axis=(1, 2)) & np.isfinite(out.slots).all(axis=(1, 2))  # type: ignore[no-any-return]
+
+
 def _with_wait(result: StepResult | _Failed, group_s: float) -> StepResult | _Failed:
     """``result`` with :attr:`StepResult.waited_s` set: the group's ``group_s`` less the frame's own call."""
     if isinstance(result, _Failed):
@@ -247,8 +254,7 @@ class ModelRunner:
         masks: dict[int, MaskOutputs] = dict(zip(shared, made, strict=True))
         post_s = time.perf_counter() - inferred
         infer_s = inferred - started
-        # [B, K, D] -> [B]: a row whose slots or state overflowed must not become its stream's state
-        finite = np.isfinite(out.state).all(axis=(1, 2)) & np.isfinite(out.slots).all(axis=(1, 2))
+        finite = finite_rows(out)
         return [
             StepResult(
                 out.slots[row].copy(),
