@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins.frame_fit import FRAME_FITS as SERVED_FITS
+from service.memory import AUTO_REPLY_BUDGET_FRACTION, memory_limit_bytes
 from service.tokens import read_tokens
 
 ENV_PREFIX = "SLOTSTREAM_"
@@ -126,6 +127,14 @@ class ServiceConfig:
         metadata=_help(
             "finished replies a stream may hold while its client is not reading, in bytes of its reply-size bound "
             "(at least one reply, at most 64); beyond it the stream stops taking frames until the client reads"
+        ),
+    )
+    max_total_buffered_reply_bytes: int = field(
+        default=0,
+        metadata=_help(
+            "finished replies all streams together may hold while their clients are not reading, in bytes of their "
+            "reply-size bounds; a new stream without room for one reply is refused TOO_MANY_STREAMS (0: auto = a "
+            "quarter of the memory limit: the cgroup limit, else the machine's memory)"
         ),
     )
     max_message_bytes: int = field(
@@ -253,6 +262,40 @@ class ServiceConfig:
         per_call = threads if threads > 0 else cores  # 0: the backend uses every core
         return max(1, min(4, cores // per_call))
 
+    def reply_budget_bytes(self, memory_limit: int | None = None) -> int:
+        """:attr:`max_total_buffered_reply_bytes`, or the automatic budget: a quarter of ``memory_limit`` (``None``:
+        :func:`~service.memory.memory_limit_bytes`), or 16 GiB when no limit can be read.
+
+        The automatic budget is at least :attr:`max_message_bytes`, the largest reply a stream may have, so that a
+        single stream always fits."""
+        if self.max_total_buffered_reply_bytes > 0:
+            return self.max_total_buffered_reply_bytes
+        limit = memory_limit_bytes() if memory_limit is None else memory_limit
+        budget = 16 * 1024**3 if limit is None else limit // AUTO_REPLY_BUDGET_FRACTION
+        return max(budget, self.max_message_bytes)
+
+    def memory_warnings(self, memory_limit: int | None = None) -> list[str]:
+        """What in this configuration lets clients take more memory than the server may use: the frames being
+        received by every stream at once (``--max-streams`` x ``--max-message-bytes``) plus the replies they may
+        hold (:meth:`reply_budget_bytes`) beyond half of ``memory_limit`` (``None``:
+        :func:`~service.memory.memory_limit_bytes`; the other half is for the server itself, its model, decoding
+        and gRPC's buffers). Empty when no limit can be read."""
+        limit = memory_limit_bytes() if memory_limit is None else memory_limit
+        if limit is None:
+            return []
+        receiving = self.max_streams * self.max_message_bytes
+        replies = self.reply_budget_bytes(limit)
+        if receiving + replies <= limit // 2:
+            return []
+        mib = 1024 * 1024
+        return [
+            f"{self.max_streams} streams receiving frames of up to {self.max_message_bytes // mib} MiB "
+            f"(--max-streams x --max-message-bytes: {receiving // mib} MiB) and holding {replies // mib} MiB of "
+            f"replies (--max-total-buffered-reply-bytes) could use more than half of the {limit // mib} MiB this "
+            "server may use, and an out-of-memory kill ends every stream: lower --max-message-bytes to the largest "
+            "frame your clients send, or --max-streams (deploy/README.md, Memory)"
+        ]
+
     def inline_below_s(self) -> float:
         """How short a lone model call must be to run on the event-loop thread (0: never). Off on GPUs, where
         the engine's CUDA context and streams belong to its model thread."""
@@ -364,6 +407,10 @@ class ServiceConfig:
             "decode_threads",
         )
         problems += [f"--{_flag(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1]
+        if self.max_total_buffered_reply_bytes < 0:
+            problems.append(
+                f"--max-total-buffered-reply-bytes must be >= 0 (0: auto), got {self.max_total_buffered_reply_bytes}"
+            )
         if self.max_streams_per_client < 0:
             problems.append(f"--max-streams-per-client must be >= 0 (0: no limit), got {self.max_streams_per_client}")
         non_negative_durations = (

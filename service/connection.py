@@ -146,7 +146,9 @@ class StreamConnection:
         max_pending_frames: frames a stream may queue before flow control applies (non-live mode).
         max_buffered_reply_bytes: bound on the finished replies the stream holds while its client is not reading:
             the stream takes at most ``max(1, min(64, this // reply-size bound, --resume-history))`` frames ahead
-            of the replies the client has taken; further frames wait (gRPC flow control then slows the client).
+            of the replies the client has taken, and no more than the server-wide reply budget has room for
+            (:meth:`SessionManager.reserve_replies`, at least one); further frames wait (gRPC flow control then
+            slows the client).
         peer: the client's address, for logs.
         frame_error_log: warns about the frames answered with a ``FrameError`` (shared by every connection, so one
             bad camera or many cannot flood the log); ``None``: a warning per code at most every
@@ -176,6 +178,7 @@ class StreamConnection:
         self._requested_stream_id = ""
         self._out: asyncio.Queue[Slot | Exception | object] = asyncio.Queue()
         self._window = asyncio.Semaphore(_MAX_UNANSWERED)  # replaced at open, sized to the replies
+        self._reserved_reply_bytes = 0  # of the server's reply budget, from the open to the end of the call
         self._slots: set[Slot] = set()
         self._session: Session | None = None
         self._pending: PendingFrames[_Pending] | None = None
@@ -296,6 +299,8 @@ class StreamConnection:
         for task in (self._reader, self._pump):
             if task is not None and not task.done():
                 task.cancel()
+        self._manager.release_replies(self._reserved_reply_bytes)
+        self._reserved_reply_bytes = 0
         session = self._session
         if session is not None and session.released is None and session.owner is self:
             if completed:
@@ -420,11 +425,15 @@ class StreamConnection:
         self._requested_stream_id = loggable_stream_id(request.stream_id)
         session, opened = self._manager.open(request, self, peer=self._peer)
         self._session = session
-        unanswered = self._max_buffered_reply_bytes // max(1, opened.max_reply_bytes)
+        bound = max(1, opened.max_reply_bytes)
+        unanswered = self._max_buffered_reply_bytes // bound
         # At most the resume history ahead of the replies taken: a stream whose client stopped reading (detached
         # for a resume, see SessionManager.reclaim) must still hold the state after the last reply it was sent.
         ahead = min(_MAX_UNANSWERED, unanswered, self._manager.limits.resume_history)
-        self._window = asyncio.Semaphore(max(1, ahead))
+        # and at most what the server-wide budget has room for (at least one reply; given back in _cleanup)
+        ahead = self._manager.reserve_replies(bound, ahead)
+        self._reserved_reply_bytes = ahead * bound
+        self._window = asyncio.Semaphore(ahead)
         self._pending = PendingFrames[_Pending](self._max_pending_frames, session.options.live)
         self._emit(opened)
         self._pump = asyncio.create_task(self._run_pump(session, self._pending), name="stream-pump")

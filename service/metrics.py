@@ -47,6 +47,10 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   of B frames is observed B times, so these two ``_sum`` series exceed the model's busy time (they are the time
   frames spent, not the time the model spent); ``slotstream_batch_size`` gives the frames per call.
 - ``slotstream_state_bytes`` (gauge): memory held by recurrent states, including resume history.
+- ``slotstream_reply_budget_reserved_bytes`` (gauge): of ``--max-total-buffered-reply-bytes``, what the open
+  streams have reserved for replies their clients have not read yet (at their reply-size bounds), and
+  ``slotstream_reply_budget_bytes`` (gauge) that budget: new streams are refused ``too_many_streams`` when
+  the rest has no room for one more reply.
 - ``slotstream_ready`` (gauge): 1 once the model is loaded and warmed up and until shutdown begins, 0 while the
   model is stalled or failing.
 - ``slotstream_model_failing`` (gauge): 1 while the last ``--model-failure-limit`` model calls all failed (liveness
@@ -161,6 +165,12 @@ class Metrics:
         )
         self.e2e_seconds = self._latency("slotstream_e2e_seconds", "Time from frame receipt to result.")
         self.state_bytes = Gauge("slotstream_state_bytes", "Bytes held by recurrent states.", registry=r)
+        self.reply_budget_bytes = Gauge(
+            "slotstream_reply_budget_bytes", "Bytes all streams may reserve for unread replies.", registry=r
+        )
+        self.reply_budget_reserved_bytes = Gauge(
+            "slotstream_reply_budget_reserved_bytes", "Bytes streams reserved for unread replies.", registry=r
+        )
         self.ready = Gauge("slotstream_ready", "1 when serving, 0 otherwise.", registry=r)
         self.model_failing = Gauge(
             "slotstream_model_failing", "1 while the last --model-failure-limit model calls all failed.", registry=r

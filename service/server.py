@@ -149,6 +149,7 @@ class Server:
             resume_history=config.resume_history,
             max_mask_pixels=config.max_image_pixels,
             max_reply_bytes=config.max_message_bytes,
+            reply_budget_bytes=config.reply_budget_bytes(),
             default_frame_fit=FrameFit.UNSPECIFIED if config.frame_fit == "auto" else FrameFit.named(config.frame_fit),
         )
         on_call = None
@@ -194,7 +195,7 @@ class Server:
             watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
             self._watchdog = asyncio.create_task(watchdog.run(), name="model-watchdog")
         _log.info("settings", extra=self.effective_settings())
-        for warning in self.config.security_warnings():
+        for warning in (*self.config.security_warnings(), *self.config.memory_warnings()):
             _log.warning(warning)
         _log.info("listening", extra={"port": self.port, "load_s": round(time.perf_counter() - started, 3)})
         self._warmup = asyncio.create_task(self._warm_up(), name="warmup")
@@ -213,7 +214,8 @@ class Server:
         ``frame_fit_from``: where it comes from (``--frame-fit``, ``model`` for the fit the model records under
         ``--frame-fit auto``, or ``no record`` for ``auto`` with a model that records none). Then the limits under
         their flags' names: ``idle_timeout_s`` (a stream's default) and ``max_idle_timeout_s``,
-        ``max_resume_window_s``, ``max_pending_frames``, ``max_buffered_reply_bytes``, ``max_message_bytes``,
+        ``max_resume_window_s``, ``max_pending_frames``, ``max_buffered_reply_bytes``,
+        ``max_total_buffered_reply_bytes`` (as resolved: the automatic budget in bytes), ``max_message_bytes``,
         ``max_image_pixels``, ``max_queue_delay_ms``, ``grace_period_s``, ``model_stall_timeout_s`` (0: off) and
         ``inline_model_max_ms`` as it applies (0 on a device other than a CPU, where no call runs inline).
 
@@ -257,6 +259,7 @@ class Server:
             "max_resume_window_s": config.max_resume_window_s,
             "max_pending_frames": config.max_pending_frames,
             "max_buffered_reply_bytes": config.max_buffered_reply_bytes,
+            "max_total_buffered_reply_bytes": manager.limits.reply_budget_bytes,
             "max_message_bytes": config.max_message_bytes,
             "max_image_pixels": config.max_image_pixels,
             "max_queue_delay_ms": config.max_queue_delay_ms,

@@ -29,6 +29,7 @@ import numpy as np
 
 from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort, quoted
+from service.memory import ReplyBudget
 from service.metrics import Metrics
 from service.runner import ModelRunner
 from service.session import ReleaseReason, Session, SessionOwner
@@ -91,6 +92,8 @@ class SessionLimits:
             ``--max-image-pixels``, which the refusal names.
         max_reply_bytes: cap on the size of a stream's frame replies (the gRPC message limit); an open whose
             outputs at its mask size could exceed it is refused (see :func:`reply_bytes`).
+        reply_budget_bytes: bytes all streams together may reserve for replies their clients have not read
+            (:class:`~service.memory.ReplyBudget`; ``--max-total-buffered-reply-bytes``).
         default_frame_fit: the frame fit of streams that do not choose one (``--frame-fit``); ``UNSPECIFIED``
             (``--frame-fit auto``): each model's own, see :meth:`frame_fit_for`.
     """
@@ -103,6 +106,7 @@ class SessionLimits:
     resume_history: int = 32
     max_mask_pixels: int = 4096 * 4096
     max_reply_bytes: int = 16 * 1024 * 1024
+    reply_budget_bytes: int = 16 * 1024**3
     default_frame_fit: FrameFit = FrameFit.UNSPECIFIED
 
     def frame_fit_for(self, card: ModelCard) -> FrameFit:
@@ -158,6 +162,8 @@ class SessionManager:
         self.phase: Phase = "starting"
         self.sessions: dict[str, Session] = {}
         self._tombstones: OrderedDict[str, str] = OrderedDict()
+        self.reply_budget = ReplyBudget(limits.reply_budget_bytes)
+        metrics.reply_budget_bytes.set(limits.reply_budget_bytes)
         for model in self.runners:
             metrics.add_model(model)
         self._update_gauges()  # exported from the start: a missing series holds the autoscaler back
@@ -182,6 +188,23 @@ class SessionManager:
                 f"unknown model {quoted(model)}; this server serves: {', '.join(self.runners)}",
             )
         return runner
+
+    # -- reply budget -------------------------------------------------------------------------------------
+
+    def reserve_replies(self, reply_bytes: int, wanted: int) -> int:
+        """Reserve room in the server's reply budget for up to ``wanted`` unread replies of ``reply_bytes`` each (at
+        least one) for a stream's call; :meth:`release_replies` gives it back.
+
+        Returns:
+            The replies reserved (see :meth:`ReplyBudget.reserve`)."""
+        replies = self.reply_budget.reserve(reply_bytes, wanted)
+        self.metrics.reply_budget_reserved_bytes.set(self.reply_budget.reserved_bytes)
+        return replies
+
+    def release_replies(self, reserved_bytes: int) -> None:
+        """Give back ``reserved_bytes`` taken with :meth:`reserve_replies`, when the call that took them ends."""
+        self.reply_budget.release(reserved_bytes)
+        self.metrics.reply_budget_reserved_bytes.set(self.reply_budget.reserved_bytes)
 
     # -- opening ------------------------------------------------------------------------------------------
 
@@ -238,6 +261,14 @@ class SessionManager:
             )
         options = self._effective_options(request.options, runner)
         clamped = _clamped(request.options, options)
+        if not self.reply_budget.has_room_for(bound := reply_bytes(options, runner.card)):
+            raise StreamAbort(
+                ErrorCode.TOO_MANY_STREAMS,
+                f"this server's budget for replies its clients have not read ({self.reply_budget.total_bytes} bytes, "
+                f"--max-total-buffered-reply-bytes) has no room for one more reply of this stream ({bound} bytes at "
+                "its mask size and outputs; the open streams hold the rest): retry later, connect to another "
+                "replica, or ask for a smaller mask size, uint8 soft masks or fewer outputs",
+            )
         slot_ids = tuple(range(runner.card.num_slots))
         session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids, opened_at=self.clock())
         session.client = client

@@ -14,6 +14,7 @@ For every render that runs the server (base, each component on the base, each ov
 - the autoscaler's streams metric is one the server exports, with a target below ``max_streams``;
 - every metric, label and label value the alerting rules select is one ``service.metrics.Metrics`` exports;
 - the server container's CPU request equals its limit, to which the server sizes its model instances;
+- at its settings the server cannot outgrow its memory limit (``ServiceConfig.memory_warnings``);
 - the TLS component's readiness command really reads the server's ready gauge and heartbeat: it runs here against
   ``service.metrics.Metrics`` served on a free port.
 And every image the manifests name carries the project version from pyproject.toml.
@@ -252,6 +253,21 @@ def test_cpu_request_equals_the_limit_the_server_sizes_itself_to(render: Rendere
     _, _, spec = _server(render, target_id)
     resources = spec["resources"]
     assert resources["requests"]["cpu"] == resources["limits"]["cpu"], resources
+
+
+_MEMORY_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "": 1}
+
+
+@pytest.mark.parametrize("target_id", SERVER_IDS)
+def test_the_server_settings_fit_the_memory_limit(render: Renderer, target_id: str) -> None:
+    """At its settings the server must not be able to outgrow its container: every stream receiving a frame of the
+    largest size at once, plus the unread replies of all of them, stay within half of the memory limit (the
+    server's own start-up check, ``ServiceConfig.memory_warnings``), so no set of clients gets the pod OOM-killed."""
+    docs, _, spec = _server(render, target_id)
+    quantity = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|)", spec["resources"]["limits"]["memory"])
+    assert quantity is not None, spec["resources"]["limits"]
+    limit = int(quantity[1]) * _MEMORY_UNITS[quantity[2]]
+    assert _config(docs, spec).memory_warnings(memory_limit=limit) == []
 
 
 def _ready_check(spec: dict[str, Any], probe: str) -> str:

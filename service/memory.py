@@ -1,0 +1,86 @@
+"""The server's memory bounds: the memory it may use, and the server-wide budget of buffered replies.
+
+A stream whose client does not read holds finished replies in the server (up to ``--max-buffered-reply-bytes``
+of its reply-size bound). That bound is per stream; :class:`ReplyBudget` caps the sum over every stream at
+``--max-total-buffered-reply-bytes`` (by default a quarter of the memory the server may use), so that many
+streams asking for large masks cannot together exhaust the server's memory and get it killed, which would end
+every stream on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+"""cgroup v2's memory limit of this process's group (the container's memory limit in Kubernetes)."""
+
+MEMINFO = Path("/proc/meminfo")
+
+AUTO_REPLY_BUDGET_FRACTION = 4
+"""``--max-total-buffered-reply-bytes 0`` (auto) takes the memory limit divided by this."""
+
+
+def memory_limit_bytes(memory_max: Path = CGROUP_MEMORY_MAX, meminfo: Path = MEMINFO) -> int | None:
+    """Bytes of memory this process may use: the cgroup v2 limit (``memory.max``) when one is set, else the
+    machine's physical memory (``MemTotal`` of ``/proc/meminfo``); ``None`` when neither can be read."""
+    try:
+        text = memory_max.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        text = "max"
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    try:
+        for line in meminfo.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == "MemTotal:" and fields[1].isdigit():
+                return int(fields[1]) * 1024  # reported in kB
+    except (OSError, UnicodeDecodeError):
+        pass
+    return None
+
+
+class ReplyBudget:
+    """The server-wide bound on the bytes of replies that streams may hold for their clients.
+
+    Each stream reserves, when its call opens it, room for the replies it may run ahead of its client (each
+    counted at the stream's reply-size bound) and gives it back when the call ends. A new stream that would not
+    find room for a single reply is refused (see :meth:`has_room_for`); a stream that comes back (a resume)
+    always gets one, since its state is already held, so the reserved total can exceed the budget by the replies
+    of resumed streams.
+
+    Args:
+        total_bytes: the budget, in bytes (at least 1).
+
+    Raises:
+        ValueError: ``total_bytes`` is below 1.
+    """
+
+    def __init__(self, total_bytes: int) -> None:
+        if total_bytes < 1:
+            raise ValueError(f"the reply budget must be at least 1 byte, got {total_bytes}")
+        self.total_bytes = total_bytes
+        self.reserved_bytes = 0
+
+    @property
+    def free_bytes(self) -> int:
+        """Bytes not reserved by any stream (0 when resumed streams took the budget past its total)."""
+        return max(0, self.total_bytes - self.reserved_bytes)
+
+    def has_room_for(self, reply_bytes: int) -> bool:
+        """Whether one more reply of ``reply_bytes`` fits in what is free."""
+        return reply_bytes <= self.free_bytes
+
+    def reserve(self, reply_bytes: int, wanted: int) -> int:
+        """Reserve room for up to ``wanted`` replies of ``reply_bytes`` each, and at least one.
+
+        Returns:
+            The replies reserved: ``max(1, min(wanted, free // reply_bytes))``. Give back
+            ``returned * reply_bytes`` with :meth:`release` when the stream's call ends.
+        """
+        replies = max(1, min(wanted, self.free_bytes // max(1, reply_bytes)))
+        self.reserved_bytes += replies * reply_bytes
+        return replies
+
+    def release(self, reserved_bytes: int) -> None:
+        """Give back bytes reserved with :meth:`reserve`."""
+        self.reserved_bytes = max(0, self.reserved_bytes - reserved_bytes)
