@@ -6,31 +6,67 @@ base classes, the typed outputs and :class:`VideoSlotModel`. Everything else is 
 
 from __future__ import annotations
 
-from plugins.config import ComponentSpec
-from plugins.hookspecs import hookimpl
-from plugins.interfaces import (
-    Aggregator,
-    Component,
-    ContractViolation,
-    Decoder,
-    Encoder,
-    Head,
-    Initializer,
-    Loss,
-    Transition,
-)
-from plugins.manager import PluginSetup, build_plugin_manager, default_registry
-from plugins.model import VideoSlotModel
-from plugins.registry import ComponentBuildError, ComponentKind, ComponentRegistry, RegistryError
-from plugins.types import (
-    AggregatorOutput,
-    DecoderOutput,
-    EncoderOutput,
-    InitializerOutput,
-    SlotState,
-    StepOutput,
-    VideoOutput,
-)
+from typing import TYPE_CHECKING
+
+from plugins.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from plugins.config import ComponentSpec
+    from plugins.hookspecs import hookimpl
+    from plugins.interfaces import (
+        Aggregator,
+        Component,
+        ContractViolation,
+        Decoder,
+        Encoder,
+        Head,
+        Initializer,
+        Loss,
+        Transition,
+    )
+    from plugins.manager import PluginSetup, build_plugin_manager, default_registry
+    from plugins.model import VideoSlotModel
+    from plugins.registry import ComponentBuildError, ComponentKind, ComponentRegistry, RegistryError
+    from plugins.types import (
+        AggregatorOutput,
+        DecoderOutput,
+        EncoderOutput,
+        InitializerOutput,
+        SlotState,
+        StepOutput,
+        VideoOutput,
+    )
+
+_EXPORTS = {
+    "Aggregator": "plugins.interfaces",
+    "AggregatorOutput": "plugins.types",
+    "build_plugin_manager": "plugins.manager",
+    "Component": "plugins.interfaces",
+    "ComponentBuildError": "plugins.registry",
+    "ComponentKind": "plugins.registry",
+    "ComponentRegistry": "plugins.registry",
+    "ComponentSpec": "plugins.config",
+    "ContractViolation": "plugins.interfaces",
+    "Decoder": "plugins.interfaces",
+    "DecoderOutput": "plugins.types",
+    "default_registry": "plugins.manager",
+    "Encoder": "plugins.interfaces",
+    "EncoderOutput": "plugins.types",
+    "Head": "plugins.interfaces",
+    "hookimpl": "plugins.hookspecs",
+    "Initializer": "plugins.interfaces",
+    "InitializerOutput": "plugins.types",
+    "Loss": "plugins.interfaces",
+    "PluginSetup": "plugins.manager",
+    "RegistryError": "plugins.registry",
+    "SlotState": "plugins.types",
+    "StepOutput": "plugins.types",
+    "Transition": "plugins.interfaces",
+    "VideoOutput": "plugins.types",
+    "VideoSlotModel": "plugins.model",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "Aggregator",

@@ -10,9 +10,28 @@ The client library is :mod:`service.client`; the load generator is ``python -m s
 
 from __future__ import annotations
 
-from service.config import ConfigError, ServiceConfig
-from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, load_engine
-from service.server import Server, serve
+from typing import TYPE_CHECKING
+
+from plugins.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from service.config import ConfigError, ServiceConfig
+    from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, load_engine
+    from service.server import Server, serve
+
+_EXPORTS = {
+    "BackendUnavailable": "service.engine",
+    "ConfigError": "service.config",
+    "Engine": "service.engine",
+    "EngineOutput": "service.engine",
+    "load_engine": "service.engine",
+    "ModelCard": "service.engine",
+    "serve": "service.server",
+    "Server": "service.server",
+    "ServiceConfig": "service.config",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "BackendUnavailable",
