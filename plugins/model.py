@@ -38,6 +38,7 @@ from plugins.interfaces import (
 from plugins.registry import (
     BLOCK_ENV_VAR,
     ComponentBuildError,
+    ComponentConfigError,
     ComponentKind,
     ComponentRegistry,
     RegistryError,
@@ -510,6 +511,8 @@ class VideoSlotModel(nn.Module):
         frame_fit = _recorded_frame_fit(payload, config_path)
         try:
             model = cls(**payload["model"], registry=registry)
+        except ComponentConfigError as error:  # a component argument its class lacks: keep the type, name the file
+            raise ComponentConfigError(f"{config_path}: {error}") from error
         except TypeError as error:  # an unknown or missing argument, or a value of the wrong type
             raise ValueError(f"{config_path}: its 'model' section does not describe a model: {error}") from error
         except ComponentBuildError as error:  # a component's constructor raised: keep the type, name the file

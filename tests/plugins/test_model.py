@@ -18,6 +18,7 @@ from plugins.builtin.decoders.broadcast import SpatialBroadcastDecoder
 from plugins.builtin.encoders.small_cnn import SmallCNNEncoder
 from plugins.builtin.initializers.preheat import SmoothSAPreheat
 from plugins.builtin.transitions.identity import IdentityTransition
+from plugins.registry import ComponentConfigError
 from plugins.testing import ContractViolation, check_model_component
 
 
@@ -143,6 +144,19 @@ def test_from_pretrained_names_the_config_a_bad_model_section_comes_from(
     edit(config)
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=rf"config\.json.*{says}"):
+        VideoSlotModel.from_pretrained(tmp_path, registry=registry)
+
+
+def test_from_pretrained_keeps_the_registry_error_of_a_component_argument_its_class_lacks(
+    tmp_path, registry, tiny_model: VideoSlotModel
+) -> None:
+    """A component section with an argument its class does not take is the registry's ``ComponentConfigError``
+    (a ``RegistryError``, which the command-line tools report in one line), with the file named."""
+    tiny_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["decoder"]["kwargs"] = {**config["model"]["decoder"].get("kwargs", {}), "bogus_width": 3}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ComponentConfigError, match=r"config\.json: .*bogus_width"):
         VideoSlotModel.from_pretrained(tmp_path, registry=registry)
 
 
