@@ -97,3 +97,10 @@ def test_training_crops_with_the_shared_box():
     )
     torch.testing.assert_close(frames_to_tensor(frames, (10, 10), center_crop=True), expected.clamp(0, 1))
     assert torch.equal(masks_to_tensor(ids, (5, 5), center_crop=True), torch.from_numpy(ids[:, :, 1:6]))
+
+
+def test_training_resizes_ground_truth_as_evaluation_does():
+    """Training data and the metrics resize id maps with one function, exact for ids beyond float32's 2**24."""
+    ids = np.array([[[2**24 + 1, 7], [3, 2**30 + 3]]], dtype=np.int64)  # [T, H, W] = [1, 2, 2]
+    resized = masks_to_tensor(ids, (4, 4), center_crop=False)  # each id becomes a 2x2 block
+    assert torch.equal(resized, torch.from_numpy(ids).repeat_interleave(2, 1).repeat_interleave(2, 2))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from plugins.frame_fit import crop_box
 from training.datasets.errors import DatasetError
+from training.metrics.masks import resize_gt_ids
 
 Split = Literal["train", "val"]
 
@@ -84,14 +85,11 @@ def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], center_crop: boo
 def masks_to_tensor(masks: np.ndarray, size: tuple[int, int], center_crop: bool) -> torch.Tensor:
     """Converts integer [T, H, W] id maps to int64 [T, h, w] with the same crop as ``frames_to_tensor``.
 
-    Resizing uses nearest-exact sampling, so no new ids appear.
+    Resizing uses nearest-exact sampling (:func:`training.metrics.masks.resize_gt_ids`, as evaluation resizes
+    ground truth), so no new ids appear.
     """
     ids = torch.from_numpy(np.ascontiguousarray(masks)).long()  # [T, H, W]
     if center_crop:
         top, left, h, w = crop_box(ids.shape[1], ids.shape[2], size)
         ids = ids[:, top : top + h, left : left + w]  # [T, h', w']
-    if tuple(ids.shape[1:]) != size:
-        # [T, H, W] -> [T, 1, H, W], resized to [T, 1, h, w]
-        resized = F.interpolate(ids[:, None].float(), size=size, mode="nearest-exact")  # [T, 1, h, w]
-        ids = resized[:, 0].round().long()  # [T, 1, h, w] -> [T, h, w]
-    return ids.contiguous()
+    return resize_gt_ids(ids, size).contiguous()
