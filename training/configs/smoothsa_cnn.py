@@ -6,6 +6,9 @@ loss weight 100; the preheater's features stay detached for the whole run, see `
 iterations with bi-level truncation on the first frame and 1 on later frames, RandSF.Q transition over
 6-frame windows, Adam with 5 % linear warm-up and cosine decay to LR/1000, gradient-norm clipping at 0.05.
 
+Scaled to the CPU: 6 slots of 64 and 2,000-8,000 steps at a peak learning rate of 4e-4, where SmoothSA's YTVIS
+video recipe trains 7 slots of 256 for 50k steps at 5e-5; the lower rate was not tried at these budgets.
+
 One departure: the gradient norm is clipped per model component (``grad_clip_scope="component"``), not over
 the whole model. The weight-100 preheat loss only reaches the preheater, but its gradient norm (20-70 here,
 against about 0.05 for the reconstruction) set the global clipping factor, which shrank every other

@@ -2,7 +2,8 @@
 
 Each slot is tiled over a small grid, a position embedding is added, and transposed convolutions upsample it
 to the output size; every slot predicts RGB plus an alpha logit, and a softmax over slots turns the alphas
-into masks that composite the slots' images.
+into masks that composite the slots' images. One departure: each slot's RGB passes through a sigmoid, so the
+reconstruction stays in the ``[0, 1]`` range of the frames; the Slot Attention and SAVi decoders output raw RGB.
 
 Without gradients (serving, evaluation, export) the first layer is folded: tiling a slot and adding the fixed
 position embedding is linear in the slot, and so is the layer, so its output is ``slot @ basis + offset`` with
