@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -17,6 +18,26 @@ from service.client.tls import TlsFiles
 from service.types import CloseReason, FrameResponse, StreamClosed, StreamOptions
 
 _DONE = object()
+
+_loop_lock = threading.Lock()
+_loop: tuple[int, asyncio.AbstractEventLoop] | None = None  # (the process it belongs to, the loop)
+
+
+def client_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every blocking call of this process runs on, in a daemon thread started on first use.
+
+    One loop for the whole process, not one per call: gRPC's asyncio layer binds its completion-queue poller to
+    the loop it first runs on, and after that loop closes the poller keeps calling into it ("Event loop is closed"
+    tracebacks on stderr), so a script calling :func:`stream_frames` for one video after another needs them all
+    on one loop. A forked child gets a loop of its own.
+    """
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop[0] != os.getpid() or _loop[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="slotstream-client-loop", daemon=True).start()
+            _loop = (os.getpid(), loop)
+        return _loop[1]
 
 
 def stream_frames(
@@ -33,7 +54,8 @@ def stream_frames(
     """Stream ``frames`` through one stream and yield the answer to each, in order.
 
     Frames are read from ``frames`` lazily and up to ``window`` are in flight at once, so decoding or
-    capturing the next frame overlaps with the server's work. Frame indices are 0, 1, 2, ...
+    capturing the next frame overlaps with the server's work. Frame indices are 0, 1, 2, ... The stream runs on
+    the process's :func:`client_loop`, so calls may follow one another (and run from several threads at once).
 
     Args:
         target: ``host:port``.
@@ -90,15 +112,14 @@ def stream_frames(
 
             await send_while_receiving(send_all(), receive_all())
 
-    def worker() -> None:
+    async def run_and_report() -> None:
         try:
-            asyncio.run(run())
-        except BaseException as error:  # handed to the caller's thread
-            answers.put(error)
-        answers.put(_DONE)
+            await run()
+        except Exception as error:  # handed to the caller's thread
+            await asyncio.to_thread(answers.put, error)
+        await asyncio.to_thread(answers.put, _DONE)
 
-    thread = threading.Thread(target=worker, name="slotstream-client", daemon=True)
-    thread.start()
+    call = asyncio.run_coroutine_threadsafe(run_and_report(), client_loop())
     interrupted = False
     try:
         while (item := answers.get()) is not _DONE:
@@ -106,10 +127,11 @@ def stream_frames(
                 raise item
             yield item
     except KeyboardInterrupt:
-        interrupted = True  # do not wait for the worker (it may be stuck connecting); it is a daemon thread
+        interrupted = True  # do not wait for the stream (it may be stuck connecting): cancel it
+        call.cancel()
         raise
     finally:
         stop.set()
-        while thread.is_alive() and not interrupted:
+        while not call.done() and not interrupted:
             with contextlib.suppress(queue.Empty):
                 answers.get(timeout=0.1)

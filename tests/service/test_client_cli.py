@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from service_helpers import make_video, reference_outputs
+from service_helpers import ServerThread, make_config, make_video, reference_outputs
 from test_stream_service import assert_matches
 
 from service.client import FrameResult, StreamError, stream_frames
 from service.client.__main__ import main
 from service.client.overlay import PALETTE, render_overlay
 from service.client.trajectory import TRAJECTORY_ARRAYS
+from service.config import DEFAULT_MODEL_DIR
 from service.errors import ErrorCode
 
 
@@ -43,6 +46,29 @@ def test_blocking_helper_raises_the_frame_sources_own_error(start_server):
 
     with pytest.raises(RuntimeError, match="camera unplugged"):
         list(stream_frames(server.target, frames()))
+
+
+def test_blocking_helper_called_again_and_again_in_one_process_stays_quiet():
+    """A script that streams many videos one after another (one ``stream_frames`` call each) gets its answers and
+    nothing on stderr: every call runs on the one event loop gRPC's poller is bound to (a fresh loop per call left
+    the poller calling into closed loops, with "Event loop is closed" tracebacks)."""
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from service.client import stream_frames\n"
+        "frames = [np.full((24, 32, 3), 40 * i, np.uint8) for i in range(3)]\n"
+        "counts = [len(list(stream_frames(sys.argv[1], frames))) for _ in range(100)]\n"
+        "print(sum(counts))\n"
+    )
+    server = ServerThread(make_config(DEFAULT_MODEL_DIR)).start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, server.target], capture_output=True, text=True, timeout=300, check=False
+        )
+    finally:
+        server.stop(0.5)
+    assert (done.returncode, done.stdout.strip()) == (0, "300"), done.stderr
+    assert done.stderr == ""
 
 
 def test_stream_command_writes_an_overlay_gif_and_json_lines(server, tmp_path):
