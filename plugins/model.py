@@ -483,7 +483,8 @@ class VideoSlotModel(nn.Module):
                 versions load without it.
 
         Raises:
-            FileNotFoundError: a file is missing (the message names it).
+            FileNotFoundError: the directory or a file in it is missing (the message names it; for a training run
+                folder, it names the run's models to pass instead, see :func:`run_folder_hint`).
             ValueError: the config is unreadable or from an unknown format version, or the weights file is
                 damaged or does not fit the config (tensors of other shapes: one line, see
                 :func:`weights_mismatch_message`).
@@ -492,11 +493,15 @@ class VideoSlotModel(nn.Module):
                 :class:`ComponentBuildError`, a subclass, when a component's constructor fails.
         """
         path = Path(directory)
+        if not path.is_dir():
+            what = "is a file, not a model directory" if path.exists() else "does not exist"
+            raise FileNotFoundError(f"{path} {what}: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
         config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         for required in (config_path, weights_path):
             if not required.is_file():
                 raise FileNotFoundError(
                     f"{required} not found: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}"
+                    f"{run_folder_hint(path)}"
                 )
         try:
             payload = json.loads(config_path.read_text(encoding="utf-8"))

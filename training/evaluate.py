@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from plugins import VideoSlotModel
-from plugins.model import run_folder_hint
 from plugins.registry import RegistryError
 from training.cli_checks import print_note, require_at_least, require_device, require_output_folder
 from training.config import FRAME_FITS
@@ -105,10 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_output_folder(parser, "--json", args.json)
     require_device(parser, args.device)
     try:
-        try:
-            model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"{error}{run_folder_hint(Path(args.model))}") from error
+        model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
         frame_fit, fit_source = frame_fit_used(args.frame_fit, model.frame_fit)
         if frame_fit not in FRAME_FITS:
             raise ValueError(

@@ -73,8 +73,11 @@ def test_the_engine_benchmark_names_the_runs_models(run, capsys):
 
 
 def test_one_hint_for_every_tool(run):
-    """``training.evaluate`` uses the shared helper (its wording is checked in tests/training/test_cli_hints.py)."""
-    import training.evaluate
+    """Every tool that loads a model with ``from_pretrained`` (``training.evaluate``, ``training.object_recall``,
+    ``service.extract``, ...) gets the hint from it (the wording is checked in tests/training/test_cli_hints.py)."""
+    from plugins import VideoSlotModel
 
-    assert training.evaluate.run_folder_hint is run_folder_hint
+    with pytest.raises(FileNotFoundError, match=r"config\.json not found") as refused:
+        VideoSlotModel.from_pretrained(run)
+    assert str(refused.value).endswith(run_folder_hint(run)) and models_named(run, "--model") in str(refused.value)
     assert run_folder_hint(run / "model") == "" and run_folder_hint(run.parent / "nothing-here") == ""

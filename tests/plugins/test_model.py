@@ -147,6 +147,19 @@ def test_from_pretrained_names_the_config_a_bad_model_section_comes_from(
         VideoSlotModel.from_pretrained(tmp_path, registry=registry)
 
 
+def test_from_pretrained_says_what_is_wrong_with_the_folder_it_is_given(tmp_path, registry, tiny_model) -> None:
+    """A folder that does not exist, a file, and a training run folder (whose models are in ``best/`` and
+    ``model/``) each get their own message, which every command loading a model passes on."""
+    with pytest.raises(FileNotFoundError, match=r"nothing does not exist: a model directory holds config\.json"):
+        VideoSlotModel.from_pretrained(tmp_path / "nothing", registry=registry)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"file is a file, not a model directory"):
+        VideoSlotModel.from_pretrained(tmp_path / "file", registry=registry)
+    tiny_model.save_pretrained(tmp_path / "run" / "best")
+    with pytest.raises(FileNotFoundError, match=r"run looks like a training run: pass --model .*best"):
+        VideoSlotModel.from_pretrained(tmp_path / "run", registry=registry)
+
+
 def test_from_pretrained_keeps_the_registry_error_of_a_component_argument_its_class_lacks(
     tmp_path, registry, tiny_model: VideoSlotModel
 ) -> None:

@@ -59,7 +59,11 @@ def test_evaluate_given_a_run_folder_names_its_models(tmp_path: Path, capsys) ->
 
     assert evaluate_main(["--model", str(tmp_path / "empty"), "--data", "synthetic:easy"]) == 2
     err = capsys.readouterr().err
-    assert "config.json not found" in err and "training run" not in err  # no models there to suggest
+    assert "empty does not exist" in err and "training run" not in err  # no models there to suggest
+    (tmp_path / "empty").mkdir()
+    assert evaluate_main(["--model", str(tmp_path / "empty"), "--data", "synthetic:easy"]) == 2
+    err = capsys.readouterr().err
+    assert "config.json not found" in err and "training run" not in err
 
 
 def test_training_on_a_partly_labelled_folder_says_which_videos_evaluations_leave_out(tmp_path: Path, capsys) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from plugins import VideoSlotModel
 from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-from plugins.model import CONFIG_FILE, WEIGHTS_FILE, run_folder_hint, weights_mismatch_message
+from plugins.model import CONFIG_FILE, WEIGHTS_FILE, weights_mismatch_message
 from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.manifest import (
@@ -184,7 +184,7 @@ def _load_source(source: Path) -> VideoSlotModel:
     try:
         return VideoSlotModel.from_pretrained(source)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"--model {source}: {error}{run_folder_hint(source)}") from error
+        raise FileNotFoundError(f"--model {source}: {error}") from error
     except ValueError as error:
         mismatch = weights_mismatch_message(WEIGHTS_FILE, CONFIG_FILE, str(error.__cause__ or error))
         if mismatch is None:
