@@ -71,6 +71,22 @@ def test_blocking_helper_called_again_and_again_in_one_process_stays_quiet():
     assert done.stderr == ""
 
 
+def test_the_readme_python_example_runs(server):
+    """The Quickstart's Python example, pointed at a test server, prints one line per frame."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("From Python, with the server", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "stream_frames(" in example
+    done = subprocess.run(
+        [sys.executable, "-c", example.replace("127.0.0.1:50051", server.target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()] == [str(index) for index in range(10)]
+
+
 def test_stream_command_writes_an_overlay_gif_and_json_lines(server, tmp_path):
     gif, jsonl = tmp_path / "overlay.gif", tmp_path / "results.jsonl"
     code = main(["stream", "synthetic:6", "--target", server.target, "--out", str(gif), "--jsonl", str(jsonl)])
