@@ -33,6 +33,7 @@ from service.engine import Engine, load_engine
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 from service.metrics import Metrics
+from service.ports import address_in_use
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
 from service.sessions import SessionLimits, SessionManager
@@ -130,10 +131,16 @@ class Server:
 
         Raises:
             ConfigError, BackendUnavailable, FileNotFoundError, ValueError: the model cannot be loaded.
-            RuntimeError: the address cannot be bound.
+            ListenError: an address cannot be bound (a port in use is found before the model loads).
             Exception: with ``wait_ready``, whatever warm-up raised.
         """
         config = self.config
+        for flag, address in (("--listen", config.listen), ("--metrics-listen", config.metrics_listen)):
+            if address and address_in_use(address):  # said before the model loads, without gRPC's own error line
+                raise ListenError(
+                    f"{flag} {address}: the port is in use (another process listens there): stop that process, or "
+                    f"choose another port with {flag} HOST:PORT"
+                )
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         engine = await loop.run_in_executor(None, self._engine_factory, config)

@@ -130,7 +130,9 @@ def test_a_busy_port_is_refused_not_shared(model_dir):
     try:
         second = _serve("--model-dir", str(model_dir), "--listen", first.target)
         assert second.returncode == 2, second.stderr
-        assert f"--listen {first.target}: cannot listen there" in second.stderr and "port in use" in second.stderr
+        assert f"--listen {first.target}: the port is in use" in second.stderr
+        assert "choose another port with --listen HOST:PORT" in second.stderr
+        assert "model loaded" not in second.stderr and "add_port" not in second.stderr  # found before the model loads
     finally:
         assert first.stop() == 0
 
@@ -143,7 +145,7 @@ def test_a_busy_metrics_port_is_explained(model_dir):
         holder.listen()
         address = f"127.0.0.1:{holder.getsockname()[1]}"
         result = _serve("--model-dir", str(model_dir), "--listen", "127.0.0.1:0", "--metrics-listen", address)
-    assert result.returncode == 2 and f"--metrics-listen {address}: cannot listen there" in result.stderr
+    assert result.returncode == 2 and f"--metrics-listen {address}: the port is in use" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -1,0 +1,22 @@
+"""The busy-port probe the server runs before loading its model."""
+
+from __future__ import annotations
+
+import socket
+
+from service.ports import address_in_use
+
+
+def test_a_listening_port_is_in_use_and_a_free_one_is_not():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert address_in_use(f"127.0.0.1:{port}")
+        assert address_in_use(f"0.0.0.0:{port}"), "the wildcard address overlaps the listener"
+    assert not address_in_use(f"127.0.0.1:{port}"), "free again once the listener is closed"
+
+
+def test_what_the_listen_itself_reports_is_not_called_busy():
+    assert not address_in_use("127.0.0.1:0")  # any free port
+    assert not address_in_use("127.0.0.1:http")  # not a number: the configuration check refuses it
