@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import stat
+import sys
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -538,9 +539,10 @@ def parse_cpu_max(text: str) -> float | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m service`` argument parser (every flag defaults to "not given")."""
+    """The ``python -m service`` argument parser (every flag defaults to "not given"); its usage line says
+    ``slotstream`` when the server was started by that command (the installed entry point)."""
     parser = argparse.ArgumentParser(
-        prog="python -m service",
+        prog="slotstream" if Path(sys.argv[0]).name == "slotstream" else "python -m service",
         description="Serve a slot model over gRPC. Every flag --x-y can also be set as SLOTSTREAM_X_Y.",
     )
     for spec in dataclasses.fields(ServiceConfig):

@@ -194,9 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             card = asyncio.run(_describe(args))
             print(json.dumps(asdict(card), indent=2))
             return 0
-        for path in (args.out, args.jsonl, args.slots):
-            if path is not None and str(path) != "-" and not path.parent.is_dir():
+        for flag, path in (("--out", args.out), ("--jsonl", args.jsonl), ("--slots", args.slots)):
+            if path is None or str(path) == "-":
+                continue
+            if not path.parent.is_dir():
                 raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
+            if path.is_dir():
+                raise ValueError(f"{flag} {path}: that is a folder; name a file in it")
         if args.slots is not None:
             _check_slots_path(args.slots)
         if args.jpeg_quality is not None:

@@ -138,6 +138,11 @@ def _at_rate(images: Iterable[np.ndarray], fps: float) -> Iterator[SourceFrame]:
         yield SourceFrame(image, _rate_time_ns(index, fps))
 
 
+def _holds_images(folder: Path) -> bool:
+    """Whether ``folder`` holds an image file directly (not in a subfolder)."""
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
 def _folder(path: Path, fps: float | None) -> Source:
     """A folder's images, sorted by name: at ``fps`` on a ``frame_rate`` clock, or, without it, each with the
     wall-clock time it was read. Each image is read as the server reads the same file
@@ -149,7 +154,12 @@ def _folder(path: Path, fps: float | None) -> Source:
     """
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        sequences = sorted(p.name for p in path.iterdir() if p.is_dir() and _holds_images(p))
+        hint = ""
+        if sequences:  # a dataset's folder of sequences (DAVIS JPEGImages/480p): one stream per sequence
+            names = ", ".join(sequences[:3]) + (", ..." if len(sequences) > 3 else "")
+            hint = f"; it holds folders of images ({names}): give one of them"
+        raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
 
     def images() -> Iterator[np.ndarray]:
         for file in files:

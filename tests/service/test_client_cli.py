@@ -235,3 +235,9 @@ def test_a_slots_path_that_cannot_be_written_is_refused_before_streaming(tmp_pat
     for path, message in cases:
         assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--slots", str(path)]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--jsonl", "--out"])
+def test_a_folder_given_for_an_output_file_is_refused_naming_the_flag(tmp_path, capsys, flag):
+    assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", flag, str(tmp_path)]) == 2
+    assert f"{flag} {tmp_path}: that is a folder; name a file in it" in capsys.readouterr().err

@@ -49,3 +49,16 @@ def test_other_png_modes_are_read_as_the_server_reads_them(tmp_path, image):
     image.save(tmp_path / "frame.png")
     (frame,) = [frame.image for frame in open_source(str(tmp_path), fps=10).frames]
     np.testing.assert_array_equal(frame, server_reads(tmp_path / "frame.png"))
+
+
+def test_a_folder_of_sequence_folders_is_refused_naming_them(tmp_path):
+    """A dataset's folder of sequences (DAVIS ``JPEGImages/480p``) holds no frames itself: the error names the
+    sequence folders to give instead."""
+    for name in ("bear", "blackswan", "camel", "dog"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / name / "00000.jpg")
+    (tmp_path / "notes").mkdir()  # a folder without images is not named
+    with pytest.raises(
+        ValueError, match=r"holds no images .*; it holds folders of images \(bear, blackswan, camel, \.\.\.\)"
+    ):
+        open_source(str(tmp_path))

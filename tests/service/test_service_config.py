@@ -15,6 +15,7 @@ from service.config import (
     ConfigError,
     ServiceConfig,
     available_cores,
+    build_parser,
     parse_cpu_max,
 )
 
@@ -115,6 +116,13 @@ def test_help_lists_every_setting(capsys):
     flags = ["--listen", "--model-dir", "--backend", "--max-streams", "--idle-timeout-s", "--max-batch-size"]
     flags += ["--max-queue-delay-ms", "--max-message-bytes", "--tls-cert", "--tls-client-ca", "--auth-token-file"]
     assert all(flag in text for flag in flags)
+
+
+def test_the_usage_line_names_the_command_that_started_the_server(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["/venv/bin/slotstream", "--help"])
+    assert build_parser().prog == "slotstream"
+    monkeypatch.setattr("sys.argv", ["/repo/service/__main__.py", "--help"])
+    assert build_parser().prog == "python -m service"
 
 
 def test_help_says_max_image_pixels_also_caps_the_mask_size(capsys):
