@@ -216,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slotstream extract: {error}", file=sys.stderr)
         return 2
     fit = FrameFit.named(args.frame_fit) if args.frame_fit != "auto" else SessionLimits().frame_fit_for(engine.card)
-    args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for spec, path in zip(args.sources, paths, strict=True):
         try:
             source = open_source(spec, args.max_frames, args.fps)
+            args.out.mkdir(parents=True, exist_ok=True)  # once a source opens: no empty folder when none does
             done = extract(engine, source, spec, fit, path, progress=not args.quiet)
         except (ValueError, OSError) as error:
             where = "" if str(error).startswith(spec) else f"{spec}: "  # most messages name the source already

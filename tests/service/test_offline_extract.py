@@ -81,6 +81,9 @@ def test_a_failing_source_is_reported_and_the_others_are_written(server, tmp_pat
     assert (out / "synthetic_3.npz").exists() and not (out / "empty.npz").exists()
     assert extract_main(["camera:0", "--out", str(out), "--model", str(server.model_dir)]) == 2
     assert "camera:0: extract reads recorded sources" in capsys.readouterr().err
+    nothing = tmp_path / "nothing"
+    assert extract_main([str(empty), "--out", str(nothing), "--model", str(server.model_dir), "--quiet"]) == 1
+    assert not nothing.exists(), "no folder is made when no source opens"
 
 
 def test_a_frame_the_server_would_refuse_gets_no_row_and_the_rest_go_on(server, tmp_path, capsys):
