@@ -43,9 +43,12 @@ def format_table(scores: DiscoveryScores) -> str:
     return "\n".join(lines)
 
 
-def frame_fit_used(flag: str | None, recorded: str | None) -> tuple[str, str]:
-    """The frame fit an evaluation uses and where it comes from: ``--frame-fit`` when given (``"flag"``), else the
-    fit the model records from its training (``"model"``), else ``crop`` (``"default"``)."""
+def frame_fit_used(flag: str | None, recorded: str | None, data: str = "") -> tuple[str | None, str]:
+    """The frame fit an evaluation uses and where it comes from: none for ``synthetic:`` data, made at the model's
+    input size (``(None, "none")``), else ``--frame-fit`` when given (``"flag"``), else the fit the model records
+    from its training (``"model"``), else ``crop`` (``"default"``)."""
+    if data.startswith("synthetic:"):
+        return None, "none"
     if flag is not None:
         return flag, "flag"
     if recorded is not None:
@@ -53,13 +56,19 @@ def frame_fit_used(flag: str | None, recorded: str | None) -> tuple[str, str]:
     return "crop", "default"
 
 
-_FIT_SOURCES = {"flag": "--frame-fit", "model": "recorded by the model", "default": "the default"}
+_FIT_SOURCES = {
+    "flag": "--frame-fit",
+    "model": "recorded by the model",
+    "default": "the default",
+    "none": "synthetic videos are made at the model's input size",
+}
 
 
-def format_settings(frame_fit: str, source: str, videos: int | None, frames: int | None) -> str:
+def format_settings(frame_fit: str | None, source: str, videos: int | None, frames: int | None) -> str:
     """The summary line of the settings that change the scores besides the background and mask source."""
     return (
-        f"frame fit: {frame_fit} ({_FIT_SOURCES[source]})  videos: {'all' if videos is None else f'at most {videos}'}"
+        f"frame fit: {frame_fit or 'none'} ({_FIT_SOURCES[source]})  "
+        f"videos: {'all' if videos is None else f'at most {videos}'}"
         f"  frames: {'whole videos' if frames is None else f'at most the first {frames} of each video'}"
     )
 
@@ -105,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_device(parser, args.device)
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
-        frame_fit, fit_source = frame_fit_used(args.frame_fit, model.frame_fit)
-        if frame_fit not in FRAME_FITS:
+        frame_fit, fit_source = frame_fit_used(args.frame_fit, model.frame_fit, args.data)
+        if frame_fit is not None and frame_fit not in FRAME_FITS:
             raise ValueError(
                 f"{args.model} records the frame fit {frame_fit!r}, which evaluation does not do; choose "
                 f"--frame-fit {' or '.join(FRAME_FITS)}"
@@ -140,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "model": str(args.model),
             "data": args.data,
             "frame_fit": frame_fit,
-            "frame_fit_source": fit_source,  # "flag", "model" (recorded from its training) or "default"
+            "frame_fit_source": fit_source,  # "flag", "model" (recorded from its training), "default" or "none"
             "videos": args.videos,  # the --videos limit; None: every labelled video
             "frames": args.frames,  # the --frames limit; None: whole videos
             **scores.to_dict(),

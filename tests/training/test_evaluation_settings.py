@@ -50,6 +50,16 @@ def test_evaluate_states_the_frame_fit_and_limits_it_used(tmp_path: Path, capsys
     assert "videos: all  frames: whole videos" in capsys.readouterr().out
 
 
+def test_evaluate_states_that_synthetic_videos_need_no_fit(tmp_path: Path, capsys) -> None:
+    VideoSlotModel(**get_config("tiny").model).save_pretrained(tmp_path / "model")
+    out = tmp_path / "scores.json"
+    args = ["--model", str(tmp_path / "model"), "--data", "synthetic:easy", "--json", str(out)]
+    assert evaluate_main([*args, "--videos", "1", "--frames", "2", "--frame-fit", "stretch"]) == 0
+    scores = json.loads(out.read_text())
+    assert (scores["frame_fit"], scores["frame_fit_source"]) == (None, "none")
+    assert "frame fit: none (synthetic videos are made at the model's input size)" in capsys.readouterr().out
+
+
 def test_evaluation_lines_during_training_say_their_frames_and_fit(tmp_path: Path) -> None:
     config = get_config("tiny")
     data = dataclasses.replace(config.data, spec=f"videos:{labelled(tmp_path)}", val_frames=2, frame_fit="stretch")
