@@ -96,7 +96,8 @@ class OverlayWriter:
             height, width = self._size
             frame = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
         if not self._gif:
-            frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # yuv420p needs even sizes
+            # yuv420p needs even sizes: repeat the last row / column rather than lose the frame's edge
+            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
         if self._container is None:
             self._container = av.open(str(self.path), mode="w")
             codec = "gif" if self._gif else "libx264" if "libx264" in av.codecs_available else "mpeg4"

@@ -66,7 +66,7 @@ class Source:
 
 def open_source(spec: str, max_frames: int | None = None, fps: float | None = None) -> Source:
     """Open ``spec``: ``camera:N`` (OpenCV device N), ``synthetic:N`` (N generated frames), a folder of images
-    (sorted by name) or a video file.
+    (sorted by name), an image file (one frame) or a video file.
 
     Args:
         spec: what to open.
@@ -94,7 +94,12 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
         path = Path(spec)
         if not path.exists():
             raise FileNotFoundError(f"{spec}: no such file or folder (or use camera:N / synthetic:N)")
-        source = _folder(path, fps) if path.is_dir() else _video(path, fps)
+        if path.is_dir():
+            source = _folder(path, fps)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:  # one picture: a stream of one frame
+            source = _images([path], f"the image {path}", fps)
+        else:
+            source = _video(path, fps)
     if max_frames is not None:
         source.frames = _limit(source.frames, max_frames)
     return source
@@ -160,6 +165,16 @@ def _folder(path: Path, fps: float | None) -> Source:
             names = ", ".join(sequences[:3]) + (", ..." if len(sequences) > 3 else "")
             hint = f"; it holds folders of images ({names}): give one of them"
         raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
+    return _images(files, f"{len(files)} images in {path}", fps)
+
+
+def _images(files: list[Path], description: str, fps: float | None) -> Source:
+    """``files`` as frames, in order: at ``fps`` on a ``frame_rate`` clock, or, without it, each with the
+    wall-clock time it was read; each read as the server reads the same file (:func:`plugins.pixels.rgb_pixels`).
+
+    Raises:
+        ValueError: while reading, an image with no 8-bit reading (:class:`plugins.pixels.PixelRangeError`).
+    """
 
     def images() -> Iterator[np.ndarray]:
         for file in files:
@@ -170,7 +185,6 @@ def _folder(path: Path, fps: float | None) -> Source:
         for image in images():
             yield SourceFrame(image, time.time_ns())
 
-    description = f"{len(files)} images in {path}"
     if fps is not None:
         return Source(_at_rate(images(), fps), fps, description, "frame_rate")
     return Source(read_times(), None, description, "wall_clock")

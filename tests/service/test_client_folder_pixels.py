@@ -62,3 +62,11 @@ def test_a_folder_of_sequence_folders_is_refused_naming_them(tmp_path):
         ValueError, match=r"holds no images .*; it holds folders of images \(bear, blackswan, camel, \.\.\.\)"
     ):
         open_source(str(tmp_path))
+
+
+def test_an_image_file_is_a_source_of_one_frame(tmp_path):
+    Image.fromarray(SIXTEEN_BIT).save(tmp_path / "one.png")
+    source = open_source(str(tmp_path / "one.png"), fps=5)
+    (frame,) = [frame.image for frame in source.frames]
+    assert source.description == f"the image {tmp_path / 'one.png'}"
+    assert np.array_equal(frame, server_reads(tmp_path / "one.png"))
