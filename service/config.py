@@ -369,7 +369,7 @@ class ServiceConfig:
                     problems.append(_missing_model_message(self.model_dir, name))
                     break
         else:  # the onnx and tensorrt backends serve an export directory, which need not hold the source model
-            from training.export.manifest import ManifestError, read_manifest
+            from service.backends.manifest import ManifestError, read_manifest
 
             try:
                 read_manifest(self.model_dir)  # its message says how to make one, from a model or a training run

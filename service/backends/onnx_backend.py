@@ -50,10 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from plugins.files import check_writable
-from service.config import ONNX_GRAPH_OPTIMIZATIONS, parse_bool
-from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, model_version
-from service.images import PREPROCESSING
-from training.export.manifest import (
+from service.backends.manifest import (
     FIRST_STEP,
     INPUT_FRAMES,
     INPUT_PREV_SLOTS,
@@ -66,6 +63,9 @@ from training.export.manifest import (
     ManifestError,
     read_manifest,
 )
+from service.config import ONNX_GRAPH_OPTIMIZATIONS, parse_bool
+from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, model_version
+from service.images import PREPROCESSING
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -489,7 +489,7 @@ def check_source_files(manifest: Manifest, model_dir: Path) -> str | None:
     serves them under :func:`service.engine.model_version` of the two, while the ``onnx`` and ``tensorrt`` backends
     serve the graphs under the manifest's ``source.version``. A hand-edited ``config.json`` (``later_iters``, an
     ``input.frame_fit``) or ``source.version`` would serve two models, or one model under two versions. The
-    weights' digest is checked by :func:`~training.export.manifest.read_manifest` (``verify_graphs``); this checks
+    weights' digest is checked by :func:`~service.backends.manifest.read_manifest` (``verify_graphs``); this checks
     the version of both files. A directory holding neither (the graphs and the manifest alone) is served on the
     manifest's word; one holding only one of them (which the ``torch`` backend cannot serve either) too, with a
     warning that its version could not be checked.

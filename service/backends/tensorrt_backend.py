@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from plugins.files import write_atomically
+from service.backends.manifest import FIRST_STEP, STEP, Manifest, read_manifest
 from service.backends.onnx_backend import (
     DEFAULT_CACHE_SUBDIR,
     GPU_EXTRA,
@@ -65,7 +66,6 @@ from service.backends.onnx_backend import (
 from service.backends.tensorrt_graphs import GraphRunner, batch_buckets
 from service.config import parse_bool
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
-from training.export.manifest import FIRST_STEP, STEP, Manifest, read_manifest
 
 _log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.export.manifest import OUTPUT_MASKS, OUTPUT_SLOTS
+from service.backends.manifest import OUTPUT_MASKS, OUTPUT_SLOTS
 
 if TYPE_CHECKING:
     from service.backends.tensorrt_backend import BuildSpec

@@ -14,9 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import quick_export, save_tiny_model
 
+from service.backends.manifest import read_manifest
 from training.export.__main__ import main as export_main
 from training.export.__main__ import summary
-from training.export.manifest import read_manifest
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 

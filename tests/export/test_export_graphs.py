@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
 
 from plugins import SlotState, VideoSlotModel
+from service.backends.manifest import MANIFEST_FILE, ManifestError
 from training.export import ExportError, ExportOptions, check_operators, export_graph, export_model, read_manifest
 from training.export.__main__ import main as export_main
 from training.export.exporter import STAGING_PREFIX
-from training.export.manifest import MANIFEST_FILE, ManifestError
 from training.export.parity import measure_parity, synthetic_video
 
 ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install -e '.[onnx]'")
@@ -472,7 +472,7 @@ def test_a_parity_record_keeps_the_build_it_measured_and_older_records_read_with
     import dataclasses
     import shutil
 
-    from training.export.manifest import write_manifest
+    from service.backends.manifest import write_manifest
 
     copy = tmp_path / "copy"
     shutil.copytree(exported, copy)

@@ -20,10 +20,10 @@ import plugins.manager
 from plugins import ComponentRegistry, VideoSlotModel
 from plugins.interfaces import ContractViolation
 from plugins.testing import check_exportable, tiny_model_config
+from service.backends.manifest import MANIFEST_FILE
 from service.engine import BackendUnavailable, load_engine
 from training.export import ExportError, ExportOptions, ManifestError, check_operators, export_model, read_manifest
 from training.export.__main__ import main as export_main
-from training.export.manifest import MANIFEST_FILE
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import SERVICE_TINY_MODEL, quick_export, save_tiny_model
 
 from plugins import SlotState, VideoSlotModel
+from service.backends.manifest import MANIFEST_FILE
 from training.export import ExportError, ExportOptions, export_model, read_manifest
-from training.export.manifest import MANIFEST_FILE
 from training.export.parity import measure_parity, synthetic_video
 
 

@@ -17,9 +17,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import quick_export, save_tiny_model
 
+from service.backends.manifest import ManifestError, read_manifest
 from service.config import ServiceConfig
 from service.engine import load_engine, model_version
-from training.export.manifest import ManifestError, read_manifest
 
 pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install -e '.[onnx]'")
 

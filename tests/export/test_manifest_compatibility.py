@@ -1,5 +1,5 @@
 """``manifest.json`` across releases: what this exporter writes reads in the previous release's server, and this
-reader ignores what a newer exporter adds (the compatibility policy of ``training.export.manifest``)."""
+reader ignores what a newer exporter adds (the compatibility policy of ``service.backends.manifest``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from plugins.frame_fit import FrameFitName
-from training.export.manifest import (
+from service.backends.manifest import (
     GraphSpec,
     InputSpec,
     Manifest,

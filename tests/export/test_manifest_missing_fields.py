@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import quick_export, save_tiny_model
 
-from training.export.manifest import MANIFEST_FILE, ManifestError, read_manifest
+from service.backends.manifest import MANIFEST_FILE, ManifestError, read_manifest
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 

@@ -19,6 +19,7 @@ from service_helpers import quick_export, save_tiny_model
 
 from plugins import VideoSlotModel
 from service.backends import onnx_backend
+from service.backends.manifest import ManifestError
 from service.backends.onnx_backend import (
     OnnxOptions,
     ProviderChoice,
@@ -30,7 +31,6 @@ from service.backends.onnx_backend import (
 from service.config import ServiceConfig
 from service.engine import BackendUnavailable, load_engine
 from service.server import default_engine_factory
-from training.export.manifest import ManifestError
 
 ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install -e '.[onnx]'")
 
@@ -204,7 +204,7 @@ def test_a_graph_onnx_runtime_cannot_load_is_refused_naming_the_file(export_dir,
     import json
     import shutil
 
-    from training.export.manifest import MANIFEST_FILE, file_sha256
+    from service.backends.manifest import MANIFEST_FILE, file_sha256
 
     damaged = tmp_path / "damaged"
     shutil.copytree(export_dir, damaged)
@@ -289,7 +289,7 @@ def test_a_manifest_edited_together_with_its_recorded_shapes_is_caught_against_t
     import json
     import shutil
 
-    from training.export.manifest import MANIFEST_FILE
+    from service.backends.manifest import MANIFEST_FILE
 
     edited = tmp_path / "edited"
     shutil.copytree(export_dir, edited)
@@ -333,8 +333,8 @@ def with_passed_tensorrt_check(export_dir: Path, directory: Path) -> Path:
     import dataclasses
     import shutil
 
+    from service.backends.manifest import write_manifest
     from training.export import read_manifest
-    from training.export.manifest import write_manifest
 
     shutil.copytree(export_dir, directory)
     manifest = read_manifest(directory)

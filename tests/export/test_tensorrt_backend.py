@@ -260,8 +260,8 @@ def test_an_export_whose_engines_failed_parity_is_refused(export_dir, tmp_path, 
     TensorRT provider, then refuse the export (before looking for TensorRT or a GPU)."""
     import shutil
 
+    from service.backends.manifest import write_manifest
     from training.export import read_manifest
-    from training.export.manifest import write_manifest
 
     failed_dir = tmp_path / "failed"
     shutil.copytree(export_dir, failed_dir)
@@ -280,9 +280,9 @@ def test_a_failed_check_at_one_precision_does_not_refuse_engines_of_the_other(ex
     engines this machine cannot load)."""
     import shutil
 
+    from service.backends.manifest import write_manifest
     from service.backends.tensorrt_backend import check_tensorrt_parity
     from training.export import read_manifest
-    from training.export.manifest import write_manifest
 
     failed_dir = tmp_path / "failed-fp16"
     shutil.copytree(export_dir, failed_dir)
@@ -534,8 +534,8 @@ def with_tensorrt_record(export_dir: Path, directory: Path, build: dict, passed:
     """A copy of ``export_dir`` whose manifest records a TensorRT parity check of ``build``."""
     import shutil
 
+    from service.backends.manifest import write_manifest
     from training.export import read_manifest
-    from training.export.manifest import write_manifest
 
     shutil.copytree(export_dir, directory)
     manifest = read_manifest(directory)

@@ -14,9 +14,9 @@ Example:
 
 from __future__ import annotations
 
+from service.backends.manifest import Manifest, ManifestError, ParityReport, read_manifest
 from training.export.exporter import ExportError, ExportOptions, export_model
 from training.export.graphs import export_graph
-from training.export.manifest import Manifest, ManifestError, ParityReport, read_manifest
 from training.export.operators import TENSORRT_OPS_SOURCE, TENSORRT_SUPPORTED_OPS, OperatorReport, check_operators
 from training.export.tracing import ALLOWED_CONVERSIONS, FrozenValueError, UnsupportedOperatorError
 

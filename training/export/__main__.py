@@ -18,9 +18,9 @@ import sys
 from collections.abc import Sequence
 
 from plugins.registry import RegistryError
+from service.backends.manifest import Manifest, ManifestError
 from training.export.exporter import ExportError, ExportOptions, export_model
 from training.export.graphs import DEFAULT_OPSET, SUPPORTED_OPSETS
-from training.export.manifest import Manifest, ManifestError
 
 DEFAULT_MAX_BATCH_SIZE = ExportOptions.max_batch_size
 

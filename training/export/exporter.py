@@ -23,9 +23,7 @@ import torch
 from plugins import VideoSlotModel
 from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from plugins.model import CONFIG_FILE, WEIGHTS_FILE, weights_mismatch_message
-from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
-from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
-from training.export.manifest import (
+from service.backends.manifest import (
     BATCH_AXIS,
     GRAPH_FILES,
     MANIFEST_FILE,
@@ -39,6 +37,8 @@ from training.export.manifest import (
     file_sha256,
     write_manifest,
 )
+from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
+from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.operators import TENSORRT_OPS_SOURCE, check_operators
 from training.export.parity import (
     BATCH_SIZES,

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from plugins import SlotState, VideoSlotModel
-from training.export.manifest import (
+from service.backends.manifest import (
     BATCH_AXIS,
     FIRST_STEP,
     INPUT_FRAMES,

@@ -25,7 +25,7 @@ import torch
 
 from plugins import SlotState, VideoSlotModel
 from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE, near_ties, segment
-from training.export.manifest import INPUT_FRAMES, INPUT_PREV_SLOTS, OUTPUT_MASKS, OUTPUT_SLOTS, ParityReport
+from service.backends.manifest import INPUT_FRAMES, INPUT_PREV_SLOTS, OUTPUT_MASKS, OUTPUT_SLOTS, ParityReport
 
 FP32_MAX_ABS = 1e-4
 FP32_AGREEMENT = 0.999
