@@ -552,7 +552,11 @@ _SIZE_MISMATCH = re.compile(
 MISMATCH_EXAMPLES = 3
 
 #: The model folders a training run writes (``training.run``), with what each holds, in the order to suggest them.
-RUN_FOLDER_MODELS = (("best", "its best evaluation"), ("model", "its final model"))
+RUN_BEST_MODEL_DIR = "best"
+"""Where a training run keeps the model of its best evaluation (``training.best``)."""
+RUN_FINAL_MODEL_DIR = "model"
+"""Where a finished training run keeps its final model (``training.loop``)."""
+RUN_FOLDER_MODELS = ((RUN_BEST_MODEL_DIR, "its best evaluation"), (RUN_FINAL_MODEL_DIR, "its final model"))
 
 
 def weights_mismatch_message(weights: str, config: str, report: str) -> str | None:

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from plugins import VideoSlotModel
+from plugins.model import RUN_BEST_MODEL_DIR
 from training.checkpoint import make_staging_dir
 from training.metrics import DiscoveryScores
 
-BEST_MODEL_DIR = "best"
+BEST_MODEL_DIR = RUN_BEST_MODEL_DIR
 SELECTION_FILE = "selection.json"
 _PREVIOUS_BEST_DIR = ".previous-best"
 _STAGING_PREFIX = ".best-"

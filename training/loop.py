@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from plugins import ComponentRegistry, VideoSlotModel, default_registry
 from plugins.interfaces import ContractViolation, Loss
-from plugins.model import WEIGHTS_FILE
+from plugins.model import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE
 from training.batches import SeededItems, StepBatchSampler
 from training.best import BEST_MODEL_DIR, Selection, check_metrics, clear_best, read_selection, update_best
 from training.checkpoint import (
@@ -58,7 +58,7 @@ from training.warm_start import check_warm_start_source, freeze_all_but, warm_st
 CONFIG_FILE = "train_config.json"
 COMMAND_FILE = "command.txt"
 """The command line that started a run (model cards quote it), written with ``CONFIG_FILE`` at the start."""
-FINAL_MODEL_DIR = "model"
+FINAL_MODEL_DIR = RUN_FINAL_MODEL_DIR
 SAMPLES_DIR = "samples"
 _STARTED_RUN_ENTRIES = (
     CONFIG_FILE,

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from plugins.model import COMPONENT_NAMES, WEIGHTS_FILE
+from plugins.model import COMPONENT_NAMES, WEIGHTS_FILE, run_folder_models
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def check_warm_start_source(source: str | Path) -> None:
     if not folder.is_dir():
         raise FileNotFoundError(f"--init-from {source}: no such folder")
     if not path.is_file():
-        run_models = [str(folder / name) for name in ("best", "model") if (folder / name / WEIGHTS_FILE).is_file()]
+        run_models = [str(model) for model in run_folder_models(folder)]
         hint = f"; it looks like a training run, whose models are in {' and '.join(run_models)}" if run_models else ""
         raise FileNotFoundError(
             f"--init-from {source}: no {WEIGHTS_FILE} there (expected a saved model directory){hint}"
