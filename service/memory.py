@@ -13,6 +13,8 @@ from pathlib import Path
 
 CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
 """cgroup v2's memory limit of this process's group (the container's memory limit in Kubernetes)."""
+CGROUP_V1_MEMORY_LIMIT = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+"""The same limit on a node still on cgroup v1 (a very large number when there is none)."""
 
 MEMINFO = Path("/proc/meminfo")
 
@@ -20,15 +22,25 @@ AUTO_REPLY_BUDGET_FRACTION = 4
 """``--max-total-buffered-reply-bytes 0`` (auto) takes the memory limit divided by this."""
 
 
-def memory_limit_bytes(memory_max: Path = CGROUP_MEMORY_MAX, meminfo: Path = MEMINFO) -> int | None:
-    """Bytes of memory this process may use: the cgroup v2 limit (``memory.max``) when one is set, else the
-    machine's physical memory (``MemTotal`` of ``/proc/meminfo``); ``None`` when neither can be read."""
-    try:
-        text = memory_max.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        text = "max"
-    if text.isdigit() and int(text) > 0:
-        return int(text)
+def memory_limit_bytes(
+    memory_max: Path = CGROUP_MEMORY_MAX, meminfo: Path = MEMINFO, v1_limit: Path = CGROUP_V1_MEMORY_LIMIT
+) -> int | None:
+    """Bytes of memory this process may use: the cgroup limit (v2 ``memory.max``, else v1
+    ``memory.limit_in_bytes``) when one is set below the machine's physical memory, else that memory (``MemTotal``
+    of ``/proc/meminfo``); ``None`` when none of them can be read."""
+    machine = _machine_memory(meminfo)
+    for path in (memory_max, v1_limit):
+        try:
+            text = path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text.isdigit() and int(text) > 0 and (machine is None or int(text) < machine):
+            return int(text)
+    return machine
+
+
+def _machine_memory(meminfo: Path) -> int | None:
+    """``MemTotal`` of ``meminfo`` in bytes, or ``None`` when it cannot be read."""
     try:
         for line in meminfo.read_text().splitlines():
             fields = line.split()

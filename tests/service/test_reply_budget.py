@@ -26,9 +26,14 @@ def test_the_memory_limit_is_the_cgroup_limit_else_the_machine_memory(tmp_path: 
     limit.write_text("2147483648\n")
     assert memory_limit_bytes(limit, meminfo) == 2 * 1024**3
     limit.write_text("max\n")  # no cgroup limit: the machine's memory
-    assert memory_limit_bytes(limit, meminfo) == 24592212 * 1024
-    assert memory_limit_bytes(tmp_path / "absent", meminfo) == 24592212 * 1024
-    assert memory_limit_bytes(tmp_path / "absent", tmp_path / "absent too") is None
+    assert memory_limit_bytes(limit, meminfo, tmp_path / "absent") == 24592212 * 1024
+    assert memory_limit_bytes(tmp_path / "absent", meminfo, tmp_path / "absent") == 24592212 * 1024
+    assert memory_limit_bytes(tmp_path / "absent", tmp_path / "absent", tmp_path / "absent") is None
+    v1 = tmp_path / "memory.limit_in_bytes"  # a node on cgroup v1
+    v1.write_text("1073741824\n")
+    assert memory_limit_bytes(tmp_path / "absent", meminfo, v1) == 1024**3
+    v1.write_text("9223372036854771712\n")  # v1's "no limit"
+    assert memory_limit_bytes(tmp_path / "absent", meminfo, v1) == 24592212 * 1024
 
 
 def test_the_budget_grants_what_fits_and_at_least_one_reply():
