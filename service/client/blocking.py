@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from service.client.connection import Client
@@ -19,25 +19,49 @@ from service.types import CloseReason, FrameResponse, StreamClosed, StreamOption
 
 _DONE = object()
 
+
+class _SourceExit(Exception):
+    """A ``SystemExit`` or ``KeyboardInterrupt`` the frames iterator raised, carried as an ordinary exception:
+    raised as itself on the shared loop, it would stop that loop for every stream. Re-raised as ``error`` in the
+    caller's thread."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+def _next_frame(iterator: Iterator[Any]) -> Any:
+    """The next frame, ``_DONE`` at the end; an exit the iterator raises comes back as :class:`_SourceExit`."""
+    try:
+        return next(iterator, _DONE)
+    except Exception:
+        raise
+    except BaseException as error:
+        raise _SourceExit(error) from error
+
+
 _loop_lock = threading.Lock()
-_loop: tuple[int, asyncio.AbstractEventLoop] | None = None  # (the process it belongs to, the loop)
+_loop: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
 
 
 def client_loop() -> asyncio.AbstractEventLoop:
-    """The event loop every blocking call of this process runs on, in a daemon thread started on first use.
+    """The event loop every blocking call of this process runs on, in a daemon thread started on first use (and
+    again should that thread have ended).
 
     One loop for the whole process, not one per call: gRPC's asyncio layer binds its completion-queue poller to
     the loop it first runs on, and after that loop closes the poller keeps calling into it ("Event loop is closed"
     tracebacks on stderr), so a script calling :func:`stream_frames` for one video after another needs them all
-    on one loop. A forked child gets a loop of its own.
+    on one loop. gRPC's asyncio layer does not survive ``fork``: a forked child must not use the client its
+    parent used (start child processes with ``spawn``, or before the first call).
     """
     global _loop
     with _loop_lock:
-        if _loop is None or _loop[0] != os.getpid() or _loop[1].is_closed():
+        if _loop is None or not _loop[1].is_alive() or _loop[0].is_closed():
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="slotstream-client-loop", daemon=True).start()
-            _loop = (os.getpid(), loop)
-        return _loop[1]
+            thread = threading.Thread(target=loop.run_forever, name="slotstream-client-loop", daemon=True)
+            thread.start()
+            _loop = (loop, thread)
+        return _loop[0]
 
 
 def stream_frames(
@@ -77,6 +101,12 @@ def stream_frames(
     """
     answers: queue.Queue[Any] = queue.Queue(maxsize=max(window, 1) * 4)
     stop = threading.Event()
+    # Threads of this call alone for the two blocking waits (the next frame, the caller taking an answer): on the
+    # shared loop's default executor, a few calls that wait on their callers would take every thread from the rest.
+    waits = ThreadPoolExecutor(2, thread_name_prefix="slotstream-stream-frames")
+
+    async def blocking(function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(waits, function, *args)
 
     async def run() -> None:
         async with Client(target, token=token, tls=tls) as client:
@@ -89,7 +119,7 @@ def stream_frames(
                 nonlocal all_sent
                 iterator = iter(frames)
                 while not stop.is_set():
-                    frame: Any = await asyncio.to_thread(next, iterator, _DONE)
+                    frame: Any = await blocking(_next_frame, iterator)
                     if frame is _DONE:  # a None frame is the caller's (a failed camera read): send() refuses it
                         break
                     await slots.acquire()
@@ -108,7 +138,7 @@ def stream_frames(
                             raise StreamError.from_closed(answer, stream.handoff)
                         return
                     slots.release()
-                    await asyncio.to_thread(answers.put, answer)
+                    await blocking(answers.put, answer)
 
             await send_while_receiving(send_all(), receive_all())
 
@@ -116,8 +146,8 @@ def stream_frames(
         try:
             await run()
         except Exception as error:  # handed to the caller's thread
-            await asyncio.to_thread(answers.put, error)
-        await asyncio.to_thread(answers.put, _DONE)
+            await blocking(answers.put, error.error if isinstance(error, _SourceExit) else error)
+        await blocking(answers.put, _DONE)
 
     call = asyncio.run_coroutine_threadsafe(run_and_report(), client_loop())
     interrupted = False
@@ -135,3 +165,4 @@ def stream_frames(
         while not call.done() and not interrupted:
             with contextlib.suppress(queue.Empty):
                 answers.get(timeout=0.1)
+        waits.shutdown(wait=False)

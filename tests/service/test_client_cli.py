@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,44 @@ def test_blocking_helper_called_again_and_again_in_one_process_stays_quiet():
         server.stop(0.5)
     assert (done.returncode, done.stdout.strip()) == (0, "300"), done.stderr
     assert done.stderr == ""
+
+
+def test_blocking_helper_serves_many_threads_whose_frames_wait_on_their_answers(server):
+    """Robot code often makes its next frame from the last answer, so each frame waits on its caller. Eight such
+    callers in threads at once all finish: the waits of one call never take the threads another call needs."""
+    clip = make_video(seed=55, frames=4)
+
+    def feedback_loop(results: list[int]) -> None:
+        answered = threading.Event()
+        answered.set()
+
+        def frames():
+            for frame in clip:
+                assert answered.wait(30), "no answer to the previous frame"
+                answered.clear()
+                yield frame
+
+        for answer in stream_frames(server.target, frames(), window=1):
+            results.append(answer.frame_index)
+            answered.set()
+
+    results: list[list[int]] = [[] for _ in range(8)]
+    threads = [threading.Thread(target=feedback_loop, args=(r,), daemon=True) for r in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == [[0, 1, 2, 3]] * 8
+
+
+def test_blocking_helper_hands_a_system_exit_from_the_frames_to_the_caller_and_keeps_working(server):
+    def frames():
+        yield make_video(seed=56, frames=1)[0]
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        list(stream_frames(server.target, frames()))
+    assert [a.frame_index for a in stream_frames(server.target, iter(make_video(57, 2)))] == [0, 1]
 
 
 def test_the_readme_python_example_runs(server):
