@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins.frame_fit import FRAME_FITS as SERVED_FITS
-from service.memory import AUTO_REPLY_BUDGET_FRACTION, memory_limit_bytes
+from service.memory import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget, memory_limit_bytes
 from service.tokens import read_tokens
 
 ENV_PREFIX = "SLOTSTREAM_"
@@ -134,8 +134,9 @@ class ServiceConfig:
         default=0,
         metadata=_help(
             "finished replies all streams together may hold while their clients are not reading, in bytes of their "
-            "reply-size bounds; a new stream without room for one reply is refused TOO_MANY_STREAMS (0: auto = a "
-            "quarter of the memory limit: the cgroup limit, else the machine's memory)"
+            "reply-size bounds, with the two gRPC holds per stream; a new stream without room for a window of one "
+            "reply is refused TOO_MANY_STREAMS (0: auto = a quarter of the memory limit: the cgroup limit, else the "
+            "machine's memory; else at least 3 x --max-message-bytes)"
         ),
     )
     max_message_bytes: int = field(
@@ -267,13 +268,18 @@ class ServiceConfig:
         """:attr:`max_total_buffered_reply_bytes`, or the automatic budget: a quarter of ``memory_limit`` (``None``:
         :func:`~service.memory.memory_limit_bytes`), or 16 GiB when no limit can be read.
 
-        The automatic budget is at least :attr:`max_message_bytes`, the largest reply a stream may have, so that a
-        single stream always fits."""
+        The automatic budget leaves room for at least one stream whose replies are as large as they may be
+        (:meth:`min_reply_budget_bytes`)."""
         if self.max_total_buffered_reply_bytes > 0:
             return self.max_total_buffered_reply_bytes
         limit = memory_limit_bytes() if memory_limit is None else memory_limit
         budget = 16 * 1024**3 if limit is None else limit // AUTO_REPLY_BUDGET_FRACTION
-        return max(budget, self.max_message_bytes)
+        return max(budget, self.min_reply_budget_bytes())
+
+    def min_reply_budget_bytes(self) -> int:
+        """The smallest reply budget that admits a stream whose replies are as large as :attr:`max_message_bytes`
+        allows: a window of one such reply plus the ones gRPC holds (:class:`~service.memory.ReplyBudget`)."""
+        return ReplyBudget.stream_bytes(self.max_message_bytes, 1)
 
     def memory_warnings(self, memory_limit: int | None = None) -> list[str]:
         """What in this configuration lets clients take more memory than the server may use: the frames being
@@ -408,9 +414,11 @@ class ServiceConfig:
             "decode_threads",
         )
         problems += [f"--{_flag(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1]
-        if self.max_total_buffered_reply_bytes < 0:
+        budget, smallest = self.max_total_buffered_reply_bytes, self.min_reply_budget_bytes()
+        if budget < 0 or 0 < budget < smallest:
             problems.append(
-                f"--max-total-buffered-reply-bytes must be >= 0 (0: auto), got {self.max_total_buffered_reply_bytes}"
+                f"--max-total-buffered-reply-bytes must be 0 (auto) or at least {smallest} (3 replies of "
+                f"--max-message-bytes: one stream's window of one and the two gRPC holds), got {budget}"
             )
         if self.max_streams_per_client < 0:
             problems.append(f"--max-streams-per-client must be >= 0 (0: no limit), got {self.max_streams_per_client}")

@@ -34,6 +34,7 @@ from service.batcher import BatcherClosed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
 from service.images import ModelView, fit_frame, fitted_pixels
 from service.logs import RateLimitedWarning
+from service.memory import REPLIES_IN_TRANSIT, ReplyBudget
 from service.metrics import Metrics
 from service.pending import PendingFrames
 from service.postprocess import MaskRequest, mask_outputs
@@ -179,6 +180,7 @@ class StreamConnection:
         self._out: asyncio.Queue[Slot | Exception | object] = asyncio.Queue()
         self._window = asyncio.Semaphore(_MAX_UNANSWERED)  # replaced at open, sized to the replies
         self._reserved_reply_bytes = 0  # of the server's reply budget, from the open to the end of the call
+        self._reply_bound = 0
         self._slots: set[Slot] = set()
         self._session: Session | None = None
         self._pending: PendingFrames[_Pending] | None = None
@@ -329,6 +331,11 @@ class StreamConnection:
             self._out.get_nowait()
         self._slots.clear()
         self._out.put_nowait(abort)
+        # The dropped replies' room goes back to the server at once; what gRPC still holds stays reserved until the
+        # call ends (a client that answers keepalive pings without reading keeps it open).
+        in_transit = min(self._reserved_reply_bytes, REPLIES_IN_TRANSIT * self._reply_bound)
+        self._manager.release_replies(self._reserved_reply_bytes - in_transit)
+        self._reserved_reply_bytes = in_transit
 
     async def drain(self) -> None:
         """Stop reading frames, answer every accepted frame, send the hand-off state and end with UNAVAILABLE.
@@ -391,7 +398,10 @@ class StreamConnection:
             self._awaiting_request = True
             try:
                 if self._session is None:  # a call that never opens must not hold the server's resources
-                    request = await asyncio.wait_for(anext(iterator), self._manager.limits.default_idle_timeout_s)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can return a request that arrived as the
+                    # call ended, swallowing the cancel, and the open would then outlive its call
+                    async with asyncio.timeout(self._manager.limits.default_idle_timeout_s):
+                        request = await anext(iterator)
                 else:
                     request = await anext(iterator)
             except StopAsyncIteration:
@@ -419,6 +429,8 @@ class StreamConnection:
         return None
 
     def _open(self, request: OpenRequest) -> None:
+        if self.finished.is_set():  # the call ended (cleaned up) while this open was read: nothing may outlive it
+            raise asyncio.CancelledError
         if self._session is not None:
             self._manager.metrics.open_rejected.labels(ErrorCode.ALREADY_OPEN.name.lower()).inc()
             raise StreamAbort(ErrorCode.ALREADY_OPEN, "this stream is already open; send one open per Stream call")
@@ -430,9 +442,10 @@ class StreamConnection:
         # At most the resume history ahead of the replies taken: a stream whose client stopped reading (detached
         # for a resume, see SessionManager.reclaim) must still hold the state after the last reply it was sent.
         ahead = min(_MAX_UNANSWERED, unanswered, self._manager.limits.resume_history)
-        # and at most what the server-wide budget has room for (at least one reply; given back in _cleanup)
+        # and at most what the server-wide budget has room for (at least one reply; given back in evict and _cleanup)
         ahead = self._manager.reserve_replies(bound, ahead)
-        self._reserved_reply_bytes = ahead * bound
+        self._reply_bound = bound
+        self._reserved_reply_bytes = ReplyBudget.stream_bytes(bound, ahead)
         self._window = asyncio.Semaphore(ahead)
         self._pending = PendingFrames[_Pending](self._max_pending_frames, session.options.live)
         self._emit(opened)

@@ -51,14 +51,20 @@ def _machine_memory(meminfo: Path) -> int | None:
     return None
 
 
+REPLIES_IN_TRANSIT = 2
+"""Replies of a stream that gRPC holds beyond its window: the one it is sending and the one handed to it next (a
+stream's window counts the replies not yet handed to gRPC)."""
+
+
 class ReplyBudget:
     """The server-wide bound on the bytes of replies that streams may hold for their clients.
 
-    Each stream reserves, when its call opens it, room for the replies it may run ahead of its client (each
-    counted at the stream's reply-size bound) and gives it back when the call ends. A new stream that would not
-    find room for a single reply is refused (see :meth:`has_room_for`); a stream that comes back (a resume)
-    always gets one, since its state is already held, so the reserved total can exceed the budget by the replies
-    of resumed streams.
+    Each stream reserves, when its call opens it, room for the replies it may run ahead of its client plus the
+    :data:`REPLIES_IN_TRANSIT` that gRPC holds (each counted at the stream's reply-size bound), and gives it back
+    when the call ends (most of it as soon as the server takes the stream from the call). A new stream that would
+    not find room for a window of one reply is refused (see :meth:`has_room_for`); a stream that comes back (a
+    resume) always gets one, since its state is already held, so the reserved total can exceed the budget by the
+    replies of resumed streams.
 
     Args:
         total_bytes: the budget, in bytes (at least 1).
@@ -78,20 +84,27 @@ class ReplyBudget:
         """Bytes not reserved by any stream (0 when resumed streams took the budget past its total)."""
         return max(0, self.total_bytes - self.reserved_bytes)
 
+    @staticmethod
+    def stream_bytes(reply_bytes: int, window: int) -> int:
+        """What a stream with a window of ``window`` replies of ``reply_bytes`` reserves (gRPC's replies too)."""
+        return (window + REPLIES_IN_TRANSIT) * reply_bytes
+
     def has_room_for(self, reply_bytes: int) -> bool:
-        """Whether one more reply of ``reply_bytes`` fits in what is free."""
-        return reply_bytes <= self.free_bytes
+        """Whether a stream with a window of one reply of ``reply_bytes`` fits in what is free."""
+        return self.stream_bytes(reply_bytes, 1) <= self.free_bytes
 
     def reserve(self, reply_bytes: int, wanted: int) -> int:
-        """Reserve room for up to ``wanted`` replies of ``reply_bytes`` each, and at least one.
+        """Reserve room for a window of up to ``wanted`` replies of ``reply_bytes`` each (at least one), plus
+        gRPC's.
 
         Returns:
-            The replies reserved: ``max(1, min(wanted, free // reply_bytes))``. Give back
-            ``returned * reply_bytes`` with :meth:`release` when the stream's call ends.
+            The window: ``max(1, min(wanted, free // reply_bytes - REPLIES_IN_TRANSIT))`` replies. Give back
+            :meth:`stream_bytes` of it with :meth:`release` when the stream's call ends.
         """
-        replies = max(1, min(wanted, self.free_bytes // max(1, reply_bytes)))
-        self.reserved_bytes += replies * reply_bytes
-        return replies
+        fits = self.free_bytes // max(1, reply_bytes) - REPLIES_IN_TRANSIT
+        window = max(1, min(wanted, fits))
+        self.reserved_bytes += self.stream_bytes(reply_bytes, window)
+        return window
 
     def release(self, reserved_bytes: int) -> None:
         """Give back bytes reserved with :meth:`reserve`."""

@@ -261,14 +261,6 @@ class SessionManager:
             )
         options = self._effective_options(request.options, runner)
         clamped = _clamped(request.options, options)
-        if not self.reply_budget.has_room_for(bound := reply_bytes(options, runner.card)):
-            raise StreamAbort(
-                ErrorCode.TOO_MANY_STREAMS,
-                f"this server's budget for replies its clients have not read ({self.reply_budget.total_bytes} bytes, "
-                f"--max-total-buffered-reply-bytes) has no room for one more reply of this stream ({bound} bytes at "
-                "its mask size and outputs; the open streams hold the rest): retry later, connect to another "
-                "replica, or ask for a smaller mask size, uint8 soft masks or fewer outputs",
-            )
         slot_ids = tuple(range(runner.card.num_slots))
         session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids, opened_at=self.clock())
         session.client = client
@@ -283,6 +275,7 @@ class SessionManager:
             kind = OpenKind.HANDED_OFF
         else:
             session.history.append((None, None))
+        self._check_reply_room(options, runner)
         self.sessions[stream_id] = session
         self._tombstones.pop(stream_id, None)
         self._attach(session, owner)
@@ -301,6 +294,24 @@ class SessionManager:
             },
         )
         return session, self._opened(session, kind)
+
+    def _check_reply_room(self, options: StreamOptions, runner: ModelRunner) -> None:
+        """Refuse a new stream (a hand-off too: it is new on this server) for which the reply budget has no room.
+
+        Raises:
+            StreamAbort: ``TOO_MANY_STREAMS``, naming the budget and the stream's reply size.
+        """
+        if self.reply_budget.has_room_for(bound := reply_bytes(options, runner.card)):
+            return
+        needed = ReplyBudget.stream_bytes(bound, 1)
+        raise StreamAbort(
+            ErrorCode.TOO_MANY_STREAMS,
+            f"this server's budget for replies its clients have not read ({self.reply_budget.total_bytes} bytes, "
+            f"--max-total-buffered-reply-bytes) has no room for this stream: its replies may be {bound} bytes at its "
+            f"mask size and outputs, {needed} bytes with the ones in transit, and {self.reply_budget.free_bytes} are "
+            "free: retry later, connect to another replica, or ask for a smaller mask size, uint8 soft masks or "
+            "fewer outputs",
+        )
 
     def _resume(self, request: OpenRequest, owner: SessionOwner, peer: str) -> tuple[Session, StreamOpened]:
         assert request.resume is not None

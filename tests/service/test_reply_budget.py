@@ -37,26 +37,32 @@ def test_the_memory_limit_is_the_cgroup_limit_else_the_machine_memory(tmp_path: 
 
 
 def test_the_budget_grants_what_fits_and_at_least_one_reply():
-    budget = ReplyBudget(10_000)
-    assert budget.reserve(3_000, wanted=2) == 2  # all it wanted
-    assert budget.reserve(3_000, wanted=5) == 1  # the room left: 4,000 bytes
-    assert (budget.reserved_bytes, budget.free_bytes) == (9_000, 1_000)
-    assert not budget.has_room_for(3_000) and budget.has_room_for(1_000)
+    """Each stream reserves its window and the two replies gRPC holds, at its reply size."""
+    budget = ReplyBudget(30_000)
+    assert budget.reserve(3_000, wanted=2) == 2  # all it wanted: (2 + 2) x 3,000
+    assert budget.reserve(3_000, wanted=5) == 4  # the room left, 18,000 bytes: 6 replies, 2 of them gRPC's
+    assert (budget.reserved_bytes, budget.free_bytes) == (30_000, 0)
+    budget.release(9_000)
+    assert not budget.has_room_for(3_001) and budget.has_room_for(3_000)  # a window of one needs 3 replies
+    assert budget.reserve(3_000, wanted=5) == 1
     assert budget.reserve(3_000, wanted=5) == 1, "one reply at least: a resumed stream is never left without"
-    assert (budget.reserved_bytes, budget.free_bytes) == (12_000, 0)
-    budget.release(6_000)
-    assert (budget.reserved_bytes, budget.free_bytes) == (6_000, 4_000)
+    assert (budget.reserved_bytes, budget.free_bytes) == (39_000, 0)
+    budget.release(18_000)
+    assert (budget.reserved_bytes, budget.free_bytes) == (21_000, 9_000)
     with pytest.raises(ValueError, match="at least 1 byte"):
         ReplyBudget(0)
 
 
 def test_the_automatic_budget_is_a_quarter_of_the_memory_limit():
     assert ServiceConfig().reply_budget_bytes(memory_limit=2 * 1024**3) == 512 * MIB
-    assert ServiceConfig(max_total_buffered_reply_bytes=5 * MIB).reply_budget_bytes(2 * 1024**3) == 5 * MIB
-    # never below one reply of the largest size a stream may have
-    assert ServiceConfig(max_message_bytes=16 * MIB).reply_budget_bytes(memory_limit=32 * MIB) == 16 * MIB
-    with pytest.raises(ConfigError, match="--max-total-buffered-reply-bytes must be >= 0"):
-        ServiceConfig(max_total_buffered_reply_bytes=-1)
+    explicit = ServiceConfig(max_total_buffered_reply_bytes=5 * MIB, max_message_bytes=MIB)
+    assert explicit.reply_budget_bytes(2 * 1024**3) == 5 * MIB
+    # never below room for one stream of the largest replies: a window of one and the two in gRPC's hands
+    assert ServiceConfig(max_message_bytes=16 * MIB).reply_budget_bytes(memory_limit=32 * MIB) == 48 * MIB
+    for refused in (-1, 3 * 8 * MIB - 1):
+        with pytest.raises(ConfigError, match="--max-total-buffered-reply-bytes must be 0 \\(auto\\) or at least"):
+            ServiceConfig(max_total_buffered_reply_bytes=refused, max_message_bytes=8 * MIB)
+    assert ServiceConfig(max_total_buffered_reply_bytes=3 * 8 * MIB, max_message_bytes=8 * MIB)
 
 
 def test_a_configuration_that_could_outgrow_the_memory_limit_is_warned_about():
@@ -73,11 +79,12 @@ _BIG_REPLIES = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(
 
 
 def test_a_new_stream_without_room_for_a_reply_is_refused_and_a_resume_is_not(start_server):
-    """Streams asking for large soft masks reserve room for the replies they may hold; once the budget has no room
-    for one more, a new stream is refused TOO_MANY_STREAMS naming the budget, while a stream coming back (a resume)
-    still gets in; a stream's call that ends gives its room back."""
+    """Streams asking for large soft masks reserve room for the replies they may hold (their window and the two
+    gRPC holds); once the budget has no room for one more, a new stream is refused TOO_MANY_STREAMS naming the
+    budget, while a stream coming back (a resume) still gets in; a stream's call that ends gives its room back."""
     bound = 4 * 400 * 400 * 4 + 16 * 1024  # float32 soft masks of the test model's 4 slots, with room for the rest
-    server = start_server(max_total_buffered_reply_bytes=int(2.5 * bound))
+    budget = int(4.5 * bound)  # a window of 2 replies and gRPC's 2, then half a reply left
+    server = start_server(max_total_buffered_reply_bytes=budget, max_message_bytes=3 * MIB)
     frame = make_video(seed=3, frames=1)[0]
 
     def reserved() -> float:
@@ -88,7 +95,7 @@ def test_a_new_stream_without_room_for_a_reply_is_refused_and_a_resume_is_not(st
             first = await client.open(_BIG_REPLIES)
             reply_bytes = first.opened.max_reply_bytes
             assert reply_bytes <= bound
-            assert reserved() == 2 * reply_bytes  # 2 of the 2.5 replies the budget holds
+            assert reserved() == 4 * reply_bytes  # a window of 2, and 2 in transit
             await first.process(frame)
             with pytest.raises(StreamError) as refused:
                 await client.open(_BIG_REPLIES)
@@ -108,7 +115,7 @@ def test_a_new_stream_without_room_for_a_reply_is_refused_and_a_resume_is_not(st
     refused, reply_bytes, after_resume = run(scenario(), timeout=60)
     assert refused.code == ErrorCode.TOO_MANY_STREAMS and refused.status == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "--max-total-buffered-reply-bytes" in refused.message and str(reply_bytes) in refused.message
-    assert after_resume == 3 * reply_bytes, "the resumed stream got one reply beyond the budget"
-    assert server.gauge("slotstream_reply_budget_bytes") == int(2.5 * bound)
+    assert after_resume == 7 * reply_bytes, "the resumed stream got a window of one beyond the budget"
+    assert server.gauge("slotstream_reply_budget_bytes") == budget
     assert server.metric("slotstream_open_rejected_total", {"code": "too_many_streams"}) == 1
     wait_until(lambda: reserved() == 0, 10)

@@ -87,6 +87,8 @@ def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeo
         async with grpc.aio.insecure_channel(server.target) as channel:
             stuck = await _send_without_reading(channel, frames)
             await asyncio.get_running_loop().run_in_executor(None, wait_until, lambda: _reclaimed(server))
+            # Of the reply budget, the stuck call keeps only the replies gRPC holds for it (2 of 2.6 MB) until it ends.
+            held = server.gauge("slotstream_reply_budget_reserved_bytes")
             async with Client(server.target) as client:  # the only stream slot is free again
                 stream = await client.open()
                 result = await stream.process(frames[0])
@@ -97,9 +99,11 @@ def test_a_stream_whose_client_stopped_reading_is_reclaimed_after_its_idle_timeo
             with pytest.raises(grpc.aio.AioRpcError) as ended:
                 while await asyncio.wait_for(stuck.read(), 5) is not grpc.aio.EOF:
                     replies += 1
-            return result, replies, ended.value
+            return result, replies, ended.value, held
 
-    result, replies, ended = run(scenario(), timeout=60)
+    result, replies, ended, held = run(scenario(), timeout=60)
+    assert 2 * 4 * 400 * 400 * 4 <= held <= 2 * 3 * 1024 * 1024, held
+    wait_until(lambda: server.gauge("slotstream_reply_budget_reserved_bytes") == 0)
     assert isinstance(result, FrameResult)
     assert ended.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "it stopped reading" in ended.details()
     assert "open a new stream" in ended.details()
