@@ -66,7 +66,7 @@ _EXPORTS = {
     "VideoSlotModel": "plugins.model",
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "Aggregator",

@@ -31,7 +31,7 @@ _EXPORTS = {
     "ServiceConfig": "service.config",
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "BackendUnavailable",

@@ -196,6 +196,12 @@ def _planned_paths(sources: Sequence[str], out: Path, overwrite: bool) -> list[P
     return paths
 
 
+def _report_failed(spec: str, error: Exception) -> None:
+    """Print why source ``spec`` failed, naming it unless the message does already (most do)."""
+    where = "" if str(error).startswith(spec) else f"{spec}: "
+    print(f"slotstream extract: {where}{error}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Extract every source's trajectory; returns the exit status (2: bad arguments or model, 1: a source failed).
 
@@ -220,11 +226,19 @@ def main(argv: list[str] | None = None) -> int:
     for spec, path in zip(args.sources, paths, strict=True):
         try:
             source = open_source(spec, args.max_frames, args.fps)
+        except (ValueError, OSError) as error:
+            _report_failed(spec, error)
+            failed += 1
+            continue
+        try:
             args.out.mkdir(parents=True, exist_ok=True)  # once a source opens: no empty folder when none does
+        except OSError as error:
+            print(f"slotstream extract: --out {args.out}: cannot make the folder ({error.strerror})", file=sys.stderr)
+            return 2
+        try:
             done = extract(engine, source, spec, fit, path, progress=not args.quiet)
         except (ValueError, OSError) as error:
-            where = "" if str(error).startswith(spec) else f"{spec}: "  # most messages name the source already
-            print(f"slotstream extract: {where}{error}", file=sys.stderr)
+            _report_failed(spec, error)
             failed += 1
             continue
         rate = (done.frames + len(done.refused)) / done.seconds if done.seconds > 0 else float("inf")

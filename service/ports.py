@@ -21,11 +21,11 @@ def address_in_use(listen: str) -> bool:
     except (socket.gaierror, UnicodeError):
         return False
     for family, kind, protocol, _, address in addresses:
-        with socket.socket(family, kind, protocol) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
+        try:
+            with socket.socket(family, kind, protocol) as probe:  # may fail too: IPv6 off in the kernel, say
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind(address)
-            except OSError as error:
-                if error.errno == errno.EADDRINUSE:
-                    return True
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return True
     return False

@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
         frame_fit, fit_source = frame_fit_used(args.frame_fit, model.frame_fit, args.data)
+        if fit_source == "none" and args.frame_fit is not None:
+            print_note(f"note: --frame-fit {args.frame_fit} does nothing here: synthetic videos need no fit")
         if frame_fit is not None and frame_fit not in FRAME_FITS:
             raise ValueError(
                 f"{args.model} records the frame fit {frame_fit!r}, which evaluation does not do; choose "

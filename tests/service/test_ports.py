@@ -20,3 +20,11 @@ def test_a_listening_port_is_in_use_and_a_free_one_is_not():
 def test_what_the_listen_itself_reports_is_not_called_busy():
     assert not address_in_use("127.0.0.1:0")  # any free port
     assert not address_in_use("127.0.0.1:http")  # not a number: the configuration check refuses it
+
+
+def test_a_socket_family_the_kernel_lacks_is_left_to_the_listen_to_report(monkeypatch):
+    def no_ipv6(*args, **kwargs):
+        raise OSError(97, "Address family not supported by protocol")
+
+    monkeypatch.setattr(socket, "socket", no_ipv6)
+    assert not address_in_use("[::1]:50051")

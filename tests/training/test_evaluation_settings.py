@@ -57,7 +57,9 @@ def test_evaluate_states_that_synthetic_videos_need_no_fit(tmp_path: Path, capsy
     assert evaluate_main([*args, "--videos", "1", "--frames", "2", "--frame-fit", "stretch"]) == 0
     scores = json.loads(out.read_text())
     assert (scores["frame_fit"], scores["frame_fit_source"]) == (None, "none")
-    assert "frame fit: none (synthetic videos are made at the model's input size)" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "frame fit: none (synthetic videos are made at the model's input size)" in printed.out
+    assert "--frame-fit stretch does nothing here" in printed.out + printed.err
 
 
 def test_evaluation_lines_during_training_say_their_frames_and_fit(tmp_path: Path) -> None:
