@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from plugins.frame_fit import FRAME_FITS as SERVED_FITS
-from service.memory import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget, memory_limit_bytes
+from service.host import available_cores, decodable_pixels, memory_limit_bytes
+from service.reply_budget import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget
 from service.tokens import read_tokens
 
 ENV_PREFIX = "SLOTSTREAM_"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 RAW_1080P_BYTES = 1920 * 1080 * 3
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 BACKENDS = ("torch", "onnx", "tensorrt")
 LOG_FORMATS = ("json", "text")
 FRAME_FITS = ("auto", *SERVED_FITS)
@@ -253,7 +253,7 @@ class ServiceConfig:
         most 4; on a GPU one.
 
         Args:
-            cores: CPU cores the process may use; ``None``: :func:`available_cores`.
+            cores: CPU cores the process may use; ``None``: :func:`~service.host.available_cores`.
         """
         if self.model_instances > 0:
             return self.model_instances
@@ -266,7 +266,7 @@ class ServiceConfig:
 
     def reply_budget_bytes(self, memory_limit: int | None = None) -> int:
         """:attr:`max_total_buffered_reply_bytes`, or the automatic budget: a quarter of ``memory_limit`` (``None``:
-        :func:`~service.memory.memory_limit_bytes`), or 16 GiB when no limit can be read.
+        :func:`~service.host.memory_limit_bytes`), or 16 GiB when no limit can be read.
 
         The automatic budget leaves room for at least one stream whose replies are as large as they may be
         (:meth:`min_reply_budget_bytes`)."""
@@ -278,14 +278,14 @@ class ServiceConfig:
 
     def min_reply_budget_bytes(self) -> int:
         """The smallest reply budget that admits a stream whose replies are as large as :attr:`max_message_bytes`
-        allows: a window of one such reply plus the ones gRPC holds (:class:`~service.memory.ReplyBudget`)."""
+        allows: a window of one such reply plus the ones gRPC holds (:class:`~service.reply_budget.ReplyBudget`)."""
         return ReplyBudget.stream_bytes(self.max_message_bytes, 1)
 
     def memory_warnings(self, memory_limit: int | None = None) -> list[str]:
         """What in this configuration lets clients take more memory than the server may use: the frames being
         received by every stream at once (``--max-streams`` x ``--max-message-bytes``) plus the replies they may
         hold (:meth:`reply_budget_bytes`) beyond half of ``memory_limit`` (``None``:
-        :func:`~service.memory.memory_limit_bytes`; the other half is for the server itself, its model, decoding
+        :func:`~service.host.memory_limit_bytes`; the other half is for the server itself, its model, decoding
         and gRPC's buffers). Empty when no limit can be read."""
         limit = memory_limit_bytes() if memory_limit is None else memory_limit
         if limit is None:
@@ -510,40 +510,6 @@ class ServiceConfig:
         parsed = build_parser().parse_args(argv)
         values.update({name: value for name, value in vars(parsed).items() if value is not None})
         return cls(**values)
-
-
-def decodable_pixels() -> int:
-    """The largest image Pillow decodes: above twice its ``MAX_IMAGE_PIXELS`` it refuses images as decompression
-    bombs (178,956,970 pixels by default)."""
-    from PIL import Image
-
-    limit = Image.MAX_IMAGE_PIXELS
-    return 2 * limit if limit else 2**62
-
-
-def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """CPU cores this process may use: its affinity, lowered to the cgroup v2 CPU limit (``cpu.max``, the
-    container's CPU limit in Kubernetes) rounded down, at least 1. Without a readable limit, the affinity."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        limit = parse_cpu_max(cpu_max.read_text())
-    except (OSError, UnicodeDecodeError):
-        limit = None
-    return cores if limit is None else max(1, min(cores, math.floor(limit)))
-
-
-def parse_cpu_max(text: str) -> float | None:
-    """The CPU limit in cores from the text of a cgroup v2 ``cpu.max`` file (``"<quota> <period>"`` in
-    microseconds, or ``"max <period>"``), or ``None`` when there is no limit or the text does not parse."""
-    fields = text.split()
-    if not fields or fields[0] == "max":
-        return None
-    try:
-        quota = int(fields[0])
-        period = int(fields[1]) if len(fields) > 1 else 100_000
-    except ValueError:
-        return None
-    return quota / period if quota > 0 and period > 0 else None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,10 +34,10 @@ from service.batcher import BatcherClosed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
 from service.images import ModelView, fit_frame, fitted_pixels
 from service.logs import RateLimitedWarning
-from service.memory import REPLIES_IN_TRANSIT, ReplyBudget
 from service.metrics import Metrics
 from service.pending import PendingFrames
 from service.postprocess import MaskRequest, mask_outputs
+from service.reply_budget import REPLIES_IN_TRANSIT, ReplyBudget
 from service.runner import StepJob
 from service.sessions import Session, SessionManager, loggable_stream_id
 from service.types import (

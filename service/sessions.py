@@ -29,8 +29,8 @@ import numpy as np
 
 from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort, quoted
-from service.memory import ReplyBudget
 from service.metrics import Metrics
+from service.reply_budget import ReplyBudget
 from service.runner import ModelRunner
 from service.session import ReleaseReason, Session, SessionOwner
 from service.types import (
@@ -93,7 +93,7 @@ class SessionLimits:
         max_reply_bytes: cap on the size of a stream's frame replies (the gRPC message limit); an open whose
             outputs at its mask size could exceed it is refused (see :func:`reply_bytes`).
         reply_budget_bytes: bytes all streams together may reserve for replies their clients have not read
-            (:class:`~service.memory.ReplyBudget`; ``--max-total-buffered-reply-bytes``).
+            (:class:`~service.reply_budget.ReplyBudget`; ``--max-total-buffered-reply-bytes``).
         default_frame_fit: the frame fit of streams that do not choose one (``--frame-fit``); ``UNSPECIFIED``
             (``--frame-fit auto``): each model's own, see :meth:`frame_fit_for`.
     """

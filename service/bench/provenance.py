@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.config import available_cores
+from service.host import available_cores
 
 #: Flags whose value is a secret: written as ``***`` in the recorded command line.
 SECRET_FLAGS = ("--token", "--auth-token")

@@ -14,7 +14,8 @@ from service_helpers import make_video, run, wait_until
 from service.client import Client, StreamError, StreamOptions
 from service.config import ConfigError, ServiceConfig
 from service.errors import ErrorCode
-from service.memory import ReplyBudget, memory_limit_bytes
+from service.host import memory_limit_bytes
+from service.reply_budget import ReplyBudget
 from service.types import Output
 
 MIB = 1024 * 1024

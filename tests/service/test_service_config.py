@@ -14,10 +14,9 @@ from service.config import (
     RAW_1080P_BYTES,
     ConfigError,
     ServiceConfig,
-    available_cores,
     build_parser,
-    parse_cpu_max,
 )
+from service.host import available_cores, parse_cpu_max
 
 
 def test_defaults_suit_a_robot_fleet():

@@ -1,4 +1,4 @@
-"""The server's memory bounds: the memory it may use, and the server-wide budget of buffered replies.
+"""The server-wide budget of buffered replies.
 
 A stream whose client does not read holds finished replies in the server (up to ``--max-buffered-reply-bytes``
 of its reply-size bound). That bound is per stream; :class:`ReplyBudget` caps the sum over every stream at
@@ -9,46 +9,8 @@ every stream on it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
-"""cgroup v2's memory limit of this process's group (the container's memory limit in Kubernetes)."""
-CGROUP_V1_MEMORY_LIMIT = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
-"""The same limit on a node still on cgroup v1 (a very large number when there is none)."""
-
-MEMINFO = Path("/proc/meminfo")
-
 AUTO_REPLY_BUDGET_FRACTION = 4
 """``--max-total-buffered-reply-bytes 0`` (auto) takes the memory limit divided by this."""
-
-
-def memory_limit_bytes(
-    memory_max: Path = CGROUP_MEMORY_MAX, meminfo: Path = MEMINFO, v1_limit: Path = CGROUP_V1_MEMORY_LIMIT
-) -> int | None:
-    """Bytes of memory this process may use: the cgroup limit (v2 ``memory.max``, else v1
-    ``memory.limit_in_bytes``) when one is set below the machine's physical memory, else that memory (``MemTotal``
-    of ``/proc/meminfo``); ``None`` when none of them can be read."""
-    machine = _machine_memory(meminfo)
-    for path in (memory_max, v1_limit):
-        try:
-            text = path.read_text().strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if text.isdigit() and int(text) > 0 and (machine is None or int(text) < machine):
-            return int(text)
-    return machine
-
-
-def _machine_memory(meminfo: Path) -> int | None:
-    """``MemTotal`` of ``meminfo`` in bytes, or ``None`` when it cannot be read."""
-    try:
-        for line in meminfo.read_text().splitlines():
-            fields = line.split()
-            if len(fields) >= 2 and fields[0] == "MemTotal:" and fields[1].isdigit():
-                return int(fields[1]) * 1024  # reported in kB
-    except (OSError, UnicodeDecodeError):
-        pass
-    return None
 
 
 REPLIES_IN_TRANSIT = 2
