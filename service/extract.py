@@ -30,7 +30,7 @@ from plugins.registry import RegistryError
 from service.client.encoding import encode_image
 from service.client.sources import Source, check_source_spec, open_source
 from service.client.trajectory import SlotTrajectory, slot_geometry, trajectory_mask_size
-from service.config import DEFAULT_MODEL_DIR, ServiceConfig
+from service.config import DEFAULT_MODEL_DIR, FRAME_FITS, ServiceConfig
 from service.engine import BackendUnavailable, Engine, load_engine
 from service.errors import ErrorCode, FrameRejected
 from service.images import fit_frame
@@ -38,8 +38,6 @@ from service.postprocess import MaskRequest, mask_outputs
 from service.runner import NOT_FINITE, finite_rows
 from service.sessions import SessionLimits
 from service.types import FrameFit, FrameResult, LatencyBreakdown
-
-_FRAME_FITS = ("auto", "stretch", "crop", "pad")
 
 
 @dataclass(frozen=True)
@@ -170,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")
     parser.add_argument(
         "--frame-fit",
-        choices=_FRAME_FITS,
+        choices=FRAME_FITS,
         default="auto",
         help="how frames are fitted to the model; auto: as the server does by default (the model's recorded fit, "
         "else stretch) (default: %(default)s)",

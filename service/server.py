@@ -32,6 +32,7 @@ from service.connection import StreamConnection
 from service.engine import Engine, load_engine
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
+from service.host import memory_limit_bytes
 from service.metrics import Metrics
 from service.ports import address_in_use
 from service.runner import ModelRunner
@@ -147,6 +148,7 @@ class Server:
         card = engine.card
         name = card.name
         _log.info("model loaded", extra={"model": name, "version": card.version, "backend": card.backend})
+        memory_limit = memory_limit_bytes()  # read once: the reply budget and the start-up warnings both use it
         limits = SessionLimits(
             max_streams=config.max_streams,
             max_streams_per_client=config.max_streams_per_client,
@@ -156,7 +158,7 @@ class Server:
             resume_history=config.resume_history,
             max_mask_pixels=config.max_image_pixels,
             max_reply_bytes=config.max_message_bytes,
-            reply_budget_bytes=config.reply_budget_bytes(),
+            reply_budget_bytes=config.reply_budget_bytes(memory_limit),
             default_frame_fit=FrameFit.UNSPECIFIED if config.frame_fit == "auto" else FrameFit.named(config.frame_fit),
         )
         on_call = None
@@ -202,7 +204,7 @@ class Server:
             watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
             self._watchdog = asyncio.create_task(watchdog.run(), name="model-watchdog")
         _log.info("settings", extra=self.effective_settings())
-        for warning in (*self.config.security_warnings(), *self.config.memory_warnings()):
+        for warning in (*self.config.security_warnings(), *self.config.memory_warnings(memory_limit)):
             _log.warning(warning)
         _log.info("listening", extra={"port": self.port, "load_s": round(time.perf_counter() - started, 3)})
         self._warmup = asyncio.create_task(self._warm_up(), name="warmup")

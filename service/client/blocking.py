@@ -56,7 +56,7 @@ def client_loop() -> asyncio.AbstractEventLoop:
     """
     global _loop
     with _loop_lock:
-        if _loop is None or not _loop[1].is_alive() or _loop[0].is_closed():
+        if _loop is None or not _loop[1].is_alive():  # a loop is closed only once its thread has ended
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="slotstream-client-loop", daemon=True)
             thread.start()
