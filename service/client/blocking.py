@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Awaitable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from service.client.connection import Client
@@ -38,6 +39,21 @@ def _next_frame(iterator: Iterator[Any]) -> Any:
         raise
     except BaseException as error:
         raise _SourceExit(error) from error
+
+
+async def _unless_stopped(pending: Awaitable[Any], stopping: asyncio.Event) -> Any:
+    """``pending``'s result, or ``_DONE`` as soon as ``stopping`` is set (``pending`` is then cancelled: a frame
+    source blocked in its thread is left behind, its frame unused)."""
+    task = asyncio.ensure_future(pending)
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return _DONE
 
 
 _loop_lock = threading.Lock()
@@ -74,6 +90,7 @@ def stream_frames(
     tls: TlsFiles | None = None,
     window: int = 2,
     jpeg_quality: int | None = None,
+    close_timeout_s: float = 5.0,
 ) -> Iterator[FrameResponse]:
     """Stream ``frames`` through one stream and yield the answer to each, in order.
 
@@ -90,6 +107,11 @@ def stream_frames(
         tls: TLS files.
         window: frames sent ahead of the answers.
         jpeg_quality: send arrays as JPEG at this quality instead of raw.
+        close_timeout_s: leaving the loop early (``break``, an exception in its body) closes the stream at once,
+            without waiting for the frames iterator's next frame, and waits this long for the answers to the
+            frames in flight (which are dropped); a server that has not answered them by then, or a second
+            Ctrl-C during the wait, cancels the call instead (the server then frees the stream, or keeps it for
+            its resume window).
 
     Raises:
         StreamError: the server refused or ended the stream. A server that shuts down mid-stream ends it with
@@ -100,7 +122,7 @@ def stream_frames(
         Exception: whatever iterating ``frames`` raised (the stream is then cancelled).
     """
     answers: queue.Queue[Any] = queue.Queue(maxsize=max(window, 1) * 4)
-    stop = threading.Event()
+    stopping = asyncio.Event()  # set on the loop when the caller leaves early: no more frames are sent
     # Threads of this call alone for the two blocking waits (the next frame, the caller taking an answer): on the
     # shared loop's default executor, a few calls that wait on their callers would take every thread from the rest.
     waits = ThreadPoolExecutor(2, thread_name_prefix="slotstream-stream-frames")
@@ -118,13 +140,14 @@ def stream_frames(
             async def send_all() -> None:
                 nonlocal all_sent
                 iterator = iter(frames)
-                while not stop.is_set():
-                    frame: Any = await blocking(_next_frame, iterator)
+                while True:
+                    frame: Any = await _unless_stopped(blocking(_next_frame, iterator), stopping)
                     if frame is _DONE:  # a None frame is the caller's (a failed camera read): send() refuses it
                         break
-                    await slots.acquire()
+                    if await _unless_stopped(slots.acquire(), stopping) is _DONE:
+                        break
                     await stream.send(frame, jpeg_quality=jpeg_quality)
-                all_sent = True
+                all_sent = not stopping.is_set()
                 await stream.close_writing()
 
             async def receive_all() -> None:
@@ -149,20 +172,29 @@ def stream_frames(
             await blocking(answers.put, error.error if isinstance(error, _SourceExit) else error)
         await blocking(answers.put, _DONE)
 
-    call = asyncio.run_coroutine_threadsafe(run_and_report(), client_loop())
-    interrupted = False
+    loop = client_loop()
+    call = asyncio.run_coroutine_threadsafe(run_and_report(), loop)
     try:
         while (item := answers.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
     except KeyboardInterrupt:
-        interrupted = True  # do not wait for the stream (it may be stuck connecting): cancel it
-        call.cancel()
+        call.cancel()  # do not wait for the stream (it may be stuck connecting): cancel it
         raise
     finally:
-        stop.set()
-        while not call.done() and not interrupted:
-            with contextlib.suppress(queue.Empty):
-                answers.get(timeout=0.1)
-        waits.shutdown(wait=False)
+        loop.call_soon_threadsafe(stopping.set)
+        try:
+            _wait_for_the_end(call, answers, close_timeout_s)
+        finally:
+            call.cancel()  # a no-op once the call has ended
+            waits.shutdown(wait=False)
+
+
+def _wait_for_the_end(call: Future[None], answers: queue.Queue[Any], timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` for ``call`` to end, dropping the answers it still hands over (nobody reads them
+    any more, and a full queue would hold the call up)."""
+    deadline = time.monotonic() + timeout_s
+    while not call.done() and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            answers.get(timeout=0.05)

@@ -1,0 +1,74 @@
+"""Leaving a ``stream_frames`` loop early ends the stream promptly, whatever the frames iterator or the server is
+doing at that moment."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+from service_helpers import make_video, slow_factory, wait_until
+
+from service.client import FrameResult, stream_frames
+
+
+def _leave_after_first_answer(target: str, frames: Iterator[np.ndarray], **kwargs: object) -> dict[str, object]:
+    """Take the first answer and leave the loop (``close()`` is what a ``break`` does to the generator); in a
+    thread, so that a hang fails the test instead of holding the suite."""
+    outcome: dict[str, object] = {}
+
+    def body() -> None:
+        generator = stream_frames(target, frames, **kwargs)
+        outcome["first"] = next(generator)
+        started = time.monotonic()
+        generator.close()
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join(60)
+    outcome["finished"] = not thread.is_alive()
+    return outcome
+
+
+def test_leaving_while_the_frames_iterator_waits_for_a_frame_closes_the_stream_at_once(server):
+    """A camera iterator blocked on its next frame held the loop's exit for as long as it blocked: the stream
+    waited for that frame before closing."""
+    clip = make_video(seed=91, frames=2)
+    never = threading.Event()
+
+    def camera() -> Iterator[np.ndarray]:
+        yield from clip
+        never.wait(120)  # the next frame does not come
+        yield clip[0]
+
+    try:
+        outcome = _leave_after_first_answer(server.target, camera())
+    finally:
+        never.set()
+    assert outcome["finished"], "leaving the loop hung"
+    first = outcome["first"]
+    assert isinstance(first, FrameResult) and first.frame_index == 0
+    assert outcome["seconds"] < 5
+    wait_until(lambda: server.session_count() == 0)
+    assert server.metric("slotstream_streams_released_total", {"reason": "closed"}) == 1, "closed, not cancelled"
+
+
+def test_leaving_while_the_server_is_slow_to_answer_cancels_the_call_after_the_close_timeout(start_server):
+    """The answers in flight are waited for ``close_timeout_s`` only; then the call is cancelled."""
+    factory, engines = slow_factory()
+    server = start_server(engine_factory=factory, inline_model_max_ms=0)
+    clip = make_video(seed=92, frames=4)
+
+    def frames() -> Iterator[np.ndarray]:
+        yield clip[0]
+        for engine in engines:
+            engine.delay_s = 2.0  # each later frame takes 2 s in the model: 4 s for the two in flight
+        yield from clip[1:]
+
+    outcome = _leave_after_first_answer(server.target, frames(), window=2, close_timeout_s=0.5)
+    assert outcome["finished"], "leaving the loop hung"
+    assert 0.45 <= outcome["seconds"] < 2.0, outcome["seconds"]
+    wait_until(lambda: server.session_count() == 0, timeout=15)
+    assert server.metric("slotstream_streams_released_total", {"reason": "cancelled"}) == 1
