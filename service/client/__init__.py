@@ -12,6 +12,9 @@ Blocking::
     for response in stream_frames("127.0.0.1:50051", frames):
         ...
 
+A consumer slower than its camera that wants the freshest answer, not every answer in order, reads through
+:class:`NewestAnswer` (async) or passes ``newest_only=True`` to :func:`stream_frames`.
+
 ``StreamOptions(frame_fit=FrameFit.CROP)`` (or ``STRETCH``, ``PAD``; unset: the server's default) chooses how the
 server fits the stream's frames to the model's input; with ``CROP`` the segmentation holds ``OUTSIDE_VIEW`` (255)
 beside the crop.
@@ -29,6 +32,7 @@ from service.client.blocking import stream_frames
 from service.client.connection import Client
 from service.client.encoding import encode_image
 from service.client.errors import StreamError
+from service.client.newest import NewestAnswer
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
 from service.client.trajectory import TRAJECTORY_ARRAYS, SlotGeometry, SlotTrajectory, slot_geometry
@@ -59,6 +63,7 @@ __all__ = [
     "FrameFit",
     "FrameResponse",
     "FrameResult",
+    "NewestAnswer",
     "Output",
     "SlotGeometry",
     "SlotTrajectory",

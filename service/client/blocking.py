@@ -16,7 +16,7 @@ from service.client.encoding import ImageLike
 from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
 from service.client.tls import TlsFiles
-from service.types import CloseReason, FrameResponse, StreamClosed, StreamOptions
+from service.types import CloseReason, FrameDropped, FrameResponse, StreamClosed, StreamOptions
 
 _DONE = object()
 
@@ -91,6 +91,7 @@ def stream_frames(
     window: int = 2,
     jpeg_quality: int | None = None,
     close_timeout_s: float = 5.0,
+    newest_only: bool = False,
 ) -> Iterator[FrameResponse]:
     """Stream ``frames`` through one stream and yield the answer to each, in order.
 
@@ -112,6 +113,10 @@ def stream_frames(
             frames in flight (which are dropped); a server that has not answered them by then, or a second
             Ctrl-C during the wait, cancels the call instead (the server then frees the stream, or keeps it for
             its resume window).
+        newest_only: for a loop slower than its camera (pair it with ``StreamOptions(live=True)``): each
+            iteration yields the newest result or frame error that arrived since the previous one, and skips
+            the older ones and every ``FrameDropped`` notice (the frames iterator is read at its own pace, not the
+            loop's). Off (the default), every frame's answer is yielded, in order.
 
     Raises:
         StreamError: the server refused or ended the stream. A server that shuts down mid-stream ends it with
@@ -121,7 +126,7 @@ def stream_frames(
         ValueError: a frame that is not an image (the message starts ``frame N:``).
         Exception: whatever iterating ``frames`` raised (the stream is then cancelled).
     """
-    answers: queue.Queue[Any] = queue.Queue(maxsize=max(window, 1) * 4)
+    answers: queue.Queue[Any] = queue.Queue(maxsize=1 if newest_only else max(window, 1) * 4)
     stopping = asyncio.Event()  # set on the loop when the caller leaves early: no more frames are sent
     # Threads of this call alone for the two blocking waits (the next frame, the caller taking an answer): on the
     # shared loop's default executor, a few calls that wait on their callers would take every thread from the rest.
@@ -161,7 +166,10 @@ def stream_frames(
                             raise StreamError.from_closed(answer, stream.handoff)
                         return
                     slots.release()
-                    await blocking(answers.put, answer)
+                    if not newest_only:
+                        await blocking(answers.put, answer)
+                    elif not isinstance(answer, FrameDropped):
+                        _put_replacing(answers, answer)
 
             await send_while_receiving(send_all(), receive_all())
 
@@ -189,6 +197,17 @@ def stream_frames(
         finally:
             call.cancel()  # a no-op once the call has ended
             waits.shutdown(wait=False)
+
+
+def _put_replacing(answers: queue.Queue[Any], answer: FrameResponse) -> None:
+    """Put ``answer`` in the one-place queue ``answers``, replacing an answer the caller has not taken yet."""
+    while True:
+        try:
+            answers.put_nowait(answer)
+            return
+        except queue.Full:
+            with contextlib.suppress(queue.Empty):  # the caller may take it first
+                answers.get_nowait()
 
 
 def _wait_for_the_end(call: Future[None], answers: queue.Queue[Any], timeout_s: float) -> None:

@@ -1,0 +1,156 @@
+"""``NewestAnswer`` and ``stream_frames(newest_only=True)``: a consumer slower than its camera gets the freshest
+answer, not the backlog of every answer in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from service_helpers import make_video, run
+
+from service.client import (
+    Client,
+    FrameDropped,
+    FrameError,
+    FrameResult,
+    NewestAnswer,
+    StreamClosed,
+    StreamError,
+    StreamOptions,
+    stream_frames,
+)
+from service.errors import ErrorCode
+
+
+def test_after_a_pause_get_returns_an_answer_to_a_frame_sent_during_the_pause(server):
+    """``receive()`` would return the answer to the first frame sent after the last one read, from before the
+    pause; ``get()`` skips to one of the frames sent while the consumer was away."""
+    clip = make_video(seed=93, frames=4)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(live=True))
+            sent = 0
+            sending = True
+
+            async def camera() -> None:
+                nonlocal sent
+                while sending:
+                    await stream.send(clip[sent % len(clip)])
+                    sent += 1
+                    await asyncio.sleep(0.01)
+
+            task = asyncio.create_task(camera())
+            async with NewestAnswer(stream) as newest:
+                await newest.get()
+                paused_from = sent
+                await asyncio.sleep(1.5)  # the consumer is busy elsewhere
+                paused_to = sent
+                answer = await newest.get()
+                skipped = newest.skipped
+            sending = False
+            await task
+            await stream.close()
+            return answer, skipped, paused_from, paused_to
+
+    answer, skipped, paused_from, paused_to = run(scenario())
+    assert paused_to - paused_from >= 20, "the camera hardly sent during the pause"
+    assert isinstance(answer, FrameResult)
+    assert answer.frame_index >= (paused_from + paused_to) // 2, (answer.frame_index, paused_from, paused_to)
+    assert skipped >= 10
+
+
+def test_frame_errors_are_returned_drop_notices_counted_and_the_stream_closes_as_usual(start_server):
+    server = start_server(inline_model_max_ms=0)
+    clip = make_video(seed=94, frames=12)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(live=True))
+            async with NewestAnswer(stream) as newest:
+                await stream.send(clip[0], camera_frame_id="x" * 300)  # longer than the server echoes
+                error = await newest.get()
+                for frame in clip:  # at once: live mode drops the frames still waiting when a newer one comes
+                    await stream.send(frame)
+                await stream.close_writing()
+                answers = [await newest.get()]
+                while not isinstance(answers[-1], StreamClosed):
+                    answers.append(await newest.get())
+                with pytest.raises(StreamError):
+                    await newest.get()  # after the StreamClosed, as receive() does
+                return error, answers, newest.dropped, newest.skipped
+
+    error, answers, dropped, skipped = run(scenario())
+    assert isinstance(error, FrameError) and error.code == ErrorCode.CAMERA_FRAME_ID_TOO_LONG
+    assert not any(isinstance(a, FrameDropped) for a in answers)
+    results = [a for a in answers if isinstance(a, FrameResult)]
+    assert results[-1].frame_index == len(clip), "the newest frame is always answered"
+    assert [r.frame_index for r in results] == sorted({r.frame_index for r in results})
+    assert dropped >= 1 and dropped + skipped + len(results) == len(clip)
+
+
+def test_leaving_the_block_keeps_the_stream_usable_in_order(server):
+    clip = make_video(seed=95, frames=3)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            newest = NewestAnswer(stream)
+            with pytest.raises(RuntimeError, match="async with"):
+                await newest.get()
+            async with newest:
+                await stream.send(clip[0])
+                first = await newest.get()
+            second = await stream.process(clip[1])
+            await stream.send(clip[2])
+            rest = await stream.close()
+            return first, second, rest
+
+    first, second, rest = run(scenario())
+    assert (first.frame_index, second.frame_index) == (0, 1)
+    assert [a.frame_index for a in rest[:-1]] == [2] and isinstance(rest[-1], StreamClosed)
+
+
+def test_a_lost_connection_is_raised_once_and_reading_goes_on_after_reconnect(server):
+    clip = make_video(seed=96, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            async with NewestAnswer(stream) as newest:
+                await stream.send(clip[0])
+                await newest.get()
+                stream.cancel()  # as a network failure would
+                with pytest.raises(StreamError):
+                    await newest.get()
+                await stream.reconnect()
+                await stream.send(clip[1])
+                answer = await newest.get()
+            await stream.close()
+            return answer
+
+    answer = run(scenario())
+    assert isinstance(answer, FrameResult) and answer.frame_index == 1
+
+
+def test_blocking_newest_only_yields_fresh_answers_to_a_slow_loop(server):
+    """The frames are read at the camera's pace (live mode drops what the model cannot take); the slow loop sees
+    increasing frame indices, never a drop notice, and the last frame's result."""
+    clip = make_video(seed=97, frames=60)
+
+    def camera() -> Iterator[np.ndarray]:
+        for frame in clip:
+            time.sleep(0.005)
+            yield frame
+
+    answers = []
+    for answer in stream_frames(server.target, camera(), StreamOptions(live=True), newest_only=True):
+        answers.append(answer)
+        time.sleep(0.05)  # a slow control loop
+    indices = [a.frame_index for a in answers]
+    assert all(isinstance(a, FrameResult) for a in answers)
+    assert indices == sorted(set(indices)) and len(indices) < len(clip) // 2
+    assert indices[-1] == len(clip) - 1
