@@ -7,41 +7,30 @@ Data flow per frame: frames -> encoder -> (initializer on the first frame | tran
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import warnings
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
 from torch import nn
 
-from plugins.builtin import DEFAULT_PLUGINS
 from plugins.config import ComponentSpec, ComponentSpecLike
-from plugins.files import write_atomically
-from plugins.frame_fit import FRAME_FITS, FrameFitName
+from plugins.contracts import check_shape, check_type, require_attributes, violation
+from plugins.frame_fit import FrameFitName
 from plugins.interfaces import (
     WIRING_ARGUMENTS,
     Aggregator,
     Component,
-    ContractViolation,
     Decoder,
     Encoder,
     Initializer,
     Transition,
 )
+from plugins.pretrained import read_pretrained, write_pretrained
 from plugins.registry import (
-    BLOCK_ENV_VAR,
-    ComponentBuildError,
-    ComponentConfigError,
     ComponentKind,
     ComponentRegistry,
-    RegistryError,
     configuration_arguments,
 )
 from plugins.types import (
@@ -57,21 +46,12 @@ from plugins.types import (
     VideoOutput,
 )
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
-
-
 COMPONENT_NAMES = ("encoder", "initializer", "aggregator", "transition", "decoder")
 """The component attributes (and ``specs`` keys) of :class:`VideoSlotModel`, in data-flow order."""
 
 ENCODER_WIRING = ("image_size", "num_slots", "slot_dim")
 """The wiring arguments the model passes to encoders; the other components get all of
 :data:`~plugins.interfaces.WIRING_ARGUMENTS` (the rest comes from the encoder)."""
-
-
-class PluginVersionWarning(UserWarning):
-    """A saved model's component comes from another version of its plugin than the one installed."""
 
 
 _KINDS = {
@@ -172,7 +152,7 @@ class VideoSlotModel(nn.Module):
         # encoders get image_size, num_slots and slot_dim; the rest is derived from the encoder
         wiring: dict[str, Any] = {"image_size": self.image_size, "num_slots": num_slots, "slot_dim": slot_dim}
         self.encoder = cast(Encoder, _build(registry, ComponentKind.ENCODERS, specs["encoder"], wiring))
-        self._require_attributes("encoder", ("feature_dim", "raw_dim", "feature_grid"))
+        require_attributes(self, "encoder", ("feature_dim", "raw_dim", "feature_grid"))
         wiring |= {"feature_dim": self.encoder.feature_dim, "feature_grid": self.encoder.feature_grid}
         decoder_cls = cast(type[Decoder], registry.get(ComponentKind.DECODERS, specs["decoder"].name))
         wiring["target_dim"] = 3 if decoder_cls.target_kind == "pixels" else self.encoder.raw_dim  # checked on add
@@ -182,7 +162,7 @@ class VideoSlotModel(nn.Module):
         self.aggregator = cast(Aggregator, _build(registry, ComponentKind.AGGREGATORS, specs["aggregator"], wiring))
         self.transition = cast(Transition, _build(registry, ComponentKind.TRANSITIONS, specs["transition"], wiring))
         self.decoder = cast(Decoder, _build(registry, ComponentKind.DECODERS, specs["decoder"], wiring))
-        self._require_attributes("decoder", ("target_grid",))
+        require_attributes(self, "decoder", ("target_grid",))
 
     # -- configuration ------------------------------------------------------------------------------------
 
@@ -250,7 +230,7 @@ class VideoSlotModel(nn.Module):
         """
         encoded = self._encode(frames)
         initial = self.initializer(encoded.features)
-        self._check_type("initializer", initial, InitializerOutput)
+        check_type(self, "initializer", initial, InitializerOutput)
         self._check_slots("initializer", "queries", initial.queries, frames.shape[0])
         if initial.preheated is not None:
             self._check_slots("initializer", "preheated queries", initial.preheated, frames.shape[0])
@@ -310,17 +290,17 @@ class VideoSlotModel(nn.Module):
     ) -> tuple[StepOutput, SlotState]:
         batch = frames.shape[0]
         grouped = self.aggregator(encoded.features, queries, num_iterations)
-        self._check_type("aggregator", grouped, AggregatorOutput)
+        check_type(self, "aggregator", grouped, AggregatorOutput)
         self._check_slots("aggregator", "slots", grouped.slots, batch)
         attention = (batch, num_iterations, self.num_slots, encoded.features.shape[1])
-        self._check_shape("aggregator", "attention", grouped.attention, attention, "[B, R, K, P]")
+        check_shape(self, "aggregator", "attention", grouped.attention, attention, "[B, R, K, P]")
         target = self._target(frames, encoded)
         decoded = self.decoder(grouped.slots, target)
-        self._check_type("decoder", decoded, DecoderOutput)
-        self._check_shape("decoder", "masks", decoded.masks, (batch, self.num_slots, *self.mask_grid), "[B, K, h, w]")
-        self._check_shape("decoder", "reconstruction", decoded.reconstruction, tuple(target.shape), "the target's")
+        check_type(self, "decoder", decoded, DecoderOutput)
+        check_shape(self, "decoder", "masks", decoded.masks, (batch, self.num_slots, *self.mask_grid), "[B, K, h, w]")
+        check_shape(self, "decoder", "reconstruction", decoded.reconstruction, tuple(target.shape), "the target's")
         if decoded.extra is not None:
-            self._check_shape("decoder", "extra", decoded.extra, (*target.shape[:2], None), "[B, Pt, E]")
+            check_shape(self, "decoder", "extra", decoded.extra, (*target.shape[:2], None), "[B, Pt, E]")
         out = StepOutput(
             slots=grouped.slots,
             masks=decoded.masks,
@@ -338,83 +318,19 @@ class VideoSlotModel(nn.Module):
         """Run the encoder and check its output against its own declared ``feature_grid``, ``feature_dim`` and
         ``raw_dim``, which the other components were built for."""
         encoded: EncoderOutput = self.encoder(frames)
-        self._check_type("encoder", encoded, EncoderOutput)
+        check_type(self, "encoder", encoded, EncoderOutput)
         encoder, batch = self.encoder, frames.shape[0]
         height, width = encoder.feature_grid
         features = (batch, height * width, encoder.feature_dim)
-        self._check_shape("encoder", "features", encoded.features, features, "[B, h*w, feature_dim] it declares")
+        check_shape(self, "encoder", "features", encoded.features, features, "[B, h*w, feature_dim] it declares")
         raw = (batch, height * width, encoder.raw_dim)
-        self._check_shape("encoder", "raw", encoded.raw, raw, "[B, h*w, raw_dim] it declares")
+        check_shape(self, "encoder", "raw", encoded.raw, raw, "[B, h*w, raw_dim] it declares")
         if not (isinstance(encoded.grid, tuple | list) and tuple(encoded.grid) == (height, width)):
-            self._violation("encoder", f"returned grid {encoded.grid!r}, but its feature_grid is {(height, width)}")
+            violation(self, "encoder", f"returned grid {encoded.grid!r}, but its feature_grid is {(height, width)}")
         return encoded
 
     def _check_slots(self, role: str, what: str, tensor: torch.Tensor, batch: int) -> None:
-        self._check_shape(role, what, tensor, (batch, self.num_slots, self.slot_dim), "[B, K, D]")
-
-    def _check_type(self, role: str, output: object, expected: type) -> None:
-        """Raises :class:`ContractViolation` when the component in ``role`` returned something other than
-        ``expected`` (a tuple or a bare tensor instead of its typed output)."""
-        if not isinstance(output, expected):
-            self._violation(role, f"returned {type(output).__name__}, not the {expected.__name__} of its contract")
-
-    def _check_shape(
-        self, role: str, what: str, tensor: object, expected: tuple[int | None, ...], layout: str = ""
-    ) -> None:
-        """Name the component whose output breaks the contract, at once: a transition that adds slots would
-        otherwise grow K frame after frame, and a wrong width fails deep inside another component.
-
-        Args:
-            role: the component attribute (``"decoder"``).
-            what: what the output is (``"masks"``).
-            tensor: the output.
-            expected: its shape for this model; ``None`` matches any size.
-            layout: the contract's name for the shape, for the message.
-
-        Raises:
-            ContractViolation: ``tensor`` is not a tensor, or its shape is not ``expected``.
-        """
-        if not isinstance(tensor, torch.Tensor):
-            self._violation(role, f"returned {what} of type {type(tensor).__name__}, not a tensor")
-        # ONNX export traces: sizes are tensors there, and the exporter checks the graph's signature itself. (Asked
-        # first because it costs 0.1 us, where torch.onnx.is_in_onnx_export() costs 1.4 us.)
-        if torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]
-            return
-        shape = tuple(tensor.shape)
-        if (
-            shape != expected
-            and (
-                len(shape) != len(expected)
-                or any(want is not None and got != want for got, want in zip(shape, expected, strict=True))
-            )
-            and not torch.onnx.is_in_onnx_export()  # the dynamo exporter, whose shapes are symbolic
-        ):
-            shown = "(" + ", ".join("*" if size is None else str(size) for size in expected) + ")"
-            named = f" ({layout})" if layout else ""
-            self._violation(role, f"returned {what} of shape {shape}, expected {shown}{named} for this model")
-
-    def _require_attributes(self, role: str, names: tuple[str, ...]) -> None:
-        """Raise :class:`ContractViolation` unless the built ``role`` component has the attributes ``names``
-        (integers, or ``(h, w)`` pairs of integers for the ``*_grid`` ones) that its kind promises."""
-        component = getattr(self, role)
-        for name in names:
-            value = getattr(component, name, None)
-            if name.endswith("_grid"):
-                valid = isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value)
-                expected = "an (h, w) pair of integers"
-            else:
-                valid = isinstance(value, int) and value > 0
-                expected = "a positive integer"
-            if not valid:
-                found = "does not set it" if value is None else f"set it to {value!r}"
-                self._violation(role, f"must set the attribute {name} to {expected} in its constructor; it {found}")
-
-    def _violation(self, role: str, problem: str) -> NoReturn:
-        component = type(getattr(self, role))
-        raise ContractViolation(
-            f"the {role} {self.specs[role].name!r} ({component.__module__}.{component.__qualname__}, registered by "
-            f"plugin {self.component_plugins[role]!r}) {problem}"
-        )
+        check_shape(self, role, what, tensor, (batch, self.num_slots, self.slot_dim), "[B, K, D]")
 
     def _target(self, frames: Frames, encoded: EncoderOutput) -> Tokens:
         if self.decoder.target_kind == "features":
@@ -449,23 +365,7 @@ class VideoSlotModel(nn.Module):
         interrupted save never leaves a half-written file under the final name; the files get the permissions a
         plain ``open`` gives under the process umask.
         """
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        # "plugins" (which plugin registered each component) and "plugin_versions" are for people, error messages
-        # and the version warning of from_pretrained; building the model ignores them.
-        payload: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "model": self.saved_config,
-            "plugins": self.component_plugins,
-        }
-        if self.plugin_versions:
-            payload["plugin_versions"] = self.plugin_versions
-        if self.frame_fit is not None:
-            payload["input"] = {"frame_fit": self.frame_fit}
-        text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-        write_atomically(path / CONFIG_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-        write_atomically(path / WEIGHTS_FILE, lambda temporary: save_model(self, str(temporary)))
-        return path
+        return write_pretrained(self, directory)
 
     @classmethod
     def from_pretrained(
@@ -484,198 +384,15 @@ class VideoSlotModel(nn.Module):
 
         Raises:
             FileNotFoundError: the directory or a file in it is missing (the message names it; for a training run
-                folder, it names the run's models to pass instead, see :func:`run_folder_hint`).
+                folder, it names the run's models to pass instead, see :func:`~plugins.model_files.run_folder_hint`).
             ValueError: the config is unreadable or from an unknown format version, or the weights file is
                 damaged or does not fit the config (tensors of other shapes: one line, see
-                :func:`weights_mismatch_message`).
+                :func:`~plugins.model_files.weights_mismatch_message`).
             RegistryError: the config names a component that no loaded plugin registers (the message names the
                 file and, for models saved with the plugin names, the plugin each component came from);
                 :class:`ComponentBuildError`, a subclass, when a component's constructor fails.
         """
-        path = Path(directory)
-        if not path.is_dir():
-            what = "is a file, not a model directory" if path.exists() else "does not exist"
-            raise FileNotFoundError(f"{path} {what}: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-        config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-        for required in (config_path, weights_path):
-            if not required.is_file():
-                raise FileNotFoundError(
-                    f"{required} not found: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}"
-                    f"{run_folder_hint(path)}"
-                )
-        try:
-            payload = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{config_path} is not valid UTF-8 JSON: {error}") from error
-        if (
-            not isinstance(payload, Mapping)
-            or payload.get("format_version") != FORMAT_VERSION
-            or not isinstance(payload.get("model"), Mapping)
-        ):
-            raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
-        frame_fit = _recorded_frame_fit(payload, config_path)
-        try:
-            model = cls(**payload["model"], registry=registry)
-        except ComponentConfigError as error:  # a component argument its class lacks: keep the type, name the file
-            raise ComponentConfigError(f"{config_path}: {error}") from error
-        except TypeError as error:  # an unknown or missing argument, or a value of the wrong type
-            raise ValueError(f"{config_path}: its 'model' section does not describe a model: {error}") from error
-        except ComponentBuildError as error:  # a component's constructor raised: keep the type, name the file
-            raise ComponentBuildError(f"{config_path}: {error}") from error
-        except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
-            raise RegistryError(f"{config_path}: {error} {_missing_plugin_hint(payload)}") from error
-        model.frame_fit = frame_fit
-        _warn_on_other_plugin_versions(model, payload, config_path)
-        model = model.to(map_location)  # the weights load straight onto it
-        try:
-            missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
-        except (SafetensorError, RuntimeError) as error:  # a damaged file, or tensors of other shapes
-            # PyTorch reports other shapes one line per tensor (dozens for a model of another size): summarise
-            mismatch = weights_mismatch_message(str(weights_path), str(config_path), str(error))
-            if mismatch is not None:
-                raise ValueError(mismatch) from error
-            raise ValueError(f"{weights_path} cannot be loaded into the model of {config_path}: {error}") from error
-        if missing or unexpected:
-            raise ValueError(
-                f"{weights_path} does not match {config_path}: missing {sorted(missing)[:5]}, "
-                f"unexpected {sorted(unexpected)[:5]}"
-            )
-        return model.eval()
-
-
-#: One line of PyTorch's ``load_state_dict`` report of a tensor whose shape differs from the model's.
-_SIZE_MISMATCH = re.compile(
-    r"size mismatch for (?P<name>\S+): copying a param with shape torch\.Size\((?P<saved>\[[^\]]*\])\) from "
-    r"checkpoint, the shape in current model is torch\.Size\((?P<model>\[[^\]]*\])\)"
-)
-#: How many mismatched tensors :func:`weights_mismatch_message` names.
-MISMATCH_EXAMPLES = 3
-
-#: The model folders a training run writes (``training.run``), with what each holds, in the order to suggest them.
-RUN_BEST_MODEL_DIR = "best"
-"""Where a training run keeps the model of its best evaluation (``training.best``)."""
-RUN_FINAL_MODEL_DIR = "model"
-"""Where a finished training run keeps its final model (``training.loop``)."""
-RUN_FOLDER_MODELS = ((RUN_BEST_MODEL_DIR, "its best evaluation"), (RUN_FINAL_MODEL_DIR, "its final model"))
-
-
-def weights_mismatch_message(weights: str, config: str, report: str) -> str | None:
-    """One line for weights whose tensors have other shapes than the config describes (another model's config).
-
-    Args:
-        weights: how to name the weights file in the message (a path, or just its name).
-        config: how to name the config file.
-        report: the text of PyTorch's ``load_state_dict`` error (one ``size mismatch for ...`` line per tensor).
-
-    Returns:
-        How many tensors differ, the first :data:`MISMATCH_EXAMPLES` of them (saved shape against the config's)
-        and the fix; ``None`` when ``report`` names no tensor of another shape (a damaged file, say).
-    """
-    mismatches = _SIZE_MISMATCH.findall(report)
-    if not mismatches:
-        return None
-    examples = ", ".join(
-        f"{name} (weights {saved}, config {shape})" for name, saved, shape in mismatches[:MISMATCH_EXAMPLES]
-    )
-    more = f" and {len(mismatches) - MISMATCH_EXAMPLES} more" if len(mismatches) > MISMATCH_EXAMPLES else ""
-    return (
-        f"{weights} does not fit {config}: {len(mismatches)} tensors have other shapes than the config describes: "
-        f"{examples}{more}. The two files belong to different models: put back the {CONFIG_FILE} saved with these "
-        "weights"
-    )
-
-
-def run_folder_models(folder: str | os.PathLike[str]) -> list[Path]:
-    """The models of a training run folder given where a model directory was expected.
-
-    Returns:
-        Those of ``folder / name`` for the names of :data:`RUN_FOLDER_MODELS` that hold a ``config.json``, in
-        that order, when ``folder`` holds no ``config.json`` itself; else an empty list.
-    """
-    path = Path(folder)
-    if (path / CONFIG_FILE).exists():
-        return []
-    return [path / name for name, _ in RUN_FOLDER_MODELS if (path / name / CONFIG_FILE).is_file()]
-
-
-def run_folder_hint(folder: str | os.PathLike[str], flag: str = "--model") -> str:
-    """What to pass instead of a training run folder given where a model directory was expected.
-
-    Args:
-        folder: the folder given.
-        flag: the command's flag for a model directory, named in the hint.
-
-    Returns:
-        ``"; RUN looks like a training run: pass --model RUN/best (its best evaluation) or RUN/model (its final
-        model)"`` (those :func:`run_folder_models` finds) to append to a "config.json not found" message; an
-        empty string when ``folder`` is no training run.
-    """
-    what = dict(RUN_FOLDER_MODELS)
-    found = [f"{model} ({what[model.name]})" for model in run_folder_models(folder)]
-    if not found:
-        return ""
-    return f"; {Path(folder)} looks like a training run: pass {flag} {' or '.join(found)}"
-
-
-def _recorded_frame_fit(payload: Mapping[str, Any], config_path: Path) -> FrameFitName | None:
-    """The ``input.frame_fit`` of a saved ``config.json`` (``None`` when it has no ``input`` section).
-
-    Raises:
-        ValueError: the section is not an object or names no known frame fit (the message names the file).
-    """
-    section = payload.get("input")
-    if section is None:
-        return None
-    if not isinstance(section, Mapping):
-        raise ValueError(f"{config_path}: its 'input' section must be an object, got {section!r}")
-    fit = section.get("frame_fit")
-    if fit is not None and fit not in FRAME_FITS:
-        raise ValueError(f"{config_path}: input.frame_fit must be one of {', '.join(FRAME_FITS)} or null, got {fit!r}")
-    return cast(FrameFitName | None, fit)
-
-
-def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
-    """Warn (:class:`PluginVersionWarning`) for each plugin of ``model`` whose installed version differs from the
-    one ``config.json`` records for the same plugin; a file without the record, a registry that knows no version
-    and the project's built-in plugins (recorded with the project's version) say nothing."""
-    saved_plugins, saved_versions = payload.get("plugins"), payload.get("plugin_versions")
-    if not (isinstance(saved_plugins, Mapping) and isinstance(saved_versions, Mapping)):
-        return
-    roles_by_plugin: dict[str, list[str]] = {}
-    for role in COMPONENT_NAMES:
-        plugin = model.component_plugins[role]
-        if saved_plugins.get(role) == plugin:
-            roles_by_plugin.setdefault(plugin, []).append(role)
-    for plugin, roles in roles_by_plugin.items():
-        if plugin in DEFAULT_PLUGINS:  # the project's own: its changes are the project's, and every release would warn
-            continue
-        saved, installed = saved_versions.get(plugin), model.plugin_versions.get(plugin)
-        if saved is None or installed is None or str(saved) == installed:
-            continue
-        components = ", ".join(f"the {role} {model.specs[role].name!r}" for role in roles)
-        warnings.warn(
-            f"{config_path}: {components} of this model came from plugin {plugin!r} version {saved}, but version "
-            f"{installed} is installed; the model is built with the arguments the file records, but the plugin's "
-            f"code may now compute differently: check its results, or install version {saved}",
-            PluginVersionWarning,
-            stacklevel=3,
-        )
-
-
-def _missing_plugin_hint(payload: Mapping[str, Any]) -> str:
-    """What to do about a saved model whose component names are not registered: the plugins it was saved with
-    (when ``config.json`` records them), to install, or to unblock from ``SLOTSTREAM_DISABLE_PLUGINS``."""
-    saved = payload.get("plugins")
-    external = (
-        sorted({str(plugin) for plugin in saved.values() if str(plugin) not in DEFAULT_PLUGINS})
-        if isinstance(saved, Mapping)
-        else []
-    )
-    where = f"it was saved with components of the plugin(s) {', '.join(map(repr, external))}; " if external else ""
-    return (
-        f"({where}a component from a plugin package needs that package installed and not blocked by "
-        f"{BLOCK_ENV_VAR}; `python -m plugins list` shows what is loaded)"
-    )
+        return read_pretrained(cls, directory, registry, map_location)
 
 
 def _build(registry: ComponentRegistry, kind: ComponentKind, spec: ComponentSpec, wiring: dict[str, Any]) -> Component:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins.frame_fit import FRAME_FITS as SERVED_FITS
+from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, run_folder_hint
 from service.host import available_cores, decodable_pixels, memory_limit_bytes
 from service.reply_budget import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget
 from service.tokens import read_tokens
@@ -370,7 +371,7 @@ class ServiceConfig:
         """
         problems = []
         if self.backend == "torch":
-            for name in ("config.json", "model.safetensors"):
+            for name in (CONFIG_FILE, WEIGHTS_FILE):
                 if not (self.model_dir / name).is_file():
                     problems.append(_missing_model_message(self.model_dir, name))
                     break
@@ -631,12 +632,10 @@ def _missing_model_message(model_dir: Path, missing: str) -> str:
             "`python -m training.run --config tiny --out runs/tiny` and serve it with "
             "`python -m service --model-dir runs/tiny/model`."
         )
-    from plugins.model import run_folder_hint
-
     hint = run_folder_hint(model_dir, "--model-dir")
     if hint:  # a training run: its models are RUN/best and RUN/model
         return f"{model_dir} is not a model directory ({missing} not found){hint}."
     return (
         f"{model_dir} is not a model directory ({missing} not found): point --model-dir (SLOTSTREAM_MODEL_DIR) "
-        "at a directory written by VideoSlotModel.save_pretrained, holding config.json and model.safetensors."
+        f"at a directory written by VideoSlotModel.save_pretrained, holding {CONFIG_FILE} and {WEIGHTS_FILE}."
     )

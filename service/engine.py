@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from plugins.frame_fit import FrameFitName
+from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 
 #: Backend name -> module defining ``load_engine`` (imported only when that backend is selected).
 BACKEND_MODULES: dict[str, str] = {
@@ -189,7 +190,7 @@ def load_engine(
     return loader(model_dir, name=name, device=device, max_batch_size=max_batch_size, options=options)
 
 
-def model_version(model_dir: Path, files: Sequence[str] = ("config.json", "model.safetensors")) -> str:
+def model_version(model_dir: Path, files: Sequence[str] = (CONFIG_FILE, WEIGHTS_FILE)) -> str:
     """A short digest of the model's files: equal versions mean equal configuration and weights."""
     digest = hashlib.sha256()
     for name in files:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins import VideoSlotModel
-from plugins.model import RUN_BEST_MODEL_DIR
+from plugins.model_files import RUN_BEST_MODEL_DIR
 from training.checkpoint import make_staging_dir
 from training.metrics import DiscoveryScores
 

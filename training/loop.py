@@ -3,74 +3,53 @@
 One step: tell the model how far training is (for component schedules), run the clip through the recurrent
 model, sum the weighted losses, back-propagate, clip the gradient norm, step Adam and the schedule.
 Evaluation, metric lines and checkpoints happen on the main process at their configured intervals.
+
+The parts it is built from: the live objects of a run (:mod:`training.run_state`), the run folder, ``--resume`` and
+the checkpoints of the run (:mod:`training.run_folder`), its training and validation data
+(:mod:`training.run_data`), and the optimisation step with its checks and throughput (:mod:`training.step`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import pickle
-import shutil
 import time
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from plugins import ComponentRegistry, VideoSlotModel, default_registry
-from plugins.interfaces import ContractViolation, Loss
-from plugins.model import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE
-from training.batches import SeededItems, StepBatchSampler
+from plugins import ComponentRegistry, default_registry
+from plugins.interfaces import ContractViolation
+from plugins.model_files import WEIGHTS_FILE
 from training.best import BEST_MODEL_DIR, Selection, check_metrics, clear_best, read_selection, update_best
-from training.checkpoint import (
-    TrainerState,
-    capture_rng,
-    list_checkpoints,
-    load_trainer_state,
-    restore_rng,
-    save_checkpoint,
-)
-from training.config import TrainConfig, changed_fields
-from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
-from training.datasets.augment import augmented
-from training.datasets.selection import labelled_indices, unlabelled_note
-from training.diagnostics import slot_similarity
-from training.distributed import ProcessGroup, barrier, init_from_environment, mean_across_processes, shutdown
-from training.environment import ENVIRONMENT_FILE, describe_environment, record_environment
+from training.checkpoint import list_checkpoints
+from training.config import TrainConfig
+from training.datasets import VideoClip
+from training.distributed import ProcessGroup, init_from_environment, mean_across_processes, shutdown
+from training.environment import describe_environment, record_environment
 from training.evaluation import evaluate
-from training.gradients import clip_gradients
-from training.logging_sinks import METRICS_FILE, MetricSinks
+from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
-from training.schedule import warmup_cosine
-from training.visualize import save_overlay
-from training.warm_start import check_warm_start_source, freeze_all_but, warm_start
-
-CONFIG_FILE = "train_config.json"
-COMMAND_FILE = "command.txt"
-"""The command line that started a run (model cards quote it), written with ``CONFIG_FILE`` at the start."""
-FINAL_MODEL_DIR = RUN_FINAL_MODEL_DIR
-SAMPLES_DIR = "samples"
-_STARTED_RUN_ENTRIES = (
-    CONFIG_FILE,
+from training.run_data import reported, train_clips, train_loader, val_dataset
+from training.run_folder import (
     COMMAND_FILE,
-    ENVIRONMENT_FILE,
-    METRICS_FILE,
-    "tensorboard",
+    CONFIG_FILE,
+    FINAL_MODEL_DIR,
     SAMPLES_DIR,
-    BEST_MODEL_DIR,
+    check_same_config,
+    existing_run_entries,
+    maybe_checkpoint,
+    remove_created,
+    restore_newest,
 )
-"""What a run writes into its folder before its first step ends; a fresh run whose first step breaks a component
-contract removes those of them it created (:func:`_remove_created`)."""
+from training.run_state import Run, build_run
+from training.step import Throughput, diverged, divergence_message, optimisation_step
+from training.visualize import save_overlay
+from training.warm_start import check_warm_start_source, warm_start
 
 
 @dataclass
@@ -97,28 +76,6 @@ class FitResult:
     def best_model_dir(self) -> Path | None:
         """The best model's ``save_pretrained`` directory, when an evaluation chose one."""
         return self.run_dir / BEST_MODEL_DIR if self.best is not None else None
-
-
-@dataclass
-class _Run:
-    """The live objects of a run."""
-
-    model: VideoSlotModel
-    trained: nn.Module  # the model, or its DistributedDataParallel wrapper
-    losses: list[tuple[str, float, Loss]]
-    optimizer: torch.optim.Adam
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler | None
-    step: int
-    elapsed_before_s: float = 0.0  # training seconds of earlier invocations, restored from the checkpoint
-    started: float = 0.0  # perf_counter() when this invocation's training began
-    non_finite_losses: int = 0  # steps in a row whose loss was not finite
-    restored_world_size: int | None = None  # processes that wrote the checkpoint resumed from (None: unknown)
-    loss_plugins: dict[str, str] = field(default_factory=dict)  # the plugin that registered each loss, by name
-
-    def elapsed_s(self) -> float:
-        """Seconds trained to reach the current step, over every invocation (see ``TrainerState.elapsed_s``)."""
-        return self.elapsed_before_s + time.perf_counter() - self.started
 
 
 def fit(
@@ -154,7 +111,7 @@ def fit(
             written, or met during training; the message names the file).
         FloatingPointError: the loss stopped being finite (the run stops before a checkpoint of that step;
             single-process runs; under mixed precision once the weights are no longer finite or after
-            ``AMP_NON_FINITE_LIMIT`` such steps in a row).
+            :data:`training.step.AMP_NON_FINITE_LIMIT` such steps in a row).
         ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
             that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
             change).
@@ -185,11 +142,11 @@ def fit(
         check_same_config(saved_config, config)
     with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
         # A bad data spec or file fails here, before the run directory holds files that look like a started run.
-        clips = _train_clips(config)
-        validation, preview = _val_dataset(config) if group.is_main and config.data.val_videos > 0 else (None, None)
+        clips = train_clips(config)
+        validation, preview = val_dataset(config) if group.is_main and config.data.val_videos > 0 else (None, None)
     torch.manual_seed(config.seed)
-    run = _build_run(config, registry or default_registry(), device, group)  # a bad component or --train-only fails
-    existed = _existing_run_entries(run_dir)  # what a failed first step must not remove
+    run = build_run(config, registry or default_registry(), device, group)  # a bad component or --train-only fails
+    existed = existing_run_entries(run_dir)  # what a failed first step must not remove
     if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
         run_dir.mkdir(parents=True, exist_ok=True)
         if not checkpoints:  # a best model without checkpoints is a killed earlier run's, maybe of another config
@@ -199,7 +156,7 @@ def fit(
         if command is not None and not (resume and command_file.is_file()):
             command_file.write_text(command + "\n")
     if resume and checkpoints:
-        _restore_newest(run, checkpoints, device, group)
+        restore_newest(run, checkpoints, device, group)
     elif config.init_from is not None:
         started_from = warm_start(run.model, config.init_from)
         if group.is_main:
@@ -210,7 +167,7 @@ def fit(
         scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, validation, preview)
     except ContractViolation:
         if group.is_main and run.step == 0 and not (resume and checkpoints):  # nothing trained, nothing resumed
-            _remove_created(run_dir, existed)
+            remove_created(run_dir, existed)
         raise
     finally:
         shutdown(group)
@@ -222,249 +179,9 @@ def fit(
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best)
 
 
-def _existing_run_entries(run_dir: Path) -> set[str] | None:
-    """Which of the entries a starting run writes (:data:`_STARTED_RUN_ENTRIES`) ``run_dir`` already holds;
-    ``None`` when the folder does not exist yet."""
-    if not run_dir.is_dir():
-        return None
-    return {name for name in _STARTED_RUN_ENTRIES if (run_dir / name).exists() or (run_dir / name).is_symlink()}
-
-
-def _remove_created(run_dir: Path, existed: set[str] | None) -> None:
-    """Remove the entries of :data:`_STARTED_RUN_ENTRIES` that ``run_dir`` did not hold before (``existed``),
-    and ``run_dir`` itself when it did not exist and is left empty; anything else in it is never touched."""
-    for name in _STARTED_RUN_ENTRIES:
-        path = run_dir / name
-        if existed is not None and name in existed:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.exists() or path.is_symlink():
-            path.unlink(missing_ok=True)
-    if existed is None:
-        with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
-            run_dir.rmdir()
-
-
-def _divergence_message(loss: float, step: int, run_dir: Path) -> str:
-    """What to say when the loss stops being finite at ``step``: ``--resume`` would replay the same steps (and
-    refuses another ``--lr``), so the way on is a lower rate, from scratch or from the newest checkpoint's weights."""
-    saved = list_checkpoints(run_dir)
-    restart = "start again with a lower --lr (in another --out, or delete this one)"
-    if saved:
-        restart += (
-            f", or continue from the newest checkpoint's weights with --init-from {saved[-1]} and a lower --lr in "
-            "another --out"
-        )
-    return (
-        f"the loss is {loss} at step {step}: training diverged, and no checkpoint of it was written. A --resume "
-        f"would repeat the same steps; {restart}"
-    )
-
-
-def check_same_config(saved_path: Path, config: TrainConfig) -> None:
-    """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``).
-
-    Raises:
-        ValueError: the configurations differ; the message lists the differences.
-    """
-    saved = TrainConfig.from_json(json.loads(saved_path.read_text()))
-    changes = changed_fields(saved, config)
-    if changes:
-        raise ValueError(
-            f"{saved_path.parent} was started with another configuration ({saved_path}); --resume continues a run "
-            "unchanged. "
-            f"Differences (started with -> requested): {'; '.join(changes)}. Resume without those flags, or start "
-            f"a new run in another --out (--init-from a model or checkpoint of {saved_path.parent} starts it from "
-            "those weights)"
-        )
-
-
-def _build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> _Run:
-    model = VideoSlotModel(**config.model, registry=registry).to(device)
-    model.frame_fit = config.data.recorded_frame_fit  # every save of the run keeps it
-    if config.train_only is not None:
-        freeze_all_but(model, config.train_only)
-    trained: nn.Module = model
-    if group.distributed:
-        ids = [group.local_rank] if device == "cuda" else None
-        # A static graph: DDP records on the first step which parameters the loss reaches (with one-frame clips the
-        # transition is unused) instead of searching the autograd graph on every step; the set must not change
-        # between steps, which holds for a fixed config (the schedules change loss weights, not which parts run).
-        trained = DistributedDataParallel(model, device_ids=ids, static_graph=True)
-    losses = [(term.name, term.weight, _loss(registry, term.name, term.kwargs)) for term in config.losses]
-    loss_plugins = {term.name: registry.owner("losses", term.name) for term in config.losses}
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.optim.lr)
-    schedule = config.optim
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, config.steps, schedule.warmup_fraction, schedule.final_lr_fraction)
-    )
-    use_amp = device == "cuda" and config.optim.mixed_precision
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    return _Run(model, trained, losses, optimizer, scheduler, scaler, step=0, loss_plugins=loss_plugins)
-
-
-def _loss(registry: ComponentRegistry, name: str, kwargs: dict[str, Any]) -> Loss:
-    loss = registry.build("losses", name, kwargs)
-    assert isinstance(loss, Loss)
-    return loss
-
-
-def _restore_newest(run: _Run, checkpoints: list[Path], device: str, group: ProcessGroup) -> None:
-    """Restore the newest of ``checkpoints`` (oldest first) that loads; a damaged one (a file cut short by a crash
-    of the machine, say) is reported and the one before it used.
-
-    Raises:
-        ValueError: none loads, or the newest intact one was written by another number of processes.
-    """
-    problems = []
-    for checkpoint in reversed(checkpoints):
-        try:
-            _restore(run, checkpoint, device)
-        except _DAMAGED_CHECKPOINT as error:
-            if isinstance(error, torch.cuda.OutOfMemoryError):  # the checkpoint is fine; the device is full
-                raise
-            first_line = (str(error).splitlines() or [""])[0]
-            problems.append(f"{checkpoint}: {type(error).__name__}: {first_line}")
-            if group.is_main:
-                tqdm.write(f"warning: {problems[-1]}: the checkpoint cannot be read; trying the one before")
-            continue
-        _check_world_size(run, checkpoint, group)
-        if problems and group.is_main:
-            tqdm.write(f"resumed from {checkpoint} (step {run.step}) instead")
-        return
-    raise ValueError(f"no checkpoint of the run can be read: {'; '.join(problems)}")
-
-
-_DAMAGED_CHECKPOINT = (SafetensorError, RuntimeError, EOFError, OSError, pickle.UnpicklingError, KeyError)
-"""What reading a damaged checkpoint raises: safetensors' header errors, torch's zip-archive errors, truncation."""
-
-
-def _check_world_size(run: _Run, checkpoint: Path, group: ProcessGroup) -> None:
-    written_by = run.restored_world_size
-    if written_by is not None and written_by != group.world_size:
-        raise ValueError(
-            f"{checkpoint} was written by {written_by} training process(es), and this resume runs "
-            f"{group.world_size}: each process draws its own clips, so the run would not continue as it started. "
-            f"Resume with {written_by} process(es) (torchrun --nproc-per-node), or start a new run in another --out"
-        )
-
-
-def _restore(run: _Run, checkpoint: Path, device: str) -> None:
-    missing, unexpected = load_model(run.model, str(checkpoint / WEIGHTS_FILE), strict=False, device=device)
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint {checkpoint} does not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    state = load_trainer_state(checkpoint)
-    run.optimizer.load_state_dict(state.optimizer)
-    run.scheduler.load_state_dict(state.scheduler)
-    if run.scaler is not None and state.scaler is not None:
-        run.scaler.load_state_dict(state.scaler)
-    restore_rng(state.rng)
-    run.step = state.step
-    run.elapsed_before_s = state.elapsed_s
-    run.restored_world_size = state.world_size
-
-
-def _train_clips(config: TrainConfig) -> Dataset[VideoClip]:
-    data = config.data
-    size = _image_size(config)
-    return build_dataset(data.spec, "train", data.clip_length, size, config.seed, center_crop=data.center_crop)
-
-
-def _train_loader(
-    config: TrainConfig, run: _Run, group: ProcessGroup, clips: Dataset[VideoClip]
-) -> DataLoader[VideoClip]:
-    data = config.data
-    dataset = SeededItems(augmented(clips, data.augment))
-    sampler = StepBatchSampler(dataset, data.batch_size, config.seed, run.step, config.steps, group.rank)
-    return DataLoader(
-        dataset,  # type: ignore[arg-type]
-        batch_sampler=sampler,  # type: ignore[arg-type]
-        collate_fn=collate_frames,
-        num_workers=data.num_workers,
-        persistent_workers=False,
-    )
-
-
-def _val_dataset(config: TrainConfig) -> tuple[Dataset[VideoClip] | None, Dataset[VideoClip] | None]:
-    """The evaluation videos and the videos whose sample pictures the evaluations draw.
-
-    The first are the first ``val_videos`` labelled videos of the validation data, each loaded once here so that a
-    bad file fails the run at its start, not at its first evaluation; the second the same videos. When the
-    training data (no ``--val-data`` given) has no labelled video, there is nothing to evaluate on (None, with a
-    note), and the samples show its first video.
-
-    Raises:
-        DatasetError: ``--val-data`` has no labelled video, or a video cannot be loaded (the message names the
-            file).
-    """
-    data = config.data
-    spec = data.val_spec or data.spec
-    size = _image_size(config)
-    dataset = build_dataset(spec, "val", data.val_frames, size, config.seed, center_crop=data.center_crop)
-    labelled = labelled_indices(dataset)
-    validation = Subset(dataset, labelled[: data.val_videos])
-    for index in range(len(validation)):
-        if validation[index].masks is None:
-            raise DatasetError(
-                f"{spec}: {validation[index].name} has no masks, so the run cannot be evaluated on it; pass "
-                "--val-data with labelled videos"
-            )
-    unlabelled = len(dataset) - len(labelled)  # type: ignore[arg-type]
-    if labelled and unlabelled:  # a folder labelled in part: say so, as training.evaluate does
-        tqdm.write(f"{unlabelled_note(unlabelled, spec)} of the evaluations during training")
-    if not len(validation):
-        if data.val_spec is None:  # unlabelled training videos (a camera's recordings): train without evaluating
-            tqdm.write(
-                f"note: no video of {spec} has masks, so this run is not evaluated: no best/ (model/ is the result), "
-                "and samples/ show its first video; pass --val-data with labelled videos to evaluate, or "
-                "--val-videos 0 to silence this note"
-            )
-            return None, Subset(dataset, [0])
-        raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")
-    return validation, validation  # type: ignore[return-value]
-
-
-#: Under mixed precision, steps in a row with a non-finite loss after which a run counts as diverged (the
-#: gradient scaler skips such steps, so the weights may stay finite while nothing is learned).
-AMP_NON_FINITE_LIMIT = 10
-
-
-def _diverged(run: _Run, group: ProcessGroup) -> bool:
-    """After a step with a non-finite loss: whether to stop the run. Under mixed precision the gradient scaler
-    skips such a step and lowers its scale, so only weights that are no longer finite, or
-    :data:`AMP_NON_FINITE_LIMIT` such steps in a row, mean divergence; under ``torchrun`` the ranks would have to
-    agree to stop together, so a rank never stops alone."""
-    if group.distributed:
-        return False
-    if run.scaler is None or run.non_finite_losses >= AMP_NON_FINITE_LIMIT:
-        return True
-    return not all(bool(torch.isfinite(parameter).all()) for parameter in run.model.parameters())
-
-
-def _reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:
-    """``batches``, with a data error raised in a worker process cut back to its own message (the DataLoader
-    prefixes the worker's whole traceback)."""
-    try:
-        yield from batches
-    except DatasetError as error:
-        text = str(error)
-        marker = f"{type(error).__name__}: "
-        if "Original Traceback" in text and marker in text:
-            raise DatasetError(text.rsplit(marker, 1)[1].strip()) from None
-        raise
-
-
-def _image_size(config: TrainConfig) -> tuple[int, int]:
-    size = config.model.get("image_size", (64, 64))
-    return int(size[0]), int(size[1])
-
-
 def _train(
     config: TrainConfig,
-    run: _Run,
+    run: Run,
     run_dir: Path,
     group: ProcessGroup,
     device: str,
@@ -481,18 +198,18 @@ def _train(
     run.trained.train()
     run.started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # creating the iterator draws a worker seed: keep it off the run's RNG
-        batches = iter(_train_loader(config, run, group, clips))
+        batches = iter(train_loader(config, run, group, clips))
     try:
         if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
             scores = _maybe_evaluate(config, run, sinks, validation, preview, device, due=True)
-        throughput = _Throughput(config.data.batch_size * group.world_size)
-        for batch in _reported(batches):
+        throughput = Throughput(config.data.batch_size * group.world_size)
+        for batch in reported(batches):
             if run.step >= last_step:
                 break
-            terms = _optimisation_step(config, run, batch.frames.to(device), device)
+            terms = optimisation_step(config, run, batch.frames.to(device), device)
             run.non_finite_losses = 0 if math.isfinite(terms["loss"]) else run.non_finite_losses + 1
-            if run.non_finite_losses and _diverged(run, group):
-                raise FloatingPointError(_divergence_message(terms["loss"], run.step + 1, run_dir))
+            if run.non_finite_losses and diverged(run, group):
+                raise FloatingPointError(divergence_message(terms["loss"], run.step + 1, run_dir))
             run.step += 1
             throughput.steps += 1
             bar.update(1)
@@ -507,7 +224,7 @@ def _train(
                     sinks.write(run.step, "train", values)
             paused = time.perf_counter()
             scores = _maybe_evaluate(config, run, sinks, validation, preview, device) or scores
-            _maybe_checkpoint(config, run, run_dir, group, last_step)
+            maybe_checkpoint(config, run, run_dir, group, last_step)
             throughput.paused_s += time.perf_counter() - paused
     finally:
         bar.close()
@@ -516,82 +233,9 @@ def _train(
     return scores
 
 
-class _Throughput:
-    """Training clips per second over the steps since the last training line, all processes together, leaving
-    out the time evaluations and checkpoints took in between (:attr:`paused_s`).
-
-    Args:
-        clips_per_step: clips one step trains on, all processes together (batch size x processes).
-    """
-
-    def __init__(self, clips_per_step: int) -> None:
-        self.clips_per_step = clips_per_step
-        self.steps = 0
-        self.paused_s = 0.0
-        self.since = time.perf_counter()
-
-    def clips_per_s(self) -> float:
-        """The rate over the steps counted since the last call (or since construction), then start again."""
-        now = time.perf_counter()
-        seconds = max(now - self.since - self.paused_s, 1e-9)
-        rate = self.clips_per_step * self.steps / seconds
-        self.steps, self.paused_s, self.since = 0, 0.0, now
-        return rate
-
-
-def _optimisation_step(config: TrainConfig, run: _Run, frames: torch.Tensor, device: str) -> dict[str, float]:
-    run.model.set_training_progress(run.step / max(config.steps, 1))
-    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=run.scaler is not None):
-        output = run.trained(frames)
-        values = {name: loss(output, run.step / max(config.steps, 1)) for name, _, loss in run.losses}
-        for name, _, loss in run.losses:
-            _check_loss_value(run, name, loss, values[name])
-        total = sum((weight * values[name] for name, weight, _ in run.losses), torch.zeros((), device=device))
-    run.optimizer.zero_grad(set_to_none=True)
-    lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler moves on below)
-    if run.scaler is not None:
-        run.scaler.scale(total).backward()
-        run.scaler.unscale_(run.optimizer)
-    else:
-        total.backward()
-    grad_norm = clip_gradients(run.model, config.optim.grad_clip, config.optim.grad_clip_scope)
-    if run.scaler is not None:
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    else:
-        run.optimizer.step()
-    with warnings.catch_warnings():
-        # The gradient scaler skips the optimizer step while it lowers its scale after inf/NaN gradients (the
-        # first steps of a run); the schedule still follows the step count, so --resume and the logged lr agree.
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-        run.scheduler.step()
-    return {
-        "loss": total.item(),
-        "lr": float(lr),
-        "grad_norm": grad_norm.item(),
-        **{k: v.item() for k, v in values.items()},
-        "slot_similarity": slot_similarity(output.steps[0].slots).item(),
-    }
-
-
-def _check_loss_value(run: _Run, name: str, loss: Loss, value: object) -> None:
-    """Raise :class:`ContractViolation` unless ``value``, what the loss ``name`` returned, is a 0-dim tensor (its
-    contract: a scalar; finite or not, which the divergence check judges), naming the loss, its class, its plugin
-    and what it returned, instead of an autograd error about implicit gradients that names none of them."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0:
-        return
-    cls = type(loss)
-    returned = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-    raise ContractViolation(
-        f"the loss {name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
-        f"{run.loss_plugins.get(name, '?')!r}) returned {returned}; a loss must return a scalar tensor (shape ()), "
-        "for example its mean over the batch"
-    )
-
-
 def _maybe_evaluate(
     config: TrainConfig,
-    run: _Run,
+    run: Run,
     sinks: MetricSinks | None,
     validation: Dataset[VideoClip] | None,
     preview: Dataset[VideoClip] | None,
@@ -599,8 +243,8 @@ def _maybe_evaluate(
     due: bool = False,
 ) -> DiscoveryScores | None:
     """When an evaluation is ``due`` (or the schedule says so): evaluate on ``validation`` (when there is any) and
-    update ``best/``, and draw the sample picture of ``preview``'s first video (:func:`_val_dataset` gives a
-    preview whenever it gives validation videos)."""
+    update ``best/``, and draw the sample picture of ``preview``'s first video
+    (:func:`training.run_data.val_dataset` gives a preview whenever it gives validation videos)."""
     due = due or bool(config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
     if sinks is None or preview is None or not due:
         return None
@@ -628,7 +272,7 @@ def evaluation_settings(config: TrainConfig) -> dict[str, Any]:
 
 
 @torch.inference_mode()
-def _save_sample(run: _Run, dataset: Dataset[VideoClip], path: Path, device: str) -> None:
+def _save_sample(run: Run, dataset: Dataset[VideoClip], path: Path, device: str) -> None:
     """Frames, reconstruction and slot masks of the dataset's first video (up to 8 frames) as a PNG."""
     frames = dataset[0].frames[:8].unsqueeze(0).to(device)  # [T, 3, H, W] -> [1, T, 3, H, W]
     run.model.eval()
@@ -636,20 +280,3 @@ def _save_sample(run: _Run, dataset: Dataset[VideoClip], path: Path, device: str
         save_overlay(frames, run.model(frames), path)
     finally:
         run.model.train()
-
-
-def _maybe_checkpoint(config: TrainConfig, run: _Run, run_dir: Path, group: ProcessGroup, last_step: int) -> None:
-    if run.step % config.checkpoint_every != 0 and run.step != last_step:
-        return
-    if group.is_main:
-        state = TrainerState(
-            step=run.step,
-            optimizer=run.optimizer.state_dict(),
-            scheduler=run.scheduler.state_dict(),
-            rng=capture_rng(),
-            scaler=run.scaler.state_dict() if run.scaler is not None else None,
-            elapsed_s=run.elapsed_s(),
-            world_size=group.world_size,
-        )
-        save_checkpoint(run_dir, run.model, state, config.keep_checkpoints)
-    barrier(group)

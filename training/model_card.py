@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from plugins import VideoSlotModel
-from plugins.model import CONFIG_FILE, WEIGHTS_FILE
+from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.best import BEST_MODEL_DIR, Selection, read_selection
 from training.ceiling import mask_size_ceiling
@@ -40,11 +40,11 @@ from training.datasets.selection import NoLabelledVideos, evaluation_videos
 from training.environment import describe_environments, read_environment, recorded_processes
 from training.evaluation import evaluate
 from training.logging_sinks import METRICS_FILE, parsed_line
-from training.loop import COMMAND_FILE, FINAL_MODEL_DIR
-from training.loop import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.metrics import DiscoveryScores
 from training.object_recall import object_overlaps, recall_rows
 from training.recall_chart import save_recall_chart
+from training.run_folder import COMMAND_FILE, FINAL_MODEL_DIR
+from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.visualize import save_overlay
 
 RECALL_CHART_FILE = "object_recall.png"

@@ -31,7 +31,8 @@ from training.config_files import config_label, is_config_file, load_config
 from training.configs import available
 from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
-from training.loop import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config, fit
+from training.loop import fit
+from training.run_folder import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -19,7 +19,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from plugins.model import COMPONENT_NAMES, WEIGHTS_FILE, run_folder_models
+from plugins.model import COMPONENT_NAMES
+from plugins.model_files import WEIGHTS_FILE, run_folder_models
 
 
 @dataclass(frozen=True)

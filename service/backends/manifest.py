@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from plugins.frame_fit import FRAME_FITS, FrameFitName
+from plugins.model_files import WEIGHTS_FILE, run_folder_models
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -42,8 +43,6 @@ MANIFEST_FORMAT = 1
 FIRST_STEP = "first_step"
 STEP = "step"
 GRAPH_FILES = {FIRST_STEP: "first_step.onnx", STEP: "step.onnx"}
-WEIGHTS_FILE = "model.safetensors"
-"""The source weights an export directory carries (``plugins.model.WEIGHTS_FILE``; stdlib-only here)."""
 PRECISIONS = ("fp32", "fp16")
 
 INPUT_FRAMES = "frames"
@@ -316,8 +315,6 @@ def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False
     """
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():
-        from plugins.model import run_folder_models  # only here: reading a manifest needs the standard library
-
         folder = Path(directory)
         models = run_folder_models(folder)
         if models:  # a training run: its models are RUN/best and RUN/model, neither of them exported

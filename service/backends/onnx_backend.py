@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from plugins.files import check_writable
+from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 from service.backends.manifest import (
     FIRST_STEP,
     INPUT_FRAMES,
@@ -58,7 +59,6 @@ from service.backends.manifest import (
     OUTPUT_MASKS,
     OUTPUT_SLOTS,
     STEP,
-    WEIGHTS_FILE,
     Manifest,
     ManifestError,
     read_manifest,
@@ -73,8 +73,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SLOTSTREAM_"
-CONFIG_FILE = "config.json"
-"""The source model's configuration an export directory carries (``plugins.model.CONFIG_FILE``)."""
 GPU_INSTALL = "pip install --extra-index-url https://pypi.nvidia.com -e '.[gpu]'"
 """Installs the GPU build of ONNX Runtime and TensorRT (NVIDIA's index serves TensorRT's wheels)."""
 GPU_GUIDE = 'the README\'s "TensorRT on a GPU machine"'

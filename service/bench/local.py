@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from plugins.model import run_folder_hint
+from plugins.model_files import run_folder_hint
 from service.bench.cli import backend_names, unknown_backends, usage_error
 from service.bench.provenance import provenance
 from service.engine import BackendUnavailable, Engine, load_engine

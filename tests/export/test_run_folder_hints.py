@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import save_tiny_model
 
-from plugins.model import run_folder_hint
+from plugins.model_files import run_folder_hint
 from service.config import ConfigError, ServiceConfig
 
 

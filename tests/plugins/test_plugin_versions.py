@@ -15,7 +15,7 @@ import torch
 from tiny_configs import model_config
 
 from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl
-from plugins.model import PluginVersionWarning
+from plugins.pretrained import PluginVersionWarning
 from plugins.registry import ComponentRegistry
 from plugins.types import Features, Slots
 

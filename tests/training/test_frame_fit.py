@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from plugins import VideoSlotModel
-from plugins.model import CONFIG_FILE
+from plugins.model_files import CONFIG_FILE
 from training.config import DataConfig
 from training.configs import get_config
 from training.datasets import build_dataset
@@ -20,9 +20,9 @@ from training.datasets.export import write_labelled_mp4
 from training.datasets.selection import evaluation_videos
 from training.datasets.synthetic import generate_video
 from training.evaluate import main as evaluate_main
-from training.loop import _train_clips, _val_dataset
 from training.loop import fit as fit_run
 from training.run import apply_overrides, parse_args
+from training.run_data import train_clips, val_dataset
 
 
 def _wide_videos(tmp_path: Path) -> str:
@@ -40,11 +40,11 @@ def test_training_and_its_evaluation_read_frames_as_frame_fit_says(tmp_path: Pat
     config = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, spec=spec, val_videos=1, frame_fit=fit))
     crop = fit == "crop"
     torch.manual_seed(0)
-    train = _train_clips(config)[0]
+    train = train_clips(config)[0]
     torch.manual_seed(0)
     expected = build_dataset(spec, "train", tiny.data.clip_length, (32, 32), center_crop=crop)[0]
     assert torch.equal(train.frames, expected.frames)
-    validation, preview = _val_dataset(config)
+    validation, preview = val_dataset(config)
     assert validation is not None and preview is validation
     assert torch.equal(validation[0].frames, build_dataset(spec, "val", 4, (32, 32), center_crop=crop)[0].frames)
     evaluated = evaluation_videos(spec, (32, 32), None, center_crop=crop)[0]

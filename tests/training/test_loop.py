@@ -303,13 +303,13 @@ def test_the_divergence_error_names_a_way_on_that_works(tmp_path: Path, monkeypa
     newest checkpoint's weights through --init-from when there is one."""
     import training.loop as loop
 
-    real_step = loop._optimisation_step
+    real_step = loop.optimisation_step
 
     def nan_from_step_three(config, run, frames, device):  # the weights stay finite; only the loss is NaN
         terms = real_step(config, run, frames, device)
         return {**terms, "loss": float("nan")} if run.step >= 2 else terms
 
-    monkeypatch.setattr(loop, "_optimisation_step", nan_from_step_three)
+    monkeypatch.setattr(loop, "optimisation_step", nan_from_step_three)
     with pytest.raises(FloatingPointError) as raised:
         fit(tiny(steps=6), tmp_path / "run", progress=False)
     message = str(raised.value)
@@ -318,7 +318,7 @@ def test_the_divergence_error_names_a_way_on_that_works(tmp_path: Path, monkeypa
     assert newest.name == "step-00000002"
     assert f"--init-from {newest} and a lower --lr" in message, message
 
-    monkeypatch.setattr(loop, "_optimisation_step", lambda *args: {**real_step(*args), "loss": float("nan")})
+    monkeypatch.setattr(loop, "optimisation_step", lambda *args: {**real_step(*args), "loss": float("nan")})
     with pytest.raises(FloatingPointError) as raised:
         fit(tiny(steps=6), tmp_path / "other", progress=False)
     assert "lower --lr" in str(raised.value) and "--init-from" not in str(raised.value)  # no checkpoint to name

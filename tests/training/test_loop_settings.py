@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import training.loop
+import training.step
 from plugins import VideoSlotModel
 from training.batches import StepBatchSampler
 from training.best import BEST_MODEL_DIR, SELECTION_FILE, selection_score
@@ -61,7 +62,7 @@ def test_each_step_clips_gradients_with_the_configs_norm_and_scope(tmp_path: Pat
         calls.append((model, max_norm, scope, float(after)))
         return norm
 
-    monkeypatch.setattr(training.loop, "clip_gradients", spy)
+    monkeypatch.setattr(training.step, "clip_gradients", spy)
     config = tiny(steps=3)
     optim = dataclasses.replace(config.optim, grad_clip=0.01, grad_clip_scope=configured)
     fit(dataclasses.replace(config, optim=optim), tmp_path, progress=False)

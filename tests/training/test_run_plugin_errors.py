@@ -15,8 +15,8 @@ from plugins.interfaces import Loss
 from plugins.registry import ComponentRegistry
 from plugins.types import Features, Slots, VideoOutput
 from training.configs import get_config
-from training.loop import CONFIG_FILE
 from training.run import main
+from training.run_folder import CONFIG_FILE
 
 
 class NeedsDepth(IdentityTransition):

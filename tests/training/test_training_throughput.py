@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import training.loop
+import training.run_folder
 from training.configs import get_config
 from training.loop import fit
 
@@ -21,7 +22,7 @@ PAUSE_S = 0.5
 def test_the_throughput_leaves_out_evaluations_and_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    evaluate, save_checkpoint = training.loop.evaluate, training.loop.save_checkpoint
+    evaluate, save_checkpoint = training.loop.evaluate, training.run_folder.save_checkpoint
 
     def slow_evaluate(*args: Any, **kwargs: Any) -> Any:
         time.sleep(PAUSE_S)
@@ -32,7 +33,7 @@ def test_the_throughput_leaves_out_evaluations_and_checkpoints(
         return save_checkpoint(*args, **kwargs)
 
     monkeypatch.setattr(training.loop, "evaluate", slow_evaluate)
-    monkeypatch.setattr(training.loop, "save_checkpoint", slow_checkpoint)
+    monkeypatch.setattr(training.run_folder, "save_checkpoint", slow_checkpoint)
     config = get_config("tiny")
     data = dataclasses.replace(config.data, val_videos=1, val_frames=2)
     config = dataclasses.replace(config, steps=3, data=data, log_every=1, eval_every=2, checkpoint_every=2)

@@ -22,7 +22,7 @@ import torch
 
 from plugins import VideoSlotModel
 from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-from plugins.model import CONFIG_FILE, WEIGHTS_FILE, weights_mismatch_message
+from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, weights_mismatch_message
 from service.backends.manifest import (
     BATCH_AXIS,
     GRAPH_FILES,
@@ -176,10 +176,10 @@ def _load_source(source: Path) -> VideoSlotModel:
     """``VideoSlotModel.from_pretrained(source)``, its refusals naming ``--model``.
 
     Raises:
-        FileNotFoundError: as ``from_pretrained``, with :func:`plugins.model.run_folder_hint` for a training run
+        FileNotFoundError: as ``from_pretrained``, with :func:`plugins.model_files.run_folder_hint` for a training run
             folder (``RUN/model`` and ``RUN/best`` hold its models).
         ValueError: as ``from_pretrained``; for weights that do not fit the config, its one-line summary
-            (:func:`plugins.model.weights_mismatch_message`: how many tensors differ and the first few).
+            (:func:`plugins.model_files.weights_mismatch_message`: how many tensors differ and the first few).
     """
     try:
         return VideoSlotModel.from_pretrained(source)

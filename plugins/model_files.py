@@ -1,0 +1,156 @@
+"""What a saved model directory holds, how its ``config.json`` is read, and what to say when it is wrong.
+
+:meth:`~plugins.model.VideoSlotModel.save_pretrained` writes :data:`CONFIG_FILE` and :data:`WEIGHTS_FILE`;
+:meth:`~plugins.model.VideoSlotModel.from_pretrained` reads them back. Only the standard library is imported here,
+so serving and export code can name the files, read the config and explain a training run folder given in place
+of a model without loading torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from plugins.frame_fit import FRAME_FITS, FrameFitName
+
+CONFIG_FILE = "config.json"
+"""The architecture, the plugins and the input's frame fit (JSON)."""
+WEIGHTS_FILE = "model.safetensors"
+"""The weights (safetensors)."""
+FORMAT_VERSION = 1
+"""The ``format_version`` of :data:`CONFIG_FILE` that this code writes and reads."""
+
+RUN_BEST_MODEL_DIR = "best"
+"""Where a training run keeps the model of its best evaluation (``training.best``)."""
+RUN_FINAL_MODEL_DIR = "model"
+"""Where a finished training run keeps its final model (``training.loop``)."""
+RUN_FOLDER_MODELS = ((RUN_BEST_MODEL_DIR, "its best evaluation"), (RUN_FINAL_MODEL_DIR, "its final model"))
+"""The model folders a training run writes (``training.run``), with what each holds, in the order to suggest them."""
+
+#: One line of PyTorch's ``load_state_dict`` report of a tensor whose shape differs from the model's.
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (?P<name>\S+): copying a param with shape torch\.Size\((?P<saved>\[[^\]]*\])\) from "
+    r"checkpoint, the shape in current model is torch\.Size\((?P<model>\[[^\]]*\])\)"
+)
+#: How many mismatched tensors :func:`weights_mismatch_message` names.
+MISMATCH_EXAMPLES = 3
+
+
+def model_files(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The config and weights files of the model directory ``directory``, both checked to exist.
+
+    Raises:
+        FileNotFoundError: the directory or a file in it is missing (the message names it; for a training run
+            folder, it names the run's models to pass instead, see :func:`run_folder_hint`).
+    """
+    path = Path(directory)
+    if not path.is_dir():
+        what = "is a file, not a model directory" if path.exists() else "does not exist"
+        raise FileNotFoundError(f"{path} {what}: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    for required in (config_path, weights_path):
+        if not required.is_file():
+            hint = run_folder_hint(path)
+            raise FileNotFoundError(
+                f"{required} not found: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}{hint}"
+            )
+    return config_path, weights_path
+
+
+def read_model_config(config_path: Path) -> Mapping[str, Any]:
+    """The payload of a saved ``config.json``: ``format_version``, the ``model`` section and the optional rest.
+
+    Raises:
+        ValueError: the file is not UTF-8 JSON, or not an object of format :data:`FORMAT_VERSION` with a
+            ``model`` object (the message names the file).
+    """
+    try:
+        payload = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_path} is not valid UTF-8 JSON: {error}") from error
+    if (
+        not isinstance(payload, Mapping)
+        or payload.get("format_version") != FORMAT_VERSION
+        or not isinstance(payload.get("model"), Mapping)
+    ):
+        raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
+    return payload
+
+
+def recorded_frame_fit(payload: Mapping[str, Any], config_path: Path) -> FrameFitName | None:
+    """The ``input.frame_fit`` of a saved ``config.json`` (``None`` when it has no ``input`` section).
+
+    Raises:
+        ValueError: the section is not an object or names no known frame fit (the message names the file).
+    """
+    section = payload.get("input")
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{config_path}: its 'input' section must be an object, got {section!r}")
+    fit = section.get("frame_fit")
+    if fit is not None and fit not in FRAME_FITS:
+        raise ValueError(f"{config_path}: input.frame_fit must be one of {', '.join(FRAME_FITS)} or null, got {fit!r}")
+    return cast(FrameFitName | None, fit)
+
+
+def weights_mismatch_message(weights: str, config: str, report: str) -> str | None:
+    """One line for weights whose tensors have other shapes than the config describes (another model's config).
+
+    Args:
+        weights: how to name the weights file in the message (a path, or just its name).
+        config: how to name the config file.
+        report: the text of PyTorch's ``load_state_dict`` error (one ``size mismatch for ...`` line per tensor).
+
+    Returns:
+        How many tensors differ, the first :data:`MISMATCH_EXAMPLES` of them (saved shape against the config's)
+        and the fix; ``None`` when ``report`` names no tensor of another shape (a damaged file, say).
+    """
+    mismatches = _SIZE_MISMATCH.findall(report)
+    if not mismatches:
+        return None
+    examples = ", ".join(
+        f"{name} (weights {saved}, config {shape})" for name, saved, shape in mismatches[:MISMATCH_EXAMPLES]
+    )
+    more = f" and {len(mismatches) - MISMATCH_EXAMPLES} more" if len(mismatches) > MISMATCH_EXAMPLES else ""
+    return (
+        f"{weights} does not fit {config}: {len(mismatches)} tensors have other shapes than the config describes: "
+        f"{examples}{more}. The two files belong to different models: put back the {CONFIG_FILE} saved with these "
+        "weights"
+    )
+
+
+def run_folder_models(folder: str | os.PathLike[str]) -> list[Path]:
+    """The models of a training run folder given where a model directory was expected.
+
+    Returns:
+        Those of ``folder / name`` for the names of :data:`RUN_FOLDER_MODELS` that hold a ``config.json``, in
+        that order, when ``folder`` holds no ``config.json`` itself; else an empty list.
+    """
+    path = Path(folder)
+    if (path / CONFIG_FILE).exists():
+        return []
+    return [path / name for name, _ in RUN_FOLDER_MODELS if (path / name / CONFIG_FILE).is_file()]
+
+
+def run_folder_hint(folder: str | os.PathLike[str], flag: str = "--model") -> str:
+    """What to pass instead of a training run folder given where a model directory was expected.
+
+    Args:
+        folder: the folder given.
+        flag: the command's flag for a model directory, named in the hint.
+
+    Returns:
+        ``"; RUN looks like a training run: pass --model RUN/best (its best evaluation) or RUN/model (its final
+        model)"`` (those :func:`run_folder_models` finds) to append to a "config.json not found" message; an
+        empty string when ``folder`` is no training run.
+    """
+    what = dict(RUN_FOLDER_MODELS)
+    found = [f"{model} ({what[model.name]})" for model in run_folder_models(folder)]
+    if not found:
+        return ""
+    return f"; {Path(folder)} looks like a training run: pass {flag} {' or '.join(found)}"

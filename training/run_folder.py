@@ -1,0 +1,161 @@
+"""A run's folder and ``--resume``: the names of what a starting run writes there (and the removal of what a
+first step that broke a contract leaves), the check that a resume keeps the configuration the run started with,
+the periodic checkpoints of the live run, and restoring the newest one that loads. The checkpoint format itself is
+:mod:`training.checkpoint`'s."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model
+from tqdm import tqdm
+
+from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE
+from training.best import BEST_MODEL_DIR
+from training.checkpoint import TrainerState, capture_rng, load_trainer_state, restore_rng, save_checkpoint
+from training.config import TrainConfig, changed_fields
+from training.distributed import ProcessGroup, barrier
+from training.environment import ENVIRONMENT_FILE
+from training.logging_sinks import METRICS_FILE
+from training.run_state import Run
+
+CONFIG_FILE = "train_config.json"
+COMMAND_FILE = "command.txt"
+"""The command line that started a run (model cards quote it), written with ``CONFIG_FILE`` at the start."""
+FINAL_MODEL_DIR = RUN_FINAL_MODEL_DIR
+SAMPLES_DIR = "samples"
+_STARTED_RUN_ENTRIES = (
+    CONFIG_FILE,
+    COMMAND_FILE,
+    ENVIRONMENT_FILE,
+    METRICS_FILE,
+    "tensorboard",
+    SAMPLES_DIR,
+    BEST_MODEL_DIR,
+)
+"""What a run writes into its folder before its first step ends; a fresh run whose first step breaks a component
+contract removes those of them it created (:func:`remove_created`)."""
+
+
+def existing_run_entries(run_dir: Path) -> set[str] | None:
+    """Which of the entries a starting run writes (:data:`_STARTED_RUN_ENTRIES`) ``run_dir`` already holds;
+    ``None`` when the folder does not exist yet."""
+    if not run_dir.is_dir():
+        return None
+    return {name for name in _STARTED_RUN_ENTRIES if (run_dir / name).exists() or (run_dir / name).is_symlink()}
+
+
+def remove_created(run_dir: Path, existed: set[str] | None) -> None:
+    """Remove the entries of :data:`_STARTED_RUN_ENTRIES` that ``run_dir`` did not hold before (``existed``),
+    and ``run_dir`` itself when it did not exist and is left empty; anything else in it is never touched."""
+    for name in _STARTED_RUN_ENTRIES:
+        path = run_dir / name
+        if existed is not None and name in existed:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+    if existed is None:
+        with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+            run_dir.rmdir()
+
+
+def check_same_config(saved_path: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``).
+
+    Raises:
+        ValueError: the configurations differ; the message lists the differences.
+    """
+    saved = TrainConfig.from_json(json.loads(saved_path.read_text()))
+    changes = changed_fields(saved, config)
+    if changes:
+        raise ValueError(
+            f"{saved_path.parent} was started with another configuration ({saved_path}); --resume continues a run "
+            "unchanged. "
+            f"Differences (started with -> requested): {'; '.join(changes)}. Resume without those flags, or start "
+            f"a new run in another --out (--init-from a model or checkpoint of {saved_path.parent} starts it from "
+            "those weights)"
+        )
+
+
+def restore_newest(run: Run, checkpoints: list[Path], device: str, group: ProcessGroup) -> None:
+    """Restore the newest of ``checkpoints`` (oldest first) that loads; a damaged one (a file cut short by a crash
+    of the machine, say) is reported and the one before it used.
+
+    Raises:
+        ValueError: none loads, or the newest intact one was written by another number of processes.
+    """
+    problems = []
+    for checkpoint in reversed(checkpoints):
+        try:
+            _restore(run, checkpoint, device)
+        except _DAMAGED_CHECKPOINT as error:
+            if isinstance(error, torch.cuda.OutOfMemoryError):  # the checkpoint is fine; the device is full
+                raise
+            first_line = (str(error).splitlines() or [""])[0]
+            problems.append(f"{checkpoint}: {type(error).__name__}: {first_line}")
+            if group.is_main:
+                tqdm.write(f"warning: {problems[-1]}: the checkpoint cannot be read; trying the one before")
+            continue
+        _check_world_size(run, checkpoint, group)
+        if problems and group.is_main:
+            tqdm.write(f"resumed from {checkpoint} (step {run.step}) instead")
+        return
+    raise ValueError(f"no checkpoint of the run can be read: {'; '.join(problems)}")
+
+
+_DAMAGED_CHECKPOINT = (SafetensorError, RuntimeError, EOFError, OSError, pickle.UnpicklingError, KeyError)
+"""What reading a damaged checkpoint raises: safetensors' header errors, torch's zip-archive errors, truncation."""
+
+
+def _check_world_size(run: Run, checkpoint: Path, group: ProcessGroup) -> None:
+    written_by = run.restored_world_size
+    if written_by is not None and written_by != group.world_size:
+        raise ValueError(
+            f"{checkpoint} was written by {written_by} training process(es), and this resume runs "
+            f"{group.world_size}: each process draws its own clips, so the run would not continue as it started. "
+            f"Resume with {written_by} process(es) (torchrun --nproc-per-node), or start a new run in another --out"
+        )
+
+
+def _restore(run: Run, checkpoint: Path, device: str) -> None:
+    missing, unexpected = load_model(run.model, str(checkpoint / WEIGHTS_FILE), strict=False, device=device)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    state = load_trainer_state(checkpoint)
+    run.optimizer.load_state_dict(state.optimizer)
+    run.scheduler.load_state_dict(state.scheduler)
+    if run.scaler is not None and state.scaler is not None:
+        run.scaler.load_state_dict(state.scaler)
+    restore_rng(state.rng)
+    run.step = state.step
+    run.elapsed_before_s = state.elapsed_s
+    run.restored_world_size = state.world_size
+
+
+def maybe_checkpoint(config: TrainConfig, run: Run, run_dir: Path, group: ProcessGroup, last_step: int) -> None:
+    """At every ``config.checkpoint_every``-th step and at ``last_step``: the main process writes a checkpoint of
+    ``run`` into ``run_dir`` (keeping ``config.keep_checkpoints``), and every process waits for it."""
+    if run.step % config.checkpoint_every != 0 and run.step != last_step:
+        return
+    if group.is_main:
+        state = TrainerState(
+            step=run.step,
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(),
+            rng=capture_rng(),
+            scaler=run.scaler.state_dict() if run.scaler is not None else None,
+            elapsed_s=run.elapsed_s(),
+            world_size=group.world_size,
+        )
+        save_checkpoint(run_dir, run.model, state, config.keep_checkpoints)
+    barrier(group)

@@ -1,0 +1,75 @@
+"""The live objects of a training run (model, losses, optimiser, schedule, gradient scaler, step) and how a
+configuration builds them; :mod:`training.loop` trains them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from plugins import ComponentRegistry, VideoSlotModel
+from plugins.interfaces import Loss
+from training.config import TrainConfig
+from training.distributed import ProcessGroup
+from training.schedule import warmup_cosine
+from training.warm_start import freeze_all_but
+
+
+@dataclass
+class Run:
+    """The live objects of a run."""
+
+    model: VideoSlotModel
+    trained: nn.Module  # the model, or its DistributedDataParallel wrapper
+    losses: list[tuple[str, float, Loss]]
+    optimizer: torch.optim.Adam
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    step: int
+    elapsed_before_s: float = 0.0  # training seconds of earlier invocations, restored from the checkpoint
+    started: float = 0.0  # perf_counter() when this invocation's training began
+    non_finite_losses: int = 0  # steps in a row whose loss was not finite
+    restored_world_size: int | None = None  # processes that wrote the checkpoint resumed from (None: unknown)
+    loss_plugins: dict[str, str] = field(default_factory=dict)  # the plugin that registered each loss, by name
+
+    def elapsed_s(self) -> float:
+        """Seconds trained to reach the current step, over every invocation (see ``TrainerState.elapsed_s``)."""
+        return self.elapsed_before_s + time.perf_counter() - self.started
+
+
+def build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> Run:
+    """The live objects of ``config``'s run at step 0, its components and losses built by ``registry``: the model
+    on ``device`` (every component not in ``config.train_only`` frozen, when it is set; wrapped in
+    DistributedDataParallel under ``torchrun``), Adam, the warm-up/cosine schedule and, for mixed precision on
+    CUDA, a gradient scaler."""
+    model = VideoSlotModel(**config.model, registry=registry).to(device)
+    model.frame_fit = config.data.recorded_frame_fit  # every save of the run keeps it
+    if config.train_only is not None:
+        freeze_all_but(model, config.train_only)
+    trained: nn.Module = model
+    if group.distributed:
+        ids = [group.local_rank] if device == "cuda" else None
+        # A static graph: DDP records on the first step which parameters the loss reaches (with one-frame clips the
+        # transition is unused) instead of searching the autograd graph on every step; the set must not change
+        # between steps, which holds for a fixed config (the schedules change loss weights, not which parts run).
+        trained = DistributedDataParallel(model, device_ids=ids, static_graph=True)
+    losses = [(term.name, term.weight, _loss(registry, term.name, term.kwargs)) for term in config.losses]
+    loss_plugins = {term.name: registry.owner("losses", term.name) for term in config.losses}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.optim.lr)
+    schedule = config.optim
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, config.steps, schedule.warmup_fraction, schedule.final_lr_fraction)
+    )
+    use_amp = device == "cuda" and config.optim.mixed_precision
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    return Run(model, trained, losses, optimizer, scheduler, scaler, step=0, loss_plugins=loss_plugins)
+
+
+def _loss(registry: ComponentRegistry, name: str, kwargs: dict[str, Any]) -> Loss:
+    loss = registry.build("losses", name, kwargs)
+    assert isinstance(loss, Loss)
+    return loss
