@@ -1,19 +1,24 @@
-"""One camera stream of the async client: :class:`ClientStream` (sending, answers in order, close, reconnect)."""
+"""One camera stream of the async client: :class:`ClientStream` (sending, answers in order, close, reconnect).
+
+The plumbing is beside it: checked requests in :mod:`service.client.requests`, the call's ordered writes in
+:mod:`service.client.writes` and its reading in :mod:`service.client.reader`, and the errors' explanations in
+:mod:`service.client.explain`."""
 
 from __future__ import annotations
 
 import asyncio
-import operator
-import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from service import wire
-from service.client.encoding import ImageLike, check_jpeg_quality, encode_image
+from service.client.encoding import ImageLike
 from service.client.errors import StreamError
+from service.client.explain import cancelled_error, closed_error, explained, frames_text, stream_name
 from service.client.reader import CallReader
+from service.client.requests import FRAME_FIELDS_BYTES, check_open_request, frame_request
+from service.client.writes import write_in_order
 from service.errors import ErrorCode
 from service.types import (
     CloseReason,
@@ -23,7 +28,6 @@ from service.types import (
     FrameRequest,
     FrameResponse,
     FrameResult,
-    ImageEncoding,
     OpenRequest,
     ResumeRequest,
     StateHandoff,
@@ -33,10 +37,6 @@ from service.types import (
 
 if TYPE_CHECKING:
     from service.client.connection import Client
-
-FRAME_FIELDS_BYTES = 256
-"""Room a frame request needs besides its image bytes and ``camera_frame_id`` (indices, times, sizes, tags)."""
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ClientStream:
@@ -106,13 +106,7 @@ class ClientStream:
         return [index for index in self._unanswered if index not in self._abandoned]
 
     async def _start(self, request: OpenRequest) -> None:
-        try:
-            wire.request_to_proto(request)  # options that cannot be sent fail here, before a call is made
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"the open cannot be sent: {error} (StreamOptions takes enum members for its enum fields, such as "
-                "frame_fit=FrameFit.CROP and outputs of Output members)"
-            ) from error
+        check_open_request(request)  # options that cannot be sent fail here, before a call is made
         call = self._client._call()
         self._call = call
         self._reader = CallReader(call, self._client._readers, self._cancelled_error)
@@ -178,85 +172,19 @@ class ClientStream:
                 its call ended or was cancelled.
         """
         self._check_sendable()
-        request = self._frame_request(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
+        request = frame_request(
+            image,
+            frame_index,
+            capture_time_ns,
+            camera_frame_id,
+            jpeg_quality,
+            next_index=self._next_index,
+            in_flight=self._unanswered,
+            max_message_bytes=self._client.max_message_bytes,
+        )
         self._record(request)
         await self._write(request)
         return request.frame_index
-
-    def _frame_request(
-        self,
-        image: ImageLike,
-        frame_index: int | None,
-        capture_time_ns: int | None,
-        camera_frame_id: str,
-        jpeg_quality: int | None,
-    ) -> FrameRequest:
-        """The checked request for one frame (nothing recorded yet)."""
-        if frame_index is None:
-            index = self._next_index
-            if index > INT64_MAX:
-                raise ValueError(
-                    f"frame_index: the next default index {index} is past the int64 range (the previous frame's "
-                    "index was 2**63 - 1); pass frame_index explicitly"
-                )
-        else:
-            index = _int64(frame_index, "frame_index")
-            if index in self._unanswered:  # one index, two frames: reconnect() could re-send only one of them
-                raise ValueError(
-                    f"frame_index {index} is still in flight (sent and not answered yet): every frame needs its own "
-                    f"index, larger than the previous frame's; the next free one is {self._next_index}"
-                )
-        capture = time.time_ns() if capture_time_ns is None else _int64(capture_time_ns, "capture_time_ns")
-        if not isinstance(camera_frame_id, str):
-            raise TypeError(f"camera_frame_id must be a str, got {type(camera_frame_id).__name__}")
-        try:
-            id_bytes = len(camera_frame_id.encode())
-        except UnicodeEncodeError as error:
-            raise ValueError(
-                f"camera_frame_id must be text UTF-8 can encode; {error.reason} at position {error.start}: "
-                f"{camera_frame_id!r}"
-            ) from None
-        if jpeg_quality is not None:
-            check_jpeg_quality(jpeg_quality)
-        try:
-            encoded = encode_image(image, jpeg_quality)
-        except ValueError as error:
-            raise ValueError(f"frame {index}: {error}") from error
-        limit = self._client.max_message_bytes - FRAME_FIELDS_BYTES - id_bytes
-        if len(encoded.data) > limit:
-            size = f" {encoded.width}x{encoded.height}" if encoded.width else ""
-            encoding = ImageEncoding(encoded.encoding).name
-            raise ValueError(
-                f"frame {index}: the {encoding}{size} image is {len(encoded.data):,} bytes, more "
-                f"than one message carries (max_message_bytes {self._client.max_message_bytes:,}); "
-                f"{_smaller_image_advice(encoded.encoding, jpeg_quality)}, or raise max_message_bytes here and "
-                "--max-message-bytes on the server"
-            )
-        return FrameRequest(frame_index=index, image=encoded, capture_time_ns=capture, camera_frame_id=camera_frame_id)
-
-    def _record(self, request: FrameRequest) -> None:
-        index = request.frame_index
-        self._unanswered[index] = request
-        self._abandoned.discard(index)
-        self._next_index = max(self._next_index, index + 1)  # an explicit lower index never moves it back
-
-    def _withdraw(self, index: int, next_index: int) -> None:
-        """Forget frame ``index``, recorded by a :meth:`process` whose call ended before it was answered, as if it
-        had never been sent: :meth:`reconnect` does not re-send it and the default index goes back to
-        ``next_index`` (unless a frame recorded since moved it on).
-
-        Exact because a call that ended without answering a frame never folds that frame into a state the
-        stream continues from: a resume rewinds to :attr:`last_answered_index`, and a hand-off (a drain's, sent
-        after the answers to every frame the server took) holds the state after an answered frame."""
-        self._unanswered.pop(index, None)
-        self._abandoned.discard(index)
-        if self._next_index == max(next_index, index + 1):
-            self._next_index = next_index
-
-    def _call_ended(self) -> bool:
-        """Whether the current call is over: the server's final :class:`StreamClosed` arrived, or the call
-        finished (a status, a cancel, a closed client)."""
-        return self.closed is not None or self._call is None or bool(self._call.done())
 
     async def receive(self) -> FrameResponse | StreamClosed:
         """The next answer: a frame's result, drop notice or error, or the final :class:`StreamClosed`.
@@ -274,7 +202,7 @@ class ClientStream:
             EOFError: the stream ended without a final message.
         """
         if self.closed is not None:
-            raise self._closed_error()
+            raise closed_error(self.closed, self.handoff)
         while True:
             message = await self._read()
             if isinstance(message, FrameResult | FrameDropped | FrameError):
@@ -333,17 +261,20 @@ class ClientStream:
             raise StreamError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 None,
-                f"process() needs every earlier frame answered first, and {_frames(waiting)} "
+                f"process() needs every earlier frame answered first, and {frames_text(waiting)} "
                 f"{'is' if len(waiting) == 1 else 'are'} still unanswered (sent with send(), or re-sent by "
                 "reconnect()): receive() the answers first, or use send() and receive() to keep several frames in "
                 "flight; nothing was sent",
             )
-        request = self._frame_request(
+        request = frame_request(
             image,
             kwargs.pop("frame_index", None),
             kwargs.pop("capture_time_ns", None),
             kwargs.pop("camera_frame_id", ""),
             kwargs.pop("jpeg_quality", None),
+            next_index=self._next_index,
+            in_flight=self._unanswered,
+            max_message_bytes=self._client.max_message_bytes,
         )
         if kwargs:
             raise TypeError(f"process() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
@@ -364,7 +295,7 @@ class ClientStream:
                 raise final from error
             response = await self.receive()
             if isinstance(response, StreamClosed):
-                raise self._closed_error()
+                raise closed_error(response, self.handoff)
             if response.frame_index != index:
                 raise StreamError(
                     grpc.StatusCode.INTERNAL,
@@ -407,7 +338,7 @@ class ClientStream:
         """
         if self.closed is not None:
             if self.closed.reason != CloseReason.CLIENT_CLOSED and self.unanswered:
-                raise self._closed_error()
+                raise closed_error(self.closed, self.handoff)
             return [self.closed]
         if not self._closing:
             try:
@@ -421,7 +352,7 @@ class ClientStream:
         while self.closed is None:
             remaining.append(await self.receive())
         if self.closed.reason != CloseReason.CLIENT_CLOSED and self.unanswered:
-            raise self._closed_error()
+            raise closed_error(self.closed, self.handoff)
         return remaining
 
     async def close_writing(self, return_state: bool = False) -> None:
@@ -491,47 +422,41 @@ class ClientStream:
 
     # -- internals ------------------------------------------------------------------------------------------
 
+    def _record(self, request: FrameRequest) -> None:
+        index = request.frame_index
+        self._unanswered[index] = request
+        self._abandoned.discard(index)
+        self._next_index = max(self._next_index, index + 1)  # an explicit lower index never moves it back
+
+    def _withdraw(self, index: int, next_index: int) -> None:
+        """Forget frame ``index``, recorded by a :meth:`process` whose call ended before it was answered, as if it
+        had never been sent: :meth:`reconnect` does not re-send it and the default index goes back to
+        ``next_index`` (unless a frame recorded since moved it on).
+
+        Exact because a call that ended without answering a frame never folds that frame into a state the
+        stream continues from: a resume rewinds to :attr:`last_answered_index`, and a hand-off (a drain's, sent
+        after the answers to every frame the server took) holds the state after an answered frame."""
+        self._unanswered.pop(index, None)
+        self._abandoned.discard(index)
+        if self._next_index == max(next_index, index + 1):
+            self._next_index = next_index
+
+    def _call_ended(self) -> bool:
+        """Whether the current call is over: the server's final :class:`StreamClosed` arrived, or the call
+        finished (a status, a cancel, a closed client)."""
+        return self.closed is not None or self._call is None or bool(self._call.done())
+
     def _check_sendable(self) -> None:
         """Raise the reason the stream takes no more requests, if there is one."""
         if self.closed is not None:
-            raise self._closed_error()
+            raise closed_error(self.closed, self.handoff)
         if self._closing:
             raise StreamError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 None,
-                f"stream {self._id_text()} is closing (close() or close_writing() was called): it takes no more "
-                "frames; receive() its last answers, or open a new stream",
+                f"stream {stream_name(self.opened)} is closing (close() or close_writing() was called): it takes no "
+                "more frames; receive() its last answers, or open a new stream",
             )
-
-    def _closed_error(self) -> StreamError:
-        """The error for an operation on a stream whose :class:`StreamClosed` arrived."""
-        closed = self.closed
-        assert closed is not None
-        if closed.reason == CloseReason.CLIENT_CLOSED:
-            return StreamError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                None,
-                f"stream {closed.stream_id!r} is closed (close() ended it; reason CLIENT_CLOSED): open a new stream",
-                closed=closed,
-                handoff=self.handoff,
-            )
-        return StreamError.from_closed(closed, self.handoff)
-
-    def _cancelled_error(self) -> StreamError:
-        """The error for an operation on a call that was cancelled on this side."""
-        if self._client.closed:
-            return self._client._closed_error()
-        return StreamError(
-            grpc.StatusCode.CANCELLED,
-            None,
-            f"stream {self._id_text()}: the call it was using was cancelled (by cancel(), or by a reconnect() that "
-            "replaced it while this waited, or that was itself cancelled): after a reconnect() that succeeded, "
-            "simply try again; otherwise reconnect() continues the stream (within its resume_window_s, or from a "
-            "hand-off), or open a new stream",
-        )
-
-    def _id_text(self) -> str:
-        return repr(self.opened.stream_id) if self.opened is not None else "(not open yet)"
 
     async def _final_error(self, error: StreamError, index: int) -> StreamError | FrameResponse:
         """After the write of frame ``index`` failed because the call ended: the answer to that frame if the
@@ -552,26 +477,15 @@ class ClientStream:
             return answer
         if self.closed is None or self.closed.reason == CloseReason.CLIENT_CLOSED:
             return error
-        return self._closed_error()
+        return closed_error(self.closed, self.handoff)
 
     async def _write(self, request: OpenRequest | FrameRequest | CloseRequest, done_writing: bool = False) -> None:
         call = self._call
         if call.cancelled():
             raise self._cancelled_error()
         message = wire.request_to_proto(request)
-
-        async def write_in_order() -> None:
-            async with self._write_lock:
-                await call.write(message)
-                if done_writing:
-                    await call.done_writing()
-
-        # Shielded: a cancelled sender must not cancel the call (grpc.aio would), and a frame it recorded as sent
-        # must go out; later writes wait for it.
-        write = asyncio.ensure_future(write_in_order())
-        write.add_done_callback(_retrieve)
         try:
-            await asyncio.shield(write)
+            await write_in_order(call, self._write_lock, message, done_writing)
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
             # A write fails when the call has already ended: report the call's own status, not the write's.
             if self._client.closed or call.cancelled():
@@ -615,86 +529,19 @@ class ClientStream:
             if response is not None:
                 return response
 
-    def _explained(self, error: StreamError) -> StreamError:
-        """``error`` with a hint when it says the connection of this open stream was lost: whether
-        :meth:`reconnect` can continue the stream (within its resume window, or from a hand-off) or it is lost
-        (the stream's ``opened.options.resume_window_s`` is the window the server granted)."""
-        if (
-            error.status == grpc.StatusCode.INTERNAL
-            and error.code is None
-            and error.closed is None
-            and self._client._channel.get_state() != grpc.ChannelConnectivity.READY
-        ):
-            # grpc.aio reports a write that meets a connection already gone as INTERNAL ("Internal error from
-            # Core", grpc/grpc#36066), in place of the call's UNAVAILABLE; a server's own INTERNAL leaves the
-            # connection up.
-            error = StreamError(
-                grpc.StatusCode.UNAVAILABLE, None, f"the connection closed under a write (gRPC: {error})"
-            )
-        if not error.connection_lost or error.hint or self.opened is None:
-            return error
-        window_s = self.opened.options.resume_window_s
-        if window_s > 0:
-            hint = (
-                f"the connection was lost; the server keeps stream {self.opened.stream_id!r} for {window_s:g} s "
-                "(its resume_window_s): `await stream.reconnect()` continues it where it stopped, re-sending the "
-                "frames still unanswered"
-            )
-        elif self.handoff is not None:
-            hint = (
-                "the connection was lost, and the stream with it on the server (it was opened without a "
-                "resume_window_s), but `await stream.reconnect()` can continue it from its latest state hand-off"
-            )
-        else:
-            hint = (
-                "the connection was lost, and the stream with it: it was opened without a resume window; open "
-                "streams with StreamOptions(resume_window_s=...) so that `await stream.reconnect()` can continue them"
-            )
-        return StreamError(error.status, error.code, error.message, handoff=self.handoff, hint=hint)
-
     async def _raise_status(self, call: Any) -> None:
         code = await call.code()
         if code != grpc.StatusCode.OK:
             metadata = await call.trailing_metadata()
             raise self._explained(StreamError.from_status(code, metadata, await call.details()))
 
+    def _cancelled_error(self) -> StreamError:
+        """The error for an operation on a call that was cancelled on this side (the reader's ``on_cancel``)."""
+        return cancelled_error(self._client, self.opened)
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a background write's outcome as seen; its error, if any, reaches the caller or the next operation."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _int64(value: Any, name: str) -> int:
-    """``value`` as an int in the int64 range, or an error naming ``name``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
-    if not INT64_MIN <= number <= INT64_MAX:
-        raise ValueError(f"{name} must fit in a signed 64-bit integer (-2**63 .. 2**63 - 1), got {number}")
-    return number
-
-
-def _smaller_image_advice(encoding: ImageEncoding | int, jpeg_quality: int | None) -> str:
-    """How to make a frame of ``encoding`` (encoded at ``jpeg_quality`` here, if set) smaller."""
-    if encoding == ImageEncoding.JPEG:
-        if jpeg_quality is not None:
-            return f"encode it at a lower jpeg_quality ({jpeg_quality} here) or a smaller size"
-        return "re-encode it at a lower JPEG quality or a smaller size"
-    if encoding == ImageEncoding.PNG:
-        return "send its pixels as JPEG (jpeg_quality=...), or at a smaller size"
-    return "send it as JPEG (jpeg_quality=...) or at a smaller size"
-
-
-def _frames(indices: list[int]) -> str:
-    """``frame 3`` or ``frames 3, 4, 5`` (at most five listed)."""
-    if len(indices) == 1:
-        return f"frame {indices[0]}"
-    shown = ", ".join(str(index) for index in indices[:5])
-    return f"frames {shown}" + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
+    def _explained(self, error: StreamError) -> StreamError:
+        """``error`` with a hint when it says the connection was lost (:func:`~service.client.explain.explained`)."""
+        return explained(error, self._client._channel, self.opened, self.handoff)
 
 
 __all__ = ["FRAME_FIELDS_BYTES", "ClientStream"]

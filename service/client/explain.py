@@ -1,0 +1,104 @@
+"""What a :class:`ClientStream` says when an operation fails: the :class:`StreamError` for a closed stream, a
+cancelled call or a lost connection, with what the caller can do about it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from service.client.errors import StreamError
+from service.types import CloseReason, StateHandoff, StreamClosed, StreamOpened
+
+if TYPE_CHECKING:
+    from service.client.connection import Client
+
+
+def stream_name(opened: StreamOpened | None) -> str:
+    """The stream's id as messages quote it, or ``(not open yet)``."""
+    return repr(opened.stream_id) if opened is not None else "(not open yet)"
+
+
+def closed_error(closed: StreamClosed, handoff: StateHandoff | None) -> StreamError:
+    """The error for an operation on a stream whose :class:`StreamClosed` arrived (``handoff``: the stream's latest
+    state)."""
+    if closed.reason == CloseReason.CLIENT_CLOSED:
+        return StreamError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            None,
+            f"stream {closed.stream_id!r} is closed (close() ended it; reason CLIENT_CLOSED): open a new stream",
+            closed=closed,
+            handoff=handoff,
+        )
+    return StreamError.from_closed(closed, handoff)
+
+
+def cancelled_error(client: Client, opened: StreamOpened | None) -> StreamError:
+    """The error for an operation on a call that was cancelled on this side (``client``: the stream's client now,
+    ``opened``: its latest open)."""
+    if client.closed:
+        return client._closed_error()
+    return StreamError(
+        grpc.StatusCode.CANCELLED,
+        None,
+        f"stream {stream_name(opened)}: the call it was using was cancelled (by cancel(), or by a reconnect() that "
+        "replaced it while this waited, or that was itself cancelled): after a reconnect() that succeeded, "
+        "simply try again; otherwise reconnect() continues the stream (within its resume_window_s, or from a "
+        "hand-off), or open a new stream",
+    )
+
+
+def explained(
+    error: StreamError, channel: Any, opened: StreamOpened | None, handoff: StateHandoff | None
+) -> StreamError:
+    """``error`` with a hint when it says the connection of this open stream was lost: whether
+    :meth:`ClientStream.reconnect` can continue the stream (within its resume window, or from a hand-off) or it is
+    lost (the stream's ``opened.options.resume_window_s`` is the window the server granted).
+
+    Args:
+        error: what an operation of the stream raised.
+        channel: the gRPC channel of the stream's client.
+        opened: the stream's latest open, ``None`` while it is being opened (no hint then).
+        handoff: the stream's latest state hand-off, if any.
+    """
+    if (
+        error.status == grpc.StatusCode.INTERNAL
+        and error.code is None
+        and error.closed is None
+        and channel.get_state() != grpc.ChannelConnectivity.READY
+    ):
+        # grpc.aio reports a write that meets a connection already gone as INTERNAL ("Internal error from
+        # Core", grpc/grpc#36066), in place of the call's UNAVAILABLE; a server's own INTERNAL leaves the
+        # connection up.
+        error = StreamError(grpc.StatusCode.UNAVAILABLE, None, f"the connection closed under a write (gRPC: {error})")
+    if not error.connection_lost or error.hint or opened is None:
+        return error
+    window_s = opened.options.resume_window_s
+    if window_s > 0:
+        hint = (
+            f"the connection was lost; the server keeps stream {opened.stream_id!r} for {window_s:g} s "
+            "(its resume_window_s): `await stream.reconnect()` continues it where it stopped, re-sending the "
+            "frames still unanswered"
+        )
+    elif handoff is not None:
+        hint = (
+            "the connection was lost, and the stream with it on the server (it was opened without a "
+            "resume_window_s), but `await stream.reconnect()` can continue it from its latest state hand-off"
+        )
+    else:
+        hint = (
+            "the connection was lost, and the stream with it: it was opened without a resume window; open "
+            "streams with StreamOptions(resume_window_s=...) so that `await stream.reconnect()` can continue them"
+        )
+    return StreamError(error.status, error.code, error.message, handoff=handoff, hint=hint)
+
+
+def frames_text(indices: list[int]) -> str:
+    """``frame 3`` or ``frames 3, 4, 5`` (at most five listed)."""
+    if len(indices) == 1:
+        return f"frame {indices[0]}"
+    shown = ", ".join(str(index) for index in indices[:5])
+    return f"frames {shown}" + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
+
+
+__all__ = ["cancelled_error", "closed_error", "explained", "frames_text", "stream_name"]

@@ -1,0 +1,38 @@
+"""Writing on a stream's gRPC ``Stream`` call: :func:`write_in_order`, whose writes go out in order, and whole, even
+when their sender is cancelled (the call's reading is :class:`~service.client.reader.CallReader`'s)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+async def write_in_order(call: Any, lock: asyncio.Lock, message: Any, done_writing: bool = False) -> None:
+    """Write ``message`` on ``call`` once the writes before it that hold ``lock`` are done, then, with
+    ``done_writing``, end the call's writing.
+
+    Raises:
+        grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError: the call has already ended (its
+            status says why).
+    """
+
+    async def write_under_lock() -> None:
+        async with lock:
+            await call.write(message)
+            if done_writing:
+                await call.done_writing()
+
+    # Shielded: a cancelled sender must not cancel the call (grpc.aio would), and a frame it recorded as sent
+    # must go out; later writes wait for it.
+    write = asyncio.ensure_future(write_under_lock())
+    write.add_done_callback(_retrieve)
+    await asyncio.shield(write)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a background write's outcome as seen; its error, if any, reaches the caller or the next operation."""
+    if not task.cancelled():
+        task.exception()
+
+
+__all__ = ["write_in_order"]
