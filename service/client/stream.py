@@ -413,10 +413,11 @@ class ClientStream:
         assert self.opened is not None
         start = self.opened.last_frame_index
         pending = [request for index, request in self._unanswered.items() if start is None or index > start]
-        self._unanswered.clear()
-        self._abandoned.intersection_update(request.frame_index for request in pending)
+        # All of them stay unanswered until answered, so a reconnect cut short while re-sending (the connection
+        # dropping again) leaves the next reconnect every frame it did not send.
+        self._unanswered = OrderedDict((request.frame_index, request) for request in pending)
+        self._abandoned.intersection_update(self._unanswered)
         for request in pending:
-            self._unanswered[request.frame_index] = request
             await self._write(request)
         return self.opened
 

@@ -305,3 +305,47 @@ def test_error_codes_are_shown_by_name(server):
     assert str(refused).startswith(f"{refused.status.name} (UNKNOWN_STREAM): "), refused
     assert f"{refused.code:d}" == "24" and int(refused.code) == 24 and json.dumps(refused.code) == "24"
     assert str(StreamError(grpc.StatusCode.CANCELLED, None, "gone")) == "CANCELLED: gone"
+
+
+def test_a_reconnect_cut_short_while_re_sending_keeps_every_unsent_frame_for_the_next(start_server):
+    """The connection drops again while ``reconnect()`` re-sends the unanswered frames: the frames it had not
+    re-sent yet stay unanswered, so the next ``reconnect()`` sends them and the stream goes on without a gap."""
+    factory, engines = slow_factory()
+    server = start_server(engine_factory=factory, inline_model_max_ms=0)
+    clip = make_video(seed=98, frames=4)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(clip[0])
+            for engine in engines:
+                engine.delay_s = 0.5  # the next frames are still in the model when the connection drops
+            for frame in clip[1:]:
+                await stream.send(frame)
+            stream.cancel()
+            for engine in engines:
+                engine.delay_s = 0.0
+            write = stream._write
+            writes = 0
+
+            async def dropping_after_one_frame(request, done_writing=False):
+                nonlocal writes
+                writes += 1
+                if writes == 3:  # the open, frame 1, then the connection drops under frame 2
+                    stream.cancel()
+                await write(request, done_writing)
+
+            stream._write = dropping_after_one_frame
+            with pytest.raises(StreamError):
+                await stream.reconnect()
+            left = stream.unanswered
+            stream._write = write
+            await stream.reconnect()
+            answers = [await stream.receive() for _ in stream.unanswered]
+            await stream.close()
+            return left, answers
+
+    left, answers = run(scenario())
+    assert left == [1, 2, 3]
+    assert [a.frame_index for a in answers] == [1, 2, 3] and all(isinstance(a, FrameResult) for a in answers)
+    assert_matches(answers, reference_outputs(server.model_dir, clip)[1:])
