@@ -16,9 +16,11 @@ not load it, because ONNX Runtime otherwise falls back to the CPU with only a lo
   NVIDIA's libraries). The backend logs a warning saying so at every start.
 
 The GPU providers need the GPU build of ONNX Runtime, installed as the README's "TensorRT on a GPU machine"
-says (:data:`GPU_EXTRA`: remove both builds, then install the ``gpu`` extra from NVIDIA's index too). The CPU
-build (``onnxruntime``) and the GPU build (``onnxruntime-gpu``) own the same module; with both installed the
-backend refuses GPU devices and warns on the CPU (:func:`check_one_onnxruntime`).
+says (:data:`~service.backends.onnx_providers.GPU_EXTRA`: remove both builds, then install the ``gpu`` extra
+from NVIDIA's index too). The CPU build (``onnxruntime``) and the GPU build (``onnxruntime-gpu``) own the same
+module; with both installed the backend refuses GPU devices and warns on the CPU
+(:func:`~service.backends.onnx_providers.check_one_onnxruntime`). Choosing and checking the provider is
+:mod:`service.backends.onnx_providers`'s part; this module makes the sessions and runs them.
 
 The model version served is the manifest's ``source.version``. When the export directory holds the source
 model files (``config.json`` and ``model.safetensors``, which the export copies), they must be the source the
@@ -39,13 +41,12 @@ exactly as with the ``torch`` backend.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,6 +64,16 @@ from service.backends.manifest import (
     ManifestError,
     read_manifest,
 )
+from service.backends.onnx_providers import (
+    GPU_EXTRA,
+    ProviderChoice,
+    check_one_onnxruntime,
+    import_onnxruntime,
+    installed_onnxruntime,
+    parse_device,
+    provider_list,
+    verify_providers,
+)
 from service.config import ONNX_GRAPH_OPTIMIZATIONS, parse_bool
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, model_version
 from service.images import PREPROCESSING
@@ -73,24 +84,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SLOTSTREAM_"
-GPU_INSTALL = "pip install --extra-index-url https://pypi.nvidia.com -e '.[gpu]'"
-"""Installs the GPU build of ONNX Runtime and TensorRT (NVIDIA's index serves TensorRT's wheels)."""
-GPU_GUIDE = 'the README\'s "TensorRT on a GPU machine"'
-GPU_EXTRA = f"pip uninstall -y onnxruntime onnxruntime-gpu, then {GPU_INSTALL}; see {GPU_GUIDE}"
-"""The GPU install steps every GPU refusal gives (the README's): both ONNX Runtime builds removed first, since the
-GPU build must replace the CPU one ``make`` installs, never join it."""
 DEFAULT_CACHE_SUBDIR = "tensorrt"
 GRAPH_OPTIMIZATIONS = ONNX_GRAPH_OPTIMIZATIONS
-
-#: The two distributions that install the ``onnxruntime`` module: the CPU build and the GPU (CUDA, TensorRT) build.
-ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
-
-ProviderKind = Literal["cpu", "cuda", "tensorrt"]
-PROVIDER_NAMES: dict[str, str] = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 
 
 @dataclass(frozen=True)
@@ -139,180 +134,11 @@ class OnnxOptions:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class ProviderChoice:
-    """The execution provider ``--device`` asks for.
-
-    Attributes:
-        kind: ``cpu``, ``cuda`` or ``tensorrt``.
-        device_id: GPU index (0 for the CPU).
-    """
-
-    kind: ProviderKind
-    device_id: int = 0
-
-    @property
-    def provider(self) -> str:
-        """ONNX Runtime's name of the provider."""
-        return PROVIDER_NAMES[self.kind]
-
-    def __str__(self) -> str:
-        return "cpu" if self.kind == "cpu" else f"{self.kind}:{self.device_id}"
-
-
 @dataclass
 class _Sessions:
     first: onnxruntime.InferenceSession
     step: onnxruntime.InferenceSession
     providers: list[str] = field(default_factory=list)
-
-
-def parse_device(device: str) -> ProviderChoice:
-    """``cpu`` (or ``cpu:0``, torch's spelling of the same), ``cuda[:N]`` or ``tensorrt[:N]`` -> the provider choice.
-
-    Raises:
-        ValueError: anything else (``cpu:1`` included: ONNX Runtime has one CPU device).
-    """
-    kind, _, index = device.strip().lower().partition(":")
-    if kind not in PROVIDER_NAMES or (kind == "cpu" and index not in ("", "0")) or (index and not index.isdigit()):
-        raise ValueError(
-            f"--device {device!r} is not an ONNX Runtime device for the onnx backend: use cpu (or cpu:0), cuda[:N] "
-            "or tensorrt[:N] (the TensorRT execution provider)"
-        )
-    return ProviderChoice(kind, int(index or 0))  # type: ignore[arg-type]
-
-
-def provider_list(
-    choice: ProviderChoice,
-    graph_inputs: Mapping[str, tuple[int, ...]],
-    max_batch_size: int,
-    fp16: bool,
-    cache_dir: Path,
-) -> list[tuple[str, dict[str, str]]]:
-    """The ``providers`` argument of an ONNX Runtime session for ``choice``, most preferred first.
-
-    Args:
-        choice: the requested provider.
-        graph_inputs: the graph's input names and their shapes without the batch axis (for the TensorRT profile).
-        max_batch_size: largest batch the TensorRT profile covers.
-        fp16: let TensorRT use fp16 kernels. The CUDA provider never uses TF32 (on by default on Ampere and
-            newer GPUs): ``--fp16`` concerns TensorRT engines only, and the graphs keep fp32 accuracy.
-        cache_dir: where TensorRT keeps its engine and timing caches.
-    """
-    cpu: tuple[str, dict[str, str]] = ("CPUExecutionProvider", {})
-    if choice.kind == "cpu":
-        return [cpu]
-    cuda = ("CUDAExecutionProvider", {"device_id": str(choice.device_id), "use_tf32": "0"})  # the graphs are fp32
-    if choice.kind == "cuda":
-        return [cuda, cpu]
-
-    def shapes(batch: int) -> str:
-        return ",".join(f"{name}:{'x'.join(map(str, (batch, *dims)))}" for name, dims in graph_inputs.items())
-
-    tensorrt = {
-        "device_id": str(choice.device_id),
-        "trt_fp16_enable": str(fp16),
-        "trt_engine_cache_enable": "True",
-        "trt_engine_cache_path": str(cache_dir),
-        "trt_timing_cache_enable": "True",
-        "trt_timing_cache_path": str(cache_dir),
-        "trt_profile_min_shapes": shapes(1),
-        "trt_profile_opt_shapes": shapes(max_batch_size),
-        "trt_profile_max_shapes": shapes(max_batch_size),
-    }
-    return [("TensorrtExecutionProvider", tensorrt), cuda, cpu]
-
-
-def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str, note: str | None = None) -> None:
-    """Fail unless the session really runs on the requested provider (ONNX Runtime falls back silently).
-
-    Args:
-        choice: the requested provider.
-        in_use: the session's providers, most preferred first.
-        graph: the graph's file name, for the message.
-        note: appended to the refusal; ``None``: :func:`cuda_build_note` of the installed builds, looked up only
-            when refusing.
-
-    Raises:
-        BackendUnavailable: the requested provider is not the session's first provider.
-    """
-    if in_use and in_use[0] == choice.provider:
-        return
-    if note is None:
-        note = cuda_build_note(onnxruntime_cuda_version(), torch_cuda())
-    libraries = "CUDA and cuDNN" + (" and TensorRT" if choice.kind == "tensorrt" else "")
-    raise BackendUnavailable(
-        f"--device {choice}: ONNX Runtime did not load {choice.provider} for {graph} (providers in use: "
-        f"{', '.join(in_use) or 'none'}), so it would run silently on the CPU. Check that an NVIDIA GPU is visible "
-        f"and that the {libraries} libraries onnxruntime-gpu needs are installed ({GPU_EXTRA}), or use --device cpu"
-        + (f". {note}" if note else "")
-    )
-
-
-def installed_onnxruntime(version: Callable[[str], str] = importlib.metadata.version) -> dict[str, str]:
-    """The ONNX Runtime distributions installed here (:data:`ONNXRUNTIME_DISTRIBUTIONS`), name -> version.
-
-    Args:
-        version: looks a distribution's version up (``importlib.metadata.version``, or a stand-in in tests);
-            raises ``importlib.metadata.PackageNotFoundError`` for one that is not installed.
-    """
-    found = {}
-    for name in ONNXRUNTIME_DISTRIBUTIONS:
-        try:
-            found[name] = version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def check_one_onnxruntime(choice: ProviderChoice, installed: Mapping[str, str]) -> str | None:
-    """Refuse, or warn about, the CPU and GPU builds of ONNX Runtime installed side by side.
-
-    Both install the ``onnxruntime`` module, so with both installed its files are whichever build wrote them last
-    (a GPU provider may be missing, or half there), and uninstalling one of the two removes files the other
-    needs. ``make`` installs the CPU build (the ``onnx`` extra); installing the ``gpu`` extra on top of it adds
-    the GPU build next to it (the README's steps remove both first).
-
-    Args:
-        choice: the requested provider.
-        installed: :func:`installed_onnxruntime`.
-
-    Returns:
-        The warning to log on the CPU (which both builds provide), else ``None``.
-
-    Raises:
-        BackendUnavailable: both are installed and ``choice`` is a GPU provider.
-    """
-    if not all(name in installed for name in ONNXRUNTIME_DISTRIBUTIONS):
-        return None
-    versions = ", ".join(f"{name} {installed[name]}" for name in ONNXRUNTIME_DISTRIBUTIONS)
-    message = (
-        f"both ONNX Runtime builds are installed ({versions}): they install the same onnxruntime module, so which "
-        "one runs is whichever was installed last, possibly in part. Remove both (pip uninstall -y onnxruntime "
-        f"onnxruntime-gpu; removing only one deletes files the other needs), then install one: {GPU_INSTALL} for "
-        f"GPUs (see {GPU_GUIDE}), or pip install -e '.[onnx]' for the CPU"
-    )
-    if choice.kind == "cpu":
-        return message
-    raise BackendUnavailable(f"--device {choice}: {message}")
-
-
-def cuda_build_note(ort_cuda: str | None, torch_cuda: str | None) -> str:
-    """A hint for a GPU provider that did not load: onnxruntime-gpu built for another CUDA major version than
-    the CUDA libraries here (those of PyTorch's CUDA build, ``torch.version.cuda``). Empty when the versions
-    are unknown or agree.
-
-    Args:
-        ort_cuda: the CUDA version onnxruntime-gpu was built with (its ``capi.build_and_package_info``).
-        torch_cuda: PyTorch's.
-    """
-    if not ort_cuda or not torch_cuda or ort_cuda.split(".")[0] == torch_cuda.split(".")[0]:
-        return ""
-    return (
-        f"This onnxruntime-gpu is built for CUDA {ort_cuda} while PyTorch here is built for CUDA {torch_cuda}: "
-        f"install an onnxruntime-gpu built for CUDA {torch_cuda.split('.')[0]} (see {GPU_GUIDE}, its CUDA "
-        "versions paragraph)"
-    )
 
 
 def tensorrt_provider_warning(model_dir: Path, fp16: bool, cache_root: Path, environ: Mapping[str, str]) -> str:
@@ -546,24 +372,6 @@ def tensorrt_options_ignored(choice: ProviderChoice, options: OnnxOptions) -> st
     )
 
 
-def onnxruntime_cuda_version() -> str | None:
-    """The CUDA version the installed onnxruntime-gpu was built with, ``None`` when unknown (the CPU build
-    records none)."""
-    try:
-        info = importlib.import_module("onnxruntime.capi.build_and_package_info")
-    except ImportError:
-        return None
-    version = getattr(info, "cuda_version", None)
-    return str(version) if version else None
-
-
-def torch_cuda() -> str | None:
-    """The CUDA version of PyTorch's build (``None`` for a CPU build)."""
-    import torch
-
-    return torch.version.cuda
-
-
 def check_signature(manifest: Manifest, graph: str, session: Any) -> None:
     """Check that a loaded graph's inputs and outputs are those the manifest records.
 
@@ -578,17 +386,6 @@ def check_signature(manifest: Manifest, graph: str, session: Any) -> None:
             f"{spec.file} takes and gives {loaded}, but the manifest records {recorded}; re-run python -m "
             "training.export"
         )
-
-
-def import_onnxruntime() -> Any:
-    """``import onnxruntime``, or a :class:`BackendUnavailable` naming the package to install."""
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise BackendUnavailable(
-            f"the onnx backend needs ONNX Runtime: pip install -e '.[onnx]' (CPU), or for GPUs {GPU_EXTRA}"
-        ) from error
-    return onnxruntime
 
 
 def session_options(ort: Any, options: OnnxOptions) -> onnxruntime.SessionOptions:

@@ -31,7 +31,7 @@ in ``SLOTSTREAM_*`` variables; library callers that pass no options get the vari
 - ``--tensorrt-workspace-mb`` / ``SLOTSTREAM_TENSORRT_WORKSPACE_MB``: builder workspace limit (default 1024).
 
 ``tensorrt`` is imported only here, lazily: without it (or without a GPU) the backend refuses to start and
-gives the README's install steps (:data:`~service.backends.onnx_backend.GPU_EXTRA`). Device buffers, the
+gives the README's install steps (:data:`~service.backends.onnx_providers.GPU_EXTRA`). Device buffers, the
 stream and CUDA graphs come from PyTorch's CUDA runtime, so no other CUDA binding is needed. As with the
 ``onnx`` backend, an export directory's ``config.json`` and ``model.safetensors`` must be the source its manifest
 records (:func:`~service.backends.onnx_backend.check_source_files`).
@@ -56,13 +56,13 @@ from plugins.files import write_atomically
 from service.backends.manifest import FIRST_STEP, STEP, Manifest, read_manifest
 from service.backends.onnx_backend import (
     DEFAULT_CACHE_SUBDIR,
-    GPU_EXTRA,
     check_source_files,
     env_values,
     graph_inputs,
     manifest_card,
     prepare_cache_dir,
 )
+from service.backends.onnx_providers import GPU_EXTRA
 from service.backends.tensorrt_graphs import GraphRunner, batch_buckets
 from service.config import parse_bool
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard

@@ -15,8 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import quick_export, save_tiny_model
 
-from service.backends import onnx_backend, tensorrt_backend
-from service.backends.onnx_backend import ProviderChoice
+from service.backends import onnx_providers, tensorrt_backend
+from service.backends.onnx_providers import ProviderChoice
 from service.engine import BackendUnavailable, load_engine
 
 pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install -e '.[onnx]'")
@@ -37,7 +37,7 @@ def readme_gpu_section() -> str:
 def test_the_steps_are_the_readmes():
     commands = [line.split("#")[0].strip() for line in readme_gpu_section().splitlines()]
     assert UNINSTALL in commands and INSTALL in commands
-    assert onnx_backend.GPU_EXTRA.startswith(STEPS) and '"TensorRT on a GPU machine"' in onnx_backend.GPU_EXTRA
+    assert onnx_providers.GPU_EXTRA.startswith(STEPS) and '"TensorRT on a GPU machine"' in onnx_providers.GPU_EXTRA
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +58,14 @@ def test_a_missing_provider_gives_the_steps(export_dir):
 
 def test_a_provider_that_did_not_load_gives_the_steps():
     with pytest.raises(BackendUnavailable, match="would run silently on the CPU") as refused:
-        onnx_backend.verify_providers(ProviderChoice("tensorrt"), ["CPUExecutionProvider"], "step.onnx", note="")
+        onnx_providers.verify_providers(ProviderChoice("tensorrt"), ["CPUExecutionProvider"], "step.onnx", note="")
     assert STEPS in str(refused.value) and not bare_extra(str(refused.value))
 
 
 def test_both_builds_installed_names_the_readmes_install_command():
     both = {"onnxruntime": "1.32.0", "onnxruntime-gpu": "1.31.1"}
     with pytest.raises(BackendUnavailable, match="both ONNX Runtime builds") as refused:
-        onnx_backend.check_one_onnxruntime(ProviderChoice("cuda"), both)
+        onnx_providers.check_one_onnxruntime(ProviderChoice("cuda"), both)
     message = str(refused.value)
     assert UNINSTALL in message and f"{INSTALL} for GPUs" in message and not bare_extra(message)
 
@@ -75,7 +75,7 @@ def test_onnxruntime_missing_gives_the_steps(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
     with pytest.raises(BackendUnavailable) as refused:
-        onnx_backend.import_onnxruntime()
+        onnx_providers.import_onnxruntime()
     with pytest.raises(ImportError) as export_refused:
         parity.import_onnxruntime()
     for message in (str(refused.value), str(export_refused.value)):

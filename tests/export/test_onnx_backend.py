@@ -18,16 +18,10 @@ from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
 from service_helpers import quick_export, save_tiny_model
 
 from plugins import VideoSlotModel
-from service.backends import onnx_backend
+from service.backends import onnx_backend, onnx_providers
 from service.backends.manifest import ManifestError
-from service.backends.onnx_backend import (
-    OnnxOptions,
-    ProviderChoice,
-    parse_device,
-    prepare_cache_dir,
-    provider_list,
-    verify_providers,
-)
+from service.backends.onnx_backend import OnnxOptions, prepare_cache_dir
+from service.backends.onnx_providers import ProviderChoice, parse_device, provider_list, verify_providers
 from service.config import ServiceConfig
 from service.engine import BackendUnavailable, load_engine
 from service.server import default_engine_factory
@@ -388,9 +382,9 @@ def test_installed_onnxruntime_builds_are_read_from_the_distributions():
             raise importlib.metadata.PackageNotFoundError(name)
         return "1.32.0"
 
-    assert onnx_backend.installed_onnxruntime(version) == {"onnxruntime": "1.32.0"}
-    assert onnx_backend.check_one_onnxruntime(ProviderChoice("cuda"), {"onnxruntime": "1.32.0"}) is None
-    assert "onnxruntime" in onnx_backend.installed_onnxruntime()  # this environment: the onnx extra
+    assert onnx_providers.installed_onnxruntime(version) == {"onnxruntime": "1.32.0"}
+    assert onnx_providers.check_one_onnxruntime(ProviderChoice("cuda"), {"onnxruntime": "1.32.0"}) is None
+    assert "onnxruntime" in onnx_providers.installed_onnxruntime()  # this environment: the onnx extra
 
 
 def test_a_gpu_provider_that_did_not_load_names_an_onnxruntime_built_for_another_cuda(
@@ -399,9 +393,9 @@ def test_a_gpu_provider_that_did_not_load_names_an_onnxruntime_built_for_another
     """An onnxruntime-gpu built for CUDA 12 next to PyTorch's CUDA 13 libraries lists the GPU providers but
     cannot load them: the refusal says which CUDA each was built for."""
     claim_gpu_providers(monkeypatch, in_use=["CPUExecutionProvider"])
-    monkeypatch.setattr(onnx_backend, "onnxruntime_cuda_version", lambda: "12.8")
-    monkeypatch.setattr(onnx_backend, "torch_cuda", lambda: "13.0")
+    monkeypatch.setattr(onnx_providers, "onnxruntime_cuda_version", lambda: "12.8")
+    monkeypatch.setattr(onnx_providers, "torch_cuda", lambda: "13.0")
     with pytest.raises(BackendUnavailable, match="would run silently on the CPU") as refused:
         onnx_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=2)
     assert "onnxruntime-gpu is built for CUDA 12.8 while PyTorch here is built for CUDA 13.0" in str(refused.value)
-    assert onnx_backend.cuda_build_note("13.0", "13.0") == "" and onnx_backend.cuda_build_note(None, "13.0") == ""
+    assert onnx_providers.cuda_build_note("13.0", "13.0") == "" and onnx_providers.cuda_build_note(None, "13.0") == ""

@@ -12,8 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import quick_export, save_tiny_model
 
-from service.backends import onnx_backend
-from service.backends.onnx_backend import OnnxOptions, ProviderChoice, tensorrt_options_ignored
+from service.backends import onnx_providers
+from service.backends.onnx_backend import OnnxOptions, tensorrt_options_ignored
+from service.backends.onnx_providers import ProviderChoice
 from service.config import ServiceConfig
 from service.engine import load_engine
 
@@ -34,7 +35,7 @@ def test_cpu_0_is_the_cpu(export_dir):
 
 def test_cpu_1_is_refused_with_the_spelling_to_use():
     with pytest.raises(ValueError, match=r"use cpu \(or cpu:0\)"):
-        onnx_backend.parse_device("cpu:1")
+        onnx_providers.parse_device("cpu:1")
 
 
 def test_tensorrt_fp16_on_the_cpu_provider_is_reported_as_ignored(export_dir, caplog):

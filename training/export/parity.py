@@ -75,7 +75,7 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as error:
-        from service.backends.onnx_backend import GPU_EXTRA
+        from service.backends.onnx_providers import GPU_EXTRA
 
         raise ImportError(
             "the export runs its graphs in ONNX Runtime, which is not installed: pip install -e '.[onnx]' (the CPU "
