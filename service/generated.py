@@ -1,7 +1,6 @@
-"""The generated protobuf and gRPC modules of ``proto/`` (see ``service/_pb/``), typed ``Any``.
+"""The generated protobuf and gRPC modules of ``proto/`` (see ``service/_pb/``).
 
-The generated code builds its classes at import time, so a type checker cannot see them; importing the
-modules through :func:`importlib.import_module` keeps the checker out of generated code.
+The messages and enums are typed by the generated ``perception_pb2.pyi``; the gRPC module has no stubs.
 """
 
 from __future__ import annotations
@@ -9,7 +8,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: ``slotstream.v1`` messages and enums (``perception_pb2``).
-pb: Any = importlib.import_module("service._pb.perception_pb2")
+from service._pb import perception_pb2 as pb
+
 #: ``slotstream.v1.Perception`` servicer base class, stub and registration (``perception_pb2_grpc``).
 pb_grpc: Any = importlib.import_module("service._pb.perception_pb2_grpc")
+
+__all__ = ["pb", "pb_grpc"]

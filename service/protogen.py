@@ -47,13 +47,14 @@ def generate() -> dict[str, str]:
                 f"-I{include}",
                 f"--python_out={tmp}",
                 f"--grpc_python_out={tmp}",
+                f"--pyi_out={tmp}",
                 str(PROTO_ROOT / proto),
             ]
             if protoc.main(args) != 0:
                 raise RuntimeError(f"protoc failed on {proto} (see the messages above)")
             stem = Path(proto).with_suffix("")
             module = str(stem).replace("/", ".")
-            for suffix in ("_pb2.py", "_pb2_grpc.py"):
+            for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
                 produced = Path(tmp) / f"{stem}{suffix}"
                 text = produced.read_text()
                 text = text.replace(f"from {module.rsplit('.', 1)[0]} import ", f"from {PACKAGE} import ")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Collection
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -48,6 +48,7 @@ _MAX_TENSOR_DIMS = 8
 _SOFT_MASK_DTYPES = (pb.DTYPE_UNSPECIFIED, pb.DTYPE_FLOAT32, pb.DTYPE_UINT8)
 _FRAME_FITS = frozenset(int(fit) for fit in FrameFit)
 _E = TypeVar("_E", bound=enum.IntEnum)
+_ProtoEnum = TypeVar("_ProtoEnum", bound=int)
 
 # -- tensors ----------------------------------------------------------------------------------------------
 
@@ -114,7 +115,7 @@ def request_to_proto(request: StreamRequest) -> Any:
         frame.capture_time_ns = request.capture_time_ns
         frame.camera_frame_id = request.camera_frame_id
         image = frame.image
-        image.encoding = int(request.image.encoding)
+        image.encoding = _wire(pb.ImageEncoding, request.image.encoding)
         image.data = request.image.data
         image.height, image.width, image.channels = request.image.height, request.image.width, request.image.channels
         return message
@@ -215,12 +216,12 @@ def options_to_proto(options: StreamOptions) -> Any:
     return pb.StreamOptions(
         idle_timeout_s=options.idle_timeout_s,
         live=options.live,
-        outputs=sorted(int(o) for o in options.outputs),
+        outputs=sorted(_wire(pb.Output, o) for o in options.outputs),
         mask_height=height,
         mask_width=width,
         soft_mask_dtype=pb.DTYPE_UINT8 if options.soft_masks_uint8 else pb.DTYPE_FLOAT32,
         resume_window_s=options.resume_window_s,
-        frame_fit=int(options.frame_fit),
+        frame_fit=_wire(pb.FrameFit, options.frame_fit),
     )
 
 
@@ -288,7 +289,7 @@ def response_to_proto(response: StreamResponse) -> Any:
                 stream_id=response.stream_id,
                 frame_index=response.frame_index,
                 capture_time_ns=response.capture_time_ns,
-                reason=int(response.reason),
+                reason=_wire(pb.DropReason, response.reason),
                 message=response.message,
                 camera_frame_id=response.camera_frame_id,
             )
@@ -298,7 +299,7 @@ def response_to_proto(response: StreamResponse) -> Any:
             error=pb.FrameError(
                 stream_id=response.stream_id,
                 frame_index=response.frame_index,
-                code=int(response.code),
+                code=_wire(pb.ErrorCode, response.code),
                 message=response.message,
                 capture_time_ns=response.capture_time_ns,
                 camera_frame_id=response.camera_frame_id,
@@ -311,14 +312,15 @@ def response_to_proto(response: StreamResponse) -> Any:
             model=response.model,
             model_version=response.model_version,
             options=options_to_proto(response.options),
-            kind=int(response.kind),
+            kind=_wire(pb.OpenKind, response.kind),
             slot_ids=list(response.slot_ids),
             max_reply_bytes=response.max_reply_bytes,
         )
         if response.last_frame_index is not None:
             opened.last_frame_index = response.last_frame_index
         return pb.StreamResponse(opened=opened)
-    closed = pb.StreamClosed(stream_id=response.stream_id, reason=int(response.reason), message=response.message)
+    reason = _wire(pb.CloseReason, response.reason)
+    closed = pb.StreamClosed(stream_id=response.stream_id, reason=reason, message=response.message)
     if response.handoff is not None:
         closed.handoff.CopyFrom(handoff_to_proto(response.handoff))
     return pb.StreamResponse(closed=closed)
@@ -437,7 +439,7 @@ def card_to_proto(card: ModelCard, available_models: list[str]) -> Any:
         slot_dim=card.slot_dim,
         mask_height=card.mask_size[0],
         mask_width=card.mask_size[1],
-        outputs=[int(o) for o in Output],
+        outputs=[_wire(pb.Output, o) for o in Output],
         preprocessing=card.preprocessing,
         max_batch_size=card.max_batch_size,
         available_models=available_models,
@@ -464,9 +466,15 @@ def card_from_proto(message: Any) -> ModelCard:
     )
 
 
-def _fit_value(name: FrameFitName | None) -> int:
+def _fit_value(name: FrameFitName | None) -> pb.FrameFit:
     """A fit as its proto ``FrameFit`` value (``None``: ``FRAME_FIT_UNSPECIFIED``)."""
-    return int(FrameFit.named(name)) if name else int(FrameFit.UNSPECIFIED)
+    return _wire(pb.FrameFit, FrameFit.named(name) if name else FrameFit.UNSPECIFIED)
+
+
+def _wire(kind: type[_ProtoEnum], value: int) -> _ProtoEnum:
+    """``value`` (a domain enum member, whose numbers are the proto's) as a value of the proto enum ``kind``:
+    protobuf takes enum fields as plain ints, its stubs want the enum's own type."""
+    return cast(_ProtoEnum, int(value))
 
 
 def _fit_name(value: int) -> FrameFitName | None:
