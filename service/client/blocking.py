@@ -7,8 +7,8 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from service.client.connection import Client
@@ -50,10 +50,42 @@ async def _unless_stopped(pending: Awaitable[Any], stopping: asyncio.Event) -> A
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
+        if not task.done():  # this wait was cancelled: the pending call's outcome is nobody's
+            task.cancel()
     if task.done():
         return task.result()
     task.cancel()
     return _DONE
+
+
+class _DaemonCalls:
+    """Runs the calls given to :meth:`call` one after another on a daemon thread of its own (unlike a
+    ``ThreadPoolExecutor``'s threads, which the interpreter waits for at exit)."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
+        self._calls = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)``, run on the thread once the calls before it are done."""
+        future: Future[Any] = Future()
+        self._calls.put((future, function, args))
+        return await asyncio.wrap_future(future)
+
+    def stop(self) -> None:
+        """End the thread after the call it is running (which may never return: the thread is a daemon)."""
+        self._calls.put(None)
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, function, args = item
+            if not future.set_running_or_notify_cancel():  # its waiter was cancelled first
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:  # handed to the waiter, whatever it is
+                future.set_exception(error)
 
 
 _loop_lock = threading.Lock()
@@ -112,7 +144,8 @@ def stream_frames(
             without waiting for the frames iterator's next frame, and waits this long for the answers to the
             frames in flight (which are dropped); a server that has not answered them by then, or a second
             Ctrl-C during the wait, cancels the call instead (the server then frees the stream, or keeps it for
-            its resume window).
+            its resume window). Python closes the generator when the loop drops it; one kept in a variable is
+            closed by its ``close()`` (or ``with contextlib.closing(stream_frames(...)) as answers:``).
         newest_only: for a loop slower than its camera (pair it with ``StreamOptions(live=True)``): each
             iteration yields the newest result or frame error that arrived since the previous one, and skips
             the older ones and every ``FrameDropped`` notice (the frames iterator is read at its own pace, not the
@@ -128,12 +161,11 @@ def stream_frames(
     """
     answers: queue.Queue[Any] = queue.Queue(maxsize=1 if newest_only else max(window, 1) * 4)
     stopping = asyncio.Event()  # set on the loop when the caller leaves early: no more frames are sent
-    # Threads of this call alone for the two blocking waits (the next frame, the caller taking an answer): on the
-    # shared loop's default executor, a few calls that wait on their callers would take every thread from the rest.
-    waits = ThreadPoolExecutor(2, thread_name_prefix="slotstream-stream-frames")
-
-    async def blocking(function: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(waits, function, *args)
+    # Threads of this call alone for the two blocking waits (on the shared loop's default executor, a few calls
+    # that wait on their callers would take every thread from the rest), daemon threads so that a frames iterator
+    # that never returns (a stalled camera) cannot hold up the interpreter's exit.
+    frame_thread = _DaemonCalls("slotstream-stream-frames")
+    answer_thread = _DaemonCalls("slotstream-stream-answers")
 
     async def run() -> None:
         async with Client(target, token=token, tls=tls) as client:
@@ -146,7 +178,7 @@ def stream_frames(
                 nonlocal all_sent
                 iterator = iter(frames)
                 while True:
-                    frame: Any = await _unless_stopped(blocking(_next_frame, iterator), stopping)
+                    frame: Any = await _unless_stopped(frame_thread.call(_next_frame, iterator), stopping)
                     if frame is _DONE:  # a None frame is the caller's (a failed camera read): send() refuses it
                         break
                     if await _unless_stopped(slots.acquire(), stopping) is _DONE:
@@ -167,7 +199,7 @@ def stream_frames(
                         return
                     slots.release()
                     if not newest_only:
-                        await blocking(answers.put, answer)
+                        await answer_thread.call(answers.put, answer)
                     elif not isinstance(answer, FrameDropped):
                         _put_replacing(answers, answer)
 
@@ -177,8 +209,8 @@ def stream_frames(
         try:
             await run()
         except Exception as error:  # handed to the caller's thread
-            await blocking(answers.put, error.error if isinstance(error, _SourceExit) else error)
-        await blocking(answers.put, _DONE)
+            await answer_thread.call(answers.put, error.error if isinstance(error, _SourceExit) else error)
+        await answer_thread.call(answers.put, _DONE)
 
     loop = client_loop()
     call = asyncio.run_coroutine_threadsafe(run_and_report(), loop)
@@ -196,7 +228,8 @@ def stream_frames(
             _wait_for_the_end(call, answers, close_timeout_s)
         finally:
             call.cancel()  # a no-op once the call has ended
-            waits.shutdown(wait=False)
+            frame_thread.stop()
+            answer_thread.stop()
 
 
 def _put_replacing(answers: queue.Queue[Any], answer: FrameResponse) -> None:

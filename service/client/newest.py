@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from types import TracebackType
 
 from service.client.stream import ClientStream
@@ -25,9 +24,10 @@ class NewestAnswer:
         async with NewestAnswer(stream) as newest:
             answer = await newest.get()
 
-    Inside it, :meth:`ClientStream.send` works as usual, but do not call the stream's ``receive()``, ``process()``
-    or ``close()``: this reads the answers. Leaving it stops reading (later answers wait for ``receive()`` again);
-    the stream stays open, to ``close()`` as usual.
+    Inside it, :meth:`ClientStream.send` and :meth:`ClientStream.reconnect` work as usual, but do not call the
+    stream's ``receive()``, ``process()`` or ``close()``: this reads the answers. Leaving it stops reading (an
+    answer read but not taken by :meth:`get` counts as skipped; later answers wait for ``receive()`` again); the
+    stream stays open, to ``close()`` as usual.
 
     Attributes:
         skipped: results and frame errors dropped because a newer one arrived before :meth:`get` took them.
@@ -58,14 +58,17 @@ class NewestAnswer:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()  # receive() may be cancelled: the stream stays usable
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task})  # not `await task`: a cancellation of this caller must go through
+        if self._newest is not None:  # read, never taken
+            self._newest = None
+            self.skipped += 1
 
     async def get(self) -> FrameResult | FrameError | StreamClosed:
         """The newest result or frame error that arrived since the last call, waiting for one when none has.
 
         Once the stream's :class:`StreamClosed` has arrived (and the newest answer before it was returned), it is
-        returned once; later calls raise as :meth:`ClientStream.receive` does then.
+        returned once; later calls raise as :meth:`ClientStream.receive` does then, until
+        :meth:`ClientStream.reconnect` continues the stream (after a server's drain), when reading goes on.
 
         Raises:
             RuntimeError: called outside the ``async with`` block.
@@ -75,6 +78,8 @@ class NewestAnswer:
         """
         if not self._entered:
             raise RuntimeError("NewestAnswer.get() needs the `async with NewestAnswer(stream) as newest:` block")
+        if self._closed is not None and self._stream.closed is None:  # reconnect() continued the stream
+            self._closed, self._closed_returned = None, False
         while True:
             if self._newest is not None:
                 answer, self._newest = self._newest, None
@@ -82,7 +87,7 @@ class NewestAnswer:
             if self._closed is not None:
                 if self._closed_returned:
                     await self._stream.receive()  # raises the stream's closed error
-                    raise AssertionError("receive() returned after the stream's StreamClosed")  # pragma: no cover
+                    raise AssertionError("receive() returned after the stream's StreamClosed")
                 self._closed_returned = True
                 return self._closed
             if self._error is not None:

@@ -3,6 +3,8 @@ doing at that moment."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -72,3 +74,25 @@ def test_leaving_while_the_server_is_slow_to_answer_cancels_the_call_after_the_c
     assert 0.45 <= outcome["seconds"] < 2.0, outcome["seconds"]
     wait_until(lambda: server.session_count() == 0, timeout=15)
     assert server.metric("slotstream_streams_released_total", {"reason": "cancelled"}) == 1
+
+
+def test_a_frames_iterator_that_never_returns_does_not_hold_up_the_interpreters_exit(server):
+    """The frames are read on a daemon thread: a script that left the loop while its camera hung exits at once."""
+    script = (
+        "import sys, time\n"
+        "import numpy as np\n"
+        "from service.client import stream_frames\n"
+        "def camera():\n"
+        "    yield np.zeros((24, 32, 3), np.uint8)\n"
+        "    time.sleep(120)  # a camera that hangs\n"
+        "    yield np.zeros((24, 32, 3), np.uint8)\n"
+        "for answer in stream_frames(sys.argv[1], camera()):\n"
+        "    break\n"
+        "print('left', answer.frame_index)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script, server.target], capture_output=True, text=True, timeout=100, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "left 0"), done.stderr
+    assert time.monotonic() - started < 60, "the interpreter waited for the hung camera"

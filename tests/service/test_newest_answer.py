@@ -154,3 +154,54 @@ def test_blocking_newest_only_yields_fresh_answers_to_a_slow_loop(server):
     assert all(isinstance(a, FrameResult) for a in answers)
     assert indices == sorted(set(indices)) and len(indices) < len(clip) // 2
     assert indices[-1] == len(clip) - 1
+
+
+def test_reading_goes_on_after_a_drain_and_a_reconnect_to_another_server(start_server):
+    """The drain's StreamClosed is returned once; after ``reconnect()`` to another server, ``get()`` reads the
+    continued stream (it used to keep the old StreamClosed and lose the next answer)."""
+    first, second = start_server(), start_server()
+    clip = make_video(seed=99, frames=2)
+
+    async def scenario():
+        async with Client(first.target) as client, Client(second.target) as other:
+            stream = await client.open()
+            async with NewestAnswer(stream) as newest:
+                await stream.send(clip[0])
+                await newest.get()
+                await asyncio.to_thread(first.stop, 0.5)  # drains: the stream's state comes back in the close
+                closed = await newest.get()
+                with pytest.raises(StreamError):
+                    await newest.get()
+                await stream.reconnect(other)
+                await stream.send(clip[1])
+                answer = await asyncio.wait_for(newest.get(), 30)
+            await stream.close()
+            return closed, answer
+
+    closed, answer = run(scenario())
+    assert isinstance(closed, StreamClosed) and closed.handoff is not None
+    assert isinstance(answer, FrameResult) and answer.frame_index == 1
+
+
+def test_a_cancellation_while_leaving_the_block_is_not_swallowed(server):
+    clip = make_video(seed=100, frames=1)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            outcome = "kept running"
+            me = asyncio.current_task()
+            assert me is not None
+            try:
+                async with NewestAnswer(stream) as newest:
+                    await stream.send(clip[0])
+                    await newest.get()
+                    asyncio.get_running_loop().call_soon(me.cancel)  # lands while __aexit__ waits for the reader
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                me.uncancel()
+            await stream.close()
+            return outcome
+
+    assert run(scenario()) == "cancelled"
