@@ -2,20 +2,15 @@
 
 Each field ``some_name`` is set by the flag ``--some-name`` or the variable ``SLOTSTREAM_SOME_NAME``; a flag
 wins over the variable, which wins over the default. The config is validated once, when it is built, and
-every problem is reported together.
+every problem is reported together. The flags and variables are read in :mod:`service.config_sources`.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import difflib
 import logging
 import math
 import os
 import stat
-import sys
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +20,9 @@ from plugins.frame_fit import FRAME_FITS as SERVED_FITS
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, run_folder_hint
 from service.host import available_cores, decodable_pixels, memory_limit_bytes
 from service.reply_budget import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget
+from service.tls_files import tls_file_problems
 from service.tokens import read_tokens
 
-ENV_PREFIX = "SLOTSTREAM_"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 RAW_1080P_BYTES = 1920 * 1080 * 3
 BACKENDS = ("torch", "onnx", "tensorrt")
@@ -39,8 +34,6 @@ ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
 """gRPC's message size options are C ints."""
 
-_log = logging.getLogger(__name__)
-
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem and the flag that sets it."""
@@ -48,30 +41,6 @@ class ConfigError(ValueError):
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
-
-
-def tls_file_problems(cert: Path | None, key: Path | None, client_ca: Path | None) -> list[str]:
-    """What is wrong with the server's TLS files, each problem naming its flags and file, as gRPC would load them
-    (empty when they load): a certificate chain and its matching unencrypted private key, and PEM client CAs.
-    ``ServiceConfig.check_files`` reports these before listening; renewed files are checked the same way."""
-    import ssl
-
-    problems = []
-    if cert is not None and key is not None:
-        try:
-            # gRPC cannot use an encrypted key: an empty password makes one fail here instead of prompting.
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=b"")
-        except (OSError, ssl.SSLError, ValueError) as error:
-            problems.append(
-                f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate chain and its matching private key "
-                f"({error})"
-            )
-    if client_ca is not None:
-        try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=client_ca)
-        except (OSError, ssl.SSLError, ValueError) as error:
-            problems.append(f"--tls-client-ca {client_ca}: not PEM CA certificates ({error})")
-    return problems
 
 
 @dataclass(frozen=True)
@@ -405,7 +374,7 @@ class ServiceConfig:
         for name in ("listen", "metrics_listen"):
             value = getattr(self, name)
             if (value or name == "listen") and not _is_host_port(value):
-                problems.append(f"--{_flag(name)} must be host:port, got {value!r}")
+                problems.append(f"--{flag_name(name)} must be host:port, got {value!r}")
         positive = (
             "max_streams",
             "resume_history",
@@ -414,7 +383,9 @@ class ServiceConfig:
             "max_buffered_reply_bytes",
             "decode_threads",
         )
-        problems += [f"--{_flag(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1]
+        problems += [
+            f"--{flag_name(n)} must be >= 1, got {getattr(self, n)}" for n in positive if getattr(self, n) < 1
+        ]
         budget, smallest = self.max_total_buffered_reply_bytes, self.min_reply_budget_bytes()
         if budget < 0 or 0 < budget < smallest:
             problems.append(
@@ -432,7 +403,7 @@ class ServiceConfig:
         )
         # NaN compares false with everything, so the range checks below cannot catch it.
         problems += [
-            f"--{_flag(n)} must be a finite number, got {getattr(self, n)}"
+            f"--{flag_name(n)} must be a finite number, got {getattr(self, n)}"
             for n in ("idle_timeout_s", "max_idle_timeout_s", *non_negative_durations)
             if not math.isfinite(getattr(self, n))
         ]
@@ -447,7 +418,7 @@ class ServiceConfig:
             "onnx_inter_op_threads",
         )
         problems += [
-            f"--{_flag(n)} must be >= 0, got {getattr(self, n)}" for n in non_negative if getattr(self, n) < 0
+            f"--{flag_name(n)} must be >= 0, got {getattr(self, n)}" for n in non_negative if getattr(self, n) < 0
         ]
         if not 1024 * 1024 <= self.max_message_bytes <= MAX_GRPC_MESSAGE_BYTES:
             problems.append(
@@ -506,33 +477,14 @@ class ServiceConfig:
             ConfigError: a value does not parse or the result is invalid.
             SystemExit: ``--help``, or a flag argparse rejects.
         """
+        # Imported here: service.config_sources makes the flags and variables from this class's fields.
+        from service.config_sources import build_parser, environ_values
+
         environ = os.environ if environ is None else environ
-        values = _from_environ(environ, notes)
+        values = environ_values(environ, notes)
         parsed = build_parser().parse_args(argv)
         values.update({name: value for name, value in vars(parsed).items() if value is not None})
         return cls(**values)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m service`` argument parser (every flag defaults to "not given"); its usage line says
-    ``slotstream`` when the server was started by that command (the installed entry point)."""
-    parser = argparse.ArgumentParser(
-        prog="slotstream" if Path(sys.argv[0]).name == "slotstream" else "python -m service",
-        description="Serve a slot model over gRPC. Every flag --x-y can also be set as SLOTSTREAM_X_Y.",
-    )
-    for spec in dataclasses.fields(ServiceConfig):
-        kind = _field_types()[spec.name]
-        default = spec.default
-        help_text = f"{spec.metadata['help']} (default: {'hidden' if spec.name == 'auth_token' else default})"
-        kwargs: dict[str, Any] = {"dest": spec.name, "default": None, "help": help_text}
-        if kind is bool:
-            parser.add_argument(f"--{_flag(spec.name)}", action=argparse.BooleanOptionalAction, **kwargs)
-            continue
-        if "choices" in spec.metadata:
-            kwargs["choices"] = spec.metadata["choices"]
-        flags = [f"--{_flag(spec.name)}", *_ALIASES.get(spec.name, ())]
-        parser.add_argument(*flags, type=_converter(kind), **kwargs)
-    return parser
 
 
 _BACKEND_OPTION_FIELDS: dict[str, dict[str, str]] = {
@@ -552,54 +504,6 @@ _BACKEND_OPTION_FIELDS: dict[str, dict[str, str]] = {
 }
 """Backend -> its options class's keyword -> the ServiceConfig field that sets it."""
 
-_ALIASES: dict[str, tuple[str, ...]] = {"model_dir": ("--model",)}
-"""Extra spellings of some flags (``--model DIR`` is how the rest of the project names a model directory)."""
-
-
-def _from_environ(environ: Mapping[str, str], notes: list[str] | None = None) -> dict[str, Any]:
-    types = _field_types()
-    known = {ENV_PREFIX + name.upper(): name for name in types}
-    values: dict[str, Any] = {}
-    problems = []
-    for key, raw in environ.items():
-        if key in known:
-            try:
-                values[known[key]] = _converter(types[known[key]])(raw)
-            except (TypeError, ValueError) as error:
-                problems.append(f"{key}={raw!r}: {error}")
-        elif key.startswith(ENV_PREFIX) and (suggestion := _looks_like_ours(key, known)):
-            note = f"ignoring unknown variable {key} (did you mean {suggestion}?)"
-            if notes is None:
-                _log.warning(note)
-            else:
-                notes.append(note)
-    if problems:
-        raise ConfigError("invalid environment:\n  " + "\n  ".join(problems))
-    return values
-
-
-def _looks_like_ours(key: str, known: Mapping[str, str]) -> str | None:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.85)
-    return close[0] if close and close[0] != key else None
-
-
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(ServiceConfig)
-    return {spec.name: _strip_optional(hints[spec.name]) for spec in dataclasses.fields(ServiceConfig)}
-
-
-def _strip_optional(kind: Any) -> Any:
-    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-    return args[0] if typing.get_args(kind) and len(args) == 1 else kind
-
-
-def _converter(kind: Any) -> Any:
-    if kind is bool:
-        return parse_bool
-    if kind is Path:
-        return lambda raw: Path(raw).expanduser()
-    return kind
-
 
 def parse_bool(raw: str) -> bool:
     """``1/true/yes/on`` or ``0/false/no/off`` (any case, surrounding blanks ignored).
@@ -615,7 +519,8 @@ def parse_bool(raw: str) -> bool:
     raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """The flag of the field ``name``, without its dashes: ``max_streams`` is ``max-streams``."""
     return name.replace("_", "-")
 
 

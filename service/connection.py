@@ -35,11 +35,12 @@ from service.errors import ErrorCode, FrameRejected, StreamAbort
 from service.images import ModelView, fit_frame, fitted_pixels
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
+from service.open_checks import loggable_stream_id
 from service.pending import PendingFrames
 from service.postprocess import MaskRequest, mask_outputs
 from service.reply_budget import REPLIES_IN_TRANSIT, ReplyBudget
 from service.runner import StepJob
-from service.sessions import Session, SessionManager, loggable_stream_id
+from service.sessions import Session, SessionManager
 from service.types import (
     CloseReason,
     CloseRequest,

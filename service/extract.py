@@ -36,7 +36,7 @@ from service.errors import ErrorCode, FrameRejected
 from service.images import fit_frame
 from service.postprocess import MaskRequest, mask_outputs
 from service.runner import NOT_FINITE, finite_rows
-from service.sessions import SessionLimits
+from service.session_limits import SessionLimits
 from service.types import FrameFit, FrameResult, LatencyBreakdown
 
 

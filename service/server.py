@@ -37,7 +37,8 @@ from service.metrics import Metrics
 from service.ports import address_in_use
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
-from service.sessions import SessionLimits, SessionManager
+from service.session_limits import SessionLimits
+from service.sessions import SessionManager
 from service.tls import ReloadingServerCredentials
 from service.tokens import TokenFile
 from service.types import FrameFit

@@ -49,8 +49,8 @@ class Session:
         detached_at: monotonic time the connection dropped, while detached.
         released: why the state was freed, once it is.
         opened_at: monotonic time the stream was opened on this server (a hand-off opens it anew).
-        client: the address of the client that opened or last resumed it (:func:`client_address`), for
-            ``--max-streams-per-client``.
+        client: the address of the client that opened or last resumed it
+            (:func:`~service.open_checks.client_address`), for ``--max-streams-per-client``.
         frames_processed: frames the model processed for the stream on this server (``SessionManager.advance``), a
             frame processed again after a resume counted again.
     """

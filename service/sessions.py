@@ -6,6 +6,11 @@ is *detached* and can be resumed on a new connection until the window passes. Ev
 (close, cancel, idle reclaim, resume window expiry, drain, error, take-over) goes through
 :meth:`SessionManager.release`, which is idempotent.
 
+What an open is checked against lives beside it: the server's limits and a new stream's effective options in
+:mod:`service.session_limits`, the stream id, client address and hand-off checks in :mod:`service.open_checks`,
+reply sizes and the reply budget's room in :mod:`service.reply_size`, and what a client is told about an ended
+stream in :mod:`service.stream_endings`.
+
 All methods run on the event loop thread; nothing here blocks.
 """
 
@@ -15,119 +20,39 @@ import asyncio
 import hmac
 import logging
 import math
-import re
 import secrets
 import time
-import urllib.parse
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
-from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort, quoted
 from service.metrics import Metrics
+from service.open_checks import check_handoff, check_stream_id, client_address
 from service.reply_budget import ReplyBudget
+from service.reply_size import check_reply_room, reply_bytes
 from service.runner import ModelRunner
 from service.session import ReleaseReason, Session, SessionOwner
-from service.types import (
-    DEFAULT_OUTPUTS,
-    OUTSIDE_VIEW,
-    FrameFit,
-    OpenKind,
-    OpenRequest,
-    Output,
-    StateHandoff,
-    StreamOpened,
-    StreamOptions,
-)
+from service.session_limits import SessionLimits, clamped_options, options_for_log
+from service.stream_endings import stalled_message, stream_gone
+from service.types import OpenKind, OpenRequest, StreamOpened
 
 __all__ = [
     "ReleaseReason",
     "Session",
-    "SessionLimits",
     "SessionManager",
     "SessionOwner",
-    "loggable_stream_id",
-    "reply_bytes",
 ]
 
 Phase = Literal["starting", "serving", "draining", "stopped"]
 
-_STREAM_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
 _TOMBSTONES = 10_000
-_ENDED_BECAUSE = {
-    "closed": "its client closed it",
-    "drained": "its server shut down; continue it on another replica with the StateHandoff it was sent",
-    "lost": "its server shut down while it waited for a resume, so its state was lost; open a new stream",
-    "error": "it ended with an error",
-    "cancelled": "its connection dropped, and streams opened without a resume window end with it",
-}
-"""How a released stream ended, by release reason, for the answer to a resume of it."""
-_REPLY_OVERHEAD_BYTES = 4096
-"""A frame reply's fields besides its tensors and slot ids (stream id, model version, timestamps, latency, tensor
-headers, the state's names, an echoed ``camera_frame_id`` of at most 256 bytes)."""
-MAX_STATE_MAGNITUDE = 1e6
-"""Largest absolute value a hand-off state may hold (the default model's states stay below 10 in magnitude)."""
 NOT_READING_AFTER_S = 1.0
 """How long a finished reply may wait for its client before ``slotstream_streams_not_reading`` counts the stream."""
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    """Server-wide limits on sessions.
-
-    Attributes:
-        max_streams: sessions held at once (attached or detached).
-        max_streams_per_client: sessions one client address may hold at once (0: no limit).
-        default_idle_timeout_s: idle timeout of streams that do not choose one.
-        max_idle_timeout_s: cap on a stream's idle timeout.
-        max_resume_window_s: cap on a stream's resume window.
-        resume_history: states kept per stream for resuming at a past frame.
-        max_mask_pixels: cap on a stream's requested mask size (height x width); the server sets it from
-            ``--max-image-pixels``, which the refusal names.
-        max_reply_bytes: cap on the size of a stream's frame replies (the gRPC message limit); an open whose
-            outputs at its mask size could exceed it is refused (see :func:`reply_bytes`).
-        reply_budget_bytes: bytes all streams together may reserve for replies their clients have not read
-            (:class:`~service.reply_budget.ReplyBudget`; ``--max-total-buffered-reply-bytes``).
-        default_frame_fit: the frame fit of streams that do not choose one (``--frame-fit``); ``UNSPECIFIED``
-            (``--frame-fit auto``): each model's own, see :meth:`frame_fit_for`.
-    """
-
-    max_streams: int = 64
-    max_streams_per_client: int = 0
-    default_idle_timeout_s: float = 300.0
-    max_idle_timeout_s: float = 3600.0
-    max_resume_window_s: float = 300.0
-    resume_history: int = 32
-    max_mask_pixels: int = 4096 * 4096
-    max_reply_bytes: int = 16 * 1024 * 1024
-    reply_budget_bytes: int = 16 * 1024**3
-    default_frame_fit: FrameFit = FrameFit.UNSPECIFIED
-
-    def frame_fit_for(self, card: ModelCard) -> FrameFit:
-        """The fit of a stream of ``card``'s model that chooses none: :attr:`default_frame_fit` when set, else the
-        fit the model was trained with (``card.frame_fit``), else ``STRETCH`` (the whole frame: nothing cut off)."""
-        if self.default_frame_fit != FrameFit.UNSPECIFIED:
-            return self.default_frame_fit
-        return FrameFit.named(card.frame_fit) if card.frame_fit else FrameFit.STRETCH
-
-
-def _stalled_message(session: Session, resumable: bool) -> str:
-    """What the client of a stalled stream is told: why its call ended and what is left of the stream."""
-    stream = f"stream {quoted(session.stream_id)}: its client took no reply for {session.options.idle_timeout_s:g} s "
-    stream += "(the idle timeout) while frames waited to be answered: it stopped reading, so the call was ended"
-    if resumable:
-        return (
-            f"{stream}; the stream is kept for its resume window ({session.options.resume_window_s:g} s): resume it "
-            "(ClientStream.reconnect()) from the last answer received and read the replies as they come (a resume "
-            "point further back than the server's --resume-history is refused RESUME_POINT_UNAVAILABLE)"
-        )
-    return f"{stream} and, without a resume window, the stream's state was freed; open a new stream"
 
 
 class SessionManager:
@@ -237,7 +162,7 @@ class SessionManager:
         runner = self.runner(request.model)
         handoff = request.handoff
         stream_id = request.stream_id or (handoff.stream_id if handoff else "") or uuid.uuid4().hex
-        _check_stream_id(stream_id)
+        check_stream_id(stream_id)
         if stream_id in self.sessions:
             raise StreamAbort(
                 ErrorCode.STREAM_ID_IN_USE,
@@ -259,15 +184,15 @@ class SessionManager:
                 "(--max-streams-per-client), counting those waiting for a resume: close one, or resume it instead "
                 "of opening a new one",
             )
-        options = self._effective_options(request.options, runner)
-        clamped = _clamped(request.options, options)
+        options = self.limits.effective_options(request.options, runner.card)
+        clamped = clamped_options(request.options, options)
         slot_ids = tuple(range(runner.card.num_slots))
         session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids, opened_at=self.clock())
         session.client = client
         session.history = deque(maxlen=self.limits.resume_history + 1)
         kind = OpenKind.NEW
         if handoff is not None:
-            self._check_handoff(handoff, runner)
+            check_handoff(handoff, runner.card)
             session.slot_ids = handoff.slot_ids or slot_ids
             session.last_accepted_index = session.opened_after = handoff.last_frame_index
             session.last_received_index = handoff.last_frame_index
@@ -275,7 +200,7 @@ class SessionManager:
             kind = OpenKind.HANDED_OFF
         else:
             session.history.append((None, None))
-        self._check_reply_room(options, runner)
+        check_reply_room(self.reply_budget, options, runner.card)
         self.sessions[stream_id] = session
         self._tombstones.pop(stream_id, None)
         self._attach(session, owner)
@@ -288,36 +213,18 @@ class SessionManager:
                 "kind": kind.name.lower(),
                 "model": session.model,
                 "peer": peer,
-                "options": _options_for_log(options),
+                "options": options_for_log(options),
                 "resume_window_s": options.resume_window_s,
                 "clamped": clamped,
             },
         )
         return session, self._opened(session, kind)
 
-    def _check_reply_room(self, options: StreamOptions, runner: ModelRunner) -> None:
-        """Refuse a new stream (a hand-off too: it is new on this server) for which the reply budget has no room.
-
-        Raises:
-            StreamAbort: ``TOO_MANY_STREAMS``, naming the budget and the stream's reply size.
-        """
-        if self.reply_budget.has_room_for(bound := reply_bytes(options, runner.card)):
-            return
-        needed = ReplyBudget.stream_bytes(bound, 1)
-        raise StreamAbort(
-            ErrorCode.TOO_MANY_STREAMS,
-            f"this server's budget for replies its clients have not read ({self.reply_budget.total_bytes} bytes, "
-            f"--max-total-buffered-reply-bytes) has no room for this stream: its replies may be {bound} bytes at its "
-            f"mask size and outputs, {needed} bytes with the ones in transit, and {self.reply_budget.free_bytes} are "
-            "free: retry later, connect to another replica, or ask for a smaller mask size, uint8 soft masks or "
-            "fewer outputs",
-        )
-
     def _resume(self, request: OpenRequest, owner: SessionOwner, peer: str) -> tuple[Session, StreamOpened]:
         assert request.resume is not None
         if not request.stream_id:
             raise StreamAbort(ErrorCode.INVALID_OPEN, "a resume needs the stream_id of the stream to resume")
-        _check_stream_id(request.stream_id)
+        check_stream_id(request.stream_id)
         session = self.sessions.get(request.stream_id)
         if session is None:
             raise self._not_serving() if self.phase == "draining" else self._gone(request.stream_id)
@@ -372,96 +279,8 @@ class SessionManager:
             max_reply_bytes=reply_bytes(session.options, session.runner.card),
         )
 
-    def _effective_options(self, options: StreamOptions, runner: ModelRunner) -> StreamOptions:
-        """The options a new stream runs with, as ``StreamOpened.options`` echoes them: timeouts capped by the
-        server, the mask size, the outputs (empty: :data:`DEFAULT_OUTPUTS`) and the frame fit (unspecified: the
-        server's default) made explicit.
-
-        Raises:
-            StreamAbort: ``INVALID_OPEN``, listing every problem of the options.
-        """
-        limits = self.limits
-        problems = []
-        for name in ("idle_timeout_s", "resume_window_s"):
-            value = getattr(options, name)
-            if not math.isfinite(value) or value < 0:
-                problems.append(f"{name} must be a finite number >= 0, got {value}")
-        mask_size = options.mask_size or runner.card.image_size
-        if mask_size[0] < 1 or mask_size[1] < 1:
-            problems.append(f"mask_height and mask_width must both be set (>= 1) or both be 0, got {mask_size}")
-        elif mask_size[0] * mask_size[1] > limits.max_mask_pixels:
-            problems.append(
-                f"the mask size {mask_size[0]}x{mask_size[1]} exceeds this server's limit of {limits.max_mask_pixels} "
-                "pixels (its --max-image-pixels)"
-            )
-        elif (size := reply_bytes(replace(options, mask_size=mask_size), runner.card)) > limits.max_reply_bytes:
-            problems.append(
-                f"with the mask size {mask_size[0]}x{mask_size[1]} a frame's reply could be {size} bytes, over this "
-                f"server's message limit of {limits.max_reply_bytes} bytes; ask for a smaller mask size, uint8 soft "
-                "masks or fewer outputs"
-            )
-        frame_fit = options.frame_fit or limits.frame_fit_for(runner.card)
-        if frame_fit == FrameFit.CROP and runner.card.num_slots > OUTSIDE_VIEW:
-            problems.append(
-                f"frame_fit FRAME_FIT_CROP marks the pixels outside the crop with {OUTSIDE_VIEW} in the segmentation, "
-                f"which is a slot index of this model ({runner.card.num_slots} slots); use FRAME_FIT_STRETCH or "
-                "FRAME_FIT_PAD"
-            )
-        if problems:
-            raise StreamAbort(ErrorCode.INVALID_OPEN, "invalid stream options: " + "; ".join(problems))
-        return replace(
-            options,
-            idle_timeout_s=min(options.idle_timeout_s or limits.default_idle_timeout_s, limits.max_idle_timeout_s),
-            resume_window_s=min(options.resume_window_s, limits.max_resume_window_s),
-            mask_size=mask_size,
-            outputs=options.outputs or DEFAULT_OUTPUTS,  # echoed as sent: results carry the default outputs
-            frame_fit=frame_fit,
-        )
-
-    def _check_handoff(self, handoff: StateHandoff, runner: ModelRunner) -> None:
-        card = runner.card
-        expected = (card.num_slots, card.slot_dim)
-        problem = None
-        if handoff.model_version != card.version:
-            problem = (
-                f"the hand-off state comes from model {quoted(handoff.model)} version "
-                f"{quoted(handoff.model_version)}, but "
-                f"this server runs {card.name!r} version {card.version!r}; state only carries over between equal "
-                "versions, so open a new stream"
-            )
-        elif handoff.state.shape != expected:
-            problem = f"the hand-off state has shape {handoff.state.shape}, this model needs {expected}"
-        elif not np.isfinite(handoff.state).all():
-            problem = "the hand-off state contains NaN or infinite values"
-        elif handoff.state.size and (largest := float(np.abs(handoff.state).max())) > MAX_STATE_MAGNITUDE:
-            problem = (
-                f"the hand-off state holds a value of magnitude {largest:.3g}, beyond the {MAX_STATE_MAGNITUDE:g} "
-                "any state of a working model stays within (it would overflow the model to NaN)"
-            )
-        elif handoff.slot_ids and len(handoff.slot_ids) != card.num_slots:
-            problem = f"the hand-off has {len(handoff.slot_ids)} slot ids for {card.num_slots} slots"
-        if problem:
-            raise StreamAbort(ErrorCode.HANDOFF_MISMATCH, problem)
-
     def _gone(self, stream_id: str) -> StreamAbort:
-        reason = self._tombstones.get(stream_id)
-        if reason is None:
-            return StreamAbort(
-                ErrorCode.UNKNOWN_STREAM,
-                f"stream {quoted(stream_id)} is not known to this server; if it ran on another replica, continue it "
-                "with its StateHandoff, otherwise open a new stream",
-            )
-        if reason in ("idle", "stalled", "resume_expired"):
-            why = {
-                "idle": "it received no frames within its idle timeout",
-                "stalled": "its client took no reply within its idle timeout (it stopped reading)",
-            }.get(reason, "its connection dropped and it was not resumed within its resume window")
-            return StreamAbort(
-                ErrorCode.STREAM_EXPIRED,
-                f"stream {quoted(stream_id)} expired: {why}, so its state was freed; open a new stream",
-            )
-        why = _ENDED_BECAUSE.get(reason, reason.replace("_", " "))
-        return StreamAbort(ErrorCode.UNKNOWN_STREAM, f"stream {quoted(stream_id)} has ended: {why}; open a new stream")
+        return stream_gone(stream_id, self._tombstones.get(stream_id))
 
     def _not_serving(self) -> StreamAbort:
         if self.phase == "starting":
@@ -571,7 +390,7 @@ class SessionManager:
                 extra={"stream_id": session.stream_id, "detached": resumable, "idle_timeout_s": timeout},
             )
             if owner is not None:
-                owner.evict(StreamAbort(ErrorCode.CLIENT_NOT_READING, _stalled_message(session, resumable)))
+                owner.evict(StreamAbort(ErrorCode.CLIENT_NOT_READING, stalled_message(session, resumable)))
         self._update_gauges()
         return reclaimed
 
@@ -619,74 +438,3 @@ class SessionManager:
         )
         self.metrics.streams_not_reading.set(behind)
         self.metrics.state_bytes.set(sum(s.state_bytes for s in self.sessions.values()))
-
-
-def client_address(peer: str) -> str:
-    """The client's address in a gRPC peer string, without its port: ``10.0.0.7`` for ``ipv4:10.0.0.7:5123``,
-    ``::1`` for ``ipv6:[::1]:5123`` (gRPC percent-encodes the brackets: ``ipv6:%5B::1%5D:5123``); another kind of
-    peer (``unix:...``) as it is; ``""`` when unknown."""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0]
-    if kind == "ipv6":
-        return urllib.parse.unquote(rest).rpartition(":")[0].strip("[]")
-    return peer
-
-
-def loggable_stream_id(stream_id: str) -> str:
-    """``stream_id`` as logs show an id a client sent: as is when it is a valid id, else :func:`quoted` (cut, its
-    control characters escaped), so an invalid one cannot flood or forge log lines."""
-    return stream_id if not stream_id or _STREAM_ID.fullmatch(stream_id) else quoted(stream_id)
-
-
-def _clamped(asked: StreamOptions, given: StreamOptions) -> dict[str, dict[str, float]]:
-    """The timeouts of ``asked`` (an open's options) that ``given`` (the effective ones) lowered to the server's
-    maximum, for the ``stream opened`` log line: ``{name: {"asked": value, "given": value}}``, empty when none."""
-    return {
-        name: {"asked": getattr(asked, name), "given": getattr(given, name)}
-        for name in ("idle_timeout_s", "resume_window_s")
-        if getattr(asked, name) > getattr(given, name)
-    }
-
-
-def _options_for_log(options: StreamOptions) -> dict[str, object]:
-    """A stream's effective options as a log field (the resume window has a field of its own): the idle timeout,
-    live mode, mask size, outputs by name, soft mask type and frame fit."""
-    return {
-        "idle_timeout_s": options.idle_timeout_s,
-        "live": options.live,
-        "mask_size": list(options.mask_size) if options.mask_size else None,
-        "outputs": sorted(output.name.lower() for output in options.outputs or DEFAULT_OUTPUTS),
-        "soft_masks_uint8": options.soft_masks_uint8,
-        "frame_fit": options.frame_fit.fit_name,
-    }
-
-
-def _check_stream_id(stream_id: str) -> None:
-    """Raise ``INVALID_OPEN`` unless ``stream_id`` is 1-128 characters of the allowed set."""
-    if not _STREAM_ID.fullmatch(stream_id):
-        raise StreamAbort(
-            ErrorCode.INVALID_OPEN,
-            f"stream id {quoted(stream_id)} is invalid: use 1-128 characters from A-Z a-z 0-9 . _ : / -",
-        )
-
-
-def reply_bytes(options: StreamOptions, card: ModelCard) -> int:
-    """An upper bound on the size of a frame reply (``StreamResponse.result``) of a stream with ``options``.
-
-    Counts the requested tensors (slots and state ``[K, D]`` float32, segmentation ``[H, W]`` uint8, soft masks
-    ``[K, H, W]`` float32 or uint8) at the options' mask size (the model's input size when unset), plus a fixed
-    allowance for the other fields.
-    """
-    height, width = options.mask_size or card.image_size
-    slots, pixels = card.num_slots, height * width
-    size = _REPLY_OVERHEAD_BYTES + slots * 5  # slot ids: K varints
-    if options.wants(Output.SLOTS):
-        size += slots * card.slot_dim * 4
-    if options.wants(Output.SEGMENTATION):
-        size += pixels
-    if options.wants(Output.SOFT_MASKS):
-        size += slots * pixels * (1 if options.soft_masks_uint8 else 4)
-    if options.wants(Output.STATE):
-        size += slots * card.slot_dim * 4 + slots * 5
-    return size

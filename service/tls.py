@@ -19,7 +19,7 @@ from pathlib import Path
 
 import grpc
 
-from service.config import tls_file_problems
+from service.tls_files import tls_file_problems
 
 _log = logging.getLogger(__name__)
 

@@ -57,7 +57,8 @@ from deploy_helpers import (
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from service.config import ENV_PREFIX, ServiceConfig
+from service.config import ServiceConfig
+from service.config_sources import ENV_PREFIX
 from service.metrics import Metrics
 
 IDS = [p.name for p in DOCKERFILES]

@@ -53,7 +53,8 @@ from deploy_helpers import (
 )
 
 from plugins.registry import BLOCK_ENV_VAR
-from service.config import ENV_PREFIX, ServiceConfig
+from service.config import ServiceConfig
+from service.config_sources import ENV_PREFIX
 from service.metrics import Metrics
 
 TARGETS = render_targets()

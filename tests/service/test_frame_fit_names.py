@@ -8,7 +8,7 @@ import pytest
 from plugins.frame_fit import FRAME_FITS
 from service import wire
 from service.engine import ModelCard
-from service.sessions import SessionLimits
+from service.session_limits import SessionLimits
 from service.types import FrameFit
 
 

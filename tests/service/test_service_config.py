@@ -14,8 +14,8 @@ from service.config import (
     RAW_1080P_BYTES,
     ConfigError,
     ServiceConfig,
-    build_parser,
 )
+from service.config_sources import build_parser
 from service.host import available_cores, parse_cpu_max
 
 

@@ -12,7 +12,10 @@ from service import wire
 from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort
 from service.metrics import Metrics
-from service.sessions import SessionLimits, SessionManager, client_address, reply_bytes
+from service.open_checks import client_address
+from service.reply_size import reply_bytes
+from service.session_limits import SessionLimits
+from service.sessions import SessionManager
 from service.types import (
     FrameResult,
     LatencyBreakdown,

@@ -1,0 +1,102 @@
+"""Where a ``ServiceConfig`` comes from: the ``python -m service`` flags and the ``SLOTSTREAM_*`` environment
+variables, both made from the config's fields (a field ``some_name`` is ``--some-name`` and ``SLOTSTREAM_SOME_NAME``,
+converted to the field's type). :meth:`ServiceConfig.from_sources <service.config.ServiceConfig.from_sources>` puts
+them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import logging
+import sys
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from service.config import ConfigError, ServiceConfig, flag_name, parse_bool
+
+ENV_PREFIX = "SLOTSTREAM_"
+
+# Logged as the config's own warnings, under the name ``python -m service`` logs the notes it collects with.
+_log = logging.getLogger("service.config")
+
+
+_ALIASES: dict[str, tuple[str, ...]] = {"model_dir": ("--model",)}
+"""Extra spellings of some flags (``--model DIR`` is how the rest of the project names a model directory)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m service`` argument parser (every flag defaults to "not given"); its usage line says
+    ``slotstream`` when the server was started by that command (the installed entry point)."""
+    parser = argparse.ArgumentParser(
+        prog="slotstream" if Path(sys.argv[0]).name == "slotstream" else "python -m service",
+        description="Serve a slot model over gRPC. Every flag --x-y can also be set as SLOTSTREAM_X_Y.",
+    )
+    for spec in dataclasses.fields(ServiceConfig):
+        kind = _field_types()[spec.name]
+        default = spec.default
+        help_text = f"{spec.metadata['help']} (default: {'hidden' if spec.name == 'auth_token' else default})"
+        kwargs: dict[str, Any] = {"dest": spec.name, "default": None, "help": help_text}
+        if kind is bool:
+            parser.add_argument(f"--{flag_name(spec.name)}", action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if "choices" in spec.metadata:
+            kwargs["choices"] = spec.metadata["choices"]
+        flags = [f"--{flag_name(spec.name)}", *_ALIASES.get(spec.name, ())]
+        parser.add_argument(*flags, type=_converter(kind), **kwargs)
+    return parser
+
+
+def environ_values(environ: Mapping[str, str], notes: list[str] | None = None) -> dict[str, Any]:
+    """The settings that ``SLOTSTREAM_*`` variables of ``environ`` set, by field name, converted to the fields'
+    types. A ``SLOTSTREAM_*`` variable that looks like a misspelt setting is noted in ``notes`` (logged when
+    ``None``) and otherwise ignored.
+
+    Raises:
+        ConfigError: a value does not convert (the message lists every such variable).
+    """
+    types = _field_types()
+    known = {ENV_PREFIX + name.upper(): name for name in types}
+    values: dict[str, Any] = {}
+    problems = []
+    for key, raw in environ.items():
+        if key in known:
+            try:
+                values[known[key]] = _converter(types[known[key]])(raw)
+            except (TypeError, ValueError) as error:
+                problems.append(f"{key}={raw!r}: {error}")
+        elif key.startswith(ENV_PREFIX) and (suggestion := _looks_like_ours(key, known)):
+            note = f"ignoring unknown variable {key} (did you mean {suggestion}?)"
+            if notes is None:
+                _log.warning(note)
+            else:
+                notes.append(note)
+    if problems:
+        raise ConfigError("invalid environment:\n  " + "\n  ".join(problems))
+    return values
+
+
+def _looks_like_ours(key: str, known: Mapping[str, str]) -> str | None:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.85)
+    return close[0] if close and close[0] != key else None
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(ServiceConfig)
+    return {spec.name: _strip_optional(hints[spec.name]) for spec in dataclasses.fields(ServiceConfig)}
+
+
+def _strip_optional(kind: Any) -> Any:
+    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    return args[0] if typing.get_args(kind) and len(args) == 1 else kind
+
+
+def _converter(kind: Any) -> Any:
+    if kind is bool:
+        return parse_bool
+    if kind is Path:
+        return lambda raw: Path(raw).expanduser()
+    return kind

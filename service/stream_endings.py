@@ -1,0 +1,52 @@
+"""What a client is told about a stream that has ended: why a resume of a released stream is refused, and why the
+call of a stalled stream (its client stopped reading) was ended."""
+
+from __future__ import annotations
+
+from service.errors import ErrorCode, StreamAbort, quoted
+from service.session import Session
+
+_ENDED_BECAUSE = {
+    "closed": "its client closed it",
+    "drained": "its server shut down; continue it on another replica with the StateHandoff it was sent",
+    "lost": "its server shut down while it waited for a resume, so its state was lost; open a new stream",
+    "error": "it ended with an error",
+    "cancelled": "its connection dropped, and streams opened without a resume window end with it",
+}
+"""How a released stream ended, by release reason, for the answer to a resume of it."""
+
+
+def stream_gone(stream_id: str, reason: str | None) -> StreamAbort:
+    """The refusal of a stream this server no longer holds: ``STREAM_EXPIRED`` when ``reason`` (why it was
+    released, ``None`` when it is not known here) is a timeout, else ``UNKNOWN_STREAM``, saying how it ended and
+    what to do instead."""
+    if reason is None:
+        return StreamAbort(
+            ErrorCode.UNKNOWN_STREAM,
+            f"stream {quoted(stream_id)} is not known to this server; if it ran on another replica, continue it "
+            "with its StateHandoff, otherwise open a new stream",
+        )
+    if reason in ("idle", "stalled", "resume_expired"):
+        why = {
+            "idle": "it received no frames within its idle timeout",
+            "stalled": "its client took no reply within its idle timeout (it stopped reading)",
+        }.get(reason, "its connection dropped and it was not resumed within its resume window")
+        return StreamAbort(
+            ErrorCode.STREAM_EXPIRED,
+            f"stream {quoted(stream_id)} expired: {why}, so its state was freed; open a new stream",
+        )
+    why = _ENDED_BECAUSE.get(reason, reason.replace("_", " "))
+    return StreamAbort(ErrorCode.UNKNOWN_STREAM, f"stream {quoted(stream_id)} has ended: {why}; open a new stream")
+
+
+def stalled_message(session: Session, resumable: bool) -> str:
+    """What the client of a stalled stream is told: why its call ended and what is left of the stream."""
+    stream = f"stream {quoted(session.stream_id)}: its client took no reply for {session.options.idle_timeout_s:g} s "
+    stream += "(the idle timeout) while frames waited to be answered: it stopped reading, so the call was ended"
+    if resumable:
+        return (
+            f"{stream}; the stream is kept for its resume window ({session.options.resume_window_s:g} s): resume it "
+            "(ClientStream.reconnect()) from the last answer received and read the replies as they come (a resume "
+            "point further back than the server's --resume-history is refused RESUME_POINT_UNAVAILABLE)"
+        )
+    return f"{stream} and, without a resume window, the stream's state was freed; open a new stream"
