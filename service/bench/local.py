@@ -100,6 +100,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="device of every backend (cpu, cuda:0; tensorrt: cuda:0)")
     parser.add_argument("--json", type=Path, help="write the report here as JSON")
     parser.add_argument("--no-floor", action="store_true", help="skip the FLOP count and matmul-rate floor")
+    parser.add_argument(
+        "--onnx-profile",
+        action="store_true",
+        help="also profile the exported graphs in ONNX Runtime at batch 1: kernel time per operator type",
+    )
     return parser.parse_args(argv)
 
 
@@ -131,8 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="slotstream-bench-") as scratch:
             options = backend_options(backends, args.threads)  # a bad SLOTSTREAM_* variable: before exporting
-            model_dir = prepare_model_dir(args.model, backends, Path(scratch))
+            needs_graphs = [*backends, "onnx"] if args.onnx_profile else backends
+            model_dir = prepare_model_dir(args.model, needs_graphs, Path(scratch))
             report = run(model_dir, backends, sizes, args.iterations, args.warmup, args.threads, args.device, options)
+            if args.onnx_profile:
+                report["onnx_profile"] = onnx_profiles(model_dir, args.threads, args.iterations)
             if not args.no_floor and args.device.startswith("cpu"):
                 report["floor"] = floor_report(model_dir, report["results"], args.threads)
             elif not args.no_floor:  # the matmul rate is measured on the CPU: no floor to compare a GPU run with
@@ -142,12 +150,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report["model"]["dir"] = str(args.model)
     report["settings"] |= {"backends": backends, "batch_sizes": sizes, "floor": not args.no_floor}
+    report["settings"]["onnx_profile"] = args.onnx_profile
     report = {"provenance": provenance(args_list, device=args.device), **report}
     print(format_table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def onnx_profiles(model_dir: Path, threads: int, runs: int) -> dict[str, list[dict[str, Any]]]:
+    """Graph name -> its :func:`~service.bench.onnx_profile.profile_graph` operator times (JSON-ready), at batch 1."""
+    from service.backends.manifest import read_manifest
+    from service.bench.onnx_profile import profile_graph
+
+    manifest = read_manifest(model_dir)
+    return {
+        name: [asdict(time) for time in profile_graph(model_dir / spec.file, threads, runs)]
+        for name, spec in manifest.graphs.items()
+    }
 
 
 def prepare_model_dir(model_dir: Path, backends: Sequence[str], scratch: Path) -> Path:
@@ -300,6 +321,10 @@ def format_table(report: dict[str, Any]) -> str:
             f"{key}: {value['first_step']:.1f}x / {value['step']:.1f}x the floor (first_step / step, p50 per frame)"
             for key, value in floor["times_floor_p50_per_frame"].items()
         ]
+    for graph, times in report.get("onnx_profile", {}).items():
+        from service.bench.onnx_profile import OperatorTime, format_profile
+
+        lines += ["", format_profile(graph, [OperatorTime(**time) for time in times])]
     return "\n".join(lines)
 
 
