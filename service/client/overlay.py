@@ -4,6 +4,7 @@ thread that writes off the receive path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -81,6 +82,7 @@ class OverlayWriter:
         self._container: Any = None
         self._stream: Any = None
         self._size: tuple[int, int] | None = None  # the first frame's (H, W): every frame is brought to it
+        self._failed = False  # a write raised: the container is past saving (and flushing into it crashes PyAV)
         self._gif = path.suffix.lower() == ".gif"
         if path.suffix.lower() not in (".gif", ".mp4"):
             raise ValueError(f"{path}: the {what} must be a .gif or .mp4 file")
@@ -98,23 +100,41 @@ class OverlayWriter:
         if not self._gif:
             # yuv420p needs even sizes: repeat the last row / column rather than lose the frame's edge
             frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
-        if self._container is None:
-            self._container = av.open(str(self.path), mode="w")
-            codec = "gif" if self._gif else "libx264" if "libx264" in av.codecs_available else "mpeg4"
-            self._stream = self._container.add_stream(codec, rate=max(1, round(self.fps)))
-            self._stream.height, self._stream.width = frame.shape[:2]
-            self._stream.pix_fmt = "pal8" if self._gif else "yuv420p"
-        video_frame = _paletted_frame(frame) if self._gif else av.VideoFrame.from_ndarray(frame, format="rgb24")
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
+        if self._failed:
+            raise OSError(f"{self.path}: an earlier frame could not be written")
+        try:
+            if self._container is None:
+                self._container = av.open(str(self.path), mode="w")
+                codec = "gif" if self._gif else "libx264" if "libx264" in av.codecs_available else "mpeg4"
+                self._stream = self._container.add_stream(codec, rate=max(1, round(self.fps)))
+                self._stream.height, self._stream.width = frame.shape[:2]
+                self._stream.pix_fmt = "pal8" if self._gif else "yuv420p"
+            video_frame = _paletted_frame(frame) if self._gif else av.VideoFrame.from_ndarray(frame, format="rgb24")
+            for packet in self._stream.encode(video_frame):
+                self._container.mux(packet)
+        except BaseException:
+            self._failed = True
+            raise
 
     def close(self) -> None:
-        """Finish the file (nothing is written when no frame came)."""
-        if self._container is not None:
+        """Finish the file (nothing is written when no frame came). After a failed write the file is only closed,
+        as far as it goes: encoding the frames still buffered into it would crash PyAV."""
+        container, self._container = self._container, None
+        if container is None:
+            return
+        if self._failed:
+            with contextlib.suppress(Exception):
+                container.close()
+            return
+        try:
             for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
-            self._container = None
+                container.mux(packet)
+        except BaseException:
+            self._failed = True
+            with contextlib.suppress(Exception):
+                container.close()
+            raise
+        container.close()
 
     def __enter__(self) -> OverlayWriter:
         return self

@@ -445,7 +445,7 @@ class JsonLines:
         if str(self.path) == "-":
             return sys.stdout
         if self._file is None:
-            self._file = self.path.open("w")
+            self._file = self.path.open("w", buffering=1)  # line-buffered: a crash keeps every line written
         return self._file
 
     def close(self) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -84,3 +88,42 @@ def test_other_suffixes_are_refused(tmp_path):
 def test_no_frames_leave_no_file(tmp_path):
     OverlayWriter(tmp_path / "overlay.gif", fps=15.0).close()
     assert not (tmp_path / "overlay.gif").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to stand in for a full disk")
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_a_full_disk_is_an_error_naming_the_file_and_closing_does_not_crash(tmp_path, suffix):
+    """PyAV crashed the process (a segmentation fault) when the writer flushed its encoder into a container whose
+    write had failed; run in a child process so that a crash fails the test instead of ending the run."""
+    path = tmp_path / f"overlay{suffix}"
+    path.symlink_to("/dev/full")  # every write: ENOSPC
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import numpy as np\n"
+        "from service.client.overlay import OverlayWriter\n"
+        "writer = OverlayWriter(Path(sys.argv[1]), 10)\n"
+        "try:\n"
+        "    for value in range(100):  # past the encoder's look-ahead\n"
+        "        writer.write(np.full((64, 64, 3), value, np.uint8))\n"
+        "except OSError as error:\n"
+        "    print('write failed:', error)\n"
+        "    try:\n"
+        "        writer.write(np.zeros((64, 64, 3), np.uint8))\n"
+        "    except OSError as again:\n"
+        "        print('write failed:', again)\n"
+        "try:\n"
+        "    writer.close()\n"
+        "except OSError as error:\n"
+        "    print('close failed:', error)\n"
+        "writer.close()  # a second close does nothing\n"
+        "print('closed')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    *failures, last = done.stdout.splitlines()
+    assert failures and "No space left" in failures[0], failures
+    assert all(str(path) in failure for failure in failures), failures
+    assert last == "closed"
