@@ -19,7 +19,7 @@ class MetricSinks:
         run_dir: the run directory.
         start_step: the step the run continues from (0 for a fresh run). Records of later steps, written by a run
             that was stopped after its last checkpoint, are dropped from both sinks, so a resumed run logs each
-            step once.
+            step once; a run from step 0 drops every record (an attempt killed before its first checkpoint).
     """
 
     def __init__(self, run_dir: Path, start_step: int = 0) -> None:
@@ -27,10 +27,13 @@ class MetricSinks:
 
         self.run_dir = run_dir
         path = run_dir / METRICS_FILE
+        # A run from step 0 logs everything anew: what is there came from an attempt killed before its first
+        # checkpoint (its step-0 evaluation included). A resumed run keeps the records up to its checkpoint's step.
+        keep_until = start_step if start_step > 0 else -1
         if path.is_file():
-            _drop_records_after(path, start_step)
+            _drop_records_after(path, keep_until)
         self.jsonl = path.open("a", encoding="utf-8")
-        self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_step + 1)
+        self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=keep_until + 1)
 
     def write(self, step: int, kind: str, values: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
         """Record ``values`` (floats, ints, strings, None) for ``step`` under ``kind`` (``train``, ``eval``); the

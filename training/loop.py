@@ -146,6 +146,9 @@ def fit(
         validation, preview = val_dataset(config) if group.is_main and config.data.val_videos > 0 else (None, None)
     torch.manual_seed(config.seed)
     run = build_run(config, registry or default_registry(), device, group)  # a bad component or --train-only fails
+    restoring = bool(resume and checkpoints)
+    # The warm start is read before the run folder changes below: it may be a killed earlier attempt's best/.
+    started_from = warm_start(run.model, config.init_from) if config.init_from is not None and not restoring else None
     existed = existing_run_entries(run_dir)  # what a failed first step must not remove
     if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,12 +158,10 @@ def fit(
         command_file = run_dir / COMMAND_FILE
         if command is not None and not (resume and command_file.is_file()):
             command_file.write_text(command + "\n")
-    if resume and checkpoints:
+    if restoring:
         restore_newest(run, checkpoints, device, group)
-    elif config.init_from is not None:
-        started_from = warm_start(run.model, config.init_from)
-        if group.is_main:
-            tqdm.write(started_from.summary())
+    elif started_from is not None and group.is_main:
+        tqdm.write(started_from.summary())
     if group.is_main:  # where this invocation trains, for the model card (a resume appends its own segment)
         record_environment(run_dir, describe_environment(device, group, run.step))
     try:

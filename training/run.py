@@ -23,6 +23,7 @@ from plugins import default_registry
 from plugins.config import ComponentSpec
 from plugins.interfaces import Component
 from plugins.model import COMPONENT_NAMES, VideoSlotModel
+from plugins.model_files import WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import file_in_the_way
@@ -299,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    if args.resume and checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and final_model.is_dir():
+    finished = (final_model / WEIGHTS_FILE).is_file()  # not merely begun: a kill while saving leaves config.json alone
+    if args.resume and checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and finished:
         if main_process:  # every process stops here: the run directory is shared
             print(f"{out} has finished all {config.steps} steps; its model is in {final_model}")
         return 0

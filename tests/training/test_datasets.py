@@ -528,3 +528,19 @@ def test_a_generated_folder_reads_back_with_its_metadata_and_checks_it(tmp_path)
     (out / "metadata" / "seq0.json").write_text("{")
     with pytest.raises(DatasetError, match=r"seq0\.json: not readable as synthetic metadata"):
         build_dataset(f"davis:{out}", "val", None, (32, 32))[0]
+
+
+def test_an_empty_split_list_is_named_not_taken_for_an_empty_folder(tmp_path):
+    out, _ = _davis_dir(tmp_path)
+    listing = out / "ImageSets" / "2017" / "val.txt"
+    listing.parent.mkdir(parents=True)
+    listing.write_text("\n")
+    with pytest.raises(DatasetError, match=rf"{listing}: lists no sequences for the val split"):
+        build_dataset(f"davis:{out}", "val", None, (32, 32))
+
+
+def test_clips_longer_than_synthetic_videos_name_both_flags():
+    with pytest.raises(
+        ValueError, match=r"clips of 30 frames .* val videos of synthetic data have 24 frames.*--val-frames"
+    ):
+        SyntheticDataset("medium", "val", 30, (32, 32))

@@ -87,6 +87,8 @@ def _split_names(root: Path, res: str, split: Split) -> list[str] | None:
                 name = Path(token).parent.name if "/" in token else token
                 if name and name not in names:
                     names.append(name)
+            if not names:
+                raise DatasetError(f"{path}: lists no sequences for the {split} split")
             return names
     return None
 

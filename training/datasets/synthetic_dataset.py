@@ -78,7 +78,10 @@ class SyntheticDataset(Dataset[VideoClip]):
         self.num_videos = num_videos or (TRAIN_VIDEOS if split == "train" else VAL_VIDEOS)
         self.num_frames = num_frames or (TRAIN_FRAMES if split == "train" else VAL_FRAMES)
         if clip_length is not None and clip_length > self.num_frames:
-            raise ValueError(f"clip_length={clip_length} exceeds the {self.num_frames} frames of synthetic videos")
+            raise ValueError(
+                f"clips of {clip_length} frames asked for, but the {split} videos of synthetic data have "
+                f"{self.num_frames} frames (--clip-length sets training clips, --val-frames evaluation videos)"
+            )
         train_video_seed(seed, self.num_videos - 1)  # validates the seed range once
 
     def video_seed(self, index: int) -> int:
