@@ -521,7 +521,7 @@ class StreamConnection:
             self._out.put_nowait(shutting_down if self._draining else _END)
             return
         handoff = session.handoff()
-        if self._draining:
+        if self._draining and end is None:  # a close read before the drain began is honoured as a close
             self._manager.release(session, "drained")
             message = "this server is shutting down: continue the stream on another replica with this hand-off"
             self._emit(StreamClosed(session.stream_id, CloseReason.SERVER_DRAINING, handoff, message))

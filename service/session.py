@@ -136,10 +136,13 @@ class Session:
         oldest = entries[0][0] if entries else None
         if not kept or (last_frame_index is None and oldest is not None):
             kept_range = f"frames {oldest} to {entries[-1][0]}" if entries else "no frames"
+            point = "from its start" if last_frame_index is None else f"after frame {last_frame_index}"
             raise StreamAbort(
                 ErrorCode.RESUME_POINT_UNAVAILABLE,
-                f"cannot resume stream {self.stream_id!r} after frame {last_frame_index}: this server only keeps "
-                f"the state after {kept_range} (its resume history); open a new stream",
+                f"cannot resume stream {self.stream_id!r} {point}: this server only keeps the state after "
+                f"{kept_range} (its resume history, --resume-history frames), and the stream ran further ahead of "
+                "the answers its client read; open a new stream (or continue from a state hand-off), and keep "
+                "fewer frames unanswered, or raise --resume-history",
             )
         newest = kept[-1]
         while len(self.history) > newest + 1:

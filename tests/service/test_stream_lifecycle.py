@@ -25,7 +25,7 @@ from test_stream_service import assert_matches
 
 from plugins import VideoSlotModel
 from service import wire
-from service.client import Client, FrameError, FrameResult, Output, StreamError, StreamOptions
+from service.client import Client, CloseReason, FrameError, FrameResult, Output, StreamError, StreamOptions
 from service.engine import model_version
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
@@ -600,3 +600,32 @@ def test_frames_waiting_for_the_model_hold_their_pixels_not_their_encoded_bytes(
     assert len(queued) >= 2 and all(size == 0 for _, size in queued), queued
     assert [answer.frame_index for answer in answers] == [0, 1, 2, 3]
     assert all(isinstance(answer, FrameResult) for answer in answers)
+
+
+def test_a_close_sent_before_a_drain_begins_is_honoured_as_a_close(start_server):
+    """The client closed while its last frame was in the model, then the server began to drain: the stream ends
+    as the client asked (CLIENT_CLOSED, with the state it asked for), not as drained, which would invite the client
+    to continue a stream it meant to end."""
+    factory, engines = slow_factory()
+    server = start_server(engine_factory=factory, inline_model_max_ms=0)
+    frame = make_video(seed=101, frames=1)[0]
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            for engine in engines:
+                engine.delay_s = 0.6
+            await stream.send(frame)
+            await asyncio.sleep(0.1)  # the frame is in the model
+            closing = asyncio.ensure_future(stream.close(return_state=True))
+            await asyncio.sleep(0.1)  # the close has reached the server
+            stopping = asyncio.ensure_future(asyncio.to_thread(server.stop, 5.0))
+            remaining = await closing
+            await stopping
+            return remaining
+
+    remaining = run(scenario())
+    assert [type(answer).__name__ for answer in remaining] == ["FrameResult", "StreamClosed"]
+    closed = remaining[-1]
+    assert closed.reason == CloseReason.CLIENT_CLOSED and closed.handoff is not None
+    assert closed.handoff.last_frame_index == 0
