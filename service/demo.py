@@ -35,16 +35,23 @@ def main(argv: list[str] | None = None) -> int:
     from service.bench.spawn import SpawnedServer
     from service.client.__main__ import main as client_main
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file in the way, no permission
+        print(f"demo: --out-dir {args.out_dir}: cannot make the folder ({error.strerror})", file=sys.stderr)
+        return 2
     clip, overlay, jsonl = args.out_dir / "clip.mp4", args.out_dir / "overlay.gif", args.out_dir / "results.jsonl"
     if client_main(["synth", str(clip), "--frames", str(args.frames)]) != 0:
         return 1
     print(f"starting a server for {args.model_dir} ...", file=sys.stderr)
-    with SpawnedServer(args.model_dir) as server:
+    with SpawnedServer(args.model_dir, own_settings_only=True) as server:  # the demo's server, whatever is set
         print(f"serving on {server.target}; streaming {clip}", file=sys.stderr)
         code = client_main(
             ["stream", str(clip), "--target", server.target, "--out", str(overlay), "--jsonl", str(jsonl)]
         )
+    if code != 0:
+        print(f"server stopped; the demo failed (exit status {code}, the client's message is above)", file=sys.stderr)
+        return code
     print(f"server stopped. Overlay: {overlay}  per-frame results: {jsonl}", file=sys.stderr)
     return code
 

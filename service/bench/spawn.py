@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from service.config_sources import ENV_PREFIX
+
 
 class SpawnedServer:
     """A server child process; its port is read from its ``listening`` log line.
@@ -20,14 +22,27 @@ class SpawnedServer:
         model_dir: model to serve.
         extra_args: more ``python -m service`` flags.
         timeout_s: how long to wait for it to be serving.
+        own_settings_only: start it without the ``SLOTSTREAM_*`` variables of this environment (an auth token
+            or TLS files meant for another server would make it refuse the clients started beside it).
 
     Raises:
         RuntimeError: the server exited or was not serving within ``timeout_s``; the message (one line) says
             which, with the last line the server wrote (its own error message, or a traceback's last line).
     """
 
-    def __init__(self, model_dir: Path, extra_args: list[str] | None = None, timeout_s: float = 120.0) -> None:
-        env = {**os.environ, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_LOG_LEVEL": "INFO"}
+    def __init__(
+        self,
+        model_dir: Path,
+        extra_args: list[str] | None = None,
+        timeout_s: float = 120.0,
+        own_settings_only: bool = False,
+    ) -> None:
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if not (own_settings_only and name.startswith(ENV_PREFIX))
+        }
+        env = {**inherited, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_LOG_LEVEL": "INFO"}
         command = [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--listen", "127.0.0.1:0"]
         command += ["--metrics-listen", "", *(extra_args or [])]
         self.process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)

@@ -22,6 +22,21 @@ def test_demo_serves_streams_and_writes_an_overlay(model_dir, tmp_path):
     assert (tmp_path / "clip.mp4").stat().st_size > 0
 
 
+def test_demo_server_ignores_server_settings_of_the_environment(model_dir, tmp_path, capsys, monkeypatch):
+    """An auth token set for another server made the demo's server refuse the demo's client, and the demo then
+    named output files it had not written."""
+    monkeypatch.setenv("SLOTSTREAM_AUTH_TOKEN", "meant-for-another-server")
+    assert demo_main(["--model-dir", str(model_dir), "--out-dir", str(tmp_path), "--frames", "2"]) == 0
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+    assert "Overlay:" in capsys.readouterr().err
+
+
+def test_demo_names_an_out_dir_it_cannot_make(model_dir, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert demo_main(["--model-dir", str(model_dir), "--out-dir", str(tmp_path / "a-file"), "--frames", "2"]) == 2
+    assert f"demo: --out-dir {tmp_path / 'a-file'}: cannot make the folder" in capsys.readouterr().err
+
+
 def test_demo_explains_a_missing_model(tmp_path, capsys):
     assert demo_main(["--model-dir", str(tmp_path / "absent"), "--out-dir", str(tmp_path)]) == 2
     assert "not a model directory" in capsys.readouterr().err
