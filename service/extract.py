@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -38,6 +39,20 @@ from service.postprocess import MaskRequest, mask_outputs
 from service.runner import NOT_FINITE, finite_rows
 from service.session_limits import SessionLimits
 from service.types import FrameFit, FrameResult, LatencyBreakdown
+
+
+class ExtractionInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, where it raises ``KeyboardInterrupt``) stopped a source; the rows before it were saved.
+
+    Attributes:
+        path: the ``.npz`` written, or ``None`` when no frame had been extracted yet.
+        frames: its rows.
+    """
+
+    def __init__(self, path: Path | None, frames: int) -> None:
+        super().__init__(f"interrupted after {frames} frames")
+        self.path = path
+        self.frames = frames
 
 
 @dataclass(frozen=True)
@@ -94,63 +109,83 @@ def extract(
         ValueError: the source has no frames, or a frame is not an image the service would take (the message
             names the frame).
         OSError: the file cannot be written.
+        ExtractionInterrupted: Ctrl-C; the frames extracted until then are saved first.
     """
-    card = engine.card
     started = time.perf_counter()
     trajectory = SlotTrajectory(
         path, frame_fit=fit.name, fps=source.fps or float("nan"), capture_clock=source.clock, source=spec
     )
+    refused: list[tuple[int, str]] = []
+    with tqdm(desc=spec, unit="frame", total=None, disable=not progress, leave=False) as bar:
+        try:
+            _extract_frames(engine, source, spec, fit, trajectory, refused, bar)
+        except KeyboardInterrupt:
+            if not len(trajectory):
+                raise ExtractionInterrupted(None, 0) from None
+            trajectory.save()
+            raise ExtractionInterrupted(path, len(trajectory)) from None
+    if not len(trajectory) and not refused:
+        raise ValueError(f"{spec}: {source.description} has no frames")
+    trajectory.save()
+    return Extracted(path, len(trajectory), time.perf_counter() - started, tuple(refused))
+
+
+def _extract_frames(
+    engine: Engine,
+    source: Source,
+    spec: str,
+    fit: FrameFit,
+    trajectory: SlotTrajectory,
+    refused: list[tuple[int, str]],
+    bar: tqdm[Any],
+) -> None:
+    """The frame loop of :func:`extract`: each frame's row goes to ``trajectory``, each refused frame to
+    ``refused``, and ``bar`` counts them."""
+    card = engine.card
     anchor_ns = time.time_ns()  # the run's start on the wall clock: own-timeline capture times count from it
     slot_ids = tuple(range(card.num_slots))
     no_latency = LatencyBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 1)
     max_pixels = ServiceConfig().max_image_pixels  # the server's default limit
     state: np.ndarray | None = None
     mask_size: tuple[int, int] | None = None
-    refused: list[tuple[int, str]] = []
-    bar = tqdm(desc=spec, unit="frame", total=None, disable=not progress, leave=False)
-    with bar:
-        for index, frame in enumerate(source.frames):
-            bar.update()
-            height, width = frame.image.shape[:2]
-            mask_size = mask_size or trajectory_mask_size((height, width))
-            try:
-                image = encode_image(frame.image)
-            except ValueError as error:  # not a frame at all: the source is broken
-                raise ValueError(f"{spec}: frame {index}: {error}") from error
-            try:
-                fitted = fit_frame(image, card.image_size, max_pixels, fit)
-            except FrameRejected as rejected:
-                refused.append((index, f"{rejected.code}: {rejected.message}"))
-                continue
-            pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one
-            out = engine.first_step(pixels) if state is None else engine.step(pixels, state)
-            if not finite_rows(out)[0]:
-                refused.append((index, f"{ErrorCode.INFERENCE_FAILED}: {NOT_FINITE}"))
-                continue
-            state = out.state
-            request = MaskRequest(mask_size, view=fitted.view)
-            (masks,) = mask_outputs(out.masks, [request])
-            assert masks.segmentation is not None
-            geometry = slot_geometry(masks.segmentation, card.num_slots, (height, width))
-            capture_ns = anchor_ns + frame.time_ns if source.own_timeline else frame.time_ns
-            result = FrameResult(
-                stream_id="",
-                frame_index=index,
-                capture_time_ns=capture_ns,
-                camera_frame_id="",
-                received_time_ns=0,
-                completed_time_ns=0,
-                model_version=card.version,
-                slot_ids=slot_ids,
-                latency=no_latency,
-                slots=out.slots[0],
-                segmentation=masks.segmentation,
-            )
-            trajectory.add(result, geometry.areas, geometry)
-    if not len(trajectory) and not refused:
-        raise ValueError(f"{spec}: {source.description} has no frames")
-    trajectory.save()
-    return Extracted(path, len(trajectory), time.perf_counter() - started, tuple(refused))
+    for index, frame in enumerate(source.frames):
+        bar.update()
+        height, width = frame.image.shape[:2]
+        mask_size = mask_size or trajectory_mask_size((height, width))
+        try:
+            image = encode_image(frame.image)
+        except ValueError as error:  # not a frame at all: the source is broken
+            raise ValueError(f"{spec}: frame {index}: {error}") from error
+        try:
+            fitted = fit_frame(image, card.image_size, max_pixels, fit)
+        except FrameRejected as rejected:
+            refused.append((index, f"{rejected.code}: {rejected.message}"))
+            continue
+        pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one
+        out = engine.first_step(pixels) if state is None else engine.step(pixels, state)
+        if not finite_rows(out)[0]:
+            refused.append((index, f"{ErrorCode.INFERENCE_FAILED}: {NOT_FINITE}"))
+            continue
+        state = out.state
+        request = MaskRequest(mask_size, view=fitted.view)
+        (masks,) = mask_outputs(out.masks, [request])
+        assert masks.segmentation is not None
+        geometry = slot_geometry(masks.segmentation, card.num_slots, (height, width))
+        capture_ns = anchor_ns + frame.time_ns if source.own_timeline else frame.time_ns
+        result = FrameResult(
+            stream_id="",
+            frame_index=index,
+            capture_time_ns=capture_ns,
+            camera_frame_id="",
+            received_time_ns=0,
+            completed_time_ns=0,
+            model_version=card.version,
+            slot_ids=slot_ids,
+            latency=no_latency,
+            slots=out.slots[0],
+            segmentation=masks.segmentation,
+        )
+        trajectory.add(result, geometry.areas, geometry)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -201,10 +236,11 @@ def _report_failed(spec: str, error: Exception) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Extract every source's trajectory; returns the exit status (2: bad arguments or model, 1: a source failed).
+    """Extract every source's trajectory; returns the exit status (2: bad arguments or model, 1: a source failed,
+    130: Ctrl-C).
 
     A source that fails (unreadable, a frame the service would refuse) is reported and the others are still
-    extracted; files of earlier sources stay written.
+    extracted; files of earlier sources stay written, and so do the rows of a source stopped by Ctrl-C.
     """
     args = _parser().parse_args(argv)
     try:
@@ -214,11 +250,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{spec}: extract reads recorded sources; stream a camera with service.client")
         if args.max_frames is not None and args.max_frames < 1:
             raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+        if args.fps is not None and not args.fps > 0:
+            raise ValueError(f"--fps must be > 0, got {args.fps}")
         paths = _planned_paths(args.sources, args.out, args.overwrite)
         engine = load_engine(args.backend, args.model, name="extract", device=args.device, max_batch_size=1)
     except (ValueError, FileNotFoundError, BackendUnavailable, RegistryError) as error:
         print(f"slotstream extract: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("slotstream extract: interrupted while loading the model; nothing written", file=sys.stderr)
+        return 130
     fit = FrameFit.named(args.frame_fit) if args.frame_fit != "auto" else SessionLimits().frame_fit_for(engine.card)
     failed = 0
     for spec, path in zip(args.sources, paths, strict=True):
@@ -235,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             done = extract(engine, source, spec, fit, path, progress=not args.quiet)
+        except ExtractionInterrupted as interrupted:
+            saved = f"slots of {interrupted.frames} frames saved to {interrupted.path}" if interrupted.path else ""
+            print(f"slotstream extract: {spec}: interrupted; {saved or 'no frame extracted'}", file=sys.stderr)
+            return 130
         except (ValueError, OSError) as error:
             _report_failed(spec, error)
             failed += 1

@@ -58,7 +58,7 @@ from service.client.stream_command import (
     client_from_args,
     stream_source,
 )
-from service.client.synthetic import synthetic_clip
+from service.client.synthetic import synthetic_frames
 from service.client.trajectory import SlotTrajectory
 from service.types import FrameFit
 
@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     stream = commands.add_parser("stream", help="stream a video, folder of frames or camera")
-    stream.add_argument("source", type=_source_spec, help="video file, folder of images, camera:N or synthetic:N")
+    stream.add_argument(
+        "source", type=_source_spec, help="video file, folder of images, image file, camera:N or synthetic:N"
+    )
     _connection_flags(stream)
     stream.add_argument("--out", type=Path, help="overlay video to write (.gif or .mp4)")
     stream.add_argument("--jsonl", type=Path, help="write one JSON line per frame here ('-': stdout)")
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="save the slot trajectories here (.npz: frame_index [T], capture_time_ns [T], slot_ids [T, K], slots "
         "[T, K, D], areas [T, K], frame_size [T, 2], centroids [T, K, 2], boxes [T, K, 4], fps, capture_clock, "
-        "model_version, frame_fit; see service/client/trajectory.py)",
+        "model_version, frame_fit, source; see service/client/trajectory.py)",
     )
     stream.add_argument("--model", default="", help="model name (default: the server's default)")
     stream.add_argument(
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     describe = commands.add_parser("describe", help="print the model card")
     _connection_flags(describe)
-    describe.add_argument("--model", default="")
+    describe.add_argument("--model", default="", help="model name (default: the server's default)")
 
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")
     synth.add_argument("out", type=Path, help=".mp4 or .gif")
@@ -303,11 +305,16 @@ def _synth(args: argparse.Namespace) -> int:
         raise ValueError(f"need --frames >= 1 and --size >= 2, got {args.frames} and {args.size}")
     if not args.out.resolve().parent.is_dir():
         raise FileNotFoundError(f"{args.out}: the folder {args.out.resolve().parent} does not exist")
-    clip = synthetic_clip(args.frames, (args.size, args.size))
-    with OverlayWriter(args.out, fps=15.0, what="clip") as writer:
-        for frame in clip:
-            writer.write(frame)
-    print(f"wrote {len(clip)} frames to {args.out}", file=sys.stderr)
+    written = 0
+    try:
+        with OverlayWriter(args.out, fps=15.0, what="clip") as writer:
+            for frame in synthetic_frames(args.frames, (args.size, args.size)):
+                writer.write(frame)
+                written += 1
+    except KeyboardInterrupt:
+        print(f"interrupted; {args.out} holds the first {written} frames", file=sys.stderr)
+        return 130
+    print(f"wrote {written} frames to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from plugins.pixels import rgb_pixels
-from service.client.synthetic import synthetic_clip
+from service.client.synthetic import synthetic_frames
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 SYNTHETIC_FPS = 15.0
@@ -89,7 +89,7 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
     elif spec.startswith("synthetic:"):
         count = _count(spec, "synthetic:", "a frame count", 1) if spec != "synthetic:" else 60
         rate = fps or SYNTHETIC_FPS
-        source = Source(_at_rate(synthetic_clip(count), rate), rate, f"{count} synthetic frames", "frame_rate")
+        source = Source(_at_rate(synthetic_frames(count), rate), rate, f"{count} synthetic frames", "frame_rate")
     else:
         path = Path(spec)
         if not path.exists():

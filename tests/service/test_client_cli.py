@@ -280,3 +280,35 @@ def test_a_slots_path_that_cannot_be_written_is_refused_before_streaming(tmp_pat
 def test_a_folder_given_for_an_output_file_is_refused_naming_the_flag(tmp_path, capsys, flag):
     assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", flag, str(tmp_path)]) == 2
     assert f"{flag} {tmp_path}: that is a folder; name a file in it" in capsys.readouterr().err
+
+
+def test_synth_stopped_by_ctrl_c_keeps_the_frames_written(tmp_path, monkeypatch, capsys):
+    from service.client import __main__ as client_cli
+    from service.client.synthetic import synthetic_frames
+
+    def three_frames_then_ctrl_c(frames, size):
+        yield from synthetic_frames(3, size)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client_cli, "synthetic_frames", three_frames_then_ctrl_c)
+    out = tmp_path / "clip.gif"
+    assert main(["synth", str(out), "--frames", "100", "--size", "16"]) == 130
+    assert f"interrupted; {out} holds the first 3 frames" in capsys.readouterr().err
+    with Image.open(out) as gif:
+        assert gif.n_frames == 3
+
+
+def test_a_long_synthetic_source_is_made_frame_by_frame():
+    """``synthetic:N`` made its whole clip before the first frame was sent (about 5 GB for 100,000 frames)."""
+    import tracemalloc
+
+    from service.client.sources import open_source
+
+    tracemalloc.start()
+    try:
+        source = open_source("synthetic:20000", None, None)
+        next(source.frames)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6  # one 128 x 128 frame and its workings, not 20,000 frames (about 1 GB)

@@ -108,3 +108,36 @@ def test_trajectory_names(tmp_path, monkeypatch):
     assert trajectory_name(str(tmp_path / "clip.v2")) == "clip.v2", "a folder keeps its whole name"
     monkeypatch.chdir(tmp_path / "run3")
     assert trajectory_name(".") == "run3"
+
+
+def test_ctrl_c_keeps_the_rows_extracted_so_far_and_exits_130(server, tmp_path, monkeypatch, capsys):
+    """A source stopped by Ctrl-C (here its frames raise KeyboardInterrupt after three) keeps its rows on disk,
+    as the client keeps a stream's, instead of ending with a traceback and no file."""
+    from service import extract as extract_module
+    from service.client.sources import open_source
+
+    def three_frames_then_ctrl_c(spec, max_frames, fps):
+        source = open_source("synthetic:10", max_frames, fps)
+        frames = source.frames
+
+        def interrupted():
+            for count, frame in enumerate(frames):
+                if count == 3:
+                    raise KeyboardInterrupt
+                yield frame
+
+        source.frames = interrupted()
+        return source
+
+    monkeypatch.setattr(extract_module, "open_source", three_frames_then_ctrl_c)
+    out = tmp_path / "out"
+    assert extract_main(["synthetic:10", "--model", str(server.model_dir), "--out", str(out), "--quiet"]) == 130
+    saved = out / f"{trajectory_name('synthetic:10')}.npz"
+    assert f"interrupted; slots of 3 frames saved to {saved}" in capsys.readouterr().err
+    with np.load(saved) as trajectory:
+        assert trajectory["frame_index"].tolist() == [0, 1, 2]
+
+
+def test_a_frame_rate_that_is_not_positive_is_a_usage_error(tmp_path, capsys):
+    assert extract_main(["synthetic:3", "--fps", "-1", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert capsys.readouterr().err.count("--fps must be > 0, got -1.0") == 1
