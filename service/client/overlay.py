@@ -112,6 +112,11 @@ class OverlayWriter:
             video_frame = _paletted_frame(frame) if self._gif else av.VideoFrame.from_ndarray(frame, format="rgb24")
             for packet in self._stream.encode(video_frame):
                 self._container.mux(packet)
+        except OSError as error:
+            self._failed = True
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, error.strerror or str(error), str(self.path)) from error
         except BaseException:
             self._failed = True
             raise

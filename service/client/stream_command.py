@@ -428,7 +428,12 @@ async def _record(
         summary["errors"] += 1
         line |= {"outcome": "error", "code": answer.code.name, "message": answer.message}
     if out is not None:
-        out.write(json.dumps(line) + "\n")
+        try:
+            out.write(json.dumps(line) + "\n")
+        except OSError as error:  # a full disk: name the file, which a failed write() leaves out
+            if error.filename is not None or out is sys.stdout:
+                raise
+            raise OSError(error.errno, error.strerror or str(error), getattr(out, "name", None)) from error
 
 
 class JsonLines:
@@ -449,7 +454,15 @@ class JsonLines:
         return self._file
 
     def close(self) -> None:
-        """Close the file, if one was opened."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the file, if one was opened.
+
+        Raises:
+            OSError: the last lines could not be written (a full disk), naming the file.
+        """
+        file, self._file = self._file, None
+        if file is None:
+            return
+        try:
+            file.close()
+        except OSError as error:
+            raise OSError(error.errno, error.strerror or str(error), str(self.path)) from error

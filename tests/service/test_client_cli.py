@@ -312,3 +312,12 @@ def test_a_long_synthetic_source_is_made_frame_by_frame():
     finally:
         tracemalloc.stop()
     assert peak < 20e6  # one 128 x 128 frame and its workings, not 20,000 frames (about 1 GB)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to stand in for a full disk")
+@pytest.mark.parametrize("flag", ["--jsonl", "--out"])
+def test_an_output_on_a_full_disk_is_an_error_naming_the_file(server, tmp_path, capsys, flag):
+    path = tmp_path / ("results.jsonl" if flag == "--jsonl" else "overlay.mp4")
+    path.symlink_to("/dev/full")
+    assert main(["stream", "synthetic:3", "--target", server.target, flag, str(path)]) == 2
+    assert f"error: No space left on device: {path}" in capsys.readouterr().err
