@@ -39,6 +39,10 @@ class PluginVersionWarning(UserWarning):
     """A saved model's component comes from another version of its plugin than the one installed."""
 
 
+class PluginSourceWarning(UserWarning):
+    """A saved model's component name is registered here by another plugin than the one it was saved from."""
+
+
 def write_pretrained(model: VideoSlotModel, directory: str | os.PathLike[str]) -> Path:
     """What :meth:`~plugins.model.VideoSlotModel.save_pretrained` does (see there); returns the directory."""
     path = Path(directory)
@@ -81,6 +85,7 @@ def read_pretrained(
     except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
         raise RegistryError(f"{config_path}: {error} {_missing_plugin_hint(payload)}") from error
     model.frame_fit = frame_fit
+    _warn_on_other_plugin_sources(model, payload, config_path)
     _warn_on_other_plugin_versions(model, payload, config_path)
     model = model.to(map_location)  # the weights load straight onto it
     try:
@@ -123,6 +128,27 @@ def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, 
             f"{installed} is installed; the model is built with the arguments the file records, but the plugin's "
             f"code may now compute differently: check its results, or install version {saved}",
             PluginVersionWarning,
+            stacklevel=4,  # the caller of VideoSlotModel.from_pretrained
+        )
+
+
+def _warn_on_other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
+    """Warn (:class:`PluginSourceWarning`) for each component whose name another plugin registers here than the
+    one ``config.json`` records (the saved plugin is not installed, and another registers the same name): the
+    model is built with that plugin's class, which may compute something else entirely. A file without the
+    record, and components that move between the project's own built-in plugins, say nothing."""
+    saved_plugins = payload.get("plugins")
+    if not isinstance(saved_plugins, Mapping):
+        return
+    for role in model.specs:  # in data-flow order
+        saved, loaded = saved_plugins.get(role), model.component_plugins[role]
+        if saved is None or str(saved) == loaded or (str(saved) in DEFAULT_PLUGINS and loaded in DEFAULT_PLUGINS):
+            continue
+        warnings.warn(
+            f"{config_path}: the {role} {model.specs[role].name!r} of this model came from plugin {saved!r}, but "
+            f"here plugin {loaded!r} registers that name, so its class is used: install {saved!r} and block "
+            f"{loaded!r} with {BLOCK_ENV_VAR} to load the model as saved, or check its results",
+            PluginSourceWarning,
             stacklevel=4,  # the caller of VideoSlotModel.from_pretrained
         )
 

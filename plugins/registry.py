@@ -15,8 +15,9 @@ from collections.abc import Collection
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from torch import nn
+
 from plugins.interfaces import (
-    WIRING_ARGUMENTS,
     Aggregator,
     Component,
     Decoder,
@@ -151,11 +152,9 @@ class ComponentRegistry:
                 f"reconstructs), to be registered as one of the decoders; got {target_kind!r}"
             )
         parameters = _constructor_parameters(cls)
-        unpassable = [
-            p.name
-            for p in parameters
-            if p.kind is p.POSITIONAL_ONLY and (p.name in WIRING_ARGUMENTS or p.default is p.empty)
-        ]
+        # Refused even with a default: a saved config.json records every argument's value by keyword, so the
+        # model could be built but never loaded again.
+        unpassable = [p.name for p in parameters if p.kind is p.POSITIONAL_ONLY]
         if unpassable:
             raise RegistryError(
                 f"{_qualname(cls)} cannot be registered as one of the {kind.value}: its constructor takes "
@@ -177,9 +176,11 @@ class ComponentRegistry:
             owners = [owner for owner, _ in claims]
             if plugin not in self.external_plugins or plugin in owners or owners[0] not in self.external_plugins:
                 others = [known for known in self.names(kind) if self._owners[(kind, known)] != plugin]
+                # the plugin's own earlier claim when it registers a name twice, else the first owner's
+                owner, taken = next((claim for claim in claims if claim[0] == plugin), claims[0])
                 raise RegistryError(
-                    f"duplicate {kind.singular} name {name!r}: already registered by plugin {owners[0]!r} "
-                    f"({_qualname(claims[0][1])}); plugin {plugin!r} tried to register {_qualname(cls)}. Choose "
+                    f"duplicate {kind.singular} name {name!r}: already registered by plugin {owner!r} "
+                    f"({_qualname(taken)}); plugin {plugin!r} tried to register {_qualname(cls)}. Choose "
                     f"another name; the {kind.value} of other plugins: {', '.join(others) or '(none)'}"
                 )
             table.pop(name, None)
@@ -372,7 +373,10 @@ _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def _constructor_parameters(cls: type[Component]) -> list[inspect.Parameter]:
-    """The parameters of ``cls.__init__`` after ``self``."""
+    """The parameters of ``cls.__init__`` after ``self``; none for a class that inherits ``nn.Module``'s
+    constructor, whose ``*args, **kwargs`` accept nothing it would use."""
+    if cls.__init__ is nn.Module.__init__:
+        return []
     return list(inspect.signature(cls.__init__).parameters.values())[1:]
 
 

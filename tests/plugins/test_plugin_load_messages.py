@@ -159,6 +159,19 @@ def test_a_config_key_the_component_does_not_take_is_a_registry_error(kwargs: di
     assert isinstance(raised.value, RegistryError | ValueError) and isinstance(raised.value, TypeError)
 
 
+def test_a_component_without_a_constructor_of_its_own_takes_no_config_keys() -> None:
+    """It inherits ``nn.Module``'s ``*args, **kwargs``: keys it would never use were passed on, failing in the
+    constructor (a ComponentBuildError) instead of being named."""
+    registry = ComponentRegistry()
+    registry.add_transition(IdentityTransition)
+    for kwargs, says in (
+        ({"scale": 2}, r"got unknown config keys \['scale'\]; it accepts \[\]$"),
+        ({"num_slots": 2}, r"got unknown config keys \['num_slots'\]; it accepts \[\] \(num_slots: set by"),
+    ):
+        with pytest.raises(ComponentConfigError, match=r"^the transition 'identity' \(.*\) " + says):
+            registry.build("transitions", "identity", kwargs, {"num_slots": 3, "slot_dim": 16})
+
+
 def test_messages_name_one_component_of_a_kind_in_the_singular(registry: ComponentRegistry) -> None:
     with pytest.raises(RegistryError, match=r"^unknown loss name 'reconstruction_mes'\. Known losses: "):
         registry.get("losses", "reconstruction_mes")

@@ -15,7 +15,7 @@ import torch
 from tiny_configs import model_config
 
 from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl
-from plugins.pretrained import PluginVersionWarning
+from plugins.pretrained import PluginSourceWarning, PluginVersionWarning
 from plugins.registry import ComponentRegistry
 from plugins.types import Features, Slots
 
@@ -49,21 +49,25 @@ class DampedAfter(DampedBefore):
 
 
 def _installed_registry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, transition: type[Transition]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    version: str,
+    transition: type[Transition],
+    plugin: str = "damped",
 ) -> ComponentRegistry:
-    """The registry of a plugin manager that found the distribution ``damped-dist`` at ``version`` (real
-    ``.dist-info`` metadata), whose entry point ``damped`` registers ``transition``."""
-    module = types.ModuleType(f"damped_plugin_{version.replace('.', '_')}")
+    """The registry of a plugin manager that found the distribution ``<plugin>-dist`` at ``version`` (real
+    ``.dist-info`` metadata), whose entry point ``plugin`` registers ``transition``."""
+    module = types.ModuleType(f"{plugin}_plugin_{version.replace('.', '_')}")
 
     @hookimpl
     def slotstream_register_components(registry: ComponentRegistry) -> None:
         registry.add_transition(transition)
 
     module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
-    info = tmp_path / f"damped_dist-{version}.dist-info"
+    info = tmp_path / f"{plugin}_dist-{version}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: damped-dist\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[slotstream]\ndamped = {module.__name__}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {plugin}-dist\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[slotstream]\n{plugin} = {module.__name__}\n")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     entry_points: list[EntryPoint] = list(importlib.metadata.PathDistribution(info).entry_points)
     monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
@@ -118,3 +122,22 @@ def test_a_config_without_versions_loads_as_before_and_the_default_model_is_unch
     assert {name: (DEFAULT_MODEL / name).read_bytes() for name in files} == files
     assert default.config["transition"]["kwargs"]["window"] == 6  # the given arguments, defaults added beside them
     assert set(default.config["transition"]["kwargs"]) > {"window"}
+
+
+def test_a_saved_component_whose_name_another_plugin_registers_here_loads_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saved from plugin ``damped``; here only plugin ``lookalike`` registers the name. Loading used to take
+    ``lookalike``'s class without a word."""
+    saved_with = _installed_registry(tmp_path, monkeypatch, "1.0", DampedBefore)
+    VideoSlotModel(**model_config(transition="damped_example"), registry=saved_with).save_pretrained(tmp_path / "m")
+    here = _installed_registry(tmp_path, monkeypatch, "3.0", DampedAfter, plugin="lookalike")
+    with pytest.warns(PluginSourceWarning) as warned:
+        loaded = VideoSlotModel.from_pretrained(tmp_path / "m", registry=here)
+    assert [str(warning.message) for warning in warned] == [
+        f"{tmp_path / 'm' / 'config.json'}: the transition 'damped_example' of this model came from plugin "
+        "'damped', but here plugin 'lookalike' registers that name, so its class is used: install 'damped' and "
+        "block 'lookalike' with SLOTSTREAM_DISABLE_PLUGINS to load the model as saved, or check its results"
+    ]
+    assert warned[0].filename == __file__
+    assert type(loaded.transition) is DampedAfter

@@ -93,6 +93,15 @@ def test_constructor_arguments_the_model_cannot_pass_are_refused_at_registration
     with pytest.raises(RegistryError, match=r"PositionalOnly .*its constructor takes slot_dim positional-only"):
         ComponentRegistry().add_transition(PositionalOnly)
 
+    class PositionalWithDefault(IdentityTransition):  # built, saved, but never loaded: config.json is by keyword
+        name = "positional_with_default"
+
+        def __init__(self, factor: float = 0.5, /, slot_dim: int = 0) -> None:
+            super().__init__()
+
+    with pytest.raises(RegistryError, match=r"PositionalWithDefault .*takes factor positional-only"):
+        ComponentRegistry().add_transition(PositionalWithDefault)
+
 
 def test_a_keyword_only_initial_weight_argument_needs_a_default_too() -> None:
     """Left out of config.json on save like any other: without a default the saved model could not load."""
