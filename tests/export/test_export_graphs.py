@@ -442,8 +442,64 @@ def test_a_models_card_travels_with_its_export_and_leaves_with_it(source, tmp_pa
     export_model(carded, out, options)
     assert (out / "MODEL_CARD.md").read_text() == "# Model card: carded\n" and (out / "scores.json").is_file()
     assert not (out / "sample.png").exists()
-    export_model(source, out, options)  # another model, without a card, replaces that export
+    replacing = ExportOptions(parity_frames=2, batch_sizes=(1,), replace=True)
+    export_model(source, out, replacing)  # another model, without a card, replaces that export
     assert not (out / "MODEL_CARD.md").exists() and not (out / "scores.json").exists()
+
+
+def test_a_model_exported_in_place_is_not_replaced_by_another_models_export_without_replace(source, tmp_path, capsys):
+    """Exported in place, a model directory holds the model beside its export: exporting another model there
+    deleted that model (its weights, its card) without a word."""
+    import shutil
+
+    import torch
+
+    other = tmp_path / "other"
+    shutil.copytree(source, other)
+    with torch.no_grad():  # another model: other weights, so another version
+        model = VideoSlotModel.from_pretrained(other)
+        for parameter in model.parameters():
+            parameter.add_(0.01)
+        model.save_pretrained(other)
+    (other / "MODEL_CARD.md").write_text("# Model card: other\n")
+    options = ExportOptions(parity_frames=2, batch_sizes=(1,))
+    export_model(other, other, options)  # in place
+    weights = (other / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"holds an export of another model .* pass --replace to replace it"):
+        export_model(source, other, options)
+    assert (other / "model.safetensors").read_bytes() == weights and (other / "MODEL_CARD.md").is_file()
+    assert export_main(["--model", str(source), "--out", str(other)]) == 2
+    assert "pass --replace" in capsys.readouterr().err
+    export_model(other, other, options)  # the same model again: no flag needed
+
+
+def test_a_model_saved_again_while_it_is_exported_is_refused(source, tmp_path, monkeypatch):
+    """A training run saving its best model while that folder is exported: the graphs held the weights loaded,
+    the copied files and the manifest the new ones, all under one version."""
+    import shutil
+
+    import torch
+
+    from training.export import exporter
+
+    moving = tmp_path / "moving"
+    shutil.copytree(source, moving)
+    export_checked = exporter._export_checked
+
+    def saved_again_meanwhile(model, name, options, staging):
+        checked = export_checked(model, name, options, staging)
+        if name == "step":
+            with torch.no_grad():
+                changed = VideoSlotModel.from_pretrained(moving)
+                for parameter in changed.parameters():
+                    parameter.add_(0.01)
+                changed.save_pretrained(moving)
+        return checked
+
+    monkeypatch.setattr(exporter, "_export_checked", saved_again_meanwhile)
+    with pytest.raises(ValueError, match=r"changed while it was being exported .* export it again"):
+        export_model(moving, tmp_path / "export", ExportOptions(parity_frames=2, batch_sizes=(1,)))
+    assert not (tmp_path / "export").exists()
 
 
 def test_weights_of_another_model_than_config_json_are_reported_in_a_few_lines(source, tmp_path, capsys):

@@ -35,7 +35,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         required=True,
-        help="export directory: new, empty, an earlier export (replaced) or the model directory itself",
+        help="export directory: new, empty, an earlier export of the same model (replaced) or the model directory "
+        "itself",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="let --out be an export of another model (another version), which is replaced; refused without it, "
+        "since a model directory exported in place holds the model itself",
     )
     parser.add_argument(
         "--opset",
@@ -86,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tensorrt=args.tensorrt,
         max_batch_size=DEFAULT_MAX_BATCH_SIZE if args.max_batch_size is None else args.max_batch_size,
         onnxruntime_only=args.onnxruntime_only,
+        replace=args.replace,
     )
     try:
         manifest = export_model(args.model, args.out, options)

@@ -37,6 +37,7 @@ from service.backends.manifest import (
     file_sha256,
     write_manifest,
 )
+from service.engine import model_version
 from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.operators import TENSORRT_OPS_SOURCE, check_operators
@@ -89,6 +90,9 @@ class ExportOptions:
             outside TensorRT's operator support (an operator, a ``Resize`` mode) is recorded in the manifest's
             ``tensorrt_problems`` instead of failing the export, and the ``tensorrt`` backend refuses an export
             whose list is not empty (one without problems serves there as any other). Not with ``tensorrt``.
+        replace: let the export replace an export of another model (another source version) in ``out_dir``.
+            Without it that is refused: a model directory exported in place holds the model itself next to its
+            export, and replacing the export would delete that model.
     """
 
     opset: int = DEFAULT_OPSET
@@ -99,6 +103,7 @@ class ExportOptions:
     parity_videos: int = PARITY_VIDEOS
     batch_sizes: tuple[int, ...] = BATCH_SIZES
     onnxruntime_only: bool = False
+    replace: bool = False
 
 
 def export_model(
@@ -134,8 +139,10 @@ def export_model(
         )
     if options.tensorrt:
         _check_tensorrt_available()  # before minutes of export and parity, not after publishing them
-    model = _load_source(source)
-    _check_out_dir(out, source)
+    version = _source_version(source)  # before loading: the files must not change under the export
+    model = _load_source(source)  # (a missing file is refused here, by name)
+    assert version is not None
+    _check_out_dir(out, source, version, options.replace)
     created = _missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
@@ -149,10 +156,15 @@ def export_model(
         parity = _checked_parity(model, runtime, runtime.name, video, options.batch_sizes, fp16=False)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copyfile(source / name, staging / name)
+        if model_version(staging) != version:  # the graphs hold the weights loaded, the copies the new ones
+            raise ValueError(
+                f"--model {source} changed while it was being exported (its {CONFIG_FILE} or {WEIGHTS_FILE} was "
+                "written again, by a training run saving its best model, say): export it again once it is saved"
+            )
         for name in CARD_FILES:  # a published model's card travels with its export
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
-        manifest = _manifest(model, source, options, graphs, {"onnxruntime": parity}, tensorrt_problems)
+        manifest = _manifest(model, staging, options, graphs, {"onnxruntime": parity}, tensorrt_problems)
         write_manifest(staging, manifest)
         if out.resolve() != source.resolve():  # an earlier export replaced: no card of another model stays
             for name in CARD_FILES:
@@ -170,6 +182,15 @@ def export_model(
     if options.tensorrt:
         manifest = _add_tensorrt(model, out, manifest, options, video)
     return manifest
+
+
+def _source_version(source: Path) -> str | None:
+    """:func:`service.engine.model_version` of the model directory ``source``; ``None`` when a file of it cannot be
+    read (:func:`_load_source` then says which)."""
+    try:
+        return model_version(source)
+    except OSError:
+        return None
 
 
 def _load_source(source: Path) -> VideoSlotModel:
@@ -192,14 +213,15 @@ def _load_source(source: Path) -> VideoSlotModel:
         raise ValueError(f"--model {source}: {mismatch}") from error
 
 
-def _check_out_dir(out: Path, source: Path) -> None:
+def _check_out_dir(out: Path, source: Path, version: str, replace: bool) -> None:
     """``out`` must be new, empty, an earlier export (it holds a readable export manifest) or the source model
     directory itself; anything else (another model's directory, a home folder, a folder whose ``manifest.json``
-    belongs to something else) would have its files replaced or mixed in. Staging folders left by a killed
-    export are removed from a folder that is accepted.
+    belongs to something else) would have its files replaced or mixed in. An earlier export of another model
+    (another source version than ``version``) is replaced only with ``replace``: exported in place, that folder
+    holds the model itself. Staging folders left by a killed export are removed from a folder that is accepted.
 
     Raises:
-        ValueError: ``out`` is a file, or a folder of other files.
+        ValueError: ``out`` is a file, a folder of other files, or an export of another model without ``replace``.
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the export")
@@ -207,7 +229,14 @@ def _check_out_dir(out: Path, source: Path) -> None:
         return
     leftovers = list(out.glob(f"{STAGING_PREFIX}*"))  # from a killed export, which never reached its cleanup
     others = [entry for entry in out.iterdir() if entry not in leftovers]
-    if out.resolve() == source.resolve() or _holds_export(out) or not others:
+    earlier = _export_version(out)
+    if earlier is not None and earlier != version and out.resolve() != source.resolve() and not replace:
+        raise ValueError(
+            f"--out {out} holds an export of another model (version {earlier}; this one is {version}) with that "
+            f"model's {CONFIG_FILE} and {WEIGHTS_FILE}, which may be its only copy if it was exported in place: "
+            "pass --replace to replace it, or give a new folder"
+        )
+    if out.resolve() == source.resolve() or earlier is not None or not others:
         for leftover in leftovers:  # (two exports into one folder at once are not supported)
             shutil.rmtree(leftover, ignore_errors=True)
         return
@@ -226,13 +255,13 @@ def _missing_folders(path: Path) -> list[Path]:
     return missing
 
 
-def _holds_export(directory: Path) -> bool:
-    """Whether ``directory`` holds a manifest this exporter wrote (not just any file of that name)."""
+def _export_version(directory: Path) -> str | None:
+    """The source version of the export in ``directory``, when it holds a manifest this exporter wrote (not just
+    any file of that name); else ``None``."""
     try:
-        Manifest.from_json((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return Manifest.from_json((directory / MANIFEST_FILE).read_text(encoding="utf-8")).source.version
     except (OSError, UnicodeDecodeError, ManifestError):
-        return False
-    return True
+        return None
 
 
 def _check_tensorrt_available() -> None:
@@ -358,7 +387,6 @@ def _manifest(
     import onnx
     import onnxscript
 
-    from service.engine import model_version
     from service.images import PREPROCESSING
 
     height, width = model.image_size
