@@ -166,7 +166,8 @@ def _load_entry_points(
             continue
         if manager.has_plugin(name):
             taken_by = loaded.get(name, "a built-in plugin")
-            _leave_out(failed, name, origin, f"the plugin name {name!r} is already taken by {taken_by}")
+            advice = f"uninstall one of the two ({BLOCK_ENV_VAR}={name} would block both)"
+            _leave_out(failed, name, origin, f"the plugin name {name!r} is already taken by {taken_by}", advice=advice)
             continue
         try:
             plugin = entry_point.load()
@@ -273,14 +274,18 @@ def _at(error: BaseException, location: tuple[str, int] | None) -> str:
 
 
 def _leave_out(
-    failed: dict[str, str], name: str, origin: str, reason: str, location: tuple[str, int] | None = None
+    failed: dict[str, str],
+    name: str,
+    origin: str,
+    reason: str,
+    location: tuple[str, int] | None = None,
+    advice: str | None = None,
 ) -> None:
+    """Record the plugin ``name`` (from ``origin``) as left out for ``reason`` and warn, with ``advice`` (default:
+    block it by name)."""
     failed[name] = f"{origin}: {reason}"
-    _warn(
-        f"slotstream plugin {name!r} ({origin}) was left out: {reason}. Set {BLOCK_ENV_VAR}={name} to skip it "
-        "without this warning",
-        location,
-    )
+    advice = advice or f"set {BLOCK_ENV_VAR}={name} to skip it without this warning"
+    _warn(f"slotstream plugin {name!r} ({origin}) was left out: {reason}. To fix: {advice}", location)
 
 
 def _warn_unmatched_blocks(unmatched: list[str], known: set[str]) -> None:

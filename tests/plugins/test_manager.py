@@ -149,8 +149,12 @@ def test_installed_plugins_load_in_one_order_whatever_order_they_are_found_in(
     for listing in (found, found[::-1]):
         log.clear()
         monkeypatch.setattr("plugins.manager._entry_points", lambda listing=listing: listing)
-        with pytest.warns(RuntimeWarning, match=r"'alpha' \(z-dist 1.0\) was left out: .*already taken by a-dist 1.0"):
+        with pytest.warns(
+            RuntimeWarning, match=r"'alpha' \(z-dist 1.0\) was left out: .*already taken by a-dist 1.0"
+        ) as warned:
             setup = build_plugin_manager()
+        # blocking the name would block the distribution that loaded too
+        assert "uninstall one of the two (SLOTSTREAM_DISABLE_PLUGINS=alpha would block both)" in str(warned[0].message)
         assert log == ["order_alpha_a", "order_beta"]
         assert setup.external == ["alpha", "beta"] and list(setup.failed) == ["alpha"]
 
