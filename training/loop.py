@@ -29,7 +29,7 @@ from training.best import BEST_MODEL_DIR, Selection, check_metrics, clear_best, 
 from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
 from training.datasets import VideoClip
-from training.distributed import ProcessGroup, init_from_environment, mean_across_processes, shutdown
+from training.distributed import ProcessGroup, barrier, init_from_environment, mean_across_processes, shutdown
 from training.environment import describe_environment, record_environment
 from training.evaluation import evaluate
 from training.logging_sinks import MetricSinks
@@ -149,6 +149,7 @@ def fit(
     restoring = bool(resume and checkpoints)
     # The warm start is read before the run folder changes below: it may be a killed earlier attempt's best/.
     started_from = warm_start(run.model, config.init_from) if config.init_from is not None and not restoring else None
+    barrier(group)  # every process has read it before the main one may clear the run folder's best/
     existed = existing_run_entries(run_dir)  # what a failed first step must not remove
     if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
         run_dir.mkdir(parents=True, exist_ok=True)

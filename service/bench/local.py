@@ -103,7 +103,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--onnx-profile",
         action="store_true",
-        help="also profile the exported graphs in ONNX Runtime at batch 1: kernel time per operator type",
+        help="also profile the exported graphs in ONNX Runtime on the CPU at batch 1: kernel time per operator type",
     )
     return parser.parse_args(argv)
 

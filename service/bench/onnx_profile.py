@@ -106,7 +106,8 @@ def operator_times(events: Sequence[Mapping[str, Any]], runs: int) -> list[Opera
 
 def _product_flops(operator: str, arguments: Mapping[str, Any]) -> float:
     """``2 * (output elements) * K`` for one node: ``K`` is a convolution's ``C_in / groups * kh * kw`` (from its
-    weight ``[C_out, C_in / groups, kh, kw]``), a matrix product's inner size (its first input's last axis)."""
+    weight ``[C_out, C_in / groups, kh, kw]``), a matrix product's inner size (the axis of its first input that
+    is not the output's rows)."""
     inputs = [_shape(value) for value in arguments.get("input_type_shape", [])]
     outputs = [_shape(value) for value in arguments.get("output_type_shape", [])]
     if not inputs or not outputs:
@@ -115,6 +116,11 @@ def _product_flops(operator: str, arguments: Mapping[str, Any]) -> float:
         if len(inputs) < 2:
             return 0.0
         inner = math.prod(inputs[1][1:])  # weight [C_out, C_in / groups, kh, kw]
+    elif len(inputs[0]) >= 2 and len(outputs[0]) >= 2:
+        # A [..., M, K], or [..., K, M] when transposed (Gemm's and FusedMatMul's transA): K is the axis that is
+        # not the output's M (either, when they are equal)
+        rows, columns = inputs[0][-2:]
+        inner = columns if rows == outputs[0][-2] else rows
     else:
         inner = inputs[0][-1] if inputs[0] else 0
     return 2.0 * math.prod(outputs[0]) * inner

@@ -14,6 +14,9 @@ from types import TracebackType
 
 from service.config_sources import ENV_PREFIX
 
+PLUGIN_BLOCK_LIST = ENV_PREFIX + "DISABLE_PLUGINS"
+"""``plugins.registry.BLOCK_ENV_VAR``, named here without importing the plugin code (and torch)."""
+
 
 class SpawnedServer:
     """A server child process; its port is read from its ``listening`` log line.
@@ -22,8 +25,9 @@ class SpawnedServer:
         model_dir: model to serve.
         extra_args: more ``python -m service`` flags.
         timeout_s: how long to wait for it to be serving.
-        own_settings_only: start it without the ``SLOTSTREAM_*`` variables of this environment (an auth token
-            or TLS files meant for another server would make it refuse the clients started beside it).
+        own_settings_only: start it without the server settings (``SLOTSTREAM_*`` variables) of this environment:
+            an auth token or TLS files meant for another server would make it refuse the clients started beside
+            it. ``SLOTSTREAM_DISABLE_PLUGINS`` stays: it decides which class a component name is.
 
     Raises:
         RuntimeError: the server exited or was not serving within ``timeout_s``; the message (one line) says
@@ -40,7 +44,7 @@ class SpawnedServer:
         inherited = {
             name: value
             for name, value in os.environ.items()
-            if not (own_settings_only and name.startswith(ENV_PREFIX))
+            if not (own_settings_only and name.startswith(ENV_PREFIX) and name != PLUGIN_BLOCK_LIST)
         }
         env = {**inherited, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_LOG_LEVEL": "INFO"}
         command = [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--listen", "127.0.0.1:0"]

@@ -42,6 +42,7 @@ class NewestAnswer:
         self._closed: StreamClosed | None = None
         self._closed_returned = False
         self._error: BaseException | None = None
+        self._error_call: object = None  # the stream's call the error came from
         self._arrived = asyncio.Event()
         self.skipped = 0
         self.dropped = 0
@@ -73,7 +74,8 @@ class NewestAnswer:
         Raises:
             RuntimeError: called outside the ``async with`` block.
             StreamError, EOFError: as :meth:`ClientStream.receive` raises (the connection was lost, the server
-                ended the stream). The error is raised once; the next call reads the stream again, so after
+                ended the stream). The error is raised once, and not at all when :meth:`ClientStream.reconnect`
+                has replaced the call it came from; the next call reads the stream again, so after
                 ``await stream.reconnect()`` reading goes on.
         """
         if not self._entered:
@@ -92,7 +94,8 @@ class NewestAnswer:
                 return self._closed
             if self._error is not None:
                 error, self._error = self._error, None
-                raise error
+                if self._error_call is self._stream._call:  # else reconnect() has replaced that call since
+                    raise error
             if self._task is None or self._task.done():
                 self._start()
             self._arrived.clear()
@@ -102,8 +105,10 @@ class NewestAnswer:
         self._task = asyncio.ensure_future(self._follow())
 
     async def _follow(self) -> None:
+        call: object = None
         try:
             while True:
+                call = self._stream._call  # what a failure of this read concerns (reconnect() replaces it)
                 answer = await self._stream.receive()
                 if isinstance(answer, StreamClosed):
                     self._closed = answer
@@ -115,7 +120,7 @@ class NewestAnswer:
                     self.skipped += 1
                 self._newest = answer
                 self._arrived.set()
-        except Exception as error:  # handed to get()
-            self._error = error
+        except Exception as error:  # handed to get(), unless the stream reconnects first
+            self._error, self._error_call = error, call
         finally:
             self._arrived.set()

@@ -117,7 +117,7 @@ class OverlayWriter:
             if error.filename is not None:
                 raise
             raise OSError(error.errno, error.strerror or str(error), str(self.path)) from error
-        except BaseException:
+        except Exception:  # not Ctrl-C: the container is sound then, and close() finishes the frames written
             self._failed = True
             raise
 
@@ -134,7 +134,7 @@ class OverlayWriter:
         try:
             for packet in self._stream.encode():
                 container.mux(packet)
-        except BaseException:
+        except Exception:
             self._failed = True
             with contextlib.suppress(Exception):
                 container.close()

@@ -43,11 +43,13 @@ def test_operator_times_sum_per_run_and_count_product_flops():
         events += [
             _node("Conv", 2.0, [[1, 4, 10, 10], [8, 4, 3, 3], [8]], [1, 8, 10, 10]),
             _node("MatMul", 1.0, [[5, 6], [6, 7]], [5, 7]),
+            _node("Gemm", 1.0, [[6, 5], [6, 7], [7]], [5, 7]),  # transA: A is [K, M]
             _node("Add", 0.5, [[5, 7], [5, 7]], [5, 7]),
             _node("Add", 0.5, [[5, 7], [5, 7]], [5, 7]),
         ]
     times = {time.operator: time for time in operator_times(events, runs)}
-    assert list(times) == ["Conv", "MatMul", "Add"]  # slowest first
+    assert list(times) == ["Conv", "MatMul", "Gemm", "Add"]  # slowest first (ties keep their order)
+    assert times["Gemm"].gflops_per_s == pytest.approx(420 / 1.0 / 1e3)  # K = 6 whichever way A is stored
     assert (times["Conv"].nodes, times["Conv"].microseconds) == (1, 2.0)
     assert times["Conv"].gflops_per_s == pytest.approx(57_600 / 2.0 / 1e3)
     assert times["MatMul"].gflops_per_s == pytest.approx(420 / 1.0 / 1e3)

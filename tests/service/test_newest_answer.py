@@ -205,3 +205,24 @@ def test_a_cancellation_while_leaving_the_block_is_not_swallowed(server):
             return outcome
 
     assert run(scenario()) == "cancelled"
+
+
+def test_a_reconnect_while_the_reader_waits_does_not_raise_the_replaced_calls_error(server):
+    """``reconnect()`` cancels the call the reader was waiting on; that call's error is not raised afterwards."""
+    clip = make_video(seed=102, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            async with NewestAnswer(stream) as newest:
+                await stream.send(clip[0])
+                await newest.get()
+                await asyncio.sleep(0.05)  # the reader waits on the call
+                await stream.reconnect()
+                await stream.send(clip[1])
+                answer = await asyncio.wait_for(newest.get(), 30)
+            await stream.close()
+            return answer
+
+    answer = run(scenario())
+    assert isinstance(answer, FrameResult) and answer.frame_index == 1

@@ -127,3 +127,23 @@ def test_a_full_disk_is_an_error_naming_the_file_and_closing_does_not_crash(tmp_
     assert failures and "No space left" in failures[0], failures
     assert all(str(path) in failure for failure in failures), failures
     assert last == "closed"
+
+
+def test_ctrl_c_during_a_write_leaves_a_file_with_every_frame_written_before_it(tmp_path, monkeypatch):
+    """An interrupted write is no failed write: closing still flushes the encoder's buffered frames (an MP4
+    encoder holds dozens), so the file holds every frame written before the Ctrl-C."""
+    path, frames = tmp_path / "overlay.mp4", _frames(50, size=32)
+    writer = OverlayWriter(path, fps=10)
+    for frame in frames:
+        writer.write(frame)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(av.VideoFrame, "from_ndarray", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            writer.write(frames[0])
+    writer.close()
+    with av.open(str(path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == len(frames)

@@ -141,7 +141,8 @@ def export_model(
         _check_tensorrt_available()  # before minutes of export and parity, not after publishing them
     version = _source_version(source)  # before loading: the files must not change under the export
     model = _load_source(source)  # (a missing file is refused here, by name)
-    assert version is not None
+    if version is None:  # unreadable a moment ago, loaded now: hash what was loaded
+        version = model_version(source)
     _check_out_dir(out, source, version, options.replace)
     created = _missing_folders(out)
     out.mkdir(parents=True, exist_ok=True)
