@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from plugins.files import check_writable
-from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
+from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, read_model_config, recorded_frame_fit
 from service.backends.manifest import (
     FIRST_STEP,
     INPUT_FRAMES,
@@ -344,7 +344,45 @@ def check_source_files(manifest: Manifest, model_dir: Path) -> str | None:
             f"two versions. Re-export: python -m training.export --model <model dir> --out {model_dir}, from the "
             "model directory you mean to serve"
         )
+    _check_manifest_against_config(manifest, model_dir)
     return None
+
+
+def _check_manifest_against_config(manifest: Manifest, model_dir: Path) -> None:
+    """Check that what the manifest says of the model (the frame fit, slot count and width, input size and
+    iterations) is what its ``config.json`` says: the export wrote both from it, so a difference is a hand edit
+    of the manifest, and the two backends would serve the model differently under one version.
+
+    Raises:
+        ManifestError: a field differs (the message names it, with both values).
+    """
+    config_path = model_dir / CONFIG_FILE
+    try:
+        payload = read_model_config(config_path)
+        fit = recorded_frame_fit(payload, config_path)
+    except (OSError, ValueError) as error:
+        raise ManifestError(f"{config_path} cannot be read: {error}") from error
+    model = payload["model"]
+    recorded: dict[str, tuple[object, object]] = {"input.frame_fit": (manifest.input.frame_fit, fit)}
+    exported: dict[str, object] = {
+        "num_slots": manifest.num_slots,
+        "slot_dim": manifest.slot_dim,
+        "first_iters": manifest.first_iters,
+        "later_iters": manifest.later_iters,
+        "image_size": [manifest.input.height, manifest.input.width],
+    }
+    for name, value in exported.items():
+        if name in model:  # (left out: the constructor's default, which the manifest recorded)
+            given = model[name]
+            recorded[name] = (value, list(given) if isinstance(given, list | tuple) else given)
+    for name, (in_manifest, in_config) in recorded.items():
+        if in_manifest != in_config:
+            raise ManifestError(
+                f"{model_dir}: its {MANIFEST_FILE} gives {name} {in_manifest!r}, but its {CONFIG_FILE} "
+                f"{in_config!r}: the manifest was edited after the export, and the backends would serve the model "
+                f"differently under one version. Re-export: python -m training.export --model <model dir> --out "
+                f"{model_dir}"
+            )
 
 
 def tensorrt_options_ignored(choice: ProviderChoice, options: OnnxOptions) -> str | None:

@@ -7,6 +7,7 @@ ONNX Runtime silently falls back to the CPU (reproduced here by making a CPU-onl
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -279,7 +280,8 @@ def test_thread_options_reach_the_sessions(export_dir):
 
 
 def test_a_manifest_edited_together_with_its_recorded_shapes_is_caught_against_the_graphs(export_dir, tmp_path):
-    """The manifest's own shapes agree with each other here; only the loaded graphs show that K is not 7."""
+    """The manifest's own shapes agree with each other here; only the loaded graphs show that K is not 7 (the
+    source files are left out, which would show it first)."""
     import json
     import shutil
 
@@ -287,6 +289,8 @@ def test_a_manifest_edited_together_with_its_recorded_shapes_is_caught_against_t
 
     edited = tmp_path / "edited"
     shutil.copytree(export_dir, edited)
+    for name in ("config.json", "model.safetensors"):
+        (edited / name).unlink()
     raw = json.loads((edited / MANIFEST_FILE).read_text())
     raw["num_slots"] = 7
     for graph in raw["graphs"].values():
@@ -295,6 +299,30 @@ def test_a_manifest_edited_together_with_its_recorded_shapes_is_caught_against_t
                 spec["shape"][1] = 7
     (edited / MANIFEST_FILE).write_text(json.dumps(raw))
     with pytest.raises(ManifestError, match=r"first_step\.onnx takes and gives .* but the manifest records"):
+        onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [("later_iters", 3, "later_iters 3"), ("input.frame_fit", "crop", "input.frame_fit 'crop'")],
+)
+def test_a_manifest_field_edited_against_its_config_is_refused(export_dir, tmp_path, field, value, named):
+    """The export writes both from config.json: a manifest that says otherwise would make the onnx backend serve
+    the model differently from the torch backend under one version."""
+    import json
+    import shutil
+
+    from service.backends.manifest import MANIFEST_FILE
+
+    edited = tmp_path / "edited"
+    shutil.copytree(export_dir, edited)
+    raw = json.loads((edited / MANIFEST_FILE).read_text())
+    if field == "input.frame_fit":
+        raw["input"]["frame_fit"] = value
+    else:
+        raw[field] = value
+    (edited / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match=rf"its manifest\.json gives {re.escape(named)}, but its config\.json"):
         onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)
 
 
