@@ -555,3 +555,19 @@ def test_a_parity_record_keeps_the_build_it_measured_and_older_records_read_with
 
     with pytest.raises(ManifestError, match="the 'tensorrt' parity record's build must be an object"):
         read_manifest(_edited_copy(copy, tmp_path / "bad", not_an_object))
+
+
+def test_a_graph_onnx_refuses_is_reported_in_one_line(source, tmp_path, monkeypatch, capsys):
+    """ONNX's and ONNX Runtime's exception classes derive from Exception alone: the command printed a traceback
+    for them. (onnx.checker is made to refuse here; a plugin's unusual operator could make it.)"""
+
+    def refuse(*args, **kwargs):
+        raise onnx.checker.ValidationError("Field 'shape' of 'type' is required but missing.")
+
+    monkeypatch.setattr(onnx.checker, "check_model", refuse)
+    assert export_main(["--model", str(source), "--out", str(tmp_path / "export")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "export failed: ONNX refused the exported graph: ValidationError: Field 'shape' of 'type' is required but "
+        "missing."
+    )
+    assert not (tmp_path / "export").exists()

@@ -13,9 +13,10 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -53,6 +54,8 @@ from training.export.parity import (
 
 if TYPE_CHECKING:
     import onnx
+
+_T = TypeVar("_T")
 
 #: Name prefix of the hidden folder an export is assembled in before its files are moved into place.
 STAGING_PREFIX = ".staging-"
@@ -149,11 +152,11 @@ def export_model(
     staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
     published = False
     try:
-        checked = {name: _export_checked(model, name, options, staging) for name in GRAPH_FILES}
+        checked = {name: _onnx_errors_named(_export_checked, model, name, options, staging) for name in GRAPH_FILES}
         graphs = {name: spec for name, (spec, _) in checked.items()}
         tensorrt_problems = [f"{name}: {problem}" for name, (_, problems) in checked.items() for problem in problems]
         video = synthetic_video(model.image_size, options.parity_frames, options.parity_videos)
-        runtime = OrtGraphs(staging / GRAPH_FILES["first_step"], staging / GRAPH_FILES["step"])
+        runtime = _onnx_errors_named(OrtGraphs, staging / GRAPH_FILES["first_step"], staging / GRAPH_FILES["step"])
         parity = _checked_parity(model, runtime, runtime.name, video, options.batch_sizes, fp16=False)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copyfile(source / name, staging / name)
@@ -183,6 +186,20 @@ def export_model(
     if options.tensorrt:
         manifest = _add_tensorrt(model, out, manifest, options, video)
     return manifest
+
+
+def _onnx_errors_named(function: Callable[..., _T], *args: Any) -> _T:
+    """``function(*args)``, with an error of ONNX or ONNX Runtime (their exception classes derive from
+    ``Exception`` alone: ``onnx.checker.ValidationError``, ONNX Runtime's ``Fail``...) raised as an
+    :class:`ExportError` saying which library refused the graph, so the command reports it in one line."""
+    try:
+        return function(*args)
+    except Exception as error:
+        library = type(error).__module__.split(".")[0]
+        if library not in ("onnx", "onnxruntime"):
+            raise
+        name = "ONNX Runtime" if library == "onnxruntime" else "ONNX"
+        raise ExportError(f"{name} refused the exported graph: {type(error).__name__}: {error}") from error
 
 
 def _source_version(source: Path) -> str | None:
