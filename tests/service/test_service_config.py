@@ -202,9 +202,20 @@ def test_automatic_model_instances_follow_the_cores_and_the_backend_threads(tmp_
     assert onnx.resolved_model_instances(cores=8) == 2, "onnx calls use --onnx-intra-op-threads, not torch's"
     assert replace(onnx, onnx_intra_op_threads=0).resolved_model_instances(cores=8) == 1  # ORT: one per core
     assert ServiceConfig(device="cuda:0").resolved_model_instances(cores=8) == 1
-    assert available_cores(tmp_path / "missing") >= 1  # no cgroup file: the affinity, silently
+    missing = tmp_path / "missing"
+    assert available_cores(missing, missing, missing) >= 1  # no cgroup file: the affinity, silently
     (tmp_path / "cpu.max").write_text("100000 100000\n")
-    assert available_cores(tmp_path / "cpu.max") == 1
+    assert available_cores(tmp_path / "cpu.max", missing, missing) == 1
+
+
+def test_a_cgroup_v1_cpu_limit_counts_when_there_is_no_v2_one(tmp_path):
+    """A node still on cgroup v1 sets the container's CPU limit as a quota and a period in two files."""
+    quota, period, missing = tmp_path / "cpu.cfs_quota_us", tmp_path / "cpu.cfs_period_us", tmp_path / "cpu.max"
+    quota.write_text("100000\n")
+    period.write_text("100000\n")
+    assert available_cores(missing, quota, period) == 1
+    quota.write_text("-1\n")  # no limit
+    assert available_cores(missing, quota, period) == available_cores(missing, missing, missing)
 
 
 def test_a_bearer_token_sent_in_plain_text_or_kept_in_a_world_readable_file_is_warned_about(tmp_path):
