@@ -151,7 +151,7 @@ def test_equal_masses_exchange_velocities_head_on():
 
 
 def test_colliders_stay_apart_and_objects_move_by_their_velocity_between_events():
-    """Contacts are resolved until no colliders overlap (up to a jam's few hundredths of a pixel), so an
+    """Contacts are resolved until no colliders overlap (up to a jam's fraction of a pixel), so an
     object's centre moves by its velocity unless an event says otherwise (corrections stay far below a pixel).
     Resolving pairs and walls once per step left objects overlapping by several pixels, fully hidden inside each
     other, and then jumping by pixels without any event."""

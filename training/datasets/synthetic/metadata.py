@@ -57,8 +57,9 @@ class ObjectState:
         center_norm: ``center_px`` normalised by (width, height), in [0, 1].
         velocity_px: Velocity (vx, vy) in pixels per frame, in effect from this frame to the next. The next
             centre is this one plus the velocity unless a collision event is recorded for the next frame, or
-            (rarely, under a pixel) the physics separates objects that overlap or keeps one inside the frame
-            without an event.
+            the physics separates objects that overlap or keeps one inside the frame without an event (rarely:
+            under a pixel, but up to about 4 px in a few hard videos per thousand where two fast objects cross
+            within one step; see ``physics.py``).
         velocity_norm: ``velocity_px`` normalised by (width, height).
         bbox: Amodal box (x0, y0, x1, y1) of the whole sprite mask in pixels, half-open: x0 <= x < x1.
         bbox_norm: ``bbox`` normalised by (width, height).

@@ -5,13 +5,16 @@ their full half-size, so sprites always stay inside the frame. The disc ignores 
 (diamond, triangle, star) can bounce while their pixels are still a few pixels apart (up to about 6 px between
 15-19 px sprites at 64x64 in a sample of 1,500 object events, 1 in 10 of them over 1.5 px), so an object event
 marks touching discs, not touching outlines. Contacts are tested at the end of each step, so two fast objects
-that only graze each other's discs within a step (a handful per thousand videos, under 1.5 px deep) pass
-without a bounce or an event. Plain Python floats are used on purpose: with at most
-a handful of objects per video this is faster than numpy scalar arithmetic.
+whose discs meet only within a step pass without a bounce or an event: in 400 videos at 64x64, 49 hard and 18
+medium ones had such a graze, most under 0.25 px deep, 6 hard ones over 0.5 px. Rarer still (8 of 4,000 hard
+videos), two fast objects whose centres cross within one step are taken for separating: they are pushed apart
+without an impulse or an event, and an object then lands up to about 4 px off its path. Plain Python floats are
+used on purpose: with at most a handful of objects per video this is faster than numpy scalar arithmetic.
 
 A step resolves contacts in passes: pairs, then walls, repeated while colliders still overlap (a wall bounce can
 push an object back into another, and one pair's push can undo another's), up to :data:`MAX_PASSES`. Jammed
-configurations (several objects pressed into a corner) can keep a small residual overlap.
+configurations (several objects pressed into a corner) can keep a small residual overlap (up to about 0.2 px in
+800 medium and hard videos).
 """
 
 from __future__ import annotations
