@@ -36,6 +36,7 @@ from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.stream import FRAME_FIELDS_BYTES
 from service.client.synthetic import synthetic_clip
+from service.client.tls import TlsFiles
 from service.config import DEFAULT_MODEL_DIR, ConfigError
 
 
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=128, help="square frame size sent, in pixels (default: 128)")
     parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
     parser.add_argument("--token", help="bearer token")
+    parser.add_argument("--tls-ca", type=Path, help="CA certificate: connect with TLS (--target)")
+    parser.add_argument("--tls-cert", type=Path, help="client certificate, for mutual TLS (--target)")
+    parser.add_argument("--tls-key", type=Path, help="client key, for mutual TLS (--target)")
+    parser.add_argument("--tls-server-name", help="name to check the server certificate against (--target)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--suite; default: 5)")
     parser.add_argument("--server-args", default="", help="more `python -m service` flags (--suite)")
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -154,6 +159,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "size": args.size,
         "jpeg_quality": args.jpeg_quality,
         "token": args.token is not None,
+        "tls": _tls(args) is not None,
         "warmup_frames": LoadSpec.warmup_frames,
     }
 
@@ -168,7 +174,15 @@ def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
         live=args.live,
         jpeg_quality=args.jpeg_quality,
         token=args.token,
+        tls=_tls(args),
     )
+
+
+def _tls(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS files the ``--tls-*`` flags name, or ``None`` for a plaintext connection."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
+        return None
+    return TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
 
 
 def _summary(report: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from service.bench.stats import summarize
 from service.client.connection import Client
 from service.client.exchange import send_while_receiving
+from service.client.tls import TlsFiles
 from service.types import FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
 
 
@@ -29,6 +30,7 @@ class LoadSpec:
         jpeg_quality: send JPEG at this quality instead of raw frames.
         warmup_frames: frames per stream sent and answered before measuring.
         token: bearer token.
+        tls: TLS files (``None``: plaintext).
     """
 
     target: str
@@ -40,6 +42,7 @@ class LoadSpec:
     jpeg_quality: int | None = None
     warmup_frames: int = 10
     token: str | None = None
+    tls: TlsFiles | None = None
 
 
 @dataclass
@@ -64,7 +67,7 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
     computed in (from its answer), so a batch of 8 counts 8 times. The server's ``slotstream_batch_size``
     histogram counts each dispatched batch once, so its mean is lower whenever batch sizes vary.
     """
-    async with Client(spec.target, token=spec.token) as client:
+    async with Client(spec.target, token=spec.token, tls=spec.tls) as client:
         streams = [await client.open(stream_options(spec)) for _ in range(spec.streams)]
         if spec.warmup_frames:
             await asyncio.gather(*(_drive(s, clip, spec, spec.warmup_frames, _StreamStats()) for s in streams))
@@ -77,7 +80,7 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
     all_latencies = [ms for st in stats for ms in st.latencies_ms]
     results = sum(st.results for st in stats)
     return {
-        "spec": {k: v for k, v in vars(spec).items() if k != "token"},
+        "spec": {k: v for k, v in vars(spec).items() if k not in ("token", "tls")} | {"tls": spec.tls is not None},
         "frame_shape": list(clip[0].shape),
         "seconds": round(elapsed, 3),
         "frames_per_second": round(results / elapsed, 2),

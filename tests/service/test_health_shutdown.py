@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -531,3 +532,18 @@ def test_a_failed_warm_up_is_logged_and_ends_serve_with_an_error(model_dir, capl
     with caplog.at_level(logging.ERROR, logger="service.server"), pytest.raises(RuntimeError, match=expected):
         asyncio.run(asyncio.wait_for(serve(make_config(model_dir), factory), 30))
     assert "warm-up failed" in caplog.text and "CUDA out of memory (simulated)" in caplog.text
+
+
+def test_the_load_generator_connects_with_tls(start_server, certificates, tmp_path):
+    """The sizing instructions load a TLS deployment's pods (deploy/README.md): --tls-* as the client takes them."""
+    from service.bench.__main__ import main as bench_main
+
+    d = certificates
+    server = start_server(tls_cert=d / "server.pem", tls_key=d / "server.key", tls_client_ca=d / "ca.pem")
+    out = tmp_path / "load.json"
+    flags = ["--tls-ca", str(d / "ca.pem"), "--tls-cert", str(d / "client.pem"), "--tls-key", str(d / "client.key")]
+    args = ["--target", server.target, "--streams", "1", "--frames", "3", "--size", "32", "--json", str(out)]
+    assert bench_main([*args, *flags]) == 0
+    report = json.loads(out.read_text())
+    (result,) = report["remote"]
+    assert result["results"] == 3 and result["spec"]["tls"] is True and report["settings"]["tls"] is True
