@@ -38,4 +38,4 @@ proto: $(STAMP)
 	$(BIN)/python -m service.protogen
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache slotstream.egg-info
