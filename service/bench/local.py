@@ -33,6 +33,7 @@ import numpy as np
 
 from plugins.model_files import run_folder_hint
 from service.bench.cli import backend_names, unknown_backends, usage_error
+from service.bench.onnx_profile import OperatorTime, format_profile, profile_graph
 from service.bench.provenance import provenance
 from service.engine import BackendUnavailable, Engine, load_engine
 
@@ -162,7 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def onnx_profiles(model_dir: Path, threads: int, runs: int) -> dict[str, list[dict[str, Any]]]:
     """Graph name -> its :func:`~service.bench.onnx_profile.profile_graph` operator times (JSON-ready), at batch 1."""
     from service.backends.manifest import read_manifest
-    from service.bench.onnx_profile import profile_graph
 
     manifest = read_manifest(model_dir)
     return {
@@ -322,8 +322,6 @@ def format_table(report: dict[str, Any]) -> str:
             for key, value in floor["times_floor_p50_per_frame"].items()
         ]
     for graph, times in report.get("onnx_profile", {}).items():
-        from service.bench.onnx_profile import OperatorTime, format_profile
-
         lines += ["", format_profile(graph, [OperatorTime(**time) for time in times])]
     return "\n".join(lines)
 

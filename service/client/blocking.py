@@ -50,12 +50,9 @@ async def _unless_stopped(pending: Awaitable[Any], stopping: asyncio.Event) -> A
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
-        if not task.done():  # this wait was cancelled: the pending call's outcome is nobody's
+        if not task.done():  # stopped, or this wait was cancelled: the pending call's outcome is nobody's
             task.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    return _DONE
+    return task.result() if task.done() else _DONE
 
 
 class _DaemonCalls:

@@ -156,3 +156,11 @@ def test_suite_refuses_server_args_the_server_would_refuse(model_dir, capsys):
     args = ["--suite", "--model", str(model_dir), "--streams", "2", "--server-args", "--max-streams 0"]
     assert bench_main(args) == 2
     assert "--max-streams" in capsys.readouterr().err
+
+
+def test_the_spawner_names_the_plugin_block_list_as_the_registry_does():
+    """``service.bench.spawn`` spells the variable out to stay free of torch; the two must not drift apart."""
+    from plugins.registry import BLOCK_ENV_VAR
+    from service.bench.spawn import PLUGIN_BLOCK_LIST
+
+    assert PLUGIN_BLOCK_LIST == BLOCK_ENV_VAR

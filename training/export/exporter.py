@@ -168,7 +168,7 @@ def export_model(
         for name in CARD_FILES:  # a published model's card travels with its export
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
-        manifest = _manifest(model, staging, options, graphs, {"onnxruntime": parity}, tensorrt_problems)
+        manifest = _manifest(model, staging, version, options, graphs, {"onnxruntime": parity}, tensorrt_problems)
         write_manifest(staging, manifest)
         if out.resolve() != source.resolve():  # an earlier export replaced: no card of another model stays
             for name in CARD_FILES:
@@ -397,6 +397,7 @@ def _add_tensorrt(
 def _manifest(
     model: VideoSlotModel,
     source: Path,
+    version: str,
     options: ExportOptions,
     graphs: dict[str, GraphSpec],
     parity: dict[str, ParityReport],
@@ -425,9 +426,7 @@ def _manifest(
         opset=options.opset,
         precision="fp16" if options.fp16 else "fp32",
         graphs=graphs,
-        source=SourceSpec(
-            version=model_version(source), weights_sha256=_sha256(source / WEIGHTS_FILE), config=model.config
-        ),
+        source=SourceSpec(version=version, weights_sha256=_sha256(source / WEIGHTS_FILE), config=model.config),
         parity=parity,
         exporter={
             "torch": torch.__version__,
