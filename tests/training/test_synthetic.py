@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from training.datasets.synthetic import LEVELS, SHAPES, VideoMetadata, generate_video, get_level
-from training.datasets.synthetic.physics import Body, collide_pair, step
+from training.datasets.synthetic.physics import Body, Contact, collide_pair, step
 from training.datasets.synthetic.sprites import shape_mask
 
 SEEDS = range(6)
@@ -150,11 +150,47 @@ def test_equal_masses_exchange_velocities_head_on():
     assert not collide_pair(a, b)  # now separating: no second impulse
 
 
+def test_objects_bounce_at_their_time_of_impact():
+    """Equal masses head on: they touch a quarter into the frame (gap 1 px, closing at 4 px per frame), swap
+    velocities there and move apart for the rest of it."""
+    a = Body(10.0, 50.0, 2.0, 0.0, half=5.0, collider=5.0, mass=10.0)
+    b = Body(21.0, 50.0, -2.0, 0.0, half=5.0, collider=5.0, mass=10.0)
+    assert step([a, b], 100.0, 100.0) == [Contact("object", (0, 1))]
+    assert (a.x, b.x) == pytest.approx((10.0 + 0.5 - 1.5, 21.0 - 0.5 + 1.5))
+    assert (a.vx, b.vx) == pytest.approx((-2.0, 2.0))
+
+
+@pytest.mark.parametrize(
+    "b_start",
+    [
+        (30.0, 45.0),  # glancing: the discs overlap only in the middle of the frame and have parted by its end
+        (30.0, 50.5),  # nearly head on: the centres cross within the frame
+    ],
+)
+def test_fast_objects_that_meet_within_a_frame_bounce(b_start):
+    """Contacts tested only at the end of a frame missed both: no bounce and no event (the objects passed
+    through each other), or a push apart without an impulse (they kept moving into each other's side)."""
+    a = Body(10.0, 50.0, 20.0, 0.0, half=3.0, collider=3.0, mass=10.0)
+    b = Body(*b_start, -20.0, 0.0, half=3.0, collider=3.0, mass=10.0)
+    p0, e0 = _momentum(a, b), _energy(a, b)
+    assert step([a, b], 100.0, 100.0) == [Contact("object", (0, 1))]
+    assert np.allclose(_momentum(a, b), p0) and _energy(a, b) == pytest.approx(e0)
+    assert a.vx < 20.0 and b.vx > -20.0  # they bounced
+    assert math.dist((a.x, a.y), (b.x, b.y)) >= a.collider + b.collider - 1e-9
+    assert (b.vx - a.vx) * (b.x - a.x) + (b.vy - a.vy) * (b.y - a.y) > 0  # separating
+
+
+def test_wall_bounce_mirrors_the_path():
+    body = Body(7.0, 50.0, -4.0, 1.0, half=5.0, collider=5.0, mass=10.0)
+    assert step([body], 100.0, 100.0) == [Contact("wall", (0,), "left")]
+    assert (body.x, body.y, body.vx, body.vy) == pytest.approx((7.0, 51.0, 4.0, 1.0))
+
+
 def test_colliders_stay_apart_and_objects_move_by_their_velocity_between_events():
-    """Contacts are resolved until no colliders overlap (up to a jam's fraction of a pixel), so an
-    object's centre moves by its velocity unless an event says otherwise (corrections stay far below a pixel).
-    Resolving pairs and walls once per step left objects overlapping by several pixels, fully hidden inside each
-    other, and then jumping by pixels without any event."""
+    """Objects bounce where their colliders touch, so colliders never overlap and an object's centre moves by
+    its velocity unless an event says otherwise. Resolving pairs and walls once per step left objects
+    overlapping by several pixels, fully hidden inside each other, and then jumping by pixels without any event;
+    resolving them at the end of each step still moved objects by up to a pixel without an event."""
     worst_overlap = worst_jump = 0.0
     for level in ("medium", "hard"):
         collider_scale = get_level(level).collider_scale
@@ -173,8 +209,8 @@ def test_colliders_stay_apart_and_objects_move_by_their_velocity_between_events(
                         before = meta.frames[t - 1][k]
                         expected = np.add(before.center_px, before.velocity_px)
                         worst_jump = max(worst_jump, float(np.hypot(*(np.subtract(state.center_px, expected)))))
-    assert worst_overlap < 0.1, f"colliders overlap by {worst_overlap:.2f} px"
-    assert worst_jump < 0.5, f"an object jumped {worst_jump:.2f} px without an event"
+    assert worst_overlap < 1e-6, f"colliders overlap by {worst_overlap:.2g} px"
+    assert worst_jump < 1e-6, f"an object jumped {worst_jump:.2g} px without an event"
 
 
 def test_a_wall_event_means_the_velocity_flipped(videos):

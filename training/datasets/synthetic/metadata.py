@@ -12,10 +12,13 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Version of the generator's output. Videos of one seed, level, size and length are identical within a version.
 2: contacts are resolved until colliders no longer overlap, and wall events mean a bounce (1 resolved each contact
-once per step, which left objects overlapping and later moving without an event in some videos)."""
+once per step, which left objects overlapping and later moving without an event in some videos).
+3: objects bounce at their exact time of impact within a frame (2 tested for contacts at the end of each frame,
+so two fast objects could meet and part, or cross, within a frame without a bounce, and colliding objects bounced
+from where their discs had come to overlap)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +59,10 @@ class ObjectState:
         center_px: Centre (x, y) in pixels (sub-pixel physics position; the sprite is drawn at the nearest pixel).
         center_norm: ``center_px`` normalised by (width, height), in [0, 1].
         velocity_px: Velocity (vx, vy) in pixels per frame, in effect from this frame to the next. The next
-            centre is this one plus the velocity unless a collision event is recorded for the next frame, or
-            the physics separates objects that overlap or keeps one inside the frame without an event (rarely:
-            under a pixel, but up to about 4 px in a few hard videos per thousand where two fast objects cross
-            within one step; see ``physics.py``).
+            centre is this one plus the velocity unless a collision event is recorded for the next frame (the
+            object bounced at some moment within the frame), or the physics' safety net separated objects
+            without an event (only objects placed overlapping on frames too small to hold them apart, and jams;
+            see ``physics.py``).
         velocity_norm: ``velocity_px`` normalised by (width, height).
         bbox: Amodal box (x0, y0, x1, y1) of the whole sprite mask in pixels, half-open: x0 <= x < x1.
         bbox_norm: ``bbox`` normalised by (width, height).
