@@ -167,9 +167,12 @@ class Decoder(Component):
     Attributes:
         target_kind: ``"pixels"`` (the frame itself, resized to ``target_grid``, in ``[0, 1]``) or
             ``"features"`` (the encoder's raw backbone tokens).
+        mask_kind: What the masks are, for evaluation reports, which state the mask source because published
+            scores differ by it (e.g. ``"alpha masks (softmax over slots)"``); plain ``"masks"`` by default.
     """
 
     target_kind: ClassVar[Literal["pixels", "features"]]
+    mask_kind: ClassVar[str] = "masks"
     target_grid: Grid
 
     @abstractmethod

@@ -19,9 +19,16 @@ from training.metrics.overlap import BackgroundPolicy
 
 MaskSource = Literal["decoder", "attention"]
 MASK_SOURCES: dict[str, str] = {
-    "decoder": "decoder alpha masks (softmax over slots), at the decoder's resolution",
+    "decoder": "the decoder's masks, at the decoder's resolution",
     "attention": "Slot Attention weights of the last iteration, on the encoder grid",
 }
+
+
+def mask_source_label(model: VideoSlotModel, source: MaskSource) -> str:
+    """What the scored masks are, for reports: the decoder says what kind of masks it makes (``mask_kind``)."""
+    if source == "decoder":
+        return f"decoder {model.decoder.mask_kind}, at the decoder's resolution"
+    return MASK_SOURCES[source]
 
 
 def add_mask_source_option(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +37,7 @@ def add_mask_source_option(parser: argparse.ArgumentParser) -> None:
         "--mask-source",
         choices=sorted(MASK_SOURCES),
         default="decoder",
-        help="which masks are scored: the decoder's alpha masks, or the last Slot Attention iteration's attention "
+        help="which masks are scored: the decoder's masks (alpha masks for most decoders), or the last Slot Attention iteration's attention "
         "(default: %(default)s)",
     )
 
@@ -127,7 +134,7 @@ def _scored(
     """The scores of all videos and, when ``by_count``, of each object count's videos (else no groups)."""
 
     def new_metrics() -> ObjectDiscoveryMetrics:
-        return ObjectDiscoveryMetrics(background=background, mask_source=MASK_SOURCES[mask_source])
+        return ObjectDiscoveryMetrics(background=background, mask_source=mask_source_label(model, mask_source))
 
     overall = new_metrics()
     groups: dict[int, ObjectDiscoveryMetrics] = {}

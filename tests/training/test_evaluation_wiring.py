@@ -140,3 +140,17 @@ def test_attention_masks_are_the_last_slot_attention_iteration_of_each_frame(mon
     torch.testing.assert_close(scored[0], expected, rtol=0, atol=0)
     assert "last iteration" in scores.mask_source
     assert scored[0].shape[-2:] == (height, width) != tuple(output.masks.shape[-2:]), "not the decoder's masks"
+
+
+@pytest.mark.parametrize(
+    ("decoder", "kind"),
+    [
+        ({"name": "broadcast", "kwargs": {"broadcast_size": 4, "channels": 8, "output_size": [16, 16]}}, "alpha masks"),
+        ({"name": "ar_random", "kwargs": {"dim": 16, "depth": 2}}, "last-layer cross-attention"),
+    ],
+)
+def test_reports_say_what_the_decoders_masks_are(decoder, kind) -> None:
+    """The paper recipe's decoder has no alpha masks: its report must not say it scored some."""
+    model = build_tiny({**TINY_MODEL, "decoder": decoder}, seed=0)
+    scores = evaluate(model, _labelled_clips()[:1])
+    assert scores.mask_source.startswith(f"decoder {kind}") and "decoder's resolution" in scores.mask_source

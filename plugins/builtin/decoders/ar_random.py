@@ -66,6 +66,7 @@ class RandomOrderTransformerDecoder(Decoder):
 
     name = "ar_random"
     target_kind = "features"
+    mask_kind = "last-layer cross-attention weights (softmax over slots, mean over heads)"
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ class SpatialBroadcastDecoder(Decoder):
 
     name = "broadcast"
     target_kind = "pixels"
+    mask_kind = "alpha masks (softmax over slots)"
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ class MLPFeatureDecoder(Decoder):
 
     name = "mlp"
     target_kind = "features"
+    mask_kind = "alpha masks (softmax over slots)"
 
     def __init__(
         self,
