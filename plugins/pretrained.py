@@ -83,7 +83,7 @@ def read_pretrained(
     except ComponentBuildError as error:  # a component's constructor raised: keep the type, name the file
         raise ComponentBuildError(f"{config_path}: {error}") from error
     except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
-        raise RegistryError(f"{config_path}: {error} {_missing_plugin_hint(payload)}") from error
+        raise RegistryError(f"{config_path}: {error} {missing_plugin_hint(payload)}") from error
     model.frame_fit = frame_fit
     _warn_on_other_plugin_sources(model, payload, config_path)
     _warn_on_other_plugin_versions(model, payload, config_path)
@@ -104,24 +104,48 @@ def read_pretrained(
     return model.eval()
 
 
-def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
-    """Warn (:class:`PluginVersionWarning`) for each plugin of ``model`` whose installed version differs from the
-    one ``config.json`` records for the same plugin; a file without the record, a registry that knows no version
-    and the project's built-in plugins (recorded with the project's version) say nothing."""
+def other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any]) -> list[tuple[str, list[str], str, str]]:
+    """The plugins of ``model`` whose installed version differs from the one a saved ``config.json`` (``payload``)
+    records for the same plugin, as (plugin, roles, saved version, installed version). A file without the record,
+    a registry that knows no version and the project's built-in plugins (recorded with the project's version)
+    give none."""
     saved_plugins, saved_versions = payload.get("plugins"), payload.get("plugin_versions")
     if not (isinstance(saved_plugins, Mapping) and isinstance(saved_versions, Mapping)):
-        return
+        return []
     roles_by_plugin: dict[str, list[str]] = {}
     for role in model.specs:  # in data-flow order
         plugin = model.component_plugins[role]
         if saved_plugins.get(role) == plugin:
             roles_by_plugin.setdefault(plugin, []).append(role)
+    changed = []
     for plugin, roles in roles_by_plugin.items():
         if plugin in DEFAULT_PLUGINS:  # the project's own: its changes are the project's, and every release would warn
             continue
         saved, installed = saved_versions.get(plugin), model.plugin_versions.get(plugin)
-        if saved is None or installed is None or str(saved) == installed:
+        if saved is not None and installed is not None and str(saved) != installed:
+            changed.append((plugin, roles, str(saved), installed))
+    return changed
+
+
+def other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The components of ``model`` whose name another plugin registers here than the one a saved ``config.json``
+    (``payload``) records, as (role, saved plugin, plugin used here). A file without the record, and components
+    that move between the project's own built-in plugins, give none."""
+    saved_plugins = payload.get("plugins")
+    if not isinstance(saved_plugins, Mapping):
+        return []
+    changed = []
+    for role in model.specs:  # in data-flow order
+        saved, loaded = saved_plugins.get(role), model.component_plugins[role]
+        if saved is None or str(saved) == loaded or (str(saved) in DEFAULT_PLUGINS and loaded in DEFAULT_PLUGINS):
             continue
+        changed.append((role, str(saved), loaded))
+    return changed
+
+
+def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
+    """Warn (:class:`PluginVersionWarning`) for each plugin :func:`other_plugin_versions` finds."""
+    for plugin, roles, saved, installed in other_plugin_versions(model, payload):
         components = ", ".join(f"the {role} {model.specs[role].name!r}" for role in roles)
         warnings.warn(
             f"{config_path}: {components} of this model came from plugin {plugin!r} version {saved}, but version "
@@ -133,17 +157,9 @@ def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, 
 
 
 def _warn_on_other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
-    """Warn (:class:`PluginSourceWarning`) for each component whose name another plugin registers here than the
-    one ``config.json`` records (the saved plugin is not installed, and another registers the same name): the
-    model is built with that plugin's class, which may compute something else entirely. A file without the
-    record, and components that move between the project's own built-in plugins, say nothing."""
-    saved_plugins = payload.get("plugins")
-    if not isinstance(saved_plugins, Mapping):
-        return
-    for role in model.specs:  # in data-flow order
-        saved, loaded = saved_plugins.get(role), model.component_plugins[role]
-        if saved is None or str(saved) == loaded or (str(saved) in DEFAULT_PLUGINS and loaded in DEFAULT_PLUGINS):
-            continue
+    """Warn (:class:`PluginSourceWarning`) for each component :func:`other_plugin_sources` finds: the model is
+    built with the other plugin's class, which may compute something else entirely."""
+    for role, saved, loaded in other_plugin_sources(model, payload):
         warnings.warn(
             f"{config_path}: the {role} {model.specs[role].name!r} of this model came from plugin {saved!r}, but "
             f"here plugin {loaded!r} registers that name, so its class is used: install {saved!r} and block "
@@ -153,7 +169,7 @@ def _warn_on_other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, A
         )
 
 
-def _missing_plugin_hint(payload: Mapping[str, Any]) -> str:
+def missing_plugin_hint(payload: Mapping[str, Any]) -> str:
     """What to do about a saved model whose component names are not registered: the plugins it was saved with
     (when ``config.json`` records them), to install, or to unblock from ``SLOTSTREAM_DISABLE_PLUGINS``."""
     saved = payload.get("plugins")

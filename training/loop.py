@@ -25,6 +25,7 @@ from tqdm import tqdm
 from plugins import ComponentRegistry, default_registry
 from plugins.interfaces import ContractViolation
 from plugins.model_files import WEIGHTS_FILE
+from plugins.registry import RegistryError
 from training.best import BEST_MODEL_DIR, Selection, check_metrics, clear_best, read_selection, update_best
 from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
@@ -45,6 +46,7 @@ from training.run_folder import (
     maybe_checkpoint,
     remove_created,
     restore_newest,
+    resume_plugin_hint,
 )
 from training.run_state import Run, build_run
 from training.step import Throughput, diverged, divergence_message, optimisation_step
@@ -145,8 +147,11 @@ def fit(
         clips = train_clips(config)
         validation, preview = val_dataset(config) if group.is_main and config.data.val_videos > 0 else (None, None)
     torch.manual_seed(config.seed)
-    run = build_run(config, registry or default_registry(), device, group)  # a bad component or --train-only fails
     restoring = bool(resume and checkpoints)
+    try:
+        run = build_run(config, registry or default_registry(), device, group)  # a bad component or --train-only
+    except RegistryError as error:  # fails; a resumed run's checkpoint names the plugins it was written with
+        raise (RegistryError(f"{error} {resume_plugin_hint(checkpoints)}") if restoring else error) from error
     # The warm start is read before the run folder changes below: it may be a killed earlier attempt's best/.
     started_from = warm_start(run.model, config.init_from) if config.init_from is not None and not restoring else None
     barrier(group)  # every process has read it before the main one may clear the run folder's best/

@@ -16,7 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 from tqdm import tqdm
 
-from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE
+from plugins.model_files import CONFIG_FILE as MODEL_CONFIG_FILE
+from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE, read_model_config
+from plugins.pretrained import missing_plugin_hint, other_plugin_sources, other_plugin_versions
 from training.best import BEST_MODEL_DIR
 from training.checkpoint import TrainerState, capture_rng, load_trainer_state, restore_rng, save_checkpoint
 from training.config import TrainConfig, changed_fields
@@ -105,6 +107,7 @@ def restore_newest(run: Run, checkpoints: list[Path], device: str, group: Proces
                 tqdm.write(f"warning: {problems[-1]}: the checkpoint cannot be read; trying the one before")
             continue
         _check_world_size(run, checkpoint, group)
+        _check_same_plugins(run, checkpoint)
         if problems and group.is_main:
             tqdm.write(f"resumed from {checkpoint} (step {run.step}) instead")
         return
@@ -123,6 +126,41 @@ def _check_world_size(run: Run, checkpoint: Path, group: ProcessGroup) -> None:
             f"{group.world_size}: each process draws its own clips, so the run would not continue as it started. "
             f"Resume with {written_by} process(es) (torchrun --nproc-per-node), or start a new run in another --out"
         )
+
+
+def _check_same_plugins(run: Run, checkpoint: Path) -> None:
+    """Refuse to resume with another version of a component's plugin, or another plugin under its name, than
+    ``checkpoint`` was written with: the run would continue under other code, and its final model would record
+    only the new plugin."""
+    try:
+        payload = read_model_config(checkpoint / MODEL_CONFIG_FILE)
+    except (OSError, ValueError):  # its weights loaded: only the record of their plugins is lost
+        return
+    changes = [
+        f"the {role} {run.model.specs[role].name!r} came from plugin {saved!r}, but here plugin {loaded!r} "
+        "registers that name"
+        for role, saved, loaded in other_plugin_sources(run.model, payload)
+    ] + [
+        f"{', '.join(f'the {role} {run.model.specs[role].name!r}' for role in roles)} came from plugin {plugin!r} "
+        f"version {saved}, but version {installed} is installed"
+        for plugin, roles, saved, installed in other_plugin_versions(run.model, payload)
+    ]
+    if changes:
+        raise ValueError(
+            f"{checkpoint} was written under other plugin code: {'; '.join(changes)}. --resume continues a run "
+            "unchanged: install the plugin as it was to resume, or start a new run in another --out from this "
+            f"checkpoint (--init-from {checkpoint})"
+        )
+
+
+def resume_plugin_hint(checkpoints: list[Path]) -> str:
+    """What to install when a resumed run's components are not registered: the plugins the newest of
+    ``checkpoints`` (oldest first) records, for the message of the registry's error."""
+    try:
+        payload = read_model_config(checkpoints[-1] / MODEL_CONFIG_FILE)
+    except (OSError, ValueError):  # a damaged checkpoint: the registry's error stands alone
+        return ""
+    return missing_plugin_hint(payload)
 
 
 def _restore(run: Run, checkpoint: Path, device: str) -> None:

@@ -1,0 +1,98 @@
+"""``--resume`` continues a run under the plugin code it was started with, or refuses and says what changed."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from plugins import Transition, build_plugin_manager, hookimpl
+from plugins.registry import ComponentRegistry, RegistryError
+from plugins.types import Features, Slots
+from training.configs import get_config
+from training.loop import fit
+
+
+class Carry(Transition):
+    """A plugin's transition: the projected previous slots."""
+
+    name = "carry_example"
+
+    def __init__(self, slot_dim: int) -> None:
+        super().__init__()
+        self.projection = torch.nn.Linear(slot_dim, slot_dim)
+
+    def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
+        """Project the previous slots."""
+        del past_features  # Unused.
+        return self.projection(past_slots[-1])
+
+
+def _registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: str, version: str) -> ComponentRegistry:
+    """The registry of a plugin manager that found distribution ``<plugin>-dist`` at ``version`` (real
+    ``.dist-info`` metadata) whose entry point ``plugin`` registers :class:`Carry`."""
+    module = types.ModuleType(f"{plugin}_plugin_{version.replace('.', '_')}")
+
+    @hookimpl
+    def slotstream_register_components(registry: ComponentRegistry) -> None:
+        registry.add_transition(Carry)
+
+    module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
+    info = tmp_path / "dists" / f"{plugin}_dist-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {plugin}-dist\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[slotstream]\n{plugin} = {module.__name__}\n")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    entry_points = list(importlib.metadata.PathDistribution(info).entry_points)
+    monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
+    return build_plugin_manager().registry
+
+
+def _config() -> object:
+    config = get_config("tiny")
+    model = {**config.model, "transition": "carry_example"}
+    data = dataclasses.replace(config.data, val_videos=0)
+    return dataclasses.replace(config, model=model, data=data, steps=4, checkpoint_every=2, eval_every=100)
+
+
+def _stopped_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    run_dir = tmp_path / "run"
+    fit(_config(), run_dir, progress=False, stop_after=2, registry=_registry(tmp_path, monkeypatch, "carry", "1.0"))
+    return run_dir
+
+
+def test_resume_under_the_same_plugin_version_finishes_and_records_it(tmp_path, monkeypatch) -> None:
+    run_dir = _stopped_run(tmp_path, monkeypatch)
+    registry = _registry(tmp_path / "again", monkeypatch, "carry", "1.0")
+    result = fit(_config(), run_dir, progress=False, resume=True, registry=registry)
+    saved = json.loads((result.model_dir / "config.json").read_text())
+    assert saved["plugins"]["transition"] == "carry" and saved["plugin_versions"]["carry"] == "1.0"
+
+
+def test_resume_refuses_another_version_of_a_components_plugin(tmp_path, monkeypatch) -> None:
+    run_dir = _stopped_run(tmp_path, monkeypatch)
+    registry = _registry(tmp_path / "upgraded", monkeypatch, "carry", "2.0")
+    with pytest.raises(ValueError, match=r"plugin 'carry' version 1\.0, but version 2\.0 is installed") as raised:
+        fit(_config(), run_dir, progress=False, resume=True, registry=registry)
+    assert "--init-from" in str(raised.value) and "step-00000002" in str(raised.value)
+    assert not (run_dir / "model").exists()
+
+
+def test_resume_refuses_another_plugin_registering_the_components_name(tmp_path, monkeypatch) -> None:
+    run_dir = _stopped_run(tmp_path, monkeypatch)
+    registry = _registry(tmp_path / "other", monkeypatch, "impostor", "1.0")
+    with pytest.raises(ValueError, match=r"came from plugin 'carry', but here plugin 'impostor' registers that name"):
+        fit(_config(), run_dir, progress=False, resume=True, registry=registry)
+
+
+def test_resume_without_the_plugin_names_it(tmp_path, monkeypatch) -> None:
+    run_dir = _stopped_run(tmp_path, monkeypatch)
+    monkeypatch.setattr("plugins.manager._entry_points", lambda: [])
+    with pytest.raises(RegistryError, match=r"carry_example.*saved with components of the plugin\(s\) 'carry'"):
+        fit(_config(), run_dir, progress=False, resume=True, registry=build_plugin_manager().registry)
