@@ -7,8 +7,9 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -51,7 +52,9 @@ def _logfmt(value: object) -> str:
 
 
 def configure_logging(level: str, fmt: str) -> None:
-    """Send all logs to stderr as ``fmt`` (``json`` or ``text``) at ``level``; call once, from ``main``."""
+    """Send all logs to stderr as ``fmt`` (``json`` or ``text``) at ``level``, Python warnings included (a plugin's
+    version warning, say, as one record of the ``py.warnings`` logger with ``category`` and ``source`` fields, not
+    as raw lines inside a JSON log); call once, from ``main``."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -60,6 +63,22 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A :func:`warnings.showwarning` that logs the warning as one record (the warnings filters still apply)."""
+    del file, line  # the record goes to the log's handler; the source line would only add noise
+    logging.getLogger("py.warnings").warning(
+        str(message), extra={"category": category.__name__, "source": f"{filename}:{lineno}"}
+    )
 
 
 WARNING_INTERVAL_S = 10.0

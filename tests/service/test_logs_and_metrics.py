@@ -8,8 +8,10 @@ import asyncio
 import calendar
 import json
 import logging
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -21,6 +23,8 @@ from service.errors import ErrorCode
 from service.logs import JsonFormatter, RateLimitedWarning, TextFormatter
 from service.metrics import Metrics
 from service.types import EncodedImage, ImageEncoding, OpenRequest
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _record(**extra: object) -> logging.LogRecord:
@@ -278,3 +282,26 @@ def test_each_result_is_observed_in_every_stage_histogram_including_postprocess(
     assert server.metric("slotstream_postprocess_seconds_sum", {"model": "tiny"}) > 0
     documentation = {m.name: m.documentation for m in server.server.metrics.registry.collect()}
     assert "observed B times" in documentation["slotstream_inference_seconds"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_python_warnings_are_log_records(fmt: str) -> None:
+    """A plugin's version warning in a JSON log is one JSON line, not two raw lines that log pipelines drop."""
+    script = (
+        "import warnings\n"
+        "from plugins.pretrained import PluginVersionWarning\n"
+        "from service.logs import configure_logging\n"
+        f"configure_logging('INFO', {fmt!r})\n"
+        "warnings.warn('model.json: saved with plugin version 1.0', PluginVersionWarning)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
+    (line,) = done.stderr.splitlines()
+    if fmt == "json":
+        record = json.loads(line)
+        assert record["level"] == "WARNING" and record["logger"] == "py.warnings"
+        assert record["message"] == "model.json: saved with plugin version 1.0"
+        assert record["category"] == "PluginVersionWarning" and record["source"].startswith("<string>:")
+    else:
+        assert "WARNING py.warnings: model.json: saved with plugin version 1.0 category=PluginVersionWarning" in line
