@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     ``slotstream`` when the server was started by that command (the installed entry point)."""
     parser = argparse.ArgumentParser(
         prog="slotstream" if Path(sys.argv[0]).name == "slotstream" else "python -m service",
-        description="Serve a slot model over gRPC. Every flag --x-y can also be set as SLOTSTREAM_X_Y.",
+        description="Serve a slot model over gRPC. Every flag --x-y can also be set as SLOTSTREAM_X_Y "
+        "(--no-x-y as SLOTSTREAM_NO_X_Y=1).",
     )
     for spec in dataclasses.fields(ServiceConfig):
         kind = _field_types()[spec.name]
@@ -52,22 +53,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def environ_values(environ: Mapping[str, str], notes: list[str] | None = None) -> dict[str, Any]:
     """The settings that ``SLOTSTREAM_*`` variables of ``environ`` set, by field name, converted to the fields'
-    types. A ``SLOTSTREAM_*`` variable that looks like a misspelt setting is noted in ``notes`` (logged when
-    ``None``) and otherwise ignored.
+    types. Each flag has its variable, extra spellings included (``--model`` is ``SLOTSTREAM_MODEL``), and a
+    ``--no-x`` flag is ``SLOTSTREAM_NO_X`` (``SLOTSTREAM_NO_WARMUP=1`` is ``SLOTSTREAM_WARMUP=0``). A
+    ``SLOTSTREAM_*`` variable that looks like a misspelt setting is noted in ``notes`` (logged when ``None``) and
+    otherwise ignored.
 
     Raises:
-        ConfigError: a value does not convert (the message lists every such variable).
+        ConfigError: a value does not convert, or two variables set one setting to different values (the message
+            lists every such variable).
     """
     types = _field_types()
-    known = {ENV_PREFIX + name.upper(): name for name in types}
+    known = _variables(types)
     values: dict[str, Any] = {}
+    set_by: dict[str, str] = {}
     problems = []
-    for key, raw in environ.items():
+    for key, raw in sorted(environ.items()):
         if key in known:
+            name, negated = known[key]
             try:
-                values[known[key]] = _converter(types[known[key]])(raw)
+                value = _converter(types[name])(raw)
             except (TypeError, ValueError) as error:
                 problems.append(f"{key}={raw!r}: {error}")
+                continue
+            value = not value if negated else value
+            if name in values and values[name] != value:
+                problems.append(f"{key}={raw!r} contradicts {set_by[name]}={environ[set_by[name]]!r}")
+                continue
+            values[name], set_by[name] = value, key
         elif key.startswith(ENV_PREFIX) and (suggestion := _looks_like_ours(key, known)):
             note = f"ignoring unknown variable {key} (did you mean {suggestion}?)"
             if notes is None:
@@ -79,7 +91,16 @@ def environ_values(environ: Mapping[str, str], notes: list[str] | None = None) -
     return values
 
 
-def _looks_like_ours(key: str, known: Mapping[str, str]) -> str | None:
+def _variables(types: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Every ``SLOTSTREAM_*`` variable name: the field it sets and whether it sets the negation (``NO_*``)."""
+    known = {ENV_PREFIX + name.upper(): (name, False) for name in types}
+    for name, flags in _ALIASES.items():
+        known |= {ENV_PREFIX + flag.removeprefix("--").replace("-", "_").upper(): (name, False) for flag in flags}
+    known |= {ENV_PREFIX + "NO_" + name.upper(): (name, True) for name, kind in types.items() if kind is bool}
+    return known
+
+
+def _looks_like_ours(key: str, known: Mapping[str, object]) -> str | None:
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.85)
     return close[0] if close and close[0] != key else None
 

@@ -84,6 +84,35 @@ def test_misspelt_variables_are_flagged(caplog):
     assert "did you mean SLOTSTREAM_MAX_STREAMS" in caplog.text
 
 
+def test_every_flag_spelling_is_a_variable_too(caplog):
+    """``--model`` and ``--no-warmup`` are flags, so ``SLOTSTREAM_MODEL`` and ``SLOTSTREAM_NO_WARMUP`` were
+    expected to work; they were ignored with a warning, and the server served the default model."""
+    with caplog.at_level(logging.WARNING):
+        config = ServiceConfig.from_sources([], {"SLOTSTREAM_MODEL": "/m", "SLOTSTREAM_NO_WARMUP": "1"})
+    assert config.model_dir == Path("/m") and config.warmup is False
+    assert "unknown variable" not in caplog.text
+    config = ServiceConfig.from_sources([], {"SLOTSTREAM_NO_WARMUP": "false", "SLOTSTREAM_WARMUP": "yes"})
+    assert config.warmup is True
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        (
+            {"SLOTSTREAM_MODEL": "/a", "SLOTSTREAM_MODEL_DIR": "/b"},
+            "SLOTSTREAM_MODEL_DIR='/b' contradicts SLOTSTREAM_MODEL='/a'",
+        ),
+        (
+            {"SLOTSTREAM_NO_WARMUP": "1", "SLOTSTREAM_WARMUP": "1"},
+            "SLOTSTREAM_WARMUP='1' contradicts SLOTSTREAM_NO_WARMUP='1'",
+        ),
+    ],
+)
+def test_two_variables_for_one_setting_must_agree(env, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        ServiceConfig.from_sources([], env)
+
+
 def test_missing_model_files_say_how_to_get_a_model(tmp_path, monkeypatch):
     import service.config as config_module
 
