@@ -37,8 +37,8 @@ def add_mask_source_option(parser: argparse.ArgumentParser) -> None:
         "--mask-source",
         choices=sorted(MASK_SOURCES),
         default="decoder",
-        help="which masks are scored: the decoder's masks (alpha masks for most decoders), or the last Slot Attention iteration's attention "
-        "(default: %(default)s)",
+        help="which masks are scored: the decoder's masks (alpha masks for most decoders), or the last Slot "
+        "Attention iteration's attention (default: %(default)s)",
     )
 
 

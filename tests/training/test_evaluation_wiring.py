@@ -145,7 +145,7 @@ def test_attention_masks_are_the_last_slot_attention_iteration_of_each_frame(mon
 @pytest.mark.parametrize(
     ("decoder", "kind"),
     [
-        ({"name": "broadcast", "kwargs": {"broadcast_size": 4, "channels": 8, "output_size": [16, 16]}}, "alpha masks"),
+        (TINY_MODEL["decoder"], "alpha masks"),
         ({"name": "ar_random", "kwargs": {"dim": 16, "depth": 2}}, "last-layer cross-attention"),
     ],
 )
