@@ -13,10 +13,14 @@ same 8-bit values in each:
 - values with no 8-bit reading are refused (:class:`PixelRangeError`): mode ``I`` beyond 0-65535, and
   floating-point images (``F``), whose range is unknown.
 
+Video frames decoded by PyAV are turned upright the same way everywhere (:func:`upright_rgb`).
+
 Pure numpy and Pillow: no torch.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -83,3 +87,17 @@ def rgb_pixels(image: Image.Image) -> np.ndarray:
     if pixels.ndim == 2:
         return np.repeat(pixels[:, :, None], 3, axis=2)  # [H, W] -> [H, W, 1] -> [H, W, 3]
     return pixels
+
+
+def upright_rgb(frame: Any) -> np.ndarray:
+    """The pixels of a PyAV video frame as a player shows them: uint8 ``[H, W, 3]`` RGB, turned by the rotation of
+    the file's display matrix (``frame.rotation``: degrees counter-clockwise, rounded to quarter turns), as decord
+    turns the frames it decodes. A phone video stored sideways with a 90-degree matrix thus reads upright (and
+    ``H`` and ``W`` swap) in training with either backend (``training.datasets.decoding``), in the client and in
+    ``service.extract`` (``service.client.sources``) alike. Mirroring in the matrix is not applied, as decord does
+    not apply it."""
+    rgb: np.ndarray = frame.to_ndarray(format="rgb24")  # [H, W, 3] as stored
+    quarter_turns = round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+    if not quarter_turns:
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns))  # [H, W, 3], or [W, H, 3] for an odd quarter_turns

@@ -55,6 +55,21 @@ class ExtractionInterrupted(KeyboardInterrupt):
         self.frames = frames
 
 
+class ExtractionFailed(ValueError):
+    """A source failed partway (a frame that cannot be decoded or read, a frame that is no image); the rows of the
+    frames before it were saved, as for Ctrl-C. The message is the failure's, then what was saved.
+
+    Attributes:
+        path: the ``.npz`` written, or ``None`` when no row had been made yet (or the file could not be written).
+        frames: its rows.
+    """
+
+    def __init__(self, error: Exception, path: Path | None, frames: int, saved: str) -> None:
+        super().__init__(f"{error}; {saved}")
+        self.path = path
+        self.frames = frames
+
+
 @dataclass(frozen=True)
 class Extracted:
     """One source's trajectory file.
@@ -106,8 +121,9 @@ def extract(
         progress: show a progress bar on stderr.
 
     Raises:
-        ValueError: the source has no frames, or a frame is not an image the service would take (the message
-            names the frame).
+        ValueError: the source has no frames.
+        ExtractionFailed: a frame cannot be read or decoded, or is not an image the service would take (the
+            message names it, and says where the rows of the frames before it were saved).
         OSError: the file cannot be written.
         ExtractionInterrupted: Ctrl-C; the frames extracted until then are saved first.
     """
@@ -124,10 +140,31 @@ def extract(
                 raise ExtractionInterrupted(None, 0) from None
             trajectory.save()
             raise ExtractionInterrupted(path, len(trajectory)) from None
+        except (ValueError, OSError) as error:  # reading the source failed partway: keep the rows made before
+            raise _failed_partway(error, trajectory) from error
     if not len(trajectory) and not refused:
         raise ValueError(f"{spec}: {source.description} has no frames")
     trajectory.save()
     return Extracted(path, len(trajectory), time.perf_counter() - started, tuple(refused))
+
+
+def _failed_partway(error: Exception, trajectory: SlotTrajectory) -> ExtractionFailed:
+    """Save the rows ``trajectory`` holds (if any) after ``error`` stopped its source, and say so in the error."""
+    if not len(trajectory):
+        return ExtractionFailed(error, None, 0, "no frame extracted, nothing written")
+    try:
+        trajectory.save()
+    except OSError as save_error:
+        reason = save_error.strerror or str(save_error)
+        return ExtractionFailed(
+            error, None, 0, f"the slots of the {len(trajectory)} frames before it could not be saved ({reason})"
+        )
+    return ExtractionFailed(
+        error,
+        trajectory.path,
+        len(trajectory),
+        f"slots of the {len(trajectory)} frames before it saved to {trajectory.path}",
+    )
 
 
 def _extract_frames(
@@ -240,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     130: Ctrl-C).
 
     A source that fails (unreadable, a frame the service would refuse) is reported and the others are still
-    extracted; files of earlier sources stay written, and so do the rows of a source stopped by Ctrl-C.
+    extracted; files of earlier sources stay written, and so do the rows of a source stopped by Ctrl-C or by a
+    frame that cannot be read or decoded (the message says where).
     """
     args = _parser().parse_args(argv)
     try:
@@ -264,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for spec, path in zip(args.sources, paths, strict=True):
         try:
-            source = open_source(spec, args.max_frames, args.fps)
+            source = open_source(spec, args.max_frames, args.fps, cameras=False)
         except (ValueError, OSError) as error:
             _report_failed(spec, error)
             failed += 1

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{summary['frames']} frames from {source.description}: {summary['results']} results, "
             f"{summary['dropped']} dropped, {summary['errors']} errors"
-            + (f"; overlay written to {args.out}" if args.out else "")
+            + _overlay_note(args.out, summary["overlay_frames"])
             + _slots_note(trajectory),
             file=sys.stderr,
         )
@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (OSError, ValueError, ImportError) as error:  # OSError: a missing or unreadable file, a corrupt image
-        print(f"error: {_error_text(error)}", file=sys.stderr)
+        # the slots are saved however the stream ends (a frame the source could not decode included)
+        print(f"error: {_error_text(error)}" + _slots_note(trajectory), file=sys.stderr)
         return 2
 
 
@@ -279,6 +280,16 @@ def _check_slots_path(path: Path) -> None:
         check_writable(path.parent)
     except OSError as error:
         raise OSError(f"--slots {path}: cannot write in {path.parent} ({error.strerror or error})") from error
+
+
+def _overlay_note(out: Path | None, frames: int) -> str:
+    """``"; overlay written to PATH"`` when the overlay got frames; that none was written when it got none (no
+    frame had a result: the file is neither made nor replaced); nothing without ``--out``."""
+    if out is None:
+        return ""
+    if not frames:
+        return f"; no overlay written to {out} (no frame had a result)"
+    return f"; overlay written to {out}"
 
 
 def _slots_note(trajectory: SlotTrajectory | None) -> str:

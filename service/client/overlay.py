@@ -26,6 +26,11 @@ PALETTE = np.array(
 )  # fmt: skip
 
 
+MAX_SIDE = {"libx264": 16384, "mpeg4": 8190, "gif": 65535}
+"""The widest and tallest frame each codec of :class:`OverlayWriter` encodes, in pixels (even for MPEG-4, whose
+limit is 8191, as yuv420p needs even sides)."""
+
+
 def render_overlay(
     frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...], alpha: float = 0.5
 ) -> np.ndarray:
@@ -72,6 +77,9 @@ class OverlayWriter:
         fps: playback rate.
         what: what the file is, for the error message.
 
+    Attributes:
+        frames: frames written so far (the file exists once one is).
+
     Raises:
         ValueError: ``path`` is neither ``.gif`` nor ``.mp4``.
     """
@@ -84,12 +92,19 @@ class OverlayWriter:
         self._size: tuple[int, int] | None = None  # the first frame's (H, W): every frame is brought to it
         self._failed = False  # a write raised: the container is past saving (and flushing into it crashes PyAV)
         self._gif = path.suffix.lower() == ".gif"
+        self._what = what
+        self.frames = 0
         if path.suffix.lower() not in (".gif", ".mp4"):
             raise ValueError(f"{path}: the {what} must be a .gif or .mp4 file")
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 ``[H, W, 3]`` frame; a frame of another size than the first is resized to it (a
-        folder of images may mix sizes, a video file may not)."""
+        folder of images may mix sizes, a video file may not).
+
+        Raises:
+            ValueError: the first frame is larger than the codec encodes (:data:`MAX_SIDE`; nothing is written).
+            OSError: the file cannot be written, or FFmpeg cannot encode the frame (naming the file).
+        """
         import av
 
         if self._size is None:
@@ -104,8 +119,9 @@ class OverlayWriter:
             raise OSError(f"{self.path}: an earlier frame could not be written")
         try:
             if self._container is None:
-                self._container = av.open(str(self.path), mode="w")
                 codec = "gif" if self._gif else "libx264" if "libx264" in av.codecs_available else "mpeg4"
+                self._check_size(codec, frame.shape[0], frame.shape[1])
+                self._container = av.open(str(self.path), mode="w")
                 self._stream = self._container.add_stream(codec, rate=max(1, round(self.fps)))
                 self._stream.height, self._stream.width = frame.shape[:2]
                 self._stream.pix_fmt = "pal8" if self._gif else "yuv420p"
@@ -117,9 +133,28 @@ class OverlayWriter:
             if error.filename is not None:
                 raise
             raise OSError(error.errno, error.strerror or str(error), str(self.path)) from error
+        except av.error.FFmpegError as error:  # an encoder's refusal (ExternalError, ArgumentError): name the file
+            self._failed = True
+            reason = error.strerror or str(error)
+            raise OSError(None, f"cannot encode the {self._what} ({reason})", str(self.path)) from error
         except Exception:  # not Ctrl-C: the container is sound then, and close() finishes the frames written
             self._failed = True
             raise
+        self.frames += 1
+
+    def _check_size(self, codec: str, height: int, width: int) -> None:
+        """Refuse frames larger than ``codec`` encodes, before the file is made.
+
+        Raises:
+            ValueError: naming the file, the frame size and the codec's limit (and ``.gif`` where it fits).
+        """
+        if max(height, width) <= MAX_SIDE[codec]:
+            return
+        instead = "; write a .gif instead" if not self._gif and max(height, width) <= MAX_SIDE["gif"] else ""
+        raise ValueError(
+            f"{self.path}: frames of {width}x{height} pixels are too large for the {self._what} ({codec} encodes "
+            f"at most {MAX_SIDE[codec]} pixels a side){instead}"
+        )
 
     def close(self) -> None:
         """Finish the file (nothing is written when no frame came). After a failed write the file is only closed,

@@ -11,17 +11,18 @@ Every frame comes with its time (:class:`SourceFrame`), on one of three clocks (
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
-from plugins.pixels import rgb_pixels
+from plugins.pixels import rgb_pixels, upright_rgb
 from service.client.synthetic import synthetic_frames
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -30,6 +31,8 @@ SYNTHETIC_FPS = 15.0
 
 Clock = Literal["presentation", "frame_rate", "wall_clock"]
 """What :attr:`SourceFrame.time_ns` counts (see the module docstring)."""
+_DIGITS = re.compile(r"(\d+)")
+"""A run of digits in a frame file's name: compared as a number by :func:`_frame_order`."""
 
 
 @dataclass(frozen=True)
@@ -64,21 +67,26 @@ class Source:
         return self.clock != "wall_clock"
 
 
-def open_source(spec: str, max_frames: int | None = None, fps: float | None = None) -> Source:
+def open_source(spec: str, max_frames: int | None = None, fps: float | None = None, *, cameras: bool = True) -> Source:
     """Open ``spec``: ``camera:N`` (OpenCV device N), ``synthetic:N`` (N generated frames), a folder of images
-    (sorted by name), an image file (one frame) or a video file.
+    (in frame order, numbers in names compared as numbers, hidden files left out: :func:`frame_files`), an image
+    file (one frame) or a video file (its frames upright: :func:`upright_rgb`).
 
     Args:
         spec: what to open.
         max_frames: stop after this many frames (``None``: all).
         fps: the rate of a folder's or a synthetic clip's timeline (``--fps``); a video keeps its presentation
             timestamps and a camera its capture times whatever it is.
+        cameras: whether the caller takes ``camera:N`` (messages suggest it only then; ``service.extract`` does not).
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the folder has no images, the spec is malformed, or ``max_frames`` or ``fps`` is not > 0.
+        ValueError: the folder has no images, the file is no video (or one without a video stream), the spec is
+            malformed, or ``max_frames`` or ``fps`` is not > 0; while reading, a video frame that cannot be decoded
+            or an image file that cannot be read (the message names the file, and a video's frame).
         ImportError: a camera was asked for and OpenCV is not installed (the message says how to install it).
     """
+    others = "camera:N or synthetic:N" if cameras else "synthetic:N"  # what to give instead, in messages
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
     if fps is not None and not fps > 0:
@@ -93,13 +101,13 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
     else:
         path = Path(spec)
         if not path.exists():
-            raise FileNotFoundError(f"{spec}: no such file or folder (or use camera:N / synthetic:N)")
+            raise FileNotFoundError(f"{spec}: no such file or folder (or use {others.replace(' or ', ' / ')})")
         if path.is_dir():
             source = _folder(path, fps)
         elif path.suffix.lower() in IMAGE_SUFFIXES:  # one picture: a stream of one frame
             source = _images([path], f"the image {path}", fps)
         else:
-            source = _video(path, fps)
+            source = _video(path, fps, others)
     if max_frames is not None:
         source.frames = _limit(source.frames, max_frames)
     return source
@@ -143,21 +151,44 @@ def _at_rate(images: Iterable[np.ndarray], fps: float) -> Iterator[SourceFrame]:
         yield SourceFrame(image, _rate_time_ns(index, fps))
 
 
+def _is_image(path: Path) -> bool:
+    """Whether ``path`` is named as a frame image: an image suffix, and not hidden (a name starting with ``.``,
+    as macOS's ``._00000.jpg`` resource files; the rule of ``training.datasets.images.is_visible``)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
 def _holds_images(folder: Path) -> bool:
     """Whether ``folder`` holds an image file directly (not in a subfolder)."""
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+    return any(_is_image(p) for p in folder.iterdir())
+
+
+def _frame_order(path: Path) -> tuple[tuple[str | int, ...], str]:
+    """Sort key of a frame file: its stem with each run of digits read as a number, then its name. For names of
+    one pattern ``<prefix><number>`` this is the order of ``training.datasets.davis`` (``frame_2`` before
+    ``frame_10``; ``00003.jpg`` before ``00003.png``); other names keep a natural order (``0001a`` between
+    ``0001`` and ``0002``)."""
+    # "frame_10b" -> ["frame_", "10", "b"]: text at even places, digits at odd ones, so two keys compare alike
+    parts = _DIGITS.split(path.stem)
+    return tuple(int(part) if place % 2 else part for place, part in enumerate(parts)), path.name
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The frame images directly in ``folder``, in frame order (:func:`_frame_order`: numbers in names compared as
+    numbers, so ``frame_2`` comes before ``frame_10``), hidden files left out: the order and files the ``davis:``
+    training reader takes from a sequence folder."""
+    return sorted((p for p in folder.iterdir() if _is_image(p)), key=_frame_order)
 
 
 def _folder(path: Path, fps: float | None) -> Source:
-    """A folder's images, sorted by name: at ``fps`` on a ``frame_rate`` clock, or, without it, each with the
-    wall-clock time it was read. Each image is read as the server reads the same file
+    """A folder's images in frame order (:func:`frame_files`): at ``fps`` on a ``frame_rate`` clock, or, without
+    it, each with the wall-clock time it was read. Each image is read as the server reads the same file
     (:func:`plugins.pixels.rgb_pixels`: 16-bit grayscale by its top 8 bits).
 
     Raises:
-        ValueError: the folder holds no images; while reading, an image with no 8-bit reading
-            (:class:`plugins.pixels.PixelRangeError`).
+        ValueError: the folder holds no images; while reading, an image that cannot be read or has no 8-bit
+            reading (:class:`plugins.pixels.PixelRangeError`), naming the file.
     """
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = frame_files(path)
     if not files:
         sequences = sorted(p.name for p in path.iterdir() if p.is_dir() and _holds_images(p))
         hint = ""
@@ -173,13 +204,13 @@ def _images(files: list[Path], description: str, fps: float | None) -> Source:
     wall-clock time it was read; each read as the server reads the same file (:func:`plugins.pixels.rgb_pixels`).
 
     Raises:
-        ValueError: while reading, an image with no 8-bit reading (:class:`plugins.pixels.PixelRangeError`).
+        ValueError: while reading, an image that cannot be read (not an image, truncated) or has no 8-bit reading
+            (:class:`plugins.pixels.PixelRangeError`), naming the file.
     """
 
     def images() -> Iterator[np.ndarray]:
         for file in files:
-            with Image.open(file) as image:
-                yield rgb_pixels(image)  # [H, W, 3] uint8, as the server reads the file
+            yield _read_image(file)
 
     def read_times() -> Iterator[SourceFrame]:
         for image in images():
@@ -190,22 +221,66 @@ def _images(files: list[Path], description: str, fps: float | None) -> Source:
     return Source(read_times(), None, description, "wall_clock")
 
 
-def _video(path: Path, fallback_fps: float | None = None) -> Source:
+def _read_image(file: Path) -> np.ndarray:
+    """``file``'s pixels as the server reads the same file (:func:`plugins.pixels.rgb_pixels`): uint8 [H, W, 3].
+
+    Raises:
+        ValueError: ``file`` cannot be read (Pillow's ``OSError``: not an image, truncated, unreadable) or has no
+            8-bit reading; the message names the file.
+    """
+    try:
+        with Image.open(file) as image:
+            return rgb_pixels(image)  # [H, W, 3] uint8
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{file}: cannot read the image ({error})") from error
+
+
+def _decode_error(path: Path, index: int, error: Exception) -> ValueError:
+    """A ``ValueError`` naming the file and the frame that could not be decoded, with PyAV's reason."""
+    reason = getattr(error, "strerror", None) or str(error)
+    return ValueError(f"{path}: frame {index}: cannot decode it, the file is corrupt or cut short ({reason})")
+
+
+def _decoded_frames(container: Any, stream: Any, path: Path) -> Iterator[tuple[Any, np.ndarray]]:
+    """Each decoded frame of ``stream`` with its upright pixels (:func:`upright_rgb`).
+
+    Raises:
+        ValueError: a frame cannot be decoded (PyAV's ``av.error.FFmpegError``, which a file cut short raises as
+            ``EOFError``, neither ``OSError`` nor ``ValueError``); the message names the file and the frame.
+    """
+    import av
+
+    decoded = container.decode(stream)
+    index = 0
+    while True:
+        try:
+            frame = next(decoded, None)
+            if frame is None:
+                return
+            image = upright_rgb(frame)
+        except (av.error.FFmpegError, OSError, ValueError) as error:
+            raise _decode_error(path, index, error) from error
+        yield frame, image
+        index += 1
+
+
+def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:N or synthetic:N") -> Source:
     """A video file's frames, timed by their presentation timestamps (a frame without one, which few files have,
     by its place at the file's average rate, else at ``fallback_fps``).
 
     Raises:
-        ValueError: the file is no video or holds no video stream; while reading, a frame without a timestamp in a
-            file without a rate when no ``fallback_fps`` is given.
+        ValueError: the file is no video (or only a header: PyAV's ``EOFError``) or holds no video stream; while
+            reading, a frame that cannot be decoded (naming the file and the frame), or a frame without a timestamp
+            in a file without a rate when no ``fallback_fps`` is given.
     """
     import av
 
     try:
         container = av.open(str(path))
-    except (OSError, ValueError) as error:  # av.error.* (InvalidDataError for a file that is no video)
+    except (OSError, ValueError, av.error.FFmpegError) as error:  # InvalidDataError: no video; EOFError: no frames
+        reason = getattr(error, "strerror", None) or str(error)
         raise ValueError(
-            f"{path}: cannot read it as a video ({error}); give a video file, a folder of images, "
-            "camera:N or synthetic:N"
+            f"{path}: cannot read it as a video ({reason}); give a video file, a folder of images, " + others
         ) from error
     if not container.streams.video:
         container.close()
@@ -218,7 +293,7 @@ def _video(path: Path, fallback_fps: float | None = None) -> Source:
     def frames() -> Iterator[SourceFrame]:
         first: int | None = None
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, (frame, image) in enumerate(_decoded_frames(container, stream, path)):
                 if frame.pts is not None and time_base is not None:
                     first = frame.pts if first is None else first
                     time_ns = round((frame.pts - first) * time_base * 10**9)
@@ -229,7 +304,7 @@ def _video(path: Path, fallback_fps: float | None = None) -> Source:
                         f"{path}: frame {index} has no presentation timestamp and the video no frame rate: give "
                         "its rate with --fps"
                     )
-                yield SourceFrame(frame.to_ndarray(format="rgb24"), time_ns)
+                yield SourceFrame(image, time_ns)
         finally:
             container.close()
 

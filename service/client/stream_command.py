@@ -192,7 +192,9 @@ async def stream_source(
     args: argparse.Namespace, source: Source, jsonl: JsonLines, trajectory: SlotTrajectory | None = None
 ) -> dict[str, Any]:
     """Stream ``source``; write overlay frames and JSON lines, and record the slots in ``trajectory``; return a
-    summary.
+    summary: frames answered (``frames``), of which results, dropped frames and errors, and the frames written to
+    the overlay (``overlay_frames``; 0 without one). The first refusal of each error code is printed to stderr
+    (the others are counted), so a refused frame says why without ``--jsonl``.
 
     The JSON-lines file is opened (and truncated) only once the server has accepted the stream, so a refused
     connection leaves an earlier run's results in place; so is the trajectory file written (when the stream
@@ -247,6 +249,7 @@ async def stream_source(
             finally:
                 if overlay is not None:
                     await overlay.close()
+    run.summary["overlay_frames"] = writer.frames if writer is not None else 0
     return run.summary
 
 
@@ -277,6 +280,7 @@ class _StreamRun:
         self.out, self.overlay, self.trajectory = out, overlay, trajectory
         self.summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
         self.frames_sent = 0
+        self._codes_told: set[ErrorCode] = set()  # error codes whose first refusal was printed
         self._all_sent = False
         self._in_flight: dict[int, tuple[np.ndarray, float]] = {}  # frame index -> (image, time it was sent)
         self._window = asyncio.Semaphore(args.window)
@@ -339,6 +343,19 @@ class _StreamRun:
             frame, started = self._in_flight.pop(answer.frame_index)
             latency_ms = (received - started) * 1e3
             await _record(answer, frame, latency_ms, self.summary, self.overlay, self.out, self.trajectory)
+            if isinstance(answer, FrameError):
+                self._tell_refusal(answer)
+
+    def _tell_refusal(self, answer: FrameError) -> None:
+        """Print the first refusal of each error code to stderr (the summary counts them all)."""
+        if answer.code in self._codes_told:
+            return
+        self._codes_told.add(answer.code)
+        print(
+            f"frame {answer.frame_index} refused: {answer.code.name}: {answer.message} (later frames refused with "
+            f"{answer.code.name} are only counted)",
+            file=sys.stderr,
+        )
 
     async def _continue_after(self, error: StreamError) -> None:
         """Reconnect with up to ``--reconnect`` tries.

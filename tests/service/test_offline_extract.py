@@ -116,8 +116,8 @@ def test_ctrl_c_keeps_the_rows_extracted_so_far_and_exits_130(server, tmp_path, 
     from service import extract as extract_module
     from service.client.sources import open_source
 
-    def three_frames_then_ctrl_c(spec, max_frames, fps):
-        source = open_source("synthetic:10", max_frames, fps)
+    def three_frames_then_ctrl_c(spec, max_frames, fps, **options):
+        source = open_source("synthetic:10", max_frames, fps, **options)
         frames = source.frames
 
         def interrupted():

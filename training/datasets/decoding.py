@@ -1,4 +1,9 @@
-"""Video file decoding with decord, falling back to PyAV. Both backends are imported lazily."""
+"""Video file decoding with decord, falling back to PyAV. Both backends are imported lazily.
+
+Both give the frames as a player shows them: decord turns them by the rotation of the file's display matrix (a phone
+video stored sideways), and PyAV's are turned the same way (:func:`plugins.pixels.upright_rgb`, which the
+client and ``service.extract`` use too), so a file reads alike whichever backend decodes it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from plugins.pixels import upright_rgb
 from training.datasets.errors import DatasetError
 
 Backend = Literal["auto", "decord", "pyav"]
@@ -120,7 +126,7 @@ def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
             wanted, kept = set(chosen), {}
             for index, frame in enumerate(container.decode(stream)):
                 if index in wanted:
-                    kept[index] = frame.to_ndarray(format="rgb24")  # [H, W, 3]
+                    kept[index] = upright_rgb(frame)  # [H, W, 3], turned as decord turns it
                 if index >= chosen[-1]:
                     break
             if len(kept) == len(chosen):
@@ -128,7 +134,7 @@ def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
                 return DecodedClip(np.stack([kept[i] for i in chosen]), chosen, "pyav", recorded)  # [T, H, W, 3]
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]  # each [H, W, 3]
+        frames = [upright_rgb(frame) for frame in container.decode(stream)]  # each [H, W, 3], turned as decord
     # Keep the window drawn from the recorded count when it fits the real one (drawing again would change it).
     indices = chosen if chosen is not None and chosen[-1] < len(frames) else choose(len(frames))
     # T x [H, W, 3] -> [T, H, W, 3]

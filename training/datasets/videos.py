@@ -3,8 +3,9 @@
 Layout: ``<dir>/<stem>.mp4`` (also ``.webm``, ``.avi``, ``.mkv``, ``.mov``; not recursive; hidden files, whose names
 start with ``.``, are ignored). Masks, when present, live in a sibling folder named after the video's stem, one PNG
 per frame numbered from 0 with five digits, in the DAVIS mask conventions (palette ids or binary grayscale):
-``<dir>/<stem>/00000.png``, ``00001.png``, ... A video without such a folder is unlabelled (``masks=None``). Both
-splits see every video; train clips carry no masks (training reads only frames), val clips carry them.
+``<dir>/<stem>/00000.png``, ``00001.png``, ... A video without such a folder, or whose folder holds no PNG (frames
+dumped there as JPEG, say), is unlabelled (``masks=None``). Both splits see every video; train clips carry no masks
+(training reads only frames), val clips carry them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov")
 def mask_path(video: Path, index: int) -> Path:
     """Where the mask of frame ``index`` of ``video`` lives."""
     return video.parent / video.stem / f"{index:05d}.png"
+
+
+def masks_folder(video: Path) -> Path | None:
+    """The folder of ``video``'s masks: its ``<stem>/`` sibling when that holds at least one visible PNG, else
+    ``None`` (no folder, or one without masks, such as frames dumped there as JPEG: the video is unlabelled)."""
+    folder = video.parent / video.stem
+    if not folder.is_dir():
+        return None
+    return folder if any(is_visible(p) and p.suffix.lower() == ".png" for p in folder.iterdir()) else None
 
 
 def _listed(items: list[str], limit: int = 10) -> str:
@@ -93,12 +103,20 @@ def read_video_masks(
     """Reads the masks of the decoded frames of ``video`` as int64 [T, h, w] ids, like ``masks_to_tensor``.
 
     Raises:
-        DatasetError: A mask file that matches no frame of the video, or a frame's mask that is missing, unreadable
-            or of another size than the frame (the message names the file).
+        DatasetError: A mask file that matches no frame of the video, or a frame's mask that is missing (the
+            message says the folder was taken for masks), unreadable or of another size than the frame (the message
+            names the file).
     """
-    check_mask_names(video.parent / video.stem, video, decoded.num_frames)
+    folder = video.parent / video.stem
+    check_mask_names(folder, video, decoded.num_frames)
     mask_list = []
     for t in decoded.indices:
+        if not mask_path(video, t).is_file():
+            raise DatasetError(
+                f"{mask_path(video, t)}: mask file is missing: {folder} holds PNG files, so it was taken for the "
+                f"masks of {video.name}, one per frame ({mask_path(video, 0).name}, {mask_path(video, 1).name}, "
+                "...); add the missing masks, or move the PNG files out to leave the video unlabelled"
+            )
         mask = read_mask(mask_path(video, t))  # [H, W]
         check_same_size(mask, decoded.frames.shape[1:], mask_path(video, t), f"{video} frame {t}")
         mask_list.append(mask)
@@ -164,10 +182,9 @@ class VideoFolderDataset(Dataset[VideoClip]):
         return len(self.files)
 
     def has_masks(self, index: int) -> bool:
-        """Whether item ``index`` comes with masks (its ``<stem>/`` folder exists); nothing is decoded. Train
-        clips carry no masks whatever this says."""
-        path = self.files[index]
-        return (path.parent / path.stem).is_dir()
+        """Whether item ``index`` comes with masks (its ``<stem>/`` folder holds a visible PNG:
+        :func:`masks_folder`); nothing is decoded. Train clips carry no masks whatever this says."""
+        return masks_folder(self.files[index]) is not None
 
     def __getitem__(self, index: int) -> VideoClip:
         path = self.files[index]
