@@ -72,8 +72,11 @@ class Client:
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # A frozen server (or a half-open connection) is found in about 15 s, so --reconnect starts then:
+            # gRPC acts on an unanswered ping only after its own ping timeout (60 s by default).
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.http2.ping_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
             *channel_options,
         ]
