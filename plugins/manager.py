@@ -9,7 +9,6 @@ import difflib
 import importlib
 import importlib.metadata
 import os
-import traceback
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import pluggy
 from plugins import hookspecs
 from plugins.builtin import DEFAULT_PLUGINS
 from plugins.registry import BLOCK_ENV_VAR as BLOCK_ENV_VAR  # defined there for the registry's messages
-from plugins.registry import ComponentKind, ComponentRegistry
+from plugins.registry import ComponentKind, ComponentRegistry, RegistryError, raised_in_package
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 """Distributions advertise plugins in this entry-point group."""
@@ -176,8 +175,9 @@ def _load_entry_points(
         except Exception as error:  # a third party's import or hook error: whatever it raises
             if manager.has_plugin(name):
                 manager.unregister(name=name)
-            location = _location_in(error, entry_point.module)
-            _leave_out(failed, name, origin, f"{type(error).__name__}: {error}{_at(error, location)}", location)
+            location = raised_in_package(error, entry_point.module)
+            reason = f"{type(error).__name__}: {error}{_at(error, location)}"
+            _leave_out(failed, name, origin, reason, location, _fix_advice(name, error, entry_point.module))
             continue
         loaded[name] = origin
     return loaded
@@ -209,7 +209,7 @@ def _register_components(
                 raise  # a built-in plugin's error is a bug here, not a broken installation
             removed = registry.remove_plugin(name)
             manager.unregister(name=name)
-            location = _location_in(error, _module_of(plugin))
+            location = raised_in_package(error, _module_of(plugin))
             added = (
                 "; the components it had registered are left out with it: "
                 + ", ".join(f"the {ComponentKind(kind).singular} {component!r}" for kind, component in removed)
@@ -217,7 +217,7 @@ def _register_components(
                 else ""
             )
             reason = f"its registration raised {type(error).__name__}: {error}{_at(error, location)}{added}"
-            _leave_out(failed, name, external[name], reason, location)
+            _leave_out(failed, name, external[name], reason, location, _fix_advice(name, error, _module_of(plugin)))
     registry.current_plugin = "<direct>"
 
 
@@ -248,23 +248,6 @@ def _module_of(plugin: object) -> str:
     return str(getattr(plugin, "__module__", None) or getattr(plugin, "__name__", ""))
 
 
-def _location_in(error: BaseException, module: str) -> tuple[str, int] | None:
-    """Where ``error`` was raised in the plugin's own code: the innermost traceback frame of a module of the
-    plugin's top-level package (``module``'s first dotted part), as ``(file, line)``; for a ``SyntaxError`` in the
-    plugin's code, which no frame runs, the file and line it names; ``None`` when neither applies."""
-    package = module.split(".")[0]
-    if package == __name__.split(".")[0]:  # a plugin inside this project's own package: only its module counts
-        package = module
-    found: tuple[str, int] | None = None
-    for frame, line in traceback.walk_tb(error.__traceback__):
-        name = str(frame.f_globals.get("__name__", ""))
-        if package and (name == package or name.startswith(package + ".")):
-            found = (frame.f_code.co_filename, line)
-    if found is None and isinstance(error, SyntaxError) and error.filename and error.lineno:
-        return error.filename, error.lineno
-    return found
-
-
 def _at(error: BaseException, location: tuple[str, int] | None) -> str:
     """`` (at file:line)`` for the message of ``error``; ``""`` when the location is unknown or is the one a
     ``SyntaxError``'s own message names."""
@@ -281,11 +264,27 @@ def _leave_out(
     location: tuple[str, int] | None = None,
     advice: str | None = None,
 ) -> None:
-    """Record the plugin ``name`` (from ``origin``) as left out for ``reason`` and warn, with ``advice`` (default:
-    block it by name)."""
+    """Record the plugin ``name`` (from ``origin``) as left out for ``reason`` and warn, with ``advice`` on the fix
+    (default: :func:`_fix_advice` for no particular error)."""
     failed[name] = f"{origin}: {reason}"
-    advice = advice or f"set {BLOCK_ENV_VAR}={name} to skip it without this warning"
+    advice = advice or _fix_advice(name, None, "")
     _warn(f"slotstream plugin {name!r} ({origin}) was left out: {reason}. To fix: {advice}", location)
+
+
+def _fix_advice(name: str, error: BaseException | None, module: str) -> str:
+    """What fixes the plugin ``name`` (whose code is the module ``module``) that ``error`` left out: the fix of the
+    error itself (a missing module to install, a component to rename...), then blocking the plugin, which only
+    silences the warning."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        if error.name.split(".")[0] == module.split(".")[0]:  # a module of the plugin's own package
+            fix = f"fix the plugin's import of {error.name!r} (its own package has no such module)"
+        else:
+            fix = f"install the missing dependency (the distribution that provides the module {error.name!r})"
+    elif isinstance(error, RegistryError):
+        fix = "change the registration as the error says (rename a component whose name is taken)"
+    else:
+        fix = "fix the error above in the plugin (e.g. install a missing dependency or rename a component)"
+    return f"{fix}, or set {BLOCK_ENV_VAR}={name} to skip the plugin without this warning"
 
 
 def _warn_unmatched_blocks(unmatched: list[str], known: set[str]) -> None:

@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import re
+import traceback
 from collections.abc import Collection
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -309,8 +310,11 @@ class ComponentRegistry:
             ComponentConfigError: a config sets an argument the model supplies to this kind, or names an argument
                 the constructor lacks (also a ``TypeError``, as these were once).
             ComponentBuildError: the constructor raised (a missing argument, a value it rejects, an
-                ``__init__`` that does not call ``super().__init__()``...); the message names the component, its
-                class, the plugin that registered it and the arguments; the original error is the cause.
+                ``__init__`` that does not call ``super().__init__()``...), or returned an instance that
+                ``nn.Module.__init__`` never initialised (an ``__init__`` that sets only plain attributes without
+                calling ``super().__init__()``, which would fail later in ``model.to()``); the message names the
+                component, its class, the plugin that registered it, the arguments and, for an error raised in the
+                constructor's own code, the file and line there; the original error (if any) is the cause.
         """
         kind = _kind(kind)
         cls = self.get(kind, name)
@@ -337,13 +341,19 @@ class ComponentRegistry:
             )
             raise ComponentConfigError(f"{described} got unknown config keys {unknown}; it accepts {allowed}{note}")
         supplied = {k: v for k, v in (wiring or {}).items() if k in parameters}
+        failing = f"cannot build {described} from config {kwargs!r} and wiring {supplied!r}"
         try:
-            return cls(**kwargs, **supplied)
+            instance = cls(**kwargs, **supplied)
         except Exception as error:  # a third party's constructor: whatever it raises, say whose it was
+            hint = _constructor_hint(kind, cls, error, list(wiring or {}), {**kwargs, **supplied})
+            raise ComponentBuildError(f"{failing}: {type(error).__name__}: {error}{hint}") from error
+        if "_modules" not in vars(instance):  # set attributes, but nn.Module.__init__ never ran
             raise ComponentBuildError(
-                f"cannot build {described} from config {kwargs!r} and wiring {supplied!r}: "
-                f"{type(error).__name__}: {error}{_constructor_hint(kind, cls, error, list(wiring or {}))}"
-            ) from error
+                f"{failing}: the instance was never initialised as a torch.nn.Module (no _modules), so the model "
+                f"cannot move, save or train it (does {cls.__qualname__}.__init__ call super().__init__()? "
+                f"{_code_of(cls)})"
+            )
+        return instance
 
     def _describe(self, kind: ComponentKind, name: str) -> str:
         """``the transition 'damped' (my_plugin.Damped, registered by plugin 'my_plugin' (my-plugin 0.1))``."""
@@ -431,19 +441,65 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _constructor_hint(kind: ComponentKind, cls: type[Component], error: Exception, wiring: list[str]) -> str:
-    """A likely cause for the common constructor failures, or ``""``."""
+def _constructor_hint(
+    kind: ComponentKind, cls: type[Component], error: Exception, wiring: list[str], arguments: dict[str, Any]
+) -> str:
+    """A likely cause for the common constructor failures, else where the constructor's code raised, or ``""``.
+
+    The advice about the arguments the model fills in is given only for a ``TypeError`` of the call itself
+    (``arguments`` do not bind to the constructor's signature); one raised inside the constructor's body (a
+    ``nn.GRUCell(slot_dim)`` missing an argument) is a bug there, and its file and line are named instead.
+    """
     text = str(error)
     if isinstance(error, AttributeError) and any(
         marker in text for marker in ("_modules", "_parameters", "_buffers", "Module.__init__()")
     ):
         return f" (does {cls.__qualname__}.__init__ call super().__init__() before setting attributes?)"
-    if isinstance(error, TypeError) and "required" in text and "argument" in text:
+    if isinstance(error, TypeError) and not _binds(cls, arguments):
         return (
             f" (the model fills in only the arguments named {', '.join(wiring) or '(none)'} for {kind.value}; "
             "any other argument needs a default or a value in the component's kwargs)"
         )
-    return ""
+    location = raised_in_package(error, cls.__module__)
+    return f" (raised in the constructor's code at {location[0]}:{location[1]})" if location else ""
+
+
+def _binds(cls: type[Component], arguments: dict[str, Any]) -> bool:
+    """Whether ``cls(**arguments)`` fits the signature of ``cls.__init__`` (whatever its body then does)."""
+    try:
+        inspect.signature(cls.__init__).bind(None, **arguments)  # None stands for self
+    except TypeError:
+        return False
+    except ValueError:  # no signature to inspect (a builtin __init__): assume the call was the problem
+        return False
+    return True
+
+
+def _code_of(cls: type[Component]) -> str:
+    """``"it is defined at FILE:LINE"`` for the class ``cls``, or ``""`` when its source cannot be found."""
+    try:
+        file, line = inspect.getsourcefile(cls.__init__), inspect.getsourcelines(cls.__init__)[1]
+    except (OSError, TypeError):
+        return ""
+    return f"its __init__ is at {file}:{line}" if file else ""
+
+
+def raised_in_package(error: BaseException, module: str) -> tuple[str, int] | None:
+    """Where ``error`` was raised in a plugin's own code: the innermost traceback frame of a module of the
+    plugin's top-level package (``module``'s first dotted part; for a plugin inside this project's own ``plugins``
+    package, ``module`` and its submodules only), as ``(file, line)``; for a ``SyntaxError`` in the plugin's code,
+    which no frame runs, the file and line it names; ``None`` when neither applies."""
+    package = module.split(".")[0]
+    if package == __name__.split(".")[0]:  # a plugin inside this project's own package: only its module counts
+        package = module
+    found: tuple[str, int] | None = None
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        name = str(frame.f_globals.get("__name__", ""))
+        if package and (name == package or name.startswith(package + ".")):
+            found = (frame.f_code.co_filename, line)
+    if found is None and isinstance(error, SyntaxError) and error.filename and error.lineno:
+        return error.filename, error.lineno
+    return found
 
 
 def _kind(kind: ComponentKind | str) -> ComponentKind:

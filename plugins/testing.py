@@ -15,7 +15,8 @@ uninstalled plugin).
 
 :func:`check_exportable` (opt-in: it needs the ``onnx`` and ``onnxscript`` packages) exports the same tiny model
 the way ``python -m training.export`` does and fails where the export would: a tensor value turned into a Python
-branch or number (which the graph would freeze), an operator with no ONNX conversion, an operator TensorRT lacks.
+branch or number (which the graph would freeze), an operator with no ONNX conversion, an operator TensorRT lacks,
+a batch size fixed by a Python loop or branch over it.
 """
 
 from __future__ import annotations
@@ -171,8 +172,8 @@ def check_exportable(
     """Export the model ``config`` (:func:`tiny_model_config`) to ONNX as ``python -m training.export`` does.
 
     Both graphs (``first_step`` and ``step``) are traced with the export's checks and then put through its
-    operator check; nothing is written but a temporary file, deleted again, and ONNX Runtime is not needed (no
-    parity run).
+    operator check, and each is traced again and run at other batch sizes than the traced one (the batch axis
+    is dynamic), as the export's parity run would; nothing is written but a temporary file, deleted again.
 
     Args:
         config: ``VideoSlotModel`` keyword arguments, or a built model.
@@ -182,7 +183,9 @@ def check_exportable(
 
     Raises:
         ContractViolation: the export would fail or be wrong; the message is the export's (the component, its
-            plugin and the line for a value the graph would freeze or an operator ONNX lacks).
+            plugin and the line for a value the graph would freeze, an operator ONNX lacks, or a batch size it fixes
+            with a Python loop or branch over ``x.shape[0]``: the graph is traced at one batch size and fails at
+            another).
         ImportError: ``onnx`` or ``onnxscript`` is missing (the message says what to install).
     """
     import importlib.util
@@ -193,6 +196,7 @@ def check_exportable(
             f"check_exportable exports with {' and '.join(missing)}, which is not installed: pip install "
             "'onnx>=1.17' 'onnxscript>=0.5' (slotstream's own requirements, which pip install -e . installs)"
         )
+    from training.export.batch_axis import fixed_batch_diagnosis
     from training.export.errors import ExportError
     from training.export.graphs import export_graph
     from training.export.operators import check_operators
@@ -203,6 +207,16 @@ def check_exportable(
             report = check_operators(export_graph(model, which))
         except ExportError as error:
             raise ContractViolation(str(error)) from error
+        except Exception as error:  # ONNX Runtime's errors (the export runs the graph at several batch sizes)
+            if type(error).__module__.split(".")[0] != "onnxruntime":
+                raise
+            diagnosis = fixed_batch_diagnosis(model, which)
+            raise ContractViolation(
+                diagnosis or f"ONNX Runtime refused the exported {which} graph: {type(error).__name__}: {error}"
+            ) from error
+        diagnosis = fixed_batch_diagnosis(model, which)  # what the export's parity run at other batch sizes finds
+        if diagnosis is not None:
+            raise ContractViolation(diagnosis)
         refusal = report.refusal(which, tensorrt=tensorrt)
         if refusal is not None:
             raise ContractViolation(refusal)

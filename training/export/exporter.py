@@ -39,6 +39,7 @@ from service.backends.manifest import (
     write_manifest,
 )
 from service.engine import model_version
+from training.export.batch_axis import DIAGNOSIS_BATCH_SIZES, fixed_batch_diagnosis
 from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.operators import TENSORRT_OPS_SOURCE, check_operators
@@ -46,6 +47,7 @@ from training.export.parity import (
     BATCH_SIZES,
     PARITY_FRAMES,
     PARITY_VIDEOS,
+    BatchSizeError,
     OrtGraphs,
     Runtime,
     measure_parity,
@@ -124,7 +126,9 @@ def export_model(
 
     Raises:
         ExportError: a graph failed tracing (a value the graph would freeze, an operator ONNX lacks),
-            ``onnx.checker`` or the operator check, or parity is out of tolerance.
+            ``onnx.checker`` or the operator check, or parity is out of tolerance; or it fails at another batch
+            size than the traced one because a component fixes the batch size (the message names both batch
+            sizes and, where found, the component and its line).
         FileNotFoundError, ValueError: ``model_dir`` is not a readable model directory, ``out_dir`` holds other
             files than an export or the source model, ``max_batch_size`` is below 1, or ``tensorrt`` and
             ``onnxruntime_only`` are both set.
@@ -152,12 +156,15 @@ def export_model(
     staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
     published = False
     try:
-        checked = {name: _onnx_errors_named(_export_checked, model, name, options, staging) for name in GRAPH_FILES}
+        checked = {
+            name: _onnx_errors_named(_export_checked, model, name, options, staging, batch_axis_of=(model, name))
+            for name in GRAPH_FILES
+        }
         graphs = {name: spec for name, (spec, _) in checked.items()}
         tensorrt_problems = [f"{name}: {problem}" for name, (_, problems) in checked.items() for problem in problems]
         video = synthetic_video(model.image_size, options.parity_frames, options.parity_videos)
         runtime = _onnx_errors_named(OrtGraphs, staging / GRAPH_FILES["first_step"], staging / GRAPH_FILES["step"])
-        parity = _checked_parity(model, runtime, runtime.name, video, options.batch_sizes, fp16=False)
+        parity = _onnxruntime_parity(model, runtime, video, options.batch_sizes)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copyfile(source / name, staging / name)
         if model_version(staging) != version:  # the graphs hold the weights loaded, the copies the new ones
@@ -188,10 +195,17 @@ def export_model(
     return manifest
 
 
-def _onnx_errors_named(function: Callable[..., _T], *args: Any) -> _T:
+def _onnx_errors_named(
+    function: Callable[..., _T], *args: Any, batch_axis_of: tuple[VideoSlotModel, str] | None = None
+) -> _T:
     """``function(*args)``, with an error of ONNX or ONNX Runtime (their exception classes derive from
     ``Exception`` alone: ``onnx.checker.ValidationError``, ONNX Runtime's ``Fail``...) raised as an
-    :class:`ExportError` saying which library refused the graph, so the command reports it in one line."""
+    :class:`ExportError` saying which library refused the graph, so the command reports it in one line.
+
+    With ``batch_axis_of`` (the model and the graph ``function`` exports), an ONNX Runtime error is first put down
+    to a component that fixes the batch size where :func:`~training.export.batch_axis.fixed_batch_diagnosis` finds
+    one: the export runs the graph at other batch sizes than the traced one (to freeze its reshapes), and ONNX
+    Runtime's error then names whichever later node the wrong batch size reached, not the component."""
     try:
         return function(*args)
     except Exception as error:
@@ -199,7 +213,40 @@ def _onnx_errors_named(function: Callable[..., _T], *args: Any) -> _T:
         if library not in ("onnx", "onnxruntime"):
             raise
         name = "ONNX Runtime" if library == "onnxruntime" else "ONNX"
+        diagnosis = None
+        if batch_axis_of is not None and library == "onnxruntime":
+            diagnosis = fixed_batch_diagnosis(*batch_axis_of)
+        if diagnosis is not None:
+            raise ExportError(f"{diagnosis} ({name}'s own error: {type(error).__name__}: {error})") from error
         raise ExportError(f"{name} refused the exported graph: {type(error).__name__}: {error}") from error
+
+
+def _onnxruntime_parity(
+    model: VideoSlotModel, runtime: OrtGraphs, video: np.ndarray, batch_sizes: tuple[int, ...]
+) -> ParityReport:
+    """:func:`_checked_parity` of the ONNX Runtime graphs; a graph failing at a batch size, or a parity failure
+    (which a graph run at another batch size than the traced one gives when a component fixes the batch size
+    without failing), is put down to that component when :func:`~training.export.batch_axis.fixed_batch_diagnosis`
+    finds one.
+
+    Raises:
+        BatchSizeError: a graph raised or answered another batch size, and no component fixes it.
+        ParityFailed: out of tolerance, and no component fixes the batch size.
+        ExportError: a component fixes the batch size (the message names it; the failure is the cause).
+    """
+    try:
+        return _checked_parity(model, runtime, runtime.name, video, batch_sizes, fp16=False)
+    except BatchSizeError as error:
+        diagnosis = fixed_batch_diagnosis(model, error.which, (error.batch, *DIAGNOSIS_BATCH_SIZES))
+        if diagnosis is None:
+            raise
+        raise ExportError(f"{diagnosis} ({error})") from error
+    except ParityFailed as error:
+        sizes = (int(video.shape[1]), *batch_sizes, *DIAGNOSIS_BATCH_SIZES)  # [T, B, 3, H, W]: the video's B first
+        diagnosis = next(filter(None, (fixed_batch_diagnosis(model, which, sizes) for which in GRAPH_FILES)), None)
+        if diagnosis is None:
+            raise
+        raise ExportError(f"{diagnosis} (parity: {error})") from error
 
 
 def _source_version(source: Path) -> str | None:

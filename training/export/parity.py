@@ -11,6 +11,12 @@ rounding does not decide the pixel. Trained models have such near-ties over whol
 the background), and a plain argmax there differs between runtimes whose masks agree to 1e-6. The share of
 pixels the tie rule decided (``argmax_tied``) and the plain argmax's agreement (``argmax_agreement_all``) are
 reported alongside.
+
+The graphs are traced at one batch size (:data:`training.export.graphs.EXAMPLE_BATCH`) and their batch axis is
+dynamic, so a component that fixes the batch size in Python (a loop or branch over ``x.shape[0]``) gives a graph
+that fails or answers wrongly at every other batch size: a runtime call at such a batch size that raises, or
+answers another batch size, raises :class:`BatchSizeError`, and
+:func:`training.export.batch_axis.fixed_batch_diagnosis` names the component.
 """
 
 from __future__ import annotations
@@ -25,7 +31,16 @@ import torch
 
 from plugins import SlotState, VideoSlotModel
 from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE, near_ties, segment
-from service.backends.manifest import INPUT_FRAMES, INPUT_PREV_SLOTS, OUTPUT_MASKS, OUTPUT_SLOTS, ParityReport
+from service.backends.manifest import (
+    FIRST_STEP,
+    INPUT_FRAMES,
+    INPUT_PREV_SLOTS,
+    OUTPUT_MASKS,
+    OUTPUT_SLOTS,
+    STEP,
+    ParityReport,
+)
+from training.export.errors import ExportError
 
 FP32_MAX_ABS = 1e-4
 FP32_AGREEMENT = 0.999
@@ -58,6 +73,20 @@ class Runtime(Protocol):
     def step(self, frames: np.ndarray, state: np.ndarray) -> StepResult:
         """``frames [B, 3, H, W]`` and the previous slots ``[B, K, D]`` -> outputs."""
         ...
+
+
+class BatchSizeError(ExportError):
+    """A runtime's graph raised, or answered another batch size, at a batch size of the parity run.
+
+    Attributes:
+        which: the graph, ``"first_step"`` or ``"step"``.
+        batch: the batch size it was called at.
+    """
+
+    def __init__(self, message: str, which: str, batch: int) -> None:
+        super().__init__(message)
+        self.which = which
+        self.batch = batch
 
 
 @dataclass(frozen=True)
@@ -143,6 +172,10 @@ def measure_parity(
             that the batch axis is really dynamic); their differences count towards the maxima.
         max_abs_threshold: largest allowed absolute difference of slots and soft masks.
         agreement_threshold: smallest allowed fraction of identical argmax mask pixels.
+
+    Raises:
+        BatchSizeError: a runtime call raised, or returned slots or masks of another batch size than its frames
+            (the message names the runtime, the graph and the batch size; the runtime's error is the cause).
     """
     slots_diff = masks_diff = magnitude = 0.0
     first_over: int | None = None
@@ -151,7 +184,7 @@ def measure_parity(
     runtime_state: np.ndarray | None = None
     for index, frames in enumerate(video):
         reference, reference_state = _torch_step(model, frames, reference_state)
-        out = runtime.first_step(frames) if runtime_state is None else runtime.step(frames, runtime_state)
+        out = _called(runtime, name, frames, runtime_state)
         runtime_state = out.slots
         frame_slots, frame_masks = _max_abs(out.slots, reference[0]), _max_abs(out.masks, reference[1])
         if first_over is None and max(frame_slots, frame_masks) > max_abs_threshold:
@@ -166,9 +199,9 @@ def measure_parity(
     for size in batch_sizes:
         frames = _tile(video.reshape(-1, *video.shape[2:]), size)  # [size, 3, H, W]
         (ref_slots, ref_masks), state = _torch_step(model, frames, None)
-        out = runtime.first_step(frames)
+        out = _called(runtime, name, frames, None)
         (next_slots, next_masks), _ = _torch_step(model, frames, state)
-        out_next = runtime.step(frames, ref_slots)
+        out_next = _called(runtime, name, frames, ref_slots)
         slots_diff = max(slots_diff, _max_abs(out.slots, ref_slots), _max_abs(out_next.slots, next_slots))
         masks_diff = max(masks_diff, _max_abs(out.masks, ref_masks), _max_abs(out_next.masks, next_masks))
     agreement = agree / max(total, 1)
@@ -190,6 +223,27 @@ def measure_parity(
         reference_slots_max_abs=magnitude,
         first_frame_over_limit=first_over,
     )
+
+
+def _called(runtime: Runtime, name: str, frames: np.ndarray, state: np.ndarray | None) -> StepResult:
+    """``runtime`` (called ``name``) on ``frames``: its ``first_step`` without ``state``, else its ``step``; raises
+    :class:`BatchSizeError` when the call raises or answers another batch size than ``frames`` has."""
+    batch, which = int(frames.shape[0]), FIRST_STEP if state is None else STEP
+    try:
+        out = runtime.first_step(frames) if state is None else runtime.step(frames, state)
+    except Exception as error:  # a runtime's own error classes (ONNX Runtime's, TensorRT's) share no base
+        raise BatchSizeError(
+            f"{name}: the {which} graph fails at batch {batch}: {type(error).__name__}: {error}", which, batch
+        ) from error
+    answered = {int(out.slots.shape[0]), int(out.masks.shape[0])}
+    if answered != {batch}:
+        raise BatchSizeError(
+            f"{name}: the {which} graph answers {batch} frames with slots {tuple(out.slots.shape)} and masks "
+            f"{tuple(out.masks.shape)}",
+            which,
+            batch,
+        )
+    return out
 
 
 def _torch_step(

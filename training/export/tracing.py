@@ -314,10 +314,10 @@ def _locate_operator(
     scope = nodes[0].scopeName().split("/")[-1]  # "__module.model.transition[.inner...]"
     parts = scope.split(".")
     role = parts[2] if len(parts) > 2 and parts[1] == "model" and parts[2] in COMPONENT_NAMES else None
-    return role, _caller_outside_torch(nodes[0].sourceRange())
+    return role, caller_outside_torch(nodes[0].sourceRange())
 
 
-def _caller_outside_torch(stack: str) -> str:
+def caller_outside_torch(stack: str) -> str:
     """``file:line`` of the innermost frame outside PyTorch in a traced node's call stack (``file(line): name``
     per line, innermost first); '' when there is none."""
     for line in stack.splitlines():
