@@ -81,6 +81,38 @@ def _log_warning(
     )
 
 
+GRPC_CORE_LOGGER = "grpc._cython.cygrpc"
+"""The logger gRPC's asyncio server reports its core's errors on."""
+
+_DEPARTED_CLIENT = "ExecuteBatchError raised in core by servicer method"
+"""How gRPC logs a reply it could no longer send: the call ended (the client cancelled, died or was cut off)
+while the reply waited in flow control."""
+
+
+class ClientDepartureFilter(logging.Filter):
+    """Turns gRPC's error record for a reply it could no longer send (:data:`_DEPARTED_CLIENT`, an ERROR with a
+    core traceback) into one INFO line: the client went away while replies to it waited, a routine event whose
+    stream is detached or freed like any dropped connection's. Other records pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """See :meth:`logging.Filter.filter`; rewrites the record in place."""
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR and message.startswith(_DEPARTED_CLIENT):
+            method = message[len(_DEPARTED_CLIENT) :].strip()
+            record.msg, record.args = "a client went away while replies to it waited", None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+            record.method = method.strip("[]")
+        return True
+
+
+def quiet_client_departures() -> None:
+    """Install :class:`ClientDepartureFilter` on gRPC's core logger (once: calling again changes nothing)."""
+    core = logging.getLogger(GRPC_CORE_LOGGER)
+    if not any(isinstance(f, ClientDepartureFilter) for f in core.filters):
+        core.addFilter(ClientDepartureFilter())
+
+
 WARNING_INTERVAL_S = 10.0
 """At most one warning per this many seconds for each kind of refusal (a misbehaving client would flood the log)."""
 

@@ -33,6 +33,7 @@ from service.engine import Engine, load_engine
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 from service.host import memory_limit_bytes
+from service.logs import quiet_client_departures
 from service.metrics import Metrics
 from service.ports import address_in_use
 from service.runner import ModelRunner
@@ -137,6 +138,7 @@ class Server:
             Exception: with ``wait_ready``, whatever warm-up raised.
         """
         config = self.config
+        quiet_client_departures()  # a client gone while its replies waited is routine: INFO, not a core traceback
         for flag, address in (("--listen", config.listen), ("--metrics-listen", config.metrics_listen)):
             if address and address_in_use(address):  # said before the model loads, without gRPC's own error line
                 raise ListenError(
