@@ -121,7 +121,7 @@ def build_plugin_manager(*, load_entry_points: bool = True, blocked: list[str] |
     manager.check_pending()
     registry = ComponentRegistry()
     registry.external_plugins = dict(external)
-    registry.plugin_versions = _plugin_versions(manager, entry_points, external)
+    registry.plugin_versions, registry.plugin_distributions = _plugin_provenance(manager, entry_points, external)
     _register_components(manager, registry, external, failed)
     known = {*DEFAULT_PLUGINS, *(entry_point.name for entry_point in entry_points)}
     blocked_plugins = [name for name in blocked_names if name in known]  # the rest blocked nothing (warned below)
@@ -221,18 +221,21 @@ def _register_components(
     registry.current_plugin = "<direct>"
 
 
-def _plugin_versions(
+def _plugin_provenance(
     manager: pluggy.PluginManager, entry_points: list[importlib.metadata.EntryPoint], external: dict[str, str]
-) -> dict[str, str]:
-    """The version of each registered plugin where known: the project's for the built-ins (when it is installed),
-    the distribution's for an installed plugin."""
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The version and the distribution of each registered plugin where known: the project's for the built-ins
+    (when it is installed), the installed distribution's for a plugin."""
     versions: dict[str, str] = {}
+    distributions: dict[str, str] = {}
     try:
         project = importlib.metadata.version(PROJECT_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
         project = None
     if project is not None:
-        versions |= {name: project for name in DEFAULT_PLUGINS if manager.has_plugin(name)}
+        built_ins = [name for name in DEFAULT_PLUGINS if manager.has_plugin(name)]
+        versions |= dict.fromkeys(built_ins, project)
+        distributions |= dict.fromkeys(built_ins, PROJECT_DISTRIBUTION)
     for entry_point in entry_points:
         if (
             entry_point.name in external
@@ -240,7 +243,8 @@ def _plugin_versions(
             and external[entry_point.name] == _origin(entry_point)
         ):
             versions[entry_point.name] = entry_point.dist.version
-    return versions
+            distributions[entry_point.name] = entry_point.dist.name
+    return versions, distributions
 
 
 def _module_of(plugin: object) -> str:

@@ -149,6 +149,13 @@ class VideoSlotModel(nn.Module):
             if plugin in registry.plugin_versions
         }
         """The version of each of those plugins where the registry knows it (``save_pretrained`` records them)."""
+        self.plugin_distributions = {
+            plugin: registry.plugin_distributions[plugin]
+            for plugin in sorted(set(self.component_plugins.values()))
+            if plugin in registry.plugin_distributions
+        }
+        """The distribution of each of those plugins where the registry knows it (``save_pretrained`` records
+        them, so a message about a missing plugin can say what to install)."""
         # encoders get image_size, num_slots and slot_dim; the rest is derived from the encoder
         wiring: dict[str, Any] = {"image_size": self.image_size, "num_slots": num_slots, "slot_dim": slot_dim}
         self.encoder = cast(Encoder, _build(registry, ComponentKind.ENCODERS, specs["encoder"], wiring))
@@ -357,9 +364,10 @@ class VideoSlotModel(nn.Module):
         their defaults filled in, so a plugin that later changes a default does not change the reloaded model), the
         plugin of each component (``plugins``: role -> plugin name), the version of each of those plugins where
         known (``plugin_versions``: plugin name -> the version of its distribution, the project's own for the
-        built-ins; :meth:`from_pretrained` warns when an external one differs) and, when :attr:`frame_fit` is
-        set, ``input``: ``{"frame_fit": ...}``. ``plugins`` and ``plugin_versions`` are informational: a file
-        without them (saved by an earlier version) loads the same.
+        built-ins; :meth:`from_pretrained` warns when an external one differs), the distribution of each
+        (``plugin_distributions``: plugin name -> what to ``pip install``) and, when :attr:`frame_fit` is set,
+        ``input``: ``{"frame_fit": ...}``. ``plugins``, ``plugin_versions`` and ``plugin_distributions`` are
+        informational: a file without them (saved by an earlier version) loads the same.
 
         Each file is written to a temporary name, flushed to disk and renamed (``plugins.files``), so an
         interrupted save never leaves a half-written file under the final name; the files get the permissions a

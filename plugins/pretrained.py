@@ -56,6 +56,8 @@ def write_pretrained(model: VideoSlotModel, directory: str | os.PathLike[str]) -
     }
     if model.plugin_versions:
         payload["plugin_versions"] = model.plugin_versions
+    if model.plugin_distributions:
+        payload["plugin_distributions"] = model.plugin_distributions
     if model.frame_fit is not None:
         payload["input"] = {"frame_fit": model.frame_fit}
     text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
@@ -150,7 +152,8 @@ def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, 
         warnings.warn(
             f"{config_path}: {components} of this model came from plugin {plugin!r} version {saved}, but version "
             f"{installed} is installed; the model is built with the arguments the file records, but the plugin's "
-            f"code may now compute differently: check its results, or install version {saved}",
+            f"code may now compute differently: check its results, or install version {saved}"
+            f"{_pip_install(payload, plugin, saved)}",
             PluginVersionWarning,
             stacklevel=4,  # the caller of VideoSlotModel.from_pretrained
         )
@@ -171,15 +174,32 @@ def _warn_on_other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, A
 
 def missing_plugin_hint(payload: Mapping[str, Any]) -> str:
     """What to do about a saved model whose component names are not registered: the plugins it was saved with
-    (when ``config.json`` records them), to install, or to unblock from ``SLOTSTREAM_DISABLE_PLUGINS``."""
+    (when ``config.json`` records them) and the distributions to install (when it records those), or to unblock
+    from ``SLOTSTREAM_DISABLE_PLUGINS``."""
     saved = payload.get("plugins")
     external = (
         sorted({str(plugin) for plugin in saved.values() if str(plugin) not in DEFAULT_PLUGINS})
         if isinstance(saved, Mapping)
         else []
     )
-    where = f"it was saved with components of the plugin(s) {', '.join(map(repr, external))}; " if external else ""
+    versions = payload.get("plugin_versions")
+    named = [
+        f"{plugin!r}{_pip_install(payload, plugin, versions.get(plugin) if isinstance(versions, Mapping) else None)}"
+        for plugin in external
+    ]
+    where = f"it was saved with components of the plugin(s) {', '.join(named)}; " if external else ""
     return (
         f"({where}a component from a plugin package needs that package installed and not blocked by "
         f"{BLOCK_ENV_VAR}; `python -m plugins list` shows what is loaded)"
     )
+
+
+def _pip_install(payload: Mapping[str, Any], plugin: str, version: object) -> str:
+    """`` (pip install 'dist==version')`` for ``plugin`` when ``config.json`` (``payload``) records its
+    distribution, else ``""``."""
+    distributions = payload.get("plugin_distributions")
+    distribution = distributions.get(plugin) if isinstance(distributions, Mapping) else None
+    if not distribution:
+        return ""
+    pinned = f"{distribution}=={version}" if version else str(distribution)
+    return f" (pip install '{pinned}')"

@@ -119,6 +119,9 @@ class ComponentRegistry:
         self.plugin_versions: dict[str, str] = {}
         """The version of the distribution each plugin comes from (the project's own for the built-ins), set by
         the plugin manager where known; saved models record it (:meth:`VideoSlotModel.save_pretrained`)."""
+        self.plugin_distributions: dict[str, str] = {}
+        """The distribution each plugin comes from (the name to ``pip install``; the project's own for the
+        built-ins), set by the plugin manager where known; saved models record it."""
 
     # -- adding ---------------------------------------------------------------------------------------
 

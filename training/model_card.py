@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from plugins import VideoSlotModel
+from plugins.builtin import DEFAULT_PLUGINS
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.best import BEST_MODEL_DIR, Selection, read_selection
@@ -168,6 +169,21 @@ def _experiment_source(config: TrainConfig, command: str) -> str:
     return f"`training/configs/{config.name}.py`"
 
 
+def plugin_rows(model: VideoSlotModel) -> list[str]:
+    """A table row naming the installed plugins the model's components come from (none for built-ins only):
+    training, loading and serving the model need them."""
+    external = sorted({plugin for plugin in model.component_plugins.values() if plugin not in DEFAULT_PLUGINS})
+    if not external:
+        return []
+
+    def named(plugin: str) -> str:
+        distribution, version = model.plugin_distributions.get(plugin), model.plugin_versions.get(plugin)
+        installed = f" (`pip install '{distribution}=={version}'`)" if distribution and version else ""
+        return f"`{plugin}`{installed}"
+
+    return [f"| plugins | {', '.join(map(named, external))}: needed to train, load or serve it |"]
+
+
 def render_card(
     config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
 ) -> str:
@@ -192,6 +208,7 @@ def render_card(
         f"| parameters | {parameters:,} |",
         f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
         f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
+        *plugin_rows(model),
         "",
         "## Object discovery",
         "",

@@ -16,7 +16,7 @@ from tiny_configs import model_config
 
 from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl
 from plugins.pretrained import PluginSourceWarning, PluginVersionWarning
-from plugins.registry import ComponentRegistry
+from plugins.registry import ComponentRegistry, RegistryError
 from plugins.types import Features, Slots
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "service" / "models" / "default"
@@ -86,6 +86,7 @@ def test_a_reloaded_model_keeps_the_defaults_it_was_saved_with_and_warns_of_anot
     assert saved["model"]["transition"] == {"name": "damped_example", "kwargs": {"factor": 0.9, "sizes": [1, 2]}}
     assert saved["plugins"]["transition"] == "damped"
     assert saved["plugin_versions"]["damped"] == "1.0"
+    assert saved["plugin_distributions"]["damped"] == "damped-dist"  # what to install, not the entry-point name
     project = importlib.metadata.version("slotstream")
     assert {saved["plugin_versions"][saved["plugins"][role]] for role in ("encoder", "decoder")} == {project}
     assert model.config == VideoSlotModel(**model.config, registry=before).config  # the full config rebuilds
@@ -97,7 +98,7 @@ def test_a_reloaded_model_keeps_the_defaults_it_was_saved_with_and_warns_of_anot
     assert [str(warning.message) for warning in warned] == [
         f"{config_path}: the transition 'damped_example' of this model came from plugin 'damped' version 1.0, but "
         "version 2.0 is installed; the model is built with the arguments the file records, but the plugin's code "
-        "may now compute differently: check its results, or install version 1.0"
+        "may now compute differently: check its results, or install version 1.0 (pip install 'damped-dist==1.0')"
     ]
     assert warned[0].filename == __file__  # the caller's line, not one inside the model code
     assert loaded.transition.factor == 0.9  # not the new default, 0.1
@@ -141,3 +142,14 @@ def test_a_saved_component_whose_name_another_plugin_registers_here_loads_with_a
     ]
     assert warned[0].filename == __file__
     assert type(loaded.transition) is DampedAfter
+
+
+def test_a_model_whose_plugin_is_gone_says_which_distribution_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry-point name (``damped``) is not what ``pip install`` takes; the distribution (``damped-dist``) is."""
+    saved_with = _installed_registry(tmp_path, monkeypatch, "1.0", DampedBefore)
+    VideoSlotModel(**model_config(transition="damped_example"), registry=saved_with).save_pretrained(tmp_path / "m")
+    monkeypatch.setattr("plugins.manager._entry_points", lambda: [])
+    with pytest.raises(RegistryError, match=r"plugin\(s\) 'damped' \(pip install 'damped-dist==1\.0'\)"):
+        VideoSlotModel.from_pretrained(tmp_path / "m", registry=build_plugin_manager().registry)

@@ -1,4 +1,5 @@
-"""``--resume`` continues a run under the plugin code it was started with, or refuses and says what changed."""
+"""``--resume`` continues a run under the plugin code it was started with, or refuses and says what changed; a
+model card names the plugins its model needs."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from plugins import Transition, build_plugin_manager, hookimpl
+from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl
 from plugins.registry import ComponentRegistry, RegistryError
 from plugins.types import Features, Slots
 from training.configs import get_config
 from training.loop import fit
+from training.model_card import plugin_rows
 
 
 class Carry(Transition):
@@ -96,3 +98,12 @@ def test_resume_without_the_plugin_names_it(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("plugins.manager._entry_points", lambda: [])
     with pytest.raises(RegistryError, match=r"carry_example.*saved with components of the plugin\(s\) 'carry'"):
         fit(_config(), run_dir, progress=False, resume=True, registry=build_plugin_manager().registry)
+
+
+def test_a_model_card_names_the_plugins_its_model_needs(tmp_path, monkeypatch) -> None:
+    registry = _registry(tmp_path, monkeypatch, "carry", "1.0")
+    config = _config()
+    model = VideoSlotModel(**config.model, registry=registry)
+    row = "| plugins | `carry` (`pip install 'carry-dist==1.0'`): needed to train, load or serve it |"
+    assert plugin_rows(model) == [row]
+    assert plugin_rows(VideoSlotModel(**get_config("tiny").model, registry=registry)) == []
