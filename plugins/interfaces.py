@@ -143,7 +143,8 @@ class Transition(Component):
     frames' slots, oldest first, the previous frame last (each ``[B, K, D]``); ``past_features`` are encoder
     tokens of the same number of frames, oldest first, **the current frame last** (each ``[B, P, Df]``), so
     ``past_slots[-1 - j]`` lies ``j + 1`` frames back and ``past_features[-1 - j]`` lies ``j`` frames back. At
-    inference the model passes exactly one of each; during training up to :attr:`window` - 1 of each.
+    inference the model passes exactly one of each; during training up to ``max(1, window - 1)`` of each (one
+    with ``window`` 1 or 2).
 
     Attributes:
         window: the span of frames the transition may look at during training, the frame being predicted
