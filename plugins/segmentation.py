@@ -18,6 +18,7 @@ lowest slot too but decides near-ties by rounding, so the two can differ only wh
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 SEGMENTATION_TIE_TOLERANCE = 1e-4
@@ -42,6 +43,36 @@ def segment(masks: torch.Tensor, tie_tolerance: float = SEGMENTATION_TIE_TOLERAN
     largest = masks.amax(dim=-3, keepdim=True)  # [..., 1, H, W]
     # max(...).indices over booleans: the first slot within the tolerance (faster on CPU than argmax).
     return (masks >= largest - tie_tolerance).max(dim=-3).indices  # [..., K, H, W] -> [..., H, W]
+
+
+def segment_uint8(masks: torch.Tensor, tie_tolerance: float = SEGMENTATION_TIE_TOLERANCE) -> np.ndarray:
+    """:func:`segment` of CPU float masks as a uint8 numpy array: the same map, about twice as fast for a frame's
+    masks (the service's path). It marks the slots from the last to the first, so each pixel ends with the lowest
+    slot within ``tie_tolerance`` of its largest mask, and slot 0 where none is (a NaN column), as :func:`segment`.
+
+    Args:
+        masks: ``[..., K, H, W]`` soft masks on the CPU, ``K <= 256``.
+        tie_tolerance: as in :func:`segment`.
+
+    Returns:
+        uint8 ``[..., H, W]``.
+
+    Raises:
+        ValueError: ``tie_tolerance`` is negative, or more than 256 slots.
+    """
+    if tie_tolerance < 0:
+        raise ValueError(f"tie_tolerance must be >= 0, got {tie_tolerance}")
+    slots = masks.shape[-3]
+    if slots > 256:
+        raise ValueError(f"a uint8 segmentation holds at most 256 slots, got {slots}")
+    threshold = (masks.amax(dim=-3) - tie_tolerance).numpy()  # [..., H, W], computed as segment() computes it
+    values = masks.numpy()  # [..., K, H, W]
+    labels = np.zeros(threshold.shape, dtype=np.uint8)  # [..., H, W]
+    within = np.empty(threshold.shape, dtype=bool)
+    for slot in range(slots - 1, -1, -1):
+        np.greater_equal(values[..., slot, :, :], threshold, out=within)
+        np.copyto(labels, np.uint8(slot), where=within)
+    return labels
 
 
 def near_ties(masks: torch.Tensor, tie_tolerance: float = SEGMENTATION_TIE_TOLERANCE) -> torch.Tensor:

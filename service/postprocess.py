@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from plugins.segmentation import segment
+from plugins.segmentation import segment_uint8
 from service.images import ModelView
 from service.types import OUTSIDE_VIEW
 
@@ -65,7 +65,8 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
     are sampled there bilinearly (``grid_sample``, ``align_corners=False``, border padding): on an output region
     of whole pixels this equals upsampling the masks to that region; pixels whose centre lies outside the view
     (outside a crop) get soft masks 0 and the segmentation :data:`~service.types.OUTSIDE_VIEW` (255). The
-    segmentation is :func:`plugins.segmentation.segment` of the (in-view) masks: the argmax over slots, with masks
+    segmentation is :func:`plugins.segmentation.segment` of the (in-view) masks (computed as
+    :func:`~plugins.segmentation.segment_uint8`): the argmax over slots, with masks
     within 1e-4 of the largest counted as tied and given to the lowest-numbered slot, so that every backend,
     batch size and thread count gives the same map. Frames asking for the same size and view are processed
     together.
@@ -98,9 +99,9 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
         if view is None:
             if tuple(group.shape[-2:]) != size:
                 group = F.interpolate(group, size=size, mode="bilinear", align_corners=False)  # [G, K, H, W]
-            segmentation = segment(group).to(torch.uint8).numpy()  # [G, K, H, W] -> [G, H, W]
+            segmentation = segment_uint8(group)  # [G, K, H, W] -> [G, H, W]
         else:
-            group, segmentation = _in_view(group, size, view)
+            group, segmentation = _in_view(group, size, view, any(requests[i].soft for i in indices))
         for row, index in enumerate(indices):
             request = requests[index]
             soft = None
@@ -147,16 +148,20 @@ def _inside(pixels: int, start: float, extent: float) -> slice:
     return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
 
 
-def _in_view(group: torch.Tensor, size: tuple[int, int], view: ModelView) -> tuple[torch.Tensor, np.ndarray]:
+def _in_view(
+    group: torch.Tensor, size: tuple[int, int], view: ModelView, soft_wanted: bool = True
+) -> tuple[torch.Tensor, np.ndarray]:
     """Soft masks ``[G, K, H, W]`` and segmentations uint8 ``[G, H, W]`` of ``group`` ``[G, K, h, w]`` mapped onto
-    the part of an output of ``size`` that the model's ``view`` covers (see :func:`mask_outputs`).
+    the part of an output of ``size`` that the model's ``view`` covers (see :func:`mask_outputs`). Without
+    ``soft_wanted`` (no frame of the group asks for soft masks) the soft masks are an empty ``[G, K, 0, 0]``: a
+    frame's worth of zeros is neither allocated nor filled.
 
     Raises:
         ValueError: pixels lie outside the view and ``K`` exceeds 255.
     """
     count, slots = group.shape[0], group.shape[1]
     rows, cols, grid = view_grid(size, view)
-    soft = group.new_zeros((count, slots, *size))  # [G, K, H, W]
+    soft = group.new_zeros((count, slots, *(size if soft_wanted else (0, 0))))  # [G, K, H, W]
     segmentation = np.full((count, *size), OUTSIDE_VIEW, dtype=np.uint8)  # [G, H, W]
     inside_all = (rows.stop - rows.start, cols.stop - cols.start) == size
     if not inside_all and slots > OUTSIDE_VIEW:
@@ -168,6 +173,7 @@ def _in_view(group: torch.Tensor, size: tuple[int, int], view: ModelView) -> tup
         sampled = F.grid_sample(
             group, grid.expand(count, -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
         )  # [G, K, rows, cols]
-        soft[:, :, rows, cols] = sampled
-        segmentation[:, rows, cols] = segment(sampled).to(torch.uint8).numpy()  # [G, K, rows, cols] -> [G, rows, cols]
+        if soft_wanted:
+            soft[:, :, rows, cols] = sampled
+        segmentation[:, rows, cols] = segment_uint8(sampled)  # [G, K, rows, cols] -> [G, rows, cols]
     return soft, segmentation

@@ -96,8 +96,10 @@ class SessionManager:
     # -- queries ------------------------------------------------------------------------------------------
 
     def demand(self, model: str) -> int:
-        """Streams of ``model`` attached to a connection (those that can send a frame soon)."""
-        return sum(1 for s in self.sessions.values() if s.owner is not None and s.model == model)
+        """Streams of ``model`` attached to a connection with a frame accepted and not yet answered (decoding,
+        queued or running): the ones a batch may wait for. An open stream with no frame in flight is not counted,
+        so a lone active stream is never held back waiting for an idle one's next frame."""
+        return sum(1 for s in self.sessions.values() if s.owner is not None and s.model == model and s.inflight > 0)
 
     def runner(self, model: str) -> ModelRunner:
         """The runner of ``model`` (``""``: the default).

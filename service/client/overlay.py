@@ -52,18 +52,37 @@ def render_overlay(
     if segmentation.shape != (height, width):
         resized = Image.fromarray(segmentation).resize((width, height), Image.Resampling.NEAREST)
         segmentation = np.asarray(resized)
-    # [H, W]; with 256 slots 255 is a slot's index
-    outside = (segmentation == OUTSIDE_VIEW) & (len(slot_ids) <= OUTSIDE_VIEW)
-    ids = np.asarray(slot_ids, dtype=np.int64)[np.where(outside, 0, segmentation)]  # [H, W] slot ids
-    colours = PALETTE[ids % len(PALETTE)].astype(np.float32)  # [H, W, 3]
-    blended = (1 - alpha) * frame.astype(np.float32) + alpha * colours
+    marks_outside = len(slot_ids) <= OUTSIDE_VIEW  # with 256 slots 255 is a slot's index
+    _check_indices(segmentation, len(slot_ids), marks_outside)
+    # Lookup tables instead of per-pixel arithmetic on fancy-indexed arrays (about twice as fast at 640x480):
+    # (1 - alpha) x each 8-bit value [256], and alpha x each slot index's colour [256, 3], both float32.
+    colours = np.zeros((256, 3), dtype=np.float32)
+    ids = np.asarray(slot_ids, dtype=np.int64)
+    colours[: len(ids)] = PALETTE[ids % len(PALETTE)].astype(np.float32) * np.float32(alpha)
+    shades = np.arange(256, dtype=np.float32) * np.float32(1 - alpha)
+    blended = np.take(shades, frame)  # [H, W, 3]
+    blended += np.take(colours, segmentation, axis=0)  # [H, W] -> [H, W, 3]
     edges = np.zeros((height, width), dtype=bool)
     edges[1:] |= segmentation[1:] != segmentation[:-1]
     edges[:, 1:] |= segmentation[:, 1:] != segmentation[:, :-1]
-    blended[edges] *= 0.4
-    blended[outside] = frame[outside]  # uncoloured, and no boundary drawn over them
+    np.multiply(blended, np.float32(0.4), out=blended, where=edges[:, :, None])  # [H, W, 1] over the channels
     result: np.ndarray = blended.clip(0, 255).astype(np.uint8)
+    if marks_outside:
+        outside = segmentation == OUTSIDE_VIEW  # [H, W]
+        result[outside] = frame[outside]  # uncoloured, and no boundary drawn over them
     return result
+
+
+def _check_indices(segmentation: np.ndarray, slots: int, marks_outside: bool) -> None:
+    """Refuse slot indices beyond ``slots`` (255 stands for outside the view when ``marks_outside``).
+
+    Raises:
+        ValueError: naming the first such index.
+    """
+    counts = np.bincount(segmentation.ravel(), minlength=256)  # [256] pixels per index
+    beyond = np.flatnonzero(counts[slots : OUTSIDE_VIEW if marks_outside else 256]) + slots
+    if beyond.size:
+        raise ValueError(f"the segmentation holds slot index {int(beyond[0])}, but there are {slots} slot ids")
 
 
 class OverlayWriter:

@@ -240,6 +240,33 @@ def test_overlay_colours_are_stable_per_slot_id():
     np.testing.assert_array_equal(overlay[0, 3], PALETTE[3])
 
 
+def _plain_blend(frame, segmentation, slot_ids, alpha):
+    """The overlay as a per-pixel formula: blend, darken boundaries, keep pixels outside the view."""
+    outside = (segmentation == 255) & (len(slot_ids) <= 255)
+    ids = np.asarray(slot_ids)[np.where(outside, 0, segmentation)]
+    blended = (1 - alpha) * frame.astype(np.float32) + alpha * PALETTE[ids % len(PALETTE)].astype(np.float32)
+    edges = np.zeros(segmentation.shape, bool)
+    edges[1:] |= segmentation[1:] != segmentation[:-1]
+    edges[:, 1:] |= segmentation[:, 1:] != segmentation[:, :-1]
+    blended[edges] *= 0.4
+    blended[outside] = frame[outside]
+    return blended.clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3])
+def test_the_overlay_is_the_plain_per_pixel_blend(alpha):
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    segmentation = rng.integers(0, 5, (48, 64)).astype(np.uint8)
+    segmentation[:, :6] = 255  # beside a crop
+    slot_ids = (4, 11, 2, 30, 7)
+    np.testing.assert_array_equal(
+        render_overlay(frame, segmentation, slot_ids, alpha), _plain_blend(frame, segmentation, slot_ids, alpha)
+    )
+    with pytest.raises(ValueError, match="slot index 5, but there are 5 slot ids"):
+        render_overlay(frame, np.full((48, 64), 5, np.uint8), slot_ids)
+
+
 def test_stream_command_saves_the_slot_trajectories(server, tmp_path, capsys):
     """The .npz holds every result's slots, as the engine computes them, in the order of the JSON lines."""
     clip, folder = make_video(seed=55, frames=5), tmp_path / "frames"

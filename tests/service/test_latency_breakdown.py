@@ -119,3 +119,22 @@ def test_a_batch_of_a_first_and_a_later_frame_answers_the_later_one_first(start_
     assert later.latency.total_ms < first.latency.total_ms - 0.8 * MODEL_DELAY_S * 1e3
     for result in results:
         assert abs(unaccounted_ms(result.latency)) < SLACK_MS, result.latency
+
+
+def test_an_idle_open_stream_does_not_hold_back_another_streams_frames(start_server):
+    """A batch waits (up to --max-queue-delay-ms) only for streams with a frame in flight: an open stream that
+    sends nothing made every frame of the active one wait the whole delay (and lose the inline model call)."""
+    server = start_server(max_queue_delay_ms=400.0, max_batch_size=4)
+    frames = make_video(seed=41, frames=4)
+
+    async def scenario() -> list[float]:
+        async with Client(server.target) as client:
+            idle = await client.open()
+            await idle.process(frames[0])  # open and answered: attached, nothing in flight
+            active = await client.open()
+            answers = [await active.process(frame) for frame in frames]
+            assert all(isinstance(answer, FrameResult) for answer in answers)
+            return [answer.latency.queue_ms for answer in answers if isinstance(answer, FrameResult)]
+
+    queued = run(scenario())
+    assert max(queued) < 200.0, f"frames waited {queued} ms for the idle stream"
