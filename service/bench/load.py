@@ -57,7 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="per-stream send rate (default: as fast as answers come)")
     parser.add_argument("--window", type=int, default=1, help="frames in flight per stream (1: send, await answer)")
     parser.add_argument("--live", action="store_true", help="open streams in live mode")
-    parser.add_argument("--size", type=int, default=128, help="square frame size sent, in pixels (default: 128)")
+    parser.add_argument(
+        "--size",
+        type=_pixels,
+        default=(128, 128),
+        help="frame size sent: N (square) or HxW, in pixels, e.g. 480x640 (default: 128)",
+    )
+    parser.add_argument(
+        "--mask-size",
+        type=_pixels,
+        help="segmentation size asked for: N or HxW (default: the model's input size; a client showing masks "
+        "over the frame asks for the frame's size)",
+    )
     parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
     parser.add_argument("--token", help="bearer token")
     parser.add_argument("--tls-ca", type=Path, help="CA certificate: connect with TLS (--target)")
@@ -80,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
-    for flag in ("streams", "frames", "window", "rounds", "size"):
+    for flag in ("streams", "frames", "window", "rounds"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
@@ -90,17 +101,17 @@ def main(argv: list[str] | None = None) -> int:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
         except ValueError as error:
             parser.error(str(error))
-    raw_bytes = args.size * args.size * 3
+    raw_bytes = args.size[0] * args.size[1] * 3
     if args.jpeg_quality is None and raw_bytes > DEFAULT_MAX_MESSAGE_BYTES - FRAME_FIELDS_BYTES:
         parser.error(
-            f"--size {args.size}: a raw frame is {raw_bytes:,} bytes, more than one message carries "
+            f"--size {_shown(args.size)}: a raw frame is {raw_bytes:,} bytes, more than one message carries "
             f"({DEFAULT_MAX_MESSAGE_BYTES:,}); give a smaller --size or send JPEG with --jpeg-quality"
         )
     if args.suite and args.streams < 2:
         parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
     if args.suite and not args.model.is_dir():
         return usage_error("--suite", [f"--model {args.model} is not a directory"])
-    clip = synthetic_clip(64, (args.size, args.size))
+    clip = synthetic_clip(64, args.size)
     report: dict[str, Any] = {}
     if args.target:
         try:
@@ -156,7 +167,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "fps": args.fps,
         "window": args.window,
         "live": args.live,
-        "size": args.size,
+        "size": _shown(args.size),
+        "mask_size": _shown(args.mask_size) if args.mask_size else None,
         "jpeg_quality": args.jpeg_quality,
         "token": args.token is not None,
         "tls": _tls(args) is not None,
@@ -173,9 +185,27 @@ def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
         window=args.window,
         live=args.live,
         jpeg_quality=args.jpeg_quality,
+        mask_size=args.mask_size,
         token=args.token,
         tls=_tls(args),
     )
+
+
+def _pixels(text: str) -> tuple[int, int]:
+    """``N`` or ``HxW`` as ``(H, W)``, both at least 1 (an argparse type)."""
+    try:
+        sides = tuple(int(side) for side in text.lower().split("x"))
+    except ValueError:
+        sides = ()
+    if len(sides) == 1:
+        sides = (sides[0], sides[0])
+    if len(sides) != 2 or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with sides of at least 1 pixel (480x640), got {text!r}")
+    return sides[0], sides[1]
+
+
+def _shown(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None:

@@ -23,9 +23,16 @@ class PipelineBench:
         clip: frames (uint8 ``[H, W, 3]``), cycled.
         jpeg_quality: decode the frames from JPEG at this quality, as the server does for a client that sends
             JPEG (``None``: raw RGB).
+        mask_size: ``(H, W)`` of the segmentation (``None``: the model's input size).
     """
 
-    def __init__(self, config: ServiceConfig, clip: list[np.ndarray], jpeg_quality: int | None = None) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        clip: list[np.ndarray],
+        jpeg_quality: int | None = None,
+        mask_size: tuple[int, int] | None = None,
+    ) -> None:
         from service.client.encoding import encode_image
         from service.server import default_engine_factory
 
@@ -33,7 +40,7 @@ class PipelineBench:
         self.card = self.engine.card
         self.engine.warmup([1])
         self._images: list[EncodedImage] = [encode_image(frame, jpeg_quality) for frame in clip]
-        self._request = MaskRequest(self.card.image_size)
+        self._request = MaskRequest(mask_size or self.card.image_size)
         self._state: np.ndarray | None = None
         self._next = 0
 

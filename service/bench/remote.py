@@ -28,6 +28,7 @@ class LoadSpec:
         window: frames a stream may have in flight (1: send one, await its answer).
         live: open the streams in live mode.
         jpeg_quality: send JPEG at this quality instead of raw frames.
+        mask_size: ``(H, W)`` of the segmentation asked for (``None``: the model's input size).
         warmup_frames: frames per stream sent and answered before measuring.
         token: bearer token.
         tls: TLS files (``None``: plaintext).
@@ -40,6 +41,7 @@ class LoadSpec:
     window: int = 1
     live: bool = False
     jpeg_quality: int | None = None
+    mask_size: tuple[int, int] | None = None
     warmup_frames: int = 10
     token: str | None = None
     tls: TlsFiles | None = None
@@ -57,7 +59,9 @@ class _StreamStats:
 
 def stream_options(spec: LoadSpec) -> StreamOptions:
     """The options every stream of ``spec`` is opened with."""
-    return StreamOptions(live=spec.live, outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}))
+    return StreamOptions(
+        live=spec.live, outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}), mask_size=spec.mask_size
+    )
 
 
 async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:

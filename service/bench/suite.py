@@ -69,7 +69,7 @@ def run_suite(
     """
     config = _server_config(["--model-dir", str(model_dir), "--backend", backend, *server_args])
     try:  # the server's settings, from the same flags
-        bench = PipelineBench(config, clip, spec.jpeg_quality)
+        bench = PipelineBench(config, clip, spec.jpeg_quality, spec.mask_size)
     except (BackendUnavailable, OSError, ValueError) as error:  # ValueError: a missing or damaged manifest
         raise SuiteError(f"cannot load the model: {error}") from error
     report = asyncio.run(_measure(bench, model_dir, backend, server_args, spec, clip, rounds))

@@ -50,7 +50,7 @@ def test_suite_paired_latency_sends_the_loads_encoding_and_token(model_dir, tmp_
     assert "s3cret" not in text, "tokens are never written to the report"
     settings = report["settings"]
     assert settings["server_args"] == ["--auth-token", "***"] and settings["token"] is True
-    assert settings["jpeg_quality"] == 60 and settings["size"] == 32 and settings["rounds"] == 1
+    assert settings["jpeg_quality"] == 60 and settings["size"] == "32x32" and settings["rounds"] == 1
     argv = report["provenance"]["argv"]
     assert argv[argv.index("--token") + 1] == "***" and "--token '***'" in report["provenance"]["command"]
     assert report["provenance"]["machine"]["cpu"] and local["device"] == "cpu" and local["torch_threads"] >= 0
@@ -101,7 +101,7 @@ def test_target_report_records_command_machine_versions_and_settings(server, tmp
         assert record["source"]["commit"] == head.stdout.strip() and isinstance(record["source"]["modified"], bool)
     assert "torch_threads" not in json.dumps(record), "the generator's torch threads say nothing about the server"
     settings = report["settings"]
-    assert settings["target"] == server.target and settings["size"] == 32 and settings["fps"] == 500
+    assert settings["target"] == server.target and settings["size"] == "32x32" and settings["fps"] == 500
     (run,) = report["remote"]
     assert run["frame_weighted_mean_batch_size"] == 1.0 and "mean_batch_size" not in run
 
@@ -120,7 +120,7 @@ def test_load_refuses_a_raw_frame_size_no_message_carries_before_making_frames(c
     with pytest.raises(SystemExit) as exited:
         bench_main(["--target", "127.0.0.1:1", "--size", "2400"])
     err = capsys.readouterr().err
-    assert exited.value.code == 2 and "--size 2400: a raw frame is 17,280,000 bytes" in err, err
+    assert exited.value.code == 2 and "--size 2400x2400: a raw frame is 17,280,000 bytes" in err, err
 
 
 def test_local_refuses_an_unknown_backend_before_exporting(model_dir, capsys):
@@ -168,3 +168,30 @@ def test_the_benchmarks_take_no_abbreviated_flags(abbreviated, capsys):
     with pytest.raises(SystemExit) as exited:
         load_main(["--target", "127.0.0.1:1", abbreviated, "s3cret", "--frames", "1"])
     assert exited.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_load_sends_frames_of_the_size_and_asks_for_masks_of_the_size_given(server, monkeypatch, tmp_path):
+    """A robot's case: 480x640-like frames with masks at the frame's size (the model's 64x64 hides their cost)."""
+    import service.runner as runner
+
+    asked: list[tuple[int, int]] = []
+    made = runner.mask_outputs
+
+    def spy(masks, requests):
+        asked.extend(request.size for request in requests)
+        return made(masks, requests)
+
+    monkeypatch.setattr(runner, "mask_outputs", spy)
+    out = tmp_path / "load.json"
+    args = ["--target", server.target, "--frames", "2", "--size", "24x40", "--mask-size", "48x80", "--json", str(out)]
+    assert bench_main(args) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["size"] == "24x40" and settings["mask_size"] == "48x80"
+    assert asked and set(asked) == {(48, 80)}
+
+
+@pytest.mark.parametrize("size", ["0", "4x", "x5", "3x0", "ten"])
+def test_load_refuses_a_size_that_is_no_pixel_size(size, capsys):
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--target", "127.0.0.1:1", "--size", size])
+    assert exited.value.code == 2 and "expected N or HxW" in capsys.readouterr().err
