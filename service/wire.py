@@ -45,6 +45,11 @@ from service.types import (
 _DTYPES: dict[int, np.dtype[Any]] = {pb.DTYPE_FLOAT32: np.dtype("<f4"), pb.DTYPE_UINT8: np.dtype("u1")}
 _DTYPE_CODES: dict[np.dtype[Any], int] = {np.dtype("float32"): pb.DTYPE_FLOAT32, np.dtype("uint8"): pb.DTYPE_UINT8}
 _MAX_TENSOR_DIMS = 8
+_MAX_OUTPUTS_LISTED = 64
+"""Most entries ``StreamOptions.outputs`` may list (each kind once is a handful; room for repeats and kinds a newer
+client knows): a longer list is refused before it is read, so an open cannot cost the event loop seconds."""
+MAX_SLOT_IDS = 256
+"""Most slot ids a hand-off may carry: a segmentation is uint8, so no served model has more slots."""
 _SOFT_MASK_DTYPES = (pb.DTYPE_UNSPECIFIED, pb.DTYPE_FLOAT32, pb.DTYPE_UINT8)
 _FRAME_FITS = frozenset(int(fit) for fit in FrameFit)
 _E = TypeVar("_E", bound=enum.IntEnum)
@@ -84,8 +89,10 @@ def tensor_from_proto(tensor: Any) -> np.ndarray:
     dtype = _DTYPES.get(tensor.dtype)
     if dtype is None:
         raise ValueError(f"unknown tensor dtype {tensor.dtype}")
+    if len(tensor.shape) > _MAX_TENSOR_DIMS:  # before building a tuple of a client-chosen length
+        raise ValueError(f"bad tensor shape: {len(tensor.shape)} dimensions, more than {_MAX_TENSOR_DIMS}")
     shape = tuple(tensor.shape)
-    if len(shape) > _MAX_TENSOR_DIMS or any(d < 0 for d in shape):
+    if any(d < 0 for d in shape):
         raise ValueError(f"bad tensor shape {shape}")
     expected = math.prod(shape) * dtype.itemsize
     if len(tensor.data) != expected:
@@ -183,6 +190,12 @@ def _open_from_proto(message: Any) -> OpenRequest:
         _FRAME_FITS,
         "FRAME_FIT_STRETCH (1), FRAME_FIT_CROP (2), FRAME_FIT_PAD (3) or 0 for the server's default",
     )
+    if len(options.outputs) > _MAX_OUTPUTS_LISTED:  # before reading a client-chosen number of entries
+        raise StreamAbort(
+            ErrorCode.INVALID_OPEN,
+            f"options.outputs lists {len(options.outputs):,} entries: list each output once (there are "
+            f"{len(Output)} kinds)",
+        )
     resume = None
     if message.HasField("resume"):
         last = message.resume.last_frame_index if message.resume.HasField("last_frame_index") else None
@@ -261,6 +274,8 @@ def handoff_from_proto(message: Any) -> StateHandoff:
     Raises:
         ValueError: the state tensor is malformed or not float32.
     """
+    if len(message.slot_ids) > MAX_SLOT_IDS:  # before building a tuple of a client-chosen length
+        raise ValueError(f"{len(message.slot_ids):,} slot ids: a state holds at most {MAX_SLOT_IDS} slots")
     state = tensor_from_proto(message.state)
     if state.dtype != np.float32:
         raise ValueError(f"the state must be float32, got {state.dtype}")

@@ -230,8 +230,18 @@ def _handoff_message():
             _open(options=pb.StreamOptions(mask_height=100, mask_width=100)),
             "exceeds this server's limit of 4096 pixels (its --max-image-pixels)",
         ),
+        (
+            _open(options=pb.StreamOptions(outputs=[pb.OUTPUT_SLOTS] * 100_000)),
+            "options.outputs lists 100,000 entries: list each output once",
+        ),
     ],
-    ids=["resume and empty handoff", "resume and valid handoff", "unknown soft mask dtype", "mask over the limit"],
+    ids=[
+        "resume and empty handoff",
+        "resume and valid handoff",
+        "unknown soft mask dtype",
+        "mask over the limit",
+        "outputs listed 100,000 times",
+    ],
 )
 def test_bad_opens_are_refused_with_invalid_open_and_say_what_was_wrong(strict_server, open_request, fragment):
     """Both ``resume`` and ``handoff`` used to be reported as "malformed hand-off state: unknown tensor dtype 0"
@@ -243,6 +253,25 @@ def test_bad_opens_are_refused_with_invalid_open_and_say_what_was_wrong(strict_s
     assert _trailer_code(error) == ErrorCode.INVALID_OPEN.wire_name
     assert fragment in error.details(), error.details()
     assert strict_server.metric("slotstream_open_rejected_total", {"code": "invalid_open"}) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "fragment"),
+    [
+        ("slot_ids", "300 slot ids: a state holds at most 256 slots"),
+        ("shape", "bad tensor shape: 9 dimensions, more than 8"),
+    ],
+)
+def test_a_handoff_with_client_chosen_lengths_is_refused_before_they_are_read(strict_server, field, fragment):
+    """Long repeated fields were turned into tuples before any check: seconds of the event loop for 16 MB."""
+    handoff = _handoff_message()
+    if field == "slot_ids":
+        handoff.slot_ids.extend(range(300))
+    else:
+        handoff.state.shape[:] = [1] * 9
+    _, error = run(raw_exchange(strict_server.target, _open(stream_id="s", handoff=handoff)))
+    assert error is not None and _trailer_code(error) == ErrorCode.HANDOFF_MISMATCH.wire_name, error
+    assert fragment in error.details(), error.details()
 
 
 def test_a_frame_without_an_image_is_told_so(server):
