@@ -31,6 +31,10 @@ def read_tokens(path: Path) -> tuple[str, ...]:
     return tokens
 
 
+_NOTHING_REFUSED = object()
+"""No status refused yet (not ``None``, which is the status of a deleted file: deleting it must warn too)."""
+
+
 class TokenFile:
     """The tokens of a file, read again when the file changes (looked at no more than every ``check_every_s``).
 
@@ -53,7 +57,7 @@ class TokenFile:
         self._stamp = self._status()
         self._tokens = tuple(token.encode() for token in read_tokens(path))
         self._checked = clock()
-        self._refused: _Stamp | None = None
+        self._refused: object = _NOTHING_REFUSED  # the status of a file last refused (None: a deleted file)
         self.reloads = 0
         """How many times a changed file was taken up since it was first read."""
 
@@ -75,7 +79,7 @@ class TokenFile:
             _log.warning("kept the previous bearer tokens: %s cannot be used (%s)", self.path, error)
             return
         self._tokens = tuple(token.encode() for token in tokens)
-        self._stamp, self._refused = stamp, None
+        self._stamp, self._refused = stamp, _NOTHING_REFUSED
         self.reloads += 1
         _log.info("reloaded the bearer tokens", extra={"path": str(self.path), "tokens": len(tokens)})
 

@@ -65,6 +65,21 @@ def test_a_broken_token_file_keeps_the_tokens_read_last(tmp_path, caplog):
     assert tokens.current() == (b"newer",)
 
 
+def test_a_deleted_token_file_keeps_the_tokens_read_last_with_a_warning(tmp_path, caplog):
+    """A file deleted (not emptied) was kept silently: its missing status equalled "nothing refused yet"."""
+    path = tmp_path / "tokens"
+    path.write_text("old\n")
+    clock = Clock()
+    tokens = TokenFile(path, clock=clock)
+    path.unlink()
+    with caplog.at_level(logging.WARNING, logger="service.tokens"):
+        for step in (1.0, 2.0):
+            clock.now = step
+            assert tokens.current() == (b"old",)
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("kept the previous bearer tokens")]
+    assert len(warnings) == 1 and str(path) in warnings[0], warnings
+
+
 def test_a_server_takes_a_rotated_token_without_a_restart(start_server, tmp_path):
     path = tmp_path / "tokens"
     path.write_text("old\n")
