@@ -71,6 +71,16 @@ class ServiceConfig:
             "refused for it)"
         ),
     )
+    max_calls: int = field(
+        default=0,
+        metadata=_help(
+            "gRPC calls held at once, of any method (0: 2 x --max-streams + 32); more are refused with "
+            "RESOURCE_EXHAUSTED before they start, so calls that hold no stream cannot pile up"
+        ),
+    )
+    open_timeout_s: float = field(
+        default=10.0, metadata=_help("seconds a stream call may take to send its open before it is ended (NOT_OPEN)")
+    )
     idle_timeout_s: float = field(default=300.0, metadata=_help("default seconds without frames before reclaim"))
     max_idle_timeout_s: float = field(default=3600.0, metadata=_help("largest idle timeout a client may ask for"))
     max_resume_window_s: float = field(default=300.0, metadata=_help("largest resume window a client may ask for"))
@@ -217,6 +227,12 @@ class ServiceConfig:
     def resolved_model_name(self) -> str:
         """The model's name: :attr:`model_name`, or the model directory's name."""
         return self.model_name or self.model_dir.name
+
+    @property
+    def resolved_max_calls(self) -> int:
+        """:attr:`max_calls`, or the automatic choice: two calls per stream (a reconnect's new call beside the old
+        one being torn down) and 32 for health checks and ``Describe``."""
+        return self.max_calls or 2 * self.max_streams + 32
 
     def resolved_model_instances(self, cores: int | None = None) -> int:
         """:attr:`model_instances`, or the automatic choice: on a CPU one per ``cores // threads per call``, at
@@ -392,6 +408,14 @@ class ServiceConfig:
                 f"--max-total-buffered-reply-bytes must be 0 (auto) or at least {smallest} (3 replies of "
                 f"--max-message-bytes: one stream's window of one and the two gRPC holds), got {budget}"
             )
+        if self.max_calls < 0:
+            problems.append(f"--max-calls must be >= 0 (0: automatic), got {self.max_calls}")
+        if 0 < self.max_calls < self.max_streams:
+            problems.append(
+                f"--max-calls {self.max_calls} is below --max-streams {self.max_streams}: each stream is a call"
+            )
+        if not (math.isfinite(self.open_timeout_s) and self.open_timeout_s > 0):
+            problems.append(f"--open-timeout-s must be a number > 0, got {self.open_timeout_s}")
         if self.max_streams_per_client < 0:
             problems.append(f"--max-streams-per-client must be >= 0 (0: no limit), got {self.max_streams_per_client}")
         non_negative_durations = (

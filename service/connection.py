@@ -401,7 +401,7 @@ class StreamConnection:
                 if self._session is None:  # a call that never opens must not hold the server's resources
                     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can return a request that arrived as the
                     # call ended, swallowing the cancel, and the open would then outlive its call
-                    async with asyncio.timeout(self._manager.limits.default_idle_timeout_s):
+                    async with asyncio.timeout(self._manager.limits.open_timeout_s):
                         request = await anext(iterator)
                 else:
                     request = await anext(iterator)
@@ -410,8 +410,8 @@ class StreamConnection:
             except TimeoutError:
                 raise StreamAbort(
                     ErrorCode.NOT_OPEN,
-                    f"no open within {self._manager.limits.default_idle_timeout_s:g} s (the idle timeout): the "
-                    "first request of a call must be an open",
+                    f"no open within {self._manager.limits.open_timeout_s:g} s (--open-timeout-s): the first "
+                    "request of a call must be an open",
                 ) from None
             except StreamAbort:
                 raise

@@ -155,6 +155,7 @@ class Server:
         limits = SessionLimits(
             max_streams=config.max_streams,
             max_streams_per_client=config.max_streams_per_client,
+            open_timeout_s=config.open_timeout_s,
             default_idle_timeout_s=config.idle_timeout_s,
             max_idle_timeout_s=config.max_idle_timeout_s,
             max_resume_window_s=config.max_resume_window_s,
@@ -312,7 +313,9 @@ class Server:
             # take a share of the connections. A busy port must fail instead.
             ("grpc.so_reuseport", 0),
         ]
-        self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
+        self._grpc = grpc.aio.server(
+            interceptors=interceptors, options=options, maximum_concurrent_rpcs=config.resolved_max_calls
+        )
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in READINESS_SERVICES:

@@ -23,6 +23,7 @@ class SessionLimits:
     Attributes:
         max_streams: sessions held at once (attached or detached).
         max_streams_per_client: sessions one client address may hold at once (0: no limit).
+        open_timeout_s: how long a stream call may take to send its open.
         default_idle_timeout_s: idle timeout of streams that do not choose one.
         max_idle_timeout_s: cap on a stream's idle timeout.
         max_resume_window_s: cap on a stream's resume window.
@@ -39,6 +40,7 @@ class SessionLimits:
 
     max_streams: int = 64
     max_streams_per_client: int = 0
+    open_timeout_s: float = 10.0
     default_idle_timeout_s: float = 300.0
     max_idle_timeout_s: float = 3600.0
     max_resume_window_s: float = 300.0

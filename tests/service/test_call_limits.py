@@ -1,0 +1,49 @@
+"""The server holds at most --max-calls gRPC calls at once, of any method, and ends a stream call that sends no
+open within --open-timeout-s: calls that hold no stream cannot pile up (each costs memory)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from service_helpers import run
+
+from service import wire
+from service.client import Client, StreamError
+from service.generated import pb_grpc
+from service.types import OpenRequest
+
+
+def test_calls_beyond_max_calls_are_refused_until_one_ends(start_server) -> None:
+    server = start_server(max_streams=2, max_calls=2)
+
+    async def scenario() -> None:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = pb_grpc.PerceptionStub(channel)
+            held = [stub.Stream(), stub.Stream()]
+            for call in held:
+                await call.write(wire.request_to_proto(OpenRequest()))
+                await call.read()  # opened: both calls are held by the server
+            async with Client(server.target) as client:
+                with pytest.raises(StreamError) as refused:
+                    await client.describe()
+                assert refused.value.status == grpc.StatusCode.RESOURCE_EXHAUSTED
+                held[0].cancel()
+                for _ in range(50):  # the server sees the cancel after a moment
+                    try:
+                        await client.describe()
+                        break
+                    except StreamError:
+                        await asyncio.sleep(0.05)
+                else:
+                    pytest.fail("a call was still refused after one of the held calls ended")
+
+    run(scenario())
+
+
+def test_max_calls_below_max_streams_is_refused() -> None:
+    from service.config import ConfigError, ServiceConfig
+
+    with pytest.raises(ConfigError, match="--max-calls 3 is below --max-streams 4"):
+        ServiceConfig(max_streams=4, max_calls=3)
