@@ -22,6 +22,17 @@ SHARED_CALL_MAX_PIXELS = 512 * 512
 """Mask outputs up to this many pixels are made inside the batch's model call; larger ones (up to seconds
 at 4K) are made afterwards for their own stream alone, so they do not hold up the streams batched with it."""
 
+BANDED_MIN_PIXELS = 1024 * 1024
+"""Segmentations of at least this many pixels, asked for without soft masks, are sampled in bands of rows
+(:func:`_banded_segmentation`): a band's soft masks are made, segmented and let go, so making the map needs about
+one byte a pixel instead of about (4 K + 10) (570 MiB for 6 slots at 4096 x 4096)."""
+
+BAND_PIXELS = 256 * 1024
+"""Output pixels per band of :func:`_banded_segmentation` (its soft masks: K x 1 MiB for float32)."""
+
+_WHOLE_FRAME: ModelView = (0.0, 0.0, 1.0, 1.0)
+"""The view of a stretch: the model saw the whole frame."""
+
 
 @dataclass(frozen=True)
 class MaskRequest:
@@ -96,6 +107,11 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
             outputs[index] = MaskOutputs(None, None)
     for (size, view), indices in by_size.items():
         group = source[indices]  # [G, K, h, w]
+        if size[0] * size[1] >= BANDED_MIN_PIXELS and not any(requests[i].soft for i in indices):
+            segmentation = _banded_segmentation(group, size, view or _WHOLE_FRAME)  # [G, H, W]
+            for row, index in enumerate(indices):
+                outputs[index] = MaskOutputs(segmentation[row], None)
+            continue
         if view is None:
             if tuple(group.shape[-2:]) != size:
                 group = F.interpolate(group, size=size, mode="bilinear", align_corners=False)  # [G, K, H, W]
@@ -111,6 +127,46 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
             seg = segmentation[row] if request.segmentation else None
             outputs[index] = MaskOutputs(seg, soft)
     return [out if out is not None else MaskOutputs(None, None) for out in outputs]
+
+
+def _banded_segmentation(group: torch.Tensor, size: tuple[int, int], view: ModelView) -> np.ndarray:
+    """Segmentations uint8 ``[G, H, W]`` of ``group`` ``[G, K, h, w]`` over an output of ``size``, sampled in
+    bands of rows as :func:`_in_view` samples the whole view at once (the same grid coordinates, so the same map
+    for a crop or a padded canvas; for a stretch, ``view`` covers the whole frame and the sampler agrees with
+    :func:`torch.nn.functional.interpolate`'s bilinear upsampling up to float rounding, far below the
+    segmentation's tie tolerance). Pixels outside the view are :data:`~service.types.OUTSIDE_VIEW`.
+
+    Raises:
+        ValueError: pixels lie outside the view and ``K`` exceeds 255.
+    """
+    count, slots = group.shape[0], group.shape[1]
+    top, left, height, width = view
+    rows, cols = _inside(size[0], top, height), _inside(size[1], left, width)  # the output pixels inside the view
+    segmentation = np.full((count, *size), OUTSIDE_VIEW, dtype=np.uint8)  # [G, H, W]
+    if (rows.stop - rows.start, cols.stop - cols.start) != size and slots > OUTSIDE_VIEW:
+        raise ValueError(
+            f"pixels outside the model's view are marked {OUTSIDE_VIEW}, a slot index of this {slots}-slot model"
+        )
+    band = max(1, BAND_PIXELS // max(1, cols.stop - cols.start))
+    for start in range(rows.start, rows.stop, band):
+        stop = min(start + band, rows.stop)
+        grid = _band_grid(size, view, slice(start, stop), cols)  # [1, band, cols, 2]
+        sampled = F.grid_sample(
+            group, grid.expand(count, -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
+        )  # [G, K, band, cols]
+        segmentation[:, start:stop, cols] = segment_uint8(sampled)  # [G, K, band, cols] -> [G, band, cols]
+    return segmentation
+
+
+def _band_grid(size: tuple[int, int], view: ModelView, rows: slice, cols: slice) -> torch.Tensor:
+    """The float32 grid ``[1, rows, cols, 2]`` of :func:`view_grid`, for the given rows and columns only."""
+    top, left, height, width = view
+    ys = ((np.arange(rows.start, rows.stop, dtype=np.float64) + 0.5) / size[0] - top) / height * 2 - 1  # [rows]
+    xs = ((np.arange(cols.start, cols.stop, dtype=np.float64) + 0.5) / size[1] - left) / width * 2 - 1  # [cols]
+    grid = np.empty((1, len(ys), len(xs), 2), dtype=np.float32)  # [1, rows, cols, (x, y)]
+    grid[..., 0] = xs[None, None, :]  # [cols] -> [1, 1, cols], broadcast over the rows
+    grid[..., 1] = ys[None, :, None]  # [rows] -> [1, rows, 1], broadcast over the columns
+    return torch.from_numpy(grid)
 
 
 def view_grid(size: tuple[int, int], view: ModelView) -> tuple[slice, slice, torch.Tensor]:
@@ -133,12 +189,7 @@ def view_grid(size: tuple[int, int], view: ModelView) -> tuple[slice, slice, tor
     top, left, height, width = view
     rows = _inside(size[0], top, height)
     cols = _inside(size[1], left, width)
-    ys = ((np.arange(rows.start, rows.stop, dtype=np.float64) + 0.5) / size[0] - top) / height * 2 - 1  # [rows]
-    xs = ((np.arange(cols.start, cols.stop, dtype=np.float64) + 0.5) / size[1] - left) / width * 2 - 1  # [cols]
-    grid = np.empty((1, len(ys), len(xs), 2), dtype=np.float32)  # [1, rows, cols, (x, y)]
-    grid[..., 0] = xs[None, None, :]  # [cols] -> [1, 1, cols], broadcast over the rows
-    grid[..., 1] = ys[None, :, None]  # [rows] -> [1, rows, 1], broadcast over the columns
-    return rows, cols, torch.from_numpy(grid)
+    return rows, cols, _band_grid(size, view, rows, cols)
 
 
 def _inside(pixels: int, start: float, extent: float) -> slice:
