@@ -11,8 +11,8 @@ the ``torch`` backend serves it too) plus the two graphs and this manifest::
 Compatibility within one :data:`MANIFEST_FORMAT` (a server reads manifests of exporters older and newer than it):
 
 - *Older manifests*: every field added after the format's first release has a default, which is what a manifest
-  written before the field means (``InputSpec.frame_fit``, ``ParityReport.build``, ``reference_slots_max_abs`` and
-  ``first_frame_over_limit``, ``Manifest.tensorrt_problems``).
+  written before the field means (``InputSpec.frame_fit``, ``ParityReport.build``, ``reference_slots_max_abs``,
+  ``first_frame_over_limit`` and ``float64_reference``, ``Manifest.tensorrt_problems``).
 - *Newer manifests*: keys this version does not know are ignored, in every object (top level, ``input``,
   ``source``, the tensor specs, the parity records): a newer exporter's additions. Readers of earlier releases
   ignored them only at the top level and in the parity records and refuse any other unknown key, so a field added
@@ -135,6 +135,54 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class Float64Reference:
+    """A runtime and fp32 PyTorch both measured against float64 PyTorch, which tells fp32 rounding from an export
+    fault where the fp32 comparison exceeded its limit (the rule: :func:`training.export.parity.measure_parity`).
+
+    The maxima are over the parity run's calls (the video fed recurrently, each implementation with its own
+    slots, and the single calls at each batch size), for slots or for soft masks.
+
+    Attributes:
+        runtime_slots_max_abs: the runtime's largest slot distance from float64 PyTorch.
+        runtime_masks_max_abs: the runtime's largest soft-mask distance from float64 PyTorch.
+        pytorch_slots_max_abs: fp32 PyTorch's own (the model as saved) largest slot distance from float64 PyTorch.
+        pytorch_masks_max_abs: the same for soft masks.
+        rounding_slots_max_abs: the largest slot distance from float64 PyTorch of fp32 PyTorch and of its
+            :attr:`moved_weight_runs` runs with every weight moved by one unit in the last place: how far fp32
+            rounding alone takes this model.
+        rounding_masks_max_abs: the same for soft masks.
+        moved_weight_runs: the fp32 runs with moved weights in the rounding figures.
+        rounding_factor: how many times the rounding figure at a call the runtime may be from float64 PyTorch
+            there, beyond the limit.
+        excess_max_abs: the largest, over the calls and the two outputs, of the runtime's distance from float64
+            PyTorch minus :attr:`rounding_factor` times the rounding figure at that call (negative: nearer
+            everywhere); the maxima pass where it is within the report's ``max_abs_threshold``.
+        excess_at: where it is largest: the call and the output (``frame 3 of the video (slots)``,
+            ``the first_step call at batch 8 (soft masks)``).
+        runtime_at_excess: the runtime's distance from float64 PyTorch there.
+        pytorch_at_excess: fp32 PyTorch's own (the model as saved) distance from float64 PyTorch there.
+        rounding_at_excess: the rounding figure there.
+        error: why float64 PyTorch could not run (then every figure is infinite and the check fails); empty when
+            it ran.
+    """
+
+    runtime_slots_max_abs: float
+    runtime_masks_max_abs: float
+    pytorch_slots_max_abs: float
+    pytorch_masks_max_abs: float
+    rounding_slots_max_abs: float
+    rounding_masks_max_abs: float
+    moved_weight_runs: int
+    rounding_factor: float
+    excess_max_abs: float
+    excess_at: str
+    runtime_at_excess: float
+    pytorch_at_excess: float
+    rounding_at_excess: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class ParityReport:
     """Measured agreement of a runtime with PyTorch on a synthetic video fed recurrently.
 
@@ -165,6 +213,11 @@ class ParityReport:
         first_frame_over_limit: the first frame of the video (0 is the ``first_step`` frame) where the slot or
             soft-mask difference exceeded :attr:`max_abs_threshold`; ``None`` when none did (the batch-size checks
             may still have), and in manifests written before it was recorded.
+        float64_reference: where the slot or soft-mask difference exceeded :attr:`max_abs_threshold` in an fp32
+            check, the runtime and fp32 PyTorch measured against float64 PyTorch: :attr:`passed` may then hold
+            with maxima above the threshold, when the runtime is no farther from float64 than fp32 rounding
+            allows. ``None`` where it did not run (maxima within the threshold, fp16 checks) and in manifests
+            written before it was recorded.
     """
 
     runtime: str
@@ -183,6 +236,7 @@ class ParityReport:
     build: dict[str, Any] = field(default_factory=dict)
     reference_slots_max_abs: float = 0.0
     first_frame_over_limit: int | None = None
+    float64_reference: Float64Reference | None = None
 
 
 @dataclass(frozen=True)
@@ -426,8 +480,25 @@ def _parity_reports(raw: dict[str, Any]) -> dict[str, ParityReport]:
             )
         if not isinstance(report.get("build", {}), dict):
             raise ManifestError(f"the {name!r} parity record's build must be an object, got {report['build']!r}")
-        reports[name] = ParityReport(**_known_fields(ParityReport, report))
+        known = _known_fields(ParityReport, report)
+        known["float64_reference"] = _float64_reference(report.get("float64_reference"), name)
+        reports[name] = ParityReport(**known)
     return reports
+
+
+def _float64_reference(raw: Any, name: str) -> Float64Reference | None:
+    """The ``float64_reference`` object of the parity record ``name`` (``None``: null or absent); keys this
+    version does not know are ignored.
+
+    Raises:
+        ManifestError: it is neither an object nor null, or lacks a field.
+    """
+    if raw is None:
+        return None
+    where = f"parity.{name}.float64_reference"
+    return Float64Reference(
+        **_known_fields(Float64Reference, _require(raw, _required_fields(Float64Reference), where))
+    )
 
 
 def _string_list(value: Any, key: str) -> list[str]:

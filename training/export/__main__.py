@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from plugins.registry import RegistryError
 from service.backends.manifest import Manifest, ManifestError
 from training.export.exporter import ExportError, ExportOptions, export_model
+from training.export.float64_reference import float64_summary
 from training.export.graphs import DEFAULT_OPSET, SUPPORTED_OPSETS
 
 DEFAULT_MAX_BATCH_SIZE = ExportOptions.max_batch_size
@@ -128,6 +129,9 @@ def summary(manifest: Manifest, out: str) -> str:
             f"{report.argmax_agreement:.4%} ({report.argmax_tied:.3%} of pixels tied within {report.tie_tolerance:g}; "
             f"plain argmax {report.argmax_agreement_all:.4%}), batch sizes {report.batch_sizes}"
         )
+        note = float64_summary(report)  # maxima above the limit that fp32 rounding explains, or does not
+        if note is not None:
+            lines.append(f"    {note}")
         if report.build:  # the engines checked: a server building others (batch profile, GPU, version) warns
             lines.append(f"    built for {', '.join(f'{key} {value}' for key, value in sorted(report.build.items()))}")
     if manifest.tensorrt_problems:

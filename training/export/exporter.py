@@ -41,6 +41,7 @@ from service.backends.manifest import (
 from service.engine import model_version
 from training.export.batch_axis import DIAGNOSIS_BATCH_SIZES, fixed_batch_diagnosis
 from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
+from training.export.float64_reference import float64_summary
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.operators import TENSORRT_OPS_SOURCE, check_operators
 from training.export.parity import (
@@ -370,8 +371,19 @@ def _export_checked(
 def _checked_parity(
     model: VideoSlotModel, runtime: Runtime, name: str, video: np.ndarray, batch_sizes: tuple[int, ...], fp16: bool
 ) -> ParityReport:
-    thresholds = {"max_abs_threshold": FP16_MAX_ABS, "agreement_threshold": FP16_AGREEMENT} if fp16 else {}
-    report = measure_parity(model, runtime, name, video, batch_sizes, **thresholds)
+    """:func:`~training.export.parity.measure_parity` at the fp32 thresholds, where maxima above the limit are
+    judged against float64 PyTorch (a runtime no farther from it than fp32 rounding passes), or with ``fp16`` at
+    the fp16 thresholds, against fp32 PyTorch alone.
+
+    Raises:
+        ParityFailed: out of tolerance.
+    """
+    if fp16:
+        report = measure_parity(
+            model, runtime, name, video, batch_sizes, FP16_MAX_ABS, FP16_AGREEMENT, float64_reference=False
+        )
+    else:
+        report = measure_parity(model, runtime, name, video, batch_sizes)
     if not report.passed:
         raise ParityFailed(report)
     return report
@@ -398,8 +410,15 @@ class ParityFailed(ExportError):
             f"pixels (need {report.agreement_threshold:.1%}). {when}; PyTorch's own slots "
             f"reach max |slot| {report.reference_slots_max_abs:.3g}: slots that grow large over the frames amplify "
             "float rounding (the model diverges, retrain or bound it), while a difference from the first frames "
-            "with small slots points to the export"
+            f"with small slots points to the export{_float64_sentence(report)}"
         )
+
+
+def _float64_sentence(report: ParityReport) -> str:
+    """``". "`` and :func:`~training.export.float64_reference.float64_summary` with a capital, or ``""`` where no
+    float64 reference ran."""
+    summary = float64_summary(report)
+    return "" if summary is None else f". {summary[0].upper()}{summary[1:]}"
 
 
 def _add_tensorrt(
