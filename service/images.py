@@ -21,6 +21,14 @@ from PIL import Image, UnidentifiedImageError
 from plugins.frame_fit import PAD_VALUE, fit_box
 from plugins.pixels import KEPT_MODES, SIXTEEN_BIT_MODES, TO_GRAY_MODES, PixelRangeError, rgb_or_gray
 from service.errors import ErrorCode, FrameRejected
+from service.image_headers import (
+    JPEG_WALK_SEGMENTS,
+    MAX_JPEG_SCANS,
+    count_jpeg_scans,
+    header_size,
+    image_format,
+    without_unused_png_chunks,
+)
 from service.types import EncodedImage, FrameFit, ImageEncoding
 
 PREPROCESSING = (
@@ -78,8 +86,9 @@ def prepare_frame(
         float32 ``[3, H, W]`` in ``[0, 1]``.
 
     Raises:
-        FrameRejected: the image is empty, too large, undecodable, of unknown encoding, or raw with other than 3
-            channels.
+        FrameRejected: the image is empty, too large, undecodable (a JPEG of more than :data:`MAX_JPEG_SCANS`
+            scans included), of unknown encoding, or raw with other than 3 channels. A PNG's text and ICC profile
+            chunks are ignored, not decompressed.
         ValueError: ``fit`` is ``UNSPECIFIED``.
     """
     return fit_frame(image, size, max_pixels, fit).pixels
@@ -194,7 +203,7 @@ def _decode(
     if not image.data:
         raise FrameRejected(ErrorCode.EMPTY_IMAGE, "the image has no bytes")
     expected = _PIL_FORMATS[encoding]
-    opened = _open(image.data, expected)
+    opened = _open(image.data, expected, max_pixels)
     width, height = opened.size
     _check_size(width, height, max_pixels)
     mode = opened.mode
@@ -204,6 +213,8 @@ def _decode(
             f"cannot read a {expected} of Pillow mode {mode!r} as an image: send 8-bit RGB, 8 or 16-bit grayscale, "
             "RGBA, grayscale with alpha, palette or CMYK",
         )
+    if expected == "JPEG":
+        _check_jpeg_scans(image.data)
     if draft_size is not None and expected == "JPEG":
         # libjpeg can decode at 1/2, 1/4 or 1/8 scale; keep at least twice the target size in the model's view.
         # The mode asked for does not change a grayscale or CMYK JPEG's mode: only the scale applies to them.
@@ -269,17 +280,29 @@ def _raw_pixels(image: EncodedImage, max_pixels: int) -> np.ndarray:
     return np.frombuffer(image.data, dtype=np.uint8).reshape(image.height, image.width, 3)  # [H*W*3] -> [H, W, 3]
 
 
-def _open(data: bytes, expected: str) -> Image.Image:
+def _open(data: bytes, expected: str, max_pixels: int) -> Image.Image:
+    """Open ``data`` with Pillow (its header only), a PNG without its :data:`_UNUSED_PNG_CHUNKS`.
+
+    Raises:
+        FrameRejected: ``data`` is not an ``expected`` image, its header is corrupt, or it is larger than Pillow
+            decodes (said as :func:`_check_size` says it, with ``max_pixels``).
+    """
+    readable = without_unused_png_chunks(data) if image_format(data) == "PNG" else data
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data), formats=list(_PIL_FORMATS.values()))
+            opened = Image.open(io.BytesIO(readable), formats=list(_PIL_FORMATS.values()))
     except UnidentifiedImageError as error:
         raise FrameRejected(
             ErrorCode.UNDECODABLE_IMAGE, f"{len(data)} bytes that are not a {expected} image (nor PNG/JPEG at all)"
         ) from error
-    except Image.DecompressionBombError as error:
-        raise FrameRejected(ErrorCode.IMAGE_TOO_LARGE, f"the image is too large to decode: {error}") from error
+    except Image.DecompressionBombError as error:  # beyond twice Image.MAX_IMAGE_PIXELS, above any max_pixels
+        size = header_size(data)
+        if size is None:  # a header too unusual for header_size: Pillow's limit is what is known
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            problem = f"the image has more than {limit} pixels; this server accepts at most {max_pixels}"
+            raise FrameRejected(ErrorCode.IMAGE_TOO_LARGE, problem) from error
+        raise _too_large(*size, max_pixels) from error
     except (OSError, ValueError, SyntaxError) as error:
         raise FrameRejected(
             ErrorCode.UNDECODABLE_IMAGE, f"{len(data)} bytes that do not decode as {expected}: {error}"
@@ -289,6 +312,25 @@ def _open(data: bytes, expected: str) -> Image.Image:
             ErrorCode.UNDECODABLE_IMAGE, f"the frame says {expected} but the data is a {opened.format} image"
         )
     return opened
+
+
+def _check_jpeg_scans(data: bytes) -> None:
+    """Refuse a JPEG of more than :data:`MAX_JPEG_SCANS` scans before libjpeg decodes it: a count of 0xFF 0xDA
+    pairs (about 1 ms a MB, a few % of decoding it), and a walk of the segments only when there are more (a few
+    ms; at most about 12 ns a byte, for data of 0xFF bytes)."""
+    scans, complete = count_jpeg_scans(data)
+    if scans <= MAX_JPEG_SCANS and complete:
+        return
+    if scans > MAX_JPEG_SCANS:
+        found = f"{scans:,} scans" if complete else f"more than {scans:,} scans"
+    else:
+        found = f"more than {JPEG_WALK_SEGMENTS:,} marker segments (encoders write a few dozen)"
+    raise FrameRejected(
+        ErrorCode.UNDECODABLE_IMAGE,
+        f"the JPEG has {found}; this server decodes at most {MAX_JPEG_SCANS} scans (start-of-scan segments) per "
+        "image, since each is a pass over the whole image: re-encode the frame as a baseline JPEG or a standard "
+        "progressive one (about 10 scans)",
+    )
 
 
 def fitted_pixels(height: int, width: int, size: tuple[int, int], fit: FrameFit) -> int:
@@ -322,7 +364,11 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise FrameRejected(ErrorCode.EMPTY_IMAGE, f"the image is {width}x{height} pixels")
     if width * height > max_pixels:
-        raise FrameRejected(
-            ErrorCode.IMAGE_TOO_LARGE,
-            f"the image is {width}x{height} = {width * height} pixels; this server accepts at most {max_pixels}",
-        )
+        raise _too_large(width, height, max_pixels)
+
+
+def _too_large(width: int, height: int, max_pixels: int) -> FrameRejected:
+    return FrameRejected(
+        ErrorCode.IMAGE_TOO_LARGE,
+        f"the image is {width}x{height} = {width * height} pixels; this server accepts at most {max_pixels}",
+    )
