@@ -139,6 +139,58 @@ def without_unused_png_chunks(data: bytes) -> bytes:
     return b"".join(kept)
 
 
+MAX_PNG_CHUNKS = 1024
+"""Most chunks a PNG frame may have besides one per 4 KiB of its bytes (:func:`png_chunk_limit`). Pillow reads each
+chunk in Python (a 16 MiB PNG of 1.4 million empty chunks took 3.7 s); encoders write a handful besides image data
+split into chunks of 8-64 KiB."""
+MAX_JPEG_HEADER_SEGMENTS = 1024
+"""Most marker segments before a JPEG's first scan. Pillow reads each in Python (4 million comment segments in
+16 MiB took 3.7 s); encoders write a few dozen (an ICC profile split over 64 KB segments: a few more)."""
+MAX_JPEG_HEADER_SKIPPED = 65536
+"""Most bytes Pillow steps over one at a time before a JPEG's first scan (fill bytes and junk between segments:
+16 MiB of junk took 0.9 s); encoders write none."""
+
+
+def png_chunk_limit(data: bytes) -> int:
+    """The most chunks the PNG ``data`` may have: :data:`MAX_PNG_CHUNKS`, plus one per 4 KiB of its bytes."""
+    return MAX_PNG_CHUNKS + len(data) // 4096
+
+
+def png_chunk_count(data: bytes, limit: int) -> int:
+    """The chunks of the PNG ``data``, counted up to ``limit + 1`` (the walk stops there)."""
+    count = 0
+    for _ in _png_chunks(data):
+        count += 1
+        if count > limit:
+            break
+    return count
+
+
+def jpeg_header_work(data: bytes) -> tuple[int, int]:
+    """What Pillow's JPEG header reader steps through before the first scan: marker segments, and bytes it steps
+    over one at a time (0xFF fill bytes, junk), each counted up to its limit + 1
+    (:data:`MAX_JPEG_HEADER_SEGMENTS`, :data:`MAX_JPEG_HEADER_SKIPPED`; the walk stops there)."""
+    segments = skipped = 0
+    pos = 2  # after SOI
+    while pos + 1 < len(data) and segments <= MAX_JPEG_HEADER_SEGMENTS and skipped <= MAX_JPEG_HEADER_SKIPPED:
+        marker = data.find(b"\xff", pos)
+        if marker < 0 or marker + 1 >= len(data):  # junk to the end, which Pillow steps through too
+            skipped += len(data) - pos
+            break
+        skipped += marker - pos  # junk before it
+        code = data[marker + 1]
+        if code in (0xFF, 0x00):  # a fill byte, or an escaped 0xFF: stepped over
+            skipped += 1
+            pos = marker + 1 if code == 0xFF else marker + 2
+            continue
+        segments += 1
+        if code == 0xDA:  # SOS: the header ends
+            break
+        has_length = code in _PILLOW_JPEG_SEGMENTS and marker + 4 <= len(data)
+        pos = marker + 2 + (max(int.from_bytes(data[marker + 2 : marker + 4], "big"), 2) if has_length else 0)
+    return segments, skipped
+
+
 def count_jpeg_scans(data: bytes) -> tuple[int, bool]:
     """How many scans libjpeg decodes from the JPEG ``data``, and whether that is all of them (``False``: at least
     that many; the walk stopped after :data:`JPEG_WALK_SEGMENTS` segments).

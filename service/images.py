@@ -23,10 +23,16 @@ from plugins.pixels import KEPT_MODES, SIXTEEN_BIT_MODES, TO_GRAY_MODES, PixelRa
 from service.errors import ErrorCode, FrameRejected
 from service.image_headers import (
     JPEG_WALK_SEGMENTS,
+    MAX_JPEG_HEADER_SEGMENTS,
+    MAX_JPEG_HEADER_SKIPPED,
     MAX_JPEG_SCANS,
+    MAX_PNG_CHUNKS,
     count_jpeg_scans,
     header_size,
     image_format,
+    jpeg_header_work,
+    png_chunk_count,
+    png_chunk_limit,
     without_unused_png_chunks,
 )
 from service.types import EncodedImage, FrameFit, ImageEncoding
@@ -203,6 +209,7 @@ def _decode(
     if not image.data:
         raise FrameRejected(ErrorCode.EMPTY_IMAGE, "the image has no bytes")
     expected = _PIL_FORMATS[encoding]
+    _check_structure(image.data)
     opened = _open(image.data, expected, max_pixels)
     width, height = opened.size
     _check_size(width, height, max_pixels)
@@ -312,6 +319,33 @@ def _open(data: bytes, expected: str, max_pixels: int) -> Image.Image:
             ErrorCode.UNDECODABLE_IMAGE, f"the frame says {expected} but the data is a {opened.format} image"
         )
     return opened
+
+
+def _check_structure(data: bytes) -> None:
+    """Refuse a PNG or JPEG that Pillow would spend seconds reading in Python: too many chunks or marker segments,
+    or too many bytes stepped over one at a time (:func:`~service.image_headers.png_chunk_limit` and the JPEG
+    limits beside it)."""
+    kind = image_format(data)
+    problem = None
+    if kind == "PNG" and png_chunk_count(data, limit := png_chunk_limit(data)) > limit:
+        problem = (
+            f"the PNG has more than {limit:,} chunks (at most {MAX_PNG_CHUNKS}, and one per 4 KiB of its bytes; "
+            "encoders write a handful besides the image data)"
+        )
+    elif kind == "JPEG":
+        segments, skipped = jpeg_header_work(data)
+        if segments > MAX_JPEG_HEADER_SEGMENTS:
+            problem = (
+                f"the JPEG has more than {MAX_JPEG_HEADER_SEGMENTS} marker segments before its image data (encoders "
+                "write a few dozen)"
+            )
+        elif skipped > MAX_JPEG_HEADER_SKIPPED:
+            problem = (
+                f"the JPEG has more than {MAX_JPEG_HEADER_SKIPPED:,} stray bytes between its header segments "
+                "(encoders write none)"
+            )
+    if problem is not None:
+        raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, f"{problem}: re-encode the frame")
 
 
 def _check_jpeg_scans(data: bytes) -> None:

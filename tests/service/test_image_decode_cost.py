@@ -223,3 +223,34 @@ def test_a_header_beyond_pillows_own_limit_is_refused_in_the_servers_words(data,
         _fit(data, encoding)
     assert rejected.value.code == ErrorCode.IMAGE_TOO_LARGE
     assert rejected.value.message == f"the image {size} pixels; this server accepts at most {MAX_PIXELS}"
+
+
+def _private_chunks(count: int) -> bytes:
+    return b"".join(struct.pack(">I", 0) + b"prIv" + struct.pack(">I", zlib.crc32(b"prIv")) for _ in range(count))
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding", "fragment"),
+    [
+        (_png(8, 8, _private_chunks(1100)), ImageEncoding.PNG, "chunks (at most 1024, and one per 4 KiB of its"),
+        (
+            _progressive_jpeg(before_scans=_comment(b"x") * 1025)[0],
+            ImageEncoding.JPEG,
+            "more than 1024 marker segments before its image data",
+        ),
+        (
+            _progressive_jpeg(before_scans=b"\x00" * 70_000)[0],
+            ImageEncoding.JPEG,
+            "more than 65,536 stray bytes between its header segments",
+        ),
+    ],
+    ids=["png chunks", "jpeg segments", "jpeg junk"],
+)
+def test_headers_pillow_would_read_for_seconds_are_refused(data, encoding, fragment):
+    """Pillow reads chunks, segments and stray bytes in Python: 16 MiB of empty PNG chunks or JPEG comments took
+    3.7 s, 16 MiB of junk 0.9 s. At the limits the frames still decode."""
+    with pytest.raises(FrameRejected) as refused:
+        _fit(data, encoding)
+    assert refused.value.code == ErrorCode.UNDECODABLE_IMAGE and fragment in str(refused.value), refused.value
+    _fit(_png(8, 8, _private_chunks(1000)), ImageEncoding.PNG)  # with IHDR, IDAT and IEND: 1,003 chunks
+    _fit(_progressive_jpeg(before_scans=_comment(b"x") * 1000)[0], ImageEncoding.JPEG)
