@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from plugins import VideoSlotModel
 from plugins.model_files import RUN_BEST_MODEL_DIR
 from training.checkpoint import make_staging_dir
+from training.config import DEFAULT_SELECT_METRICS
 from training.metrics import DiscoveryScores
 
 BEST_MODEL_DIR = RUN_BEST_MODEL_DIR
@@ -39,12 +41,14 @@ class Selection:
         score: the selection score (the sum of ``metrics``; higher is better).
         metrics: names of the :class:`DiscoveryScores` fields that were summed.
         scores: every score of that evaluation.
+        reason: why ``metrics`` differ from the configured ones (:func:`run_selection_metrics`), else None.
     """
 
     step: int
     score: float
     metrics: tuple[str, ...]
     scores: dict[str, Any]
+    reason: str | None = None
 
 
 def check_metrics(metrics: tuple[str, ...] | list[str]) -> None:
@@ -60,9 +64,44 @@ def check_metrics(metrics: tuple[str, ...] | list[str]) -> None:
         raise ValueError(f"selection metrics {list(metrics)} must be one or more of {valid}")
 
 
+_SINGLE_OBJECT_DROPPED = "video_fg_ari"
+"""The metric a run with single-object evaluation videos leaves out of the default selection."""
+
+
+def run_selection_metrics(configured: Sequence[str], most_objects: int) -> tuple[tuple[str, ...], str | None]:
+    """The metrics that choose a run's best model, and why they differ from ``configured`` (None when they do not).
+
+    With single-object ground truth (no evaluation video has more than one object: ``most_objects`` at most 1),
+    FG-ARI is 1 whenever the object's pixels share one slot, so a collapsed model that puts every pixel in one
+    slot scores it fully and the default FG-ARI + mBO prefers it to a model that segments the object. There the
+    default (:data:`training.config.DEFAULT_SELECT_METRICS`) loses ``video_fg_ari``: the run selects by
+    ``video_mbo`` alone. Metrics a configuration sets otherwise are kept as they are.
+
+    Args:
+        configured: the configuration's ``select_metrics``.
+        most_objects: the most ground-truth objects of any evaluation video
+            (:attr:`training.run_data.ValidationData.most_objects`).
+    """
+    metrics = tuple(configured)
+    if most_objects > 1 or metrics != DEFAULT_SELECT_METRICS:
+        return metrics, None
+    kept = tuple(name for name in metrics if name != _SINGLE_OBJECT_DROPPED)
+    reason = (
+        f"no evaluation video has more than one object, so FG-ARI (1 whenever the object lies in one slot, also "
+        f"for a model with every pixel in one slot) is left out: best/ is chosen by {' + '.join(kept)}"
+    )
+    return kept, reason
+
+
 def selection_score(scores: DiscoveryScores, metrics: tuple[str, ...]) -> float:
     """The sum of the named score fields (see :func:`check_metrics`); NaN (no valid sample) counts as 0."""
-    values = [float(getattr(scores, name)) for name in metrics]
+    return _summed({name: getattr(scores, name) for name in metrics}, metrics)
+
+
+def _summed(scores: Mapping[str, Any], metrics: tuple[str, ...]) -> float:
+    """The sum of ``scores[name]`` over ``metrics``; NaN or None (no valid sample, as ``selection.json`` records
+    it) counts as 0."""
+    values = [float("nan") if scores[name] is None else float(scores[name]) for name in metrics]
     return sum(0.0 if math.isnan(value) else value for value in values)
 
 
@@ -75,7 +114,8 @@ def read_selection(run_dir: Path) -> Selection | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    return Selection(int(data["step"]), float(data["score"]), tuple(data["metrics"]), dict(data["scores"]))
+    scores = dict(data["scores"])
+    return Selection(int(data["step"]), float(data["score"]), tuple(data["metrics"]), scores, data.get("reason"))
 
 
 def clear_best(run_dir: Path) -> None:
@@ -92,23 +132,34 @@ def _remove_leftover_staging(run_dir: Path) -> None:
 
 
 def update_best(
-    run_dir: Path, model: VideoSlotModel, step: int, scores: DiscoveryScores, metrics: tuple[str, ...]
+    run_dir: Path,
+    model: VideoSlotModel,
+    step: int,
+    scores: DiscoveryScores,
+    metrics: tuple[str, ...],
+    reason: str | None = None,
 ) -> Selection | None:
     """Save ``model`` as the run's best when its score beats the recorded one (ties keep the earlier model).
+
+    A recorded best chosen by other metrics (a run resumed under other selection rules) is scored again by
+    ``metrics`` from the scores it records, so both are compared by the same sum. ``reason`` (why ``metrics``
+    are not the configured ones) is recorded in ``selection.json`` with them.
 
     Returns:
         The new selection when the model was saved, else None.
     """
     score = selection_score(scores, metrics)
     current = read_selection(run_dir)
-    if current is not None and score <= current.score:
+    if current is not None and score <= _current_score(current, metrics):
         return None
-    selection = Selection(step, score, metrics, scores.to_dict())
+    selection = Selection(step, score, metrics, scores.to_dict(), reason)
     _remove_leftover_staging(run_dir)
     staging = make_staging_dir(run_dir, prefix=_STAGING_PREFIX)
     try:
         model.save_pretrained(staging)
         record = {"step": step, "score": score, "metrics": list(metrics), "scores": selection.scores}
+        if reason is not None:
+            record["reason"] = reason
         (staging / SELECTION_FILE).write_text(json.dumps(record, indent=2) + "\n")
         final, doomed = run_dir / BEST_MODEL_DIR, run_dir / _PREVIOUS_BEST_DIR
         shutil.rmtree(doomed, ignore_errors=True)
@@ -120,3 +171,11 @@ def update_best(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return selection
+
+
+def _current_score(current: Selection, metrics: tuple[str, ...]) -> float:
+    """The recorded best's score by ``metrics``: its own when it was chosen by them, else summed again from the
+    scores it records (its own score when those lack one of ``metrics``)."""
+    if current.metrics == metrics or not all(name in current.scores for name in metrics):
+        return current.score
+    return _summed(current.scores, metrics)

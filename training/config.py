@@ -13,6 +13,11 @@ from plugins.frame_fit import FrameFitName
 FRAME_FITS = ("crop", "stretch")
 """How real frames are fitted to the model's input size (:attr:`DataConfig.frame_fit`)."""
 
+DEFAULT_SELECT_METRICS = ("video_fg_ari", "video_mbo")
+"""The scores summed to choose a run's best model unless a configuration sets :attr:`TrainConfig.select_metrics`
+otherwise (with single-object evaluation videos a run selects by ``video_mbo`` alone instead:
+:func:`training.best.run_selection_metrics`)."""
+
 RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
 """Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
 matters when a run starts)."""
@@ -134,7 +139,9 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (the last step is always saved).
         log_every: steps between metric lines.
         keep_checkpoints: how many recent checkpoints to keep on disk.
-        select_metrics: score fields summed to choose the run's best model (``best/``) among the evaluations.
+        select_metrics: score fields summed to choose the run's best model (``best/``) among the evaluations;
+            left at :data:`DEFAULT_SELECT_METRICS`, a run whose evaluation videos have one object each selects by
+            ``video_mbo`` alone (:func:`training.best.run_selection_metrics`).
         init_from: a saved model directory to warm-start from (every tensor of the same name and shape is
             copied; see :mod:`training.warm_start`); ignored when resuming from a checkpoint.
         train_only: the model components that train (names from :data:`plugins.model.COMPONENT_NAMES`, such as
@@ -157,7 +164,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     keep_checkpoints: int = 2
-    select_metrics: list[str] = field(default_factory=lambda: ["video_fg_ari", "video_mbo"])
+    select_metrics: list[str] = field(default_factory=lambda: list(DEFAULT_SELECT_METRICS))
     init_from: str | None = None
     train_only: list[str] | None = None
 

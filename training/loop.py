@@ -26,7 +26,15 @@ from plugins import ComponentRegistry, default_registry
 from plugins.interfaces import ContractViolation
 from plugins.model_files import WEIGHTS_FILE
 from plugins.registry import RegistryError
-from training.best import BEST_MODEL_DIR, Selection, check_metrics, clear_best, read_selection, update_best
+from training.best import (
+    BEST_MODEL_DIR,
+    Selection,
+    check_metrics,
+    clear_best,
+    read_selection,
+    run_selection_metrics,
+    update_best,
+)
 from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
 from training.datasets import VideoClip
@@ -35,7 +43,7 @@ from training.environment import describe_environment, record_environment
 from training.evaluation import evaluate
 from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
-from training.run_data import reported, train_clips, train_loader, val_dataset
+from training.run_data import SAMPLE_FRAMES, ValidationData, reported, train_clips, train_loader, validation_data
 from training.run_folder import (
     COMMAND_FILE,
     CONFIG_FILE,
@@ -145,7 +153,8 @@ def fit(
     with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
         # A bad data spec or file fails here, before the run directory holds files that look like a started run.
         clips = train_clips(config)
-        validation, preview = val_dataset(config) if group.is_main and config.data.val_videos > 0 else (None, None)
+        evaluated = validation_data(config) if group.is_main and config.data.val_videos > 0 else None
+    selection = _selection_rule(config, evaluated)
     torch.manual_seed(config.seed)
     restoring = bool(resume and checkpoints)
     try:
@@ -171,7 +180,7 @@ def fit(
     if group.is_main:  # where this invocation trains, for the model card (a resume appends its own segment)
         record_environment(run_dir, describe_environment(device, group, run.step))
     try:
-        scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, validation, preview)
+        scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, evaluated, selection)
     except ContractViolation:
         if group.is_main and run.step == 0 and not (resume and checkpoints):  # nothing trained, nothing resumed
             remove_created(run_dir, existed)
@@ -195,8 +204,8 @@ def _train(
     progress: bool,
     stop_after: int | None,
     clips: Dataset[VideoClip],
-    validation: Dataset[VideoClip] | None,
-    preview: Dataset[VideoClip] | None,
+    evaluated: ValidationData | None,
+    selection: _SelectionRule,
 ) -> DiscoveryScores | None:
     last_step = min(config.steps, stop_after) if stop_after is not None else config.steps
     sinks = MetricSinks(run_dir, start_step=run.step) if group.is_main else None
@@ -208,7 +217,7 @@ def _train(
         batches = iter(train_loader(config, run, group, clips))
     try:
         if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
-            scores = _maybe_evaluate(config, run, sinks, validation, preview, device, due=True)
+            scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
         throughput = Throughput(config.data.batch_size * group.world_size)
         for batch in reported(batches):
             if run.step >= last_step:
@@ -230,7 +239,11 @@ def _train(
                     values = {**logged, "clips_per_s": clips_per_s, "elapsed_s": run.elapsed_s()}
                     sinks.write(run.step, "train", values)
             paused = time.perf_counter()
-            scores = _maybe_evaluate(config, run, sinks, validation, preview, device) or scores
+            try:
+                scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device) or scores
+            except Exception:  # the step itself trained: keep its checkpoint before the error stops the run
+                maybe_checkpoint(config, run, run_dir, group, last_step)
+                raise
             maybe_checkpoint(config, run, run_dir, group, last_step)
             throughput.paused_s += time.perf_counter() - paused
     finally:
@@ -240,28 +253,51 @@ def _train(
     return scores
 
 
+@dataclass(frozen=True)
+class _SelectionRule:
+    """The metrics that choose the run's best model and why they differ from the configured ones (None when they
+    do not): :func:`training.best.run_selection_metrics`."""
+
+    metrics: tuple[str, ...]
+    reason: str | None
+
+
+def _selection_rule(config: TrainConfig, evaluated: ValidationData | None) -> _SelectionRule:
+    """How this run selects its best model, from the objects of its evaluation videos (read at its start); a run
+    that selects otherwise than configured says so in one line."""
+    if evaluated is None or evaluated.videos is None:
+        return _SelectionRule(tuple(config.select_metrics), None)
+    metrics, reason = run_selection_metrics(config.select_metrics, evaluated.most_objects)
+    if reason is not None:
+        tqdm.write(f"note: {reason}")
+    return _SelectionRule(metrics, reason)
+
+
 def _maybe_evaluate(
     config: TrainConfig,
     run: Run,
     sinks: MetricSinks | None,
-    validation: Dataset[VideoClip] | None,
-    preview: Dataset[VideoClip] | None,
+    evaluated: ValidationData | None,
+    selection: _SelectionRule,
     device: str,
     due: bool = False,
 ) -> DiscoveryScores | None:
-    """When an evaluation is ``due`` (or the schedule says so): evaluate on ``validation`` (when there is any) and
-    update ``best/``, and draw the sample picture of ``preview``'s first video
-    (:func:`training.run_data.val_dataset` gives a preview whenever it gives validation videos)."""
+    """When an evaluation is ``due`` (or the schedule says so): evaluate on the evaluation videos (when there are
+    any) and update ``best/`` by ``selection``, then draw the sample picture of the preview's first video
+    (:func:`training.run_data.validation_data` gives a preview whenever it gives evaluation videos)."""
     due = due or bool(config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
-    if sinks is None or preview is None or not due:
+    if sinks is None or evaluated is None or evaluated.preview is None or not due:
         return None
+    scores: DiscoveryScores | None = None
+    best: Selection | None = None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
-        scores = evaluate(run.model, validation, device=device) if validation is not None else None
-        _save_sample(run, preview, sinks.run_dir / SAMPLES_DIR / f"step-{run.step:08d}.png", device)
+        if evaluated.videos is not None:  # scored and recorded before the sample: a failing picture loses neither
+            scores = evaluate(run.model, evaluated.videos, device=device)
+            sinks.write(run.step, "eval", scores.to_dict(), settings=evaluation_settings(config))
+            best = update_best(sinks.run_dir, run.model, run.step, scores, selection.metrics, selection.reason)
+        _save_sample(run, evaluated.preview, sinks.run_dir / SAMPLES_DIR / f"step-{run.step:08d}.png", device)
     if scores is None:
         return None
-    sinks.write(run.step, "eval", scores.to_dict(), settings=evaluation_settings(config))
-    best = update_best(sinks.run_dir, run.model, run.step, scores, tuple(config.select_metrics))
     tqdm.write(
         f"step {run.step}: video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  "
         f"mIoU {scores.video_miou:.3f}  ARI {scores.video_ari:.3f}" + ("  (new best)" if best else "")
@@ -280,8 +316,9 @@ def evaluation_settings(config: TrainConfig) -> dict[str, Any]:
 
 @torch.inference_mode()
 def _save_sample(run: Run, dataset: Dataset[VideoClip], path: Path, device: str) -> None:
-    """Frames, reconstruction and slot masks of the dataset's first video (up to 8 frames) as a PNG."""
-    frames = dataset[0].frames[:8].unsqueeze(0).to(device)  # [T, 3, H, W] -> [1, T, 3, H, W]
+    """Frames, reconstruction and slot masks of the dataset's first video (up to
+    :data:`~training.run_data.SAMPLE_FRAMES` frames) as a PNG."""
+    frames = dataset[0].frames[:SAMPLE_FRAMES].unsqueeze(0).to(device)  # [T, 3, H, W] -> [1, T, 3, H, W]
     run.model.eval()
     try:
         save_overlay(frames, run.model(frames), path)

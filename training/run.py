@@ -268,6 +268,16 @@ def _launcher() -> str:
     return f"torchrun --nnodes {int(world) // int(local)} --nproc-per-node {local}"
 
 
+def _interrupted_note(run_dir: Path) -> str:
+    """What a run stopped by Ctrl-C leaves: where ``--resume`` continues it from, or that nothing was saved yet (a
+    run stopped before its first checkpoint starts again from step 0, with or without ``--resume``)."""
+    saved = list_checkpoints(run_dir)
+    if not saved:
+        return "interrupted: nothing saved yet (no checkpoint): running the command again starts from step 0"
+    step = checkpoint_step(saved[-1])
+    return f"interrupted: the last checkpoint is step {step}; continue with the same command and --resume"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
@@ -310,15 +320,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"resuming {out} from its checkpoint of step {checkpoint_step(checkpoints[-1])}", file=sys.stderr)
         elif not (Path(out) / CONFIG_FILE).is_file():
             print(f"note: {out} holds no run to resume: starting a new one", file=sys.stderr)
+        else:  # started, but stopped before its first checkpoint
+            print(f"note: {out} holds no checkpoint of its run yet: it starts again from step 0", file=sys.stderr)
     try:
         result = fit(
             config, out, resume=args.resume, device=args.device, progress=not args.no_progress, command=command
         )
     except KeyboardInterrupt:
         if main_process:
-            saved = list_checkpoints(Path(out))
-            where = f"the last checkpoint is step {checkpoint_step(saved[-1])}" if saved else "no checkpoint yet"
-            print(f"\ninterrupted: {where}; continue with the same command and --resume", file=sys.stderr)
+            print(f"\n{_interrupted_note(Path(out))}", file=sys.stderr)
         return 130
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError, DecoderMissing) as error:
         print(f"error: {error}", file=sys.stderr)

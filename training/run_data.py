@@ -3,7 +3,9 @@ data errors of DataLoader workers cut back to their own message."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
@@ -14,6 +16,7 @@ from training.datasets import DatasetError, VideoClip, build_dataset, collate_fr
 from training.datasets.augment import augmented
 from training.datasets.selection import labelled_indices, unlabelled_note
 from training.distributed import ProcessGroup
+from training.evaluation import object_count
 from training.run_state import Run
 
 
@@ -41,13 +44,55 @@ def train_loader(
     )
 
 
-def val_dataset(config: TrainConfig) -> tuple[Dataset[VideoClip] | None, Dataset[VideoClip] | None]:
-    """The evaluation videos and the videos whose sample pictures the evaluations draw.
+SAMPLE_FRAMES = 8
+"""Frames of the first evaluation video (or of the first video, in a run without evaluation) that the sample
+pictures show, at most."""
 
-    The first are the first ``val_videos`` labelled videos of the validation data, each loaded once here so that a
-    bad file fails the run at its start, not at its first evaluation; the second the same videos. When the
-    training data (no ``--val-data`` given) has no labelled video, there is nothing to evaluate on (None, with a
-    note), and the samples show its first video.
+
+@dataclass(frozen=True)
+class ValidationData:
+    """What the evaluations during training use, read once when the run starts.
+
+    Attributes:
+        videos: the evaluation videos (None: the run is not evaluated).
+        preview: the video the sample pictures show first (:data:`SAMPLE_FRAMES` of it at most; None: no samples).
+        most_objects: the most ground-truth objects any evaluation video has over its evaluated frames
+            (:func:`training.evaluation.object_count`); 0 without evaluation videos.
+    """
+
+    videos: Dataset[VideoClip] | None
+    preview: Dataset[VideoClip] | None
+    most_objects: int = 0
+
+
+class LoadedClips(Dataset[VideoClip]):
+    """Clips already loaded, held in memory (a sample picture's frames, read once when the run starts)."""
+
+    def __init__(self, clips: list[VideoClip]) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> VideoClip:
+        return self.clips[index]
+
+
+def val_dataset(config: TrainConfig) -> tuple[Dataset[VideoClip] | None, Dataset[VideoClip] | None]:
+    """The evaluation videos and the videos whose sample pictures the evaluations draw: the first two fields of
+    :func:`validation_data` (whose errors it raises)."""
+    data = validation_data(config)
+    return data.videos, data.preview
+
+
+def validation_data(config: TrainConfig) -> ValidationData:
+    """The evaluation videos, the video the sample pictures show and how many objects the evaluation videos have.
+
+    The evaluation videos are the first ``val_videos`` labelled videos of the validation data, each loaded once
+    here so that a bad file fails the run at its start, not at its first evaluation; the samples show the first
+    of them. When the training data (no ``--val-data`` given) has no labelled video, there is nothing to evaluate
+    on (no videos, with a note), and the samples show the first :data:`SAMPLE_FRAMES` frames of its first video,
+    also loaded here (a video shorter than that is shown whole).
 
     Raises:
         DatasetError: ``--val-data`` has no labelled video, or a video cannot be loaded (the message names the
@@ -59,12 +104,15 @@ def val_dataset(config: TrainConfig) -> tuple[Dataset[VideoClip] | None, Dataset
     dataset = build_dataset(spec, "val", data.val_frames, size, config.seed, center_crop=data.center_crop)
     labelled = labelled_indices(dataset)
     validation = Subset(dataset, labelled[: data.val_videos])
+    most_objects = 0
     for index in range(len(validation)):
-        if validation[index].masks is None:
+        masks = validation[index].masks
+        if masks is None:
             raise DatasetError(
                 f"{spec}: {validation[index].name} has no masks, so the run cannot be evaluated on it; pass "
                 "--val-data with labelled videos"
             )
+        most_objects = max(most_objects, object_count(masks))
     unlabelled = len(dataset) - len(labelled)  # type: ignore[arg-type]
     if labelled and unlabelled:  # a folder labelled in part: say so, as training.evaluate does
         tqdm.write(f"{unlabelled_note(unlabelled, spec)} of the evaluations during training")
@@ -75,9 +123,33 @@ def val_dataset(config: TrainConfig) -> tuple[Dataset[VideoClip] | None, Dataset
                 "and samples/ show its first video; pass --val-data with labelled videos to evaluate, or "
                 "--val-videos 0 to silence this note"
             )
-            return None, Subset(dataset, [0])
+            return ValidationData(None, LoadedClips([_first_frames(config, spec)]))
         raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")
-    return validation, validation  # type: ignore[return-value]
+    return ValidationData(validation, validation, most_objects)  # type: ignore[arg-type]
+
+
+def _first_frames(config: TrainConfig, spec: str) -> VideoClip:
+    """The first video of ``spec`` (validation split), cut to the frames a sample picture shows: the first
+    :data:`SAMPLE_FRAMES` (no more than ``val_frames``), or the whole video when it is shorter.
+
+    Only those frames are read; the whole video is read only when that fails (a video shorter than a sample:
+    each dataset refuses a clip longer than its video).
+
+    Raises:
+        DatasetError: the video cannot be loaded even whole (the message of the first attempt, naming the file).
+    """
+    data = config.data
+    count = min(SAMPLE_FRAMES, data.val_frames or SAMPLE_FRAMES)
+    size = _image_size(config)
+    try:
+        return build_dataset(spec, "val", count, size, config.seed, center_crop=data.center_crop)[0]
+    except DatasetError as error:
+        first_error = error
+    try:
+        whole = build_dataset(spec, "val", None, size, config.seed, center_crop=data.center_crop)[0]
+    except DatasetError:
+        raise first_error from None
+    return dataclasses.replace(whole, frames=whole.frames[:count])  # [T, 3, H, W] -> [T', 3, H, W]
 
 
 def reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:

@@ -2,13 +2,14 @@
 
 Both give the frames as a player shows them: decord turns them by the rotation of the file's display matrix (a phone
 video stored sideways), and PyAV's are turned the same way (:func:`plugins.pixels.upright_rgb`, which the
-client and ``service.extract`` use too), so a file reads alike whichever backend decodes it.
+client and ``service.extract`` use too), so a file reads alike whichever backend decodes it. Both read a window of
+frames from the keyframe before it when the file allows that, and hold only the window's frames.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -101,44 +102,170 @@ def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
     return DecodedClip(np.ascontiguousarray(frames, dtype=np.uint8), indices, "decord", len(reader))
 
 
-def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
-    """Decode with PyAV. When the container records its frame count and the window chosen from it ends before
-    the last frame, decoding stops after the window's last frame, converting only the window's frames (a
-    training clip from the start of a long video costs a clip, not the video). Otherwise (no count, a window to
-    the end such as a whole video, or a count that turns out wrong) every frame is decoded, and the window is
-    chosen from the real count unless the one already drawn fits it."""
+def _import_av() -> Any:
+    """PyAV, imported on each call (it is optional).
+
+    Raises:
+        DecoderMissing: PyAV is not installed.
+    """
     try:
         import av
     except ImportError as err:
         raise DecoderMissing("reading video files needs PyAV or decord: pip install av") from err
+    return av
+
+
+def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
+    """Decode with PyAV, converting and keeping only the window's frames, so memory is bounded by the window (a
+    clip of a long video holds a clip, wherever it lies), and stopping after the window's last frame. A window
+    that does not start at the first frame is decoded from the keyframe before it when the file allows that
+    exactly (:func:`_seek_window`), else from the first frame.
+
+    The window is chosen from the frame count the container records. When it records none, when ``choose``
+    refuses that count (it may understate the frames), or when the file ends before the window does (it
+    overstated them), the frames are counted by decoding them without converting any, and the window is chosen
+    from the real count; a window drawn from the recorded count that fits the real one is kept (drawing again
+    would change it). ``num_frames`` is the recorded count when the window ends before it, else the real one."""
+    av = _import_av()
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DatasetError(f"{path}: file has no video stream")
-        stream = container.streams.video[0]
-        recorded = int(stream.frames)  # 0: not recorded
-        chosen: range | None = None
-        if recorded > 0:
-            try:
-                chosen = choose(recorded)
-            except DatasetError:  # the recorded count may understate the frames: count them below
-                chosen = None
-        if chosen is not None and chosen[-1] < recorded - 1:  # a window that ends before the last frame
-            wanted, kept = set(chosen), {}
-            for index, frame in enumerate(container.decode(stream)):
-                if index in wanted:
-                    kept[index] = upright_rgb(frame)  # [H, W, 3], turned as decord turns it
-                if index >= chosen[-1]:
-                    break
-            if len(kept) == len(chosen):
-                # T x [H, W, 3] -> [T, H, W, 3]
-                return DecodedClip(np.stack([kept[i] for i in chosen]), chosen, "pyav", recorded)  # [T, H, W, 3]
+        recorded = int(container.streams.video[0].frames)  # 0: not recorded
+    chosen = _window_of(choose, recorded)
+    counted: int | None = None  # the real count, once decoding met the file's end
+    if chosen is not None:
+        frames, count = _decode_window(av, path, chosen, recorded)
+        if frames is not None:
+            return DecodedClip(frames, chosen, "pyav", count)
+        counted = count  # the file ended before the window: the recorded count was wrong
+    real = counted if counted is not None else _count_frames(av, path)
+    indices = choose(real)
+    frames, _ = _decode_window(av, path, indices, real)
+    if frames is None:
+        raise DatasetError(f"{path}: the file ended before frame {indices[-1]} of the {real} frames it decoded to")
+    return DecodedClip(frames, indices, "pyav", real)
+
+
+def _window_of(choose: WindowChooser, recorded: int) -> range | None:
+    """The window ``choose`` draws from the ``recorded`` frame count; None when none is recorded (0) or
+    ``choose`` refuses it (the count may understate the frames: the caller counts them)."""
+    if recorded <= 0:
+        return None
+    try:
+        return choose(recorded)
+    except DatasetError:
+        return None
+
+
+def _decode_window(av: Any, path: Path, window: range, recorded: int) -> tuple[np.ndarray | None, int]:
+    """The frames of ``window`` (increasing indices) of ``path``'s first video stream, converted by
+    :func:`plugins.pixels.upright_rgb` (turned as decord turns them), nothing else converted.
+
+    Args:
+        av: the PyAV module.
+        path: the video file.
+        window: the frame indices to keep (increasing).
+        recorded: the frame count the container records, or the real one (0: none).
+
+    Returns:
+        The window's frames, uint8 [T, H, W, 3] (None when the file ends before the window does), and the frame
+        count: the real one when decoding met the file's end (a window ending on or after the recorded last frame
+        is followed to the end, without converting anything past it), else ``recorded``.
+    """
+    if min(window) > 0 and recorded > 0:
+        try:
+            seeking = _seek_window(av, path, window, recorded)
+        except Exception:  # _SeekMismatch, or a file PyAV cannot seek in: seeking only saves time, so a decode
+            seeking = None  # from the first frame decides (and reports a file that cannot be decoded at all)
+        if seeking is not None:
+            return seeking
+    with av.open(str(path)) as container:
+        return _keep_window(enumerate(container.decode(container.streams.video[0])), window, recorded)
+
+
+def _keep_window(frames: Iterator[tuple[int, Any]], window: range, recorded: int) -> tuple[np.ndarray | None, int]:
+    """:func:`_decode_window` from ``frames``: decoded frames with their indices, consecutive and increasing."""
+    kept: dict[int, np.ndarray] = {}
+    last = max(window)
+    count = 0
+    for index, frame in frames:
+        count = index + 1
+        if index in window:
+            kept[index] = upright_rgb(frame)  # [H, W, 3]
+        if index >= last:
+            break
+    if len(kept) < len(window):  # the file ended first: count is its real frame count
+        return None, count
+    if last >= recorded - 1:  # on the recorded last frame: count what follows, if anything (no conversion)
+        count += sum(1 for _ in frames)
+    else:
+        count = recorded
+    return np.stack([kept[index] for index in window]), count  # T x [H, W, 3] -> [T, H, W, 3]
+
+
+class _SeekMismatch(Exception):
+    """Decoding after a seek did not give the frames a decode from the first frame gives, in the same order."""
+
+
+def _seek_window(av: Any, path: Path, window: range, recorded: int) -> tuple[np.ndarray | None, int] | None:
+    """:func:`_decode_window` by seeking to the last keyframe at or before the window's first frame and decoding
+    forward from there; None when the file does not allow it exactly, ends before the window does, or that
+    keyframe is the first frame.
+
+    Frame ``i`` is the frame with the ``i``-th smallest presentation timestamp among the stream's packets (read
+    by demuxing, without decoding), as in a decode from the first frame. That holds only when every packet has a
+    timestamp, none is to be discarded, there are ``recorded`` of them, each distinct, and the first frame a
+    decode from the start gives has the smallest one; otherwise (None) the caller decodes from the first frame.
+
+    Raises:
+        _SeekMismatch: the frames decoded after the seek do not carry consecutive indices from one at or before
+            the window's first frame (a frame the decoder dropped or could not decode without earlier ones).
+    """
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        frames = [upright_rgb(frame) for frame in container.decode(stream)]  # each [H, W, 3], turned as decord
-    # Keep the window drawn from the recorded count when it fits the real one (drawing again would change it).
-    indices = chosen if chosen is not None and chosen[-1] < len(frames) else choose(len(frames))
-    # T x [H, W, 3] -> [T, H, W, 3]
-    return DecodedClip(np.stack([frames[i] for i in indices]), indices, "pyav", len(frames))  # [T, H, W, 3]
+        packets = [(p.pts, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size > 0]
+    times = [pts for pts, _, _ in packets]
+    if any(pts is None for pts in times) or any(discard for _, _, discard in packets):
+        return None
+    order = sorted(times)
+    if len(order) != recorded or len(set(order)) != len(order):
+        return None
+    start = order[min(window)]
+    keyframes = [pts for pts, key, _ in packets if key and pts <= start]
+    if not keyframes or max(keyframes) == order[0]:  # none, or the first frame: a decode from the start is as short
+        return None
+    with av.open(str(path)) as container:
+        first = next(iter(container.decode(container.streams.video[0])), None)
+    if first is None or first.pts != order[0]:  # numbering from the timestamps would not be the decoder's
+        return None
+    index_of = {pts: index for index, pts in enumerate(order)}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        container.seek(max(keyframes), stream=stream, backward=True, any_frame=False)
+        frames, count = _keep_window(_checked(container.decode(stream), index_of, min(window)), window, recorded)
+    return (frames, count) if frames is not None else None  # ended early: a decode from the start is the authority
+
+
+def _checked(frames: Iterator[Any], index_of: dict[int, int], start: int) -> Iterator[tuple[int, Any]]:
+    """The decoded ``frames`` after a seek with their indices (``index_of`` their timestamps), checked to be
+    consecutive from one at or before ``start``.
+
+    Raises:
+        _SeekMismatch: they are not.
+    """
+    expected: int | None = None
+    for frame in frames:
+        index = index_of.get(frame.pts) if frame.pts is not None else None
+        if index is None or (expected is None and index > start) or (expected is not None and index != expected):
+            raise _SeekMismatch(f"frame with timestamp {frame.pts} where frame {expected} was due")
+        yield index, frame
+        expected = index + 1
+
+
+def _count_frames(av: Any, path: Path) -> int:
+    """The frames of ``path``'s first video stream, counted by decoding them (none is converted)."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
 
 
 def _count_decord(path: Path) -> int:
@@ -147,10 +274,7 @@ def _count_decord(path: Path) -> int:
 
 
 def _count_pyav(path: Path) -> int | None:
-    try:
-        import av
-    except ImportError as err:
-        raise DecoderMissing("reading video files needs PyAV or decord: pip install av") from err
+    av = _import_av()
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DatasetError(f"{path}: file has no video stream")

@@ -1,0 +1,54 @@
+"""A run stopped by Ctrl-C before its first checkpoint: the message says nothing was saved (running the command
+again starts from step 0) rather than promising a ``--resume``, and a ``--resume`` of it says it starts from step 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import training.loop
+import training.run as run_cli
+from training.checkpoint import list_checkpoints
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved_and_a_resume_says_it_starts_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    argv = ["--config", "tiny", "--out", str(run), "--steps", "4", "--no-progress"]
+    with monkeypatch.context() as patch:
+
+        def ctrl_c(*args: object, **kwargs: object) -> None:
+            raise KeyboardInterrupt  # pressed during the first step
+
+        patch.setattr(training.loop, "optimisation_step", ctrl_c)
+        assert run_cli.main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: nothing saved yet (no checkpoint): running the command again starts from step 0" in err
+    assert "--resume" not in err
+    assert (run / "train_config.json").is_file() and not list_checkpoints(run)
+    assert run_cli.main([*argv, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {run} holds no checkpoint of its run yet: it starts again from step 0" in err
+    assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_after_a_checkpoint_names_it_for_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    real_step = training.loop.optimisation_step
+    steps: list[int] = []
+
+    def ctrl_c_at_step_11(*args: object, **kwargs: object) -> object:
+        steps.append(1)
+        if len(steps) == 11:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training.loop, "optimisation_step", ctrl_c_at_step_11)
+    argv = ["--config", "tiny", "--out", str(run), "--steps", "12", "--no-progress"]
+    assert run_cli.main(argv) == 130  # tiny checkpoints every 10 steps
+    err = capsys.readouterr().err
+    assert "interrupted: the last checkpoint is step 10; continue with the same command and --resume" in err
