@@ -151,9 +151,10 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int) -> str:
     cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
     if config.init_from is not None:
         cadence += ", and of the --init-from weights at step 0"
+    why = f" ({selection.reason})" if selection.reason else ""
     return (
         f"{planned}; the published weights are those of step {selection.step}, the best of the run's "
-        f"evaluations ({cadence}) by {metrics} on {videos} validation videos ({selection.score:.3f})"
+        f"evaluations ({cadence}) by {metrics}{why} on {videos} validation videos ({selection.score:.3f})"
     )
 
 
