@@ -7,21 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import Dataset
 
 from training.ceiling import downsampled_instances, fitted_instances, keep_largest_objects, main, mask_size_ceiling
 from training.datasets import VideoClip, build_dataset
-
-
-class _Clips(Dataset[VideoClip]):
-    def __init__(self, clips: list[VideoClip]) -> None:
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> VideoClip:
-        return self.clips[index]
+from training.run_data import LoadedClips
 
 
 def _two_objects(small_side: int) -> VideoClip:
@@ -44,7 +33,7 @@ def test_downsampled_instances_are_area_fractions_over_the_ids_present() -> None
 
 
 def test_a_small_object_is_lost_at_a_coarse_mask_size_and_kept_at_full_size() -> None:
-    clips = _Clips([_two_objects(2)])
+    clips = LoadedClips([_two_objects(2)])
     coarse = mask_size_ceiling(clips, (4, 4))
     full = mask_size_ceiling(clips, (16, 16))
     # at 4x4 the 2x2 object never wins a pixel: its best overlap is 0, the 6x6 one keeps a positive overlap
@@ -61,12 +50,12 @@ def test_with_fewer_slots_than_segments_the_smallest_objects_join_the_background
     merged = keep_largest_objects(clip.masks, keep=1)
     assert set(merged.unique().tolist()) == {0, 3} and bool((merged[clip.masks == 3] == 3).all())
     assert torch.equal(keep_largest_objects(clip.masks, keep=2), clip.masks)
-    two, three = (mask_size_ceiling(_Clips([clip]), (16, 16), num_slots=n) for n in (2, 3))
+    two, three = (mask_size_ceiling(LoadedClips([clip]), (16, 16), num_slots=n) for n in (2, 3))
     # the 2x2 object (id 7) overlaps only the background segment: IoU 4 / (256 - 36); the 6x6 one scores 1
     assert two.video_mbo == pytest.approx((1 + 4 / 220) / 2) and three.video_mbo == pytest.approx(1.0)
     assert "at most 2 segments" in two.mask_source
     with pytest.raises(ValueError, match="num_slots must be at least 1"):
-        mask_size_ceiling(_Clips([clip]), (16, 16), num_slots=0)
+        mask_size_ceiling(LoadedClips([clip]), (16, 16), num_slots=0)
 
 
 def test_ceiling_grows_with_mask_size_on_synthetic_videos() -> None:
@@ -78,11 +67,11 @@ def test_ceiling_grows_with_mask_size_on_synthetic_videos() -> None:
 
 
 def test_ceiling_rejects_unlabelled_data_and_bad_sizes() -> None:
-    unlabelled = _Clips([VideoClip(frames=torch.zeros(1, 3, 8, 8), masks=None, name="camera.mp4")])
+    unlabelled = LoadedClips([VideoClip(frames=torch.zeros(1, 3, 8, 8), masks=None, name="camera.mp4")])
     with pytest.raises(ValueError, match=r"camera\.mp4 has no masks"):
         mask_size_ceiling(unlabelled, (4, 4))
     with pytest.raises(ValueError, match="positive"):
-        mask_size_ceiling(_Clips([_two_objects(2)]), (4, 0))
+        mask_size_ceiling(LoadedClips([_two_objects(2)]), (4, 0))
 
 
 def test_ceiling_cli_writes_one_entry_per_mask_size(tmp_path: Path, capsys) -> None:
@@ -99,7 +88,7 @@ def test_ceiling_cli_writes_one_entry_per_mask_size(tmp_path: Path, capsys) -> N
 
 def test_fitted_masks_recover_an_object_that_area_averaging_loses() -> None:
     """The area-averaged ceiling is a reference, not a bound: sharper 4x4 masks can keep a 2x2 object."""
-    clips = _Clips([_two_objects(2)])
+    clips = LoadedClips([_two_objects(2)])
     averaged = mask_size_ceiling(clips, (4, 4))
     fitted = mask_size_ceiling(clips, (4, 4), fit_steps=300)
     assert fitted.video_fg_ari > averaged.video_fg_ari + 0.5 and fitted.video_mbo > averaged.video_mbo + 0.05

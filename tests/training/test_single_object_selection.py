@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_best_model import scores
 
 from plugins import VideoSlotModel
 from training.best import BEST_MODEL_DIR, SELECTION_FILE, read_selection, run_selection_metrics, update_best
@@ -20,7 +21,6 @@ from training.configs import get_config
 from training.datasets.export import write_labelled_mp4
 from training.datasets.synthetic import generate_video
 from training.loop import fit
-from training.metrics import DiscoveryScores
 
 SINGLE_OBJECT_NOTE = "no evaluation video has more than one object, so FG-ARI"
 
@@ -83,34 +83,12 @@ def test_run_selection_metrics() -> None:
     assert run_selection_metrics(["video_fg_ari"], 1) == (("video_fg_ari",), None)
 
 
-def _scores(fg_ari: float, mbo: float) -> DiscoveryScores:
-    nan = float("nan")
-    return DiscoveryScores(
-        video_ari=nan,
-        video_fg_ari=fg_ari,
-        video_mbo=mbo,
-        video_miou=nan,
-        image_ari=nan,
-        image_fg_ari=nan,
-        image_mbo=nan,
-        image_miou=nan,
-        num_videos=1,
-        num_frames=2,
-        num_invalid_videos=0,
-        num_invalid_frames=0,
-        background_policy="ignore",
-        background_convention="",
-        mask_source="decoder_alpha",
-        mask_upsampling="",
-    )
-
-
 def test_a_best_model_chosen_by_other_metrics_is_compared_by_the_run_s_metrics(tmp_path: Path) -> None:
     """A run resumed under the single-object rule scores the best model recorded by FG-ARI + mBO by mBO."""
     torch.manual_seed(0)
     model = VideoSlotModel(**get_config("tiny").model)
-    assert update_best(tmp_path, model, 2, _scores(1.0, 0.3), DEFAULT_SELECT_METRICS) is not None
-    assert update_best(tmp_path, model, 4, _scores(0.2, 0.5), ("video_mbo",), "single object") is not None
+    assert update_best(tmp_path, model, 2, scores(1.0, 0.3), DEFAULT_SELECT_METRICS) is not None
+    assert update_best(tmp_path, model, 4, scores(0.2, 0.5), ("video_mbo",), "single object") is not None
     selection = read_selection(tmp_path)
     assert selection is not None and (selection.step, selection.reason) == (4, "single object")
-    assert update_best(tmp_path, model, 6, _scores(0.9, 0.4), ("video_mbo",)) is None
+    assert update_best(tmp_path, model, 6, scores(0.9, 0.4), ("video_mbo",)) is None
