@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.auth import BearerTokenInterceptor
+from service.call_limit import CallLimitInterceptor
 from service.config import ServiceConfig
 from service.connection import StreamConnection
 from service.engine import Engine, load_engine
@@ -313,9 +314,9 @@ class Server:
             # take a share of the connections. A busy port must fail instead.
             ("grpc.so_reuseport", 0),
         ]
-        self._grpc = grpc.aio.server(
-            interceptors=interceptors, options=options, maximum_concurrent_rpcs=config.resolved_max_calls
-        )
+        too_many = self.metrics.calls_refused.labels(ErrorCode.TOO_MANY_STREAMS.name.lower())
+        interceptors.append(CallLimitInterceptor(config.resolved_max_calls, on_refused=too_many.inc))  # after auth
+        self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in READINESS_SERVICES:

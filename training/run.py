@@ -25,6 +25,7 @@ from plugins.interfaces import Component
 from plugins.model import COMPONENT_NAMES, VideoSlotModel
 from plugins.model_files import WEIGHTS_FILE
 from plugins.registry import RegistryError
+from training.best import BEST_MODEL_DIR, read_selection
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import file_in_the_way
 from training.config import FRAME_FITS, TrainConfig, read_train_config
@@ -269,11 +270,19 @@ def _launcher() -> str:
 
 
 def _interrupted_note(run_dir: Path) -> str:
-    """What a run stopped by Ctrl-C leaves: where ``--resume`` continues it from, or that nothing was saved yet (a
-    run stopped before its first checkpoint starts again from step 0, with or without ``--resume``)."""
+    """What a run stopped by Ctrl-C leaves: where ``--resume`` continues it from, or that it has no checkpoint yet
+    (a run stopped before its first checkpoint starts again from step 0, with or without ``--resume``, and replaces
+    a ``best/`` its evaluations saved)."""
     saved = list_checkpoints(run_dir)
     if not saved:
-        return "interrupted: nothing saved yet (no checkpoint): running the command again starts from step 0"
+        best = read_selection(run_dir)
+        kept = (
+            f"; its best model so far (step {best.step}) is in {run_dir / BEST_MODEL_DIR}, which a new start "
+            "replaces: copy it elsewhere to keep it"
+            if best is not None
+            else ""
+        )
+        return f"interrupted: no checkpoint yet: running the command again starts from step 0{kept}"
     step = checkpoint_step(saved[-1])
     return f"interrupted: the last checkpoint is step {step}; continue with the same command and --resume"
 

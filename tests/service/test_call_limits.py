@@ -1,5 +1,6 @@
-"""The server holds at most --max-calls gRPC calls at once, of any method, and ends a stream call that sends no
-open within --open-timeout-s: calls that hold no stream cannot pile up (each costs memory)."""
+"""The server holds at most --max-calls gRPC calls at once besides health checks, and ends a stream call that sends
+no open within --open-timeout-s: calls that hold no stream cannot pile up (each costs memory), and the probes are
+always answered."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from service.types import OpenRequest
 
 
 def test_calls_beyond_max_calls_are_refused_until_one_ends(start_server) -> None:
+    """gRPC's own cap counted the health checks too: a flood of calls that never opened failed the probes."""
     server = start_server(max_streams=2, max_calls=2)
 
     async def scenario() -> None:
@@ -29,6 +31,13 @@ def test_calls_beyond_max_calls_are_refused_until_one_ends(start_server) -> None
                 with pytest.raises(StreamError) as refused:
                     await client.describe()
                 assert refused.value.status == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "at most 2 calls at once (--max-calls)" in refused.value.message
+                await client.wait_ready(2.0)  # the probes' health check still answers: a pod is not restarted
+                extra = stub.Stream()  # a third stream call is refused too, with the server's status
+                await extra.write(wire.request_to_proto(OpenRequest()))
+                with pytest.raises(grpc.aio.AioRpcError) as ended:
+                    await extra.read()
+                assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 held[0].cancel()
                 for _ in range(50):  # the server sees the cancel after a moment
                     try:

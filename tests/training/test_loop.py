@@ -542,7 +542,7 @@ def test_cli_says_what_a_resume_does_and_how_to_continue_an_interrupted_run(tmp_
 
     monkeypatch.setattr(run_cli, "fit", interrupted)
     assert run_cli.main(["--config", "tiny", "--out", str(tmp_path / "other"), "--no-progress"]) == 130
-    assert "interrupted: nothing saved yet (no checkpoint): running the command again starts from step 0" in (
+    assert "interrupted: no checkpoint yet: running the command again starts from step 0" in (
         capsys.readouterr().err
     )
 

@@ -1,5 +1,6 @@
-"""A run stopped by Ctrl-C before its first checkpoint: the message says nothing was saved (running the command
-again starts from step 0) rather than promising a ``--resume``, and a ``--resume`` of it says it starts from step 0."""
+"""A run stopped by Ctrl-C before its first checkpoint: the message says it has no checkpoint (running the command
+again starts from step 0, replacing a best model its evaluations saved) rather than promising a ``--resume``, and a
+``--resume`` of it says it starts from step 0."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 import training.loop
 import training.run as run_cli
+from training.best import read_selection
 from training.checkpoint import list_checkpoints
 
 
@@ -25,7 +27,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved_and_a_resume_
         patch.setattr(training.loop, "optimisation_step", ctrl_c)
         assert run_cli.main(argv) == 130
     err = capsys.readouterr().err
-    assert "interrupted: nothing saved yet (no checkpoint): running the command again starts from step 0" in err
+    assert "interrupted: no checkpoint yet: running the command again starts from step 0" in err
     assert "--resume" not in err
     assert (run / "train_config.json").is_file() and not list_checkpoints(run)
     assert run_cli.main([*argv, "--resume"]) == 0
@@ -52,3 +54,27 @@ def test_ctrl_c_after_a_checkpoint_names_it_for_resume(
     assert run_cli.main(argv) == 130  # tiny checkpoints every 10 steps
     err = capsys.readouterr().err
     assert "interrupted: the last checkpoint is step 10; continue with the same command and --resume" in err
+
+
+def test_ctrl_c_before_the_first_checkpoint_names_the_best_model_a_new_start_replaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evaluations come more often than checkpoints: "nothing saved" was wrong when best/ held a model, and running
+    the command again deleted it."""
+    run = tmp_path / "run"
+    argv = ["--config", "tiny", "--out", str(run), "--steps", "10", "--eval-every", "1", "--no-progress"]
+    real_step = training.loop.optimisation_step
+    calls: list[int] = []
+
+    def ctrl_c_at_step_3(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training.loop, "optimisation_step", ctrl_c_at_step_3)
+    assert run_cli.main(argv) == 130
+    err = capsys.readouterr().err
+    assert not list_checkpoints(run) and (run / "best" / "model.safetensors").is_file()
+    step = read_selection(run).step
+    assert f"its best model so far (step {step}) is in {run / 'best'}, which a new start replaces" in err, err

@@ -1,0 +1,106 @@
+"""A cap on the gRPC calls the server holds at once, health checks left out (``--max-calls``).
+
+gRPC's own cap (``maximum_concurrent_rpcs``) counts every call, so calls that hold no stream would also crowd out
+the health checks Kubernetes probes with, and a pod under such a flood would fail its probes and be restarted,
+ending every stream on it. This interceptor counts the other calls only; ``Health/Check`` and ``Health/Watch``
+(which needs the bearer token when one is set) always pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from service.auth import ERROR_CODE_KEY
+from service.errors import ErrorCode
+
+UNCOUNTED_PREFIXES = ("/grpc.health.v1.Health/",)
+"""Methods the cap leaves out: the health service's."""
+
+_FIRST_MESSAGE_WAIT_S = 1.0
+
+
+class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses a call with ``RESOURCE_EXHAUSTED`` (``TOO_MANY_STREAMS``) while ``limit`` calls other than health
+    checks are held; each counted call is let go when its handler returns, however it ends.
+
+    Args:
+        limit: the most calls held at once (``--max-calls``).
+        on_refused: called once per refused call (the server counts them).
+    """
+
+    def __init__(self, limit: int, on_refused: Callable[[], None] | None = None) -> None:
+        self.limit = limit
+        self.active = 0
+        """Calls counted and not yet ended."""
+        self._on_refused = on_refused
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Wrap the call's handler so that it is counted, or refused when the cap is reached."""
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(UNCOUNTED_PREFIXES):
+            return handler
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream), **kwargs)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), **kwargs)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream, False), **kwargs)
+        return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **kwargs)
+
+    def _message(self) -> str:
+        return (
+            f"this server holds at most {self.limit} calls at once (--max-calls), and it holds that many: try again "
+            "later, or another server"
+        )
+
+    async def _refuse(self, context: grpc.aio.ServicerContext) -> None:
+        if self._on_refused is not None:
+            self._on_refused()
+        trailer = ((ERROR_CODE_KEY, ErrorCode.TOO_MANY_STREAMS.wire_name),)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._message(), trailing_metadata=trailer)
+
+    def _streaming(self, behaviour: Any, request_streaming: bool = True) -> Any:
+        async def limited(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if self.active >= self.limit:
+                if request_streaming:  # take the first message first: aborting while the client still writes it
+                    with contextlib.suppress(Exception):  # makes its write fail with INTERNAL (grpc/grpc#36066)
+                        await asyncio.wait_for(anext(aiter(request), None), _FIRST_MESSAGE_WAIT_S)
+                await self._refuse(context)
+            self.active += 1
+            try:
+                answers = behaviour(request, context)
+                if inspect.isasyncgen(answers):
+                    async for response in answers:
+                        yield response
+                else:  # a handler that writes with context.write and returns nothing
+                    await answers
+            finally:
+                self.active -= 1
+
+        return limited
+
+    def _unary(self, behaviour: Any) -> Any:
+        async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if self.active >= self.limit:
+                await self._refuse(context)
+            self.active += 1
+            try:
+                return await behaviour(request, context)
+            finally:
+                self.active -= 1
+
+        return limited
