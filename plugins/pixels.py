@@ -97,7 +97,7 @@ def upright_rgb(frame: Any) -> np.ndarray:
     ``service.extract`` (``service.client.sources``) alike. Mirroring in the matrix is not applied, as decord does
     not apply it."""
     rgb: np.ndarray = frame.to_ndarray(format="rgb24")  # [H, W, 3] as stored
-    quarter_turns = round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+    quarter_turns = round(float(frame.rotation or 0) / 90) % 4  # PyAV >= 14.1 (pyproject.toml)
     if not quarter_turns:
         return rgb
     return np.ascontiguousarray(np.rot90(rgb, quarter_turns))  # [H, W, 3], or [W, H, 3] for an odd quarter_turns
