@@ -542,9 +542,7 @@ def test_cli_says_what_a_resume_does_and_how_to_continue_an_interrupted_run(tmp_
 
     monkeypatch.setattr(run_cli, "fit", interrupted)
     assert run_cli.main(["--config", "tiny", "--out", str(tmp_path / "other"), "--no-progress"]) == 130
-    assert "interrupted: no checkpoint yet: running the command again starts from step 0" in (
-        capsys.readouterr().err
-    )
+    assert "interrupted: no checkpoint yet: running the command again starts from step 0" in (capsys.readouterr().err)
 
 
 def test_a_resume_with_other_flags_is_refused_before_anything_is_said_of_the_run(tmp_path: Path, capsys) -> None:
