@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,9 @@ import grpc
 
 from service.auth import ERROR_CODE_KEY
 from service.errors import ErrorCode
+from service.logs import RateLimitedWarning
+
+_log = logging.getLogger("service.servicer")  # where the server's other refusals are logged
 
 UNCOUNTED_PREFIXES = ("/grpc.health.v1.Health/",)
 """Methods the cap leaves out: the health service's."""
@@ -39,6 +43,7 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.active = 0
         """Calls counted and not yet ended."""
         self._on_refused = on_refused
+        self._log_refusal = RateLimitedWarning(_log, "refused a call", "refusals")
 
     async def intercept_service(
         self,
@@ -47,19 +52,20 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         """Wrap the call's handler so that it is counted, or refused when the cap is reached."""
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(UNCOUNTED_PREFIXES):
+        method = handler_call_details.method
+        if handler is None or method.startswith(UNCOUNTED_PREFIXES):
             return handler
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
         if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream), **kwargs)
+            return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream, method), **kwargs)
         if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), **kwargs)
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method), **kwargs)
         if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream, False), **kwargs)
-        return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **kwargs)
+            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream, method, False), **kwargs)
+        return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method), **kwargs)
 
     def _message(self) -> str:
         return (
@@ -67,19 +73,22 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             "later, or another server"
         )
 
-    async def _refuse(self, context: grpc.aio.ServicerContext) -> None:
+    async def _refuse(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        """Count, log (rate-limited, as the server's other refusals) and end the call with the cap's status."""
         if self._on_refused is not None:
             self._on_refused()
+        code = ErrorCode.TOO_MANY_STREAMS.name.lower()
+        self._log_refusal(code, peer=context.peer(), method=method, code=code, stream_id="", detail=self._message())
         trailer = ((ERROR_CODE_KEY, ErrorCode.TOO_MANY_STREAMS.wire_name),)
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._message(), trailing_metadata=trailer)
 
-    def _streaming(self, behaviour: Any, request_streaming: bool = True) -> Any:
+    def _streaming(self, behaviour: Any, method: str, request_streaming: bool = True) -> Any:
         async def limited(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             if self.active >= self.limit:
                 if request_streaming:  # take the first message first: aborting while the client still writes it
                     with contextlib.suppress(Exception):  # makes its write fail with INTERNAL (grpc/grpc#36066)
                         await asyncio.wait_for(anext(aiter(request), None), _FIRST_MESSAGE_WAIT_S)
-                await self._refuse(context)
+                await self._refuse(context, method)
             self.active += 1
             try:
                 answers = behaviour(request, context)
@@ -93,10 +102,10 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return limited
 
-    def _unary(self, behaviour: Any) -> Any:
+    def _unary(self, behaviour: Any, method: str) -> Any:
         async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if self.active >= self.limit:
-                await self._refuse(context)
+                await self._refuse(context, method)
             self.active += 1
             try:
                 return await behaviour(request, context)

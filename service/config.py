@@ -74,8 +74,8 @@ class ServiceConfig:
     max_calls: int = field(
         default=0,
         metadata=_help(
-            "gRPC calls held at once, of any method (0: 2 x --max-streams + 32); more are refused with "
-            "RESOURCE_EXHAUSTED before they start, so calls that hold no stream cannot pile up"
+            "gRPC calls held at once besides health checks (0: --max-streams + 8); more are refused with "
+            "RESOURCE_EXHAUSTED, so calls that hold no stream cannot pile up"
         ),
     )
     open_timeout_s: float = field(
@@ -230,9 +230,10 @@ class ServiceConfig:
 
     @property
     def resolved_max_calls(self) -> int:
-        """:attr:`max_calls`, or the automatic choice: two calls per stream (a reconnect's new call beside the old
-        one being torn down) and 32 for health checks and ``Describe``."""
-        return self.max_calls or 2 * self.max_streams + 32
+        """:attr:`max_calls`, or the automatic choice: one call per stream and 8 more (``Describe``, and a
+        reconnect's new call while the old one is torn down). Each may be receiving a message of up to
+        :attr:`max_message_bytes` (an open may carry a hand-off state), which :meth:`memory_warnings` counts."""
+        return self.max_calls or self.max_streams + 8
 
     def resolved_model_instances(self, cores: int | None = None) -> int:
         """:attr:`model_instances`, or the automatic choice: on a CPU one per ``cores // threads per call``, at
@@ -268,25 +269,28 @@ class ServiceConfig:
         return ReplyBudget.stream_bytes(self.max_message_bytes, 1)
 
     def memory_warnings(self, memory_limit: int | None = None) -> list[str]:
-        """What in this configuration lets clients take more memory than the server may use: the frames being
-        received by every stream at once (``--max-streams`` x ``--max-message-bytes``) plus the replies they may
-        hold (:meth:`reply_budget_bytes`) beyond half of ``memory_limit`` (``None``:
+        """What in this configuration lets clients take more memory than the server may use: the messages being
+        received by every call at once (:attr:`resolved_max_calls` x ``--max-message-bytes``: a stream's frame, or
+        a call's open with a hand-off state) plus the replies they may hold (:meth:`reply_budget_bytes`) beyond half
+        of ``memory_limit`` (``None``:
         :func:`~service.host.memory_limit_bytes`; the other half is for the server itself, its model, decoding
         and gRPC's buffers). Empty when no limit can be read."""
         limit = memory_limit_bytes() if memory_limit is None else memory_limit
         if limit is None:
             return []
-        receiving = self.max_streams * self.max_message_bytes
+        calls = self.resolved_max_calls
+        receiving = calls * self.max_message_bytes
         replies = self.reply_budget_bytes(limit)
         if receiving + replies <= limit // 2:
             return []
         mib = 1024 * 1024
         return [
-            f"{self.max_streams} streams receiving frames of up to {self.max_message_bytes // mib} MiB "
-            f"(--max-streams x --max-message-bytes: {receiving // mib} MiB) and holding {replies // mib} MiB of "
-            f"replies (--max-total-buffered-reply-bytes) could use more than half of the {limit // mib} MiB this "
-            "server may use, and an out-of-memory kill ends every stream: lower --max-message-bytes to the largest "
-            "frame your clients send, or --max-streams (deploy/README.md, Memory)"
+            f"{calls} calls receiving messages of up to {self.max_message_bytes // mib} MiB (--max-calls, by "
+            f"default --max-streams + 8, x --max-message-bytes: {receiving // mib} MiB) and holding "
+            f"{replies // mib} MiB of replies (--max-total-buffered-reply-bytes) could use more than half of the "
+            f"{limit // mib} MiB this server may use, and an out-of-memory kill ends every stream: lower "
+            "--max-message-bytes to the largest frame your clients send, --max-streams or --max-calls, or the reply "
+            "budget (deploy/README.md, Memory)"
         ]
 
     def inline_below_s(self) -> float:

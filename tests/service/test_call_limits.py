@@ -5,6 +5,7 @@ always answered."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 import pytest
@@ -16,9 +17,11 @@ from service.generated import pb_grpc
 from service.types import OpenRequest
 
 
-def test_calls_beyond_max_calls_are_refused_until_one_ends(start_server) -> None:
-    """gRPC's own cap counted the health checks too: a flood of calls that never opened failed the probes."""
+def test_calls_beyond_max_calls_are_refused_until_one_ends(start_server, caplog) -> None:
+    """gRPC's own cap counted the health checks too: a flood of calls that never opened failed the probes. A refusal
+    is counted and logged as the server's other refusals are."""
     server = start_server(max_streams=2, max_calls=2)
+    caplog.set_level(logging.WARNING, logger="service.servicer")
 
     async def scenario() -> None:
         async with grpc.aio.insecure_channel(server.target) as channel:
@@ -49,6 +52,9 @@ def test_calls_beyond_max_calls_are_refused_until_one_ends(start_server) -> None
                     pytest.fail("a call was still refused after one of the held calls ended")
 
     run(scenario())
+    assert server.metric("slotstream_calls_refused_total", {"code": "too_many_streams"}) >= 2
+    (line,) = [r for r in caplog.records if r.getMessage() == "refused a call"]  # rate-limited: the first one
+    assert line.code == "too_many_streams" and "--max-calls" in line.detail and line.method.endswith("/Describe")
 
 
 def test_max_calls_below_max_streams_is_refused() -> None:

@@ -68,11 +68,14 @@ def test_the_automatic_budget_is_a_quarter_of_the_memory_limit():
 
 def test_a_configuration_that_could_outgrow_the_memory_limit_is_warned_about():
     pod = 2 * 1024**3
-    # 64 streams x 16 MiB frames (1 GiB) + 512 MiB of replies: more than half of 2 GiB
+    # 72 calls (64 streams + 8) x 16 MiB messages (1152 MiB) + 512 MiB of replies: more than half of 2 GiB
     (warning,) = ServiceConfig(max_streams=64).memory_warnings(memory_limit=pod)
-    assert "--max-message-bytes" in warning and "1024 MiB" in warning and "2048 MiB" in warning
-    # the deploy base's settings: 64 x 8 MiB + 512 MiB = 1 GiB, half the pod
-    assert ServiceConfig(max_streams=64, max_message_bytes=8 * MIB).memory_warnings(memory_limit=pod) == []
+    assert "--max-message-bytes" in warning and "1152 MiB" in warning and "2048 MiB" in warning
+    # every call counts, not only the streams: 72 x 8 MiB + 512 MiB is more than half the pod
+    assert ServiceConfig(max_streams=64, max_message_bytes=8 * MIB).memory_warnings(memory_limit=pod) != []
+    # the deploy base's settings: 72 x 8 MiB + 448 MiB of replies = 1 GiB, half the pod
+    base = ServiceConfig(max_streams=64, max_message_bytes=8 * MIB, max_total_buffered_reply_bytes=448 * MIB)
+    assert base.memory_warnings(memory_limit=pod) == []
     assert ServiceConfig().memory_warnings(memory_limit=64 * 1024**3) == []
 
 
