@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from training.cli_checks import print_note, require_at_least, require_output_folder
+from training.config import FRAME_FITS
 from training.datasets import VideoClip
 from training.datasets.errors import DatasetError
 from training.datasets.selection import evaluation_videos
@@ -165,6 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help="masks with this many channels: the smallest objects beyond them are merged (default: none merged)",
     )
+    parser.add_argument(
+        "--frame-fit",
+        choices=FRAME_FITS,
+        default="crop",
+        help="fit real frames of another aspect ratio as the model's training did: crop (centre crop) or stretch "
+        "(default: %(default)s; a model card's ceiling row uses its run's fit)",
+    )
     args = parser.parse_args(argv)
     require_at_least(
         parser, 1, {"--videos": args.videos, "--image-size": args.image_size, "--num-slots": args.num_slots}
@@ -174,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_output_folder(parser, "--json", args.json)
     results: dict[str, object] = {}
     try:
-        dataset = evaluation_videos(args.data, (args.image_size, args.image_size), None, on_unlabelled=print_note)
+        size = (args.image_size, args.image_size)
+        crop = args.frame_fit == "crop"
+        dataset = evaluation_videos(args.data, size, None, on_unlabelled=print_note, center_crop=crop)
         for size in args.mask_size:
             scores = mask_size_ceiling(
                 dataset,

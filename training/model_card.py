@@ -223,7 +223,7 @@ def render_card(
         *(_row(label, value) for label, value in scores.items()),
         "",
         "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
-        "upsampled like the model's masks (`python -m training.ceiling`), with the smallest objects of a video",
+        f"upsampled like the model's masks (`python -m training.ceiling{fit}`), with the smallest objects of a video",
         "that has more than one object per slot besides the background merged into it: what a model that is",
         "perfect at this mask size and slot count scores. It is a reference rather than a strict bound: sharper",
         "soft masks can place an edge inside a cell (`python -m training.ceiling --fit-steps N` searches for such",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from training.ceiling import downsampled_instances, fitted_instances, keep_largest_objects, main, mask_size_ceiling
 from training.datasets import VideoClip, build_dataset
@@ -98,3 +100,24 @@ def test_fitted_masks_recover_an_object_that_area_averaging_loses() -> None:
     torch.testing.assert_close(soft.sum(dim=1), torch.ones(1, 4, 4))
     with pytest.raises(ValueError, match="fit_steps"):
         mask_size_ceiling(clips, (4, 4), fit_steps=-1)
+
+
+def test_the_ceiling_scores_real_frames_with_the_frame_fit_given(tmp_path: Path, capsys) -> None:
+    """A model card of a run trained with --frame-fit stretch scores its ceiling stretched; the command its card
+    names could only crop, so the row could not be reproduced."""
+    frames_dir, masks_dir = (tmp_path / kind / "480p" / "wide" for kind in ("JPEGImages", "Annotations"))
+    frames_dir.mkdir(parents=True)
+    masks_dir.mkdir(parents=True)
+    for t in range(2):
+        Image.fromarray(np.full((16, 64, 3), 90, np.uint8)).save(frames_dir / f"{t:05d}.jpg")
+        mask = np.zeros((16, 64), np.uint8)
+        mask[4:12, 2:10] = 255  # near the left edge: a centre crop cuts it off
+        Image.fromarray(mask, mode="L").save(masks_dir / f"{t:05d}.png")
+    scores = {}
+    for fit in ("crop", "stretch"):
+        out = tmp_path / f"{fit}.json"
+        args = ["--data", f"davis:{tmp_path}", "--mask-size", "4", "--image-size", "16", "--json", str(out)]
+        assert main([*args, "--frame-fit", fit]) == 0
+        scores[fit] = json.loads(out.read_text())["ceilings"]["4"]
+    assert scores["crop"]["num_invalid_videos"] == 1, "the crop leaves no object"
+    assert scores["stretch"]["num_invalid_videos"] == 0 and scores["stretch"]["video_mbo"] > 0
