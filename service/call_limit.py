@@ -27,6 +27,11 @@ UNCOUNTED_PREFIXES = ("/grpc.health.v1.Health/",)
 """Methods the cap leaves out: the health service's."""
 
 _FIRST_MESSAGE_WAIT_S = 1.0
+MAX_DRAINING = 4
+"""Refused stream calls whose first message is read before the refusal, at once: reading it makes the client see the
+refusal's status (aborting while it still writes gives a generic INTERNAL, grpc/grpc#36066), but each such message may
+be up to ``--max-message-bytes``, so beyond these few a refusal ends the call at once (a flood of 40 calls of 12 MB
+each took 377 MB while every refusal read its message)."""
 
 
 class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -36,14 +41,23 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     Args:
         limit: the most calls held at once (``--max-calls``).
         on_refused: called once per refused call (the server counts them).
+        refusal_log: where refusals are logged, rate-limited per code: the servicer's, so one code's refusals share
+            one line per interval whichever limit refused them (default: a limiter of its own).
     """
 
-    def __init__(self, limit: int, on_refused: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        on_refused: Callable[[], None] | None = None,
+        refusal_log: RateLimitedWarning | None = None,
+    ) -> None:
         self.limit = limit
         self.active = 0
         """Calls counted and not yet ended."""
+        self.draining = 0
+        """Refused calls whose first message is being read (at most :data:`MAX_DRAINING`)."""
         self._on_refused = on_refused
-        self._log_refusal = RateLimitedWarning(_log, "refused a call", "refusals")
+        self._log_refusal = refusal_log or RateLimitedWarning(_log, "refused a call", "refusals")
 
     async def intercept_service(
         self,
@@ -85,9 +99,13 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _streaming(self, behaviour: Any, method: str, request_streaming: bool = True) -> Any:
         async def limited(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             if self.active >= self.limit:
-                if request_streaming:  # take the first message first: aborting while the client still writes it
-                    with contextlib.suppress(Exception):  # makes its write fail with INTERNAL (grpc/grpc#36066)
-                        await asyncio.wait_for(anext(aiter(request), None), _FIRST_MESSAGE_WAIT_S)
+                if request_streaming and self.draining < MAX_DRAINING:  # read the first message (see MAX_DRAINING)
+                    self.draining += 1
+                    try:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(anext(aiter(request), None), _FIRST_MESSAGE_WAIT_S)
+                    finally:
+                        self.draining -= 1
                 await self._refuse(context, method)
             self.active += 1
             try:

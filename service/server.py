@@ -315,7 +315,11 @@ class Server:
             ("grpc.so_reuseport", 0),
         ]
         too_many = self.metrics.calls_refused.labels(ErrorCode.TOO_MANY_STREAMS.name.lower())
-        interceptors.append(CallLimitInterceptor(config.resolved_max_calls, on_refused=too_many.inc))  # after auth
+        assert self._servicer is not None  # made with the model, before the server listens
+        limiter = CallLimitInterceptor(
+            config.resolved_max_calls, on_refused=too_many.inc, refusal_log=self._servicer.refusal_log
+        )
+        interceptors.append(limiter)  # after auth: calls refused for their token are not counted
         self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
