@@ -23,9 +23,10 @@ SHARED_CALL_MAX_PIXELS = 512 * 512
 at 4K) are made afterwards for their own stream alone, so they do not hold up the streams batched with it."""
 
 BANDED_MIN_PIXELS = 1024 * 1024
-"""Segmentations of at least this many pixels, asked for without soft masks, are sampled in bands of rows
-(:func:`_banded_segmentation`): a band's soft masks are made, segmented and let go, so making the map needs about
-one byte a pixel instead of about (4 K + 10) (570 MiB for 6 slots at 4096 x 4096)."""
+"""Segmentations of a stretch of at least this many pixels, asked for without soft masks, are sampled in bands of
+rows (:func:`_banded_segmentation`): a band's soft masks are made, segmented and let go, so making the map needs
+about one byte a pixel instead of about (4 K + 10) (570 MiB for 6 slots at 4096 x 4096). Those of a crop or a padded
+canvas are sampled so at any size: their sampler treats each pixel alone, so bands give the very same map."""
 
 BAND_PIXELS = 256 * 1024
 """Output pixels per band of :func:`_banded_segmentation` (its soft masks: K x 1 MiB for float32)."""
@@ -107,7 +108,8 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
             outputs[index] = MaskOutputs(None, None)
     for (size, view), indices in by_size.items():
         group = source[indices]  # [G, K, h, w]
-        if size[0] * size[1] >= BANDED_MIN_PIXELS and not any(requests[i].soft for i in indices):
+        soft_wanted = any(requests[i].soft for i in indices)
+        if not soft_wanted and (view is not None or size[0] * size[1] >= BANDED_MIN_PIXELS):
             segmentation = _banded_segmentation(group, size, view or _WHOLE_FRAME)  # [G, H, W]
             for row, index in enumerate(indices):
                 outputs[index] = MaskOutputs(segmentation[row], None)
@@ -117,7 +119,7 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
                 group = F.interpolate(group, size=size, mode="bilinear", align_corners=False)  # [G, K, H, W]
             segmentation = segment_uint8(group)  # [G, K, H, W] -> [G, H, W]
         else:
-            group, segmentation = _in_view(group, size, view, any(requests[i].soft for i in indices))
+            group, segmentation = _in_view(group, size, view)
         for row, index in enumerate(indices):
             request = requests[index]
             soft = None
@@ -199,20 +201,17 @@ def _inside(pixels: int, start: float, extent: float) -> slice:
     return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
 
 
-def _in_view(
-    group: torch.Tensor, size: tuple[int, int], view: ModelView, soft_wanted: bool = True
-) -> tuple[torch.Tensor, np.ndarray]:
+def _in_view(group: torch.Tensor, size: tuple[int, int], view: ModelView) -> tuple[torch.Tensor, np.ndarray]:
     """Soft masks ``[G, K, H, W]`` and segmentations uint8 ``[G, H, W]`` of ``group`` ``[G, K, h, w]`` mapped onto
-    the part of an output of ``size`` that the model's ``view`` covers (see :func:`mask_outputs`). Without
-    ``soft_wanted`` (no frame of the group asks for soft masks) the soft masks are an empty ``[G, K, 0, 0]``: a
-    frame's worth of zeros is neither allocated nor filled.
+    the part of an output of ``size`` that the model's ``view`` covers (see :func:`mask_outputs`; a group that asks
+    for no soft masks is segmented by :func:`_banded_segmentation`, which samples the same grid).
 
     Raises:
         ValueError: pixels lie outside the view and ``K`` exceeds 255.
     """
     count, slots = group.shape[0], group.shape[1]
     rows, cols, grid = view_grid(size, view)
-    soft = group.new_zeros((count, slots, *(size if soft_wanted else (0, 0))))  # [G, K, H, W]
+    soft = group.new_zeros((count, slots, *size))  # [G, K, H, W]
     segmentation = np.full((count, *size), OUTSIDE_VIEW, dtype=np.uint8)  # [G, H, W]
     inside_all = (rows.stop - rows.start, cols.stop - cols.start) == size
     if not inside_all and slots > OUTSIDE_VIEW:
@@ -224,7 +223,6 @@ def _in_view(
         sampled = F.grid_sample(
             group, grid.expand(count, -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
         )  # [G, K, rows, cols]
-        if soft_wanted:
-            soft[:, :, rows, cols] = sampled
+        soft[:, :, rows, cols] = sampled
         segmentation[:, rows, cols] = segment_uint8(sampled)  # [G, K, rows, cols] -> [G, rows, cols]
     return soft, segmentation
