@@ -118,6 +118,14 @@ def _bearer_token(value: str) -> str | None:
     return token
 
 
+async def take_first_message(requests: Any) -> None:
+    """Read a refused call's first message (waiting at most a second) before aborting it: aborting while the client
+    still writes it makes the write fail with a generic INTERNAL error instead of the refusal's status
+    (grpc/grpc#36066)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(anext(aiter(requests), None), _FIRST_MESSAGE_WAIT_S)
+
+
 def _deny(handler: grpc.RpcMethodHandler, message: str, record: Callable[[str], None]) -> grpc.RpcMethodHandler:
     trailer = ((ERROR_CODE_KEY, ErrorCode.UNAUTHENTICATED.wire_name),)
 
@@ -127,10 +135,7 @@ def _deny(handler: grpc.RpcMethodHandler, message: str, record: Callable[[str], 
 
     async def abort_streaming(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         record(context.peer())
-        # Take the client's first message before refusing: aborting while the client is still writing it
-        # makes its write fail with a generic INTERNAL error instead of this status (grpc/grpc#36066).
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(anext(aiter(requests), None), _FIRST_MESSAGE_WAIT_S)
+        await take_first_message(requests)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, trailing_metadata=trailer)
         yield  # pragma: no cover - abort raises; the yield makes this a response stream
 

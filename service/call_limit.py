@@ -8,8 +8,6 @@ ending every stream on it. This interceptor counts the other calls only; ``Healt
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from service.auth import ERROR_CODE_KEY
+from service.auth import ERROR_CODE_KEY, take_first_message
 from service.errors import ErrorCode
 from service.logs import RateLimitedWarning
 
@@ -26,12 +24,11 @@ _log = logging.getLogger("service.servicer")  # where the server's other refusal
 UNCOUNTED_PREFIXES = ("/grpc.health.v1.Health/",)
 """Methods the cap leaves out: the health service's."""
 
-_FIRST_MESSAGE_WAIT_S = 1.0
 MAX_DRAINING = 4
-"""Refused stream calls whose first message is read before the refusal, at once: reading it makes the client see the
-refusal's status (aborting while it still writes gives a generic INTERNAL, grpc/grpc#36066), but each such message may
-be up to ``--max-message-bytes``, so beyond these few a refusal ends the call at once (a flood of 40 calls of 12 MB
-each took 377 MB while every refusal read its message)."""
+"""Refused stream calls whose first message is read before the refusal, at once
+(:func:`service.auth.take_first_message`: the client then sees the refusal's status); each such message may be up to
+``--max-message-bytes``, so beyond these few a refusal ends the call at once (a flood of 40 calls of 12 MB each took
+377 MB while every refusal read its message)."""
 
 
 class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -102,8 +99,7 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 if request_streaming and self.draining < MAX_DRAINING:  # read the first message (see MAX_DRAINING)
                     self.draining += 1
                     try:
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(anext(aiter(request), None), _FIRST_MESSAGE_WAIT_S)
+                        await take_first_message(request)
                     finally:
                         self.draining -= 1
                 await self._refuse(context, method)
