@@ -6,7 +6,6 @@ the periodic checkpoints of the live run, and restoring the newest one that load
 from __future__ import annotations
 
 import contextlib
-import json
 import pickle
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE, read_model_co
 from plugins.pretrained import missing_plugin_hint, other_plugin_sources, other_plugin_versions
 from training.best import BEST_MODEL_DIR
 from training.checkpoint import TrainerState, capture_rng, load_trainer_state, restore_rng, save_checkpoint
-from training.config import TrainConfig, changed_fields
+from training.config import TrainConfig, changed_fields, read_train_config
 from training.distributed import ProcessGroup, barrier
 from training.environment import ENVIRONMENT_FILE
 from training.logging_sinks import METRICS_FILE
@@ -75,7 +74,7 @@ def check_same_config(saved_path: Path, config: TrainConfig) -> None:
     Raises:
         ValueError: the configurations differ; the message lists the differences.
     """
-    saved = TrainConfig.from_json(json.loads(saved_path.read_text()))
+    saved = read_train_config(saved_path)
     changes = changed_fields(saved, config)
     if changes:
         raise ValueError(
