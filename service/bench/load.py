@@ -36,7 +36,7 @@ from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.stream import FRAME_FIELDS_BYTES
 from service.client.synthetic import synthetic_clip
-from service.client.tls import TlsFiles
+from service.client.tls import add_tls_flags, tls_from_flags
 from service.config import DEFAULT_MODEL_DIR, ConfigError
 
 
@@ -71,10 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
     parser.add_argument("--token", help="bearer token")
-    parser.add_argument("--tls-ca", type=Path, help="CA certificate: connect with TLS (--target)")
-    parser.add_argument("--tls-cert", type=Path, help="client certificate, for mutual TLS (--target)")
-    parser.add_argument("--tls-key", type=Path, help="client key, for mutual TLS (--target)")
-    parser.add_argument("--tls-server-name", help="name to check the server certificate against (--target)")
+    add_tls_flags(parser, " (--target)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--suite; default: 5)")
     parser.add_argument("--server-args", default="", help="more `python -m service` flags (--suite)")
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -171,7 +168,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "mask_size": _shown(args.mask_size) if args.mask_size else None,
         "jpeg_quality": args.jpeg_quality,
         "token": args.token is not None,
-        "tls": _tls(args) is not None,
+        "tls": tls_from_flags(args) is not None,
         "warmup_frames": LoadSpec.warmup_frames,
     }
 
@@ -187,7 +184,7 @@ def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
         jpeg_quality=args.jpeg_quality,
         mask_size=args.mask_size,
         token=args.token,
-        tls=_tls(args),
+        tls=tls_from_flags(args),
     )
 
 
@@ -206,13 +203,6 @@ def _pixels(text: str) -> tuple[int, int]:
 
 def _shown(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
-
-
-def _tls(args: argparse.Namespace) -> TlsFiles | None:
-    """The TLS files the ``--tls-*`` flags name, or ``None`` for a plaintext connection."""
-    if not (args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
-        return None
-    return TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
 
 
 def _summary(report: dict[str, Any]) -> str:

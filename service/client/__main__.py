@@ -59,6 +59,7 @@ from service.client.stream_command import (
     stream_source,
 )
 from service.client.synthetic import synthetic_frames
+from service.client.tls import add_tls_flags
 from service.client.trajectory import SlotTrajectory
 from service.types import FrameFit
 
@@ -177,12 +178,7 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     token = parser.add_mutually_exclusive_group()
     token.add_argument("--token", help="bearer token (visible to other users in the process list: prefer a file)")
     token.add_argument("--token-file", type=Path, help="file holding the bearer token (surrounding blanks ignored)")
-    parser.add_argument("--tls-ca", type=Path, help="CA certificate: connect with TLS")
-    parser.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
-    parser.add_argument("--tls-key", type=Path, help="client key (mutual TLS)")
-    parser.add_argument(
-        "--tls-server-name", help="name to check the server certificate against, when it differs from the target host"
-    )
+    add_tls_flags(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

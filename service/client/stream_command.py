@@ -29,7 +29,7 @@ from service.client.exchange import send_while_receiving
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
-from service.client.tls import TlsFiles
+from service.client.tls import tls_from_flags
 from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry, trajectory_mask_size
 from service.errors import ErrorCode
 from service.types import (
@@ -59,15 +59,12 @@ def client_from_args(args: argparse.Namespace) -> Client:
             443, the TLS port, where a TLS endpoint behind an ingress is fine).
         OSError: a token or TLS file cannot be read.
     """
-    secure = bool(args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name)
-    if not secure and re.fullmatch(r"[\w.-]+", args.target):
+    tls = tls_from_flags(args)
+    if tls is None and re.fullmatch(r"[\w.-]+", args.target):
         raise ValueError(
             f"--target {args.target}: give the server's port too, as in {args.target}:50051 (without one, gRPC "
             "uses 443, the TLS port)"
         )
-    tls = None
-    if secure:
-        tls = TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
     options: list[tuple[str, int]] = []
     if getattr(args, "reconnect", 0):  # the channel's own reconnection waits no longer than --reconnect's tries
         longest_ms = round(RECONNECT_BACKOFF_S[1] * 1e3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import ssl
 from dataclasses import dataclass
@@ -83,3 +84,22 @@ class TlsFiles:
         except (ssl.SSLError, ValueError) as error:
             raise ValueError(f"{label}: {what} does not parse as PEM certificates ({error})") from error
         return data
+
+
+def add_tls_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """Add ``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--tls-server-name`` (read by :func:`tls_from_flags`),
+    each help text ending with ``note``."""
+    parser.add_argument("--tls-ca", type=Path, help=f"CA certificate: connect with TLS{note}")
+    parser.add_argument("--tls-cert", type=Path, help=f"client certificate, for mutual TLS{note}")
+    parser.add_argument("--tls-key", type=Path, help=f"client key, for mutual TLS{note}")
+    parser.add_argument(
+        "--tls-server-name",
+        help=f"name to check the server certificate against, when it differs from the target host{note}",
+    )
+
+
+def tls_from_flags(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS files the :func:`add_tls_flags` flags name, or ``None`` (a plaintext connection) when none is given."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
+        return None
+    return TlsFiles(root_ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
