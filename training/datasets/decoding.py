@@ -209,41 +209,58 @@ class _SeekMismatch(Exception):
 
 def _seek_window(av: Any, path: Path, window: range, recorded: int) -> tuple[np.ndarray | None, int] | None:
     """:func:`_decode_window` by seeking to the last keyframe at or before the window's first frame and decoding
-    forward from there; None when the file does not allow it exactly, ends before the window does, or that
-    keyframe is the first frame.
-
-    Frame ``i`` is the frame with the ``i``-th smallest presentation timestamp among the stream's packets (read
-    by demuxing, without decoding), as in a decode from the first frame. That holds only when every packet has a
-    timestamp, none is to be discarded, there are ``recorded`` of them, each distinct, and the first frame a
-    decode from the start gives has the smallest one; otherwise (None) the caller decodes from the first frame.
+    forward from there; None when the file does not allow it exactly (:func:`_frame_timestamps`), ends before the
+    window does, or that keyframe is the first frame.
 
     Raises:
         _SeekMismatch: the frames decoded after the seek do not carry consecutive indices from one at or before
             the window's first frame (a frame the decoder dropped or could not decode without earlier ones).
     """
+    stat = path.stat()
+    index = _frame_timestamps(av, str(path), stat.st_mtime_ns, stat.st_size)
+    if index is None:
+        return None
+    order, keyframe_times = index
+    if len(order) != recorded:
+        return None
+    start = order[min(window)]
+    keyframes = [pts for pts in keyframe_times if pts <= start]
+    if not keyframes or max(keyframes) == order[0]:  # none, or the first frame: a decode from the start is as short
+        return None
+    index_of = {pts: number for number, pts in enumerate(order)}
     with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        container.seek(max(keyframes), stream=stream, backward=True, any_frame=False)
+        frames, count = _keep_window(_checked(container.decode(stream), index_of, min(window)), window, recorded)
+    return (frames, count) if frames is not None else None  # ended early: a decode from the start is the authority
+
+
+@functools.lru_cache(maxsize=256)
+def _frame_timestamps(av: Any, path: str, mtime_ns: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The presentation timestamps of a video file's frames in frame order, and those of its keyframes, read by
+    demuxing (without decoding) once per file and version (``mtime_ns`` and ``size`` are part of the cache key, so
+    a file written again is read again); None when they do not number the frames as a decode from the first frame
+    does.
+
+    Frame ``i`` is the frame with the ``i``-th smallest timestamp among the stream's packets. That holds only when
+    every packet has a timestamp, none is to be discarded, each is distinct, and the first frame a decode from the
+    start gives has the smallest one.
+    """
+    del mtime_ns, size  # cache key only
+    with av.open(path) as container:
         stream = container.streams.video[0]
         packets = [(p.pts, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size > 0]
     times = [pts for pts, _, _ in packets]
     if any(pts is None for pts in times) or any(discard for _, _, discard in packets):
         return None
     order = sorted(times)
-    if len(order) != recorded or len(set(order)) != len(order):
+    if len(set(order)) != len(order):
         return None
-    start = order[min(window)]
-    keyframes = [pts for pts, key, _ in packets if key and pts <= start]
-    if not keyframes or max(keyframes) == order[0]:  # none, or the first frame: a decode from the start is as short
-        return None
-    with av.open(str(path)) as container:
+    with av.open(path) as container:
         first = next(iter(container.decode(container.streams.video[0])), None)
-    if first is None or first.pts != order[0]:  # numbering from the timestamps would not be the decoder's
+    if first is None or not order or first.pts != order[0]:  # numbering from the timestamps would not be the decoder's
         return None
-    index_of = {pts: index for index, pts in enumerate(order)}
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        container.seek(max(keyframes), stream=stream, backward=True, any_frame=False)
-        frames, count = _keep_window(_checked(container.decode(stream), index_of, min(window)), window, recorded)
-    return (frames, count) if frames is not None else None  # ended early: a decode from the start is the authority
+    return tuple(order), tuple(pts for pts, key, _ in packets if key)
 
 
 def _checked(frames: Iterator[Any], index_of: dict[int, int], start: int) -> Iterator[tuple[int, Any]]:
