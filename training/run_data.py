@@ -3,7 +3,6 @@ data errors of DataLoader workers cut back to their own message."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ from training.batches import SeededItems, StepBatchSampler
 from training.config import TrainConfig
 from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
 from training.datasets.augment import augmented
-from training.datasets.selection import labelled_indices, unlabelled_note
+from training.datasets.selection import FirstFrames, labelled_indices, unlabelled_note
 from training.distributed import ProcessGroup
 from training.evaluation import object_count
 from training.run_state import Run
@@ -123,33 +122,30 @@ def validation_data(config: TrainConfig) -> ValidationData:
                 "and samples/ show its first video; pass --val-data with labelled videos to evaluate, or "
                 "--val-videos 0 to silence this note"
             )
-            return ValidationData(None, LoadedClips([_first_frames(config, spec)]))
+            return ValidationData(None, LoadedClips([_first_frames(dataset, config, spec)]))
         raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")
     return ValidationData(validation, validation, most_objects)  # type: ignore[arg-type]
 
 
-def _first_frames(config: TrainConfig, spec: str) -> VideoClip:
-    """The first video of ``spec`` (validation split), cut to the frames a sample picture shows: the first
-    :data:`SAMPLE_FRAMES` (no more than ``val_frames``), or the whole video when it is shorter.
-
-    Only those frames are read; the whole video is read only when that fails (a video shorter than a sample:
-    each dataset refuses a clip longer than its video).
+def _first_frames(dataset: Dataset[VideoClip], config: TrainConfig, spec: str) -> VideoClip:
+    """The first video of ``dataset`` (the validation split of ``spec``, cut to ``val_frames``), cut to the frames a
+    sample picture shows: the first :data:`SAMPLE_FRAMES` (no more than ``val_frames``), or the whole video when it
+    is shorter than ``val_frames`` (each dataset refuses a clip longer than its video: it is then read whole).
 
     Raises:
         DatasetError: the video cannot be loaded even whole (the message of the first attempt, naming the file).
     """
     data = config.data
     count = min(SAMPLE_FRAMES, data.val_frames or SAMPLE_FRAMES)
-    size = _image_size(config)
     try:
-        return build_dataset(spec, "val", count, size, config.seed, center_crop=data.center_crop)[0]
+        return FirstFrames(dataset, count)[0]
     except DatasetError as error:
         first_error = error
     try:
-        whole = build_dataset(spec, "val", None, size, config.seed, center_crop=data.center_crop)[0]
+        whole = build_dataset(spec, "val", None, _image_size(config), config.seed, center_crop=data.center_crop)
+        return FirstFrames(whole, count)[0]
     except DatasetError:
         raise first_error from None
-    return dataclasses.replace(whole, frames=whole.frames[:count])  # [T, 3, H, W] -> [T', 3, H, W]
 
 
 def reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:
