@@ -216,8 +216,8 @@ def _seek_window(av: Any, path: Path, window: range, recorded: int) -> tuple[np.
         _SeekMismatch: the frames decoded after the seek do not carry consecutive indices from one at or before
             the window's first frame (a frame the decoder dropped or could not decode without earlier ones).
     """
-    stat = path.stat()
-    index = _frame_timestamps(av, str(path), stat.st_mtime_ns, stat.st_size)
+    version = (str(path), path.stat().st_mtime_ns, path.stat().st_size)  # a file written again is read again
+    index = _frame_timestamps(av, *version)
     if index is None:
         return None
     order, keyframe_times = index
@@ -226,6 +226,8 @@ def _seek_window(av: Any, path: Path, window: range, recorded: int) -> tuple[np.
     start = order[min(window)]
     keyframes = [pts for pts in keyframe_times if pts <= start]
     if not keyframes or max(keyframes) == order[0]:  # none, or the first frame: a decode from the start is as short
+        return None
+    if _first_decoded_timestamp(av, *version) != order[0]:  # numbering by timestamps would not be the decoder's
         return None
     index_of = {pts: number for number, pts in enumerate(order)}
     with av.open(str(path)) as container:
@@ -238,29 +240,31 @@ def _seek_window(av: Any, path: Path, window: range, recorded: int) -> tuple[np.
 @functools.lru_cache(maxsize=256)
 def _frame_timestamps(av: Any, path: str, mtime_ns: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The presentation timestamps of a video file's frames in frame order, and those of its keyframes, read by
-    demuxing (without decoding) once per file and version (``mtime_ns`` and ``size`` are part of the cache key, so
-    a file written again is read again); None when they do not number the frames as a decode from the first frame
-    does.
-
-    Frame ``i`` is the frame with the ``i``-th smallest timestamp among the stream's packets. That holds only when
-    every packet has a timestamp, none is to be discarded, each is distinct, and the first frame a decode from the
-    start gives has the smallest one.
-    """
+    demuxing (without decoding) once per file version (``mtime_ns`` and ``size`` are part of the cache key); None
+    when they cannot number the frames: frame ``i`` is the frame with the ``i``-th smallest timestamp among the
+    stream's packets only when every packet has one, none is to be discarded and each is distinct (and the first
+    decoded frame has the smallest: :func:`_first_decoded_timestamp`)."""
     del mtime_ns, size  # cache key only
     with av.open(path) as container:
         stream = container.streams.video[0]
         packets = [(p.pts, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size > 0]
     times = [pts for pts, _, _ in packets]
-    if any(pts is None for pts in times) or any(discard for _, _, discard in packets):
+    if not times or any(pts is None for pts in times) or any(discard for _, _, discard in packets):
         return None
     order = sorted(times)
     if len(set(order)) != len(order):
         return None
+    return tuple(order), tuple(pts for pts, key, _ in packets if key)
+
+
+@functools.lru_cache(maxsize=256)
+def _first_decoded_timestamp(av: Any, path: str, mtime_ns: int, size: int) -> int | None:
+    """The timestamp of the first frame a decode of the file from its start gives (None: none), once per file
+    version."""
+    del mtime_ns, size  # cache key only
     with av.open(path) as container:
         first = next(iter(container.decode(container.streams.video[0])), None)
-    if first is None or not order or first.pts != order[0]:  # numbering from the timestamps would not be the decoder's
-        return None
-    return tuple(order), tuple(pts for pts, key, _ in packets if key)
+    return None if first is None else first.pts
 
 
 def _checked(frames: Iterator[Any], index_of: dict[int, int], start: int) -> Iterator[tuple[int, Any]]:
