@@ -3,6 +3,7 @@ data errors of DataLoader workers cut back to their own message."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,7 +41,19 @@ def train_loader(
         collate_fn=collate_frames,
         num_workers=data.num_workers,
         persistent_workers=False,
+        worker_init_fn=_leave_interrupts_to_the_main_process,
     )
+
+
+def _leave_interrupts_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGINT, so Ctrl-C (sent to the whole process group) stops the run at once.
+
+    A worker that takes the KeyboardInterrupt itself leaves its loop before the main process asks it to, with
+    batches still queued for a main process that no longer reads them; it then cannot exit, and the DataLoader's
+    shutdown waits 5 s for each such worker before killing it (20 s with 4 workers, 70 s with 14). Ignoring the
+    signal keeps each worker in its loop until the main process's own interrupt shuts the DataLoader down.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 SAMPLE_FRAMES = 8
