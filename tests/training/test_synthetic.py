@@ -263,6 +263,12 @@ def test_metadata_json_round_trip():
     assert '"collisions"' in text and '"visible_fraction"' in text
 
 
+def test_numpy_sizes_and_lengths_give_json_writable_metadata():
+    meta = generate_video("easy", np.int64(3), np.int64(4), (np.int64(48), np.int64(40))).metadata
+    assert (meta.num_frames, meta.height, meta.width) == (4, 48, 40)
+    assert VideoMetadata.from_json(meta.to_json()) == meta
+
+
 def test_unknown_level_lists_levels():
     with pytest.raises(ValueError, match="easy, medium, hard"):
         generate_video("impossible", 0)

@@ -79,8 +79,9 @@ def generate_video(
             the background is not, since its canvas is drawn as large as the whole pan.
         size: (height, width) in pixels; defaults to ``level.default_size``. Below about 32 pixels sprites are a
             few pixels wide, so shapes and named sizes become hard to tell apart, and crowded levels may start
-            with objects overlapping when the frame has no room to place them apart (the first step separates
-            them).
+            with objects overlapping when the frame has no room to place them apart (the first steps separate
+            them: at 8x8 some are still apart only from the second step on). Integers of any kind (numpy's too)
+            are taken; the metadata holds Python ints.
 
     Returns:
         Frames, instance id maps and metadata.
@@ -94,7 +95,8 @@ def generate_video(
         ((6, 64, 64, 3), (6, 64, 64))
     """
     lvl = get_level(level) if isinstance(level, str) else level
-    height, width = size if size is not None else lvl.default_size
+    height, width = (int(side) for side in (size if size is not None else lvl.default_size))
+    num_frames = int(num_frames)  # a numpy integer would make the metadata unwritable as JSON
     if num_frames < 1 or min(height, width) < 8:
         raise ValueError(f"need num_frames >= 1 and a size of at least 8x8, got {num_frames} and {height}x{width}")
     rng = np.random.default_rng(seed)
