@@ -71,5 +71,10 @@ def check_handoff(handoff: StateHandoff, card: ModelCard) -> None:
         )
     elif handoff.slot_ids and len(handoff.slot_ids) != card.num_slots:
         problem = f"the hand-off has {len(handoff.slot_ids)} slot ids for {card.num_slots} slots"
+    elif len(set(handoff.slot_ids)) != len(handoff.slot_ids):
+        problem = (
+            f"the hand-off's slot ids {list(handoff.slot_ids)} repeat an id: each slot needs its own, which every "
+            "reply names the slot by"
+        )
     if problem:
         raise StreamAbort(ErrorCode.HANDOFF_MISMATCH, problem)

@@ -232,6 +232,9 @@ class LatencyBreakdown:
 class FrameResult:
     """The outputs for one frame; arrays are ``None`` when not requested.
 
+    The arrays of a result the client received are read-only views of the reply's bytes (no copy is made): copy
+    one (``result.slots.copy()``) to change it in place.
+
     Attributes:
         slots: float32 ``[K, D]``.
         segmentation: uint8 ``[H, W]`` slot index per pixel over the whole frame; :data:`OUTSIDE_VIEW` (255) where

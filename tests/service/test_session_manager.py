@@ -255,12 +255,15 @@ def test_handoff_is_checked_and_continues_from_its_state():
         StateHandoff("s3", "m", "v1", 1, np.zeros((3, 16), np.float32), ()),
         StateHandoff("s4", "m", "v1", 1, state(np.inf), ()),
         StateHandoff("s5", "m", "v1", 1, state(1), (1, 2)),
+        StateHandoff("s8", "m", "v1", 1, state(1), (7, 7, 8, 9)),  # a repeated id names two slots alike
         StateHandoff("s6", "m", "v1", 1, state(-3e20), ()),  # finite, but the model would overflow to NaN on it
     ]
     for handoff in bad:
         assert (
             abort_code(lambda h=handoff: manager.open(OpenRequest(handoff=h), Owner())) == ErrorCode.HANDOFF_MISMATCH
         )
+    with pytest.raises(StreamAbort, match=r"slot ids \[7, 7, 8, 9\] repeat an id"):
+        manager.open(OpenRequest(handoff=bad[-2]), Owner())
     with pytest.raises(StreamAbort, match=r"a value of magnitude 3e\+20, beyond the 1e\+06"):
         manager.open(OpenRequest(handoff=bad[-1]), Owner())
     large, _ = manager.open(OpenRequest(handoff=StateHandoff("s7", "m", "v1", 1, state(9e5), ())), Owner())
