@@ -128,8 +128,16 @@ def extract(
         ExtractionInterrupted: Ctrl-C; the frames extracted until then are saved first.
     """
     started = time.perf_counter()
+    card = engine.card  # K, D and the version: a file without rows (every frame refused) still says them
     trajectory = SlotTrajectory(
-        path, frame_fit=fit.name, fps=source.fps or float("nan"), capture_clock=source.clock, source=spec
+        path,
+        slot_count=card.num_slots,
+        slot_width=card.slot_dim,
+        model_version=card.version,
+        frame_fit=fit.name,
+        fps=source.fps or float("nan"),
+        capture_clock=source.clock,
+        source=spec,
     )
     refused: list[tuple[int, str]] = []
     with tqdm(desc=spec, unit="frame", total=None, disable=not progress, leave=False) as bar:

@@ -41,6 +41,7 @@ from service.types import (
     FrameResult,
     Output,
     StreamClosed,
+    StreamOpened,
     StreamOptions,
 )
 
@@ -204,6 +205,8 @@ async def stream_source(
         StreamError: the server refused the stream.
         StreamEnded: the server ended it after accepting it (for example on shutdown), or the connection was lost,
             and it could not be continued; the overlay and JSON lines keep the answers received until then.
+        OSError, ValueError: the source failed partway (a frame it could not read or decode); the stream was closed
+            first and the answers to the frames sent before it were recorded.
     """
     first = next(source.frames, None)
     if first is None:
@@ -228,7 +231,7 @@ async def stream_source(
         stream = await client.open(options, model=args.model)
         out = jsonl.open()
         if trajectory is not None and stream.opened is not None:
-            trajectory.frame_fit = stream.opened.options.frame_fit.name  # the fit the server chose, not asked for
+            await _describe_trajectory(client, stream.opened, trajectory)
         if args.reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:
             print(
                 "warning: the server keeps no resume window (its --max-resume-window-s is 0): --reconnect can only "
@@ -248,6 +251,22 @@ async def stream_source(
                     await overlay.close()
     run.summary["overlay_frames"] = writer.frames if writer is not None else 0
     return run.summary
+
+
+async def _describe_trajectory(client: Client, opened: StreamOpened, trajectory: SlotTrajectory) -> None:
+    """Give ``trajectory`` what the server said of the stream: the frame fit it chose (not the one asked for), the
+    slot count K, the model version and, from the model's card, the slot width D, so a file without rows (every
+    frame refused) still says them. A card that cannot be read, or that is of another version than the stream's
+    (the model was reloaded meanwhile), leaves D unknown: the rows give it."""
+    trajectory.frame_fit = opened.options.frame_fit.name
+    trajectory.slot_count = len(opened.slot_ids)
+    trajectory.model_version = opened.model_version
+    try:
+        card = await client.describe(opened.model)
+    except StreamError:
+        return
+    if card.version == opened.model_version:
+        trajectory.slot_width = card.slot_dim
 
 
 class _StreamRun:
@@ -290,10 +309,15 @@ class _StreamRun:
 
         Raises:
             StreamEnded: the stream ended early and could not be continued.
+            Exception: what the source raised when it failed partway (``OSError``, ``ValueError``: a frame it could
+                not read or decode), after the stream was closed and the answers to the frames sent were recorded
+                (for up to ``send_while_receiving``'s settle time).
         """
         while True:
             try:
-                await send_while_receiving(self._send_all(), self._receive_all())
+                # A source that fails partway closes the stream, so the answers to the frames sent are still
+                # recorded before its error is raised.
+                await send_while_receiving(self._send_all(), self._receive_all(), close=self.stream.close_writing)
                 return
             except StreamError as error:
                 if not self.args.reconnect or not worth_reconnecting(error):

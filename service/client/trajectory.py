@@ -1,7 +1,8 @@
 """Slot trajectories of a stream, saved as one ``.npz`` file for world models and planners to train on.
 
 Arrays in the file (``T`` results, ``K`` slots of ``D`` floats; frames that were dropped or refused have no row,
-so ``frame_index`` says which frames the rows are):
+so ``frame_index`` says which frames the rows are; a file without rows still has the stream's ``K`` and ``D``,
+``slots`` ``[0, K, D]`` and so on, and its ``model_version``, so it concatenates with others):
 
 * ``frame_index`` int64 ``[T]``: the frame each row answers.
 * ``capture_time_ns`` int64 ``[T]``: the capture time sent with the frame (0 when none was sent); see
@@ -197,7 +198,13 @@ class SlotTrajectory:
     _frame_size: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
     _centroids: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _boxes: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
-    _model_version: str = field(default="", init=False, repr=False)
+    slot_count: int = 0
+    """K as the stream's open or the model's card says it (0: not known), for a file without rows: its arrays are
+    then ``[0, K, ...]`` (``slots`` ``[0, K, D]``), so it concatenates with others. Rows give K themselves."""
+    slot_width: int = 0
+    """D likewise (0: not known)."""
+    model_version: str = ""
+    """The version of the model that made the slots, saved as ``model_version``; when empty, the first row's."""
     frame_fit: str = ""
     """The stream's frame fit as ``StreamOpened`` echoed it (``STRETCH``, ``CROP`` or ``PAD``), saved too."""
     fps: float = math.nan
@@ -252,7 +259,7 @@ class SlotTrajectory:
         self._frame_size.append(geometry.frame_size)
         self._centroids.append(np.asarray(geometry.centroids, dtype=np.float32))
         self._boxes.append(np.asarray(geometry.boxes, dtype=np.float32))
-        self._model_version = self._model_version or result.model_version
+        self.model_version = self.model_version or result.model_version
 
     def save(self) -> None:
         """Write the results recorded so far to :attr:`path`, replacing it whole: the file is written under a
@@ -262,7 +269,7 @@ class SlotTrajectory:
         Raises:
             OSError: the file cannot be written.
         """
-        slots = np.stack(self._slots) if self._slots else np.zeros((0, 0, 0), np.float32)  # T x [K, D] -> [T, K, D]
+        slots = np.stack(self._slots) if self._slots else self._no_slots()  # T x [K, D] -> [T, K, D]
         count, k = len(self), slots.shape[1]
         arrays: dict[str, Any] = {
             "frame_index": np.asarray(self._frame_index, dtype=np.int64),  # [T]
@@ -279,7 +286,7 @@ class SlotTrajectory:
             "boxes": np.asarray(self._boxes, dtype=np.float32).reshape(count, k, 4),  # [T, K, 4]
             "fps": np.asarray(self.fps, dtype=np.float64),
             "capture_clock": np.asarray(self.capture_clock),
-            "model_version": np.asarray(self._model_version),
+            "model_version": np.asarray(self.model_version),
             "frame_fit": np.asarray(self.frame_fit),
             "source": np.asarray(self.source),
         }
@@ -290,3 +297,8 @@ class SlotTrajectory:
 
         write_atomically(self.path, write)
         self.saved = True
+
+    def _no_slots(self) -> np.ndarray:
+        """The ``slots`` of a file without rows: float32 ``[0, K, D]`` with :attr:`slot_count` and
+        :attr:`slot_width` (0 where not known)."""
+        return np.zeros((0, self.slot_count, self.slot_width), np.float32)
