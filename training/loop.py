@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch.utils.data import Dataset
@@ -35,7 +35,7 @@ from training.best import (
     run_selection_metrics,
     update_best,
 )
-from training.checkpoint import list_checkpoints
+from training.checkpoint import checkpoint_step, list_checkpoints
 from training.config import TrainConfig
 from training.datasets import VideoClip
 from training.distributed import ProcessGroup, barrier, init_from_environment, mean_across_processes, shutdown
@@ -58,6 +58,7 @@ from training.run_folder import (
 )
 from training.run_state import Run, build_run
 from training.step import Throughput, diverged, divergence_message, optimisation_step
+from training.stop_request import RunStopped, StopRequest
 from training.visualize import save_overlay
 from training.warm_start import check_warm_start_source, warm_start
 
@@ -219,38 +220,78 @@ def _train(
         if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
             scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
         throughput = Throughput(config.data.batch_size * group.world_size)
-        for batch in reported(batches):
-            if run.step >= last_step:
-                break
-            terms = optimisation_step(config, run, batch.frames.to(device), device)
-            run.non_finite_losses = 0 if math.isfinite(terms["loss"]) else run.non_finite_losses + 1
-            if run.non_finite_losses and diverged(run, group):
-                raise FloatingPointError(divergence_message(terms["loss"], run.step + 1, run_dir))
-            run.step += 1
-            throughput.steps += 1
-            bar.update(1)
-            if run.step % config.log_every == 0 or run.step == last_step:  # on every process: a collective
-                logged = mean_across_processes(group, terms, device)  # each process trained on its own clips
-                clips_per_s = throughput.clips_per_s()
-                bar.set_postfix(
-                    loss=f"{logged['loss']:.4f}", sim=f"{logged['slot_similarity']:.2f}", clips_s=f"{clips_per_s:.1f}"
-                )
-                if sinks:
-                    values = {**logged, "clips_per_s": clips_per_s, "elapsed_s": run.elapsed_s()}
-                    sinks.write(run.step, "train", values)
-            paused = time.perf_counter()
-            try:
-                scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device) or scores
-            except Exception:  # the step itself trained: keep its checkpoint before the error stops the run
-                maybe_checkpoint(config, run, run_dir, group, last_step)
-                raise
-            maybe_checkpoint(config, run, run_dir, group, last_step)
-            throughput.paused_s += time.perf_counter() - paused
+        with StopRequest(enabled=group.world_size == 1) as stop:  # several processes would have to agree on a step
+            for batch in reported(batches):
+                if run.step >= last_step:
+                    break
+                if stop.signal_number is None:  # else it came while this batch was awaited: stop before it
+                    _train_step(config, run, run_dir, group, device, batch.frames, last_step, throughput, bar, sinks)
+                    paused = time.perf_counter()
+                    try:
+                        scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device) or scores
+                    except Exception:  # the step itself trained: keep its checkpoint before the error stops the run
+                        maybe_checkpoint(config, run, run_dir, group, last_step)
+                        raise
+                    maybe_checkpoint(config, run, run_dir, group, last_step)
+                    throughput.paused_s += time.perf_counter() - paused
+                if stop.signal_number is not None:  # Ctrl-C or SIGTERM: a checkpoint of this step, then stop
+                    _stop(config, run, run_dir, group, last_step, stop.signal_number)
     finally:
         bar.close()
         if sinks:
             sinks.close()
     return scores
+
+
+def _stop(
+    config: TrainConfig, run: Run, run_dir: Path, group: ProcessGroup, last_step: int, signal_number: int
+) -> NoReturn:
+    """Stop the run at ``run.step`` on ``signal_number`` (:class:`training.stop_request.StopRequest`), with a
+    checkpoint of that step unless one was written already or nothing has been trained yet.
+
+    Raises:
+        RunStopped: always.
+    """
+    saved = list_checkpoints(run_dir)
+    if run.step > 0 and not (saved and checkpoint_step(saved[-1]) == run.step):
+        maybe_checkpoint(config, run, run_dir, group, last_step, force=True)
+    raise RunStopped(signal_number, run.step)
+
+
+def _train_step(
+    config: TrainConfig,
+    run: Run,
+    run_dir: Path,
+    group: ProcessGroup,
+    device: str,
+    frames: torch.Tensor,
+    last_step: int,
+    throughput: Throughput,
+    bar: tqdm[Any],
+    sinks: MetricSinks | None,
+) -> None:
+    """One optimisation step on ``frames`` ([B, T, 3, H, W]), counted in ``run.step``, the progress bar and the
+    throughput, and its losses written to the metric files every ``config.log_every`` steps and at ``last_step``.
+
+    Raises:
+        FloatingPointError: the loss has not been finite for too many steps (:func:`training.step.diverged`).
+    """
+    terms = optimisation_step(config, run, frames.to(device), device)
+    run.non_finite_losses = 0 if math.isfinite(terms["loss"]) else run.non_finite_losses + 1
+    if run.non_finite_losses and diverged(run, group):
+        raise FloatingPointError(divergence_message(terms["loss"], run.step + 1, run_dir))
+    run.step += 1
+    throughput.steps += 1
+    bar.update(1)
+    if run.step % config.log_every == 0 or run.step == last_step:  # on every process: a collective
+        logged = mean_across_processes(group, terms, device)  # each process trained on its own clips
+        clips_per_s = throughput.clips_per_s()
+        bar.set_postfix(
+            loss=f"{logged['loss']:.4f}", sim=f"{logged['slot_similarity']:.2f}", clips_s=f"{clips_per_s:.1f}"
+        )
+        if sinks:
+            values = {**logged, "clips_per_s": clips_per_s, "elapsed_s": run.elapsed_s()}
+            sinks.write(run.step, "train", values)
 
 
 @dataclass(frozen=True)

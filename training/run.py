@@ -14,6 +14,7 @@ import inspect
 import math
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
 from training.loop import fit
 from training.run_folder import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config
+from training.stop_request import RunStopped
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -335,10 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = fit(
             config, out, resume=args.resume, device=args.device, progress=not args.no_progress, command=command
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C at once, or a RunStopped at a step boundary (first signal)
         if main_process:
             print(f"\n{_interrupted_note(Path(out))}", file=sys.stderr)
-        return 130
+        return 128 + (interrupt.signal_number if isinstance(interrupt, RunStopped) else signal.SIGINT)
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError, DecoderMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

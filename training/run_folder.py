@@ -179,10 +179,13 @@ def _restore(run: Run, checkpoint: Path, device: str) -> None:
     run.restored_world_size = state.world_size
 
 
-def maybe_checkpoint(config: TrainConfig, run: Run, run_dir: Path, group: ProcessGroup, last_step: int) -> None:
-    """At every ``config.checkpoint_every``-th step and at ``last_step``: the main process writes a checkpoint of
-    ``run`` into ``run_dir`` (keeping ``config.keep_checkpoints``), and every process waits for it."""
-    if run.step % config.checkpoint_every != 0 and run.step != last_step:
+def maybe_checkpoint(
+    config: TrainConfig, run: Run, run_dir: Path, group: ProcessGroup, last_step: int, force: bool = False
+) -> None:
+    """At every ``config.checkpoint_every``-th step and at ``last_step`` (at any step with ``force``): the main
+    process writes a checkpoint of ``run`` into ``run_dir`` (keeping ``config.keep_checkpoints``), and every process
+    waits for it."""
+    if not (force or run.step % config.checkpoint_every == 0 or run.step == last_step):
         return
     if group.is_main:
         state = TrainerState(

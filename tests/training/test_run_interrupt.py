@@ -1,5 +1,5 @@
-"""Ctrl-C stops a training run with data workers at once: the terminal sends SIGINT to the whole process group,
-workers included, and the run must neither hang on its workers nor lose its message."""
+"""Stopping a training run by signal: Ctrl-C (SIGINT to the whole process group, data workers included) or
+SIGTERM stops it promptly at a step boundary, with a checkpoint of that step, and ``--resume`` continues exactly."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.checkpoint import checkpoint_step, list_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = 3
@@ -60,3 +66,64 @@ def test_ctrl_c_to_the_process_group_stops_a_run_with_workers_promptly(tmp_path:
     assert "interrupted" in stderr and "Traceback" not in stderr
     # A worker that took the interrupt itself could not exit, and the DataLoader waited 5 s for each (15 s here).
     assert took < 10, f"the run took {took:.1f} s to stop after Ctrl-C"
+
+
+def _run_command(config: Path, out: Path) -> list[str]:
+    command = [sys.executable, "-m", "training.run", "--config", str(config), "--workers", "1", "--val-videos", "0"]
+    return [*command, "--no-progress", "--out", str(out)]
+
+
+def test_sigterm_stops_at_a_step_boundary_with_its_checkpoint_and_resume_continues_exactly(tmp_path: Path) -> None:
+    """The first SIGTERM (a supervisor stopping a pod) or Ctrl-C finishes the step, writes a checkpoint of it
+    between the periodic ones (none here: their interval is longer than the run) and stops; ``--resume`` then ends
+    where an uninterrupted run does."""
+    steps = 200
+    config = tmp_path / "tiny_long.py"
+    config.write_text(
+        "import dataclasses\n"
+        "from training.configs import get_config as shipped_config\n\n\n"
+        "def get_config():\n"
+        f"    return dataclasses.replace(shipped_config('tiny'), steps={steps}, checkpoint_every=9999, log_every=1)\n"
+    )
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run(
+        _run_command(config, tmp_path / "straight"), cwd=REPO, env=environment, text=True, capture_output=True
+    )
+    assert straight.returncode == 0, straight.stderr
+    stopped = tmp_path / "stopped"
+    with subprocess.Popen(
+        _run_command(config, stopped),
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,  # the signal goes to the workers too, as a supervisor stopping every process sends it
+    ) as process:
+        try:
+            deadline = time.monotonic() + 120
+            while _trained_steps(stopped / "metrics.jsonl") < 5:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "no training steps within 120 s"
+                time.sleep(0.05)
+            os.killpg(process.pid, signal.SIGTERM)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    if process.returncode == 0:
+        pytest.skip(f"the run finished its {steps} steps before the signal reached it")
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    checkpoints = list_checkpoints(stopped)
+    assert len(checkpoints) == 1, f"expected the stop's checkpoint alone, found {checkpoints}"
+    step = checkpoint_step(checkpoints[0])
+    assert 5 <= step < steps and step == _trained_steps(stopped / "metrics.jsonl")
+    assert "SIGTERM: stopping after the current step" in stderr
+    assert f"the last checkpoint is step {step}; continue with the same command and --resume" in stderr
+    resumed = subprocess.run(
+        [*_run_command(config, stopped), "--resume"], cwd=REPO, env=environment, text=True, capture_output=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    expected = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
+    actual = load_file(str(stopped / "model" / "model.safetensors"))
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[key], actual[key]) for key in expected), "weights differ after the resume"
