@@ -62,3 +62,13 @@ def test_the_summary_says_what_the_precision_is_for_and_that_no_engine_was_check
     )
     checked = dataclasses.replace(manifest, parity={**manifest.parity, "tensorrt": manifest.parity["onnxruntime"]})
     assert "these engines were built and checked against PyTorch here" in summary(checked, "out").splitlines()[1]
+
+
+def test_an_out_folder_that_cannot_be_written_is_named_by_its_flag(tmp_path, capsys):
+    """The error named the hidden staging folder inside ``--out`` (``[Errno 13] ... /.staging-s7ew8oy2``), a path
+    the user never gave; /proc takes no new folders, also from root."""
+    out = Path("/proc/slotstream-export/graphs")
+    assert export_main(["--model", str(save_tiny_model(tmp_path / "source")), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"export: --out {out} cannot be written to: "), error
+    assert "staging" not in error and "Errno" not in error

@@ -153,8 +153,12 @@ def export_model(
         version = model_version(source)
     _check_out_dir(out, source, version, options.replace)
     created = _missing_folders(out)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
+    except OSError as error:  # named as the flag, not as the staging folder the user never named
+        _remove_empty(created)
+        raise OSError(f"--out {out} cannot be written to: {error.strerror or error}") from error
     published = False
     try:
         checked = {
@@ -188,12 +192,17 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not published:  # a failed export leaves no empty folders it made itself
-            for folder in created:
-                with contextlib.suppress(OSError):  # not empty (something else wrote there): leave it
-                    folder.rmdir()
+            _remove_empty(created)
     if options.tensorrt:
         manifest = _add_tensorrt(model, out, manifest, options, video)
     return manifest
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first, as :func:`_missing_folders` lists them) that is empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty (something else wrote there), or gone: leave it
+            folder.rmdir()
 
 
 def _onnx_errors_named(
