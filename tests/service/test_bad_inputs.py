@@ -291,13 +291,19 @@ def test_nothing_after_a_close_is_read_as_the_proto_and_readme_say(server):
     promise one answer per frame sent, and said nothing of requests after ``close``)."""
     from service.protogen import PROTO_FILES, PROTO_ROOT, REPO_ROOT
 
-    closed_before = server.metric("slotstream_streams_released_total", {"reason": "closed"})
-    close = pb.StreamRequest(close=pb.CloseStream())
-    responses, error = run(raw_exchange(server.target, _open(), _frame(0), close, _frame(1), _frame(2)))
+    def closed() -> float:
+        return server.metric("slotstream_streams_released_total", {"reason": "closed"})
+
+    closed_before = closed()
+    close_request = pb.StreamRequest(close=pb.CloseStream())
+    responses, error = run(raw_exchange(server.target, _open(), _frame(0), close_request, _frame(1), _frame(2)))
     assert error is None, error
     assert [r.WhichOneof("kind") for r in responses] == ["opened", "result", "closed"]
     assert responses[1].result.frame_index == 0
-    assert server.metric("slotstream_streams_released_total", {"reason": "closed"}) == closed_before + 1
+    deadline = time.monotonic() + 10  # the server counts the release as the call ends, maybe after our last read
+    while closed() <= closed_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closed() == closed_before + 1
     proto = " ".join((PROTO_ROOT / PROTO_FILES[0]).read_text().replace("//", " ").split())
     assert "then optionally `close`, which must be the last request: the server reads nothing after it" in proto
     assert "a frame sent after `close` gets no answer" in proto
@@ -312,13 +318,16 @@ def test_unknown_request_kinds_are_ignored(server):
     assert [r.WhichOneof("kind") for r in responses] == ["opened", "result", "closed"]
 
 
-def test_wrong_resume_token_is_permission_denied(server):
+@pytest.mark.parametrize("token", ["not-the-token", ""], ids=["wrong", "empty"])
+def test_wrong_resume_token_is_permission_denied(server, token):
+    """Only the stream's own token resumes it: a wrong one, or none at all (an empty token), is refused."""
+
     async def scenario():
         async with Client(server.target) as client:
             stream = await client.open(StreamOptions(resume_window_s=30))
             await stream.process(GOOD)
             with pytest.raises(StreamError) as denied:
-                await client.resume(stream.stream_id, "not-the-token", 0)
+                await client.resume(stream.stream_id, token, 0)
             await stream.close()
             return denied.value
 

@@ -79,6 +79,21 @@ def test_size_is_checked_before_decoding_pixels():
     assert error.value.code == ErrorCode.IMAGE_TOO_LARGE and "300x300" in error.value.message
 
 
+@pytest.mark.parametrize("encoding", [ImageEncoding.PNG, ImageEncoding.RAW_RGB8], ids=["png", "raw"])
+def test_a_frame_of_exactly_the_pixel_limit_is_accepted_and_one_pixel_more_is_refused(encoding):
+    """``max_pixels`` is the largest accepted width x height: a 64 x 48 frame (3072 pixels) passes a limit of
+    3072 and is refused by a limit of 3071."""
+    if encoding == ImageEncoding.PNG:
+        image = EncodedImage(encoding, _encoded("PNG"))
+    else:
+        image = EncodedImage(encoding, RGB.tobytes(), 48, 64, 3)
+    assert prepare_frame(image, (24, 24), 64 * 48).shape == (3, 24, 24)
+    with pytest.raises(FrameRejected) as rejected:
+        prepare_frame(image, (24, 24), 64 * 48 - 1)
+    assert rejected.value.code == ErrorCode.IMAGE_TOO_LARGE
+    assert "64x48 = 3072 pixels; this server accepts at most 3071" in rejected.value.message
+
+
 def test_palette_png_is_rgb():
     palette = Image.fromarray(RGB).convert("P")
     buffer = io.BytesIO()
@@ -164,6 +179,22 @@ def test_a_padded_canvas_beyond_the_pixel_limit_is_refused_before_it_is_made():
     )
     fitted = fit_frame(thin, (64, 64), 4096 * 4096, FrameFit.CROP)  # the same frame cropped is fine
     assert fitted.pixels.shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize("encoding", [ImageEncoding.PNG, ImageEncoding.RAW_RGB8], ids=["png", "raw"])
+def test_a_padded_canvas_of_exactly_the_pixel_limit_is_accepted_and_one_pixel_more_is_refused(encoding):
+    """A 100 x 10 frame (1000 pixels) padded for a square model makes a 100 x 100 canvas: a limit of 10000
+    pixels accepts it, one of 9999 refuses it by its canvas although the frame itself is far below."""
+    array = np.zeros((10, 100, 3), np.uint8)
+    if encoding == ImageEncoding.PNG:
+        image = EncodedImage(encoding, _encoded("PNG", array))
+    else:
+        image = EncodedImage(encoding, array.tobytes(), 10, 100, 3)
+    assert fit_frame(image, (64, 64), 100 * 100, FrameFit.PAD).pixels.shape == (3, 64, 64)
+    with pytest.raises(FrameRejected) as rejected:
+        fit_frame(image, (64, 64), 100 * 100 - 1, FrameFit.PAD)
+    assert rejected.value.code == ErrorCode.IMAGE_TOO_LARGE
+    assert "100x100 = 10000 pixel canvas; this server accepts at most 9999" in rejected.value.message
 
 
 def test_a_large_jpeg_padded_is_judged_by_the_canvas_of_its_reduced_decode():

@@ -200,9 +200,16 @@ def test_free_instances_split_the_waiting_jobs_and_run_in_parallel():
     assert peak[0] == 2
 
 
-def test_a_key_never_runs_in_two_concurrent_batches():
+@pytest.mark.parametrize(
+    "settings",
+    [{"max_batch_size": 4}, {"max_batch_size": 4, "demand": lambda: 1}, {"max_batch_size": 1}],
+    ids=["dispatch-loop", "demand-met", "batches-of-one"],
+)
+def test_a_key_never_runs_in_two_concurrent_batches(settings):
     """The second job of key "a" is submitted while the first is held inside the model call, with a second
-    instance free: it must wait for the first to finish (a stream's frames need their predecessor's state)."""
+    instance free: it must wait for the first to finish (a stream's frames need their predecessor's state).
+    With demand met (one open stream) or batches of one, the second job would be a lone due job, which runs
+    directly rather than through the dispatch loop: that path must wait too."""
     entered, release = threading.Event(), threading.Event()
     running: list[str] = []
     overlaps: list[list[str]] = []
@@ -223,9 +230,7 @@ def test_a_key_never_runs_in_two_concurrent_batches():
         return [f"{key}:{value}" for key, value in payloads]
 
     async def scenario():
-        batcher = MicroBatcher(
-            process, [ThreadPoolExecutor(1), ThreadPoolExecutor(1)], max_batch_size=4, max_delay_s=0.0
-        )
+        batcher = MicroBatcher(process, [ThreadPoolExecutor(1), ThreadPoolExecutor(1)], max_delay_s=0.0, **settings)
         first = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
         await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
         second = asyncio.ensure_future(batcher.submit("a", ("a", 1)))  # the free instance must not take it
