@@ -93,10 +93,24 @@ def test_preheat_detach_schedule_shields_the_encoder_early(tiny_model: VideoSlot
     assert all(p.grad is None or not torch.any(p.grad != 0) for p in tiny_model.encoder.parameters())
 
 
-def test_training_window_feeds_randsfq_history(tiny_model: VideoSlotModel, video: torch.Tensor) -> None:
+def test_training_window_feeds_randsfq_history(tiny_model: VideoSlotModel, video: torch.Tensor, monkeypatch) -> None:
+    """In training, the RandSF.Q transition of frame t receives the slots of the last ``min(t, window - 1)``
+    frames and as many feature maps (the current frame's last), not just the previous frame's."""
+    received: list[tuple[int, int]] = []
+    transition = type(tiny_model.transition)
+    real = transition.forward
+
+    def spy(self, past_slots, past_features):
+        received.append((len(past_slots), len(past_features)))
+        return real(self, past_slots, past_features)
+
+    monkeypatch.setattr(transition, "forward", spy)
     tiny_model.train()
     output = tiny_model(video)
-    window = tiny_model.transition.window
+    window, frames = tiny_model.transition.window, video.shape[1]
+    assert frames > window, "the clip must outlast the window for the cap to show"
+    expected = [min(t, window - 1) for t in range(1, frames)]  # frames 1 .. T-1; frame 0 has no transition
+    assert expected == [1, 2, 2] and received == [(n, n) for n in expected]
     assert len(output.state.past_slots) == window - 1 == len(output.state.past_features)
 
 

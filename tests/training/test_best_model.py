@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import training.best
 from plugins import VideoSlotModel
 from training.best import BEST_MODEL_DIR, read_selection, selection_score, update_best
 from training.configs import get_config
@@ -84,12 +86,31 @@ def test_nan_scores_count_as_zero() -> None:
     assert selection_score(scores(float("nan"), 0.5), METRICS) == 0.5
 
 
-def test_a_run_killed_between_the_two_renames_keeps_its_previous_best(tmp_path: Path) -> None:
-    update_best(tmp_path, small_model(0), 10, scores(0.5, 0.5), METRICS)
-    (tmp_path / BEST_MODEL_DIR).rename(tmp_path / ".previous-best")  # the state between the two renames
+class _Killed(BaseException):
+    """The process dies (SIGKILL): no ``except Exception`` sees it."""
+
+
+def test_a_run_killed_between_the_two_renames_keeps_its_previous_best(tmp_path: Path, monkeypatch) -> None:
+    """``update_best`` moves the previous best aside, then renames its staging folder to ``best/``: a run killed
+    before that last rename must still read the previous best back, weights and selection."""
+    previous = small_model(0)
+    update_best(tmp_path, previous, 10, scores(0.5, 0.5), METRICS)
+    real_replace = os.replace
+
+    def replace(source, destination):
+        if Path(source).name.startswith(".best-"):  # the staging folder -> best/: the process dies first
+            raise _Killed
+        real_replace(source, destination)
+
+    monkeypatch.setattr(training.best.os, "replace", replace)
+    with pytest.raises(_Killed):
+        update_best(tmp_path, small_model(1), 20, scores(0.75, 0.75), METRICS)
+    monkeypatch.undo()
+    assert not (tmp_path / BEST_MODEL_DIR).exists(), "the kill must come between the two renames"
     selection = read_selection(tmp_path)
-    assert selection is not None and selection.step == 10
-    assert (tmp_path / BEST_MODEL_DIR / "model.safetensors").is_file()
+    assert selection is not None and (selection.step, selection.score) == (10, 1.0)
+    kept = load_file(str(tmp_path / BEST_MODEL_DIR / "model.safetensors"))
+    assert kept and all(torch.equal(kept[k], v) for k, v in previous.state_dict().items() if k in kept)
 
 
 def test_a_resumed_run_must_beat_the_best_score_recorded_before_it_stopped(tmp_path: Path) -> None:

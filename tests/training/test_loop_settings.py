@@ -1,6 +1,6 @@
 """The training loop applies its configured settings: loss weights, gradient clipping (max norm and scope), the
-warm-up + cosine learning-rate shape, the training progress handed to the model, the best-model selection metrics,
-and per-rank, resumable batch sampling."""
+warm-up + cosine learning-rate shape, the training progress handed to the model and the losses, the best-model
+selection metrics, and per-rank, resumable batch sampling."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,13 +16,16 @@ import torch
 import training.loop
 import training.step
 from plugins import VideoSlotModel
+from plugins.interfaces import Loss
 from training.batches import StepBatchSampler
 from training.best import BEST_MODEL_DIR, SELECTION_FILE, selection_score
 from training.config import TrainConfig
 from training.configs import get_config
+from training.distributed import ProcessGroup
 from training.gradients import clip_gradients
 from training.loop import fit
 from training.metrics import DiscoveryScores
+from training.run_data import train_clips, train_loader
 from training.schedule import warmup_cosine
 
 
@@ -109,6 +113,22 @@ def test_each_step_tells_the_model_the_fraction_of_training_done_before_it(tmp_p
     assert seen == pytest.approx([0.0, 0.25, 0.5, 0.75])
 
 
+def test_each_step_hands_every_loss_the_fraction_of_training_done_before_it(tmp_path: Path, monkeypatch) -> None:
+    """A loss's ``progress`` (for losses with their own ramps) is ``step / steps`` too, for every configured loss."""
+    seen: dict[str, list[float]] = {}
+    real = Loss.__call__
+
+    def spy(self, output, progress):
+        seen.setdefault(type(self).__name__, []).append(progress)
+        return real(self, output, progress)
+
+    monkeypatch.setattr(Loss, "__call__", spy)
+    config = tiny(steps=4)
+    fit(config, tmp_path, progress=False)
+    assert len(seen) == len(config.losses) == 2
+    assert all(progress == pytest.approx([0.0, 0.25, 0.5, 0.75]) for progress in seen.values()), seen
+
+
 def test_the_best_model_is_chosen_by_the_configured_select_metrics(tmp_path: Path) -> None:
     """With ``select_metrics=["video_ari"]`` the best evaluation is the one with the highest video ARI, and the
     selection records that it was chosen by that metric (not by the default video FG-ARI + mBO)."""
@@ -146,6 +166,23 @@ def test_data_parallel_ranks_draw_different_clips_at_every_step() -> None:
     assert all(not {seed for _, seed in a} & {seed for _, seed in b} for a, b in zip(rank0, rank1, strict=True))
     again = list(StepBatchSampler(dataset, batch_size=4, seed=3, start_step=0, total_steps=8, rank=1))
     assert again == rank1  # a rank's clips depend only on the seed, the rank and the step
+
+
+def test_each_process_trains_on_the_clips_of_its_own_rank() -> None:
+    """``train_loader`` hands the process rank to the sampler: two ``torchrun`` processes draw different clips at
+    every step, and a process started again with the same rank draws the same ones."""
+    config = tiny(steps=3)
+    clips = train_clips(config)
+
+    def frames(rank: int, start_step: int = 0) -> list[torch.Tensor]:
+        run = SimpleNamespace(step=start_step)  # the loader reads only the step of the run
+        return [batch.frames for batch in train_loader(config, run, ProcessGroup(rank=rank, world_size=2), clips)]
+
+    rank0, rank1 = frames(0), frames(1)
+    assert len(rank0) == len(rank1) == 3
+    assert all(not torch.equal(a, b) for a, b in zip(rank0, rank1, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(frames(1), rank1, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(frames(1, start_step=1), rank1[1:], strict=True))
 
 
 @pytest.mark.parametrize("rank", [0, 1])

@@ -15,9 +15,12 @@ import torch
 from safetensors.torch import load_file
 from tiny_model import TINY_MODEL
 
+import training.loop
 from plugins import VideoSlotModel
 from training.configs import get_config
+from training.evaluation import evaluate
 from training.loop import fit
+from training.metrics import DiscoveryScores
 from training.warm_start import WarmStart, freeze_all_but, warm_start
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,19 +117,30 @@ def test_an_unknown_component_to_train_is_refused_before_the_run_folder_is_writt
     assert not (tmp_path / "run").exists()
 
 
-def test_a_warm_started_run_evaluates_its_starting_weights_for_best(tmp_path: Path) -> None:
-    """Fine-tuning can make a model worse: the starting weights are evaluated at step 0 and compete for best/."""
+def test_a_warm_started_run_evaluates_its_starting_weights_for_best(tmp_path: Path, monkeypatch) -> None:
+    """Fine-tuning can make a model worse: the starting weights are evaluated at step 0 and compete for best/.
+    Here every evaluation after the first scores worse than any real model, so best/ must hold the start."""
     tiny = get_config("tiny")
     first = fit(dataclasses.replace(tiny, steps=2, eval_every=0), tmp_path / "first", progress=False)
     assert first.model_dir is not None
+    calls = 0
+
+    def fine_tuning_made_it_worse(*args, **kwargs) -> DiscoveryScores:
+        nonlocal calls
+        calls += 1
+        scores = evaluate(*args, **kwargs)
+        return scores if calls == 1 else dataclasses.replace(scores, video_fg_ari=-1.0, video_mbo=-1.0)
+
+    monkeypatch.setattr(training.loop, "evaluate", fine_tuning_made_it_worse)
     config = dataclasses.replace(tiny, steps=2, eval_every=2, init_from=str(first.model_dir))
     fit(config, tmp_path / "second", progress=False)
     records = [json.loads(line) for line in (tmp_path / "second" / "metrics.jsonl").read_text().splitlines()]
     evaluations = [record for record in records if record["kind"] == "eval"]
     assert [record["step"] for record in evaluations] == [0, 2]
     assert (tmp_path / "second" / "samples" / "step-00000000.png").is_file()
+    assert evaluations[1]["video_fg_ari"] == evaluations[1]["video_mbo"] == -1.0
     selection = json.loads((tmp_path / "second" / "best" / "selection.json").read_text())
-    if selection["step"] == 0:  # then best/ holds the starting weights themselves
-        best = load_file(str(tmp_path / "second" / "best" / "model.safetensors"))
-        start = load_file(str(first.model_dir / "model.safetensors"))
-        assert all(torch.equal(best[name], start[name]) for name in start)
+    assert selection["step"] == 0  # best/ holds the starting weights themselves
+    best = load_file(str(tmp_path / "second" / "best" / "model.safetensors"))
+    start = load_file(str(first.model_dir / "model.safetensors"))
+    assert best.keys() == start.keys() and all(torch.equal(best[name], start[name]) for name in start)
