@@ -287,6 +287,22 @@ def _raw_pixels(image: EncodedImage, max_pixels: int) -> np.ndarray:
     return np.frombuffer(image.data, dtype=np.uint8).reshape(image.height, image.width, 3)  # [H*W*3] -> [H, W, 3]
 
 
+def _unidentified(data: bytes, expected: str) -> FrameRejected:
+    """What Pillow's refusal to identify ``data`` means: a header that declares no pixels (``EMPTY_IMAGE``), a PNG or
+    JPEG header Pillow cannot read, or bytes of neither format (``UNDECODABLE_IMAGE``)."""
+    kind = image_format(data)
+    size = header_size(data)
+    if size is not None and 0 in size:
+        return FrameRejected(ErrorCode.EMPTY_IMAGE, f"the {kind} header declares {size[0]}x{size[1]} pixels")
+    if kind is not None:
+        return FrameRejected(
+            ErrorCode.UNDECODABLE_IMAGE, f"{len(data)} bytes of a {kind} image whose header does not decode"
+        )
+    return FrameRejected(
+        ErrorCode.UNDECODABLE_IMAGE, f"{len(data)} bytes that are not a {expected} image (nor PNG/JPEG at all)"
+    )
+
+
 def _open(data: bytes, expected: str, max_pixels: int) -> Image.Image:
     """Open ``data`` with Pillow (its header only), a PNG without its :data:`_UNUSED_PNG_CHUNKS`.
 
@@ -300,9 +316,7 @@ def _open(data: bytes, expected: str, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(readable), formats=list(_PIL_FORMATS.values()))
     except UnidentifiedImageError as error:
-        raise FrameRejected(
-            ErrorCode.UNDECODABLE_IMAGE, f"{len(data)} bytes that are not a {expected} image (nor PNG/JPEG at all)"
-        ) from error
+        raise _unidentified(data, expected) from error
     except Image.DecompressionBombError as error:  # beyond twice Image.MAX_IMAGE_PIXELS, above any max_pixels
         size = header_size(data)
         if size is None:  # a header too unusual for header_size: Pillow's limit is what is known

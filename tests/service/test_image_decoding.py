@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -70,6 +72,46 @@ def test_a_cut_off_jpeg_is_named_as_such_with_its_size():
     assert rejected.value.code == ErrorCode.UNDECODABLE_IMAGE
     assert f"ends early: its 64x48 image is cut off after {len(data) // 2:,} bytes" in rejected.value.message
     assert "not processed" not in rejected.value.message
+
+
+def _png_with_ihdr(width: int, height: int, colour_type: int = 2) -> bytes:
+    """The test PNG with its IHDR's size and colour type replaced (and the chunk's CRC made to match)."""
+    data = bytearray(_encoded("PNG"))
+    data[16:24] = struct.pack(">II", width, height)  # IHDR data starts at byte 16: width, height
+    data[25] = colour_type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # over the type and the 13 bytes of data
+    return bytes(data)
+
+
+def _jpeg_with_sof_height(height: int) -> bytes:
+    """The test JPEG with its SOF0 segment's height replaced."""
+    data = bytearray(_encoded("JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 7] = struct.pack(">H", height)  # marker, length (2), precision (1), then height
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data", "declared"),
+    [
+        (ImageEncoding.PNG, _png_with_ihdr(64, 0), "the PNG header declares 64x0 pixels"),
+        (ImageEncoding.PNG, _png_with_ihdr(0, 48), "the PNG header declares 0x48 pixels"),
+        (ImageEncoding.JPEG, _jpeg_with_sof_height(0), "the JPEG header declares 64x0 pixels"),
+    ],
+    ids=["png-height", "png-width", "jpeg-height"],
+)
+def test_a_header_declaring_no_pixels_is_an_empty_image(encoding, data, declared):
+    """It was answered UNDECODABLE_IMAGE, "bytes that are not a PNG image (nor PNG/JPEG at all)"."""
+    with pytest.raises(FrameRejected) as rejected:
+        prepare_frame(EncodedImage(encoding, data), (48, 64), 1 << 20)
+    assert rejected.value.code == ErrorCode.EMPTY_IMAGE and rejected.value.message == declared
+
+
+def test_a_png_header_pillow_cannot_read_is_not_called_other_than_a_png():
+    with pytest.raises(FrameRejected) as rejected:
+        prepare_frame(EncodedImage(ImageEncoding.PNG, _png_with_ihdr(64, 48, colour_type=5)), (48, 64), 1 << 20)
+    assert rejected.value.code == ErrorCode.UNDECODABLE_IMAGE
+    assert "of a PNG image whose header does not decode" in rejected.value.message
 
 
 def test_size_is_checked_before_decoding_pixels():
