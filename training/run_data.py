@@ -41,22 +41,20 @@ def train_loader(
         collate_fn=collate_frames,
         num_workers=data.num_workers,
         persistent_workers=False,
-        worker_init_fn=_leave_stop_signals_to_the_main_process,
+        worker_init_fn=_leave_interrupts_to_the_main_process,
     )
 
 
-def _leave_stop_signals_to_the_main_process(worker_id: int) -> None:
-    """A DataLoader worker ignores SIGINT and SIGTERM: Ctrl-C (sent to the whole process group) or a supervisor's
-    SIGTERM to every process stops the run through its main process alone (:mod:`training.stop_request`).
+def _leave_interrupts_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGINT: Ctrl-C (sent to the whole process group) stops the run through its main
+    process alone (:mod:`training.stop_request`).
 
-    A worker that took a KeyboardInterrupt itself left its loop before the main process asked it to, with batches
-    still queued for a main process that no longer read them; it then could not exit, and the DataLoader's
-    shutdown waited 5 s for each such worker before killing it (20 s with 4 workers, 70 s with 14). A worker ended
-    by SIGTERM made the main process fail at its next batch, before it could write a checkpoint. A worker whose
-    main process is gone ends by itself (the DataLoader's watchdog).
+    A worker that took the KeyboardInterrupt itself left its loop before the main process asked it to, with batches
+    still queued for a main process that no longer read them; it then could not exit, and the DataLoader's shutdown
+    waited 5 s for each such worker before killing it (20 s with 4 workers, 70 s with 14). SIGTERM is left as it is:
+    it is how the DataLoader and Python's exit handlers end workers that are still running.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 SAMPLE_FRAMES = 8

@@ -97,7 +97,6 @@ def test_sigterm_stops_at_a_step_boundary_with_its_checkpoint_and_resume_continu
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
-        start_new_session=True,  # the signal goes to the workers too, as a supervisor stopping every process sends it
     ) as process:
         try:
             deadline = time.monotonic() + 120
@@ -105,11 +104,10 @@ def test_sigterm_stops_at_a_step_boundary_with_its_checkpoint_and_resume_continu
                 assert process.poll() is None, process.communicate()[1]
                 assert time.monotonic() < deadline, "no training steps within 120 s"
                 time.sleep(0.05)
-            os.killpg(process.pid, signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)  # to the main process alone, as Kubernetes and docker stop send it
             _, stderr = process.communicate(timeout=120)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
+            process.kill()  # a no-op once it has exited
     if process.returncode == 0:
         pytest.skip(f"the run finished its {steps} steps before the signal reached it")
     assert process.returncode == 128 + signal.SIGTERM, stderr
@@ -127,3 +125,28 @@ def test_sigterm_stops_at_a_step_boundary_with_its_checkpoint_and_resume_continu
     actual = load_file(str(stopped / "model" / "model.safetensors"))
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[key], actual[key]) for key in expected), "weights differ after the resume"
+
+
+def test_a_process_exits_with_a_training_data_loader_still_open():
+    """Python's exit ends DataLoader workers still running with SIGTERM: a worker that ignored it (as it ignores
+    Ctrl-C) kept the process waiting for it forever (a test suite hung after its last test)."""
+    script = (
+        "import dataclasses, types\n"
+        "from training.configs import get_config\n"
+        "from training.distributed import ProcessGroup\n"
+        "from training.run_data import train_clips, train_loader\n"
+        "config = get_config('tiny')\n"
+        "config = dataclasses.replace(config, data=dataclasses.replace(config.data, num_workers=2))\n"
+        "batches = iter(train_loader(config, types.SimpleNamespace(step=0), ProcessGroup(), train_clips(config)))\n"
+        "next(batches)\n"
+        "KEPT = batches  # still open when the interpreter exits\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert finished.returncode == 0, finished.stderr
