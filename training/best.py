@@ -42,6 +42,8 @@ class Selection:
         metrics: names of the :class:`DiscoveryScores` fields that were summed.
         scores: every score of that evaluation.
         reason: why ``metrics`` differ from the configured ones (:func:`run_selection_metrics`), else None.
+        elapsed_s: the seconds the run had trained when it reached ``step`` (over all its invocations, as
+            ``metrics.jsonl`` counts them), or None when ``selection.json`` does not record them.
     """
 
     step: int
@@ -49,6 +51,7 @@ class Selection:
     metrics: tuple[str, ...]
     scores: dict[str, Any]
     reason: str | None = None
+    elapsed_s: float | None = None
 
 
 def check_metrics(metrics: tuple[str, ...] | list[str]) -> None:
@@ -115,7 +118,15 @@ def read_selection(run_dir: Path) -> Selection | None:
         return None
     data = json.loads(path.read_text())
     scores = dict(data["scores"])
-    return Selection(int(data["step"]), float(data["score"]), tuple(data["metrics"]), scores, data.get("reason"))
+    elapsed = data.get("elapsed_s")
+    return Selection(
+        int(data["step"]),
+        float(data["score"]),
+        tuple(data["metrics"]),
+        scores,
+        data.get("reason"),
+        None if elapsed is None else float(elapsed),
+    )
 
 
 def clear_best(run_dir: Path) -> None:
@@ -138,12 +149,14 @@ def update_best(
     scores: DiscoveryScores,
     metrics: tuple[str, ...],
     reason: str | None = None,
+    elapsed_s: float | None = None,
 ) -> Selection | None:
     """Save ``model`` as the run's best when its score beats the recorded one (ties keep the earlier model).
 
     A recorded best chosen by other metrics (a run resumed under other selection rules) is scored again by
     ``metrics`` from the scores it records, so both are compared by the same sum. ``reason`` (why ``metrics``
-    are not the configured ones) is recorded in ``selection.json`` with them.
+    are not the configured ones) is recorded in ``selection.json`` with them, and so is ``elapsed_s`` (the
+    seconds the run had trained to reach ``step``: ``Run.elapsed_s()``), which model cards report as its wall time.
 
     Returns:
         The new selection when the model was saved, else None.
@@ -152,7 +165,7 @@ def update_best(
     current = read_selection(run_dir)
     if current is not None and score <= _current_score(current, metrics):
         return None
-    selection = Selection(step, score, metrics, scores.to_dict(), reason)
+    selection = Selection(step, score, metrics, scores.to_dict(), reason, elapsed_s)
     _remove_leftover_staging(run_dir)
     staging = make_staging_dir(run_dir, prefix=_STAGING_PREFIX)
     try:
@@ -160,6 +173,8 @@ def update_best(
         record = {"step": step, "score": score, "metrics": list(metrics), "scores": selection.scores}
         if reason is not None:
             record["reason"] = reason
+        if elapsed_s is not None:
+            record["elapsed_s"] = elapsed_s
         (staging / SELECTION_FILE).write_text(json.dumps(record, indent=2) + "\n")
         final, doomed = run_dir / BEST_MODEL_DIR, run_dir / _PREVIOUS_BEST_DIR
         shutil.rmtree(doomed, ignore_errors=True)

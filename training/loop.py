@@ -50,6 +50,7 @@ from training.run_folder import (
     FINAL_MODEL_DIR,
     SAMPLES_DIR,
     check_same_config,
+    clear_samples,
     existing_run_entries,
     maybe_checkpoint,
     remove_created,
@@ -168,8 +169,9 @@ def fit(
     existed = existing_run_entries(run_dir)  # what a failed first step must not remove
     if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # a new run (or not yet saved)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not checkpoints:  # a best model without checkpoints is a killed earlier run's, maybe of another config
+        if not checkpoints:  # best/ and samples/ without checkpoints: a killed earlier run's, maybe of another config
             clear_best(run_dir)
+            clear_samples(run_dir)
         saved_config.write_text(json.dumps(config.to_json(), indent=2) + "\n")
         command_file = run_dir / COMMAND_FILE
         if command is not None and not (resume and command_file.is_file()):
@@ -333,9 +335,12 @@ def _maybe_evaluate(
     best: Selection | None = None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
         if evaluated.videos is not None:  # scored and recorded before the sample: a failing picture loses neither
+            trained_s = run.elapsed_s()  # the seconds of training to these weights, for their model card
             scores = evaluate(run.model, evaluated.videos, device=device)
             sinks.write(run.step, "eval", scores.to_dict(), settings=evaluation_settings(config))
-            best = update_best(sinks.run_dir, run.model, run.step, scores, selection.metrics, selection.reason)
+            best = update_best(
+                sinks.run_dir, run.model, run.step, scores, selection.metrics, selection.reason, elapsed_s=trained_s
+            )
         _save_sample(run, evaluated.preview, sinks.run_dir / SAMPLES_DIR / f"step-{run.step:08d}.png", device)
     if scores is None:
         return None

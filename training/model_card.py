@@ -13,6 +13,8 @@ from before that file are said to be not recorded).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -44,21 +46,23 @@ from training.logging_sinks import METRICS_FILE, parsed_line
 from training.metrics import DiscoveryScores
 from training.object_recall import object_overlaps, recall_rows
 from training.recall_chart import save_recall_chart
+from training.run import argument_parser
 from training.run_folder import COMMAND_FILE, FINAL_MODEL_DIR
 from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.visualize import save_overlay
 
 RECALL_CHART_FILE = "object_recall.png"
 """The per-object recall chart a card of a model trained on synthetic data links to."""
+CARD_FILE = "MODEL_CARD.md"
+SCORES_FILE = "scores.json"
+SAMPLE_FILE = "sample.png"
+CARD_FILES = (CARD_FILE, SCORES_FILE, SAMPLE_FILE, RECALL_CHART_FILE)
+"""Every file a card may write next to the weights (``training.export`` copies the same set into an export): a
+publication removes those of them it does not write again, so no file of an earlier card stays in ``--out``."""
 
 _SINGLE_OBJECT_NOTE = [
     "Every DAVIS sequence scored here has a single foreground object (as in DAVIS 2016), so FG-ARI is",
     "degenerate there (1 when the object falls in one slot); mBO and mIoU are the meaningful numbers.",
-]
-_REAL_VIDEO_NOTE = [
-    "A CNN trained on synthetic shapes is not expected to segment real video well; the DAVIS numbers are",
-    "reported, not tuned for.",
-    "",
 ]
 
 
@@ -99,24 +103,52 @@ def run_environment(run_dir: Path) -> list[dict[str, Any]]:
         return []
 
 
-def wall_time_s(run_dir: Path, model_dir: Path, step: int) -> float:
+def wall_time_s(run_dir: Path, model_dir: Path, step: int, recorded: float | None = None) -> float:
     """Seconds the run trained to reach ``step``, the published weights' step.
 
-    Read from the ``elapsed_s`` of the last training line of ``metrics.jsonl`` at or before ``step``, which
-    sums the invocations of a resumed run and leaves out the pauses between them. Runs logged before
-    ``elapsed_s`` existed fall back to file times: from ``train_config.json`` (written when the run started)
-    to the published weights, which counts such pauses.
+    ``recorded`` when the run recorded them with its best model (``selection.json``'s ``elapsed_s``); 0 for the
+    starting weights of step 0 (an ``--init-from`` model selected before any step). Else read from the
+    ``elapsed_s`` of the training lines of ``metrics.jsonl``, which sum the invocations of a resumed run and leave
+    out the pauses between them: that of ``step``'s own line, or for a step without one (an evaluation between two
+    logged steps) the straight line between the logged steps around it, from step 0 at 0 s (past the last logged
+    step, its pace so far continued). Runs logged before ``elapsed_s`` existed fall back to file times: from
+    ``train_config.json`` (written when the run started) to the published weights, which counts such pauses.
     """
-    metrics = run_dir / METRICS_FILE
-    elapsed = None
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            record = parsed_line(line)  # None for the cut-off last line of a killed run
-            if record and record.get("kind") == "train" and record["step"] <= step and "elapsed_s" in record:
-                elapsed = float(record["elapsed_s"])
-    if elapsed is not None:
-        return elapsed
+    if step == 0:
+        return 0.0
+    if recorded is not None:
+        return recorded
+    logged = [
+        (record["step"], float(record["elapsed_s"])) for record in _train_records(run_dir) if "elapsed_s" in record
+    ]
+    if logged:
+        return _elapsed_at(logged, step)
     return (model_dir / WEIGHTS_FILE).stat().st_mtime - (run_dir / TRAIN_CONFIG_FILE).stat().st_mtime
+
+
+def _elapsed_at(logged: list[tuple[int, float]], step: int) -> float:
+    """The seconds at ``step`` (at least 1) from ``logged`` (step, elapsed seconds) pairs: the pair of ``step``, or
+    the straight line between the pairs around it (step 0 at 0 s before the first), or past the last pair the
+    pace up to it continued."""
+    points = [(0, 0.0), *sorted(logged)]
+    before = max((point for point in points if point[0] <= step), key=lambda point: point[0])
+    after = [point for point in points if point[0] > step]
+    if before[0] == step:
+        return before[1]
+    if after:
+        (start, start_s), (end, end_s) = before, after[0]
+        return start_s + (end_s - start_s) * (step - start) / (end - start)
+    return before[1] * step / before[0]  # before[0] > 0: a logged step, as logged is not empty
+
+
+def _train_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The training lines of the run's ``metrics.jsonl``, in order (none without the file); the cut-off last line
+    of a killed run is skipped."""
+    metrics = run_dir / METRICS_FILE
+    if not metrics.is_file():
+        return []
+    records = (parsed_line(line) for line in metrics.read_text().splitlines())
+    return [record for record in records if record and record.get("kind") == "train"]
 
 
 def _run_command(run_dir: Path, config: TrainConfig) -> str:
@@ -128,9 +160,17 @@ def _run_command(run_dir: Path, config: TrainConfig) -> str:
 
 
 def steps_done(run_dir: Path, config: TrainConfig) -> int:
-    """``config.steps`` for a finished run, else the step of its newest checkpoint (0 without one)."""
+    """``config.steps`` for a finished run, else the last step the run trained: the newest of its newest
+    checkpoint, its best model's step and its last training line in ``metrics.jsonl`` (0 without any)."""
     if (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
         return config.steps
+    selection = read_selection(run_dir)
+    steps = [newest_checkpoint_step(run_dir), selection.step if selection else 0]
+    return max(steps + [int(record["step"]) for record in _train_records(run_dir)])
+
+
+def newest_checkpoint_step(run_dir: Path) -> int:
+    """The step of the run's newest checkpoint, where ``--resume`` continues it (0 without one)."""
     checkpoints = list_checkpoints(run_dir)
     return checkpoint_step(checkpoints[-1]) if checkpoints else 0
 
@@ -142,8 +182,21 @@ def _row(label: str, scores: DiscoveryScores) -> str:
     return f"| {label} | {cells} | {scores.num_videos} |"
 
 
-def _steps(config: TrainConfig, selection: Selection | None, done: int) -> str:
-    planned = f"{config.steps}" if done >= config.steps else f"{done} of the planned {config.steps} (stopped early)"
+def _steps(config: TrainConfig, selection: Selection | None, done: int, checkpoint: int | None = None) -> str:
+    """The card's steps row: the steps the run trained (``done``) of those planned, where ``--resume`` continues
+    a run that stopped early after its newest ``checkpoint`` (that step, when given; said when it is not ``done``),
+    and which weights are published."""
+    if done >= config.steps:
+        planned = f"{config.steps}"
+    else:
+        resume = ""
+        if checkpoint is not None and checkpoint < done:
+            resume = (
+                f"; --resume continues it from its checkpoint of step {checkpoint}"
+                if checkpoint > 0
+                else "; it has no checkpoint: --resume starts it again from step 0"
+            )
+        planned = f"{done} of the planned {config.steps} (stopped early{resume})"
     if selection is None:
         return f"{planned}; the final model"
     metrics = " + ".join(selection.metrics)
@@ -160,14 +213,40 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int) -> str:
 
 def _experiment_source(config: TrainConfig, command: str) -> str:
     """Where the run's configuration came from: the config file its command names, or the shipped experiment."""
+    named = _config_argument(command)
+    if named is not None and is_config_file(named):
+        return f"`{named}` (a config file; the run's `train_config.json` records what it gave)"
+    return f"`training/configs/{config.name}.py`"
+
+
+def _config_argument(command: str) -> str | None:
+    """The ``--config`` a recorded training command gives, read as ``training.run`` reads it (``--config=FILE``,
+    an abbreviation such as ``--conf FILE``); None for a command that does not parse (a hand-written
+    ``--command``, say). The words before ``training.run`` (the launcher) are not its arguments."""
     try:
         words = shlex.split(command)
-    except ValueError:  # a hand-written --command that does not parse: fall back to the experiment's name
-        words = []
-    named = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--config"]
-    if named and is_config_file(named[-1]):
-        return f"`{named[-1]}` (a config file; the run's `train_config.json` records what it gave)"
-    return f"`training/configs/{config.name}.py`"
+    except ValueError:
+        return None
+    if "training.run" in words:
+        words = words[words.index("training.run") + 1 :]
+    try:  # argparse reports a command it cannot read on stderr and exits: neither belongs to the card
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            known, _ = argument_parser().parse_known_args(words)
+    except SystemExit:
+        return None
+    return str(known.config)
+
+
+def real_video_note(config: TrainConfig, model: VideoSlotModel) -> list[str]:
+    """The card's caveat on DAVIS scores of a model trained on synthetic shapes only (a ``synthetic:`` training
+    spec), naming its encoder; none for a model that trained on real video."""
+    if config.data.spec.partition(":")[0] != "synthetic":
+        return []
+    return [
+        f"A model with the `{model.specs['encoder'].name}` encoder trained on synthetic shapes only is not expected",
+        "to segment real video well; the DAVIS numbers are reported, not tuned for.",
+        "",
+    ]
 
 
 def plugin_rows(model: VideoSlotModel) -> list[str]:
@@ -204,7 +283,7 @@ def render_card(
         "| --- | --- |",
         f"| experiment | {_experiment_source(config, extra['command'])} |",
         f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, {extra['batch']} |",
-        f"| steps | {_steps(config, extra['selection'], extra['steps_done'])} |",
+        f"| steps | {_steps(config, extra['selection'], extra['steps_done'], extra.get('checkpoint'))} |",
         f"| wall time | {format_duration(extra['wall_time_s'])} of training to the published weights |",
         f"| parameters | {parameters:,} |",
         f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
@@ -230,7 +309,7 @@ def render_card(
         "masks).",
         "",
         *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
-        *(_REAL_VIDEO_NOTE if extra.get("davis") else []),
+        *(real_video_note(config, model) if extra.get("davis") else []),
         f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
         f"--data {spec}{fit}`. With another thread count or CPU the scores can move in the third decimal (float sums",
         "differ and near-ties in the argmax flip).",
@@ -289,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RegistryError) as error:
         print(f"error: {error} ({args.out} was left as it was)", file=sys.stderr)
         return 2
-    print((args.out / "MODEL_CARD.md").read_text())
+    print((args.out / CARD_FILE).read_text())
     return 0
 
 
@@ -341,13 +420,14 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             )
         with torch.inference_mode():
             frames = validation[0].frames[:8].unsqueeze(0)  # [T, 3, H, W] -> [1, T, 3, H, W]
-            save_overlay(frames, model(frames), staging / "sample.png")
+            save_overlay(frames, model(frames), staging / SAMPLE_FILE)
         recall_chart = None
         if spec.startswith("synthetic:"):
             overlaps = object_overlaps(model, validation, progress=True)
             save_recall_chart(recall_rows(overlaps), staging / RECALL_CHART_FILE, f"{config.name} on {spec}")
             recall_chart = RECALL_CHART_FILE
         done = steps_done(args.run, config)
+        recorded = selection.elapsed_s if selection else None
         environment = run_environment(args.run)
         extra = {
             "davis": args.davis,
@@ -359,20 +439,32 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "machine": describe_environments(environment, done),  # recorded by the run, not this process
             "batch": effective_batch(config.data.batch_size, recorded_processes(environment)),
             "threads": torch.get_num_threads(),  # this process's: the card's scores were computed with them
-            "wall_time_s": wall_time_s(args.run, source, selection.step if selection else done),
+            "wall_time_s": wall_time_s(args.run, source, selection.step if selection else done, recorded),
             "steps_done": done,
+            "checkpoint": newest_checkpoint_step(args.run),
             "selection": selection,
         }
-        (staging / "MODEL_CARD.md").write_text(render_card(config, model, scores, extra))
+        (staging / CARD_FILE).write_text(render_card(config, model, scores, extra))
         payload: dict[str, Any] = {label: value.to_dict() for label, value in scores.items()}
         payload.update(wall_time_s=extra["wall_time_s"], selected_step=selection.step if selection else None)
         payload["environment"] = environment  # the run's environment.json segments (empty: not recorded)
-        (staging / "scores.json").write_text(json.dumps(payload, indent=2) + "\n")
-        args.out.mkdir(exist_ok=True)
-        for entry in sorted(staging.iterdir(), key=lambda path: path.name == "MODEL_CARD.md"):  # the card last
-            os.replace(entry, args.out / entry.name)
+        (staging / SCORES_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        move_in(staging, args.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def move_in(staging: Path, out: Path) -> None:
+    """Move the files written in ``staging`` into ``out`` (created if needed), the card last, after removing the
+    files of :data:`CARD_FILES` that ``staging`` does not hold: an earlier card's (the recall chart of a model
+    trained on synthetic data, say) would otherwise stay next to weights it does not describe, and be exported
+    with them."""
+    out.mkdir(exist_ok=True)
+    for name in CARD_FILES:
+        if not (staging / name).exists():
+            (out / name).unlink(missing_ok=True)
+    for entry in sorted(staging.iterdir(), key=lambda path: path.name == CARD_FILE):  # the card last
+        os.replace(entry, out / entry.name)
 
 
 if __name__ == "__main__":

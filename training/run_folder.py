@@ -68,6 +68,12 @@ def remove_created(run_dir: Path, existed: set[str] | None) -> None:
             run_dir.rmdir()
 
 
+def clear_samples(run_dir: Path) -> None:
+    """Remove the sample pictures (``samples/``) an earlier attempt in ``run_dir`` drew: a new run that starts
+    from step 0 must not show pictures of steps it has not reached, or of another configuration's model."""
+    shutil.rmtree(run_dir / SAMPLES_DIR, ignore_errors=True)
+
+
 def check_same_config(saved_path: Path, config: TrainConfig) -> None:
     """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``).
 
