@@ -67,6 +67,11 @@ def test_the_best_model_is_the_highest_scoring_evaluation(tmp_path: Path) -> Non
     assert result.best.step == evals[best_index]["step"]
     assert result.best.score == pytest.approx(totals[best_index])
     VideoSlotModel.from_pretrained(tmp_path / BEST_MODEL_DIR)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    trained = {row["step"]: row["elapsed_s"] for row in rows if row["kind"] == "train"}
+    recorded = json.loads((tmp_path / BEST_MODEL_DIR / "selection.json").read_text())["elapsed_s"]
+    assert result.best.elapsed_s == recorded  # the seconds trained to it, for its model card
+    assert trained[result.best.step] <= recorded < trained[result.best.step] + 1.0
 
 
 def test_a_lower_score_keeps_the_best_and_a_higher_one_replaces_it(tmp_path: Path) -> None:

@@ -10,15 +10,13 @@ import os
 import shutil
 from pathlib import Path
 
-from plugins import VideoSlotModel
-from training.best import read_selection, update_best
+from training.best import read_selection
 from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
 from training.configs import get_config
 from training.datasets.export import write_labelled_mp4, write_sequence
 from training.datasets.synthetic import generate_video
 from training.loop import fit
-from training.metrics import DiscoveryScores
 from training.model_card import CARD_FILES, RECALL_CHART_FILE, _experiment_source, wall_time_s
 from training.model_card import main as card_main
 
@@ -150,31 +148,3 @@ def test_starting_weights_selected_at_step_0_took_no_training(tmp_path: Path) ->
     os.utime(model / "model.safetensors", (started + 5, started + 5))
     assert wall_time_s(run, model, 0) == 0.0
     assert wall_time_s(run, model, 3) == 5.0  # a run from before elapsed_s: file times, as before
-
-
-def test_the_best_model_records_the_seconds_the_run_had_trained(tmp_path: Path) -> None:
-    model = VideoSlotModel(**get_config("tiny").model)
-    nan = float("nan")
-    scores = DiscoveryScores(
-        video_ari=nan,
-        video_fg_ari=0.5,
-        video_mbo=0.5,
-        video_miou=nan,
-        image_ari=nan,
-        image_fg_ari=nan,
-        image_mbo=nan,
-        image_miou=nan,
-        num_videos=1,
-        num_frames=2,
-        num_invalid_videos=0,
-        num_invalid_frames=0,
-        background_policy="ignore",
-        background_convention="",
-        mask_source="decoder_alpha",
-        mask_upsampling="",
-    )
-    saved = update_best(tmp_path, model, 7, scores, ("video_fg_ari", "video_mbo"), elapsed_s=1.25)
-    assert saved is not None and saved.elapsed_s == 1.25
-    assert json.loads((tmp_path / "best" / "selection.json").read_text())["elapsed_s"] == 1.25
-    selection = read_selection(tmp_path)
-    assert selection is not None and selection.elapsed_s == 1.25
