@@ -75,6 +75,7 @@ class FitResult:
         scores: the last evaluation, if one ran.
         model_dir: the final ``save_pretrained`` directory (None when stopped early).
         best: the evaluation that chose the run's best model in ``best/`` (None before any evaluation).
+        started_step: the step this invocation started training at (the restored checkpoint's; 0 for a new run).
     """
 
     run_dir: Path
@@ -83,6 +84,7 @@ class FitResult:
     scores: DiscoveryScores | None
     model_dir: Path | None
     best: Selection | None
+    started_step: int = 0
 
     @property
     def best_model_dir(self) -> Path | None:
@@ -180,8 +182,9 @@ def fit(
         restore_newest(run, checkpoints, device, group)
     elif started_from is not None and group.is_main:
         tqdm.write(started_from.summary())
+    started_step = run.step
     if group.is_main:  # where this invocation trains, for the model card (a resume appends its own segment)
-        record_environment(run_dir, describe_environment(device, group, run.step))
+        record_environment(run_dir, describe_environment(device, group, started_step))
     try:
         scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, evaluated, selection)
     except ContractViolation:
@@ -195,7 +198,7 @@ def fit(
     if finished and group.is_main and model_dir is not None:
         run.model.save_pretrained(model_dir)
     best = read_selection(run_dir) if group.is_main else None
-    return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best)
+    return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best, started_step)
 
 
 def _train(

@@ -34,7 +34,6 @@ from training.config_files import config_label, is_config_file, load_config
 from training.configs import available
 from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
-from training.environment import read_environment
 from training.loop import FitResult, fit
 from training.run_folder import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config
 from training.stop_request import RunStopped
@@ -295,20 +294,10 @@ def _interrupted_note(run_dir: Path) -> str:
     return f"interrupted: the last checkpoint is step {step}; continue with the same command and --resume"
 
 
-def _resumed_at(run_dir: Path, newest_checkpoint: int) -> int:
-    """The step this invocation started training at: the newest segment of the run's ``environment.json``, which
-    :func:`training.loop.fit` records once it restored a checkpoint (an older one where the newest is damaged);
-    ``newest_checkpoint`` (0 for a fresh start) when that record cannot be read."""
-    try:
-        segments = read_environment(run_dir)
-    except (ValueError, OSError):
-        return newest_checkpoint
-    return int(segments[-1]["from_step"]) if segments else newest_checkpoint
-
-
-def _trained(result: FitResult, resumed_at: int) -> str:
+def _trained(result: FitResult) -> str:
     """What this invocation trained, for the closing line: its own steps with its own seconds
     (``result.wall_time_s``), and for a resumed run the step it continued from and the step the run reached."""
+    resumed_at = result.started_step
     trained = result.step - resumed_at
     steps = f"{trained} step{'' if trained == 1 else 's'} in {result.wall_time_s:.0f} s"
     return steps if resumed_at == 0 else f"{steps} (resumed at step {resumed_at}, now at step {result.step})"
@@ -374,8 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if not main_process:
         return 0
-    resumed_at = _resumed_at(Path(out), checkpoint_step(checkpoints[-1]) if args.resume and checkpoints else 0)
-    print(f"{config.name}: {_trained(result, resumed_at)}; model in {result.model_dir}")
+    print(f"{config.name}: {_trained(result)}; model in {result.model_dir}")
     if result.scores is not None:
         scores = result.scores
         print(f"video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  mIoU {scores.video_miou:.3f}")
