@@ -14,6 +14,20 @@ from training.best import read_selection
 from training.checkpoint import list_checkpoints
 
 
+def _ctrl_c_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Make Ctrl-C come during training step ``step`` (1-based): its optimisation step raises KeyboardInterrupt."""
+    real_step = training.loop.optimisation_step
+    calls: list[int] = []
+
+    def ctrl_c(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training.loop, "optimisation_step", ctrl_c)
+
+
 def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved_and_a_resume_says_it_starts_over(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -40,16 +54,7 @@ def test_ctrl_c_after_a_checkpoint_names_it_for_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = tmp_path / "run"
-    real_step = training.loop.optimisation_step
-    steps: list[int] = []
-
-    def ctrl_c_at_step_11(*args: object, **kwargs: object) -> object:
-        steps.append(1)
-        if len(steps) == 11:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(training.loop, "optimisation_step", ctrl_c_at_step_11)
+    _ctrl_c_at_step(monkeypatch, 11)
     argv = ["--config", "tiny", "--out", str(run), "--steps", "12", "--no-progress"]
     assert run_cli.main(argv) == 130  # tiny checkpoints every 10 steps
     err = capsys.readouterr().err
@@ -63,16 +68,7 @@ def test_ctrl_c_before_the_first_checkpoint_names_the_best_model_a_new_start_rep
     the command again deleted it."""
     run = tmp_path / "run"
     argv = ["--config", "tiny", "--out", str(run), "--steps", "10", "--eval-every", "1", "--no-progress"]
-    real_step = training.loop.optimisation_step
-    calls: list[int] = []
-
-    def ctrl_c_at_step_3(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(training.loop, "optimisation_step", ctrl_c_at_step_3)
+    _ctrl_c_at_step(monkeypatch, 3)
     assert run_cli.main(argv) == 130
     err = capsys.readouterr().err
     assert not list_checkpoints(run) and (run / "best" / "model.safetensors").is_file()
