@@ -154,7 +154,9 @@ def stream_frames(
             accepted; the error's ``handoff`` holds the state to continue from with the async client
             (``Client.open(options, handoff=error.handoff)`` on another server).
         ValueError: a frame that is not an image (the message starts ``frame N:``).
-        Exception: whatever iterating ``frames`` raised (the stream is then cancelled).
+        Exception: whatever iterating ``frames`` raised. The stream is closed first and the answers to the
+            frames already sent are yielded before it (those that come within ``close_timeout_s``; a loop
+            that takes longer over them loses the rest).
     """
     answers: queue.Queue[Any] = queue.Queue(maxsize=1 if newest_only else max(window, 1) * 4)
     stopping = asyncio.Event()  # set on the loop when the caller leaves early: no more frames are sent
@@ -200,7 +202,7 @@ def stream_frames(
                     elif not isinstance(answer, FrameDropped):
                         _put_replacing(answers, answer)
 
-            await send_while_receiving(send_all(), receive_all())
+            await send_while_receiving(send_all(), receive_all(), settle_s=close_timeout_s, close=stream.close_writing)
 
     async def run_and_report() -> None:
         try:

@@ -37,16 +37,22 @@ def test_blocking_helper_raises_server_errors(server):
 
 
 def test_blocking_helper_raises_the_frame_sources_own_error(start_server):
-    """An iterable that raises ends the stream with its exception at once, not with STREAM_EXPIRED after the
-    server's idle timeout (kept short here so that the old behaviour fails quickly)."""
+    """An iterable that raises ends the stream with its exception, not with STREAM_EXPIRED after the server's
+    idle timeout (kept short here so that the old behaviour fails quickly), and the answers to the frames it had
+    already given, in flight when it raised, come first."""
     server = start_server(idle_timeout_s=2.0)
+    clip = make_video(54, 3)
 
     def frames():
-        yield from make_video(54, 2)
+        yield from clip
         raise RuntimeError("camera unplugged")
 
+    answers = []
     with pytest.raises(RuntimeError, match="camera unplugged"):
-        list(stream_frames(server.target, frames()))
+        for answer in stream_frames(server.target, frames(), window=4):
+            answers.append(answer)
+    assert [a.frame_index for a in answers] == [0, 1, 2]
+    assert_matches(answers, reference_outputs(server.model_dir, clip))
 
 
 def test_blocking_helper_called_again_and_again_in_one_process_stays_quiet():
