@@ -43,7 +43,7 @@ from training.environment import describe_environment, record_environment
 from training.evaluation import evaluate
 from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
-from training.run_data import SAMPLE_FRAMES, ValidationData, reported, train_clips, train_loader, validation_data
+from training.run_data import SAMPLE_FRAMES, ValidationData, reported, start_batches, train_clips, validation_data
 from training.run_folder import (
     COMMAND_FILE,
     CONFIG_FILE,
@@ -196,7 +196,9 @@ def fit(
     finished = run.step >= config.steps
     model_dir = run_dir / FINAL_MODEL_DIR if finished else None
     if finished and group.is_main and model_dir is not None:
-        run.model.save_pretrained(model_dir)
+        doing = "every step is trained: writing the final model first ({again} again stops at once, without it)"
+        with StopRequest(enabled=group.world_size == 1, doing=doing):
+            run.model.save_pretrained(model_dir)
     best = read_selection(run_dir) if group.is_main else None
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best, started_step)
 
@@ -219,13 +221,13 @@ def _train(
     bar = tqdm(total=config.steps, initial=run.step, desc=config.name, disable=not (progress and group.is_main))
     run.trained.train()
     run.started = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):  # creating the iterator draws a worker seed: keep it off the run's RNG
-        batches = iter(train_loader(config, run, group, clips))
+    # Signals are taken over before the data workers start: a Ctrl-C at any point from here stops at a step boundary.
     try:
-        if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
-            scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
-        throughput = Throughput(config.data.batch_size * group.world_size)
         with StopRequest(enabled=group.world_size == 1) as stop:  # several processes would have to agree on a step
+            batches = start_batches(config, run, group, clips)
+            if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
+                scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
+            throughput = Throughput(config.data.batch_size * group.world_size)
             for batch in reported(batches):
                 if run.step >= last_step:
                     break
@@ -239,7 +241,7 @@ def _train(
                         raise
                     maybe_checkpoint(config, run, run_dir, group, last_step)
                     throughput.paused_s += time.perf_counter() - paused
-                if stop.signal_number is not None:  # Ctrl-C or SIGTERM: a checkpoint of this step, then stop
+                if stop.signal_number is not None and run.step < last_step:  # a checkpoint of this step, then stop
                     _stop(config, run, run_dir, group, last_step, stop.signal_number)
     finally:
         bar.close()

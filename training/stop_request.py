@@ -10,6 +10,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 _CAUGHT = (signal.SIGINT, signal.SIGTERM)
+_STOPPING = "stopping after the current step, with a checkpoint of it ({again} again stops at once, without one)"
 
 
 class RunStopped(KeyboardInterrupt):
@@ -32,13 +33,15 @@ class StopRequest:
     steps (:attr:`signal_number`); the signals' earlier handlers come back on the first one (so a second Ctrl-C
     raises ``KeyboardInterrupt`` at once and a second SIGTERM ends the process) and when the context exits.
 
+    The first signal is announced on stderr as ``doing`` (``{again}`` names the signal to send again).
     Only a signal whose handler is Python's default is taken over: a SIGINT ignored (a background job) stays
     ignored, and a handler someone else installed stays theirs. Outside the main thread, or with ``enabled``
     false (several processes, which would have to agree on the step), the context changes nothing.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, doing: str = _STOPPING) -> None:
         self.enabled = enabled
+        self.doing = doing
         self.signal_number: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -60,12 +63,7 @@ class StopRequest:
         self.signal_number = number
         self._restore()
         again = "Ctrl-C" if number == signal.SIGINT else "the signal"
-        print(
-            f"\n{signal.Signals(number).name}: stopping after the current step, with a checkpoint of it "
-            f"({again} again stops at once, without one)",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"\n{signal.Signals(number).name}: {self.doing.format(again=again)}", file=sys.stderr, flush=True)
 
     def _restore(self) -> None:
         for number, handler in self._previous.items():

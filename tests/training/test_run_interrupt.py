@@ -150,3 +150,138 @@ def test_a_process_exits_with_a_training_data_loader_still_open():
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert finished.returncode == 0, finished.stderr
+
+
+def _run_script(prelude: str, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``training.run --config tiny`` in a child process after ``prelude`` (which arranges a signal at a chosen
+    moment), with Ctrl-C's default action."""
+    arguments = ["--config", "tiny", "--val-videos", "0", "--no-progress", "--out", str(out), *flags]
+    script = f"{prelude}\nfrom training.run import main\nraise SystemExit(main({arguments!r}))\n"
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=_default_sigint,
+    )
+
+
+def test_ctrl_c_while_the_data_workers_start_stops_the_run(tmp_path: Path) -> None:
+    """A Ctrl-C just as a data worker is forked, in the main process (where CPython runs fork hooks, and an
+    interrupt raised there was printed as "Exception ignored" and lost: the run trained on to its end) and in the
+    worker before it could ignore Ctrl-C (it died, and the run failed with "DataLoader worker exited
+    unexpectedly"), stops the run as any first Ctrl-C does."""
+    prelude = (
+        "import os, signal\n"
+        "from training import run_data\n"
+        "forked = []\n"
+        "def ctrl_c_at_the_first_fork():\n"
+        "    if not forked:\n"
+        "        forked.append(True)\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "os.register_at_fork(after_in_parent=ctrl_c_at_the_first_fork)\n"
+        "ignore_ctrl_c = run_data._leave_interrupts_to_the_main_process\n"
+        "def ctrl_c_first(worker_id):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # the worker's share of a terminal's Ctrl-C, before it is ignored\n"
+        "    ignore_ctrl_c(worker_id)\n"
+        "run_data._leave_interrupts_to_the_main_process = ctrl_c_first\n"
+    )
+    done = _run_script(prelude, tmp_path / "run", "--workers", "2", "--steps", "50")
+    assert done.returncode == 130, done.stderr
+    assert "SIGINT: stopping after the current step" in done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_ctrl_c_in_a_worker_before_it_ignores_ctrl_c_leaves_it_running(tmp_path: Path) -> None:
+    """The worker's side alone: its share of a Ctrl-C that came before it could ignore it is held back and then
+    dropped, so the run trains to its end, and says nothing of it."""
+    prelude = (
+        "import os, signal\n"
+        "from training import run_data\n"
+        "ignore_ctrl_c = run_data._leave_interrupts_to_the_main_process\n"
+        "def ctrl_c_first(worker_id):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    ignore_ctrl_c(worker_id)\n"
+        "run_data._leave_interrupts_to_the_main_process = ctrl_c_first\n"
+    )
+    done = _run_script(prelude, tmp_path / "run", "--workers", "2", "--steps", "6")
+    assert done.returncode == 0, done.stderr
+    assert "SIGINT" not in done.stderr, done.stderr  # nor did the worker take it as the run's own stop request
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+_CTRL_C_AT_THE_LAST_CHECKPOINT = """
+import os, signal
+from training import loop
+write_checkpoint = loop.maybe_checkpoint
+def ctrl_c_at_the_last_step(config, run, *args, **kwargs):
+    if run.step == config.steps:
+        os.kill(os.getpid(), signal.SIGINT)
+    return write_checkpoint(config, run, *args, **kwargs)
+loop.maybe_checkpoint = ctrl_c_at_the_last_step
+"""
+
+_CTRL_C_AT_THE_FINAL_MODEL = """
+import os, signal
+from plugins.model import VideoSlotModel
+save = VideoSlotModel.save_pretrained
+def ctrl_c_at_the_final_model(self, directory, *args, **kwargs):
+    if os.path.basename(directory) == "model":
+        os.kill(os.getpid(), signal.SIGINT)
+    return save(self, directory, *args, **kwargs)
+VideoSlotModel.save_pretrained = ctrl_c_at_the_final_model
+"""
+
+
+@pytest.mark.parametrize(
+    "prelude", [_CTRL_C_AT_THE_LAST_CHECKPOINT, _CTRL_C_AT_THE_FINAL_MODEL], ids=["last", "final"]
+)
+def test_a_signal_once_every_step_is_trained_lets_the_run_finish(tmp_path: Path, prelude: str) -> None:
+    """A Ctrl-C during the last step's checkpoint or while the final model is written does not turn a run that
+    trained every step into an interrupted one without ``model/``: the model is written and the run ends well."""
+    done = _run_script(prelude, tmp_path / "run", "--workers", "0", "--steps", "4")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert "SIGINT" in done.stderr and "interrupted" not in done.stderr, done.stderr
+
+
+def test_data_workers_end_with_a_main_process_killed_outright(tmp_path: Path) -> None:
+    """A main process ended without clean-up (SIGKILL, or a second SIGTERM's default action) takes its data
+    workers with it: left alone they could wait forever on a queue nobody reads, holding the run's output open."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "training.run", "--config", "tiny", "--steps", "100000", "--workers", "2"]
+    command += ["--eval-every", "0", "--val-videos", "0", "--no-progress", "--out", str(out)]
+    with subprocess.Popen(
+        command, cwd=REPO, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    ) as process:
+        try:
+            deadline = time.monotonic() + 120
+            while _trained_steps(out / "metrics.jsonl") < 5:
+                assert process.poll() is None, "the run ended early"
+                assert time.monotonic() < deadline, "no training steps within 120 s"
+                time.sleep(0.1)
+            workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            assert len(workers) == 2, workers
+            process.kill()
+        finally:
+            process.kill()
+    deadline = time.monotonic() + 4  # the workers' own check of their parent comes only every 5 s
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [pid for pid in workers if _is_running(int(pid))]
+    for pid in alive:
+        os.kill(int(pid), signal.SIGKILL)
+    assert not alive, f"data workers {alive} outlived their main process"
+
+
+def _is_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
