@@ -141,14 +141,7 @@ def test_a_process_exits_with_a_training_data_loader_still_open():
         "next(batches)\n"
         "KEPT = batches  # still open when the interpreter exits\n"
     )
-    finished = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    finished = _run_python(script)
     assert finished.returncode == 0, finished.stderr
 
 
@@ -156,7 +149,11 @@ def _run_script(prelude: str, out: Path, *flags: str) -> subprocess.CompletedPro
     """``training.run --config tiny`` in a child process after ``prelude`` (which arranges a signal at a chosen
     moment), with Ctrl-C's default action."""
     arguments = ["--config", "tiny", "--val-videos", "0", "--no-progress", "--out", str(out), *flags]
-    script = f"{prelude}\nfrom training.run import main\nraise SystemExit(main({arguments!r}))\n"
+    return _run_python(f"{prelude}\nfrom training.run import main\nraise SystemExit(main({arguments!r}))\n")
+
+
+def _run_python(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by this Python in the repository, one thread, Ctrl-C's default action, its output captured."""
     return subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,
@@ -168,25 +165,29 @@ def _run_script(prelude: str, out: Path, *flags: str) -> subprocess.CompletedPro
     )
 
 
+_CTRL_C_IN_EACH_WORKER_FIRST = """
+import os, signal
+from training import run_data
+ignore_ctrl_c = run_data._leave_interrupts_to_the_main_process
+def ctrl_c_first(worker_id):
+    os.kill(os.getpid(), signal.SIGINT)  # the worker's share of a terminal's Ctrl-C, before it is ignored
+    ignore_ctrl_c(worker_id)
+run_data._leave_interrupts_to_the_main_process = ctrl_c_first
+"""
+
+
 def test_ctrl_c_while_the_data_workers_start_stops_the_run(tmp_path: Path) -> None:
     """A Ctrl-C just as a data worker is forked, in the main process (where CPython runs fork hooks, and an
     interrupt raised there was printed as "Exception ignored" and lost: the run trained on to its end) and in the
     worker before it could ignore Ctrl-C (it died, and the run failed with "DataLoader worker exited
     unexpectedly"), stops the run as any first Ctrl-C does."""
-    prelude = (
-        "import os, signal\n"
-        "from training import run_data\n"
+    prelude = _CTRL_C_IN_EACH_WORKER_FIRST + (
         "forked = []\n"
         "def ctrl_c_at_the_first_fork():\n"
         "    if not forked:\n"
         "        forked.append(True)\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "os.register_at_fork(after_in_parent=ctrl_c_at_the_first_fork)\n"
-        "ignore_ctrl_c = run_data._leave_interrupts_to_the_main_process\n"
-        "def ctrl_c_first(worker_id):\n"
-        "    os.kill(os.getpid(), signal.SIGINT)  # the worker's share of a terminal's Ctrl-C, before it is ignored\n"
-        "    ignore_ctrl_c(worker_id)\n"
-        "run_data._leave_interrupts_to_the_main_process = ctrl_c_first\n"
     )
     done = _run_script(prelude, tmp_path / "run", "--workers", "2", "--steps", "50")
     assert done.returncode == 130, done.stderr
@@ -198,16 +199,7 @@ def test_ctrl_c_while_the_data_workers_start_stops_the_run(tmp_path: Path) -> No
 def test_ctrl_c_in_a_worker_before_it_ignores_ctrl_c_leaves_it_running(tmp_path: Path) -> None:
     """The worker's side alone: its share of a Ctrl-C that came before it could ignore it is held back and then
     dropped, so the run trains to its end, and says nothing of it."""
-    prelude = (
-        "import os, signal\n"
-        "from training import run_data\n"
-        "ignore_ctrl_c = run_data._leave_interrupts_to_the_main_process\n"
-        "def ctrl_c_first(worker_id):\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    ignore_ctrl_c(worker_id)\n"
-        "run_data._leave_interrupts_to_the_main_process = ctrl_c_first\n"
-    )
-    done = _run_script(prelude, tmp_path / "run", "--workers", "2", "--steps", "6")
+    done = _run_script(_CTRL_C_IN_EACH_WORKER_FIRST, tmp_path / "run", "--workers", "2", "--steps", "6")
     assert done.returncode == 0, done.stderr
     assert "SIGINT" not in done.stderr, done.stderr  # nor did the worker take it as the run's own stop request
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
