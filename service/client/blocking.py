@@ -7,11 +7,12 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 from service.client.connection import Client
+from service.client.daemon_calls import DaemonCalls
 from service.client.encoding import ImageLike
 from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
@@ -53,36 +54,6 @@ async def _unless_stopped(pending: Awaitable[Any], stopping: asyncio.Event) -> A
         if not task.done():  # stopped, or this wait was cancelled: the pending call's outcome is nobody's
             task.cancel()
     return task.result() if task.done() else _DONE
-
-
-class _DaemonCalls:
-    """Runs the calls given to :meth:`call` one after another on a daemon thread of its own (unlike a
-    ``ThreadPoolExecutor``'s threads, which the interpreter waits for at exit)."""
-
-    def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
-        self._calls = queue.SimpleQueue()
-        threading.Thread(target=self._run, name=name, daemon=True).start()
-
-    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """``function(*args)``, run on the thread once the calls before it are done."""
-        future: Future[Any] = Future()
-        self._calls.put((future, function, args))
-        return await asyncio.wrap_future(future)
-
-    def stop(self) -> None:
-        """End the thread after the call it is running (which may never return: the thread is a daemon)."""
-        self._calls.put(None)
-
-    def _run(self) -> None:
-        while (item := self._calls.get()) is not None:
-            future, function, args = item
-            if not future.set_running_or_notify_cancel():  # its waiter was cancelled first
-                continue
-            try:
-                future.set_result(function(*args))
-            except BaseException as error:  # handed to the waiter, whatever it is
-                future.set_exception(error)
 
 
 _loop_lock = threading.Lock()
@@ -163,8 +134,8 @@ def stream_frames(
     # Threads of this call alone for the two blocking waits (on the shared loop's default executor, a few calls
     # that wait on their callers would take every thread from the rest), daemon threads so that a frames iterator
     # that never returns (a stalled camera) cannot hold up the interpreter's exit.
-    frame_thread = _DaemonCalls("slotstream-stream-frames")
-    answer_thread = _DaemonCalls("slotstream-stream-answers")
+    frame_thread = DaemonCalls("slotstream-stream-frames")
+    answer_thread = DaemonCalls("slotstream-stream-answers")
 
     async def run() -> None:
         async with Client(target, token=token, tls=tls) as client:

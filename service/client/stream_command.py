@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -24,6 +27,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from service.client.connection import Client
+from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
 from service.client.overlay import OverlayWorker, OverlayWriter
@@ -157,23 +161,32 @@ def worth_reconnecting(error: StreamError) -> bool:
 
 
 class FrameFeed:
-    """A source's frames, read one at a time in a worker thread (a camera or decoder may block).
+    """A source's frames, read one at a time on a daemon thread of the feed's own (a camera or decoder may block).
 
-    :meth:`current` returns the same frame until :meth:`advance`, and a read goes on when the task waiting for it
-    is cancelled (a lost connection restarts the sending loop), so no frame is lost or read twice.
+    The thread is a daemon, not one of the loop's default executor, which ``asyncio.run`` and the interpreter wait
+    for when they end: a read that never returns (a stalled camera, a frame file that is a FIFO nobody writes)
+    cannot hold up a Ctrl-C or SIGTERM. :meth:`current` returns the same frame until :meth:`advance`, and a read
+    goes on when the task waiting for it is cancelled (a lost connection restarts the sending loop), so no frame is
+    lost or read twice. :meth:`close` ends the thread once its read returns (if ever).
     """
 
-    def __init__(self, first: SourceFrame, frames: Iterator[SourceFrame]) -> None:
+    def __init__(self, frames: Iterator[SourceFrame]) -> None:
         self._frames = frames
-        self._current: SourceFrame | None = first
+        self._reader = DaemonCalls("slotstream-frame-reader")
+        self._current: SourceFrame | None = None
         self._read: asyncio.Future[SourceFrame | None] | None = None
         self._ended = False
 
     async def current(self) -> SourceFrame | None:
-        """The next frame to send; ``None`` once the source has no more."""
+        """The next frame to send; ``None`` once the source has no more.
+
+        Raises:
+            Exception: what the source raised reading it (``OSError``, ``ValueError``: a frame it could not read
+                or decode).
+        """
         if self._current is None and not self._ended:
             if self._read is None:
-                self._read = asyncio.ensure_future(asyncio.to_thread(next, self._frames, None))
+                self._read = asyncio.ensure_future(self._reader.call(next, self._frames, None))
                 self._read.add_done_callback(_retrieve)
             frame = await asyncio.shield(self._read)
             self._read = None
@@ -184,6 +197,33 @@ class FrameFeed:
     def advance(self) -> None:
         """The current frame was sent: the next :meth:`current` reads the one after it."""
         self._current = None
+
+    def close(self) -> None:
+        """End the reading thread after the read it is doing (a daemon: one that never returns is left behind)."""
+        self._reader.stop()
+
+
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back while the block runs (saving a file that a second Ctrl-C, as ``timeout -s INT`` sends,
+    must not cut short), then deliver each SIGINT that arrived in it to the handler in place before, as it would
+    have been delivered.
+
+    Only the main thread can set signal handlers: in another one, or where SIGINT is ignored or handled outside
+    Python, the block runs as it is.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield
+        return
+    arrived: list[int] = []
+    signal.signal(signal.SIGINT, lambda number, frame: arrived.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for _ in arrived:
+            signal.raise_signal(signal.SIGINT)
 
 
 async def stream_source(
@@ -208,10 +248,20 @@ async def stream_source(
         OSError, ValueError: the source failed partway (a frame it could not read or decode); the stream was closed
             first and the answers to the frames sent before it were recorded.
     """
-    first = next(source.frames, None)
+    feed = FrameFeed(source.frames)
+    try:
+        return await _stream_feed(args, source, feed, jsonl, trajectory)
+    finally:
+        feed.close()
+
+
+async def _stream_feed(
+    args: argparse.Namespace, source: Source, feed: FrameFeed, jsonl: JsonLines, trajectory: SlotTrajectory | None
+) -> dict[str, Any]:
+    """:func:`stream_source`'s run, with ``source``'s frames read through ``feed`` (the first one too)."""
+    first = await feed.current()
     if first is None:
         raise ValueError(f"{source.description} has no frames")
-    feed = FrameFeed(first, source.frames)
     fit = FrameFit.named(args.frame_fit) if args.frame_fit else FrameFit.UNSPECIFIED
     resume_window_s = (args.resume_window_s or DEFAULT_RESUME_WINDOW_S) if args.reconnect else 0.0
     options = StreamOptions(
@@ -245,7 +295,8 @@ async def stream_source(
         finally:
             try:  # the slots first: saving them is quick, and finishing the overlay may not be
                 if trajectory is not None:
-                    trajectory.save()
+                    with sigint_held():  # a second Ctrl-C (the first cancelled the run) must not lose the file
+                        trajectory.save()
             finally:
                 if overlay is not None:
                     await overlay.close()
@@ -440,38 +491,56 @@ async def _record(
     out: TextIO | None,
     trajectory: SlotTrajectory | None = None,
 ) -> None:
-    summary["frames"] += 1
+    """Record one answer in ``summary`` and in each output: the overlay, the JSON lines (``out``) and the
+    trajectory, in all of them or in none. Queueing the overlay frame is the only wait, and it comes before
+    anything is recorded, so a cancellation during it (Ctrl-C while the overlay lags behind) leaves the frame out
+    of every output rather than in some.
+
+    Raises:
+        Exception: what rendering or writing an earlier overlay frame raised.
+        OSError: the JSON line could not be written (naming the file).
+    """
     line: dict[str, Any] = {"frame_index": answer.frame_index, "latency_ms": round(latency_ms, 3)}
     if isinstance(answer, FrameResult) and answer.segmentation is not None:
-        summary["results"] += 1
-        if trajectory is not None:  # the geometry's pixel counts give the areas too: one pass over the masks
-            geometry = slot_geometry(answer.segmentation, len(answer.slot_ids), (frame.shape[0], frame.shape[1]))
-            areas = geometry.areas  # [K]
-            trajectory.add(answer, areas, geometry)
-        else:
-            areas = slot_areas(answer.segmentation, len(answer.slot_ids))  # [K]
+        # the geometry's pixel counts give the areas too: one pass over the masks
+        size = (frame.shape[0], frame.shape[1])
+        geometry = slot_geometry(answer.segmentation, len(answer.slot_ids), size) if trajectory is not None else None
+        areas = geometry.areas if geometry is not None else slot_areas(answer.segmentation, len(answer.slot_ids))
         line |= {
             "outcome": "result",
             "slot_ids": list(answer.slot_ids),
-            "areas": [round(float(area), 5) for area in areas],
+            "areas": [round(float(area), 5) for area in areas],  # [K]
             "server_latency_ms": {k: round(v, 3) for k, v in asdict(answer.latency).items() if k != "batch_size"},
             "batch_size": answer.latency.batch_size,
         }
-        if overlay is not None:
+        if overlay is not None:  # may wait for the overlay's worker: before anything is recorded
             await overlay.put(frame, answer.segmentation, answer.slot_ids)
+        summary["results"] += 1
+        if trajectory is not None and geometry is not None:
+            trajectory.add(answer, areas, geometry)
     elif isinstance(answer, FrameDropped):
         summary["dropped"] += 1
         line |= {"outcome": "dropped", "reason": answer.reason.name, "message": answer.message}
     elif isinstance(answer, FrameError):
         summary["errors"] += 1
         line |= {"outcome": "error", "code": answer.code.name, "message": answer.message}
+    summary["frames"] += 1
     if out is not None:
-        try:
-            out.write(json.dumps(line) + "\n")
-        except OSError as error:  # a full disk: name the file, which a failed write() leaves out
-            if error.filename is not None or out is sys.stdout:
-                raise
-            raise OSError(error.errno, error.strerror or str(error), getattr(out, "name", None)) from error
+        _write_line(out, line)
+
+
+def _write_line(out: TextIO, line: dict[str, Any]) -> None:
+    """Write ``line`` to ``out`` as one JSON line.
+
+    Raises:
+        OSError: it could not be written (a full disk), naming the file.
+    """
+    try:
+        out.write(json.dumps(line) + "\n")
+    except OSError as error:  # a full disk: name the file, which a failed write() leaves out
+        if error.filename is not None or out is sys.stdout:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), getattr(out, "name", None)) from error
 
 
 class JsonLines:
