@@ -190,30 +190,24 @@ def validation_data(config: TrainConfig) -> ValidationData:
                 "and samples/ show its first video; pass --val-data with labelled videos to evaluate, or "
                 "--val-videos 0 to silence this note"
             )
-            return ValidationData(None, LoadedClips([_first_frames(dataset, config, spec)]))
+            return ValidationData(None, LoadedClips([_first_frames(dataset, config)]))
         raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")
     return ValidationData(validation, validation, most_objects)  # type: ignore[arg-type]
 
 
-def _first_frames(dataset: Dataset[VideoClip], config: TrainConfig, spec: str) -> VideoClip:
-    """The first video of ``dataset`` (the validation split of ``spec``, cut to ``val_frames``), cut to the frames a
-    sample picture shows: the first :data:`SAMPLE_FRAMES` (no more than ``val_frames``), or the whole video when it
-    is shorter than ``val_frames`` (each dataset refuses a clip longer than its video: it is then read whole).
+def _first_frames(dataset: Dataset[VideoClip], config: TrainConfig) -> VideoClip:
+    """The first video of ``dataset`` (the validation split of the run's data), cut to the frames a sample picture
+    shows: the first :data:`SAMPLE_FRAMES` (no more than ``val_frames``), or the whole video when it is shorter.
+
+    Only those frames are read (:class:`training.datasets.selection.FirstFrames`: ``davis:`` and ``videos:``
+    datasets read the first frames themselves, whatever clip length they were built with), so a long video is not
+    decoded whole for its first frames.
 
     Raises:
-        DatasetError: the video cannot be loaded even whole (the message of the first attempt, naming the file).
+        DatasetError: the video cannot be loaded (the message names the file).
     """
     data = config.data
-    count = min(SAMPLE_FRAMES, data.val_frames or SAMPLE_FRAMES)
-    try:
-        return FirstFrames(dataset, count)[0]
-    except DatasetError as error:
-        first_error = error
-    try:
-        whole = build_dataset(spec, "val", None, _image_size(config), config.seed, center_crop=data.center_crop)
-        return FirstFrames(whole, count)[0]
-    except DatasetError:
-        raise first_error from None
+    return FirstFrames(dataset, min(SAMPLE_FRAMES, data.val_frames or SAMPLE_FRAMES))[0]
 
 
 def reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:

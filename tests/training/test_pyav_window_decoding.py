@@ -1,5 +1,5 @@
-"""PyAV decoding of a window of a video (what training reads without decord): the window's frames, the same as
-those of the whole video, with only the window's frames converted (memory bounded by the window), wherever the
+"""PyAV decoding of a window of a video (what training reads; decord is only the fallback): the window's frames, the
+same as those of the whole video, with only the window's frames converted (memory bounded by the window), wherever the
 window lies and whether or not the container records its frame count."""
 
 from __future__ import annotations

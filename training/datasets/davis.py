@@ -8,7 +8,9 @@ at that resolution too. Sequences come from ``ImageSets`` when a list for the sp
 are sequence names or DAVIS 2016-style frame paths); otherwise every sequence is in both splits. Frame files are
 named ``<prefix><number>`` with one prefix per sequence (``00000.jpg``, ``frame_7.png``, ...) and read in the order
 of their numbers; hidden files and folders (names starting with ``.``, such as macOS's ``._00000.jpg``) are
-ignored. Train clips carry no masks (training reads only frames); val clips carry them, and the synthetic
+ignored. A sequence without annotations (no ``Annotations/<res>/<seq>/`` folder, or one without PNG files) or
+annotated on its first frame only is unlabelled. Mask files are found whatever the case of their extension
+(``00000.PNG``). Train clips carry no masks (training reads only frames); val clips carry them, and the synthetic
 metadata ``<root>/metadata/<seq>.json`` when the folder was written by ``python -m training.datasets generate``.
 """
 
@@ -19,7 +21,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
@@ -30,6 +31,7 @@ from training.datasets.transforms import (
     Split,
     choose_window,
     clip_length_setting,
+    first_window,
     frames_to_tensor,
     masks_to_tensor,
     shorter_clips_hint,
@@ -47,8 +49,9 @@ class DavisSequence:
     Attributes:
         name: Sequence folder name.
         frames: Frame files in order.
-        masks: One mask file per frame (same stems), or None when the dataset has no annotations or the sequence
-            only its first frame's (the semi-supervised convention of DAVIS test-dev).
+        masks: One mask file per frame (same stems), or None when the dataset has no annotations, the sequence
+            none (no annotation folder, or one without PNG files) or only its first frame's (the semi-supervised
+            convention of DAVIS test-dev).
     """
 
     name: str
@@ -94,16 +97,17 @@ def _split_names(root: Path, res: str, split: Split) -> list[str] | None:
 
 
 def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSequence]]:
-    """Finds the sequences of a DAVIS-layout dataset and checks that every frame has a mask (a sequence annotated
-    on its first frame only counts as unlabelled: training reads its frames, evaluation leaves it out).
+    """Finds the sequences of a DAVIS-layout dataset and checks that every frame of an annotated sequence has a
+    mask (a sequence without annotations, or annotated on its first frame only, counts as unlabelled: training
+    reads its frames, evaluation leaves it out; see :func:`sequence_masks`).
 
     Returns:
         The resolved root, the resolution folder name and the sequences in name order.
 
     Raises:
         DatasetError: For a missing or empty folder, a sequence without frames or with badly numbered ones (see
-            ``_numbered_frames``), a frame without its mask, a mask without its frame, or masks only at another
-            resolution than the frames.
+            ``_numbered_frames``), a frame without its mask in a sequence that has masks, a mask without its frame,
+            two mask files for one frame, or masks only at another resolution than the frames.
     """
     root = resolve_root(root)
     res = _resolution(root / "JPEGImages")
@@ -119,24 +123,54 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
         if not folder.is_dir():
             raise DatasetError(f"{folder}: sequence listed in ImageSets is missing")
         frames = _numbered_frames(folder)
-        masks = None
-        if annotation_dir is not None:
-            masks = tuple(annotation_dir / name / f"{frame.stem}.png" for frame in frames)
-            present = [mask.is_file() for mask in masks]
-            if present[0] and len(present) > 1 and not any(present[1:]):
-                masks = None  # first-frame annotation (semi-supervised sets such as test-dev): frames only
-            else:
-                for frame, mask, found in zip(frames, masks, present, strict=True):
-                    if not found:
-                        raise DatasetError(f"{mask}: mask file is missing for frame {frame}")
-            stems = {frame.stem for frame in frames}
-            pngs = (annotation_dir / name).glob("*.png")
-            strays = sorted(p.name for p in pngs if p.stem not in stems and is_visible(p))
-            if strays:
-                listed = ", ".join(strays[:5])
-                raise DatasetError(f"{annotation_dir / name}: masks without a frame in {folder}: {listed}")
+        masks = None if annotation_dir is None else sequence_masks(annotation_dir / name, frames)
         sequences.append(DavisSequence(name, frames, masks))
     return root, res, sequences
+
+
+def mask_files(folder: Path) -> dict[str, Path]:
+    """The visible PNG files of ``folder`` by stem, whatever the case of their extension (``00000.png`` or
+    ``00000.PNG``); empty when ``folder`` is not a folder.
+
+    Raises:
+        DatasetError: two files with one stem (``00000.png`` and ``00000.PNG``): the message names both.
+    """
+    if not folder.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not (is_visible(path) and path.suffix.lower() == ".png" and path.is_file()):
+            continue
+        if path.stem in found:
+            raise DatasetError(f"{path}: a second mask file for frame {path.stem} ({found[path.stem].name}); keep one")
+        found[path.stem] = path
+    return found
+
+
+def sequence_masks(annotations: Path, frames: tuple[Path, ...]) -> tuple[Path, ...] | None:
+    """The mask file of each of a sequence's ``frames`` in its annotation folder ``annotations``
+    (``Annotations/<res>/<seq>/``, same stems as the frames, any case of ``.png``: :func:`mask_files`); None when
+    the sequence is unlabelled: the folder is missing or holds no PNG file, or it holds only the first frame's mask
+    of several (the first-frame annotation of semi-supervised sets such as DAVIS test-dev).
+
+    Raises:
+        DatasetError: a frame without its mask in a folder that holds masks of other frames (naming the missing
+            file), a mask without its frame (naming the folder and the masks), or two mask files for one frame.
+    """
+    found = mask_files(annotations)  # stem -> mask file
+    if not found:
+        return None  # no annotations for this sequence: frames only
+    masks: tuple[Path, ...] | None = None
+    if set(found) != {frames[0].stem} or len(frames) == 1:  # else first-frame annotation: frames only
+        for frame in frames:
+            if frame.stem not in found:
+                raise DatasetError(f"{annotations / f'{frame.stem}.png'}: mask file is missing for frame {frame}")
+        masks = tuple(found[frame.stem] for frame in frames)
+    stems = {frame.stem for frame in frames}
+    strays = sorted(path.name for stem, path in found.items() if stem not in stems)
+    if strays:
+        raise DatasetError(f"{annotations}: masks without a frame in {frames[0].parent}: {', '.join(strays[:5])}")
+    return masks
 
 
 def _annotation_dir(root: Path, res: str) -> Path | None:
@@ -269,7 +303,21 @@ class DavisDataset(Dataset[VideoClip]):
             DatasetError: a frame of the clip differs in size from its first frame.
         """
         seq = self.sequences[index]
-        window = choose_window(len(seq.frames), self.clip_length, self.split, str(seq.frames[0].parent))
+        return self._clip(seq, choose_window(len(seq.frames), self.clip_length, self.split, str(seq.frames[0].parent)))
+
+    def first_frames(self, index: int, count: int) -> VideoClip:
+        """Sequence ``index`` cut to its first ``count`` frames (the whole sequence when shorter), whatever
+        ``clip_length`` is: like ``__getitem__``, reading only those frames and their masks.
+
+        Raises:
+            ValueError: ``count`` is below 1.
+            DatasetError: a frame of the clip differs in size from its first frame.
+        """
+        seq = self.sequences[index]
+        return self._clip(seq, first_window(len(seq.frames), count, str(seq.frames[0].parent)))
+
+    def _clip(self, seq: DavisSequence, window: range) -> VideoClip:
+        """The frames of ``window`` of ``seq``, with their masks outside the train split when it is annotated."""
         frames = [read_frame(seq.frames[t]) for t in window]  # each [H, W, 3]
         for t, frame in zip(window, frames, strict=True):
             if frame.shape != frames[0].shape:
@@ -279,10 +327,8 @@ class DavisDataset(Dataset[VideoClip]):
             mask_list = [read_mask(seq.masks[t]) for t in window]  # each [H, W]
             for t, mask in zip(window, mask_list, strict=True):
                 check_same_size(mask, frames[0].shape, seq.masks[t], str(seq.frames[t]))
-            # T x [H, W] -> [T, H, W], resized to [T, h, w]
-            masks = masks_to_tensor(np.stack(mask_list), self.image_size, self.center_crop)  # [T, h, w]
-        # T x [H, W, 3] -> [T, H, W, 3], to [T, 3, h, w]
-        video = frames_to_tensor(np.stack(frames), self.image_size, self.center_crop)  # [T, 3, h, w]
+            masks = masks_to_tensor(mask_list, self.image_size, self.center_crop)  # T x [H, W] -> [T, h, w]
+        video = frames_to_tensor(frames, self.image_size, self.center_crop)  # T x [H, W, 3] -> [T, 3, h, w]
         metadata = self._metadata(seq) if masks is not None else None
         return VideoClip(frames=video, masks=masks, name=seq.name, start=window[0], metadata=metadata)
 

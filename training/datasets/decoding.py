@@ -1,4 +1,16 @@
-"""Video file decoding with decord, falling back to PyAV. Both backends are imported lazily.
+"""Video file decoding with PyAV, falling back to decord. Both backends are imported lazily.
+
+PyAV decodes first because its frames are exactly the ones asked for: it decodes forward (from the keyframe before a
+window when the file's timestamps allow an exact seek) and numbers the frames it gets, where decord's random access
+(``VideoReader.get_batch``) silently gives other frames on common files. Measured with decord 0.6 on files whose
+frames carry their own index in their pixels: MPEG-4 Part 2 with B-frames (Xvid-style ``.avi``, ``mpeg4`` in
+``.mp4``): 10 of 12 training clips held other frames (one claiming frames 84-89 held 86, 87, 88, 89, 89, 89); HEVC
+with open GOPs (x265's default): clips starting on a keyframe shifted by 1-2 frames; an ``.mp4``/``.mov`` trimmed
+by an edit list (a phone's "trim"): 60 frames where players and PyAV show 50, the last 10 repeating the final frame
+(so a video labelled with 50 masks failed evaluation for a missing mask); a WebM whose frame size changes mid-stream:
+later frames stretched to the first size, where PyAV refuses the file (:class:`DatasetError` naming the frame).
+PyAV returned the right frames on every one of them. decord decodes only when PyAV is not installed or fails on a
+file it can open, or when asked for by name (``backend="decord"``).
 
 Both give the frames as a player shows them: decord turns them by the rotation of the file's display matrix (a phone
 video stored sideways), and PyAV's are turned the same way (:func:`plugins.pixels.upright_rgb`, which the
@@ -12,7 +24,7 @@ import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -22,6 +34,7 @@ from training.datasets.errors import DatasetError
 Backend = Literal["auto", "decord", "pyav"]
 WindowChooser = Callable[[int], range]
 """Given a video's frame count, returns the frame indices to decode."""
+_T = TypeVar("_T")
 
 
 class DecoderMissing(ImportError):
@@ -69,9 +82,10 @@ def _pyav_open_error(path: Path) -> str | None:
     installed.
 
     decord reports a file it cannot open from its C++ code straight to the process's stderr (``video_reader.cc:83:
-    ERROR opening: ...``), past any Python logging setting, before raising; so a file is first opened with PyAV,
-    which reads the same container headers through FFmpeg without printing, and one that fails there never
-    reaches decord. Cheap: only the header is read, once per file and process (worker processes and threads
+    ERROR opening: ...``), past any Python logging setting, before raising; so before decord reads a file
+    (``backend="decord"``, or ``"auto"`` once PyAV failed on it or is missing) the file is opened with PyAV, which
+    reads the same container headers through FFmpeg without printing, and one that fails there never reaches
+    decord. Cheap: only the header is read, once per file and process (worker processes and threads
     each check for themselves, which needs no redirection of the shared stderr).
     """
     try:
@@ -95,6 +109,8 @@ def _pyav_open_error(path: Path) -> str | None:
 
 
 def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
+    """Decode with decord's random access, which is not exact on every file (the module docstring lists where it
+    gives other frames than ``choose`` asked for, or counts frames a player does not show)."""
     decord = _quiet_decord()
     reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     indices = choose(len(reader))
@@ -103,7 +119,7 @@ def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
 
 
 def _import_av() -> Any:
-    """PyAV, imported on each call (it is optional).
+    """PyAV, imported on each call (a dependency, imported lazily; without it decord decodes).
 
     Raises:
         DecoderMissing: PyAV is not installed.
@@ -121,16 +137,30 @@ def _decode_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
     that does not start at the first frame is decoded from the keyframe before it when the file allows that
     exactly (:func:`_seek_window`), else from the first frame.
 
-    The window is chosen from the frame count the container records. When it records none, when ``choose``
-    refuses that count (it may understate the frames), or when the file ends before the window does (it
-    overstated them), the frames are counted by decoding them without converting any, and the window is chosen
-    from the real count; a window drawn from the recorded count that fits the real one is kept (drawing again
-    would change it). ``num_frames`` is the recorded count when the window ends before it, else the real one."""
+    The window is chosen from the frame count :func:`_recorded_count` gives (what :func:`frame_count` returns).
+    When there is none, when ``choose`` refuses that count (it may understate the frames), or when the file ends
+    before the window does (it overstated them), the frames are counted by decoding them without converting any,
+    and the window is chosen from the real count; a window drawn from the recorded count that fits the real one is
+    kept (drawing again would change it). ``num_frames`` is the recorded count when the window ends before it, else
+    the real one.
+
+    Raises:
+        DatasetError: The file has no video stream, the frame size changes within the window (naming the frame),
+            or it ends before the window does when counted by decoding.
+    """
     av = _import_av()
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise DatasetError(f"{path}: file has no video stream")
-        recorded = int(container.streams.video[0].frames)  # 0: not recorded
+    recorded = _recorded_count(av, path) or 0  # 0: none recorded or counted
+    try:
+        return _decode_counted(av, path, choose, recorded)
+    except _FrameSizeChanged as err:
+        raise DatasetError(
+            f"{path}: the frame size changes at frame {err.index}, from {err.before} to {err.after} (width x height); "
+            "a clip's frames must share one size: re-encode the video at one size"
+        ) from err
+
+
+def _decode_counted(av: Any, path: Path, choose: WindowChooser, recorded: int) -> DecodedClip:
+    """:func:`_decode_pyav` given the ``recorded`` frame count (0: none)."""
     chosen = _window_of(choose, recorded)
     counted: int | None = None  # the real count, once decoding met the file's end
     if chosen is not None:
@@ -165,7 +195,7 @@ def _decode_window(av: Any, path: Path, window: range, recorded: int) -> tuple[n
         av: the PyAV module.
         path: the video file.
         window: the frame indices to keep (increasing).
-        recorded: the frame count the container records, or the real one (0: none).
+        recorded: the frame count :func:`_recorded_count` gives, or the real one (0: none).
 
     Returns:
         The window's frames, uint8 [T, H, W, 3] (None when the file ends before the window does), and the frame
@@ -175,6 +205,8 @@ def _decode_window(av: Any, path: Path, window: range, recorded: int) -> tuple[n
     if min(window) > 0 and recorded > 0:
         try:
             seeking = _seek_window(av, path, window, recorded)
+        except _FrameSizeChanged:
+            raise
         except Exception:  # _SeekMismatch, or a file PyAV cannot seek in: seeking only saves time, so a decode
             seeking = None  # from the first frame decides (and reports a file that cannot be decoded at all)
         if seeking is not None:
@@ -183,8 +215,28 @@ def _decode_window(av: Any, path: Path, window: range, recorded: int) -> tuple[n
         return _keep_window(enumerate(container.decode(container.streams.video[0])), window, recorded)
 
 
+class _FrameSizeChanged(Exception):
+    """A frame of a window is of another size than the window's first (a stream whose resolution changes).
+
+    Attributes:
+        index: The frame's index in the file.
+        before: The window's first frame's size, ``"<width>x<height>"``.
+        after: The frame's size, alike.
+    """
+
+    def __init__(self, index: int, before: str, after: str) -> None:
+        super().__init__(f"frame {index} is {after}, the window's first frame {before}")
+        self.index = index
+        self.before = before
+        self.after = after
+
+
 def _keep_window(frames: Iterator[tuple[int, Any]], window: range, recorded: int) -> tuple[np.ndarray | None, int]:
-    """:func:`_decode_window` from ``frames``: decoded frames with their indices, consecutive and increasing."""
+    """:func:`_decode_window` from ``frames``: decoded frames with their indices, consecutive and increasing.
+
+    Raises:
+        _FrameSizeChanged: a frame of the window is of another size than the window's first.
+    """
     kept: dict[int, np.ndarray] = {}
     last = max(window)
     count = 0
@@ -192,6 +244,7 @@ def _keep_window(frames: Iterator[tuple[int, Any]], window: range, recorded: int
         count = index + 1
         if index in window:
             kept[index] = upright_rgb(frame)  # [H, W, 3]
+            _check_same_size(kept, index, min(window))
         if index >= last:
             break
     if len(kept) < len(window):  # the file ended first: count is its real frame count
@@ -201,6 +254,17 @@ def _keep_window(frames: Iterator[tuple[int, Any]], window: range, recorded: int
     else:
         count = recorded
     return np.stack([kept[index] for index in window]), count  # T x [H, W, 3] -> [T, H, W, 3]
+
+
+def _check_same_size(kept: dict[int, np.ndarray], index: int, first: int) -> None:
+    """Checks that frame ``index`` of ``kept`` is of the size of frame ``first``.
+
+    Raises:
+        _FrameSizeChanged: it is not.
+    """
+    (height, width), (new_height, new_width) = kept[first].shape[:2], kept[index].shape[:2]  # [H, W, 3] each
+    if (height, width) != (new_height, new_width):
+        raise _FrameSizeChanged(index, f"{width}x{height}", f"{new_width}x{new_height}")
 
 
 class _SeekMismatch(Exception):
@@ -290,85 +354,147 @@ def _count_frames(av: Any, path: Path) -> int:
 
 
 def _count_decord(path: Path) -> int:
+    """decord's frame count, from its index of the file's packets (counting the frames an edit list trims)."""
     decord = _quiet_decord()
     return len(decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1))
 
 
-def _count_pyav(path: Path) -> int | None:
-    av = _import_av()
+def _recorded_count(av: Any, path: Path) -> int | None:
+    """The frame count of ``path``'s first video stream, without decoding it: the container's count when it
+    agrees with the stream's duration (:func:`_agrees_with_duration`), else the stream's packets counted
+    (:func:`_packet_count`); None when neither gives one.
+
+    The packets are counted when the container records no count (Matroska, WebM) or one that disagrees with the
+    duration: an MP4/MOV trimmed by an edit list (a phone's "trim") records every frame it stores (60, say) but
+    plays, and decodes to, those the edit keeps (50; the container marks the others discarded), and a variable
+    frame rate file is counted too (one demux per file version and process).
+
+    Raises:
+        DatasetError: The file has no video stream.
+    """
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DatasetError(f"{path}: file has no video stream")
-        return int(container.streams.video[0].frames) or None  # 0: the container does not record it
+        stream = container.streams.video[0]
+        recorded = int(stream.frames)  # 0: not recorded
+        if recorded > 0 and _agrees_with_duration(stream, recorded):
+            return recorded
+    stat = path.stat()
+    try:
+        counted = _packet_count(av, str(path), stat.st_mtime_ns, stat.st_size)
+    except Exception:  # av.error.* for packets PyAV cannot read: the count is only a guide, decoding will tell
+        counted = 0
+    return counted or recorded or None
+
+
+def _agrees_with_duration(stream: Any, recorded: int) -> bool:
+    """Whether ``recorded`` frames at ``stream``'s average frame rate fill its duration to within a frame; True
+    when the stream records no duration or rate (nothing to check against)."""
+    if not stream.duration or not stream.average_rate or stream.time_base is None:
+        return True
+    played = float(stream.duration * stream.time_base * stream.average_rate)  # frames the duration holds
+    return abs(played - recorded) < 1
+
+
+@functools.lru_cache(maxsize=256)
+def _packet_count(av: Any, path: str, mtime_ns: int, size: int) -> int:
+    """The packets of a video file's first video stream that hold a frame to show (not empty, not marked discarded
+    by the container as an edit list's trimmed frames are), read by demuxing without decoding, once per file
+    version (``mtime_ns`` and ``size`` are part of the cache key)."""
+    del mtime_ns, size  # cache key only
+    with av.open(path) as container:
+        return sum(1 for p in container.demux(container.streams.video[0]) if p.size > 0 and not p.is_discard)
+
+
+def _pyav_then_decord(path: Path, backend: Backend, pyav: Callable[[], _T], decord: Callable[[], _T], verb: str) -> _T:
+    """``pyav()``, or ``decord()`` for ``backend="decord"`` or, with ``"auto"``, when PyAV is not installed or
+    fails on a file it can open (:func:`_decord_after`). ``verb`` (``"open"``, ``"decode"``) words the errors.
+
+    Raises:
+        DatasetError: Naming the file and giving each backend's error, when they fail on it; or from ``pyav()``
+            (a file without a video stream, one whose frame size changes, a window ``choose`` refuses), which
+            decord is not asked to read.
+        ImportError: If the requested backend (or, for ``auto``, both) is not installed.
+    """
+    if backend == "decord":
+        return _decord_after(path, backend, decord, verb, None)
+    try:
+        return pyav()
+    except DatasetError:
+        raise
+    except ImportError:
+        if backend == "pyav":
+            raise
+        pyav_error = None
+    except Exception as err:  # PyAV raises av.error.* (OSError/ValueError subclasses) for corrupt files
+        pyav_error = f"pyav: {err}".splitlines()[0]
+        if backend == "pyav":
+            raise DatasetError(f"{path}: cannot {verb} video, corrupt or unsupported ({pyav_error})") from err
+    return _decord_after(path, backend, decord, verb, pyav_error)
+
+
+def _decord_after(path: Path, backend: Backend, decord: Callable[[], _T], verb: str, pyav_error: str | None) -> _T:
+    """``decord()`` for :func:`_pyav_then_decord`, unless PyAV cannot open the file's container: decord would print
+    its C++ error line first (:func:`_pyav_open_error`), so the file is reported with PyAV's error alone.
+    ``pyav_error`` is PyAV's error on the file (None: PyAV was not asked, or is not installed)."""
+    if (unopenable := _pyav_open_error(path)) is not None:
+        raise DatasetError(f"{path}: cannot {verb} video, corrupt or unsupported ({unopenable})")
+    try:
+        return decord()
+    except DatasetError:
+        raise
+    except ImportError as err:
+        if pyav_error is not None:
+            raise DatasetError(
+                f"{path}: cannot {verb} video, corrupt or unsupported ({pyav_error}; decord: not installed)"
+            ) from err
+        if backend == "decord":
+            raise DecoderMissing("the decord backend needs decord: pip install decord") from err
+        raise DecoderMissing("reading video files needs PyAV or decord: pip install av") from err
+    except Exception as err:  # decord raises its own error types for unreadable files
+        errors = [e for e in (pyav_error, f"decord: {err}".splitlines()[0]) if e is not None]
+        raise DatasetError(f"{path}: cannot {verb} video, corrupt or unsupported ({'; '.join(errors)})") from err
 
 
 def frame_count(path: Path, backend: Backend = "auto") -> int | None:
-    """The number of frames of a video file read from its index or header, without decoding it.
+    """The number of frames of a video file, without decoding it: the count :func:`decode_video` with the same
+    backend chooses frames from.
 
-    With ``backend="auto"`` decord is asked first, then PyAV's container header.
+    With ``"pyav"``, and ``"auto"``, the container's count when it agrees with the stream's duration, else the
+    stream's packets counted (a header without a count, as in Matroska and WebM, or an MP4/MOV trimmed by an edit
+    list, whose header counts the frames the edit drops: :func:`_recorded_count`); ``"auto"`` asks decord when PyAV
+    is not installed or fails on a file it can open. ``"decord"`` counts decord's index, which includes the frames
+    an edit list drops (60 for a video that plays 50).
 
     Returns:
-        The frame count, or ``None`` when the file opens but its header does not record the count (the file may
-        still decode: :func:`decode_video` is the authority).
+        The frame count, or ``None`` when the file opens but neither records nor yields one (the file may still
+        decode: :func:`decode_video` is the authority).
 
     Raises:
         DatasetError: If no backend can open the file (the message names the file and gives each backend's error)
             or the file has no video stream.
         ImportError: If the requested backend (or, for ``auto``, both) is not installed.
     """
-    errors: list[str] = []
-    if backend in ("auto", "decord") and (unopenable := _pyav_open_error(path)) is not None:
-        raise DatasetError(f"{path}: cannot open video, corrupt or unsupported ({unopenable})")
-    if backend in ("auto", "decord"):
-        try:
-            return _count_decord(path)
-        except ImportError as err:
-            if backend == "decord":
-                raise DecoderMissing("the decord backend needs decord: pip install decord") from err
-        except Exception as err:  # decord raises its own error types for unreadable files
-            errors.append(f"decord: {err}".splitlines()[0])
-    if backend in ("auto", "pyav"):
-        try:
-            return _count_pyav(path)
-        except DatasetError:
-            raise
-        except ImportError:
-            if not errors:
-                raise
-        except Exception as err:  # PyAV raises av.error.* (OSError/ValueError subclasses) for corrupt files
-            errors.append(f"pyav: {err}".splitlines()[0])
-    raise DatasetError(f"{path}: cannot open video, corrupt or unsupported ({'; '.join(errors)})")
+    return _pyav_then_decord(
+        path, backend, lambda: _recorded_count(_import_av(), path), lambda: _count_decord(path), "open"
+    )
 
 
 def decode_video(path: Path, choose: WindowChooser, backend: Backend = "auto") -> DecodedClip:
-    """Decodes the frames ``choose(frame_count)`` of a video file.
+    """Decodes the frames ``choose(frame_count)`` of a video file (:func:`frame_count` with the same backend).
 
-    With ``backend="auto"`` decord is tried first; when it is not installed or fails on the file, PyAV decodes it.
+    With ``backend="auto"`` PyAV decodes (its frames are exactly those asked for: the module docstring); decord
+    only when PyAV is not installed or fails on a file it can open. ``backend="decord"`` decodes with decord's
+    random access, which is not exact on every file: on MPEG-4 Part 2 with B-frames, HEVC with open GOPs and
+    MP4/MOV trimmed by an edit list it silently gives other frames than those asked for (or counts frames a player
+    does not show), and it stretches the frames of a stream whose size changes.
 
     Raises:
-        DatasetError: If the file cannot be decoded (the message names the file and gives each backend's error), or
-            from ``choose`` (e.g. the video is shorter than the clip).
+        DatasetError: If the file cannot be decoded (the message names the file and gives each backend's error), its
+            frame size changes within the frames asked for (PyAV; naming the frame), or from ``choose`` (e.g. the
+            video is shorter than the clip).
         ImportError: If the requested backend (or, for ``auto``, both) is not installed.
     """
-    errors: list[str] = []
-    if backend in ("auto", "decord") and (unopenable := _pyav_open_error(path)) is not None:
-        raise DatasetError(f"{path}: cannot decode video, corrupt or unsupported ({unopenable})")
-    if backend in ("auto", "decord"):
-        try:
-            return _decode_decord(path, choose)
-        except DatasetError:
-            raise
-        except ImportError as err:
-            if backend == "decord":
-                raise DecoderMissing("the decord backend needs decord: pip install decord") from err
-        except Exception as err:  # decord raises its own error types for undecodable files
-            errors.append(f"decord: {err}".splitlines()[0])
-            if backend == "decord":
-                raise DatasetError(f"{path}: cannot decode video ({errors[0]})") from err
-    try:
-        return _decode_pyav(path, choose)
-    except (DatasetError, ImportError):
-        raise
-    except Exception as err:  # PyAV raises av.error.* (OSError/ValueError subclasses) for corrupt files
-        errors.append(f"pyav: {err}".splitlines()[0])
-        raise DatasetError(f"{path}: cannot decode video, corrupt or unsupported ({'; '.join(errors)})") from err
+    return _pyav_then_decord(
+        path, backend, lambda: _decode_pyav(path, choose), lambda: _decode_decord(path, choose), "decode"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from torch.utils.data import Dataset, Subset
 
@@ -39,8 +40,29 @@ def labelled_videos(dataset: Dataset[VideoClip]) -> tuple[Dataset[VideoClip], in
     return Subset(dataset, kept), len(dataset) - len(kept)  # type: ignore[arg-type]
 
 
+@runtime_checkable
+class ReadsFirstFrames(Protocol):
+    """A dataset that reads the first frames of an item without reading the rest (``davis:`` and ``videos:``)."""
+
+    def first_frames(self, index: int, count: int) -> VideoClip:
+        """Item ``index`` cut to its first ``count`` frames (the whole video when shorter), reading only those."""
+        ...
+
+
+def _source(dataset: Dataset[VideoClip], index: int) -> tuple[Dataset[VideoClip], int]:
+    """The dataset under ``Subset`` views of ``dataset`` and the index of item ``index`` of ``dataset`` there."""
+    while isinstance(dataset, Subset):
+        view: Subset[VideoClip] = dataset
+        dataset, index = view.dataset, view.indices[index]
+    return dataset, index
+
+
 class FirstFrames(Dataset[VideoClip]):
     """Each video of ``dataset`` cut to its first ``count`` frames (shorter videos stay whole).
+
+    When the dataset under ``dataset`` (through ``Subset`` views) reads first frames itself
+    (:class:`ReadsFirstFrames`), only those frames and their masks are read, whatever clip length it was built with;
+    otherwise its item is read and cut.
 
     Args:
         dataset: whole videos.
@@ -60,6 +82,9 @@ class FirstFrames(Dataset[VideoClip]):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> VideoClip:
+        source, item = _source(self.dataset, index)
+        if isinstance(source, ReadsFirstFrames):
+            return source.first_frames(item, self.count)
         clip = self.dataset[index]
         masks = None if clip.masks is None else clip.masks[: self.count]  # [T', H, W]
         return dataclasses.replace(clip, frames=clip.frames[: self.count], masks=masks)  # [T', 3, H, W]
@@ -74,7 +99,8 @@ def evaluation_videos(
     center_crop: bool = True,
 ) -> Dataset[VideoClip]:
     """The labelled validation videos of ``spec``, each cut to its first ``frames`` frames when given (what the
-    evaluation tools score: a ``videos:`` folder where only some videos have masks is scored on those).
+    evaluation tools score: a ``videos:`` folder where only some videos have masks is scored on those). A cut
+    ``davis:`` or ``videos:`` video reads only its first ``frames`` frames and their masks (:class:`FirstFrames`).
 
     Args:
         spec: data spec.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from typing import Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -65,31 +66,77 @@ def shorter_clips_hint(split: Split, shortest: int) -> str:
     )
 
 
-def frames_to_tensor(frames: np.ndarray, size: tuple[int, int], center_crop: bool) -> torch.Tensor:
-    """Converts uint8 [T, H, W, 3] frames to float32 [T, 3, h, w] in [0, 1].
+def first_window(num_frames: int, count: int, source: str) -> range:
+    """The first ``count`` frames of a video of ``num_frames``, or all of them when it is shorter (what
+    evaluation cut to ``--frames`` / ``--val-frames`` reads, so the frames past them are never decoded).
+
+    Raises:
+        ValueError: ``count`` is below 1.
+        DatasetError: the video is empty (the message names ``source``).
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if num_frames < 1:
+        raise DatasetError(f"{source}: video has no frames")
+    return range(min(count, num_frames))
+
+
+Frames: TypeAlias = np.ndarray | Sequence[np.ndarray]
+"""Frames or masks of one clip: one array ``[T, ...]``, or ``T`` arrays of one shape (as read, not yet stacked)."""
+
+CHUNK_VALUES = 1 << 24
+"""Input values (frames x channels x pixels) widened to float at a time by :func:`frames_to_tensor` and
+:func:`masks_to_tensor`: the float copies of full-size frames stay below 64 MiB (float32; masks' float64 below 128
+MiB), however long the clip; the result is the same as converting every frame at once."""
+
+
+def _chunks(count: int, values_per_frame: int) -> Iterator[slice]:
+    """Consecutive slices of ``range(count)`` of at most :data:`CHUNK_VALUES` values each (one frame at least)."""
+    step = max(1, CHUNK_VALUES // max(1, values_per_frame))
+    return (slice(start, min(start + step, count)) for start in range(0, count, step))
+
+
+def _stacked(frames: Frames, part: slice) -> np.ndarray:
+    """``frames[part]`` as one C-contiguous array ``[t, ...]`` (a view when ``frames`` is already one array)."""
+    chunk = frames[part]
+    return np.ascontiguousarray(chunk) if isinstance(chunk, np.ndarray) else np.stack(chunk)  # t x [...] -> [t, ...]
+
+
+def frames_to_tensor(frames: Frames, size: tuple[int, int], center_crop: bool) -> torch.Tensor:
+    """Converts uint8 [T, H, W, 3] frames (one array, or T arrays [H, W, 3] of one size) to float32 [T, 3, h, w]
+    in [0, 1].
 
     Optionally centre-crops to the aspect ratio of ``size`` first (so nothing is stretched), by
     :func:`plugins.frame_fit.crop_box`, the box the service's ``FRAME_FIT_CROP`` uses too, then resizes with
-    antialiased bilinear interpolation.
+    antialiased bilinear interpolation. Frames are converted a chunk at a time (:data:`CHUNK_VALUES`), so the
+    memory used beyond the input and the result stays bounded for a long clip of large frames.
     """
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, H, W, 3] -> [T, 3, H, W]
-    if center_crop:
-        top, left, h, w = crop_box(video.shape[2], video.shape[3], size)
-        video = video[:, :, top : top + h, left : left + w]  # [T, 3, h', w']
-    out = video.float().div_(255.0)
-    if tuple(out.shape[2:]) != size:
-        out = F.interpolate(out, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0.0, 1.0)
-    return out.contiguous()
+    height, width = frames[0].shape[:2]
+    top, left, h, w = crop_box(height, width, size) if center_crop else (0, 0, height, width)
+    out = torch.empty((len(frames), 3, *size), dtype=torch.float32)  # [T, 3, h, w]
+    for part in _chunks(len(frames), 3 * h * w):
+        video = torch.from_numpy(_stacked(frames, part)).permute(0, 3, 1, 2)  # [t, H, W, 3] -> [t, 3, H, W]
+        video = video[:, :, top : top + h, left : left + w]  # [t, 3, h', w']
+        chunk = video.float().div_(255.0)
+        if tuple(chunk.shape[2:]) != size:
+            chunk = F.interpolate(chunk, size=size, mode="bilinear", antialias=True, align_corners=False)
+            chunk.clamp_(0.0, 1.0)  # [t, 3, h, w]
+        out[part] = chunk
+    return out
 
 
-def masks_to_tensor(masks: np.ndarray, size: tuple[int, int], center_crop: bool) -> torch.Tensor:
-    """Converts integer [T, H, W] id maps to int64 [T, h, w] with the same crop as ``frames_to_tensor``.
+def masks_to_tensor(masks: Frames, size: tuple[int, int], center_crop: bool) -> torch.Tensor:
+    """Converts integer [T, H, W] id maps (one array, or T arrays [H, W] of one size) to int64 [T, h, w] with the
+    same crop as ``frames_to_tensor``.
 
     Resizing uses nearest-exact sampling (:func:`training.metrics.masks.resize_gt_ids`, as evaluation resizes
-    ground truth), so no new ids appear.
+    ground truth), so no new ids appear. Ids are cropped before they are widened, and converted a chunk at a time
+    (:data:`CHUNK_VALUES`), so full-size int64 or float64 copies of a long clip are never made.
     """
-    ids = torch.from_numpy(np.ascontiguousarray(masks)).long()  # [T, H, W]
-    if center_crop:
-        top, left, h, w = crop_box(ids.shape[1], ids.shape[2], size)
-        ids = ids[:, top : top + h, left : left + w]  # [T, h', w']
-    return resize_gt_ids(ids, size).contiguous()
+    height, width = masks[0].shape[:2]
+    top, left, h, w = crop_box(height, width, size) if center_crop else (0, 0, height, width)
+    out = torch.empty((len(masks), *size), dtype=torch.int64)  # [T, h, w]
+    for part in _chunks(len(masks), h * w):
+        ids = torch.from_numpy(_stacked(masks, part))  # [t, H, W]
+        out[part] = resize_gt_ids(ids[:, top : top + h, left : left + w], size)  # [t, h', w'] -> [t, h, w]
+    return out

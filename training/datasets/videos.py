@@ -1,39 +1,43 @@
-"""Folders of video files (decord, falling back to PyAV), with optional per-frame PNG masks.
+"""Folders of video files (decoded with PyAV, falling back to decord: :mod:`training.datasets.decoding`), with
+optional per-frame PNG masks.
 
 Layout: ``<dir>/<stem>.mp4`` (also ``.webm``, ``.avi``, ``.mkv``, ``.mov``; not recursive; hidden files, whose names
 start with ``.``, are ignored). Masks, when present, live in a sibling folder named after the video's stem, one PNG
 per frame numbered from 0 with five digits, in the DAVIS mask conventions (palette ids or binary grayscale):
 ``<dir>/<stem>/00000.png``, ``00001.png``, ... A video without such a folder, or whose folder holds no PNG (frames
-dumped there as JPEG, say), is unlabelled (``masks=None``). Both splits see every video; train clips carry no masks
-(training reads only frames), val clips carry them.
+dumped there as JPEG, say), is unlabelled (``masks=None``). Mask files are found whatever the case of their
+extension (``00000.PNG``). Both splits see every video; train clips carry no masks (training reads only frames), val
+clips carry them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
-from training.datasets.decoding import Backend, DecodedClip, decode_video, frame_count
+from training.datasets.davis import mask_files
+from training.datasets.decoding import Backend, DecodedClip, WindowChooser, decode_video, frame_count
 from training.datasets.errors import DatasetError
 from training.datasets.images import check_same_size, is_visible, read_mask
-from training.datasets.transforms import Split, choose_window, frames_to_tensor, masks_to_tensor
+from training.datasets.transforms import Split, choose_window, first_window, frames_to_tensor, masks_to_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov")
 """File extensions picked up (case-insensitive)."""
 
 
 def mask_path(video: Path, index: int) -> Path:
-    """Where the mask of frame ``index`` of ``video`` lives."""
+    """Where the mask of frame ``index`` of ``video`` lives, named with a lowercase ``.png`` (a mask file named
+    ``.PNG`` is found too: :func:`read_video_masks`)."""
     return video.parent / video.stem / f"{index:05d}.png"
 
 
 def masks_folder(video: Path) -> Path | None:
-    """The folder of ``video``'s masks: its ``<stem>/`` sibling when that holds at least one visible PNG, else
-    ``None`` (no folder, or one without masks, such as frames dumped there as JPEG: the video is unlabelled)."""
+    """The folder of ``video``'s masks: its ``<stem>/`` sibling when that holds at least one visible PNG (of any
+    case: ``.png``, ``.PNG``), else ``None`` (no folder, or one without masks, such as frames dumped there as JPEG:
+    the video is unlabelled)."""
     folder = video.parent / video.stem
     if not folder.is_dir():
         return None
@@ -79,22 +83,26 @@ def check_training_files(root: Path, files: list[Path], clip_length: int | None,
         )
 
 
-def check_mask_names(folder: Path, video: Path, num_frames: int) -> None:
+def check_mask_names(folder: Path, video: Path, num_frames: int) -> dict[str, Path]:
     """Checks that every PNG in a video's masks folder is the mask of one of its ``num_frames`` frames
-    (``00000.png`` to the last frame's number); hidden files are ignored.
+    (``00000.png`` to the last frame's number, any case of ``.png``); hidden files are ignored.
+
+    Returns:
+        The masks by stem (``"00000"``), as :func:`training.datasets.davis.mask_files` finds them.
 
     Raises:
         DatasetError: Naming ``folder``, its number of masks, the video's number of frames and the masks that match
-            no frame.
+            no frame; or two mask files for one frame (``00000.png`` and ``00000.PNG``).
     """
-    found = [p.name for p in folder.glob("*.png") if is_visible(p)]
-    expected = {mask_path(video, t).name for t in range(num_frames)}
-    strays = sorted(name for name in found if name not in expected)
+    masks = mask_files(folder)  # stem -> mask file
+    expected = {mask_path(video, t).stem for t in range(num_frames)}
+    strays = sorted(path.name for stem, path in masks.items() if stem not in expected)
     if strays:
         raise DatasetError(
-            f"{folder}: {len(found)} masks for the {num_frames} frames of {video.name}; masks without a frame: "
+            f"{folder}: {len(masks)} masks for the {num_frames} frames of {video.name}; masks without a frame: "
             f"{_listed(strays, 5)}"
         )
+    return masks
 
 
 def read_video_masks(
@@ -108,19 +116,20 @@ def read_video_masks(
             names the file).
     """
     folder = video.parent / video.stem
-    check_mask_names(folder, video, decoded.num_frames)
+    masks = check_mask_names(folder, video, decoded.num_frames)  # stem -> mask file
     mask_list = []
     for t in decoded.indices:
-        if not mask_path(video, t).is_file():
+        path = masks.get(mask_path(video, t).stem)
+        if path is None:
             raise DatasetError(
                 f"{mask_path(video, t)}: mask file is missing: {folder} holds PNG files, so it was taken for the "
                 f"masks of {video.name}, one per frame ({mask_path(video, 0).name}, {mask_path(video, 1).name}, "
                 "...); add the missing masks, or move the PNG files out to leave the video unlabelled"
             )
-        mask = read_mask(mask_path(video, t))  # [H, W]
-        check_same_size(mask, decoded.frames.shape[1:], mask_path(video, t), f"{video} frame {t}")
+        mask = read_mask(path)  # [H, W]
+        check_same_size(mask, decoded.frames.shape[1:], path, f"{video} frame {t}")
         mask_list.append(mask)
-    return masks_to_tensor(np.stack(mask_list), image_size, center_crop)  # T x [H, W] -> [T, H, W]; [T, h, w]
+    return masks_to_tensor(mask_list, image_size, center_crop)  # T x [H, W] -> [T, h, w]
 
 
 class VideoFolderDataset(Dataset[VideoClip]):
@@ -133,7 +142,8 @@ class VideoFolderDataset(Dataset[VideoClip]):
         clip_length: Frames per clip; None for whole videos.
         image_size: Output (height, width).
         center_crop: Centre-crop to the aspect ratio of ``image_size`` before resizing.
-        backend: ``"auto"`` (decord, then PyAV on failure or when decord is missing), ``"decord"`` or ``"pyav"``.
+        backend: ``"auto"`` (PyAV; decord when PyAV is missing or fails on a file it can open), ``"pyav"`` or
+            ``"decord"`` (decord's random access is not exact on every file: :mod:`training.datasets.decoding`).
 
     Raises:
         DatasetError: At construction when the folder is missing or holds no video, or (train split) when a video
@@ -187,8 +197,28 @@ class VideoFolderDataset(Dataset[VideoClip]):
         return masks_folder(self.files[index]) is not None
 
     def __getitem__(self, index: int) -> VideoClip:
+        """The clip of file ``index`` (a window chosen by split and ``clip_length``: :func:`choose_window`), with its
+        masks outside the train split when the video has them."""
         path = self.files[index]
-        decoded = decode_video(path, lambda n: choose_window(n, self.clip_length, self.split, str(path)), self.backend)
+        return self._clip(index, lambda n: choose_window(n, self.clip_length, self.split, str(path)))
+
+    def first_frames(self, index: int, count: int) -> VideoClip:
+        """File ``index`` cut to its first ``count`` frames (the whole video when shorter), whatever
+        ``clip_length`` is: like ``__getitem__``, decoding only those frames and reading only their masks.
+
+        Raises:
+            ValueError: ``count`` is below 1.
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        path = self.files[index]
+        return self._clip(index, lambda n: first_window(n, count, str(path)))
+
+    def _clip(self, index: int, choose: WindowChooser) -> VideoClip:
+        """The frames ``choose`` picks from file ``index``'s frame count, with their masks outside the train split
+        when the video has them."""
+        path = self.files[index]
+        decoded = decode_video(path, choose, self.backend)
         masks = None
         if self.split != "train" and self.has_masks(index):
             masks = read_video_masks(path, decoded, self.image_size, self.center_crop)  # [T, h, w]
