@@ -33,6 +33,13 @@ Clock = Literal["presentation", "frame_rate", "wall_clock"]
 """What :attr:`SourceFrame.time_ns` counts (see the module docstring)."""
 _DIGITS = re.compile(r"(\d+)")
 """A run of digits in a frame file's name: compared as a number by :func:`_frame_order`."""
+_MATROSKA_DURATION = re.compile(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
+"""A Matroska track's ``DURATION`` tag: ``HH:MM:SS.nnnnnnnnn``."""
+_AVFMT_NOTIMESTAMPS = 0x0080
+"""FFmpeg's input-format flag for a format whose frames carry no timestamps (raw ``.h264``, ``.hevc``, ``.m4v``)."""
+END_SLACK_FRAMES = 2
+"""How many frame intervals a video's decoded frames may end before the end its header records (rounded durations,
+a frame a decoder drops) before the file is taken as cut short (:func:`_ends_early`)."""
 
 
 @dataclass(frozen=True)
@@ -241,37 +248,127 @@ def _decode_error(path: Path, index: int, error: Exception) -> ValueError:
     return ValueError(f"{path}: frame {index}: cannot decode it, the file is corrupt or cut short ({reason})")
 
 
+def _matroska_duration_s(stream: Any) -> Fraction | None:
+    """The end of ``stream`` in s as a Matroska file's track tag ``DURATION`` (``HH:MM:SS.nnnnnnnnn``) records it
+    (FFmpeg and mkvmerge write one per track; Matroska has no other duration per stream), or ``None``."""
+    match = _MATROSKA_DURATION.fullmatch(str(stream.metadata.get("DURATION", "")).strip())
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return (int(hours) * 60 + int(minutes)) * 60 + Fraction(seconds)
+
+
+def _recorded_end_s(container: Any, stream: Any) -> Fraction | None:
+    """When the header of ``container`` says ``stream``'s last frame ends, in s on the frames' clock: the stream's
+    start plus its duration; else its Matroska ``DURATION`` tag; else, when the file holds this stream alone, the
+    container's duration (that of its longest stream: not the video's when there are others). ``None`` when the
+    file records none of them (a raw ``.h264`` stream, a WebM recorded live).
+
+    The tag and the container's duration are taken as the end itself, not added to the start (Matroska measures
+    both from 0): a file whose first frame comes late may then go unchecked, but is never failed wrongly."""
+    if stream.duration and stream.time_base:
+        return Fraction((stream.start_time or 0) + stream.duration) * Fraction(stream.time_base)
+    tagged = _matroska_duration_s(stream)
+    if tagged is not None:
+        return tagged
+    if container.duration and len(container.streams) == 1:
+        return Fraction(container.duration, 1_000_000)  # in AV_TIME_BASE units: microseconds
+    return None
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where a decoded frame ends (its timestamp plus its duration, or plus one interval of the stream's average
+    rate: when the next frame is due), in s, and that interval."""
+
+    end_s: Fraction
+    interval_s: Fraction
+
+
+def _frame_span(frame: Any, stream: Any) -> _Span | None:
+    """``frame``'s :class:`_Span`; ``None`` for a frame without a timestamp, or of unknown duration in a stream
+    without a rate."""
+    if frame.pts is None or not stream.time_base:
+        return None
+    time_base = Fraction(stream.time_base)
+    if frame.duration:
+        interval = frame.duration * time_base
+    elif stream.average_rate:
+        interval = 1 / Fraction(stream.average_rate)
+    else:
+        return None
+    return _Span(frame.pts * time_base + interval, interval)
+
+
+def _ends_early(path: Path, index: int, last: _Span | None, recorded_end_s: Fraction | None) -> ValueError | None:
+    """A ``ValueError`` when the decoded frames, ``index`` of them, the latest ending as ``last`` says, stop more
+    than :data:`END_SLACK_FRAMES` frame intervals before ``recorded_end_s`` (:func:`_recorded_end_s`): the file
+    was cut short (an interrupted copy or download) between two frames, where the decoder sees a clean end. Frame
+    counts are not compared: an MP4 trimmed by its edit list shows fewer frames than its header counts."""
+    if last is None or recorded_end_s is None or last.end_s + END_SLACK_FRAMES * last.interval_s >= recorded_end_s:
+        return None
+    return ValueError(
+        f"{path}: the file ends early, after frame {index - 1} (at {float(last.end_s):.3f} s of the "
+        f"{float(recorded_end_s):.3f} s its header records): it is cut short (an interrupted copy or download?)"
+    )
+
+
 def _decoded_frames(container: Any, stream: Any, path: Path) -> Iterator[tuple[Any, np.ndarray]]:
-    """Each decoded frame of ``stream`` with its upright pixels (:func:`upright_rgb`).
+    """Each decoded frame of ``stream`` with its upright pixels (:func:`upright_rgb`), until the file's end.
 
     Raises:
         ValueError: a frame cannot be decoded (PyAV's ``av.error.FFmpegError``, which a file cut short raises as
-            ``EOFError``, neither ``OSError`` nor ``ValueError``); the message names the file and the frame.
+            ``EOFError``, neither ``OSError`` nor ``ValueError``), or, after the last frame, the frames end early
+            (:func:`_ends_early`: a file cut short between two frames); the message names the file and the frame.
     """
     import av
 
+    recorded_end_s = _recorded_end_s(container, stream)
     decoded = container.decode(stream)
     index = 0
+    last: _Span | None = None  # the span of the timestamped frame that ends latest so far
     while True:
         try:
             frame = next(decoded, None)
-            if frame is None:
-                return
-            image = upright_rgb(frame)
+            if frame is not None:
+                image = upright_rgb(frame)
         except (av.error.FFmpegError, OSError, ValueError) as error:
             raise _decode_error(path, index, error) from error
+        if frame is None:
+            early = _ends_early(path, index, last, recorded_end_s)
+            if early is not None:
+                raise early
+            return
+        span = _frame_span(frame, stream)
+        if span is not None and (last is None or span.end_s > last.end_s):
+            last = span
         yield frame, image
         index += 1
 
 
+def _untimed_rate(stream: Any, fallback_fps: float | None) -> float | None:
+    """The rate that spaces frames without a timestamp: the user's ``fallback_fps`` (``--fps``), else the codec's
+    frame rate (a raw H.264 stream's SPS), else FFmpeg's guess, else the stream's average rate (for a raw stream
+    the demuxer's default, 25, whatever the video's); ``None`` when none is known."""
+    if fallback_fps is not None:
+        return fallback_fps
+    for rate in (stream.codec_context.framerate, stream.guessed_rate, stream.average_rate):
+        if rate:
+            return float(rate)
+    return None
+
+
 def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:N or synthetic:N") -> Source:
-    """A video file's frames, timed by their presentation timestamps (a frame without one, which few files have,
-    by its place at the file's average rate, else at ``fallback_fps``).
+    """A video file's frames, timed by their presentation timestamps; a frame without one (a raw ``.h264`` or
+    ``.hevc`` stream's, rare elsewhere) by its place at ``fallback_fps`` (``--fps``), else at the codec's frame rate
+    (:func:`_untimed_rate`). The source's rate is the file's average rate; for a format without timestamps
+    (FFmpeg's ``AVFMT_NOTIMESTAMPS``) the rate its frames are spaced by.
 
     Raises:
         ValueError: the file is no video (or only a header: PyAV's ``EOFError``) or holds no video stream; while
-            reading, a frame that cannot be decoded (naming the file and the frame), or a frame without a timestamp
-            in a file without a rate when no ``fallback_fps`` is given.
+            reading, a frame that cannot be decoded or frames that end early (the file cut short: naming the file
+            and the frame, :func:`_decoded_frames`), or a frame without a timestamp in a file without any rate when
+            no ``fallback_fps`` is given.
     """
     import av
 
@@ -286,9 +383,12 @@ def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:
         container.close()
         raise ValueError(f"{path} holds no video stream")
     stream = container.streams.video[0]
-    fps = float(stream.average_rate) if stream.average_rate else None
     time_base = Fraction(stream.time_base) if stream.time_base else None
-    rate = fps or fallback_fps
+    rate = _untimed_rate(stream, fallback_fps)
+    if container.format.flags & _AVFMT_NOTIMESTAMPS:  # a raw stream: no frame has a timestamp
+        fps = rate
+    else:
+        fps = float(stream.average_rate) if stream.average_rate else None
 
     def frames() -> Iterator[SourceFrame]:
         first: int | None = None
@@ -297,7 +397,7 @@ def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:
                 if frame.pts is not None and time_base is not None:
                     first = frame.pts if first is None else first
                     time_ns = round((frame.pts - first) * time_base * 10**9)
-                elif rate:  # a frame without a timestamp (rare): its place at the nominal rate
+                elif rate:  # a frame without a timestamp: its place at the rate
                     time_ns = _rate_time_ns(index, rate)
                 else:
                     raise ValueError(
