@@ -138,8 +138,14 @@ def _write_checkpoint(staging: Path, model: VideoSlotModel, state: TrainerState)
         )
         sync_file(staging / TRAINER_STATE)  # on disk before the rename publishes it (save_pretrained flushes its own)
     except (OSError, RuntimeError) as error:
+        if _DATA_WORKER_ENDED in str(error):  # a data worker died meanwhile (torch's SIGCHLD check): not the disk
+            raise
         first_line = (str(error).splitlines() or [""])[0]
         raise OSError(f"cannot write the checkpoint in {staging.parent} ({first_line}); is the disk full?") from error
+
+
+_DATA_WORKER_ENDED = "DataLoader worker"
+"""How the errors torch raises in the main process when one of its data workers dies begin."""
 
 
 def make_staging_dir(parent: Path, prefix: str) -> Path:

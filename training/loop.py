@@ -11,6 +11,7 @@ the checkpoints of the run (:mod:`training.run_folder`), its training and valida
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -59,7 +60,7 @@ from training.run_folder import (
 )
 from training.run_state import Run, build_run
 from training.step import Throughput, diverged, divergence_message, optimisation_step
-from training.stop_request import RunStopped, StopRequest
+from training.stop_request import STOPPING, RunStopped, StopRequest
 from training.visualize import save_overlay
 from training.warm_start import check_warm_start_source, warm_start
 
@@ -196,8 +197,7 @@ def fit(
     finished = run.step >= config.steps
     model_dir = run_dir / FINAL_MODEL_DIR if finished else None
     if finished and group.is_main and model_dir is not None:
-        doing = "every step is trained: writing the final model first ({again} again stops at once, without it)"
-        with StopRequest(enabled=group.world_size == 1, doing=doing):
+        with StopRequest(enabled=group.world_size == 1, doing=_FINISHING):
             run.model.save_pretrained(model_dir)
     best = read_selection(run_dir) if group.is_main else None
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best, started_step)
@@ -223,7 +223,8 @@ def _train(
     run.started = time.perf_counter()
     # Signals are taken over before the data workers start: a Ctrl-C at any point from here stops at a step boundary.
     try:
-        with StopRequest(enabled=group.world_size == 1) as stop:  # several processes would have to agree on a step
+        announcement = functools.partial(_stop_announcement, config, run)
+        with StopRequest(enabled=group.world_size == 1, doing=announcement) as stop:  # one step for every process
             batches = start_batches(config, run, group, clips)
             if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
                 scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
@@ -248,6 +249,15 @@ def _train(
         if sinks:
             sinks.close()
     return scores
+
+
+_FINISHING = "every step is trained: finishing the run with its final model ({again} again stops at once, without it)"
+
+
+def _stop_announcement(config: TrainConfig, run: Run) -> str:
+    """What a first signal does, as :class:`training.stop_request.StopRequest` announces it: stop after the step
+    with a checkpoint of it, or, once every step is trained, finish the run."""
+    return _FINISHING if run.step >= config.steps else STOPPING
 
 
 def _stop(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from plugins.signals import sigint_held
 from training.batches import SeededItems, StepBatchSampler
 from training.config import TrainConfig
 from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
@@ -57,10 +59,12 @@ def start_batches(
     SIGINT is blocked in the calling thread while the workers start, so each worker begins with it blocked and
     ignores it before unblocking it (:func:`_leave_interrupts_to_the_main_process`): a Ctrl-C during the start-up
     would otherwise end a worker that had not reached that point yet (the run then failed 5 s later with "DataLoader
-    worker exited unexpectedly"). One that came meanwhile reaches the calling thread when the block ends. Creating
-    the iterator draws a worker seed, kept off the run's random generator.
+    worker exited unexpectedly"). In the main thread a Ctrl-C that came meanwhile (another thread of the process
+    may take it) is held back until the iterator is built (:func:`plugins.signals.sigint_held`), so a
+    ``KeyboardInterrupt`` never leaves it half made. Creating the iterator draws a worker seed, kept off the run's
+    random generator.
     """
-    with torch.random.fork_rng(devices=[]), _sigint_blocked():
+    with torch.random.fork_rng(devices=[]), _sigint_blocked(), sigint_held():
         return iter(train_loader(config, run, group, clips))
 
 
@@ -85,11 +89,16 @@ def _leave_interrupts_to_the_main_process(worker_id: int) -> None:
     still queued for a main process that no longer read them; it then could not exit, and the DataLoader's shutdown
     waited 5 s for each such worker before killing it (20 s with 4 workers, 70 s with 14). SIGTERM is left as it is:
     it is how the DataLoader and Python's exit handlers end workers that are still running. The worker starts with
-    SIGINT blocked (:func:`start_batches`); a Ctrl-C pending since then is discarded when it is ignored.
+    SIGINT blocked (:func:`start_batches`); a Ctrl-C pending since then is discarded when it is ignored. The worker
+    then leaves the main process's process group for one of its own: ``torchrun`` stops a process with SIGTERM to
+    its whole group, which ended the workers at once, and the main process, stopping at a step boundary, then failed
+    on their death while it wrote its checkpoint.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if hasattr(os, "setpgid"):
+        os.setpgid(0, 0)  # out of the main process's group: a signal to the group (torchrun's SIGTERM) is not ours
     _end_with_parent()
 
 

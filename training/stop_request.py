@@ -6,11 +6,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
 _CAUGHT = (signal.SIGINT, signal.SIGTERM)
-_STOPPING = "stopping after the current step, with a checkpoint of it ({again} again stops at once, without one)"
+STOPPING = "stopping after the current step, with a checkpoint of it ({again} again stops at once, without one)"
 
 
 class RunStopped(KeyboardInterrupt):
@@ -33,13 +34,14 @@ class StopRequest:
     steps (:attr:`signal_number`); the signals' earlier handlers come back on the first one (so a second Ctrl-C
     raises ``KeyboardInterrupt`` at once and a second SIGTERM ends the process) and when the context exits.
 
-    The first signal is announced on stderr as ``doing`` (``{again}`` names the signal to send again).
+    The first signal is announced on stderr as ``doing`` (or what it returns when the signal comes, when it is a
+    function; ``{again}`` names the signal to send again).
     Only a signal whose handler is Python's default is taken over: a SIGINT ignored (a background job) stays
     ignored, and a handler someone else installed stays theirs. Outside the main thread, or with ``enabled``
     false (several processes, which would have to agree on the step), the context changes nothing.
     """
 
-    def __init__(self, enabled: bool = True, doing: str = _STOPPING) -> None:
+    def __init__(self, enabled: bool = True, doing: str | Callable[[], str] = STOPPING) -> None:
         self.enabled = enabled
         self.doing = doing
         self.signal_number: int | None = None
@@ -63,7 +65,8 @@ class StopRequest:
         self.signal_number = number
         self._restore()
         again = "Ctrl-C" if number == signal.SIGINT else "the signal"
-        print(f"\n{signal.Signals(number).name}: {self.doing.format(again=again)}", file=sys.stderr, flush=True)
+        doing = self.doing() if callable(self.doing) else self.doing
+        print(f"\n{signal.Signals(number).name}: {doing.format(again=again)}", file=sys.stderr, flush=True)
 
     def _restore(self) -> None:
         for number, handler in self._previous.items():

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import re
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -26,6 +23,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from plugins.signals import sigint_held
 from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
@@ -201,29 +199,6 @@ class FrameFeed:
     def close(self) -> None:
         """End the reading thread after the read it is doing (a daemon: one that never returns is left behind)."""
         self._reader.stop()
-
-
-@contextlib.contextmanager
-def sigint_held() -> Iterator[None]:
-    """Hold Ctrl-C back while the block runs (saving a file that a second Ctrl-C, as ``timeout -s INT`` sends,
-    must not cut short), then deliver each SIGINT that arrived in it to the handler in place before, as it would
-    have been delivered.
-
-    Only the main thread can set signal handlers: in another one, or where SIGINT is ignored or handled outside
-    Python, the block runs as it is.
-    """
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
-        yield
-        return
-    arrived: list[int] = []
-    signal.signal(signal.SIGINT, lambda number, frame: arrived.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        for _ in arrived:
-            signal.raise_signal(signal.SIGINT)
 
 
 async def stream_source(

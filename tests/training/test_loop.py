@@ -509,6 +509,20 @@ def test_a_checkpoint_that_cannot_be_written_is_an_error_naming_the_folder(tmp_p
     assert list_checkpoints(tmp_path / "run") == [] and not list((tmp_path / "run" / "checkpoints").iterdir())
 
 
+def test_a_data_worker_dying_while_a_checkpoint_is_written_is_not_called_a_full_disk(tmp_path: Path, monkeypatch):
+    """torch raises a dead data worker's ``RuntimeError`` wherever the main process is (its SIGCHLD check): during
+    the checkpoint's ``torch.save`` it is that error, not a disk problem."""
+    import training.checkpoint as checkpoint
+
+    def worker_died(*args, **kwargs):
+        raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Terminated. ")
+
+    monkeypatch.setattr(checkpoint.torch, "save", worker_died)
+    with pytest.raises(RuntimeError, match=r"^DataLoader worker \(pid 4242\) is killed") as error:
+        fit(tiny(steps=2), tmp_path / "run", progress=False)
+    assert "disk" not in str(error.value)
+
+
 def test_a_warm_started_run_resumes_after_its_init_from_model_is_gone(tmp_path: Path) -> None:
     """``init_from`` is read when the run starts only; a resume must not need it."""
     source = fit(tiny(steps=2), tmp_path / "source", progress=False).model_dir

@@ -1,0 +1,31 @@
+"""Holding Ctrl-C back around work that must not be cut in the middle, shared by the training loop and the client."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back while the block runs (saving a file that a second Ctrl-C, as ``timeout -s INT`` sends,
+    must not cut short; building an object a ``KeyboardInterrupt`` would leave half made), then deliver each
+    SIGINT that arrived in it to the handler in place before, as it would have been delivered.
+
+    Only the main thread can set signal handlers: in another one, or where SIGINT is ignored or handled outside
+    Python, the block runs as it is.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield
+        return
+    arrived: list[int] = []
+    signal.signal(signal.SIGINT, lambda number, frame: arrived.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for _ in arrived:
+            signal.raise_signal(signal.SIGINT)
