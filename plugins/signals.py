@@ -6,6 +6,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 
 @contextlib.contextmanager
@@ -14,18 +15,24 @@ def sigint_held() -> Iterator[None]:
     must not cut short; building an object a ``KeyboardInterrupt`` would leave half made), then deliver each
     SIGINT that arrived in it to the handler in place before, as it would have been delivered.
 
-    Only the main thread can set signal handlers: in another one, or where SIGINT is ignored or handled outside
-    Python, the block runs as it is.
+    A handler the block itself installs in place of the one holding Ctrl-C back (a handler that restores earlier
+    ones on another signal) is kept, and the held signals go to it. Only the main thread can set signal handlers:
+    in another one, or where SIGINT is ignored or handled outside Python, the block runs as it is.
     """
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
         yield
         return
     arrived: list[int] = []
-    signal.signal(signal.SIGINT, lambda number, frame: arrived.append(number))
+
+    def collect(number: int, frame: FrameType | None) -> None:
+        arrived.append(number)
+
+    signal.signal(signal.SIGINT, collect)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if signal.getsignal(signal.SIGINT) is collect:  # else the block's code put its own handler in place: keep it
+            signal.signal(signal.SIGINT, previous)
         for _ in arrived:
             signal.raise_signal(signal.SIGINT)

@@ -186,18 +186,23 @@ def fit(
     started_step = run.step
     if group.is_main:  # where this invocation trains, for the model card (a resume appends its own segment)
         record_environment(run_dir, describe_environment(device, group, started_step))
-    try:
-        scores = _train(config, run, run_dir, group, device, progress, stop_after, clips, evaluated, selection)
-    except ContractViolation:
-        if group.is_main and run.step == 0 and not (resume and checkpoints):  # nothing trained, nothing resumed
-            remove_created(run_dir, existed)
-        raise
-    finally:
-        shutdown(group)
-    finished = run.step >= config.steps
-    model_dir = run_dir / FINAL_MODEL_DIR if finished else None
-    if finished and group.is_main and model_dir is not None:
-        with StopRequest(enabled=group.world_size == 1, doing=_FINISHING):
+    # Signals are taken over before the data workers start, until the final model is written: a first Ctrl-C or
+    # SIGTERM from here on stops at a step boundary (or lets a run that has trained every step finish).
+    announcement = functools.partial(_stop_announcement, config, run)
+    with StopRequest(enabled=group.world_size == 1, doing=announcement) as stop:  # one step for every process
+        try:
+            scores = _train(
+                config, run, run_dir, group, device, progress, stop_after, clips, evaluated, selection, stop
+            )
+        except ContractViolation:
+            if group.is_main and run.step == 0 and not (resume and checkpoints):  # nothing trained, nothing resumed
+                remove_created(run_dir, existed)
+            raise
+        finally:
+            shutdown(group)
+        finished = run.step >= config.steps
+        model_dir = run_dir / FINAL_MODEL_DIR if finished else None
+        if finished and group.is_main and model_dir is not None:
             run.model.save_pretrained(model_dir)
     best = read_selection(run_dir) if group.is_main else None
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best, started_step)
@@ -214,36 +219,42 @@ def _train(
     clips: Dataset[VideoClip],
     evaluated: ValidationData | None,
     selection: _SelectionRule,
+    stop: StopRequest,
 ) -> DiscoveryScores | None:
+    """Train ``run`` from its step to ``config.steps`` (or ``stop_after``), evaluating and checkpointing as
+    configured; a signal ``stop`` records stops the run at a step boundary (:func:`_stop`) unless every step is
+    trained by then.
+
+    Raises:
+        RunStopped: ``stop`` recorded a signal before the last step was trained.
+    """
     last_step = min(config.steps, stop_after) if stop_after is not None else config.steps
     sinks = MetricSinks(run_dir, start_step=run.step) if group.is_main else None
     scores: DiscoveryScores | None = None
     bar = tqdm(total=config.steps, initial=run.step, desc=config.name, disable=not (progress and group.is_main))
     run.trained.train()
     run.started = time.perf_counter()
-    # Signals are taken over before the data workers start: a Ctrl-C at any point from here stops at a step boundary.
     try:
-        announcement = functools.partial(_stop_announcement, config, run)
-        with StopRequest(enabled=group.world_size == 1, doing=announcement) as stop:  # one step for every process
-            batches = start_batches(config, run, group, clips)
-            if config.init_from is not None and run.step == 0:  # the starting weights compete for best/ too
-                scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
-            throughput = Throughput(config.data.batch_size * group.world_size)
-            for batch in reported(batches):
-                if run.step >= last_step:
-                    break
-                if stop.signal_number is None:  # else it came while this batch was awaited: stop before it
-                    _train_step(config, run, run_dir, group, device, batch.frames, last_step, throughput, bar, sinks)
-                    paused = time.perf_counter()
-                    try:
-                        scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device) or scores
-                    except Exception:  # the step itself trained: keep its checkpoint before the error stops the run
-                        maybe_checkpoint(config, run, run_dir, group, last_step)
-                        raise
+        batches = start_batches(config, run, group, clips)
+        warm_started = config.init_from is not None and run.step == 0
+        if warm_started and stop.signal_number is None:  # the starting weights compete for best/ too
+            scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
+        throughput = Throughput(config.data.batch_size * group.world_size)
+        for batch in reported(batches):
+            if run.step >= last_step:
+                break
+            if stop.signal_number is None:  # else it came while this batch was awaited: stop before it
+                _train_step(config, run, run_dir, group, device, batch.frames, last_step, throughput, bar, sinks)
+                paused = time.perf_counter()
+                try:
+                    scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device) or scores
+                except Exception:  # the step itself trained: keep its checkpoint before the error stops the run
                     maybe_checkpoint(config, run, run_dir, group, last_step)
-                    throughput.paused_s += time.perf_counter() - paused
-                if stop.signal_number is not None and run.step < last_step:  # a checkpoint of this step, then stop
-                    _stop(config, run, run_dir, group, last_step, stop.signal_number)
+                    raise
+                maybe_checkpoint(config, run, run_dir, group, last_step)
+                throughput.paused_s += time.perf_counter() - paused
+            if stop.signal_number is not None and run.step < last_step:  # a checkpoint of this step, then stop
+                _stop(config, run, run_dir, group, last_step, stop.signal_number)
     finally:
         bar.close()
         if sinks:

@@ -47,7 +47,7 @@ def train_loader(
         collate_fn=collate_frames,
         num_workers=data.num_workers,
         persistent_workers=False,
-        worker_init_fn=_leave_interrupts_to_the_main_process,
+        worker_init_fn=_prepare_data_worker,
     )
 
 
@@ -57,7 +57,7 @@ def start_batches(
     """The iterator over :func:`train_loader`'s batches, its worker processes started with Ctrl-C held back.
 
     SIGINT is blocked in the calling thread while the workers start, so each worker begins with it blocked and
-    ignores it before unblocking it (:func:`_leave_interrupts_to_the_main_process`): a Ctrl-C during the start-up
+    ignores it before unblocking it (:func:`_ignore_ctrl_c`): a Ctrl-C during the start-up
     would otherwise end a worker that had not reached that point yet (the run then failed 5 s later with "DataLoader
     worker exited unexpectedly"). In the main thread a Ctrl-C that came meanwhile (another thread of the process
     may take it) is held back until the iterator is built (:func:`plugins.signals.sigint_held`), so a
@@ -81,25 +81,40 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _leave_interrupts_to_the_main_process(worker_id: int) -> None:
-    """A DataLoader worker ignores SIGINT: Ctrl-C (sent to the whole process group) stops the run through its main
-    process alone (:mod:`training.stop_request`). It also ends when the main process does (:func:`_end_with_parent`).
+def _prepare_data_worker(worker_id: int) -> None:
+    """A DataLoader worker's set-up: it leaves signals meant for the run to the main process, which stops the run
+    at a step boundary (:mod:`training.stop_request`), and ends when the main process does."""
+    _ignore_ctrl_c()
+    _leave_the_process_group()
+    _end_with_parent()
+
+
+def _ignore_ctrl_c() -> None:
+    """Ignore SIGINT, then unblock it (the worker starts with it blocked: :func:`start_batches`; a Ctrl-C pending
+    since then is discarded when it is ignored).
 
     A worker that took the KeyboardInterrupt itself left its loop before the main process asked it to, with batches
     still queued for a main process that no longer read them; it then could not exit, and the DataLoader's shutdown
     waited 5 s for each such worker before killing it (20 s with 4 workers, 70 s with 14). SIGTERM is left as it is:
-    it is how the DataLoader and Python's exit handlers end workers that are still running. The worker starts with
-    SIGINT blocked (:func:`start_batches`); a Ctrl-C pending since then is discarded when it is ignored. The worker
-    then leaves the main process's process group for one of its own: ``torchrun`` stops a process with SIGTERM to
-    its whole group, which ended the workers at once, and the main process, stopping at a step boundary, then failed
-    on their death while it wrote its checkpoint.
+    it is how the DataLoader and Python's exit handlers end workers that are still running.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if hasattr(os, "setpgid"):
-        os.setpgid(0, 0)  # out of the main process's group: a signal to the group (torchrun's SIGTERM) is not ours
-    _end_with_parent()
+
+
+def _leave_the_process_group() -> None:
+    """Move to a process group of this worker's own (POSIX; nothing elsewhere), so signals sent to the run's group
+    reach its main process alone: ``torchrun`` stops a process with SIGTERM to its whole group, which ended the
+    workers at once, and the main process, stopping at a step boundary, then failed on their death while it wrote
+    its checkpoint. Out of the terminal's foreground group, the worker would be stopped by its first write to a
+    terminal set to ``tostop`` (SIGTTOU) or by a read from it (SIGTTIN): it ignores both (the write goes through,
+    the read fails)."""
+    if not hasattr(os, "setpgid"):
+        return
+    os.setpgid(0, 0)
+    for number in (signal.SIGTTOU, signal.SIGTTIN):
+        signal.signal(number, signal.SIG_IGN)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -111,8 +126,9 @@ def _end_with_parent() -> None:
 
     A main process ended by a signal's default action (a second SIGTERM, SIGKILL) runs no clean-up, and its
     workers, blocked on a full queue nobody reads, would stay alive for good, holding the run's stdout and stderr
-    open (a ``| tee log`` never ended). The workers are started by the main process's main thread, which lives as
-    long as the process, so the signal comes exactly when the process ends.
+    open (a ``| tee log`` never ended). With the ``fork`` start method (Linux's default up to Python 3.13) the
+    workers' parent is the main process's main thread, which lives as long as the process, so the signal comes
+    exactly when the process ends; with ``forkserver`` it is the fork server, which ends with the main process.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -11,7 +11,10 @@ from types import FrameType, TracebackType
 from typing import Any
 
 _CAUGHT = (signal.SIGINT, signal.SIGTERM)
-STOPPING = "stopping after the current step, with a checkpoint of it ({again} again stops at once, without one)"
+STOPPING = (
+    "stopping after the current step, with a checkpoint of it (or with the final model, if that step is the last; "
+    "{again} again stops at once, without them)"
+)
 
 
 class RunStopped(KeyboardInterrupt):

@@ -36,7 +36,8 @@ _DIGITS = re.compile(r"(\d+)")
 _MATROSKA_DURATION = re.compile(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 """A Matroska track's ``DURATION`` tag: ``HH:MM:SS.nnnnnnnnn``."""
 _AVFMT_NOTIMESTAMPS = 0x0080
-"""FFmpeg's input-format flag for a format whose frames carry no timestamps (raw ``.h264``, ``.hevc``, ``.m4v``)."""
+"""FFmpeg's input-format flag for a format whose frames carry no timestamps (raw ``.h264``, ``.hevc``, ``.m4v``;
+the timestamps FFmpeg's parser makes up for some of them are not the file's, and are not used)."""
 END_SLACK_FRAMES = 2
 """How many frame intervals a video's decoded frames may end before the end its header records (rounded durations,
 a frame a decoder drops) before the file is taken as cut short (:func:`_ends_early`)."""
@@ -385,16 +386,14 @@ def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:
     stream = container.streams.video[0]
     time_base = Fraction(stream.time_base) if stream.time_base else None
     rate = _untimed_rate(stream, fallback_fps)
-    if container.format.flags & _AVFMT_NOTIMESTAMPS:  # a raw stream: no frame has a timestamp
-        fps = rate
-    else:
-        fps = float(stream.average_rate) if stream.average_rate else None
+    untimed = bool(container.format.flags & _AVFMT_NOTIMESTAMPS)  # a raw stream: no frame has a timestamp of its own
+    fps = rate if untimed else float(stream.average_rate) if stream.average_rate else None
 
     def frames() -> Iterator[SourceFrame]:
         first: int | None = None
         try:
             for index, (frame, image) in enumerate(_decoded_frames(container, stream, path)):
-                if frame.pts is not None and time_base is not None:
+                if frame.pts is not None and time_base is not None and not untimed:
                     first = frame.pts if first is None else first
                     time_ns = round((frame.pts - first) * time_base * 10**9)
                 elif rate:  # a frame without a timestamp: its place at the rate

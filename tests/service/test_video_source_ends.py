@@ -137,12 +137,13 @@ def test_extract_keeps_the_rows_of_a_video_that_ends_early_and_says_so(model_dir
         np.testing.assert_array_equal(trajectory["frame_index"], np.arange(CUT_AT))
 
 
-def raw_h264(path: Path, rate: int) -> Path:
+def raw_h264(path: Path, rate: int, codec: str = "libx264", muxer: str = "h264") -> Path:
     """An H.264 elementary stream (no container, so no timestamps) whose SPS says ``rate`` frames/s: FFmpeg's raw
-    demuxer reports its default 25 frames/s as the average rate whatever the stream says."""
+    demuxer reports its default 25 frames/s as the average rate whatever the stream says. ``codec`` and ``muxer``
+    make another raw stream (``"mpeg4"``, ``"m4v"``)."""
     height, width = SIZE
-    with av.open(str(path), "w", format="h264") as container:
-        stream = container.add_stream("libx264", rate=rate)
+    with av.open(str(path), "w", format=muxer) as container:
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for image in frame_images(10):
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
@@ -160,8 +161,13 @@ def test_a_raw_h264_stream_is_timed_at_its_codec_rate(tmp_path):
     assert times == [round(index * 1e9 / 30) for index in range(10)]
 
 
-def test_fps_times_a_raw_h264_stream(tmp_path):
-    video = raw_h264(tmp_path / "camera.h264", 30)
+@pytest.mark.parametrize(
+    ("name", "codec", "muxer"), [("camera.h264", "libx264", "h264"), ("camera.m4v", "mpeg4", "m4v")]
+)
+def test_fps_times_a_raw_stream(tmp_path, name, codec, muxer):
+    """``--fps`` spaces the frames of a raw stream, and is the saved rate, also where FFmpeg's parser makes up
+    timestamps of its own for them (a raw MPEG-4 stream's)."""
+    video = raw_h264(tmp_path / name, 30, codec, muxer)
     source = open_source(str(video), fps=12)
     assert source.fps == 12
     times = [frame.time_ns for frame in source.frames]

@@ -179,3 +179,10 @@ def test_chunked_conversion_gives_the_numbers_of_a_whole_clip(
         assert converted.dtype == torch.float32 and converted.is_contiguous()
         assert torch.equal(converted, _whole_clip_frames(frames, size, center_crop))
         assert ids.dtype == torch.int64 and torch.equal(ids, _whole_clip_masks(masks, size, center_crop))
+
+
+def test_an_empty_clip_converts_to_empty_tensors() -> None:
+    """No frames (an empty list or a [0, H, W, 3] array) give tensors with no frames, not an ``IndexError``."""
+    assert frames_to_tensor([], (16, 16), center_crop=True).shape == (0, 3, 16, 16)
+    assert frames_to_tensor(np.zeros((0, 24, 32, 3), np.uint8), (16, 16), True).shape == (0, 3, 16, 16)
+    assert masks_to_tensor([], (16, 16), center_crop=True).shape == (0, 16, 16)

@@ -34,7 +34,12 @@ def _trained_steps(metrics: Path) -> int:
     return max((row["step"] for row in rows if row["kind"] == "train"), default=0)
 
 
-def test_ctrl_c_to_the_process_group_stops_a_run_with_workers_promptly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_the_process_group_stops_a_run_with_workers_promptly(tmp_path: Path, signal_number: int) -> None:
+    """A terminal's Ctrl-C, or ``torchrun``'s SIGTERM (it signals its process's whole group), stops a run with data
+    workers promptly at a step boundary, with a checkpoint of it. Before, a worker that took Ctrl-C itself could not
+    exit (the DataLoader waited 5 s for each), and SIGTERM ended the workers at once, so the run failed writing that
+    checkpoint (its error called a full disk); the workers now run in process groups of their own."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "training.run", "--config", "tiny", "--steps", "100000"]
     command += ["--workers", str(WORKERS)]
@@ -47,7 +52,7 @@ def test_ctrl_c_to_the_process_group_stops_a_run_with_workers_promptly(tmp_path:
         text=True,
         env=environment,
         preexec_fn=_default_sigint,
-        start_new_session=True,  # its own process group, so the signal reaches the workers as a terminal's would
+        start_new_session=True,  # its own process group, as a terminal's foreground job or a torchrun process has
     ) as process:
         try:
             deadline = time.monotonic() + 120
@@ -55,17 +60,19 @@ def test_ctrl_c_to_the_process_group_stops_a_run_with_workers_promptly(tmp_path:
                 assert process.poll() is None, process.communicate()[1]
                 assert time.monotonic() < deadline, "no training steps within 120 s"
                 time.sleep(0.2)
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, signal_number)
             interrupted = time.monotonic()
             _, stderr = process.communicate(timeout=120)
             took = time.monotonic() - interrupted
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signal_number, stderr
+    assert f"{signal.Signals(signal_number).name}: stopping after the current step" in stderr, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
-    # A worker that took the interrupt itself could not exit, and the DataLoader waited 5 s for each (15 s here).
-    assert took < 10, f"the run took {took:.1f} s to stop after Ctrl-C"
+    assert took < 10, f"the run took {took:.1f} s to stop"
+    step = checkpoint_step(list_checkpoints(out)[-1])
+    assert step >= _trained_steps(out / "metrics.jsonl") >= 20  # the stop's checkpoint: no logged step lost
 
 
 def _run_command(config: Path, out: Path) -> list[str]:
@@ -168,11 +175,11 @@ def _run_python(script: str) -> subprocess.CompletedProcess[str]:
 _CTRL_C_IN_EACH_WORKER_FIRST = """
 import os, signal
 from training import run_data
-ignore_ctrl_c = run_data._leave_interrupts_to_the_main_process
+ignore_ctrl_c = run_data._prepare_data_worker
 def ctrl_c_first(worker_id):
     os.kill(os.getpid(), signal.SIGINT)  # the worker's share of a terminal's Ctrl-C, before it is ignored
     ignore_ctrl_c(worker_id)
-run_data._leave_interrupts_to_the_main_process = ctrl_c_first
+run_data._prepare_data_worker = ctrl_c_first
 """
 
 
@@ -280,38 +287,6 @@ def _is_running(pid: int) -> bool:
     return state != "Z"
 
 
-def test_sigterm_to_the_whole_process_group_stops_at_a_step_boundary_with_workers(tmp_path: Path) -> None:
-    """``torchrun`` stops a process with SIGTERM to its whole process group: the data workers, in a group of their
-    own, are not ended by it, and the run stops at a step boundary with a checkpoint of it. (Before, the workers
-    died at once and the run failed writing that checkpoint, its error called a full disk.)"""
-    out = tmp_path / "run"
-    command = [sys.executable, "-m", "training.run", "--config", "tiny", "--steps", "100000", "--workers", "2"]
-    command += ["--eval-every", "0", "--val-videos", "0", "--no-progress", "--out", str(out)]
-    with subprocess.Popen(
-        command,
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        start_new_session=True,
-    ) as process:
-        try:
-            deadline = time.monotonic() + 120
-            while _trained_steps(out / "metrics.jsonl") < 5:
-                assert process.poll() is None, process.communicate()[1]
-                assert time.monotonic() < deadline, "no training steps within 120 s"
-                time.sleep(0.1)
-            os.killpg(process.pid, signal.SIGTERM)
-            _, stderr = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert "SIGTERM: stopping after the current step" in stderr and "Traceback" not in stderr
-    step = checkpoint_step(list_checkpoints(out)[-1])
-    assert step >= _trained_steps(out / "metrics.jsonl") >= 5  # the stop's checkpoint: no logged step lost
-
-
 def test_ctrl_c_taken_by_another_thread_while_workers_start_waits_for_the_loader(tmp_path: Path) -> None:
     """Without a stop request (several ``torchrun`` processes), a Ctrl-C that another thread of the process takes
     while the data workers start raises ``KeyboardInterrupt`` once the loader is built, not inside it (where the
@@ -338,3 +313,78 @@ def test_ctrl_c_taken_by_another_thread_while_workers_start_waits_for_the_loader
     finished = _run_python(script)
     assert finished.returncode == 0 and finished.stdout.strip() == "interrupted", finished.stderr
     assert "Exception ignored" not in finished.stderr and "Error" not in finished.stderr, finished.stderr
+
+
+_CTRL_C_TWICE = _CTRL_C_AT_THE_LAST_CHECKPOINT + _CTRL_C_AT_THE_FINAL_MODEL  # the first, then the second
+
+
+def test_a_second_ctrl_c_while_the_final_model_is_written_stops_at_once(tmp_path: Path) -> None:
+    """ "Ctrl-C again stops at once" holds after every step is trained too: the second one is not taken as a first."""
+    done = _run_script(_CTRL_C_TWICE, tmp_path / "run", "--steps", "4")
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.count("every step is trained") == 1, done.stderr
+    assert not (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_a_stop_requested_before_a_warm_started_run_trains_skips_its_step_0_evaluation(tmp_path: Path) -> None:
+    """A Ctrl-C while the data workers start stops the run before anything else, the evaluation of its starting
+    weights included (minutes with many validation videos)."""
+    source = _run_script("", tmp_path / "source", "--steps", "2")
+    assert source.returncode == 0, source.stderr
+    prelude = (
+        "import os, signal\n"
+        "from training import loop\n"
+        "start = loop.start_batches\n"
+        "def ctrl_c_then_start(*args):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return start(*args)\n"
+        "loop.start_batches = ctrl_c_then_start\n"
+    )
+    flags = ("--steps", "4", "--init-from", str(tmp_path / "source" / "model"), "--val-videos", "2")
+    done = _run_script(prelude, tmp_path / "run", *flags)
+    assert done.returncode == 130, done.stderr
+    assert "step 0:" not in done.stdout + done.stderr and not (tmp_path / "run" / "best").exists()
+
+
+_WORKER_WRITING_TO_A_TOSTOP_TERMINAL = """
+import os, pty, sys, termios
+pid, fd = pty.fork()
+if pid == 0:
+    attributes = termios.tcgetattr(0)
+    attributes[3] |= termios.TOSTOP  # a background process writing to this terminal gets SIGTTOU
+    termios.tcsetattr(0, termios.TCSANOW, attributes)
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+    from training import run_data
+    class Noisy(Dataset):
+        def __len__(self):
+            return 4
+        def __getitem__(self, index):
+            sys.stderr.write(f"a warning from the worker, item {index}\\n")
+            sys.stderr.flush()
+            return torch.zeros(1)
+    loader = DataLoader(Noisy(), num_workers=1, worker_init_fn=run_data._prepare_data_worker, timeout=20)
+    try:
+        print("RESULT", sum(1 for _ in loader), "batches", flush=True)
+    except Exception as error:
+        print("RESULT", type(error).__name__, flush=True)
+    os._exit(0)
+output = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    output += chunk
+os.waitpid(pid, 0)
+print(output.decode(errors="replace"))
+"""
+
+
+def test_a_data_worker_writes_to_a_terminal_set_to_stop_background_writers() -> None:
+    """A worker, in a process group of its own, is a background job of the terminal: on one set to ``tostop`` its
+    first warning stopped it (SIGTTOU) and the loader waited for it forever (here its 20 s timeout)."""
+    finished = _run_python(_WORKER_WRITING_TO_A_TOSTOP_TERMINAL)
+    assert "RESULT 4 batches" in finished.stdout, finished.stdout + finished.stderr

@@ -111,9 +111,11 @@ def frames_to_tensor(frames: Frames, size: tuple[int, int], center_crop: bool) -
     antialiased bilinear interpolation. Frames are converted a chunk at a time (:data:`CHUNK_VALUES`), so the
     memory used beyond the input and the result stays bounded for a long clip of large frames.
     """
+    out = torch.empty((len(frames), 3, *size), dtype=torch.float32)  # [T, 3, h, w]
+    if len(frames) == 0:
+        return out
     height, width = frames[0].shape[:2]
     top, left, h, w = crop_box(height, width, size) if center_crop else (0, 0, height, width)
-    out = torch.empty((len(frames), 3, *size), dtype=torch.float32)  # [T, 3, h, w]
     for part in _chunks(len(frames), 3 * h * w):
         video = torch.from_numpy(_stacked(frames, part)).permute(0, 3, 1, 2)  # [t, H, W, 3] -> [t, 3, H, W]
         video = video[:, :, top : top + h, left : left + w]  # [t, 3, h', w']
@@ -133,9 +135,11 @@ def masks_to_tensor(masks: Frames, size: tuple[int, int], center_crop: bool) -> 
     ground truth), so no new ids appear. Ids are cropped before they are widened, and converted a chunk at a time
     (:data:`CHUNK_VALUES`), so full-size int64 or float64 copies of a long clip are never made.
     """
+    out = torch.empty((len(masks), *size), dtype=torch.int64)  # [T, h, w]
+    if len(masks) == 0:
+        return out
     height, width = masks[0].shape[:2]
     top, left, h, w = crop_box(height, width, size) if center_crop else (0, 0, height, width)
-    out = torch.empty((len(masks), *size), dtype=torch.int64)  # [T, h, w]
     for part in _chunks(len(masks), h * w):
         ids = torch.from_numpy(_stacked(masks, part))  # [t, H, W]
         out[part] = resize_gt_ids(ids[:, top : top + h, left : left + w], size)  # [t, h', w'] -> [t, h, w]

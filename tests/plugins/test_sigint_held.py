@@ -1,0 +1,32 @@
+"""``plugins.signals.sigint_held``: Ctrl-C held back for a block, then delivered to the right handler."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from plugins.signals import sigint_held
+from training.stop_request import StopRequest
+
+
+def test_ctrl_c_in_the_block_is_raised_after_it() -> None:
+    finished = []
+    with pytest.raises(KeyboardInterrupt), sigint_held():
+        signal.raise_signal(signal.SIGINT)
+        finished.append(True)  # the block is not cut short
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_handler_the_block_puts_in_place_is_kept() -> None:
+    """A stop request whose first signal (SIGTERM, not held) restores the earlier handlers inside the block: the
+    held-back handler it replaced is not put back over them, so a Ctrl-C after the block acts at once."""
+    with StopRequest() as stop:
+        with sigint_held():
+            signal.raise_signal(signal.SIGTERM)  # recorded; the stop request puts the default handlers back
+        assert stop.signal_number == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert stop.signal_number == signal.SIGTERM
