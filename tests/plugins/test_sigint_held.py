@@ -10,6 +10,15 @@ from plugins.signals import sigint_held
 from training.stop_request import StopRequest
 
 
+@pytest.fixture(autouse=True)
+def python_handles_ctrl_c():
+    """Ctrl-C handled by Python's default handler for the test, whatever the run inherited (a background job, as
+    under ``make test &``, starts with SIGINT ignored, which ``sigint_held`` and a stop request leave alone)."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
 def test_ctrl_c_in_the_block_is_raised_after_it() -> None:
     finished = []
     with pytest.raises(KeyboardInterrupt), sigint_held():
