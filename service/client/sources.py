@@ -340,7 +340,7 @@ def _decoded_frames(container: Any, stream: Any, path: Path) -> Iterator[tuple[A
             if early is not None:
                 raise early
             return
-        span = _frame_span(frame, stream)
+        span = _frame_span(frame, stream) if recorded_end_s is not None else None  # nothing to check it against
         if span is not None and (last is None or span.end_s > last.end_s):
             last = span
         yield frame, image

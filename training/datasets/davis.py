@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
 from training.datasets.errors import DatasetError
-from training.datasets.images import check_same_size, is_visible, read_frame, read_mask
+from training.datasets.images import check_same_size, is_visible, mask_files, read_frame, read_mask
 from training.datasets.synthetic.metadata import VideoMetadata
 from training.datasets.transforms import (
     Split,
@@ -126,25 +126,6 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
         masks = None if annotation_dir is None else sequence_masks(annotation_dir / name, frames)
         sequences.append(DavisSequence(name, frames, masks))
     return root, res, sequences
-
-
-def mask_files(folder: Path) -> dict[str, Path]:
-    """The visible PNG files of ``folder`` by stem, whatever the case of their extension (``00000.png`` or
-    ``00000.PNG``); empty when ``folder`` is not a folder.
-
-    Raises:
-        DatasetError: two files with one stem (``00000.png`` and ``00000.PNG``): the message names both.
-    """
-    if not folder.is_dir():
-        return {}
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not (is_visible(path) and path.suffix.lower() == ".png" and path.is_file()):
-            continue
-        if path.stem in found:
-            raise DatasetError(f"{path}: a second mask file for frame {path.stem} ({found[path.stem].name}); keep one")
-        found[path.stem] = path
-    return found
 
 
 def sequence_masks(annotations: Path, frames: tuple[Path, ...]) -> tuple[Path, ...] | None:

@@ -302,23 +302,31 @@ def _seek_window(av: Any, path: Path, window: range, recorded: int) -> tuple[np.
 
 
 @functools.lru_cache(maxsize=256)
-def _frame_timestamps(av: Any, path: str, mtime_ns: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """The presentation timestamps of a video file's frames in frame order, and those of its keyframes, read by
-    demuxing (without decoding) once per file version (``mtime_ns`` and ``size`` are part of the cache key); None
-    when they cannot number the frames: frame ``i`` is the frame with the ``i``-th smallest timestamp among the
-    stream's packets only when every packet has one, none is to be discarded and each is distinct (and the first
-    decoded frame has the smallest: :func:`_first_decoded_timestamp`)."""
+def _demuxed_packets(av: Any, path: str, mtime_ns: int, size: int) -> tuple[tuple[int | None, bool, bool], ...]:
+    """``(pts, is_keyframe, is_discard)`` of each packet of a video file's first video stream that holds a frame
+    (not empty), read by demuxing without decoding, once per file version (``mtime_ns`` and ``size`` are part of
+    the cache key): what :func:`_frame_timestamps` and :func:`_packet_count` both read."""
     del mtime_ns, size  # cache key only
     with av.open(path) as container:
         stream = container.streams.video[0]
-        packets = [(p.pts, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size > 0]
-    times = [pts for pts, _, _ in packets]
-    if not times or any(pts is None for pts in times) or any(discard for _, _, discard in packets):
+        return tuple((p.pts, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size > 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _frame_timestamps(av: Any, path: str, mtime_ns: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The presentation timestamps of a video file's frames in frame order, and those of its keyframes, from its
+    packets (:func:`_demuxed_packets`), once per file version; None when they cannot number the frames: frame
+    ``i`` is the frame with the ``i``-th smallest timestamp among the stream's packets only when every packet has
+    one, none is to be discarded and each is distinct (and the first decoded frame has the smallest:
+    :func:`_first_decoded_timestamp`)."""
+    packets = _demuxed_packets(av, path, mtime_ns, size)
+    times = [pts for pts, _, _ in packets if pts is not None]
+    if not times or len(times) < len(packets) or any(discard for _, _, discard in packets):
         return None
     order = sorted(times)
     if len(set(order)) != len(order):
         return None
-    return tuple(order), tuple(pts for pts, key, _ in packets if key)
+    return tuple(order), tuple(pts for pts, key, _ in packets if key and pts is not None)  # every pts is set here
 
 
 @functools.lru_cache(maxsize=256)
@@ -396,14 +404,11 @@ def _agrees_with_duration(stream: Any, recorded: int) -> bool:
     return abs(played - recorded) < 1
 
 
-@functools.lru_cache(maxsize=256)
+@functools.cache  # an int per file version: no need to evict it
 def _packet_count(av: Any, path: str, mtime_ns: int, size: int) -> int:
     """The packets of a video file's first video stream that hold a frame to show (not empty, not marked discarded
-    by the container as an edit list's trimmed frames are), read by demuxing without decoding, once per file
-    version (``mtime_ns`` and ``size`` are part of the cache key)."""
-    del mtime_ns, size  # cache key only
-    with av.open(path) as container:
-        return sum(1 for p in container.demux(container.streams.video[0]) if p.size > 0 and not p.is_discard)
+    by the container as an edit list's trimmed frames are: :func:`_demuxed_packets`), once per file version."""
+    return sum(1 for _, _, discard in _demuxed_packets(av, path, mtime_ns, size) if not discard)
 
 
 def _pyav_then_decord(path: Path, backend: Backend, pyav: Callable[[], _T], decord: Callable[[], _T], verb: str) -> _T:

@@ -115,3 +115,22 @@ def check_same_size(mask: np.ndarray, frame_shape: tuple[int, ...], mask_path: P
             f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} does not match frame size "
             f"{frame_shape[1]}x{frame_shape[0]} of {frame_source}"
         )
+
+
+def mask_files(folder: Path) -> dict[str, Path]:
+    """The visible PNG files of ``folder`` by stem, whatever the case of their extension (``00000.png`` or
+    ``00000.PNG``); empty when ``folder`` is not a folder.
+
+    Raises:
+        DatasetError: two files with one stem (``00000.png`` and ``00000.PNG``): the message names both.
+    """
+    if not folder.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not (is_visible(path) and path.suffix.lower() == ".png" and path.is_file()):
+            continue
+        if path.stem in found:
+            raise DatasetError(f"{path}: a second mask file for frame {path.stem} ({found[path.stem].name}); keep one")
+        found[path.stem] = path
+    return found

@@ -18,10 +18,9 @@ import torch
 from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
-from training.datasets.davis import mask_files
 from training.datasets.decoding import Backend, DecodedClip, WindowChooser, decode_video, frame_count
 from training.datasets.errors import DatasetError
-from training.datasets.images import check_same_size, is_visible, read_mask
+from training.datasets.images import check_same_size, is_visible, mask_files, read_mask
 from training.datasets.transforms import Split, choose_window, first_window, frames_to_tensor, masks_to_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov")
@@ -88,7 +87,7 @@ def check_mask_names(folder: Path, video: Path, num_frames: int) -> dict[str, Pa
     (``00000.png`` to the last frame's number, any case of ``.png``); hidden files are ignored.
 
     Returns:
-        The masks by stem (``"00000"``), as :func:`training.datasets.davis.mask_files` finds them.
+        The masks by stem (``"00000"``), as :func:`training.datasets.images.mask_files` finds them.
 
     Raises:
         DatasetError: Naming ``folder``, its number of masks, the video's number of frames and the masks that match
