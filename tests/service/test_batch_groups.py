@@ -166,34 +166,49 @@ def test_a_group_with_the_wrong_number_of_results_fails_with_a_clear_error():
 
 def test_an_answered_stream_runs_its_next_frame_on_a_free_instance_while_the_batch_goes_on():
     """Once its group is answered, a stream is no longer running: its next frame need not wait for the rest of
-    the batch (a new stream's slow first frame) when another model instance is free."""
-    slow_s = 0.5
+    its batch (a new stream's slow first frame) when another model instance is free.
+
+    Three streams, two instances: "running" and "new" share a batch on one instance (even group first, then
+    the slow odd one), "other" runs on the second instance and then ends. The slow call is held until the next
+    frame of "running" is answered (or the test gives up), so the outcome does not depend on the machine's
+    speed."""
+    release_slow = threading.Event()
+    open_streams = [3]
 
     def process(payloads):
-        time.sleep(slow_s if any(p % 2 for p in payloads) else 0.01)  # odd payloads: the slow group
+        if any(p % 2 for p in payloads):  # odd payloads: the slow group
+            release_slow.wait(10)
         return payloads
 
     async def scenario():
+        batches: list[list[str]] = []
         batcher = MicroBatcher(
             process,
             [ThreadPoolExecutor(1), ThreadPoolExecutor(1)],
-            max_batch_size=2,
+            max_batch_size=3,
             max_delay_s=1.0,
-            demand=lambda: 2,
+            demand=lambda: open_streams[0],
+            on_batch=lambda keys: batches.append(list(keys)),
             split=by_parity,
         )
-        started = time.perf_counter()
+        fast = asyncio.ensure_future(batcher.submit("running", 2))
         slow = asyncio.ensure_future(batcher.submit("new", 1))
-        fast = await batcher.submit("running", 2)  # answered while the odd group still runs
-        following = await batcher.submit("running", 4)
-        following_done = time.perf_counter() - started
-        await slow
+        try:
+            other = await asyncio.wait_for(batcher.submit("other", 6), 15)
+            fast_answer = await asyncio.wait_for(fast, 15)  # answered while the odd group of its batch runs
+            open_streams[0] = 2  # "other" ended
+            following = await asyncio.wait_for(batcher.submit("running", 4), 15)
+            slow_still_held = not slow.done()
+        finally:
+            release_slow.set()
+        await asyncio.wait_for(slow, 15)
         await batcher.stop()
-        return fast, following, following_done
+        return batches, other, fast_answer, following, slow_still_held
 
-    fast, following, following_done = asyncio.run(scenario())
-    assert fast.result == 2 and following.result == 4
-    assert following_done < 0.6 * slow_s, f"the next frame waited for the slow group: {following_done:.3f} s"
+    batches, other, fast, following, slow_still_held = asyncio.run(scenario())
+    assert batches[:2] == [["running", "new"], ["other"]], "the scenario's batches were not formed as planned"
+    assert other.result == 6 and fast.result == 2 and following.result == 4
+    assert slow_still_held, "the next frame waited for the slow group of its stream's last batch"
 
 
 def test_groups_whose_jobs_were_all_stopped_are_not_run():
