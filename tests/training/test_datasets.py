@@ -496,6 +496,40 @@ def test_generate_cli_refuses_to_mix_datasets_and_overwrites_only_when_told(tmp_
     assert (out / "notes.txt").read_text() == "kept"
 
 
+@pytest.mark.parametrize(
+    "foreign",
+    ["videos/my_recording.mp4", "JPEGImages/480p/bear/00000.jpg", "metadata/notes.json", "Annotations/readme.txt"],
+)
+def test_generate_cli_overwrite_refuses_folders_it_did_not_write(tmp_path, capsys, foreign):
+    """A user's own videos or a real DAVIS root in --out are not a generated dataset: --overwrite keeps them."""
+    out = tmp_path / "data"
+    base = ["generate", "--level", "easy", "--videos", "1", "--frames", "2", "--size", "16", "--out", str(out)]
+    cli_main(base)
+    (out / foreign).parent.mkdir(parents=True, exist_ok=True)
+    (out / foreign).write_text("a user's file")
+    with pytest.raises(SystemExit):
+        cli_main([*base, "--overwrite"])
+    error = capsys.readouterr().err
+    assert f"but {out / Path(foreign).parts[0] / Path(foreign).parts[1]}" in error and "is not part of one" in error
+    assert (out / foreign).read_text() == "a user's file" and (out / "metadata" / "easy-00000.json").is_file()
+
+
+def test_generate_cli_overwrite_replaces_an_mp4_dataset_it_wrote(tmp_path):
+    out = tmp_path / "data"
+    base = ["generate", "--level", "easy", "--videos", "2", "--frames", "2", "--size", "16", "--out", str(out)]
+    cli_main([*base, "--mp4"])
+    cli_main([*base[:4], "1", *base[5:], "--overwrite"])
+    assert not (out / "videos").exists() and sorted(p.name for p in (out / "metadata").iterdir()) == [
+        "easy-00000.json"
+    ]
+
+
+def test_generate_cli_names_an_out_folder_it_cannot_write(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["generate", "--videos", "1", "--frames", "2", "--out", "/proc/slotstream-data"])
+    assert "--out /proc/slotstream-data: cannot write there" in capsys.readouterr().err
+
+
 def test_generate_cli_checks_mp4_sizes_before_writing_anything(tmp_path, capsys, monkeypatch):
     """Odd sizes need 4:4:4 video, which only libx264 writes here; without it they are refused up front."""
     import training.datasets.__main__ as cli

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from plugins.files import check_writable
 from training.cli_checks import require_output_dir
 from training.datasets.export import DATASET_FOLDERS, mp4_needs_even_size, write_sequence
 from training.datasets.synthetic import LEVELS, generate_video
@@ -39,7 +40,12 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "their shapes and sizes hard to tell apart; default: %(default)s)",
     )
     gen.add_argument("--out", type=Path, required=True, help="output folder (empty or new)")
-    gen.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a dataset this command wrote in --out before (other files there stay; dataset folders "
+        "holding anything it did not write are refused)",
+    )
     gen.add_argument(
         "--seed", type=int, default=0, help="dataset seed, in [0, 2**30) (train split only; default: %(default)s)"
     )
@@ -57,6 +63,36 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "without libx264)",
     )
     return parser, gen
+
+
+def not_generated(out: Path) -> Path | None:
+    """The first entry of the dataset folders in ``out`` that is not part of a dataset ``generate`` wrote (so
+    ``--overwrite`` must not delete it); ``None`` when there is none.
+
+    A generated sequence ``<seq>`` has ``metadata/<seq>.json`` (with the generator's version in it) and lives in
+    ``JPEGImages/<res>/<seq>/``, ``Annotations/<res>/<seq>/`` and, with ``--mp4``, ``videos/<seq>.mp4`` and
+    ``videos/<seq>/``; anything else there (a user's own videos, a real DAVIS root) is foreign.
+    """
+    sequences: set[str] = set()
+    metadata = out / "metadata"
+    for path in sorted(metadata.iterdir()) if metadata.is_dir() else ():
+        if path.suffix != ".json" or not path.is_file() or b'"generator_version"' not in path.read_bytes():
+            return path
+        sequences.add(path.stem)
+    for folder in ("JPEGImages", "Annotations"):
+        for res in sorted((out / folder).iterdir()) if (out / folder).is_dir() else ():
+            if not res.is_dir():
+                return res
+            if (entry := next((p for p in sorted(res.iterdir()) if p.name not in sequences), None)) is not None:
+                return entry
+    videos = out / "videos"
+    for path in sorted(videos.iterdir()) if videos.is_dir() else ():
+        if path.name.removesuffix(".mp4") not in sequences:
+            return path
+    for name in DATASET_FOLDERS:
+        if (out / name).exists() and not (out / name).is_dir():
+            return out / name
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,8 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out.is_dir() and any(args.out.iterdir()):
         if not args.overwrite:
             parser.error(f"--out {args.out} is not empty; choose another folder or pass --overwrite to replace it")
+        if (foreign := not_generated(args.out)) is not None:
+            parser.error(f"--overwrite replaces only a dataset this command wrote, but {foreign} is not part of one")
         for name in DATASET_FOLDERS:  # only what generate writes; other files in --out stay
             shutil.rmtree(args.out / name, ignore_errors=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        check_writable(args.out)
+    except OSError as error:
+        parser.error(f"--out {args.out}: cannot write there ({error.strerror or error})")
     prefix = args.level if args.split == "train" else f"{args.level}-val"
     for index in tqdm(range(args.videos), desc=f"generate {args.level} {args.split}", unit="video"):
         seed = train_video_seed(args.seed, index) if args.split == "train" else VAL_SEED_BASE + index
