@@ -39,6 +39,14 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem and the flag that sets it."""
 
 
+def normalise_device(device: str) -> str:
+    """``--device`` as every backend reads it: surrounding blanks removed, in lower case (``" CPU"`` -> ``"cpu"``).
+
+    The configuration stores the device in this form, so ``device.startswith("cpu")`` and the backends' own
+    parsing (ONNX Runtime's provider, ``torch.device``, the TensorRT GPU index) agree on which device it names."""
+    return device.strip().lower()
+
+
 def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
 
@@ -46,6 +54,8 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ServiceConfig:
     """Settings of one server process. See the field help (``python -m service --help``) for each.
+
+    :attr:`device` is stored as :func:`normalise_device` spells it (``CPU`` is ``cpu``), whatever source set it.
 
     Raises:
         ConfigError: at construction, when a setting is invalid (the message lists every problem).
@@ -217,6 +227,9 @@ class ServiceConfig:
     tensorrt_workspace_mb: int = field(default=1024, metadata=_help("tensorrt backend: builder workspace limit"))
 
     def __post_init__(self) -> None:
+        # One spelling for every consumer (the backends, the instance count, the inline path): ``CPU`` and
+        # `` cuda:0 `` are ``cpu`` and ``cuda:0``. A frozen dataclass is set through object.__setattr__.
+        object.__setattr__(self, "device", normalise_device(self.device))
         problems = self._problems()
         if problems:
             raise ConfigError("invalid service configuration:\n  " + "\n  ".join(problems))

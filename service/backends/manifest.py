@@ -51,6 +51,11 @@ OUTPUT_SLOTS = "slots"
 OUTPUT_MASKS = "masks"
 BATCH_AXIS = "batch"
 
+#: Each graph's inputs, in order: the names the exporter traces and the backends feed by name.
+GRAPH_INPUTS: dict[str, tuple[str, ...]] = {FIRST_STEP: (INPUT_FRAMES,), STEP: (INPUT_FRAMES, INPUT_PREV_SLOTS)}
+#: Both graphs' outputs, in order.
+GRAPH_OUTPUTS: tuple[str, ...] = (OUTPUT_SLOTS, OUTPUT_MASKS)
+
 
 class ManifestError(ValueError):
     """A manifest is missing, unreadable or of an unknown format; the message says which and how to fix it."""
@@ -326,8 +331,41 @@ class Manifest:
             raise
         except (KeyError, TypeError, IndexError, ValueError, AttributeError) as error:  # AttributeError: wrong type
             raise ManifestError(f"malformed manifest: {type(error).__name__}: {error}") from error
+        manifest.check_tensor_names()
         manifest.check_shapes()
         return manifest
+
+    def check_tensor_names(self) -> None:
+        """Check that the ``first_step`` and ``step`` graphs are recorded with their own inputs and outputs
+        (:data:`GRAPH_INPUTS`, :data:`GRAPH_OUTPUTS`), in order. The backends feed each graph by these names, and
+        compare the loaded graph with what is recorded here (``onnx_backend.check_signature``), so a graph filed
+        under the other step's name (the two entries swapped, file, digest and signature together, which pass the
+        digest check) is refused at start-up instead of failing every call. A graph the manifest lacks is left to
+        :func:`read_manifest`, which names it.
+
+        Raises:
+            ManifestError: a graph's recorded inputs or outputs are not its step's (the message says when they
+                are the other step's).
+        """
+        for graph_name, inputs in GRAPH_INPUTS.items():
+            graph = self.graphs.get(graph_name)
+            if graph is None:
+                continue
+            recorded = ([spec.name for spec in graph.inputs], [spec.name for spec in graph.outputs])
+            expected = (list(inputs), list(GRAPH_OUTPUTS))
+            if recorded == expected:
+                continue
+            others = [
+                other for other, names in GRAPH_INPUTS.items() if other != graph_name and list(names) == recorded[0]
+            ]
+            swapped = (
+                f"; those are the {others[0]} graph's: the manifest's graph entries are swapped" if others else ""
+            )
+            raise ManifestError(
+                f"the {graph_name} graph ({graph.file}) is recorded as taking {recorded[0]} and giving {recorded[1]}, "
+                f"but a {graph_name} graph takes {expected[0]} and gives {expected[1]}{swapped}; re-run python -m "
+                "training.export"
+            )
 
     def check_shapes(self) -> None:
         """Check that the graphs' recorded shapes agree with the input size, K, D and mask size.

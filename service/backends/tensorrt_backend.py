@@ -462,7 +462,8 @@ def build_engine(trt: Any, logger: Any, onnx_path: Path, spec: BuildSpec, cache_
     """Parse ``onnx_path`` and build a serialized engine for ``spec``, reading and updating the timing cache.
 
     Raises:
-        RuntimeError: the parser rejected the graph or the build failed (TensorRT's messages are included).
+        RuntimeError: the parser rejected the graph, its inputs are not those the manifest records for
+            ``spec.graph``, or the build failed (TensorRT's messages are included).
     """
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch, the only mode of TensorRT 10
@@ -470,6 +471,12 @@ def build_engine(trt: Any, logger: Any, onnx_path: Path, spec: BuildSpec, cache_
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    parsed = [network.get_input(index).name for index in range(network.num_inputs)]
+    if parsed != list(spec.inputs):  # a graph file under the other step's name (files and digests swapped)
+        raise RuntimeError(
+            f"{onnx_path} takes {parsed}, but the manifest records {list(spec.inputs)} for the {spec.graph} graph: "
+            "the export's files do not match its manifest; re-run python -m training.export"
+        )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     if spec.fp16:

@@ -56,6 +56,13 @@ def test_synthetic_clips_keep_their_timeline_and_name(server, tmp_path):
         assert str(trajectory["source"]) == "synthetic:5" and str(trajectory["frame_fit"]) == "STRETCH"
 
 
+def test_the_device_is_read_in_any_case_as_the_server_reads_it(server, tmp_path):
+    out = tmp_path / "offline"
+    flags = ["--model", str(server.model_dir), "--out", str(out), "--quiet", "--device", " CPU"]
+    assert extract_main(["synthetic:2", *flags]) == 0
+    assert (out / "synthetic_2.npz").is_file()
+
+
 def test_files_are_not_replaced_or_shared_unless_asked(server, tmp_path, capsys):
     model = ["--model", str(server.model_dir), "--quiet"]
     first, second = tmp_path / "a" / "clip", tmp_path / "b" / "clip"

@@ -4,6 +4,13 @@ Every export is validated before anything is published: ``onnx.checker``, the st
 TensorRT (:mod:`training.export.operators`) and the recurrent parity run against PyTorch
 (:mod:`training.export.parity`). The files are written to a staging folder inside the output directory and
 moved into place only when every check passed, so a failed export never leaves a servable-looking directory.
+
+One export writes into an output directory at a time: an export holds the lock of ``--out``
+(:mod:`training.export.export_lock`, ``fcntl.flock`` on ``--out/.export.lock``) from before it checks the folder
+until its last file is written (TensorRT engines included). A second export into a folder another export is
+writing is refused at once (``another export is writing to --out ...``, a ``ValueError``) and touches nothing
+there; staging folders are removed as a killed export's leftovers only while holding that lock, so never those of
+a running export.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,6 +48,7 @@ from service.backends.manifest import (
 from service.engine import model_version
 from training.export.batch_axis import DIAGNOSIS_BATCH_SIZES, fixed_batch_diagnosis
 from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
+from training.export.export_lock import LOCK_FILE, out_lock
 from training.export.float64_reference import float64_summary
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.operators import TENSORRT_OPS_SOURCE, check_operators
@@ -131,8 +139,10 @@ def export_model(
             size than the traced one because a component fixes the batch size (the message names both batch
             sizes and, where found, the component and its line).
         FileNotFoundError, ValueError: ``model_dir`` is not a readable model directory, ``out_dir`` holds other
-            files than an export or the source model, ``max_batch_size`` is below 1, or ``tensorrt`` and
-            ``onnxruntime_only`` are both set.
+            files than an export or the source model, another export is writing to ``out_dir``
+            (:class:`~training.export.export_lock.OutFolderBusy`), ``max_batch_size`` is below 1, or ``tensorrt``
+            and ``onnxruntime_only`` are both set.
+        OSError: ``out_dir`` cannot be created or written (the message names it as ``--out``).
         BackendUnavailable: ``tensorrt`` was asked for without TensorRT or a visible CUDA GPU (checked first).
     """
     options = options or ExportOptions()
@@ -151,15 +161,36 @@ def export_model(
     model = _load_source(source)  # (a missing file is refused here, by name)
     if version is None:  # unreadable a moment ago, loaded now: hash what was loaded
         version = model_version(source)
-    _check_out_dir(out, source, version, options.replace)
+    _check_out_dir(out, source, version, options.replace)  # before anything is created or locked there
     created = _missing_folders(out)
+    published = False
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        with _locked_out(out):
+            _check_out_dir(out, source, version, options.replace)  # again: another export may have published since
+            _remove_leftovers(out)
+            manifest, video = _export_into(model, source, out, version, options)
+            published = True
+            if options.tensorrt:
+                manifest = _add_tensorrt(model, out, manifest, options, video)
+    finally:
+        if not published:  # a failed export leaves no empty folders it made itself
+            _remove_empty(created)
+    return manifest
+
+
+def _export_into(
+    model: VideoSlotModel, source: Path, out: Path, version: str, options: ExportOptions
+) -> tuple[Manifest, np.ndarray]:
+    """Export and check the graphs in a staging folder inside ``out``, then move its files into ``out`` (the
+    manifest last); the caller holds the lock of ``out``.
+
+    Returns:
+        The manifest written, and the parity video ``[T, B, 3, H, W]`` (the TensorRT check runs on it too).
+    """
+    try:
         staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
     except OSError as error:  # named as the flag, not as the staging folder the user never named
-        _remove_empty(created)
         raise OSError(f"--out {out} cannot be written to: {error.strerror or error}") from error
-    published = False
     try:
         checked = {
             name: _onnx_errors_named(_export_checked, model, name, options, staging, batch_axis_of=(model, name))
@@ -188,14 +219,29 @@ def export_model(
                     (out / name).unlink(missing_ok=True)
         for entry in sorted(staging.iterdir(), key=lambda path: path.name == MANIFEST_FILE):  # manifest last
             os.replace(entry, out / entry.name)
-        published = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if not published:  # a failed export leaves no empty folders it made itself
-            _remove_empty(created)
-    if options.tensorrt:
-        manifest = _add_tensorrt(model, out, manifest, options, video)
-    return manifest
+    return manifest, video
+
+
+@contextlib.contextmanager
+def _locked_out(out: Path) -> Iterator[None]:
+    """Create ``out`` where missing and hold its export lock (:func:`~training.export.export_lock.out_lock`) for
+    the block.
+
+    Raises:
+        OSError: ``out`` cannot be created or written (named as the flag, not as the lock file the user never
+            named).
+        OutFolderBusy: another export is writing to ``out``.
+    """
+    held = contextlib.ExitStack()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        held.enter_context(out_lock(out))
+    except OSError as error:
+        raise OSError(f"--out {out} cannot be written to: {error.strerror or error}") from error
+    with held:
+        yield
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -293,7 +339,9 @@ def _check_out_dir(out: Path, source: Path, version: str, replace: bool) -> None
     directory itself; anything else (another model's directory, a home folder, a folder whose ``manifest.json``
     belongs to something else) would have its files replaced or mixed in. An earlier export of another model
     (another source version than ``version``) is replaced only with ``replace``: exported in place, that folder
-    holds the model itself. Staging folders left by a killed export are removed from a folder that is accepted.
+    holds the model itself. Staging folders and the lock file (an export's own, running or killed) are not counted
+    as files of the folder. Only looks: run before the lock is taken (a refused export touches nothing) and again
+    while it is held.
 
     Raises:
         ValueError: ``out`` is a file, a folder of other files, or an export of another model without ``replace``.
@@ -302,8 +350,7 @@ def _check_out_dir(out: Path, source: Path, version: str, replace: bool) -> None
         raise ValueError(f"--out {out} is a file; give a folder for the export")
     if not out.is_dir():
         return
-    leftovers = list(out.glob(f"{STAGING_PREFIX}*"))  # from a killed export, which never reached its cleanup
-    others = [entry for entry in out.iterdir() if entry not in leftovers]
+    others = [entry for entry in out.iterdir() if not _is_export_own(entry)]
     earlier = _export_version(out)
     if earlier is not None and earlier != version and out.resolve() != source.resolve() and not replace:
         raise ValueError(
@@ -312,13 +359,23 @@ def _check_out_dir(out: Path, source: Path, version: str, replace: bool) -> None
             "pass --replace to replace it, or give a new folder"
         )
     if out.resolve() == source.resolve() or earlier is not None or not others:
-        for leftover in leftovers:  # (two exports into one folder at once are not supported)
-            shutil.rmtree(leftover, ignore_errors=True)
         return
     raise ValueError(
         f"--out {out} already holds files and is not an export directory (no readable export {MANIFEST_FILE}); "
         "give a new or empty folder, an earlier export to replace, or the model directory itself"
     )
+
+
+def _is_export_own(entry: Path) -> bool:
+    """Whether ``entry`` of an output folder is an export's own working file: a staging folder or the lock file."""
+    return entry.name.startswith(STAGING_PREFIX) or entry.name == LOCK_FILE
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the staging folders in ``out``: a killed export's, which never reached its cleanup. Only while
+    holding the lock of ``out``, which a running export holds for its whole run, so none is a running export's."""
+    for leftover in out.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _missing_folders(path: Path) -> list[Path]:

@@ -33,8 +33,7 @@ from plugins import SlotState, VideoSlotModel
 from service.backends.manifest import (
     BATCH_AXIS,
     FIRST_STEP,
-    INPUT_FRAMES,
-    INPUT_PREV_SLOTS,
+    GRAPH_INPUTS,
     OUTPUT_MASKS,
     OUTPUT_SLOTS,
     STEP,
@@ -80,7 +79,7 @@ class StepGraph(nn.Module):
 
 def input_names(which: str) -> list[str]:
     """Input names of the ``first_step`` or ``step`` graph, in order."""
-    return [INPUT_FRAMES] if which == FIRST_STEP else [INPUT_FRAMES, INPUT_PREV_SLOTS]
+    return list(GRAPH_INPUTS[which])
 
 
 def export_graph(model: VideoSlotModel, which: str, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:

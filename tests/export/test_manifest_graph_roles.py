@@ -1,0 +1,98 @@
+"""Each graph of an export is recorded with its own step's inputs and outputs: ``first_step`` takes ``frames``,
+``step`` takes ``frames`` and ``prev_slots``. A manifest whose two graph entries were swapped (file, digest and
+signature together, so every graph matches its own entry and its digest) is refused when it is read, by every
+backend and by the server before it serves, instead of failing at warm-up or on every frame."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+from service_helpers import quick_export, save_tiny_model
+
+from service.__main__ import main as serve_main
+from service.backends import onnx_backend, tensorrt_backend
+from service.backends.manifest import MANIFEST_FILE, ManifestError, read_manifest
+
+pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
+
+SWAPPED = r"the first_step graph \(step\.onnx\) is recorded as taking \['frames', 'prev_slots'\].*entries are swapped"
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return quick_export(save_tiny_model(tmp_path_factory.mktemp("source")), tmp_path_factory.mktemp("export"))
+
+
+def edited_copy(export_dir: Path, target: Path, edit: Any) -> Path:
+    """A copy of ``export_dir`` whose manifest's ``graphs`` object went through ``edit``."""
+    shutil.copytree(export_dir, target)
+    raw = json.loads((target / MANIFEST_FILE).read_text())
+    edit(raw["graphs"])
+    (target / MANIFEST_FILE).write_text(json.dumps(raw))
+    return target
+
+
+def swap_entries(graphs: dict[str, Any]) -> None:
+    graphs["first_step"], graphs["step"] = graphs["step"], graphs["first_step"]
+
+
+def test_an_export_reads_with_each_graph_in_its_own_role(export_dir):
+    manifest = read_manifest(export_dir, verify_graphs=True)
+    assert [spec.name for spec in manifest.graphs["first_step"].inputs] == ["frames"]
+    assert [spec.name for spec in manifest.graphs["step"].inputs] == ["frames", "prev_slots"]
+
+
+def test_swapped_graph_entries_are_refused_when_the_manifest_is_read(export_dir, tmp_path):
+    swapped = edited_copy(export_dir, tmp_path / "swapped", swap_entries)
+    with pytest.raises(ManifestError, match=SWAPPED):
+        read_manifest(swapped, verify_graphs=True)
+    with pytest.raises(ManifestError, match=SWAPPED):
+        onnx_backend.load_engine(swapped, name="tiny", device="cpu", max_batch_size=2)
+
+
+def test_the_tensorrt_backend_refuses_swapped_entries_before_looking_for_a_gpu(export_dir, tmp_path):
+    swapped = edited_copy(export_dir, tmp_path / "swapped", swap_entries)
+    with pytest.raises(ManifestError, match=SWAPPED):
+        tensorrt_backend.load_engine(swapped, name="tiny", device="cuda", max_batch_size=2)
+
+
+def test_the_server_exits_2_on_swapped_entries_before_serving(export_dir, tmp_path, capsys):
+    swapped = edited_copy(export_dir, tmp_path / "swapped", swap_entries)
+    argv = ["--model-dir", str(swapped), "--backend", "onnx", "--listen", "127.0.0.1:0", "--metrics-listen", ""]
+    assert serve_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "entries are swapped" in err and "re-run python -m training.export" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda graphs: graphs["step"]["inputs"].pop(), r"a step graph takes \['frames', 'prev_slots'\]"),
+        (lambda graphs: graphs["first_step"]["outputs"].reverse(), r"giving \['masks', 'slots'\]"),
+    ],
+    ids=["step-without-prev-slots", "outputs-reordered"],
+)
+def test_a_graph_recorded_with_other_tensors_than_its_step_is_refused(export_dir, tmp_path, edit, named):
+    edited = edited_copy(export_dir, tmp_path / "edited", edit)
+    with pytest.raises(ManifestError, match=named):
+        read_manifest(edited)
+
+
+def test_graph_files_swapped_under_their_entries_are_caught_against_the_loaded_graphs(export_dir, tmp_path):
+    """File and digest swapped, the recorded signatures left: the digests pass, the loaded graphs do not."""
+
+    def swap_files(graphs: dict[str, Any]) -> None:
+        for key in ("file", "sha256"):
+            graphs["first_step"][key], graphs["step"][key] = graphs["step"][key], graphs["first_step"][key]
+
+    swapped = edited_copy(export_dir, tmp_path / "swapped", swap_files)
+    with pytest.raises(ManifestError, match=r"step\.onnx takes and gives .* but the manifest records"):
+        onnx_backend.load_engine(swapped, name="tiny", device="cpu", max_batch_size=2)
