@@ -7,22 +7,29 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
-from service_helpers import make_video, slow_factory, wait_until
+from service_helpers import SlowEngine, make_video, wait_until
 
 from service.client import FrameResult, stream_frames
+from service.config import ServiceConfig
+from service.engine import Engine, EngineOutput
+from service.server import default_engine_factory
 
 
-def _leave_after_first_answer(target: str, frames: Iterator[np.ndarray], **kwargs: object) -> dict[str, object]:
-    """Take the first answer and leave the loop (``close()`` is what a ``break`` does to the generator); in a
-    thread, so that a hang fails the test instead of holding the suite."""
+def _leave_after_first_answer(
+    target: str, frames: Iterator[np.ndarray], before_leaving: Callable[[], None] = lambda: None, **kwargs: Any
+) -> dict[str, object]:
+    """Take the first answer, call ``before_leaving`` and leave the loop (``close()`` is what a ``break`` does to
+    the generator); in a thread, so that a hang fails the test instead of holding the suite."""
     outcome: dict[str, object] = {}
 
     def body() -> None:
         generator = stream_frames(target, frames, **kwargs)
         outcome["first"] = next(generator)
+        before_leaving()
         started = time.monotonic()
         generator.close()
         outcome["seconds"] = time.monotonic() - started
@@ -57,21 +64,51 @@ def test_leaving_while_the_frames_iterator_waits_for_a_frame_closes_the_stream_a
     assert server.metric("slotstream_streams_released_total", {"reason": "closed"}) == 1, "closed, not cancelled"
 
 
+class HoldingEngine(SlowEngine):
+    """A :class:`SlowEngine` whose ``step`` calls (a stream's later frames), once :attr:`armed` is set, set
+    :attr:`entered` and wait (on the model thread) for :attr:`release_step`."""
+
+    def __init__(self, inner: Engine) -> None:
+        super().__init__(inner)
+        self.release.set()
+        self.armed = threading.Event()
+        self.entered = threading.Event()
+        self.release_step = threading.Event()
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        if self.armed.is_set():
+            self.entered.set()
+            assert self.release_step.wait(60), "the held step was never released"
+        return super().step(frames, state)
+
+
 def test_leaving_while_the_server_is_slow_to_answer_cancels_the_call_after_the_close_timeout(start_server):
     """The answers in flight are waited for ``close_timeout_s`` only; then the call is cancelled."""
-    factory, engines = slow_factory()
+    engines: list[HoldingEngine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engines.append(HoldingEngine(default_engine_factory(config)))
+        return engines[-1]
+
     server = start_server(engine_factory=factory, inline_model_max_ms=0)
+    (engine,) = engines
+    engine.armed.set()  # after the warm-up: frame 0 runs (first_step), frame 1 stays in the model until released
     clip = make_video(seed=92, frames=4)
 
-    def frames() -> Iterator[np.ndarray]:
-        yield clip[0]
-        for engine in engines:
-            engine.delay_s = 2.0  # each later frame takes 2 s in the model: 4 s for the two in flight
-        yield from clip[1:]
+    def frame_1_in_the_model() -> None:
+        assert engine.entered.wait(30), "frame 1 never reached the model"
 
-    outcome = _leave_after_first_answer(server.target, frames(), window=2, close_timeout_s=0.5)
+    try:
+        outcome = _leave_after_first_answer(
+            server.target, iter(clip), frame_1_in_the_model, window=2, close_timeout_s=0.5
+        )
+    finally:
+        engine.release_step.set()
     assert outcome["finished"], "leaving the loop hung"
-    assert 0.45 <= outcome["seconds"] < 2.0, outcome["seconds"]
+    assert "seconds" in outcome, "the first answer or frame 1's model call never came"
+    # Waited for the answers in flight (none comes while frame 1 is held), then cancelled: not before the timeout,
+    # and well before the held call ends (never, here, but for the release above).
+    assert 0.45 <= outcome["seconds"] < 10.0, outcome["seconds"]
     wait_until(lambda: server.session_count() == 0, timeout=15)
     assert server.metric("slotstream_streams_released_total", {"reason": "cancelled"}) == 1
 

@@ -1,25 +1,41 @@
 """The per-frame ``LatencyBreakdown``: every wait is in a stage, and the stages add up to ``total_ms``.
 
-The model is a :class:`SlowEngine` (each call sleeps), so the waits are long next to the scheduling noise of a
-2-core machine; the stages must still add up to the total within a few milliseconds of thread hops.
+The first two tests run the server on a :class:`ModelClock`: ``time.perf_counter`` of the modules that time the
+stages (``service.connection``, ``service.batcher``, ``service.runner``) reads a clock that moves only while the
+model "runs" (a :class:`ClockedEngine` advances it instead of sleeping). Thread hops and event-loop turns, which a
+loaded machine can stretch to hundreds of milliseconds, then take no time at all, so the stages must add up to the
+total exactly, and each wait is a whole number of model calls. A model call first waits for what a slow model lets
+happen before its time has passed (the next frame read, the answers to the calls before it), so the order of
+events is that of a slow model on any machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
-from service_helpers import SlowEngine, make_video, run, slow_factory, wait_until
+import pytest
+from service_helpers import ServerThread, SlowEngine, make_video, run, wait_until
 
+import service.batcher
+import service.connection
+import service.runner
 from service.client import Client, FrameResult
 from service.config import ServiceConfig
+from service.connection import StreamConnection
 from service.engine import Engine, EngineOutput
 from service.server import default_engine_factory
-from service.types import LatencyBreakdown
+from service.types import FrameRequest, LatencyBreakdown, StreamRequest
 
 MODEL_DELAY_S = 0.15
-SLACK_MS = 40.0  # thread hops and event-loop turns between the stages, far below one model call
+ROUNDING_MS = 1e-6  # float rounding of differences of clock readings: on a ModelClock the stages add up exactly
+#: The modules whose ``time.perf_counter`` readings make up a frame's LatencyBreakdown.
+TIMED_MODULES = (service.connection, service.batcher, service.runner)
 
 
 def unaccounted_ms(latency: LatencyBreakdown) -> float:
@@ -27,13 +43,62 @@ def unaccounted_ms(latency: LatencyBreakdown) -> float:
     return latency.total_ms - stages
 
 
-class HoldingEngine(SlowEngine):
-    """A :class:`SlowEngine` whose next ``first_step`` after :attr:`hold_next` is set waits (on the model thread)
-    for :attr:`resume`, setting :attr:`held` when it starts to wait."""
+class ModelClock:
+    """A ``time`` module stand-in whose ``perf_counter`` moves only by :meth:`advance`; everything else (``time_ns``
+    for the results' wall-clock stamps) is the real module's."""
 
-    def __init__(self, inner: Engine, delay_s: float) -> None:
+    def __init__(self) -> None:
+        self._now = 1000.0
+        self._lock = threading.Lock()
+
+    def perf_counter(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@pytest.fixture
+def model_clock(monkeypatch: pytest.MonkeyPatch) -> ModelClock:
+    """The stage timers of :data:`TIMED_MODULES` read a :class:`ModelClock` for the test (start servers after)."""
+    clock = ModelClock()
+    for module in TIMED_MODULES:
+        monkeypatch.setattr(module, "time", clock)  # raising: a module that stops importing time must be revisited
+    return clock
+
+
+class ClockedEngine(SlowEngine):
+    """A :class:`SlowEngine` whose calls advance :attr:`clock` by :attr:`delay_s` instead of sleeping."""
+
+    def __init__(self, inner: Engine, delay_s: float, clock: ModelClock) -> None:
         super().__init__(inner, delay_s)
         self.release.set()
+        self.clock = clock
+        #: Called with the batch size on the model thread before the clock moves: what the call waits for.
+        self.before_call: Callable[[int], None] = lambda batch_size: None
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        self.before_call(len(frames))
+        self.clock.advance(self.delay_s)
+        return self.inner.first_step(frames)
+
+    def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
+        self.before_call(len(frames))
+        self.clock.advance(self.delay_s)
+        return self.inner.step(frames, state)
+
+
+class HoldingEngine(ClockedEngine):
+    """A :class:`ClockedEngine` whose next ``first_step`` after :attr:`hold_next` is set waits (on the model thread,
+    the clock standing still) for :attr:`resume`, setting :attr:`held` when it starts to wait."""
+
+    def __init__(self, inner: Engine, delay_s: float, clock: ModelClock) -> None:
+        super().__init__(inner, delay_s, clock)
         self.hold_next = threading.Event()
         self.held = threading.Event()
         self.resume = threading.Event()
@@ -46,12 +111,76 @@ class HoldingEngine(SlowEngine):
         return super().first_step(frames)
 
 
-def test_waiting_for_the_reply_window_is_queueing_not_decoding(start_server):
+def frames_answered(server: ServerThread) -> float:
+    """The frames the server answered with a result (the last thing it does for a frame, after its latency)."""
+    return sum(
+        sample.value
+        for metric in server.server.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == "slotstream_frames_total" and sample.labels["outcome"] == "result"
+    )
+
+
+def engine_factory(make: Callable[[Engine], Engine]) -> tuple[Callable[[ServiceConfig], Engine], list[Engine]]:
+    """A server's engine factory wrapping the configured engine with ``make``, and the list of engines it made."""
+    engines: list[Engine] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engines.append(make(default_engine_factory(config)))
+        return engines[-1]
+
+    return factory, engines
+
+
+class FramesRead:
+    """Counts the frames the server's stream connections have read, at the moment each is stamped received."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+        run_stream = StreamConnection.run
+
+        def run_counting(connection: StreamConnection, requests: AsyncIterable[StreamRequest]) -> Any:
+            return run_stream(connection, self._counting(requests))
+
+        monkeypatch.setattr(StreamConnection, "run", run_counting)
+
+    async def _counting(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamRequest]:
+        loop = asyncio.get_running_loop()
+        async for request in requests:
+            if isinstance(request, FrameRequest):
+                # The reader stamps the frame received in the step that takes it from here: count it after that step.
+                loop.call_soon(self._add_one)
+            yield request
+
+    def _add_one(self) -> None:
+        with self._changed:
+            self._count += 1
+            self._changed.notify_all()
+
+    def wait_for(self, frames: int, timeout_s: float = 30.0) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self._count >= frames, timeout_s), f"{frames} frames never read"
+
+
+def test_waiting_for_the_reply_window_is_queueing_not_decoding(start_server, model_clock, monkeypatch):
     """With a reply window of one frame, each frame sent ahead waits for the previous reply before it is decoded:
-    that wait is queueing; decoding a 32x32 frame stays well under a millisecond's order."""
-    factory, _ = slow_factory(delay_s=MODEL_DELAY_S)
-    server = start_server(engine_factory=factory, max_buffered_reply_bytes=1)  # one unanswered reply at a time
+    that wait is queueing (one model call); decoding takes no time on the model clock, and nothing is left out."""
     frames = make_video(seed=40, frames=4)
+    read = FramesRead(monkeypatch)
+    factory, engines = engine_factory(lambda inner: ClockedEngine(inner, MODEL_DELAY_S, model_clock))
+    # No wait for a batch to fill: the model clock stands still while the batcher would wait for it to pass.
+    server = start_server(engine_factory=factory, max_buffered_reply_bytes=1, max_queue_delay_ms=0.0)
+    calls = itertools.count()
+
+    def next_frame_read(batch_size: int) -> None:
+        """Call n (frame n) runs once frame n + 1 waits at the server for the reply window, as it does when the
+        model is slow: on a frozen clock it could otherwise be read only after the call's time had passed."""
+        read.wait_for(min(next(calls) + 2, len(frames)))
+
+    for engine in engines:
+        assert isinstance(engine, ClockedEngine)
+        engine.before_call = next_frame_read  # armed after the warm-up
 
     async def scenario():
         async with Client(server.target) as client:
@@ -64,25 +193,37 @@ def test_waiting_for_the_reply_window_is_queueing_not_decoding(start_server):
 
     results = run(scenario(), timeout=60)
     assert all(isinstance(result, FrameResult) for result in results)
+    model_ms = MODEL_DELAY_S * 1e3
     for result in results:
-        assert result.latency.decode_ms < SLACK_MS, result.latency
-        assert abs(unaccounted_ms(result.latency)) < SLACK_MS, result.latency
-    assert all(r.latency.queue_ms > 0.8 * MODEL_DELAY_S * 1e3 for r in results[1:]), "each waited for a reply"
+        assert result.latency.decode_ms == pytest.approx(0.0, abs=ROUNDING_MS), result.latency
+        assert result.latency.inference_ms == pytest.approx(model_ms), result.latency
+        assert unaccounted_ms(result.latency) == pytest.approx(0.0, abs=ROUNDING_MS), result.latency
+    assert results[0].latency.queue_ms == pytest.approx(0.0, abs=ROUNDING_MS), results[0].latency
+    for result in results[1:]:  # each waited for the reply to the frame before: that frame's model call
+        assert result.latency.queue_ms == pytest.approx(model_ms), result.latency
 
 
-def test_a_batch_of_a_first_and_a_later_frame_answers_the_later_one_first(start_server):
+def test_a_batch_of_a_first_and_a_later_frame_answers_the_later_one_first(start_server, model_clock):
     """A batch holding a new stream's first frame and another stream's later frame runs two model calls in turn:
     ``step`` first, answered as soon as it is done, so the running stream never waits for the newcomer's
     ``first_step``; the first frame's wait for the ``step`` call is queueing, not lost from the breakdown."""
-    engines: list[HoldingEngine] = []
-
-    def factory(config: ServiceConfig) -> Engine:
-        engines.append(HoldingEngine(default_engine_factory(config), MODEL_DELAY_S))
-        return engines[-1]
-
-    server = start_server(engine_factory=factory)
+    factory, engines = engine_factory(lambda inner: HoldingEngine(inner, MODEL_DELAY_S, model_clock))
+    # No wait for a batch to fill: the model clock stands still while the batcher would wait for it to pass.
+    server = start_server(engine_factory=factory, max_queue_delay_ms=0.0)
     server.server.batch_log = []
     clips = [make_video(seed=41 + i, frames=2) for i in range(3)]
+    holding = engines[0]
+    assert isinstance(holding, HoldingEngine)
+    called = 0
+
+    def after_earlier_answers(batch_size: int) -> None:
+        """A call runs once the frames of the calls before it are answered, as they are when the model is slow:
+        on a frozen clock the next call could otherwise pass its time before an answer's total is taken."""
+        nonlocal called
+        wait_until(lambda: frames_answered(server) >= called, timeout=30)
+        called += batch_size
+
+    holding.before_call = after_earlier_answers  # armed after the warm-up
 
     def queued() -> int:
         runner = server.server._runner
@@ -94,13 +235,13 @@ def test_a_batch_of_a_first_and_a_later_frame_answers_the_later_one_first(start_
             ongoing = await client.open()
             await ongoing.process(clips[0][0])  # its next frame is a later frame (step)
             busy, fresh = await client.open(), await client.open()
-            engines[0].hold_next.set()
+            holding.hold_next.set()
             await busy.send(clips[1][0])  # occupies the model, held until both frames below are queued ...
-            assert await asyncio.to_thread(engines[0].held.wait, 10), "the busy frame's call did not start"
+            assert await asyncio.to_thread(holding.held.wait, 10), "the busy frame's call did not start"
             await fresh.send(clips[2][0])  # ... while a first frame and a later frame queue for one batch
             await ongoing.send(clips[0][1])
             await asyncio.to_thread(wait_until, lambda: queued() == 2)
-            engines[0].resume.set()
+            holding.resume.set()
             results = [await stream.receive() for stream in (busy, fresh, ongoing)]
             for stream in (ongoing, busy, fresh):
                 await stream.close()
@@ -113,12 +254,15 @@ def test_a_batch_of_a_first_and_a_later_frame_answers_the_later_one_first(start_
     assert isinstance(first, FrameResult) and isinstance(later, FrameResult)
     assert later.latency.batch_size == first.latency.batch_size == 1  # each its own call
     assert later.completed_time_ns < first.completed_time_ns, "the later frame was not answered first"
-    # Both waited for the busy call (the first frame, sent first, a little longer); then the first frame waited for
-    # the step call too, while the later frame did not wait for the first_step call (it would be the other way).
-    assert first.latency.queue_ms - later.latency.queue_ms > 0.8 * MODEL_DELAY_S * 1e3, (first.latency, later.latency)
-    assert later.latency.total_ms < first.latency.total_ms - 0.8 * MODEL_DELAY_S * 1e3
+    # Both waited for the busy call; then the first frame waited for the step call too, while the later frame did
+    # not wait for the first_step call (it would be the other way).
+    model_ms = MODEL_DELAY_S * 1e3
+    assert later.latency.queue_ms == pytest.approx(model_ms), later.latency
+    assert first.latency.queue_ms == pytest.approx(2 * model_ms), first.latency
+    assert later.latency.total_ms == pytest.approx(2 * model_ms), later.latency
+    assert first.latency.total_ms == pytest.approx(3 * model_ms), first.latency
     for result in results:
-        assert abs(unaccounted_ms(result.latency)) < SLACK_MS, result.latency
+        assert unaccounted_ms(result.latency) == pytest.approx(0.0, abs=ROUNDING_MS), result.latency
 
 
 def test_an_idle_open_stream_does_not_hold_back_another_streams_frames(start_server):

@@ -4,7 +4,7 @@ answer, not the backlog of every answer in order."""
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -143,19 +143,42 @@ def test_reading_goes_on_after_reconnect_and_a_lost_connection_is_raised_once(se
 
 
 def test_blocking_newest_only_yields_fresh_answers_to_a_slow_loop(server):
-    """The frames are read at the camera's pace (live mode drops what the model cannot take); the slow loop sees
-    increasing frame indices, never a drop notice, and the last frame's result."""
+    """The frames are read at the camera's pace, not the loop's (live mode drops what the model cannot take): a loop
+    that handles one answer while the camera yields three sees increasing frame indices, never a drop notice, and
+    the last frame's result.
+
+    The loop is slow by the camera's count, not by the clock: after each answer it waits until the camera has
+    yielded three more frames (or has none left), so it takes at most a third of the answers at any machine speed.
+    Frames read at the loop's pace would leave it waiting for frames the camera is never asked for.
+    """
     clip = make_video(seed=97, frames=60)
+    per_answer = 3
+    changed = threading.Condition()
+    yielded = 0
+    finished = False
 
     def camera() -> Iterator[np.ndarray]:
+        nonlocal yielded, finished
         for frame in clip:
-            time.sleep(0.005)
             yield frame
+            with changed:  # the frame was taken: the stream asked for the next one
+                yielded += 1
+                changed.notify_all()
+        with changed:
+            finished = True
+            changed.notify_all()
+
+    def wait_for_the_camera(frames: int) -> None:
+        with changed:
+            moved = changed.wait_for(lambda: finished or yielded >= frames, timeout=10)
+        assert moved, f"the camera was asked for only {yielded} frames: it was read at the loop's pace"
 
     answers = []
     for answer in stream_frames(server.target, camera(), StreamOptions(live=True), newest_only=True):
         answers.append(answer)
-        time.sleep(0.05)  # a slow control loop
+        with changed:
+            seen = yielded
+        wait_for_the_camera(seen + per_answer)  # a slow control loop
     indices = [a.frame_index for a in answers]
     assert all(isinstance(a, FrameResult) for a in answers)
     assert indices == sorted(set(indices)) and len(indices) < len(clip) // 2

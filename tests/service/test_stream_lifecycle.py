@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any, get_args
 
@@ -13,6 +14,7 @@ import torch
 from service_helpers import (
     SERVICE_TINY_MODEL,
     ServerThread,
+    SlowEngine,
     make_config,
     make_video,
     raw,
@@ -26,11 +28,14 @@ from test_stream_service import assert_matches
 from plugins import VideoSlotModel
 from service import wire
 from service.client import Client, CloseReason, FrameError, FrameResult, Output, StreamError, StreamOptions
-from service.engine import model_version
+from service.config import ServiceConfig
+from service.connection import StreamConnection
+from service.engine import Engine, EngineOutput, model_version
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
+from service.server import default_engine_factory
 from service.session import ReleaseReason
-from service.types import FrameRequest, OpenRequest
+from service.types import CloseRequest, FrameRequest, OpenRequest
 
 
 def test_idle_stream_is_reclaimed_and_reports_expired(start_server):
@@ -602,29 +607,73 @@ def test_frames_waiting_for_the_model_hold_their_pixels_not_their_encoded_bytes(
     assert all(isinstance(answer, FrameResult) for answer in answers)
 
 
-def test_a_close_sent_before_a_drain_begins_is_honoured_as_a_close(start_server):
+class _FirstStepHeld(SlowEngine):
+    """A :class:`SlowEngine` whose ``first_step`` calls, once :attr:`armed` is set, set :attr:`entered` and wait (on
+    the model thread) for :attr:`release_first_step`."""
+
+    def __init__(self, inner: Engine) -> None:
+        super().__init__(inner)
+        self.release.set()
+        self.armed = threading.Event()
+        self.entered = threading.Event()
+        self.release_first_step = threading.Event()
+
+    def first_step(self, frames: np.ndarray) -> EngineOutput:
+        if self.armed.is_set():
+            self.entered.set()
+            assert self.release_first_step.wait(60), "the held first_step was never released"
+        return super().first_step(frames)
+
+
+def test_a_close_sent_before_a_drain_begins_is_honoured_as_a_close(start_server, monkeypatch):
     """The client closed while its last frame was in the model, then the server began to drain: the stream ends
     as the client asked (CLIENT_CLOSED, with the state it asked for), not as drained, which would invite the client
-    to continue a stream it meant to end."""
-    factory, engines = slow_factory()
+    to continue a stream it meant to end. Each step waits for the one before it: the frame is held in the model
+    until the server has read the close and begun to drain."""
+    engines: list[_FirstStepHeld] = []
+
+    def factory(config: ServiceConfig) -> Engine:
+        engines.append(_FirstStepHeld(default_engine_factory(config)))
+        return engines[-1]
+
+    connections: list[StreamConnection] = []
+    close_read = threading.Event()
+    finish = StreamConnection._finish
+
+    async def finish_noting_the_close(connection: StreamConnection, end: CloseRequest | None) -> None:
+        if end is not None:  # the reader got the client's close and ends the stream with it
+            connections.append(connection)
+            close_read.set()
+        await finish(connection, end)
+
+    monkeypatch.setattr(StreamConnection, "_finish", finish_noting_the_close)
     server = start_server(engine_factory=factory, inline_model_max_ms=0)
+    (engine,) = engines
+    engine.armed.set()  # after the warm-up
     frame = make_video(seed=101, frames=1)[0]
+
+    def wait_for(event: threading.Event, what: str) -> None:
+        assert event.wait(30), what
 
     async def scenario():
         async with Client(server.target) as client:
             stream = await client.open(StreamOptions(resume_window_s=30))
-            for engine in engines:
-                engine.delay_s = 0.6
             await stream.send(frame)
-            await asyncio.sleep(0.1)  # the frame is in the model
+            await asyncio.to_thread(wait_for, engine.entered, "the frame never reached the model")
             closing = asyncio.ensure_future(stream.close(return_state=True))
-            await asyncio.sleep(0.1)  # the close has reached the server
+            await asyncio.to_thread(wait_for, close_read, "the server never read the close")
             stopping = asyncio.ensure_future(asyncio.to_thread(server.stop, 5.0))
+            (connection,) = connections
+            await asyncio.to_thread(wait_until, lambda: connection._draining)  # the drain began after the close
+            engine.release_first_step.set()
             remaining = await closing
             await stopping
             return remaining
 
-    remaining = run(scenario())
+    try:
+        remaining = run(scenario())
+    finally:
+        engine.release_first_step.set()
     assert [type(answer).__name__ for answer in remaining] == ["FrameResult", "StreamClosed"]
     closed = remaining[-1]
     assert closed.reason == CloseReason.CLIENT_CLOSED and closed.handoff is not None
