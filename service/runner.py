@@ -145,6 +145,7 @@ class ModelRunner:
             ThreadPoolExecutor(1, thread_name_prefix=f"model-{engine.card.name}-{index}")
             for index in range(self.instances)
         ]
+        self._warm_up: asyncio.Future[None] | None = None
         self._batcher: MicroBatcher[StepJob, StepResult | _Failed] = MicroBatcher(
             self._process,
             self._executors,
@@ -173,9 +174,24 @@ class ModelRunner:
         return self._batcher.running_for_s()
 
     async def warm_up(self) -> None:
-        """Run the engine at batch size 1 and at the largest batch size, on the model thread."""
+        """Run the engine at batch size 1 and at the largest batch size, on the model thread. Cancelling the wait
+        leaves the call running (:attr:`warming_up` says until when)."""
         sizes = sorted({1, self.max_batch_size})
-        await asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.warmup, sizes)
+        self._warm_up = asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.warmup, sizes)
+        await asyncio.shield(self._warm_up)
+
+    @property
+    def warming_up(self) -> bool:
+        """Whether the warm-up's model call is running (whether or not anything still waits for it)."""
+        return self._warm_up is not None and not self._warm_up.done()
+
+    async def abandon(self) -> None:
+        """Fail frames still queued and leave the model threads behind without waiting for the calls they run (a
+        warm-up cut short by a shutdown): the engine is not freed, and the process is expected to exit without
+        joining the threads."""
+        await self._batcher.stop()
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def close(self, timeout_s: float | None = None) -> bool:
         """Fail frames still queued, wait for the model calls still running on every model thread, and free the

@@ -7,16 +7,20 @@ keeps its status through the drain (a probe must not restart a pod that is handi
 get UNAVAILABLE, every stream answers the frames it has accepted, sends its hand-off state and ends with
 UNAVAILABLE so the client reconnects elsewhere. A stream detached from a dropped connection is kept for up to
 ``DETACHED_WAIT_S``: its client may resume it during the drain, which hands its state off the same way. The drain
-ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed.
+ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed; the gRPC
+server then gets at most :data:`GRPC_STOP_S` to stop (connections of clients that do not read are abandoned). A
+shutdown before ``SERVING`` abandons the model's warm-up instead of waiting for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +40,7 @@ from service.generated import pb, pb_grpc
 from service.host import memory_limit_bytes
 from service.logs import quiet_client_departures
 from service.metrics import Metrics
-from service.ports import address_in_use
+from service.ports import listen_problem
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
 from service.session_limits import SessionLimits
@@ -58,6 +62,12 @@ neither stalled nor failing."""
 EngineFactory = Callable[[ServiceConfig], Engine]
 
 _log = logging.getLogger(__name__)
+
+GRPC_STOP_S = 1.0
+"""Longest a shutdown waits for the gRPC server to stop once the drain has ended (calls still running get what is
+left of the grace period, up to this, before they are cancelled). gRPC's own stop then waits for every connection
+to close, which for a client that does not read (a frozen process with replies queued for it) lasts until the
+connection's ping times out, about 5 s (measured): such connections are abandoned instead."""
 
 DETACHED_WAIT_S = 5.0
 """Longest a drain waits for clients to resume streams detached from dropped connections and collect their
@@ -82,7 +92,31 @@ def default_engine_factory(config: ServiceConfig) -> Engine:
 
 
 class ListenError(Exception):
-    """The server cannot listen on a configured address (typically a port another process holds)."""
+    """The server cannot listen on a configured address (a port another process holds, a host name that does not
+    resolve, an address that is not this machine's)."""
+
+
+def check_listen_address(flag: str, address: str) -> None:
+    """Refuse, before the model loads, an ``address`` (given with ``flag``) that the server cannot listen on now.
+
+    Raises:
+        ListenError: naming the flag, the address and the system's reason (see :func:`listen_problem`).
+    """
+    problem = listen_problem(address)
+    if problem is None:
+        return
+    if problem.errno == errno.EADDRINUSE:
+        raise ListenError(
+            f"{flag} {address}: the port is in use (another process listens there): stop that process, or choose "
+            f"another port with {flag} HOST:PORT"
+        )
+    host = address.rpartition(":")[0]
+    if isinstance(problem, socket.gaierror):
+        raise ListenError(f"{flag} {address}: cannot resolve the host {host} ({problem.strerror})")
+    hint = ""
+    if problem.errno == errno.EADDRNOTAVAIL:
+        hint = f": {host} is not an address of this machine (listen on one of its addresses, or 0.0.0.0 for all)"
+    raise ListenError(f"{flag} {address}: cannot listen there ({problem.strerror}){hint}")
 
 
 class Server:
@@ -94,7 +128,13 @@ class Server:
 
     Attributes:
         model_abandoned: set by :meth:`stop` when a model call was still running at the end of the grace
-            period, so the engine's thread was left running (``serve`` then exits the process without waiting).
+            period, so the engine's thread was left running (``serve`` then exits the process without waiting,
+            with status 1).
+        warm_up_abandoned: set by :meth:`stop` when it cut the model's warm-up short: nothing was served, and the
+            warm-up's thread was left running (``serve`` then exits the process without waiting, with status 0).
+        connections_abandoned: set by :meth:`stop` when the gRPC server had not stopped :data:`GRPC_STOP_S` after
+            the drain (a client that does not read): its stop goes on in the background (``serve`` then exits the
+            process without waiting for it, with status 0).
     """
 
     def __init__(self, config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
@@ -116,6 +156,10 @@ class Server:
         self._heartbeat: asyncio.Task[None] | None = None
         self._model_stalled = False
         self.model_abandoned = False
+        self.warm_up_abandoned = False
+        self.connections_abandoned = False
+        self._listening = False
+        self._grpc_stopping: asyncio.Future[None] | None = None  # a stop that outlived GRPC_STOP_S
         self._model_failing = False
         self._shutting_down = False
         self._auth = False
@@ -141,11 +185,8 @@ class Server:
         config = self.config
         quiet_client_departures()  # a client gone while its replies waited is routine: INFO, not a core traceback
         for flag, address in (("--listen", config.listen), ("--metrics-listen", config.metrics_listen)):
-            if address and address_in_use(address):  # said before the model loads, without gRPC's own error line
-                raise ListenError(
-                    f"{flag} {address}: the port is in use (another process listens there): stop that process, or "
-                    f"choose another port with {flag} HOST:PORT"
-                )
+            if address:  # said before the model loads, without gRPC's own error line
+                check_listen_address(flag, address)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         engine = await loop.run_in_executor(None, self._engine_factory, config)
@@ -342,8 +383,10 @@ class Server:
         except RuntimeError as error:  # grpcio raises on a failed bind; older versions return port 0 instead
             self.port, problem = 0, f" ({error})"
         if self.port == 0:
-            raise ListenError(f"--listen {config.listen}: cannot listen there{problem}; is the port in use?")
+            check_listen_address("--listen", config.listen)  # the cause, if it arose while the model loaded
+            raise ListenError(f"--listen {config.listen}: cannot listen there{problem}")
         await self._grpc.start()
+        self._listening = True
 
     async def _warm_up(self) -> None:
         assert self._runner is not None and self.manager is not None
@@ -476,21 +519,43 @@ class Server:
         started = time.perf_counter()
         await self._drain_streams(started + grace)
         if self._grpc is not None:
-            remaining = max(0.0, grace - (time.perf_counter() - started))
-            await self._grpc.stop(min(remaining, 1.0))
+            await self._stop_grpc(max(0.0, grace - (time.perf_counter() - started)))
         for background in (self._reaper, self._watchdog, self._heartbeat):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-        if self._runner is not None:
+        if self._runner is not None and self._runner.warming_up:  # cancelled above: nothing was served
+            await self._runner.abandon()
+            self.warm_up_abandoned = True
+            _log.info("shutdown requested while the model warms up: the warm-up is abandoned")
+        elif self._runner is not None:
             remaining = max(1.0, grace - (time.perf_counter() - started))
             self.model_abandoned = not await self._runner.close(remaining)
-            self._runner = None
+        self._runner = None
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
-        if self.manager is not None:  # a server whose model never loaded ends with its error alone
+        if self._listening:  # a server that never listened ends with its error alone
+            self._listening = False
             _log.info("stopped", extra={"drain_s": round(time.perf_counter() - started, 3)})
+
+    async def _stop_grpc(self, remaining_s: float) -> None:
+        """Stop the gRPC server: calls still running get ``remaining_s`` (at most :data:`GRPC_STOP_S`) before they
+        are cancelled, and the stop is waited for :data:`GRPC_STOP_S` at most. A stop that takes longer (a client
+        that does not read) goes on in the background and sets :attr:`connections_abandoned`."""
+        stopping = asyncio.ensure_future(self._grpc.stop(min(remaining_s, GRPC_STOP_S)))
+        # Not wait_for: cancelling gRPC's stop would cancel the future its shutdown callback completes.
+        done, _ = await asyncio.wait({stopping}, timeout=GRPC_STOP_S)
+        if done:
+            stopping.result()
+            return
+        self._grpc_stopping = stopping  # a reference, so the task is not collected while it runs
+        self.connections_abandoned = True
+        _log.warning(
+            "the gRPC server had not stopped %.1f s after the drain (a client does not read its replies): its "
+            "connections are abandoned",
+            GRPC_STOP_S,
+        )
 
 
 async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
@@ -498,7 +563,8 @@ async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_e
 
     A signal that arrives while the model loads (a TensorRT engine build can take minutes) ends the process at once
     with status 0: nothing is served yet, and the load, which runs in a thread that cannot be interrupted, is
-    abandoned instead of holding the process until its supervisor kills it.
+    abandoned instead of holding the process until its supervisor kills it. So is the model's warm-up, when the
+    signal arrives after the server listens but before it reports SERVING.
 
     Raises:
         RuntimeError: warm-up failed (logged with its traceback); the server was stopped first.
@@ -525,6 +591,8 @@ async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_e
         _log.info("shutdown requested")
     finally:
         await server.stop()
-        if server.model_abandoned:  # a hung model thread would keep the interpreter from exiting
+        if server.model_abandoned or server.warm_up_abandoned or server.connections_abandoned:
+            # A model thread still running would keep the interpreter from exiting; a gRPC stop still waiting on
+            # a frozen client is not waited for either.
             logging.shutdown()
-            os._exit(1)
+            os._exit(1 if server.model_abandoned else 0)
