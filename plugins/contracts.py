@@ -2,7 +2,8 @@
 
 Each check raises :class:`~plugins.interfaces.ContractViolation` naming the component (its role, registry name,
 class and the plugin that registered it) at the point where its output breaks the contract, instead of a failure
-deep inside the next component or a shape that drifts frame after frame. They compare types and shapes only.
+deep inside the next component or a shape that drifts frame after frame. They compare types, shapes and, where
+given, the dtype (outside autocast).
 """
 
 from __future__ import annotations
@@ -35,10 +36,17 @@ def check_type(model: VideoSlotModel, role: str, output: object, expected: type)
 
 
 def check_shape(
-    model: VideoSlotModel, role: str, what: str, tensor: object, expected: tuple[int | None, ...], layout: str = ""
+    model: VideoSlotModel,
+    role: str,
+    what: str,
+    tensor: object,
+    expected: tuple[int | None, ...],
+    layout: str = "",
+    dtype: tuple[torch.dtype, str] | None = None,
 ) -> None:
     """Name the component whose output breaks the contract, at once: a transition that adds slots would
-    otherwise grow K frame after frame, and a wrong width fails deep inside another component.
+    otherwise grow K frame after frame, a wrong width fails deep inside another component, and so do slots of
+    another dtype than the features (``mixed dtype`` in the next component's layer norm or matmul).
 
     Args:
         model: the model the component belongs to.
@@ -47,12 +55,18 @@ def check_shape(
         tensor: the output.
         expected: its shape for this model; ``None`` matches any size.
         layout: the contract's name for the shape, for the message.
+        dtype: the dtype ``tensor`` must have and where that dtype comes from, for the message (``(torch.float32,
+            "the encoder's features")``); ``None``: any dtype. Not checked while autocast is enabled for the
+            tensor's device (mixed precision: there outputs legitimately come in the autocast dtype or in float32).
 
     Raises:
-        ContractViolation: ``tensor`` is not a tensor, or its shape is not ``expected``.
+        ContractViolation: ``tensor`` is not a tensor, its shape is not ``expected``, or its dtype is not ``dtype``.
     """
     if not isinstance(tensor, torch.Tensor):
         violation(model, role, f"returned {what} of type {type(tensor).__name__}, not a tensor")
+    if dtype is not None and tensor.dtype != dtype[0] and not torch.is_autocast_enabled(tensor.device.type):
+        want, source = dtype
+        violation(model, role, f"returned {what} of dtype {tensor.dtype}, expected {want}, the dtype of {source}")
     # ONNX export traces: sizes are tensors there, and the exporter checks the graph's signature itself. (Asked
     # first because it costs 0.1 us, where torch.onnx.is_in_onnx_export() costs 1.4 us.)
     if torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]

@@ -12,8 +12,9 @@ listed in :data:`WIRING_ARGUMENTS`. Which kind receives which: encoders get ``im
 all six; losses and heads get none. A config may not set an argument the model supplies to that kind. The model
 passes every argument by keyword, so none may be positional-only.
 
-:class:`~plugins.model.VideoSlotModel` checks every component's output on every frame (its type and shape, a
-few tuple comparisons) and raises :class:`ContractViolation` naming the component that broke its contract.
+:class:`~plugins.model.VideoSlotModel` checks every component's output on every frame (its type and shape, and
+the dtype of queries and slots: a few comparisons) and raises :class:`ContractViolation` naming the component that
+broke its contract.
 
 State semantics (one choice, used everywhere): the state carried between frames is the *previous frame's
 slots*, and the transition runs at the start of the next frame, once that frame's features are known
@@ -56,8 +57,8 @@ receive only ``image_size``, ``num_slots`` and ``slot_dim``; the other model com
 class ContractViolation(AssertionError, ValueError):
     """A component broke the contract of its kind; the message says which rule and by how much.
 
-    Raised by :class:`~plugins.model.VideoSlotModel` when a component's output has the wrong type or shape (the
-    message names the component, its class and the plugin that registered it), and by the checks of
+    Raised by :class:`~plugins.model.VideoSlotModel` when a component's output has the wrong type, shape or dtype
+    (the message names the component, its class and the plugin that registered it), and by the checks of
     :mod:`plugins.testing`. An ``AssertionError`` for tests, and a ``ValueError`` for callers that handle a bad
     model as one.
     """

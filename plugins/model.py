@@ -69,13 +69,15 @@ class VideoSlotModel(nn.Module):
     The constructor arguments are the configuration (:attr:`config` returns them as JSON).
 
     Every step checks each component's output against its contract: the type (``EncoderOutput``, a queries
-    tensor, ...) and the shape (encoder features ``[B, h*w, feature_dim]`` for its declared grid and width,
+    tensor, ...), the shape (encoder features ``[B, h*w, feature_dim]`` for its declared grid and width,
     queries and slots ``[B, K, D]``, attention ``[B, R, K, P]``, masks ``[B, K, h, w]``, a reconstruction of the
-    target's shape). A violation raises :class:`~plugins.interfaces.ContractViolation` naming the component, its
-    class and the plugin that registered it, instead of a failure deep inside the next component or a shape that
-    drifts frame after frame. The checks compare types and shapes only (about 7 us per step on the development
-    CPU, against 3.2 ms for a step of the default model); the shape comparisons are skipped while ONNX export
-    traces the model, where sizes are symbolic.
+    target's shape) and the dtype of queries and slots (the encoder features' dtype; not compared while autocast
+    is enabled, where mixed precision gives outputs of several dtypes). A violation raises
+    :class:`~plugins.interfaces.ContractViolation` naming the component, its class and the plugin that registered
+    it, instead of a failure deep inside the next component or a shape that drifts frame after frame. The checks
+    compare types, shapes and dtypes only (about 8 us per step on the development CPU, the dtypes about 0.5 us of
+    it per slots check, against 3.2 ms for a step of the default model); the shape comparisons are skipped while
+    ONNX export traces the model, where sizes are symbolic.
 
     Args:
         encoder: encoder spec (registry name + kwargs).
@@ -238,9 +240,9 @@ class VideoSlotModel(nn.Module):
         encoded = self._encode(frames)
         initial = self.initializer(encoded.features)
         check_type(self, "initializer", initial, InitializerOutput)
-        self._check_slots("initializer", "queries", initial.queries, frames.shape[0])
+        self._check_slots("initializer", "queries", initial.queries, encoded)
         if initial.preheated is not None:
-            self._check_slots("initializer", "preheated queries", initial.preheated, frames.shape[0])
+            self._check_slots("initializer", "preheated queries", initial.preheated, encoded)
         return self._group_and_decode(frames, encoded, initial.queries, self.first_iters, initial.preheated, None)
 
     def step(self, frames: Frames, state: SlotState) -> tuple[StepOutput, SlotState]:
@@ -257,7 +259,7 @@ class VideoSlotModel(nn.Module):
         past_slots = state.past_slots or (state.slots,)
         past_features = (*state.past_features, encoded.features)[-len(past_slots) :]
         queries = self.transition(past_slots, past_features)
-        self._check_slots("transition", "queries", queries, frames.shape[0])
+        self._check_slots("transition", "queries", queries, encoded)
         return self._group_and_decode(frames, encoded, queries, self.later_iters, None, state)
 
     def forward(self, video: Video, state: SlotState | None = None) -> VideoOutput:
@@ -298,7 +300,7 @@ class VideoSlotModel(nn.Module):
         batch = frames.shape[0]
         grouped = self.aggregator(encoded.features, queries, num_iterations)
         check_type(self, "aggregator", grouped, AggregatorOutput)
-        self._check_slots("aggregator", "slots", grouped.slots, batch)
+        self._check_slots("aggregator", "slots", grouped.slots, encoded)
         attention = (batch, num_iterations, self.num_slots, encoded.features.shape[1])
         check_shape(self, "aggregator", "attention", grouped.attention, attention, "[B, R, K, P]")
         target = self._target(frames, encoded)
@@ -336,8 +338,12 @@ class VideoSlotModel(nn.Module):
             violation(self, "encoder", f"returned grid {encoded.grid!r}, but its feature_grid is {(height, width)}")
         return encoded
 
-    def _check_slots(self, role: str, what: str, tensor: torch.Tensor, batch: int) -> None:
-        check_shape(self, role, what, tensor, (batch, self.num_slots, self.slot_dim), "[B, K, D]")
+    def _check_slots(self, role: str, what: str, tensor: torch.Tensor, encoded: EncoderOutput) -> None:
+        """Slots or queries ``[B, K, D]`` of the features' batch size and dtype (the aggregator mixes them with the
+        features, so another dtype fails there; not compared under autocast, see :func:`check_shape`)."""
+        features = encoded.features  # [B, h*w, feature_dim], checked by _encode
+        shape = (features.shape[0], self.num_slots, self.slot_dim)
+        check_shape(self, role, what, tensor, shape, "[B, K, D]", (features.dtype, "the encoder's features"))
 
     def _target(self, frames: Frames, encoded: EncoderOutput) -> Tokens:
         if self.decoder.target_kind == "features":

@@ -89,8 +89,8 @@ def check_model_component(config: dict[str, Any], role: str, registry: Component
         registry: where the component names resolve; default: the installed plugins.
 
     Raises:
-        ContractViolation: a rule is broken (the message names it). A component output of the wrong type or shape
-            is the model's own per-step check, whose message names the component, its class and its plugin.
+        ContractViolation: a rule is broken (the message names it). A component output of the wrong type, shape or
+            dtype is the model's own per-step check, whose message names the component, its class and its plugin.
         ValueError: ``role`` is not a model role.
     """
     if role not in ROLES:

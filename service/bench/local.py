@@ -12,7 +12,11 @@ The report holds p50/p99/mean latency of both steps, frames/s of a stream of lat
 frames (``batch / mean step latency``), the ratios, and the compute floor (:mod:`service.bench.floor`); and what
 ran them: the command line, machine and versions (:mod:`service.bench.provenance`), the load average before and
 after, and every setting including the ONNX Runtime / TensorRT options (``SLOTSTREAM_*`` variables applied).
-Backend names are checked before anything is exported.
+Backend names are checked before anything is exported. A model that does not load (for the ``torch`` backend or the
+export: a component whose plugin is not installed, say) ends the run with one error line, exit status 2. The floor
+rebuilds the PyTorch model from the directory's ``config.json``; where that fails (an ONNX export benchmarked with
+``--backends onnx`` without its plugin installed), the floor is skipped with a note saying why (``floor_skipped`` in
+the report) and the timings are still printed and written.
 """
 
 from __future__ import annotations
@@ -32,12 +36,17 @@ from typing import Any
 import numpy as np
 
 from plugins.model_files import run_folder_hint
+from plugins.registry import RegistryError
 from service.bench.cli import backend_names, unknown_backends, usage_error
 from service.bench.onnx_profile import OperatorTime, format_profile, profile_graph
 from service.bench.provenance import provenance
 from service.engine import BackendUnavailable, Engine, load_engine
 
 DEFAULT_BACKENDS = ("torch", "onnx")
+
+
+class FloorUnavailable(Exception):
+    """The floor cannot be computed: the PyTorch model does not rebuild (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -142,11 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = run(model_dir, backends, sizes, args.iterations, args.warmup, args.threads, args.device, options)
             if args.onnx_profile:
                 report["onnx_profile"] = onnx_profiles(model_dir, args.threads, args.iterations)
-            if not args.no_floor and args.device.startswith("cpu"):
-                report["floor"] = floor_report(model_dir, report["results"], args.threads)
-            elif not args.no_floor:  # the matmul rate is measured on the CPU: no floor to compare a GPU run with
-                print(f"python -m service.bench --local: no floor for --device {args.device}", file=sys.stderr)
-    except (BackendUnavailable, OSError, ValueError, ExportError) as error:  # ValueError: bad --device, manifest
+            if not args.no_floor:
+                add_floor(report, model_dir, args.threads, args.device)
+    # ValueError: bad --device, manifest; RegistryError: the torch backend or the export lacks a component's plugin
+    except (BackendUnavailable, OSError, ValueError, ExportError, RegistryError) as error:
         print(f"python -m service.bench --local: cannot load the model: {error}", file=sys.stderr)
         return 2
     report["model"]["dir"] = str(args.model)
@@ -270,15 +278,36 @@ def ratios(results: Sequence[Measurement]) -> dict[str, float]:
     return out
 
 
+def add_floor(report: dict[str, Any], model_dir: Path, threads: int, device: str) -> None:
+    """Put :func:`floor_report` into ``report["floor"]``; where there is none (a GPU run, or a PyTorch model that
+    does not rebuild) put why into ``report["floor_skipped"]`` instead (:func:`format_table` prints it as a
+    ``no floor: ...`` line): the timings stand."""
+    try:
+        if not device.startswith("cpu"):  # the matmul rate is measured on the CPU: no floor to compare a GPU run with
+            raise FloorUnavailable(f"the matmul rate is measured on the CPU, not on --device {device}")
+        report["floor"] = floor_report(model_dir, report["results"], threads)
+    except FloorUnavailable as error:
+        report["floor_skipped"] = str(error)
+
+
 def floor_report(model_dir: Path, results: Sequence[dict[str, Any]], threads: int) -> dict[str, Any]:
-    """FLOPs per frame, the matmul rate, the floor per frame and each measurement's distance from it."""
+    """FLOPs per frame, the matmul rate, the floor per frame and each measurement's distance from it.
+
+    Raises:
+        FloorUnavailable: the PyTorch model of ``model_dir`` does not load (its message, e.g. the
+            :class:`~plugins.registry.RegistryError` of a component whose plugin is not installed).
+    """
     import torch
 
     from plugins import VideoSlotModel
     from service.bench.floor import count_flops, matmul_rate
 
     torch.set_num_threads(threads)
-    flops = count_flops(VideoSlotModel.from_pretrained(model_dir))
+    try:
+        model = VideoSlotModel.from_pretrained(model_dir)
+    except (RegistryError, OSError, ValueError) as error:  # the FLOPs are counted on the PyTorch model
+        raise FloorUnavailable(f"cannot rebuild the PyTorch model to count its FLOPs: {error}") from error
+    flops = count_flops(model)
     rate = matmul_rate()
     floor_ms = {"first_step": flops.first_step / rate * 1e3, "step": flops.step / rate * 1e3}
     above = {
@@ -310,6 +339,8 @@ def format_table(report: dict[str, Any]) -> str:
             f"{step['p50_ms']:.2f} / {step['p99_ms']:.2f} | {r['frames_per_s']:.0f} |"
         )
     lines += [f"{name}: {value:.2f}" for name, value in report["ratios"].items()]
+    if "floor_skipped" in report:
+        lines.append(f"no floor: {report['floor_skipped']}")
     floor = report.get("floor")
     if floor:
         flops, ms = floor["flops_per_frame"], floor["floor_ms_per_frame"]

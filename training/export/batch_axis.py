@@ -123,18 +123,51 @@ def _differing_components(first: torch.jit.ScriptModule, second: torch.jit.Scrip
 
 def _operations(traced: torch.jit.ScriptModule) -> dict[str, list[tuple[str, str, str]]]:
     """The traced operations of each component (by role; ``""`` for the model's own code), in order, as ``(kind,
-    constant value, "file:line")``."""
+    constant value, "file:line")``.
+
+    A node belongs to the component of its scope; the ``prim::GetAttr`` nodes that fetch submodules and weights
+    have no scope and belong to the component whose attribute they fetch (:func:`_attribute_owners`): a component
+    that calls its ``nn.Linear`` once per batch row fetches its weights once per row, which is its own difference,
+    not one of the model's code."""
     from training.export.tracing import caller_outside_torch  # the tracer's stack format, parsed there
 
     operations: dict[str, list[tuple[str, str, str]]] = {}
-    for node in traced.inlined_graph.nodes():
+    graph = traced.inlined_graph  # built anew on each access
+    owners = _attribute_owners(graph)
+    for node in graph.nodes():
         parts = node.scopeName().split("/")[-1].split(".")  # "__module.model.transition[.inner...]"
         role = parts[2] if len(parts) > 2 and parts[1] == "model" and parts[2] in COMPONENT_NAMES else ""
+        if node.kind() == "prim::GetAttr":
+            role = owners.get(node.output().debugName(), "")
         value = ""
         if node.kind() == "prim::Constant" and node.outputsSize() == 1:
             value = repr(node.output().toIValue())
         operations.setdefault(role, []).append((node.kind(), value, caller_outside_torch(str(node.sourceRange()))))
     return operations
+
+
+def _attribute_owners(graph: torch.Graph) -> dict[str, str]:
+    """Output name of each ``prim::GetAttr`` node of ``graph`` -> the role of the component whose attribute it
+    fetches (``""``: the wrapped model itself, or an attribute of the graph module or the model outside the
+    components).
+
+    The chain starts at the graph module (``self``): ``self.model`` is the model, ``model.<role>`` a component,
+    and every attribute fetched from a component's value (a submodule, a weight) belongs to that component.
+    """
+    model = "<model>"  # the owner of the wrapped model's own value: neither a role nor the graph module
+    owners: dict[str, str] = {}
+    for node in graph.nodes():
+        if node.kind() != "prim::GetAttr":
+            continue
+        parent, name = owners.get(node.input().debugName()), node.s("name")
+        if parent is None:  # fetched from the graph module
+            owner = model if name == "model" else ""
+        elif parent == model:
+            owner = name if name in COMPONENT_NAMES else ""
+        else:
+            owner = parent
+        owners[node.output().debugName()] = owner
+    return {value: "" if owner == model else owner for value, owner in owners.items()}
 
 
 def _fixed_batch_message(
