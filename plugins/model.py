@@ -394,7 +394,8 @@ class VideoSlotModel(nn.Module):
             PluginVersionWarning: a component's plugin is installed in another version than ``config.json``
                 records (once per plugin; the message names the plugin, both versions and the file). The recorded
                 arguments are used, but the plugin's code may compute differently. Files without recorded
-                versions load without it.
+                versions load without it. Warned once the model has loaded (a failed load names the change in its
+                error instead).
 
         Raises:
             FileNotFoundError: the directory or a file in it is missing (the message names it; for a training run
@@ -405,6 +406,11 @@ class VideoSlotModel(nn.Module):
             RegistryError: the config names a component that no loaded plugin registers (the message names the
                 file and, for models saved with the plugin names, the plugin each component came from);
                 :class:`ComponentBuildError`, a subclass, when a component's constructor fails.
+
+            A ``ComponentConfigError`` or ``ComponentBuildError`` (a component that cannot be built), or a
+            ``ValueError`` for weights that do not fit, starts with the plugin changes since the file was saved
+            (another version, another plugin registering the name, and the ``pip install`` command that goes
+            back), when there are any.
         """
         return read_pretrained(cls, directory, registry, map_location)
 

@@ -101,6 +101,9 @@ def recorded_frame_fit(payload: Mapping[str, Any], config_path: Path) -> FrameFi
 def weights_mismatch_message(weights: str, config: str, report: str) -> str | None:
     """One line for weights whose tensors have other shapes than the config describes (another model's config).
 
+    For weights saved with the config itself, whose plugin's code changed since, :mod:`plugins.pretrained` says
+    that instead (the plugin, both versions and how to go back) around :func:`mismatch_summary`.
+
     Args:
         weights: how to name the weights file in the message (a path, or just its name).
         config: how to name the config file.
@@ -110,18 +113,40 @@ def weights_mismatch_message(weights: str, config: str, report: str) -> str | No
         How many tensors differ, the first :data:`MISMATCH_EXAMPLES` of them (saved shape against the config's)
         and the fix; ``None`` when ``report`` names no tensor of another shape (a damaged file, say).
     """
-    mismatches = _SIZE_MISMATCH.findall(report)
+    summary = mismatch_summary(report)
+    if summary is None:
+        return None
+    return (
+        f"{weights} does not fit {config}: {summary}. The two files belong to different models: put back the "
+        f"{CONFIG_FILE} saved with these weights"
+    )
+
+
+def mismatch_summary(report: str, than: str = "the config describes", label: str = "config") -> str | None:
+    """``"N tensors have other shapes than the config describes: NAME (weights [..], config [..]), ... and M
+    more"`` for PyTorch's ``load_state_dict`` error ``report`` (the first :data:`MISMATCH_EXAMPLES` tensors named);
+    ``None`` when it names no tensor of another shape (:func:`size_mismatches`).
+
+    Args:
+        report: PyTorch's error text.
+        than: what the model's shapes come from, after "other shapes than".
+        label: how each example names the model's shape, against the weights'.
+    """
+    mismatches = size_mismatches(report)
     if not mismatches:
         return None
     examples = ", ".join(
-        f"{name} (weights {saved}, config {shape})" for name, saved, shape in mismatches[:MISMATCH_EXAMPLES]
+        f"{name} (weights {saved}, {label} {shape})" for name, saved, shape in mismatches[:MISMATCH_EXAMPLES]
     )
     more = f" and {len(mismatches) - MISMATCH_EXAMPLES} more" if len(mismatches) > MISMATCH_EXAMPLES else ""
-    return (
-        f"{weights} does not fit {config}: {len(mismatches)} tensors have other shapes than the config describes: "
-        f"{examples}{more}. The two files belong to different models: put back the {CONFIG_FILE} saved with these "
-        "weights"
-    )
+    return f"{len(mismatches)} tensors have other shapes than {than}: {examples}{more}"
+
+
+def size_mismatches(report: str) -> list[tuple[str, str, str]]:
+    """The tensors PyTorch's ``load_state_dict`` error ``report`` says have another shape in the file than in the
+    model, as (name, shape in the file, shape in the model), e.g. ``("transition.lin.weight", "[32, 32]",
+    "[32, 33]")``; empty for any other error (a damaged file, say)."""
+    return [(name, saved, shape) for name, saved, shape in _SIZE_MISMATCH.findall(report)]
 
 
 def run_folder_models(folder: str | os.PathLike[str]) -> list[Path]:

@@ -19,17 +19,26 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from plugins.builtin import DEFAULT_PLUGINS
+from plugins.config import ComponentSpec
 from plugins.files import write_atomically
 from plugins.model_files import (
     CONFIG_FILE,
     FORMAT_VERSION,
     WEIGHTS_FILE,
+    mismatch_summary,
     model_files,
     read_model_config,
     recorded_frame_fit,
     weights_mismatch_message,
 )
-from plugins.registry import BLOCK_ENV_VAR, ComponentBuildError, ComponentConfigError, ComponentRegistry, RegistryError
+from plugins.registry import (
+    BLOCK_ENV_VAR,
+    ComponentBuildError,
+    ComponentConfigError,
+    ComponentKind,
+    ComponentRegistry,
+    RegistryError,
+)
 
 if TYPE_CHECKING:
     from plugins.model import VideoSlotModel
@@ -76,34 +85,124 @@ def read_pretrained(
     config_path, weights_path = model_files(directory)
     payload = read_model_config(config_path)
     frame_fit = recorded_frame_fit(payload, config_path)
+    model = _build_saved(cls, payload, registry, config_path)
+    model.frame_fit = frame_fit
+    model = model.to(map_location)  # the weights load straight onto it
+    _load_weights(model, payload, weights_path, config_path, str(map_location))
+    # Warned once the model loaded: a failure above puts the plugin changes that explain it first in its message.
+    _warn_on_other_plugin_sources(model, payload, config_path)
+    _warn_on_other_plugin_versions(model, payload, config_path)
+    return model.eval()
+
+
+def _build_saved(
+    cls: type[VideoSlotModel], payload: Mapping[str, Any], registry: ComponentRegistry | None, config_path: Path
+) -> VideoSlotModel:
+    """The model the ``model`` section of ``config.json`` (``payload``, read from ``config_path``) describes.
+
+    Raises:
+        ComponentConfigError: a component's recorded arguments do not fit its class; ComponentBuildError: its
+            constructor raised. Both name the file and, first, the plugin changes since it was saved
+            (:func:`plugin_changes`: another version, or another plugin registering the name, and how to go back),
+            which are what such a failure of a saved model usually comes from.
+        RegistryError: a component name nothing registers here (with :func:`missing_plugin_hint`).
+        ValueError: the section does not describe a model.
+    """
     try:
-        model = cls(**payload["model"], registry=registry)
+        return cls(**payload["model"], registry=registry)
     except ComponentConfigError as error:  # a component argument its class lacks: keep the type, name the file
-        raise ComponentConfigError(f"{config_path}: {error}") from error
+        raise ComponentConfigError(_build_failure(payload, registry, config_path, error)) from error
     except TypeError as error:  # an unknown or missing argument, or a value of the wrong type
         raise ValueError(f"{config_path}: its 'model' section does not describe a model: {error}") from error
     except ComponentBuildError as error:  # a component's constructor raised: keep the type, name the file
-        raise ComponentBuildError(f"{config_path}: {error}") from error
+        raise ComponentBuildError(_build_failure(payload, registry, config_path, error)) from error
     except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
         raise RegistryError(f"{config_path}: {error} {missing_plugin_hint(payload)}") from error
-    model.frame_fit = frame_fit
-    _warn_on_other_plugin_sources(model, payload, config_path)
-    _warn_on_other_plugin_versions(model, payload, config_path)
-    model = model.to(map_location)  # the weights load straight onto it
+
+
+def _build_failure(
+    payload: Mapping[str, Any], registry: ComponentRegistry | None, config_path: Path, error: RegistryError
+) -> str:
+    """The message for a component of ``config_path`` that cannot be built: the plugin changes since the file was
+    saved first, when there are any, then the registry's ``error``."""
+    changes = plugin_changes(payload, *_registered_plugins(payload, registry))
+    if not changes:
+        return f"{config_path}: {error}"
+    return f"{_saved_under_other_plugins(config_path, changes)}, the model the file records cannot be built: {error}"
+
+
+def _saved_under_other_plugins(config_path: Path, changes: list[str]) -> str:
+    """The start of a message about ``config_path`` for the plugin ``changes`` (:func:`plugin_changes`), up to
+    ``"With the plugins installed here"``."""
+    return (
+        f"{config_path} was saved under other plugin code than is installed here: {'; '.join(changes)}. With the "
+        "plugins installed here"
+    )
+
+
+def _registered_plugins(
+    payload: Mapping[str, Any], registry: ComponentRegistry | None
+) -> tuple[dict[str, str], Mapping[str, str]]:
+    """For a model that cannot be built: the plugin that registers each component of ``config.json``
+    (``payload``) here, by role (those whose name is not registered, or not recorded, left out), and the installed
+    plugins' versions, as :attr:`~plugins.model.VideoSlotModel.component_plugins` and
+    :attr:`~plugins.model.VideoSlotModel.plugin_versions` would hold them."""
+    if registry is None:
+        from plugins.manager import default_registry  # what VideoSlotModel builds from when given none
+
+        registry = default_registry()
+    owners = {}
+    recorded = payload.get("plugins")
+    for role in recorded if isinstance(recorded, Mapping) else ():
+        try:
+            owners[str(role)] = registry.owner(
+                ComponentKind(f"{role}s"), ComponentSpec.parse(payload["model"][role]).name
+            )
+        except (KeyError, ValueError, TypeError, RegistryError):  # not a role, not recorded, or not registered here
+            continue
+    return owners, registry.plugin_versions
+
+
+def _load_weights(
+    model: VideoSlotModel, payload: Mapping[str, Any], weights_path: Path, config_path: Path, device: str
+) -> None:
+    """Load ``weights_path`` into ``model``, built from ``config_path`` (``payload``).
+
+    Raises:
+        ValueError: the file is damaged, or its tensors do not fit the model (other shapes: one line, see
+            :func:`~plugins.model_files.weights_mismatch_message`; missing or unexpected names). For weights that
+            do not fit, the plugin changes since the file was saved (:func:`plugin_changes`) come first when there
+            are any: the weights are the ones saved with the file, and the plugin's code is what changed.
+    """
     try:
-        missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(map_location))
+        missing, unexpected = load_model(model, str(weights_path), strict=False, device=device)
     except (SafetensorError, RuntimeError) as error:  # a damaged file, or tensors of other shapes
         # PyTorch reports other shapes one line per tensor (dozens for a model of another size): summarise
-        mismatch = weights_mismatch_message(str(weights_path), str(config_path), str(error))
-        if mismatch is not None:
-            raise ValueError(mismatch) from error
-        raise ValueError(f"{weights_path} cannot be loaded into the model of {config_path}: {error}") from error
+        summary = mismatch_summary(str(error), than="the installed plugins make", label="now")
+        if summary is None:
+            raise ValueError(f"{weights_path} cannot be loaded into the model of {config_path}: {error}") from error
+        explained = _plugin_changes_for_weights(model, payload, weights_path, config_path, summary)
+        if explained is not None:  # no cause: callers that summarise a mismatched cause would drop the plugins
+            raise ValueError(explained) from None
+        raise ValueError(weights_mismatch_message(str(weights_path), str(config_path), str(error))) from error
     if missing or unexpected:
-        raise ValueError(
-            f"{weights_path} does not match {config_path}: missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}"
-        )
-    return model.eval()
+        names = f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        explained = _plugin_changes_for_weights(model, payload, weights_path, config_path, names)
+        raise ValueError(explained or f"{weights_path} does not match {config_path}: {names}")
+
+
+def _plugin_changes_for_weights(
+    model: VideoSlotModel, payload: Mapping[str, Any], weights_path: Path, config_path: Path, what: str
+) -> str | None:
+    """The message for weights that do not fit (``what``: which tensors) when plugins changed since
+    ``config_path`` was saved; ``None`` when none did."""
+    changes = plugin_changes(payload, model.component_plugins, model.plugin_versions)
+    if not changes:
+        return None
+    return (
+        f"{_saved_under_other_plugins(config_path, changes)}, the weights saved with the file ({weights_path}) do "
+        f"not fit the model it builds: {what}"
+    )
 
 
 def other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any]) -> list[tuple[str, list[str], str, str]]:
@@ -111,38 +210,100 @@ def other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any]) -> 
     records for the same plugin, as (plugin, roles, saved version, installed version). A file without the record,
     a registry that knows no version and the project's built-in plugins (recorded with the project's version)
     give none."""
-    saved_plugins, saved_versions = payload.get("plugins"), payload.get("plugin_versions")
-    if not (isinstance(saved_plugins, Mapping) and isinstance(saved_versions, Mapping)):
-        return []
-    roles_by_plugin: dict[str, list[str]] = {}
-    for role in model.specs:  # in data-flow order
-        plugin = model.component_plugins[role]
-        if saved_plugins.get(role) == plugin:
-            roles_by_plugin.setdefault(plugin, []).append(role)
-    changed = []
-    for plugin, roles in roles_by_plugin.items():
-        if plugin in DEFAULT_PLUGINS:  # the project's own: its changes are the project's, and every release would warn
-            continue
-        saved, installed = saved_versions.get(plugin), model.plugin_versions.get(plugin)
-        if saved is not None and installed is not None and str(saved) != installed:
-            changed.append((plugin, roles, str(saved), installed))
-    return changed
+    return _changed_versions(payload, model.component_plugins, model.plugin_versions)
 
 
 def other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """The components of ``model`` whose name another plugin registers here than the one a saved ``config.json``
     (``payload``) records, as (role, saved plugin, plugin used here). A file without the record, and components
     that move between the project's own built-in plugins, give none."""
+    return _changed_sources(payload, model.component_plugins)
+
+
+def plugin_changes(
+    payload: Mapping[str, Any], component_plugins: Mapping[str, str], installed_versions: Mapping[str, str]
+) -> list[str]:
+    """What changed in the plugins of a saved ``config.json`` (``payload``) against those installed here, one
+    clause per change for an error message.
+
+    Args:
+        payload: the saved ``config.json``.
+        component_plugins: the plugin that registers each component here, by role (a model's
+            :attr:`~plugins.model.VideoSlotModel.component_plugins`).
+        installed_versions: the installed plugins' versions (a model's or registry's ``plugin_versions``).
+
+    Returns:
+        For each component whose name another plugin registers here (as :func:`other_plugin_sources`), and each
+        plugin installed in another version (as :func:`other_plugin_versions`): the component(s), both plugins or
+        both versions, and how to go back (the ``pip install`` command, where the file records the distribution).
+        Empty when nothing changed or the file records no plugins.
+    """
+    names = _component_names(payload)
+    sources = [
+        f"{_components(names, [role])} came from plugin {saved!r}, but here plugin {loaded!r} registers "
+        f"that name (to go back: {_go_back(payload, saved)} and block {loaded!r} with {BLOCK_ENV_VAR})"
+        for role, saved, loaded in _changed_sources(payload, component_plugins)
+    ]
+    versions = [
+        f"{_components(names, roles)} came from plugin {plugin!r} "
+        f"version {saved}, but version {installed} is installed (to go back: {_go_back(payload, plugin)})"
+        for plugin, roles, saved, installed in _changed_versions(payload, component_plugins, installed_versions)
+    ]
+    return sources + versions
+
+
+def _changed_versions(
+    payload: Mapping[str, Any], component_plugins: Mapping[str, str], installed_versions: Mapping[str, str]
+) -> list[tuple[str, list[str], str, str]]:
+    """:func:`other_plugin_versions` for the plugins of ``component_plugins`` (role -> plugin, in data-flow
+    order) installed in ``installed_versions``."""
+    saved_plugins, saved_versions = payload.get("plugins"), payload.get("plugin_versions")
+    if not (isinstance(saved_plugins, Mapping) and isinstance(saved_versions, Mapping)):
+        return []
+    roles_by_plugin: dict[str, list[str]] = {}
+    for role, plugin in component_plugins.items():
+        if saved_plugins.get(role) == plugin:
+            roles_by_plugin.setdefault(plugin, []).append(role)
+    changed = []
+    for plugin, roles in roles_by_plugin.items():
+        if plugin in DEFAULT_PLUGINS:  # the project's own: its changes are the project's, and every release would warn
+            continue
+        saved, installed = saved_versions.get(plugin), installed_versions.get(plugin)
+        if saved is not None and installed is not None and str(saved) != installed:
+            changed.append((plugin, roles, str(saved), installed))
+    return changed
+
+
+def _changed_sources(payload: Mapping[str, Any], component_plugins: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """:func:`other_plugin_sources` for the plugins of ``component_plugins`` (role -> plugin, in data-flow
+    order)."""
     saved_plugins = payload.get("plugins")
     if not isinstance(saved_plugins, Mapping):
         return []
     changed = []
-    for role in model.specs:  # in data-flow order
-        saved, loaded = saved_plugins.get(role), model.component_plugins[role]
+    for role, loaded in component_plugins.items():
+        saved = saved_plugins.get(role)
         if saved is None or str(saved) == loaded or (str(saved) in DEFAULT_PLUGINS and loaded in DEFAULT_PLUGINS):
             continue
         changed.append((role, str(saved), loaded))
     return changed
+
+
+def _component_names(payload: Mapping[str, Any]) -> dict[str, str]:
+    """The registry name of each component of a saved ``config.json`` (``payload``), by role; a spec that cannot
+    be read is left out."""
+    names = {}
+    for role, spec in payload["model"].items():
+        try:
+            names[str(role)] = ComponentSpec.parse(spec).name
+        except TypeError:  # not a component spec (num_slots, ...), or a malformed one
+            continue
+    return names
+
+
+def _components(names: Mapping[str, str], roles: list[str]) -> str:
+    """``the transition 'damped', the decoder 'mine'`` for ``roles``, with their names where ``names`` has them."""
+    return ", ".join(f"the {role} {names[role]!r}" if role in names else f"the {role}" for role in roles)
 
 
 def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
@@ -161,12 +322,15 @@ def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, 
 
 def _warn_on_other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
     """Warn (:class:`PluginSourceWarning`) for each component :func:`other_plugin_sources` finds: the model is
-    built with the other plugin's class, which may compute something else entirely."""
+    built with the other plugin's class, which may compute something else entirely. The warning says what to
+    install as :class:`PluginVersionWarning` does: the recorded distribution and version, where the file records
+    them (the plugin's entry-point name need not be what ``pip install`` takes)."""
     for role, saved, loaded in other_plugin_sources(model, payload):
         warnings.warn(
             f"{config_path}: the {role} {model.specs[role].name!r} of this model came from plugin {saved!r}, but "
-            f"here plugin {loaded!r} registers that name, so its class is used: install {saved!r} and block "
-            f"{loaded!r} with {BLOCK_ENV_VAR} to load the model as saved, or check its results",
+            f"here plugin {loaded!r} registers that name, so its class is used: install {saved!r}"
+            f"{_pip_install(payload, saved, _saved_version(payload, saved))} and block {loaded!r} with "
+            f"{BLOCK_ENV_VAR} to load the model as saved, or check its results",
             PluginSourceWarning,
             stacklevel=4,  # the caller of VideoSlotModel.from_pretrained
         )
@@ -182,11 +346,7 @@ def missing_plugin_hint(payload: Mapping[str, Any]) -> str:
         if isinstance(saved, Mapping)
         else []
     )
-    versions = payload.get("plugin_versions")
-    named = [
-        f"{plugin!r}{_pip_install(payload, plugin, versions.get(plugin) if isinstance(versions, Mapping) else None)}"
-        for plugin in external
-    ]
+    named = [f"{plugin!r}{_pip_install(payload, plugin, _saved_version(payload, plugin))}" for plugin in external]
     where = f"it was saved with components of the plugin(s) {', '.join(named)}; " if external else ""
     return (
         f"({where}a component from a plugin package needs that package installed and not blocked by "
@@ -194,12 +354,35 @@ def missing_plugin_hint(payload: Mapping[str, Any]) -> str:
     )
 
 
+def _saved_version(payload: Mapping[str, Any], plugin: str) -> object:
+    """The version of ``plugin`` that ``config.json`` (``payload``) records, or ``None``."""
+    versions = payload.get("plugin_versions")
+    return versions.get(plugin) if isinstance(versions, Mapping) else None
+
+
+def _go_back(payload: Mapping[str, Any], plugin: str) -> str:
+    """How to install ``plugin`` as ``config.json`` (``payload``) records it: ``pip install 'dist==version'``
+    where the file records its distribution, else in words."""
+    version = _saved_version(payload, plugin)
+    command = _pip_command(payload, plugin, version)
+    if command is not None:
+        return command
+    return f"install plugin {plugin!r}" + (f" version {version}" if version else "")
+
+
 def _pip_install(payload: Mapping[str, Any], plugin: str, version: object) -> str:
     """`` (pip install 'dist==version')`` for ``plugin`` when ``config.json`` (``payload``) records its
     distribution, else ``""``."""
+    command = _pip_command(payload, plugin, version)
+    return f" ({command})" if command is not None else ""
+
+
+def _pip_command(payload: Mapping[str, Any], plugin: str, version: object) -> str | None:
+    """``pip install 'dist==version'`` (``'dist'`` without a version) for ``plugin`` when ``config.json``
+    (``payload``) records its distribution, else ``None``."""
     distributions = payload.get("plugin_distributions")
     distribution = distributions.get(plugin) if isinstance(distributions, Mapping) else None
     if not distribution:
-        return ""
+        return None
     pinned = f"{distribution}=={version}" if version else str(distribution)
-    return f" (pip install '{pinned}')"
+    return f"pip install '{pinned}'"

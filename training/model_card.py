@@ -21,6 +21,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -387,7 +388,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
     try:
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copyfile(source / name, staging / name)
-        model = VideoSlotModel.from_pretrained(staging)
+        model = load_copy(staging, source)
         spec = args.data or config.data.val_spec or config.data.spec
         # Labelled videos only, as training.evaluate scores them (a note says how many were left out).
         crop = config.data.center_crop  # real frames fitted as in training
@@ -452,6 +453,36 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         move_in(staging, args.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_copy(staging: Path, source: Path) -> VideoSlotModel:
+    """``VideoSlotModel.from_pretrained(staging)`` for the copy in ``staging`` of the model directory ``source``,
+    its errors and warnings naming ``source`` where they name ``staging``: the staging folder is gone when the
+    command ends, and the files to fix (a ``config.json`` whose plugin is missing, say) are the ones in ``source``.
+
+    Raises:
+        as ``from_pretrained``, of the same type (a ``ValueError`` where that type cannot be built from a
+        message alone).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = VideoSlotModel.from_pretrained(staging)
+        except (ValueError, OSError, RegistryError) as error:
+            raise _naming(error, staging, source) from error
+    for warning in caught:
+        message = str(warning.message).replace(str(staging), str(source))
+        warnings.warn_explicit(message, warning.category, warning.filename, warning.lineno)
+    return model
+
+
+def _naming(error: Exception, staging: Path, source: Path) -> Exception:
+    """``error`` again, of the same type where it can be built from a message, with ``source`` for ``staging``."""
+    message = str(error).replace(str(staging), str(source))
+    try:
+        return type(error)(message)
+    except TypeError:  # an exception type that takes other arguments
+        return ValueError(message)
 
 
 def move_in(staging: Path, out: Path) -> None:

@@ -16,8 +16,8 @@ from safetensors.torch import load_model
 from tqdm import tqdm
 
 from plugins.model_files import CONFIG_FILE as MODEL_CONFIG_FILE
-from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE, read_model_config
-from plugins.pretrained import missing_plugin_hint, other_plugin_sources, other_plugin_versions
+from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE, read_model_config, size_mismatches
+from plugins.pretrained import missing_plugin_hint, plugin_changes
 from training.best import BEST_MODEL_DIR
 from training.checkpoint import TrainerState, capture_rng, load_trainer_state, restore_rng, save_checkpoint
 from training.config import TrainConfig, changed_fields, read_train_config
@@ -96,11 +96,20 @@ def restore_newest(run: Run, checkpoints: list[Path], device: str, group: Proces
     """Restore the newest of ``checkpoints`` (oldest first) that loads; a damaged one (a file cut short by a crash
     of the machine, say) is reported and the one before it used.
 
+    Before a checkpoint's weights are read, the plugins its ``config.json`` records are compared with those that
+    built ``run.model``: a plugin change is refused as such (a new version may change its tensors' shapes, which
+    is no damage of the file).
+
     Raises:
-        ValueError: none loads, or the newest intact one was written by another number of processes.
+        ValueError: the checkpoint was written under other plugin code (another version of a component's plugin,
+            or another plugin registering its name: the message names both, and how to go back); its tensors have
+            other shapes than ``run.model``'s without a recorded plugin change (the message keeps PyTorch's list
+            of tensors and shapes); none loads; or the newest intact one was written by another number of
+            processes.
     """
     problems = []
     for checkpoint in reversed(checkpoints):
+        _check_same_plugins(run, checkpoint)
         try:
             _restore(run, checkpoint, device)
         except _DAMAGED_CHECKPOINT as error:
@@ -112,7 +121,6 @@ def restore_newest(run: Run, checkpoints: list[Path], device: str, group: Proces
                 tqdm.write(f"warning: {problems[-1]}: the checkpoint cannot be read; trying the one before")
             continue
         _check_world_size(run, checkpoint, group)
-        _check_same_plugins(run, checkpoint)
         if problems and group.is_main:
             tqdm.write(f"resumed from {checkpoint} (step {run.step}) instead")
         return
@@ -120,7 +128,8 @@ def restore_newest(run: Run, checkpoints: list[Path], device: str, group: Proces
 
 
 _DAMAGED_CHECKPOINT = (SafetensorError, RuntimeError, EOFError, OSError, pickle.UnpicklingError, KeyError)
-"""What reading a damaged checkpoint raises: safetensors' header errors, torch's zip-archive errors, truncation."""
+"""What reading a damaged checkpoint raises: safetensors' header errors, torch's zip-archive errors, truncation.
+(Tensors of other shapes than the model's are no damage: :func:`_restore` raises ``ValueError`` for them.)"""
 
 
 def _check_world_size(run: Run, checkpoint: Path, group: ProcessGroup) -> None:
@@ -135,21 +144,15 @@ def _check_world_size(run: Run, checkpoint: Path, group: ProcessGroup) -> None:
 
 def _check_same_plugins(run: Run, checkpoint: Path) -> None:
     """Refuse to resume with another version of a component's plugin, or another plugin under its name, than
-    ``checkpoint`` was written with: the run would continue under other code, and its final model would record
-    only the new plugin."""
+    ``checkpoint`` was written with (:func:`~plugins.pretrained.plugin_changes`: both versions or plugins, and the
+    ``pip install`` command to go back): the run would continue under other code, and its final model would
+    record only the new plugin. Checked before the checkpoint's weights are read, which another version may no
+    longer fit."""
     try:
         payload = read_model_config(checkpoint / MODEL_CONFIG_FILE)
-    except (OSError, ValueError):  # its weights loaded: only the record of their plugins is lost
+    except (OSError, ValueError):  # damaged: reading its weights decides; only the record of its plugins is lost
         return
-    changes = [
-        f"the {role} {run.model.specs[role].name!r} came from plugin {saved!r}, but here plugin {loaded!r} "
-        "registers that name"
-        for role, saved, loaded in other_plugin_sources(run.model, payload)
-    ] + [
-        f"{', '.join(f'the {role} {run.model.specs[role].name!r}' for role in roles)} came from plugin {plugin!r} "
-        f"version {saved}, but version {installed} is installed"
-        for plugin, roles, saved, installed in other_plugin_versions(run.model, payload)
-    ]
+    changes = plugin_changes(payload, run.model.component_plugins, run.model.plugin_versions)
     if changes:
         raise ValueError(
             f"{checkpoint} was written under other plugin code: {'; '.join(changes)}. --resume continues a run "
@@ -169,7 +172,25 @@ def resume_plugin_hint(checkpoints: list[Path]) -> str:
 
 
 def _restore(run: Run, checkpoint: Path, device: str) -> None:
-    missing, unexpected = load_model(run.model, str(checkpoint / WEIGHTS_FILE), strict=False, device=device)
+    """Load ``checkpoint`` into ``run``.
+
+    Raises:
+        ValueError: its tensors have other names or shapes than ``run.model``'s (the file is whole: the code that
+            builds the model changed; the message keeps PyTorch's list of tensors and shapes).
+        SafetensorError, RuntimeError, OSError, ...: a damaged file (:data:`_DAMAGED_CHECKPOINT`).
+    """
+    try:
+        missing, unexpected = load_model(run.model, str(checkpoint / WEIGHTS_FILE), strict=False, device=device)
+    except RuntimeError as error:
+        if not size_mismatches(str(error)):
+            raise
+        raise ValueError(
+            f"{checkpoint / WEIGHTS_FILE} holds tensors of other shapes than the model this run's configuration "
+            "builds, though no plugin its config.json records has changed: the components' code changed without "
+            "a new plugin version (a plugin edited in place, say). --resume continues a run unchanged: put that "
+            f"code back to resume, or start a new run in another --out (--init-from {checkpoint} starts it from "
+            f"the tensors that still fit). PyTorch: {str(error).strip()}"
+        ) from error
     if missing or unexpected:
         raise ValueError(
             f"checkpoint {checkpoint} does not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}"

@@ -137,8 +137,9 @@ def test_a_saved_component_whose_name_another_plugin_registers_here_loads_with_a
         loaded = VideoSlotModel.from_pretrained(tmp_path / "m", registry=here)
     assert [str(warning.message) for warning in warned] == [
         f"{tmp_path / 'm' / 'config.json'}: the transition 'damped_example' of this model came from plugin "
-        "'damped', but here plugin 'lookalike' registers that name, so its class is used: install 'damped' and "
-        "block 'lookalike' with SLOTSTREAM_DISABLE_PLUGINS to load the model as saved, or check its results"
+        "'damped', but here plugin 'lookalike' registers that name, so its class is used: install 'damped' (pip "
+        "install 'damped-dist==1.0') and block 'lookalike' with SLOTSTREAM_DISABLE_PLUGINS to load the model as "
+        "saved, or check its results"
     ]
     assert warned[0].filename == __file__
     assert type(loaded.transition) is DampedAfter
