@@ -135,6 +135,28 @@ def test_attention_distillation_is_the_cosine_ramp_times_ce_to_the_last_iteratio
     assert loss(_output(target, attentions=attentions), progress).item() == pytest.approx(expected, rel=1e-5, abs=1e-7)
 
 
+def test_attention_distillation_paper_target_is_the_hungarian_matched_binarised_last_iteration(
+    registry: ComponentRegistry,
+) -> None:
+    """Eq. 14-15 of the DIAS paper, by hand: first iteration argmax slots [0, 0, 1, 2], last [2, 2, 0, 1] (the
+    same partition, slots relabelled: 2 -> 0, 0 -> 1, 1 -> 2), so the matched target is [0, 0, 1, 2] and the loss
+    is the mean of -log first[target] over pixels; the index-matched code target gives another value."""
+    first = torch.tensor([[[0.7, 0.6, 0.2, 0.1], [0.2, 0.3, 0.5, 0.3], [0.1, 0.1, 0.3, 0.6]]])  # [B=1, K=3, P=4]
+    last = torch.tensor([[[0.1, 0.2, 0.8, 0.1], [0.1, 0.1, 0.1, 0.7], [0.8, 0.7, 0.1, 0.2]]])
+    attention = torch.stack([first, last], dim=1).requires_grad_(True)  # [1, R=2, 3, 4]
+    expected = -(math.log(0.7) + math.log(0.6) + math.log(0.5) + math.log(0.6)) / 4
+    paper = registry.build("losses", "attention_distillation", {"target": "paper"})
+    assert paper(_output(torch.zeros(1, 1, 4, 1), attentions=[attention]), 1.0).item() == pytest.approx(expected)
+    relabelled = torch.stack([first, last[:, [1, 2, 0]]], dim=1)  # the last iteration's slots in another order
+    assert paper(_output(torch.zeros(1, 1, 4, 1), attentions=[relabelled]), 1.0).item() == pytest.approx(expected)
+    code = registry.build("losses", "attention_distillation", {"faithful": False})
+    assert code(_output(torch.zeros(1, 1, 4, 1), attentions=[attention]), 1.0).item() != pytest.approx(expected)
+    paper(_output(torch.zeros(1, 1, 4, 1), attentions=[attention]), 1.0).backward()
+    assert attention.grad is not None and bool((attention.grad[:, 1] == 0).all()), "the target takes no gradient"
+    with pytest.raises(ValueError, match="target must be one of"):
+        registry.build("losses", "attention_distillation", {"target": "papers"})
+
+
 @pytest.mark.parametrize("faithful", [True, False])
 def test_attention_distillation_trains_only_the_first_iteration(registry: ComponentRegistry, faithful: bool) -> None:
     """The last iteration is a stop-gradient target: gradient reaches the first iteration's attention only."""
