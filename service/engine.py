@@ -51,6 +51,8 @@ class ModelCard:
             ``input.frame_fit``, or the export manifest's); ``None`` when it records none.
         default_frame_fit: the fit a stream that sets none gets on the server describing this card (proto
             ``ModelCard.default_frame_fit``); ``None`` on an engine's own card, where the server decides it.
+        available_models: every model the server describing this card serves, its default first (proto
+            ``ModelCard.available_models``); empty on an engine's own card.
     """
 
     name: str
@@ -65,6 +67,7 @@ class ModelCard:
     preprocessing: str
     frame_fit: FrameFitName | None = None
     default_frame_fit: FrameFitName | None = None
+    available_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

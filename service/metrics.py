@@ -17,7 +17,9 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   timeout; ``stalled`` streams without a resume window whose client took no reply for that long (one with a
   resume window is detached instead, like a dropped connection); ``drained`` streams a shutdown ended, handed off
   or cut off when the grace period ran out; ``lost`` streams that were waiting detached for a resume when a drain
-  ended, so nobody collected their hand-off and their state is gone.
+  ended, so nobody collected their hand-off and their state is gone; ``error`` streams whose call the server ended
+  with an error status (a second open on the call, a request that does not parse, a server error), which frees
+  their state even with a resume window.
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, a second open on
   one call, an open that does not parse, a resume of an expired stream, ...). Each also ends its call, so it is
   counted in ``slotstream_calls_refused_total`` under the same code as well, except an open refused with

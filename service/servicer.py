@@ -147,7 +147,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         fit = self._manager.limits.frame_fit_for(runner.card)
         card = replace(
             runner.card,
-            preprocessing=f"{runner.card.preprocessing}; this server's default frame_fit: FRAME_FIT_{fit.name}",
+            preprocessing=f"{runner.card.preprocessing}; this server's default frame_fit: {fit.fit_name}",
             default_frame_fit=fit.fit_name,
         )
         return wire.card_to_proto(card, available)

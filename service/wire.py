@@ -478,6 +478,7 @@ def card_from_proto(message: Any) -> ModelCard:
         preprocessing=message.preprocessing,
         frame_fit=_fit_name(message.trained_frame_fit),
         default_frame_fit=_fit_name(message.default_frame_fit),
+        available_models=tuple(message.available_models),
     )
 
 

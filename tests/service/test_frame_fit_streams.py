@@ -393,7 +393,7 @@ def test_the_server_flag_sets_the_default_fit(start_server):
         _card_and_two_streams(server.target, clip, FrameFit.STRETCH)
     )
     assert card.preprocessing.startswith(PREPROCESSING) and "CROP" in PREPROCESSING and "PAD" in PREPROCESSING
-    assert card.preprocessing.endswith("this server's default frame_fit: FRAME_FIT_CROP")
+    assert card.preprocessing.endswith("this server's default frame_fit: crop")
     assert (card.default_frame_fit, card.frame_fit) == ("crop", None)  # the tiny model records no fit
     assert default_options.frame_fit == FrameFit.CROP and stretch_options.frame_fit == FrameFit.STRETCH
     assert all((r.segmentation[:, :24] == OUTSIDE_VIEW).all() for r in cropped)

@@ -232,6 +232,7 @@ def test_describe_returns_the_model_card(server):
     assert card.image_size == tuple(SERVICE_TINY_MODEL["image_size"])
     assert (card.num_slots, card.slot_dim) == (SERVICE_TINY_MODEL["num_slots"], SERVICE_TINY_MODEL["slot_dim"])
     assert card.mask_size == (12, 12) and len(card.version) == 12 and "bilinear" in card.preprocessing
+    assert card.available_models == ("tiny",), "the models the server serves reach the client"
 
 
 async def _describe(target: str):
