@@ -4,7 +4,7 @@ Commands::
 
     stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--slots slots.npz]
         [--model NAME] [--frame-fit stretch|crop|pad] [--live] [--fps F] [--window N] [--max-frames N]
-        [--jpeg-quality Q] [--reconnect N [--resume-window-s S]]
+        [--jpeg-quality Q] [--max-message-bytes N] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
 
@@ -14,6 +14,11 @@ also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls
 Each JSON line's ``areas`` (and the ``--slots`` file's) are each slot's share of the whole frame's segmentation;
 pixels outside the model's view (255, beside the crop of ``--frame-fit crop``) belong to no slot, so with a crop
 the areas sum to the crop's share of the frame, not to 1. The overlay leaves those pixels uncoloured.
+
+Frames go raw (RGB) unless ``--jpeg-quality Q`` sends them as JPEG; a frame whose raw pixels do not fit one message
+of ``--max-message-bytes`` (16 MiB, the server's default: a raw frame of more than about 2360x2360 pixels, 4K
+included) is sent as PNG instead, lossless, so its answers (and slots) are those of the raw frame; stderr says so
+once.
 
 Each frame is sent with a capture time: for a source with its own timing (a video file's presentation timestamps, a
 synthetic clip's or a folder's frame rate) the wall-clock time the stream started plus the frame's time on that
@@ -47,6 +52,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from plugins.files import check_writable
+from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.errors import StreamError
 from service.client.overlay import OverlayWriter
@@ -61,9 +67,12 @@ from service.client.stream_command import (
 from service.client.synthetic import synthetic_frames
 from service.client.tls import add_tls_flags
 from service.client.trajectory import SlotTrajectory
+from service.config import MAX_GRPC_MESSAGE_BYTES
 from service.types import FrameFit
 
 _T = TypeVar("_T")
+MIN_MESSAGE_BYTES = 1024 * 1024
+"""The smallest ``--max-message-bytes``, as the server's."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.add_argument("--window", type=_positive_int, default=4, help="frames in flight (>= 1; default: 4)")
     stream.add_argument("--max-frames", type=_positive_int, help="stop after this many frames (>= 1)")
-    stream.add_argument("--jpeg-quality", type=int, help="send frames as JPEG at this quality (default: raw)")
+    stream.add_argument(
+        "--jpeg-quality",
+        type=int,
+        help="send frames as JPEG at this quality, 1-95 (lossy; default: raw RGB, or PNG, lossless, for a frame whose "
+        "raw pixels do not fit one message)",
+    )
+    stream.add_argument(
+        "--max-message-bytes",
+        type=_message_bytes,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="largest gRPC message this client sends or receives: match the server's --max-message-bytes (a frame "
+        "that does not fit raw is sent as PNG; default: %(default)s, the server's default)",
+    )
     stream.add_argument(
         "--reconnect",
         type=_count_arg,
@@ -138,6 +160,20 @@ def _positive_float(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _message_bytes(text: str) -> int:
+    """An argparse type: a message size in bytes, 1 MiB to gRPC's 2**31 - 1 (the server's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not MIN_MESSAGE_BYTES <= value <= MAX_GRPC_MESSAGE_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of bytes from {MIN_MESSAGE_BYTES} (1 MiB) to {MAX_GRPC_MESSAGE_BYTES}, "
+            f"got {text!r}"
+        )
     return value
 
 

@@ -1,5 +1,6 @@
 """A stream's requests, checked before anything is sent: :func:`frame_request` for a frame (its index, capture
-time, id, JPEG quality and size against one message) and :func:`check_open_request` for an open."""
+time, id, JPEG quality and size against one message: :func:`image_room`) and :func:`check_open_request` for an
+open."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ from service.types import FrameRequest, ImageEncoding, OpenRequest
 FRAME_FIELDS_BYTES = 256
 """Room a frame request needs besides its image bytes and ``camera_frame_id`` (indices, times, sizes, tags)."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def image_room(max_message_bytes: int, camera_frame_id_bytes: int = 0) -> int:
+    """The most image bytes a frame request carries in one message of ``max_message_bytes``, beside a
+    ``camera_frame_id`` of ``camera_frame_id_bytes`` bytes (UTF-8) and :data:`FRAME_FIELDS_BYTES` of other fields."""
+    return max_message_bytes - FRAME_FIELDS_BYTES - camera_frame_id_bytes
 
 
 def check_open_request(request: OpenRequest) -> None:
@@ -82,15 +89,15 @@ def frame_request(
         encoded = encode_image(image, jpeg_quality)
     except ValueError as error:
         raise ValueError(f"frame {index}: {error}") from error
-    limit = max_message_bytes - FRAME_FIELDS_BYTES - id_bytes
+    limit = image_room(max_message_bytes, id_bytes)
     if len(encoded.data) > limit:
         size = f" {encoded.width}x{encoded.height}" if encoded.width else ""
         encoding = ImageEncoding(encoded.encoding).name
         raise ValueError(
             f"frame {index}: the {encoding}{size} image is {len(encoded.data):,} bytes, more "
             f"than one message carries (max_message_bytes {max_message_bytes:,}); "
-            f"{_smaller_image_advice(encoded.encoding, jpeg_quality)}, or raise max_message_bytes here and "
-            "--max-message-bytes on the server"
+            f"{_smaller_image_advice(encoded.encoding, jpeg_quality)}, or raise max_message_bytes here "
+            "(Client(max_message_bytes=...)) and --max-message-bytes on the server"
         )
     return FrameRequest(frame_index=index, image=encoded, capture_time_ns=capture, camera_frame_id=camera_frame_id)
 
@@ -116,7 +123,10 @@ def _smaller_image_advice(encoding: ImageEncoding | int, jpeg_quality: int | Non
         return "re-encode it at a lower JPEG quality or a smaller size"
     if encoding == ImageEncoding.PNG:
         return "send its pixels as JPEG (jpeg_quality=...), or at a smaller size"
-    return "send it as JPEG (jpeg_quality=...) or at a smaller size"
+    return (
+        "send it as JPEG (jpeg_quality=...) or, lossless, as PNG (send encode_image(image, png=True), the same pixels "
+        "in fewer bytes), or at a smaller size"
+    )
 
 
-__all__ = ["FRAME_FIELDS_BYTES", "INT64_MAX", "INT64_MIN", "check_open_request", "frame_request"]
+__all__ = ["FRAME_FIELDS_BYTES", "INT64_MAX", "INT64_MIN", "check_open_request", "frame_request", "image_room"]

@@ -1,9 +1,10 @@
-"""The ``stream`` command's run: send a source's frames, receive the answers, record them, reconnect.
+"""The ``stream`` command's run: encode a source's frames and send them, receive the answers, record them, reconnect.
 
 :func:`stream_source` streams a :class:`~service.client.sources.Source` over one stream of a server, writing the
 overlay (:class:`~service.client.overlay.OverlayWorker`), the JSON lines (:class:`JsonLines`) and the slots
-(:class:`~service.client.trajectory.SlotTrajectory`), and with ``--reconnect N`` continues the stream through a
-lost connection or a server shutdown. ``python -m service.client`` (:mod:`service.client.__main__`) parses the
+(:class:`~service.client.trajectory.SlotTrajectory`), sending each frame raw, as JPEG, or as PNG when raw does not
+fit one message (:class:`FrameEncoder`), and with ``--reconnect N`` continues the stream through a lost connection
+or a server shutdown. ``python -m service.client`` (:mod:`service.client.__main__`) parses the
 command line and reports the outcome.
 """
 
@@ -21,14 +22,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+import grpc
 import numpy as np
 
 from plugins.signals import sigint_held
-from service.client.connection import Client
+from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES, Client
 from service.client.daemon_calls import DaemonCalls
+from service.client.encoding import encode_image, encode_png
 from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
 from service.client.overlay import OverlayWorker, OverlayWriter
+from service.client.requests import image_room
 from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
 from service.client.tls import tls_from_flags
@@ -36,11 +40,13 @@ from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry,
 from service.errors import ErrorCode
 from service.types import (
     CloseReason,
+    EncodedImage,
     FrameDropped,
     FrameError,
     FrameFit,
     FrameResponse,
     FrameResult,
+    ImageEncoding,
     Output,
     StreamClosed,
     StreamOpened,
@@ -52,6 +58,16 @@ DEFAULT_RESUME_WINDOW_S = 30.0
 RECONNECT_BACKOFF_S = (0.25, 4.0)
 """``--reconnect`` waits the first before its first try after a failure, twice as long before each next, at most
 the second."""
+PNG_LEVELS = (1, 6)
+"""The zlib levels :class:`FrameEncoder` tries, in order, for a frame sent as PNG: the fastest first (a 3840x2160
+photo: 0.7 s, 66% of its raw size), then a smaller one for a frame that still does not fit (1.4 s, 59%)."""
+_REFUSAL_SETTINGS = {
+    ErrorCode.IMAGE_TOO_LARGE: "the server's --max-image-pixels sets that limit, whatever the encoding: raise it "
+    "there, or send smaller frames",
+}
+"""What to change for a frame refusal that a server setting causes, by error code."""
+_SERVER_MESSAGE_LIMIT = re.compile(r"SERVER: Received message larger than max \((\d+) vs\. (\d+)\)")
+"""gRPC's status message when the server refused a message over its limit: the message's size, the limit."""
 
 
 def client_from_args(args: argparse.Namespace) -> Client:
@@ -76,7 +92,10 @@ def client_from_args(args: argparse.Namespace) -> Client:
             ("grpc.min_reconnect_backoff_ms", round(RECONNECT_BACKOFF_S[0] * 1e3)),
             ("grpc.max_reconnect_backoff_ms", longest_ms),
         ]
-    return Client(args.target, token=_token(args), tls=tls, channel_options=options)
+    max_message_bytes = getattr(args, "max_message_bytes", None) or DEFAULT_MAX_MESSAGE_BYTES
+    return Client(
+        args.target, token=_token(args), tls=tls, max_message_bytes=max_message_bytes, channel_options=options
+    )
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -134,6 +153,15 @@ class StreamEnded(Exception):
             what = f"the connection to the server at {self.target} was lost after {counts} were answered"
             what += f" ({error.status.name}: {error.message})"
             advice = "with --reconnect N a run continues its stream after such a drop"
+        elif error.status == grpc.StatusCode.RESOURCE_EXHAUSTED and (limit := _server_message_limit(error)):
+            what = (
+                f"the server at {self.target} refused a {int(limit[1]):,}-byte frame message after {counts} were "
+                f"answered: it takes messages of at most {int(limit[2]):,} bytes (its --max-message-bytes)"
+            )
+            advice = (
+                f"pass --max-message-bytes {limit[2]} here too, and frames whose raw pixels do not fit are sent as "
+                "PNG (lossless); or raise the server's --max-message-bytes, or send JPEG with --jpeg-quality Q"
+            )
         elif error.code == ErrorCode.SHUTTING_DOWN:
             what = f"the server at {self.target} shut down and ended the stream after answering {counts}"
             advice = (
@@ -201,6 +229,90 @@ class FrameFeed:
         self._reader.stop()
 
 
+class FrameEncoder:
+    """How ``stream`` sends its frames (uint8 ``[H, W, 3]`` RGB): as JPEG at ``--jpeg-quality`` when it is given;
+    else raw RGB, or as PNG when the raw pixels do not fit one message of ``--max-message-bytes``. PNG is lossless
+    (the server decodes the very pixels raw sends), so the answers, and the slots, are those of raw frames; the
+    first frame sent as PNG is told on stderr, once.
+
+    Raw frames are copied on the event loop, as before; JPEG and PNG are encoded on a daemon thread of the
+    encoder's own (a 3840x2160 PNG takes about 0.7 s), so the answers keep being read meanwhile.
+
+    Attributes:
+        png_frames: frames sent as PNG so far.
+    """
+
+    def __init__(self, jpeg_quality: int | None, max_message_bytes: int) -> None:
+        self.jpeg_quality = jpeg_quality
+        self.max_message_bytes = max_message_bytes
+        self.png_frames = 0
+        self._room = image_room(max_message_bytes)  # the CLI sends no camera_frame_id
+        self._worker: DaemonCalls | None = None
+
+    async def encode(self, image: np.ndarray, index: int) -> EncodedImage:
+        """Frame ``index`` as sent.
+
+        Raises:
+            ValueError: the frame does not fit one message as JPEG at ``--jpeg-quality``, or neither raw nor as PNG
+                (the message says what to change).
+        """
+        if self.jpeg_quality is None and image.nbytes <= self._room:
+            return encode_image(image)  # raw: a copy
+        if self._worker is None:
+            self._worker = DaemonCalls("slotstream-frame-encoder")
+        encoded: EncodedImage = await self._worker.call(self._compressed, image, index)
+        if encoded.encoding == ImageEncoding.PNG:
+            if not self.png_frames:
+                print(self._png_notice(image, index), file=sys.stderr)
+            self.png_frames += 1
+        return encoded
+
+    def close(self) -> None:
+        """End the encoding thread, if one was started, after the frame it is encoding."""
+        if self._worker is not None:
+            self._worker.stop()
+
+    def _compressed(self, image: np.ndarray, index: int) -> EncodedImage:
+        """Frame ``index`` as JPEG (with ``--jpeg-quality``) or PNG that fits one message; runs on the worker."""
+        if self.jpeg_quality is not None:
+            encoded = encode_image(image, self.jpeg_quality)
+            if len(encoded.data) > self._room:
+                raise ValueError(self._jpeg_too_large(image, index, len(encoded.data)))
+            return encoded
+        sizes = []
+        for level in PNG_LEVELS:
+            encoded = encode_png(image, level)
+            if len(encoded.data) <= self._room:
+                return encoded
+            sizes.append(len(encoded.data))
+        raise ValueError(self._png_too_large(image, index, min(sizes)))
+
+    def _png_notice(self, image: np.ndarray, index: int) -> str:
+        height, width = image.shape[:2]
+        return (
+            f"note: frame {index} ({width}x{height}) is {image.nbytes:,} bytes raw, more than one message carries "
+            f"(--max-message-bytes {self.max_message_bytes:,}): such frames are sent as PNG, lossless (the same "
+            "results as raw, slower to encode); --jpeg-quality Q sends every frame as JPEG instead (smaller, faster, "
+            "lossy)"
+        )
+
+    def _jpeg_too_large(self, image: np.ndarray, index: int, size: int) -> str:
+        height, width = image.shape[:2]
+        return (
+            f"frame {index}: the {width}x{height} frame is {size:,} bytes as JPEG at --jpeg-quality "
+            f"{self.jpeg_quality}, more than one message carries (--max-message-bytes {self.max_message_bytes:,}); "
+            "lower --jpeg-quality, or raise --max-message-bytes here and on the server"
+        )
+
+    def _png_too_large(self, image: np.ndarray, index: int, size: int) -> str:
+        height, width = image.shape[:2]
+        return (
+            f"frame {index}: the {width}x{height} frame does not fit one message (--max-message-bytes "
+            f"{self.max_message_bytes:,}) raw ({image.nbytes:,} bytes) or as PNG ({size:,} bytes, lossless); raise "
+            "--max-message-bytes here and on the server, or send JPEG with --jpeg-quality Q (lossy)"
+        )
+
+
 async def stream_source(
     args: argparse.Namespace, source: Source, jsonl: JsonLines, trajectory: SlotTrajectory | None = None
 ) -> dict[str, Any]:
@@ -220,20 +332,29 @@ async def stream_source(
         StreamError: the server refused the stream.
         StreamEnded: the server ended it after accepting it (for example on shutdown), or the connection was lost,
             and it could not be continued; the overlay and JSON lines keep the answers received until then.
-        OSError, ValueError: the source failed partway (a frame it could not read or decode); the stream was closed
-            first and the answers to the frames sent before it were recorded.
+        OSError, ValueError: the source failed partway (a frame it could not read or decode), or a frame fits no
+            message (:meth:`FrameEncoder.encode`); the stream was closed first and the answers to the frames sent
+            before it were recorded.
     """
     feed = FrameFeed(source.frames)
+    encoder = FrameEncoder(args.jpeg_quality, args.max_message_bytes)
     try:
-        return await _stream_feed(args, source, feed, jsonl, trajectory)
+        return await _stream_feed(args, source, feed, encoder, jsonl, trajectory)
     finally:
         feed.close()
+        encoder.close()
 
 
 async def _stream_feed(
-    args: argparse.Namespace, source: Source, feed: FrameFeed, jsonl: JsonLines, trajectory: SlotTrajectory | None
+    args: argparse.Namespace,
+    source: Source,
+    feed: FrameFeed,
+    encoder: FrameEncoder,
+    jsonl: JsonLines,
+    trajectory: SlotTrajectory | None,
 ) -> dict[str, Any]:
-    """:func:`stream_source`'s run, with ``source``'s frames read through ``feed`` (the first one too)."""
+    """:func:`stream_source`'s run, with ``source``'s frames read through ``feed`` (the first one too) and encoded by
+    ``encoder``."""
     first = await feed.current()
     if first is None:
         raise ValueError(f"{source.description} has no frames")
@@ -264,7 +385,7 @@ async def _stream_feed(
                 file=sys.stderr,
             )
         overlay = OverlayWorker(writer) if writer is not None else None
-        run = _StreamRun(args, source, stream, feed, out, overlay, trajectory)
+        run = _StreamRun(args, source, stream, feed, encoder, out, overlay, trajectory)
         try:
             await run.run()
         finally:
@@ -300,8 +421,9 @@ class _StreamRun:
     the stream after a lost connection or a shutdown (``--reconnect``).
 
     At most ``args.window`` frames are unanswered at a time; with ``--fps`` the frames are paced at that rate.
-    Each frame is sent with a capture time on the stream's wall-clock anchor (a source with its own timeline) or
-    as the source read it (a camera).
+    Each frame is sent as ``encoder`` encodes it (raw, JPEG, or PNG when raw does not fit one message), with a
+    capture time on the stream's wall-clock anchor (a source with its own timeline) or as the source read it (a
+    camera).
 
     Attributes:
         summary: frames answered (``frames``), of which results, dropped frames and errors.
@@ -314,11 +436,12 @@ class _StreamRun:
         source: Source,
         stream: ClientStream,
         feed: FrameFeed,
+        encoder: FrameEncoder,
         out: TextIO | None,
         overlay: OverlayWorker | None,
         trajectory: SlotTrajectory | None,
     ) -> None:
-        self.args, self.source, self.stream, self.feed = args, source, stream, feed
+        self.args, self.source, self.stream, self.feed, self.encoder = args, source, stream, feed, encoder
         self.out, self.overlay, self.trajectory = out, overlay, trajectory
         self.summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
         self.frames_sent = 0
@@ -360,10 +483,10 @@ class _StreamRun:
                     await asyncio.sleep(max(0.0, self._next_send - time.perf_counter()))
                     self._next_send += self._interval
                 capture_ns = self._anchor_ns + item.time_ns if self.source.own_timeline else item.time_ns
-                self._in_flight[index] = (item.image, time.perf_counter())  # before the send: it may be answered first
-                await stream.send(
-                    item.image, frame_index=index, capture_time_ns=capture_ns, jpeg_quality=self.args.jpeg_quality
-                )
+                started = time.perf_counter()  # latency_ms counts the encoding too
+                encoded = await self.encoder.encode(item.image, index)
+                self._in_flight[index] = (item.image, started)  # before the send: it may be answered first
+                await stream.send(encoded, frame_index=index, capture_time_ns=capture_ns)
             finally:
                 if stream.next_frame_index > index:  # recorded: sent, or re-sent by reconnect()
                     feed.advance()
@@ -394,13 +517,16 @@ class _StreamRun:
                 self._tell_refusal(answer)
 
     def _tell_refusal(self, answer: FrameError) -> None:
-        """Print the first refusal of each error code to stderr (the summary counts them all)."""
+        """Print the first refusal of each error code to stderr (the summary counts them all), with the server
+        setting behind it when it is one (:data:`_REFUSAL_SETTINGS`)."""
         if answer.code in self._codes_told:
             return
         self._codes_told.add(answer.code)
+        setting = _REFUSAL_SETTINGS.get(answer.code)
         print(
-            f"frame {answer.frame_index} refused: {answer.code.name}: {answer.message} (later frames refused with "
-            f"{answer.code.name} are only counted)",
+            f"frame {answer.frame_index} refused: {answer.code.name}: {answer.message}"
+            + (f" ({setting})" if setting else "")
+            + f" (later frames refused with {answer.code.name} are only counted)",
             file=sys.stderr,
         )
 
@@ -440,6 +566,12 @@ class _StreamRun:
         raise StreamEnded(
             error, self.summary["frames"], self.frames_sent, args.target, tries, last if tries else None
         ) from error
+
+
+def _server_message_limit(error: StreamError) -> re.Match[str] | None:
+    """The sizes in ``error`` when it says the server refused a message over its limit (the message's, the
+    limit's), else ``None``."""
+    return _SERVER_MESSAGE_LIMIT.search(error.message)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
