@@ -321,7 +321,7 @@ def _open(data: bytes, expected: str, max_pixels: int) -> Image.Image:
         size = header_size(data)
         if size is None:  # a header too unusual for header_size: Pillow's limit is what is known
             limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-            problem = f"the image has more than {limit} pixels; this server accepts at most {max_pixels}"
+            problem = f"the image has more than {limit} pixels; this server accepts at most {max_pixels} {_LIMIT_FLAG}"
             raise FrameRejected(ErrorCode.IMAGE_TOO_LARGE, problem) from error
         raise _too_large(*size, max_pixels) from error
     except (OSError, ValueError, SyntaxError) as error:
@@ -403,8 +403,8 @@ def _check_canvas(
         raise FrameRejected(
             ErrorCode.IMAGE_TOO_LARGE,
             f"padding the {frame_size[1]}x{frame_size[0]} image to the model's {size[1]}x{size[0]} aspect ratio "
-            f"makes a {box_w}x{box_h} = {canvas} pixel canvas; this server accepts at most {max_pixels}: send "
-            "frames nearer the model's aspect ratio, or use frame_fit CROP or STRETCH",
+            f"makes a {box_w}x{box_h} = {canvas} pixel canvas; this server accepts at most {max_pixels} "
+            f"{_LIMIT_FLAG}: send frames nearer the model's aspect ratio, or use frame_fit CROP or STRETCH",
         )
 
 
@@ -415,8 +415,14 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         raise _too_large(width, height, max_pixels)
 
 
+_LIMIT_FLAG = "(its --max-image-pixels)"
+"""Names the server setting in every pixel-limit refusal, so a client's user knows what the server's operator can
+change."""
+
+
 def _too_large(width: int, height: int, max_pixels: int) -> FrameRejected:
     return FrameRejected(
         ErrorCode.IMAGE_TOO_LARGE,
-        f"the image is {width}x{height} = {width * height} pixels; this server accepts at most {max_pixels}",
+        f"the image is {width}x{height} = {width * height} pixels; this server accepts at most {max_pixels} "
+        f"{_LIMIT_FLAG}",
     )

@@ -222,7 +222,8 @@ def test_a_header_beyond_pillows_own_limit_is_refused_in_the_servers_words(data,
     with pytest.raises(FrameRejected) as rejected:
         _fit(data, encoding)
     assert rejected.value.code == ErrorCode.IMAGE_TOO_LARGE
-    assert rejected.value.message == f"the image {size} pixels; this server accepts at most {MAX_PIXELS}"
+    limit = f"this server accepts at most {MAX_PIXELS} (its --max-image-pixels)"
+    assert rejected.value.message == f"the image {size} pixels; {limit}"
 
 
 def _private_chunks(count: int) -> bytes:
