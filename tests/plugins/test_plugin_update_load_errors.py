@@ -3,20 +3,17 @@ the ``pip install`` command to go back, not an invitation to edit ``config.json`
 
 from __future__ import annotations
 
-import importlib.metadata
-import sys
-import types
 import warnings
-from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 import torch
+from installed_plugins import installed_transition
 from tiny_configs import model_config
 
-from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl
+from plugins import Transition, VideoSlotModel
 from plugins.pretrained import PluginSourceWarning
-from plugins.registry import ComponentBuildError, ComponentConfigError, ComponentRegistry
+from plugins.registry import ComponentBuildError, ComponentConfigError
 from plugins.types import Features, Slots
 
 
@@ -61,30 +58,8 @@ class ScaledStricter(Scaled):
         super().__init__(slot_dim, factor)
 
 
-def _installed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, transition: type[Transition], plugin: str = "scaled"
-) -> ComponentRegistry:
-    """The registry of a plugin manager that found the distribution ``<plugin>-dist`` at ``version`` (real
-    ``.dist-info`` metadata), whose entry point ``plugin`` registers ``transition``."""
-    module = types.ModuleType(f"{plugin}_update_plugin_{version.replace('.', '_')}_{transition.__name__}")
-
-    @hookimpl
-    def slotstream_register_components(registry: ComponentRegistry) -> None:
-        registry.add_transition(transition)
-
-    module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
-    info = tmp_path / "dists" / module.__name__ / f"{plugin}_dist-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {plugin}-dist\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[slotstream]\n{plugin} = {module.__name__}\n")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    entry_points: list[EntryPoint] = list(importlib.metadata.PathDistribution(info).entry_points)
-    monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
-    return build_plugin_manager().registry
-
-
 def _saved_with_version_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    registry = _installed(tmp_path, monkeypatch, "1.0", Scaled)
+    registry = installed_transition(tmp_path, monkeypatch, "scaled", "1.0", Scaled)
     VideoSlotModel(**model_config(transition="scaled_example"), registry=registry).save_pretrained(tmp_path / "m")
     return tmp_path / "m"
 
@@ -99,7 +74,7 @@ def test_a_renamed_constructor_argument_names_both_versions_and_the_command_firs
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     saved = _saved_with_version_1(tmp_path, monkeypatch)
-    upgraded = _installed(tmp_path, monkeypatch, "2.0", ScaledRenamed)
+    upgraded = installed_transition(tmp_path, monkeypatch, "scaled", "2.0", ScaledRenamed)
     with pytest.raises(ComponentConfigError) as raised:
         VideoSlotModel.from_pretrained(saved, registry=upgraded)
     message = str(raised.value)
@@ -112,7 +87,7 @@ def test_a_constructor_that_now_refuses_the_saved_arguments_names_both_versions_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     saved = _saved_with_version_1(tmp_path, monkeypatch)
-    upgraded = _installed(tmp_path, monkeypatch, "2.0", ScaledStricter)
+    upgraded = installed_transition(tmp_path, monkeypatch, "scaled", "2.0", ScaledStricter)
     with pytest.raises(ComponentBuildError) as raised:
         VideoSlotModel.from_pretrained(saved, registry=upgraded)
     message = str(raised.value)
@@ -125,7 +100,7 @@ def test_weights_that_no_longer_fit_the_updated_plugin_are_not_called_another_mo
 ) -> None:
     """The weights are the ones saved with the config; the plugin's code changed their shape."""
     saved = _saved_with_version_1(tmp_path, monkeypatch)
-    upgraded = _installed(tmp_path, monkeypatch, "2.0", ScaledPerChannel)
+    upgraded = installed_transition(tmp_path, monkeypatch, "scaled", "2.0", ScaledPerChannel)
     slot_dim = model_config()["slot_dim"]
     with warnings.catch_warnings(record=True) as caught, pytest.raises(ValueError) as raised:
         warnings.simplefilter("always")
@@ -144,7 +119,7 @@ def test_a_component_another_plugin_registers_says_which_distribution_to_install
     """The entry-point name (``scaled``) is not what ``pip install`` takes; the distribution (``scaled-dist``) is,
     as the version warning and the missing-plugin error say."""
     saved = _saved_with_version_1(tmp_path, monkeypatch)
-    here = _installed(tmp_path, monkeypatch, "3.0", Scaled, plugin="lookalike")
+    here = installed_transition(tmp_path, monkeypatch, "lookalike", "3.0", Scaled)
     with pytest.warns(PluginSourceWarning) as warned:
         VideoSlotModel.from_pretrained(saved, registry=here)
     assert [str(warning.message) for warning in warned] == [

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import sys
-import types
 import warnings
-from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 import torch
+from installed_plugins import installed_transition
 from tiny_configs import model_config
 
-from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl
+from plugins import Transition, VideoSlotModel, build_plugin_manager
 from plugins.pretrained import PluginSourceWarning, PluginVersionWarning
 from plugins.registry import ComponentRegistry, RegistryError
 from plugins.types import Features, Slots
@@ -48,36 +46,10 @@ class DampedAfter(DampedBefore):
         super().__init__(slot_dim, factor, sizes)
 
 
-def _installed_registry(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    version: str,
-    transition: type[Transition],
-    plugin: str = "damped",
-) -> ComponentRegistry:
-    """The registry of a plugin manager that found the distribution ``<plugin>-dist`` at ``version`` (real
-    ``.dist-info`` metadata), whose entry point ``plugin`` registers ``transition``."""
-    module = types.ModuleType(f"{plugin}_plugin_{version.replace('.', '_')}")
-
-    @hookimpl
-    def slotstream_register_components(registry: ComponentRegistry) -> None:
-        registry.add_transition(transition)
-
-    module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
-    info = tmp_path / f"{plugin}_dist-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {plugin}-dist\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[slotstream]\n{plugin} = {module.__name__}\n")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    entry_points: list[EntryPoint] = list(importlib.metadata.PathDistribution(info).entry_points)
-    monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
-    return build_plugin_manager().registry
-
-
 def test_a_reloaded_model_keeps_the_defaults_it_was_saved_with_and_warns_of_another_plugin_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = _installed_registry(tmp_path, monkeypatch, "1.0", DampedBefore)
+    before = installed_transition(tmp_path, monkeypatch, "damped", "1.0", DampedBefore)
     model = VideoSlotModel(**model_config(transition="damped_example"), registry=before).eval()
     model.save_pretrained(tmp_path / "model")
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
@@ -91,7 +63,7 @@ def test_a_reloaded_model_keeps_the_defaults_it_was_saved_with_and_warns_of_anot
     assert {saved["plugin_versions"][saved["plugins"][role]] for role in ("encoder", "decoder")} == {project}
     assert model.config == VideoSlotModel(**model.config, registry=before).config  # the full config rebuilds
 
-    after = _installed_registry(tmp_path, monkeypatch, "2.0", DampedAfter)
+    after = installed_transition(tmp_path, monkeypatch, "damped", "2.0", DampedAfter)
     config_path = tmp_path / "model" / "config.json"
     with pytest.warns(PluginVersionWarning) as warned:
         loaded = VideoSlotModel.from_pretrained(tmp_path / "model", registry=after)
@@ -130,9 +102,9 @@ def test_a_saved_component_whose_name_another_plugin_registers_here_loads_with_a
 ) -> None:
     """Saved from plugin ``damped``; here only plugin ``lookalike`` registers the name. Loading used to take
     ``lookalike``'s class without a word."""
-    saved_with = _installed_registry(tmp_path, monkeypatch, "1.0", DampedBefore)
+    saved_with = installed_transition(tmp_path, monkeypatch, "damped", "1.0", DampedBefore)
     VideoSlotModel(**model_config(transition="damped_example"), registry=saved_with).save_pretrained(tmp_path / "m")
-    here = _installed_registry(tmp_path, monkeypatch, "3.0", DampedAfter, plugin="lookalike")
+    here = installed_transition(tmp_path, monkeypatch, "lookalike", "3.0", DampedAfter)
     with pytest.warns(PluginSourceWarning) as warned:
         loaded = VideoSlotModel.from_pretrained(tmp_path / "m", registry=here)
     assert [str(warning.message) for warning in warned] == [
@@ -149,7 +121,7 @@ def test_a_model_whose_plugin_is_gone_says_which_distribution_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The entry-point name (``damped``) is not what ``pip install`` takes; the distribution (``damped-dist``) is."""
-    saved_with = _installed_registry(tmp_path, monkeypatch, "1.0", DampedBefore)
+    saved_with = installed_transition(tmp_path, monkeypatch, "damped", "1.0", DampedBefore)
     VideoSlotModel(**model_config(transition="damped_example"), registry=saved_with).save_pretrained(tmp_path / "m")
     monkeypatch.setattr("plugins.manager._entry_points", lambda: [])
     with pytest.raises(RegistryError, match=r"plugin\(s\) 'damped' \(pip install 'damped-dist==1\.0'\)"):

@@ -4,16 +4,14 @@ ends; what it says about the model names the run's own files, which the user has
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
+from installed_plugins import installed_transition
 
-from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl
+from plugins import Transition, VideoSlotModel, build_plugin_manager
 from plugins.pretrained import PluginVersionWarning
 from plugins.registry import ComponentRegistry
 from plugins.types import Features, Slots
@@ -40,25 +38,12 @@ class Carried(Transition):
 
 def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str | None) -> ComponentRegistry:
     """Make the default registry that of a plugin manager that found distribution ``carried-dist`` at ``version``
-    (real ``.dist-info`` metadata; ``None``: not installed) whose entry point ``carried`` registers
-    :class:`Carried`; returns it."""
-    entry_points: list[importlib.metadata.EntryPoint] = []
-    if version is not None:
-        module = types.ModuleType(f"carried_plugin_{version.replace('.', '_')}")
-
-        @hookimpl
-        def slotstream_register_components(registry: ComponentRegistry) -> None:
-            registry.add_transition(Carried)
-
-        module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
-        info = tmp_path / "dists" / version / f"carried_dist-{version}.dist-info"
-        info.mkdir(parents=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: carried-dist\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[slotstream]\ncarried = {module.__name__}\n")
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-        entry_points = list(importlib.metadata.PathDistribution(info).entry_points)
-    monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
-    registry = build_plugin_manager().registry
+    (``None``: not installed) whose entry point ``carried`` registers :class:`Carried`; returns it."""
+    if version is None:
+        monkeypatch.setattr("plugins.manager._entry_points", lambda: [])
+        registry = build_plugin_manager().registry
+    else:
+        registry = installed_transition(tmp_path, monkeypatch, "carried", version, Carried)
     monkeypatch.setattr("plugins.manager._default_registry", registry)
     return registry
 

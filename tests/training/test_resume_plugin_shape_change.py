@@ -5,16 +5,13 @@ shapes; neither calls the intact checkpoints damaged."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
+from installed_plugins import installed_transition
 
-from plugins import Transition, build_plugin_manager, hookimpl
-from plugins.registry import ComponentRegistry
+from plugins import Transition
 from plugins.types import Features, Slots
 from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
@@ -46,28 +43,6 @@ class GainedPerChannel(Gained):
         self.gain = torch.nn.Parameter(torch.ones(slot_dim))
 
 
-def _registry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, transition: type[Transition]
-) -> ComponentRegistry:
-    """The registry of a plugin manager that found distribution ``gained-dist`` at ``version`` (real
-    ``.dist-info`` metadata) whose entry point ``gained`` registers ``transition``."""
-    module = types.ModuleType(f"gained_plugin_{version.replace('.', '_')}_{transition.__name__}")
-
-    @hookimpl
-    def slotstream_register_components(registry: ComponentRegistry) -> None:
-        registry.add_transition(transition)
-
-    module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
-    info = tmp_path / "dists" / module.__name__ / f"gained_dist-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: gained-dist\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[slotstream]\ngained = {module.__name__}\n")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    entry_points = list(importlib.metadata.PathDistribution(info).entry_points)
-    monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
-    return build_plugin_manager().registry
-
-
 def _config() -> TrainConfig:
     config = get_config("tiny")
     model = {**config.model, "transition": "gained_example"}
@@ -77,7 +52,7 @@ def _config() -> TrainConfig:
 
 def _stopped_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     run_dir = tmp_path / "run"
-    registry = _registry(tmp_path, monkeypatch, "1.0", Gained)
+    registry = installed_transition(tmp_path, monkeypatch, "gained", "1.0", Gained)
     fit(_config(), run_dir, progress=False, stop_after=2, registry=registry)
     return run_dir
 
@@ -87,7 +62,7 @@ def test_resume_under_a_new_plugin_version_with_other_shapes_is_refused_as_a_plu
 ) -> None:
     run_dir = _stopped_run(tmp_path, monkeypatch)
     (checkpoint,) = list_checkpoints(run_dir)
-    registry = _registry(tmp_path, monkeypatch, "2.0", GainedPerChannel)
+    registry = installed_transition(tmp_path, monkeypatch, "gained", "2.0", GainedPerChannel)
     with pytest.raises(ValueError) as raised:
         fit(_config(), run_dir, progress=False, resume=True, registry=registry)
     assert str(raised.value).startswith(
@@ -106,7 +81,7 @@ def test_resume_with_other_shapes_under_the_same_version_keeps_pytorchs_list_of_
     differ, and how."""
     run_dir = _stopped_run(tmp_path, monkeypatch)
     (checkpoint,) = list_checkpoints(run_dir)
-    registry = _registry(tmp_path, monkeypatch, "1.0", GainedPerChannel)
+    registry = installed_transition(tmp_path, monkeypatch, "gained", "1.0", GainedPerChannel)
     slot_dim = _config().model["slot_dim"]
     with pytest.raises(ValueError) as raised:
         fit(_config(), run_dir, progress=False, resume=True, registry=registry)

@@ -4,17 +4,15 @@ model card names the plugins its model needs."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
+from installed_plugins import installed_transition
 
-from plugins import Transition, VideoSlotModel, build_plugin_manager, hookimpl
-from plugins.registry import ComponentRegistry, RegistryError
+from plugins import Transition, VideoSlotModel, build_plugin_manager
+from plugins.registry import RegistryError
 from plugins.types import Features, Slots
 from training.configs import get_config
 from training.loop import fit
@@ -36,26 +34,6 @@ class Carry(Transition):
         return self.projection(past_slots[-1])
 
 
-def _registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: str, version: str) -> ComponentRegistry:
-    """The registry of a plugin manager that found distribution ``<plugin>-dist`` at ``version`` (real
-    ``.dist-info`` metadata) whose entry point ``plugin`` registers :class:`Carry`."""
-    module = types.ModuleType(f"{plugin}_plugin_{version.replace('.', '_')}")
-
-    @hookimpl
-    def slotstream_register_components(registry: ComponentRegistry) -> None:
-        registry.add_transition(Carry)
-
-    module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
-    info = tmp_path / "dists" / f"{plugin}_dist-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {plugin}-dist\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[slotstream]\n{plugin} = {module.__name__}\n")
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    entry_points = list(importlib.metadata.PathDistribution(info).entry_points)
-    monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
-    return build_plugin_manager().registry
-
-
 def _config() -> object:
     config = get_config("tiny")
     model = {**config.model, "transition": "carry_example"}
@@ -65,13 +43,19 @@ def _config() -> object:
 
 def _stopped_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     run_dir = tmp_path / "run"
-    fit(_config(), run_dir, progress=False, stop_after=2, registry=_registry(tmp_path, monkeypatch, "carry", "1.0"))
+    fit(
+        _config(),
+        run_dir,
+        progress=False,
+        stop_after=2,
+        registry=installed_transition(tmp_path, monkeypatch, "carry", "1.0", Carry),
+    )
     return run_dir
 
 
 def test_resume_under_the_same_plugin_version_finishes_and_records_it(tmp_path, monkeypatch) -> None:
     run_dir = _stopped_run(tmp_path, monkeypatch)
-    registry = _registry(tmp_path / "again", monkeypatch, "carry", "1.0")
+    registry = installed_transition(tmp_path / "again", monkeypatch, "carry", "1.0", Carry)
     result = fit(_config(), run_dir, progress=False, resume=True, registry=registry)
     saved = json.loads((result.model_dir / "config.json").read_text())
     assert saved["plugins"]["transition"] == "carry" and saved["plugin_versions"]["carry"] == "1.0"
@@ -79,7 +63,7 @@ def test_resume_under_the_same_plugin_version_finishes_and_records_it(tmp_path, 
 
 def test_resume_refuses_another_version_of_a_components_plugin(tmp_path, monkeypatch) -> None:
     run_dir = _stopped_run(tmp_path, monkeypatch)
-    registry = _registry(tmp_path / "upgraded", monkeypatch, "carry", "2.0")
+    registry = installed_transition(tmp_path / "upgraded", monkeypatch, "carry", "2.0", Carry)
     with pytest.raises(ValueError, match=r"plugin 'carry' version 1\.0, but version 2\.0 is installed") as raised:
         fit(_config(), run_dir, progress=False, resume=True, registry=registry)
     assert "--init-from" in str(raised.value) and "step-00000002" in str(raised.value)
@@ -88,7 +72,7 @@ def test_resume_refuses_another_version_of_a_components_plugin(tmp_path, monkeyp
 
 def test_resume_refuses_another_plugin_registering_the_components_name(tmp_path, monkeypatch) -> None:
     run_dir = _stopped_run(tmp_path, monkeypatch)
-    registry = _registry(tmp_path / "other", monkeypatch, "impostor", "1.0")
+    registry = installed_transition(tmp_path / "other", monkeypatch, "impostor", "1.0", Carry)
     with pytest.raises(ValueError, match=r"came from plugin 'carry', but here plugin 'impostor' registers that name"):
         fit(_config(), run_dir, progress=False, resume=True, registry=registry)
 
@@ -101,7 +85,7 @@ def test_resume_without_the_plugin_names_it(tmp_path, monkeypatch) -> None:
 
 
 def test_a_model_card_names_the_plugins_its_model_needs(tmp_path, monkeypatch) -> None:
-    registry = _registry(tmp_path, monkeypatch, "carry", "1.0")
+    registry = installed_transition(tmp_path, monkeypatch, "carry", "1.0", Carry)
     config = _config()
     model = VideoSlotModel(**config.model, registry=registry)
     row = "| plugins | `carry` (`pip install 'carry-dist==1.0'`): needed to train, load or serve it |"

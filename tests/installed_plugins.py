@@ -1,0 +1,35 @@
+"""A third-party plugin as the plugin manager finds it once installed: a distribution with real ``.dist-info``
+metadata (name, version, a ``slotstream`` entry point) whose module registers a transition."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from plugins import ComponentRegistry, Transition, build_plugin_manager, hookimpl
+
+
+def installed_transition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: str, version: str, transition: type[Transition]
+) -> ComponentRegistry:
+    """The registry of a plugin manager that found distribution ``<plugin>-dist`` at ``version``, whose entry point
+    ``plugin`` registers ``transition`` (the only entry point it finds, for the test)."""
+    module = types.ModuleType(f"{plugin}_plugin_{version.replace('.', '_')}_{transition.__name__}")
+
+    @hookimpl
+    def slotstream_register_components(registry: ComponentRegistry) -> None:
+        registry.add_transition(transition)
+
+    module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
+    info = tmp_path / "dists" / module.__name__ / f"{plugin}_dist-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {plugin}-dist\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[slotstream]\n{plugin} = {module.__name__}\n")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    entry_points = list(importlib.metadata.PathDistribution(info).entry_points)
+    monkeypatch.setattr("plugins.manager._entry_points", lambda: entry_points)
+    return build_plugin_manager().registry
