@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from service.config import DEFAULT_MODEL_DIR, ConfigError, ServiceConfig
+from service.config_sources import ENV_PREFIX, environ_values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,13 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model-dir",
         type=Path,
-        default=Path(os.environ.get("SLOTSTREAM_MODEL_DIR") or DEFAULT_MODEL_DIR),
-        help="model to serve (default: SLOTSTREAM_MODEL_DIR when set, as for the server, else the embedded model)",
+        help="model to serve (default: SLOTSTREAM_MODEL_DIR or SLOTSTREAM_MODEL when set, as for the server, else "
+        "the embedded model)",
     )
     parser.add_argument("--out-dir", type=Path, default=Path("runs/demo"), help="where to write the outputs")
     parser.add_argument("--frames", type=int, default=60, help="frames in the generated clip")
     args = parser.parse_args(argv)
     try:
+        if args.model_dir is None:
+            args.model_dir = default_model_dir(os.environ)
         ServiceConfig(model_dir=args.model_dir).check_files()
     except ConfigError as error:
         print(f"demo: {error}", file=sys.stderr)
@@ -54,6 +58,36 @@ def main(argv: list[str] | None = None) -> int:
         return code
     print(f"server stopped. Overlay: {overlay}  per-frame results: {jsonl}", file=sys.stderr)
     return code
+
+
+def default_model_dir(environ: Mapping[str, str]) -> Path:
+    """The model the server serves by ``environ`` when no ``--model-dir`` is given: ``SLOTSTREAM_MODEL_DIR`` or its
+    other spelling ``SLOTSTREAM_MODEL``, read by the server's own reader
+    (:func:`~service.config_sources.environ_values`), else the embedded model (:data:`DEFAULT_MODEL_DIR`).
+
+    Only the variables that set the model are read: the demo's server ignores the others (it starts without them),
+    so a bad value of another setting does not stop the demo.
+
+    Raises:
+        ConfigError: the variables that set the model name different folders (naming both).
+    """
+    chosen = environ_values(_model_variables(environ), notes=[])
+    return Path(chosen.get("model_dir") or DEFAULT_MODEL_DIR)
+
+
+def _model_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``SLOTSTREAM_*`` variables of ``environ`` that the server's reader takes as its model folder."""
+    found = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        try:
+            sets = environ_values({key: raw}, notes=[])
+        except ConfigError:  # a value that does not convert: another setting's (any text is a folder's path)
+            continue
+        if "model_dir" in sets:
+            found[key] = raw
+    return found
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"python -m service.bench: {error} (try a smaller --size or --jpeg-quality)", file=sys.stderr)
             return 2
         result.pop("raw_latencies_ms")
+        result.pop("raw_seconds")
         report["provenance"] = provenance(args_list)  # the model runs in the server, not here: no device
         report["settings"] = _settings(args)
         report["remote"] = [result]

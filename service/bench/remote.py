@@ -70,6 +70,10 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
     ``frame_weighted_mean_batch_size`` is the mean over answered frames of the size of the batch each frame was
     computed in (from its answer), so a batch of 8 counts 8 times. The server's ``slotstream_batch_size``
     histogram counts each dispatched batch once, so its mean is lower whenever batch sizes vary.
+
+    ``seconds`` is rounded for reading; ``raw_seconds`` (the same time unrounded) and ``raw_latencies_ms`` (every
+    answered frame's latency) are for pooling runs, whose frames per second are then those of the unrounded
+    times (``--suite`` pools its rounds so); a report drops them.
     """
     async with Client(spec.target, token=spec.token, tls=spec.tls) as client:
         streams = [await client.open(stream_options(spec)) for _ in range(spec.streams)]
@@ -87,6 +91,7 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
         "spec": {k: v for k, v in vars(spec).items() if k not in ("token", "tls")} | {"tls": spec.tls is not None},
         "frame_shape": list(clip[0].shape),
         "seconds": round(elapsed, 3),
+        "raw_seconds": elapsed,
         "frames_per_second": round(results / elapsed, 2),
         "sent": spec.streams * spec.frames,
         "results": results,

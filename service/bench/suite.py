@@ -176,8 +176,11 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def _pool(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of one mode (:func:`~service.bench.remote.run_load`'s results) as one run: all frames over all
+    time, from the rounds' unrounded times, so that one round's pooled frames per second are its own; each round
+    loses its raw figures (``raw_latencies_ms``, ``raw_seconds``) and is kept under ``rounds``."""
     latencies = [ms for result in results for ms in result.pop("raw_latencies_ms")]
-    seconds = sum(result["seconds"] for result in results)
+    seconds = sum(result.pop("raw_seconds") for result in results)
     total = {key: sum(result[key] for result in results) for key in ("sent", "results", "dropped", "errors", "lost")}
     answered = [(r["frame_weighted_mean_batch_size"], r["results"]) for r in results if r["results"]]
     frames = sum(count for _, count in answered)

@@ -220,35 +220,56 @@ def _paletted_frame(frame: np.ndarray) -> Any:
 
 
 OVERLAY_QUEUE = 16
-"""Overlay frames that may wait for the worker thread that renders and writes them; when it falls that far
-behind, the receive loop waits for it (and the stream slows to its pace)."""
+"""Overlay frames that may wait for the worker thread that renders and writes them (queued or being written);
+when it falls that far behind, the sending loop waits for it before it sends the next frame (and the stream slows to
+its pace), while the receive loop keeps reading the answers."""
 
 
 class OverlayWorker:
     """Renders overlay frames and writes them with ``writer`` in a worker thread, in the order given, so that the
-    receive loop (and the latency it measures) never waits for them; at most :data:`OVERLAY_QUEUE` frames wait.
+    receive loop (and the latency it measures) never waits for them.
 
-    A failure to render or write is raised by the next :meth:`put` and by :meth:`close` (later frames are
-    dropped), so it stops the run as it would if the frames were written in the loop.
+    :meth:`put` never waits; the back-pressure is on the sending side: :meth:`wait_for_room` returns once fewer
+    than :data:`OVERLAY_QUEUE` frames wait (queued or being written), and a sender that calls it before each frame
+    keeps the frames waiting below ``OVERLAY_QUEUE`` plus the frames it has in flight.
+
+    A failure to render or write is raised by the next :meth:`put`, by :meth:`wait_for_room` (waking a sender
+    waiting there) and by :meth:`close` (later frames are dropped), so it stops the run as it would if the frames
+    were written in the loop.
     """
 
     def __init__(self, writer: OverlayWriter) -> None:
         self._writer = writer
-        self._queue: asyncio.Queue[tuple[np.ndarray, np.ndarray, tuple[int, ...]] | None] = asyncio.Queue(
-            OVERLAY_QUEUE
-        )
+        self._queue: asyncio.Queue[tuple[np.ndarray, np.ndarray, tuple[int, ...]] | None] = asyncio.Queue()
+        self._waiting = 0  # frames queued or being written
+        self._progress = asyncio.Event()  # set whenever a frame is done with, the worker fails, or it ends
         self._error: BaseException | None = None
         self._task = asyncio.ensure_future(self._run())
+        self._task.add_done_callback(lambda _: self._progress.set())
 
-    async def put(self, frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...]) -> None:
-        """Queue one frame's overlay (waiting while the queue is full).
+    async def wait_for_room(self) -> None:
+        """Return once fewer than :data:`OVERLAY_QUEUE` frames wait (at once when they do, or when the worker has
+        ended).
+
+        Raises:
+            Exception: what rendering or writing an earlier frame raised (also when it fails during the wait).
+        """
+        while self._waiting >= OVERLAY_QUEUE and self._error is None and not self._task.done():
+            self._progress.clear()
+            await self._progress.wait()
+        if self._error is not None:
+            raise self._error
+
+    def put(self, frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...]) -> None:
+        """Queue one frame's overlay; never waits (the sender's :meth:`wait_for_room` bounds the queue).
 
         Raises:
             Exception: what rendering or writing an earlier frame raised.
         """
         if self._error is not None:
             raise self._error
-        await self._queue.put((frame, segmentation, slot_ids))
+        self._queue.put_nowait((frame, segmentation, slot_ids))
+        self._waiting += 1
 
     async def close(self) -> None:
         """Write the frames still queued, then finish the file; the file is finished whatever happens before
@@ -259,7 +280,7 @@ class OverlayWorker:
         """
         try:
             if not self._task.done():  # a worker that has ended reads no more: nothing to wait for
-                await self._queue.put(None)
+                self._queue.put_nowait(None)
                 await asyncio.shield(self._task)
         finally:
             try:
@@ -275,8 +296,11 @@ class OverlayWorker:
 
     async def _run(self) -> None:
         while (item := await self._queue.get()) is not None:
-            if self._error is None:  # after a failure the queue is only emptied, so put() never waits forever
-                try:
+            try:
+                if self._error is None:  # after a failure the queue is only emptied
                     await asyncio.to_thread(self._write, *item)
-                except Exception as error:
-                    self._error = error
+            except Exception as error:
+                self._error = error
+            finally:
+                self._waiting -= 1
+                self._progress.set()

@@ -420,10 +420,13 @@ class _StreamRun:
     """Sending a source's frames over an opened stream while receiving and recording the answers, and continuing
     the stream after a lost connection or a shutdown (``--reconnect``).
 
-    At most ``args.window`` frames are unanswered at a time; with ``--fps`` the frames are paced at that rate.
-    Each frame is sent as ``encoder`` encodes it (raw, JPEG, or PNG when raw does not fit one message), with a
-    capture time on the stream's wall-clock anchor (a source with its own timeline) or as the source read it (a
-    camera).
+    At most ``args.window`` frames are unanswered at a time; with ``--fps`` the frames are paced at that rate. With
+    an overlay, each frame is sent once the overlay has room (:meth:`OverlayWorker.wait_for_room`): a lagging
+    overlay slows the sending, not the receive loop, so ``latency_ms`` stays the round trip (the answers are read
+    and timestamped as they come), and at most :data:`~service.client.overlay.OVERLAY_QUEUE` plus
+    ``args.window`` frames wait for the overlay. Each frame is sent as ``encoder`` encodes it (raw, JPEG, or PNG
+    when raw does not fit one message), with a capture time on the stream's wall-clock anchor (a source with its
+    own timeline) or as the source read it (a camera).
 
     Attributes:
         summary: frames answered (``frames``), of which results, dropped frames and errors.
@@ -476,6 +479,8 @@ class _StreamRun:
     async def _send_all(self) -> None:
         stream, feed = self.stream, self.feed
         while (item := await feed.current()) is not None:
+            if self.overlay is not None:  # the overlay's back-pressure: here, so the receive loop never waits
+                await self.overlay.wait_for_room()
             await self._window.acquire()
             index = stream.next_frame_index
             try:
@@ -512,7 +517,7 @@ class _StreamRun:
             self._window.release()
             frame, started = self._in_flight.pop(answer.frame_index)
             latency_ms = (received - started) * 1e3
-            await _record(answer, frame, latency_ms, self.summary, self.overlay, self.out, self.trajectory)
+            _record(answer, frame, latency_ms, self.summary, self.overlay, self.out, self.trajectory)
             if isinstance(answer, FrameError):
                 self._tell_refusal(answer)
 
@@ -589,7 +594,7 @@ def _interruption(error: StreamError, target: str) -> str:
     return f"the stream was interrupted ({error})"
 
 
-async def _record(
+def _record(
     answer: FrameResponse,
     frame: np.ndarray,
     latency_ms: float,
@@ -599,9 +604,10 @@ async def _record(
     trajectory: SlotTrajectory | None = None,
 ) -> None:
     """Record one answer in ``summary`` and in each output: the overlay, the JSON lines (``out``) and the
-    trajectory, in all of them or in none. Queueing the overlay frame is the only wait, and it comes before
-    anything is recorded, so a cancellation during it (Ctrl-C while the overlay lags behind) leaves the frame out
-    of every output rather than in some.
+    trajectory, in all of them or in none. Nothing here waits (queueing the overlay frame never does: the sending
+    loop waits for the overlay's room instead), so a cancellation (Ctrl-C while the overlay lags behind) comes
+    before or after an answer's recording, never within it; and the overlay frame is queued before anything is
+    recorded, so an earlier overlay frame's failure leaves this answer out of every output.
 
     Raises:
         Exception: what rendering or writing an earlier overlay frame raised.
@@ -620,8 +626,8 @@ async def _record(
             "server_latency_ms": {k: round(v, 3) for k, v in asdict(answer.latency).items() if k != "batch_size"},
             "batch_size": answer.latency.batch_size,
         }
-        if overlay is not None:  # may wait for the overlay's worker: before anything is recorded
-            await overlay.put(frame, answer.segmentation, answer.slot_ids)
+        if overlay is not None:  # raises an earlier frame's failure: before anything is recorded
+            overlay.put(frame, answer.segmentation, answer.slot_ids)
         summary["results"] += 1
         if trajectory is not None and geometry is not None:
             trajectory.add(answer, areas, geometry)
