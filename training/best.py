@@ -22,7 +22,7 @@ from typing import Any
 
 from plugins import VideoSlotModel
 from plugins.model_files import RUN_BEST_MODEL_DIR
-from training.checkpoint import make_staging_dir
+from training.checkpoint import WRITE_ERRORS, cannot_write, make_staging_dir
 from training.config import DEFAULT_SELECT_METRICS
 from training.metrics import DiscoveryScores
 
@@ -160,21 +160,36 @@ def update_best(
 
     Returns:
         The new selection when the model was saved, else None.
+
+    Raises:
+        OSError: ``best/`` cannot be written (a full disk: the message names the folder); the previous best model
+            stays, and no staging folder is left.
     """
     score = selection_score(scores, metrics)
     current = read_selection(run_dir)
     if current is not None and score <= _current_score(current, metrics):
         return None
     selection = Selection(step, score, metrics, scores.to_dict(), reason, elapsed_s)
+    record: dict[str, Any] = {"step": step, "score": score, "metrics": list(metrics), "scores": selection.scores}
+    if reason is not None:
+        record["reason"] = reason
+    if elapsed_s is not None:
+        record["elapsed_s"] = elapsed_s
+    try:
+        _replace_best(run_dir, model, record)
+    except WRITE_ERRORS as error:
+        raise cannot_write("the best model", run_dir / BEST_MODEL_DIR, error) from error
+    return selection
+
+
+def _replace_best(run_dir: Path, model: VideoSlotModel, record: dict[str, Any]) -> None:
+    """Write ``model`` and its ``selection.json`` (``record``) into a staging folder, then rename it to ``best/``,
+    the previous best moved aside first and deleted last (:func:`read_selection` puts it back after a kill in
+    between). The staging folder is removed when a write fails: the previous best stays as it was."""
     _remove_leftover_staging(run_dir)
     staging = make_staging_dir(run_dir, prefix=_STAGING_PREFIX)
     try:
         model.save_pretrained(staging)
-        record = {"step": step, "score": score, "metrics": list(metrics), "scores": selection.scores}
-        if reason is not None:
-            record["reason"] = reason
-        if elapsed_s is not None:
-            record["elapsed_s"] = elapsed_s
         (staging / SELECTION_FILE).write_text(json.dumps(record, indent=2) + "\n")
         final, doomed = run_dir / BEST_MODEL_DIR, run_dir / _PREVIOUS_BEST_DIR
         shutil.rmtree(doomed, ignore_errors=True)
@@ -185,7 +200,6 @@ def update_best(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return selection
 
 
 def _current_score(current: Selection, metrics: tuple[str, ...]) -> float:

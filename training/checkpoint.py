@@ -14,15 +14,19 @@ import random
 import re
 import shutil
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from plugins import VideoSlotModel
 from plugins.files import sync_file, sync_folder, umask
+from plugins.model_files import WEIGHTS_FILE
 
 CHECKPOINT_DIR = "checkpoints"
 TRAINER_STATE = "trainer_state.pt"
@@ -93,8 +97,62 @@ def restore_rng(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(cuda)
 
 
+WRITE_ERRORS: tuple[type[Exception], ...] = (OSError, SafetensorError)
+"""What writing a saved model's files raises when the disk is full or the folder cannot be written: ``OSError``
+from Python's own writes, ``SafetensorError`` ("I/O error: No space left on device (os error 28)") from the
+weights file's."""
+
+_TORCH_WRITE_ERRORS: tuple[type[Exception], ...] = (*WRITE_ERRORS, RuntimeError)
+""":data:`WRITE_ERRORS` and what torch raises for a full disk, or for a damaged file it reads (``RuntimeError``)."""
+
+
+def cannot_write(what: str, folder: Path, error: BaseException) -> OSError:
+    """The error a run stops with when ``what`` (``"the checkpoint"``, ``"the best model"``...) cannot be written in
+    ``folder``: it names the folder and the first line of the underlying ``error``."""
+    first_line = (str(error).splitlines() or [""])[0]
+    return OSError(f"cannot write {what} in {folder} ({first_line}); is the disk full?")
+
+
+def save_model_files(model: VideoSlotModel, directory: Path, what: str) -> None:
+    """``model.save_pretrained(directory)``, for a model the run keeps (``what``: ``"the final model"``...).
+
+    Raises:
+        OSError: a file cannot be written (:func:`cannot_write`, naming ``directory``); the folder is removed again
+            when this call made it (``save_pretrained`` leaves no half-written file under a final name).
+    """
+    made = not directory.exists()
+    try:
+        model.save_pretrained(directory)
+    except WRITE_ERRORS as error:
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise cannot_write(what, directory, error) from error
+
+
+class NonFiniteWeights(FloatingPointError):
+    """The weights a checkpoint would hold are not finite (a diverged run): :func:`save_checkpoint` refuses them."""
+
+
+def finite_weights(model: torch.nn.Module) -> bool:
+    """Whether every parameter of ``model`` is finite (buffers are not judged: a component may keep an infinite
+    constant, such as an attention mask, in one)."""
+    return all(_finite(parameter) for parameter in model.parameters())
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    return not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
+
+
 def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, keep: int) -> Path:
-    """Write ``checkpoints/step-<N>`` atomically and delete all but the ``keep`` newest checkpoints."""
+    """Write ``checkpoints/step-<N>`` atomically and delete all but the ``keep`` newest checkpoints.
+
+    Raises:
+        NonFiniteWeights: a weight of ``model`` is not finite (NaN or infinite); nothing is written or deleted,
+            so the checkpoints already there, which a diverged run's error suggests to go on from, stay.
+        OSError: a file cannot be written (:func:`cannot_write`); no partial checkpoint is left.
+    """
+    if not finite_weights(model):
+        raise NonFiniteWeights(f"the weights of step {state.step} are not finite: no checkpoint of them is written")
     root = run_dir / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:08d}"
@@ -120,7 +178,7 @@ def _write_checkpoint(staging: Path, model: VideoSlotModel, state: TrainerState)
 
     Raises:
         OSError: a file cannot be written (the message names the folder; torch reports a full disk as a
-            ``RuntimeError`` that names nothing).
+            ``RuntimeError`` that names nothing, safetensors as a ``SafetensorError``).
     """
     try:
         model.save_pretrained(staging)
@@ -137,11 +195,10 @@ def _write_checkpoint(staging: Path, model: VideoSlotModel, state: TrainerState)
             staging / TRAINER_STATE,
         )
         sync_file(staging / TRAINER_STATE)  # on disk before the rename publishes it (save_pretrained flushes its own)
-    except (OSError, RuntimeError) as error:
+    except _TORCH_WRITE_ERRORS as error:
         if _DATA_WORKER_ENDED in str(error):  # a data worker died meanwhile (torch's SIGCHLD check): not the disk
             raise
-        first_line = (str(error).splitlines() or [""])[0]
-        raise OSError(f"cannot write the checkpoint in {staging.parent} ({first_line}); is the disk full?") from error
+        raise cannot_write("the checkpoint", staging.parent, error) from error
 
 
 _DATA_WORKER_ENDED = "DataLoader worker"
@@ -171,6 +228,20 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
     return [path for _, path in sorted(found)]
+
+
+def newest_finite_checkpoint(run_dir: Path, names: Collection[str] | None = None) -> Path | None:
+    """The newest checkpoint of the run whose weights file reads and whose tensors ``names`` (the model's
+    parameters; every tensor when None) are finite, which a diverged run's error suggests going on from, or None
+    when no checkpoint qualifies. Reads the weights files, newest first."""
+    for checkpoint in reversed(list_checkpoints(run_dir)):
+        try:
+            weights = load_file(str(checkpoint / WEIGHTS_FILE))
+        except _TORCH_WRITE_ERRORS:  # missing or damaged: not one to go on from
+            continue
+        if all(_finite(tensor) for name, tensor in weights.items() if names is None or name in names):
+            return checkpoint
+    return None
 
 
 def checkpoint_step(checkpoint: Path) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -18,6 +20,9 @@ DEFAULT_SELECT_METRICS = ("video_fg_ari", "video_mbo")
 otherwise (with single-object evaluation videos a run selects by ``video_mbo`` alone instead:
 :func:`training.best.run_selection_metrics`)."""
 
+GRAD_CLIP_SCOPES = ("global", "component")
+"""How gradient norms are clipped (:attr:`OptimConfig.grad_clip_scope`, :func:`training.gradients.clip_gradients`)."""
+
 RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
 """Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
 matters when a run starts)."""
@@ -29,13 +34,21 @@ class LossTerm:
 
     Attributes:
         name: registry name in the ``losses`` kind.
-        weight: multiplier in the total loss.
+        weight: multiplier in the total loss (a finite number).
         kwargs: constructor arguments of the loss.
+
+    Raises:
+        ValueError: at construction, for a ``weight`` that is not a finite number (NaN or infinite would make every
+            step's loss non-finite); the message names the loss.
     """
 
     name: str
     weight: float = 1.0
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _finite_number(self.weight):
+            raise ValueError(f"loss {self.name!r}: weight must be a finite number, got {self.weight!r}")
 
 
 @dataclass
@@ -113,6 +126,11 @@ class OptimConfig:
             separately, so one large auxiliary loss confined to one component (the SmoothSA preheat loss when
             the preheater's features are detached) cannot shrink every other component's update.
         mixed_precision: fp16 autocast + gradient scaling on CUDA (ignored on the CPU).
+
+    Raises:
+        ValueError: at construction, for a ``grad_clip`` that is not None or a finite number above 0 (0 would stop
+            every update, a negative one turn each into gradient ascent) or a ``grad_clip_scope`` other than those
+            in :data:`GRAD_CLIP_SCOPES`.
     """
 
     lr: float = 4e-4
@@ -121,6 +139,15 @@ class OptimConfig:
     grad_clip: float | None = 0.05
     grad_clip_scope: Literal["global", "component"] = "global"
     mixed_precision: bool = True
+
+    def __post_init__(self) -> None:
+        wrong = []
+        if self.grad_clip is not None and not (_finite_number(self.grad_clip) and self.grad_clip > 0):
+            wrong.append(f"grad_clip must be None (no clipping) or a finite number above 0, got {self.grad_clip!r}")
+        if self.grad_clip_scope not in GRAD_CLIP_SCOPES:
+            wrong.append(f"grad_clip_scope must be one of {', '.join(GRAD_CLIP_SCOPES)}, got {self.grad_clip_scope!r}")
+        if wrong:
+            raise ValueError("optimiser settings: " + "; ".join(wrong))
 
 
 @dataclass
@@ -194,16 +221,22 @@ class TrainConfig:
         )
 
 
+def _finite_number(value: object) -> bool:
+    """Whether ``value`` is a real number (not a bool) that is finite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def read_train_config(path: Path) -> TrainConfig:
     """The configuration a run saved (its ``train_config.json``).
 
     Raises:
-        ValueError: the file is not valid JSON or not a configuration of this version (the message names it).
+        ValueError: the file is not valid JSON, not a configuration of this version, or holds a setting this version
+            refuses (the message names it).
         OSError: it cannot be read.
     """
     try:
         return TrainConfig.from_json(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:  # damaged, or another version's
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # damaged, another version's, or invalid
         raise ValueError(f"{path} cannot be read as a training configuration ({type(error).__name__}: {error})") from (
             error
         )

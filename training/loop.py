@@ -36,7 +36,7 @@ from training.best import (
     run_selection_metrics,
     update_best,
 )
-from training.checkpoint import checkpoint_step, list_checkpoints
+from training.checkpoint import NonFiniteWeights, checkpoint_step, list_checkpoints, save_model_files
 from training.config import TrainConfig
 from training.datasets import VideoClip
 from training.distributed import ProcessGroup, barrier, init_from_environment, mean_across_processes, shutdown
@@ -59,7 +59,7 @@ from training.run_folder import (
     resume_plugin_hint,
 )
 from training.run_state import Run, build_run
-from training.step import Throughput, diverged, divergence_message, optimisation_step
+from training.step import NonFinite, Throughput, diverged, divergence_message, non_finite, optimisation_step
 from training.stop_request import STOPPING, RunStopped, StopRequest
 from training.visualize import save_overlay
 from training.warm_start import check_warm_start_source, warm_start
@@ -124,9 +124,13 @@ def fit(
         FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
         DatasetError: the training or validation data cannot be read (checked before any file of the run is
             written, or met during training; the message names the file).
-        FloatingPointError: the loss stopped being finite (the run stops before a checkpoint of that step;
-            single-process runs; under mixed precision once the weights are no longer finite or after
-            :data:`training.step.AMP_NON_FINITE_LIMIT` such steps in a row).
+        FloatingPointError: the loss or the gradient norm stopped being finite (the run stops before a checkpoint
+            of that step; single-process runs; under mixed precision, where the gradient scaler skips steps with
+            non-finite gradients, once the weights are no longer finite or after
+            :data:`training.step.AMP_NON_FINITE_LIMIT` steps in a row with a non-finite loss), or the weights of a
+            step due for a checkpoint are not finite (none is written; under ``torchrun`` too).
+        OSError: a checkpoint, ``best/`` or the final ``model/`` cannot be written (a full disk; the message names
+            the folder, and no partial one is left).
         ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
             that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
             change).
@@ -203,7 +207,7 @@ def fit(
         finished = run.step >= config.steps
         model_dir = run_dir / FINAL_MODEL_DIR if finished else None
         if finished and group.is_main and model_dir is not None:
-            run.model.save_pretrained(model_dir)
+            save_model_files(run.model, model_dir, "the final model")
     best = read_selection(run_dir) if group.is_main else None
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best, started_step)
 
@@ -227,6 +231,8 @@ def _train(
 
     Raises:
         RunStopped: ``stop`` recorded a signal before the last step was trained.
+        FloatingPointError: the run diverged (:func:`_train_step`), or the weights of a step due for a checkpoint
+            are not finite (no checkpoint of them is written, also when an evaluation failed on them).
     """
     last_step = min(config.steps, stop_after) if stop_after is not None else config.steps
     sinks = MetricSinks(run_dir, start_step=run.step) if group.is_main else None
@@ -255,6 +261,10 @@ def _train(
                 throughput.paused_s += time.perf_counter() - paused
             if stop.signal_number is not None and run.step < last_step:  # a checkpoint of this step, then stop
                 _stop(config, run, run_dir, group, last_step, stop.signal_number)
+    except NonFiniteWeights as error:  # weights that overflowed from finite gradients, or a torchrun rank's
+        problem = NonFinite("the weights are not finite", "found when checkpointing them")
+        message = divergence_message(problem, run.step, run_dir, parameters=_parameter_names(run))
+        raise FloatingPointError(message) from error
     finally:
         bar.close()
         if sinks:
@@ -302,12 +312,17 @@ def _train_step(
     throughput, and its losses written to the metric files every ``config.log_every`` steps and at ``last_step``.
 
     Raises:
-        FloatingPointError: the loss has not been finite for too many steps (:func:`training.step.diverged`).
+        FloatingPointError: the loss or the gradient norm is not finite, and the run counts as diverged
+            (:func:`training.step.diverged`).
     """
     terms = optimisation_step(config, run, frames.to(device), device)
     run.non_finite_losses = 0 if math.isfinite(terms["loss"]) else run.non_finite_losses + 1
-    if run.non_finite_losses and diverged(run, group):
-        raise FloatingPointError(divergence_message(terms["loss"], run.step + 1, run_dir))
+    problem = non_finite(terms, run.losses)  # the loss, or a gradient that clipping would spread to every weight
+    if problem is not None and diverged(run, group):  # before the step counts, so before any checkpoint of it
+        updated = run.step > 0  # else the loss and gradients were those of the starting weights
+        raise FloatingPointError(
+            divergence_message(problem, run.step + 1, run_dir, updated=updated, parameters=_parameter_names(run))
+        )
     run.step += 1
     throughput.steps += 1
     bar.update(1)
@@ -320,6 +335,11 @@ def _train_step(
         if sinks:
             values = {**logged, "clips_per_s": clips_per_s, "elapsed_s": run.elapsed_s()}
             sinks.write(run.step, "train", values)
+
+
+def _parameter_names(run: Run) -> set[str]:
+    """The names of the model's parameters in its saved weights (its ``state_dict`` keys that are parameters)."""
+    return {name for name, _ in run.model.named_parameters()}
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ def validation_data(config: TrainConfig) -> ValidationData:
             tqdm.write(
                 f"note: no video of {spec} has masks, so this run is not evaluated: no best/ (model/ is the result), "
                 "and samples/ show its first video; pass --val-data with labelled videos to evaluate, or "
-                "--val-videos 0 to silence this note"
+                "--val-videos 0 to silence this note (and draw no samples/ either)"
             )
             return ValidationData(None, LoadedClips([_first_frames(dataset, config)]))
         raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")

@@ -1,16 +1,19 @@
 """One optimisation step of a run and the checks around it: each loss's value against its contract, divergence
-of the loss, and the training throughput between metric lines."""
+of the loss or the gradient, and the training throughput between metric lines."""
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from plugins.interfaces import ContractViolation, Loss
-from training.checkpoint import list_checkpoints
+from training.checkpoint import finite_weights, list_checkpoints, newest_finite_checkpoint
 from training.config import TrainConfig
 from training.diagnostics import slot_similarity
 from training.distributed import ProcessGroup
@@ -80,31 +83,91 @@ def _check_loss_value(run: Run, name: str, loss: Loss, value: object) -> None:
 AMP_NON_FINITE_LIMIT = 10
 
 
+@dataclass(frozen=True)
+class NonFinite:
+    """What was not finite in a step, for the message that stops the run (:func:`divergence_message`).
+
+    Attributes:
+        what: the value, as a clause: ``"the loss is nan"``.
+        detail: what explains it (the loss terms that are not finite, with their weights), or ``""``.
+    """
+
+    what: str
+    detail: str = ""
+
+
+def non_finite(terms: Mapping[str, float], losses: Sequence[tuple[str, float, object]]) -> NonFinite | None:
+    """What was not finite in a step that logged ``terms`` (:func:`optimisation_step`): the loss, with the terms of
+    ``losses`` (name, weight, loss) whose weighted value is not finite, or else the gradient norm (clipping would
+    spread it to every weight); None when both are finite."""
+    loss, norm = terms["loss"], terms["grad_norm"]
+    if math.isfinite(loss):
+        return (
+            None if math.isfinite(norm) else NonFinite(f"the gradient norm is {norm}", f"the loss, {loss}, is finite")
+        )
+    culprits = [
+        f"{name} = {terms[name]} at weight {weight}"
+        for name, weight, _ in losses
+        if name in terms and not math.isfinite(weight * terms[name])
+    ]
+    detail = (
+        f"not finite: {', '.join(culprits)}" if culprits else "each weighted loss term is finite, their sum is not"
+    )
+    return NonFinite(f"the loss is {loss}", detail)
+
+
 def diverged(run: Run, group: ProcessGroup) -> bool:
-    """After a step with a non-finite loss: whether to stop the run. Under mixed precision the gradient scaler
-    skips such a step and lowers its scale, so only weights that are no longer finite, or
-    :data:`AMP_NON_FINITE_LIMIT` such steps in a row, mean divergence; under ``torchrun`` the ranks would have to
-    agree to stop together, so a rank never stops alone."""
+    """After a step whose loss or gradient norm was not finite (:func:`non_finite`): whether to stop the run.
+    Without mixed precision that step's update made the weights non-finite, so it does. Under mixed precision
+    the gradient scaler skips a step whose gradients are not finite and lowers its scale (the first steps of a
+    run), so only weights that are no longer finite, or :data:`AMP_NON_FINITE_LIMIT` steps in a row with a
+    non-finite loss, mean divergence; under ``torchrun`` the ranks would have to agree to stop together, so a rank
+    never stops alone (a checkpoint of non-finite weights is refused instead:
+    :class:`training.checkpoint.NonFiniteWeights`)."""
     if group.distributed:
         return False
     if run.scaler is None or run.non_finite_losses >= AMP_NON_FINITE_LIMIT:
         return True
-    return not all(bool(torch.isfinite(parameter).all()) for parameter in run.model.parameters())
+    return not finite_weights(run.model)
 
 
-def divergence_message(loss: float, step: int, run_dir: Path) -> str:
-    """What to say when the loss stops being finite at ``step``: ``--resume`` would replay the same steps (and
-    refuses another ``--lr``), so the way on is a lower rate, from scratch or from the newest checkpoint's weights."""
-    saved = list_checkpoints(run_dir)
-    restart = "start again with a lower --lr (in another --out, or delete this one)"
-    if saved:
-        restart += (
-            f", or continue from the newest checkpoint's weights with --init-from {saved[-1]} and a lower --lr in "
-            "another --out"
+def divergence_message(
+    problem: NonFinite, step: int, run_dir: Path, *, updated: bool = True, parameters: Collection[str] | None = None
+) -> str:
+    """What to say when ``problem`` (:func:`non_finite`) stops the run at ``step``.
+
+    After an update (``updated``), ``--resume`` would replay the same steps (and refuses another ``--lr``), so the
+    way on is a lower rate, from scratch or from the weights of the newest checkpoint whose ``parameters`` (names
+    of the model's; every tensor when None) are finite (:func:`training.checkpoint.newest_finite_checkpoint`; newer
+    ones are named as unusable). Before any update
+    (the first step of a run) the learning rate is not the cause: the message points to the losses, the data and
+    the starting weights instead."""
+    detail = f" ({problem.detail})" if problem.detail else ""
+    if not updated:
+        return (
+            f"{problem.what} at step {step}{detail}, before any update of the weights, so not because of the learning "
+            "rate: check the losses of the configuration (their weights and arguments), the training data and, for a "
+            "warm-started run, the model it starts from"
         )
     return (
-        f"the loss is {loss} at step {step}: training diverged, and no checkpoint of it was written. A --resume "
-        f"would repeat the same steps; {restart}"
+        f"{problem.what} at step {step}: training diverged{detail}, and no checkpoint of it was written. A --resume "
+        f"would repeat the same steps; {_way_on(run_dir, parameters)}"
+    )
+
+
+def _way_on(run_dir: Path, parameters: Collection[str] | None) -> str:
+    """How to go on from a diverged run in ``run_dir``: a lower ``--lr``, from scratch or from the weights of its
+    newest checkpoint whose weights read and whose ``parameters`` are finite (the newer ones named as unusable)."""
+    restart = "start again with a lower --lr (in another --out, or delete this one)"
+    newest = newest_finite_checkpoint(run_dir, parameters)
+    if newest is None:
+        return restart
+    saved = list_checkpoints(run_dir)
+    later = [path.name for path in saved[saved.index(newest) + 1 :]] if newest in saved else []
+    unusable = f" ({', '.join(later)} cannot be read or holds weights that are not finite)" if later else ""
+    return (
+        f"{restart}, or continue from the newest checkpoint's weights with --init-from {newest} and a lower --lr in "
+        f"another --out{unusable}"
     )
 
 

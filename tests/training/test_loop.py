@@ -321,7 +321,8 @@ def test_the_divergence_error_names_a_way_on_that_works(tmp_path: Path, monkeypa
     monkeypatch.setattr(loop, "optimisation_step", lambda *args: {**real_step(*args), "loss": float("nan")})
     with pytest.raises(FloatingPointError) as raised:
         fit(tiny(steps=6), tmp_path / "other", progress=False)
-    assert "lower --lr" in str(raised.value) and "--init-from" not in str(raised.value)  # no checkpoint to name
+    message = str(raised.value)  # no update yet: neither the learning rate nor a checkpoint to name
+    assert "before any update of the weights" in message and "--lr" not in message and "--init-from" not in message
 
 
 def test_schedule_warms_up_linearly_then_decays_to_the_final_fraction() -> None:

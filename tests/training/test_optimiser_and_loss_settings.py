@@ -1,0 +1,68 @@
+"""Settings that cannot train are refused when the configuration is built, naming the setting: a gradient clip of 0
+(no update at all) or below (gradient ascent), an unknown clipping scope, and a loss weight that is not finite."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from training.config import LossTerm, OptimConfig, TrainConfig, read_train_config
+from training.configs import get_config
+from training.run import main
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, -1.0, math.inf, math.nan])
+def test_a_gradient_clip_that_cannot_train_is_refused(grad_clip: float) -> None:
+    with pytest.raises(ValueError, match=r"^optimiser settings: grad_clip must be None \(no clipping\) or a finite"):
+        OptimConfig(grad_clip=grad_clip)
+
+
+@pytest.mark.parametrize("grad_clip", [None, 0.05, 1])
+def test_no_clip_or_a_positive_one_is_accepted(grad_clip: float | None) -> None:
+    assert OptimConfig(grad_clip=grad_clip).grad_clip == grad_clip
+
+
+def test_an_unknown_clipping_scope_is_refused_when_the_configuration_is_built() -> None:
+    with pytest.raises(ValueError, match=r"grad_clip_scope must be one of global, component, got 'per_layer'"):
+        OptimConfig(grad_clip_scope="per_layer")  # type: ignore[arg-type]
+    assert OptimConfig(grad_clip=0.05, grad_clip_scope="component").grad_clip_scope == "component"  # smoothsa_cnn's
+
+
+@pytest.mark.parametrize("weight", [math.inf, -math.inf, math.nan])
+def test_a_loss_weight_that_is_not_finite_is_refused_naming_the_loss(weight: float) -> None:
+    with pytest.raises(ValueError, match=r"^loss 'preheat_mse': weight must be a finite number, got"):
+        LossTerm("preheat_mse", weight)
+    assert LossTerm("preheat_mse", 0).weight == 0  # a loss switched off is a choice
+
+
+def test_a_config_file_with_a_zero_gradient_clip_is_a_one_line_error_before_the_run(tmp_path: Path, capsys) -> None:
+    config = get_config("tiny").to_json()
+    config["optim"]["grad_clip"] = 0
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(config))
+    assert main(["--config", str(path), "--steps", "2", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path} cannot be read as a training configuration (ValueError: optimiser"), err
+    assert "grad_clip must be None (no clipping) or a finite number above 0, got 0)" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_saved_configuration_with_a_refused_setting_names_its_file(tmp_path: Path) -> None:
+    saved = tmp_path / "train_config.json"
+    config = get_config("tiny").to_json()
+    config["losses"][0]["weight"] = math.nan
+    saved.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"^{saved} cannot be read as a training configuration \(ValueError: loss"):
+        read_train_config(saved)
+
+
+def test_every_shipped_configuration_passes_the_checks() -> None:
+    from training import configs
+
+    names = [path.stem for path in Path(configs.__file__).parent.glob("*.py") if not path.stem.startswith("_")]
+    assert names
+    for name in names:
+        assert isinstance(get_config(name), TrainConfig), name
