@@ -23,6 +23,9 @@ otherwise (with single-object evaluation videos a run selects by ``video_mbo`` a
 GRAD_CLIP_SCOPES = ("global", "component")
 """How gradient norms are clipped (:attr:`OptimConfig.grad_clip_scope`, :func:`training.gradients.clip_gradients`)."""
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a learning rate above it overflows inside the optimiser's float32 arithmetic."""
+
 RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
 """Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
 matters when a run starts)."""
@@ -142,6 +145,9 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         wrong = []
+        if not (_finite_number(self.lr) and 0 < self.lr <= FLOAT32_MAX):
+            largest = f"{FLOAT32_MAX:.4g} (float32's largest)"
+            wrong.append(f"lr must be a number above 0 and at most {largest}, got {self.lr!r}")
         if self.grad_clip is not None and not (_finite_number(self.grad_clip) and self.grad_clip > 0):
             wrong.append(f"grad_clip must be None (no clipping) or a finite number above 0, got {self.grad_clip!r}")
         if self.grad_clip_scope not in GRAD_CLIP_SCOPES:

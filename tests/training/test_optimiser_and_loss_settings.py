@@ -1,5 +1,6 @@
 """Settings that cannot train are refused when the configuration is built, naming the setting: a gradient clip of 0
-(no update at all) or below (gradient ascent), an unknown clipping scope, and a loss weight that is not finite."""
+(no update at all) or below (gradient ascent), an unknown clipping scope, a learning rate beyond float32, and a loss
+weight that is not finite."""
 
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ def test_an_unknown_clipping_scope_is_refused_when_the_configuration_is_built() 
     with pytest.raises(ValueError, match=r"grad_clip_scope must be one of global, component, got 'per_layer'"):
         OptimConfig(grad_clip_scope="per_layer")  # type: ignore[arg-type]
     assert OptimConfig(grad_clip=0.05, grad_clip_scope="component").grad_clip_scope == "component"  # smoothsa_cnn's
+
+
+@pytest.mark.parametrize("lr", [0.0, -1e-4, 1e39, math.inf, math.nan])
+def test_a_learning_rate_the_optimiser_cannot_use_is_refused(lr: float) -> None:
+    """1e39 passes "finite and above 0" but overflows the optimiser's float32 arithmetic at the first step."""
+    with pytest.raises(ValueError, match=r"^optimiser settings: lr must be a number above 0 and at most 3\.403e\+38"):
+        OptimConfig(lr=lr)
+
+
+def test_the_command_line_refuses_a_learning_rate_beyond_float32(tmp_path: Path, capsys) -> None:
+    assert main(["--config", "tiny", "--lr", "1e39", "--steps", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "lr must be a number above 0 and at most" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("weight", [math.inf, -math.inf, math.nan])
