@@ -173,7 +173,7 @@ class ServiceConfig:
             "refused at once; each open stream answers the frames it accepted, is sent its hand-off state and ends "
             "(SHUTTING_DOWN); a stream detached from a dropped connection waits up to 5 s of it for its client to "
             "resume and collect the state. Streams still draining at the end are cut off (a hand-off not yet sent "
-            "is lost); the gRPC server then stops (at most 1 s) and a model call still running gets what is left "
+            "is lost); the gRPC server then stops (at most 2 s) and a model call still running gets what is left "
             "(at least 1 s) before it is abandoned (exit status 1)"
         ),
     )

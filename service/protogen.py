@@ -8,11 +8,16 @@ Usage::
 The stubs are committed so the runtime needs only ``grpcio`` and ``protobuf``; generating them needs the
 ``dev`` extra (``grpcio-tools``). Generated files are flattened into ``service/_pb/`` and the one
 cross-module import in the gRPC stub is made package-absolute, so nothing has to be put on ``sys.path``.
+
+The check compares the stubs without the generator's version stamps (:data:`VERSION_STAMPS`): a newer
+``grpcio-tools`` than the one that made them (a fresh install picks the latest) writes the same code under a newer
+stamp, which is not a stale stub.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -80,16 +85,34 @@ def descriptor_set() -> bytes:
         return out.read_bytes()
 
 
+VERSION_STAMPS = (
+    re.compile(r"^GRPC_GENERATED_VERSION = '[^']*'$", re.MULTILINE),
+    re.compile(r"^# Protobuf Python Version: .*$", re.MULTILINE),
+    re.compile(r"(ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,)\s*\d+,\s*\d+,\s*\d+,"),
+)
+"""The lines of the stubs that name the versions of the tools that generated them, not the proto's content."""
+
+
 def stale_files(output_dir: Path = OUTPUT_DIR) -> list[str]:
-    """Names of the generated files that are missing from, differ in, or are extra in ``output_dir``."""
+    """Names of the generated files that are missing from, differ in (apart from :data:`VERSION_STAMPS`), or are
+    extra in ``output_dir``."""
     expected = generate()
-    stale = [name for name, text in expected.items() if _read(output_dir / name) != text]
+    stale = [name for name, text in expected.items() if _unstamped(_read(output_dir / name)) != _unstamped(text)]
     extra = [path.name for path in output_dir.glob("*.py*") if path.is_file() and path.name not in expected]
     return sorted(stale + extra)
 
 
 def _read(path: Path) -> str | None:
     return path.read_text() if path.is_file() else None
+
+
+def _unstamped(text: str | None) -> str | None:
+    """``text`` with its :data:`VERSION_STAMPS` blanked out."""
+    if text is None:
+        return None
+    for stamp in VERSION_STAMPS:
+        text = stamp.sub(lambda match: match.group(1) if match.groups() else "", text)
+    return text
 
 
 def write(output_dir: Path = OUTPUT_DIR) -> list[Path]:

@@ -8,7 +8,7 @@ get UNAVAILABLE, every stream answers the frames it has accepted, sends its hand
 UNAVAILABLE so the client reconnects elsewhere. A stream detached from a dropped connection is kept for up to
 ``DETACHED_WAIT_S``: its client may resume it during the drain, which hands its state off the same way. The drain
 ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed; the gRPC
-server then gets at most :data:`GRPC_STOP_S` to stop (connections of clients that do not read are abandoned). A
+server then gets at most twice :data:`GRPC_STOP_S` to stop (connections of clients that do not read are abandoned). A
 shutdown before ``SERVING`` abandons the model's warm-up instead of waiting for it.
 """
 
@@ -64,10 +64,10 @@ EngineFactory = Callable[[ServiceConfig], Engine]
 _log = logging.getLogger(__name__)
 
 GRPC_STOP_S = 1.0
-"""Longest a shutdown waits for the gRPC server to stop once the drain has ended (calls still running get what is
-left of the grace period, up to this, before they are cancelled). gRPC's own stop then waits for every connection
-to close, which for a client that does not read (a frozen process with replies queued for it) lasts until the
-connection's ping times out, about 5 s (measured): such connections are abandoned instead."""
+"""Once the drain has ended, calls still running (a reflection stream, say) get what is left of the grace period,
+up to this, before they are cancelled, and their connections up to this again to close. gRPC's own stop waits for
+every connection to close, which for a client that does not read (a frozen process with replies queued for it)
+lasts until the connection's ping times out, about 5 s (measured): such connections are abandoned instead."""
 
 DETACHED_WAIT_S = 5.0
 """Longest a drain waits for clients to resume streams detached from dropped connections and collect their
@@ -133,8 +133,8 @@ class Server:
         warm_up_abandoned: set by :meth:`stop` when it cut the model's warm-up short: nothing was served, and the
             warm-up's thread was left running (``serve`` then exits the process without waiting, with status 0).
         connections_abandoned: set by :meth:`stop` when the gRPC server had not stopped :data:`GRPC_STOP_S` after
-            the drain (a client that does not read): its stop goes on in the background (``serve`` then exits the
-            process without waiting for it, with status 0).
+            its calls were cancelled (a client that does not read): its stop goes on in the background (``serve``
+            then exits the process without waiting for it, with status 0, or 1 after a failure).
     """
 
     def __init__(self, config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
@@ -541,19 +541,22 @@ class Server:
 
     async def _stop_grpc(self, remaining_s: float) -> None:
         """Stop the gRPC server: calls still running get ``remaining_s`` (at most :data:`GRPC_STOP_S`) before they
-        are cancelled, and the stop is waited for :data:`GRPC_STOP_S` at most. A stop that takes longer (a client
+        are cancelled, and their connections :data:`GRPC_STOP_S` more to close. A stop that takes longer (a client
         that does not read) goes on in the background and sets :attr:`connections_abandoned`."""
-        stopping = asyncio.ensure_future(self._grpc.stop(min(remaining_s, GRPC_STOP_S)))
-        # Not wait_for: cancelling gRPC's stop would cancel the future its shutdown callback completes.
-        done, _ = await asyncio.wait({stopping}, timeout=GRPC_STOP_S)
+        grace_s = min(remaining_s, GRPC_STOP_S)
+        stopping = asyncio.ensure_future(self._grpc.stop(grace_s))
+        # Not wait_for: cancelling gRPC's stop would cancel the future its shutdown callback completes. Calls still
+        # running get grace_s before they are cancelled; a connection that then takes another GRPC_STOP_S to close
+        # is one whose client does not read.
+        done, _ = await asyncio.wait({stopping}, timeout=grace_s + GRPC_STOP_S)
         if done:
             stopping.result()
             return
         self._grpc_stopping = stopping  # a reference, so the task is not collected while it runs
         self.connections_abandoned = True
         _log.warning(
-            "the gRPC server had not stopped %.1f s after the drain (a client does not read its replies): its "
-            "connections are abandoned",
+            "the gRPC server had not stopped %.1f s after its calls were cancelled (a client does not read its "
+            "replies): its connections are abandoned",
             GRPC_STOP_S,
         )
 
@@ -589,10 +592,17 @@ async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_e
             error = server.failure
             raise RuntimeError(f"the model failed to warm up: {type(error).__name__}: {error}") from error
         _log.info("shutdown requested")
-    finally:
-        await server.stop()
-        if server.model_abandoned or server.warm_up_abandoned or server.connections_abandoned:
-            # A model thread still running would keep the interpreter from exiting; a gRPC stop still waiting on
-            # a frozen client is not waited for either.
-            logging.shutdown()
-            os._exit(1 if server.model_abandoned else 0)
+    except BaseException:
+        await _stop_and_exit(server, failed=True)
+        raise
+    await _stop_and_exit(server, failed=False)
+
+
+async def _stop_and_exit(server: Server, failed: bool) -> None:
+    """Stop ``server``; when it left a thread or a connection behind, end the process at once (the interpreter
+    would wait for a model thread at exit), with status 1 after a failure (``failed``: an exception is on its way
+    out, such as a failed warm-up) or an abandoned model call, else 0. Otherwise return, and the caller goes on."""
+    await server.stop()
+    if server.model_abandoned or server.warm_up_abandoned or server.connections_abandoned:
+        logging.shutdown()
+        os._exit(1 if failed or server.model_abandoned else 0)

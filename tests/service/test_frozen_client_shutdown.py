@@ -83,3 +83,38 @@ def test_shutdown_abandons_a_frozen_clients_connection_after_grpc_stop_s(start_s
             client.kill()
     assert elapsed < 0.5 + GRPC_STOP_S + 1.0, f"stop(0.5) took {elapsed:.1f} s with a frozen client"
     assert server.server.connections_abandoned, f"gRPC stopped by itself in {elapsed:.1f} s: the client was not stuck"
+
+
+def test_a_reading_clients_long_call_is_cancelled_not_abandoned(start_server):
+    """An idle reflection stream (a tool such as grpcurl keeps one open) is a call still running when the drain
+    ends, but its client reads: cancelled after its grace, its connection closes, and nothing is abandoned."""
+    import queue
+    import threading
+
+    import grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    server = start_server()
+    requests: queue.Queue[reflection_pb2.ServerReflectionRequest | None] = queue.Queue()
+    requests.put(reflection_pb2.ServerReflectionRequest(list_services=""))
+    outcome: list[object] = []
+
+    def call() -> None:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            try:
+                for _ in stub.ServerReflectionInfo(iter(requests.get, None)):
+                    outcome.append("reply")
+            except grpc.RpcError as error:
+                outcome.append(error.code())
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    wait_until(lambda: outcome == ["reply"], timeout=10)  # the call is open and answered
+    try:
+        server.stop(5.0)
+    finally:
+        requests.put(None)
+    assert not server.server.connections_abandoned, "a client that reads was taken for one that does not"
+    thread.join(10)
+    assert outcome[1:] in ([grpc.StatusCode.UNAVAILABLE], [grpc.StatusCode.CANCELLED]), outcome

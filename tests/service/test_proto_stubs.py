@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from google.protobuf import descriptor_pb2
 
 from service import protogen
@@ -45,3 +47,19 @@ def test_proto_package_and_service_names_are_stable():
     assert file.package == "slotstream.v1"
     assert [s.name for s in file.service] == ["Perception"]
     assert {m.name for m in file.service[0].method} >= {"Stream", "Describe"}
+
+
+def test_stubs_that_differ_only_in_the_generators_version_stamps_are_up_to_date(tmp_path):
+    """A fresh install may bring a newer grpcio-tools, which stamps its own version in the same code: not stale.
+    A change to the code itself is."""
+    for path in protogen.OUTPUT_DIR.glob("*.py*"):
+        (tmp_path / path.name).write_text(path.read_text())
+    grpc_stub = tmp_path / "perception_pb2_grpc.py"
+    stamped = re.sub(r"GRPC_GENERATED_VERSION = '[^']*'", "GRPC_GENERATED_VERSION = '9.99.9'", grpc_stub.read_text())
+    grpc_stub.write_text(stamped)
+    messages = tmp_path / "perception_pb2.py"
+    text = re.sub(r"# Protobuf Python Version: .*", "# Protobuf Python Version: 99.0.0", messages.read_text())
+    messages.write_text(re.sub(r"(Domain\.PUBLIC,)\s*\d+,\s*\d+,\s*\d+,", r"\1 99, 0, 0,", text))
+    assert protogen.stale_files(tmp_path) == []
+    grpc_stub.write_text(stamped.replace("def ", "def  ", 1))  # an edit of the code, however small
+    assert protogen.stale_files(tmp_path) == ["perception_pb2_grpc.py"]
