@@ -204,7 +204,10 @@ def _extract_frames(
         try:
             fitted = fit_frame(image, card.image_size, max_pixels, fit)
         except FrameRejected as rejected:
-            refused.append((index, f"{rejected.code}: {rejected.message}"))
+            # the limits are a server's defaults, which this command applies without a flag to change them
+            refused.append(
+                (index, f"{rejected.code}: {rejected.message} (service.extract applies a server's defaults)")
+            )
             continue
         pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one
         out = engine.first_step(pixels) if state is None else engine.step(pixels, state)

@@ -23,8 +23,10 @@ otherwise (with single-object evaluation videos a run selects by ``video_mbo`` a
 GRAD_CLIP_SCOPES = ("global", "component")
 """How gradient norms are clipped (:attr:`OptimConfig.grad_clip_scope`, :func:`training.gradients.clip_gradients`)."""
 
-FLOAT32_MAX = 3.4028234663852886e38
-"""The largest float32: a learning rate above it overflows inside the optimiser's float32 arithmetic."""
+MAX_LR = 1e37
+"""The largest learning rate accepted: Adam's first step is ``lr / (1 - beta1)``, 10 x lr with torch's default
+``beta1`` of 0.9 (what the run uses), and must stay within float32 (3.4e38); above about 3.4e37 the optimiser
+overflows."""
 
 RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
 """Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
@@ -131,9 +133,9 @@ class OptimConfig:
         mixed_precision: fp16 autocast + gradient scaling on CUDA (ignored on the CPU).
 
     Raises:
-        ValueError: at construction, for a ``grad_clip`` that is not None or a finite number above 0 (0 would stop
-            every update, a negative one turn each into gradient ascent) or a ``grad_clip_scope`` other than those
-            in :data:`GRAD_CLIP_SCOPES`.
+        ValueError: at construction, for an ``lr`` not above 0 or above :data:`MAX_LR`, a ``grad_clip`` that is
+            not None or a finite number above 0 (0 would stop every update, a negative one turn each into gradient
+            ascent) or a ``grad_clip_scope`` other than those in :data:`GRAD_CLIP_SCOPES`.
     """
 
     lr: float = 4e-4
@@ -145,8 +147,8 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         wrong = []
-        if not (_finite_number(self.lr) and 0 < self.lr <= FLOAT32_MAX):
-            largest = f"{FLOAT32_MAX:.4g} (float32's largest)"
+        if not (_finite_number(self.lr) and 0 < self.lr <= MAX_LR):
+            largest = f"{MAX_LR:g} (Adam's first step, 10 x lr, must stay within float32)"
             wrong.append(f"lr must be a number above 0 and at most {largest}, got {self.lr!r}")
         if self.grad_clip is not None and not (_finite_number(self.grad_clip) and self.grad_clip > 0):
             wrong.append(f"grad_clip must be None (no clipping) or a finite number above 0, got {self.grad_clip!r}")

@@ -319,7 +319,9 @@ def _train_step(
     run.non_finite_losses = 0 if math.isfinite(terms["loss"]) else run.non_finite_losses + 1
     problem = non_finite(terms, run.losses)  # the loss, or a gradient that clipping would spread to every weight
     if problem is not None and diverged(run, group):  # before the step counts, so before any checkpoint of it
-        updated = run.step > 0  # else the loss and gradients were those of the starting weights
+        # Steps before this run of non-finite losses (the gradient scaler skipped those in it): none, and the loss
+        # and gradients were those of the starting weights.
+        updated = run.step - max(0, run.non_finite_losses - 1) > 0
         raise FloatingPointError(
             divergence_message(problem, run.step + 1, run_dir, updated=updated, parameters=_parameter_names(run))
         )

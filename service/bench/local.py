@@ -40,6 +40,7 @@ from plugins.registry import RegistryError
 from service.bench.cli import backend_names, unknown_backends, usage_error
 from service.bench.onnx_profile import OperatorTime, format_profile, profile_graph
 from service.bench.provenance import provenance
+from service.config import normalise_device
 from service.engine import BackendUnavailable, Engine, load_engine
 
 DEFAULT_BACKENDS = ("torch", "onnx")
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(args_list)
+    args.device = normalise_device(args.device)  # as the server reads it: CPU is cpu
     backends = backend_names(args.backends)
     try:
         sizes = [int(size) for size in args.batch_sizes.split(",")]

@@ -26,6 +26,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
+def test_the_device_is_read_as_the_server_reads_it(model_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--local", "--model", str(model_dir), "--backends", "torch", "--batch-sizes", "1", "--no-floor"]
+    assert bench_main([*argv, "--device", "CPU", "--iterations", "1", "--warmup", "0", "--json", str(out)]) == 0
+    assert [result["backend"] for result in json.loads(out.read_text())["results"]] == ["torch"]
+
+
 def test_local_benchmark_reports_both_backends_ratios_and_floor(model_dir, tmp_path, capsys):
     """A plain model directory is exported on the fly for the onnx backend."""
     out = tmp_path / "bench.json"

@@ -100,7 +100,9 @@ def test_a_frame_the_server_would_refuse_gets_no_row_and_the_rest_go_on(server, 
     out = tmp_path / "out"
     flags = ["--model", str(server.model_dir), "--out", str(out), "--quiet", "--frame-fit", "pad"]
     assert extract_main([str(folder), *flags]) == 0
-    assert "frame 2 has no row: IMAGE_TOO_LARGE: padding the 20000x1 image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "frame 2 has no row: IMAGE_TOO_LARGE: padding the 20000x1 image" in err
+    assert "(service.extract applies a server's defaults)" in err
     with np.load(out / "walk.npz") as trajectory:
         np.testing.assert_array_equal(trajectory["frame_index"], [0, 1, 3])
 

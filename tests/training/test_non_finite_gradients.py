@@ -180,3 +180,24 @@ def test_a_step_the_gradient_scaler_skips_for_non_finite_gradients_is_not_diverg
     assert result.step == 4 and result.model_dir is not None
     assert all(_finite_file(path) for path in list_checkpoints(tmp_path))
     assert _finite_file(result.model_dir)
+
+
+def test_under_mixed_precision_a_loss_not_finite_from_the_start_is_not_blamed_on_the_learning_rate(
+    tmp_path: Path, registry: ComponentRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gradient scaler skips every step of the streak that stops the run, so when it began at the first step
+    no update happened: the message points at the losses and the data, as without mixed precision."""
+    import training.loop as loop
+
+    real_build = loop.build_run
+
+    def with_a_scaler(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        run = real_build(*args, **kwargs)  # type: ignore[arg-type]
+        run.scaler = torch.amp.GradScaler("cpu")
+        return run
+
+    monkeypatch.setattr(loop, "build_run", with_a_scaler)
+    with pytest.raises(FloatingPointError) as raised:
+        fit(_tiny(12, LossTerm("infinite_value", 1.0)), tmp_path, progress=False, registry=registry)
+    message = str(raised.value)
+    assert "at step 10" in message and "before any update of the weights" in message and "--lr" not in message

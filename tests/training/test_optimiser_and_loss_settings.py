@@ -9,8 +9,9 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
-from training.config import LossTerm, OptimConfig, TrainConfig, read_train_config
+from training.config import MAX_LR, LossTerm, OptimConfig, TrainConfig, read_train_config
 from training.configs import get_config
 from training.run import main
 
@@ -32,11 +33,18 @@ def test_an_unknown_clipping_scope_is_refused_when_the_configuration_is_built() 
     assert OptimConfig(grad_clip=0.05, grad_clip_scope="component").grad_clip_scope == "component"  # smoothsa_cnn's
 
 
-@pytest.mark.parametrize("lr", [0.0, -1e-4, 1e39, math.inf, math.nan])
+@pytest.mark.parametrize("lr", [0.0, -1e-4, 1e38, 1e39, math.inf, math.nan])
 def test_a_learning_rate_the_optimiser_cannot_use_is_refused(lr: float) -> None:
-    """1e39 passes "finite and above 0" but overflows the optimiser's float32 arithmetic at the first step."""
-    with pytest.raises(ValueError, match=r"^optimiser settings: lr must be a number above 0 and at most 3\.403e\+38"):
+    """1e38 passes "finite and above 0" but overflows Adam's float32 arithmetic at the first step."""
+    with pytest.raises(ValueError, match=r"^optimiser settings: lr must be a number above 0 and at most 1e\+37"):
         OptimConfig(lr=lr)
+
+
+def test_the_largest_accepted_learning_rate_takes_a_first_adam_step_without_overflow() -> None:
+    parameter = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.Adam([parameter], lr=OptimConfig(lr=MAX_LR).lr)
+    parameter.grad = torch.ones(3)
+    optimizer.step()  # raises on overflow
 
 
 def test_the_command_line_refuses_a_learning_rate_beyond_float32(tmp_path: Path, capsys) -> None:
