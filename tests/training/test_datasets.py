@@ -514,6 +514,30 @@ def test_generate_cli_overwrite_refuses_folders_it_did_not_write(tmp_path, capsy
     assert (out / foreign).read_text() == "a user's file" and (out / "metadata" / "easy-00000.json").is_file()
 
 
+def test_generate_cli_overwrite_replaces_a_dataset_a_stopped_run_left(tmp_path, monkeypatch):
+    """A run stopped while writing a video's frames (Ctrl-C) left that video's folders: they are generate's own."""
+    import training.datasets.export as export
+
+    out = tmp_path / "data"
+    base = ["generate", "--level", "easy", "--videos", "2", "--frames", "3", "--size", "16", "--out", str(out)]
+    real_write_mask = export.write_mask_png
+    written: list[Path] = []
+
+    def stopped_at_the_fifth_mask(path, ids):
+        if len(written) == 4:
+            raise KeyboardInterrupt
+        written.append(path)
+        real_write_mask(path, ids)
+
+    monkeypatch.setattr(export, "write_mask_png", stopped_at_the_fifth_mask)
+    with pytest.raises(KeyboardInterrupt):
+        cli_main(base)
+    monkeypatch.setattr(export, "write_mask_png", real_write_mask)
+    assert len(list((out / "JPEGImages" / "16p").iterdir())) == 2  # the second video was cut short
+    cli_main([*base, "--overwrite"])
+    assert sorted(p.name for p in (out / "metadata").iterdir()) == ["easy-00000.json", "easy-00001.json"]
+
+
 def test_generate_cli_overwrite_replaces_an_mp4_dataset_it_wrote(tmp_path):
     out = tmp_path / "data"
     base = ["generate", "--level", "easy", "--videos", "2", "--frames", "2", "--size", "16", "--out", str(out)]
