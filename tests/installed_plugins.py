@@ -1,5 +1,6 @@
 """A third-party plugin as the plugin manager finds it once installed: a distribution with real ``.dist-info``
-metadata (name, version, a ``slotstream`` entry point) whose module registers a transition."""
+metadata (name, version, a ``slotstream`` entry point) whose module registers a transition; and a transition such
+a plugin could ship."""
 
 from __future__ import annotations
 
@@ -9,8 +10,24 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from plugins import ComponentRegistry, Transition, build_plugin_manager, hookimpl
+from plugins.types import Features, Slots
+
+
+class ProjectedPrevious(Transition):
+    """A plugin's transition: the previous slots through a linear projection. Subclasses give it the registry
+    ``name`` their tests install it under."""
+
+    def __init__(self, slot_dim: int) -> None:
+        super().__init__()
+        self.projection = torch.nn.Linear(slot_dim, slot_dim)
+
+    def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
+        """Project the previous slots."""
+        del past_features  # Unused.
+        return self.projection(past_slots[-1])
 
 
 def installed_transition(

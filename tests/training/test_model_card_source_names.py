@@ -8,32 +8,21 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from installed_plugins import installed_transition
+from installed_plugins import ProjectedPrevious, installed_transition
 
-from plugins import Transition, VideoSlotModel, build_plugin_manager
+from plugins import VideoSlotModel, build_plugin_manager
 from plugins.pretrained import PluginVersionWarning
 from plugins.registry import ComponentRegistry
-from plugins.types import Features, Slots
 from training.configs import get_config
 from training.model_card import load_copy, main
 from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.run_folder import FINAL_MODEL_DIR
 
 
-class Carried(Transition):
+class Carried(ProjectedPrevious):
     """A plugin's transition: the projected previous slots."""
 
     name = "carried_example"
-
-    def __init__(self, slot_dim: int) -> None:
-        super().__init__()
-        self.projection = torch.nn.Linear(slot_dim, slot_dim)
-
-    def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
-        """Project the previous slots."""
-        del past_features  # Unused.
-        return self.projection(past_slots[-1])
 
 
 def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str | None) -> ComponentRegistry:

@@ -160,11 +160,9 @@ def test_a_non_finite_loss_at_the_first_step_names_its_term_and_weight_and_not_t
     assert list_checkpoints(tmp_path) == []
 
 
-def test_a_step_the_gradient_scaler_skips_for_non_finite_gradients_is_not_divergence(
-    tmp_path: Path, registry: ComponentRegistry, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Mixed precision, with torch's gradient scaler on the CPU: a step with non-finite gradients is skipped
-    (the weights stay as they were) and the run trains on to its final model."""
+@pytest.fixture
+def mixed_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs built for the test train with torch's gradient scaler on the CPU, as mixed precision does on CUDA."""
     import training.loop as loop
 
     real_build = loop.build_run
@@ -175,6 +173,14 @@ def test_a_step_the_gradient_scaler_skips_for_non_finite_gradients_is_not_diverg
         return run
 
     monkeypatch.setattr(loop, "build_run", with_a_scaler)
+
+
+@pytest.mark.usefixtures("mixed_precision")
+def test_a_step_the_gradient_scaler_skips_for_non_finite_gradients_is_not_divergence(
+    tmp_path: Path, registry: ComponentRegistry
+) -> None:
+    """Mixed precision, with torch's gradient scaler on the CPU: a step with non-finite gradients is skipped
+    (the weights stay as they were) and the run trains on to its final model."""
     slope_at_step_three = LossTerm("infinite_slope", 1.0, {"from_progress": 0.3})
     result = fit(_tiny(4, slope_at_step_three), tmp_path, progress=False, registry=registry)
     assert result.step == 4 and result.model_dir is not None
@@ -182,21 +188,12 @@ def test_a_step_the_gradient_scaler_skips_for_non_finite_gradients_is_not_diverg
     assert _finite_file(result.model_dir)
 
 
+@pytest.mark.usefixtures("mixed_precision")
 def test_under_mixed_precision_a_loss_not_finite_from_the_start_is_not_blamed_on_the_learning_rate(
-    tmp_path: Path, registry: ComponentRegistry, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, registry: ComponentRegistry
 ) -> None:
     """The gradient scaler skips every step of the streak that stops the run, so when it began at the first step
     no update happened: the message points at the losses and the data, as without mixed precision."""
-    import training.loop as loop
-
-    real_build = loop.build_run
-
-    def with_a_scaler(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        run = real_build(*args, **kwargs)  # type: ignore[arg-type]
-        run.scaler = torch.amp.GradScaler("cpu")
-        return run
-
-    monkeypatch.setattr(loop, "build_run", with_a_scaler)
     with pytest.raises(FloatingPointError) as raised:
         fit(_tiny(12, LossTerm("infinite_value", 1.0)), tmp_path, progress=False, registry=registry)
     message = str(raised.value)

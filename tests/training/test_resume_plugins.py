@@ -8,30 +8,19 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from installed_plugins import installed_transition
+from installed_plugins import ProjectedPrevious, installed_transition
 
-from plugins import Transition, VideoSlotModel, build_plugin_manager
+from plugins import VideoSlotModel, build_plugin_manager
 from plugins.registry import RegistryError
-from plugins.types import Features, Slots
 from training.configs import get_config
 from training.loop import fit
 from training.model_card import plugin_rows
 
 
-class Carry(Transition):
+class Carry(ProjectedPrevious):
     """A plugin's transition: the projected previous slots."""
 
     name = "carry_example"
-
-    def __init__(self, slot_dim: int) -> None:
-        super().__init__()
-        self.projection = torch.nn.Linear(slot_dim, slot_dim)
-
-    def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
-        """Project the previous slots."""
-        del past_features  # Unused.
-        return self.projection(past_slots[-1])
 
 
 def _config() -> object:
