@@ -18,6 +18,7 @@ from typing import Any
 
 from plugins.frame_fit import FRAME_FITS as SERVED_FITS
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, run_folder_hint
+from service.engine import normalise_device
 from service.host import available_cores, decodable_pixels, memory_limit_bytes
 from service.reply_budget import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget
 from service.tls_files import tls_file_problems
@@ -37,14 +38,6 @@ MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem and the flag that sets it."""
-
-
-def normalise_device(device: str) -> str:
-    """``--device`` as every backend reads it: surrounding blanks removed, in lower case (``" CPU"`` -> ``"cpu"``).
-
-    The configuration stores the device in this form, so ``device.startswith("cpu")`` and the backends' own
-    parsing (ONNX Runtime's provider, ``torch.device``, the TensorRT GPU index) agree on which device it names."""
-    return device.strip().lower()
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:

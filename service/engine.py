@@ -157,6 +157,15 @@ class BackendUnavailable(RuntimeError):
     """The selected backend cannot be used here; the message says what to install or choose instead."""
 
 
+def normalise_device(device: str) -> str:
+    """``--device`` as every backend reads it: surrounding blanks removed, in lower case (``" CPU"`` -> ``"cpu"``).
+
+    :func:`load_engine` hands the backends the device in this form and the configuration stores it so, hence
+    ``device.startswith("cpu")`` and the backends' own parsing (ONNX Runtime's provider, ``torch.device``, the
+    TensorRT GPU index) agree on which device it names."""
+    return device.strip().lower()
+
+
 def load_engine(
     backend: str,
     model_dir: Path,
@@ -170,7 +179,8 @@ def load_engine(
 
     ``options`` are the backend's settings (keyword arguments of its options class, see
     :meth:`service.config.ServiceConfig.backend_options`); ``None`` or empty lets the backend use its defaults,
-    which the ``onnx`` and ``tensorrt`` backends read from their ``SLOTSTREAM_*`` variables.
+    which the ``onnx`` and ``tensorrt`` backends read from their ``SLOTSTREAM_*`` variables. ``device`` is read
+    in any case (:func:`normalise_device`).
 
     Raises:
         BackendUnavailable: unknown backend, or its module or optional dependency is missing.
@@ -190,6 +200,7 @@ def load_engine(
             f"the {backend!r} backend needs the package {error.name!r}, which is not installed"
         ) from error
     loader: EngineLoader = module.load_engine
+    device = normalise_device(device)
     return loader(model_dir, name=name, device=device, max_batch_size=max_batch_size, options=options)
 
 

@@ -31,7 +31,7 @@ from plugins.registry import RegistryError
 from service.client.encoding import encode_image
 from service.client.sources import Source, check_source_spec, open_source
 from service.client.trajectory import SlotTrajectory, slot_geometry, trajectory_mask_size
-from service.config import DEFAULT_MODEL_DIR, FRAME_FITS, ServiceConfig, normalise_device
+from service.config import DEFAULT_MODEL_DIR, FRAME_FITS, ServiceConfig
 from service.engine import BackendUnavailable, Engine, load_engine
 from service.errors import ErrorCode, FrameRejected
 from service.images import fit_frame
@@ -302,9 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fps is not None and not args.fps > 0:
             raise ValueError(f"--fps must be > 0, got {args.fps}")
         paths = _planned_paths(args.sources, args.out, args.overwrite)
-        engine = load_engine(
-            args.backend, args.model, name="extract", device=normalise_device(args.device), max_batch_size=1
-        )
+        engine = load_engine(args.backend, args.model, name="extract", device=args.device, max_batch_size=1)
     except (ValueError, FileNotFoundError, BackendUnavailable, RegistryError) as error:
         print(f"slotstream extract: {error}", file=sys.stderr)
         return 2

@@ -40,8 +40,7 @@ from plugins.registry import RegistryError
 from service.bench.cli import backend_names, unknown_backends, usage_error
 from service.bench.onnx_profile import OperatorTime, format_profile, profile_graph
 from service.bench.provenance import provenance
-from service.config import normalise_device
-from service.engine import BackendUnavailable, Engine, load_engine
+from service.engine import BackendUnavailable, Engine, load_engine, normalise_device
 
 DEFAULT_BACKENDS = ("torch", "onnx")
 
