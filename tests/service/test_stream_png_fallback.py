@@ -16,7 +16,7 @@ from service_helpers import run
 from service.client import Client, encode_image
 from service.client.__main__ import main
 from service.client.encoding import encode_png
-from service.client.stream_command import FrameEncoder
+from service.client.frame_encoder import FrameEncoder
 from service.client.synthetic import synthetic_frames
 from service.client.trajectory import TRAJECTORY_ARRAYS
 from service.types import EncodedImage, ImageEncoding
