@@ -47,10 +47,3 @@ def listen_problem(listen: str) -> OSError | None:
             else:
                 bound = True
     return failures[0] if failures and not bound else None
-
-
-def address_in_use(listen: str) -> bool:
-    """Whether another process listens on ``listen`` (``host:port``, ``[v6]:port``) now (see :func:`listen_problem`;
-    port 0 is never in use)."""
-    problem = listen_problem(listen)
-    return problem is not None and problem.errno == errno.EADDRINUSE

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
-from service.ports import address_in_use
+from service.ports import listen_problem
+
+
+def address_in_use(listen: str) -> bool:
+    """Whether the probe finds another process listening on ``listen``."""
+    problem = listen_problem(listen)
+    return problem is not None and problem.errno == errno.EADDRINUSE
 
 
 def test_a_listening_port_is_in_use_and_a_free_one_is_not():
