@@ -152,13 +152,12 @@ def _registered_plugins(
 
         registry = default_registry()
     owners = {}
+    names = _component_names(payload)
     recorded = payload.get("plugins")
     for role in recorded if isinstance(recorded, Mapping) else ():
         try:
-            owners[str(role)] = registry.owner(
-                ComponentKind(f"{role}s"), ComponentSpec.parse(payload["model"][role]).name
-            )
-        except (KeyError, ValueError, TypeError, RegistryError):  # not a role, not recorded, or not registered here
+            owners[str(role)] = registry.owner(ComponentKind(f"{role}s"), names[str(role)])
+        except (KeyError, ValueError, RegistryError):  # not a role, not recorded, or not registered here
             continue
     return owners, registry.plugin_versions
 
