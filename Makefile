@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[onnx,dev]'
+# The runtime packages install at the versions of deploy/constraints.txt, the ones the CPU image ships, so the tests
+# run what is deployed (tests/deploy/test_freeze_constraints.py checks the two agree).
+$(STAMP): pyproject.toml deploy/constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --constraint deploy/constraints.txt -e '.[onnx,dev]'
 	touch $(STAMP)
 
 lint: $(STAMP)

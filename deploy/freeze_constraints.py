@@ -38,6 +38,7 @@ def runtime_closure(project: str = PROJECT, extras: tuple[str, ...] = EXTRAS) ->
         importlib.metadata.PackageNotFoundError: the project or one of its requirements is not installed.
     """
     found: dict[str, str] = {}
+    followed: set[tuple[str, str]] = set()  # (canonical name, extra) pairs whose requirements are queued
     pending = [(project, extras)]
     while pending:
         name, wanted = pending.pop()
@@ -48,9 +49,12 @@ def runtime_closure(project: str = PROJECT, extras: tuple[str, ...] = EXTRAS) ->
             if requirement.marker is not None and not any(requirement.marker.evaluate(e) for e in environments):
                 continue
             key = canonicalize_name(requirement.name)
-            if key not in found:
-                found[key] = metadata.version(requirement.name)
-                pending.append((requirement.name, tuple(requirement.extras)))
+            found.setdefault(key, metadata.version(requirement.name))
+            # A package reached again with an extra not seen before brings that extra's requirements too.
+            new_extras = tuple(e for e in ("", *sorted(requirement.extras)) if (key, e) not in followed)
+            if new_extras:
+                followed.update((key, e) for e in new_extras)
+                pending.append((requirement.name, tuple(e for e in new_extras if e)))
     found.pop(canonicalize_name(project), None)
     return found
 
