@@ -30,7 +30,8 @@ off that path.
 ``--reconnect N`` opens the stream with a resume window (``--resume-window-s``, 30 s unless given; the server caps
 it) and, when the connection drops or the server shuts down, continues it with ``ClientStream.reconnect`` (up to N
 tries after each failure, waiting a little longer before each): the frames continue where they stopped, and the
-overlay, JSON lines and slots get every answered frame once.
+overlay, JSON lines and slots get every answered frame once. The run then also asks for the ``STATE`` output, so the
+stream can continue from its latest answer on another server when the first one is lost without a shutdown.
 
 Ctrl-C or SIGTERM stops a run, keeping the overlay, JSON lines and slots of the frames answered until then (exit
 status 130).
@@ -131,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="when the connection drops or the server shuts down, continue the stream where it stopped, trying up "
-        "to N times after each failure (>= 0; default: 0, the run stops)",
+        "to N times after each failure; every reply then also carries the stream's state (>= 0; default: 0, the "
+        "run stops)",
     )
     stream.add_argument(
         "--resume-window-s",

@@ -64,7 +64,9 @@ class ClientStream:
 
     Attributes:
         opened: the server's answer to the latest open.
-        handoff: the latest state the server exported (results with output STATE, or a close/drain).
+        handoff: the latest state the server exported (results with output STATE, or a close/drain), or the one
+            the stream was opened with. Without the STATE output it falls behind once later frames are answered;
+            :meth:`reconnect` then refuses to continue from it rather than rewind the stream.
         last_answered_index: the highest index of a frame that got an answer (where :meth:`reconnect` resumes;
             an answer to a frame sent with a lower index, such as its ``FRAME_INDEX_NOT_INCREASING`` error,
             does not lower it).
@@ -87,6 +89,9 @@ class ClientStream:
         self.handoff: StateHandoff | None = None
         self.last_answered_index: int | None = None
         self.closed: StreamClosed | None = None
+        # The newest frame known to be in the server's state: answered with a result, or reported by an open. A
+        # dropped or refused frame is not folded in, so a hand-off older than an answer of that kind is still exact.
+        self._folded_index: int | None = None
 
     @property
     def stream_id(self) -> str:
@@ -132,6 +137,7 @@ class ClientStream:
                 "was closed",
             )
         self.opened = message
+        self._note_folded(message.last_frame_index)
         if request.handoff is not None and self.handoff is None:
             self.handoff = request.handoff  # the state this stream continues from, until the server exports one
         self._request = OpenRequest(message.stream_id, message.model, message.options)
@@ -210,8 +216,10 @@ class ClientStream:
                 # Never backwards: an error for a frame sent with a stale index must not move the resume point.
                 if self.last_answered_index is None or message.frame_index > self.last_answered_index:
                     self.last_answered_index = message.frame_index
-                if isinstance(message, FrameResult) and message.state is not None:
-                    self.handoff = message.state
+                if isinstance(message, FrameResult):
+                    self._note_folded(message.frame_index)
+                    if message.state is not None:
+                        self.handoff = message.state
                 if message.frame_index in self._abandoned:
                     self._abandoned.discard(message.frame_index)  # its process() was cancelled: nobody waits
                     continue
@@ -386,7 +394,11 @@ class ClientStream:
 
         First tries to resume (same server, within the stream's resume window); if that server does not
         know the stream and a :attr:`handoff` state is known, continues from it instead (any server with
-        the same model version). The answers to the re-sent frames come first: :meth:`receive` them (while
+        the same model version); if no frame has reached the stream's state yet (a shutdown before its first
+        result), opens it anew with the same id and options, which is exact as there is no state to lose. A
+        :attr:`handoff` older than the newest result is not used: this client does not keep the frames answered
+        since, so continuing from it would silently rewind the recurrent state; ask for the ``STATE`` output to keep
+        it current. The answers to the re-sent frames come first: :meth:`receive` them (while
         :attr:`unanswered` is not empty) before :meth:`process` takes new frames; the answers to frames of a
         cancelled :meth:`process` are skipped. A frame whose :meth:`process` raised because the call ended is
         not re-sent (it never counted as sent): retry it with :meth:`process`. Every frame thus reaches the
@@ -396,7 +408,9 @@ class ClientStream:
             client: where to reconnect (default: the same client).
 
         Raises:
-            StreamError: neither resume nor hand-off is possible.
+            StreamError: neither resume, hand-off nor a new start is possible: the resume's own error, or
+                ``FAILED_PRECONDITION`` (code ``RESUME_POINT_UNAVAILABLE``) when the only state known is older than
+                the newest result, naming both frames.
         """
         assert self.opened is not None and self._request is not None
         self._client = client or self._client
@@ -407,9 +421,17 @@ class ClientStream:
             await self._start(OpenRequest(base.stream_id, base.model, base.options, resume=resume))
         except StreamError as error:
             gone = (ErrorCode.UNKNOWN_STREAM, ErrorCode.STREAM_EXPIRED, ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER)
-            if self.handoff is None or error.code not in gone:
+            if error.code not in gone:
                 raise
-            await self._start(OpenRequest(base.stream_id, base.model, base.options, handoff=self.handoff))
+            if self.handoff is None and self._folded_index is None:
+                # Nothing reached the state yet: a new stream starts from the same (initial) state.
+                await self._start(OpenRequest(base.stream_id, base.model, base.options))
+            elif self.handoff is None:
+                raise
+            elif self._folded_index is not None and self._folded_index > self.handoff.last_frame_index:
+                raise self._stale_handoff_error(error, self.handoff, self._folded_index) from error
+            else:
+                await self._start(OpenRequest(base.stream_id, base.model, base.options, handoff=self.handoff))
         assert self.opened is not None
         start = self.opened.last_frame_index
         pending = [request for index, request in self._unanswered.items() if start is None or index > start]
@@ -422,6 +444,24 @@ class ClientStream:
         return self.opened
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    def _note_folded(self, index: int | None) -> None:
+        """Record that the server's state includes frame ``index`` (``None``: nothing new)."""
+        if index is not None and (self._folded_index is None or index > self._folded_index):
+            self._folded_index = index
+
+    def _stale_handoff_error(self, error: StreamError, handoff: StateHandoff, newest: int) -> StreamError:
+        """Why :meth:`reconnect` cannot continue from ``handoff`` after the resume failed with ``error``: frames
+        up to ``newest`` were answered after the state it holds, and they are not kept to be sent again."""
+        return StreamError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            ErrorCode.RESUME_POINT_UNAVAILABLE,
+            f"stream {stream_name(self.opened)} cannot be continued exactly: the resume failed ({error}), and the "
+            f"only state this client holds is the one after frame {handoff.last_frame_index}, while frames up to "
+            f"{newest} were answered since; continuing from it would silently undo them (this client does not keep "
+            "answered frames to send them again). Ask for the STATE output (StreamOptions(outputs=...)) to keep the "
+            "saved state current with every result, or open a new stream",
+        )
 
     def _record(self, request: FrameRequest) -> None:
         index = request.frame_index

@@ -270,9 +270,13 @@ async def _stream_feed(
         raise ValueError(f"{source.description} has no frames")
     fit = FrameFit.named(args.frame_fit) if args.frame_fit else FrameFit.UNSPECIFIED
     resume_window_s = (args.resume_window_s or DEFAULT_RESUME_WINDOW_S) if args.reconnect else 0.0
+    # With --reconnect every result also carries the stream's state (K x D floats, a few kB at most), so the stream
+    # can be continued exactly from the latest answer when a resume is impossible (a server that died or restarted,
+    # an expired resume window), not only after a shutdown's hand-off; an older state would rewind the stream.
+    outputs = {Output.SLOTS, Output.SEGMENTATION} | ({Output.STATE} if args.reconnect else set())
     options = StreamOptions(
         live=args.live,
-        outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}),
+        outputs=frozenset(outputs),
         mask_size=trajectory_mask_size(first.image.shape[:2]),
         frame_fit=fit,
         resume_window_s=resume_window_s,
@@ -290,8 +294,8 @@ async def _stream_feed(
             await _describe_trajectory(client, stream.opened, trajectory)
         if args.reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:
             print(
-                "warning: the server keeps no resume window (its --max-resume-window-s is 0): --reconnect can only "
-                "continue this stream after a shutdown, from the state the server hands over",
+                "warning: the server keeps no resume window (its --max-resume-window-s is 0): --reconnect cannot "
+                "resume this stream, only continue it from the state its last answer carried",
                 file=sys.stderr,
             )
         overlay = OverlayWorker(writer) if writer is not None else None

@@ -211,6 +211,32 @@ def test_with_reconnect_a_server_shutdown_continues_on_the_server_that_takes_ove
     _assert_every_frame_once_and_exact(tmp_path, clip, draining.model_dir)
 
 
+def test_with_reconnect_a_server_lost_without_a_shutdown_continues_from_the_last_answer_elsewhere(
+    start_server, proxy_to, tmp_path, capsys
+):
+    """The server behind the target is cut off after frame 10 without draining (as a crashed one would be) and
+    another one answers there: the stream cannot be resumed, so ``--reconnect`` continues it from the state its
+    last answer carried (the run asks for the STATE output), exactly."""
+    factory, _ = slow_factory(delay_s=0.02)
+    lost, replacement = start_server(engine_factory=factory), start_server()
+    proxy = proxy_to(lost.target)
+    clip = make_video(seed=66, frames=40)
+    folder = _frames_folder(tmp_path / "frames", clip)
+
+    def cut_off() -> None:
+        proxy.upstream = replacement.target
+        proxy.drop()
+
+    watcher = _after_frame(lost, 10, cut_off)
+    code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "3", *_outputs(tmp_path)])
+    watcher.join(30)
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert f"lost the connection to {proxy.target}" in error, error
+    assert "continued the stream (handed_off) after frame" in error, error
+    _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
+
+
 def test_reconnect_flags_are_checked(capsys):
     with pytest.raises(SystemExit):
         main(["stream", "synthetic:2", "--reconnect", "-1"])
