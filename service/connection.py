@@ -520,9 +520,17 @@ class StreamConnection:
         handoff = session.handoff()
         if self._draining and end is None:  # a close read before the drain began is honoured as a close
             self._manager.release(session, "drained")
-            message = "this server is shutting down: continue the stream on another replica with this hand-off"
+            if handoff is None:  # no frame processed yet: there is no state to hand off
+                message = (
+                    "this server is shutting down before it processed a frame of this stream, so there is no "
+                    "hand-off: open a new stream on another replica with the same options"
+                )
+                ending = message
+            else:
+                message = "this server is shutting down: continue the stream on another replica with this hand-off"
+                ending = f"{message} (StreamClosed.handoff)"
             self._emit(StreamClosed(session.stream_id, CloseReason.SERVER_DRAINING, handoff, message))
-            self._out.put_nowait(StreamAbort(ErrorCode.SHUTTING_DOWN, f"{message} (StreamClosed.handoff)"))
+            self._out.put_nowait(StreamAbort(ErrorCode.SHUTTING_DOWN, ending))
             return
         if end is None:
             # The requests ended without a close: the client half-closed, or it cancelled and gRPC delivered the

@@ -53,6 +53,11 @@ class ModelCard:
             ``ModelCard.default_frame_fit``); ``None`` on an engine's own card, where the server decides it.
         available_models: every model the server describing this card serves, its default first (proto
             ``ModelCard.available_models``); empty on an engine's own card.
+        max_request_bytes: the largest request message the server describing this card accepts
+            (``--max-message-bytes``; proto ``ModelCard.max_request_bytes``); 0 on an engine's own card, or from
+            a server that does not report it.
+        max_image_pixels: the largest image (width x height) that server accepts (``--max-image-pixels``; proto
+            ``ModelCard.max_image_pixels``); 0 on an engine's own card, or from a server that does not report it.
     """
 
     name: str
@@ -68,6 +73,8 @@ class ModelCard:
     frame_fit: FrameFitName | None = None
     default_frame_fit: FrameFitName | None = None
     available_models: tuple[str, ...] = ()
+    max_request_bytes: int = 0
+    max_image_pixels: int = 0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from service.errors import ErrorCode, StreamAbort, quoted
 from service.types import StateHandoff
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
+STREAM_ID_RULE = "1-128 characters from A-Z a-z 0-9 . _ : / -"
+"""What a stream id may be, in words: the refusal of another says it, and so does the proto."""
 MAX_STATE_MAGNITUDE = 1e6
 """Largest absolute value a hand-off state may hold (the default model's states stay below 10 in magnitude)."""
 
@@ -22,7 +24,7 @@ def check_stream_id(stream_id: str) -> None:
     if not _STREAM_ID.fullmatch(stream_id):
         raise StreamAbort(
             ErrorCode.INVALID_OPEN,
-            f"stream id {quoted(stream_id)} is invalid: use 1-128 characters from A-Z a-z 0-9 . _ : / -",
+            f"stream id {quoted(stream_id)} is invalid: use {STREAM_ID_RULE}",
         )
 
 

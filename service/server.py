@@ -39,6 +39,7 @@ from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 from service.host import memory_limit_bytes
 from service.logs import quiet_client_departures
+from service.malformed_requests import MalformedRequestInterceptor
 from service.metrics import Metrics
 from service.ports import listen_problem
 from service.runner import ModelRunner
@@ -234,6 +235,7 @@ class Server:
             max_image_pixels=config.max_image_pixels,
             max_pending_frames=config.max_pending_frames,
             max_buffered_reply_bytes=config.max_buffered_reply_bytes,
+            max_request_bytes=config.max_message_bytes,  # the gRPC server's receive limit (see _listen)
         )
         await self._listen()
         if config.metrics_listen:
@@ -361,6 +363,9 @@ class Server:
             config.resolved_max_calls, on_refused=too_many.inc, refusal_log=self._servicer.refusal_log
         )
         interceptors.append(limiter)  # after auth: calls refused for their token are not counted
+        malformed = self.metrics.calls_refused.labels(ErrorCode.MALFORMED_REQUEST.name.lower())
+        # Last: a call refused for its token or the cap is refused for that, whatever its request's bytes.
+        interceptors.append(MalformedRequestInterceptor(malformed.inc, self._servicer.refusal_log))
         self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)

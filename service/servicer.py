@@ -10,7 +10,8 @@ most one line per :data:`~service.logs.WARNING_INTERVAL_S` for each code, saying
 the ends the server chooses itself (see :func:`ended_by_the_server`) are neither, and a call that fails inside
 the server is counted as ``internal`` and logged as an error with its traceback (``stream failed``), each time.
 Frame errors of accepted streams are logged like refusals, per code (``frame rejected``, see
-:class:`StreamConnection`).
+:class:`StreamConnection`). A request whose bytes do not parse is such a refusal, on every method, the health
+check's included (:class:`~service.malformed_requests.MalformedRequestInterceptor`).
 """
 
 from __future__ import annotations
@@ -66,9 +67,11 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         manager: the session manager.
         decode_executor: where images are decoded.
         metrics: where to count.
-        max_image_pixels: largest accepted image.
+        max_image_pixels: largest accepted image (also told in ``Describe``'s card).
         max_pending_frames: frames a stream may queue before flow control (non-live mode).
         max_buffered_reply_bytes: bytes of finished replies a stream may hold while its client is not reading.
+        max_request_bytes: the largest request message the gRPC server accepts (``--max-message-bytes``), told in
+            ``Describe``'s card; 0: not told.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         max_image_pixels: int,
         max_pending_frames: int,
         max_buffered_reply_bytes: int,
+        max_request_bytes: int = 0,
     ) -> None:
         self._manager = manager
         self._decode_executor = decode_executor
@@ -87,6 +91,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self._max_image_pixels = max_image_pixels
         self._max_pending_frames = max_pending_frames
         self._max_buffered_reply_bytes = max_buffered_reply_bytes
+        self._max_request_bytes = max_request_bytes
         self.connections: set[StreamConnection] = set()
         self.refusal_log = RateLimitedWarning(_log, "refused a call", "refusals")
         """Warns about refused calls, at most once per interval for each code."""
@@ -136,7 +141,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
     async def Describe(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See ``Perception.Describe`` in the proto. The card's ``default_frame_fit`` is the fit a stream of this
         model that sets no ``frame_fit`` gets (``SessionLimits.frame_fit_for``); its ``preprocessing`` ends with it
-        in words."""
+        in words; ``max_request_bytes`` and ``max_image_pixels`` are this server's limits."""
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
@@ -149,6 +154,8 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             runner.card,
             preprocessing=f"{runner.card.preprocessing}; this server's default frame_fit: {fit.fit_name}",
             default_frame_fit=fit.fit_name,
+            max_request_bytes=self._max_request_bytes,
+            max_image_pixels=self._max_image_pixels,
         )
         return wire.card_to_proto(card, available)
 

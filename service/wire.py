@@ -460,6 +460,8 @@ def card_to_proto(card: ModelCard, available_models: list[str]) -> Any:
         available_models=available_models,
         default_frame_fit=_fit_value(card.default_frame_fit),
         trained_frame_fit=_fit_value(card.frame_fit),
+        max_request_bytes=card.max_request_bytes,
+        max_image_pixels=card.max_image_pixels,
     )
 
 
@@ -479,6 +481,8 @@ def card_from_proto(message: Any) -> ModelCard:
         frame_fit=_fit_name(message.trained_frame_fit),
         default_frame_fit=_fit_name(message.default_frame_fit),
         available_models=tuple(message.available_models),
+        max_request_bytes=message.max_request_bytes,
+        max_image_pixels=message.max_image_pixels,
     )
 
 

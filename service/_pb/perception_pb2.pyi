@@ -380,7 +380,7 @@ class DescribeRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class ModelCard(_message.Message):
-    __slots__ = ("name", "version", "backend", "device", "input_height", "input_width", "num_slots", "slot_dim", "mask_height", "mask_width", "outputs", "preprocessing", "max_batch_size", "available_models", "default_frame_fit", "trained_frame_fit")
+    __slots__ = ("name", "version", "backend", "device", "input_height", "input_width", "num_slots", "slot_dim", "mask_height", "mask_width", "outputs", "preprocessing", "max_batch_size", "available_models", "default_frame_fit", "trained_frame_fit", "max_request_bytes", "max_image_pixels")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -397,6 +397,8 @@ class ModelCard(_message.Message):
     AVAILABLE_MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_FRAME_FIT_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FRAME_FIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     backend: str
@@ -413,4 +415,6 @@ class ModelCard(_message.Message):
     available_models: _containers.RepeatedScalarFieldContainer[str]
     default_frame_fit: FrameFit
     trained_frame_fit: FrameFit
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., num_slots: _Optional[int] = ..., slot_dim: _Optional[int] = ..., mask_height: _Optional[int] = ..., mask_width: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., preprocessing: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., available_models: _Optional[_Iterable[str]] = ..., default_frame_fit: _Optional[_Union[FrameFit, str]] = ..., trained_frame_fit: _Optional[_Union[FrameFit, str]] = ...) -> None: ...
+    max_request_bytes: int
+    max_image_pixels: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., num_slots: _Optional[int] = ..., slot_dim: _Optional[int] = ..., mask_height: _Optional[int] = ..., mask_width: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., preprocessing: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., available_models: _Optional[_Iterable[str]] = ..., default_frame_fit: _Optional[_Union[FrameFit, str]] = ..., trained_frame_fit: _Optional[_Union[FrameFit, str]] = ..., max_request_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ...) -> None: ...

@@ -5,7 +5,7 @@ import warnings
 
 from service._pb import perception_pb2 as slotstream_dot_v1_dot_perception__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -71,10 +71,12 @@ class PerceptionServicer:
         - ALREADY_EXISTS: the requested stream id is in use.
         - PERMISSION_DENIED: wrong resume token.
         - UNAUTHENTICATED: missing or wrong bearer token (when the server requires one).
-        - RESOURCE_EXHAUSTED: the server is at its stream limit, a message exceeds the size limit, or the client
-        stopped reading its replies (ERROR_CODE_CLIENT_NOT_READING).
+        - RESOURCE_EXHAUSTED: the server is at its stream limit, a message exceeds the size limit (gRPC's own
+        refusal, without the trailer: see `ModelCard.max_request_bytes`), or the client stopped reading its
+        replies (ERROR_CODE_CLIENT_NOT_READING).
         - UNAVAILABLE: the server is warming up or shutting down; reconnect (to another replica), resuming
-        with the `StreamClosed.handoff` state when one was sent.
+        with the `StreamClosed.handoff` state when one was sent (a stream drained before its first frame was
+        processed gets none: open a new stream there with the same options).
         - ABORTED: another connection resumed this stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

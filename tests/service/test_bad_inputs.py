@@ -454,6 +454,20 @@ def test_message_over_the_size_limit_is_resource_exhausted_and_harmless(strict_s
     assert len(results) == 2
 
 
+def test_the_model_card_tells_the_request_and_image_limits_before_a_frame_fails(strict_server):
+    """``Describe`` tells a client the server's ``--max-message-bytes`` and ``--max-image-pixels``, so it can size
+    its frames before one is refused (an oversized message is refused by gRPC itself, without a trailer)."""
+    card = run(_card(strict_server.target))
+    assert (card.max_request_bytes, card.max_image_pixels) == (1024 * 1024, 64 * 64)
+
+    async def raw_card():
+        async with grpc.aio.insecure_channel(strict_server.target) as channel:
+            return await pb_grpc.PerceptionStub(channel).Describe(pb.DescribeRequest(), timeout=10)
+
+    message = run(raw_card())
+    assert (message.max_request_bytes, message.max_image_pixels) == (1024 * 1024, 64 * 64)
+
+
 def test_an_open_whose_replies_would_exceed_the_message_limit_is_refused(server):
     """Float32 soft masks at 1080x1920 (4 x 8.3 MB) cannot fit a 16 MiB reply: refused at open, naming the sizes;
     uint8 soft masks at the same size fit, and their replies arrive."""

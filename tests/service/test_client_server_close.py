@@ -11,15 +11,15 @@ import time
 import grpc
 import numpy as np
 import pytest
-from service_helpers import make_video, reference_outputs, run, slow_factory, wait_until
+from service_helpers import make_video, raw, reference_outputs, run, slow_factory, wait_until
 from test_stream_service import assert_matches
 
 from service import wire
 from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, stream_frames
 from service.client.__main__ import main
 from service.errors import ErrorCode
-from service.generated import pb_grpc
-from service.types import CloseReason, OpenRequest, ResumeRequest
+from service.generated import pb, pb_grpc
+from service.types import CloseReason, FrameRequest, OpenRequest, ResumeRequest
 
 
 def _stop_in_background(server, grace_s: float = 5.0) -> threading.Thread:
@@ -300,3 +300,46 @@ def test_streams_still_attached_when_the_grace_period_ends_are_freed(start_serve
         for reason in ("drained", "cancelled")
     }
     assert released == {"drained": 1, "cancelled": 0}, "the shutdown cut it off, not its client"
+
+
+def test_a_drain_before_the_first_frame_says_there_is_no_handoff_to_continue_with(start_server):
+    """A stream drained before any frame was processed has no state to hand off: its ``StreamClosed`` and its
+    UNAVAILABLE status tell the client to open a new stream elsewhere, not to continue "with this hand-off"; a
+    stream with a processed frame is still told to continue with its hand-off."""
+    server = start_server()
+    frame = make_video(seed=97, frames=1)[0]
+
+    async def drained_call(channel, frames: int):
+        call = pb_grpc.PerceptionStub(channel).Stream()
+        await call.write(wire.request_to_proto(OpenRequest()))
+        replies = [await call.read()]
+        for index in range(frames):
+            await call.write(wire.request_to_proto(FrameRequest(index, raw(frame))))
+            replies.append(await call.read())
+        return call, replies
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            fresh, fresh_replies = await drained_call(channel, 0)
+            used, used_replies = await drained_call(channel, 1)
+            stopping = _stop_in_background(server)
+            ends = []
+            for call, replies in ((fresh, fresh_replies), (used, used_replies)):
+                replies.append(await call.read())
+                with pytest.raises(grpc.aio.AioRpcError) as ended:
+                    await call.read()
+                ends.append((replies, ended.value))
+        await asyncio.to_thread(stopping.join, 30)
+        return ends
+
+    (fresh_replies, fresh_end), (used_replies, used_end) = run(scenario())
+    closed = fresh_replies[-1].closed
+    assert closed.reason == pb.CLOSE_REASON_SERVER_DRAINING and not closed.HasField("handoff")
+    for said in (closed.message, fresh_end.details()):
+        assert "no hand-off" in said and "open a new stream on another replica with the same options" in said, said
+        assert "with this hand-off" not in said, said
+    assert fresh_end.code() == grpc.StatusCode.UNAVAILABLE
+    closed = used_replies[-1].closed
+    assert closed.reason == pb.CLOSE_REASON_SERVER_DRAINING and closed.HasField("handoff")
+    assert "continue the stream on another replica with this hand-off" in closed.message
+    assert "(StreamClosed.handoff)" in used_end.details() and used_end.code() == grpc.StatusCode.UNAVAILABLE

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from google.protobuf import descriptor_pb2
 
 from service import protogen
+from service.errors import ErrorCode, StreamAbort
+from service.open_checks import STREAM_ID_RULE, check_stream_id
 
 # Paths into FileDescriptorProto (see descriptor.proto): message_type = 4, field = 2, enum_type = 5,
 # enum value = 2, service = 6, method = 2.
@@ -63,3 +66,27 @@ def test_stubs_that_differ_only_in_the_generators_version_stamps_are_up_to_date(
     assert protogen.stale_files(tmp_path) == []
     grpc_stub.write_text(stamped.replace("def ", "def  ", 1))  # an edit of the code, however small
     assert protogen.stale_files(tmp_path) == ["perception_pb2_grpc.py"]
+
+
+def _field_comment(file, message: str, field: str) -> str:
+    """The leading comment of ``message.field``, its lines joined and its spaces collapsed."""
+    (index,) = [i for i, m in enumerate(file.message_type) if m.name == message]
+    (number,) = [j for j, f in enumerate(file.message_type[index].field) if f.name == field]
+    (location,) = [
+        loc for loc in file.source_code_info.location if list(loc.path) == [_MESSAGE, index, _FIELD, number]
+    ]
+    return " ".join(location.leading_comments.split())
+
+
+def test_the_proto_states_the_stream_id_rule_the_server_checks():
+    """Both fields that name a stream id state the rule the server refuses other ids by, in its own words."""
+    (file,) = descriptor_pb2.FileDescriptorSet.FromString(protogen.descriptor_set()).file
+    for message in ("OpenStream", "StateHandoff"):
+        comment = _field_comment(file, message, "stream_id")
+        assert STREAM_ID_RULE in comment and "ERROR_CODE_INVALID_OPEN" in comment, (message, comment)
+    allowed = "AZaz09._:/-" * 11 + "aZ09._:"  # 128 characters: every kind the rule names
+    check_stream_id(allowed)
+    for refused in (allowed + "a", "a b", "a\n", "é"):
+        with pytest.raises(StreamAbort) as error:
+            check_stream_id(refused)
+        assert error.value.code == ErrorCode.INVALID_OPEN and STREAM_ID_RULE in error.value.message

@@ -115,9 +115,12 @@ def test_model_card_keeps_non_square_sizes_and_every_field():
         preprocessing="resize to 24x40, scale to [0, 1]",
         frame_fit="crop",
         default_frame_fit="pad",
+        max_request_bytes=3_000_001,
+        max_image_pixels=2_000_002,
     )
     message = wire.card_to_proto(card, ["tiny", "other"])
     parsed = pb.ModelCard.FromString(message.SerializeToString())
+    assert (parsed.max_request_bytes, parsed.max_image_pixels) == (3_000_001, 2_000_002)
     assert (parsed.input_height, parsed.input_width) == (24, 40)
     assert (parsed.mask_height, parsed.mask_width) == (12, 20)
     assert list(parsed.available_models) == ["tiny", "other"]
