@@ -182,7 +182,11 @@ class ServiceConfig:
         ),
     )
     torch_threads: int = field(
-        default=1, metadata=_help("torch intra-op threads (0: torch's default; >1 helps only big CPU models)")
+        default=1,
+        metadata=_help(
+            "torch intra-op threads: the torch backend's model and every backend's mask post-processing (0: torch's "
+            "default, one per core it sees; >1 helps only big CPU models)"
+        ),
     )
     decode_threads: int = field(default=2, metadata=_help("threads decoding images"))
     warmup: bool = field(

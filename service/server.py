@@ -77,8 +77,12 @@ longer wait would mostly delay every shutdown on account of clients that crashed
 
 
 def default_engine_factory(config: ServiceConfig) -> Engine:
-    """Load ``config.model_dir`` with ``config.backend`` (what :class:`Server` uses unless told otherwise)."""
-    if config.torch_threads > 0 and config.backend == "torch":
+    """Load ``config.model_dir`` with ``config.backend`` (what :class:`Server` uses unless told otherwise).
+
+    ``config.torch_threads`` (when > 0) sets torch's threads for every backend: the masks are post-processed with
+    torch whatever runs the model, and torch's default (one thread per core it sees, not the container's CPU quota)
+    would start a team the size of the node for each of them."""
+    if config.torch_threads > 0:
         import torch
 
         torch.set_num_threads(config.torch_threads)

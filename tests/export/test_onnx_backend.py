@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import SERVICE_TINY_MODEL as TINY_MODEL
@@ -264,6 +265,19 @@ def test_the_server_hands_its_config_to_the_onnx_sessions(export_dir, monkeypatc
     engine = default_engine_factory(config)
     assert engine.card.backend == "onnx"
     assert seen and all(options == OnnxOptions(2, 1, "basic") for options in seen)
+
+
+def test_the_torch_thread_setting_applies_to_the_onnx_backend_too(export_dir):
+    """The masks are post-processed with torch whatever runs the model, so ``--torch-threads`` bounds them there too
+    (torch's default is one thread per core it sees, the whole node in a container with a CPU quota)."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        engine = default_engine_factory(ServiceConfig(model_dir=export_dir, backend="onnx", torch_threads=1))
+        engine.close()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_thread_options_reach_the_sessions(export_dir):
