@@ -40,7 +40,7 @@ _AVFMT_NOTIMESTAMPS = 0x0080
 the timestamps FFmpeg's parser makes up for some of them are not the file's, and are not used)."""
 END_SLACK_FRAMES = 2
 """How many frame intervals a video's decoded frames may end before the end its header records (rounded durations,
-a frame a decoder drops) before the file is taken as cut short (:func:`_ends_early`)."""
+a frame a decoder drops) before the file is taken as cut short (:func:`ends_early`)."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def _matroska_duration_s(stream: Any) -> Fraction | None:
     return (int(hours) * 60 + int(minutes)) * 60 + Fraction(seconds)
 
 
-def _recorded_end_s(container: Any, stream: Any) -> Fraction | None:
+def recorded_end_s(container: Any, stream: Any) -> Fraction | None:
     """When the header of ``container`` says ``stream``'s last frame ends, in s on the frames' clock: the stream's
     start plus its duration; else its Matroska ``DURATION`` tag; else, when the file holds this stream alone, the
     container's duration (that of its longest stream: not the video's when there are others). ``None`` when the
@@ -278,39 +278,41 @@ def _recorded_end_s(container: Any, stream: Any) -> Fraction | None:
 
 
 @dataclass(frozen=True)
-class _Span:
-    """Where a decoded frame ends (its timestamp plus its duration, or plus one interval of the stream's average
-    rate: when the next frame is due), in s, and that interval."""
+class FrameSpan:
+    """Where a frame ends (its timestamp plus its duration, or plus one interval of the stream's average rate: when
+    the next frame is due), in s, and that interval."""
 
     end_s: Fraction
     interval_s: Fraction
 
 
-def _frame_span(frame: Any, stream: Any) -> _Span | None:
-    """``frame``'s :class:`_Span`; ``None`` for a frame without a timestamp, or of unknown duration in a stream
-    without a rate."""
-    if frame.pts is None or not stream.time_base:
+def frame_span(pts: int | None, duration: int | None, stream: Any) -> FrameSpan | None:
+    """The :class:`FrameSpan` of a frame (a decoded frame's, or its packet's) of ``stream`` with timestamp ``pts``
+    and ``duration`` (in the stream's time base; 0 or None: unknown); ``None`` for a frame without a timestamp, or
+    of unknown duration in a stream without a rate."""
+    if pts is None or not stream.time_base:
         return None
     time_base = Fraction(stream.time_base)
-    if frame.duration:
-        interval = frame.duration * time_base
+    if duration:
+        interval = duration * time_base
     elif stream.average_rate:
         interval = 1 / Fraction(stream.average_rate)
     else:
         return None
-    return _Span(frame.pts * time_base + interval, interval)
+    return FrameSpan(pts * time_base + interval, interval)
 
 
-def _ends_early(path: Path, index: int, last: _Span | None, recorded_end_s: Fraction | None) -> ValueError | None:
-    """A ``ValueError`` when the decoded frames, ``index`` of them, the latest ending as ``last`` says, stop more
-    than :data:`END_SLACK_FRAMES` frame intervals before ``recorded_end_s`` (:func:`_recorded_end_s`): the file
-    was cut short (an interrupted copy or download) between two frames, where the decoder sees a clean end. Frame
-    counts are not compared: an MP4 trimmed by its edit list shows fewer frames than its header counts."""
-    if last is None or recorded_end_s is None or last.end_s + END_SLACK_FRAMES * last.interval_s >= recorded_end_s:
+def ends_early(path: Path, count: int, last: FrameSpan | None, end_s: Fraction | None) -> ValueError | None:
+    """A ``ValueError`` when a file's frames, ``count`` of them, the latest ending as ``last`` says, stop more than
+    :data:`END_SLACK_FRAMES` frame intervals before ``end_s``, the end its header records (:func:`recorded_end_s`):
+    the file was cut short (an interrupted copy or download) between two frames, where the decoder sees a clean
+    end. Frame counts are not compared: an MP4 trimmed by its edit list shows fewer frames than its header counts.
+    The client checks the frames it decodes; ``training.datasets.decoding`` the packets it counts."""
+    if last is None or end_s is None or last.end_s + END_SLACK_FRAMES * last.interval_s >= end_s:
         return None
     return ValueError(
-        f"{path}: the file ends early, after frame {index - 1} (at {float(last.end_s):.3f} s of the "
-        f"{float(recorded_end_s):.3f} s its header records): it is cut short (an interrupted copy or download?)"
+        f"{path}: the file ends early, after frame {count - 1} (at {float(last.end_s):.3f} s of the "
+        f"{float(end_s):.3f} s its header records): it is cut short (an interrupted copy or download?)"
     )
 
 
@@ -320,14 +322,14 @@ def _decoded_frames(container: Any, stream: Any, path: Path) -> Iterator[tuple[A
     Raises:
         ValueError: a frame cannot be decoded (PyAV's ``av.error.FFmpegError``, which a file cut short raises as
             ``EOFError``, neither ``OSError`` nor ``ValueError``), or, after the last frame, the frames end early
-            (:func:`_ends_early`: a file cut short between two frames); the message names the file and the frame.
+            (:func:`ends_early`: a file cut short between two frames); the message names the file and the frame.
     """
     import av
 
-    recorded_end_s = _recorded_end_s(container, stream)
+    end_s = recorded_end_s(container, stream)
     decoded = container.decode(stream)
     index = 0
-    last: _Span | None = None  # the span of the timestamped frame that ends latest so far
+    last: FrameSpan | None = None  # the span of the timestamped frame that ends latest so far
     while True:
         try:
             frame = next(decoded, None)
@@ -336,11 +338,11 @@ def _decoded_frames(container: Any, stream: Any, path: Path) -> Iterator[tuple[A
         except (av.error.FFmpegError, OSError, ValueError) as error:
             raise _decode_error(path, index, error) from error
         if frame is None:
-            early = _ends_early(path, index, last, recorded_end_s)
+            early = ends_early(path, index, last, end_s)
             if early is not None:
                 raise early
             return
-        span = _frame_span(frame, stream) if recorded_end_s is not None else None  # nothing to check it against
+        span = frame_span(frame.pts, frame.duration, stream) if end_s is not None else None  # else nothing to check
         if span is not None and (last is None or span.end_s > last.end_s):
             last = span
         yield frame, image
@@ -359,17 +361,74 @@ def _untimed_rate(stream: Any, fallback_fps: float | None) -> float | None:
     return None
 
 
+class _PresentationClock:
+    """The times of a video's frames, as they are decoded (in presentation order), in ns after the first frame's.
+
+    Frames are timed by their presentation timestamps while each is later than the one before. From the first frame
+    that has none (a raw ``.h264`` or ``.hevc`` stream's, whose format has no timestamps: ``untimed``; rare
+    elsewhere) or whose timestamp is not after the one before (an H.264 stream with B-frames in an AVI carries its
+    frames' decode order there, ``1, 3, 4, 2, ...``), to the end of the file, frames are timed by their place at
+    ``rate``: each comes one interval (``1 / rate``) after the frame before it, so times keep increasing; the
+    frames before it keep the times their timestamps gave. An untimed stream's frames are thus ``index / rate``.
+
+    Args:
+        path: the video file (for messages).
+        time_base: the stream's time base (``None``: none, every frame is timed by its place).
+        rate: the rate that spaces frames timed by their place (:func:`_untimed_rate`; ``None``: none known).
+        untimed: the format has no timestamps (FFmpeg's ``AVFMT_NOTIMESTAMPS``): every frame is timed by its place.
+    """
+
+    def __init__(self, path: Path, time_base: Fraction | None, rate: float | None, untimed: bool) -> None:
+        self._path = path
+        self._time_base = None if untimed else time_base
+        self._rate = rate
+        self._first: int | None = None  # the first frame's timestamp
+        self._last_pts: int | None = None  # the timestamp of the frame before, while frames are timed by them
+        self._last: tuple[int, int] | None = None  # index and time of the frame before
+        self._by_place_from: tuple[int, int] | None = None  # index and time places count from, once they do
+
+    def time_ns(self, index: int, pts: int | None) -> int:
+        """The time of frame ``index`` (frames are given in order), whose timestamp is ``pts``.
+
+        Raises:
+            ValueError: the frame is timed by its place and no rate is known (the message says to give ``--fps``).
+        """
+        time_base, last_pts = self._time_base, self._last_pts
+        in_order = pts is not None and (last_pts is None or pts > last_pts)
+        if self._by_place_from is None and time_base is not None and pts is not None and in_order:
+            first = pts if self._first is None else self._first
+            self._first, self._last_pts = first, pts
+            self._last = (index, round((pts - first) * time_base * 10**9))
+            return self._last[1]
+        if not self._rate:
+            raise ValueError(self._no_rate(index, pts))
+        if self._by_place_from is None:  # from here to the end: the frame before, or the start (frame 0 at 0)
+            self._by_place_from = self._last or (0, 0)
+        since, since_ns = self._by_place_from
+        self._last = (index, since_ns + _rate_time_ns(index - since, self._rate))
+        return self._last[1]
+
+    def _no_rate(self, index: int, pts: int | None) -> str:
+        """Why frame ``index`` cannot be timed without a rate."""
+        if pts is None or self._time_base is None:
+            why = "has no presentation timestamp"
+        else:
+            why = f"has a presentation timestamp ({pts}) not after the one before ({self._last_pts})"
+        return f"{self._path}: frame {index} {why} and the video no frame rate: give its rate with --fps"
+
+
 def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:N or synthetic:N") -> Source:
-    """A video file's frames, timed by their presentation timestamps; a frame without one (a raw ``.h264`` or
-    ``.hevc`` stream's, rare elsewhere) by its place at ``fallback_fps`` (``--fps``), else at the codec's frame rate
-    (:func:`_untimed_rate`). The source's rate is the file's average rate; for a format without timestamps
-    (FFmpeg's ``AVFMT_NOTIMESTAMPS``) the rate its frames are spaced by.
+    """A video file's frames, timed by their presentation timestamps while they increase, else from the first frame
+    without one (a raw ``.h264`` or ``.hevc`` stream's) or out of order (an H.264 AVI with B-frames) to the file's
+    end by their place at ``fallback_fps`` (``--fps``), else at the codec's frame rate (:func:`_untimed_rate`;
+    :class:`_PresentationClock` says how). The source's rate is the file's average rate; for a format without
+    timestamps (FFmpeg's ``AVFMT_NOTIMESTAMPS``) the rate its frames are spaced by.
 
     Raises:
         ValueError: the file is no video (or only a header: PyAV's ``EOFError``) or holds no video stream; while
             reading, a frame that cannot be decoded or frames that end early (the file cut short: naming the file
-            and the frame, :func:`_decoded_frames`), or a frame without a timestamp in a file without any rate when
-            no ``fallback_fps`` is given.
+            and the frame, :func:`_decoded_frames`), or a frame to time by its place in a file without any rate
+            when no ``fallback_fps`` is given.
     """
     import av
 
@@ -390,20 +449,10 @@ def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:
     fps = rate if untimed else float(stream.average_rate) if stream.average_rate else None
 
     def frames() -> Iterator[SourceFrame]:
-        first: int | None = None
+        clock = _PresentationClock(path, time_base, rate, untimed)
         try:
             for index, (frame, image) in enumerate(_decoded_frames(container, stream, path)):
-                if frame.pts is not None and time_base is not None and not untimed:
-                    first = frame.pts if first is None else first
-                    time_ns = round((frame.pts - first) * time_base * 10**9)
-                elif rate:  # a frame without a timestamp: its place at the rate
-                    time_ns = _rate_time_ns(index, rate)
-                else:
-                    raise ValueError(
-                        f"{path}: frame {index} has no presentation timestamp and the video no frame rate: give "
-                        "its rate with --fps"
-                    )
-                yield SourceFrame(image, time_ns)
+                yield SourceFrame(image, clock.time_ns(index, frame.pts))
         finally:
             container.close()
 

@@ -6,6 +6,7 @@ timestamps, is timed at its codec's frame rate, or at ``--fps`` when given."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -172,3 +173,33 @@ def test_fps_times_a_raw_stream(tmp_path, name, codec, muxer):
     assert source.fps == 12
     times = [frame.time_ns for frame in source.frames]
     assert times == [round(index * 1e9 / 12) for index in range(10)]
+
+
+def test_an_avi_with_b_frames_is_timed_by_frame_place_once_its_timestamps_go_back(tmp_path):
+    """H.264 with B-frames in an AVI: the decoder gives its frames (in presentation order) the timestamps of the
+    decode order, 1, 3, 4, 2, ...; from the first that goes back, frames are timed one interval of the rate apart,
+    so the presentation clock never runs backwards."""
+    try:
+        av.Codec("libx264", "w")
+    except Exception as error:  # av.codec.codec.UnknownCodecError: an FFmpeg build without libx264
+        pytest.skip(f"PyAV's FFmpeg has no libx264 encoder ({error})")
+    path = tmp_path / "clip.avi"
+    height, width = SIZE
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"bf": "3", "g": "6"}
+        for image in frame_images():
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        stamps = [frame.pts for frame in container.decode(video=0)]
+    assert any(later <= earlier for earlier, later in itertools.pairwise(stamps)), stamps  # the file shows the fault
+    times = [frame.time_ns for frame in read_all(path)]
+    assert len(times) == FRAMES and times[0] == 0
+    steps = np.diff(times)
+    assert (steps > 0).all(), times
+    back = next(index for index in range(1, FRAMES) if stamps[index] <= max(stamps[:index]))
+    assert set(steps[back - 1 :].tolist()) == {round(1e9 / FPS)}  # one interval apart from there to the end

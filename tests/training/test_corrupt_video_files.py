@@ -29,7 +29,7 @@ def test_a_corrupt_training_video_is_named_without_decords_log_line(tmp_path: Pa
     path = corrupt_mp4(tmp_path / "videos")
     with pytest.raises(DatasetError, match=r"bad\.mp4") as raised:
         build_dataset(f"videos:{tmp_path / 'videos'}", "train", 2, (32, 32), 0)
-    assert "cannot be opened" in str(raised.value)
+    assert "cannot be read" in str(raised.value)
     err = capfd.readouterr().err
     assert "ERROR opening" not in err and "video_reader.cc" not in err, err
 

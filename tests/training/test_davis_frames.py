@@ -101,3 +101,17 @@ def test_training_clips_carry_no_masks_so_a_bad_mask_stops_only_evaluation(tmp_p
     assert {clip.start for clip in clips} == {0, 2, 4} and all(clip.masks is None for clip in clips)
     with pytest.raises(DatasetError, match=rf"{masks / '00004.png'}: mask size 16x16 does not match"):
         build_dataset(f"davis:{out}", "val", None, (32, 32))[0]
+
+
+def test_sequences_straight_in_jpegimages_are_named_as_a_missing_resolution_folder(tmp_path):
+    """The YouTube-VOS layout, ``JPEGImages/<seq>/00000.jpg``: the first sequence folder would be taken for the
+    resolution folder, and reported as holding no sequences."""
+    for name in ("seqA", "seqB"):
+        _gray_frames(tmp_path / "JPEGImages" / name, ["00000.jpg", "00005.jpg"])
+    for split in ("train", "val"):
+        with pytest.raises(
+            DatasetError,
+            match=rf"^{tmp_path / 'JPEGImages' / 'seqA'}: holds frame images, so JPEGImages/<seq>/ was found where "
+            r"JPEGImages/<res>/<seq>/ is expected",
+        ):
+            build_dataset(f"davis:{tmp_path}", split, None, (8, 8))

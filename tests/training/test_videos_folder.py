@@ -71,7 +71,7 @@ def test_unreadable_video_files_are_refused_when_the_training_set_is_built(tmp_p
     (folder / "empty.mp4").write_bytes(b"")
     for clip_length in (2, None):
         with pytest.raises(
-            DatasetError, match=rf"{folder}: 2 video file\(s\) cannot be opened: broken\.mp4, empty\.mp4"
+            DatasetError, match=rf"{folder}: 2 video file\(s\) cannot be read: broken\.mp4, empty\.mp4"
         ):
             build_dataset(f"videos:{folder}", "train", clip_length, (16, 16))
     assert len(build_dataset(f"videos:{folder}", "val", None, (16, 16))) == 3  # evaluation names it when it loads it
@@ -109,6 +109,26 @@ def test_masks_without_a_frame_are_refused_naming_the_folder_and_both_counts(tmp
     (folder / "clip" / "00009.png").unlink()
     clip = build_dataset(f"videos:{folder}", "val", None, (16, 16))[0]
     assert clip.masks is not None and clip.masks.shape == (8, 16, 16)
+
+
+@pytest.mark.parametrize("name", ["phone.m4v", "camcorder.MTS", "broadcast.ts", "old.3gp"])
+def test_common_video_containers_are_picked_up_by_their_suffix(tmp_path, name):
+    """An ``.m4v`` (an MP4, as phones and iTunes write it; the client reads it too), an MPEG transport stream
+    (``.ts``, a camcorder's ``.MTS``), a ``.3gp``: picked up and decoded like an ``.mp4``."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    _write_flat_frames(folder / name, 6, 20, "libx264", "yuv420p")
+    dataset = VideoFolderDataset(folder, "train", 4, (16, 16))
+    assert [path.name for path in dataset.files] == [name]
+    clip = dataset.first_frames(0, 6)
+    assert clip.frames.shape == (6, 3, 16, 16)
+    assert np.abs(clip.frames.mean(dim=(1, 2, 3)).numpy() * 255 - [0, 20, 40, 60, 80, 100]).max() < 4
+
+
+def test_a_folder_without_videos_lists_the_suffixes_looked_for(tmp_path):
+    (tmp_path / "notes.txt").write_text("no videos here")
+    with pytest.raises(DatasetError, match=r"no video files \(\.mp4, \.m4v, \.mov, .*\.ts, .*\) directly in"):
+        VideoFolderDataset(tmp_path, "train", 4, (16, 16))
 
 
 class _CountingContainer:

@@ -74,10 +74,25 @@ def resolve_root(root: Path) -> Path:
 
 
 def _resolution(images: Path) -> str:
+    """The resolution folder of ``images`` (``JPEGImages/``) to read: ``480p`` when present, else the first in
+    sorted order.
+
+    Raises:
+        DatasetError: ``images`` holds no folder, or the chosen one holds frame images itself: sequence folders
+            straight in ``JPEGImages/`` (the YouTube-VOS layout, ``JPEGImages/<seq>/00000.jpg``), where DAVIS has a
+            resolution folder between (``JPEGImages/<res>/<seq>/``); the message says so.
+    """
     choices = sorted(p.name for p in images.iterdir() if p.is_dir() and is_visible(p))
     if not choices:
         raise DatasetError(f"{images}: empty folder, expected resolution folders such as 480p/")
-    return "480p" if "480p" in choices else choices[0]
+    res = "480p" if "480p" in choices else choices[0]
+    if any(is_visible(p) and p.suffix.lower() in _FRAME_SUFFIXES and p.is_file() for p in (images / res).iterdir()):
+        raise DatasetError(
+            f"{images / res}: holds frame images, so JPEGImages/<seq>/ was found where JPEGImages/<res>/<seq>/ is "
+            f"expected (the DAVIS layout has a resolution folder such as 480p/ between them); move the sequence "
+            f"folders into {images / '480p'} (and those of Annotations/ into Annotations/480p/)"
+        )
+    return res
 
 
 def _split_names(root: Path, res: str, split: Split) -> list[str] | None:

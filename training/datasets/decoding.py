@@ -10,25 +10,32 @@ by an edit list (a phone's "trim"): 60 frames where players and PyAV show 50, th
 (so a video labelled with 50 masks failed evaluation for a missing mask); a WebM whose frame size changes mid-stream:
 later frames stretched to the first size, where PyAV refuses the file (:class:`DatasetError` naming the frame).
 PyAV returned the right frames on every one of them. decord decodes only when PyAV is not installed or fails on a
-file it can open, or when asked for by name (``backend="decord"``).
+file it can open (that is not turned a quarter turn: below), or when asked for by name (``backend="decord"``).
 
-Both give the frames as a player shows them: decord turns them by the rotation of the file's display matrix (a phone
-video stored sideways), and PyAV's are turned the same way (:func:`plugins.pixels.upright_rgb`, which the
-client and ``service.extract`` use too), so a file reads alike whichever backend decodes it. Both read a window of
-frames from the keyframe before it when the file allows that, and hold only the window's frames.
+PyAV gives the frames as a player shows them, turned by the rotation of the file's display matrix (a phone video
+stored sideways: :func:`plugins.pixels.upright_rgb`, which the client and ``service.extract`` use too). decord 0.6
+turns them the same way when it can, but fails on many videos turned a quarter turn (90 or 270 degrees: ``Check
+failed: from_size == to_size`` for a 64x48 or 128x72 one, where 64x32 or 640x360 ones read); so ``"auto"`` does not
+fall back to decord on such a file, and with ``backend="decord"`` the error says that the turn is why. Both read a
+window of frames from the keyframe before it when the file allows that, and hold only the window's frames.
+
+A frame PyAV cannot decode is named in the error, by its index; decord's error is added only when it failed
+otherwise than PyAV (another FFmpeg error, or its own), without its C++ source locations.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
 from plugins.pixels import upright_rgb
+from service.client.sources import ends_early, frame_span, recorded_end_s
 from training.datasets.errors import DatasetError
 
 Backend = Literal["auto", "decord", "pyav"]
@@ -73,13 +80,44 @@ def _silence(decord: Any) -> None:
     decord.logging.set_level(decord.logging.QUIET)
 
 
+@dataclass(frozen=True)
+class _PyavFailure:
+    """PyAV's error on a file, as the messages of :func:`_pyav_then_decord` give it.
+
+    Attributes:
+        reason: The error's text: FFmpeg's message (``Invalid data found when processing input``), without the
+            error number and the call PyAV adds; else the first line of the exception's text.
+        code: FFmpeg's error number (``errno``), or None.
+        frame: The frame PyAV could not decode (:class:`_FrameUndecodable`), or None: the file as a whole.
+    """
+
+    reason: str
+    code: int | None = None
+    frame: int | None = None
+
+    @classmethod
+    def of(cls, err: Exception) -> _PyavFailure:
+        """The failure ``err`` (a :class:`_FrameUndecodable`, or PyAV's ``av.error.*``) reports."""
+        frame = err.index if isinstance(err, _FrameUndecodable) else None
+        cause = err.error if isinstance(err, _FrameUndecodable) else err
+        reason = (getattr(cause, "strerror", None) or str(cause) or type(cause).__name__).splitlines()[0]
+        code = getattr(cause, "errno", None)
+        return cls(reason, code if isinstance(code, int) else None, frame)
+
+    def message(self, path: Path, verb: str, decord: str | None = None) -> str:
+        """The message naming ``path`` (and the frame), with ``decord``'s part (``"decord: ..."``) when given."""
+        reasons = "; ".join(part for part in (f"pyav: {self.reason}", decord) if part)
+        if self.frame is not None:
+            return f"{path}: cannot decode video frame {self.frame}, corrupt or cut short ({reasons})"
+        return f"{path}: cannot {verb} video, corrupt or unsupported ({reasons})"
+
+
 _OPENED_BY_PYAV: set[tuple[str, int, int]] = set()
 """Files PyAV has opened in this process, by path, size and modification time (each is checked once)."""
 
 
-def _pyav_open_error(path: Path) -> str | None:
-    """PyAV's error opening ``path``'s container (``"pyav: ..."``), or ``None`` when it opens or PyAV is not
-    installed.
+def _pyav_open_error(path: Path) -> _PyavFailure | None:
+    """PyAV's error opening ``path``'s container, or ``None`` when it opens or PyAV is not installed.
 
     decord reports a file it cannot open from its C++ code straight to the process's stderr (``video_reader.cc:83:
     ERROR opening: ...``), past any Python logging setting, before raising; so before decord reads a file
@@ -95,7 +133,7 @@ def _pyav_open_error(path: Path) -> str | None:
     try:
         stat = path.stat()
     except OSError as err:
-        return f"pyav: {err}".splitlines()[0]
+        return _PyavFailure.of(err)
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key in _OPENED_BY_PYAV:
         return None
@@ -103,9 +141,44 @@ def _pyav_open_error(path: Path) -> str | None:
         with av.open(str(path)):
             pass
     except Exception as err:  # av.error.* (OSError/ValueError subclasses) for corrupt or unsupported files
-        return f"pyav: {err}".splitlines()[0]
+        return _PyavFailure.of(err)
     _OPENED_BY_PYAV.add(key)
     return None
+
+
+def _turned_sideways(path: Path) -> bool:
+    """Whether ``path``'s display matrix turns its first frame by an odd quarter turn (90 or 270 degrees: a phone
+    video stored sideways), as PyAV reads it (``frame.rotation``, rounded to quarter turns as
+    :func:`plugins.pixels.upright_rgb` rounds it); False also when PyAV is missing or cannot decode that frame."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            first = next(iter(container.decode(container.streams.video[0])), None)
+    except Exception:  # ImportError, av.error.*, IndexError (no video stream): not known
+        return False
+    return first is not None and round(float(first.rotation or 0) / 90) % 2 == 1
+
+
+_DECORD_ERROR = re.compile(
+    r"(?:\[[\d:]+\] \S+:\d+: )*(?:Check failed: .*? \((?P<code>-?\d+) vs\. -?\d+\) )?(?P<text>.*)"
+)
+"""A line of decord's C++ errors: the ``[04:12:13] /path/to/file.cc:218: `` stamps of where it was raised (one per
+C++ frame it passed), decord's ``Check failed: <expression> (<value> vs. <expected>)`` when a check failed (the
+value is FFmpeg's negative error number when the expression is an FFmpeg call's), then its message."""
+
+
+def _decord_part(err: Exception, pyav: _PyavFailure | None) -> str | None:
+    """``"decord: <its message>"`` for decord's error ``err``: the first line of its text without the C++ source
+    locations and checked expression (:data:`_DECORD_ERROR`); None when it is PyAV's failure again: decord's check
+    names the FFmpeg error number PyAV reported (both read the file through FFmpeg)."""
+    line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    parts = _DECORD_ERROR.match(line)  # matches every line: each part may be empty
+    code = parts["code"] if parts else None
+    text = (parts["text"].strip() if parts else "") or line
+    if pyav is not None and pyav.code is not None and code is not None and abs(int(code)) == abs(pyav.code):
+        return None
+    return f"decord: {text}"
 
 
 def _decode_decord(path: Path, choose: WindowChooser) -> DecodedClip:
@@ -212,7 +285,7 @@ def _decode_window(av: Any, path: Path, window: range, recorded: int) -> tuple[n
         if seeking is not None:
             return seeking
     with av.open(str(path)) as container:
-        return _keep_window(enumerate(container.decode(container.streams.video[0])), window, recorded)
+        return _keep_window(_numbered(container.decode(container.streams.video[0])), window, recorded)
 
 
 class _FrameSizeChanged(Exception):
@@ -301,15 +374,28 @@ def _seek_window(av: Any, path: Path, window: range, recorded: int) -> tuple[np.
     return (frames, count) if frames is not None else None  # ended early: a decode from the start is the authority
 
 
+class _Packet(NamedTuple):
+    """What :func:`_demuxed_packets` keeps of a packet: its timestamp and duration (in the stream's time base; None
+    or 0: unknown), and whether it is a keyframe, and one the container marks discarded (an edit list's trimmed
+    frames)."""
+
+    pts: int | None
+    duration: int | None
+    keyframe: bool
+    discard: bool
+
+
 @functools.lru_cache(maxsize=256)
-def _demuxed_packets(av: Any, path: str, mtime_ns: int, size: int) -> tuple[tuple[int | None, bool, bool], ...]:
-    """``(pts, is_keyframe, is_discard)`` of each packet of a video file's first video stream that holds a frame
-    (not empty), read by demuxing without decoding, once per file version (``mtime_ns`` and ``size`` are part of
-    the cache key): what :func:`_frame_timestamps` and :func:`_packet_count` both read."""
+def _demuxed_packets(av: Any, path: str, mtime_ns: int, size: int) -> tuple[_Packet, ...]:
+    """The :class:`_Packet` of each packet of a video file's first video stream that holds a frame (not empty), read
+    by demuxing without decoding, once per file version (``mtime_ns`` and ``size`` are part of the cache key): what
+    :func:`_frame_timestamps` and :func:`_recorded_count` both read."""
     del mtime_ns, size  # cache key only
     with av.open(path) as container:
         stream = container.streams.video[0]
-        return tuple((p.pts, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size > 0)
+        return tuple(
+            _Packet(p.pts, p.duration, p.is_keyframe, p.is_discard) for p in container.demux(stream) if p.size > 0
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -320,13 +406,13 @@ def _frame_timestamps(av: Any, path: str, mtime_ns: int, size: int) -> tuple[tup
     one, none is to be discarded and each is distinct (and the first decoded frame has the smallest:
     :func:`_first_decoded_timestamp`)."""
     packets = _demuxed_packets(av, path, mtime_ns, size)
-    times = [pts for pts, _, _ in packets if pts is not None]
-    if not times or len(times) < len(packets) or any(discard for _, _, discard in packets):
+    times = [packet.pts for packet in packets if packet.pts is not None]
+    if not times or len(times) < len(packets) or any(packet.discard for packet in packets):
         return None
     order = sorted(times)
     if len(set(order)) != len(order):
         return None
-    return tuple(order), tuple(pts for pts, key, _ in packets if key and pts is not None)  # every pts is set here
+    return tuple(order), tuple(p.pts for p in packets if p.keyframe and p.pts is not None)  # every pts is set here
 
 
 @functools.lru_cache(maxsize=256)
@@ -355,10 +441,47 @@ def _checked(frames: Iterator[Any], index_of: dict[int, int], start: int) -> Ite
         expected = index + 1
 
 
+class _FrameUndecodable(Exception):
+    """PyAV could not decode a frame of a file.
+
+    Attributes:
+        index: The frame's index: the number of frames decoded before it (a decoder that holds frames back to
+            reorder them, as for B-frames, may have failed on the data of a frame a few after it).
+        error: PyAV's error (``av.error.*``).
+    """
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"frame {index}: {error}")
+        self.index = index
+        self.error = error
+
+
+def _numbered(frames: Iterator[Any]) -> Iterator[tuple[int, Any]]:
+    """The frames of a decode from a file's first frame (``container.decode``), with their indices.
+
+    Raises:
+        _FrameUndecodable: decoding a frame failed; it names the frame, the one after those given.
+    """
+    index = 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as err:  # av.error.* (OSError/ValueError subclasses; EOFError) for damaged data
+            raise _FrameUndecodable(index, err) from err
+        yield index, frame
+        index += 1
+
+
 def _count_frames(av: Any, path: Path) -> int:
-    """The frames of ``path``'s first video stream, counted by decoding them (none is converted)."""
+    """The frames of ``path``'s first video stream, counted by decoding them (none is converted).
+
+    Raises:
+        _FrameUndecodable: a frame cannot be decoded.
+    """
     with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(container.streams.video[0]))
+        return sum(1 for _ in _numbered(container.decode(container.streams.video[0])))
 
 
 def _count_decord(path: Path) -> int:
@@ -369,16 +492,21 @@ def _count_decord(path: Path) -> int:
 
 def _recorded_count(av: Any, path: Path) -> int | None:
     """The frame count of ``path``'s first video stream, without decoding it: the container's count when it
-    agrees with the stream's duration (:func:`_agrees_with_duration`), else the stream's packets counted
-    (:func:`_packet_count`); None when neither gives one.
+    agrees with the stream's duration (:func:`_agrees_with_duration`), else the stream's packets that hold a frame
+    to show counted (not empty, not marked discarded by the container as an edit list's trimmed frames are:
+    :func:`_demuxed_packets`); None when neither gives one.
 
     The packets are counted when the container records no count (Matroska, WebM) or one that disagrees with the
     duration: an MP4/MOV trimmed by an edit list (a phone's "trim") records every frame it stores (60, say) but
     plays, and decodes to, those the edit keeps (50; the container marks the others discarded), and a variable
-    frame rate file is counted too (one demux per file version and process).
+    frame rate file is counted too (one demux per file version and process). Counted packets are checked to reach
+    the end the header records, as the client checks the frames it decodes
+    (:func:`service.client.sources.ends_early`): a Matroska or WebM file cut short (an interrupted copy or
+    download) has no count to contradict, and decodes to fewer frames without an error.
 
     Raises:
-        DatasetError: The file has no video stream.
+        DatasetError: The file has no video stream, or its counted packets end early (the message names the file,
+            its last frame and both ends).
     """
     with av.open(str(path)) as container:
         if not container.streams.video:
@@ -387,12 +515,17 @@ def _recorded_count(av: Any, path: Path) -> int | None:
         recorded = int(stream.frames)  # 0: not recorded
         if recorded > 0 and _agrees_with_duration(stream, recorded):
             return recorded
-    stat = path.stat()
-    try:
-        counted = _packet_count(av, str(path), stat.st_mtime_ns, stat.st_size)
-    except Exception:  # av.error.* for packets PyAV cannot read: the count is only a guide, decoding will tell
-        counted = 0
-    return counted or recorded or None
+        end_s = recorded_end_s(container, stream)
+        stat = path.stat()
+        try:
+            packets = [p for p in _demuxed_packets(av, str(path), stat.st_mtime_ns, stat.st_size) if not p.discard]
+        except Exception:  # av.error.* for packets PyAV cannot read: the count is only a guide, decoding will tell
+            return recorded or None
+        spans = [span for p in packets if (span := frame_span(p.pts, p.duration, stream)) is not None]
+    early = ends_early(path, len(packets), max(spans, key=lambda span: span.end_s, default=None), end_s)
+    if early is not None:
+        raise DatasetError(str(early)) from early
+    return len(packets) or recorded or None
 
 
 def _agrees_with_duration(stream: Any, recorded: int) -> bool:
@@ -404,20 +537,14 @@ def _agrees_with_duration(stream: Any, recorded: int) -> bool:
     return abs(played - recorded) < 1
 
 
-@functools.cache  # an int per file version: no need to evict it
-def _packet_count(av: Any, path: str, mtime_ns: int, size: int) -> int:
-    """The packets of a video file's first video stream that hold a frame to show (not empty, not marked discarded
-    by the container as an edit list's trimmed frames are: :func:`_demuxed_packets`), once per file version."""
-    return sum(1 for _, _, discard in _demuxed_packets(av, path, mtime_ns, size) if not discard)
-
-
 def _pyav_then_decord(path: Path, backend: Backend, pyav: Callable[[], _T], decord: Callable[[], _T], verb: str) -> _T:
     """``pyav()``, or ``decord()`` for ``backend="decord"`` or, with ``"auto"``, when PyAV is not installed or
     fails on a file it can open (:func:`_decord_after`). ``verb`` (``"open"``, ``"decode"``) words the errors.
 
     Raises:
-        DatasetError: Naming the file and giving each backend's error, when they fail on it; or from ``pyav()``
-            (a file without a video stream, one whose frame size changes, a window ``choose`` refuses), which
+        DatasetError: Naming the file, and the frame PyAV could not decode when it failed on one, with PyAV's
+            error and decord's (when decord failed otherwise: :func:`_decord_part`); or from ``pyav()`` (a file
+            without a video stream, one cut short or whose frame size changes, a window ``choose`` refuses), which
             decord is not asked to read.
         ImportError: If the requested backend (or, for ``auto``, both) is not installed.
     """
@@ -430,35 +557,56 @@ def _pyav_then_decord(path: Path, backend: Backend, pyav: Callable[[], _T], deco
     except ImportError:
         if backend == "pyav":
             raise
-        pyav_error = None
+        failure = None
     except Exception as err:  # PyAV raises av.error.* (OSError/ValueError subclasses) for corrupt files
-        pyav_error = f"pyav: {err}".splitlines()[0]
+        failure = _PyavFailure.of(err)
         if backend == "pyav":
-            raise DatasetError(f"{path}: cannot {verb} video, corrupt or unsupported ({pyav_error})") from err
-    return _decord_after(path, backend, decord, verb, pyav_error)
+            raise DatasetError(failure.message(path, verb)) from err
+    return _decord_after(path, backend, decord, verb, failure)
 
 
-def _decord_after(path: Path, backend: Backend, decord: Callable[[], _T], verb: str, pyav_error: str | None) -> _T:
-    """``decord()`` for :func:`_pyav_then_decord`, unless PyAV cannot open the file's container: decord would print
-    its C++ error line first (:func:`_pyav_open_error`), so the file is reported with PyAV's error alone.
-    ``pyav_error`` is PyAV's error on the file (None: PyAV was not asked, or is not installed)."""
+def _decord_after(
+    path: Path, backend: Backend, decord: Callable[[], _T], verb: str, failure: _PyavFailure | None
+) -> _T:
+    """``decord()`` for :func:`_pyav_then_decord`, unless PyAV cannot open the file's container (decord would print
+    its C++ error line first: :func:`_pyav_open_error`), or, after PyAV failed on it, its display matrix turns it
+    by an odd quarter turn (:func:`_turned_sideways`: decord 0.6 fails on such videos of many sizes, ``Check failed:
+    from_size == to_size``); the file is then reported with PyAV's error alone. ``failure`` is PyAV's error on the
+    file (None: PyAV was not asked, or is not installed).
+
+    Raises:
+        DatasetError: PyAV cannot open the file; PyAV failed on a file turned a quarter turn (decord is not
+            asked); or decord failed, or is not installed after PyAV failed (the messages name the file, and say
+            when a quarter turn is why decord failed).
+        DecoderMissing: decord is not installed, and PyAV was not asked or is not installed either.
+    """
     if (unopenable := _pyav_open_error(path)) is not None:
-        raise DatasetError(f"{path}: cannot {verb} video, corrupt or unsupported ({unopenable})")
+        raise DatasetError(unopenable.message(path, verb))
+    if failure is not None and _turned_sideways(path):
+        raise DatasetError(
+            failure.message(path, verb, "decord not tried: it fails on many videos turned a quarter turn")
+        )
     try:
         return decord()
     except DatasetError:
         raise
     except ImportError as err:
-        if pyav_error is not None:
-            raise DatasetError(
-                f"{path}: cannot {verb} video, corrupt or unsupported ({pyav_error}; decord: not installed)"
-            ) from err
+        if failure is not None:
+            raise DatasetError(failure.message(path, verb)) from err
         if backend == "decord":
             raise DecoderMissing("the decord backend needs decord: pip install decord") from err
         raise DecoderMissing("reading video files needs PyAV or decord: pip install av") from err
     except Exception as err:  # decord raises its own error types for unreadable files
-        errors = [e for e in (pyav_error, f"decord: {err}".splitlines()[0]) if e is not None]
-        raise DatasetError(f"{path}: cannot {verb} video, corrupt or unsupported ({'; '.join(errors)})") from err
+        decord_part = _decord_part(err, failure)
+        if failure is None and _turned_sideways(path):
+            raise DatasetError(
+                f"{path}: decord cannot {verb} this video, which its display matrix turns a quarter turn (a phone "
+                f"video stored sideways): decord fails on many such videos ({decord_part}); decode it with PyAV "
+                "(backend 'auto' or 'pyav')"
+            ) from err
+        if failure is not None:
+            raise DatasetError(failure.message(path, verb, decord_part)) from err
+        raise DatasetError(f"{path}: cannot {verb} video, corrupt or unsupported ({decord_part})") from err
 
 
 def frame_count(path: Path, backend: Backend = "auto") -> int | None:
@@ -467,17 +615,18 @@ def frame_count(path: Path, backend: Backend = "auto") -> int | None:
 
     With ``"pyav"``, and ``"auto"``, the container's count when it agrees with the stream's duration, else the
     stream's packets counted (a header without a count, as in Matroska and WebM, or an MP4/MOV trimmed by an edit
-    list, whose header counts the frames the edit drops: :func:`_recorded_count`); ``"auto"`` asks decord when PyAV
-    is not installed or fails on a file it can open. ``"decord"`` counts decord's index, which includes the frames
-    an edit list drops (60 for a video that plays 50).
+    list, whose header counts the frames the edit drops: :func:`_recorded_count`), which must reach the end the
+    header records (a file cut short is refused); ``"auto"`` asks decord when PyAV is not installed or fails on a
+    file it can open. ``"decord"`` counts decord's index, which includes the frames an edit list drops (60 for a
+    video that plays 50), and does not check that the file reaches its recorded end.
 
     Returns:
         The frame count, or ``None`` when the file opens but neither records nor yields one (the file may still
         decode: :func:`decode_video` is the authority).
 
     Raises:
-        DatasetError: If no backend can open the file (the message names the file and gives each backend's error)
-            or the file has no video stream.
+        DatasetError: If no backend can open the file (the message names the file and gives each backend's error),
+            the file has no video stream, or its packets end before the end its header records (cut short).
         ImportError: If the requested backend (or, for ``auto``, both) is not installed.
     """
     return _pyav_then_decord(
@@ -495,9 +644,9 @@ def decode_video(path: Path, choose: WindowChooser, backend: Backend = "auto") -
     does not show), and it stretches the frames of a stream whose size changes.
 
     Raises:
-        DatasetError: If the file cannot be decoded (the message names the file and gives each backend's error), its
-            frame size changes within the frames asked for (PyAV; naming the frame), or from ``choose`` (e.g. the
-            video is shorter than the clip).
+        DatasetError: If the file cannot be decoded (the message names the file, the frame PyAV could not decode,
+            and each backend's error), is cut short (PyAV: :func:`frame_count`), its frame size changes within the
+            frames asked for (PyAV; naming the frame), or from ``choose`` (e.g. the video is shorter than the clip).
         ImportError: If the requested backend (or, for ``auto``, both) is not installed.
     """
     return _pyav_then_decord(

@@ -57,10 +57,16 @@ def read_mask(path: Path) -> np.ndarray:
     read as one: its 255 is the object, not void (the DAVIS 2017 palette shows void, index 255, as (224, 224,
     192)). Gray palette PNGs with smaller indices keep the palette reading (ids, 255 void).
 
+    A grayscale mask holding instance ids as gray levels (``cv2.imwrite(ids * 85)``: 0, 85, 170, 255) has no binary
+    reading (object 1 would turn into background, objects 2 and 3 merge), and is refused: a grayscale mask is taken
+    for instance ids when two or more of its gray levels each cover an area (:func:`_gray_levels`), where the
+    binary masks of DAVIS 2016 hold one, with anti-aliased or compression-blurred edges at most.
+
     Raises:
         DatasetError: If the file is missing, undecodable or in another image mode, or if it is a grayscale PNG
-            whose non-zero values all lie below 128 (instance ids saved as gray levels, which the binary reading
-            would silently turn into background).
+            whose non-zero values all lie below 128, or that holds two or more gray levels each covering an area
+            (instance ids saved as gray levels, which the binary reading would silently turn into background or
+            merge).
     """
     if not path.is_file():
         raise DatasetError(f"{path}: mask file is missing")
@@ -87,8 +93,46 @@ def read_mask(path: Path) -> np.ndarray:
                 f"{path}: grayscale mask whose values ({found}) are all below 128; grayscale masks are binary "
                 "(object >= 128, as in DAVIS 2016): save instance ids as a palette ('P') PNG, as in DAVIS 2017"
             )
+        levels = _gray_levels(values)
+        if len(levels) > 1:
+            raise DatasetError(
+                f"{path}: grayscale mask with {len(levels)} gray levels that each cover an area "
+                f"({', '.join(str(v) for v in levels)}): instance ids saved as gray levels, which the binary reading "
+                "of grayscale masks (object >= 128, as in DAVIS 2016) would merge or turn into background; save "
+                "instance ids as a palette ('P') PNG, as in DAVIS 2017, or a single object as a binary 0/255 mask"
+            )
         return (values >= 128).astype(np.int16)
     raise DatasetError(f"{path}: unsupported mask mode {mode!r}; expected palette 'P' (instance ids) or 'L' (binary)")
+
+
+_NEAR_BLACK = 32
+"""Gray values below this count as black (0) in :func:`_gray_levels`: the noise lossy compression leaves."""
+
+_NEAR_WHITE = 224
+"""Gray values from this up count as white (255) in :func:`_gray_levels`."""
+
+_LEVEL_AREA = 1e-3
+"""The fraction of a mask's pixels a gray level's inner pixels must cover to count as an area
+(:func:`_gray_levels`)."""
+
+
+def _gray_levels(values: np.ndarray) -> list[int]:
+    """The non-zero gray levels of the grayscale mask ``values`` [H, W] that each cover an area, in increasing order.
+
+    Values below :data:`_NEAR_BLACK` count as 0 and values from :data:`_NEAR_WHITE` up as 255 (the noise a binary mask
+    that went through JPEG keeps near black and white). A level covers an area when its inner pixels (those whose
+    four neighbours hold the same level) make at least :data:`_LEVEL_AREA` of the mask's pixels (and one pixel): the
+    values along an anti-aliased, blurred or resampled edge form lines one or two pixels wide, which have next to
+    no inner pixels, where an object drawn in a gray level is filled with it. A binary DAVIS 2016 mask gives
+    ``[255]`` (or ``[]`` without an object), instance ids saved as ``ids * 85`` give ``[85, 170, 255]``.
+    """
+    levels = np.where(values < _NEAR_BLACK, 0, np.where(values >= _NEAR_WHITE, 255, values)).astype(np.uint8)
+    inner = levels[1:-1, 1:-1]  # [H-2, W-2]: each pixel's four neighbours are the shifted views below
+    same = (inner == levels[:-2, 1:-1]) & (inner == levels[2:, 1:-1]) & (inner == levels[1:-1, :-2])
+    same &= inner == levels[1:-1, 2:]
+    counts = np.bincount(inner[same], minlength=256)  # [256]: inner pixels per level
+    enough = max(1.0, _LEVEL_AREA * values.size)
+    return [level for level in range(1, 256) if counts[level] >= enough]
 
 
 def _is_binary_gray(indices: np.ndarray, palette: list[int]) -> bool:

@@ -1,8 +1,9 @@
 """Folders of video files (decoded with PyAV, falling back to decord: :mod:`training.datasets.decoding`), with
 optional per-frame PNG masks.
 
-Layout: ``<dir>/<stem>.mp4`` (also ``.webm``, ``.avi``, ``.mkv``, ``.mov``; not recursive; hidden files, whose names
-start with ``.``, are ignored). Masks, when present, live in a sibling folder named after the video's stem, one PNG
+Layout: ``<dir>/<stem>.mp4`` (or any suffix of :data:`VIDEO_SUFFIXES`: ``.m4v``, ``.mov``, ``.mkv``, ``.webm``,
+``.avi``, MPEG program and transport streams, ``.3gp``, ...; not recursive; hidden files, whose names start with
+``.``, are ignored). Masks, when present, live in a sibling folder named after the video's stem, one PNG
 per frame numbered from 0 with five digits, in the DAVIS mask conventions (palette ids or binary grayscale):
 ``<dir>/<stem>/00000.png``, ``00001.png``, ... A video without such a folder, or whose folder holds no PNG (frames
 dumped there as JPEG, say), is unlabelled (``masks=None``). Mask files are found whatever the case of their
@@ -23,8 +24,25 @@ from training.datasets.errors import DatasetError
 from training.datasets.images import check_same_size, is_visible, mask_files, read_mask
 from training.datasets.transforms import Split, choose_window, first_window, frames_to_tensor, masks_to_tensor
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov")
-"""File extensions picked up (case-insensitive)."""
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".3gp",
+    ".ogv",
+    ".wmv",
+    ".flv",
+)
+"""File extensions picked up (case-insensitive): the common video containers, which PyAV (FFmpeg) reads whatever
+their suffix says (an ``.m4v`` is an MP4, or a raw MPEG-4 stream, alike)."""
 
 
 def mask_path(video: Path, index: int) -> Path:
@@ -51,13 +69,15 @@ def _listed(items: list[str], limit: int = 10) -> str:
 def check_training_files(root: Path, files: list[Path], clip_length: int | None, backend: Backend) -> None:
     """Checks from their headers that training can use every file, without decoding them.
 
-    Training draws files at random, so a file it cannot open, or one shorter than a clip, would otherwise stop a
-    run at an arbitrary step, and a resumed run at the same step again (its clips depend only on the seed and the
-    step). A file whose header does not record its length passes (decoding it is the authority).
+    Training draws files at random, so a file it cannot open, one cut short (its frames end before the end its
+    header records: :func:`training.datasets.decoding.frame_count`), or one shorter than a clip, would otherwise
+    stop a run at an arbitrary step, or train on part of a file, and a resumed run at the same step again (its clips
+    depend only on the seed and the step). A file whose header does not record its length passes (decoding it is
+    the authority).
 
     Raises:
-        DatasetError: Naming ``root`` and listing the files no backend can open (with the first one's error), else
-            the files shorter than ``clip_length`` (with their frame counts).
+        DatasetError: Naming ``root`` and listing the files no backend can open or that are cut short (with the
+            first one's error), else the files shorter than ``clip_length`` (with their frame counts).
     """
     counts: dict[Path, int | None] = {}
     unreadable: list[tuple[Path, str]] = []
@@ -68,7 +88,7 @@ def check_training_files(root: Path, files: list[Path], clip_length: int | None,
             unreadable.append((path, str(err)))
     if unreadable:
         raise DatasetError(
-            f"{root}: {len(unreadable)} video file(s) cannot be opened: {_listed([p.name for p, _ in unreadable])}; "
+            f"{root}: {len(unreadable)} video file(s) cannot be read: {_listed([p.name for p, _ in unreadable])}; "
             f"remove or re-encode them (first error: {unreadable[0][1]})"
         )
     if clip_length is None:
@@ -146,9 +166,9 @@ class VideoFolderDataset(Dataset[VideoClip]):
 
     Raises:
         DatasetError: At construction when the folder is missing or holds no video, or (train split) when a video
-            file cannot be opened or its header says it is shorter than ``clip_length``; when loading, for an
-            undecodable file or a video shorter than ``clip_length``, and (val split) for a missing mask, a mask
-            without a frame or a mask/frame size mismatch.
+            file cannot be opened, is cut short or its header says it is shorter than ``clip_length``; when loading,
+            for an undecodable or cut-short file or a video shorter than ``clip_length``, and (val split) for a
+            missing mask, a mask without a frame or a mask/frame size mismatch.
 
     Example:
         >>> dataset = VideoFolderDataset(Path("clips/"), "train", 6, (64, 64))  # doctest: +SKIP
