@@ -1,4 +1,5 @@
-"""Prometheus metrics of one server, in their own registry, served over HTTP at ``/metrics``.
+"""Prometheus metrics of one server, in their own registry, served over HTTP at ``/metrics`` by a server that caps
+and times out its connections (:mod:`service.metrics_http`).
 
 Label sets are bounded (reasons, outcomes, model names), never per stream id. Every label value known in advance
 is exported at 0 from the start (each error code, release and drop reason; each outcome and open kind of each
@@ -70,7 +71,6 @@ from __future__ import annotations
 
 import logging
 import typing
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -79,10 +79,10 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
 )
 
 from service.errors import ENDED_BY_THE_SERVER, FRAME_ERROR_CODES, STREAM_ERROR_CODES, ErrorCode
+from service.metrics_http import MetricsHttpServer, start_metrics_server
 from service.session import ReleaseReason
 from service.types import DropReason, OpenKind
 
@@ -181,7 +181,7 @@ class Metrics:
         self.loop_heartbeat = Gauge(
             "slotstream_event_loop_heartbeat_seconds", "Unix time of the event loop's latest heartbeat.", registry=r
         )
-        self._http: Any = None
+        self._http: MetricsHttpServer | None = None
 
     def add_model(self, model: str) -> None:
         """Export the counters labelled by ``model`` at 0: its frame outcomes and open kinds (call once per served
@@ -196,13 +196,17 @@ class Metrics:
         return Histogram(name, documentation, ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)
 
     def serve_http(self, address: str) -> int:
-        """Serve ``/metrics`` on ``host:port`` in a background thread; returns the bound port (``0`` picks one)."""
+        """Serve ``/metrics`` on ``host:port`` in a background thread; returns the bound port (``0`` picks one).
+        Connections are capped and timed out (:mod:`service.metrics_http`).
+
+        Raises:
+            OSError: the address does not resolve or cannot be bound.
+        """
         host, _, port = address.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        server = start_metrics_server(host.strip("[]"), int(port), self.registry)
         self._http = server
-        bound: int = server.server_address[1]
-        _log.info("metrics on http://%s:%d/metrics", host, bound)
-        return bound
+        _log.info("metrics on http://%s:%d/metrics", host, server.port)
+        return server.port
 
     def close(self) -> None:
         """Stop the HTTP server, if running."""

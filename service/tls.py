@@ -4,9 +4,12 @@ Certificates in Kubernetes are renewed in place: cert-manager rewrites the Secre
 mounted files atomically, without restarting the pod. :class:`ReloadingServerCredentials` gives gRPC a fetcher
 that it calls before each new connection's handshake; when the files changed since the last load (their
 modification time, size or inode), the new pair is checked and served to the connections that follow, and
-connections already open keep the certificate they were made with. A pair that does not load (a key that does
-not match its certificate, a file caught half-written) is logged and the previous pair kept, so a bad renewal
-never takes the server off the air; the next connection tries again.
+connections already open keep the certificate they were made with. A pair is checked by gRPC itself before it
+is served (:func:`service.tls_files.tls_file_problems`), because gRPC reports a pair it cannot use only in its own
+log and keeps the previous one. A pair that does not load (a key that does not match its certificate, a file
+caught half-written, a key type gRPC's TLS library cannot use) is logged once and the previous pair kept, so a
+bad renewal never takes the server off the air and is never counted as a reload; the files are tried again when
+they change.
 """
 
 from __future__ import annotations

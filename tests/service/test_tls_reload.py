@@ -1,17 +1,26 @@
-"""Renewed TLS certificates are served to new connections without a restart (as Kubernetes renews them)."""
+"""Renewed TLS certificates are served to new connections without a restart (as Kubernetes renews them); a pair
+gRPC's TLS library cannot use is refused, at start-up and on renewal, though Python's OpenSSL loads it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
 from service_helpers import make_video, run
 
+from service.__main__ import main
 from service.client import Client, FrameResult, StreamError, StreamOptions, TlsFiles
+from service.config import ConfigError, ServiceConfig
 from service.tls import ReloadingServerCredentials
+from service.tls_files import tls_file_problems
+
+BORINGSSL_REFUSES = {"ed448": ("ed448",), "rsa_pss": ("rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048")}
+"""Key types OpenSSL (and so Python's ``ssl``) loads and gRPC's BoringSSL does not: ``openssl req -newkey`` args."""
 
 
 async def _one_frame(target: str, root_ca: Path) -> FrameResult:
@@ -60,3 +69,66 @@ def test_new_connections_get_the_renewed_certificate(start_server, certificates,
 def test_files_that_do_not_load_at_start_are_refused(certificates):
     with pytest.raises(ValueError, match=r"--tls-cert .*server\.pem / --tls-key .*client\.key"):
         ReloadingServerCredentials(certificates / "server.pem", certificates / "client.key")
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Self-signed ``NAME.pem`` / ``NAME.key`` pairs for 127.0.0.1: each of :data:`BORINGSSL_REFUSES`, and
+    ``p256`` (an ECDSA P-256 key, which gRPC uses), made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    directory = tmp_path_factory.mktemp("key-types")
+    kinds = {**BORINGSSL_REFUSES, "p256": ("ec", "-pkeyopt", "ec_paramgen_curve:P-256")}
+    for name, (algorithm, *options) in kinds.items():
+        made = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", algorithm, *options, "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.pem", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+            cwd=directory, capture_output=True, text=True,
+        )  # fmt: skip
+        if made.returncode != 0:
+            pytest.skip(f"this openssl cannot make a {algorithm} certificate: {made.stderr.strip()}")
+    return directory
+
+
+@pytest.mark.parametrize("kind", sorted(BORINGSSL_REFUSES))
+def test_a_pair_grpc_cannot_use_is_named_at_start(pairs, model_dir, kind, capsys):
+    """Python's OpenSSL loads these pairs; the check asks gRPC, so start-up names the files, not a failed bind."""
+    cert, key = pairs / f"{kind}.pem", pairs / f"{kind}.key"
+    problem = rf"--tls-cert .*{kind}\.pem / --tls-key .*{kind}\.key: gRPC's TLS library \(BoringSSL\) cannot use"
+    with pytest.raises(ConfigError, match=problem):
+        ServiceConfig(model_dir=model_dir, tls_cert=cert, tls_key=key).check_files()
+    with pytest.raises(ValueError, match=problem):
+        ReloadingServerCredentials(cert, key)
+    argv = ["--model-dir", str(model_dir), "--listen", "127.0.0.1:0", "--metrics-listen", ""]
+    assert main([*argv, "--tls-cert", str(cert), "--tls-key", str(key)]) == 2
+    error = capsys.readouterr().err
+    assert "cannot use this certificate and key" in error and "cannot listen" not in error, error
+
+
+def test_pairs_grpc_uses_pass_the_check(pairs, certificates):
+    d = certificates
+    assert tls_file_problems(d / "server.pem", d / "server.key", d / "ca.pem") == []
+    assert tls_file_problems(pairs / "p256.pem", pairs / "p256.key", None) == []
+
+
+def test_a_renewal_grpc_cannot_use_is_not_taken_up(start_server, certificates, pairs, tmp_path, caplog):
+    """Not counted nor logged as a reload, the previous certificate still served; later files are still tried."""
+    caplog.set_level(logging.INFO, logger="service.tls")
+    d, mount = certificates, tmp_path / "secret"
+    mount.mkdir()
+    _mount(mount, "v1", d / "server.pem", d / "server.key")
+    server = start_server(tls_cert=mount / "tls.crt", tls_key=mount / "tls.key")
+    assert server.server.tls is not None
+    for version, kind in enumerate(sorted(BORINGSSL_REFUSES), start=2):
+        _mount(mount, f"v{version}", pairs / f"{kind}.pem", pairs / f"{kind}.key")
+        for _ in range(2):
+            assert isinstance(run(_one_frame(server.target, d / "ca.pem")), FrameResult)  # still the first pair
+    assert server.server.tls.reloads == 0
+    messages = [r.getMessage() for r in caplog.records if r.name == "service.tls"]
+    assert not [m for m in messages if "reloaded" in m], messages
+    refused = [m for m in messages if "renewed TLS files do not load" in m and "BoringSSL" in m]
+    assert len(refused) == len(BORINGSSL_REFUSES), messages
+
+    _mount(mount, "v9", d / "server2.pem", d / "server2.key")
+    assert isinstance(run(_one_frame(server.target, d / "ca2.pem")), FrameResult)
+    assert server.server.tls.reloads == 1
