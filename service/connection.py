@@ -21,9 +21,10 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -89,6 +90,21 @@ def _cheap_to_decode(image: EncodedImage, size: tuple[int, int], fit: FrameFit) 
     return fitted_pixels(height, width, size, fit) <= _INLINE_RAW_PIXELS
 
 
+_T = TypeVar("_T")
+
+
+async def _run_timed(executor: Executor, function: Callable[..., _T], *args: object) -> tuple[_T, float]:
+    """``function(*args)`` run on ``executor``, and the seconds it ran there: timed on the pool thread, so the wait for
+    a free thread (and for the event loop to take the result) is not in it, and is left to the caller's queue time."""
+
+    def timed() -> tuple[_T, float]:
+        started = time.perf_counter()
+        result = function(*args)
+        return result, time.perf_counter() - started
+
+    return await asyncio.get_running_loop().run_in_executor(executor, timed)
+
+
 class RequestsLost(ConnectionError):
     """Reading the stream's requests failed: the client is gone. Its stream was detached (resumable) or freed."""
 
@@ -130,8 +146,7 @@ class _Pending:
     slot: Slot
     received_ns: int
     received: float
-    accepted: float
-    decoded: float
+    decode_s: float  # decoding and fitting the image, without any wait for a decode thread
 
 
 class StreamConnection:
@@ -489,8 +504,9 @@ class StreamConnection:
         try:
             if _cheap_to_decode(request.image, size, fit):  # a thread hop would cost more than the work
                 fitted = fit_frame(request.image, size, self._max_image_pixels, fit)
+                decode_s = time.perf_counter() - accepted
             else:
-                fitted = await asyncio.get_running_loop().run_in_executor(
+                fitted, decode_s = await _run_timed(
                     self._decode_executor, fit_frame, request.image, size, self._max_image_pixels, fit
                 )
         except FrameRejected as rejected:
@@ -501,9 +517,7 @@ class StreamConnection:
         # The encoded image is not needed once decoded: a waiting frame holds its model input alone (a few KB
         # for the default model), not the up to --max-message-bytes it arrived as.
         request = dataclasses.replace(request, image=_DECODED)
-        item = _Pending(
-            request, fitted.pixels, fitted.view, slot, received_ns, received, accepted, time.perf_counter()
-        )
+        item = _Pending(request, fitted.pixels, fitted.view, slot, received_ns, received, decode_s)
         superseded = await pending.put(item)
         self._current = None
         if superseded is not None:
@@ -579,23 +593,22 @@ class StreamConnection:
         submitted = time.perf_counter()
         timed = await session.runner.run(session, StepJob(item.frame, session.state, masks))
         step = timed.result
-        outputs, own_post_s = step.masks, 0.0
+        outputs, own_post_s, own_post_wait_s = step.masks, 0.0, 0.0
         if outputs is None:  # large outputs: made for this stream alone, off the model and event-loop threads
             assert step.model_masks is not None
             started = time.perf_counter()
             # model masks [K, h, w] -> [1, K, h, w]: a batch of one
-            made = await asyncio.get_running_loop().run_in_executor(
-                self._decode_executor, mask_outputs, step.model_masks[None], [masks]
-            )
-            outputs, own_post_s = made[0], time.perf_counter() - started
+            made, own_post_s = await _run_timed(self._decode_executor, mask_outputs, step.model_masks[None], [masks])
+            outputs, own_post_wait_s = made[0], time.perf_counter() - started - own_post_s
         self._manager.advance(session, item.request.frame_index, step.state)
         request = item.request
+        # The reply window, a free decode thread, the stream's previous frame, the batch forming, the batch's other
+        # model call when it ran first (later frames run before first frames), retries after a failed batched call
+        # and a free thread for the frame's own masks: every wait, so the stages add up to total_ms.
+        queue_s = submitted - item.received - item.decode_s + timed.queue_s + step.waited_s + own_post_wait_s
         latency = LatencyBreakdown(
-            decode_ms=(item.decoded - item.accepted) * 1e3,
-            # The reply window, the stream's previous frame, the batch forming, the batch's other model call when it
-            # ran first (later frames run before first frames) and retries after a failed batched call: every
-            # wait, so the stages add up to total_ms.
-            queue_ms=(item.accepted - item.received + submitted - item.decoded + timed.queue_s + step.waited_s) * 1e3,
+            decode_ms=item.decode_s * 1e3,
+            queue_ms=queue_s * 1e3,
             inference_ms=step.inference_s * 1e3,
             postprocess_ms=(step.postprocess_s + own_post_s) * 1e3,
             total_ms=(time.perf_counter() - item.received) * 1e3,

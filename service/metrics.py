@@ -155,7 +155,8 @@ class Metrics:
         )
         self.decode_seconds = self._latency("slotstream_decode_seconds", "Image decode and conversion time.")
         self.queue_seconds = self._latency(
-            "slotstream_queue_seconds", "Time waiting: reply window, previous frame, batching, the batch's other call."
+            "slotstream_queue_seconds",
+            "Time waiting: reply window, a free decode thread, previous frame, batching, the batch's other call.",
         )
         self.inference_seconds = self._latency(
             "slotstream_inference_seconds",

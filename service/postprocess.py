@@ -3,33 +3,35 @@
 The outputs always cover the whole frame, at the stream's mask size. When the model saw the whole frame (a
 stretch) its masks are resized to that size; when it saw a crop or a padded canvas (:class:`MaskRequest.view`)
 they are mapped onto the part of the frame it saw, and the rest is :data:`~service.types.OUTSIDE_VIEW`.
+
+Both are one bilinear resampling, and bilinear resampling is separable: along each axis an output pixel mixes two
+neighbouring mask pixels, so the resampled masks of ``m`` ``[h, w]`` are ``Wy @ m @ Wx^T``, with a weight matrix per
+axis (:func:`axis_weights`, cached by geometry) holding the two weights of each output pixel. The masks are
+resampled and segmented a band of rows at a time (:data:`BAND_PIXELS`), which keeps the working set in the cache
+and bounds the memory a large segmentation needs beyond its output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from plugins.segmentation import segment_uint8
 from service.images import ModelView
 from service.types import OUTSIDE_VIEW
 
 SHARED_CALL_MAX_PIXELS = 512 * 512
-"""Mask outputs up to this many pixels are made inside the batch's model call; larger ones (up to seconds
-at 4K) are made afterwards for their own stream alone, so they do not hold up the streams batched with it."""
+"""Mask outputs up to this many pixels are made inside the batch's model call; larger ones (a tenth of a second or
+more at 4K) are made afterwards for their own stream alone, so they do not hold up the streams batched with it."""
 
-BANDED_MIN_PIXELS = 1024 * 1024
-"""Segmentations of a stretch of at least this many pixels, asked for without soft masks, are sampled in bands of
-rows (:func:`_banded_segmentation`): a band's soft masks are made, segmented and let go, so making the map needs
-about one byte a pixel instead of about (4 K + 10) (570 MiB for 6 slots at 4096 x 4096). Those of a crop or a padded
-canvas are sampled so at any size: their sampler treats each pixel alone, so bands give the very same map."""
-
-BAND_PIXELS = 256 * 1024
-"""Output pixels per band of :func:`_banded_segmentation` (its soft masks: K x 1 MiB for float32)."""
+BAND_PIXELS = 32 * 1024
+"""Output pixels per band of rows (at least one row): a band's resampled masks, ``G x K x`` 128 KiB in float32 for a
+group of G frames, are segmented (and copied into the soft masks) while in the cache, then let go. A segmentation
+asked for without soft masks so needs about a byte a pixel (its output) at any size."""
 
 _WHOLE_FRAME: ModelView = (0.0, 0.0, 1.0, 1.0)
 """The view of a stretch: the model saw the whole frame."""
@@ -72,16 +74,18 @@ class MaskOutputs:
 def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[MaskOutputs]:
     """Resize soft masks to each request's size and derive the outputs it asks for.
 
-    Without a :attr:`~MaskRequest.view` masks are upsampled bilinearly (``align_corners=False``) to the output
-    size. With one, each output pixel's centre is mapped into the model's view (:func:`view_grid`) and the masks
-    are sampled there bilinearly (``grid_sample``, ``align_corners=False``, border padding): on an output region
-    of whole pixels this equals upsampling the masks to that region; pixels whose centre lies outside the view
-    (outside a crop) get soft masks 0 and the segmentation :data:`~service.types.OUTSIDE_VIEW` (255). The
-    segmentation is :func:`plugins.segmentation.segment` of the (in-view) masks (computed as
-    :func:`~plugins.segmentation.segment_uint8`): the argmax over slots, with masks
-    within 1e-4 of the largest counted as tied and given to the lowest-numbered slot, so that every backend,
-    batch size and thread count gives the same map. Frames asking for the same size and view are processed
-    together.
+    Each output pixel's centre is mapped into the model's view (the whole frame without a
+    :attr:`~MaskRequest.view`) and the masks are sampled there bilinearly, ``align_corners=False``, positions
+    clamped to the masks' edge pixels (:func:`axis_weights`). For a stretch this is
+    :func:`torch.nn.functional.interpolate`'s bilinear resizing (without antialiasing when it shrinks), the one the
+    evaluation uses (:func:`training.metrics.masks.upsample_to_labels`); with a view, it is that resizing to the
+    output region the view covers. Both up to float rounding: soft masks within a few 1e-6 of ``interpolate``'s.
+    Pixels whose centre lies outside the view (outside a crop) get soft masks 0 and the segmentation
+    :data:`~service.types.OUTSIDE_VIEW` (255). The segmentation is :func:`plugins.segmentation.segment` of the
+    (in-view) masks (computed as :func:`~plugins.segmentation.segment_uint8`): the argmax over slots, with masks
+    within 1e-4 of the largest counted as tied and given to the lowest-numbered slot, so that every backend, batch
+    size and thread count gives the same map. Frames asking for the same size and view are processed together,
+    and their segmentations and soft masks are made only when one of them asks for them.
 
     Args:
         masks: float32 ``[B, K, h, w]`` soft masks summing to 1 over K.
@@ -98,100 +102,125 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
         raise ValueError(f"{len(requests)} mask requests for a batch of {masks.shape[0]}")
     if masks.shape[1] > 256:
         raise ValueError(f"a uint8 segmentation holds at most 256 slots, the model has {masks.shape[1]}")
-    outputs: list[MaskOutputs | None] = [None] * len(requests)
+    outputs = [MaskOutputs(None, None)] * len(requests)
     source = torch.from_numpy(masks)
     by_size: dict[tuple[tuple[int, int], ModelView | None], list[int]] = {}
     for index, request in enumerate(requests):
         if request.segmentation or request.soft:
             by_size.setdefault((request.size, request.view), []).append(index)
-        else:
-            outputs[index] = MaskOutputs(None, None)
     for (size, view), indices in by_size.items():
-        group = source[indices]  # [G, K, h, w]
-        soft_wanted = any(requests[i].soft for i in indices)
-        if not soft_wanted and (view is not None or size[0] * size[1] >= BANDED_MIN_PIXELS):
-            segmentation = _banded_segmentation(group, size, view or _WHOLE_FRAME)  # [G, H, W]
-            for row, index in enumerate(indices):
-                outputs[index] = MaskOutputs(segmentation[row], None)
-            continue
-        if view is None:
-            if tuple(group.shape[-2:]) != size:
-                group = F.interpolate(group, size=size, mode="bilinear", align_corners=False)  # [G, K, H, W]
-            segmentation = segment_uint8(group)  # [G, K, H, W] -> [G, H, W]
-        else:
-            group, segmentation = _in_view(group, size, view)
+        soft, segmentation = _resampled(
+            source[indices],  # [G, K, h, w]
+            size,
+            view or _WHOLE_FRAME,
+            soft=any(requests[i].soft for i in indices),
+            segmentation=any(requests[i].segmentation for i in indices),
+        )
         for row, index in enumerate(indices):
             request = requests[index]
-            soft = None
+            frame_soft = None
             if request.soft:
-                soft = group[row].numpy()  # [K, H, W]
-                soft = np.rint(soft * 255).clip(0, 255).astype(np.uint8) if request.soft_uint8 else soft.copy()
-            seg = segmentation[row] if request.segmentation else None
-            outputs[index] = MaskOutputs(seg, soft)
-    return [out if out is not None else MaskOutputs(None, None) for out in outputs]
+                assert soft is not None
+                frame_soft = soft[row]  # [K, H, W], this frame's alone: quantised in place
+                if request.soft_uint8:
+                    frame_soft = _quantised(frame_soft)
+                elif len(indices) > 1:
+                    frame_soft = frame_soft.copy()  # not a view keeping the group's other frames alive
+            frame_map = segmentation[row] if request.segmentation and segmentation is not None else None
+            outputs[index] = MaskOutputs(frame_map, frame_soft)
+    return outputs
 
 
-def _banded_segmentation(group: torch.Tensor, size: tuple[int, int], view: ModelView) -> np.ndarray:
-    """Segmentations uint8 ``[G, H, W]`` of ``group`` ``[G, K, h, w]`` over an output of ``size``, sampled in
-    bands of rows as :func:`_in_view` samples the whole view at once (the same grid coordinates, so the same map
-    for a crop or a padded canvas; for a stretch, ``view`` covers the whole frame and the sampler agrees with
-    :func:`torch.nn.functional.interpolate`'s bilinear upsampling up to float rounding, far below the
-    segmentation's tie tolerance). Pixels outside the view are :data:`~service.types.OUTSIDE_VIEW`.
+def _quantised(soft: np.ndarray) -> np.ndarray:
+    """``soft`` float32 as uint8, probability x 255 rounded to the nearest (ties to even) and clipped to 0-255;
+    ``soft`` is overwritten (with the rounded values, still float32)."""
+    np.multiply(soft, 255, out=soft)
+    np.rint(soft, out=soft)
+    np.clip(soft, 0, 255, out=soft)
+    return soft.astype(np.uint8)
+
+
+def _resampled(
+    group: torch.Tensor, size: tuple[int, int], view: ModelView, *, soft: bool, segmentation: bool
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The soft masks float32 ``[G, K, H, W]`` and segmentations uint8 ``[G, H, W]`` of ``group`` ``[G, K, h, w]``
+    mapped onto an output of ``size`` whose part ``view`` the model saw (see :func:`mask_outputs`); ``None`` for
+    those not asked for. Sampled a band of rows (:data:`BAND_PIXELS`) at a time.
 
     Raises:
         ValueError: pixels lie outside the view and ``K`` exceeds 255.
     """
-    count, slots = group.shape[0], group.shape[1]
-    top, left, height, width = view
-    rows, cols = _inside(size[0], top, height), _inside(size[1], left, width)  # the output pixels inside the view
-    segmentation = np.full((count, *size), OUTSIDE_VIEW, dtype=np.uint8)  # [G, H, W]
-    if (rows.stop - rows.start, cols.stop - cols.start) != size and slots > OUTSIDE_VIEW:
+    count, slots, height, width = group.shape
+    top, left, view_height, view_width = view
+    rows, down = axis_weights(height, size[0], top, view_height)  # [R, h]
+    cols, across = axis_weights(width, size[1], left, view_width)  # [C, w]
+    inside = rows.stop - rows.start, cols.stop - cols.start
+    if inside != size and slots > OUTSIDE_VIEW:
         raise ValueError(
             f"pixels outside the model's view are marked {OUTSIDE_VIEW}, a slot index of this {slots}-slot model"
         )
-    band = max(1, BAND_PIXELS // max(1, cols.stop - cols.start))
-    for start in range(rows.start, rows.stop, band):
-        stop = min(start + band, rows.stop)
-        grid = _band_grid(size, view, slice(start, stop), cols)  # [1, band, cols, 2]
-        sampled = F.grid_sample(
-            group, grid.expand(count, -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
-        )  # [G, K, band, cols]
-        segmentation[:, start:stop, cols] = segment_uint8(sampled)  # [G, K, band, cols] -> [G, band, cols]
-    return segmentation
+    whole = inside == size  # every output pixel is written below; if not, the others are 0 and OUTSIDE_VIEW
+    soft_out: np.ndarray | None = None  # [G, K, H, W]
+    map_out: np.ndarray | None = None  # [G, H, W]
+    if soft:
+        soft_out = (np.empty if whole else np.zeros)((count, slots, *size), dtype=np.float32)
+    if segmentation:
+        map_out = np.empty((count, *size), np.uint8) if whole else np.full((count, *size), OUTSIDE_VIEW, np.uint8)
+    if not (soft or segmentation) or 0 in inside:
+        return soft_out, map_out
+    vertical = down @ group  # [R, h] @ [G, K, h, w] -> [G, K, R, w]: resampled along y, small (w is the model's)
+    band = max(1, BAND_PIXELS // inside[1])
+    for start in range(0, inside[0], band):
+        stop = min(start + band, inside[0])
+        sampled = vertical[:, :, start:stop] @ across.T  # [G, K, band, w] @ [w, C] -> [G, K, band, C]
+        frame_rows = slice(rows.start + start, rows.start + stop)
+        if soft_out is not None:
+            soft_out[:, :, frame_rows, cols] = sampled.numpy()
+        if map_out is not None:
+            map_out[:, frame_rows, cols] = segment_uint8(sampled)  # [G, K, band, C] -> [G, band, C]
+    return soft_out, map_out
 
 
-def _band_grid(size: tuple[int, int], view: ModelView, rows: slice, cols: slice) -> torch.Tensor:
-    """The float32 grid ``[1, rows, cols, 2]`` of :func:`view_grid`, for the given rows and columns only."""
-    top, left, height, width = view
-    ys = ((np.arange(rows.start, rows.stop, dtype=np.float64) + 0.5) / size[0] - top) / height * 2 - 1  # [rows]
-    xs = ((np.arange(cols.start, cols.stop, dtype=np.float64) + 0.5) / size[1] - left) / width * 2 - 1  # [cols]
-    grid = np.empty((1, len(ys), len(xs), 2), dtype=np.float32)  # [1, rows, cols, (x, y)]
-    grid[..., 0] = xs[None, None, :]  # [cols] -> [1, 1, cols], broadcast over the rows
-    grid[..., 1] = ys[None, :, None]  # [rows] -> [1, rows, 1], broadcast over the columns
-    return torch.from_numpy(grid)
+@lru_cache(maxsize=256)
+def axis_weights(pixels_in: int, pixels_out: int, start: float, extent: float) -> tuple[slice, torch.Tensor]:
+    """Bilinear sampling weights along one axis, ``align_corners=False``, for an output axis of ``pixels_out`` covering
+    the whole frame of which the model's masks (``pixels_in`` along this axis) saw ``[start, start + extent)``.
 
+    Output pixel ``i`` has its centre at frame fraction ``(i + 0.5) / pixels_out``; it is inside the view when that
+    lies in ``[start, start + extent)``, and its position in the view, as a fraction ``v``, is mask coordinate
+    ``s = v x pixels_in - 0.5`` (pixel centres at whole numbers), clamped to ``[0, pixels_in - 1]`` (the edge pixels
+    extend outwards). Its two weights are ``1 - (s - floor(s))`` on mask pixel ``floor(s)`` and ``s - floor(s)`` on
+    the next (added up on the last pixel). For the whole frame (``start`` 0, ``extent`` 1) that is
+    :func:`torch.nn.functional.interpolate`'s ``bilinear`` (which clamps at 0 and, through its index clamp, at the
+    last pixel); with a view, ``grid_sample``'s ``bilinear`` with border padding at the same positions. Positions
+    are computed in float64 (torch's in float32: the weights agree within about 1e-7 relative).
 
-def view_grid(size: tuple[int, int], view: ModelView) -> tuple[slice, slice, torch.Tensor]:
-    """Where the output pixels inside the model's view sample the model's masks.
-
-    The output ``size = (H, W)`` covers the whole frame, so output pixel ``(y, x)`` has its centre at frame
-    fraction ``((y + 0.5) / H, (x + 0.5) / W)``; it is inside the view when that lies in ``[top, top + height)``
-    and ``[left, left + width)``, and its position in the view, as a fraction ``v``, is grid coordinate
-    ``2 v - 1`` (``grid_sample``'s ``align_corners=False`` convention, where -1 and 1 are the outer edges of the
-    masks' first and last pixels). Computed in float64, returned as float32.
+    Cached: the result is shared, and must not be modified. Applied as matrices, the zero weights multiply every mask
+    value, so a non-finite one (0 x inf is NaN) reaches its slot's whole output rows and columns, not only its
+    neighbours; it stays within its frame and slot, and a frame whose slots are not finite is answered with an error
+    anyway (:data:`service.runner.NOT_FINITE`).
 
     Args:
-        size: the output ``(H, W)``.
-        view: the model's view in the frame (see :data:`service.images.ModelView`).
+        pixels_in: the masks' length along the axis.
+        pixels_out: the output's length along the axis (any, larger or smaller).
+        start: where the view starts in the frame, as a fraction of it (negative for a padded canvas).
+        extent: the view's length, as a fraction of the frame (> 0).
 
     Returns:
-        The rows and columns inside the view (contiguous ranges, possibly empty) and the float32 grid
-        ``[1, rows, cols, 2]`` of their ``(x, y)`` sampling positions.
+        The output pixels inside the view (a contiguous range, possibly empty) and their float32 weights
+        ``[inside, pixels_in]``, two non-zero entries a row (one at the clamped edges).
     """
-    top, left, height, width = view
-    rows = _inside(size[0], top, height)
-    cols = _inside(size[1], left, width)
-    return rows, cols, _band_grid(size, view, rows, cols)
+    inside = _inside(pixels_out, start, extent)
+    centres = (np.arange(inside.start, inside.stop, dtype=np.float64) + 0.5) / pixels_out  # [inside] frame fractions
+    positions = np.clip((centres - start) / extent * pixels_in - 0.5, 0, pixels_in - 1)  # [inside] mask coordinates
+    first = np.minimum(np.floor(positions).astype(np.int64), pixels_in - 1)  # [inside]
+    second = np.minimum(first + 1, pixels_in - 1)  # [inside]
+    fraction = positions - first  # [inside], in [0, 1)
+    weights = np.zeros((len(positions), pixels_in), dtype=np.float64)  # [inside, pixels_in]
+    out = np.arange(len(positions))
+    np.add.at(weights, (out, first), 1 - fraction)
+    np.add.at(weights, (out, second), fraction)
+    return inside, torch.from_numpy(weights.astype(np.float32))
 
 
 def _inside(pixels: int, start: float, extent: float) -> slice:
@@ -199,30 +228,3 @@ def _inside(pixels: int, start: float, extent: float) -> slice:
     centres = (np.arange(pixels, dtype=np.float64) + 0.5) / pixels  # [pixels]
     inside = np.flatnonzero((centres >= start) & (centres < start + extent))
     return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
-
-
-def _in_view(group: torch.Tensor, size: tuple[int, int], view: ModelView) -> tuple[torch.Tensor, np.ndarray]:
-    """Soft masks ``[G, K, H, W]`` and segmentations uint8 ``[G, H, W]`` of ``group`` ``[G, K, h, w]`` mapped onto
-    the part of an output of ``size`` that the model's ``view`` covers (see :func:`mask_outputs`; a group that asks
-    for no soft masks is segmented by :func:`_banded_segmentation`, which samples the same grid).
-
-    Raises:
-        ValueError: pixels lie outside the view and ``K`` exceeds 255.
-    """
-    count, slots = group.shape[0], group.shape[1]
-    rows, cols, grid = view_grid(size, view)
-    soft = group.new_zeros((count, slots, *size))  # [G, K, H, W]
-    segmentation = np.full((count, *size), OUTSIDE_VIEW, dtype=np.uint8)  # [G, H, W]
-    inside_all = (rows.stop - rows.start, cols.stop - cols.start) == size
-    if not inside_all and slots > OUTSIDE_VIEW:
-        raise ValueError(
-            f"pixels outside the model's view are marked {OUTSIDE_VIEW}, a slot index of this {slots}-slot model"
-        )
-    if rows.stop > rows.start and cols.stop > cols.start:
-        # grid [1, rows, cols, 2] -> [G, rows, cols, 2]: one view for the whole group
-        sampled = F.grid_sample(
-            group, grid.expand(count, -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
-        )  # [G, K, rows, cols]
-        soft[:, :, rows, cols] = sampled
-        segmentation[:, rows, cols] = segment_uint8(sampled)  # [G, K, rows, cols] -> [G, rows, cols]
-    return soft, segmentation

@@ -221,34 +221,6 @@ def test_streams_of_one_batch_with_different_views_get_their_own_masks():
     assert (together[0].segmentation == OUTSIDE_VIEW).any() and not (together[1].segmentation == OUTSIDE_VIEW).any()
 
 
-@pytest.mark.parametrize("view", [None, (0.0, 0.25, 1.0, 0.5), (-0.5, 0.0, 2.0, 1.0)], ids=["whole", "crop", "pad"])
-def test_large_segmentations_are_made_in_bands_with_the_same_map(monkeypatch, view):
-    """Above BANDED_MIN_PIXELS a segmentation asked for without soft masks is sampled in bands of rows (about a
-    byte a pixel, not K x 4 + 10: two 2800 x 2800 maps took 517 MiB): the map is the one made at once."""
-    import service.postprocess as postprocess
-
-    masks = _softmax_masks(9, (2, K, 12, 12))
-    size = (96, 160)
-    monkeypatch.setattr(postprocess, "BANDED_MIN_PIXELS", 96 * 160)  # small enough for a test
-    monkeypatch.setattr(postprocess, "BAND_PIXELS", 7 * 160)  # bands of 7 rows: the last one shorter
-    sampled: list[tuple[int, ...]] = []
-    real_grid_sample = postprocess.F.grid_sample
-
-    def spy(*args, **kwargs):
-        sampled.append(tuple(args[1].shape))
-        return real_grid_sample(*args, **kwargs)
-
-    monkeypatch.setattr(postprocess.F, "grid_sample", spy)
-    banded = mask_outputs(masks, [MaskRequest(size, view=view), MaskRequest(size, view=view)])
-    assert len(sampled) > 1 and all(rows * cols <= 7 * 160 for _, rows, cols, _ in sampled), sampled  # in bands
-    monkeypatch.setattr(postprocess, "BANDED_MIN_PIXELS", 10**9)
-    whole = mask_outputs(masks, [MaskRequest(size, view=view), MaskRequest(size, view=view)])
-    for band, once in zip(banded, whole, strict=True):
-        assert band.soft_masks is None and band.segmentation.shape == size
-        agreement = float((band.segmentation == once.segmentation).mean())
-        assert agreement == 1.0 if view is not None else agreement >= 0.999, agreement
-
-
 # -- end to end -------------------------------------------------------------------------------------------------
 
 

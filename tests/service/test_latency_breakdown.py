@@ -12,6 +12,7 @@ events is that of a slow model on any machine.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import threading
 import time
@@ -20,12 +21,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from service_helpers import ServerThread, SlowEngine, make_video, run, wait_until
 
 import service.batcher
 import service.connection
 import service.runner
-from service.client import Client, FrameResult
+from service.client import Client, FrameResult, Output, StreamOptions
 from service.config import ServiceConfig
 from service.connection import StreamConnection
 from service.engine import Engine, EngineOutput
@@ -263,6 +265,54 @@ def test_a_batch_of_a_first_and_a_later_frame_answers_the_later_one_first(start_
     assert first.latency.total_ms == pytest.approx(3 * model_ms), first.latency
     for result in results:
         assert unaccounted_ms(result.latency) == pytest.approx(0.0, abs=ROUNDING_MS), result.latency
+
+
+@pytest.mark.parametrize("stage", ["decode", "postprocess"])
+def test_waiting_for_a_busy_decode_thread_is_queueing_not_work(start_server, model_clock, stage):
+    """The decode pool's one thread is busy when a frame's image (a JPEG over the inline limit) or its own large
+    masks (above 512 x 512) are handed to it: that wait (MODEL_DELAY_S on the model clock) is queueing; the work itself
+    takes no time on the model clock, so decode_ms or postprocess_ms is 0 and nothing is left out."""
+    server = start_server(decode_threads=1, max_queue_delay_ms=0.0)
+    pool = server.server._decode_executor
+    busy, release = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        busy.set()
+        assert release.wait(30), "the busy decode thread was never released"
+        model_clock.advance(MODEL_DELAY_S)
+
+    holder = pool.submit(occupy)
+    assert busy.wait(10), "the decode thread did not take the job"
+    if stage == "decode":
+        frame = np.random.default_rng(42).integers(0, 256, size=(160, 160, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="JPEG", quality=95)
+        image: Any = buffer.getvalue()
+        assert len(image) > service.connection._INLINE_ENCODED_BYTES  # decoded on the pool
+        options = StreamOptions(outputs=frozenset({Output.SEGMENTATION}))
+    else:
+        image = make_video(seed=43, frames=1)[0]  # small and raw: decoded inline
+        options = StreamOptions(outputs=frozenset({Output.SEGMENTATION}), mask_size=(600, 600))
+
+    async def scenario() -> FrameResult:
+        async with Client(server.target) as client:
+            stream = await client.open(options)
+            await stream.send(image)
+            # the frame's job waits behind the busy one before the clock moves
+            await asyncio.to_thread(wait_until, lambda: pool._work_queue.qsize() == 1)
+            release.set()
+            result = await stream.receive()
+            await stream.close()
+            assert isinstance(result, FrameResult)
+            return result
+
+    latency = run(scenario(), timeout=60).latency
+    holder.result(10)
+    waited_ms = MODEL_DELAY_S * 1e3
+    assert latency.queue_ms == pytest.approx(waited_ms), latency
+    assert getattr(latency, f"{stage}_ms") == pytest.approx(0.0, abs=ROUNDING_MS), latency
+    assert latency.total_ms == pytest.approx(waited_ms), latency
+    assert unaccounted_ms(latency) == pytest.approx(0.0, abs=ROUNDING_MS), latency
 
 
 def test_an_idle_open_stream_does_not_hold_back_another_streams_frames(start_server):
