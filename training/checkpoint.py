@@ -41,15 +41,16 @@ class TrainerState:
         step: optimisation steps completed.
         optimizer: ``optimizer.state_dict()``.
         scheduler: ``scheduler.state_dict()``.
-        rng: torch CPU (and the current CUDA device's) generator states, Python's and NumPy's. Only the
-            process that writes the checkpoint (rank 0) records its own; under multi-GPU ``torchrun`` the other
-            ranks resume with rank 0's CUDA generator state, so GPU-side randomness (dropout) is not exactly
-            continued there.
+        rng: torch CPU (and the current CUDA device's) generator states, Python's and NumPy's
+            (:func:`capture_rng`), of the process that writes the checkpoint (rank 0).
         scaler: the AMP gradient scaler's state (CUDA only), or None.
         elapsed_s: seconds the run has trained (evaluations included) to reach ``step``, summed over the
             invocations that led to it; pauses between a kill and its resume are not counted.
         world_size: training processes (``torchrun``) that wrote it; ``None`` in checkpoints written before it
             was recorded. Each process draws its own clips, so a resume with another count is not exact.
+        process_rng: under ``torchrun``, every process's ``rng``, by rank (each draws its own model noise);
+            ``None`` for a single process, and in checkpoints written before it was recorded (their processes
+            resume with rank 0's).
     """
 
     step: int
@@ -59,6 +60,13 @@ class TrainerState:
     scaler: dict[str, Any] | None = None
     elapsed_s: float = 0.0
     world_size: int | None = None
+    process_rng: list[dict[str, Any]] | None = None
+
+    def rng_of(self, rank: int) -> dict[str, Any]:
+        """The generator states process ``rank`` resumes with: its own when they were recorded, else rank 0's."""
+        if self.process_rng is not None and rank < len(self.process_rng):
+            return self.process_rng[rank]
+        return self.rng
 
 
 def capture_rng() -> dict[str, Any]:
@@ -191,6 +199,7 @@ def _write_checkpoint(staging: Path, model: VideoSlotModel, state: TrainerState)
                 "scaler": state.scaler,
                 "elapsed_s": state.elapsed_s,
                 "world_size": state.world_size,
+                "process_rng": state.process_rng,
             },
             staging / TRAINER_STATE,
         )
@@ -267,6 +276,7 @@ def load_trainer_state(checkpoint: Path) -> TrainerState:
         scaler=data.get("scaler"),
         elapsed_s=float(data.get("elapsed_s", 0.0)),  # 0 in checkpoints written before it was recorded
         world_size=data.get("world_size"),
+        process_rng=data.get("process_rng"),
     )
 
 

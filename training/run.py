@@ -34,6 +34,7 @@ from training.config_files import config_label, is_config_file, load_config
 from training.configs import available
 from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
+from training.distributed import shared_failure
 from training.loop import FitResult, fit
 from training.run_folder import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config
 from training.stop_request import RunStopped
@@ -306,23 +307,28 @@ def _trained(result: FitResult) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    main_process = rank == 0  # under torchrun only rank 0 reports what every process meets alike
     try:
         config = apply_overrides(base_config(args), args)
         check_model_config(config.model)
     except (KeyError, ValueError, RegistryError) as error:
+        if not main_process:  # every process refuses the same flags: one says so (exiting first: see _stopped)
+            return 0
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
     if args.device == "cuda":
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available():  # said by every process: another machine of the job may have one
             print("error: --device cuda was requested but no CUDA device is available", file=sys.stderr)
             return 2
-    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if main_process and (warning := missing_pretrained_weights(config)):
         print(warning, file=sys.stderr)
     out = args.out or default_out(args.config)
     if (blocking := file_in_the_way(Path(out))) is not None:
+        if not main_process:
+            return 0
         print(f"error: --out {out}: {blocking} is a file; give a folder for the run", file=sys.stderr)
         return 2
     words = sys.argv[1:] if argv is None else list(argv)
@@ -333,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:  # before saying anything of the run: a resume with other flags is refused, finished or not
             check_same_config(Path(out) / CONFIG_FILE, config)
         except ValueError as error:
+            if not main_process:  # every process refuses the same flags: one says so
+                return 0
             print(f"error: {error}", file=sys.stderr)
             return 2
     finished = (final_model / WEIGHTS_FILE).is_file()  # not merely begun: a kill while saving leaves config.json alone
@@ -356,11 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n{_interrupted_note(Path(out))}", file=sys.stderr)
         return 128 + (interrupt.signal_number if isinstance(interrupt, RunStopped) else signal.SIGINT)
     except (FileExistsError, FileNotFoundError, ValueError, RegistryError, DecoderMissing) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _stopped(error, rank, status=2)
     except (FloatingPointError, OSError) as error:  # a diverged run; a checkpoint that cannot be written
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return _stopped(error, rank, status=1)
     if not main_process:
         return 0
     print(f"{config.name}: {_trained(result)}; model in {result.model_dir}")
@@ -368,6 +374,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores = result.scores
         print(f"video FG-ARI {scores.video_fg_ari:.3f}  mBO {scores.video_mbo:.3f}  mIoU {scores.video_miou:.3f}")
     return 0
+
+
+def _stopped(error: BaseException, rank: int, status: int) -> int:
+    """The exit status of process ``rank`` when the run stopped with ``error`` (``status``), which it prints unless
+    another process does. Under ``torchrun`` every process raises an error one of them met where they agree
+    (:func:`training.distributed.shared_failure`: starting the run, a checkpoint): the main process prints it,
+    naming the process that met it, and the others stop silently with status 0, since torchrun stops every
+    process as soon as one fails, which could cut the main one short before it has said why (the job's status
+    and torchrun's summary are the main process's). An error a process met on its own (in a training step, say)
+    it prints itself, naming itself."""
+    met_on = shared_failure(error)
+    if met_on is not None and rank != 0:
+        return 0
+    where = met_on if met_on is not None else rank
+    print(f"error{f' (process {where})' if where > 0 else ''}: {error}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

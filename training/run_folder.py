@@ -21,7 +21,7 @@ from plugins.pretrained import missing_plugin_hint, plugin_changes
 from training.best import BEST_MODEL_DIR
 from training.checkpoint import TrainerState, capture_rng, load_trainer_state, restore_rng, save_checkpoint
 from training.config import TrainConfig, changed_fields, read_train_config
-from training.distributed import ProcessGroup, barrier
+from training.distributed import ProcessGroup, device_of, fail_together, gather_to_main
 from training.environment import ENVIRONMENT_FILE
 from training.logging_sinks import METRICS_FILE
 from training.run_state import Run
@@ -111,7 +111,7 @@ def restore_newest(run: Run, checkpoints: list[Path], device: str, group: Proces
     for checkpoint in reversed(checkpoints):
         _check_same_plugins(run, checkpoint)
         try:
-            _restore(run, checkpoint, device)
+            _restore(run, checkpoint, device, group)
         except _DAMAGED_CHECKPOINT as error:
             if isinstance(error, torch.cuda.OutOfMemoryError):  # the checkpoint is fine; the device is full
                 raise
@@ -171,8 +171,8 @@ def resume_plugin_hint(checkpoints: list[Path]) -> str:
     return missing_plugin_hint(payload)
 
 
-def _restore(run: Run, checkpoint: Path, device: str) -> None:
-    """Load ``checkpoint`` into ``run``.
+def _restore(run: Run, checkpoint: Path, device: str, group: ProcessGroup) -> None:
+    """Load ``checkpoint`` into ``run`` (this process's random generators: those of its rank).
 
     Raises:
         ValueError: its tensors have other names or shapes than ``run.model``'s (the file is whole: the code that
@@ -180,7 +180,8 @@ def _restore(run: Run, checkpoint: Path, device: str) -> None:
         SafetensorError, RuntimeError, OSError, ...: a damaged file (:data:`_DAMAGED_CHECKPOINT`).
     """
     try:
-        missing, unexpected = load_model(run.model, str(checkpoint / WEIGHTS_FILE), strict=False, device=device)
+        weights = str(checkpoint / WEIGHTS_FILE)
+        missing, unexpected = load_model(run.model, weights, strict=False, device=device_of(device, group))
     except RuntimeError as error:
         if not size_mismatches(str(error)):
             raise
@@ -200,7 +201,7 @@ def _restore(run: Run, checkpoint: Path, device: str) -> None:
     run.scheduler.load_state_dict(state.scheduler)
     if run.scaler is not None and state.scaler is not None:
         run.scaler.load_state_dict(state.scaler)
-    restore_rng(state.rng)
+    restore_rng(state.rng_of(group.rank))
     run.step = state.step
     run.elapsed_before_s = state.elapsed_s
     run.restored_world_size = state.world_size
@@ -210,19 +211,28 @@ def maybe_checkpoint(
     config: TrainConfig, run: Run, run_dir: Path, group: ProcessGroup, last_step: int, force: bool = False
 ) -> None:
     """At every ``config.checkpoint_every``-th step and at ``last_step`` (at any step with ``force``): the main
-    process writes a checkpoint of ``run`` into ``run_dir`` (keeping ``config.keep_checkpoints``), and every process
-    waits for it."""
+    process writes a checkpoint of ``run`` into ``run_dir`` (keeping ``config.keep_checkpoints``) with every
+    process's random generators, and every process waits for it.
+
+    Raises:
+        NonFiniteWeights: the weights are not finite (:func:`~training.checkpoint.save_checkpoint`), on every
+            process (:func:`~training.distributed.fail_together`: the others stop with the main one, which
+            reports it).
+        OSError: the checkpoint cannot be written; on every process too.
+    """
     if not (force or run.step % config.checkpoint_every == 0 or run.step == last_step):
         return
-    if group.is_main:
-        state = TrainerState(
-            step=run.step,
-            optimizer=run.optimizer.state_dict(),
-            scheduler=run.scheduler.state_dict(),
-            rng=capture_rng(),
-            scaler=run.scaler.state_dict() if run.scaler is not None else None,
-            elapsed_s=run.elapsed_s(),
-            world_size=group.world_size,
-        )
-        save_checkpoint(run_dir, run.model, state, config.keep_checkpoints)
-    barrier(group)
+    generators = gather_to_main(group, capture_rng())
+    with fail_together(group):
+        if generators is not None:  # the main process
+            state = TrainerState(
+                step=run.step,
+                optimizer=run.optimizer.state_dict(),
+                scheduler=run.scheduler.state_dict(),
+                rng=generators[0],
+                scaler=run.scaler.state_dict() if run.scaler is not None else None,
+                elapsed_s=run.elapsed_s(),
+                world_size=group.world_size,
+                process_rng=generators if group.distributed else None,
+            )
+            save_checkpoint(run_dir, run.model, state, config.keep_checkpoints)

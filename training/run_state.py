@@ -9,12 +9,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from plugins import ComponentRegistry, VideoSlotModel
 from plugins.interfaces import Loss
 from training.config import TrainConfig
-from training.distributed import ProcessGroup
+from training.distributed import ProcessGroup, data_parallel
 from training.schedule import warmup_cosine
 from training.warm_start import freeze_all_but
 
@@ -24,7 +23,7 @@ class Run:
     """The live objects of a run."""
 
     model: VideoSlotModel
-    trained: nn.Module  # the model, or its DistributedDataParallel wrapper
+    trained: nn.Module  # the model, or the model under DistributedDataParallel (called the same way)
     losses: list[tuple[str, float, Loss]]
     optimizer: torch.optim.Adam
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -43,20 +42,14 @@ class Run:
 
 def build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> Run:
     """The live objects of ``config``'s run at step 0, its components and losses built by ``registry``: the model
-    on ``device`` (every component not in ``config.train_only`` frozen, when it is set; wrapped in
-    DistributedDataParallel under ``torchrun``), Adam, the warm-up/cosine schedule and, for mixed precision on
-    CUDA, a gradient scaler."""
+    on ``device`` (every component not in ``config.train_only`` frozen, when it is set; under ``torchrun`` wrapped
+    in DistributedDataParallel by :func:`training.distributed.data_parallel`), Adam, the warm-up/cosine schedule
+    and, for mixed precision on CUDA, a gradient scaler."""
     model = VideoSlotModel(**config.model, registry=registry).to(device)
     model.frame_fit = config.data.recorded_frame_fit  # every save of the run keeps it
     if config.train_only is not None:
         freeze_all_but(model, config.train_only)
-    trained: nn.Module = model
-    if group.distributed:
-        ids = [group.local_rank] if device == "cuda" else None
-        # A static graph: DDP records on the first step which parameters the loss reaches (with one-frame clips the
-        # transition is unused) instead of searching the autograd graph on every step; the set must not change
-        # between steps, which holds for a fixed config (the schedules change loss weights, not which parts run).
-        trained = DistributedDataParallel(model, device_ids=ids, static_graph=True)
+    trained: nn.Module = data_parallel(model, device, group) if group.distributed else model
     losses = [(term.name, term.weight, _loss(registry, term.name, term.kwargs)) for term in config.losses]
     loss_plugins = {term.name: registry.owner("losses", term.name) for term in config.losses}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.optim.lr)

@@ -1,0 +1,258 @@
+"""Under ``torchrun`` the processes train one model: DistributedDataParallel averages the gradients, so every
+process holds the same weights after every step, while each draws its own model noise (seeded by its rank) and a
+resumed run continues every process's random generators exactly. An error is reported once: one that every
+process meets (a flag), or that the processes agree on when one of them meets it (starting the run, a
+checkpoint), by the main process; one a process meets alone while training, by that process.
+
+Two gloo processes on the CPU, started by ``torchrun --standalone`` (it picks a free port itself) with this file
+as their script."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import training.loop as loop
+from plugins import build_plugin_manager
+from plugins.interfaces import Loss
+from plugins.types import VideoOutput
+from training.config import LossTerm
+from training.configs import get_config
+from training.run_state import Run
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = 4
+
+
+class RandomnessProbe(Loss):
+    """A loss of weight 0 that records, at every step, a digest of this process's torch generator state (what the
+    model's noise is drawn from) and the timeout of the process group."""
+
+    name = "randomness_probe"
+    digests: ClassVar[list[str]] = []
+    timeouts: ClassVar[list[float]] = []
+
+    def forward(self, output: VideoOutput, progress: float) -> torch.Tensor:
+        """0, after recording."""
+        del output, progress  # Unused.
+        RandomnessProbe.digests.append(hashlib.sha1(torch.get_rng_state().numpy().tobytes()).hexdigest())
+        backend = dist.distributed_c10d._get_default_group()._get_backend(torch.device("cpu"))
+        RandomnessProbe.timeouts.append(backend.options._timeout.total_seconds())
+        return torch.zeros(())
+
+
+class NotFiniteOnRankOne(Loss):
+    """A loss that is NaN on rank 1 from its second step on, and 0 elsewhere: the averaged gradient makes every
+    process's weights NaN, which the checkpoint of the last step refuses on rank 0."""
+
+    name = "not_finite_on_rank_one"
+    calls = 0
+
+    def forward(self, output: VideoOutput, progress: float) -> torch.Tensor:
+        """NaN (times the slots, so that it reaches the gradient) on rank 1 after its first call, else 0."""
+        del progress  # Unused.
+        NotFiniteOnRankOne.calls += 1
+        poisoned = os.environ["RANK"] == "1" and NotFiniteOnRankOne.calls > 1
+        return output.slots.mean() * (float("nan") if poisoned else 0.0)
+
+
+class FailsOnRankOne(Loss):
+    """A loss that raises on rank 1 at its second step, and is 0 elsewhere."""
+
+    name = "fails_on_rank_one"
+    calls = 0
+
+    def forward(self, output: VideoOutput, progress: float) -> torch.Tensor:
+        """0, or a ``ValueError`` on rank 1 at its second call."""
+        del progress  # Unused.
+        FailsOnRankOne.calls += 1
+        if os.environ["RANK"] == "1" and FailsOnRankOne.calls == 2:
+            raise ValueError("a clip only rank 1 draws cannot be read")
+        return output.slots.mean() * 0.0
+
+
+class RegisteredOnRankZeroOnly(Loss):
+    """A loss of value 0 that only rank 0 registers."""
+
+    name = "registered_on_rank_zero_only"
+
+    def forward(self, output: VideoOutput, progress: float) -> torch.Tensor:
+        """0."""
+        del progress  # Unused.
+        return output.slots.mean() * 0.0
+
+
+def _train(run_dir: str, stop_after: int | None, resume: bool) -> None:
+    """One training process of the tiny run in ``run_dir``: saves its weights and probe records as
+    ``rank-<RANK>.pt`` there (this file run as a script under torchrun)."""
+    torch.set_num_threads(1)
+    registry = build_plugin_manager(load_entry_points=False).registry
+    registry.add_loss(RandomnessProbe)
+    config = get_config("tiny")
+    data = dataclasses.replace(config.data, val_videos=0)
+    losses = [*config.losses, LossTerm("randomness_probe", weight=0.0)]
+    config = dataclasses.replace(config, steps=STEPS, log_every=1, checkpoint_every=STEPS, data=data, losses=losses)
+    runs: list[Run] = []
+    build_run = loop.build_run
+
+    def keep(*args: Any) -> Run:
+        runs.append(build_run(*args))
+        return runs[-1]
+
+    loop.build_run = keep  # the run fit() trains, to read its weights afterwards
+    loop.fit(config, run_dir, progress=False, registry=registry, stop_after=stop_after, resume=resume)
+    weights = {name: parameter.detach().clone() for name, parameter in runs[0].model.named_parameters()}
+    record = {"weights": weights, "digests": RandomnessProbe.digests, "timeouts": RandomnessProbe.timeouts}
+    torch.save(record, Path(run_dir) / f"rank-{os.environ['RANK']}.pt")
+
+
+def _train_cli(arguments: list[str]) -> int:
+    """``training.run``'s command line with the losses above registered in the default registry (on rank 0 only:
+    :class:`RegisteredOnRankZeroOnly`)."""
+    from plugins import default_registry
+    from training.run import main
+
+    torch.set_num_threads(1)
+    default_registry().add_loss(NotFiniteOnRankOne)
+    default_registry().add_loss(FailsOnRankOne)
+    if os.environ["RANK"] == "0":
+        default_registry().add_loss(RegisteredOnRankZeroOnly)
+    return main(arguments)
+
+
+def _torchrun(*arguments: str) -> subprocess.CompletedProcess[str]:
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # for this file as a script
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__]
+    with subprocess.Popen(
+        [*command, *arguments], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as job:
+        try:
+            stdout, stderr = job.communicate(timeout=180)
+        except subprocess.TimeoutExpired:  # a hung job: torchrun stops its processes on SIGTERM (they have sessions
+            job.terminate()  # of their own, which a kill of torchrun alone would leave running)
+            job.communicate(timeout=60)
+            raise
+    return subprocess.CompletedProcess(job.args, job.returncode, stdout, stderr)
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    return [torch.load(run_dir / f"rank-{rank}.pt", weights_only=True) for rank in (0, 1)]
+
+
+def _root_cause(stderr: str) -> int:
+    """The rank of the failure torchrun's summary gives as the root cause."""
+    match = re.search(r"Root Cause \(first observed failure\):\n\[0\]:\n(?:.*\n)*?\s*rank\s*: (\d+)", stderr)
+    assert match is not None, stderr[-3000:]
+    return int(match.group(1))
+
+
+def _different(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> list[str]:
+    assert first.keys() == second.keys()
+    return [name for name in first if not torch.equal(first[name], second[name])]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-process run of :data:`STEPS` steps, uninterrupted."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    result = _torchrun("train", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_every_process_holds_the_same_weights_and_draws_its_own_noise(straight: Path) -> None:
+    """The processes train on different clips; with averaged gradients their weights stay equal. Their
+    generators differ at every step, and the process group waits for an evaluation on rank 0 longer than
+    torch's default 30 minutes."""
+    first, second = _records(straight)
+    assert not _different(first["weights"], second["weights"]), "the processes trained different models"
+    assert len(first["digests"]) == len(second["digests"]) == STEPS
+    assert all(a != b for a, b in zip(first["digests"], second["digests"], strict=True)), "the same noise"
+    assert first["timeouts"][0] == second["timeouts"][0] > 30 * 60
+
+
+def test_a_resumed_two_process_run_reaches_the_same_weights(straight: Path, tmp_path: Path) -> None:
+    """Stopped after 2 steps and resumed, each process continues its own generators: the weights are those of
+    the uninterrupted run."""
+    stopped = _torchrun("train", str(tmp_path), "--stop-after", "2")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    resumed = _torchrun("train", str(tmp_path), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, actual = _records(straight), _records(tmp_path)
+    for rank in (0, 1):
+        assert actual[rank]["digests"] == expected[rank]["digests"][2:], f"rank {rank}'s noise changed"
+        assert not _different(expected[rank]["weights"], actual[rank]["weights"]), f"rank {rank}'s weights"
+
+
+def _config_with(tmp_path: Path, loss: str) -> Path:
+    """A config file: ``tiny`` for 3 steps without evaluations, plus the loss ``loss``."""
+    config = tmp_path / f"{loss}.py"
+    config.write_text(
+        "import dataclasses\n"
+        "from training.config import LossTerm\n"
+        "from training.configs import get_config as shipped\n\n\n"
+        "def get_config():\n"
+        "    config = shipped('tiny')\n"
+        "    data = dataclasses.replace(config.data, val_videos=0)\n"
+        f"    losses = [*config.losses, LossTerm({loss!r}, 1.0)]\n"
+        "    return dataclasses.replace(config, steps=3, data=data, losses=losses)\n"
+    )
+    return config
+
+
+def test_a_refused_checkpoint_stops_every_process_with_one_report(tmp_path: Path) -> None:
+    """Rank 1's NaN loss reaches every process's weights; rank 0 refuses their checkpoint and says so, once, and
+    rank 1 stops with it (silently) instead of running into a broken connection."""
+    config = _config_with(tmp_path, "not_finite_on_rank_one")
+    result = _torchrun("cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode != 0
+    assert result.stderr.count("the weights are not finite at step 3") == 1, result.stderr[-3000:]
+    assert "error: the weights are not finite at step 3" in result.stderr  # said by rank 0
+    assert _root_cause(result.stderr) == 0, result.stderr[-3000:]
+    assert "Connection closed" not in result.stderr and "[rank1]" not in result.stderr, result.stderr[-3000:]
+
+
+def test_an_error_one_process_meets_while_training_is_reported_by_it(tmp_path: Path) -> None:
+    """Only rank 1 sees its error: it says so, naming itself."""
+    config = _config_with(tmp_path, "fails_on_rank_one")
+    result = _torchrun("cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode != 0
+    message = "error (process 1): a clip only rank 1 draws cannot be read"
+    assert result.stderr.count(message) == 1, result.stderr[-3000:]
+
+
+def test_an_error_one_process_meets_at_the_start_stops_every_process(tmp_path: Path) -> None:
+    """Only rank 1 lacks a loss the config names: every process stops (none waits for rank 1 at its next
+    collective operation), and the main process says why, naming rank 1."""
+    config = _config_with(tmp_path, "registered_on_rank_zero_only")
+    result = _torchrun("cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+    assert result.returncode != 0
+    assert result.stderr.count("error (process 1): ") == 1, result.stderr[-3000:]
+    assert "registered_on_rank_zero_only" in result.stderr and "[rank0]" not in result.stderr, result.stderr[-3000:]
+    assert _root_cause(result.stderr) == 0, result.stderr[-3000:]  # the main process says it and fails the job
+
+
+def test_a_bad_flag_is_reported_once(tmp_path: Path) -> None:
+    """Every process refuses the same flag; one of them says so."""
+    result = _torchrun("cli", "--config", "tiny", "--steps", "0", "--out", str(tmp_path))
+    assert result.returncode != 0
+    assert result.stderr.count("error: --steps must be at least 1") == 1, result.stderr[-3000:]
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "cli":
+        raise SystemExit(_train_cli(sys.argv[2:]))
+    arguments = sys.argv[2:]
+    stop = int(arguments[arguments.index("--stop-after") + 1]) if "--stop-after" in arguments else None
+    _train(arguments[0], stop, "--resume" in arguments)
