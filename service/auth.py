@@ -2,6 +2,12 @@
 
 Only ``Health/Check`` is exempt: ``Health/Watch`` holds its call open for as long as the client likes, so without a
 token anyone who can reach the port could hold thousands of them (measured: 21,550 calls, +400 MB).
+
+A call is refused as soon as its headers are in, before its request arrives: gRPC runs a handler of a single request
+only once the whole request is in, so a refusal of that shape would let a client without a token make the server
+hold up to ``--max-message-bytes`` per call, on any number of calls, for as long as it sends all but the last byte
+(64 such calls of 16 MiB held about 900 MB). A refusal reads the call's first message only while fewer than
+:data:`MAX_DRAINING` refusals do (:class:`RefusalReads`, shared with the call cap's refusals).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -21,6 +27,11 @@ from service.logs import RateLimitedWarning
 ERROR_CODE_KEY = "slotstream-error-code"
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/Check",)
 _FIRST_MESSAGE_WAIT_S = 1.0
+
+MAX_DRAINING = 4
+"""Refused calls whose first message is read before the refusal, at once (:class:`RefusalReads`: the client then sees
+the refusal's status); each such message may be up to ``--max-message-bytes``, so beyond these few a refusal ends the
+call at once, unread (a flood of 40 calls of 12 MB each took 377 MB while every refusal read its message)."""
 
 _log = logging.getLogger(__name__)
 
@@ -33,6 +44,11 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     (a bare token, another scheme) is refused with a message giving the expected form; the value itself is
     never echoed or logged.
 
+    A call without a valid token is refused as soon as its headers are in, without running the interceptors and
+    handler behind this one (the call cap does not count it), whatever the method's shape: a method the server
+    does not have is refused for the token too, not ``UNIMPLEMENTED``. Its first message is read before the refusal
+    only as :class:`RefusalReads` allows.
+
     Every refusal is passed to ``on_denied`` (the server counts them in ``slotstream_calls_refused_total``) and
     logged as a warning with the peer's address and method, never the token presented; at most one warning per
     :data:`~service.logs.WARNING_INTERVAL_S`, saying how many refusals it stands for
@@ -43,6 +59,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             (:meth:`service.tokens.TokenFile.current`: tokens that rotate).
         exempt_prefixes: method-name prefixes that need no token.
         on_denied: called once per refused call.
+        reads: the refusals' first-message reads, shared with the server's other refusals (default: its own).
 
     Raises:
         ValueError: ``token`` is empty.
@@ -53,6 +70,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         token: str | Callable[[], tuple[bytes, ...]],
         exempt_prefixes: tuple[str, ...] = EXEMPT_PREFIXES,
         on_denied: Callable[[], None] | None = None,
+        reads: RefusalReads | None = None,
     ) -> None:
         if isinstance(token, str):
             if not token:
@@ -63,6 +81,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self._expected = token
         self._exempt = exempt_prefixes
         self._on_denied = on_denied
+        self._reads = reads or RefusalReads()
         self._log_denial = RateLimitedWarning(_log, "refused a call without a valid bearer token", "refusals")
 
     def denied(self, peer: str, method: str, why: str) -> None:
@@ -76,27 +95,32 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        """Pass the call on if it is exempt or carries the token; otherwise answer UNAUTHENTICATED."""
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(self._exempt):
-            return handler
+        """Pass the call on if it is exempt or carries the token; otherwise refuse it with UNAUTHENTICATED, before its
+        request arrives."""
+        method = handler_call_details.method
+        if method.startswith(self._exempt):
+            return await continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         presented = metadata.get("authorization")
-        method = handler_call_details.method
         if presented is None:
-            message = "missing 'authorization: Bearer <token>' metadata: this server requires a token"
-            return _deny(handler, message, lambda peer: self.denied(peer, method, "no token"))
-        token = _bearer_token(str(presented))
-        if token is None:
-            message = (
+            why, message = "no token", "missing 'authorization: Bearer <token>' metadata: this server requires a token"
+        elif (token := _bearer_token(str(presented))) is None:
+            why, message = (
+                "not a bearer token",
                 "the 'authorization' metadata is not of the form 'authorization: Bearer <token>' (the scheme "
-                "'Bearer', a space, then the token): this server requires a bearer token"
+                "'Bearer', a space, then the token): this server requires a bearer token",
             )
-            return _deny(handler, message, lambda peer: self.denied(peer, method, "not a bearer token"))
-        if not _matches(token.encode(), self._expected()):
-            message = "wrong bearer token in the 'authorization' metadata"
-            return _deny(handler, message, lambda peer: self.denied(peer, method, "wrong token"))
-        return handler
+        elif not _matches(token.encode(), self._expected()):
+            why, message = "wrong token", "wrong bearer token in the 'authorization' metadata"
+        else:
+            return await continuation(handler_call_details)
+        return refusal_handler(
+            grpc.StatusCode.UNAUTHENTICATED,
+            ErrorCode.UNAUTHENTICATED,
+            message,
+            lambda context: self.denied(context.peer(), method, why),
+            self._reads,
+        )
 
 
 def _matches(presented: bytes, expected: tuple[bytes, ...]) -> bool:
@@ -126,27 +150,55 @@ async def take_first_message(requests: Any) -> None:
         await asyncio.wait_for(anext(aiter(requests), None), _FIRST_MESSAGE_WAIT_S)
 
 
-def _deny(handler: grpc.RpcMethodHandler, message: str, record: Callable[[str], None]) -> grpc.RpcMethodHandler:
-    trailer = ((ERROR_CODE_KEY, ErrorCode.UNAUTHENTICATED.wire_name),)
+class RefusalReads:
+    """Refused calls whose first message is read before their refusal: at most ``limit`` at once, for every
+    interceptor that shares this object (the token's and the call cap's).
 
-    async def abort(request: Any, context: grpc.aio.ServicerContext) -> None:
-        record(context.peer())
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, trailing_metadata=trailer)
+    Aborting a call while its client still writes its first message makes that write fail with a generic INTERNAL
+    error instead of the refusal's status (grpc/grpc#36066), so a refusal reads the message first (waiting at most
+    a second); but each message may be up to ``--max-message-bytes``, so beyond ``limit`` a refusal ends the call at
+    once, unread.
 
-    async def abort_streaming(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        record(context.peer())
-        await take_first_message(requests)
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message, trailing_metadata=trailer)
-        yield  # pragma: no cover - abort raises; the yield makes this a response stream
+    Attributes:
+        reading: refusals reading a first message now.
+    """
 
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort_streaming, **kwargs)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(abort, **kwargs)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
-    return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
+    def __init__(self, limit: int = MAX_DRAINING) -> None:
+        self.limit = limit
+        self.reading = 0
+
+    async def read_first(self, requests: Any) -> None:
+        """Read the first message of ``requests`` (at most a second) if fewer than ``limit`` refusals read theirs;
+        return at once otherwise."""
+        if self.reading >= self.limit:
+            return
+        self.reading += 1
+        try:
+            await take_first_message(requests)
+        finally:
+            self.reading -= 1
+
+
+def refusal_handler(
+    status: grpc.StatusCode,
+    code: ErrorCode,
+    message: str,
+    record: Callable[[grpc.aio.ServicerContext], None],
+    reads: RefusalReads,
+) -> grpc.RpcMethodHandler:
+    """A handler that refuses its call with ``status``, ``message`` and the ``code`` trailer, whatever the method's
+    shape, before the request has arrived.
+
+    It takes a stream of raw requests: gRPC runs a handler of a single request only once the whole request is in,
+    which a client may delay for as long as it likes while the server holds what it sent. The refusal is passed to
+    ``record`` (with the call's context: count and log it), then the first message is read as ``reads`` allows.
+    On the wire a refusal is the same for every shape of call: a status with no message.
+    """
+    trailer = ((ERROR_CODE_KEY, code.wire_name),)
+
+    async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> None:
+        record(context)
+        await reads.read_first(requests)
+        await context.abort(status, message, trailing_metadata=trailer)
+
+    return grpc.stream_stream_rpc_method_handler(refuse)

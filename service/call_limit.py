@@ -1,45 +1,125 @@
-"""A cap on the gRPC calls the server holds at once, health checks left out (``--max-calls``).
+"""A cap on the gRPC calls the server holds at once (``--max-calls``), and a separate, smaller one on the health
+checks reading their request.
+
+Calls are counted as soon as their headers are in, before their request: gRPC runs a handler of a single request
+(``Describe``, ``Health/Watch``) only once the whole request is in, and a client may send all but its last byte and
+wait, while the server holds what it sent, up to ``--max-message-bytes`` per call (64 ``Describe`` calls of 16 MiB
+held about 900 MB). A counted call is let go when its handler returns, or when the call ends before its handler ran
+(its request never completed, its client went away).
 
 gRPC's own cap (``maximum_concurrent_rpcs``) counts every call, so calls that hold no stream would also crowd out
 the health checks Kubernetes probes with, and a pod under such a flood would fail its probes and be restarted,
-ending every stream on it. This interceptor counts the other calls only; ``Health/Check`` and ``Health/Watch``
-(which needs the bearer token when one is set) always pass.
+ending every stream on it. ``Health/Check`` is left out of ``--max-calls``; it needs no token, so it has a cap of
+its own, :data:`MAX_HEALTH_READS` checks reading their request at once (:class:`HealthReads`). ``Health/Watch``
+(which needs the bearer token when one is set, and holds its call for as long as the client likes) is counted as
+any other call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from service.auth import ERROR_CODE_KEY, take_first_message
+from service.auth import ERROR_CODE_KEY, RefusalReads, refusal_handler
 from service.errors import ErrorCode
 from service.logs import RateLimitedWarning
+from service.open_checks import client_address
 
 _log = logging.getLogger("service.servicer")  # where the server's other refusals are logged
 
-UNCOUNTED_PREFIXES = ("/grpc.health.v1.Health/",)
-"""Methods the cap leaves out: the health service's."""
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
-MAX_DRAINING = 4
-"""Refused stream calls whose first message is read before the refusal, at once
-(:func:`service.auth.take_first_message`: the client then sees the refusal's status); each such message may be up to
-``--max-message-bytes``, so beyond these few a refusal ends the call at once (a flood of 40 calls of 12 MB each took
-377 MB while every refusal read its message)."""
+MAX_HEALTH_READS = 4
+"""Health checks reading their request at once: Kubernetes sends at most three probes (startup, readiness, liveness)
+at a time, and a probe's request (a service name) arrives with its headers, so its read ends at once; each read
+may hold up to ``--max-message-bytes`` while a client takes its time, so this few keeps them within 32 MiB at the
+base's 8 MiB messages."""
+
+HEALTH_STALE_S = 0.25
+"""A health check whose request has not arrived this long after its read began gives way to a new one when
+:data:`MAX_HEALTH_READS` are reading (a probe's request arrives with its headers)."""
+
+
+class _Reader:
+    """One health check reading its request."""
+
+    __slots__ = ("began", "notice", "peer")
+
+    def __init__(self, peer: str, began: float, notice: asyncio.Future[None]) -> None:
+        self.peer = peer
+        self.began = began
+        self.notice = notice
+        """Set when the check must give way to a newer one."""
+
+
+class HealthReads:
+    """The health checks reading their request: at most ``limit`` at once.
+
+    When ``limit`` are reading, a new check takes the place of the oldest one whose request has not arrived within
+    ``stale_s``, or of the oldest one of a client address that has at least two more reading than the new check's
+    address; without such a one, the new check is refused. So checks whose requests never come cannot keep a
+    probe out for long, the less so the more of them come from one address, while memory stays bounded.
+    """
+
+    def __init__(self, limit: int = MAX_HEALTH_READS, stale_s: float = HEALTH_STALE_S) -> None:
+        self.limit = limit
+        self.stale_s = stale_s
+        self._readers: list[_Reader] = []  # oldest first
+
+    @property
+    def reading(self) -> int:
+        """Checks reading their request now."""
+        return len(self._readers)
+
+    def admit(self, peer: str) -> _Reader | None:
+        """A place for a check from ``peer`` (a client address), or ``None`` when it must be refused; a check that
+        gives way to it has its :attr:`_Reader.notice` set."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if len(self._readers) >= self.limit:
+            held = Counter(reader.peer for reader in self._readers)
+            mine = held[peer]
+            for reader in self._readers:
+                if now - reader.began >= self.stale_s or held[reader.peer] >= mine + 2:
+                    self.leave(reader)
+                    reader.notice.set_result(None)
+                    break
+            else:
+                return None
+        reader = _Reader(peer, now, loop.create_future())
+        self._readers.append(reader)
+        return reader
+
+    def leave(self, reader: _Reader) -> None:
+        """``reader``'s read is over (read, given way, or its call ended)."""
+        if reader in self._readers:
+            self._readers.remove(reader)
 
 
 class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses a call with ``RESOURCE_EXHAUSTED`` (``TOO_MANY_STREAMS``) while ``limit`` calls other than health
-    checks are held; each counted call is let go when its handler returns, however it ends.
+    checks are held, before its request arrives. Each counted call is let go when its handler returns or aborts
+    the call (before the status goes out) or, for a call whose handler never ran, when the call ends.
+
+    ``Health/Check`` is not counted: its request is read by the handler this interceptor gives it, under
+    :class:`HealthReads`, and a check that cannot read is refused with the same status.
+
+    Register it after the bearer-token interceptor, which refuses calls without a valid token before they reach
+    this one: such calls are not counted, so they cannot lock out the calls of clients that have the token.
 
     Args:
         limit: the most calls held at once (``--max-calls``).
         on_refused: called once per refused call (the server counts them).
         refusal_log: where refusals are logged, rate-limited per code: the servicer's, so one code's refusals share
             one line per interval whichever limit refused them (default: a limiter of its own).
+        reads: the refusals' first-message reads, shared with the server's other refusals (default: its own).
+        health: the health checks' reads (default: :data:`MAX_HEALTH_READS` at once).
     """
 
     def __init__(
@@ -47,12 +127,14 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         limit: int,
         on_refused: Callable[[], None] | None = None,
         refusal_log: RateLimitedWarning | None = None,
+        reads: RefusalReads | None = None,
+        health: HealthReads | None = None,
     ) -> None:
         self.limit = limit
         self.active = 0
-        """Calls counted and not yet ended."""
-        self.draining = 0
-        """Refused calls whose first message is being read (at most :data:`MAX_DRAINING`)."""
+        """Calls counted and not yet let go."""
+        self.reads = reads or RefusalReads()
+        self.health = health or HealthReads()
         self._on_refused = on_refused
         self._log_refusal = refusal_log or RateLimitedWarning(_log, "refused a call", "refusals")
 
@@ -61,69 +143,147 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        """Wrap the call's handler so that it is counted, or refused when the cap is reached."""
+        """Count the call and wrap its handler so that it lets the call go, or refuse it when the cap is reached."""
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(UNCOUNTED_PREFIXES):
+        if handler is None:
             return handler
+        if method == HEALTH_CHECK and not (handler.request_streaming or handler.response_streaming):
+            return self._health_check(handler, method)
+        if self.active >= self.limit:
+            message = (
+                f"this server holds at most {self.limit} calls at once (--max-calls), and it holds that many: try "
+                "again later, or another server"
+            )
+            record = self._recorder(method, message)
+            return refusal_handler(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, ErrorCode.TOO_MANY_STREAMS, message, record, self.reads
+            )
+        release = self._count()
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
         if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream, method), **kwargs)
+            return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream, release), **kwargs)
         if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method), **kwargs)
+            return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, release), **kwargs)
         if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream, method, False), **kwargs)
-        return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method), **kwargs)
+            return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream, release), **kwargs)
+        return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, release), **kwargs)
 
-    def _message(self) -> str:
-        return (
-            f"this server holds at most {self.limit} calls at once (--max-calls), and it holds that many: try again "
-            "later, or another server"
+    def _count(self) -> Callable[..., None]:
+        """Count the call now (its headers are in) and give the function that lets it go, once: from its handler's
+        end, or from the end of gRPC's task for the call, which also ends when the call ends before its handler ran
+        (gRPC runs a call's interceptors and handler in one task)."""
+        self.active += 1
+        released = False
+
+        def release(*_: object) -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.active -= 1
+
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - gRPC's asyncio server always runs interceptors in a task
+            raise RuntimeError("the call limit must run in a gRPC asyncio server")
+        task.add_done_callback(release)
+        return release
+
+    def _recorder(self, method: str, message: str) -> Callable[[grpc.aio.ServicerContext], None]:
+        """What a refusal calls with the call's context: count it and log it, rate-limited, as the server's other
+        refusals."""
+
+        def record(context: grpc.aio.ServicerContext) -> None:
+            if self._on_refused is not None:
+                self._on_refused()
+            code = ErrorCode.TOO_MANY_STREAMS.name.lower()
+            self._log_refusal(code, peer=context.peer(), method=method, code=code, stream_id="", detail=message)
+
+        return record
+
+    def _health_check(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` (a single request, a single reply) as a handler that reads its request itself, under
+        :attr:`health`, then runs ``handler``."""
+        behaviour = handler.unary_unary
+        busy = (
+            f"this server reads at most {self.health.limit} health checks at once, and it reads that many: try "
+            "again later"
+        )
+        gave_way = (
+            f"this health check's request had not arrived within {self.health.stale_s} s when a newer check "
+            "needed its place"
+        )
+        trailer = ((ERROR_CODE_KEY, ErrorCode.TOO_MANY_STREAMS.wire_name),)
+
+        async def check(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            reader = self.health.admit(client_address(context.peer()))
+            if reader is None:
+                self._recorder(method, busy)(context)
+                return await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, busy, trailing_metadata=trailer)
+            reading = asyncio.ensure_future(anext(aiter(requests), None))
+            try:
+                await asyncio.wait({reading, reader.notice}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self.health.leave(reader)
+                unread = not reading.done()
+                if unread:
+                    reading.cancel()
+            if unread:
+                self._recorder(method, gave_way)(context)
+                return await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, gave_way, trailing_metadata=trailer)
+            request = reading.result()
+            if request is None:
+                return await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "the health check ended without its request"
+                )
+            return await behaviour(request, context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            check,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
         )
 
-    async def _refuse(self, context: grpc.aio.ServicerContext, method: str) -> None:
-        """Count, log (rate-limited, as the server's other refusals) and end the call with the cap's status."""
-        if self._on_refused is not None:
-            self._on_refused()
-        code = ErrorCode.TOO_MANY_STREAMS.name.lower()
-        self._log_refusal(code, peer=context.peer(), method=method, code=code, stream_id="", detail=self._message())
-        trailer = ((ERROR_CODE_KEY, ErrorCode.TOO_MANY_STREAMS.wire_name),)
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._message(), trailing_metadata=trailer)
 
-    def _streaming(self, behaviour: Any, method: str, request_streaming: bool = True) -> Any:
-        async def limited(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if self.active >= self.limit:
-                if request_streaming and self.draining < MAX_DRAINING:  # read the first message (see MAX_DRAINING)
-                    self.draining += 1
-                    try:
-                        await take_first_message(request)
-                    finally:
-                        self.draining -= 1
-                await self._refuse(context, method)
-            self.active += 1
-            try:
-                answers = behaviour(request, context)
-                if inspect.isasyncgen(answers):
-                    async for response in answers:
-                        yield response
-                else:  # a handler that writes with context.write and returns nothing
-                    await answers
-            finally:
-                self.active -= 1
+class _ReleasingContext:
+    """A call's context whose :meth:`abort` lets the call go before the status goes out: ``abort`` sends the status,
+    then raises, so a release where the handler ends would come after the client had its answer, and a client that
+    tried again at once could be refused for the place its own ended call still held."""
 
-        return limited
+    def __init__(self, context: grpc.aio.ServicerContext, release: Callable[[], None]) -> None:
+        self._context = context
+        self._release = release
 
-    def _unary(self, behaviour: Any, method: str) -> Any:
-        async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if self.active >= self.limit:
-                await self._refuse(context, method)
-            self.active += 1
-            try:
-                return await behaviour(request, context)
-            finally:
-                self.active -= 1
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
 
-        return limited
+    async def abort(self, *args: Any, **kwargs: Any) -> Any:
+        self._release()
+        return await self._context.abort(*args, **kwargs)
+
+
+def _streaming(behaviour: Any, release: Callable[[], None]) -> Any:
+    async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            answers = behaviour(request, _ReleasingContext(context, release))
+            if inspect.isasyncgen(answers):
+                async for response in answers:
+                    yield response
+            else:  # a handler that writes with context.write and returns nothing
+                await answers
+        finally:
+            release()
+
+    return counted
+
+
+def _unary(behaviour: Any, release: Callable[[], None]) -> Any:
+    async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behaviour(request, _ReleasingContext(context, release))
+        finally:
+            release()
+
+    return counted

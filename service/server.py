@@ -30,7 +30,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.auth import BearerTokenInterceptor
+from service.auth import BearerTokenInterceptor, RefusalReads
 from service.call_limit import CallLimitInterceptor
 from service.config import ServiceConfig
 from service.connection import StreamConnection
@@ -338,15 +338,25 @@ class Server:
     async def _listen(self) -> None:
         config = self.config
         interceptors = []
+        reads = RefusalReads()  # the first messages refusals read, for the token's and the call cap's together
         tokens = config.bearer_tokens()
         self._auth = bool(tokens)
         if tokens:
             refused = self.metrics.calls_refused.labels(ErrorCode.UNAUTHENTICATED.name.lower())
             source = TokenFile(config.auth_token_file).current if config.auth_token_file else config.auth_token
-            interceptors.append(BearerTokenInterceptor(source, on_denied=refused.inc))
+            interceptors.append(BearerTokenInterceptor(source, on_denied=refused.inc, reads=reads))
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
+            # gRPC's bandwidth-delay probing widens a stream's receive window while its client sends faster than
+            # the stream is read, so clients could push many frames per stream into the server's HTTP/2 buffers
+            # beyond the one being read that the memory budget counts (8 streams of 16.7 MB frames: +2.1 GB, about
+            # 8 frames each). Without it a stream holds at most its fixed window (64 KiB) beyond the message being
+            # read, at the same throughput on loopback.
+            ("grpc.http2.bdp_probe", 0),
+            # No grpc.max_concurrent_streams: calls are counted and refused when their headers arrive (call_limit),
+            # and with a cap a gRPC client that cancelled calls before their first message stopped starting calls
+            # on that connection (grpcio 1.85: 40 such cancels under a cap of 14 left a call waiting 43 s).
             # Find dead peers (half-open connections) so their streams are detached or freed promptly.
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
@@ -364,7 +374,7 @@ class Server:
         too_many = self.metrics.calls_refused.labels(ErrorCode.TOO_MANY_STREAMS.name.lower())
         assert self._servicer is not None  # made with the model, before the server listens
         limiter = CallLimitInterceptor(
-            config.resolved_max_calls, on_refused=too_many.inc, refusal_log=self._servicer.refusal_log
+            config.resolved_max_calls, on_refused=too_many.inc, refusal_log=self._servicer.refusal_log, reads=reads
         )
         interceptors.append(limiter)  # after auth: calls refused for their token are not counted
         malformed = self.metrics.calls_refused.labels(ErrorCode.MALFORMED_REQUEST.name.lower())

@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import pytest
 from service_helpers import run
 
 from service import wire
+from service.auth import ERROR_CODE_KEY
 from service.client import Client, StreamError
-from service.generated import pb_grpc
+from service.generated import pb, pb_grpc
 from service.types import OpenRequest
 
 
@@ -69,7 +72,7 @@ def test_only_a_few_refused_calls_are_read_before_their_refusal(start_server) ->
     """A refusal reads the call's first message (so the client sees the refusal's status), but each message may be
     up to --max-message-bytes: a flood of refused calls read at once took 377 MB. Beyond MAX_DRAINING, calls are
     refused at once, unread."""
-    from service.call_limit import MAX_DRAINING
+    from service.auth import MAX_DRAINING
 
     server = start_server(max_streams=1, max_calls=1)
 
@@ -111,6 +114,7 @@ def test_both_limits_share_one_rate_limited_refusal_line_per_code(start_server, 
                 await refused.read()
             silent = stub.Stream()  # a second call that sends nothing yet, holding no stream: the cap is reached
             waiting = asyncio.ensure_future(silent.read())  # starts the call
+            await silent.wait_for_connection()  # its headers are sent: it is counted before the calls below
             async with Client(server.target) as client:
                 for _ in range(50):
                     try:
@@ -129,3 +133,194 @@ def test_both_limits_share_one_rate_limited_refusal_line_per_code(start_server, 
     lines = [r for r in caplog.records if r.getMessage() == "refused a call" and r.code == "too_many_streams"]
     assert len(lines) == 1, [r.detail for r in lines]
     assert server.metric("slotstream_calls_refused_total", {"code": "too_many_streams"}) >= 2
+
+
+DESCRIBE = "/slotstream.v1.Perception/Describe"
+CHECK = "/grpc.health.v1.Health/Check"
+TOKEN = (("authorization", "Bearer s3cret"),)
+
+
+def _unfinished(channel: grpc.aio.Channel, method: str, metadata: tuple[tuple[str, str], ...] = ()) -> Any:
+    """A call of a method of a single request whose request never comes: its headers are sent and nothing else. To
+    the server it is what a client that sends all but the last byte of a large request is until that byte comes."""
+    return channel.stream_unary(method, request_serializer=bytes, response_deserializer=bytes)(metadata=metadata)
+
+
+async def _held(channel: grpc.aio.Channel, method: str, count: int) -> list[Any]:
+    """``count`` :func:`_unfinished` calls, each one's headers sent before the next call starts (so that they reach
+    the server before any call made after)."""
+    calls = []
+    for _ in range(count):
+        calls.append(_unfinished(channel, method))
+        await calls[-1].wait_for_connection()
+    return calls
+
+
+async def _eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(what)
+        await asyncio.sleep(0.05)
+
+
+def test_a_call_is_counted_when_its_headers_arrive_and_let_go_however_it_ends(start_server) -> None:
+    """gRPC runs a handler of a single request only once the request is in: counted there, a client could hold any
+    number of Describe calls of up to --max-message-bytes each, sending all but the last byte (64 calls of 16 MiB
+    held about 900 MB). Counted when their headers arrive, calls whose request never completes take places under
+    --max-calls; and a call that ends before its handler ran (cancelled before or while its request arrives) gives
+    its place back: after many such calls, exactly --max-calls can be held again."""
+    server = start_server(max_streams=1, max_calls=2)
+
+    async def scenario() -> None:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            describe = pb_grpc.PerceptionStub(channel).Describe
+
+            async def refused() -> bool:
+                try:
+                    await describe(pb.DescribeRequest(), timeout=10)
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+                    return True
+                return False
+
+            async def accepted() -> bool:
+                return not await refused()
+
+            held = await _held(channel, DESCRIBE, 2)
+            await _eventually(refused, "calls whose request never came were not counted")
+            assert not any(call.done() for call in held), "a call whose request never came was refused"
+            for call in held:
+                call.cancel()
+            await _eventually(accepted, "calls cancelled before their request came were never let go")
+            large = pb.DescribeRequest(model="m" * 4_000_000)
+            for attempt in range(40):  # cancelled at every stage: before, while and after the request arrives
+                call = describe(large) if attempt % 2 else _unfinished(channel, DESCRIBE)
+                await asyncio.sleep(0.002 * (attempt % 8))
+                call.cancel()
+            held = await _held(channel, DESCRIBE, 2)
+            await _eventually(refused, "after the cancelled calls, two held calls did not reach --max-calls")
+            assert not any(call.done() for call in held), "after the cancelled calls, a held call was refused"
+            held[0].cancel()
+            await _eventually(accepted, "after the cancelled calls, one held call reached --max-calls: a place leaked")
+            held[1].cancel()
+
+    run(scenario())
+
+
+def test_calls_without_a_token_are_refused_before_their_request_uncounted_and_few_are_read(start_server) -> None:
+    """A call without a token is refused when its headers arrive, whatever its method: refused once its request was
+    in, a Describe that never completes its request was held for as long as its client liked. Refusals read the
+    first message (so the client sees the refusal's status) only a few at a time, and such calls take no place under
+    --max-calls."""
+    from service.auth import MAX_DRAINING
+
+    server = start_server(auth_token="s3cret", max_streams=1, max_calls=1)
+
+    async def scenario() -> tuple[list[float], bool]:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+
+            async def refusal(method: str) -> float:
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await asyncio.wait_for(_unfinished(channel, method), 5.0)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, refused.value
+                assert dict(refused.value.trailing_metadata() or ())[ERROR_CODE_KEY] == "ERROR_CODE_UNAUTHENTICATED"
+                return asyncio.get_running_loop().time() - started
+
+            methods = [DESCRIBE] * (MAX_DRAINING + 6) + ["/slotstream.v1.Perception/Stream"] * 2
+            refusals = asyncio.gather(*(refusal(method) for method in methods))
+            await asyncio.sleep(0.2)  # the refusals still reading hold no place under --max-calls
+            card = await pb_grpc.PerceptionStub(channel).Describe(pb.DescribeRequest(), metadata=TOKEN, timeout=10)
+            waits = sorted(await refusals)
+            large = pb.DescribeRequest(model="m" * 4_000_000)  # refused, not a write failing with INTERNAL
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await pb_grpc.PerceptionStub(channel).Describe(large, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, refused.value
+            return waits, card.name == "tiny"
+
+    waits, described = run(scenario())
+    assert described
+    assert all(wait < 0.5 for wait in waits[:-MAX_DRAINING]), waits  # refused at once, unread
+    assert all(wait >= 0.9 for wait in waits[-MAX_DRAINING:]), waits  # read for up to a second first
+
+
+def test_health_checks_read_their_requests_under_a_cap_of_their_own(start_server) -> None:
+    """Health/Check needs no token and is not counted under --max-calls (so stream calls cannot starve the
+    probes), but its request may be up to --max-message-bytes: at most MAX_HEALTH_READS checks read theirs at once,
+    the others are refused. A check whose request has not come within HEALTH_STALE_S gives way to a new one, so
+    such checks cannot keep a probe out."""
+    from service.call_limit import HEALTH_STALE_S, MAX_HEALTH_READS
+
+    server = start_server(max_streams=1, max_calls=1)
+
+    async def scenario() -> None:
+        async with (
+            grpc.aio.insecure_channel(server.target) as channel,
+            grpc.aio.insecure_channel(server.target) as checks,
+        ):
+            stream = pb_grpc.PerceptionStub(channel).Stream()
+            await stream.write(wire.request_to_proto(OpenRequest()))
+            await stream.read()  # --max-calls is reached
+            beyond = 4
+            unfinished = await _held(checks, CHECK, MAX_HEALTH_READS + beyond)
+
+            async def ended() -> list[Any]:
+                return [call for call in unfinished if call.done()]
+
+            async def all_but_the_cap_ended() -> bool:
+                return len(await ended()) >= beyond
+
+            await _eventually(all_but_the_cap_ended, "health checks beyond the cap were not refused")
+            await asyncio.sleep(0.3)
+            assert len(await ended()) == beyond, "more health checks than the cap are reading, or fewer"
+            for call in await ended():
+                assert await call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, await call.details()
+                assert dict(await call.trailing_metadata())[ERROR_CODE_KEY] == "ERROR_CODE_TOO_MANY_STREAMS"
+            await asyncio.sleep(HEALTH_STALE_S)
+            async with Client(server.target) as client:
+                await client.wait_ready(2.0)  # a probe takes the place of a check whose request never came
+
+            async def gave_way() -> list[Any]:
+                return [call for call in await ended() if "had not arrived" in await call.details()]
+
+            async def one_gave_way() -> bool:
+                return len(await gave_way()) >= 1
+
+            await _eventually(one_gave_way, "no health check gave way to the probe", timeout_s=5.0)
+            assert len(await gave_way()) == 1 and len(await ended()) == beyond + 1
+            for call in unfinished:
+                call.cancel()
+            empty = _unfinished(checks, CHECK)
+            await empty.done_writing()  # a check that ends without its request is answered, not held
+            with pytest.raises(grpc.aio.AioRpcError) as without:
+                await asyncio.wait_for(empty, 5.0)
+            assert without.value.code() == grpc.StatusCode.INVALID_ARGUMENT, without.value
+            stream.cancel()
+
+    run(scenario())
+
+
+def test_a_health_check_gives_way_when_stale_or_when_its_address_holds_two_more_reads() -> None:
+    """The rules for a new check when MAX_HEALTH_READS are reading: it takes the place of the oldest check that
+    waited HEALTH_STALE_S for its request, or of the oldest of an address that reads at least two more than the new
+    check's; otherwise it is refused. A check that ends leaves its place."""
+    from service.call_limit import HealthReads
+
+    async def scenario() -> None:
+        reads = HealthReads(limit=3, stale_s=60.0)
+        first, second, third = (reads.admit("10.0.0.1") for _ in range(3))
+        assert first and second and third and reads.reading == 3
+        assert reads.admit("10.0.0.1") is None, "fresh checks of one address keep their places against it"
+        assert reads.admit("10.0.0.2") is not None  # 10.0.0.1 reads 3, two more than 10.0.0.2's 0
+        assert first.notice.done() and not second.notice.done() and reads.reading == 3
+        assert reads.admit("10.0.0.2") is None, "10.0.0.1 reads 2, not two more than 10.0.0.2's 1"
+        assert reads.admit("10.0.0.3") is not None and second.notice.done()  # 2, two more than 0
+        assert reads.admit("10.0.0.4") is None, "every address reads one"
+        reads.leave(third)
+        assert reads.reading == 2 and reads.admit("10.0.0.4") is not None and not third.notice.done()
+        stale = HealthReads(limit=1, stale_s=0.0)
+        waiting = stale.admit("10.0.0.1")
+        assert waiting is not None and stale.admit("10.0.0.1") is not None and waiting.notice.done()
+
+    run(scenario())

@@ -73,9 +73,9 @@ def test_a_configuration_that_could_outgrow_the_memory_limit_is_warned_about():
     assert "--max-message-bytes" in warning and "1152 MiB" in warning and "2048 MiB" in warning
     # every call counts, not only the streams: 72 x 8 MiB + 512 MiB is more than half the pod
     assert ServiceConfig(max_streams=64, max_message_bytes=8 * MIB).memory_warnings(memory_limit=pod) != []
-    # the deploy base's settings: 72 x 8 MiB + 448 MiB of replies = 1 GiB, half the pod
-    base = ServiceConfig(max_streams=64, max_message_bytes=8 * MIB, max_total_buffered_reply_bytes=448 * MIB)
-    assert base.memory_warnings(memory_limit=pod) == []
+    # 72 x 8 MiB + 448 MiB of replies = 1 GiB, half the pod (the deploy base sets 416 MiB)
+    half = ServiceConfig(max_streams=64, max_message_bytes=8 * MIB, max_total_buffered_reply_bytes=448 * MIB)
+    assert half.memory_warnings(memory_limit=pod) == []
     assert ServiceConfig().memory_warnings(memory_limit=64 * 1024**3) == []
 
 
