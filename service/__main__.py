@@ -11,6 +11,7 @@ from service.config import ConfigError, ServiceConfig
 from service.engine import BackendUnavailable
 from service.logs import configure_logging
 from service.server import ListenError, serve
+from service.tls import TlsFilesError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("service.config").warning(note)
     try:
         asyncio.run(serve(config))
+    except TlsFilesError as error:  # they loaded when checked above, and changed before the server listened
+        print(f"slotstream: cannot use the TLS files: {error}", file=sys.stderr)
+        return 2
     except (BackendUnavailable, FileNotFoundError, ValueError) as error:
         print(f"slotstream: cannot load the model: {error}", file=sys.stderr)
         return 2

@@ -35,6 +35,11 @@ class _LoadedFiles:
     configuration: grpc.ServerCertificateConfiguration
 
 
+class TlsFilesError(ValueError):
+    """The server's TLS files do not load (when the server listens, or when renewed files are checked); its
+    message names the flags and files."""
+
+
 class ReloadingServerCredentials:
     """gRPC server credentials read from PEM files, reloaded when the files change.
 
@@ -45,7 +50,8 @@ class ReloadingServerCredentials:
             (mutual TLS).
 
     Raises:
-        ValueError: the files do not load now (what ``ServiceConfig.check_files`` reports before this runs).
+        TlsFilesError: the files do not load now (what ``ServiceConfig.check_files`` reports before this runs;
+            files changed since then).
     """
 
     def __init__(self, cert: Path, key: Path, client_ca: Path | None = None) -> None:
@@ -53,7 +59,7 @@ class ReloadingServerCredentials:
         self._lock = threading.Lock()  # gRPC may call the fetcher from several handshakes at once
         loaded = self._load()
         if loaded is None:
-            raise ValueError(f"--tls-cert {cert} / --tls-key {key}: the files changed while they were read")
+            raise TlsFilesError(f"--tls-cert {cert} / --tls-key {key}: the files changed while they were read")
         self._loaded = loaded
         self._rejected: tuple[_FileStamp | None, ...] | None = None  # files that failed to load, warned once
         self.reloads = 0
@@ -85,16 +91,16 @@ class ReloadingServerCredentials:
         """Check and read the files; ``None`` when they changed while being read (read again later).
 
         Raises:
-            ValueError: a file is missing or does not hold a usable PEM certificate, key or CA bundle.
+            TlsFilesError: a file is missing or does not hold a usable PEM certificate, key or CA bundle.
         """
         before = self._stamps()
         if problems := tls_file_problems(self.cert, self.key, self.client_ca):
-            raise ValueError("; ".join(problems))
+            raise TlsFilesError("; ".join(problems))
         try:
             cert, key = self.cert.read_bytes(), self.key.read_bytes()
             ca = self.client_ca.read_bytes() if self.client_ca is not None else None
         except OSError as error:
-            raise ValueError(f"--tls-cert {self.cert} / --tls-key {self.key}: {error}") from error
+            raise TlsFilesError(f"--tls-cert {self.cert} / --tls-key {self.key}: {error}") from error
         if self._stamps() != before:
             return None
         configuration = grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)

@@ -105,6 +105,20 @@ def test_a_pair_grpc_cannot_use_is_named_at_start(pairs, model_dir, kind, capsys
     assert "cannot use this certificate and key" in error and "cannot listen" not in error, error
 
 
+def test_files_that_stop_loading_before_the_server_listens_are_named(certificates, model_dir, monkeypatch, capsys):
+    """TLS files that pass the start-up check and then stop loading (renewed in between, while the model loads)
+    are reported as the TLS files' problem, not as the model's."""
+    import service.tls as tls
+
+    monkeypatch.setattr(tls, "tls_file_problems", lambda *files: ["--tls-cert X / --tls-key Y: renewed, broken"])
+    d = certificates
+    argv = ["--model-dir", str(model_dir), "--listen", "127.0.0.1:0", "--metrics-listen", "", "--no-warmup"]
+    assert main([*argv, "--tls-cert", str(d / "server.pem"), "--tls-key", str(d / "server.key")]) == 2
+    error = capsys.readouterr().err
+    assert "cannot use the TLS files: --tls-cert X / --tls-key Y: renewed, broken" in error, error
+    assert "cannot load the model" not in error, error
+
+
 def test_pairs_grpc_uses_pass_the_check(pairs, certificates):
     d = certificates
     assert tls_file_problems(d / "server.pem", d / "server.key", d / "ca.pem") == []
