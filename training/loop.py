@@ -153,64 +153,69 @@ def fit(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     group = init_from_environment(device)
-    # Under torchrun a process that cannot start stops every process, and the lowest such rank says why; each
-    # block ends before a collective operation.
-    with fail_together(group):
-        checkpoints = list_checkpoints(run_dir)
-        if checkpoints and not resume:
-            raise FileExistsError(
-                f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
+    try:  # a process that stops here leaves the process group (left alive, it aborts the process at exit)
+        # Under torchrun a process that cannot start stops every process, and the lowest such rank says why; each
+        # block ends before a collective operation.
+        with fail_together(group):
+            checkpoints = list_checkpoints(run_dir)
+            if checkpoints and not resume:
+                raise FileExistsError(
+                    f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
+                )
+            if not checkpoints and (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
+                raise FileExistsError(
+                    f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a new "
+                    "run there would replace its model, best model and metrics: choose another --out, or delete the "
+                    "folder"
+                )
+            if config.init_from is not None and not (resume and checkpoints):  # before run_dir changes (it may lie
+                check_warm_start_source(config.init_from)  # inside); a resumed run does not read it again
+            saved_config = run_dir / CONFIG_FILE
+            if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
+                check_same_config(saved_config, config)
+            with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
+                # A bad data spec or file fails here, before the run directory holds files that look like a started
+                # run.
+                clips = train_clips(config)
+                evaluated = validation_data(config) if group.is_main and config.data.val_videos > 0 else None
+            selection = _selection_rule(config, evaluated)
+        with fail_together(group):  # a block of its own: DistributedDataParallel starts with a collective operation
+            torch.manual_seed(config.seed)
+            restoring = bool(resume and checkpoints)
+            try:
+                run = build_run(config, registry or default_registry(), device, group)  # a bad component or
+            except RegistryError as error:  # --train-only fails; a resumed run's checkpoint names its plugins
+                raise (RegistryError(f"{error} {resume_plugin_hint(checkpoints)}") if restoring else error) from error
+            if group.rank > 0:  # its own model noise; the weights are rank 0's (DistributedDataParallel sends them)
+                torch.manual_seed(config.seed + group.rank)
+            # The warm start is read before the run folder changes below: it may be a killed earlier attempt's best/.
+            started_from = (
+                warm_start(run.model, config.init_from) if config.init_from is not None and not restoring else None
             )
-        if not checkpoints and (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
-            raise FileExistsError(
-                f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a new run "
-                "there would replace its model, best model and metrics: choose another --out, or delete the folder"
-            )
-        if config.init_from is not None and not (resume and checkpoints):  # before run_dir changes (it may lie
-            check_warm_start_source(config.init_from)  # inside); a resumed run does not read it again
-        saved_config = run_dir / CONFIG_FILE
-        if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
-            check_same_config(saved_config, config)
-        with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
-            # A bad data spec or file fails here, before the run directory holds files that look like a started
-            # run.
-            clips = train_clips(config)
-            evaluated = validation_data(config) if group.is_main and config.data.val_videos > 0 else None
-        selection = _selection_rule(config, evaluated)
-    with fail_together(group):  # a block of its own: DistributedDataParallel starts with a collective operation
-        torch.manual_seed(config.seed)
-        restoring = bool(resume and checkpoints)
-        try:
-            run = build_run(config, registry or default_registry(), device, group)  # a bad component or
-        except RegistryError as error:  # --train-only fails; a resumed run's checkpoint names its plugins
-            raise (RegistryError(f"{error} {resume_plugin_hint(checkpoints)}") if restoring else error) from error
-        if group.rank > 0:  # its own model noise; the weights are rank 0's (DistributedDataParallel sends them)
-            torch.manual_seed(config.seed + group.rank)
-        # The warm start is read before the run folder changes below: it may be a killed earlier attempt's best/.
-        started_from = (
-            warm_start(run.model, config.init_from) if config.init_from is not None and not restoring else None
-        )
-    # The block's end is a barrier too: every process has read the warm start before the main one may clear
-    # the run folder's best/.
-    existed = existing_run_entries(run_dir)  # what a failed first step must not remove
-    with fail_together(group):
-        if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # new (or not yet saved)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            # best/ and samples/ without checkpoints: a killed earlier run's, maybe of another config
-            if not checkpoints:
-                clear_best(run_dir)
-                clear_samples(run_dir)
-            saved_config.write_text(json.dumps(config.to_json(), indent=2) + "\n")
-            command_file = run_dir / COMMAND_FILE
-            if command is not None and not (resume and command_file.is_file()):
-                command_file.write_text(command + "\n")
-        if restoring:
-            restore_newest(run, checkpoints, device, group)
-        elif started_from is not None and group.is_main:
-            tqdm.write(started_from.summary())
-        started_step = run.step
-        if group.is_main:  # where this invocation trains, for the model card (a resume appends a segment)
-            record_environment(run_dir, describe_environment(device, group, started_step))
+        # The block's end is a barrier too: every process has read the warm start before the main one may clear
+        # the run folder's best/.
+        existed = existing_run_entries(run_dir)  # what a failed first step must not remove
+        with fail_together(group):
+            if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # new (or not yet saved)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                # best/ and samples/ without checkpoints: a killed earlier run's, maybe of another config
+                if not checkpoints:
+                    clear_best(run_dir)
+                    clear_samples(run_dir)
+                saved_config.write_text(json.dumps(config.to_json(), indent=2) + "\n")
+                command_file = run_dir / COMMAND_FILE
+                if command is not None and not (resume and command_file.is_file()):
+                    command_file.write_text(command + "\n")
+            if restoring:
+                restore_newest(run, checkpoints, device, group)
+            elif started_from is not None and group.is_main:
+                tqdm.write(started_from.summary())
+            started_step = run.step
+            if group.is_main:  # where this invocation trains, for the model card (a resume appends a segment)
+                record_environment(run_dir, describe_environment(device, group, started_step))
+    except BaseException:
+        shutdown(group)
+        raise
     # Signals are taken over before the data workers start, until the final model is written: a first Ctrl-C or
     # SIGTERM from here on stops at a step boundary (or lets a run that has trained every step finish).
     announcement = functools.partial(_stop_announcement, config, run)
