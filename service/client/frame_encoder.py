@@ -35,7 +35,19 @@ class FrameEncoder:
         self.max_message_bytes = max_message_bytes
         self.png_frames = 0
         self._room = image_room(max_message_bytes)  # the CLI sends no camera_frame_id
+        self._limit = "--max-message-bytes"  # where max_message_bytes comes from, as messages name it
         self._worker: DaemonCalls | None = None
+
+    def fit_server_limit(self, max_request_bytes: int) -> bool:
+        """Size frames to the server's request limit (its model card's ``max_request_bytes``) when it is below
+        this encoder's, so that a frame the server would refuse is sent as PNG instead, or refused here with advice;
+        return whether the limit was lowered. 0 (a server that does not report it) changes nothing."""
+        if not 0 < max_request_bytes < self.max_message_bytes:
+            return False
+        self.max_message_bytes = max_request_bytes
+        self._room = image_room(max_request_bytes)
+        self._limit = "the server's --max-message-bytes"
+        return True
 
     async def encode(self, image: np.ndarray, index: int) -> EncodedImage:
         """Frame ``index`` as sent.
@@ -79,7 +91,7 @@ class FrameEncoder:
         height, width = image.shape[:2]
         return (
             f"note: frame {index} ({width}x{height}) is {image.nbytes:,} bytes raw, more than one message carries "
-            f"(--max-message-bytes {self.max_message_bytes:,}): such frames are sent as PNG, lossless (the same "
+            f"({self._limit} {self.max_message_bytes:,}): such frames are sent as PNG, lossless (the same "
             "results as raw, slower to encode); --jpeg-quality Q sends every frame as JPEG instead (smaller, faster, "
             "lossy)"
         )
@@ -88,14 +100,14 @@ class FrameEncoder:
         height, width = image.shape[:2]
         return (
             f"frame {index}: the {width}x{height} frame is {size:,} bytes as JPEG at --jpeg-quality "
-            f"{self.jpeg_quality}, more than one message carries (--max-message-bytes {self.max_message_bytes:,}); "
+            f"{self.jpeg_quality}, more than one message carries ({self._limit} {self.max_message_bytes:,}); "
             "lower --jpeg-quality, or raise --max-message-bytes here and on the server"
         )
 
     def _png_too_large(self, image: np.ndarray, index: int, size: int) -> str:
         height, width = image.shape[:2]
         return (
-            f"frame {index}: the {width}x{height} frame does not fit one message (--max-message-bytes "
+            f"frame {index}: the {width}x{height} frame does not fit one message ({self._limit} "
             f"{self.max_message_bytes:,}) raw ({image.nbytes:,} bytes) or as PNG ({size:,} bytes, lossless); raise "
             "--max-message-bytes here and on the server, or send JPEG with --jpeg-quality Q (lossy)"
         )

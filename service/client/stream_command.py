@@ -36,6 +36,7 @@ from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
 from service.client.tls import tls_from_flags
 from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry, trajectory_mask_size
+from service.engine import ModelCard
 from service.errors import ErrorCode
 from service.types import (
     CloseReason,
@@ -290,8 +291,16 @@ async def _stream_feed(
     async with client_from_args(args) as client:
         stream = await client.open(options, model=args.model)
         out = jsonl.open()
+        card = await _card(client, stream.opened) if stream.opened is not None else None
+        if card is not None and encoder.fit_server_limit(card.max_request_bytes):
+            print(
+                f"note: the server takes messages of at most {card.max_request_bytes:,} bytes (its "
+                f"--max-message-bytes), fewer than --max-message-bytes here ({args.max_message_bytes:,}): frames are "
+                "sized to fit the server's limit",
+                file=sys.stderr,
+            )
         if trajectory is not None and stream.opened is not None:
-            await _describe_trajectory(client, stream.opened, trajectory)
+            _describe_trajectory(stream.opened, card, trajectory)
         if args.reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:
             print(
                 "warning: the server keeps no resume window (its --max-resume-window-s is 0): --reconnect cannot "
@@ -314,19 +323,23 @@ async def _stream_feed(
     return run.summary
 
 
-async def _describe_trajectory(client: Client, opened: StreamOpened, trajectory: SlotTrajectory) -> None:
+async def _card(client: Client, opened: StreamOpened) -> ModelCard | None:
+    """The card of the model serving the stream ``opened``, or None when it cannot be read."""
+    try:
+        return await client.describe(opened.model)
+    except StreamError:
+        return None
+
+
+def _describe_trajectory(opened: StreamOpened, card: ModelCard | None, trajectory: SlotTrajectory) -> None:
     """Give ``trajectory`` what the server said of the stream: the frame fit it chose (not the one asked for), the
-    slot count K, the model version and, from the model's card, the slot width D, so a file without rows (every
-    frame refused) still says them. A card that cannot be read, or that is of another version than the stream's
-    (the model was reloaded meanwhile), leaves D unknown: the rows give it."""
+    slot count K, the model version and, from the model's ``card``, the slot width D, so a file without rows (every
+    frame refused) still says them. A card that could not be read (None), or that is of another version than the
+    stream's (the model was reloaded meanwhile), leaves D unknown: the rows give it."""
     trajectory.frame_fit = opened.options.frame_fit.name
     trajectory.slot_count = len(opened.slot_ids)
     trajectory.model_version = opened.model_version
-    try:
-        card = await client.describe(opened.model)
-    except StreamError:
-        return
-    if card.version == opened.model_version:
+    if card is not None and card.version == opened.model_version:
         trajectory.slot_width = card.slot_dim
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from service_helpers import run
 
-from service.client import Client, encode_image
+from service.client import Client, encode_image, stream_command
 from service.client.__main__ import main
 from service.client.encoding import encode_png
 from service.client.frame_encoder import FrameEncoder
@@ -57,14 +57,33 @@ def test_frames_too_large_for_raw_go_as_png_with_the_slots_of_raw_frames(server,
         np.testing.assert_array_equal(png[name], raw[name], err_msg=name)
 
 
+def test_frames_are_sized_to_a_server_limit_below_the_clients(start_server, tmp_path, capsys):
+    """A server of 1 MiB messages states its limit in its model card: the client (16 MiB) sizes its frames to it,
+    says so once, and sends the raw 600x640 frames, which that server would refuse, as PNG."""
+    server = start_server(max_message_bytes=ONE_MIB)
+    folder = _folder(tmp_path / "frames", list(synthetic_frames(2, SIZE)))
+    assert main(["stream", str(folder), "--target", server.target]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: the server takes messages of at most 1,048,576 bytes") == 1, err
+    assert "fewer than --max-message-bytes here (16,777,216)" in err
+    assert "(the server's --max-message-bytes 1,048,576): such frames are sent as PNG" in err, err
+    assert "2 results, 0 dropped, 0 errors" in err
+
+
 def test_a_server_limit_below_the_clients_is_named_with_its_flag_and_the_matching_client_flag(
-    start_server, tmp_path, capsys
+    start_server, tmp_path, capsys, monkeypatch
 ):
-    """A server of 1 MiB messages refuses a raw 600x640 frame the client (16 MiB) sends: the error names the
-    server's --max-message-bytes and the client's flag that makes such frames go as PNG, which then works."""
+    """Where the card cannot be read, a server of 1 MiB messages refuses a raw 600x640 frame the client (16 MiB)
+    sends: the error names the server's --max-message-bytes and the client's flag that makes such frames go as PNG,
+    which then works."""
     server = start_server(max_message_bytes=ONE_MIB)
     folder = _folder(tmp_path / "frames", list(synthetic_frames(2, SIZE)))
     command = ["stream", str(folder), "--target", server.target]
+
+    async def unreadable_card(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr(stream_command, "_card", unreadable_card)
     assert main(command) == 1
     err = capsys.readouterr().err
     assert (
