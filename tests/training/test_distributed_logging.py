@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torchrun_jobs import TORCHRUN_TWO_PROCESSES, torchrun_env
 
 from plugins import build_plugin_manager
 from plugins.interfaces import Loss
@@ -49,17 +50,16 @@ def _train(run_dir: str) -> None:
 
 def test_logged_loss_terms_are_the_means_over_the_processes(tmp_path: Path) -> None:
     """Two processes log rank_marker as (0 + 1) / 2 at every step, and the run records two processes."""
-    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # for this file as a script
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    command += [__file__, str(tmp_path)]
+    run_dir = tmp_path / "run"
+    command = [*TORCHRUN_TWO_PROCESSES, __file__, str(run_dir)]
+    env = torchrun_env(tmp_path)
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [line for line in lines if line["kind"] == "train"]
     assert [line["step"] for line in train] == [1, 2]
     assert all(line["rank_marker"] == 0.5 for line in train), train  # (0 + 1) / 2, not rank 0's 0
-    environment = json.loads((tmp_path / "environment.json").read_text())["segments"]
+    environment = json.loads((run_dir / "environment.json").read_text())["segments"]
     assert [segment["processes"] for segment in environment] == [2]
 
 

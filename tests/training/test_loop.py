@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torchrun_jobs import TORCHRUN_TWO_PROCESSES, torchrun_env
 
 from plugins import VideoSlotModel
 from training.checkpoint import list_checkpoints, load_trainer_state
@@ -372,19 +373,20 @@ def test_cli_rejects_a_slot_count_below_one() -> None:
 def test_torchrun_trains_with_two_cpu_processes(tmp_path: Path, clip_length: int) -> None:
     """Single-frame clips leave the transition unused, which DistributedDataParallel must be told to expect;
     with longer clips every parameter is used, and DDP must not warn that searching for unused ones was wasted."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]  # a free port
-    command += ["-m", "training.run", "--config", "tiny", "--steps", "4", "--out", str(tmp_path), "--no-progress"]
+    run_dir = tmp_path / "run"
+    env = torchrun_env(tmp_path)
+    command = [*TORCHRUN_TWO_PROCESSES, "-m", "training.run", "--config", "tiny", "--steps", "4"]
+    command += ["--out", str(run_dir), "--no-progress"]
     command += ["--clip-length", str(clip_length)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "find_unused_parameters" not in result.stderr, result.stderr[-3000:]
-    assert (tmp_path / "model" / "model.safetensors").is_file()
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert (run_dir / "model" / "model.safetensors").is_file()
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"]
     assert train[-1]["step"] == 4
     assert train[-1]["clips_per_s"] > 0
-    recorded = (tmp_path / "command.txt").read_text()
+    recorded = (run_dir / "command.txt").read_text()
     assert recorded.startswith("torchrun --nnodes 1 --nproc-per-node 2 -m training.run --config tiny"), recorded
 
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 import torch.distributed as dist
+from torchrun_jobs import TORCHRUN_TWO_PROCESSES, torchrun_env
 
 import training.loop as loop
 from plugins import build_plugin_manager
@@ -130,12 +131,12 @@ def _train_cli(arguments: list[str]) -> int:
     return main(arguments)
 
 
-def _torchrun(*arguments: str) -> subprocess.CompletedProcess[str]:
-    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # for this file as a script
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", __file__]
+def _torchrun(scratch: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """This file run as a two-process job with ``arguments``; torchrun's own files go under ``scratch``."""
+    command = [*TORCHRUN_TWO_PROCESSES, __file__, *arguments]
+    env = torchrun_env(scratch)
     with subprocess.Popen(
-        [*command, *arguments], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as job:
         try:
             stdout, stderr = job.communicate(timeout=180)
@@ -166,7 +167,7 @@ def _different(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) 
 def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-process run of :data:`STEPS` steps, uninterrupted."""
     run_dir = tmp_path_factory.mktemp("straight")
-    result = _torchrun("train", str(run_dir))
+    result = _torchrun(tmp_path_factory.mktemp("straight-scratch"), "train", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -185,11 +186,12 @@ def test_every_process_holds_the_same_weights_and_draws_its_own_noise(straight: 
 def test_a_resumed_two_process_run_reaches_the_same_weights(straight: Path, tmp_path: Path) -> None:
     """Stopped after 2 steps and resumed, each process continues its own generators: the weights are those of
     the uninterrupted run."""
-    stopped = _torchrun("train", str(tmp_path), "--stop-after", "2")
+    run_dir = tmp_path / "run"
+    stopped = _torchrun(tmp_path, "train", str(run_dir), "--stop-after", "2")
     assert stopped.returncode == 0, stopped.stderr[-3000:]
-    resumed = _torchrun("train", str(tmp_path), "--resume")
+    resumed = _torchrun(tmp_path, "train", str(run_dir), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected, actual = _records(straight), _records(tmp_path)
+    expected, actual = _records(straight), _records(run_dir)
     for rank in (0, 1):
         assert actual[rank]["digests"] == expected[rank]["digests"][2:], f"rank {rank}'s noise changed"
         assert not _different(expected[rank]["weights"], actual[rank]["weights"]), f"rank {rank}'s weights"
@@ -215,7 +217,7 @@ def test_a_refused_checkpoint_stops_every_process_with_one_report(tmp_path: Path
     """Rank 1's NaN loss reaches every process's weights; rank 0 refuses their checkpoint and says so, once, and
     rank 1 stops with it (silently) instead of running into a broken connection."""
     config = _config_with(tmp_path, "not_finite_on_rank_one")
-    result = _torchrun("cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+    result = _torchrun(tmp_path, "cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
     assert result.returncode != 0
     assert result.stderr.count("the weights are not finite at step 3") == 1, result.stderr[-3000:]
     assert "error: the weights are not finite at step 3" in result.stderr  # said by rank 0
@@ -226,7 +228,7 @@ def test_a_refused_checkpoint_stops_every_process_with_one_report(tmp_path: Path
 def test_an_error_one_process_meets_while_training_is_reported_by_it(tmp_path: Path) -> None:
     """Only rank 1 sees its error: it says so, naming itself."""
     config = _config_with(tmp_path, "fails_on_rank_one")
-    result = _torchrun("cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+    result = _torchrun(tmp_path, "cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
     assert result.returncode != 0
     message = "error (process 1): a clip only rank 1 draws cannot be read"
     assert result.stderr.count(message) == 1, result.stderr[-3000:]
@@ -236,7 +238,7 @@ def test_an_error_one_process_meets_at_the_start_stops_every_process(tmp_path: P
     """Only rank 1 lacks a loss the config names: every process stops (none waits for rank 1 at its next
     collective operation), and the main process says why, naming rank 1."""
     config = _config_with(tmp_path, "registered_on_rank_zero_only")
-    result = _torchrun("cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
+    result = _torchrun(tmp_path, "cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
     assert result.returncode != 0
     assert result.stderr.count("error (process 1): ") == 1, result.stderr[-3000:]
     assert "registered_on_rank_zero_only" in result.stderr and "[rank0]" not in result.stderr, result.stderr[-3000:]
@@ -245,7 +247,7 @@ def test_an_error_one_process_meets_at_the_start_stops_every_process(tmp_path: P
 
 def test_a_bad_flag_is_reported_once(tmp_path: Path) -> None:
     """Every process refuses the same flag; one of them says so."""
-    result = _torchrun("cli", "--config", "tiny", "--steps", "0", "--out", str(tmp_path))
+    result = _torchrun(tmp_path, "cli", "--config", "tiny", "--steps", "0", "--out", str(tmp_path / "run"))
     assert result.returncode != 0
     assert result.stderr.count("error: --steps must be at least 1") == 1, result.stderr[-3000:]
 
