@@ -11,6 +11,7 @@ the checkpoints of the run (:mod:`training.run_folder`), its training and valida
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -270,7 +271,8 @@ def _train(
         batches = start_batches(config, run, group, clips)
         warm_started = config.init_from is not None and run.step == 0
         if warm_started and stop.signal_number is None:  # the starting weights compete for best/ too
-            scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
+            with fail_together(group):
+                scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device, due=True)
         throughput = Throughput(config.data.batch_size * group.world_size)
         for batch in reported(batches):
             if run.step >= last_step:
@@ -278,8 +280,9 @@ def _train(
             if stop.signal_number is None:  # else it came while this batch was awaited: stop before it
                 _train_step(config, run, run_dir, group, device, batch.frames, last_step, throughput, bar, sinks)
                 paused = time.perf_counter()
-                try:
-                    scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device) or scores
+                try:  # the main process evaluates; the others wait for it to agree on how it ended
+                    with fail_together(group) if _evaluation_due(config, run) else contextlib.nullcontext():
+                        scores = _maybe_evaluate(config, run, sinks, evaluated, selection, device) or scores
                 except Exception:  # the step itself trained: keep its checkpoint before the error stops the run
                     maybe_checkpoint(config, run, run_dir, group, last_step)
                     raise
@@ -402,7 +405,7 @@ def _maybe_evaluate(
     """When an evaluation is ``due`` (or the schedule says so): evaluate on the evaluation videos (when there are
     any) and update ``best/`` by ``selection``, then draw the sample picture of the preview's first video
     (:func:`training.run_data.validation_data` gives a preview whenever it gives evaluation videos)."""
-    due = due or bool(config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
+    due = due or _evaluation_due(config, run)
     if sinks is None or evaluated is None or evaluated.preview is None or not due:
         return None
     scores: DiscoveryScores | None = None
@@ -423,6 +426,12 @@ def _maybe_evaluate(
         f"mIoU {scores.video_miou:.3f}  ARI {scores.video_ari:.3f}" + ("  (new best)" if best else "")
     )
     return scores
+
+
+def _evaluation_due(config: TrainConfig, run: Run) -> bool:
+    """Whether the schedule evaluates after ``run.step`` (every ``eval_every`` steps, and after the last), on the
+    main process: every process knows it."""
+    return bool(config.eval_every and run.step % config.eval_every == 0) or run.step == config.steps
 
 
 def evaluation_settings(config: TrainConfig) -> dict[str, Any]:

@@ -128,7 +128,15 @@ def _train_cli(arguments: list[str]) -> int:
     default_registry().add_loss(FailsOnRankOne)
     if os.environ["RANK"] == "0":
         default_registry().add_loss(RegisteredOnRankZeroOnly)
+    if "--failing-evaluation" in arguments:  # the main process's evaluation raises, as a full disk would
+        arguments = [argument for argument in arguments if argument != "--failing-evaluation"]
+        loop.evaluate = _failing_evaluation
     return main(arguments)
+
+
+def _failing_evaluation(*args: Any, **kwargs: Any) -> Any:
+    del args, kwargs  # Unused.
+    raise OSError("the evaluation videos cannot be read")
 
 
 def _torchrun(scratch: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -243,6 +251,24 @@ def test_an_error_one_process_meets_at_the_start_stops_every_process(tmp_path: P
     assert result.stderr.count("error (process 1): ") == 1, result.stderr[-3000:]
     assert "registered_on_rank_zero_only" in result.stderr and "[rank0]" not in result.stderr, result.stderr[-3000:]
     assert _root_cause(result.stderr) == 0, result.stderr[-3000:]  # the main process says it and fails the job
+
+
+def test_an_evaluation_that_fails_on_the_main_process_stops_every_process_with_one_report(tmp_path: Path) -> None:
+    """Only the main process evaluates: when its evaluation fails, the others stop with it (none runs on into the
+    next step's gradient exchange and a broken connection), and it alone reports the error."""
+    config = tmp_path / "evaluated.py"
+    config.write_text(
+        "import dataclasses\n"
+        "from training.configs import get_config as shipped\n\n\n"
+        "def get_config():\n"
+        "    return dataclasses.replace(shipped('tiny'), steps=4, eval_every=2)\n"
+    )
+    arguments = ["--config", str(config), "--out", str(tmp_path / "run"), "--no-progress", "--failing-evaluation"]
+    result = _torchrun(tmp_path, "cli", *arguments)
+    assert result.returncode != 0
+    assert result.stderr.count("the evaluation videos cannot be read") == 1, result.stderr[-3000:]
+    assert "Connection closed" not in result.stderr and "[rank1]" not in result.stderr, result.stderr[-3000:]
+    assert _root_cause(result.stderr) == 0, result.stderr[-3000:]
 
 
 def test_a_bad_flag_is_reported_once(tmp_path: Path) -> None:
