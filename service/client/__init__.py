@@ -19,6 +19,11 @@ A consumer slower than its camera that wants the freshest answer, not every answ
 server fits the stream's frames to the model's input; with ``CROP`` the segmentation holds ``OUTSIDE_VIEW`` (255)
 beside the crop.
 
+Every type the API takes or returns is exported here: :class:`StreamOpened` (``ClientStream.opened``, the
+result of ``ClientStream.reconnect``; its ``resume_token`` feeds ``Client.resume``), :class:`ModelCard`
+(``Client.describe``), :class:`EncodedImage` (a frame already encoded, as :func:`encode_image` makes it) and the
+fields of the answers (:class:`LatencyBreakdown`, :class:`DropReason`, ...).
+
 Command line: ``python -m service.client stream SOURCE --target HOST:PORT --out overlay.gif --jsonl out.jsonl``.
 
 Slot trajectories (``--slots``, or ``python -m service.extract`` without a server) are ``.npz`` files of the arrays
@@ -36,18 +41,25 @@ from service.client.newest import NewestAnswer
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
 from service.client.trajectory import TRAJECTORY_ARRAYS, SlotGeometry, SlotTrajectory, slot_geometry
+from service.engine import ModelCard
 from service.errors import ErrorCode
 from service.types import (
     OUTSIDE_VIEW,
     CloseReason,
+    DropReason,
+    EncodedImage,
     FrameDropped,
     FrameError,
     FrameFit,
     FrameResponse,
     FrameResult,
+    ImageEncoding,
+    LatencyBreakdown,
+    OpenKind,
     Output,
     StateHandoff,
     StreamClosed,
+    StreamOpened,
     StreamOptions,
 )
 
@@ -57,19 +69,26 @@ __all__ = [
     "Client",
     "ClientStream",
     "CloseReason",
+    "DropReason",
+    "EncodedImage",
     "ErrorCode",
     "FrameDropped",
     "FrameError",
     "FrameFit",
     "FrameResponse",
     "FrameResult",
+    "ImageEncoding",
+    "LatencyBreakdown",
+    "ModelCard",
     "NewestAnswer",
+    "OpenKind",
     "Output",
     "SlotGeometry",
     "SlotTrajectory",
     "StateHandoff",
     "StreamClosed",
     "StreamError",
+    "StreamOpened",
     "StreamOptions",
     "TlsFiles",
     "encode_image",

@@ -215,7 +215,12 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="127.0.0.1:50051", help="server host:port (default: %(default)s)")
     token = parser.add_mutually_exclusive_group()
     token.add_argument("--token", help="bearer token (visible to other users in the process list: prefer a file)")
-    token.add_argument("--token-file", type=Path, help="file holding the bearer token (surrounding blanks ignored)")
+    token.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the bearer token: one token per line as the server's --auth-token-file (blank lines and "
+        "surrounding blanks ignored); the first is sent, so the server's own file works during a rotation",
+    )
     add_tls_flags(parser)
 
 

@@ -20,6 +20,25 @@ from service.generated import pb, pb_grpc
 from service.types import OpenRequest, ResumeRequest, StateHandoff, StreamOptions
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_TOKEN_CHARACTERS = {" ": "a space", "\t": "a tab", "\n": "a line break", "\r": "a carriage return"}
+"""What :func:`check_token` calls the whitespace characters it finds in a token."""
+
+
+def check_token(token: str) -> None:
+    """Check that ``token`` can be sent as a bearer token: gRPC sends it in the ``authorization`` metadata, whose
+    value is printable ASCII, and a token (RFC 6750) has no whitespace, so every character must be in ``!`` .. ``~``.
+
+    Raises:
+        ValueError: a character outside that range (a line break of a file of two tokens, a space, a non-ASCII
+            letter); the message says which and where, never the token itself.
+    """
+    for position, character in enumerate(token):
+        if not "!" <= character <= "~":
+            what = _TOKEN_CHARACTERS.get(character, f"the character U+{ord(character):04X}")
+            raise ValueError(
+                f"the bearer token holds {what} at position {position}: a token is printable ASCII without spaces "
+                "or line breaks (gRPC sends it as metadata)"
+            )
 
 
 class Client:
@@ -33,7 +52,8 @@ class Client:
 
     Args:
         target: ``host:port``.
-        token: bearer token, for servers that require one.
+        token: bearer token, for servers that require one (printable ASCII without whitespace:
+            :func:`check_token`).
         tls: TLS files; ``None`` for a plaintext connection.
         max_message_bytes: largest message sent or received.
         channel_options: more gRPC channel options, applied after this client's own (so they can override
@@ -43,7 +63,8 @@ class Client:
     Raises:
         RuntimeError: no event loop is running; a gRPC channel belongs to the loop it was made in, so create the
             client inside the coroutine that uses it (see :func:`service.client.stream_frames` for blocking use).
-        ValueError: ``max_message_bytes`` outside 1 .. 2**31 - 1.
+        ValueError: ``max_message_bytes`` outside 1 .. 2**31 - 1, or a ``token`` that cannot be sent
+            (:func:`check_token`: whitespace, a line break, a character outside printable ASCII).
     """
 
     def __init__(
@@ -59,6 +80,8 @@ class Client:
             raise ValueError(
                 f"max_message_bytes must be between 1 and 2**31 - 1 (gRPC's limit), got {max_message_bytes}"
             )
+        if token:
+            check_token(token)
         self.target = target
         self.max_message_bytes = max_message_bytes
         try:
@@ -223,4 +246,4 @@ class Client:
             raise self._closed_error() from error
 
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "Client"]
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "Client", "check_token"]

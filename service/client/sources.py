@@ -11,7 +11,9 @@ Every frame comes with its time (:class:`SourceFrame`), on one of three clocks (
 
 from __future__ import annotations
 
+import itertools
 import re
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ Clock = Literal["presentation", "frame_rate", "wall_clock"]
 """What :attr:`SourceFrame.time_ns` counts (see the module docstring)."""
 _DIGITS = re.compile(r"(\d+)")
 """A run of digits in a frame file's name: compared as a number by :func:`_frame_order`."""
+_NUMBERED = re.compile(r"(?P<prefix>.*?)(?P<number>\d+)")
+"""A frame file's stem of the pattern ``<prefix><number>`` (``00007``, ``frame_7``), as ``davis:`` reads it."""
 _MATROSKA_DURATION = re.compile(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 """A Matroska track's ``DURATION`` tag: ``HH:MM:SS.nnnnnnnnn``."""
 _AVFMT_NOTIMESTAMPS = 0x0080
@@ -89,9 +93,11 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the folder has no images, the file is no video (or one without a video stream), the spec is
-            malformed, or ``max_frames`` or ``fps`` is not > 0; while reading, a video frame that cannot be decoded
-            or an image file that cannot be read (the message names the file, and a video's frame).
+        ValueError: the folder has no images or two files for one frame (:func:`frame_files`; a gap in its
+            numbering is only warned about: :func:`_folder`), the file is no video (or one without a video
+            stream), the spec is malformed, or ``max_frames`` or ``fps`` is not > 0; while reading, a video frame
+            that cannot be decoded or an image file that cannot be read (the message names the file, and a
+            video's frame).
         ImportError: a camera was asked for and OpenCV is not installed (the message says how to install it).
     """
     others = "camera:N or synthetic:N" if cameras else "synthetic:N"  # what to give instead, in messages
@@ -183,8 +189,43 @@ def _frame_order(path: Path) -> tuple[tuple[str | int, ...], str]:
 def frame_files(folder: Path) -> list[Path]:
     """The frame images directly in ``folder``, in frame order (:func:`_frame_order`: numbers in names compared as
     numbers, so ``frame_2`` comes before ``frame_10``), hidden files left out: the order and files the ``davis:``
-    training reader takes from a sequence folder."""
-    return sorted((p for p in folder.iterdir() if _is_image(p)), key=_frame_order)
+    training reader takes from a sequence folder.
+
+    Raises:
+        ValueError: two files for one frame (``00001.jpg`` and ``00001.png``, or ``frame_1.png`` and
+            ``frame_01.png``: names that differ only in their suffix or in a number's leading zeros), as the
+            ``davis:`` reader refuses them; the message names both.
+    """
+    files = sorted((p for p in folder.iterdir() if _is_image(p)), key=_frame_order)
+    for before, after in itertools.pairwise(files):
+        if _frame_order(before)[0] == _frame_order(after)[0]:
+            raise ValueError(
+                f"{folder}: {before.name} and {after.name} are two files for one frame; keep one of the two"
+            )
+    return files
+
+
+def numbering_gap(files: list[Path]) -> str | None:
+    """What is missing from frame files (in frame order, one file per frame: :func:`frame_files`) whose names all
+    follow one pattern ``<prefix><number>``: the first missing file and the files around it, with how many other
+    gaps there are; ``None`` when the numbers run without a gap or the names follow no one pattern (and so carry
+    no numbering to check). The ``davis:`` training reader refuses such a folder; the client streams it."""
+    matches = [_NUMBERED.fullmatch(file.stem) for file in files]
+    numbered = [match for match in matches if match is not None]
+    if len(numbered) < len(files) or len({match["prefix"] for match in numbered}) > 1:
+        return None
+    gaps = [
+        (before, after, first)
+        for (before, first), (after, second) in itertools.pairwise(zip(files, numbered, strict=True))
+        if int(second["number"]) != int(first["number"]) + 1
+    ]
+    if not gaps:
+        return None
+    before, after, first = gaps[0]
+    digits = first["number"]
+    missing = f"{first['prefix']}{int(digits) + 1:0{len(digits)}d}{before.suffix}"
+    others = f" ({len(gaps) - 1} more {'gap' if len(gaps) == 2 else 'gaps'} after it)" if len(gaps) > 1 else ""
+    return f"frame {missing} is missing: the numbering jumps from {before.name} to {after.name}{others}"
 
 
 def _folder(path: Path, fps: float | None) -> Source:
@@ -192,9 +233,13 @@ def _folder(path: Path, fps: float | None) -> Source:
     it, each with the wall-clock time it was read. Each image is read as the server reads the same file
     (:func:`plugins.pixels.rgb_pixels`: 16-bit grayscale by its top 8 bits).
 
+    A gap in the files' numbering (:func:`numbering_gap`) is streamed as it is, the frames around it as consecutive
+    ones (at ``fps``, one interval apart), with a warning on stderr naming the first missing file.
+
     Raises:
-        ValueError: the folder holds no images; while reading, an image that cannot be read or has no 8-bit
-            reading (:class:`plugins.pixels.PixelRangeError`), naming the file.
+        ValueError: the folder holds no images, or two files for one frame (:func:`frame_files`); while reading,
+            an image that cannot be read or has no 8-bit reading (:class:`plugins.pixels.PixelRangeError`),
+            naming the file.
     """
     files = frame_files(path)
     if not files:
@@ -204,6 +249,13 @@ def _folder(path: Path, fps: float | None) -> Source:
             names = ", ".join(sequences[:3]) + (", ..." if len(sequences) > 3 else "")
             hint = f"; it holds folders of images ({names}): give one of them"
         raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
+    gap = numbering_gap(files)
+    if gap is not None:
+        timing = f" and timed {1 / fps:g} s apart ({fps:g} frames/s)" if fps is not None else ""
+        print(
+            f"warning: {path}: {gap}; the frames on either side of it are streamed as consecutive{timing}",
+            file=sys.stderr,
+        )
     return _images(files, f"{len(files)} images in {path}", fps)
 
 

@@ -26,7 +26,7 @@ import grpc
 import numpy as np
 
 from plugins.signals import sigint_held
-from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES, Client
+from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES, Client, check_token
 from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
@@ -38,6 +38,7 @@ from service.client.tls import tls_from_flags
 from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry, trajectory_mask_size
 from service.engine import ModelCard
 from service.errors import ErrorCode
+from service.tokens import read_tokens
 from service.types import (
     CloseReason,
     FrameDropped,
@@ -70,7 +71,8 @@ def client_from_args(args: argparse.Namespace) -> Client:
 
     Raises:
         ValueError: ``--target`` names a host without a port on a plaintext connection (gRPC would quietly try
-            443, the TLS port, where a TLS endpoint behind an ingress is fine).
+            443, the TLS port, where a TLS endpoint behind an ingress is fine); a token file that holds no token,
+            or a token that cannot be sent (:func:`_token`).
         OSError: a token or TLS file cannot be read.
     """
     tls = tls_from_flags(args)
@@ -94,21 +96,33 @@ def client_from_args(args: argparse.Namespace) -> Client:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    """The bearer token from ``--token`` or ``--token-file``.
+    """The bearer token from ``--token``, or the first token of ``--token-file`` read as the server reads its
+    ``--auth-token-file`` (:func:`service.tokens.read_tokens`: one token per line, blank lines and surrounding
+    blanks ignored), so a client given the server's file while a rotation adds a second line sends the first.
 
     Raises:
         OSError: the token file cannot be read.
-        ValueError: the token file is empty.
+        ValueError: the token file is empty or not text, or the token cannot be sent
+            (:func:`~service.client.connection.check_token`); the message names the flag.
     """
     if args.token_file is None:
         token: str | None = args.token
-        return token
-    try:
-        token = args.token_file.read_text().strip()
-    except OSError as error:
-        raise type(error)(error.errno, f"--token-file {args.token_file}: cannot read it: {error.strerror}") from error
-    if not token:
-        raise ValueError(f"--token-file {args.token_file} is empty")
+        flag = "--token"
+    else:
+        flag = f"--token-file {args.token_file}"
+        try:
+            token = read_tokens(args.token_file)[0]
+        except OSError as error:
+            raise type(error)(error.errno, f"{flag}: cannot read it: {error.strerror}") from error
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{flag}: cannot read it as text ({error.reason} at byte {error.start})") from None
+        except ValueError:
+            raise ValueError(f"{flag} is empty") from None
+    if token:
+        try:
+            check_token(token)
+        except ValueError as error:
+            raise ValueError(f"{flag}: {error}") from None
     return token
 
 
