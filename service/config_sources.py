@@ -12,11 +12,11 @@ import difflib
 import logging
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from service.config import ConfigError, ServiceConfig, flag_name, parse_bool
+from service.config import _BACKEND_OPTION_FIELDS, ConfigError, ServiceConfig, flag_name, parse_bool
 
 ENV_PREFIX = "SLOTSTREAM_"
 
@@ -51,19 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def environ_values(environ: Mapping[str, str], notes: list[str] | None = None) -> dict[str, Any]:
+def environ_values(
+    environ: Mapping[str, str], notes: list[str] | None = None, fields: Collection[str] | None = None
+) -> dict[str, Any]:
     """The settings that ``SLOTSTREAM_*`` variables of ``environ`` set, by field name, converted to the fields'
     types. Each flag has its variable, extra spellings included (``--model`` is ``SLOTSTREAM_MODEL``), and a
-    ``--no-x`` flag is ``SLOTSTREAM_NO_X`` (``SLOTSTREAM_NO_WARMUP=1`` is ``SLOTSTREAM_WARMUP=0``). A
-    ``SLOTSTREAM_*`` variable that looks like a misspelt setting is noted in ``notes`` (logged when ``None``) and
-    otherwise ignored.
+    ``--no-x`` flag is ``SLOTSTREAM_NO_X`` (``SLOTSTREAM_NO_WARMUP=1`` is ``SLOTSTREAM_WARMUP=0``); a path has its
+    ``~`` expanded. A ``SLOTSTREAM_*`` variable that looks like a misspelt setting is noted in ``notes`` (logged
+    when ``None``) and otherwise ignored.
+
+    Args:
+        environ: the environment.
+        notes: where misspelt names are noted; ``None``: log them.
+        fields: read only the variables of these settings (the others, correct or not, are neither read nor
+            noted, except a misspelling of one of these); ``None``: every setting.
 
     Raises:
         ConfigError: a value does not convert, or two variables set one setting to different values (the message
             lists every such variable).
     """
     types = _field_types()
-    known = _variables(types)
+    every = _variables(types)
+    known = every if fields is None else {key: value for key, value in every.items() if value[0] in fields}
     values: dict[str, Any] = {}
     set_by: dict[str, str] = {}
     problems = []
@@ -80,7 +89,7 @@ def environ_values(environ: Mapping[str, str], notes: list[str] | None = None) -
                 problems.append(f"{key}={raw!r} contradicts {set_by[name]}={environ[set_by[name]]!r}")
                 continue
             values[name], set_by[name] = value, key
-        elif key.startswith(ENV_PREFIX) and (suggestion := _looks_like_ours(key, known)):
+        elif key not in every and key.startswith(ENV_PREFIX) and (suggestion := _looks_like_ours(key, known)):
             note = f"ignoring unknown variable {key} (did you mean {suggestion}?)"
             if notes is None:
                 _log.warning(note)
@@ -89,6 +98,21 @@ def environ_values(environ: Mapping[str, str], notes: list[str] | None = None) -
     if problems:
         raise ConfigError("invalid environment:\n  " + "\n  ".join(problems))
     return values
+
+
+def backend_environ_options(backend: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The options of ``backend`` that ``SLOTSTREAM_*`` variables of ``environ`` set, as keyword arguments of its
+    options class (those :meth:`ServiceConfig.backend_options <service.config.ServiceConfig.backend_options>`
+    gives), read exactly as the server reads them (:func:`environ_values`): what ``OnnxOptions.from_environ`` and
+    ``TensorRTOptions.from_environ`` return for library callers that pass no options. Empty for a backend without
+    options.
+
+    Raises:
+        ConfigError: a variable of these options does not convert, or two set one option to different values.
+    """
+    options = _BACKEND_OPTION_FIELDS.get(backend, {})
+    values = environ_values(environ, fields=set(options.values()))
+    return {option: values[name] for option, name in options.items() if name in values}
 
 
 def _variables(types: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:

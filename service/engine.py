@@ -118,6 +118,14 @@ class Engine(abc.ABC):
         """How many calls may run at once from different threads."""
         return 1
 
+    @property
+    def tunes_per_batch_size(self) -> bool:
+        """Whether the first call at each new batch size does slow one-off work (cuDNN's exhaustive convolution
+        algorithm search, a compilation), which the server must run in :meth:`warmup` at every batch size the
+        micro-batcher can form (1 to the largest), not only at 1 and the largest. Default ``False``: a new batch
+        size costs nothing more than its call."""
+        return False
+
     @abc.abstractmethod
     def first_step(self, frames: np.ndarray) -> EngineOutput:
         """Run the first frame of each stream in the batch.
@@ -138,7 +146,9 @@ class Engine(abc.ABC):
     def warmup(self, batch_sizes: Sequence[int]) -> None:
         """Run both steps once at each batch size so the first real frame is not slow.
 
-        Backends with per-shape compilation (TensorRT profiles, CUDA graphs) build here, never on a frame.
+        Backends with per-shape compilation or tuning (TensorRT profiles, CUDA graphs, cuDNN's algorithm search)
+        do it here, never on a frame: the server passes every batch size it can run to an engine whose
+        :attr:`tunes_per_batch_size` is true.
         """
         height, width = self.card.image_size
         for size in batch_sizes:

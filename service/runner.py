@@ -173,10 +173,18 @@ class ModelRunner:
         """Seconds the longest-running model call has been running (0 when the model is idle)."""
         return self._batcher.running_for_s()
 
+    def warm_up_sizes(self) -> list[int]:
+        """The batch sizes :meth:`warm_up` runs: every size from 1 to the largest for an engine that tunes per
+        batch size (:attr:`Engine.tunes_per_batch_size`: the micro-batcher may form any of them), else 1 and
+        the largest."""
+        if self.engine.tunes_per_batch_size:
+            return list(range(1, self.max_batch_size + 1))
+        return sorted({1, self.max_batch_size})
+
     async def warm_up(self) -> None:
-        """Run the engine at batch size 1 and at the largest batch size, on the model thread. Cancelling the wait
-        leaves the call running (:attr:`warming_up` says until when)."""
-        sizes = sorted({1, self.max_batch_size})
+        """Run the engine at :meth:`warm_up_sizes`, on the model thread. Cancelling the wait leaves the call
+        running (:attr:`warming_up` says until when)."""
+        sizes = self.warm_up_sizes()
         self._warm_up = asyncio.get_running_loop().run_in_executor(self._executors[0], self.engine.warmup, sizes)
         await asyncio.shield(self._warm_up)
 

@@ -7,9 +7,11 @@ not load it, because ONNX Runtime otherwise falls back to the CPU with only a lo
 - ``cpu``: ``CPUExecutionProvider``;
 - ``cuda`` / ``cuda:N``: ``CUDAExecutionProvider`` on GPU ``N`` (the CPU takes the few nodes CUDA lacks);
 - ``tensorrt`` / ``tensorrt:N``: ``TensorrtExecutionProvider`` on GPU ``N``, then CUDA, then the CPU for nodes
-  TensorRT does not take; engines are built for batch sizes 1 to ``--max-batch-size`` (one optimisation
-  profile) and cached on disk with TensorRT's timing cache, in one folder per graph digest (ONNX Runtime keys
-  its cached engines by the graph's names, not its weights), fp16 when the export asked for it. These engines
+  TensorRT does not take; TensorRT itself is imported first (the pip package loads the TensorRT libraries the
+  provider links, :func:`~service.backends.tensorrt_backend.import_tensorrt`). Engines are built for batch sizes
+  1 to ``--max-batch-size`` (one optimisation profile) and cached on disk with TensorRT's timing cache, in one
+  folder per graph digest (ONNX Runtime keys its cached engines by the graph's names, not its weights), fp16
+  when the export asked for it. These engines
   are ONNX Runtime's own, never compared with PyTorch by the export (whose ``--tensorrt`` check covers the
   ``tensorrt`` backend's engines), and their fp32 engines may use TF32: the provider has no TF32 option, and
   TensorRT allows TF32 by default (``NVIDIA_TF32_OVERRIDE=0`` in the server's environment turns it off in
@@ -33,7 +35,7 @@ and ``--onnx-inter-op-threads`` (1 / 1), ``--onnx-graph-optimization`` (``all``)
 export's precision) and ``--tensorrt-cache-dir`` (``<model dir>/tensorrt``), which concern the TensorRT provider only
 (set on another device, the backend logs that it ignores them), or the same names as
 ``SLOTSTREAM_*`` variables (``SLOTSTREAM_ONNX_INTRA_OP_THREADS``, ...). Library callers that pass no options
-get the same variables read by :meth:`OnnxOptions.from_environ`.
+get the same variables read by :meth:`OnnxOptions.from_environ`, exactly as the server reads them.
 
 Per-stream state is the slots array the service keeps per stream and stacks on the batch axis for each call,
 exactly as with the ``torch`` backend.
@@ -43,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,7 +76,8 @@ from service.backends.onnx_providers import (
     provider_list,
     verify_providers,
 )
-from service.config import ONNX_GRAPH_OPTIMIZATIONS, parse_bool
+from service.config import ONNX_GRAPH_OPTIMIZATIONS
+from service.config_sources import backend_environ_options
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, model_version
 from service.images import PREPROCESSING
 
@@ -116,22 +119,14 @@ class OnnxOptions:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> OnnxOptions:
-        """Read the ``SLOTSTREAM_ONNX_*`` / ``SLOTSTREAM_TENSORRT_*`` variables.
+        """Read the ``SLOTSTREAM_ONNX_*`` / ``SLOTSTREAM_TENSORRT_*`` variables as the server reads them
+        (:func:`~service.config_sources.backend_environ_options`: ``~`` expanded, ``SLOTSTREAM_NO_TENSORRT_FP16``
+        understood, a misspelt name warned about).
 
         Raises:
             ValueError: a variable does not parse (the message names it).
         """
-        values = env_values(
-            os.environ if environ is None else environ,
-            {
-                "intra_op_threads": ("ONNX_INTRA_OP_THREADS", int),
-                "inter_op_threads": ("ONNX_INTER_OP_THREADS", int),
-                "graph_optimization": ("ONNX_GRAPH_OPTIMIZATION", str),
-                "tensorrt_fp16": ("TENSORRT_FP16", parse_bool),
-                "tensorrt_cache_dir": ("TENSORRT_CACHE_DIR", Path),
-            },
-        )
-        return cls(**values)
+        return cls(**backend_environ_options("onnx", os.environ if environ is None else environ))
 
 
 @dataclass
@@ -202,6 +197,12 @@ class OnnxEngine(Engine):
         return 64 if self.card.device == "cpu" else 1
 
     @property
+    def tunes_per_batch_size(self) -> bool:
+        """On a GPU, yes: ONNX Runtime's CUDA provider (which also runs what TensorRT does not take) searches
+        cuDNN's convolution algorithms exhaustively at each new input shape."""
+        return self.card.device != "cpu"
+
+    @property
     def providers(self) -> list[str]:
         """The providers the sessions run on, most preferred first."""
         return self._live().providers
@@ -253,7 +254,8 @@ def load_engine(
         ValueError: ``device`` or an option is invalid.
         BackendUnavailable: onnxruntime is missing, a graph does not load, the requested provider is not
             available or did not load, both ONNX Runtime builds are installed (on a GPU device), or (on
-            ``tensorrt``) the export's TensorRT engines of that precision failed their parity check.
+            ``tensorrt``) TensorRT is not installed or the export's TensorRT engines of that precision failed
+            their parity check.
     """
     choice = parse_device(device)
     options = _options(options)
@@ -271,6 +273,13 @@ def load_engine(
     both = check_one_onnxruntime(choice, installed_onnxruntime())
     if both:
         _log.warning("%s", both)
+    tensorrt_version = None
+    if choice.kind == "tensorrt":
+        from service.backends.tensorrt_backend import import_tensorrt
+
+        # ONNX Runtime's TensorRT provider links libnvinfer and libnvonnxparser, which the pip tensorrt package
+        # loads into the process only when imported: without the import the provider never loads.
+        tensorrt_version = str(import_tensorrt(f"--backend onnx --device {choice}").__version__)
     ort = import_onnxruntime()
     available = ort.get_available_providers()
     if choice.provider not in available:
@@ -298,7 +307,7 @@ def load_engine(
                 f"ONNX Runtime cannot load {path}: {error} (a damaged graph needs a new export, python -m "
                 "training.export; a provider error, the GPU setup checked)"
             ) from error
-        verify_providers(choice, list(session.get_providers()), path.name)
+        verify_providers(choice, list(session.get_providers()), path.name, tensorrt_version=tensorrt_version)
         check_signature(manifest, graph, session)
         sessions[graph] = session
     return OnnxEngine(
@@ -463,24 +472,6 @@ def manifest_card(manifest: Manifest, name: str, backend: str, device: str, max_
         preprocessing=PREPROCESSING,
         frame_fit=manifest.input.frame_fit,
     )
-
-
-def env_values(environ: Mapping[str, str], fields: Mapping[str, tuple[str, Callable[[str], Any]]]) -> dict[str, Any]:
-    """Parse the variables ``SLOTSTREAM_<suffix>`` named by ``fields`` (field -> (suffix, parser)) that are set.
-
-    Raises:
-        ValueError: a variable does not parse; the message names it.
-    """
-    values: dict[str, Any] = {}
-    for field_name, (suffix, parse) in fields.items():
-        raw = environ.get(ENV_PREFIX + suffix)
-        if raw is None or raw == "":
-            continue
-        try:
-            values[field_name] = parse(raw)
-        except ValueError as error:
-            raise ValueError(f"{ENV_PREFIX}{suffix}={raw!r}: {error}") from error
-    return values
 
 
 def _output(outputs: list[Any]) -> EngineOutput:

@@ -121,8 +121,14 @@ def provider_list(
     return [("TensorrtExecutionProvider", tensorrt), cuda, cpu]
 
 
-def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str, note: str | None = None) -> None:
+def verify_providers(
+    choice: ProviderChoice, in_use: list[str], graph: str, note: str | None = None, tensorrt_version: str | None = None
+) -> None:
     """Fail unless the session really runs on the requested provider (ONNX Runtime falls back silently).
+
+    A TensorRT provider that did not load while CUDA's did (the GPU and CUDA work) is refused with
+    :func:`tensorrt_not_loaded`: TensorRT's libraries were not found or did not load, which reinstalling the same
+    packages does not change.
 
     Args:
         choice: the requested provider.
@@ -130,12 +136,16 @@ def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str, note
         graph: the graph's file name, for the message.
         note: appended to the refusal; ``None``: :func:`cuda_build_note` of the installed builds, looked up only
             when refusing.
+        tensorrt_version: the version of the TensorRT imported before the session was made (``tensorrt``
+            only), for the message.
 
     Raises:
         BackendUnavailable: the requested provider is not the session's first provider.
     """
     if in_use and in_use[0] == choice.provider:
         return
+    if choice.kind == "tensorrt" and PROVIDER_NAMES["cuda"] in in_use:
+        raise BackendUnavailable(tensorrt_not_loaded(choice, in_use, graph, tensorrt_version))
     if note is None:
         note = cuda_build_note(onnxruntime_cuda_version(), torch_cuda())
     libraries = "CUDA and cuDNN" + (" and TensorRT" if choice.kind == "tensorrt" else "")
@@ -144,6 +154,30 @@ def verify_providers(choice: ProviderChoice, in_use: list[str], graph: str, note
         f"{', '.join(in_use) or 'none'}), so it would run silently on the CPU. Check that an NVIDIA GPU is visible "
         f"and that the {libraries} libraries onnxruntime-gpu needs are installed ({GPU_EXTRA}), or use --device cpu"
         + (f". {note}" if note else "")
+    )
+
+
+def tensorrt_not_loaded(choice: ProviderChoice, in_use: list[str], graph: str, tensorrt_version: str | None) -> str:
+    """The refusal for ONNX Runtime's TensorRT provider not loading while its CUDA provider did.
+
+    The provider's library (``libonnxruntime_providers_tensorrt.so``) links ``libnvinfer`` and ``libnvonnxparser``
+    of the TensorRT major version onnxruntime-gpu was built for; the pip ``tensorrt`` package puts them into the
+    process when imported, which the backend does first. What is left is a library of another major version, or
+    one missing: ONNX Runtime's error, logged above the refusal, names it.
+    """
+    imported = (
+        f"TensorRT {tensorrt_version} is installed and was imported, so its libraries are not the ones this "
+        "onnxruntime-gpu needs (another major version) or are incomplete"
+        if tensorrt_version
+        else "TensorRT was not imported first (the pip tensorrt package loads its libraries when imported)"
+    )
+    return (
+        f"--device {choice}: ONNX Runtime did not load {choice.provider} for {graph} (providers in use: "
+        f"{', '.join(in_use)}): CUDA works, but the TensorRT libraries its TensorRT provider needs (libnvinfer.so "
+        "and libnvonnxparser.so of the TensorRT major version onnxruntime-gpu was built for) were not found or did "
+        f"not load; ONNX Runtime's error above names the library. {imported}: install the tensorrt release ONNX "
+        f"Runtime's TensorRT provider documentation lists for this onnxruntime-gpu (see {GPU_GUIDE}), or use "
+        "--device cuda (ONNX Runtime without TensorRT) or --backend tensorrt"
     )
 
 

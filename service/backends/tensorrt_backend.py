@@ -22,7 +22,7 @@ never runs on a live request:
 
 Settings (:class:`TensorRTOptions`) are part of the server's ``ServiceConfig``, as flags or as the same names
 in ``SLOTSTREAM_*`` variables; library callers that pass no options get the variables read by
-:meth:`TensorRTOptions.from_environ`:
+:meth:`TensorRTOptions.from_environ`, exactly as the server reads them:
 
 - ``--tensorrt-fp16`` / ``SLOTSTREAM_TENSORRT_FP16``: build fp16 engines (default: the export's precision);
 - ``--tensorrt-cache-dir`` / ``SLOTSTREAM_TENSORRT_CACHE_DIR``: engine and timing caches (default
@@ -57,14 +57,13 @@ from service.backends.manifest import FIRST_STEP, STEP, Manifest, read_manifest
 from service.backends.onnx_backend import (
     DEFAULT_CACHE_SUBDIR,
     check_source_files,
-    env_values,
     graph_inputs,
     manifest_card,
     prepare_cache_dir,
 )
 from service.backends.onnx_providers import GPU_EXTRA
 from service.backends.tensorrt_graphs import GraphRunner, batch_buckets
-from service.config import parse_bool
+from service.config_sources import backend_environ_options
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
 
 _log = logging.getLogger(__name__)
@@ -95,21 +94,14 @@ class TensorRTOptions:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> TensorRTOptions:
-        """Read the ``SLOTSTREAM_TENSORRT_*`` variables.
+        """Read the ``SLOTSTREAM_TENSORRT_*`` variables as the server reads them
+        (:func:`~service.config_sources.backend_environ_options`: ``~`` expanded, ``SLOTSTREAM_NO_*`` understood,
+        a misspelt name warned about).
 
         Raises:
             ValueError: a variable does not parse (the message names it).
         """
-        values = env_values(
-            os.environ if environ is None else environ,
-            {
-                "fp16": ("TENSORRT_FP16", parse_bool),
-                "cache_dir": ("TENSORRT_CACHE_DIR", Path),
-                "cuda_graphs": ("TENSORRT_CUDA_GRAPHS", parse_bool),
-                "workspace_mb": ("TENSORRT_WORKSPACE_MB", int),
-            },
-        )
-        return cls(**values)
+        return cls(**backend_environ_options("tensorrt", os.environ if environ is None else environ))
 
 
 @dataclass(frozen=True)
@@ -233,12 +225,20 @@ def parse_cuda_device(device: str) -> int:
     return int(index or 0)
 
 
-def import_tensorrt() -> Any:
-    """``import tensorrt``, or a :class:`BackendUnavailable` naming the ``gpu`` extra."""
+def import_tensorrt(needed_by: str = "the tensorrt backend") -> Any:
+    """``import tensorrt``, or a :class:`BackendUnavailable` naming the ``gpu`` extra.
+
+    The import also puts TensorRT's libraries into the process: the pip ``tensorrt`` package keeps
+    ``libnvinfer.so`` and ``libnvonnxparser.so`` in a folder the dynamic loader does not search and loads them when
+    imported, which is how ONNX Runtime's TensorRT provider (``--backend onnx --device tensorrt``) finds them too.
+
+    Args:
+        needed_by: what needs TensorRT, for the message.
+    """
     try:
         import tensorrt
     except ImportError as error:
-        raise BackendUnavailable(f"the tensorrt backend {NEEDS_GPU}: the tensorrt package is not installed") from error
+        raise BackendUnavailable(f"{needed_by} {NEEDS_GPU}: the tensorrt package is not installed") from error
     return tensorrt
 
 

@@ -181,11 +181,22 @@ def onnx_profiles(model_dir: Path, threads: int, runs: int) -> dict[str, list[di
 
 
 def prepare_model_dir(model_dir: Path, backends: Sequence[str], scratch: Path) -> Path:
-    """``model_dir``, or an export of it in ``scratch`` when a backend needs graphs the directory lacks."""
+    """``model_dir``, or an export of it in ``scratch`` when a backend needs graphs the directory lacks.
+
+    Raises:
+        BackendUnavailable: the export is needed and ONNX Runtime, which it runs its graphs in, is not installed
+            (the message names the extra), as loading an export directory without it is refused.
+    """
     if set(backends) <= {"torch"} or (model_dir / "manifest.json").is_file():
         return model_dir
     from training.export import export_model
+    from training.export.parity import import_onnxruntime
 
+    try:
+        import_onnxruntime()  # before exporting, which would fail only once half done
+    except ImportError as error:
+        message = f"{model_dir} has no manifest.json and must be exported first, but {error}"
+        raise BackendUnavailable(message) from error
     print(f"{model_dir} has no manifest.json: exporting it to {scratch} first", file=sys.stderr)
     export_model(model_dir, scratch)
     return scratch

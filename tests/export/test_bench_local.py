@@ -63,6 +63,17 @@ def test_local_benchmark_reports_both_backends_ratios_and_floor(model_dir, tmp_p
     assert report["load_average"]["before"] and report["load_average"]["after"]
 
 
+def test_a_model_directory_without_onnx_runtime_is_refused_in_one_line(model_dir, monkeypatch, capsys):
+    """The onnx backend needs the directory exported first, which runs the graphs in ONNX Runtime: without it the
+    run ends before exporting, with the extra to install, as for an export directory."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    argv = ["--local", "--model", str(model_dir), "--backends", "onnx", "--batch-sizes", "1", "--no-floor"]
+    assert bench_main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "has no manifest.json and must be exported first" in error
+    assert "pip install -e '.[onnx]'" in error
+
+
 def test_bench_without_local_explains(capsys):
     assert bench_main([]) == 2
     assert "--local" in capsys.readouterr().err

@@ -7,8 +7,10 @@ ONNX Runtime silently falls back to the CPU (reproduced here by making a CPU-onl
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from service.backends.onnx_backend import OnnxOptions, prepare_cache_dir
 from service.backends.onnx_providers import ProviderChoice, parse_device, provider_list, verify_providers
 from service.config import ServiceConfig
 from service.engine import BackendUnavailable, load_engine
+from service.runner import ModelRunner
 from service.server import default_engine_factory
 
 ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install -e '.[onnx]'")
@@ -149,6 +152,7 @@ def test_silent_cpu_fallback_is_detected(export_dir, device, monkeypatch, tmp_pa
     """onnxruntime-gpu without working CUDA libraries lists the provider but runs on the CPU: refuse."""
     claimed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: claimed)
+    stand_in_tensorrt(monkeypatch)
     options = OnnxOptions(tensorrt_cache_dir=tmp_path / "cache")
     with pytest.raises(BackendUnavailable, match="would run silently on the CPU") as refused:
         onnx_backend.load_engine(export_dir, name="tiny", device=device, max_batch_size=2, options=options)
@@ -184,6 +188,7 @@ def test_tensorrt_provider_caches_engines_per_graph_digest(export_dir, monkeypat
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: claimed)
     monkeypatch.setattr(ort, "InferenceSession", RecordingSession)
+    stand_in_tensorrt(monkeypatch)
     options = OnnxOptions(tensorrt_cache_dir=tmp_path / "cache")
     onnx_backend.load_engine(export_dir, name="tiny", device="tensorrt:0", max_batch_size=2, options=options)
     manifest = read_manifest(export_dir)
@@ -340,6 +345,11 @@ def test_a_manifest_field_edited_against_its_config_is_refused(export_dir, tmp_p
         onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)
 
 
+def stand_in_tensorrt(monkeypatch):
+    """Give ``import tensorrt`` a stand-in module: ``--device tensorrt`` imports TensorRT before its sessions."""
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.15.1"))
+
+
 def claim_gpu_providers(monkeypatch, in_use=None):
     """Make this CPU-only onnxruntime claim the GPU providers: sessions run on the CPU but report ``in_use`` (by
     default the provider they were asked for first), as onnxruntime-gpu would."""
@@ -386,6 +396,7 @@ def test_the_tensorrt_provider_says_its_engines_are_not_the_checked_ones_and_may
     its own (and cannot turn TF32 off), so a passing record must not make its engines look checked."""
     checked = with_passed_tensorrt_check(export_dir, tmp_path / "checked")
     claim_gpu_providers(monkeypatch)
+    stand_in_tensorrt(monkeypatch)
     monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
     options = OnnxOptions(tensorrt_cache_dir=tmp_path / "cache")
     with caplog.at_level("WARNING", logger="service.backends.onnx_backend"):
@@ -441,3 +452,17 @@ def test_a_gpu_provider_that_did_not_load_names_an_onnxruntime_built_for_another
         onnx_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=2)
     assert "onnxruntime-gpu is built for CUDA 12.8 while PyTorch here is built for CUDA 13.0" in str(refused.value)
     assert onnx_providers.cuda_build_note("13.0", "13.0") == "" and onnx_providers.cuda_build_note(None, "13.0") == ""
+
+
+def test_on_a_gpu_provider_the_engine_is_warmed_up_at_every_batch_size(export_dir, monkeypatch):
+    """ONNX Runtime's CUDA provider searches cuDNN's convolution algorithms at each new input shape: the server
+    warms such an engine up at every batch size the micro-batcher can form, so no live frame pays the search."""
+    cpu = onnx_backend.load_engine(export_dir, name="tiny", device="cpu", max_batch_size=3)
+    assert not cpu.tunes_per_batch_size
+    claim_gpu_providers(monkeypatch)
+    cuda = onnx_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=3)
+    assert cuda.tunes_per_batch_size
+    for engine, sizes in ((cpu, [1, 3]), (cuda, [1, 2, 3])):
+        runner = ModelRunner(engine, max_batch_size=3, max_delay_s=0.0)
+        assert runner.warm_up_sizes() == sizes
+        asyncio.run(runner.close())
