@@ -11,13 +11,16 @@ of their numbers; hidden files and folders (names starting with ``.``, such as m
 ignored. A sequence without annotations (no ``Annotations/<res>/<seq>/`` folder, or one without PNG files) or
 annotated on its first frame only is unlabelled. Mask files are found whatever the case of their extension
 (``00000.PNG``). Train clips carry no masks (training reads only frames); val clips carry them, and the synthetic
-metadata ``<root>/metadata/<seq>.json`` when the folder was written by ``python -m training.datasets generate``.
+metadata ``<root>/metadata/<seq>.json`` when the folder was written by ``python -m training.datasets generate`` and
+is read at the size it was written at (the metadata's pixel positions, boxes and areas describe that grid; read at
+another size the clips carry no metadata, and a warning says so once per dataset).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,6 +261,10 @@ class DavisDataset(Dataset[VideoClip]):
         image_size: Output (height, width).
         center_crop: Centre-crop to the aspect ratio of ``image_size`` before resizing (no stretching).
 
+    Val clips of a generated dataset carry its synthetic metadata only when ``image_size`` is the size the metadata
+    describes (what ``generate --size`` wrote): resized or cropped clips would pair the masks with pixel positions,
+    boxes and areas of another grid, so they carry none, and the first such clip warns (``UserWarning``).
+
     Raises:
         DatasetError: At construction for layout problems (see ``scan_sequences``) or sequences shorter than
             ``clip_length``; when loading, for unreadable images and (val split) a mask whose size differs from
@@ -282,6 +289,7 @@ class DavisDataset(Dataset[VideoClip]):
         self.clip_length = clip_length
         self.image_size = image_size
         self.center_crop = center_crop
+        self._warned_metadata_size = False
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -325,11 +333,12 @@ class DavisDataset(Dataset[VideoClip]):
                 check_same_size(mask, frames[0].shape, seq.masks[t], str(seq.frames[t]))
             masks = masks_to_tensor(mask_list, self.image_size, self.center_crop)  # T x [H, W] -> [T, h, w]
         video = frames_to_tensor(frames, self.image_size, self.center_crop)  # T x [H, W, 3] -> [T, 3, h, w]
-        metadata = self._metadata(seq) if masks is not None else None
+        metadata = self._metadata(seq, (masks.shape[-2], masks.shape[-1])) if masks is not None else None
         return VideoClip(frames=video, masks=masks, name=seq.name, start=window[0], metadata=metadata)
 
-    def _metadata(self, seq: DavisSequence) -> VideoMetadata | None:
-        """The synthetic metadata written beside a generated sequence, if any.
+    def _metadata(self, seq: DavisSequence, size: tuple[int, int]) -> VideoMetadata | None:
+        """The synthetic metadata written beside a generated sequence, if any and if it describes frames of ``size``
+        (the clip's (height, width)); metadata of another size is left out, with a warning the first time.
 
         Raises:
             DatasetError: The file cannot be read, or describes another number of frames than the sequence has.
@@ -343,4 +352,15 @@ class DavisDataset(Dataset[VideoClip]):
             raise DatasetError(f"{path}: not readable as synthetic metadata ({error})") from error
         if metadata.num_frames != len(seq.frames):
             raise DatasetError(f"{path}: describes {metadata.num_frames} frames, the sequence has {len(seq.frames)}")
+        if (metadata.height, metadata.width) != size:
+            if not self._warned_metadata_size:
+                self._warned_metadata_size = True
+                warnings.warn(
+                    f"{path}: synthetic metadata left out of the clips of {self.root}: it describes "
+                    f"{metadata.height}x{metadata.width} frames, but clips are read at {size[0]}x{size[1]}, where its "
+                    f"pixel positions, boxes and areas would not match the masks; to keep it, read the dataset at "
+                    f"{metadata.height}x{metadata.width} or generate it at the size it is read at",
+                    stacklevel=2,
+                )
+            return None
         return metadata

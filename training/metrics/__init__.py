@@ -8,7 +8,8 @@ Typical use::
     report = metrics.compute().to_dict()
 
 Conventions (those of martius-lab/videosaur and Genera1Z/SmoothSA): predicted masks are upsampled bilinearly to the GT
-resolution and arg-maxed; GT id 0 is background, GT id -1 (DAVIS void) is left out of every score; FG-ARI drops
+resolution and arg-maxed; GT id 0 is background, GT id -1 (DAVIS void) is left out of every score (``uint8`` GT
+holding 255, a DAVIS 2017 palette mask read as stored, is refused rather than scored as an object); FG-ARI drops
 background points and excludes samples without foreground; mBO / mIoU follow an explicit background policy whose
 default is ``"ignore"`` and whose name is part of every report.
 """

@@ -16,7 +16,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-__all__ = ["BACKGROUND_ID", "IGNORE_ID", "Contingency", "EvalMode", "contingency_table", "to_samples"]
+__all__ = [
+    "BACKGROUND_ID",
+    "IGNORE_ID",
+    "RAW_VOID_ID",
+    "Contingency",
+    "EvalMode",
+    "check_no_raw_void",
+    "contingency_table",
+    "to_samples",
+]
 
 EvalMode = Literal["video", "image"]
 """``"video"``: one sample per video (all ``T*H*W`` points); ``"image"``: one sample per frame."""
@@ -28,7 +37,28 @@ IGNORE_ID = -1
 """Ground-truth id of points no metric scores (DAVIS void pixels: object borders and unlabelled regions), as the
 DAVIS benchmark leaves them out of its region similarity."""
 
+RAW_VOID_ID = 255
+"""Palette index of void pixels in DAVIS 2017 masks. ``uint8`` ground truth holding it is refused (see
+:func:`check_no_raw_void`): it is a palette mask read as it is stored, whose void would be scored as object 255."""
+
 _MAX_LOOKUP_ID = 1 << 16
+
+
+def check_no_raw_void(gt_ids: Tensor) -> None:
+    """Refuse ``uint8`` ground truth that holds :data:`RAW_VOID_ID`: what a DAVIS 2017 palette PNG gives when read
+    as it is stored (``np.array(Image.open(path))``), where index 255 is void, not an object. Only ``uint8`` is
+    checked: it cannot hold ``IGNORE_ID``, and a palette holds 255 ids at most besides void; wider id maps may
+    number an object 255.
+
+    Raises:
+        ValueError: ``gt_ids`` is ``uint8`` and holds 255; the message says how to mark void points.
+    """
+    if gt_ids.dtype == torch.uint8 and gt_ids.numel() and int(gt_ids.max()) == RAW_VOID_ID:
+        raise ValueError(
+            f"gt_ids is uint8 and holds {RAW_VOID_ID}, the void index of DAVIS 2017 palette masks, which would be "
+            f"scored as an object: read masks with training.datasets.images.read_mask (void becomes {IGNORE_ID}), "
+            f"or set void points to IGNORE_ID ({IGNORE_ID}) in a signed integer tensor"
+        )
 
 
 @dataclass(frozen=True)
@@ -119,8 +149,9 @@ def contingency_table(pred_labels: Tensor, gt_ids: Tensor, num_labels: int | Non
         The per-sample tables.
 
     Raises:
-        ValueError: the shapes differ or are 0-D, a predicted label is negative or ``>= num_labels``, or a GT id
-            is negative other than ``IGNORE_ID``.
+        ValueError: the shapes differ or are 0-D, a predicted label is negative or ``>= num_labels``, a GT id
+            is negative other than ``IGNORE_ID``, or ``gt_ids`` is ``uint8`` holding 255 (an undecoded DAVIS void:
+            :func:`check_no_raw_void`).
         TypeError: ``pred_labels`` or ``gt_ids`` is a floating-point or bool tensor.
     """
     if pred_labels.shape != gt_ids.shape or pred_labels.dim() < 1:
@@ -128,6 +159,7 @@ def contingency_table(pred_labels: Tensor, gt_ids: Tensor, num_labels: int | Non
     for name, x in (("pred_labels", pred_labels), ("gt_ids", gt_ids)):
         if x.is_floating_point() or x.dtype == torch.bool:
             raise TypeError(f"{name} must be an integer tensor, got {x.dtype}")
+    check_no_raw_void(gt_ids)
     num_samples = pred_labels.shape[0]
     pred = pred_labels.detach().reshape(num_samples, -1).long()  # [S, ...] -> [S, P]
     gt = gt_ids.detach().reshape(num_samples, -1).long()  # [S, ...] -> [S, P]

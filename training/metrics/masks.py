@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from training.metrics.contingency import check_no_raw_void
+
 __all__ = ["MASK_UPSAMPLING", "resize_gt_ids", "upsample_to_labels"]
 
 MASK_UPSAMPLING = "bilinear(align_corners=False) to GT size, argmax over slots; GT resized nearest-exact"
@@ -55,13 +57,15 @@ def resize_gt_ids(ids: Tensor, size: tuple[int, int]) -> Tensor:
         Ids ``[..., H, W]`` as int64.
 
     Raises:
-        ValueError: ``ids`` has fewer than 2 dimensions.
+        ValueError: ``ids`` has fewer than 2 dimensions, or is ``uint8`` holding 255 (an undecoded DAVIS void,
+            which the int64 result would turn into an object: :func:`~training.metrics.contingency.check_no_raw_void`).
         TypeError: ``ids`` is a floating-point tensor.
     """
     if ids.dim() < 2:
         raise ValueError(f"ids must have shape [..., h, w], got {tuple(ids.shape)}")
     if ids.is_floating_point():
         raise TypeError(f"ids must be an integer tensor, got {ids.dtype}")
+    check_no_raw_void(ids)
     *lead, height, width = ids.shape
     if (height, width) == tuple(size):
         return ids.long()

@@ -20,6 +20,11 @@ once per step, which left objects overlapping and later moving without an event 
 so two fast objects could meet and part, or cross, within a frame without a bounce, and colliding objects bounced
 from where their discs had come to overlap)."""
 
+_VAL_SEED_BASE = 1 << 62
+"""Seed of validation video 0 of ``synthetic:<level>``; seeds below it are train videos (``dataset seed * 2**32 +
+index``). The scheme is ``training.datasets.synthetic_dataset``'s, repeated here for :meth:`VideoMetadata.seed_parts`
+without importing torch."""
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
@@ -113,6 +118,9 @@ class VideoMetadata:
     Attributes:
         level: Difficulty level name.
         seed: The integer seed the video was generated from (same seed, level, size and length: same video).
+            Validation seeds are ``2**62 + index`` and train seeds ``dataset seed * 2**32 + index``, beyond the
+            2**53 that JSON readers using doubles (jq, JavaScript) hold exactly; the JSON therefore also holds
+            :meth:`seed_parts`, which they read exactly.
         height: Frame height in pixels.
         width: Frame width in pixels.
         num_frames: Number of frames.
@@ -143,9 +151,23 @@ class VideoMetadata:
     generator_version: int = GENERATOR_VERSION
     camera_offsets_px: tuple[tuple[int, int], ...] = ()
 
+    def seed_parts(self) -> dict[str, Any]:
+        """The video ``seed`` identifies, in ``synthetic:<level>``'s terms, as small numbers: ``split``
+        (``"train"`` or ``"val"``), ``dataset_seed`` (the train split's dataset seed, the ``--seed`` of
+        ``generate``; None for ``"val"``, whose videos are fixed) and ``video_index`` (the video's index in its
+        split). Every seed has them: a seed below ``2**62`` is train video ``seed % 2**32`` of dataset seed
+        ``seed // 2**32``, any other validation video ``seed - 2**62``.
+        """
+        if self.seed >= _VAL_SEED_BASE:
+            return {"split": "val", "dataset_seed": None, "video_index": self.seed - _VAL_SEED_BASE}
+        return {"split": "train", "dataset_seed": self.seed >> 32, "video_index": self.seed & 0xFFFFFFFF}
+
     def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-compatible dict (tuples become lists)."""
-        return asdict(self)
+        """Returns a JSON-compatible dict (tuples become lists), with :meth:`seed_parts` after ``seed``."""
+        fields = asdict(self)
+        at = list(fields).index("seed") + 1
+        items = list(fields.items())
+        return dict(items[:at] + list(self.seed_parts().items()) + items[at:])
 
     def to_json(self, indent: int | None = None) -> str:
         """Serialises to a JSON string that ``from_json`` reads back into an equal object."""
@@ -153,7 +175,7 @@ class VideoMetadata:
 
     @classmethod
     def from_json(cls, text: str) -> VideoMetadata:
-        """Parses the output of ``to_json``."""
+        """Parses the output of ``to_json`` (the :meth:`seed_parts` in it are derived from ``seed``, so not read)."""
         raw = json.loads(text)
         return cls(
             level=raw["level"],
