@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The runtime packages install at the versions of deploy/constraints.txt, the ones the CPU image ships, so the tests
-# run what is deployed (tests/deploy/test_freeze_constraints.py checks the two agree).
+# Every extra but `gpu` (the client core, serving, training, export, ONNX Runtime's CPU build, the tools). The runtime
+# packages install at the versions of deploy/constraints.txt, the ones the CPU image ships, so the tests run what is
+# deployed (tests/deploy/test_freeze_constraints.py checks the two agree).
 $(STAMP): pyproject.toml deploy/constraints.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --constraint deploy/constraints.txt -e '.[onnx,dev]'
+	$(BIN)/pip install --quiet --constraint deploy/constraints.txt -e '.[server,train,export,onnx,dev]'
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -2,11 +2,12 @@
 
     .venv/bin/python deploy/freeze_constraints.py > deploy/constraints.txt
 
-The packages are the runtime closure of ``slotstream[onnx]`` (what deploy/Dockerfile installs): the project's
-requirements with the ``onnx`` extra, then theirs, recursively, with the environment markers evaluated for this
-interpreter and platform; their versions are the ones installed in this environment, the ones ``make test`` ran
+The packages are the runtime closure of ``slotstream[server,train,export,onnx]`` (what deploy/Dockerfile installs):
+the project's requirements with those extras, then theirs, recursively, with the environment markers evaluated for
+this interpreter and platform; their versions are the ones installed in this environment, the ones ``make test`` ran
 with (``pip freeze`` restricted to that closure). Left out: the project itself and the ``dev`` extra's tools, which
-the image does not install. Run it in the environment whose tests passed, after ``pip install -e '.[onnx,dev]'``.
+the image does not install. Run it in the environment whose tests passed, after ``make`` (which installs
+``-e '.[server,train,export,onnx,dev]'``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 PROJECT = "slotstream"
-EXTRAS = ("onnx",)
+EXTRAS = ("server", "train", "export", "onnx")
 
 HEADER = """\
-# Exact versions for deploy/Dockerfile (the CPU image): the runtime closure of slotstream[onnx] as installed in the
-# development environment whose tests passed. Generated; do not edit by hand:
+# Exact versions for deploy/Dockerfile (the CPU image): the runtime closure of slotstream[server,train,export,onnx]
+# as installed in the development environment whose tests passed. Generated; do not edit by hand:
 #   .venv/bin/python deploy/freeze_constraints.py > deploy/constraints.txt
 # A constraint installs nothing: it only fixes the version of a package that something requires. So the nvidia-*,
 # cuda-* and triton pins (requirements of torch's PyPI build, which the development environment has) are inert in

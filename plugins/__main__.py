@@ -10,6 +10,11 @@ import argparse
 import json
 import sys
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("server", "python -m plugins")
+
 from plugins.manager import BLOCK_ENV_VAR, build_plugin_manager
 
 

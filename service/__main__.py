@@ -6,12 +6,7 @@ import asyncio
 import logging
 import sys
 
-from plugins.registry import RegistryError
-from service.config import ConfigError, ServiceConfig
-from service.engine import BackendUnavailable
-from service.logs import configure_logging
-from service.server import ListenError, serve
-from service.tls import TlsFilesError
+from plugins.extras import require_extra
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     configured, in the configured format; when the configuration is refused (or ``--help`` is asked for), they are
     printed as plain text: before the refusal for a value the configuration refuses, after argparse's own message
     for a flag argparse refuses (it prints that before the notes can be).
+
+    The server's modules are imported here, after checking that the ``server`` extra is installed, so a client-only
+    install gets a one-line refusal (exit status 2) rather than a traceback from the ``slotstream`` script.
     """
+    require_extra("server", "slotstream")
+    from plugins.registry import RegistryError
+    from service.config import ConfigError, ServiceConfig
+    from service.engine import BackendUnavailable
+    from service.logs import configure_logging
+    from service.server import ListenError, serve
+    from service.tls import TlsFilesError
+
     notes: list[str] = []
     try:
         config = ServiceConfig.from_sources(argv, notes=notes)

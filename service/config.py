@@ -19,6 +19,7 @@ from typing import Any
 from plugins.frame_fit import FRAME_FITS as SERVED_FITS
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, run_folder_hint
 from service.engine import normalise_device
+from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
 from service.host import available_cores, decodable_pixels, memory_limit_bytes
 from service.reply_budget import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget
 from service.tls_files import tls_file_problems
@@ -32,8 +33,6 @@ FRAME_FITS = ("auto", *SERVED_FITS)
 """``--frame-fit`` choices: ``auto`` (each model's training fit, ``SessionLimits.frame_fit_for``), then the proto's
 ``FRAME_FIT_*`` names in lower case (``plugins.frame_fit.FRAME_FITS``)."""
 ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
-MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
-"""gRPC's message size options are C ints."""
 
 
 class ConfigError(ValueError):

@@ -12,6 +12,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("server", "python -m service.demo")
+
 from service.config import DEFAULT_MODEL_DIR, ConfigError, ServiceConfig
 from service.config_sources import ENV_PREFIX, environ_values
 

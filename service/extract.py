@@ -24,6 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("server", "python -m service.extract")
+
 import numpy as np
 from tqdm import tqdm
 

@@ -6,7 +6,12 @@ indicator area-averaged down to ``r x r``, then upsampled and argmaxed like a mo
 a model that is perfect at that resolution: the ceiling reported for ``r x r`` masks. Small and thin objects are
 the first to lose pixels, or to vanish, as ``r`` shrinks.
 
-It is a reference, not a proof: soft masks can place an edge inside a cell (bilinear upsampling interpolates
+With ``K`` slots (``--num-slots``), one of them for the background, the objects beyond ``K - 1`` are merged into
+the background: in video mode those beyond the video's ``K - 1`` largest, in image mode those beyond each frame's
+``K - 1`` largest (a model may give a slot to one object in one frame and to another in the next, which image mode
+does not penalise).
+
+It is a reference, not a bound: soft masks can place an edge inside a cell (bilinear upsampling interpolates
 between cells), so other ``r x r`` masks can score higher on some frames; a 2x2 object in a 16x16 frame, which
 area-averaging to 4x4 loses, is recovered by sharper values (``tests/training/test_ceiling.py``).
 ``--fit-steps N`` measures how much: it fits ``r x r`` masks to the ground truth by gradient descent through the
@@ -16,10 +21,16 @@ same upsampling (starting from the area averages) and scores those.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("train", "python -m training.ceiling")
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +66,8 @@ def downsampled_instances(ids: Tensor, size: tuple[int, int]) -> Tensor:
 
 def keep_largest_objects(ids: Tensor, keep: int) -> Tensor:
     """``ids [T, H, W]`` with every foreground id but the ``keep`` largest (by pixels over the whole video) turned
-    into background (0): what a model with ``keep + 1`` slots, one for the background, can separate at best."""
+    into background (0): the segments the video-mode reference of a model with ``keep + 1`` slots, one for the
+    background, scores (see :func:`keep_largest_objects_per_frame` for image mode)."""
     counts = torch.bincount(ids.reshape(-1).long())  # [T, H, W] -> [T*H*W]; [max_id + 1]
     counts[0] = -1  # the background is always kept
     present = (counts > 0).nonzero().squeeze(1)  # [M, 1] -> [M] foreground ids
@@ -64,6 +76,13 @@ def keep_largest_objects(ids: Tensor, keep: int) -> Tensor:
     order = torch.argsort(counts[present], descending=True, stable=True)  # largest first, ties by lower id
     dropped = present[order[keep:]]  # [M - keep]
     return torch.where(torch.isin(ids, dropped), torch.zeros_like(ids), ids)
+
+
+def keep_largest_objects_per_frame(ids: Tensor, keep: int) -> Tensor:
+    """``ids [T, H, W]`` with every foreground id but the ``keep`` largest of each frame turned into background (0):
+    the image-mode counterpart of :func:`keep_largest_objects`, since a model scored frame by frame may give a slot
+    to one object in one frame and to another in the next."""
+    return torch.stack([keep_largest_objects(frame[None], keep)[0] for frame in ids]) if len(ids) else ids
 
 
 def fitted_instances(ids: Tensor, size: tuple[int, int], steps: int, lr: float = 0.1) -> Tensor:
@@ -100,9 +119,10 @@ def mask_size_ceiling(
 ) -> DiscoveryScores:
     """Scores of the ground truth sent through masks of ``mask_size`` ``(h, w)``, with ``training.evaluate``'s metrics.
 
-    ``fit_steps > 0`` scores :func:`fitted_instances` instead of the area averages. With ``num_slots`` the masks
-    have that many channels: a video with more objects than ``num_slots - 1`` keeps its largest ones and the
-    others go to the background (:func:`keep_largest_objects`), as a model with that many slots must merge them.
+    ``fit_steps > 0`` scores :func:`fitted_instances` instead of the area averages. With ``num_slots`` at most that
+    many segments are kept, one of them the background, and the other objects are merged into it: in video mode
+    those beyond the video's ``num_slots - 1`` largest (:func:`keep_largest_objects`), in image mode those beyond
+    each frame's (:func:`keep_largest_objects_per_frame`). A reference, not a bound (see the module docstring).
 
     Raises:
         ValueError: a side of ``mask_size`` is not positive, ``fit_steps`` is negative, ``num_slots`` is below 1,
@@ -118,8 +138,10 @@ def mask_size_ceiling(
     label = f"{height}x{width}"
     how = f"fitted at {label} ({fit_steps} steps)" if fit_steps else f"area-averaged to {label}"
     if num_slots is not None:
-        how += f", at most {num_slots} segments"
+        how += f", at most {num_slots} segments (per video in video mode, per frame in image mode)"
     metrics = ObjectDiscoveryMetrics(background=background, mask_source=f"ground truth {how}")
+    # image-mode scores with num_slots: each frame keeps its own largest objects
+    frame_metrics = ObjectDiscoveryMetrics(background=background, mask_source=f"ground truth {how}")
     count = len(dataset) if max_videos is None else min(max_videos, len(dataset))  # type: ignore[arg-type]
     for index in tqdm(range(count), desc=f"ceiling {label}", disable=not progress, leave=False):
         clip = dataset[index]
@@ -128,13 +150,26 @@ def mask_size_ceiling(
         # [T, H, W]; void pixels (-1) are not scored, but the masks made here count them as background, which
         # pulls cells on DAVIS 2017's void object borders towards it: a slightly low ceiling there.
         ids = clip.masks.clamp_min(0)
-        ids = ids if num_slots is None else keep_largest_objects(ids, num_slots - 1)  # [T, H, W]
-        soft = (  # [T, N, h, w]
-            fitted_instances(ids, mask_size, fit_steps) if fit_steps else downsampled_instances(ids, mask_size)
-        )
+        video_ids = ids if num_slots is None else keep_largest_objects(ids, num_slots - 1)  # [T, H, W]
+        soft = _bottleneck(video_ids, mask_size, fit_steps)  # [T, N, h, w]
         # [T, N, h, w] -> [1, T, N, h, w] and [T, H, W] -> [1, T, H, W]
         metrics.update(soft[None], clip.masks[None])  # [1, T, N, h, w] against [1, T, H, W]
-    return metrics.compute()
+        if num_slots is not None:
+            frame_ids = keep_largest_objects_per_frame(ids, num_slots - 1)  # [T, H, W]
+            same = torch.equal(frame_ids, video_ids)
+            frame_soft = soft if same else _bottleneck(frame_ids, mask_size, fit_steps)  # [T, N', h, w]
+            frame_metrics.update(frame_soft[None], clip.masks[None])  # [1, T, N', h, w] against [1, T, H, W]
+    scores = metrics.compute()
+    if num_slots is None:
+        return scores
+    per_frame = frame_metrics.compute()
+    image_fields = ("image_ari", "image_fg_ari", "image_mbo", "image_miou", "num_frames", "num_invalid_frames")
+    return dataclasses.replace(scores, **{name: getattr(per_frame, name) for name in image_fields})
+
+
+def _bottleneck(ids: Tensor, mask_size: tuple[int, int], fit_steps: int) -> Tensor:
+    """Soft masks ``[T, N, h, w]`` of ``ids [T, H, W]``: fitted in ``fit_steps`` steps, or area-averaged."""
+    return fitted_instances(ids, mask_size, fit_steps) if fit_steps else downsampled_instances(ids, mask_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--num-slots",
         type=int,
-        help="masks with this many channels: the smallest objects beyond them are merged (default: none merged)",
+        help="at most this many segments, one the background: the smallest objects beyond them are merged into the "
+        "background, per video in video mode and per frame in image mode (default: none merged)",
     )
     parser.add_argument(
         "--frame-fit",

@@ -16,6 +16,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("train", "python -m training.evaluate")
+
 from plugins import VideoSlotModel
 from plugins.registry import RegistryError
 from training.cli_checks import print_note, require_at_least, require_device, require_output_folder

@@ -26,6 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("train", "python -m training.model_card")
+
 import torch
 from torch.utils.data import Dataset
 
@@ -303,11 +308,11 @@ def render_card(
         *(_row(label, value) for label, value in scores.items()),
         "",
         "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
-        f"upsampled like the model's masks (`python -m training.ceiling{fit}`), with the smallest objects of a video",
-        "that has more than one object per slot besides the background merged into it: what a model that is",
-        "perfect at this mask size and slot count scores. It is a reference rather than a strict bound: sharper",
-        "soft masks can place an edge inside a cell (`python -m training.ceiling --fit-steps N` searches for such",
-        "masks).",
+        f"upsampled like the model's masks (`python -m training.ceiling{fit}`), keeping the {model.num_slots - 1}",
+        "largest objects (one slot holds the background) and merging any others into the background: in video",
+        "mode the video's largest, in image mode each frame's. It is a reference for a model that is perfect at",
+        "this mask size and slot count, not a bound: sharper soft masks can place an edge inside a cell",
+        "(`python -m training.ceiling --fit-steps N` searches for such masks).",
         "",
         *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
         *(real_video_note(config, model) if extra.get("davis") else []),

@@ -21,6 +21,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("train", "python -m training.object_recall")
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset

@@ -20,6 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("train", "python -m training.run")
+
 from plugins import default_registry
 from plugins.config import ComponentSpec
 from plugins.interfaces import Component

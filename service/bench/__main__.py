@@ -7,19 +7,30 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from plugins.extras import require_extra
+
+COMMAND = "python -m service.bench"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch to the benchmark the flags select; returns the exit status."""
+    """Dispatch to the benchmark the flags select; returns the exit status.
+
+    Every benchmark needs the ``server`` extra (they run engines or servers, or share their code): without it,
+    exit status 2 and a one-line message naming it (:func:`plugins.extras.require_extra`).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if "--agreement" in args:
+        require_extra("server", COMMAND)
         from service.bench.agreement import main as agreement_main
 
         return agreement_main(args)
     if "--local" in args:
+        require_extra("server", COMMAND)
         from service.bench.local import main as local_main
 
         return local_main(args)
     if "--target" in args or "--suite" in args or any(a.startswith("--target=") for a in args):
+        require_extra("server", COMMAND)
         from service.bench.load import main as load_main
 
         return load_main(args)

@@ -68,7 +68,7 @@ from service.client.stream_command import (
 from service.client.synthetic import synthetic_frames
 from service.client.tls import add_tls_flags
 from service.client.trajectory import SlotTrajectory
-from service.config import MAX_GRPC_MESSAGE_BYTES
+from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
 from service.types import FrameFit
 
 _T = TypeVar("_T")

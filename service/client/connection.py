@@ -14,9 +14,9 @@ from service.client.errors import StreamError
 from service.client.reader import CallReader
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
-from service.config import MAX_GRPC_MESSAGE_BYTES
 from service.engine import ModelCard
 from service.generated import pb, pb_grpc
+from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
 from service.types import OpenRequest, ResumeRequest, StateHandoff, StreamOptions
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024

@@ -3,9 +3,11 @@
 Verified here:
 - structure: multi-stage, every base image pinned by an exact version tag or a digest, a numeric non-root USER,
   ``python -m service`` as the exec-form ENTRYPOINT, and no compiler, ``-dev`` package or pip in the final stage;
-  the GPU image uses a CUDA *runtime* base and installs the ``gpu`` extra, the CPU image the torch/torchvision
-  versions pyproject.toml pins and everything else at the exact versions of deploy/constraints.txt, which covers
-  the runtime closure of ``slotstream[onnx]`` installed here within pyproject.toml's bounds;
+  both images install the extras they run (``server``; ``train`` for the training jobs of deploy/k8s/training;
+  ``export``), the GPU image on a CUDA *runtime* base with the ``gpu`` extra, the CPU image with the ``onnx`` extra,
+  the torch/torchvision versions pyproject.toml's ``server`` extra pins and everything else at the exact versions
+  of deploy/constraints.txt, which covers the runtime closure of what it installs, as installed here, within
+  pyproject.toml's bounds;
 - the HEALTHCHECK (for Docker; Kubernetes runs its probes): run here against the real metrics endpoint, and its
   start period covers the startup probe's allowance of the render that runs the image;
 - the build context: every path the Dockerfiles COPY exists in the repository and survives .dockerignore (which
@@ -93,6 +95,47 @@ def _image_env(path: Path) -> dict[str, str]:
 
 def _pyproject() -> dict[str, Any]:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _project_install(path: Path) -> tuple[Instruction, set[str]]:
+    """The build stage's ``pip install ".[extras]"`` of the project, and its extras."""
+    found = [
+        (i, set(m.group(1).split(",")))
+        for i in stages(_instructions(path))[0]
+        if i.keyword == "RUN" and (m := re.search(r'pip install [^&]*"\.\[([\w,-]+)\]"', i.arguments))
+    ]
+    assert len(found) == 1, f"{path.name}: one pip install of the project with its extras, found {len(found)}"
+    return found[0]
+
+
+def _requirements(extras: set[str]) -> list[str]:
+    """pyproject.toml's requirements of ``slotstream[extras]``: the core ones, then each extra's, following an
+    extra's references to others (``slotstream[server]``)."""
+    project = _pyproject()["project"]
+    texts = list(project["dependencies"])
+    pending, seen = sorted(extras), set()
+    while pending:
+        extra = pending.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for text in project["optional-dependencies"][extra]:
+            requirement = Requirement(text)
+            if canonicalize_name(requirement.name) == canonicalize_name(project["name"]):
+                pending.extend(requirement.extras)
+            else:
+                texts.append(text)
+    return texts
+
+
+def _pinned(name: str) -> str:
+    """The version pyproject.toml pins ``name`` to (``==``), in whichever extra."""
+    (version,) = {
+        match.group(1)
+        for text in _requirements(set(_pyproject()["project"]["optional-dependencies"]))
+        if (match := re.fullmatch(rf"{re.escape(name)}==([\w.+]+)", text))
+    }
+    return version
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
@@ -190,28 +233,29 @@ def _pins() -> dict[str, tuple[str, str]]:
 
 
 def test_cpu_image_installs_at_the_constrained_versions() -> None:
-    """The CPU image installs every dependency at the exact version of deploy/constraints.txt, whose pins cover the
-    whole runtime closure of slotstream[onnx] and keep within pyproject.toml's bounds."""
+    """The CPU image installs the project with the extras it runs, and every dependency at the exact version of
+    deploy/constraints.txt, whose pins cover the whole runtime closure of those extras and keep within
+    pyproject.toml's bounds."""
     build = stages(_instructions(REPO / "deploy" / "Dockerfile"))[0]
     copied = {shlex.split(i.arguments)[-1]: copy_sources(i) for i in build if i.keyword == "COPY" and copy_sources(i)}
     (target,) = [dest for dest, sources in copied.items() if sources == ["deploy/constraints.txt"]]
-    installs = [i for i in build if i.keyword == "RUN" and '".[onnx]"' in i.arguments]
-    assert installs, "the build stage installs the project with its onnx extra"
-    for install in installs:
-        assert re.search(rf"pip install (--constraint|-c) {re.escape(target)} ", install.arguments), (
-            f"deploy/Dockerfile line {install.line}: install with --constraint {target}"
-        )
+    install, extras = _project_install(REPO / "deploy" / "Dockerfile")
+    # Serving, the CPU training jobs (deploy/k8s/training/cpu-smoke runs this image), `--backend onnx` on the CPU.
+    assert {"server", "train", "onnx"} <= extras, f"deploy/Dockerfile line {install.line}: extras {sorted(extras)}"
+    assert re.search(rf"pip install (--constraint|-c) {re.escape(target)} ", install.arguments), (
+        f"deploy/Dockerfile line {install.line}: install with --constraint {target}"
+    )
 
     freeze = importlib.util.spec_from_file_location("freeze_constraints", REPO / "deploy" / "freeze_constraints.py")
     assert freeze is not None and freeze.loader is not None
     module = importlib.util.module_from_spec(freeze)
     freeze.loader.exec_module(module)
+    assert set(module.EXTRAS) == extras, "freeze_constraints.py pins the closure of what the image installs"
     pins = _pins()
     missing = sorted(set(module.runtime_closure()) - pins.keys())
-    assert not missing, f"{missing} come with slotstream[onnx] but are not pinned: run deploy/freeze_constraints.py"
+    assert not missing, f"{missing} come with the image's extras but are not pinned: run deploy/freeze_constraints.py"
 
-    project = _pyproject()["project"]
-    for text in [*project["dependencies"], *project["optional-dependencies"]["onnx"]]:
+    for text in _requirements(extras):
         requirement = Requirement(text)
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
@@ -287,7 +331,7 @@ def test_the_default_model_the_image_embeds_is_complete() -> None:
 
 def test_cpu_image_pins_torch_as_pyproject_does() -> None:
     pins = {}
-    for requirement in _pyproject()["project"]["dependencies"]:
+    for requirement in _requirements({"server"}):
         if pinned := re.fullmatch(r"(torch|torchvision)==([\w.+]+)", requirement):
             pins[pinned.group(1)] = pinned.group(2)
     assert pins.keys() == {"torch", "torchvision"}
@@ -301,8 +345,11 @@ def test_gpu_image_installs_the_gpu_extra_on_cuda_runtime() -> None:
     path = REPO / "deploy" / "Dockerfile.gpu"
     for stage in stages(_instructions(path)):
         assert re.match(r"nvidia/cuda:\d+\.\d+\.\d+-(cudnn-)?runtime-", stage[0].arguments), "a CUDA runtime base"
-    runs = " ".join(i.arguments for i in _instructions(path) if i.keyword == "RUN")
-    assert '".[gpu]"' in runs, "install the gpu extra"
+    install, extras = _project_install(path)
+    # The gpu extra, serving, the training jobs of deploy/k8s/training (which run this image) and the export the
+    # build itself runs (python -m training.export).
+    assert {"gpu", "server", "train", "export"} <= extras, f"Dockerfile.gpu line {install.line}: {sorted(extras)}"
+    assert "onnx" not in extras, "the CPU build of ONNX Runtime owns the same module as the GPU build"
     assert set(_pyproject()["project"]["optional-dependencies"]["gpu"]), "the gpu extra exists"
 
 
@@ -310,8 +357,8 @@ def test_gpu_base_matches_the_cuda_build_of_torch() -> None:
     """The dev environment's torch is the same PyPI wheel the GPU image installs; its CUDA major must match."""
     import torch
 
-    pinned = next(d for d in _pyproject()["project"]["dependencies"] if d.startswith("torch=="))
-    if torch.version.cuda is None or torch.__version__.split("+")[0] != pinned.split("==")[1]:
+    pinned = _pinned("torch")
+    if torch.version.cuda is None or torch.__version__.split("+")[0] != pinned:
         pytest.skip(f"this environment's torch ({torch.__version__}) is not the pinned PyPI CUDA build")
     base = stages(_instructions(REPO / "deploy" / "Dockerfile.gpu"))[-1][0].arguments
     found = re.search(r"nvidia/cuda:(\d+)\.", base)

@@ -15,9 +15,15 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("train", "python -m training.datasets")
+
 from plugins.files import check_writable
 from training.cli_checks import require_output_dir
 from training.datasets.export import DATASET_FOLDERS, mp4_needs_even_size, write_sequence
+from training.datasets.images import is_visible
 from training.datasets.synthetic import LEVELS, generate_video
 from training.datasets.synthetic_dataset import VAL_SEED_BASE, train_video_seed
 
@@ -71,28 +77,34 @@ def not_generated(out: Path) -> Path | None:
 
     A generated sequence ``<seq>`` has ``metadata/<seq>.json`` (with the generator's version in it) and lives in
     ``JPEGImages/<res>/<seq>/``, ``Annotations/<res>/<seq>/`` and, with ``--mp4``, ``videos/<seq>.mp4`` and
-    ``videos/<seq>/``; anything else there (a user's own videos, a real DAVIS root) is foreign.
+    ``videos/<seq>/``; anything else there (a user's own videos, a real DAVIS root) is foreign, except hidden entries
+    (names starting with ``.``, such as macOS's ``.DS_Store`` and ``._<name>`` files), which the dataset readers
+    ignore too.
     """
     sequences: set[str] = set()
     metadata = out / "metadata"
-    for path in sorted(metadata.iterdir()) if metadata.is_dir() else ():
+    for path in _visible_entries(metadata):
         if path.suffix != ".json" or not path.is_file() or b'"generator_version"' not in path.read_bytes():
             return path
         sequences.add(path.stem)
     for folder in ("JPEGImages", "Annotations"):
-        for res in sorted((out / folder).iterdir()) if (out / folder).is_dir() else ():
+        for res in _visible_entries(out / folder):
             if not res.is_dir():
                 return res
-            if (entry := next((p for p in sorted(res.iterdir()) if p.name not in sequences), None)) is not None:
+            if (entry := next((p for p in _visible_entries(res) if p.name not in sequences), None)) is not None:
                 return entry
-    videos = out / "videos"
-    for path in sorted(videos.iterdir()) if videos.is_dir() else ():
+    for path in _visible_entries(out / "videos"):
         if path.name.removesuffix(".mp4") not in sequences:
             return path
     for name in DATASET_FOLDERS:
         if (out / name).exists() and not (out / name).is_dir():
             return out / name
     return None
+
+
+def _visible_entries(folder: Path) -> list[Path]:
+    """The entries of ``folder`` that are not hidden (see :func:`is_visible`), sorted; none when it is no folder."""
+    return sorted(path for path in folder.iterdir() if is_visible(path)) if folder.is_dir() else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

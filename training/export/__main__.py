@@ -17,6 +17,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from plugins.extras import require_extra
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("export", "python -m training.export")
+
 from plugins.registry import RegistryError
 from service.backends.manifest import Manifest, ManifestError
 from training.export.exporter import ExportError, ExportOptions, export_model
