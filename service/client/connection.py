@@ -181,6 +181,17 @@ class Client:
                 raise TimeoutError(f"{self.target} is not serving after {timeout_s} s (last: {last})")
             await asyncio.sleep(0.1)
 
+    def use_token(self, token: str | None) -> None:
+        """Send ``token`` (None: no token) with the calls this client starts from now on, for a token rotated
+        while it runs; calls already running keep theirs (the server checks a token when a call starts).
+
+        Raises:
+            ValueError: a ``token`` that cannot be sent (:func:`check_token`).
+        """
+        if token:
+            check_token(token)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
     async def describe(self, model: str = "") -> ModelCard:
         """The model card of ``model`` (``""``: the server's default).
 

@@ -94,6 +94,12 @@ class ClientStream:
         self._folded_index: int | None = None
 
     @property
+    def client(self) -> Client:
+        """The client whose connection the stream's call uses (the latest :meth:`reconnect`'s, when it was given
+        one)."""
+        return self._client
+
+    @property
     def stream_id(self) -> str:
         """The stream's id."""
         assert self.opened is not None

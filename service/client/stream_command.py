@@ -494,6 +494,7 @@ class _StreamRun:
             )
             await asyncio.sleep(wait_s)
             try:
+                self._reread_token()
                 opened = await stream.reconnect()
             except StreamError as failure:
                 last = failure
@@ -512,6 +513,20 @@ class _StreamRun:
         raise StreamEnded(
             error, self.summary["frames"], self.frames_sent, args.target, tries, last if tries else None
         ) from error
+
+    def _reread_token(self) -> None:
+        """Read ``--token-file`` again for the next call, so that a stream that outlives a token rotation (the old
+        token removed from the file meanwhile) reconnects with the current one.
+
+        Raises:
+            StreamError: the file cannot be read now, or holds no token that can be sent (``INVALID_ARGUMENT``).
+        """
+        if self.args.token_file is None:
+            return
+        try:
+            self.stream.client.use_token(_token(self.args))
+        except (OSError, ValueError) as error:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, None, str(error)) from error
 
 
 def _server_message_limit(error: StreamError) -> re.Match[str] | None:

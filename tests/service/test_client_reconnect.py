@@ -237,6 +237,37 @@ def test_with_reconnect_a_server_lost_without_a_shutdown_continues_from_the_last
     _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
 
 
+def test_with_reconnect_a_token_rotated_meanwhile_is_read_again_from_the_token_file(
+    start_server, proxy_to, tmp_path, capsys
+):
+    """The stream starts with the token ``old``; the replacement server takes only ``new``, and the token file
+    holds ``new`` by the time the connection is lost: ``--reconnect`` reads the file again and continues."""
+    old_tokens, new_tokens, client_tokens = tmp_path / "old", tmp_path / "new", tmp_path / "client"
+    old_tokens.write_text("old\n")
+    new_tokens.write_text("new\n")
+    client_tokens.write_text("old\n")
+    factory, _ = slow_factory(delay_s=0.02)
+    lost = start_server(engine_factory=factory, auth_token_file=old_tokens)
+    replacement = start_server(auth_token_file=new_tokens)
+    proxy = proxy_to(lost.target)
+    clip = make_video(seed=67, frames=30)
+    folder = _frames_folder(tmp_path / "frames", clip)
+
+    def rotate_and_cut_off() -> None:
+        client_tokens.write_text("new\n")
+        proxy.upstream = replacement.target
+        proxy.drop()
+
+    watcher = _after_frame(lost, 10, rotate_and_cut_off)
+    command = ["stream", str(folder), "--target", proxy.target, "--token-file", str(client_tokens)]
+    code = main([*command, "--reconnect", "3", *_outputs(tmp_path)])
+    watcher.join(30)
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert "continued the stream (handed_off) after frame" in error, error
+    _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
+
+
 def test_reconnect_flags_are_checked(capsys):
     with pytest.raises(SystemExit):
         main(["stream", "synthetic:2", "--reconnect", "-1"])
