@@ -244,6 +244,28 @@ def test_resume_evicts_the_previous_owner():
     assert [e.code for e in first.evicted] == [ErrorCode.TAKEN_OVER] and session.owner is second
 
 
+def test_a_resume_that_names_another_model_than_the_streams_is_refused():
+    """A stream keeps the model it was opened on: a resume naming another served model would feed one model's
+    state to the other, so it is refused; one naming the stream's own model, or none, resumes."""
+    clock = Clock()
+    runners = {name: SimpleNamespace(card=replace(CARD, name=name)) for name in ("a", "b")}
+    manager = SessionManager(runners, "a", SessionLimits(), Metrics(), clock)  # type: ignore[arg-type]
+    manager.phase = "serving"
+    owner = Owner()
+    session, _ = manager.open(OpenRequest(model="a"), owner)
+    assert session.model == "a"
+    resume = ResumeRequest(session.resume_token, None)
+    with pytest.raises(StreamAbort) as error:
+        manager.open(OpenRequest(session.stream_id, model="b", resume=resume), Owner())
+    assert error.value.code == ErrorCode.INVALID_OPEN
+    assert f"stream {session.stream_id!r} runs model 'a', not 'b'" in error.value.message
+    assert session.owner is owner and not owner.evicted, "a refused resume took the stream over"
+    for model in ("a", ""):
+        taker = Owner()
+        _, opened = manager.open(OpenRequest(session.stream_id, model=model, resume=resume), taker)
+        assert opened.kind == OpenKind.RESUMED and session.owner is taker, model
+
+
 def test_handoff_is_checked_and_continues_from_its_state():
     manager, _ = make_manager()
     good = StateHandoff("s1", "m", "v1", 41, state(1), (7, 8, 9, 10))

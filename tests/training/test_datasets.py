@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import pickle
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from davis_sample import davis_root, needs_davis
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -35,7 +35,6 @@ DECORD = pytest.param(
         importlib.util.find_spec("decord") is None, reason="decord is not installed (the x86_64 wheels only)"
     ),
 )
-DAVIS_ROOT = Path(os.environ.get("SLOTSTREAM_DAVIS_ROOT", REPO.parent / "shared" / "data" / "davis2016"))
 
 
 def _davis_dir(tmp_path: Path, videos: int = 2, frames: int = 6, size: int = 32) -> tuple[Path, list]:
@@ -260,13 +259,12 @@ def test_center_crop_removes_the_sides(tmp_path):
     assert cropped.frames.max() < 0.05 and squashed.frames[..., :5].min() > 0.95
 
 
-@pytest.mark.skipif(
-    not DAVIS_ROOT.exists(), reason=f"DAVIS 2016 sample not found at {DAVIS_ROOT} (set SLOTSTREAM_DAVIS_ROOT)"
-)
+@needs_davis
 def test_real_davis2016_loads():
-    train = build_dataset(f"davis:{DAVIS_ROOT}", "train", 4, (64, 64))
+    root = davis_root()
+    train = build_dataset(f"davis:{root}", "train", 4, (64, 64))
     assert len(train) >= 1 and train[0].frames.shape == (4, 3, 64, 64) and train[0].masks is None
-    clip = build_dataset(f"davis:{DAVIS_ROOT}", "val", 4, (64, 64))[0]
+    clip = build_dataset(f"davis:{root}", "val", 4, (64, 64))[0]
     assert clip.frames.shape == (4, 3, 64, 64) and clip.masks is not None
     assert set(clip.masks.unique().tolist()) == {0, 1}
     assert 0.0 < clip.masks.float().mean() < 0.5

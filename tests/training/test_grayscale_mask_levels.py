@@ -6,18 +6,14 @@ blurred or JPEG-damaged still read."""
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from davis_sample import davis_root, needs_davis
 from PIL import Image, ImageFilter
 
 from training.datasets import DatasetError, build_dataset
 from training.datasets.images import read_mask
-
-REPO = Path(__file__).resolve().parents[2]
-DAVIS_ROOT = Path(os.environ.get("SLOTSTREAM_DAVIS_ROOT", REPO.parent / "shared" / "data" / "davis2016"))
 
 
 def instance_ids(height: int = 96, width: int = 128) -> np.ndarray:
@@ -92,9 +88,9 @@ def test_binary_masks_with_soft_or_noisy_edges_still_read(tmp_path, damage):
     np.testing.assert_array_equal(read_mask(tmp_path / "soft.png"), (values >= 128).astype(np.int16))
 
 
-@pytest.mark.skipif(not DAVIS_ROOT.exists(), reason=f"DAVIS 2016 sample not found at {DAVIS_ROOT}")
+@needs_davis
 def test_every_real_davis2016_mask_reads_as_binary():
-    masks = sorted((DAVIS_ROOT / "DAVIS" / "Annotations").rglob("*.png"))
+    masks = sorted((davis_root() / "DAVIS" / "Annotations").rglob("*.png"))
     assert masks
     for path in masks:
         assert set(np.unique(read_mask(path)).tolist()) <= {0, 1}, path

@@ -112,11 +112,14 @@ def test_sigterm_stops_at_a_step_boundary_with_its_checkpoint_and_resume_continu
                 assert time.monotonic() < deadline, "no training steps within 120 s"
                 time.sleep(0.05)
             process.send_signal(signal.SIGTERM)  # to the main process alone, as Kubernetes and docker stop send it
+            signalled_at = _trained_steps(stopped / "metrics.jsonl")  # at least the steps trained when it came
             _, stderr = process.communicate(timeout=120)
         finally:
             process.kill()  # a no-op once it has exited
     if process.returncode == 0:
-        pytest.skip(f"the run finished its {steps} steps before the signal reached it")
+        # The run may finish only if the signal came during its last step, once every earlier one was logged.
+        assert signalled_at >= steps - 1, f"SIGTERM ignored: sent after step {signalled_at} of {steps}\n{stderr}"
+        pytest.skip(f"the signal came after {signalled_at} of the {steps} steps, too late to stop the run")
     assert process.returncode == 128 + signal.SIGTERM, stderr
     checkpoints = list_checkpoints(stopped)
     assert len(checkpoints) == 1, f"expected the stop's checkpoint alone, found {checkpoints}"
