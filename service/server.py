@@ -197,7 +197,10 @@ class Server:
         engine = await loop.run_in_executor(None, self._engine_factory, config)
         card = engine.card
         name = card.name
-        _log.info("model loaded", extra={"model": name, "version": card.version, "backend": card.backend})
+        _log.info(
+            "model loaded",
+            extra={"model": name, "version": card.version, "model_version": card.version, "backend": card.backend},
+        )
         memory_limit = memory_limit_bytes()  # read once: the reply budget and the start-up warnings both use it
         limits = SessionLimits(
             max_streams=config.max_streams,

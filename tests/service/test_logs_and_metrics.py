@@ -244,6 +244,8 @@ def test_start_up_logs_the_effective_settings_in_one_line(start_server, caplog):
     assert (line.max_message_bytes, line.max_image_pixels, line.max_queue_delay_ms) == (3_000_000, 1_000_000, 1.5)
     assert (line.grace_period_s, line.model_stall_timeout_s, line.inline_model_max_ms) == (4.0, 30.0, 12.0)
     assert "s3cret" not in caplog.text
+    (loaded,) = [r for r in caplog.records if r.getMessage() == "model loaded"]
+    assert (loaded.model, loaded.model_version, loaded.backend) == ("tiny", card.version, "torch")  # as documented
 
 
 def test_labelled_counters_are_exported_at_zero_before_their_first_event(server):
