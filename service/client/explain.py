@@ -49,7 +49,12 @@ def cancelled_error(client: Client, opened: StreamOpened | None) -> StreamError:
 
 
 def explained(
-    error: StreamError, channel: Any, opened: StreamOpened | None, handoff: StateHandoff | None
+    error: StreamError,
+    channel: Any,
+    opened: StreamOpened | None,
+    handoff: StateHandoff | None,
+    *,
+    handed_off: bool = False,
 ) -> StreamError:
     """``error`` with a hint when it says the connection of this open stream was lost: whether
     :meth:`ClientStream.reconnect` can continue the stream (within its resume window, or from a hand-off) or it is
@@ -60,6 +65,8 @@ def explained(
         channel: the gRPC channel of the stream's client.
         opened: the stream's latest open, ``None`` while it is being opened (no hint then).
         handoff: the stream's latest state hand-off, if any.
+        handed_off: the server closed the stream with ``handoff`` (a drain) since its latest open, so it keeps it
+            no longer, whatever the resume window.
     """
     if (
         error.status == grpc.StatusCode.INTERNAL
@@ -74,7 +81,13 @@ def explained(
     if not error.connection_lost or error.hint or opened is None:
         return error
     window_s = opened.options.resume_window_s
-    if window_s > 0:
+    if handed_off and handoff is not None:
+        hint = (
+            f"the connection was lost; the server that held stream {opened.stream_id!r} shut down and handed it off "
+            "(it keeps it no longer): `await stream.reconnect(Client(...))` with a server of the same model version "
+            "continues it from that state"
+        )
+    elif window_s > 0:
         hint = (
             f"the connection was lost; the server keeps stream {opened.stream_id!r} for {window_s:g} s "
             "(its resume_window_s): `await stream.reconnect()` continues it where it stopped, re-sending the "

@@ -87,6 +87,7 @@ class ClientStream:
         self._processing = False  # a process() is running
         self.opened: StreamOpened | None = None
         self.handoff: StateHandoff | None = None
+        self._handed_off = False  # the server closed the stream with its state (a drain) since the latest open
         self.last_answered_index: int | None = None
         self.closed: StreamClosed | None = None
         # The newest frame known to be in the server's state: answered with a result, or reported by an open. A
@@ -143,6 +144,7 @@ class ClientStream:
                 "was closed",
             )
         self.opened = message
+        self._handed_off = False
         self._note_folded(message.last_frame_index)
         if request.handoff is not None and self.handoff is None:
             self.handoff = request.handoff  # the state this stream continues from, until the server exports one
@@ -234,6 +236,7 @@ class ClientStream:
                 self.closed = message
                 if message.handoff is not None:
                     self.handoff = message.handoff
+                    self._handed_off = True  # the server released the stream: no resume window keeps it there
                 return message
             raise StreamError(grpc.StatusCode.INTERNAL, None, f"unexpected message {message!r}")
 
@@ -588,7 +591,7 @@ class ClientStream:
 
     def _explained(self, error: StreamError) -> StreamError:
         """``error`` with a hint when it says the connection was lost (:func:`~service.client.explain.explained`)."""
-        return explained(error, self._client._channel, self.opened, self.handoff)
+        return explained(error, self._client._channel, self.opened, self.handoff, handed_off=self._handed_off)
 
 
 __all__ = ["FRAME_FIELDS_BYTES", "ClientStream"]

@@ -268,6 +268,31 @@ def test_with_reconnect_a_token_rotated_meanwhile_is_read_again_from_the_token_f
     _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
 
 
+def test_a_reconnect_that_fails_after_a_drain_points_at_the_hand_off_not_the_resume_window(start_server):
+    """The server drains (the stream gets its state) and is gone: the reconnect that meets no server says the
+    stream was handed off, to be continued from that state elsewhere, not that the server keeps it for its
+    resume window."""
+    server = start_server()
+    clip = make_video(seed=68, frames=4)
+
+    async def scenario() -> StreamError:
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            for frame in clip[:3]:
+                await stream.process(frame)
+            await asyncio.get_running_loop().run_in_executor(None, server.stop, 5.0)
+            with pytest.raises(StreamError) as ended:
+                await stream.process(clip[3])
+            assert ended.value.code == ErrorCode.SHUTTING_DOWN and stream.handoff is not None
+            with pytest.raises(StreamError) as failed:
+                await stream.reconnect()
+            return failed.value
+
+    failed = run(scenario())
+    assert failed.connection_lost, failed
+    assert "shut down and handed it off" in str(failed) and "for 30 s" not in str(failed), failed
+
+
 def test_reconnect_flags_are_checked(capsys):
     with pytest.raises(SystemExit):
         main(["stream", "synthetic:2", "--reconnect", "-1"])
