@@ -350,14 +350,17 @@ def stand_in_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.15.1"))
 
 
-def claim_gpu_providers(monkeypatch, in_use=None):
+def claim_gpu_providers(monkeypatch, in_use=None, on_session=None):
     """Make this CPU-only onnxruntime claim the GPU providers: sessions run on the CPU but report ``in_use`` (by
-    default the provider they were asked for first), as onnxruntime-gpu would."""
+    default the provider they were asked for first), as onnxruntime-gpu would; ``on_session`` (if given) is called
+    as each session is made."""
     claimed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     real_session = ort.InferenceSession
 
     class ClaimingSession:
         def __init__(self, path, options, providers):
+            if on_session is not None:
+                on_session()
             self._providers = in_use or [providers[0][0], "CPUExecutionProvider"]
             self._graph = real_session(path, options, providers=["CPUExecutionProvider"])
 

@@ -19,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import quick_export, save_tiny_model
+from test_onnx_backend import claim_gpu_providers
 
 from service.backends import onnx_backend
 from service.engine import BackendUnavailable, load_engine
@@ -30,7 +31,6 @@ STEPS = (
     "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install --extra-index-url https://pypi.nvidia.com "
     "-e '.[gpu]'"
 )
-CLAIMED = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 class TensorRTStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -65,28 +65,13 @@ def tensorrt(monkeypatch) -> TensorRTStandIn:
     return stand_in
 
 
-def claim_gpu_providers(monkeypatch, in_use: list[str] | None, imports_seen: list[int], tensorrt: TensorRTStandIn):
-    """Make the CPU build claim the GPU providers; each session records how often TensorRT was imported before it
-    was made and reports ``in_use`` (default: the provider asked for first)."""
-    real_session = ort.InferenceSession
-
-    class ClaimingSession:
-        def __init__(self, path, options, providers):
-            imports_seen.append(tensorrt.imports)
-            self._providers = in_use or [providers[0][0], "CPUExecutionProvider"]
-            self._graph = real_session(path, options, providers=["CPUExecutionProvider"])
-
-        def get_providers(self):
-            return self._providers
-
-        def get_inputs(self):
-            return self._graph.get_inputs()
-
-        def get_outputs(self):
-            return self._graph.get_outputs()
-
-    monkeypatch.setattr(ort, "get_available_providers", lambda: CLAIMED)
-    monkeypatch.setattr(ort, "InferenceSession", ClaimingSession)
+def claim_gpu_providers_counting(
+    monkeypatch, in_use: list[str] | None, imports_seen: list[int], tensorrt: TensorRTStandIn
+) -> None:
+    """Make the CPU build claim the GPU providers (:func:`test_onnx_backend.claim_gpu_providers`); each session
+    records how often TensorRT was imported before it was made and reports ``in_use`` (default: the provider asked
+    for first)."""
+    claim_gpu_providers(monkeypatch, in_use, on_session=lambda: imports_seen.append(tensorrt.imports))
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
@@ -102,7 +87,7 @@ def test_without_tensorrt_the_tensorrt_provider_is_refused_naming_the_gpu_extra(
 
 def test_tensorrt_is_imported_before_the_sessions_are_made(export_dir, monkeypatch, tmp_path, tensorrt):
     imports_seen: list[int] = []
-    claim_gpu_providers(monkeypatch, None, imports_seen, tensorrt)
+    claim_gpu_providers_counting(monkeypatch, None, imports_seen, tensorrt)
     options = onnx_backend.OnnxOptions(tensorrt_cache_dir=tmp_path / "cache")
     engine = onnx_backend.load_engine(export_dir, name="tiny", device="tensorrt:0", max_batch_size=2, options=options)
     assert engine.providers[0] == "TensorrtExecutionProvider"
@@ -111,7 +96,7 @@ def test_tensorrt_is_imported_before_the_sessions_are_made(export_dir, monkeypat
 
 def test_cuda_providers_never_import_tensorrt(export_dir, monkeypatch, tensorrt):
     imports_seen: list[int] = []
-    claim_gpu_providers(monkeypatch, None, imports_seen, tensorrt)
+    claim_gpu_providers_counting(monkeypatch, None, imports_seen, tensorrt)
     onnx_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=2)
     assert imports_seen == [0, 0]
 
@@ -119,7 +104,7 @@ def test_cuda_providers_never_import_tensorrt(export_dir, monkeypatch, tensorrt)
 def test_a_tensorrt_provider_that_does_not_load_where_cuda_does_names_tensorrts_libraries(
     export_dir, monkeypatch, tmp_path, tensorrt
 ):
-    claim_gpu_providers(monkeypatch, ["CUDAExecutionProvider", "CPUExecutionProvider"], [], tensorrt)
+    claim_gpu_providers_counting(monkeypatch, ["CUDAExecutionProvider", "CPUExecutionProvider"], [], tensorrt)
     options = onnx_backend.OnnxOptions(tensorrt_cache_dir=tmp_path / "cache")
     with pytest.raises(BackendUnavailable, match="TensorRT libraries") as refused:
         onnx_backend.load_engine(export_dir, name="tiny", device="tensorrt:0", max_batch_size=2, options=options)
