@@ -53,18 +53,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from plugins.files import check_writable
+from service.client.answer_outputs import JsonLines
+from service.client.cli_client import client_from_args
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.errors import StreamError
 from service.client.overlay import OverlayWriter
 from service.client.sources import check_source_spec, open_source
-from service.client.stream_command import (
-    DEFAULT_RESUME_WINDOW_S,
-    JsonLines,
-    StreamEnded,
-    client_from_args,
-    stream_source,
-)
+from service.client.stream_command import DEFAULT_RESUME_WINDOW_S, StreamEnded, stream_source
 from service.client.synthetic import synthetic_frames
 from service.client.tls import add_tls_flags
 from service.client.trajectory import SlotTrajectory

@@ -1,32 +1,31 @@
 """The ``stream`` command's run: encode a source's frames and send them, receive the answers, record them, reconnect.
 
 :func:`stream_source` streams a :class:`~service.client.sources.Source` over one stream of a server, writing the
-overlay (:class:`~service.client.overlay.OverlayWorker`), the JSON lines (:class:`JsonLines`) and the slots
-(:class:`~service.client.trajectory.SlotTrajectory`), sending each frame raw, as JPEG, or as PNG when raw does not
-fit one message (:class:`FrameEncoder`), and with ``--reconnect N`` continues the stream through a lost connection
-or a server shutdown. ``python -m service.client`` (:mod:`service.client.__main__`) parses the
-command line and reports the outcome.
+overlay (:class:`~service.client.overlay.OverlayWorker`), the JSON lines
+(:class:`~service.client.answer_outputs.JsonLines`) and the slots (:class:`~service.client.trajectory.SlotTrajectory`),
+sending each frame raw, as JPEG, or as PNG when raw does not fit one message (:class:`FrameEncoder`), and with
+``--reconnect N`` continues the stream through a lost connection or a server shutdown. ``python -m service.client``
+(:mod:`service.client.__main__`) parses the command line and reports the outcome.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import re
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
 import numpy as np
 
 from plugins.signals import sigint_held
-from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES, Client, check_token
+from service.client.answer_outputs import JsonLines, record_answer
+from service.client.cli_client import RECONNECT_BACKOFF_S, client_from_args, token_from_args
+from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
@@ -34,29 +33,13 @@ from service.client.frame_encoder import FrameEncoder
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
-from service.client.tls import tls_from_flags
-from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry, trajectory_mask_size
+from service.client.trajectory import SlotTrajectory, trajectory_mask_size
 from service.engine import ModelCard
 from service.errors import ErrorCode
-from service.tokens import read_tokens
-from service.types import (
-    CloseReason,
-    FrameDropped,
-    FrameError,
-    FrameFit,
-    FrameResponse,
-    FrameResult,
-    Output,
-    StreamClosed,
-    StreamOpened,
-    StreamOptions,
-)
+from service.types import CloseReason, FrameError, FrameFit, Output, StreamClosed, StreamOpened, StreamOptions
 
 DEFAULT_RESUME_WINDOW_S = 30.0
 """The resume window ``--reconnect`` asks for unless ``--resume-window-s`` is given."""
-RECONNECT_BACKOFF_S = (0.25, 4.0)
-"""``--reconnect`` waits the first before its first try after a failure, twice as long before each next, at most
-the second."""
 _REFUSAL_SETTINGS = {
     ErrorCode.IMAGE_TOO_LARGE: "the server's --max-image-pixels sets that limit, whatever the encoding: raise it "
     "there, or send smaller frames",
@@ -64,66 +47,6 @@ _REFUSAL_SETTINGS = {
 """What to change for a frame refusal that a server setting causes, by error code."""
 _SERVER_MESSAGE_LIMIT = re.compile(r"SERVER: Received message larger than max \((\d+) vs\. (\d+)\)")
 """gRPC's status message when the server refused a message over its limit: the message's size, the limit."""
-
-
-def client_from_args(args: argparse.Namespace) -> Client:
-    """The client the connection flags describe.
-
-    Raises:
-        ValueError: ``--target`` names a host without a port on a plaintext connection (gRPC would quietly try
-            443, the TLS port, where a TLS endpoint behind an ingress is fine); a token file that holds no token,
-            or a token that cannot be sent (:func:`_token`).
-        OSError: a token or TLS file cannot be read.
-    """
-    tls = tls_from_flags(args)
-    if tls is None and re.fullmatch(r"[\w.-]+", args.target):
-        raise ValueError(
-            f"--target {args.target}: give the server's port too, as in {args.target}:50051 (without one, gRPC "
-            "uses 443, the TLS port)"
-        )
-    options: list[tuple[str, int]] = []
-    if getattr(args, "reconnect", 0):  # the channel's own reconnection waits no longer than --reconnect's tries
-        longest_ms = round(RECONNECT_BACKOFF_S[1] * 1e3)
-        options = [
-            ("grpc.initial_reconnect_backoff_ms", round(RECONNECT_BACKOFF_S[0] * 1e3)),
-            ("grpc.min_reconnect_backoff_ms", round(RECONNECT_BACKOFF_S[0] * 1e3)),
-            ("grpc.max_reconnect_backoff_ms", longest_ms),
-        ]
-    max_message_bytes = getattr(args, "max_message_bytes", None) or DEFAULT_MAX_MESSAGE_BYTES
-    return Client(
-        args.target, token=_token(args), tls=tls, max_message_bytes=max_message_bytes, channel_options=options
-    )
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    """The bearer token from ``--token``, or the first token of ``--token-file`` read as the server reads its
-    ``--auth-token-file`` (:func:`service.tokens.read_tokens`: one token per line, blank lines and surrounding
-    blanks ignored), so a client given the server's file while a rotation adds a second line sends the first.
-
-    Raises:
-        OSError: the token file cannot be read.
-        ValueError: the token file is empty or not text, or the token cannot be sent
-            (:func:`~service.client.connection.check_token`); the message names the flag.
-    """
-    if args.token_file is None:
-        token: str | None = args.token
-        flag = "--token"
-    else:
-        flag = f"--token-file {args.token_file}"
-        try:
-            token = read_tokens(args.token_file)[0]
-        except OSError as error:
-            raise type(error)(error.errno, f"{flag}: cannot read it: {error.strerror}") from error
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{flag}: cannot read it as text ({error.reason} at byte {error.start})") from None
-        except ValueError:
-            raise ValueError(f"{flag} is empty") from None
-    if token:
-        try:
-            check_token(token)
-        except ValueError as error:
-            raise ValueError(f"{flag}: {error}") from None
-    return token
 
 
 class StreamEnded(Exception):
@@ -458,7 +381,7 @@ class _StreamRun:
             self._window.release()
             frame, started = self._in_flight.pop(answer.frame_index)
             latency_ms = (received - started) * 1e3
-            _record(answer, frame, latency_ms, self.summary, self.overlay, self.out, self.trajectory)
+            record_answer(answer, frame, latency_ms, self.summary, self.overlay, self.out, self.trajectory)
             if isinstance(answer, FrameError):
                 self._tell_refusal(answer)
 
@@ -524,7 +447,7 @@ class _StreamRun:
         if self.args.token_file is None:
             return
         try:
-            self.stream.client.use_token(_token(self.args))
+            self.stream.client.use_token(token_from_args(self.args))
         except (OSError, ValueError) as error:
             raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, None, str(error)) from error
 
@@ -548,97 +471,3 @@ def _interruption(error: StreamError, target: str) -> str:
     if error.code == ErrorCode.SHUTTING_DOWN:
         return f"the server at {target} is shutting down"
     return f"the stream was interrupted ({error})"
-
-
-def _record(
-    answer: FrameResponse,
-    frame: np.ndarray,
-    latency_ms: float,
-    summary: dict[str, Any],
-    overlay: OverlayWorker | None,
-    out: TextIO | None,
-    trajectory: SlotTrajectory | None = None,
-) -> None:
-    """Record one answer in ``summary`` and in each output: the overlay, the JSON lines (``out``) and the
-    trajectory, in all of them or in none. Nothing here waits (queueing the overlay frame never does: the sending
-    loop waits for the overlay's room instead), so a cancellation (Ctrl-C while the overlay lags behind) comes
-    before or after an answer's recording, never within it; and the overlay frame is queued before anything is
-    recorded, so an earlier overlay frame's failure leaves this answer out of every output.
-
-    Raises:
-        Exception: what rendering or writing an earlier overlay frame raised.
-        OSError: the JSON line could not be written (naming the file).
-    """
-    line: dict[str, Any] = {"frame_index": answer.frame_index, "latency_ms": round(latency_ms, 3)}
-    if isinstance(answer, FrameResult) and answer.segmentation is not None:
-        # the geometry's pixel counts give the areas too: one pass over the masks
-        size = (frame.shape[0], frame.shape[1])
-        geometry = slot_geometry(answer.segmentation, len(answer.slot_ids), size) if trajectory is not None else None
-        areas = geometry.areas if geometry is not None else slot_areas(answer.segmentation, len(answer.slot_ids))
-        line |= {
-            "outcome": "result",
-            "slot_ids": list(answer.slot_ids),
-            "areas": [round(float(area), 5) for area in areas],  # [K]
-            "server_latency_ms": {k: round(v, 3) for k, v in asdict(answer.latency).items() if k != "batch_size"},
-            "batch_size": answer.latency.batch_size,
-        }
-        if overlay is not None:  # raises an earlier frame's failure: before anything is recorded
-            overlay.put(frame, answer.segmentation, answer.slot_ids)
-        summary["results"] += 1
-        if trajectory is not None and geometry is not None:
-            trajectory.add(answer, areas, geometry)
-    elif isinstance(answer, FrameDropped):
-        summary["dropped"] += 1
-        line |= {"outcome": "dropped", "reason": answer.reason.name, "message": answer.message}
-    elif isinstance(answer, FrameError):
-        summary["errors"] += 1
-        line |= {"outcome": "error", "code": answer.code.name, "message": answer.message}
-    summary["frames"] += 1
-    if out is not None:
-        _write_line(out, line)
-
-
-def _write_line(out: TextIO, line: dict[str, Any]) -> None:
-    """Write ``line`` to ``out`` as one JSON line.
-
-    Raises:
-        OSError: it could not be written (a full disk), naming the file.
-    """
-    try:
-        out.write(json.dumps(line) + "\n")
-    except OSError as error:  # a full disk: name the file, which a failed write() leaves out
-        if error.filename is not None or out is sys.stdout:
-            raise
-        raise OSError(error.errno, error.strerror or str(error), getattr(out, "name", None)) from error
-
-
-class JsonLines:
-    """Where ``--jsonl`` lines go: nowhere, stdout (``-``) or a file opened on demand."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._file: TextIO | None = None
-
-    def open(self) -> TextIO | None:
-        """Open (truncating a file) and return the sink; ``None`` when no ``--jsonl`` was given."""
-        if self.path is None:
-            return None
-        if str(self.path) == "-":
-            return sys.stdout
-        if self._file is None:
-            self._file = self.path.open("w", buffering=1)  # line-buffered: a crash keeps every line written
-        return self._file
-
-    def close(self) -> None:
-        """Close the file, if one was opened.
-
-        Raises:
-            OSError: the last lines could not be written (a full disk), naming the file.
-        """
-        file, self._file = self._file, None
-        if file is None:
-            return
-        try:
-            file.close()
-        except OSError as error:
-            raise OSError(error.errno, error.strerror or str(error), str(self.path)) from error

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.datasets import decoding
+from training.datasets import decode_pyav
 from training.datasets.decoding import decode_video
 
 av = pytest.importorskip("av")
@@ -47,13 +47,13 @@ def _write_video(path: Path, encoding: str = "closed GOP") -> None:
 def conversions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of frames PyAV decoding converts to arrays, one entry per conversion."""
     calls: list[int] = []
-    real = decoding.upright_rgb
+    real = decode_pyav.upright_rgb
 
     def counted(frame: Any) -> np.ndarray:
         calls.append(1)
         return real(frame)
 
-    monkeypatch.setattr(decoding, "upright_rgb", counted)
+    monkeypatch.setattr(decode_pyav, "upright_rgb", counted)
     return calls
 
 
