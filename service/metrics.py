@@ -60,9 +60,10 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   fails), back to 0 at the next call that succeeds.
 - ``slotstream_live`` (gauge): 1 from start-up on, a shutdown's drain included, 0 while the model is stalled or
   failing (what the liveness health service ``slotstream.v1.Liveness`` reports).
-- ``slotstream_event_loop_heartbeat_seconds`` (gauge): Unix time of the event loop's latest heartbeat, set every
-  second while the loop runs. These metrics are served from their own thread, so an old heartbeat is how a
-  probe reading them notices a blocked event loop (the gRPC liveness check notices it by timing out).
+- ``slotstream_event_loop_heartbeat_seconds`` (gauge): Unix time of the event loop's latest heartbeat, set when the
+  metrics are made and every second while the loop runs. These metrics are served from their own thread, so an old
+  heartbeat is how a probe reading them notices a blocked event loop (the gRPC liveness check notices it by timing
+  out).
 - ``process_*`` (resident memory, CPU seconds, open file descriptors, start time) and ``python_info``, from
   ``prometheus_client``'s standard collectors.
 """
@@ -70,6 +71,7 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
 from __future__ import annotations
 
 import logging
+import time
 import typing
 
 from prometheus_client import (
@@ -182,6 +184,9 @@ class Metrics:
         self.loop_heartbeat = Gauge(
             "slotstream_event_loop_heartbeat_seconds", "Unix time of the event loop's latest heartbeat.", registry=r
         )
+        # Stamped now, so a scrape before the loop's first beat reads a fresh heartbeat, not the Unix epoch (which
+        # an alert on the heartbeat's age would take for a loop blocked for 56 years).
+        self.loop_heartbeat.set(time.time())
         self._http: MetricsHttpServer | None = None
 
     def add_model(self, model: str) -> None:

@@ -439,17 +439,15 @@ class _StreamRun:
 
     def _reread_token(self) -> None:
         """Read ``--token-file`` again for the next call, so that a stream that outlives a token rotation (the old
-        token removed from the file meanwhile) reconnects with the current one.
-
-        Raises:
-            StreamError: the file cannot be read now, or holds no token that can be sent (``INVALID_ARGUMENT``).
-        """
+        token removed from the file meanwhile) reconnects with the current one. A file that cannot be read now, or
+        holds no token that can be sent (being rewritten, say), keeps the token in use, with a warning: as the
+        server keeps its tokens through a half-written file, a moment's gap must not end the run."""
         if self.args.token_file is None:
             return
         try:
             self.stream.client.use_token(token_from_args(self.args))
         except (OSError, ValueError) as error:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, None, str(error)) from error
+            print(f"warning: {error}; reconnecting with the token read before", file=sys.stderr)
 
 
 def _server_message_limit(error: StreamError) -> re.Match[str] | None:

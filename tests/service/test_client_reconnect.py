@@ -268,6 +268,36 @@ def test_with_reconnect_a_token_rotated_meanwhile_is_read_again_from_the_token_f
     _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
 
 
+def test_with_reconnect_a_token_file_caught_half_written_keeps_the_token_in_use(
+    start_server, proxy_to, tmp_path, capsys
+):
+    """The token file is empty (being rewritten) when the connection is lost: ``--reconnect`` warns, keeps the
+    token it read before, and continues."""
+    tokens, client_tokens = tmp_path / "tokens", tmp_path / "client"
+    tokens.write_text("old\n")
+    client_tokens.write_text("old\n")
+    factory, _ = slow_factory(delay_s=0.02)
+    lost = start_server(engine_factory=factory, auth_token_file=tokens)
+    replacement = start_server(auth_token_file=tokens)
+    proxy = proxy_to(lost.target)
+    clip = make_video(seed=69, frames=30)
+    folder = _frames_folder(tmp_path / "frames", clip)
+
+    def empty_and_cut_off() -> None:
+        client_tokens.write_text("")
+        proxy.upstream = replacement.target
+        proxy.drop()
+
+    watcher = _after_frame(lost, 10, empty_and_cut_off)
+    command = ["stream", str(folder), "--target", proxy.target, "--token-file", str(client_tokens)]
+    code = main([*command, "--reconnect", "3", *_outputs(tmp_path)])
+    watcher.join(30)
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert f"warning: --token-file {client_tokens} is empty; reconnecting with the token read before" in error, error
+    _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
+
+
 def test_a_reconnect_that_fails_after_a_drain_points_at_the_hand_off_not_the_resume_window(start_server):
     """The server drains (the stream gets its state) and is gone: the reconnect that meets no server says the
     stream was handed off, to be continued from that state elsewhere, not that the server keeps it for its

@@ -65,6 +65,14 @@ def test_process_metrics_are_served_with_the_servers_own():
     assert metrics.registry.get_sample_value("slotstream_ready") == 0
 
 
+def test_the_heartbeat_is_fresh_before_the_loop_first_beats():
+    """Metrics served before the event loop's first heartbeat give the time they were made, not 0, which an alert
+    on the heartbeat's age (deploy/k8s/components/monitoring) would read as a loop blocked since 1970."""
+    before = time.time()
+    heartbeat = Metrics().registry.get_sample_value("slotstream_event_loop_heartbeat_seconds")
+    assert heartbeat is not None and before <= heartbeat <= time.time()
+
+
 def _warnings(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno == logging.WARNING and r.getMessage() == message]
 

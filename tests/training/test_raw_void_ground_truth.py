@@ -46,3 +46,14 @@ def test_void_read_with_read_mask_is_left_out_and_other_ids_are_accepted(tmp_pat
     assert contingency_table(torch.tensor([[0, 1, 1]]), small).gt_ids.tolist() == [0, 1, 254]
     wide = torch.tensor([[0, 1, 255]], dtype=torch.int16)  # object 255 of a wider id map
     assert contingency_table(torch.tensor([[0, 1, 1]]), wide).gt_ids.tolist() == [0, 1, 255]
+
+
+def test_a_binary_mask_stored_as_0_and_255_is_scored_as_one_object():
+    """DAVIS 2016 stores its single object as 255 in a grayscale PNG: a uint8 map of 0 and 255 alone is a binary
+    mask, not a palette mask's void, and a model that finds the object scores 1."""
+    gt = torch.zeros((1, 2, 8, 8), dtype=torch.uint8)
+    gt[..., 2:6, 2:6] = 255
+    labels = (gt == 255).long()
+    metrics = ObjectDiscoveryMetrics()
+    metrics.update_labels(labels, gt, num_slots=2)
+    assert metrics.compute().video_mbo == 1.0

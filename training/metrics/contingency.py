@@ -45,19 +45,24 @@ _MAX_LOOKUP_ID = 1 << 16
 
 
 def check_no_raw_void(gt_ids: Tensor) -> None:
-    """Refuse ``uint8`` ground truth that holds :data:`RAW_VOID_ID`: what a DAVIS 2017 palette PNG gives when read
-    as it is stored (``np.array(Image.open(path))``), where index 255 is void, not an object. Only ``uint8`` is
-    checked: it cannot hold ``IGNORE_ID``, and a palette holds 255 ids at most besides void; wider id maps may
-    number an object 255.
+    """Refuse ``uint8`` ground truth that holds :data:`RAW_VOID_ID` beside other object ids: what a DAVIS 2017
+    palette PNG gives when read as it is stored (``np.array(Image.open(path))``), where index 255 is void, not an
+    object. A map of 0 and 255 alone passes: it is a binary mask as DAVIS 2016 stores it (255 the object), and
+    is scored as one object. Only ``uint8`` is checked: it cannot hold ``IGNORE_ID``, and a palette holds 255 ids
+    at most besides void; wider id maps may number an object 255.
 
     Raises:
-        ValueError: ``gt_ids`` is ``uint8`` and holds 255; the message says how to mark void points.
+        ValueError: ``gt_ids`` is ``uint8`` and holds 255 and another non-zero id; the message says how to mark
+            void points.
     """
-    if gt_ids.dtype == torch.uint8 and gt_ids.numel() and int(gt_ids.max()) == RAW_VOID_ID:
+    if gt_ids.dtype != torch.uint8 or not gt_ids.numel() or int(gt_ids.max()) != RAW_VOID_ID:
+        return
+    if bool(((gt_ids > 0) & (gt_ids < RAW_VOID_ID)).any()):
         raise ValueError(
-            f"gt_ids is uint8 and holds {RAW_VOID_ID}, the void index of DAVIS 2017 palette masks, which would be "
-            f"scored as an object: read masks with training.datasets.images.read_mask (void becomes {IGNORE_ID}), "
-            f"or set void points to IGNORE_ID ({IGNORE_ID}) in a signed integer tensor"
+            f"gt_ids is uint8 and holds {RAW_VOID_ID} beside other object ids, as a DAVIS 2017 palette mask read as "
+            f"it is stored does, where {RAW_VOID_ID} is void; it would be scored as an object: read masks with "
+            f"training.datasets.images.read_mask (void becomes {IGNORE_ID}), or set void points to IGNORE_ID "
+            f"({IGNORE_ID}) in a signed integer tensor"
         )
 
 
