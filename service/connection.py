@@ -62,10 +62,6 @@ from service.types import (
 
 _log = logging.getLogger(__name__)
 _MAX_UNANSWERED = 64
-EVICTED_SEND_GRACE_S = 5.0
-"""How long an evicted stream's call may stay parked in sending a reply (a client that keeps its connection up but
-reads nothing) before :meth:`StreamConnection.evict` cancels it, giving back its ``--max-calls`` slot and the
-replies in transit."""
 _INLINE_RAW_PIXELS = 256 * 256
 _INLINE_ENCODED_BYTES = 16 * 1024
 MAX_CAMERA_FRAME_ID_BYTES = 256
@@ -331,8 +327,7 @@ class StreamConnection:
     # -- control from the server --------------------------------------------------------------------------
 
     def evict(self, abort: StreamAbort) -> None:
-        """End this stream now with ``abort`` (its session was taken over or reclaimed). A call still parked in
-        sending a reply :data:`EVICTED_SEND_GRACE_S` later (its client reads nothing) is cancelled instead."""
+        """End this stream now with ``abort`` (its session was taken over or reclaimed)."""
         if self._eviction is not None:
             return
         self._eviction = abort
@@ -354,16 +349,6 @@ class StreamConnection:
         in_transit = min(self._reserved_reply_bytes, REPLIES_IN_TRANSIT * self._reply_bound)
         self._manager.release_replies(self._reserved_reply_bytes - in_transit)
         self._reserved_reply_bytes = in_transit
-        # A client that keeps its connection up (gRPC answers its keepalive pings) but reads nothing would keep the
-        # send parked, and with it the call, its --max-calls slot and those replies, for as long as it lives: a
-        # few such clients would take every call slot. Unless the send went out meanwhile, the call is cancelled
-        # (its client, reading nothing, would never see the abort anyway).
-        asyncio.get_running_loop().call_later(EVICTED_SEND_GRACE_S, self._cancel_parked_send)
-
-    def _cancel_parked_send(self) -> None:
-        """Cancel the handler of an evicted call still parked in sending a reply (see :meth:`evict`)."""
-        if self._replying and self._handler is not None and not self._handler.done():
-            self._handler.cancel()
 
     async def drain(self) -> None:
         """Stop reading frames, answer every accepted frame, send the hand-off state and end with UNAVAILABLE.

@@ -240,7 +240,8 @@ def test_alert_rules_use_only_metrics_and_labels_the_server_exports(render: Rend
         "slotstream_calls_refused_total",
         "slotstream_frames_dropped_total",
         "slotstream_e2e_seconds_bucket",
-        "slotstream_model_failing",
+        "slotstream_event_loop_heartbeat_seconds",
+        "slotstream_live",
         "slotstream_ready",
         "slotstream_streams_not_reading",
     }
