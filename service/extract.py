@@ -35,7 +35,15 @@ from tqdm import tqdm
 from plugins.registry import RegistryError
 from service.client.encoding import encode_image
 from service.client.sources import Source, check_source_spec, open_source
-from service.client.trajectory import SlotTrajectory, slot_geometry, trajectory_mask_size
+from service.client.trajectory import (
+    END,
+    INTERRUPTED,
+    MAX_FRAMES,
+    SlotTrajectory,
+    slot_geometry,
+    source_error,
+    trajectory_mask_size,
+)
 from service.config import DEFAULT_MODEL_DIR, FRAME_FITS, ServiceConfig
 from service.engine import BackendUnavailable, Engine, load_engine
 from service.errors import ErrorCode, FrameRejected
@@ -115,7 +123,9 @@ def extract(
     them (``capture_clock`` says which clock); slot ids are ``0 .. K - 1``, as a stream's; the segmentation size
     is chosen from the first frame, as the client asks for it at the stream's open. A frame the server would
     refuse (beyond its default ``--max-image-pixels``, or outputs that are not finite) gets no row and leaves the
-    state as it was, as in a stream.
+    state as it was, as in a stream. The file says how the source ended (``end_reason`` and ``complete``: the
+    source's end, ``--max-frames``, Ctrl-C, or a frame that could not be read) and which source frame each row is
+    (``source_frame``).
 
     Args:
         engine: a loaded engine.
@@ -126,7 +136,8 @@ def extract(
         progress: show a progress bar on stderr.
 
     Raises:
-        ValueError: the source has no frames.
+        ValueError: the source has no frames, or the service would refuse every one of them (the file is written
+            without rows, with K, D and the model version, as a stream's would be).
         ExtractionFailed: a frame cannot be read or decoded, or is not an image the service would take (the
             message names it, and says where the rows of the frames before it were saved).
         OSError: the file cannot be written.
@@ -151,13 +162,23 @@ def extract(
         except KeyboardInterrupt:
             if not len(trajectory):
                 raise ExtractionInterrupted(None, 0) from None
+            trajectory.end_reason = INTERRUPTED
             trajectory.save()
             raise ExtractionInterrupted(path, len(trajectory)) from None
         except (ValueError, OSError) as error:  # reading the source failed partway: keep the rows made before
+            trajectory.end_reason = source_error(error)
             raise _failed_partway(error, trajectory) from error
     if not len(trajectory) and not refused:
         raise ValueError(f"{spec}: {source.description} has no frames")
+    trajectory.end_reason = MAX_FRAMES if source.limit_reached else END
     trajectory.save()
+    if not len(trajectory):  # a file without rows is no trajectory: the source failed
+        index, why = refused[0]
+        others = f" (and the {len(refused) - 1} after it)" if len(refused) > 1 else ""
+        raise ValueError(
+            f"{spec}: no frame has a row, every one was refused{others}: frame {index}: {why}; {path} holds no rows "
+            "(only K, D and the model version)"
+        )
     return Extracted(path, len(trajectory), time.perf_counter() - started, tuple(refused))
 
 
@@ -238,7 +259,7 @@ def _extract_frames(
             slots=out.slots[0],
             segmentation=masks.segmentation,
         )
-        trajectory.add(result, geometry.areas, geometry)
+        trajectory.add(result, geometry.areas, geometry, frame.source_frame)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -292,9 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     """Extract every source's trajectory; returns the exit status (2: bad arguments or model, 1: a source failed,
     130: Ctrl-C).
 
-    A source that fails (unreadable, a frame the service would refuse) is reported and the others are still
-    extracted; files of earlier sources stay written, and so do the rows of a source stopped by Ctrl-C or by a
-    frame that cannot be read or decoded (the message says where).
+    A source that fails (unreadable, a frame that cannot be read or decoded, every frame refused) is reported and
+    the others are still extracted; files of earlier sources stay written, and so do the rows of a source stopped
+    by Ctrl-C or by a frame that cannot be read or decoded (the message says where; the file's ``complete`` is
+    false and its ``end_reason`` says why). A frame the service would refuse (beyond its pixel limit, outputs that
+    are not finite) gets no row and is reported on stderr, its source still extracted (exit 0), as a stream answers
+    it with an error and goes on; a source all of whose frames are refused fails (its file holds no rows).
+    A folder read without ``--fps`` is timed by when its files were read (a warning says so, once).
     """
     args = _parser().parse_args(argv)
     try:
@@ -316,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     fit = FrameFit.named(args.frame_fit) if args.frame_fit != "auto" else SessionLimits().frame_fit_for(engine.card)
     failed = 0
+    warned_read_times = False
     for spec, path in zip(args.sources, paths, strict=True):
         try:
             source = open_source(spec, args.max_frames, args.fps, cameras=False)
@@ -323,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
             _report_failed(spec, error)
             failed += 1
             continue
+        if source.clock == "wall_clock" and not warned_read_times:  # a folder (or an image) without --fps
+            warned_read_times = True
+            print(
+                f"warning: {spec}: without --fps the frames of a folder are timed by when they were read (the "
+                "extraction's speed), not by the source's timing: give the rate the frames were taken at with --fps",
+                file=sys.stderr,
+            )
         try:
             args.out.mkdir(parents=True, exist_ok=True)  # once a source opens: no empty folder when none does
         except OSError as error:

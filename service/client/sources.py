@@ -3,8 +3,10 @@
 Every frame comes with its time (:class:`SourceFrame`), on one of three clocks (:attr:`Source.clock`):
 
 * ``presentation`` (video files): the frame's presentation timestamp, in ns after the first frame's.
-* ``frame_rate`` (a synthetic clip; a folder of frames given a rate): ``index / rate`` in ns, the rate being the
-  one asked for (``--fps``) or else the source's nominal one (15 frames/s for a synthetic clip).
+* ``frame_rate`` (a synthetic clip; a folder of frames given a rate): ``number / rate`` in ns, the rate being the
+  one asked for (``--fps``) or else the source's nominal one (15 frames/s for a synthetic clip), ``number`` the
+  frame's :attr:`SourceFrame.source_frame` counted from the first frame's (a gap in a folder's numbering is a longer
+  step).
 * ``wall_clock`` (cameras; a folder of frames without a rate): the wall-clock time the frame was captured (read
   from the camera, or from its file), in ns since the Unix epoch.
 """
@@ -56,10 +58,15 @@ class SourceFrame:
         time_ns: on the ``presentation`` and ``frame_rate`` clocks, the frame's time on the source's own timeline,
             in ns after its first frame (0 for the first); on the ``wall_clock`` clock, the time it was captured,
             in ns since the Unix epoch.
+        source_frame: which frame of the source it is: the file's number in a folder whose files are numbered
+            (:func:`frame_numbers`: ``00007.jpg`` is 7, so a gap in the numbering shows), else the frame's place
+            in the source from 0 (a video's decoded frames, a folder's files in frame order, a camera's reads, a
+            synthetic clip's frames).
     """
 
     image: np.ndarray
     time_ns: int
+    source_frame: int = 0
 
 
 @dataclass
@@ -71,6 +78,9 @@ class Source:
     fps: float | None
     description: str
     clock: Clock = "wall_clock"
+    limit_reached: bool = False
+    """Whether the frames stopped at ``max_frames`` (:func:`open_source`), not at the source's end: set once the
+    last frame allowed is given, before anything past it is read."""
 
     @property
     def own_timeline(self) -> bool:
@@ -86,7 +96,8 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
 
     Args:
         spec: what to open.
-        max_frames: stop after this many frames (``None``: all).
+        max_frames: stop after this many frames (``None``: all), without reading the source further: a bad frame
+            past them, or a video cut short after them, is not seen (:attr:`Source.limit_reached` tells).
         fps: the rate of a folder's or a synthetic clip's timeline (``--fps``); a video keeps its presentation
             timestamps and a camera its capture times whatever it is.
         cameras: whether the caller takes ``camera:N`` (messages suggest it only then; ``service.extract`` does not).
@@ -123,7 +134,7 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
         else:
             source = _video(path, fps, others)
     if max_frames is not None:
-        source.frames = _limit(source.frames, max_frames)
+        source.frames = _limit(source, max_frames)
     return source
 
 
@@ -148,11 +159,26 @@ def _count(spec: str, prefix: str, meaning: str, minimum: int) -> int:
     return int(text)
 
 
-def _limit(frames: Iterator[SourceFrame], count: int) -> Iterator[SourceFrame]:
-    for index, frame in enumerate(frames):
-        if index >= count:
-            return
-        yield frame
+def _limit(source: Source, count: int) -> Iterator[SourceFrame]:
+    """The first ``count`` frames of ``source`` (``count`` >= 1): the last one is given without reading the next
+    (whose failure would fail frames already given), marking ``source`` as :attr:`~Source.limit_reached` first; the
+    source's frames are closed at the end (a video's file with them)."""
+    frames = source.frames  # now: a generator's body would run only once source.frames is this one
+
+    def limited() -> Iterator[SourceFrame]:
+        try:
+            for index, frame in enumerate(frames):
+                if index + 1 >= count:
+                    source.limit_reached = True
+                    yield frame
+                    return
+                yield frame
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    return limited()
 
 
 def _rate_time_ns(index: int, fps: float) -> int:
@@ -160,9 +186,13 @@ def _rate_time_ns(index: int, fps: float) -> int:
     return round(index * 1e9 / fps)
 
 
-def _at_rate(images: Iterable[np.ndarray], fps: float) -> Iterator[SourceFrame]:
+def _at_rate(images: Iterable[np.ndarray], fps: float, numbers: list[int] | None = None) -> Iterator[SourceFrame]:
+    """``images`` at ``fps``: each at ``number / fps`` after the first, ``number`` its frame number from
+    ``numbers`` (counted from the first's) or else its place."""
     for index, image in enumerate(images):
-        yield SourceFrame(image, _rate_time_ns(index, fps))
+        number = numbers[index] if numbers is not None else index
+        first = numbers[0] if numbers is not None else 0
+        yield SourceFrame(image, _rate_time_ns(number - first, fps), number)
 
 
 def _is_image(path: Path) -> bool:
@@ -205,14 +235,29 @@ def frame_files(folder: Path) -> list[Path]:
     return files
 
 
+def _numbered(files: list[Path]) -> list[re.Match[str]] | None:
+    """Each file's ``<prefix><number>`` match when all of ``files`` follow one such pattern, else ``None``."""
+    matches = [_NUMBERED.fullmatch(file.stem) for file in files]
+    numbered = [match for match in matches if match is not None]
+    if len(numbered) < len(files) or len({match["prefix"] for match in numbered}) > 1:
+        return None
+    return numbered
+
+
+def frame_numbers(files: list[Path]) -> list[int] | None:
+    """The numbers of frame files (in frame order: :func:`frame_files`) whose names all follow one pattern
+    ``<prefix><number>`` (``00007.jpg`` -> 7, ``frame_12.png`` -> 12); ``None`` when they follow no one pattern."""
+    numbered = _numbered(files)
+    return None if numbered is None else [int(match["number"]) for match in numbered]
+
+
 def numbering_gap(files: list[Path]) -> str | None:
     """What is missing from frame files (in frame order, one file per frame: :func:`frame_files`) whose names all
     follow one pattern ``<prefix><number>``: the first missing file and the files around it, with how many other
     gaps there are; ``None`` when the numbers run without a gap or the names follow no one pattern (and so carry
     no numbering to check). The ``davis:`` training reader refuses such a folder; the client streams it."""
-    matches = [_NUMBERED.fullmatch(file.stem) for file in files]
-    numbered = [match for match in matches if match is not None]
-    if len(numbered) < len(files) or len({match["prefix"] for match in numbered}) > 1:
+    numbered = _numbered(files)
+    if numbered is None:
         return None
     gaps = [
         (before, after, first)
@@ -231,10 +276,13 @@ def numbering_gap(files: list[Path]) -> str | None:
 def _folder(path: Path, fps: float | None) -> Source:
     """A folder's images in frame order (:func:`frame_files`): at ``fps`` on a ``frame_rate`` clock, or, without
     it, each with the wall-clock time it was read. Each image is read as the server reads the same file
-    (:func:`plugins.pixels.rgb_pixels`: 16-bit grayscale by its top 8 bits).
+    (:func:`plugins.pixels.rgb_pixels`: 16-bit grayscale by its top 8 bits). When the files are numbered
+    (:func:`frame_numbers`), each frame's :attr:`~SourceFrame.source_frame` is its file's number and, at ``fps``,
+    its time is ``(number - first number) / fps``; else they are its place in frame order and ``place / fps``.
 
-    A gap in the files' numbering (:func:`numbering_gap`) is streamed as it is, the frames around it as consecutive
-    ones (at ``fps``, one interval apart), with a warning on stderr naming the first missing file.
+    A gap in the files' numbering (:func:`numbering_gap`) is streamed as it is, the frames around it one after the
+    other, with a warning on stderr naming the first missing file; their numbers (and, at ``fps``, their times)
+    keep the gap.
 
     Raises:
         ValueError: the folder holds no images, or two files for one frame (:func:`frame_files`); while reading,
@@ -251,17 +299,20 @@ def _folder(path: Path, fps: float | None) -> Source:
         raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
     gap = numbering_gap(files)
     if gap is not None:
-        timing = f" and timed {1 / fps:g} s apart ({fps:g} frames/s)" if fps is not None else ""
+        timing = f" and their times at {fps:g} frames/s" if fps is not None else ""
         print(
-            f"warning: {path}: {gap}; the frames on either side of it are streamed as consecutive{timing}",
+            f"warning: {path}: {gap}; the frames on either side of it are streamed one after the other, their "
+            f"source_frame numbers{timing} keeping the gap",
             file=sys.stderr,
         )
-    return _images(files, f"{len(files)} images in {path}", fps)
+    return _images(files, f"{len(files)} images in {path}", fps, frame_numbers(files))
 
 
-def _images(files: list[Path], description: str, fps: float | None) -> Source:
+def _images(files: list[Path], description: str, fps: float | None, numbers: list[int] | None = None) -> Source:
     """``files`` as frames, in order: at ``fps`` on a ``frame_rate`` clock, or, without it, each with the
     wall-clock time it was read; each read as the server reads the same file (:func:`plugins.pixels.rgb_pixels`).
+    ``numbers`` are the files' frame numbers (:func:`frame_numbers`), their :attr:`~SourceFrame.source_frame` and,
+    at ``fps``, their times' steps; ``None``: their places.
 
     Raises:
         ValueError: while reading, an image that cannot be read (not an image, truncated) or has no 8-bit reading
@@ -273,11 +324,11 @@ def _images(files: list[Path], description: str, fps: float | None) -> Source:
             yield _read_image(file)
 
     def read_times() -> Iterator[SourceFrame]:
-        for image in images():
-            yield SourceFrame(image, time.time_ns())
+        for index, image in enumerate(images()):
+            yield SourceFrame(image, time.time_ns(), numbers[index] if numbers is not None else index)
 
     if fps is not None:
-        return Source(_at_rate(images(), fps), fps, description, "frame_rate")
+        return Source(_at_rate(images(), fps, numbers), fps, description, "frame_rate")
     return Source(read_times(), None, description, "wall_clock")
 
 
@@ -504,7 +555,7 @@ def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:
         clock = _PresentationClock(path, time_base, rate, untimed)
         try:
             for index, (frame, image) in enumerate(_decoded_frames(container, stream, path)):
-                yield SourceFrame(image, clock.time_ns(index, frame.pts))
+                yield SourceFrame(image, clock.time_ns(index, frame.pts), index)
         finally:
             container.close()
 
@@ -525,12 +576,12 @@ def _camera(index: int) -> Source:
 
     def frames() -> Iterator[SourceFrame]:
         try:
-            while True:
+            for index in itertools.count():
                 ok, frame = capture.read()
                 captured_ns = time.time_ns()
                 if not ok:
                     return
-                yield SourceFrame(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), captured_ns)
+                yield SourceFrame(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), captured_ns, index)
         finally:
             capture.release()
 

@@ -33,7 +33,15 @@ from service.client.frame_encoder import FrameEncoder
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
-from service.client.trajectory import SlotTrajectory, trajectory_mask_size
+from service.client.trajectory import (
+    END,
+    INTERRUPTED,
+    MAX_FRAMES,
+    SlotTrajectory,
+    server_ended,
+    source_error,
+    trajectory_mask_size,
+)
 from service.engine import ModelCard
 from service.errors import ErrorCode
 from service.types import CloseReason, FrameError, FrameFit, Output, StreamClosed, StreamOpened, StreamOptions
@@ -171,7 +179,8 @@ async def stream_source(
 
     The JSON-lines file is opened (and truncated) only once the server has accepted the stream, so a refused
     connection leaves an earlier run's results in place; so is the trajectory file written (when the stream
-    ends, however it ends: finished, ended by the server or interrupted, with the results received until then).
+    ends, however it ends: finished, ended by the server or interrupted, with the results received until then,
+    and with how it ended: its ``end_reason`` and ``complete``, :mod:`service.client.trajectory`).
 
     With ``args.reconnect`` (``--reconnect N``) a lost connection or a server shutdown is followed by up to N
     :meth:`ClientStream.reconnect` tries, and the stream goes on where it stopped.
@@ -248,9 +257,20 @@ async def _stream_feed(
         run = _StreamRun(args, source, stream, feed, encoder, out, overlay, trajectory)
         try:
             await run.run()
+            end_reason = MAX_FRAMES if source.limit_reached else END
+        except StreamEnded as ended:
+            end_reason = server_ended(ended.error)
+            raise
+        except (OSError, ValueError) as error:
+            end_reason = source_error(error)
+            raise
+        except BaseException:  # Ctrl-C or SIGTERM (a cancelled task), or a failure of this command's own
+            end_reason = INTERRUPTED
+            raise
         finally:
             try:  # the slots first: saving them is quick, and finishing the overlay may not be
                 if trajectory is not None:
+                    trajectory.end_reason = end_reason
                     with sigint_held():  # a second Ctrl-C (the first cancelled the run) must not lose the file
                         trajectory.save()
             finally:
@@ -355,6 +375,8 @@ class _StreamRun:
                 started = time.perf_counter()  # latency_ms counts the encoding too
                 encoded = await self.encoder.encode(item.image, index)
                 self._in_flight[index] = (item.image, started)  # before the send: it may be answered first
+                if self.trajectory is not None:  # the row's source_frame, when its answer is a result
+                    self.trajectory.source_frames[index] = item.source_frame
                 await stream.send(encoded, frame_index=index, capture_time_ns=capture_ns)
             finally:
                 if stream.next_frame_index > index:  # recorded: sent, or re-sent by reconnect()
@@ -362,6 +384,7 @@ class _StreamRun:
                     self.frames_sent += 1
                 else:  # refused or cancelled before it counted as sent: it goes out next time
                     self._in_flight.pop(index, None)
+                    self._forget_source_frame(index)
                     self._window.release()
         self._all_sent = True
         await stream.close_writing()
@@ -382,8 +405,15 @@ class _StreamRun:
             frame, started = self._in_flight.pop(answer.frame_index)
             latency_ms = (received - started) * 1e3
             record_answer(answer, frame, latency_ms, self.summary, self.overlay, self.out, self.trajectory)
+            self._forget_source_frame(answer.frame_index)  # a result's row took it; a refusal or a drop has none
             if isinstance(answer, FrameError):
                 self._tell_refusal(answer)
+
+    def _forget_source_frame(self, index: int) -> None:
+        """Drop frame ``index``'s source frame from the trajectory's :attr:`SlotTrajectory.source_frames`: it will
+        make no row (answered, or never to be)."""
+        if self.trajectory is not None:
+            self.trajectory.source_frames.pop(index, None)
 
     def _tell_refusal(self, answer: FrameError) -> None:
         """Print the first refusal of each error code to stderr (the summary counts them all), with the server
@@ -431,6 +461,7 @@ class _StreamRun:
                     self._in_flight[index] = (self._in_flight[index][0], now)
                 else:  # already in the state the stream continues from, and never to be answered
                     self._in_flight.pop(index)
+                    self._forget_source_frame(index)
                     self._window.release()
             return
         raise StreamEnded(

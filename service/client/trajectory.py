@@ -4,7 +4,10 @@ Arrays in the file (``T`` results, ``K`` slots of ``D`` floats; frames that were
 so ``frame_index`` says which frames the rows are; a file without rows still has the stream's ``K`` and ``D``,
 ``slots`` ``[0, K, D]`` and so on, and its ``model_version``, so it concatenates with others):
 
-* ``frame_index`` int64 ``[T]``: the frame each row answers.
+* ``frame_index`` int64 ``[T]``: the frame each row answers (the stream's count of frames sent, from 0).
+* ``source_frame`` int64 ``[T]``: which frame of the source each row is: the file's number for a folder of numbered
+  files (``00007.jpg`` is 7, so a gap in the numbering shows here), else the frame's place in the source from 0 (a
+  video's decoded frames, a camera's reads, a synthetic clip's frames, a folder's files in frame order).
 * ``capture_time_ns`` int64 ``[T]``: the capture time sent with the frame (0 when none was sent); see
   ``capture_clock`` for what it counts.
 * ``slot_ids`` int64 ``[T, K]``: the stream's slot ids, in the order of ``slots``.
@@ -27,7 +30,8 @@ so ``frame_index`` says which frames the rows are; a file without rows still has
   * ``presentation`` (video files): the wall-clock time the stream started plus the frame's presentation timestamp
     (relative to the first frame's), so differences between rows are the video's own frame times.
   * ``frame_rate`` (synthetic clips; a folder of frames streamed with ``--fps``): the wall-clock time the stream
-    started plus ``index / fps``, ``index`` counting the source's frames from 0.
+    started plus ``(source_frame - first) / fps``, ``first`` the source's first frame's ``source_frame`` (a gap in a
+    folder's numbering is a longer step).
   * ``wall_clock`` (cameras; a folder of frames streamed without ``--fps``): the wall-clock time the frame was
     captured (read from the camera or from its file).
 
@@ -37,6 +41,16 @@ so ``frame_index`` says which frames the rows are; a file without rows still has
   ``CROP`` the areas sum to the crop's share of the frame); empty when not known.
 * ``source`` str ``[]``: the source the frames came from, as it was named (a video's path, a folder, ``camera:0``,
   ``synthetic:60``); empty when not known (and absent from files written before it was added).
+* ``end_reason`` str ``[]``: how the source's run ended: ``end`` (the source had no more frames), ``max_frames``
+  (``--max-frames`` was reached), ``interrupted`` (Ctrl-C or SIGTERM), ``source_error: <why>`` (a frame could not
+  be read, decoded or sent: a corrupt frame, a file cut short), ``server_ended: <why>`` (the server ended the
+  stream, or the connection was lost, and it was not continued); empty when not known.
+* ``complete`` bool ``[]``: whether every frame asked for was processed (``end_reason`` is ``end`` or
+  ``max_frames``); a file that is not complete holds the rows of the frames before the run stopped.
+
+``source_frame``, ``end_reason`` and ``complete`` are absent from files written before they were added: read the
+last two with :func:`trajectory_end` (which says "not known" for such a file), and take ``frame_index`` in place of
+``source_frame``.
 
 Geometry: ``areas``, ``centroids`` and ``boxes`` come from the frame's segmentation (one slot index per pixel, at
 the stream's mask size, covering the whole frame). Pixels outside the model's view (255) belong to no slot. When the
@@ -82,8 +96,42 @@ TRAJECTORY_ARRAYS = (
     "model_version",
     "frame_fit",
     "source",
+    "source_frame",
+    "end_reason",
+    "complete",
 )
 """The names of the arrays a trajectory file holds."""
+
+
+END = "end"
+"""``end_reason``: the source had no more frames."""
+MAX_FRAMES = "max_frames"
+"""``end_reason``: ``--max-frames`` was reached."""
+INTERRUPTED = "interrupted"
+"""``end_reason``: Ctrl-C or SIGTERM stopped the run."""
+COMPLETE_REASONS = (END, MAX_FRAMES)
+"""The ``end_reason`` values of a complete file."""
+
+
+def source_error(error: BaseException) -> str:
+    """The ``end_reason`` of a run stopped by a frame that could not be read, decoded or sent: ``source_error: ``
+    and why."""
+    return f"source_error: {error}"
+
+
+def server_ended(error: BaseException) -> str:
+    """The ``end_reason`` of a stream the server ended (or whose connection was lost) before its source did:
+    ``server_ended: `` and why."""
+    return f"server_ended: {error}"
+
+
+def trajectory_end(trajectory: Any) -> tuple[bool | None, str]:
+    """``(complete, end_reason)`` of a loaded trajectory file (``numpy.load``'s ``NpzFile``, or a mapping of its
+    arrays); ``(None, "")`` for a file written before they were recorded."""
+    names = getattr(trajectory, "files", trajectory)
+    if "complete" not in names:
+        return None, ""
+    return bool(trajectory["complete"]), str(trajectory["end_reason"])
 
 
 def trajectory_mask_size(frame_size: tuple[int, ...]) -> tuple[int, int]:
@@ -198,6 +246,7 @@ class SlotTrajectory:
     _frame_size: list[tuple[int, int]] = field(default_factory=list, init=False, repr=False)
     _centroids: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _boxes: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
+    _source_frame: list[int] = field(default_factory=list, init=False, repr=False)
     slot_count: int = 0
     """K as the stream's open or the model's card says it (0: not known), for a file without rows: its arrays are
     then ``[0, K, ...]`` (``slots`` ``[0, K, D]``), so it concatenates with others. Rows give K themselves."""
@@ -213,13 +262,25 @@ class SlotTrajectory:
     """What the capture times count (``presentation``, ``frame_rate`` or ``wall_clock``), saved too."""
     source: str = ""
     """Where the frames came from, as named (a path, ``camera:0``, ``synthetic:60``), saved too."""
+    end_reason: str = ""
+    """How the run ended (:data:`END`, :data:`MAX_FRAMES`, :data:`INTERRUPTED`, :func:`source_error`,
+    :func:`server_ended`; empty: not known), saved as ``end_reason``, and ``complete`` from it."""
+    source_frames: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+    """Frame index -> source frame of frames sent and not yet answered: :meth:`add` takes a row's ``source_frame``
+    from here when not given it (its frame index when not here either); the sender removes what is never added."""
     saved: bool = field(default=False, init=False)
     """Whether :meth:`save` has written the file."""
 
     def __len__(self) -> int:
         return len(self._frame_index)
 
-    def add(self, result: FrameResult, areas: np.ndarray, geometry: SlotGeometry | None = None) -> None:
+    def add(
+        self,
+        result: FrameResult,
+        areas: np.ndarray,
+        geometry: SlotGeometry | None = None,
+        source_frame: int | None = None,
+    ) -> None:
         """Record one result.
 
         Args:
@@ -227,6 +288,8 @@ class SlotTrajectory:
             areas: float ``[K]``, each slot's share of the whole frame (pixels outside the model's view in none).
             geometry: the slots' places in the frame (:func:`slot_geometry`); ``None`` records frame size
                 ``(0, 0)`` and NaN centroids and boxes.
+            source_frame: which frame of the source it is (``SourceFrame.source_frame``); ``None``: taken (and
+                removed) from :attr:`source_frames`, else the frame index.
 
         Raises:
             ValueError: the result carries no slots, its slot count or width differs from earlier results', or
@@ -251,7 +314,10 @@ class SlotTrajectory:
                 f"frame {result.frame_index}: centroids of shape {geometry.centroids.shape} and boxes of shape "
                 f"{geometry.boxes.shape} for {slots} slots (expected ({slots}, 2) and ({slots}, 4))"
             )
+        if source_frame is None:
+            source_frame = self.source_frames.pop(result.frame_index, result.frame_index)
         self._frame_index.append(result.frame_index)
+        self._source_frame.append(source_frame)
         self._capture_time_ns.append(result.capture_time_ns)
         self._slot_ids.append(result.slot_ids)
         self._slots.append(np.asarray(result.slots, dtype=np.float32))
@@ -289,6 +355,9 @@ class SlotTrajectory:
             "model_version": np.asarray(self.model_version),
             "frame_fit": np.asarray(self.frame_fit),
             "source": np.asarray(self.source),
+            "source_frame": np.asarray(self._source_frame, dtype=np.int64),  # [T]
+            "end_reason": np.asarray(self.end_reason),
+            "complete": np.asarray(self.end_reason in COMPLETE_REASONS),
         }
 
         def write(temporary: Path) -> None:

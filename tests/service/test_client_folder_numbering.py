@@ -57,10 +57,12 @@ def test_a_gap_in_the_numbering_is_streamed_with_one_warning_naming_the_first_mi
     assert err.count("warning:") == 1, err
     assert (
         f"warning: {folder}: frame 00002.png is missing: the numbering jumps from 00001.png to 00003.png (1 more gap "
-        "after it); the frames on either side of it are streamed as consecutive and timed 0.1 s apart (10 frames/s)"
+        "after it); the frames on either side of it are streamed one after the other, their source_frame numbers "
+        "and their times at 10 frames/s keeping the gap"
     ) in err
     assert [int(frame.image[0, 0, 0]) for frame in frames] == [20, 40, 60, 80, 100], "every file, in order"
-    assert [frame.time_ns for frame in frames] == [index * 100_000_000 for index in range(5)]
+    assert [frame.source_frame for frame in frames] == [0, 1, 3, 4, 7]
+    assert [frame.time_ns for frame in frames] == [number * 100_000_000 for number in (0, 1, 3, 4, 7)]
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,7 @@ def test_an_extraction_whose_every_frame_was_refused_saves_k_d_and_the_model_ver
     folder.mkdir()
     Image.fromarray(np.zeros((4097, 4096, 3), np.uint8)).save(folder / "0000.png")  # over 4096 x 4096 pixels
     out = tmp_path / "out"
-    assert extract_main([str(folder), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 0
-    assert "frame 0 has no row" in capsys.readouterr().err
+    assert extract_main([str(folder), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 1
+    assert f"{folder}: no frame has a row, every one was refused: frame 0: IMAGE_TOO_LARGE" in capsys.readouterr().err
     card = load_engine("torch", model_dir, name="check", device="cpu", max_batch_size=1).card
     _assert_no_rows_of(out / "big.npz", card.num_slots, card.slot_dim, card.version)
