@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Iterable, Iterator
@@ -106,7 +107,8 @@ def stream_frames(
         model: model name (``""``: the server's default).
         token: bearer token.
         tls: TLS files.
-        window: frames sent ahead of the answers.
+        window: frames sent ahead of the answers (without live mode; with ``StreamOptions(live=True)`` every
+            frame is sent as the iterator gives it, and the server answers those it had no time for as dropped).
         jpeg_quality: send arrays as JPEG at this quality instead of raw.
         close_timeout_s: leaving the loop early (``break``, an exception in its body) closes the stream at once,
             without waiting for the frames iterator's next frame, and waits this long for the answers to the
@@ -114,10 +116,10 @@ def stream_frames(
             Ctrl-C during the wait, cancels the call instead (the server then frees the stream, or keeps it for
             its resume window). Python closes the generator when the loop drops it; one kept in a variable is
             closed by its ``close()`` (or ``with contextlib.closing(stream_frames(...)) as answers:``).
-        newest_only: for a loop slower than its camera (pair it with ``StreamOptions(live=True)``): each
-            iteration yields the newest result or frame error that arrived since the previous one, and skips
-            the older ones and every ``FrameDropped`` notice (the frames iterator is read at its own pace, not the
-            loop's). Off (the default), every frame's answer is yielded, in order.
+        newest_only: for a loop slower than its camera (pair it with ``StreamOptions(live=True)``, under which
+            the frames iterator is read at its own pace, not the model's or the loop's): each iteration yields the
+            newest result or frame error that arrived since the previous one, and skips the older ones and every
+            ``FrameDropped`` notice. Off (the default), every frame's answer is yielded, in order.
 
     Raises:
         StreamError: the server refused or ended the stream. A server that shuts down mid-stream ends it with
@@ -141,6 +143,9 @@ def stream_frames(
         async with Client(target, token=token, tls=tls) as client:
             stream = await client.open(options, model=model)
             slots = asyncio.Semaphore(max(window, 1))
+            # Live mode: the server answers a frame still waiting for the model when a newer one comes as dropped,
+            # so frames go as the iterator gives them; a window would read a camera only at the model's pace.
+            live = stream.opened is not None and stream.opened.options.live
 
             all_sent = False
 
@@ -151,7 +156,7 @@ def stream_frames(
                     frame: Any = await _unless_stopped(frame_thread.call(_next_frame, iterator), stopping)
                     if frame is _DONE:  # a None frame is the caller's (a failed camera read): send() refuses it
                         break
-                    if await _unless_stopped(slots.acquire(), stopping) is _DONE:
+                    if not live and await _unless_stopped(slots.acquire(), stopping) is _DONE:
                         break
                     await stream.send(frame, jpeg_quality=jpeg_quality)
                 all_sent = not stopping.is_set()
@@ -167,7 +172,8 @@ def stream_frames(
                         if answer.reason != CloseReason.CLIENT_CLOSED and ended_early:
                             raise StreamError.from_closed(answer, stream.handoff)
                         return
-                    slots.release()
+                    if not live:
+                        slots.release()
                     if not newest_only:
                         await answer_thread.call(answers.put, answer)
                     elif not isinstance(answer, FrameDropped):
@@ -215,8 +221,10 @@ def _put_replacing(answers: queue.Queue[Any], answer: FrameResponse) -> None:
 
 def _wait_for_the_end(call: Future[None], answers: queue.Queue[Any], timeout_s: float) -> None:
     """Wait up to ``timeout_s`` for ``call`` to end, dropping the answers it still hands over (nobody reads them
-    any more, and a full queue would hold the call up)."""
+    any more, and a full queue would hold the call up). Not while the interpreter exits (a generator still
+    referenced then is closed by the clean-up of its module): the client loop's thread can no longer run the
+    call to its end, so the wait would only hold the exit up."""
     deadline = time.monotonic() + timeout_s
-    while not call.done() and time.monotonic() < deadline:
+    while not call.done() and time.monotonic() < deadline and not sys.is_finalizing():
         with contextlib.suppress(queue.Empty):
             answers.get(timeout=0.05)

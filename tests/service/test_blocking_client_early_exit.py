@@ -133,3 +133,21 @@ def test_a_frames_iterator_that_never_returns_does_not_hold_up_the_interpreters_
     )
     assert (done.returncode, done.stdout.strip()) == (0, "left 0"), done.stderr
     assert time.monotonic() - started < 60, "the interpreter waited for the hung camera"
+
+
+def test_a_script_that_ends_with_a_stream_still_referenced_exits_without_waiting_for_it(server):
+    """A generator kept in a module variable is closed while the interpreter exits, when the client loop can no
+    longer end the stream: the exit does not wait ``close_timeout_s`` (here 20 s) for it."""
+    script = (
+        "import itertools, numpy as np\n"
+        "from service.client import stream_frames\n"
+        "frame = np.zeros((64, 64, 3), np.uint8)\n"
+        f"answers = stream_frames({server.target!r}, itertools.repeat(frame), close_timeout_s=20.0)\n"
+        "next(answers)\n"
+        "next(answers)\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert elapsed < 15, f"the exit waited {elapsed:.1f} s for a stream nobody reads"
