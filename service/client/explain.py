@@ -48,6 +48,10 @@ def cancelled_error(client: Client, opened: StreamOpened | None) -> StreamError:
     )
 
 
+_CORE_WRITE_ERROR = "Internal error from Core"
+"""What grpc.aio says, as an INTERNAL status, for a write that met a connection already gone."""
+
+
 def explained(
     error: StreamError,
     channel: Any,
@@ -72,11 +76,11 @@ def explained(
         error.status == grpc.StatusCode.INTERNAL
         and error.code is None
         and error.closed is None
-        and channel.get_state() != grpc.ChannelConnectivity.READY
+        and (_CORE_WRITE_ERROR in error.message or channel.get_state() != grpc.ChannelConnectivity.READY)
     ):
         # grpc.aio reports a write that meets a connection already gone as INTERNAL ("Internal error from
-        # Core", grpc/grpc#36066), in place of the call's UNAVAILABLE; a server's own INTERNAL leaves the
-        # connection up.
+        # Core", grpc/grpc#36066), in place of the call's UNAVAILABLE, at times before the channel's state has
+        # left READY; a server's own INTERNAL has its own message and leaves the connection up.
         error = StreamError(grpc.StatusCode.UNAVAILABLE, None, f"the connection closed under a write (gRPC: {error})")
     if not error.connection_lost or error.hint or opened is None:
         return error

@@ -576,12 +576,12 @@ def _camera(index: int) -> Source:
 
     def frames() -> Iterator[SourceFrame]:
         try:
-            for index in itertools.count():
+            for read in itertools.count():
                 ok, frame = capture.read()
                 captured_ns = time.time_ns()
-                if not ok:
-                    return
-                yield SourceFrame(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), captured_ns, index)
+                if not ok:  # a camera has no end: unplugged, a USB timeout, a driver error
+                    raise OSError(f"camera {index} stopped delivering frames after {read} frames")
+                yield SourceFrame(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), captured_ns, read)
         finally:
             capture.release()
 
