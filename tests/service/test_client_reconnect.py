@@ -237,64 +237,43 @@ def test_with_reconnect_a_server_lost_without_a_shutdown_continues_from_the_last
     _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
 
 
-def test_with_reconnect_a_token_rotated_meanwhile_is_read_again_from_the_token_file(
-    start_server, proxy_to, tmp_path, capsys
+@pytest.mark.parametrize(
+    ("replacement_token", "file_at_the_cut", "warning"),
+    [("new", "new\n", False), ("old", "", True)],
+    ids=["rotated", "half-written"],
+)
+def test_with_reconnect_the_token_file_is_read_again_before_each_try(
+    start_server, proxy_to, tmp_path, capsys, replacement_token, file_at_the_cut, warning
 ):
-    """The stream starts with the token ``old``; the replacement server takes only ``new``, and the token file
-    holds ``new`` by the time the connection is lost: ``--reconnect`` reads the file again and continues."""
-    old_tokens, new_tokens, client_tokens = tmp_path / "old", tmp_path / "new", tmp_path / "client"
+    """The stream starts with the token ``old``, and the token file changes before the connection is lost. Rotated:
+    the replacement server takes only ``new``, which the file then holds, and ``--reconnect`` reads it again and
+    continues. Half-written (empty at that moment): ``--reconnect`` warns, keeps the token it read before, and
+    continues."""
+    old_tokens, replacement_tokens, client_tokens = tmp_path / "old", tmp_path / "replacement", tmp_path / "client"
     old_tokens.write_text("old\n")
-    new_tokens.write_text("new\n")
+    replacement_tokens.write_text(f"{replacement_token}\n")
     client_tokens.write_text("old\n")
     factory, _ = slow_factory(delay_s=0.02)
     lost = start_server(engine_factory=factory, auth_token_file=old_tokens)
-    replacement = start_server(auth_token_file=new_tokens)
+    replacement = start_server(auth_token_file=replacement_tokens)
     proxy = proxy_to(lost.target)
     clip = make_video(seed=67, frames=30)
     folder = _frames_folder(tmp_path / "frames", clip)
 
-    def rotate_and_cut_off() -> None:
-        client_tokens.write_text("new\n")
+    def change_the_file_and_cut_off() -> None:
+        client_tokens.write_text(file_at_the_cut)
         proxy.upstream = replacement.target
         proxy.drop()
 
-    watcher = _after_frame(lost, 10, rotate_and_cut_off)
+    watcher = _after_frame(lost, 10, change_the_file_and_cut_off)
     command = ["stream", str(folder), "--target", proxy.target, "--token-file", str(client_tokens)]
     code = main([*command, "--reconnect", "3", *_outputs(tmp_path)])
     watcher.join(30)
     error = capsys.readouterr().err
     assert code == 0, error
     assert "continued the stream (handed_off) after frame" in error, error
-    _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
-
-
-def test_with_reconnect_a_token_file_caught_half_written_keeps_the_token_in_use(
-    start_server, proxy_to, tmp_path, capsys
-):
-    """The token file is empty (being rewritten) when the connection is lost: ``--reconnect`` warns, keeps the
-    token it read before, and continues."""
-    tokens, client_tokens = tmp_path / "tokens", tmp_path / "client"
-    tokens.write_text("old\n")
-    client_tokens.write_text("old\n")
-    factory, _ = slow_factory(delay_s=0.02)
-    lost = start_server(engine_factory=factory, auth_token_file=tokens)
-    replacement = start_server(auth_token_file=tokens)
-    proxy = proxy_to(lost.target)
-    clip = make_video(seed=69, frames=30)
-    folder = _frames_folder(tmp_path / "frames", clip)
-
-    def empty_and_cut_off() -> None:
-        client_tokens.write_text("")
-        proxy.upstream = replacement.target
-        proxy.drop()
-
-    watcher = _after_frame(lost, 10, empty_and_cut_off)
-    command = ["stream", str(folder), "--target", proxy.target, "--token-file", str(client_tokens)]
-    code = main([*command, "--reconnect", "3", *_outputs(tmp_path)])
-    watcher.join(30)
-    error = capsys.readouterr().err
-    assert code == 0, error
-    assert f"warning: --token-file {client_tokens} is empty; reconnecting with the token read before" in error, error
+    said = f"warning: --token-file {client_tokens} is empty; reconnecting with the token read before" in error
+    assert said == warning, error
     _assert_every_frame_once_and_exact(tmp_path, clip, lost.model_dir)
 
 
