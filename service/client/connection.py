@@ -80,8 +80,7 @@ class Client:
             raise ValueError(
                 f"max_message_bytes must be between 1 and 2**31 - 1 (gRPC's limit), got {max_message_bytes}"
             )
-        if token:
-            check_token(token)
+        self.use_token(token)
         self.target = target
         self.max_message_bytes = max_message_bytes
         try:
@@ -91,7 +90,6 @@ class Client:
                 "create the Client inside the async function that uses it: its gRPC channel belongs to the running "
                 "event loop (for blocking code use service.client.stream_frames)"
             ) from None
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

@@ -7,23 +7,19 @@ constraints file not regenerated after an upgrade, fails here.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from deploy_scripts import load_freeze_constraints
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def freeze() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("freeze_constraints", REPO / "deploy" / "freeze_constraints.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_freeze_constraints()
 
 
 def _distribution(site: Path, name: str, requires: list[str], extras: tuple[str, ...] = ()) -> None:

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from plugins.testing import tiny_model_config
+from service.client.sources import open_source
 from service.config import ServiceConfig
 from service.engine import Engine, EngineOutput, load_engine
 from service.images import prepare_frame
@@ -341,3 +342,23 @@ def slow_factory(delay_s: float = 0.0, released: bool = True):
         return engine
 
     return factory, engines
+
+
+def interrupted_source_opener(frames: int) -> Callable[..., Any]:
+    """An ``open_source`` stand-in for ``service.extract``: it opens ``synthetic:10`` whatever it is asked for, and
+    its frames raise ``KeyboardInterrupt`` (a Ctrl-C) after ``frames`` of them."""
+
+    def open_interrupted(spec: str, max_frames: int | None, fps: float | None, **options: Any) -> Any:
+        source = open_source("synthetic:10", max_frames, fps, **options)
+        given = source.frames
+
+        def interrupted() -> Any:
+            for count, frame in enumerate(given):
+                if count == frames:
+                    raise KeyboardInterrupt
+                yield frame
+
+        source.frames = interrupted()
+        return source
+
+    return open_interrupted

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from deploy_scripts import load_freeze_constraints
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from service_helpers import ServerThread
@@ -62,11 +63,7 @@ print(json.dumps(sorted({name.partition(".")[0] for name in set(sys.modules) - _
 
 @pytest.fixture(scope="module")
 def freeze() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("freeze_constraints", REPO / "deploy" / "freeze_constraints.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_freeze_constraints()
 
 
 def _core_requirements() -> list[Requirement]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from service_helpers import make_video
+from service_helpers import interrupted_source_opener, make_video
 
 from service.client.__main__ import main as client_main
 from service.client.trajectory import TRAJECTORY_ARRAYS
@@ -123,22 +123,8 @@ def test_ctrl_c_keeps_the_rows_extracted_so_far_and_exits_130(server, tmp_path, 
     """A source stopped by Ctrl-C (here its frames raise KeyboardInterrupt after three) keeps its rows on disk,
     as the client keeps a stream's, instead of ending with a traceback and no file."""
     from service import extract as extract_module
-    from service.client.sources import open_source
 
-    def three_frames_then_ctrl_c(spec, max_frames, fps, **options):
-        source = open_source("synthetic:10", max_frames, fps, **options)
-        frames = source.frames
-
-        def interrupted():
-            for count, frame in enumerate(frames):
-                if count == 3:
-                    raise KeyboardInterrupt
-                yield frame
-
-        source.frames = interrupted()
-        return source
-
-    monkeypatch.setattr(extract_module, "open_source", three_frames_then_ctrl_c)
+    monkeypatch.setattr(extract_module, "open_source", interrupted_source_opener(3))
     out = tmp_path / "out"
     assert extract_main(["synthetic:10", "--model", str(server.model_dir), "--out", str(out), "--quiet"]) == 130
     saved = out / f"{trajectory_name('synthetic:10')}.npz"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from service_helpers import make_video
+from service_helpers import interrupted_source_opener, make_video
 from test_video_source_ends import CUT_AT, cut_before_frame, write_video
 
 from service.client.__main__ import main as client_main
@@ -74,20 +74,7 @@ def test_extract_records_how_each_source_ended(model_dir, tmp_path, capsys):
 def test_extract_records_an_interrupted_source(model_dir, tmp_path, monkeypatch):
     from service import extract as extract_module
 
-    def two_frames_then_ctrl_c(spec, max_frames, fps, **options):
-        source = open_source("synthetic:10", max_frames, fps, **options)
-        frames = source.frames
-
-        def interrupted():
-            for count, frame in enumerate(frames):
-                if count == 2:
-                    raise KeyboardInterrupt
-                yield frame
-
-        source.frames = interrupted()
-        return source
-
-    monkeypatch.setattr(extract_module, "open_source", two_frames_then_ctrl_c)
+    monkeypatch.setattr(extract_module, "open_source", interrupted_source_opener(2))
     out = tmp_path / "out"
     assert extract_main(["synthetic:10", "--model", str(model_dir), "--out", str(out), "--quiet"]) == 130
     assert _end(out / f"{trajectory_name('synthetic:10')}.npz") == (False, "interrupted")
