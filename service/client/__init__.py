@@ -12,6 +12,10 @@ Blocking::
     for response in stream_frames("127.0.0.1:50051", frames):
         ...
 
+``frames`` may give each frame with its capture time, as an ``(image, capture_time_ns)`` pair (:data:`TimedFrame`).
+Frames are sized to the server's message limit (its ``--max-message-bytes``, when lower than the client's): an array
+whose raw pixels do not fit one message is sent as PNG, lossless.
+
 A consumer slower than its camera that wants the freshest answer, not every answer in order, reads through
 :class:`NewestAnswer` (async) or passes ``newest_only=True`` to :func:`stream_frames`.
 
@@ -33,7 +37,7 @@ Slot trajectories (``--slots``, or ``python -m service.extract`` without a serve
 
 from __future__ import annotations
 
-from service.client.blocking import stream_frames
+from service.client.blocking import TimedFrame, stream_frames
 from service.client.connection import Client
 from service.client.encoding import encode_image
 from service.client.errors import StreamError
@@ -90,6 +94,7 @@ __all__ = [
     "StreamError",
     "StreamOpened",
     "StreamOptions",
+    "TimedFrame",
     "TlsFiles",
     "encode_image",
     "slot_geometry",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import queue
 import sys
 import threading
@@ -22,6 +23,10 @@ from service.types import CloseReason, FrameDropped, FrameResponse, StreamClosed
 
 _DONE = object()
 
+TimedFrame = tuple[ImageLike, int | None]
+"""A frame with its capture time, as :func:`stream_frames` takes it: ``(image, capture_time_ns)``, the time in
+nanoseconds since the Unix epoch (``None``: the moment it is sent)."""
+
 
 class _SourceExit(Exception):
     """A ``SystemExit`` or ``KeyboardInterrupt`` the frames iterator raised, carried as an ordinary exception:
@@ -31,6 +36,36 @@ class _SourceExit(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(repr(error))
         self.error = error
+
+
+def _image_and_time(item: Any, index: int) -> tuple[Any, int | None]:
+    """The image and capture time of ``item``, frame ``index`` of :func:`stream_frames`: an image alone (sent with
+    the moment it is sent as its capture time) or an ``(image, capture_time_ns)`` pair; the time's range is checked
+    by ``send()``.
+
+    Raises:
+        ValueError: a tuple that is not a pair.
+        TypeError: a capture time that is not an integer or ``None``.
+    """
+    if not isinstance(item, tuple):
+        return item, None
+    if len(item) != 2:
+        raise ValueError(
+            f"frame {index}: a frame is an image or an (image, capture_time_ns) pair, got a tuple of {len(item)}"
+        )
+    image, capture_time_ns = item
+    if capture_time_ns is None:
+        return image, None
+    try:
+        number = None if isinstance(capture_time_ns, bool) else operator.index(capture_time_ns)  # NumPy's too
+    except TypeError:
+        number = None
+    if number is None:
+        raise TypeError(
+            f"frame {index}: the capture time of an (image, capture_time_ns) pair must be an integer (nanoseconds "
+            f"since the Unix epoch) or None, got {type(capture_time_ns).__name__} {capture_time_ns!r}"
+        )
+    return image, number
 
 
 def _next_frame(iterator: Iterator[Any]) -> Any:
@@ -83,7 +118,7 @@ def client_loop() -> asyncio.AbstractEventLoop:
 
 def stream_frames(
     target: str,
-    frames: Iterable[ImageLike],
+    frames: Iterable[ImageLike | TimedFrame],
     options: StreamOptions | None = None,
     *,
     model: str = "",
@@ -99,10 +134,14 @@ def stream_frames(
     Frames are read from ``frames`` lazily and up to ``window`` are in flight at once, so decoding or
     capturing the next frame overlaps with the server's work. Frame indices are 0, 1, 2, ... The stream runs on
     the process's :func:`client_loop`, so calls may follow one another (and run from several threads at once).
+    Frames are sized to the server's message limit as :meth:`ClientStream.send` sizes them (an array whose raw
+    pixels do not fit goes as PNG, lossless).
 
     Args:
         target: ``host:port``.
-        frames: uint8 ``[H, W, 3]`` RGB arrays, or JPEG/PNG bytes.
+        frames: uint8 ``[H, W, 3]`` RGB arrays, JPEG/PNG bytes or :class:`EncodedImage` s, each alone or in an
+            ``(image, capture_time_ns)`` pair (:data:`TimedFrame`) that gives its capture time (nanoseconds since
+            the Unix epoch; ``None``, like an image alone: the moment it is sent). The answers echo it.
         options: stream options.
         model: model name (``""``: the server's default).
         token: bearer token.
@@ -126,7 +165,10 @@ def stream_frames(
             status ``UNAVAILABLE`` (code ``SHUTTING_DOWN``) and its message, after answering the frames it
             accepted; the error's ``handoff`` holds the state to continue from with the async client
             (``Client.open(options, handoff=error.handoff)`` on another server).
-        ValueError: a frame that is not an image (the message starts ``frame N:``).
+        ValueError: a frame that is not an image or does not fit one message, or a tuple that is not an
+            ``(image, capture_time_ns)`` pair (the message starts ``frame N:``); a capture time out of the int64
+            range.
+        TypeError: a capture time that is not an integer or ``None`` (the message starts ``frame N:``).
         Exception: whatever iterating ``frames`` raised. The stream is closed first and the answers to the
             frames already sent are yielded before it (those that come within ``close_timeout_s``; a loop
             that takes longer over them loses the rest).
@@ -153,12 +195,13 @@ def stream_frames(
                 nonlocal all_sent
                 iterator = iter(frames)
                 while True:
-                    frame: Any = await _unless_stopped(frame_thread.call(_next_frame, iterator), stopping)
-                    if frame is _DONE:  # a None frame is the caller's (a failed camera read): send() refuses it
+                    item: Any = await _unless_stopped(frame_thread.call(_next_frame, iterator), stopping)
+                    if item is _DONE:  # a None frame is the caller's (a failed camera read): send() refuses it
                         break
+                    frame, capture_time_ns = _image_and_time(item, stream.next_frame_index)
                     if not live and await _unless_stopped(slots.acquire(), stopping) is _DONE:
                         break
-                    await stream.send(frame, jpeg_quality=jpeg_quality)
+                    await stream.send(frame, capture_time_ns=capture_time_ns, jpeg_quality=jpeg_quality)
                 all_sent = not stopping.is_set()
                 await stream.close_writing()
 

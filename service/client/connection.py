@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,8 @@ from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
 from service.types import OpenRequest, ResumeRequest, StateHandoff, StreamOptions
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVER_LIMIT_TIMEOUT_S = 10.0
+"""How long a client waits for the model card it reads the server's request limit from (then goes on without it)."""
 _TOKEN_CHARACTERS = {" ": "a space", "\t": "a tab", "\n": "a line break", "\r": "a carriage return"}
 """What :func:`check_token` calls the whitespace characters it finds in a token."""
 
@@ -55,7 +58,8 @@ class Client:
         token: bearer token, for servers that require one (printable ASCII without whitespace:
             :func:`check_token`).
         tls: TLS files; ``None`` for a plaintext connection.
-        max_message_bytes: largest message sent or received.
+        max_message_bytes: largest message sent or received. Frames are sized to the server's own limit too
+            (:attr:`server_max_request_bytes`) when it is lower.
         channel_options: more gRPC channel options, applied after this client's own (so they can override
             them); for example ``[("grpc.lb_policy_name", "round_robin")]`` with a ``dns:///`` target of a
             headless Service spreads the streams of one client over every pod behind it.
@@ -114,12 +118,51 @@ class Client:
         self._stub = pb_grpc.PerceptionStub(self._channel)
         self._closed = False
         self._readers: set[CallReader] = set()  # strong references: the event loop keeps only weak ones
+        self._server_request_bytes: int | None = None
+        self._server_limit_read: asyncio.Future[int] | None = None
 
     async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def server_max_request_bytes(self) -> int | None:
+        """The largest request message the server takes (its model card's ``max_request_bytes``: its
+        ``--max-message-bytes``), as far as this client knows: ``None`` until read, 0 when the server does not report
+        it or its card could not be read.
+
+        A stream reads it (one ``Describe`` call, once per client) when a frame request is larger than 1 MiB, the
+        smallest limit a server has, so a client whose frames are all smaller never asks; :meth:`describe` updates
+        it too. While it is below :attr:`max_message_bytes`, frames are sized to it (:meth:`ClientStream.send`)."""
+        return self._server_request_bytes
+
+    def _request_limit(self) -> tuple[int, bool]:
+        """The largest frame request to send as far as this client knows, and whether that is the server's limit
+        (lower than :attr:`max_message_bytes`) rather than this client's own."""
+        server = self._server_request_bytes or 0
+        if 0 < server < self.max_message_bytes:
+            return server, True
+        return self.max_message_bytes, False
+
+    async def _read_server_limit(self) -> int:
+        """:attr:`server_max_request_bytes`, read from the server's model card the first time (one call shared by
+        every task that asks meanwhile; a task cancelled while it waits leaves the read going for the others). A card
+        that cannot be read (a refused call, no answer within :data:`SERVER_LIMIT_TIMEOUT_S`, a closed client) counts
+        as 0, and is not asked for again: frames then go sized to :attr:`max_message_bytes`, as without a limit."""
+        if self._server_request_bytes is not None:
+            return self._server_request_bytes
+        if self._server_limit_read is None:
+            self._server_limit_read = asyncio.ensure_future(self._describe_limit())
+        return await asyncio.shield(self._server_limit_read)
+
+    async def _describe_limit(self) -> int:
+        with contextlib.suppress(StreamError, TimeoutError):  # the card's limit is kept by describe()
+            await asyncio.wait_for(self.describe(), SERVER_LIMIT_TIMEOUT_S)
+        if self._server_request_bytes is None:
+            self._server_request_bytes = 0
+        return self._server_request_bytes
 
     @property
     def closed(self) -> bool:
@@ -191,7 +234,8 @@ class Client:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
     async def describe(self, model: str = "") -> ModelCard:
-        """The model card of ``model`` (``""``: the server's default).
+        """The model card of ``model`` (``""``: the server's default). Its ``max_request_bytes`` updates
+        :attr:`server_max_request_bytes`.
 
         Raises:
             StreamError: unknown model, missing token, ..., or the client is closed.
@@ -203,7 +247,9 @@ class Client:
             raise StreamError.from_rpc_error(error) from error
         except grpc.aio.UsageError as error:
             raise self._closed_error() from error
-        return wire.card_from_proto(reply)
+        card = wire.card_from_proto(reply)
+        self._server_request_bytes = card.max_request_bytes
+        return card
 
     async def open(
         self,
@@ -255,4 +301,4 @@ class Client:
             raise self._closed_error() from error
 
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "Client", "check_token"]
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SERVER_LIMIT_TIMEOUT_S", "Client", "check_token"]

@@ -1,5 +1,5 @@
-"""Frames as sent on the wire: :func:`encode_image` (raw RGB, JPEG or PNG), :func:`encode_png` and the JPEG quality
-check."""
+"""Frames as sent on the wire: :func:`encode_image` (raw RGB, JPEG or PNG), :func:`encode_png`, :func:`fit_png` (the
+smallest PNG that fits) and the JPEG quality check."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ ImageLike = np.ndarray | bytes | bytearray | memoryview | EncodedImage
 PNG_FAST_LEVEL = 1
 """The zlib level :func:`encode_image` writes PNGs at: the fastest that compresses (a 3840x2160 photo took 0.7 s
 and came to 66% of its raw size; level 6 took 1.4 s for 59%)."""
+PNG_LEVELS = (1, 6)
+"""The zlib levels :func:`fit_png` tries, in order, for a frame whose raw pixels do not fit one message: the fastest
+first (a 3840x2160 photo: 0.7 s, 66% of its raw size), then a smaller one for a frame that still does not fit (1.4 s,
+59%)."""
 
 
 def check_jpeg_quality(quality: int, name: str = "jpeg_quality") -> None:
@@ -91,6 +95,23 @@ def encode_png(image: np.ndarray, compress_level: int = PNG_FAST_LEVEL) -> Encod
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", compress_level=compress_level)
     return EncodedImage(ImageEncoding.PNG, buffer.getvalue())
+
+
+def fit_png(image: np.ndarray, max_bytes: int) -> tuple[EncodedImage | None, int]:
+    """``image`` as a PNG (lossless) of at most ``max_bytes`` bytes, at the first level of :data:`PNG_LEVELS` that
+    makes one that small, and its size; ``(None, size)`` with the smallest size reached when none fits (noise does
+    not compress). Slow for a large frame (see :data:`PNG_LEVELS`): run it off the event loop.
+
+    Raises:
+        ValueError: ``image`` is not a uint8 ``[H, W, 3]`` array with pixels.
+    """
+    sizes = []
+    for level in PNG_LEVELS:
+        encoded = encode_png(image, level)
+        if len(encoded.data) <= max_bytes:
+            return encoded, len(encoded.data)
+        sizes.append(len(encoded.data))
+    return None, min(sizes)
 
 
 def check_frame_array(image: np.ndarray) -> None:

@@ -8,13 +8,9 @@ import sys
 import numpy as np
 
 from service.client.daemon_calls import DaemonCalls
-from service.client.encoding import encode_image, encode_png
+from service.client.encoding import encode_image, fit_png
 from service.client.requests import image_room
 from service.types import EncodedImage, ImageEncoding
-
-PNG_LEVELS = (1, 6)
-"""The zlib levels :class:`FrameEncoder` tries, in order, for a frame sent as PNG: the fastest first (a 3840x2160
-photo: 0.7 s, 66% of its raw size), then a smaller one for a frame that still does not fit (1.4 s, 59%)."""
 
 
 class FrameEncoder:
@@ -79,13 +75,10 @@ class FrameEncoder:
             if len(encoded.data) > self._room:
                 raise ValueError(self._jpeg_too_large(image, index, len(encoded.data)))
             return encoded
-        sizes = []
-        for level in PNG_LEVELS:
-            encoded = encode_png(image, level)
-            if len(encoded.data) <= self._room:
-                return encoded
-            sizes.append(len(encoded.data))
-        raise ValueError(self._png_too_large(image, index, min(sizes)))
+        png, size = fit_png(image, self._room)
+        if png is None:
+            raise ValueError(self._png_too_large(image, index, size))
+        return png
 
     def _png_notice(self, image: np.ndarray, index: int) -> str:
         height, width = image.shape[:2]

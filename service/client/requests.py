@@ -1,6 +1,6 @@
 """A stream's requests, checked before anything is sent: :func:`frame_request` for a frame (its index, capture
-time, id, JPEG quality and size against one message: :func:`image_room`) and :func:`check_open_request` for an
-open."""
+time, id, JPEG quality and size against one message: :func:`image_room`, the client's or the server's) and
+:func:`check_open_request` for an open."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from typing import Any
 
 from service import wire
 from service.client.encoding import ImageLike, check_jpeg_quality, encode_image
-from service.types import FrameRequest, ImageEncoding, OpenRequest
+from service.types import EncodedImage, FrameRequest, ImageEncoding, OpenRequest
 
 FRAME_FIELDS_BYTES = 256
 """Room a frame request needs besides its image bytes and ``camera_frame_id`` (indices, times, sizes, tags)."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SMALLEST_SERVER_REQUEST_BYTES = 1024 * 1024
+"""The smallest request limit a slotstream server has (it refuses a ``--max-message-bytes`` below 1 MiB): a frame
+request this small fits every server, so a client reads the server's own limit only for a larger one."""
 
 
 def image_room(max_message_bytes: int, camera_frame_id_bytes: int = 0) -> int:
@@ -45,16 +48,22 @@ def frame_request(
     *,
     next_index: int,
     in_flight: Container[int],
-    max_message_bytes: int,
+    max_message_bytes: int | None,
+    server_limit: bool = False,
+    png_bytes: int = 0,
 ) -> FrameRequest:
-    """The checked request for one frame (nothing recorded yet).
+    """The checked request for one frame (nothing recorded yet). An array is encoded raw, or as JPEG at
+    ``jpeg_quality``; fitting it as PNG is the caller's (:meth:`ClientStream.send`), which then passes the PNG.
 
     Args:
         image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality: as :meth:`ClientStream.send` takes
             them.
         next_index: the index the frame gets when ``frame_index`` is ``None``.
         in_flight: indices of the stream's frames sent and not answered yet, which ``frame_index`` may not take.
-        max_message_bytes: the largest message the client sends.
+        max_message_bytes: the largest message the client sends; ``None``: the size is not checked.
+        server_limit: ``max_message_bytes`` is the server's ``--max-message-bytes`` (below the client's own), not
+            the client's ``max_message_bytes``; the refusal names it.
+        png_bytes: for a raw image, the size it came to as PNG, too large too (0: not tried); the refusal says it.
 
     Raises:
         TypeError, ValueError: as :meth:`ClientStream.send` raises them.
@@ -89,16 +98,8 @@ def frame_request(
         encoded = encode_image(image, jpeg_quality)
     except ValueError as error:
         raise ValueError(f"frame {index}: {error}") from error
-    limit = image_room(max_message_bytes, id_bytes)
-    if len(encoded.data) > limit:
-        size = f" {encoded.width}x{encoded.height}" if encoded.width else ""
-        encoding = ImageEncoding(encoded.encoding).name
-        raise ValueError(
-            f"frame {index}: the {encoding}{size} image is {len(encoded.data):,} bytes, more "
-            f"than one message carries (max_message_bytes {max_message_bytes:,}); "
-            f"{_smaller_image_advice(encoded.encoding, jpeg_quality)}, or raise max_message_bytes here "
-            "(Client(max_message_bytes=...)) and --max-message-bytes on the server"
-        )
+    if max_message_bytes is not None and len(encoded.data) > image_room(max_message_bytes, id_bytes):
+        raise ValueError(_too_large(encoded, index, jpeg_quality, max_message_bytes, server_limit, png_bytes))
     return FrameRequest(frame_index=index, image=encoded, capture_time_ns=capture, camera_frame_id=camera_frame_id)
 
 
@@ -115,18 +116,57 @@ def _int64(value: Any, name: str) -> int:
     return number
 
 
-def _smaller_image_advice(encoding: ImageEncoding | int, jpeg_quality: int | None) -> str:
-    """How to make a frame of ``encoding`` (encoded at ``jpeg_quality`` here, if set) smaller."""
+def _too_large(
+    encoded: EncodedImage,
+    index: int,
+    jpeg_quality: int | None,
+    max_message_bytes: int,
+    server_limit: bool,
+    png_bytes: int,
+) -> str:
+    """Why frame ``index``, ``encoded``, fits no message of ``max_message_bytes`` (the server's when ``server_limit``;
+    ``png_bytes``: its size as PNG, when that was tried), and what to change."""
+    size = f" {encoded.width}x{encoded.height}" if encoded.width else ""
+    encoding = ImageEncoding(encoded.encoding).name
+    if server_limit:
+        limit = f"than the server takes in one message (its --max-message-bytes {max_message_bytes:,})"
+        raise_limit = "raise --max-message-bytes on the server"
+    else:
+        limit = f"than one message carries (max_message_bytes {max_message_bytes:,})"
+        raise_limit = (
+            "raise max_message_bytes here (Client(max_message_bytes=...)) and --max-message-bytes on the server"
+        )
+    as_png = f", and {png_bytes:,} bytes as PNG (lossless)" if png_bytes else ""
+    advice = _smaller_image_advice(encoded.encoding, jpeg_quality, png_tried=bool(png_bytes))
+    return (
+        f"frame {index}: the {encoding}{size} image is {len(encoded.data):,} bytes, more {limit}{as_png}; {advice}, "
+        f"or {raise_limit}"
+    )
+
+
+def _smaller_image_advice(encoding: ImageEncoding | int, jpeg_quality: int | None, png_tried: bool = False) -> str:
+    """How to make a frame of ``encoding`` (encoded at ``jpeg_quality`` here, if set; raw pixels that were tried as
+    PNG too when ``png_tried``) smaller."""
     if encoding == ImageEncoding.JPEG:
         if jpeg_quality is not None:
             return f"encode it at a lower jpeg_quality ({jpeg_quality} here) or a smaller size"
         return "re-encode it at a lower JPEG quality or a smaller size"
     if encoding == ImageEncoding.PNG:
         return "send its pixels as JPEG (jpeg_quality=...), or at a smaller size"
+    if png_tried:
+        return "send it as JPEG (jpeg_quality=...), or at a smaller size"
     return (
         "send it as JPEG (jpeg_quality=...) or, lossless, as PNG (send encode_image(image, png=True), the same pixels "
         "in fewer bytes), or at a smaller size"
     )
 
 
-__all__ = ["FRAME_FIELDS_BYTES", "INT64_MAX", "INT64_MIN", "check_open_request", "frame_request", "image_room"]
+__all__ = [
+    "FRAME_FIELDS_BYTES",
+    "INT64_MAX",
+    "INT64_MIN",
+    "SMALLEST_SERVER_REQUEST_BYTES",
+    "check_open_request",
+    "frame_request",
+    "image_room",
+]

@@ -11,13 +11,20 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import numpy as np
 
 from service import wire
-from service.client.encoding import ImageLike
+from service.client.encoding import ImageLike, fit_png
 from service.client.errors import StreamError
 from service.client.explain import cancelled_error, closed_error, explained, frames_text, stream_name
 from service.client.reader import CallReader
-from service.client.requests import FRAME_FIELDS_BYTES, check_open_request, frame_request
+from service.client.requests import (
+    FRAME_FIELDS_BYTES,
+    SMALLEST_SERVER_REQUEST_BYTES,
+    check_open_request,
+    frame_request,
+    image_room,
+)
 from service.client.writes import write_in_order
 from service.errors import ErrorCode
 from service.types import (
@@ -28,6 +35,7 @@ from service.types import (
     FrameRequest,
     FrameResponse,
     FrameResult,
+    ImageEncoding,
     OpenRequest,
     ResumeRequest,
     StateHandoff,
@@ -79,6 +87,7 @@ class ClientStream:
         self._call: Any = None
         self._reader: CallReader | None = None
         self._write_lock = asyncio.Lock()  # writes go out one at a time, in order, even when their sender is cancelled
+        self._prepare_lock = asyncio.Lock()  # frames are checked and recorded one at a time, in the order sent
         self._request: OpenRequest | None = None
         self._unanswered: OrderedDict[int, FrameRequest] = OrderedDict()
         self._abandoned: set[int] = set()  # frames of a cancelled process(): their answers are skipped
@@ -165,11 +174,19 @@ class ClientStream:
 
         Every argument is checked before anything is sent or recorded, so a refused frame leaves the stream as
         it was. Once checked, the frame counts as sent: it is sent even if the task awaiting this call is
-        cancelled, and if the call has ended (the error below) :meth:`reconnect` re-sends it.
+        cancelled, and if the call has ended (the error below) :meth:`reconnect` re-sends it. Frames go in the
+        order their ``send()`` calls began, even from several tasks.
+
+        Frames are sized to one message of the client's ``max_message_bytes`` or, when it is lower, of the
+        server's ``--max-message-bytes`` (:attr:`Client.server_max_request_bytes`, read once per client when the
+        first frame request larger than 1 MiB comes: a server takes at least that much). An array whose raw pixels
+        do not fit is sent as PNG, lossless (the server decodes the same pixels, so the answers are those of raw),
+        encoded in a worker thread (about 0.7 s for 3840x2160); JPEG or PNG bytes and an :class:`EncodedImage` go
+        as they are. A ``send()`` cancelled while the server's limit is read or its frame encoded sends nothing.
 
         Args:
-            image: uint8 ``[H, W, 3]`` RGB (sent raw, or as JPEG when ``jpeg_quality`` is set), JPEG/PNG file
-                bytes, or an :class:`EncodedImage`.
+            image: uint8 ``[H, W, 3]`` RGB (sent raw, as PNG when raw does not fit one message, or as JPEG when
+                ``jpeg_quality`` is set), JPEG/PNG file bytes, or an :class:`EncodedImage`.
             frame_index: an integer in the int64 range; defaults to one more than the previous frame's.
             capture_time_ns: an integer in the int64 range; defaults to now.
             camera_frame_id: text (UTF-8 encodable), echoed in the answer.
@@ -179,24 +196,16 @@ class ClientStream:
             TypeError: ``frame_index`` or ``capture_time_ns`` is not an integer, or ``camera_frame_id`` not a str.
             ValueError: an argument out of range (int64, JPEG quality), a ``frame_index`` of a frame still in
                 flight (sent, not answered yet), a ``camera_frame_id`` UTF-8 cannot
-                encode, an image that is not a frame (the message starts ``frame N:``), or an encoded image that
-                does not fit one message of the client's ``max_message_bytes`` (gRPC would otherwise fail the
-                whole stream with ``RESOURCE_EXHAUSTED``); nothing is sent.
+                encode, an image that is not a frame (the message starts ``frame N:``), or an image that does not
+                fit one message of the client's ``max_message_bytes`` or the server's ``--max-message-bytes``
+                (raw and as PNG, for an array; the message says which limit and what to change; gRPC would
+                otherwise fail the whole stream with ``RESOURCE_EXHAUSTED``); nothing is sent.
             StreamError: the stream is closed or closing, the server ended it (``UNAVAILABLE`` after a drain), or
                 its call ended or was cancelled.
         """
-        self._check_sendable()
-        request = frame_request(
-            image,
-            frame_index,
-            capture_time_ns,
-            camera_frame_id,
-            jpeg_quality,
-            next_index=self._next_index,
-            in_flight=self._unanswered,
-            max_message_bytes=self._client.max_message_bytes,
-        )
-        self._record(request)
+        async with self._prepare_lock:
+            request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
+            self._record(request)
         await self._write(request)
         return request.frame_index
 
@@ -255,7 +264,9 @@ class ClientStream:
         Cancelling the task awaiting this (an ``asyncio.wait_for`` timeout) keeps the stream usable: the frame is
         still sent, so it counts as sent (:meth:`reconnect` re-sends it if its answer never came), and its answer
         is skipped when it comes, so the next ``process()`` gets its own. The same holds for a frame still in
-        flight on a live call when ``process()`` raised (an answer to another frame in its place).
+        flight on a live call when ``process()`` raised (an answer to another frame in its place). A cancel that
+        comes while the frame is still being prepared (encoded as PNG, or the server's limit read: see
+        :meth:`send`) sends nothing.
 
         Raises:
             StreamError: ``UNAVAILABLE`` (code ``SHUTTING_DOWN``, ``error.handoff`` set) when the server ended
@@ -272,34 +283,25 @@ class ClientStream:
                 "process() is already running on this stream in another task; one process() at a time per stream "
                 "(answers come in order): await it first, use one stream per task, or send() and receive()",
             )
-        self._check_sendable()
-        waiting = self.unanswered
-        if waiting:
-            raise StreamError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                None,
-                f"process() needs every earlier frame answered first, and {frames_text(waiting)} "
-                f"{'is' if len(waiting) == 1 else 'are'} still unanswered (sent with send(), or re-sent by "
-                "reconnect()): receive() the answers first, or use send() and receive() to keep several frames in "
-                "flight; nothing was sent",
-            )
-        request = frame_request(
-            image,
-            kwargs.pop("frame_index", None),
-            kwargs.pop("capture_time_ns", None),
-            kwargs.pop("camera_frame_id", ""),
-            kwargs.pop("jpeg_quality", None),
-            next_index=self._next_index,
-            in_flight=self._unanswered,
-            max_message_bytes=self._client.max_message_bytes,
-        )
+        frame_index = kwargs.pop("frame_index", None)
+        capture_time_ns = kwargs.pop("capture_time_ns", None)
+        camera_frame_id = kwargs.pop("camera_frame_id", "")
+        jpeg_quality = kwargs.pop("jpeg_quality", None)
         if kwargs:
             raise TypeError(f"process() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
-        index = request.frame_index
-        next_index = self._next_index
         self._processing = True
         try:
-            self._record(request)
+            async with self._prepare_lock:
+                self._check_sendable()
+                self._check_none_waiting()  # here: a send() this lock held back may have left a frame unanswered
+                request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
+                index = request.frame_index
+                next_index = self._next_index
+                self._record(request)
+        except BaseException:
+            self._processing = False
+            raise
+        try:
             try:
                 await self._write(request)
             except StreamError as error:
@@ -495,6 +497,73 @@ class ClientStream:
         """Whether the current call is over: the server's final :class:`StreamClosed` arrived, or the call
         finished (a status, a cancel, a closed client)."""
         return self.closed is not None or self._call is None or bool(self._call.done())
+
+    async def _prepare(
+        self,
+        image: ImageLike,
+        frame_index: int | None,
+        capture_time_ns: int | None,
+        camera_frame_id: str,
+        jpeg_quality: int | None,
+    ) -> FrameRequest:
+        """The checked request for a frame (see :meth:`send`), sized to the client's limit or the server's when it
+        is lower; called with ``_prepare_lock`` held, so no other frame is recorded meanwhile. Awaits only for a
+        frame request over :data:`SMALLEST_SERVER_REQUEST_BYTES` while the server's limit is unknown (one read per
+        client), and for an array whose raw pixels do not fit (encoded as PNG in a worker thread); the default
+        index and the stream's state are checked again after either."""
+        self._check_sendable()
+        # Every argument checked, and the image encoded (an array raw, or as JPEG), before anything is awaited.
+        first = frame_request(
+            image,
+            frame_index,
+            capture_time_ns,
+            camera_frame_id,
+            jpeg_quality,
+            next_index=self._next_index,
+            in_flight=self._unanswered,
+            max_message_bytes=None,
+        )
+        encoded = first.image
+        id_bytes = len(camera_frame_id.encode())
+        waited = False
+        may_exceed_server = len(encoded.data) > image_room(SMALLEST_SERVER_REQUEST_BYTES, id_bytes)
+        if may_exceed_server and self._client.server_max_request_bytes is None:
+            await self._client._read_server_limit()
+            waited = True
+        limit, server_limit = self._client._request_limit()
+        room = image_room(limit, id_bytes)
+        png_bytes = 0
+        if isinstance(image, np.ndarray) and encoded.encoding == ImageEncoding.RAW_RGB8 and len(encoded.data) > room:
+            png, png_bytes = await asyncio.to_thread(fit_png, image, room)  # lossless: the same pixels as raw
+            encoded = png or encoded
+            waited = True
+        if waited:
+            self._check_sendable()  # it may have been closed meanwhile
+        return frame_request(
+            encoded,  # as it is
+            frame_index,
+            first.capture_time_ns,
+            camera_frame_id,
+            jpeg_quality,
+            next_index=self._next_index,  # another index may have been taken meanwhile
+            in_flight=self._unanswered,
+            max_message_bytes=limit,
+            server_limit=server_limit,
+            png_bytes=png_bytes,
+        )
+
+    def _check_none_waiting(self) -> None:
+        """Raise unless every frame sent was answered (:meth:`process` needs that)."""
+        waiting = self.unanswered
+        if waiting:
+            raise StreamError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                None,
+                f"process() needs every earlier frame answered first, and {frames_text(waiting)} "
+                f"{'is' if len(waiting) == 1 else 'are'} still unanswered (sent with send(), or re-sent by "
+                "reconnect()): receive() the answers first, or use send() and receive() to keep several frames in "
+                "flight; nothing was sent",
+            )
 
     def _check_sendable(self) -> None:
         """Raise the reason the stream takes no more requests, if there is one."""

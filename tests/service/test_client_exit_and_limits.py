@@ -20,6 +20,11 @@ from service.errors import ErrorCode
 ONE_MIB = 1024 * 1024
 
 
+def _noise(height: int, width: int) -> np.ndarray:
+    """A frame of noise, which does not compress: as PNG it is larger than raw, so one too large raw fits no way."""
+    return np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
 def test_stream_command_exits_1_when_the_server_answers_frames_with_errors(start_server, tmp_path, capsys):
     """A folder whose first frame is 30x40 pixels (the stream's mask size) and whose next two are 80x80, sent to
     a server that takes at most 64x64 pixels: the first gets a result, the other two an in-band error each."""
@@ -42,8 +47,9 @@ def test_stream_command_exits_0_when_every_frame_gets_a_result(server, capsys):
 
 
 def test_a_raw_frame_larger_than_one_message_is_refused_before_sending_and_the_stream_goes_on(server):
-    """A raw 700x700 frame is 1,470,000 bytes: more than a 1 MiB message carries, though less than 4 MiB."""
-    big = np.zeros((700, 700, 3), np.uint8)
+    """A raw 700x700 frame is 1,470,000 bytes: more than a 1 MiB message carries, though less than 4 MiB; of noise,
+    it is larger still as PNG."""
+    big = _noise(700, 700)
     small = make_video(seed=81, frames=1)[0]
 
     async def scenario():
@@ -59,15 +65,15 @@ def test_a_raw_frame_larger_than_one_message_is_refused_before_sending_and_the_s
     refused, (unanswered, next_index), answer = run(scenario())
     message = str(refused)
     assert message.startswith("frame 0: the RAW_RGB8 700x700 image is 1,470,000 bytes, more than one message carries")
-    assert "max_message_bytes 1,048,576" in message
+    assert "max_message_bytes 1,048,576" in message and "bytes as PNG (lossless)" in message
     assert unanswered == [] and next_index == 0
     assert isinstance(answer, FrameResult) and answer.frame_index == 0, answer
 
 
 def test_the_frame_size_limit_leaves_256_bytes_for_the_other_fields_and_counts_the_camera_frame_id(server):
     """1 MiB - 256 = 1,048,320 bytes = a raw 546x640 frame: it fits with an empty ``camera_frame_id`` but not with
-    a one-byte one."""
-    frame = np.zeros((546, 640, 3), np.uint8)
+    a one-byte one (noise, so that it does not fit as PNG either)."""
+    frame = _noise(546, 640)
     assert frame.nbytes == ONE_MIB - 256
 
     async def scenario():
@@ -119,7 +125,7 @@ def test_a_raw_frame_over_the_message_limit_is_still_told_to_send_jpeg(server):
         async with Client(server.target, max_message_bytes=ONE_MIB) as client:
             stream = await client.open()
             with pytest.raises(ValueError) as refused:
-                await stream.send(np.zeros((700, 700, 3), np.uint8))
+                await stream.send(_noise(700, 700))
             await stream.close()
             return str(refused.value)
 

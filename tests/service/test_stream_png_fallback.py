@@ -8,12 +8,13 @@ import io
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from PIL import Image
 from service_helpers import run
 
-from service.client import Client, encode_image, stream_command
+from service.client import Client, StreamError, encode_image
 from service.client.__main__ import main
 from service.client.encoding import encode_png
 from service.client.frame_encoder import FrameEncoder
@@ -73,17 +74,17 @@ def test_frames_are_sized_to_a_server_limit_below_the_clients(start_server, tmp_
 def test_a_server_limit_below_the_clients_is_named_with_its_flag_and_the_matching_client_flag(
     start_server, tmp_path, capsys, monkeypatch
 ):
-    """Where the card cannot be read, a server of 1 MiB messages refuses a raw 600x640 frame the client (16 MiB)
-    sends: the error names the server's --max-message-bytes and the client's flag that makes such frames go as PNG,
-    which then works."""
+    """Where the card cannot be read (by the command or the library), a server of 1 MiB messages refuses a raw 600x640
+    frame the client (16 MiB) sends: the error names the server's --max-message-bytes and the client's flag that makes
+    such frames go as PNG, which then works."""
     server = start_server(max_message_bytes=ONE_MIB)
     folder = _folder(tmp_path / "frames", list(synthetic_frames(2, SIZE)))
     command = ["stream", str(folder), "--target", server.target]
 
-    async def unreadable_card(*_: object) -> None:
-        return None
+    async def unreadable_card(*_: object, **__: object) -> None:
+        raise StreamError(grpc.StatusCode.UNAVAILABLE, None, "no card")
 
-    monkeypatch.setattr(stream_command, "_card", unreadable_card)
+    monkeypatch.setattr(Client, "describe", unreadable_card)
     assert main(command) == 1
     err = capsys.readouterr().err
     assert (
@@ -126,8 +127,9 @@ def test_a_frame_over_the_servers_pixel_limit_is_refused_naming_the_server_flag(
 
 
 def test_encode_image_png_is_lossless_and_the_library_error_names_its_arguments(server):
-    """``encode_image(frame, png=True)`` decodes to the very pixels; the library's error for a raw frame over the
-    limit names the Python arguments (``jpeg_quality=``, ``png=True``), not the command-line flags."""
+    """``encode_image(frame, png=True)`` decodes to the very pixels; the library's errors for a raw frame over the
+    limit name the Python arguments, not the command-line flags: ``jpeg_quality=`` for an array (which fits neither
+    raw nor as PNG), ``png=True`` too for a raw image given encoded."""
     frame = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     encoded = encode_image(frame, png=True)
     assert encoded.encoding == ImageEncoding.PNG
@@ -136,19 +138,26 @@ def test_encode_image_png_is_lossless_and_the_library_error_names_its_arguments(
     with pytest.raises(ValueError, match="not both"):
         encode_image(frame, 90, png=True)
 
-    async def scenario() -> str:
+    noise = np.random.default_rng(3).integers(0, 256, (*SIZE, 3), dtype=np.uint8)
+
+    async def scenario() -> list[str]:
         async with Client(server.target, max_message_bytes=ONE_MIB) as client:
             stream = await client.open()
-            with pytest.raises(ValueError) as refused:
-                await stream.send(np.zeros((*SIZE, 3), np.uint8))
+            refusals = []
+            for image in (noise, encode_image(np.zeros((*SIZE, 3), np.uint8))):
+                with pytest.raises(ValueError) as refused:
+                    await stream.send(image)
+                refusals.append(str(refused.value))
             answer = await stream.process(encode_image(np.zeros((*SIZE, 3), np.uint8), png=True))
             await stream.close()
             assert answer.frame_index == 0
-            return str(refused.value)
+            return refusals
 
-    message = run(scenario())
-    assert "jpeg_quality=..." in message and "encode_image(image, png=True)" in message, message
-    assert "--jpeg-quality" not in message
+    array, given_raw = run(scenario())
+    assert "bytes as PNG (lossless); send it as JPEG (jpeg_quality=...)" in array, array
+    assert "jpeg_quality=..." in given_raw and "encode_image(image, png=True)" in given_raw, given_raw
+    for message in (array, given_raw):
+        assert "--jpeg-quality" not in message
 
 
 def test_a_4k_frame_streams_as_png_under_the_default_limits(server, tmp_path, capsys):
