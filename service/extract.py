@@ -40,6 +40,7 @@ from service.client.trajectory import (
     INTERRUPTED,
     MAX_FRAMES,
     SlotTrajectory,
+    frame_refused,
     slot_geometry,
     source_error,
     trajectory_mask_size,
@@ -123,9 +124,9 @@ def extract(
     them (``capture_clock`` says which clock); slot ids are ``0 .. K - 1``, as a stream's; the segmentation size
     is chosen from the first frame, as the client asks for it at the stream's open. A frame the server would
     refuse (beyond its default ``--max-image-pixels``, or outputs that are not finite) gets no row and leaves the
-    state as it was, as in a stream. The file says how the source ended (``end_reason`` and ``complete``: the
-    source's end, ``--max-frames``, Ctrl-C, or a frame that could not be read) and which source frame each row is
-    (``source_frame``).
+    state as it was, as in a stream, and is listed in the file's ``missing_*`` arrays (``refused: <CODE>``). The
+    file says how the source ended (``end_reason`` and ``complete``: the source's end, ``--max-frames``, Ctrl-C, or a
+    frame that could not be read) and which source frame each row is (``source_frame``).
 
     Args:
         engine: a loaded engine.
@@ -211,7 +212,7 @@ def _extract_frames(
     bar: tqdm[Any],
 ) -> None:
     """The frame loop of :func:`extract`: each frame's row goes to ``trajectory``, each refused frame to
-    ``refused``, and ``bar`` counts them."""
+    ``refused`` and to ``trajectory``'s missing frames, and ``bar`` counts them."""
     card = engine.card
     anchor_ns = time.time_ns()  # the run's start on the wall clock: own-timeline capture times count from it
     slot_ids = tuple(range(card.num_slots))
@@ -234,11 +235,13 @@ def _extract_frames(
             refused.append(
                 (index, f"{rejected.code}: {rejected.message} (service.extract applies a server's defaults)")
             )
+            trajectory.add_missing(index, frame_refused(rejected.code), frame.source_frame)
             continue
         pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one
         out = engine.first_step(pixels) if state is None else engine.step(pixels, state)
         if not finite_rows(out)[0]:
             refused.append((index, f"{ErrorCode.INFERENCE_FAILED}: {NOT_FINITE}"))
+            trajectory.add_missing(index, frame_refused(ErrorCode.INFERENCE_FAILED), frame.source_frame)
             continue
         state = out.state
         request = MaskRequest(mask_size, view=fitted.view)

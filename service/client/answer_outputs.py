@@ -1,5 +1,6 @@
 """Where the ``stream`` command's answers go: :func:`record_answer` records one answer in the run's summary and in each
-output (the overlay, the ``--jsonl`` lines, the slot trajectory), and :class:`JsonLines` is the ``--jsonl`` sink."""
+output (the overlay, the ``--jsonl`` lines, the slot trajectory: a result's row, or why a frame has none), and
+:class:`JsonLines` is the ``--jsonl`` sink."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from service.client.overlay import OverlayWorker
-from service.client.trajectory import SlotTrajectory, slot_areas, slot_geometry
+from service.client.trajectory import SlotTrajectory, frame_dropped, frame_refused, slot_areas, slot_geometry
 from service.types import FrameDropped, FrameError, FrameResponse, FrameResult
 
 
@@ -26,10 +27,11 @@ def record_answer(
     trajectory: SlotTrajectory | None = None,
 ) -> None:
     """Record one answer in ``summary`` and in each output: the overlay, the JSON lines (``out``) and the
-    trajectory, in all of them or in none. Nothing here waits (queueing the overlay frame never does: the sending
-    loop waits for the overlay's room instead), so a cancellation (Ctrl-C while the overlay lags behind) comes
-    before or after an answer's recording, never within it; and the overlay frame is queued before anything is
-    recorded, so an earlier overlay frame's failure leaves this answer out of every output.
+    trajectory (a result's row; a drop or a refusal as a missing frame with its reason), in all of them or in none.
+    Nothing here waits (queueing the overlay frame never does: the sending loop waits for the overlay's room
+    instead), so a cancellation (Ctrl-C while the overlay lags behind) comes before or after an answer's recording,
+    never within it; and the overlay frame is queued before anything is recorded, so an earlier overlay frame's
+    failure leaves this answer out of every output.
 
     Raises:
         Exception: what rendering or writing an earlier overlay frame raised.
@@ -56,9 +58,13 @@ def record_answer(
     elif isinstance(answer, FrameDropped):
         summary["dropped"] += 1
         line |= {"outcome": "dropped", "reason": answer.reason.name, "message": answer.message}
+        if trajectory is not None:
+            trajectory.add_missing(answer.frame_index, frame_dropped(answer.reason))
     elif isinstance(answer, FrameError):
         summary["errors"] += 1
         line |= {"outcome": "error", "code": answer.code.name, "message": answer.message}
+        if trajectory is not None:
+            trajectory.add_missing(answer.frame_index, frame_refused(answer.code))
     summary["frames"] += 1
     if out is not None:
         _write_line(out, line)

@@ -37,6 +37,7 @@ from service.client.trajectory import (
     END,
     INTERRUPTED,
     MAX_FRAMES,
+    UNANSWERED,
     SlotTrajectory,
     server_ended,
     source_error,
@@ -180,7 +181,9 @@ async def stream_source(
     The JSON-lines file is opened (and truncated) only once the server has accepted the stream, so a refused
     connection leaves an earlier run's results in place; so is the trajectory file written (when the stream
     ends, however it ends: finished, ended by the server or interrupted, with the results received until then,
-    and with how it ended: its ``end_reason`` and ``complete``, :mod:`service.client.trajectory`).
+    why each other frame sent has no row (dropped, refused, or ``unanswered``: the run stopped before its answer, or
+    a reconnect went on past it), and how it ended: its ``end_reason`` and ``complete``,
+    :mod:`service.client.trajectory`).
 
     With ``args.reconnect`` (``--reconnect N``) a lost connection or a server shutdown is followed by up to N
     :meth:`ClientStream.reconnect` tries, and the stream goes on where it stopped.
@@ -271,6 +274,7 @@ async def _stream_feed(
             try:  # the slots first: saving them is quick, and finishing the overlay may not be
                 if trajectory is not None:
                     trajectory.end_reason = end_reason
+                    run.record_unanswered()
                     with sigint_held():  # a second Ctrl-C (the first cancelled the run) must not lose the file
                         trajectory.save()
             finally:
@@ -405,13 +409,20 @@ class _StreamRun:
             frame, started = self._in_flight.pop(answer.frame_index)
             latency_ms = (received - started) * 1e3
             record_answer(answer, frame, latency_ms, self.summary, self.overlay, self.out, self.trajectory)
-            self._forget_source_frame(answer.frame_index)  # a result's row took it; a refusal or a drop has none
+            self._forget_source_frame(answer.frame_index)  # taken by its row or missing entry, if it made one
             if isinstance(answer, FrameError):
                 self._tell_refusal(answer)
 
+    def record_unanswered(self) -> None:
+        """Record each frame sent and not answered (the run stopped first) in the trajectory, as missing with
+        reason :data:`~service.client.trajectory.UNANSWERED`."""
+        if self.trajectory is not None:
+            for index in sorted(self._in_flight):
+                self.trajectory.add_missing(index, UNANSWERED)
+
     def _forget_source_frame(self, index: int) -> None:
-        """Drop frame ``index``'s source frame from the trajectory's :attr:`SlotTrajectory.source_frames`: it will
-        make no row (answered, or never to be)."""
+        """Drop frame ``index``'s source frame from the trajectory's :attr:`SlotTrajectory.source_frames`: its answer
+        made its row or missing entry, or it was not sent."""
         if self.trajectory is not None:
             self.trajectory.source_frames.pop(index, None)
 
@@ -461,7 +472,8 @@ class _StreamRun:
                     self._in_flight[index] = (self._in_flight[index][0], now)
                 else:  # already in the state the stream continues from, and never to be answered
                     self._in_flight.pop(index)
-                    self._forget_source_frame(index)
+                    if self.trajectory is not None:
+                        self.trajectory.add_missing(index, UNANSWERED)
                     self._window.release()
             return
         raise StreamEnded(

@@ -1,8 +1,9 @@
 """Slot trajectories of a stream, saved as one ``.npz`` file for world models and planners to train on.
 
-Arrays in the file (``T`` results, ``K`` slots of ``D`` floats; frames that were dropped or refused have no row,
-so ``frame_index`` says which frames the rows are; a file without rows still has the stream's ``K`` and ``D``,
-``slots`` ``[0, K, D]`` and so on, and its ``model_version``, so it concatenates with others):
+Arrays in the file (``T`` results, ``K`` slots of ``D`` floats, ``M`` frames without a result; frames that were
+dropped or refused have no row, so ``frame_index`` says which frames the rows are and the ``missing_*`` arrays say
+why the others have none; a file without rows still has the stream's ``K`` and ``D``, ``slots`` ``[0, K, D]`` and so
+on, and its ``model_version``, so it concatenates with others):
 
 * ``frame_index`` int64 ``[T]``: the frame each row answers (the stream's count of frames sent, from 0).
 * ``source_frame`` int64 ``[T]``: which frame of the source each row is: the file's number for a folder of numbered
@@ -47,10 +48,30 @@ so ``frame_index`` says which frames the rows are; a file without rows still has
   stream, or the connection was lost, and it was not continued); empty when not known.
 * ``complete`` bool ``[]``: whether every frame asked for was processed (``end_reason`` is ``end`` or
   ``max_frames``); a file that is not complete holds the rows of the frames before the run stopped.
+* ``missing_frame_index`` int64 ``[M]``: the frames sent that have no row, in frame order (each frame index is in
+  ``frame_index`` or here, never in both nor twice); shape ``[0]`` when every frame sent has a row.
+* ``missing_source_frame`` int64 ``[M]``: which frame of the source each is, as ``source_frame`` counts.
+* ``missing_reason`` str ``[M]``: why each has no row:
 
-``source_frame``, ``end_reason`` and ``complete`` are absent from files written before they were added: read the
-last two with :func:`trajectory_end` (which says "not known" for such a file), and take ``frame_index`` in place of
-``source_frame``.
+  * ``dropped: <REASON>``: the server answered that it dropped the frame (``FrameDropped``) before it reached the
+    model: ``dropped: SUPERSEDED`` (live mode, ``--live``: a newer frame arrived first, so the scene was seen
+    again a moment later) or ``dropped: SHUTTING_DOWN`` (the server began shutting down).
+  * ``refused: <CODE>``: the server refused the frame (``FrameError``), for example ``refused: UNDECODABLE_IMAGE``
+    (a corrupt image), ``refused: IMAGE_TOO_LARGE`` or ``refused: INFERENCE_FAILED`` (outputs that are not
+    finite); ``service.extract`` records the frames it refuses so too.
+  * ``unanswered``: the frame was sent but no answer came: the run stopped first (``end_reason`` says why), or the
+    connection was lost and ``--reconnect`` continued the stream after the frame without sending it again.
+
+  ``<REASON>`` and ``<CODE>`` are the names of the proto's ``DropReason`` and ``ErrorCode`` values without their
+  ``DROP_REASON_`` and ``ERROR_CODE_`` prefixes, as the ``--jsonl`` lines' ``reason`` and ``code`` show them
+  (``UNSPECIFIED`` for a value this client does not know). A dropped or refused frame never reaches the stream's
+  recurrent state (the slots go on from the frames with rows); an unanswered one may have. Frames after the last
+  one in ``frame_index`` and ``missing_frame_index`` were not sent (the run stopped: ``end_reason``).
+
+``source_frame``, ``end_reason``, ``complete`` and the ``missing_*`` arrays are absent from files written before
+they were added: read ``end_reason`` and ``complete`` with :func:`trajectory_end` (which says "not known" for such a
+file), the missing frames with :func:`trajectory_missing` (which gives such a file's gaps in ``frame_index``, with
+source frame -1 and an empty reason: not known), and take ``frame_index`` in place of ``source_frame``.
 
 Geometry: ``areas``, ``centroids`` and ``boxes`` come from the frame's segmentation (one slot index per pixel, at
 the stream's mask size, covering the whole frame). Pixels outside the model's view (255) belong to no slot. When the
@@ -72,12 +93,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from plugins.files import write_atomically
-from service.types import FrameResult
+from service.errors import ErrorCode
+from service.types import DropReason, FrameResult
 
 MASK_LONG_SIDE = 640
 """The longest side of the segmentation a trajectory's geometry is measured on (:func:`trajectory_mask_size`)."""
@@ -99,6 +121,9 @@ TRAJECTORY_ARRAYS = (
     "source_frame",
     "end_reason",
     "complete",
+    "missing_frame_index",
+    "missing_source_frame",
+    "missing_reason",
 )
 """The names of the arrays a trajectory file holds."""
 
@@ -123,6 +148,52 @@ def server_ended(error: BaseException) -> str:
     """The ``end_reason`` of a stream the server ended (or whose connection was lost) before its source did:
     ``server_ended: `` and why."""
     return f"server_ended: {error}"
+
+
+UNANSWERED = "unanswered"
+"""``missing_reason``: the frame was sent and never answered (the run stopped first, or a reconnect went on past
+it)."""
+
+
+def frame_dropped(reason: DropReason) -> str:
+    """The ``missing_reason`` of a frame the server dropped: ``dropped: `` and the reason's name (``SUPERSEDED``)."""
+    return f"dropped: {reason.name}"
+
+
+def frame_refused(code: ErrorCode) -> str:
+    """The ``missing_reason`` of a frame the server refused: ``refused: `` and the error code's name
+    (``UNDECODABLE_IMAGE``)."""
+    return f"refused: {code.name}"
+
+
+class MissingFrames(NamedTuple):
+    """The frames of a trajectory file that have no row (:func:`trajectory_missing`).
+
+    Attributes:
+        frame_index: int64 ``[M]``, in frame order.
+        source_frame: int64 ``[M]``; -1 where not known.
+        reason: str ``[M]`` (``dropped: ...``, ``refused: ...``, ``unanswered``); empty where not known.
+    """
+
+    frame_index: np.ndarray
+    source_frame: np.ndarray
+    reason: np.ndarray
+
+
+def trajectory_missing(trajectory: Any) -> MissingFrames:
+    """The frames without a row of a loaded trajectory file (``numpy.load``'s ``NpzFile``, or a mapping of its
+    arrays): its ``missing_*`` arrays; for a file written before they were recorded, the frames before its last row
+    that have none (dropped, refused or unanswered: not told apart), with source frame -1 and reason ``""``."""
+    names = getattr(trajectory, "files", trajectory)
+    if "missing_frame_index" in names:
+        return MissingFrames(
+            np.asarray(trajectory["missing_frame_index"], np.int64),
+            np.asarray(trajectory["missing_source_frame"], np.int64),
+            np.asarray(trajectory["missing_reason"], np.str_),
+        )
+    rows = np.asarray(trajectory["frame_index"], np.int64)  # [T]
+    gaps = np.setdiff1d(np.arange(rows.max() + 1 if rows.size else 0, dtype=np.int64), rows)  # [M], sorted
+    return MissingFrames(gaps, np.full(gaps.shape, -1, np.int64), np.full(gaps.shape, "", np.str_))
 
 
 def trajectory_end(trajectory: Any) -> tuple[bool | None, str]:
@@ -231,7 +302,12 @@ def slot_geometry(segmentation: np.ndarray, slots: int, frame_size: tuple[int, i
 class SlotTrajectory:
     """Collects the slots of a stream's results in memory and writes them to ``path`` with :meth:`save` (for 6
     slots of 64 with their geometry: 2.4 kB a frame in memory, measured with ``tracemalloc``, and 1.8 kB in the
-    file).
+    file), and the frames without a result (:meth:`add_missing`).
+
+    Each frame index is recorded once: a row (:meth:`add`) replaces a missing entry of the same frame; a second row,
+    or a missing entry of a frame recorded before (with a row or as missing), is ignored. So a frame answered twice
+    (an error for a frame sent again with an index already used, an answer repeated after a reconnect) keeps one
+    record: its row when it had a result, else its first missing entry.
 
     Attributes:
         path: the ``.npz`` file to write.
@@ -247,6 +323,8 @@ class SlotTrajectory:
     _centroids: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _boxes: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _source_frame: list[int] = field(default_factory=list, init=False, repr=False)
+    _rows: set[int] = field(default_factory=set, init=False, repr=False)
+    _missing: dict[int, tuple[int, str]] = field(default_factory=dict, init=False, repr=False)
     slot_count: int = 0
     """K as the stream's open or the model's card says it (0: not known), for a file without rows: its arrays are
     then ``[0, K, ...]`` (``slots`` ``[0, K, D]``), so it concatenates with others. Rows give K themselves."""
@@ -266,8 +344,9 @@ class SlotTrajectory:
     """How the run ended (:data:`END`, :data:`MAX_FRAMES`, :data:`INTERRUPTED`, :func:`source_error`,
     :func:`server_ended`; empty: not known), saved as ``end_reason``, and ``complete`` from it."""
     source_frames: dict[int, int] = field(default_factory=dict, init=False, repr=False)
-    """Frame index -> source frame of frames sent and not yet answered: :meth:`add` takes a row's ``source_frame``
-    from here when not given it (its frame index when not here either); the sender removes what is never added."""
+    """Frame index -> source frame of frames sent and not yet answered: :meth:`add` and :meth:`add_missing` take a
+    frame's ``source_frame`` from here when not given it (its frame index when not here either); the sender removes
+    what is never added."""
     saved: bool = field(default=False, init=False)
     """Whether :meth:`save` has written the file."""
 
@@ -281,7 +360,8 @@ class SlotTrajectory:
         geometry: SlotGeometry | None = None,
         source_frame: int | None = None,
     ) -> None:
-        """Record one result.
+        """Record one result; not when the frame has a row already (a frame recorded as missing gets this row
+        instead).
 
         Args:
             result: a frame's result with slots (output ``SLOTS``).
@@ -316,6 +396,10 @@ class SlotTrajectory:
             )
         if source_frame is None:
             source_frame = self.source_frames.pop(result.frame_index, result.frame_index)
+        if result.frame_index in self._rows:
+            return
+        self._rows.add(result.frame_index)
+        self._missing.pop(result.frame_index, None)
         self._frame_index.append(result.frame_index)
         self._source_frame.append(source_frame)
         self._capture_time_ns.append(result.capture_time_ns)
@@ -327,16 +411,32 @@ class SlotTrajectory:
         self._boxes.append(np.asarray(geometry.boxes, dtype=np.float32))
         self.model_version = self.model_version or result.model_version
 
+    def add_missing(self, frame_index: int, reason: str, source_frame: int | None = None) -> None:
+        """Record that frame ``frame_index`` was sent and has no row, and why; ignored when the frame is recorded
+        already (with a row, or as missing).
+
+        Args:
+            frame_index: the frame's index in the stream.
+            reason: ``missing_reason`` (:func:`frame_dropped`, :func:`frame_refused`, :data:`UNANSWERED`).
+            source_frame: which frame of the source it is; ``None``: taken (and removed) from
+                :attr:`source_frames`, else the frame index.
+        """
+        if source_frame is None:
+            source_frame = self.source_frames.pop(frame_index, frame_index)
+        if frame_index not in self._rows:
+            self._missing.setdefault(frame_index, (source_frame, reason))
+
     def save(self) -> None:
-        """Write the results recorded so far to :attr:`path`, replacing it whole: the file is written under a
-        temporary name and renamed (:func:`plugins.files.write_atomically`), so a reader never sees half a file
-        and a failed write leaves the old one.
+        """Write the results and missing frames recorded so far to :attr:`path`, replacing it whole: the file is
+        written under a temporary name and renamed (:func:`plugins.files.write_atomically`), so a reader never sees
+        half a file and a failed write leaves the old one.
 
         Raises:
             OSError: the file cannot be written.
         """
         slots = np.stack(self._slots) if self._slots else self._no_slots()  # T x [K, D] -> [T, K, D]
         count, k = len(self), slots.shape[1]
+        missing = sorted(self._missing.items())  # M x (frame index, (source frame, reason)), in frame order
         arrays: dict[str, Any] = {
             "frame_index": np.asarray(self._frame_index, dtype=np.int64),  # [T]
             "capture_time_ns": np.asarray(self._capture_time_ns, dtype=np.int64),  # [T]
@@ -358,6 +458,9 @@ class SlotTrajectory:
             "source_frame": np.asarray(self._source_frame, dtype=np.int64),  # [T]
             "end_reason": np.asarray(self.end_reason),
             "complete": np.asarray(self.end_reason in COMPLETE_REASONS),
+            "missing_frame_index": np.asarray([index for index, _ in missing], dtype=np.int64),  # [M]
+            "missing_source_frame": np.asarray([entry[0] for _, entry in missing], dtype=np.int64),  # [M]
+            "missing_reason": np.asarray([entry[1] for _, entry in missing], dtype=np.str_),  # [M]
         }
 
         def write(temporary: Path) -> None:
