@@ -461,7 +461,7 @@ class StreamConnection:
         self._reserved_reply_bytes = ReplyBudget.stream_bytes(bound, ahead)
         self._window = asyncio.Semaphore(ahead)
         self._pending = PendingFrames[_Pending](self._max_pending_frames, session.options.live)
-        self._emit(opened)
+        self._emit(dataclasses.replace(opened, max_frames_ahead=ahead))  # the client is told the window it got
         self._pump = asyncio.create_task(self._run_pump(session, self._pending), name="stream-pump")
         if self._manager.phase == "draining":  # a detached stream resumed to collect its hand-off: drain at once
             self._draining = True
@@ -494,7 +494,9 @@ class StreamConnection:
                     request,
                     FrameRejected(
                         ErrorCode.FRAME_INDEX_NOT_INCREASING,
-                        f"frame index {request.frame_index} is not larger than the previous frame's ({last})",
+                        f"frame index {request.frame_index} is not larger than that of the last frame this stream "
+                        f"accepted ({last}); a frame answered with a FrameError other than INFERENCE_FAILED does not "
+                        "count",
                     ),
                 )
             )

@@ -38,7 +38,7 @@ from service.runner import ModelRunner
 from service.session import ReleaseReason, Session, SessionOwner
 from service.session_limits import SessionLimits, clamped_options, options_for_log
 from service.stream_endings import stalled_message, stream_gone
-from service.types import OpenKind, OpenRequest, StreamOpened
+from service.types import MIN_IDLE_TIMEOUT_S, OpenKind, OpenRequest, StateHandoff, StreamOpened
 
 __all__ = [
     "ReleaseReason",
@@ -53,6 +53,37 @@ _TOMBSTONES = 10_000
 NOT_READING_AFTER_S = 1.0
 """How long a finished reply may wait for its client before ``slotstream_streams_not_reading`` counts the stream."""
 _log = logging.getLogger(__name__)
+
+
+def _in_use_message(stream_id: str, handoff: StateHandoff | None) -> str:
+    """The refusal of a new stream or hand-off under ``stream_id``, which is in use; ``handoff``: the hand-off whose
+    id the open took (it named none), else ``None``."""
+    if handoff is None:
+        return (
+            f"stream id {quoted(stream_id)} is in use; to continue that stream resume it with its resume token, "
+            "or leave stream_id empty to get a fresh id"
+        )
+    return (
+        f"stream id {quoted(stream_id)}, the hand-off's (the open named no stream_id), is in use on this server: to "
+        "continue the hand-off under another id, set OpenStream.stream_id to a new id; to continue the stream that "
+        "holds the id, resume it with its resume token instead"
+    )
+
+
+def _check_idle_timeout(idle_timeout_s: float) -> None:
+    """Refuse an open that asks for an idle timeout under :data:`MIN_IDLE_TIMEOUT_S` (0, the server's default, and
+    values :meth:`SessionLimits.effective_options` refuses, pass).
+
+    Raises:
+        StreamAbort: ``INVALID_OPEN``.
+    """
+    if 0 < idle_timeout_s < MIN_IDLE_TIMEOUT_S:
+        raise StreamAbort(
+            ErrorCode.INVALID_OPEN,
+            f"invalid stream options: idle_timeout_s {idle_timeout_s:g} is below the least this server takes, "
+            f"{MIN_IDLE_TIMEOUT_S:g} s (the stream would expire between frames); ask for {MIN_IDLE_TIMEOUT_S:g} s or "
+            "more, or 0 for the server's default",
+        )
 
 
 class SessionManager:
@@ -166,11 +197,8 @@ class SessionManager:
         stream_id = request.stream_id or (handoff.stream_id if handoff else "") or uuid.uuid4().hex
         check_stream_id(stream_id)
         if stream_id in self.sessions:
-            raise StreamAbort(
-                ErrorCode.STREAM_ID_IN_USE,
-                f"stream id {quoted(stream_id)} is in use; to continue that stream resume it with its resume token, "
-                "or leave stream_id empty to get a fresh id",
-            )
+            taken_from = handoff if handoff is not None and not request.stream_id else None
+            raise StreamAbort(ErrorCode.STREAM_ID_IN_USE, _in_use_message(stream_id, taken_from))
         if len(self.sessions) >= self.limits.max_streams:
             raise StreamAbort(
                 ErrorCode.TOO_MANY_STREAMS,
@@ -186,6 +214,7 @@ class SessionManager:
                 "(--max-streams-per-client), counting those waiting for a resume: close one, or resume it instead "
                 "of opening a new one",
             )
+        _check_idle_timeout(request.options.idle_timeout_s)
         options = self.limits.effective_options(request.options, runner.card)
         clamped = clamped_options(request.options, options)
         slot_ids = tuple(range(runner.card.num_slots))
@@ -279,6 +308,7 @@ class SessionManager:
             last_frame_index=session.last_frame_index,
             slot_ids=session.slot_ids,
             max_reply_bytes=reply_bytes(session.options, session.runner.card),
+            resume_history=self.limits.resume_history,
         )
 
     def _gone(self, stream_id: str) -> StreamAbort:

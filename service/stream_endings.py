@@ -46,7 +46,9 @@ def stalled_message(session: Session, resumable: bool) -> str:
     if resumable:
         return (
             f"{stream}; the stream is kept for its resume window ({session.options.resume_window_s:g} s): resume it "
-            "(ClientStream.reconnect()) from the last answer received and read the replies as they come (a resume "
-            "point further back than the server's --resume-history is refused RESUME_POINT_UNAVAILABLE)"
+            "from the last answer received (an OpenStream with its stream_id and a ResumeStream holding its resume "
+            "token; the Python client's ClientStream.reconnect() does this) and read the replies as they come (a "
+            "resume point more than StreamOpened.resume_history processed frames back, the server's "
+            "--resume-history, is refused RESUME_POINT_UNAVAILABLE)"
         )
     return f"{stream} and, without a resume window, the stream's state was freed; open a new stream"

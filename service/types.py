@@ -27,6 +27,10 @@ class Output(enum.IntEnum):
 
 DEFAULT_OUTPUTS = frozenset({Output.SLOTS, Output.SEGMENTATION})
 
+MIN_IDLE_TIMEOUT_S = 1.0
+"""The shortest idle timeout (:attr:`StreamOptions.idle_timeout_s`) a stream may ask for; an open asking for less
+(other than 0, the server's default) is refused: its stream would expire between frames."""
+
 
 class FrameFit(enum.IntEnum):
     """How a frame is fitted to the model's input size (proto ``FrameFit``; boxes: :mod:`plugins.frame_fit`).
@@ -214,6 +218,12 @@ class StreamOpened:
     slot_ids: tuple[int, ...]
     max_reply_bytes: int = 0
     """Upper bound on one frame reply's serialized size; 0 when the server did not report it."""
+    resume_history: int = 0
+    """How many processed frames back a resume of the stream can go (the server's ``--resume-history``); 0 when the
+    server did not report it."""
+    max_frames_ahead: int = 0
+    """The most frames the server processes ahead of the replies gRPC has taken from the stream; 0 when the server
+    did not report it."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Conversion between the proto messages (``service._pb``) and the domain types (``service.types``).
 
 Both directions are here so the server and the client share one mapping. Requests from the network are
-untrusted: a malformed open raises :class:`StreamAbort`; an unset ``oneof`` (a newer client's request kind)
-converts to ``None`` and is ignored, as the versioning rules require.
+untrusted: a malformed open raises :class:`StreamAbort`, and so does an open with an enum value this server does not
+know (an output, a soft mask type, a frame fit: a client must learn that it asked for something this server does not
+serve, not get less); an unset ``oneof`` (a newer client's request kind) converts to ``None`` and is ignored, as
+the versioning rules require. In responses, an unknown enum value or ``oneof`` case is ignored (see
+:func:`response_from_proto`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ client knows): a longer list is refused before it is read, so an open cannot cos
 MAX_SLOT_IDS = 256
 """Most slot ids a hand-off may carry: a segmentation is uint8, so no served model has more slots."""
 _SOFT_MASK_DTYPES = (pb.DTYPE_UNSPECIFIED, pb.DTYPE_FLOAT32, pb.DTYPE_UINT8)
+_OUTPUTS = frozenset({pb.OUTPUT_UNSPECIFIED, *(int(output) for output in Output)})
+"""The ``Output`` values an open may list (``OUTPUT_UNSPECIFIED`` is ignored)."""
 _FRAME_FITS = frozenset(int(fit) for fit in FrameFit)
 _E = TypeVar("_E", bound=enum.IntEnum)
 _ProtoEnum = TypeVar("_ProtoEnum", bound=int)
@@ -168,8 +173,8 @@ def _open_from_proto(message: Any) -> OpenRequest:
 
     Raises:
         StreamAbort: ``INVALID_OPEN`` for an open that sets both ``resume`` and ``handoff`` (checked first, so
-            that an empty hand-off is not reported as malformed), an unknown ``soft_mask_dtype`` or an unknown
-            ``frame_fit``; ``HANDOFF_MISMATCH`` for a malformed hand-off state.
+            that an empty hand-off is not reported as malformed), an unknown ``soft_mask_dtype``, an unknown
+            ``frame_fit`` or an unknown value in ``outputs``; ``HANDOFF_MISMATCH`` for a malformed hand-off state.
     """
     if message.HasField("resume") and message.HasField("handoff"):
         raise StreamAbort(
@@ -195,6 +200,15 @@ def _open_from_proto(message: Any) -> OpenRequest:
             ErrorCode.INVALID_OPEN,
             f"options.outputs lists {len(options.outputs):,} entries: list each output once (there are "
             f"{len(Output)} kinds)",
+        )
+    unknown = sorted({int(output) for output in options.outputs} - _OUTPUTS)
+    if unknown:
+        values = ", ".join(map(str, unknown))
+        what = "is not an output" if len(unknown) == 1 else "are not outputs"
+        raise StreamAbort(
+            ErrorCode.INVALID_OPEN,
+            f"invalid stream options: outputs {values} {what} this server knows; ask for OUTPUT_SLOTS (1), "
+            "OUTPUT_SEGMENTATION (2), OUTPUT_SOFT_MASKS (3) or OUTPUT_STATE (4) (ModelCard.outputs lists them)",
         )
     resume = None
     if message.HasField("resume"):
@@ -239,8 +253,10 @@ def options_to_proto(options: StreamOptions) -> Any:
 
 
 def options_from_proto(message: Any) -> StreamOptions:
-    """Proto stream options as domain options (unknown output values are ignored; an unknown ``frame_fit``, which
-    an open refuses before this, becomes ``FrameFit.UNSPECIFIED``)."""
+    """Proto stream options as domain options: the server's echo in ``StreamOpened``, or an open's (which
+    :func:`request_from_proto` refuses before this when it holds an unknown value). An unknown output value is
+    ignored and an unknown ``frame_fit`` becomes ``FrameFit.UNSPECIFIED``, as a client ignores a newer server's
+    values."""
     known = {int(o) for o in Output}
     size = (message.mask_height, message.mask_width)
     mask_size = None if size == (0, 0) else size
@@ -330,6 +346,8 @@ def response_to_proto(response: StreamResponse) -> Any:
             kind=_wire(pb.OpenKind, response.kind),
             slot_ids=list(response.slot_ids),
             max_reply_bytes=response.max_reply_bytes,
+            resume_history=response.resume_history,
+            max_frames_ahead=response.max_frames_ahead,
         )
         if response.last_frame_index is not None:
             opened.last_frame_index = response.last_frame_index
@@ -393,6 +411,8 @@ def response_from_proto(message: Any) -> StreamResponse | None:
             last_frame_index=o.last_frame_index if o.HasField("last_frame_index") else None,
             slot_ids=tuple(o.slot_ids),
             max_reply_bytes=o.max_reply_bytes,
+            resume_history=o.resume_history,
+            max_frames_ahead=o.max_frames_ahead,
         )
     if kind == "closed":
         c = message.closed

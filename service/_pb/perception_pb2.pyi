@@ -252,7 +252,7 @@ class StreamResponse(_message.Message):
     def __init__(self, opened: _Optional[_Union[StreamOpened, _Mapping]] = ..., result: _Optional[_Union[FrameResult, _Mapping]] = ..., dropped: _Optional[_Union[FrameDropped, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., closed: _Optional[_Union[StreamClosed, _Mapping]] = ...) -> None: ...
 
 class StreamOpened(_message.Message):
-    __slots__ = ("stream_id", "resume_token", "model", "model_version", "options", "kind", "last_frame_index", "slot_ids", "max_reply_bytes")
+    __slots__ = ("stream_id", "resume_token", "model", "model_version", "options", "kind", "last_frame_index", "slot_ids", "max_reply_bytes", "resume_history", "max_frames_ahead")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +262,8 @@ class StreamOpened(_message.Message):
     LAST_FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     SLOT_IDS_FIELD_NUMBER: _ClassVar[int]
     MAX_REPLY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESUME_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    MAX_FRAMES_AHEAD_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     resume_token: str
     model: str
@@ -271,7 +273,9 @@ class StreamOpened(_message.Message):
     last_frame_index: int
     slot_ids: _containers.RepeatedScalarFieldContainer[int]
     max_reply_bytes: int
-    def __init__(self, stream_id: _Optional[str] = ..., resume_token: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., options: _Optional[_Union[StreamOptions, _Mapping]] = ..., kind: _Optional[_Union[OpenKind, str]] = ..., last_frame_index: _Optional[int] = ..., slot_ids: _Optional[_Iterable[int]] = ..., max_reply_bytes: _Optional[int] = ...) -> None: ...
+    resume_history: int
+    max_frames_ahead: int
+    def __init__(self, stream_id: _Optional[str] = ..., resume_token: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., options: _Optional[_Union[StreamOptions, _Mapping]] = ..., kind: _Optional[_Union[OpenKind, str]] = ..., last_frame_index: _Optional[int] = ..., slot_ids: _Optional[_Iterable[int]] = ..., max_reply_bytes: _Optional[int] = ..., resume_history: _Optional[int] = ..., max_frames_ahead: _Optional[int] = ...) -> None: ...
 
 class FrameResult(_message.Message):
     __slots__ = ("stream_id", "frame_index", "capture_time_ns", "camera_frame_id", "received_time_ns", "completed_time_ns", "model_version", "slots", "slot_ids", "segmentation", "soft_masks", "state", "latency")

@@ -62,22 +62,27 @@ class PerceptionServicer:
         also ends the call cleanly once every frame has been answered (with a final `closed`), but counts as a
         lost connection: a stream opened with a resume window stays resumable for that window.
 
-        Status codes that end the stream:
-        - INVALID_ARGUMENT: a malformed open request (bad options, bad hand-off state).
-        - FAILED_PRECONDITION: requests out of protocol order (frame before open, a second open) or a resume
-        point the server no longer has.
-        - NOT_FOUND: unknown model, unknown stream id on resume, or a stream that has expired (reclaimed after
-        its idle timeout or resume window; code ERROR_CODE_STREAM_EXPIRED).
-        - ALREADY_EXISTS: the requested stream id is in use.
-        - PERMISSION_DENIED: wrong resume token.
-        - UNAUTHENTICATED: missing or wrong bearer token (when the server requires one).
-        - RESOURCE_EXHAUSTED: the server is at its stream limit, a message exceeds the size limit (gRPC's own
-        refusal, without the trailer: see `ModelCard.max_request_bytes`), or the client stopped reading its
-        replies (ERROR_CODE_CLIENT_NOT_READING).
-        - UNAVAILABLE: the server is warming up or shutting down; reconnect (to another replica), resuming
-        with the `StreamClosed.handoff` state when one was sent (a stream drained before its first frame was
-        processed gets none: open a new stream there with the same options).
-        - ABORTED: another connection resumed this stream.
+        Status codes that end the stream, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
+        - INVALID_ARGUMENT: a malformed open request (bad options, ERROR_CODE_INVALID_OPEN; bad hand-off state,
+        ERROR_CODE_HANDOFF_MISMATCH), or a request whose bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
+        - FAILED_PRECONDITION: requests out of protocol order (a frame or close before open, or no open within the
+        server's `--open-timeout-s`, 10 s by default: ERROR_CODE_NOT_OPEN; a second open: ERROR_CODE_ALREADY_OPEN),
+        or a resume point the server no longer has (ERROR_CODE_RESUME_POINT_UNAVAILABLE; see
+        `StreamOpened.resume_history`).
+        - NOT_FOUND: unknown model (ERROR_CODE_UNKNOWN_MODEL), unknown stream id on resume
+        (ERROR_CODE_UNKNOWN_STREAM), or a stream that has expired (reclaimed after its idle timeout or resume window:
+        ERROR_CODE_STREAM_EXPIRED).
+        - ALREADY_EXISTS: the requested stream id is in use (ERROR_CODE_STREAM_ID_IN_USE).
+        - PERMISSION_DENIED: wrong resume token (ERROR_CODE_WRONG_RESUME_TOKEN).
+        - UNAUTHENTICATED: missing or wrong bearer token, when the server requires one (ERROR_CODE_UNAUTHENTICATED).
+        - RESOURCE_EXHAUSTED: the server is at its stream or call limit (ERROR_CODE_TOO_MANY_STREAMS), a message
+        exceeds the size limit (gRPC's own refusal, without the trailer: see `ModelCard.max_request_bytes`), or the
+        client stopped reading its replies (ERROR_CODE_CLIENT_NOT_READING).
+        - UNAVAILABLE: the server is warming up (ERROR_CODE_NOT_READY) or shutting down (ERROR_CODE_SHUTTING_DOWN);
+        reconnect (to another replica), resuming with the `StreamClosed.handoff` state when one was sent (a stream
+        drained before its first frame was processed gets none: open a new stream there with the same options).
+        - ABORTED: another connection resumed this stream (ERROR_CODE_TAKEN_OVER).
+        - INTERNAL: a fault in the server itself (no trailer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,6 +90,13 @@ class PerceptionServicer:
 
     def Describe(self, request, context):
         """The model card of a served model.
+
+        Status codes, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
+        - NOT_FOUND: the model is not served here (ERROR_CODE_UNKNOWN_MODEL).
+        - RESOURCE_EXHAUSTED: the server holds its most calls at once (its `--max-calls`, which counts every call but
+        health checks) (ERROR_CODE_TOO_MANY_STREAMS).
+        - UNAUTHENTICATED: missing or wrong bearer token, when the server requires one (ERROR_CODE_UNAUTHENTICATED).
+        - INVALID_ARGUMENT: the request's bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

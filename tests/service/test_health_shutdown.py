@@ -499,8 +499,9 @@ def test_raw_1080p_frames_fit_the_default_message_limit(server):
 
 def test_a_raw_frame_too_large_for_one_message_is_refused_by_the_client_and_the_stream_goes_on(server):
     """A raw 4K frame (24.9 MB) would make gRPC end the whole call with RESOURCE_EXHAUSTED; the client refuses
-    it before sending, naming the remedy, and the same stream then serves the frame as JPEG."""
-    frame = np.zeros((2160, 3840, 3), np.uint8)
+    one that does not fit as PNG either (noise) before sending, naming the remedy, and the same stream then serves
+    the frame as JPEG."""
+    frame = np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8)
 
     async def scenario():
         async with Client(server.target) as client:

@@ -39,9 +39,12 @@ def test_stream_opened_keeps_every_option_and_field():
         resume_window_s=3.25,
         frame_fit=FrameFit.PAD,
     )
-    opened = StreamOpened("stream-1", "token-2", "tiny", "v3", options, OpenKind.RESUMED, 41, (4, 9, 2), 123_456)
+    opened = StreamOpened(
+        "stream-1", "token-2", "tiny", "v3", options, OpenKind.RESUMED, 41, (4, 9, 2), 123_456, 32, 7
+    )
     back = _through_bytes(opened)
     assert back == opened
+    assert (back.resume_history, back.max_frames_ahead) == (32, 7)
     assert back.options.soft_masks_uint8 is True and back.options.mask_size == (6, 10)
     assert back.options.frame_fit == FrameFit.PAD
 
