@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,13 +26,28 @@ from service.images import ModelView
 from service.types import OUTSIDE_VIEW
 
 SHARED_CALL_MAX_PIXELS = 512 * 512
-"""Mask outputs up to this many pixels are made inside the batch's model call; larger ones (a tenth of a second or
-more at 4K) are made afterwards for their own stream alone, so they do not hold up the streams batched with it."""
+"""On a CPU, mask outputs up to this many pixels are made inside the batch's model call; larger ones (a tenth of a
+second or more at 4K) are made afterwards for their own stream alone, so they do not hold up the streams batched
+with it."""
+
+ACCELERATOR_SHARED_CALL_MAX_PIXELS = 128 * 128
+"""The same limit for an engine on another device (a GPU): there the model call takes a few milliseconds for a whole
+batch, and making every frame's masks on the one model thread inside it would keep the device idle (at 480 x 480, a
+batch of 6 spent 31 ms on masks against 2 ms on the device) and hold up every frame of the batch for all of them.
+Larger outputs are made per frame on the decode threads, in parallel with the next model call."""
+
+
+def shared_call_max_pixels(device: str) -> int:
+    """The most mask-output pixels made inside a model call on ``device`` (as :func:`service.engine.normalise_device`
+    writes it): :data:`SHARED_CALL_MAX_PIXELS` on a CPU, :data:`ACCELERATOR_SHARED_CALL_MAX_PIXELS` elsewhere."""
+    return SHARED_CALL_MAX_PIXELS if device.startswith("cpu") else ACCELERATOR_SHARED_CALL_MAX_PIXELS
+
 
 BAND_PIXELS = 32 * 1024
 """Output pixels per band of rows (at least one row): a band's resampled masks, ``G x K x`` 128 KiB in float32 for a
-group of G frames, are segmented (and copied into the soft masks) while in the cache, then let go. A segmentation
-asked for without soft masks so needs about a byte a pixel (its output) at any size."""
+group of G frames, are segmented (and copied into the soft masks, quantised first for uint8 ones) while in the
+cache, then let go. A segmentation asked for without float32 soft masks so needs little beyond its outputs (a byte
+a pixel, and a byte a pixel and slot for uint8 soft masks) at any size."""
 
 _WHOLE_FRAME: ModelView = (0.0, 0.0, 1.0, 1.0)
 """The view of a stretch: the model saw the whole frame."""
@@ -56,11 +72,11 @@ class MaskRequest:
     soft_uint8: bool = False
     view: ModelView | None = None
 
-    @property
-    def in_shared_call(self) -> bool:
-        """Whether the outputs are made inside the batch's model call (see :data:`SHARED_CALL_MAX_PIXELS`)."""
+    def in_shared_call(self, max_pixels: int) -> bool:
+        """Whether the outputs are made inside the batch's model call: none are asked for, or they have at most
+        ``max_pixels`` pixels (:func:`shared_call_max_pixels` of the engine's device)."""
         wanted = self.segmentation or self.soft
-        return not wanted or self.size[0] * self.size[1] <= SHARED_CALL_MAX_PIXELS
+        return not wanted or self.size[0] * self.size[1] <= max_pixels
 
 
 @dataclass(frozen=True)
@@ -84,8 +100,10 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
     :data:`~service.types.OUTSIDE_VIEW` (255). The segmentation is :func:`plugins.segmentation.segment` of the
     (in-view) masks (computed as :func:`~plugins.segmentation.segment_uint8`): the argmax over slots, with masks
     within 1e-4 of the largest counted as tied and given to the lowest-numbered slot, so that every backend, batch
-    size and thread count gives the same map. Frames asking for the same size and view are processed together,
-    and their segmentations and soft masks are made only when one of them asks for them.
+    size and thread count gives the same map. Frames asking for the same size and view are processed together:
+    their segmentations are made when one of them asks for one, soft masks only for the frames asking for them.
+    uint8 soft masks are those of float32 quantised (probability x 255, rounded to the nearest, ties to even,
+    clipped to 0-255), a band of rows at a time, without float32 soft masks of the whole frame.
 
     Args:
         masks: float32 ``[B, K, h, w]`` soft masks summing to 1 over K.
@@ -109,43 +127,61 @@ def mask_outputs(masks: np.ndarray, requests: Sequence[MaskRequest]) -> list[Mas
         if request.segmentation or request.soft:
             by_size.setdefault((request.size, request.view), []).append(index)
     for (size, view), indices in by_size.items():
-        soft, segmentation = _resampled(
+        group = [requests[i] for i in indices]
+        floats = [row for row, request in enumerate(group) if request.soft and not request.soft_uint8]
+        quantised = [row for row, request in enumerate(group) if request.soft and request.soft_uint8]
+        made = _resampled(
             source[indices],  # [G, K, h, w]
             size,
             view or _WHOLE_FRAME,
-            soft=any(requests[i].soft for i in indices),
-            segmentation=any(requests[i].segmentation for i in indices),
+            float_rows=floats,
+            uint8_rows=quantised,
+            segmentation=any(request.segmentation for request in group),
         )
+        # each frame's place among the frames asking for soft masks of its type
+        soft_of = {row: (made.soft, at) for at, row in enumerate(floats)}
+        soft_of |= {row: (made.soft_uint8, at) for at, row in enumerate(quantised)}
         for row, index in enumerate(indices):
-            request = requests[index]
             frame_soft = None
-            if request.soft:
-                assert soft is not None
-                frame_soft = soft[row]  # [K, H, W], this frame's alone: quantised in place
-                if request.soft_uint8:
-                    frame_soft = _quantised(frame_soft)
-                elif len(indices) > 1:
+            if row in soft_of:
+                held, at = soft_of[row]
+                assert held is not None
+                frame_soft = held[at]  # [K, H, W]
+                if len(held) > 1:
                     frame_soft = frame_soft.copy()  # not a view keeping the group's other frames alive
-            frame_map = segmentation[row] if request.segmentation and segmentation is not None else None
+            frame_map = (
+                made.segmentation[row] if requests[index].segmentation and made.segmentation is not None else None
+            )
             outputs[index] = MaskOutputs(frame_map, frame_soft)
     return outputs
 
 
-def _quantised(soft: np.ndarray) -> np.ndarray:
-    """``soft`` float32 as uint8, probability x 255 rounded to the nearest (ties to even) and clipped to 0-255;
-    ``soft`` is overwritten (with the rounded values, still float32)."""
-    np.multiply(soft, 255, out=soft)
-    np.rint(soft, out=soft)
-    np.clip(soft, 0, 255, out=soft)
-    return soft.astype(np.uint8)
+class _Resampled(NamedTuple):
+    """A group's outputs (see :func:`_resampled`); ``None`` where not asked for."""
+
+    soft: np.ndarray | None
+    """float32 ``[F, K, H, W]``: the soft masks of the group's frames asking for float32 ones, in order."""
+    soft_uint8: np.ndarray | None
+    """uint8 ``[U, K, H, W]``: those of the frames asking for uint8 ones (:func:`_quantise_into`)."""
+    segmentation: np.ndarray | None
+    """uint8 ``[G, H, W]``: every frame's segmentation."""
 
 
 def _resampled(
-    group: torch.Tensor, size: tuple[int, int], view: ModelView, *, soft: bool, segmentation: bool
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The soft masks float32 ``[G, K, H, W]`` and segmentations uint8 ``[G, H, W]`` of ``group`` ``[G, K, h, w]``
-    mapped onto an output of ``size`` whose part ``view`` the model saw (see :func:`mask_outputs`); ``None`` for
-    those not asked for. Sampled a band of rows (:data:`BAND_PIXELS`) at a time.
+    group: torch.Tensor,
+    size: tuple[int, int],
+    view: ModelView,
+    *,
+    float_rows: Sequence[int],
+    uint8_rows: Sequence[int],
+    segmentation: bool,
+) -> _Resampled:
+    """The outputs of ``group`` ``[G, K, h, w]`` mapped onto an output of ``size`` whose part ``view`` the model saw
+    (see :func:`mask_outputs`): soft masks float32 for the frames (rows of ``group``) in ``float_rows``, uint8 for
+    those in ``uint8_rows`` (no frame in both), segmentations of every frame when ``segmentation``. Sampled a band
+    of rows (:data:`BAND_PIXELS`) at a time; a band's uint8 soft masks are quantised from its float ones in place,
+    so no float32 soft masks are held for frames that asked for uint8 ones, and the values are those of the float32
+    soft masks quantised whole (the same elementwise operations).
 
     Raises:
         ValueError: pixels lie outside the view and ``K`` exceeds 255.
@@ -160,25 +196,40 @@ def _resampled(
             f"pixels outside the model's view are marked {OUTSIDE_VIEW}, a slot index of this {slots}-slot model"
         )
     whole = inside == size  # every output pixel is written below; if not, the others are 0 and OUTSIDE_VIEW
-    soft_out: np.ndarray | None = None  # [G, K, H, W]
+    allocate = np.empty if whole else np.zeros
+    soft_out = allocate((len(float_rows), slots, *size), dtype=np.float32) if float_rows else None  # [F, K, H, W]
+    uint8_out = allocate((len(uint8_rows), slots, *size), dtype=np.uint8) if uint8_rows else None  # [U, K, H, W]
     map_out: np.ndarray | None = None  # [G, H, W]
-    if soft:
-        soft_out = (np.empty if whole else np.zeros)((count, slots, *size), dtype=np.float32)
     if segmentation:
         map_out = np.empty((count, *size), np.uint8) if whole else np.full((count, *size), OUTSIDE_VIEW, np.uint8)
-    if not (soft or segmentation) or 0 in inside:
-        return soft_out, map_out
+    made = _Resampled(soft_out, uint8_out, map_out)
+    if not (float_rows or uint8_rows or segmentation) or 0 in inside:
+        return made
     vertical = down @ group  # [R, h] @ [G, K, h, w] -> [G, K, R, w]: resampled along y, small (w is the model's)
     band = max(1, BAND_PIXELS // inside[1])
     for start in range(0, inside[0], band):
         stop = min(start + band, inside[0])
-        sampled = vertical[:, :, start:stop] @ across.T  # [G, K, band, w] @ [w, C] -> [G, K, band, C]
+        sampled = vertical[:, :, start:stop] @ across.T  # [G, K, band, w] @ [w, C] -> [G, K, band, C], its own
+        values = sampled.numpy()
         frame_rows = slice(rows.start + start, rows.start + stop)
-        if soft_out is not None:
-            soft_out[:, :, frame_rows, cols] = sampled.numpy()
         if map_out is not None:
             map_out[:, frame_rows, cols] = segment_uint8(sampled)  # [G, K, band, C] -> [G, band, C]
-    return soft_out, map_out
+        if soft_out is not None:
+            soft_out[:, :, frame_rows, cols] = values if len(float_rows) == count else values[float_rows]
+        if uint8_out is not None:  # last: quantised in place, in the band's own memory or a copy of its rows
+            _quantise_into(
+                uint8_out[:, :, frame_rows, cols], values if len(uint8_rows) == count else values[uint8_rows]
+            )
+    return made
+
+
+def _quantise_into(out: np.ndarray, soft: np.ndarray) -> None:
+    """Write float32 ``soft`` into uint8 ``out`` of its shape as probability x 255, rounded to the nearest (ties to
+    even) and clipped to 0-255; ``soft`` is overwritten (with the rounded values, still float32)."""
+    np.multiply(soft, 255, out=soft)
+    np.rint(soft, out=soft)
+    np.clip(soft, 0, 255, out=soft)
+    np.copyto(out, soft, casting="unsafe")  # whole numbers 0-255: exact
 
 
 @lru_cache(maxsize=256)

@@ -14,7 +14,7 @@ import numpy as np
 from service.batcher import MicroBatcher, Timed
 from service.engine import Engine, EngineOutput, ModelCard
 from service.errors import ErrorCode, FrameRejected
-from service.postprocess import MaskOutputs, MaskRequest, mask_outputs
+from service.postprocess import MaskOutputs, MaskRequest, mask_outputs, shared_call_max_pixels
 
 _log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ class StepResult:
         slots: float32 ``[K, D]``.
         state: float32 ``[K, D]`` state for the stream's next frame.
         masks: the requested mask outputs, or ``None`` when they are too large to make inside the shared model
-            call (``MaskRequest.in_shared_call``): then :attr:`model_masks` holds what to make them from.
+            call (``MaskRequest.in_shared_call`` of :func:`~service.postprocess.shared_call_max_pixels` of the
+            engine's device): then :attr:`model_masks` holds what to make them from.
         model_masks: float32 ``[K, h, w]`` soft masks at the model's resolution when :attr:`masks` is ``None``.
         inference_s: duration of the model call the frame was part of.
         postprocess_s: duration of the mask post-processing inside that call.
@@ -140,6 +141,7 @@ class ModelRunner:
         self._on_call = on_call
         self.card: ModelCard = engine.card
         self.max_batch_size = min(max_batch_size, engine.card.max_batch_size)
+        self._shared_max_pixels = shared_call_max_pixels(engine.card.device)
         self.instances = max(1, min(instances, engine.max_concurrency))
         self._executors = [
             ThreadPoolExecutor(1, thread_name_prefix=f"model-{engine.card.name}-{index}")
@@ -270,7 +272,7 @@ class ModelRunner:
             # states B x [K, D] -> [B, K, D]
             out = self.engine.step(frames, np.stack([job.state for job in jobs if job.state is not None]))
         inferred = time.perf_counter()
-        shared = [row for row, job in enumerate(jobs) if job.masks.in_shared_call]
+        shared = [row for row, job in enumerate(jobs) if job.masks.in_shared_call(self._shared_max_pixels)]
         source = (
             out.masks if len(shared) == len(jobs) else out.masks[shared]
         )  # [S, K, h, w], no copy in the usual case

@@ -11,6 +11,7 @@ import numpy as np
 
 from service.bench.stats import summarize
 from service.client.connection import Client
+from service.client.encoding import ImageLike, encode_image
 from service.client.exchange import send_while_receiving
 from service.client.tls import TlsFiles
 from service.types import FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
@@ -27,7 +28,8 @@ class LoadSpec:
         fps: per-stream send rate (``None``: as fast as the window allows).
         window: frames a stream may have in flight (1: send one, await its answer).
         live: open the streams in live mode.
-        jpeg_quality: send JPEG at this quality instead of raw frames.
+        jpeg_quality: send JPEG at this quality instead of raw frames (each clip frame encoded once, before any
+            frame is timed: see :func:`frames_to_send`).
         mask_size: ``(H, W)`` of the segmentation asked for (``None``: the model's input size).
         warmup_frames: frames per stream sent and answered before measuring.
         token: bearer token.
@@ -75,13 +77,14 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
     answered frame's latency) are for pooling runs, whose frames per second are then those of the unrounded
     times (``--suite`` pools its rounds so); a report drops them.
     """
+    frames = frames_to_send(clip, spec)
     async with Client(spec.target, token=spec.token, tls=spec.tls) as client:
         streams = [await client.open(stream_options(spec)) for _ in range(spec.streams)]
         if spec.warmup_frames:
-            await asyncio.gather(*(_drive(s, clip, spec, spec.warmup_frames, _StreamStats()) for s in streams))
+            await asyncio.gather(*(_drive(s, frames, spec, spec.warmup_frames, _StreamStats()) for s in streams))
         stats = [_StreamStats() for _ in streams]
         started = time.perf_counter()
-        await asyncio.gather(*(_drive(s, clip, spec, spec.frames, st) for s, st in zip(streams, stats, strict=True)))
+        await asyncio.gather(*(_drive(s, frames, spec, spec.frames, st) for s, st in zip(streams, stats, strict=True)))
         elapsed = time.perf_counter() - started
         for stream in streams:
             await stream.close()
@@ -119,7 +122,19 @@ def _mean(values: list[int]) -> float | None:
     return round(float(np.mean(values)), 2) if values else None
 
 
-async def _drive(stream: Any, clip: list[np.ndarray], spec: LoadSpec, count: int, stats: _StreamStats) -> None:
+def frames_to_send(clip: list[np.ndarray], spec: LoadSpec) -> list[ImageLike]:
+    """What the streams send, frame ``i`` being item ``i`` modulo its length: with :attr:`LoadSpec.jpeg_quality`,
+    the clip's frames encoded as JPEG, once, before anything is timed (a camera's frames come encoded, and the
+    client's encoding, about a millisecond at 640 x 480, would otherwise count as the server's latency and take
+    the load's cores); only as many as a stream sends. Raw frames go as arrays: sending one only copies its
+    pixels, and the client sends one that does not fit a message as PNG (encoded then, and timed)."""
+    if spec.jpeg_quality is None:
+        return list(clip)
+    used = clip[: max(spec.frames, spec.warmup_frames)]  # frame i is clip[i % len(clip)]: these are all a stream sends
+    return [encode_image(frame, spec.jpeg_quality) for frame in used]
+
+
+async def _drive(stream: Any, frames: list[ImageLike], spec: LoadSpec, count: int, stats: _StreamStats) -> None:
     window = asyncio.Semaphore(spec.window)
     sent_at: dict[int, float] = {}
     interval = 1 / spec.fps if spec.fps else 0.0
@@ -133,7 +148,7 @@ async def _drive(stream: Any, clip: list[np.ndarray], spec: LoadSpec, count: int
                 next_time += interval
             index = stream.next_frame_index
             sent_at[index] = time.perf_counter()  # before the send: the answer may arrive before it returns
-            await stream.send(clip[i % len(clip)], frame_index=index, jpeg_quality=spec.jpeg_quality)
+            await stream.send(frames[i % len(frames)], frame_index=index)
 
     async def receive_all() -> None:
         for _ in range(count):

@@ -48,7 +48,7 @@ from service.engine import load_engine
 from service.errors import ErrorCode
 from service.generated import pb
 from service.images import PREPROCESSING, decode_image, fit_frame, prepare_frame, to_model_input
-from service.postprocess import MaskRequest, mask_outputs
+from service.postprocess import SHARED_CALL_MAX_PIXELS, MaskRequest, mask_outputs
 from service.types import EncodedImage, ImageEncoding
 
 SIZE = (24, 24)  # the tiny model's input
@@ -297,7 +297,8 @@ def test_large_crop_masks_are_made_after_the_shared_call_with_the_same_rules(ser
     size = (600, 1200)
     options = StreamOptions(outputs=ALL_MASKS, mask_size=size, soft_masks_uint8=True, frame_fit=FrameFit.CROP)
     _, results = run(_stream(server.target, clip, options))
-    assert len(made) == 2 and all(r.view == (0.0, 0.25, 1.0, 0.5) and not r.in_shared_call for r in made)
+    assert len(made) == 2 and all(r.view == (0.0, 0.25, 1.0, 0.5) for r in made)
+    assert not any(r.in_shared_call(SHARED_CALL_MAX_PIXELS) for r in made)
     engine = load_engine("torch", server.model_dir, name="tiny", device="cpu", max_batch_size=1)
     state = None
     for frame, result in zip(clip, results, strict=True):

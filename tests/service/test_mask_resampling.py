@@ -205,18 +205,18 @@ def _peak_growth_mib(make: Callable[[], object]) -> float:
 def test_large_outputs_need_little_memory_beyond_themselves():
     """A 4096 x 4096 segmentation of 6 slots needs its 16 MiB and little more (its soft masks resampled whole would
     take 384 MiB); 2048 x 2048 soft masks and segmentation (100 MiB) little more than themselves (not a copy), and
-    in uint8 (24 MiB) no float temporary beside them."""
+    in uint8 (24 MiB, quantised a band at a time) not the 96 MiB of float32 soft masks beside them."""
     masks = _masks(5, (1, 6, 16, 16))
     mask_outputs(masks, [MaskRequest((64, 64), soft=True)])  # weights cached, libraries warm
     map_growth = _peak_growth_mib(lambda: mask_outputs(masks, [MaskRequest((4096, 4096))]))
     assert map_growth < 16 + 24, map_growth
     soft_growth = _peak_growth_mib(lambda: mask_outputs(masks, [MaskRequest((2048, 2048), soft=True)]))
     assert soft_growth < 100 + 32, soft_growth
-    # uint8: quantised in the float soft masks' memory, so those 96 MiB, the 24 MiB result and the map
+    # uint8: the 24 MiB result and the 4 MiB map
     uint8_growth = _peak_growth_mib(
         lambda: mask_outputs(masks, [MaskRequest((2048, 2048), soft=True, soft_uint8=True)])
     )
-    assert uint8_growth < 124 + 32, uint8_growth
+    assert uint8_growth < 28 + 32, uint8_growth
 
 
 @pytest.mark.parametrize("view", [None, CROP], ids=["stretch", "crop"])
@@ -254,3 +254,41 @@ def test_uint8_soft_masks_are_the_float_ones_rounded_and_each_frame_gets_its_own
         )
         held = floats.soft_masks if floats.soft_masks.base is None else floats.soft_masks.base
         assert held.nbytes == floats.soft_masks.nbytes  # not the group's four frames
+
+
+def _quantised_reference(soft: np.ndarray) -> np.ndarray:
+    """float32 soft masks as uint8 the way the whole-frame quantisation makes them: x 255, rounded (ties to even),
+    clipped, cast."""
+    return np.clip(np.rint(soft * np.float32(255)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("view", [None, CROP, PAD, ODD_CROP], ids=["stretch", "crop", "pad", "odd-crop"])
+@pytest.mark.parametrize("segmentation", [True, False], ids=["with-map", "soft-only"])
+@pytest.mark.parametrize(
+    "kinds",
+    [("uint8",), ("uint8", "uint8", "uint8"), ("float32", "uint8"), ("uint8", "none", "float32", "uint8")],
+    ids=["alone", "uint8-group", "mixed", "mixed-with-no-soft"],
+)
+def test_uint8_soft_masks_quantised_a_band_at_a_time_are_the_float_ones_quantised(
+    monkeypatch, view, segmentation, kinds
+):
+    """Each frame's uint8 soft masks are byte for byte its float32 ones (made alone) quantised whole, however its
+    group is made up and whether or not a map is made from the same bands; float32 soft masks and maps in the group
+    are those of the frame alone. Bands of 5 rows, so a frame takes several."""
+    monkeypatch.setattr(postprocess, "BAND_PIXELS", 5 * 1022)
+    size = (37, 1022)
+    masks = _masks(8, (len(kinds), 6, 16, 16))
+    requests = [MaskRequest(size, segmentation, kind != "none", kind == "uint8", view) for kind in kinds]
+    outputs = mask_outputs(masks, requests)
+    for frame, (kind, out) in enumerate(zip(kinds, outputs, strict=True)):
+        (floats,) = mask_outputs(masks[frame : frame + 1], [MaskRequest(size, True, True, False, view)])
+        assert (out.segmentation is None) != segmentation
+        if segmentation:
+            np.testing.assert_array_equal(out.segmentation, floats.segmentation)
+        if kind == "none":
+            assert out.soft_masks is None
+            continue
+        expected = _quantised_reference(floats.soft_masks) if kind == "uint8" else floats.soft_masks
+        assert out.soft_masks.dtype == expected.dtype and out.soft_masks.shape == (6, *size)
+        assert np.array_equal(out.soft_masks, expected), f"frame {frame} ({kind})"
+        assert out.soft_masks.base is None or out.soft_masks.base.nbytes == out.soft_masks.nbytes, "its own"
