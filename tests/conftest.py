@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -35,6 +38,19 @@ def pytest_configure(config: pytest.Config) -> None:
                     f"SLOTSTREAM_REQUIRE_EXTRAS names the {extra!r} extra, but {module} cannot be imported ({error}); "
                     f"the tests that need it would all be skipped. Install it: pip install -e '.[{extra}]'"
                 ) from None
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """Undo what a command's ``main`` run in-process does to logging (``service.logs.configure_logging``: a root
+    handler on the test's captured stderr, which is closed once the test ends, a root level, Python warnings sent to
+    the log), so a later test's log records do not fail on that closed stream, whatever order the tests run in."""
+    root = logging.getLogger()
+    handlers, level, showwarning = root.handlers[:], root.level, warnings.showwarning
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    warnings.showwarning = showwarning
 
 
 @pytest.fixture(scope="session")
