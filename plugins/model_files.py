@@ -30,6 +30,10 @@ RUN_FINAL_MODEL_DIR = "model"
 """Where a finished training run keeps its final model (``training.loop``)."""
 RUN_FOLDER_MODELS = ((RUN_BEST_MODEL_DIR, "its best evaluation"), (RUN_FINAL_MODEL_DIR, "its final model"))
 """The model folders a training run writes (``training.run``), with what each holds, in the order to suggest them."""
+RUN_CHECKPOINTS_DIR = "checkpoints"
+"""Where a training run keeps its checkpoints, ``step-<N>/`` folders each holding a model directory
+(``training.checkpoint``)."""
+_CHECKPOINT_NAME = re.compile(r"^step-(\d+)$")
 
 #: One line of PyTorch's ``load_state_dict`` report of a tensor whose shape differs from the model's.
 _SIZE_MISMATCH = re.compile(
@@ -154,12 +158,34 @@ def run_folder_models(folder: str | os.PathLike[str]) -> list[Path]:
 
     Returns:
         Those of ``folder / name`` for the names of :data:`RUN_FOLDER_MODELS` that hold a ``config.json``, in
-        that order, when ``folder`` holds no ``config.json`` itself; else an empty list.
+        that order; when there are none (a run stopped before its first evaluation), its newest checkpoint that
+        holds a model (:func:`newest_run_checkpoint`), if any. An empty list when ``folder`` holds a
+        ``config.json`` itself.
     """
     path = Path(folder)
     if (path / CONFIG_FILE).exists():
         return []
-    return [path / name for name, _ in RUN_FOLDER_MODELS if (path / name / CONFIG_FILE).is_file()]
+    models = [path / name for name, _ in RUN_FOLDER_MODELS if (path / name / CONFIG_FILE).is_file()]
+    if models:
+        return models
+    checkpoint = newest_run_checkpoint(path)
+    return [checkpoint] if checkpoint is not None else []
+
+
+def newest_run_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint of the highest step among a training run's ``checkpoints/step-<N>/`` folders that holds a
+    model (:data:`CONFIG_FILE` and :data:`WEIGHTS_FILE`); None when there is none."""
+    root = Path(folder) / RUN_CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    steps = [
+        (int(match.group(1)), path)
+        for path in root.iterdir()
+        if (match := _CHECKPOINT_NAME.match(path.name))
+        and (path / CONFIG_FILE).is_file()
+        and (path / WEIGHTS_FILE).is_file()
+    ]
+    return max(steps)[1] if steps else None
 
 
 def run_folder_hint(folder: str | os.PathLike[str], flag: str = "--model") -> str:
@@ -171,11 +197,19 @@ def run_folder_hint(folder: str | os.PathLike[str], flag: str = "--model") -> st
 
     Returns:
         ``"; RUN looks like a training run: pass --model RUN/best (its best evaluation) or RUN/model (its final
-        model)"`` (those :func:`run_folder_models` finds) to append to a "config.json not found" message; an
-        empty string when ``folder`` is no training run.
+        model)"`` (those :func:`run_folder_models` finds) to append to a "config.json not found" message; for a run
+        with neither (stopped before its first evaluation), a hint naming its newest checkpoint, a model directory
+        too, and ``--resume``, which finishes the run; an empty string when ``folder`` is no training run.
     """
     what = dict(RUN_FOLDER_MODELS)
-    found = [f"{model} ({what[model.name]})" for model in run_folder_models(folder)]
-    if not found:
+    models = run_folder_models(folder)
+    if not models:
         return ""
+    if models[0].parent.name == RUN_CHECKPOINTS_DIR:
+        return (
+            f"; {Path(folder)} looks like a training run that has not finished (no {RUN_BEST_MODEL_DIR}/ or "
+            f"{RUN_FINAL_MODEL_DIR}/ yet): continue it with its training command and --resume, or pass {flag} "
+            f"{models[0]} (its newest checkpoint, also a model directory)"
+        )
+    found = [f"{model} ({what[model.name]})" for model in models]
     return f"; {Path(folder)} looks like a training run: pass {flag} {' or '.join(found)}"

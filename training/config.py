@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -31,6 +32,13 @@ overflows."""
 RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
 """Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
 matters when a run starts)."""
+
+MIN_TRANSITION_CLIP = 2
+"""The fewest frames of a training clip that a model's transition learns from: it runs from a clip's second frame
+on (:func:`training.run_state.check_transition_trains`)."""
+
+LOCAL_DATA_SCHEMES = ("davis", "videos")
+"""Data spec schemes whose argument is a folder on this machine (:func:`resolved_spec`)."""
 
 
 @dataclass
@@ -74,6 +82,12 @@ class DataConfig:
             (the centre crop of that aspect ratio, resized: nothing stretched, the sides dropped) or
             ``"stretch"`` (the whole frame resized). The trained model records it (:attr:`recorded_frame_fit`) so
             the service fits frames the same way (its ``--frame-fit auto``).
+        workdir: the working directory that relative folders of ``davis:`` and ``videos:`` specs are resolved
+            from. At construction such a folder is made absolute (``~`` expanded), so the ``train_config.json`` a
+            run writes records where its data is, and a resume from another directory finds it; ``workdir`` is
+            recorded then (None: the current one, set when first needed). A resumed run keeps the one it was
+            started in, so ``--data videos:rec`` typed again from elsewhere names the same folder. A configuration
+            saved without it (relative folders as typed) resolves them from the current directory.
 
     Raises:
         ValueError: at construction, for a count below its minimum (``batch_size``, ``clip_length`` and
@@ -89,8 +103,15 @@ class DataConfig:
     val_frames: int | None = 24
     augment: str = "none"
     frame_fit: str = "crop"
+    workdir: str | None = None
 
     def __post_init__(self) -> None:
+        folders = [spec_folder(spec) for spec in (self.spec, self.val_spec) if spec is not None]
+        if self.workdir is None and any(folder is not None and not folder.is_absolute() for folder in folders):
+            self.workdir = os.getcwd()  # recorded: a resume resolves the same flags from here
+        workdir = self.workdir or os.getcwd()  # unused unless a folder is relative, which sets it above
+        self.spec = resolved_spec(self.spec, workdir)
+        self.val_spec = None if self.val_spec is None else resolved_spec(self.val_spec, workdir)
         minimum = {"batch_size": 1, "clip_length": 1, "num_workers": 0, "val_videos": 0}
         wrong = [
             f"{name} must be >= {least}, got {value}"
@@ -115,6 +136,29 @@ class DataConfig:
         real video, ``None`` for ``synthetic:<level>``, whose frames are generated at the model's input size, so
         no fit touched them."""
         return None if self.spec.partition(":")[0] == "synthetic" else cast(FrameFitName, self.frame_fit)
+
+
+def spec_folder(spec: str) -> Path | None:
+    """The folder a :data:`LOCAL_DATA_SCHEMES` spec names, ``~`` expanded (relative when given so); None for any
+    other spec, or one that names no folder."""
+    scheme, sep, folder = spec.partition(":")
+    if not sep or scheme not in LOCAL_DATA_SCHEMES or not folder:
+        return None
+    try:
+        return Path(folder).expanduser()
+    except RuntimeError:  # ~user of no known user: a relative path like any other
+        return Path(folder)
+
+
+def resolved_spec(spec: str, workdir: str) -> str:
+    """``spec`` with the folder of a :data:`LOCAL_DATA_SCHEMES` spec made absolute (:func:`spec_folder`), a
+    relative one joined to ``workdir`` (``videos:rec`` -> ``videos:/home/me/rec``); any other spec, or one
+    naming an absolute folder, as it is."""
+    folder = spec_folder(spec)
+    scheme, _, typed = spec.partition(":")
+    if folder is None or Path(typed).is_absolute():
+        return spec
+    return f"{scheme}:{Path(workdir).absolute() / folder}"  # an expanded ~ stays as it is
 
 
 @dataclass

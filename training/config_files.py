@@ -7,6 +7,7 @@ A Python file defines ``get_config() -> TrainConfig``, as the shipped experiment
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -30,6 +31,10 @@ def config_label(spec: str) -> str:
 def load_config(spec: str) -> TrainConfig:
     """The configuration ``--config spec`` names: a shipped experiment, a ``.py`` file or a ``.json`` file.
 
+    A ``.json`` file keeps its data folders (a run's ``train_config.json`` records them as absolute paths) but not
+    the working directory it records (``DataConfig.workdir``): a new run resolves relative ``--data`` and
+    ``--val-data`` folders from where it starts.
+
     Raises:
         KeyError: an unknown experiment name (the message lists the shipped ones).
         ValueError: the file is missing, cannot be run or read, or does not give a ``TrainConfig`` (the message
@@ -42,9 +47,10 @@ def load_config(spec: str) -> TrainConfig:
         raise ValueError(f"--config {spec}: no such file")
     if path.suffix == ".json":
         try:
-            return read_train_config(path)
+            config = read_train_config(path)
         except OSError as error:
             raise ValueError(f"--config {spec}: cannot be read ({error.strerror or error})") from error
+        return dataclasses.replace(config, data=dataclasses.replace(config.data, workdir=None))
     return _run_config_module(path)
 
 

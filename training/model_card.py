@@ -165,6 +165,22 @@ def _run_command(run_dir: Path, config: TrainConfig) -> str:
     return f"python -m training.run --config {config.name} --steps {config.steps} --seed {config.seed}"
 
 
+def _unfinished_hint(run_dir: Path, config: TrainConfig) -> str:
+    """For a run that has neither finished nor evaluated: how to finish it (its command with ``--resume``) and,
+    when it has one, its newest checkpoint, a model directory that other tools take (``training.export
+    --model``, ``python -m service --model-dir``); an empty string when it has no checkpoint either."""
+    checkpoints = list_checkpoints(run_dir)
+    newest = next((path for path in reversed(checkpoints) if (path / WEIGHTS_FILE).is_file()), None)
+    if newest is None:
+        return ""
+    command = _run_command(run_dir, config)
+    resumed = command if "--resume" in command.split() else f"{command} --resume"
+    return (
+        f"; it stopped at its checkpoint of step {checkpoint_step(newest)}: finish it with `{resumed}` and write "
+        f"the card then, or use that checkpoint, {newest}, which is a model directory, with the other tools"
+    )
+
+
 def steps_done(run_dir: Path, config: TrainConfig) -> int:
     """``config.steps`` for a finished run, else the last step the run trained: the newest of its newest
     checkpoint, its best model's step and its last training line in ``metrics.jsonl`` (0 without any)."""
@@ -364,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.checkpoint == "final" and read_selection(args.run) is not None:
             problem = "the run has not finished; publish its best evaluation with --checkpoint best"
         else:
-            problem = "the run has neither finished nor evaluated"
+            problem = f"the run has neither finished nor evaluated{_unfinished_hint(args.run, config)}"
         print(f"error: {source} holds no model: {problem}", file=sys.stderr)
         return 2
     try:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from plugins.signals import sigint_held
 from training.batches import SeededItems, StepBatchSampler
-from training.config import TrainConfig
+from training.config import DataConfig, TrainConfig, spec_folder
 from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
 from training.datasets.augment import augmented
 from training.datasets.selection import FirstFrames, labelled_indices, unlabelled_note
@@ -27,10 +27,37 @@ from training.run_state import Run
 
 
 def train_clips(config: TrainConfig) -> Dataset[VideoClip]:
-    """The training clips of ``config.data`` (its ``train`` split), at the model's input size."""
+    """The training clips of ``config.data`` (its ``train`` split), at the model's input size.
+
+    Raises:
+        DatasetError: the data cannot be read; a missing folder is named with where it was resolved from
+            (:func:`check_data_folder`).
+    """
     data = config.data
     size = _image_size(config)
+    check_data_folder(data.spec, data)
     return build_dataset(data.spec, "train", data.clip_length, size, config.seed, center_crop=data.center_crop)
+
+
+def check_data_folder(spec: str, data: DataConfig) -> None:
+    """Check that the folder of a ``davis:`` or ``videos:`` ``spec`` of ``data`` exists (other specs pass).
+
+    Raises:
+        DatasetError: it does not; the message names the folder and, when it lies in ``data.workdir``, says that a
+            relative folder is resolved from there: the directory the run was started in, or, for a
+            ``train_config.json`` that records none (folders kept as typed), the current one.
+    """
+    folder = spec_folder(spec)
+    if folder is None or folder.exists():
+        return
+    message = f"{spec}: the folder {folder} does not exist"
+    if data.workdir is not None and folder.is_relative_to(data.workdir):
+        message += (
+            f" (a relative data folder is resolved from {data.workdir}: the working directory the run was started "
+            "in, or the current one when its train_config.json records none and keeps the folder as typed, so "
+            "resume such a run from the directory it was started in)"
+        )
+    raise DatasetError(message)
 
 
 def train_loader(
@@ -193,6 +220,7 @@ def validation_data(config: TrainConfig) -> ValidationData:
     data = config.data
     spec = data.val_spec or data.spec
     size = _image_size(config)
+    check_data_folder(spec, data)
     dataset = build_dataset(spec, "val", data.val_frames, size, config.seed, center_crop=data.center_crop)
     labelled = labelled_indices(dataset)
     validation = Subset(dataset, labelled[: data.val_videos])
@@ -235,17 +263,27 @@ def _first_frames(dataset: Dataset[VideoClip], config: TrainConfig) -> VideoClip
     return FirstFrames(dataset, min(SAMPLE_FRAMES, data.val_frames or SAMPLE_FRAMES))[0]
 
 
+MID_RUN_DATA_ADVICE = (
+    "remove or re-encode that file (left as it is, it stops a resumed run at this step again: each step's clips "
+    "depend only on the seed and the step), then run the same command with --resume: the run's checkpoints are "
+    "intact, and it continues from the newest (from step 0 when there is none yet)"
+)
+"""What a training-data error met during the run adds to its message (:func:`reported`)."""
+
+
 def reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:
-    """``batches``, with a data error raised in a worker process cut back to its own message (the DataLoader
-    prefixes the worker's whole traceback)."""
+    """``batches``, with a data error met while training (a file the start-up checks passed that fails to decode)
+    cut back to its own message when a worker process raised it (the DataLoader prefixes the worker's whole
+    traceback), and followed by what to do: :data:`MID_RUN_DATA_ADVICE`."""
     try:
         yield from batches
     except DatasetError as error:
         text = str(error)
         marker = f"{type(error).__name__}: "
-        if "Original Traceback" in text and marker in text:
-            raise DatasetError(text.rsplit(marker, 1)[1].strip()) from None
-        raise
+        in_worker = "Original Traceback" in text and marker in text
+        if in_worker:
+            text = text.rsplit(marker, 1)[1].strip()
+        raise DatasetError(f"{text}; {MID_RUN_DATA_ADVICE}") from (None if in_worker else error)
 
 
 def _image_size(config: TrainConfig) -> tuple[int, int]:

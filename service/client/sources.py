@@ -201,6 +201,32 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".3gp",
+    ".ogv",
+    ".wmv",
+    ".flv",
+)
+"""Names of common video files (case-insensitive), which a message about a folder of them names: any file that is
+not an image is opened as a video, whatever its suffix (the list of ``training.datasets.videos``)."""
+
+
+def _is_video_file(path: Path) -> bool:
+    """Whether ``path`` is named as a video file (:data:`VIDEO_SUFFIXES`), and not hidden."""
+    return path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")
+
+
 def _holds_images(folder: Path) -> bool:
     """Whether ``folder`` holds an image file directly (not in a subfolder)."""
     return any(_is_image(p) for p in folder.iterdir())
@@ -292,10 +318,17 @@ def _folder(path: Path, fps: float | None) -> Source:
     files = frame_files(path)
     if not files:
         sequences = sorted(p.name for p in path.iterdir() if p.is_dir() and _holds_images(p))
+        videos = sorted(p.name for p in path.iterdir() if p.is_file() and _is_video_file(p))
         hint = ""
         if sequences:  # a dataset's folder of sequences (DAVIS JPEGImages/480p): one stream per sequence
             names = ", ".join(sequences[:3]) + (", ..." if len(sequences) > 3 else "")
             hint = f"; it holds folders of images ({names}): give one of them"
+        elif videos:  # a folder of recordings: each file is a source of its own
+            names = ", ".join(videos[:3]) + (", ..." if len(videos) > 3 else "")
+            hint = (
+                f"; it holds {len(videos)} video file(s) ({names}): give the files themselves, not their folder "
+                f"({path / videos[0]}{' ...' if len(videos) > 1 else ''})"
+            )
         raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}")
     gap = numbering_gap(files)
     if gap is not None:

@@ -54,4 +54,5 @@ def test_videos_shorter_than_a_clip_suggest_a_clip_length_that_fits(tmp_path: Pa
     folder = short_videos(tmp_path)
     args = ["--config", "tiny", "--data", f"videos:{folder}", "--steps", "1", "--out", str(tmp_path / "run")]
     assert main(args) == 2  # tiny's clips have 3 frames
-    assert "train on shorter clips (--clip-length 2 or less)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"remove them from {folder}" in err and "train on shorter clips (--clip-length 2: " in err

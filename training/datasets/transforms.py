@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from plugins.frame_fit import crop_box
+from training.config import MIN_TRANSITION_CLIP
 from training.datasets.errors import DatasetError
 from training.metrics.masks import resize_gt_ids
 
@@ -56,10 +57,17 @@ def clip_length_setting(split: Split, clip_length: int) -> str:
 
 
 def shorter_clips_hint(split: Split, shortest: int) -> str:
-    """What to do about a video of ``shortest`` frames that is shorter than a clip: train on shorter clips
-    (``--clip-length``), or evaluate on fewer frames (``--val-frames``) or not at all (``--val-videos 0``)."""
+    """What to do about a video of ``shortest`` frames that is shorter than a clip: remove it or train on shorter
+    clips (``--clip-length``, while they keep :data:`~training.config.MIN_TRANSITION_CLIP` frames), or evaluate on
+    fewer frames (``--val-frames``) or not at all (``--val-videos 0``)."""
     if split == "train":
-        return f"remove the video or train on shorter clips (--clip-length {shortest} or less)"
+        learns = f"the model's transition learns only from clips of {MIN_TRANSITION_CLIP} frames or more"
+        if shortest < MIN_TRANSITION_CLIP:
+            return f"remove the video; shorter clips are no way round it: {learns}"
+        lengths = (
+            f"{shortest}" if shortest == MIN_TRANSITION_CLIP else f"{shortest} or less, down to {MIN_TRANSITION_CLIP}"
+        )
+        return f"remove the video or train on shorter clips (--clip-length {lengths}: {learns})"
     return (
         f"evaluate on fewer frames (--val-frames {shortest} or less, or --val-frames all for whole videos), or "
         "train without evaluating (--val-videos 0)"

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from service.client.sources import ends_early, frame_span, recorded_end_s
+from training.config import MIN_TRANSITION_CLIP
 from training.datasets.clips import VideoClip
 from training.datasets.decoding import Backend, DecodedClip, WindowChooser, decode_video, frame_count
 from training.datasets.errors import DatasetError
@@ -70,7 +72,8 @@ def check_training_files(root: Path, files: list[Path], clip_length: int | None,
     """Checks from their headers that training can use every file, without decoding them.
 
     Training draws files at random, so a file it cannot open, one cut short (its frames end before the end its
-    header records: :func:`training.datasets.decoding.frame_count`), or one shorter than a clip, would otherwise
+    header records: :func:`training.datasets.decoding.frame_count`; for an MP4/MOV whose index lists frames past
+    the file's end, :func:`indexed_end_missing`), or one shorter than a clip, would otherwise
     stop a run at an arbitrary step, or train on part of a file, and a resumed run at the same step again (its clips
     depend only on the seed and the step). A file whose header does not record its length passes (decoding it is
     the authority).
@@ -84,6 +87,8 @@ def check_training_files(root: Path, files: list[Path], clip_length: int | None,
     for path in files:
         try:
             counts[path] = frame_count(path, backend)
+            if backend != "decord" and (cut := indexed_end_missing(path)) is not None:
+                raise DatasetError(cut)
         except DatasetError as err:
             unreadable.append((path, str(err)))
     if unreadable:
@@ -97,9 +102,58 @@ def check_training_files(root: Path, files: list[Path], clip_length: int | None,
     if short:
         listed = _listed([f"{path.name} ({count})" for path, count in short.items()])
         raise DatasetError(
-            f"{root}: {len(short)} video(s) have fewer frames than clip_length={clip_length}: {listed}; remove them "
-            f"or train on shorter clips (--clip-length {min(short.values())} or less)"
+            f"{root}: {len(short)} video(s) have fewer frames than clip_length={clip_length}: {listed}; "
+            f"{_short_video_remedy(root, min(short.values()))}"
         )
+
+
+def _short_video_remedy(root: Path, shortest: int) -> str:
+    """What to do about videos shorter than a training clip, the shortest of ``shortest`` frames: remove them,
+    or train on shorter clips only when those still have :data:`MIN_TRANSITION_CLIP` frames."""
+    remove = f"remove them from {root} (or move them to a folder of their own)"
+    learns = f"the model's transition learns only from clips of {MIN_TRANSITION_CLIP} frames or more"
+    if shortest < MIN_TRANSITION_CLIP:
+        return f"{remove}; shorter clips are no way round them: {learns}"
+    least = MIN_TRANSITION_CLIP
+    lengths = f"{shortest}" if shortest == least else f"{shortest} or less, down to {least}"
+    return f"{remove}, or train on shorter clips (--clip-length {lengths}: {learns})"
+
+
+def indexed_end_missing(path: Path) -> str | None:
+    """Why an MP4/MOV file is cut short although its header counts every frame, or None (also for any other
+    container, a file without a recorded duration, or when PyAV is missing or fails: decoding decides).
+
+    An MP4 whose index comes before its media data (a "fast start" file, as downloads are) records each frame's
+    place in the file, so a copy cut short still opens with the full count, and only decoding the frames past the
+    cut fails: mid-run, at the same step on every resume. Reading the last keyframe's group of frames, where the
+    index places it (one seek), tells without decoding: no frame's data is there (the cut is before it), one is
+    cut off (FFmpeg marks a packet read short as corrupt), or they end early
+    (:func:`service.client.sources.ends_early`).
+    """
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            if "mov" not in container.format.name.split(",") or not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            end_s = recorded_end_s(container, stream)
+            if not stream.duration or end_s is None:
+                return None
+            container.seek((stream.start_time or 0) + stream.duration, stream=stream, backward=True, any_frame=False)
+            packets = [p for p in container.demux(stream) if p.size > 0]
+            spans = [span for p in packets if (span := frame_span(p.pts, p.duration, stream)) is not None]
+    except Exception:  # av.error.* for a file PyAV cannot seek in or demux: decoding is the authority
+        return None
+    cut = f"it is cut short (an interrupted copy or download?): its index lists frames up to {float(end_s):.3f} s"
+    if not packets:
+        return f"{path}: {cut}, and the data of its last keyframe lies past the end of the file"
+    if any(p.is_corrupt for p in packets):
+        return f"{path}: {cut}, and the file ends inside the data of one of its last frames"
+    early = ends_early(path, len(packets), max(spans, key=lambda span: span.end_s, default=None), end_s)
+    return None if early is None else str(early)
 
 
 def check_mask_names(folder: Path, video: Path, num_frames: int) -> dict[str, Path]:
@@ -141,14 +195,28 @@ def read_video_masks(
         path = masks.get(mask_path(video, t).stem)
         if path is None:
             raise DatasetError(
-                f"{mask_path(video, t)}: mask file is missing: {folder} holds PNG files, so it was taken for the "
-                f"masks of {video.name}, one per frame ({mask_path(video, 0).name}, {mask_path(video, 1).name}, "
-                "...); add the missing masks, or move the PNG files out to leave the video unlabelled"
+                f"{mask_path(video, t)}: mask file is missing: {_taken_for_masks(folder, video)}; add the missing "
+                "masks, or move the PNG files out to leave the video unlabelled"
             )
-        mask = read_mask(path)  # [H, W]
-        check_same_size(mask, decoded.frames.shape[1:], path, f"{video} frame {t}")
+        try:
+            mask = read_mask(path)  # [H, W]
+            check_same_size(mask, decoded.frames.shape[1:], path, f"{video} frame {t}")
+        except DatasetError as error:  # frames dumped as PNG into a folder named after the video, say
+            raise DatasetError(
+                f"{error}; {_taken_for_masks(folder, video)}; if they are not masks, move them out to leave the "
+                "video unlabelled"
+            ) from error
         mask_list.append(mask)
     return masks_to_tensor(mask_list, image_size, center_crop)  # T x [H, W] -> [T, h, w]
+
+
+def _taken_for_masks(folder: Path, video: Path) -> str:
+    """Why ``folder`` was read as ``video``'s masks, for the messages about them."""
+    return (
+        f"{folder} holds PNG files, so it was taken for the masks of {video.name}, one per frame "
+        f"({mask_path(video, 0).name}, {mask_path(video, 1).name}, ...): it is named after the video and sits next "
+        "to it"
+    )
 
 
 class VideoFolderDataset(Dataset[VideoClip]):
