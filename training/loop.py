@@ -51,7 +51,15 @@ from training.environment import describe_environment, record_environment
 from training.evaluation import evaluate
 from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
-from training.run_data import SAMPLE_FRAMES, ValidationData, reported, start_batches, train_clips, validation_data
+from training.run_data import (
+    SAMPLE_FRAMES,
+    ValidationData,
+    record_data_files,
+    reported,
+    start_batches,
+    train_clips,
+    validation_data,
+)
 from training.run_folder import (
     COMMAND_FILE,
     CONFIG_FILE,
@@ -117,7 +125,9 @@ def fit(
     from the main process's weights, and process ``r > 0`` draws its noise from ``config.seed + r``.
 
     Before the first step the main process records where this invocation trains in ``environment.json``
-    (:mod:`training.environment`; a resume appends its own part), which model cards report.
+    (:mod:`training.environment`; a resume appends its own part), which model cards report, and, in a run that
+    starts from step 0, its local data files in ``data_files.json`` (:func:`~training.run_data.record_data_files`),
+    which a resume compares its data folders with.
 
     Args:
         config: the experiment.
@@ -209,8 +219,10 @@ def fit(
                     command_file.write_text(command + "\n")
             if restoring:
                 restore_newest(run, checkpoints, device, group)
-            elif started_from is not None and group.is_main:
-                tqdm.write(started_from.summary())
+            elif group.is_main:  # from step 0: the data files its resume will be compared with
+                record_data_files(run_dir, config)
+                if started_from is not None:
+                    tqdm.write(started_from.summary())
             started_step = run.step
             if group.is_main:  # where this invocation trains, for the model card (a resume appends a segment)
                 record_environment(run_dir, describe_environment(device, group, started_step))

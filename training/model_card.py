@@ -7,7 +7,13 @@ given, on DAVIS, and writes ``MODEL_CARD.md``, ``scores.json``, a ``sample.png``
 ``object_recall.png`` chart next to the weights. Every
 figure in the card is measured by this command, except where the run trained (device, processes, threads per
 process, torch version and CPU), which the run recorded in its ``environment.json`` when it started (runs
-from before that file are said to be not recorded).
+from before that file are said to be not recorded), and how many files it trained on, from its
+``data_files.json``.
+
+A run whose data has no labels (unlabelled recordings, ``--data videos:<dir>`` without masks) and no ``--data``
+given here is published unscored: its card says it is not scored and why, without a table of scores (DAVIS is
+scored when ``--davis`` is given), and its ``sample.png`` shows the run's first video; a note on stderr says how
+to score it (``--data`` with labelled videos).
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ from training.cli_checks import print_note, require_output_dir
 from training.config import TrainConfig, read_train_config
 from training.config_files import is_config_file
 from training.datasets.clips import VideoClip
-from training.datasets.selection import NoLabelledVideos, evaluation_videos
+from training.datasets.selection import FirstFrames, NoLabelledVideos, evaluation_videos
+from training.datasets.specs import build_dataset
 from training.environment import describe_environments, read_environment, recorded_processes
 from training.evaluation import evaluate
 from training.logging_sinks import METRICS_FILE, parsed_line
@@ -53,6 +60,7 @@ from training.metrics import DiscoveryScores
 from training.object_recall import object_overlaps, recall_rows
 from training.recall_chart import save_recall_chart
 from training.run import argument_parser
+from training.run_data import DATA_FILES_FILE, SAMPLE_FRAMES, read_data_files, training_file_count
 from training.run_folder import COMMAND_FILE, FINAL_MODEL_DIR
 from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.visualize import save_overlay
@@ -283,19 +291,15 @@ def plugin_rows(model: VideoSlotModel) -> list[str]:
         installed = f" (`pip install '{distribution}=={version}'`)" if distribution and version else ""
         return f"`{plugin}`{installed}"
 
-    return [f"| plugins | {', '.join(map(named, external))}: needed to train, load or serve it |"]
+    return [f"| plugins | {', '.join(map(named, external))}: needed to train, load or serve it with the torch backend (its ONNX export serves without it) |"]
 
 
 def render_card(
     config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
 ) -> str:
-    """The Markdown model card."""
+    """The Markdown model card; ``scores`` is empty for an unscored model (``extra["unscored"]`` says why)."""
     parameters = sum(p.numel() for p in model.parameters())
-    first = next(iter(scores.values()))
     (height, width), (mask_height, mask_width) = model.image_size, model.mask_grid
-    spec = extra.get("spec") or config.data.val_spec or config.data.spec
-    fit = " --frame-fit stretch" if config.data.frame_fit == "stretch" else ""
-    header = ["data"] + [f"{mode} {name}" for mode in ("video", "image") for name in ("ARI", "FG-ARI", "mBO", "mIoU")]
     lines = [
         f"# Model card: {config.name}",
         "",
@@ -304,7 +308,8 @@ def render_card(
         "| | |",
         "| --- | --- |",
         f"| experiment | {_experiment_source(config, extra['command'])} |",
-        f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, {extra['batch']} |",
+        f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, {extra['batch']}"
+        f"{_data_files_note(extra.get('data_files'))} |",
         f"| steps | {_steps(config, extra['selection'], extra['steps_done'], extra.get('checkpoint'))} |",
         f"| wall time | {format_duration(extra['wall_time_s'])} of training to the published weights |",
         f"| parameters | {parameters:,} |",
@@ -312,30 +317,7 @@ def render_card(
         f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
         *plugin_rows(model),
         "",
-        "## Object discovery",
-        "",
-        "Video mode: all frames of a video form one clustering (a slot that swaps objects is penalised); image",
-        "mode: each frame scored alone.",
-        f"Background: {first.background_policy} ({first.background_convention}). Masks: {first.mask_source};",
-        f"{first.mask_upsampling}.",
-        "",
-        "| " + " | ".join([*header, "videos"]) + " |",
-        "|" + " --- |" * (len(header) + 1),
-        *(_row(label, value) for label, value in scores.items()),
-        "",
-        "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
-        f"upsampled like the model's masks (`python -m training.ceiling{fit}`), keeping the {model.num_slots - 1}",
-        "largest objects (one slot holds the background) and merging any others into the background: in video",
-        "mode the video's largest, in image mode each frame's. It is a reference for a model that is perfect at",
-        "this mask size and slot count, not a bound: sharper soft masks can place an edge inside a cell",
-        "(`python -m training.ceiling --fit-steps N` searches for such masks).",
-        "",
-        *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
-        *(real_video_note(config, model) if extra.get("davis") else []),
-        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
-        f"--data {spec}{fit}`. With another thread count or CPU the scores can move in the third decimal (float sums",
-        "differ and near-ties in the argmax flip).",
-        "",
+        *(_discovery(config, model, scores, extra) if scores else _not_scored(extra)),
         "![frames, reconstruction, slot masks, overlay](sample.png)",
         "",
     ]
@@ -348,6 +330,73 @@ def render_card(
             "",
         ]
     return "\n".join(lines)
+
+
+def _data_files_note(files: int | None) -> str:
+    """The data row's count of the files the run trained on, from its record (nothing for a run without one)."""
+    if files is None:
+        return ""
+    return f"; {files} file{'' if files == 1 else 's'}, listed in the run's `{DATA_FILES_FILE}`"
+
+
+def _discovery(
+    config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
+) -> list[str]:
+    """The card's scores: the table, how it was scored and how to reproduce it. For a model whose own data has
+    no labels (``extra["unscored"]``) only DAVIS is scored: the card says so, and has no ceiling row."""
+    first = next(iter(scores.values()))
+    unscored = extra.get("unscored")
+    spec = f"davis:{extra['davis']}" if unscored else extra.get("spec") or config.data.val_spec or config.data.spec
+    fit = " --frame-fit stretch" if config.data.frame_fit == "stretch" else ""
+    header = ["data"] + [f"{mode} {name}" for mode in ("video", "image") for name in ("ARI", "FG-ARI", "mBO", "mIoU")]
+    ceiling = [
+        "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
+        f"upsampled like the model's masks (`python -m training.ceiling{fit}`), keeping the {model.num_slots - 1}",
+        "largest objects (one slot holds the background) and merging any others into the background: in video",
+        "mode the video's largest, in image mode each frame's. It is a reference for a model that is perfect at",
+        "this mask size and slot count, not a bound: sharper soft masks can place an edge inside a cell",
+        "(`python -m training.ceiling --fit-steps N` searches for such masks).",
+    ]
+    return [
+        "## Object discovery",
+        "",
+        "Video mode: all frames of a video form one clustering (a slot that swaps objects is penalised); image",
+        "mode: each frame scored alone.",
+        f"Background: {first.background_policy} ({first.background_convention}). Masks: {first.mask_source};",
+        f"{first.mask_upsampling}.",
+        "",
+        "| " + " | ".join([*header, "videos"]) + " |",
+        "|" + " --- |" * (len(header) + 1),
+        *(_row(label, value) for label, value in scores.items()),
+        "",
+        *([f"{_unscored_data(extra)}, so the model is scored on DAVIS only."] if unscored else ceiling),
+        "",
+        *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
+        *(real_video_note(config, model) if extra.get("davis") else []),
+        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
+        f"--data {spec}{fit}`. With another thread count or CPU the scores can move in the third decimal (float sums",
+        "differ and near-ties in the argmax flip).",
+        "",
+    ]
+
+
+def _unscored_data(extra: dict[str, Any]) -> str:
+    """Why the run's own data is not scored, as a sentence's start."""
+    return f"The run's data (`{extra['spec']}`) has no labels ({extra['unscored']})"
+
+
+def _not_scored(extra: dict[str, Any]) -> list[str]:
+    """The card's section for a model without scores: that it is not scored, why, and how to score it."""
+    return [
+        "## Not scored",
+        "",
+        f"{_unscored_data(extra)}, so this model is not scored: there is no ground truth to measure its",
+        "slot masks against, and this card reports no object-discovery numbers. The picture below shows what it does",
+        "on the run's first video. To score it, publish it again with `--data SPEC` naming labelled videos (a few",
+        "annotated clips of the same scene: `videos:<dir>` with each video's masks in `<stem>/00000.png`, ...) or",
+        "with `--davis ROOT`.",
+        "",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -398,10 +447,13 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
     """Evaluate the model in ``source`` and write it with its card into ``args.out``.
 
     Everything is written into a staging folder next to ``args.out`` first and moved in at the end, so a
-    failure (unreadable data, a DAVIS folder without annotations) leaves ``args.out`` as it was.
+    failure (unreadable data, a DAVIS folder without annotations) leaves ``args.out`` as it was. When the run's
+    own data has no labelled video and no ``--data`` is given, the model is published unscored
+    (:func:`scoring_videos`).
 
     Raises:
-        ValueError: the validation or DAVIS data cannot be evaluated on (the message names the file).
+        ValueError: the validation or DAVIS data cannot be evaluated on, or ``--data`` has no labelled video (the
+            message names the file or spec).
         OSError: a file cannot be read or written.
     """
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -411,40 +463,36 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             shutil.copyfile(source / name, staging / name)
         model = load_copy(staging, source)
         spec = args.data or config.data.val_spec or config.data.spec
-        # Labelled videos only, as training.evaluate scores them (a note says how many were left out).
         crop = config.data.center_crop  # real frames fitted as in training
-        try:
-            validation = evaluation_videos(spec, model.image_size, None, on_unlabelled=print_note, center_crop=crop)
-        except NoLabelledVideos as error:
-            if args.data:
-                raise
-            raise NoLabelledVideos(
-                f"{error}; the run's data has no labels to score the model on: pass --data SPEC with labelled videos "
-                "(a few annotated clips of the same scene, say)"
-            ) from error
+        validation, unscored = scoring_videos(spec, model.image_size, crop, given=bool(args.data))
         davis = (
             evaluation_videos(f"davis:{args.davis}", model.image_size, None, print_note, center_crop=crop)
             if args.davis
             else None
         )
-        label = f"{spec} (given with --data)" if args.data else f"{spec} (validation)"
-        scores = {label: evaluate(model, validation, progress=True)}
-        mask_height, mask_width = model.mask_grid
-        ceiling_label = (
-            f"{label}, ground truth through {mask_height}x{mask_width} masks and {model.num_slots} slots: the ceiling"
-        )
-        scores[ceiling_label] = mask_size_ceiling(
-            validation, model.mask_grid, progress=True, num_slots=model.num_slots
-        )
+        scores: dict[str, DiscoveryScores] = {}
+        if validation is not None:
+            label = f"{spec} (given with --data)" if args.data else f"{spec} (validation)"
+            scores[label] = evaluate(model, validation, progress=True)
+            mask_height, mask_width = model.mask_grid
+            ceiling_label = (
+                f"{label}, ground truth through {mask_height}x{mask_width} masks and {model.num_slots} slots: "
+                "the ceiling"
+            )
+            scores[ceiling_label] = mask_size_ceiling(
+                validation, model.mask_grid, progress=True, num_slots=model.num_slots
+            )
         if davis is not None:
             scores[f"DAVIS {Path(args.davis).name} ({len(davis)} sequences)"] = evaluate(  # type: ignore[arg-type]
                 model, davis, progress=True
             )
+        # The first scored video; unscored, the run's first video (its first frames only are read).
+        shown = validation[0] if validation is not None else first_video(spec, model.image_size, crop)
         with torch.inference_mode():
-            frames = validation[0].frames[:8].unsqueeze(0)  # [T, 3, H, W] -> [1, T, 3, H, W]
+            frames = shown.frames[:SAMPLE_FRAMES].unsqueeze(0)  # [T, 3, H, W] -> [1, T, 3, H, W]
             save_overlay(frames, model(frames), staging / SAMPLE_FILE)
         recall_chart = None
-        if spec.startswith("synthetic:"):
+        if spec.startswith("synthetic:") and validation is not None:
             overlaps = object_overlaps(model, validation, progress=True)
             save_recall_chart(recall_rows(overlaps), staging / RECALL_CHART_FILE, f"{config.name} on {spec}")
             recall_chart = RECALL_CHART_FILE
@@ -456,6 +504,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "davis_objects": most_objects(davis) if davis is not None else 0,
             "out": args.out,
             "spec": spec,
+            "unscored": unscored,
             "recall_chart": recall_chart,
             "command": args.command or _run_command(args.run, config),
             "machine": describe_environments(environment, done),  # recorded by the run, not this process
@@ -465,15 +514,70 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "steps_done": done,
             "checkpoint": newest_checkpoint_step(args.run),
             "selection": selection,
+            "data_files": recorded_files(args.run),
         }
         (staging / CARD_FILE).write_text(render_card(config, model, scores, extra))
         payload: dict[str, Any] = {label: value.to_dict() for label, value in scores.items()}
+        if unscored is not None:  # why the run's data has no scores here (none of it is labelled)
+            payload["not_scored"] = {"data": spec, "reason": unscored}
         payload.update(wall_time_s=extra["wall_time_s"], selected_step=selection.step if selection else None)
         payload["environment"] = environment  # the run's environment.json segments (empty: not recorded)
         (staging / SCORES_FILE).write_text(json.dumps(payload, indent=2) + "\n")
         move_in(staging, args.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def scoring_videos(
+    spec: str, image_size: tuple[int, int], center_crop: bool, *, given: bool
+) -> tuple[Dataset[VideoClip] | None, str | None]:
+    """The labelled videos of ``spec`` to score the model on (as ``training.evaluate`` scores them: a note says
+    how many unlabelled ones were left out), and None; or, when none is labelled and ``spec`` is the run's own
+    data (not ``given`` with ``--data``), no videos and why the model is not scored (``"no video has masks"``),
+    with a note on stderr that says how to score it.
+
+    Raises:
+        NoLabelledVideos: ``spec`` was ``given`` and has no labelled video.
+        DatasetError: the data cannot be read.
+    """
+    notes: list[str] = []
+    try:
+        videos = evaluation_videos(spec, image_size, None, on_unlabelled=notes.append, center_crop=center_crop)
+    except NoLabelledVideos:
+        if given:
+            raise
+        print_note(
+            f"note: no video of {spec} (the run's data) has masks: the model is published without scores, and its "
+            "card says so; to score it, pass --data SPEC with labelled videos (a few annotated clips of the same "
+            "scene, say) or --davis ROOT"
+        )
+        return None, "no video has masks"
+    for note in notes:
+        print_note(note)
+    return videos, None
+
+
+def first_video(spec: str, image_size: tuple[int, int], center_crop: bool) -> VideoClip:
+    """The first :data:`~training.run_data.SAMPLE_FRAMES` frames of the first video of ``spec`` (the whole video
+    when shorter), fitted as in training: what the sample picture of an unscored model shows, as the run's own
+    samples do.
+
+    Raises:
+        DatasetError: the video cannot be read.
+    """
+    videos = build_dataset(spec, "val", None, image_size, center_crop=center_crop)
+    return FirstFrames(videos, SAMPLE_FRAMES)[0]
+
+
+def recorded_files(run_dir: Path) -> int | None:
+    """How many files the run trained on, from its ``data_files.json``; None for a run without one (or one that
+    cannot be read, with a note: the card then gives no count)."""
+    try:
+        record = read_data_files(run_dir)
+    except (ValueError, OSError) as error:
+        print_note(f"note: {error}; the card gives no count of the run's data files")
+        return None
+    return None if record is None else training_file_count(record)
 
 
 def load_copy(staging: Path, source: Path) -> VideoSlotModel:

@@ -1,7 +1,7 @@
 """A run's folder and ``--resume``: the names of what a starting run writes there (and the removal of what a
-first step that broke a contract leaves), the check that a resume keeps the configuration the run started with,
-the periodic checkpoints of the live run, and restoring the newest one that loads. The checkpoint format itself is
-:mod:`training.checkpoint`'s."""
+first step that broke a contract leaves), the check that a resume keeps the configuration and the data files the
+run started with, the periodic checkpoints of the live run, and restoring the newest one that loads. The checkpoint
+format itself is :mod:`training.checkpoint`'s."""
 
 from __future__ import annotations
 
@@ -19,11 +19,19 @@ from plugins.model_files import CONFIG_FILE as MODEL_CONFIG_FILE
 from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE, read_model_config, size_mismatches
 from plugins.pretrained import missing_plugin_hint, plugin_changes
 from training.best import BEST_MODEL_DIR
-from training.checkpoint import TrainerState, capture_rng, load_trainer_state, restore_rng, save_checkpoint
+from training.checkpoint import (
+    TrainerState,
+    capture_rng,
+    list_checkpoints,
+    load_trainer_state,
+    restore_rng,
+    save_checkpoint,
+)
 from training.config import TrainConfig, changed_fields, read_train_config
 from training.distributed import ProcessGroup, device_of, fail_together, gather_to_main
 from training.environment import ENVIRONMENT_FILE
 from training.logging_sinks import METRICS_FILE
+from training.run_data import DATA_FILES_FILE, data_file_changes, data_files, read_data_files
 from training.run_state import Run
 
 CONFIG_FILE = "train_config.json"
@@ -75,10 +83,12 @@ def clear_samples(run_dir: Path) -> None:
 
 
 def check_same_config(saved_path: Path, config: TrainConfig) -> None:
-    """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``).
+    """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``), or,
+    when it has a checkpoint to continue from, on other data files than it recorded (:func:`check_same_data`).
 
     Raises:
-        ValueError: the configurations differ; the message lists the differences.
+        ValueError: the configurations differ, or the data files; the message lists the differences.
+        DatasetError: a data folder is missing or cannot be read (a ``ValueError``).
     """
     saved = read_train_config(saved_path)
     changes = changed_fields(saved, config)
@@ -89,6 +99,37 @@ def check_same_config(saved_path: Path, config: TrainConfig) -> None:
             f"Differences (started with -> requested): {'; '.join(changes)}. Resume without those flags, or start "
             f"a new run in another --out (--init-from a model or checkpoint of {saved_path.parent} starts it from "
             "those weights)"
+        )
+    check_same_data(saved_path.parent, config)
+
+
+def check_same_data(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume the run in ``run_dir`` on other data files than it started on: files added to or removed
+    from its data folders, or changed, since it recorded them (:data:`~training.run_data.DATA_FILES_FILE`). Its
+    clips are drawn from the seed, the step and the list of files, so the resumed run would not end with the
+    weights it would have reached unstopped. Nothing is checked for a run without a checkpoint (it starts again
+    from step 0 and records its files again) or without the record (it started before runs recorded their files,
+    or reads no local data).
+
+    Raises:
+        ValueError: the files differ (the message lists the files added, removed and changed), or the record cannot
+            be read.
+        DatasetError: a data folder is missing or cannot be read (a ``ValueError``).
+    """
+    if not list_checkpoints(run_dir):
+        return
+    recorded = read_data_files(run_dir)
+    if recorded is None:
+        return
+    current = data_files(config) or {"sources": []}
+    changes = data_file_changes(recorded, current)
+    if changes:
+        raise ValueError(
+            f"{run_dir} was started on other data files than its data folders hold now "
+            f"({run_dir / DATA_FILES_FILE} lists those it started on); --resume continues a run unchanged, and its "
+            f"clips depend on the list of files. Differences since it started: {'; '.join(changes)}. Put the files "
+            f"back as they were to resume, or start a new run in another --out (--init-from a model or checkpoint "
+            f"of {run_dir} starts it from those weights)"
         )
 
 
