@@ -18,7 +18,8 @@ broke its contract.
 
 State semantics (one choice, used everywhere): the state carried between frames is the *previous frame's
 slots*, and the transition runs at the start of the next frame, once that frame's features are known
-(RandSF.Q's transition reads the current frame's features).
+(RandSF.Q's transition reads the current frame's features). It is the only state: components keep none of their
+own between calls, and each batch element is computed from its own inputs (see :class:`Component`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ class Component(nn.Module, ABC):
     configuration only, never on tensor values (``if x.std() > t:`` or ``.item()`` would be frozen at the
     example's outcome; use ``torch.where`` or masks). The export refuses such code, naming the component and the
     line; :func:`plugins.testing.check_exportable` runs that check in a plugin's own tests.
+
+    The server runs one model for every stream and batches the frames of independent streams together, so the
+    ``forward`` of a model's component (encoder, initializer, aggregator, transition, decoder) must depend on its
+    arguments and its weights alone: it keeps nothing from one call to the next in module attributes (no hidden
+    state in ``self.h``: what a transition carries between frames is the slots the model passes in), and it
+    computes each batch element from that element's inputs only (no mean, norm or attention over the batch axis;
+    batch norm uses its running statistics in eval mode). :func:`plugins.testing.check_model_component` checks both
+    (:func:`~plugins.testing.check_no_state_between_calls`, :func:`~plugins.testing.check_batch_independence`).
 
     Attributes:
         name: registry name, snake_case, unique within its kind.

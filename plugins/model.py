@@ -71,8 +71,9 @@ class VideoSlotModel(nn.Module):
     Every step checks each component's output against its contract: the type (``EncoderOutput``, a queries
     tensor, ...), the shape (encoder features ``[B, h*w, feature_dim]`` for its declared grid and width,
     queries and slots ``[B, K, D]``, attention ``[B, R, K, P]``, masks ``[B, K, h, w]``, a reconstruction of the
-    target's shape) and the dtype of queries and slots (the encoder features' dtype; not compared while autocast
-    is enabled, where mixed precision gives outputs of several dtypes). A violation raises
+    target's shape) and the dtype of the encoder's features and raw tokens (the frames' dtype) and of queries and
+    slots (the encoder features' dtype); dtypes are not compared while autocast is enabled, where mixed precision
+    gives outputs of several dtypes. A violation raises
     :class:`~plugins.interfaces.ContractViolation` naming the component, its class and the plugin that registered
     it, instead of a failure deep inside the next component or a shape that drifts frame after frame. The checks
     compare types, shapes and dtypes only (about 8 us per step on the development CPU, the dtypes about 0.5 us of
@@ -325,15 +326,20 @@ class VideoSlotModel(nn.Module):
 
     def _encode(self, frames: Frames) -> EncoderOutput:
         """Run the encoder and check its output against its own declared ``feature_grid``, ``feature_dim`` and
-        ``raw_dim``, which the other components were built for."""
+        ``raw_dim``, which the other components were built for, and against the frames' dtype (the other components'
+        weights have it; another dtype would fail inside the next one naming none). Under autocast the dtypes are
+        not compared (see :func:`~plugins.contracts.check_shape`)."""
         encoded: EncoderOutput = self.encoder(frames)
         check_type(self, "encoder", encoded, EncoderOutput)
         encoder, batch = self.encoder, frames.shape[0]
         height, width = encoder.feature_grid
+        dtype = (frames.dtype, "the frames")
         features = (batch, height * width, encoder.feature_dim)
-        check_shape(self, "encoder", "features", encoded.features, features, "[B, h*w, feature_dim] it declares")
+        check_shape(
+            self, "encoder", "features", encoded.features, features, "[B, h*w, feature_dim] it declares", dtype
+        )
         raw = (batch, height * width, encoder.raw_dim)
-        check_shape(self, "encoder", "raw", encoded.raw, raw, "[B, h*w, raw_dim] it declares")
+        check_shape(self, "encoder", "raw", encoded.raw, raw, "[B, h*w, raw_dim] it declares", dtype)
         if not (isinstance(encoded.grid, tuple | list) and tuple(encoded.grid) == (height, width)):
             violation(self, "encoder", f"returned grid {encoded.grid!r}, but its feature_grid is {(height, width)}")
         return encoded

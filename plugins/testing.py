@@ -2,7 +2,8 @@
 
 A third-party plugin's own tests can run exactly what ``tests/plugins/test_conformance.py`` runs on the
 built-ins (output shapes and finite values, masks and attention that sum to 1 over slots, a gradient for every
-trainable parameter of the component, identical outputs after a save/load round trip):
+trainable parameter of the component, identical outputs after a save/load round trip, batch elements that do not
+affect each other, and no state kept from one call to the next):
 
 Example:
     >>> from plugins.testing import check_model_component, tiny_model_config
@@ -22,14 +23,16 @@ a batch size fixed by a Python loop or branch over it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from plugins.contracts import violation
 from plugins.interfaces import ContractViolation as ContractViolation  # the model raises the same class
-from plugins.model import VideoSlotModel
+from plugins.model import COMPONENT_NAMES, VideoSlotModel
 from plugins.registry import ComponentRegistry
 from plugins.types import StepOutput, VideoOutput
 
@@ -48,6 +51,13 @@ TINY_MODEL: dict[str, Any] = {
 """A model small enough to run in milliseconds: 16x16 frames, 3 slots of 16."""
 
 ROLES = ("encoder", "initializer", "aggregator", "transition", "decoder")
+
+BATCH_ATOL = 1e-5
+"""How far (absolutely) batch element 0's outputs in a batch may be from its outputs alone, plus
+:data:`BATCH_RTOL`: float32 kernels round differently at another batch size, by far less."""
+BATCH_RTOL = 1e-4
+"""How far, relative to the largest magnitude of the output alone, batch element 0's outputs in a batch may be from
+its outputs alone (on top of :data:`BATCH_ATOL`)."""
 
 
 def tiny_model_config(**roles: Any) -> dict[str, Any]:
@@ -90,7 +100,8 @@ def check_model_component(config: dict[str, Any], role: str, registry: Component
 
     Raises:
         ContractViolation: a rule is broken (the message names it). A component output of the wrong type, shape or
-            dtype is the model's own per-step check, whose message names the component, its class and its plugin.
+            dtype is the model's own per-step check, whose message names the component, its class and its plugin;
+            so do the messages about batch elements that affect each other and state kept between calls.
         ValueError: ``role`` is not a model role.
     """
     if role not in ROLES:
@@ -99,6 +110,8 @@ def check_model_component(config: dict[str, Any], role: str, registry: Component
     check_sums_to_one(config, registry)
     check_gradients(config, role, registry)
     check_round_trip(config, registry)
+    check_no_state_between_calls(config, registry)
+    check_batch_independence(config, registry)
 
 
 def check_outputs(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
@@ -164,6 +177,116 @@ def check_round_trip(config: dict[str, Any], registry: ComponentRegistry | None 
         before, after = model(video), loaded(video)
     _require(torch.equal(after.slots, before.slots), "the reloaded model's slots differ from the saved model's")
     _require(torch.equal(after.masks, before.masks), "the reloaded model's masks differ from the saved model's")
+
+
+def check_no_state_between_calls(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
+    """The same clip run twice through one model (in eval mode, the global random state reset before each run)
+    gives every component exactly the same outputs: nothing a component keeps from one call to the next (a hidden
+    state in ``self.h``, a running statistic) changes what it returns. The server runs one model for every stream,
+    so such a state would carry one stream's frames into another's; the state between frames is the slots the
+    model passes in.
+
+    Raises:
+        ContractViolation: naming the first component (in the order they run) whose outputs differ, which output,
+            the frame and by how much.
+    """
+    model = build_tiny(config, registry).eval()
+    video = tiny_video(model)
+    first, second = _component_calls(model, video), _component_calls(model, video)
+    for before, after in zip(first, second, strict=False):
+        for name, tensor in after.outputs.items():
+            if not torch.equal(tensor, before.outputs[name]):
+                worst = _max_difference(tensor, before.outputs[name])
+                violation(
+                    model,
+                    after.role,
+                    f"returned other {name} for the same input on a second call (frame {after.frame}: max "
+                    f"|difference| {worst:.3g}): a component must keep nothing from one call to the next in its "
+                    "attributes, because the server runs one model for every stream (the state between frames is the "
+                    "slots the model passes in)",
+                )
+
+
+def check_batch_independence(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
+    """Batch element 0 gives every component the same outputs alone as in a batch with two other clips, within
+    float32 rounding (:data:`BATCH_ATOL` + :data:`BATCH_RTOL` times the largest magnitude): each element is
+    computed from its own inputs only. The server batches the frames of independent streams together, so a mean,
+    a norm or attention over the batch axis would mix them. Eval mode, where batch norm uses its running statistics
+    (training may mix the batch); each run gets a freshly built model, so that state kept between calls does not
+    count here (:func:`check_no_state_between_calls` checks it).
+
+    Raises:
+        ContractViolation: naming the first component (in the order they run) whose outputs for element 0 differ,
+            which output, the frame and by how much.
+    """
+    model = build_tiny(config, registry).eval()
+    video = tiny_video(model, batch=3)
+    batched = _component_calls(model, video)
+    alone = _component_calls(build_tiny(config, registry).eval(), video[:1])
+    for together, single in zip(batched, alone, strict=False):
+        for name, tensor in single.outputs.items():
+            within = together.outputs.get(name)
+            if within is None or within.shape[1:] != tensor.shape[1:]:
+                continue  # a shape the model's own checks judge
+            worst = _max_difference(within[:1], tensor)
+            tolerance = BATCH_ATOL + BATCH_RTOL * float(tensor.abs().max())
+            if not worst <= tolerance:
+                violation(
+                    model,
+                    single.role,
+                    f"returned other {name} for batch element 0 in a batch of {video.shape[0]} clips than alone "
+                    f"(frame {single.frame}: max |difference| {worst:.3g}, beyond float32 rounding, {tolerance:.3g}): "
+                    "each batch element must be computed from its own inputs only, because the server batches "
+                    "independent streams together (a mean, a norm or attention over the batch axis mixes them)",
+                )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """One call of a model component: its role, the frame (0 first) and its output tensors by name."""
+
+    role: str
+    frame: int
+    outputs: dict[str, torch.Tensor]
+
+
+def _component_calls(model: VideoSlotModel, video: torch.Tensor) -> list[_Call]:
+    """Every component call of one run of ``model`` on ``video`` (no gradient, global random state seeded 0), in
+    the order they ran, with copies of their output tensors."""
+    calls: list[_Call] = []
+    frames = [-1]  # the encoder runs first on every frame
+
+    def recorder(role: str) -> Any:
+        def record(module: torch.nn.Module, args: Any, output: Any) -> None:
+            del module, args  # Unused.
+            frames[0] += role == "encoder"
+            calls.append(_Call(role, frames[0], _output_tensors(role, output)))
+
+        return record
+
+    handles = [getattr(model, role).register_forward_hook(recorder(role)) for role in COMPONENT_NAMES]
+    try:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            model(video)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def _output_tensors(role: str, output: object) -> dict[str, torch.Tensor]:
+    """The tensors of a component's output by name (a transition's bare tensor is its ``queries``)."""
+    if isinstance(output, torch.Tensor):
+        return {"queries" if role == "transition" else "output": output.detach().clone()}
+    if not dataclasses.is_dataclass(output):
+        return {}
+    fields = {field.name: getattr(output, field.name) for field in dataclasses.fields(output)}
+    return {name: value.detach().clone() for name, value in fields.items() if isinstance(value, torch.Tensor)}
+
+
+def _max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
 
 
 def check_exportable(

@@ -291,7 +291,8 @@ def plugin_rows(model: VideoSlotModel) -> list[str]:
         installed = f" (`pip install '{distribution}=={version}'`)" if distribution and version else ""
         return f"`{plugin}`{installed}"
 
-    return [f"| plugins | {', '.join(map(named, external))}: needed to train, load or serve it with the torch backend (its ONNX export serves without it) |"]
+    needed = "needed to train, load or serve it with the torch backend (its ONNX export serves without it)"
+    return [f"| plugins | {', '.join(map(named, external))}: {needed} |"]
 
 
 def render_card(

@@ -28,13 +28,17 @@ def optimisation_step(config: TrainConfig, run: Run, frames: torch.Tensor, devic
 
     Raises:
         ContractViolation: a loss did not return a scalar tensor.
+
+    Warns:
+        LossWithoutGradientWarning: a loss term of non-zero weight returned a value no trainable weight reaches
+            (:func:`_check_loss_value`).
     """
     run.model.set_training_progress(run.step / max(config.steps, 1))
     with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=run.scaler is not None):
         output = run.trained(frames)
         values = {name: loss(output, run.step / max(config.steps, 1)) for name, _, loss in run.losses}
-        for name, _, loss in run.losses:
-            _check_loss_value(run, name, loss, values[name])
+        for name, weight, loss in run.losses:
+            _check_loss_value(run, name, weight, loss, values[name])
         total = sum((weight * values[name] for name, weight, _ in run.losses), torch.zeros((), device=device))
     run.optimizer.zero_grad(set_to_none=True)
     lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler moves on below)
@@ -63,19 +67,47 @@ def optimisation_step(config: TrainConfig, run: Run, frames: torch.Tensor, devic
     }
 
 
-def _check_loss_value(run: Run, name: str, loss: Loss, value: object) -> None:
-    """Raise :class:`ContractViolation` unless ``value``, what the loss ``name`` returned, is a 0-dim tensor (its
-    contract: a scalar; finite or not, which the divergence check judges), naming the loss, its class, its plugin
-    and what it returned, instead of an autograd error about implicit gradients that names none of them."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0:
-        return
+class LossWithoutGradientWarning(UserWarning):
+    """A loss term returned a value that no trainable weight reaches, so it trains nothing (see
+    :func:`_check_loss_value`)."""
+
+
+def _check_loss_value(run: Run, name: str, weight: float, loss: Loss, value: object) -> None:
+    """Check ``value``, what the loss ``name`` (at ``weight``) returned, against the loss contract, naming the loss,
+    its class and its plugin.
+
+    Raises :class:`ContractViolation` unless ``value`` is a 0-dim tensor (a scalar; finite or not, which the
+    divergence check judges), instead of an autograd error about implicit gradients that names none of them.
+
+    Warns (:class:`LossWithoutGradientWarning`, once per loss through the warnings machinery's default filter)
+    when gradients are enabled, ``weight`` is not 0 and ``value`` does not require grad: a value made with
+    ``.item()`` or ``float()``, computed under ``torch.no_grad()`` or only from detached tensors trains nothing.
+    A warning, not an error: a term can legitimately reach only components that ``train_only`` freezes (the tiny
+    experiment's ``preheat_mse`` with ``train_only=["decoder"]``), and a term with nothing to score on some clip is
+    better returned as a zero still on the graph (``output.slots.sum() * 0.0``, as the built-in losses do) than
+    made to stop a run. A term logged for its value only belongs at weight 0, which is not warned about.
+    """
     cls = type(loss)
-    returned = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-    raise ContractViolation(
-        f"the loss {name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
-        f"{run.loss_plugins.get(name, '?')!r}) returned {returned}; a loss must return a scalar tensor (shape ()), "
-        "for example its mean over the batch"
-    )
+    plugin = run.loss_plugins.get(name, "?")
+    who = f"the loss {name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin {plugin!r})"
+    if not (isinstance(value, torch.Tensor) and value.ndim == 0):
+        returned = (
+            f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        )
+        raise ContractViolation(
+            f"{who} returned {returned}; a loss must return a scalar tensor (shape ()), for example its mean over the "
+            "batch"
+        )
+    if weight != 0 and torch.is_grad_enabled() and not value.requires_grad:
+        warnings.warn(
+            f"{who} returned a value that no trainable weight reaches (it does not require grad), so at weight "
+            f"{weight} it trains nothing: a value made with .item() or float(), computed under torch.no_grad() or "
+            "only from detached tensors is a constant to the optimiser. Compute it with tensor operations on the "
+            "model's outputs; a term with nothing to score on a clip can return output.slots.sum() * 0.0, and one "
+            "that reaches only components train_only freezes can be left out",
+            LossWithoutGradientWarning,
+            stacklevel=2,  # optimisation_step's line: one warning per loss there
+        )
 
 
 #: Under mixed precision, steps in a row with a non-finite loss after which a run counts as diverged (the

@@ -18,8 +18,9 @@ import plugins.manager
 from plugins import ComponentRegistry, VideoSlotModel
 from plugins.interfaces import ContractViolation
 from plugins.testing import check_exportable
-from training.export import ExportError, ExportOptions, check_operators, export_model
+from training.export import ExportError, ExportOptions, check_operators, export_graph, export_model
 from training.export.operators import OperatorReport
+from training.export.tracing import component_descriptions
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 
@@ -66,3 +67,38 @@ def test_the_export_and_check_exportable_refuse_a_graph_in_the_same_words(own, t
         export_model(tmp_path / "m", tmp_path / "out", ExportOptions(parity_frames=2, parity_videos=1))
     assert str(checked.value).startswith("the step graph cannot be served with TensorRT:\n  node ")
     assert str(exported.value).startswith(str(checked.value) + "\nTo serve it with ONNX Runtime only")
+    assert "\n  node '/transition/Det' of the transition: Det is not supported by TensorRT" in str(checked.value)
+
+
+def test_a_problem_names_the_component_whose_module_made_the_node():
+    """The exporter names a node after the module that ran it, the model component first: the problem names that
+    component (by role, or as the caller describes it), the model's own code, or the node alone."""
+    names = ["/transition/Det", "/decoder/block/Det", "/Det", "Det_7", "/graph/Det"]
+    values = ["x", *names]
+    nodes = [helper.make_node("Det", [values[i]], [values[i + 1]], name=name) for i, name in enumerate(names)]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info(values[-1], TensorProto.FLOAT, [])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    decoder = "the decoder 'mine' (my_plugin.Mine, registered by plugin 'my_plugin')"
+    problems = check_operators(proto, {"decoder": decoder}).problems
+    said = [problem.split(": Det is not supported by TensorRT")[0] for problem in problems]
+    assert said == [
+        "node '/transition/Det' of the transition",
+        f"node '/decoder/block/Det' of {decoder}",
+        "node '/Det' of the model's own code",
+        "node 'Det_7'",
+        "node '/graph/Det'",
+    ]
+
+
+def test_the_components_described_by_the_model_name_the_plugin(own):
+    model = VideoSlotModel(**{**SERVICE_TINY_MODEL, "transition": "determinant"}, registry=own)
+    (problem,) = check_operators(export_graph(model, "step"), component_descriptions(model)).problems
+    assert problem.startswith(
+        "node '/transition/Det' of the transition 'determinant' (determinant_transition.DeterminantTransition, "
+        "registered by plugin '<direct>'): Det is not supported by TensorRT"
+    )

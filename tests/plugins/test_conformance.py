@@ -3,7 +3,8 @@
 For each component a tiny model containing it is built; the checks are the contract of its kind
 (``plugins.testing``, which plugin authors run on their own components): output shapes and types, finite
 values, a gradient for every trainable parameter from the loss that should reach it, identical outputs after a
-save/load round-trip, and masks that sum to 1 over slots.
+save/load round-trip, masks that sum to 1 over slots, batch elements that do not affect each other and no state
+kept from one call to the next.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from plugins.testing import (
     TINY_MODEL,
     ContractViolation,
     build_tiny,
+    check_batch_independence,
     check_gradients,
     check_model_component,
+    check_no_state_between_calls,
     check_outputs,
     check_round_trip,
     check_sums_to_one,
@@ -72,6 +75,16 @@ def test_every_trainable_parameter_gets_a_gradient(kind: str, name: str, registr
 @pytest.mark.parametrize(("kind", "name"), MODEL_COMPONENTS)
 def test_save_load_round_trip_gives_identical_outputs(kind: str, name: str, registry: ComponentRegistry) -> None:
     check_round_trip(TINY_CONFIGS[(kind, name)], registry)
+
+
+@pytest.mark.parametrize(("kind", "name"), MODEL_COMPONENTS)
+def test_batch_elements_do_not_affect_each_other(kind: str, name: str, registry: ComponentRegistry) -> None:
+    check_batch_independence(TINY_CONFIGS[(kind, name)], registry)
+
+
+@pytest.mark.parametrize(("kind", "name"), MODEL_COMPONENTS)
+def test_no_state_is_kept_between_calls(kind: str, name: str, registry: ComponentRegistry) -> None:
+    check_no_state_between_calls(TINY_CONFIGS[(kind, name)], registry)
 
 
 def test_a_contract_violation_is_reported_with_its_rule(registry: ComponentRegistry) -> None:

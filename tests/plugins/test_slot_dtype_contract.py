@@ -1,8 +1,9 @@
 """Queries and slots of another dtype than the encoder's features are a contract violation named at the component
 that returned them: a float64 or float16 transition used to pass the per-step checks and fail one call later inside
-Slot Attention ("mixed dtype (CPU): all inputs must share same datatype"), naming no plugin. Under autocast (mixed
-precision) outputs legitimately come in several dtypes, and a model run wholly in float64 (the export's float64
-reference) is fine."""
+Slot Attention ("mixed dtype (CPU): all inputs must share same datatype"), naming no plugin. So are encoder
+features or raw tokens of another dtype than the frames (a float64 encoder failed inside the initializer). Under
+autocast (mixed precision) outputs legitimately come in several dtypes, and a model run wholly in float64 (the
+export's float64 reference) is fine."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 import torch
 
 from plugins import ComponentRegistry, build_plugin_manager
+from plugins.builtin.encoders.small_cnn import SmallCNNEncoder
 from plugins.builtin.initializers.gaussian import GaussianShared
 from plugins.builtin.transitions.identity import IdentityTransition
 from plugins.interfaces import ContractViolation
 from plugins.testing import build_tiny, check_model_component, tiny_model_config, tiny_video
-from plugins.types import Features, InitializerOutput
+from plugins.types import EncoderOutput, Features, Frames, InitializerOutput
 
 
 class DoubleTransition(IdentityTransition):
@@ -55,6 +57,37 @@ class DoubleInitializer(GaussianShared):
         return InitializerOutput(queries=super().forward(features).queries.double())
 
 
+class DoubleEncoder(SmallCNNEncoder):
+    """The small CNN's features and raw tokens in float64."""
+
+    name = "double_encoder"
+
+    def forward(self, frames: Frames) -> EncoderOutput:
+        output = super().forward(frames)
+        return EncoderOutput(features=output.features.double(), grid=output.grid, raw=output.raw.double())
+
+
+class DoubleRawEncoder(SmallCNNEncoder):
+    """The small CNN with its raw tokens in float64."""
+
+    name = "double_raw_encoder"
+
+    def forward(self, frames: Frames) -> EncoderOutput:
+        output = super().forward(frames)
+        return EncoderOutput(features=output.features, grid=output.grid, raw=output.raw.double())
+
+
+class BFloatEncoder(SmallCNNEncoder):
+    """The small CNN's features and raw tokens in bfloat16, as autocast layers would give them on the CPU."""
+
+    name = "bfloat_encoder"
+
+    def forward(self, frames: Frames) -> EncoderOutput:
+        output = super().forward(frames)
+        features, raw = output.features.to(torch.bfloat16), output.raw.to(torch.bfloat16)
+        return EncoderOutput(features=features, grid=output.grid, raw=raw)
+
+
 def _registry() -> ComponentRegistry:
     registry = build_plugin_manager(load_entry_points=False).registry
     registry.external_plugins = {"their_plugin": "their-plugin 1.2"}
@@ -62,6 +95,8 @@ def _registry() -> ComponentRegistry:
     for cls in (DoubleTransition, HalfTransition, BFloatTransition):
         registry.add_transition(cls)
     registry.add_initializer(DoubleInitializer)
+    for encoder in (DoubleEncoder, DoubleRawEncoder, BFloatEncoder):
+        registry.add_encoder(encoder)
     registry.current_plugin = "<direct>"
     return registry
 
@@ -107,4 +142,25 @@ def test_under_autocast_outputs_of_the_autocast_dtype_pass() -> None:
         output = model(tiny_video(model))
     assert output.slots.shape == (2, 4, 3, 16)
     with pytest.raises(ContractViolation, match=_named("transition", BFloatTransition)):  # the same, without it
+        model(tiny_video(model))
+
+
+@pytest.mark.parametrize(("cls", "what"), [(DoubleEncoder, "features"), (DoubleRawEncoder, "raw")])
+def test_an_encoder_returning_another_dtype_than_the_frames_is_named(cls: type[SmallCNNEncoder], what: str) -> None:
+    encoder = {"name": cls.name, "kwargs": tiny_model_config()["encoder"]["kwargs"]}
+    model = build_tiny(tiny_model_config(encoder=encoder), _registry())
+    with pytest.raises(ContractViolation, match=_named("encoder", cls)) as raised:
+        model(tiny_video(model))
+    assert f"returned {what} of dtype torch.float64, expected torch.float32, the dtype of the frames" in str(
+        raised.value
+    )
+
+
+def test_under_autocast_encoder_outputs_of_the_autocast_dtype_pass() -> None:
+    encoder = {"name": "bfloat_encoder", "kwargs": tiny_model_config()["encoder"]["kwargs"]}
+    model = build_tiny(tiny_model_config(encoder=encoder), _registry()).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(tiny_video(model))
+    assert output.steps[0].features.dtype == torch.bfloat16
+    with pytest.raises(ContractViolation, match=_named("encoder", BFloatEncoder)):  # the same, without it
         model(tiny_video(model))

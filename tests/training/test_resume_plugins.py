@@ -77,6 +77,9 @@ def test_a_model_card_names_the_plugins_its_model_needs(tmp_path, monkeypatch) -
     registry = installed_transition(tmp_path, monkeypatch, "carry", "1.0", Carry)
     config = _config()
     model = VideoSlotModel(**config.model, registry=registry)
-    row = "| plugins | `carry` (`pip install 'carry-dist==1.0'`): needed to train, load or serve it with the torch backend (its ONNX export serves without it) |"
+    row = (
+        "| plugins | `carry` (`pip install 'carry-dist==1.0'`): needed to train, load or serve it with the torch "
+        "backend (its ONNX export serves without it) |"
+    )
     assert plugin_rows(model) == [row]
     assert plugin_rows(VideoSlotModel(**get_config("tiny").model, registry=registry)) == []

@@ -13,13 +13,20 @@ The problems only TensorRT has (an operator or ``Resize`` mode outside its matri
 parses) are also listed apart (:attr:`OperatorReport.tensorrt_only`): ONNX Runtime runs such graphs, and
 ``python -m training.export --onnxruntime-only`` records them in the manifest instead of failing (the ``tensorrt``
 backend then refuses the export). Control flow, random and custom operators fail every export.
+
+Each problem names the node and, where its name says it (``/transition/Det``: the exporter names a node after the
+module that ran it, the model component first), the component that put it there: its role, or what the caller
+passes as ``components`` (the role's registry name, class and plugin).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from plugins.model import COMPONENT_NAMES
 
 if TYPE_CHECKING:
     import onnx
@@ -103,11 +110,15 @@ class OperatorReport:
         return f"the {which} graph cannot be {served}:\n  " + "\n  ".join(problems)
 
 
-def check_operators(model: onnx.ModelProto) -> OperatorReport:
+def check_operators(model: onnx.ModelProto, components: Mapping[str, str] | None = None) -> OperatorReport:
     """List the operators of ``model`` and check them against TensorRT and the serving rules above.
 
     Args:
         model: a loaded ONNX model.
+        components: how to name each model component in the problems, by role (``{"transition": "the
+            transition 'jumpy' (my_plugin.Jumpy, registered by plugin 'my_plugin')"}``, as
+            :func:`training.export.tracing.component_descriptions` gives them); a role left out is named by its
+            role alone (``the transition``).
 
     Returns:
         The report; it never raises for an unsupported graph, the caller decides (see :attr:`OperatorReport.ok`).
@@ -122,24 +133,23 @@ def check_operators(model: onnx.ModelProto) -> OperatorReport:
     if not low <= opset <= high:
         tensorrt_only.append(f"opset {opset} is outside the range TensorRT parses ({low}-{high})")
     for node in model.graph.node:
+        where = _node(node.name, components or {})
         if node.domain not in _DEFAULT_DOMAINS:
             counts[f"{node.domain}::{node.op_type}"] += 1
-            problems.append(f"node {node.name!r}: {node.domain}::{node.op_type} is a custom operator")
+            problems.append(f"{where}: {node.domain}::{node.op_type} is a custom operator")
             continue
         counts[node.op_type] += 1
         subgraphs = [
             a.name for a in node.attribute if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
         ]
         if node.op_type in CONTROL_FLOW_OPS or subgraphs:
-            problems.append(f"node {node.name!r}: {node.op_type} is dynamic control flow (unroll it at export)")
+            problems.append(f"{where}: {node.op_type} is dynamic control flow (unroll it at export)")
         elif node.op_type in RANDOM_OPS:
-            problems.append(f"node {node.name!r}: {node.op_type} is random; served steps must be deterministic")
+            problems.append(f"{where}: {node.op_type} is random; served steps must be deterministic")
         elif node.op_type not in TENSORRT_SUPPORTED_OPS:
-            tensorrt_only.append(
-                f"node {node.name!r}: {node.op_type} is not supported by TensorRT ({TENSORRT_OPS_SOURCE})"
-            )
+            tensorrt_only.append(f"{where}: {node.op_type} is not supported by TensorRT ({TENSORRT_OPS_SOURCE})")
         elif node.op_type == "Resize":
-            tensorrt_only += _resize_problems(node)
+            tensorrt_only += _resize_problems(node, where)
     return OperatorReport(
         operators=dict(sorted(counts.items())),
         opset=opset,
@@ -148,7 +158,22 @@ def check_operators(model: onnx.ModelProto) -> OperatorReport:
     )
 
 
-def _resize_problems(node: onnx.NodeProto) -> list[str]:
+def _node(name: str, components: Mapping[str, str]) -> str:
+    """``node '/transition/Det' of the transition ...``: the node and, where its name's first segment is a model
+    component's role, that component (``components[role]``, else the role); a node of the model's own code
+    (``/Resize``) says so; any other name stands alone."""
+    parts = name.split("/")
+    if len(parts) < 2 or parts[0]:  # not the exporter's "/<module>/.../<Op>" (a graph built by hand)
+        return f"node {name!r}"
+    if len(parts) == 2:  # "/<Op>": no module below the graph's own
+        return f"node {name!r} of the model's own code"
+    role = parts[1]
+    if role not in COMPONENT_NAMES:
+        return f"node {name!r}"
+    return f"node {name!r} of {components.get(role, f'the {role}')}"
+
+
+def _resize_problems(node: onnx.NodeProto, where: str) -> list[str]:
     import onnx
 
     attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -157,9 +182,7 @@ def _resize_problems(node: onnx.NodeProto) -> list[str]:
     problems = []
     remedy = "resize before the graph instead (e.g. a model whose image_size equals its encoder's input size)"
     if mode not in TENSORRT_RESIZE_MODES:
-        problems.append(
-            f"node {node.name!r}: Resize mode {mode!r} is not supported by TensorRT (nearest, linear); {remedy}"
-        )
+        problems.append(f"{where}: Resize mode {mode!r} is not supported by TensorRT (nearest, linear); {remedy}")
     if attributes.get("antialias", 0):
-        problems.append(f"node {node.name!r}: antialiased Resize is not supported by TensorRT; {remedy}")
+        problems.append(f"{where}: antialiased Resize is not supported by TensorRT; {remedy}")
     return problems

@@ -9,10 +9,15 @@ every one not raised at a place of :data:`ALLOWED_CONVERSIONS` fails the export 
 naming the component, its plugin and the line.
 
 The allow-list holds the places the shipped models and every built-in component reach today (``python -m
-training.export`` on every shipped config and component: ``tests/export/test_export_configs.py``); each
-converts something fixed by the model's config (a frame size, a channel count) or something that cannot
-change the outputs (an assertion, a formatted message). A new entry needs the same argument: the value must be
-the same for every input the graph gets, whose only dynamic axis is the batch.
+training.export`` on every shipped config and component: ``tests/export/test_export_configs.py``) and the size
+checks of PyTorch's recurrent layers, which plugins' transitions use (``nn.GRU``, ``nn.LSTM``, ``nn.RNN``:
+``tests/export/test_recurrent_layer_export.py``); each converts something fixed by the model's config (a frame
+size, a channel count) or something that cannot change the outputs (an assertion, a size check that only decides
+whether to raise, a formatted message). A new entry needs the same argument: the value must be the same for every
+input the graph gets, whose only dynamic axis is the batch, or must never reach the outputs.
+
+A conversion inside PyTorch's own code is reported as such (``inside`` the PyTorch function, at the plugin's line
+that called it): the plugin cannot rewrite PyTorch, so the message says to look at what that line passes in.
 
 An operator the exporter cannot convert fails with :class:`UnsupportedOperatorError`, which names the
 operator, the component that called it and the line (found by tracing the step once more with
@@ -87,6 +92,20 @@ ALLOWED_CONVERSIONS: tuple[AllowedConversion, ...] = (
         "size: all fixed by the layer's sizes",
     ),
     AllowedConversion(
+        "torch.nn.modules.rnn",
+        "RNNBase.check_input",
+        "nn.RNN, nn.GRU and nn.LSTM compare the input's last size with the layer's input_size, both fixed by the "
+        "config; the comparison only decides whether to raise, so the graph's outputs never depend on it",
+    ),
+    AllowedConversion(
+        "torch.nn.modules.rnn",
+        "RNNBase.check_hidden_size",
+        "nn.RNN, nn.GRU and nn.LSTM compare the initial state's shape with (layers x directions, the input's batch "
+        "size, hidden size): the layer counts and widths are fixed by the config, and both batch sizes are taken "
+        "from the graph's one batch axis; the comparison only decides whether to raise, so the graph's outputs "
+        "never depend on it",
+    ),
+    AllowedConversion(
         "torch",
         "_assert",
         "an assertion (timm's patch embedding checks the frame size): the graph leaves the check out, and its "
@@ -104,6 +123,12 @@ _REMEDY = (
     "Compute it with tensor operations instead (torch.where(condition, a, b), a mask, clamp, a fixed number of "
     "iterations) and keep Python branches and loop counts to shapes and config values"
 )
+_TORCH_REMEDY = (
+    "A conversion inside PyTorch happens in PyTorch's own code, not in the plugin's: check what the plugin's line "
+    "passes to that function (a tensor where it takes a Python number or size makes it convert; pass a config value "
+    "or a shape instead) or use another function; a PyTorch function that only checks sizes the config fixes "
+    "belongs on the export's allow-list (training.export.tracing.ALLOWED_CONVERSIONS), with that reason"
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +140,8 @@ class FrozenValue:
         location: ``file:line`` of the code outside PyTorch that converted (or called the PyTorch function
             that did).
         code: that line's source ('' when unavailable).
-        inside: the PyTorch function the conversion happened in, when not at ``location`` itself; else ''.
+        inside: the PyTorch function the conversion happened in, when not at ``location`` itself (PyTorch's own
+            code converted, called from ``location``); else ''.
         component: the model component that ran it (role, registry name, class and plugin).
     """
 
@@ -128,22 +154,28 @@ class FrozenValue:
     def describe(self) -> str:
         """One line: who, where, what."""
         code = f" `{self.code}`" if self.code else ""
-        inside = f" (inside {self.inside})" if self.inside else ""
+        inside = f" (inside {self.inside}, PyTorch's own code)" if self.inside else ""
         return f"{self.component} at {self.location}{code}{inside}: {self.conversion}"
 
 
 class FrozenValueError(ExportError):
-    """The graph would keep values that depend on its inputs as constants; :attr:`findings` lists where."""
+    """The graph would keep values that depend on its inputs as constants; :attr:`findings` lists where.
+
+    The message ends with what to do: rewrite the plugin's code for a conversion there, and look at the call for
+    one inside PyTorch (a line each, for the kinds of findings there are).
+    """
 
     def __init__(self, which: str, findings: list[FrozenValue]) -> None:
         self.findings = findings
         listed = "\n  ".join(finding.describe() for finding in findings[:MAX_LISTED])
         more = f"\n  and {len(findings) - MAX_LISTED} more" if len(findings) > MAX_LISTED else ""
+        remedies = [_REMEDY] if any(not finding.inside for finding in findings) else []
+        remedies += [_TORCH_REMEDY] if any(finding.inside for finding in findings) else []
         super().__init__(
             f"the {which} graph would freeze values that depend on its inputs: tracing runs the model once on an "
             "example, so a tensor turned into a Python value (an `if` on it, a loop count from .item(), a float) "
             "becomes a constant of the graph, which then takes the example's branch on every frame:\n  "
-            f"{listed}{more}\n{_REMEDY}"
+            f"{listed}{more}\n" + "\n".join(remedies)
         )
 
 
@@ -165,6 +197,12 @@ def describe_component(model: VideoSlotModel, role: str | None) -> str:
         f"the {role} {model.specs[role].name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
         f"{model.component_plugins[role]!r})"
     )
+
+
+def component_descriptions(model: VideoSlotModel) -> dict[str, str]:
+    """:func:`describe_component` of each of ``model``'s components, by role (for
+    :func:`training.export.operators.check_operators`)."""
+    return {role: describe_component(model, role) for role in COMPONENT_NAMES}
 
 
 @contextlib.contextmanager
