@@ -33,6 +33,7 @@ from plugins.model_files import (
 )
 from plugins.registry import (
     BLOCK_ENV_VAR,
+    DIRECT_REGISTRATION,
     ComponentBuildError,
     ComponentConfigError,
     ComponentKind,
@@ -220,16 +221,23 @@ def other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, Any]) -> l
 
 
 def plugin_changes(
-    payload: Mapping[str, Any], component_plugins: Mapping[str, str], installed_versions: Mapping[str, str]
+    payload: Mapping[str, Any],
+    component_plugins: Mapping[str, str],
+    installed_versions: Mapping[str, str],
+    described: Mapping[str, str] | None = None,
 ) -> list[str]:
     """What changed in the plugins of a saved ``config.json`` (``payload``) against those installed here, one
     clause per change for an error message.
 
     Args:
-        payload: the saved ``config.json``.
+        payload: the saved ``config.json``, or another record of the same ``plugins`` (key -> plugin),
+            ``plugin_versions`` and ``plugin_distributions`` (a training checkpoint's record of its losses, keyed by
+            loss name).
         component_plugins: the plugin that registers each component here, by role (a model's
-            :attr:`~plugins.model.VideoSlotModel.component_plugins`).
+            :attr:`~plugins.model.VideoSlotModel.component_plugins`), or by the keys of ``payload``'s ``plugins``.
         installed_versions: the installed plugins' versions (a model's or registry's ``plugin_versions``).
+        described: how the clauses name each key of ``component_plugins`` (``"the loss 'slot_div'"``); by default
+            the role and the name ``payload``'s ``model`` section gives it (``"the transition 'damped'"``).
 
     Returns:
         For each component whose name another plugin registers here (as :func:`other_plugin_sources`), and each
@@ -237,14 +245,18 @@ def plugin_changes(
         both versions, and how to go back (the ``pip install`` command, where the file records the distribution).
         Empty when nothing changed or the file records no plugins.
     """
-    names = _component_names(payload)
+    if described is None:
+        names = _component_names(payload)
+        described = {
+            role: f"the {role} {names[role]!r}" if role in names else f"the {role}" for role in component_plugins
+        }
     sources = [
-        f"{_components(names, [role])} came from plugin {saved!r}, but here plugin {loaded!r} registers "
+        f"{_components(described, [role])} came from plugin {saved!r}, but here plugin {loaded!r} registers "
         f"that name (to go back: {_go_back(payload, saved)} and block {loaded!r} with {BLOCK_ENV_VAR})"
         for role, saved, loaded in _changed_sources(payload, component_plugins)
     ]
     versions = [
-        f"{_components(names, roles)} came from plugin {plugin!r} "
+        f"{_components(described, roles)} came from plugin {plugin!r} "
         f"version {saved}, but version {installed} is installed (to go back: {_go_back(payload, plugin)})"
         for plugin, roles, saved, installed in _changed_versions(payload, component_plugins, installed_versions)
     ]
@@ -300,9 +312,9 @@ def _component_names(payload: Mapping[str, Any]) -> dict[str, str]:
     return names
 
 
-def _components(names: Mapping[str, str], roles: list[str]) -> str:
-    """``the transition 'damped', the decoder 'mine'`` for ``roles``, with their names where ``names`` has them."""
-    return ", ".join(f"the {role} {names[role]!r}" if role in names else f"the {role}" for role in roles)
+def _components(described: Mapping[str, str], keys: list[str]) -> str:
+    """``the transition 'damped', the decoder 'mine'`` for ``keys``, as ``described`` names each (else ``the KEY``)."""
+    return ", ".join(described.get(key, f"the {key}") for key in keys)
 
 
 def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, Any], config_path: Path) -> None:
@@ -338,17 +350,24 @@ def _warn_on_other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, A
 def missing_plugin_hint(payload: Mapping[str, Any]) -> str:
     """What to do about a saved model whose component names are not registered: the plugins it was saved with
     (when ``config.json`` records them) and the distributions to install (when it records those), or to unblock
-    from ``SLOTSTREAM_DISABLE_PLUGINS``."""
+    from ``SLOTSTREAM_DISABLE_PLUGINS``; for components it records as registered directly
+    (:data:`~plugins.registry.DIRECT_REGISTRATION`: by the code that saved it, not by a plugin), that they exist
+    only where that code runs, and how to package them as a plugin instead."""
     saved = payload.get("plugins")
-    external = (
-        sorted({str(plugin) for plugin in saved.values() if str(plugin) not in DEFAULT_PLUGINS})
-        if isinstance(saved, Mapping)
-        else []
-    )
+    plugins = {str(plugin) for plugin in saved.values()} if isinstance(saved, Mapping) else set()
+    external = sorted(plugins - set(DEFAULT_PLUGINS) - {DIRECT_REGISTRATION})
     named = [f"{plugin!r}{_pip_install(payload, plugin, _saved_version(payload, plugin))}" for plugin in external]
     where = f"it was saved with components of the plugin(s) {', '.join(named)}; " if external else ""
+    direct = (
+        "it was saved with components registered directly (`registry.add_transition(...)` and the like, called by "
+        "the code that saved it, not by an installed plugin), which a process knows only when it runs that code "
+        "again: package such a component as a plugin (a distribution with a `slotstream` entry point whose "
+        "`slotstream_register_components` hook registers it) and install it; "
+        if DIRECT_REGISTRATION in plugins
+        else ""
+    )
     return (
-        f"({where}a component from a plugin package needs that package installed and not blocked by "
+        f"({where}{direct}a component from a plugin package needs that package installed and not blocked by "
         f"{BLOCK_ENV_VAR}; `python -m plugins list` shows what is loaded)"
     )
 

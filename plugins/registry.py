@@ -36,6 +36,11 @@ _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 BLOCK_ENV_VAR = "SLOTSTREAM_DISABLE_PLUGINS"
 """Comma-separated plugin names (entry-point names or built-in module names) that must not load."""
 
+DIRECT_REGISTRATION = "<direct>"
+"""The owner recorded for a component registered outside any plugin's registration hook (``registry.add_transition``
+called by the code that uses the registry): no installed plugin provides it, so only a process that runs that code
+again knows it."""
+
 
 class ComponentKind(StrEnum):
     """The component families, named as they appear in ``python -m plugins list``."""
@@ -109,8 +114,9 @@ class ComponentRegistry:
         self._tables: dict[ComponentKind, dict[str, type[Component]]] = {kind: {} for kind in ComponentKind}
         self._owners: dict[tuple[ComponentKind, str], str] = {}
         self._ambiguous: dict[tuple[ComponentKind, str], list[tuple[str, type[Component]]]] = {}
-        self.current_plugin: str = "<direct>"
-        """Name of the plugin whose registration hook is running (set by the plugin manager)."""
+        self.current_plugin: str = DIRECT_REGISTRATION
+        """Name of the plugin whose registration hook is running (set by the plugin manager);
+        :data:`DIRECT_REGISTRATION` outside any hook."""
         self.unavailable_plugins: dict[str, str] = {}
         """Plugins left out (blocked, or failed to load) and why, named when a component is not found."""
         self.external_plugins: dict[str, str] = {}

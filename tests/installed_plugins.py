@@ -1,6 +1,6 @@
 """A third-party plugin as the plugin manager finds it once installed: a distribution with real ``.dist-info``
-metadata (name, version, a ``slotstream`` entry point) whose module registers a transition; and a transition such
-a plugin could ship."""
+metadata (name, version, a ``slotstream`` entry point) whose module registers a transition or a loss; and a
+transition such a plugin could ship."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from plugins import ComponentRegistry, Transition, build_plugin_manager, hookimpl
+from plugins import ComponentRegistry, Loss, Transition, build_plugin_manager, hookimpl
 from plugins.types import Features, Slots
 
 
@@ -35,11 +35,27 @@ def installed_transition(
 ) -> ComponentRegistry:
     """The registry of a plugin manager that found distribution ``<plugin>-dist`` at ``version``, whose entry point
     ``plugin`` registers ``transition`` (the only entry point it finds, for the test)."""
-    module = types.ModuleType(f"{plugin}_plugin_{version.replace('.', '_')}_{transition.__name__}")
+    return _installed(tmp_path, monkeypatch, plugin, version, transition)
+
+
+def installed_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: str, version: str, loss: type[Loss]
+) -> ComponentRegistry:
+    """As :func:`installed_transition`, for a plugin whose entry point registers the loss ``loss``."""
+    return _installed(tmp_path, monkeypatch, plugin, version, loss)
+
+
+def _installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: str, version: str, component: type[Transition | Loss]
+) -> ComponentRegistry:
+    module = types.ModuleType(f"{plugin}_plugin_{version.replace('.', '_')}_{component.__name__}")
 
     @hookimpl
     def slotstream_register_components(registry: ComponentRegistry) -> None:
-        registry.add_transition(transition)
+        if issubclass(component, Loss):
+            registry.add_loss(component)
+        else:
+            registry.add_transition(component)
 
     module.slotstream_register_components = slotstream_register_components  # type: ignore[attr-defined]
     info = tmp_path / "dists" / module.__name__ / f"{plugin}_dist-{version}.dist-info"

@@ -2,19 +2,21 @@
 
 A checkpoint is a directory ``checkpoints/step-<N>/`` holding the model in the ``save_pretrained`` format
 (``config.json`` + ``model.safetensors``) plus ``trainer_state.pt`` (optimizer, scheduler and RNG states,
-loaded back with ``weights_only=True``, so no code is ever unpickled). It is written under a temporary name
+loaded back with ``weights_only=True``, so no code is ever unpickled) and ``losses.json`` (the losses the run trains
+with and the plugins they come from, :data:`LOSSES_FILE`). It is written under a temporary name
 and renamed into place in one step: a run killed at any moment leaves either the complete checkpoint or
 none, never a half-written one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,12 @@ from plugins.model_files import WEIGHTS_FILE
 
 CHECKPOINT_DIR = "checkpoints"
 TRAINER_STATE = "trainer_state.pt"
+LOSSES_FILE = "losses.json"
+"""The losses of the run that wrote a checkpoint (:func:`training.run_state.losses_record`): ``losses``, each term's
+``name``, ``weight`` and ``kwargs`` (its constructor arguments, defaults filled in, as a saved ``config.json`` pins a
+model component's), and ``plugins`` (loss name -> the plugin that registered it), ``plugin_versions`` and
+``plugin_distributions`` as ``config.json`` records them for the model's components. ``--resume`` compares them
+with the losses it builds; checkpoints written before it was recorded lack it."""
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -151,8 +159,11 @@ def _finite(tensor: torch.Tensor) -> bool:
     return not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
 
 
-def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, keep: int) -> Path:
-    """Write ``checkpoints/step-<N>`` atomically and delete all but the ``keep`` newest checkpoints.
+def save_checkpoint(
+    run_dir: Path, model: VideoSlotModel, state: TrainerState, keep: int, losses: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``checkpoints/step-<N>`` atomically and delete all but the ``keep`` newest checkpoints; ``losses``, the
+    record of the run's losses (:data:`LOSSES_FILE`), is written with it when given.
 
     Raises:
         NonFiniteWeights: a weight of ``model`` is not finite (NaN or infinite); nothing is written or deleted,
@@ -166,7 +177,7 @@ def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, k
     final = root / f"step-{state.step:08d}"
     staging = make_staging_dir(root, prefix=f".step-{state.step:08d}.")
     try:
-        _write_checkpoint(staging, model, state)
+        _write_checkpoint(staging, model, state, losses)
         if final.exists():
             _discard(final)
         os.replace(staging, final)
@@ -181,8 +192,11 @@ def save_checkpoint(run_dir: Path, model: VideoSlotModel, state: TrainerState, k
     return final
 
 
-def _write_checkpoint(staging: Path, model: VideoSlotModel, state: TrainerState) -> None:
-    """Write the checkpoint's files into ``staging`` and flush them to disk.
+def _write_checkpoint(
+    staging: Path, model: VideoSlotModel, state: TrainerState, losses: Mapping[str, Any] | None
+) -> None:
+    """Write the checkpoint's files into ``staging`` (:data:`LOSSES_FILE` when ``losses`` is given) and flush them
+    to disk.
 
     Raises:
         OSError: a file cannot be written (the message names the folder; torch reports a full disk as a
@@ -204,6 +218,9 @@ def _write_checkpoint(staging: Path, model: VideoSlotModel, state: TrainerState)
             staging / TRAINER_STATE,
         )
         sync_file(staging / TRAINER_STATE)  # on disk before the rename publishes it (save_pretrained flushes its own)
+        if losses is not None:
+            (staging / LOSSES_FILE).write_text(json.dumps(losses, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            sync_file(staging / LOSSES_FILE)
     except _TORCH_WRITE_ERRORS as error:
         if _DATA_WORKER_ENDED in str(error):  # a data worker died meanwhile (torch's SIGCHLD check): not the disk
             raise
@@ -278,6 +295,18 @@ def load_trainer_state(checkpoint: Path) -> TrainerState:
         world_size=data.get("world_size"),
         process_rng=data.get("process_rng"),
     )
+
+
+def read_losses_record(checkpoint: Path) -> Mapping[str, Any] | None:
+    """The record of the losses ``checkpoint`` was written with (:data:`LOSSES_FILE`); ``None`` when it has none (it
+    was written before the record was) or the file cannot be read as one (damaged: only the record is lost)."""
+    try:
+        record = json.loads((checkpoint / LOSSES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, unreadable, not UTF-8 or not JSON
+        return None
+    if not isinstance(record, Mapping) or not isinstance(record.get("losses"), list):
+        return None
+    return record
 
 
 def _python_state_to_plain(state: tuple[Any, ...]) -> list[Any]:

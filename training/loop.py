@@ -73,7 +73,7 @@ from training.run_folder import (
     restore_newest,
     resume_plugin_hint,
 )
-from training.run_state import Run, build_run
+from training.run_state import Run, build_run, check_components_installed
 from training.step import NonFinite, Throughput, diverged, divergence_message, non_finite, optimisation_step
 from training.stop_request import STOPPING, RunStopped, StopRequest
 from training.visualize import save_overlay
@@ -153,7 +153,12 @@ def fit(
             the folder, and no partial one is left).
         ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
             that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
-            change).
+            change), or under other plugin code than its checkpoint records (another version of a component's or
+            a loss's plugin, or a loss built with other arguments: :func:`training.run_folder.restore_newest`).
+        RegistryError: a component or loss is not registered (resuming, the message names the plugins the
+            checkpoint records, with the ``pip install`` command), or, trained with the default registry, a model
+            component is registered directly rather than by an installed plugin
+            (:func:`training.run_state.check_components_installed`); before any file of the run is written.
         ContractViolation: a component or loss broke its contract (a ``ValueError``). When that happens in the
             first step of a run that did not resume from a checkpoint, the files and folders the run had created
             in ``run_dir`` (``train_config.json``, ``command.txt``, ``metrics.jsonl``, ``tensorboard/``...) and
@@ -193,10 +198,13 @@ def fit(
         with fail_together(group):  # a block of its own: DistributedDataParallel starts with a collective operation
             torch.manual_seed(config.seed)
             restoring = bool(resume and checkpoints)
+            components = registry or default_registry()
             try:
-                run = build_run(config, registry or default_registry(), device, group)  # a bad component or
+                run = build_run(config, components, device, group)  # a bad component or
             except RegistryError as error:  # --train-only fails; a resumed run's checkpoint names its plugins
                 raise (RegistryError(f"{error} {resume_plugin_hint(checkpoints)}") if restoring else error) from error
+            if components is default_registry():  # what the tools that load its models build again in their process
+                check_components_installed(run.model)
             if group.rank > 0:  # its own model noise; the weights are rank 0's (DistributedDataParallel sends them)
                 torch.manual_seed(config.seed + group.rank)
             # The warm start is read before the run folder changes below: it may be a killed earlier attempt's best/.

@@ -6,15 +6,19 @@ format itself is :mod:`training.checkpoint`'s."""
 from __future__ import annotations
 
 import contextlib
+import json
 import pickle
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model
 from tqdm import tqdm
 
+from plugins.builtin import DEFAULT_PLUGINS
 from plugins.model_files import CONFIG_FILE as MODEL_CONFIG_FILE
 from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE, read_model_config, size_mismatches
 from plugins.pretrained import missing_plugin_hint, plugin_changes
@@ -24,6 +28,7 @@ from training.checkpoint import (
     capture_rng,
     list_checkpoints,
     load_trainer_state,
+    read_losses_record,
     restore_rng,
     save_checkpoint,
 )
@@ -138,12 +143,14 @@ def restore_newest(run: Run, checkpoints: list[Path], device: str, group: Proces
     of the machine, say) is reported and the one before it used.
 
     Before a checkpoint's weights are read, the plugins its ``config.json`` records are compared with those that
-    built ``run.model``: a plugin change is refused as such (a new version may change its tensors' shapes, which
-    is no damage of the file).
+    built ``run.model``, and those its :data:`~training.checkpoint.LOSSES_FILE` records with those that built
+    ``run.losses``: a plugin change is refused as such (a new version may change its tensors' shapes, which is no
+    damage of the file).
 
     Raises:
-        ValueError: the checkpoint was written under other plugin code (another version of a component's plugin,
-            or another plugin registering its name: the message names both, and how to go back); its tensors have
+        ValueError: the checkpoint was written under other plugin code (another version of a component's or a
+            loss's plugin, or another plugin registering its name: the message names both, and how to go back; a
+            loss its plugin now builds with other arguments: the message names them); its tensors have
             other shapes than ``run.model``'s without a recorded plugin change (the message keeps PyTorch's list
             of tensors and shapes); none loads; or the newest intact one was written by another number of
             processes.
@@ -184,32 +191,94 @@ def _check_world_size(run: Run, checkpoint: Path, group: ProcessGroup) -> None:
 
 
 def _check_same_plugins(run: Run, checkpoint: Path) -> None:
-    """Refuse to resume with another version of a component's plugin, or another plugin under its name, than
-    ``checkpoint`` was written with (:func:`~plugins.pretrained.plugin_changes`: both versions or plugins, and the
-    ``pip install`` command to go back): the run would continue under other code, and its final model would
-    record only the new plugin. Checked before the checkpoint's weights are read, which another version may no
-    longer fit."""
+    """Refuse to resume with another version of a component's or a loss's plugin, or another plugin under its
+    name, than ``checkpoint`` was written with (:func:`~plugins.pretrained.plugin_changes`: both versions or
+    plugins, and the ``pip install`` command to go back), or with a loss that its plugin now builds with other
+    arguments than the checkpoint records (:func:`_loss_argument_changes`): the run would continue under other code,
+    and its final model would record only the new plugin. Checked before the checkpoint's weights are read, which
+    another version may no longer fit. A checkpoint without a readable record (of its model's plugins in
+    ``config.json``, of its losses in :data:`~training.checkpoint.LOSSES_FILE`) is not checked for it."""
+    changes = []
     try:
         payload = read_model_config(checkpoint / MODEL_CONFIG_FILE)
     except (OSError, ValueError):  # damaged: reading its weights decides; only the record of its plugins is lost
-        return
-    changes = plugin_changes(payload, run.model.component_plugins, run.model.plugin_versions)
+        payload = None
+    if payload is not None:
+        changes += plugin_changes(payload, run.model.component_plugins, run.model.plugin_versions)
+    losses = read_losses_record(checkpoint)
+    if losses is not None and run.loss_record:
+        described = {name: f"the loss {name!r}" for name in run.loss_plugins}
+        installed = run.loss_record.get("plugin_versions", {})
+        changes += plugin_changes(losses, run.loss_plugins, installed, described)
+        changes += _loss_argument_changes(losses, run.loss_record)
     if changes:
         raise ValueError(
             f"{checkpoint} was written under other plugin code: {'; '.join(changes)}. --resume continues a run "
-            "unchanged: install the plugin as it was to resume, or start a new run in another --out from this "
-            f"checkpoint (--init-from {checkpoint})"
+            "unchanged: install the plugin as it was (or put its code back) to resume, or start a new run in "
+            f"another --out from this checkpoint (--init-from {checkpoint})"
         )
 
 
+def _loss_argument_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """One clause per loss of an installed plugin that the run now builds with other arguments than a checkpoint
+    records (``recorded`` and ``current``: records of :func:`~training.run_state.losses_record`, their terms in the
+    configuration's order): a plugin that changed a default without a new version (edited in place, say). The
+    project's own losses are left out, as their versions are (:func:`~plugins.pretrained.plugin_changes`)."""
+    saved_terms, terms = recorded.get("losses"), current.get("losses", [])
+    if not isinstance(saved_terms, list) or len(saved_terms) != len(terms):
+        return []
+    plugins = current.get("plugins", {})
+    changes = []
+    for saved, term in zip(saved_terms, terms, strict=True):
+        name, plugin = term["name"], plugins.get(term["name"])
+        if not isinstance(saved, Mapping) or saved.get("name") != name or plugin in DEFAULT_PLUGINS:
+            continue
+        before, now = saved.get("kwargs"), term["kwargs"]
+        if not isinstance(before, Mapping):
+            continue
+        differing = [
+            f"{key} {_shown(before, key)} -> {_shown(now, key)}"
+            for key in sorted(before.keys() | now.keys())
+            if _shown(before, key) != _shown(now, key)
+        ]
+        if differing:
+            changes.append(
+                f"the loss {name!r} was built with other arguments than plugin {plugin!r} now gives it "
+                f"({', '.join(differing)}: its defaults changed without a new version)"
+            )
+    return changes
+
+
+def _shown(arguments: Mapping[str, Any], key: str) -> str:
+    """An argument's value as JSON (``<absent>`` when ``arguments`` lacks it), to compare and to show."""
+    return json.dumps(arguments[key], sort_keys=True) if key in arguments else "<absent>"
+
+
 def resume_plugin_hint(checkpoints: list[Path]) -> str:
-    """What to install when a resumed run's components are not registered: the plugins the newest of
-    ``checkpoints`` (oldest first) records, for the message of the registry's error."""
-    try:
-        payload = read_model_config(checkpoints[-1] / MODEL_CONFIG_FILE)
-    except (OSError, ValueError):  # a damaged checkpoint: the registry's error stands alone
+    """What to install when a resumed run's components or losses are not registered: the plugins the newest of
+    ``checkpoints`` (oldest first) records for its model and its losses, for the message of the registry's error."""
+    records: list[Mapping[str, Any]] = []
+    with contextlib.suppress(OSError, ValueError):  # a damaged config.json: the record of the losses may stand
+        records.append(read_model_config(checkpoints[-1] / MODEL_CONFIG_FILE))
+    losses = read_losses_record(checkpoints[-1])
+    if losses is not None:
+        records.append(losses)
+    if not records:  # nothing recorded, or damaged: the registry's error stands alone
         return ""
-    return missing_plugin_hint(payload)
+    # one record of both, as missing_plugin_hint reads it: the plugins (keyed apart: a role and a loss may share
+    # a name), with their versions and distributions
+    merged: dict[str, dict[str, Any]] = {"plugins": {}, "plugin_versions": {}, "plugin_distributions": {}}
+    for index, record in enumerate(records):
+        merged["plugins"].update({f"{index}.{name}": plugin for name, plugin in _mapping(record, "plugins")})
+        merged["plugin_versions"].update(_mapping(record, "plugin_versions"))
+        merged["plugin_distributions"].update(_mapping(record, "plugin_distributions"))
+    return missing_plugin_hint(merged)
+
+
+def _mapping(record: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
+    """The items of ``record[key]`` when it is a mapping, else none."""
+    value = record.get(key)
+    return [(str(name), item) for name, item in value.items()] if isinstance(value, Mapping) else []
 
 
 def _restore(run: Run, checkpoint: Path, device: str, group: ProcessGroup) -> None:
@@ -276,4 +345,4 @@ def maybe_checkpoint(
                 world_size=group.world_size,
                 process_rng=generators if group.distributed else None,
             )
-            save_checkpoint(run_dir, run.model, state, config.keep_checkpoints)
+            save_checkpoint(run_dir, run.model, state, config.keep_checkpoints, losses=run.loss_record or None)

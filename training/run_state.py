@@ -3,6 +3,7 @@ configuration builds them; :mod:`training.loop` trains them."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from torch import nn
 
 from plugins import ComponentRegistry, VideoSlotModel
 from plugins.interfaces import Loss
+from plugins.registry import DIRECT_REGISTRATION, RegistryError, configuration_arguments
 from training.config import MIN_TRANSITION_CLIP, TrainConfig
 from training.distributed import ProcessGroup, data_parallel
 from training.schedule import warmup_cosine
@@ -34,6 +36,7 @@ class Run:
     non_finite_losses: int = 0  # steps in a row whose loss was not finite
     restored_world_size: int | None = None  # processes that wrote the checkpoint resumed from (None: unknown)
     loss_plugins: dict[str, str] = field(default_factory=dict)  # the plugin that registered each loss, by name
+    loss_record: dict[str, Any] = field(default_factory=dict)  # what checkpoints record of the losses (losses_record)
 
     def elapsed_s(self) -> float:
         """Seconds trained to reach the current step, over every invocation (see ``TrainerState.elapsed_s``)."""
@@ -57,6 +60,7 @@ def build_run(config: TrainConfig, registry: ComponentRegistry, device: str, gro
     trained: nn.Module = data_parallel(model, device, group) if group.distributed else model
     losses = [(term.name, term.weight, _loss(registry, term.name, term.kwargs)) for term in config.losses]
     loss_plugins = {term.name: registry.owner("losses", term.name) for term in config.losses}
+    record = losses_record(config, [loss for _, _, loss in losses], loss_plugins, registry)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.optim.lr)
     schedule = config.optim
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -64,7 +68,79 @@ def build_run(config: TrainConfig, registry: ComponentRegistry, device: str, gro
     )
     use_amp = device == "cuda" and config.optim.mixed_precision
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    return Run(model, trained, losses, optimizer, scheduler, scaler, step=0, loss_plugins=loss_plugins)
+    return Run(
+        model, trained, losses, optimizer, scheduler, scaler, step=0, loss_plugins=loss_plugins, loss_record=record
+    )
+
+
+def losses_record(
+    config: TrainConfig, losses: list[Loss], loss_plugins: dict[str, str], registry: ComponentRegistry
+) -> dict[str, Any]:
+    """What a checkpoint records of the run's losses (:data:`training.checkpoint.LOSSES_FILE`), as JSON values.
+
+    Args:
+        config: the run's configuration; its ``losses`` built ``losses``, in the same order.
+        losses: the built losses.
+        loss_plugins: the plugin that registered each loss, by name.
+        registry: the registry that built them (it knows the plugins' versions and distributions).
+
+    Returns:
+        ``losses``: each term's ``name``, ``weight`` and ``kwargs``, the arguments its loss was built with, defaults
+        filled in (:func:`~plugins.registry.configuration_arguments`), so the record says what the run computed even
+        after the plugin changes a default; ``plugins`` (loss name -> plugin), and the ``plugin_versions`` and
+        ``plugin_distributions`` of those plugins where the registry knows them, as a saved ``config.json`` records
+        them for the model's components.
+    """
+    terms = [
+        {"name": term.name, "weight": term.weight, "kwargs": configuration_arguments(type(loss), term.kwargs)}
+        for term, loss in zip(config.losses, losses, strict=True)
+    ]
+    plugins = sorted(set(loss_plugins.values()))
+    record: dict[str, Any] = json.loads(  # as the file holds it: tuples as lists, so a resume compares like with like
+        json.dumps(
+            {
+                "losses": terms,
+                "plugins": dict(loss_plugins),
+                "plugin_versions": {p: registry.plugin_versions[p] for p in plugins if p in registry.plugin_versions},
+                "plugin_distributions": {
+                    p: registry.plugin_distributions[p] for p in plugins if p in registry.plugin_distributions
+                },
+            },
+            default=str,  # a value no JSON holds, which train_config.json then cannot record either
+        )
+    )
+    return record
+
+
+def check_components_installed(model: VideoSlotModel) -> None:
+    """Refuse a model component registered directly (:data:`~plugins.registry.DIRECT_REGISTRATION`: by the code
+    that builds the registry, such as a ``--config`` file calling ``default_registry().add_transition``, not by an
+    installed plugin's hook), for a run trained with the default registry.
+
+    Its saved models would record no plugin to install: ``python -m training.evaluate``, the export, the model card
+    and the service load the installed plugins in their own processes, which know no such component, so none of
+    them could build the model. (Losses are not checked: no saved model holds them. A caller that trains with a
+    registry of its own loads the run's models with that registry, and is not checked either.)
+
+    Raises:
+        RegistryError: the message names the component, its class, and how to package it as a plugin.
+    """
+    direct = [
+        f"the {role} {model.specs[role].name!r} ({type(getattr(model, role)).__module__}."
+        f"{type(getattr(model, role)).__qualname__})"
+        for role, plugin in model.component_plugins.items()
+        if plugin == DIRECT_REGISTRATION
+    ]
+    if not direct:
+        return
+    raise RegistryError(
+        f"{', '.join(direct)}: registered directly (by a `registry.add_...` call outside a plugin's "
+        "`slotstream_register_components` hook), not by an installed plugin, so the models this run saves could "
+        "be loaded only by a process that runs that code again: `python -m training.evaluate`, the export, the model "
+        "card and the service, which load the installed plugins, could not build them. Package the component as a "
+        "plugin, a distribution with a `slotstream` entry point whose `slotstream_register_components` hook "
+        "registers it (README, Plugins), install it (`pip install -e` of its folder) and train again"
+    )
 
 
 def check_transition_trains(config: TrainConfig, model: VideoSlotModel) -> None:
