@@ -72,7 +72,7 @@ def argument_parser() -> argparse.ArgumentParser:
         "--frame-fit",
         choices=FRAME_FITS,
         help="fit real frames of another aspect ratio to the model's input: crop (centre crop, the default) or "
-        "stretch (the whole frame, as the service sends it to the model)",
+        "stretch (the whole frame resized); the model records it, and the service fits frames the same way",
     )
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--num-slots", type=int, help="slots per frame (the model's K)")
