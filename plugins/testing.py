@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,30 +216,74 @@ def check_batch_independence(config: dict[str, Any], registry: ComponentRegistry
     (training may mix the batch); each run gets a freshly built model, so that state kept between calls does not
     count here (:func:`check_no_state_between_calls` checks it).
 
+    An output that is random at inference (``gaussian_shared(eval_noise="sample")``'s queries: element 0 alone
+    draws other noise than in a batch) is found by running element 0 alone again from another seed; it is not
+    compared, and element 0's draw from the run alone is put in its place in the batch, so that what runs after
+    it still is compared.
+
     Raises:
         ContractViolation: naming the first component (in the order they run) whose outputs for element 0 differ,
             which output, the frame and by how much.
     """
     model = build_tiny(config, registry).eval()
     video = tiny_video(model, batch=3)
-    batched = _component_calls(model, video)
     alone = _component_calls(build_tiny(config, registry).eval(), video[:1])
-    for together, single in zip(batched, alone, strict=False):
+    random = _random_outputs(build_tiny(config, registry).eval(), video[:1], alone)
+    batched = _component_calls(
+        model, video, hold=lambda index: {name: alone[index].outputs[name] for name in random.get(index, ())}
+    )
+    held = " (outputs random at inference held to element 0's own draw)" if random else ""
+    for index, (together, single) in enumerate(zip(batched, alone, strict=False)):
         for name, tensor in single.outputs.items():
             within = together.outputs.get(name)
-            if within is None or within.shape[1:] != tensor.shape[1:]:
-                continue  # a shape the model's own checks judge
+            if within is None or within.shape[1:] != tensor.shape[1:] or name in random.get(index, ()):
+                continue  # a shape the model's own checks judge, or a random draw
             worst = _max_difference(within[:1], tensor)
-            tolerance = BATCH_ATOL + BATCH_RTOL * float(tensor.abs().max())
+            tolerance = _tolerance(tensor)
             if not worst <= tolerance:
                 violation(
                     model,
                     single.role,
                     f"returned other {name} for batch element 0 in a batch of {video.shape[0]} clips than alone "
-                    f"(frame {single.frame}: max |difference| {worst:.3g}, beyond float32 rounding, {tolerance:.3g}): "
-                    "each batch element must be computed from its own inputs only, because the server batches "
-                    "independent streams together (a mean, a norm or attention over the batch axis mixes them)",
+                    f"(frame {single.frame}: max |difference| {worst:.3g}, beyond float32 rounding, {tolerance:.3g})"
+                    f"{held}: each batch element must be computed from its own inputs only, because the server "
+                    "batches independent streams together (a mean, a norm or attention over the batch axis mixes "
+                    "them)",
                 )
+
+
+def _random_outputs(model: VideoSlotModel, video: torch.Tensor, reference: list[_Call]) -> dict[int, set[str]]:
+    """The outputs (by call index, then name) that are random at inference: those that differ, beyond
+    :func:`_tolerance`, from ``reference`` (the same run from seed 0) when ``model`` runs ``video`` from another
+    seed. Each one found is replaced by its ``reference`` value as the run goes, so that a component that only
+    takes a random input is not counted."""
+    found: dict[int, set[str]] = {}
+
+    def hold(index: int) -> dict[str, torch.Tensor]:
+        return {name: reference[index].outputs[name] for name in found.get(index, ())}
+
+    def compare(index: int, outputs: dict[str, torch.Tensor]) -> None:
+        if index >= len(reference):
+            return
+        expected = reference[index].outputs
+        differing = {
+            name
+            for name, tensor in outputs.items()
+            if name in expected
+            and tensor.shape == expected[name].shape
+            and not _max_difference(tensor, expected[name]) <= _tolerance(expected[name])
+        }
+        if differing:
+            found[index] = differing
+
+    _component_calls(model, video, seed=1, hold=hold, inspect=compare)
+    return found
+
+
+def _tolerance(tensor: torch.Tensor) -> float:
+    """Float32 rounding for an output like ``tensor``: :data:`BATCH_ATOL` + :data:`BATCH_RTOL` times its largest
+    magnitude."""
+    return BATCH_ATOL + BATCH_RTOL * (float(tensor.abs().max()) if tensor.numel() else 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,29 +295,65 @@ class _Call:
     outputs: dict[str, torch.Tensor]
 
 
-def _component_calls(model: VideoSlotModel, video: torch.Tensor) -> list[_Call]:
-    """Every component call of one run of ``model`` on ``video`` (no gradient, global random state seeded 0), in
-    the order they ran, with copies of their output tensors."""
+def _component_calls(
+    model: VideoSlotModel,
+    video: torch.Tensor,
+    *,
+    seed: int = 0,
+    hold: Callable[[int], dict[str, torch.Tensor]] | None = None,
+    inspect: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+) -> list[_Call]:
+    """Every component call of one run of ``model`` on ``video`` (no gradient, global random state seeded
+    ``seed``), in the order they ran, with copies of their output tensors.
+
+    ``inspect(index, outputs)`` sees each call's outputs as they come (index: 0 for the first call); then
+    ``hold(index)`` names outputs to replace: their leading batch rows become the tensors it gives (for the rest of
+    the run and in the record)."""
     calls: list[_Call] = []
     frames = [-1]  # the encoder runs first on every frame
 
     def recorder(role: str) -> Any:
-        def record(module: torch.nn.Module, args: Any, output: Any) -> None:
+        def record(module: torch.nn.Module, args: Any, output: Any) -> Any:
             del module, args  # Unused.
             frames[0] += role == "encoder"
-            calls.append(_Call(role, frames[0], _output_tensors(role, output)))
+            index = len(calls)
+            if inspect is not None:
+                inspect(index, _output_tensors(role, output))
+            replaced = _with_rows(role, output, hold(index)) if hold is not None else output
+            calls.append(_Call(role, frames[0], _output_tensors(role, replaced)))
+            return None if replaced is output else replaced
 
         return record
 
     handles = [getattr(model, role).register_forward_hook(recorder(role)) for role in COMPONENT_NAMES]
     try:
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         with torch.no_grad():
             model(video)
     finally:
         for handle in handles:
             handle.remove()
     return calls
+
+
+def _with_rows(role: str, output: Any, rows: dict[str, torch.Tensor]) -> Any:
+    """``output`` with the leading batch rows of its tensors named in ``rows`` (names as :func:`_output_tensors`
+    gives them) replaced by those tensors; ``output`` itself when there is nothing to replace."""
+    if not rows:
+        return output
+
+    def replaced(tensor: torch.Tensor, name: str) -> torch.Tensor:
+        row = rows.get(name)
+        if row is None or tensor.shape[1:] != row.shape[1:] or tensor.shape[0] < row.shape[0]:
+            return tensor
+        tensor = tensor.clone()
+        tensor[: row.shape[0]] = row.to(tensor.dtype)
+        return tensor
+
+    if isinstance(output, torch.Tensor):
+        return replaced(output, "queries" if role == "transition" else "output")
+    changes = {name: replaced(getattr(output, name), name) for name in rows if hasattr(output, name)}
+    return dataclasses.replace(output, **changes)
 
 
 def _output_tensors(role: str, output: object) -> dict[str, torch.Tensor]:

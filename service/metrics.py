@@ -46,9 +46,9 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   ``slotstream_postprocess_seconds``, ``slotstream_e2e_seconds`` (histograms, by model): per-frame latency stages,
   the ``latency`` of each result, one observation per frame answered with a result (the same ``_count`` for
   each, and the stages add up to e2e, receipt to result). Inference is the duration of the model call the frame
-  was part of, and postprocess the mask making of that call plus the frame's own (masks above 512 x 512): a call
-  of B frames is observed B times, so these two ``_sum`` series exceed the model's busy time (they are the time
-  frames spent, not the time the model spent); ``slotstream_batch_size`` gives the frames per call.
+  was part of, and postprocess the mask making of that call plus the frame's own (masks above 512 x 512, 128 x 128
+  on a GPU): a call of B frames is observed B times, so these two ``_sum`` series exceed the model's busy time (they
+  are the time frames spent, not the time the model spent); ``slotstream_batch_size`` gives the frames per call.
 - ``slotstream_state_bytes`` (gauge): memory held by recurrent states, including resume history.
 - ``slotstream_reply_budget_reserved_bytes`` (gauge): of ``--max-total-buffered-reply-bytes``, what the open
   streams have reserved for replies their clients have not read yet (at their reply-size bounds), and

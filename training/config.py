@@ -29,9 +29,9 @@ MAX_LR = 1e37
 ``beta1`` of 0.9 (what the run uses), and must stay within float32 (3.4e38); above about 3.4e37 the optimiser
 overflows."""
 
-RUN_ONLY_FIELDS = frozenset({"data.num_workers", "init_from"})
+RUN_ONLY_FIELDS = frozenset({"data.num_workers", "data.workdir", "init_from"})
 """Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
-matters when a run starts)."""
+matters when a run starts; ``data.workdir`` only resolves relative folders, and the resolved specs are compared)."""
 
 MIN_TRANSITION_CLIP = 2
 """The fewest frames of a training clip that a model's transition learns from: it runs from a clip's second frame
@@ -158,7 +158,7 @@ def resolved_spec(spec: str, workdir: str) -> str:
     scheme, _, typed = spec.partition(":")
     if folder is None or Path(typed).is_absolute():
         return spec
-    return f"{scheme}:{Path(workdir).absolute() / folder}"  # an expanded ~ stays as it is
+    return f"{scheme}:{os.path.normpath(Path(workdir).absolute() / folder)}"  # rec/../x -> x; an expanded ~ stays
 
 
 @dataclass

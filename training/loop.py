@@ -54,6 +54,7 @@ from training.metrics import DiscoveryScores
 from training.run_data import (
     SAMPLE_FRAMES,
     ValidationData,
+    read_data_files,
     record_data_files,
     reported,
     start_batches,
@@ -126,8 +127,9 @@ def fit(
 
     Before the first step the main process records where this invocation trains in ``environment.json``
     (:mod:`training.environment`; a resume appends its own part), which model cards report, and, in a run that
-    starts from step 0, its local data files in ``data_files.json`` (:func:`~training.run_data.record_data_files`),
-    which a resume compares its data folders with.
+    starts from step 0 (or resumes without that record, deleted to accept changed data files), its local data files in
+    ``data_files.json`` (:func:`~training.run_data.record_data_files`), which a resume compares its data folders
+    with.
 
     Args:
         config: the experiment.
@@ -227,10 +229,10 @@ def fit(
                     command_file.write_text(command + "\n")
             if restoring:
                 restore_newest(run, checkpoints, device, group)
-            elif group.is_main:  # from step 0: the data files its resume will be compared with
-                record_data_files(run_dir, config)
-                if started_from is not None:
-                    tqdm.write(started_from.summary())
+            elif group.is_main and started_from is not None:
+                tqdm.write(started_from.summary())
+            if group.is_main and not (restoring and read_data_files(run_dir) is not None):
+                record_data_files(run_dir, config)  # from step 0, or its record deleted: what a resume compares with
             started_step = run.step
             if group.is_main:  # where this invocation trains, for the model card (a resume appends a segment)
                 record_environment(run_dir, describe_environment(device, group, started_step))

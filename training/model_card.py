@@ -350,13 +350,18 @@ def _discovery(
     spec = f"davis:{extra['davis']}" if unscored else extra.get("spec") or config.data.val_spec or config.data.spec
     fit = " --frame-fit stretch" if config.data.frame_fit == "stretch" else ""
     header = ["data"] + [f"{mode} {name}" for mode in ("video", "image") for name in ("ARI", "FG-ARI", "mBO", "mIoU")]
+    (mask_height, mask_width), (image_height, image_width) = model.mask_grid, model.image_size
+    ceiling_command = f"python -m training.ceiling --data {spec}"
+    if mask_height == mask_width and image_height == image_width:  # the command takes square sizes only
+        ceiling_command += f" --mask-size {mask_height} --image-size {image_height}"
+    ceiling_command += f" --num-slots {model.num_slots}{fit}"
     ceiling = [
         "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
-        f"upsampled like the model's masks (`python -m training.ceiling{fit}`), keeping the {model.num_slots - 1}",
+        f"upsampled like the model's masks (`{ceiling_command}`), keeping the {model.num_slots - 1}",
         "largest objects (one slot holds the background) and merging any others into the background: in video",
         "mode the video's largest, in image mode each frame's. It is a reference for a model that is perfect at",
         "this mask size and slot count, not a bound: sharper soft masks can place an edge inside a cell",
-        "(`python -m training.ceiling --fit-steps N` searches for such masks).",
+        "(the same command with `--fit-steps N` searches for such masks).",
     ]
     return [
         "## Object discovery",

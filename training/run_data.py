@@ -272,10 +272,16 @@ def _first_frames(dataset: Dataset[VideoClip], config: TrainConfig) -> VideoClip
     return FirstFrames(dataset, min(SAMPLE_FRAMES, data.val_frames or SAMPLE_FRAMES))[0]
 
 
+DATA_FILES_FILE = "data_files.json"
+"""The run folder's record of the local data files the run started on (:func:`data_files`), which ``--resume``
+compares with the files there now (:func:`data_file_changes`)."""
+
 MID_RUN_DATA_ADVICE = (
     "remove or re-encode that file (left as it is, it stops a resumed run at this step again: each step's clips "
-    "depend only on the seed and the step), then run the same command with --resume: the run's checkpoints are "
-    "intact, and it continues from the newest (from step 0 when there is none yet)"
+    f"depend only on the seed and the step), delete the run folder's {DATA_FILES_FILE} (the record of the files "
+    "the run started on, which a --resume compares the data folder with: the run then records the files as they "
+    "are), and run the same command with --resume: the run's checkpoints are intact, and it continues from the "
+    "newest (from step 0 when there is none yet)"
 )
 """What a training-data error met during the run adds to its message (:func:`reported`)."""
 
@@ -294,10 +300,6 @@ def reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:
             text = text.rsplit(marker, 1)[1].strip()
         raise DatasetError(f"{text}; {MID_RUN_DATA_ADVICE}") from (None if in_worker else error)
 
-
-DATA_FILES_FILE = "data_files.json"
-"""The run folder's record of the local data files the run started on (:func:`data_files`), which ``--resume``
-compares with the files there now (:func:`data_file_changes`)."""
 
 _COMPARED = {"training": ("size", "frames"), "validation": ("size", "frames", "masks")}
 """The fields of a file's entry that matter to each use of the data: training reads only frames."""

@@ -133,8 +133,10 @@ def check_same_data(run_dir: Path, config: TrainConfig) -> None:
             f"{run_dir} was started on other data files than its data folders hold now "
             f"({run_dir / DATA_FILES_FILE} lists those it started on); --resume continues a run unchanged, and its "
             f"clips depend on the list of files. Differences since it started: {'; '.join(changes)}. Put the files "
-            f"back as they were to resume, or start a new run in another --out (--init-from a model or checkpoint "
-            f"of {run_dir} starts it from those weights)"
+            f"back as they were to resume; or, to continue on the files as they are now (the run then draws other "
+            f"clips than it would have), delete {run_dir / DATA_FILES_FILE} and --resume: the run records them anew; "
+            f"or start a new run in another --out (--init-from a model or checkpoint of {run_dir} starts it from "
+            "those weights)"
         )
 
 

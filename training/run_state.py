@@ -36,6 +36,7 @@ class Run:
     non_finite_losses: int = 0  # steps in a row whose loss was not finite
     restored_world_size: int | None = None  # processes that wrote the checkpoint resumed from (None: unknown)
     loss_plugins: dict[str, str] = field(default_factory=dict)  # the plugin that registered each loss, by name
+    losses_warned: set[str] = field(default_factory=set)  # losses already warned about (training/step.py)
     loss_record: dict[str, Any] = field(default_factory=dict)  # what checkpoints record of the losses (losses_record)
 
     def elapsed_s(self) -> float:

@@ -79,7 +79,7 @@ def _check_loss_value(run: Run, name: str, weight: float, loss: Loss, value: obj
     Raises :class:`ContractViolation` unless ``value`` is a 0-dim tensor (a scalar; finite or not, which the
     divergence check judges), instead of an autograd error about implicit gradients that names none of them.
 
-    Warns (:class:`LossWithoutGradientWarning`, once per loss through the warnings machinery's default filter)
+    Warns (:class:`LossWithoutGradientWarning`, once per loss and run: :attr:`Run.losses_warned` keeps count)
     when gradients are enabled, ``weight`` is not 0 and ``value`` does not require grad: a value made with
     ``.item()`` or ``float()``, computed under ``torch.no_grad()`` or only from detached tensors trains nothing.
     A warning, not an error: a term can legitimately reach only components that ``train_only`` freezes (the tiny
@@ -98,7 +98,8 @@ def _check_loss_value(run: Run, name: str, weight: float, loss: Loss, value: obj
             f"{who} returned {returned}; a loss must return a scalar tensor (shape ()), for example its mean over the "
             "batch"
         )
-    if weight != 0 and torch.is_grad_enabled() and not value.requires_grad:
+    if weight != 0 and torch.is_grad_enabled() and not value.requires_grad and name not in run.losses_warned:
+        run.losses_warned.add(name)
         warnings.warn(
             f"{who} returned a value that no trainable weight reaches (it does not require grad), so at weight "
             f"{weight} it trains nothing: a value made with .item() or float(), computed under torch.no_grad() or "

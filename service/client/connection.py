@@ -23,6 +23,9 @@ from service.types import OpenRequest, ResumeRequest, StateHandoff, StreamOption
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_LIMIT_TIMEOUT_S = 10.0
 """How long a client waits for the model card it reads the server's request limit from (then goes on without it)."""
+SERVER_LIMIT_RETRY_S = 5.0
+"""How long after a failed read of the server's request limit (a refused ``Describe``, no answer) a client waits
+before it reads it again: the frames meanwhile go sized to its own ``max_message_bytes``, with no call each."""
 _TOKEN_CHARACTERS = {" ": "a space", "\t": "a tab", "\n": "a line break", "\r": "a carriage return"}
 """What :func:`check_token` calls the whitespace characters it finds in a token."""
 
@@ -119,7 +122,8 @@ class Client:
         self._closed = False
         self._readers: set[CallReader] = set()  # strong references: the event loop keeps only weak ones
         self._server_request_bytes: int | None = None
-        self._server_limit_read: asyncio.Future[int] | None = None
+        self._server_limit_read: asyncio.Future[int | None] | None = None
+        self._server_limit_retry_at = 0.0  # time.monotonic() before which a failed read is not tried again
 
     async def __aenter__(self) -> Client:
         return self
@@ -130,12 +134,14 @@ class Client:
     @property
     def server_max_request_bytes(self) -> int | None:
         """The largest request message the server takes (its model card's ``max_request_bytes``: its
-        ``--max-message-bytes``), as far as this client knows: ``None`` until read, 0 when the server does not report
-        it or its card could not be read.
+        ``--max-message-bytes``), as far as this client knows: ``None`` until read (or while its card could not be
+        read), 0 when the server does not report it.
 
         A stream reads it (one ``Describe`` call, once per client) when a frame request is larger than 1 MiB, the
         smallest limit a server has, so a client whose frames are all smaller never asks; :meth:`describe` updates
-        it too. While it is below :attr:`max_message_bytes`, frames are sized to it (:meth:`ClientStream.send`)."""
+        it too. A read that fails (the call refused, say by a server at its ``--max-calls``, or unanswered) is tried
+        again for a later such frame, at most once every :data:`SERVER_LIMIT_RETRY_S`. While it is below
+        :attr:`max_message_bytes`, frames are sized to it (:meth:`ClientStream.send`)."""
         return self._server_request_bytes
 
     def _request_limit(self) -> tuple[int, bool]:
@@ -146,22 +152,28 @@ class Client:
             return server, True
         return self.max_message_bytes, False
 
-    async def _read_server_limit(self) -> int:
-        """:attr:`server_max_request_bytes`, read from the server's model card the first time (one call shared by
-        every task that asks meanwhile; a task cancelled while it waits leaves the read going for the others). A card
-        that cannot be read (a refused call, no answer within :data:`SERVER_LIMIT_TIMEOUT_S`, a closed client) counts
-        as 0, and is not asked for again: frames then go sized to :attr:`max_message_bytes`, as without a limit."""
+    async def _read_server_limit(self) -> int | None:
+        """:attr:`server_max_request_bytes`, read from the server's model card when it is not known yet (one call
+        shared by every task that asks meanwhile; a task cancelled while it waits leaves the read going for the
+        others). A card that cannot be read (a refused call, no answer within :data:`SERVER_LIMIT_TIMEOUT_S`, a
+        closed client) leaves it ``None``, and the card is not asked for again until :data:`SERVER_LIMIT_RETRY_S`
+        have passed (time.monotonic): frames meanwhile go sized to :attr:`max_message_bytes`, as without a limit."""
         if self._server_request_bytes is not None:
             return self._server_request_bytes
         if self._server_limit_read is None:
+            if time.monotonic() < self._server_limit_retry_at:
+                return None
             self._server_limit_read = asyncio.ensure_future(self._describe_limit())
         return await asyncio.shield(self._server_limit_read)
 
-    async def _describe_limit(self) -> int:
-        with contextlib.suppress(StreamError, TimeoutError):  # the card's limit is kept by describe()
-            await asyncio.wait_for(self.describe(), SERVER_LIMIT_TIMEOUT_S)
-        if self._server_request_bytes is None:
-            self._server_request_bytes = 0
+    async def _describe_limit(self) -> int | None:
+        try:
+            with contextlib.suppress(StreamError, TimeoutError):  # the card's limit is kept by describe()
+                await asyncio.wait_for(self.describe(), SERVER_LIMIT_TIMEOUT_S)
+        finally:
+            self._server_limit_read = None  # done: a later read starts a new call
+            if self._server_request_bytes is None:
+                self._server_limit_retry_at = time.monotonic() + SERVER_LIMIT_RETRY_S
         return self._server_request_bytes
 
     @property
@@ -301,4 +313,4 @@ class Client:
             raise self._closed_error() from error
 
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SERVER_LIMIT_TIMEOUT_S", "Client", "check_token"]
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SERVER_LIMIT_RETRY_S", "SERVER_LIMIT_TIMEOUT_S", "Client", "check_token"]

@@ -179,7 +179,8 @@ class ClientStream:
 
         Frames are sized to one message of the client's ``max_message_bytes`` or, when it is lower, of the
         server's ``--max-message-bytes`` (:attr:`Client.server_max_request_bytes`, read once per client when the
-        first frame request larger than 1 MiB comes: a server takes at least that much). An array whose raw pixels
+        first frame request larger than 1 MiB comes: a server takes at least that much; after a failed read, again
+        at most every :data:`~service.client.connection.SERVER_LIMIT_RETRY_S`). An array whose raw pixels
         do not fit is sent as PNG, lossless (the server decodes the same pixels, so the answers are those of raw),
         encoded in a worker thread (about 0.7 s for 3840x2160); JPEG or PNG bytes and an :class:`EncodedImage` go
         as they are. A ``send()`` cancelled while the server's limit is read or its frame encoded sends nothing.

@@ -1,7 +1,8 @@
 """The client library sizes its frames to the server's message limit (its ``--max-message-bytes``, from its model
 card) when that is below the client's own, as the ``stream`` command does: a raw frame the server would refuse goes
 as PNG, lossless; one that fits no way is refused before it is sent, naming the server's limit. The card is read
-once per client, and only for a frame request over 1 MiB (every server takes that much)."""
+once per client, and only for a frame request over 1 MiB (every server takes that much); a read that failed is
+tried again for a later such frame, at most once every ``SERVER_LIMIT_RETRY_S``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 from service_helpers import make_video, run
 
-from service.client import Client, FrameResult, StreamOptions, stream_frames
+from service.client import Client, FrameResult, StreamOptions, connection, stream_frames
 from service.client.requests import SMALLEST_SERVER_REQUEST_BYTES
 from service.client.synthetic import synthetic_frames
 from service.config import ConfigError, ServiceConfig
@@ -91,6 +92,43 @@ def test_the_servers_limit_is_read_once_per_client_and_only_for_frames_over_one_
 
     before, after, asked = run(scenario())
     assert before is None and after == ONE_MIB and asked == [""]
+
+
+def test_a_refused_read_of_the_servers_limit_is_tried_again_after_a_while(start_server, monkeypatch):
+    """A server of 2 MiB messages and two calls at a time, both held by streams (another client's and this one's):
+    the ``Describe`` that reads the limit is refused. The limit stays unknown (not "none"), and the next large
+    frame does not ask again; once the other client's call is free and the wait is over, a frame of 2.76 MB raw,
+    which that server would refuse with RESOURCE_EXHAUSTED (ending the stream), gets the limit read and goes as
+    PNG."""
+    server = start_server(max_message_bytes=2 * ONE_MIB, max_streams=2, max_calls=2)
+    monkeypatch.setattr(connection, "SERVER_LIMIT_RETRY_S", 1.0)
+    calls = []
+    describe = Client.describe
+
+    async def counted(self: Client, model: str = "") -> object:
+        calls.append(model)
+        return await describe(self, model)
+
+    monkeypatch.setattr(Client, "describe", counted)
+    fitting = list(synthetic_frames(2, SIZE))  # 1,152,000 bytes raw: over 1 MiB, within 2 MiB
+    (large,) = synthetic_frames(1, (720, 1280))  # 2,764,800 bytes raw, a few kB as PNG
+
+    async def scenario() -> tuple[list[object], int | None, list[str], object, int | None, list[str]]:
+        async with Client(server.target) as other, Client(server.target) as client:
+            holding = await other.open()  # the server's other call
+            stream = await client.open()
+            answers = [await stream.process(frame) for frame in fitting]
+            unknown, asked_while_held = client.server_max_request_bytes, list(calls)
+            await holding.close()
+            await asyncio.sleep(1.2)  # a call is free and the wait over
+            answer = await stream.process(large)
+            await stream.close()
+            return answers, unknown, asked_while_held, answer, client.server_max_request_bytes, list(calls)
+
+    answers, unknown, asked_while_held, answer, learnt, asked = run(scenario())
+    assert [type(a) for a in answers] == [FrameResult] * 2 and unknown is None and asked_while_held == [""]
+    assert isinstance(answer, FrameResult), answer
+    assert learnt == 2 * ONE_MIB and asked == ["", ""]
 
 
 def test_a_card_the_caller_read_gives_the_limit_without_another_call(start_server, monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 from training.datasets import DatasetError, VideoClip, build_dataset
 from training.datasets.decoding import frame_count
 from training.datasets.videos import indexed_end_missing
-from training.run_data import MID_RUN_DATA_ADVICE, reported
+from training.run_data import DATA_FILES_FILE, MID_RUN_DATA_ADVICE, reported
 
 av = pytest.importorskip("av")
 
@@ -69,3 +69,4 @@ def test_a_data_error_met_mid_run_says_to_remove_the_file_and_resume() -> None:
         assert str(stopped.value) == f"{failure}; {MID_RUN_DATA_ADVICE}"
     assert "remove or re-encode that file" in MID_RUN_DATA_ADVICE and "with --resume" in MID_RUN_DATA_ADVICE
     assert "checkpoints are intact" in MID_RUN_DATA_ADVICE
+    assert f"delete the run folder's {DATA_FILES_FILE}" in MID_RUN_DATA_ADVICE

@@ -81,3 +81,17 @@ def test_built_in_losses_and_a_term_at_weight_zero_are_not_warned_about(losses: 
     with warnings.catch_warnings():
         warnings.simplefilter("error", LossWithoutGradientWarning)
         _step(losses, LossTerm("item_loss", 0.0))
+
+
+def test_the_warning_comes_once_per_loss_not_at_every_step(losses: ComponentRegistry) -> None:
+    """The scheduler's step resets Python's record of warnings shown, so the run itself counts them."""
+    config: TrainConfig = get_config("tiny")
+    config = dataclasses.replace(config, losses=[*config.losses, LossTerm("item_loss", 2.0)])
+    torch.manual_seed(0)
+    run = build_run(config, losses, "cpu", init_from_environment("cpu"))
+    height, width = run.model.image_size
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("default")  # what a run sees: each place once, unless the record is reset
+        for _ in range(4):
+            optimisation_step(config, run, torch.rand(2, 3, 3, height, width), "cpu")
+    assert [issubclass(w.category, LossWithoutGradientWarning) for w in warned].count(True) == 1

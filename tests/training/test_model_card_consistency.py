@@ -148,3 +148,29 @@ def test_starting_weights_selected_at_step_0_took_no_training(tmp_path: Path) ->
     os.utime(model / "model.safetensors", (started + 5, started + 5))
     assert wall_time_s(run, model, 0) == 0.0
     assert wall_time_s(run, model, 3) == 5.0  # a run from before elapsed_s: file times, as before
+
+
+def test_the_ceiling_command_a_card_gives_reproduces_its_ceiling_row(tmp_path: Path) -> None:
+    """The card names the data, mask size, image size and slot count of its ceiling row, so the command it prints
+    runs as printed (``--data`` is required) and scores what the row says."""
+    import re
+    import shlex
+
+    from training.ceiling import main as ceiling_main
+
+    fit(_tiny(), tmp_path / "run", progress=False)
+    labelled = _labelled_videos(tmp_path / "labelled")
+    out = tmp_path / "card"
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(out), "--data", f"videos:{labelled}"]) == 0
+    card = " ".join((out / "MODEL_CARD.md").read_text().split())  # the command may be wrapped over lines
+    (command,) = re.findall(r"`(python -m training\.ceiling [^`]*)`", card)
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "training.ceiling"]
+    assert ceiling_main([*words[3:], "--json", str(tmp_path / "ceiling.json")]) == 0
+    (scored,) = json.loads((tmp_path / "ceiling.json").read_text())["ceilings"].values()
+    (row,) = [
+        value
+        for label, value in json.loads((out / "scores.json").read_text()).items()
+        if label.endswith(": the ceiling")
+    ]
+    assert (scored["video_fg_ari"], scored["image_mbo"]) == (row["video_fg_ari"], row["image_mbo"]), (scored, row)

@@ -88,5 +88,22 @@ def test_only_folders_of_local_data_are_resolved(tmp_path: Path, monkeypatch: py
     assert (absolute.spec, absolute.val_spec) == ("davis:/data/davis", f"videos:{Path.home() / 'rec'}")
     assert absolute.workdir is None  # nothing relative: nothing to record
     relative = DataConfig(spec="videos:rec", val_spec="davis:../davis")
-    assert (relative.spec, relative.val_spec) == (f"videos:{tmp_path / 'rec'}", f"davis:{tmp_path / '../davis'}")
+    assert (relative.spec, relative.val_spec) == (f"videos:{tmp_path / 'rec'}", f"davis:{tmp_path.parent / 'davis'}")
     assert dataclasses.replace(relative, spec="videos:").spec == "videos:"  # names no folder: refused when read
+
+
+def test_a_run_started_on_an_absolute_folder_resumes_on_it_typed_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Started with the folder's absolute path (no working directory recorded), resumed from its parent with
+    ``--data videos:sub/../rec``: the same folder, so not a change of configuration."""
+    for seed in (1, 2):
+        video = generate_video("easy", seed, 4, (32, 32))
+        write_labelled_mp4(tmp_path / "rec", f"v{seed}", video.frames, video.masks)
+    (tmp_path / "sub").mkdir()
+    config = apply_overrides(get_config("tiny"), parse_args([*FLAGS, "--data", f"videos:{tmp_path / 'rec'}"]))
+    fit(config, tmp_path / "run", stop_after=1, progress=False)
+    assert json.loads((tmp_path / "run" / CONFIG_FILE).read_text())["data"]["workdir"] is None
+    monkeypatch.chdir(tmp_path)
+    flags = [*FLAGS, "--data", "videos:sub/../rec", "--out", str(tmp_path / "run"), "--resume"]
+    assert main(flags) == 0, capsys.readouterr().err

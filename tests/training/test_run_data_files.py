@@ -107,6 +107,7 @@ def test_resume_refuses_recordings_added_removed_or_changed(tmp_path: Path, caps
         f"({sizes})"
     ) in err
     assert "Put the files back as they were to resume" in err
+    assert f"delete {run / DATA_FILES_FILE} and --resume: the run records them anew" in err
     assert sorted(path.name for path in (run / "checkpoints").iterdir()) == before  # the run was not touched
 
 
@@ -146,13 +147,16 @@ def test_a_run_without_a_checkpoint_starts_again_on_the_files_there_now(tmp_path
     assert names == ["cam_1.mp4", "cam_2.mp4", "cam_3.mp4"]  # recorded again by the new start
 
 
-def test_a_run_from_before_the_record_resumes_as_before(tmp_path: Path, capsys) -> None:
+def test_a_run_without_its_record_resumes_on_the_files_there_now_and_records_them(tmp_path: Path, capsys) -> None:
+    """A run from before the record, or one whose record was deleted to accept changed files (after a file failed
+    mid-run, say), resumes unchecked and records the files it goes on with."""
     folder, run, resume = _stopped_run(tmp_path)
     (run / DATA_FILES_FILE).unlink()
     _recordings(folder, seeds=(3,))
     assert run_main(resume) == 0
     assert "data files" not in capsys.readouterr().err
-    assert not (run / DATA_FILES_FILE).exists()  # resumed, not started: what it started on is not known
+    names = [entry["name"] for entry in _record(run)["sources"][0]["files"]]  # type: ignore[index]
+    assert names == ["cam_1.mp4", "cam_2.mp4", "cam_3.mp4"]
 
 
 def test_a_model_card_gives_the_count_of_the_recorded_files(tmp_path: Path) -> None:
