@@ -9,6 +9,8 @@ import dataclasses
 import math
 import os
 import pickle
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -201,7 +203,8 @@ def mean_across_processes(group: ProcessGroup, values: dict[str, float], device:
         return values
     keys = sorted(values)  # the same order on every process
     summed = torch.tensor([float(values[key]) for key in keys], dtype=torch.float64, device=device)  # [K]
-    dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+    with _lent_to_backend([summed]):
+        dist.all_reduce(summed, op=dist.ReduceOp.SUM)
     return dict(zip(keys, (summed / group.world_size).tolist(), strict=True))
 
 
@@ -210,9 +213,78 @@ def gather_to_main(group: ProcessGroup, value: Any) -> list[Any] | None:
     operation (every process calls it); ``[value]`` when not distributed."""
     if not group.distributed:
         return [value]
-    gathered: list[Any] | None = [None] * group.world_size if group.is_main else None
-    dist.gather_object(value, gathered, dst=0)
-    return gathered
+    gathered = _all_gather_objects(group, value)
+    return gathered if group.is_main else None
+
+
+def _all_gather_objects(group: ProcessGroup, value: Any) -> list[Any]:
+    """Every process's ``value`` (picklable), by rank, on every process: ``dist.all_gather_object``, with tensors
+    of its own so that it returns only once the backend has let go of them (:func:`_lent_to_backend`). A
+    collective operation."""
+    device = _collective_device()
+    payload = torch.frombuffer(bytearray(pickle.dumps(value)), dtype=torch.uint8)
+    length = torch.tensor([payload.numel()], dtype=torch.int64, device=device)
+    lengths = [torch.zeros_like(length) for _ in range(group.world_size)]
+    with _lent_to_backend([length, *lengths]):
+        dist.all_gather(lengths, length)
+    sizes = [int(size.item()) for size in lengths]
+    sent = torch.zeros(max(sizes), dtype=torch.uint8, device=device)
+    sent[: payload.numel()] = payload.to(device)
+    received = [torch.empty_like(sent) for _ in range(group.world_size)]
+    with _lent_to_backend([sent, *received]):
+        dist.all_gather(received, sent)
+    return [pickle.loads(chunk[:size].cpu().numpy().tobytes()) for chunk, size in zip(received, sizes, strict=True)]
+
+
+def _collective_device() -> torch.device:
+    """Where the tensors of a collective operation on objects go: the current GPU under nccl, else the CPU."""
+    if dist.get_backend() == dist.Backend.NCCL:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+_LET_GO_TIMEOUT_S = 60.0
+"""Seconds :func:`_lent_to_backend` waits at most for gloo to let go of a collective's tensors (it takes
+microseconds; a process held up longer carries on as before)."""
+
+
+@contextmanager
+def _lent_to_backend(tensors: list[torch.Tensor]) -> Iterator[None]:
+    """Run a collective operation on ``tensors`` (each held by Python alone before it), then, under gloo, wait until
+    the backend has let go of them.
+
+    A collective's work keeps its tensors, and gloo's worker thread that ran it may release the work after the
+    operation has returned here. Releasing a tensor that has a Python object takes the GIL (torch keeps that
+    object alive while C++ holds the tensor). A worker thread that asks for the GIL once the interpreter has
+    begun to shut down is ended by Python from inside the work's C++ destructor, which aborts the process
+    ("terminate called without an active exception", SIGABRT). A process that leaves right after its last
+    collective operation (every process of a failure they agreed on, or of a finished run) was so aborted now
+    and then, and torchrun named it as the job's root cause. Waiting here, with the GIL released, until the
+    worker has let go (no C++ reference to each tensor left but its Python object's, and the Python references
+    back to what they were) leaves no worker thread anything to do with Python once the interpreter ends.
+    nccl is not waited for: torch's nccl backend has a shutdown, which :func:`shutdown` reaches; gloo has none,
+    and its worker threads live on until the process ends.
+    """
+    before = _python_references(tensors)
+    yield
+    if dist.get_backend() != dist.Backend.GLOO:
+        return
+    deadline = time.monotonic() + _LET_GO_TIMEOUT_S
+    while not _let_go(tensors, before) and time.monotonic() < deadline:
+        time.sleep(0.001)  # lets the worker thread take the GIL
+
+
+def _python_references(tensors: list[torch.Tensor]) -> list[int]:
+    return [sys.getrefcount(tensor) for tensor in tensors]
+
+
+def _let_go(tensors: list[torch.Tensor], before: list[int]) -> bool:
+    """Whether each of ``tensors`` is held by its Python object alone (no C++ reference to it but that object's)
+    and C++ holds that object no longer (its Python references are back to ``before``)."""
+    held_by_python_alone = all(tensor._use_count() == 1 for tensor in tensors)  # type: ignore[attr-defined]
+    return held_by_python_alone and all(
+        now <= then for now, then in zip(_python_references(tensors), before, strict=True)
+    )
 
 
 @contextmanager
@@ -238,8 +310,7 @@ def fail_together(group: ProcessGroup) -> Iterator[None]:
 def _agree(group: ProcessGroup, error: Exception | None) -> None:
     """Gather every process's ``error`` (None: it succeeded) and raise as :func:`fail_together` says (a failed
     process's own error is raised by the caller, with its traceback)."""
-    errors: list[Exception | None] = [None] * group.world_size
-    dist.all_gather_object(errors, _picklable(error))
+    errors: list[Exception | None] = _all_gather_objects(group, _picklable(error))
     failed = [rank for rank, failure in enumerate(errors) if failure is not None]
     if not failed:
         return
