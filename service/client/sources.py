@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from plugins.pixels import rgb_pixels, upright_rgb
+from plugins.video_files import VIDEO_SUFFIXES
 from service.client.synthetic import synthetic_frames
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -199,27 +200,6 @@ def _is_image(path: Path) -> bool:
     """Whether ``path`` is named as a frame image: an image suffix, and not hidden (a name starting with ``.``,
     as macOS's ``._00000.jpg`` resource files; the rule of ``training.datasets.images.is_visible``)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-VIDEO_SUFFIXES = (
-    ".mp4",
-    ".m4v",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".mpg",
-    ".mpeg",
-    ".ts",
-    ".mts",
-    ".m2ts",
-    ".3gp",
-    ".ogv",
-    ".wmv",
-    ".flv",
-)
-"""Names of common video files (case-insensitive), which a message about a folder of them names: any file that is
-not an image is opened as a video, whatever its suffix (the list of ``training.datasets.videos``)."""
 
 
 def _is_video_file(path: Path) -> bool:

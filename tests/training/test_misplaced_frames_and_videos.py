@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.client import sources
 from service.client.sources import open_source
-from training.datasets import DatasetError, build_dataset, videos
+from training.datasets import DatasetError, build_dataset
 from training.datasets.export import write_mp4
 from training.datasets.synthetic import generate_video
 
@@ -56,7 +55,3 @@ def test_a_folder_of_nothing_readable_says_only_that_it_holds_no_images(tmp_path
     with pytest.raises(ValueError) as refused:
         open_source(str(tmp_path))
     assert str(refused.value) == f"{tmp_path} holds no images (.png, .jpg, .jpeg, .bmp, .webp)"
-
-
-def test_the_client_names_the_video_files_training_reads() -> None:
-    assert sources.VIDEO_SUFFIXES == videos.VIDEO_SUFFIXES

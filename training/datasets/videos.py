@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from plugins.video_files import VIDEO_SUFFIXES
 from service.client.sources import ends_early, frame_span, recorded_end_s
 from training.config import MIN_TRANSITION_CLIP
 from training.datasets.clips import VideoClip
@@ -25,26 +26,6 @@ from training.datasets.decoding import Backend, DecodedClip, WindowChooser, deco
 from training.datasets.errors import DatasetError
 from training.datasets.images import check_same_size, is_visible, mask_files, read_mask
 from training.datasets.transforms import Split, choose_window, first_window, frames_to_tensor, masks_to_tensor
-
-VIDEO_SUFFIXES = (
-    ".mp4",
-    ".m4v",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".mpg",
-    ".mpeg",
-    ".ts",
-    ".mts",
-    ".m2ts",
-    ".3gp",
-    ".ogv",
-    ".wmv",
-    ".flv",
-)
-"""File extensions picked up (case-insensitive): the common video containers, which PyAV (FFmpeg) reads whatever
-their suffix says (an ``.m4v`` is an MP4, or a raw MPEG-4 stream, alike)."""
 
 
 def mask_path(video: Path, index: int) -> Path:
