@@ -40,8 +40,9 @@ def test_a_card_of_an_unlabelled_run_names_data_and_labels_it_as_given(tmp_path:
     recordings = video_folder(tmp_path / "recordings", {"cam1": False, "cam2": False})
     fit(tiny_on(f"videos:{recordings}"), tmp_path / "run", progress=False)
     capsys.readouterr()
-    assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "card")]) == 2
-    assert "no video has masks to evaluate on" in (err := capsys.readouterr().err) and "--data SPEC" in err, err
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "card")]) == 0  # published unscored
+    assert "--data SPEC" in (err := capsys.readouterr().err), err  # the note says how to score it
+    assert "## Not scored" in (tmp_path / "card" / "MODEL_CARD.md").read_text()
     labelled = video_folder(tmp_path / "labelled", {"clip": True})
     args = ["--run", str(tmp_path / "run"), "--out", str(tmp_path / "card"), "--data", f"videos:{labelled}"]
     assert card_main(args) == 0
