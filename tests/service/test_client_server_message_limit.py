@@ -47,6 +47,19 @@ def _slots(target: str, frames: list[np.ndarray]) -> tuple[list[np.ndarray], int
     return run(scenario())
 
 
+def describe_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The model names of every ``Client.describe`` call from now on (the calls still go to the server)."""
+    calls: list[str] = []
+    describe = Client.describe
+
+    async def counted(self: Client, model: str = "") -> object:
+        calls.append(model)
+        return await describe(self, model)
+
+    monkeypatch.setattr(Client, "describe", counted)
+    return calls
+
+
 def test_the_smallest_server_limit_is_the_one_the_client_relies_on():
     """A frame request of at most 1 MiB is sent without asking the server's limit: no server has a lower one."""
     ServiceConfig(max_message_bytes=SMALLEST_SERVER_REQUEST_BYTES)
@@ -70,14 +83,7 @@ def test_raw_frames_over_the_servers_limit_go_as_png_with_the_slots_of_raw_frame
 def test_the_servers_limit_is_read_once_per_client_and_only_for_frames_over_one_mib(start_server, monkeypatch):
     """Small frames never ask for the card; three large ones ask once, whatever their number."""
     server = start_server(max_message_bytes=ONE_MIB)
-    calls = []
-    describe = Client.describe
-
-    async def counted(self: Client, model: str = "") -> object:
-        calls.append(model)
-        return await describe(self, model)
-
-    monkeypatch.setattr(Client, "describe", counted)
+    calls = describe_calls(monkeypatch)
 
     async def scenario() -> tuple[int | None, int | None, list[str]]:
         async with Client(server.target) as client:
@@ -102,14 +108,7 @@ def test_a_refused_read_of_the_servers_limit_is_tried_again_after_a_while(start_
     PNG."""
     server = start_server(max_message_bytes=2 * ONE_MIB, max_streams=2, max_calls=2)
     monkeypatch.setattr(connection, "SERVER_LIMIT_RETRY_S", 1.0)
-    calls = []
-    describe = Client.describe
-
-    async def counted(self: Client, model: str = "") -> object:
-        calls.append(model)
-        return await describe(self, model)
-
-    monkeypatch.setattr(Client, "describe", counted)
+    calls = describe_calls(monkeypatch)
     fitting = list(synthetic_frames(2, SIZE))  # 1,152,000 bytes raw: over 1 MiB, within 2 MiB
     (large,) = synthetic_frames(1, (720, 1280))  # 2,764,800 bytes raw, a few kB as PNG
 
@@ -134,14 +133,7 @@ def test_a_refused_read_of_the_servers_limit_is_tried_again_after_a_while(start_
 def test_a_card_the_caller_read_gives_the_limit_without_another_call(start_server, monkeypatch):
     """The ``stream`` command reads the card itself: its frames are sized by it, with no second ``Describe``."""
     server = start_server(max_message_bytes=ONE_MIB)
-    calls = []
-    describe = Client.describe
-
-    async def counted(self: Client, model: str = "") -> object:
-        calls.append(model)
-        return await describe(self, model)
-
-    monkeypatch.setattr(Client, "describe", counted)
+    calls = describe_calls(monkeypatch)
 
     async def scenario() -> list[object]:
         async with Client(server.target) as client:
