@@ -8,7 +8,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -286,9 +288,37 @@ def _fix_advice(name: str, error: BaseException | None, module: str) -> str:
             fix = f"install the missing dependency (the distribution that provides the module {error.name!r})"
     elif isinstance(error, RegistryError):
         fix = "change the registration as the error says (rename a component whose name is taken)"
+    elif isinstance(error, pluggy.PluginValidationError):
+        fix = _hook_fix(str(error))
     else:
         fix = "fix the error above in the plugin (e.g. install a missing dependency or rename a component)"
     return f"{fix}, or set {BLOCK_ENV_VAR}={name} to skip the plugin without this warning"
+
+
+def _hook_specs() -> dict[str, list[str]]:
+    """The hooks a plugin may implement, by name, with the arguments of each spec."""
+    return {
+        name: list(inspect.signature(function).parameters)
+        for name, function in vars(hookspecs).items()
+        if name.startswith(f"{hookspecs.PROJECT_NAME}_") and callable(function)
+    }
+
+
+def _hook_fix(message: str) -> str:
+    """The fix for pluggy's refusal of a hook implementation (its ``message``): the spec a misspelt hook name
+    most likely means, or the arguments a hook may take; a general fix for any other refusal."""
+    specs = _hook_specs()
+    signatures = ", ".join(f"{name}({', '.join(arguments)})" for name, arguments in sorted(specs.items()))
+    unknown = re.match(r"unknown hook '([^']+)'", message)
+    if unknown:
+        close = difflib.get_close_matches(unknown.group(1), specs, n=1)
+        rename = f"rename the function {unknown.group(1)!r} to {close[0]!r}" if close else "rename the function"
+        return f"{rename} or drop its @hookimpl marker (the hooks are {signatures})"
+    mismatch = re.search(r"for hook '([^']+)'", message)
+    if mismatch and mismatch.group(1) in specs:
+        hook = mismatch.group(1)
+        return f"declare only arguments of the hook's spec, {hook}({', '.join(specs[hook])}), by those names"
+    return f"fix the hook implementation as the error says (the hooks are {signatures})"
 
 
 def _warn_unmatched_blocks(unmatched: list[str], known: set[str]) -> None:

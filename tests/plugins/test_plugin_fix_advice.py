@@ -68,3 +68,41 @@ def test_the_warning_says_how_to_fix_the_plugin_before_how_to_skip_it(
     advice = _advice(module)
     assert advice.startswith(fix), advice
     assert advice.endswith(f", or set {BLOCK_ENV_VAR}={module} to skip the plugin without this warning")
+
+
+@pytest.mark.parametrize(
+    ("source", "fix"),
+    [
+        (
+            """
+            from plugins import hookimpl
+
+
+            @hookimpl
+            def slotstream_register_component(registry):
+                pass
+            """,
+            "rename the function 'slotstream_register_component' to 'slotstream_register_components' or drop its "
+            "@hookimpl marker (the hooks are slotstream_register_components(registry))",
+        ),
+        (
+            """
+            from plugins import hookimpl
+
+
+            @hookimpl
+            def slotstream_register_components(regstry):
+                pass
+            """,
+            "declare only arguments of the hook's spec, slotstream_register_components(registry), by those names",
+        ),
+    ],
+    ids=["misspelt_hook_name", "misspelt_hook_argument"],
+)
+def test_a_misspelt_hook_gets_the_name_the_spec_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, fix: str
+) -> None:
+    module = "slotstream_test_hookadvice"
+    _plugin(tmp_path, monkeypatch, module, source)
+    advice = _advice(module)
+    assert advice.startswith(fix), advice
