@@ -23,7 +23,7 @@ from service_helpers import SERVICE_TINY_MODEL
 import plugins.manager
 from plugins import ComponentRegistry, Transition, VideoSlotModel, build_plugin_manager
 from plugins.testing import build_tiny, check_exportable, tiny_model_config
-from training.export import ExportOptions, FrozenValueError, export_graph, export_model
+from training.export import ExportOptions, FrozenValueError, UnsupportedOperatorError, export_graph, export_model
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 
@@ -66,6 +66,24 @@ class LSTMTransition(Transition):
         return out.reshape(batch, slots, width)
 
 
+class ProjectedLSTMTransition(Transition):
+    """An LSTM with a projection (``proj_size``), which PyTorch's ONNX conversion of LSTM refuses."""
+
+    name = "projected_lstm"
+
+    def __init__(self, slot_dim: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(slot_dim, 2 * slot_dim, proj_size=slot_dim)
+
+    def forward(self, past_slots, past_features):  # type: ignore[no-untyped-def]
+        previous = past_slots[-1]
+        batch, slots, width = previous.shape
+        hidden = previous.reshape(1, batch * slots, width)
+        cell = hidden.new_zeros(1, batch * slots, 2 * width)
+        out, _ = self.lstm(hidden, (hidden, cell))  # PROJECTED
+        return out.reshape(batch, slots, width)
+
+
 class StretchTransition(Transition):
     """Stretches the slots by a factor computed from the features: PyTorch's interpolate converts it."""
 
@@ -82,7 +100,7 @@ class StretchTransition(Transition):
 def own() -> ComponentRegistry:
     registry = build_plugin_manager(load_entry_points=False).registry
     registry.current_plugin = PLUGIN
-    for cls in (GRUTransition, LSTMTransition, StretchTransition):
+    for cls in (GRUTransition, LSTMTransition, ProjectedLSTMTransition, StretchTransition):
         registry.add_transition(cls)
     return registry
 
@@ -117,3 +135,20 @@ def test_a_conversion_inside_pytorch_is_named_as_pytorchs_with_advice_about_the_
     assert advice.startswith("A conversion inside PyTorch happens in PyTorch's own code, not in the plugin's")
     assert "a tensor where it takes a Python number or size" in advice
     assert "Compute it with tensor operations instead" not in message  # that advice is for the plugin's own code
+
+
+def test_a_layer_use_the_onnx_conversion_refuses_names_the_component_the_line_and_the_reason(
+    own: ComponentRegistry,
+) -> None:
+    model = build_tiny(tiny_model_config(transition="projected_lstm"), own)
+    with pytest.raises(UnsupportedOperatorError) as error:
+        export_graph(model, "step")
+    lines = Path(__file__).read_text().splitlines()
+    (number,) = [index + 1 for index, line in enumerate(lines) if line.rstrip().endswith("# PROJECTED")]
+    assert error.value.operator == "aten::lstm"
+    assert str(error.value) == (
+        f"the step graph cannot be exported: the transition 'projected_lstm' ({__name__}.ProjectedLSTMTransition, "
+        f"registered by plugin '{PLUGIN}') calls aten::lstm at {__file__}:{number} (LSTMs with projections), which "
+        "the ONNX exporter cannot convert at opset 17; replace it with operations ONNX has (or serve the model with "
+        "--backend torch, which needs no export)"
+    )

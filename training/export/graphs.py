@@ -99,8 +99,8 @@ def export_graph(model: VideoSlotModel, which: str, opset: int = DEFAULT_OPSET) 
         ValueError: unknown ``which`` or unsupported ``opset``.
         FrozenValueError: tracing turned a tensor value into a Python constant outside the documented harmless
             places (an ``ExportError``; the message names the component and the line).
-        UnsupportedOperatorError: an operator has no ONNX conversion at ``opset`` (an ``ExportError`` naming the
-            operator and the component that called it).
+        UnsupportedOperatorError: an operator has no ONNX conversion at ``opset``, or its conversion refuses this
+            use of it (an ``ExportError`` naming the operator and the component that called it).
     """
     import onnx
 
@@ -119,7 +119,7 @@ def export_graph(model: VideoSlotModel, which: str, opset: int = DEFAULT_OPSET) 
             module.eval()
             with recording_frozen_values(model) as frozen:
                 _trace(module, examples, path, opset, names, outputs)
-        except torch.onnx.errors.UnsupportedOperatorError as error:
+        except (torch.onnx.errors.UnsupportedOperatorError, torch.onnx.errors.SymbolicValueError) as error:
             with _mha_fastpath_off():  # traced again (in eval mode still) to find who called the operator
                 located = unsupported_operator(error, module, examples, model, which, opset, SUPPORTED_OPSETS)
             raise located from error

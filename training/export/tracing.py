@@ -303,7 +303,9 @@ def unsupported_operator(
     called it and the line, found by tracing ``module`` again (when that fails, the message goes without them).
 
     Args:
-        error: the exporter's error (``Exporting the operator 'aten::fft_rfft' to ONNX opset version 17 ...``).
+        error: the exporter's error (``Exporting the operator 'aten::fft_rfft' to ONNX opset version 17 ...``,
+            or a conversion's refusal of one use of an operator: ``Unsupported: ONNX export of operator LSTM,
+            LSTMs with projections...``).
         module: the graph's module (``FirstStepGraph`` or ``StepGraph``).
         examples: its example inputs.
         model: the model inside ``module``.
@@ -315,21 +317,28 @@ def unsupported_operator(
         The error to raise.
     """
     text = str(error)
+    refused = re.match(r"Unsupported: ONNX export of operator (\w+)(?:, ([^.\[]+))?", text)  # a symbolic's refusal
     named = re.search(r"operator '([^']+)'", text) or re.search(r"namespace (\S+?)\.?$", text)
-    operator = named.group(1) if named else "an operator"
+    if refused:
+        operator = f"aten::{refused.group(1).lower()}"
+        detail = f" ({refused.group(2).strip()})" if refused.group(2) else ""
+    else:
+        operator = named.group(1) if named else "an operator"
+        detail = "" if named else f" (the exporter says: {text.splitlines()[0][:300]})"
     later = re.search(r"added in version (\d+)", text)
     if later and int(later.group(1)) in opsets:
         fix = f"export with --opset {later.group(1)}, which has it, or replace it"
     else:
         fix = "replace it with operations ONNX has"
-    where = _locate_operator(module, examples, operator) if named else None
+    where = _locate_operator(module, examples, operator) if named or refused else None
     if where is None:
         who = f"the model calls {operator}"
     else:
         role, location = where
         who = f"{describe_component(model, role)} calls {operator}" + (f" at {location}" if location else "")
     return UnsupportedOperatorError(
-        f"the {which} graph cannot be exported: {who}, which the ONNX exporter cannot convert at opset {opset}; "
+        f"the {which} graph cannot be exported: {who}{detail}, which the ONNX exporter cannot convert at opset "
+        f"{opset}; "
         f"{fix} (or serve the model with --backend torch, which needs no export)",
         operator,
     )
