@@ -77,6 +77,12 @@ def test_save_load_round_trip_gives_identical_outputs(kind: str, name: str, regi
     check_round_trip(TINY_CONFIGS[(kind, name)], registry)
 
 
+def test_the_round_trip_holds_for_an_initializer_random_at_inference(registry: ComponentRegistry) -> None:
+    """Both runs draw the same noise, so a component that samples at inference is not taken for a lossy save."""
+    config = tiny_model_config(initializer={"name": "gaussian_shared", "kwargs": {"eval_noise": "sample"}})
+    check_round_trip(config, registry)
+
+
 @pytest.mark.parametrize(("kind", "name"), MODEL_COMPONENTS)
 def test_batch_elements_do_not_affect_each_other(kind: str, name: str, registry: ComponentRegistry) -> None:
     check_batch_independence(TINY_CONFIGS[(kind, name)], registry)
