@@ -149,6 +149,13 @@ class _Pending:
     decode_s: float  # decoding and fitting the image, without any wait for a decode thread
 
 
+def _unparsed(error: Exception) -> bool:
+    """Whether ``error`` ended the call because a request's bytes did not parse: the call ends with it, but the
+    stream is detached as on a lost connection (the client's next call may resume it), not freed, since the
+    frames before it were good."""
+    return isinstance(error, StreamAbort) and error.code == ErrorCode.MALFORMED_REQUEST
+
+
 class StreamConnection:
     """One ``Stream`` RPC.
 
@@ -205,6 +212,7 @@ class StreamConnection:
         self._eviction: StreamAbort | None = None
         self._handler: asyncio.Task[object] | None = None
         self._replying = False
+        self._request_unparsed = False
         self.finished = asyncio.Event()
 
     @property
@@ -269,8 +277,9 @@ class StreamConnection:
                 self._replying = False
                 if session is not None and session.owner is self:
                     session.reply_waiting_since = None
-        except StreamAbort:
-            completed = True
+        except StreamAbort as abort:
+            self._request_unparsed = _unparsed(abort)
+            completed = not self._request_unparsed  # a request that did not parse detaches the stream
             raise
         finally:
             self._cleanup(completed)
@@ -320,8 +329,8 @@ class StreamConnection:
         if session is not None and session.released is None and session.owner is self:
             if completed:
                 self._manager.release(session, "error")
-            else:
-                self._manager.disconnect(session, self)
+            else:  # a request that did not parse ends as "error" where a lost connection ends as "cancelled"
+                self._manager.disconnect(session, self, "error" if self._request_unparsed else "cancelled")
         self.finished.set()
 
     # -- control from the server --------------------------------------------------------------------------

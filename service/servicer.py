@@ -195,10 +195,15 @@ async def _domain_requests(
     except DecodeError as error:  # raised by gRPC's deserializer while it reads the next request
         if parsed == 0:  # the open itself
             metrics.open_rejected.labels(ErrorCode.MALFORMED_REQUEST.name.lower()).inc()
+        ending = (
+            "no stream was opened"
+            if parsed == 0
+            else "the call was ended, and its stream (if the call opened one) detached as on a lost connection: a "
+            "stream opened with a resume window can be resumed from another call"
+        )
         raise StreamAbort(
             ErrorCode.MALFORMED_REQUEST,
-            f"request {parsed + 1} of this call is not a valid slotstream.v1.StreamRequest ({error}); the stream "
-            "was closed",
+            f"request {parsed + 1} of this call is not a valid slotstream.v1.StreamRequest ({error}); {ending}",
         ) from error
     if context.cancelled():  # the requests ended because the client went away, not because it half-closed
         raise ConnectionError("the client cancelled the call")

@@ -401,38 +401,60 @@ async def _card(target):
         return await client.describe()
 
 
-def test_a_request_that_does_not_parse_ends_the_call_with_invalid_argument(server):
+@pytest.mark.parametrize("resume_window_s", [0.0, 60.0])
+def test_a_request_that_does_not_parse_ends_the_call_with_invalid_argument(server, resume_window_s):
     """Bytes that are not a ``StreamRequest`` (here a camera frame id that is not UTF-8) end the call with
-    INVALID_ARGUMENT naming the request; before, the call ended with status OK as if the client had left."""
+    INVALID_ARGUMENT naming the request; before, the call ended with status OK as if the client had left. The
+    frames before it were good, so the stream is detached as on a lost connection: one opened with a resume window
+    is resumed by the next call, after the last frame answered; one without is freed."""
     frame = _frame(1)
     frame.frame.camera_frame_id = "AAAA"
     malformed = frame.SerializeToString().replace(b"AAAA", b"\xff\xfe\xfd\xfc")
+    stream_id = f"unparsed-{resume_window_s:g}"
+    options = pb.StreamOptions(resume_window_s=resume_window_s)
 
-    async def exchange():
+    async def exchange(requests):
         async with grpc.aio.insecure_channel(server.target) as channel:
             call = channel.stream_stream(
                 "/slotstream.v1.Perception/Stream",
                 request_serializer=lambda raw: raw,
                 response_deserializer=pb.StreamResponse.FromString,
             )()
-            for request in (_open().SerializeToString(), _frame(0).SerializeToString(), malformed):
-                await call.write(request)
-            await call.done_writing()
-            kinds = []
+            try:
+                for request in requests:
+                    await call.write(request)
+                await call.done_writing()
+            except grpc.aio.AioRpcError:  # the server ended the call before taking every request: its status follows
+                pass
+            responses = []
             try:
                 async for response in call:
-                    kinds.append(response.WhichOneof("kind"))
+                    responses.append(response)
             except grpc.aio.AioRpcError as error:
-                return kinds, error
-            return kinds, None
+                return responses, error
+            return responses, None
 
-    kinds, error = run(exchange())
+    opening = _open(stream_id=stream_id, options=options).SerializeToString()
+    responses, error = run(exchange([opening, _frame(0).SerializeToString(), malformed]))
+    kinds = [response.WhichOneof("kind") for response in responses]
     assert kinds[0] == "opened" and error is not None, kinds
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _trailer_code(error) == ErrorCode.MALFORMED_REQUEST.wire_name
     assert "request 3 of this call is not a valid slotstream.v1.StreamRequest" in error.details()
+    assert "its stream (if the call opened one) detached as on a lost connection" in error.details()
     assert server.metric("slotstream_calls_refused_total", {"code": "malformed_request"}) == 1
     assert server.metric("slotstream_open_rejected_total", {"code": "malformed_request"}) == 0, "not the open"
+
+    resume = pb.ResumeStream(resume_token=responses[0].opened.resume_token, last_frame_index=0)
+    resuming = [_open(stream_id=stream_id, resume=resume).SerializeToString()]
+    resumed, error = run(exchange(resuming + [frame.SerializeToString()] * (resume_window_s > 0)))
+    if resume_window_s > 0:
+        assert error is None, error
+        assert [response.WhichOneof("kind") for response in resumed] == ["opened", "result", "closed"]
+        assert resumed[1].result.frame_index == 1
+    else:
+        assert error is not None and error.code() == grpc.StatusCode.NOT_FOUND, error
+        assert server.metric("slotstream_streams_released_total", {"reason": "error"}) == 1
     assert len(run(stream_clip(server.target, make_video(24, 2)))) == 2  # the server keeps serving
 
 
