@@ -6,7 +6,8 @@ Evaluation, metric lines and checkpoints happen on the main process at their con
 
 The parts it is built from: the live objects of a run (:mod:`training.run_state`), the run folder, ``--resume`` and
 the checkpoints of the run (:mod:`training.run_folder`), its training and validation data
-(:mod:`training.run_data`), and the optimisation step with its checks and throughput (:mod:`training.step`).
+(:mod:`training.run_data`) and the record of their files (:mod:`training.data_files`), and the optimisation step
+with its checks and throughput (:mod:`training.step`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from training.best import (
 )
 from training.checkpoint import NonFiniteWeights, checkpoint_step, list_checkpoints, save_model_files
 from training.config import TrainConfig
+from training.data_errors import reported
+from training.data_files import read_data_files, record_data_files
 from training.datasets import VideoClip
 from training.distributed import (
     ProcessGroup,
@@ -51,16 +54,7 @@ from training.environment import describe_environment, record_environment
 from training.evaluation import evaluate
 from training.logging_sinks import MetricSinks
 from training.metrics import DiscoveryScores
-from training.run_data import (
-    SAMPLE_FRAMES,
-    ValidationData,
-    read_data_files,
-    record_data_files,
-    reported,
-    start_batches,
-    train_clips,
-    validation_data,
-)
+from training.run_data import SAMPLE_FRAMES, ValidationData, start_batches, train_clips, validation_data
 from training.run_folder import (
     COMMAND_FILE,
     CONFIG_FILE,
@@ -128,7 +122,7 @@ def fit(
     Before the first step the main process records where this invocation trains in ``environment.json``
     (:mod:`training.environment`; a resume appends its own part), which model cards report, and, in a run that
     starts from step 0 (or resumes without that record, deleted to accept changed data files), its local data files in
-    ``data_files.json`` (:func:`~training.run_data.record_data_files`), which a resume compares its data folders
+    ``data_files.json`` (:func:`~training.data_files.record_data_files`), which a resume compares its data folders
     with.
 
     Args:

@@ -14,16 +14,17 @@ A run whose data has no labels (unlabelled recordings, ``--data videos:<dir>`` w
 given here is published unscored: its card says it is not scored and why, without a table of scores (DAVIS is
 scored when ``--davis`` is given), and its ``sample.png`` shows the run's first video; a note on stderr says how
 to score it (``--data`` with labelled videos).
+
+This module is the command and the publication (a staging folder moved into ``--out``); the card's text is
+:mod:`training.card_text`, what the run folder records of its training :mod:`training.run_history`, and the
+videos the card scores and shows :mod:`training.card_videos`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -38,31 +39,27 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
     require_extra("train", "python -m training.model_card")
 
 import torch
-from torch.utils.data import Dataset
 
 from plugins import VideoSlotModel
-from plugins.builtin import DEFAULT_PLUGINS
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.best import BEST_MODEL_DIR, Selection, read_selection
+from training.card_text import effective_batch, render_card
+from training.card_videos import first_video, most_objects, scoring_videos
 from training.ceiling import mask_size_ceiling
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import print_note, require_output_dir
 from training.config import TrainConfig, read_train_config
-from training.config_files import is_config_file
-from training.datasets.clips import VideoClip
-from training.datasets.selection import FirstFrames, NoLabelledVideos, evaluation_videos
-from training.datasets.specs import build_dataset
-from training.environment import describe_environments, read_environment, recorded_processes
+from training.datasets.selection import evaluation_videos
+from training.environment import describe_environments, recorded_processes
 from training.evaluation import evaluate
-from training.logging_sinks import METRICS_FILE, parsed_line
 from training.metrics import DiscoveryScores
 from training.object_recall import object_overlaps, recall_rows
 from training.recall_chart import save_recall_chart
-from training.run import argument_parser
-from training.run_data import DATA_FILES_FILE, SAMPLE_FRAMES, read_data_files, training_file_count
+from training.run_data import SAMPLE_FRAMES
 from training.run_folder import COMMAND_FILE, FINAL_MODEL_DIR
 from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
+from training.run_history import newest_checkpoint_step, recorded_files, run_environment, steps_done, wall_time_s
 from training.visualize import save_overlay
 
 RECALL_CHART_FILE = "object_recall.png"
@@ -73,96 +70,6 @@ SAMPLE_FILE = "sample.png"
 CARD_FILES = (CARD_FILE, SCORES_FILE, SAMPLE_FILE, RECALL_CHART_FILE)
 """Every file a card may write next to the weights (``training.export`` copies the same set into an export): a
 publication removes those of them it does not write again, so no file of an earlier card stays in ``--out``."""
-
-_SINGLE_OBJECT_NOTE = [
-    "Every DAVIS sequence scored here has a single foreground object (as in DAVIS 2016), so FG-ARI is",
-    "degenerate there (1 when the object falls in one slot); mBO and mIoU are the meaningful numbers.",
-]
-
-
-def most_objects(videos: Dataset[VideoClip]) -> int:
-    """The largest number of distinct foreground ids (non-zero) in one video of ``videos`` (labelled videos)."""
-    counts = [0]
-    for index in range(len(videos)):  # type: ignore[arg-type]
-        masks = videos[index].masks
-        if masks is not None:
-            counts.append(int((torch.unique(masks) > 0).sum()))  # neither background (0) nor void (-1)
-    return max(counts)
-
-
-def format_duration(seconds: float) -> str:
-    """A wall time for a card: seconds below a minute (``4.2 s``, ``42 s``), minutes above (``12.5 min``)."""
-    if seconds < 9.95:
-        return f"{seconds:.1f} s"
-    return f"{seconds:.0f} s" if seconds < 59.5 else f"{seconds / 60:.1f} min"
-
-
-def effective_batch(batch_size: int, processes: int | None) -> str:
-    """The clips one optimisation step trains on: ``batch_size`` per process times the processes the run
-    recorded (``environment.json``); per process only when the run did not record how many there were."""
-    if processes is None:
-        return f"batch {batch_size} per process (the number of processes was not recorded)"
-    if processes == 1:
-        return f"batch {batch_size}"
-    return f"batch {batch_size * processes} ({batch_size} per process x {processes} processes)"
-
-
-def run_environment(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's ``environment.json`` segments; none (said as not recorded) for a run that predates the file or
-    whose file cannot be read, with a note."""
-    try:
-        return read_environment(run_dir)
-    except (ValueError, OSError) as error:
-        print_note(f"note: {error}; the card says where the run trained was not recorded")
-        return []
-
-
-def wall_time_s(run_dir: Path, model_dir: Path, step: int, recorded: float | None = None) -> float:
-    """Seconds the run trained to reach ``step``, the published weights' step.
-
-    ``recorded`` when the run recorded them with its best model (``selection.json``'s ``elapsed_s``); 0 for the
-    starting weights of step 0 (an ``--init-from`` model selected before any step). Else read from the
-    ``elapsed_s`` of the training lines of ``metrics.jsonl``, which sum the invocations of a resumed run and leave
-    out the pauses between them: that of ``step``'s own line, or for a step without one (an evaluation between two
-    logged steps) the straight line between the logged steps around it, from step 0 at 0 s (past the last logged
-    step, its pace so far continued). Runs logged before ``elapsed_s`` existed fall back to file times: from
-    ``train_config.json`` (written when the run started) to the published weights, which counts such pauses.
-    """
-    if step == 0:
-        return 0.0
-    if recorded is not None:
-        return recorded
-    logged = [
-        (record["step"], float(record["elapsed_s"])) for record in _train_records(run_dir) if "elapsed_s" in record
-    ]
-    if logged:
-        return _elapsed_at(logged, step)
-    return (model_dir / WEIGHTS_FILE).stat().st_mtime - (run_dir / TRAIN_CONFIG_FILE).stat().st_mtime
-
-
-def _elapsed_at(logged: list[tuple[int, float]], step: int) -> float:
-    """The seconds at ``step`` (at least 1) from ``logged`` (step, elapsed seconds) pairs: the pair of ``step``, or
-    the straight line between the pairs around it (step 0 at 0 s before the first), or past the last pair the
-    pace up to it continued."""
-    points = [(0, 0.0), *sorted(logged)]
-    before = max((point for point in points if point[0] <= step), key=lambda point: point[0])
-    after = [point for point in points if point[0] > step]
-    if before[0] == step:
-        return before[1]
-    if after:
-        (start, start_s), (end, end_s) = before, after[0]
-        return start_s + (end_s - start_s) * (step - start) / (end - start)
-    return before[1] * step / before[0]  # before[0] > 0: a logged step, as logged is not empty
-
-
-def _train_records(run_dir: Path) -> list[dict[str, Any]]:
-    """The training lines of the run's ``metrics.jsonl``, in order (none without the file); the cut-off last line
-    of a killed run is skipped."""
-    metrics = run_dir / METRICS_FILE
-    if not metrics.is_file():
-        return []
-    records = (parsed_line(line) for line in metrics.read_text().splitlines())
-    return [record for record in records if record and record.get("kind") == "train"]
 
 
 def _run_command(run_dir: Path, config: TrainConfig) -> str:
@@ -187,222 +94,6 @@ def _unfinished_hint(run_dir: Path, config: TrainConfig) -> str:
         f"; it stopped at its checkpoint of step {checkpoint_step(newest)}: finish it with `{resumed}` and write "
         f"the card then, or use that checkpoint, {newest}, which is a model directory, with the other tools"
     )
-
-
-def steps_done(run_dir: Path, config: TrainConfig) -> int:
-    """``config.steps`` for a finished run, else the last step the run trained: the newest of its newest
-    checkpoint, its best model's step and its last training line in ``metrics.jsonl`` (0 without any)."""
-    if (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
-        return config.steps
-    selection = read_selection(run_dir)
-    steps = [newest_checkpoint_step(run_dir), selection.step if selection else 0]
-    return max(steps + [int(record["step"]) for record in _train_records(run_dir)])
-
-
-def newest_checkpoint_step(run_dir: Path) -> int:
-    """The step of the run's newest checkpoint, where ``--resume`` continues it (0 without one)."""
-    checkpoints = list_checkpoints(run_dir)
-    return checkpoint_step(checkpoints[-1]) if checkpoints else 0
-
-
-def _row(label: str, scores: DiscoveryScores) -> str:
-    values = (scores.video_ari, scores.video_fg_ari, scores.video_mbo, scores.video_miou)
-    images = (scores.image_ari, scores.image_fg_ari, scores.image_mbo, scores.image_miou)
-    cells = " | ".join(f"{v:.3f}" for v in (*values, *images))
-    return f"| {label} | {cells} | {scores.num_videos} |"
-
-
-def _steps(config: TrainConfig, selection: Selection | None, done: int, checkpoint: int | None = None) -> str:
-    """The card's steps row: the steps the run trained (``done``) of those planned, where ``--resume`` continues
-    a run that stopped early after its newest ``checkpoint`` (that step, when given; said when it is not ``done``),
-    and which weights are published."""
-    if done >= config.steps:
-        planned = f"{config.steps}"
-    else:
-        resume = ""
-        if checkpoint is not None and checkpoint < done:
-            resume = (
-                f"; --resume continues it from its checkpoint of step {checkpoint}"
-                if checkpoint > 0
-                else "; it has no checkpoint: --resume starts it again from step 0"
-            )
-        planned = f"{done} of the planned {config.steps} (stopped early{resume})"
-    if selection is None:
-        return f"{planned}; the final model"
-    metrics = " + ".join(selection.metrics)
-    videos = selection.scores.get("num_videos", config.data.val_videos)
-    cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
-    if config.init_from is not None:
-        cadence += ", and of the --init-from weights at step 0"
-    why = f" ({selection.reason})" if selection.reason else ""
-    return (
-        f"{planned}; the published weights are those of step {selection.step}, the best of the run's "
-        f"evaluations ({cadence}) by {metrics}{why} on {videos} validation videos ({selection.score:.3f})"
-    )
-
-
-def _experiment_source(config: TrainConfig, command: str) -> str:
-    """Where the run's configuration came from: the config file its command names, or the shipped experiment."""
-    named = _config_argument(command)
-    if named is not None and is_config_file(named):
-        return f"`{named}` (a config file; the run's `train_config.json` records what it gave)"
-    return f"`training/configs/{config.name}.py`"
-
-
-def _config_argument(command: str) -> str | None:
-    """The ``--config`` a recorded training command gives, read as ``training.run`` reads it (``--config=FILE``,
-    an abbreviation such as ``--conf FILE``); None for a command that does not parse (a hand-written
-    ``--command``, say). The words before ``training.run`` (the launcher) are not its arguments."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return None
-    if "training.run" in words:
-        words = words[words.index("training.run") + 1 :]
-    try:  # argparse reports a command it cannot read on stderr and exits: neither belongs to the card
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            known, _ = argument_parser().parse_known_args(words)
-    except SystemExit:
-        return None
-    return str(known.config)
-
-
-def real_video_note(config: TrainConfig, model: VideoSlotModel) -> list[str]:
-    """The card's caveat on DAVIS scores of a model trained on synthetic shapes only (a ``synthetic:`` training
-    spec), naming its encoder; none for a model that trained on real video."""
-    if config.data.spec.partition(":")[0] != "synthetic":
-        return []
-    return [
-        f"A model with the `{model.specs['encoder'].name}` encoder trained on synthetic shapes only is not expected",
-        "to segment real video well; the DAVIS numbers are reported, not tuned for.",
-        "",
-    ]
-
-
-def plugin_rows(model: VideoSlotModel) -> list[str]:
-    """A table row naming the installed plugins the model's components come from (none for built-ins only):
-    training, loading and serving the model need them."""
-    external = sorted({plugin for plugin in model.component_plugins.values() if plugin not in DEFAULT_PLUGINS})
-    if not external:
-        return []
-
-    def named(plugin: str) -> str:
-        distribution, version = model.plugin_distributions.get(plugin), model.plugin_versions.get(plugin)
-        installed = f" (`pip install '{distribution}=={version}'`)" if distribution and version else ""
-        return f"`{plugin}`{installed}"
-
-    needed = "needed to train, load or serve it with the torch backend (its ONNX export serves without it)"
-    return [f"| plugins | {', '.join(map(named, external))}: {needed} |"]
-
-
-def render_card(
-    config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
-) -> str:
-    """The Markdown model card; ``scores`` is empty for an unscored model (``extra["unscored"]`` says why)."""
-    parameters = sum(p.numel() for p in model.parameters())
-    (height, width), (mask_height, mask_width) = model.image_size, model.mask_grid
-    lines = [
-        f"# Model card: {config.name}",
-        "",
-        f"Trained with `{extra['command']}` on {extra['machine']}.",
-        "",
-        "| | |",
-        "| --- | --- |",
-        f"| experiment | {_experiment_source(config, extra['command'])} |",
-        f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, {extra['batch']}"
-        f"{_data_files_note(extra.get('data_files'))} |",
-        f"| steps | {_steps(config, extra['selection'], extra['steps_done'], extra.get('checkpoint'))} |",
-        f"| wall time | {format_duration(extra['wall_time_s'])} of training to the published weights |",
-        f"| parameters | {parameters:,} |",
-        f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
-        f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
-        *plugin_rows(model),
-        "",
-        *(_discovery(config, model, scores, extra) if scores else _not_scored(extra)),
-        "![frames, reconstruction, slot masks, overlay](sample.png)",
-        "",
-    ]
-    if extra.get("recall_chart"):
-        lines += [
-            "Objects found (best overlap above 0.5 over the video) and their mean best overlap, by the synthetic",
-            "metadata (`python -m training.object_recall`):",
-            "",
-            f"![objects found by size, texture and shape]({extra['recall_chart']})",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _data_files_note(files: int | None) -> str:
-    """The data row's count of the files the run trained on, from its record (nothing for a run without one)."""
-    if files is None:
-        return ""
-    return f"; {files} file{'' if files == 1 else 's'}, listed in the run's `{DATA_FILES_FILE}`"
-
-
-def _discovery(
-    config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
-) -> list[str]:
-    """The card's scores: the table, how it was scored and how to reproduce it. For a model whose own data has
-    no labels (``extra["unscored"]``) only DAVIS is scored: the card says so, and has no ceiling row."""
-    first = next(iter(scores.values()))
-    unscored = extra.get("unscored")
-    spec = f"davis:{extra['davis']}" if unscored else extra.get("spec") or config.data.val_spec or config.data.spec
-    fit = " --frame-fit stretch" if config.data.frame_fit == "stretch" else ""
-    header = ["data"] + [f"{mode} {name}" for mode in ("video", "image") for name in ("ARI", "FG-ARI", "mBO", "mIoU")]
-    (mask_height, mask_width), (image_height, image_width) = model.mask_grid, model.image_size
-    ceiling_command = f"python -m training.ceiling --data {spec}"
-    if mask_height == mask_width and image_height == image_width:  # the command takes square sizes only
-        ceiling_command += f" --mask-size {mask_height} --image-size {image_height}"
-    ceiling_command += f" --num-slots {model.num_slots}{fit}"
-    ceiling = [
-        "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
-        f"upsampled like the model's masks (`{ceiling_command}`), keeping the {model.num_slots - 1}",
-        "largest objects (one slot holds the background) and merging any others into the background: in video",
-        "mode the video's largest, in image mode each frame's. It is a reference for a model that is perfect at",
-        "this mask size and slot count, not a bound: sharper soft masks can place an edge inside a cell",
-        "(the same command with `--fit-steps N` searches for such masks).",
-    ]
-    return [
-        "## Object discovery",
-        "",
-        "Video mode: all frames of a video form one clustering (a slot that swaps objects is penalised); image",
-        "mode: each frame scored alone.",
-        f"Background: {first.background_policy} ({first.background_convention}). Masks: {first.mask_source};",
-        f"{first.mask_upsampling}.",
-        "",
-        "| " + " | ".join([*header, "videos"]) + " |",
-        "|" + " --- |" * (len(header) + 1),
-        *(_row(label, value) for label, value in scores.items()),
-        "",
-        *([f"{_unscored_data(extra)}, so the model is scored on DAVIS only."] if unscored else ceiling),
-        "",
-        *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
-        *(real_video_note(config, model) if extra.get("davis") else []),
-        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
-        f"--data {spec}{fit}`. With another thread count or CPU the scores can move in the third decimal (float sums",
-        "differ and near-ties in the argmax flip).",
-        "",
-    ]
-
-
-def _unscored_data(extra: dict[str, Any]) -> str:
-    """Why the run's own data is not scored, as a sentence's start."""
-    return f"The run's data (`{extra['spec']}`) has no labels ({extra['unscored']})"
-
-
-def _not_scored(extra: dict[str, Any]) -> list[str]:
-    """The card's section for a model without scores: that it is not scored, why, and how to score it."""
-    return [
-        "## Not scored",
-        "",
-        f"{_unscored_data(extra)}, so this model is not scored: there is no ground truth to measure its",
-        "slot masks against, and this card reports no object-discovery numbers. The picture below shows what it does",
-        "on the run's first video. To score it, publish it again with `--data SPEC` naming labelled videos (a few",
-        "annotated clips of the same scene: `videos:<dir>` with each video's masks in `<stem>/00000.png`, ...) or",
-        "with `--davis ROOT`.",
-        "",
-    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -455,7 +146,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
     Everything is written into a staging folder next to ``args.out`` first and moved in at the end, so a
     failure (unreadable data, a DAVIS folder without annotations) leaves ``args.out`` as it was. When the run's
     own data has no labelled video and no ``--data`` is given, the model is published unscored
-    (:func:`scoring_videos`).
+    (:func:`~training.card_videos.scoring_videos`).
 
     Raises:
         ValueError: the validation or DAVIS data cannot be evaluated on, or ``--data`` has no labelled video (the
@@ -532,58 +223,6 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         move_in(staging, args.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def scoring_videos(
-    spec: str, image_size: tuple[int, int], center_crop: bool, *, given: bool
-) -> tuple[Dataset[VideoClip] | None, str | None]:
-    """The labelled videos of ``spec`` to score the model on (as ``training.evaluate`` scores them: a note says
-    how many unlabelled ones were left out), and None; or, when none is labelled and ``spec`` is the run's own
-    data (not ``given`` with ``--data``), no videos and why the model is not scored (``"no video has masks"``),
-    with a note on stderr that says how to score it.
-
-    Raises:
-        NoLabelledVideos: ``spec`` was ``given`` and has no labelled video.
-        DatasetError: the data cannot be read.
-    """
-    notes: list[str] = []
-    try:
-        videos = evaluation_videos(spec, image_size, None, on_unlabelled=notes.append, center_crop=center_crop)
-    except NoLabelledVideos:
-        if given:
-            raise
-        print_note(
-            f"note: no video of {spec} (the run's data) has masks: the model is published without scores, and its "
-            "card says so; to score it, pass --data SPEC with labelled videos (a few annotated clips of the same "
-            "scene, say) or --davis ROOT"
-        )
-        return None, "no video has masks"
-    for note in notes:
-        print_note(note)
-    return videos, None
-
-
-def first_video(spec: str, image_size: tuple[int, int], center_crop: bool) -> VideoClip:
-    """The first :data:`~training.run_data.SAMPLE_FRAMES` frames of the first video of ``spec`` (the whole video
-    when shorter), fitted as in training: what the sample picture of an unscored model shows, as the run's own
-    samples do.
-
-    Raises:
-        DatasetError: the video cannot be read.
-    """
-    videos = build_dataset(spec, "val", None, image_size, center_crop=center_crop)
-    return FirstFrames(videos, SAMPLE_FRAMES)[0]
-
-
-def recorded_files(run_dir: Path) -> int | None:
-    """How many files the run trained on, from its ``data_files.json``; None for a run without one (or one that
-    cannot be read, with a note: the card then gives no count)."""
-    try:
-        record = read_data_files(run_dir)
-    except (ValueError, OSError) as error:
-        print_note(f"note: {error}; the card gives no count of the run's data files")
-        return None
-    return None if record is None else training_file_count(record)
 
 
 def load_copy(staging: Path, source: Path) -> VideoSlotModel:

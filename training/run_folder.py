@@ -33,10 +33,10 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.config import TrainConfig, changed_fields, read_train_config
+from training.data_files import DATA_FILES_FILE, data_file_changes, data_files, read_data_files
 from training.distributed import ProcessGroup, device_of, fail_together, gather_to_main
 from training.environment import ENVIRONMENT_FILE
 from training.logging_sinks import METRICS_FILE
-from training.run_data import DATA_FILES_FILE, data_file_changes, data_files, read_data_files
 from training.run_state import Run
 
 CONFIG_FILE = "train_config.json"
@@ -110,7 +110,7 @@ def check_same_config(saved_path: Path, config: TrainConfig) -> None:
 
 def check_same_data(run_dir: Path, config: TrainConfig) -> None:
     """Refuse to resume the run in ``run_dir`` on other data files than it started on: files added to or removed
-    from its data folders, or changed, since it recorded them (:data:`~training.run_data.DATA_FILES_FILE`). Its
+    from its data folders, or changed, since it recorded them (:data:`~training.data_files.DATA_FILES_FILE`). Its
     clips are drawn from the seed, the step and the list of files, so the resumed run would not end with the
     weights it would have reached unstopped. Nothing is checked for a run without a checkpoint (it starts again
     from step 0 and records its files again) or without the record (it started before runs recorded their files,

@@ -18,7 +18,7 @@ from training.configs import get_config
 from training.loop import fit
 from training.metrics import DiscoveryScores
 from training.model_card import main as card_main
-from training.model_card import wall_time_s
+from training.run_history import wall_time_s
 
 METRICS = ("video_fg_ari", "video_mbo")
 

@@ -85,7 +85,7 @@ def test_a_json_file_that_is_no_configuration_is_named(tmp_path: Path, capsys) -
 
 
 def test_a_model_card_names_the_config_file_a_run_came_from() -> None:
-    from training.model_card import _experiment_source
+    from training.card_text import _experiment_source
 
     config = get_config("tiny")
     command = "python -m training.run --config 'my configs/my_tiny.py' --steps 3"

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.data_errors import MID_RUN_DATA_ADVICE, reported
+from training.data_files import DATA_FILES_FILE
 from training.datasets import DatasetError, VideoClip, build_dataset
 from training.datasets.decoding import frame_count
 from training.datasets.videos import indexed_end_missing
-from training.run_data import DATA_FILES_FILE, MID_RUN_DATA_ADVICE, reported
 
 av = pytest.importorskip("av")
 

@@ -53,8 +53,8 @@ def test_the_model_card_calls_fg_ari_degenerate_only_for_single_object_data() ->
     """DAVIS 2016 has one object per sequence (FG-ARI is degenerate there); DAVIS 2017 has several."""
     import torch
 
+    from training.card_videos import most_objects
     from training.datasets.clips import VideoClip
-    from training.model_card import most_objects
 
     def clip(*ids: int) -> VideoClip:
         masks = torch.zeros(2, 4, 4, dtype=torch.long)  # [T, H, W]

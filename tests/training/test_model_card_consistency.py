@@ -11,14 +11,16 @@ import shutil
 from pathlib import Path
 
 from training.best import read_selection
+from training.card_text import _experiment_source
 from training.checkpoint import list_checkpoints
 from training.config import TrainConfig
 from training.configs import get_config
 from training.datasets.export import write_labelled_mp4, write_sequence
 from training.datasets.synthetic import generate_video
 from training.loop import fit
-from training.model_card import CARD_FILES, RECALL_CHART_FILE, _experiment_source, wall_time_s
+from training.model_card import CARD_FILES, RECALL_CHART_FILE
 from training.model_card import main as card_main
+from training.run_history import wall_time_s
 
 
 def _tiny(steps: int = 2, spec: str = "synthetic:easy", **top: object) -> TrainConfig:

@@ -12,9 +12,9 @@ from installed_plugins import ProjectedPrevious, installed_transition
 
 from plugins import VideoSlotModel, build_plugin_manager
 from plugins.registry import RegistryError
+from training.card_text import plugin_rows
 from training.configs import get_config
 from training.loop import fit
-from training.model_card import plugin_rows
 
 
 class Carry(ProjectedPrevious):

@@ -13,12 +13,12 @@ import pytest
 
 from training.config import TrainConfig
 from training.configs import get_config
+from training.data_files import DATA_FILES_FILE
 from training.datasets.export import write_labelled_mp4, write_mp4, write_sequence
 from training.datasets.synthetic import generate_video
 from training.loop import fit
 from training.model_card import main as card_main
 from training.run import main as run_main
-from training.run_data import DATA_FILES_FILE
 
 
 def _recordings(folder: Path, seeds: tuple[int, ...] = (1, 2)) -> Path:

@@ -53,7 +53,7 @@ def test_single_object_videos_select_the_best_model_by_mbo_alone_and_say_so(
     assert record["metrics"] == ["video_mbo"] and SINGLE_OBJECT_NOTE in record["reason"]
     assert record["score"] == pytest.approx(record["scores"]["video_mbo"])
     from training.best import read_selection
-    from training.model_card import _steps  # the card's line on which weights it publishes, and why
+    from training.card_text import _steps  # the card's line on which weights it publishes, and why
 
     config = _config(_labelled_videos(tmp_path / "again", 1))
     assert SINGLE_OBJECT_NOTE in _steps(config, read_selection(tmp_path / "run"), config.steps)

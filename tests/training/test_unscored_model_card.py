@@ -14,12 +14,12 @@ import torch
 
 from plugins import VideoSlotModel
 from service.backends.torch_backend import load_engine
+from training.card_videos import first_video
 from training.config import TrainConfig
 from training.configs import get_config
 from training.datasets.export import write_mp4, write_sequence
 from training.datasets.synthetic import generate_video
 from training.loop import fit
-from training.model_card import first_video
 from training.model_card import main as card_main
 from training.visualize import save_overlay
 

@@ -1,0 +1,243 @@
+"""The Markdown of a model card: the table that says how the model was trained (experiment, data, steps and the
+published weights, wall time, size, the plugins it needs) and its scores section, either the object-discovery
+table with its ceiling row, notes and the command that reproduces it, or, for a model whose data has no labels,
+the section that says it is not scored and how to score it. Pure text from what :mod:`training.model_card`
+measured and read; nothing here reads files or evaluates."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shlex
+from typing import Any
+
+from plugins import VideoSlotModel
+from plugins.builtin import DEFAULT_PLUGINS
+from training.best import Selection
+from training.config import TrainConfig
+from training.config_files import is_config_file
+from training.data_files import DATA_FILES_FILE
+from training.metrics import DiscoveryScores
+from training.run import argument_parser
+
+_SINGLE_OBJECT_NOTE = [
+    "Every DAVIS sequence scored here has a single foreground object (as in DAVIS 2016), so FG-ARI is",
+    "degenerate there (1 when the object falls in one slot); mBO and mIoU are the meaningful numbers.",
+]
+
+
+def format_duration(seconds: float) -> str:
+    """A wall time for a card: seconds below a minute (``4.2 s``, ``42 s``), minutes above (``12.5 min``)."""
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s" if seconds < 59.5 else f"{seconds / 60:.1f} min"
+
+
+def effective_batch(batch_size: int, processes: int | None) -> str:
+    """The clips one optimisation step trains on: ``batch_size`` per process times the processes the run
+    recorded (``environment.json``); per process only when the run did not record how many there were."""
+    if processes is None:
+        return f"batch {batch_size} per process (the number of processes was not recorded)"
+    if processes == 1:
+        return f"batch {batch_size}"
+    return f"batch {batch_size * processes} ({batch_size} per process x {processes} processes)"
+
+
+def _row(label: str, scores: DiscoveryScores) -> str:
+    values = (scores.video_ari, scores.video_fg_ari, scores.video_mbo, scores.video_miou)
+    images = (scores.image_ari, scores.image_fg_ari, scores.image_mbo, scores.image_miou)
+    cells = " | ".join(f"{v:.3f}" for v in (*values, *images))
+    return f"| {label} | {cells} | {scores.num_videos} |"
+
+
+def _steps(config: TrainConfig, selection: Selection | None, done: int, checkpoint: int | None = None) -> str:
+    """The card's steps row: the steps the run trained (``done``) of those planned, where ``--resume`` continues
+    a run that stopped early after its newest ``checkpoint`` (that step, when given; said when it is not ``done``),
+    and which weights are published."""
+    if done >= config.steps:
+        planned = f"{config.steps}"
+    else:
+        resume = ""
+        if checkpoint is not None and checkpoint < done:
+            resume = (
+                f"; --resume continues it from its checkpoint of step {checkpoint}"
+                if checkpoint > 0
+                else "; it has no checkpoint: --resume starts it again from step 0"
+            )
+        planned = f"{done} of the planned {config.steps} (stopped early{resume})"
+    if selection is None:
+        return f"{planned}; the final model"
+    metrics = " + ".join(selection.metrics)
+    videos = selection.scores.get("num_videos", config.data.val_videos)
+    cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
+    if config.init_from is not None:
+        cadence += ", and of the --init-from weights at step 0"
+    why = f" ({selection.reason})" if selection.reason else ""
+    return (
+        f"{planned}; the published weights are those of step {selection.step}, the best of the run's "
+        f"evaluations ({cadence}) by {metrics}{why} on {videos} validation videos ({selection.score:.3f})"
+    )
+
+
+def _experiment_source(config: TrainConfig, command: str) -> str:
+    """Where the run's configuration came from: the config file its command names, or the shipped experiment."""
+    named = _config_argument(command)
+    if named is not None and is_config_file(named):
+        return f"`{named}` (a config file; the run's `train_config.json` records what it gave)"
+    return f"`training/configs/{config.name}.py`"
+
+
+def _config_argument(command: str) -> str | None:
+    """The ``--config`` a recorded training command gives, read as ``training.run`` reads it (``--config=FILE``,
+    an abbreviation such as ``--conf FILE``); None for a command that does not parse (a hand-written
+    ``--command``, say). The words before ``training.run`` (the launcher) are not its arguments."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if "training.run" in words:
+        words = words[words.index("training.run") + 1 :]
+    try:  # argparse reports a command it cannot read on stderr and exits: neither belongs to the card
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            known, _ = argument_parser().parse_known_args(words)
+    except SystemExit:
+        return None
+    return str(known.config)
+
+
+def real_video_note(config: TrainConfig, model: VideoSlotModel) -> list[str]:
+    """The card's caveat on DAVIS scores of a model trained on synthetic shapes only (a ``synthetic:`` training
+    spec), naming its encoder; none for a model that trained on real video."""
+    if config.data.spec.partition(":")[0] != "synthetic":
+        return []
+    return [
+        f"A model with the `{model.specs['encoder'].name}` encoder trained on synthetic shapes only is not expected",
+        "to segment real video well; the DAVIS numbers are reported, not tuned for.",
+        "",
+    ]
+
+
+def plugin_rows(model: VideoSlotModel) -> list[str]:
+    """A table row naming the installed plugins the model's components come from (none for built-ins only):
+    training, loading and serving the model need them."""
+    external = sorted({plugin for plugin in model.component_plugins.values() if plugin not in DEFAULT_PLUGINS})
+    if not external:
+        return []
+
+    def named(plugin: str) -> str:
+        distribution, version = model.plugin_distributions.get(plugin), model.plugin_versions.get(plugin)
+        installed = f" (`pip install '{distribution}=={version}'`)" if distribution and version else ""
+        return f"`{plugin}`{installed}"
+
+    needed = "needed to train, load or serve it with the torch backend (its ONNX export serves without it)"
+    return [f"| plugins | {', '.join(map(named, external))}: {needed} |"]
+
+
+def render_card(
+    config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
+) -> str:
+    """The Markdown model card; ``scores`` is empty for an unscored model (``extra["unscored"]`` says why)."""
+    parameters = sum(p.numel() for p in model.parameters())
+    (height, width), (mask_height, mask_width) = model.image_size, model.mask_grid
+    lines = [
+        f"# Model card: {config.name}",
+        "",
+        f"Trained with `{extra['command']}` on {extra['machine']}.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| experiment | {_experiment_source(config, extra['command'])} |",
+        f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, {extra['batch']}"
+        f"{_data_files_note(extra.get('data_files'))} |",
+        f"| steps | {_steps(config, extra['selection'], extra['steps_done'], extra.get('checkpoint'))} |",
+        f"| wall time | {format_duration(extra['wall_time_s'])} of training to the published weights |",
+        f"| parameters | {parameters:,} |",
+        f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
+        f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
+        *plugin_rows(model),
+        "",
+        *(_discovery(config, model, scores, extra) if scores else _not_scored(extra)),
+        "![frames, reconstruction, slot masks, overlay](sample.png)",
+        "",
+    ]
+    if extra.get("recall_chart"):
+        lines += [
+            "Objects found (best overlap above 0.5 over the video) and their mean best overlap, by the synthetic",
+            "metadata (`python -m training.object_recall`):",
+            "",
+            f"![objects found by size, texture and shape]({extra['recall_chart']})",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _data_files_note(files: int | None) -> str:
+    """The data row's count of the files the run trained on, from its record (nothing for a run without one)."""
+    if files is None:
+        return ""
+    return f"; {files} file{'' if files == 1 else 's'}, listed in the run's `{DATA_FILES_FILE}`"
+
+
+def _discovery(
+    config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
+) -> list[str]:
+    """The card's scores: the table, how it was scored and how to reproduce it. For a model whose own data has
+    no labels (``extra["unscored"]``) only DAVIS is scored: the card says so, and has no ceiling row."""
+    first = next(iter(scores.values()))
+    unscored = extra.get("unscored")
+    spec = f"davis:{extra['davis']}" if unscored else extra.get("spec") or config.data.val_spec or config.data.spec
+    fit = " --frame-fit stretch" if config.data.frame_fit == "stretch" else ""
+    header = ["data"] + [f"{mode} {name}" for mode in ("video", "image") for name in ("ARI", "FG-ARI", "mBO", "mIoU")]
+    (mask_height, mask_width), (image_height, image_width) = model.mask_grid, model.image_size
+    ceiling_command = f"python -m training.ceiling --data {spec}"
+    if mask_height == mask_width and image_height == image_width:  # the command takes square sizes only
+        ceiling_command += f" --mask-size {mask_height} --image-size {image_height}"
+    ceiling_command += f" --num-slots {model.num_slots}{fit}"
+    ceiling = [
+        "The ceiling row scores the ground truth itself area-averaged to this model's mask size, then",
+        f"upsampled like the model's masks (`{ceiling_command}`), keeping the {model.num_slots - 1}",
+        "largest objects (one slot holds the background) and merging any others into the background: in video",
+        "mode the video's largest, in image mode each frame's. It is a reference for a model that is perfect at",
+        "this mask size and slot count, not a bound: sharper soft masks can place an edge inside a cell",
+        "(the same command with `--fit-steps N` searches for such masks).",
+    ]
+    return [
+        "## Object discovery",
+        "",
+        "Video mode: all frames of a video form one clustering (a slot that swaps objects is penalised); image",
+        "mode: each frame scored alone.",
+        f"Background: {first.background_policy} ({first.background_convention}). Masks: {first.mask_source};",
+        f"{first.mask_upsampling}.",
+        "",
+        "| " + " | ".join([*header, "videos"]) + " |",
+        "|" + " --- |" * (len(header) + 1),
+        *(_row(label, value) for label, value in scores.items()),
+        "",
+        *([f"{_unscored_data(extra)}, so the model is scored on DAVIS only."] if unscored else ceiling),
+        "",
+        *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
+        *(real_video_note(config, model) if extra.get("davis") else []),
+        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
+        f"--data {spec}{fit}`. With another thread count or CPU the scores can move in the third decimal (float sums",
+        "differ and near-ties in the argmax flip).",
+        "",
+    ]
+
+
+def _unscored_data(extra: dict[str, Any]) -> str:
+    """Why the run's own data is not scored, as a sentence's start."""
+    return f"The run's data (`{extra['spec']}`) has no labels ({extra['unscored']})"
+
+
+def _not_scored(extra: dict[str, Any]) -> list[str]:
+    """The card's section for a model without scores: that it is not scored, why, and how to score it."""
+    return [
+        "## Not scored",
+        "",
+        f"{_unscored_data(extra)}, so this model is not scored: there is no ground truth to measure its",
+        "slot masks against, and this card reports no object-discovery numbers. The picture below shows what it does",
+        "on the run's first video. To score it, publish it again with `--data SPEC` naming labelled videos (a few",
+        "annotated clips of the same scene: `videos:<dir>` with each video's masks in `<stem>/00000.png`, ...) or",
+        "with `--davis ROOT`.",
+        "",
+    ]
