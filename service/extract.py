@@ -34,17 +34,10 @@ from tqdm import tqdm
 
 from plugins.registry import RegistryError
 from service.client.encoding import encode_image
+from service.client.segmentation_geometry import slot_geometry, trajectory_mask_size
 from service.client.sources import Source, check_source_spec, open_source
-from service.client.trajectory import (
-    END,
-    INTERRUPTED,
-    MAX_FRAMES,
-    SlotTrajectory,
-    frame_refused,
-    slot_geometry,
-    source_error,
-    trajectory_mask_size,
-)
+from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, frame_refused, source_error
+from service.client.trajectory_writer import SlotTrajectory
 from service.config import DEFAULT_MODEL_DIR, FRAME_FITS, ServiceConfig
 from service.engine import BackendUnavailable, Engine, load_engine
 from service.errors import ErrorCode, FrameRejected

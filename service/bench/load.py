@@ -34,7 +34,7 @@ from service.bench.suite import SuiteError, run_suite
 from service.client import StreamError
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
-from service.client.stream import FRAME_FIELDS_BYTES
+from service.client.requests import FRAME_FIELDS_BYTES
 from service.client.synthetic import synthetic_clip
 from service.client.tls import add_tls_flags, tls_from_flags
 from service.config import DEFAULT_MODEL_DIR, ConfigError

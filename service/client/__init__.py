@@ -42,9 +42,11 @@ from service.client.connection import Client
 from service.client.encoding import encode_image
 from service.client.errors import StreamError
 from service.client.newest import NewestAnswer
+from service.client.segmentation_geometry import SlotGeometry, slot_geometry
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
-from service.client.trajectory import TRAJECTORY_ARRAYS, SlotGeometry, SlotTrajectory, slot_geometry
+from service.client.trajectory import TRAJECTORY_ARRAYS
+from service.client.trajectory_writer import SlotTrajectory
 from service.engine import ModelCard
 from service.errors import ErrorCode
 from service.types import (

@@ -63,7 +63,7 @@ from service.client.sources import check_source_spec, open_source
 from service.client.stream_command import DEFAULT_RESUME_WINDOW_S, StreamEnded, stream_source
 from service.client.synthetic import synthetic_frames
 from service.client.tls import add_tls_flags
-from service.client.trajectory import SlotTrajectory
+from service.client.trajectory_writer import SlotTrajectory
 from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
 from service.types import FrameFit
 

@@ -13,7 +13,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from service.client.overlay import OverlayWorker
-from service.client.trajectory import SlotTrajectory, frame_dropped, frame_refused, slot_areas, slot_geometry
+from service.client.segmentation_geometry import slot_areas, slot_geometry
+from service.client.trajectory import frame_dropped, frame_refused
+from service.client.trajectory_writer import SlotTrajectory
 from service.types import FrameDropped, FrameError, FrameResponse, FrameResult
 
 

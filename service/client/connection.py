@@ -144,20 +144,32 @@ class Client:
         :attr:`max_message_bytes`, frames are sized to it (:meth:`ClientStream.send`)."""
         return self._server_request_bytes
 
-    def _request_limit(self) -> tuple[int, bool]:
-        """The largest frame request to send as far as this client knows, and whether that is the server's limit
-        (lower than :attr:`max_message_bytes`) rather than this client's own."""
+    def request_limit(self) -> tuple[int, bool]:
+        """The largest frame request to send as far as this client knows, and whether that is the server's limit.
+
+        Returns:
+            ``(limit, server_limit)``: :attr:`server_max_request_bytes` with ``True`` when it is known and lower
+            than :attr:`max_message_bytes`, else :attr:`max_message_bytes` with ``False`` (the server's limit not
+            read yet, not reported, or not lower). Makes no call: :meth:`read_server_limit` reads the server's.
+        """
         server = self._server_request_bytes or 0
         if 0 < server < self.max_message_bytes:
             return server, True
         return self.max_message_bytes, False
 
-    async def _read_server_limit(self) -> int | None:
-        """:attr:`server_max_request_bytes`, read from the server's model card when it is not known yet (one call
-        shared by every task that asks meanwhile; a task cancelled while it waits leaves the read going for the
-        others). A card that cannot be read (a refused call, no answer within :data:`SERVER_LIMIT_TIMEOUT_S`, a
-        closed client) leaves it ``None``, and the card is not asked for again until :data:`SERVER_LIMIT_RETRY_S`
-        have passed (time.monotonic): frames meanwhile go sized to :attr:`max_message_bytes`, as without a limit."""
+    async def read_server_limit(self) -> int | None:
+        """:attr:`server_max_request_bytes`, read from the server's model card when it is not known yet.
+
+        One ``Describe`` call is shared by every task that asks meanwhile; a task cancelled while it waits leaves the
+        read going for the others. A card that cannot be read (a refused call, no answer within
+        :data:`SERVER_LIMIT_TIMEOUT_S`, a closed client) raises nothing: the limit stays ``None``, and the card is
+        not asked for again until :data:`SERVER_LIMIT_RETRY_S` have passed (time.monotonic); an ask meanwhile
+        returns ``None`` at once, so frames go sized to :attr:`max_message_bytes`, as without a limit
+        (:meth:`request_limit`).
+
+        Returns:
+            The server's limit (0 when the server does not report one), or ``None`` when it could not be read.
+        """
         if self._server_request_bytes is not None:
             return self._server_request_bytes
         if self._server_limit_read is None:

@@ -1,5 +1,6 @@
-"""What a :class:`ClientStream` says when an operation fails: the :class:`StreamError` for a closed stream, a
-cancelled call or a lost connection, with what the caller can do about it."""
+"""What a :class:`ClientStream` says when an operation fails: the :class:`StreamError` for a closed or closing
+stream, a cancelled call, a lost connection, an open whose replies this client cannot receive, a :meth:`process`
+that cannot start, or a reconnect that cannot continue exactly, with what the caller can do about it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from service.client.errors import StreamError
+from service.errors import ErrorCode
 from service.types import CloseReason, StateHandoff, StreamClosed, StreamOpened
 
 if TYPE_CHECKING:
@@ -45,6 +47,68 @@ def cancelled_error(client: Client, opened: StreamOpened | None) -> StreamError:
         "replaced it while this waited, or that was itself cancelled): after a reconnect() that succeeded, "
         "simply try again; otherwise reconnect() continues the stream (within its resume_window_s, or from a "
         "hand-off), or open a new stream",
+    )
+
+
+def closing_error(opened: StreamOpened | None) -> StreamError:
+    """The error for a frame sent on a stream whose close request was sent (``opened``: its latest open)."""
+    return StreamError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        None,
+        f"stream {stream_name(opened)} is closing (close() or close_writing() was called): it takes no "
+        "more frames; receive() its last answers, or open a new stream",
+    )
+
+
+def reply_too_large_error(opened: StreamOpened, max_message_bytes: int) -> StreamError:
+    """The error for an open whose frame replies can exceed the client's ``max_message_bytes`` (the stream was
+    closed again)."""
+    return StreamError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        ErrorCode.INVALID_OPEN,
+        f"stream {opened.stream_id!r}: a frame reply can be {opened.max_reply_bytes:,} bytes, more than "
+        f"this client receives (max_message_bytes {max_message_bytes:,}); raise "
+        "max_message_bytes, or ask for a smaller mask size, uint8 soft masks or fewer outputs. The stream "
+        "was closed",
+    )
+
+
+def process_running_error() -> StreamError:
+    """The error for a :meth:`ClientStream.process` while another task is in one on the same stream."""
+    return StreamError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        None,
+        "process() is already running on this stream in another task; one process() at a time per stream "
+        "(answers come in order): await it first, use one stream per task, or send() and receive()",
+    )
+
+
+def unanswered_error(waiting: list[int]) -> StreamError:
+    """The error for a :meth:`ClientStream.process` while the frames ``waiting`` (indices) still await answers;
+    nothing was sent."""
+    return StreamError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        None,
+        f"process() needs every earlier frame answered first, and {frames_text(waiting)} "
+        f"{'is' if len(waiting) == 1 else 'are'} still unanswered (sent with send(), or re-sent by "
+        "reconnect()): receive() the answers first, or use send() and receive() to keep several frames in "
+        "flight; nothing was sent",
+    )
+
+
+def stale_handoff_error(
+    opened: StreamOpened | None, error: StreamError, handoff: StateHandoff, newest: int
+) -> StreamError:
+    """Why :meth:`ClientStream.reconnect` cannot continue from ``handoff`` after the resume failed with ``error``:
+    frames up to ``newest`` were answered after the state it holds, and they are not kept to be sent again."""
+    return StreamError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        ErrorCode.RESUME_POINT_UNAVAILABLE,
+        f"stream {stream_name(opened)} cannot be continued exactly: the resume failed ({error}), and the "
+        f"only state this client holds is the one after frame {handoff.last_frame_index}, while frames up to "
+        f"{newest} were answered since; continuing from it would silently undo them (this client does not keep "
+        "answered frames to send them again). Ask for the STATE output (StreamOptions(outputs=...)) to keep the "
+        "saved state current with every result, or open a new stream",
     )
 
 
@@ -118,4 +182,15 @@ def frames_text(indices: list[int]) -> str:
     return f"frames {shown}" + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
 
 
-__all__ = ["cancelled_error", "closed_error", "explained", "frames_text", "stream_name"]
+__all__ = [
+    "cancelled_error",
+    "closed_error",
+    "closing_error",
+    "explained",
+    "frames_text",
+    "process_running_error",
+    "reply_too_large_error",
+    "stale_handoff_error",
+    "stream_name",
+    "unanswered_error",
+]

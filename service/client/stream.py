@@ -1,31 +1,31 @@
 """One camera stream of the async client: :class:`ClientStream` (sending, answers in order, close, reconnect).
 
-The plumbing is beside it: checked requests in :mod:`service.client.requests`, the call's ordered writes in
-:mod:`service.client.writes` and its reading in :mod:`service.client.reader`, and the errors' explanations in
-:mod:`service.client.explain`."""
+The plumbing is beside it: the call it uses in :mod:`service.client.stream_call` (its ordered writes in
+:mod:`service.client.writes` and its reading in :mod:`service.client.reader`), its account of the frames sent in
+:mod:`service.client.frame_ledger`, checked requests in :mod:`service.client.requests` sized to the message limits
+by :mod:`service.client.frame_sizing`, and the errors' explanations in :mod:`service.client.explain`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import numpy as np
 
-from service import wire
-from service.client.encoding import ImageLike, fit_png
+from service.client.encoding import ImageLike
 from service.client.errors import StreamError
-from service.client.explain import cancelled_error, closed_error, explained, frames_text, stream_name
-from service.client.reader import CallReader
-from service.client.requests import (
-    FRAME_FIELDS_BYTES,
-    SMALLEST_SERVER_REQUEST_BYTES,
-    check_open_request,
-    frame_request,
-    image_room,
+from service.client.explain import (
+    closed_error,
+    closing_error,
+    process_running_error,
+    reply_too_large_error,
+    stale_handoff_error,
+    unanswered_error,
 )
-from service.client.writes import write_in_order
+from service.client.frame_ledger import FrameLedger
+from service.client.frame_sizing import sized_frame_request
+from service.client.requests import check_open_request
+from service.client.stream_call import StreamCall
 from service.errors import ErrorCode
 from service.types import (
     CloseReason,
@@ -35,10 +35,8 @@ from service.types import (
     FrameRequest,
     FrameResponse,
     FrameResult,
-    ImageEncoding,
     OpenRequest,
     ResumeRequest,
-    StateHandoff,
     StreamClosed,
     StreamOpened,
 )
@@ -47,7 +45,7 @@ if TYPE_CHECKING:
     from service.client.connection import Client
 
 
-class ClientStream:
+class ClientStream(StreamCall):
     """One open stream. Send frames with :meth:`send`, read answers with :meth:`receive` (one per frame, in
     order), or do both with :meth:`process`. The stream remembers what it needs to :meth:`reconnect`.
 
@@ -83,25 +81,13 @@ class ClientStream:
     """
 
     def __init__(self, client: Client) -> None:
-        self._client = client
-        self._call: Any = None
-        self._reader: CallReader | None = None
-        self._write_lock = asyncio.Lock()  # writes go out one at a time, in order, even when their sender is cancelled
+        super().__init__(client)
         self._prepare_lock = asyncio.Lock()  # frames are checked and recorded one at a time, in the order sent
         self._request: OpenRequest | None = None
-        self._unanswered: OrderedDict[int, FrameRequest] = OrderedDict()
-        self._abandoned: set[int] = set()  # frames of a cancelled process(): their answers are skipped
-        self._next_index = 0
+        self._frames = FrameLedger()
         self._closing = False  # the close request was sent
         self._processing = False  # a process() is running
-        self.opened: StreamOpened | None = None
-        self.handoff: StateHandoff | None = None
-        self._handed_off = False  # the server closed the stream with its state (a drain) since the latest open
         self.last_answered_index: int | None = None
-        self.closed: StreamClosed | None = None
-        # The newest frame known to be in the server's state: answered with a result, or reported by an open. A
-        # dropped or refused frame is not folded in, so a hand-off older than an answer of that kind is still exact.
-        self._folded_index: int | None = None
 
     @property
     def client(self) -> Client:
@@ -118,19 +104,17 @@ class ClientStream:
     @property
     def next_frame_index(self) -> int:
         """The index :meth:`send` gives the next frame when none is passed."""
-        return self._next_index
+        return self._frames.next_index
 
     @property
     def unanswered(self) -> list[int]:
         """Indices of frames sent whose answers :meth:`receive` has still to return (without the frames of a
         :meth:`process` that was cancelled, whose answers it skips)."""
-        return [index for index in self._unanswered if index not in self._abandoned]
+        return self._frames.waiting
 
     async def _start(self, request: OpenRequest) -> None:
         check_open_request(request)  # options that cannot be sent fail here, before a call is made
-        call = self._client._call()
-        self._call = call
-        self._reader = CallReader(call, self._client._readers, self._cancelled_error)
+        self._new_call()
         self._request = request
         self.closed = None
         self._closing = False
@@ -144,22 +128,15 @@ class ClientStream:
             raise StreamError(grpc.StatusCode.INTERNAL, None, f"expected StreamOpened, got {message!r}")
         if message.max_reply_bytes > self._client.max_message_bytes:
             await self._close_unread()
-            raise StreamError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                ErrorCode.INVALID_OPEN,
-                f"stream {message.stream_id!r}: a frame reply can be {message.max_reply_bytes:,} bytes, more than "
-                f"this client receives (max_message_bytes {self._client.max_message_bytes:,}); raise "
-                "max_message_bytes, or ask for a smaller mask size, uint8 soft masks or fewer outputs. The stream "
-                "was closed",
-            )
+            raise reply_too_large_error(message, self._client.max_message_bytes)
         self.opened = message
         self._handed_off = False
-        self._note_folded(message.last_frame_index)
+        self._frames.note_folded(message.last_frame_index)
         if request.handoff is not None and self.handoff is None:
             self.handoff = request.handoff  # the state this stream continues from, until the server exports one
         self._request = OpenRequest(message.stream_id, message.model, message.options)
         if message.last_frame_index is not None:
-            self._next_index = max(self._next_index, message.last_frame_index + 1)
+            self._frames.next_index = max(self._frames.next_index, message.last_frame_index + 1)
 
     async def send(
         self,
@@ -206,7 +183,7 @@ class ClientStream:
         """
         async with self._prepare_lock:
             request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
-            self._record(request)
+            self._frames.record(request)
         await self._write(request)
         return request.frame_index
 
@@ -230,17 +207,14 @@ class ClientStream:
         while True:
             message = await self._read()
             if isinstance(message, FrameResult | FrameDropped | FrameError):
-                self._unanswered.pop(message.frame_index, None)
+                skipped = self._frames.answered(message)
                 # Never backwards: an error for a frame sent with a stale index must not move the resume point.
                 if self.last_answered_index is None or message.frame_index > self.last_answered_index:
                     self.last_answered_index = message.frame_index
-                if isinstance(message, FrameResult):
-                    self._note_folded(message.frame_index)
-                    if message.state is not None:
-                        self.handoff = message.state
-                if message.frame_index in self._abandoned:
-                    self._abandoned.discard(message.frame_index)  # its process() was cancelled: nobody waits
-                    continue
+                if isinstance(message, FrameResult) and message.state is not None:
+                    self.handoff = message.state
+                if skipped:
+                    continue  # its process() was cancelled: nobody waits
                 return message
             if isinstance(message, StreamClosed):
                 self.closed = message
@@ -278,12 +252,7 @@ class ClientStream:
             TypeError, ValueError: as :meth:`send` raises; nothing is sent.
         """
         if self._processing:
-            raise StreamError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                None,
-                "process() is already running on this stream in another task; one process() at a time per stream "
-                "(answers come in order): await it first, use one stream per task, or send() and receive()",
-            )
+            raise process_running_error()
         frame_index = kwargs.pop("frame_index", None)
         capture_time_ns = kwargs.pop("capture_time_ns", None)
         camera_frame_id = kwargs.pop("camera_frame_id", "")
@@ -297,8 +266,8 @@ class ClientStream:
                 self._check_none_waiting()  # here: a send() this lock held back may have left a frame unanswered
                 request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
                 index = request.frame_index
-                next_index = self._next_index
-                self._record(request)
+                next_index = self._frames.next_index
+                self._frames.record(request)
         except BaseException:
             self._processing = False
             raise
@@ -325,18 +294,18 @@ class ClientStream:
                     "flight)",
                 )
         except (StreamError, EOFError):
-            if index in self._unanswered:
+            if index in self._frames.unanswered:
                 if self._call_ended():
-                    self._withdraw(index, next_index)
+                    self._frames.withdraw(index, next_index)
                 else:
-                    self._abandoned.add(index)  # still in flight on a live call: it is answered, and skipped
+                    self._frames.abandoned.add(index)  # still in flight on a live call: it is answered, and skipped
             raise
         except BaseException:
             # Cancelled (a wait_for timeout): nobody waits for this frame's answer any more, but the frame goes
             # out all the same, so it counts as sent (reconnect() re-sends it, for the recurrent state) and its
             # answer is skipped.
-            if index in self._unanswered:
-                self._abandoned.add(index)
+            if index in self._frames.unanswered:
+                self._frames.abandoned.add(index)
             raise
         finally:
             self._processing = False
@@ -435,69 +404,23 @@ class ClientStream:
             gone = (ErrorCode.UNKNOWN_STREAM, ErrorCode.STREAM_EXPIRED, ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER)
             if error.code not in gone:
                 raise
-            if self.handoff is None and self._folded_index is None:
+            folded = self._frames.folded_index
+            if self.handoff is None and folded is None:
                 # Nothing reached the state yet: a new stream starts from the same (initial) state.
                 await self._start(OpenRequest(base.stream_id, base.model, base.options))
             elif self.handoff is None:
                 raise
-            elif self._folded_index is not None and self._folded_index > self.handoff.last_frame_index:
-                raise self._stale_handoff_error(error, self.handoff, self._folded_index) from error
+            elif folded is not None and folded > self.handoff.last_frame_index:
+                raise stale_handoff_error(self.opened, error, self.handoff, folded) from error
             else:
                 await self._start(OpenRequest(base.stream_id, base.model, base.options, handoff=self.handoff))
         assert self.opened is not None
-        start = self.opened.last_frame_index
-        pending = [request for index, request in self._unanswered.items() if start is None or index > start]
-        # All of them stay unanswered until answered, so a reconnect cut short while re-sending (the connection
-        # dropping again) leaves the next reconnect every frame it did not send.
-        self._unanswered = OrderedDict((request.frame_index, request) for request in pending)
-        self._abandoned.intersection_update(self._unanswered)
+        pending = self._frames.keep_after(self.opened.last_frame_index)  # unanswered until answered
         for request in pending:
             await self._write(request)
         return self.opened
 
     # -- internals ------------------------------------------------------------------------------------------
-
-    def _note_folded(self, index: int | None) -> None:
-        """Record that the server's state includes frame ``index`` (``None``: nothing new)."""
-        if index is not None and (self._folded_index is None or index > self._folded_index):
-            self._folded_index = index
-
-    def _stale_handoff_error(self, error: StreamError, handoff: StateHandoff, newest: int) -> StreamError:
-        """Why :meth:`reconnect` cannot continue from ``handoff`` after the resume failed with ``error``: frames
-        up to ``newest`` were answered after the state it holds, and they are not kept to be sent again."""
-        return StreamError(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            ErrorCode.RESUME_POINT_UNAVAILABLE,
-            f"stream {stream_name(self.opened)} cannot be continued exactly: the resume failed ({error}), and the "
-            f"only state this client holds is the one after frame {handoff.last_frame_index}, while frames up to "
-            f"{newest} were answered since; continuing from it would silently undo them (this client does not keep "
-            "answered frames to send them again). Ask for the STATE output (StreamOptions(outputs=...)) to keep the "
-            "saved state current with every result, or open a new stream",
-        )
-
-    def _record(self, request: FrameRequest) -> None:
-        index = request.frame_index
-        self._unanswered[index] = request
-        self._abandoned.discard(index)
-        self._next_index = max(self._next_index, index + 1)  # an explicit lower index never moves it back
-
-    def _withdraw(self, index: int, next_index: int) -> None:
-        """Forget frame ``index``, recorded by a :meth:`process` whose call ended before it was answered, as if it
-        had never been sent: :meth:`reconnect` does not re-send it and the default index goes back to
-        ``next_index`` (unless a frame recorded since moved it on).
-
-        Exact because a call that ended without answering a frame never folds that frame into a state the
-        stream continues from: a resume rewinds to :attr:`last_answered_index`, and a hand-off (a drain's, sent
-        after the answers to every frame the server took) holds the state after an answered frame."""
-        self._unanswered.pop(index, None)
-        self._abandoned.discard(index)
-        if self._next_index == max(next_index, index + 1):
-            self._next_index = next_index
-
-    def _call_ended(self) -> bool:
-        """Whether the current call is over: the server's final :class:`StreamClosed` arrived, or the call
-        finished (a status, a cancel, a closed client)."""
-        return self.closed is not None or self._call is None or bool(self._call.done())
 
     async def _prepare(
         self,
@@ -508,75 +431,31 @@ class ClientStream:
         jpeg_quality: int | None,
     ) -> FrameRequest:
         """The checked request for a frame (see :meth:`send`), sized to the client's limit or the server's when it
-        is lower; called with ``_prepare_lock`` held, so no other frame is recorded meanwhile. Awaits only for a
-        frame request over :data:`SMALLEST_SERVER_REQUEST_BYTES` while the server's limit is unknown (one read per
-        client), and for an array whose raw pixels do not fit (encoded as PNG in a worker thread); the default
-        index and the stream's state are checked again after either."""
-        self._check_sendable()
-        # Every argument checked, and the image encoded (an array raw, or as JPEG), before anything is awaited.
-        first = frame_request(
+        is lower (:func:`~service.client.frame_sizing.sized_frame_request`); called with ``_prepare_lock`` held,
+        so no other frame is recorded meanwhile."""
+        return await sized_frame_request(
+            lambda: self._client,
+            self._frames,
+            self._check_sendable,
             image,
             frame_index,
             capture_time_ns,
             camera_frame_id,
             jpeg_quality,
-            next_index=self._next_index,
-            in_flight=self._unanswered,
-            max_message_bytes=None,
-        )
-        encoded = first.image
-        id_bytes = len(camera_frame_id.encode())
-        waited = False
-        may_exceed_server = len(encoded.data) > image_room(SMALLEST_SERVER_REQUEST_BYTES, id_bytes)
-        if may_exceed_server and self._client.server_max_request_bytes is None:
-            await self._client._read_server_limit()
-            waited = True
-        limit, server_limit = self._client._request_limit()
-        room = image_room(limit, id_bytes)
-        png_bytes = 0
-        if isinstance(image, np.ndarray) and encoded.encoding == ImageEncoding.RAW_RGB8 and len(encoded.data) > room:
-            png, png_bytes = await asyncio.to_thread(fit_png, image, room)  # lossless: the same pixels as raw
-            encoded = png or encoded
-            waited = True
-        if waited:
-            self._check_sendable()  # it may have been closed meanwhile
-        return frame_request(
-            encoded,  # as it is
-            frame_index,
-            first.capture_time_ns,
-            camera_frame_id,
-            jpeg_quality,
-            next_index=self._next_index,  # another index may have been taken meanwhile
-            in_flight=self._unanswered,
-            max_message_bytes=limit,
-            server_limit=server_limit,
-            png_bytes=png_bytes,
         )
 
     def _check_none_waiting(self) -> None:
         """Raise unless every frame sent was answered (:meth:`process` needs that)."""
         waiting = self.unanswered
         if waiting:
-            raise StreamError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                None,
-                f"process() needs every earlier frame answered first, and {frames_text(waiting)} "
-                f"{'is' if len(waiting) == 1 else 'are'} still unanswered (sent with send(), or re-sent by "
-                "reconnect()): receive() the answers first, or use send() and receive() to keep several frames in "
-                "flight; nothing was sent",
-            )
+            raise unanswered_error(waiting)
 
     def _check_sendable(self) -> None:
         """Raise the reason the stream takes no more requests, if there is one."""
         if self.closed is not None:
             raise closed_error(self.closed, self.handoff)
         if self._closing:
-            raise StreamError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                None,
-                f"stream {stream_name(self.opened)} is closing (close() or close_writing() was called): it takes no "
-                "more frames; receive() its last answers, or open a new stream",
-            )
+            raise closing_error(self.opened)
 
     async def _final_error(self, error: StreamError, index: int) -> StreamError | FrameResponse:
         """After the write of frame ``index`` failed because the call ended: the answer to that frame if the
@@ -599,22 +478,6 @@ class ClientStream:
             return error
         return closed_error(self.closed, self.handoff)
 
-    async def _write(self, request: OpenRequest | FrameRequest | CloseRequest, done_writing: bool = False) -> None:
-        call = self._call
-        if call.cancelled():
-            raise self._cancelled_error()
-        message = wire.request_to_proto(request)
-        try:
-            await write_in_order(call, self._write_lock, message, done_writing)
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
-            # A write fails when the call has already ended: report the call's own status, not the write's.
-            if self._client.closed or call.cancelled():
-                raise self._cancelled_error() from error
-            await self._raise_status(call)
-            if isinstance(error, grpc.aio.AioRpcError):
-                raise self._explained(StreamError.from_rpc_error(error)) from error
-            raise StreamError(grpc.StatusCode.CANCELLED, None, "the stream has already ended") from error
-
     async def _close_unread(self, timeout_s: float = 5.0) -> None:
         """Close the stream and end the call without decoding what the server still sends (best effort: on a
         timeout or error the call is cancelled and the server treats the stream as disconnected)."""
@@ -633,35 +496,5 @@ class ClientStream:
         finally:
             self.cancel()
 
-    async def _read(self) -> Any:
-        """The next response of the current call that this client understands."""
-        reader = self._reader
-        assert reader is not None
-        while True:
-            try:
-                message = await reader.next()
-            except StreamError as error:
-                explained = self._explained(error)
-                if explained is error:
-                    raise
-                raise explained from error
-            response = wire.response_from_proto(message)
-            if response is not None:
-                return response
 
-    async def _raise_status(self, call: Any) -> None:
-        code = await call.code()
-        if code != grpc.StatusCode.OK:
-            metadata = await call.trailing_metadata()
-            raise self._explained(StreamError.from_status(code, metadata, await call.details()))
-
-    def _cancelled_error(self) -> StreamError:
-        """The error for an operation on a call that was cancelled on this side (the reader's ``on_cancel``)."""
-        return cancelled_error(self._client, self.opened)
-
-    def _explained(self, error: StreamError) -> StreamError:
-        """``error`` with a hint when it says the connection was lost (:func:`~service.client.explain.explained`)."""
-        return explained(error, self._client._channel, self.opened, self.handoff, handed_off=self._handed_off)
-
-
-__all__ = ["FRAME_FIELDS_BYTES", "ClientStream"]
+__all__ = ["ClientStream"]

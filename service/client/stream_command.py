@@ -2,10 +2,11 @@
 
 :func:`stream_source` streams a :class:`~service.client.sources.Source` over one stream of a server, writing the
 overlay (:class:`~service.client.overlay.OverlayWorker`), the JSON lines
-(:class:`~service.client.answer_outputs.JsonLines`) and the slots (:class:`~service.client.trajectory.SlotTrajectory`),
-sending each frame raw, as JPEG, or as PNG when raw does not fit one message (:class:`FrameEncoder`), and with
-``--reconnect N`` continues the stream through a lost connection or a server shutdown. ``python -m service.client``
-(:mod:`service.client.__main__`) parses the command line and reports the outcome.
+(:class:`~service.client.answer_outputs.JsonLines`) and the slots
+(:class:`~service.client.trajectory_writer.SlotTrajectory`), sending each frame raw, as JPEG, or as PNG when raw
+does not fit one message (:class:`FrameEncoder`), and with ``--reconnect N`` continues the stream through a lost
+connection or a server shutdown. ``python -m service.client`` (:mod:`service.client.__main__`) parses the command
+line and reports the outcome.
 """
 
 from __future__ import annotations
@@ -31,18 +32,11 @@ from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
 from service.client.frame_encoder import FrameEncoder
 from service.client.overlay import OverlayWorker, OverlayWriter
+from service.client.segmentation_geometry import trajectory_mask_size
 from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
-from service.client.trajectory import (
-    END,
-    INTERRUPTED,
-    MAX_FRAMES,
-    UNANSWERED,
-    SlotTrajectory,
-    server_ended,
-    source_error,
-    trajectory_mask_size,
-)
+from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, UNANSWERED, server_ended, source_error
+from service.client.trajectory_writer import SlotTrajectory
 from service.engine import ModelCard
 from service.errors import ErrorCode
 from service.types import CloseReason, FrameError, FrameFit, Output, StreamClosed, StreamOpened, StreamOptions

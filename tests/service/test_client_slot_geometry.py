@@ -11,7 +11,7 @@ from PIL import Image
 from service_helpers import make_video
 
 from service.client.__main__ import main
-from service.client.trajectory import slot_areas, slot_geometry
+from service.client.segmentation_geometry import slot_areas, slot_geometry
 
 
 def _brute_force(segmentation: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ from service.auth import ERROR_CODE_KEY
 from service.client import OUTSIDE_VIEW, Client, FrameFit, FrameResult, Output, StreamError, StreamOptions
 from service.client.__main__ import main
 from service.client.overlay import PALETTE, render_overlay
-from service.client.trajectory import slot_areas
+from service.client.segmentation_geometry import slot_areas
 from service.config import ConfigError, ServiceConfig
 from service.engine import load_engine
 from service.errors import ErrorCode

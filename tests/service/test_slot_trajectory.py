@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.client.trajectory import TRAJECTORY_ARRAYS, SlotTrajectory
+from service.client.trajectory import TRAJECTORY_ARRAYS
+from service.client.trajectory_writer import SlotTrajectory
 from service.types import FrameResult, LatencyBreakdown
 
 

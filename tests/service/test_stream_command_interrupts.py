@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 SECOND_SIGINT_WHILE_SAVING = """
 import signal, sys
-from service.client import trajectory
+from service.client import trajectory_writer as trajectory
 from service.client.__main__ import main
 
 save = trajectory.SlotTrajectory.save

@@ -20,12 +20,12 @@ from service.client.answer_outputs import record_answer
 from service.client.trajectory import (
     TRAJECTORY_ARRAYS,
     UNANSWERED,
-    SlotTrajectory,
     frame_dropped,
     frame_refused,
     trajectory_end,
     trajectory_missing,
 )
+from service.client.trajectory_writer import SlotTrajectory
 from service.errors import ErrorCode
 from service.extract import main as extract_main
 from service.types import DropReason, EncodedImage, FrameResult, ImageEncoding, LatencyBreakdown, Output, StreamOptions
