@@ -64,13 +64,19 @@ class ServiceConfig:
     model_name: str = field(default="", metadata=_help("name clients use for the model (empty: the directory name)"))
     backend: str = field(default="torch", metadata=_help("inference backend", choices=BACKENDS))
     device: str = field(default="cpu", metadata=_help("device for the model, e.g. cpu or cuda:0"))
-    max_streams: int = field(default=64, metadata=_help("streams held at once (open + resumable); more: refused"))
+    max_streams: int = field(
+        default=64,
+        metadata=_help(
+            "streams held at once (open + resumable); a new one takes the place of the stream detached longest, else "
+            "is refused"
+        ),
+    )
     max_streams_per_client: int = field(
         default=0,
         metadata=_help(
             "streams one client address (IP) may hold at once, open or resumable, so that one client cannot take "
             "every stream (0: no limit; clients behind one proxy or NAT share its address; a resume is never "
-            "refused for it)"
+            "refused for it; a new open at the limit takes the place of one of the client's own detached streams)"
         ),
     )
     max_calls: int = field(

@@ -13,7 +13,9 @@ from service.errors import ErrorCode, StreamAbort
 from service.runner import ModelRunner
 from service.types import StateHandoff, StreamOptions
 
-ReleaseReason = Literal["closed", "cancelled", "idle", "stalled", "resume_expired", "drained", "lost", "error"]
+ReleaseReason = Literal[
+    "closed", "cancelled", "idle", "stalled", "resume_expired", "displaced", "drained", "lost", "error"
+]
 
 
 class SessionOwner(Protocol):

@@ -2,9 +2,10 @@
 
 A :class:`Session` is a stream's state (its previous slots, plus a short history for resuming), its options
 and its bookkeeping. It outlives connections: when a connection drops, a stream opened with a resume window
-is *detached* and can be resumed on a new connection until the window passes. Every path that frees state
-(close, cancel, idle reclaim, resume window expiry, drain, error, take-over) goes through
-:meth:`SessionManager.release`, which is idempotent.
+is *detached* and can be resumed on a new connection until the window passes, unless a new stream needs its
+place first (a detached stream is kept on a best-effort basis: see :meth:`SessionManager._room_for`). Every path
+that frees state (close, cancel, idle reclaim, resume window expiry, displacement, drain, error, take-over) goes
+through :meth:`SessionManager.release`, which is idempotent.
 
 What an open is checked against lives beside it: the server's limits and a new stream's effective options in
 :mod:`service.session_limits`, the stream id, client address and hand-off checks in :mod:`service.open_checks`,
@@ -24,7 +25,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -84,6 +85,12 @@ def _check_idle_timeout(idle_timeout_s: float) -> None:
             f"{MIN_IDLE_TIMEOUT_S:g} s (the stream would expire between frames); ask for {MIN_IDLE_TIMEOUT_S:g} s or "
             "more, or 0 for the server's default",
         )
+
+
+def _detached_longest(sessions: Iterable[Session]) -> Session | None:
+    """Of ``sessions``, the one detached longest, or ``None`` when none is detached."""
+    detached = [s for s in sessions if s.detached_at is not None]
+    return min(detached, key=lambda s: s.detached_at or 0.0, default=None)
 
 
 class SessionManager:
@@ -173,7 +180,9 @@ class SessionManager:
         model, the effective options and the resume window; ``stream opened`` also has ``clamped``, the options
         the server lowered to its maximum, ``{name: {"asked": ..., "given": ...}}`` (``{}`` when none). A refused
         open is counted in ``slotstream_open_rejected_total`` but not logged here: the call it ends is logged where
-        it ends (the servicer's ``refused a call``), so each refusal makes one line.
+        it ends (the servicer's ``refused a call``), so each refusal makes one line. A new stream that finds the
+        server, or its client's address, at its stream limit takes the place of a detached stream (released as
+        ``displaced`` and logged ``detached stream displaced``) where there is one (:meth:`_room_for`).
 
         Raises:
             StreamAbort: the open is refused; the code says why (see the proto's status list).
@@ -199,21 +208,8 @@ class SessionManager:
         if stream_id in self.sessions:
             taken_from = handoff if handoff is not None and not request.stream_id else None
             raise StreamAbort(ErrorCode.STREAM_ID_IN_USE, _in_use_message(stream_id, taken_from))
-        if len(self.sessions) >= self.limits.max_streams:
-            raise StreamAbort(
-                ErrorCode.TOO_MANY_STREAMS,
-                f"this server holds its maximum of {self.limits.max_streams} streams; retry later or connect to "
-                "another replica",
-            )
         client = client_address(peer)
-        most = self.limits.max_streams_per_client
-        if most and client and sum(1 for s in self.sessions.values() if s.client == client) >= most:
-            raise StreamAbort(
-                ErrorCode.TOO_MANY_STREAMS,
-                f"this client ({client}) holds {most} streams of this server, the most one client address may hold "
-                "(--max-streams-per-client), counting those waiting for a resume: close one, or resume it instead "
-                "of opening a new one",
-            )
+        displaced = self._room_for(client)
         _check_idle_timeout(request.options.idle_timeout_s)
         options = self.limits.effective_options(request.options, runner.card)
         clamped = clamped_options(request.options, options)
@@ -232,6 +228,8 @@ class SessionManager:
         else:
             session.history.append((None, None))
         check_reply_room(self.reply_budget, options, runner.card)
+        if displaced is not None:  # only now: a refused open displaces nothing
+            self._displace(displaced, stream_id, peer)
         self.sessions[stream_id] = session
         self._tombstones.pop(stream_id, None)
         self._attach(session, owner)
@@ -250,6 +248,65 @@ class SessionManager:
             },
         )
         return session, self._opened(session, kind)
+
+    def _room_for(self, client: str) -> Session | None:
+        """Make sure a new stream of ``client`` (its address, ``""`` when unknown) fits the stream limits; returns
+        the detached stream it is to take the place of, ``None`` when it fits as it is.
+
+        A detached stream is kept for its resume window on a best-effort basis: streams nobody comes back for
+        must not lock connected clients out for their whole windows. So when the server holds its
+        ``max_streams``, or the client's address its ``max_streams_per_client``, the new stream takes the place
+        of a detached one: one of its own address's when it has any (the address that needs the room gives it
+        first; at its own limit only its own may go, so an address never holds more than its share), else, at
+        the server's limit, anyone's; of those, the one detached longest. Longest rather than nearest the end of
+        its resume window: the longer a stream has waited, the less likely its client is to come back (a client
+        that reconnects does so within seconds, and its stream goes last), and a client cannot shield its
+        streams by asking for a long window. The limits themselves hold: with no detached stream to give way,
+        the open is refused as before. A draining server displaces nothing: it opens no new stream (see
+        :meth:`open`), and keeps its detached streams for their clients to collect their hand-offs.
+
+        Raises:
+            StreamAbort: ``TOO_MANY_STREAMS``: at the limit with no detached stream to take the place of.
+        """
+        own = [s for s in self.sessions.values() if client and s.client == client]
+        most = self.limits.max_streams_per_client
+        at_client_limit = bool(most and client and len(own) >= most)
+        if not at_client_limit and len(self.sessions) < self.limits.max_streams:
+            return None
+        displaced = _detached_longest(own)
+        if displaced is None and at_client_limit:
+            raise StreamAbort(
+                ErrorCode.TOO_MANY_STREAMS,
+                f"this client ({client}) holds {most} streams of this server, the most one client address may hold "
+                "(--max-streams-per-client), all of them on open connections: close one before opening another",
+            )
+        if displaced is None:
+            displaced = _detached_longest(self.sessions.values())
+        if displaced is None:
+            raise StreamAbort(
+                ErrorCode.TOO_MANY_STREAMS,
+                f"this server holds its maximum of {self.limits.max_streams} streams, all of them on open "
+                "connections; retry later or connect to another replica",
+            )
+        return displaced
+
+    def _displace(self, session: Session, stream_id: str, peer: str) -> None:
+        """Release the detached ``session`` (reason ``displaced``) to make room for the new stream ``stream_id``
+        of ``peer``; a later resume of it is refused ``UNKNOWN_STREAM``, saying so."""
+        assert session.detached_at is not None
+        detached_s = round(self.clock() - session.detached_at, 3)
+        self.release(session, "displaced")
+        _log.warning(
+            "detached stream displaced: the stream limit was reached and a new stream took its place",
+            extra={
+                "stream_id": session.stream_id,
+                "detached_s": detached_s,
+                "resume_window_s": session.options.resume_window_s,
+                "client": session.client,
+                "new_stream_id": stream_id,
+                "peer": peer,
+            },
+        )
 
     def _resume(self, request: OpenRequest, owner: SessionOwner, peer: str) -> tuple[Session, StreamOpened]:
         assert request.resume is not None

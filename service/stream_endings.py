@@ -12,6 +12,11 @@ _ENDED_BECAUSE = {
     "lost": "its server shut down while it waited for a resume, so its state was lost; open a new stream",
     "error": "it ended with an error",
     "cancelled": "its connection dropped, and streams opened without a resume window end with it",
+    "displaced": (
+        "its connection dropped and, while it waited for a resume, a new stream took its place (at the server's "
+        "stream limit, or its client address's, a new stream takes the place of a stream waiting for a resume, the "
+        "one that has waited longest first)"
+    ),
 }
 """How a released stream ended, by release reason, for the answer to a resume of it."""
 

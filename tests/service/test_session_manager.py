@@ -101,10 +101,16 @@ def test_opens_are_refused_before_serving_and_while_draining():
 
 
 def test_capacity_counts_detached_streams_and_frees_on_release():
-    manager, _ = make_manager(max_streams=1)
+    """A detached stream holds its place: a resume may take the last one (a new open would take the detached
+    stream's place instead, see test_detached_displacement.py)."""
+    manager, _ = make_manager(max_streams=2)
     owner = Owner()
     session, _ = manager.open(OpenRequest(options=StreamOptions(resume_window_s=10)), owner)
     manager.disconnect(session, owner)  # detached: still holds state, still counts
+    manager.open(OpenRequest(), Owner())
+    assert manager.metrics.registry.get_sample_value("slotstream_streams_active", {"model": "m"}) == 2
+    resume = OpenRequest(session.stream_id, resume=ResumeRequest(session.resume_token, None))
+    manager.open(resume, Owner())  # at the limit, a resume is never refused for room
     assert abort_code(lambda: manager.open(OpenRequest(), Owner())) == ErrorCode.TOO_MANY_STREAMS
     assert manager.release(session, "closed") is True
     assert manager.release(session, "cancelled") is False  # idempotent
@@ -459,11 +465,11 @@ def test_one_client_address_holds_at_most_its_share_of_the_streams():
     assert refused.value.code == ErrorCode.TOO_MANY_STREAMS
     manager.open(OpenRequest(), Owner(), peer="ipv6:[::1]:7000")  # other clients still get theirs
     manager.disconnect(first, first.owner)  # detached, waiting for a resume: still counted
-    with pytest.raises(StreamAbort):
-        manager.open(OpenRequest(), Owner(), peer=hog)
     resume = OpenRequest(first.stream_id, resume=ResumeRequest(first.resume_token, None))
     manager.open(resume, Owner(), peer="ipv4:10.0.0.8:6000")  # resumed from a new address: counted there
     manager.open(OpenRequest(), Owner(), peer=hog)
+    with pytest.raises(StreamAbort, match=r"holds 2 streams"):
+        manager.open(OpenRequest(), Owner(), peer=hog)
     unlimited, _ = make_manager(max_streams=10)
     for _ in range(5):
         unlimited.open(OpenRequest(), Owner(), peer=hog)
