@@ -24,6 +24,7 @@ _SERVER = (
     "tqdm",
     "grpc_reflection",
     "prometheus_client",
+    "simplejpeg",
 )
 
 #: Extra -> the top-level modules its requirements provide, in the order they are checked. Requirements behind an

@@ -35,6 +35,7 @@ from service.image_headers import (
     png_chunk_limit,
     without_unused_png_chunks,
 )
+from service.jpeg_integrity import jpeg_damage
 from service.types import EncodedImage, FrameFit, ImageEncoding
 
 PREPROCESSING = (
@@ -93,8 +94,9 @@ def prepare_frame(
 
     Raises:
         FrameRejected: the image is empty, too large, undecodable (a JPEG of more than :data:`MAX_JPEG_SCANS`
-            scans included), of unknown encoding, or raw with other than 3 channels. A PNG's text and ICC profile
-            chunks are ignored, not decompressed.
+            scans included, and one whose image data libjpeg finds damaged: a scan cut short but closed with the
+            end marker, a bad Huffman code), of unknown encoding, or raw with other than 3 channels. A PNG's text
+            and ICC profile chunks are ignored, not decompressed.
         ValueError: ``fit`` is ``UNSPECIFIED``.
     """
     return fit_frame(image, size, max_pixels, fit).pixels
@@ -221,7 +223,8 @@ def _decode(
             "RGBA, grayscale with alpha, palette or CMYK",
         )
     if expected == "JPEG":
-        _check_jpeg_scans(image.data)
+        _check_jpeg_scans(image.data)  # first: the check below decodes every scan
+        _check_jpeg_data(image.data)
     if draft_size is not None and expected == "JPEG":
         # libjpeg can decode at 1/2, 1/4 or 1/8 scale; keep at least twice the target size in the model's view.
         # The mode asked for does not change a grayscale or CMYK JPEG's mode: only the scale applies to them.
@@ -379,6 +382,14 @@ def _check_jpeg_scans(data: bytes) -> None:
         "image, since each is a pass over the whole image: re-encode the frame as a baseline JPEG or a standard "
         "progressive one (about 10 scans)",
     )
+
+
+def _check_jpeg_data(data: bytes) -> None:
+    """Refuse a JPEG whose image data libjpeg finds damaged (:func:`~service.jpeg_integrity.jpeg_damage`): Pillow
+    would decode it without a word, the missing or misread part made up (a cut-short scan mid-grey)."""
+    damage = jpeg_damage(data)
+    if damage is not None:
+        raise FrameRejected(ErrorCode.UNDECODABLE_IMAGE, f"the JPEG's image data is damaged: {damage}")
 
 
 def fitted_pixels(height: int, width: int, size: tuple[int, int], fit: FrameFit) -> int:
