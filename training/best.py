@@ -1,4 +1,5 @@
-"""Keep the best model of a run: ``best/`` holds the weights that scored highest at a periodic evaluation.
+"""Keep the best model of a run: ``best/`` holds the weights that scored highest at a periodic evaluation (or, for
+a run whose evaluation videos have no masks, that had the lowest held-out loss: :func:`update_best_by_loss`).
 
 Slot models trained from scratch do not improve monotonically: a run can reach its best grouping early and
 then drift (slots merging small objects into the background, or swapping identities over time). The run
@@ -24,6 +25,7 @@ from plugins import VideoSlotModel
 from plugins.model_files import RUN_BEST_MODEL_DIR
 from training.checkpoint import WRITE_ERRORS, cannot_write, make_staging_dir
 from training.config import DEFAULT_SELECT_METRICS
+from training.loss_evaluation import LOSS_METRIC, HeldOutLosses
 from training.metrics import DiscoveryScores
 
 BEST_MODEL_DIR = RUN_BEST_MODEL_DIR
@@ -38,12 +40,18 @@ class Selection:
 
     Attributes:
         step: the optimisation step of the evaluation.
-        score: the selection score (the sum of ``metrics``; higher is better).
-        metrics: names of the :class:`DiscoveryScores` fields that were summed.
-        scores: every score of that evaluation.
-        reason: why ``metrics`` differ from the configured ones (:func:`run_selection_metrics`), else None.
+        score: the selection score (the sum of ``metrics``; higher is better), or, when ``lower_is_better``, the
+            held-out loss ``val_loss``.
+        metrics: names of the :class:`DiscoveryScores` fields that were summed (``("val_loss",)`` when
+            ``lower_is_better``).
+        scores: every score of that evaluation (its held-out losses when ``lower_is_better``:
+            :meth:`training.loss_evaluation.HeldOutLosses.to_dict`).
+        reason: why ``metrics`` differ from the configured ones (:func:`run_selection_metrics`,
+            :data:`LOSS_SELECTION_REASON`), else None.
         elapsed_s: the seconds the run had trained when it reached ``step`` (over all its invocations, as
             ``metrics.jsonl`` counts them), or None when ``selection.json`` does not record them.
+        lower_is_better: the model was chosen by the lowest held-out loss (:func:`update_best_by_loss`), not by
+            the highest score.
     """
 
     step: int
@@ -52,6 +60,7 @@ class Selection:
     scores: dict[str, Any]
     reason: str | None = None
     elapsed_s: float | None = None
+    lower_is_better: bool = False
 
 
 def check_metrics(metrics: tuple[str, ...] | list[str]) -> None:
@@ -96,6 +105,14 @@ def run_selection_metrics(configured: Sequence[str], most_objects: int) -> tuple
     return kept, reason
 
 
+LOSS_SELECTION_REASON = (
+    "the evaluation videos have no labels, so the model cannot be scored on them: best/ is chosen by the lowest "
+    "held-out loss (val_loss: the run's training losses, reconstruction/feature and any others, weighted as in "
+    "training, on those videos)"
+)
+"""Why a run whose evaluation videos have no masks selects by ``val_loss`` (``selection.json``'s ``reason``)."""
+
+
 def selection_score(scores: DiscoveryScores, metrics: tuple[str, ...]) -> float:
     """The sum of the named score fields (see :func:`check_metrics`); NaN (no valid sample) counts as 0."""
     return _summed({name: getattr(scores, name) for name in metrics}, metrics)
@@ -126,6 +143,7 @@ def read_selection(run_dir: Path) -> Selection | None:
         scores,
         data.get("reason"),
         None if elapsed is None else float(elapsed),
+        bool(data.get("lower_is_better", False)),
     )
 
 
@@ -167,14 +185,63 @@ def update_best(
     """
     score = selection_score(scores, metrics)
     current = read_selection(run_dir)
-    if current is not None and score <= _current_score(current, metrics):
+    # A best chosen by the lowest held-out loss (a run whose evaluation videos had no masks then) has no score to
+    # compare with: a scored evaluation replaces it.
+    if current is not None and not current.lower_is_better and score <= _current_score(current, metrics):
         return None
-    selection = Selection(step, score, metrics, scores.to_dict(), reason, elapsed_s)
-    record: dict[str, Any] = {"step": step, "score": score, "metrics": list(metrics), "scores": selection.scores}
-    if reason is not None:
-        record["reason"] = reason
-    if elapsed_s is not None:
-        record["elapsed_s"] = elapsed_s
+    return _save_best(run_dir, model, Selection(step, score, metrics, scores.to_dict(), reason, elapsed_s))
+
+
+def update_best_by_loss(
+    run_dir: Path,
+    model: VideoSlotModel,
+    step: int,
+    losses: HeldOutLosses,
+    reason: str | None = LOSS_SELECTION_REASON,
+    elapsed_s: float | None = None,
+) -> Selection | None:
+    """Save ``model`` as the run's best when its held-out loss (``losses.total``) is lower than the recorded one
+    (ties keep the earlier model); a loss that is not finite is never saved. ``selection.json`` records
+    ``metrics`` ``["val_loss"]``, ``score`` the loss, ``lower_is_better`` true, the losses as ``scores``,
+    ``reason`` and ``elapsed_s`` (as :func:`update_best`). A recorded best chosen by scores (a run whose evaluation
+    videos had masks then) cannot be compared with a loss and is replaced. A resumed run reads the loss to beat
+    back from ``selection.json``.
+
+    Returns:
+        The new selection when the model was saved, else None.
+
+    Raises:
+        OSError: as :func:`update_best`.
+    """
+    loss = losses.total
+    if not math.isfinite(loss):
+        return None
+    current = read_selection(run_dir)
+    if current is not None and current.lower_is_better and not loss < current.score:
+        return None
+    selection = Selection(step, loss, (LOSS_METRIC,), losses.to_dict(), reason, elapsed_s, lower_is_better=True)
+    return _save_best(run_dir, model, selection)
+
+
+def _save_best(run_dir: Path, model: VideoSlotModel, selection: Selection) -> Selection:
+    """Write ``model`` as ``best/`` with ``selection`` as its ``selection.json`` (``reason``, ``elapsed_s`` and
+    ``lower_is_better`` only where set).
+
+    Raises:
+        OSError: as :func:`update_best`.
+    """
+    record: dict[str, Any] = {
+        "step": selection.step,
+        "score": selection.score,
+        "metrics": list(selection.metrics),
+        "scores": selection.scores,
+    }
+    if selection.reason is not None:
+        record["reason"] = selection.reason
+    if selection.elapsed_s is not None:
+        record["elapsed_s"] = selection.elapsed_s
+    if selection.lower_is_better:
+        record["lower_is_better"] = True
     try:
         _replace_best(run_dir, model, record)
     except WRITE_ERRORS as error:

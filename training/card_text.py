@@ -17,6 +17,7 @@ from training.best import Selection
 from training.config import TrainConfig
 from training.config_files import is_config_file
 from training.data_files import DATA_FILES_FILE
+from training.loss_evaluation import LOSS_METRIC
 from training.metrics import DiscoveryScores
 from training.run import argument_parser
 
@@ -72,6 +73,12 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int, checkpoi
     cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
     if config.init_from is not None:
         cadence += ", and of the --init-from weights at step 0"
+    if selection.lower_is_better:
+        return (
+            f"{planned}; the published weights are those of step {selection.step}, the lowest held-out loss "
+            f"({metrics} {selection.score:.5g}) of the run's evaluations ({cadence}) on {videos} validation videos "
+            "without labels"
+        )
     why = f" ({selection.reason})" if selection.reason else ""
     return (
         f"{planned}; the published weights are those of step {selection.step}, the best of the run's "
@@ -156,7 +163,7 @@ def render_card(
         f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
         *plugin_rows(model),
         "",
-        *(_discovery(config, model, scores, extra) if scores else _not_scored(extra)),
+        *(_discovery(config, model, scores, extra) if scores else _not_scored(config, extra)),
         "![frames, reconstruction, slot masks, overlay](sample.png)",
         "",
     ]
@@ -213,7 +220,7 @@ def _discovery(
         "|" + " --- |" * (len(header) + 1),
         *(_row(label, value) for label, value in scores.items()),
         "",
-        *([f"{_unscored_data(extra)}, so the model is scored on DAVIS only."] if unscored else ceiling),
+        *([f"{_unscored_data(config, extra)}, so the model is scored on DAVIS only."] if unscored else ceiling),
         "",
         *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
         *(real_video_note(config, model) if extra.get("davis") else []),
@@ -224,20 +231,46 @@ def _discovery(
     ]
 
 
-def _unscored_data(extra: dict[str, Any]) -> str:
-    """Why the run's own data is not scored, as a sentence's start."""
-    return f"The run's data (`{extra['spec']}`) has no labels ({extra['unscored']})"
+def _unscored_data(config: TrainConfig, extra: dict[str, Any]) -> str:
+    """Why the run's own data (its ``--val-data``, when it has one) is not scored, as a sentence's start."""
+    data = "evaluation data" if config.data.val_spec is not None and extra["spec"] == config.data.val_spec else "data"
+    return f"The run's {data} (`{extra['spec']}`) has no labels ({extra['unscored']})"
 
 
-def _not_scored(extra: dict[str, Any]) -> list[str]:
-    """The card's section for a model without scores: that it is not scored, why, and how to score it."""
+def _not_scored(config: TrainConfig, extra: dict[str, Any]) -> list[str]:
+    """The card's section for a model without scores: that it is not scored, why, and how to score it; for a model
+    chosen by the lowest held-out loss (a run whose ``--val-data`` has no labels), which step that was and what
+    the loss measured."""
     return [
         "## Not scored",
         "",
-        f"{_unscored_data(extra)}, so this model is not scored: there is no ground truth to measure its",
+        f"{_unscored_data(config, extra)}, so this model is not scored: there is no ground truth to measure its",
         "slot masks against, and this card reports no object-discovery numbers. The picture below shows what it does",
         "on the run's first video. To score it, publish it again with `--data SPEC` naming labelled videos (a few",
         "annotated clips of the same scene: `videos:<dir>` with each video's masks in `<stem>/00000.png`, ...) or",
         "with `--davis ROOT`.",
+        "",
+        *_loss_selection(config, extra.get("selection")),
+    ]
+
+
+def _loss_selection(config: TrainConfig, selection: Selection | None) -> list[str]:
+    """The paragraph on a model chosen by the lowest held-out loss: its step, the loss and the data it was computed
+    on, and what that says; nothing for other models."""
+    if selection is None or not selection.lower_is_better:
+        return []
+    videos = selection.scores.get("num_videos", config.data.val_videos)
+    terms = [
+        f"{name.removeprefix('val_')} {value:.5g}"
+        for name, value in selection.scores.items()
+        if name.startswith("val_") and name != LOSS_METRIC and value is not None
+    ]
+    per_term = f" ({', '.join(terms)}, unweighted)" if terms else ""
+    return [
+        f"The published weights are the run's best/, those of step {selection.step}: selected by the lowest held-out",
+        f"loss, val_loss {selection.score:.5g}{per_term}: the run's training objective (its loss terms, weighted as",
+        f"in training) on the first {videos} videos of `{config.data.val_spec or config.data.spec}`, which have no",
+        "labels. A lower held-out loss says the model reconstructs or predicts unseen video better, not that it",
+        "segments objects better.",
         "",
     ]

@@ -31,12 +31,14 @@ from plugins.model_files import WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.best import (
     BEST_MODEL_DIR,
+    LOSS_SELECTION_REASON,
     Selection,
     check_metrics,
     clear_best,
     read_selection,
     run_selection_metrics,
     update_best,
+    update_best_by_loss,
 )
 from training.checkpoint import NonFiniteWeights, checkpoint_step, list_checkpoints, save_model_files
 from training.config import TrainConfig
@@ -53,6 +55,7 @@ from training.distributed import (
 from training.environment import describe_environment, record_environment
 from training.evaluation import evaluate
 from training.logging_sinks import MetricSinks
+from training.loss_evaluation import LOSS_METRIC, held_out_losses
 from training.metrics import DiscoveryScores
 from training.run_data import SAMPLE_FRAMES, ValidationData, start_batches, train_clips, validation_data
 from training.run_folder import (
@@ -400,9 +403,12 @@ class _SelectionRule:
 
 def _selection_rule(config: TrainConfig, evaluated: ValidationData | None) -> _SelectionRule:
     """How this run selects its best model, from the objects of its evaluation videos (read at its start); a run
-    that selects otherwise than configured says so in one line."""
+    that selects otherwise than configured says so in one line. Evaluation videos without masks select by the
+    lowest held-out loss (:func:`training.run_data.validation_data` has said so already)."""
     if evaluated is None or evaluated.videos is None:
         return _SelectionRule(tuple(config.select_metrics), None)
+    if evaluated.by_loss:
+        return _SelectionRule((LOSS_METRIC,), LOSS_SELECTION_REASON)
     metrics, reason = run_selection_metrics(config.select_metrics, evaluated.most_objects)
     if reason is not None:
         tqdm.write(f"note: {reason}")
@@ -420,14 +426,18 @@ def _maybe_evaluate(
 ) -> DiscoveryScores | None:
     """When an evaluation is ``due`` (or the schedule says so): evaluate on the evaluation videos (when there are
     any) and update ``best/`` by ``selection``, then draw the sample picture of the preview's first video
-    (:func:`training.run_data.validation_data` gives a preview whenever it gives evaluation videos)."""
+    (:func:`training.run_data.validation_data` gives a preview whenever it gives evaluation videos). Videos
+    without masks (``evaluated.by_loss``) are evaluated by the run's held-out losses instead
+    (:func:`_evaluate_losses`), which return no scores."""
     due = due or _evaluation_due(config, run)
     if sinks is None or evaluated is None or evaluated.preview is None or not due:
         return None
     scores: DiscoveryScores | None = None
     best: Selection | None = None
     with torch.random.fork_rng(devices=[]):  # evaluation must not shift the training randomness
-        if evaluated.videos is not None:  # scored and recorded before the sample: a failing picture loses neither
+        if evaluated.videos is not None and evaluated.by_loss:  # recorded before the sample, as scores are
+            _evaluate_losses(config, run, sinks, evaluated.videos, selection, device)
+        elif evaluated.videos is not None:  # scored and recorded before the sample: a failing picture loses neither
             trained_s = run.elapsed_s()  # the seconds of training to these weights, for their model card
             scores = evaluate(run.model, evaluated.videos, device=device)
             sinks.write(run.step, "eval", scores.to_dict(), settings=evaluation_settings(config))
@@ -442,6 +452,26 @@ def _maybe_evaluate(
         f"mIoU {scores.video_miou:.3f}  ARI {scores.video_ari:.3f}" + ("  (new best)" if best else "")
     )
     return scores
+
+
+def _evaluate_losses(
+    config: TrainConfig,
+    run: Run,
+    sinks: MetricSinks,
+    videos: Dataset[VideoClip],
+    selection: _SelectionRule,
+    device: str,
+) -> None:
+    """Evaluate ``run`` on ``videos`` without masks by its held-out losses (:mod:`training.loss_evaluation`: the
+    run's own losses and weights, the model in eval mode, the generators seeded with the run's seed), record them
+    as an ``eval`` line (``val_loss``, ``val_<term>``, with the settings scored evaluations record) and keep the
+    model in ``best/`` when its ``val_loss`` is the lowest so far."""
+    trained_s = run.elapsed_s()  # the seconds of training to these weights, for their model card
+    losses = held_out_losses(run.model, run.losses, videos, seed=config.seed, device=device)
+    sinks.write(run.step, "eval", losses.to_dict(), settings=evaluation_settings(config))
+    best = update_best_by_loss(sinks.run_dir, run.model, run.step, losses, selection.reason, elapsed_s=trained_s)
+    left_out = "".join(f"; {name} left out ({error})" for name, error in losses.skipped.items())
+    tqdm.write(f"step {run.step}: {LOSS_METRIC} {losses.total:.5g}" + ("  (new best)" if best else "") + left_out)
 
 
 def _evaluation_due(config: TrainConfig, run: Run) -> bool:

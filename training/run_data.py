@@ -178,12 +178,15 @@ class ValidationData:
         videos: the evaluation videos (None: the run is not evaluated).
         preview: the video the sample pictures show first (:data:`SAMPLE_FRAMES` of it at most; None: no samples).
         most_objects: the most ground-truth objects any evaluation video has over its evaluated frames
-            (:func:`training.evaluation.object_count`); 0 without evaluation videos.
+            (:func:`training.evaluation.object_count`); 0 without evaluation videos, or without masks.
+        by_loss: the evaluation videos have no masks: the evaluations compute the run's held-out losses on them
+            (:mod:`training.loss_evaluation`) instead of scoring them, and the lowest chooses ``best/``.
     """
 
     videos: Dataset[VideoClip] | None
     preview: Dataset[VideoClip] | None
     most_objects: int = 0
+    by_loss: bool = False
 
 
 class LoadedClips(Dataset[VideoClip]):
@@ -211,13 +214,15 @@ def validation_data(config: TrainConfig) -> ValidationData:
 
     The evaluation videos are the first ``val_videos`` labelled videos of the validation data, each loaded once
     here so that a bad file fails the run at its start, not at its first evaluation; the samples show the first
-    of them. When the training data (no ``--val-data`` given) has no labelled video, there is nothing to evaluate
-    on (no videos, with a note), and the samples show the first :data:`SAMPLE_FRAMES` frames of its first video,
-    also loaded here (a video shorter than that is shown whole).
+    of them. When ``--val-data`` has no labelled video (held-out recordings without masks), they are its first
+    ``val_videos`` videos, loaded here alike, and the evaluations compute the run's losses on them (``by_loss``),
+    with a note. When the training data (no ``--val-data`` given) has no labelled video, there is nothing to
+    evaluate on (no videos, with a note: its "val" split would be the first frames of the videos it trains on,
+    not held out), and the samples show the first :data:`SAMPLE_FRAMES` frames of its first video, also loaded
+    here (a video shorter than that is shown whole).
 
     Raises:
-        DatasetError: ``--val-data`` has no labelled video, or a video cannot be loaded (the message names the
-            file).
+        DatasetError: ``--val-data`` has no video, or a video cannot be loaded (the message names the file).
     """
     data = config.data
     spec = data.val_spec or data.spec
@@ -225,6 +230,8 @@ def validation_data(config: TrainConfig) -> ValidationData:
     check_data_folder(spec, data)
     dataset = build_dataset(spec, "val", data.val_frames, size, config.seed, center_crop=data.center_crop)
     labelled = labelled_indices(dataset)
+    if not labelled and data.val_spec is not None:
+        return _held_out_recordings(dataset, config)
     validation = Subset(dataset, labelled[: data.val_videos])
     most_objects = 0
     for index in range(len(validation)):
@@ -242,12 +249,44 @@ def validation_data(config: TrainConfig) -> ValidationData:
         if data.val_spec is None:  # unlabelled training videos (a camera's recordings): train without evaluating
             tqdm.write(
                 f"note: no video of {spec} has masks, so this run is not evaluated: no best/ (model/ is the result), "
-                "and samples/ show its first video; pass --val-data with labelled videos to evaluate, or "
-                "--val-videos 0 to silence this note (and draw no samples/ either)"
+                "and samples/ show its first video; pass --val-data with held-out recordings (videos the run does "
+                "not train on) to evaluate: labelled ones are scored, and on unlabelled ones each evaluation computes "
+                "the run's losses (val_loss), the lowest choosing best/; or --val-videos 0 to silence this note (and "
+                "draw no samples/ either)"
             )
             return ValidationData(None, LoadedClips([_first_frames(dataset, config)]))
         raise DatasetError(f"{spec}: no video has masks to evaluate on; pass --val-data with labelled videos")
     return ValidationData(validation, validation, most_objects)  # type: ignore[arg-type]
+
+
+def _held_out_recordings(dataset: Dataset[VideoClip], config: TrainConfig) -> ValidationData:
+    """The evaluation of a run whose ``--val-data`` (``dataset``, its "val" split) has no labelled video: its first
+    ``val_videos`` videos, each loaded once here (a bad file fails the run at its start), evaluated by the run's
+    held-out losses (``by_loss``), with a note that says so; a second note when ``--val-data`` is the training data
+    itself, whose "val" videos are the first frames of videos the run trains on, so their losses are not held out.
+
+    Raises:
+        DatasetError: ``dataset`` has no video, or a video cannot be loaded (the message names the file).
+    """
+    data = config.data
+    spec = data.val_spec or data.spec
+    videos = Subset(dataset, range(min(data.val_videos, len(dataset))))  # type: ignore[arg-type]
+    if not len(videos):
+        raise DatasetError(f"{spec}: no video to evaluate on")
+    for index in range(len(videos)):
+        videos[index]  # loaded once: a bad file fails the run at its start
+    count = f"{len(videos)} video{'' if len(videos) == 1 else 's'}"
+    tqdm.write(
+        f"note: no video of {spec} has masks, so the evaluations compute the run's own weighted losses on its first "
+        f"{count} (val_loss in metrics.jsonl, lower is better) and best/ keeps the model with the lowest"
+    )
+    if data.val_spec == data.spec:
+        tqdm.write(
+            f"note: --val-data {spec} is the training data: its evaluation videos are the first frames of videos the "
+            "run trains on, so their losses are not held out and best/ follows the fit to the training videos; "
+            "pass --val-data with recordings the run does not train on"
+        )
+    return ValidationData(videos, videos, by_loss=True)
 
 
 def _first_frames(dataset: Dataset[VideoClip], config: TrainConfig) -> VideoClip:

@@ -6,10 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
-
 from training.configs import get_config
-from training.datasets import DatasetError
 from training.datasets.export import write_labelled_mp4, write_mp4
 from training.datasets.synthetic import generate_video
 from training.loop import fit
@@ -37,13 +34,6 @@ def test_unlabelled_training_videos_train_without_evaluation(tmp_path: Path, cap
     samples = sorted(path.name for path in (tmp_path / "run" / "samples").iterdir())  # pictures of the first video
     assert samples == ["step-00000001.png", "step-00000002.png"]
     assert "has masks, so this run is not evaluated: no best/ (model/ is the result)" in capsys.readouterr().out
-
-
-def test_unlabelled_evaluation_data_asked_for_is_refused(tmp_path: Path) -> None:
-    spec = f"videos:{_recordings(tmp_path)}"
-    with pytest.raises(DatasetError, match="no video has masks to evaluate on; pass --val-data with labelled"):
-        fit(_config("synthetic:easy", val_spec=spec), tmp_path / "run", progress=False)
-    assert not (tmp_path / "run").exists()
 
 
 def test_a_model_card_of_an_unlabelled_run_is_scored_on_data_given_to_it(tmp_path: Path) -> None:
