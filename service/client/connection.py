@@ -106,6 +106,10 @@ class Client:
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.http2.ping_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # A channel of its own: gRPC otherwise shares one connection among every channel of the process to the
+            # same target with the same options, so a new Client made to reconnect after a server's shutdown would
+            # go out on the old connection, to the draining server, instead of reaching another replica.
+            ("grpc.use_local_subchannel_pool", 1),
             *channel_options,
         ]
         if tls is None:

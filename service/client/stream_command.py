@@ -274,6 +274,7 @@ async def _stream_feed(
             finally:
                 if overlay is not None:
                     await overlay.close()
+                await run.close_clients()
     run.summary["overlay_frames"] = writer.frames if writer is not None else 0
     return run.summary
 
@@ -337,6 +338,7 @@ class _StreamRun:
         self._interval = 1 / args.fps if args.fps else 0.0
         self._next_send = time.perf_counter()
         self._anchor_ns = time.time_ns()  # the stream's start on the wall clock: capture times are on it
+        self._clients: list[Client] = []  # made to reconnect after a server's shutdown; closed by close_clients
 
     async def run(self) -> None:
         """Send every frame and record every answer, reconnecting as ``--reconnect`` allows.
@@ -452,8 +454,7 @@ class _StreamRun:
             )
             await asyncio.sleep(wait_s)
             try:
-                self._reread_token()
-                opened = await stream.reconnect()
+                opened = await stream.reconnect(self._client_to_reconnect_with(last))
             except StreamError as failure:
                 last = failure
                 continue
@@ -473,6 +474,27 @@ class _StreamRun:
         raise StreamEnded(
             error, self.summary["frames"], self.frames_sent, args.target, tries, last if tries else None
         ) from error
+
+    def _client_to_reconnect_with(self, error: StreamError) -> Client | None:
+        """The client the next try reconnects with: a new one after ``SHUTTING_DOWN`` (the stream's connection
+        still leads to the draining server, which refuses every new call until it exits; a new connection may
+        reach another replica, as one through a Kubernetes Service does), else the stream's own (``None``), its
+        token read again (:meth:`_reread_token`). The clients made here are closed by :meth:`close_clients`."""
+        if error.code != ErrorCode.SHUTTING_DOWN:
+            self._reread_token()
+            return None
+        try:
+            client = client_from_args(self.args)
+        except (OSError, ValueError) as error_reading:  # a token or TLS file being rewritten: the client in use
+            print(f"warning: {error_reading}; reconnecting on the connection in use", file=sys.stderr)
+            return None
+        self._clients.append(client)
+        return client
+
+    async def close_clients(self) -> None:
+        """Close the clients made to reconnect with (the first one belongs to the caller)."""
+        for client in self._clients:
+            await client.close()
 
     def _reread_token(self) -> None:
         """Read ``--token-file`` again for the next call, so that a stream that outlives a token rotation (the old

@@ -211,6 +211,49 @@ def test_with_reconnect_a_server_shutdown_continues_on_the_server_that_takes_ove
     _assert_every_frame_once_and_exact(tmp_path, clip, draining.model_dir)
 
 
+def test_with_reconnect_a_slow_drain_continues_on_another_server_over_a_new_connection(
+    start_server, proxy_to, tmp_path, capsys
+):
+    """As above, but the draining server holds its drain open (a stream of another client waits detached for a
+    resume) for longer than the tries take, refusing every call on the old connection: the tries after its
+    ``SHUTTING_DOWN`` go out on a new connection, which the address now leads to the other server (as a Kubernetes
+    Service sends new connections to the pods that are ready), and the stream continues there, exactly."""
+    factory, _ = slow_factory(delay_s=0.02)
+    draining, replacement = start_server(engine_factory=factory), start_server()
+    proxy, waiting_client_path = proxy_to(draining.target), proxy_to(draining.target)
+    clip = make_video(seed=64, frames=40)
+    folder = _frames_folder(tmp_path / "frames", clip)
+
+    async def leave_a_stream_detached() -> None:
+        async with Client(waiting_client_path.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=60))
+            await stream.process(clip[0])
+            waiting_client_path.drop()  # its connection lost: the stream waits for a resume, holding the drain
+            with pytest.raises(StreamError):
+                await stream.process(clip[1])
+
+    run(leave_a_stream_detached())
+    stopping: list[threading.Thread] = []
+
+    def take_over() -> None:
+        proxy.upstream = replacement.target
+        stopping.append(threading.Thread(target=draining.stop, args=(20.0,), daemon=True))
+        stopping[0].start()
+
+    watcher = _after_frame(draining, 10, take_over)
+    started = time.monotonic()
+    code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "3", *_outputs(tmp_path)])
+    watcher.join(30)
+    still_draining = stopping[0].is_alive()
+    stopping[0].join(30)
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert still_draining, f"the drain ended within the run ({time.monotonic() - started:.1f} s): nothing was tested"
+    assert f"the server at {proxy.target} is shutting down" in error, error
+    assert "continued the stream (handed_off) after frame" in error, error
+    _assert_every_frame_once_and_exact(tmp_path, clip, draining.model_dir)
+
+
 def test_with_reconnect_a_server_lost_without_a_shutdown_continues_from_the_last_answer_elsewhere(
     start_server, proxy_to, tmp_path, capsys
 ):
