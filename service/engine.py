@@ -160,6 +160,25 @@ class Engine(abc.ABC):
         """Free the engine's resources; the engine is unusable afterwards."""
 
 
+def check_batch(frames: np.ndarray, state: np.ndarray | None = None) -> None:
+    """Refuse a call outside the engine contract: a batch of no frames (on which ONNX Runtime's CPU kernels kill the
+    whole process: SIGFPE, no Python exception), or a ``state`` of another batch size than ``frames`` (a model
+    broadcasts a batch of one against the other input's rows, answering rows that mix streams; the exported ``step``
+    graph fails on it, but graphs exported before it had that check do not).
+
+    Raises:
+        ValueError: naming the batch sizes.
+    """
+    batch = frames.shape[0] if frames.ndim else 0
+    if batch < 1:
+        raise ValueError(f"a call needs at least one frame (frames {list(frames.shape)}): an empty batch is never run")
+    if state is not None and (state.ndim == 0 or state.shape[0] != batch):
+        raise ValueError(
+            f"step got {batch} frames but states of {state.shape[0] if state.ndim else 0} streams: each row of the "
+            "state is the stream whose frame is the same row of frames"
+        )
+
+
 class EngineLoader(Protocol):
     """What a backend module's ``load_engine`` looks like."""
 

@@ -6,19 +6,23 @@ the ``torch`` backend serves it too) plus the two graphs and this manifest::
     first_step.onnx   frames [B, 3, H, W]                   -> slots [B, K, D], masks [B, K, h, w]
     step.onnx         frames [B, 3, H, W], prev_slots [B, K, D] -> slots [B, K, D], masks [B, K, h, w]
     manifest.json     input size and normalisation, K and D, opset, output names and shapes, the source
-                      weights' hash, the operators used and the measured parity
+                      weights' hash, the operators used, the measured parity and how to use the graphs
+                      (``usage``: the call order, the state, the batch rules, what the masks are)
 
 Compatibility within one :data:`MANIFEST_FORMAT` (a server reads manifests of exporters older and newer than it):
 
 - *Older manifests*: every field added after the format's first release has a default, which is what a manifest
   written before the field means (``InputSpec.frame_fit``, ``ParityReport.build``, ``reference_slots_max_abs``,
-  ``first_frame_over_limit`` and ``float64_reference``, ``Manifest.tensorrt_problems``).
+  ``first_frame_over_limit`` and ``float64_reference``, ``Manifest.tensorrt_problems``, ``Manifest.usage``).
 - *Newer manifests*: keys this version does not know are ignored, in every object (top level, ``input``,
   ``source``, the tensor specs, the parity records): a newer exporter's additions. Readers of earlier releases
   ignored them only at the top level and in the parity records and refuse any other unknown key, so a field added
   to another object is written only when it holds something (:meth:`Manifest.to_json` leaves ``input.frame_fit``
   out when it is ``None``): every manifest that does not use the field still reads there.
 - A change an older reader must not ignore (a field whose absence it would misread) needs a new format version.
+
+What the ``input`` object says the graphs take is checked against the graphs' entries and against what the
+runtimes feed (:meth:`Manifest.check_input`): float32 NCHW RGB frames in ``[0, 1]``, normalised inside the graph.
 
 Only the standard library is imported here, so serving code can read a manifest cheaply.
 """
@@ -50,6 +54,21 @@ INPUT_PREV_SLOTS = "prev_slots"
 OUTPUT_SLOTS = "slots"
 OUTPUT_MASKS = "masks"
 BATCH_AXIS = "batch"
+
+#: The dtype of every graph input and output (the graphs are fp32; ``precision`` is for engines built from them).
+GRAPH_DTYPE = "float32"
+SERVED_LAYOUT = "NCHW"
+SERVED_CHANNELS = "RGB"
+SERVED_VALUE_RANGE = (0.0, 1.0)
+#: What every runtime feeds the ``frames`` input: ``input`` field -> its only value (:meth:`Manifest.check_input`).
+SERVED_INPUT: dict[str, str | tuple[float, float]] = {
+    "layout": SERVED_LAYOUT,
+    "channels": SERVED_CHANNELS,
+    "dtype": GRAPH_DTYPE,
+    "value_range": SERVED_VALUE_RANGE,
+}
+#: How every exporter ended ``input.inside_graph``: the normalisation is the graph's own.
+INSIDE_GRAPH_SUFFIX = "inside the graph"
 
 #: Each graph's inputs, in order: the names the exporter traces and the backends feed by name.
 GRAPH_INPUTS: dict[str, tuple[str, ...]] = {FIRST_STEP: (INPUT_FRAMES,), STEP: (INPUT_FRAMES, INPUT_PREV_SLOTS)}
@@ -266,6 +285,11 @@ class Manifest:
         tensorrt_problems: what that check found in an export made with ``--onnxruntime-only`` (one line per
             problem, the graph's name first); the ``tensorrt`` backend refuses an export that lists any. Empty, or
             missing in manifests written before it was recorded: the graphs passed the check.
+        usage: how to call the graphs and read their outputs from another runtime, as data (the call order and
+            the state fed back, the batch rules, what the masks are, the service's segmentation rule, the frame
+            fit a stream gets by default; ``training.export.usage`` writes it and says what each entry means). Read
+            as written, not interpreted by the backends; empty in manifests written before it was recorded, and
+            then left out of the JSON.
         format_version: manifest format.
     """
 
@@ -283,14 +307,17 @@ class Manifest:
     exporter: dict[str, str] = field(default_factory=dict)
     tensorrt_ops_source: str = ""
     tensorrt_problems: list[str] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
     format_version: int = MANIFEST_FORMAT
 
     def to_json(self) -> str:
         """The manifest as indented JSON; ``input.frame_fit`` only when set (readers of earlier releases refuse the
-        key, see the module docstring)."""
+        key, see the module docstring), ``usage`` only when it holds something."""
         raw = asdict(self)
         if self.input.frame_fit is None:
             del raw["input"]["frame_fit"]
+        if not self.usage:
+            del raw["usage"]
         return json.dumps(raw, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -299,7 +326,8 @@ class Manifest:
 
         Raises:
             ManifestError: not JSON, an unknown format version, a missing field (``missing field 'num_slots'``,
-                dotted inside objects: ``'input.height'``) or a value of the wrong type.
+                dotted inside objects: ``'input.height'``), a value of the wrong type, or an ``input`` the graphs
+                or the runtimes disagree with (:meth:`check_input`).
         """
         try:
             raw = json.loads(text)
@@ -326,6 +354,7 @@ class Manifest:
                 exporter=dict(raw.get("exporter", {})),
                 tensorrt_ops_source=str(raw.get("tensorrt_ops_source", "")),
                 tensorrt_problems=_string_list(raw.get("tensorrt_problems", []), "tensorrt_problems"),
+                usage=_object(raw.get("usage", {}), "usage"),
             )
         except ManifestError:
             raise
@@ -333,6 +362,7 @@ class Manifest:
             raise ManifestError(f"malformed manifest: {type(error).__name__}: {error}") from error
         manifest.check_tensor_names()
         manifest.check_shapes()
+        manifest.check_input()
         return manifest
 
     def check_tensor_names(self) -> None:
@@ -391,6 +421,64 @@ class Manifest:
                         f"size {height}x{width}, {self.num_slots} slots of {self.slot_dim} and {mask_h}x{mask_w} "
                         f"masks make it {want}; re-run python -m training.export"
                     )
+
+    def check_input(self) -> None:
+        """Check that ``input`` describes what the graphs take and what the runtimes feed them.
+
+        The graphs take float32 ``frames [batch, 3, H, W]`` (recorded in their entries, checked by
+        :meth:`check_shapes`), and every backend feeds them decoded RGB frames scaled to ``[0, 1]`` as float32 NCHW
+        (:data:`SERVED_INPUT`), which the graph normalises itself. A manifest saying otherwise (``NHWC``,
+        ``float16``, ``[0, 255]``, ``BGR``, no normalisation inside the graph) was edited by hand, and another
+        runtime following it would feed the graphs wrongly while the service serves them as exported. Every
+        recorded graph input and output must be float32 too: the graphs are fp32 (``precision`` says which
+        engines accelerated runtimes build from them).
+
+        ``inside_graph`` is a description: it must say that the normalisation is ``inside the graph``, as every
+        exporter wrote it, and name the source's encoder (``source.config``'s ``encoder.name``) when the source
+        records one.
+
+        Raises:
+            ManifestError: naming the field, its value and what the graphs have or the runtimes feed.
+        """
+        spec = self.input
+        for graph_name, graph in self.graphs.items():
+            for kind, tensors in (("inputs", graph.inputs), ("outputs", graph.outputs)):
+                for index, tensor in enumerate(tensors):
+                    if tensor.dtype != GRAPH_DTYPE:
+                        raise ManifestError(
+                            f"graphs.{graph_name}.{kind}[{index}].dtype is {tensor.dtype!r}, but the exported graphs "
+                            f"take and give {GRAPH_DTYPE} (fp16 engines are built from them at load: precision "
+                            "says so); re-run python -m training.export"
+                        )
+        frames = next(
+            (tensor for graph in self.graphs.values() for tensor in graph.inputs if tensor.name == INPUT_FRAMES), None
+        )
+        has = f"the graphs' {INPUT_FRAMES} input is {frames.dtype} {list(frames.shape)}, and " if frames else ""
+        low, high = spec.value_range
+        recorded: dict[str, str | tuple[float, float]] = {
+            "layout": spec.layout,
+            "channels": spec.channels,
+            "dtype": spec.dtype,
+            "value_range": (low, high),
+        }
+        for name, served in SERVED_INPUT.items():
+            if recorded[name] != served:
+                raise ManifestError(
+                    f"input.{name} is {_json_value(recorded[name])}, but {has}every runtime feeds the graphs "
+                    f"{_served_input()}: input.{name} must be {_json_value(served)} (a manifest edited by hand; "
+                    "re-run python -m training.export)"
+                )
+        encoder = _encoder_name(self.source.config)
+        inside = spec.inside_graph
+        described = isinstance(inside, str) and inside.endswith(INSIDE_GRAPH_SUFFIX)
+        if not described or (encoder is not None and encoder not in inside):
+            whose = f"the source's {encoder} encoder's" if encoder else "the source encoder's"
+            naming = f" names {encoder} and" if encoder else ""
+            raise ManifestError(
+                f"input.inside_graph is {json.dumps(inside)}, but the graphs normalise the [0, 1] frames themselves "
+                f"({whose} normalisation, exported into them): the export's description of it{naming} ends "
+                f"{INSIDE_GRAPH_SUFFIX!r} (a manifest edited by hand; re-run python -m training.export)"
+            )
 
 
 def read_manifest(directory: str | os.PathLike[str], verify_graphs: bool = False) -> Manifest:
@@ -537,6 +625,30 @@ def _float64_reference(raw: Any, name: str) -> Float64Reference | None:
     return Float64Reference(
         **_known_fields(Float64Reference, _require(raw, _required_fields(Float64Reference), where))
     )
+
+
+def _object(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ManifestError(f"{key} must be an object, got {value!r}")
+    return dict(value)
+
+
+def _json_value(value: str | tuple[float, float]) -> str:
+    """``value`` as the manifest's JSON writes it (a range as a list)."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def _served_input() -> str:
+    """:data:`SERVED_INPUT` in words."""
+    low, high = SERVED_VALUE_RANGE
+    return f"{GRAPH_DTYPE} {SERVED_LAYOUT} {SERVED_CHANNELS} frames in [{low:g}, {high:g}]"
+
+
+def _encoder_name(config: dict[str, Any]) -> str | None:
+    """The encoder's registry name in a model config (``config["encoder"]["name"]``), ``None`` where it has none."""
+    encoder = config.get("encoder") if isinstance(config, dict) else None
+    name = encoder.get("name") if isinstance(encoder, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _string_list(value: Any, key: str) -> list[str]:

@@ -38,7 +38,9 @@ export's precision) and ``--tensorrt-cache-dir`` (``<model dir>/tensorrt``), whi
 get the same variables read by :meth:`OnnxOptions.from_environ`, exactly as the server reads them.
 
 Per-stream state is the slots array the service keeps per stream and stacks on the batch axis for each call,
-exactly as with the ``torch`` backend.
+exactly as with the ``torch`` backend. A call holds at least one frame, and ``step``'s state as many rows as its
+frames: :func:`~service.engine.check_batch` refuses any other call before ONNX Runtime sees it (an empty batch
+kills the process).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ from service.backends.onnx_providers import (
 )
 from service.config import ONNX_GRAPH_OPTIMIZATIONS
 from service.config_sources import backend_environ_options
-from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, model_version
+from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, check_batch, model_version
 from service.images import PREPROCESSING
 
 if TYPE_CHECKING:
@@ -208,12 +210,22 @@ class OnnxEngine(Engine):
         return self._live().providers
 
     def first_step(self, frames: np.ndarray) -> EngineOutput:
-        """See :meth:`Engine.first_step`."""
+        """See :meth:`Engine.first_step`.
+
+        Raises:
+            ValueError: ``frames`` holds no frame (:func:`check_batch`).
+        """
+        check_batch(frames)
         feed = {INPUT_FRAMES: np.ascontiguousarray(frames, dtype=np.float32)}
         return _output(self._live().first.run(self._outputs, feed))
 
     def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
-        """See :meth:`Engine.step`."""
+        """See :meth:`Engine.step`.
+
+        Raises:
+            ValueError: ``frames`` holds no frame, or ``state`` another number of rows (:func:`check_batch`).
+        """
+        check_batch(frames, state)
         feed = {
             INPUT_FRAMES: np.ascontiguousarray(frames, dtype=np.float32),
             INPUT_PREV_SLOTS: np.ascontiguousarray(state, dtype=np.float32),

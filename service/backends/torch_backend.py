@@ -1,8 +1,19 @@
-"""The ``torch`` backend: :class:`~plugins.VideoSlotModel` run eagerly in PyTorch."""
+"""The ``torch`` backend: :class:`~plugins.VideoSlotModel` run eagerly in PyTorch.
+
+A model that is random at inference (``gaussian_shared`` or ``smoothsa_preheat`` with ``eval_noise: "sample"``,
+which draws fresh query noise for every first frame) is served, since it is a legitimate research setting, but with
+a warning at load (:func:`determinism_warning`): its streams' slots depend on the server's random state, so two
+identical streams get different slots, and a stream handed off to another replica or resumed does not continue as
+it would have. The ONNX export refuses such a model (a random operator), and names the same setting
+(:func:`random_settings`).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +21,51 @@ import numpy as np
 import torch
 
 from plugins import SlotState, StepOutput, VideoSlotModel
-from service.engine import Engine, EngineOutput, ModelCard, model_version
+from plugins.model import COMPONENT_NAMES
+from service.engine import Engine, EngineOutput, ModelCard, check_batch, model_version
 from service.images import PREPROCESSING
+
+_log = logging.getLogger(__name__)
+
+#: Component arguments that make a model random at inference: argument -> {random value: the deterministic one}.
+RANDOM_AT_INFERENCE: dict[str, dict[str, str]] = {"eval_noise": {"sample": "fixed"}}
+#: How far two runs of one model on one input may be apart and still count as the same (float noise of a GPU's
+#: atomics, far below the export's parity bound of 1e-4), as ``torch.allclose``'s ``atol`` and ``rtol``.
+REPEAT_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class RandomSetting:
+    """A component argument in a model config that makes the model random at inference.
+
+    Attributes:
+        role: the component's role (``initializer``).
+        component: its registry name (``gaussian_shared``).
+        argument: the argument (``eval_noise``).
+        value: its value in the config (``sample``).
+        fix: the value that makes the component deterministic (``fixed``).
+    """
+
+    role: str
+    component: str
+    argument: str
+    value: str
+    fix: str
+
+    @property
+    def key(self) -> str:
+        """Where it is in ``config.json``: ``model.initializer.kwargs.eval_noise``."""
+        return f"model.{self.role}.kwargs.{self.argument}"
+
+    @property
+    def cause(self) -> str:
+        """``the initializer 'gaussian_shared' has eval_noise "sample"``."""
+        return f"the {self.role} {self.component!r} has {self.argument} {json.dumps(self.value)}"
+
+    @property
+    def remedy(self) -> str:
+        """``set model.initializer.kwargs.eval_noise to "fixed" in config.json``."""
+        return f"set {self.key} to {json.dumps(self.fix)} in config.json"
 
 
 class TorchEngine(Engine):
@@ -33,13 +87,16 @@ class TorchEngine(Engine):
         return 64 if self._device.type == "cpu" else 1
 
     def first_step(self, frames: np.ndarray) -> EngineOutput:
-        """See :meth:`Engine.first_step`."""
+        """See :meth:`Engine.first_step`; a batch of no frames is refused (:func:`~service.engine.check_batch`)."""
+        check_batch(frames)
         with torch.inference_mode():
             out, state = self.model.first_step(self._to_device(frames))
             return _to_host(out, state)
 
     def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
-        """See :meth:`Engine.step`."""
+        """See :meth:`Engine.step`; a batch of no frames, or a ``state`` of another batch size, is refused
+        (:func:`~service.engine.check_batch`): the model would broadcast one row against the other input's."""
+        check_batch(frames, state)
         with torch.inference_mode():
             out, next_state = self.model.step(self._to_device(frames), SlotState(slots=self._to_device(state)))
             return _to_host(out, next_state)
@@ -56,13 +113,68 @@ def _to_host(out: StepOutput, state: SlotState) -> EngineOutput:
     )
 
 
+def random_settings(config: Mapping[str, Any]) -> list[RandomSetting]:
+    """The component arguments of a model config (:attr:`VideoSlotModel.config`, ``config.json``'s ``model``) that
+    make the model random at inference (:data:`RANDOM_AT_INFERENCE`), in data-flow order; empty when it has none."""
+    found = []
+    for role in COMPONENT_NAMES:
+        spec = config.get(role)
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("kwargs"), Mapping):
+            continue
+        for argument, fixes in RANDOM_AT_INFERENCE.items():
+            value = spec["kwargs"].get(argument)
+            if isinstance(value, str) and value in fixes:
+                found.append(RandomSetting(role, str(spec.get("name")), argument, value, fixes[value]))
+    return found
+
+
+def determinism_warning(model: VideoSlotModel, device: torch.device, model_dir: Path) -> str | None:
+    """Run ``model`` (in eval mode) twice on one small batch, ``first_step`` then ``step``, and say so when the two
+    runs differ (beyond :data:`REPEAT_TOLERANCE`): the cause (the setting of :func:`random_settings` where the
+    config has one) and the fix; ``None`` when they agree. Two ``first_step`` and two ``step`` calls at batch 1.
+    """
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(1, 3, *model.image_size, generator=generator).to(device)  # [1, 3, H, W]
+    runs = []
+    with torch.inference_mode():
+        for _ in range(2):
+            first, state = model.first_step(frames)
+            later, _ = model.step(frames, SlotState(slots=state.slots))
+            runs.append({"first_step": first, "step": later})
+    for which in ("first_step", "step"):
+        for output in ("slots", "masks"):
+            a, b = (getattr(run[which], output).float() for run in runs)
+            if not torch.allclose(a, b, rtol=REPEAT_TOLERANCE, atol=REPEAT_TOLERANCE):
+                apart = float((a - b).abs().max())
+                return _random_model_message(model, model_dir, which, output, apart)
+    return None
+
+
+def _random_model_message(model: VideoSlotModel, model_dir: Path, which: str, output: str, apart: float) -> str:
+    settings = random_settings(model.config)
+    if settings:
+        cause = " and ".join(setting.cause for setting in settings) + ", which draws fresh noise at inference"
+        remedy = " and ".join(setting.remedy for setting in settings) + " (a sample kept in the weights)"
+    else:
+        cause = "a component draws random numbers in eval mode or keeps state from one call to the next"
+        remedy = "make every component a pure function of its inputs at inference"
+    return (
+        f"{model_dir} is not deterministic: two {which} runs on the same frame gave {output} up to {apart:.3g} apart "
+        f"({cause}). --backend torch serves it anyway, but each stream's slots depend on the server's random state: "
+        "two identical streams get different slots, a stream handed off to another replica or resumed does not "
+        "continue as it would have, and the ONNX export refuses the model. To make it deterministic, "
+        f"{remedy}"
+    )
+
+
 def load_engine(
     model_dir: Path, *, name: str, device: str, max_batch_size: int, options: Mapping[str, Any] | None = None
 ) -> TorchEngine:
     """Load ``model_dir`` (``config.json`` + ``model.safetensors``) onto ``device``.
 
     ``options`` must be empty: the torch backend's only setting, ``torch_threads``, is process-wide and set
-    by the server.
+    by the server. A model whose outputs differ between two runs on the same input is loaded, with a warning
+    logged (:func:`determinism_warning`).
 
     Raises:
         FileNotFoundError: a model file is missing.
@@ -76,7 +188,10 @@ def load_engine(
         raise ValueError(f"--device {device!r} is not a torch device: {error}") from error
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    model = VideoSlotModel.from_pretrained(model_dir, map_location=torch_device)
+    model = VideoSlotModel.from_pretrained(model_dir, map_location=torch_device).eval()
+    warning = determinism_warning(model, torch_device, model_dir)
+    if warning is not None:
+        _log.warning("%s", warning)
     card = ModelCard(
         name=name,
         version=model_version(model_dir),

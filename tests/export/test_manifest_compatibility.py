@@ -58,7 +58,9 @@ def manifest(frame_fit: FrameFitName | None = None) -> Manifest:
         tie_tolerance=1e-4,
     )
     return Manifest(
-        input=InputSpec(height=8, width=8, outside_graph="decode", inside_graph="none", frame_fit=frame_fit),
+        input=InputSpec(
+            height=8, width=8, outside_graph="decode", inside_graph="x * 2 - 1, inside the graph", frame_fit=frame_fit
+        ),
         num_slots=2,
         slot_dim=4,
         mask_size=(2, 2),

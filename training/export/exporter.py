@@ -4,6 +4,8 @@ Every export is validated before anything is published: ``onnx.checker``, the st
 TensorRT (:mod:`training.export.operators`) and the recurrent parity run against PyTorch
 (:mod:`training.export.parity`). The files are written to a staging folder inside the output directory and
 moved into place only when every check passed, so a failed export never leaves a servable-looking directory.
+The manifest says how to use the graphs from another runtime (its ``usage`` block), and each graph carries the same
+facts in its ``metadata_props`` (:mod:`training.export.usage`).
 
 One export writes into an output directory at a time: an export holds the lock of ``--out``
 (:mod:`training.export.export_lock`, ``fcntl.flock`` on ``--out/.export.lock``) from before it checks the folder
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -35,6 +38,7 @@ from service.backends.manifest import (
     BATCH_AXIS,
     GRAPH_FILES,
     MANIFEST_FILE,
+    MANIFEST_FORMAT,
     GraphSpec,
     InputSpec,
     Manifest,
@@ -62,6 +66,8 @@ from training.export.parity import (
     measure_parity,
     synthetic_video,
 )
+from training.export.random_hint import random_operator_hint
+from training.export.usage import graph_metadata, stamp_graph, usage_block
 
 if TYPE_CHECKING:
     import onnx
@@ -389,11 +395,28 @@ def _missing_folders(path: Path) -> list[Path]:
 
 def _export_version(directory: Path) -> str | None:
     """The source version of the export in ``directory``, when it holds a manifest this exporter wrote (not just
-    any file of that name); else ``None``."""
+    any file of that name); else ``None``. A manifest the reader refuses after an edit by hand (an ``input.layout``
+    changed, a shape) still counts when it is of this format with its ``graphs`` and ``source.version``: its
+    refusal says to re-run the export, into that folder."""
     try:
-        return Manifest.from_json((directory / MANIFEST_FILE).read_text(encoding="utf-8")).source.version
-    except (OSError, UnicodeDecodeError, ManifestError):
+        text = (directory / MANIFEST_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return None
+    try:
+        return Manifest.from_json(text).source.version
+    except ManifestError:
+        pass
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(raw, dict) or raw.get("format_version") != MANIFEST_FORMAT:
+        return None
+    if not isinstance(raw.get("graphs"), dict):
+        return None
+    source = raw.get("source")
+    version = source.get("version") if isinstance(source, dict) else None
+    return version if isinstance(version, str) and version else None
 
 
 def _check_tensorrt_available() -> None:
@@ -419,13 +442,15 @@ def _export_checked(
     report = check_operators(proto)
     refusal = report.refusal(which, tensorrt=not options.onnxruntime_only)
     if refusal is not None:
-        hint = ""
-        if not report.serving_problems:  # TensorRT's alone: ONNX Runtime would run the graph
+        if report.serving_problems:  # no runtime serves it: what to change in the model, where known
+            hint = random_operator_hint(model, report)
+        else:  # TensorRT's alone: ONNX Runtime would run the graph
             hint = (
                 "\nTo serve it with ONNX Runtime only (--backend onnx), export with --onnxruntime-only: the "
                 "manifest records these problems and the tensorrt backend refuses the export"
             )
         raise ExportError(refusal + hint)
+    stamp_graph(proto, graph_metadata(which, usage_block(model), _frames_input(model)))
     path = directory / GRAPH_FILES[which]
     onnx.save(proto, str(path))
     inputs, outputs = _input_specs(model, which), _output_specs(model)
@@ -538,18 +563,8 @@ def _manifest(
     import onnx
     import onnxscript
 
-    from service.images import PREPROCESSING
-
-    height, width = model.image_size
-    encoder = model.specs["encoder"].name
     return Manifest(
-        input=InputSpec(
-            height=height,
-            width=width,
-            outside_graph=f"{PREPROCESSING} (as the service does it); batched as float32 NCHW",
-            inside_graph=_INSIDE_GRAPH.get(encoder, f"the {encoder} encoder's own normalisation, inside the graph"),
-            frame_fit=model.frame_fit,
-        ),
+        input=_frames_input(model),
         num_slots=model.num_slots,
         slot_dim=model.slot_dim,
         mask_size=model.mask_grid,
@@ -568,6 +583,22 @@ def _manifest(
         },
         tensorrt_ops_source=TENSORRT_OPS_SOURCE,
         tensorrt_problems=tensorrt_problems,
+        usage=usage_block(model),
+    )
+
+
+def _frames_input(model: VideoSlotModel) -> InputSpec:
+    """The manifest's ``input``: what the ``frames`` input of ``model``'s graphs holds."""
+    from service.images import PREPROCESSING
+
+    height, width = model.image_size
+    encoder = model.specs["encoder"].name
+    return InputSpec(
+        height=height,
+        width=width,
+        outside_graph=f"{PREPROCESSING} (as the service does it); batched as float32 NCHW",
+        inside_graph=_INSIDE_GRAPH.get(encoder, f"the {encoder} encoder's own normalisation, inside the graph"),
+        frame_fit=model.frame_fit,
     )
 
 

@@ -5,7 +5,9 @@ concrete count and is unrolled: ``first_step`` holds ``first_iters`` Slot Attent
 ``later_iters``, with no ``Loop``/``If``/``Scan`` nodes. The batch axis is dynamic. After tracing, the graph is
 constant-folded (:func:`optimize`), which also removes the shape-check ``If`` nodes the tracer emits for
 ``squeeze`` on a dynamic shape, and every ``Reshape`` gets a constant target shape
-(:mod:`training.export.static_shapes`), so ONNX Runtime does not recompute sizes on every call.
+(:mod:`training.export.static_shapes`), so ONNX Runtime does not recompute sizes on every call. The ``step``
+graph fails when ``frames`` and ``prev_slots`` have different batch sizes (:mod:`training.export.batch_check`)
+instead of broadcasting one against the other.
 
 Tracing keeps only what the example run did: a tensor turned into a Python value (an ``if`` on it, a loop count
 from ``.item()``) would become a constant of the graph. The tracer's warnings about such places are recorded
@@ -38,6 +40,7 @@ from service.backends.manifest import (
     OUTPUT_SLOTS,
     STEP,
 )
+from training.export.batch_check import same_batch
 from training.export.static_shapes import freeze_reshape_shapes
 from training.export.tracing import FrozenValueError, recording_frozen_values, unsupported_operator
 
@@ -65,15 +68,24 @@ class FirstStepGraph(nn.Module):
 
 
 class StepGraph(nn.Module):
-    """``(frames [B, 3, H, W], prev_slots [B, K, D]) -> (slots, masks)``: a later frame of the model."""
+    """``(frames [B, 3, H, W], prev_slots [B, K, D]) -> (slots, masks)``: a later frame of the model; the two inputs
+    must have the same batch size ``B``."""
 
     def __init__(self, model: VideoSlotModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, frames: torch.Tensor, prev_slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run :meth:`VideoSlotModel.step` from the previous frame's slots (the inference state)."""
-        out, _ = self.model.step(frames, SlotState(slots=prev_slots))
+        """Run :meth:`VideoSlotModel.step` from the previous frame's slots (the inference state), which must have
+        the frames' batch size (:func:`~training.export.batch_check.same_batch`: the graph fails otherwise, instead
+        of broadcasting a batch of one against the other input's rows).
+
+        Raises:
+            ValueError: run eagerly, ``frames`` and ``prev_slots`` have different batch sizes.
+        """
+        model = self.model
+        slots = same_batch(prev_slots, frames, model.num_slots, model.slot_dim)
+        out, _ = model.step(frames, SlotState(slots=slots))
         return out.slots, out.masks
 
 

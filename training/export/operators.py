@@ -100,14 +100,21 @@ class OperatorReport:
                 (``--onnxruntime-only``: only :attr:`serving_problems` count).
 
         Returns:
-            ``"the <which> graph cannot be served[ with TensorRT]:"`` and the problems that count, one per indented
-            line; ``None`` when none does.
+            ``None`` when no problem counts. Else, where a problem rules the graph out for every runtime (control
+            flow, a random or custom operator), ``"the <which> graph cannot be served:"`` and those problems, one
+            per indented line, then (with ``tensorrt``) ``"TensorRT also refuses it:"`` and TensorRT's own, so that
+            a random operator is not put down to TensorRT; where only TensorRT's problems count, ``"the <which>
+            graph cannot be served with TensorRT:"`` and those.
         """
-        problems = self.problems if tensorrt else self.serving_problems
-        if not problems:
-            return None
-        served = "served with TensorRT" if tensorrt else "served"
-        return f"the {which} graph cannot be {served}:\n  " + "\n  ".join(problems)
+        serving, tensorrt_only = self.serving_problems, self.tensorrt_only if tensorrt else []
+        if serving:
+            refusal = f"the {which} graph cannot be served:\n  " + "\n  ".join(serving)
+            if tensorrt_only:
+                refusal += "\nTensorRT also refuses it:\n  " + "\n  ".join(tensorrt_only)
+            return refusal
+        if tensorrt_only:
+            return f"the {which} graph cannot be served with TensorRT:\n  " + "\n  ".join(tensorrt_only)
+        return None
 
 
 def check_operators(model: onnx.ModelProto, components: Mapping[str, str] | None = None) -> OperatorReport:
