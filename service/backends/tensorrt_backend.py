@@ -64,7 +64,7 @@ from service.backends.onnx_backend import (
 from service.backends.onnx_providers import GPU_EXTRA
 from service.backends.tensorrt_graphs import GraphRunner, batch_buckets
 from service.config_sources import backend_environ_options
-from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard
+from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, check_batch
 
 _log = logging.getLogger(__name__)
 
@@ -258,12 +258,15 @@ class TensorRTEngine(Engine):
         self._runners: tuple[GraphRunner, GraphRunner] | None = (first, step)
 
     def first_step(self, frames: np.ndarray) -> EngineOutput:
-        """See :meth:`Engine.first_step`."""
+        """See :meth:`Engine.first_step`; a batch of no frames is refused (:func:`~service.engine.check_batch`)."""
+        check_batch(frames)
         slots, masks = self._live()[0].run({"frames": frames})
         return EngineOutput(slots=slots, masks=masks, state=slots.copy())
 
     def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
-        """See :meth:`Engine.step`."""
+        """See :meth:`Engine.step`; a batch of no frames, or a ``state`` of another batch size, is refused
+        (:func:`~service.engine.check_batch`)."""
+        check_batch(frames, state)
         slots, masks = self._live()[1].run({"frames": frames, "prev_slots": state})
         return EngineOutput(slots=slots, masks=masks, state=slots.copy())
 

@@ -211,6 +211,20 @@ def test_engines_build_match_pytorch_and_are_cached(export_dir, tmp_path, cuda_g
     assert [p.stat().st_mtime_ns for p in engines] == stamps, "a cached engine was rebuilt"
 
 
+@gpu
+@pytest.mark.gpu
+def test_the_engines_refuse_empty_and_mismatched_batches(export_dir, tmp_path):
+    from service.backends import tensorrt_backend
+
+    options = TensorRTOptions(cache_dir=tmp_path)
+    engine = tensorrt_backend.load_engine(export_dir, name="tiny", device="cuda:0", max_batch_size=8, options=options)
+    frames = np.random.default_rng(0).random((3, 3, *TINY_MODEL["image_size"]), dtype=np.float32)
+    with pytest.raises(ValueError, match="a call needs at least one frame"):
+        engine.first_step(frames[:0])
+    with pytest.raises(ValueError, match="step got 1 frames but states of 3 streams"):
+        engine.step(frames[:1], engine.first_step(frames).state)
+
+
 def test_engines_that_fail_parity_at_export_are_deleted_and_recorded(export_dir, tmp_path, monkeypatch):
     """Only the engines of the failed precision go: the other precision's engines, the timing cache and ONNX
     Runtime's engine cache stay. TensorRT is stood in for by ONNX Runtime with its slots shifted by 0.01."""
