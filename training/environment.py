@@ -1,4 +1,5 @@
-"""Where a run trained: ``environment.json`` in the run folder, written by the run itself when it starts.
+"""Where a run trained: ``environment.json`` in the run folder, written by the run itself when it starts; and the
+torch thread count it trains with (:func:`size_torch_threads`), which that file records.
 
 A model card is written later, maybe on another machine, so the machine, thread count and process count it
 reports must come from the run, not from the process writing the card. Each invocation of ``training.run``
@@ -17,13 +18,15 @@ Format::
 from __future__ import annotations
 
 import json
+import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from plugins.cpus import available_cores
 from plugins.files import write_atomically
 from training.distributed import ProcessGroup
 
@@ -32,6 +35,46 @@ ENVIRONMENT_FILE = "environment.json"
 
 _DESCRIBING_KEYS = ("device", "gpu", "processes", "threads_per_process", "torch", "machine", "cpu")
 """The keys a card's description of a segment uses (segments that agree on these are described once)."""
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Environment variables torch takes its thread count from: a run started with one set keeps torch's count."""
+
+
+def size_torch_threads(environ: Mapping[str, str] | None = None) -> str | None:
+    """Lower torch's intra-op threads to this process's share of the CPU cores it may use: the cores of
+    :func:`plugins.cpus.available_cores` (its affinity, lowered to the container's CPU limit) divided by the
+    training processes on this machine (``LOCAL_WORLD_SIZE`` under ``torchrun``), at least 1. Torch's default is a
+    thread per core it sees, a whole node's in a container, which the container's CPU limit then throttles.
+    (DataLoader workers run one torch thread each already.)
+
+    Torch's count is kept when :data:`THREAD_VARIABLES` sets it (the user's choice, or ``torchrun``'s 1 for several
+    processes on a node), and when it is no more than that share (it is never raised).
+
+    Args:
+        environ: the environment to read (``None``: ``os.environ``).
+
+    Returns:
+        One line saying the count was lowered and why, or ``None`` when it was kept.
+    """
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name) for name in THREAD_VARIABLES):
+        return None
+    try:
+        local = max(1, int(environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    cores = available_cores()
+    share = max(1, cores // local)
+    default = torch.get_num_threads()
+    if share >= default:
+        return None
+    torch.set_num_threads(share)
+    usable = _count(cores, "CPU core", "CPU cores") + (f" shared by {local} processes" if local > 1 else "")
+    return (
+        f"note: torch threads lowered from {default} to {share}: this process may use {usable} (its affinity and "
+        "its container's CPU limit); set OMP_NUM_THREADS to choose"
+    )
 
 
 def cpu_model() -> str | None:

@@ -40,6 +40,7 @@ from training.configs import available
 from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
 from training.distributed import shared_failure
+from training.environment import size_torch_threads
 from training.loop import FitResult, fit
 from training.run_folder import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config
 from training.stop_request import RunStopped
@@ -360,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"note: {out} holds no run to resume: starting a new one", file=sys.stderr)
         else:  # started, but stopped before its first checkpoint
             print(f"note: {out} holds no checkpoint of its run yet: it starts again from step 0", file=sys.stderr)
+    # torch's default is a thread per core of the node; this process's share of its container's is what it may use
+    if (lowered := size_torch_threads()) is not None and main_process:
+        print(lowered, file=sys.stderr)
     try:
         result = fit(
             config, out, resume=args.resume, device=args.device, progress=not args.no_progress, command=command
