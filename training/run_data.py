@@ -22,7 +22,7 @@ from training.batches import SeededItems, StepBatchSampler
 from training.config import DataConfig, TrainConfig, spec_folder
 from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
 from training.datasets.augment import augmented
-from training.datasets.selection import FirstFrames, labelled_indices, unlabelled_note
+from training.datasets.selection import FirstFrames, labelled_indices, sparse_annotation_note, unlabelled_note
 from training.distributed import ProcessGroup
 from training.evaluation import object_count
 from training.run_state import Run
@@ -245,6 +245,8 @@ def validation_data(config: TrainConfig) -> ValidationData:
     unlabelled = len(dataset) - len(labelled)  # type: ignore[arg-type]
     if labelled and unlabelled:  # a folder labelled in part: say so, as training.evaluate does
         tqdm.write(f"{unlabelled_note(unlabelled, spec)} of the evaluations during training")
+    if (sparse := sparse_annotation_note(validation, spec, data.val_frames)) is not None:
+        tqdm.write(f"{sparse} in the evaluations during training")
     if not len(validation):
         if data.val_spec is None:  # unlabelled training videos (a camera's recordings): train without evaluating
             tqdm.write(

@@ -1,6 +1,6 @@
 """A ``videos:`` folder's ``<stem>/`` folder is the video's masks only when it holds PNG masks: one holding the
-video's frames dumped as JPEG leaves the video unlabelled, and a mask folder missing a mask says it was taken for
-masks."""
+video's frames dumped as JPEG leaves the video unlabelled, and a mask folder missing a mask annotates the video
+sparsely (the frame without a mask is void); one holding a PNG that is no mask says it was taken for masks."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_a_folder_of_jpeg_frames_beside_a_video_leaves_it_unlabelled(tmp_path):
     assert clip.masks is None and clip.frames.shape[0] == FRAMES
 
 
-def test_a_mask_folder_missing_a_mask_says_it_was_taken_for_masks(tmp_path):
+def test_a_mask_folder_missing_a_mask_leaves_that_frame_void(tmp_path):
     folder = tmp_path / "videos"
     masks = _video(folder, "clip")
     (folder / "clip").mkdir()
@@ -48,9 +48,18 @@ def test_a_mask_folder_missing_a_mask_says_it_was_taken_for_masks(tmp_path):
         write_mask_png(folder / "clip" / f"{t:05d}.png", masks[t])
     val = build_dataset(f"videos:{folder}", "val", None, (16, 16))
     assert isinstance(val, VideoFolderDataset) and val.has_masks(0)
-    missing = folder / "clip" / f"{FRAMES - 1:05d}.png"
+    clip_masks = val[0].masks
+    assert clip_masks is not None and bool((clip_masks[FRAMES - 1] == -1).all())
+
+
+def test_a_png_that_is_no_mask_says_the_folder_was_taken_for_masks(tmp_path):
+    folder = tmp_path / "videos"
+    _video(folder, "clip")
+    (folder / "clip").mkdir()
+    frame = folder / "clip" / "00000.png"
+    Image.fromarray(np.full((32, 64, 3), 90, np.uint8)).save(frame)  # a frame dumped as PNG: RGB, no mask
     with pytest.raises(DatasetError) as refused:
-        val[0]
+        build_dataset(f"videos:{folder}", "val", None, (16, 16))[0]
     message = str(refused.value)
-    assert message.startswith(f"{missing}: mask file is missing: ")
+    assert message.startswith(f"{frame}: unsupported mask mode 'RGB'")
     assert re.search(rf"{re.escape(str(folder / 'clip'))} holds PNG files, so it was taken for the masks", message)

@@ -1,15 +1,17 @@
 """DAVIS-layout frame folders (DAVIS 2016 binary masks, DAVIS 2017 palette masks, or frames only).
 
 Layout: ``<root>/JPEGImages/<res>/<seq>/<stem>.jpg`` and optionally ``<root>/Annotations/<res>/<seq>/<stem>.png``
-with one mask per frame. ``root`` may also be the folder containing ``DAVIS/``. ``<res>`` is any resolution folder
-(``480p``, ``Full-Resolution``, ``64p``, ...): ``480p`` when present, else the first in sorted order; masks must be
-at that resolution too. Sequences come from ``ImageSets`` when a list for the split exists
+with a mask per frame, or per annotated frame. ``root`` may also be the folder containing ``DAVIS/``. ``<res>`` is
+any resolution folder (``480p``, ``Full-Resolution``, ``64p``, ...): ``480p`` when present, else the first in sorted
+order; masks must be at that resolution too. Sequences come from ``ImageSets`` when a list for the split exists
 (``ImageSets/2017/<split>.txt``, ``ImageSets/2016/...``, ``ImageSets/<res>/...`` or ``ImageSets/<split>.txt``; lines
 are sequence names or DAVIS 2016-style frame paths); otherwise every sequence is in both splits. Frame files are
 named ``<prefix><number>`` with one prefix per sequence (``00000.jpg``, ``frame_7.png``, ...) and read in the order
 of their numbers; hidden files and folders (names starting with ``.``, such as macOS's ``._00000.jpg``) are
 ignored. A sequence without annotations (no ``Annotations/<res>/<seq>/`` folder, or one without PNG files) or
-annotated on its first frame only is unlabelled. Mask files are found whatever the case of their extension
+annotated on its first frame only is unlabelled. One annotated on some of its frames but not all (YouTube-VOS
+annotates every 5th frame) is sparsely annotated: its other frames get masks of void (``-1``, which no metric
+scores), so evaluation scores the annotated frames only. Mask files are found whatever the case of their extension
 (``00000.PNG``). Train clips carry no masks (training reads only frames); val clips carry them, and the synthetic
 metadata ``<root>/metadata/<seq>.json`` when the folder was written by ``python -m training.datasets generate`` and
 is read at the size it was written at (the metadata's pixel positions, boxes and areas describe that grid; read at
@@ -24,11 +26,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
 from training.datasets.errors import DatasetError
-from training.datasets.images import check_same_size, is_visible, mask_files, read_frame, read_mask
+from training.datasets.images import VOID_LABEL, check_same_size, is_visible, mask_files, read_frame, read_mask
 from training.datasets.synthetic.metadata import VideoMetadata
 from training.datasets.transforms import (
     Split,
@@ -52,14 +55,23 @@ class DavisSequence:
     Attributes:
         name: Sequence folder name.
         frames: Frame files in order.
-        masks: One mask file per frame (same stems), or None when the dataset has no annotations, the sequence
-            none (no annotation folder, or one without PNG files) or only its first frame's (the semi-supervised
+        masks: The mask files in frame order (same stems as their frames): one per frame, or those of the annotated
+            frames of a sparsely annotated sequence; None when the dataset has no annotations, the sequence none
+            (no annotation folder, or one without PNG files) or only its first frame's (the semi-supervised
             convention of DAVIS test-dev).
     """
 
     name: str
     frames: tuple[Path, ...]
     masks: tuple[Path, ...] | None
+
+    def frame_masks(self) -> tuple[Path | None, ...] | None:
+        """The mask file of each frame, None for a frame without one (sparse annotation); None when the sequence
+        is unlabelled."""
+        if self.masks is None:
+            return None
+        by_stem = {mask.stem: mask for mask in self.masks}
+        return tuple(by_stem.get(frame.stem) for frame in self.frames)
 
 
 def resolve_root(root: Path) -> Path:
@@ -115,17 +127,17 @@ def _split_names(root: Path, res: str, split: Split) -> list[str] | None:
 
 
 def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSequence]]:
-    """Finds the sequences of a DAVIS-layout dataset and checks that every frame of an annotated sequence has a
-    mask (a sequence without annotations, or annotated on its first frame only, counts as unlabelled: training
-    reads its frames, evaluation leaves it out; see :func:`sequence_masks`).
+    """Finds the sequences of a DAVIS-layout dataset and their masks (a sequence without annotations, or annotated
+    on its first frame only, counts as unlabelled: training reads its frames, evaluation leaves it out; one
+    annotated on some of its frames is scored on those: see :func:`sequence_masks`).
 
     Returns:
         The resolved root, the resolution folder name and the sequences in name order.
 
     Raises:
         DatasetError: For a missing or empty folder, a sequence without frames or with badly numbered ones (see
-            ``_numbered_frames``), a frame without its mask in a sequence that has masks, a mask without its frame,
-            two mask files for one frame, or masks only at another resolution than the frames.
+            ``_numbered_frames``), a mask without its frame, two mask files for one frame, or masks only at another
+            resolution than the frames.
     """
     root = resolve_root(root)
     res = _resolution(root / "JPEGImages")
@@ -147,29 +159,26 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
 
 
 def sequence_masks(annotations: Path, frames: tuple[Path, ...]) -> tuple[Path, ...] | None:
-    """The mask file of each of a sequence's ``frames`` in its annotation folder ``annotations``
-    (``Annotations/<res>/<seq>/``, same stems as the frames, any case of ``.png``: :func:`mask_files`); None when
-    the sequence is unlabelled: the folder is missing or holds no PNG file, or it holds only the first frame's mask
-    of several (the first-frame annotation of semi-supervised sets such as DAVIS test-dev).
+    """The mask files of a sequence's ``frames`` in its annotation folder ``annotations``
+    (``Annotations/<res>/<seq>/``, same stems as the frames, any case of ``.png``: :func:`mask_files`), in frame
+    order; None when the sequence is unlabelled: the folder is missing or holds no PNG file, or it holds only the
+    first frame's mask of several (the first-frame annotation of semi-supervised sets such as DAVIS test-dev). Any
+    other set of masks is the sequence's annotation: of every frame, or of some (sparse annotation, as YouTube-VOS
+    annotates every 5th frame), whose other frames are not scored (:meth:`DavisSequence.frame_masks`).
 
     Raises:
-        DatasetError: a frame without its mask in a folder that holds masks of other frames (naming the missing
-            file), a mask without its frame (naming the folder and the masks), or two mask files for one frame.
+        DatasetError: a mask without its frame (naming the folder and the masks), or two mask files for one frame.
     """
     found = mask_files(annotations)  # stem -> mask file
     if not found:
         return None  # no annotations for this sequence: frames only
-    masks: tuple[Path, ...] | None = None
-    if set(found) != {frames[0].stem} or len(frames) == 1:  # else first-frame annotation: frames only
-        for frame in frames:
-            if frame.stem not in found:
-                raise DatasetError(f"{annotations / f'{frame.stem}.png'}: mask file is missing for frame {frame}")
-        masks = tuple(found[frame.stem] for frame in frames)
     stems = {frame.stem for frame in frames}
     strays = sorted(path.name for stem, path in found.items() if stem not in stems)
     if strays:
         raise DatasetError(f"{annotations}: masks without a frame in {frames[0].parent}: {', '.join(strays[:5])}")
-    return masks
+    if set(found) == {frames[0].stem} and len(frames) > 1:
+        return None  # first-frame annotation: frames only
+    return tuple(found[frame.stem] for frame in frames if frame.stem in found)
 
 
 def _annotation_dir(root: Path, res: str) -> Path | None:
@@ -295,13 +304,21 @@ class DavisDataset(Dataset[VideoClip]):
         return len(self.sequences)
 
     def has_masks(self, index: int) -> bool:
-        """Whether sequence ``index`` is annotated on every frame (not read from disk). Train clips carry no masks
-        whatever this says."""
+        """Whether sequence ``index`` is annotated, on every frame or on some (not read from disk). Train clips
+        carry no masks whatever this says."""
         return self.sequences[index].masks is not None
+
+    def annotated_frames(self, index: int) -> tuple[frozenset[int], int] | None:
+        """The frames of sequence ``index`` that have a mask (indices from 0) and its number of frames; None when
+        it is unlabelled. Nothing is read from disk."""
+        masks = self.sequences[index].frame_masks()
+        if masks is None:
+            return None
+        return frozenset(t for t, mask in enumerate(masks) if mask is not None), len(masks)
 
     def __getitem__(self, index: int) -> VideoClip:
         """The clip of sequence ``index``: frames ``[T, 3, h, w]``, and masks ``[T, h, w]`` outside the train split
-        when the sequence is annotated.
+        when the sequence is annotated (void, ``-1``, on the frames a sparsely annotated sequence has no mask of).
 
         Raises:
             DatasetError: a frame of the clip differs in size from its first frame.
@@ -321,16 +338,24 @@ class DavisDataset(Dataset[VideoClip]):
         return self._clip(seq, first_window(len(seq.frames), count, str(seq.frames[0].parent)))
 
     def _clip(self, seq: DavisSequence, window: range) -> VideoClip:
-        """The frames of ``window`` of ``seq``, with their masks outside the train split when it is annotated."""
+        """The frames of ``window`` of ``seq``, with their masks outside the train split when it is annotated: a
+        frame without a mask file (sparse annotation) gets a mask of void (``VOID_LABEL``), which no metric scores."""
         frames = [read_frame(seq.frames[t]) for t in window]  # each [H, W, 3]
         for t, frame in zip(window, frames, strict=True):
             if frame.shape != frames[0].shape:
                 raise DatasetError(f"{seq.frames[t]}: frame size differs from {seq.frames[window[0]]}")
         masks = None
-        if self.split != "train" and seq.masks is not None:
-            mask_list = [read_mask(seq.masks[t]) for t in window]  # each [H, W]
-            for t, mask in zip(window, mask_list, strict=True):
-                check_same_size(mask, frames[0].shape, seq.masks[t], str(seq.frames[t]))
+        frame_masks = seq.frame_masks()
+        if self.split != "train" and frame_masks is not None:
+            mask_list = []
+            for t in window:
+                path = frame_masks[t]
+                if path is None:  # not annotated: every pixel void
+                    mask_list.append(np.full(frames[0].shape[:2], VOID_LABEL, dtype=np.int16))  # [H, W]
+                    continue
+                mask = read_mask(path)  # [H, W]
+                check_same_size(mask, frames[0].shape, path, str(seq.frames[t]))
+                mask_list.append(mask)
             masks = masks_to_tensor(mask_list, self.image_size, self.center_crop)  # T x [H, W] -> [T, h, w]
         video = frames_to_tensor(frames, self.image_size, self.center_crop)  # T x [H, W, 3] -> [T, 3, h, w]
         metadata = self._metadata(seq, (masks.shape[-2], masks.shape[-1])) if masks is not None else None

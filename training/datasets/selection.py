@@ -22,6 +22,45 @@ def unlabelled_note(count: int, spec: str) -> str:
     return f"note: {count} video(s) of {spec} have no masks and are left out"
 
 
+def sparse_note(annotated: int, frames: int, videos: int, spec: str) -> str:
+    """The note the tools give when ``videos`` videos of ``spec`` have masks on only ``annotated`` of their
+    ``frames`` frames (those evaluated), so the others are not scored."""
+    return f"note: {annotated} of {frames} frames of {videos} video(s) of {spec} have masks; the others are not scored"
+
+
+@runtime_checkable
+class CountsAnnotatedFrames(Protocol):
+    """A dataset that says which frames of an item have masks without reading them (``davis:`` and ``videos:``)."""
+
+    def annotated_frames(self, index: int) -> tuple[frozenset[int], int] | None:
+        """The frames of item ``index`` that have a mask (indices from 0) and its number of frames; None when it is
+        unlabelled or its frame count is unknown."""
+        ...
+
+
+def sparse_annotation_note(dataset: Dataset[VideoClip], spec: str, frames: int | None) -> str | None:
+    """The note about the videos of ``dataset`` (the evaluated ones, through any ``Subset`` views) that have masks
+    on some of their frames only (:func:`sparse_note`), or None when none has: over each video's first ``frames``
+    frames (the whole video when ``frames`` is None or more), which are what evaluation scores. A dataset that does
+    not say which frames have masks (:class:`CountsAnnotatedFrames`), and a video whose frame count is unknown, add
+    nothing to it.
+
+    Raises:
+        DatasetError: the data cannot be read.
+    """
+    annotated = total = videos = 0
+    for index in range(len(dataset)):  # type: ignore[arg-type]
+        source, item = _source(dataset, index)
+        if not isinstance(source, CountsAnnotatedFrames) or (found := source.annotated_frames(item)) is None:
+            continue
+        masked, count = found
+        window = count if frames is None else min(frames, count)
+        scored = sum(t < window for t in masked)
+        if scored < window:
+            annotated, total, videos = annotated + scored, total + window, videos + 1
+    return sparse_note(annotated, total, videos, spec) if videos else None
+
+
 def labelled_indices(dataset: Dataset[VideoClip]) -> list[int]:
     """Indices of the videos that have masks, in order.
 
@@ -99,14 +138,16 @@ def evaluation_videos(
     center_crop: bool = True,
 ) -> Dataset[VideoClip]:
     """The labelled validation videos of ``spec``, each cut to its first ``frames`` frames when given (what the
-    evaluation tools score: a ``videos:`` folder where only some videos have masks is scored on those). A cut
-    ``davis:`` or ``videos:`` video reads only its first ``frames`` frames and their masks (:class:`FirstFrames`).
+    evaluation tools score: a ``videos:`` folder where only some videos have masks is scored on those, and a video
+    with masks on some of its frames on those frames). A cut ``davis:`` or ``videos:`` video reads only its first
+    ``frames`` frames and their masks (:class:`FirstFrames`).
 
     Args:
         spec: data spec.
         image_size: ``(H, W)`` the frames are resized to.
         frames: at most this many frames per video; ``None`` for whole videos.
-        on_unlabelled: called with a note when videos without masks were left out.
+        on_unlabelled: called with each note about the data: videos without masks left out
+            (:func:`unlabelled_note`), frames without masks not scored (:func:`sparse_annotation_note`).
         center_crop: centre-crop real frames to the aspect ratio of ``image_size`` (else stretch whole frames).
 
     Raises:
@@ -121,4 +162,6 @@ def evaluation_videos(
         raise NoLabelledVideos(
             f"{spec}: no video has masks to evaluate on{where if spec.startswith('videos:') else ''}"
         )
+    if on_unlabelled is not None and (note := sparse_annotation_note(dataset, spec, frames)) is not None:
+        on_unlabelled(note)
     return dataset if frames is None else FirstFrames(dataset, frames)

@@ -6,7 +6,9 @@ Layout: ``<dir>/<stem>.mp4`` (or any suffix of :data:`VIDEO_SUFFIXES`: ``.m4v``,
 ``.``, are ignored). Masks, when present, live in a sibling folder named after the video's stem, one PNG
 per frame numbered from 0 with five digits, in the DAVIS mask conventions (palette ids or binary grayscale):
 ``<dir>/<stem>/00000.png``, ``00001.png``, ... A video without such a folder, or whose folder holds no PNG (frames
-dumped there as JPEG, say), is unlabelled (``masks=None``). Mask files are found whatever the case of their
+dumped there as JPEG, say), is unlabelled (``masks=None``). A folder may hold the masks of some frames only (sparse
+annotation, as YouTube-VOS annotates every 5th frame): the other frames get masks of void (``-1``, which no metric
+scores), so evaluation scores the annotated frames only. Mask files are found whatever the case of their
 extension (``00000.PNG``). Both splits see every video; train clips carry no masks (training reads only frames), val
 clips carry them.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -24,7 +27,7 @@ from training.config import MIN_TRANSITION_CLIP
 from training.datasets.clips import VideoClip
 from training.datasets.decoding import Backend, DecodedClip, WindowChooser, decode_video, frame_count
 from training.datasets.errors import DatasetError
-from training.datasets.images import check_same_size, is_visible, mask_files, read_mask
+from training.datasets.images import VOID_LABEL, check_same_size, is_visible, mask_files, read_mask
 from training.datasets.transforms import Split, choose_window, first_window, frames_to_tensor, masks_to_tensor
 
 
@@ -162,23 +165,21 @@ def check_mask_names(folder: Path, video: Path, num_frames: int) -> dict[str, Pa
 def read_video_masks(
     video: Path, decoded: DecodedClip, image_size: tuple[int, int], center_crop: bool
 ) -> torch.Tensor:
-    """Reads the masks of the decoded frames of ``video`` as int64 [T, h, w] ids, like ``masks_to_tensor``.
+    """Reads the masks of the decoded frames of ``video`` as int64 [T, h, w] ids, like ``masks_to_tensor``; a frame
+    without a mask file (sparse annotation) gets a mask of void (``VOID_LABEL``), which no metric scores.
 
     Raises:
-        DatasetError: A mask file that matches no frame of the video, or a frame's mask that is missing (the
-            message says the folder was taken for masks), unreadable or of another size than the frame (the message
-            names the file).
+        DatasetError: A mask file that matches no frame of the video, or a frame's mask that is unreadable or of
+            another size than the frame (the message names the file and says the folder was taken for masks).
     """
     folder = video.parent / video.stem
     masks = check_mask_names(folder, video, decoded.num_frames)  # stem -> mask file
     mask_list = []
     for t in decoded.indices:
         path = masks.get(mask_path(video, t).stem)
-        if path is None:
-            raise DatasetError(
-                f"{mask_path(video, t)}: mask file is missing: {_taken_for_masks(folder, video)}; add the missing "
-                "masks, or move the PNG files out to leave the video unlabelled"
-            )
+        if path is None:  # not annotated: every pixel void
+            mask_list.append(np.full(decoded.frames.shape[1:3], VOID_LABEL, dtype=np.int16))  # [H, W]
+            continue
         try:
             mask = read_mask(path)  # [H, W]
             check_same_size(mask, decoded.frames.shape[1:], path, f"{video} frame {t}")
@@ -194,10 +195,21 @@ def read_video_masks(
 def _taken_for_masks(folder: Path, video: Path) -> str:
     """Why ``folder`` was read as ``video``'s masks, for the messages about them."""
     return (
-        f"{folder} holds PNG files, so it was taken for the masks of {video.name}, one per frame "
+        f"{folder} holds PNG files, so it was taken for the masks of {video.name}, one per annotated frame "
         f"({mask_path(video, 0).name}, {mask_path(video, 1).name}, ...): it is named after the video and sits next "
         "to it"
     )
+
+
+def annotated_frame_indices(video: Path, num_frames: int) -> frozenset[int]:
+    """The frames of ``video``, of ``num_frames`` frames, that its masks folder holds a mask of (empty without
+    one); masks matching no frame are left out here (loading refuses them: :func:`check_mask_names`).
+
+    Raises:
+        DatasetError: two mask files for one frame (``00000.png`` and ``00000.PNG``).
+    """
+    stems = mask_files(video.parent / video.stem)  # stem -> mask file
+    return frozenset(t for t in range(num_frames) if mask_path(video, t).stem in stems)
 
 
 class VideoFolderDataset(Dataset[VideoClip]):
@@ -217,7 +229,7 @@ class VideoFolderDataset(Dataset[VideoClip]):
         DatasetError: At construction when the folder is missing or holds no video, or (train split) when a video
             file cannot be opened, is cut short or its header says it is shorter than ``clip_length``; when loading,
             for an undecodable or cut-short file or a video shorter than ``clip_length``, and (val split) for a
-            missing mask, a mask without a frame or a mask/frame size mismatch.
+            mask without a frame, two mask files for one frame or a mask/frame size mismatch.
 
     Example:
         >>> dataset = VideoFolderDataset(Path("clips/"), "train", 6, (64, 64))  # doctest: +SKIP
@@ -260,9 +272,23 @@ class VideoFolderDataset(Dataset[VideoClip]):
         return len(self.files)
 
     def has_masks(self, index: int) -> bool:
-        """Whether item ``index`` comes with masks (its ``<stem>/`` folder holds a visible PNG:
-        :func:`masks_folder`); nothing is decoded. Train clips carry no masks whatever this says."""
+        """Whether item ``index`` comes with masks, of every frame or of some (its ``<stem>/`` folder holds a
+        visible PNG: :func:`masks_folder`); nothing is decoded. Train clips carry no masks whatever this says."""
         return masks_folder(self.files[index]) is not None
+
+    def annotated_frames(self, index: int) -> tuple[frozenset[int], int] | None:
+        """The frames of item ``index`` that have a mask (indices from 0) and its number of frames, from its masks
+        folder and the file's header (:func:`~training.datasets.decoding.frame_count`; nothing is decoded); None
+        when the video is unlabelled or its header gives no frame count.
+
+        Raises:
+            DatasetError: the file cannot be opened or is cut short, or two mask files are there for one frame.
+        """
+        path = self.files[index]
+        if masks_folder(path) is None:
+            return None
+        count = frame_count(path, self.backend)
+        return None if count is None else (annotated_frame_indices(path, count), count)
 
     def __getitem__(self, index: int) -> VideoClip:
         """The clip of file ``index`` (a window chosen by split and ``clip_length``: :func:`choose_window`), with its
@@ -284,7 +310,7 @@ class VideoFolderDataset(Dataset[VideoClip]):
 
     def _clip(self, index: int, choose: WindowChooser) -> VideoClip:
         """The frames ``choose`` picks from file ``index``'s frame count, with their masks outside the train split
-        when the video has them."""
+        when the video has them (void on the frames without a mask file)."""
         path = self.files[index]
         decoded = decode_video(path, choose, self.backend)
         masks = None

@@ -33,7 +33,10 @@ class DiscoveryScores:
     ``video_*`` treat each video as one clustering of its ``T*H*W`` points (slots must keep object identity over
     time); ``image_*`` score every frame separately and average over all frames of all videos. Each value is the
     mean over valid samples, NaN if none was valid. Invalid samples have an empty foreground: they are excluded from
-    FG-ARI always, and from mBO / mIoU under the ``"ignore"`` background policy.
+    FG-ARI always, and from mBO / mIoU under the ``"ignore"`` background policy. Void points (``IGNORE_ID``) are
+    scored nowhere, and a sample with no other point (a frame without a mask in a sparsely annotated video, whose
+    mask is all void, or a video without any annotated frame) is no sample: it is neither scored nor counted in
+    ``num_*``.
 
     Attributes:
         background_policy: ``"ignore"`` or ``"segment"``; which GT segments mBO / mIoU score.
@@ -81,7 +84,8 @@ class _Running:
 
 @dataclass
 class _ModeState:
-    """Accumulated state of one evaluation mode."""
+    """Accumulated state of one evaluation mode: ``num_samples`` counts the samples with a scored point,
+    ``num_invalid`` those of them without foreground."""
 
     metrics: dict[str, _Running] = field(default_factory=lambda: {name: _Running() for name in _METRICS})
     num_samples: int = 0
@@ -123,11 +127,13 @@ class ObjectDiscoveryMetrics:
         self.background: BackgroundPolicy = background
         self.mask_source = mask_source
         self._state: dict[str, _ModeState] = {}
+        self._updated = False
         self.reset()
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
         self._state = {mode: _ModeState() for mode in _MODES}
+        self._updated = False
 
     def update(self, pred_masks: Tensor, gt_ids: Tensor) -> None:
         """Add a batch of videos.
@@ -170,13 +176,16 @@ class ObjectDiscoveryMetrics:
         )
         self._add("image", frame_table)
         self._add("video", frame_table.group(frames))
+        self._updated = True
 
     def _add(self, mode: str, table: Contingency) -> None:
-        """Score every sample of ``table`` and fold the results into ``mode``'s running means."""
+        """Score every sample of ``table`` and fold the results into ``mode``'s running means; a sample without a
+        scored point (all void) is invalid for every metric and is not counted."""
         state = self._state[mode]
         fg_ari = ari_from_contingency(table.foreground())
-        state.num_samples += table.counts.shape[0]
-        state.num_invalid += fg_ari.num_invalid
+        scored = table.counts.sum(dim=(1, 2)) > 0  # [S]: samples with a point that is not void
+        state.num_samples += int(scored.sum())
+        state.num_invalid += int((scored & ~fg_ari.valid).sum())
         state.metrics["ari"].add(ari_from_contingency(table))
         state.metrics["fg_ari"].add(fg_ari)
         state.metrics["mbo"].add(best_overlap_from_contingency(table, self.background))
@@ -189,7 +198,7 @@ class ObjectDiscoveryMetrics:
             RuntimeError: If no video has been added.
         """
         video, image = self._state["video"], self._state["image"]
-        if video.num_samples == 0:
+        if not self._updated:
             raise RuntimeError("ObjectDiscoveryMetrics.compute() called before any update()")
         return DiscoveryScores(
             video_ari=video.metrics["ari"].mean(),
