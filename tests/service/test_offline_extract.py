@@ -96,12 +96,12 @@ def test_a_failing_source_is_reported_and_the_others_are_written(server, tmp_pat
 def test_a_frame_the_server_would_refuse_gets_no_row_and_the_rest_go_on(server, tmp_path, capsys):
     """As in a stream: the refused frame is answered (here: reported) and leaves the state as it was."""
     folder = _frames_folder(tmp_path / "walk", seed=94, frames=3, size=(64, 64))
-    Image.fromarray(np.zeros((1, 20_000, 3), np.uint8)).save(folder / "0001a.png")  # padded: a 20000^2 canvas
+    Image.fromarray(np.zeros((1, 16_000, 3), np.uint8)).save(folder / "0001a.png")  # padded: a 16000^2 canvas
     out = tmp_path / "out"
     flags = ["--model", str(server.model_dir), "--out", str(out), "--quiet", "--frame-fit", "pad"]
     assert extract_main([str(folder), *flags]) == 0
     err = capsys.readouterr().err
-    assert "frame 2 has no row: IMAGE_TOO_LARGE: padding the 20000x1 image" in err
+    assert "frame 2 has no row: IMAGE_TOO_LARGE: padding the 16000x1 image" in err
     assert "(service.extract applies a server's defaults)" in err
     with np.load(out / "walk.npz") as trajectory:
         np.testing.assert_array_equal(trajectory["frame_index"], [0, 1, 3])
