@@ -194,6 +194,13 @@ class ServiceConfig:
         ),
     )
     decode_threads: int = field(default=2, metadata=_help("threads decoding images"))
+    jpeg_damage_check: bool = field(
+        default=True,
+        metadata=_help(
+            "refuse JPEG frames whose image data libjpeg finds damaged (a scan cut short, a bad Huffman code), at "
+            "the cost of a second, reduced-scale libjpeg pass over each JPEG (about as long as the decode itself)"
+        ),
+    )
     warmup: bool = field(
         default=True, metadata=_help("run the model at batch size 1 and the largest batch size before serving")
     )

@@ -164,6 +164,7 @@ class StreamConnection:
         decode_executor: where images are decoded.
         metrics: where to count.
         max_image_pixels: largest accepted image.
+        check_jpeg_data: refuse JPEG frames whose image data libjpeg finds damaged (``--jpeg-damage-check``).
         max_pending_frames: frames a stream may queue before flow control applies (non-live mode).
         max_buffered_reply_bytes: bound on the finished replies the stream holds while its client is not reading:
             the stream takes at most ``max(1, min(64, this // reply-size bound, --resume-history))`` frames ahead
@@ -185,6 +186,7 @@ class StreamConnection:
         max_image_pixels: int,
         max_pending_frames: int,
         max_buffered_reply_bytes: int,
+        check_jpeg_data: bool = True,
         peer: str = "",
         frame_error_log: RateLimitedWarning | None = None,
     ) -> None:
@@ -192,6 +194,7 @@ class StreamConnection:
         self._decode_executor = decode_executor
         self._metrics = metrics
         self._max_image_pixels = max_image_pixels
+        self._check_jpeg_data = check_jpeg_data
         self._max_pending_frames = max_pending_frames
         self._max_buffered_reply_bytes = max_buffered_reply_bytes
         self._peer = peer
@@ -514,11 +517,17 @@ class StreamConnection:
         size, fit = session.runner.card.image_size, session.options.frame_fit
         try:
             if _cheap_to_decode(request.image, size, fit):  # a thread hop would cost more than the work
-                fitted = fit_frame(request.image, size, self._max_image_pixels, fit)
+                fitted = fit_frame(request.image, size, self._max_image_pixels, fit, self._check_jpeg_data)
                 decode_s = time.perf_counter() - accepted
             else:
                 fitted, decode_s = await _run_timed(
-                    self._decode_executor, fit_frame, request.image, size, self._max_image_pixels, fit
+                    self._decode_executor,
+                    fit_frame,
+                    request.image,
+                    size,
+                    self._max_image_pixels,
+                    fit,
+                    self._check_jpeg_data,
                 )
         except FrameRejected as rejected:
             slot.set_result(self._error(request, rejected))

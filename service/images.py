@@ -102,7 +102,9 @@ def prepare_frame(
     return fit_frame(image, size, max_pixels, fit).pixels
 
 
-def fit_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: FrameFit) -> FittedFrame:
+def fit_frame(
+    image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: FrameFit, check_jpeg_data: bool = True
+) -> FittedFrame:
     """Decode ``image``, fit it to ``size`` as ``fit`` says (:func:`fit_image`) and turn it into model input.
 
     ``STRETCH`` is decoding and :func:`to_model_input` alone; ``CROP`` and ``PAD`` crop or pad the decoded frame
@@ -113,12 +115,15 @@ def fit_frame(image: EncodedImage, size: tuple[int, int], max_pixels: int, fit: 
         size: the model's input ``(H, W)``.
         max_pixels: largest accepted width x height.
         fit: how the frame is fitted to ``size`` (not ``UNSPECIFIED``).
+        check_jpeg_data: refuse a JPEG whose image data libjpeg finds damaged (:func:`_check_jpeg_data`, a second
+            libjpeg pass over the JPEG at 1/8 scale); ``False`` leaves such a JPEG to Pillow, which decodes it with
+            the damaged part made up (the server's ``--no-jpeg-damage-check``).
 
     Raises:
         FrameRejected: see :func:`prepare_frame`.
         ValueError: ``fit`` is ``UNSPECIFIED``.
     """
-    decoded, frame_size = _decode(image, max_pixels, size, fit)
+    decoded, frame_size = _decode(image, max_pixels, size, fit, check_jpeg_data)
     if fit == FrameFit.PAD:
         _check_canvas((decoded.height, decoded.width), size, max_pixels, frame_size)
     fitted, view = fit_image(decoded, size, fit, frame_size)  # STRETCH: the decoded image and no view
@@ -188,7 +193,11 @@ def decode_image(
 
 
 def _decode(
-    image: EncodedImage, max_pixels: int, draft_size: tuple[int, int] | None, fit: FrameFit
+    image: EncodedImage,
+    max_pixels: int,
+    draft_size: tuple[int, int] | None,
+    fit: FrameFit,
+    check_jpeg_data: bool = True,
 ) -> tuple[Image.Image, tuple[int, int]]:
     """:func:`decode_image`, except that a grayscale frame stays grayscale (mode ``L``), and the
     ``(height, width)`` of the frame as sent (the decoded image is smaller when a JPEG was decoded at a reduced
@@ -224,7 +233,8 @@ def _decode(
         )
     if expected == "JPEG":
         _check_jpeg_scans(image.data)  # first: the check below decodes every scan
-        _check_jpeg_data(image.data)
+        if check_jpeg_data:
+            _check_jpeg_data(image.data)
     if draft_size is not None and expected == "JPEG":
         # libjpeg can decode at 1/2, 1/4 or 1/8 scale; keep at least twice the target size in the model's view.
         # The mode asked for does not change a grayscale or CMYK JPEG's mode: only the scale applies to them.

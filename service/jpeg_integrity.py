@@ -18,7 +18,8 @@ scan) but skips most of the inverse DCT, the upsampling and the colour conversio
 the scan data, though, so the check costs a third to a half of Pillow's full-size decode (measured on a 2-core Xeon:
 0.6-1.1 ms for 640x480 frames of 36-90 KB, 3-11 ms for 1920x1080 ones of 240-610 KB), about as much as Pillow's own
 decode at a reduced scale. It runs before Pillow's decode, so a damaged frame is refused at its first bad byte, before
-Pillow fills a large image with grey (a 640-byte 4096x4096 frame: 2 ms instead of 100).
+Pillow fills a large image with grey (a 640-byte 4096x4096 frame: 2 ms instead of 100). The server's
+``--no-jpeg-damage-check`` turns the check off (:func:`service.images.fit_frame`'s ``check_jpeg_data``).
 """
 
 from __future__ import annotations

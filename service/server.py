@@ -240,6 +240,7 @@ class Server:
             self._decode_executor,
             self.metrics,
             max_image_pixels=config.max_image_pixels,
+            check_jpeg_data=config.jpeg_damage_check,
             max_pending_frames=config.max_pending_frames,
             max_buffered_reply_bytes=config.max_buffered_reply_bytes,
             max_request_bytes=config.max_message_bytes,  # the gRPC server's receive limit (see _listen)

@@ -68,6 +68,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         decode_executor: where images are decoded.
         metrics: where to count.
         max_image_pixels: largest accepted image (also told in ``Describe``'s card).
+        check_jpeg_data: refuse JPEG frames whose image data libjpeg finds damaged (``--jpeg-damage-check``).
         max_pending_frames: frames a stream may queue before flow control (non-live mode).
         max_buffered_reply_bytes: bytes of finished replies a stream may hold while its client is not reading.
         max_request_bytes: the largest request message the gRPC server accepts (``--max-message-bytes``), told in
@@ -84,8 +85,10 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         max_pending_frames: int,
         max_buffered_reply_bytes: int,
         max_request_bytes: int = 0,
+        check_jpeg_data: bool = True,
     ) -> None:
         self._manager = manager
+        self._check_jpeg_data = check_jpeg_data
         self._decode_executor = decode_executor
         self._metrics = metrics
         self._max_image_pixels = max_image_pixels
@@ -107,6 +110,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             self._decode_executor,
             self._metrics,
             max_image_pixels=self._max_image_pixels,
+            check_jpeg_data=self._check_jpeg_data,
             max_pending_frames=self._max_pending_frames,
             max_buffered_reply_bytes=self._max_buffered_reply_bytes,
             peer=context.peer(),

@@ -107,8 +107,8 @@ def run_selection_metrics(configured: Sequence[str], most_objects: int) -> tuple
 
 LOSS_SELECTION_REASON = (
     "the evaluation videos have no labels, so the model cannot be scored on them: best/ is chosen by the lowest "
-    "held-out loss (val_loss: the run's training losses, reconstruction/feature and any others, weighted as in "
-    "training, on those videos)"
+    "held-out loss (val_loss: the run's training losses, weighted as in training but without the self-distillation "
+    "terms preheat_mse and attention_distillation, on those videos)"
 )
 """Why a run whose evaluation videos have no masks selects by ``val_loss`` (``selection.json``'s ``reason``)."""
 
@@ -201,7 +201,10 @@ def update_best_by_loss(
     elapsed_s: float | None = None,
 ) -> Selection | None:
     """Save ``model`` as the run's best when its held-out loss (``losses.total``) is lower than the recorded one
-    (ties keep the earlier model); a loss that is not finite is never saved. ``selection.json`` records
+    (ties keep the earlier model); a loss that is not finite is never saved. Totals are compared only between
+    evaluations that computed the same terms: one that could not compute a term the recorded best computed (a
+    loss that failed once) never replaces it, and one that computed more terms always does (the recorded total
+    left a term out). ``selection.json`` records
     ``metrics`` ``["val_loss"]``, ``score`` the loss, ``lower_is_better`` true, the losses as ``scores``,
     ``reason`` and ``elapsed_s`` (as :func:`update_best`). A recorded best chosen by scores (a run whose evaluation
     videos had masks then) cannot be compared with a loss and is replaced. A resumed run reads the loss to beat
@@ -217,10 +220,21 @@ def update_best_by_loss(
     if not math.isfinite(loss):
         return None
     current = read_selection(run_dir)
-    if current is not None and current.lower_is_better and not loss < current.score:
-        return None
+    if current is not None and current.lower_is_better:
+        ours, theirs = _computed_terms(losses.to_dict()), _computed_terms(current.scores)
+        if ours == theirs and not loss < current.score:
+            return None
+        if ours != theirs and not ours > theirs:  # a term the best had is missing here: not comparable, kept
+            return None
     selection = Selection(step, loss, (LOSS_METRIC,), losses.to_dict(), reason, elapsed_s, lower_is_better=True)
     return _save_best(run_dir, model, selection)
+
+
+def _computed_terms(scores: Mapping[str, Any]) -> frozenset[str]:
+    """The loss terms an evaluation by held-out losses computed (``val_<term>`` with a value; ``val_loss`` aside)."""
+    return frozenset(
+        name for name, value in scores.items() if name.startswith("val_") and name != LOSS_METRIC and value is not None
+    )
 
 
 def _save_best(run_dir: Path, model: VideoSlotModel, selection: Selection) -> Selection:

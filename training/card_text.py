@@ -268,9 +268,11 @@ def _loss_selection(config: TrainConfig, selection: Selection | None) -> list[st
     per_term = f" ({', '.join(terms)}, unweighted)" if terms else ""
     return [
         f"The published weights are the run's best/, those of step {selection.step}: selected by the lowest held-out",
-        f"loss, val_loss {selection.score:.5g}{per_term}: the run's training objective (its loss terms, weighted as",
-        f"in training) on the first {videos} videos of `{config.data.val_spec or config.data.spec}`, which have no",
-        "labels. A lower held-out loss says the model reconstructs or predicts unseen video better, not that it",
-        "segments objects better.",
+        f"loss, val_loss {selection.score:.5g}{per_term}: the run's loss terms, weighted as in training, but without",
+        "the self-distillation terms (preheat_mse, attention_distillation), whose targets are the model's own",
+        "outputs,",
+        f"on the first {videos} videos of `{config.data.val_spec or config.data.spec}`, which have no labels. A lower",
+        "held-out loss says the model reconstructs or predicts unseen video better, not that it segments objects",
+        "better.",
         "",
     ]

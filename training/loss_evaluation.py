@@ -1,10 +1,10 @@
 """Held-out losses: the run's own weighted loss terms on evaluation videos that have no masks.
 
 A run whose ``--val-data`` holds recordings without labels (``videos:<dir>`` of a camera's footage) cannot be
-scored, so each of its evaluations computes instead the losses it trains with, on those videos: ``val_loss`` (the
-weighted total, what the run minimises) and ``val_<term>`` per loss term (unweighted, as training lines log
-them). The run's best model (``best/``) is then the one with the lowest ``val_loss``
-(:func:`training.best.update_best_by_loss`).
+scored, so each of its evaluations computes instead the losses it trains with, on those videos: ``val_<term>``
+per loss term (unweighted, as training lines log them) and ``val_loss``, the weighted total of the terms that
+measure how the model fits the video, leaving out the terms in :data:`SELF_DISTILLATION`. The run's best model
+(``best/``) is then the one with the lowest ``val_loss`` (:func:`training.best.update_best_by_loss`).
 
 How they are computed, so that every evaluation measures the same thing and the numbers can be reproduced from a
 saved model:
@@ -22,8 +22,8 @@ saved model:
   grows would make later evaluations look worse.
 - Each video (cut to ``val_frames``, as the validation data is built) runs alone, as a batch of one; a term is
   the mean of its per-video values over the videos, and ``val_loss`` the sum of those means times the terms'
-  weights, as the training step sums its terms. A batch-contrastive term (``slot_contrast``) therefore contrasts
-  the slots of one video only.
+  weights, as the training step sums its terms, but without the :data:`SELF_DISTILLATION` terms. A
+  batch-contrastive term (``slot_contrast``) therefore contrasts the slots of one video only.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ from training.datasets import VideoClip
 LOSS_METRIC = "val_loss"
 """The name of the held-out weighted total on an evaluation line and in ``selection.json``."""
 
+SELF_DISTILLATION = frozenset({"preheat_mse", "attention_distillation"})
+"""Loss terms whose targets are the model's own outputs: SmoothSA's preheater regressed onto the slots, DIAS's first
+iteration's attention onto the last's. A lower value says the model's parts agree with each other, not that it fits
+unseen video better, and weighted as the recipes weight them (``preheat_mse`` at 100 against reconstruction's 1)
+they would decide ``val_loss`` alone; they are recorded (``val_<term>``) but not summed into it."""
+
 LOSS_PROGRESS = 1.0
 """The training progress every held-out loss is computed at (see the module docstring)."""
 
@@ -52,7 +58,8 @@ class HeldOutLosses:
     """The losses of one evaluation on videos without masks.
 
     Attributes:
-        total: the weighted sum of the terms' means (NaN when it is not finite or no term could be computed).
+        total: the weighted sum of the terms' means, those of :data:`SELF_DISTILLATION` left out (NaN when it is
+            not finite or no such term could be computed).
         terms: each loss term's mean over the videos, unweighted, by name (None for a term in ``skipped``).
         num_videos: the videos computed on.
         num_frames: their frames, all together.
@@ -118,7 +125,11 @@ def held_out_losses(
     finally:
         model.train(was_training)
     terms: dict[str, float | None] = {name: None if name in skipped else sums[name] / count for name in sums}
-    computed = [(weight, value) for name, weight, _ in losses if (value := terms[name]) is not None]
+    computed = [
+        (weight, value)
+        for name, weight, _ in losses
+        if name not in SELF_DISTILLATION and (value := terms[name]) is not None
+    ]
     total = sum(weight * value for weight, value in computed) if computed else math.nan  # as the training step sums
     return HeldOutLosses(total if math.isfinite(total) else math.nan, terms, count, frames_seen, skipped)
 

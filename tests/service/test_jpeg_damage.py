@@ -161,3 +161,30 @@ def test_a_jpeg_cut_without_its_end_marker_keeps_its_own_refusal():
     refusal = _refusal(data[: len(data) // 2])
     assert refusal.code == ErrorCode.UNDECODABLE_IMAGE
     assert refusal.message.startswith("the JPEG data ends early: its 128x96 image is cut off after")
+
+
+@pytest.mark.parametrize("check", [True, False], ids=["checked", "--no-jpeg-damage-check"])
+def test_the_server_refuses_a_damaged_jpeg_unless_told_not_to_check(start_server, check: bool) -> None:
+    """The check costs a second libjpeg pass over every JPEG, about as long as the decode: an operator may turn it
+    off, and the frame is then answered from Pillow's decode, its missing part grey."""
+    from service_helpers import run
+
+    from service.client import Client, FrameError, FrameResult
+
+    data = _jpeg()
+    cut = EncodedImage(ImageEncoding.JPEG, data[: len(data) // 2] + b"\xff\xd9")
+    server = start_server(jpeg_damage_check=check)
+
+    async def scenario() -> object:
+        async with Client(server.target) as client:
+            stream = await client.open()
+            answer = await stream.process(cut)
+            await stream.close()
+            return answer
+
+    answer = run(scenario())
+    if check:
+        assert isinstance(answer, FrameError) and answer.code == ErrorCode.UNDECODABLE_IMAGE, answer
+        assert "premature end of data segment" in answer.message
+    else:
+        assert isinstance(answer, FrameResult), answer
