@@ -71,8 +71,8 @@ class PerceptionServicer:
         or a resume point the server no longer has (ERROR_CODE_RESUME_POINT_UNAVAILABLE; see
         `StreamOpened.resume_history`).
         - NOT_FOUND: unknown model (ERROR_CODE_UNKNOWN_MODEL), unknown stream id on resume
-        (ERROR_CODE_UNKNOWN_STREAM; also a detached stream a new one displaced at the stream limit), or a stream that has expired (reclaimed after its idle timeout or resume window:
-        ERROR_CODE_STREAM_EXPIRED).
+        (ERROR_CODE_UNKNOWN_STREAM; also a detached stream a new one displaced at the stream limit), or a stream
+        that has expired (reclaimed after its idle timeout or resume window: ERROR_CODE_STREAM_EXPIRED).
         - ALREADY_EXISTS: the requested stream id is in use (ERROR_CODE_STREAM_ID_IN_USE).
         - PERMISSION_DENIED: wrong resume token (ERROR_CODE_WRONG_RESUME_TOKEN).
         - UNAUTHENTICATED: missing or wrong bearer token, when the server requires one (ERROR_CODE_UNAUTHENTICATED).
