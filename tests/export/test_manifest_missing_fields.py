@@ -64,3 +64,14 @@ def test_several_missing_fields_are_named_together(export_dir, tmp_path):
     (copy / MANIFEST_FILE).write_text(json.dumps(raw))
     with pytest.raises(ManifestError, match="missing fields 'slot_dim', 'opset'"):
         read_manifest(copy)
+
+
+@pytest.mark.parametrize("mask_size", [[0, 2], [1.5, 2], [True, 2], [4], "4x4"])
+def test_a_mask_size_that_is_no_pair_of_positive_whole_numbers_is_named(export_dir, tmp_path, mask_size):
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    raw = json.loads((copy / MANIFEST_FILE).read_text())
+    raw["mask_size"] = mask_size
+    (copy / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match="mask_size must be"):
+        read_manifest(copy)
