@@ -39,6 +39,7 @@ from service.pending import PendingFrames
 from service.postprocess import MaskRequest, mask_outputs
 from service.reply_budget import REPLIES_IN_TRANSIT, ReplyBudget
 from service.runner import StepJob
+from service.session import ReleaseReason
 from service.sessions import Session, SessionManager
 from service.types import (
     CloseReason,
@@ -215,7 +216,6 @@ class StreamConnection:
         self._eviction: StreamAbort | None = None
         self._handler: asyncio.Task[object] | None = None
         self._replying = False
-        self._request_unparsed = False
         self.finished = asyncio.Event()
 
     @property
@@ -250,7 +250,7 @@ class StreamConnection:
             Exception: a bug in the server (the stream's state was freed).
         """
         self._reader = asyncio.create_task(self._read(requests), name="stream-reader")
-        completed = False
+        completed = unparsed = False
         try:
             while True:
                 item = await self._out.get()
@@ -281,11 +281,11 @@ class StreamConnection:
                 if session is not None and session.owner is self:
                     session.reply_waiting_since = None
         except StreamAbort as abort:
-            self._request_unparsed = _unparsed(abort)
-            completed = not self._request_unparsed  # a request that did not parse detaches the stream
+            unparsed = _unparsed(abort)
+            completed = not unparsed  # a request that did not parse detaches the stream, released as "error"
             raise
         finally:
-            self._cleanup(completed)
+            self._cleanup(completed, "error" if unparsed else "cancelled")
 
     def _answered(self, response: FrameResponse) -> None:
         self._window.release()
@@ -322,7 +322,7 @@ class StreamConnection:
                 detail=response.message,
             )
 
-    def _cleanup(self, completed: bool) -> None:
+    def _cleanup(self, completed: bool, detached_reason: ReleaseReason = "cancelled") -> None:
         for task in (self._reader, self._pump):
             if task is not None and not task.done():
                 task.cancel()
@@ -333,7 +333,7 @@ class StreamConnection:
             if completed:
                 self._manager.release(session, "error")
             else:  # a request that did not parse ends as "error" where a lost connection ends as "cancelled"
-                self._manager.disconnect(session, self, "error" if self._request_unparsed else "cancelled")
+                self._manager.disconnect(session, self, detached_reason)
         self.finished.set()
 
     # -- control from the server --------------------------------------------------------------------------

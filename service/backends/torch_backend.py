@@ -5,15 +5,13 @@ which draws fresh query noise for every first frame) is served, since it is a le
 a warning at load (:func:`determinism_warning`): its streams' slots depend on the server's random state, so two
 identical streams get different slots, and a stream handed off to another replica or resumed does not continue as
 it would have. The ONNX export refuses such a model (a random operator), and names the same setting
-(:func:`random_settings`).
+(:func:`plugins.random_settings.random_settings`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,51 +19,15 @@ import numpy as np
 import torch
 
 from plugins import SlotState, StepOutput, VideoSlotModel
-from plugins.model import COMPONENT_NAMES
+from plugins.random_settings import random_settings
 from service.engine import Engine, EngineOutput, ModelCard, check_batch, model_version
 from service.images import PREPROCESSING
 
 _log = logging.getLogger(__name__)
 
-#: Component arguments that make a model random at inference: argument -> {random value: the deterministic one}.
-RANDOM_AT_INFERENCE: dict[str, dict[str, str]] = {"eval_noise": {"sample": "fixed"}}
 #: How far two runs of one model on one input may be apart and still count as the same (float noise of a GPU's
 #: atomics, far below the export's parity bound of 1e-4), as ``torch.allclose``'s ``atol`` and ``rtol``.
 REPEAT_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class RandomSetting:
-    """A component argument in a model config that makes the model random at inference.
-
-    Attributes:
-        role: the component's role (``initializer``).
-        component: its registry name (``gaussian_shared``).
-        argument: the argument (``eval_noise``).
-        value: its value in the config (``sample``).
-        fix: the value that makes the component deterministic (``fixed``).
-    """
-
-    role: str
-    component: str
-    argument: str
-    value: str
-    fix: str
-
-    @property
-    def key(self) -> str:
-        """Where it is in ``config.json``: ``model.initializer.kwargs.eval_noise``."""
-        return f"model.{self.role}.kwargs.{self.argument}"
-
-    @property
-    def cause(self) -> str:
-        """``the initializer 'gaussian_shared' has eval_noise "sample"``."""
-        return f"the {self.role} {self.component!r} has {self.argument} {json.dumps(self.value)}"
-
-    @property
-    def remedy(self) -> str:
-        """``set model.initializer.kwargs.eval_noise to "fixed" in config.json``."""
-        return f"set {self.key} to {json.dumps(self.fix)} in config.json"
 
 
 class TorchEngine(Engine):
@@ -111,21 +73,6 @@ def _to_host(out: StepOutput, state: SlotState) -> EngineOutput:
         masks=out.masks.float().cpu().numpy(),  # [B, K, h, w]
         state=state.slots.float().cpu().numpy(),  # [B, K, D]
     )
-
-
-def random_settings(config: Mapping[str, Any]) -> list[RandomSetting]:
-    """The component arguments of a model config (:attr:`VideoSlotModel.config`, ``config.json``'s ``model``) that
-    make the model random at inference (:data:`RANDOM_AT_INFERENCE`), in data-flow order; empty when it has none."""
-    found = []
-    for role in COMPONENT_NAMES:
-        spec = config.get(role)
-        if not isinstance(spec, Mapping) or not isinstance(spec.get("kwargs"), Mapping):
-            continue
-        for argument, fixes in RANDOM_AT_INFERENCE.items():
-            value = spec["kwargs"].get(argument)
-            if isinstance(value, str) and value in fixes:
-                found.append(RandomSetting(role, str(spec.get("name")), argument, value, fixes[value]))
-    return found
 
 
 def determinism_warning(model: VideoSlotModel, device: torch.device, model_dir: Path) -> str | None:

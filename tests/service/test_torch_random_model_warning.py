@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from service_helpers import SERVICE_TINY_MODEL, save_tiny_model
 
-from service.backends.torch_backend import random_settings
+from plugins.random_settings import random_settings
 from service.engine import load_engine
 
 LOGGER = "service.backends.torch_backend"

@@ -1,5 +1,5 @@
 """The fix to name when an exported graph holds a random operator: the model's setting that draws noise at
-inference (:func:`service.backends.torch_backend.random_settings`), where its config has one.
+inference (:func:`plugins.random_settings.random_settings`), where its config has one.
 
 A random operator rules the graph out for every runtime, not TensorRT alone (served steps must be pure functions
 of their inputs: stream hand-off and resume re-run a stream's frames and must get its slots again), so the export
@@ -9,7 +9,7 @@ says what to change instead of suggesting ``--onnxruntime-only``.
 from __future__ import annotations
 
 from plugins import VideoSlotModel
-from service.backends.torch_backend import random_settings
+from plugins.random_settings import random_settings
 from training.export.operators import RANDOM_OPS, OperatorReport
 
 
