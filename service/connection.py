@@ -38,6 +38,7 @@ from service.open_checks import loggable_stream_id
 from service.pending import PendingFrames
 from service.postprocess import MaskRequest, mask_outputs
 from service.reply_budget import REPLIES_IN_TRANSIT, ReplyBudget
+from service.request_reads import RequestReads
 from service.runner import StepJob
 from service.session import ReleaseReason
 from service.sessions import Session, SessionManager
@@ -67,6 +68,11 @@ _INLINE_RAW_PIXELS = 256 * 256
 _INLINE_ENCODED_BYTES = 16 * 1024
 MAX_CAMERA_FRAME_ID_BYTES = 256
 """Longest accepted ``camera_frame_id`` (UTF-8 bytes): replies echo it, within their size allowance."""
+DRAIN_HALF_CLOSE_WAIT_S = 2.0
+"""Longest a drained stream's call waits, after its ``StreamClosed``, for the client to end its requests (the
+slotstream client does as soon as it reads the ``StreamClosed``); frames sent meanwhile are dropped unanswered.
+Ending the call while the client still writes would make grpc.aio clients report ``INTERNAL`` and lose the
+``StreamClosed`` with its hand-off (grpc/grpc#36066)."""
 
 
 def _cheap_to_decode(image: EncodedImage, size: tuple[int, int], fit: FrameFit) -> bool:
@@ -209,6 +215,7 @@ class StreamConnection:
         self._session: Session | None = None
         self._pending: PendingFrames[_Pending] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._requests: RequestReads[StreamRequest] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._current: tuple[Slot, FrameRequest] | None = None
         self._awaiting_request = False
@@ -249,7 +256,8 @@ class StreamConnection:
             RequestsLost: reading the requests failed; the stream was detached or freed like on a disconnect.
             Exception: a bug in the server (the stream's state was freed).
         """
-        self._reader = asyncio.create_task(self._read(requests), name="stream-reader")
+        self._requests = RequestReads(requests)
+        self._reader = asyncio.create_task(self._read(self._requests), name="stream-reader")
         completed = unparsed = False
         try:
             while True:
@@ -326,6 +334,8 @@ class StreamConnection:
         for task in (self._reader, self._pump):
             if task is not None and not task.done():
                 task.cancel()
+        if self._requests is not None:
+            self._requests.cancel()
         self._manager.release_replies(self._reserved_reply_bytes)
         self._reserved_reply_bytes = 0
         session = self._session
@@ -363,7 +373,8 @@ class StreamConnection:
         self._reserved_reply_bytes = in_transit
 
     async def drain(self) -> None:
-        """Stop reading frames, answer every accepted frame, send the hand-off state and end with UNAVAILABLE.
+        """Stop reading frames, answer every accepted frame, send the hand-off state and end with UNAVAILABLE
+        once the client has ended its requests (:data:`DRAIN_HALF_CLOSE_WAIT_S` at most).
 
         A frame being decoded when the drain starts still counts as accepted. Returns when the stream ended.
         """
@@ -388,7 +399,7 @@ class StreamConnection:
 
     # -- reader -------------------------------------------------------------------------------------------
 
-    async def _read(self, requests: AsyncIterable[StreamRequest]) -> None:
+    async def _read(self, requests: RequestReads[StreamRequest]) -> None:
         end: CloseRequest | None = None
         try:
             end = await self._read_requests(requests)
@@ -417,8 +428,7 @@ class StreamConnection:
             self._awaiting_request = False
         await self._finish(end)
 
-    async def _read_requests(self, requests: AsyncIterable[StreamRequest]) -> CloseRequest | None:
-        iterator = aiter(requests)
+    async def _read_requests(self, requests: RequestReads[StreamRequest]) -> CloseRequest | None:
         while not self._draining or self._may_collect_handoff():
             self._awaiting_request = True
             try:
@@ -426,9 +436,9 @@ class StreamConnection:
                     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can return a request that arrived as the
                     # call ended, swallowing the cancel, and the open would then outlive its call
                     async with asyncio.timeout(self._manager.limits.open_timeout_s):
-                        request = await anext(iterator)
+                        request = await requests.next()
                 else:
-                    request = await anext(iterator)
+                    request = await requests.next()
             except StopAsyncIteration:
                 return None
             except TimeoutError:
@@ -564,6 +574,8 @@ class StreamConnection:
                 message = "this server is shutting down: continue the stream on another replica with this hand-off"
                 ending = f"{message} (StreamClosed.handoff)"
             self._emit(StreamClosed(session.stream_id, CloseReason.SERVER_DRAINING, handoff, message))
+            assert self._requests is not None
+            await self._requests.discard_until_end(DRAIN_HALF_CLOSE_WAIT_S)  # see DRAIN_HALF_CLOSE_WAIT_S
             self._out.put_nowait(StreamAbort(ErrorCode.SHUTTING_DOWN, ending))
             return
         if end is None:

@@ -27,10 +27,19 @@ class CallReader:
         call: the call to read.
         readers: the client's set of live readers; this one stays in it until its task ends.
         on_cancel: the error to raise once the call was cancelled under the reader (not through :meth:`abort`).
+        on_closed: called as the server's ``StreamClosed`` is read, before it is queued (the server sends nothing
+            after it).
     """
 
-    def __init__(self, call: Any, readers: set[CallReader], on_cancel: Callable[[], BaseException]) -> None:
+    def __init__(
+        self,
+        call: Any,
+        readers: set[CallReader],
+        on_cancel: Callable[[], BaseException],
+        on_closed: Callable[[], None] | None = None,
+    ) -> None:
         self.call = call
+        self._on_closed = on_closed
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         self._end: Callable[[], BaseException] | None = None
         self._on_cancel = on_cancel
@@ -84,6 +93,8 @@ class CallReader:
                 if message is grpc.aio.EOF:
                     self._finish(lambda: EOFError("the stream ended without a final message"))
                     return
+                if self._on_closed is not None and message.WhichOneof("kind") == "closed":
+                    self._on_closed()
                 await self._queue.put(message)
         except grpc.aio.AioRpcError as error:
             self._finish(functools.partial(StreamError.from_rpc_error, error))

@@ -6,6 +6,7 @@ responses this client understands (:mod:`service.client.reader`), and turns a fa
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -14,7 +15,7 @@ from service import wire
 from service.client.errors import StreamError
 from service.client.explain import cancelled_error, explained
 from service.client.reader import CallReader
-from service.client.writes import write_in_order
+from service.client.writes import end_writing_in_order, write_in_order
 from service.types import CloseRequest, FrameRequest, OpenRequest, StateHandoff, StreamClosed, StreamOpened
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class StreamCall:
         self.handoff: StateHandoff | None = None
         self._handed_off = False  # the server closed the stream with its state (a drain) since the latest open
         self.closed: StreamClosed | None = None
+        self._half_closes: set[asyncio.Future[None]] = set()
 
     def _new_call(self) -> None:
         """Start a call on the client's connection in place of the current one (left as it is), with its reader.
@@ -50,7 +52,17 @@ class StreamCall:
         """
         call = self._client._call()
         self._call = call
-        self._reader = CallReader(call, self._client._readers, self._cancelled_error)
+        self._reader = CallReader(
+            call, self._client._readers, self._cancelled_error, functools.partial(self._end_writing_soon, call)
+        )
+
+    def _end_writing_soon(self, call: Any) -> None:
+        """The server's ``StreamClosed`` arrived on ``call``: half-close it once the writes already given go out.
+        A draining server waits for that before it ends the call, so that no write of this client races the call's
+        end (grpc.aio would report such a call as ``INTERNAL`` and drop the ``StreamClosed``: grpc/grpc#36066)."""
+        half_close = asyncio.ensure_future(end_writing_in_order(call, self._write_lock))
+        self._half_closes.add(half_close)
+        half_close.add_done_callback(self._half_closes.discard)
 
     def _call_ended(self) -> bool:
         """Whether the current call is over: the server's final :class:`StreamClosed` arrived, or the call

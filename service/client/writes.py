@@ -1,10 +1,14 @@
 """Writing on a stream's gRPC ``Stream`` call: :func:`write_in_order`, whose writes go out in order, and whole, even
-when their sender is cancelled (the call's reading is :class:`~service.client.reader.CallReader`'s)."""
+when their sender is cancelled, and :func:`end_writing_in_order`, the half-close after them (the call's reading is
+:class:`~service.client.reader.CallReader`'s)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
+
+import grpc
 
 
 async def write_in_order(call: Any, lock: asyncio.Lock, message: Any, done_writing: bool = False) -> None:
@@ -29,10 +33,18 @@ async def write_in_order(call: Any, lock: asyncio.Lock, message: Any, done_writi
     await asyncio.shield(write)
 
 
+async def end_writing_in_order(call: Any, lock: asyncio.Lock) -> None:
+    """End ``call``'s writing (half-close it) once the writes before it that hold ``lock`` are done. Does nothing
+    when the call has already ended or its writing was already ended."""
+    async with lock:
+        with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            await call.done_writing()  # a call that has ended has nothing left to end
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a background write's outcome as seen; its error, if any, reaches the caller or the next operation."""
     if not task.cancelled():
         task.exception()
 
 
-__all__ = ["write_in_order"]
+__all__ = ["end_writing_in_order", "write_in_order"]
