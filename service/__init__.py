@@ -5,7 +5,9 @@ Public API (everything else in the package is private)::
     from service import ServiceConfig, Server, serve
     asyncio.run(serve(ServiceConfig(model_dir=Path("service/models/default"))))
 
-The client library is :mod:`service.client`; the load generator is ``python -m service.bench``.
+Frames held in memory run through a stream of the service in this process, without a server, with
+:class:`~service.local_stream.LocalStream`. The client library is :mod:`service.client`; the load generator is
+``python -m service.bench``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from plugins.lazy import lazy_exports
 if TYPE_CHECKING:
     from service.config import ConfigError, ServiceConfig
     from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, load_engine
+    from service.local_stream import LocalResult, LocalStream
     from service.server import Server, serve
 
 _EXPORTS = {
@@ -25,6 +28,8 @@ _EXPORTS = {
     "Engine": "service.engine",
     "EngineOutput": "service.engine",
     "load_engine": "service.engine",
+    "LocalResult": "service.local_stream",
+    "LocalStream": "service.local_stream",
     "ModelCard": "service.engine",
     "serve": "service.server",
     "Server": "service.server",
@@ -38,6 +43,8 @@ __all__ = [
     "ConfigError",
     "Engine",
     "EngineOutput",
+    "LocalResult",
+    "LocalStream",
     "ModelCard",
     "Server",
     "ServiceConfig",

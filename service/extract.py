@@ -29,21 +29,17 @@ from plugins.extras import require_extra
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("server", "python -m service.extract")
 
-import numpy as np
 from tqdm import tqdm
 
 from plugins.registry import RegistryError
-from service.client.encoding import encode_image
 from service.client.segmentation_geometry import slot_geometry, trajectory_mask_size
 from service.client.sources import Source, check_source_spec, open_source
 from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, frame_refused, source_error
 from service.client.trajectory_writer import SlotTrajectory
-from service.config import DEFAULT_MODEL_DIR, FRAME_FITS, ServiceConfig
+from service.config import DEFAULT_MODEL_DIR, FRAME_FITS
 from service.engine import BackendUnavailable, Engine, load_engine
 from service.errors import ErrorCode, FrameRejected
-from service.images import fit_frame
-from service.postprocess import MaskRequest, mask_outputs
-from service.runner import NOT_FINITE, finite_rows
+from service.local_stream import LocalStream
 from service.session_limits import SessionLimits
 from service.types import FrameFit, FrameResult, LatencyBreakdown
 
@@ -210,37 +206,25 @@ def _extract_frames(
     anchor_ns = time.time_ns()  # the run's start on the wall clock: own-timeline capture times count from it
     slot_ids = tuple(range(card.num_slots))
     no_latency = LatencyBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 1)
-    max_pixels = ServiceConfig().max_image_pixels  # the server's default limit
-    state: np.ndarray | None = None
+    stream = LocalStream(engine, fit)  # with the server's default limits
     mask_size: tuple[int, int] | None = None
     for index, frame in enumerate(source.frames):
         bar.update()
         height, width = frame.image.shape[:2]
         mask_size = mask_size or trajectory_mask_size((height, width))
         try:
-            image = encode_image(frame.image)
-        except ValueError as error:  # not a frame at all: the source is broken
-            raise ValueError(f"{spec}: frame {index}: {error}") from error
-        try:
-            fitted = fit_frame(image, card.image_size, max_pixels, fit)
+            out = stream.process(frame.image, mask_size=mask_size)
         except FrameRejected as rejected:
             # the limits are a server's defaults, which this command applies without a flag to change them
-            refused.append(
-                (index, f"{rejected.code}: {rejected.message} (service.extract applies a server's defaults)")
+            defaults = (
+                "" if rejected.code == ErrorCode.INFERENCE_FAILED else " (service.extract applies a server's defaults)"
             )
+            refused.append((index, f"{rejected.code}: {rejected.message}{defaults}"))
             trajectory.add_missing(index, frame_refused(rejected.code), frame.source_frame)
             continue
-        pixels = fitted.pixels[None]  # [3, H, W] -> [1, 3, H, W]: a batch of one
-        out = engine.first_step(pixels) if state is None else engine.step(pixels, state)
-        if not finite_rows(out)[0]:
-            refused.append((index, f"{ErrorCode.INFERENCE_FAILED}: {NOT_FINITE}"))
-            trajectory.add_missing(index, frame_refused(ErrorCode.INFERENCE_FAILED), frame.source_frame)
-            continue
-        state = out.state
-        request = MaskRequest(mask_size, view=fitted.view)
-        (masks,) = mask_outputs(out.masks, [request])
-        assert masks.segmentation is not None
-        geometry = slot_geometry(masks.segmentation, card.num_slots, (height, width))
+        except ValueError as error:  # not a frame at all: the source is broken
+            raise ValueError(f"{spec}: frame {index}: {error}") from error
+        geometry = slot_geometry(out.segmentation, card.num_slots, (height, width))
         capture_ns = anchor_ns + frame.time_ns if source.own_timeline else frame.time_ns
         result = FrameResult(
             stream_id="",
@@ -252,8 +236,8 @@ def _extract_frames(
             model_version=card.version,
             slot_ids=slot_ids,
             latency=no_latency,
-            slots=out.slots[0],
-            segmentation=masks.segmentation,
+            slots=out.slots,
+            segmentation=out.segmentation,
         )
         trajectory.add(result, geometry.areas, geometry, frame.source_frame)
 
