@@ -43,6 +43,7 @@ from training.config import FRAME_FITS
 from training.datasets import VideoClip
 from training.datasets.errors import DatasetError
 from training.datasets.selection import evaluation_videos
+from training.environment import size_torch_threads_noted
 from training.evaluate import format_table
 from training.metrics import DiscoveryScores, ObjectDiscoveryMetrics
 from training.metrics.overlap import BackgroundPolicy
@@ -216,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_at_least(parser, 1, {"--mask-size": min(args.mask_size)})
     require_at_least(parser, 0, {"--fit-steps": args.fit_steps})
     require_output_folder(parser, "--json", args.json)
+    size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
     results: dict[str, object] = {}
     try:
         size = (args.image_size, args.image_size)

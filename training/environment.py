@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,13 @@ def size_torch_threads(environ: Mapping[str, str] | None = None) -> str | None:
         f"note: torch threads lowered from {default} to {share}: this process may use {usable} (its affinity and "
         "its container's CPU limit); set OMP_NUM_THREADS to choose"
     )
+
+
+def size_torch_threads_noted() -> None:
+    """:func:`size_torch_threads` for the commands that do not train (evaluation, export, the ceiling): the line
+    saying the count was lowered, if it was, goes to stderr."""
+    if (lowered := size_torch_threads()) is not None:
+        print(lowered, file=sys.stderr)
 
 
 def cpu_model() -> str | None:

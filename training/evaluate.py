@@ -27,6 +27,7 @@ from training.cli_checks import print_note, require_at_least, require_device, re
 from training.config import FRAME_FITS
 from training.datasets.errors import DatasetError
 from training.datasets.selection import evaluation_videos
+from training.environment import size_torch_threads_noted
 from training.evaluation import add_mask_source_option, evaluate_by_object_count
 from training.metrics import DiscoveryScores
 
@@ -117,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_at_least(parser, 1, {"--videos": args.videos, "--frames": args.frames})
     require_output_folder(parser, "--json", args.json)
     require_device(parser, args.device)
+    size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
     try:
         model = VideoSlotModel.from_pretrained(args.model, map_location=args.device)
         frame_fit, fit_source = frame_fit_used(args.frame_fit, model.frame_fit, args.data)

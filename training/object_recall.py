@@ -36,6 +36,7 @@ from training.cli_checks import print_note, require_at_least, require_output_fol
 from training.datasets import VideoClip
 from training.datasets.errors import DatasetError
 from training.datasets.selection import evaluation_videos
+from training.environment import size_torch_threads_noted
 from training.evaluation import MaskSource, add_mask_source_option, predicted_videos
 from training.metrics import BACKGROUND_ID, contingency_table, iou_from_contingency, upsample_to_labels
 from training.recall_chart import save_recall_chart
@@ -191,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos})
     require_output_folder(parser, "--plot", args.plot, suffixes=(".png",))
+    size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
     try:
         model = VideoSlotModel.from_pretrained(args.model)
         dataset = evaluation_videos(args.data, model.image_size, None, on_unlabelled=print_note)

@@ -4,6 +4,7 @@ environment wins, and the count is never raised."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import training.environment
+from training.ceiling import main as ceiling_main
 from training.environment import ENVIRONMENT_FILE, size_torch_threads
 from training.run import main as run_main
 
@@ -93,3 +95,39 @@ def test_a_run_keeps_the_users_omp_num_threads_silently(
     assert train(tmp_path / "run") == 0
     assert recorded_threads(tmp_path / "run") == 2
     assert "torch threads" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "arguments"),
+    [
+        ("training.evaluate", ["--data", "synthetic:easy"]),
+        ("training.object_recall", ["--data", "synthetic:easy"]),
+        ("training.export", ["--out", "{tmp}/export"]),
+    ],
+)
+def test_the_commands_that_do_not_train_size_their_threads_too(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    arguments: list[str],
+) -> None:
+    """Evaluation, recall and export size torch's threads as training does, before they load the model (a model
+    folder that is not there then ends the command)."""
+    main = importlib.import_module(f"{command}.__main__" if command == "training.export" else command).main
+    usable_cores(monkeypatch, 1)
+    torch.set_num_threads(2)
+    missing = str(tmp_path / "no_model")
+    code = main(["--model", missing, *(argument.format(tmp=tmp_path) for argument in arguments)])
+    assert code != 0 and torch.get_num_threads() == 1
+    assert "torch threads lowered from 2 to 1" in capsys.readouterr().err
+
+
+def test_the_ceiling_command_sizes_its_threads_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    usable_cores(monkeypatch, 1)
+    torch.set_num_threads(2)
+    code = ceiling_main(["--data", "nowhere:x"])  # no such data: the command ends once its threads are sized
+    assert code != 0 and torch.get_num_threads() == 1
+    assert "torch threads lowered from 2 to 1" in capsys.readouterr().err

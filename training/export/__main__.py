@@ -24,6 +24,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 
 from plugins.registry import RegistryError
 from service.backends.manifest import Manifest, ManifestError
+from training.environment import size_torch_threads_noted
 from training.export.exporter import ExportError, ExportOptions, export_model
 from training.export.float64_reference import float64_summary
 from training.export.graphs import DEFAULT_OPSET, SUPPORTED_OPSETS
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         onnxruntime_only=args.onnxruntime_only,
         replace=args.replace,
     )
+    size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
     try:
         manifest = export_model(args.model, args.out, options)
     except (OSError, ValueError, ManifestError, RegistryError) as error:  # OSError: missing or unwritable paths
