@@ -3,6 +3,10 @@
 Only ``Health/Check`` is exempt: ``Health/Watch`` holds its call open for as long as the client likes, so without a
 token anyone who can reach the port could hold thousands of them (measured: 21,550 calls, +400 MB).
 
+A token removed from the token file while calls it authenticated run is taken away from them: each ``Stream`` call
+keeps the digest of its token (:func:`call_token_digest`, never the token), and a reload of the file ends the calls
+whose digest is no longer among the tokens' (:func:`still_valid`; see ``PerceptionServicer.end_revoked``).
+
 A call is refused as soon as its headers are in, before its request arrives: gRPC runs a handler of a single request
 only once the whole request is in, so a refusal of that shape would let a client without a token make the server
 hold up to ``--max-message-bytes`` per call, on any number of calls, for as long as it sends all but the last byte
@@ -14,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -130,6 +135,26 @@ def _matches(presented: bytes, expected: tuple[bytes, ...]) -> bool:
     for token in expected:
         matched |= hmac.compare_digest(presented, token) and bool(token)
     return matched
+
+
+def token_digest(token: bytes) -> bytes:
+    """The SHA-256 digest of ``token``: what a call keeps of the token that authenticated it, so that it can be
+    ended once that token is revoked, without the token itself being held or logged."""
+    return hashlib.sha256(token).digest()
+
+
+def call_token_digest(metadata: Iterable[tuple[str, Any]] | None) -> bytes | None:
+    """The :func:`token_digest` of the bearer token in a call's ``metadata`` (its ``authorization: Bearer <token>``),
+    or ``None`` when it carries none."""
+    presented = dict(metadata or ()).get("authorization")
+    token = None if presented is None else _bearer_token(str(presented))
+    return None if token is None else token_digest(token.encode())
+
+
+def still_valid(digest: bytes, tokens: tuple[bytes, ...]) -> bool:
+    """Whether ``digest`` is the :func:`token_digest` of one of ``tokens``, compared in constant time, with all of
+    them always (as a call's token is when it starts)."""
+    return _matches(digest, tuple(token_digest(token) for token in tokens))
 
 
 def _bearer_token(value: str) -> str | None:

@@ -23,7 +23,7 @@ from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
 from service.host import available_cores, decodable_pixels, memory_limit_bytes
 from service.reply_budget import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget
 from service.tls_files import tls_file_problems
-from service.tokens import read_tokens
+from service.tokens import MIN_TOKEN_CHARS, TokenFileError, read_token_lines, short_token_warning
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 RAW_1080P_BYTES = 1920 * 1080 * 3
@@ -332,21 +332,25 @@ class ServiceConfig:
         see :class:`service.tokens.TokenFile`).
 
         Raises:
-            ConfigError: the token file cannot be read or holds no token.
+            ConfigError: the token file cannot be read, holds no token, or holds a line no client can send (a
+                character outside printable ASCII ``!`` .. ``~``: :func:`service.tokens.read_token_lines`), naming
+                the line, never the token.
         """
         if self.auth_token_file is None:
             return (self.auth_token,) if self.auth_token else ()
         try:
-            return read_tokens(self.auth_token_file)
+            return tuple(token for _, token in read_token_lines(self.auth_token_file))
         except OSError as error:
             raise ConfigError(f"--auth-token-file {self.auth_token_file}: {error.strerror}") from error
-        except ValueError:
-            raise ConfigError(f"--auth-token-file {self.auth_token_file} is empty: it holds no token") from None
+        except TokenFileError as error:
+            if error.line is None:
+                raise ConfigError(f"--auth-token-file {self.auth_token_file} is empty: it holds no token") from None
+            raise ConfigError(f"--auth-token-file {error}") from None
 
     def security_warnings(self) -> list[str]:
         """What in this configuration exposes the bearer token: a token required over plaintext on an address
-        other machines reach (it crosses the network readable), or a token file every user of the machine may
-        read."""
+        other machines reach (it crosses the network readable), a token file every user of the machine may
+        read, or a token shorter than :data:`~service.tokens.MIN_TOKEN_CHARS` characters (it may be guessed)."""
         if not (self.auth_token or self.auth_token_file):
             return []
         warnings = []
@@ -366,6 +370,18 @@ class ServiceConfig:
                     f"--auth-token-file {self.auth_token_file} can be read by every user of this machine (mode "
                     f"{stat.S_IMODE(mode):o}): make it readable by the server's user alone (chmod 600)"
                 )
+            try:
+                lines = read_token_lines(self.auth_token_file)
+            except (OSError, TokenFileError):
+                lines = ()  # bearer_tokens() reports the file
+            if (short := short_token_warning(f"--auth-token-file {self.auth_token_file}", lines)) is not None:
+                warnings.append(short)
+        elif len(self.auth_token) < MIN_TOKEN_CHARS:
+            warnings.append(
+                f"--auth-token is {len(self.auth_token)} characters, shorter than {MIN_TOKEN_CHARS} (under about 128 "
+                "bits), a token that may be guessed; use a long random one (`openssl rand -base64 32` makes 44 "
+                "characters)"
+            )
         return warnings
 
     def check_files(self) -> None:

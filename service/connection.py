@@ -372,6 +372,26 @@ class StreamConnection:
         self._manager.release_replies(self._reserved_reply_bytes - in_transit)
         self._reserved_reply_bytes = in_transit
 
+    def end_detached(self, code: ErrorCode, why: str) -> None:
+        """End this call now with ``code`` (the server took the call's right to the stream away, such as its revoked
+        bearer token) and a message of ``why`` followed by what became of the stream: detached, as on a lost
+        connection, so that its client can resume it on another call within its resume window; freed (``error``)
+        when it has none. Through :meth:`evict`; does nothing once the stream was taken from this call."""
+        if self._eviction is not None:
+            return
+        session, message = self._session, why
+        if session is not None and session.released is None and session.owner is self:
+            self._manager.disconnect(session, self, "error")
+            if session.detached_at is not None:
+                window = session.options.resume_window_s
+                message += (
+                    f"; stream {session.stream_id!r} is detached: resume it on a new call within its resume window "
+                    f"({window:g} s)"
+                )
+            else:
+                message += f"; stream {session.stream_id!r} had no resume window, so its state is freed"
+        self.evict(StreamAbort(code, message))
+
     async def drain(self) -> None:
         """Stop reading frames, answer every accepted frame, send the hand-off state and end with UNAVAILABLE
         once the client has ended its requests (:data:`DRAIN_HALF_CLOSE_WAIT_S` at most).

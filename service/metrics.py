@@ -29,16 +29,15 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   counted in ``slotstream_calls_refused_total`` under the same code as well, except an open refused with
   ``shutting_down`` while the server drains (an end the server chooses, not a refusal), counted here alone: for
   every other code this counter is at most that one.
-- ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated``
-  (no or a wrong bearer token, any method), ``malformed_request``, ``internal`` (a server error), and every
-  other code a stream or a ``Describe`` ended with (refused opens are counted here too; the codes no open is
-  refused with, ``unauthenticated``, ``not_open`` and ``internal``, only here), except the ends the
-  server chooses itself: ``shutting_down`` (a drain), ``taken_over`` (resumed elsewhere), ``client_not_reading``
-  (a client that stopped reading) and an idle reclaim (the stream ends with ``STREAM_EXPIRED`` but is counted
-  only in ``slotstream_streams_released_total{reason="idle"}``; ``stream_expired`` here counts resumes refused
-  because their stream had expired). Each refused
-  call is also logged (``refused a call``, rate-limited per code; an ``internal`` one as ``stream failed``,
-  with its traceback).
+- ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated`` (no or
+  a wrong bearer token, any method, or a ``Stream`` call whose token was revoked), ``malformed_request``, ``internal``
+  (a server error), and every other code a stream or a ``Describe`` ended with (refused opens are counted here too; the
+  codes no open is refused with, ``unauthenticated``, ``not_open`` and ``internal``, only here), except the ends the
+  server chooses itself: ``shutting_down`` (a drain), ``taken_over`` (resumed elsewhere), ``client_not_reading`` (a
+  client that stopped reading) and an idle reclaim (the stream ends with ``STREAM_EXPIRED`` but is counted only in
+  ``slotstream_streams_released_total{reason="idle"}``; ``stream_expired`` here counts resumes refused because their
+  stream had expired). Each refused call is also logged (``refused a call``, rate-limited per code; an ``internal`` one
+  as ``stream failed``, with its traceback).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
 - ``slotstream_frame_errors_total`` (by code): frames answered with a ``FrameError`` (also logged, ``frame

@@ -159,6 +159,8 @@ class Server:
         self._warmup: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._token_file: TokenFile | None = None  # with --auth-token-file
+        self._token_watch: asyncio.Task[None] | None = None
         self._model_stalled = False
         self.model_abandoned = False
         self.warm_up_abandoned = False
@@ -256,6 +258,8 @@ class Server:
                 ) from error
         self._reaper = asyncio.create_task(manager.run_reaper(), name="reaper")
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
+        if self._token_file is not None:  # a revoked token ends its calls though no new call arrives
+            self._token_watch = asyncio.create_task(self._token_file.watch(), name="token-watch")
         if config.model_stall_timeout_s > 0:
             watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
             self._watchdog = asyncio.create_task(watchdog.run(), name="model-watchdog")
@@ -341,13 +345,17 @@ class Server:
 
     async def _listen(self) -> None:
         config = self.config
+        assert self._servicer is not None  # made with the model, before the server listens
         interceptors = []
         reads = RefusalReads()  # the first messages refusals read, for the token's and the call cap's together
         tokens = config.bearer_tokens()
         self._auth = bool(tokens)
         if tokens:
             refused = self.metrics.calls_refused.labels(ErrorCode.UNAUTHENTICATED.name.lower())
-            source = TokenFile(config.auth_token_file).current if config.auth_token_file else config.auth_token
+            source: str | Callable[[], tuple[bytes, ...]] = config.auth_token
+            if config.auth_token_file:
+                self._token_file = TokenFile(config.auth_token_file, on_reload=self._servicer.end_revoked)
+                source = self._token_file.current
             interceptors.append(BearerTokenInterceptor(source, on_denied=refused.inc, reads=reads))
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -376,7 +384,6 @@ class Server:
             ("grpc.so_reuseport", 0),
         ]
         too_many = self.metrics.calls_refused.labels(ErrorCode.TOO_MANY_STREAMS.name.lower())
-        assert self._servicer is not None  # made with the model, before the server listens
         limiter = CallLimitInterceptor(
             config.resolved_max_calls, on_refused=too_many.inc, refusal_log=self._servicer.refusal_log, reads=reads
         )
@@ -543,7 +550,7 @@ class Server:
         await self._drain_streams(started + grace)
         if self._grpc is not None:
             await self._stop_grpc(max(0.0, grace - (time.perf_counter() - started)))
-        for background in (self._reaper, self._watchdog, self._heartbeat):
+        for background in (self._reaper, self._watchdog, self._heartbeat, self._token_watch):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

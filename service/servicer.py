@@ -9,6 +9,8 @@ Every call it ends with an error status is counted in ``slotstream_calls_refused
 most one line per :data:`~service.logs.WARNING_INTERVAL_S` for each code, saying how many refusals it stands for;
 the ends the server chooses itself (see :func:`ended_by_the_server`) are neither, and a call that fails inside
 the server is counted as ``internal`` and logged as an error with its traceback (``stream failed``), each time.
+A call whose bearer token a reload of the token file revoked is ended by the server (:meth:`end_revoked`), yet
+counted as ``unauthenticated``, with one warning per reload for every call it ended.
 Frame errors of accepted streams are logged like refusals, per code (``frame rejected``, see
 :class:`StreamConnection`). A request whose bytes do not parse is such a refusal, on every method, the health
 check's included (:class:`~service.malformed_requests.MalformedRequestInterceptor`).
@@ -27,7 +29,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from service import wire
-from service.auth import ERROR_CODE_KEY
+from service.auth import ERROR_CODE_KEY, call_token_digest, still_valid
 from service.connection import RequestsLost, StreamConnection
 from service.errors import ENDED_BY_THE_SERVER, ErrorCode, StreamAbort
 from service.generated import pb_grpc
@@ -96,6 +98,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self._max_buffered_reply_bytes = max_buffered_reply_bytes
         self._max_request_bytes = max_request_bytes
         self.connections: set[StreamConnection] = set()
+        self._token_digests: dict[StreamConnection, bytes] = {}  # of the bearer token each call presented
         self.refusal_log = RateLimitedWarning(_log, "refused a call", "refusals")
         """Warns about refused calls, at most once per interval for each code."""
         self.frame_error_log = RateLimitedWarning(logging.getLogger("service.connection"), "frame rejected", "frames")
@@ -117,6 +120,8 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             frame_error_log=self.frame_error_log,
         )
         self.connections.add(connection)
+        if (digest := call_token_digest(context.invocation_metadata())) is not None:
+            self._token_digests[connection] = digest  # see end_revoked
         connection.bind_handler(asyncio.current_task())
         try:
             async for response in connection.run(_domain_requests(request_iterator, context, self._metrics)):
@@ -133,6 +138,32 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error: {type(error).__name__}: {error}")
         finally:
             self.connections.discard(connection)
+            self._token_digests.pop(connection, None)
+
+    def end_revoked(self, tokens: tuple[bytes, ...]) -> int:
+        """End every ``Stream`` call whose bearer token is not among ``tokens`` (the token file was reloaded without
+        it): with ``UNAUTHENTICATED``, a message saying the token was revoked, and the stream detached for its
+        resume window (:meth:`StreamConnection.end_detached`), so its client can resume it with a valid token.
+        Each call keeps the digest of its token alone, compared in constant time (:func:`service.auth.still_valid`).
+
+        Each call ended is counted in ``slotstream_calls_refused_total{code="unauthenticated"}``; one warning says
+        how many (never a token). Returns how many calls were ended.
+        """
+        revoked = [
+            connection
+            for connection, digest in self._token_digests.items()
+            if connection.eviction is None and not still_valid(digest, tokens)
+        ]
+        for connection in revoked:
+            connection.end_detached(ErrorCode.UNAUTHENTICATED, _REVOKED)
+        if revoked:
+            self._metrics.calls_refused.labels(ErrorCode.UNAUTHENTICATED.name.lower()).inc(len(revoked))
+            _log.warning(
+                "ended %d stream call(s) whose bearer token was revoked (removed from the token file)",
+                len(revoked),
+                extra={"calls": len(revoked)},
+            )
+        return len(revoked)
 
     def _refused(self, abort: StreamAbort, peer: str, method: str, stream_id: str) -> None:
         """Count a call refused with ``abort`` in ``slotstream_calls_refused_total`` and log it (rate-limited per
@@ -165,6 +196,10 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
 
 
 _STREAM_METHOD = "/slotstream.v1.Perception/Stream"
+_REVOKED = (
+    "the bearer token this call was authenticated with was revoked (it is no longer among the server's tokens): "
+    "continue with a valid token"
+)
 _DESCRIBE_METHOD = "/slotstream.v1.Perception/Describe"
 
 

@@ -252,7 +252,8 @@ class Client:
 
     def use_token(self, token: str | None) -> None:
         """Send ``token`` (None: no token) with the calls this client starts from now on, for a token rotated
-        while it runs; calls already running keep theirs (the server checks a token when a call starts).
+        while it runs; calls already running keep theirs (the server checks a token when a call starts, and ends
+        the calls of a token it no longer has: ``reconnect()`` a stream to move it to the new token).
 
         Raises:
             ValueError: a ``token`` that cannot be sent (:func:`check_token`).

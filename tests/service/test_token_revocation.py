@@ -1,0 +1,109 @@
+"""A bearer token removed from the token file is taken away from the ``Stream`` calls it authenticated: they end with
+UNAUTHENTICATED, saying the token was revoked, and their streams wait detached for a resume with a valid token."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+import grpc
+import pytest
+from service_helpers import make_video, run, wait_until
+
+from service.client import Client, StreamError
+from service.errors import ErrorCode
+from service.types import FrameResult, OpenKind, StreamOptions
+
+OLD = "old-token-" + "A" * 24
+NEW = "new-token-" + "B" * 24
+
+
+def _rewrite(path, text: str) -> None:
+    """Replace the file as a Secret update does: a new file renamed over the old (a new inode)."""
+    fresh = path.with_suffix(".new")
+    fresh.write_text(text)
+    fresh.replace(path)
+
+
+def test_a_revoked_token_ends_its_open_streams_which_resume_with_a_valid_token(start_server, tmp_path, caplog):
+    path = tmp_path / "tokens"
+    path.write_text(f"{OLD}\n{NEW}\n")
+    path.chmod(0o600)
+    server = start_server(auth_token_file=path)
+    manager = server.server.manager
+    assert manager is not None
+    clip = make_video(seed=5, frames=4)
+    caplog.set_level(logging.INFO)
+
+    def detached() -> int:
+        return int(server.on_loop(manager.detached_count))
+
+    async def scenario():
+        async with Client(server.target, token=OLD) as old, Client(server.target, token=NEW) as new:
+            resumable = await old.open(StreamOptions(resume_window_s=30))
+            windowless = await old.open()
+            kept = await new.open()
+            for stream in (resumable, windowless, kept):
+                assert isinstance(await stream.process(clip[0]), FrameResult)
+            refused_before = server.metric("slotstream_calls_refused_total", {"code": "unauthenticated"})
+            _rewrite(path, f"{NEW}\n")  # the old token is revoked; no new call arrives to look at the file
+            await asyncio.to_thread(wait_until, lambda: detached() == 1)
+            assert server.session_count() == 2, "the stream without a resume window is freed; the other waits"
+            ended = []
+            for stream in (resumable, windowless):
+                with pytest.raises(StreamError) as raised:
+                    await stream.process(clip[1])
+                ended.append(raised.value)
+            refused = server.metric("slotstream_calls_refused_total", {"code": "unauthenticated"}) - refused_before
+            kept_answer = await kept.process(clip[1])  # a call with a token still in the file goes on
+            old.use_token(NEW)
+            reopened = await resumable.reconnect()
+            resumed_answer = await resumable.process(clip[1])
+            await kept.close()
+            await resumable.close()
+            return ended, refused, kept_answer, reopened, resumed_answer
+
+    ended, refused, kept_answer, reopened, resumed_answer = run(scenario())
+    for error in ended:
+        assert error.status == grpc.StatusCode.UNAUTHENTICATED and error.code == ErrorCode.UNAUTHENTICATED, error
+        assert "bearer token this call was authenticated with was revoked" in error.message, error
+        assert OLD not in error.message
+    assert "is detached: resume it on a new call within its resume window (30 s)" in ended[0].message, ended[0]
+    assert "had no resume window, so its state is freed" in ended[1].message, ended[1]
+    assert refused == 2
+    assert isinstance(kept_answer, FrameResult)
+    assert reopened.kind == OpenKind.RESUMED and reopened.last_frame_index == 0
+    assert isinstance(resumed_answer, FrameResult) and resumed_answer.frame_index == 1
+    lines = [r.getMessage() for r in caplog.records if "whose bearer token was revoked" in r.getMessage()]
+    assert lines == ["ended 2 stream call(s) whose bearer token was revoked (removed from the token file)"], lines
+    assert not [r for r in caplog.records if OLD in r.getMessage() or OLD in str(r.__dict__)]
+
+
+def test_a_reload_that_keeps_a_calls_token_leaves_the_call_alone(start_server, tmp_path):
+    """Rotation step 1 (a second token added) and a rewrite of the same tokens end no call."""
+    path = tmp_path / "tokens"
+    path.write_text(f"{OLD}\n")
+    path.chmod(0o600)
+    server = start_server(auth_token_file=path)
+    clip = make_video(seed=6, frames=3)
+    token_file = server.server._token_file
+    assert token_file is not None
+
+    def reloaded(count: int) -> bool:
+        return bool(server.on_loop(lambda: token_file.reloads) >= count)
+
+    async def scenario():
+        async with Client(server.target, token=OLD) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            answers = [await stream.process(clip[0])]
+            for reloads, text in enumerate((f"{OLD}\n{NEW}\n", f"  {OLD}\n"), start=1):
+                _rewrite(path, text)
+                await asyncio.to_thread(wait_until, functools.partial(reloaded, reloads))
+                answers.append(await stream.process(clip[len(answers)]))
+            await stream.close()
+            return answers
+
+    answers = run(scenario())
+    assert [type(answer) for answer in answers] == [FrameResult] * 3
+    assert server.metric("slotstream_calls_refused_total", {"code": "unauthenticated"}) == 0
