@@ -43,6 +43,12 @@ _SIZE_MISMATCH = re.compile(
 #: How many mismatched tensors :func:`weights_mismatch_message` names.
 MISMATCH_EXAMPLES = 3
 
+MAX_JSON_NESTING = 100
+"""How many levels deep the arrays and objects of a ``config.json`` or ``manifest.json`` may nest
+(:func:`parse_json`): the files this project writes nest a few. Far deeper values exhaust Python's recursion limit
+in the parser or in the code that reads them (a file of 200,000 ``[`` does in the parser, one of 500 in the
+model's constructor)."""
+
 
 def model_files(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The config and weights files of the model directory ``directory``, both checked to exist.
@@ -69,13 +75,16 @@ def read_model_config(config_path: Path) -> Mapping[str, Any]:
     """The payload of a saved ``config.json``: ``format_version``, the ``model`` section and the optional rest.
 
     Raises:
-        ValueError: the file is not UTF-8 JSON, or not an object of format :data:`FORMAT_VERSION` with a
-            ``model`` object (the message names the file).
+        ValueError: the file is not UTF-8 JSON, nests deeper than :data:`MAX_JSON_NESTING` levels
+            (:func:`parse_json`), or is not an object of format :data:`FORMAT_VERSION` with a ``model`` object (the
+            message names the file and what is wrong).
     """
     try:
-        payload = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        payload = parse_json(config_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
         raise ValueError(f"{config_path} is not valid UTF-8 JSON: {error}") from error
+    except ValueError as error:  # not JSON, or nested too deeply: parse_json's message says which
+        raise ValueError(f"{config_path}: {error}") from error
     if (
         not isinstance(payload, Mapping)
         or payload.get("format_version") != FORMAT_VERSION
@@ -83,6 +92,49 @@ def read_model_config(config_path: Path) -> Mapping[str, Any]:
     ):
         raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
     return payload
+
+
+def parse_json(text: str) -> Any:
+    """``text`` parsed as JSON, its arrays and objects checked to nest at most :data:`MAX_JSON_NESTING` levels
+    deep, for a file that may come from anyone (a model directory, an export directory).
+
+    Raises:
+        ValueError: ``"not valid JSON: ..."`` (the parser's message; also for an integer of more digits than
+            Python converts), or ``"its arrays and objects nest ..."`` for a value nested too deeply, parsed or
+            not (the parser itself runs out of Python's recursion limit on thousands of levels). The message says
+            what is wrong; callers put the file's path before it.
+    """
+    too_deep = (
+        f"its arrays and objects nest more than {MAX_JSON_NESTING} levels deep (the files this project writes nest "
+        "a few), which is refused: reading them would exhaust Python's recursion limit"
+    )
+    try:
+        value = json.loads(text)
+    except RecursionError as error:
+        raise ValueError(too_deep) from error
+    except ValueError as error:  # JSONDecodeError, or an integer longer than int() converts
+        raise ValueError(f"not valid JSON: {error}") from error
+    if _nests_deeper(value, MAX_JSON_NESTING):
+        raise ValueError(too_deep)
+    return value
+
+
+def _nests_deeper(value: Any, levels: int) -> bool:
+    """Whether the lists and dicts of the parsed JSON ``value`` nest more than ``levels`` deep (a list or dict is
+    one level, what it holds the next). Walked without recursion, so any depth is measured."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > levels:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def recorded_frame_fit(payload: Mapping[str, Any], config_path: Path) -> FrameFitName | None:

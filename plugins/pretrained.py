@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,8 +108,10 @@ def _build_saved(
             (:func:`plugin_changes`: another version, or another plugin registering the name, and how to go back),
             which are what such a failure of a saved model usually comes from.
         RegistryError: a component name nothing registers here (with :func:`missing_plugin_hint`).
-        ValueError: the section does not describe a model.
+        ValueError: the section does not describe a model, or gives a component one of its initial weight
+            arguments (:func:`_refuse_initial_weight_arguments`).
     """
+    _refuse_initial_weight_arguments(payload, registry, config_path)
     try:
         return cls(**payload["model"], registry=registry)
     except ComponentConfigError as error:  # a component argument its class lacks: keep the type, name the file
@@ -119,6 +122,42 @@ def _build_saved(
         raise ComponentBuildError(_build_failure(payload, registry, config_path, error)) from error
     except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
         raise RegistryError(f"{config_path}: {error} {missing_plugin_hint(payload)}") from error
+
+
+def _refuse_initial_weight_arguments(
+    payload: Mapping[str, Any], registry: ComponentRegistry | None, config_path: Path
+) -> None:
+    """Refuse a component of the ``model`` section of ``config.json`` (``payload``, read from ``config_path``)
+    whose kwargs give one of its class's :attr:`~plugins.interfaces.Component.initial_weight_arguments` a value
+    (``null`` loads nothing and passes).
+
+    ``save_pretrained`` never writes them: the trained weights are in ``model.safetensors``. In a file from
+    elsewhere such an argument makes the constructor open a path on this machine (the ``dinov2`` encoder's
+    ``weights``), so it is refused before anything is built. Building a model from a config directly, as training
+    does with ``--encoder-weights``, still takes them. A component whose spec cannot be read, or whose name nothing
+    registers here, is left to the constructor, which reports it.
+
+    Raises:
+        ValueError: naming the key (``model.encoder.kwargs.weights``), its value and the file.
+    """
+    if registry is None:
+        from plugins.manager import default_registry  # what VideoSlotModel builds from when given none
+
+        registry = default_registry()
+    for role, raw in payload["model"].items():
+        try:
+            spec = ComponentSpec.parse(raw)
+            component = registry.get(ComponentKind(f"{role}s"), spec.name)
+        except (TypeError, ValueError, RegistryError):  # no component (num_slots, ...), or one the build reports
+            continue
+        for key in sorted(component.initial_weight_arguments):
+            if spec.kwargs.get(key) is not None:
+                raise ValueError(
+                    f"{config_path}: model.{role}.kwargs.{key} is {spec.kwargs[key]!r}, but {key!r} only says where "
+                    f"the {role} {spec.name!r} takes its initial weights from, which save_pretrained never records "
+                    f"(the trained weights are in {WEIGHTS_FILE}): a model directory that gives it would make "
+                    "loading open that path on this machine, so it is refused; delete the key to load the model"
+                )
 
 
 def _build_failure(
@@ -242,7 +281,9 @@ def plugin_changes(
     Returns:
         For each component whose name another plugin registers here (as :func:`other_plugin_sources`), and each
         plugin installed in another version (as :func:`other_plugin_versions`): the component(s), both plugins or
-        both versions, and how to go back (the ``pip install`` command, where the file records the distribution).
+        both versions, and how to go back (the ``pip install`` command, where the file records the distribution;
+        in words, its recorded values shown as Python literals, where they are no PEP 508 name and PEP 440
+        version).
         Empty when nothing changed or the file records no plugins.
     """
     if described is None:
@@ -256,8 +297,8 @@ def plugin_changes(
         for role, saved, loaded in _changed_sources(payload, component_plugins)
     ]
     versions = [
-        f"{_components(described, roles)} came from plugin {plugin!r} "
-        f"version {saved}, but version {installed} is installed (to go back: {_go_back(payload, plugin)})"
+        f"{_components(described, roles)} came from plugin {plugin!r} version {_shown_version(saved)}, but version "
+        f"{installed} is installed (to go back: {_go_back(payload, plugin)})"
         for plugin, roles, saved, installed in _changed_versions(payload, component_plugins, installed_versions)
     ]
     return sources + versions
@@ -321,10 +362,11 @@ def _warn_on_other_plugin_versions(model: VideoSlotModel, payload: Mapping[str, 
     """Warn (:class:`PluginVersionWarning`) for each plugin :func:`other_plugin_versions` finds."""
     for plugin, roles, saved, installed in other_plugin_versions(model, payload):
         components = ", ".join(f"the {role} {model.specs[role].name!r}" for role in roles)
+        shown = _shown_version(saved)
         warnings.warn(
-            f"{config_path}: {components} of this model came from plugin {plugin!r} version {saved}, but version "
+            f"{config_path}: {components} of this model came from plugin {plugin!r} version {shown}, but version "
             f"{installed} is installed; the model is built with the arguments the file records, but the plugin's "
-            f"code may now compute differently: check its results, or install version {saved}"
+            f"code may now compute differently: check its results, or install version {shown}"
             f"{_pip_install(payload, plugin, saved)}",
             PluginVersionWarning,
             stacklevel=4,  # the caller of VideoSlotModel.from_pretrained
@@ -349,7 +391,8 @@ def _warn_on_other_plugin_sources(model: VideoSlotModel, payload: Mapping[str, A
 
 def missing_plugin_hint(payload: Mapping[str, Any]) -> str:
     """What to do about a saved model whose component names are not registered: the plugins it was saved with
-    (when ``config.json`` records them) and the distributions to install (when it records those), or to unblock
+    (when ``config.json`` records them) and the distributions to install (when it records those: a ``pip install``
+    command for a valid name and version, else the values in words, as :func:`_pip_install` gives them), or to unblock
     from ``SLOTSTREAM_DISABLE_PLUGINS``; for components it records as registered directly
     (:data:`~plugins.registry.DIRECT_REGISTRATION`: by the code that saved it, not by a plugin), that they exist
     only where that code runs, and how to package them as a plugin instead."""
@@ -380,27 +423,85 @@ def _saved_version(payload: Mapping[str, Any], plugin: str) -> object:
 
 def _go_back(payload: Mapping[str, Any], plugin: str) -> str:
     """How to install ``plugin`` as ``config.json`` (``payload``) records it: ``pip install 'dist==version'``
-    where the file records its distribution, else in words."""
+    where the file records its distribution (and :func:`pip_command` finds both names fit to print as one), else
+    in words, the recorded values shown as :func:`_not_a_pip_command` shows them."""
     version = _saved_version(payload, plugin)
-    command = _pip_command(payload, plugin, version)
+    distribution = _recorded_distribution(payload, plugin)
+    command = pip_command(distribution, version) if distribution is not None else None
     if command is not None:
         return command
-    return f"install plugin {plugin!r}" + (f" version {version}" if version else "")
+    said = f" version {_shown_version(version)}" if version else ""
+    unchecked = f" ({_not_a_pip_command(distribution, version)})" if distribution is not None else ""
+    return f"install plugin {plugin!r}{said}{unchecked}"
 
 
 def _pip_install(payload: Mapping[str, Any], plugin: str, version: object) -> str:
     """`` (pip install 'dist==version')`` for ``plugin`` when ``config.json`` (``payload``) records its
-    distribution, else ``""``."""
-    command = _pip_command(payload, plugin, version)
-    return f" ({command})" if command is not None else ""
+    distribution (in words, :func:`_not_a_pip_command`, when the names are not fit to print as a command), else
+    ``""``."""
+    distribution = _recorded_distribution(payload, plugin)
+    if distribution is None:
+        return ""
+    return f" ({pip_command(distribution, version) or _not_a_pip_command(distribution, version)})"
 
 
-def _pip_command(payload: Mapping[str, Any], plugin: str, version: object) -> str | None:
-    """``pip install 'dist==version'`` (``'dist'`` without a version) for ``plugin`` when ``config.json``
-    (``payload``) records its distribution, else ``None``."""
+def _recorded_distribution(payload: Mapping[str, Any], plugin: str) -> object:
+    """The distribution of ``plugin`` that ``config.json`` (``payload``) records, or ``None`` (none, or empty)."""
     distributions = payload.get("plugin_distributions")
     distribution = distributions.get(plugin) if isinstance(distributions, Mapping) else None
-    if not distribution:
+    return distribution or None
+
+
+#: A distribution name as PEP 508 allows it: ASCII letters, digits, ``.``, ``_`` and ``-``, beginning and ending
+#: with a letter or digit.
+_DISTRIBUTION_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE | re.ASCII)
+#: A version as PEP 440 allows it: the pattern of its appendix (which ``packaging.version`` uses), without the
+#: whitespace around it that the appendix tolerates.
+_VERSION = re.compile(
+    r"""
+    v?
+    (?:(?:[0-9]+)!)?                                    # epoch
+    [0-9]+(?:\.[0-9]+)*                                 # release
+    (?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?  # pre-release
+    (?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?       # post-release
+    (?:[-_.]?dev[-_.]?[0-9]*)?                          # development release
+    (?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?                 # local version
+    """,
+    re.VERBOSE | re.IGNORECASE | re.ASCII,
+)
+
+
+def pip_command(distribution: object, version: object) -> str | None:
+    """``pip install 'dist==version'`` (``'dist'`` without a version) for a ``distribution`` and ``version`` that
+    a ``config.json`` records; ``None`` unless the distribution is a PEP 508 distribution name and the version
+    (when given) a PEP 440 version.
+
+    The file may come from anyone: a value that is no such name could close the quotes and add a shell command of
+    its own to what the message tells a person to paste, or carry newlines and terminal escape codes.
+    """
+    if not (isinstance(distribution, str) and _DISTRIBUTION_NAME.fullmatch(distribution)):
         return None
-    pinned = f"{distribution}=={version}" if version else str(distribution)
-    return f"pip install '{pinned}'"
+    if not version:
+        return f"pip install '{distribution}'"
+    if not (isinstance(version, str) and _VERSION.fullmatch(version)):
+        return None
+    return f"pip install '{distribution}=={version}'"
+
+
+def _not_a_pip_command(distribution: object, version: object) -> str:
+    """The ``distribution`` and ``version`` a ``config.json`` records, for which :func:`pip_command` gives no
+    command, in words: shown as Python literals (``repr``: no control character or terminal escape gets through),
+    and said to be the file's."""
+    recorded = f"distribution {distribution!r}" + (f" version {version!r}" if version else "")
+    valid_name = isinstance(distribution, str) and _DISTRIBUTION_NAME.fullmatch(distribution)
+    wrong = "the version is no valid PEP 440 version" if valid_name else "the distribution is no valid PEP 508 name"
+    return f"the model's config.json names {recorded}; no pip command is given for them, as {wrong}"
+
+
+def _shown_version(version: object) -> str:
+    """A version that a ``config.json`` records, as messages show it: as written when it is a PEP 440 version
+    (``1.0``), else as a Python literal (``repr``), which shows control characters and terminal escapes as
+    escapes."""
+    if isinstance(version, str) and _VERSION.fullmatch(version):
+        return version
+    return repr(version)

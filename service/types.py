@@ -167,9 +167,10 @@ class StateHandoff:
 
 @dataclass(frozen=True)
 class ResumeRequest:
-    """Resume a stream on a new connection; ``last_frame_index`` is the last frame the client got an answer for."""
+    """Resume a stream on a new connection; ``last_frame_index`` is the last frame the client got an answer for.
+    ``resume_token`` is a secret (it resumes the stream), left out of the ``repr`` as the auth token is."""
 
-    resume_token: str
+    resume_token: str = field(repr=False)
     last_frame_index: int | None
 
 
@@ -206,10 +207,11 @@ StreamRequest = OpenRequest | FrameRequest | CloseRequest
 
 @dataclass(frozen=True)
 class StreamOpened:
-    """The first response of a stream."""
+    """The first response of a stream. ``resume_token`` is a secret (it resumes the stream), left out of the
+    ``repr`` as the auth token is."""
 
     stream_id: str
-    resume_token: str
+    resume_token: str = field(repr=False)
     model: str
     model_version: str
     options: StreamOptions

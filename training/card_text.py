@@ -13,6 +13,7 @@ from typing import Any
 
 from plugins import VideoSlotModel
 from plugins.builtin import DEFAULT_PLUGINS
+from plugins.pretrained import pip_command
 from training.best import Selection
 from training.config import TrainConfig
 from training.config_files import is_config_file
@@ -133,7 +134,8 @@ def plugin_rows(model: VideoSlotModel) -> list[str]:
 
     def named(plugin: str) -> str:
         distribution, version = model.plugin_distributions.get(plugin), model.plugin_versions.get(plugin)
-        installed = f" (`pip install '{distribution}=={version}'`)" if distribution and version else ""
+        command = pip_command(distribution, version) if distribution and version else None
+        installed = f" (`{command}`)" if command else ""  # none for names that would not make a safe command
         return f"`{plugin}`{installed}"
 
     needed = "needed to train, load or serve it with the torch backend (its ONNX export serves without it)"

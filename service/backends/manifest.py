@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugins.model_files import WEIGHTS_FILE, run_folder_models
+from plugins.model_files import WEIGHTS_FILE, parse_json, run_folder_models
 from service.backends import manifest_parsing as parsing
 from service.backends.manifest_input_checks import (
     GRAPH_DTYPE,
@@ -173,14 +173,16 @@ class Manifest:
         """Parse :meth:`to_json` output.
 
         Raises:
-            ManifestError: not JSON, an unknown format version, a missing field (``missing field 'num_slots'``,
-                dotted inside objects: ``'input.height'``), a value of the wrong type, or an ``input`` the graphs
-                or the runtimes disagree with (:meth:`check_input`).
+            ManifestError: not JSON, arrays and objects nested deeper than
+                :data:`~plugins.model_files.MAX_JSON_NESTING` levels (:func:`~plugins.model_files.parse_json`), an
+                unknown format version, a missing field (``missing field 'num_slots'``, dotted inside objects:
+                ``'input.height'``), a value of the wrong type, a graph ``file`` that is no bare file name, or an
+                ``input`` the graphs or the runtimes disagree with (:meth:`check_input`).
         """
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ManifestError(f"not valid JSON: {error}") from error
+            raw = parse_json(text)
+        except ValueError as error:  # not JSON, or nested too deeply (parse_json's message says which)
+            raise ManifestError(str(error)) from error
         if not isinstance(raw, dict) or raw.get("format_version") != MANIFEST_FORMAT:
             raise ManifestError(f"expected a manifest with format_version {MANIFEST_FORMAT}")
         try:

@@ -147,15 +147,29 @@ def input_spec(raw: dict[str, Any]) -> InputSpec:
 
 
 def graph_spec(raw: dict[str, Any], where: str) -> GraphSpec:
-    """The graph object at ``where`` (``graphs.<name>``); keys this version does not know are ignored."""
+    """The graph object at ``where`` (``graphs.<name>``); keys this version does not know are ignored. Its
+    ``file`` is checked by :func:`graph_file`."""
     require(raw, required_fields(GraphSpec), where)
     return GraphSpec(
-        file=str(raw["file"]),
+        file=graph_file(raw["file"], f"{where}.file"),
         sha256=str(raw["sha256"]),
         inputs=[_tensor_spec(spec, f"{where}.inputs[{index}]") for index, spec in enumerate(raw["inputs"])],
         outputs=[_tensor_spec(spec, f"{where}.outputs[{index}]") for index, spec in enumerate(raw["outputs"])],
         operators={str(k): int(v) for k, v in raw["operators"].items()},
     )
+
+
+def graph_file(value: Any, key: str) -> str:
+    """``value``, checked to be a bare file name: the backends open it inside the export directory, so it holds no
+    path separator (``/`` or ``\\``; an absolute path has one) and no NUL, and is not empty, ``.`` or ``..``. A
+    manifest that names ``../x.onnx`` or ``/tmp/x.onnx`` would have a server load a graph from outside the
+    directory; ``key`` (``graphs.step.file``) names the field in the message."""
+    if not isinstance(value, str) or value in ("", ".", "..") or any(part in value for part in ("/", "\\", "\0")):
+        raise ManifestError(
+            f"{key} must be the name of a file in the export directory, without a path (no '/' or '\\', not '.' or "
+            f"'..'), got {value!r}; re-run python -m training.export"
+        )
+    return value
 
 
 def _tensor_spec(raw: Any, where: str) -> TensorSpec:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -33,7 +32,7 @@ import torch
 
 from plugins import VideoSlotModel
 from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, weights_mismatch_message
+from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, parse_json, weights_mismatch_message
 from service.backends.manifest import (
     BATCH_AXIS,
     GRAPH_FILES,
@@ -407,8 +406,8 @@ def _export_version(directory: Path) -> str | None:
     except ManifestError:
         pass
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError:
+        raw = parse_json(text)
+    except ValueError:  # not JSON, or nested too deep to read safely
         return None
     if not isinstance(raw, dict) or raw.get("format_version") != MANIFEST_FORMAT:
         return None
