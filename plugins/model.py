@@ -78,7 +78,10 @@ class VideoSlotModel(nn.Module):
     it, instead of a failure deep inside the next component or a shape that drifts frame after frame. The checks
     compare types, shapes and dtypes only (about 8 us per step on the development CPU, the dtypes about 0.5 us of
     it per slots check, against 3.2 ms for a step of the default model); the shape comparisons are skipped while
-    ONNX export traces the model, where sizes are symbolic.
+    ONNX export traces the model, where sizes are symbolic. The input is checked the same way before the encoder
+    sees it: :meth:`first_step`, :meth:`step` and :meth:`forward` raise ``ValueError`` naming the fix for input
+    other than a floating-point tensor ``[B, 3, H, W]`` (``[B, T, 3, H, W]`` for a video) at :attr:`image_size`
+    of the weights' dtype (``uint8`` frames, channels last, another size, float64 frames for float32 weights).
 
     Args:
         encoder: encoder spec (registry name + kwargs).
@@ -143,6 +146,7 @@ class VideoSlotModel(nn.Module):
         self.first_iters = first_iters
         self.later_iters = later_iters
         self.frame_fit: FrameFitName | None = None
+        self._checked_input_dtype: torch.dtype | None = None  # see _check_input
 
         self.component_plugins = {role: registry.owner(_KINDS[role], spec.name) for role, spec in specs.items()}
         """The plugin that registered each component, by role (named in contract violations)."""
@@ -233,11 +237,16 @@ class VideoSlotModel(nn.Module):
         """Process the first frame of a video: initializer + ``first_iters`` aggregator iterations.
 
         Args:
-            frames: ``[B, 3, H, W]`` in ``[0, 1]`` at :attr:`image_size`.
+            frames: ``[B, 3, H, W]`` in ``[0, 1]`` at :attr:`image_size`, of the weights' dtype.
 
         Returns:
             The frame's outputs and the state to pass to :meth:`step` with the next frame.
+
+        Raises:
+            ValueError: ``frames`` is no floating-point tensor ``[B, 3, H, W]`` at :attr:`image_size` of the
+                weights' dtype (the message names the fix, see :meth:`_check_input`).
         """
+        self._check_input(frames)
         encoded = self._encode(frames)
         initial = self.initializer(encoded.features)
         check_type(self, "initializer", initial, InitializerOutput)
@@ -250,12 +259,22 @@ class VideoSlotModel(nn.Module):
         """Process a later frame: transition from the state + ``later_iters`` aggregator iterations.
 
         Args:
-            frames: ``[B, 3, H, W]`` in ``[0, 1]`` at :attr:`image_size`.
+            frames: ``[B, 3, H, W]`` in ``[0, 1]`` at :attr:`image_size`, of the weights' dtype.
             state: the state returned for the previous frame (``SlotState(slots=previous_slots)`` at inference).
 
         Returns:
             The frame's outputs and the state for the next frame.
+
+        Raises:
+            ValueError: as :meth:`first_step`, or ``state`` holds another number of rows than ``frames``.
         """
+        self._check_input(frames)
+        if not torch.jit.is_tracing() and state.slots.shape[0] != frames.shape[0]:  # type: ignore[attr-defined,no-untyped-call]
+            raise ValueError(
+                f"step got a batch of {frames.shape[0]} frames and a state of {state.slots.shape[0]} rows: each "
+                "row of the state is the video of the frame in the same row (a batch of one would be broadcast "
+                "against the other's rows, mixing videos)"
+            )
         encoded = self._encode(frames)
         past_slots = state.past_slots or (state.slots,)
         past_features = (*state.past_features, encoded.features)[-len(past_slots) :]
@@ -267,13 +286,15 @@ class VideoSlotModel(nn.Module):
         """Run a clip frame by frame: a loop over :meth:`first_step` / :meth:`step`.
 
         Args:
-            video: ``[B, T, 3, H, W]`` in ``[0, 1]``.
+            video: ``[B, T, 3, H, W]`` in ``[0, 1]`` at :attr:`image_size`, of the weights' dtype.
             state: continue from an earlier chunk of the same videos instead of starting fresh.
 
         Raises:
-            ValueError: ``video`` is not 5-D or has no frames.
+            ValueError: ``video`` has no frames or is no floating-point tensor ``[B, T, 3, H, W]`` at
+                :attr:`image_size` of the weights' dtype (the message names the fix, see :meth:`_check_input`).
         """
-        if video.ndim != 5 or video.shape[1] == 0:
+        self._check_input(video, video=True)
+        if video.shape[1] == 0:
             raise ValueError(f"expected a video [B, T, 3, H, W] with T >= 1; got shape {tuple(video.shape)}")
         steps: list[StepOutput] = []
         for t in range(video.shape[1]):
@@ -288,6 +309,56 @@ class VideoSlotModel(nn.Module):
             steps=steps,
             state=state,
         )
+
+    def _check_input(self, frames: Frames, video: bool = False) -> None:
+        """Refuse input the model cannot run, with a message naming the fix, instead of a failure inside a
+        component (``uint8`` frames break the encoder's contract, other sizes fail on a shape deep inside, a
+        channels-last layout or another dtype fail in the first layer with torch's message).
+
+        ``frames`` must be a floating-point tensor ``[B, 3, H, W]`` (``[B, T, 3, H, W]`` for a ``video``) with
+        ``(H, W)`` the model's :attr:`image_size` and the dtype of its weights. The check is a few comparisons of
+        type, dtype and shape, never of values (which would wait for the device), so values outside ``[0, 1]``
+        pass. The weights' dtype is looked up only when the frames' dtype differs from the last one that matched
+        it, and not compared under autocast (mixed precision runs weights of one dtype on inputs of another). The
+        shape is not compared while ONNX export traces the model (sizes are tensors there; the exporter feeds
+        frames of the right shape).
+
+        Raises:
+            ValueError: naming what is wrong and how to fix it.
+        """
+        what, layout = ("video", "[B, T, 3, H, W]") if video else ("frames", "[B, 3, H, W]")
+        if not isinstance(frames, torch.Tensor):
+            raise ValueError(
+                f"the model takes {what} as a torch.Tensor {layout}, got {type(frames).__module__}."
+                f"{type(frames).__name__} (a numpy array converts with torch.from_numpy(array))"
+            )
+        if not frames.is_floating_point():
+            raise ValueError(
+                f"the model takes floating-point {what} in [0, 1], got {frames.dtype}: convert with "
+                f"{what}.float() / 255"
+            )
+        if frames.dtype != self._checked_input_dtype:
+            weights = next(self.parameters(), frames).dtype  # a model without weights takes any dtype
+            if frames.dtype != weights and not torch.is_autocast_enabled(frames.device.type):
+                raise ValueError(
+                    f"the model's weights are {weights}, got {what} of {frames.dtype}: convert with "
+                    f"{what}.to({weights}) (or the model with model.to({frames.dtype}))"
+                )
+            if frames.dtype == weights:
+                self._checked_input_dtype = frames.dtype
+        if torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]
+            return
+        channels = 2 if video else 1  # the axis of the 3 colour channels
+        if frames.ndim != channels + 3 or frames.shape[channels] != 3:
+            hint = _layout_hint(tuple(frames.shape), video)
+            raise ValueError(f"the model takes {what} laid out {layout}, got shape {tuple(frames.shape)}{hint}")
+        if tuple(frames.shape[-2:]) != self.image_size:
+            height, width = self.image_size
+            raise ValueError(
+                f"the model takes {what} at image_size {height}x{width} (H x W), got {frames.shape[-2]}x"
+                f"{frames.shape[-1]}: resize to image_size first (a batch [B, 3, H, W]: torch.nn.functional."
+                'interpolate(frames, size=model.image_size, mode="bilinear", antialias=True))'
+            )
 
     def _group_and_decode(
         self,
@@ -406,8 +477,10 @@ class VideoSlotModel(nn.Module):
         Raises:
             FileNotFoundError: the directory or a file in it is missing (the message names it; for a training run
                 folder, it names the run's models to pass instead, see :func:`~plugins.model_files.run_folder_hint`).
-            ValueError: the config is unreadable or from an unknown format version, or the weights file is
-                damaged or does not fit the config (tensors of other shapes: one line, see
+            ValueError: the config is unreadable, nested more than :data:`~plugins.model_files.MAX_JSON_NESTING`
+                levels deep or from an unknown format version, gives a component an initial-weights argument
+                (which ``save_pretrained`` never writes: a path the file could point anywhere), or the weights file
+                is damaged or does not fit the config (tensors of other shapes: one line, see
                 :func:`~plugins.model_files.weights_mismatch_message`).
             RegistryError: the config names a component that no loaded plugin registers (the message names the
                 file and, for models saved with the plugin names, the plugin each component came from);
@@ -419,6 +492,26 @@ class VideoSlotModel(nn.Module):
             back), when there are any.
         """
         return read_pretrained(cls, directory, registry, map_location)
+
+
+def _layout_hint(shape: tuple[int, ...], video: bool) -> str:
+    """How to reach ``[B, 3, H, W]`` (``[B, T, 3, H, W]`` for a ``video``) from input of ``shape``, for the common
+    mistakes; empty when none fits."""
+    if video:
+        if len(shape) == 5 and shape[-1] == 3:
+            return ": channels-last [B, T, H, W, 3] becomes [B, T, 3, H, W] with video.permute(0, 1, 4, 2, 3)"
+        if len(shape) == 4 and shape[1] == 3:
+            return ": frames [B, 3, H, W] of one time step go to model.first_step, or take a time axis, video[:, None]"
+        return ""
+    if len(shape) == 4 and shape[-1] == 3:
+        return ": channels-last [B, H, W, 3] becomes [B, 3, H, W] with frames.permute(0, 3, 1, 2)"
+    if len(shape) == 3 and shape[0] == 3:
+        return ": one frame [3, H, W] needs the batch axis, frames.unsqueeze(0)"
+    if len(shape) == 3 and shape[-1] == 3:
+        return ": one channels-last frame [H, W, 3] becomes a batch with frames.permute(2, 0, 1).unsqueeze(0)"
+    if len(shape) == 5 and shape[2] == 3:
+        return ": for a video [B, T, 3, H, W] call the model (model(video)), or pass one time step, video[:, t]"
+    return ""
 
 
 def _build(registry: ComponentRegistry, kind: ComponentKind, spec: ComponentSpec, wiring: dict[str, Any]) -> Component:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import importlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,23 +161,66 @@ class Engine(abc.ABC):
         """Free the engine's resources; the engine is unusable afterwards."""
 
 
-def check_batch(frames: np.ndarray, state: np.ndarray | None = None) -> None:
-    """Refuse a call outside the engine contract: a batch of no frames (on which ONNX Runtime's CPU kernels kill the
-    whole process: SIGFPE, no Python exception), or a ``state`` of another batch size than ``frames`` (a model
-    broadcasts a batch of one against the other input's rows, answering rows that mix streams; the exported ``step``
-    graph fails on it, but graphs exported before it had that check do not).
+def check_batch(
+    frames: np.ndarray, state: np.ndarray | None = None, *, image_size: tuple[int, int] | None = None
+) -> None:
+    """Refuse a call outside the engine contract before the model sees it, naming the fix:
+
+    - ``frames`` that are no numpy array (a torch tensor: ``tensor.cpu().numpy()``);
+    - a batch of no frames (on which ONNX Runtime's CPU kernels kill the whole process: SIGFPE, no Python
+      exception);
+    - frames of an integer (or other non-floating) dtype: the ``onnx`` and ``tensorrt`` backends would cast
+      ``uint8`` 0-255 values to float32 and run the model on them silently (``frames.astype(np.float32) / 255``);
+    - frames not laid out ``[B, 3, H, W]`` (one frame without the batch axis, channels last);
+    - with ``image_size`` (the card's), frames of another ``(H, W)``: resize them to the card's ``image_size``;
+    - a ``state`` of another batch size than ``frames`` (a model broadcasts a batch of one against the other
+      input's rows, answering rows that mix streams; the exported ``step`` graph fails on it, but graphs exported
+      before it had that check do not).
+
+    Floating dtypes other than float32 pass: the ``onnx`` and ``tensorrt`` backends convert them, and the
+    ``torch`` backend's model refuses any but its weights' dtype. Only the array's type, dtype and shape are
+    looked at (a few comparisons), never its values, so values outside ``[0, 1]`` are the caller's to avoid.
 
     Raises:
-        ValueError: naming the batch sizes.
+        ValueError: naming what is wrong and how to fix it.
     """
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(
+            f"frames must be a numpy array [B, 3, H, W], not {type(frames).__module__}.{type(frames).__name__}"
+            " (a torch tensor: pass tensor.cpu().numpy())"
+        )
     batch = frames.shape[0] if frames.ndim else 0
     if batch < 1:
         raise ValueError(f"a call needs at least one frame (frames {list(frames.shape)}): an empty batch is never run")
+    if not np.issubdtype(frames.dtype, np.floating):
+        raise ValueError(
+            f"frames are {frames.dtype}, but engines take float32 in [0, 1]: pass frames.astype(np.float32) / 255"
+        )
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"frames {list(frames.shape)} are not laid out [B, 3, H, W]{_layout_hint(frames.shape)}")
+    if image_size is not None and tuple(frames.shape[2:]) != tuple(image_size):
+        height, width = image_size
+        raise ValueError(
+            f"frames are {frames.shape[2]}x{frames.shape[3]} (H x W), but the model takes {height}x{width}: resize "
+            "them to the card's image_size (service.images.to_model_input resizes a PIL image and scales it to "
+            "[0, 1])"
+        )
     if state is not None and (state.ndim == 0 or state.shape[0] != batch):
         raise ValueError(
             f"step got {batch} frames but states of {state.shape[0] if state.ndim else 0} streams: each row of the "
             "state is the stream whose frame is the same row of frames"
         )
+
+
+def _layout_hint(shape: tuple[int, ...]) -> str:
+    """How to reach ``[B, 3, H, W]`` from frames of ``shape``, for the common mistakes; empty when none fits."""
+    if len(shape) == 3 and shape[0] == 3:
+        return ": one frame [3, H, W] needs the batch axis, frames[None]"
+    if len(shape) == 3 and shape[-1] == 3:
+        return ": one channels-last frame [H, W, 3] becomes a batch with frames.transpose(2, 0, 1)[None]"
+    if len(shape) == 4 and shape[-1] == 3:
+        return ": channels-last frames [B, H, W, 3] become [B, 3, H, W] with frames.transpose(0, 3, 1, 2)"
+    return ""
 
 
 class EngineLoader(Protocol):
@@ -204,14 +248,14 @@ def normalise_device(device: str) -> str:
 
 def load_engine(
     backend: str,
-    model_dir: Path,
+    model_dir: str | os.PathLike[str],
     *,
     name: str,
     device: str,
     max_batch_size: int,
     options: Mapping[str, Any] | None = None,
 ) -> Engine:
-    """Load ``model_dir`` with ``backend``.
+    """Load ``model_dir`` (a path, or a string naming one) with ``backend``.
 
     ``options`` are the backend's settings (keyword arguments of its options class, see
     :meth:`service.config.ServiceConfig.backend_options`); ``None`` or empty lets the backend use its defaults,
@@ -221,6 +265,7 @@ def load_engine(
     Raises:
         BackendUnavailable: unknown backend, or its module or optional dependency is missing.
     """
+    model_dir = Path(model_dir)
     module_name = BACKEND_MODULES.get(backend)
     if module_name is None:
         raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_MODULES)}")

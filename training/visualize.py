@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,9 @@ def slot_palette(num_slots: int) -> np.ndarray:
 def overlay_rows(frames: torch.Tensor, output: VideoOutput, index: int = 0, alpha: float = 0.55) -> np.ndarray:
     """An image with one column per frame and rows: frame, reconstruction (pixel models), slot map, overlay.
 
+    Tensors may require grad (an output computed outside ``torch.no_grad()``) and live on any device: they are
+    detached and copied to the CPU.
+
     Args:
         frames: ``[B, T, 3, H, W]`` in ``[0, 1]``.
         output: the model's output for ``frames``.
@@ -33,17 +37,17 @@ def overlay_rows(frames: torch.Tensor, output: VideoOutput, index: int = 0, alph
     Returns:
         ``[rows * H, T * W, 3]`` uint8.
     """
-    video = frames[index].float().cpu()  # [T, 3, H, W]
+    video = frames[index].detach().float().cpu()  # [T, 3, H, W]
     height, width = video.shape[-2:]
     masks = F.interpolate(
-        output.masks[index].float().cpu(), size=(height, width), mode="bilinear", align_corners=False
+        output.masks[index].detach().float().cpu(), size=(height, width), mode="bilinear", align_corners=False
     )
     labels = segment(masks).numpy()  # [T, K, H, W] -> [T, H, W], as the service segments
     palette = slot_palette(masks.shape[1])
     colour = palette[labels].astype(np.float32)  # [T, H, W, 3]
     images = video.permute(0, 2, 3, 1).numpy() * 255.0  # [T, 3, H, W] -> [T, H, W, 3]
     rows = [images, colour, (1 - alpha) * images + alpha * colour]
-    reconstruction = output.reconstruction[index].float().cpu()  # [T, Pt, Ct]
+    reconstruction = output.reconstruction[index].detach().float().cpu()  # [T, Pt, Ct]
     if reconstruction.shape[-1] == 3:
         grid = output.masks.shape[-2:]
         # [T, Pt, 3] -> [T, h, w, 3] -> [T, 3, h, w], then upsampled [T, 3, H, W] -> [T, H, W, 3]
@@ -54,8 +58,11 @@ def overlay_rows(frames: torch.Tensor, output: VideoOutput, index: int = 0, alph
     return np.concatenate(strips, axis=0).clip(0, 255).astype(np.uint8)  # rows x [H, T*W, 3] -> [rows*H, T*W, 3]
 
 
-def save_overlay(frames: torch.Tensor, output: VideoOutput, path: Path, scale: int = 2) -> Path:
-    """Write :func:`overlay_rows` as a PNG, enlarged ``scale`` times with nearest-neighbour sampling."""
+def save_overlay(frames: torch.Tensor, output: VideoOutput, path: str | os.PathLike[str], scale: int = 2) -> Path:
+    """Write :func:`overlay_rows` (``frames`` and ``output`` as there, so tensors that require grad or live on a GPU
+    are fine) as a PNG at ``path`` (a path or a string; its folder is created), enlarged ``scale`` times with
+    nearest-neighbour sampling; returns ``path`` as a ``Path``."""
+    path = Path(path)
     picture = Image.fromarray(overlay_rows(frames, output))
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)

@@ -215,7 +215,7 @@ class OnnxEngine(Engine):
         Raises:
             ValueError: ``frames`` holds no frame (:func:`check_batch`).
         """
-        check_batch(frames)
+        check_batch(frames, image_size=self.card.image_size)
         feed = {INPUT_FRAMES: np.ascontiguousarray(frames, dtype=np.float32)}
         return _output(self._live().first.run(self._outputs, feed))
 
@@ -225,7 +225,7 @@ class OnnxEngine(Engine):
         Raises:
             ValueError: ``frames`` holds no frame, or ``state`` another number of rows (:func:`check_batch`).
         """
-        check_batch(frames, state)
+        check_batch(frames, state, image_size=self.card.image_size)
         feed = {
             INPUT_FRAMES: np.ascontiguousarray(frames, dtype=np.float32),
             INPUT_PREV_SLOTS: np.ascontiguousarray(state, dtype=np.float32),

@@ -259,14 +259,14 @@ class TensorRTEngine(Engine):
 
     def first_step(self, frames: np.ndarray) -> EngineOutput:
         """See :meth:`Engine.first_step`; a batch of no frames is refused (:func:`~service.engine.check_batch`)."""
-        check_batch(frames)
+        check_batch(frames, image_size=self.card.image_size)
         slots, masks = self._live()[0].run({"frames": frames})
         return EngineOutput(slots=slots, masks=masks, state=slots.copy())
 
     def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
         """See :meth:`Engine.step`; a batch of no frames, or a ``state`` of another batch size, is refused
         (:func:`~service.engine.check_batch`)."""
-        check_batch(frames, state)
+        check_batch(frames, state, image_size=self.card.image_size)
         slots, masks = self._live()[1].run({"frames": frames, "prev_slots": state})
         return EngineOutput(slots=slots, masks=masks, state=slots.copy())
 

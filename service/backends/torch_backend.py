@@ -50,7 +50,7 @@ class TorchEngine(Engine):
 
     def first_step(self, frames: np.ndarray) -> EngineOutput:
         """See :meth:`Engine.first_step`; a batch of no frames is refused (:func:`~service.engine.check_batch`)."""
-        check_batch(frames)
+        check_batch(frames, image_size=self.card.image_size)
         with torch.inference_mode():
             out, state = self.model.first_step(self._to_device(frames))
             return _to_host(out, state)
@@ -58,7 +58,7 @@ class TorchEngine(Engine):
     def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
         """See :meth:`Engine.step`; a batch of no frames, or a ``state`` of another batch size, is refused
         (:func:`~service.engine.check_batch`): the model would broadcast one row against the other input's."""
-        check_batch(frames, state)
+        check_batch(frames, state, image_size=self.card.image_size)
         with torch.inference_mode():
             out, next_state = self.model.step(self._to_device(frames), SlotState(slots=self._to_device(state)))
             return _to_host(out, next_state)

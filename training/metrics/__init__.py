@@ -1,10 +1,22 @@
 """Object-discovery metrics for video slot models: ARI, FG-ARI, mBO and mIoU, in video and image mode.
 
-Typical use::
+Typical use, here the shipped model on the synthetic validation videos (``davis:<DAVIS root>`` as the spec scores
+DAVIS; ``python -m training.evaluate`` does all of it for a model folder)::
 
-    metrics = ObjectDiscoveryMetrics(mask_source="decoder_attention")
-    for batch in loader:
-        metrics.update(out.masks, batch.gt_ids)  # [B, T, K, h, w] soft, [B, T, H, W] ids
+    import torch
+    from torch.utils.data import DataLoader
+
+    from plugins import VideoSlotModel
+    from training.datasets import build_dataset, collate_clips
+    from training.metrics import ObjectDiscoveryMetrics
+
+    model = VideoSlotModel.from_pretrained("service/models/default")
+    dataset = build_dataset("synthetic:easy", "val", clip_length=8, image_size=model.image_size)
+    metrics = ObjectDiscoveryMetrics(mask_source="decoder")  # a label for the report: the decoder's masks
+    with torch.no_grad():
+        for batch in DataLoader(dataset, batch_size=8, collate_fn=collate_clips):
+            out = model(batch.frames)
+            metrics.update(out.masks, batch.masks)  # [B, T, K, h, w] soft masks, [B, T, H, W] ids
     report = metrics.compute().to_dict()
 
 Conventions (those of martius-lab/videosaur and Genera1Z/SmoothSA): predicted masks are upsampled bilinearly to the GT

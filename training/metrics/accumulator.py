@@ -41,7 +41,7 @@ class DiscoveryScores:
     Attributes:
         background_policy: ``"ignore"`` or ``"segment"``; which GT segments mBO / mIoU score.
         background_convention: Human-readable description of ``background_policy`` and the papers that use it.
-        mask_source: Which model output the masks came from (caller-supplied, e.g. ``"decoder_attention"``).
+        mask_source: Which model output the masks came from (caller-supplied, e.g. ``"decoder"`` or ``"attention"``).
         mask_upsampling: How soft masks and GT were brought to the evaluation resolution.
     """
 
