@@ -288,6 +288,8 @@ class StreamConnection:
                 self._replying = False
                 if session is not None and session.owner is self:
                     session.reply_waiting_since = None
+                    if session.handing_off and isinstance(response, StreamClosed):
+                        self._manager.release(session, "drained")  # gRPC took the hand-off
         except StreamAbort as abort:
             unparsed = _unparsed(abort)
             completed = not unparsed  # a request that did not parse detaches the stream, released as "error"
@@ -356,6 +358,10 @@ class StreamConnection:
         for task in (self._reader, self._pump):
             if task is not None and not task.done():
                 task.cancel()
+        if self._draining and self._replying and self._handler is not None:
+            # Taken over while the drain waited for this client to read (its hand-off, a resume collected it on
+            # another connection): as in drain, the parked send would hold the shutdown for its grace period.
+            self._handler.cancel()
         for slot in list(self._slots):
             if not slot.done():
                 slot.set_result(_EVICTED)
@@ -410,7 +416,7 @@ class StreamConnection:
     def _may_collect_handoff(self) -> bool:
         """While draining: whether this call, not opened yet, may still be a client resuming a detached stream to
         collect its hand-off (its open is then read; a fresh open is refused)."""
-        return self._session is None and self._manager.phase == "draining" and self._manager.detached_count() > 0
+        return self._session is None and self._manager.phase == "draining" and self._manager.collectable_count() > 0
 
     def end_unopened(self) -> None:
         """While draining: end this call if it has not opened and no stream is left for it to collect."""
@@ -583,7 +589,8 @@ class StreamConnection:
             return
         handoff = session.handoff()
         if self._draining and end is None:  # a close read before the drain began is honoured as a close
-            self._manager.release(session, "drained")
+            # released as "drained" once gRPC takes the StreamClosed (run), as "lost" if the call ends first
+            self._manager.begin_handoff(session)
             if handoff is None:  # no frame processed yet: there is no state to hand off
                 message = (
                     "this server is shutting down before it processed a frame of this stream, so there is no "

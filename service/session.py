@@ -55,6 +55,10 @@ class Session:
             (:func:`~service.open_checks.client_address`), for ``--max-streams-per-client``.
         frames_processed: frames the model processed for the stream on this server (``SessionManager.advance``), a
             frame processed again after a resume counted again.
+        handing_off: a drain sent the stream's hand-off (``StreamClosed``, reason ``SERVER_DRAINING``) on its
+            connection, and gRPC has not taken it yet: the stream is kept until it has (then released as
+            ``drained``), so that a client whose connection died unnoticed can still collect the hand-off by
+            resuming the stream on a new one (``SessionManager.begin_handoff``).
     """
 
     stream_id: str
@@ -77,6 +81,7 @@ class Session:
     opened_at: float = 0.0
     frames_processed: int = 0
     client: str = ""
+    handing_off: bool = False
 
     @property
     def model(self) -> str:

@@ -350,6 +350,7 @@ class SessionManager:
     def _attach(self, session: Session, owner: SessionOwner) -> None:
         session.owner = owner
         session.detached_at = None
+        session.handing_off = False  # a drain sends the hand-off on the new connection
         session.inflight = 0
         session.reply_waiting_since = None
         session.last_activity = self.clock()
@@ -389,7 +390,9 @@ class SessionManager:
         release it at once (for ``reason``) when it has none. Does nothing if ``owner`` no longer holds it."""
         if session.released is not None or session.owner is not owner:
             return
-        if session.options.resume_window_s > 0 and self.phase != "stopped":
+        if session.handing_off and (self.phase == "stopped" or session.options.resume_window_s <= 0):
+            self.release(session, "lost")  # its hand-off was never taken, and no client can collect it now
+        elif session.options.resume_window_s > 0 and self.phase != "stopped":
             session.owner = None
             session.inflight = 0
             session.reply_waiting_since = None
@@ -504,6 +507,18 @@ class SessionManager:
     def detached_count(self) -> int:
         """Streams waiting for their client to resume them."""
         return sum(1 for session in self.sessions.values() if session.detached_at is not None)
+
+    def collectable_count(self) -> int:
+        """During a drain, streams whose client may still resume them on a new connection to collect the hand-off:
+        those detached, and those whose hand-off gRPC has not taken from their connection yet (its client may be
+        gone without the server knowing: :meth:`begin_handoff`)."""
+        return sum(1 for s in self.sessions.values() if s.detached_at is not None or s.handing_off)
+
+    def begin_handoff(self, session: Session) -> None:
+        """The drain sent ``session``'s hand-off on its connection: keep the stream until gRPC takes the message
+        (:meth:`release` it as ``drained`` then), for a resume on another connection meanwhile takes it over as
+        any resume does and gets the hand-off there. Its connection ending first is :meth:`disconnect`."""
+        session.handing_off = True
 
     def end_drain(self) -> int:
         """The drain is over: free every detached stream (nobody can collect its hand-off any more: released as
