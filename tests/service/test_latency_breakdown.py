@@ -16,7 +16,7 @@ import io
 import itertools
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from service.config import ServiceConfig
 from service.connection import StreamConnection
 from service.engine import Engine, EngineOutput
 from service.server import default_engine_factory
-from service.types import FrameRequest, LatencyBreakdown, StreamRequest
+from service.types import FrameRequest, LatencyBreakdown
 
 MODEL_DELAY_S = 0.15
 ROUNDING_MS = 1e-6  # float rounding of differences of clock readings: on a ModelClock the stages add up exactly
@@ -140,20 +140,14 @@ class FramesRead:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._count = 0
         self._changed = threading.Condition()
-        run_stream = StreamConnection.run
+        accept = StreamConnection._accept
 
-        def run_counting(connection: StreamConnection, requests: AsyncIterable[StreamRequest]) -> Any:
-            return run_stream(connection, self._counting(requests))
+        async def accept_counting(connection: StreamConnection, request: FrameRequest) -> None:
+            # _accept stamps the frame received before it first waits, in this step: count it after this step.
+            asyncio.get_running_loop().call_soon(self._add_one)
+            await accept(connection, request)
 
-        monkeypatch.setattr(StreamConnection, "run", run_counting)
-
-    async def _counting(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamRequest]:
-        loop = asyncio.get_running_loop()
-        async for request in requests:
-            if isinstance(request, FrameRequest):
-                # The reader stamps the frame received in the step that takes it from here: count it after that step.
-                loop.call_soon(self._add_one)
-            yield request
+        monkeypatch.setattr(StreamConnection, "_accept", accept_counting)
 
     def _add_one(self) -> None:
         with self._changed:
