@@ -222,6 +222,7 @@ class StreamConnection:
         self._draining = False
         self._eviction: StreamAbort | None = None
         self._handler: asyncio.Task[object] | None = None
+        self._ending: asyncio.Future[None] | None = None  # see evict
         self._replying = False
         self.finished = asyncio.Event()
 
@@ -274,8 +275,7 @@ class StreamConnection:
                 response = await item
                 self._slots.discard(item)
                 if isinstance(response, _Evicted):
-                    assert self._eviction is not None
-                    raise self._eviction
+                    continue  # what ends the call follows in the queue (see evict)
                 if isinstance(response, _Abandoned):
                     continue  # the server error that interrupted it follows in the queue
                 if isinstance(response, FrameResult | FrameDropped | FrameError):
@@ -333,7 +333,7 @@ class StreamConnection:
             )
 
     def _cleanup(self, completed: bool, detached_reason: ReleaseReason = "cancelled") -> None:
-        for task in (self._reader, self._pump):
+        for task in (self._reader, self._pump, self._ending):
             if task is not None and not task.done():
                 task.cancel()
         if self._requests is not None:
@@ -371,12 +371,25 @@ class StreamConnection:
         while not self._out.empty():
             self._out.get_nowait()
         self._slots.clear()
-        self._out.put_nowait(abort)
+        if abort.code == ErrorCode.TAKEN_OVER and self._requests is not None:
+            # Said in the call before its status, which a write of the client racing the call's end would lose
+            # (grpc.aio then reports INTERNAL, grpc/grpc#36066): taken for a lost connection, a reconnect would take
+            # the stream back. The status follows once the client ends its requests, as in a drain.
+            self._emit(StreamClosed(self.stream_id, CloseReason.TAKEN_OVER, None, abort.message))
+            self._ending = asyncio.ensure_future(self._end_after_half_close(abort, self._requests))
+        else:
+            self._out.put_nowait(abort)
         # The dropped replies' room goes back to the server at once; what gRPC still holds stays reserved until the
         # call ends (a client that answers keepalive pings without reading keeps it open).
         in_transit = min(self._reserved_reply_bytes, REPLIES_IN_TRANSIT * self._reply_bound)
         self._manager.release_replies(self._reserved_reply_bytes - in_transit)
         self._reserved_reply_bytes = in_transit
+
+    async def _end_after_half_close(self, abort: StreamAbort, requests: RequestReads[StreamRequest]) -> None:
+        """End the call with ``abort`` once the client has ended its requests (:data:`DRAIN_HALF_CLOSE_WAIT_S` at
+        most)."""
+        await requests.discard_until_end(DRAIN_HALF_CLOSE_WAIT_S)
+        self._out.put_nowait(abort)
 
     def end_detached(self, code: ErrorCode, why: str) -> None:
         """End this call now with ``code`` (the server took the call's right to the stream away, such as its revoked

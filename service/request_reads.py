@@ -18,7 +18,8 @@ _T = TypeVar("_T")
 
 
 class RequestReads(Generic[_T]):
-    """The requests of one call, read one at a time by one task.
+    """The requests of one call, read one at a time by one task at a time (the connection's reader, then, once it
+    is cancelled, the task that reads what is left: :meth:`discard_until_end`).
 
     A cancelled :meth:`next` leaves its read running: the next call of :meth:`next` (or
     :meth:`discard_until_end`) takes the request that read gets, so no request is lost and the iterator stays

@@ -104,6 +104,7 @@ class CloseReason(enum.IntEnum):
     UNSPECIFIED = 0  # a value this client does not know (a newer server's); never sent
     CLIENT_CLOSED = 1
     SERVER_DRAINING = 2
+    TAKEN_OVER = 3
 
 
 @dataclass(frozen=True)

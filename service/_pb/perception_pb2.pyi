@@ -77,6 +77,7 @@ class CloseReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLOSE_REASON_UNSPECIFIED: _ClassVar[CloseReason]
     CLOSE_REASON_CLIENT_CLOSED: _ClassVar[CloseReason]
     CLOSE_REASON_SERVER_DRAINING: _ClassVar[CloseReason]
+    CLOSE_REASON_TAKEN_OVER: _ClassVar[CloseReason]
 
 class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -133,6 +134,7 @@ ERROR_CODE_CLIENT_NOT_READING: ErrorCode
 CLOSE_REASON_UNSPECIFIED: CloseReason
 CLOSE_REASON_CLIENT_CLOSED: CloseReason
 CLOSE_REASON_SERVER_DRAINING: CloseReason
+CLOSE_REASON_TAKEN_OVER: CloseReason
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_UINT8: DType

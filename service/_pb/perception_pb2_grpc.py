@@ -83,7 +83,8 @@ class PerceptionServicer:
         - UNAVAILABLE: the server is warming up (ERROR_CODE_NOT_READY) or shutting down (ERROR_CODE_SHUTTING_DOWN);
         reconnect (to another replica), resuming with the `StreamClosed.handoff` state when one was sent (a stream
         drained before its first frame was processed gets none: open a new stream there with the same options).
-        - ABORTED: another connection resumed this stream (ERROR_CODE_TAKEN_OVER).
+        - ABORTED: another connection resumed this stream (ERROR_CODE_TAKEN_OVER), after a `StreamClosed` with reason
+        CLOSE_REASON_TAKEN_OVER.
         - INTERNAL: a fault in the server itself (no trailer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -15,6 +15,12 @@ from service.types import (
     StreamClosed,
 )
 
+_CLOSED_STATUS = {
+    CloseReason.SERVER_DRAINING: (grpc.StatusCode.UNAVAILABLE, ErrorCode.SHUTTING_DOWN),
+    CloseReason.TAKEN_OVER: (grpc.StatusCode.ABORTED, ErrorCode.TAKEN_OVER),
+}
+"""The status and code a call ends with after the server's ``StreamClosed`` of each reason (but ``CLIENT_CLOSED``)."""
+
 
 class StreamError(Exception):
     """The server ended the stream (or refused the call) with a gRPC status, the connection to it was lost, or the
@@ -79,9 +85,11 @@ class StreamError(Exception):
 
     @classmethod
     def from_closed(cls, closed: StreamClosed, handoff: StateHandoff | None = None) -> StreamError:
-        """The error for a stream the server closed itself (any reason but ``CLIENT_CLOSED``): status
-        ``UNAVAILABLE`` (code ``SHUTTING_DOWN`` for ``SERVER_DRAINING``), the server's message, and the hand-off
-        (``closed.handoff``, else ``handoff``) to continue the stream elsewhere."""
-        code = ErrorCode.SHUTTING_DOWN if closed.reason == CloseReason.SERVER_DRAINING else None
+        """The error for a stream the server closed itself (any reason but ``CLIENT_CLOSED``), with the status its
+        call ends with: ``UNAVAILABLE`` (code ``SHUTTING_DOWN``) for ``SERVER_DRAINING``, ``ABORTED`` (code
+        ``TAKEN_OVER``) for ``TAKEN_OVER``, ``UNAVAILABLE`` without a code for a reason this client does not know;
+        the server's message, and the hand-off (``closed.handoff``, else ``handoff``) to continue the stream
+        elsewhere."""
+        status, code = _CLOSED_STATUS.get(closed.reason, (grpc.StatusCode.UNAVAILABLE, None))
         message = closed.message or f"the server ended stream {closed.stream_id!r} ({closed.reason.name})"
-        return cls(grpc.StatusCode.UNAVAILABLE, code, message, closed=closed, handoff=closed.handoff or handoff)
+        return cls(status, code, message, closed=closed, handoff=closed.handoff or handoff)

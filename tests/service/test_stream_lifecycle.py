@@ -27,7 +27,16 @@ from test_stream_service import assert_matches
 
 from plugins import VideoSlotModel
 from service import wire
-from service.client import Client, CloseReason, FrameError, FrameResult, Output, StreamError, StreamOptions
+from service.client import (
+    Client,
+    CloseReason,
+    FrameError,
+    FrameResult,
+    Output,
+    StreamClosed,
+    StreamError,
+    StreamOptions,
+)
 from service.config import ServiceConfig
 from service.connection import StreamConnection
 from service.engine import Engine, EngineOutput, model_version
@@ -410,7 +419,8 @@ def test_retrying_a_process_cut_off_by_a_dropped_connection_continues_exactly(st
 
 def test_resume_takes_over_a_connection_the_server_still_thinks_is_alive(server):
     """A half-open old connection must not block a robot that reconnects: resuming with the token moves the
-    stream to the new connection, and the old one ends with ABORTED (TAKEN_OVER)."""
+    stream to the new connection, and the old one ends with a StreamClosed (TAKEN_OVER), then ABORTED
+    (TAKEN_OVER)."""
     clip = make_video(seed=12, frames=2)
     reference = reference_outputs(server.model_dir, clip)
 
@@ -421,12 +431,14 @@ def test_resume_takes_over_a_connection_the_server_still_thinks_is_alive(server)
             new = await second.resume(old.stream_id, old.opened.resume_token, 0)
             assert new.opened.options == old.opened.options  # a resume keeps the stream's own options
             second_result = await new.process(clip[1])
+            closed = await old.receive()
             with pytest.raises(StreamError) as evicted:
                 await old.receive()
             await new.close()
-            return [first_result, second_result], evicted.value
+            return [first_result, second_result], closed, evicted.value
 
-    results, evicted = run(scenario())
+    results, closed, evicted = run(scenario())
+    assert isinstance(closed, StreamClosed) and closed.reason == CloseReason.TAKEN_OVER, closed
     assert evicted.status == grpc.StatusCode.ABORTED and evicted.code == ErrorCode.TAKEN_OVER
     assert_matches(results, reference)
 
