@@ -9,40 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_manifest_compatibility import manifest
 
 from service.backends.manifest import (
     MANIFEST_FILE,
-    GraphSpec,
-    InputSpec,
     Manifest,
     ManifestError,
-    SourceSpec,
-    TensorSpec,
     read_manifest,
     write_manifest,
 )
-
-
-def manifest() -> Manifest:
-    """A small consistent manifest: 8x8 frames, 2 slots of 4, 2x2 masks."""
-    frames = TensorSpec("frames", ["batch", 3, 8, 8])
-    outputs = [TensorSpec("slots", ["batch", 2, 4]), TensorSpec("masks", ["batch", 2, 2, 2])]
-    previous = TensorSpec("prev_slots", ["batch", 2, 4])
-    return Manifest(
-        input=InputSpec(height=8, width=8, outside_graph="decode", inside_graph="x * 2 - 1, inside the graph"),
-        num_slots=2,
-        slot_dim=4,
-        mask_size=(2, 2),
-        first_iters=3,
-        later_iters=1,
-        opset=17,
-        precision="fp32",
-        graphs={
-            "first_step": GraphSpec("first_step.onnx", "0" * 64, [frames], outputs, {"Conv": 1}),
-            "step": GraphSpec("step.onnx", "1" * 64, [frames, previous], outputs, {"Conv": 1}),
-        },
-        source=SourceSpec(version="v", weights_sha256="2" * 64, config={}),
-    )
 
 
 @pytest.fixture
