@@ -113,12 +113,15 @@ class StreamEnded(Exception):
         return f"{what}; the run stopped" + (f" ({advice})" if advice else "")
 
 
-def worth_reconnecting(error: StreamError) -> bool:
+def worth_reconnecting(error: StreamError, rereads_token: bool = False) -> bool:
     """Whether ``--reconnect`` tries to continue a stream after ``error``: the connection was lost, the server is
     shutting down or not ready yet (another server may take over the target, and a drain hands the state over), or
-    it took the stream from this client for not reading its replies (the stream waits for a resume)."""
+    it took the stream from this client for not reading its replies (the stream waits for a resume); with
+    ``rereads_token`` (``--token-file``, read again before each try), also when the server refused the token: a
+    rotation revoked it while the stream ran, and the stream waits for a resume with the file's next token."""
     codes = (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING)
-    return error.connection_lost or error.code in codes
+    revoked = rereads_token and error.code == ErrorCode.UNAUTHENTICATED
+    return error.connection_lost or error.code in codes or revoked
 
 
 class FrameFeed:
@@ -356,7 +359,7 @@ class _StreamRun:
                 await send_while_receiving(self._send_all(), self._receive_all(), close=self.stream.close_writing)
                 return
             except StreamError as error:
-                if not self.args.reconnect or not worth_reconnecting(error):
+                if not self.args.reconnect or not worth_reconnecting(error, self.args.token_file is not None):
                     raise StreamEnded(error, self.summary["frames"], self.frames_sent, self.args.target) from error
                 await self._continue_after(error)
 
@@ -444,7 +447,7 @@ class _StreamRun:
         """
         args, stream = self.args, self.stream
         last, tries = error, 0
-        while tries < args.reconnect and worth_reconnecting(last):
+        while tries < args.reconnect and worth_reconnecting(last, args.token_file is not None):
             tries += 1
             wait_s = min(RECONNECT_BACKOFF_S[0] * 2 ** (tries - 1), RECONNECT_BACKOFF_S[1])
             print(

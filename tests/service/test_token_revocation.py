@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 
 import grpc
 import pytest
-from service_helpers import make_video, run, wait_until
+from service_helpers import make_video, run, slow_factory, wait_until
 
 from service.client import Client, StreamError
+from service.client.__main__ import main
 from service.errors import ErrorCode
 from service.types import FrameResult, OpenKind, StreamOptions
 
@@ -107,3 +109,30 @@ def test_a_reload_that_keeps_a_calls_token_leaves_the_call_alone(start_server, t
     answers = run(scenario())
     assert [type(answer) for answer in answers] == [FrameResult] * 3
     assert server.metric("slotstream_calls_refused_total", {"code": "unauthenticated"}) == 0
+
+
+def test_a_stream_command_with_a_token_file_and_reconnect_outlives_a_rotation(start_server, tmp_path, capsys):
+    """The command line's ``--reconnect`` continues a stream whose token a rotation revoked, with the token its
+    ``--token-file`` holds by then: every frame is answered, and the run ends well."""
+
+    server_tokens, client_tokens = tmp_path / "tokens", tmp_path / "client-token"
+    server_tokens.write_text(OLD + "\n")
+    client_tokens.write_text(OLD + "\n")
+    client_tokens.chmod(0o600)
+    factory, _ = slow_factory(delay_s=0.01)
+    server = start_server(engine_factory=factory, auth_token_file=server_tokens)
+
+    def rotate_once_streaming() -> None:
+        wait_until(lambda: server.session_count() > 0, timeout=30)
+        _rewrite(client_tokens, NEW + "\n")  # the client's copy first, then the server drops the old token
+        _rewrite(server_tokens, NEW + "\n")
+
+    rotating = threading.Thread(target=rotate_once_streaming, daemon=True)
+    rotating.start()
+    arguments = ["--target", server.target, "--token-file", str(client_tokens), "--reconnect", "5"]
+    code = main(["stream", "synthetic:300", *arguments])
+    rotating.join(30)
+    error = capsys.readouterr().err
+    assert code == 0, error
+    assert "revoked" in error and "continued the stream (resumed)" in error, error
+    assert "300 frames from 300 synthetic frames: 300 results" in error, error
