@@ -2,11 +2,14 @@
 
 Three cooperating tasks:
 
-- the *reader* takes requests: ``open`` goes to the :class:`SessionManager`; each frame gets a response slot
-  in the output queue (so responses leave in frame order whatever finishes first), is checked and decoded
-  on the decode pool, and waits in the stream's :class:`PendingFrames`;
+- the *reader* takes requests (:class:`~service.request_reads.RequestReads`, whose read outlives a cancelled
+  reader, so that a drain or a takeover can still read the client's half-close): ``open`` goes to the
+  :class:`SessionManager`; each frame gets a response slot in the output queue (so responses leave in frame order
+  whatever finishes first), is checked and decoded (on the event loop or the decode pool:
+  :mod:`service.decode_scheduling`), and waits in the stream's :class:`PendingFrames`;
 - the *pump* feeds pending frames one at a time (a frame needs the state its predecessor produced) to the
-  model runner, which batches them with other streams' frames, and folds each result into the session;
+  model runner, which batches them with other streams' frames, and folds each result into the session
+  (:func:`~service.frame_processing.process_frame`);
 - the *writer* (the :meth:`StreamConnection.run` generator itself) yields responses as their slots resolve.
 
 Errors that concern one frame resolve its slot with a ``FrameError``; errors that end the stream raise
@@ -21,25 +24,23 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 
 from service.batcher import BatcherClosed
+from service.decode_scheduling import cheap_to_decode, run_timed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
-from service.image_headers import header_size, image_format
-from service.images import ModelView, fit_frame, fitted_pixels
+from service.frame_processing import process_frame
+from service.images import ModelView, fit_frame
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.open_checks import loggable_stream_id
 from service.pending import PendingFrames
-from service.postprocess import MaskRequest, mask_outputs
 from service.reply_budget import REPLIES_IN_TRANSIT, ReplyBudget
 from service.request_reads import RequestReads
-from service.runner import StepJob
 from service.session import ReleaseReason
 from service.sessions import Session, SessionManager
 from service.types import (
@@ -49,14 +50,11 @@ from service.types import (
     EncodedImage,
     FrameDropped,
     FrameError,
-    FrameFit,
     FrameRequest,
     FrameResponse,
     FrameResult,
     ImageEncoding,
-    LatencyBreakdown,
     OpenRequest,
-    Output,
     StreamClosed,
     StreamRequest,
     StreamResponse,
@@ -64,8 +62,6 @@ from service.types import (
 
 _log = logging.getLogger(__name__)
 _MAX_UNANSWERED = 64
-_INLINE_RAW_PIXELS = 256 * 256
-_INLINE_ENCODED_BYTES = 16 * 1024
 MAX_CAMERA_FRAME_ID_BYTES = 256
 """Longest accepted ``camera_frame_id`` (UTF-8 bytes): replies echo it, within their size allowance."""
 DRAIN_HALF_CLOSE_WAIT_S = 2.0
@@ -73,43 +69,6 @@ DRAIN_HALF_CLOSE_WAIT_S = 2.0
 slotstream client does as soon as it reads the ``StreamClosed``); frames sent meanwhile are dropped unanswered.
 Ending the call while the client still writes would make grpc.aio clients report ``INTERNAL`` and lose the
 ``StreamClosed`` with its hand-off (grpc/grpc#36066)."""
-
-
-def _cheap_to_decode(image: EncodedImage, size: tuple[int, int], fit: FrameFit) -> bool:
-    """Small frames are decoded and fitted on the event loop (well under a millisecond); larger ones on the decode
-    pool.
-
-    An encoded image is small when both its bytes and its pixels are: a few KB of PNG can hold millions of pixels.
-    The pixels are those its header declares, read by :func:`header_size` with a few struct reads (not Pillow,
-    whose header parse inflates a PNG's text chunks: 80 ms for 15 KB); counted after fitting to the model's input
-    ``size``, which for ``PAD`` is the padded canvas (:func:`fitted_pixels`: a thin frame can make a large one).
-    Data that is not a PNG or JPEG counts as small, since decoding refuses it at once; a PNG or JPEG whose header
-    :func:`header_size` does not read counts as large.
-    """
-    if image.encoding == ImageEncoding.RAW_RGB8:
-        return fitted_pixels(image.height, image.width, size, fit) <= _INLINE_RAW_PIXELS
-    if len(image.data) > _INLINE_ENCODED_BYTES:
-        return False
-    declared = header_size(image.data)
-    if declared is None:
-        return image_format(image.data) is None
-    width, height = declared
-    return fitted_pixels(height, width, size, fit) <= _INLINE_RAW_PIXELS
-
-
-_T = TypeVar("_T")
-
-
-async def _run_timed(executor: Executor, function: Callable[..., _T], *args: object) -> tuple[_T, float]:
-    """``function(*args)`` run on ``executor``, and the seconds it ran there: timed on the pool thread, so the wait for
-    a free thread (and for the event loop to take the result) is not in it, and is left to the caller's queue time."""
-
-    def timed() -> tuple[_T, float]:
-        started = time.perf_counter()
-        result = function(*args)
-        return result, time.perf_counter() - started
-
-    return await asyncio.get_running_loop().run_in_executor(executor, timed)
 
 
 class RequestsLost(ConnectionError):
@@ -565,11 +524,11 @@ class StreamConnection:
         self._current = (slot, request)
         size, fit = session.runner.card.image_size, session.options.frame_fit
         try:
-            if _cheap_to_decode(request.image, size, fit):  # a thread hop would cost more than the work
+            if cheap_to_decode(request.image, size, fit):  # a thread hop would cost more than the work
                 fitted = fit_frame(request.image, size, self._max_image_pixels, fit, self._check_jpeg_data)
                 decode_s = time.perf_counter() - accepted
             else:
-                fitted, decode_s = await _run_timed(
+                fitted, decode_s = await run_timed(
                     self._decode_executor,
                     fit_frame,
                     request.image,
@@ -641,7 +600,7 @@ class StreamConnection:
     async def _run_pump(self, session: Session, pending: PendingFrames[_Pending]) -> None:
         while (item := await pending.get()) is not None:
             try:
-                response: FrameResponse = await self._process(session, item)
+                response: FrameResponse = await process_frame(self._manager, self._decode_executor, session, item)
             except FrameRejected as rejected:
                 response = self._error(item.request, rejected)
             except BatcherClosed:
@@ -651,56 +610,6 @@ class StreamConnection:
                 response = self._error(item.request, FrameRejected(ErrorCode.INFERENCE_FAILED, repr(error)))
             if not item.slot.done():
                 item.slot.set_result(response)
-
-    async def _process(self, session: Session, item: _Pending) -> FrameResult:
-        options = session.options
-        mask_size = options.mask_size or session.runner.card.image_size
-        masks = MaskRequest(
-            mask_size,
-            options.wants(Output.SEGMENTATION),
-            options.wants(Output.SOFT_MASKS),
-            options.soft_masks_uint8,
-            item.view,  # made inside the model call or, for large outputs, below: both map them onto the view
-        )
-        submitted = time.perf_counter()
-        timed = await session.runner.run(session, StepJob(item.frame, session.state, masks))
-        step = timed.result
-        outputs, own_post_s, own_post_wait_s = step.masks, 0.0, 0.0
-        if outputs is None:  # large outputs: made for this stream alone, off the model and event-loop threads
-            assert step.model_masks is not None
-            started = time.perf_counter()
-            # model masks [K, h, w] -> [1, K, h, w]: a batch of one
-            made, own_post_s = await _run_timed(self._decode_executor, mask_outputs, step.model_masks[None], [masks])
-            outputs, own_post_wait_s = made[0], time.perf_counter() - started - own_post_s
-        self._manager.advance(session, item.request.frame_index, step.state)
-        request = item.request
-        # The reply window, a free decode thread, the stream's previous frame, the batch forming, the batch's other
-        # model call when it ran first (later frames run before first frames), retries after a failed batched call
-        # and a free thread for the frame's own masks: every wait, so the stages add up to total_ms.
-        queue_s = submitted - item.received - item.decode_s + timed.queue_s + step.waited_s + own_post_wait_s
-        latency = LatencyBreakdown(
-            decode_ms=item.decode_s * 1e3,
-            queue_ms=queue_s * 1e3,
-            inference_ms=step.inference_s * 1e3,
-            postprocess_ms=(step.postprocess_s + own_post_s) * 1e3,
-            total_ms=(time.perf_counter() - item.received) * 1e3,
-            batch_size=timed.batch_size,
-        )
-        return FrameResult(
-            stream_id=session.stream_id,
-            frame_index=request.frame_index,
-            capture_time_ns=request.capture_time_ns,
-            camera_frame_id=request.camera_frame_id,
-            received_time_ns=item.received_ns,
-            completed_time_ns=time.time_ns(),
-            model_version=session.model_version,
-            slot_ids=session.slot_ids,
-            latency=latency,
-            slots=step.slots if options.wants(Output.SLOTS) else None,
-            segmentation=outputs.segmentation,
-            soft_masks=outputs.soft_masks,
-            state=session.handoff() if options.wants(Output.STATE) else None,
-        )
 
     # -- helpers ------------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from service_helpers import SlowEngine, make_video, run
 
-from service import connection as connection_module
+from service import frame_processing
 from service.client import Client, FrameFit, FrameResult, Output, StreamOptions
 from service.config import ServiceConfig
 from service.engine import Engine, load_engine
@@ -100,13 +100,13 @@ def test_a_stream_of_an_accelerator_server_gets_the_cpu_servers_masks(start_serv
     server makes them on the decode threads, the CPU server inside the model call, and the answers carry the same
     bytes."""
     made_by_stream: list[MaskRequest] = []
-    original = connection_module.mask_outputs
+    original = frame_processing.mask_outputs
 
     def recording(masks, requests):
         made_by_stream.extend(requests)
         return original(masks, requests)
 
-    monkeypatch.setattr(connection_module, "mask_outputs", recording)
+    monkeypatch.setattr(frame_processing, "mask_outputs", recording)
     clip = make_video(seed=31, frames=3, size=(48, 96))
     options = StreamOptions(
         outputs=frozenset({Output.SLOTS, Output.SEGMENTATION, Output.SOFT_MASKS}),

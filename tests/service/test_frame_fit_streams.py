@@ -36,8 +36,7 @@ from service_helpers import (
 from plugins.frame_fit import PAD_VALUE, crop_box, pad_box
 from plugins.segmentation import segment
 from plugins.testing import tiny_model_config
-from service import connection as connection_module
-from service import wire
+from service import frame_processing, wire
 from service.auth import ERROR_CODE_KEY
 from service.client import OUTSIDE_VIEW, Client, FrameFit, FrameResult, Output, StreamError, StreamOptions
 from service.client.__main__ import main
@@ -286,13 +285,13 @@ def test_large_crop_masks_are_made_after_the_shared_call_with_the_same_rules(ser
     """Masks over 512x512 are made for their stream alone after the model call: there too the crop (columns
     300-899 of 600x1200) holds the upsampled masks and the sides OUTSIDE_VIEW."""
     made: list[MaskRequest] = []
-    original = connection_module.mask_outputs
+    original = frame_processing.mask_outputs
 
     def recording(masks, requests):
         made.extend(requests)
         return original(masks, requests)
 
-    monkeypatch.setattr(connection_module, "mask_outputs", recording)
+    monkeypatch.setattr(frame_processing, "mask_outputs", recording)
     clip = make_video(seed=22, frames=2, size=WIDE)
     size = (600, 1200)
     options = StreamOptions(outputs=ALL_MASKS, mask_size=size, soft_masks_uint8=True, frame_fit=FrameFit.CROP)

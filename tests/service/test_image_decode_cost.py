@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from service.connection import _cheap_to_decode
+from service.decode_scheduling import cheap_to_decode
 from service.errors import ErrorCode, FrameRejected
 from service.image_headers import MAX_JPEG_SCANS
 from service.images import MAX_IMAGE_SIDE, fit_frame
@@ -147,7 +147,7 @@ def test_the_event_loop_check_reads_headers_without_pillow(monkeypatch):
     large_flat = _flat_png(2048, 2048)
     assert len(large_flat) <= 16 * 1024
     for data, cheap in ((stuffed, True), (small_jpeg, True), (large_flat, False), (b"GIF89a", True)):
-        assert _cheap_to_decode(EncodedImage(ImageEncoding.PNG, data), MODEL, FrameFit.STRETCH) is cheap
+        assert cheap_to_decode(EncodedImage(ImageEncoding.PNG, data), MODEL, FrameFit.STRETCH) is cheap
     assert opened == []
 
 
@@ -162,7 +162,7 @@ def test_a_header_that_changes_its_size_is_not_judged_small():
     two_sofs = small_jpeg[:2] + sof + small_jpeg[2:].replace(sof, large_sof)
     assert Image.open(io.BytesIO(two_sofs)).size == (2048, 2048)
     for data in (twice, two_sofs):
-        assert not _cheap_to_decode(EncodedImage(ImageEncoding.PNG, data), MODEL, FrameFit.STRETCH)
+        assert not cheap_to_decode(EncodedImage(ImageEncoding.PNG, data), MODEL, FrameFit.STRETCH)
 
 
 def test_png_text_and_icc_profile_chunks_are_not_inflated(monkeypatch):

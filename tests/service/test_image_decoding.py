@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from service.connection import _cheap_to_decode
+from service.decode_scheduling import cheap_to_decode
 from service.errors import ErrorCode, FrameRejected
 from service.images import fit_frame, prepare_frame
 from service.postprocess import MaskRequest, mask_outputs
@@ -188,13 +188,11 @@ def test_only_images_small_in_pixels_too_are_decoded_on_the_event_loop():
     flat = _encoded("PNG", np.zeros((2048, 2048, 3), np.uint8))
     assert len(flat) <= 16 * 1024, "compresses to a few KB"
     model, stretch = (64, 64), FrameFit.STRETCH
-    assert not _cheap_to_decode(EncodedImage(ImageEncoding.PNG, flat), model, stretch)
-    assert _cheap_to_decode(EncodedImage(ImageEncoding.PNG, _encoded("PNG")), model, stretch)
-    assert _cheap_to_decode(EncodedImage(ImageEncoding.JPEG, _encoded("JPEG")), model, stretch)
-    assert _cheap_to_decode(EncodedImage(ImageEncoding.JPEG, b"\xff\xd8 garbage"), model, stretch), "fails as fast"
-    assert not _cheap_to_decode(
-        EncodedImage(ImageEncoding.RAW_RGB8, bytes(512 * 512 * 3), 512, 512, 3), model, stretch
-    )
+    assert not cheap_to_decode(EncodedImage(ImageEncoding.PNG, flat), model, stretch)
+    assert cheap_to_decode(EncodedImage(ImageEncoding.PNG, _encoded("PNG")), model, stretch)
+    assert cheap_to_decode(EncodedImage(ImageEncoding.JPEG, _encoded("JPEG")), model, stretch)
+    assert cheap_to_decode(EncodedImage(ImageEncoding.JPEG, b"\xff\xd8 garbage"), model, stretch), "fails as fast"
+    assert not cheap_to_decode(EncodedImage(ImageEncoding.RAW_RGB8, bytes(512 * 512 * 3), 512, 512, 3), model, stretch)
 
 
 def test_a_thin_frame_is_judged_by_its_padded_canvas():
@@ -203,9 +201,9 @@ def test_a_thin_frame_is_judged_by_its_padded_canvas():
     thin = _encoded("PNG", np.zeros((1, 2048, 3), np.uint8))
     raw = EncodedImage(ImageEncoding.RAW_RGB8, bytes(2048 * 3), 1, 2048, 3)
     for image in (EncodedImage(ImageEncoding.PNG, thin), raw):
-        assert _cheap_to_decode(image, (64, 64), FrameFit.STRETCH)
-        assert _cheap_to_decode(image, (64, 64), FrameFit.CROP)
-        assert not _cheap_to_decode(image, (64, 64), FrameFit.PAD)
+        assert cheap_to_decode(image, (64, 64), FrameFit.STRETCH)
+        assert cheap_to_decode(image, (64, 64), FrameFit.CROP)
+        assert not cheap_to_decode(image, (64, 64), FrameFit.PAD)
 
 
 def test_a_padded_canvas_beyond_the_pixel_limit_is_refused_before_it_is_made():

@@ -26,6 +26,8 @@ from service_helpers import ServerThread, SlowEngine, make_video, run, wait_unti
 
 import service.batcher
 import service.connection
+import service.decode_scheduling
+import service.frame_processing
 import service.runner
 from service.client import Client, FrameResult, Output, StreamOptions
 from service.config import ServiceConfig
@@ -37,7 +39,13 @@ from service.types import FrameRequest, LatencyBreakdown
 MODEL_DELAY_S = 0.15
 ROUNDING_MS = 1e-6  # float rounding of differences of clock readings: on a ModelClock the stages add up exactly
 #: The modules whose ``time.perf_counter`` readings make up a frame's LatencyBreakdown.
-TIMED_MODULES = (service.connection, service.batcher, service.runner)
+TIMED_MODULES = (
+    service.connection,
+    service.decode_scheduling,
+    service.frame_processing,
+    service.batcher,
+    service.runner,
+)
 
 
 def unaccounted_ms(latency: LatencyBreakdown) -> float:
@@ -282,7 +290,7 @@ def test_waiting_for_a_busy_decode_thread_is_queueing_not_work(start_server, mod
         buffer = io.BytesIO()
         Image.fromarray(frame).save(buffer, format="JPEG", quality=95)
         image: Any = buffer.getvalue()
-        assert len(image) > service.connection._INLINE_ENCODED_BYTES  # decoded on the pool
+        assert len(image) > service.decode_scheduling.INLINE_ENCODED_BYTES  # decoded on the pool
         options = StreamOptions(outputs=frozenset({Output.SEGMENTATION}))
     else:
         image = make_video(seed=43, frames=1)[0]  # small and raw: decoded inline
