@@ -64,11 +64,19 @@ _log = logging.getLogger(__name__)
 _MAX_UNANSWERED = 64
 MAX_CAMERA_FRAME_ID_BYTES = 256
 """Longest accepted ``camera_frame_id`` (UTF-8 bytes): replies echo it, within their size allowance."""
-DRAIN_HALF_CLOSE_WAIT_S = 2.0
-"""Longest a drained stream's call waits, after its ``StreamClosed``, for the client to end its requests (the
-slotstream client does as soon as it reads the ``StreamClosed``); frames sent meanwhile are dropped unanswered.
-Ending the call while the client still writes would make grpc.aio clients report ``INTERNAL`` and lose the
-``StreamClosed`` with its hand-off (grpc/grpc#36066)."""
+HALF_CLOSE_QUIET_S = 2.0
+"""A call the server ends itself while its client may still write (a drain, a takeover, a revoked token) ends once
+the client has ended its requests (the slotstream client does as it reads the call's ``StreamClosed``), or once no
+request has come for this long: ending it while the client still writes makes grpc.aio clients report ``INTERNAL``
+and lose the final message and status (grpc/grpc#36066). A client that goes on writing has not read the
+``StreamClosed`` yet (it waits behind the replies its application has not taken), so the wait goes on, for
+:data:`HALF_CLOSE_LONGEST_S` at most. Frames sent meanwhile are dropped unanswered."""
+HALF_CLOSE_LONGEST_S = 30.0
+"""Longest such a call waits for its client to end its requests (see :data:`HALF_CLOSE_QUIET_S`)."""
+_ENDED_WHILE_WRITING = frozenset({ErrorCode.TAKEN_OVER, ErrorCode.UNAUTHENTICATED})
+"""The codes with which :meth:`StreamConnection.evict` takes a stream from a client that may still be writing (a
+resume elsewhere, a revoked token), so that its status waits for the client's half-close (:data:`HALF_CLOSE_QUIET_S`);
+the other evictions are of clients that stopped reading or sending."""
 
 
 class RequestsLost(ConnectionError):
@@ -330,13 +338,15 @@ class StreamConnection:
         while not self._out.empty():
             self._out.get_nowait()
         self._slots.clear()
-        if abort.code == ErrorCode.TAKEN_OVER and self._requests is not None:
-            # Said in the call before its status, which a write of the client racing the call's end would lose
-            # (grpc.aio then reports INTERNAL, grpc/grpc#36066): taken for a lost connection, a reconnect would take
-            # the stream back. The status follows once the client ends its requests, as in a drain.
-            self._emit(StreamClosed(self.stream_id, CloseReason.TAKEN_OVER, None, abort.message))
+        if abort.code in _ENDED_WHILE_WRITING and self._requests is not None:
+            if abort.code == ErrorCode.TAKEN_OVER:
+                # Said in the call too, before its status, which a write of the client racing the call's end would
+                # lose (grpc.aio then reports INTERNAL): taken for a lost connection, a reconnect would take the
+                # stream back.
+                self._emit(StreamClosed(self.stream_id, CloseReason.TAKEN_OVER, None, abort.message))
+            # The status follows once the client has stopped writing, as in a drain (see HALF_CLOSE_QUIET_S).
             self._ending = asyncio.ensure_future(self._end_after_half_close(abort, self._requests))
-        else:
+        else:  # its client stopped reading or sending: nothing races the status
             self._out.put_nowait(abort)
         # The dropped replies' room goes back to the server at once; what gRPC still holds stays reserved until the
         # call ends (a client that answers keepalive pings without reading keeps it open).
@@ -345,9 +355,8 @@ class StreamConnection:
         self._reserved_reply_bytes = in_transit
 
     async def _end_after_half_close(self, abort: StreamAbort, requests: RequestReads[StreamRequest]) -> None:
-        """End the call with ``abort`` once the client has ended its requests (:data:`DRAIN_HALF_CLOSE_WAIT_S` at
-        most)."""
-        await requests.discard_until_end(DRAIN_HALF_CLOSE_WAIT_S)
+        """End the call with ``abort`` once the client has ended its requests (see :data:`HALF_CLOSE_QUIET_S`)."""
+        await requests.discard_until_end(HALF_CLOSE_QUIET_S, HALF_CLOSE_LONGEST_S)
         self._out.put_nowait(abort)
 
     def end_detached(self, code: ErrorCode, why: str) -> None:
@@ -372,7 +381,7 @@ class StreamConnection:
 
     async def drain(self) -> None:
         """Stop reading frames, answer every accepted frame, send the hand-off state and end with UNAVAILABLE
-        once the client has ended its requests (:data:`DRAIN_HALF_CLOSE_WAIT_S` at most).
+        once the client has ended its requests (see :data:`HALF_CLOSE_QUIET_S`).
 
         A frame being decoded when the drain starts still counts as accepted. Returns when the stream ended.
         """
@@ -574,7 +583,7 @@ class StreamConnection:
                 ending = f"{message} (StreamClosed.handoff)"
             self._emit(StreamClosed(session.stream_id, CloseReason.SERVER_DRAINING, handoff, message))
             assert self._requests is not None
-            await self._requests.discard_until_end(DRAIN_HALF_CLOSE_WAIT_S)  # see DRAIN_HALF_CLOSE_WAIT_S
+            await self._requests.discard_until_end(HALF_CLOSE_QUIET_S, HALF_CLOSE_LONGEST_S)
             self._out.put_nowait(StreamAbort(ErrorCode.SHUTTING_DOWN, ending))
             return
         if end is None:

@@ -56,15 +56,17 @@ class RequestReads(Generic[_T]):
         self._read = None
         return request
 
-    async def discard_until_end(self, timeout_s: float) -> int:
-        """Read and drop requests until the client ends them (half-closes), reading fails, or ``timeout_s``
-        seconds pass. Returns how many were dropped."""
+    async def discard_until_end(self, quiet_s: float, longest_s: float) -> int:
+        """Read and drop requests until the client ends them (half-closes), reading fails, no request comes for
+        ``quiet_s`` seconds, or ``longest_s`` seconds pass in all. Returns how many were dropped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + longest_s
         dropped = 0
         try:
-            async with asyncio.timeout(timeout_s):
-                while True:
+            while True:
+                async with asyncio.timeout_at(min(deadline, loop.time() + quiet_s)):
                     await self.next()
-                    dropped += 1
+                dropped += 1
         except StopAsyncIteration:
             pass
         except Exception:  # timed out, the transport failed, or a request did not parse: the call ends all the same

@@ -1,11 +1,12 @@
 """A draining server ends a stream's call only once its client has ended its requests (or after
-``DRAIN_HALF_CLOSE_WAIT_S``): a client write that raced the end of the call made grpc.aio clients report
+``HALF_CLOSE_QUIET_S`` without a request): a client write that raced the end of the call made grpc.aio clients report
 ``INTERNAL`` and lose the ``StreamClosed`` with its hand-off (grpc/grpc#36066). The slotstream client ends its
 requests as soon as the ``StreamClosed`` arrives."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import grpc
@@ -76,7 +77,7 @@ def test_frames_written_after_the_drains_streamclosed_do_not_cost_the_client_its
 
 
 def test_a_client_that_never_half_closes_is_ended_after_the_wait(start_server, monkeypatch):
-    monkeypatch.setattr(service.connection, "DRAIN_HALF_CLOSE_WAIT_S", 0.5)
+    monkeypatch.setattr(service.connection, "HALF_CLOSE_QUIET_S", 0.5)
     factory, _ = slow_factory(delay_s=0.005)
     server = start_server(engine_factory=factory)
     started = time.monotonic()
@@ -89,7 +90,7 @@ def test_a_client_that_never_half_closes_is_ended_after_the_wait(start_server, m
 def test_the_client_ends_its_requests_when_the_streamclosed_arrives(start_server, monkeypatch):
     """With a server that would wait 60 s for the half-close, the drain still ends at once: the client's reader
     half-closes the call as it reads the ``StreamClosed``, before anybody takes it."""
-    monkeypatch.setattr(service.connection, "DRAIN_HALF_CLOSE_WAIT_S", 60.0)
+    monkeypatch.setattr(service.connection, "HALF_CLOSE_QUIET_S", 60.0)
     factory, _ = slow_factory(delay_s=0.005)
     server = start_server(engine_factory=factory)
     clip = make_video(seed=96, frames=3)
@@ -112,3 +113,47 @@ def test_the_client_ends_its_requests_when_the_streamclosed_arrives(start_server
     assert isinstance(closed, StreamClosed) and closed.reason == CloseReason.SERVER_DRAINING
     assert error.status == grpc.StatusCode.UNAVAILABLE and error.code == ErrorCode.SHUTTING_DOWN, error
     assert drain_s < 30, drain_s
+
+
+def test_a_client_that_reads_behind_its_sends_still_gets_the_drains_hand_off(start_server, monkeypatch):
+    """An application that takes its answers more slowly than it sends frames reads the ``StreamClosed`` long after
+    the server sent it, and writes frames until then: the call waits for it (the client goes on writing), instead
+    of ending after ``HALF_CLOSE_QUIET_S`` and making the client see ``INTERNAL`` and a lost connection."""
+    monkeypatch.setattr(service.connection, "HALF_CLOSE_QUIET_S", 0.3)
+    server = start_server()
+    clip = make_video(seed=97, frames=4)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open()
+            closed = asyncio.Event()
+
+            async def send() -> None:
+                index = 0
+                with contextlib.suppress(StreamError):
+                    while not closed.is_set():
+                        await stream.send(clip[index % 4])
+                        index += 1
+                        await asyncio.sleep(0.01)
+
+            async def receive() -> tuple[object, StreamError]:
+                while not isinstance(answer := await stream.receive(), StreamClosed):
+                    if answer.frame_index == 20:
+                        stopping.append(_stop_in_background(server, grace_s=30))
+                    await asyncio.sleep(0.04)  # the application takes its answers 4 times slower than it sends
+                closed.set()
+                with pytest.raises(StreamError) as ended:
+                    await stream.receive()
+                return answer, ended.value
+
+            stopping: list = []
+            sending = asyncio.ensure_future(send())
+            answer, ended = await receive()
+            await sending
+            await asyncio.to_thread(stopping[0].join, 30)
+            return answer, ended
+
+    answer, ended = run(scenario(), timeout=60)
+    assert answer.reason == CloseReason.SERVER_DRAINING and answer.handoff is not None, answer
+    assert ended.status == grpc.StatusCode.UNAVAILABLE and ended.code == ErrorCode.SHUTTING_DOWN, ended
+    assert not ended.connection_lost
