@@ -128,8 +128,9 @@ class TokenFile:
         path: the token file.
         check_every_s: how often, at most, the file's status is looked at.
         clock: monotonic time in seconds (tests pass their own).
-        on_reload: called with the new tokens after each reload that took them up (the server ends the calls
-            authenticated with a token no longer among them).
+        on_reload: called with the tokens a reload took up once the file has settled: at the first look after
+            the reload that finds it unchanged (the server then ends the calls authenticated with a token no longer
+            among them, so a file caught half-written, which new calls may meet for a moment, ends none).
 
     Raises:
         OSError, TokenFileError: as :func:`read_token_lines`, for the first reading.
@@ -150,6 +151,7 @@ class TokenFile:
         self._tokens = tuple(token.encode() for _, token in read_token_lines(path))
         self._checked = clock()
         self._refused: object = _NOTHING_REFUSED  # the status of a file last refused (None: a deleted file)
+        self._unsettled = False  # a reload took up tokens on_reload was not yet called with
         self.reloads = 0
         """How many times a changed file was taken up since it was first read."""
 
@@ -165,13 +167,20 @@ class TokenFile:
         stamp = self._status()
         if stamp != self._stamp and stamp != self._refused:
             self._reload(stamp)
+        elif self._unsettled and stamp == self._stamp:
+            self._unsettled = False
+            if self._on_reload is not None:
+                self._on_reload(self._tokens)
 
     async def watch(self) -> None:
         """Look at the file every ``check_every_s``, forever (cancel the task to stop): a token removed from the
         file is then taken away from the calls it authenticated though no new call arrives to look at it."""
         while True:
             await asyncio.sleep(self.check_every_s)
-            self.check()
+            try:
+                self.check()
+            except Exception:  # a failure must not end the watch, and with it every later revocation
+                _log.exception("looking at the bearer token file failed", extra={"path": str(self.path)})
 
     def _reload(self, stamp: _Stamp | None) -> None:
         try:
@@ -186,8 +195,7 @@ class TokenFile:
         _log.info("reloaded the bearer tokens", extra={"path": str(self.path), "tokens": len(lines)})
         if (warning := short_token_warning(str(self.path), lines)) is not None:
             _log.warning(warning)
-        if self._on_reload is not None:
-            self._on_reload(self._tokens)
+        self._unsettled = True  # on_reload once the file is seen unchanged (check)
 
     def _status(self) -> _Stamp | None:
         try:

@@ -116,3 +116,25 @@ def test_a_token_file_without_a_token_is_refused_at_start(tmp_path, content):
     path.write_text(content)
     with pytest.raises(ValueError, match="holds no token"):
         TokenFile(path)
+
+
+def test_calls_are_told_of_new_tokens_only_once_the_file_has_settled(tmp_path):
+    """The revocation of calls (``on_reload``) waits for a look at the file that finds it as it was read: a file
+    caught half-written (here a token cut short, rewritten in place) must not end the calls of the token it cut."""
+    path = tmp_path / "tokens"
+    path.write_text("old-token\nnew-token\n")
+    clock, told = Clock(), []
+    tokens = TokenFile(path, check_every_s=1.0, clock=clock, on_reload=told.append)
+    path.write_text("new-to")  # half-written in place
+    clock.now = 1.0
+    assert tokens.current() == (b"new-to",) and told == []  # new calls meet it for a moment; no call is ended
+    time.sleep(0.01)  # a later modification time
+    path.write_text("new-token\n")
+    clock.now = 2.0
+    assert tokens.current() == (b"new-token",) and told == []
+    clock.now = 3.0
+    tokens.current()
+    assert told == [(b"new-token",)]  # settled: the calls of old-token end
+    clock.now = 4.0
+    tokens.current()
+    assert told == [(b"new-token",)], "told once per reload"
