@@ -58,8 +58,9 @@ class StreamCall:
 
     def _end_writing_soon(self, call: Any) -> None:
         """The server's ``StreamClosed`` arrived on ``call``: half-close it once the writes already given go out.
-        A draining server waits for that before it ends the call, so that no write of this client races the call's
-        end (grpc.aio would report such a call as ``INTERNAL`` and drop the ``StreamClosed``: grpc/grpc#36066)."""
+        A server that ends the call itself (a drain, a takeover) waits for that, so that no write of this client
+        races the call's end (grpc.aio would report such a call as ``INTERNAL`` and drop the ``StreamClosed``:
+        grpc/grpc#36066)."""
         half_close = asyncio.ensure_future(end_writing_in_order(call, self._write_lock))
         self._half_closes.add(half_close)
         half_close.add_done_callback(self._half_closes.discard)
