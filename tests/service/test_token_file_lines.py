@@ -6,19 +6,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+from test_token_rotation import Clock
 
 from service.config import ConfigError, ServiceConfig
 from service.tokens import TokenFile, TokenFileError, read_token_lines
 
 LONG = "a-token-long-enough-" + "x" * 12
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _rewrite(path, data: bytes) -> None:
