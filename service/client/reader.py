@@ -43,6 +43,8 @@ class CallReader:
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         self._end: Callable[[], BaseException] | None = None
         self._on_cancel = on_cancel
+        self._closed_read = False  # the server's StreamClosed was read: it ends the call itself, with a status
+        self._discarding = False  # see read_to_status
         self._readers = readers
         readers.add(self)
         self._task = asyncio.ensure_future(self._run())
@@ -79,6 +81,18 @@ class CallReader:
             self._queue.get_nowait()
         self._queue.put_nowait(_WAKE)
 
+    def read_to_status(self) -> asyncio.Future[None] | None:
+        """Once the server's ``StreamClosed`` was read and its status has not come yet: stop keeping messages (those
+        not taken are dropped, as :meth:`abort` would) and return the reading task, done once the status arrives.
+        Otherwise ``None``. Lets a closing client wait for a call the server is ending, so that the server sees it
+        end with its status rather than cancelled: for a drain, that tells it the hand-off was taken."""
+        if not self._closed_read or self._task.done():
+            return None
+        self._discarding = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        return self._task
+
     def _finish(self, end: Callable[[], BaseException]) -> None:
         if self._end is None:
             self._end = end
@@ -93,9 +107,12 @@ class CallReader:
                 if message is grpc.aio.EOF:
                     self._finish(lambda: EOFError("the stream ended without a final message"))
                     return
-                if self._on_closed is not None and message.WhichOneof("kind") == "closed":
-                    self._on_closed()
-                await self._queue.put(message)
+                if message.WhichOneof("kind") == "closed":
+                    self._closed_read = True
+                    if self._on_closed is not None:
+                        self._on_closed()
+                if not self._discarding:
+                    await self._queue.put(message)
         except grpc.aio.AioRpcError as error:
             self._finish(functools.partial(StreamError.from_rpc_error, error))
         except grpc.aio.UsageError:

@@ -17,6 +17,7 @@ from test_stream_service import assert_matches
 from service import wire
 from service.client import Client, FrameResult, StreamClosed, StreamError, StreamOptions, stream_frames
 from service.client.__main__ import main
+from service.connection import StreamConnection
 from service.errors import ErrorCode
 from service.generated import pb, pb_grpc
 from service.types import CloseReason, FrameRequest, OpenRequest, ResumeRequest
@@ -223,6 +224,45 @@ def test_a_stream_detached_when_the_drain_starts_can_still_collect_its_handoff(s
     assert stop_s < 10.0, f"the drain waited {stop_s:.1f} s after the last hand-off was collected"
     assert continued.kind.name == "HANDED_OFF" and isinstance(following, FrameResult)
     assert draining.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
+
+
+def test_a_client_closed_right_after_its_handoff_lets_the_server_see_the_handoff_taken(start_server, monkeypatch):
+    """A client closed as soon as its stream raised the drain's ``StreamError`` waits for the call's status, so the
+    server learns that the hand-off was taken (``drained``) even when it is slow to go on after sending it. Cancelled
+    at once, the call would end before the server knew: the stream kept detached to the end of the drain, then
+    counted ``lost``, and the drain waiting for it."""
+    resumed_late = threading.Event()
+
+    async def slow_after_a_handoff(connection, requests):
+        replies = original_run(connection, requests)
+        try:
+            async for reply in replies:
+                yield reply
+                if isinstance(reply, StreamClosed):  # gRPC has sent the hand-off; the server goes on late
+                    await asyncio.sleep(0.3)
+                    resumed_late.set()
+        finally:
+            await replies.aclose()
+
+    original_run = StreamConnection.run
+    monkeypatch.setattr(StreamConnection, "run", slow_after_a_handoff)
+    server = start_server()
+    clip = make_video(seed=94, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(clip[0])
+            stopping = _stop_in_background(server, grace_s=20.0)
+            with pytest.raises(StreamError) as error:
+                await stream.process(clip[1])
+        await asyncio.to_thread(stopping.join, 30)
+        return error.value
+
+    _assert_drained(run(scenario()))
+    assert server.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
+    assert server.metric("slotstream_streams_released_total", {"reason": "lost"}) == 0
+    assert resumed_late.is_set()
 
 
 async def _detach_a_stream(server, seed: int):
