@@ -42,3 +42,11 @@ def test_every_exported_name_resolves_and_others_raise(package):
     assert set(package.__all__) <= set(dir(package)) and "__all__" in dir(package)
     with pytest.raises(AttributeError, match=f"module '{package.__name__}' has no attribute 'Missing'"):
         package.Missing  # noqa: B018
+
+
+def test_the_training_command_and_its_data_loaders_load_no_grpc():
+    """Training runs no gRPC: a gRPC core loaded in a training process (its threads, its fork handlers) only adds
+    ways for the run's worker processes and signals to fail."""
+    probe = "import sys\nimport training.run, training.datasets.videos\nprint('grpc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

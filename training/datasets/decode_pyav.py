@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from plugins.pixels import upright_rgb
-from service.client.sources import ends_early, frame_span, recorded_end_s
+from plugins.video_files import ends_early, frame_span, recorded_end_s
 from training.datasets.decoded_clip import DecodedClip, DecoderMissing, WindowChooser
 from training.datasets.errors import DatasetError
 
@@ -357,7 +357,7 @@ def recorded_count(av: Any, path: Path) -> int | None:
     plays, and decodes to, those the edit keeps (50; the container marks the others discarded), and a variable
     frame rate file is counted too (one demux per file version and process). Counted packets are checked to reach
     the end the header records, as the client checks the frames it decodes
-    (:func:`service.client.sources.ends_early`): a Matroska or WebM file cut short (an interrupted copy or
+    (:func:`plugins.video_files.ends_early`): a Matroska or WebM file cut short (an interrupted copy or
     download) has no count to contradict, and decodes to fewer frames without an error.
 
     Raises:

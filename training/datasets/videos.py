@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from plugins.video_files import VIDEO_SUFFIXES
-from service.client.sources import ends_early, frame_span, recorded_end_s
+from plugins.video_files import VIDEO_SUFFIXES, ends_early, frame_span, recorded_end_s
 from training.config import MIN_TRANSITION_CLIP
 from training.datasets.clips import VideoClip
 from training.datasets.decoding import Backend, DecodedClip, WindowChooser, decode_video, frame_count
@@ -112,7 +111,7 @@ def indexed_end_missing(path: Path) -> str | None:
     cut fails: mid-run, at the same step on every resume. Reading the last keyframe's group of frames, where the
     index places it (one seek), tells without decoding: no frame's data is there (the cut is before it), one is
     cut off (FFmpeg marks a packet read short as corrupt), or they end early
-    (:func:`service.client.sources.ends_early`).
+    (:func:`plugins.video_files.ends_early`).
     """
     try:
         import av
