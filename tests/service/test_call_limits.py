@@ -92,7 +92,9 @@ def test_only_a_few_refused_calls_are_read_before_their_refusal(start_server) ->
             return list(await asyncio.gather(*(silent() for _ in range(MAX_DRAINING + 4))))
 
     waits = sorted(run(scenario()))
-    assert all(wait < 0.5 for wait in waits[:4]), waits  # refused at once, unread
+    # Refused at once, unread: well under the second a read may take, with room for a loaded 2-core machine (one
+    # such refusal took 0.5 s there).
+    assert all(wait < 0.8 for wait in waits[:4]), waits
     assert all(wait >= 0.9 for wait in waits[4:]), waits  # read for up to a second first
 
 
