@@ -438,13 +438,12 @@ class StreamConnection:
     async def _read_requests(self, requests: RequestReads[StreamRequest]) -> CloseRequest | None:
         while not self._draining or self._may_collect_handoff():
             self._awaiting_request = True
+            # A call that never opens must not hold the server's resources: its first request has a time limit.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can return a request that arrived as the call
+            # ended, swallowing the cancel, and the open would then outlive its call.
+            limit_s = self._manager.limits.open_timeout_s if self._session is None else None
             try:
-                if self._session is None:  # a call that never opens must not hold the server's resources
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can return a request that arrived as the
-                    # call ended, swallowing the cancel, and the open would then outlive its call
-                    async with asyncio.timeout(self._manager.limits.open_timeout_s):
-                        request = await requests.next()
-                else:
+                async with asyncio.timeout(limit_s):
                     request = await requests.next()
             except StopAsyncIteration:
                 return None
