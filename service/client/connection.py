@@ -26,10 +26,6 @@ SERVER_LIMIT_TIMEOUT_S = 10.0
 SERVER_LIMIT_RETRY_S = 5.0
 """How long after a failed read of the server's request limit (a refused ``Describe``, no answer) a client waits
 before it reads it again: the frames meanwhile go sized to its own ``max_message_bytes``, with no call each."""
-SERVER_END_WAIT_S = 1.0
-"""How long :meth:`Client.close` waits for the calls a server is ending (it sent their ``StreamClosed``) to get their
-status: a server ends such a call as soon as the client half-closes it, which this client does on the
-``StreamClosed``."""
 _TOKEN_CHARACTERS = {" ": "a space", "\t": "a tab", "\n": "a line break", "\r": "a carriage return"}
 """What :func:`check_token` calls the whitespace characters it finds in a token."""
 
@@ -204,14 +200,12 @@ class Client:
     async def close(self) -> None:
         """Close the connection: its open streams end (their next operation raises :class:`StreamError` saying
         the client was closed). A call the server is ending (a drain's hand-off, a takeover) gets up to
-        :data:`SERVER_END_WAIT_S` to end with its status first, so that the server knows it was read. Closing again
-        does nothing."""
+        :data:`~service.client.reader.SERVER_END_WAIT_S` to end with its status first, so that the server knows it
+        was read. Closing again does nothing."""
         if self._closed:
             return
         self._closed = True
-        ending = [task for reader in list(self._readers) if (task := reader.read_to_status()) is not None]
-        if ending:
-            await asyncio.wait(ending, timeout=SERVER_END_WAIT_S)
+        await asyncio.gather(*(reader.let_the_server_end() for reader in list(self._readers)))
         try:
             await self._channel.close()
         finally:

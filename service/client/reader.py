@@ -11,6 +11,10 @@ import grpc
 
 from service.client.errors import StreamError
 
+SERVER_END_WAIT_S = 1.0
+"""How long a client that drops a call the server is ending (it sent the call's ``StreamClosed``) waits for the call's
+status first (:meth:`CallReader.let_the_server_end`): a server ends such a call as soon as the client half-closes it,
+which this client does on the ``StreamClosed``."""
 _WAKE = object()
 """Put in a :class:`CallReader`'s queue once the call has ended, to wake a task waiting for a message."""
 
@@ -44,7 +48,7 @@ class CallReader:
         self._end: Callable[[], BaseException] | None = None
         self._on_cancel = on_cancel
         self._closed_read = False  # the server's StreamClosed was read: it ends the call itself, with a status
-        self._discarding = False  # see read_to_status
+        self._discarding = False  # see let_the_server_end
         self._readers = readers
         readers.add(self)
         self._task = asyncio.ensure_future(self._run())
@@ -81,17 +85,18 @@ class CallReader:
             self._queue.get_nowait()
         self._queue.put_nowait(_WAKE)
 
-    def read_to_status(self) -> asyncio.Future[None] | None:
-        """Once the server's ``StreamClosed`` was read and its status has not come yet: stop keeping messages (those
-        not taken are dropped, as :meth:`abort` would) and return the reading task, done once the status arrives.
-        Otherwise ``None``. Lets a closing client wait for a call the server is ending, so that the server sees it
-        end with its status rather than cancelled: for a drain, that tells it the hand-off was taken."""
+    async def let_the_server_end(self) -> None:
+        """Before the call is dropped (its client closed, the stream reconnected): when the server is ending the call
+        (its ``StreamClosed`` was read) and its status has not come yet, wait for the status, at most
+        :data:`SERVER_END_WAIT_S`. Messages not taken are dropped meanwhile, as :meth:`abort` drops them. The server
+        then sees the call end with its status rather than cancelled: for a drain, that tells it the hand-off was
+        taken (a cancel may come before it knew, and it keeps the stream for a resume until the drain ends)."""
         if not self._closed_read or self._task.done():
-            return None
+            return
         self._discarding = True
         while not self._queue.empty():
             self._queue.get_nowait()
-        return self._task
+        await asyncio.wait([self._task], timeout=SERVER_END_WAIT_S)
 
     def _finish(self, end: Callable[[], BaseException]) -> None:
         if self._end is None:

@@ -383,7 +383,10 @@ class ClientStream(StreamCall):
         :attr:`unanswered` is not empty) before :meth:`process` takes new frames; the answers to frames of a
         cancelled :meth:`process` are skipped. A frame whose :meth:`process` raised because the call ended is
         not re-sent (it never counted as sent): retry it with :meth:`process`. Every frame thus reaches the
-        recurrent state exactly once, in order, and the results equal an uninterrupted stream's.
+        recurrent state exactly once, in order, and the results equal an uninterrupted stream's. A call the server
+        was ending (its :class:`StreamClosed` received) first gets up to
+        :data:`~service.client.reader.SERVER_END_WAIT_S` to end with its status, so that the server knows its
+        hand-off was read.
 
         Args:
             client: where to reconnect (default: the same client).
@@ -395,6 +398,8 @@ class ClientStream(StreamCall):
         """
         assert self.opened is not None and self._request is not None
         self._client = client or self._client
+        if self._reader is not None:
+            await self._reader.let_the_server_end()
         self.cancel()
         resume = ResumeRequest(self.opened.resume_token, self.last_answered_index)
         base = self._request

@@ -226,11 +226,12 @@ def test_a_stream_detached_when_the_drain_starts_can_still_collect_its_handoff(s
     assert draining.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
 
 
-def test_a_client_closed_right_after_its_handoff_lets_the_server_see_the_handoff_taken(start_server, monkeypatch):
-    """A client closed as soon as its stream raised the drain's ``StreamError`` waits for the call's status, so the
-    server learns that the hand-off was taken (``drained``) even when it is slow to go on after sending it. Cancelled
-    at once, the call would end before the server knew: the stream kept detached to the end of the drain, then
-    counted ``lost``, and the drain waiting for it."""
+@pytest.mark.parametrize("then", ["close", "reconnect"])
+def test_a_client_done_right_after_its_handoff_lets_the_server_see_the_handoff_taken(start_server, monkeypatch, then):
+    """A client closed, or a stream reconnected elsewhere, as soon as the stream raised the drain's ``StreamError``
+    first waits for the call's status, so the server learns that the hand-off was taken (``drained``) even when it is
+    slow to go on after sending it. Cancelled at once, the call would end before the server knew: the stream kept
+    detached to the end of the drain, then counted ``lost``, and the drain waiting for it."""
     resumed_late = threading.Event()
 
     async def slow_after_a_handoff(connection, requests):
@@ -246,22 +247,26 @@ def test_a_client_closed_right_after_its_handoff_lets_the_server_see_the_handoff
 
     original_run = StreamConnection.run
     monkeypatch.setattr(StreamConnection, "run", slow_after_a_handoff)
-    server = start_server()
-    clip = make_video(seed=94, frames=2)
+    draining, replacement = start_server(), start_server()
+    clip = make_video(seed=94, frames=3)
 
     async def scenario():
-        async with Client(server.target) as client:
+        async with Client(draining.target) as client, Client(replacement.target) as other:
             stream = await client.open(StreamOptions(resume_window_s=30))
             await stream.process(clip[0])
-            stopping = _stop_in_background(server, grace_s=20.0)
+            stopping = _stop_in_background(draining, grace_s=20.0)
             with pytest.raises(StreamError) as error:
                 await stream.process(clip[1])
+            if then == "reconnect":
+                assert (await stream.reconnect(other)).kind.name == "HANDED_OFF"
+                assert isinstance(await stream.process(clip[1]), FrameResult)
+                await stream.close()
         await asyncio.to_thread(stopping.join, 30)
         return error.value
 
     _assert_drained(run(scenario()))
-    assert server.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
-    assert server.metric("slotstream_streams_released_total", {"reason": "lost"}) == 0
+    assert draining.metric("slotstream_streams_released_total", {"reason": "drained"}) == 1
+    assert draining.metric("slotstream_streams_released_total", {"reason": "lost"}) == 0
     assert resumed_late.is_set()
 
 
@@ -296,6 +301,7 @@ def test_a_call_that_opens_only_after_the_drain_began_still_collects_its_handoff
 
     async def scenario():
         stream = await _detach_a_stream(server, seed=95)
+        await asyncio.to_thread(wait_until, lambda: not server.server._servicer.connections)  # the old call's end
         async with grpc.aio.insecure_channel(server.target) as channel:
             call = pb_grpc.PerceptionStub(channel).Stream()  # the call starts; its open is not sent yet
             await asyncio.to_thread(wait_until, lambda: len(server.server._servicer.connections) == 1)
