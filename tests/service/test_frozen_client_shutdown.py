@@ -81,7 +81,9 @@ def test_shutdown_abandons_a_frozen_clients_connection_after_grpc_stop_s(start_s
         finally:
             client.send_signal(signal.SIGCONT)
             client.kill()
-    assert elapsed < 0.5 + GRPC_STOP_S + 1.0, f"stop(0.5) took {elapsed:.1f} s with a frozen client"
+    # The grace, the calls' cancel and their connections' close (GRPC_STOP_S each at most), and a second for the
+    # rest (the model's close, a loaded machine): a frozen client held the stop for as long as it stayed frozen.
+    assert elapsed < 0.5 + 2 * GRPC_STOP_S + 1.0, f"stop(0.5) took {elapsed:.1f} s with a frozen client"
     assert server.server.connections_abandoned, f"gRPC stopped by itself in {elapsed:.1f} s: the client was not stuck"
 
 

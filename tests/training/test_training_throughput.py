@@ -41,6 +41,7 @@ def test_the_throughput_leaves_out_evaluations_and_checkpoints(
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     rates = [line["clips_per_s"] for line in lines if line["kind"] == "train"]
     assert len(rates) == 3
-    # Step 3 follows an evaluation and a checkpoint: counting their 2 x PAUSE_S would give it at most
-    # batch / (2 x PAUSE_S) clips/s; a step of the tiny model alone takes well under PAUSE_S / 2.
-    assert min(rates) > 2 * config.data.batch_size / (2 * PAUSE_S), rates
+    # Step 3 follows an evaluation and a checkpoint: counting their 2 x PAUSE_S would make it last over 2 x PAUSE_S,
+    # under batch / (2 x PAUSE_S) clips/s; a step of the tiny model alone takes a small fraction of that, even on a
+    # loaded machine. (Step 1's rate counts the first batch's loading too: it is not compared.)
+    assert rates[2] > config.data.batch_size / (2 * PAUSE_S), rates
