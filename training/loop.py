@@ -71,6 +71,7 @@ from training.run_folder import (
     restore_newest,
     resume_plugin_hint,
 )
+from training.run_lock import RunFolderLock
 from training.run_state import Run, build_run, check_components_installed
 from training.step import NonFinite, Throughput, diverged, divergence_message, non_finite, optimisation_step
 from training.stop_request import STOPPING, RunStopped, StopRequest
@@ -139,8 +140,12 @@ def fit(
         command: the command line starting the run, kept in ``command.txt`` (a resumed run keeps the one that
             started it).
 
+    The main process holds ``run_dir``'s lock (:class:`training.run_lock.RunFolderLock`) while it trains there.
+
     Raises:
         FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
+        RunFolderInUse: another process trains in ``run_dir`` (a ``FileExistsError``); nothing of the run was read
+            or written.
         DatasetError: the training or validation data cannot be read (checked before any file of the run is
             written, or met during training; the message names the file).
         FloatingPointError: the loss or the gradient norm stopped being finite (the run stops before a checkpoint
@@ -164,14 +169,31 @@ def fit(
             ``run_dir`` itself, if this call created it and it is left empty, are removed again, so a run that
             never trained leaves nothing that looks like a started run; whatever was there before is kept.
     """
+    with RunFolderLock(Path(run_dir)) as folder:
+        return _fit(config, Path(run_dir), folder, resume, device, progress, stop_after, registry, command)
+
+
+def _fit(
+    config: TrainConfig,
+    run_dir: Path,
+    folder: RunFolderLock,
+    resume: bool,
+    device: str,
+    progress: bool,
+    stop_after: int | None,
+    registry: ComponentRegistry | None,
+    command: str | None,
+) -> FitResult:
+    """:func:`fit`, the main process holding ``folder``'s lock from the first look at ``run_dir`` (once it exists)."""
     check_metrics(config.select_metrics)
     started = time.perf_counter()
-    run_dir = Path(run_dir)
     group = init_from_environment(device)
     try:  # a process that stops here leaves the process group (left alive, it aborts the process at exit)
         # Under torchrun a process that cannot start stops every process, and the lowest such rank says why; each
         # block ends before a collective operation.
         with fail_together(group):
+            if group.is_main:  # before anything of the run is read: another process may be writing it
+                folder.take_if_present()
             checkpoints = list_checkpoints(run_dir)
             if checkpoints and not resume:
                 raise FileExistsError(
@@ -216,6 +238,7 @@ def fit(
         with fail_together(group):
             if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # new (or not yet saved)
                 run_dir.mkdir(parents=True, exist_ok=True)
+                folder.take()  # a new run's folder: a run started at the same time may have made it first
                 # best/ and samples/ without checkpoints: a killed earlier run's, maybe of another config
                 if not checkpoints:
                     clear_best(run_dir)
