@@ -146,6 +146,8 @@ def fit(
         FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
         RunFolderInUse: another process trains in ``run_dir`` (a ``FileExistsError``); nothing of the run was read
             or written.
+        FileNotFoundError: ``resume`` of a ``run_dir`` that holds checkpoints without the ``train_config.json``
+            they were trained with.
         DatasetError: the training or validation data cannot be read (checked before any file of the run is
             written, or met during training; the message names the file).
         FloatingPointError: the loss or the gradient norm stopped being finite (the run stops before a checkpoint
@@ -210,6 +212,12 @@ def _fit(
             saved_config = run_dir / CONFIG_FILE
             if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
                 check_same_config(saved_config, config)
+            elif resume and checkpoints:  # nothing to hold the flags to: they could change what the run computes
+                raise FileNotFoundError(
+                    f"{run_dir} holds checkpoints but not {CONFIG_FILE}, the configuration they were trained with, "
+                    f"which a resume continues from: put it back (from the run's folder where it was copied from), "
+                    "or start a new run with another --out"
+                )
             with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
                 # A bad data spec or file fails here, before the run directory holds files that look like a started
                 # run.
