@@ -349,6 +349,17 @@ def shared_failure(error: BaseException) -> int | None:
     return None
 
 
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
+"""What gloo (``pair.cc``) and NCCL say when a collective operation finds that another process of the group is gone."""
+
+
+def peer_gone(error: BaseException) -> bool:
+    """Whether ``error`` is a collective operation (a gradient exchange) finding another process of the group gone:
+    that process stopped on an error of its own, which it reports (:func:`fail_together` covers the errors met
+    where the processes agree)."""
+    return isinstance(error, RuntimeError) and any(words in str(error) for words in _PEER_GONE)
+
+
 def shutdown(group: ProcessGroup) -> None:
     """Leave the process group."""
     if group.distributed and dist.is_initialized():

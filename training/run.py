@@ -39,7 +39,7 @@ from training.config_files import config_label, is_config_file, load_config
 from training.configs import available
 from training.datasets.augment import AUGMENTATIONS
 from training.datasets.decoding import DecoderMissing
-from training.distributed import shared_failure
+from training.distributed import peer_gone, shared_failure
 from training.environment import size_torch_threads
 from training.loop import FitResult, fit
 from training.run_folder import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config
@@ -376,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stopped(error, rank, status=2)
     except (FloatingPointError, OSError) as error:  # a diverged run; a checkpoint that cannot be written
         return _stopped(error, rank, status=1)
+    except RuntimeError as error:
+        if os.environ.get("WORLD_SIZE", "1") != "1" and peer_gone(error):
+            return 0  # another process stopped on an error of its own and says why (torchrun reports its status)
+        raise
     if not main_process:
         return 0
     print(f"{config.name}: {_trained(result)}; model in {result.model_dir}")
