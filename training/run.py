@@ -274,26 +274,6 @@ def default_out(config_spec: str) -> str:
     return f"runs/{config_label(config_spec)}"
 
 
-def _edited_config_file_note(config_spec: str, run_dir: Path) -> str | None:
-    """A note when ``--resume`` names a config file changed since the run in ``run_dir`` was started (newer than its
-    ``train_config.json``): the resume continues the run as it was started, without the file's changes, which a
-    command-line flag changing the same field would have had refused. ``None`` otherwise."""
-    saved = run_dir / CONFIG_FILE
-    if not (is_config_file(config_spec) and saved.is_file()):
-        return None
-    try:
-        edited = Path(config_spec).stat().st_mtime_ns > saved.stat().st_mtime_ns
-    except OSError:  # the file was checked when the configuration was read; gone since, there is nothing to say
-        return None
-    if not edited:
-        return None
-    return (
-        f"note: {config_spec} was changed after {run_dir} was started; --resume continues the run as it was started "
-        f"({saved}), without the file's changes: to train with them, start a new run in another --out "
-        f"(--init-from a checkpoint of {run_dir} starts it from its weights)"
-    )
-
-
 def _launcher() -> str:
     """``python``, or under torchrun the node and process counts it was started with (its rendezvous flags are
     not visible to the workers), so a model card quotes a distributed run as one."""
@@ -369,8 +349,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             print(f"error: {error}", file=sys.stderr)
             return 2
-    if args.resume and main_process and (edited := _edited_config_file_note(args.config, Path(out))) is not None:
-        print(edited, file=sys.stderr)
     finished = (final_model / WEIGHTS_FILE).is_file()  # not merely begun: a kill while saving leaves config.json alone
     if args.resume and checkpoints and checkpoint_step(checkpoints[-1]) >= config.steps and finished:
         if main_process:  # every process stops here: the run directory is shared
