@@ -355,8 +355,8 @@ _PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote p
 
 def peer_gone(error: BaseException) -> bool:
     """Whether ``error`` is a collective operation (a gradient exchange) finding another process of the group gone:
-    that process stopped on an error of its own, which it reports (:func:`fail_together` covers the errors met
-    where the processes agree)."""
+    stopped on an error of its own, which it reports (:func:`fail_together` covers the errors met where the
+    processes agree), or lost with its node."""
     return isinstance(error, RuntimeError) and any(words in str(error) for words in _PEER_GONE)
 
 

@@ -377,9 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FloatingPointError, OSError) as error:  # a diverged run; a checkpoint that cannot be written
         return _stopped(error, rank, status=1)
     except RuntimeError as error:
-        if os.environ.get("WORLD_SIZE", "1") != "1" and peer_gone(error):
-            return 0  # another process stopped on an error of its own and says why (torchrun reports its status)
-        raise
+        if os.environ.get("WORLD_SIZE", "1") == "1" or not peer_gone(error):
+            raise
+        # Another process stopped (on an error it reports itself, or with its node): one line, not the collective's
+        # traceback, and a failure, so that torchrun's agents restart the workers of an elastic job.
+        print(f"error (process {rank}): another process of the run is gone; this one stops too", file=sys.stderr)
+        return 1
     if not main_process:
         return 0
     print(f"{config.name}: {_trained(result)}; model in {result.model_dir}")

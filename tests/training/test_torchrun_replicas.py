@@ -269,13 +269,15 @@ def test_a_refused_checkpoint_stops_every_process_with_one_report(tmp_path: Path
 
 def test_an_error_one_process_meets_while_training_is_reported_by_it(tmp_path: Path) -> None:
     """Only rank 1 sees its error: it says so, naming itself; the main process, whose gradient exchange then finds
-    rank 1 gone, stops without a word (no traceback of the broken connection, taken for the run's error)."""
+    rank 1 gone, says that in one line (not the broken connection's traceback, taken for the run's error) and fails
+    too (an elastic job's agents restart the workers of a failed group, never of a finished one)."""
     config = _config_with(tmp_path, "fails_on_rank_one")
     result = _torchrun(tmp_path, "cli", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress")
     assert result.returncode != 0
     message = "error (process 1): a clip only rank 1 draws cannot be read"
     assert result.stderr.count(message) == 1, result.stderr[-3000:]
     assert "[rank0]" not in result.stderr and "Connection closed" not in result.stderr, result.stderr[-3000:]
+    assert "error (process 0): another process of the run is gone; this one stops too" in result.stderr
 
 
 def test_an_error_one_process_meets_at_the_start_stops_every_process(tmp_path: Path) -> None:
