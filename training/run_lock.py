@@ -12,10 +12,24 @@ there are not guarded: the run goes on unlocked.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
+
+_HELD: set[int] = set()
+"""The descriptors of the run-folder locks this process holds: a forked child (a data-loading worker) closes its
+copies (:func:`_forget_in_child`), which would otherwise keep the lock held after this process let it go."""
+_FORK_HOOK: list[bool] = []  # whether _forget_in_child is registered (once, on the first lock taken)
+
+
+def _forget_in_child() -> None:
+    """In a forked child: close the copies of the parent's lock descriptors (the parent keeps its lock)."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):  # already closed by the child (a worker closing inherited descriptors)
+            os.close(fd)
+    _HELD.clear()
 
 
 class RunFolderInUse(FileExistsError):
@@ -59,6 +73,10 @@ class RunFolderLock:
         except OSError:  # no locks on this file system (EBADF, ENOLCK, EOPNOTSUPP): unguarded, as before locks
             os.close(fd)
             return
+        if not _FORK_HOOK:
+            os.register_at_fork(after_in_child=_forget_in_child)
+            _FORK_HOOK.append(True)
+        _HELD.add(fd)
         self._fd = fd
 
     def take_if_present(self) -> None:
@@ -70,6 +88,7 @@ class RunFolderLock:
         """Let the lock go (closing the folder ends it). Does nothing when it is not held."""
         fd, self._fd = self._fd, None
         if fd is not None:
+            _HELD.discard(fd)
             os.close(fd)
 
     def __enter__(self) -> RunFolderLock:

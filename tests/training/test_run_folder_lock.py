@@ -93,3 +93,28 @@ def test_two_new_runs_started_together_in_a_new_folder_train_one_at_a_time(tmp_p
         assert os.listdir(run_dir) == []
     finally:
         first.release()
+
+
+def test_a_forked_child_does_not_keep_the_lock_after_its_parent_lets_it_go(tmp_path: Path) -> None:
+    """A data-loading worker forked while the run trains (and alive after it stopped, held by a traceback kept in a
+    notebook) must not keep the folder locked: the flock belongs to the descriptor the child inherits."""
+    lock = RunFolderLock(tmp_path)
+    lock.take()
+    started_read, started_write = os.pipe()
+    stop_read, stop_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child runs (its fork handlers done) until the parent has let the lock go and tried it
+        os.write(started_write, b"x")
+        os.read(stop_read, 1)
+        os._exit(0)
+    try:
+        os.read(started_read, 1)
+        lock.release()
+        again = RunFolderLock(tmp_path)
+        again.take()  # refused while the child held a copy of the lock's descriptor
+        again.release()
+    finally:
+        os.write(stop_write, b"x")
+        os.waitpid(child, 0)
+        for fd in (started_read, started_write, stop_read, stop_write):
+            os.close(fd)
