@@ -205,12 +205,15 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        await asyncio.gather(*(reader.let_the_server_end() for reader in list(self._readers)))
+        readers = list(self._readers)  # a reader leaves the set as its call ends: those ending now are aborted too
         try:
-            await self._channel.close()
-        finally:
-            for reader in list(self._readers):
-                reader.abort(self._closed_error)
+            await asyncio.gather(*(reader.let_the_server_end() for reader in readers))
+        finally:  # also when this close is cancelled during that wait
+            try:
+                await self._channel.close()
+            finally:
+                for reader in dict.fromkeys([*readers, *self._readers]):
+                    reader.abort(self._closed_error)
 
     def _closed_error(self) -> StreamError:
         return StreamError(

@@ -77,8 +77,9 @@ class CallReader:
 
     def abort(self, error: Callable[[], BaseException]) -> None:
         """End reading now (the caller cancelled the call, or is dropping it): messages not yet taken are
-        dropped, and waiters and later :meth:`next` calls raise ``error()`` (unless the call had already ended)."""
-        if self._end is None:
+        dropped, and waiters and later :meth:`next` calls raise ``error()`` (unless the call had already ended
+        before it was being dropped: :meth:`let_the_server_end`)."""
+        if self._end is None or self._discarding:
             self._end = error
         self._task.cancel()
         while not self._queue.empty():
@@ -88,9 +89,10 @@ class CallReader:
     async def let_the_server_end(self) -> None:
         """Before the call is dropped (its client closed, the stream reconnected): when the server is ending the call
         (its ``StreamClosed`` was read) and its status has not come yet, wait for the status, at most
-        :data:`SERVER_END_WAIT_S`. Messages not taken are dropped meanwhile, as :meth:`abort` drops them. The server
-        then sees the call end with its status rather than cancelled: for a drain, that tells it the hand-off was
-        taken (a cancel may come before it knew, and it keeps the stream for a resume until the drain ends)."""
+        :data:`SERVER_END_WAIT_S`. Messages not taken are dropped meanwhile, as :meth:`abort` drops them, which
+        must follow (it sets what later reads raise). The server then sees the call end with its status rather
+        than cancelled: for a drain, that tells it the hand-off was taken (a cancel may come before it knew, and it
+        keeps the stream for a resume until the drain ends)."""
         if not self._closed_read or self._task.done():
             return
         self._discarding = True

@@ -397,9 +397,9 @@ class ClientStream(StreamCall):
                 the newest result, naming both frames.
         """
         assert self.opened is not None and self._request is not None
-        self._client = client or self._client
-        if self._reader is not None:
+        if self._reader is not None:  # first: a reconnect cancelled during this wait leaves the stream as it was
             await self._reader.let_the_server_end()
+        self._client = client or self._client
         self.cancel()
         resume = ResumeRequest(self.opened.resume_token, self.last_answered_index)
         base = self._request

@@ -389,3 +389,57 @@ def test_a_drain_before_the_first_frame_says_there_is_no_handoff_to_continue_wit
     assert closed.reason == pb.CLOSE_REASON_SERVER_DRAINING and closed.HasField("handoff")
     assert "continue the stream on another replica with this hand-off" in closed.message
     assert "(StreamClosed.handoff)" in used_end.details() and used_end.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_closed_client_raises_closed_for_a_stream_whose_end_was_not_read(start_server):
+    """The answer and the StreamClosed wait unread when the client is closed: the stream's next operation raises
+    the closed client's error, as for any stream of a closed client, not the end it never read."""
+    server = start_server()
+    clip = make_video(seed=97, frames=1)
+
+    async def scenario():
+        client = Client(server.target)
+        stream = await client.open()
+        await stream.send(clip[0])
+        await stream.close_writing()
+        await asyncio.to_thread(wait_until, lambda: not server.server._servicer.connections)  # all sent, unread
+        await client.close()
+        with pytest.raises(StreamError) as error:
+            await stream.close()
+        return error.value
+
+    error = run(scenario())
+    assert error.status == grpc.StatusCode.FAILED_PRECONDITION and "is closed" in error.message, error
+
+
+def test_a_close_cancelled_while_it_waits_for_the_server_still_closes_the_connection(start_server, monkeypatch):
+    """``Client.close()`` waits for the status of a call the server is ending; cancelled during that wait (an
+    ``asyncio.wait_for``, a task group's cancel), it still closes the connection and its calls."""
+
+    async def slow_after_closing(connection, requests):
+        replies = original_run(connection, requests)
+        try:
+            async for reply in replies:
+                yield reply
+                if isinstance(reply, StreamClosed):
+                    await asyncio.sleep(10)  # the server goes on (and ends the call) late
+        finally:
+            await replies.aclose()
+
+    original_run = StreamConnection.run
+    monkeypatch.setattr(StreamConnection, "run", slow_after_closing)
+    server = start_server()
+
+    async def scenario():
+        client = Client(server.target)
+        stream = await client.open()
+        await stream.process(make_video(seed=98, frames=1)[0])
+        await stream.close()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.close(), 0.2)
+        # The call is cancelled with the connection, not left to the server's end 10 s later.
+        await asyncio.to_thread(wait_until, lambda: not server.server._servicer.connections, 5.0)
+        await client.close()  # again: nothing left to do
+        return client.closed
+
+    assert run(scenario())
