@@ -215,7 +215,7 @@ def _fit(
             elif resume and checkpoints:  # nothing to hold the flags to: they could change what the run computes
                 raise FileNotFoundError(
                     f"{run_dir} holds checkpoints but not {CONFIG_FILE}, the configuration they were trained with, "
-                    f"which a resume continues from: put it back (from the run's folder where it was copied from), "
+                    "which a resume continues from: put it back (from the folder the run was copied from), "
                     "or start a new run with another --out"
                 )
             with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
