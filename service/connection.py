@@ -73,7 +73,10 @@ and lose the final message and status (grpc/grpc#36066). A client that goes on w
 :data:`HALF_CLOSE_LONGEST_S` at most. Frames sent meanwhile are dropped unanswered."""
 HALF_CLOSE_LONGEST_S = 30.0
 """Longest such a call waits for its client to end its requests (see :data:`HALF_CLOSE_QUIET_S`)."""
-_ENDED_WHILE_WRITING = frozenset({ErrorCode.TAKEN_OVER, ErrorCode.UNAUTHENTICATED})
+_CLOSE_REASONS = {ErrorCode.TAKEN_OVER: CloseReason.TAKEN_OVER, ErrorCode.UNAUTHENTICATED: CloseReason.TOKEN_REVOKED}
+"""For each code that ends a call that may still be writing: the reason of the ``StreamClosed`` sent before the
+status."""
+_ENDED_WHILE_WRITING = frozenset(_CLOSE_REASONS)
 """The codes with which :meth:`StreamConnection.evict` takes a stream from a client that may still be writing (a
 resume elsewhere, a revoked token), so that its status waits for the client's half-close (:data:`HALF_CLOSE_QUIET_S`);
 the other evictions are of clients that stopped reading or sending."""
@@ -339,11 +342,11 @@ class StreamConnection:
             self._out.get_nowait()
         self._slots.clear()
         if abort.code in _ENDED_WHILE_WRITING and self._requests is not None:
-            if abort.code == ErrorCode.TAKEN_OVER:
-                # Said in the call too, before its status, which a write of the client racing the call's end would
-                # lose (grpc.aio then reports INTERNAL): taken for a lost connection, a reconnect would take the
-                # stream back.
-                self._emit(StreamClosed(self.stream_id, CloseReason.TAKEN_OVER, None, abort.message))
+            # Said in the call too, before its status, which a write of the client racing the call's end would lose
+            # (grpc.aio then reports INTERNAL): a takeover taken for a lost connection, a reconnect would take the
+            # stream back; and a client that reads it stops sending, so the call ends at once, not once its frames
+            # pause (a camera's never do: see HALF_CLOSE_LONGEST_S).
+            self._emit(StreamClosed(self.stream_id, _CLOSE_REASONS[abort.code], None, abort.message))
             # The status follows once the client has stopped writing, as in a drain (see HALF_CLOSE_QUIET_S).
             self._ending = asyncio.ensure_future(self._end_after_half_close(abort, self._requests))
         else:  # its client stopped reading or sending: nothing races the status

@@ -105,6 +105,7 @@ class CloseReason(enum.IntEnum):
     CLIENT_CLOSED = 1
     SERVER_DRAINING = 2
     TAKEN_OVER = 3
+    TOKEN_REVOKED = 4
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class PerceptionServicer:
         - ALREADY_EXISTS: the requested stream id is in use (ERROR_CODE_STREAM_ID_IN_USE).
         - PERMISSION_DENIED: wrong resume token (ERROR_CODE_WRONG_RESUME_TOKEN).
         - UNAUTHENTICATED: missing or wrong bearer token, when the server requires one, or the call's token was revoked
-        while it ran (ERROR_CODE_UNAUTHENTICATED).
+        while it ran (ERROR_CODE_UNAUTHENTICATED; after a `StreamClosed` with reason CLOSE_REASON_TOKEN_REVOKED).
         - RESOURCE_EXHAUSTED: the server is at its stream or call limit (ERROR_CODE_TOO_MANY_STREAMS), a message
         exceeds the size limit (gRPC's own refusal, without the trailer: see `ModelCard.max_request_bytes`), or the
         client stopped reading its replies (ERROR_CODE_CLIENT_NOT_READING).

@@ -18,6 +18,7 @@ from service.types import (
 _CLOSED_STATUS = {
     CloseReason.SERVER_DRAINING: (grpc.StatusCode.UNAVAILABLE, ErrorCode.SHUTTING_DOWN),
     CloseReason.TAKEN_OVER: (grpc.StatusCode.ABORTED, ErrorCode.TAKEN_OVER),
+    CloseReason.TOKEN_REVOKED: (grpc.StatusCode.UNAUTHENTICATED, ErrorCode.UNAUTHENTICATED),
 }
 """The status and code a call ends with after the server's ``StreamClosed`` of each reason (but ``CLIENT_CLOSED``)."""
 
@@ -87,7 +88,8 @@ class StreamError(Exception):
     def from_closed(cls, closed: StreamClosed, handoff: StateHandoff | None = None) -> StreamError:
         """The error for a stream the server closed itself (any reason but ``CLIENT_CLOSED``), with the status its
         call ends with: ``UNAVAILABLE`` (code ``SHUTTING_DOWN``) for ``SERVER_DRAINING``, ``ABORTED`` (code
-        ``TAKEN_OVER``) for ``TAKEN_OVER``, ``UNAVAILABLE`` without a code for a reason this client does not know;
+        ``TAKEN_OVER``) for ``TAKEN_OVER``, ``UNAUTHENTICATED`` (code ``UNAUTHENTICATED``) for ``TOKEN_REVOKED``,
+        ``UNAVAILABLE`` without a code for a reason this client does not know;
         the server's message, and the hand-off (``closed.handoff``, else ``handoff``) to continue the stream
         elsewhere."""
         status, code = _CLOSED_STATUS.get(closed.reason, (grpc.StatusCode.UNAVAILABLE, None))

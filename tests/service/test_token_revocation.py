@@ -4,6 +4,7 @@ UNAUTHENTICATED, saying the token was revoked, and their streams wait detached f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -136,3 +137,45 @@ def test_a_stream_command_with_a_token_file_and_reconnect_outlives_a_rotation(st
     assert code == 0, error
     assert "revoked" in error and "continued the stream (resumed)" in error, error
     assert "300 frames from 300 synthetic frames: 300 results" in error, error
+
+
+def test_a_client_sending_without_pause_learns_of_the_revocation_at_once(start_server, tmp_path):
+    """The call's end is said in the call (``StreamClosed``, reason ``TOKEN_REVOKED``), so a client that keeps
+    sending (a camera) stops and half-closes as it reads it, and gets the status at once: not after the 30 s the
+    server otherwise waits for a client that never pauses, its frames dropped unanswered meanwhile."""
+    path = tmp_path / "tokens"
+    path.write_text(f"{OLD}\n{NEW}\n")
+    path.chmod(0o600)
+    server = start_server(auth_token_file=path)
+    clip = make_video(seed=7, frames=8)
+
+    async def scenario():
+        async with Client(server.target, token=OLD) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            assert isinstance(await stream.process(clip[0]), FrameResult)
+
+            async def camera() -> None:
+                index = 1
+                while True:
+                    await stream.send(clip[index % len(clip)])
+                    index += 1
+                    await asyncio.sleep(0.02)
+
+            sending = asyncio.create_task(camera())
+            revoked_at = asyncio.get_running_loop().time()
+            _rewrite(path, f"{NEW}\n")
+            try:
+                with pytest.raises(StreamError) as ended:
+                    while True:
+                        await stream.receive()
+            finally:
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StreamError):
+                    await sending
+            return ended.value, asyncio.get_running_loop().time() - revoked_at
+
+    error, took_s = run(scenario())
+    assert error.status == grpc.StatusCode.UNAUTHENTICATED and error.code == ErrorCode.UNAUTHENTICATED, error
+    assert "bearer token this call was authenticated with was revoked" in error.message, error
+    assert error.closed is not None and error.closed.reason.name == "TOKEN_REVOKED", error.closed
+    assert took_s < 10, f"the end came {took_s:.1f} s after the revocation"
