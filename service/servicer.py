@@ -29,7 +29,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from service import wire
-from service.auth import ERROR_CODE_KEY, call_token_digest, still_valid
+from service.auth import ERROR_CODE_KEY, call_token_digest, still_valid, take_first_message
 from service.connection import RequestsLost, StreamConnection
 from service.errors import ENDED_BY_THE_SERVER, ErrorCode, StreamAbort
 from service.generated import pb_grpc
@@ -99,6 +99,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self._max_request_bytes = max_request_bytes
         self.connections: set[StreamConnection] = set()
         self._token_digests: dict[StreamConnection, bytes] = {}  # of the bearer token each call presented
+        self._tokens: tuple[bytes, ...] | None = None  # the tokens end_revoked was last given
         self.refusal_log = RateLimitedWarning(_log, "refused a call", "refusals")
         """Warns about refused calls, at most once per interval for each code."""
         self.frame_error_log = RateLimitedWarning(logging.getLogger("service.connection"), "frame rejected", "frames")
@@ -108,6 +109,13 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self, request_iterator: AsyncIterable[Any], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         """See ``Perception.Stream`` in the proto."""
+        digest = call_token_digest(context.invocation_metadata())
+        if digest is not None and self._tokens is not None and not still_valid(digest, self._tokens):
+            # Revoked after the call's headers were checked, before this handler ran: end_revoked did not see it.
+            self._metrics.calls_refused.labels(ErrorCode.UNAUTHENTICATED.name.lower()).inc()
+            await take_first_message(request_iterator)  # as the token check's refusals do
+            await abort_with(context, StreamAbort(ErrorCode.UNAUTHENTICATED, _REVOKED))
+            return  # not reached: the abort ends the call
         connection = StreamConnection(
             self._manager,
             self._decode_executor,
@@ -120,7 +128,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             frame_error_log=self.frame_error_log,
         )
         self.connections.add(connection)
-        if (digest := call_token_digest(context.invocation_metadata())) is not None:
+        if digest is not None:
             self._token_digests[connection] = digest  # see end_revoked
         connection.bind_handler(asyncio.current_task())
         try:
@@ -147,8 +155,10 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         Each call keeps the digest of its token alone, compared in constant time (:func:`service.auth.still_valid`).
 
         Each call ended is counted in ``slotstream_calls_refused_total{code="unauthenticated"}``; one warning says
-        how many (never a token). Returns how many calls were ended.
+        how many (never a token). A call whose handler starts after this (its headers were checked before the
+        reload) is refused by that handler. Returns how many calls were ended.
         """
+        self._tokens = tokens
         revoked = [
             connection
             for connection, digest in self._token_digests.items()

@@ -179,3 +179,28 @@ def test_a_client_sending_without_pause_learns_of_the_revocation_at_once(start_s
     assert "bearer token this call was authenticated with was revoked" in error.message, error
     assert error.closed is not None and error.closed.reason.name == "TOKEN_REVOKED", error.closed
     assert took_s < 10, f"the end came {took_s:.1f} s after the revocation"
+
+
+def test_a_call_whose_handler_starts_after_its_token_was_revoked_is_refused(start_server, tmp_path):
+    """The window between the check of a call's headers and its handler: a reload that revokes the token there
+    (told to the servicer here, with the file unchanged, so the headers' check still lets the old token in) finds
+    no call to end, so the handler refuses the call itself, with the revocation's status."""
+    path = tmp_path / "tokens"
+    path.write_text(f"{OLD}\n{NEW}\n")
+    path.chmod(0o600)
+    server = start_server(auth_token_file=path)
+    servicer = server.server._servicer
+    server.on_loop(lambda: servicer.end_revoked((NEW.encode(),)))
+
+    async def scenario():
+        async with Client(server.target, token=OLD) as old, Client(server.target, token=NEW) as new:
+            with pytest.raises(StreamError) as refused:
+                await old.open()
+            kept = await new.open()
+            await kept.close()
+            return refused.value
+
+    error = run(scenario())
+    assert error.status == grpc.StatusCode.UNAUTHENTICATED and error.code == ErrorCode.UNAUTHENTICATED, error
+    assert "bearer token this call was authenticated with was revoked" in error.message, error
+    assert server.metric("slotstream_calls_refused_total", {"code": "unauthenticated"}) == 1
