@@ -149,6 +149,8 @@ class StreamConnection:
             (:meth:`SessionManager.reserve_replies`, at least one); further frames wait (gRPC flow control then
             slows the client).
         peer: the client's address, for logs.
+        newest_close_reason: the highest ``CloseReason`` the client knows (:data:`service.types.CLOSE_REASONS_KEY`):
+            a call it would have to end with a later one ends with its status alone.
         frame_error_log: warns about the frames answered with a ``FrameError`` (shared by every connection, so one
             bad camera or many cannot flood the log); ``None``: a warning per code at most every
             :data:`~service.logs.WARNING_INTERVAL_S`, for this connection alone.
@@ -165,6 +167,7 @@ class StreamConnection:
         max_buffered_reply_bytes: int,
         check_jpeg_data: bool = True,
         peer: str = "",
+        newest_close_reason: int = CloseReason.TAKEN_OVER,
         frame_error_log: RateLimitedWarning | None = None,
     ) -> None:
         self._manager = manager
@@ -175,6 +178,8 @@ class StreamConnection:
         self._max_pending_frames = max_pending_frames
         self._max_buffered_reply_bytes = max_buffered_reply_bytes
         self._peer = peer
+        self._newest_close_reason = newest_close_reason
+        self._closed_sent = False  # a StreamClosed is the call's last message: at most one is sent
         self._frame_error_log = frame_error_log or RateLimitedWarning(_log, "frame rejected", "frames")
         self._requested_stream_id = ""
         self._out: asyncio.Queue[Slot | Exception | object] = asyncio.Queue()
@@ -345,8 +350,11 @@ class StreamConnection:
             # Said in the call too, before its status, which a write of the client racing the call's end would lose
             # (grpc.aio then reports INTERNAL): a takeover taken for a lost connection, a reconnect would take the
             # stream back; and a client that reads it stops sending, so the call ends at once, not once its frames
-            # pause (a camera's never do: see HALF_CLOSE_LONGEST_S).
-            self._emit(StreamClosed(self.stream_id, _CLOSE_REASONS[abort.code], None, abort.message))
+            # pause (a camera's never do: see HALF_CLOSE_LONGEST_S). Not to a client that does not know the reason
+            # (it would take it for another), nor after the StreamClosed of a drain.
+            reason = _CLOSE_REASONS[abort.code]
+            if reason <= self._newest_close_reason and not self._closed_sent:
+                self._emit(StreamClosed(self.stream_id, reason, None, abort.message))
             # The status follows once the client has stopped writing, as in a drain (see HALF_CLOSE_QUIET_S).
             self._ending = asyncio.ensure_future(self._end_after_half_close(abort, self._requests))
         else:  # its client stopped reading or sending: nothing races the status
@@ -631,6 +639,7 @@ class StreamConnection:
         return slot
 
     def _emit(self, response: StreamResponse) -> None:
+        self._closed_sent = self._closed_sent or isinstance(response, StreamClosed)
         self._new_slot().set_result(response)
 
     def _stream_id(self) -> str:

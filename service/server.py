@@ -356,6 +356,7 @@ class Server:
             if config.auth_token_file:
                 self._token_file = TokenFile(config.auth_token_file, on_reload=self._servicer.end_revoked)
                 source = self._token_file.current
+                self._servicer.token_source = source
             interceptors.append(BearerTokenInterceptor(source, on_denied=refused.inc, reads=reads))
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
@@ -36,7 +36,7 @@ from service.generated import pb_grpc
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.sessions import SessionManager
-from service.types import StreamRequest
+from service.types import CLOSE_REASONS_KEY, CloseReason, StreamRequest
 
 _log = logging.getLogger(__name__)
 
@@ -99,7 +99,9 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self._max_request_bytes = max_request_bytes
         self.connections: set[StreamConnection] = set()
         self._token_digests: dict[StreamConnection, bytes] = {}  # of the bearer token each call presented
-        self._tokens: tuple[bytes, ...] | None = None  # the tokens end_revoked was last given
+        self.token_source: Callable[[], tuple[bytes, ...]] | None = None
+        """The tokens the server takes now, when they can change (``--auth-token-file``): the source the check of a
+        call's headers uses, set by the server (see :meth:`Stream`)."""
         self.refusal_log = RateLimitedWarning(_log, "refused a call", "refusals")
         """Warns about refused calls, at most once per interval for each code."""
         self.frame_error_log = RateLimitedWarning(logging.getLogger("service.connection"), "frame rejected", "frames")
@@ -109,8 +111,9 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         self, request_iterator: AsyncIterable[Any], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         """See ``Perception.Stream`` in the proto."""
-        digest = call_token_digest(context.invocation_metadata())
-        if digest is not None and self._tokens is not None and not still_valid(digest, self._tokens):
+        metadata = context.invocation_metadata()
+        digest = call_token_digest(metadata)
+        if digest is not None and self.token_source is not None and not still_valid(digest, self.token_source()):
             # Revoked after the call's headers were checked, before this handler ran: end_revoked did not see it.
             self._metrics.calls_refused.labels(ErrorCode.UNAUTHENTICATED.name.lower()).inc()
             await take_first_message(request_iterator)  # as the token check's refusals do
@@ -125,6 +128,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             max_pending_frames=self._max_pending_frames,
             max_buffered_reply_bytes=self._max_buffered_reply_bytes,
             peer=context.peer(),
+            newest_close_reason=_newest_close_reason(metadata),
             frame_error_log=self.frame_error_log,
         )
         self.connections.add(connection)
@@ -155,10 +159,9 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         Each call keeps the digest of its token alone, compared in constant time (:func:`service.auth.still_valid`).
 
         Each call ended is counted in ``slotstream_calls_refused_total{code="unauthenticated"}``; one warning says
-        how many (never a token). A call whose handler starts after this (its headers were checked before the
-        reload) is refused by that handler. Returns how many calls were ended.
+        how many (never a token). A call whose handler starts after the reload (its headers were checked before) is
+        refused by that handler (:attr:`token_source`). Returns how many calls were ended.
         """
-        self._tokens = tokens
         revoked = [
             connection
             for connection, digest in self._token_digests.items()
@@ -219,6 +222,16 @@ def ended_by_the_server(abort: StreamAbort, connection: StreamConnection) -> boo
     it with ``STREAM_EXPIRED``; a resume on another connection). A resume *refused* because its stream expired is
     a refusal."""
     return abort.code in ENDED_BY_THE_SERVER or abort is connection.eviction
+
+
+def _newest_close_reason(metadata: Any) -> int:
+    """The highest ``CloseReason`` a call's client knows, from its :data:`~service.types.CLOSE_REASONS_KEY`
+    metadata; ``TAKEN_OVER`` without it (or with a value that is not a number)."""
+    value = dict(metadata or ()).get(CLOSE_REASONS_KEY)
+    try:
+        return int(str(value)) if value is not None else CloseReason.TAKEN_OVER
+    except ValueError:
+        return CloseReason.TAKEN_OVER
 
 
 async def abort_with(context: grpc.aio.ServicerContext, abort: StreamAbort) -> None:

@@ -108,6 +108,12 @@ class CloseReason(enum.IntEnum):
     TOKEN_REVOKED = 4
 
 
+CLOSE_REASONS_KEY = "slotstream-close-reasons"
+"""Call metadata of a ``Stream`` call: the highest :class:`CloseReason` its client knows, in decimal. The server sends
+a ``StreamClosed`` of a later reason only to a client that names it; a client without the key is taken to know those
+up to ``TAKEN_OVER`` (the reasons of the protocol before the key existed)."""
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     """Per-stream options (proto ``StreamOptions``); zero values mean "server default".

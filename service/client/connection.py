@@ -18,7 +18,7 @@ from service.client.tls import TlsFiles
 from service.engine import ModelCard
 from service.generated import pb, pb_grpc
 from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
-from service.types import OpenRequest, ResumeRequest, StateHandoff, StreamOptions
+from service.types import CLOSE_REASONS_KEY, CloseReason, OpenRequest, ResumeRequest, StateHandoff, StreamOptions
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_LIMIT_TIMEOUT_S = 10.0
@@ -331,7 +331,7 @@ class Client:
     def _call(self) -> Any:
         self._check_open()
         try:
-            return self._stub.Stream(metadata=self._metadata)
+            return self._stub.Stream(metadata=(*self._metadata, (CLOSE_REASONS_KEY, str(max(CloseReason)))))
         except grpc.aio.UsageError as error:
             raise self._closed_error() from error
 

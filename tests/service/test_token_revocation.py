@@ -11,12 +11,22 @@ import threading
 
 import grpc
 import pytest
-from service_helpers import make_video, run, slow_factory, wait_until
+from service_helpers import make_video, raw, run, slow_factory, wait_until
 
+from service import wire
 from service.client import Client, StreamError
 from service.client.__main__ import main
 from service.errors import ErrorCode
-from service.types import FrameResult, OpenKind, StreamOptions
+from service.generated import pb_grpc
+from service.types import (
+    CLOSE_REASONS_KEY,
+    CloseReason,
+    FrameRequest,
+    FrameResult,
+    OpenKind,
+    OpenRequest,
+    StreamOptions,
+)
 
 OLD = "old-token-" + "A" * 24
 NEW = "new-token-" + "B" * 24
@@ -183,14 +193,14 @@ def test_a_client_sending_without_pause_learns_of_the_revocation_at_once(start_s
 
 def test_a_call_whose_handler_starts_after_its_token_was_revoked_is_refused(start_server, tmp_path):
     """The window between the check of a call's headers and its handler: a reload that revokes the token there
-    (told to the servicer here, with the file unchanged, so the headers' check still lets the old token in) finds
-    no call to end, so the handler refuses the call itself, with the revocation's status."""
+    (shown to the handler alone here, with the file unchanged, so the headers' check still lets the old token in)
+    finds no call to end, so the handler refuses the call itself, with the revocation's status."""
     path = tmp_path / "tokens"
     path.write_text(f"{OLD}\n{NEW}\n")
     path.chmod(0o600)
     server = start_server(auth_token_file=path)
     servicer = server.server._servicer
-    server.on_loop(lambda: servicer.end_revoked((NEW.encode(),)))
+    servicer.token_source = lambda: (NEW.encode(),)
 
     async def scenario():
         async with Client(server.target, token=OLD) as old, Client(server.target, token=NEW) as new:
@@ -204,3 +214,103 @@ def test_a_call_whose_handler_starts_after_its_token_was_revoked_is_refused(star
     assert error.status == grpc.StatusCode.UNAUTHENTICATED and error.code == ErrorCode.UNAUTHENTICATED, error
     assert "bearer token this call was authenticated with was revoked" in error.message, error
     assert server.metric("slotstream_calls_refused_total", {"code": "unauthenticated"}) == 1
+
+
+def test_a_token_added_to_the_file_is_taken_as_soon_as_it_is_read(start_server, tmp_path):
+    """Rotation step 1 after an earlier rotation: the new token is taken by every check from the reload that reads
+    it on, not refused as revoked until the file settles."""
+    path = tmp_path / "tokens"
+    path.write_text(f"{OLD}\n")
+    path.chmod(0o600)
+    server = start_server(auth_token_file=path)
+    token_file = server.server._token_file
+    third = "third-token-" + "C" * 24
+    clip = make_video(seed=8, frames=2)
+
+    async def scenario():
+        async with Client(server.target, token=OLD) as old, Client(server.target, token=third) as newest:
+            stream = await old.open()
+            await stream.process(clip[0])
+            _rewrite(path, f"{NEW}\n")  # an earlier rotation: OLD revoked, its call ended once the file settled
+            with pytest.raises(StreamError):
+                for _ in range(100):
+                    await stream.process(clip[1])
+                    await asyncio.sleep(0.1)
+            _rewrite(path, f"{NEW}\n{third}\n")
+            await asyncio.to_thread(wait_until, lambda: third.encode() in server.on_loop(token_file.current), 5.0)
+            opened = await newest.open()  # at once: before the file settles
+            await opened.close()
+
+    run(scenario())
+
+
+def test_a_client_that_does_not_name_the_close_reasons_it_knows_gets_no_token_revoked_close(start_server, tmp_path):
+    """A client older than ``CLOSE_REASON_TOKEN_REVOKED`` (no ``slotstream-close-reasons`` metadata) would take that
+    close for another (``UNSPECIFIED``): its call ends with the status alone, as it did before the reason existed."""
+    path = tmp_path / "tokens"
+    path.write_text(f"{OLD}\n{NEW}\n")
+    path.chmod(0o600)
+    server = start_server(auth_token_file=path)
+    clip = make_video(seed=9, frames=1)
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream(metadata=(("authorization", f"Bearer {OLD}"),))
+            await call.write(wire.request_to_proto(OpenRequest(options=StreamOptions(resume_window_s=30))))
+            await call.write(wire.request_to_proto(FrameRequest(0, raw(clip[0]))))
+            kinds = [(await call.read()).WhichOneof("kind") for _ in range(2)]
+            _rewrite(path, f"{NEW}\n")
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                while True:
+                    kinds.append((await call.read()).WhichOneof("kind"))
+            return kinds, ended.value
+
+    kinds, ended = run(scenario())
+    assert kinds == ["opened", "result"], kinds
+    assert ended.code() == grpc.StatusCode.UNAUTHENTICATED, ended
+
+
+def test_a_revocation_after_the_drains_close_sends_no_second_close(start_server, tmp_path):
+    """A ``StreamClosed`` is a call's last message: a token revoked while the drain waits for a client that read
+    the drain's close and keeps sending ends the call with its status alone."""
+    path = tmp_path / "tokens"
+    path.write_text(f"{OLD}\n{NEW}\n")
+    path.chmod(0o600)
+    server = start_server(auth_token_file=path)
+    clip = make_video(seed=10, frames=1)
+    metadata = (("authorization", f"Bearer {OLD}"), (CLOSE_REASONS_KEY, str(max(CloseReason))))
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream(metadata=metadata)
+            await call.write(wire.request_to_proto(OpenRequest(options=StreamOptions(resume_window_s=30))))
+            await call.write(wire.request_to_proto(FrameRequest(0, raw(clip[0]))))
+            kinds = [(await call.read()).WhichOneof("kind") for _ in range(2)]
+            stopping = threading.Thread(target=server.stop, args=(20.0,), daemon=True)
+            stopping.start()
+            kinds.append((await call.read()).WhichOneof("kind"))  # the drain's close
+
+            async def camera() -> None:  # goes on sending, which keeps the call open
+                index = 1
+                while True:
+                    await call.write(wire.request_to_proto(FrameRequest(index, raw(clip[0]))))
+                    index += 1
+                    await asyncio.sleep(0.05)
+
+            sending = asyncio.create_task(camera())
+            _rewrite(path, f"{NEW}\n")
+            token_file = server.server._token_file
+            await asyncio.to_thread(wait_until, lambda: token_file.reloads >= 1, 5.0)
+            await asyncio.sleep(1.5)  # the file settles: the revocation reaches the call
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await sending
+            await call.done_writing()
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                while True:
+                    kinds.append((await call.read()).WhichOneof("kind"))
+            await asyncio.to_thread(stopping.join, 30)
+            return kinds
+
+    kinds = run(scenario())
+    assert kinds == ["opened", "result", "closed"], kinds
