@@ -13,16 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from child_processes import popen_with_ctrl_c
 from PIL import Image
 from service_helpers import wait_for_child
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _default_sigint() -> None:
-    """Give the client Ctrl-C's default action: a shell starts a background job (`make test &`, CI runners) with
-    SIGINT ignored, the child inherits that, and Python then keeps ignoring it, as a background job should."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
@@ -32,9 +27,7 @@ def test_an_interrupted_run_keeps_its_slots(start_server, tmp_path: Path, stop: 
     command = [sys.executable, "-m", "service.client", "stream", "synthetic:1000", "--fps", "20"]
     command += ["--target", server.target, "--jsonl", str(jsonl), "--slots", str(slots), "--out", str(overlay)]
     environment = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
-    with subprocess.Popen(
-        command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=environment, preexec_fn=_default_sigint
-    ) as process:
+    with popen_with_ctrl_c(command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=environment) as process:
         try:
             wait_for_child(process, lambda: jsonl.is_file() and len(jsonl.read_text().splitlines()) >= 3, "no results")
             process.send_signal(stop)

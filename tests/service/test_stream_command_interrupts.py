@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from child_processes import popen_with_ctrl_c
 from PIL import Image
 from service_helpers import wait_for_child
 
@@ -70,16 +71,9 @@ run stops, so that its queue fills, and a SIGINT raised as the sending loop star
 receive loop goes on recording the answers to the frames in flight meanwhile)."""
 
 
-def _default_sigint() -> None:
-    """Give the client Ctrl-C's default action (a background job inherits SIGINT ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start(command: list[str]) -> subprocess.Popen[str]:
     environment = {**os.environ, "PYTHONFAULTHANDLER": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=environment, preexec_fn=_default_sigint
-    )
+    return popen_with_ctrl_c(command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=environment)
 
 
 def _lines(jsonl: Path) -> list[dict[str, object]]:

@@ -13,17 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from child_processes import children_take_ctrl_c, popen_with_ctrl_c
 from safetensors.torch import load_file
 
 from training.checkpoint import checkpoint_step, list_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = 3
-
-
-def _default_sigint() -> None:
-    """Give the run Ctrl-C's default action (a background job, as under `make test &`, inherits SIGINT ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _trained_steps(metrics: Path) -> int:
@@ -45,13 +41,12 @@ def test_a_signal_to_the_process_group_stops_a_run_with_workers_promptly(tmp_pat
     command += ["--workers", str(WORKERS)]
     command += ["--eval-every", "0", "--val-videos", "0", "--no-progress", "--out", str(out)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
-    with subprocess.Popen(
+    with popen_with_ctrl_c(
         command,
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
-        preexec_fn=_default_sigint,
         start_new_session=True,  # its own process group, as a terminal's foreground job or a torchrun process has
     ) as process:
         try:
@@ -164,15 +159,15 @@ def _run_script(prelude: str, out: Path, *flags: str) -> subprocess.CompletedPro
 
 def _run_python(script: str) -> subprocess.CompletedProcess[str]:
     """``script`` run by this Python in the repository, one thread, Ctrl-C's default action, its output captured."""
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        preexec_fn=_default_sigint,
-    )
+    with children_take_ctrl_c():
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
 
 
 _CTRL_C_IN_EACH_WORKER_FIRST = """
