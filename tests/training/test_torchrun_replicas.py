@@ -9,12 +9,14 @@ as their script."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -156,15 +158,26 @@ def _lagging_backend(device: str) -> ProcessGroup:
     tensors until the interpreter, shutting down, waits for something."""
     group = init_from_environment(device)
     cpus = sorted(os.sched_getaffinity(0))
-    workers = 0
+    deadline = time.monotonic() + 30
+    while not (workers := _threads_named(GLOO_WORKER_THREAD)):  # a new thread names itself once it runs
+        if time.monotonic() > deadline:  # else the test that uses this would check nothing
+            raise RuntimeError(f"no thread named {GLOO_WORKER_THREAD} to hold back")
+        time.sleep(0.05)
     for task in Path("/proc/self/task").iterdir():
         os.sched_setaffinity(int(task.name), {cpus[group.rank % len(cpus)]})
-        if (task / "comm").read_text().strip() == GLOO_WORKER_THREAD:
-            os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
-            workers += 1
-    if workers == 0:  # else the test that uses this would check nothing
-        raise RuntimeError(f"no thread named {GLOO_WORKER_THREAD} to hold back")
+    for worker in workers:
+        os.sched_setscheduler(worker, os.SCHED_IDLE, os.sched_param(0))
     return group
+
+
+def _threads_named(name: str) -> list[int]:
+    """The ids of this process's threads called ``name``."""
+    named = []
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            if (task / "comm").read_text().strip() == name:
+                named.append(int(task.name))
+    return named
 
 
 def _torchrun(scratch: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
