@@ -39,11 +39,16 @@ def _rewrite(path, text: str) -> None:
     fresh.replace(path)
 
 
-def test_a_revoked_token_ends_its_open_streams_which_resume_with_a_valid_token(start_server, tmp_path, caplog):
+def _serving_tokens(start_server, tmp_path, *tokens: str):
+    """A server taking ``tokens`` from a token file of its own; returns it and the file."""
     path = tmp_path / "tokens"
-    path.write_text(f"{OLD}\n{NEW}\n")
+    path.write_text("".join(f"{token}\n" for token in tokens))
     path.chmod(0o600)
-    server = start_server(auth_token_file=path)
+    return start_server(auth_token_file=path), path
+
+
+def test_a_revoked_token_ends_its_open_streams_which_resume_with_a_valid_token(start_server, tmp_path, caplog):
+    server, path = _serving_tokens(start_server, tmp_path, OLD, NEW)
     manager = server.server.manager
     assert manager is not None
     clip = make_video(seed=5, frames=4)
@@ -95,10 +100,7 @@ def test_a_revoked_token_ends_its_open_streams_which_resume_with_a_valid_token(s
 
 def test_a_reload_that_keeps_a_calls_token_leaves_the_call_alone(start_server, tmp_path):
     """Rotation step 1 (a second token added) and a rewrite of the same tokens end no call."""
-    path = tmp_path / "tokens"
-    path.write_text(f"{OLD}\n")
-    path.chmod(0o600)
-    server = start_server(auth_token_file=path)
+    server, path = _serving_tokens(start_server, tmp_path, OLD)
     clip = make_video(seed=6, frames=3)
     token_file = server.server._token_file
     assert token_file is not None
@@ -153,10 +155,7 @@ def test_a_client_sending_without_pause_learns_of_the_revocation_at_once(start_s
     """The call's end is said in the call (``StreamClosed``, reason ``TOKEN_REVOKED``), so a client that keeps
     sending (a camera) stops and half-closes as it reads it, and gets the status at once: not after the 30 s the
     server otherwise waits for a client that never pauses, its frames dropped unanswered meanwhile."""
-    path = tmp_path / "tokens"
-    path.write_text(f"{OLD}\n{NEW}\n")
-    path.chmod(0o600)
-    server = start_server(auth_token_file=path)
+    server, path = _serving_tokens(start_server, tmp_path, OLD, NEW)
     clip = make_video(seed=7, frames=8)
 
     async def scenario():
@@ -195,10 +194,7 @@ def test_a_call_whose_handler_starts_after_its_token_was_revoked_is_refused(star
     """The window between the check of a call's headers and its handler: a reload that revokes the token there
     (shown to the handler alone here, with the file unchanged, so the headers' check still lets the old token in)
     finds no call to end, so the handler refuses the call itself, with the revocation's status."""
-    path = tmp_path / "tokens"
-    path.write_text(f"{OLD}\n{NEW}\n")
-    path.chmod(0o600)
-    server = start_server(auth_token_file=path)
+    server, _ = _serving_tokens(start_server, tmp_path, OLD, NEW)
     servicer = server.server._servicer
     servicer.token_source = lambda: (NEW.encode(),)
 
@@ -219,10 +215,7 @@ def test_a_call_whose_handler_starts_after_its_token_was_revoked_is_refused(star
 def test_a_token_added_to_the_file_is_taken_as_soon_as_it_is_read(start_server, tmp_path):
     """Rotation step 1 after an earlier rotation: the new token is taken by every check from the reload that reads
     it on, not refused as revoked until the file settles."""
-    path = tmp_path / "tokens"
-    path.write_text(f"{OLD}\n")
-    path.chmod(0o600)
-    server = start_server(auth_token_file=path)
+    server, path = _serving_tokens(start_server, tmp_path, OLD)
     token_file = server.server._token_file
     third = "third-token-" + "C" * 24
     clip = make_video(seed=8, frames=2)
@@ -247,10 +240,7 @@ def test_a_token_added_to_the_file_is_taken_as_soon_as_it_is_read(start_server, 
 def test_a_client_that_does_not_name_the_close_reasons_it_knows_gets_no_token_revoked_close(start_server, tmp_path):
     """A client older than ``CLOSE_REASON_TOKEN_REVOKED`` (no ``slotstream-close-reasons`` metadata) would take that
     close for another (``UNSPECIFIED``): its call ends with the status alone, as it did before the reason existed."""
-    path = tmp_path / "tokens"
-    path.write_text(f"{OLD}\n{NEW}\n")
-    path.chmod(0o600)
-    server = start_server(auth_token_file=path)
+    server, path = _serving_tokens(start_server, tmp_path, OLD, NEW)
     clip = make_video(seed=9, frames=1)
 
     async def scenario():
@@ -273,10 +263,7 @@ def test_a_client_that_does_not_name_the_close_reasons_it_knows_gets_no_token_re
 def test_a_revocation_after_the_drains_close_sends_no_second_close(start_server, tmp_path):
     """A ``StreamClosed`` is a call's last message: a token revoked while the drain waits for a client that read
     the drain's close and keeps sending ends the call with its status alone."""
-    path = tmp_path / "tokens"
-    path.write_text(f"{OLD}\n{NEW}\n")
-    path.chmod(0o600)
-    server = start_server(auth_token_file=path)
+    server, path = _serving_tokens(start_server, tmp_path, OLD, NEW)
     clip = make_video(seed=10, frames=1)
     metadata = (("authorization", f"Bearer {OLD}"), (CLOSE_REASONS_KEY, str(max(CloseReason))))
 
