@@ -21,6 +21,7 @@ other exception is a server bug, raised as is (the stream's state is freed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -451,10 +452,12 @@ class StreamConnection:
             self._awaiting_request = True
             # A call that never opens must not hold the server's resources: its first request has a time limit.
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can return a request that arrived as the call
-            # ended, swallowing the cancel, and the open would then outlive its call.
-            limit_s = self._manager.limits.open_timeout_s if self._session is None else None
+            # ended, swallowing the cancel, and the open would then outlive its call. An open stream's frames go
+            # without one (asyncio.timeout costs about 3.6 us a request on a 2-core CPU, a nullcontext 0.5 us).
+            opening = self._session is None
+            limit = asyncio.timeout(self._manager.limits.open_timeout_s) if opening else contextlib.nullcontext()
             try:
-                async with asyncio.timeout(limit_s):
+                async with limit:
                     request = await requests.next()
             except StopAsyncIteration:
                 return None
