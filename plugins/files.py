@@ -56,6 +56,29 @@ def sync_folder(path: Path) -> None:
         os.close(descriptor)
 
 
+def lock_or_close(descriptor: int) -> bool:
+    """Take an exclusive ``flock`` of the open file ``descriptor`` without waiting; close ``descriptor`` unless it
+    is taken.
+
+    Returns:
+        Whether it was taken; ``False`` when another open file holds the lock.
+
+    Raises:
+        OSError: the file system cannot lock it (``descriptor`` is closed too).
+    """
+    import fcntl  # POSIX only; the client, which uses this module's other functions, also runs on Windows
+
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return False
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return True
+
+
 def write_atomically(path: Path, write: Callable[[Path], object], mode: int | None = None) -> None:
     """Make ``path`` by ``write(temporary)`` and a rename: readers see the old file or the complete new one.
 

@@ -13,15 +13,22 @@ there are not guarded: the run goes on unlocked.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import functools
 import os
 from pathlib import Path
 from types import TracebackType
 
+from plugins.files import lock_or_close
+
 _HELD: set[int] = set()
 """The descriptors of the run-folder locks this process holds: a forked child (a data-loading worker) closes its
 copies (:func:`_forget_in_child`), which would otherwise keep the lock held after this process let it go."""
-_FORK_HOOK: list[bool] = []  # whether _forget_in_child is registered (once, on the first lock taken)
+
+
+@functools.cache
+def _forget_in_forked_children() -> None:
+    """Have every forked child run :func:`_forget_in_child` (registered once, on the first lock taken)."""
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _forget_in_child() -> None:
@@ -63,19 +70,15 @@ class RunFolderLock:
             return
         fd = os.open(self.run_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            taken = lock_or_close(fd)
+        except OSError:  # no locks on this file system (EBADF, ENOLCK, EOPNOTSUPP): unguarded, as before locks
+            return
+        if not taken:
             raise RunFolderInUse(
                 f"{self.run_dir} is in use by another training process (a run started twice, or resumed while it "
                 "still trains): wait for that process to end, stop it, or choose another --out"
-            ) from None
-        except OSError:  # no locks on this file system (EBADF, ENOLCK, EOPNOTSUPP): unguarded, as before locks
-            os.close(fd)
-            return
-        if not _FORK_HOOK:
-            os.register_at_fork(after_in_child=_forget_in_child)
-            _FORK_HOOK.append(True)
+            )
+        _forget_in_forked_children()
         _HELD.add(fd)
         self._fd = fd
 

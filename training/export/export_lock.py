@@ -10,10 +10,11 @@ locks a file no longer in the folder, which :func:`out_lock` notices and then lo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from plugins.files import lock_or_close
 
 #: The lock file an export holds inside ``--out``.
 LOCK_FILE = ".export.lock"
@@ -45,17 +46,11 @@ def _acquire(path: Path, out: Path) -> int:
     """An open descriptor of ``path``, exclusively locked and still the file at ``path``."""
     while True:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
+        if not lock_or_close(descriptor):
             raise OutFolderBusy(
                 f"another export is writing to --out {out} (it holds {path}): wait for it to finish, or give "
                 "another folder"
-            ) from None
-        except BaseException:
-            os.close(descriptor)
-            raise
+            )
         if _same_file(path, descriptor):
             return descriptor
         os.close(descriptor)  # its holder removed it between our open and our lock: lock the file there now
