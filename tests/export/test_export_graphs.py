@@ -24,7 +24,7 @@ from plugins import SlotState, VideoSlotModel
 from service.backends.manifest import MANIFEST_FILE, ManifestError
 from training.export import ExportError, ExportOptions, check_operators, export_graph, export_model, read_manifest
 from training.export.__main__ import main as export_main
-from training.export.exporter import STAGING_PREFIX
+from training.export.out_folder import STAGING_PREFIX
 from training.export.parity import measure_parity, synthetic_video
 
 ort = pytest.importorskip("onnxruntime", reason="needs ONNX Runtime: pip install -e '.[onnx]'")

@@ -18,7 +18,7 @@ from service.backends.manifest import MANIFEST_FILE, read_manifest
 from training.export import ExportOptions, export_model
 from training.export.__main__ import main as export_main
 from training.export.export_lock import LOCK_FILE, OutFolderBusy, out_lock
-from training.export.exporter import STAGING_PREFIX
+from training.export.out_folder import STAGING_PREFIX
 
 pytest.importorskip("onnxruntime", reason="exports are checked in ONNX Runtime: pip install -e '.[onnx]'")
 

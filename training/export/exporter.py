@@ -12,17 +12,16 @@ One export writes into an output directory at a time: an export holds the lock o
 until its last file is written (TensorRT engines included). A second export into a folder another export is
 writing is refused at once (``another export is writing to --out ...``, a ``ValueError``) and touches nothing
 there; staging folders are removed as a killed export's leftovers only while holding that lock, so never those of
-a running export.
+a running export (:mod:`training.export.out_folder` decides what may be replaced in ``--out``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,16 +31,14 @@ import torch
 
 from plugins import VideoSlotModel
 from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, parse_json, weights_mismatch_message
+from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, weights_mismatch_message
 from service.backends.manifest import (
     BATCH_AXIS,
     GRAPH_FILES,
     MANIFEST_FILE,
-    MANIFEST_FORMAT,
     GraphSpec,
     InputSpec,
     Manifest,
-    ManifestError,
     ParityReport,
     SourceSpec,
     TensorSpec,
@@ -51,10 +48,17 @@ from service.backends.manifest import (
 from service.engine import model_version
 from training.export.batch_axis import DIAGNOSIS_BATCH_SIZES, fixed_batch_diagnosis
 from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
-from training.export.export_lock import LOCK_FILE, out_lock
 from training.export.float64_reference import float64_summary
 from training.export.graphs import DEFAULT_OPSET, export_graph, input_names, output_shapes
 from training.export.operators import TENSORRT_OPS_SOURCE, check_operators
+from training.export.out_folder import (
+    STAGING_PREFIX,
+    check_out_dir,
+    locked_out,
+    missing_folders,
+    remove_empty,
+    remove_leftovers,
+)
 from training.export.parity import (
     BATCH_SIZES,
     PARITY_FRAMES,
@@ -72,9 +76,6 @@ if TYPE_CHECKING:
     import onnx
 
 _T = TypeVar("_T")
-
-#: Name prefix of the hidden folder an export is assembled in before its files are moved into place.
-STAGING_PREFIX = ".staging-"
 
 #: fp16 TensorRT engines are held to looser thresholds than the fp32 graphs (a choice, see the README).
 FP16_MAX_ABS = 0.1
@@ -166,20 +167,20 @@ def export_model(
     model = _load_source(source)  # (a missing file is refused here, by name)
     if version is None:  # unreadable a moment ago, loaded now: hash what was loaded
         version = model_version(source)
-    _check_out_dir(out, source, version, options.replace)  # before anything is created or locked there
-    created = _missing_folders(out)
+    check_out_dir(out, source, version, options.replace)  # before anything is created or locked there
+    created = missing_folders(out)
     published = False
     try:
-        with _locked_out(out):
-            _check_out_dir(out, source, version, options.replace)  # again: another export may have published since
-            _remove_leftovers(out)
+        with locked_out(out):
+            check_out_dir(out, source, version, options.replace)  # again: another export may have published since
+            remove_leftovers(out)
             manifest, video = _export_into(model, source, out, version, options)
             published = True
             if options.tensorrt:
                 manifest = _add_tensorrt(model, out, manifest, options, video)
     finally:
         if not published:  # a failed export leaves no empty folders it made itself
-            _remove_empty(created)
+            remove_empty(created)
     return manifest
 
 
@@ -227,33 +228,6 @@ def _export_into(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest, video
-
-
-@contextlib.contextmanager
-def _locked_out(out: Path) -> Iterator[None]:
-    """Create ``out`` where missing and hold its export lock (:func:`~training.export.export_lock.out_lock`) for
-    the block.
-
-    Raises:
-        OSError: ``out`` cannot be created or written (named as the flag, not as the lock file the user never
-            named).
-        OutFolderBusy: another export is writing to ``out``.
-    """
-    held = contextlib.ExitStack()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        held.enter_context(out_lock(out))
-    except OSError as error:
-        raise OSError(f"--out {out} cannot be written to: {error.strerror or error}") from error
-    with held:
-        yield
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove each of ``folders`` (deepest first, as :func:`_missing_folders` lists them) that is empty."""
-    for folder in folders:
-        with contextlib.suppress(OSError):  # not empty (something else wrote there), or gone: leave it
-            folder.rmdir()
 
 
 def _onnx_errors_named(
@@ -337,85 +311,6 @@ def _load_source(source: Path) -> VideoSlotModel:
         if mismatch is None:
             raise
         raise ValueError(f"--model {source}: {mismatch}") from error
-
-
-def _check_out_dir(out: Path, source: Path, version: str, replace: bool) -> None:
-    """``out`` must be new, empty, an earlier export (it holds a readable export manifest) or the source model
-    directory itself; anything else (another model's directory, a home folder, a folder whose ``manifest.json``
-    belongs to something else) would have its files replaced or mixed in. An earlier export of another model
-    (another source version than ``version``) is replaced only with ``replace``: exported in place, that folder
-    holds the model itself. Staging folders and the lock file (an export's own, running or killed) are not counted
-    as files of the folder. Only looks: run before the lock is taken (a refused export touches nothing) and again
-    while it is held.
-
-    Raises:
-        ValueError: ``out`` is a file, a folder of other files, or an export of another model without ``replace``.
-    """
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder for the export")
-    if not out.is_dir():
-        return
-    others = [entry for entry in out.iterdir() if not _is_export_own(entry)]
-    earlier = _export_version(out)
-    if earlier is not None and earlier != version and out.resolve() != source.resolve() and not replace:
-        raise ValueError(
-            f"--out {out} holds an export of another model (version {earlier}; this one is {version}) with that "
-            f"model's {CONFIG_FILE} and {WEIGHTS_FILE}, which may be its only copy if it was exported in place: "
-            "pass --replace to replace it, or give a new folder"
-        )
-    if out.resolve() == source.resolve() or earlier is not None or not others:
-        return
-    raise ValueError(
-        f"--out {out} already holds files and is not an export directory (no readable export {MANIFEST_FILE}); "
-        "give a new or empty folder, an earlier export to replace, or the model directory itself"
-    )
-
-
-def _is_export_own(entry: Path) -> bool:
-    """Whether ``entry`` of an output folder is an export's own working file: a staging folder or the lock file."""
-    return entry.name.startswith(STAGING_PREFIX) or entry.name == LOCK_FILE
-
-
-def _remove_leftovers(out: Path) -> None:
-    """Remove the staging folders in ``out``: a killed export's, which never reached its cleanup. Only while
-    holding the lock of ``out``, which a running export holds for its whole run, so none is a running export's."""
-    for leftover in out.glob(f"{STAGING_PREFIX}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _missing_folders(path: Path) -> list[Path]:
-    """The folders of ``path`` that do not exist yet, ``path`` first (what ``mkdir(parents=True)`` creates)."""
-    missing = []
-    while not path.exists() and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-def _export_version(directory: Path) -> str | None:
-    """The source version of the export in ``directory``, when it holds a manifest this exporter wrote (not just
-    any file of that name); else ``None``. A manifest the reader refuses after an edit by hand (an ``input.layout``
-    changed, a shape) still counts when it is of this format with its ``graphs`` and ``source.version``: its
-    refusal says to re-run the export, into that folder."""
-    try:
-        text = (directory / MANIFEST_FILE).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        return Manifest.from_json(text).source.version
-    except ManifestError:
-        pass
-    try:
-        raw = parse_json(text)
-    except ValueError:  # not JSON, or nested too deep to read safely
-        return None
-    if not isinstance(raw, dict) or raw.get("format_version") != MANIFEST_FORMAT:
-        return None
-    if not isinstance(raw.get("graphs"), dict):
-        return None
-    source = raw.get("source")
-    version = source.get("version") if isinstance(source, dict) else None
-    return version if isinstance(version, str) and version else None
 
 
 def _check_tensorrt_available() -> None:
