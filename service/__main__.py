@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     from service.config import ConfigError, ServiceConfig
     from service.engine import BackendUnavailable
     from service.logs import configure_logging
-    from service.server import ListenError, serve
+    from service.ports import ListenError
+    from service.server import serve
     from service.tls import TlsFilesError
 
     notes: list[str] = []

@@ -1,4 +1,5 @@
-"""Whether the server can listen on an address it is told to, found out before the model loads."""
+"""Whether the server can listen on an address it is told to, found out before the model loads, and the refusal
+said when it cannot."""
 
 from __future__ import annotations
 
@@ -47,3 +48,31 @@ def listen_problem(listen: str) -> OSError | None:
             else:
                 bound = True
     return failures[0] if failures and not bound else None
+
+
+class ListenError(Exception):
+    """The server cannot listen on a configured address (a port another process holds, a host name that does not
+    resolve, an address that is not this machine's)."""
+
+
+def check_listen_address(flag: str, address: str) -> None:
+    """Refuse, before the model loads, an ``address`` (given with ``flag``) that the server cannot listen on now.
+
+    Raises:
+        ListenError: naming the flag, the address and the system's reason (see :func:`listen_problem`).
+    """
+    problem = listen_problem(address)
+    if problem is None:
+        return
+    if problem.errno == errno.EADDRINUSE:
+        raise ListenError(
+            f"{flag} {address}: the port is in use (another process listens there): stop that process, or choose "
+            f"another port with {flag} HOST:PORT"
+        )
+    host = address.rpartition(":")[0]
+    if isinstance(problem, socket.gaierror):
+        raise ListenError(f"{flag} {address}: cannot resolve the host {host} ({problem.strerror})")
+    hint = ""
+    if problem.errno == errno.EADDRNOTAVAIL:
+        hint = f": {host} is not an address of this machine (listen on one of its addresses, or 0.0.0.0 for all)"
+    raise ListenError(f"{flag} {address}: cannot listen there ({problem.strerror}){hint}")

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +39,7 @@ from service.host import memory_limit_bytes
 from service.logs import quiet_client_departures
 from service.malformed_requests import MalformedRequestInterceptor
 from service.metrics import Metrics
-from service.ports import listen_problem
+from service.ports import ListenError, check_listen_address
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
 from service.session_limits import SessionLimits
@@ -94,34 +92,6 @@ def default_engine_factory(config: ServiceConfig) -> Engine:
         max_batch_size=config.max_batch_size,
         options=config.backend_options(),
     )
-
-
-class ListenError(Exception):
-    """The server cannot listen on a configured address (a port another process holds, a host name that does not
-    resolve, an address that is not this machine's)."""
-
-
-def check_listen_address(flag: str, address: str) -> None:
-    """Refuse, before the model loads, an ``address`` (given with ``flag``) that the server cannot listen on now.
-
-    Raises:
-        ListenError: naming the flag, the address and the system's reason (see :func:`listen_problem`).
-    """
-    problem = listen_problem(address)
-    if problem is None:
-        return
-    if problem.errno == errno.EADDRINUSE:
-        raise ListenError(
-            f"{flag} {address}: the port is in use (another process listens there): stop that process, or choose "
-            f"another port with {flag} HOST:PORT"
-        )
-    host = address.rpartition(":")[0]
-    if isinstance(problem, socket.gaierror):
-        raise ListenError(f"{flag} {address}: cannot resolve the host {host} ({problem.strerror})")
-    hint = ""
-    if problem.errno == errno.EADDRNOTAVAIL:
-        hint = f": {host} is not an address of this machine (listen on one of its addresses, or 0.0.0.0 for all)"
-    raise ListenError(f"{flag} {address}: cannot listen there ({problem.strerror}){hint}")
 
 
 class Server:

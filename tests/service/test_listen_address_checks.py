@@ -18,8 +18,8 @@ from service_helpers import ServerThread, make_config
 
 from service.config import ServiceConfig
 from service.engine import Engine
-from service.ports import listen_problem
-from service.server import ListenError, default_engine_factory
+from service.ports import ListenError, listen_problem
+from service.server import default_engine_factory
 
 REPO = Path(__file__).resolve().parents[2]
 NOT_RESOLVED = "nosuchhost.invalid"  # RFC 6761: never resolves
