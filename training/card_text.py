@@ -166,7 +166,7 @@ def render_card(
         *plugin_rows(model),
         "",
         *(_discovery(config, model, scores, extra) if scores else _not_scored(config, extra)),
-        "![frames, reconstruction, slot masks, overlay](sample.png)",
+        f"![{', '.join(extra['sample_rows'])}](sample.png)",
         "",
     ]
     if extra.get("recall_chart"):

@@ -522,11 +522,14 @@ def evaluation_settings(config: TrainConfig) -> dict[str, Any]:
 
 @torch.inference_mode()
 def _save_sample(run: Run, dataset: Dataset[VideoClip], path: Path, device: str) -> None:
-    """Frames, reconstruction and slot masks of the dataset's first video (up to
-    :data:`~training.run_data.SAMPLE_FRAMES` frames) as a PNG."""
-    frames = dataset[0].frames[:SAMPLE_FRAMES].unsqueeze(0).to(device)  # [T, 3, H, W] -> [1, T, 3, H, W]
+    """Frames, ground truth (where the video has masks), reconstruction and slot masks of the dataset's first video
+    (up to :data:`~training.run_data.SAMPLE_FRAMES` frames) as a PNG."""
+    shown = dataset[0]
+    frames = shown.frames[:SAMPLE_FRAMES].unsqueeze(0).to(device)  # [T, 3, H, W] -> [1, T, 3, H, W]
+    truth = shown.masks[:SAMPLE_FRAMES] if shown.masks is not None else None  # [T, H, W]
     run.model.eval()
     try:
-        save_overlay(frames, run.model(frames), path)
+        output = run.model(frames)
     finally:
         run.model.train()
+    save_overlay(frames, output, path, target_kind=run.model.decoder.target_kind, truth=truth)

@@ -60,7 +60,7 @@ from training.run_data import SAMPLE_FRAMES
 from training.run_folder import COMMAND_FILE, FINAL_MODEL_DIR
 from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
 from training.run_history import newest_checkpoint_step, recorded_files, run_environment, steps_done, wall_time_s
-from training.visualize import save_overlay
+from training.visualize import sample_row_names, save_overlay
 
 RECALL_CHART_FILE = "object_recall.png"
 """The per-object recall chart a card of a model trained on synthetic data links to."""
@@ -185,13 +185,18 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             )
         # The first scored video; unscored, the run's first video (its first frames only are read).
         shown = validation[0] if validation is not None else first_video(spec, model.image_size, crop)
+        truth = shown.masks[:SAMPLE_FRAMES] if shown.masks is not None else None  # [T, H, W]
         with torch.inference_mode():
             frames = shown.frames[:SAMPLE_FRAMES].unsqueeze(0)  # [T, 3, H, W] -> [1, T, 3, H, W]
-            save_overlay(frames, model(frames), staging / SAMPLE_FILE)
+            output = model(frames)
+        target_kind = model.decoder.target_kind
+        save_overlay(frames, output, staging / SAMPLE_FILE, target_kind=target_kind, truth=truth)
         recall_chart = None
         if spec.startswith("synthetic:") and validation is not None:
             overlaps = object_overlaps(model, validation, progress=True)
-            save_recall_chart(recall_rows(overlaps), staging / RECALL_CHART_FILE, f"{config.name} on {spec}")
+            videos = len(validation)  # type: ignore[arg-type]
+            subtitle = f"{len(overlaps)} objects of {videos} videos, decoder masks"
+            save_recall_chart(recall_rows(overlaps), staging / RECALL_CHART_FILE, f"{config.name} on {spec}", subtitle)
             recall_chart = RECALL_CHART_FILE
         done = steps_done(args.run, config)
         recorded = selection.elapsed_s if selection else None
@@ -203,6 +208,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "spec": spec,
             "unscored": unscored,
             "recall_chart": recall_chart,
+            "sample_rows": sample_row_names(target_kind, truth is not None),
             "command": args.command or _run_command(args.run, config),
             "machine": describe_environments(environment, done),  # recorded by the run, not this process
             "batch": effective_batch(config.data.batch_size, recorded_processes(environment)),

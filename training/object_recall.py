@@ -202,8 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_recall(overlaps))
     if args.plot:
-        title = f"{args.model} on {args.data} ({len(overlaps)} objects)"
-        print(f"chart: {save_recall_chart(recall_rows(overlaps), args.plot, title)}")
+        title = f"{Path(args.model).resolve().name} on {args.data}"
+        subtitle = f"{len(overlaps)} objects of {args.videos or 'all'} videos, {args.mask_source} masks"
+        print(f"chart: {save_recall_chart(recall_rows(overlaps), args.plot, title, subtitle)}")
     return 0
 
 

@@ -12,19 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from plugins.palette import slot_colours
 from service.types import OUTSIDE_VIEW
-
-#: Distinct colours; slot id ``i`` is always drawn in ``PALETTE[i % len(PALETTE)]``.
-PALETTE = np.array(
-    [
-        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-        (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-        (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
-        (0, 0, 128), (128, 128, 128),
-    ],
-    dtype=np.uint8,
-)  # fmt: skip
-
 
 MAX_SIDE = {"libx264": 16384, "mpeg4": 8190, "gif": 65535}
 """The widest and tallest frame each codec of :class:`OverlayWriter` encodes, in pixels (even for MPEG-4, whose
@@ -34,7 +23,8 @@ limit is 8191, as yuv420p needs even sides)."""
 def render_overlay(
     frame: np.ndarray, segmentation: np.ndarray, slot_ids: tuple[int, ...], alpha: float = 0.5
 ) -> np.ndarray:
-    """Blend each pixel's slot colour over ``frame`` and darken slot boundaries.
+    """Blend each pixel's slot colour (:func:`plugins.palette.slot_colours` of its id) over ``frame`` and darken slot
+    boundaries.
 
     Pixels outside the model's view (:data:`~service.types.OUTSIDE_VIEW`, 255, beside the crop of
     ``FrameFit.CROP``) keep the frame's own colours, as long as fewer than 256 slots make 255 no slot index.
@@ -58,7 +48,7 @@ def render_overlay(
     # (1 - alpha) x each 8-bit value [256], and alpha x each slot index's colour [256, 3], both float32.
     colours = np.zeros((256, 3), dtype=np.float32)
     ids = np.asarray(slot_ids, dtype=np.int64)
-    colours[: len(ids)] = PALETTE[ids % len(PALETTE)].astype(np.float32) * np.float32(alpha)
+    colours[: len(ids)] = slot_colours(ids).astype(np.float32) * np.float32(alpha)  # [N, 3], as in every picture
     shades = np.arange(256, dtype=np.float32) * np.float32(1 - alpha)
     blended = np.take(shades, frame)  # [H, W, 3]
     blended += np.take(colours, segmentation, axis=0)  # [H, W] -> [H, W, 3]
@@ -83,6 +73,20 @@ def _check_indices(segmentation: np.ndarray, slots: int, marks_outside: bool) ->
     beyond = np.flatnonzero(counts[slots : OUTSIDE_VIEW if marks_outside else 256]) + slots
     if beyond.size:
         raise ValueError(f"the segmentation holds slot index {int(beyond[0])}, but there are {slots} slot ids")
+
+
+def letterboxed(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` (uint8 ``[H, W, 3]``) scaled to fit in ``size`` (height, width) with its aspect ratio kept
+    (bilinear), centred on black: uint8 ``[*size, 3]``."""
+    height, width = size
+    scale = min(height / frame.shape[0], width / frame.shape[1])
+    fitted_height = min(height, max(1, round(frame.shape[0] * scale)))
+    fitted_width = min(width, max(1, round(frame.shape[1] * scale)))
+    fitted = np.asarray(Image.fromarray(frame).resize((fitted_width, fitted_height), Image.Resampling.BILINEAR))
+    boxed = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = (height - fitted_height) // 2, (width - fitted_width) // 2
+    boxed[top : top + fitted_height, left : left + fitted_width] = fitted
+    return boxed
 
 
 class OverlayWriter:
@@ -117,8 +121,9 @@ class OverlayWriter:
             raise ValueError(f"{path}: the {what} must be a .gif or .mp4 file")
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one uint8 ``[H, W, 3]`` frame; a frame of another size than the first is resized to it (a
-        folder of images may mix sizes, a video file may not).
+        """Append one uint8 ``[H, W, 3]`` frame; a frame of another size than the first is scaled to fit in it,
+        keeping its aspect ratio, and centred on black bars (a folder of images may mix sizes and orientations, a
+        video file may not).
 
         Raises:
             ValueError: the first frame is larger than the codec encodes (:data:`MAX_SIDE`; nothing is written).
@@ -129,8 +134,7 @@ class OverlayWriter:
         if self._size is None:
             self._size = (frame.shape[0], frame.shape[1])
         elif frame.shape[:2] != self._size:
-            height, width = self._size
-            frame = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
+            frame = letterboxed(frame, self._size)
         if not self._gif:
             # yuv420p needs even sizes: repeat the last row / column rather than lose the frame's edge
             frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")

@@ -15,9 +15,10 @@ from PIL import Image
 from service_helpers import ServerThread, make_config, make_video, reference_outputs
 from test_stream_service import assert_matches
 
+from plugins.palette import slot_colours
 from service.client import FrameResult, StreamError, stream_frames
 from service.client.__main__ import main
-from service.client.overlay import PALETTE, render_overlay
+from service.client.overlay import render_overlay
 from service.client.trajectory import TRAJECTORY_ARRAYS
 from service.config import DEFAULT_MODEL_DIR
 from service.errors import ErrorCode
@@ -242,15 +243,15 @@ def test_overlay_colours_are_stable_per_slot_id():
     frame = np.zeros((4, 4, 3), np.uint8)
     segmentation = np.array([[0, 0, 1, 1]] * 4, np.uint8)
     overlay = render_overlay(frame, segmentation, (7, 3), alpha=1.0)
-    np.testing.assert_array_equal(overlay[0, 0], PALETTE[7])
-    np.testing.assert_array_equal(overlay[0, 3], PALETTE[3])
+    np.testing.assert_array_equal(overlay[0, 0], slot_colours([7])[0])
+    np.testing.assert_array_equal(overlay[0, 3], slot_colours([3])[0])
 
 
 def _plain_blend(frame, segmentation, slot_ids, alpha):
     """The overlay as a per-pixel formula: blend, darken boundaries, keep pixels outside the view."""
     outside = (segmentation == 255) & (len(slot_ids) <= 255)
     ids = np.asarray(slot_ids)[np.where(outside, 0, segmentation)]
-    blended = (1 - alpha) * frame.astype(np.float32) + alpha * PALETTE[ids % len(PALETTE)].astype(np.float32)
+    blended = (1 - alpha) * frame.astype(np.float32) + alpha * slot_colours(ids).astype(np.float32)
     edges = np.zeros(segmentation.shape, bool)
     edges[1:] |= segmentation[1:] != segmentation[:-1]
     edges[:, 1:] |= segmentation[:, 1:] != segmentation[:, :-1]

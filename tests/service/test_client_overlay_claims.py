@@ -13,7 +13,7 @@ from PIL import Image
 from service_helpers import make_video
 
 from service.client.__main__ import main
-from service.client.overlay import MAX_SIDE, OverlayWriter
+from service.client.overlay import MAX_SIDE, OverlayWriter, letterboxed
 
 
 def test_an_mp4_overlay_wider_than_h264_encodes_is_refused_before_the_file_is_made(tmp_path):
@@ -68,3 +68,21 @@ def test_refusals_are_explained_once_per_code_and_an_unwritten_overlay_is_not_cl
     assert f"no overlay written to {overlay} (no frame had a result)" in error
     assert "; overlay written to" not in error
     assert not overlay.exists()
+
+
+def test_a_frame_of_another_shape_than_the_first_is_letterboxed_not_squashed(tmp_path):
+    """A folder may mix landscape and portrait images: a portrait frame in a landscape overlay keeps its shape."""
+    portrait = np.full((40, 20, 3), 200, np.uint8)  # [H, W, 3]
+    boxed = letterboxed(portrait, (20, 60))
+    assert boxed.shape == (20, 60, 3)
+    columns = np.flatnonzero(boxed.any(axis=(0, 2)))  # the columns the frame covers
+    assert (columns[0], columns[-1]) == (25, 34)  # 10 of 60 columns, centred: 40x20 scaled by 1/2
+    assert (boxed[:, columns] == 200).all() and (boxed[:, :25] == 0).all() and (boxed[:, 35:] == 0).all()
+    path = tmp_path / "mixed.gif"
+    with OverlayWriter(path, fps=10.0) as writer:
+        writer.write(np.full((20, 60, 3), 90, np.uint8))
+        writer.write(portrait)
+    with av.open(str(path)) as container:
+        second = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)][1]
+    assert second.shape == (20, 60, 3)
+    assert second[:, 30].mean() > 150 and second[:, 5].max() < 40 and second[:, 55].max() < 40

@@ -34,13 +34,14 @@ from service_helpers import (
 )
 
 from plugins.frame_fit import PAD_VALUE, crop_box, pad_box
+from plugins.palette import slot_colours
 from plugins.segmentation import segment
 from plugins.testing import tiny_model_config
 from service import frame_processing, wire
 from service.auth import ERROR_CODE_KEY
 from service.client import OUTSIDE_VIEW, Client, FrameFit, FrameResult, Output, StreamError, StreamOptions
 from service.client.__main__ import main
-from service.client.overlay import PALETTE, render_overlay
+from service.client.overlay import render_overlay
 from service.client.segmentation_geometry import slot_areas
 from service.config import ConfigError, ServiceConfig
 from service.engine import load_engine
@@ -479,7 +480,7 @@ def test_overlay_and_areas_leave_outside_view_pixels_alone():
     segmentation = np.array([[255, 0, 0, 1, 1, 255]] * 4, np.uint8)
     overlay = render_overlay(frame, segmentation, (7, 3), alpha=1.0)
     np.testing.assert_array_equal(overlay[:, [0, 5]], frame[:, [0, 5]])
-    np.testing.assert_allclose(overlay[0, 1], PALETTE[7] * 0.4, atol=1)  # the crop's edge is a boundary
-    np.testing.assert_allclose(overlay[0, 3], PALETTE[3] * 0.4, atol=1)  # between slots 0 and 1
-    np.testing.assert_array_equal(overlay[:, [2, 4]], PALETTE[[7, 3]][None].repeat(4, axis=0))
+    np.testing.assert_allclose(overlay[0, 1], slot_colours([7])[0] * 0.4, atol=1)  # the crop's edge is a boundary
+    np.testing.assert_allclose(overlay[0, 3], slot_colours([3])[0] * 0.4, atol=1)  # between slots 0 and 1
+    np.testing.assert_array_equal(overlay[:, [2, 4]], slot_colours([7, 3])[None].repeat(4, axis=0))
     np.testing.assert_allclose(slot_areas(segmentation, 2), [8 / 24, 8 / 24])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -100,3 +101,18 @@ def test_slot_switches_count_changes_of_the_slot_holding_most_of_an_object() -> 
     single = torch.zeros(3, 2, 2, dtype=torch.long)
     single[1, 0, 0] = 4  # visible in one frame only: no step
     assert slot_switches_per_object(torch.zeros(3, 2, 2, dtype=torch.long), single) == {4: (0, 0)}
+
+
+def test_the_chart_is_wide_enough_for_a_long_title() -> None:
+    from PIL import ImageDraw
+
+    from training.object_recall import GroupRecall
+    from training.recall_chart import _font, draw_recall_chart
+
+    title = "a_rather_long_folder_name_for_experiments_run_2026_12_06_smoothsa_cnn_grid32 on synthetic:medium"
+    rows = [GroupRecall("size", "small", 1, 0.2, 0.0, 0.0)]
+    image = draw_recall_chart(rows, title, "1 object of 4 videos, attention masks")
+    needed = ImageDraw.Draw(image).textlength(title, font=_font())
+    assert image.width >= needed + 10
+    right = np.asarray(image)[:30, -8:]  # the top right corner, beside the end of the title
+    assert (right == 255).all()
