@@ -2,7 +2,7 @@
 named in a label column.
 
 Slot ``k`` has the colour :func:`plugins.palette.slot_colours` gives it, as in the client's overlays, and the
-overlay row is drawn as the client draws it (:func:`service.client.overlay.render_overlay`: boundaries darkened).
+overlay row is drawn as the client draws it (:func:`service.slot_overlay.render_overlay`: boundaries darkened).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from plugins import VideoOutput
 from plugins.palette import slot_colours
 from plugins.segmentation import segment
-from service.client.overlay import render_overlay
+from service.slot_overlay import render_overlay
 
 TargetKind = Literal["pixels", "features"]
 

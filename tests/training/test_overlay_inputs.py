@@ -66,7 +66,7 @@ def test_the_rows_drawn_are_the_rows_named(tiny_model: VideoSlotModel) -> None:
 
 
 def test_slot_k_has_the_colour_of_the_clients_overlay(tiny_model: VideoSlotModel) -> None:
-    from service.client.overlay import render_overlay
+    from service.slot_overlay import render_overlay
 
     frames = _frames().detach()
     with torch.no_grad():
