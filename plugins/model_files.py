@@ -85,13 +85,30 @@ def read_model_config(config_path: Path) -> Mapping[str, Any]:
         raise ValueError(f"{config_path} is not valid UTF-8 JSON: {error}") from error
     except ValueError as error:  # not JSON, or nested too deeply: parse_json's message says which
         raise ValueError(f"{config_path}: {error}") from error
-    if (
-        not isinstance(payload, Mapping)
-        or payload.get("format_version") != FORMAT_VERSION
-        or not isinstance(payload.get("model"), Mapping)
-    ):
-        raise ValueError(f"{config_path}: expected format_version {FORMAT_VERSION} with a 'model' section")
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"{config_path}: expected a JSON object with format_version {FORMAT_VERSION}, got JSON text")
+    problem = format_version_problem(payload.get("format_version"), FORMAT_VERSION, "model config")
+    if problem is not None:
+        raise ValueError(f"{config_path}: {problem}")
+    if not isinstance(payload.get("model"), Mapping):
+        raise ValueError(f"{config_path}: expected a 'model' section (an object), as save_pretrained writes")
     return payload
+
+
+def format_version_problem(found: object, expected: int, what: str) -> str | None:
+    """Why a file's ``format_version`` (``found``; ``None`` when the file has none) is not ``expected``, saying
+    what to do: a newer version needs a newer slotstream; a file without one is not a ``what`` slotstream wrote.
+    ``None`` when it is ``expected``."""
+    if found == expected and not isinstance(found, bool):
+        return None
+    if found is None:
+        return f"no format_version: not a {what} written by slotstream (format_version {expected})"
+    if isinstance(found, int) and not isinstance(found, bool) and found > expected:
+        return (
+            f"format_version {found} was written by a newer slotstream; this one reads format_version {expected}: "
+            "upgrade slotstream to load it"
+        )
+    return f"format_version {found!r} is not one slotstream writes (this one reads format_version {expected})"
 
 
 def parse_json(text: str) -> Any:

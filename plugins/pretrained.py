@@ -97,6 +97,14 @@ def read_pretrained(
     return model.eval()
 
 
+SAVED_MODEL_KEYS = (
+    *("encoder", "initializer", "aggregator", "transition", "decoder"),  # plugins.model.COMPONENT_NAMES
+    *("num_slots", "slot_dim", "image_size", "first_iters", "later_iters"),
+)
+"""The keys of ``config.json``'s ``model`` section that :meth:`~plugins.model.VideoSlotModel.save_pretrained`
+always writes, and loading requires (none falls back to a constructor default)."""
+
+
 def _build_saved(
     cls: type[VideoSlotModel], payload: Mapping[str, Any], registry: ComponentRegistry | None, config_path: Path
 ) -> VideoSlotModel:
@@ -108,9 +116,17 @@ def _build_saved(
             (:func:`plugin_changes`: another version, or another plugin registering the name, and how to go back),
             which are what such a failure of a saved model usually comes from.
         RegistryError: a component name nothing registers here (with :func:`missing_plugin_hint`).
-        ValueError: the section does not describe a model, or gives a component one of its initial weight
-            arguments (:func:`_refuse_initial_weight_arguments`).
+        ValueError: the section lacks one of :data:`SAVED_MODEL_KEYS`, does not describe a model (a value of the
+            wrong type, an unknown key), or gives a component one of its initial weight arguments
+            (:func:`_refuse_initial_weight_arguments`).
     """
+    missing = [key for key in SAVED_MODEL_KEYS if key not in payload["model"]]
+    if missing:  # every saved config.json holds them: without one the constructor's default would be loaded
+        keys = ", ".join(f"model.{key}" for key in missing)
+        raise ValueError(
+            f"{config_path}: {keys} missing, which save_pretrained always writes: the file was edited or not written "
+            "by slotstream; restore it, or save the model again with save_pretrained"
+        )
     _refuse_initial_weight_arguments(payload, registry, config_path)
     try:
         return cls(**payload["model"], registry=registry)

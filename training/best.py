@@ -126,25 +126,34 @@ def _summed(scores: Mapping[str, Any], metrics: tuple[str, ...]) -> float:
 
 
 def read_selection(run_dir: Path) -> Selection | None:
-    """The selection record of the run's best model, or None when there is none yet."""
+    """The selection record of the run's best model, or None when there is none yet.
+
+    Raises:
+        ValueError: the record cannot be read (damaged or edited), naming it and what to do.
+    """
     final, previous = run_dir / BEST_MODEL_DIR, run_dir / _PREVIOUS_BEST_DIR
     if not final.exists() and (previous / SELECTION_FILE).is_file():  # killed between the two renames
         os.replace(previous, final)
     path = final / SELECTION_FILE
     if not path.is_file():
         return None
-    data = json.loads(path.read_text())
-    scores = dict(data["scores"])
-    elapsed = data.get("elapsed_s")
-    return Selection(
-        int(data["step"]),
-        float(data["score"]),
-        tuple(data["metrics"]),
-        scores,
-        data.get("reason"),
-        None if elapsed is None else float(elapsed),
-        bool(data.get("lower_is_better", False)),
-    )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        elapsed = data.get("elapsed_s")
+        return Selection(
+            int(data["step"]),
+            float(data["score"]),
+            tuple(data["metrics"]),
+            dict(data["scores"]),
+            data.get("reason"),
+            None if elapsed is None else float(elapsed),
+            bool(data.get("lower_is_better", False)),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError and UnicodeDecodeError too
+        raise ValueError(
+            f"{path} is not a readable record of the best model ({type(error).__name__}: {error}): restore it, or "
+            f"delete {final} (a resumed run selects its best model again at its next evaluation)"
+        ) from error
 
 
 def clear_best(run_dir: Path) -> None:

@@ -256,6 +256,8 @@ def _fit(
                 if command is not None and not (resume and command_file.is_file()):
                     command_file.write_text(command + "\n")
             if restoring:
+                if group.is_main:
+                    read_selection(run_dir)  # a damaged best/ record is refused now, not at the first evaluation
                 restore_newest(run, checkpoints, device, group)
             elif group.is_main and started_from is not None:
                 tqdm.write(started_from.summary())

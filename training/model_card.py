@@ -120,10 +120,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    selection = read_selection(args.run) if args.checkpoint == "best" else None
-    source = args.run / (BEST_MODEL_DIR if selection is not None else FINAL_MODEL_DIR)
+    try:
+        selection = read_selection(args.run) if args.checkpoint == "best" else None
+        source = args.run / (BEST_MODEL_DIR if selection is not None else FINAL_MODEL_DIR)
+        evaluated = not (source / WEIGHTS_FILE).is_file() and read_selection(args.run) is not None
+    except ValueError as error:  # a damaged best/ record, named
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not (source / WEIGHTS_FILE).is_file():
-        if args.checkpoint == "final" and read_selection(args.run) is not None:
+        if args.checkpoint == "final" and evaluated:
             problem = "the run has not finished; publish its best evaluation with --checkpoint best"
         else:
             problem = f"the run has neither finished nor evaluated{_unfinished_hint(args.run, config)}"

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugins.model_files import WEIGHTS_FILE, parse_json, run_folder_models
+from plugins.model_files import WEIGHTS_FILE, format_version_problem, parse_json, run_folder_models
 from service.backends import manifest_parsing as parsing
 from service.backends.manifest_input_checks import (
     GRAPH_DTYPE,
@@ -183,8 +183,11 @@ class Manifest:
             raw = parse_json(text)
         except ValueError as error:  # not JSON, or nested too deeply (parse_json's message says which)
             raise ManifestError(str(error)) from error
-        if not isinstance(raw, dict) or raw.get("format_version") != MANIFEST_FORMAT:
-            raise ManifestError(f"expected a manifest with format_version {MANIFEST_FORMAT}")
+        if not isinstance(raw, dict):
+            raise ManifestError(f"expected a manifest (a JSON object) with format_version {MANIFEST_FORMAT}")
+        problem = format_version_problem(raw.get("format_version"), MANIFEST_FORMAT, "export manifest")
+        if problem is not None:
+            raise ManifestError(problem)
         try:
             parsing.require(raw, parsing.required_fields(cls), "")
             manifest = cls(

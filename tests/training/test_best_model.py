@@ -130,6 +130,22 @@ def test_a_resumed_run_must_beat_the_best_score_recorded_before_it_stopped(tmp_p
     assert resumed.best is not None and (resumed.best.step, resumed.best.score) == (before.step, 100.0)
 
 
+def test_a_damaged_best_record_is_named_before_a_resume_trains_and_by_the_model_card(tmp_path: Path, capsys) -> None:
+    config = tiny(steps=6)
+    fit(config, tmp_path, progress=False, stop_after=4)
+    record = tmp_path / BEST_MODEL_DIR / "selection.json"
+    record.write_text(record.read_text()[:40])  # cut short
+    checkpoints = sorted((tmp_path / "checkpoints").iterdir())
+    with pytest.raises(ValueError) as refused:
+        fit(config, tmp_path, progress=False, resume=True)
+    message = str(refused.value)
+    assert message.startswith(f"{record} is not a readable record of the best model (JSONDecodeError: ")
+    assert f"delete {tmp_path / BEST_MODEL_DIR}" in message
+    assert sorted((tmp_path / "checkpoints").iterdir()) == checkpoints  # refused before a step was trained
+    assert card_main(["--run", str(tmp_path), "--out", str(tmp_path / "published")]) == 2
+    assert f"error: {record} is not a readable record of the best model" in capsys.readouterr().err
+
+
 def test_an_unknown_selection_metric_is_refused_before_training(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="video_fg_ari"):
         fit(tiny(select_metrics=["fg_ari"]), tmp_path, progress=False)

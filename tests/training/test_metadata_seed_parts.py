@@ -45,3 +45,12 @@ def test_seed_parts_follow_the_dataset_seed_scheme_and_round_trip():
         raw = json.loads(metadata.to_json())
         assert list(raw)[:5] == ["level", "seed", "split", "dataset_seed", "video_index"]
         assert VideoMetadata.from_json(metadata.to_json()) == metadata
+
+
+def test_fields_a_newer_generator_adds_are_ignored():
+    video = generate_video("easy", seed=5, num_frames=2, size=(16, 16))
+    raw = json.loads(video.metadata.to_json())
+    raw["objects"][0]["material"] = "rubber"
+    raw["frames"][1][0]["spin"] = 0.25
+    raw["lighting"] = "studio"
+    assert VideoMetadata.from_json(json.dumps(raw)) == video.metadata

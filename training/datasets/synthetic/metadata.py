@@ -9,7 +9,7 @@ corner of the top-left pixel (so pixel ``(i, j)`` covers ``[j, j + 1) x [i, i + 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 GENERATOR_VERSION = 3
@@ -175,7 +175,10 @@ class VideoMetadata:
 
     @classmethod
     def from_json(cls, text: str) -> VideoMetadata:
-        """Parses the output of ``to_json`` (the :meth:`seed_parts` in it are derived from ``seed``, so not read)."""
+        """Parses the output of ``to_json`` (the :meth:`seed_parts` in it are derived from ``seed``, so not read).
+
+        Fields this version does not know (a newer generator's additions, per object or per frame state) are
+        ignored; ``generator_version`` says which generator wrote the file."""
         raw = json.loads(text)
         return cls(
             level=raw["level"],
@@ -185,7 +188,7 @@ class VideoMetadata:
             num_frames=raw["num_frames"],
             background=raw["background"],
             camera_velocity=_tup(raw["camera_velocity"]),
-            objects=tuple(ObjectInfo(**{**o, "rgb": _tup(o["rgb"])}) for o in raw["objects"]),
+            objects=tuple(ObjectInfo(**{**_known(ObjectInfo, o), "rgb": _tup(o["rgb"])}) for o in raw["objects"]),
             frames=tuple(tuple(_state(s) for s in frame) for frame in raw["frames"]),
             collisions=tuple(
                 CollisionEvent(e["frame"], e["kind"], _tup(e["object_ids"]), e["wall"]) for e in raw["collisions"]
@@ -199,9 +202,15 @@ def _tup(values: list[Any]) -> Any:
     return tuple(values)
 
 
+def _known(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    """The items of ``raw`` that are fields of the dataclass ``cls`` (a newer generator may write more)."""
+    names = {field.name for field in fields(cls)}
+    return {key: value for key, value in raw.items() if key in names}
+
+
 def _state(raw: dict[str, Any]) -> ObjectState:
     tuples = ("center_px", "center_norm", "velocity_px", "velocity_norm", "bbox", "bbox_norm")
-    fields = {k: (_tup(v) if k in tuples else v) for k, v in raw.items()}
-    if fields["visible_bbox"] is not None:
-        fields["visible_bbox"] = _tup(fields["visible_bbox"])
-    return ObjectState(**fields)
+    values = {k: (_tup(v) if k in tuples else v) for k, v in _known(ObjectState, raw).items()}
+    if values["visible_bbox"] is not None:
+        values["visible_bbox"] = _tup(values["visible_bbox"])
+    return ObjectState(**values)
