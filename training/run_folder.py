@@ -196,7 +196,8 @@ def _check_same_plugins(run: Run, checkpoint: Path) -> None:
     """Refuse to resume with another version of a component's or a loss's plugin, or another plugin under its
     name, than ``checkpoint`` was written with (:func:`~plugins.pretrained.plugin_changes`: both versions or
     plugins, and the ``pip install`` command to go back), or with a loss that its plugin now builds with other
-    arguments than the checkpoint records (:func:`_loss_argument_changes`): the run would continue under other code,
+    arguments than the checkpoint records (:func:`_loss_argument_changes`), or a model whose settings differ from
+    those the checkpoint records (:func:`_model_argument_changes`): the run would continue under other code,
     and its final model would record only the new plugin. Checked before the checkpoint's weights are read, which
     another version may no longer fit. A checkpoint without a readable record (of its model's plugins in
     ``config.json``, of its losses in :data:`~training.checkpoint.LOSSES_FILE`) is not checked for it."""
@@ -207,6 +208,8 @@ def _check_same_plugins(run: Run, checkpoint: Path) -> None:
         payload = None
     if payload is not None:
         changes += plugin_changes(payload, run.model.component_plugins, run.model.plugin_versions)
+        if not changes:  # another plugin explains other arguments: it is named alone
+            changes += _model_argument_changes(payload.get("model"), run.model.saved_config)
     losses = read_losses_record(checkpoint)
     if losses is not None and run.loss_record:
         described = {name: f"the loss {name!r}" for name in run.loss_plugins}
@@ -219,6 +222,38 @@ def _check_same_plugins(run: Run, checkpoint: Path) -> None:
             "unchanged: install the plugin as it was (or put its code back) to resume, or start a new run in "
             f"another --out from this checkpoint (--init-from {checkpoint})"
         )
+
+
+def _model_argument_changes(recorded: Any, current: Mapping[str, Any]) -> list[str]:
+    """One clause listing the settings of the model (``current``: :attr:`~plugins.model.VideoSlotModel.saved_config`
+    of the model the run builds now) that differ from those a checkpoint's ``config.json`` records (``recorded``,
+    its ``model`` section), built-in components included: a default that changed between versions of slotstream,
+    or a plugin's edited in place without a new version. Empty when they agree or nothing readable is recorded."""
+    if not isinstance(recorded, Mapping):
+        return []
+    before, now = _flattened(recorded, "model"), _flattened(current, "model")
+    differing = [
+        f"{key} {before.get(key, '<absent>')} -> {now.get(key, '<absent>')}"
+        for key in sorted(before.keys() | now.keys())
+        if before.get(key) != now.get(key)
+    ]
+    if not differing:
+        return []
+    return [
+        f"its model was built with other settings than this run now builds ({', '.join(differing)}): a default "
+        "changed (another slotstream or plugin version, or a plugin edited in place)"
+    ]
+
+
+def _flattened(value: Any, prefix: str) -> dict[str, str]:
+    """The leaves of a JSON-like ``value`` by dotted key (``model.transition.kwargs.dropout``), each as JSON (lists
+    and tuples alike), to compare and to show."""
+    if isinstance(value, Mapping):
+        leaves: dict[str, str] = {}
+        for key, item in value.items():
+            leaves.update(_flattened(item, f"{prefix}.{key}"))
+        return leaves
+    return {prefix: json.dumps(value, sort_keys=True)}
 
 
 def _loss_argument_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
