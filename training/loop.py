@@ -229,7 +229,7 @@ def _fit(
             restoring = bool(resume and checkpoints)
             components = registry or default_registry()
             try:
-                run = build_run(config, components, device, group)  # a bad component or
+                run = build_run(config, components, device, group, restoring=restoring)  # a bad component or
             except RegistryError as error:  # --train-only fails; a resumed run's checkpoint names its plugins
                 raise (RegistryError(f"{error} {resume_plugin_hint(checkpoints)}") if restoring else error) from error
             if components is default_registry():  # what the tools that load its models build again in their process

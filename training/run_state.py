@@ -12,8 +12,10 @@ import torch
 from torch import nn
 
 from plugins import ComponentRegistry, VideoSlotModel
+from plugins.config import ComponentSpec
 from plugins.interfaces import Loss
-from plugins.registry import DIRECT_REGISTRATION, RegistryError, configuration_arguments
+from plugins.model import COMPONENT_NAMES
+from plugins.registry import DIRECT_REGISTRATION, ComponentKind, RegistryError, configuration_arguments
 from training.config import MIN_TRANSITION_CLIP, TrainConfig
 from training.distributed import ProcessGroup, data_parallel
 from training.schedule import warmup_cosine
@@ -44,16 +46,23 @@ class Run:
         return self.elapsed_before_s + time.perf_counter() - self.started
 
 
-def build_run(config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup) -> Run:
+def build_run(
+    config: TrainConfig, registry: ComponentRegistry, device: str, group: ProcessGroup, *, restoring: bool = False
+) -> Run:
     """The live objects of ``config``'s run at step 0, its components and losses built by ``registry``: the model
     on ``device`` (every component not in ``config.train_only`` frozen, when it is set; under ``torchrun`` wrapped
     in DistributedDataParallel by :func:`training.distributed.data_parallel`), Adam, the warm-up/cosine schedule
     and, for mixed precision on CUDA, a gradient scaler.
 
+    ``restoring`` (a checkpoint's weights will replace the model's) builds the components without their
+    :attr:`~plugins.interfaces.Component.initial_weight_arguments`: a run resumed in another folder or on another
+    machine needs no file its encoder started from (``--encoder-weights``, perhaps a relative path).
+
     Raises:
         ValueError: the clips have one frame and the transition would train (:func:`check_transition_trains`).
     """
-    model = VideoSlotModel(**config.model, registry=registry).to(device)
+    settings = _without_initial_weights(config.model, registry) if restoring else config.model
+    model = VideoSlotModel(**settings, registry=registry).to(device)
     model.frame_fit = config.data.recorded_frame_fit  # every save of the run keeps it
     if config.train_only is not None:
         freeze_all_but(model, config.train_only)
@@ -72,6 +81,23 @@ def build_run(config: TrainConfig, registry: ComponentRegistry, device: str, gro
     return Run(
         model, trained, losses, optimizer, scheduler, scaler, step=0, loss_plugins=loss_plugins, loss_record=record
     )
+
+
+def _without_initial_weights(model: dict[str, Any], registry: ComponentRegistry) -> dict[str, Any]:
+    """The ``model`` section of a training config with each component's initial weight arguments left out (their
+    defaults load nothing). A component that cannot be read or is not registered is left as it is, for the
+    constructor to report."""
+    settings = dict(model)
+    for role in COMPONENT_NAMES:
+        try:
+            spec = ComponentSpec.parse(model[role])
+            component = registry.get(ComponentKind(f"{role}s"), spec.name)
+        except (KeyError, ValueError, TypeError, RegistryError):
+            continue
+        dropped = {key: value for key, value in spec.kwargs.items() if key not in component.initial_weight_arguments}
+        if dropped != spec.kwargs:
+            settings[role] = {"name": spec.name, "kwargs": dropped}
+    return settings
 
 
 def losses_record(
