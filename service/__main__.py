@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 from plugins.extras import require_extra
@@ -21,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     install gets a one-line refusal (exit status 2) rather than a traceback from the ``slotstream`` script.
     """
     require_extra("server", "slotstream")
+    # gRPC's own C-core log lines (a failed TLS handshake, a port scan) are neither JSON nor rate-limited nor
+    # filtered by --log-level, and name no client: only its errors reach stderr unless GRPC_VERBOSITY says more.
+    # Read when gRPC is first imported, so set before the imports below.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from plugins.registry import RegistryError
     from service.config import ConfigError, ServiceConfig
     from service.engine import BackendUnavailable

@@ -64,7 +64,7 @@ async def process_frame(
         item.view,  # made inside the model call or, for large outputs, below: both map them onto the view
     )
     submitted = time.perf_counter()
-    timed = await session.runner.run(session, StepJob(item.frame, session.state, masks))
+    timed = await session.runner.run(session, StepJob(item.frame, session.state, masks, session.stream_id))
     step = timed.result
     outputs, own_post_s, own_post_wait_s = step.masks, 0.0, 0.0
     if outputs is None:  # large outputs: made for this stream alone, off the model and event-loop threads

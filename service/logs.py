@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -151,12 +152,38 @@ class RateLimitedWarning:
     def __call__(self, key: str, **fields: Any) -> bool:
         """Record one event of ``key`` and log it with ``fields`` (as extra fields) unless a line for ``key`` was
         logged less than ``interval_s`` ago; returns whether a line was logged."""
+        unlogged = self._count(key)
+        if unlogged == 0:
+            return False
+        self._logger.warning(self._message, extra={**fields, self._count_field: unlogged})
+        return True
+
+    def _count(self, key: str) -> int:
+        """Record one event of ``key``: how many events the line to log now stands for, 0 when none is due."""
         now = self._clock()
         logged_at, unlogged = self._state.get(key, (-math.inf, 0))
         unlogged += 1
         if now - logged_at < self._interval_s:
             self._state[key] = (logged_at, unlogged)
-            return False
-        self._logger.warning(self._message, extra={**fields, self._count_field: unlogged})
+            return 0
         self._state[key] = (now, 0)
+        return unlogged
+
+
+class RateLimitedError(RateLimitedWarning):
+    """:class:`RateLimitedWarning` at level ERROR with the traceback of the exception being handled, and safe to
+    call from several threads (the model threads): a failure that repeats on every frame logs its traceback once
+    per ``interval_s``, the line counting the failures it stands for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, **fields: Any) -> bool:
+        """As :meth:`RateLimitedWarning.__call__`, within an ``except`` block (the line carries its traceback)."""
+        with self._lock:
+            unlogged = self._count(key)
+        if unlogged == 0:
+            return False
+        self._logger.error(self._message, exc_info=True, extra={**fields, self._count_field: unlogged})
         return True

@@ -14,6 +14,7 @@ import numpy as np
 from service.batcher import MicroBatcher, Timed
 from service.engine import Engine, EngineOutput, ModelCard
 from service.errors import ErrorCode, FrameRejected
+from service.logs import RateLimitedError
 from service.postprocess import MaskOutputs, MaskRequest, mask_outputs, shared_call_max_pixels
 
 _log = logging.getLogger(__name__)
@@ -27,11 +28,13 @@ class StepJob:
         frame: float32 ``[3, H, W]`` model input.
         state: float32 ``[K, D]`` state from the stream's previous frame, or ``None`` for its first frame.
         masks: which mask outputs to produce.
+        stream_id: the stream the frame belongs to, for the log.
     """
 
     frame: np.ndarray
     state: np.ndarray | None
     masks: MaskRequest
+    stream_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ class ModelRunner:
     ) -> None:
         self.engine = engine
         self._on_call = on_call
+        self._failure_log = RateLimitedError(_log, "model call failed", "failures")
+        self._batch_failure_log = RateLimitedError(
+            _log, "batched model call failed; retrying each frame alone", "batch_failures"
+        )
         self.card: ModelCard = engine.card
         self.max_batch_size = min(max_batch_size, engine.card.max_batch_size)
         self._shared_max_pixels = shared_call_max_pixels(engine.card.device)
@@ -252,14 +259,15 @@ class ModelRunner:
         except Exception as error:
             if self._on_call is not None:
                 self._on_call(False)
-            if len(jobs) == 1:
-                _log.exception("model call failed")
+            if len(jobs) == 1:  # a failure repeating on every frame logs its traceback once per interval
+                self._failure_log(type(error).__name__, stream_id=jobs[0].stream_id, error=type(error).__name__)
                 return [_Failed(f"the model failed on this frame: {type(error).__name__}: {error}")]
+            failed = type(error).__name__
+            self._batch_failure_log(failed, frames=len(jobs), streams=[job.stream_id for job in jobs], error=failed)
         else:
             if self._on_call is not None:
                 self._on_call(True)
             return results
-        _log.warning("batched model call of %d frames failed; retrying each frame alone", len(jobs))
         return [result for job in jobs for result in self._run_group([job])]
 
     def _call(self, jobs: Sequence[StepJob]) -> list[StepResult | _Failed]:

@@ -108,3 +108,24 @@ def test_masks_are_made_in_the_call_only_up_to_the_shared_size_limit(model_dir, 
         assert result.masks is not None and result.masks.segmentation.shape == size and result.model_masks is None
     else:
         assert result.masks is None and result.model_masks.shape == (engine.card.num_slots, *engine.card.mask_size)
+
+
+def test_a_failure_on_every_frame_logs_its_traceback_once_per_interval_naming_the_stream(model_dir, caplog):
+    engine = PoisonedFrames(load_engine("torch", model_dir, name="tiny", device="cpu", max_batch_size=1))
+    height, width = engine.card.image_size
+    poisoned = np.ones((3, height, width), np.float32)
+
+    async def scenario():
+        runner = ModelRunner(engine, max_batch_size=1, max_delay_s=0.0)
+        for index in range(5):
+            with pytest.raises(FrameRejected):
+                await runner.run("a", StepJob(poisoned, None, MaskRequest((height, width)), stream_id=f"cam-{index}"))
+        await runner.close()
+
+    caplog.set_level("INFO", logger="service.runner")
+    asyncio.run(scenario())
+    failures = [record for record in caplog.records if record.getMessage() == "model call failed"]
+    assert len(failures) == 1, "four more failures within the interval are only counted"
+    (line,) = failures
+    assert line.levelname == "ERROR" and line.exc_info is not None and "choked" in str(line.exc_info[1])
+    assert (line.stream_id, line.failures, line.error) == ("cam-0", 1, "RuntimeError")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ class ServerProcess:
             text=True,
         )
         self.logs: list[dict] = []
+        self.raw_lines: list[str] = []  # stderr lines that are not JSON
         self.port: int | None = None
         self._serving = threading.Event()
         self._reader = threading.Thread(target=self._read_logs, daemon=True)
@@ -47,6 +49,7 @@ class ServerProcess:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 entry = {"message": line.rstrip()}
+                self.raw_lines.append(line.rstrip())
             self.logs.append(entry)
             if entry.get("message") == "listening":
                 self.port = int(entry["port"])
@@ -115,6 +118,28 @@ def test_a_misspelt_variable_is_warned_about_in_the_configured_log_format(model_
     assert len(warnings) == 1, warnings
     assert warnings[0].get("level") == "WARNING" and warnings[0].get("logger") == "service.config", warnings
     assert "did you mean SLOTSTREAM_MAX_STREAMS?" in warnings[0]["message"]
+
+
+def test_failed_tls_handshakes_leave_the_json_log_json(model_dir, certificates, monkeypatch):
+    """gRPC's C core logs a line of its own for each failed handshake (a plaintext client, a port scan); the server
+    keeps them off stderr unless GRPC_VERBOSITY is set, so its log stays one JSON object a line."""
+    import socket
+
+    monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
+    tls = ["--tls-cert", str(certificates / "server.pem"), "--tls-key", str(certificates / "server.key")]
+    server = ServerProcess("--model-dir", str(model_dir), *tls)
+    try:
+        server.wait_serving()
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as junk:
+                junk.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                junk.settimeout(5)
+                with contextlib.suppress(OSError):
+                    junk.recv(1024)
+    finally:
+        assert server.stop() == 0
+    assert server.raw_lines == []
+    assert any(entry.get("message") == "stopped" for entry in server.logs)
 
 
 def test_a_misspelt_variable_is_still_named_when_the_configuration_is_refused():
