@@ -433,6 +433,12 @@ class ServiceConfig:
             value = getattr(self, name)
             if (value or name == "listen") and not _is_host_port(value):
                 problems.append(f"--{flag_name(name)} must be host:port, got {value!r}")
+        both = _is_host_port(self.listen) and _is_host_port(self.metrics_listen)
+        if both and _same_socket(self.listen, self.metrics_listen):
+            problems.append(
+                f"--metrics-listen {self.metrics_listen} takes the port of --listen {self.listen}: the metrics need a "
+                "port of their own"
+            )
         positive = (
             "max_streams",
             "resume_history",
@@ -593,6 +599,19 @@ def flag_name(name: str) -> str:
 def _is_host_port(value: str) -> bool:
     host, sep, port = value.rpartition(":")
     return bool(sep) and bool(host) and port.isdigit() and int(port) < 65536
+
+
+_WILDCARD_HOSTS = ("0.0.0.0", "[::]", "::", "*")
+
+
+def _same_socket(first: str, second: str) -> bool:
+    """Whether two ``host:port`` addresses would bind the same port on this machine: one non-zero port, and the
+    same host or a wildcard host on either side (``0.0.0.0:P`` takes ``P`` on every address)."""
+    first_host, _, first_port = first.rpartition(":")
+    second_host, _, second_port = second.rpartition(":")
+    if first_port != second_port or int(first_port) == 0:
+        return False
+    return first_host == second_host or first_host in _WILDCARD_HOSTS or second_host in _WILDCARD_HOSTS
 
 
 def _missing_model_message(model_dir: Path, missing: str) -> str:

@@ -50,6 +50,26 @@ def test_every_problem_is_reported_together_with_its_flag():
 
 
 @pytest.mark.parametrize(
+    ("listen", "metrics", "refused"),
+    [
+        ("127.0.0.1:50051", "127.0.0.1:50051", True),
+        ("0.0.0.0:50051", "127.0.0.1:50051", True),
+        ("127.0.0.1:50051", "[::]:50051", True),
+        ("127.0.0.1:50051", "127.0.0.2:50051", False),
+        ("127.0.0.1:50051", "127.0.0.1:9090", False),
+        ("127.0.0.1:0", "127.0.0.1:0", False),  # two ephemeral ports
+    ],
+)
+def test_a_metrics_address_that_takes_the_grpc_port_is_refused_before_the_model_loads(listen, metrics, refused):
+    if not refused:
+        ServiceConfig(listen=listen, metrics_listen=metrics)
+        return
+    with pytest.raises(ConfigError) as error:
+        ServiceConfig(listen=listen, metrics_listen=metrics)
+    assert f"--metrics-listen {metrics} takes the port of --listen {listen}" in str(error.value)
+
+
+@pytest.mark.parametrize(
     ("settings", "fragment"),
     [
         ({"max_message_bytes": 3_000_000_000}, "--max-message-bytes must be between 1 MiB and 2147483647"),
