@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -92,6 +94,11 @@ def default_engine_factory(config: ServiceConfig) -> Engine:
         max_batch_size=config.max_batch_size,
         options=config.backend_options(),
     )
+
+
+_SETTINGS_SHOWN_OTHERWISE = frozenset({"auth_token", "metrics_listen", "model_name"})
+"""Configuration fields :meth:`Server.effective_settings` leaves out: the bearer token (a secret), and those it gives
+as resolved under another name (``metrics``, ``model``)."""
 
 
 class Server:
@@ -256,7 +263,9 @@ class Server:
         ``max_resume_window_s``, ``max_pending_frames``, ``max_buffered_reply_bytes``,
         ``max_total_buffered_reply_bytes`` (as resolved: the automatic budget in bytes), ``max_message_bytes``,
         ``max_image_pixels``, ``max_queue_delay_ms``, ``grace_period_s``, ``model_stall_timeout_s`` (0: off) and
-        ``inline_model_max_ms`` as it applies (0 on a device other than a CPU, where no call runs inline).
+        ``inline_model_max_ms`` as it applies (0 on a device other than a CPU, where no call runs inline). Then
+        every other setting of :class:`~service.config.ServiceConfig` under its field's name (``max_calls`` as
+        resolved; files as paths; the bearer token itself never).
 
         Raises:
             RuntimeError: before :meth:`start` has loaded the model.
@@ -271,7 +280,7 @@ class Server:
             metrics = f"{config.metrics_listen.rpartition(':')[0]}:{self.metrics_port}"
         model_threads = {"torch": config.torch_threads, "onnx": config.onnx_intra_op_threads}.get(config.backend)
         tls = "off" if config.tls_cert is None else "mutual" if config.tls_client_ca is not None else "on"
-        return {
+        settings: dict[str, Any] = {
             "listen": f"{host}:{self.port}",
             "metrics": metrics,
             "backend": config.backend,
@@ -306,6 +315,13 @@ class Server:
             "model_stall_timeout_s": config.model_stall_timeout_s,
             "inline_model_max_ms": config.inline_model_max_ms if config.inline_below_s() > 0 else 0.0,
         }
+        settings["max_calls"] = config.resolved_max_calls
+        for field in dataclasses.fields(config):
+            if field.name in settings or field.name in _SETTINGS_SHOWN_OTHERWISE:
+                continue
+            value = getattr(config, field.name)
+            settings[field.name] = str(value) if isinstance(value, Path) else value
+        return settings
 
     async def _beat(self) -> None:
         """Stamp the heartbeat gauge every second, for probes that read metrics rather than gRPC health."""

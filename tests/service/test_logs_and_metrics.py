@@ -237,8 +237,21 @@ def test_start_up_logs_the_effective_settings_in_one_line(start_server, caplog):
             grace_period_s=4.0,
             model_stall_timeout_s=30.0,
             inline_model_max_ms=12.0,
+            resume_history=5,
+            open_timeout_s=3.0,
+            model_failure_limit=6,
+            jpeg_damage_check=False,
         )
     (line,) = [r for r in caplog.records if r.getMessage() == "settings"]
+    # every other setting under its own name, max_calls as resolved, the token never
+    assert (line.resume_history, line.open_timeout_s, line.model_failure_limit) == (5, 3.0, 6)
+    assert line.jpeg_damage_check is False and line.max_calls == server.server.config.resolved_max_calls > 0
+    assert (line.log_level, line.onnx_graph_optimization, line.tensorrt_workspace_mb) == (
+        server.server.config.log_level,
+        server.server.config.onnx_graph_optimization,
+        server.server.config.tensorrt_workspace_mb,
+    )
+    assert not hasattr(line, "auth_token") and "s3cret" not in json.dumps(line.__dict__, default=str)
     card = server.server.manager.runners["tiny"].card
     assert line.listen == server.target and line.metrics == "off"
     assert (line.backend, line.device, line.model, line.model_version) == ("torch", "cpu", "tiny", card.version)
