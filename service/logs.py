@@ -38,10 +38,20 @@ class TextFormatter(logging.Formatter):
     or a control character is written as a JSON string, so a client-supplied value cannot pose as more fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """See :meth:`logging.Formatter.format`."""
-        text = super().format(record)
+        """See :meth:`logging.Formatter.format`; the fields go on the message's line, a traceback after it."""
         extra = " ".join(f"{k}={_logfmt(v)}" for k, v in vars(record).items() if k not in _STANDARD)
-        return f"{text} {extra}" if extra else text
+        exc_info, exc_text, stack_info = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None  # the first line alone
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = exc_info, exc_text, stack_info
+        lines = [f"{text} {extra}" if extra else text]
+        if exc_info:
+            lines.append(exc_text or self.formatException(exc_info))
+        if stack_info:
+            lines.append(self.formatStack(stack_info))
+        return "\n".join(lines)
 
 
 def _logfmt(value: object) -> str:

@@ -146,7 +146,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             return  # the client is gone; its stream was detached or freed
         except Exception as error:
             self._metrics.calls_refused.labels("internal").inc()
-            _log.exception("stream failed", extra={"peer": context.peer()})
+            _log.exception("stream failed", extra={"peer": context.peer(), "stream_id": connection.stream_id})
             await context.abort(grpc.StatusCode.INTERNAL, f"internal server error: {type(error).__name__}: {error}")
         finally:
             self.connections.discard(connection)

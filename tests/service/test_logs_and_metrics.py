@@ -49,6 +49,19 @@ def test_text_lines_append_the_extra_fields():
     assert formatter.format(_record(peer="p", why="no token")) == 'WARNING refused a call peer=p why="no token"'
 
 
+def test_a_text_line_keeps_its_fields_before_its_traceback():
+    try:
+        raise RuntimeError("CUDA error: an illegal memory access")
+    except RuntimeError:
+        caught = sys.exc_info()
+    record = logging.LogRecord("service.servicer", logging.ERROR, __file__, 1, "stream failed", None, caught)
+    record.stream_id, record.peer = "cam-7", "ipv4:127.0.0.1:5000"
+    lines = TextFormatter("%(levelname)s %(message)s").format(record).splitlines()
+    assert lines[0] == "ERROR stream failed stream_id=cam-7 peer=ipv4:127.0.0.1:5000"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "RuntimeError: CUDA error: an illegal memory access"
+
+
 def test_a_text_value_cannot_pose_as_more_fields():
     """A client-supplied value (a model name, a stream id in a message) with spaces and ``=`` is quoted (logfmt),
     so a line cannot be made to show a second ``peer=``; control characters are escaped."""
