@@ -9,7 +9,8 @@ UNAVAILABLE so the client reconnects elsewhere. A stream detached from a dropped
 ``DETACHED_WAIT_S``: its client may resume it during the drain, which hands its state off the same way. The drain
 ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed; the gRPC
 server then gets at most twice :data:`GRPC_STOP_S` to stop (connections of clients that do not read are abandoned). A
-shutdown before ``SERVING`` abandons the model's warm-up instead of waiting for it.
+shutdown before ``SERVING`` abandons the model's warm-up instead of waiting for it. A second SIGTERM or SIGINT ends
+the drain at once (:meth:`Server.hurry`); SIGHUP is logged and ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import signal
 import time
@@ -146,6 +148,7 @@ class Server:
         self._grpc_stopping: asyncio.Future[None] | None = None  # a stop that outlived GRPC_STOP_S
         self._model_failing = False
         self._shutting_down = False
+        self._drain_deadline = math.inf  # perf_counter() by which a shutdown's drain ends (see stop, hurry)
         self._auth = False
         self._health_updates: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
@@ -475,16 +478,17 @@ class Server:
         if self.batch_log is not None:
             self.batch_log.append(tuple(keys))
 
-    async def _drain_streams(self, deadline: float) -> None:
+    async def _drain_streams(self) -> None:
         """Drain every connection, including those that resume a detached stream during the drain to collect its
         hand-off, until none is left and no stream waits detached (for at most :data:`DETACHED_WAIT_S`), or until
-        ``deadline`` (``perf_counter``). Then free what is left detached."""
+        the drain's deadline (``perf_counter``; :meth:`hurry` brings it forward). Then free what is left detached."""
         if self._servicer is None or self.manager is None:
             return
         drains: dict[StreamConnection, asyncio.Task[None]] = {}
         logged = False
-        detached_until = min(deadline, time.perf_counter() + DETACHED_WAIT_S)
+        detached_until = min(self._drain_deadline, time.perf_counter() + DETACHED_WAIT_S)
         while True:
+            deadline = self._drain_deadline
             if self.manager.phase == "draining" and time.perf_counter() >= detached_until:
                 self._end_drain()  # stop waiting for detached streams; calls not opened can end now
             for connection in list(self._servicer.connections):
@@ -516,6 +520,12 @@ class Server:
         if freed := self.manager.end_drain():
             _log.warning("the drain ended with %d detached stream(s) not resumed; their state is lost", freed)
 
+    def hurry(self) -> None:
+        """End a shutdown's drain now (a second SIGTERM or Ctrl-C): streams not yet handed off are cancelled and
+        freed, calls still running get no further grace. Before a shutdown, the next one ends its drain at once."""
+        _log.warning("asked again to stop: ending the drain now; streams not handed off yet are lost")
+        self._drain_deadline = time.perf_counter()
+
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and stop: see the module docstring. Safe to call more than once.
 
@@ -534,9 +544,10 @@ class Server:
         if self.manager is not None:
             self.manager.begin_drain()
         started = time.perf_counter()
-        await self._drain_streams(started + grace)
+        self._drain_deadline = min(self._drain_deadline, started + grace)
+        await self._drain_streams()
         if self._grpc is not None:
-            await self._stop_grpc(max(0.0, grace - (time.perf_counter() - started)))
+            await self._stop_grpc(max(0.0, self._drain_deadline - time.perf_counter()))
         for background in (self._reaper, self._watchdog, self._heartbeat, self._token_watch):
             if background is not None:
                 background.cancel()
@@ -547,7 +558,7 @@ class Server:
             self.warm_up_abandoned = True
             _log.info("shutdown requested while the model warms up: the warm-up is abandoned")
         elif self._runner is not None:
-            remaining = max(1.0, grace - (time.perf_counter() - started))
+            remaining = max(1.0, self._drain_deadline - time.perf_counter())
             self.model_abandoned = not await self._runner.close(remaining)
         self._runner = None
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
@@ -579,7 +590,8 @@ class Server:
 
 
 async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
-    """Run a server until SIGTERM or SIGINT, then shut it down gracefully.
+    """Run a server until SIGTERM or SIGINT, then shut it down gracefully; a second SIGTERM or SIGINT ends the
+    drain at once, and SIGHUP is logged and ignored.
 
     A signal that arrives while the model loads (a TensorRT engine build can take minutes) ends the process at once
     with status 0: nothing is served yet, and the load, which runs in a thread that cannot be interrupted, is
@@ -593,7 +605,8 @@ async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_e
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _first_then_hurry(stop, server))
+    loop.add_signal_handler(signal.SIGHUP, _hangup_ignored)
     try:
         starting = asyncio.ensure_future(server.start(wait_ready=False, on_failure=stop.set))
         stopping = asyncio.ensure_future(stop.wait())
@@ -613,6 +626,28 @@ async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_e
         await _stop_and_exit(server, failed=True)
         raise
     await _stop_and_exit(server, failed=False)
+
+
+def _first_then_hurry(stop: asyncio.Event, server: Server) -> Callable[[], None]:
+    """The handler of SIGTERM and SIGINT: the first asks ``stop`` for a graceful shutdown, a later one ends its
+    drain at once (:meth:`Server.hurry`), for an operator who will not wait out the grace period."""
+
+    def handle() -> None:
+        if stop.is_set():
+            server.hurry()
+        else:
+            stop.set()
+
+    return handle
+
+
+def _hangup_ignored() -> None:
+    """SIGHUP (a closed terminal, an operator used to daemons that reload on it) would end the process at once,
+    losing every stream: the server has nothing to reload on it (certificate and token files are reloaded when
+    they change), so it says so and serves on."""
+    _log.warning(
+        "SIGHUP ignored: certificate and token files are reloaded when they change; send SIGTERM to stop the server"
+    )
 
 
 async def _stop_and_exit(server: Server, failed: bool) -> None:

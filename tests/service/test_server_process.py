@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -245,3 +246,51 @@ def test_sigterm_exits_promptly_when_idle(model_dir):
     started = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - started < 10
+
+
+def test_sighup_is_ignored_and_a_second_sigterm_ends_the_drain_at_once(model_dir):
+    """A client that keeps writing after the hand-off would hold the drain for the whole grace period (20 s here);
+    an operator's second SIGTERM ends it at once. SIGHUP, which would otherwise end the process on the spot, is
+    logged and ignored."""
+    import grpc
+
+    from service.generated import pb, pb_grpc
+
+    server = ServerProcess("--model-dir", str(model_dir), "--grace-period-s", "20").wait_serving()
+    frame = make_video(seed=7, frames=1)[0]
+    height, width, _ = frame.shape
+    image = pb.Image(encoding=pb.IMAGE_ENCODING_RAW_RGB8, data=frame.tobytes(), height=height, width=width)
+
+    async def stubborn_client() -> tuple[float, float]:
+        """Open a stream, signal the server, and write a frame every 0.2 s without ever ending the requests;
+        returns the times (monotonic) of the first SIGTERM and of the call's end."""
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream()
+            await call.write(pb.StreamRequest(open=pb.OpenStream()))
+            assert (await call.read()).WhichOneof("kind") == "opened"
+            server.process.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.5)
+            assert server.process.poll() is None, "SIGHUP ended the server"
+            server.process.send_signal(signal.SIGTERM)
+            first = time.monotonic()
+            reading = asyncio.ensure_future(call.code())
+            index = 0
+            while not reading.done():
+                index += 1
+                with contextlib.suppress(Exception):  # the call may end under a write
+                    await call.write(pb.StreamRequest(frame=pb.Frame(frame_index=index, image=image)))
+                await asyncio.sleep(0.2)
+                if time.monotonic() - first > 1.5 and index < 1000:
+                    server.process.send_signal(signal.SIGTERM)
+                    index = 1000  # once
+            return first, time.monotonic()
+
+    first, ended = run(stubborn_client(), timeout=60)
+    assert server.process.wait(10) == 0, "the process exits by itself once its drain ended"
+    exited = time.monotonic()
+    assert server.stop() == 0
+    assert ended - first < 6, f"the call ended {ended - first:.1f} s after the first SIGTERM (grace period 20 s)"
+    assert exited - first < 8
+    messages = [entry.get("message", "") for entry in server.logs]
+    assert any(message.startswith("SIGHUP ignored") for message in messages), messages
+    assert any(message.startswith("asked again to stop: ending the drain now") for message in messages), messages
