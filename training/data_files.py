@@ -97,12 +97,16 @@ def record_data_files(run_dir: Path, config: TrainConfig) -> None:
         OSError: the file cannot be written.
     """
     record = data_files(config)
-    path = run_dir / DATA_FILES_FILE
     if record is None:
-        path.unlink(missing_ok=True)
+        (run_dir / DATA_FILES_FILE).unlink(missing_ok=True)
         return
+    write_data_files(run_dir, record)
+
+
+def write_data_files(run_dir: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` (a :func:`data_files` record) as ``run_dir``'s :data:`DATA_FILES_FILE`, atomically."""
     text = json.dumps(record, indent=2) + "\n"
-    write_atomically(path, lambda temporary: temporary.write_text(text))
+    write_atomically(run_dir / DATA_FILES_FILE, lambda temporary: temporary.write_text(text))
 
 
 def read_data_files(run_dir: Path) -> dict[str, Any] | None:

@@ -41,7 +41,7 @@ from training.best import (
     update_best_by_loss,
 )
 from training.checkpoint import NonFiniteWeights, checkpoint_step, list_checkpoints, save_model_files
-from training.config import TrainConfig
+from training.config import TrainConfig, read_train_config
 from training.data_errors import reported
 from training.data_files import read_data_files, record_data_files
 from training.datasets import VideoClip
@@ -67,6 +67,8 @@ from training.run_folder import (
     clear_samples,
     existing_run_entries,
     maybe_checkpoint,
+    moved_data_folders,
+    record_moved_data,
     remove_created,
     restore_newest,
     resume_plugin_hint,
@@ -212,6 +214,9 @@ def _fit(
             saved_config = run_dir / CONFIG_FILE
             if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
                 check_same_config(saved_config, config)
+                moved = moved_data_folders(read_train_config(saved_config), config)
+                if moved and group.is_main:  # the same files in another folder: the run names it from now on
+                    tqdm.write(record_moved_data(run_dir, config, moved))
             elif resume and checkpoints:  # nothing to hold the flags to: they could change what the run computes
                 raise FileNotFoundError(
                     f"{run_dir} holds checkpoints but not {CONFIG_FILE}, the configuration they were trained with, "

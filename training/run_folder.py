@@ -6,6 +6,7 @@ format itself is :mod:`training.checkpoint`'s."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import pickle
 import shutil
@@ -19,6 +20,7 @@ from safetensors.torch import load_model
 from tqdm import tqdm
 
 from plugins.builtin import DEFAULT_PLUGINS
+from plugins.files import write_atomically
 from plugins.model_files import CONFIG_FILE as MODEL_CONFIG_FILE
 from plugins.model_files import RUN_FINAL_MODEL_DIR, WEIGHTS_FILE, read_model_config, size_mismatches
 from plugins.pretrained import missing_plugin_hint, plugin_changes
@@ -32,11 +34,13 @@ from training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from training.config import TrainConfig, changed_fields, read_train_config
-from training.data_files import DATA_FILES_FILE, data_file_changes, data_files, read_data_files
+from training.config import TrainConfig, changed_fields, read_train_config, spec_folder
+from training.data_files import DATA_FILES_FILE, data_file_changes, data_files, read_data_files, write_data_files
+from training.datasets.errors import DatasetError
 from training.distributed import ProcessGroup, device_of, fail_together, gather_to_main
 from training.environment import ENVIRONMENT_FILE
 from training.logging_sinks import METRICS_FILE
+from training.run_data import check_data_folder
 from training.run_state import Run
 
 CONFIG_FILE = "train_config.json"
@@ -96,7 +100,8 @@ def check_same_config(saved_path: Path, config: TrainConfig) -> None:
         DatasetError: a data folder is missing or cannot be read (a ``ValueError``).
     """
     saved = read_train_config(saved_path)
-    changes = changed_fields(saved, config)
+    moved = moved_data_folders(saved, config)
+    changes = changed_fields(saved, _with_data_folders_of(config, saved) if moved else config)
     if changes:
         raise ValueError(
             f"{saved_path.parent} was started with another configuration ({saved_path}); --resume continues a run "
@@ -105,16 +110,74 @@ def check_same_config(saved_path: Path, config: TrainConfig) -> None:
             f"a new run in another --out (--init-from a model or checkpoint of {saved_path.parent} starts it from "
             "those weights)"
         )
-    check_same_data(saved_path.parent, config)
+    if moved and list_checkpoints(saved_path.parent) and read_data_files(saved_path.parent) is None:
+        raise ValueError(
+            f"{saved_path.parent} was started on {_moves(moved)}, and it holds no record of its files "
+            f"({DATA_FILES_FILE}) to check the new folder holds the same ones: resume it on the folder it started "
+            "on, or start a new run in another --out (--init-from a model or checkpoint of it starts it from those "
+            "weights)"
+        )
+    check_same_data(saved_path.parent, config, moved)
 
 
-def check_same_data(run_dir: Path, config: TrainConfig) -> None:
+def moved_data_folders(saved: TrainConfig, config: TrainConfig) -> dict[str, str]:
+    """The data specs of ``saved`` (the configuration a run started with) that ``config`` gives as another folder of
+    the same kind (``davis:/old/data`` -> ``davis:/new/data``: the run and its data moved), the new spec of each;
+    empty when none moved. Whether the new folders hold the same files is :func:`check_same_data`'s to say."""
+    moved = {}
+    for before, after in ((saved.data.spec, config.data.spec), (saved.data.val_spec, config.data.val_spec)):
+        if before is None or after is None or before == after:
+            continue
+        if spec_folder(before) is not None and spec_folder(after) is not None and _scheme(before) == _scheme(after):
+            moved[before] = after
+    return moved
+
+
+def _scheme(spec: str) -> str:
+    return spec.partition(":")[0]
+
+
+def _moves(moved: Mapping[str, str]) -> str:
+    return ", ".join(f"{before} (now given as {after})" for before, after in moved.items())
+
+
+def _with_data_folders_of(config: TrainConfig, saved: TrainConfig) -> TrainConfig:
+    """``config`` with the data specs (and working directory) ``saved`` records, to compare the rest."""
+    data = dataclasses.replace(
+        config.data, spec=saved.data.spec, val_spec=saved.data.val_spec, workdir=saved.data.workdir
+    )
+    return dataclasses.replace(config, data=data)
+
+
+def record_moved_data(run_dir: Path, config: TrainConfig, moved: Mapping[str, str]) -> str:
+    """Make the run in ``run_dir`` name its data by its new folders (``moved``: old spec -> new spec, checked by
+    :func:`check_same_config`): its configuration (:data:`CONFIG_FILE`) becomes ``config``, and its record of the
+    files (:data:`~training.data_files.DATA_FILES_FILE`) names the new specs. Returns the note to print."""
+    recorded = read_data_files(run_dir)
+    if recorded is not None:
+        write_data_files(run_dir, _respecified(recorded, moved))
+    text = json.dumps(config.to_json(), indent=2) + "\n"
+    write_atomically(run_dir / CONFIG_FILE, lambda temporary: temporary.write_text(text))
+    return (
+        f"the run's data moved: {_moves(moved)}; the same files are there, and {CONFIG_FILE} and {DATA_FILES_FILE} "
+        "now name the new folder"
+    )
+
+
+def _respecified(record: dict[str, Any], moved: Mapping[str, str]) -> dict[str, Any]:
+    """A :func:`~training.data_files.data_files` record with its sources' specs renamed by ``moved``."""
+    sources = [{**source, "spec": moved.get(source["spec"], source["spec"])} for source in record["sources"]]
+    return {**record, "sources": sources}
+
+
+def check_same_data(run_dir: Path, config: TrainConfig, moved: Mapping[str, str] | None = None) -> None:
     """Refuse to resume the run in ``run_dir`` on other data files than it started on: files added to or removed
     from its data folders, or changed, since it recorded them (:data:`~training.data_files.DATA_FILES_FILE`). Its
     clips are drawn from the seed, the step and the list of files, so the resumed run would not end with the
     weights it would have reached unstopped. Nothing is checked for a run without a checkpoint (it starts again
     from step 0 and records its files again) or without the record (it started before runs recorded their files,
-    or reads no local data).
+    or reads no local data). ``moved`` (old spec -> new spec, :func:`moved_data_folders`) compares the files a
+    spec recorded with those of its new folder.
 
     Raises:
         ValueError: the files differ (the message lists the files added, removed and changed), or the record cannot
@@ -126,8 +189,17 @@ def check_same_data(run_dir: Path, config: TrainConfig) -> None:
     recorded = read_data_files(run_dir)
     if recorded is None:
         return
+    for spec in filter(None, (config.data.spec, config.data.val_spec)):
+        try:
+            check_data_folder(spec, config.data)
+        except DatasetError as error:
+            listed = run_dir / DATA_FILES_FILE
+            raise DatasetError(
+                f"{error}; if the run's data moved (with the run, or to another machine), resume with --data (or "
+                f"--val-data) naming its new folder: a resume checks that it holds the files {listed} lists"
+            ) from error
     current = data_files(config) or {"sources": []}
-    changes = data_file_changes(recorded, current)
+    changes = data_file_changes(_respecified(recorded, moved or {}), current)
     if changes:
         raise ValueError(
             f"{run_dir} was started on other data files than its data folders hold now "

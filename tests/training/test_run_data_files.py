@@ -169,3 +169,36 @@ def test_a_model_card_gives_the_count_of_the_recorded_files(tmp_path: Path) -> N
     (tmp_path / "run" / DATA_FILES_FILE).unlink()  # a run from before the record: no count
     assert card_main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "card")]) == 0
     assert f"{row} |" in (tmp_path / "card" / "MODEL_CARD.md").read_text()
+
+
+def test_a_run_moved_with_its_data_resumes_on_the_new_folder_once_told_it(tmp_path: Path, capsys) -> None:
+    folder, run, resume = _stopped_run(tmp_path)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.move(folder, moved / "rec")
+    shutil.move(run, moved / "run")
+    folder, run = moved / "rec", moved / "run"
+    resume = ["--config", "tiny", "--out", str(run), "--resume", "--no-progress"]
+    capsys.readouterr()
+    assert run_main(resume) == 2
+    err = capsys.readouterr().err
+    assert f"the folder {tmp_path / 'rec'} does not exist; if the run's data moved" in err, err
+    assert "resume with --data (or --val-data) naming its new folder" in err
+    assert run_main([*resume, "--data", f"videos:{folder}"]) == 0
+    note = capsys.readouterr()
+    assert f"the run's data moved: videos:{tmp_path / 'rec'} (now given as videos:{folder})" in note.out + note.err
+    assert (run / "model" / "model.safetensors").is_file()
+    assert json.loads((run / "train_config.json").read_text())["data"]["spec"] == f"videos:{folder}"
+    assert [source["spec"] for source in _record(run)["sources"]] == [f"videos:{folder}"]  # type: ignore[index]
+
+
+def test_a_moved_folder_must_hold_the_files_the_run_started_on(tmp_path: Path, capsys) -> None:
+    _, run, resume = _stopped_run(tmp_path)
+    other = _recordings(tmp_path / "other", seeds=(1, 5))
+    before = (run / "train_config.json").read_text()
+    capsys.readouterr()
+    assert run_main([*resume, "--data", f"videos:{other}"]) == 2
+    err = capsys.readouterr().err
+    assert "was started on other data files than its data folders hold now" in err
+    assert "added cam_5.mp4; removed cam_2.mp4" in err
+    assert (run / "train_config.json").read_text() == before  # nothing recorded
