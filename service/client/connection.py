@@ -233,7 +233,8 @@ class Client:
         Raises:
             TimeoutError: not serving within ``timeout_s``; the message carries the last status seen (a
                 server still loading its model, or why the connection fails: refused, a TLS handshake that
-                does not complete, a missing token...).
+                does not complete...). Health checks need no bearer token, so a missing or wrong token is not
+                found here: the first :meth:`open` reports it (``UNAUTHENTICATED``).
             StreamError: the client is closed.
         """
         from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -4,6 +4,7 @@ time, id, JPEG quality and size against one message: :func:`image_room`, the cli
 
 from __future__ import annotations
 
+import numbers
 import operator
 import time
 from collections.abc import Container
@@ -28,8 +29,18 @@ def image_room(max_message_bytes: int, camera_frame_id_bytes: int = 0) -> int:
 
 
 def check_open_request(request: OpenRequest) -> None:
-    """Raise ``ValueError`` when the open ``request`` cannot be sent: options the wire message cannot carry (a
-    plain value where an enum member belongs)."""
+    """Raise ``ValueError`` when the open ``request`` cannot be sent: a ``mask_size`` that is not two sizes of at
+    least 1 pixel, or options the wire message cannot carry (a plain value where an enum member belongs)."""
+    size = request.options.mask_size
+    if size is not None and (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(side, numbers.Integral) and not isinstance(side, bool) and side >= 1 for side in size)
+    ):
+        raise ValueError(
+            f"the open cannot be sent: mask_size must be (height, width) in pixels, each at least 1, or None for "
+            f"the model's input size; got {size!r}"
+        )
     try:
         wire.request_to_proto(request)  # options that cannot be sent fail here, before a call is made
     except (TypeError, ValueError) as error:

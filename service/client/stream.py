@@ -367,6 +367,7 @@ class ClientStream(StreamCall):
         operations raise :class:`StreamError` until :meth:`reconnect`."""
         if self._call is not None:
             self._call.cancel()
+            self._drop_writes()
         if self._reader is not None:
             self._reader.abort(self._cancelled_error)
 

@@ -37,7 +37,11 @@ class StreamCall:
         self._client = client
         self._call: Any = None
         self._reader: CallReader | None = None
-        self._write_lock = asyncio.Lock()  # writes go out one at a time, in order, even when their sender is cancelled
+        # Writes go out one at a time, in order, even when their sender is cancelled; each call has its own lock, so
+        # that a write stuck on a call given up (grpc.aio never ends one on a call cancelled before its first
+        # message) cannot hold the next call's writes.
+        self._write_lock = asyncio.Lock()
+        self._writes: set[asyncio.Future[None]] = set()  # the current call's writes not ended yet
         self.opened: StreamOpened | None = None
         self.handoff: StateHandoff | None = None
         self._handed_off = False  # the server closed the stream with its state (a drain) since the latest open
@@ -51,17 +55,29 @@ class StreamCall:
             StreamError: the client is closed.
         """
         call = self._client._call()
+        if self._call is not None and self._call.cancelled():
+            self._drop_writes()  # the call given up: its writes would never end
         self._call = call
+        self._write_lock, self._writes = asyncio.Lock(), set()
         self._reader = CallReader(
-            call, self._client._readers, self._cancelled_error, functools.partial(self._end_writing_soon, call)
+            call,
+            self._client._readers,
+            self._cancelled_error,
+            functools.partial(self._end_writing_soon, call, self._write_lock),
         )
 
-    def _end_writing_soon(self, call: Any) -> None:
+    def _drop_writes(self) -> None:
+        """Cancel the writes of the current call that have not ended: only for a call cancelled on this side,
+        whose writes have nowhere to go (their senders get the stream's cancelled error)."""
+        for write in list(self._writes):
+            write.cancel()
+
+    def _end_writing_soon(self, call: Any, lock: asyncio.Lock) -> None:
         """The server's ``StreamClosed`` arrived on ``call``: half-close it once the writes already given go out.
         A server that ends the call itself (a drain, a takeover) waits for that, so that no write of this client
         races the call's end (grpc.aio would report such a call as ``INTERNAL`` and drop the ``StreamClosed``:
         grpc/grpc#36066)."""
-        half_close = asyncio.ensure_future(end_writing_in_order(call, self._write_lock))
+        half_close = asyncio.ensure_future(end_writing_in_order(call, lock))
         self._half_closes.add(half_close)
         half_close.add_done_callback(self._half_closes.discard)
 
@@ -76,7 +92,15 @@ class StreamCall:
             raise self._cancelled_error()
         message = wire.request_to_proto(request)
         try:
-            await write_in_order(call, self._write_lock, message, done_writing)
+            await write_in_order(call, self._write_lock, message, done_writing, self._writes)
+        except asyncio.CancelledError as cancelled:
+            # grpc.aio raises CancelledError from a write on a call cancelled on this side (cancel(), a closed
+            # client, a reconnect): that ends the stream's call, not the sender's task, which a task group or
+            # gather would otherwise take for a cancellation of its own.
+            current = asyncio.current_task()
+            if (self._client.closed or call.cancelled()) and (current is None or current.cancelling() == 0):
+                raise self._cancelled_error() from cancelled
+            raise
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
             # A write fails when the call has already ended: report the call's own status, not the write's.
             if self._client.closed or call.cancelled():

@@ -11,9 +11,17 @@ from typing import Any
 import grpc
 
 
-async def write_in_order(call: Any, lock: asyncio.Lock, message: Any, done_writing: bool = False) -> None:
-    """Write ``message`` on ``call`` once the writes before it that hold ``lock`` are done, then, with
-    ``done_writing``, end the call's writing.
+async def write_in_order(
+    call: Any,
+    lock: asyncio.Lock,
+    message: Any,
+    done_writing: bool = False,
+    pending: set[asyncio.Future[None]] | None = None,
+) -> None:
+    """Write ``message`` on ``call`` once the writes before it that hold ``lock`` (one lock per call) are done, then,
+    with ``done_writing``, end the call's writing. The write runs as a task of its own, kept in ``pending`` until it
+    ends, so that whoever cancels the call can cancel it too (grpc.aio never ends a write on a call cancelled before
+    its first message went out).
 
     Raises:
         grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError: the call has already ended (its
@@ -30,6 +38,9 @@ async def write_in_order(call: Any, lock: asyncio.Lock, message: Any, done_writi
     # must go out; later writes wait for it.
     write = asyncio.ensure_future(write_under_lock())
     write.add_done_callback(_retrieve)
+    if pending is not None:
+        pending.add(write)
+        write.add_done_callback(pending.discard)
     await asyncio.shield(write)
 
 

@@ -4,6 +4,7 @@ says what happened, and the stream's bookkeeping stays right."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -259,8 +260,66 @@ def test_options_that_cannot_be_sent_are_refused_before_a_call_is_made(server):
         async with Client(server.target) as client:
             with pytest.raises(ValueError, match=r"the open cannot be sent: .*frame_fit=FrameFit\.CROP"):
                 await client.open(StreamOptions(frame_fit="crop"))  # type: ignore[arg-type]
+            for size in [(-1, 5), (0, 0), (64,), (64.0, 64)]:  # not an enum's fault: the message says what is
+                with pytest.raises(ValueError, match=r"mask_size must be \(height, width\) in pixels"):
+                    await client.open(StreamOptions(mask_size=size))  # type: ignore[arg-type]
 
     run(scenario())
     assert server.session_count() == 0
     refused = server.server.metrics.calls_refused
     assert not [s for metric in refused.collect() for s in metric.samples if s.name.endswith("_total") and s.value]
+
+
+def test_a_reconnect_cancelled_at_any_point_leaves_the_stream_able_to_reconnect(server):
+    """A cancelled open left its write pending for ever on the call it gave up (grpc.aio never ends a write on a
+    call cancelled before its first message), holding the lock every later write of the stream waited on: each
+    ``reconnect()`` after it hung. Cancelled after 0 to 7 turns of the event loop, every point of the open is hit."""
+    clip = make_video(seed=76, frames=1)
+
+    async def scenario() -> list[int]:
+        answered = []
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+            await stream.process(clip[0])
+            for turns in range(8):
+                reconnecting = asyncio.ensure_future(stream.reconnect())
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                reconnecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StreamError):
+                    await reconnecting
+                await asyncio.wait_for(stream.reconnect(), 10)
+                answered.append((await asyncio.wait_for(stream.process(clip[0]), 10)).frame_index)
+            await stream.close()
+        return answered
+
+    assert run(scenario()) == list(range(1, 9))
+
+
+def test_a_send_on_a_call_cancelled_under_it_is_a_stream_error(server):
+    """A send blocked by flow control (the server reads no more: here, frames far larger than its window) when
+    another task cancels the stream ends with StreamError, not a bare CancelledError, which a task group would take
+    for its own cancellation."""
+    frame = np.random.default_rng(0).integers(0, 255, (1000, 1000, 3), dtype=np.uint8)
+
+    async def scenario() -> BaseException | None:
+        async with Client(server.target) as client:
+            stream = await client.open(StreamOptions(resume_window_s=30))
+
+            async def send_until_blocked() -> None:
+                while True:
+                    await stream.send(frame)
+
+            sending = asyncio.ensure_future(send_until_blocked())
+            await asyncio.sleep(1.0)  # the window is full: a send waits
+            assert not sending.done()
+            stream.cancel()
+            try:
+                await asyncio.wait_for(sending, 10)
+            except BaseException as error:  # which one is the point
+                return error
+            return None
+
+    error = run(scenario())
+    assert isinstance(error, StreamError), repr(error)
+    assert "cancel" in str(error)
