@@ -144,10 +144,10 @@ def test_from_pretrained_rejects_mismatched_weights(tmp_path, registry, tiny_mod
 @pytest.mark.parametrize(
     ("edit", "says"),
     [
-        (lambda config: config.pop("model"), "with a 'model' section"),
+        (lambda config: config.pop("model"), "expected a 'model' section"),
         (lambda config: config["model"].update(bogus=1), "does not describe a model.*bogus"),
         (lambda config: config["model"].update(num_slots="3"), "does not describe a model"),
-        (lambda config: config["model"].pop("encoder"), "does not describe a model.*encoder"),
+        (lambda config: config["model"].pop("encoder"), "model.encoder missing"),
     ],
 )
 def test_from_pretrained_names_the_config_a_bad_model_section_comes_from(

@@ -109,8 +109,8 @@ def _train(run_dir: str, stop_after: int | None, resume: bool) -> None:
     runs: list[Run] = []
     build_run = loop.build_run
 
-    def keep(*args: Any) -> Run:
-        runs.append(build_run(*args))
+    def keep(*args: Any, **kwargs: Any) -> Run:
+        runs.append(build_run(*args, **kwargs))
         return runs[-1]
 
     loop.build_run = keep  # the run fit() trains, to read its weights afterwards
