@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 
 from plugins.extras import require_extra
 
@@ -53,16 +55,30 @@ def main(argv: list[str] | None = None) -> int:
     if client_main(["synth", str(clip), "--frames", str(args.frames)]) != 0:
         return 1
     print(f"starting a server for {args.model_dir} ...", file=sys.stderr)
-    with SpawnedServer(args.model_dir, own_settings_only=True) as server:  # the demo's server, whatever is set
-        print(f"serving on {server.target}; streaming {clip}", file=sys.stderr)
-        code = client_main(
-            ["stream", str(clip), "--target", server.target, "--out", str(overlay), "--jsonl", str(jsonl)]
-        )
+    # SIGTERM (a supervisor, an IDE's stop button) unwinds like Ctrl-C, so the demo's server is stopped, not orphaned.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        with SpawnedServer(args.model_dir, own_settings_only=True) as server:  # the demo's server, whatever is set
+            print(f"serving on {server.target}; streaming {clip}", file=sys.stderr)
+            code = client_main(
+                ["stream", str(clip), "--target", server.target, "--out", str(overlay), "--jsonl", str(jsonl)]
+            )
+    except KeyboardInterrupt:
+        print("interrupted; the demo's server is stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code != 0:
         print(f"server stopped; the demo failed (exit status {code}, the client's message is above)", file=sys.stderr)
         return code
     print(f"server stopped. Overlay: {overlay}  per-frame results: {jsonl}", file=sys.stderr)
     return code
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """End the demo as a SIGTERM's default would (status 143), unwinding so that its server is stopped first."""
+    del signum, frame  # Unused.
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 def default_model_dir(environ: Mapping[str, str]) -> Path:

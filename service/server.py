@@ -10,7 +10,8 @@ UNAVAILABLE so the client reconnects elsewhere. A stream detached from a dropped
 ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed; the gRPC
 server then gets at most twice :data:`GRPC_STOP_S` to stop (connections of clients that do not read are abandoned). A
 shutdown before ``SERVING`` abandons the model's warm-up instead of waiting for it. A second SIGTERM or SIGINT ends
-the drain at once (:meth:`Server.hurry`); SIGHUP is logged and ignored.
+the drain at once (:meth:`Server.hurry`); SIGHUP stops an interactive server (its terminal closed) and is logged and
+ignored by any other.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -591,7 +593,8 @@ class Server:
 
 async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
     """Run a server until SIGTERM or SIGINT, then shut it down gracefully; a second SIGTERM or SIGINT ends the
-    drain at once, and SIGHUP is logged and ignored.
+    drain at once. SIGHUP stops it as SIGTERM does when its standard input is a terminal (the terminal closed), and
+    is logged and ignored otherwise.
 
     A signal that arrives while the model loads (a TensorRT engine build can take minutes) ends the process at once
     with status 0: nothing is served yet, and the load, which runs in a thread that cannot be interrupted, is
@@ -606,7 +609,10 @@ async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_e
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _first_then_hurry(stop, server))
-    loop.add_signal_handler(signal.SIGHUP, _hangup_ignored)
+    # SIGHUP: the terminal of an interactive server (make serve) closed, so stop as on SIGTERM; else (a container, a
+    # supervisor, nohup) nothing is to be reloaded on it: say so and serve on.
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    loop.add_signal_handler(signal.SIGHUP, _first_then_hurry(stop, server) if interactive else _hangup_ignored)
     try:
         starting = asyncio.ensure_future(server.start(wait_ready=False, on_failure=stop.set))
         stopping = asyncio.ensure_future(stop.wait())
@@ -642,9 +648,9 @@ def _first_then_hurry(stop: asyncio.Event, server: Server) -> Callable[[], None]
 
 
 def _hangup_ignored() -> None:
-    """SIGHUP (a closed terminal, an operator used to daemons that reload on it) would end the process at once,
-    losing every stream: the server has nothing to reload on it (certificate and token files are reloaded when
-    they change), so it says so and serves on."""
+    """SIGHUP to a server without a terminal (an operator used to daemons that reload on it) would end the process
+    at once, losing every stream: the server has nothing to reload on it (certificate and token files are reloaded
+    when they change), so it says so and serves on."""
     _log.warning(
         "SIGHUP ignored: certificate and token files are reloaded when they change; send SIGTERM to stop the server"
     )

@@ -32,6 +32,8 @@ class SpawnedServer:
     Raises:
         RuntimeError: the server exited or was not serving within ``timeout_s``; the message (one line) says
             which, with the last line the server wrote (its own error message, or a traceback's last line).
+
+    Whatever ends the wait for it to serve (that error, a ``KeyboardInterrupt``) stops the child first.
     """
 
     def __init__(
@@ -56,13 +58,17 @@ class SpawnedServer:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout_s
-        while not self._serving.wait(0.1):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                status = self.process.poll()
-                self.close()
-                lines = [line.strip() for line in self._tail if line.strip()]
-                why = f"exited with status {status}" if status is not None else f"not serving after {timeout_s:g} s"
-                raise RuntimeError(f"the server did not start ({why}): {lines[-1] if lines else 'it wrote nothing'}")
+        try:
+            while not self._serving.wait(0.1):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    status = self.process.poll()
+                    lines = [line.strip() for line in self._tail if line.strip()]
+                    why = f"not serving after {timeout_s:g} s" if status is None else f"exited with status {status}"
+                    last = lines[-1] if lines else "it wrote nothing"
+                    raise RuntimeError(f"the server did not start ({why}): {last}")
+        except BaseException:  # a failed start, or Ctrl-C / SIGTERM while it starts: the child must not outlive us
+            self.close()
+            raise
 
     def _read(self) -> None:
         assert self.process.stderr is not None

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +170,45 @@ def test_the_spawner_names_the_plugin_block_list_as_the_registry_does():
     from service.bench.spawn import PLUGIN_BLOCK_LIST
 
     assert PLUGIN_BLOCK_LIST == BLOCK_ENV_VAR
+
+
+def _servers_of(model_dir: Path) -> list[int]:
+    """Pids of ``python -m service`` processes serving ``model_dir`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            words = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if b"service" in words and str(model_dir).encode() in words:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the server's process in /proc (Linux)")
+def test_a_demo_stopped_while_its_server_starts_leaves_no_server_behind(model_dir, tmp_path):
+    """SIGTERM (a supervisor, an IDE's stop button) in the seconds the demo's server starts: the demo stops it."""
+    own_model = tmp_path / "model for this test"
+    shutil.copytree(model_dir, own_model)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "service.demo", "--model-dir", str(own_model), "--out-dir", str(tmp_path / "out")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert demo.stderr is not None
+    for line in demo.stderr:
+        if line.startswith("starting a server"):
+            break
+    deadline = time.monotonic() + 30
+    while not _servers_of(own_model):  # its server process exists
+        assert time.monotonic() < deadline and demo.poll() is None, "the demo's server never started"
+        time.sleep(0.02)
+    demo.send_signal(signal.SIGTERM)
+    assert demo.wait(60) == 143
+    demo.stderr.close()
+    deadline = time.monotonic() + 10
+    while _servers_of(own_model):
+        assert time.monotonic() < deadline, "the demo's server outlived the demo"
+        time.sleep(0.1)

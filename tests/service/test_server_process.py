@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from service_helpers import make_video, reference_outputs, run
@@ -27,12 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 class ServerProcess:
     """``python -m service`` on an ephemeral port; the port is read from its structured ``listening`` log."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, stdin: Any = subprocess.DEVNULL) -> None:
         env = {**os.environ, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_METRICS_LISTEN": "", **(env or {})}
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # stdin: no terminal (the server stops on SIGHUP when it has one)
             [sys.executable, "-m", "service", "--listen", "127.0.0.1:0", *args],
             cwd=REPO,
             env=env,
+            stdin=stdin,
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -294,3 +296,19 @@ def test_sighup_is_ignored_and_a_second_sigterm_ends_the_drain_at_once(model_dir
     messages = [entry.get("message", "") for entry in server.logs]
     assert any(message.startswith("SIGHUP ignored") for message in messages), messages
     assert any(message.startswith("asked again to stop: ending the drain now") for message in messages), messages
+
+
+def test_sighup_stops_a_server_whose_terminal_closed(model_dir):
+    """With a terminal on its standard input (``make serve``), SIGHUP means the terminal closed: the server drains
+    and exits as on SIGTERM rather than serve on, detached, holding its ports."""
+    controller, terminal = os.openpty()
+    try:
+        server = ServerProcess("--model-dir", str(model_dir), stdin=terminal).wait_serving()
+        server.process.send_signal(signal.SIGHUP)
+        assert server.process.wait(30) == 0
+        server.stop()
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    messages = [entry.get("message", "") for entry in server.logs]
+    assert "shutdown requested" in messages and "stopped" in messages, messages
