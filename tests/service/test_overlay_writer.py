@@ -68,8 +68,9 @@ def test_mp4_frames_decode_with_the_frame_size_made_even(tmp_path):
     assert len(decoded) == 5 and decoded[0].shape == (48, 48, 3)
 
 
-def test_a_frame_of_another_size_is_resized_to_the_first_frames_size(tmp_path):
-    """A folder of images may mix sizes: the overlay keeps the first frame's."""
+def test_a_frame_of_another_size_is_fitted_into_the_first_frames_size(tmp_path):
+    """A folder of images may mix sizes: the overlay keeps the first frame's, a later frame scaled into it with its
+    aspect ratio kept (17x20 into 33x48: 33x39, centred on black bars)."""
     path = tmp_path / "overlay.mp4"
     with OverlayWriter(path, fps=15.0) as writer:
         writer.write(np.zeros((33, 48, 3), dtype=np.uint8))
@@ -77,7 +78,8 @@ def test_a_frame_of_another_size_is_resized_to_the_first_frames_size(tmp_path):
     with av.open(str(path)) as container:
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert [frame.shape for frame in decoded] == [(34, 48, 3)] * 2, "resized to the first frame, then made even"
-    assert decoded[0].mean() < 10 and decoded[1].mean() > 245
+    assert decoded[0].mean() < 10 and decoded[1][:, 12:36].mean() > 245
+    assert decoded[1][:, :2].mean() < 10 and decoded[1][:, -2:].mean() < 10  # the bars
 
 
 def test_other_suffixes_are_refused(tmp_path):
