@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from training.fonts import text_font
 
 if TYPE_CHECKING:
     from training.object_recall import GroupRecall
@@ -30,7 +32,7 @@ def draw_recall_chart(rows: Sequence[GroupRecall], title: str = "", subtitle: st
     every text it holds."""
     from training.object_recall import FOUND_IOU
 
-    font = _font()
+    font = text_font(FONT_SIZE)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     labels = [f"{row.label} ({row.objects} object{'' if row.objects == 1 else 's'})" for row in rows]
     values = [f"{row.found:.2f} / {row.mean_best_iou:.2f}" for row in rows]
@@ -74,10 +76,3 @@ def save_recall_chart(rows: Sequence[GroupRecall], path: Path, title: str = "", 
     path.parent.mkdir(parents=True, exist_ok=True)
     draw_recall_chart(rows, title, subtitle).save(path)
     return path
-
-
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=FONT_SIZE)
-    except (ImportError, OSError):  # Pillow built without FreeType
-        return ImageFont.load_default()

@@ -14,12 +14,13 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from plugins import VideoOutput
 from plugins.palette import slot_colours
 from plugins.segmentation import segment
 from service.slot_overlay import render_overlay
+from training.fonts import text_font
 
 TargetKind = Literal["pixels", "features"]
 
@@ -139,7 +140,7 @@ def save_overlay(
 def _labelled(picture: Image.Image, names: tuple[str, ...]) -> Image.Image:
     """``picture`` (its rows equally tall, ``names`` top to bottom) with a white column on its left naming each
     row, centred on it."""
-    font = _label_font()
+    font = text_font(LABEL_FONT_SIZE)
     draw = ImageDraw.Draw(picture)
     widths = [draw.textlength(name, font=font) for name in names]
     column = int(max(widths)) + 12
@@ -151,11 +152,3 @@ def _labelled(picture: Image.Image, names: tuple[str, ...]) -> Image.Image:
         _, top, _, bottom = text.textbbox((0, 0), name, font=font)  # the name's ink, from its top-left origin
         text.text((6, round((row + 0.5) * row_height - (top + bottom) / 2)), name, fill="black", font=font)
     return labelled
-
-
-def _label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's built-in font at :data:`LABEL_FONT_SIZE` where Pillow has FreeType, else its small bitmap font."""
-    try:
-        return ImageFont.load_default(size=LABEL_FONT_SIZE)
-    except (ImportError, OSError):  # Pillow built without FreeType
-        return ImageFont.load_default()

@@ -106,13 +106,14 @@ def test_slot_switches_count_changes_of_the_slot_holding_most_of_an_object() -> 
 def test_the_chart_is_wide_enough_for_a_long_title() -> None:
     from PIL import ImageDraw
 
+    from training.fonts import text_font
     from training.object_recall import GroupRecall
-    from training.recall_chart import _font, draw_recall_chart
+    from training.recall_chart import FONT_SIZE, draw_recall_chart
 
     title = "a_rather_long_folder_name_for_experiments_run_2026_12_06_smoothsa_cnn_grid32 on synthetic:medium"
     rows = [GroupRecall("size", "small", 1, 0.2, 0.0, 0.0)]
     image = draw_recall_chart(rows, title, "1 object of 4 videos, attention masks")
-    needed = ImageDraw.Draw(image).textlength(title, font=_font())
+    needed = ImageDraw.Draw(image).textlength(title, font=text_font(FONT_SIZE))
     assert image.width >= needed + 10
     right = np.asarray(image)[:30, -8:]  # the top right corner, beside the end of the title
     assert (right == 255).all()
