@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.bench.cli import backend_names, unknown_backends, usage_error
+from service.bench.cli import backend_names, json_output_problems, unknown_backends, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.spawn import SpawnedServer
 from service.client.errors import StreamError
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
     backends = backend_names(args.backends)
-    problems = []
+    problems = json_output_problems(args.json)
     if len(backends) != 2:
         problems.append(f"--backends names two backends (reference,other), got {args.backends!r}")
     problems += unknown_backends("--backends", backends)
@@ -171,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "below_min_agreement": below,
             "clips": [asdict(r) for r in results],
         }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if below else 0
 

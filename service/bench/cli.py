@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from service.engine import BACKEND_MODULES
 
@@ -25,3 +27,16 @@ def usage_error(mode: str, problems: Sequence[str]) -> int:
     """Print every problem with the flags of ``mode`` (e.g. ``--local``) on one line; returns exit status 2."""
     print(f"python -m service.bench {mode}: " + "; ".join(problems), file=sys.stderr)
     return 2
+
+
+def json_output_problems(path: Path | None) -> list[str]:
+    """The problem with ``--json PATH``, found before the benchmark runs rather than after it: a folder, or a
+    folder (the nearest that exists, as the report's folders are created) this process cannot write in."""
+    if path is None:
+        return []
+    if path.is_dir():
+        return [f"--json {path} is a folder; give a file name"]
+    existing = next(folder for folder in (path.resolve().parent, *path.resolve().parents) if folder.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return [f"--json {path}: cannot write in {existing}"]
+    return []

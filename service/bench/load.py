@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.bench.cli import usage_error
+from service.bench.cli import json_output_problems, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import SuiteError, run_suite
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
+    if problems := json_output_problems(args.json):
+        parser.error("; ".join(problems))
     for flag in ("streams", "frames", "window", "rounds"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         report |= suite
     text = json.dumps(report, indent=2)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
     print(_summary(report), file=sys.stderr)
     if not args.json:

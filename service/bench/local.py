@@ -37,7 +37,7 @@ import numpy as np
 
 from plugins.model_files import run_folder_hint
 from plugins.registry import RegistryError
-from service.bench.cli import backend_names, unknown_backends, usage_error
+from service.bench.cli import backend_names, json_output_problems, unknown_backends, usage_error
 from service.bench.onnx_profile import OperatorTime, format_profile, profile_graph
 from service.bench.provenance import provenance
 from service.engine import BackendUnavailable, Engine, load_engine, normalise_device
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = [int(size) for size in args.batch_sizes.split(",")]
     except ValueError:
         sizes = []
-    problems = []
+    problems = json_output_problems(args.json)
     if not backends:
         problems.append(f"--backends names no backend: {args.backends!r}")
     problems += unknown_backends("--backends", backends)  # before exporting the model for them

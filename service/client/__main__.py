@@ -220,6 +220,28 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     add_tls_flags(parser)
 
 
+def _check_outputs_apart(source: str, outputs: dict[str, Path | None]) -> None:
+    """Refuse outputs that name the source file (the recording would be replaced while it is read) or each other
+    (one would replace the other), links and other spellings of a path included.
+
+    Raises:
+        ValueError: naming both flags (or the flag and the source) and the file.
+    """
+    seen: dict[Path, str] = {}
+    source_path = Path(source)
+    if source_path.is_file():
+        seen[source_path.resolve()] = "the source"
+    for flag, path in outputs.items():
+        if path is None or str(path) == "-":
+            continue
+        resolved = path.resolve()
+        if resolved in seen:
+            raise ValueError(
+                f"{flag} {path} is the file of {seen[resolved]}: it would be replaced; give {flag} another file"
+            )
+        seen[resolved] = flag
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -238,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
             if path.is_dir():
                 raise ValueError(f"{flag} {path}: that is a folder; name a file in it")
+        _check_outputs_apart(args.source, {"--out": args.out, "--jsonl": args.jsonl, "--slots": args.slots})
         if args.slots is not None:
             _check_slots_path(args.slots)
         if args.jpeg_quality is not None:

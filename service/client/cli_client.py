@@ -26,6 +26,7 @@ def client_from_args(args: argparse.Namespace) -> Client:
         OSError: a token or TLS file cannot be read.
     """
     tls = tls_from_flags(args)
+    check_target(args.target)
     if tls is None and re.fullmatch(r"[\w.-]+", args.target):
         raise ValueError(
             f"--target {args.target}: give the server's port too, as in {args.target}:50051 (without one, gRPC "
@@ -43,6 +44,26 @@ def client_from_args(args: argparse.Namespace) -> Client:
     return Client(
         args.target, token=token_from_args(args), tls=tls, max_message_bytes=max_message_bytes, channel_options=options
     )
+
+
+def check_target(target: str) -> None:
+    """Refuse a ``--target`` that is empty, or ``host:port`` with no host or a port outside 1-65535 (gRPC would take
+    a port past 65535 modulo 65536, and reach another server). Other gRPC target forms (``dns:///``, ``unix:``)
+    pass as they are.
+
+    Raises:
+        ValueError: naming the flag and what is wrong.
+    """
+    if not target.strip():
+        raise ValueError("--target is empty: give the server's host:port, as in 127.0.0.1:50051")
+    address = re.fullmatch(r"(\[[^\]]*\]|[^:/\[\]]*):(-?\d+)", target)
+    if address is None:
+        return
+    host, port = address.group(1), int(address.group(2))
+    if not host:
+        raise ValueError(f"--target {target}: give the server's host too, as in 127.0.0.1{target}")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--target {target}: the port must be 1-65535, got {port}")
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:

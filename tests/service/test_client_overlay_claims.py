@@ -86,3 +86,21 @@ def test_a_frame_of_another_shape_than_the_first_is_letterboxed_not_squashed(tmp
         second = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)][1]
     assert second.shape == (20, 60, 3)
     assert second[:, 30].mean() > 150 and second[:, 5].max() < 40 and second[:, 55].max() < 40
+
+
+@pytest.mark.parametrize("flag", ["--out", "--jsonl"])
+def test_an_output_naming_the_source_or_another_output_is_refused_before_anything_is_written(tmp_path, capsys, flag):
+    """The recording would be replaced while it is read (and the error then blamed the file)."""
+    clip = tmp_path / "clip.mp4"
+    assert main(["synth", str(clip), "--frames", "3"]) == 0
+    before = clip.read_bytes()
+    alias = tmp_path / "alias.mp4"
+    alias.symlink_to(clip)
+    capsys.readouterr()
+    for output in (clip, alias):
+        assert main(["stream", str(clip), "--target", "127.0.0.1:1", flag, str(output)]) == 2
+        assert f"{flag} {output} is the file of the source: it would be replaced" in capsys.readouterr().err
+    both = tmp_path / "x.npz"
+    assert main(["stream", str(clip), "--target", "127.0.0.1:1", "--jsonl", str(both), "--slots", str(both)]) == 2
+    assert f"--slots {both} is the file of --jsonl" in capsys.readouterr().err
+    assert clip.read_bytes() == before and not both.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -212,3 +213,30 @@ def test_a_demo_stopped_while_its_server_starts_leaves_no_server_behind(model_di
     while _servers_of(own_model):
         assert time.monotonic() < deadline, "the demo's server outlived the demo"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    "mode", [["--local"], ["--target", "127.0.0.1:1"], ["--agreement", "--backends", "torch,onnx"]]
+)
+def test_a_json_report_that_cannot_be_written_is_refused_before_the_benchmark_runs(model_dir, tmp_path, capsys, mode):
+    started = time.monotonic()
+    with contextlib.suppress(SystemExit):  # --target's parser exits with status 2
+        assert bench_main([*mode, "--model", str(model_dir), "--json", str(tmp_path)]) == 2
+    assert f"--json {tmp_path} is a folder; give a file name" in capsys.readouterr().err
+    assert time.monotonic() - started < 5, "refused before benchmarking"
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("127.0.0.1:112636", "the port must be 1-65535, got 112636"),
+        ("127.0.0.1:-5", "the port must be 1-65535, got -5"),
+        ("", "--target is empty"),
+        (":50051", "give the server's host too"),
+    ],
+)
+def test_a_target_gRPC_would_take_for_another_port_is_refused(target, said, capsys):
+    from service.client.__main__ import main as client_main
+
+    assert client_main(["describe", "--target", target]) == 2
+    assert said in capsys.readouterr().err
