@@ -556,6 +556,12 @@ class ServiceConfig:
         values = environ_values(environ, notes)
         parsed = build_parser().parse_args(argv)
         values.update({name: value for name, value in vars(parsed).items() if value is not None})
+        if "auth_token" in values and not str(values["auth_token"]).strip():
+            # Given, but empty: an unset shell variable (--auth-token "$TOKEN") would leave the server open to all.
+            raise ConfigError(
+                "--auth-token (or SLOTSTREAM_AUTH_TOKEN) is set but empty, which would turn authentication off: give "
+                "the token, or leave the setting out to serve without one"
+            )
         return cls(**values)
 
 

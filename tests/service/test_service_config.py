@@ -283,3 +283,11 @@ def test_a_bearer_token_sent_in_plain_text_or_kept_in_a_world_readable_file_is_w
     tls = {"tls_cert": tmp_path / "cert.pem", "tls_key": tmp_path / "key.pem"}
     assert ServiceConfig(listen="0.0.0.0:0", auth_token=secret, **tls).security_warnings() == []
     assert ServiceConfig(listen="0.0.0.0:0").security_warnings() == [], "no token, nothing to expose"
+
+
+@pytest.mark.parametrize(("argv", "environ"), [(["--auth-token", ""], {}), ([], {"SLOTSTREAM_AUTH_TOKEN": " "})])
+def test_an_auth_token_set_but_empty_is_refused_not_taken_for_no_authentication(argv, environ):
+    """``--auth-token "$TOKEN"`` with the variable unset would otherwise serve every client without a token."""
+    with pytest.raises(ConfigError, match=r"--auth-token \(or SLOTSTREAM_AUTH_TOKEN\) is set but empty"):
+        ServiceConfig.from_sources(argv, environ, notes=[])
+    assert ServiceConfig.from_sources([], {}, notes=[]).auth_token == ""  # left out: no authentication
