@@ -56,6 +56,7 @@ def model_files(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
     Raises:
         FileNotFoundError: the directory or a file in it is missing (the message names it; for a training run
             folder, it names the run's models to pass instead, see :func:`run_folder_hint`).
+        PermissionError: a file is there but this process may not read it.
     """
     path = Path(directory)
     if not path.is_dir():
@@ -68,6 +69,8 @@ def model_files(directory: str | os.PathLike[str]) -> tuple[Path, Path]:
             raise FileNotFoundError(
                 f"{required} not found: a model directory holds {CONFIG_FILE} and {WEIGHTS_FILE}{hint}"
             )
+        if not os.access(required, os.R_OK):  # safetensors would call it missing
+            raise PermissionError(f"{required}: cannot read it (user {os.getuid()} may not: check its mode)")
     return config_path, weights_path
 
 

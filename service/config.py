@@ -399,6 +399,10 @@ class ServiceConfig:
         problems = []
         if self.backend == "torch":
             for name in (CONFIG_FILE, WEIGHTS_FILE):
+                unreadable = _unreadable(self.model_dir / name)
+                if unreadable is not None:
+                    problems.append(f"--model-dir {self.model_dir}: {unreadable}")
+                    break
                 if not (self.model_dir / name).is_file():
                     problems.append(_missing_model_message(self.model_dir, name))
                     break
@@ -414,7 +418,9 @@ class ServiceConfig:
             ("tls-key", self.tls_key),
             ("tls-client-ca", self.tls_client_ca),
         ):
-            if path is not None and not path.is_file():
+            if path is not None and (unreadable := _unreadable(path)) is not None:
+                problems.append(f"--{flag} {path}: {unreadable}")
+            elif path is not None and not path.is_file():
                 problems.append(f"--{flag} {path}: no such file")
         if not problems:
             problems += self._tls_problems()
@@ -618,6 +624,20 @@ def _same_socket(first: str, second: str) -> bool:
     if first_port != second_port or int(first_port) == 0:
         return False
     return first_host == second_host or first_host in _WILDCARD_HOSTS or second_host in _WILDCARD_HOSTS
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why this process cannot read ``path`` (a folder on its way it may not enter, the file's own mode), or
+    ``None`` when it can or when the file is missing (which the caller explains). A server started as another user
+    than the one who wrote the model (a container's non-root user) meets this."""
+    try:
+        if not path.exists():
+            return None
+    except PermissionError as error:
+        return f"cannot read {path}: {error.strerror} (a folder on its path may not be entered by user {os.getuid()})"
+    if path.is_file() and not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied (user {os.getuid()} may not read it: check its mode)"
+    return None
 
 
 def _missing_model_message(model_dir: Path, missing: str) -> str:

@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--fps must be > 0, got {args.fps}")
         paths = _planned_paths(args.sources, args.out, args.overwrite)
         engine = load_engine(args.backend, args.model, name="extract", device=args.device, max_batch_size=1)
-    except (ValueError, FileNotFoundError, BackendUnavailable, RegistryError) as error:
+    except (ValueError, OSError, BackendUnavailable, RegistryError) as error:  # OSError: missing or unreadable
         print(f"slotstream extract: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

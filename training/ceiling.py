@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"masks {size}x{size}:\n{format_table(scores)}\n")
             results[str(size)] = scores.to_dict()
-    except (FileNotFoundError, DatasetError, ValueError) as error:
+    except (OSError, DatasetError, ValueError) as error:  # OSError: a file missing or unreadable
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:

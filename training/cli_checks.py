@@ -43,7 +43,13 @@ def require_output_folder(
 def file_in_the_way(folder: Path) -> Path | None:
     """The file (not folder) at ``folder`` or at one of its parents, which would stop ``folder`` from being
     created; ``None`` when there is none."""
-    return next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+    for path in (folder, *folder.parents):
+        try:
+            if path.exists() and not path.is_dir():
+                return path
+        except PermissionError:  # a folder this process may not enter: creating the folder will say so
+            return None
+    return None
 
 
 def require_output_dir(parser: argparse.ArgumentParser, flag: str, folder: Path, what: str) -> None:

@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             progress=True,
         )
-    except (FileNotFoundError, DatasetError, ValueError, RegistryError) as error:
+    except (OSError, DatasetError, ValueError, RegistryError) as error:  # OSError: a file missing or unreadable
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(scores))

@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = VideoSlotModel.from_pretrained(args.model)
         dataset = evaluation_videos(args.data, model.image_size, None, on_unlabelled=print_note)
         overlaps = object_overlaps(model, dataset, args.videos, args.mask_source, progress=True)
-    except (FileNotFoundError, DatasetError, ValueError, RegistryError) as error:
+    except (OSError, DatasetError, ValueError, RegistryError) as error:  # OSError: a file missing or unreadable
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_recall(overlaps))

@@ -339,7 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     words = sys.argv[1:] if argv is None else list(argv)
     command = f"{_launcher()} -m training.run {shlex.join(words)}"
-    checkpoints = list_checkpoints(Path(out))
+    try:
+        checkpoints = list_checkpoints(Path(out))
+    except PermissionError as error:  # a folder this user may not enter (the run's, or one above it)
+        if main_process:
+            print(f"error: --out {out}: {error.strerror}: {error.filename}", file=sys.stderr)
+        return 2
     final_model = Path(out) / FINAL_MODEL_DIR
     if args.resume and (Path(out) / CONFIG_FILE).is_file():
         try:  # before saying anything of the run: a resume with other flags is refused, finished or not
