@@ -52,4 +52,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from plugins.signals import exit_status_of
+
+    raise SystemExit(exit_status_of(main, "python -m plugins"))

@@ -1,11 +1,14 @@
-"""Holding Ctrl-C back around work that must not be cut in the middle, shared by the training loop and the client."""
+"""Holding Ctrl-C back around work that must not be cut in the middle, shared by the training loop and the client;
+and ending a command on Ctrl-C with one line instead of a traceback (:func:`exit_status_of`)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 
@@ -36,3 +39,19 @@ def sigint_held() -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
         for _ in arrived:
             signal.raise_signal(signal.SIGINT)
+
+
+def exit_status_of(main: Callable[[], int], program: str) -> int:
+    """Run a command's ``main`` and return its exit status; Ctrl-C (``KeyboardInterrupt``) ends it with one line,
+    ``<program>: interrupted``, and status 130 (128 + SIGINT, what a shell reports), not with a traceback. What the
+    command had written so far is its own to keep or clean up (their staging folders, say)."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # its output went to a reader that stopped (| head): nothing more is wanted
+        with contextlib.suppress(OSError, ValueError):  # the interpreter's flush at exit would fail again
+            stdout = sys.stdout.fileno()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout)
+        return 141  # 128 + SIGPIPE

@@ -280,4 +280,6 @@ def move_in(staging: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from plugins.signals import exit_status_of
+
+    raise SystemExit(exit_status_of(main, "python -m training.model_card"))

@@ -39,3 +39,25 @@ def test_a_handler_the_block_puts_in_place_is_kept() -> None:
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert stop.signal_number == signal.SIGTERM
+
+
+def test_a_command_stopped_by_ctrl_c_ends_with_one_line_and_status_130(capsys) -> None:
+    from plugins.signals import exit_status_of
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert exit_status_of(interrupted, "python -m training.evaluate") == 130
+    assert capsys.readouterr().err == "python -m training.evaluate: interrupted\n"
+    assert exit_status_of(lambda: 3, "x") == 3
+
+
+
+def test_a_command_whose_reader_stopped_ends_quietly_with_status_141(capsys) -> None:
+    from plugins.signals import exit_status_of
+
+    def piped() -> int:
+        raise BrokenPipeError
+
+    assert exit_status_of(piped, "python -m plugins") == 141
+    assert capsys.readouterr().err == ""

@@ -164,4 +164,6 @@ def precision_note(manifest: Manifest) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from plugins.signals import exit_status_of
+
+    sys.exit(exit_status_of(main, "python -m training.export"))
