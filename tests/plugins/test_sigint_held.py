@@ -52,7 +52,6 @@ def test_a_command_stopped_by_ctrl_c_ends_with_one_line_and_status_130(capsys) -
     assert exit_status_of(lambda: 3, "x") == 3
 
 
-
 def test_a_command_whose_reader_stopped_ends_quietly_with_status_141(capsys) -> None:
     from plugins.signals import exit_status_of
 
