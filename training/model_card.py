@@ -113,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     require_output_dir(parser, "--out", args.out, "the model")
+    if others := _not_published_here(args.out):
+        parser.error(
+            f"--out {args.out} holds other files than a model published there ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}): publishing would mix this model with them (an export's graphs "
+            "would no longer match its weights); give a new or empty folder, or one this command published to"
+        )
     if not (args.run / TRAIN_CONFIG_FILE).is_file():
         parser.error(f"--run {args.run}: no {TRAIN_CONFIG_FILE} there; expected a training run directory")
     try:
@@ -264,6 +270,15 @@ def _naming(error: Exception, staging: Path, source: Path) -> Exception:
         return type(error)(message)
     except TypeError:  # an exception type that takes other arguments
         return ValueError(message)
+
+
+def _not_published_here(out: Path) -> list[str]:
+    """The entries of an existing ``out`` that a publication does not write there (a model directory's files and
+    :data:`CARD_FILES`), sorted; empty for a new or empty folder, or one published to before."""
+    if not out.is_dir():
+        return []
+    own = {CONFIG_FILE, WEIGHTS_FILE, *CARD_FILES}
+    return sorted(entry.name for entry in out.iterdir() if entry.name not in own)
 
 
 def move_in(staging: Path, out: Path) -> None:

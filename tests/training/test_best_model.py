@@ -263,3 +263,20 @@ def test_checkpoints_and_the_best_model_are_readable_like_the_rest_of_the_run(tm
     for folder in (tmp_path / "run" / BEST_MODEL_DIR, list_checkpoints(tmp_path / "run")[-1]):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
     assert not leftover.exists()
+
+
+def test_the_model_card_does_not_publish_into_a_folder_of_other_files(tmp_path: Path, capsys) -> None:
+    """An export's folder (graphs beside the weights they were made from) or a run folder would be mixed with the
+    new model; a folder published to before is replaced as usual."""
+    fit(tiny(steps=2), tmp_path / "run", progress=False)
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text("{}")
+    (export / "first_step.onnx").write_bytes(b"graph")
+    with pytest.raises(SystemExit):
+        card_main(["--run", str(tmp_path / "run"), "--out", str(export)])
+    assert "holds other files than a model published there (first_step.onnx, manifest.json)" in capsys.readouterr().err
+    assert sorted(path.name for path in export.iterdir()) == ["first_step.onnx", "manifest.json"]
+    published = tmp_path / "published"
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(published)]) == 0
+    assert card_main(["--run", str(tmp_path / "run"), "--out", str(published)]) == 0  # again: replaced
