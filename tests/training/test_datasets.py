@@ -600,3 +600,25 @@ def test_clips_longer_than_synthetic_videos_name_both_flags():
         ValueError, match=r"clips of 30 frames .* val videos of synthetic data have 24 frames.*--val-frames"
     ):
         SyntheticDataset("medium", "val", 30, (32, 32))
+
+
+def test_an_interrupted_generate_keeps_its_complete_videos_and_removes_the_partial_one(tmp_path, monkeypatch, capsys):
+    import training.datasets.__main__ as generate_command
+
+    calls = []
+
+    def interrupted_on_the_third(out, name, video, mp4=False):
+        calls.append(name)
+        if len(calls) < 3:
+            return write_sequence(out, name, video, mp4=mp4)
+        (out / "metadata").mkdir(exist_ok=True)
+        (out / "metadata" / f"{name}.json").write_text(video.metadata.to_json())  # begun, as write_sequence begins
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate_command, "write_sequence", interrupted_on_the_third)
+    out = tmp_path / "ds"
+    argv = ["generate", "--level", "easy", "--videos", "5", "--frames", "2", "--size", "16", "--out", str(out)]
+    assert cli_main(argv) == 130
+    assert "interrupted: 2 complete video(s)" in capsys.readouterr().err
+    assert sorted(path.stem for path in (out / "metadata").iterdir()) == ["easy-00000", "easy-00001"]
+    assert len(build_dataset(f"davis:{out}", "val", None, (16, 16))) == 2  # all readable

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 
 from plugins.files import check_writable
 from training.cli_checks import require_output_dir
-from training.datasets.export import DATASET_FOLDERS, mp4_needs_even_size, write_sequence
+from training.datasets.export import DATASET_FOLDERS, mp4_needs_even_size, remove_sequence, write_sequence
 from training.datasets.images import is_visible
 from training.datasets.synthetic import LEVELS, generate_video
 from training.datasets.synthetic_dataset import VAL_SEED_BASE, train_video_seed
@@ -135,10 +136,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         parser.error(f"--out {args.out}: cannot write there ({error.strerror or error})")
     prefix = args.level if args.split == "train" else f"{args.level}-val"
-    for index in tqdm(range(args.videos), desc=f"generate {args.level} {args.split}", unit="video"):
-        seed = train_video_seed(args.seed, index) if args.split == "train" else VAL_SEED_BASE + index
-        video = generate_video(args.level, seed, args.frames, (args.size, args.size))
-        write_sequence(args.out, f"{prefix}-{index:05d}", video, mp4=args.mp4)
+    written = 0
+    try:
+        for index in tqdm(range(args.videos), desc=f"generate {args.level} {args.split}", unit="video"):
+            seed = train_video_seed(args.seed, index) if args.split == "train" else VAL_SEED_BASE + index
+            video = generate_video(args.level, seed, args.frames, (args.size, args.size))
+            try:
+                write_sequence(args.out, f"{prefix}-{index:05d}", video, mp4=args.mp4)
+            except BaseException:  # Ctrl-C, a full disk: no half-written video is left for a reader to meet
+                remove_sequence(args.out, f"{prefix}-{index:05d}", video.metadata.height)
+                raise
+            written += 1
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {written} complete video(s) in {args.out} (the one being written was removed); "
+            "generate again with --overwrite for the whole dataset",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"wrote {args.videos} {args.level} {args.split} video(s) of {args.frames} frames at "
         f"{args.size}x{args.size} to {args.out}; "

@@ -12,6 +12,7 @@ Layout written under ``out``, for sequence ``<seq>`` = ``<level>-<index:05d>`` a
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,16 @@ def write_sequence(out: Path, name: str, video: SyntheticVideo, mp4: bool = Fals
         write_mask_png(mask_dir / f"{t:05d}.png", video.masks[t])
     if mp4:
         write_labelled_mp4(out / "videos", name, video.frames, video.masks)
+
+
+def remove_sequence(out: Path, name: str, height: int) -> None:
+    """Remove what :func:`write_sequence` wrote of the video ``name`` (of frames ``height`` pixels tall) in
+    ``out``, complete or not; what is not there is skipped."""
+    res = resolution_name(height)
+    for folder in (out / "JPEGImages" / res / name, out / "Annotations" / res / name, out / "videos" / name):
+        shutil.rmtree(folder, ignore_errors=True)
+    for path in (out / "metadata" / f"{name}.json", out / "videos" / f"{name}.mp4"):
+        path.unlink(missing_ok=True)
 
 
 def write_labelled_mp4(folder: Path, name: str, frames: np.ndarray, masks: np.ndarray) -> None:
