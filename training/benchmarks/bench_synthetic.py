@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=24, help="frames per video")
     parser.add_argument("--size", type=int, default=64, help="frame height and width")
     args = parser.parse_args(argv)
+    if args.videos < 1 or args.frames < 1 or args.size < 8:
+        parser.error("need --videos >= 1, --frames >= 1 and --size >= 8 (as python -m training.datasets generate)")
     print(f"# {platform.processor() or platform.machine()}, python {platform.python_version()}, one process")
     for level in LEVELS:
         fps = measure(level, args.videos, args.frames, args.size)
