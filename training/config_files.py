@@ -41,6 +41,11 @@ def load_config(spec: str) -> TrainConfig:
             names the file).
     """
     if not is_config_file(spec):
+        if Path(spec).is_file():  # a file, but of no config kind: not an experiment's name either
+            raise ValueError(
+                f"--config {spec}: a config file must end in {' or '.join(CONFIG_FILE_SUFFIXES)} (a Python file "
+                "defining get_config(), or a run's train_config.json)"
+            )
         return get_config(spec)
     path = Path(spec)
     if not path.is_file():

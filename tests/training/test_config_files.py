@@ -92,3 +92,10 @@ def test_a_model_card_names_the_config_file_a_run_came_from() -> None:
     assert _experiment_source(config, command).startswith("`my configs/my_tiny.py` (a config file;")
     assert _experiment_source(config, "python -m training.run --config tiny") == "`training/configs/tiny.py`"
     assert _experiment_source(config, "an 'unparsable command") == "`training/configs/tiny.py`"
+
+
+def test_a_file_of_another_kind_is_named_as_such_not_as_an_unknown_experiment(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "experiment.txt"
+    source.write_text("steps = 10\n")
+    assert main(["--config", str(source), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert f"--config {source}: a config file must end in .py or .json" in capsys.readouterr().err
