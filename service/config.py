@@ -35,6 +35,11 @@ FRAME_FITS = ("auto", *SERVED_FITS)
 ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 
 
+MAX_THREADS = 1024
+"""Most threads a thread setting takes: far more than any machine's cores; torch crashes (a segmentation fault,
+no message) on a team of 100,000."""
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem and the flag that sets it."""
 
@@ -497,6 +502,13 @@ class ServiceConfig:
         )
         problems += [
             f"--{flag_name(n)} must be >= 0, got {getattr(self, n)}" for n in non_negative if getattr(self, n) < 0
+        ]
+        thread_counts = ("torch_threads", "onnx_intra_op_threads", "onnx_inter_op_threads", "decode_threads")
+        problems += [
+            f"--{flag_name(n)} must be at most {MAX_THREADS} (a thread team that large ends the process), got "
+            f"{getattr(self, n)}"
+            for n in thread_counts
+            if getattr(self, n) > MAX_THREADS
         ]
         if not 1024 * 1024 <= self.max_message_bytes <= MAX_GRPC_MESSAGE_BYTES:
             problems.append(

@@ -291,3 +291,9 @@ def test_an_auth_token_set_but_empty_is_refused_not_taken_for_no_authentication(
     with pytest.raises(ConfigError, match=r"--auth-token \(or SLOTSTREAM_AUTH_TOKEN\) is set but empty"):
         ServiceConfig.from_sources(argv, environ, notes=[])
     assert ServiceConfig.from_sources([], {}, notes=[]).auth_token == ""  # left out: no authentication
+
+
+def test_a_thread_count_past_any_machine_is_refused_before_torch_crashes_on_it():
+    with pytest.raises(ConfigError, match=r"--torch-threads must be at most 1024 .* got 100000"):
+        ServiceConfig(torch_threads=100_000)
+    ServiceConfig(torch_threads=1024, decode_threads=1024)
