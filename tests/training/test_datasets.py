@@ -624,3 +624,27 @@ def test_an_interrupted_generate_keeps_its_complete_videos_and_removes_the_parti
     assert "interrupted: 2 complete video(s)" in capsys.readouterr().err
     assert sorted(path.stem for path in (out / "metadata").iterdir()) == ["easy-00000", "easy-00001"]
     assert len(build_dataset(f"davis:{out}", "val", None, (16, 16))) == 2  # all readable
+
+
+def test_an_interrupted_overwrite_leaves_the_old_dataset_as_it_was(tmp_path, monkeypatch, capsys):
+    import training.datasets.__main__ as generate_command
+
+    out = tmp_path / "ds"
+    base = ["generate", "--level", "easy", "--frames", "2", "--size", "16", "--out", str(out)]
+    assert cli_main([*base, "--videos", "2"]) == 0
+    before = sorted(str(path.relative_to(out)) for path in out.rglob("*"))
+    calls = []
+
+    def interrupted_on_the_second(target, name, video, mp4=False):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return write_sequence(target, name, video, mp4=mp4)
+
+    monkeypatch.setattr(generate_command, "write_sequence", interrupted_on_the_second)
+    assert cli_main([*base, "--videos", "3", "--overwrite"]) == 130
+    assert f"interrupted: the dataset in {out} is as it was" in capsys.readouterr().err
+    assert sorted(str(path.relative_to(out)) for path in out.rglob("*")) == before  # no staging folder left
+    monkeypatch.undo()
+    assert cli_main([*base, "--videos", "3", "--overwrite"]) == 0
+    assert len(list((out / "metadata").iterdir())) == 3 and not list(out.glob(".generate-*"))

@@ -11,8 +11,10 @@ another model on the same videos.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -108,6 +110,11 @@ def _visible_entries(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if is_visible(path)) if folder.is_dir() else []
 
 
+STAGING_PREFIX = ".generate-"
+"""Name prefix of the hidden folder in ``--out`` that a dataset replacing another is written to (hidden entries are
+not part of a dataset: see :func:`not_generated`)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the process exit code."""
     from tqdm import tqdm
@@ -128,13 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--out {args.out} is not empty; choose another folder or pass --overwrite to replace it")
         if (foreign := not_generated(args.out)) is not None:
             parser.error(f"--overwrite replaces only a dataset this command wrote, but {foreign} is not part of one")
-        for name in DATASET_FOLDERS:  # only what generate writes; other files in --out stay
-            shutil.rmtree(args.out / name, ignore_errors=True)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         check_writable(args.out)
     except OSError as error:
         parser.error(f"--out {args.out}: cannot write there ({error.strerror or error})")
+    for leftover in args.out.glob(f"{STAGING_PREFIX}*"):  # a killed --overwrite's: never a running one's dataset
+        shutil.rmtree(leftover, ignore_errors=True)
+    # Replacing a dataset: the new one is written beside it and takes its place once whole, so an interruption or a
+    # failure leaves the old one as it was.
+    replacing = any(args.out.iterdir())
+    target = Path(tempfile.mkdtemp(dir=args.out, prefix=STAGING_PREFIX)) if replacing else args.out
     prefix = args.level if args.split == "train" else f"{args.level}-val"
     written = 0
     try:
@@ -142,18 +153,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed = train_video_seed(args.seed, index) if args.split == "train" else VAL_SEED_BASE + index
             video = generate_video(args.level, seed, args.frames, (args.size, args.size))
             try:
-                write_sequence(args.out, f"{prefix}-{index:05d}", video, mp4=args.mp4)
+                write_sequence(target, f"{prefix}-{index:05d}", video, mp4=args.mp4)
             except BaseException:  # Ctrl-C, a full disk: no half-written video is left for a reader to meet
-                remove_sequence(args.out, f"{prefix}-{index:05d}", video.metadata.height)
+                remove_sequence(target, f"{prefix}-{index:05d}", video.metadata.height)
                 raise
             written += 1
-    except KeyboardInterrupt:
-        print(
-            f"interrupted: {written} complete video(s) in {args.out} (the one being written was removed); "
-            "generate again with --overwrite for the whole dataset",
-            file=sys.stderr,
+    except BaseException as error:
+        if replacing:
+            shutil.rmtree(target, ignore_errors=True)
+        if not isinstance(error, KeyboardInterrupt):
+            raise
+        kept = (
+            f"the dataset in {args.out} is as it was (the new one was not finished)"
+            if replacing
+            else f"{written} complete video(s) in {args.out} (the one being written was removed); generate again "
+            "with --overwrite for the whole dataset"
         )
+        print(f"interrupted: {kept}", file=sys.stderr)
         return 130
+    if replacing:
+        for name in DATASET_FOLDERS:  # only what generate writes; other files in --out stay
+            shutil.rmtree(args.out / name, ignore_errors=True)
+            if (target / name).exists():
+                os.replace(target / name, args.out / name)
+        shutil.rmtree(target, ignore_errors=True)
     print(
         f"wrote {args.videos} {args.level} {args.split} video(s) of {args.frames} frames at "
         f"{args.size}x{args.size} to {args.out}; "
