@@ -305,12 +305,22 @@ def changed_fields(before: TrainConfig, after: TrainConfig) -> list[str]:
         ``"path: old -> new"`` per changed field, with dotted paths into nested dicts and JSON values (``<absent>``
         for a key only one side has), sorted by path; empty when ``after`` computes what ``before`` does.
     """
-    old, new = (_flatten(json.loads(json.dumps(config.to_json()))) for config in (before, after))
-    changes = []
-    for key in sorted((old.keys() | new.keys()) - RUN_ONLY_FIELDS):
-        if key not in old or key not in new or old[key] != new[key]:
-            changes.append(f"{key}: {_shown(old, key)} -> {_shown(new, key)}")
-    return changes
+    differences = json_differences(before.to_json(), after.to_json(), ignored=RUN_ONLY_FIELDS)
+    return [f"{key}: {old} -> {new}" for key, old, new in differences]
+
+
+def json_differences(
+    before: Any, after: Any, prefix: str = "", ignored: frozenset[str] = frozenset()
+) -> list[tuple[str, str, str]]:
+    """The leaves of two JSON-like values (nested dicts, compared as JSON, so tuples equal lists) that differ:
+    ``(dotted path, old, new)`` with the values as JSON (``<absent>`` for a key only one side has), sorted by
+    path, the paths under ``prefix`` and without those in ``ignored``."""
+    old, new = (_flatten(json.loads(json.dumps(value)), prefix) for value in (before, after))
+    return [
+        (key, _shown(old, key), _shown(new, key))
+        for key in sorted((old.keys() | new.keys()) - ignored)
+        if key not in old or key not in new or old[key] != new[key]
+    ]
 
 
 def _shown(values: dict[str, Any], key: str) -> str:

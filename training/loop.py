@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from training.best import (
     update_best_by_loss,
 )
 from training.checkpoint import NonFiniteWeights, checkpoint_step, list_checkpoints, save_model_files
-from training.config import TrainConfig, read_train_config
+from training.config import TrainConfig
 from training.data_errors import reported
 from training.data_files import read_data_files, record_data_files
 from training.datasets import VideoClip
@@ -67,11 +66,11 @@ from training.run_folder import (
     clear_samples,
     existing_run_entries,
     maybe_checkpoint,
-    moved_data_folders,
     record_moved_data,
     remove_created,
     restore_newest,
     resume_plugin_hint,
+    write_train_config,
 )
 from training.run_lock import RunFolderLock
 from training.run_state import Run, build_run, check_components_installed
@@ -213,8 +212,7 @@ def _fit(
                 check_warm_start_source(config.init_from)  # inside); a resumed run does not read it again
             saved_config = run_dir / CONFIG_FILE
             if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
-                check_same_config(saved_config, config)
-                moved = moved_data_folders(read_train_config(saved_config), config)
+                moved = check_same_config(saved_config, config)
                 if moved and group.is_main:  # the same files in another folder: the run names it from now on
                     tqdm.write(record_moved_data(run_dir, config, moved))
             elif resume and checkpoints:  # nothing to hold the flags to: they could change what the run computes
@@ -256,7 +254,7 @@ def _fit(
                 if not checkpoints:
                     clear_best(run_dir)
                     clear_samples(run_dir)
-                saved_config.write_text(json.dumps(config.to_json(), indent=2) + "\n")
+                write_train_config(saved_config, config)
                 command_file = run_dir / COMMAND_FILE
                 if command is not None and not (resume and command_file.is_file()):
                     command_file.write_text(command + "\n")

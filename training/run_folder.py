@@ -34,7 +34,7 @@ from training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from training.config import TrainConfig, changed_fields, read_train_config, spec_folder
+from training.config import TrainConfig, changed_fields, json_differences, read_train_config, spec_folder
 from training.data_files import DATA_FILES_FILE, data_file_changes, data_files, read_data_files, write_data_files
 from training.datasets.errors import DatasetError
 from training.distributed import ProcessGroup, device_of, fail_together, gather_to_main
@@ -91,9 +91,13 @@ def clear_samples(run_dir: Path) -> None:
     shutil.rmtree(run_dir / SAMPLES_DIR, ignore_errors=True)
 
 
-def check_same_config(saved_path: Path, config: TrainConfig) -> None:
+def check_same_config(saved_path: Path, config: TrainConfig) -> dict[str, str]:
     """Refuse to resume a run with a configuration other than the one it was started with (``saved_path``), or,
     when it has a checkpoint to continue from, on other data files than it recorded (:func:`check_same_data`).
+    Data folders that moved (:func:`moved_data_folders`) are no change when they hold the files the run recorded.
+
+    Returns:
+        The data specs that moved, old -> new (empty: none did).
 
     Raises:
         ValueError: the configurations differ, or the data files; the message lists the differences.
@@ -118,6 +122,7 @@ def check_same_config(saved_path: Path, config: TrainConfig) -> None:
             "weights)"
         )
     check_same_data(saved_path.parent, config, moved)
+    return moved
 
 
 def moved_data_folders(saved: TrainConfig, config: TrainConfig) -> dict[str, str]:
@@ -156,12 +161,17 @@ def record_moved_data(run_dir: Path, config: TrainConfig, moved: Mapping[str, st
     recorded = read_data_files(run_dir)
     if recorded is not None:
         write_data_files(run_dir, _respecified(recorded, moved))
-    text = json.dumps(config.to_json(), indent=2) + "\n"
-    write_atomically(run_dir / CONFIG_FILE, lambda temporary: temporary.write_text(text))
+    write_train_config(run_dir / CONFIG_FILE, config)
     return (
         f"the run's data moved: {_moves(moved)}; the same files are there, and {CONFIG_FILE} and {DATA_FILES_FILE} "
         "now name the new folder"
     )
+
+
+def write_train_config(path: Path, config: TrainConfig) -> None:
+    """Write ``config`` as a run's :data:`CONFIG_FILE` at ``path`` (atomically: a resume reads it whole or not)."""
+    text = json.dumps(config.to_json(), indent=2) + "\n"
+    write_atomically(path, lambda temporary: temporary.write_text(text))
 
 
 def _respecified(record: dict[str, Any], moved: Mapping[str, str]) -> dict[str, Any]:
@@ -303,29 +313,13 @@ def _model_argument_changes(recorded: Any, current: Mapping[str, Any]) -> list[s
     or a plugin's edited in place without a new version. Empty when they agree or nothing readable is recorded."""
     if not isinstance(recorded, Mapping):
         return []
-    before, now = _flattened(recorded, "model"), _flattened(current, "model")
-    differing = [
-        f"{key} {before.get(key, '<absent>')} -> {now.get(key, '<absent>')}"
-        for key in sorted(before.keys() | now.keys())
-        if before.get(key) != now.get(key)
-    ]
+    differing = [f"{key} {old} -> {new}" for key, old, new in json_differences(recorded, current, "model")]
     if not differing:
         return []
     return [
         f"its model was built with other settings than this run now builds ({', '.join(differing)}): a default "
         "changed (another slotstream or plugin version, or a plugin edited in place)"
     ]
-
-
-def _flattened(value: Any, prefix: str) -> dict[str, str]:
-    """The leaves of a JSON-like ``value`` by dotted key (``model.transition.kwargs.dropout``), each as JSON (lists
-    and tuples alike), to compare and to show."""
-    if isinstance(value, Mapping):
-        leaves: dict[str, str] = {}
-        for key, item in value.items():
-            leaves.update(_flattened(item, f"{prefix}.{key}"))
-        return leaves
-    return {prefix: json.dumps(value, sort_keys=True)}
 
 
 def _loss_argument_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
