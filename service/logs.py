@@ -134,7 +134,7 @@ class RateLimitedWarning:
     The first event of a key is logged at once; events within ``interval_s`` of the last line for that key are only
     counted, and the next line logged for the key carries their number (itself included) in its ``count_field``.
     Events never logged because none followed the interval are lost from the log, not from the metrics that count
-    them. Keys must come from a bounded set (error codes), never from clients. Runs on one thread (the event loop).
+    them. Keys must come from a bounded set (error codes), never from clients. Safe to call from several threads.
 
     Args:
         logger: where to log.
@@ -143,6 +143,11 @@ class RateLimitedWarning:
         interval_s: the least time between two lines of one key.
         clock: monotonic clock (injectable for tests).
     """
+
+    level = logging.WARNING
+    """The level of the lines."""
+    with_traceback = False
+    """Whether a line carries the traceback of the exception being handled (call it in an ``except`` block)."""
 
     def __init__(
         self,
@@ -158,42 +163,28 @@ class RateLimitedWarning:
         self._interval_s = interval_s
         self._clock = clock
         self._state: dict[str, tuple[float, int]] = {}  # key -> (time of its last line, events not logged since)
+        self._lock = threading.Lock()
 
     def __call__(self, key: str, **fields: Any) -> bool:
         """Record one event of ``key`` and log it with ``fields`` (as extra fields) unless a line for ``key`` was
         logged less than ``interval_s`` ago; returns whether a line was logged."""
-        unlogged = self._count(key)
-        if unlogged == 0:
-            return False
-        self._logger.warning(self._message, extra={**fields, self._count_field: unlogged})
+        with self._lock:
+            now = self._clock()
+            logged_at, unlogged = self._state.get(key, (-math.inf, 0))
+            unlogged += 1
+            if now - logged_at < self._interval_s:
+                self._state[key] = (logged_at, unlogged)
+                return False
+            self._state[key] = (now, 0)
+        extra = {**fields, self._count_field: unlogged}
+        self._logger.log(self.level, self._message, exc_info=self.with_traceback, extra=extra)
         return True
-
-    def _count(self, key: str) -> int:
-        """Record one event of ``key``: how many events the line to log now stands for, 0 when none is due."""
-        now = self._clock()
-        logged_at, unlogged = self._state.get(key, (-math.inf, 0))
-        unlogged += 1
-        if now - logged_at < self._interval_s:
-            self._state[key] = (logged_at, unlogged)
-            return 0
-        self._state[key] = (now, 0)
-        return unlogged
 
 
 class RateLimitedError(RateLimitedWarning):
-    """:class:`RateLimitedWarning` at level ERROR with the traceback of the exception being handled, and safe to
-    call from several threads (the model threads): a failure that repeats on every frame logs its traceback once
-    per ``interval_s``, the line counting the failures it stands for."""
+    """:class:`RateLimitedWarning` at level ERROR with the traceback of the exception being handled: a failure
+    that repeats on every frame logs its traceback once per ``interval_s``, the line counting the failures it
+    stands for."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()
-
-    def __call__(self, key: str, **fields: Any) -> bool:
-        """As :meth:`RateLimitedWarning.__call__`, within an ``except`` block (the line carries its traceback)."""
-        with self._lock:
-            unlogged = self._count(key)
-        if unlogged == 0:
-            return False
-        self._logger.error(self._message, exc_info=True, extra={**fields, self._count_field: unlogged})
-        return True
+    level = logging.ERROR
+    with_traceback = True
