@@ -179,7 +179,10 @@ class OptimConfig:
     Raises:
         ValueError: at construction, for an ``lr`` not above 0 or above :data:`MAX_LR`, a ``grad_clip`` that is
             not None or a finite number above 0 (0 would stop every update, a negative one turn each into gradient
-            ascent) or a ``grad_clip_scope`` other than those in :data:`GRAD_CLIP_SCOPES`.
+            ascent), a ``warmup_fraction`` or ``final_lr_fraction`` that is not a number in [0, 1] (a negative end
+            turns the last steps into gradient ascent, one above 1 makes the rate grow past the peak, and 5 meant
+            as 5 % would keep the rate below a fifth of it), or a ``grad_clip_scope`` other than those in
+            :data:`GRAD_CLIP_SCOPES`.
     """
 
     lr: float = 4e-4
@@ -196,6 +199,10 @@ class OptimConfig:
             wrong.append(f"lr must be a number above 0 and at most {largest}, got {self.lr!r}")
         if self.grad_clip is not None and not (_finite_number(self.grad_clip) and self.grad_clip > 0):
             wrong.append(f"grad_clip must be None (no clipping) or a finite number above 0, got {self.grad_clip!r}")
+        for name in ("warmup_fraction", "final_lr_fraction"):
+            value = getattr(self, name)
+            if not (_finite_number(value) and 0 <= value <= 1):
+                wrong.append(f"{name} must be a fraction in [0, 1], got {value!r}")
         if self.grad_clip_scope not in GRAD_CLIP_SCOPES:
             wrong.append(f"grad_clip_scope must be one of {', '.join(GRAD_CLIP_SCOPES)}, got {self.grad_clip_scope!r}")
         if wrong:

@@ -1,6 +1,6 @@
 """Settings that cannot train are refused when the configuration is built, naming the setting: a gradient clip of 0
-(no update at all) or below (gradient ascent), an unknown clipping scope, a learning rate beyond float32, and a loss
-weight that is not finite."""
+(no update at all) or below (gradient ascent), an unknown clipping scope, a learning rate beyond float32, schedule
+fractions outside [0, 1], and a loss weight that is not finite."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 from training.config import MAX_LR, LossTerm, OptimConfig, TrainConfig, read_train_config
 from training.configs import get_config
 from training.run import main
+from training.schedule import warmup_cosine
 
 
 @pytest.mark.parametrize("grad_clip", [0.0, -1.0, math.inf, math.nan])
@@ -51,6 +52,22 @@ def test_the_command_line_refuses_a_learning_rate_beyond_float32(tmp_path: Path,
     assert main(["--config", "tiny", "--lr", "1e39", "--steps", "1", "--out", str(tmp_path / "run")]) == 2
     assert "lr must be a number above 0 and at most" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["warmup_fraction", "final_lr_fraction"])
+@pytest.mark.parametrize("value", [-1.0, 1.5, 5.0, 1e3, math.inf, math.nan])
+def test_a_schedule_fraction_outside_zero_to_one_is_refused(name: str, value: float) -> None:
+    """-1 as the end fraction would run the last steps as gradient ascent, 1e3 (for "LR/1000") grow the rate 1000x
+    past the peak, and a warm-up of 5 (for 5 %) keep the rate below a fifth of it."""
+    with pytest.raises(ValueError, match=rf"^optimiser settings: {name} must be a fraction in \[0, 1\], got"):
+        OptimConfig(**{name: value})
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_the_schedule_fractions_at_their_bounds_give_rates_within_zero_and_the_peak(value: float) -> None:
+    optim = OptimConfig(warmup_fraction=value, final_lr_fraction=value)
+    rates = [warmup_cosine(step, 40, optim.warmup_fraction, optim.final_lr_fraction) for step in range(40)]
+    assert all(0 <= rate <= 1 for rate in rates), rates
 
 
 @pytest.mark.parametrize("weight", [math.inf, -math.inf, math.nan])
