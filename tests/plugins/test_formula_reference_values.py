@@ -216,6 +216,29 @@ def test_ar_random_hides_exactly_the_tokens_not_drawn_visible(monkeypatch: pytes
         )
 
 
+@pytest.mark.parametrize(
+    ("grid", "fixed_visible", "expected"), [((16, 16), None, 24), ((8, 8), None, 5), ((8, 8), 24, 24)]
+)
+def test_ar_random_leaves_the_fixed_count_visible_in_the_samples_that_do_not_draw_one(
+    grid: tuple[int, int], fixed_visible: int | None, expected: int
+) -> None:
+    """The published code's 24 tokens at 16x16 (``int(0.1 * 256) - 1``), a tenth of the tokens less one on another
+    grid, or the count given; about half of the samples draw a count uniformly and the rest use the fixed one."""
+    decoder = RandomOrderTransformerDecoder(slot_dim=4, target_dim=8, feature_grid=grid, fixed_visible=fixed_visible)
+    torch.manual_seed(0)
+    counts = decoder.train().visible_tokens(4000, torch.device("cpu")).sum(dim=1)  # [B]
+    share = (counts == expected).float().mean().item()
+    assert 0.45 < share < 0.55, (share, counts.mode().values.item())
+
+
+@pytest.mark.parametrize("fixed_visible", [-1, 64])
+def test_ar_random_refuses_a_fixed_count_outside_its_grid(fixed_visible: int) -> None:
+    with pytest.raises(
+        ValueError, match=r"^ar_random: fixed_visible must be in \[0, 63\] for a 8x8 token grid, got "
+    ):
+        RandomOrderTransformerDecoder(slot_dim=4, target_dim=8, feature_grid=(8, 8), fixed_visible=fixed_visible)
+
+
 # --- initializers -----------------------------------------------------------------------------------------------
 
 

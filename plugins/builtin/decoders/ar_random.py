@@ -2,12 +2,16 @@
 
 The decoder reconstructs the frozen backbone tokens from a partly masked copy of them, reading the slots
 through cross-attention. In training each sample keeps a random subset of ``k`` tokens visible (``k`` uniform
-in ``{0..P-2}`` with probability 0.5, otherwise ``0.1 * P - 1``) and replaces the rest by a learned mask
+in ``{0..P-2}`` with probability 0.5, otherwise a fixed count) and replaces the rest by a learned mask
 token; every token keeps the position embedding of its place in the image. The published code draws a
 random permutation, keeps its first ``k`` entries and un-permutes the output without any causal mask, which
 is the same computation as a random visible subset: that is what is implemented here. At inference every
 token is visible. The masks are the last layer's cross-attention from tokens to slots (averaged over heads,
 softmax over slots).
+
+The fixed count: the published code hard-codes 24 tokens, ``int(0.1 * 256) - 1`` for its 16x16 grid (methods.md
+§1.5). Here it defaults to ``int(0.1 * P) - 1``, the same 24 at 16x16 and the same tenth of the tokens on any other
+grid (5 at 8x8, 101 at 32x32); ``fixed_visible=24`` keeps the published count on another grid.
 
 Architecture: queries ``LN(W1 F)``, memory ``LN(W2 S)``, learned 1-D position embedding, pre-norm decoder
 layers without biases, the first layer's self-attention norm applied once to the whole query sequence, no
@@ -62,6 +66,11 @@ class RandomOrderTransformerDecoder(Decoder):
         depth: decoder layers (4).
         num_heads: attention heads (4).
         ffn_multiplier: FFN width as a multiple of ``dim`` (4).
+        fixed_visible: tokens left visible in the training samples that do not draw their count (half of them);
+            None: ``int(0.1 * P) - 1`` (see the module docstring).
+
+    Raises:
+        ValueError: for a ``fixed_visible`` outside ``[0, P - 1]``.
     """
 
     name = "ar_random"
@@ -77,11 +86,20 @@ class RandomOrderTransformerDecoder(Decoder):
         depth: int = 4,
         num_heads: int = 4,
         ffn_multiplier: int = 4,
+        fixed_visible: int | None = None,
     ) -> None:
         super().__init__()
         width = dim or target_dim
         self.target_grid = tuple(feature_grid)  # type: ignore[assignment]
         self.num_tokens = feature_grid[0] * feature_grid[1]
+        if fixed_visible is None:
+            fixed_visible = max(int(0.1 * self.num_tokens) - 1, 0)
+        if not 0 <= fixed_visible < self.num_tokens:
+            raise ValueError(
+                f"ar_random: fixed_visible must be in [0, {self.num_tokens - 1}] for a {feature_grid[0]}x"
+                f"{feature_grid[1]} token grid, got {fixed_visible}"
+            )
+        self.fixed_visible = fixed_visible
         self.embed_target = nn.Sequential(nn.Linear(target_dim, width, bias=False), nn.LayerNorm(width))
         self.embed_slots = nn.Sequential(nn.Linear(slot_dim, width, bias=False), nn.LayerNorm(width))
         self.position = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, self.num_tokens, width)))
@@ -99,7 +117,7 @@ class RandomOrderTransformerDecoder(Decoder):
         if not self.training:
             return torch.ones(batch, self.num_tokens, dtype=torch.bool, device=device)
         uniform = torch.randint(0, self.num_tokens - 1, (batch,), device=device)  # k in {0..P-2}
-        fixed = torch.full_like(uniform, max(int(0.1 * self.num_tokens) - 1, 0))
+        fixed = torch.full_like(uniform, self.fixed_visible)
         counts = torch.where(torch.rand(batch, device=device) < 0.5, uniform, fixed)  # [B]
         ranks = torch.rand(batch, self.num_tokens, device=device).argsort(dim=1).argsort(dim=1)  # random order
         return ranks < counts[:, None]  # counts [B] -> [B, 1]; [B, P]: the first k of a random permutation
