@@ -7,7 +7,6 @@ Data flow per frame: frames -> encoder -> (initializer on the first frame | tran
 
 from __future__ import annotations
 
-import numbers
 import os
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +27,7 @@ from plugins.interfaces import (
     Initializer,
     Transition,
 )
+from plugins.model_sizes import check_model_sizes
 from plugins.pretrained import read_pretrained, write_pretrained
 from plugins.registry import (
     ComponentKind,
@@ -107,7 +107,9 @@ class VideoSlotModel(nn.Module):
     Raises:
         TypeError: ``num_slots``, ``slot_dim``, ``first_iters`` or ``later_iters`` is not an integer (a bool is
             not), or ``image_size`` is not two integers >= 1.
-        ValueError: ``num_slots``, ``slot_dim``, ``first_iters`` or ``later_iters`` is below 1.
+        ValueError: ``num_slots``, ``slot_dim``, ``first_iters``, ``later_iters`` or a side of ``image_size`` is
+            below 1 or above its bound (:mod:`plugins.model_sizes`: 256 slots, slots of 4096, 100 iterations,
+            4096 pixels).
 
     Example:
         >>> model = VideoSlotModel(encoder="small_cnn", initializer="smoothsa_preheat",
@@ -131,19 +133,7 @@ class VideoSlotModel(nn.Module):
         registry: ComponentRegistry | None = None,
     ) -> None:
         super().__init__()
-        counts = {"num_slots": num_slots, "slot_dim": slot_dim, "first_iters": first_iters, "later_iters": later_iters}
-        for name, value in counts.items():
-            if not _is_integer(value):
-                raise TypeError(f"{name} must be an integer, got {value!r}")
-        if min(counts.values()) < 1:
-            raise ValueError(
-                "num_slots, slot_dim, first_iters and later_iters must be >= 1; got "
-                f"{num_slots}, {slot_dim}, {first_iters}, {later_iters}"
-            )
-        if isinstance(image_size, str) or not hasattr(image_size, "__len__") or len(image_size) != 2:
-            raise TypeError(f"image_size must be two integers (height, width), got {image_size!r}")
-        if not all(_is_integer(side) and side >= 1 for side in image_size):
-            raise TypeError(f"image_size must be two integers >= 1 (height, width), got {image_size!r}")
+        check_model_sizes(num_slots, slot_dim, image_size, first_iters, later_iters)
         if registry is None:
             from plugins.manager import default_registry
 
@@ -527,9 +517,3 @@ def _layout_hint(shape: tuple[int, ...], video: bool) -> str:
 
 def _build(registry: ComponentRegistry, kind: ComponentKind, spec: ComponentSpec, wiring: dict[str, Any]) -> Component:
     return registry.build(kind, spec.name, spec.kwargs, wiring)
-
-
-def _is_integer(value: object) -> bool:
-    """Whether ``value`` is an integer (a NumPy one too) and not a bool (``true`` in a config file is no slot
-    count)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -22,6 +22,7 @@ from safetensors.torch import load_model, save_model
 from plugins.builtin import DEFAULT_PLUGINS
 from plugins.config import ComponentSpec
 from plugins.files import write_atomically
+from plugins.interfaces import ContractViolation
 from plugins.model_files import (
     CONFIG_FILE,
     FORMAT_VERSION,
@@ -117,8 +118,8 @@ def _build_saved(
             which are what such a failure of a saved model usually comes from.
         RegistryError: a component name nothing registers here (with :func:`missing_plugin_hint`).
         ValueError: the section lacks one of :data:`SAVED_MODEL_KEYS`, does not describe a model (a value of the
-            wrong type, an unknown key), or gives a component one of its initial weight arguments
-            (:func:`_refuse_initial_weight_arguments`).
+            wrong type, an unknown key, a size out of bounds: :mod:`plugins.model_sizes`), or gives a component one
+            of its initial weight arguments (:func:`_refuse_initial_weight_arguments`).
     """
     missing = [key for key in SAVED_MODEL_KEYS if key not in payload["model"]]
     if missing:  # every saved config.json holds them: without one the constructor's default would be loaded
@@ -138,6 +139,10 @@ def _build_saved(
         raise ComponentBuildError(_build_failure(payload, registry, config_path, error)) from error
     except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
         raise RegistryError(f"{config_path}: {error} {missing_plugin_hint(payload)}") from error
+    except ContractViolation:  # a plugin breaking its contract: the message names the plugin
+        raise
+    except ValueError as error:  # a size or count out of bounds (plugins.model_sizes)
+        raise ValueError(f"{config_path}: its 'model' section holds a value the model refuses: {error}") from error
 
 
 def _refuse_initial_weight_arguments(

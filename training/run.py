@@ -27,10 +27,13 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 
 from plugins import default_registry
 from plugins.config import ComponentSpec
+from plugins.cpus import available_cores
 from plugins.interfaces import Component
 from plugins.model import COMPONENT_NAMES, VideoSlotModel
 from plugins.model_files import WEIGHTS_FILE
+from plugins.model_sizes import MAX_SLOTS, check_model_sizes
 from plugins.registry import RegistryError
+from service.host import memory_limit_bytes
 from training.best import BEST_MODEL_DIR, read_selection
 from training.checkpoint import checkpoint_step, list_checkpoints
 from training.cli_checks import file_in_the_way
@@ -42,6 +45,7 @@ from training.datasets.decoding import DecoderMissing
 from training.distributed import peer_gone, shared_failure
 from training.environment import size_torch_threads
 from training.loop import FitResult, fit
+from training.machine_fit import machine_fit_problems
 from training.run_folder import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config
 from training.stop_request import RunStopped
 
@@ -135,16 +139,16 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     """Return ``config`` with every flag that was given applied.
 
     Raises:
-        ValueError: a flag's value is out of range (negative ``--val-videos`` or ``--eval-every``; ``--steps`` or
-            ``--num-slots`` below 1; ``--lr`` not finite and positive; ``--seed`` outside ``[0, 2**30)``), or
+        ValueError: a flag's value is out of range (negative ``--val-videos`` or ``--eval-every``; ``--steps``
+            below 1; ``--num-slots`` outside ``[1, MAX_SLOTS]``; ``--lr`` not finite and positive; ``--seed``
+            outside ``[0, 2**30)``), or
             ``--encoder-weights`` is given for an encoder that takes none, or names no file.
     """
     for flag, value in (("--val-videos", args.val_videos), ("--eval-every", args.eval_every)):
         if value is not None and value < 0:
             raise ValueError(f"{flag} must be 0 or more, got {value}")
-    for flag, value in (("--steps", args.steps), ("--num-slots", args.num_slots)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
     data = dataclasses.replace(
         config.data,
         **{
@@ -179,8 +183,11 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     top = {key: value for key, value in given.items() if value is not None}
     model = dict(config.model)
     if args.num_slots is not None:
-        if args.num_slots < 1:
-            raise ValueError(f"--num-slots must be at least 1, got {args.num_slots}")
+        if not 1 <= args.num_slots <= MAX_SLOTS:
+            raise ValueError(
+                f"--num-slots must be in [1, {MAX_SLOTS}] (the service's segmentation map holds a slot index in one "
+                f"byte), got {args.num_slots}"
+            )
         model["num_slots"] = args.num_slots
     if args.encoder_weights is not None:
         encoder = _encoder_spec(model)
@@ -227,9 +234,11 @@ def check_model_config(model: dict[str, Any]) -> None:
     (The registry checks each component's own kwargs when the model is built.)
 
     Raises:
-        ValueError: an unknown or missing key, or a component spec that cannot be read (the message names it).
+        ValueError: an unknown or missing key, a component spec that cannot be read, or a size or count of the
+            wrong type or out of bounds (:func:`plugins.model_sizes.check_model_sizes`; the message names it).
     """
-    accepted = [name for name in inspect.signature(VideoSlotModel).parameters if name != "registry"]
+    parameters = inspect.signature(VideoSlotModel).parameters
+    accepted = [name for name in parameters if name != "registry"]
     unknown = sorted(set(model) - set(accepted))
     if unknown:
         raise ValueError(f"the model config has unknown keys {unknown}; it accepts {accepted}")
@@ -244,6 +253,11 @@ def check_model_config(model: dict[str, Any]) -> None:
             ComponentSpec.parse(model[role])
         except TypeError as error:
             raise ValueError(f"the model config's {role}: {error}") from None
+    sizes = ("num_slots", "slot_dim", "image_size", "first_iters", "later_iters")
+    try:
+        check_model_sizes(*(model.get(name, parameters[name].default) for name in sizes))
+    except TypeError as error:
+        raise ValueError(f"the model config: {error}") from None
 
 
 def base_config(args: argparse.Namespace) -> TrainConfig:
@@ -318,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = apply_overrides(base_config(args), args)
         check_model_config(config.model)
+        if problems := machine_fit_problems(config, available_cores(), memory_limit_bytes()):
+            raise ValueError("; ".join(problems))
     except (KeyError, ValueError, RegistryError) as error:
         if not main_process:  # every process refuses the same flags: one says so (exiting first: see _stopped)
             return 0

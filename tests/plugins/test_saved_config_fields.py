@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from plugins import VideoSlotModel
+from plugins.model_sizes import MAX_ITERATIONS, MAX_SLOTS
 from plugins.testing import tiny_model_config
 from service.backends.manifest import Manifest, ManifestError
 
@@ -71,3 +72,30 @@ def test_a_newer_format_says_to_upgrade_and_a_foreign_file_says_so(saved: Path) 
         VideoSlotModel.from_pretrained(saved)
     with pytest.raises(ManifestError, match="format_version 9 was written by a newer slotstream"):
         Manifest.from_json(json.dumps({"format_version": 9}))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("num_slots", 0, "num_slots must be in [1, 256] (the service's segmentation map holds a slot index in one"),
+        ("num_slots", 100000, "num_slots must be in [1, 256]"),
+        ("first_iters", 1_000_000_000, "first_iters must be in [1, 100] (the published recipes use 1 to 7), got"),
+        ("later_iters", 101, "later_iters must be in [1, 100]"),
+        ("image_size", [20000, 20000], "image_size must be at most 4096 a side (the service's default frame limit)"),
+    ],
+)
+def test_a_size_past_its_bound_is_refused_before_anything_is_built(
+    saved: Path, field: str, value: Any, said: str
+) -> None:
+    """A billion iterations would hang the first frame for weeks and 20000x20000 frames fail in the allocator, and
+    a config.json is a file a user may edit: both are refused when the model is built, naming the file."""
+    _edited(saved, lambda config: config["model"].__setitem__(field, value))
+    with pytest.raises(ValueError) as refused:
+        VideoSlotModel.from_pretrained(saved)
+    prefix = f"{saved / 'config.json'}: its 'model' section holds a value the model refuses: "
+    assert str(refused.value).startswith(prefix + said), str(refused.value)
+
+
+def test_the_largest_counts_build_a_model() -> None:
+    config = {**tiny_model_config(), "num_slots": MAX_SLOTS, "first_iters": MAX_ITERATIONS, "later_iters": 1}
+    assert VideoSlotModel(**config).num_slots == MAX_SLOTS

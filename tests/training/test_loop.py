@@ -359,14 +359,18 @@ def test_cli_rejects_negative_evaluation_settings(flag: str) -> None:
         apply_overrides(get_config("tiny"), parse_args(["--config", "tiny", flag, "-1"]))
 
 
-def test_cli_rejects_a_slot_count_below_one() -> None:
+@pytest.mark.parametrize("slots", ["0", "257"])
+def test_cli_rejects_a_slot_count_outside_what_the_service_can_segment(slots: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "training.run", "--config", "tiny", "--num-slots", "0"],
+        [sys.executable, "-m", "training.run", "--config", "tiny", "--num-slots", slots],
         cwd=REPO,
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 2 and "--num-slots must be at least 1, got 0" in result.stderr
+    assert (
+        result.returncode == 2 and "--num-slots must be in [1, 256] (the service's segmentation map" in result.stderr
+    )
+    assert result.stderr.rstrip().endswith(f"got {slots}"), result.stderr
 
 
 @pytest.mark.parametrize("clip_length", [3, 1], ids=["clips", "single-frames"])
