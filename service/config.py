@@ -39,6 +39,14 @@ MAX_THREADS = 1024
 """Most threads a thread setting takes: far more than any machine's cores; torch crashes (a segmentation fault,
 no message) on a team of 100,000."""
 
+MAX_BATCH_SIZE = 1024
+"""Largest ``--max-batch-size``: the engine is warmed up (and TensorRT's profile built) at it, and each frame of a
+batch is a float32 copy of the model's input."""
+
+MAX_RESUME_HISTORY = 36_000
+"""Largest ``--resume-history``: five minutes (the default ``--max-resume-window-s``) at 120 frames/s. Each entry
+keeps one stream state, for every stream, and the wire field that reports it is 32 bits."""
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem and the flag that sets it."""
@@ -98,7 +106,9 @@ class ServiceConfig:
     max_idle_timeout_s: float = field(default=3600.0, metadata=_help("largest idle timeout a client may ask for"))
     max_resume_window_s: float = field(default=300.0, metadata=_help("largest resume window a client may ask for"))
     resume_history: int = field(default=32, metadata=_help("per-stream states kept for resuming at a past frame"))
-    max_batch_size: int = field(default=16, metadata=_help("frames (of different streams) per model call"))
+    max_batch_size: int = field(
+        default=16, metadata=_help("frames (of different streams) per model call; at most --max-streams take effect")
+    )
     max_queue_delay_ms: float = field(default=2.0, metadata=_help("longest wait for a batch to fill"))
     model_instances: int = field(
         default=0,
@@ -261,6 +271,12 @@ class ServiceConfig:
         reconnect's new call while the old one is torn down). Each may be receiving a message of up to
         :attr:`max_message_bytes` (an open may carry a hand-off state), which :meth:`memory_warnings` counts."""
         return self.max_calls or self.max_streams + 8
+
+    @property
+    def resolved_max_batch_size(self) -> int:
+        """:attr:`max_batch_size`, lowered to :attr:`max_streams`: a batch holds at most one frame of each stream,
+        so the engine is never sized, nor warmed up, for a batch that cannot occur."""
+        return min(self.max_batch_size, self.max_streams)
 
     def resolved_model_instances(self, cores: int | None = None) -> int:
         """:attr:`model_instances`, or the automatic choice: on a CPU one per ``cores // threads per call``, at
@@ -502,6 +518,15 @@ class ServiceConfig:
         )
         problems += [
             f"--{flag_name(n)} must be >= 0, got {getattr(self, n)}" for n in non_negative if getattr(self, n) < 0
+        ]
+        largest = {
+            "max_batch_size": (MAX_BATCH_SIZE, "the model is warmed up at it, and each frame of it is a float32 copy"),
+            "resume_history": (MAX_RESUME_HISTORY, "five minutes at 120 frames/s; each entry keeps a stream state"),
+        }
+        problems += [
+            f"--{flag_name(n)} must be at most {most} ({why}), got {getattr(self, n)}"
+            for n, (most, why) in largest.items()
+            if getattr(self, n) > most
         ]
         thread_counts = ("torch_threads", "onnx_intra_op_threads", "onnx_inter_op_threads", "decode_threads")
         problems += [

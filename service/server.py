@@ -95,7 +95,7 @@ def default_engine_factory(config: ServiceConfig) -> Engine:
         config.model_dir,
         name=config.resolved_model_name,
         device=config.device,
-        max_batch_size=config.max_batch_size,
+        max_batch_size=config.resolved_max_batch_size,
         options=config.backend_options(),
     )
 
@@ -208,7 +208,7 @@ class Server:
             on_call = monitor.record
         runner = ModelRunner(
             engine,
-            max_batch_size=config.max_batch_size,
+            max_batch_size=config.resolved_max_batch_size,
             max_delay_s=config.max_queue_delay_ms / 1e3,
             instances=config.resolved_model_instances(),
             demand=lambda: manager.demand(name),
