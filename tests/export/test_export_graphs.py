@@ -389,10 +389,13 @@ def test_cli_refuses_an_out_folder_of_other_files_and_a_damaged_model(source, tm
     assert "is a file; give a folder" in capsys.readouterr().err
 
 
-def test_cli_checks_the_batch_size_before_exporting(source, tmp_path, capsys):
+@pytest.mark.parametrize("size", ["0", "1025"])
+def test_cli_checks_the_batch_size_before_exporting(source, tmp_path, capsys, size):
     out = tmp_path / "out"
-    assert export_main(["--model", str(source), "--out", str(out), "--tensorrt", "--max-batch-size", "0"]) == 2
-    assert "--max-batch-size must be >= 1, got 0" in capsys.readouterr().err
+    assert export_main(["--model", str(source), "--out", str(out), "--tensorrt", "--max-batch-size", size]) == 2
+    assert f"--max-batch-size must be in [1, 1024] (the most a server takes: its --max-batch-size), got {size}" in (
+        capsys.readouterr().err
+    )
     assert not out.exists(), "nothing is exported when the export cannot finish"
 
 

@@ -45,6 +45,7 @@ from service.backends.manifest import (
     file_sha256,
     write_manifest,
 )
+from service.config import MAX_BATCH_SIZE
 from service.engine import model_version
 from training.export.batch_axis import DIAGNOSIS_BATCH_SIZES, fixed_batch_diagnosis
 from training.export.errors import ExportError as ExportError  # re-exported: its home before errors.py
@@ -146,16 +147,19 @@ def export_model(
             sizes and, where found, the component and its line).
         FileNotFoundError, ValueError: ``model_dir`` is not a readable model directory, ``out_dir`` holds other
             files than an export or the source model, another export is writing to ``out_dir``
-            (:class:`~training.export.export_lock.OutFolderBusy`), ``max_batch_size`` is below 1, or ``tensorrt``
-            and ``onnxruntime_only`` are both set.
+            (:class:`~training.export.export_lock.OutFolderBusy`), ``max_batch_size`` is outside
+            ``[1, MAX_BATCH_SIZE]``, or ``tensorrt`` and ``onnxruntime_only`` are both set.
         OSError: ``out_dir`` cannot be created or written (the message names it as ``--out``).
         BackendUnavailable: ``tensorrt`` was asked for without TensorRT or a visible CUDA GPU (checked first).
     """
     options = options or ExportOptions()
     source = Path(model_dir)
     out = Path(out_dir)
-    if options.max_batch_size < 1:
-        raise ValueError(f"--max-batch-size must be >= 1, got {options.max_batch_size}")
+    if not 1 <= options.max_batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(
+            f"--max-batch-size must be in [1, {MAX_BATCH_SIZE}] (the most a server takes: its --max-batch-size), "
+            f"got {options.max_batch_size}"
+        )
     if options.tensorrt and options.onnxruntime_only:
         raise ValueError(
             "--tensorrt builds TensorRT engines and --onnxruntime-only exports graphs TensorRT need not take; "
