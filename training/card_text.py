@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shlex
+from pathlib import Path
 from typing import Any
 
 from plugins import VideoSlotModel
@@ -33,6 +35,18 @@ def format_duration(seconds: float) -> str:
     if seconds < 9.95:
         return f"{seconds:.1f} s"
     return f"{seconds:.0f} s" if seconds < 59.5 else f"{seconds / 60:.1f} min"
+
+
+def davis_label(root: Path, sequences: int) -> str:
+    """The model card's row label for DAVIS data at ``root``: ``DAVIS 2016 (8 sequences)`` when the root folder or
+    the one above it names the edition (``davis2016/DAVIS``), else ``DAVIS <folder> (...)``, the folder being the one
+    above a root named ``DAVIS`` (the name every DAVIS download unpacks to, which tells nothing)."""
+    folder = root.absolute()
+    for name in (folder.name, folder.parent.name):
+        if edition := re.search(r"(?<!\d)(2016|2017)(?!\d)", name):
+            return f"DAVIS {edition.group(1)} ({sequences} sequences)"
+    name = folder.parent.name if folder.name.upper() == "DAVIS" and folder.parent.name else folder.name
+    return f"DAVIS {name} ({sequences} sequences)"
 
 
 def effective_batch(batch_size: int, processes: int | None) -> str:

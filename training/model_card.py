@@ -44,7 +44,7 @@ from plugins import VideoSlotModel
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.best import BEST_MODEL_DIR, Selection, read_selection
-from training.card_text import effective_batch, render_card
+from training.card_text import davis_label, effective_batch, render_card
 from training.card_videos import first_video, most_objects, scoring_videos
 from training.ceiling import mask_size_ceiling
 from training.checkpoint import checkpoint_step, list_checkpoints
@@ -191,7 +191,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
                 validation, model.mask_grid, progress=True, num_slots=model.num_slots
             )
         if davis is not None:
-            scores[f"DAVIS {Path(args.davis).name} ({len(davis)} sequences)"] = evaluate(  # type: ignore[arg-type]
+            scores[davis_label(Path(args.davis), len(davis))] = evaluate(  # type: ignore[arg-type]
                 model, davis, progress=True
             )
         # The first scored video; unscored, the run's first video (its first frames only are read).
