@@ -18,7 +18,11 @@ ItemKey = tuple[int, int]
 
 
 class SeededItems(Dataset[VideoClip]):
-    """Wraps a dataset so each item is drawn with its own seeded torch RNG (isolated from the global one)."""
+    """Wraps a dataset so each item is drawn with its own seeded torch CPU RNG (isolated from the global one).
+
+    Only the CPU generator is seeded and restored: ``torch.manual_seed`` would also reseed every CUDA generator,
+    which ``fork_rng(devices=[])`` does not restore, so with ``--workers 0`` each clip loaded in the main process
+    would reset the model's GPU noise (query noise, dropout) to that clip's seed."""
 
     def __init__(self, dataset: Dataset[VideoClip]) -> None:
         self.dataset = dataset
@@ -29,7 +33,7 @@ class SeededItems(Dataset[VideoClip]):
     def __getitem__(self, key: ItemKey) -> VideoClip:
         index, seed = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.random.default_generator.manual_seed(seed)
             return self.dataset[index]
 
 
