@@ -21,7 +21,7 @@ def _clip(frames: int = 3) -> VideoClip:
 
 def test_full_area_crop_with_a_certain_flip_mirrors_frames_and_masks() -> None:
     clip = _clip()
-    flipped = CropFlip(area_range=(1.0, 1.0), ratio_range=(20 / 16, 20 / 16), flip_p=1.0)(clip)
+    flipped = CropFlip(area_range=(1.0, 1.0), ratio_range=(1.0, 1.0), flip_p=1.0)(clip)  # the frame's own ratio
     torch.testing.assert_close(flipped.frames, clip.frames.flip(-1))
     assert flipped.masks is not None and torch.equal(flipped.masks, clip.masks.flip(-1))
     kept = CropFlip(area_range=(1.0, 1.0), ratio_range=(20 / 16, 20 / 16), flip_p=0.0)(clip)
@@ -48,6 +48,21 @@ def test_crops_stay_inside_the_frame_and_cover_the_drawn_area() -> None:
         top, left, height, width = augmentation.crop_box(64, 48)
         assert top >= 0 and top + height <= 64 and left >= 0 and left + width <= 48
         assert 0.73 <= height * width / (64 * 48) <= 1.0  # 75-100 % of the area, up to rounding
+
+
+@pytest.mark.parametrize(("height", "width"), [(64, 64), (48, 64), (72, 128)])
+def test_crops_of_any_frame_shape_rarely_fall_back_and_stretch_both_ways(height: int, width: int) -> None:
+    """The ratio is drawn relative to the frame's: on a 16:9 frame an absolute ratio of at most 4/3 had fitted in
+    0.5 % of the draws (the rest kept the whole frame), and each crop that fitted, resized back, widened objects."""
+    augmentation = CropFlip()
+    torch.manual_seed(0)
+    boxes = [augmentation.crop_box(height, width) for _ in range(2000)]
+    whole = sum(box == (0, 0, height, width) for box in boxes) / len(boxes)
+    # how much resizing the crop back stretches an object horizontally relative to vertically
+    stretch = torch.tensor([(width / crop_width) / (height / crop_height) for _, _, crop_height, crop_width in boxes])
+    assert whole < 0.05, whole
+    assert 0.9 < stretch.median().item() < 1.1, stretch.median()
+    assert stretch.min().item() < 0.85 and stretch.max().item() > 1.15, (stretch.min(), stretch.max())
 
 
 def test_named_augmentations() -> None:

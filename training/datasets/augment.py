@@ -2,8 +2,11 @@
 
 One crop and one flip are drawn per clip and applied to every frame (and to the masks, when present), so the
 objects keep their motion. The crop keeps a random fraction of the frame's area, drawn uniformly from
-``area_range``, at a random aspect ratio between 3/4 and 4/3 (log-uniform), at a random position, and is resized
-back to the clip's size (bilinear with antialiasing for frames, nearest for masks). Randomness comes from torch's
+``area_range``, at a random aspect ratio between 3/4 and 4/3 of the frame's own (log-uniform), at a random
+position, and is resized back to the clip's size (bilinear with antialiasing for frames, nearest for masks). The
+reference draws the ratio as an absolute width / height, for its square inputs, where the two are the same; on a
+16:9 input an absolute ratio of at most 4/3 would almost never fit (the crop would fall back to the whole frame)
+and, resized back, would only ever widen the objects. Randomness comes from torch's
 global RNG, which :class:`training.batches.SeededItems` seeds per item, so augmented runs resume exactly.
 
 One departure from the reference code: it crops the native-resolution frame (the area measured against the
@@ -34,7 +37,7 @@ class CropFlip:
 
     Attributes:
         area_range: the fraction of the frame's area the crop keeps, drawn uniformly ((0.75, 1) in SmoothSA).
-        ratio_range: the crop's width / height, drawn log-uniformly.
+        ratio_range: the crop's width / height over the frame's, drawn log-uniformly.
         flip_p: probability of a horizontal flip.
     """
 
@@ -62,13 +65,13 @@ class CropFlip:
     def crop_box(self, height: int, width: int, attempts: int = 10) -> tuple[int, int, int, int]:
         """``(top, left, crop_height, crop_width)`` of a random crop inside a ``height x width`` frame.
 
-        An area and an aspect ratio are drawn until the crop fits in the frame (at most ``attempts`` times, as
-        torchvision's ``RandomResizedCrop`` does); if none fits, the whole frame is kept.
+        An area and an aspect ratio (relative to the frame's) are drawn until the crop fits in the frame (at most
+        ``attempts`` times, as torchvision's ``RandomResizedCrop`` does); if none fits, the whole frame is kept.
         """
         log_low, log_high = math.log(self.ratio_range[0]), math.log(self.ratio_range[1])
         for _ in range(attempts):
             area = height * width * float(torch.empty(()).uniform_(*self.area_range))
-            ratio = math.exp(float(torch.empty(()).uniform_(log_low, log_high)))
+            ratio = width / height * math.exp(float(torch.empty(()).uniform_(log_low, log_high)))  # width / height
             crop_width, crop_height = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
             if 0 < crop_width <= width and 0 < crop_height <= height:
                 top = int(torch.randint(0, height - crop_height + 1, ()).item())
