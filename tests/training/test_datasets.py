@@ -597,6 +597,32 @@ def test_an_empty_split_list_is_named_not_taken_for_an_empty_folder(tmp_path):
         build_dataset(f"davis:{out}", "val", None, (32, 32))
 
 
+def _names(spec: str, split: str) -> list[str]:
+    return [sequence.name for sequence in build_dataset(spec, split, None, (32, 32)).sequences]
+
+
+@pytest.mark.parametrize("listed", ["val", "train"])
+def test_a_split_without_a_list_holds_the_sequences_the_other_list_leaves_out(tmp_path, listed):
+    """With only ``val.txt``, training had read every sequence, the listed validation ones included."""
+    out, _ = _davis_dir(tmp_path, videos=3, frames=3)
+    listing = out / "ImageSets" / "2017" / f"{listed}.txt"
+    listing.parent.mkdir(parents=True)
+    listing.write_text("seq1\n")
+    unlisted = "train" if listed == "val" else "val"
+    assert _names(f"davis:{out}", listed) == ["seq1"]
+    assert _names(f"davis:{out}", unlisted) == ["seq0", "seq2"]
+
+
+def test_train_and_val_lists_that_share_a_sequence_are_refused(tmp_path):
+    out, _ = _davis_dir(tmp_path, videos=3, frames=3)
+    (out / "ImageSets").mkdir()
+    (out / "ImageSets" / "train.txt").write_text("seq0\nseq1\n")
+    (out / "ImageSets" / "val.txt").write_text("seq1\nseq2\n")
+    for split in ("train", "val"):
+        with pytest.raises(DatasetError, match=r"the train and val lists share 1 sequence\(s\) \(seq1\), which would"):
+            build_dataset(f"davis:{out}", split, None, (32, 32))
+
+
 def test_clips_longer_than_synthetic_videos_name_both_flags():
     with pytest.raises(
         ValueError, match=r"clips of 30 frames .* val videos of synthetic data have 24 frames.*--val-frames"

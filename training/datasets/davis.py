@@ -5,7 +5,9 @@ with a mask per frame, or per annotated frame. ``root`` may also be the folder c
 any resolution folder (``480p``, ``Full-Resolution``, ``64p``, ...): ``480p`` when present, else the first in sorted
 order; masks must be at that resolution too. Sequences come from ``ImageSets`` when a list for the split exists
 (``ImageSets/2017/<split>.txt``, ``ImageSets/2016/...``, ``ImageSets/<res>/...`` or ``ImageSets/<split>.txt``; lines
-are sequence names or DAVIS 2016-style frame paths); otherwise every sequence is in both splits. Frame files are
+are sequence names or DAVIS 2016-style frame paths). A split without a list holds the sequences the other split's
+list leaves out, and every sequence when neither has one; two lists that share a sequence are refused, as that
+sequence would be trained on and evaluated as held out. Frame files are
 named ``<prefix><number>`` with one prefix per sequence (``00000.jpg``, ``frame_7.png``, ...) and read in the order
 of their numbers; hidden files and folders (names starting with ``.``, such as macOS's ``._00000.jpg``) are
 ignored. A sequence without annotations (no ``Annotations/<res>/<seq>/`` folder, or one without PNG files) or
@@ -126,6 +128,29 @@ def _split_names(root: Path, res: str, split: Split) -> list[str] | None:
     return None
 
 
+def _split_sequences(root: Path, res: str, split: Split, image_dir: Path) -> list[str]:
+    """The sequences of ``split``: its ``ImageSets`` list; without one, the folders of ``image_dir`` the other
+    split's list leaves out (all of them when it has none either).
+
+    Raises:
+        DatasetError: both splits have a list and the lists share a sequence.
+    """
+    other: Split = "val" if split == "train" else "train"
+    wanted, listed_elsewhere = _split_names(root, res, split), _split_names(root, res, other)
+    if wanted is not None and listed_elsewhere is not None:
+        shared = [name for name in wanted if name in listed_elsewhere]
+        if shared:
+            raise DatasetError(
+                f"{root / 'ImageSets'}: the train and val lists share {len(shared)} sequence(s) "
+                f"({', '.join(shared[:5])}{', ...' if len(shared) > 5 else ''}), which would be trained on and "
+                "evaluated as held out; list each sequence in one split"
+            )
+    if wanted is not None:
+        return wanted
+    folders = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and is_visible(p))
+    return folders if listed_elsewhere is None else [name for name in folders if name not in listed_elsewhere]
+
+
 def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSequence]]:
     """Finds the sequences of a DAVIS-layout dataset and their masks (a sequence without annotations, or annotated
     on its first frame only, counts as unlabelled: training reads its frames, evaluation leaves it out; one
@@ -143,8 +168,7 @@ def scan_sequences(root: Path, split: Split) -> tuple[Path, str, list[DavisSeque
     res = _resolution(root / "JPEGImages")
     image_dir = root / "JPEGImages" / res
     annotation_dir = _annotation_dir(root, res)
-    wanted = _split_names(root, res, split)
-    names = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and is_visible(p)) if wanted is None else wanted
+    names = _split_sequences(root, res, split, image_dir)
     if not names:
         raise DatasetError(f"{image_dir}: empty folder, no sequences found")
     sequences = []
