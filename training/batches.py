@@ -33,7 +33,7 @@ class SeededItems(Dataset[VideoClip]):
     def __getitem__(self, key: ItemKey) -> VideoClip:
         index, seed = key
         with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             return self.dataset[index]
 
 
