@@ -20,6 +20,8 @@ from training.best import Selection
 from training.config import TrainConfig
 from training.config_files import is_config_file
 from training.data_files import DATA_FILES_FILE
+from training.datasets import DatasetError
+from training.datasets.specs import held_out_split
 from training.loss_evaluation import LOSS_METRIC
 from training.metrics import DiscoveryScores
 from training.run import argument_parser
@@ -45,7 +47,7 @@ def davis_label(root: Path, sequences: int) -> str:
     for name in (folder.name, folder.parent.name):
         if edition := re.search(r"(?<!\d)(2016|2017)(?!\d)", name):
             return f"DAVIS {edition.group(1)} ({sequences} sequences)"
-    name = folder.parent.name if folder.name.upper() == "DAVIS" and folder.parent.name else folder.name
+    name = folder.parent.name if folder.name == "DAVIS" and folder.parent.name else folder.name
     return f"DAVIS {name} ({sequences} sequences)"
 
 
@@ -85,20 +87,34 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int, checkpoi
         return f"{planned}; the final model"
     metrics = " + ".join(selection.metrics)
     videos = selection.scores.get("num_videos", config.data.val_videos)
+    evaluated = "validation videos" if evaluated_on_held_out(config) else "training videos (not held out)"
     cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
     if config.init_from is not None:
         cadence += ", and of the --init-from weights at step 0"
     if selection.lower_is_better:
         return (
             f"{planned}; the published weights are those of step {selection.step}, the lowest held-out loss "
-            f"({metrics} {selection.score:.5g}) of the run's evaluations ({cadence}) on {videos} validation videos "
+            f"({metrics} {selection.score:.5g}) of the run's evaluations ({cadence}) on {videos} {evaluated} "
             "without labels"
         )
     why = f" ({selection.reason})" if selection.reason else ""
     return (
         f"{planned}; the published weights are those of step {selection.step}, the best of the run's "
-        f"evaluations ({cadence}) by {metrics}{why} on {videos} validation videos ({selection.score:.3f})"
+        f"evaluations ({cadence}) by {metrics}{why} on {videos} {evaluated} ({selection.score:.3f})"
     )
+
+
+def evaluated_on_held_out(config: TrainConfig) -> bool:
+    """Whether the run's evaluations scored videos it did not train on: ``--val-data`` other than the training data,
+    or data with a held-out split (:func:`training.datasets.specs.held_out_split`); True when the data can no
+    longer be read to tell."""
+    spec = config.data.val_spec or config.data.spec
+    if spec != config.data.spec:
+        return True
+    try:
+        return held_out_split(spec)
+    except DatasetError:
+        return True
 
 
 def _experiment_source(config: TrainConfig, command: str) -> str:

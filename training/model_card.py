@@ -44,7 +44,7 @@ from plugins import VideoSlotModel
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.best import BEST_MODEL_DIR, Selection, read_selection
-from training.card_text import davis_label, effective_batch, render_card
+from training.card_text import davis_label, effective_batch, evaluated_on_held_out, render_card
 from training.card_videos import first_video, most_objects, scoring_videos
 from training.ceiling import mask_size_ceiling
 from training.checkpoint import checkpoint_step, list_checkpoints
@@ -180,7 +180,12 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         )
         scores: dict[str, DiscoveryScores] = {}
         if validation is not None:
-            label = f"{spec} (given with --data)" if args.data else f"{spec} (validation)"
+            if args.data:
+                label = f"{spec} (given with --data)"
+            else:
+                label = (
+                    f"{spec} ({'validation' if evaluated_on_held_out(config) else 'training videos, not held out'})"
+                )
             scores[label] = evaluate(model, validation, progress=True)
             mask_height, mask_width = model.mask_grid
             ceiling_label = (

@@ -23,6 +23,7 @@ from training.config import DataConfig, TrainConfig, spec_folder
 from training.datasets import DatasetError, VideoClip, build_dataset, collate_frames
 from training.datasets.augment import augmented
 from training.datasets.selection import FirstFrames, labelled_indices, sparse_annotation_note, unlabelled_note
+from training.datasets.specs import held_out_split
 from training.distributed import ProcessGroup
 from training.evaluation import object_count
 from training.run_state import Run
@@ -247,6 +248,12 @@ def validation_data(config: TrainConfig) -> ValidationData:
         tqdm.write(f"{unlabelled_note(unlabelled, spec)} of the evaluations during training")
     if (sparse := sparse_annotation_note(validation, spec, data.val_frames)) is not None:
         tqdm.write(f"{sparse} in the evaluations during training")
+    if len(validation) and spec == data.spec and not held_out_split(spec):
+        tqdm.write(
+            f"note: {spec} has no held-out split (videos: folders, and davis: folders without ImageSets lists, give "
+            "every video to both): the evaluation videos are the first frames of videos the run trains on, so best/ "
+            "follows the fit to the training videos; pass --val-data with labelled videos the run does not train on"
+        )
     if not len(validation):
         if data.val_spec is None:  # unlabelled training videos (a camera's recordings): train without evaluating
             tqdm.write(

@@ -128,6 +128,18 @@ def _split_names(root: Path, res: str, split: Split) -> list[str] | None:
     return None
 
 
+def has_split_lists(root: Path) -> bool:
+    """Whether the DAVIS-layout folder ``root`` has an ``ImageSets`` list for either split, so that its val split
+    holds only sequences its train split does not (:func:`_split_sequences`); without one both hold every sequence.
+
+    Raises:
+        DatasetError: ``root`` is not a DAVIS-layout folder (:func:`resolve_root`, :func:`_resolution`).
+    """
+    folder = resolve_root(root)
+    res = _resolution(folder / "JPEGImages")
+    return any(_split_names(folder, res, split) is not None for split in ("train", "val"))
+
+
 def _split_sequences(root: Path, res: str, split: Split, image_dir: Path) -> list[str]:
     """The sequences of ``split``: its ``ImageSets`` list; without one, the folders of ``image_dir`` the other
     split's list leaves out (all of them when it has none either).

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from training.datasets.clips import VideoClip
-from training.datasets.davis import DavisDataset
+from training.datasets.davis import DavisDataset, has_split_lists
 from training.datasets.errors import DatasetError
 from training.datasets.synthetic import get_level
 from training.datasets.synthetic_dataset import SyntheticDataset
@@ -91,3 +91,21 @@ def build_dataset(
         raise ValueError(f"clip_length must be positive or None, got {clip_length}")
     size = (int(image_size[0]), int(image_size[1]))
     return SCHEMES[scheme](arg, split, clip_length, size, seed, center_crop)
+
+
+def held_out_split(spec: str) -> bool:
+    """Whether the "val" split of ``spec`` holds only videos its "train" split never reads: synthetic validation
+    videos have seeds of their own, and a ``davis:`` folder with an ``ImageSets`` list splits its sequences; a
+    ``videos:`` folder, and a ``davis:`` one without lists, give every video to both splits.
+
+    Raises:
+        DatasetError: an unknown scheme, or a ``davis:`` folder that cannot be read.
+    """
+    scheme, _, arg = spec.partition(":")
+    if scheme == "synthetic":
+        return True
+    if scheme == "davis":
+        return has_split_lists(Path(arg).expanduser())
+    if scheme == "videos":
+        return False
+    raise DatasetError(f"unknown data spec {spec!r}; known schemes: {', '.join(f'{s}:' for s in SCHEMES)}")
