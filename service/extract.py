@@ -32,6 +32,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 from tqdm import tqdm
 
 from plugins.registry import RegistryError
+from service.cli_limits import FPS_LIMITS, check_fps
 from service.client.segmentation_geometry import slot_geometry, trajectory_mask_size
 from service.client.sources import Source, check_source_spec, open_source
 from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, frame_refused, source_error
@@ -248,7 +249,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Write the slot trajectories of videos (files, folders of images, synthetic:N) without a server, "
         "in the format of `python -m service.client stream --slots`: one DIR/<name>.npz per source.",
     )
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, folder of images or synthetic:N")
+    parser.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="video file, image file, folder of images or synthetic:N"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the .npz files (created if missing)")
     parser.add_argument(
         "--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the embedded default model)"
@@ -263,7 +266,9 @@ def _parser() -> argparse.ArgumentParser:
         "else stretch) (default: %(default)s)",
     )
     parser.add_argument("--max-frames", type=int, help="at most the first N frames of each source (default: all)")
-    parser.add_argument("--fps", type=float, help="the frame rate of a folder's or a synthetic clip's timeline")
+    parser.add_argument(
+        "--fps", type=float, help=f"the frame rate of a folder's or a synthetic clip's timeline: {FPS_LIMITS}"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace .npz files that exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -309,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{spec}: extract reads recorded sources; stream a camera with service.client")
         if args.max_frames is not None and args.max_frames < 1:
             raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
-        if args.fps is not None and not args.fps > 0:
-            raise ValueError(f"--fps must be > 0, got {args.fps}")
+        if args.fps is not None:
+            check_fps(args.fps)
         paths = _planned_paths(args.sources, args.out, args.overwrite)
         engine = load_engine(args.backend, args.model, name="extract", device=args.device, max_batch_size=1)
     except (ValueError, OSError, BackendUnavailable, RegistryError) as error:  # OSError: missing or unreadable

@@ -38,6 +38,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from service.cli_limits import MAX_FRAME_SIDE, check_frame_side
 from training.cli_checks import print_note, require_at_least, require_output_folder
 from training.config import FRAME_FITS
 from training.datasets import VideoClip
@@ -178,10 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="data spec with masks (synthetic:<level>, davis:<root>, ...)")
     parser.add_argument(
-        "--mask-size", type=int, nargs="+", default=[16, 32], help="mask sides to score (default: 16 32)"
+        "--mask-size",
+        type=int,
+        nargs="+",
+        default=[16, 32],
+        help="mask sides to score, at most --image-size (default: 16 32)",
     )
     parser.add_argument(
-        "--image-size", type=int, default=64, help="side the ground truth is scored at (default: %(default)s)"
+        "--image-size",
+        type=int,
+        default=64,
+        help=f"side the ground truth is scored at, at most {MAX_FRAME_SIDE} (default: %(default)s)",
     )
     parser.add_argument("--videos", type=int, help="only the first N validation videos (default: all)")
     parser.add_argument(
@@ -216,6 +224,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     require_at_least(parser, 1, {"--mask-size": min(args.mask_size)})
     require_at_least(parser, 0, {"--fit-steps": args.fit_steps})
+    try:
+        check_frame_side(args.image_size, "--image-size")
+    except ValueError as error:
+        parser.error(str(error))
+    if max(args.mask_size) > args.image_size:
+        parser.error(
+            f"--mask-size {max(args.mask_size)} is larger than --image-size {args.image_size}: masks are "
+            "area-averaged down from the ground truth at --image-size, so give sides of at most it"
+        )
     require_output_folder(parser, "--json", args.json)
     size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
     results: dict[str, object] = {}

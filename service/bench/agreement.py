@@ -30,11 +30,14 @@ import numpy as np
 from service.bench.cli import backend_names, json_output_problems, unknown_backends, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.spawn import SpawnedServer
+from service.cli_limits import MAX_FRAME_SIDE, check_frame_side, check_memory
 from service.client.errors import StreamError
 from service.config import ConfigError, ServiceConfig
 from service.types import FrameResult, Output, StreamOptions
 
 OUTPUTS = frozenset({Output.SLOTS, Output.SEGMENTATION, Output.SOFT_MASKS})
+MIN_SIZE = 8
+"""The smallest ``--size``: the synthetic generator's smallest frame side."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,29 @@ def compare(reference: list[FrameResult], other: list[FrameResult], seed: int) -
     return ClipAgreement(seed, len(reference), same / total, tied / total, slots_max_abs)
 
 
+def clips_bytes(clips: int, frames: int, size: int) -> int:
+    """About the most memory :func:`synthetic_clips` holds: every clip's video, as the generator makes it
+    (:func:`training.datasets.synthetic.generator.video_bytes`), until the last is made."""
+    from training.datasets.synthetic.generator import video_bytes
+
+    return clips * video_bytes("medium", frames, (size, size))
+
+
+def _size_problems(clips: int, frames: int, size: int) -> list[str]:
+    """The problem with frames of ``size`` pixels a side (beyond :data:`~service.cli_limits.MAX_FRAME_SIDE`), or
+    with holding ``clips`` clips of ``frames`` of them in memory at once (beyond
+    :func:`~service.cli_limits.memory_budget_bytes`); checked before any clip is made."""
+    if min(clips, frames) < 1 or size < MIN_SIZE:
+        return []  # reported as such
+    try:
+        check_frame_side(size, "--size")
+        what = f"--clips {clips} x --frames {frames} at --size {size} (every clip is held in memory)"
+        check_memory(clips_bytes(clips, frames, size), what)
+    except ValueError as error:
+        return [str(error)]
+    return []
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``--agreement`` command line."""
     parser = argparse.ArgumentParser(
@@ -115,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clips", type=int, default=12, help="synthetic:medium clips, one stream each (default: 12)")
     parser.add_argument("--seed", type=int, default=230, help="seed of the first clip; the others follow (230)")
     parser.add_argument("--frames", type=int, default=100, help="frames per clip (default: 100)")
-    parser.add_argument("--size", type=int, default=64, help="frame side in pixels (default: 64)")
+    parser.add_argument(
+        "--size", type=int, default=64, help=f"frame side in pixels, {MIN_SIZE} to {MAX_FRAME_SIDE} (default: 64)"
+    )
     parser.add_argument(
         "--min-agreement", type=float, default=0.999, help="pass mark per clip, in (0, 1] (default: 0.999)"
     )
@@ -133,8 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(backends) != 2:
         problems.append(f"--backends names two backends (reference,other), got {args.backends!r}")
     problems += unknown_backends("--backends", backends)
-    if min(args.clips, args.frames, args.size) < 1 or args.seed < 0:
-        problems.append("need --clips, --frames and --size >= 1 and --seed >= 0")
+    if min(args.clips, args.frames) < 1 or args.seed < 0:
+        problems.append("need --clips and --frames >= 1 and --seed >= 0")
+    if args.size < MIN_SIZE:
+        problems.append(
+            f"--size must be at least {MIN_SIZE} pixels (the synthetic clips' smallest frame), got {args.size}"
+        )
+    problems += _size_problems(args.clips, args.frames, args.size)
     if not 0 < args.min_agreement <= 1:  # also refuses NaN
         problems.append(f"--min-agreement is a share of the pixels in (0, 1], got {args.min_agreement}")
     if not args.model.is_dir():

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from service.bench.cli import json_output_problems, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import SuiteError, run_suite
+from service.cli_limits import FPS_LIMITS, MAX_FRAME_SIDE, check_fps, check_frame_side, check_memory
 from service.client import StreamError
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
@@ -38,6 +38,20 @@ from service.client.requests import FRAME_FIELDS_BYTES
 from service.client.synthetic import synthetic_clip
 from service.client.tls import add_tls_flags, tls_from_flags
 from service.config import DEFAULT_MODEL_DIR, ConfigError
+
+CLIP_FRAMES = 64
+"""Frames of the synthetic clip every stream sends in a loop (frame ``i`` is frame ``i % 64``)."""
+DRAWING_BYTES_PER_PIXEL = 110
+"""Memory :func:`~service.client.synthetic.synthetic_frames` takes a pixel while it draws a frame (its float64 working
+arrays; measured at about 105 with ``tracemalloc``), beside the uint8 frames kept."""
+
+
+def clip_bytes(size: tuple[int, int]) -> int:
+    """About the most memory the clip of frames of ``size`` ``(H, W)`` holds while it is made: its
+    :data:`CLIP_FRAMES` uint8 RGB frames and the drawing of one more. JPEG copies (``--jpeg-quality``) are smaller
+    than the frames."""
+    pixels = size[0] * size[1]
+    return (CLIP_FRAMES * 3 + DRAWING_BYTES_PER_PIXEL) * pixels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,20 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--streams", type=int, default=1, help="concurrent streams (default: 1)")
     parser.add_argument("--frames", type=int, default=200, help="frames per stream (default: 200)")
-    parser.add_argument("--fps", type=float, help="per-stream send rate (default: as fast as answers come)")
+    parser.add_argument(
+        "--fps", type=float, help=f"per-stream send rate, {FPS_LIMITS} (default: as fast as answers come)"
+    )
     parser.add_argument("--window", type=int, default=1, help="frames in flight per stream (1: send, await answer)")
     parser.add_argument("--live", action="store_true", help="open streams in live mode")
     parser.add_argument(
         "--size",
         type=_pixels,
         default=(128, 128),
-        help="frame size sent: N (square) or HxW, in pixels, e.g. 480x640 (default: 128)",
+        help=f"frame size sent: N (square) or HxW, in pixels, e.g. 480x640, sides of at most {MAX_FRAME_SIDE} "
+        "(default: 128)",
     )
     parser.add_argument(
         "--mask-size",
         type=_pixels,
-        help="segmentation size asked for: N or HxW (default: the model's input size; a client showing masks "
-        "over the frame asks for the frame's size)",
+        help=f"segmentation size asked for: N or HxW, sides of at most {MAX_FRAME_SIDE} (default: the model's input "
+        "size; a client showing masks over the frame asks for the frame's size)",
     )
     parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
     parser.add_argument("--token", help="bearer token")
@@ -93,8 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("streams", "frames", "window", "rounds"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
-        parser.error(f"--fps must be a number > 0 (frames per second per stream), got {args.fps}")
+    try:
+        if args.fps is not None:
+            check_fps(args.fps)
+        for flag, size in (("--size", args.size), ("--mask-size", args.mask_size)):
+            if size is not None:
+                check_frame_side(max(size), flag, _shown(size))
+    except ValueError as error:
+        parser.error(str(error))
     if args.jpeg_quality is not None:
         try:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
@@ -106,11 +129,15 @@ def main(argv: list[str] | None = None) -> int:
             f"--size {_shown(args.size)}: a raw frame is {raw_bytes:,} bytes, more than one message carries "
             f"({DEFAULT_MAX_MESSAGE_BYTES:,}); give a smaller --size or send JPEG with --jpeg-quality"
         )
+    try:  # the clip is built whole, before the first frame is sent
+        check_memory(clip_bytes(args.size), f"--size {_shown(args.size)}: the {CLIP_FRAMES} frames of the clip sent")
+    except ValueError as error:
+        parser.error(str(error))
     if args.suite and args.streams < 2:
         parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
     if args.suite and not args.model.is_dir():
         return usage_error("--suite", [f"--model {args.model} is not a directory"])
-    clip = synthetic_clip(64, args.size)
+    clip = synthetic_clip(CLIP_FRAMES, args.size)
     report: dict[str, Any] = {}
     if args.target:
         try:

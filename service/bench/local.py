@@ -40,6 +40,7 @@ from plugins.registry import RegistryError
 from service.bench.cli import backend_names, json_output_problems, unknown_backends, usage_error
 from service.bench.onnx_profile import OperatorTime, format_profile, profile_graph
 from service.bench.provenance import provenance
+from service.config import MAX_BATCH_SIZE, MAX_THREADS
 from service.engine import BackendUnavailable, Engine, load_engine, normalise_device
 
 DEFAULT_BACKENDS = ("torch", "onnx")
@@ -101,11 +102,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=",".join(DEFAULT_BACKENDS),
         help=f"comma-separated backends (default: {','.join(DEFAULT_BACKENDS)})",
     )
-    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default: 1,8)")
+    parser.add_argument(
+        "--batch-sizes", default="1,8", help=f"comma-separated batch sizes, 1 to {MAX_BATCH_SIZE} (default: 1,8)"
+    )
     parser.add_argument("--iterations", type=int, default=200, help="timed rounds per batch size (default: 200)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed rounds per batch size (default: 20)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="intra-op threads of torch and ONNX Runtime (default: 1)"
+        "--threads",
+        type=int,
+        default=1,
+        help=f"intra-op threads of torch and ONNX Runtime, 1 to {MAX_THREADS} (default: 1)",
     )
     parser.add_argument("--device", default="cpu", help="device of every backend (cpu, cuda:0; tensorrt: cuda:0)")
     parser.add_argument("--json", type=Path, help="write the report here as JSON")
@@ -134,8 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems += unknown_backends("--backends", backends)  # before exporting the model for them
     if not sizes or min(sizes) < 1:
         problems.append(f"--batch-sizes must be comma-separated integers >= 1, got {args.batch_sizes!r}")
+    elif max(sizes) > MAX_BATCH_SIZE:
+        problems.append(
+            f"--batch-sizes must be at most {MAX_BATCH_SIZE} frames a call (the most a server takes: its "
+            f"--max-batch-size), got {max(sizes)}"
+        )
     if args.iterations < 1 or args.warmup < 0 or args.threads < 1:
         problems.append("need --iterations >= 1, --warmup >= 0 and --threads >= 1")
+    if args.threads > MAX_THREADS:
+        problems.append(
+            f"--threads must be at most {MAX_THREADS}, as the server's thread settings (a thread team that large "
+            f"ends the process), got {args.threads}"
+        )
     if not args.model.is_dir():
         problems.append(f"--model {args.model} is not a directory")
     elif not (args.model / "manifest.json").is_file() and (hint := run_folder_hint(args.model)):
@@ -204,8 +220,8 @@ def prepare_model_dir(model_dir: Path, backends: Sequence[str], scratch: Path) -
 
 def backend_options(backends: Sequence[str], threads: int) -> dict[str, Any]:
     """Backend name -> its options object, for the backends that take options (``onnx``: ONNX Runtime, with
-    ``threads`` intra-op threads; ``tensorrt``): ``SLOTSTREAM_ONNX_*`` / ``SLOTSTREAM_TENSORRT_*`` apply as they do
-    in the server.
+    ``threads`` intra-op threads and 1 inter-op thread whatever the variables say, as torch runs; ``tensorrt``):
+    the other ``SLOTSTREAM_ONNX_*`` and the ``SLOTSTREAM_TENSORRT_*`` variables apply as they do in the server.
 
     Raises:
         ValueError: a variable does not parse (the message names it).

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from plugins.files import check_writable
+from service.cli_limits import FPS_LIMITS, MAX_FRAME_SIDE, check_fps, check_frame_side
 from service.client.answer_outputs import JsonLines
 from service.client.cli_client import client_from_args
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
@@ -88,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--slots",
         type=Path,
         help="save the slot trajectories here (.npz: frame_index [T], capture_time_ns [T], slot_ids [T, K], slots "
-        "[T, K, D], areas [T, K], frame_size [T, 2], centroids [T, K, 2], boxes [T, K, 4], fps, capture_clock, "
-        "model_version, frame_fit, source; see service/client/trajectory.py)",
+        "[T, K, D], areas [T, K], frame_size [T, 2], centroids [T, K, 2], boxes [T, K, 4], source_frame [T], fps, "
+        "capture_clock, model_version, frame_fit, source, end_reason, complete, and the frames that have no row and "
+        "why: missing_frame_index [M], missing_source_frame [M], missing_reason [M]; service/client/trajectory.py)",
     )
     stream.add_argument("--model", default="", help="model name (default: the server's default)")
     stream.add_argument(
@@ -102,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--live", action="store_true", help="live mode: drop stale frames instead of queueing")
     stream.add_argument(
         "--fps",
-        type=_positive_float,
-        help="send at most this many frames per second (> 0); also the frame rate of a folder's or a synthetic "
-        "clip's capture times",
+        type=_frame_rate,
+        help=f"send at most this many frames per second ({FPS_LIMITS}); also the frame rate of a folder's or a "
+        "synthetic clip's capture times",
     )
     stream.add_argument("--window", type=_positive_int, default=4, help="frames in flight (>= 1; default: 4)")
     stream.add_argument("--max-frames", type=_positive_int, help="stop after this many frames (>= 1)")
@@ -146,7 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")
     synth.add_argument("out", type=Path, help=".mp4 or .gif")
     synth.add_argument("--frames", type=int, default=60, help="frames in the clip (default: 60)")
-    synth.add_argument("--size", type=int, default=128, help="square frame size in pixels (default: 128)")
+    synth.add_argument(
+        "--size",
+        type=int,
+        default=128,
+        help=f"square frame size in pixels, 2 to {MAX_FRAME_SIDE} (default: 128)",
+    )
     return parser
 
 
@@ -159,6 +166,14 @@ def _positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
     return value
+
+
+def _frame_rate(text: str) -> float:
+    """An argparse type: a frame rate within :func:`service.cli_limits.check_fps`'s bounds."""
+    try:
+        return check_fps(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {FPS_LIMITS}, got {text!r}") from None
 
 
 def _message_bytes(text: str) -> int:
@@ -370,13 +385,23 @@ async def _describe(args: argparse.Namespace) -> Any:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    if args.frames < 1 or args.size < 2:  # video encoders need sides of at least 2 pixels
+    """Write the ``synth`` clip; returns the exit status.
+
+    Raises:
+        ValueError: ``--frames`` below 1, ``--size`` below 2 (video encoders need sides of at least 2 pixels) or
+            above :data:`~service.cli_limits.MAX_FRAME_SIDE`, or frames the codec cannot encode; each before any
+            frame is made (a frame's drawing takes about 100 bytes a pixel).
+        FileNotFoundError: the output's folder does not exist.
+    """
+    if args.frames < 1 or args.size < 2:
         raise ValueError(f"need --frames >= 1 and --size >= 2, got {args.frames} and {args.size}")
+    check_frame_side(args.size, "--size")
     if not args.out.resolve().parent.is_dir():
         raise FileNotFoundError(f"{args.out}: the folder {args.out.resolve().parent} does not exist")
     written = 0
     try:
         with OverlayWriter(args.out, fps=15.0, what="clip") as writer:
+            writer.check_size(args.size, args.size)
             for frame in synthetic_frames(args.frames, (args.size, args.size)):
                 writer.write(frame)
                 written += 1

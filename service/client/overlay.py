@@ -86,7 +86,7 @@ class OverlayWriter:
             raise OSError(f"{self.path}: an earlier frame could not be written")
         try:
             if self._container is None:
-                codec = "gif" if self._gif else "libx264" if "libx264" in av.codecs_available else "mpeg4"
+                codec = self._codec()
                 self._check_size(codec, frame.shape[0], frame.shape[1])
                 self._container = av.open(str(self.path), mode="w")
                 self._stream = self._container.add_stream(codec, rate=max(1, round(self.fps)))
@@ -108,6 +108,23 @@ class OverlayWriter:
             self._failed = True
             raise
         self.frames += 1
+
+    def check_size(self, height: int, width: int) -> None:
+        """Refuse frames of ``height`` x ``width`` pixels that the codec this writer uses cannot encode, before any
+        frame is made (:meth:`write` checks the first frame too).
+
+        Raises:
+            ValueError: as :meth:`write` for such a first frame (naming the file, the size and the codec's limit).
+        """
+        if not self._gif:  # as write pads them: yuv420p needs even sides
+            height, width = height + height % 2, width + width % 2
+        self._check_size(self._codec(), height, width)
+
+    def _codec(self) -> str:
+        """The codec the file is written with: ``gif``, else ``libx264`` where PyAV has it, else ``mpeg4``."""
+        import av
+
+        return "gif" if self._gif else "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
     def _check_size(self, codec: str, height: int, width: int) -> None:
         """Refuse frames larger than ``codec`` encodes, before the file is made.

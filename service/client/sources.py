@@ -28,6 +28,7 @@ from PIL import Image
 
 from plugins.pixels import rgb_pixels, upright_rgb
 from plugins.video_files import VIDEO_SUFFIXES, FrameSpan, ends_early, frame_span, recorded_end_s
+from service.cli_limits import check_fps
 from service.client.synthetic import synthetic_frames
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -94,24 +95,25 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
         spec: what to open.
         max_frames: stop after this many frames (``None``: all), without reading the source further: a bad frame
             past them, or a video cut short after them, is not seen (:attr:`Source.limit_reached` tells).
-        fps: the rate of a folder's or a synthetic clip's timeline (``--fps``); a video keeps its presentation
-            timestamps and a camera its capture times whatever it is.
+        fps: the rate of a folder's or a synthetic clip's timeline (``--fps``; from
+            :data:`~service.cli_limits.MIN_FPS` to :data:`~service.cli_limits.MAX_FPS`); a video keeps its
+            presentation timestamps and a camera its capture times whatever it is.
         cameras: whether the caller takes ``camera:N`` (messages suggest it only then; ``service.extract`` does not).
 
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: the folder has no images or two files for one frame (:func:`frame_files`; a gap in its
             numbering is only warned about: :func:`_folder`), the file is no video (or one without a video
-            stream), the spec is malformed, or ``max_frames`` or ``fps`` is not > 0; while reading, a video frame
-            that cannot be decoded or an image file that cannot be read (the message names the file, and a
-            video's frame).
+            stream), the spec is malformed, ``max_frames`` is not > 0, or ``fps`` is beyond the bounds of
+            :func:`service.cli_limits.check_fps`; while reading, a video frame that cannot be decoded or an image
+            file that cannot be read (the message names the file, and a video's frame).
         ImportError: a camera was asked for and OpenCV is not installed (the message says how to install it).
     """
     others = "camera:N or synthetic:N" if cameras else "synthetic:N"  # what to give instead, in messages
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"--fps must be > 0, got {fps}")
+    if fps is not None:
+        check_fps(fps)
     check_source_spec(spec)
     if spec.startswith("camera:"):
         source = _camera(_count(spec, "camera:", "a device number", 0))
@@ -481,7 +483,8 @@ def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:
     except (OSError, ValueError, av.error.FFmpegError) as error:  # InvalidDataError: no video; EOFError: no frames
         reason = getattr(error, "strerror", None) or str(error)
         raise ValueError(
-            f"{path}: cannot read it as a video ({reason}); give a video file, a folder of images, " + others
+            f"{path}: cannot read it as a video ({reason}); give a video file, an image file, a folder of images, "
+            + others
         ) from error
     if not container.streams.video:
         container.close()

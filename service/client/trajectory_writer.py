@@ -15,6 +15,9 @@ from service.client.segmentation_geometry import SlotGeometry
 from service.client.trajectory import COMPLETE_REASONS
 from service.types import FrameResult
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+"""The capture times a file's ``capture_time_ns`` (int64) holds."""
+
 
 @dataclass
 class SlotTrajectory:
@@ -92,11 +95,17 @@ class SlotTrajectory:
                 removed) from :attr:`source_frames`, else the frame index.
 
         Raises:
-            ValueError: the result carries no slots, its slot count or width differs from earlier results', or
-                ``areas`` or ``geometry`` is not for its ``K`` slots.
+            ValueError: the result carries no slots, its slot count or width differs from earlier results',
+                ``areas`` or ``geometry`` is not for its ``K`` slots, or its capture time is beyond the int64 the
+                file stores (:meth:`save` could then write none of the rows).
         """
         if result.slots is None:
             raise ValueError(f"frame {result.frame_index}: the result has no slots (open the stream with SLOTS)")
+        if not _INT64_MIN <= result.capture_time_ns <= _INT64_MAX:
+            raise ValueError(
+                f"frame {result.frame_index}: its capture time, {result.capture_time_ns} ns, is beyond the int64 "
+                "nanoseconds a trajectory file stores"
+            )
         if self._slots and result.slots.shape != self._slots[0].shape:
             raise ValueError(
                 f"frame {result.frame_index}: slots of shape {result.slots.shape}, earlier frames' were "

@@ -142,4 +142,4 @@ def test_agreement_verdict_compares_each_clip_with_the_mark():
 def test_agreement_refuses_bad_flags_before_starting_servers(tmp_path, capsys):
     assert bench_main(["--agreement", "--model", str(tmp_path), "--backends", "torch", "--clips", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--backends names two backends" in err and "need --clips, --frames and --size >= 1" in err
+    assert "--backends names two backends" in err and "need --clips and --frames >= 1" in err

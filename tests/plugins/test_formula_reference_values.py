@@ -233,9 +233,7 @@ def test_ar_random_leaves_the_fixed_count_visible_in_the_samples_that_do_not_dra
 
 @pytest.mark.parametrize("fixed_visible", [-1, 64])
 def test_ar_random_refuses_a_fixed_count_outside_its_grid(fixed_visible: int) -> None:
-    with pytest.raises(
-        ValueError, match=r"^ar_random: fixed_visible must be in \[0, 63\] for a 8x8 token grid, got "
-    ):
+    with pytest.raises(ValueError, match=r"^ar_random: fixed_visible must be in \[0, 63\] for a 8x8 token grid, got "):
         RandomOrderTransformerDecoder(slot_dim=4, target_dim=8, feature_grid=(8, 8), fixed_visible=fixed_visible)
 
 

@@ -202,9 +202,9 @@ def test_command_line_mistakes_get_messages_that_name_the_problem(tmp_path, caps
 @pytest.mark.parametrize(
     ("source", "args", "fragment"),
     [
-        ("synthetic:2", ["--fps", "-5"], "argument --fps: must be a number > 0, got '-5'"),
-        ("synthetic:2", ["--fps", "0"], "argument --fps: must be a number > 0, got '0'"),
-        ("synthetic:2", ["--fps", "nan"], "argument --fps: must be a number > 0, got 'nan'"),
+        ("synthetic:2", ["--fps", "-5"], "argument --fps: must be a number of frames per second from 0.001 to 10000"),
+        ("synthetic:2", ["--fps", "0"], "argument --fps: must be a number of frames per second from 0.001 to 10000"),
+        ("synthetic:2", ["--fps", "nan"], "argument --fps: must be a number of frames per second from 0.001 to 10000"),
         ("synthetic:2", ["--window", "-2"], "argument --window: must be a whole number >= 1, got '-2'"),
         ("synthetic:2", ["--window", "0"], "argument --window: must be a whole number >= 1, got '0'"),
         ("synthetic:2", ["--max-frames", "0"], "argument --max-frames: must be a whole number >= 1, got '0'"),

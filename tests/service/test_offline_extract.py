@@ -135,4 +135,4 @@ def test_ctrl_c_keeps_the_rows_extracted_so_far_and_exits_130(server, tmp_path, 
 
 def test_a_frame_rate_that_is_not_positive_is_a_usage_error(tmp_path, capsys):
     assert extract_main(["synthetic:3", "--fps", "-1", "--out", str(tmp_path / "out"), "--quiet"]) == 2
-    assert capsys.readouterr().err.count("--fps must be > 0, got -1.0") == 1
+    assert capsys.readouterr().err.count("--fps must be a number of frames per second from 0.001 to 10000") == 1

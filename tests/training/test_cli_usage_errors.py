@@ -108,7 +108,7 @@ def test_run_refuses_impossible_data_settings(flag, value, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--steps", "0"), ("--num-slots", "0"), ("--steps", "-3")])
+@pytest.mark.parametrize(("flag", "value"), [("--steps", "0"), ("--steps", "-3")])  # --num-slots: test_loop.py
 def test_run_names_a_count_flag_below_one(flag, value, tmp_path, capsys):
     from training.run import main as run_main
 

@@ -24,10 +24,12 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
     require_extra("train", "python -m training.datasets")
 
 from plugins.files import check_writable
+from service.cli_limits import MAX_FRAME_SIDE, check_frame_side, check_memory
 from training.cli_checks import require_output_dir
 from training.datasets.export import DATASET_FOLDERS, mp4_needs_even_size, remove_sequence, write_sequence
 from training.datasets.images import is_visible
 from training.datasets.synthetic import LEVELS, generate_video
+from training.datasets.synthetic.generator import video_bytes
 from training.datasets.synthetic_dataset import VAL_SEED_BASE, train_video_seed
 
 
@@ -40,13 +42,19 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--level", choices=sorted(LEVELS), default="medium", help="difficulty level (default: %(default)s)"
     )
     gen.add_argument("--videos", type=int, required=True, help="number of videos")
-    gen.add_argument("--frames", type=int, default=24, help="frames per video (default: %(default)s)")
+    gen.add_argument(
+        "--frames",
+        type=int,
+        default=24,
+        help="frames per video, as many as a video of them fits in a quarter of the memory (each is made whole "
+        "before it is written; default: %(default)s)",
+    )
     gen.add_argument(
         "--size",
         type=int,
         default=64,
-        help="frame height and width in pixels, at least 8 (below about 32 small objects are a few pixels, and "
-        "their shapes and sizes hard to tell apart; default: %(default)s)",
+        help=f"frame height and width in pixels, 8 to {MAX_FRAME_SIDE} (below about 32 small objects are a few "
+        "pixels, and their shapes and sizes hard to tell apart; default: %(default)s)",
     )
     gen.add_argument("--out", type=Path, required=True, help="output folder (empty or new)")
     gen.add_argument(
@@ -123,6 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = top.parse_args(argv)
     if args.videos < 1 or args.frames < 1 or args.size < 8:
         parser.error("need --videos >= 1, --frames >= 1 and --size >= 8")
+    try:  # each video is made whole in memory before it is written
+        check_frame_side(args.size, "--size")
+        needed = video_bytes(args.level, args.frames, (args.size, args.size))
+        asked = f"--frames {args.frames} at --size {args.size} (--level {args.level})"
+        check_memory(needed, f"{asked}: one video's frames, masks and metadata")
+    except ValueError as error:
+        parser.error(str(error))
     if not 0 <= args.seed < 2**30:
         parser.error(f"--seed must be in [0, 2**30), got {args.seed}")
     if args.split == "val" and args.seed:

@@ -1,0 +1,93 @@
+"""``python -m service.bench``: frame sides, batch sizes, thread counts and clips too large to build are refused up
+front with a usage error naming the flags, before any frame is made, model loaded or server started (they used to
+end in allocation tracebacks, ``ValueError`` tracebacks, or run on without bound)."""
+
+from __future__ import annotations
+
+import pytest
+
+import service.bench.agreement as agreement
+import service.bench.load as load
+import service.cli_limits
+from service.bench.__main__ import main as bench_main
+
+GIB = 1024**3
+
+
+def _no_clip(*args, **kwargs):
+    pytest.fail("frames were made for refused flags")
+
+
+@pytest.fixture
+def one_gib_of_memory(monkeypatch):
+    """A machine or container that gives 1 GiB (a budget of 256 MiB), whatever this one gives."""
+    monkeypatch.setattr(service.cli_limits, "memory_limit_bytes", lambda: GIB)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--size", "20000", "--jpeg-quality", "80"], "--size must be at most 4096 pixels a side"),
+        (["--size", "480x4097", "--jpeg-quality", "80"], "got 480x4097"),
+        (["--mask-size", "64x5000"], "--mask-size must be at most 4096 pixels a side"),
+    ],
+)
+def test_the_load_refuses_a_side_beyond_the_servers_default_pixel_limit(flags, message, capsys, monkeypatch):
+    monkeypatch.setattr(load, "synthetic_clip", _no_clip)
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--target", "127.0.0.1:1", *flags])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and message in err, err
+
+
+def test_the_load_refuses_a_clip_larger_than_the_memory_budget(capsys, monkeypatch, one_gib_of_memory):
+    monkeypatch.setattr(load, "synthetic_clip", _no_clip)
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--target", "127.0.0.1:1", "--size", "1024", "--jpeg-quality", "80"])
+    err = capsys.readouterr().err
+    needed = load.clip_bytes((1024, 1024))
+    assert exited.value.code == 2 and f"--size 1024x1024: the 64 frames of the clip sent need about {needed:,}" in err
+    assert "more than the 268,435,456 bytes (0.2 GiB) allowed" in err
+
+
+def test_a_clip_within_the_budget_is_built(one_gib_of_memory, capsys):
+    """The refusal is the budget's, not the size's: 32x32 frames cost little, and the run goes on to find no
+    server there."""
+    assert bench_main(["--target", "127.0.0.1:1", "--size", "32"]) == 1
+    assert "python -m service.bench: 127.0.0.1:1:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--size", "20000"], "--size must be at most 4096 pixels a side"),
+        (["--size", "4"], "--size must be at least 8 pixels (the synthetic clips' smallest frame), got 4"),
+        (["--clips", "200", "--frames", "3000"], "--clips 200 x --frames 3000 at --size 64 (every clip is held"),
+    ],
+)
+def test_agreement_refuses_sizes_and_clips_it_cannot_build(
+    flags, message, model_dir, capsys, monkeypatch, one_gib_of_memory
+):
+    monkeypatch.setattr(agreement, "synthetic_clips", _no_clip)
+    assert bench_main(["--agreement", "--model", str(model_dir), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m service.bench --agreement: ") and message in err, err
+
+
+def test_agreement_counts_every_clip_as_the_generator_makes_it():
+    from training.datasets.synthetic.generator import video_bytes
+
+    assert agreement.clips_bytes(200, 3000, 64) == 200 * video_bytes("medium", 3000, (64, 64)) > 9 * GIB
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch-sizes", "1,100000"], "--batch-sizes must be at most 1024 frames a call"),
+        (["--threads", "100000"], "--threads must be at most 1024"),
+    ],
+)
+def test_local_refuses_batches_and_threads_beyond_their_bounds_before_loading(flags, message, model_dir, capsys):
+    assert bench_main(["--local", "--model", str(model_dir), "--no-floor", "--iterations", "1", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m service.bench --local: ") and message in err and "cannot load" not in err
