@@ -4,25 +4,23 @@ after the data workers have been forked (or the allocator's traceback after the 
 
 from __future__ import annotations
 
+from service.cli_limits import MEMORY_SHARE
 from training.config import TrainConfig
 
-__all__ = ["MAX_INPUT_SHARE", "WORKERS_PER_CORE", "machine_fit_problems"]
+__all__ = ["WORKERS_PER_CORE", "machine_fit_problems"]
 
 WORKERS_PER_CORE = 4
 """Data workers allowed per CPU core this process may use. Each worker is a process of its own with a copy of
 the data pipeline (about 0.4 GB each for the synthetic worlds); past one or two a core they only queue for it."""
 
-MAX_INPUT_SHARE = 4
-"""A batch's frames (float32) may take at most 1 / MAX_INPUT_SHARE of the memory this process may use: the model's
-activations and their gradients take several times the input on top of it."""
-
 
 def machine_fit_problems(config: TrainConfig, cores: int, memory_bytes: int | None) -> list[str]:
     """What in ``config``'s data settings this machine cannot run: more data workers than
     :data:`WORKERS_PER_CORE` x ``cores``, or a batch of frames (``batch_size`` x ``clip_length`` x 3 x the
-    model's ``image_size``, 4 bytes each) above ``memory_bytes`` / :data:`MAX_INPUT_SHARE` (not checked when the
-    memory is not known). Each problem names the setting with its flag, the value and the limit; empty when it
-    fits."""
+    model's ``image_size``, 4 bytes each) above ``memory_bytes`` / :data:`~service.cli_limits.MEMORY_SHARE` (a
+    quarter, as the tools build at most: the model's activations and their gradients take several times the input
+    on top of it; not checked when the memory is not known). Each problem names the setting with its flag, the
+    value and the limit; empty when it fits."""
     data = config.data
     problems = []
     most_workers = WORKERS_PER_CORE * cores
@@ -35,11 +33,11 @@ def machine_fit_problems(config: TrainConfig, cores: int, memory_bytes: int | No
     height, width = config.model.get("image_size", (64, 64))
     frame_bytes = 3 * height * width * 4  # float32 [3, H, W]
     batch_bytes = data.batch_size * data.clip_length * frame_bytes
-    if memory_bytes is not None and batch_bytes > memory_bytes // MAX_INPUT_SHARE:
-        most_clips = max(memory_bytes // MAX_INPUT_SHARE // (data.clip_length * frame_bytes), 0)
+    if memory_bytes is not None and batch_bytes > memory_bytes // MEMORY_SHARE:
+        most_clips = max(memory_bytes // MEMORY_SHARE // (data.clip_length * frame_bytes), 0)
         problems.append(
             f"batch_size (--batch-size) {data.batch_size}: its {data.clip_length}-frame clips at {height}x{width} "
-            f"take {batch_bytes / 2**30:.1f} GiB as float32 before the model runs, more than 1/{MAX_INPUT_SHARE} "
+            f"take {batch_bytes / 2**30:.1f} GiB as float32 before the model runs, more than 1/{MEMORY_SHARE} "
             f"of the {memory_bytes / 2**30:.1f} GiB this process may use; at most {most_clips} clips fit"
         )
     return problems

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from service.cli_limits import MEMORY_SHARE
 from training.configs import get_config
-from training.machine_fit import MAX_INPUT_SHARE, WORKERS_PER_CORE, machine_fit_problems
+from training.machine_fit import WORKERS_PER_CORE, machine_fit_problems
 from training.run import main
 
 GIB = 2**30
@@ -35,7 +36,7 @@ def test_more_workers_than_the_cores_can_run_are_refused() -> None:
 
 def test_a_batch_whose_frames_outgrow_the_memory_is_refused_with_the_largest_that_fits() -> None:
     clip_bytes = 6 * 3 * 64 * 64 * 4  # float32 [T, 3, H, W]
-    memory = 100 * clip_bytes * MAX_INPUT_SHARE  # exactly 100 clips fit
+    memory = 100 * clip_bytes * MEMORY_SHARE  # exactly 100 clips fit
     assert machine_fit_problems(_with_data(batch_size=100), cores=2, memory_bytes=memory) == []
     (problem,) = machine_fit_problems(_with_data(batch_size=101), cores=2, memory_bytes=memory)
     assert problem.startswith("batch_size (--batch-size) 101: its 6-frame clips at 64x64 take"), problem
