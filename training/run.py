@@ -141,8 +141,8 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     Raises:
         ValueError: a flag's value is out of range (negative ``--val-videos`` or ``--eval-every``; ``--steps``
             below 1; ``--num-slots`` outside ``[1, MAX_SLOTS]``; ``--lr`` not finite and positive; ``--seed``
-            outside ``[0, 2**30)``), or
-            ``--encoder-weights`` is given for an encoder that takes none, or names no file.
+            outside ``[0, 2**30)``), or ``--encoder-weights`` is given for an encoder that takes none, or names no
+            file.
     """
     for flag, value in (("--val-videos", args.val_videos), ("--eval-every", args.eval_every)):
         if value is not None and value < 0:
