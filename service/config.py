@@ -274,8 +274,9 @@ class ServiceConfig:
 
     @property
     def resolved_max_batch_size(self) -> int:
-        """:attr:`max_batch_size`, lowered to :attr:`max_streams`: a batch holds at most one frame of each stream,
-        so the engine is never sized, nor warmed up, for a batch that cannot occur."""
+        """:attr:`max_batch_size`, lowered to :attr:`max_streams`: a batch holds at most one frame of each stream, so
+        the batcher never forms, nor the warm-up runs, a batch that cannot occur. The engine is still loaded at
+        :attr:`max_batch_size`, the size an export's TensorRT engines were built and checked at."""
         return min(self.max_batch_size, self.max_streams)
 
     def resolved_model_instances(self, cores: int | None = None) -> int:

@@ -95,7 +95,7 @@ def default_engine_factory(config: ServiceConfig) -> Engine:
         config.model_dir,
         name=config.resolved_model_name,
         device=config.device,
-        max_batch_size=config.resolved_max_batch_size,
+        max_batch_size=config.max_batch_size,  # the export's TensorRT engines are sized and checked at it
         options=config.backend_options(),
     )
 

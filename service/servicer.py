@@ -189,7 +189,8 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
     async def Describe(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See ``Perception.Describe`` in the proto. The card's ``default_frame_fit`` is the fit a stream of this
         model that sets no ``frame_fit`` gets (``SessionLimits.frame_fit_for``); its ``preprocessing`` ends with it
-        in words; ``max_request_bytes`` and ``max_image_pixels`` are this server's limits."""
+        in words; ``max_request_bytes`` and ``max_image_pixels`` are this server's limits, and ``max_batch_size`` the
+        largest batch its model calls take (``--max-batch-size``, at most ``--max-streams`` and the engine's limit)."""
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
@@ -204,6 +205,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             default_frame_fit=fit.fit_name,
             max_request_bytes=self._max_request_bytes,
             max_image_pixels=self._max_image_pixels,
+            max_batch_size=runner.max_batch_size,
         )
         return wire.card_to_proto(card, available)
 

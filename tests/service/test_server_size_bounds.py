@@ -33,7 +33,9 @@ def test_the_batch_size_in_effect_is_at_most_the_stream_count() -> None:
 
 def test_a_server_with_fewer_streams_than_its_batch_size_warms_up_and_describes_the_lower_size(start_server) -> None:
     server = start_server(max_streams=2, max_batch_size=16)
-    assert server.server.manager.runners["tiny"].max_batch_size == 2
+    runner = server.server.manager.runners["tiny"]
+    assert runner.max_batch_size == 2
+    assert runner.card.max_batch_size == 16  # the engine keeps the size an export's TensorRT engines were built at
 
     async def card():
         async with Client(server.target) as client:
