@@ -22,9 +22,12 @@ FPS_LIMITS = (
 )
 """What a frame-rate flag takes, with why, for its messages."""
 
+MAX_FRAME_PIXELS = 4096 * 4096
+"""The most pixels a frame (or a mask) the tools send or ask a server for may have: the server's default
+``--max-image-pixels``; a server started with more still takes them, but the tools size their memory for this."""
 MAX_FRAME_SIDE = 4096
-"""The longest frame side the tools generate, ask for or score at: the side of the largest frame a server takes by
-default (``--max-image-pixels`` 4096 x 4096)."""
+"""The longest side of the square frames the tools generate or score at: that of a square frame of
+:data:`MAX_FRAME_PIXELS`."""
 
 MEMORY_SHARE = 4
 """A tool builds at most the memory limit divided by this in memory at once (a quarter, as the server's automatic
@@ -58,10 +61,24 @@ def check_frame_side(side: int, flag: str, given: str | None = None) -> int:
     """
     if side > MAX_FRAME_SIDE:
         raise ValueError(
-            f"{flag} must be at most {MAX_FRAME_SIDE} pixels a side (the largest frame a server takes by default, "
-            f"--max-image-pixels {MAX_FRAME_SIDE}x{MAX_FRAME_SIDE}), got {given if given is not None else side}"
+            f"{flag} must be at most {MAX_FRAME_SIDE} pixels a side (a square frame of the server's default "
+            f"--max-image-pixels, {MAX_FRAME_PIXELS}), got {given if given is not None else side}"
         )
     return side
+
+
+def check_frame_pixels(height: int, width: int, flag: str, given: str) -> None:
+    """Refuse a ``height x width`` frame of more than :data:`MAX_FRAME_PIXELS` pixels (a panorama of 1000 x 5000
+    passes: the server counts pixels, not sides).
+
+    Raises:
+        ValueError: naming ``flag``, the value as ``given`` and the bound.
+    """
+    if height * width > MAX_FRAME_PIXELS:
+        raise ValueError(
+            f"{flag} must be at most {MAX_FRAME_PIXELS} pixels (the server's default --max-image-pixels, "
+            f"{MAX_FRAME_SIDE} x {MAX_FRAME_SIDE}), got {given}: {height * width} pixels"
+        )
 
 
 def memory_budget_bytes(memory_limit: int | None = None) -> int:

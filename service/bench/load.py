@@ -30,7 +30,7 @@ from service.bench.cli import json_output_problems, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import SuiteError, run_suite
-from service.cli_limits import FPS_LIMITS, MAX_FRAME_SIDE, check_fps, check_frame_side, check_memory
+from service.cli_limits import FPS_LIMITS, MAX_FRAME_PIXELS, check_fps, check_frame_pixels, check_memory
 from service.client import StreamError
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
@@ -77,13 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=_pixels,
         default=(128, 128),
-        help=f"frame size sent: N (square) or HxW, in pixels, e.g. 480x640, sides of at most {MAX_FRAME_SIDE} "
+        help=f"frame size sent: N (square) or HxW, in pixels, e.g. 480x640, at most {MAX_FRAME_PIXELS} pixels "
         "(default: 128)",
     )
     parser.add_argument(
         "--mask-size",
         type=_pixels,
-        help=f"segmentation size asked for: N or HxW, sides of at most {MAX_FRAME_SIDE} (default: the model's input "
+        help=f"segmentation size asked for: N or HxW, at most {MAX_FRAME_PIXELS} pixels (default: the model's input "
         "size; a client showing masks over the frame asks for the frame's size)",
     )
     parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             check_fps(args.fps)
         for flag, size in (("--size", args.size), ("--mask-size", args.mask_size)):
             if size is not None:
-                check_frame_side(max(size), flag, _shown(size))
+                check_frame_pixels(size[0], size[1], flag, _shown(size))
     except ValueError as error:
         parser.error(str(error))
     if args.jpeg_quality is not None:

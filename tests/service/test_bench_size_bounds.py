@@ -27,12 +27,12 @@ def one_gib_of_memory(monkeypatch):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--size", "20000", "--jpeg-quality", "80"], "--size must be at most 4096 pixels a side"),
-        (["--size", "480x4097", "--jpeg-quality", "80"], "got 480x4097"),
-        (["--mask-size", "64x5000"], "--mask-size must be at most 4096 pixels a side"),
+        (["--size", "20000", "--jpeg-quality", "80"], "--size must be at most 16777216 pixels"),
+        (["--size", "4097x4096", "--jpeg-quality", "80"], "got 4097x4096: 16781312 pixels"),
+        (["--mask-size", "4096x5000"], "--mask-size must be at most 16777216 pixels"),
     ],
 )
-def test_the_load_refuses_a_side_beyond_the_servers_default_pixel_limit(flags, message, capsys, monkeypatch):
+def test_the_load_refuses_a_frame_beyond_the_servers_default_pixel_limit(flags, message, capsys, monkeypatch):
     monkeypatch.setattr(load, "synthetic_clip", _no_clip)
     with pytest.raises(SystemExit) as exited:
         bench_main(["--target", "127.0.0.1:1", *flags])
@@ -48,6 +48,12 @@ def test_the_load_refuses_a_clip_larger_than_the_memory_budget(capsys, monkeypat
     needed = load.clip_bytes((1024, 1024))
     assert exited.value.code == 2 and f"--size 1024x1024: the 64 frames of the clip sent need about {needed:,}" in err
     assert "more than the 268,435,456 bytes (0.2 GiB) allowed" in err
+
+
+def test_a_panorama_within_the_pixel_limit_is_taken(one_gib_of_memory, capsys):
+    """The server counts pixels, not sides: a 100 x 4500 strip has a side past 4096 and few pixels."""
+    assert bench_main(["--target", "127.0.0.1:1", "--size", "100x4500", "--jpeg-quality", "80"]) == 1
+    assert "python -m service.bench: 127.0.0.1:1:" in capsys.readouterr().err
 
 
 def test_a_clip_within_the_budget_is_built(one_gib_of_memory, capsys):

@@ -9,9 +9,11 @@ import pytest
 
 from service.cli_limits import (
     MAX_FPS,
+    MAX_FRAME_PIXELS,
     MAX_FRAME_SIDE,
     MIN_FPS,
     check_fps,
+    check_frame_pixels,
     check_frame_side,
     check_memory,
     memory_budget_bytes,
@@ -34,13 +36,22 @@ def test_a_frame_rate_beyond_the_bounds_is_refused_naming_the_flag_the_value_and
 
 
 def test_the_longest_frame_side_is_that_of_the_servers_default_pixel_limit():
-    assert ServiceConfig().max_image_pixels == MAX_FRAME_SIDE**2
+    assert ServiceConfig().max_image_pixels == MAX_FRAME_PIXELS == MAX_FRAME_SIDE**2
 
 
 def test_a_frame_side_beyond_the_bound_is_refused_with_the_value_as_given():
     assert check_frame_side(MAX_FRAME_SIDE, "--size") == MAX_FRAME_SIDE
     with pytest.raises(ValueError, match=r"^--size must be at most 4096 pixels a side .*, got 480x4097$"):
         check_frame_side(4097, "--size", "480x4097")
+
+
+def test_a_frame_of_more_pixels_than_the_servers_default_is_refused_whatever_its_sides():
+    check_frame_pixels(1000, 5000, "--size", "1000x5000")
+    check_frame_pixels(4096, 4096, "--size", "4096")
+    with pytest.raises(
+        ValueError, match=r"^--size must be at most 16777216 pixels .*, got 4097x4096: 16781312 pixels$"
+    ):
+        check_frame_pixels(4097, 4096, "--size", "4097x4096")
 
 
 def test_the_memory_budget_is_a_quarter_of_the_limit():
