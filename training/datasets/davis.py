@@ -6,7 +6,7 @@ any resolution folder (``480p``, ``Full-Resolution``, ``64p``, ...): ``480p`` wh
 order; masks must be at that resolution too. Sequences come from ``ImageSets`` when a list for the split exists
 (``ImageSets/2017/<split>.txt``, ``ImageSets/2016/...``, ``ImageSets/<res>/...`` or ``ImageSets/<split>.txt``; lines
 are sequence names or DAVIS 2016-style frame paths). A split without a list holds the sequences the other split's
-list leaves out, and every sequence when neither has one; two lists that share a sequence are refused, as that
+list leaves out, and every sequence when neither has one; training refuses two lists that share a sequence, as that
 sequence would be trained on and evaluated as held out. Frame files are
 named ``<prefix><number>`` with one prefix per sequence (``00000.jpg``, ``frame_7.png``, ...) and read in the order
 of their numbers; hidden files and folders (names starting with ``.``, such as macOS's ``._00000.jpg``) are
@@ -145,11 +145,12 @@ def _split_sequences(root: Path, res: str, split: Split, image_dir: Path) -> lis
     split's list leaves out (all of them when it has none either).
 
     Raises:
-        DatasetError: both splits have a list and the lists share a sequence.
+        DatasetError: for the train split, both splits have a list and the lists share a sequence (a run would train
+            on it and evaluate it as held out; the val split alone, which the evaluation tools read, is not refused).
     """
     other: Split = "val" if split == "train" else "train"
     wanted, listed_elsewhere = _split_names(root, res, split), _split_names(root, res, other)
-    if wanted is not None and listed_elsewhere is not None:
+    if split == "train" and wanted is not None and listed_elsewhere is not None:
         shared = [name for name in wanted if name in listed_elsewhere]
         if shared:
             raise DatasetError(
