@@ -87,13 +87,15 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int, checkpoi
         return f"{planned}; the final model"
     metrics = " + ".join(selection.metrics)
     videos = selection.scores.get("num_videos", config.data.val_videos)
-    evaluated = "validation videos" if evaluated_on_held_out(config) else "training videos (not held out)"
+    held_out = evaluated_on_held_out(config)
+    evaluated = "validation videos" if held_out else "training videos (not held out)"
     cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
     if config.init_from is not None:
         cadence += ", and of the --init-from weights at step 0"
     if selection.lower_is_better:
         return (
-            f"{planned}; the published weights are those of step {selection.step}, the lowest held-out loss "
+            f"{planned}; the published weights are those of step {selection.step}, the lowest "
+            f"{'held-out' if held_out else 'evaluation'} loss "
             f"({metrics} {selection.score:.5g}) of the run's evaluations ({cadence}) on {videos} {evaluated} "
             "without labels"
         )
@@ -298,13 +300,23 @@ def _loss_selection(config: TrainConfig, selection: Selection | None) -> list[st
         if name.startswith("val_") and name != LOSS_METRIC and value is not None
     ]
     per_term = f" ({', '.join(terms)}, unweighted)" if terms else ""
+    held_out = evaluated_on_held_out(config)
+    meaning = (
+        ["held-out loss says the model reconstructs or predicts unseen video better, not that it segments objects"]
+        if held_out
+        else [
+            "evaluation loss says the model fits these videos better, which it also trains on (they are not held",
+            "out), not that it segments objects",
+        ]
+    )
     return [
-        f"The published weights are the run's best/, those of step {selection.step}: selected by the lowest held-out",
+        f"The published weights are the run's best/, those of step {selection.step}: selected by the lowest "
+        f"{'held-out' if held_out else 'evaluation'}",
         f"loss, val_loss {selection.score:.5g}{per_term}: the run's loss terms, weighted as in training, but without",
         "the self-distillation terms (preheat_mse, attention_distillation), whose targets are the model's own",
         "outputs,",
         f"on the first {videos} videos of `{config.data.val_spec or config.data.spec}`, which have no labels. A lower",
-        "held-out loss says the model reconstructs or predicts unseen video better, not that it segments objects",
+        *meaning,
         "better.",
         "",
     ]

@@ -51,3 +51,19 @@ def test_the_card_calls_them_training_videos_unless_val_data_is_other_data(tmp_p
     assert evaluated_on_held_out(config) is True  # synthetic data
     gone = dataclasses.replace(config, data=dataclasses.replace(config.data, spec=f"davis:{tmp_path / 'gone'}"))
     assert evaluated_on_held_out(gone) is True  # data that can no longer be read: the card keeps its wording
+
+
+def test_a_loss_selected_card_on_training_videos_does_not_call_the_loss_held_out(tmp_path: Path) -> None:
+    from training.best import Selection
+    from training.card_text import _loss_selection, _steps
+
+    config = get_config("tiny")
+    spec = f"videos:{tmp_path}"
+    on_training = dataclasses.replace(config, data=dataclasses.replace(config.data, spec=spec, val_spec=spec))
+    selection = Selection(step=5, score=0.5, metrics=("val_loss",), scores={"num_videos": 4}, lower_is_better=True)
+    steps = _steps(on_training, selection, on_training.steps)
+    assert "the lowest evaluation loss (val_loss 0.5)" in steps and "on 4 training videos (not held out)" in steps
+    paragraph = " ".join(_loss_selection(on_training, selection))
+    assert "held-out" not in paragraph and "which it also trains on" in paragraph
+    elsewhere = dataclasses.replace(config, data=dataclasses.replace(config.data, spec=spec, val_spec="videos:/x"))
+    assert "the lowest held-out loss" in _steps(elsewhere, selection, elsewhere.steps)
