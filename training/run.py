@@ -332,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = apply_overrides(base_config(args), args)
         check_model_config(config.model)
-        if problems := machine_fit_problems(config, available_cores(), memory_limit_bytes()):
+        processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes on this machine
+        if problems := machine_fit_problems(config, available_cores(), memory_limit_bytes(), processes):
             raise ValueError("; ".join(problems))
     except (KeyError, ValueError, RegistryError) as error:
         if not main_process:  # every process refuses the same flags: one says so (exiting first: see _stopped)

@@ -34,6 +34,18 @@ def test_more_workers_than_the_cores_can_run_are_refused() -> None:
     assert "(2: 8)" in problem
 
 
+def test_processes_of_one_machine_share_its_cores_and_memory() -> None:
+    """Under torchrun, LOCAL_WORLD_SIZE processes each fork their workers and load their batches."""
+    assert machine_fit_problems(_with_data(num_workers=4), cores=2, memory_bytes=None, processes=2) == []
+    (problem,) = machine_fit_problems(_with_data(num_workers=5), cores=2, memory_bytes=None, processes=2)
+    assert "(2: 4 per process (2 on this machine))" in problem
+    clip_bytes = 6 * 3 * 64 * 64 * 4
+    memory = 100 * clip_bytes * MEMORY_SHARE
+    assert machine_fit_problems(_with_data(batch_size=50), cores=2, memory_bytes=memory, processes=2) == []
+    (problem,) = machine_fit_problems(_with_data(batch_size=51), cores=2, memory_bytes=memory, processes=2)
+    assert problem.endswith("per process (2 on this machine); at most 50 clips fit"), problem
+
+
 def test_a_batch_whose_frames_outgrow_the_memory_is_refused_with_the_largest_that_fits() -> None:
     clip_bytes = 6 * 3 * 64 * 64 * 4  # float32 [T, 3, H, W]
     memory = 100 * clip_bytes * MEMORY_SHARE  # exactly 100 clips fit
