@@ -144,8 +144,9 @@ def training_file_count(record: dict[str, Any]) -> int | None:
 
 def data_file_changes(recorded: dict[str, Any], current: dict[str, Any], limit: int = 10) -> list[str]:
     """What differs between the files a run started on (``recorded``) and those there now (``current``), both
-    :func:`data_files` records: per data spec and use, the files added, removed and changed (another size, frame
-    count or, for validation data, number of masks), at most ``limit`` names of each; empty when nothing that
+    :func:`data_files` records: per data spec and use, the files added, removed, left out of the split while still
+    in the folder (a ``davis:`` folder's split lists, or the rule reading them, changed) and changed (another size,
+    frame count or, for validation data, number of masks), at most ``limit`` names of each; empty when nothing that
     the run reads changed. A use only one record has is left out (it comes with a change of configuration, which
     ``--resume`` refuses as such).
     """
@@ -156,7 +157,11 @@ def data_file_changes(recorded: dict[str, Any], current: dict[str, Any], limit: 
             continue
         spec, (old, new) = before[use][0], (before[use][1], after[use][1])
         added = sorted(new.keys() - old.keys())
-        removed = sorted(old.keys() - new.keys())
+        folder = spec_folder(spec)
+        gone = sorted(old.keys() - new.keys())
+        # still in the folder but no longer read: the split chooses otherwise (a davis: folder's ImageSets lists)
+        left_out = [name for name in gone if folder is not None and (folder / name).exists()]
+        removed = [name for name in gone if name not in left_out]
         changed = [
             f"{name} ({', '.join(f'{field} {old[name].get(field)} -> {new[name].get(field)}' for field in moved)})"
             for name in sorted(old.keys() & new.keys())
@@ -164,7 +169,12 @@ def data_file_changes(recorded: dict[str, Any], current: dict[str, Any], limit: 
         ]
         parts = [
             f"{what} {_names(names, limit)}"
-            for what, names in (("added", added), ("removed", removed), ("changed", changed))
+            for what, names in (
+                ("added", added),
+                ("removed", removed),
+                ("left out of the split though still in the folder (the data's ImageSets lists decide)", left_out),
+                ("changed", changed),
+            )
             if names
         ]
         if parts:

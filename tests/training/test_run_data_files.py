@@ -202,3 +202,23 @@ def test_a_moved_folder_must_hold_the_files_the_run_started_on(tmp_path: Path, c
     assert "was started on other data files than its data folders hold now" in err
     assert "added cam_5.mp4; removed cam_2.mp4" in err
     assert (run / "train_config.json").read_text() == before  # nothing recorded
+
+
+def test_a_sequence_the_split_no_longer_reads_is_named_as_left_out_not_removed(tmp_path: Path, capsys) -> None:
+    """A davis: folder given a val list after the run started: its training split leaves that sequence out, while
+    its files are all still there, which "removed" would misreport."""
+    davis = tmp_path / "davis"
+    for seed, name in ((3, "bear"), (4, "dog")):
+        write_sequence(davis, name, generate_video("easy", seed, 5, (32, 32)))
+    run = tmp_path / "run"
+    fit(_config(f"davis:{davis}", val_frames=2), run, progress=False, stop_after=2)
+    (davis / "ImageSets").mkdir()
+    (davis / "ImageSets" / "val.txt").write_text("dog\n")
+    capsys.readouterr()
+    assert run_main(["--config", "tiny", "--out", str(run), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "left out of the split though still in the folder (the data's ImageSets lists decide) JPEGImages/32p/dog"
+        in (err)
+    )
+    assert "removed JPEGImages" not in err
