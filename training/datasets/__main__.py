@@ -46,8 +46,8 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--frames",
         type=int,
         default=24,
-        help="frames per video, as many as a video of them fits in a quarter of the memory (each is made whole "
-        "before it is written; default: %(default)s)",
+        help="frames per video (default: %(default)s); each video is made whole in memory before it is written, so "
+        "at most as many as fit in a quarter of it",
     )
     gen.add_argument(
         "--size",
