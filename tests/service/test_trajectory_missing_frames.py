@@ -4,12 +4,14 @@ by live mode, refused by the server, or never answered), once each and in frame 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from service_helpers import make_video, run, slow_factory
 from test_client_reconnect import TcpProxy
@@ -297,3 +299,18 @@ def _after_rows(server, index: int, action) -> threading.Thread:
     thread = threading.Thread(target=watch, name="test-cutter", daemon=True)
     thread.start()
     return thread
+
+
+@pytest.mark.parametrize("capture_time_ns", [2**63, -(2**63) - 1, 10**30])
+def test_a_capture_time_beyond_int64_is_refused_and_the_rows_before_it_are_saved(tmp_path, capture_time_ns):
+    """Refused when its row is added, so the rows before it are still saved, instead of an ``OverflowError`` that
+    failed the whole file when it was written."""
+    path = tmp_path / "t.npz"
+    trajectory = SlotTrajectory(path)
+    trajectory.add(dataclasses.replace(_result(0), capture_time_ns=2**63 - 1), np.full(2, 0.5))  # the largest fits
+    with pytest.raises(ValueError, match=f"frame 1: its capture time, {capture_time_ns} ns, is beyond the int64"):
+        trajectory.add(dataclasses.replace(_result(1), capture_time_ns=capture_time_ns), np.full(2, 0.5))
+    assert len(trajectory) == 1
+    trajectory.save()
+    with np.load(path) as saved:
+        assert saved["frame_index"].tolist() == [0] and saved["capture_time_ns"].tolist() == [2**63 - 1]
