@@ -29,6 +29,7 @@ import torch
 
 from plugins.cpus import available_cores
 from plugins.files import write_atomically
+from training.checkpoint import cannot_write
 from training.distributed import ProcessGroup
 
 ENVIRONMENT_FILE = "environment.json"
@@ -140,7 +141,11 @@ def read_environment(run_dir: Path) -> list[dict[str, Any]]:
 
 def record_environment(run_dir: Path, segment: dict[str, Any]) -> None:
     """Write ``segment`` into ``run_dir``'s ``environment.json`` (atomically), after the earlier segments that
-    started before it; a fresh run (``from_step`` 0), or a file that cannot be read, starts the list anew."""
+    started before it; a fresh run (``from_step`` 0), or a file that cannot be read, starts the list anew.
+
+    Raises:
+        OSError: the file cannot be written (a full disk: :func:`~training.checkpoint.cannot_write`).
+    """
     kept: list[dict[str, Any]] = []
     if segment["from_step"] > 0:
         try:
@@ -148,7 +153,10 @@ def record_environment(run_dir: Path, segment: dict[str, Any]) -> None:
         except (ValueError, OSError):  # a damaged record: the steps before this one show as not recorded
             kept = []
     text = json.dumps({"segments": [*kept, segment]}, indent=2) + "\n"
-    write_atomically(run_dir / ENVIRONMENT_FILE, lambda path: path.write_text(text))
+    try:
+        write_atomically(run_dir / ENVIRONMENT_FILE, lambda path: path.write_text(text))
+    except OSError as error:
+        raise cannot_write(f"the environment record ({ENVIRONMENT_FILE})", run_dir, error) from error
 
 
 def _count(count: int, singular: str, plural: str) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from training.checkpoint import cannot_write
+
 METRICS_FILE = "metrics.jsonl"
 """The run directory's JSON-lines metric log."""
 
@@ -33,23 +35,43 @@ class MetricSinks:
         if path.is_file():
             _drop_records_after(path, keep_until)
         self.jsonl = path.open("a", encoding="utf-8")
+        self._failed = False  # a write failed: close() does not raise the same error again
         self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=keep_until + 1)
 
     def write(self, step: int, kind: str, values: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
         """Record ``values`` (floats, ints, strings, None) for ``step`` under ``kind`` (``train``, ``eval``); the
         numbers among them also go to TensorBoard. ``settings`` (how the values were measured, such as an
-        evaluation's frame fit) go to the JSON line only."""
+        evaluation's frame fit) go to the JSON line only.
+
+        Raises:
+            OSError: the line cannot be written (a full disk: :func:`~training.checkpoint.cannot_write`, naming the
+                run folder).
+        """
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
-        self.jsonl.write(json.dumps({"step": step, "kind": kind, **clean, **(settings or {})}) + "\n")
-        self.jsonl.flush()
+        try:
+            self.jsonl.write(json.dumps({"step": step, "kind": kind, **clean, **(settings or {})}) + "\n")
+            self.jsonl.flush()
+        except OSError as error:
+            self._failed = True
+            raise cannot_write(f"the metrics ({METRICS_FILE})", self.run_dir, error) from error
         for key, value in values.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 self.tensorboard.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self) -> None:
-        """Flush and close both sinks."""
-        self.jsonl.close()
-        self.tensorboard.close()
+        """Flush and close both sinks (TensorBoard's too when the JSON lines cannot be flushed).
+
+        Raises:
+            OSError: the JSON lines cannot be flushed (:func:`~training.checkpoint.cannot_write`), unless a
+                :meth:`write` already failed so: the run stops with that first error, not this repeat of it.
+        """
+        try:
+            self.jsonl.close()
+        except OSError as error:
+            if not self._failed:
+                raise cannot_write(f"the metrics ({METRICS_FILE})", self.run_dir, error) from error
+        finally:
+            self.tensorboard.close()
 
     def __enter__(self) -> MetricSinks:
         return self

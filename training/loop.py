@@ -39,7 +39,7 @@ from training.best import (
     update_best,
     update_best_by_loss,
 )
-from training.checkpoint import NonFiniteWeights, checkpoint_step, list_checkpoints, save_model_files
+from training.checkpoint import NonFiniteWeights, cannot_write, checkpoint_step, list_checkpoints, save_model_files
 from training.config import TrainConfig
 from training.data_errors import reported
 from training.data_files import read_data_files, record_data_files
@@ -528,7 +528,11 @@ def evaluation_settings(config: TrainConfig) -> dict[str, Any]:
 @torch.inference_mode()
 def _save_sample(run: Run, dataset: Dataset[VideoClip], path: Path, device: str) -> None:
     """Frames, ground truth (where the video has masks), reconstruction and slot masks of the dataset's first video
-    (up to :data:`~training.run_data.SAMPLE_FRAMES` frames) as a PNG."""
+    (up to :data:`~training.run_data.SAMPLE_FRAMES` frames) as a PNG.
+
+    Raises:
+        OSError: the picture cannot be written (:func:`~training.checkpoint.cannot_write`, naming the folder).
+    """
     shown = dataset[0]
     frames = shown.frames[:SAMPLE_FRAMES].unsqueeze(0).to(device)  # [T, 3, H, W] -> [1, T, 3, H, W]
     truth = shown.masks[:SAMPLE_FRAMES] if shown.masks is not None else None  # [T, H, W]
@@ -537,4 +541,7 @@ def _save_sample(run: Run, dataset: Dataset[VideoClip], path: Path, device: str)
         output = run.model(frames)
     finally:
         run.model.train()
-    save_overlay(frames, output, path, target_kind=run.model.decoder.target_kind, truth=truth)
+    try:
+        save_overlay(frames, output, path, target_kind=run.model.decoder.target_kind, truth=truth)
+    except OSError as error:
+        raise cannot_write(f"the sample picture {path.name}", path.parent, error) from error

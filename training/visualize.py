@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from plugins import VideoOutput
+from plugins.files import write_atomically
 from plugins.palette import slot_colours
 from plugins.segmentation import segment
 from service.slot_overlay import render_overlay
@@ -126,14 +127,20 @@ def save_overlay(
     """Write :func:`overlay_rows` (``frames``, ``output``, ``target_kind`` and ``truth`` as there, so tensors that
     require grad or live on a GPU are fine) as a PNG at ``path`` (a path or a string; its folder is created),
     enlarged ``scale`` times with nearest-neighbour sampling, with the name of each row in a column on its left;
-    returns ``path`` as a ``Path``."""
+    returns ``path`` as a ``Path``. The file is written under a temporary name and renamed, so a failed write (a
+    full disk) leaves no cut-off picture.
+
+    Raises:
+        OSError: the picture cannot be written.
+    """
     path = Path(path)
     names = sample_row_names(target_kind, truth is not None)
     picture = Image.fromarray(overlay_rows(frames, output, target_kind=target_kind, truth=truth))
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _labelled(picture, names).save(path)
+    labelled = _labelled(picture, names)
+    write_atomically(path, lambda temporary: labelled.save(temporary, format="PNG"))  # never a cut-off picture
     return path
 
 
