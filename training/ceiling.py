@@ -38,7 +38,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from service.cli_limits import MAX_FRAME_SIDE, check_frame_side
+from service.cli_limits import MAX_FRAME_SIDE, check_frame_side, check_memory
 from training.cli_checks import print_note, require_at_least, require_output_folder
 from training.config import FRAME_FITS
 from training.datasets import VideoClip
@@ -56,11 +56,19 @@ def downsampled_instances(ids: Tensor, size: tuple[int, int]) -> Tensor:
     Each channel is the fraction of a low-resolution cell covered by one id, so the channels sum to 1 per cell.
 
     Raises:
-        ValueError: ``ids`` is not 3-D.
+        ValueError: ``ids`` is not 3-D, or its one-hot copies (int64, then float32: 12 bytes a pixel and id) would
+            take more than :func:`service.cli_limits.memory_budget_bytes` (a video scored at a large
+            ``--image-size``), checked before they are made.
     """
     if ids.dim() != 3:
         raise ValueError(f"ids must have shape [T, H, W], got {tuple(ids.shape)}")
     _, dense = torch.unique(ids, return_inverse=True)  # dense: [T, H, W] in [0, N)
+    frames, height, width = ids.shape
+    segments = int(dense.max()) + 1
+    check_memory(
+        ids.numel() * segments * 12,
+        f"--image-size {height}x{width}: the {segments} one-hot ground-truth masks of a {frames}-frame video",
+    )
     # [T, H, W] -> [T, H, W, N] -> [T, N, H, W]
     one_hot = F.one_hot(dense, int(dense.max()) + 1).permute(0, 3, 1, 2).float()  # [T, N, H, W]
     return F.interpolate(one_hot, size=size, mode="area")  # [T, N, h, w]

@@ -75,3 +75,17 @@ def test_ceiling_refuses_sizes_beyond_the_image_before_loading_data(flags, messa
     err = " ".join(capsys.readouterr().err.split())
     assert exited.value.code == 2 and message in err, err
     assert not out.exists()
+
+
+def test_a_video_whose_one_hot_ground_truth_outgrows_the_memory_is_refused_before_it_is_made(monkeypatch):
+    """At a large --image-size a long video's one-hot masks (12 bytes a pixel and segment) outgrow the memory."""
+    import torch
+
+    from training.ceiling import downsampled_instances
+
+    ids = torch.zeros(4, 64, 64, dtype=torch.long)
+    ids[:, :8, :8], ids[:, 30:40, 30:40] = 1, 2
+    assert downsampled_instances(ids, (16, 16)).shape == (4, 3, 16, 16)
+    monkeypatch.setattr(service.cli_limits, "memory_limit_bytes", lambda: 1024**2)  # a budget of 256 KiB
+    with pytest.raises(ValueError, match=r"^--image-size 64x64: the 3 one-hot ground-truth masks of a 4-frame video"):
+        downsampled_instances(ids, (16, 16))
