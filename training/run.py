@@ -31,7 +31,7 @@ from plugins.cpus import available_cores
 from plugins.interfaces import Component
 from plugins.model import COMPONENT_NAMES, VideoSlotModel
 from plugins.model_files import WEIGHTS_FILE
-from plugins.model_sizes import MAX_SLOTS, check_model_sizes
+from plugins.model_sizes import check_model_sizes, count_problem
 from plugins.registry import RegistryError
 from service.host import memory_limit_bytes
 from training.best import BEST_MODEL_DIR, read_selection
@@ -140,9 +140,9 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
 
     Raises:
         ValueError: a flag's value is out of range (negative ``--val-videos`` or ``--eval-every``; ``--steps``
-            below 1; ``--num-slots`` outside ``[1, MAX_SLOTS]``; ``--lr`` not finite and positive; ``--seed``
-            outside ``[0, 2**30)``), or ``--encoder-weights`` is given for an encoder that takes none, or names no
-            file.
+            below 1; ``--num-slots`` outside ``[1, MAX_SLOTS]``: :func:`plugins.model_sizes.count_problem`; ``--lr``
+            not finite and positive; ``--seed`` outside ``[0, 2**30)``), or ``--encoder-weights`` is given for an
+            encoder that takes none, or names no file.
     """
     for flag, value in (("--val-videos", args.val_videos), ("--eval-every", args.eval_every)):
         if value is not None and value < 0:
@@ -183,11 +183,8 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     top = {key: value for key, value in given.items() if value is not None}
     model = dict(config.model)
     if args.num_slots is not None:
-        if not 1 <= args.num_slots <= MAX_SLOTS:
-            raise ValueError(
-                f"--num-slots must be in [1, {MAX_SLOTS}] (the service's segmentation map holds a slot index in one "
-                f"byte), got {args.num_slots}"
-            )
+        if (problem := count_problem("num_slots", args.num_slots, "--num-slots")) is not None:
+            raise ValueError(problem)
         model["num_slots"] = args.num_slots
     if args.encoder_weights is not None:
         encoder = _encoder_spec(model)
