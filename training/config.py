@@ -263,6 +263,12 @@ class TrainConfig:
         if too_small:
             raise ValueError(f"config {self.name!r}: {', '.join(too_small)} (need eval_every >= 0, the others >= 1)")
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the model's input: the model section's ``image_size``, else the model's default (64x64)."""
+        size = self.model.get("image_size", (64, 64))
+        return int(size[0]), int(size[1])
+
     def to_json(self) -> dict[str, Any]:
         """The whole configuration as JSON-serialisable data."""
         return dataclasses.asdict(self)

@@ -32,7 +32,7 @@ def machine_fit_problems(config: TrainConfig, cores: int, memory_bytes: int | No
             f"{WORKERS_PER_CORE} per CPU core this process may use ({cores}: {most_workers}{each}); each is a "
             "process of its own with a copy of the data pipeline"
         )
-    height, width = config.model.get("image_size", (64, 64))
+    height, width = config.image_size
     frame_bytes = 3 * height * width * 4  # float32 [3, H, W]
     batch_bytes = data.batch_size * data.clip_length * frame_bytes
     if memory_bytes is not None and batch_bytes > (budget := memory_bytes // MEMORY_SHARE // processes):

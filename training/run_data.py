@@ -37,7 +37,7 @@ def train_clips(config: TrainConfig) -> Dataset[VideoClip]:
             (:func:`check_data_folder`).
     """
     data = config.data
-    size = _image_size(config)
+    size = config.image_size
     check_data_folder(data.spec, data)
     return build_dataset(data.spec, "train", data.clip_length, size, config.seed, center_crop=data.center_crop)
 
@@ -227,7 +227,7 @@ def validation_data(config: TrainConfig) -> ValidationData:
     """
     data = config.data
     spec = data.val_spec or data.spec
-    size = _image_size(config)
+    size = config.image_size
     check_data_folder(spec, data)
     dataset = build_dataset(spec, "val", data.val_frames, size, config.seed, center_crop=data.center_crop)
     labelled = labelled_indices(dataset)
@@ -311,8 +311,3 @@ def _first_frames(dataset: Dataset[VideoClip], config: TrainConfig) -> VideoClip
     """
     data = config.data
     return FirstFrames(dataset, min(SAMPLE_FRAMES, data.val_frames or SAMPLE_FRAMES))[0]
-
-
-def _image_size(config: TrainConfig) -> tuple[int, int]:
-    size = config.model.get("image_size", (64, 64))
-    return int(size[0]), int(size[1])
