@@ -77,12 +77,7 @@ def build_dataset(
         >>> tuple(batch.frames.shape)  # doctest: +SKIP
         (2, 6, 3, 64, 64)
     """
-    scheme, sep, arg = spec.partition(":")
-    if not sep or scheme not in SCHEMES:
-        known = ", ".join(f"{s}:" for s in SCHEMES)
-        is_folder = Path(spec).expanduser().is_dir()
-        hint = f" (for a folder, name its kind: davis:{spec} or videos:{spec})" if is_folder else ""
-        raise DatasetError(f"unknown data spec {spec!r}; known schemes: {known}{hint}")
+    scheme, arg = _scheme_and_argument(spec)
     if scheme != "synthetic" and not arg:
         raise DatasetError(f"data spec {spec!r} names no folder: write {scheme}:<folder>")
     if split not in ("train", "val"):
@@ -101,11 +96,23 @@ def held_out_split(spec: str) -> bool:
     Raises:
         DatasetError: an unknown scheme, or a ``davis:`` folder that cannot be read.
     """
-    scheme, _, arg = spec.partition(":")
-    if scheme == "synthetic":
-        return True
+    scheme, arg = _scheme_and_argument(spec)
     if scheme == "davis":
         return has_split_lists(Path(arg).expanduser())
-    if scheme == "videos":
-        return False
-    raise DatasetError(f"unknown data spec {spec!r}; known schemes: {', '.join(f'{s}:' for s in SCHEMES)}")
+    return scheme == "synthetic"  # videos: every video in both splits
+
+
+def _scheme_and_argument(spec: str) -> tuple[str, str]:
+    """``(scheme, argument)`` of a data spec ``<scheme>:<argument>``.
+
+    Raises:
+        DatasetError: no scheme, or one not in :data:`SCHEMES` (the message lists them, and for a folder given
+            bare, how to name its kind).
+    """
+    scheme, sep, arg = spec.partition(":")
+    if not sep or scheme not in SCHEMES:
+        known = ", ".join(f"{s}:" for s in SCHEMES)
+        is_folder = Path(spec).expanduser().is_dir()
+        hint = f" (for a folder, name its kind: davis:{spec} or videos:{spec})" if is_folder else ""
+        raise DatasetError(f"unknown data spec {spec!r}; known schemes: {known}{hint}")
+    return scheme, arg
