@@ -68,10 +68,13 @@ def _row(label: str, scores: DiscoveryScores) -> str:
     return f"| {label} | {cells} | {scores.num_videos} |"
 
 
-def _steps(config: TrainConfig, selection: Selection | None, done: int, checkpoint: int | None = None) -> str:
+def _steps(
+    config: TrainConfig, selection: Selection | None, done: int, checkpoint: int | None = None, held_out: bool = True
+) -> str:
     """The card's steps row: the steps the run trained (``done``) of those planned, where ``--resume`` continues
     a run that stopped early after its newest ``checkpoint`` (that step, when given; said when it is not ``done``),
-    and which weights are published."""
+    and which weights are published, and on which videos they were chosen (``held_out``: videos the run did not
+    train on, :func:`evaluated_on_held_out`)."""
     if done >= config.steps:
         planned = f"{config.steps}"
     else:
@@ -87,7 +90,6 @@ def _steps(config: TrainConfig, selection: Selection | None, done: int, checkpoi
         return f"{planned}; the final model"
     metrics = " + ".join(selection.metrics)
     videos = selection.scores.get("num_videos", config.data.val_videos)
-    held_out = evaluated_on_held_out(config)
     evaluated = "validation videos" if held_out else "training videos (not held out)"
     cadence = f"every {config.eval_every} steps" if 0 < config.eval_every < config.steps else "one, at the end"
     if config.init_from is not None:
@@ -177,7 +179,10 @@ def plugin_rows(model: VideoSlotModel) -> list[str]:
 def render_card(
     config: TrainConfig, model: VideoSlotModel, scores: dict[str, DiscoveryScores], extra: dict[str, Any]
 ) -> str:
-    """The Markdown model card; ``scores`` is empty for an unscored model (``extra["unscored"]`` says why)."""
+    """The Markdown model card; ``scores`` is empty for an unscored model (``extra["unscored"]`` says why), and
+    ``extra["held_out"]`` (default True) says whether the run's evaluations scored videos it did not train on
+    (:func:`evaluated_on_held_out`)."""
+    held_out = extra.get("held_out", True)
     parameters = sum(p.numel() for p in model.parameters())
     (height, width), (mask_height, mask_width) = model.image_size, model.mask_grid
     lines = [
@@ -190,7 +195,7 @@ def render_card(
         f"| experiment | {_experiment_source(config, extra['command'])} |",
         f"| data | `{config.data.spec}`, clips of {config.data.clip_length} frames, {extra['batch']}"
         f"{_data_files_note(extra.get('data_files'))} |",
-        f"| steps | {_steps(config, extra['selection'], extra['steps_done'], extra.get('checkpoint'))} |",
+        f"| steps | {_steps(config, extra['selection'], extra['steps_done'], extra.get('checkpoint'), held_out)} |",
         f"| wall time | {format_duration(extra['wall_time_s'])} of training to the published weights |",
         f"| parameters | {parameters:,} |",
         f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
@@ -284,13 +289,14 @@ def _not_scored(config: TrainConfig, extra: dict[str, Any]) -> list[str]:
         "annotated clips of the same scene: `videos:<dir>` with each video's masks in `<stem>/00000.png`, ...) or",
         "with `--davis ROOT`.",
         "",
-        *_loss_selection(config, extra.get("selection")),
+        *_loss_selection(config, extra.get("selection"), extra.get("held_out", True)),
     ]
 
 
-def _loss_selection(config: TrainConfig, selection: Selection | None) -> list[str]:
-    """The paragraph on a model chosen by the lowest held-out loss: its step, the loss and the data it was computed
-    on, and what that says; nothing for other models."""
+def _loss_selection(config: TrainConfig, selection: Selection | None, held_out: bool = True) -> list[str]:
+    """The paragraph on a model chosen by the lowest held-out loss (an evaluation loss when not ``held_out``: the
+    run trains on those videos): its step, the loss and the data it was computed on, and what that says; nothing
+    for other models."""
     if selection is None or not selection.lower_is_better:
         return []
     videos = selection.scores.get("num_videos", config.data.val_videos)
@@ -300,7 +306,6 @@ def _loss_selection(config: TrainConfig, selection: Selection | None) -> list[st
         if name.startswith("val_") and name != LOSS_METRIC and value is not None
     ]
     per_term = f" ({', '.join(terms)}, unweighted)" if terms else ""
-    held_out = evaluated_on_held_out(config)
     meaning = (
         ["held-out loss says the model reconstructs or predicts unseen video better, not that it segments objects"]
         if held_out

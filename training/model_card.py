@@ -179,13 +179,12 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             else None
         )
         scores: dict[str, DiscoveryScores] = {}
+        held_out = evaluated_on_held_out(config)  # reads a davis: folder's split lists: once, for the whole card
         if validation is not None:
             if args.data:
                 label = f"{spec} (given with --data)"
             else:
-                label = (
-                    f"{spec} ({'validation' if evaluated_on_held_out(config) else 'training videos, not held out'})"
-                )
+                label = f"{spec} ({'validation' if held_out else 'training videos, not held out'})"
             scores[label] = evaluate(model, validation, progress=True)
             mask_height, mask_width = model.mask_grid
             ceiling_label = (
@@ -234,6 +233,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "checkpoint": newest_checkpoint_step(args.run),
             "selection": selection,
             "data_files": recorded_files(args.run),
+            "held_out": held_out,
         }
         (staging / CARD_FILE).write_text(render_card(config, model, scores, extra))
         payload: dict[str, Any] = {label: value.to_dict() for label, value in scores.items()}

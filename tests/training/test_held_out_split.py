@@ -61,9 +61,11 @@ def test_a_loss_selected_card_on_training_videos_does_not_call_the_loss_held_out
     spec = f"videos:{tmp_path}"
     on_training = dataclasses.replace(config, data=dataclasses.replace(config.data, spec=spec, val_spec=spec))
     selection = Selection(step=5, score=0.5, metrics=("val_loss",), scores={"num_videos": 4}, lower_is_better=True)
-    steps = _steps(on_training, selection, on_training.steps)
+    steps = _steps(on_training, selection, on_training.steps, held_out=evaluated_on_held_out(on_training))
     assert "the lowest evaluation loss (val_loss 0.5)" in steps and "on 4 training videos (not held out)" in steps
-    paragraph = " ".join(_loss_selection(on_training, selection))
+    paragraph = " ".join(_loss_selection(on_training, selection, evaluated_on_held_out(on_training)))
     assert "held-out" not in paragraph and "which it also trains on" in paragraph
     elsewhere = dataclasses.replace(config, data=dataclasses.replace(config.data, spec=spec, val_spec="videos:/x"))
-    assert "the lowest held-out loss" in _steps(elsewhere, selection, elsewhere.steps)
+    assert "the lowest held-out loss" in _steps(
+        elsewhere, selection, elsewhere.steps, held_out=evaluated_on_held_out(elsewhere)
+    )
