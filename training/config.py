@@ -29,9 +29,13 @@ MAX_LR = 1e37
 ``beta1`` of 0.9 (what the run uses), and must stay within float32 (3.4e38); above about 3.4e37 the optimiser
 overflows."""
 
-RUN_ONLY_FIELDS = frozenset({"data.num_workers", "data.workdir", "init_from"})
-"""Fields a resumed run may change: they change how it executes, not what it computes (``init_from`` only
-matters when a run starts; ``data.workdir`` only resolves relative folders, and the resolved specs are compared)."""
+RUN_ONLY_FIELDS = frozenset(
+    {"data.num_workers", "data.workdir", "init_from", "checkpoint_every", "keep_checkpoints", "log_every"}
+)
+"""Fields a resumed run may change: they change how it executes or what it keeps, not what it computes
+(``init_from`` only matters when a run starts; ``data.workdir`` only resolves relative folders, and the resolved
+specs are compared; checkpoints and metric lines draw no random numbers and change no weights). ``eval_every`` is
+not among them: which steps are evaluated decides which model ``best/`` keeps."""
 
 MIN_TRANSITION_CLIP = 2
 """The fewest frames of a training clip that a model's transition learns from: it runs from a clip's second frame

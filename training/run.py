@@ -97,6 +97,21 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--eval-every", type=int, help="steps between evaluations during training (0: only at the end)"
     )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="steps between checkpoints (the last step is always saved); a --resume may change it",
+    )
+    parser.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        help="how many of the newest checkpoints stay on disk; a --resume may change it",
+    )
+    parser.add_argument(
+        "--log-every",
+        type=int,
+        help="steps between metric lines (metrics.jsonl, TensorBoard); a --resume may change it",
+    )
     parser.add_argument("--init-from", help="warm-start from this saved model's weights (matching names and shapes)")
     parser.add_argument(
         "--encoder-weights",
@@ -139,16 +154,24 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     """Return ``config`` with every flag that was given applied.
 
     Raises:
-        ValueError: a flag's value is out of range (negative ``--val-videos`` or ``--eval-every``; ``--steps``
-            below 1; ``--num-slots`` outside ``[1, MAX_SLOTS]``: :func:`plugins.model_sizes.count_problem`; ``--lr``
-            not finite and positive; ``--seed`` outside ``[0, 2**30)``), or ``--encoder-weights`` is given for an
-            encoder that takes none, or names no file.
+        ValueError: a flag's value is out of range (negative ``--val-videos`` or ``--eval-every``; ``--steps``,
+            ``--checkpoint-every``, ``--keep-checkpoints`` or ``--log-every`` below 1; ``--num-slots`` outside
+            ``[1, MAX_SLOTS]``: :func:`plugins.model_sizes.count_problem`; ``--lr`` not finite and positive;
+            ``--seed`` outside ``[0, 2**30)``), or ``--encoder-weights`` is given for an encoder that takes none, or
+            names no file.
     """
     for flag, value in (("--val-videos", args.val_videos), ("--eval-every", args.eval_every)):
         if value is not None and value < 0:
             raise ValueError(f"{flag} must be 0 or more, got {value}")
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    at_least_one = {
+        "--steps": args.steps,
+        "--checkpoint-every": args.checkpoint_every,
+        "--keep-checkpoints": args.keep_checkpoints,
+        "--log-every": args.log_every,
+    }
+    for flag, value in at_least_one.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
     data = dataclasses.replace(
         config.data,
         **{
@@ -179,6 +202,9 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
         "init_from": args.init_from,
         "train_only": args.train_only,
         "eval_every": args.eval_every,
+        "checkpoint_every": args.checkpoint_every,
+        "keep_checkpoints": args.keep_checkpoints,
+        "log_every": args.log_every,
     }
     top = {key: value for key, value in given.items() if value is not None}
     model = dict(config.model)

@@ -217,6 +217,32 @@ def test_cli_resume_continues_with_the_configuration_the_run_started_with(tmp_pa
     assert main(["--config", "smoothsa_cnn", "--out", str(tmp_path), "--resume", "--no-progress"]) == 2
 
 
+def test_cli_resume_may_change_checkpoint_and_log_cadence_without_changing_the_weights(tmp_path: Path) -> None:
+    """``--checkpoint-every``, ``--keep-checkpoints`` and ``--log-every`` change what a run keeps, not what it
+    computes: a resume may change them, and reaches the weights of the run that kept its cadence."""
+    from training.run import main
+
+    common = ["--config", "tiny", "--steps", "6", "--no-progress"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*common, "--out", str(straight)]) == 0
+    fit(apply_overrides(get_config("tiny"), parse_args(common)), resumed, progress=False, stop_after=2)
+    cadence = ["--checkpoint-every", "1", "--keep-checkpoints", "1", "--log-every", "4"]
+    assert main([*common, "--out", str(resumed), "--resume", *cadence]) == 0
+    assert [path.name for path in list_checkpoints(resumed)] == ["step-00000006"], "one kept, the newest"
+    logged = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged if row["kind"] == "train" and row["step"] > 2] == [4, 6]
+    expected, actual = _weights(straight / "model"), _weights(resumed / "model")
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    saved = json.loads((resumed / "train_config.json").read_text())
+    assert saved["checkpoint_every"] == get_config("tiny").checkpoint_every, "the run's record keeps its start"
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint-every", "--keep-checkpoints", "--log-every"])
+def test_cadence_flags_below_one_are_refused_naming_the_flag(flag: str) -> None:
+    with pytest.raises(ValueError, match=f"{flag} must be at least 1, got 0"):
+        apply_overrides(get_config("tiny"), parse_args(["--config", "tiny", flag, "0"]))
+
+
 def test_cli_resume_before_the_first_checkpoint_keeps_the_runs_configuration(tmp_path: Path, capsys) -> None:
     """A run killed before it wrote a checkpoint starts again, but as it was started: not with the experiment's
     defaults, and without replacing the command that started it."""
