@@ -68,51 +68,75 @@ def synthetic_clips(seeds: Sequence[int], frames: int, size: int) -> dict[int, l
     return {seed: list(video.frames) for seed, video in videos.items()}
 
 
+@dataclass(frozen=True)
+class HeldAnswer:
+    """What the comparison keeps of one frame's answer: its soft masks (``[K, H, W]`` float32, the largest part)
+    are reduced to a count as the answer arrives, so a long or large run holds ``[H, W]`` bytes a frame.
+
+    Attributes:
+        slots: ``[K, D]`` float32.
+        segmentation: uint8 ``[H, W]``.
+        tied: pixels whose two most likely slots are within the segmentation's tie tolerance.
+    """
+
+    slots: np.ndarray
+    segmentation: np.ndarray
+    tied: int
+
+
+def held(answer: FrameResult) -> HeldAnswer:
+    """The part of ``answer`` (asked for with :data:`OUTPUTS`) :func:`compare` reads."""
+    import torch
+
+    from plugins.segmentation import near_ties
+
+    assert answer.slots is not None and answer.segmentation is not None and answer.soft_masks is not None
+    masks = torch.from_numpy(np.array(answer.soft_masks, dtype=np.float32))  # a writable copy: [K, H, W]
+    return HeldAnswer(answer.slots, answer.segmentation, int(near_ties(masks).sum()))
+
+
 def serve_clips(
     model_dir: Path, backend: str, clips: dict[int, list[np.ndarray]], server_args: Sequence[str] = ()
-) -> dict[int, list[FrameResult]]:
-    """Stream every clip (one stream each) through a server of ``backend`` and return its answers.
+) -> dict[int, list[HeldAnswer]]:
+    """Stream every clip (one stream each) through a server of ``backend`` and return what :func:`compare` reads
+    of its answers (:func:`held`, taken from each answer as it arrives).
 
     Raises:
         RuntimeError: the server did not start, or a frame was dropped or failed (the message says which).
     """
     from service.client import stream_frames
 
-    answers: dict[int, list[FrameResult]] = {}
+    answers: dict[int, list[HeldAnswer]] = {}
     with SpawnedServer(model_dir, ["--backend", backend, *server_args]) as server:
         for seed, clip in clips.items():
-            received = list(stream_frames(server.target, clip, StreamOptions(outputs=OUTPUTS), window=4))
-            failed = [answer for answer in received if not isinstance(answer, FrameResult)]
-            if failed:
-                raise RuntimeError(f"--backend {backend}, clip {seed}: frame {failed[0].frame_index} was {failed[0]}")
-            answers[seed] = [answer for answer in received if isinstance(answer, FrameResult)]
+            answers[seed] = []
+            for answer in stream_frames(server.target, clip, StreamOptions(outputs=OUTPUTS), window=4):
+                if not isinstance(answer, FrameResult):
+                    raise RuntimeError(f"--backend {backend}, clip {seed}: frame {answer.frame_index} was {answer}")
+                answers[seed].append(held(answer))
     return answers
 
 
-def compare(reference: list[FrameResult], other: list[FrameResult], seed: int) -> ClipAgreement:
-    """Compare two backends' answers to the same stream, frame by frame."""
-    import torch
-
-    from plugins.segmentation import near_ties
-
+def compare(reference: Sequence[HeldAnswer], other: Sequence[HeldAnswer], seed: int) -> ClipAgreement:
+    """Compare two backends' answers to the same stream, frame by frame (ties counted on the reference's)."""
     same = tied = total = 0
     slots_max_abs = 0.0
     for a, b in zip(reference, other, strict=True):
-        assert a.slots is not None and b.slots is not None and a.segmentation is not None
-        assert b.segmentation is not None and a.soft_masks is not None
         slots_max_abs = max(slots_max_abs, float(np.abs(a.slots - b.slots).max()))
-        tied += int(near_ties(torch.from_numpy(np.array(a.soft_masks, dtype=np.float32))).sum())  # a writable copy
+        tied += a.tied
         same += int(np.sum(a.segmentation == b.segmentation))
         total += a.segmentation.size
     return ClipAgreement(seed, len(reference), same / total, tied / total, slots_max_abs)
 
 
 def clips_bytes(clips: int, frames: int, size: int) -> int:
-    """About the most memory :func:`synthetic_clips` holds: every clip's video, as the generator makes it
-    (:func:`training.datasets.synthetic.generator.video_bytes`), until the last is made."""
+    """About the most memory the comparison holds: every clip's video, as the generator makes it
+    (:func:`training.datasets.synthetic.generator.video_bytes`), and both backends' segmentations of every frame
+    (:class:`HeldAnswer`; the slots, ``K x D`` floats a frame, are left out: a few KB for the shipped models)."""
     from training.datasets.synthetic.generator import video_bytes
 
-    return clips * video_bytes("medium", frames, (size, size))
+    segmentations = 2 * frames * size * size
+    return clips * (video_bytes("medium", frames, (size, size)) + segmentations)
 
 
 def _size_problems(clips: int, frames: int, size: int) -> list[str]:
@@ -123,7 +147,7 @@ def _size_problems(clips: int, frames: int, size: int) -> list[str]:
         return []  # reported as such
     try:
         check_frame_side(size, "--size")
-        what = f"--clips {clips} x --frames {frames} at --size {size} (every clip is held in memory)"
+        what = f"--clips {clips} x --frames {frames} at --size {size} (every clip and its answers are held)"
         check_memory(clips_bytes(clips, frames, size), what)
     except ValueError as error:
         return [str(error)]

@@ -68,7 +68,7 @@ def test_a_clip_within_the_budget_is_built(one_gib_of_memory, capsys):
     [
         (["--size", "20000"], "--size must be at most 4096 pixels a side"),
         (["--size", "4"], "--size must be at least 8 pixels (the synthetic clips' smallest frame), got 4"),
-        (["--clips", "200", "--frames", "3000"], "--clips 200 x --frames 3000 at --size 64 (every clip is held"),
+        (["--clips", "200", "--frames", "3000"], "--frames 3000 at --size 64 (every clip and its answers are held)"),
     ],
 )
 def test_agreement_refuses_sizes_and_clips_it_cannot_build(
@@ -80,10 +80,24 @@ def test_agreement_refuses_sizes_and_clips_it_cannot_build(
     assert err.startswith("python -m service.bench --agreement: ") and message in err, err
 
 
-def test_agreement_counts_every_clip_as_the_generator_makes_it():
+def test_agreement_counts_every_clip_as_the_generator_makes_it_and_both_backends_segmentations():
     from training.datasets.synthetic.generator import video_bytes
 
-    assert agreement.clips_bytes(200, 3000, 64) == 200 * video_bytes("medium", 3000, (64, 64)) > 9 * GIB
+    segmentations = 2 * 3000 * 64 * 64
+    assert agreement.clips_bytes(200, 3000, 64) == 200 * (video_bytes("medium", 3000, (64, 64)) + segmentations)
+    assert agreement.clips_bytes(200, 3000, 64) > 9 * GIB
+
+
+def test_agreement_counts_the_answers_it_holds_beside_the_clips(model_dir, capsys, monkeypatch, one_gib_of_memory):
+    """Both backends' segmentations of every frame stay in memory until the comparison: 800 frames of 256 x 256
+    fit the budget as a clip, not with the answers (each answer's [K, H, W] soft masks are dropped on arrival)."""
+    from training.datasets.synthetic.generator import video_bytes
+
+    assert video_bytes("medium", 800, (256, 256)) < GIB // 4 < agreement.clips_bytes(1, 800, 256)
+    monkeypatch.setattr(agreement, "synthetic_clips", _no_clip)
+    flags = ["--clips", "1", "--frames", "800", "--size", "256"]
+    assert bench_main(["--agreement", "--model", str(model_dir), *flags]) == 2
+    assert "--clips 1 x --frames 800 at --size 256 (every clip and its answers are held)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

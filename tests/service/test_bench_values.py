@@ -11,7 +11,7 @@ import pytest
 
 from plugins import VideoSlotModel
 from service.bench import agreement, local
-from service.bench.agreement import compare
+from service.bench.agreement import HeldAnswer, compare, held
 from service.bench.floor import count_flops
 from service.bench.local import Latency, Measurement, ratios
 from service.bench.stats import summarize
@@ -30,9 +30,9 @@ def _result(index: int, segmentation: list[list[int]], slots: list[list[float]])
     )  # fmt: skip
 
 
-def _two_backends() -> tuple[list[FrameResult], list[FrameResult]]:
-    """Two answers to a two-frame stream: the segmentations differ on 2 of 4 pixels of each frame (half of all),
-    the slots by 0.25 on the first frame and by 0.5 on the second."""
+def _two_backends() -> tuple[list[HeldAnswer], list[HeldAnswer]]:
+    """Two answers to a two-frame stream, as the comparison holds them: the segmentations differ on 2 of 4 pixels
+    of each frame (half of all), the slots by 0.25 on the first frame and by 0.5 on the second."""
     reference = [
         _result(0, [[0, 1], [0, 1]], [[1.0, 2.0], [3.0, 4.0]]),
         _result(1, [[1, 1], [1, 1]], [[0.0, 0.0], [0.0, 0.0]]),
@@ -41,7 +41,7 @@ def _two_backends() -> tuple[list[FrameResult], list[FrameResult]]:
         _result(0, [[0, 1], [1, 0]], [[1.25, 2.0], [3.0, 3.75]]),
         _result(1, [[1, 1], [0, 0]], [[0.0, -0.5], [0.25, 0.0]]),
     ]
-    return reference, other
+    return [held(answer) for answer in reference], [held(answer) for answer in other]
 
 
 def _blank_clips(seeds, frames, size):
