@@ -28,6 +28,20 @@ def test_full_area_crop_with_a_certain_flip_mirrors_frames_and_masks() -> None:
     torch.testing.assert_close(kept.frames, clip.frames)
 
 
+def test_a_cropped_or_flipped_clip_drops_the_metadata_of_the_frames_it_came_from() -> None:
+    """Boxes, centres and velocities describe the source frames; kept on a mirrored clip, they put each object on
+    the other side of its mask."""
+    from training.datasets.synthetic import generate_video
+
+    video = generate_video("medium", seed=5, num_frames=2, size=(16, 20))
+    clip = dataclasses.replace(_clip(frames=2), metadata=video.metadata)
+    whole = {"area_range": (1.0, 1.0), "ratio_range": (1.0, 1.0)}
+    assert CropFlip(**whole, flip_p=0.0)(clip).metadata is video.metadata, "nothing changed: the metadata holds"
+    assert CropFlip(**whole, flip_p=1.0)(clip).metadata is None
+    torch.manual_seed(3)
+    assert CropFlip(area_range=(0.5, 0.6), flip_p=0.0)(clip).metadata is None
+
+
 def test_every_frame_gets_the_same_crop_and_the_clip_keeps_its_shape() -> None:
     clip = _clip()
     torch.manual_seed(3)

@@ -46,7 +46,8 @@ class CropFlip:
     flip_p: float = 0.5
 
     def __call__(self, clip: VideoClip) -> VideoClip:
-        """The augmented clip (the input is not modified)."""
+        """The augmented clip (the input is not modified). A cropped or flipped clip carries no synthetic metadata:
+        its boxes, centres, velocities and wall names describe the frames before the crop and the flip."""
         height, width = clip.frames.shape[-2:]
         top, left, crop_height, crop_width = self.crop_box(height, width)
         frames = clip.frames[..., top : top + crop_height, left : left + crop_width]  # [T, 3, h, w]
@@ -57,10 +58,13 @@ class CropFlip:
             cropped = masks[:, None, top : top + crop_height, left : left + crop_width].float()  # [T, 1, h, w]
             # resized [T, 1, H, W] -> [T, H, W]
             masks = F.interpolate(cropped, size=(height, width), mode="nearest-exact")[:, 0].long()  # [T, H, W]
-        if torch.rand(()).item() < self.flip_p:
+        flipped = torch.rand(()).item() < self.flip_p
+        if flipped:
             frames = frames.flip(-1)
             masks = masks.flip(-1) if masks is not None else None
-        return dataclasses.replace(clip, frames=frames.clamp(0.0, 1.0), masks=masks)
+        unchanged = (top, left, crop_height, crop_width) == (0, 0, height, width) and not flipped
+        metadata = clip.metadata if unchanged else None  # its boxes, centres and velocities are the source's
+        return dataclasses.replace(clip, frames=frames.clamp(0.0, 1.0), masks=masks, metadata=metadata)
 
     def crop_box(self, height: int, width: int, attempts: int = 10) -> tuple[int, int, int, int]:
         """``(top, left, crop_height, crop_width)`` of a random crop inside a ``height x width`` frame.
