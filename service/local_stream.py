@@ -5,8 +5,9 @@ through the server's own code: taken as the client sends it (an array as raw RGB
 decoded and fitted to the model (:func:`service.images.fit_frame`), stepped through the engine from the stream's
 state, and its masks resized and segmented by :func:`service.postprocess.mask_outputs`. The results are therefore
 a server stream's with the same model, backend, frame fit and mask size: bitwise equal to those of a server that
-runs every frame alone (``--max-batch-size 1``), within float32 rounding of a server that batches streams
-together (README, "Serving"). ``python -m service.extract`` runs its sources through it.
+runs every frame alone (``--max-batch-size 1``) or that batches streams on the torch backend at one torch thread
+(its default), within float32 rounding of a server that batches streams otherwise (README, "Serving").
+``python -m service.extract`` runs its sources through it.
 
 Example::
 

@@ -37,13 +37,26 @@ def multihead_attention(attention: nn.MultiheadAttention, query: Tensor, key_val
     query_length, key_length = query.shape[1], key_value.shape[1]
     w_q, w_k, w_v = attention.in_proj_weight.chunk(3)  # each [D, D]
     # split the heads: query [B, Lq, D] -> [B, H, Lq, d], keys and values [B, Lk, D] -> [B, H, Lk, d]
-    q = F.linear(query, w_q).reshape(-1, query_length, heads, head_width).transpose(1, 2)  # [B, H, Lq, d]
-    k = F.linear(key_value, w_k).reshape(-1, key_length, heads, head_width).transpose(1, 2)  # [B, H, Lk, d]
-    v = F.linear(key_value, w_v).reshape(-1, key_length, heads, head_width).transpose(1, 2)  # [B, H, Lk, d]
+    q = _split_heads(F.linear(query, w_q), query_length, heads, head_width)  # [B, H, Lq, d]
+    k = _split_heads(F.linear(key_value, w_k), key_length, heads, head_width)  # [B, H, Lk, d]
+    v = _split_heads(F.linear(key_value, w_v), key_length, heads, head_width)  # [B, H, Lk, d]
     # [B, H, Lq, d] @ ([B, H, Lk, d] -> [B, H, d, Lk]) -> [B, H, Lq, Lk]
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(head_width), dim=-1)  # [B, H, Lq, Lk]
     mixed = (weights @ v).transpose(1, 2).reshape(-1, query_length, width)  # [B, H, Lq, d] -> [B, Lq, D]
     return F.linear(mixed, attention.out_proj.weight)
+
+
+def _split_heads(x: Tensor, length: int, heads: int, head_width: int) -> Tensor:
+    """``[B, L, H*d]`` -> ``[B, H, L, d]``, as a contiguous copy.
+
+    The copy makes the matrix products of :func:`multihead_attention` read one memory layout whatever the batch.
+    A transposed view would fold a batch of one into the batched product without a copy, and PyTorch's CPU kernels
+    then round self-attention scores otherwise than for a larger batch (about 1e-6), which a recurrent model
+    carries into other slot assignments: a stream served alone would drift from the same stream batched with
+    others. The copy is free in ONNX, which has no strides.
+    """
+    # [B, L, H*d] -> [B, L, H, d] -> [B, H, L, d]
+    return x.reshape(-1, length, heads, head_width).transpose(1, 2).contiguous()
 
 
 def decoder_layer(block: nn.TransformerDecoderLayer, target: Tensor, memory: Tensor) -> Tensor:

@@ -87,7 +87,8 @@ SERVICE_TINY_MODEL: dict[str, Any] = tiny_model_config(
 
 
 def make_config(model_dir: Path, **overrides: Any) -> ServiceConfig:
-    """A test config: ephemeral port, metrics off, quiet, one torch thread, plus ``overrides``."""
+    """A test config: ephemeral port, metrics off, quiet, torch's own thread count (``torch_threads=0``), plus
+    ``overrides``."""
     base = ServiceConfig(
         listen="127.0.0.1:0",
         model_dir=model_dir,

@@ -13,7 +13,15 @@ import asyncio
 import grpc
 import numpy as np
 import pytest
-from service_helpers import SERVICE_TINY_MODEL, make_video, reference_outputs, run, slow_factory
+from service_helpers import (
+    SERVICE_TINY_MODEL,
+    ServerThread,
+    make_config,
+    make_video,
+    reference_outputs,
+    run,
+    slow_factory,
+)
 
 from service import runner as runner_module
 from service import wire
@@ -106,6 +114,37 @@ def test_sixteen_concurrent_streams_match_each_video_alone(start_server, model_i
     assert sum(len(b) for b in batches) == streams * frames
     assert max(len(b) for b in batches) > 1, "frames of different streams were never batched"
     assert server.metric("slotstream_frames_total", {"model": "tiny", "outcome": "result"}) == streams * frames
+
+
+def test_the_default_models_streams_batched_together_equal_each_stream_alone_bitwise():
+    """The shipped model, served at its default one torch thread: four streams sharing model calls get, bit for
+    bit, what a stream run alone (``LocalStream``, one frame a call) gets, first frames and later ones alike, and
+    two streams of one clip get the same answers whatever their batches. Its RandSF.Q transition once rounded a
+    lone frame otherwise than a batched one, and the recurrence carried that to other slot assignments."""
+    from service import LocalStream
+    from service.config import DEFAULT_MODEL_DIR
+
+    server = ServerThread(make_config(DEFAULT_MODEL_DIR, torch_threads=1)).start()
+    try:
+        server.server.batch_log = []
+        clips = [make_video(seed=120 + i, frames=40) for i in range(4)]
+        clips[1] = clips[0]
+        size = clips[0][0].shape[:2]
+
+        async def scenario():
+            return await asyncio.gather(*(stream_clip(server.target, clip, 3, mask_size=size) for clip in clips))
+
+        all_results = run(scenario(), timeout=180)
+        batches = server.on_loop(lambda: list(server.server.batch_log))
+    finally:
+        server.stop(0.5)
+    assert max(len(batch) for batch in batches) > 1, "the streams never shared a model call"
+    for clip, results in zip(clips, all_results, strict=True):
+        alone = LocalStream.open()
+        for frame, result in zip(clip, results, strict=True):
+            expected = alone.process(frame, mask_size=size)
+            np.testing.assert_array_equal(result.slots, expected.slots)
+            np.testing.assert_array_equal(result.segmentation, expected.segmentation)
 
 
 def test_large_mask_outputs_are_made_outside_the_shared_model_call(start_server, monkeypatch):
