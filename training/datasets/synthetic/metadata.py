@@ -100,7 +100,9 @@ class CollisionEvent:
     Attributes:
         frame: First frame index whose state reflects the bounce (the collision happened between
             ``frame - 1`` and ``frame``).
-        kind: ``"wall"`` (an object hit a frame border) or ``"object"`` (two objects hit each other).
+        kind: ``"wall"`` (an object's square sprite box reached a frame border; the outline inside the box may stop
+            short of it, a diamond's or a star's by about an eighth of its box) or ``"object"`` (two objects'
+            collision discs touched).
         object_ids: The object ids involved: one for a wall, two (ascending) for an object pair.
         wall: For wall events the border hit (``"left"``, ``"right"``, ``"top"``, ``"bottom"``); else None.
     """
