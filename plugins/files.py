@@ -79,6 +79,21 @@ def lock_or_close(descriptor: int) -> bool:
     return True
 
 
+TEMPORARY_NAME_BYTES = 200
+"""The most bytes of a file's name that the name of its temporary twin repeats (:func:`temporary_prefix`): file
+systems allow 255, and the twin adds a dot, a random part and a suffix."""
+
+
+def temporary_prefix(name: str) -> str:
+    """``.{name}.``, the prefix of a hidden temporary file or folder that becomes ``name``, with ``name`` cut to
+    :data:`TEMPORARY_NAME_BYTES` bytes so that the temporary name stays within the file system's limit wherever
+    ``name`` itself does."""
+    encoded = os.fsencode(name)
+    if len(encoded) > TEMPORARY_NAME_BYTES:
+        name = os.fsdecode(encoded[:TEMPORARY_NAME_BYTES])  # a character cut in two decodes as escapes
+    return f".{name}."
+
+
 def write_atomically(path: Path, write: Callable[[Path], object], mode: int | None = None) -> None:
     """Make ``path`` by ``write(temporary)`` and a rename: readers see the old file or the complete new one.
 
@@ -87,7 +102,8 @@ def write_atomically(path: Path, write: Callable[[Path], object], mode: int | No
         write: writes the whole content to the path it is given.
         mode: the file's permissions; ``None``: what a plain ``open`` gives under the process umask.
     """
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
+    prefix = temporary_prefix(path.name)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=prefix, suffix=".tmp", delete=False) as handle:
         temporary = Path(handle.name)
     try:
         write(temporary)

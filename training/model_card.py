@@ -41,6 +41,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 import torch
 
 from plugins import VideoSlotModel
+from plugins.files import temporary_prefix
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.best import BEST_MODEL_DIR, Selection, read_selection
@@ -165,7 +166,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
         OSError: a file cannot be read or written.
     """
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=f".{args.out.name}."))
+    staging = Path(tempfile.mkdtemp(dir=args.out.parent, prefix=temporary_prefix(args.out.name)))
     try:
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             shutil.copyfile(source / name, staging / name)
