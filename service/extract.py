@@ -31,6 +31,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 
 from tqdm import tqdm
 
+from plugins.files import check_writable
 from plugins.registry import RegistryError
 from service.cli_limits import FPS_LIMITS, check_fps
 from service.client.segmentation_geometry import slot_geometry, trajectory_mask_size
@@ -288,6 +289,24 @@ def _planned_paths(sources: Sequence[str], out: Path, overwrite: bool) -> list[P
     return paths
 
 
+def _check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` the trajectories could not be written into, before any source is read (each file is
+    written when its source ends): the nearest folder of it that exists must take a new file, the folders below it
+    being made once a source opens.
+
+    Raises:
+        ValueError: ``out`` or a folder above it is a file.
+        OSError: no file can be made there (the message names the folder and the reason).
+    """
+    existing = next(folder for folder in (out, *out.parents) if folder.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is a file, not a folder")
+    try:
+        check_writable(existing)
+    except OSError as error:
+        raise OSError(f"--out {out}: cannot write in {existing} ({error.strerror or error})") from error
+
+
 def _report_failed(spec: str, error: Exception) -> None:
     """Print why source ``spec`` failed, naming it unless the message does already (most do)."""
     where = "" if str(error).startswith(spec) else f"{spec}: "
@@ -317,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fps is not None:
             check_fps(args.fps)
         paths = _planned_paths(args.sources, args.out, args.overwrite)
+        _check_out_folder(args.out)
         engine = load_engine(args.backend, args.model, name="extract", device=args.device, max_batch_size=1)
     except (ValueError, OSError, BackendUnavailable, RegistryError) as error:  # OSError: missing or unreadable
         print(f"slotstream extract: {error}", file=sys.stderr)

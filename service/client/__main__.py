@@ -242,19 +242,29 @@ def _check_outputs_apart(source: str, outputs: dict[str, Path | None]) -> None:
     Raises:
         ValueError: naming both flags (or the flag and the source) and the file.
     """
-    seen: dict[Path, str] = {}
+    seen: dict[object, str] = {}
     source_path = Path(source)
     if source_path.is_file():
-        seen[source_path.resolve()] = "the source"
+        seen[_file_identity(source_path)] = "the source"
     for flag, path in outputs.items():
         if path is None or str(path) == "-":
             continue
-        resolved = path.resolve()
-        if resolved in seen:
+        identity = _file_identity(path)
+        if identity in seen:
             raise ValueError(
-                f"{flag} {path} is the file of {seen[resolved]}: it would be replaced; give {flag} another file"
+                f"{flag} {path} is the file of {seen[identity]}: it would be replaced; give {flag} another file"
             )
-        seen[resolved] = flag
+        seen[identity] = flag
+
+
+def _file_identity(path: Path) -> object:
+    """What tells files apart: an existing file's device and inode (hard links share them), else its resolved
+    path (symbolic links and other spellings resolve alike)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return path.resolve()
+    return (status.st_dev, status.st_ino)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,16 +278,13 @@ def main(argv: list[str] | None = None) -> int:
             card = asyncio.run(_describe(args))
             print(json.dumps(asdict(card), indent=2))
             return 0
-        for flag, path in (("--out", args.out), ("--jsonl", args.jsonl), ("--slots", args.slots)):
-            if path is None or str(path) == "-":
-                continue
-            if not path.parent.is_dir():
-                raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
-            if path.is_dir():
-                raise ValueError(f"{flag} {path}: that is a folder; name a file in it")
-        _check_outputs_apart(args.source, {"--out": args.out, "--jsonl": args.jsonl, "--slots": args.slots})
-        if args.slots is not None:
-            _check_slots_path(args.slots)
+        outputs = {"--out": args.out, "--jsonl": args.jsonl, "--slots": args.slots}
+        for flag, path in outputs.items():
+            if path is not None and str(path) != "-":
+                _check_output_path(flag, path, replaced=flag == "--slots")
+        _check_outputs_apart(args.source, outputs)
+        if args.slots is not None and args.slots.suffix.lower() != ".npz":
+            raise ValueError(f"--slots {args.slots}: name a .npz file")
         if args.jpeg_quality is not None:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
         if args.resume_window_s is not None and not args.reconnect:
@@ -338,21 +345,36 @@ async def _cancelled_by_sigterm(run: Coroutine[Any, Any, _T]) -> _T:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def _check_slots_path(path: Path) -> None:
-    """Refuse a ``--slots`` path that could not be written when the stream ends (an hour of slots would be lost).
+def _check_output_path(flag: str, path: Path, replaced: bool) -> None:
+    """Refuse an output file that could not be written when the stream needs it: an overlay or JSON lines file
+    opened after the first answers, slots saved when the stream ends (an hour of them would be lost).
+
+    Args:
+        flag: the output's flag, for the messages.
+        path: the file.
+        replaced: the file is written whole and renamed over ``path`` (``--slots``), so its folder must take a new
+            file even where ``path`` exists; otherwise an existing ``path`` is written in place.
 
     Raises:
-        ValueError: ``path`` does not end in ``.npz`` or is a folder.
-        OSError: no file can be written in its folder (the message names the folder).
+        FileNotFoundError: its folder does not exist.
+        ValueError: ``path`` or its folder is not what it must be (a folder, a file).
+        OSError: the file cannot be written there (the message names the flag, the file and the reason).
     """
-    if path.suffix.lower() != ".npz":
-        raise ValueError(f"--slots {path}: name a .npz file")
+    folder = path.parent
+    if not folder.exists():
+        raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
     if path.is_dir():
-        raise ValueError(f"--slots {path}: that is a folder; name a file in it")
+        raise ValueError(f"{flag} {path}: that is a folder; name a file in it")
+    if path.exists() and not replaced:
+        if not os.access(path, os.W_OK):
+            raise OSError(f"{flag} {path}: the file is not writable")
+        return
     try:
-        check_writable(path.parent)
+        check_writable(folder)
     except OSError as error:
-        raise OSError(f"--slots {path}: cannot write in {path.parent} ({error.strerror or error})") from error
+        raise OSError(f"{flag} {path}: cannot write in {folder} ({error.strerror or error})") from error
 
 
 def _overlay_note(out: Path | None, frames: int) -> str:

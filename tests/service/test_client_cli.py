@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -308,6 +309,34 @@ def test_a_slots_path_that_cannot_be_written_is_refused_before_streaming(tmp_pat
     for path, message in cases:
         assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--slots", str(path)]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "name"), [("--out", "overlay.gif"), ("--jsonl", "answers.jsonl")])
+def test_an_overlay_or_answers_file_that_cannot_be_written_is_refused_before_streaming(tmp_path, capsys, flag, name):
+    """Both are opened at the first answer: found unwritable only then, the stream stopped partway and the other
+    outputs held a part of it."""
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    cases = [
+        (Path("/proc") / name, f"{flag} /proc/{name}: cannot write in /proc"),
+        (not_a_folder / name, f"{flag} {not_a_folder / name}: {not_a_folder} is a file, not a folder"),
+    ]
+    for path, message in cases:
+        assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", flag, str(path)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_an_output_hard_linked_to_the_source_is_refused(tmp_path, capsys):
+    """A hard link resolves to its own path: compared by path alone, the recording was replaced by the answers."""
+    clip = tmp_path / "clip.mp4"
+    assert main(["synth", str(clip), "--frames", "3"]) == 0
+    before = clip.read_bytes()
+    linked = tmp_path / "answers.jsonl"
+    os.link(clip, linked)
+    capsys.readouterr()
+    assert main(["stream", str(clip), "--target", "127.0.0.1:1", "--jsonl", str(linked)]) == 2
+    assert f"--jsonl {linked} is the file of the source: it would be replaced" in capsys.readouterr().err
+    assert clip.read_bytes() == before
 
 
 @pytest.mark.parametrize("flag", ["--jsonl", "--out"])

@@ -136,3 +136,23 @@ def test_ctrl_c_keeps_the_rows_extracted_so_far_and_exits_130(server, tmp_path, 
 def test_a_frame_rate_that_is_not_positive_is_a_usage_error(tmp_path, capsys):
     assert extract_main(["synthetic:3", "--fps", "-1", "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert capsys.readouterr().err.count("--fps must be a number of frames per second from 0.001 to 10000") == 1
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_any_source_is_read(tmp_path, capsys, monkeypatch):
+    """Each file is written when its source ends: found unwritable only then, hours of video were read for
+    nothing."""
+    import service.extract as extract_module
+
+    def no_engine(*args, **kwargs):
+        pytest.fail("the model was loaded for an --out that cannot be written")
+
+    monkeypatch.setattr(extract_module, "load_engine", no_engine)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (Path("/proc/trajectories"), "--out /proc/trajectories: cannot write in /proc"),
+        (a_file / "out", f"--out {a_file / 'out'}: {a_file} is a file, not a folder"),
+    ]
+    for out, message in cases:
+        assert extract_main(["synthetic:2", "--out", str(out), "--quiet"]) == 2
+        assert message in capsys.readouterr().err
