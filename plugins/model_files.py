@@ -24,6 +24,9 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 """The ``format_version`` of :data:`CONFIG_FILE` that this code writes and reads."""
 
+EXPORT_MANIFEST_FILE = "manifest.json"
+"""What an export folder describes its graphs in (``service.backends.manifest``)."""
+
 RUN_BEST_MODEL_DIR = "best"
 """Where a training run keeps the model of its best evaluation (``training.best``)."""
 RUN_FINAL_MODEL_DIR = "model"
@@ -105,7 +108,8 @@ def format_version_problem(found: object, expected: int, what: str) -> str | Non
     if found == expected and not isinstance(found, bool):
         return None
     if found is None:
-        return f"no format_version: not a {what} written by slotstream (format_version {expected})"
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        return f"no format_version: not {article} {what} written by slotstream (format_version {expected})"
     if isinstance(found, int) and not isinstance(found, bool) and found > expected:
         return (
             f"format_version {found} was written by a newer slotstream; this one reads format_version {expected}: "
@@ -285,3 +289,12 @@ def run_folder_hint(folder: str | os.PathLike[str], flag: str = "--model") -> st
         )
     found = [f"{model} ({what[model.name]})" for model in models]
     return f"; {Path(folder)} looks like a training run: pass {flag} {' or '.join(found)}"
+
+
+def replaces_model_file(output: Path, model_dir: Path) -> bool:
+    """Whether writing the output file ``output`` would replace a file the model folder ``model_dir`` is read from:
+    its :data:`CONFIG_FILE` or :data:`WEIGHTS_FILE`, or an export's :data:`EXPORT_MANIFEST_FILE` or ONNX graphs
+    (other files there, such as a model card's scores, may be rewritten)."""
+    if output.resolve().parent != model_dir.resolve():
+        return False
+    return output.name in (CONFIG_FILE, WEIGHTS_FILE, EXPORT_MANIFEST_FILE) or output.suffix.lower() == ".onnx"

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from plugins.files import check_writable
+from plugins.model_files import replaces_model_file
 
 
 def require_at_least(parser: argparse.ArgumentParser, least: int, values: Mapping[str, int | None]) -> None:
@@ -19,13 +20,20 @@ def require_at_least(parser: argparse.ArgumentParser, least: int, values: Mappin
 
 
 def require_output_folder(
-    parser: argparse.ArgumentParser, flag: str, path: Path | None, suffixes: tuple[str, ...] = ()
+    parser: argparse.ArgumentParser,
+    flag: str,
+    path: Path | None,
+    suffixes: tuple[str, ...] = (),
+    model_dir: Path | None = None,
 ) -> None:
     """Exit with a usage error when the output file ``path`` cannot be written: its folder does not exist, it is
-    a folder itself, its name lacks one of ``suffixes`` (when given), or no file can be created in its folder,
-    so a long run does not fail only when it writes its result."""
+    a folder itself, its name lacks one of ``suffixes`` (when given), no file can be created in its folder, or it
+    would replace a file of ``model_dir``, the model the command reads (:func:`plugins.model_files.
+    replaces_model_file`), so a long run does not fail only when it writes its result, nor break its model."""
     if path is None:
         return
+    if model_dir is not None and replaces_model_file(path, model_dir):
+        parser.error(f"{flag} {path} is a file of the model in {model_dir}: it would be replaced; give another file")
     if not path.resolve().parent.is_dir():
         parser.error(f"{flag} {path}: the folder {path.resolve().parent} does not exist")
     if path.is_dir():

@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos, "--frames": args.frames})
-    require_output_folder(parser, "--json", args.json)
+    require_output_folder(parser, "--json", args.json, model_dir=Path(args.model))
     require_device(parser, args.device)
     size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
     try:

@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="also draw the groups as a bar chart (PNG)")
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos})
-    require_output_folder(parser, "--plot", args.plot, suffixes=(".png",))
+    require_output_folder(parser, "--plot", args.plot, suffixes=(".png",), model_dir=Path(args.model))
     size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
     try:
         model = VideoSlotModel.from_pretrained(args.model)

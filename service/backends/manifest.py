@@ -42,7 +42,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugins.model_files import WEIGHTS_FILE, format_version_problem, parse_json, run_folder_models
+from plugins.model_files import (
+    EXPORT_MANIFEST_FILE,
+    WEIGHTS_FILE,
+    format_version_problem,
+    parse_json,
+    run_folder_models,
+)
 from service.backends import manifest_parsing as parsing
 from service.backends.manifest_input_checks import (
     GRAPH_DTYPE,
@@ -107,7 +113,7 @@ __all__ = [
     "write_manifest",
 ]
 
-MANIFEST_FILE = "manifest.json"
+MANIFEST_FILE = EXPORT_MANIFEST_FILE
 MANIFEST_FORMAT = 1
 
 

@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
     backends = backend_names(args.backends)
-    problems = json_output_problems(args.json)
+    problems = json_output_problems(args.json, args.model)
     if len(backends) != 2:
         problems.append(f"--backends names two backends (reference,other), got {args.backends!r}")
     problems += unknown_backends("--backends", backends)

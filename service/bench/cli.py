@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from plugins.model_files import replaces_model_file
 from service.engine import BACKEND_MODULES
 
 
@@ -29,11 +30,14 @@ def usage_error(mode: str, problems: Sequence[str]) -> int:
     return 2
 
 
-def json_output_problems(path: Path | None) -> list[str]:
-    """The problem with ``--json PATH``, found before the benchmark runs rather than after it: a folder, or a
-    folder (the nearest that exists, as the report's folders are created) this process cannot write in."""
+def json_output_problems(path: Path | None, model_dir: Path | None = None) -> list[str]:
+    """The problem with ``--json PATH``, found before the benchmark runs rather than after it: a folder, a folder
+    (the nearest that exists, as the report's folders are created) this process cannot write in, or a file of
+    ``model_dir``, the model measured (:func:`plugins.model_files.replaces_model_file`)."""
     if path is None:
         return []
+    if model_dir is not None and replaces_model_file(path, model_dir):
+        return [f"--json {path} is a file of the model in {model_dir}: it would be replaced; give another file"]
     if path.is_dir():
         return [f"--json {path} is a folder; give a file name"]
     existing = next(folder for folder in (path.resolve().parent, *path.resolve().parents) if folder.exists())

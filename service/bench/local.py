@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = [int(size) for size in args.batch_sizes.split(",")]
     except ValueError:
         sizes = []
-    problems = json_output_problems(args.json)
+    problems = json_output_problems(args.json, args.model)
     if not backends:
         problems.append(f"--backends names no backend: {args.backends!r}")
     problems += unknown_backends("--backends", backends)  # before exporting the model for them

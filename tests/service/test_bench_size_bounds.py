@@ -111,3 +111,14 @@ def test_local_refuses_batches_and_threads_beyond_their_bounds_before_loading(fl
     assert bench_main(["--local", "--model", str(model_dir), "--no-floor", "--iterations", "1", *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m service.bench --local: ") and message in err and "cannot load" not in err
+
+
+@pytest.mark.parametrize("mode", [["--local", "--no-floor", "--iterations", "1"], ["--agreement"]])
+def test_a_report_that_would_replace_a_file_of_the_model_measured_is_refused(mode, model_dir, capsys):
+    """``--json MODEL/config.json`` (or an export's manifest.json) wrote the report over the model's own file, and
+    neither the server nor the tools could load the model afterwards."""
+    before = (model_dir / "config.json").read_bytes()
+    assert bench_main([*mode, "--model", str(model_dir), "--json", str(model_dir / "config.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"--json {model_dir / 'config.json'} is a file of the model in {model_dir}: it would be replaced" in err
+    assert (model_dir / "config.json").read_bytes() == before

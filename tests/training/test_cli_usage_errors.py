@@ -151,3 +151,20 @@ def test_an_output_that_is_a_device_is_left_to_the_write(capsys):
 
     require_output_folder(argparse.ArgumentParser(), "--json", Path("/dev/null"))
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_an_output_that_would_replace_a_file_of_the_model_read_is_refused(name, tmp_path, capsys):
+    """``--json MODEL/config.json`` wrote the scores over the model's configuration, which no tool could read after;
+    other files there (a model card's scores, its pictures) may be rewritten."""
+    from training.run import main as run_main
+
+    assert run_main(["--config", "tiny", "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    model = tmp_path / "run" / "model"
+    before = (model / name).read_bytes()
+    flags = ["--model", str(model), "--data", "synthetic:easy", "--videos", "1", "--frames", "2"]
+    with pytest.raises(SystemExit):
+        evaluate_main([*flags, "--json", str(model / name)])
+    assert f"--json {model / name} is a file of the model in {model}: it would be replaced" in capsys.readouterr().err
+    assert (model / name).read_bytes() == before
+    assert evaluate_main([*flags, "--json", str(model / "scores.json")]) == 0
