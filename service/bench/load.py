@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         check_memory(clip_bytes(args.size), f"--size {_shown(args.size)}: the {CLIP_FRAMES} frames of the clip sent")
     except ValueError as error:
         parser.error(str(error))
+    try:  # read when each stream connects, where a missing file ended the run in a traceback
+        tls = tls_from_flags(args)
+        if tls is not None:
+            tls.read()
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
     if args.suite and args.streams < 2:
         parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
     if args.suite and not args.model.is_dir():

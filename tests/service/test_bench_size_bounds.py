@@ -122,3 +122,16 @@ def test_a_report_that_would_replace_a_file_of_the_model_measured_is_refused(mod
     err = capsys.readouterr().err
     assert f"--json {model_dir / 'config.json'} is a file of the model in {model_dir}: it would be replaced" in err
     assert (model_dir / "config.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"), [("--tls-ca", "(--tls-ca) {path}: cannot read it"), ("--tls-cert", "needs its key too")]
+)
+def test_tls_files_that_cannot_be_used_are_usage_errors_before_the_run(flag, message, tmp_path, capsys, monkeypatch):
+    """They were read when the first stream connected: a missing file ended the run in a traceback."""
+    monkeypatch.setattr(load, "synthetic_clip", _no_clip)
+    path = tmp_path / "missing ca.pem"
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--target", "127.0.0.1:1", "--frames", "2", flag, str(path)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and message.format(path=path) in err, err
