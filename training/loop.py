@@ -62,6 +62,7 @@ from training.run_folder import (
     CONFIG_FILE,
     FINAL_MODEL_DIR,
     SAMPLES_DIR,
+    check_foreign_folder,
     check_same_config,
     clear_samples,
     existing_run_entries,
@@ -144,7 +145,8 @@ def fit(
     The main process holds ``run_dir``'s lock (:class:`training.run_lock.RunFolderLock`) while it trains there.
 
     Raises:
-        FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False.
+        FileExistsError: ``run_dir`` already holds checkpoints and ``resume`` is False, or holds other files and no
+            run (:func:`training.run_folder.check_foreign_folder`).
         RunFolderInUse: another process trains in ``run_dir`` (a ``FileExistsError``); nothing of the run was read
             or written.
         FileNotFoundError: ``resume`` of a ``run_dir`` that holds checkpoints without the ``train_config.json``
@@ -158,10 +160,11 @@ def fit(
             step due for a checkpoint are not finite (none is written; under ``torchrun`` every process raises it).
         OSError: a checkpoint, ``best/`` or the final ``model/`` cannot be written (a full disk; the message names
             the folder, and no partial one is left).
-        ValueError: ``config.select_metrics`` names something that is not a score, or ``resume`` continues a run
-            that was started with another configuration (only :data:`training.config.RUN_ONLY_FIELDS` may
-            change), or under other plugin code than its checkpoint records (another version of a component's or
-            a loss's plugin, or a loss built with other arguments: :func:`training.run_folder.restore_newest`).
+        ValueError: ``run_dir``'s path is not valid UTF-8, ``config.select_metrics`` names something that is not
+            a score, or ``resume`` continues a run that was started with another configuration (only
+            :data:`training.config.RUN_ONLY_FIELDS` may change), or under other plugin code than its checkpoint
+            records (another version of a component's or a loss's plugin, or a loss built with other arguments:
+            :func:`training.run_folder.restore_newest`).
         RegistryError: a component or loss is not registered (resuming, the message names the plugins the
             checkpoint records, with the ``pip install`` command), or, trained with the default registry, a model
             component is registered directly rather than by an installed plugin
@@ -172,6 +175,13 @@ def fit(
             ``run_dir`` itself, if this call created it and it is left empty, are removed again, so a run that
             never trained leaves nothing that looks like a started run; whatever was there before is kept.
     """
+    try:
+        str(run_dir).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{run_dir!r}: the run folder's path is not valid UTF-8 (a name in another encoding), and TensorBoard's "
+            "event files need one that is: choose or rename a folder"
+        ) from None
     with RunFolderLock(Path(run_dir)) as folder:
         return _fit(config, Path(run_dir), folder, resume, device, progress, stop_after, registry, command)
 
@@ -202,6 +212,8 @@ def _fit(
                 raise FileExistsError(
                     f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
                 )
+            if not checkpoints:
+                check_foreign_folder(run_dir)
             if not checkpoints and (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
                 raise FileExistsError(
                     f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a new "
@@ -257,7 +269,7 @@ def _fit(
                 write_train_config(saved_config, config)
                 command_file = run_dir / COMMAND_FILE
                 if command is not None and not (resume and command_file.is_file()):
-                    command_file.write_text(command + "\n")
+                    command_file.write_text(command + "\n", encoding="utf-8", errors="surrogateescape")  # any path
             if restoring:
                 if group.is_main:
                     read_selection(run_dir)  # a damaged best/ record is refused now, not at the first evaluation

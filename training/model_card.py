@@ -77,7 +77,7 @@ def _run_command(run_dir: Path, config: TrainConfig) -> str:
     """The command that started the run (its ``command.txt``), or a reconstruction for runs without one."""
     recorded = run_dir / COMMAND_FILE
     if recorded.is_file():
-        return recorded.read_text().strip()
+        return recorded.read_text(encoding="utf-8", errors="surrogateescape").strip()  # as the run wrote it
     return f"python -m training.run --config {config.name} --steps {config.steps} --seed {config.seed}"
 
 
@@ -148,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RegistryError) as error:
         print(f"error: {error} ({args.out} was left as it was)", file=sys.stderr)
         return 2
-    print((args.out / CARD_FILE).read_text())
+    card = (args.out / CARD_FILE).read_bytes()
+    print(card.decode("utf-8", errors="replace"))  # a path in another encoding shows as U+FFFD in the terminal
     return 0
 
 
@@ -236,7 +237,8 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "data_files": recorded_files(args.run),
             "held_out": held_out,
         }
-        (staging / CARD_FILE).write_text(render_card(config, model, scores, extra))
+        card = render_card(config, model, scores, extra)  # paths as the file system spells them, UTF-8 or not
+        (staging / CARD_FILE).write_text(card, encoding="utf-8", errors="surrogateescape")
         payload: dict[str, Any] = {label: value.to_dict() for label, value in scores.items()}
         if unscored is not None:  # why the run's data has no scores here (none of it is labelled)
             payload["not_scored"] = {"data": spec, "reason": unscored}

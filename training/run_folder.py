@@ -61,6 +61,26 @@ _STARTED_RUN_ENTRIES = (
 contract removes those of them it created (:func:`remove_created`)."""
 
 
+def check_foreign_folder(run_dir: Path) -> None:
+    """Refuse to start a run in a folder that holds files but no run (no :data:`CONFIG_FILE`): a new run clears the
+    ``samples/`` and ``best/`` it finds and writes over ``metrics.jsonl`` and ``command.txt``, which there would be
+    someone else's files.
+
+    Raises:
+        FileExistsError: ``run_dir`` is a folder with entries and without :data:`CONFIG_FILE` (the message names a
+            few of them).
+    """
+    if not run_dir.is_dir() or (run_dir / CONFIG_FILE).exists():
+        return
+    entries = sorted(entry.name for entry in run_dir.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise FileExistsError(
+            f"{run_dir} holds files ({shown}) but no training run ({CONFIG_FILE}); a run started there would delete "
+            "or write over some of them: choose a new or empty folder as --out"
+        )
+
+
 def existing_run_entries(run_dir: Path) -> set[str] | None:
     """Which of the entries a starting run writes (:data:`_STARTED_RUN_ENTRIES`) ``run_dir`` already holds;
     ``None`` when the folder does not exist yet."""

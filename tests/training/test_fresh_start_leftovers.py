@@ -12,6 +12,7 @@ from training.config import TrainConfig
 from training.configs import get_config
 from training.loop import fit
 from training.run import main as run_main
+from training.run_folder import CONFIG_FILE, write_train_config
 
 _KILLED_ATTEMPTS_SAMPLE = "step-00000040.png"
 
@@ -22,15 +23,17 @@ def _tiny(steps: int) -> TrainConfig:
     return dataclasses.replace(config, steps=steps, data=data, eval_every=2, checkpoint_every=2, log_every=1)
 
 
-def _killed_attempt(run: Path) -> None:
-    """What an attempt killed after its evaluation of step 40 but before any checkpoint leaves: its samples."""
+def _killed_attempt(run: Path, config: TrainConfig) -> None:
+    """What an attempt of ``config`` killed after its evaluation of step 40 but before any checkpoint leaves: its
+    configuration and its samples."""
     (run / "samples").mkdir(parents=True)
+    write_train_config(run / CONFIG_FILE, config)
     (run / "samples" / _KILLED_ATTEMPTS_SAMPLE).write_bytes(b"\x89PNG of step 40")
 
 
 @pytest.mark.parametrize("resume", [False, True])
 def test_a_new_start_drops_the_samples_of_an_attempt_without_checkpoints(tmp_path: Path, resume: bool) -> None:
-    _killed_attempt(tmp_path / "run")
+    _killed_attempt(tmp_path / "run", _tiny(steps=2))
     fit(_tiny(steps=2), tmp_path / "run", progress=False, resume=resume)
     assert sorted(path.name for path in (tmp_path / "run" / "samples").iterdir()) == ["step-00000002.png"]
 

@@ -56,6 +56,23 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path: Path) -> None:
         fit(tiny(steps=2), tmp_path, progress=False)
 
 
+def test_a_folder_of_other_files_is_refused_as_out_and_left_as_it_was(tmp_path: Path) -> None:
+    """A new run clears samples/ and best/ and writes over metrics.jsonl and command.txt: in a folder that holds no
+    run, those would be someone else's files."""
+    project = tmp_path / "project"
+    (project / "samples").mkdir(parents=True)
+    (project / "samples" / "holiday.png").write_bytes(b"a picture")
+    (project / "metrics.jsonl").write_text("mine\n")
+    before = {path: path.read_bytes() for path in project.rglob("*") if path.is_file()}
+    for resume in (False, True):
+        with pytest.raises(FileExistsError, match=r"holds files \(metrics\.jsonl, samples\) but no training run"):
+            fit(tiny(steps=1), project, progress=False, resume=resume)
+    assert {path: path.read_bytes() for path in project.rglob("*") if path.is_file()} == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert fit(tiny(steps=1), empty, progress=False).step == 1, "an empty folder is a fine --out"
+
+
 def test_a_new_run_does_not_inherit_a_killed_runs_best_model(tmp_path: Path) -> None:
     """A run killed after its first evaluation but before its first checkpoint leaves ``best/``; a new run in
     that directory (maybe another configuration) must select among its own evaluations only."""
