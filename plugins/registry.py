@@ -421,7 +421,7 @@ def configuration_arguments(
 
     Example:
         >>> configuration_arguments(SlotAttention, {"epsilon": 1e-6}, ["slot_dim"])  # doctest: +SKIP
-        {'epsilon': 1e-06, 'mlp_hidden': 128, ...}
+        {'mlp_multiplier': 4, 'epsilon': 1e-06, 'epsilon_placement': 'denominator', 'truncation': 'none'}
     """
     arguments: dict[str, Any] = {}
     for parameter in _constructor_parameters(cls):
