@@ -95,13 +95,16 @@ def temporary_prefix(name: str) -> str:
 
 
 def write_atomically(path: Path, write: Callable[[Path], object], mode: int | None = None) -> None:
-    """Make ``path`` by ``write(temporary)`` and a rename: readers see the old file or the complete new one.
+    """Make ``path`` by ``write(temporary)`` and a rename: readers see the old file or the complete new one. A
+    symbolic link is written through, as an ``open`` would: its target gets the new content, the link stays.
 
     Args:
         path: the file to make; its folder must exist.
         write: writes the whole content to the path it is given.
         mode: the file's permissions; ``None``: what a plain ``open`` gives under the process umask.
     """
+    if path.is_symlink():
+        path = path.resolve()  # the rename below would replace the link itself
     prefix = temporary_prefix(path.name)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=prefix, suffix=".tmp", delete=False) as handle:
         temporary = Path(handle.name)

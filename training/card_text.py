@@ -235,7 +235,7 @@ def _discovery(
     fit = " --frame-fit stretch" if config.data.frame_fit == "stretch" else ""
     header = ["data"] + [f"{mode} {name}" for mode in ("video", "image") for name in ("ARI", "FG-ARI", "mBO", "mIoU")]
     (mask_height, mask_width), (image_height, image_width) = model.mask_grid, model.image_size
-    ceiling_command = f"python -m training.ceiling --data {spec}"
+    ceiling_command = f"python -m training.ceiling --data {shlex.quote(spec)}"
     if mask_height == mask_width and image_height == image_width:  # the command takes square sizes only
         ceiling_command += f" --mask-size {mask_height} --image-size {image_height}"
     ceiling_command += f" --num-slots {model.num_slots}{fit}"
@@ -263,8 +263,9 @@ def _discovery(
         "",
         *(_SINGLE_OBJECT_NOTE if extra.get("davis") and extra["davis_objects"] <= 1 else []),
         *(real_video_note(config, model) if extra.get("davis") else []),
-        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model {extra['out']} "
-        f"--data {spec}{fit}`. With another thread count or CPU the scores can move in the third decimal (float sums",
+        f"Reproduce: `OMP_NUM_THREADS={extra['threads']} python -m training.evaluate --model "
+        f"{shlex.quote(str(extra['out']))} --data {shlex.quote(spec)}{fit}`. With another thread count or CPU the "
+        "scores can move in the third decimal (float sums",
         "differ and near-ties in the argmax flip).",
         "",
     ]

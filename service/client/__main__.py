@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             return _synth(args)
         if args.command == "describe":
             card = asyncio.run(_describe(args))
-            print(json.dumps(asdict(card), indent=2))
+            print(json.dumps(asdict(card), indent=2, ensure_ascii=False))  # model names as written
             return 0
         outputs = {"--out": args.out, "--jsonl": args.jsonl, "--slots": args.slots}
         for flag, path in outputs.items():

@@ -24,3 +24,15 @@ def test_the_prefix_keeps_short_names_whole_and_cuts_long_ones_to_the_bound() ->
     assert temporary_prefix("slots.npz") == ".slots.npz."
     long = "b" * 300
     assert temporary_prefix(long) == "." + "b" * TEMPORARY_NAME_BYTES + "."
+
+
+def test_a_link_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
+    """``--slots latest.npz`` pointing at a file elsewhere: the rename replaced the link with a file of its own and
+    left the target stale, where ``--jsonl`` and ``--out`` write through theirs."""
+    (tmp_path / "target").mkdir()
+    target = tmp_path / "target" / "slots.npz"
+    target.write_bytes(b"old")
+    link = tmp_path / "latest.npz"
+    link.symlink_to(target)
+    write_atomically(link, lambda temporary: temporary.write_bytes(b"new"))
+    assert link.is_symlink() and target.read_bytes() == b"new"

@@ -674,3 +674,13 @@ def test_an_interrupted_overwrite_leaves_the_old_dataset_as_it_was(tmp_path, mon
     monkeypatch.undo()
     assert cli_main([*base, "--videos", "3", "--overwrite"]) == 0
     assert len(list((out / "metadata").iterdir())) == 3 and not list(out.glob(".generate-*"))
+
+
+def test_the_spec_generate_prints_is_quoted_for_a_shell(tmp_path, capsys):
+    """Copied into a command, an unquoted folder with a space split into two arguments."""
+    out = tmp_path / "my videos"
+    assert (
+        cli_main(["generate", "--level", "easy", "--videos", "1", "--frames", "2", "--size", "32", "--out", str(out)])
+        == 0
+    )
+    assert f"read them with --data 'davis:{out}'" in capsys.readouterr().out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"wrote {args.videos} {args.level} {args.split} video(s) of {args.frames} frames at "
         f"{args.size}x{args.size} to {args.out}; "
-        f"read them with --data davis:{args.out}"
+        f"read them with --data {shlex.quote(f'davis:{args.out}')}"
     )
     return 0
 
