@@ -443,7 +443,7 @@ class ServiceConfig:
             if path is not None and (unreadable := _unreadable(path)) is not None:
                 problems.append(f"--{flag} {path}: {unreadable}")
             elif path is not None and not path.is_file():
-                problems.append(f"--{flag} {path}: no such file")
+                problems.append(f"--{flag} {path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
         if not problems:
             problems += self._tls_problems()
         if problems:

@@ -216,8 +216,9 @@ def apply_overrides(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
         encoder = _encoder_spec(model)
         if "weights" not in _encoder_class(encoder["name"]).initial_weight_arguments:
             raise ValueError(f"--encoder-weights: the {encoder['name']!r} encoder takes no pretrained weights")
-        if not Path(args.encoder_weights).is_file():
-            raise ValueError(f"--encoder-weights {args.encoder_weights}: no such file")
+        if not (weights := Path(args.encoder_weights)).is_file():
+            problem = "a folder, not a file" if weights.is_dir() else "no such file"
+            raise ValueError(f"--encoder-weights {args.encoder_weights}: {problem}")
         model["encoder"] = {**encoder, "kwargs": {**encoder.get("kwargs", {}), "weights": args.encoder_weights}}
     if model != config.model:
         top["model"] = model

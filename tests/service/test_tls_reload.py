@@ -146,3 +146,8 @@ def test_a_renewal_grpc_cannot_use_is_not_taken_up(start_server, certificates, p
     _mount(mount, "v9", d / "server2.pem", d / "server2.key")
     assert isinstance(run(_one_frame(server.target, d / "ca2.pem")), FrameResult)
     assert server.server.tls.reloads == 1
+
+
+def test_a_folder_given_for_a_tls_file_is_named_as_a_folder(model_dir, tmp_path):
+    with pytest.raises(ValueError, match=rf"--tls-cert {tmp_path}: a folder, not a file"):
+        ServiceConfig(model_dir=model_dir, tls_cert=tmp_path, tls_key=tmp_path / "missing.key").check_files()
