@@ -25,6 +25,17 @@ def umask() -> int:
     return 0o022
 
 
+def user_path(text: str) -> Path:
+    """An ``argparse`` type for path flags: ``text`` as a path, a leading ``~`` expanded as a shell expands it (a
+    shell leaves ``--flag=~/x`` and quoted paths alone, which would otherwise name a folder called ``~``)."""
+    return Path(text).expanduser()
+
+
+def user_path_text(text: str) -> str:
+    """:func:`user_path` for flags kept as strings (recorded in a run's configuration, say)."""
+    return str(user_path(text))
+
+
 def check_writable(folder: Path) -> None:
     """Create and delete a file of a name of its own in ``folder`` (so processes checking one folder at once do
     not trip over each other): permissions, read-only file systems and ``/proc`` or ``/sys`` all show.

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from plugins.extras import require_extra
+from plugins.files import user_path
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("server", "python -m service.demo")
@@ -28,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.demo", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model-dir",
-        type=Path,
+        type=user_path,
         help="model to serve (default: SLOTSTREAM_MODEL_DIR or SLOTSTREAM_MODEL when set, as for the server, else "
         "the embedded model)",
     )
-    parser.add_argument("--out-dir", type=Path, default=Path("runs/demo"), help="where to write the outputs")
+    parser.add_argument("--out-dir", type=user_path, default=Path("runs/demo"), help="where to write the outputs")
     parser.add_argument("--frames", type=int, default=60, help="frames in the generated clip")
     args = parser.parse_args(argv)
     try:

@@ -31,7 +31,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 
 from tqdm import tqdm
 
-from plugins.files import check_writable
+from plugins.files import check_writable, user_path
 from plugins.registry import RegistryError
 from service.cli_limits import FPS_LIMITS, check_fps
 from service.client.segmentation_geometry import slot_geometry, trajectory_mask_size
@@ -253,9 +253,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "sources", nargs="+", metavar="SOURCE", help="video file, image file, folder of images or synthetic:N"
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder for the .npz files (created if missing)")
+    parser.add_argument("--out", type=user_path, required=True, help="folder for the .npz files (created if missing)")
     parser.add_argument(
-        "--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the embedded default model)"
+        "--model", type=user_path, default=DEFAULT_MODEL_DIR, help="model folder (default: the embedded default model)"
     )
     parser.add_argument("--backend", default="torch", help="torch or onnx (an export folder) (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")

@@ -25,9 +25,9 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from plugins.extras import require_extra
+from plugins.files import user_path
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("train", "python -m training.ceiling")
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="ignore",
         help="ignore: the background is no segment in mBO/mIoU; segment: it counts as one (default: %(default)s)",
     )
-    parser.add_argument("--json", type=Path, help="also write the scores here, keyed by mask size")
+    parser.add_argument("--json", type=user_path, help="also write the scores here, keyed by mask size")
     parser.add_argument(
         "--fit-steps",
         type=int,

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from plugins.extras import require_extra
+from plugins.files import user_path, user_path_text
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("train", "python -m training.evaluate")
@@ -91,9 +92,9 @@ def format_by_object_count(groups: Mapping[int, DiscoveryScores]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a save_pretrained directory")
+    parser.add_argument("--model", type=user_path_text, required=True, help="a save_pretrained directory")
     parser.add_argument("--data", required=True, help="data spec with masks (synthetic:<level>, davis:<root>, ...)")
-    parser.add_argument("--json", type=Path, help="also write the scores here")
+    parser.add_argument("--json", type=user_path, help="also write the scores here")
     parser.add_argument("--videos", type=int, help="evaluate only the first N videos")
     parser.add_argument("--frames", type=int, help="at most the first N frames of each video (default: all)")
     add_mask_source_option(parser)

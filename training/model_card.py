@@ -41,7 +41,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 import torch
 
 from plugins import VideoSlotModel
-from plugins.files import temporary_prefix
+from plugins.files import temporary_prefix, user_path, user_path_text
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
 from plugins.registry import RegistryError
 from training.best import BEST_MODEL_DIR, Selection, read_selection
@@ -100,9 +100,9 @@ def _unfinished_hint(run_dir: Path, config: TrainConfig) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m training.model_card", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="a finished training run directory")
-    parser.add_argument("--out", type=Path, required=True, help="where to publish the model")
-    parser.add_argument("--davis", help="a DAVIS root to evaluate on as well")
+    parser.add_argument("--run", type=user_path, required=True, help="a finished training run directory")
+    parser.add_argument("--out", type=user_path, required=True, help="where to publish the model")
+    parser.add_argument("--davis", type=user_path_text, help="a DAVIS root to evaluate on as well")
     parser.add_argument(
         "--data",
         help="labelled data to score the model on instead of the run's validation data (needed for a run on "

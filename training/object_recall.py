@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plugins.extras import require_extra
+from plugins.files import user_path, user_path_text
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("train", "python -m training.object_recall")
@@ -182,13 +183,13 @@ def format_recall(overlaps: Sequence[ObjectOverlap]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m training.object_recall", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a save_pretrained directory")
+    parser.add_argument("--model", type=user_path_text, required=True, help="a save_pretrained directory")
     parser.add_argument(
         "--data", default="synthetic:medium", help="a synthetic data spec (synthetic:<level>; default: %(default)s)"
     )
     parser.add_argument("--videos", type=int, help="only the first N validation videos (default: all)")
     add_mask_source_option(parser)
-    parser.add_argument("--plot", type=Path, help="also draw the groups as a bar chart (PNG)")
+    parser.add_argument("--plot", type=user_path, help="also draw the groups as a bar chart (PNG)")
     args = parser.parse_args(argv)
     require_at_least(parser, 1, {"--videos": args.videos})
     require_output_folder(parser, "--plot", args.plot, suffixes=(".png",), model_dir=Path(args.model))

@@ -28,6 +28,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 from plugins import default_registry
 from plugins.config import ComponentSpec
 from plugins.cpus import available_cores
+from plugins.files import user_path_text
 from plugins.interfaces import Component
 from plugins.model import COMPONENT_NAMES, VideoSlotModel
 from plugins.model_files import WEIGHTS_FILE
@@ -112,16 +113,21 @@ def argument_parser() -> argparse.ArgumentParser:
         type=int,
         help="steps between metric lines (metrics.jsonl, TensorBoard); a --resume may change it",
     )
-    parser.add_argument("--init-from", help="warm-start from this saved model's weights (matching names and shapes)")
+    parser.add_argument(
+        "--init-from",
+        type=user_path_text,
+        help="warm-start from this saved model's weights (matching names and shapes)",
+    )
     parser.add_argument(
         "--encoder-weights",
+        type=user_path_text,
         help="local file of pretrained encoder weights, for encoders that take them (dinov2: timm ViT-S/14 with "
         "registers, .safetensors or .pth); never downloaded",
     )
     parser.add_argument(
         "--train-only", nargs="+", metavar="COMPONENT", help="train only these components (e.g. decoder)"
     )
-    parser.add_argument("--out", default=None, help="run directory (default: runs/<config>)")
+    parser.add_argument("--out", type=user_path_text, default=None, help="run directory (default: runs/<config>)")
     parser.add_argument(
         "--resume",
         action="store_true",

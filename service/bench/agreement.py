@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.files import user_path
 from service.bench.cli import backend_names, json_output_problems, unknown_backends, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.spawn import SpawnedServer
@@ -160,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m service.bench --agreement", description=__doc__.splitlines()[0], allow_abbrev=False
     )
     parser.add_argument("--agreement", action="store_true", required=True, help="compare two backends' answers")
-    parser.add_argument("--model", type=Path, required=True, help="export directory (or a model directory for torch)")
+    parser.add_argument(
+        "--model", type=user_path, required=True, help="export directory (or a model directory for torch)"
+    )
     parser.add_argument("--backends", default="torch,onnx", help="reference,other (default: torch,onnx)")
     parser.add_argument("--clips", type=int, default=12, help="synthetic:medium clips, one stream each (default: 12)")
     parser.add_argument("--seed", type=int, default=230, help="seed of the first clip; the others follow (230)")
@@ -172,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-agreement", type=float, default=0.999, help="pass mark per clip, in (0, 1] (default: 0.999)"
     )
     parser.add_argument("--server-args", default="", help="more python -m service flags for both servers")
-    parser.add_argument("--json", type=Path, help="write the per-clip figures here")
+    parser.add_argument("--json", type=user_path, help="write the per-clip figures here")
     return parser
 
 

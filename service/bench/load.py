@@ -23,9 +23,9 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from plugins.files import user_path
 from service.bench.cli import json_output_problems, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.remote import LoadSpec, run_load
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--target", help="server host:port to load")
     mode.add_argument("--suite", action="store_true", help="pipeline in-process + a spawned server, 1 and N streams")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (--suite)")
+    parser.add_argument("--model", type=user_path, default=DEFAULT_MODEL_DIR, help="model directory (--suite)")
     parser.add_argument(
         "--backend", default="torch", help="backend of the spawned server and pipeline (--suite; default: torch)"
     )
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_flags(parser, " (--target)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--suite; default: 5)")
     parser.add_argument("--server-args", default="", help="more `python -m service` flags (--suite)")
-    parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument("--json", type=user_path, help="write the report here")
     return parser
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.files import user_path
 from plugins.model_files import run_folder_hint
 from plugins.registry import RegistryError
 from service.bench.cli import backend_names, json_output_problems, unknown_backends, usage_error
@@ -96,7 +97,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m service.bench --local", description=__doc__.splitlines()[0], allow_abbrev=False
     )
     parser.add_argument("--local", action="store_true", required=True, help="benchmark engines in-process")
-    parser.add_argument("--model", required=True, type=Path, help="model or export directory")
+    parser.add_argument("--model", required=True, type=user_path, help="model or export directory")
     parser.add_argument(
         "--backends",
         default=",".join(DEFAULT_BACKENDS),
@@ -114,7 +115,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"intra-op threads of torch and ONNX Runtime, 1 to {MAX_THREADS} (default: 1)",
     )
     parser.add_argument("--device", default="cpu", help="device of every backend (cpu, cuda:0; tensorrt: cuda:0)")
-    parser.add_argument("--json", type=Path, help="write the report here as JSON")
+    parser.add_argument("--json", type=user_path, help="write the report here as JSON")
     parser.add_argument("--no-floor", action="store_true", help="skip the FLOP count and matmul-rate floor")
     parser.add_argument(
         "--onnx-profile",

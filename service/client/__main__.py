@@ -52,7 +52,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from plugins.files import check_writable
+from plugins.files import check_writable, user_path
 from service.cli_limits import FPS_LIMITS, MAX_FRAME_SIDE, check_fps, check_frame_side
 from service.client.answer_outputs import JsonLines
 from service.client.cli_client import client_from_args
@@ -83,11 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         "source", type=_source_spec, help="video file, folder of images, image file, camera:N or synthetic:N"
     )
     _connection_flags(stream)
-    stream.add_argument("--out", type=Path, help="overlay video to write (.gif or .mp4)")
-    stream.add_argument("--jsonl", type=Path, help="write one JSON line per frame here ('-': stdout)")
+    stream.add_argument("--out", type=user_path, help="overlay video to write (.gif or .mp4)")
+    stream.add_argument("--jsonl", type=user_path, help="write one JSON line per frame here ('-': stdout)")
     stream.add_argument(
         "--slots",
-        type=Path,
+        type=user_path,
         help="save the slot trajectories here (.npz: frame_index [T], capture_time_ns [T], slot_ids [T, K], slots "
         "[T, K, D], areas [T, K], frame_size [T, 2], centroids [T, K, 2], boxes [T, K, 4], source_frame [T], fps, "
         "capture_clock, model_version, frame_fit, source, end_reason, complete, and the frames that have no row and "
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--model", default="", help="model name (default: the server's default)")
 
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")
-    synth.add_argument("out", type=Path, help=".mp4 or .gif")
+    synth.add_argument("out", type=user_path, help=".mp4 or .gif")
     synth.add_argument("--frames", type=int, default=60, help="frames in the clip (default: 60)")
     synth.add_argument(
         "--size",
@@ -228,7 +228,7 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     token.add_argument("--token", help="bearer token (visible to other users in the process list: prefer a file)")
     token.add_argument(
         "--token-file",
-        type=Path,
+        type=user_path,
         help="file holding the bearer token: one token per line as the server's --auth-token-file (blank lines and "
         "surrounding blanks ignored); the first is sent, so the server's own file works during a rotation",
     )

@@ -8,6 +8,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugins.files import user_path
+
 PathLike = str | os.PathLike[str]
 """A file path as the client takes it."""
 
@@ -89,9 +91,9 @@ class TlsFiles:
 def add_tls_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
     """Add ``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--tls-server-name`` (read by :func:`tls_from_flags`),
     each help text ending with ``note``."""
-    parser.add_argument("--tls-ca", type=Path, help=f"CA certificate: connect with TLS{note}")
-    parser.add_argument("--tls-cert", type=Path, help=f"client certificate, for mutual TLS{note}")
-    parser.add_argument("--tls-key", type=Path, help=f"client key, for mutual TLS{note}")
+    parser.add_argument("--tls-ca", type=user_path, help=f"CA certificate: connect with TLS{note}")
+    parser.add_argument("--tls-cert", type=user_path, help=f"client certificate, for mutual TLS{note}")
+    parser.add_argument("--tls-key", type=user_path, help=f"client key, for mutual TLS{note}")
     parser.add_argument(
         "--tls-server-name",
         help=f"name to check the server certificate against, when it differs from the target host{note}",

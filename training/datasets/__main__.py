@@ -24,7 +24,7 @@ from plugins.extras import require_extra
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("train", "python -m training.datasets")
 
-from plugins.files import check_writable
+from plugins.files import check_writable, user_path
 from service.cli_limits import MAX_FRAME_SIDE, check_frame_side, check_memory
 from training.cli_checks import require_output_dir
 from training.datasets.export import DATASET_FOLDERS, mp4_needs_even_size, remove_sequence, write_sequence
@@ -57,7 +57,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help=f"frame height and width in pixels, 8 to {MAX_FRAME_SIDE} (below about 32 small objects are a few "
         "pixels, and their shapes and sizes hard to tell apart; default: %(default)s)",
     )
-    gen.add_argument("--out", type=Path, required=True, help="output folder (empty or new)")
+    gen.add_argument("--out", type=user_path, required=True, help="output folder (empty or new)")
     gen.add_argument(
         "--overwrite",
         action="store_true",

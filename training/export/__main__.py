@@ -22,6 +22,7 @@ from plugins.extras import require_extra
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("export", "python -m training.export")
 
+from plugins.files import user_path_text
 from plugins.registry import RegistryError
 from service.backends.manifest import Manifest, ManifestError
 from training.environment import size_torch_threads_noted
@@ -38,9 +39,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m training.export",
         description="Export a slot model to ONNX (first_step + step graphs), check it and measure its parity.",
     )
-    parser.add_argument("--model", required=True, help="model directory (config.json + model.safetensors)")
+    parser.add_argument(
+        "--model", type=user_path_text, required=True, help="model directory (config.json + model.safetensors)"
+    )
     parser.add_argument(
         "--out",
+        type=user_path_text,
         required=True,
         help="export directory: new, empty, an earlier export of the same model (replaced) or the model directory "
         "itself",

@@ -1,0 +1,31 @@
+"""A leading ``~`` in a path flag means the home folder wherever a shell would not expand it (``--out=~/x``, a quoted
+path): the tools made a folder called ``~`` in the working directory, or said a model there did not exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.datasets.__main__ import main as datasets_main
+from training.run import parse_args
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+def test_generate_writes_under_the_home_folder(home: Path) -> None:
+    assert datasets_main(["generate", "--videos", "1", "--frames", "2", "--size", "32", "--out=~/data"]) == 0
+    assert (home / "data" / "JPEGImages").is_dir() and not (home.parent / "~").exists()
+
+
+def test_the_run_flags_kept_as_text_are_expanded_too(home: Path) -> None:
+    args = parse_args(["--config", "tiny", "--out=~/run", "--init-from=~/model", "--encoder-weights=~/w.pth"])
+    assert (args.out, args.init_from, args.encoder_weights) == tuple(
+        str(home / name) for name in ("run", "model", "w.pth")
+    )
