@@ -360,7 +360,7 @@ def _check_output_path(flag: str, path: Path, replaced: bool) -> None:
         ValueError: ``path`` or its folder is not what it must be (a folder, a file).
         OSError: the file cannot be written there (the message names the flag, the file and the reason).
     """
-    folder = path.parent
+    folder = path.resolve().parent if replaced and path.is_symlink() else path.parent  # written through a link
     if not folder.exists():
         raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
     if not folder.is_dir():
