@@ -16,29 +16,41 @@ from types import FrameType
 def sigint_held() -> Iterator[None]:
     """Hold Ctrl-C back while the block runs (saving a file that a second Ctrl-C, as ``timeout -s INT`` sends,
     must not cut short; building an object a ``KeyboardInterrupt`` would leave half made), then deliver each
-    SIGINT that arrived in it to the handler in place before, as it would have been delivered.
+    SIGINT that arrived in it to the handler in place before, as it would have been delivered
+    (:func:`signals_held`)."""
+    with signals_held(signal.SIGINT):
+        yield
 
-    A handler the block itself installs in place of the one holding Ctrl-C back (a handler that restores earlier
+
+@contextlib.contextmanager
+def signals_held(*numbers: int) -> Iterator[None]:
+    """Hold the signals ``numbers`` back while the block runs, then deliver each that arrived in it, in the order
+    they arrived, to the handler in place before, as it would have been delivered.
+
+    A handler the block itself installs in place of the one holding a signal back (a handler that restores earlier
     ones on another signal) is kept, and the held signals go to it. Only the main thread can set signal handlers:
-    in another one, or where SIGINT is ignored or handled outside Python, the block runs as it is.
+    in another one the block runs as it is, and so it does for a signal that is ignored or handled outside Python.
     """
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {number: signal.getsignal(number) for number in numbers}
+    held = [number for number, handler in previous.items() if handler not in (signal.SIG_IGN, None)]
     arrived: list[int] = []
 
     def collect(number: int, frame: FrameType | None) -> None:
         arrived.append(number)
 
-    signal.signal(signal.SIGINT, collect)
+    for number in held:
+        signal.signal(number, collect)
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGINT) is collect:  # else the block's code put its own handler in place: keep it
-            signal.signal(signal.SIGINT, previous)
-        for _ in arrived:
-            signal.raise_signal(signal.SIGINT)
+        for number in held:
+            if signal.getsignal(number) is collect:  # else the block's code put its own handler in place: keep it
+                signal.signal(number, previous[number])
+        for number in arrived:
+            signal.raise_signal(number)
 
 
 def exit_status_of(main: Callable[[], int], program: str) -> int:

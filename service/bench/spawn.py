@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from plugins.signals import signals_held
 from service.config_sources import ENV_PREFIX
 
 PLUGIN_BLOCK_LIST = ENV_PREFIX + "DISABLE_PLUGINS"
@@ -51,14 +52,19 @@ class SpawnedServer:
         env = {**inherited, "SLOTSTREAM_LOG_FORMAT": "json", "SLOTSTREAM_LOG_LEVEL": "INFO"}
         command = [sys.executable, "-m", "service", "--model-dir", str(model_dir), "--listen", "127.0.0.1:0"]
         command += ["--metrics-listen", "", *(extra_args or [])]
-        self.process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
         self.port = 0
         self._serving = threading.Event()
         self._tail: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
         deadline = time.monotonic() + timeout_s
+        started = False
         try:
+            # Ctrl-C or SIGTERM while the child is made (it runs before Popen returns) would leave it with no one to
+            # stop it: held until it is recorded, they stop it below.
+            with signals_held(signal.SIGINT, signal.SIGTERM):
+                self.process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+                self._reader = threading.Thread(target=self._read, daemon=True)
+                self._reader.start()
+                started = True
             while not self._serving.wait(0.1):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     status = self.process.poll()
@@ -67,7 +73,8 @@ class SpawnedServer:
                     last = lines[-1] if lines else "it wrote nothing"
                     raise RuntimeError(f"the server did not start ({why}): {last}")
         except BaseException:  # a failed start, or Ctrl-C / SIGTERM while it starts: the child must not outlive us
-            self.close()
+            if started:
+                self.close()
             raise
 
     def _read(self) -> None:

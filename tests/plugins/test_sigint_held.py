@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from plugins.signals import sigint_held
+from plugins.signals import sigint_held, signals_held
 from training.stop_request import StopRequest
 
 
@@ -26,6 +26,26 @@ def test_ctrl_c_in_the_block_is_raised_after_it() -> None:
         finished.append(True)  # the block is not cut short
     assert finished == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_signals_held_together_are_delivered_after_the_block_in_the_order_they_came() -> None:
+    """How a server child is started: a SIGTERM while it is made must reach the handler only once the child is
+    recorded, so that the handler's unwinding stops it."""
+    delivered = []
+
+    def on_term(number, frame):  # type: ignore[no-untyped-def]
+        delivered.append("term")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with pytest.raises(KeyboardInterrupt), signals_held(signal.SIGINT, signal.SIGTERM):
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)
+            delivered.append("block done")
+        assert delivered == ["block done", "term"]
+        assert signal.getsignal(signal.SIGTERM) is on_term
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_a_handler_the_block_puts_in_place_is_kept() -> None:
