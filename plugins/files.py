@@ -7,6 +7,7 @@ users of a shared machine could not read a model), and renamed into place.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from collections.abc import Callable
@@ -27,8 +28,15 @@ def umask() -> int:
 
 def user_path(text: str) -> Path:
     """An ``argparse`` type for path flags: ``text`` as a path, a leading ``~`` expanded as a shell expands it (a
-    shell leaves ``--flag=~/x`` and quoted paths alone, which would otherwise name a folder called ``~``)."""
-    return Path(text).expanduser()
+    shell leaves ``--flag=~/x`` and quoted paths alone, which would otherwise name a folder called ``~``).
+
+    Raises:
+        argparse.ArgumentTypeError: ``~user`` names no user (or no home folder can be found): a usage error.
+    """
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as error:  # "Could not determine home directory."
+        raise argparse.ArgumentTypeError(f"{text}: {error}") from None
 
 
 def user_path_text(text: str) -> str:
@@ -99,22 +107,26 @@ def temporary_prefix(name: str) -> str:
     """``.{name}.``, the prefix of a hidden temporary file or folder that becomes ``name``, with ``name`` cut to
     :data:`TEMPORARY_NAME_BYTES` bytes so that the temporary name stays within the file system's limit wherever
     ``name`` itself does."""
-    encoded = os.fsencode(name)
-    if len(encoded) > TEMPORARY_NAME_BYTES:
-        name = os.fsdecode(encoded[:TEMPORARY_NAME_BYTES])  # a character cut in two decodes as escapes
+    while len(os.fsencode(name)) > TEMPORARY_NAME_BYTES:  # whole characters: a cut one is no valid name everywhere
+        name = name[: -max(1, (len(os.fsencode(name)) - TEMPORARY_NAME_BYTES) // 4)]
     return f".{name}."
 
 
-def write_atomically(path: Path, write: Callable[[Path], object], mode: int | None = None) -> None:
-    """Make ``path`` by ``write(temporary)`` and a rename: readers see the old file or the complete new one. A
-    symbolic link is written through, as an ``open`` would: its target gets the new content, the link stays.
+def write_atomically(
+    path: Path, write: Callable[[Path], object], mode: int | None = None, through_links: bool = False
+) -> None:
+    """Make ``path`` by ``write(temporary)`` and a rename: readers see the old file or the complete new one.
 
     Args:
         path: the file to make; its folder must exist.
         write: writes the whole content to the path it is given.
         mode: the file's permissions; ``None``: what a plain ``open`` gives under the process umask.
+        through_links: a symbolic link at ``path`` is written through, as an ``open`` would (its target gets the
+            new content, the link stays): for a user's output files. Otherwise the link itself is replaced, which
+            keeps a model folder's linked files (a shared cache's) and a shared engine cache from writing
+            elsewhere.
     """
-    if path.is_symlink():
+    if through_links and path.is_symlink():
         path = path.resolve()  # the rename below would replace the link itself
     prefix = temporary_prefix(path.name)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=prefix, suffix=".tmp", delete=False) as handle:

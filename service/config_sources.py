@@ -143,5 +143,21 @@ def _converter(kind: Any) -> Any:
     if kind is bool:
         return parse_bool
     if kind is Path:
-        return lambda raw: Path(raw).expanduser()
+        return _user_path
     return kind
+
+
+class _NoHomeFolder(argparse.ArgumentTypeError, ValueError):
+    """A ``~user`` path naming no user: a usage error on the command line, a bad value in a variable."""
+
+
+def _user_path(raw: str) -> Path:
+    """``raw`` with a leading ``~`` expanded.
+
+    Raises:
+        _NoHomeFolder: ``~user`` names no user (or no home folder can be found).
+    """
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError as error:  # "Could not determine home directory."
+        raise _NoHomeFolder(f"{raw}: {error}") from None

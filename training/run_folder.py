@@ -51,6 +51,7 @@ SAMPLES_DIR = "samples"
 _STARTED_RUN_ENTRIES = (
     CONFIG_FILE,
     COMMAND_FILE,
+    DATA_FILES_FILE,
     ENVIRONMENT_FILE,
     METRICS_FILE,
     "tensorboard",
@@ -72,7 +73,10 @@ def check_foreign_folder(run_dir: Path) -> None:
     """
     if not run_dir.is_dir() or (run_dir / CONFIG_FILE).exists():
         return
-    entries = sorted(entry.name for entry in run_dir.iterdir())
+    # Hidden names (.DS_Store, .gitkeep) and a volume's lost+found are no one's work a run would touch.
+    entries = sorted(
+        entry.name for entry in run_dir.iterdir() if not entry.name.startswith(".") and entry.name != "lost+found"
+    )
     if entries:
         shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
         raise FileExistsError(

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
-    if problems := json_output_problems(args.json):
+    if problems := json_output_problems(args.json, args.model if args.suite else None):
         parser.error("; ".join(problems))
     for flag in ("streams", "frames", "window", "rounds"):
         if getattr(args, flag) < 1:

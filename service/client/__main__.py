@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             return _synth(args)
         if args.command == "describe":
             card = asyncio.run(_describe(args))
-            print(json.dumps(asdict(card), indent=2, ensure_ascii=False))  # model names as written
+            print(json.dumps(asdict(card), indent=2))
             return 0
         outputs = {"--out": args.out, "--jsonl": args.jsonl, "--slots": args.slots}
         for flag, path in outputs.items():
@@ -360,7 +360,7 @@ def _check_output_path(flag: str, path: Path, replaced: bool) -> None:
         ValueError: ``path`` or its folder is not what it must be (a folder, a file).
         OSError: the file cannot be written there (the message names the flag, the file and the reason).
     """
-    folder = path.resolve().parent if replaced and path.is_symlink() else path.parent  # written through a link
+    folder = path.resolve().parent if path.is_symlink() else path.parent  # every output is written through a link
     if not folder.exists():
         raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
     if not folder.is_dir():

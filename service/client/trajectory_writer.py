@@ -197,7 +197,7 @@ class SlotTrajectory:
             with temporary.open("wb") as file:  # a file object: np.savez would add .npz to a name without it
                 np.savez(file, **arrays)
 
-        write_atomically(self.path, write)
+        write_atomically(self.path, write, through_links=True)  # a link to elsewhere stays a link
         self.saved = True
 
     def _no_slots(self) -> np.ndarray:

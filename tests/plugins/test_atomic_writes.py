@@ -26,13 +26,22 @@ def test_the_prefix_keeps_short_names_whole_and_cuts_long_ones_to_the_bound() ->
     assert temporary_prefix(long) == "." + "b" * TEMPORARY_NAME_BYTES + "."
 
 
-def test_a_link_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
+def test_an_output_link_is_written_through_and_a_model_files_link_is_replaced(tmp_path: Path) -> None:
     """``--slots latest.npz`` pointing at a file elsewhere: the rename replaced the link with a file of its own and
-    left the target stale, where ``--jsonl`` and ``--out`` write through theirs."""
+    left the target stale, where ``--jsonl`` and ``--out`` write through theirs. A model folder's linked files (a
+    shared cache's, a DVC checkout's) and a shared engine cache are still replaced, never written through."""
     (tmp_path / "target").mkdir()
     target = tmp_path / "target" / "slots.npz"
     target.write_bytes(b"old")
     link = tmp_path / "latest.npz"
     link.symlink_to(target)
-    write_atomically(link, lambda temporary: temporary.write_bytes(b"new"))
+    write_atomically(link, lambda temporary: temporary.write_bytes(b"new"), through_links=True)
     assert link.is_symlink() and target.read_bytes() == b"new"
+    write_atomically(link, lambda temporary: temporary.write_bytes(b"own"))
+    assert not link.is_symlink() and link.read_bytes() == b"own" and target.read_bytes() == b"new"
+
+
+def test_a_long_name_is_cut_between_characters() -> None:
+    """Cut at a byte, a character of several bytes split into an invalid name (Windows refuses one outright)."""
+    prefix = temporary_prefix("模" * 70 + ".npz")
+    assert prefix.encode("utf-8") and len(prefix.encode()) <= TEMPORARY_NAME_BYTES + 2

@@ -17,7 +17,6 @@ from plugins import VideoSlotModel
 from training.configs import available, get_config
 
 BATCH = 3
-CONFIGS = [name for name in available() if name != "smoothsa_dinov2"]  # a 224-pixel ViT: slow, and no RandSF.Q
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def _tensors(value: object) -> list[torch.Tensor]:
     return [tensor for name in fields for tensor in _tensors(getattr(value, name))]
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", available())
 def test_a_frame_alone_and_in_a_batch_gives_the_same_bits(name: str, one_thread: None) -> None:
     torch.manual_seed(0)
     model = VideoSlotModel(**get_config(name).model).eval()

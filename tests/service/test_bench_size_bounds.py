@@ -135,3 +135,11 @@ def test_tls_files_that_cannot_be_used_are_usage_errors_before_the_run(flag, mes
         bench_main(["--target", "127.0.0.1:1", "--frames", "2", flag, str(path)])
     err = capsys.readouterr().err
     assert exited.value.code == 2 and message.format(path=path) in err, err
+
+
+def test_a_suite_report_that_would_replace_a_file_of_the_model_measured_is_refused(model_dir, capsys):
+    before = (model_dir / "config.json").read_bytes()
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--suite", "--streams", "2", "--model", str(model_dir), "--json", str(model_dir / "config.json")])
+    assert exited.value.code == 2 and "is a file of the model in" in capsys.readouterr().err
+    assert (model_dir / "config.json").read_bytes() == before

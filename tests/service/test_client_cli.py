@@ -384,3 +384,11 @@ def test_an_output_on_a_full_disk_is_an_error_naming_the_file(server, tmp_path, 
     path.symlink_to("/dev/full")
     assert main(["stream", "synthetic:3", "--target", server.target, flag, str(path)]) == 2
     assert f"error: No space left on device: {path}" in capsys.readouterr().err
+
+
+def test_an_output_link_into_a_missing_folder_is_refused_before_streaming(tmp_path, capsys):
+    """Outputs are written through their links, so the folder that must exist is the target's."""
+    link = tmp_path / "answers.jsonl"
+    link.symlink_to(tmp_path / "missing" / "answers.jsonl")
+    assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--jsonl", str(link)]) == 2
+    assert f"--jsonl {link}: the folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err

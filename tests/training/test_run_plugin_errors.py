@@ -135,10 +135,10 @@ def test_a_contract_broken_in_the_first_step_is_named_and_leaves_no_run_behind(
     assert says in err and "Traceback" not in err, err
     assert not run.exists()
 
-    run.mkdir()  # a folder that holds something else already: only what the run created goes
-    (run / "notes.txt").write_text("mine")
+    run.mkdir()  # a folder that holds something else already (hidden: a folder of other files is refused as
+    (run / ".notes").write_text("mine")  # --out before the run starts): only what the run created goes
     assert main(["--config", str(config), "--out", str(run), "--no-progress"]) == 2
-    assert sorted(path.name for path in run.iterdir()) == ["notes.txt"]
+    assert sorted(path.name for path in run.iterdir()) == [".notes"]
 
 
 def test_a_resumed_run_keeps_its_files_when_its_first_step_breaks_a_contract(
