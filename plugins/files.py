@@ -55,6 +55,19 @@ def check_writable(folder: Path) -> None:
         pass
 
 
+def output_folder_problem(folder: Path) -> str | None:
+    """Why files could not be written in ``folder`` once it is made with its parents: the nearest of them that
+    exists is a file, or takes no new file (:func:`check_writable`); ``None`` when they could."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        check_writable(existing)
+    except OSError as error:
+        return f"cannot write in {existing} ({error.strerror or error})"
+    return None
+
+
 def sync_file(path: Path) -> None:
     """Flush ``path``'s contents to the disk (so a crash after a later rename cannot leave it empty)."""
     with open(path, "rb") as handle:

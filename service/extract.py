@@ -31,7 +31,7 @@ if __name__ == "__main__":  # before the imports that need the extra: one line i
 
 from tqdm import tqdm
 
-from plugins.files import check_writable, user_path
+from plugins.files import output_folder_problem, user_path
 from plugins.registry import RegistryError
 from service.cli_limits import FPS_LIMITS, check_fps
 from service.client.segmentation_geometry import slot_geometry, trajectory_mask_size
@@ -291,20 +291,13 @@ def _planned_paths(sources: Sequence[str], out: Path, overwrite: bool) -> list[P
 
 def _check_out_folder(out: Path) -> None:
     """Refuse an ``--out`` the trajectories could not be written into, before any source is read (each file is
-    written when its source ends): the nearest folder of it that exists must take a new file, the folders below it
-    being made once a source opens.
+    written when its source ends; the folder is made once a source opens).
 
     Raises:
-        ValueError: ``out`` or a folder above it is a file.
-        OSError: no file can be made there (the message names the folder and the reason).
+        ValueError: naming the problem (:func:`plugins.files.output_folder_problem`).
     """
-    existing = next(folder for folder in (out, *out.parents) if folder.exists())
-    if not existing.is_dir():
-        raise ValueError(f"--out {out}: {existing} is a file, not a folder")
-    try:
-        check_writable(existing)
-    except OSError as error:
-        raise OSError(f"--out {out}: cannot write in {existing} ({error.strerror or error})") from error
+    if (problem := output_folder_problem(out)) is not None:
+        raise ValueError(f"--out {out}: {problem}")
 
 
 def _report_failed(spec: str, error: Exception) -> None:

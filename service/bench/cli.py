@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from plugins.files import output_folder_problem
 from plugins.model_files import replaces_model_file
 from service.engine import BACKEND_MODULES
 
@@ -40,7 +40,6 @@ def json_output_problems(path: Path | None, model_dir: Path | None = None) -> li
         return [f"--json {path} is a file of the model in {model_dir}: it would be replaced; give another file"]
     if path.is_dir():
         return [f"--json {path} is a folder; give a file name"]
-    existing = next(folder for folder in (path.resolve().parent, *path.resolve().parents) if folder.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        return [f"--json {path}: cannot write in {existing}"]
+    if (problem := output_folder_problem(path.resolve().parent)) is not None:
+        return [f"--json {path}: {problem}"]
     return []
