@@ -35,7 +35,7 @@ from plugins.files import output_folder_problem, user_path
 from plugins.registry import RegistryError
 from service.cli_limits import FPS_LIMITS, check_fps
 from service.client.segmentation_geometry import slot_geometry, trajectory_mask_size
-from service.client.sources import Source, check_source_spec, open_source
+from service.client.sources import Source, check_source_spec, open_source, source_path
 from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, frame_refused, source_error
 from service.client.trajectory_writer import SlotTrajectory
 from service.config import DEFAULT_MODEL_DIR, FRAME_FITS
@@ -100,7 +100,7 @@ def trajectory_name(spec: str) -> str:
     ``.`` -> the current folder's name), ``synthetic_60`` for ``synthetic:60``."""
     if spec.startswith("synthetic:"):
         return "synthetic_" + (spec.removeprefix("synthetic:") or "60")
-    path = Path(spec)
+    path = source_path(spec)
     if path.is_dir():
         return path.resolve().name or "root"
     return path.stem

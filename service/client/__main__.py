@@ -60,7 +60,7 @@ from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.errors import StreamError
 from service.client.overlay import OverlayWriter
-from service.client.sources import check_source_spec, open_source
+from service.client.sources import check_source_spec, open_source, source_path
 from service.client.stream_command import DEFAULT_RESUME_WINDOW_S, StreamEnded, stream_source
 from service.client.synthetic import synthetic_frames
 from service.client.tls import add_tls_flags
@@ -243,9 +243,9 @@ def _check_outputs_apart(source: str, outputs: dict[str, Path | None]) -> None:
         ValueError: naming both flags (or the flag and the source) and the file.
     """
     seen: dict[object, str] = {}
-    source_path = Path(source)
-    if source_path.is_file():
-        seen[_file_identity(source_path)] = "the source"
+    source_file = source_path(source)
+    if source_file.is_file():
+        seen[_file_identity(source_file)] = "the source"
     for flag, path in outputs.items():
         if path is None or str(path) == "-":
             continue

@@ -122,7 +122,7 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
         rate = fps or SYNTHETIC_FPS
         source = Source(_at_rate(synthetic_frames(count), rate), rate, f"{count} synthetic frames", "frame_rate")
     else:
-        path = Path(spec)
+        path = source_path(spec)
         if not path.exists():
             raise FileNotFoundError(f"{spec}: no such file or folder (or use {others.replace(' or ', ' / ')})")
         if path.is_dir():
@@ -134,6 +134,15 @@ def open_source(spec: str, max_frames: int | None = None, fps: float | None = No
     if max_frames is not None:
         source.frames = _limit(source, max_frames)
     return source
+
+
+def source_path(spec: str) -> Path:
+    """The file or folder a source spec names, a leading ``~`` expanded as in every path flag (a quoted spec is
+    not expanded by the shell); the spec as it is where ``~user`` names no user."""
+    try:
+        return Path(spec).expanduser()
+    except RuntimeError:  # no such user: the spec names a path starting with "~", which will not be found
+        return Path(spec)
 
 
 def check_source_spec(spec: str) -> None:

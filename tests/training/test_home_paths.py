@@ -29,3 +29,13 @@ def test_the_run_flags_kept_as_text_are_expanded_too(home: Path) -> None:
     assert (args.out, args.init_from, args.encoder_weights) == tuple(
         str(home / name) for name in ("run", "model", "w.pth")
     )
+
+
+def test_a_source_under_the_home_folder_is_read_by_extract(home: Path) -> None:
+    """Sources are paths too: quoted, ``~/clip.gif`` was looked for in a folder called ``~``."""
+    from service.client.__main__ import main as client_main
+    from service.extract import main as extract_main
+
+    assert client_main(["synth", "~/clip.gif", "--frames", "2"]) == 0
+    assert extract_main(["~/clip.gif", "--out=~/trajectories", "--quiet"]) == 0
+    assert (home / "trajectories" / "clip.npz").is_file()
