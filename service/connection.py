@@ -648,6 +648,9 @@ class StreamConnection:
     def _stream_id(self) -> str:
         return self._session.stream_id if self._session is not None else ""
 
+    def _model_version(self) -> str:
+        return self._session.model_version if self._session is not None else ""
+
     def _error(self, request: FrameRequest, rejected: FrameRejected) -> FrameError:
         # An id too long to echo was the problem: the error leaves it out.
         camera_frame_id = "" if rejected.code == ErrorCode.CAMERA_FRAME_ID_TOO_LONG else request.camera_frame_id
@@ -658,11 +661,18 @@ class StreamConnection:
             rejected.message,
             request.capture_time_ns,
             camera_frame_id,
+            self._model_version(),
         )
 
     def _dropped(self, request: FrameRequest, reason: DropReason, message: str) -> FrameDropped:
         return FrameDropped(
-            self._stream_id(), request.frame_index, request.capture_time_ns, reason, message, request.camera_frame_id
+            self._stream_id(),
+            request.frame_index,
+            request.capture_time_ns,
+            reason,
+            message,
+            request.camera_frame_id,
+            self._model_version(),
         )
 
     def _dropped_for_shutdown(self, request: FrameRequest) -> FrameDropped:

@@ -281,7 +281,7 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class FrameDropped:
-    """A frame that was accepted but not processed."""
+    """A frame that was accepted but not processed; ``model_version`` is the stream's, as on its results."""
 
     stream_id: str
     frame_index: int
@@ -289,12 +289,14 @@ class FrameDropped:
     reason: DropReason
     message: str = ""
     camera_frame_id: str = ""
+    model_version: str = ""
 
 
 @dataclass(frozen=True)
 class FrameError:
     """A frame that could not be processed; the stream continues. ``capture_time_ns`` and ``camera_frame_id``
-    echo the frame's (the id is empty when it was the problem: ``CAMERA_FRAME_ID_TOO_LONG``)."""
+    echo the frame's (the id is empty when it was the problem: ``CAMERA_FRAME_ID_TOO_LONG``); ``model_version`` is
+    the stream's, as on its results (empty for a frame sent before the stream was open)."""
 
     stream_id: str
     frame_index: int
@@ -302,6 +304,7 @@ class FrameError:
     message: str
     capture_time_ns: int = 0
     camera_frame_id: str = ""
+    model_version: str = ""
 
 
 @dataclass(frozen=True)

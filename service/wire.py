@@ -323,6 +323,7 @@ def response_to_proto(response: StreamResponse) -> Any:
                 reason=_wire(pb.DropReason, response.reason),
                 message=response.message,
                 camera_frame_id=response.camera_frame_id,
+                model_version=response.model_version,
             )
         )
     if isinstance(response, FrameError):
@@ -334,6 +335,7 @@ def response_to_proto(response: StreamResponse) -> Any:
                 message=response.message,
                 capture_time_ns=response.capture_time_ns,
                 camera_frame_id=response.camera_frame_id,
+                model_version=response.model_version,
             )
         )
     if isinstance(response, StreamOpened):
@@ -394,11 +396,15 @@ def response_from_proto(message: Any) -> StreamResponse | None:
     if kind == "dropped":
         d = message.dropped
         drop_reason = _known(DropReason, d.reason)
-        return FrameDropped(d.stream_id, d.frame_index, d.capture_time_ns, drop_reason, d.message, d.camera_frame_id)
+        return FrameDropped(
+            d.stream_id, d.frame_index, d.capture_time_ns, drop_reason, d.message, d.camera_frame_id, d.model_version
+        )
     if kind == "error":
         e = message.error
         code = _known(ErrorCode, e.code)
-        return FrameError(e.stream_id, e.frame_index, code, e.message, e.capture_time_ns, e.camera_frame_id)
+        return FrameError(
+            e.stream_id, e.frame_index, code, e.message, e.capture_time_ns, e.camera_frame_id, e.model_version
+        )
     if kind == "opened":
         o = message.opened
         return StreamOpened(

@@ -328,36 +328,40 @@ class LatencyBreakdown(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class FrameDropped(_message.Message):
-    __slots__ = ("stream_id", "frame_index", "capture_time_ns", "reason", "message", "camera_frame_id")
+    __slots__ = ("stream_id", "frame_index", "capture_time_ns", "reason", "message", "camera_frame_id", "model_version")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CAMERA_FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     frame_index: int
     capture_time_ns: int
     reason: DropReason
     message: str
     camera_frame_id: str
-    def __init__(self, stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., capture_time_ns: _Optional[int] = ..., reason: _Optional[_Union[DropReason, str]] = ..., message: _Optional[str] = ..., camera_frame_id: _Optional[str] = ...) -> None: ...
+    model_version: str
+    def __init__(self, stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., capture_time_ns: _Optional[int] = ..., reason: _Optional[_Union[DropReason, str]] = ..., message: _Optional[str] = ..., camera_frame_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class FrameError(_message.Message):
-    __slots__ = ("stream_id", "frame_index", "code", "message", "capture_time_ns", "camera_frame_id")
+    __slots__ = ("stream_id", "frame_index", "code", "message", "capture_time_ns", "camera_frame_id", "model_version")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     CAMERA_FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     frame_index: int
     code: ErrorCode
     message: str
     capture_time_ns: int
     camera_frame_id: str
-    def __init__(self, stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., capture_time_ns: _Optional[int] = ..., camera_frame_id: _Optional[str] = ...) -> None: ...
+    model_version: str
+    def __init__(self, stream_id: _Optional[str] = ..., frame_index: _Optional[int] = ..., code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., capture_time_ns: _Optional[int] = ..., camera_frame_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class StreamClosed(_message.Message):
     __slots__ = ("stream_id", "reason", "handoff", "message")

@@ -84,6 +84,7 @@ def test_one_response_per_frame_in_order_with_errors_interleaved(server):
     assert [e.frame_index % 2 for e in errors] == [1] * len(errors) and len(errors) == 3
     assert all(e.code == ErrorCode.UNDECODABLE_IMAGE for e in errors)
     results = [a for a in answers if isinstance(a, FrameResult)]
+    assert {e.model_version for e in errors} == {results[0].model_version} != {""}, "every answer names the model"
     assert_matches(results, reference_outputs(server.model_dir, clip))
     assert server.session_count() == 0
 
@@ -200,6 +201,7 @@ def test_live_mode_keeps_only_the_newest_waiting_frame(start_server):
     dropped = [a for a in answers if isinstance(a, FrameDropped)]
     assert dropped and all(d.reason == DropReason.SUPERSEDED for d in dropped)
     assert isinstance(answers[-1], FrameResult), "the newest frame is always processed"
+    assert {d.model_version for d in dropped} == {answers[-1].model_version} != {""}, "every answer names the model"
     assert server.metric("slotstream_frames_dropped_total", {"reason": "superseded"}) == len(dropped)
 
 
