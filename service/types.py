@@ -281,7 +281,8 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class FrameDropped:
-    """A frame that was accepted but not processed; ``model_version`` is the stream's, as on its results."""
+    """A frame that was accepted but not processed; ``model_version`` is the stream's, as on its results (empty
+    from a server older than the field)."""
 
     stream_id: str
     frame_index: int
@@ -296,7 +297,7 @@ class FrameDropped:
 class FrameError:
     """A frame that could not be processed; the stream continues. ``capture_time_ns`` and ``camera_frame_id``
     echo the frame's (the id is empty when it was the problem: ``CAMERA_FRAME_ID_TOO_LONG``); ``model_version`` is
-    the stream's, as on its results (empty for a frame sent before the stream was open)."""
+    the stream's, as on its results (empty from a server older than the field)."""
 
     stream_id: str
     frame_index: int

@@ -40,6 +40,8 @@ def json_output_problems(path: Path | None, model_dir: Path | None = None) -> li
         return [f"--json {path} is a file of the model in {model_dir}: it would be replaced; give another file"]
     if path.is_dir():
         return [f"--json {path} is a folder; give a file name"]
+    if path.exists() and not path.is_file():  # a device such as /dev/stdout: writing is what tells
+        return []
     if (problem := output_folder_problem(path.resolve().parent)) is not None:
         return [f"--json {path}: {problem}"]
     return []

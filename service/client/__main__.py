@@ -360,7 +360,10 @@ def _check_output_path(flag: str, path: Path, replaced: bool) -> None:
         ValueError: ``path`` or its folder is not what it must be (a folder, a file).
         OSError: the file cannot be written there (the message names the flag, the file and the reason).
     """
-    folder = path.resolve().parent if path.is_symlink() else path.parent  # every output is written through a link
+    try:
+        folder = path.resolve().parent if path.is_symlink() else path.parent  # every output is written through a link
+    except RuntimeError:  # a loop of symbolic links
+        raise ValueError(f"{flag} {path}: a loop of symbolic links; name a file") from None
     if not folder.exists():
         raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
     if not folder.is_dir():

@@ -4,6 +4,8 @@ end in allocation tracebacks, ``ValueError`` tracebacks, or run on without bound
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import service.bench.agreement as agreement
@@ -143,3 +145,11 @@ def test_a_suite_report_that_would_replace_a_file_of_the_model_measured_is_refus
         bench_main(["--suite", "--streams", "2", "--model", str(model_dir), "--json", str(model_dir / "config.json")])
     assert exited.value.code == 2 and "is a file of the model in" in capsys.readouterr().err
     assert (model_dir / "config.json").read_bytes() == before
+
+
+def test_a_report_sent_to_a_device_is_left_to_the_write():
+    """``--json /dev/stdout`` prints the report: no file can be made next to a device, which is no reason to refuse
+    it (the check for a writable folder refused it, as root too)."""
+    from service.bench.cli import json_output_problems
+
+    assert json_output_problems(Path("/dev/null")) == json_output_problems(Path("/dev/stdout")) == []

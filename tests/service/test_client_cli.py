@@ -392,3 +392,10 @@ def test_an_output_link_into_a_missing_folder_is_refused_before_streaming(tmp_pa
     link.symlink_to(tmp_path / "missing" / "answers.jsonl")
     assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--jsonl", str(link)]) == 2
     assert f"--jsonl {link}: the folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+
+
+def test_an_output_in_a_loop_of_links_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")
+    assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--jsonl", str(tmp_path / "a.jsonl")]) == 2
+    assert "a loop of symbolic links" in capsys.readouterr().err

@@ -73,6 +73,39 @@ def test_a_folder_of_other_files_is_refused_as_out_and_left_as_it_was(tmp_path: 
     assert fit(tiny(steps=1), empty, progress=False).step == 1, "an empty folder is a fine --out"
 
 
+def test_hidden_entries_and_lost_and_found_do_not_make_a_folder_foreign(tmp_path: Path) -> None:
+    """A volume's root (lost+found) or a folder a desktop touched (.DS_Store) holds no one's work a run would touch;
+    one visible file does."""
+    from training.run_folder import check_foreign_folder
+
+    (tmp_path / "lost+found").mkdir()
+    (tmp_path / ".DS_Store").write_bytes(b"")
+    check_foreign_folder(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds files \(notes\.txt\)"):
+        check_foreign_folder(tmp_path)
+
+
+def test_a_first_step_that_fails_on_local_data_leaves_no_record_of_its_files(tmp_path: Path) -> None:
+    """The record of the data files (written for davis: and videos: data) is part of what a run that never trained
+    removes: left behind, it made the folder one of other files, and the run could not be started again there."""
+    from training.datasets.__main__ import main as datasets_main
+    from training.run_folder import existing_run_entries, remove_created
+
+    data = tmp_path / "data"
+    assert datasets_main(["generate", "--videos", "2", "--frames", "4", "--size", "32", "--out", str(data)]) == 0
+    run = tmp_path / "run"
+    config = tiny(steps=1, spec=f"davis:{data}")
+    fit(config, run, progress=False)
+    assert (run / "data_files.json").is_file()
+    fresh = tmp_path / "fresh"
+    existed = existing_run_entries(fresh)
+    fresh.mkdir()
+    shutil.copy(run / "data_files.json", fresh / "data_files.json")  # as a started run leaves it
+    remove_created(fresh, existed)
+    assert not fresh.exists()
+
+
 def test_a_new_run_does_not_inherit_a_killed_runs_best_model(tmp_path: Path) -> None:
     """A run killed after its first evaluation but before its first checkpoint leaves ``best/``; a new run in
     that directory (maybe another configuration) must select among its own evaluations only."""

@@ -138,6 +138,7 @@ def test_a_contract_broken_in_the_first_step_is_named_and_leaves_no_run_behind(
     run.mkdir()  # a folder that holds something else already (hidden: a folder of other files is refused as
     (run / ".notes").write_text("mine")  # --out before the run starts): only what the run created goes
     assert main(["--config", str(config), "--out", str(run), "--no-progress"]) == 2
+    assert says in capsys.readouterr().err, "the run started, and its first step broke the contract"
     assert sorted(path.name for path in run.iterdir()) == [".notes"]
 
 
