@@ -68,8 +68,8 @@ def check_foreign_folder(run_dir: Path) -> None:
     someone else's files.
 
     Raises:
-        FileExistsError: ``run_dir`` is a folder with entries and without :data:`CONFIG_FILE` (the message names a
-            few of them).
+        FileExistsError: ``run_dir`` is a folder with entries (hidden ones and ``lost+found`` aside) and without
+            :data:`CONFIG_FILE` (the message names a few of them).
     """
     if not run_dir.is_dir() or (run_dir / CONFIG_FILE).exists():
         return
