@@ -26,17 +26,21 @@ def umask() -> int:
     return 0o022
 
 
+class NoHomeFolder(argparse.ArgumentTypeError, ValueError):
+    """A ``~user`` path naming no user: a usage error as a flag's value, a ``ValueError`` elsewhere (a variable)."""
+
+
 def user_path(text: str) -> Path:
     """An ``argparse`` type for path flags: ``text`` as a path, a leading ``~`` expanded as a shell expands it (a
     shell leaves ``--flag=~/x`` and quoted paths alone, which would otherwise name a folder called ``~``).
 
     Raises:
-        argparse.ArgumentTypeError: ``~user`` names no user (or no home folder can be found): a usage error.
+        NoHomeFolder: ``~user`` names no user (or no home folder can be found).
     """
     try:
         return Path(text).expanduser()
     except RuntimeError as error:  # "Could not determine home directory."
-        raise argparse.ArgumentTypeError(f"{text}: {error}") from None
+        raise NoHomeFolder(f"{text}: {error}") from None
 
 
 def user_path_text(text: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from plugins.files import user_path
 from service.config import _BACKEND_OPTION_FIELDS, ConfigError, ServiceConfig, flag_name, parse_bool
 
 ENV_PREFIX = "SLOTSTREAM_"
@@ -143,21 +144,5 @@ def _converter(kind: Any) -> Any:
     if kind is bool:
         return parse_bool
     if kind is Path:
-        return _user_path
+        return user_path
     return kind
-
-
-class _NoHomeFolder(argparse.ArgumentTypeError, ValueError):
-    """A ``~user`` path naming no user: a usage error on the command line, a bad value in a variable."""
-
-
-def _user_path(raw: str) -> Path:
-    """``raw`` with a leading ``~`` expanded.
-
-    Raises:
-        _NoHomeFolder: ``~user`` names no user (or no home folder can be found).
-    """
-    try:
-        return Path(raw).expanduser()
-    except RuntimeError as error:  # "Could not determine home directory."
-        raise _NoHomeFolder(f"{raw}: {error}") from None

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from plugins.files import NoHomeFolder, user_path
 from plugins.pixels import rgb_pixels, upright_rgb
 from plugins.video_files import VIDEO_SUFFIXES, FrameSpan, ends_early, frame_span, recorded_end_s
 from service.cli_limits import check_fps
@@ -140,8 +141,8 @@ def source_path(spec: str) -> Path:
     """The file or folder a source spec names, a leading ``~`` expanded as in every path flag (a quoted spec is
     not expanded by the shell); the spec as it is where ``~user`` names no user."""
     try:
-        return Path(spec).expanduser()
-    except RuntimeError:  # no such user: the spec names a path starting with "~", which will not be found
+        return user_path(spec)
+    except NoHomeFolder:  # the spec names a path starting with "~", which will not be found
         return Path(spec)
 
 

@@ -39,3 +39,14 @@ def test_a_source_under_the_home_folder_is_read_by_extract(home: Path) -> None:
     assert client_main(["synth", "~/clip.gif", "--frames", "2"]) == 0
     assert extract_main(["~/clip.gif", "--out=~/trajectories", "--quiet"]) == 0
     assert (home / "trajectories" / "clip.npz").is_file()
+
+
+def test_a_home_folder_of_no_user_is_a_usage_error(capsys) -> None:
+    """``~nosuchuser/...`` ended in a RuntimeError traceback."""
+    from service.config import ConfigError, ServiceConfig
+
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--config", "tiny", "--out", "~slotstream-no-such-user/run"])
+    assert exited.value.code == 2 and "~slotstream-no-such-user/run: Could not determine" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="~slotstream-no-such-user/m"):
+        ServiceConfig.from_sources([], environ={"SLOTSTREAM_MODEL_DIR": "~slotstream-no-such-user/m"})
