@@ -125,7 +125,7 @@ def temporary_prefix(name: str) -> str:
     :data:`TEMPORARY_NAME_BYTES` bytes so that the temporary name stays within the file system's limit wherever
     ``name`` itself does."""
     while len(os.fsencode(name)) > TEMPORARY_NAME_BYTES:  # whole characters: a cut one is no valid name everywhere
-        name = name[: -max(1, (len(os.fsencode(name)) - TEMPORARY_NAME_BYTES) // 4)]
+        name = name[:-1]
     return f".{name}."
 
 

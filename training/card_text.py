@@ -97,7 +97,7 @@ def _steps(
     if selection.lower_is_better:
         return (
             f"{planned}; the published weights are those of step {selection.step}, the lowest "
-            f"{'held-out' if held_out else 'evaluation'} loss "
+            f"{_loss_kind(held_out)} loss "
             f"({metrics} {selection.score:.5g}) of the run's evaluations ({cadence}) on {videos} {evaluated} "
             "without labels"
         )
@@ -294,6 +294,11 @@ def _not_scored(config: TrainConfig, extra: dict[str, Any]) -> list[str]:
     ]
 
 
+def _loss_kind(held_out: bool) -> str:
+    """What a selection loss is called: ``held-out`` on videos the run does not train on, else ``evaluation``."""
+    return "held-out" if held_out else "evaluation"
+
+
 def _loss_selection(config: TrainConfig, selection: Selection | None, held_out: bool = True) -> list[str]:
     """The paragraph on a model chosen by the lowest held-out loss (an evaluation loss when not ``held_out``: the
     run trains on those videos): its step, the loss and the data it was computed on, and what that says; nothing
@@ -317,7 +322,7 @@ def _loss_selection(config: TrainConfig, selection: Selection | None, held_out: 
     )
     return [
         f"The published weights are the run's best/, those of step {selection.step}: selected by the lowest "
-        f"{'held-out' if held_out else 'evaluation'}",
+        f"{_loss_kind(held_out)}",
         f"loss, val_loss {selection.score:.5g}{per_term}: the run's loss terms, weighted as in training, but without",
         "the self-distillation terms (preheat_mse, attention_distillation), whose targets are the model's own",
         "outputs,",

@@ -70,7 +70,7 @@ def downsampled_instances(ids: Tensor, size: tuple[int, int]) -> Tensor:
         f"--image-size {height}x{width}: the {segments} one-hot ground-truth masks of a {frames}-frame video",
     )
     # [T, H, W] -> [T, H, W, N] -> [T, N, H, W]
-    one_hot = F.one_hot(dense, int(dense.max()) + 1).permute(0, 3, 1, 2).float()  # [T, N, H, W]
+    one_hot = F.one_hot(dense, segments).permute(0, 3, 1, 2).float()  # [T, N, H, W]
     return F.interpolate(one_hot, size=size, mode="area")  # [T, N, h, w]
 
 

@@ -158,10 +158,11 @@ def data_file_changes(recorded: dict[str, Any], current: dict[str, Any], limit: 
         spec, (old, new) = before[use][0], (before[use][1], after[use][1])
         added = sorted(new.keys() - old.keys())
         folder = spec_folder(spec)
-        gone = sorted(old.keys() - new.keys())
-        # still in the folder but no longer read: the split chooses otherwise (a davis: folder's ImageSets lists)
-        left_out = [name for name in gone if folder is not None and (folder / name).exists()]
-        removed = [name for name in gone if name not in left_out]
+        left_out: list[str] = []
+        removed: list[str] = []
+        for name in sorted(old.keys() - new.keys()):
+            # still in the folder but no longer read: the split chooses otherwise (a davis: folder's ImageSets lists)
+            (left_out if folder is not None and (folder / name).exists() else removed).append(name)
         changed = [
             f"{name} ({', '.join(f'{field} {old[name].get(field)} -> {new[name].get(field)}' for field in moved)})"
             for name in sorted(old.keys() & new.keys())

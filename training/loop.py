@@ -214,12 +214,12 @@ def _fit(
                 )
             if not checkpoints:
                 check_foreign_folder(run_dir)
-            if not checkpoints and (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
-                raise FileExistsError(
-                    f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a new "
-                    "run there would replace its model, best model and metrics: choose another --out, or delete the "
-                    "folder"
-                )
+                if (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
+                    raise FileExistsError(
+                        f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a "
+                        "new run there would replace its model, best model and metrics: choose another --out, or "
+                        "delete the folder"
+                    )
             if config.init_from is not None and not (resume and checkpoints):  # before run_dir changes (it may lie
                 check_warm_start_source(config.init_from)  # inside); a resumed run does not read it again
             saved_config = run_dir / CONFIG_FILE

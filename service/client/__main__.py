@@ -242,7 +242,7 @@ def _check_outputs_apart(source: str, outputs: dict[str, Path | None]) -> None:
     Raises:
         ValueError: naming both flags (or the flag and the source) and the file.
     """
-    seen: dict[object, str] = {}
+    seen: dict[tuple[int, int] | Path, str] = {}
     source_file = source_path(source)
     if source_file.is_file():
         seen[_file_identity(source_file)] = "the source"
@@ -257,7 +257,7 @@ def _check_outputs_apart(source: str, outputs: dict[str, Path | None]) -> None:
         seen[identity] = flag
 
 
-def _file_identity(path: Path) -> object:
+def _file_identity(path: Path) -> tuple[int, int] | Path:
     """What tells files apart: an existing file's device and inode (hard links share them), else its resolved
     path (symbolic links and other spellings resolve alike)."""
     try:
