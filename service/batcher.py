@@ -67,6 +67,7 @@ class _Job(Generic[P, R]):
     payload: P
     future: asyncio.Future[Timed[R]]
     submitted: float
+    deadline: float | None = None  # ``perf_counter`` time after which the job is not to start
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ def _call_in_thread(executor: Executor, function: Callable[[Any], R], argument: 
 
 class BatcherClosed(RuntimeError):
     """The batcher was stopped before the job ran."""
+
+
+class DeadlinePassed(RuntimeError):
+    """The job's deadline passed before it was given to the model; it did not run."""
 
 
 class MicroBatcher(Generic[P, R]):
@@ -172,16 +177,24 @@ class MicroBatcher(Generic[P, R]):
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def submit(self, key: Hashable, payload: P) -> Timed[R]:
+    async def submit(self, key: Hashable, payload: P, deadline: float | None = None) -> Timed[R]:
         """Queue ``payload`` under ``key`` and wait for its result.
+
+        ``deadline`` (a :func:`time.perf_counter` time; ``None``: none) is checked when the job is submitted and
+        when a batch is formed: a job still waiting then, after its deadline, is not run. A job already in a
+        dispatched batch runs whatever the time.
 
         Raises:
             BatcherClosed: the batcher is stopped.
+            DeadlinePassed: ``deadline`` passed before the job was dispatched.
             Exception: whatever ``process`` raised for the job's batch.
         """
         if self._closed:
             raise BatcherClosed("the model runner is stopped")
-        job = _Job(key, payload, asyncio.get_running_loop().create_future(), time.perf_counter())
+        now = time.perf_counter()
+        if deadline is not None and deadline <= now:
+            raise DeadlinePassed("the deadline passed before the job was submitted")
+        job = _Job(key, payload, asyncio.get_running_loop().create_future(), now, deadline)
         if self._alone_and_due(key):
             return await self._run_direct(job)
         if self._task is None:
@@ -298,6 +311,7 @@ class MicroBatcher(Generic[P, R]):
         return keys >= self._demand() - running
 
     def _take_batch(self) -> list[_Job[P, R]]:
+        self._expire_overdue()
         self._drop_abandoned()
         keys_waiting = len({job.key for job in self._pending})
         free = max(1, len(self._free))
@@ -379,6 +393,14 @@ class MicroBatcher(Generic[P, R]):
         for job in jobs:
             if not job.future.done():
                 job.future.set_exception(error)
+
+    def _expire_overdue(self) -> None:
+        """Fail the waiting jobs whose deadline has passed with :class:`DeadlinePassed` (dropped from the
+        queue by :meth:`_drop_abandoned`)."""
+        now = time.perf_counter()
+        for job in self._pending:
+            if job.deadline is not None and job.deadline <= now and not job.future.done():
+                job.future.set_exception(DeadlinePassed("the deadline passed while the job waited for a batch"))
 
     def _drop_abandoned(self) -> None:
         if any(job.future.done() for job in self._pending):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.batcher import BatcherClosed
+from service.batcher import BatcherClosed, DeadlinePassed
 from service.decode_scheduling import cheap_to_decode, run_timed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
 from service.frame_processing import process_frame
@@ -44,6 +44,7 @@ from service.reply_budget import REPLIES_IN_TRANSIT, ReplyBudget
 from service.request_reads import RequestReads
 from service.session import ReleaseReason
 from service.sessions import Session, SessionManager
+from service.staleness import frame_deadline, is_past, stale_message
 from service.types import (
     CloseReason,
     CloseRequest,
@@ -125,6 +126,7 @@ class _Pending:
     received_ns: int
     received: float
     decode_s: float  # decoding and fitting the image, without any wait for a decode thread
+    deadline: float | None  # perf_counter time after which it must not reach the model (max_staleness_s)
 
 
 def _unparsed(error: Exception) -> bool:
@@ -543,6 +545,11 @@ class StreamConnection:
                 )
             )
             return
+        deadline = frame_deadline(request.capture_time_ns, session.options.max_staleness_s)
+        if is_past(deadline):  # too old already: not worth decoding
+            session.last_accepted_index = request.frame_index
+            slot.set_result(self._stale(request, "when it arrived"))
+            return
         self._current = (slot, request)
         size, fit = session.runner.card.image_size, session.options.frame_fit
         try:
@@ -567,7 +574,7 @@ class StreamConnection:
         # The encoded image is not needed once decoded: a waiting frame holds its model input alone (a few KB
         # for the default model), not the up to --max-message-bytes it arrived as.
         request = dataclasses.replace(request, image=_DECODED)
-        item = _Pending(request, fitted.pixels, fitted.view, slot, received_ns, received, decode_s)
+        item = _Pending(request, fitted.pixels, fitted.view, slot, received_ns, received, decode_s, deadline)
         superseded = await pending.put(item)
         self._current = None
         if superseded is not None:
@@ -625,6 +632,8 @@ class StreamConnection:
                 response: FrameResponse = await process_frame(self._manager, self._decode_executor, session, item)
             except FrameRejected as rejected:
                 response = self._error(item.request, rejected)
+            except DeadlinePassed:
+                response = self._stale(item.request, "when it was to reach the model")
             except BatcherClosed:
                 response = self._dropped_for_shutdown(item.request)
             except Exception as error:  # a bug must cost one frame, not the server
@@ -674,6 +683,10 @@ class StreamConnection:
             request.camera_frame_id,
             self._model_version(),
         )
+
+    def _stale(self, request: FrameRequest, when: str) -> FrameDropped:
+        limit = self._session.options.max_staleness_s if self._session is not None else 0.0
+        return self._dropped(request, DropReason.STALE, stale_message(request.capture_time_ns, limit, when))
 
     def _dropped_for_shutdown(self, request: FrameRequest) -> FrameDropped:
         message = "the server began shutting down before this frame reached the model"

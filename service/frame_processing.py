@@ -43,6 +43,11 @@ class DecodedFrame(Protocol):
     def decode_s(self) -> float:
         """Seconds of decoding and fitting the image, without any wait for a decode thread."""
 
+    @property
+    def deadline(self) -> float | None:
+        """``perf_counter`` time after which the frame must not reach the model (its stream's
+        ``max_staleness_s``); ``None``: no limit."""
+
 
 async def process_frame(
     manager: SessionManager, decode_executor: Executor, session: Session, item: DecodedFrame
@@ -52,7 +57,8 @@ async def process_frame(
     ``decode_executor``. The latency breakdown's stages add up to its total.
 
     Raises:
-        FrameRejected, BatcherClosed: as the runner raises them.
+        FrameRejected, BatcherClosed, DeadlinePassed: as the runner raises them (the last when ``item.deadline``
+            passes before its model call is dispatched).
     """
     options = session.options
     mask_size = options.mask_size or session.runner.card.image_size
@@ -64,7 +70,9 @@ async def process_frame(
         item.view,  # made inside the model call or, for large outputs, below: both map them onto the view
     )
     submitted = time.perf_counter()
-    timed = await session.runner.run(session, StepJob(item.frame, session.state, masks, session.stream_id))
+    timed = await session.runner.run(
+        session, StepJob(item.frame, session.state, masks, session.stream_id), item.deadline
+    )
     step = timed.result
     outputs, own_post_s, own_post_wait_s = step.masks, 0.0, 0.0
     if outputs is None:  # large outputs: made for this stream alone, off the model and event-loop threads

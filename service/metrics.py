@@ -39,7 +39,7 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   stream had expired). Each refused call is also logged (``refused a call``, rate-limited per code; an ``internal`` one
   as ``stream failed``, with its traceback).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
-- ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down).
+- ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down / stale).
 - ``slotstream_frame_errors_total`` (by code): frames answered with a ``FrameError`` (also logged, ``frame
   rejected``, rate-limited per code).
 - ``slotstream_batch_size`` (histogram, by model): frames per batch the batcher dispatched (a batch that mixes

@@ -166,14 +166,16 @@ class ModelRunner:
             split=later_then_first,
         )
 
-    async def run(self, key: Hashable, job: StepJob) -> Timed[StepResult]:
-        """Run ``job`` for the stream identified by ``key`` (at most one job per key at a time).
+    async def run(self, key: Hashable, job: StepJob, deadline: float | None = None) -> Timed[StepResult]:
+        """Run ``job`` for the stream identified by ``key`` (at most one job per key at a time), unless
+        ``deadline`` (a :func:`time.perf_counter` time) passes before its model call is dispatched.
 
         Raises:
             FrameRejected: the model failed on this frame (``INFERENCE_FAILED``).
             BatcherClosed: the runner is closed.
+            DeadlinePassed: ``deadline`` passed first; the job did not run.
         """
-        timed = await self._batcher.submit(key, job)
+        timed = await self._batcher.submit(key, job, deadline)
         if isinstance(timed.result, _Failed):
             raise FrameRejected(ErrorCode.INFERENCE_FAILED, timed.result.message)
         return Timed(timed.result, timed.queue_s, timed.run_s, timed.result.batch_size)

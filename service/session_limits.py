@@ -66,7 +66,7 @@ class SessionLimits:
             StreamAbort: ``INVALID_OPEN``, listing every problem of the options.
         """
         problems = []
-        for name in ("idle_timeout_s", "resume_window_s"):
+        for name in ("idle_timeout_s", "resume_window_s", "max_staleness_s"):
             value = getattr(options, name)
             if not math.isfinite(value) or value < 0:
                 problems.append(f"{name} must be a finite number >= 0, got {value}")
@@ -115,7 +115,7 @@ def clamped_options(asked: StreamOptions, given: StreamOptions) -> dict[str, dic
 
 def options_for_log(options: StreamOptions) -> dict[str, object]:
     """A stream's effective options as a log field (the resume window has a field of its own): the idle timeout,
-    live mode, mask size, outputs by name, soft mask type and frame fit."""
+    live mode, mask size, outputs by name, soft mask type, frame fit and staleness limit."""
     return {
         "idle_timeout_s": options.idle_timeout_s,
         "live": options.live,
@@ -123,4 +123,5 @@ def options_for_log(options: StreamOptions) -> dict[str, object]:
         "outputs": sorted(output.name.lower() for output in options.outputs or DEFAULT_OUTPUTS),
         "soft_masks_uint8": options.soft_masks_uint8,
         "frame_fit": options.frame_fit.fit_name,
+        "max_staleness_s": options.max_staleness_s,
     }

@@ -96,6 +96,7 @@ class DropReason(enum.IntEnum):
     UNSPECIFIED = 0  # a value this client does not know (a newer server's); never sent
     SUPERSEDED = 1
     SHUTTING_DOWN = 2
+    STALE = 3
 
 
 class CloseReason(enum.IntEnum):
@@ -126,6 +127,8 @@ class StreamOptions:
         soft_masks_uint8: send soft masks as uint8 (probability x 255) instead of float32.
         resume_window_s: seconds the state survives a lost connection; 0 frees it at once.
         frame_fit: how each frame is fitted to the model's input size; ``UNSPECIFIED``: the server's default.
+        max_staleness_s: seconds a frame may be old (the server's clock minus its capture time) and still reach the
+            model; an older one is dropped (:attr:`DropReason.STALE`). 0 turns the check off.
     """
 
     idle_timeout_s: float = 0.0
@@ -135,6 +138,7 @@ class StreamOptions:
     soft_masks_uint8: bool = False
     resume_window_s: float = 0.0
     frame_fit: FrameFit = FrameFit.UNSPECIFIED
+    max_staleness_s: float = 0.0
 
     def wants(self, output: Output) -> bool:
         """Whether ``output`` is requested (an empty :attr:`outputs` means the default set)."""

@@ -249,6 +249,7 @@ def options_to_proto(options: StreamOptions) -> Any:
         soft_mask_dtype=pb.DTYPE_UINT8 if options.soft_masks_uint8 else pb.DTYPE_FLOAT32,
         resume_window_s=options.resume_window_s,
         frame_fit=_wire(pb.FrameFit, options.frame_fit),
+        max_staleness_s=options.max_staleness_s,
     )
 
 
@@ -268,6 +269,7 @@ def options_from_proto(message: Any) -> StreamOptions:
         soft_masks_uint8=message.soft_mask_dtype == pb.DTYPE_UINT8,
         resume_window_s=message.resume_window_s,
         frame_fit=_known(FrameFit, message.frame_fit),
+        max_staleness_s=message.max_staleness_s,
     )
 
 

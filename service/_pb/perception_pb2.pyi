@@ -41,6 +41,7 @@ class DropReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DROP_REASON_UNSPECIFIED: _ClassVar[DropReason]
     DROP_REASON_SUPERSEDED: _ClassVar[DropReason]
     DROP_REASON_SHUTTING_DOWN: _ClassVar[DropReason]
+    DROP_REASON_STALE: _ClassVar[DropReason]
 
 class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -105,6 +106,7 @@ OPEN_KIND_HANDED_OFF: OpenKind
 DROP_REASON_UNSPECIFIED: DropReason
 DROP_REASON_SUPERSEDED: DropReason
 DROP_REASON_SHUTTING_DOWN: DropReason
+DROP_REASON_STALE: DropReason
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_UNDECODABLE_IMAGE: ErrorCode
 ERROR_CODE_WRONG_RAW_SIZE: ErrorCode
@@ -166,7 +168,7 @@ class OpenStream(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., model: _Optional[str] = ..., options: _Optional[_Union[StreamOptions, _Mapping]] = ..., resume: _Optional[_Union[ResumeStream, _Mapping]] = ..., handoff: _Optional[_Union[StateHandoff, _Mapping]] = ...) -> None: ...
 
 class StreamOptions(_message.Message):
-    __slots__ = ("idle_timeout_s", "live", "outputs", "mask_height", "mask_width", "soft_mask_dtype", "resume_window_s", "frame_fit")
+    __slots__ = ("idle_timeout_s", "live", "outputs", "mask_height", "mask_width", "soft_mask_dtype", "resume_window_s", "frame_fit", "max_staleness_s")
     IDLE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +177,7 @@ class StreamOptions(_message.Message):
     SOFT_MASK_DTYPE_FIELD_NUMBER: _ClassVar[int]
     RESUME_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_STALENESS_S_FIELD_NUMBER: _ClassVar[int]
     idle_timeout_s: float
     live: bool
     outputs: _containers.RepeatedScalarFieldContainer[Output]
@@ -183,7 +186,8 @@ class StreamOptions(_message.Message):
     soft_mask_dtype: DType
     resume_window_s: float
     frame_fit: FrameFit
-    def __init__(self, idle_timeout_s: _Optional[float] = ..., live: _Optional[bool] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., mask_height: _Optional[int] = ..., mask_width: _Optional[int] = ..., soft_mask_dtype: _Optional[_Union[DType, str]] = ..., resume_window_s: _Optional[float] = ..., frame_fit: _Optional[_Union[FrameFit, str]] = ...) -> None: ...
+    max_staleness_s: float
+    def __init__(self, idle_timeout_s: _Optional[float] = ..., live: _Optional[bool] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., mask_height: _Optional[int] = ..., mask_width: _Optional[int] = ..., soft_mask_dtype: _Optional[_Union[DType, str]] = ..., resume_window_s: _Optional[float] = ..., frame_fit: _Optional[_Union[FrameFit, str]] = ..., max_staleness_s: _Optional[float] = ...) -> None: ...
 
 class ResumeStream(_message.Message):
     __slots__ = ("resume_token", "last_frame_index")

@@ -3,7 +3,8 @@
 Commands::
 
     stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--slots slots.npz]
-        [--model NAME] [--frame-fit stretch|crop|pad] [--live] [--fps F] [--window N] [--max-frames N]
+        [--model NAME] [--frame-fit stretch|crop|pad] [--live] [--max-staleness-s S] [--fps F] [--window N]
+        [--max-frames N]
         [--jpeg-quality Q] [--max-message-bytes N] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
@@ -102,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         "share) or pad (centred on grey; the whole frame undistorted) (default: the server's --frame-fit)",
     )
     stream.add_argument("--live", action="store_true", help="live mode: drop stale frames instead of queueing")
+    stream.add_argument(
+        "--max-staleness-s",
+        type=_positive_float,
+        metavar="S",
+        help="the server drops a frame (dropped: STALE) that is more than S seconds old by its clock when it arrives "
+        "or is to reach the model; a frame's age counts from its capture time (see below: a video file's frames fall "
+        "behind when sent slower than its frame rate), so the two machines' clocks must agree (> 0; default: no "
+        "limit)",
+    )
     stream.add_argument(
         "--fps",
         type=_frame_rate,

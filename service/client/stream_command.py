@@ -227,6 +227,7 @@ async def _stream_feed(
         mask_size=trajectory_mask_size(first.image.shape[:2]),
         frame_fit=fit,
         resume_window_s=resume_window_s,
+        max_staleness_s=args.max_staleness_s or 0.0,
     )
     fps = args.fps or source.fps or 15.0
     writer = OverlayWriter(args.out, fps) if args.out else None

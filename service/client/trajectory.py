@@ -55,7 +55,8 @@ on, and its ``model_version``, so it concatenates with others):
 
   * ``dropped: <REASON>``: the server answered that it dropped the frame (``FrameDropped``) before it reached the
     model: ``dropped: SUPERSEDED`` (live mode, ``--live``: a newer frame arrived first, so the scene was seen
-    again a moment later) or ``dropped: SHUTTING_DOWN`` (the server began shutting down).
+    again a moment later), ``dropped: STALE`` (older than the stream's ``max_staleness_s``, ``--max-staleness-s``,
+    when it arrived or was to reach the model) or ``dropped: SHUTTING_DOWN`` (the server began shutting down).
   * ``refused: <CODE>``: the server refused the frame (``FrameError``), for example ``refused: UNDECODABLE_IMAGE``
     (a corrupt image), ``refused: IMAGE_TOO_LARGE`` or ``refused: INFERENCE_FAILED`` (outputs that are not
     finite); ``service.extract`` records the frames it refuses so too.

@@ -148,6 +148,18 @@ def test_stream_command_writes_an_overlay_gif_and_json_lines(server, tmp_path):
         assert image.n_frames == 6 and image.size == (128, 128)
 
 
+def test_stream_command_passes_the_staleness_limit_on(server, tmp_path):
+    """A synthetic clip's first frame is stamped with the moment the stream started, so by the time it reaches the
+    server it is older than a microsecond: dropped as stale, and its JSON line says so."""
+    jsonl = tmp_path / "results.jsonl"
+    code = main(
+        ["stream", "synthetic:3", "--target", server.target, "--jsonl", str(jsonl), "--max-staleness-s", "1e-6"]
+    )
+    assert code == 0
+    first = json.loads(jsonl.read_text().splitlines()[0])
+    assert first["frame_index"] == 0 and first["outcome"] == "dropped" and first["reason"] == "STALE", first
+
+
 def test_stream_command_reads_video_files_and_folders(server, tmp_path):
     video, folder = tmp_path / "clip.mp4", tmp_path / "frames"
     assert main(["synth", str(video), "--frames", "5", "--size", "64"]) == 0
@@ -209,6 +221,7 @@ def test_command_line_mistakes_get_messages_that_name_the_problem(tmp_path, caps
         ("synthetic:2", ["--window", "-2"], "argument --window: must be a whole number >= 1, got '-2'"),
         ("synthetic:2", ["--window", "0"], "argument --window: must be a whole number >= 1, got '0'"),
         ("synthetic:2", ["--max-frames", "0"], "argument --max-frames: must be a whole number >= 1, got '0'"),
+        ("synthetic:2", ["--max-staleness-s", "0"], "argument --max-staleness-s: must be a number > 0, got '0'"),
         ("synthetic:0", [], "synthetic:0: after 'synthetic:' comes a frame count (a whole number >= 1), got '0'"),
         ("synthetic:-3", [], "argument source: synthetic:-3: after 'synthetic:' comes a frame count"),
         ("camera:x", [], "argument source: camera:x: after 'camera:' comes a device number (a whole number >= 0)"),

@@ -1,0 +1,63 @@
+"""``MicroBatcher`` deadlines: a job whose deadline passes while it waits is not run; one that is dispatched runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from test_micro_batcher import Recorder, _batcher
+
+from service.batcher import DeadlinePassed
+
+
+def test_a_job_past_its_deadline_is_refused_at_submission():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = _batcher(recorder)
+        try:
+            with pytest.raises(DeadlinePassed):
+                await batcher.submit("a", ("a", 0), deadline=time.perf_counter() - 0.001)
+            return await batcher.submit("b", ("b", 0), deadline=time.perf_counter() + 60)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()).result == "b:0"
+    assert recorder.batches == [["b"]], "the overdue job reached the model"
+
+
+def test_a_job_whose_deadline_passes_behind_a_running_batch_is_not_run():
+    """One model instance is busy with ``a`` for 0.3 s; ``b`` (deadline 0.1 s) and ``c`` (none) wait for it. When
+    the next batch forms, ``b`` is overdue: it fails with DeadlinePassed and only ``c`` runs."""
+    recorder = Recorder(delay_s=0.3)
+
+    async def scenario():
+        batcher = _batcher(recorder, max_delay_s=0.0)
+        try:
+            first = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
+            await asyncio.to_thread(recorder.entered.wait, 5)  # ``a`` holds the only instance
+            late = asyncio.ensure_future(batcher.submit("b", ("b", 0), deadline=time.perf_counter() + 0.1))
+            other = asyncio.ensure_future(batcher.submit("c", ("c", 0)))
+            await first
+            with pytest.raises(DeadlinePassed):
+                await late
+            return await other
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()).result == "c:0"
+    assert recorder.batches == [["a"], ["c"]]
+
+
+def test_a_dispatched_job_runs_even_when_its_deadline_passes_during_the_call():
+    recorder = Recorder(delay_s=0.2)
+
+    async def scenario():
+        batcher = _batcher(recorder, max_delay_s=0.0)
+        try:
+            return await batcher.submit("a", ("a", 0), deadline=time.perf_counter() + 0.05)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()).result == "a:0"
