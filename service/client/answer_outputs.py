@@ -39,7 +39,12 @@ def record_answer(
         Exception: what rendering or writing an earlier overlay frame raised.
         OSError: the JSON line could not be written (naming the file).
     """
-    line: dict[str, Any] = {"frame_index": answer.frame_index, "latency_ms": round(latency_ms, 3)}
+    line: dict[str, Any] = {
+        "frame_index": answer.frame_index,
+        "capture_time_ns": answer.capture_time_ns,
+        "model_version": answer.model_version,  # "" on a drop or error from a server older than the field
+        "latency_ms": round(latency_ms, 3),
+    }
     if isinstance(answer, FrameResult) and answer.segmentation is not None:
         # the geometry's pixel counts give the areas too: one pass over the masks
         size = (frame.shape[0], frame.shape[1])

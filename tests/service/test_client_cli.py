@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from service.client.__main__ import main
 from service.client.overlay import render_overlay
 from service.client.trajectory import TRAJECTORY_ARRAYS
 from service.config import DEFAULT_MODEL_DIR
+from service.engine import model_version
 from service.errors import ErrorCode
 
 
@@ -140,6 +142,9 @@ def test_stream_command_writes_an_overlay_gif_and_json_lines(server, tmp_path):
     assert code == 0
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [line["frame_index"] for line in lines] == list(range(6))
+    assert {line["model_version"] for line in lines} == {model_version(server.model_dir)}
+    captured = [line["capture_time_ns"] for line in lines]  # a synthetic clip's timeline: 15 frames/s
+    assert captured[0] > 0 and all(round((b - a) / 1e6) == 67 for a, b in itertools.pairwise(captured)), captured
     first = lines[0]
     assert first["outcome"] == "result" and first["slot_ids"] == [0, 1, 2, 3]
     assert abs(sum(first["areas"]) - 1) < 1e-3 and first["latency_ms"] > 0
