@@ -25,6 +25,7 @@ _SERVER = (
     "grpc_reflection",
     "prometheus_client",
     "simplejpeg",
+    "opentelemetry",  # the namespace of opentelemetry-sdk and its OTLP exporter (service/tracing.py checks both)
 )
 
 #: Extra -> the top-level modules its requirements provide, in the order they are checked. Requirements behind an

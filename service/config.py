@@ -48,6 +48,29 @@ MAX_RESUME_HISTORY = 36_000
 keeps one stream state, for every stream, and the wire field that reports it is 32 bits."""
 
 
+def _otlp_endpoint_problems(endpoint: str) -> list[str]:
+    """What is wrong with ``--otlp-endpoint`` ``endpoint``: not ``http(s)://host:port``, or no OpenTelemetry."""
+    from urllib.parse import urlsplit
+
+    from service.tracing import tracing_problem
+
+    problems = []
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        problems.append(
+            f"--otlp-endpoint must be http://host:port (a plain connection) or https://host:port (TLS), the "
+            f"collector's OTLP/gRPC address (port 4317 by default), got {endpoint!r}"
+        )
+    missing = tracing_problem()
+    if missing is not None:
+        problems.append(f"--otlp-endpoint: {missing}")
+    return problems
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message lists every problem and the flag that sets it."""
 
@@ -178,6 +201,21 @@ class ServiceConfig:
     )
     metrics_listen: str = field(
         default="127.0.0.1:9464", metadata=_help("Prometheus /metrics address host:port; empty: off")
+    )
+    otlp_endpoint: str = field(
+        default="",
+        metadata=_help(
+            "OpenTelemetry: export a span per traced frame to this OTLP/gRPC collector, http://host:port (plain) or "
+            "https://host:port (TLS); the OTEL_EXPORTER_OTLP_* variables give the exporter's other settings; "
+            "empty: no tracing"
+        ),
+    )
+    trace_sample_ratio: float = field(
+        default=0.01,
+        metadata=_help(
+            "with --otlp-endpoint: the share (0-1) of frames traced among those that carry no trace context; a "
+            "frame whose traceparent is sampled is always traced, one whose traceparent is not, never"
+        ),
     )
     grace_period_s: float = field(
         default=20.0,
@@ -568,6 +606,10 @@ class ServiceConfig:
             problems.append("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
         if self.auth_token and self.auth_token_file is not None:
             problems.append("give --auth-token or --auth-token-file, not both")
+        if not (math.isfinite(self.trace_sample_ratio) and 0 <= self.trace_sample_ratio <= 1):
+            problems.append(f"--trace-sample-ratio must be a number from 0 to 1, got {self.trace_sample_ratio}")
+        if self.otlp_endpoint:
+            problems.extend(_otlp_endpoint_problems(self.otlp_endpoint))
         return problems
 
     # -- construction -------------------------------------------------------------------------------------

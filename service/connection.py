@@ -45,6 +45,7 @@ from service.request_reads import RequestReads
 from service.session import ReleaseReason
 from service.sessions import Session, SessionManager
 from service.staleness import frame_deadline, is_past, stale_message
+from service.tracing import FrameTraceStart, FrameTracing
 from service.types import (
     CloseReason,
     CloseRequest,
@@ -157,6 +158,7 @@ class StreamConnection:
         frame_error_log: warns about the frames answered with a ``FrameError`` (shared by every connection, so one
             bad camera or many cannot flood the log); ``None``: a warning per code at most every
             :data:`~service.logs.WARNING_INTERVAL_S`, for this connection alone.
+        tracing: records each answered frame as a span (``--otlp-endpoint``); ``None``: tracing is off.
     """
 
     def __init__(
@@ -172,8 +174,11 @@ class StreamConnection:
         peer: str = "",
         newest_close_reason: int = CloseReason.TAKEN_OVER,
         frame_error_log: RateLimitedWarning | None = None,
+        tracing: FrameTracing | None = None,
     ) -> None:
         self._manager = manager
+        self._tracing = tracing
+        self._trace_starts: dict[Slot, FrameTraceStart] = {}  # frames accepted and not yet answered, when tracing
         self._decode_executor = decode_executor
         self._metrics = metrics
         self._max_image_pixels = max_image_pixels
@@ -252,6 +257,7 @@ class StreamConnection:
                 assert isinstance(item, asyncio.Future)
                 response = await item
                 self._slots.discard(item)
+                trace_start = self._trace_starts.pop(item, None)
                 if isinstance(response, _Evicted):
                     continue  # what ends the call follows in the queue (see evict)
                 if isinstance(response, _Abandoned):
@@ -264,6 +270,8 @@ class StreamConnection:
                 self._replying = True
                 yield response
                 self._replying = False
+                if trace_start is not None and isinstance(response, FrameResult | FrameDropped | FrameError):
+                    self._trace(trace_start, response)
                 if session is not None and session.owner is self:
                     session.reply_waiting_since = None
                     if session.handing_off and isinstance(response, StreamClosed):
@@ -309,6 +317,12 @@ class StreamConnection:
                 code=code,
                 detail=response.message,
             )
+
+    def _trace(self, start: FrameTraceStart, response: FrameResponse) -> None:
+        """Record a frame gRPC just took the answer of (tracing is on: ``start`` exists)."""
+        if self._tracing is not None:
+            model = self._session.model if self._session is not None else ""
+            self._tracing.record(start, response, model, time.time_ns())
 
     def _cleanup(self, completed: bool, detached_reason: ReleaseReason = "cancelled") -> None:
         for task in (self._reader, self._pump, self._ending):
@@ -518,6 +532,8 @@ class StreamConnection:
         await self._window.acquire()  # waits while the client has not taken enough earlier replies
         accepted = time.perf_counter()
         slot = self._new_slot()
+        if self._tracing is not None:
+            self._trace_starts[slot] = FrameTraceStart(request.traceparent, request.tracestate, received_ns)
         session.inflight += 1
         self._manager.touch(session)
         last = session.last_accepted_index

@@ -52,6 +52,7 @@ from service.session_limits import SessionLimits
 from service.sessions import SessionManager
 from service.tls import ReloadingServerCredentials
 from service.tokens import TokenFile
+from service.tracing import FrameTracing
 from service.types import FrameFit
 from service.watchdog import ModelFailureMonitor, ModelWatchdog
 
@@ -73,6 +74,10 @@ GRPC_STOP_S = 1.0
 up to this, before they are cancelled, and their connections up to this again to close. gRPC's own stop waits for
 every connection to close, which for a client that does not read (a frozen process with replies queued for it)
 lasts until the connection's ping times out, about 5 s (measured): such connections are abandoned instead."""
+
+TRACE_FLUSH_S = 5.0
+"""Longest a stop waits for the frame spans still batched to reach the collector (``--otlp-endpoint``), after the
+streams have drained; spans the collector has not taken by then may be lost."""
 
 DETACHED_WAIT_S = 5.0
 """Longest a drain waits for clients to resume streams detached from dropped connections and collect their
@@ -141,6 +146,7 @@ class Server:
         self._watchdog: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._token_file: TokenFile | None = None  # with --auth-token-file
+        self._tracing: FrameTracing | None = None  # with --otlp-endpoint
         self._token_watch: asyncio.Task[None] | None = None
         self._model_stalled = False
         self.model_abandoned = False
@@ -219,6 +225,8 @@ class Server:
         manager = SessionManager({name: runner}, name, limits, self.metrics)
         _log.info("model runner", extra={"instances": runner.instances, "max_batch_size": runner.max_batch_size})
         self.manager, self._runner = manager, runner
+        if config.otlp_endpoint:
+            self._tracing = FrameTracing.to_otlp(config.otlp_endpoint, config.trace_sample_ratio)
         self._servicer = PerceptionServicer(
             manager,
             self._decode_executor,
@@ -228,6 +236,7 @@ class Server:
             max_pending_frames=config.max_pending_frames,
             max_buffered_reply_bytes=config.max_buffered_reply_bytes,
             max_request_bytes=config.max_message_bytes,  # the gRPC server's receive limit (see _listen)
+            tracing=self._tracing,
         )
         await self._listen()
         if config.metrics_listen:
@@ -564,10 +573,22 @@ class Server:
             self.model_abandoned = not await self._runner.close(remaining)
         self._runner = None
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
+        await self._stop_tracing()
         self.metrics.close()
         if self._listening:  # a server that never listened ends with its error alone
             self._listening = False
             _log.info("stopped", extra={"drain_s": round(time.perf_counter() - started, 3)})
+
+    async def _stop_tracing(self) -> None:
+        """Export the frame spans still batched (waiting at most :data:`TRACE_FLUSH_S`) and stop tracing."""
+        tracing, self._tracing = self._tracing, None
+        if tracing is not None and not await asyncio.to_thread(tracing.shutdown, TRACE_FLUSH_S):
+            _log.warning(
+                "the frame traces batched at shutdown were not exported within %.0f s (is the collector at %s "
+                "reachable?): they may be lost",
+                TRACE_FLUSH_S,
+                self.config.otlp_endpoint,
+            )
 
     async def _stop_grpc(self, remaining_s: float) -> None:
         """Stop the gRPC server: calls still running get ``remaining_s`` (at most :data:`GRPC_STOP_S`) before they

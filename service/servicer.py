@@ -36,6 +36,7 @@ from service.generated import pb_grpc
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.sessions import SessionManager
+from service.tracing import FrameTracing
 from service.types import CLOSE_REASONS_KEY, CloseReason, StreamRequest
 
 _log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         max_buffered_reply_bytes: bytes of finished replies a stream may hold while its client is not reading.
         max_request_bytes: the largest request message the gRPC server accepts (``--max-message-bytes``), told in
             ``Describe``'s card; 0: not told.
+        tracing: records answered frames as spans (``--otlp-endpoint``); ``None``: off.
     """
 
     def __init__(
@@ -88,8 +90,10 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         max_buffered_reply_bytes: int,
         max_request_bytes: int = 0,
         check_jpeg_data: bool = True,
+        tracing: FrameTracing | None = None,
     ) -> None:
         self._manager = manager
+        self._tracing = tracing
         self._check_jpeg_data = check_jpeg_data
         self._decode_executor = decode_executor
         self._metrics = metrics
@@ -130,6 +134,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             peer=context.peer(),
             newest_close_reason=_newest_close_reason(metadata),
             frame_error_log=self.frame_error_log,
+            tracing=self._tracing,
         )
         self.connections.add(connection)
         if digest is not None:

@@ -109,6 +109,13 @@ class CloseReason(enum.IntEnum):
     TOKEN_REVOKED = 4
 
 
+MAX_TRACEPARENT_BYTES = 128
+"""Longest ``Frame.traceparent`` a server reads (version 00 of the W3C format is 55 characters) and a client sends;
+a server ignores a longer one."""
+MAX_TRACESTATE_BYTES = 512
+"""Longest ``Frame.tracestate`` a server carries into a frame's span (the size W3C asks vendors to propagate at
+least) and a client sends; a server ignores a longer one."""
+
 CLOSE_REASONS_KEY = "slotstream-close-reasons"
 """Call metadata of a ``Stream`` call: the highest :class:`CloseReason` its client knows, in decimal. The server sends
 a ``StreamClosed`` of a later reason only to a client that names it; a client without the key is taken to know those
@@ -199,12 +206,14 @@ class OpenRequest:
 
 @dataclass(frozen=True)
 class FrameRequest:
-    """One frame to process."""
+    """One frame to process; ``traceparent`` and ``tracestate`` are its W3C Trace Context (empty: none)."""
 
     frame_index: int
     image: EncodedImage
     capture_time_ns: int = 0
     camera_frame_id: str = ""
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 @dataclass(frozen=True)

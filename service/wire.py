@@ -126,6 +126,8 @@ def request_to_proto(request: StreamRequest) -> Any:
         frame.frame_index = request.frame_index
         frame.capture_time_ns = request.capture_time_ns
         frame.camera_frame_id = request.camera_frame_id
+        frame.traceparent = request.traceparent
+        frame.tracestate = request.tracestate
         image = frame.image
         image.encoding = _wire(pb.ImageEncoding, request.image.encoding)
         image.data = request.image.data
@@ -149,6 +151,8 @@ def request_from_proto(message: Any) -> StreamRequest | None:
             image=EncodedImage(_image_encoding(image.encoding), image.data, image.height, image.width, image.channels),
             capture_time_ns=frame.capture_time_ns,
             camera_frame_id=frame.camera_frame_id,
+            traceparent=frame.traceparent,
+            tracestate=frame.tracestate,
         )
     if kind == "open":
         return _open_from_proto(message.open)

@@ -214,16 +214,20 @@ class StateHandoff(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., last_frame_index: _Optional[int] = ..., state: _Optional[_Union[Tensor, _Mapping]] = ..., slot_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("frame_index", "capture_time_ns", "camera_frame_id", "image")
+    __slots__ = ("frame_index", "capture_time_ns", "camera_frame_id", "image", "traceparent", "tracestate")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     CAMERA_FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
     frame_index: int
     capture_time_ns: int
     camera_frame_id: str
     image: Image
-    def __init__(self, frame_index: _Optional[int] = ..., capture_time_ns: _Optional[int] = ..., camera_frame_id: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    tracestate: str
+    def __init__(self, frame_index: _Optional[int] = ..., capture_time_ns: _Optional[int] = ..., camera_frame_id: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("encoding", "data", "height", "width", "channels")

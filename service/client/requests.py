@@ -12,10 +12,18 @@ from typing import Any
 
 from service import wire
 from service.client.encoding import ImageLike, check_jpeg_quality, encode_image
-from service.types import EncodedImage, FrameRequest, ImageEncoding, OpenRequest
+from service.types import (
+    MAX_TRACEPARENT_BYTES,
+    MAX_TRACESTATE_BYTES,
+    EncodedImage,
+    FrameRequest,
+    ImageEncoding,
+    OpenRequest,
+)
 
-FRAME_FIELDS_BYTES = 256
-"""Room a frame request needs besides its image bytes and ``camera_frame_id`` (indices, times, sizes, tags)."""
+FRAME_FIELDS_BYTES = 1024
+"""Room a frame request needs besides its image bytes and ``camera_frame_id``: indices, times, sizes, tags and a
+trace context (at most :data:`~service.types.MAX_TRACEPARENT_BYTES` + :data:`~service.types.MAX_TRACESTATE_BYTES`)."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 SMALLEST_SERVER_REQUEST_BYTES = 1024 * 1024
 """The smallest request limit a slotstream server has (it refuses a ``--max-message-bytes`` below 1 MiB): a frame
@@ -112,6 +120,27 @@ def frame_request(
     if max_message_bytes is not None and len(encoded.data) > image_room(max_message_bytes, id_bytes):
         raise ValueError(_too_large(encoded, index, jpeg_quality, max_message_bytes, server_limit, png_bytes))
     return FrameRequest(frame_index=index, image=encoded, capture_time_ns=capture, camera_frame_id=camera_frame_id)
+
+
+def check_trace_context(traceparent: str, tracestate: str) -> None:
+    """Raise when a frame's W3C trace context cannot be sent: not text, not ASCII (W3C headers are), or longer
+    than :data:`~service.types.MAX_TRACEPARENT_BYTES` / :data:`~service.types.MAX_TRACESTATE_BYTES` (which a server
+    would ignore). Its format is the server's to read: one that does not parse is ignored there, as W3C asks.
+
+    Raises:
+        TypeError: either is not a str.
+        ValueError: either is not ASCII or too long.
+    """
+    for name, value, limit in (
+        ("traceparent", traceparent, MAX_TRACEPARENT_BYTES),
+        ("tracestate", tracestate, MAX_TRACESTATE_BYTES),
+    ):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str (a W3C trace context header value), got {type(value).__name__}")
+        if not value.isascii():
+            raise ValueError(f"{name} must be ASCII, as a W3C trace context header is: {value!r}")
+        if len(value) > limit:
+            raise ValueError(f"{name} is {len(value)} characters; a server reads at most {limit}")
 
 
 def _int64(value: Any, name: str) -> int:

@@ -8,6 +8,7 @@ by :mod:`service.client.frame_sizing`, and the errors' explanations in :mod:`ser
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -24,7 +25,7 @@ from service.client.explain import (
 )
 from service.client.frame_ledger import FrameLedger
 from service.client.frame_sizing import sized_frame_request
-from service.client.requests import check_open_request
+from service.client.requests import check_open_request, check_trace_context
 from service.client.stream_call import StreamCall
 from service.errors import ErrorCode
 from service.types import (
@@ -146,6 +147,8 @@ class ClientStream(StreamCall):
         capture_time_ns: int | None = None,
         camera_frame_id: str = "",
         jpeg_quality: int | None = None,
+        traceparent: str = "",
+        tracestate: str = "",
     ) -> int:
         """Send one frame; returns its index.
 
@@ -169,20 +172,27 @@ class ClientStream(StreamCall):
             capture_time_ns: an integer in the int64 range; defaults to now.
             camera_frame_id: text (UTF-8 encodable), echoed in the answer.
             jpeg_quality: encode arrays as JPEG at this quality (1-95).
+            traceparent, tracestate: the frame's W3C trace context (empty: none), for a server that exports traces
+                to record the frame in the caller's trace (the proto's ``Frame.traceparent``). With
+                OpenTelemetry, ``TraceContextTextMapPropagator().inject(carrier)`` fills a dict with both.
 
         Raises:
-            TypeError: ``frame_index`` or ``capture_time_ns`` is not an integer, or ``camera_frame_id`` not a str.
+            TypeError: ``frame_index`` or ``capture_time_ns`` is not an integer, or ``camera_frame_id``,
+                ``traceparent`` or ``tracestate`` not a str.
             ValueError: an argument out of range (int64, JPEG quality), a ``frame_index`` of a frame still in
-                flight (sent, not answered yet), a ``camera_frame_id`` UTF-8 cannot
-                encode, an image that is not a frame (the message starts ``frame N:``), or an image that does not
-                fit one message of the client's ``max_message_bytes`` or the server's ``--max-message-bytes``
-                (raw and as PNG, for an array; the message says which limit and what to change; gRPC would
-                otherwise fail the whole stream with ``RESOURCE_EXHAUSTED``); nothing is sent.
+                flight (sent, not answered yet), a ``camera_frame_id`` UTF-8 cannot encode, a trace context that is
+                not ASCII or longer than a server reads, an image that is not a frame (the message starts ``frame
+                N:``), or an image that does not fit one message of the client's ``max_message_bytes`` or the
+                server's ``--max-message-bytes`` (raw and as PNG, for an array; the message says which limit and what
+                to change; gRPC would otherwise fail the whole stream with ``RESOURCE_EXHAUSTED``); nothing is sent.
             StreamError: the stream is closed or closing, the server ended it (``UNAVAILABLE`` after a drain), or
                 its call ended or was cancelled.
         """
+        check_trace_context(traceparent, tracestate)
         async with self._prepare_lock:
             request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
+            if traceparent or tracestate:  # room for them is kept in every frame request (FRAME_FIELDS_BYTES)
+                request = replace(request, traceparent=traceparent, tracestate=tracestate)
             self._frames.record(request)
         await self._write(request)
         return request.frame_index
