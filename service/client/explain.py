@@ -73,6 +73,18 @@ def reply_too_large_error(opened: StreamOpened, max_message_bytes: int) -> Strea
     )
 
 
+def staleness_ignored_error(opened: StreamOpened, asked_s: float) -> StreamError:
+    """The error for an open that asked for ``max_staleness_s`` from a server that does not apply it (one older than
+    the option echoes 0; the stream was closed again)."""
+    return StreamError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        ErrorCode.INVALID_OPEN,
+        f"stream {opened.stream_id!r}: the open asked for max_staleness_s {asked_s:g}, and the server does not apply "
+        "it (its StreamOpened.options has none: a server older than the option), so old frames would reach the "
+        "model; upgrade the server, or open without max_staleness_s. The stream was closed",
+    )
+
+
 def process_running_error() -> StreamError:
     """The error for a :meth:`ClientStream.process` while another task is in one on the same stream."""
     return StreamError(

@@ -21,6 +21,7 @@ from service.client.explain import (
     process_running_error,
     reply_too_large_error,
     stale_handoff_error,
+    staleness_ignored_error,
     unanswered_error,
 )
 from service.client.frame_ledger import FrameLedger
@@ -130,6 +131,10 @@ class ClientStream(StreamCall):
         if message.max_reply_bytes > self._client.max_message_bytes:
             await self._close_unread()
             raise reply_too_large_error(message, self._client.max_message_bytes)
+        asked_staleness_s = request.options.max_staleness_s if request.resume is None else 0.0  # resumes keep theirs
+        if asked_staleness_s > 0 and message.options.max_staleness_s <= 0:
+            await self._close_unread()
+            raise staleness_ignored_error(message, asked_staleness_s)
         self.opened = message
         self._handed_off = False
         self._frames.note_folded(message.last_frame_index)

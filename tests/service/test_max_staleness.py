@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import replace
 
 import pytest
-from service_helpers import make_video, reference_outputs, run, slow_factory
+from service_helpers import make_video, reference_outputs, run, slow_factory, wait_until
 
 from service.client import Client, FrameDropped, FrameResult, StreamError, StreamOptions
 from service.errors import ErrorCode
+from service.session_limits import SessionLimits
 from service.types import DropReason
 
 
@@ -133,3 +135,25 @@ def test_a_limit_that_is_negative_or_not_finite_is_refused(server, limit):
         run(scenario())
     assert refused.value.code == ErrorCode.INVALID_OPEN
     assert "max_staleness_s must be a finite number >= 0" in str(refused.value)
+
+
+def test_a_client_refuses_a_server_that_does_not_apply_the_limit(start_server, monkeypatch):
+    """A server older than the option ignores it and echoes none: the client closes the stream and says so rather
+    than let old frames reach the model unnoticed."""
+    original = SessionLimits.effective_options
+
+    def older_server(self, options, card):
+        return replace(original(self, options, card), max_staleness_s=0.0)
+
+    monkeypatch.setattr(SessionLimits, "effective_options", older_server)
+    server = start_server()
+
+    async def scenario():
+        async with Client(server.target) as client:
+            await client.open(StreamOptions(max_staleness_s=0.5))
+
+    with pytest.raises(StreamError) as refused:
+        run(scenario())
+    assert refused.value.code == ErrorCode.INVALID_OPEN
+    assert "does not apply it" in str(refused.value) and "The stream was closed" in str(refused.value)
+    wait_until(lambda: server.session_count() == 0)
