@@ -180,9 +180,9 @@ class MicroBatcher(Generic[P, R]):
     async def submit(self, key: Hashable, payload: P, deadline: float | None = None) -> Timed[R]:
         """Queue ``payload`` under ``key`` and wait for its result.
 
-        ``deadline`` (a :func:`time.perf_counter` time; ``None``: none) is checked when the job is submitted and
-        when a batch is formed: a job still waiting then, after its deadline, is not run. A job already in a
-        dispatched batch runs whatever the time.
+        ``deadline`` (a :func:`time.perf_counter` time; ``None``: none) is checked when the job is submitted, when
+        a batch is formed and when its group's call starts (a batch split into groups runs them one after the
+        other): a job found past its deadline then is not run. A job whose call has started runs whatever the time.
 
         Raises:
             BatcherClosed: the batcher is stopped.
@@ -361,6 +361,13 @@ class MicroBatcher(Generic[P, R]):
                 if all(job.future.done() for job in jobs):  # stopped or abandoned meanwhile: nobody to answer
                     continue
                 started = time.perf_counter()
+                overdue = [job for job in jobs if job.deadline is not None and job.deadline <= started]
+                if overdue:  # a later group's jobs waited for the earlier groups' calls past their deadlines
+                    passed = DeadlinePassed("the deadline passed while the job waited for its group's call")
+                    loop.call_soon_threadsafe(answer, overdue, passed, started, 0.0)
+                    jobs = [job for job in jobs if all(job is not late for late in overdue)]  # by identity
+                    if not jobs:
+                        continue
                 outcome: Sequence[R] | BaseException
                 try:
                     outcome = self._process([job.payload for job in jobs])

@@ -363,6 +363,7 @@ class StreamConnection:
         while not self._out.empty():
             self._out.get_nowait()
         self._slots.clear()
+        self._trace_starts.clear()
         if abort.code in _ENDED_WHILE_WRITING and self._requests is not None:
             # Said in the call too, before its status, which a write of the client racing the call's end would lose
             # (grpc.aio then reports INTERNAL): a takeover taken for a lost connection, a reconnect would take the
@@ -533,7 +534,7 @@ class StreamConnection:
         accepted = time.perf_counter()
         slot = self._new_slot()
         if self._tracing is not None:
-            self._trace_starts[slot] = FrameTraceStart(request.traceparent, request.tracestate, received_ns)
+            self._trace_starts[slot] = FrameTraceStart.of(request, received_ns)
         session.inflight += 1
         self._manager.touch(session)
         last = session.last_accepted_index
@@ -588,8 +589,9 @@ class StreamConnection:
             return
         session.last_accepted_index = request.frame_index
         # The encoded image is not needed once decoded: a waiting frame holds its model input alone (a few KB
-        # for the default model), not the up to --max-message-bytes it arrived as.
-        request = dataclasses.replace(request, image=_DECODED)
+        # for the default model), not the up to --max-message-bytes it arrived as; nor its trace context, which
+        # the trace start keeps (bounded) when tracing is on.
+        request = dataclasses.replace(request, image=_DECODED, traceparent="", tracestate="")  # traced: see above
         item = _Pending(request, fitted.pixels, fitted.view, slot, received_ns, received, decode_s, deadline)
         superseded = await pending.put(item)
         self._current = None

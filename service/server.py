@@ -8,10 +8,11 @@ get UNAVAILABLE, every stream answers the frames it has accepted, sends its hand
 UNAVAILABLE so the client reconnects elsewhere. A stream detached from a dropped connection is kept for up to
 ``DETACHED_WAIT_S``: its client may resume it during the drain, which hands its state off the same way. The drain
 ends when no stream is left, or after the grace period, when whatever is left is cancelled and freed; the gRPC
-server then gets at most twice :data:`GRPC_STOP_S` to stop (connections of clients that do not read are abandoned). A
-shutdown before ``SERVING`` abandons the model's warm-up instead of waiting for it. A second SIGTERM or SIGINT ends
-the drain at once (:meth:`Server.hurry`); SIGHUP stops an interactive server (its terminal closed) and is logged and
-ignored by any other.
+server then gets at most twice :data:`GRPC_STOP_S` to stop (connections of clients that do not read are abandoned),
+and with tracing on the last frame spans go to the collector (at most :data:`TRACE_FLUSH_S`). A shutdown before
+``SERVING`` abandons the model's warm-up instead of waiting for it. A second SIGTERM or SIGINT ends the drain at once
+(:meth:`Server.hurry`); SIGHUP stops an interactive server (its terminal closed) and is logged and ignored by any
+other.
 """
 
 from __future__ import annotations
@@ -76,8 +77,11 @@ every connection to close, which for a client that does not read (a frozen proce
 lasts until the connection's ping times out, about 5 s (measured): such connections are abandoned instead."""
 
 TRACE_FLUSH_S = 5.0
-"""Longest a stop waits for the frame spans still batched to reach the collector (``--otlp-endpoint``), after the
-streams have drained; spans the collector has not taken by then may be lost."""
+"""Longest a stop waits for the frame spans still batched to reach the collector (``--otlp-endpoint``), once the
+model has stopped: what is left of the grace period, at least :data:`TRACE_FLUSH_LEAST_S`, at most this. Spans the
+collector has not taken by then may be lost."""
+TRACE_FLUSH_LEAST_S = 1.0
+"""Shortest wait for the last frame spans, when the drain used the whole grace period."""
 
 DETACHED_WAIT_S = 5.0
 """Longest a drain waits for clients to resume streams detached from dropped connections and collect their
@@ -580,13 +584,17 @@ class Server:
             _log.info("stopped", extra={"drain_s": round(time.perf_counter() - started, 3)})
 
     async def _stop_tracing(self) -> None:
-        """Export the frame spans still batched (waiting at most :data:`TRACE_FLUSH_S`) and stop tracing."""
+        """Export the frame spans still batched and stop tracing, waiting what is left of the grace period, between
+        :data:`TRACE_FLUSH_LEAST_S` and :data:`TRACE_FLUSH_S`."""
         tracing, self._tracing = self._tracing, None
-        if tracing is not None and not await asyncio.to_thread(tracing.shutdown, TRACE_FLUSH_S):
+        if tracing is None:
+            return
+        budget_s = min(TRACE_FLUSH_S, max(TRACE_FLUSH_LEAST_S, self._drain_deadline - time.perf_counter()))
+        if not await asyncio.to_thread(tracing.shutdown, budget_s):
             _log.warning(
-                "the frame traces batched at shutdown were not exported within %.0f s (is the collector at %s "
+                "the frame traces batched at shutdown were not exported within %.1f s (is the collector at %s "
                 "reachable?): they may be lost",
-                TRACE_FLUSH_S,
+                budget_s,
                 self.config.otlp_endpoint,
             )
 

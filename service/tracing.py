@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ from service.types import (
     MAX_TRACESTATE_BYTES,
     FrameDropped,
     FrameError,
+    FrameRequest,
     FrameResponse,
     FrameResult,
 )
@@ -36,6 +39,38 @@ _log = logging.getLogger(__name__)
 
 SERVICE_NAME = "slotstream"
 """The traces' ``service.name`` unless ``OTEL_SERVICE_NAME`` gives another."""
+
+
+_CONTEXT_LOGGERS = ("opentelemetry.trace.span", "opentelemetry.trace.propagation.tracecontext")
+"""OpenTelemetry's loggers that warn about a malformed trace context: a client's every frame could log a line."""
+CONTEXT_WARNING_INTERVAL_S = 60.0
+"""Each of their warnings (by message template) is logged at most once in this many seconds."""
+
+
+class _OncePerInterval(logging.Filter):
+    """Lets a logger's records through at most once per ``interval_s`` for each message template."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now, template = time.monotonic(), str(record.msg)[:200]
+        if now - self._last.get(template, -math.inf) < self._interval_s:
+            return False
+        if len(self._last) >= 64:  # templates are a library's constants; a bound all the same
+            self._last.clear()
+        self._last[template] = now
+        return True
+
+
+def _quiet_context_warnings() -> None:
+    """Rate-limit OpenTelemetry's warnings about malformed trace contexts (once per process)."""
+    for name in _CONTEXT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OncePerInterval) for f in logger.filters):
+            logger.addFilter(_OncePerInterval(CONTEXT_WARNING_INTERVAL_S))
 
 
 class TracingUnavailable(RuntimeError):
@@ -55,6 +90,18 @@ class FrameTraceStart:
     traceparent: str
     tracestate: str
     received_ns: int
+
+    @classmethod
+    def of(cls, request: FrameRequest, received_ns: int) -> FrameTraceStart:
+        """``request``'s trace context, read at ``received_ns``; a field over :data:`MAX_TRACEPARENT_BYTES` or
+        :data:`MAX_TRACESTATE_BYTES` is left out (a longer traceparent leaves the tracestate out too), so a waiting
+        frame never holds more than those bytes of it."""
+        traceparent, tracestate = request.traceparent, request.tracestate
+        if len(traceparent) > MAX_TRACEPARENT_BYTES or not traceparent.isascii():
+            return cls("", "", received_ns)
+        if len(tracestate) > MAX_TRACESTATE_BYTES or not tracestate.isascii():
+            tracestate = ""
+        return cls(traceparent, tracestate, received_ns)
 
 
 class FrameTracing:
@@ -86,6 +133,7 @@ class FrameTracing:
         self._error = functools.partial(Status, StatusCode.ERROR)  # (description) -> an error status
         self._propagator = TraceContextTextMapPropagator()
         self._failures_logged = 0
+        _quiet_context_warnings()
 
     @classmethod
     def to_otlp(cls, endpoint: str, sample_ratio: float) -> FrameTracing:
@@ -113,9 +161,9 @@ class FrameTracing:
 
     def _record(self, start: FrameTraceStart, response: FrameResponse, model: str, replied_ns: int) -> None:
         carrier = {}
-        if start.traceparent and len(start.traceparent.encode()) <= MAX_TRACEPARENT_BYTES:
+        if start.traceparent:  # bounded by FrameTraceStart.of
             carrier["traceparent"] = start.traceparent
-            if start.tracestate and len(start.tracestate.encode()) <= MAX_TRACESTATE_BYTES:
+            if start.tracestate:
                 carrier["tracestate"] = start.tracestate
         parent = self._propagator.extract(carrier) if carrier else None
         attributes: dict[str, str | int] = {

@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "box of the model's aspect ratio, for a model trained with --frame-fit crop; areas then sum to the crop's "
         "share) or pad (centred on grey; the whole frame undistorted) (default: the server's --frame-fit)",
     )
-    stream.add_argument("--live", action="store_true", help="live mode: drop stale frames instead of queueing")
+    stream.add_argument(
+        "--live", action="store_true", help="live mode: a waiting frame is dropped for a newer one instead of queueing"
+    )
     stream.add_argument(
         "--max-staleness-s",
         type=_positive_float,

@@ -196,8 +196,7 @@ class ClientStream(StreamCall):
         check_trace_context(traceparent, tracestate)
         async with self._prepare_lock:
             request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
-            if traceparent or tracestate:  # room for them is kept in every frame request (FRAME_FIELDS_BYTES)
-                request = replace(request, traceparent=traceparent, tracestate=tracestate)
+            request = _traced(request, traceparent, tracestate)
             self._frames.record(request)
         await self._write(request)
         return request.frame_index
@@ -272,14 +271,17 @@ class ClientStream(StreamCall):
         capture_time_ns = kwargs.pop("capture_time_ns", None)
         camera_frame_id = kwargs.pop("camera_frame_id", "")
         jpeg_quality = kwargs.pop("jpeg_quality", None)
+        traceparent, tracestate = kwargs.pop("traceparent", ""), kwargs.pop("tracestate", "")
         if kwargs:
             raise TypeError(f"process() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        check_trace_context(traceparent, tracestate)
         self._processing = True
         try:
             async with self._prepare_lock:
                 self._check_sendable()
                 self._check_none_waiting()  # here: a send() this lock held back may have left a frame unanswered
                 request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
+                request = _traced(request, traceparent, tracestate)
                 index = request.frame_index
                 next_index = self._frames.next_index
                 self._frames.record(request)
@@ -516,6 +518,14 @@ class ClientStream(StreamCall):
             pass
         finally:
             self.cancel()
+
+
+def _traced(request: FrameRequest, traceparent: str, tracestate: str) -> FrameRequest:
+    """``request`` with the trace context given (checked by ``check_trace_context``); the room for it is kept in
+    every frame request (``FRAME_FIELDS_BYTES``), so sizing the image did not need it."""
+    if not (traceparent or tracestate):
+        return request
+    return replace(request, traceparent=traceparent, tracestate=tracestate)
 
 
 __all__ = ["ClientStream"]

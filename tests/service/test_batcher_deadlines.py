@@ -61,3 +61,23 @@ def test_a_dispatched_job_runs_even_when_its_deadline_passes_during_the_call():
             await batcher.stop()
 
     assert asyncio.run(scenario()).result == "a:0"
+
+
+def test_a_job_of_a_later_group_whose_deadline_passes_during_the_earlier_groups_call_is_not_run():
+    """A batch of ``a`` and ``b`` split into two groups run one after the other, 0.3 s each: ``b`` (deadline 0.1 s)
+    is past it when its group's call would start, so only ``a`` runs."""
+    recorder = Recorder(delay_s=0.3)
+
+    async def scenario():
+        batcher = _batcher(recorder, max_delay_s=0.05, split=lambda payloads: [[0], [1]])
+        try:
+            first = asyncio.ensure_future(batcher.submit("a", ("a", 0)))
+            late = asyncio.ensure_future(batcher.submit("b", ("b", 0), deadline=time.perf_counter() + 0.1))
+            with pytest.raises(DeadlinePassed):
+                await late
+            return await first
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()).result == "a:0"
+    assert recorder.batches == [["a"]]
