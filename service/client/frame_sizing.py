@@ -28,6 +28,8 @@ async def sized_frame_request(
     capture_time_ns: int | None,
     camera_frame_id: str,
     jpeg_quality: int | None,
+    traceparent: str = "",
+    tracestate: str = "",
 ) -> FrameRequest:
     """The checked request for a frame (see :meth:`ClientStream.send`), sized to the client's limit or the
     server's when it is lower; called with the stream's prepare lock held, so no other frame is recorded meanwhile.
@@ -41,8 +43,8 @@ async def sized_frame_request(
             reconnect may have moved the stream to another client meanwhile).
         frames: the stream's frames: the default index and the frames in flight, read again after an await.
         check_sendable: raises the reason the stream takes no more requests, if there is one.
-        image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality: as :meth:`ClientStream.send` takes
-            them.
+        image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality, traceparent, tracestate: as
+            :meth:`ClientStream.send` takes them.
 
     Raises:
         TypeError, ValueError, StreamError: as :meth:`ClientStream.send` raises them; nothing is recorded.
@@ -58,9 +60,11 @@ async def sized_frame_request(
         next_index=frames.next_index,
         in_flight=frames.unanswered,
         max_message_bytes=None,
+        traceparent=traceparent,
+        tracestate=tracestate,
     )
     encoded = first.image
-    id_bytes = len(camera_frame_id.encode())
+    id_bytes = len(camera_frame_id.encode()) + len(traceparent) + len(tracestate)  # the text fields
     waited = False
     may_exceed_server = len(encoded.data) > image_room(SMALLEST_SERVER_REQUEST_BYTES, id_bytes)
     if may_exceed_server and client().server_max_request_bytes is None:
@@ -86,6 +90,8 @@ async def sized_frame_request(
         max_message_bytes=limit,
         server_limit=server_limit,
         png_bytes=png_bytes,
+        traceparent=traceparent,
+        tracestate=tracestate,
     )
 
 

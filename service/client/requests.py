@@ -21,19 +21,20 @@ from service.types import (
     OpenRequest,
 )
 
-FRAME_FIELDS_BYTES = 1024
-"""Room a frame request needs besides its image bytes and ``camera_frame_id``: indices, times, sizes, tags and a
-trace context (at most :data:`~service.types.MAX_TRACEPARENT_BYTES` + :data:`~service.types.MAX_TRACESTATE_BYTES`)."""
+FRAME_FIELDS_BYTES = 256
+"""Room a frame request needs besides its image bytes, ``camera_frame_id`` and trace context (indices, times, sizes,
+tags)."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 SMALLEST_SERVER_REQUEST_BYTES = 1024 * 1024
 """The smallest request limit a slotstream server has (it refuses a ``--max-message-bytes`` below 1 MiB): a frame
 request this small fits every server, so a client reads the server's own limit only for a larger one."""
 
 
-def image_room(max_message_bytes: int, camera_frame_id_bytes: int = 0) -> int:
-    """The most image bytes a frame request carries in one message of ``max_message_bytes``, beside a
-    ``camera_frame_id`` of ``camera_frame_id_bytes`` bytes (UTF-8) and :data:`FRAME_FIELDS_BYTES` of other fields."""
-    return max_message_bytes - FRAME_FIELDS_BYTES - camera_frame_id_bytes
+def image_room(max_message_bytes: int, text_bytes: int = 0) -> int:
+    """The most image bytes a frame request carries in one message of ``max_message_bytes``, beside its text fields
+    (``camera_frame_id``, ``traceparent`` and ``tracestate``) of ``text_bytes`` bytes (UTF-8) and
+    :data:`FRAME_FIELDS_BYTES` of other fields."""
+    return max_message_bytes - FRAME_FIELDS_BYTES - text_bytes
 
 
 def check_open_request(request: OpenRequest) -> None:
@@ -70,6 +71,8 @@ def frame_request(
     max_message_bytes: int | None,
     server_limit: bool = False,
     png_bytes: int = 0,
+    traceparent: str = "",
+    tracestate: str = "",
 ) -> FrameRequest:
     """The checked request for one frame (nothing recorded yet). An array is encoded raw, or as JPEG at
     ``jpeg_quality``; fitting it as PNG is the caller's (:meth:`ClientStream.send`), which then passes the PNG.
@@ -83,6 +86,7 @@ def frame_request(
         server_limit: ``max_message_bytes`` is the server's ``--max-message-bytes`` (below the client's own), not
             the client's ``max_message_bytes``; the refusal names it.
         png_bytes: for a raw image, the size it came to as PNG, too large too (0: not tried); the refusal says it.
+        traceparent, tracestate: the frame's W3C trace context, as :meth:`ClientStream.send` takes it.
 
     Raises:
         TypeError, ValueError: as :meth:`ClientStream.send` raises them.
@@ -111,15 +115,17 @@ def frame_request(
             f"camera_frame_id must be text UTF-8 can encode; {error.reason} at position {error.start}: "
             f"{camera_frame_id!r}"
         ) from None
+    check_trace_context(traceparent, tracestate)
+    text_bytes = id_bytes + len(traceparent) + len(tracestate)  # the trace context is ASCII
     if jpeg_quality is not None:
         check_jpeg_quality(jpeg_quality)
     try:
         encoded = encode_image(image, jpeg_quality)
     except ValueError as error:
         raise ValueError(f"frame {index}: {error}") from error
-    if max_message_bytes is not None and len(encoded.data) > image_room(max_message_bytes, id_bytes):
+    if max_message_bytes is not None and len(encoded.data) > image_room(max_message_bytes, text_bytes):
         raise ValueError(_too_large(encoded, index, jpeg_quality, max_message_bytes, server_limit, png_bytes))
-    return FrameRequest(frame_index=index, image=encoded, capture_time_ns=capture, camera_frame_id=camera_frame_id)
+    return FrameRequest(index, encoded, capture, camera_frame_id, traceparent, tracestate)
 
 
 def check_trace_context(traceparent: str, tracestate: str) -> None:

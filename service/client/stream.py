@@ -8,7 +8,6 @@ by :mod:`service.client.frame_sizing`, and the errors' explanations in :mod:`ser
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -26,7 +25,7 @@ from service.client.explain import (
 )
 from service.client.frame_ledger import FrameLedger
 from service.client.frame_sizing import sized_frame_request
-from service.client.requests import check_open_request, check_trace_context
+from service.client.requests import check_open_request
 from service.client.stream_call import StreamCall
 from service.errors import ErrorCode
 from service.types import (
@@ -193,10 +192,10 @@ class ClientStream(StreamCall):
             StreamError: the stream is closed or closing, the server ended it (``UNAVAILABLE`` after a drain), or
                 its call ended or was cancelled.
         """
-        check_trace_context(traceparent, tracestate)
         async with self._prepare_lock:
-            request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
-            request = _traced(request, traceparent, tracestate)
+            request = await self._prepare(
+                image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality, traceparent, tracestate
+            )
             self._frames.record(request)
         await self._write(request)
         return request.frame_index
@@ -274,14 +273,14 @@ class ClientStream(StreamCall):
         traceparent, tracestate = kwargs.pop("traceparent", ""), kwargs.pop("tracestate", "")
         if kwargs:
             raise TypeError(f"process() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
-        check_trace_context(traceparent, tracestate)
         self._processing = True
         try:
             async with self._prepare_lock:
                 self._check_sendable()
                 self._check_none_waiting()  # here: a send() this lock held back may have left a frame unanswered
-                request = await self._prepare(image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality)
-                request = _traced(request, traceparent, tracestate)
+                request = await self._prepare(
+                    image, frame_index, capture_time_ns, camera_frame_id, jpeg_quality, traceparent, tracestate
+                )
                 index = request.frame_index
                 next_index = self._frames.next_index
                 self._frames.record(request)
@@ -452,6 +451,8 @@ class ClientStream(StreamCall):
         capture_time_ns: int | None,
         camera_frame_id: str,
         jpeg_quality: int | None,
+        traceparent: str,
+        tracestate: str,
     ) -> FrameRequest:
         """The checked request for a frame (see :meth:`send`), sized to the client's limit or the server's when it
         is lower (:func:`~service.client.frame_sizing.sized_frame_request`); called with ``_prepare_lock`` held,
@@ -465,6 +466,8 @@ class ClientStream(StreamCall):
             capture_time_ns,
             camera_frame_id,
             jpeg_quality,
+            traceparent,
+            tracestate,
         )
 
     def _check_none_waiting(self) -> None:
@@ -518,14 +521,6 @@ class ClientStream(StreamCall):
             pass
         finally:
             self.cancel()
-
-
-def _traced(request: FrameRequest, traceparent: str, tracestate: str) -> FrameRequest:
-    """``request`` with the trace context given (checked by ``check_trace_context``); the room for it is kept in
-    every frame request (``FRAME_FIELDS_BYTES``), so sizing the image did not need it."""
-    if not (traceparent or tracestate):
-        return request
-    return replace(request, traceparent=traceparent, tracestate=tracestate)
 
 
 __all__ = ["ClientStream"]

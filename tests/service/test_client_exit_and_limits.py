@@ -70,9 +70,9 @@ def test_a_raw_frame_larger_than_one_message_is_refused_before_sending_and_the_s
     assert isinstance(answer, FrameResult) and answer.frame_index == 0, answer
 
 
-def test_the_frame_size_limit_leaves_256_bytes_for_the_other_fields_and_counts_the_camera_frame_id(server):
-    """1 MiB - 256 = 1,048,320 bytes = a raw 546x640 frame: it fits with an empty ``camera_frame_id`` but not with
-    a one-byte one (noise, so that it does not fit as PNG either)."""
+def test_the_frame_size_limit_leaves_256_bytes_for_the_other_fields_and_counts_the_text_fields(server):
+    """1 MiB - 256 = 1,048,320 bytes = a raw 546x640 frame: it fits with an empty ``camera_frame_id`` and trace
+    context but not with a one-byte id or tracestate (noise, so that it does not fit as PNG either)."""
     frame = _noise(546, 640)
     assert frame.nbytes == ONE_MIB - 256
 
@@ -81,6 +81,8 @@ def test_the_frame_size_limit_leaves_256_bytes_for_the_other_fields_and_counts_t
             stream = await client.open()
             with pytest.raises(ValueError, match="1,048,320 bytes, more than one message carries"):
                 await stream.send(frame, camera_frame_id="x")
+            with pytest.raises(ValueError, match="1,048,320 bytes, more than one message carries"):
+                await stream.send(frame, tracestate="x")
             refused_state = (stream.unanswered, stream.next_frame_index)
             answer = await stream.process(frame)
             await stream.close()
