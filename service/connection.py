@@ -591,7 +591,7 @@ class StreamConnection:
         # The encoded image is not needed once decoded: a waiting frame holds its model input alone (a few KB
         # for the default model), not the up to --max-message-bytes it arrived as; nor its trace context, which
         # the trace start keeps (bounded) when tracing is on.
-        request = dataclasses.replace(request, image=_DECODED, traceparent="", tracestate="")  # traced: see above
+        request = dataclasses.replace(request, image=_DECODED, traceparent="", tracestate="")
         item = _Pending(request, fitted.pixels, fitted.view, slot, received_ns, received, decode_s, deadline)
         superseded = await pending.put(item)
         self._current = None

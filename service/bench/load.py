@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from typing import Any
 
@@ -74,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--window", type=int, default=1, help="frames in flight per stream (1: send, await answer)")
     parser.add_argument("--live", action="store_true", help="open streams in live mode")
     parser.add_argument(
+        "--max-staleness-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="open streams with this max_staleness_s: frames that wait longer than S seconds from their send are "
+        "dropped as stale, counted in dropped_by_reason (default: 0, no limit)",
+    )
+    parser.add_argument(
         "--size",
         type=_pixels,
         default=(128, 128),
@@ -110,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("streams", "frames", "window", "rounds"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if not (math.isfinite(args.max_staleness_s) and args.max_staleness_s >= 0):
+        parser.error(f"--max-staleness-s must be a number >= 0 (0: no limit), got {args.max_staleness_s}")
     try:
         if args.fps is not None:
             check_fps(args.fps)
@@ -201,6 +212,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "fps": args.fps,
         "window": args.window,
         "live": args.live,
+        "max_staleness_s": args.max_staleness_s,
         "size": _shown(args.size),
         "mask_size": _shown(args.mask_size) if args.mask_size else None,
         "jpeg_quality": args.jpeg_quality,
@@ -218,6 +230,7 @@ def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
         fps=args.fps,
         window=args.window,
         live=args.live,
+        max_staleness_s=args.max_staleness_s,
         jpeg_quality=args.jpeg_quality,
         mask_size=args.mask_size,
         token=args.token,
@@ -242,6 +255,11 @@ def _shown(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
+def _reasons(counts: dict[str, int]) -> str:
+    """`` (stale 3, superseded 1)`` for drop counts by reason; empty for none."""
+    return f" ({', '.join(f'{reason} {count}' for reason, count in counts.items())})" if counts else ""
+
+
 def _summary(report: dict[str, Any]) -> str:
     lines = []
     for local in report.get("local", []):
@@ -262,7 +280,8 @@ def _summary(report: dict[str, Any]) -> str:
             f"gRPC {run['spec']['streams']} stream(s): {run['frames_per_second']} frames/s, p50 {lat.get('p50')} ms, "
             f"p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms, "
             f"frame-weighted mean batch {run['frame_weighted_mean_batch_size']}, "
-            f"dropped {run['dropped']}, errors {run['errors']}, lost {run['lost']}"
+            f"dropped {run['dropped']}{_reasons(run.get('dropped_by_reason', {}))}, errors {run['errors']}, "
+            f"lost {run['lost']}"
         )
     if "ratios" in report:
         lines.append(f"ratios: {report['ratios']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ class LoadSpec:
         fps: per-stream send rate (``None``: as fast as the window allows).
         window: frames a stream may have in flight (1: send one, await its answer).
         live: open the streams in live mode.
+        max_staleness_s: open the streams with this ``max_staleness_s`` (0: none); each frame's capture time is
+            when it is sent, so the server drops frames that waited longer than this (``dropped_by_reason``).
         jpeg_quality: send JPEG at this quality instead of raw frames (each clip frame encoded once, before any
             frame is timed: see :func:`frames_to_send`).
         mask_size: ``(H, W)`` of the segmentation asked for (``None``: the model's input size).
@@ -42,6 +45,7 @@ class LoadSpec:
     fps: float | None = None
     window: int = 1
     live: bool = False
+    max_staleness_s: float = 0.0
     jpeg_quality: int | None = None
     mask_size: tuple[int, int] | None = None
     warmup_frames: int = 10
@@ -57,17 +61,22 @@ class _StreamStats:
     results: int = 0
     dropped: int = 0
     errors: int = 0
+    dropped_by_reason: Counter[str] = field(default_factory=Counter)
 
 
 def stream_options(spec: LoadSpec) -> StreamOptions:
     """The options every stream of ``spec`` is opened with."""
     return StreamOptions(
-        live=spec.live, outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}), mask_size=spec.mask_size
+        live=spec.live,
+        outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}),
+        mask_size=spec.mask_size,
+        max_staleness_s=spec.max_staleness_s,
     )
 
 
 async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
-    """Run the load and return per-stream and overall latency percentiles, throughput and losses.
+    """Run the load and return per-stream and overall latency percentiles, throughput and losses (drops also by
+    reason: ``superseded``, ``stale``, ``shutting_down``).
 
     ``frame_weighted_mean_batch_size`` is the mean over answered frames of the size of the batch each frame was
     computed in (from its answer), so a batch of 8 counts 8 times. The server's ``slotstream_batch_size``
@@ -99,6 +108,7 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
         "sent": spec.streams * spec.frames,
         "results": results,
         "dropped": sum(st.dropped for st in stats),
+        "dropped_by_reason": dict(sorted(sum((st.dropped_by_reason for st in stats), Counter()).items())),
         "errors": sum(st.errors for st in stats),
         "lost": spec.streams * spec.frames - sum(st.results + st.dropped + st.errors for st in stats),
         "latency_ms": summarize(all_latencies),
@@ -164,6 +174,7 @@ async def _drive(stream: Any, frames: list[ImageLike], spec: LoadSpec, count: in
                 stats.batch_sizes.append(answer.latency.batch_size)
             elif isinstance(answer, FrameDropped):
                 stats.dropped += 1
+                stats.dropped_by_reason[answer.reason.name.lower()] += 1
                 sent_at.pop(answer.frame_index, None)
             elif isinstance(answer, FrameError):
                 stats.errors += 1
