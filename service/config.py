@@ -22,6 +22,7 @@ from service.engine import normalise_device
 from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
 from service.host import available_cores, decodable_pixels, memory_limit_bytes
 from service.reply_budget import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget
+from service.shared_memory import shared_memory_supported
 from service.tls_files import tls_file_problems
 from service.tokens import MIN_TOKEN_CHARS, TokenFileError, read_token_lines, short_token_warning
 
@@ -201,6 +202,14 @@ class ServiceConfig:
     )
     metrics_listen: str = field(
         default="127.0.0.1:9464", metadata=_help("Prometheus /metrics address host:port; empty: off")
+    )
+    shared_memory: bool = field(
+        default=False,
+        metadata=_help(
+            "read frames from POSIX shared memory (Image.shared_memory) for clients on this host, which connect over "
+            "loopback or a unix socket and write frames to /dev/shm/slotstream_*: spares the copy of large frames "
+            "through gRPC (Linux only)"
+        ),
     )
     otlp_endpoint: str = field(
         default="",
@@ -606,6 +615,8 @@ class ServiceConfig:
             problems.append("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
         if self.auth_token and self.auth_token_file is not None:
             problems.append("give --auth-token or --auth-token-file, not both")
+        if self.shared_memory and not shared_memory_supported():
+            problems.append("--shared-memory needs Linux's POSIX shared memory (/dev/shm), which this host lacks")
         if not (math.isfinite(self.trace_sample_ratio) and 0 <= self.trace_sample_ratio <= 1):
             problems.append(f"--trace-sample-ratio must be a number from 0 to 1, got {self.trace_sample_ratio}")
         if self.otlp_endpoint:

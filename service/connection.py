@@ -44,6 +44,7 @@ from service.reply_budget import REPLIES_IN_TRANSIT, ReplyBudget
 from service.request_reads import RequestReads
 from service.session import ReleaseReason
 from service.sessions import Session, SessionManager
+from service.shared_memory import SharedMemoryFrames, fit_shared_frame
 from service.staleness import frame_deadline, is_past, stale_message
 from service.tracing import FrameTraceStart, FrameTracing
 from service.types import (
@@ -159,6 +160,7 @@ class StreamConnection:
             bad camera or many cannot flood the log); ``None``: a warning per code at most every
             :data:`~service.logs.WARNING_INTERVAL_S`, for this connection alone.
         tracing: records each answered frame as a span (``--otlp-endpoint``); ``None``: tracing is off.
+        shared_memory: read frames from shared memory when the call comes from this host (``--shared-memory``).
     """
 
     def __init__(
@@ -175,9 +177,12 @@ class StreamConnection:
         newest_close_reason: int = CloseReason.TAKEN_OVER,
         frame_error_log: RateLimitedWarning | None = None,
         tracing: FrameTracing | None = None,
+        shared_memory: bool = False,
     ) -> None:
         self._manager = manager
         self._tracing = tracing
+        self._read_shared_memory = shared_memory
+        self._shared_frames: SharedMemoryFrames | None = None
         self._trace_starts: dict[Slot, FrameTraceStart] = {}  # frames accepted and not yet answered, when tracing
         self._decode_executor = decode_executor
         self._metrics = metrics
@@ -318,6 +323,12 @@ class StreamConnection:
                 detail=response.message,
             )
 
+    def _shared_memory(self) -> SharedMemoryFrames:
+        """This call's reader of frames in shared memory, made at its first such frame."""
+        if self._shared_frames is None:
+            self._shared_frames = SharedMemoryFrames(self._read_shared_memory, self._peer)
+        return self._shared_frames
+
     def _trace(self, start: FrameTraceStart, response: FrameResponse) -> None:
         """Record a frame gRPC just took the answer of (tracing is on: ``start`` exists)."""
         if self._tracing is not None:
@@ -325,6 +336,8 @@ class StreamConnection:
             self._tracing.record(start, response, model, time.time_ns())
 
     def _cleanup(self, completed: bool, detached_reason: ReleaseReason = "cancelled") -> None:
+        if self._shared_frames is not None:
+            self._shared_frames.close()
         for task in (self._reader, self._pump, self._ending):
             if task is not None and not task.done():
                 task.cancel()
@@ -569,14 +582,16 @@ class StreamConnection:
             return
         self._current = (slot, request)
         size, fit = session.runner.card.image_size, session.options.frame_fit
+        shared = self._shared_memory() if request.image.shared_memory is not None else None
         try:
-            if cheap_to_decode(request.image, size, fit):  # a thread hop would cost more than the work
+            if shared is None and cheap_to_decode(request.image, size, fit):  # a thread hop would cost more
                 fitted = fit_frame(request.image, size, self._max_image_pixels, fit, self._check_jpeg_data)
                 decode_s = time.perf_counter() - accepted
-            else:
+            else:  # a frame in shared memory is read there too (one at a time per call: frames are read in order)
                 fitted, decode_s = await run_timed(
                     self._decode_executor,
-                    fit_frame,
+                    fit_shared_frame,
+                    shared,
                     request.image,
                     size,
                     self._max_image_pixels,

@@ -59,6 +59,9 @@ class ModelCard:
             a server that does not report it.
         max_image_pixels: the largest image (width x height) that server accepts (``--max-image-pixels``; proto
             ``ModelCard.max_image_pixels``); 0 on an engine's own card, or from a server that does not report it.
+        shared_memory: the server describing this card reads frames from shared memory for the caller that asked
+            (``--shared-memory``, a caller on its host; proto ``ModelCard.shared_memory``); False on an engine's own
+            card, or from a server older than the field.
     """
 
     name: str
@@ -76,6 +79,7 @@ class ModelCard:
     available_models: tuple[str, ...] = ()
     max_request_bytes: int = 0
     max_image_pixels: int = 0
+    shared_memory: bool = False
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,7 @@ class Server:
             max_buffered_reply_bytes=config.max_buffered_reply_bytes,
             max_request_bytes=config.max_message_bytes,  # the gRPC server's receive limit (see _listen)
             tracing=self._tracing,
+            shared_memory=config.shared_memory,
         )
         await self._listen()
         if config.metrics_listen:

@@ -36,6 +36,7 @@ from service.generated import pb_grpc
 from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.sessions import SessionManager
+from service.shared_memory import is_local_peer
 from service.tracing import FrameTracing
 from service.types import CLOSE_REASONS_KEY, CloseReason, StreamRequest
 
@@ -77,6 +78,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         max_request_bytes: the largest request message the gRPC server accepts (``--max-message-bytes``), told in
             ``Describe``'s card; 0: not told.
         tracing: records answered frames as spans (``--otlp-endpoint``); ``None``: off.
+        shared_memory: read frames from shared memory for calls from this host (``--shared-memory``).
     """
 
     def __init__(
@@ -91,9 +93,11 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         max_request_bytes: int = 0,
         check_jpeg_data: bool = True,
         tracing: FrameTracing | None = None,
+        shared_memory: bool = False,
     ) -> None:
         self._manager = manager
         self._tracing = tracing
+        self._shared_memory = shared_memory
         self._check_jpeg_data = check_jpeg_data
         self._decode_executor = decode_executor
         self._metrics = metrics
@@ -135,6 +139,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             newest_close_reason=_newest_close_reason(metadata),
             frame_error_log=self.frame_error_log,
             tracing=self._tracing,
+            shared_memory=self._shared_memory,
         )
         self.connections.add(connection)
         if digest is not None:
@@ -195,7 +200,8 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         """See ``Perception.Describe`` in the proto. The card's ``default_frame_fit`` is the fit a stream of this
         model that sets no ``frame_fit`` gets (``SessionLimits.frame_fit_for``); its ``preprocessing`` ends with it
         in words; ``max_request_bytes`` and ``max_image_pixels`` are this server's limits, and ``max_batch_size`` the
-        largest batch its model calls take (``--max-batch-size``, at most ``--max-streams`` and the engine's limit)."""
+        largest batch its model calls take (``--max-batch-size``, at most ``--max-streams`` and the engine's limit);
+        ``shared_memory`` says whether frames of this caller may come in shared memory."""
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
@@ -211,6 +217,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             max_request_bytes=self._max_request_bytes,
             max_image_pixels=self._max_image_pixels,
             max_batch_size=runner.max_batch_size,
+            shared_memory=self._shared_memory and is_local_peer(context.peer()),
         )
         return wire.card_to_proto(card, available)
 

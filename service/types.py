@@ -153,14 +153,31 @@ class StreamOptions:
 
 
 @dataclass(frozen=True)
+class SharedMemoryRef:
+    """Where an image's bytes lie in a POSIX shared memory segment on the server's host (proto ``SharedMemoryRef``).
+
+    Attributes:
+        name: the segment's name without its leading slash (``slotstream_`` then 1-64 of ``A-Z a-z 0-9 _ -``).
+        offset: where the bytes start in it.
+        size: how many bytes they take.
+    """
+
+    name: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
 class EncodedImage:
-    """A frame's image as sent: JPEG/PNG bytes or raw uint8 RGB pixels ``[height, width, channels]``."""
+    """A frame's image as sent: JPEG/PNG bytes or raw uint8 RGB pixels ``[height, width, channels]``, in ``data`` or,
+    with ``shared_memory`` set (``data`` empty), in a shared memory segment on the server's host."""
 
     encoding: ImageEncoding | int  # an int only for a value outside ImageEncoding, kept for the error message
     data: bytes
     height: int = 0
     width: int = 0
     channels: int = 0
+    shared_memory: SharedMemoryRef | None = None
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from service.types import (
     OpenRequest,
     Output,
     ResumeRequest,
+    SharedMemoryRef,
     StateHandoff,
     StreamClosed,
     StreamOpened,
@@ -132,6 +133,10 @@ def request_to_proto(request: StreamRequest) -> Any:
         image.encoding = _wire(pb.ImageEncoding, request.image.encoding)
         image.data = request.image.data
         image.height, image.width, image.channels = request.image.height, request.image.width, request.image.channels
+        shared = request.image.shared_memory
+        if shared is not None:
+            image.shared_memory.name, image.shared_memory.offset = shared.name, shared.offset
+            image.shared_memory.size = shared.size
         return message
     return pb.StreamRequest(close=pb.CloseStream(return_state=request.return_state))
 
@@ -146,9 +151,17 @@ def request_from_proto(message: Any) -> StreamRequest | None:
     if kind == "frame":
         frame = message.frame
         image = frame.image
+        shared = image.shared_memory if image.HasField("shared_memory") else None
         return FrameRequest(
             frame_index=frame.frame_index,
-            image=EncodedImage(_image_encoding(image.encoding), image.data, image.height, image.width, image.channels),
+            image=EncodedImage(
+                _image_encoding(image.encoding),
+                image.data,
+                image.height,
+                image.width,
+                image.channels,
+                None if shared is None else SharedMemoryRef(shared.name, shared.offset, shared.size),
+            ),
             capture_time_ns=frame.capture_time_ns,
             camera_frame_id=frame.camera_frame_id,
             traceparent=frame.traceparent,
@@ -494,6 +507,7 @@ def card_to_proto(card: ModelCard, available_models: list[str]) -> Any:
         trained_frame_fit=_fit_value(card.frame_fit),
         max_request_bytes=card.max_request_bytes,
         max_image_pixels=card.max_image_pixels,
+        shared_memory=card.shared_memory,
     )
 
 
@@ -515,6 +529,7 @@ def card_from_proto(message: Any) -> ModelCard:
         available_models=tuple(message.available_models),
         max_request_bytes=message.max_request_bytes,
         max_image_pixels=message.max_image_pixels,
+        shared_memory=message.shared_memory,
     )
 
 

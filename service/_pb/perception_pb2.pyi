@@ -55,6 +55,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_UNKNOWN_ENCODING: _ClassVar[ErrorCode]
     ERROR_CODE_INFERENCE_FAILED: _ClassVar[ErrorCode]
     ERROR_CODE_CAMERA_FRAME_ID_TOO_LONG: _ClassVar[ErrorCode]
+    ERROR_CODE_SHARED_MEMORY_UNAVAILABLE: _ClassVar[ErrorCode]
     ERROR_CODE_NOT_OPEN: _ClassVar[ErrorCode]
     ERROR_CODE_ALREADY_OPEN: _ClassVar[ErrorCode]
     ERROR_CODE_INVALID_OPEN: _ClassVar[ErrorCode]
@@ -117,6 +118,7 @@ ERROR_CODE_FRAME_INDEX_NOT_INCREASING: ErrorCode
 ERROR_CODE_UNKNOWN_ENCODING: ErrorCode
 ERROR_CODE_INFERENCE_FAILED: ErrorCode
 ERROR_CODE_CAMERA_FRAME_ID_TOO_LONG: ErrorCode
+ERROR_CODE_SHARED_MEMORY_UNAVAILABLE: ErrorCode
 ERROR_CODE_NOT_OPEN: ErrorCode
 ERROR_CODE_ALREADY_OPEN: ErrorCode
 ERROR_CODE_INVALID_OPEN: ErrorCode
@@ -230,18 +232,30 @@ class Frame(_message.Message):
     def __init__(self, frame_index: _Optional[int] = ..., capture_time_ns: _Optional[int] = ..., camera_frame_id: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class Image(_message.Message):
-    __slots__ = ("encoding", "data", "height", "width", "channels")
+    __slots__ = ("encoding", "data", "height", "width", "channels", "shared_memory")
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     encoding: ImageEncoding
     data: bytes
     height: int
     width: int
     channels: int
-    def __init__(self, encoding: _Optional[_Union[ImageEncoding, str]] = ..., data: _Optional[bytes] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ...) -> None: ...
+    shared_memory: SharedMemoryRef
+    def __init__(self, encoding: _Optional[_Union[ImageEncoding, str]] = ..., data: _Optional[bytes] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ..., shared_memory: _Optional[_Union[SharedMemoryRef, _Mapping]] = ...) -> None: ...
+
+class SharedMemoryRef(_message.Message):
+    __slots__ = ("name", "offset", "size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    offset: int
+    size: int
+    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
 
 class CloseStream(_message.Message):
     __slots__ = ("return_state",)
@@ -400,7 +414,7 @@ class DescribeRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class ModelCard(_message.Message):
-    __slots__ = ("name", "version", "backend", "device", "input_height", "input_width", "num_slots", "slot_dim", "mask_height", "mask_width", "outputs", "preprocessing", "max_batch_size", "available_models", "default_frame_fit", "trained_frame_fit", "max_request_bytes", "max_image_pixels")
+    __slots__ = ("name", "version", "backend", "device", "input_height", "input_width", "num_slots", "slot_dim", "mask_height", "mask_width", "outputs", "preprocessing", "max_batch_size", "available_models", "default_frame_fit", "trained_frame_fit", "max_request_bytes", "max_image_pixels", "shared_memory")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -419,6 +433,7 @@ class ModelCard(_message.Message):
     TRAINED_FRAME_FIT_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     backend: str
@@ -437,4 +452,5 @@ class ModelCard(_message.Message):
     trained_frame_fit: FrameFit
     max_request_bytes: int
     max_image_pixels: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., num_slots: _Optional[int] = ..., slot_dim: _Optional[int] = ..., mask_height: _Optional[int] = ..., mask_width: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., preprocessing: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., available_models: _Optional[_Iterable[str]] = ..., default_frame_fit: _Optional[_Union[FrameFit, str]] = ..., trained_frame_fit: _Optional[_Union[FrameFit, str]] = ..., max_request_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ...) -> None: ...
+    shared_memory: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., num_slots: _Optional[int] = ..., slot_dim: _Optional[int] = ..., mask_height: _Optional[int] = ..., mask_width: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., preprocessing: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., available_models: _Optional[_Iterable[str]] = ..., default_frame_fit: _Optional[_Union[FrameFit, str]] = ..., trained_frame_fit: _Optional[_Union[FrameFit, str]] = ..., max_request_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., shared_memory: _Optional[bool] = ...) -> None: ...

@@ -31,6 +31,7 @@ from service.bench.cli import json_output_problems, usage_error
 from service.bench.provenance import provenance, redact
 from service.bench.remote import LoadSpec, run_load
 from service.bench.suite import SuiteError, run_suite
+from service.bench.transport import compare_transports
 from service.cli_limits import FPS_LIMITS, MAX_FRAME_PIXELS, check_fps, check_frame_pixels, check_memory
 from service.client import StreamError
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         "size; a client showing masks over the frame asks for the frame's size)",
     )
     parser.add_argument("--jpeg-quality", type=int, help="send JPEG instead of raw frames")
+    parser.add_argument(
+        "--compare-shared-memory",
+        action="store_true",
+        help="--target on this host: send --frames raw frames of --size on two streams in alternation, one as bytes "
+        "and one through shared memory (a server started with --shared-memory), and report both round trips and "
+        "their ratio instead of a load",
+    )
     parser.add_argument("--token", help="bearer token")
     add_tls_flags(parser, " (--target)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--suite; default: 5)")
@@ -154,9 +162,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
     if args.suite and not args.model.is_dir():
         return usage_error("--suite", [f"--model {args.model} is not a directory"])
+    if args.compare_shared_memory and (args.suite or args.jpeg_quality is not None):
+        parser.error("--compare-shared-memory goes with --target and raw frames (no --jpeg-quality)")
     clip = synthetic_clip(CLIP_FRAMES, args.size)
     report: dict[str, Any] = {}
-    if args.target:
+    if args.compare_shared_memory:
+        try:
+            compared = asyncio.run(compare_transports(args.target, clip, args.frames, args.token, tls))
+        except StreamError as error:
+            print(f"python -m service.bench: {args.target}: {error}", file=sys.stderr)
+            return 1
+        except ValueError as error:  # the server reads no shared memory for this client; a frame refused
+            print(f"python -m service.bench: {error}", file=sys.stderr)
+            return 2
+        report["provenance"] = provenance(args_list)
+        report["settings"] = _settings(args)
+        report["shared_memory_comparison"] = compared
+    elif args.target:
         try:
             result = asyncio.run(run_load(_spec(args, args.target, args.streams), clip))
         except StreamError as error:  # no server there, a missing token, ...
@@ -216,6 +238,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "size": _shown(args.size),
         "mask_size": _shown(args.mask_size) if args.mask_size else None,
         "jpeg_quality": args.jpeg_quality,
+        "compare_shared_memory": args.compare_shared_memory,
         "token": args.token is not None,
         "tls": tls_from_flags(args) is not None,
         "warmup_frames": LoadSpec.warmup_frames,
@@ -274,6 +297,15 @@ def _summary(report: dict[str, Any]) -> str:
                 f"paired frames over gRPC: {local['grpc_one_stream_errors']} failed, "
                 f"{local['grpc_one_stream_dropped']} dropped; first error: {local['grpc_first_error']}"
             )
+    if "shared_memory_comparison" in report:
+        compared = report["shared_memory_comparison"]
+        lines.append(
+            f"raw {compared['frame_shape'][0]}x{compared['frame_shape'][1]} frames, p50 round trip: as bytes "
+            f"{compared['bytes']['latency_ms'].get('p50')} ms, through shared memory "
+            f"{compared['shared_memory']['latency_ms'].get('p50')} ms (ratio {compared['ratio_p50']}); the "
+            f"server's own time {compared['bytes']['server_total_ms'].get('p50')} and "
+            f"{compared['shared_memory']['server_total_ms'].get('p50')} ms"
+        )
     for run in report.get("remote", []):
         lat = run["latency_ms"]
         lines.append(

@@ -4,7 +4,7 @@ Commands::
 
     stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--slots slots.npz]
         [--model NAME] [--frame-fit stretch|crop|pad] [--live] [--max-staleness-s S] [--fps F] [--window N]
-        [--max-frames N]
+        [--max-frames N] [--shared-memory]
         [--jpeg-quality Q] [--max-message-bytes N] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
@@ -127,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="send frames as JPEG at this quality, 1-95 (lossy; default: raw RGB, or PNG, lossless, for a frame whose "
         "raw pixels do not fit one message)",
+    )
+    stream.add_argument(
+        "--shared-memory",
+        action="store_true",
+        help="send raw frames through shared memory (a server on this host started with --shared-memory, reached "
+        "over loopback): spares copying large frames through gRPC; frames of another size than the first go as "
+        "usual",
     )
     stream.add_argument(
         "--max-message-bytes",

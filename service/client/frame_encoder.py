@@ -10,6 +10,7 @@ import numpy as np
 from service.client.daemon_calls import DaemonCalls
 from service.client.encoding import encode_image, fit_png
 from service.client.requests import image_room
+from service.client.shared_frames import SharedFrameRing
 from service.types import EncodedImage, ImageEncoding
 
 
@@ -30,6 +31,8 @@ class FrameEncoder:
         self.jpeg_quality = jpeg_quality
         self.max_message_bytes = max_message_bytes
         self.png_frames = 0
+        self.ring: SharedFrameRing | None = None
+        """With ``--shared-memory``: raw frames of its shape go through it instead of the request."""
         self._room = image_room(max_message_bytes)  # the CLI sends no camera_frame_id
         self._limit = "--max-message-bytes"  # where max_message_bytes comes from, as messages name it
         self._worker: DaemonCalls | None = None
@@ -52,6 +55,8 @@ class FrameEncoder:
             ValueError: the frame does not fit one message as JPEG at ``--jpeg-quality``, or neither raw nor as PNG
                 (the message says what to change).
         """
+        if self.jpeg_quality is None and self.ring is not None and self.ring.fits(image):
+            return self.ring.put(image)  # a copy into shared memory; the request only names it
         if self.jpeg_quality is None and image.nbytes <= self._room:
             return encode_image(image)  # raw: a copy
         if self._worker is None:
@@ -64,9 +69,11 @@ class FrameEncoder:
         return encoded
 
     def close(self) -> None:
-        """End the encoding thread, if one was started, after the frame it is encoding."""
+        """End the encoding thread, if one was started, after the frame it is encoding, and remove the ring."""
         if self._worker is not None:
             self._worker.stop()
+        if self.ring is not None:
+            self.ring.close()
 
     def _compressed(self, image: np.ndarray, index: int) -> EncodedImage:
         """Frame ``index`` as JPEG (with ``--jpeg-quality``) or PNG that fits one message; runs on the worker."""

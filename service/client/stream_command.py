@@ -33,6 +33,7 @@ from service.client.exchange import send_while_receiving
 from service.client.frame_encoder import FrameEncoder
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.segmentation_geometry import trajectory_mask_size
+from service.client.shared_frames import SharedFrameRing
 from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
 from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, UNANSWERED, server_ended, source_error
@@ -246,6 +247,14 @@ async def _stream_feed(
                 "sized to fit the server's limit",
                 file=sys.stderr,
             )
+        if args.shared_memory:
+            if card is None or not card.shared_memory:
+                raise ValueError(
+                    "--shared-memory: the server does not read shared memory for this client (start it with "
+                    "--shared-memory, on this host, and connect over loopback)"
+                )
+            # one slot more than the frames in flight: a slot is written again only after its frame was answered
+            encoder.ring = SharedFrameRing(first.image.shape[:2], slots=args.window + 1)
         if trajectory is not None and stream.opened is not None:
             _describe_trajectory(stream.opened, card, trajectory)
         if args.reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:

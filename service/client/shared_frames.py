@@ -1,0 +1,100 @@
+"""Sending frames through shared memory: :class:`SharedFrameRing` writes raw frames into a POSIX shared memory
+segment and gives the :class:`~service.types.EncodedImage` that names them, which a server on this host started
+with ``--shared-memory`` reads from there (``ModelCard.shared_memory`` says whether it will for this client).
+
+A 1080p frame then no longer goes through gRPC: the client copies it once into the segment and the server once out
+of it, and the request carries a few dozen bytes. The segment is removed when the ring is closed (or, failing
+that, when the process ends). Linux only, as the server's side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from service.types import EncodedImage, ImageEncoding, SharedMemoryRef
+
+NAME_PREFIX = "slotstream_"
+"""Every segment name a server reads starts so (``service.shared_memory.SEGMENT_NAME``)."""
+
+
+class SharedFrameRing:
+    """``slots`` frame slots of one shape in one shared memory segment, written in turn.
+
+    A slot is written again ``slots`` frames after it was: the frame it held must have been answered by then (the
+    server reads a frame's bytes before it answers it), so keep fewer than ``slots`` frames unanswered, for
+    example a stream's window of frames in flight at most ``slots - 1``. A frame answered with
+    ``SHARED_MEMORY_UNAVAILABLE`` was not read: send its pixels as an array instead.
+
+    Args:
+        frame_shape: ``(H, W)`` of the uint8 RGB frames the ring holds.
+        slots: how many frames it holds (>= 2).
+
+    Raises:
+        ValueError: a side below 1 or fewer than 2 slots.
+        OSError: the segment cannot be made (no /dev/shm, no room in it).
+    """
+
+    def __init__(self, frame_shape: tuple[int, int], slots: int = 8) -> None:
+        height, width = frame_shape
+        if height < 1 or width < 1 or slots < 2:
+            raise ValueError(f"a ring needs frames of at least 1x1 pixels and 2 slots, got {frame_shape}, {slots}")
+        self.frame_shape = (height, width)
+        self.slots = slots
+        self.slot_bytes = height * width * 3
+        self._memory = shared_memory.SharedMemory(
+            name=NAME_PREFIX + secrets.token_hex(12), create=True, size=self.slot_bytes * slots
+        )
+        self.name = self._memory.name.lstrip("/")
+        self._next = 0
+        self._closed = False
+
+    def fits(self, frame: np.ndarray) -> bool:
+        """Whether ``frame`` is a uint8 RGB frame of this ring's shape."""
+        return frame.dtype == np.uint8 and frame.shape == (*self.frame_shape, 3)
+
+    def put(self, frame: np.ndarray) -> EncodedImage:
+        """Copy ``frame`` (uint8 ``[H, W, 3]`` of :attr:`frame_shape`) into the next slot; returns the image to
+        send in its place.
+
+        Raises:
+            ValueError: the frame is not of this ring's shape and type (send it as an array), or the ring is closed.
+        """
+        if self._closed:
+            raise ValueError("the shared frame ring is closed")
+        if not self.fits(frame):
+            raise ValueError(
+                f"a frame of {frame.dtype} {tuple(frame.shape)} does not fit this ring's slots of uint8 "
+                f"{(*self.frame_shape, 3)}: send it as an array"
+            )
+        offset = self._next * self.slot_bytes
+        buffer = self._memory.buf
+        assert buffer is not None  # open until close()
+        # [H, W, 3] -> [H*W*3], in the slot's bytes
+        np.copyto(np.frombuffer(buffer, np.uint8, self.slot_bytes, offset).reshape(frame.shape), frame)
+        self._next = (self._next + 1) % self.slots
+        height, width = self.frame_shape
+        return EncodedImage(
+            ImageEncoding.RAW_RGB8, b"", height, width, 3, SharedMemoryRef(self.name, offset, self.slot_bytes)
+        )
+
+    def close(self) -> None:
+        """Remove the segment (a server that mapped it keeps its mapping until its call ends). Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._memory.close()
+        with contextlib.suppress(FileNotFoundError):  # removed by someone else already
+            self._memory.unlink()
+
+    def __enter__(self) -> SharedFrameRing:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+__all__ = ["NAME_PREFIX", "SharedFrameRing"]
