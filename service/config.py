@@ -207,7 +207,7 @@ class ServiceConfig:
         default=False,
         metadata=_help(
             "read frames from POSIX shared memory (Image.shared_memory) for clients on this host, which connect over "
-            "loopback or a unix socket and write frames to /dev/shm/slotstream_*: spares the copy of large frames "
+            "loopback and write frames to /dev/shm/slotstream_*: spares the copy of large frames "
             "through gRPC (Linux only)"
         ),
     )

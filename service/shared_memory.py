@@ -171,7 +171,7 @@ def _refusal(enabled: bool, peer: str) -> str | None:
         return "this server reads no shared memory (start it with --shared-memory): send the bytes in data"
     if not is_local_peer(peer):
         return (
-            f"shared memory is read only for clients on the server's host (loopback or a unix socket), and this "
+            f"shared memory is read only for clients on the server's host (over loopback), and this "
             f"call came from {peer}: send the bytes in data"
         )
     return None
