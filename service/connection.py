@@ -326,7 +326,7 @@ class StreamConnection:
     def _shared_memory(self) -> SharedMemoryFrames:
         """This call's reader of frames in shared memory, made at its first such frame."""
         if self._shared_frames is None:
-            self._shared_frames = SharedMemoryFrames(self._read_shared_memory, self._peer)
+            self._shared_frames = SharedMemoryFrames(self._read_shared_memory, self._peer, 3 * self._max_image_pixels)
         return self._shared_frames
 
     def _trace(self, start: FrameTraceStart, response: FrameResponse) -> None:
@@ -336,8 +336,6 @@ class StreamConnection:
             self._tracing.record(start, response, model, time.time_ns())
 
     def _cleanup(self, completed: bool, detached_reason: ReleaseReason = "cancelled") -> None:
-        if self._shared_frames is not None:
-            self._shared_frames.close()
         for task in (self._reader, self._pump, self._ending):
             if task is not None and not task.done():
                 task.cancel()

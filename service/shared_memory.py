@@ -1,23 +1,22 @@
 """Frames from shared memory: a same-host client writes a frame's bytes into a POSIX shared memory segment and sends
 where they lie (``Image.shared_memory``) instead of the bytes, sparing the copy through gRPC (``--shared-memory``).
 
-:class:`SharedMemoryFrames` (one per call) resolves such a reference into the image's bytes. It maps each segment
-once, read-only, and keeps at most :data:`MAX_MAPPED_SEGMENTS` mapped; a segment removed and made again under the
-same name (another file) is mapped again. It reads only where the call comes from this host (:func:`is_local_peer`),
-only names of the form ``slotstream_...`` (:data:`SEGMENT_NAME`), only plain files (a symbolic link is refused),
-and only within the segment; anything else is a :class:`~service.errors.FrameRejected` with
-``SHARED_MEMORY_UNAVAILABLE`` that says which. Linux only: segments are the files of ``/dev/shm``.
+:class:`SharedMemoryFrames` (one per call) resolves such a reference into the image's bytes with one ``pread`` of
+the segment's file: never a mapping, whose pages past a file the client shrinks afterwards would end the server
+with SIGBUS. It reads only where the call comes from this host (:func:`is_local_peer`), only names of the form
+``slotstream_...`` (:data:`SEGMENT_NAME`), only plain files (a symbolic link, a FIFO or a device is refused), only
+within the file and at most ``max_bytes`` (three bytes per pixel of ``--max-image-pixels``) a frame; anything else
+is a :class:`~service.errors.FrameRejected` with ``SHARED_MEMORY_UNAVAILABLE`` that says which. Linux only:
+segments are the files of ``/dev/shm``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import mmap
 import os
 import re
 import stat
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from service.errors import ErrorCode, FrameRejected
@@ -28,8 +27,6 @@ SHM_ROOT = Path("/dev/shm")
 """Where Linux keeps POSIX shared memory segments, one file per name."""
 SEGMENT_NAME = re.compile(r"slotstream_[A-Za-z0-9_-]{1,64}")
 """The segment names a server reads: its own prefix, so that a reference cannot reach other programs' segments."""
-MAX_MAPPED_SEGMENTS = 8
-"""Segments one call keeps mapped (a client writes its frames into one or a few); the least recently used goes."""
 
 
 def shared_memory_supported() -> bool:
@@ -57,23 +54,18 @@ def is_local_peer(peer: str) -> bool:
     return (mapped or address).is_loopback
 
 
-@dataclass
-class _Mapped:
-    inode: tuple[int, int]  # (st_dev, st_ino): the file a name named when it was mapped
-    memory: mmap.mmap
-
-
 class SharedMemoryFrames:
     """Reads frames' bytes from shared memory for one call.
 
     Args:
         enabled: the server reads shared memory (``--shared-memory``).
         peer: the call's peer (``context.peer()``), which must be on this host.
+        max_bytes: the most bytes one frame may take there (a raw frame of the largest image the server takes).
     """
 
-    def __init__(self, enabled: bool, peer: str) -> None:
+    def __init__(self, enabled: bool, peer: str, max_bytes: int) -> None:
         self._refusal = _refusal(enabled, peer)
-        self._mapped: OrderedDict[str, _Mapped] = OrderedDict()
+        self._max_bytes = max_bytes
 
     def resolve(self, image: EncodedImage) -> EncodedImage:
         """``image`` with its bytes read from the segment it names (``shared_memory`` cleared), or ``image`` itself
@@ -94,56 +86,50 @@ class SharedMemoryFrames:
                 f"shared_memory.name {ref.name[:100]!r} is not a segment name this server reads: 'slotstream_' then "
                 "1-64 letters, digits, '_' or '-'"
             )
-        memory = self._memory(ref.name)
-        if ref.size == 0 or ref.offset + ref.size > len(memory):
+        if not 0 < ref.size <= self._max_bytes:
             raise _unavailable(
-                f"shared_memory asks for bytes {ref.offset:,} to {ref.offset + ref.size:,} of segment {ref.name!r}, "
-                f"which holds {len(memory):,} bytes" + (" (and a size of 0)" if ref.size == 0 else "")
+                f"shared_memory.size is {ref.size:,} bytes; a frame takes 1 to {self._max_bytes:,} (3 bytes a pixel "
+                "of the largest image this server takes, its --max-image-pixels)"
             )
-        return replace(image, data=memory[ref.offset : ref.offset + ref.size], shared_memory=None)
+        return replace(image, data=_read(ref.name, ref.offset, ref.size), shared_memory=None)
 
-    def close(self) -> None:
-        """Unmap every segment (the call ended)."""
-        for mapped in self._mapped.values():
-            mapped.memory.close()
-        self._mapped.clear()
 
-    def _memory(self, name: str) -> mmap.mmap:
-        """The segment ``name`` mapped read-only: the mapping kept from an earlier frame while the name still
-        names the same file, else a new one.
+def _read(name: str, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of segment ``name``, read with ``pread`` (a file shrunk meanwhile gives fewer
+    bytes, never a signal).
 
-        Raises:
-            FrameRejected: ``SHARED_MEMORY_UNAVAILABLE``: no such segment, not a plain file, not readable or empty.
-        """
-        path = SHM_ROOT / name
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+    Raises:
+        FrameRejected: ``SHARED_MEMORY_UNAVAILABLE``: no such segment, not a plain file, not readable, or the bytes
+            are not all there.
+    """
+    path = SHM_ROOT / name
+    try:
+        # O_NONBLOCK: opening a FIFO to read would otherwise wait for a writer (refused below, as not a plain file)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise _unavailable(
+            f"no shared memory segment {name!r} on the server's host ({path}): the client must write it on this "
+            "host, and containers must share /dev/shm"
+        ) from None
+    except OSError as error:  # a symbolic link (ELOOP), no permission
+        raise _unavailable(f"shared memory segment {name!r} cannot be opened: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _unavailable(f"shared memory segment {name!r} is not a plain file")
+        if offset + size > info.st_size:
             raise _unavailable(
-                f"no shared memory segment {name!r} on the server's host ({path}): the client must write it on "
-                "this host, and containers must share /dev/shm"
-            ) from None
-        except OSError as error:  # a symbolic link (ELOOP), no permission
-            raise _unavailable(f"shared memory segment {name!r} cannot be opened: {error.strerror}") from None
-        try:
-            info = os.fstat(fd)
-            inode = (info.st_dev, info.st_ino)
-            kept = self._mapped.get(name)
-            if kept is not None and kept.inode == inode:
-                self._mapped.move_to_end(name)
-                return kept.memory
-            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
-                raise _unavailable(f"shared memory segment {name!r} is not a plain file with bytes in it")
-            memory = mmap.mmap(fd, info.st_size, prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)
-        if kept is not None:
-            kept.memory.close()
-        self._mapped[name] = _Mapped(inode, memory)
-        self._mapped.move_to_end(name)
-        while len(self._mapped) > MAX_MAPPED_SEGMENTS:
-            self._mapped.popitem(last=False)[1].memory.close()
-        return memory
+                f"shared_memory asks for bytes {offset:,} to {offset + size:,} of segment {name!r}, which holds "
+                f"{info.st_size:,} bytes"
+            )
+        data = os.pread(fd, size, offset)
+    except OSError as error:
+        raise _unavailable(f"shared memory segment {name!r} cannot be read: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise _unavailable(f"segment {name!r} gave {len(data):,} of {size:,} bytes (shrunk while it was read?)")
+    return data
 
 
 def fit_shared_frame(
@@ -182,7 +168,6 @@ def _unavailable(message: str) -> FrameRejected:
 
 
 __all__ = [
-    "MAX_MAPPED_SEGMENTS",
     "SEGMENT_NAME",
     "SharedMemoryFrames",
     "fit_shared_frame",

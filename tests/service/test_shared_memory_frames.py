@@ -105,6 +105,10 @@ def test_references_the_server_does_not_read_are_refused_saying_why(start_server
         assert good.shared_memory is not None
         link = f"/dev/shm/slotstream_link_{secrets.token_hex(4)}"
         os.symlink(f"/dev/shm/{ring.name}", link)
+        fifo = f"/dev/shm/slotstream_fifo_{secrets.token_hex(4)}"
+        os.mkfifo(fifo)
+        shrunk = shared_memory.SharedMemory(name=f"slotstream_shrunk_{secrets.token_hex(4)}", create=True, size=4096)
+        os.truncate(f"/dev/shm/{shrunk.name.lstrip('/')}", 100)  # made smaller after the client wrote it
         try:
 
             def ref(name: str = ring.name, offset: int = 0, size: int = good.shared_memory.size) -> EncodedImage:
@@ -118,10 +122,16 @@ def test_references_the_server_does_not_read_are_refused_saying_why(start_server
                 "sets both data": EncodedImage(
                     ImageEncoding.RAW_RGB8, frame.tobytes(), height, width, 3, good.shared_memory
                 ),
+                "is not a plain file": ref(name=os.path.basename(fifo)),  # and opening it does not wait for a writer
+                "which holds 100 bytes": ref(name=shrunk.name.lstrip("/")),  # read, not mapped: no SIGBUS
+                "a frame takes 1 to": ref(size=10**12),  # never allocated
             }
             answers = _exchange(server.target, [*cases.values(), good])
         finally:
             os.unlink(link)
+            os.unlink(fifo)
+            shrunk.close()
+            shrunk.unlink()
     for fragment, answer in zip(cases, answers, strict=False):
         assert isinstance(answer, FrameError) and answer.code == ErrorCode.SHARED_MEMORY_UNAVAILABLE, answer
         assert fragment in answer.message, answer.message
@@ -177,7 +187,7 @@ def test_only_calls_from_this_host_are_local(peer, local):
 
 
 def test_a_call_from_another_host_is_refused_naming_its_address():
-    reader = SharedMemoryFrames(True, "ipv4:10.0.0.5:50000")
+    reader = SharedMemoryFrames(True, "ipv4:10.0.0.5:50000", 1 << 20)
     image = EncodedImage(ImageEncoding.RAW_RGB8, b"", 2, 2, 3, SharedMemoryRef("slotstream_x", 0, 12))
     with pytest.raises(Exception, match=r"this call came from ipv4:10\.0\.0\.5:50000") as refused:
         reader.resolve(image)
