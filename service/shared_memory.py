@@ -4,7 +4,8 @@ where they lie (``Image.shared_memory``) instead of the bytes, sparing the copy 
 :class:`SharedMemoryFrames` (one per call) resolves such a reference into the image's bytes with one ``pread`` of
 the segment's file: never a mapping, whose pages past a file the client shrinks afterwards would end the server
 with SIGBUS. It reads only where the call comes from this host (:func:`is_local_peer`), only names of the form
-``slotstream_...`` (:data:`SEGMENT_NAME`), only plain files (a symbolic link, a FIFO or a device is refused), only
+``slotstream_...`` (:data:`SEGMENT_NAME`), only plain files with one name (a symbolic link, a hard link, a FIFO or a
+device is refused), only
 within the file and at most ``max_bytes`` (three bytes per pixel of ``--max-image-pixels``) a frame; anything else
 is a :class:`~service.errors.FrameRejected` with ``SHARED_MEMORY_UNAVAILABLE`` that says which. Linux only:
 segments are the files of ``/dev/shm``.
@@ -26,7 +27,8 @@ from service.types import EncodedImage, FrameFit
 SHM_ROOT = Path("/dev/shm")
 """Where Linux keeps POSIX shared memory segments, one file per name."""
 SEGMENT_NAME = re.compile(r"slotstream_[A-Za-z0-9_-]{1,64}")
-"""The segment names a server reads: its own prefix, so that a reference cannot reach other programs' segments."""
+"""The segment names a server reads: its own prefix, so that a reference cannot name other programs' segments (nor,
+with the one-name rule of :func:`_read`, reach them through a hard link)."""
 
 
 def shared_memory_supported() -> bool:
@@ -117,6 +119,8 @@ def _read(name: str, offset: int, size: int) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise _unavailable(f"shared memory segment {name!r} is not a plain file")
+        if info.st_nlink != 1:  # a hard link would give another file (another program's segment) a name we read
+            raise _unavailable(f"shared memory segment {name!r} has {info.st_nlink} names (hard links); it needs one")
         if offset + size > info.st_size:
             raise _unavailable(
                 f"shared_memory asks for bytes {offset:,} to {offset + size:,} of segment {name!r}, which holds "

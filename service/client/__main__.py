@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--slots {args.slots}: name a .npz file")
         if args.jpeg_quality is not None:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
+        if args.shared_memory and args.jpeg_quality is not None:
+            raise ValueError("--shared-memory sends raw frames: leave --jpeg-quality out, or --shared-memory")
         if args.resume_window_s is not None and not args.reconnect:
             raise ValueError("--resume-window-s only matters with --reconnect N (N >= 1): add it, or leave both out")
         source = open_source(args.source, args.max_frames, args.fps)

@@ -105,6 +105,9 @@ def test_references_the_server_does_not_read_are_refused_saying_why(start_server
         assert good.shared_memory is not None
         link = f"/dev/shm/slotstream_link_{secrets.token_hex(4)}"
         os.symlink(f"/dev/shm/{ring.name}", link)
+        other = shared_memory.SharedMemory(name=f"otherprogram_{secrets.token_hex(4)}", create=True, size=4096)
+        hard_link = f"/dev/shm/slotstream_hard_{secrets.token_hex(4)}"
+        os.link(f"/dev/shm/{other.name.lstrip('/')}", hard_link)  # a name we read for another program's segment
         fifo = f"/dev/shm/slotstream_fifo_{secrets.token_hex(4)}"
         os.mkfifo(fifo)
         shrunk = shared_memory.SharedMemory(name=f"slotstream_shrunk_{secrets.token_hex(4)}", create=True, size=4096)
@@ -122,6 +125,7 @@ def test_references_the_server_does_not_read_are_refused_saying_why(start_server
                 "sets both data": EncodedImage(
                     ImageEncoding.RAW_RGB8, frame.tobytes(), height, width, 3, good.shared_memory
                 ),
+                "has 2 names (hard links)": ref(name=os.path.basename(hard_link)),
                 "is not a plain file": ref(name=os.path.basename(fifo)),  # and opening it does not wait for a writer
                 "which holds 100 bytes": ref(name=shrunk.name.lstrip("/")),  # read, not mapped: no SIGBUS
                 "a frame takes 1 to": ref(size=10**12),  # never allocated
@@ -129,6 +133,9 @@ def test_references_the_server_does_not_read_are_refused_saying_why(start_server
             answers = _exchange(server.target, [*cases.values(), good])
         finally:
             os.unlink(link)
+            os.unlink(hard_link)
+            other.close()
+            other.unlink()
             os.unlink(fifo)
             shrunk.close()
             shrunk.unlink()
@@ -203,6 +210,8 @@ def test_stream_command_sends_through_shared_memory_when_the_server_reads_it(sta
     assert set(os.listdir("/dev/shm")) <= before, "the run removes its segment"
     assert main(["stream", "synthetic:5", "--target", server.target, "--shared-memory"]) == 2
     assert "the server does not read shared memory for this client" in capsys.readouterr().err
+    assert main(["stream", "synthetic:5", "--target", sharing.target, "--shared-memory", "--jpeg-quality", "80"]) == 2
+    assert "--shared-memory sends raw frames" in capsys.readouterr().err
 
 
 def test_the_ring_refuses_frames_of_another_shape():
