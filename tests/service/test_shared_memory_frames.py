@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -251,3 +252,42 @@ def test_the_transport_comparison_times_both_ways_side_by_side(start_server, ser
     assert "through shared memory" in capsys.readouterr().err
     assert bench_main(["--target", server.target, "--compare-shared-memory", "--size", "48x64", "--frames", "4"]) == 2
     assert "does not read shared memory for this client" in capsys.readouterr().err
+
+
+def _outward_address() -> str | None:
+    """One of this host's IPv4 addresses other than loopback, or ``None`` when it has none."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 9))  # no packet is sent: this only picks the outgoing interface
+        address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_a_call_that_does_not_come_over_loopback_gets_no_shared_memory(start_server):
+    """The same server, reached over one of this host's other addresses: Describe says no, and a reference is
+    refused naming where the call came from."""
+    address = _outward_address()
+    if address is None:
+        pytest.skip("this host has no IPv4 address besides loopback to reach the server over")
+    server = start_server(shared_memory=True, listen="0.0.0.0:0")
+    target = f"{address}:{server.server.port}"
+    frame = make_video(seed=25, frames=1)[0]
+
+    async def scenario():
+        async with Client(target) as client:
+            card = await client.describe()
+            stream = await client.open()
+            with SharedFrameRing(frame.shape[:2], slots=2) as ring:
+                await stream.send(ring.put(frame))
+                answer = await stream.receive()
+            await stream.close()
+            return card, answer
+
+    card, answer = run(scenario())
+    assert not card.shared_memory
+    assert isinstance(answer, FrameError) and answer.code == ErrorCode.SHARED_MEMORY_UNAVAILABLE
+    assert f"this call came from ipv4:{address}:" in answer.message
