@@ -16,6 +16,10 @@ Blocking::
 Frames are sized to the server's message limit (its ``--max-message-bytes``, when lower than the client's): an array
 whose raw pixels do not fit one message is sent as PNG, lossless.
 
+A client on the server's host may send raw frames through shared memory (a server started with ``--shared-memory``;
+``ModelCard.shared_memory``): ``stream.send(ring.put(frame))`` with a :class:`SharedFrameRing`, whose
+:class:`SharedMemoryRef` the frame's :class:`EncodedImage` then carries.
+
 A consumer slower than its camera that wants the freshest answer, not every answer in order, reads through
 :class:`NewestAnswer` (async) or passes ``newest_only=True`` to :func:`stream_frames`.
 
@@ -43,6 +47,7 @@ from service.client.encoding import encode_image
 from service.client.errors import StreamError
 from service.client.newest import NewestAnswer
 from service.client.segmentation_geometry import SlotGeometry, slot_geometry
+from service.client.shared_frames import SharedFrameRing
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
 from service.client.trajectory import TRAJECTORY_ARRAYS
@@ -63,6 +68,7 @@ from service.types import (
     LatencyBreakdown,
     OpenKind,
     Output,
+    SharedMemoryRef,
     StateHandoff,
     StreamClosed,
     StreamOpened,
@@ -89,6 +95,8 @@ __all__ = [
     "NewestAnswer",
     "OpenKind",
     "Output",
+    "SharedFrameRing",
+    "SharedMemoryRef",
     "SlotGeometry",
     "SlotTrajectory",
     "StateHandoff",
