@@ -11,7 +11,9 @@ timeout, compression) from the standard ``OTEL_EXPORTER_OTLP_*`` variables, and 
 ``OTEL_BSP_*``; ``OTEL_SERVICE_NAME`` renames the service (default ``slotstream``).
 
 The spans are made after the frame is answered, from times the server keeps anyway, so tracing adds no work on a
-frame's path, and nothing at all when it is off. OpenTelemetry is imported only when tracing is started.
+frame's path, and nothing at all when it is off. OpenTelemetry is imported only when tracing is started. A frame
+keeps at most :data:`~service.types.MAX_TRACEPARENT_BYTES` and :data:`~service.types.MAX_TRACESTATE_BYTES` of its
+context, and OpenTelemetry's own warnings about malformed contexts (one per frame) are let through once a minute.
 """
 
 from __future__ import annotations
