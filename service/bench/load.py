@@ -9,7 +9,9 @@ gRPC), then a server started by this command, loaded with 1 stream and with N st
 
     python -m service.bench --suite --model DIR --streams 16 --frames 200 --json out.json
 
-(``--local`` times the engines alone per backend: see :mod:`service.bench.local`.)
+(``--local`` times the engines alone per backend: see :mod:`service.bench.local`.) Against a server on this host
+started with ``--shared-memory``, ``--target HOST:PORT --compare-shared-memory --size 1080x1920`` times raw frames
+sent as bytes and through shared memory side by side instead of a load (:mod:`service.bench.transport`).
 
 Exit status: 0 when the run completed (the report counts the frames the server refused; a ``--suite`` ratio whose
 terms were not measured is null), 1 when the server refused a stream, 2 for bad arguments, a model that does not
