@@ -13,7 +13,8 @@ timeout, compression) from the standard ``OTEL_EXPORTER_OTLP_*`` variables, and 
 The spans are made after the frame is answered, from times the server keeps anyway, so tracing adds no work on a
 frame's path, and nothing at all when it is off. OpenTelemetry is imported only when tracing is started. A frame
 keeps at most :data:`~service.types.MAX_TRACEPARENT_BYTES` and :data:`~service.types.MAX_TRACESTATE_BYTES` of its
-context, and OpenTelemetry's own warnings about malformed contexts (one per frame) are let through once a minute.
+context, and OpenTelemetry's own warnings about malformed contexts (one per frame) and failed exports (one per
+batch while the collector is down) are let through once a minute each.
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ SERVICE_NAME = "slotstream"
 """The traces' ``service.name`` unless ``OTEL_SERVICE_NAME`` gives another."""
 
 
-_CONTEXT_LOGGERS = ("opentelemetry.trace.span", "opentelemetry.trace.propagation.tracecontext")
-"""OpenTelemetry's loggers that warn about a malformed trace context: a client's every frame could log a line."""
+_CONTEXT_LOGGERS = (
+    "opentelemetry.trace.span",
+    "opentelemetry.trace.propagation.tracecontext",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+)
+"""OpenTelemetry's loggers that warn about each malformed trace context a client sends, and about each failed export
+while the collector is down: either could log a line a frame or a batch."""
 CONTEXT_WARNING_INTERVAL_S = 60.0
 """Each of their warnings (by message template) is logged at most once in this many seconds."""
 
@@ -68,7 +74,7 @@ class _OncePerInterval(logging.Filter):
 
 
 def _quiet_context_warnings() -> None:
-    """Rate-limit OpenTelemetry's warnings about malformed trace contexts (once per process)."""
+    """Rate-limit OpenTelemetry's warnings about malformed trace contexts and failed exports (once per process)."""
     for name in _CONTEXT_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _OncePerInterval) for f in logger.filters):

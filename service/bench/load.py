@@ -144,11 +144,17 @@ def main(argv: list[str] | None = None) -> int:
             check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
         except ValueError as error:
             parser.error(str(error))
+    if args.compare_shared_memory and (problems := _not_compared(args, parser)):
+        parser.error(
+            f"--compare-shared-memory times one frame in flight on two streams (--target, --size, --frames, --token "
+            f"and the TLS flags); it takes no {', '.join(problems)}"
+        )
     raw_bytes = args.size[0] * args.size[1] * 3
     if args.jpeg_quality is None and raw_bytes > DEFAULT_MAX_MESSAGE_BYTES - FRAME_FIELDS_BYTES:
+        advice = "" if args.compare_shared_memory else " or send JPEG with --jpeg-quality"
         parser.error(
             f"--size {_shown(args.size)}: a raw frame is {raw_bytes:,} bytes, more than one message carries "
-            f"({DEFAULT_MAX_MESSAGE_BYTES:,}); give a smaller --size or send JPEG with --jpeg-quality"
+            f"({DEFAULT_MAX_MESSAGE_BYTES:,}); give a smaller --size{advice}"
         )
     try:  # the clip is built whole, before the first frame is sent
         check_memory(clip_bytes(args.size), f"--size {_shown(args.size)}: the {CLIP_FRAMES} frames of the clip sent")
@@ -164,8 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
     if args.suite and not args.model.is_dir():
         return usage_error("--suite", [f"--model {args.model} is not a directory"])
-    if args.compare_shared_memory and (args.suite or args.jpeg_quality is not None):
-        parser.error("--compare-shared-memory goes with --target and raw frames (no --jpeg-quality)")
     clip = synthetic_clip(CLIP_FRAMES, args.size)
     report: dict[str, Any] = {}
     if args.compare_shared_memory:
@@ -274,6 +278,13 @@ def _pixels(text: str) -> tuple[int, int]:
     if len(sides) != 2 or min(sides) < 1:
         raise argparse.ArgumentTypeError(f"expected N or HxW with sides of at least 1 pixel (480x640), got {text!r}")
     return sides[0], sides[1]
+
+
+def _not_compared(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The flags given with ``--compare-shared-memory`` that it would not use (it measures one frame in flight on
+    two streams, raw, of the model's mask size), each as the command line spells it."""
+    ignored = ("suite", "streams", "fps", "window", "live", "max_staleness_s", "mask_size", "jpeg_quality")
+    return ["--" + name.replace("_", "-") for name in ignored if getattr(args, name) != parser.get_default(name)]
 
 
 def _shown(size: tuple[int, int]) -> str:

@@ -110,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         metavar="S",
         help="the server drops a frame (dropped: STALE) that is more than S seconds old by its clock when it arrives "
-        "or is to reach the model; a frame's age counts from its capture time (see below: a video file's frames fall "
-        "behind when sent slower than its frame rate), so the two machines' clocks must agree (> 0; default: no "
-        "limit)",
+        "or is to reach the model; a frame's age counts from its capture time, which for a video file, a folder or "
+        "a synthetic clip is the stream's start plus the frame's time in it (such a source sent slower than its "
+        "frame rate falls behind and its frames are dropped), and for a camera the moment it was captured, so the "
+        "two machines' clocks must agree (> 0; default: no limit)",
     )
     stream.add_argument(
         "--fps",
@@ -183,7 +184,7 @@ def _positive_float(text: str) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
 
 

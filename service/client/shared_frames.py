@@ -82,7 +82,8 @@ class SharedFrameRing:
         )
 
     def close(self) -> None:
-        """Remove the segment (a server that mapped it keeps its mapping until its call ends). Safe to call twice."""
+        """Remove the segment. Safe to call twice, and safe once the frames sent from it are answered (the server
+        reads a frame's bytes before it answers it); a frame still in flight would be refused."""
         if self._closed:
             return
         self._closed = True

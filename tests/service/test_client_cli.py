@@ -226,7 +226,12 @@ def test_command_line_mistakes_get_messages_that_name_the_problem(tmp_path, caps
         ("synthetic:2", ["--window", "-2"], "argument --window: must be a whole number >= 1, got '-2'"),
         ("synthetic:2", ["--window", "0"], "argument --window: must be a whole number >= 1, got '0'"),
         ("synthetic:2", ["--max-frames", "0"], "argument --max-frames: must be a whole number >= 1, got '0'"),
-        ("synthetic:2", ["--max-staleness-s", "0"], "argument --max-staleness-s: must be a number > 0, got '0'"),
+        (
+            "synthetic:2",
+            ["--max-staleness-s", "0"],
+            "argument --max-staleness-s: must be a finite number > 0, got '0'",
+        ),
+        ("synthetic:2", ["--max-staleness-s", "inf"], "--max-staleness-s: must be a finite number > 0, got 'inf'"),
         ("synthetic:0", [], "synthetic:0: after 'synthetic:' comes a frame count (a whole number >= 1), got '0'"),
         ("synthetic:-3", [], "argument source: synthetic:-3: after 'synthetic:' comes a frame count"),
         ("camera:x", [], "argument source: camera:x: after 'camera:' comes a device number (a whole number >= 0)"),

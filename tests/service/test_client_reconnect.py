@@ -351,7 +351,7 @@ def test_reconnect_flags_are_checked(capsys):
     assert "argument --reconnect: must be a whole number >= 0, got '-1'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["stream", "synthetic:2", "--reconnect", "2", "--resume-window-s", "0"])
-    assert "argument --resume-window-s: must be a number > 0, got '0'" in capsys.readouterr().err
+    assert "argument --resume-window-s: must be a finite number > 0, got '0'" in capsys.readouterr().err
     assert main(["stream", "synthetic:2", "--target", "127.0.0.1:1", "--resume-window-s", "10"]) == 2
     assert "--resume-window-s only matters with --reconnect N" in capsys.readouterr().err
 

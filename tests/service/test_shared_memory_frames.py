@@ -291,3 +291,26 @@ def test_a_call_that_does_not_come_over_loopback_gets_no_shared_memory(start_ser
     assert not card.shared_memory
     assert isinstance(answer, FrameError) and answer.code == ErrorCode.SHARED_MEMORY_UNAVAILABLE
     assert f"this call came from ipv4:{address}:" in answer.message
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--streams", "4", "--live"], "--streams, --live"),
+        (["--window", "4", "--fps", "10"], "--fps, --window"),
+        (["--max-staleness-s", "0.5", "--mask-size", "32"], "--max-staleness-s, --mask-size"),
+        (["--jpeg-quality", "80"], "--jpeg-quality"),
+    ],
+)
+def test_the_transport_comparison_refuses_the_load_flags_it_would_not_use(flags, named, capsys):
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--target", "127.0.0.1:1", "--compare-shared-memory", *flags])
+    assert exited.value.code == 2
+    assert f"it takes no {named}" in capsys.readouterr().err
+
+
+def test_the_transport_comparison_of_a_frame_too_large_for_bytes_suggests_no_jpeg(capsys):
+    with pytest.raises(SystemExit):
+        bench_main(["--target", "127.0.0.1:1", "--compare-shared-memory", "--size", "2500x2500"])
+    error = capsys.readouterr().err.splitlines()[-1]  # after the usage lines
+    assert error.endswith("give a smaller --size") and "--jpeg-quality" not in error, error
