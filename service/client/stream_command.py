@@ -40,7 +40,17 @@ from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, UNANSWERED, 
 from service.client.trajectory_writer import SlotTrajectory
 from service.engine import ModelCard
 from service.errors import ErrorCode
-from service.types import CloseReason, FrameError, FrameFit, Output, StreamClosed, StreamOpened, StreamOptions
+from service.types import (
+    CloseReason,
+    DropReason,
+    FrameDropped,
+    FrameError,
+    FrameFit,
+    Output,
+    StreamClosed,
+    StreamOpened,
+    StreamOptions,
+)
 
 DEFAULT_RESUME_WINDOW_S = 30.0
 """The resume window ``--reconnect`` asks for unless ``--resume-window-s`` is given."""
@@ -345,6 +355,7 @@ class _StreamRun:
         self.summary = {"frames": 0, "results": 0, "dropped": 0, "errors": 0}
         self.frames_sent = 0
         self._codes_told: set[ErrorCode] = set()  # error codes whose first refusal was printed
+        self._stale_told = False  # the first frame dropped as stale was printed
         self._all_sent = False
         self._in_flight: dict[int, tuple[np.ndarray, float]] = {}  # frame index -> (image, time it was sent)
         self._window = asyncio.Semaphore(args.window)
@@ -421,6 +432,13 @@ class _StreamRun:
             self._forget_source_frame(answer.frame_index)  # taken by its row or missing entry, if it made one
             if isinstance(answer, FrameError):
                 self._tell_refusal(answer)
+            elif isinstance(answer, FrameDropped) and answer.reason == DropReason.STALE and not self._stale_told:
+                self._stale_told = True  # its message gives the frame's age: clocks out of step show there
+                print(
+                    f"frame {answer.frame_index} dropped: STALE: {answer.message} (later stale frames are only "
+                    "counted)",
+                    file=sys.stderr,
+                )
 
     def record_unanswered(self) -> None:
         """Record each frame sent and not answered (the run stopped first) in the trajectory, as missing with

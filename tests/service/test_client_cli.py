@@ -153,7 +153,7 @@ def test_stream_command_writes_an_overlay_gif_and_json_lines(server, tmp_path):
         assert image.n_frames == 6 and image.size == (128, 128)
 
 
-def test_stream_command_passes_the_staleness_limit_on(server, tmp_path):
+def test_stream_command_passes_the_staleness_limit_on(server, tmp_path, capsys):
     """A synthetic clip's first frame is stamped with the moment the stream started, so by the time it reaches the
     server it is older than a microsecond: dropped as stale, and its JSON line says so."""
     jsonl = tmp_path / "results.jsonl"
@@ -163,6 +163,8 @@ def test_stream_command_passes_the_staleness_limit_on(server, tmp_path):
     assert code == 0
     first = json.loads(jsonl.read_text().splitlines()[0])
     assert first["frame_index"] == 0 and first["outcome"] == "dropped" and first["reason"] == "STALE", first
+    told = capsys.readouterr().err
+    assert told.count("dropped: STALE: the frame was") == 1 and "s old by this server's clock" in told, told
 
 
 def test_stream_command_reads_video_files_and_folders(server, tmp_path):
