@@ -36,6 +36,9 @@ FRAME_FITS = ("auto", *SERVED_FITS)
 ONNX_GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 
 
+DEFAULT_TRACE_SAMPLE_RATIO = 0.01
+"""``--trace-sample-ratio`` unless given: one frame in a hundred of those that carry no trace context."""
+
 MAX_THREADS = 1024
 """Most threads a thread setting takes: far more than any machine's cores; torch crashes (a segmentation fault,
 no message) on a team of 100,000."""
@@ -220,7 +223,7 @@ class ServiceConfig:
         ),
     )
     trace_sample_ratio: float = field(
-        default=0.01,
+        default=DEFAULT_TRACE_SAMPLE_RATIO,
         metadata=_help(
             "with --otlp-endpoint: the share (0-1) of frames traced among those that carry no trace context; a "
             "frame whose traceparent is sampled is always traced, one whose traceparent is not, never"
@@ -415,6 +418,27 @@ class ServiceConfig:
             if error.line is None:
                 raise ConfigError(f"--auth-token-file {self.auth_token_file} is empty: it holds no token") from None
             raise ConfigError(f"--auth-token-file {error}") from None
+
+    def tracing_warnings(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Tracing settings that trace nothing: a ``--trace-sample-ratio`` set without ``--otlp-endpoint``, or
+        OpenTelemetry's standard endpoint variable (in ``environ``, default ``os.environ``), which this server does
+        not take for its endpoint: tracing starts with ``--otlp-endpoint`` alone."""
+        if self.otlp_endpoint:
+            return []
+        environ = os.environ if environ is None else environ
+        warnings = []
+        if self.trace_sample_ratio != DEFAULT_TRACE_SAMPLE_RATIO:
+            warnings.append(
+                f"--trace-sample-ratio {self.trace_sample_ratio:g} is set, but no frame is traced without "
+                "--otlp-endpoint"
+            )
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            if environ.get(name):
+                warnings.append(
+                    f"{name} is set, but this server traces frames only with --otlp-endpoint "
+                    "(SLOTSTREAM_OTLP_ENDPOINT): no frame is traced"
+                )
+        return warnings
 
     def security_warnings(self) -> list[str]:
         """What in this configuration exposes the bearer token: a token required over plaintext on an address

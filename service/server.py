@@ -260,7 +260,8 @@ class Server:
             watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
             self._watchdog = asyncio.create_task(watchdog.run(), name="model-watchdog")
         _log.info("settings", extra=self.effective_settings())
-        for warning in (*self.config.security_warnings(), *self.config.memory_warnings(memory_limit)):
+        warnings = (*config.security_warnings(), *config.memory_warnings(memory_limit), *config.tracing_warnings())
+        for warning in warnings:
             _log.warning(warning)
         _log.info("listening", extra={"port": self.port, "load_s": round(time.perf_counter() - started, 3)})
         self._warmup = asyncio.create_task(self._warm_up(), name="warmup")

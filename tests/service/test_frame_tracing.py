@@ -283,3 +283,22 @@ def test_a_frames_trace_start_keeps_no_more_of_its_context_than_a_server_reads()
     long_parent = FrameTraceStart.of(replace(request, traceparent="0" * 129, tracestate="k=v"), 5)
     assert (long_parent.traceparent, long_parent.tracestate) == ("", "")
     assert FrameTraceStart.of(replace(request, traceparent="00-é"), 5).traceparent == ""
+
+
+def test_tracing_settings_that_trace_nothing_are_warned_about(model_dir):
+    quiet = make_config(model_dir).tracing_warnings({})
+    assert quiet == []
+    ratio_alone = make_config(model_dir, trace_sample_ratio=0.5).tracing_warnings({})
+    assert ratio_alone == ["--trace-sample-ratio 0.5 is set, but no frame is traced without --otlp-endpoint"]
+    (standard,) = make_config(model_dir).tracing_warnings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
+    assert standard.startswith("OTEL_EXPORTER_OTLP_ENDPOINT is set, but this server traces frames only with")
+    traced = make_config(model_dir, otlp_endpoint="http://127.0.0.1:4317", trace_sample_ratio=0.5)
+    assert traced.tracing_warnings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}) == []
+
+
+def test_the_server_says_so_when_it_starts(start_server, caplog):
+    start_server(trace_sample_ratio=0.5)
+    assert any(
+        r.levelno == logging.WARNING and "no frame is traced without --otlp-endpoint" in r.getMessage()
+        for r in caplog.records
+    )
