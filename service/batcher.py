@@ -69,6 +69,10 @@ class _Job(Generic[P, R]):
     submitted: float
     deadline: float | None = None  # ``perf_counter`` time after which the job is not to start
 
+    def overdue(self, now: float) -> bool:
+        """Whether the job's deadline has passed at ``now`` (never without one)."""
+        return self.deadline is not None and self.deadline <= now
+
 
 @dataclass(frozen=True)
 class _ThreadCall(Generic[R]):
@@ -361,11 +365,11 @@ class MicroBatcher(Generic[P, R]):
                 if all(job.future.done() for job in jobs):  # stopped or abandoned meanwhile: nobody to answer
                     continue
                 started = time.perf_counter()
-                overdue = [job for job in jobs if job.deadline is not None and job.deadline <= started]
+                overdue = [job for job in jobs if job.overdue(started)]
                 if overdue:  # a later group's jobs waited for the earlier groups' calls past their deadlines
                     passed = DeadlinePassed("the deadline passed while the job waited for its group's call")
                     loop.call_soon_threadsafe(answer, overdue, passed, started, 0.0)
-                    jobs = [job for job in jobs if all(job is not late for late in overdue)]  # by identity
+                    jobs = [job for job in jobs if not job.overdue(started)]
                     if not jobs:
                         continue
                 outcome: Sequence[R] | BaseException
@@ -406,7 +410,7 @@ class MicroBatcher(Generic[P, R]):
         queue by :meth:`_drop_abandoned`)."""
         now = time.perf_counter()
         for job in self._pending:
-            if job.deadline is not None and job.deadline <= now and not job.future.done():
+            if job.overdue(now) and not job.future.done():
                 job.future.set_exception(DeadlinePassed("the deadline passed while the job waited for a batch"))
 
     def _drop_abandoned(self) -> None:

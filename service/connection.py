@@ -181,8 +181,7 @@ class StreamConnection:
     ) -> None:
         self._manager = manager
         self._tracing = tracing
-        self._read_shared_memory = shared_memory
-        self._shared_frames: SharedMemoryFrames | None = None
+        self._shared_frames = SharedMemoryFrames(shared_memory, peer, 3 * max_image_pixels)
         self._trace_starts: dict[Slot, FrameTraceStart] = {}  # frames accepted and not yet answered, when tracing
         self._decode_executor = decode_executor
         self._metrics = metrics
@@ -322,12 +321,6 @@ class StreamConnection:
                 code=code,
                 detail=response.message,
             )
-
-    def _shared_memory(self) -> SharedMemoryFrames:
-        """This call's reader of frames in shared memory, made at its first such frame."""
-        if self._shared_frames is None:
-            self._shared_frames = SharedMemoryFrames(self._read_shared_memory, self._peer, 3 * self._max_image_pixels)
-        return self._shared_frames
 
     def _trace(self, start: FrameTraceStart, response: FrameResponse) -> None:
         """Record a frame gRPC just took the answer of (tracing is on: ``start`` exists)."""
@@ -580,7 +573,7 @@ class StreamConnection:
             return
         self._current = (slot, request)
         size, fit = session.runner.card.image_size, session.options.frame_fit
-        shared = self._shared_memory() if request.image.shared_memory is not None else None
+        shared = self._shared_frames if request.image.shared_memory is not None else None
         try:
             if shared is None and cheap_to_decode(request.image, size, fit):  # a thread hop would cost more
                 fitted = fit_frame(request.image, size, self._max_image_pixels, fit, self._check_jpeg_data)

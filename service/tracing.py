@@ -168,12 +168,9 @@ class FrameTracing:
                 _log.exception("a frame's trace could not be recorded", extra={"stream_id": response.stream_id})
 
     def _record(self, start: FrameTraceStart, response: FrameResponse, model: str, replied_ns: int) -> None:
-        carrier = {}
-        if start.traceparent:  # bounded by FrameTraceStart.of
-            carrier["traceparent"] = start.traceparent
-            if start.tracestate:
-                carrier["tracestate"] = start.tracestate
-        parent = self._propagator.extract(carrier) if carrier else None
+        # bounded by FrameTraceStart.of; a tracestate without a traceparent is ignored by the propagator
+        carrier = {"traceparent": start.traceparent, "tracestate": start.tracestate}
+        parent = self._propagator.extract(carrier) if start.traceparent else None
         attributes: dict[str, str | int] = {
             "rpc.system": "grpc",
             "rpc.service": "slotstream.v1.Perception",

@@ -12,7 +12,7 @@ import numpy as np
 
 from service.client.encoding import ImageLike, fit_png
 from service.client.frame_ledger import FrameLedger
-from service.client.requests import SMALLEST_SERVER_REQUEST_BYTES, frame_request, image_room
+from service.client.requests import SMALLEST_SERVER_REQUEST_BYTES, frame_request, image_room, text_bytes
 from service.types import FrameRequest, ImageEncoding
 
 if TYPE_CHECKING:
@@ -64,14 +64,14 @@ async def sized_frame_request(
         tracestate=tracestate,
     )
     encoded = first.image
-    id_bytes = len(camera_frame_id.encode()) + len(traceparent) + len(tracestate)  # the text fields
+    text_room = text_bytes(camera_frame_id, traceparent, tracestate)
     waited = False
-    may_exceed_server = len(encoded.data) > image_room(SMALLEST_SERVER_REQUEST_BYTES, id_bytes)
+    may_exceed_server = len(encoded.data) > image_room(SMALLEST_SERVER_REQUEST_BYTES, text_room)
     if may_exceed_server and client().server_max_request_bytes is None:
         await client().read_server_limit()
         waited = True
     limit, server_limit = client().request_limit()
-    room = image_room(limit, id_bytes)
+    room = image_room(limit, text_room)
     png_bytes = 0
     if isinstance(image, np.ndarray) and encoded.encoding == ImageEncoding.RAW_RGB8 and len(encoded.data) > room:
         png, png_bytes = await asyncio.to_thread(fit_png, image, room)  # lossless: the same pixels as raw

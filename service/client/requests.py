@@ -30,6 +30,12 @@ SMALLEST_SERVER_REQUEST_BYTES = 1024 * 1024
 request this small fits every server, so a client reads the server's own limit only for a larger one."""
 
 
+def text_bytes(camera_frame_id: str, traceparent: str, tracestate: str) -> int:
+    """The bytes a frame request's text fields take (UTF-8; the trace context is ASCII, checked by
+    :func:`check_trace_context`), the room :func:`image_room` leaves for them."""
+    return len(camera_frame_id.encode()) + len(traceparent) + len(tracestate)
+
+
 def image_room(max_message_bytes: int, text_bytes: int = 0) -> int:
     """The most image bytes a frame request carries in one message of ``max_message_bytes``, beside its text fields
     (``camera_frame_id``, ``traceparent`` and ``tracestate``) of ``text_bytes`` bytes (UTF-8) and
@@ -109,21 +115,21 @@ def frame_request(
     if not isinstance(camera_frame_id, str):
         raise TypeError(f"camera_frame_id must be a str, got {type(camera_frame_id).__name__}")
     try:
-        id_bytes = len(camera_frame_id.encode())
+        camera_frame_id.encode()
     except UnicodeEncodeError as error:
         raise ValueError(
             f"camera_frame_id must be text UTF-8 can encode; {error.reason} at position {error.start}: "
             f"{camera_frame_id!r}"
         ) from None
     check_trace_context(traceparent, tracestate)
-    text_bytes = id_bytes + len(traceparent) + len(tracestate)  # the trace context is ASCII
+    room_taken = text_bytes(camera_frame_id, traceparent, tracestate)
     if jpeg_quality is not None:
         check_jpeg_quality(jpeg_quality)
     try:
         encoded = encode_image(image, jpeg_quality)
     except ValueError as error:
         raise ValueError(f"frame {index}: {error}") from error
-    if max_message_bytes is not None and len(encoded.data) > image_room(max_message_bytes, text_bytes):
+    if max_message_bytes is not None and len(encoded.data) > image_room(max_message_bytes, room_taken):
         raise ValueError(_too_large(encoded, index, jpeg_quality, max_message_bytes, server_limit, png_bytes))
     return FrameRequest(index, encoded, capture, camera_frame_id, traceparent, tracestate)
 

@@ -432,13 +432,8 @@ class _StreamRun:
             self._forget_source_frame(answer.frame_index)  # taken by its row or missing entry, if it made one
             if isinstance(answer, FrameError):
                 self._tell_refusal(answer)
-            elif isinstance(answer, FrameDropped) and answer.reason == DropReason.STALE and not self._stale_told:
-                self._stale_told = True  # its message gives the frame's age: clocks out of step show there
-                print(
-                    f"frame {answer.frame_index} dropped: STALE: {answer.message} (later stale frames are only "
-                    "counted)",
-                    file=sys.stderr,
-                )
+            elif isinstance(answer, FrameDropped) and answer.reason == DropReason.STALE:
+                self._tell_stale(answer)
 
     def record_unanswered(self) -> None:
         """Record each frame sent and not answered (the run stopped first) in the trajectory, as missing with
@@ -466,6 +461,16 @@ class _StreamRun:
             + f" (later frames refused with {answer.code.name} are only counted)",
             file=sys.stderr,
         )
+
+    def _tell_stale(self, answer: FrameDropped) -> None:
+        """Print the first frame dropped as stale to stderr (the summary counts them all): its message gives the
+        frame's age, where clocks out of step show."""
+        if not self._stale_told:
+            self._stale_told = True
+            print(
+                f"frame {answer.frame_index} dropped: STALE: {answer.message} (later stale frames are only counted)",
+                file=sys.stderr,
+            )
 
     async def _continue_after(self, error: StreamError) -> None:
         """Reconnect with up to ``--reconnect`` tries.
