@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ServiceConfig.from_sources(argv, notes=notes)
         config.check_files()
         config.bearer_tokens()
+        config.admin_tokens()
     except ConfigError as error:
         _print_notes(notes)
         print(f"slotstream: {error}", file=sys.stderr)

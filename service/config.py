@@ -203,6 +203,14 @@ class ServiceConfig:
         default=None,
         metadata=_help("file holding the bearer tokens, one per line (any is accepted); re-read when it changes"),
     )
+    admin_token_file: Path | None = field(
+        default=None,
+        metadata=_help(
+            "file holding the admin tokens, one per line, that the Admin service's calls (ListStreams, "
+            "GetStreamStats: python -m service.client streams) must present; re-read when it changes; unset: the "
+            "Admin service is off"
+        ),
+    )
     metrics_listen: str = field(
         default="127.0.0.1:9464", metadata=_help("Prometheus /metrics address host:port; empty: off")
     )
@@ -410,14 +418,16 @@ class ServiceConfig:
         """
         if self.auth_token_file is None:
             return (self.auth_token,) if self.auth_token else ()
-        try:
-            return tuple(token for _, token in read_token_lines(self.auth_token_file))
-        except OSError as error:
-            raise ConfigError(f"--auth-token-file {self.auth_token_file}: {error.strerror}") from error
-        except TokenFileError as error:
-            if error.line is None:
-                raise ConfigError(f"--auth-token-file {self.auth_token_file} is empty: it holds no token") from None
-            raise ConfigError(f"--auth-token-file {error}") from None
+        return _file_tokens("auth-token-file", self.auth_token_file)
+
+    def admin_tokens(self) -> tuple[str, ...]:
+        """The tokens ``Admin`` calls may present (any of them), as ``--admin-token-file`` holds them now; none when
+        it is unset (the Admin service is off).
+
+        Raises:
+            ConfigError: as :meth:`bearer_tokens`, for ``--admin-token-file``.
+        """
+        return () if self.admin_token_file is None else _file_tokens("admin-token-file", self.admin_token_file)
 
     def tracing_warnings(self, environ: Mapping[str, str] | None = None) -> list[str]:
         """Tracing settings that trace nothing: a ``--trace-sample-ratio`` set without ``--otlp-endpoint``, or
@@ -441,40 +451,42 @@ class ServiceConfig:
         return warnings
 
     def security_warnings(self) -> list[str]:
-        """What in this configuration exposes the bearer token: a token required over plaintext on an address
-        other machines reach (it crosses the network readable), a token file every user of the machine may
-        read, or a token shorter than :data:`~service.tokens.MIN_TOKEN_CHARS` characters (it may be guessed)."""
-        if not (self.auth_token or self.auth_token_file):
+        """What in this configuration exposes a bearer token (a client's, ``--auth-token``/``--auth-token-file``, or
+        an operator's, ``--admin-token-file``): a token required over plaintext on an address other machines reach
+        (it crosses the network readable), a token file every user of the machine may read, a token shorter than
+        :data:`~service.tokens.MIN_TOKEN_CHARS` characters (it may be guessed), or an admin token that is also a
+        client token (every client holding it may list the streams)."""
+        files = (("--auth-token-file", self.auth_token_file), ("--admin-token-file", self.admin_token_file))
+        token_files = [(flag, path) for flag, path in files if path is not None]
+        if not (self.auth_token or token_files):
             return []
         warnings = []
         host = self.listen.rpartition(":")[0].strip("[]")
         if self.tls_cert is None and host not in ("127.0.0.1", "::1", "localhost"):
+            who = "clients" if self.auth_token or self.auth_token_file else "Admin calls"
             warnings.append(
-                f"clients must send a bearer token, but TLS is off on --listen {self.listen}: the token crosses the "
+                f"{who} must send a bearer token, but TLS is off on --listen {self.listen}: the token crosses the "
                 "network in plain text; set --tls-cert and --tls-key, or terminate TLS in front of the server"
             )
-        if self.auth_token_file is not None:
-            try:
-                mode = self.auth_token_file.stat().st_mode
-            except OSError:
-                mode = 0  # bearer_tokens() reports the unreadable file
-            if mode & stat.S_IROTH:
-                warnings.append(
-                    f"--auth-token-file {self.auth_token_file} can be read by every user of this machine (mode "
-                    f"{stat.S_IMODE(mode):o}): make it readable by the server's user alone (chmod 600)"
-                )
-            try:
-                lines = read_token_lines(self.auth_token_file)
-            except (OSError, TokenFileError):
-                lines = ()  # bearer_tokens() reports the file
-            if (short := short_token_warning(f"--auth-token-file {self.auth_token_file}", lines)) is not None:
-                warnings.append(short)
-        elif len(self.auth_token) < MIN_TOKEN_CHARS:
+        for flag, path in token_files:
+            warnings += _token_file_warnings(flag, path)
+        if self.auth_token and len(self.auth_token) < MIN_TOKEN_CHARS:
             warnings.append(
                 f"--auth-token is {len(self.auth_token)} characters, shorter than {MIN_TOKEN_CHARS} (under about 128 "
                 "bits), a token that may be guessed; use a long random one (`openssl rand -base64 32` makes 44 "
                 "characters)"
             )
+        if self.admin_token_file is not None and (self.auth_token or self.auth_token_file):
+            try:
+                shared = set(self.admin_tokens()) & set(self.bearer_tokens())
+            except ConfigError:
+                shared = set()  # the start-up reading reports the file
+            if shared:
+                warnings.append(
+                    f"--admin-token-file {self.admin_token_file} holds {len(shared)} token(s) that clients may also "
+                    "present (the client tokens): every client holding one may list the streams and their peers; give "
+                    "operators tokens of their own"
+                )
         return warnings
 
     def check_files(self) -> None:
@@ -770,3 +782,43 @@ def _missing_model_message(model_dir: Path, missing: str) -> str:
         f"{model_dir} is not a model directory ({missing} not found): point --model-dir (SLOTSTREAM_MODEL_DIR) "
         f"at a directory written by VideoSlotModel.save_pretrained, holding {CONFIG_FILE} and {WEIGHTS_FILE}."
     )
+
+
+def _file_tokens(flag: str, path: Path) -> tuple[str, ...]:
+    """The tokens of the token file ``path`` given as ``--flag`` (:func:`service.tokens.read_token_lines`).
+
+    Raises:
+        ConfigError: the file cannot be read, holds no token, or holds a line no client can send, naming the flag,
+            the file and the line, never the token.
+    """
+    try:
+        return tuple(token for _, token in read_token_lines(path))
+    except OSError as error:
+        raise ConfigError(f"--{flag} {path}: {error.strerror}") from error
+    except TokenFileError as error:
+        if error.line is None:
+            raise ConfigError(f"--{flag} {path} is empty: it holds no token") from None
+        raise ConfigError(f"--{flag} {error}") from None
+
+
+def _token_file_warnings(flag: str, path: Path) -> list[str]:
+    """The warnings about the token file ``path`` of ``flag``: readable by every user of the machine, or holding
+    tokens shorter than :data:`~service.tokens.MIN_TOKEN_CHARS` characters. A file that cannot be read gets none
+    (the start-up reading reports it)."""
+    warnings = []
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = 0
+    if mode & stat.S_IROTH:
+        warnings.append(
+            f"{flag} {path} can be read by every user of this machine (mode {stat.S_IMODE(mode):o}): make it readable "
+            "by the server's user alone (chmod 600)"
+        )
+    try:
+        lines = read_token_lines(path)
+    except (OSError, TokenFileError):
+        lines = ()
+    if (short := short_token_warning(f"{flag} {path}", lines)) is not None:
+        warnings.append(short)
+    return warnings

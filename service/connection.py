@@ -293,6 +293,7 @@ class StreamConnection:
         if session is not None:
             if session.owner is self:  # after a takeover the new connection counts the stream's frames
                 session.inflight = max(0, session.inflight - 1)
+                session.activity.answered(response, self._manager.clock(), time.time_ns())
                 self._manager.touch(session)
             model = session.model
         else:  # pragma: no cover - frames are only accepted after open
@@ -540,6 +541,7 @@ class StreamConnection:
         if self._tracing is not None:
             self._trace_starts[slot] = FrameTraceStart.of(request, received_ns)
         session.inflight += 1
+        session.activity.taken()
         self._manager.touch(session)
         last = session.last_accepted_index
         if session.last_received_index is None or request.frame_index > session.last_received_index:

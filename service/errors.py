@@ -40,6 +40,7 @@ class ErrorCode(enum.IntEnum):
     UNAUTHENTICATED = 34
     MALFORMED_REQUEST = 35
     CLIENT_NOT_READING = 36
+    ADMIN_API_OFF = 37
 
     @property
     def wire_name(self) -> str:
@@ -67,6 +68,9 @@ FRAME_ERROR_CODES = tuple(code for code in ErrorCode if ErrorCode.UNSPECIFIED < 
 
 STREAM_ERROR_CODES = tuple(code for code in ErrorCode if code >= ErrorCode.NOT_OPEN)
 """The codes that end a call (a :class:`StreamAbort`)."""
+
+ADMIN_ONLY_CODES = frozenset({ErrorCode.ADMIN_API_OFF})
+"""Codes only calls of the ``Admin`` service end with, never a ``Stream`` or ``Describe`` call."""
 
 
 class FrameRejected(Exception):

@@ -85,7 +85,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from service.errors import ENDED_BY_THE_SERVER, FRAME_ERROR_CODES, STREAM_ERROR_CODES, ErrorCode
+from service.errors import ADMIN_ONLY_CODES, ENDED_BY_THE_SERVER, FRAME_ERROR_CODES, STREAM_ERROR_CODES, ErrorCode
 from service.metrics_http import MetricsHttpServer, start_metrics_server
 from service.session import ReleaseReason
 from service.types import DropReason, OpenKind
@@ -104,6 +104,7 @@ REJECTED_OPEN_CODES = tuple(
     code.name.lower()
     for code in STREAM_ERROR_CODES
     if code not in (ErrorCode.NOT_OPEN, ErrorCode.TAKEN_OVER, ErrorCode.UNAUTHENTICATED, ErrorCode.CLIENT_NOT_READING)
+    and code not in ADMIN_ONLY_CODES
 )
 """Label values of ``slotstream_open_rejected_total``: the codes an open can be refused with."""
 RELEASE_REASONS: tuple[str, ...] = typing.get_args(ReleaseReason)

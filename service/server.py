@@ -35,7 +35,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.auth import BearerTokenInterceptor, RefusalReads
+from service.admin import ADMIN_METHODS, AdminAccessInterceptor, AdminServicer
+from service.auth import EXEMPT_PREFIXES, BearerTokenInterceptor, RefusalReads
 from service.call_limit import CallLimitInterceptor
 from service.config import ServiceConfig
 from service.connection import StreamConnection
@@ -349,9 +350,21 @@ class Server:
             self.metrics.loop_heartbeat.set(time.time())
             await asyncio.sleep(1.0)
 
+    def _admin_access(self, reads: RefusalReads) -> AdminAccessInterceptor:
+        """The guard of the Admin service: its tokens come from ``--admin-token-file`` (re-read when it changes);
+        without one the service is off. Refusals are counted in ``slotstream_calls_refused_total``."""
+        assert self._servicer is not None
+        tokens = None
+        if self.config.admin_token_file is not None:
+            tokens = TokenFile(self.config.admin_token_file).current
+        refused = self.metrics.calls_refused
+        return AdminAccessInterceptor(
+            tokens, lambda code: refused.labels(code.name.lower()).inc(), self._servicer.refusal_log, reads
+        )
+
     async def _listen(self) -> None:
         config = self.config
-        assert self._servicer is not None  # made with the model, before the server listens
+        assert self._servicer is not None and self.manager is not None  # made with the model, before it listens
         interceptors = []
         reads = RefusalReads()  # the first messages refusals read, for the token's and the call cap's together
         tokens = config.bearer_tokens()
@@ -363,7 +376,12 @@ class Server:
                 self._token_file = TokenFile(config.auth_token_file, on_reload=self._servicer.end_revoked)
                 source = self._token_file.current
                 self._servicer.token_source = source
-            interceptors.append(BearerTokenInterceptor(source, on_denied=refused.inc, reads=reads))
+            interceptors.append(
+                BearerTokenInterceptor(
+                    source, exempt_prefixes=(*EXEMPT_PREFIXES, ADMIN_METHODS), on_denied=refused.inc, reads=reads
+                )
+            )
+        interceptors.append(self._admin_access(reads))  # first or second: Admin calls never meet the client token
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
@@ -400,12 +418,17 @@ class Server:
         interceptors.append(MalformedRequestInterceptor(malformed.inc, self._servicer.refusal_log))
         self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
+        pb_grpc.add_AdminServicer_to_server(AdminServicer(self.manager, self._servicer), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in READINESS_SERVICES:
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self.metrics.live.set(1)
-        names = (pb.DESCRIPTOR.services_by_name["Perception"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        names = (
+            *(pb.DESCRIPTOR.services_by_name[name].full_name for name in ("Perception", "Admin")),
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
         reflection.enable_server_reflection(names, self._grpc)
         credentials = None
         if config.tls_cert is not None and config.tls_key is not None:

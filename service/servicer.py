@@ -61,6 +61,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorCode.MALFORMED_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.CLIENT_NOT_READING: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.ADMIN_API_OFF: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
@@ -150,7 +151,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
                 yield wire.response_to_proto(response)
         except StreamAbort as abort:
             if not ended_by_the_server(abort, connection):
-                self._refused(abort, context.peer(), _STREAM_METHOD, connection.stream_id)
+                self.refused(abort, context.peer(), _STREAM_METHOD, connection.stream_id)
             await abort_with(context, abort)
         except RequestsLost:
             return  # the client is gone; its stream was detached or freed
@@ -188,7 +189,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
             )
         return len(revoked)
 
-    def _refused(self, abort: StreamAbort, peer: str, method: str, stream_id: str) -> None:
+    def refused(self, abort: StreamAbort, peer: str, method: str, stream_id: str) -> None:
         """Count a call refused with ``abort`` in ``slotstream_calls_refused_total`` and log it (rate-limited per
         code): the peer, the method, the code, the stream id (empty when not known) and the message the client got.
         """
@@ -205,7 +206,7 @@ class PerceptionServicer(pb_grpc.PerceptionServicer):  # type: ignore[misc]
         try:
             runner = self._manager.runner(request.model)
         except StreamAbort as abort:
-            self._refused(abort, context.peer(), _DESCRIBE_METHOD, "")
+            self.refused(abort, context.peer(), _DESCRIBE_METHOD, "")
             await abort_with(context, abort)
         default = self._manager.default_model
         available = [default, *sorted(set(self._manager.runners) - {default})]

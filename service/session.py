@@ -11,6 +11,7 @@ import numpy as np
 
 from service.errors import ErrorCode, StreamAbort
 from service.runner import ModelRunner
+from service.stream_stats import StreamActivity
 from service.types import StateHandoff, StreamOptions
 
 ReleaseReason = Literal[
@@ -53,6 +54,8 @@ class Session:
         opened_at: monotonic time the stream was opened on this server (a hand-off opens it anew).
         client: the address of the client that opened or last resumed it
             (:func:`~service.open_checks.client_address`), for ``--max-streams-per-client``.
+        peer: that client's gRPC peer (address and port), for operators (``Admin.ListStreams``).
+        activity: the stream's answers and recent timings on this server, for operators.
         frames_processed: frames the model processed for the stream on this server (``SessionManager.advance``), a
             frame processed again after a resume counted again.
         handing_off: a drain sent the stream's hand-off (``StreamClosed``, reason ``SERVER_DRAINING``) on its
@@ -81,6 +84,8 @@ class Session:
     opened_at: float = 0.0
     frames_processed: int = 0
     client: str = ""
+    peer: str = ""
+    activity: StreamActivity = field(default_factory=StreamActivity)
     handing_off: bool = False
 
     @property

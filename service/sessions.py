@@ -215,7 +215,7 @@ class SessionManager:
         clamped = clamped_options(request.options, options)
         slot_ids = tuple(range(runner.card.num_slots))
         session = Session(stream_id, runner, options, secrets.token_urlsafe(24), slot_ids, opened_at=self.clock())
-        session.client = client
+        session.client, session.peer = client, peer
         session.history = deque(maxlen=self.limits.resume_history + 1)
         kind = OpenKind.NEW
         if handoff is not None:
@@ -333,7 +333,7 @@ class SessionManager:
                 StreamAbort(ErrorCode.TAKEN_OVER, f"stream {session.stream_id!r} was resumed on another connection")
             )
         self._attach(session, owner)
-        session.client = client_address(peer)  # its new address counts it from now on
+        session.client, session.peer = client_address(peer), peer  # its new address counts it from now on
         self.metrics.streams_opened.labels(session.model, "resumed").inc()
         self._update_gauges()
         _log.info(
@@ -351,6 +351,7 @@ class SessionManager:
         session.owner = owner
         session.detached_at = None
         session.handing_off = False  # a drain sends the hand-off on the new connection
+        session.activity.unanswered += session.inflight  # a take-over: the old call's frames get no answer here
         session.inflight = 0
         session.reply_waiting_since = None
         session.last_activity = self.clock()
@@ -394,6 +395,7 @@ class SessionManager:
             self.release(session, "lost")  # its hand-off was never taken, and no client can collect it now
         elif session.options.resume_window_s > 0 and self.phase != "stopped":
             session.owner = None
+            session.activity.unanswered += session.inflight
             session.inflight = 0
             session.reply_waiting_since = None
             session.detached_at = self.clock()

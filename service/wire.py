@@ -130,7 +130,7 @@ def request_to_proto(request: StreamRequest) -> Any:
         frame.traceparent = request.traceparent
         frame.tracestate = request.tracestate
         image = frame.image
-        image.encoding = _wire(pb.ImageEncoding, request.image.encoding)
+        image.encoding = proto_enum(pb.ImageEncoding, request.image.encoding)
         image.data = request.image.data
         image.height, image.width, image.channels = request.image.height, request.image.width, request.image.channels
         shared = request.image.shared_memory
@@ -260,12 +260,12 @@ def options_to_proto(options: StreamOptions) -> Any:
     return pb.StreamOptions(
         idle_timeout_s=options.idle_timeout_s,
         live=options.live,
-        outputs=sorted(_wire(pb.Output, o) for o in options.outputs),
+        outputs=sorted(proto_enum(pb.Output, o) for o in options.outputs),
         mask_height=height,
         mask_width=width,
         soft_mask_dtype=pb.DTYPE_UINT8 if options.soft_masks_uint8 else pb.DTYPE_FLOAT32,
         resume_window_s=options.resume_window_s,
-        frame_fit=_wire(pb.FrameFit, options.frame_fit),
+        frame_fit=proto_enum(pb.FrameFit, options.frame_fit),
         max_staleness_s=options.max_staleness_s,
     )
 
@@ -285,7 +285,7 @@ def options_from_proto(message: Any) -> StreamOptions:
         mask_size=mask_size,
         soft_masks_uint8=message.soft_mask_dtype == pb.DTYPE_UINT8,
         resume_window_s=message.resume_window_s,
-        frame_fit=_known(FrameFit, message.frame_fit),
+        frame_fit=known_member(FrameFit, message.frame_fit),
         max_staleness_s=message.max_staleness_s,
     )
 
@@ -339,7 +339,7 @@ def response_to_proto(response: StreamResponse) -> Any:
                 stream_id=response.stream_id,
                 frame_index=response.frame_index,
                 capture_time_ns=response.capture_time_ns,
-                reason=_wire(pb.DropReason, response.reason),
+                reason=proto_enum(pb.DropReason, response.reason),
                 message=response.message,
                 camera_frame_id=response.camera_frame_id,
                 model_version=response.model_version,
@@ -350,7 +350,7 @@ def response_to_proto(response: StreamResponse) -> Any:
             error=pb.FrameError(
                 stream_id=response.stream_id,
                 frame_index=response.frame_index,
-                code=_wire(pb.ErrorCode, response.code),
+                code=proto_enum(pb.ErrorCode, response.code),
                 message=response.message,
                 capture_time_ns=response.capture_time_ns,
                 camera_frame_id=response.camera_frame_id,
@@ -364,7 +364,7 @@ def response_to_proto(response: StreamResponse) -> Any:
             model=response.model,
             model_version=response.model_version,
             options=options_to_proto(response.options),
-            kind=_wire(pb.OpenKind, response.kind),
+            kind=proto_enum(pb.OpenKind, response.kind),
             slot_ids=list(response.slot_ids),
             max_reply_bytes=response.max_reply_bytes,
             resume_history=response.resume_history,
@@ -373,7 +373,7 @@ def response_to_proto(response: StreamResponse) -> Any:
         if response.last_frame_index is not None:
             opened.last_frame_index = response.last_frame_index
         return pb.StreamResponse(opened=opened)
-    reason = _wire(pb.CloseReason, response.reason)
+    reason = proto_enum(pb.CloseReason, response.reason)
     closed = pb.StreamClosed(stream_id=response.stream_id, reason=reason, message=response.message)
     if response.handoff is not None:
         closed.handoff.CopyFrom(handoff_to_proto(response.handoff))
@@ -414,13 +414,13 @@ def response_from_proto(message: Any) -> StreamResponse | None:
         return _result_from_proto(message.result)
     if kind == "dropped":
         d = message.dropped
-        drop_reason = _known(DropReason, d.reason)
+        drop_reason = known_member(DropReason, d.reason)
         return FrameDropped(
             d.stream_id, d.frame_index, d.capture_time_ns, drop_reason, d.message, d.camera_frame_id, d.model_version
         )
     if kind == "error":
         e = message.error
-        code = _known(ErrorCode, e.code)
+        code = known_member(ErrorCode, e.code)
         return FrameError(
             e.stream_id, e.frame_index, code, e.message, e.capture_time_ns, e.camera_frame_id, e.model_version
         )
@@ -432,7 +432,7 @@ def response_from_proto(message: Any) -> StreamResponse | None:
             model=o.model,
             model_version=o.model_version,
             options=options_from_proto(o.options),
-            kind=_known(OpenKind, o.kind),
+            kind=known_member(OpenKind, o.kind),
             last_frame_index=o.last_frame_index if o.HasField("last_frame_index") else None,
             slot_ids=tuple(o.slot_ids),
             max_reply_bytes=o.max_reply_bytes,
@@ -442,12 +442,12 @@ def response_from_proto(message: Any) -> StreamResponse | None:
     if kind == "closed":
         c = message.closed
         handoff = handoff_from_proto(c.handoff) if c.HasField("handoff") else None
-        close_reason = _known(CloseReason, c.reason)
+        close_reason = known_member(CloseReason, c.reason)
         return StreamClosed(c.stream_id, close_reason, handoff, c.message)
     return None
 
 
-def _known(kind: type[_E], value: int) -> _E:
+def known_member(kind: type[_E], value: int) -> _E:
     """``value`` as a member of ``kind``, or its ``UNSPECIFIED`` member (0) when it is not one (a newer server's
     value): the versioning rules say a client ignores an unknown enum value, so the message it came in is still
     delivered."""
@@ -499,7 +499,7 @@ def card_to_proto(card: ModelCard, available_models: list[str]) -> Any:
         slot_dim=card.slot_dim,
         mask_height=card.mask_size[0],
         mask_width=card.mask_size[1],
-        outputs=[_wire(pb.Output, o) for o in Output],
+        outputs=[proto_enum(pb.Output, o) for o in Output],
         preprocessing=card.preprocessing,
         max_batch_size=card.max_batch_size,
         available_models=available_models,
@@ -535,10 +535,10 @@ def card_from_proto(message: Any) -> ModelCard:
 
 def _fit_value(name: FrameFitName | None) -> pb.FrameFit:
     """A fit as its proto ``FrameFit`` value (``None``: ``FRAME_FIT_UNSPECIFIED``)."""
-    return _wire(pb.FrameFit, FrameFit.named(name) if name else FrameFit.UNSPECIFIED)
+    return proto_enum(pb.FrameFit, FrameFit.named(name) if name else FrameFit.UNSPECIFIED)
 
 
-def _wire(kind: type[_ProtoEnum], value: int) -> _ProtoEnum:
+def proto_enum(kind: type[_ProtoEnum], value: int) -> _ProtoEnum:
     """``value`` (a domain enum member, whose numbers are the proto's) as a value of the proto enum ``kind``:
     protobuf takes enum fields as plain ints, its stubs want the enum's own type."""
     return cast(_ProtoEnum, int(value))
@@ -547,5 +547,5 @@ def _wire(kind: type[_ProtoEnum], value: int) -> _ProtoEnum:
 def _fit_name(value: int) -> FrameFitName | None:
     """A proto ``FrameFit`` value as a fit's name; ``None`` for ``UNSPECIFIED`` or a value this client does not
     know."""
-    fit = _known(FrameFit, value)
+    fit = known_member(FrameFit, value)
     return None if fit == FrameFit.UNSPECIFIED else fit.fit_name

@@ -73,6 +73,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_UNAUTHENTICATED: _ClassVar[ErrorCode]
     ERROR_CODE_MALFORMED_REQUEST: _ClassVar[ErrorCode]
     ERROR_CODE_CLIENT_NOT_READING: _ClassVar[ErrorCode]
+    ERROR_CODE_ADMIN_API_OFF: _ClassVar[ErrorCode]
 
 class CloseReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -87,6 +88,13 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DTYPE_UNSPECIFIED: _ClassVar[DType]
     DTYPE_FLOAT32: _ClassVar[DType]
     DTYPE_UINT8: _ClassVar[DType]
+
+class StreamStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STREAM_STATUS_UNSPECIFIED: _ClassVar[StreamStatus]
+    STREAM_STATUS_ATTACHED: _ClassVar[StreamStatus]
+    STREAM_STATUS_DETACHED: _ClassVar[StreamStatus]
+    STREAM_STATUS_HANDING_OFF: _ClassVar[StreamStatus]
 FRAME_FIT_UNSPECIFIED: FrameFit
 FRAME_FIT_STRETCH: FrameFit
 FRAME_FIT_CROP: FrameFit
@@ -136,6 +144,7 @@ ERROR_CODE_TAKEN_OVER: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 ERROR_CODE_MALFORMED_REQUEST: ErrorCode
 ERROR_CODE_CLIENT_NOT_READING: ErrorCode
+ERROR_CODE_ADMIN_API_OFF: ErrorCode
 CLOSE_REASON_UNSPECIFIED: CloseReason
 CLOSE_REASON_CLIENT_CLOSED: CloseReason
 CLOSE_REASON_SERVER_DRAINING: CloseReason
@@ -144,6 +153,10 @@ CLOSE_REASON_TOKEN_REVOKED: CloseReason
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_UINT8: DType
+STREAM_STATUS_UNSPECIFIED: StreamStatus
+STREAM_STATUS_ATTACHED: StreamStatus
+STREAM_STATUS_DETACHED: StreamStatus
+STREAM_STATUS_HANDING_OFF: StreamStatus
 
 class StreamRequest(_message.Message):
     __slots__ = ("open", "frame", "close")
@@ -454,3 +467,91 @@ class ModelCard(_message.Message):
     max_image_pixels: int
     shared_memory: bool
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., input_height: _Optional[int] = ..., input_width: _Optional[int] = ..., num_slots: _Optional[int] = ..., slot_dim: _Optional[int] = ..., mask_height: _Optional[int] = ..., mask_width: _Optional[int] = ..., outputs: _Optional[_Iterable[_Union[Output, str]]] = ..., preprocessing: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., available_models: _Optional[_Iterable[str]] = ..., default_frame_fit: _Optional[_Union[FrameFit, str]] = ..., trained_frame_fit: _Optional[_Union[FrameFit, str]] = ..., max_request_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
+
+class ListStreamsRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class ListStreamsResponse(_message.Message):
+    __slots__ = ("streams", "server_time_ns")
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    streams: _containers.RepeatedCompositeFieldContainer[StreamStats]
+    server_time_ns: int
+    def __init__(self, streams: _Optional[_Iterable[_Union[StreamStats, _Mapping]]] = ..., server_time_ns: _Optional[int] = ...) -> None: ...
+
+class GetStreamStatsRequest(_message.Message):
+    __slots__ = ("stream_id",)
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    def __init__(self, stream_id: _Optional[str] = ...) -> None: ...
+
+class DropCount(_message.Message):
+    __slots__ = ("reason", "count")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    reason: DropReason
+    count: int
+    def __init__(self, reason: _Optional[_Union[DropReason, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class FrameErrorCount(_message.Message):
+    __slots__ = ("code", "count")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    code: ErrorCode
+    count: int
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class StreamStats(_message.Message):
+    __slots__ = ("stream_id", "model", "model_version", "peer", "status", "options", "open_s", "idle_s", "detached_s", "reply_waiting_s", "frames_received", "frames_processed", "frames_dropped", "frame_errors", "frames_in_flight", "dropped_by_reason", "errors_by_code", "last_frame_index", "results_per_s", "latency_p50_ms", "latency_p99_ms", "capture_age_p50_ms", "state_bytes", "frames_unanswered")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_S_FIELD_NUMBER: _ClassVar[int]
+    IDLE_S_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_S_FIELD_NUMBER: _ClassVar[int]
+    REPLY_WAITING_S_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PROCESSED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    FRAME_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_BY_REASON_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_BY_CODE_FIELD_NUMBER: _ClassVar[int]
+    LAST_FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_AGE_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_UNANSWERED_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    model: str
+    model_version: str
+    peer: str
+    status: StreamStatus
+    options: StreamOptions
+    open_s: float
+    idle_s: float
+    detached_s: float
+    reply_waiting_s: float
+    frames_received: int
+    frames_processed: int
+    frames_dropped: int
+    frame_errors: int
+    frames_in_flight: int
+    dropped_by_reason: _containers.RepeatedCompositeFieldContainer[DropCount]
+    errors_by_code: _containers.RepeatedCompositeFieldContainer[FrameErrorCount]
+    last_frame_index: int
+    results_per_s: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    capture_age_p50_ms: float
+    state_bytes: int
+    frames_unanswered: int
+    def __init__(self, stream_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., peer: _Optional[str] = ..., status: _Optional[_Union[StreamStatus, str]] = ..., options: _Optional[_Union[StreamOptions, _Mapping]] = ..., open_s: _Optional[float] = ..., idle_s: _Optional[float] = ..., detached_s: _Optional[float] = ..., reply_waiting_s: _Optional[float] = ..., frames_received: _Optional[int] = ..., frames_processed: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., frame_errors: _Optional[int] = ..., frames_in_flight: _Optional[int] = ..., dropped_by_reason: _Optional[_Iterable[_Union[DropCount, _Mapping]]] = ..., errors_by_code: _Optional[_Iterable[_Union[FrameErrorCount, _Mapping]]] = ..., last_frame_index: _Optional[int] = ..., results_per_s: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., capture_age_p50_ms: _Optional[float] = ..., state_bytes: _Optional[int] = ..., frames_unanswered: _Optional[int] = ...) -> None: ...

@@ -183,3 +183,162 @@ class Perception:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminStub:
+    """Operators' view of the streams a server holds: which camera lags, drops or fails, and where its client is.
+
+    Off unless the server is started with `--admin-token-file`; its calls then carry one of that file's tokens as
+    `authorization: Bearer <admin token>` metadata. The two kinds of token are kept apart: a client's token (the
+    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls count
+    toward the server's `--max-calls` like every call but health checks.
+
+    Status codes of both methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
+    - PERMISSION_DENIED: this server's admin API is off (ERROR_CODE_ADMIN_API_OFF): start it with
+    `--admin-token-file`.
+    - UNAUTHENTICATED: missing or wrong admin token (ERROR_CODE_UNAUTHENTICATED).
+    - RESOURCE_EXHAUSTED: the server holds its most calls at once (ERROR_CODE_TOO_MANY_STREAMS).
+    - INVALID_ARGUMENT: the request's bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListStreams = channel.unary_unary(
+                '/slotstream.v1.Admin/ListStreams',
+                request_serializer=slotstream_dot_v1_dot_perception__pb2.ListStreamsRequest.SerializeToString,
+                response_deserializer=slotstream_dot_v1_dot_perception__pb2.ListStreamsResponse.FromString,
+                _registered_method=True)
+        self.GetStreamStats = channel.unary_unary(
+                '/slotstream.v1.Admin/GetStreamStats',
+                request_serializer=slotstream_dot_v1_dot_perception__pb2.GetStreamStatsRequest.SerializeToString,
+                response_deserializer=slotstream_dot_v1_dot_perception__pb2.StreamStats.FromString,
+                _registered_method=True)
+
+
+class AdminServicer:
+    """Operators' view of the streams a server holds: which camera lags, drops or fails, and where its client is.
+
+    Off unless the server is started with `--admin-token-file`; its calls then carry one of that file's tokens as
+    `authorization: Bearer <admin token>` metadata. The two kinds of token are kept apart: a client's token (the
+    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls count
+    toward the server's `--max-calls` like every call but health checks.
+
+    Status codes of both methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
+    - PERMISSION_DENIED: this server's admin API is off (ERROR_CODE_ADMIN_API_OFF): start it with
+    `--admin-token-file`.
+    - UNAUTHENTICATED: missing or wrong admin token (ERROR_CODE_UNAUTHENTICATED).
+    - RESOURCE_EXHAUSTED: the server holds its most calls at once (ERROR_CODE_TOO_MANY_STREAMS).
+    - INVALID_ARGUMENT: the request's bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
+    """
+
+    def ListStreams(self, request, context):
+        """Every stream this server holds (attached to a call, detached and waiting for a resume, or handing its state
+        off in a drain), the oldest first. NOT_FOUND (ERROR_CODE_UNKNOWN_MODEL) for a `model` this server does not
+        serve.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStreamStats(self, request, context):
+        """One stream's statistics. NOT_FOUND (ERROR_CODE_UNKNOWN_STREAM) for a stream id this server does not hold
+        (never opened here, or already released).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListStreams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStreams,
+                    request_deserializer=slotstream_dot_v1_dot_perception__pb2.ListStreamsRequest.FromString,
+                    response_serializer=slotstream_dot_v1_dot_perception__pb2.ListStreamsResponse.SerializeToString,
+            ),
+            'GetStreamStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStreamStats,
+                    request_deserializer=slotstream_dot_v1_dot_perception__pb2.GetStreamStatsRequest.FromString,
+                    response_serializer=slotstream_dot_v1_dot_perception__pb2.StreamStats.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'slotstream.v1.Admin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('slotstream.v1.Admin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Admin:
+    """Operators' view of the streams a server holds: which camera lags, drops or fails, and where its client is.
+
+    Off unless the server is started with `--admin-token-file`; its calls then carry one of that file's tokens as
+    `authorization: Bearer <admin token>` metadata. The two kinds of token are kept apart: a client's token (the
+    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls count
+    toward the server's `--max-calls` like every call but health checks.
+
+    Status codes of both methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
+    - PERMISSION_DENIED: this server's admin API is off (ERROR_CODE_ADMIN_API_OFF): start it with
+    `--admin-token-file`.
+    - UNAUTHENTICATED: missing or wrong admin token (ERROR_CODE_UNAUTHENTICATED).
+    - RESOURCE_EXHAUSTED: the server holds its most calls at once (ERROR_CODE_TOO_MANY_STREAMS).
+    - INVALID_ARGUMENT: the request's bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
+    """
+
+    @staticmethod
+    def ListStreams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/slotstream.v1.Admin/ListStreams',
+            slotstream_dot_v1_dot_perception__pb2.ListStreamsRequest.SerializeToString,
+            slotstream_dot_v1_dot_perception__pb2.ListStreamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStreamStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/slotstream.v1.Admin/GetStreamStats',
+            slotstream_dot_v1_dot_perception__pb2.GetStreamStatsRequest.SerializeToString,
+            slotstream_dot_v1_dot_perception__pb2.StreamStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -29,8 +29,9 @@ beside the crop.
 
 Every type the API takes or returns is exported here: :class:`StreamOpened` (``ClientStream.opened``, the
 result of ``ClientStream.reconnect``; its ``resume_token`` feeds ``Client.resume``), :class:`ModelCard`
-(``Client.describe``), :class:`EncodedImage` (a frame already encoded, as :func:`encode_image` makes it) and the
-fields of the answers (:class:`LatencyBreakdown`, :class:`DropReason`, ...).
+(``Client.describe``), :class:`StreamStats` and :class:`StreamStatus` (``Client.list_streams`` and
+``Client.stream_stats``, for operators holding an admin token), :class:`EncodedImage` (a frame already encoded, as
+:func:`encode_image` makes it) and the fields of the answers (:class:`LatencyBreakdown`, :class:`DropReason`, ...).
 
 Command line: ``python -m service.client stream SOURCE --target HOST:PORT --out overlay.gif --jsonl out.jsonl``.
 
@@ -54,6 +55,7 @@ from service.client.trajectory import TRAJECTORY_ARRAYS
 from service.client.trajectory_writer import SlotTrajectory
 from service.engine import ModelCard
 from service.errors import ErrorCode
+from service.stream_stats import StreamStats, StreamStatus
 from service.types import (
     OUTSIDE_VIEW,
     CloseReason,
@@ -104,6 +106,8 @@ __all__ = [
     "StreamError",
     "StreamOpened",
     "StreamOptions",
+    "StreamStats",
+    "StreamStatus",
     "TimedFrame",
     "TlsFiles",
     "encode_image",

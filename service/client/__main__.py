@@ -7,10 +7,12 @@ Commands::
         [--max-frames N] [--shared-memory]
         [--jpeg-quality Q] [--max-message-bytes N] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
+    streams --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME] [--stream ID] [--json]
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
 
-SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. ``stream`` and ``describe``
-also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``, ``--tls-server-name``.
+SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. ``stream``, ``describe`` and
+``streams`` also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``,
+``--tls-server-name``; ``streams`` needs an admin token (one of the server's ``--admin-token-file``), not a client's.
 
 Each JSON line's ``areas`` (and the ``--slots`` file's) are each slot's share of the whole frame's segmentation;
 pixels outside the model's view (255, beside the crop of ``--frame-fit crop``) belong to no slot, so with a crop
@@ -63,6 +65,7 @@ from service.client.errors import StreamError
 from service.client.overlay import OverlayWriter
 from service.client.sources import check_source_spec, open_source, source_path
 from service.client.stream_command import DEFAULT_RESUME_WINDOW_S, StreamEnded, stream_source
+from service.client.streams_report import stream_details, streams_json, streams_table
 from service.client.synthetic import synthetic_frames
 from service.client.tls import add_tls_flags
 from service.client.trajectory_writer import SlotTrajectory
@@ -164,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     describe = commands.add_parser("describe", help="print the model card")
     _connection_flags(describe)
     describe.add_argument("--model", default="", help="model name (default: the server's default)")
+
+    streams = commands.add_parser(
+        "streams",
+        help="list the streams a server holds, with their counts and latencies (the Admin service: give an admin "
+        "token, one of the server's --admin-token-file, with --token-file)",
+    )
+    _connection_flags(streams)
+    streams.add_argument("--model", default="", help="only this model's streams (default: every model's)")
+    streams.add_argument("--stream", metavar="ID", help="print this stream alone, every field of it")
+    streams.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")
     synth.add_argument("out", type=user_path, help=".mp4 or .gif")
@@ -298,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             card = asyncio.run(_describe(args))
             print(json.dumps(asdict(card), indent=2))
             return 0
+        if args.command == "streams":
+            print(asyncio.run(_streams(args)))
+            return 0
         outputs = {"--out": args.out, "--jsonl": args.jsonl, "--slots": args.slots}
         for flag, path in outputs.items():
             if path is not None and str(path) != "-":
@@ -429,6 +445,16 @@ def _error_text(error: Exception) -> str:
 async def _describe(args: argparse.Namespace) -> Any:
     async with client_from_args(args) as client:
         return await client.describe(args.model)
+
+
+async def _streams(args: argparse.Namespace) -> str:
+    """What ``streams`` prints: the server's streams as a table (or one stream in full), or as JSON."""
+    async with client_from_args(args) as client:
+        if args.stream is not None:
+            stats = await client.stream_stats(args.stream)
+            return streams_json(stats) if args.json else stream_details(stats)
+        streams = await client.list_streams(args.model)
+        return streams_json(streams) if args.json else streams_table(streams)
 
 
 def _synth(args: argparse.Namespace) -> int:

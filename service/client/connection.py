@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from service import wire
+from service.admin_wire import stats_from_proto
 from service.client.errors import StreamError
 from service.client.reader import CallReader
 from service.client.stream import ClientStream
@@ -18,6 +19,7 @@ from service.client.tls import TlsFiles
 from service.engine import ModelCard
 from service.generated import pb, pb_grpc
 from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
+from service.stream_stats import StreamStats
 from service.types import CLOSE_REASONS_KEY, CloseReason, OpenRequest, ResumeRequest, StateHandoff, StreamOptions
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -123,6 +125,7 @@ class Client:
             )
             self._channel = grpc.aio.secure_channel(target, credentials, options=options)
         self._stub = pb_grpc.PerceptionStub(self._channel)
+        self._admin = pb_grpc.AdminStub(self._channel)
         self._closed = False
         self._readers: set[CallReader] = set()  # strong references: the event loop keeps only weak ones
         self._server_request_bytes: int | None = None
@@ -286,6 +289,37 @@ class Client:
         card = wire.card_from_proto(reply)
         self._server_request_bytes = card.max_request_bytes
         return card
+
+    async def list_streams(self, model: str = "") -> list[StreamStats]:
+        """The streams the server holds (of ``model`` alone, when given), the oldest first: the ``Admin`` service,
+        for which this client's token must be one of the server's ``--admin-token-file``.
+
+        Raises:
+            StreamError: the server's Admin service is off (``ADMIN_API_OFF``), a missing or wrong admin token
+                (``UNAUTHENTICATED``), a model it does not serve (``UNKNOWN_MODEL``), ..., or the client is closed.
+        """
+        reply = await self._admin_call(self._admin.ListStreams, pb.ListStreamsRequest(model=model))
+        return [stats_from_proto(stats) for stats in reply.streams]
+
+    async def stream_stats(self, stream_id: str) -> StreamStats:
+        """The statistics of the server's stream ``stream_id`` (the ``Admin`` service; see :meth:`list_streams`).
+
+        Raises:
+            StreamError: as :meth:`list_streams`, and ``UNKNOWN_STREAM`` for a stream the server does not hold.
+        """
+        reply = await self._admin_call(self._admin.GetStreamStats, pb.GetStreamStatsRequest(stream_id=stream_id))
+        return stats_from_proto(reply)
+
+    async def _admin_call(self, method: Any, request: Any) -> Any:
+        """Call the ``Admin`` service's ``method`` with ``request`` and this client's token; errors as
+        :class:`StreamError`."""
+        self._check_open()
+        try:
+            return await method(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as error:
+            raise StreamError.from_rpc_error(error) from error
+        except grpc.aio.UsageError as error:
+            raise self._closed_error() from error
 
     async def open(
         self,

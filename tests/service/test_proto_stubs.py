@@ -45,10 +45,11 @@ def test_every_proto_element_is_documented():
 
 
 def test_proto_package_and_service_names_are_stable():
-    """Clients in other languages address `slotstream.v1.Perception`; renaming it breaks them."""
+    """Clients in other languages address `slotstream.v1.Perception` (and operators `slotstream.v1.Admin`); renaming
+    either breaks them."""
     (file,) = descriptor_pb2.FileDescriptorSet.FromString(protogen.descriptor_set()).file
     assert file.package == "slotstream.v1"
-    assert [s.name for s in file.service] == ["Perception"]
+    assert [s.name for s in file.service] == ["Perception", "Admin"]
     assert {m.name for m in file.service[0].method} >= {"Stream", "Describe"}
 
 

@@ -1,0 +1,129 @@
+"""The ``slotstream.v1.Admin`` service: operators list the streams a server holds and read each one's statistics.
+
+Access is separate from the clients': :class:`AdminAccessInterceptor` lets an ``Admin`` call through only with one
+of ``--admin-token-file``'s tokens, and refuses every ``Admin`` call with ``PERMISSION_DENIED``
+(``ADMIN_API_OFF``) when that flag is unset; the client token interceptor leaves ``Admin`` calls to it (see
+:data:`ADMIN_METHODS`), so a client token does not grant them. Both refuse as soon as the call's headers are in,
+like the client token's refusals (:func:`service.auth.refusal_handler`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from service.admin_wire import stats_to_proto
+from service.auth import BearerTokenInterceptor, RefusalReads, refusal_handler
+from service.errors import ErrorCode, StreamAbort, quoted
+from service.generated import pb, pb_grpc
+from service.logs import RateLimitedWarning
+from service.servicer import PerceptionServicer, abort_with
+from service.sessions import SessionManager
+from service.stream_stats import stream_stats
+
+ADMIN_METHODS = "/slotstream.v1.Admin/"
+"""The method-name prefix of the ``Admin`` service's calls."""
+ADMIN_API_OFF_MESSAGE = (
+    "this server's Admin service is off: start the server with --admin-token-file (SLOTSTREAM_ADMIN_TOKEN_FILE), a "
+    "file of operators' tokens, and present one of them as 'authorization: Bearer <token>'"
+)
+
+
+class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
+    """Implements ``slotstream.v1.Admin`` (see the proto) over the session manager's streams.
+
+    Args:
+        manager: the session manager, whose streams are listed (read on the event loop, as it runs).
+        perception: the perception servicer, whose refusal counting and logging ``Admin`` refusals share.
+    """
+
+    def __init__(self, manager: SessionManager, perception: PerceptionServicer) -> None:
+        self._manager = manager
+        self._perception = perception
+
+    async def ListStreams(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """See ``Admin.ListStreams`` in the proto. A ``model`` this server does not serve is refused with
+        ``NOT_FOUND`` (``UNKNOWN_MODEL``) rather than answered with no streams."""
+        if request.model:
+            try:
+                self._manager.runner(request.model)
+            except StreamAbort as abort:
+                await self._refuse(abort, context, "ListStreams", "")
+        now = self._manager.clock()
+        sessions = sorted(self._manager.sessions.values(), key=lambda session: session.opened_at)
+        chosen = [s for s in sessions if not request.model or s.model == request.model]
+        return pb.ListStreamsResponse(
+            streams=[stats_to_proto(stream_stats(session, now)) for session in chosen], server_time_ns=time.time_ns()
+        )
+
+    async def GetStreamStats(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """See ``Admin.GetStreamStats`` in the proto."""
+        session = self._manager.sessions.get(request.stream_id)
+        if session is None:
+            abort = StreamAbort(
+                ErrorCode.UNKNOWN_STREAM,
+                f"this server holds no stream {quoted(request.stream_id)}: it was never opened here or was released "
+                "(ListStreams lists those it holds)",
+            )
+            await self._refuse(abort, context, "GetStreamStats", request.stream_id)
+        assert session is not None  # the refusal ended the call
+        return stats_to_proto(stream_stats(session, self._manager.clock()))
+
+    async def _refuse(
+        self, abort: StreamAbort, context: grpc.aio.ServicerContext, method: str, stream_id: str
+    ) -> None:
+        """Count, log and end the call with ``abort`` (never returns)."""
+        self._perception.refused(abort, context.peer(), f"{ADMIN_METHODS}{method}", stream_id)
+        await abort_with(context, abort)
+
+
+class AdminAccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Guards the ``Admin`` service; passes every other call on untouched.
+
+    Args:
+        tokens: the admin tokens a call may present now (:meth:`service.tokens.TokenFile.current`), or ``None``: the
+            Admin service is off, and its calls are refused with ``PERMISSION_DENIED`` (``ADMIN_API_OFF``).
+        on_denied: called with the error code of each refused call (the server counts them).
+        refusal_log: logs a refusal for the Admin service being off (the peer, the method, the code).
+        reads: the refusals' first-message reads, shared with the server's other refusals.
+    """
+
+    def __init__(
+        self,
+        tokens: Callable[[], tuple[bytes, ...]] | None,
+        on_denied: Callable[[ErrorCode], None],
+        refusal_log: RateLimitedWarning,
+        reads: RefusalReads,
+    ) -> None:
+        self._on_denied = on_denied
+        self._refusal_log = refusal_log
+        self._reads = reads
+        self._tokens: BearerTokenInterceptor | None = None
+        if tokens is not None:
+            self._tokens = BearerTokenInterceptor(
+                tokens, exempt_prefixes=(), on_denied=lambda: on_denied(ErrorCode.UNAUTHENTICATED), reads=reads
+            )
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Pass on a call that is not an ``Admin`` call, or one with an admin token; refuse the other ``Admin``
+        calls before their request arrives."""
+        method = handler_call_details.method
+        if not method.startswith(ADMIN_METHODS):
+            return await continuation(handler_call_details)
+        if self._tokens is not None:
+            return await self._tokens.intercept_service(continuation, handler_call_details)
+        code = ErrorCode.ADMIN_API_OFF
+
+        def record(context: grpc.aio.ServicerContext) -> None:
+            self._on_denied(code)
+            name = code.name.lower()
+            self._refusal_log(name, peer=context.peer(), method=method, code=name, stream_id="", detail="")
+
+        return refusal_handler(grpc.StatusCode.PERMISSION_DENIED, code, ADMIN_API_OFF_MESSAGE, record, self._reads)
