@@ -20,12 +20,18 @@ from service.auth import BearerTokenInterceptor, RefusalReads, refusal_handler
 from service.errors import ErrorCode, StreamAbort, quoted
 from service.generated import pb, pb_grpc
 from service.logs import RateLimitedWarning
+from service.open_checks import loggable_stream_id
 from service.servicer import PerceptionServicer, abort_with
 from service.sessions import SessionManager
 from service.stream_stats import stream_stats
+from service.types import ReloadOutcome
 
 ADMIN_METHODS = "/slotstream.v1.Admin/"
 """The method-name prefix of the ``Admin`` service's calls."""
+ADMIN_TOKEN_HINT = (
+    " (Admin calls need an admin token, one of the server's --admin-token-file; a client's token does not grant them)"
+)
+"""Added to the refusal of an ``Admin`` call without a valid admin token."""
 ADMIN_API_OFF_MESSAGE = (
     "this server's Admin service is off: start the server with --admin-token-file (SLOTSTREAM_ADMIN_TOKEN_FILE), a "
     "file of operators' tokens, and present one of them as 'authorization: Bearer <token>'"
@@ -38,11 +44,18 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
     Args:
         manager: the session manager, whose streams are listed (read on the event loop, as it runs).
         perception: the perception servicer, whose refusal counting and logging ``Admin`` refusals share.
+        reload: loads the model's folder again (``Server.reload_model``).
     """
 
-    def __init__(self, manager: SessionManager, perception: PerceptionServicer) -> None:
+    def __init__(
+        self,
+        manager: SessionManager,
+        perception: PerceptionServicer,
+        reload: Callable[[str], Awaitable[ReloadOutcome]],
+    ) -> None:
         self._manager = manager
         self._perception = perception
+        self._reload = reload
 
     async def ListStreams(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See ``Admin.ListStreams`` in the proto. A ``model`` this server does not serve is refused with
@@ -68,9 +81,26 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
                 f"this server holds no stream {quoted(request.stream_id)}: it was never opened here or was released "
                 "(ListStreams lists those it holds)",
             )
-            await self._refuse(abort, context, "GetStreamStats", request.stream_id)
+            await self._refuse(abort, context, "GetStreamStats", loggable_stream_id(request.stream_id))
         assert session is not None  # the refusal ended the call
         return stats_to_proto(stream_stats(session, self._manager.clock()))
+
+    async def ReloadModel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """See ``Admin.ReloadModel`` in the proto."""
+        try:
+            outcome = await self._reload(request.model)
+        except StreamAbort as abort:
+            await self._refuse(abort, context, "ReloadModel", "")
+            raise  # not reached: the refusal ended the call
+        return pb.ReloadModelResponse(
+            model=outcome.model,
+            previous_version=outcome.previous_version,
+            version=outcome.version,
+            changed=outcome.changed,
+            streams_on_previous=outcome.streams_on_previous,
+            load_s=outcome.load_s,
+            warm_up_s=outcome.warm_up_s,
+        )
 
     async def _refuse(
         self, abort: StreamAbort, context: grpc.aio.ServicerContext, method: str, stream_id: str
@@ -104,7 +134,11 @@ class AdminAccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._tokens: BearerTokenInterceptor | None = None
         if tokens is not None:
             self._tokens = BearerTokenInterceptor(
-                tokens, exempt_prefixes=(), on_denied=lambda: on_denied(ErrorCode.UNAUTHENTICATED), reads=reads
+                tokens,
+                exempt_prefixes=(),
+                on_denied=lambda: on_denied(ErrorCode.UNAUTHENTICATED),
+                reads=reads,
+                hint=ADMIN_TOKEN_HINT,
             )
 
     async def intercept_service(

@@ -65,6 +65,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         exempt_prefixes: method-name prefixes that need no token.
         on_denied: called once per refused call.
         reads: the refusals' first-message reads, shared with the server's other refusals (default: its own).
+        hint: added to every refusal's message (which token the calls it guards need).
 
     Raises:
         ValueError: ``token`` is empty.
@@ -76,7 +77,9 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         exempt_prefixes: tuple[str, ...] = EXEMPT_PREFIXES,
         on_denied: Callable[[], None] | None = None,
         reads: RefusalReads | None = None,
+        hint: str = "",
     ) -> None:
+        self._hint = hint
         if isinstance(token, str):
             if not token:
                 raise ValueError("an empty bearer token would accept everyone")
@@ -122,7 +125,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return refusal_handler(
             grpc.StatusCode.UNAUTHENTICATED,
             ErrorCode.UNAUTHENTICATED,
-            message,
+            message + self._hint,
             lambda context: self.denied(context.peer(), method, why),
             self._reads,
         )

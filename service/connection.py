@@ -103,6 +103,9 @@ _DECODED = EncodedImage(ImageEncoding.UNSPECIFIED, b"")
 _EVICTED = _Evicted()
 _ABANDONED = _Abandoned()
 _END = object()
+_DETACH = object()
+"""Queued by a call whose requests ended without a close, after its last answers: the writer detaches (or frees) the
+stream once gRPC has taken them, so they count as answered (:meth:`StreamConnection.run`)."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,10 @@ class StreamConnection:
                 if item is _END:
                     completed = True
                     return
+                if item is _DETACH:
+                    if self._session is not None:
+                        self._manager.disconnect(self._session, self)
+                    continue
                 assert isinstance(item, asyncio.Future)
                 response = await item
                 self._slots.discard(item)
@@ -636,8 +643,9 @@ class StreamConnection:
             # The requests ended without a close: the client half-closed, or it cancelled and gRPC delivered the
             # end of the requests before the cancellation (it does when the event loop was busy). Either way the
             # stream ended without closing, like a lost connection: it waits detached for its resume window, or
-            # without one is freed as "cancelled".
-            self._manager.disconnect(session, self)
+            # without one is freed as "cancelled". It is let go once its last answers are written (see _DETACH); if
+            # the call fails first, the call's end does it.
+            self._out.put_nowait(_DETACH)
         else:
             self._manager.release(session, "closed")
         keep = handoff if end is not None and end.return_state else None

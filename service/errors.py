@@ -41,6 +41,7 @@ class ErrorCode(enum.IntEnum):
     MALFORMED_REQUEST = 35
     CLIENT_NOT_READING = 36
     ADMIN_API_OFF = 37
+    MODEL_LOAD_FAILED = 38
 
     @property
     def wire_name(self) -> str:
@@ -69,7 +70,7 @@ FRAME_ERROR_CODES = tuple(code for code in ErrorCode if ErrorCode.UNSPECIFIED < 
 STREAM_ERROR_CODES = tuple(code for code in ErrorCode if code >= ErrorCode.NOT_OPEN)
 """The codes that end a call (a :class:`StreamAbort`)."""
 
-ADMIN_ONLY_CODES = frozenset({ErrorCode.ADMIN_API_OFF})
+ADMIN_ONLY_CODES = frozenset({ErrorCode.ADMIN_API_OFF, ErrorCode.MODEL_LOAD_FAILED})
 """Codes only calls of the ``Admin`` service end with, never a ``Stream`` or ``Describe`` call."""
 
 

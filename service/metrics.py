@@ -29,15 +29,16 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   counted in ``slotstream_calls_refused_total`` under the same code as well, except an open refused with
   ``shutting_down`` while the server drains (an end the server chooses, not a refusal), counted here alone: for
   every other code this counter is at most that one.
-- ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated`` (no or
-  a wrong bearer token, any method, or a ``Stream`` call whose token was revoked), ``malformed_request``, ``internal``
-  (a server error), and every other code a stream or a ``Describe`` ended with (refused opens are counted here too; the
-  codes no open is refused with, ``unauthenticated``, ``not_open`` and ``internal``, only here), except the ends the
-  server chooses itself: ``shutting_down`` (a drain), ``taken_over`` (resumed elsewhere), ``client_not_reading`` (a
-  client that stopped reading) and an idle reclaim (the stream ends with ``STREAM_EXPIRED`` but is counted only in
-  ``slotstream_streams_released_total{reason="idle"}``; ``stream_expired`` here counts resumes refused because their
-  stream had expired). Each refused call is also logged (``refused a call``, rate-limited per code; an ``internal`` one
-  as ``stream failed``, with its traceback).
+- ``slotstream_calls_refused_total`` (by code): calls the server ended with an error status: ``unauthenticated`` (no
+  or a wrong bearer token, any method, or a ``Stream`` call whose token was revoked), ``malformed_request``,
+  ``internal`` (a server error), every code an ``Admin`` call was refused with (``admin_api_off``,
+  ``model_load_failed``, ``unknown_stream``, ...), and every other code a stream or a ``Describe`` ended with
+  (refused opens are counted here too; the codes no open is refused with, ``unauthenticated``, ``not_open`` and
+  ``internal``, only here), except the ends the server chooses itself: ``shutting_down`` (a drain), ``taken_over``
+  (resumed elsewhere), ``client_not_reading`` (a client that stopped reading) and an idle reclaim (the stream ends
+  with ``STREAM_EXPIRED`` but is counted only in ``slotstream_streams_released_total{reason="idle"}``;
+  ``stream_expired`` here counts resumes refused because their stream had expired). Each refused call is also logged
+  (``refused a call``, rate-limited per code; an ``internal`` one as ``stream failed``, with its traceback).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down / stale).
 - ``slotstream_frame_errors_total`` (by code): frames answered with a ``FrameError`` (also logged, ``frame
@@ -62,6 +63,10 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   fails), back to 0 at the next call that succeeds.
 - ``slotstream_live`` (gauge): 1 from start-up on, a shutdown's drain included, 0 while the model is stalled or
   failing (what the liveness health service ``slotstream.v1.Liveness`` reports).
+- ``slotstream_model_reloads_total`` (by outcome: reloaded / unchanged / failed): ``Admin.ReloadModel`` calls that
+  ran: a new version made current, the same version found, or a folder that did not load or warm up.
+- ``slotstream_model_versions`` (gauge): versions of the model in memory: 1, and more after a reload while streams
+  opened before it still run the version they opened with.
 - ``slotstream_event_loop_heartbeat_seconds`` (gauge): Unix time of the event loop's latest heartbeat, set when the
   metrics are made and every second while the loop runs. These metrics are served from their own thread, so an old
   heartbeat is how a probe reading them notices a blocked event loop (the gRPC liveness check notices it by timing
@@ -109,6 +114,9 @@ REJECTED_OPEN_CODES = tuple(
 """Label values of ``slotstream_open_rejected_total``: the codes an open can be refused with."""
 RELEASE_REASONS: tuple[str, ...] = typing.get_args(ReleaseReason)
 """Label values of ``slotstream_streams_released_total``."""
+RELOAD_OUTCOMES = ("reloaded", "unchanged", "failed")
+"""Label values of ``slotstream_model_reloads_total``: a new version made current, the same version found, or a
+folder that did not load or warm up."""
 
 
 class Metrics:
@@ -184,6 +192,16 @@ class Metrics:
             "slotstream_model_failing", "1 while the last --model-failure-limit model calls all failed.", registry=r
         )
         self.live = Gauge("slotstream_live", "0 while the model is stalled or failing, else 1.", registry=r)
+        self.model_reloads = Counter(
+            "slotstream_model_reloads", "Admin.ReloadModel calls that ran, by outcome.", ["outcome"], registry=r
+        )
+        for outcome in RELOAD_OUTCOMES:
+            self.model_reloads.labels(outcome)
+        self.model_versions = Gauge(
+            "slotstream_model_versions",
+            "Versions of the model in memory: 1, or more while streams opened before a reload run on.",
+            registry=r,
+        )
         self.loop_heartbeat = Gauge(
             "slotstream_event_loop_heartbeat_seconds", "Unix time of the event loop's latest heartbeat.", registry=r
         )

@@ -41,12 +41,13 @@ from service.call_limit import CallLimitInterceptor
 from service.config import ServiceConfig
 from service.connection import StreamConnection
 from service.engine import Engine, load_engine
-from service.errors import ErrorCode
+from service.errors import ErrorCode, StreamAbort
 from service.generated import pb, pb_grpc
 from service.host import memory_limit_bytes
 from service.logs import quiet_client_departures
 from service.malformed_requests import MalformedRequestInterceptor
 from service.metrics import Metrics
+from service.model_versions import ModelVersions
 from service.ports import ListenError, check_listen_address
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
@@ -55,7 +56,7 @@ from service.sessions import SessionManager
 from service.tls import ReloadingServerCredentials
 from service.tokens import TokenFile
 from service.tracing import FrameTracing
-from service.types import FrameFit
+from service.types import FrameFit, ReloadOutcome
 from service.watchdog import ModelFailureMonitor, ModelWatchdog
 
 SERVICE_NAME = "slotstream.v1.Perception"
@@ -145,7 +146,8 @@ class Server:
         self._grpc: Any = None
         self._health = health.aio.HealthServicer()
         self._servicer: PerceptionServicer | None = None
-        self._runner: ModelRunner | None = None
+        self._versions: ModelVersions | None = None  # the model's runners, once it is loaded
+        self._on_call: Callable[[bool], None] | None = None  # each model call's outcome (--model-failure-limit)
         self._reaper: asyncio.Task[None] | None = None
         self._warmup: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -153,6 +155,8 @@ class Server:
         self._token_file: TokenFile | None = None  # with --auth-token-file
         self._tracing: FrameTracing | None = None  # with --otlp-endpoint
         self._token_watch: asyncio.Task[None] | None = None
+        self._admin_token_file: TokenFile | None = None  # with --admin-token-file
+        self._admin_token_watch: asyncio.Task[None] | None = None
         self._model_stalled = False
         self.model_abandoned = False
         self.warm_up_abandoned = False
@@ -210,26 +214,24 @@ class Server:
             reply_budget_bytes=config.reply_budget_bytes(memory_limit),
             default_frame_fit=FrameFit.UNSPECIFIED if config.frame_fit == "auto" else FrameFit.named(config.frame_fit),
         )
-        on_call = None
         if config.model_failure_limit > 0:
             monitor = ModelFailureMonitor(
                 config.model_failure_limit,
                 lambda failing: loop.call_soon_threadsafe(self._on_model_failing, failing),
             )
-            on_call = monitor.record
-        runner = ModelRunner(
-            engine,
-            max_batch_size=config.resolved_max_batch_size,
-            max_delay_s=config.max_queue_delay_ms / 1e3,
-            instances=config.resolved_model_instances(),
-            demand=lambda: manager.demand(name),
-            on_batch=self._on_batch,
-            inline_below_s=config.inline_below_s(),
-            on_call=on_call,
-        )
+            self._on_call = monitor.record
+        runner = self._new_runner(engine)
         manager = SessionManager({name: runner}, name, limits, self.metrics)
         _log.info("model runner", extra={"instances": runner.instances, "max_batch_size": runner.max_batch_size})
-        self.manager, self._runner = manager, runner
+        self.manager = manager
+        self._versions = ModelVersions(
+            manager,
+            runner,
+            lambda: self._engine_factory(config),
+            self._new_runner,
+            self.metrics,
+            warm_up=config.warmup,
+        )
         if config.otlp_endpoint:
             self._tracing = FrameTracing.to_otlp(config.otlp_endpoint, config.trace_sample_ratio)
         self._servicer = PerceptionServicer(
@@ -257,8 +259,10 @@ class Server:
         self._heartbeat = asyncio.create_task(self._beat(), name="heartbeat")
         if self._token_file is not None:  # a revoked token ends its calls though no new call arrives
             self._token_watch = asyncio.create_task(self._token_file.watch(), name="token-watch")
+        if self._admin_token_file is not None:  # its reloads are logged (and a bad file warned about) when they happen
+            self._admin_token_watch = asyncio.create_task(self._admin_token_file.watch(), name="admin-token-watch")
         if config.model_stall_timeout_s > 0:
-            watchdog = ModelWatchdog(runner.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
+            watchdog = ModelWatchdog(self._versions.busy_for_s, config.model_stall_timeout_s, self._on_model_stall)
             self._watchdog = asyncio.create_task(watchdog.run(), name="model-watchdog")
         _log.info("settings", extra=self.effective_settings())
         warnings = (*config.security_warnings(), *config.memory_warnings(memory_limit), *config.tracing_warnings())
@@ -350,13 +354,48 @@ class Server:
             self.metrics.loop_heartbeat.set(time.time())
             await asyncio.sleep(1.0)
 
+    @property
+    def _runner(self) -> ModelRunner | None:
+        """The runner new streams get (the current version of the model), once the model is loaded."""
+        return None if self._versions is None else self._versions.current
+
+    def _new_runner(self, engine: Engine) -> ModelRunner:
+        """The runner of ``engine``: the start-up model's, or a version a reload loaded."""
+        config = self.config
+
+        def demand() -> int:
+            return 0 if self.manager is None else self.manager.demand(runner)
+
+        runner = ModelRunner(
+            engine,
+            max_batch_size=config.resolved_max_batch_size,
+            max_delay_s=config.max_queue_delay_ms / 1e3,
+            instances=config.resolved_model_instances(),
+            demand=demand,
+            on_batch=self._on_batch,
+            inline_below_s=config.inline_below_s(),
+            on_call=self._on_call,
+        )
+        return runner
+
+    async def reload_model(self, model: str = "") -> ReloadOutcome:
+        """Load the model's folder again (``Admin.ReloadModel``; see :meth:`ModelVersions.reload`).
+
+        Raises:
+            StreamAbort: as :meth:`ModelVersions.reload`; ``NOT_READY`` before the model is loaded.
+        """
+        if self._versions is None:
+            raise StreamAbort(ErrorCode.NOT_READY, "the server is still starting: reload once it serves")
+        return await self._versions.reload(model)
+
     def _admin_access(self, reads: RefusalReads) -> AdminAccessInterceptor:
         """The guard of the Admin service: its tokens come from ``--admin-token-file`` (re-read when it changes);
         without one the service is off. Refusals are counted in ``slotstream_calls_refused_total``."""
         assert self._servicer is not None
         tokens = None
         if self.config.admin_token_file is not None:
-            tokens = TokenFile(self.config.admin_token_file).current
+            self._admin_token_file = TokenFile(self.config.admin_token_file)
+            tokens = self._admin_token_file.current
         refused = self.metrics.calls_refused
         return AdminAccessInterceptor(
             tokens, lambda code: refused.labels(code.name.lower()).inc(), self._servicer.refusal_log, reads
@@ -418,7 +457,7 @@ class Server:
         interceptors.append(MalformedRequestInterceptor(malformed.inc, self._servicer.refusal_log))
         self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
-        pb_grpc.add_AdminServicer_to_server(AdminServicer(self.manager, self._servicer), self._grpc)
+        pb_grpc.add_AdminServicer_to_server(AdminServicer(self.manager, self._servicer, self.reload_model), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in READINESS_SERVICES:
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -588,19 +627,19 @@ class Server:
         await self._drain_streams()
         if self._grpc is not None:
             await self._stop_grpc(max(0.0, self._drain_deadline - time.perf_counter()))
-        for background in (self._reaper, self._watchdog, self._heartbeat, self._token_watch):
+        for background in (self._reaper, self._watchdog, self._heartbeat, self._token_watch, self._admin_token_watch):
             if background is not None:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-        if self._runner is not None and self._runner.warming_up:  # cancelled above: nothing was served
-            await self._runner.abandon()
+        versions, self._versions = self._versions, None
+        if versions is not None and versions.current.warming_up:
+            await versions.current.abandon()  # cancelled above: nothing was served
             self.warm_up_abandoned = True
             _log.info("shutdown requested while the model warms up: the warm-up is abandoned")
-        elif self._runner is not None:
+        elif versions is not None:
             remaining = max(1.0, self._drain_deadline - time.perf_counter())
-            self.model_abandoned = not await self._runner.close(remaining)
-        self._runner = None
+            self.model_abandoned = not await versions.close(remaining)
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
         await self._stop_tracing()
         self.metrics.close()

@@ -126,6 +126,8 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self._tombstones: OrderedDict[str, str] = OrderedDict()
         self.reply_budget = ReplyBudget(limits.reply_budget_bytes)
+        self.on_release: Callable[[Session], None] | None = None
+        """Called after a session is released (the server frees a model version no stream runs any more)."""
         metrics.reply_budget_bytes.set(limits.reply_budget_bytes)
         for model in self.runners:
             metrics.add_model(model)
@@ -133,11 +135,16 @@ class SessionManager:
 
     # -- queries ------------------------------------------------------------------------------------------
 
-    def demand(self, model: str) -> int:
-        """Streams of ``model`` attached to a connection with a frame accepted and not yet answered (decoding,
+    def demand(self, runner: ModelRunner) -> int:
+        """Streams run by ``runner`` attached to a connection with a frame accepted and not yet answered (decoding,
         queued or running): the ones a batch may wait for. An open stream with no frame in flight is not counted,
-        so a lone active stream is never held back waiting for an idle one's next frame."""
-        return sum(1 for s in self.sessions.values() if s.owner is not None and s.model == model and s.inflight > 0)
+        so a lone active stream is never held back waiting for an idle one's next frame; nor is a stream of another
+        version of the model (during a reload), whose frames go to another runner."""
+        return sum(1 for s in self.sessions.values() if s.owner is not None and s.runner is runner and s.inflight > 0)
+
+    def streams_of(self, runner: ModelRunner) -> int:
+        """Streams held (attached or not) that ``runner`` runs."""
+        return sum(1 for session in self.sessions.values() if session.runner is runner)
 
     def runner(self, model: str) -> ModelRunner:
         """The runner of ``model`` (``""``: the default).
@@ -321,7 +328,7 @@ class SessionManager:
                 ErrorCode.WRONG_RESUME_TOKEN,
                 f"wrong resume token for stream {quoted(request.stream_id)}: use the token from its StreamOpened",
             )
-        if request.model and self.runner(request.model) is not session.runner:
+        if request.model and self.runner(request.model).card.name != session.model:  # any version of it
             raise StreamAbort(
                 ErrorCode.INVALID_OPEN,
                 f"stream {session.stream_id!r} runs model {session.model!r}, not {quoted(request.model)}",
@@ -430,6 +437,8 @@ class SessionManager:
             self._tombstones.popitem(last=False)
         self.metrics.streams_released.labels(reason).inc()
         self._update_gauges()
+        if self.on_release is not None:
+            self.on_release(session)
         _log.info(
             "stream released",
             extra={

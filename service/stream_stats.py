@@ -86,11 +86,13 @@ class StreamActivity:
             self.results_by_second.append([second, 1])
 
     def results_per_s(self, now: float, open_s: float) -> float:
-        """Results per second over the last :data:`RATE_WINDOW_S` seconds before ``now`` (monotonic), or over
-        ``open_s``, the stream's life, when that is shorter (at least one second)."""
-        first = int(now) - RATE_WINDOW_S + 1  # the window's whole seconds, the current one included
+        """Results per second over about the last :data:`RATE_WINDOW_S` seconds before ``now`` (monotonic): the
+        results of the current second so far and of the ``RATE_WINDOW_S - 1`` whole seconds before it, over the time
+        those cover (``RATE_WINDOW_S - 1`` seconds and the current one's elapsed part), or over ``open_s``, the
+        stream's life, when that is shorter (at least one second)."""
+        first = int(now) - RATE_WINDOW_S + 1
         results = sum(count for second, count in self.results_by_second if second >= first)
-        return results / max(1.0, min(float(RATE_WINDOW_S), open_s))
+        return results / max(1.0, min(now - first, open_s))
 
 
 @dataclass(frozen=True)

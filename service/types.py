@@ -350,3 +350,26 @@ class StreamClosed:
 
 FrameResponse = FrameResult | FrameDropped | FrameError
 StreamResponse = StreamOpened | FrameResult | FrameDropped | FrameError | StreamClosed
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload did (proto ``ReloadModelResponse``).
+
+    Attributes:
+        model: the model's name.
+        previous_version: the version new streams got before the reload.
+        version: the version they get now (equal to ``previous_version`` when nothing changed).
+        changed: whether the version changed.
+        streams_on_previous: streams still running the previous version (0 when nothing changed).
+        load_s: seconds the folder took to load.
+        warm_up_s: seconds the new version's warm-up took (0 when nothing changed, or without warm-up).
+    """
+
+    model: str
+    previous_version: str
+    version: str
+    changed: bool
+    streams_on_previous: int
+    load_s: float
+    warm_up_s: float

@@ -74,6 +74,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_MALFORMED_REQUEST: _ClassVar[ErrorCode]
     ERROR_CODE_CLIENT_NOT_READING: _ClassVar[ErrorCode]
     ERROR_CODE_ADMIN_API_OFF: _ClassVar[ErrorCode]
+    ERROR_CODE_MODEL_LOAD_FAILED: _ClassVar[ErrorCode]
 
 class CloseReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -145,6 +146,7 @@ ERROR_CODE_UNAUTHENTICATED: ErrorCode
 ERROR_CODE_MALFORMED_REQUEST: ErrorCode
 ERROR_CODE_CLIENT_NOT_READING: ErrorCode
 ERROR_CODE_ADMIN_API_OFF: ErrorCode
+ERROR_CODE_MODEL_LOAD_FAILED: ErrorCode
 CLOSE_REASON_UNSPECIFIED: CloseReason
 CLOSE_REASON_CLIENT_CLOSED: CloseReason
 CLOSE_REASON_SERVER_DRAINING: CloseReason
@@ -555,3 +557,27 @@ class StreamStats(_message.Message):
     state_bytes: int
     frames_unanswered: int
     def __init__(self, stream_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., peer: _Optional[str] = ..., status: _Optional[_Union[StreamStatus, str]] = ..., options: _Optional[_Union[StreamOptions, _Mapping]] = ..., open_s: _Optional[float] = ..., idle_s: _Optional[float] = ..., detached_s: _Optional[float] = ..., reply_waiting_s: _Optional[float] = ..., frames_received: _Optional[int] = ..., frames_processed: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., frame_errors: _Optional[int] = ..., frames_in_flight: _Optional[int] = ..., dropped_by_reason: _Optional[_Iterable[_Union[DropCount, _Mapping]]] = ..., errors_by_code: _Optional[_Iterable[_Union[FrameErrorCount, _Mapping]]] = ..., last_frame_index: _Optional[int] = ..., results_per_s: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., capture_age_p50_ms: _Optional[float] = ..., state_bytes: _Optional[int] = ..., frames_unanswered: _Optional[int] = ...) -> None: ...
+
+class ReloadModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class ReloadModelResponse(_message.Message):
+    __slots__ = ("model", "previous_version", "version", "changed", "streams_on_previous", "load_s", "warm_up_s")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_ON_PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_S_FIELD_NUMBER: _ClassVar[int]
+    WARM_UP_S_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    previous_version: str
+    version: str
+    changed: bool
+    streams_on_previous: int
+    load_s: float
+    warm_up_s: float
+    def __init__(self, model: _Optional[str] = ..., previous_version: _Optional[str] = ..., version: _Optional[str] = ..., changed: _Optional[bool] = ..., streams_on_previous: _Optional[int] = ..., load_s: _Optional[float] = ..., warm_up_s: _Optional[float] = ...) -> None: ...

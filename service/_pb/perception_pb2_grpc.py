@@ -217,6 +217,11 @@ class AdminStub:
                 request_serializer=slotstream_dot_v1_dot_perception__pb2.GetStreamStatsRequest.SerializeToString,
                 response_deserializer=slotstream_dot_v1_dot_perception__pb2.StreamStats.FromString,
                 _registered_method=True)
+        self.ReloadModel = channel.unary_unary(
+                '/slotstream.v1.Admin/ReloadModel',
+                request_serializer=slotstream_dot_v1_dot_perception__pb2.ReloadModelRequest.SerializeToString,
+                response_deserializer=slotstream_dot_v1_dot_perception__pb2.ReloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -252,6 +257,24 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadModel(self, request, context):
+        """Load the model again from the server's `--model-dir`, for a model update without a restart. When its version
+        (a digest of its files) changed, the new version is warmed up while the old one serves on; then new streams get
+        the new version, and every stream already open keeps the version it opened with until it ends (a stream's
+        recurrent state means nothing to other weights), after which the old version is freed. Both versions are in
+        memory meanwhile. Replace the folder's files all at once (a new folder renamed into place, or a symbolic link
+        re-pointed): a load that meets a half-copied folder fails or loads a mix of files. Reloads run one at a time.
+
+        Status codes, besides the service's:
+        - NOT_FOUND: `model` is not served here (ERROR_CODE_UNKNOWN_MODEL).
+        - FAILED_PRECONDITION: the folder did not load or warm up (ERROR_CODE_MODEL_LOAD_FAILED, with why); the server
+        serves on with the version it had.
+        - UNAVAILABLE: the server is still starting (ERROR_CODE_NOT_READY) or shutting down (ERROR_CODE_SHUTTING_DOWN).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -264,6 +287,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetStreamStats,
                     request_deserializer=slotstream_dot_v1_dot_perception__pb2.GetStreamStatsRequest.FromString,
                     response_serializer=slotstream_dot_v1_dot_perception__pb2.StreamStats.SerializeToString,
+            ),
+            'ReloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadModel,
+                    request_deserializer=slotstream_dot_v1_dot_perception__pb2.ReloadModelRequest.FromString,
+                    response_serializer=slotstream_dot_v1_dot_perception__pb2.ReloadModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -333,6 +361,33 @@ class Admin:
             '/slotstream.v1.Admin/GetStreamStats',
             slotstream_dot_v1_dot_perception__pb2.GetStreamStatsRequest.SerializeToString,
             slotstream_dot_v1_dot_perception__pb2.StreamStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/slotstream.v1.Admin/ReloadModel',
+            slotstream_dot_v1_dot_perception__pb2.ReloadModelRequest.SerializeToString,
+            slotstream_dot_v1_dot_perception__pb2.ReloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,9 +29,10 @@ beside the crop.
 
 Every type the API takes or returns is exported here: :class:`StreamOpened` (``ClientStream.opened``, the
 result of ``ClientStream.reconnect``; its ``resume_token`` feeds ``Client.resume``), :class:`ModelCard`
-(``Client.describe``), :class:`StreamStats` and :class:`StreamStatus` (``Client.list_streams`` and
-``Client.stream_stats``, for operators holding an admin token), :class:`EncodedImage` (a frame already encoded, as
-:func:`encode_image` makes it) and the fields of the answers (:class:`LatencyBreakdown`, :class:`DropReason`, ...).
+(``Client.describe``), :class:`StreamStats`, :class:`StreamStatus` and :class:`ReloadOutcome` (``Client.list_streams``,
+``Client.stream_stats`` and ``Client.reload_model``, for operators holding an admin token), :class:`EncodedImage` (a
+frame already encoded, as :func:`encode_image` makes it) and the fields of the answers (:class:`LatencyBreakdown`,
+:class:`DropReason`, ...).
 
 Command line: ``python -m service.client stream SOURCE --target HOST:PORT --out overlay.gif --jsonl out.jsonl``.
 
@@ -70,6 +71,7 @@ from service.types import (
     LatencyBreakdown,
     OpenKind,
     Output,
+    ReloadOutcome,
     SharedMemoryRef,
     StateHandoff,
     StreamClosed,
@@ -97,6 +99,7 @@ __all__ = [
     "NewestAnswer",
     "OpenKind",
     "Output",
+    "ReloadOutcome",
     "SharedFrameRing",
     "SharedMemoryRef",
     "SlotGeometry",

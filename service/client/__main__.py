@@ -8,11 +8,13 @@ Commands::
         [--jpeg-quality Q] [--max-message-bytes N] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
     streams --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME] [--stream ID] [--json]
+    reload --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME]
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
 
-SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. ``stream``, ``describe`` and
-``streams`` also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``,
-``--tls-server-name``; ``streams`` needs an admin token (one of the server's ``--admin-token-file``), not a client's.
+SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. ``stream``, ``describe``,
+``streams`` and ``reload`` also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``,
+``--tls-server-name``; ``streams`` and ``reload`` need an admin token (one of the server's ``--admin-token-file``),
+not a client's.
 
 Each JSON line's ``areas`` (and the ``--slots`` file's) are each slot's share of the whole frame's segmentation;
 pixels outside the model's view (255, beside the crop of ``--frame-fit crop``) belong to no slot, so with a crop
@@ -70,7 +72,7 @@ from service.client.synthetic import synthetic_frames
 from service.client.tls import add_tls_flags
 from service.client.trajectory_writer import SlotTrajectory
 from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
-from service.types import FrameFit
+from service.types import FrameFit, ReloadOutcome
 
 _T = TypeVar("_T")
 MIN_MESSAGE_BYTES = 1024 * 1024
@@ -177,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     streams.add_argument("--model", default="", help="only this model's streams (default: every model's)")
     streams.add_argument("--stream", metavar="ID", help="print this stream alone, every field of it")
     streams.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    reload = commands.add_parser(
+        "reload",
+        help="have the server load its model again from its --model-dir: new streams get the new version, open "
+        "streams keep theirs (the Admin service: give an admin token with --token-file)",
+    )
+    _connection_flags(reload)
+    reload.add_argument("--model", default="", help="model name (default: the server's default)")
 
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")
     synth.add_argument("out", type=user_path, help=".mp4 or .gif")
@@ -313,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "streams":
             print(asyncio.run(_streams(args)))
+            return 0
+        if args.command == "reload":
+            outcome = asyncio.run(_reload(args))
+            print(json.dumps(asdict(outcome), indent=2))
             return 0
         outputs = {"--out": args.out, "--jsonl": args.jsonl, "--slots": args.slots}
         for flag, path in outputs.items():
@@ -452,9 +466,16 @@ async def _streams(args: argparse.Namespace) -> str:
     async with client_from_args(args) as client:
         if args.stream is not None:
             stats = await client.stream_stats(args.stream)
+            if args.model and stats.model != args.model:
+                raise ValueError(f"stream {args.stream} runs model {stats.model!r}, not --model {args.model!r}")
             return streams_json(stats) if args.json else stream_details(stats)
         streams = await client.list_streams(args.model)
         return streams_json(streams) if args.json else streams_table(streams)
+
+
+async def _reload(args: argparse.Namespace) -> ReloadOutcome:
+    async with client_from_args(args) as client:
+        return await client.reload_model(args.model)
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -20,7 +20,15 @@ from service.engine import ModelCard
 from service.generated import pb, pb_grpc
 from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
 from service.stream_stats import StreamStats
-from service.types import CLOSE_REASONS_KEY, CloseReason, OpenRequest, ResumeRequest, StateHandoff, StreamOptions
+from service.types import (
+    CLOSE_REASONS_KEY,
+    CloseReason,
+    OpenRequest,
+    ReloadOutcome,
+    ResumeRequest,
+    StateHandoff,
+    StreamOptions,
+)
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_LIMIT_TIMEOUT_S = 10.0
@@ -309,6 +317,26 @@ class Client:
         """
         reply = await self._admin_call(self._admin.GetStreamStats, pb.GetStreamStatsRequest(stream_id=stream_id))
         return stats_from_proto(reply)
+
+    async def reload_model(self, model: str = "") -> ReloadOutcome:
+        """Have the server load ``model`` (``""``: its default) again from its ``--model-dir`` (the ``Admin``
+        service; see :meth:`list_streams`): new streams then get the new version, streams already open keep theirs.
+        Returns when the new version serves (or was found unchanged).
+
+        Raises:
+            StreamError: as :meth:`list_streams`, and ``MODEL_LOAD_FAILED`` (the folder did not load or warm up; the
+                server serves on with the version it had), ``NOT_READY`` or ``SHUTTING_DOWN``.
+        """
+        reply = await self._admin_call(self._admin.ReloadModel, pb.ReloadModelRequest(model=model))
+        return ReloadOutcome(
+            reply.model,
+            reply.previous_version,
+            reply.version,
+            reply.changed,
+            reply.streams_on_previous,
+            reply.load_s,
+            reply.warm_up_s,
+        )
 
     async def _admin_call(self, method: Any, request: Any) -> Any:
         """Call the ``Admin`` service's ``method`` with ``request`` and this client's token; errors as

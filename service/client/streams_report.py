@@ -21,6 +21,7 @@ _COLUMNS = (
     ("DROPPED", lambda s: str(s.frames_dropped)),
     ("ERRORS", lambda s: str(s.frame_errors)),
     ("IN FLIGHT", lambda s: str(s.frames_in_flight)),
+    ("UNANSWERED", lambda s: str(s.frames_unanswered)),
     ("RESULTS/S", lambda s: f"{s.results_per_s:.1f}"),
     ("P50 MS", lambda s: f"{s.latency_p50_ms:.1f}"),
     ("P99 MS", lambda s: f"{s.latency_p99_ms:.1f}"),

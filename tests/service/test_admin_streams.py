@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import grpc
 import pytest
-from service_helpers import make_video, run, slow_factory, wait_until
+from service_helpers import make_video, raw, raw_exchange, run, slow_factory, wait_until
 
+from service import wire
 from service.client import Client, FrameDropped, FrameError, FrameResult, StreamError, StreamOptions
 from service.client.__main__ import main
 from service.errors import ErrorCode
+from service.generated import pb
 from service.stream_stats import StreamStatus
-from service.types import DropReason, EncodedImage, ImageEncoding
+from service.types import DropReason, EncodedImage, FrameRequest, ImageEncoding
 
 ADMIN = "admin-0123456789abcdefghijklmnop"
 CLIENT = "client-0123456789abcdefghijklmno"
@@ -176,6 +179,10 @@ def test_client_and_admin_tokens_grant_only_their_own_calls(start_server, admin_
     refusals, listed = run(scenario())
     for error in refusals:
         assert error.status == grpc.StatusCode.UNAUTHENTICATED and error.code == ErrorCode.UNAUTHENTICATED, error
+    for error in refusals[:2]:
+        assert "Admin calls need an admin token, one of the server's --admin-token-file" in error.message
+    for error in refusals[2:]:
+        assert "admin" not in error.message, "a client call is told about the client token"
     assert [s.frames_processed for s in listed] == [1]
 
 
@@ -197,7 +204,7 @@ def test_the_streams_command_prints_a_table_one_stream_and_json(start_server, ad
     flags = ["--target", server.target, "--token-file", str(admin_file)]
     assert main(["streams", *flags]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:4] == ["STREAM", "MODEL", "PEER", "STATUS"]
+    assert table[0].split()[:4] == ["STREAM", "MODEL", "PEER", "STATUS"] and "UNANSWERED" in table[0]
     assert len(table) == 2 and table[1].startswith(stream_id) and " detached " in table[1]
     assert main(["streams", *flags, "--stream", stream_id]) == 0
     details = capsys.readouterr().out
@@ -209,6 +216,8 @@ def test_the_streams_command_prints_a_table_one_stream_and_json(start_server, ad
     assert listed["frames_received"] == 3 and listed["last_frame_index"] == 2
     assert main(["streams", "--target", server.target]) == 1, "without the admin token"
     assert "UNAUTHENTICATED" in capsys.readouterr().err
+    assert main(["streams", *flags, "--stream", stream_id, "--model", "other"]) == 2
+    assert "runs model 'tiny', not --model 'other'" in capsys.readouterr().err
     assert main(["streams", *flags, "--stream", "gone"]) == 1
     assert "UNKNOWN_STREAM" in capsys.readouterr().err
 
@@ -254,3 +263,48 @@ def test_a_stream_taken_over_by_a_resume_counts_the_frame_its_old_call_left_unan
     assert stats.status == StreamStatus.ATTACHED
     assert (stats.frames_received, stats.frames_processed, stats.frames_unanswered) == (2, 1, 1)
     assert stats.frames_in_flight == 0
+
+
+def test_frames_answered_before_a_half_close_count_as_answered(start_server, admin_file):
+    """A client that ends its requests without a close still gets the answers of its last frames: they count as
+    processed, not unanswered, and agree with the metrics."""
+    server = start_server(admin_token_file=admin_file)
+    open_request = pb.StreamRequest(open=pb.OpenStream(options=pb.StreamOptions(resume_window_s=60.0)))
+    frames = [wire.request_to_proto(FrameRequest(index, raw(frame))) for index, frame in enumerate(make_video(7, 3))]
+
+    async def scenario():
+        responses, error = await raw_exchange(server.target, open_request, *frames)
+        stream_id = responses[0].opened.stream_id
+        async with Client(server.target, token=ADMIN) as admin:
+            return responses, error, await _until(admin, stream_id, lambda s: s.status == StreamStatus.DETACHED)
+
+    responses, error, stats = run(scenario())
+    assert error is None and [r.WhichOneof("kind") for r in responses] == [
+        "opened",
+        "result",
+        "result",
+        "result",
+        "closed",
+    ]
+    assert (stats.frames_received, stats.frames_processed, stats.frames_unanswered) == (3, 3, 0)
+    assert server.metric("slotstream_frames_total", {"model": "tiny", "outcome": "result"}) == stats.frames_processed
+
+
+def test_a_rotated_admin_token_file_is_taken_up_without_an_admin_call(start_server, admin_file, caplog):
+    server = start_server(admin_token_file=admin_file)
+    new = "admin-rotated-0123456789abcdefghij"
+    with caplog.at_level(logging.INFO, logger="service.tokens"):
+        staging = admin_file.with_name("admin-tokens.new")
+        staging.write_text(f"{new}\n")
+        staging.rename(admin_file)
+        wait_until(lambda: any("reloaded the bearer tokens" in r.getMessage() for r in caplog.records), 10)
+
+    async def with_token(token):
+        async with Client(server.target, token=token) as admin:
+            try:
+                return await admin.list_streams()
+            except StreamError as error:
+                return error.code
+
+    assert run(with_token(ADMIN)) == ErrorCode.UNAUTHENTICATED
+    assert run(with_token(new)) == []

@@ -58,10 +58,20 @@ def test_results_per_second_count_the_last_ten_seconds_or_the_streams_life():
     for tenth in range(50):  # 10 results a second from t=1000.0 to t=1004.9
         activity.answered(_result(1.0), now=1000.0 + tenth / 10, now_ns=0)
     assert activity.results_per_s(now=1004.95, open_s=5.0) == pytest.approx(10.0), "50 results over a 5 s life"
-    assert activity.results_per_s(now=1004.95, open_s=60.0) == pytest.approx(5.0), "50 over the last 10 s"
-    assert activity.results_per_s(now=1012.0, open_s=60.0) == pytest.approx(2.0), "seconds 1003-1012 hold 20"
-    assert activity.results_per_s(now=1014.0, open_s=60.0) == 0.0, "none in the last 10 s"
+    # seconds 996-1004 and the 0.95 s of second 1005 so far: 9.95 s, which hold the 50
+    assert activity.results_per_s(now=1005.95, open_s=60.0) == pytest.approx(50 / 9.95)
+    assert activity.results_per_s(now=1012.5, open_s=60.0) == pytest.approx(20 / 9.5), "1003-1012.5 hold 20"
+    assert activity.results_per_s(now=1014.0, open_s=60.0) == 0.0, "none since second 1005"
     assert activity.results_per_s(now=1000.0, open_s=0.2) == pytest.approx(50.0), "a life under 1 s counts as 1 s"
+
+
+def test_a_steady_rate_reads_the_same_at_any_point_of_a_second():
+    for fraction in (0.0, 0.3, 0.7, 0.99):
+        activity, now = StreamActivity(), 2029.0 + fraction
+        for twentieth in range(20 * 30):  # 20 results a second, those answered by now
+            if (answered := 2000.0 + twentieth / 20) <= now:
+                activity.answered(_result(1.0), now=answered, now_ns=0)
+        assert activity.results_per_s(now=now, open_s=30.0) == pytest.approx(20.0, rel=0.06), fraction
 
 
 def test_ages_come_from_capture_times_and_results_without_one_are_left_out():

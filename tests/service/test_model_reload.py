@@ -1,0 +1,204 @@
+"""``Admin.ReloadModel`` over gRPC on loopback: a model update without a restart. Streams open before the reload
+keep the version they opened with, bit for bit, until they end; new streams get the new version; the old version
+is freed after its last stream; a folder that does not load leaves the server serving the version it had."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from service_helpers import (
+    SERVICE_TINY_MODEL,
+    ServerThread,
+    make_config,
+    make_video,
+    reference_outputs,
+    run,
+    wait_until,
+)
+
+from service.client import Client, FrameResult, StreamError, StreamOptions
+from service.client.__main__ import main
+from service.errors import ErrorCode
+
+ADMIN = "admin-0123456789abcdefghijklmnop"
+
+
+@pytest.fixture
+def admin_file(tmp_path):
+    path = tmp_path / "admin-tokens"
+    path.write_text(f"{ADMIN}\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def versions(model_dir, tmp_path):
+    """The served folder (a copy of the tiny model, version 1) and a second version of the same model (other
+    weights) to put in its place."""
+    from plugins import VideoSlotModel
+
+    served = shutil.copytree(model_dir, tmp_path / "served")
+    torch.manual_seed(1)
+    second = VideoSlotModel(**SERVICE_TINY_MODEL).save_pretrained(tmp_path / "second")
+    return served, tmp_path / "second" if second is None else second
+
+
+@pytest.fixture
+def serve(admin_file):
+    """Factory: a server of a folder, with the admin token; stopped after the test."""
+    servers = []
+
+    def start(folder):
+        servers.append(ServerThread(make_config(folder, admin_token_file=admin_file)).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop(0.5)
+
+
+def _replace_folder(served, source):
+    """Put ``source``'s files in ``served`` as an operator would: a new folder renamed into place."""
+    staging = served.parent / "staging"
+    shutil.copytree(source, staging)
+    shutil.rmtree(served)
+    staging.rename(served)
+
+
+async def _frames(stream, clip):
+    results = []
+    for frame in clip:
+        await stream.send(frame)
+        answer = await stream.receive()
+        assert isinstance(answer, FrameResult), answer
+        results.append(answer)
+    return results
+
+
+def _matches(results, references):
+    for result, (slots, segmentation) in zip(results, references, strict=True):
+        assert float(np.abs(result.slots - slots).max()) <= 1e-5
+        assert float((result.segmentation == segmentation).mean()) >= 0.999
+
+
+def test_open_streams_keep_their_version_and_new_streams_get_the_new_one(serve, admin_file, versions):
+    served, second = versions
+    original = shutil.copytree(served, served.parent / "original")  # the first version's files, for references
+    server = serve(served)
+    clip = make_video(seed=8, frames=6)
+
+    async def scenario():
+        async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
+            old = await client.open()
+            before = await _frames(old, clip[:3])
+            unchanged = await admin.reload_model()
+            _replace_folder(served, second)
+            outcome = await admin.reload_model()
+            after = await _frames(old, clip[3:])  # the same stream, across the reload
+            new = await client.open()
+            fresh = await _frames(new, clip)
+            card = await client.describe()
+            listed = {s.stream_id: s.model_version for s in await admin.list_streams()}
+            await old.close()
+            await new.close()
+            return old, new, before + after, fresh, unchanged, outcome, card, listed
+
+    old, new, old_results, new_results, unchanged, outcome, card, listed = run(scenario())
+    assert not unchanged.changed and unchanged.version == unchanged.previous_version == old.opened.model_version
+    assert unchanged.streams_on_previous == 0 and unchanged.warm_up_s == 0
+    assert outcome.changed and outcome.previous_version == old.opened.model_version
+    assert outcome.version == new.opened.model_version == card.version != outcome.previous_version
+    assert outcome.streams_on_previous == 1 and outcome.load_s > 0 and outcome.warm_up_s > 0
+    assert listed == {old.opened.stream_id: outcome.previous_version, new.opened.stream_id: outcome.version}
+    assert {r.model_version for r in old_results} == {outcome.previous_version}
+    assert {r.model_version for r in new_results} == {outcome.version}
+    _matches(old_results, reference_outputs(original, clip))  # the whole clip on the first version, unbroken
+    _matches(new_results, reference_outputs(served, clip))
+    assert float(np.abs(old_results[0].slots - new_results[0].slots).max()) > 1e-3, "the versions differ"
+    assert server.metric("slotstream_model_reloads_total", {"outcome": "reloaded"}) == 1
+    assert server.metric("slotstream_model_reloads_total", {"outcome": "unchanged"}) == 1
+    wait_until(lambda: server.gauge("slotstream_model_versions") == 1), "the first version freed after its last stream"
+
+
+def test_a_reload_that_finds_no_stream_on_the_old_version_frees_it_at_once(serve, admin_file, versions):
+    served, second = versions
+    server = serve(served)
+
+    async def reload():
+        async with Client(server.target, token=ADMIN) as admin:
+            assert server.gauge("slotstream_model_versions") == 1
+            _replace_folder(served, second)
+            return await admin.reload_model()
+
+    outcome = run(reload())
+    assert outcome.changed and outcome.streams_on_previous == 0
+    assert server.gauge("slotstream_model_versions") == 1
+
+
+def test_a_folder_that_does_not_load_leaves_the_version_serving(serve, admin_file, versions):
+    served, _ = versions
+    server = serve(served)
+    frame = make_video(seed=9, frames=1)[0]
+
+    async def scenario():
+        async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
+            version = (await client.describe()).version
+            (served / "config.json").write_text("{ not json")
+            with pytest.raises(StreamError) as failed:
+                await admin.reload_model()
+            stream = await client.open()
+            results = await _frames(stream, [frame])
+            await stream.close()
+            return version, failed.value, results
+
+    version, failed, results = run(scenario())
+    assert failed.status == grpc.StatusCode.FAILED_PRECONDITION and failed.code == ErrorCode.MODEL_LOAD_FAILED
+    assert "did not load" in failed.message and f"still serving version {version}" in failed.message
+    assert results[0].model_version == version
+    assert server.metric("slotstream_model_reloads_total", {"outcome": "failed"}) == 1
+    assert server.metric("slotstream_calls_refused_total", {"code": "model_load_failed"}) == 1
+
+
+def test_a_resumed_stream_of_the_old_version_continues_on_it(serve, admin_file, versions):
+    served, second = versions
+    original = shutil.copytree(served, served.parent / "original")
+    server = serve(served)
+    clip = make_video(seed=10, frames=4)
+
+    async def scenario():
+        async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
+            stream = await client.open(StreamOptions(resume_window_s=30.0))
+            first = await _frames(stream, clip[:2])
+            _replace_folder(served, second)
+            await admin.reload_model()
+            resumed = await client.resume(stream.stream_id, stream.opened.resume_token, 1, model="served")
+            rest = await _frames(resumed, clip[2:])
+            await resumed.close()
+            return first + rest
+
+    results = run(scenario())
+    _matches(results, reference_outputs(original, clip))
+
+
+def test_reload_needs_an_admin_token_and_the_command_prints_the_outcome(serve, admin_file, versions, capsys):
+    served, second = versions
+    server = serve(served)
+
+    async def without_token():
+        async with Client(server.target) as client:
+            with pytest.raises(StreamError) as refused:
+                await client.reload_model()
+            return refused.value
+
+    assert run(without_token()).code == ErrorCode.UNAUTHENTICATED
+    _replace_folder(served, second)
+    assert main(["reload", "--target", server.target, "--token-file", str(admin_file)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["changed"] is True and printed["model"] == "served"
+    assert main(["reload", "--target", server.target, "--token-file", str(admin_file), "--model", "nope"]) == 1
+    assert "UNKNOWN_MODEL" in capsys.readouterr().err
