@@ -22,12 +22,15 @@ from service.generated import pb, pb_grpc
 from service.logs import RateLimitedWarning
 from service.open_checks import loggable_stream_id
 from service.servicer import PerceptionServicer, abort_with
+from service.session import Session
 from service.sessions import SessionManager
 from service.stream_stats import stream_stats
 from service.types import ReloadOutcome
 
 ADMIN_METHODS = "/slotstream.v1.Admin/"
 """The method-name prefix of the ``Admin`` service's calls."""
+MAX_END_REASON_CHARS = 200
+"""The most characters of an ``EndStream`` reason kept (told to the client, logged)."""
 ADMIN_TOKEN_HINT = (
     " (Admin calls need an admin token, one of the server's --admin-token-file; a client's token does not grant them)"
 )
@@ -74,15 +77,7 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
 
     async def GetStreamStats(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See ``Admin.GetStreamStats`` in the proto."""
-        session = self._manager.sessions.get(request.stream_id)
-        if session is None:
-            abort = StreamAbort(
-                ErrorCode.UNKNOWN_STREAM,
-                f"this server holds no stream {quoted(request.stream_id)}: it was never opened here or was released "
-                "(ListStreams lists those it holds)",
-            )
-            await self._refuse(abort, context, "GetStreamStats", loggable_stream_id(request.stream_id))
-        assert session is not None  # the refusal ended the call
+        session = await self._session(request.stream_id, context, "GetStreamStats")
         return stats_to_proto(stream_stats(session, self._manager.clock()))
 
     async def ReloadModel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -101,6 +96,27 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
             load_s=outcome.load_s,
             warm_up_s=outcome.warm_up_s,
         )
+
+    async def EndStream(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """See ``Admin.EndStream`` in the proto. The reason is cut to :data:`MAX_END_REASON_CHARS` characters."""
+        session = await self._session(request.stream_id, context, "EndStream")
+        stats = stats_to_proto(stream_stats(session, self._manager.clock()))
+        reason = " ".join(request.reason.split())[:MAX_END_REASON_CHARS]  # one line, as logs and statuses show it
+        self._manager.end(session, reason)
+        return pb.EndStreamResponse(stats=stats)
+
+    async def _session(self, stream_id: str, context: grpc.aio.ServicerContext, method: str) -> Session:
+        """The session of ``stream_id``; a stream this server does not hold ends the call with ``NOT_FOUND``."""
+        session = self._manager.sessions.get(stream_id)
+        if session is None:
+            abort = StreamAbort(
+                ErrorCode.UNKNOWN_STREAM,
+                f"this server holds no stream {quoted(stream_id)}: it was never opened here or was released "
+                "(ListStreams lists those it holds)",
+            )
+            await self._refuse(abort, context, method, loggable_stream_id(stream_id))
+        assert session is not None  # the refusal ended the call
+        return session
 
     async def _refuse(
         self, abort: StreamAbort, context: grpc.aio.ServicerContext, method: str, stream_id: str

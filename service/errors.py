@@ -42,6 +42,7 @@ class ErrorCode(enum.IntEnum):
     CLIENT_NOT_READING = 36
     ADMIN_API_OFF = 37
     MODEL_LOAD_FAILED = 38
+    ENDED_BY_OPERATOR = 39
 
     @property
     def wire_name(self) -> str:
@@ -60,9 +61,11 @@ class ErrorCode(enum.IntEnum):
         return format(self.name, spec)
 
 
-ENDED_BY_THE_SERVER = frozenset({ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER, ErrorCode.CLIENT_NOT_READING})
+ENDED_BY_THE_SERVER = frozenset(
+    {ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER, ErrorCode.CLIENT_NOT_READING, ErrorCode.ENDED_BY_OPERATOR}
+)
 """Codes with which the server ends a call on its own account (a drain, a resume elsewhere, a client that stopped
-reading), not refusals."""
+reading, an operator's ``Admin.EndStream``), not refusals."""
 
 FRAME_ERROR_CODES = tuple(code for code in ErrorCode if ErrorCode.UNSPECIFIED < code < ErrorCode.NOT_OPEN)
 """The codes of a ``FrameError`` (one frame's problem; the stream continues)."""

@@ -11,19 +11,19 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   to read (gRPC flow control holds it); updated about once a second. A stream that stays here for its idle timeout
   is taken from its client (``CLIENT_NOT_READING``).
 - ``slotstream_streams_opened_total`` (by model, kind: new / resumed / handed_off).
-- ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / stalled / resume_expired / displaced /
-  drained / lost / error): streams whose state was freed. ``closed`` counts close requests; ``cancelled`` streams
-  without a resume window whose connection ended without one (a stream with a resume window waits detached instead, and
-  ends as ``resume_expired`` if nobody resumes it); ``idle`` streams that got no frame for their idle timeout;
-  ``stalled`` streams without a resume window whose client took no reply for that long (one with a resume window is
-  detached instead, like a dropped connection); ``displaced`` detached streams whose place a new stream took at
-  ``--max-streams`` or ``--max-streams-per-client`` (the opener's own first, then the one detached longest);
+- ``slotstream_streams_released_total`` (by reason: closed / cancelled / idle / stalled / resume_expired / displaced
+  / drained / lost / error / ended): streams whose state was freed. ``closed`` counts close requests; ``cancelled``
+  streams without a resume window whose connection ended without one (a stream with a resume window waits detached
+  instead, and ends as ``resume_expired`` if nobody resumes it); ``idle`` streams that got no frame for their idle
+  timeout; ``stalled`` streams without a resume window whose client took no reply for that long (one with a resume
+  window is detached instead, like a dropped connection); ``displaced`` detached streams whose place a new stream
+  took at ``--max-streams`` or ``--max-streams-per-client`` (the opener's own first, then the one detached longest);
   ``drained`` streams a shutdown ended, their hand-off taken by gRPC, or cut off when the grace period ran out;
-  ``lost`` streams that were waiting detached for a resume when a drain ended, or whose hand-off their connection never
-  took, so nobody collected their hand-off and their state is gone; ``error`` streams whose call the server ended with
-  an error status (a second open on the call, a server error), which frees their state even with a resume window, and
-  streams without a resume window whose call ended on a request that does not parse (with one, such a stream is
-  detached like a dropped connection).
+  ``lost`` streams that were waiting detached for a resume when a drain ended, or whose hand-off their connection
+  never took, so nobody collected their hand-off and their state is gone; ``error`` streams whose call the server
+  ended with an error status (a second open on the call, a server error), which frees their state even with a resume
+  window, and streams without a resume window whose call ended on a request that does not parse (with one, such a
+  stream is detached like a dropped connection); ``ended`` streams an operator ended (``Admin.EndStream``).
 - ``slotstream_open_rejected_total`` (by code): opens refused (too many streams, unknown model, a second open on
   one call, an open that does not parse, a resume of an expired stream, ...). Each also ends its call, so it is
   counted in ``slotstream_calls_refused_total`` under the same code as well, except an open refused with
@@ -108,8 +108,15 @@ REFUSED_CALL_CODES = (
 REJECTED_OPEN_CODES = tuple(
     code.name.lower()
     for code in STREAM_ERROR_CODES
-    if code not in (ErrorCode.NOT_OPEN, ErrorCode.TAKEN_OVER, ErrorCode.UNAUTHENTICATED, ErrorCode.CLIENT_NOT_READING)
-    and code not in ADMIN_ONLY_CODES
+    if code
+    not in (
+        ErrorCode.NOT_OPEN,
+        ErrorCode.TAKEN_OVER,
+        ErrorCode.UNAUTHENTICATED,
+        ErrorCode.CLIENT_NOT_READING,
+        ErrorCode.ENDED_BY_OPERATOR,
+        *ADMIN_ONLY_CODES,
+    )
 )
 """Label values of ``slotstream_open_rejected_total``: the codes an open can be refused with."""
 RELEASE_REASONS: tuple[str, ...] = typing.get_args(ReleaseReason)

@@ -63,6 +63,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.CLIENT_NOT_READING: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.ADMIN_API_OFF: grpc.StatusCode.PERMISSION_DENIED,
     ErrorCode.MODEL_LOAD_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.ENDED_BY_OPERATOR: grpc.StatusCode.ABORTED,
 }
 
 

@@ -15,7 +15,7 @@ from service.stream_stats import StreamActivity
 from service.types import StateHandoff, StreamOptions
 
 ReleaseReason = Literal[
-    "closed", "cancelled", "idle", "stalled", "resume_expired", "displaced", "drained", "lost", "error"
+    "closed", "cancelled", "idle", "stalled", "resume_expired", "displaced", "drained", "lost", "error", "ended"
 ]
 
 

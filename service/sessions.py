@@ -450,6 +450,23 @@ class SessionManager:
         )
         return True
 
+    def end(self, session: Session, reason: str) -> None:
+        """End ``session`` for an operator (``Admin.EndStream``): release it (reason ``ended``) and end the call
+        serving it, if any, with ``ENDED_BY_OPERATOR`` and ``reason``; a later resume is refused, saying an
+        operator ended it. Logged as a warning (``stream ended by an operator``)."""
+        owner = session.owner
+        self.release(session, "ended")
+        _log.warning(
+            "stream ended by an operator",
+            extra={"stream_id": session.stream_id, "reason": reason, "peer": session.peer},
+        )
+        if owner is not None:
+            said = f": {reason}" if reason else ""
+            message = (
+                f"an operator ended stream {quoted(session.stream_id)}{said}; its state was freed, so do not resume it"
+            )
+            owner.evict(StreamAbort(ErrorCode.ENDED_BY_OPERATOR, message))
+
     def reclaim(self) -> int:
         """Release idle streams and detached streams past their resume window, and take stalled streams from
         their connections; returns how many were released.

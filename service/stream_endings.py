@@ -11,6 +11,7 @@ _ENDED_BECAUSE = {
     "drained": "its server shut down; continue it on another replica with the StateHandoff it was sent",
     "lost": "its server shut down while it waited for a resume, so its state was lost; open a new stream",
     "error": "it ended with an error",
+    "ended": "an operator ended it (Admin.EndStream)",
     "cancelled": "its connection dropped, and streams opened without a resume window end with it",
     "displaced": (
         "its connection dropped and, while it waited for a resume, a new stream took its place (at the server's "

@@ -75,6 +75,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_CLIENT_NOT_READING: _ClassVar[ErrorCode]
     ERROR_CODE_ADMIN_API_OFF: _ClassVar[ErrorCode]
     ERROR_CODE_MODEL_LOAD_FAILED: _ClassVar[ErrorCode]
+    ERROR_CODE_ENDED_BY_OPERATOR: _ClassVar[ErrorCode]
 
 class CloseReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -147,6 +148,7 @@ ERROR_CODE_MALFORMED_REQUEST: ErrorCode
 ERROR_CODE_CLIENT_NOT_READING: ErrorCode
 ERROR_CODE_ADMIN_API_OFF: ErrorCode
 ERROR_CODE_MODEL_LOAD_FAILED: ErrorCode
+ERROR_CODE_ENDED_BY_OPERATOR: ErrorCode
 CLOSE_REASON_UNSPECIFIED: CloseReason
 CLOSE_REASON_CLIENT_CLOSED: CloseReason
 CLOSE_REASON_SERVER_DRAINING: CloseReason
@@ -581,3 +583,17 @@ class ReloadModelResponse(_message.Message):
     load_s: float
     warm_up_s: float
     def __init__(self, model: _Optional[str] = ..., previous_version: _Optional[str] = ..., version: _Optional[str] = ..., changed: _Optional[bool] = ..., streams_on_previous: _Optional[int] = ..., load_s: _Optional[float] = ..., warm_up_s: _Optional[float] = ...) -> None: ...
+
+class EndStreamRequest(_message.Message):
+    __slots__ = ("stream_id", "reason")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    reason: str
+    def __init__(self, stream_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EndStreamResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: StreamStats
+    def __init__(self, stats: _Optional[_Union[StreamStats, _Mapping]] = ...) -> None: ...

@@ -83,7 +83,8 @@ class PerceptionServicer:
         - UNAVAILABLE: the server is warming up (ERROR_CODE_NOT_READY) or shutting down (ERROR_CODE_SHUTTING_DOWN);
         reconnect (to another replica), resuming with the `StreamClosed.handoff` state when one was sent (a stream
         drained before its first frame was processed gets none: open a new stream there with the same options).
-        - ABORTED: another connection resumed this stream (ERROR_CODE_TAKEN_OVER), after a `StreamClosed` with reason
+        - ABORTED: an operator ended the stream (ERROR_CODE_ENDED_BY_OPERATOR, `Admin.EndStream`: do not resume it), or
+        another connection resumed this stream (ERROR_CODE_TAKEN_OVER), after a `StreamClosed` with reason
         CLOSE_REASON_TAKEN_OVER.
         - INTERNAL: a fault in the server itself (no trailer).
         """
@@ -222,6 +223,11 @@ class AdminStub:
                 request_serializer=slotstream_dot_v1_dot_perception__pb2.ReloadModelRequest.SerializeToString,
                 response_deserializer=slotstream_dot_v1_dot_perception__pb2.ReloadModelResponse.FromString,
                 _registered_method=True)
+        self.EndStream = channel.unary_unary(
+                '/slotstream.v1.Admin/EndStream',
+                request_serializer=slotstream_dot_v1_dot_perception__pb2.EndStreamRequest.SerializeToString,
+                response_deserializer=slotstream_dot_v1_dot_perception__pb2.EndStreamResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -275,6 +281,16 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EndStream(self, request, context):
+        """End a stream and free its state (a misbehaving camera, a client that holds a stream it no longer uses). A stream
+        served by a call ends there with ABORTED (ERROR_CODE_ENDED_BY_OPERATOR) and the request's `reason`; a detached
+        stream is freed, and a later resume of either is refused (ERROR_CODE_UNKNOWN_STREAM, saying an operator ended
+        it). NOT_FOUND (ERROR_CODE_UNKNOWN_STREAM) for a stream id this server does not hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -292,6 +308,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ReloadModel,
                     request_deserializer=slotstream_dot_v1_dot_perception__pb2.ReloadModelRequest.FromString,
                     response_serializer=slotstream_dot_v1_dot_perception__pb2.ReloadModelResponse.SerializeToString,
+            ),
+            'EndStream': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndStream,
+                    request_deserializer=slotstream_dot_v1_dot_perception__pb2.EndStreamRequest.FromString,
+                    response_serializer=slotstream_dot_v1_dot_perception__pb2.EndStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +409,33 @@ class Admin:
             '/slotstream.v1.Admin/ReloadModel',
             slotstream_dot_v1_dot_perception__pb2.ReloadModelRequest.SerializeToString,
             slotstream_dot_v1_dot_perception__pb2.ReloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/slotstream.v1.Admin/EndStream',
+            slotstream_dot_v1_dot_perception__pb2.EndStreamRequest.SerializeToString,
+            slotstream_dot_v1_dot_perception__pb2.EndStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

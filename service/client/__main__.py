@@ -8,13 +8,14 @@ Commands::
         [--jpeg-quality Q] [--max-message-bytes N] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
     streams --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME] [--stream ID] [--json]
+    end-stream ID --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--reason TEXT]
     reload --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME]
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
 
-SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. ``stream``, ``describe``,
-``streams`` and ``reload`` also take ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``,
-``--tls-server-name``; ``streams`` and ``reload`` need an admin token (one of the server's ``--admin-token-file``),
-not a client's.
+SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. Every command but ``synth``
+also takes ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``, ``--tls-server-name``;
+``streams``, ``end-stream`` and ``reload`` need an admin token (one of the server's ``--admin-token-file``), not a
+client's.
 
 Each JSON line's ``areas`` (and the ``--slots`` file's) are each slot's share of the whole frame's segmentation;
 pixels outside the model's view (255, beside the crop of ``--frame-fit crop``) belong to no slot, so with a crop
@@ -180,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     streams.add_argument("--stream", metavar="ID", help="print this stream alone, every field of it")
     streams.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    end = commands.add_parser(
+        "end-stream",
+        help="end one of the server's streams and free its state; its client gets ABORTED (ENDED_BY_OPERATOR) with "
+        "the reason (the Admin service: give an admin token with --token-file)",
+    )
+    _connection_flags(end)
+    end.add_argument("stream_id", help="the stream's id (see the streams command)")
+    end.add_argument("--reason", default="", help="why, told to the stream's client and logged (200 characters)")
+
     reload = commands.add_parser(
         "reload",
         help="have the server load its model again from its --model-dir: new streams get the new version, open "
@@ -323,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "streams":
             print(asyncio.run(_streams(args)))
+            return 0
+        if args.command == "end-stream":
+            print(asyncio.run(_end_stream(args)))
             return 0
         if args.command == "reload":
             outcome = asyncio.run(_reload(args))
@@ -471,6 +484,12 @@ async def _streams(args: argparse.Namespace) -> str:
             return streams_json(stats) if args.json else stream_details(stats)
         streams = await client.list_streams(args.model)
         return streams_json(streams) if args.json else streams_table(streams)
+
+
+async def _end_stream(args: argparse.Namespace) -> str:
+    """What ``end-stream`` prints: the stream as it stood when it was ended."""
+    async with client_from_args(args) as client:
+        return stream_details(await client.end_stream(args.stream_id, args.reason))
 
 
 async def _reload(args: argparse.Namespace) -> ReloadOutcome:

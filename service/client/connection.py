@@ -318,6 +318,17 @@ class Client:
         reply = await self._admin_call(self._admin.GetStreamStats, pb.GetStreamStatsRequest(stream_id=stream_id))
         return stats_from_proto(reply)
 
+    async def end_stream(self, stream_id: str, reason: str = "") -> StreamStats:
+        """End the server's stream ``stream_id`` and free its state (the ``Admin`` service; see :meth:`list_streams`):
+        its client's call ends with ``ABORTED`` (``ENDED_BY_OPERATOR``) and ``reason``. Returns the stream as it
+        stood when it was ended.
+
+        Raises:
+            StreamError: as :meth:`stream_stats`.
+        """
+        reply = await self._admin_call(self._admin.EndStream, pb.EndStreamRequest(stream_id=stream_id, reason=reason))
+        return stats_from_proto(reply.stats)
+
     async def reload_model(self, model: str = "") -> ReloadOutcome:
         """Have the server load ``model`` (``""``: its default) again from its ``--model-dir`` (the ``Admin``
         service; see :meth:`list_streams`): new streams then get the new version, streams already open keep theirs.

@@ -308,3 +308,52 @@ def test_a_rotated_admin_token_file_is_taken_up_without_an_admin_call(start_serv
 
     assert run(with_token(ADMIN)) == ErrorCode.UNAUTHENTICATED
     assert run(with_token(new)) == []
+
+
+def test_an_operator_ends_a_stream_its_client_is_told_why_and_cannot_resume_it(start_server, admin_file):
+    server = start_server(admin_token_file=admin_file)
+    clip = make_video(seed=11, frames=3)
+
+    async def scenario():
+        async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
+            stream = await client.open(StreamOptions(resume_window_s=60.0))
+            await _frames_answered(stream, clip[:2])
+            ended = await admin.end_stream(stream.stream_id, "camera 7\nsends black frames")
+            with pytest.raises(StreamError) as told:
+                await stream.process(clip[2])
+            with pytest.raises(StreamError) as resumed:
+                await client.resume(stream.stream_id, stream.opened.resume_token, 1)
+            return ended, told.value, resumed.value, await admin.list_streams()
+
+    ended, told, resumed, listed = run(scenario())
+    assert ended.frames_processed == 2 and ended.status == StreamStatus.ATTACHED, "as it stood when it was ended"
+    assert told.status == grpc.StatusCode.ABORTED and told.code == ErrorCode.ENDED_BY_OPERATOR
+    assert "camera 7 sends black frames" in told.message and "do not resume it" in told.message
+    assert resumed.code == ErrorCode.UNKNOWN_STREAM and "an operator ended it" in resumed.message
+    assert listed == []
+    assert server.metric("slotstream_streams_released_total", {"reason": "ended"}) == 1
+    assert server.metric("slotstream_calls_refused_total", {"code": "ended_by_operator"}) == 0, "not a refusal"
+
+
+def test_the_end_stream_command_ends_a_detached_stream(start_server, admin_file, capsys):
+    server = start_server(admin_token_file=admin_file)
+
+    async def leave_detached():
+        client = Client(server.target)
+        stream = await client.open(StreamOptions(resume_window_s=60.0))
+        return stream.stream_id  # the call ends with this loop, unclosed
+
+    stream_id = run(leave_detached())
+    manager = server.server.manager
+    wait_until(lambda: server.on_loop(lambda: manager.sessions[stream_id].owner is None))
+    flags = ["--target", server.target, "--token-file", str(admin_file)]
+    assert main(["end-stream", stream_id, *flags, "--reason", "left over"]) == 0
+    assert f"stream_id: {stream_id}" in capsys.readouterr().out and server.session_count() == 0
+    assert main(["end-stream", stream_id, *flags]) == 1
+    assert "UNKNOWN_STREAM" in capsys.readouterr().err
+
+
+async def _frames_answered(stream, clip):
+    for frame in clip:
+        await stream.send(frame)
+        assert isinstance(await stream.receive(), FrameResult)
