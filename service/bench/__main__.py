@@ -1,6 +1,7 @@
 """``python -m service.bench``: ``--local`` benchmarks the engines in-process (:mod:`service.bench.local`);
 ``--target`` and ``--suite`` load a server over gRPC (:mod:`service.bench.load`); ``--agreement`` compares two
-backends' answers to the same streams (:mod:`service.bench.agreement`)."""
+backends' answers to the same streams (:mod:`service.bench.agreement`); ``--soak`` opens and closes streams many
+times and reports what the server keeps (:mod:`service.bench.soak`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from service.bench.agreement import main as agreement_main
 
         return agreement_main(args)
+    if "--soak" in args:
+        require_extra("server", COMMAND)
+        from service.bench.soak import main as soak_main
+
+        return soak_main(args)
     if "--local" in args:
         require_extra("server", COMMAND)
         from service.bench.local import main as local_main
@@ -35,11 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return load_main(args)
     usage = (
-        "usage: python -m service.bench (--target HOST:PORT | --suite | --local | --agreement) ...\n\n"
+        "usage: python -m service.bench (--target HOST:PORT | --suite | --local | --agreement | --soak) ...\n\n"
         "  --target HOST:PORT  load a running server over gRPC (streams, frames/s, latency)\n"
         "  --suite             start servers and measure the README's load figures\n"
         "  --local             time the engines in-process (first_step/step latency, backends side by side)\n"
-        "  --agreement         serve the same streams with two backends and compare the answers\n\n"
+        "  --agreement         serve the same streams with two backends and compare the answers\n"
+        "  --soak              open and close streams many times; report what the server keeps (streams, memory)\n\n"
         "add --help after one of them for its options (after its value for --target: --target HOST:PORT --help)"
     )
     if "-h" in args or "--help" in args:
