@@ -66,7 +66,8 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
 - ``slotstream_model_reloads_total`` (by outcome: reloaded / unchanged / failed): ``Admin.ReloadModel`` calls that
   ran: a new version made current, the same version found, or a folder that did not load or warm up.
 - ``slotstream_model_versions`` (gauge): versions of the model in memory: 1, and more after a reload while streams
-  opened before it still run the version they opened with.
+  opened before it still run the version they opened with, and while a reload warms a new version up (counted from
+  the end of its load).
 - ``slotstream_event_loop_heartbeat_seconds`` (gauge): Unix time of the event loop's latest heartbeat, set when the
   metrics are made and every second while the loop runs. These metrics are served from their own thread, so an old
   heartbeat is how a probe reading them notices a blocked event loop (the gRPC liveness check notices it by timing

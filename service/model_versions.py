@@ -64,6 +64,11 @@ class ModelVersions:
         self._lock = asyncio.Lock()
         self._loading: ModelRunner | None = None  # a new version while it warms up
         self._freeing: set[asyncio.Task[bool]] = set()
+        self._reloading = False  # a reload is loading or warming up a folder
+        self._shutdown = asyncio.Event()
+        self.reload_abandoned = False
+        """Set by :meth:`close` when a reload was still loading or warming up: its thread cannot be stopped, and the
+        process should not wait for it at exit."""
         self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
         self._closed = False
         manager.on_release = self._released
@@ -94,12 +99,31 @@ class ModelVersions:
         self._reloads.add(task)  # a strong reference while it runs, whether or not its caller still waits
         task.add_done_callback(_settled)
         task.add_done_callback(self._reloads.discard)
-        return await asyncio.shield(task)
+        stopping = asyncio.ensure_future(self._shutdown.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done():  # the server began shutting down first: the reload goes on until close() abandons it
+            raise StreamAbort(
+                ErrorCode.SHUTTING_DOWN,
+                "the server began shutting down during the reload: the new version was not made current",
+            )
+        return task.result()
+
+    def begin_shutdown(self) -> None:
+        """The server is shutting down: a reload not finished yet is answered ``SHUTTING_DOWN`` now, and any later
+        one at once."""
+        self._shutdown.set()
 
     async def _reload_one_at_a_time(self) -> ReloadOutcome:
         async with self._lock:
             self._check_serving()  # a drain may have begun while this waited for the lock
-            return await self._reload()
+            self._reloading = True
+            try:
+                return await self._reload()
+            finally:
+                self._reloading = False
 
     async def _reload(self) -> ReloadOutcome:
         loop = asyncio.get_running_loop()
@@ -111,8 +135,10 @@ class ModelVersions:
         except Exception as error:
             raise self._failed(f"the model's folder did not load ({type(error).__name__}: {error})") from error
         load_s = time.perf_counter() - started
+        self._metrics.model_versions.set(len(self.runners) + 1)  # the new engine is in memory from here
         if engine.card.version == version or engine.card.name != name or self._closed:
             await loop.run_in_executor(None, engine.close)
+            self._metrics.model_versions.set(len(self.runners))
             self._check_serving()
             if engine.card.name != name:
                 raise self._failed(f"the model's folder now holds model {engine.card.name!r}, not {name!r}")
@@ -128,11 +154,13 @@ class ModelVersions:
                 warm_up_s = time.perf_counter() - started
         except Exception as error:
             await runner.close(RETIRED_CLOSE_S)
+            self._metrics.model_versions.set(len(self.runners))
             raise self._failed(f"the new version did not warm up ({type(error).__name__}: {error})") from error
         finally:
             self._loading = None
         if not self._closed and self._manager.phase != "serving":  # (once closed, close() abandoned it)
             await runner.close(RETIRED_CLOSE_S)
+            self._metrics.model_versions.set(len(self.runners))
         self._check_serving()
         self._manager.runners[name] = runner
         self.current = runner
@@ -178,7 +206,7 @@ class ModelVersions:
     def _released(self, session: Session) -> None:
         """A stream was released: free its version if it was retired and ran no other stream."""
         runner = session.runner
-        if runner in self.retired and self._manager.streams_of(runner) == 0:
+        if not self._closed and runner in self.retired and self._manager.streams_of(runner) == 0:
             self.retired.remove(runner)
             self._free(runner)
             self._metrics.model_versions.set(len(self.runners))
@@ -192,9 +220,14 @@ class ModelVersions:
 
     async def close(self, timeout_s: float) -> bool:
         """Close every version (at shutdown), waiting at most ``timeout_s`` for the model calls still running; a
-        version still warming up after a reload is left behind (as a start-up warm-up is). Returns ``False`` when a
-        model call outlasted the wait (see :meth:`ModelRunner.close`)."""
+        folder a reload still loads or warms up is left behind (as a start-up warm-up is), and
+        :attr:`reload_abandoned` says so. Returns ``False`` when a model call outlasted the wait (see
+        :meth:`ModelRunner.close`)."""
         self._closed = True
+        self.begin_shutdown()
+        self.reload_abandoned = self._reloading
+        for reload in self._reloads:  # its thread goes on (the process exits without it); the task ends here
+            reload.cancel()
         if self._loading is not None:
             await self._loading.abandon()
         results = await asyncio.gather(

@@ -127,8 +127,9 @@ class Server:
         model_abandoned: set by :meth:`stop` when a model call was still running at the end of the grace
             period, so the engine's thread was left running (``serve`` then exits the process without waiting,
             with status 1).
-        warm_up_abandoned: set by :meth:`stop` when it cut the model's warm-up short: nothing was served, and the
-            warm-up's thread was left running (``serve`` then exits the process without waiting, with status 0).
+        warm_up_abandoned: set by :meth:`stop` when it cut the model's warm-up short (nothing was served), or a
+            reload's load or warm-up (``Admin.ReloadModel``), and the thread doing it was left running (``serve``
+            then exits the process without waiting, with status 0).
         connections_abandoned: set by :meth:`stop` when the gRPC server had not stopped :data:`GRPC_STOP_S` after
             its calls were cancelled (a client that does not read): its stop goes on in the background (``serve``
             then exits the process without waiting for it, with status 0, or 1 after a failure).
@@ -622,6 +623,8 @@ class Server:
             self._warmup.cancel()
         if self.manager is not None:
             self.manager.begin_drain()
+        if self._versions is not None:
+            self._versions.begin_shutdown()
         started = time.perf_counter()
         self._drain_deadline = min(self._drain_deadline, started + grace)
         await self._drain_streams()
@@ -640,6 +643,7 @@ class Server:
         elif versions is not None:
             remaining = max(1.0, self._drain_deadline - time.perf_counter())
             self.model_abandoned = not await versions.close(remaining)
+            self.warm_up_abandoned = versions.reload_abandoned  # a reload's loading thread cannot be stopped
         self._decode_executor.shutdown(wait=False, cancel_futures=True)
         await self._stop_tracing()
         self.metrics.close()

@@ -437,8 +437,6 @@ class SessionManager:
             self._tombstones.popitem(last=False)
         self.metrics.streams_released.labels(reason).inc()
         self._update_gauges()
-        if self.on_release is not None:
-            self.on_release(session)
         _log.info(
             "stream released",
             extra={
@@ -448,6 +446,8 @@ class SessionManager:
                 "duration_s": round(self.clock() - session.opened_at, 3),
             },
         )
+        if self.on_release is not None:
+            self.on_release(session)
         return True
 
     def end(self, session: Session, reason: str) -> None:

@@ -275,7 +275,8 @@ class AdminServicer:
         - NOT_FOUND: `model` is not served here (ERROR_CODE_UNKNOWN_MODEL).
         - FAILED_PRECONDITION: the folder did not load or warm up (ERROR_CODE_MODEL_LOAD_FAILED, with why); the server
         serves on with the version it had.
-        - UNAVAILABLE: the server is still starting (ERROR_CODE_NOT_READY) or shutting down (ERROR_CODE_SHUTTING_DOWN).
+        - UNAVAILABLE: the server is still starting (ERROR_CODE_NOT_READY) or shutting down (ERROR_CODE_SHUTTING_DOWN,
+        also when the shutdown begins during the reload: the new version is then not made current).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

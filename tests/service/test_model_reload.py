@@ -4,8 +4,10 @@ is freed after its last stream; a folder that does not load leaves the server se
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 
 import grpc
 import numpy as np
@@ -24,6 +26,7 @@ from service_helpers import (
 from service.client import Client, FrameResult, StreamError, StreamOptions
 from service.client.__main__ import main
 from service.errors import ErrorCode
+from service.server import default_engine_factory
 
 ADMIN = "admin-0123456789abcdefghijklmnop"
 
@@ -202,3 +205,36 @@ def test_reload_needs_an_admin_token_and_the_command_prints_the_outcome(serve, a
     assert printed["changed"] is True and printed["model"] == "served"
     assert main(["reload", "--target", server.target, "--token-file", str(admin_file), "--model", "nope"]) == 1
     assert "UNKNOWN_MODEL" in capsys.readouterr().err
+
+
+def test_a_shutdown_during_a_reload_answers_it_and_leaves_the_load_behind(model_dir, admin_file):
+    """The reload's caller is told the server is shutting down (not a bare cancelled call), and the server marks
+    the load it could not stop, so the process exits without waiting for it."""
+    loads = []
+
+    def slow_second_load(config):
+        loads.append(config)
+        if len(loads) > 1:
+            time.sleep(3.0)  # a TensorRT build, a slow volume
+        return default_engine_factory(config)
+
+    server = ServerThread(make_config(model_dir, admin_token_file=admin_file), slow_second_load).start()
+    stopped_at = []
+
+    async def scenario():
+        async with Client(server.target, token=ADMIN) as admin:
+            reload = asyncio.ensure_future(admin.reload_model())
+            await asyncio.sleep(0.5)
+            stopping = asyncio.ensure_future(asyncio.to_thread(server.stop, 5.0))
+            with pytest.raises(StreamError) as refused:
+                await reload
+            stopped_at.append(time.monotonic())
+            await stopping
+            return refused.value
+
+    began = time.monotonic()
+    refused = run(scenario())
+    assert refused.status == grpc.StatusCode.UNAVAILABLE and refused.code == ErrorCode.SHUTTING_DOWN
+    assert "during the reload" in refused.message
+    assert stopped_at[0] - began < 2.5, "answered when the shutdown began, not when the load ended"
+    assert server.server.warm_up_abandoned, "the load's thread is left behind: the process exits without it"
