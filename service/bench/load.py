@@ -43,6 +43,8 @@ from service.client.synthetic import synthetic_clip
 from service.client.tls import add_tls_flags, tls_from_flags
 from service.config import DEFAULT_MODEL_DIR, ConfigError
 
+MAX_IDLE_GAP_S = 3600.0
+"""The longest ``--idle-gap-s``: streams stay open through a gap, so it must stay under the server's idle timeout."""
 CLIP_FRAMES = 64
 """Frames of the synthetic clip every stream sends in a loop (frame ``i`` is frame ``i % 64``)."""
 DRAWING_BYTES_PER_PIXEL = 110
@@ -86,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
         "dropped as stale, counted in dropped_by_reason (default: 0, no limit)",
     )
     parser.add_argument(
+        "--idle-gap-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="after every --gap-every frames, each stream waits for its answers and then sends nothing for S seconds; "
+        "the first frames after the gaps are reported apart (after_gap_latency_ms, after_gap_ratio_p50) "
+        "(default: 0, no gaps)",
+    )
+    parser.add_argument("--gap-every", type=int, default=20, help="frames between idle gaps (default: 20)")
+    parser.add_argument(
         "--size",
         type=_pixels,
         default=(128, 128),
@@ -126,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     if problems := json_output_problems(args.json, args.model if args.suite else None):
         parser.error("; ".join(problems))
-    for flag in ("streams", "frames", "window", "rounds"):
+    for flag in ("streams", "frames", "window", "rounds", "gap_every"):
         if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if not (math.isfinite(args.idle_gap_s) and 0 <= args.idle_gap_s <= MAX_IDLE_GAP_S):
+        parser.error(f"--idle-gap-s must be a number from 0 to {MAX_IDLE_GAP_S:g}, got {args.idle_gap_s}")
+    if args.idle_gap_s and args.suite:
+        parser.error("--idle-gap-s is for --target: the --suite's frames/s and ratios assume a steady load")
+    if args.idle_gap_s and args.gap_every >= args.frames:
+        parser.error(f"--gap-every {args.gap_every} leaves no gap in --frames {args.frames}: give fewer")
     if not (math.isfinite(args.max_staleness_s) and args.max_staleness_s >= 0):
         parser.error(f"--max-staleness-s must be a number >= 0 (0: no limit), got {args.max_staleness_s}")
     try:
@@ -241,6 +259,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "window": args.window,
         "live": args.live,
         "max_staleness_s": args.max_staleness_s,
+        "idle_gap_s": args.idle_gap_s,
+        "gap_every": args.gap_every,
         "size": _shown(args.size),
         "mask_size": _shown(args.mask_size) if args.mask_size else None,
         "jpeg_quality": args.jpeg_quality,
@@ -260,6 +280,8 @@ def _spec(args: argparse.Namespace, target: str, streams: int) -> LoadSpec:
         window=args.window,
         live=args.live,
         max_staleness_s=args.max_staleness_s,
+        idle_gap_s=args.idle_gap_s,
+        gap_every=args.gap_every,
         jpeg_quality=args.jpeg_quality,
         mask_size=args.mask_size,
         token=args.token,
@@ -283,7 +305,18 @@ def _pixels(text: str) -> tuple[int, int]:
 def _not_compared(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     """The flags given with ``--compare-shared-memory`` that it would not use (it measures one frame in flight on
     two streams, raw, of the model's mask size), each as the command line spells it."""
-    ignored = ("suite", "streams", "fps", "window", "live", "max_staleness_s", "mask_size", "jpeg_quality")
+    ignored = (
+        "suite",
+        "streams",
+        "fps",
+        "window",
+        "live",
+        "max_staleness_s",
+        "idle_gap_s",
+        "gap_every",
+        "mask_size",
+        "jpeg_quality",
+    )
     return ["--" + name.replace("_", "-") for name in ignored if getattr(args, name) != parser.get_default(name)]
 
 
@@ -328,6 +361,13 @@ def _summary(report: dict[str, Any]) -> str:
             f"dropped {run['dropped']}{_reasons(run.get('dropped_by_reason', {}))}, errors {run['errors']}, "
             f"lost {run['lost']}"
         )
+        if "after_gap_latency_ms" in run:
+            after, steady = run["after_gap_latency_ms"], run["steady_latency_ms"]
+            lines.append(
+                f"after {run['spec']['idle_gap_s']} s idle gaps: p50 {after.get('p50')} ms, max {after.get('max')} ms "
+                f"over {after.get('count')} frames, against p50 {steady.get('p50')} ms for the others (ratio "
+                f"{run['after_gap_ratio_p50']})"
+            )
     if "ratios" in report:
         lines.append(f"ratios: {report['ratios']}")
         undefined = [name for name, value in report["ratios"].items() if value is None]

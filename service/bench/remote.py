@@ -35,6 +35,10 @@ class LoadSpec:
             frame is timed: see :func:`frames_to_send`).
         mask_size: ``(H, W)`` of the segmentation asked for (``None``: the model's input size).
         warmup_frames: frames per stream sent and answered before measuring.
+        idle_gap_s: after every :attr:`gap_every` frames, a stream waits for its answers, then sends nothing for
+            this many seconds (0: no gaps); the latencies of the first frames after the gaps are reported apart
+            (``after_gap_latency_ms``), beside those of the others.
+        gap_every: frames between idle gaps.
         token: bearer token.
         tls: TLS files (``None``: plaintext).
     """
@@ -49,6 +53,8 @@ class LoadSpec:
     jpeg_quality: int | None = None
     mask_size: tuple[int, int] | None = None
     warmup_frames: int = 10
+    idle_gap_s: float = 0.0
+    gap_every: int = 20
     token: str | None = None
     tls: TlsFiles | None = None
 
@@ -56,6 +62,8 @@ class LoadSpec:
 @dataclass
 class _StreamStats:
     latencies_ms: list[float] = field(default_factory=list)
+    after_gap_ms: list[float] = field(default_factory=list)  # frames sent first after an idle gap
+    steady_ms: list[float] = field(default_factory=list)  # the others
     server_ms: list[float] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
     results: int = 0
@@ -93,7 +101,9 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
             await asyncio.gather(*(_drive(s, frames, spec, spec.warmup_frames, _StreamStats()) for s in streams))
         stats = [_StreamStats() for _ in streams]
         started = time.perf_counter()
-        await asyncio.gather(*(_drive(s, frames, spec, spec.frames, st) for s, st in zip(streams, stats, strict=True)))
+        await asyncio.gather(
+            *(_drive(s, frames, spec, spec.frames, st, gaps=True) for s, st in zip(streams, stats, strict=True))
+        )
         elapsed = time.perf_counter() - started
         for stream in streams:
             await stream.close()
@@ -113,6 +123,7 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
         "lost": spec.streams * spec.frames - sum(st.results + st.dropped + st.errors for st in stats),
         "latency_ms": summarize(all_latencies),
         "raw_latencies_ms": all_latencies,
+        **_gap_figures(stats, spec),
         "server_total_ms": summarize([ms for st in stats for ms in st.server_ms]),
         "frame_weighted_mean_batch_size": _mean([b for st in stats for b in st.batch_sizes]),
         "per_stream": [
@@ -124,6 +135,22 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
             }
             for st in stats
         ],
+    }
+
+
+def _gap_figures(stats: list[_StreamStats], spec: LoadSpec) -> dict[str, Any]:
+    """With idle gaps: the latencies of the first frames after them (``after_gap_latency_ms``), of the other frames
+    (``steady_latency_ms``), and the ratio of their medians (``after_gap_ratio_p50``); nothing without gaps."""
+    if spec.idle_gap_s <= 0:
+        return {}
+    after = [ms for st in stats for ms in st.after_gap_ms]
+    steady = [ms for st in stats for ms in st.steady_ms]
+    after_p50, steady_p50 = summarize(after).get("p50"), summarize(steady).get("p50")
+    ratio = round(after_p50 / steady_p50, 3) if after_p50 is not None and steady_p50 else None
+    return {
+        "after_gap_latency_ms": summarize(after),
+        "steady_latency_ms": summarize(steady),
+        "after_gap_ratio_p50": ratio,
     }
 
 
@@ -144,19 +171,34 @@ def frames_to_send(clip: list[np.ndarray], spec: LoadSpec) -> list[ImageLike]:
     return [encode_image(frame, spec.jpeg_quality) for frame in used]
 
 
-async def _drive(stream: Any, frames: list[ImageLike], spec: LoadSpec, count: int, stats: _StreamStats) -> None:
+async def _drive(
+    stream: Any, frames: list[ImageLike], spec: LoadSpec, count: int, stats: _StreamStats, gaps: bool = False
+) -> None:
+    """Send ``count`` frames on ``stream`` and count their answers in ``stats``; with ``gaps``, pause as
+    :attr:`LoadSpec.idle_gap_s` says."""
     window = asyncio.Semaphore(spec.window)
     sent_at: dict[int, float] = {}
+    after_gap: set[int] = set()
     interval = 1 / spec.fps if spec.fps else 0.0
 
     async def send_all() -> None:
         next_time = time.perf_counter()
         for i in range(count):
+            gap = gaps and spec.idle_gap_s > 0 and i > 0 and i % spec.gap_every == 0
+            if gap:  # every answer in, then nothing on the stream for the gap
+                for _ in range(spec.window):
+                    await window.acquire()
+                for _ in range(spec.window):
+                    window.release()
+                await asyncio.sleep(spec.idle_gap_s)
+                next_time = time.perf_counter()
             await window.acquire()
             if interval:
                 await asyncio.sleep(max(0.0, next_time - time.perf_counter()))
                 next_time += interval
             index = stream.next_frame_index
+            if gap:
+                after_gap.add(index)
             sent_at[index] = time.perf_counter()  # before the send: the answer may arrive before it returns
             await stream.send(frames[i % len(frames)], frame_index=index)
 
@@ -169,7 +211,9 @@ async def _drive(stream: Any, frames: list[ImageLike], spec: LoadSpec, count: in
                 return
             if isinstance(answer, FrameResult):
                 stats.results += 1
-                stats.latencies_ms.append((now - sent_at.pop(answer.frame_index)) * 1e3)
+                latency_ms = (now - sent_at.pop(answer.frame_index)) * 1e3
+                stats.latencies_ms.append(latency_ms)
+                (stats.after_gap_ms if answer.frame_index in after_gap else stats.steady_ms).append(latency_ms)
                 stats.server_ms.append(answer.latency.total_ms)
                 stats.batch_sizes.append(answer.latency.batch_size)
             elif isinstance(answer, FrameDropped):
