@@ -17,7 +17,7 @@ import grpc
 
 from service.admin_wire import stats_to_proto
 from service.auth import BearerTokenInterceptor, RefusalReads, refusal_handler
-from service.errors import ErrorCode, StreamAbort, quoted
+from service.errors import ENDED_BY_THE_SERVER, ErrorCode, StreamAbort, quoted
 from service.generated import pb, pb_grpc
 from service.logs import RateLimitedWarning
 from service.open_checks import loggable_stream_id
@@ -121,8 +121,10 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
     async def _refuse(
         self, abort: StreamAbort, context: grpc.aio.ServicerContext, method: str, stream_id: str
     ) -> None:
-        """Count, log and end the call with ``abort`` (never returns)."""
-        self._perception.refused(abort, context.peer(), f"{ADMIN_METHODS}{method}", stream_id)
+        """Count, log and end the call with ``abort`` (never returns); a reload cut short by a shutdown is the
+        server's own end, not a refusal (:data:`~service.errors.ENDED_BY_THE_SERVER`), and is neither."""
+        if abort.code not in ENDED_BY_THE_SERVER:
+            self._perception.refused(abort, context.peer(), f"{ADMIN_METHODS}{method}", stream_id)
         await abort_with(context, abort)
 
 
