@@ -7,7 +7,7 @@ Commands::
         [--max-frames N] [--shared-memory]
         [--jpeg-quality Q] [--max-message-bytes N] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
-    streams --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME] [--stream ID] [--json]
+    streams --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME] [--stream ID] [--json] [--watch S]
     end-stream ID --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--reason TEXT]
     reload --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME]
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
@@ -53,6 +53,7 @@ import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from dataclasses import asdict
 from pathlib import Path
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     streams.add_argument("--model", default="", help="only this model's streams (default: every model's)")
     streams.add_argument("--stream", metavar="ID", help="print this stream alone, every field of it")
     streams.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    streams.add_argument(
+        "--watch",
+        type=_positive_float,
+        metavar="S",
+        help="print the table again every S seconds until Ctrl-C (the screen is cleared first on a terminal)",
+    )
 
     end = commands.add_parser(
         "end-stream",
@@ -332,7 +339,13 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(asdict(card), indent=2))
             return 0
         if args.command == "streams":
-            print(asyncio.run(_streams(args)))
+            if args.watch is None:
+                print(asyncio.run(_streams(args)))
+                return 0
+            try:
+                asyncio.run(_watch_streams(args))
+            except KeyboardInterrupt:
+                return 130
             return 0
         if args.command == "end-stream":
             print(asyncio.run(_end_stream(args)))
@@ -484,6 +497,20 @@ async def _streams(args: argparse.Namespace) -> str:
             return streams_json(stats) if args.json else stream_details(stats)
         streams = await client.list_streams(args.model)
         return streams_json(streams) if args.json else streams_table(streams)
+
+
+async def _watch_streams(args: argparse.Namespace) -> None:
+    """``streams --watch S``: print the table every S seconds, forever (until Ctrl-C or an error), each under a
+    line giving the server and the time; on a terminal the screen is cleared before each."""
+    if args.stream is not None or args.json:
+        raise ValueError("--watch prints the table again and again: leave --stream and --json out")
+    clear = "\x1b[2J\x1b[H" if sys.stdout.isatty() else ""
+    async with client_from_args(args) as client:
+        while True:
+            table = streams_table(await client.list_streams(args.model))
+            print(f"{clear}{args.target}  {time.strftime('%H:%M:%S')}  (every {args.watch:g} s; Ctrl-C to stop)")
+            print(table, flush=True)
+            await asyncio.sleep(args.watch)
 
 
 async def _end_stream(args: argparse.Namespace) -> str:

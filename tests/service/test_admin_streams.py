@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
+import subprocess
+import sys
 import time
 
 import grpc
@@ -357,3 +360,24 @@ async def _frames_answered(stream, clip):
     for frame in clip:
         await stream.send(frame)
         assert isinstance(await stream.receive(), FrameResult)
+
+
+def test_streams_watch_prints_the_table_until_interrupted(start_server, admin_file):
+    server = start_server(admin_token_file=admin_file)
+    command = [sys.executable, "-m", "service.client", "streams", "--target", server.target]
+    command += ["--token-file", str(admin_file), "--watch", "0.2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        headings = []
+        while len(headings) < 2:
+            line = process.stdout.readline()
+            assert line, f"the command ended: {process.stderr.read() if process.stderr else ''}"
+            if "Ctrl-C to stop" in line:
+                headings.append(line)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+    finally:
+        process.kill()
+    assert all(heading.startswith(server.target) for heading in headings)
+    assert main(["streams", "--target", server.target, "--watch", "1", "--json"]) == 2
