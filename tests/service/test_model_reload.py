@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import torch
 from service_helpers import (
+    HAVE_ONNXRUNTIME,
     SERVICE_TINY_MODEL,
     ServerThread,
     make_config,
     make_video,
+    quick_export,
     reference_outputs,
     run,
     wait_until,
@@ -238,3 +240,38 @@ def test_a_shutdown_during_a_reload_answers_it_and_leaves_the_load_behind(model_
     assert "during the reload" in refused.message
     assert stopped_at[0] - began < 2.5, "answered when the shutdown began, not when the load ended"
     assert server.server.warm_up_abandoned, "the load's thread is left behind: the process exits without it"
+
+
+@pytest.mark.skipif(not HAVE_ONNXRUNTIME, reason="onnxruntime missing (the onnx extra)")
+def test_an_onnx_export_is_reloaded_like_a_model(model_dir, exported_model_dir, versions, admin_file, tmp_path):
+    """The ONNX backend serves an export folder: a new export put in its place is taken up the same way, and the
+    stream opened before keeps the first export's answers."""
+    _, second = versions
+    served = shutil.copytree(exported_model_dir, tmp_path / "served-onnx")
+    second_export = quick_export(second, tmp_path / "second-onnx")
+    server = ServerThread(make_config(served, backend="onnx", admin_token_file=admin_file)).start()
+    clip = make_video(seed=12, frames=4)
+    try:
+
+        async def scenario():
+            async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
+                old = await client.open()
+                before = await _frames(old, clip[:2])
+                _replace_folder(served, second_export)
+                outcome = await admin.reload_model()
+                after = await _frames(old, clip[2:])
+                new = await client.open()
+                fresh = await _frames(new, clip[:1])
+                await old.close()
+                await new.close()
+                return outcome, before + after, fresh
+
+        outcome, old_results, new_results = run(scenario())
+    finally:
+        server.stop(0.5)
+    assert outcome.changed and outcome.streams_on_previous == 1
+    assert {r.model_version for r in old_results} == {outcome.previous_version}
+    assert new_results[0].model_version == outcome.version
+    references = reference_outputs(model_dir, clip)  # the export's source model
+    for result, (slots, _) in zip(old_results, references, strict=True):
+        assert float(np.abs(result.slots - slots).max()) <= 1e-4, "the first export, across the reload"
