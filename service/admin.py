@@ -24,6 +24,7 @@ from service.open_checks import loggable_stream_id
 from service.servicer import PerceptionServicer, abort_with
 from service.session import Session
 from service.sessions import SessionManager
+from service.stream_endings import how_it_ended
 from service.stream_stats import stream_stats
 from service.types import ReloadOutcome
 
@@ -109,10 +110,12 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
         """The session of ``stream_id``; a stream this server does not hold ends the call with ``NOT_FOUND``."""
         session = self._manager.sessions.get(stream_id)
         if session is None:
+            reason = self._manager.release_reason(stream_id)  # how it ended, if this server held it
+            why = "it was never opened here" if reason is None else f"it has ended: {how_it_ended(reason)}"
             abort = StreamAbort(
                 ErrorCode.UNKNOWN_STREAM,
-                f"this server holds no stream {quoted(stream_id)}: it was never opened here or was released "
-                "(ListStreams lists those it holds)",
+                f"this server holds no stream {quoted(stream_id)}: {why} (python -m service.client streams lists "
+                "those it holds)",
             )
             await self._refuse(abort, context, method, loggable_stream_id(stream_id))
         assert session is not None  # the refusal ended the call

@@ -66,6 +66,8 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         on_denied: called once per refused call.
         reads: the refusals' first-message reads, shared with the server's other refusals (default: its own).
         hint: added to every refusal's message (which token the calls it guards need).
+        misplaced: tokens of another kind (the admin tokens, for the clients' interceptor) and what to say to a
+            call that presents one of them instead of a token of this kind.
 
     Raises:
         ValueError: ``token`` is empty.
@@ -78,8 +80,10 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         on_denied: Callable[[], None] | None = None,
         reads: RefusalReads | None = None,
         hint: str = "",
+        misplaced: tuple[Callable[[], tuple[bytes, ...]], str] | None = None,
     ) -> None:
         self._hint = hint
+        self._misplaced = misplaced
         if isinstance(token, str):
             if not token:
                 raise ValueError("an empty bearer token would accept everyone")
@@ -118,6 +122,8 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "the 'authorization' metadata is not of the form 'authorization: Bearer <token>' (the scheme "
                 "'Bearer', a space, then the token): this server requires a bearer token",
             )
+        elif self._misplaced is not None and _matches(token.encode(), self._misplaced[0]()):
+            why, message = "token of another kind", self._misplaced[1]
         elif not _matches(token.encode(), self._expected()):
             why, message = "wrong token", "wrong bearer token in the 'authorization' metadata"
         else:

@@ -206,9 +206,9 @@ class ServiceConfig:
     admin_token_file: Path | None = field(
         default=None,
         metadata=_help(
-            "file holding the admin tokens, one per line, that the Admin service's calls (ListStreams, "
-            "GetStreamStats: python -m service.client streams) must present; re-read when it changes; unset: the "
-            "Admin service is off"
+            "file holding the admin tokens, one per line, that the Admin service's calls must present (ListStreams, "
+            "GetStreamStats, EndStream, ReloadModel: python -m service.client streams, end-stream, reload); re-read "
+            "when it changes; unset: the Admin service is off"
         ),
     )
     metrics_listen: str = field(
@@ -455,7 +455,7 @@ class ServiceConfig:
         an operator's, ``--admin-token-file``): a token required over plaintext on an address other machines reach
         (it crosses the network readable), a token file every user of the machine may read, a token shorter than
         :data:`~service.tokens.MIN_TOKEN_CHARS` characters (it may be guessed), or an admin token that is also a
-        client token (every client holding it may list the streams)."""
+        client token (every client holding it may list and end the streams and reload the model)."""
         files = (("--auth-token-file", self.auth_token_file), ("--admin-token-file", self.admin_token_file))
         token_files = [(flag, path) for flag, path in files if path is not None]
         if not (self.auth_token or token_files):
@@ -484,8 +484,8 @@ class ServiceConfig:
             if shared:
                 warnings.append(
                     f"--admin-token-file {self.admin_token_file} holds {len(shared)} token(s) that clients may also "
-                    "present (the client tokens): every client holding one may list the streams and their peers; give "
-                    "operators tokens of their own"
+                    "present (the client tokens): every client holding one may list the streams and their peers, "
+                    "end any stream and reload the model; give operators tokens of their own"
                 )
         return warnings
 

@@ -77,13 +77,17 @@ and lose the final message and status (grpc/grpc#36066). A client that goes on w
 :data:`HALF_CLOSE_LONGEST_S` at most. Frames sent meanwhile are dropped unanswered."""
 HALF_CLOSE_LONGEST_S = 30.0
 """Longest such a call waits for its client to end its requests (see :data:`HALF_CLOSE_QUIET_S`)."""
-_CLOSE_REASONS = {ErrorCode.TAKEN_OVER: CloseReason.TAKEN_OVER, ErrorCode.UNAUTHENTICATED: CloseReason.TOKEN_REVOKED}
+_CLOSE_REASONS = {
+    ErrorCode.TAKEN_OVER: CloseReason.TAKEN_OVER,
+    ErrorCode.UNAUTHENTICATED: CloseReason.TOKEN_REVOKED,
+    ErrorCode.ENDED_BY_OPERATOR: CloseReason.ENDED_BY_OPERATOR,
+}
 """For each code that ends a call that may still be writing: the reason of the ``StreamClosed`` sent before the
 status."""
 _ENDED_WHILE_WRITING = frozenset(_CLOSE_REASONS)
-"""The codes with which :meth:`StreamConnection.evict` takes a stream from a client that may still be writing (a
-resume elsewhere, a revoked token), so that its status waits for the client's half-close (:data:`HALF_CLOSE_QUIET_S`);
-the other evictions are of clients that stopped reading or sending."""
+"""The codes with which :meth:`StreamConnection.evict` takes a stream from a client that may still be writing (a resume
+elsewhere, a revoked token, an operator's ``Admin.EndStream``), so that its status waits for the client's half-close
+(:data:`HALF_CLOSE_QUIET_S`); the other evictions are of clients that stopped reading or sending."""
 
 
 class RequestsLost(ConnectionError):

@@ -40,6 +40,9 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   ``stream_expired`` here counts resumes refused because their stream had expired). Each refused call is also logged
   (``refused a call``, rate-limited per code; an ``internal`` one as ``stream failed``, with its traceback).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
+- ``slotstream_infer_requests_total`` (by model, outcome: result / error): single images answered through the Open
+  Inference Protocol's ``ModelInfer`` (:mod:`service.open_inference`); they are not stream frames, so
+  ``slotstream_frames_total`` and the per-frame stage histograms leave them out.
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down / stale).
 - ``slotstream_frame_errors_total`` (by code): frames answered with a ``FrameError`` (also logged, ``frame
   rejected``, rate-limited per code).
@@ -156,6 +159,12 @@ class Metrics:
             "slotstream_frames_dropped", "Frames dropped, by reason.", ["reason"], registry=r
         )
         self.frame_errors = Counter("slotstream_frame_errors", "Frames rejected, by code.", ["code"], registry=r)
+        self.infer_requests = Counter(
+            "slotstream_infer_requests",
+            "Open Inference Protocol ModelInfer calls answered, by outcome.",
+            ["model", "outcome"],
+            registry=r,
+        )
         for code in REFUSED_CALL_CODES:
             self.calls_refused.labels(code)
         for code in REJECTED_OPEN_CODES:
@@ -223,6 +232,8 @@ class Metrics:
         model, before it serves)."""
         for outcome in ("result", "dropped", "error"):
             self.frames.labels(model, outcome)
+        for outcome in ("result", "error"):
+            self.infer_requests.labels(model, outcome)
         for kind in OpenKind:
             if kind != OpenKind.UNSPECIFIED:
                 self.streams_opened.labels(model, kind.name.lower())

@@ -145,6 +145,12 @@ class ModelVersions:
             self._metrics.model_reloads.labels("unchanged").inc()
             _log.info("model unchanged by the reload", extra={"model": name, "model_version": version})
             return ReloadOutcome(name, version, version, False, 0, load_s, 0.0)
+        kept = next((r for r in self.retired if r.card.version == engine.card.version), None)
+        if kept is not None:  # back to a version streams still run: that copy serves, not a second one
+            await loop.run_in_executor(None, engine.close)
+            self._check_serving()
+            self.retired.remove(kept)
+            return self._make_current(kept, previous, load_s, 0.0)
         runner = self._loading = self._make_runner(engine)
         warm_up_s = 0.0
         try:
@@ -162,6 +168,13 @@ class ModelVersions:
             await runner.close(RETIRED_CLOSE_S)
             self._metrics.model_versions.set(len(self.runners))
         self._check_serving()
+        return self._make_current(runner, previous, load_s, warm_up_s)
+
+    def _make_current(
+        self, runner: ModelRunner, previous: ModelRunner, load_s: float, warm_up_s: float
+    ) -> ReloadOutcome:
+        """Give new streams ``runner`` instead of ``previous``, which is retired while streams run it, else freed."""
+        name, version = previous.card.name, previous.card.version
         self._manager.runners[name] = runner
         self.current = runner
         on_previous = self._manager.streams_of(previous)

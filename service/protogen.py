@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO_ROOT / "proto"
-PROTO_FILES = ("slotstream/v1/perception.proto",)
+PROTO_FILES = ("slotstream/v1/perception.proto", "inference/open_inference.proto")
 OUTPUT_DIR = Path(__file__).resolve().parent / "_pb"
 PACKAGE = "service._pb"
 INIT_TEXT = '"""Generated protobuf and gRPC stubs for ``proto/``; do not edit (run ``make proto``)."""\n'

@@ -42,12 +42,13 @@ from service.config import ServiceConfig
 from service.connection import StreamConnection
 from service.engine import Engine, load_engine
 from service.errors import ErrorCode, StreamAbort
-from service.generated import pb, pb_grpc
+from service.generated import load_open_inference, pb, pb_grpc
 from service.host import memory_limit_bytes
 from service.logs import quiet_client_departures
 from service.malformed_requests import MalformedRequestInterceptor
 from service.metrics import Metrics
 from service.model_versions import ModelVersions
+from service.open_inference import OPEN_INFERENCE_SERVICE, OpenInferenceServicer, ServerHealth
 from service.ports import ListenError, check_listen_address
 from service.runner import ModelRunner
 from service.servicer import PerceptionServicer
@@ -389,13 +390,47 @@ class Server:
             raise StreamAbort(ErrorCode.NOT_READY, "the server is still starting: reload once it serves")
         return await self._versions.reload(model)
 
+    def _open_inference_servicer(self) -> OpenInferenceServicer:
+        """The Open Inference Protocol's servicer: health as the server's own, ``ModelInfer`` on its models."""
+        assert self.manager is not None
+        manager, config = self.manager, self.config
+
+        def live() -> bool:
+            return not (self._model_stalled or self._model_failing)
+
+        def ready() -> bool:
+            return manager.phase == "serving" and not self._shutting_down and live()
+
+        counted = self.metrics.infer_requests
+        return OpenInferenceServicer(
+            manager,
+            ServerHealth(live, ready),
+            self._decode_executor,
+            max_image_pixels=config.max_image_pixels,
+            check_jpeg_data=config.jpeg_damage_check,
+            on_infer=lambda model, outcome: counted.labels(model, outcome).inc(),
+        )
+
+    def _admin_tokens_misplaced(self) -> tuple[Callable[[], tuple[bytes, ...]], str] | None:
+        """The admin tokens, for the client token's interceptor to tell a call that presents one instead of a client
+        token what it did (``None`` without ``--admin-token-file``)."""
+        if self.config.admin_token_file is None:
+            return None
+        self._admin_token_file = TokenFile(self.config.admin_token_file)
+        return self._admin_token_file.current, (
+            "the bearer token in the 'authorization' metadata is an admin token (the server's --admin-token-file), "
+            "which grants the Admin service alone: streams and the other calls need a client token (its "
+            "--auth-token-file)"
+        )
+
     def _admin_access(self, reads: RefusalReads) -> AdminAccessInterceptor:
         """The guard of the Admin service: its tokens come from ``--admin-token-file`` (re-read when it changes);
         without one the service is off. Refusals are counted in ``slotstream_calls_refused_total``."""
         assert self._servicer is not None
         tokens = None
         if self.config.admin_token_file is not None:
-            self._admin_token_file = TokenFile(self.config.admin_token_file)
+            if self._admin_token_file is None:
+                self._admin_token_file = TokenFile(self.config.admin_token_file)
             tokens = self._admin_token_file.current
         refused = self.metrics.calls_refused
         return AdminAccessInterceptor(
@@ -418,10 +453,14 @@ class Server:
                 self._servicer.token_source = source
             interceptors.append(
                 BearerTokenInterceptor(
-                    source, exempt_prefixes=(*EXEMPT_PREFIXES, ADMIN_METHODS), on_denied=refused.inc, reads=reads
+                    source,
+                    exempt_prefixes=(*EXEMPT_PREFIXES, ADMIN_METHODS),
+                    on_denied=refused.inc,
+                    reads=reads,
+                    misplaced=self._admin_tokens_misplaced(),
                 )
             )
-        interceptors.append(self._admin_access(reads))  # first or second: Admin calls never meet the client token
+        interceptors.append(self._admin_access(reads))  # Admin calls never meet the client token
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
@@ -459,6 +498,8 @@ class Server:
         self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
         pb_grpc.add_AdminServicer_to_server(AdminServicer(self.manager, self._servicer, self.reload_model), self._grpc)
+        open_inference = load_open_inference()[1]
+        open_inference.add_GRPCInferenceServiceServicer_to_server(self._open_inference_servicer(), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         for service in READINESS_SERVICES:
             await self._health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -466,6 +507,7 @@ class Server:
         self.metrics.live.set(1)
         names = (
             *(pb.DESCRIPTOR.services_by_name[name].full_name for name in ("Perception", "Admin")),
+            OPEN_INFERENCE_SERVICE,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )

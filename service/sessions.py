@@ -248,6 +248,7 @@ class SessionManager:
                 "stream_id": stream_id,
                 "kind": kind.name.lower(),
                 "model": session.model,
+                "model_version": session.model_version,
                 "peer": peer,
                 "options": options_for_log(options),
                 "resume_window_s": options.resume_window_s,
@@ -322,7 +323,7 @@ class SessionManager:
         check_stream_id(request.stream_id)
         session = self.sessions.get(request.stream_id)
         if session is None:
-            raise self._not_serving() if self.phase == "draining" else self._gone(request.stream_id)
+            raise self._not_serving() if self.phase == "draining" else self.gone(request.stream_id)
         if not hmac.compare_digest(session.resume_token.encode(), request.resume.resume_token.encode()):
             raise StreamAbort(
                 ErrorCode.WRONG_RESUME_TOKEN,
@@ -377,7 +378,14 @@ class SessionManager:
             resume_history=self.limits.resume_history,
         )
 
-    def _gone(self, stream_id: str) -> StreamAbort:
+    def release_reason(self, stream_id: str) -> str | None:
+        """Why the stream ``stream_id`` was released, while this server remembers it (the last 10,000 released);
+        ``None`` for a stream it does not remember."""
+        return self._tombstones.get(stream_id)
+
+    def gone(self, stream_id: str) -> StreamAbort:
+        """The refusal of a resume of ``stream_id``, which this server does not hold: how it ended, when it held it
+        (:func:`~service.stream_endings.stream_gone`)."""
         return stream_gone(stream_id, self._tombstones.get(stream_id))
 
     def _not_serving(self) -> StreamAbort:
@@ -497,7 +505,7 @@ class SessionManager:
             if not stalled:
                 reclaimed += self.release(session, "idle")
                 if owner is not None:
-                    owner.evict(self._gone(session.stream_id))
+                    owner.evict(self.gone(session.stream_id))
                 continue
             resumable = session.options.resume_window_s > 0 and owner is not None and self.phase != "stopped"
             if resumable:

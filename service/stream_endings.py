@@ -22,6 +22,19 @@ _ENDED_BECAUSE = {
 """How a released stream ended, by release reason, for the answer to a resume of it."""
 
 
+_EXPIRED_BECAUSE = {
+    "idle": "it received no frames within its idle timeout",
+    "stalled": "its client took no reply within its idle timeout (it stopped reading)",
+    "resume_expired": "its connection dropped and it was not resumed within its resume window",
+}
+"""How an expired stream ended, by release reason."""
+
+
+def how_it_ended(reason: str) -> str:
+    """How a stream released for ``reason`` (a :data:`~service.session.ReleaseReason`) ended, in words."""
+    return _EXPIRED_BECAUSE.get(reason) or _ENDED_BECAUSE.get(reason, reason.replace("_", " "))
+
+
 def stream_gone(stream_id: str, reason: str | None) -> StreamAbort:
     """The refusal of a stream this server no longer holds: ``STREAM_EXPIRED`` when ``reason`` (why it was
     released, ``None`` when it is not known here) is a timeout, else ``UNKNOWN_STREAM``, saying how it ended and
@@ -32,16 +45,12 @@ def stream_gone(stream_id: str, reason: str | None) -> StreamAbort:
             f"stream {quoted(stream_id)} is not known to this server; if it ran on another replica, continue it "
             "with its StateHandoff, otherwise open a new stream",
         )
-    if reason in ("idle", "stalled", "resume_expired"):
-        why = {
-            "idle": "it received no frames within its idle timeout",
-            "stalled": "its client took no reply within its idle timeout (it stopped reading)",
-        }.get(reason, "its connection dropped and it was not resumed within its resume window")
+    why = how_it_ended(reason)
+    if reason in _EXPIRED_BECAUSE:
         return StreamAbort(
             ErrorCode.STREAM_EXPIRED,
             f"stream {quoted(stream_id)} expired: {why}, so its state was freed; open a new stream",
         )
-    why = _ENDED_BECAUSE.get(reason, reason.replace("_", " "))
     return StreamAbort(ErrorCode.UNKNOWN_STREAM, f"stream {quoted(stream_id)} has ended: {why}; open a new stream")
 
 

@@ -107,6 +107,7 @@ class CloseReason(enum.IntEnum):
     SERVER_DRAINING = 2
     TAKEN_OVER = 3
     TOKEN_REVOKED = 4
+    ENDED_BY_OPERATOR = 5
 
 
 MAX_TRACEPARENT_BYTES = 128

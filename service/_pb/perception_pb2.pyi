@@ -84,6 +84,7 @@ class CloseReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLOSE_REASON_SERVER_DRAINING: _ClassVar[CloseReason]
     CLOSE_REASON_TAKEN_OVER: _ClassVar[CloseReason]
     CLOSE_REASON_TOKEN_REVOKED: _ClassVar[CloseReason]
+    CLOSE_REASON_ENDED_BY_OPERATOR: _ClassVar[CloseReason]
 
 class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -154,6 +155,7 @@ CLOSE_REASON_CLIENT_CLOSED: CloseReason
 CLOSE_REASON_SERVER_DRAINING: CloseReason
 CLOSE_REASON_TAKEN_OVER: CloseReason
 CLOSE_REASON_TOKEN_REVOKED: CloseReason
+CLOSE_REASON_ENDED_BY_OPERATOR: CloseReason
 DTYPE_UNSPECIFIED: DType
 DTYPE_FLOAT32: DType
 DTYPE_UINT8: DType

@@ -83,9 +83,9 @@ class PerceptionServicer:
         - UNAVAILABLE: the server is warming up (ERROR_CODE_NOT_READY) or shutting down (ERROR_CODE_SHUTTING_DOWN);
         reconnect (to another replica), resuming with the `StreamClosed.handoff` state when one was sent (a stream
         drained before its first frame was processed gets none: open a new stream there with the same options).
-        - ABORTED: an operator ended the stream (ERROR_CODE_ENDED_BY_OPERATOR, `Admin.EndStream`: do not resume it), or
-        another connection resumed this stream (ERROR_CODE_TAKEN_OVER), after a `StreamClosed` with reason
-        CLOSE_REASON_TAKEN_OVER.
+        - ABORTED: an operator ended the stream (ERROR_CODE_ENDED_BY_OPERATOR, `Admin.EndStream`: do not resume it,
+        after a `StreamClosed` with reason CLOSE_REASON_ENDED_BY_OPERATOR), or another connection resumed this stream
+        (ERROR_CODE_TAKEN_OVER), after a `StreamClosed` with reason CLOSE_REASON_TAKEN_OVER.
         - INTERNAL: a fault in the server itself (no trailer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -284,7 +284,8 @@ class AdminServicer:
 
     def EndStream(self, request, context):
         """End a stream and free its state (a misbehaving camera, a client that holds a stream it no longer uses). A stream
-        served by a call ends there with ABORTED (ERROR_CODE_ENDED_BY_OPERATOR) and the request's `reason`; a detached
+        served by a call ends there with ABORTED (ERROR_CODE_ENDED_BY_OPERATOR) and the request's `reason`, after a
+        `StreamClosed` (CLOSE_REASON_ENDED_BY_OPERATOR) once its client stops sending; a detached
         stream is freed, and a later resume of either is refused (ERROR_CODE_UNKNOWN_STREAM, saying an operator ended
         it). NOT_FOUND (ERROR_CODE_UNKNOWN_STREAM) for a stream id this server does not hold.
         """

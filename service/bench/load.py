@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="S",
         help="after every --gap-every frames, each stream waits for its answers and then sends nothing for S seconds; "
-        "the first frames after the gaps are reported apart (after_gap_latency_ms, after_gap_ratio_p50) "
-        "(default: 0, no gaps)",
+        "the first frames after the gaps are reported apart (after_gap_latency_ms, after_gap_ratio_p50); "
+        "frames_per_second then counts the gaps' time too (default: 0, no gaps)",
     )
     parser.add_argument("--gap-every", type=int, default=20, help="frames between idle gaps (default: 20)")
     parser.add_argument(
@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if not (math.isfinite(args.idle_gap_s) and 0 <= args.idle_gap_s <= MAX_IDLE_GAP_S):
         parser.error(f"--idle-gap-s must be a number from 0 to {MAX_IDLE_GAP_S:g}, got {args.idle_gap_s}")
+    if not args.idle_gap_s and args.gap_every != parser.get_default("gap_every"):
+        parser.error("--gap-every only matters with --idle-gap-s S (S > 0): add it, or leave --gap-every out")
     if args.idle_gap_s and args.suite:
         parser.error("--idle-gap-s is for --target: the --suite's frames/s and ratios assume a steady load")
     if args.idle_gap_s and args.gap_every >= args.frames:

@@ -98,17 +98,26 @@ async def soak(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``--soak`` options."""
-    parser = argparse.ArgumentParser(prog="python -m service.bench --soak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m service.bench --soak",
+        description="Open and close streams many times against a server this command starts; report the streams it "
+        "still holds and the growth of its resident memory.",
+    )
     parser.add_argument("--soak", action="store_true", required=True, help="open and close streams many times")
     parser.add_argument(
         "--model", type=user_path, default=DEFAULT_MODEL_DIR, help="model the server serves (default: the embedded)"
     )
-    parser.add_argument("--cycles", type=int, default=1000, help="streams opened and closed, one after another")
-    parser.add_argument("--frames", type=int, default=2, help="frames each stream sends before it closes")
     parser.add_argument(
-        "--new-client-every", type=int, default=50, help="cycles per client (connection) before a new one is made"
+        "--cycles", type=int, default=1000, help="streams opened and closed, one after another (>= 10; default: 1000)"
     )
-    parser.add_argument("--size", type=int, default=64, help="side of the square frames sent (default: 64)")
+    parser.add_argument("--frames", type=int, default=2, help="frames each stream sends before it closes (default: 2)")
+    parser.add_argument(
+        "--new-client-every",
+        type=int,
+        default=50,
+        help="cycles per client (connection) before a new one is made (default: 50)",
+    )
+    parser.add_argument("--size", type=int, default=64, help="side of the square frames sent (>= 8; default: 64)")
     parser.add_argument("--server-args", default="", help="more `python -m service` flags, in one string")
     parser.add_argument("--json", type=user_path, help="write the report here")
     return parser

@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the streams a server holds, with their counts and latencies (the Admin service: give an admin "
         "token, one of the server's --admin-token-file, with --token-file)",
     )
-    _connection_flags(streams)
+    _connection_flags(streams, "--admin-token-file")
     streams.add_argument("--model", default="", help="only this model's streams (default: every model's)")
     streams.add_argument("--stream", metavar="ID", help="print this stream alone, every field of it")
     streams.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="end one of the server's streams and free its state; its client gets ABORTED (ENDED_BY_OPERATOR) with "
         "the reason (the Admin service: give an admin token with --token-file)",
     )
-    _connection_flags(end)
+    _connection_flags(end, "--admin-token-file")
     end.add_argument("stream_id", help="the stream's id (see the streams command)")
     end.add_argument("--reason", default="", help="why, told to the stream's client and logged (200 characters)")
 
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="have the server load its model again from its --model-dir: new streams get the new version, open "
         "streams keep theirs (the Admin service: give an admin token with --token-file)",
     )
-    _connection_flags(reload)
+    _connection_flags(reload, "--admin-token-file")
     reload.add_argument("--model", default="", help="model name (default: the server's default)")
 
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")
@@ -282,14 +282,16 @@ def _source_spec(text: str) -> str:
     return text
 
 
-def _connection_flags(parser: argparse.ArgumentParser) -> None:
+def _connection_flags(parser: argparse.ArgumentParser, token_file_flag: str = "--auth-token-file") -> None:
+    """``--target``, the token flags and the TLS flags; ``token_file_flag``: the server's file the token comes from
+    (``--admin-token-file`` for the Admin commands)."""
     parser.add_argument("--target", default="127.0.0.1:50051", help="server host:port (default: %(default)s)")
     token = parser.add_mutually_exclusive_group()
     token.add_argument("--token", help="bearer token (visible to other users in the process list: prefer a file)")
     token.add_argument(
         "--token-file",
         type=user_path,
-        help="file holding the bearer token: one token per line as the server's --auth-token-file (blank lines and "
+        help=f"file holding the bearer token: one token per line as the server's {token_file_flag} (blank lines and "
         "surrounding blanks ignored); the first is sent, so the server's own file works during a rotation",
     )
     add_tls_flags(parser)
@@ -514,9 +516,10 @@ async def _watch_streams(args: argparse.Namespace) -> None:
 
 
 async def _end_stream(args: argparse.Namespace) -> str:
-    """What ``end-stream`` prints: the stream as it stood when it was ended."""
+    """What ``end-stream`` prints: that the stream was ended, and the stream as it stood then."""
     async with client_from_args(args) as client:
-        return stream_details(await client.end_stream(args.stream_id, args.reason))
+        stats = await client.end_stream(args.stream_id, args.reason)
+    return f"ended stream {stats.stream_id}; as it stood then:\n{stream_details(stats)}"
 
 
 async def _reload(args: argparse.Namespace) -> ReloadOutcome:

@@ -19,6 +19,7 @@ _CLOSED_STATUS = {
     CloseReason.SERVER_DRAINING: (grpc.StatusCode.UNAVAILABLE, ErrorCode.SHUTTING_DOWN),
     CloseReason.TAKEN_OVER: (grpc.StatusCode.ABORTED, ErrorCode.TAKEN_OVER),
     CloseReason.TOKEN_REVOKED: (grpc.StatusCode.UNAUTHENTICATED, ErrorCode.UNAUTHENTICATED),
+    CloseReason.ENDED_BY_OPERATOR: (grpc.StatusCode.ABORTED, ErrorCode.ENDED_BY_OPERATOR),
 }
 """The status and code a call ends with after the server's ``StreamClosed`` of each reason (but ``CLIENT_CLOSED``)."""
 
@@ -86,11 +87,11 @@ class StreamError(Exception):
 
     @classmethod
     def from_closed(cls, closed: StreamClosed, handoff: StateHandoff | None = None) -> StreamError:
-        """The error for a stream the server closed itself (any reason but ``CLIENT_CLOSED``), with the status its
-        call ends with: ``UNAVAILABLE`` (code ``SHUTTING_DOWN``) for ``SERVER_DRAINING``, ``ABORTED`` (code
-        ``TAKEN_OVER``) for ``TAKEN_OVER``, ``UNAUTHENTICATED`` (code ``UNAUTHENTICATED``) for ``TOKEN_REVOKED``,
-        ``UNAVAILABLE`` without a code for a reason this client does not know;
-        the server's message, and the hand-off (``closed.handoff``, else ``handoff``) to continue the stream
+        """The error for a stream the server closed itself (any reason but ``CLIENT_CLOSED``), with the status its call
+        ends with: ``UNAVAILABLE`` (code ``SHUTTING_DOWN``) for ``SERVER_DRAINING``, ``ABORTED`` (code ``TAKEN_OVER``)
+        for ``TAKEN_OVER``, ``UNAUTHENTICATED`` (code ``UNAUTHENTICATED``) for ``TOKEN_REVOKED``, ``ABORTED`` (code
+        ``ENDED_BY_OPERATOR``) for ``ENDED_BY_OPERATOR``, ``UNAVAILABLE`` without a code for a reason this client does
+        not know; the server's message, and the hand-off (``closed.handoff``, else ``handoff``) to continue the stream
         elsewhere."""
         status, code = _CLOSED_STATUS.get(closed.reason, (grpc.StatusCode.UNAVAILABLE, None))
         message = closed.message or f"the server ended stream {closed.stream_id!r} ({closed.reason.name})"

@@ -275,3 +275,33 @@ def test_an_onnx_export_is_reloaded_like_a_model(model_dir, exported_model_dir, 
     references = reference_outputs(model_dir, clip)  # the export's source model
     for result, (slots, _) in zip(old_results, references, strict=True):
         assert float(np.abs(result.slots - slots).max()) <= 1e-4, "the first export, across the reload"
+
+
+def test_reloading_back_to_a_version_open_streams_run_reuses_it(serve, versions):
+    """A rollback while streams still run the old version: the copy they run serves the new streams too, not a
+    second copy of the same weights."""
+    served, second = versions
+    original = shutil.copytree(served, served.parent / "original")
+    server = serve(served)
+    clip = make_video(seed=14, frames=2)
+
+    async def scenario():
+        async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
+            old = await client.open()
+            await _frames(old, clip[:1])
+            _replace_folder(served, second)
+            forward = await admin.reload_model()
+            _replace_folder(served, original)
+            back = await admin.reload_model()
+            new = await client.open()
+            await _frames(new, clip[:1])
+            runners = server.on_loop(lambda: [s.runner for s in server.server.manager.sessions.values()])
+            await old.close()
+            await new.close()
+            return forward, back, runners
+
+    forward, back, runners = run(scenario())
+    assert forward.changed and back.changed and back.version == forward.previous_version
+    assert back.warm_up_s == 0, "nothing new to warm up"
+    assert runners[0] is runners[1], "the old stream and the new one share the one copy"
+    assert server.gauge("slotstream_model_versions") == 1, "the second version, with no stream, was freed"

@@ -29,7 +29,8 @@ GOOD = make_video(seed=34, frames=1)[0]
 
 def _comments() -> dict[str, str]:
     """Every element's leading comment by name: ``Message``, ``Message.field``, ``Enum.VALUE``, ``Service.Method``."""
-    (file,) = descriptor_pb2.FileDescriptorSet.FromString(protogen.descriptor_set()).file
+    files = descriptor_pb2.FileDescriptorSet.FromString(protogen.descriptor_set()).file
+    (file,) = [f for f in files if f.package == "slotstream.v1"]
     by_path = {tuple(loc.path): loc.leading_comments for loc in file.source_code_info.location}
     comments = {}
     for i, message in enumerate(file.message_type):

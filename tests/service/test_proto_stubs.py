@@ -47,10 +47,86 @@ def test_every_proto_element_is_documented():
 def test_proto_package_and_service_names_are_stable():
     """Clients in other languages address `slotstream.v1.Perception` (and operators `slotstream.v1.Admin`); renaming
     either breaks them."""
-    (file,) = descriptor_pb2.FileDescriptorSet.FromString(protogen.descriptor_set()).file
-    assert file.package == "slotstream.v1"
+    file = _proto_file("slotstream.v1")
     assert [s.name for s in file.service] == ["Perception", "Admin"]
     assert {m.name for m in file.service[0].method} >= {"Stream", "Describe"}
+
+
+def test_the_open_inference_protocol_keeps_its_names_and_field_numbers():
+    """Stock clients (tritonclient, perf_analyzer) speak the protocol by these names and numbers
+    (kserve/open-inference-protocol, grpc_predict_v2.proto); a difference breaks them without any error here."""
+    file = _proto_file("inference")
+    (service,) = file.service
+    assert service.name == "GRPCInferenceService"
+    assert [m.name for m in service.method] == [
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+    ]
+    messages = {message.name: message for message in file.message_type}
+
+    def numbers(message):
+        return {field.name: field.number for field in message.field}
+
+    assert numbers(messages["ModelInferRequest"]) == {
+        "model_name": 1,
+        "model_version": 2,
+        "id": 3,
+        "parameters": 4,
+        "inputs": 5,
+        "outputs": 6,
+        "raw_input_contents": 7,
+    }
+    assert numbers(messages["ModelInferResponse"]) == {
+        "model_name": 1,
+        "model_version": 2,
+        "id": 3,
+        "parameters": 4,
+        "outputs": 5,
+        "raw_output_contents": 6,
+    }
+    nested = {m.name: m for m in messages["ModelInferRequest"].nested_type}
+    assert numbers(nested["InferInputTensor"]) == {
+        "name": 1,
+        "datatype": 2,
+        "shape": 3,
+        "parameters": 4,
+        "contents": 5,
+    }
+    assert numbers(nested["InferRequestedOutputTensor"]) == {"name": 1, "parameters": 2}
+    output = {m.name: m for m in messages["ModelInferResponse"].nested_type}["InferOutputTensor"]
+    assert numbers(output) == {"name": 1, "datatype": 2, "shape": 3, "parameters": 4, "contents": 5}
+    assert numbers(messages["InferTensorContents"]) == {
+        "bool_contents": 1,
+        "int_contents": 2,
+        "int64_contents": 3,
+        "uint_contents": 4,
+        "uint64_contents": 5,
+        "fp32_contents": 6,
+        "fp64_contents": 7,
+        "bytes_contents": 8,
+    }
+    assert numbers(messages["InferParameter"]) == {"bool_param": 1, "int64_param": 2, "string_param": 3}
+    assert numbers(messages["ModelMetadataResponse"]) == {
+        "name": 1,
+        "versions": 2,
+        "platform": 3,
+        "inputs": 4,
+        "outputs": 5,
+    }
+    assert numbers(messages["ServerMetadataResponse"]) == {"name": 1, "version": 2, "extensions": 3}
+    assert numbers(messages["ModelReadyRequest"]) == {"name": 1, "version": 2}
+
+
+def _proto_file(package):
+    """The descriptor of the proto file of ``package``."""
+    (file,) = [
+        f for f in descriptor_pb2.FileDescriptorSet.FromString(protogen.descriptor_set()).file if f.package == package
+    ]
+    return file
 
 
 def test_stubs_that_differ_only_in_the_generators_version_stamps_are_up_to_date(tmp_path):
@@ -81,7 +157,7 @@ def _field_comment(file, message: str, field: str) -> str:
 
 def test_the_proto_states_the_stream_id_rule_the_server_checks():
     """Both fields that name a stream id state the rule the server refuses other ids by, in its own words."""
-    (file,) = descriptor_pb2.FileDescriptorSet.FromString(protogen.descriptor_set()).file
+    file = _proto_file("slotstream.v1")
     for message in ("OpenStream", "StateHandoff"):
         comment = _field_comment(file, message, "stream_id")
         assert STREAM_ID_RULE in comment and "ERROR_CODE_INVALID_OPEN" in comment, (message, comment)
