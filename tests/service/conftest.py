@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from service_helpers import BACKENDS, ServerThread, make_config, quick_export, save_tiny_model
+from service_helpers import ADMIN_TOKEN, BACKENDS, ServerThread, make_config, quick_export, save_tiny_model
 
 from service.config import ServiceConfig
 from service.engine import Engine
@@ -89,3 +89,12 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
             openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
                     "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf")  # fmt: skip
     return directory
+
+
+@pytest.fixture
+def admin_file(tmp_path: Path) -> Path:
+    """A file of one admin token, :data:`service_helpers.ADMIN_TOKEN`, readable by its owner alone."""
+    path = tmp_path / "admin-tokens"
+    path.write_text(f"{ADMIN_TOKEN}\n")
+    path.chmod(0o600)
+    return path

@@ -86,6 +86,10 @@ SERVICE_TINY_MODEL: dict[str, Any] = tiny_model_config(
 )
 
 
+ADMIN_TOKEN = "admin-0123456789abcdefghijklmnop"
+"""The operators' token the Admin tests start servers with (the ``admin_file`` fixture's)."""
+
+
 def make_config(model_dir: Path, **overrides: Any) -> ServiceConfig:
     """A test config: ephemeral port, metrics off, quiet, torch's own thread count (``torch_threads=0``), plus
     ``overrides``."""

@@ -13,6 +13,7 @@ import time
 
 import grpc
 import pytest
+from service_helpers import ADMIN_TOKEN as ADMIN
 from service_helpers import make_video, raw, raw_exchange, run, slow_factory, wait_until
 
 from service import wire
@@ -24,16 +25,7 @@ from service.generated import pb
 from service.stream_stats import StreamStatus
 from service.types import DropReason, EncodedImage, FrameRequest, ImageEncoding
 
-ADMIN = "admin-0123456789abcdefghijklmnop"
 CLIENT = "client-0123456789abcdefghijklmno"
-
-
-@pytest.fixture
-def admin_file(tmp_path):
-    path = tmp_path / "admin-tokens"
-    path.write_text(f"{ADMIN}\n")
-    path.chmod(0o600)
-    return path
 
 
 def test_each_stream_is_listed_with_counts_that_add_up_and_agree_with_the_metrics(start_server, admin_file):

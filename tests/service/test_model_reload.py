@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 import pytest
 import torch
+from service_helpers import ADMIN_TOKEN as ADMIN
 from service_helpers import (
     HAVE_ONNXRUNTIME,
     SERVICE_TINY_MODEL,
@@ -29,16 +30,6 @@ from service.client import Client, FrameResult, StreamError, StreamOptions
 from service.client.__main__ import main
 from service.errors import ErrorCode
 from service.server import default_engine_factory
-
-ADMIN = "admin-0123456789abcdefghijklmnop"
-
-
-@pytest.fixture
-def admin_file(tmp_path):
-    path = tmp_path / "admin-tokens"
-    path.write_text(f"{ADMIN}\n")
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture
