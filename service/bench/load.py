@@ -36,6 +36,7 @@ from service.bench.suite import SuiteError, run_suite
 from service.bench.transport import compare_transports
 from service.cli_limits import FPS_LIMITS, MAX_FRAME_PIXELS, check_fps, check_frame_pixels, check_memory
 from service.client import StreamError
+from service.client.cli_client import token_from_args
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.requests import FRAME_FIELDS_BYTES
@@ -118,7 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and one through shared memory (a server started with --shared-memory), and report both round trips and "
         "their ratio instead of a load",
     )
-    parser.add_argument("--token", help="bearer token")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument("--token", help="bearer token (visible to other users in the process list: prefer a file)")
+    token.add_argument(
+        "--token-file",
+        type=user_path,
+        help="file holding the bearer token, one per line as the server's --auth-token-file; the first is sent",
+    )
     add_tls_flags(parser, " (--target)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--suite; default: 5)")
     parser.add_argument("--server-args", default="", help="more `python -m service` flags (--suite)")
@@ -179,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the clip is built whole, before the first frame is sent
         check_memory(clip_bytes(args.size), f"--size {_shown(args.size)}: the {CLIP_FRAMES} frames of the clip sent")
     except ValueError as error:
+        parser.error(str(error))
+    try:
+        args.token = token_from_args(args)  # the file read once, before anything runs
+    except (OSError, ValueError) as error:
         parser.error(str(error))
     try:  # read when each stream connects, where a missing file ended the run in a traceback
         tls = tls_from_flags(args)
