@@ -41,7 +41,9 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   (``refused a call``, rate-limited per code; an ``internal`` one as ``stream failed``, with its traceback).
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_infer_requests_total`` (by model, outcome: result / error): single images answered through the Open
-  Inference Protocol's ``ModelInfer`` (:mod:`service.open_inference`); they are not stream frames, so
+  Inference Protocol's ``ModelInfer`` (:mod:`service.open_inference`), every refusal of a request for a served model
+  counted as an error (one for a model not served is not counted: its name is the client's); they are not stream
+  frames, so
   ``slotstream_frames_total`` and the per-frame stage histograms leave them out.
 - ``slotstream_frames_dropped_total`` (by reason: superseded / shutting_down / stale).
 - ``slotstream_frame_errors_total`` (by code): frames answered with a ``FrameError`` (also logged, ``frame

@@ -36,6 +36,8 @@ SLOTS, SLOT_IDS, SEGMENTATION = "SLOTS", "SLOT_IDS", "SEGMENTATION"
 OUTPUTS = (SLOTS, SLOT_IDS, SEGMENTATION)
 """The outputs ``ModelInfer`` gives, in the order it gives them."""
 _PNG, _JPEG = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
+_SEQUENCE_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end"})
+"""Triton's parameters for a request of a stateful sequence, which this stateless call refuses."""
 
 
 @dataclass(frozen=True)
@@ -63,18 +65,29 @@ def _version() -> str:
 
 
 def input_image(request: Any) -> EncodedImage:
-    """The image of a ``ModelInferRequest``: its one input tensor, ``FRAME`` or ``IMAGE`` (see the proto).
+    """The image of a ``ModelInferRequest``: its one input tensor, ``FRAME`` or ``IMAGE`` (see the proto). The sizes
+    are checked before the data is read, so a malformed request costs little whatever its size (it runs on a decode
+    thread all the same).
 
     Raises:
         InferRequestError: no input, more than one, an unknown name or type, a shape or a data size that does not
-            match, data given both raw and as contents.
+            match, data given both raw and as contents, Triton's sequence parameters (this is stateless).
     """
+    sequence = sorted(set(request.parameters) & _SEQUENCE_PARAMETERS)
+    if sequence:
+        raise InferRequestError(
+            f"parameter(s) {', '.join(sequence)}: ModelInfer keeps no state between requests; send a video's frames "
+            "on one slotstream.v1.Perception/Stream instead"
+        )
     if len(request.inputs) != 1:
         raise InferRequestError(f"give exactly one input tensor, {FRAME} or {IMAGE}; got {len(request.inputs)}")
     tensor = request.inputs[0]
-    raw = list(request.raw_input_contents)
+    raw = request.raw_input_contents
     if len(raw) > 1:
         raise InferRequestError(f"raw_input_contents holds {len(raw)} entries for one input tensor")
+    contents = tensor.contents
+    if raw and (contents.uint_contents or contents.bytes_contents):
+        raise InferRequestError(f"input {tensor.name!r} has its data both in raw_input_contents and in contents")
     shape = list(tensor.shape)
     if tensor.name == FRAME:
         if tensor.datatype != "UINT8":
@@ -83,21 +96,21 @@ def input_image(request: Any) -> EncodedImage:
         if len(sides) != 3 or sides[2] != 3 or min(sides) < 1:
             raise InferRequestError(f"input {FRAME} must have shape [H, W, 3] or [1, H, W, 3], got {shape}")
         height, width, _ = sides
-        data = raw[0] if raw else _uint8_contents(tensor.contents.uint_contents)
-        if len(data) != height * width * 3:
-            raise InferRequestError(
-                f"input {FRAME} of shape {shape} needs {height * width * 3} bytes, got {len(data)}"
-            )
+        given = len(raw[0]) if raw else len(contents.uint_contents)
+        if given != height * width * 3:
+            raise InferRequestError(f"input {FRAME} of shape {shape} needs {height * width * 3} bytes, got {given}")
+        data = raw[0] if raw else _uint8_contents(contents.uint_contents)
         return EncodedImage(ImageEncoding.RAW_RGB8, bytes(data), height, width, 3)
     if tensor.name == IMAGE:
         if tensor.datatype != "BYTES":
             raise InferRequestError(f"input {IMAGE} must be BYTES, got {tensor.datatype or 'no datatype'}")
         if shape not in ([1], [1, 1]):
             raise InferRequestError(f"input {IMAGE} must have shape [1] or [1, 1] (one file), got {shape}")
-        files = _length_prefixed(raw[0]) if raw else list(tensor.contents.bytes_contents)
-        if len(files) != 1:
-            raise InferRequestError(f"input {IMAGE} must hold one JPEG or PNG file, got {len(files)} elements")
-        data = files[0]
+        if not raw and len(contents.bytes_contents) != 1:
+            raise InferRequestError(
+                f"input {IMAGE} must hold one JPEG or PNG file, got {len(contents.bytes_contents)} elements"
+            )
+        data = _one_length_prefixed(raw[0]) if raw else contents.bytes_contents[0]
         encoding = (
             ImageEncoding.PNG if data.startswith(_PNG) else ImageEncoding.JPEG if data.startswith(_JPEG) else None
         )
@@ -115,19 +128,22 @@ def _uint8_contents(values: Any) -> bytes:
     return array.astype(np.uint8).tobytes()
 
 
-def _length_prefixed(data: bytes) -> list[bytes]:
-    """The elements of a raw BYTES tensor: each a 4-byte little-endian length, then that many bytes."""
-    elements, offset = [], 0
-    while offset < len(data):
-        if offset + 4 > len(data):
-            raise InferRequestError(f"input {IMAGE}: its raw data ends inside an element's 4-byte length")
-        (length,) = struct.unpack_from("<I", data, offset)
-        offset += 4
-        if offset + length > len(data):
-            raise InferRequestError(f"input {IMAGE}: an element of {length} bytes runs past the raw data's end")
-        elements.append(data[offset : offset + length])
-        offset += length
-    return elements
+def _one_length_prefixed(data: bytes) -> bytes:
+    """The one element of a raw BYTES tensor: a 4-byte little-endian length, then that many bytes, and nothing
+    after them.
+
+    Raises:
+        InferRequestError: the data ends early, or holds more than that element.
+    """
+    if len(data) < 4:
+        raise InferRequestError(f"input {IMAGE}: its raw data ends inside its element's 4-byte length")
+    (length,) = struct.unpack_from("<I", data)
+    if 4 + length != len(data):
+        raise InferRequestError(
+            f"input {IMAGE} must hold one JPEG or PNG file: its raw data holds {len(data)} bytes, where one element "
+            f"of the {length} bytes its length prefix gives takes {4 + length}"
+        )
+    return data[4:]
 
 
 def requested_outputs(request: Any) -> tuple[str, ...]:
@@ -222,6 +238,7 @@ class OpenInferenceServicer:
         loop = asyncio.get_running_loop()
         try:
             if not self._health.ready():
+                self._count(card.name, "error")
                 await context.abort(
                     grpc.StatusCode.UNAVAILABLE, "the server is not ready (starting, or shutting down)"
                 )
@@ -230,7 +247,8 @@ class OpenInferenceServicer:
                     f"model_version {request.model_version!r} is not the current version {card.version!r}, which a "
                     "request without state always gets: leave model_version empty"
                 )
-            image, outputs = input_image(request), requested_outputs(request)
+            outputs = requested_outputs(request)
+            image = await loop.run_in_executor(self._decode_executor, input_image, request)
             fit = self._manager.limits.frame_fit_for(card)
             fitted = await loop.run_in_executor(
                 self._decode_executor,
@@ -255,6 +273,7 @@ class OpenInferenceServicer:
             await context.abort(status, f"{rejected.code.name}: {rejected.message}")
             raise  # not reached
         except BatcherClosed:
+            self._count(card.name, "error")
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
             raise  # not reached
         step = timed.result
@@ -290,7 +309,8 @@ class OpenInferenceServicer:
         return [current, *sorted(others)]
 
     async def _card(self, model: str, context: grpc.aio.ServicerContext) -> Any:
-        """The current card of ``model`` (``""``: the default); an unknown model ends the call with NOT_FOUND."""
+        """The current card of ``model`` (``""``: the default); an unknown model ends the call with NOT_FOUND (not
+        counted: a name a client made up must not become a metric label)."""
         try:
             return self._manager.runner(model).card
         except StreamAbort as abort:

@@ -115,11 +115,17 @@ class GRPCInferenceServiceServicer:
         (`uint_contents` for FRAME, `bytes_contents` for IMAGE). The image is fitted to the model's input as a stream
         that sets no `frame_fit` is (the server's `--frame-fit`).
         Outputs (all unless `outputs` names some): `SLOTS` (FP32 [K, D]), `SLOT_IDS` (INT32 [K]) and `SEGMENTATION`
-        (UINT8 [H, W] at the model's input size: each pixel's slot index), in `raw_output_contents`.
+        (UINT8 [H, W], H x W the model's input size: the whole image resampled to it, each pixel's slot index, and 255
+        where the model does not see the image, beside the crop of `--frame-fit crop`), in `raw_output_contents`. They
+        equal a new stream's answer to the same image as its first frame (with `mask_height` and `mask_width` unset).
+        Triton's sequence parameters (`sequence_id`, `sequence_start`, `sequence_end`) are refused: there is no state.
 
-        Status codes: INVALID_ARGUMENT (a missing, unknown or malformed input tensor, an image the server cannot
-        decode or that is too large, an unknown requested output), NOT_FOUND (unknown model), UNAVAILABLE (not ready,
-        or shutting down), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the server's call limit).
+        Status codes: INVALID_ARGUMENT (a missing, unknown or malformed input tensor, data given both raw and as
+        contents, an image the server cannot decode or that is too large, an unknown requested output, a sequence
+        parameter, a model_version other than the current one), NOT_FOUND (unknown model), UNAVAILABLE (not ready, or
+        shutting down), UNAUTHENTICATED, RESOURCE_EXHAUSTED (the server's call limit, or a request larger than its
+        `--max-message-bytes`, refused by gRPC itself), INTERNAL (the model call failed: ERROR_CODE_INFERENCE_FAILED in
+        the message).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

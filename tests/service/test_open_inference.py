@@ -116,12 +116,42 @@ def test_an_image_is_answered_as_the_first_frame_of_a_stream(server):
         ({"model_name": "nope"}, grpc.StatusCode.NOT_FOUND, "unknown model 'nope'"),
         ({"model_version": "old"}, grpc.StatusCode.INVALID_ARGUMENT, "is not the current version"),
         ({"image": b"\x89PNG\r\n\x1a\nnot a png"}, grpc.StatusCode.INVALID_ARGUMENT, "UNDECODABLE_IMAGE"),
+        ({"both": True}, grpc.StatusCode.INVALID_ARGUMENT, "both in raw_input_contents and in contents"),
+        (
+            {"sequence": True},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "sequence_id, sequence_start: ModelInfer keeps no state",
+        ),
+        ({"raw_image": b"\x00" * 4096}, grpc.StatusCode.INVALID_ARGUMENT, "must hold one JPEG or PNG file"),
     ],
-    ids=["no-input", "datatype", "shape", "size", "name", "output", "model", "version", "undecodable"],
+    ids=[
+        "no-input",
+        "datatype",
+        "shape",
+        "size",
+        "name",
+        "output",
+        "model",
+        "version",
+        "undecodable",
+        "raw-and-contents",
+        "sequence",
+        "many-empty-elements",
+    ],
 )
 def test_requests_that_cannot_run_are_refused_saying_why(server, request_fields, status, message):
     fields = dict(request_fields)
-    if "image" in fields:
+    if "raw_image" in fields:  # 1,024 empty elements, each a zero length prefix
+        tensor = inference.ModelInferRequest.InferInputTensor(name="IMAGE", datatype="BYTES", shape=[1])
+        request = inference.ModelInferRequest(inputs=[tensor], raw_input_contents=[fields.pop("raw_image")])
+    elif fields.pop("both", False):
+        request = _frame_request()
+        request.inputs[0].contents.uint_contents.extend([1, 2, 3])
+    elif fields.pop("sequence", False):
+        request = _frame_request()
+        request.parameters["sequence_start"].bool_param = True
+        request.parameters["sequence_id"].int64_param = 7
+    elif "image" in fields:
         tensor = inference.ModelInferRequest.InferInputTensor(name="IMAGE", datatype="BYTES", shape=[1])
         request = inference.ModelInferRequest(inputs=[tensor])
         request.inputs[0].contents.bytes_contents.append(fields.pop("image"))
