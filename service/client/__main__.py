@@ -502,17 +502,35 @@ async def _streams(args: argparse.Namespace) -> str:
 
 
 async def _watch_streams(args: argparse.Namespace) -> None:
-    """``streams --watch S``: print the table every S seconds, forever (until Ctrl-C or an error), each under a
-    line giving the server and the time; on a terminal the screen is cleared before each."""
+    """``streams --watch S``: print the table every S seconds until Ctrl-C (or SIGTERM, or an error), each under a
+    line giving the server and the time; on a terminal the screen is cleared before each.
+
+    Ctrl-C ends the wait between tables, or the listing under way once it returns (nothing is cancelled inside the
+    gRPC client); a second Ctrl-C interrupts at once.
+
+    Raises:
+        KeyboardInterrupt: after Ctrl-C or SIGTERM, once the loop has stopped.
+    """
     if args.stream is not None or args.json:
         raise ValueError("--watch prints the table again and again: leave --stream and --json out")
     clear = "\x1b[2J\x1b[H" if sys.stdout.isatty() else ""
+    loop, stop = asyncio.get_running_loop(), asyncio.Event()
+
+    def stopped(signal_number: int) -> None:
+        stop.set()
+        loop.remove_signal_handler(signal_number)  # a second one takes its default course
+
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no handler here: the default
+            loop.add_signal_handler(signal_number, stopped, signal_number)
     async with client_from_args(args) as client:
-        while True:
+        while not stop.is_set():
             table = streams_table(await client.list_streams(args.model))
             print(f"{clear}{args.target}  {time.strftime('%H:%M:%S')}  (every {args.watch:g} s; Ctrl-C to stop)")
             print(table, flush=True)
-            await asyncio.sleep(args.watch)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.watch)
+    raise KeyboardInterrupt
 
 
 async def _end_stream(args: argparse.Namespace) -> str:

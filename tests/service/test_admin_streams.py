@@ -369,7 +369,7 @@ def test_streams_watch_prints_the_table_until_interrupted(start_server, admin_fi
             if "Ctrl-C to stop" in line:
                 headings.append(line)
         process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 130
+        assert process.wait(60) == 130
     finally:
         process.kill()
     assert all(heading.startswith(server.target) for heading in headings)
