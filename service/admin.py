@@ -36,6 +36,11 @@ ADMIN_TOKEN_HINT = (
     " (Admin calls need an admin token, one of the server's --admin-token-file; a client's token does not grant them)"
 )
 """Added to the refusal of an ``Admin`` call without a valid admin token."""
+ADMIN_TOKEN_MISPLACED = (
+    "the bearer token in the 'authorization' metadata is an admin token (the server's --admin-token-file), which "
+    "grants the Admin service alone: streams and the other calls need a client token (its --auth-token-file)"
+)
+"""What a call other than an ``Admin`` one is told when it presents an admin token."""
 ADMIN_API_OFF_MESSAGE = (
     "this server's Admin service is off: start the server with --admin-token-file (SLOTSTREAM_ADMIN_TOKEN_FILE), a "
     "file of operators' tokens, and present one of them as 'authorization: Bearer <token>'"

@@ -72,7 +72,12 @@ class ModelVersions:
         self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
         self._closed = False
         manager.on_release = self._released
-        metrics.model_versions.set(1)
+        self._show_versions()
+
+    def _show_versions(self, loading: bool = False) -> None:
+        """Set ``slotstream_model_versions``: the versions in service, and one more while a reload holds a newly
+        loaded one (``loading``)."""
+        self._metrics.model_versions.set(len(self.runners) + loading)
 
     @property
     def runners(self) -> list[ModelRunner]:
@@ -135,10 +140,10 @@ class ModelVersions:
         except Exception as error:
             raise self._failed(f"the model's folder did not load ({type(error).__name__}: {error})") from error
         load_s = time.perf_counter() - started
-        self._metrics.model_versions.set(len(self.runners) + 1)  # the new engine is in memory from here
+        self._show_versions(loading=True)  # the new engine is in memory from here
         if engine.card.version == version or engine.card.name != name or self._closed:
             await loop.run_in_executor(None, engine.close)
-            self._metrics.model_versions.set(len(self.runners))
+            self._show_versions()
             self._check_serving()
             if engine.card.name != name:
                 raise self._failed(f"the model's folder now holds model {engine.card.name!r}, not {name!r}")
@@ -160,13 +165,13 @@ class ModelVersions:
                 warm_up_s = time.perf_counter() - started
         except Exception as error:
             await runner.close(RETIRED_CLOSE_S)
-            self._metrics.model_versions.set(len(self.runners))
+            self._show_versions()
             raise self._failed(f"the new version did not warm up ({type(error).__name__}: {error})") from error
         finally:
             self._loading = None
         if not self._closed and self._manager.phase != "serving":  # (once closed, close() abandoned it)
             await runner.close(RETIRED_CLOSE_S)
-            self._metrics.model_versions.set(len(self.runners))
+            self._show_versions()
         self._check_serving()
         return self._make_current(runner, previous, load_s, warm_up_s)
 
@@ -183,7 +188,7 @@ class ModelVersions:
         else:
             self._free(previous)
         self._metrics.model_reloads.labels("reloaded").inc()
-        self._metrics.model_versions.set(len(self.runners))
+        self._show_versions()
         _log.info(
             "model reloaded",
             extra={
@@ -222,7 +227,7 @@ class ModelVersions:
         if not self._closed and runner in self.retired and self._manager.streams_of(runner) == 0:
             self.retired.remove(runner)
             self._free(runner)
-            self._metrics.model_versions.set(len(self.runners))
+            self._show_versions()
 
     def _free(self, runner: ModelRunner) -> None:
         """Close ``runner`` in the background."""

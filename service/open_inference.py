@@ -34,7 +34,7 @@ from service.open_inference_inputs import (
     requested_outputs,
 )
 from service.postprocess import MaskRequest, mask_outputs
-from service.runner import StepJob
+from service.runner import ModelRunner, StepJob
 from service.sessions import SessionManager
 
 SERVER_NAME = "slotstream"
@@ -68,6 +68,7 @@ class OpenInferenceServicer:
     Args:
         manager: the session manager (its runners and limits).
         health: the server's liveness and readiness.
+        versions: the served model's versions in memory, the current one first (``ModelVersions.runners``).
         decode_executor: where images are decoded.
         max_image_pixels: the largest image accepted (``--max-image-pixels``).
         check_jpeg_data: refuse JPEG files whose data libjpeg finds damaged (``--jpeg-damage-check``).
@@ -78,6 +79,7 @@ class OpenInferenceServicer:
         self,
         manager: SessionManager,
         health: ServerHealth,
+        versions: Callable[[], list[str]],
         decode_executor: Executor,
         *,
         max_image_pixels: int,
@@ -86,6 +88,7 @@ class OpenInferenceServicer:
     ) -> None:
         self._manager = manager
         self._health = health
+        self._versions = versions
         self._decode_executor = decode_executor
         self._max_image_pixels = max_image_pixels
         self._check_jpeg_data = check_jpeg_data
@@ -103,11 +106,10 @@ class OpenInferenceServicer:
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See the proto."""
         try:
-            runner = self._manager.runner(request.name)
+            self._manager.runner(request.name)
         except StreamAbort:
             return self._pb.ModelReadyResponse(ready=False)
-        versions = self._versions(runner.card.name)
-        ready = self._health.ready() and (not request.version or request.version in versions)
+        ready = self._health.ready() and (not request.version or request.version in self._versions())
         return self._pb.ModelReadyResponse(ready=ready)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -116,12 +118,12 @@ class OpenInferenceServicer:
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See the proto."""
-        card = await self._card(request.name, context)
+        card = (await self._runner(request.name, context)).card
         tensor = self._pb.ModelMetadataResponse.TensorMetadata
         height, width = card.image_size
         return self._pb.ModelMetadataResponse(
             name=card.name,
-            versions=self._versions(card.name),
+            versions=self._versions(),
             platform=f"slotstream_{card.backend}",
             inputs=[
                 tensor(name=FRAME, datatype="UINT8", shape=[-1, -1, 3]),
@@ -136,8 +138,8 @@ class OpenInferenceServicer:
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See the proto."""
-        card = await self._card(request.model_name, context)
-        runner = self._manager.runner(card.name)
+        runner = await self._runner(request.model_name, context)
+        card = runner.card
         loop = asyncio.get_running_loop()
         try:
             if not self._health.ready():
@@ -205,19 +207,14 @@ class OpenInferenceServicer:
             raw_output_contents=[values[name].tobytes() for name in outputs],
         )
 
-    def _versions(self, model: str) -> list[str]:
-        """The versions of ``model`` in service: the current one first, then those open streams still run."""
-        current = self._manager.runners[model].card.version
-        others = {s.model_version for s in self._manager.sessions.values() if s.model == model} - {current}
-        return [current, *sorted(others)]
-
-    async def _card(self, model: str, context: grpc.aio.ServicerContext) -> Any:
-        """The current card of ``model`` (``""``: the default); an unknown model ends the call with NOT_FOUND (not
+    async def _runner(self, model: str, context: grpc.aio.ServicerContext) -> ModelRunner:
+        """The current runner of ``model`` (``""``: the default); an unknown model ends the call with NOT_FOUND (not
         counted: a name a client made up must not become a metric label)."""
         try:
-            return self._manager.runner(model).card
+            return self._manager.runner(model)
         except StreamAbort as abort:
             await context.abort(grpc.StatusCode.NOT_FOUND, abort.message)
+            raise  # not reached: the abort ends the call
 
     def _count(self, model: str, outcome: str) -> None:
         if self._on_infer is not None:

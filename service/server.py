@@ -35,7 +35,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.admin import ADMIN_METHODS, AdminAccessInterceptor, AdminServicer
+from service.admin import ADMIN_METHODS, ADMIN_TOKEN_MISPLACED, AdminAccessInterceptor, AdminServicer
 from service.auth import EXEMPT_PREFIXES, BearerTokenInterceptor, RefusalReads
 from service.call_limit import CallLimitInterceptor
 from service.config import ServiceConfig
@@ -392,11 +392,11 @@ class Server:
 
     def _open_inference_servicer(self) -> OpenInferenceServicer:
         """The Open Inference Protocol's servicer: health as the server's own, ``ModelInfer`` on its models."""
-        assert self.manager is not None
-        manager, config = self.manager, self.config
+        assert self.manager is not None and self._versions is not None
+        manager, config, versions = self.manager, self.config, self._versions
 
         def live() -> bool:
-            return not (self._model_stalled or self._model_failing)
+            return bool(self._model_health() == health_pb2.HealthCheckResponse.SERVING)
 
         def ready() -> bool:
             return manager.phase == "serving" and not self._shutting_down and live()
@@ -405,33 +405,19 @@ class Server:
         return OpenInferenceServicer(
             manager,
             ServerHealth(live, ready),
+            lambda: [runner.card.version for runner in versions.runners],
             self._decode_executor,
             max_image_pixels=config.max_image_pixels,
             check_jpeg_data=config.jpeg_damage_check,
             on_infer=lambda model, outcome: counted.labels(model, outcome).inc(),
         )
 
-    def _admin_tokens_misplaced(self) -> tuple[Callable[[], tuple[bytes, ...]], str] | None:
-        """The admin tokens, for the client token's interceptor to tell a call that presents one instead of a client
-        token what it did (``None`` without ``--admin-token-file``)."""
-        if self.config.admin_token_file is None:
-            return None
-        self._admin_token_file = TokenFile(self.config.admin_token_file)
-        return self._admin_token_file.current, (
-            "the bearer token in the 'authorization' metadata is an admin token (the server's --admin-token-file), "
-            "which grants the Admin service alone: streams and the other calls need a client token (its "
-            "--auth-token-file)"
-        )
-
-    def _admin_access(self, reads: RefusalReads) -> AdminAccessInterceptor:
-        """The guard of the Admin service: its tokens come from ``--admin-token-file`` (re-read when it changes);
-        without one the service is off. Refusals are counted in ``slotstream_calls_refused_total``."""
+    def _admin_access(
+        self, tokens: Callable[[], tuple[bytes, ...]] | None, reads: RefusalReads
+    ) -> AdminAccessInterceptor:
+        """The guard of the Admin service: ``tokens`` are ``--admin-token-file``'s (re-read when it changes); ``None``:
+        the service is off. Refusals are counted in ``slotstream_calls_refused_total``."""
         assert self._servicer is not None
-        tokens = None
-        if self.config.admin_token_file is not None:
-            if self._admin_token_file is None:
-                self._admin_token_file = TokenFile(self.config.admin_token_file)
-            tokens = self._admin_token_file.current
         refused = self.metrics.calls_refused
         return AdminAccessInterceptor(
             tokens, lambda code: refused.labels(code.name.lower()).inc(), self._servicer.refusal_log, reads
@@ -442,6 +428,9 @@ class Server:
         assert self._servicer is not None and self.manager is not None  # made with the model, before it listens
         interceptors = []
         reads = RefusalReads()  # the first messages refusals read, for the token's and the call cap's together
+        if config.admin_token_file is not None:
+            self._admin_token_file = TokenFile(config.admin_token_file)
+        admin_tokens = None if self._admin_token_file is None else self._admin_token_file.current
         tokens = config.bearer_tokens()
         self._auth = bool(tokens)
         if tokens:
@@ -457,10 +446,10 @@ class Server:
                     exempt_prefixes=(*EXEMPT_PREFIXES, ADMIN_METHODS),
                     on_denied=refused.inc,
                     reads=reads,
-                    misplaced=self._admin_tokens_misplaced(),
+                    misplaced=None if admin_tokens is None else (admin_tokens, ADMIN_TOKEN_MISPLACED),
                 )
             )
-        interceptors.append(self._admin_access(reads))  # Admin calls never meet the client token
+        interceptors.append(self._admin_access(admin_tokens, reads))  # Admin calls never meet the client token
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),

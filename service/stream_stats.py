@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import math
-import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -168,10 +167,9 @@ def stream_status(session: Session) -> StreamStatus:
     return StreamStatus.ATTACHED if session.owner is not None else StreamStatus.DETACHED
 
 
-def stream_stats(session: Session, now: float | None = None) -> StreamStats:
-    """``session`` as :class:`StreamStats`, at monotonic time ``now`` (default: the clock's time now; the session
-    manager's clock is what its times were taken with)."""
-    now = time.monotonic() if now is None else now
+def stream_stats(session: Session, now: float) -> StreamStats:
+    """``session`` as :class:`StreamStats`, at time ``now`` of the session manager's clock (which its times were
+    taken with)."""
     activity = session.activity
     open_s = max(0.0, now - session.opened_at)
     dropped, errors = sum(activity.dropped.values()), sum(activity.errors.values())

@@ -221,6 +221,20 @@ def reference_outputs(
     return outputs
 
 
+async def results_of(stream: Any, clip: list[np.ndarray]) -> list[Any]:
+    """Send ``clip``'s frames on ``stream`` one at a time, each answered before the next; return the answers, which
+    must all be results."""
+    from service.types import FrameResult
+
+    results = []
+    for frame in clip:
+        await stream.send(frame)
+        answer = await stream.receive()
+        assert isinstance(answer, FrameResult), answer
+        results.append(answer)
+    return results
+
+
 def run(coroutine: Any, timeout: float = 120.0) -> Any:
     """Run a client coroutine to completion in a fresh event loop, with a timeout."""
 

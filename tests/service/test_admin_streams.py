@@ -14,7 +14,7 @@ import time
 import grpc
 import pytest
 from service_helpers import ADMIN_TOKEN as ADMIN
-from service_helpers import make_video, raw, raw_exchange, run, slow_factory, wait_until
+from service_helpers import make_video, raw, raw_exchange, results_of, run, slow_factory, wait_until
 
 from service import wire
 from service.bench.spawn import SpawnedServer
@@ -313,7 +313,7 @@ def test_an_operator_ends_a_stream_its_client_is_told_why_and_cannot_resume_it(s
     async def scenario():
         async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
             stream = await client.open(StreamOptions(resume_window_s=60.0))
-            await _frames_answered(stream, clip[:2])
+            await results_of(stream, clip[:2])
             ended = await admin.end_stream(stream.stream_id, "camera 7\nsends black frames")
             with pytest.raises(StreamError) as told:
                 await stream.process(clip[2])
@@ -349,12 +349,6 @@ def test_the_end_stream_command_ends_a_detached_stream(start_server, admin_file,
     assert "UNKNOWN_STREAM" in capsys.readouterr().err
 
 
-async def _frames_answered(stream, clip):
-    for frame in clip:
-        await stream.send(frame)
-        assert isinstance(await stream.receive(), FrameResult)
-
-
 def test_streams_watch_prints_the_table_until_interrupted(start_server, admin_file):
     server = start_server(admin_token_file=admin_file)
     command = [sys.executable, "-m", "service.client", "streams", "--target", server.target]
@@ -384,7 +378,7 @@ def test_a_client_still_sending_when_its_stream_is_ended_is_told_so(model_dir, a
 
     async def one_stream(client, admin):
         stream = await client.open(StreamOptions(resume_window_s=30.0))
-        await _frames_answered(stream, clip[:1])
+        await results_of(stream, clip[:1])
         await admin.end_stream(stream.stream_id, "maintenance")
         with pytest.raises(StreamError) as told:
             await stream.process(clip[1])  # sent at once, racing the end

@@ -22,11 +22,12 @@ from service_helpers import (
     make_video,
     quick_export,
     reference_outputs,
+    results_of,
     run,
     wait_until,
 )
 
-from service.client import Client, FrameResult, StreamError, StreamOptions
+from service.client import Client, StreamError, StreamOptions
 from service.client.__main__ import main
 from service.errors import ErrorCode
 from service.server import default_engine_factory
@@ -66,16 +67,6 @@ def _replace_folder(served, source):
     staging.rename(served)
 
 
-async def _frames(stream, clip):
-    results = []
-    for frame in clip:
-        await stream.send(frame)
-        answer = await stream.receive()
-        assert isinstance(answer, FrameResult), answer
-        results.append(answer)
-    return results
-
-
 def _matches(results, references):
     for result, (slots, segmentation) in zip(results, references, strict=True):
         assert float(np.abs(result.slots - slots).max()) <= 1e-5
@@ -91,13 +82,13 @@ def test_open_streams_keep_their_version_and_new_streams_get_the_new_one(serve, 
     async def scenario():
         async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
             old = await client.open()
-            before = await _frames(old, clip[:3])
+            before = await results_of(old, clip[:3])
             unchanged = await admin.reload_model()
             _replace_folder(served, second)
             outcome = await admin.reload_model()
-            after = await _frames(old, clip[3:])  # the same stream, across the reload
+            after = await results_of(old, clip[3:])  # the same stream, across the reload
             new = await client.open()
-            fresh = await _frames(new, clip)
+            fresh = await results_of(new, clip)
             card = await client.describe()
             listed = {s.stream_id: s.model_version for s in await admin.list_streams()}
             await old.close()
@@ -148,7 +139,7 @@ def test_a_folder_that_does_not_load_leaves_the_version_serving(serve, admin_fil
             with pytest.raises(StreamError) as failed:
                 await admin.reload_model()
             stream = await client.open()
-            results = await _frames(stream, [frame])
+            results = await results_of(stream, [frame])
             await stream.close()
             return version, failed.value, results
 
@@ -169,11 +160,11 @@ def test_a_resumed_stream_of_the_old_version_continues_on_it(serve, admin_file, 
     async def scenario():
         async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
             stream = await client.open(StreamOptions(resume_window_s=30.0))
-            first = await _frames(stream, clip[:2])
+            first = await results_of(stream, clip[:2])
             _replace_folder(served, second)
             await admin.reload_model()
             resumed = await client.resume(stream.stream_id, stream.opened.resume_token, 1, model="served")
-            rest = await _frames(resumed, clip[2:])
+            rest = await results_of(resumed, clip[2:])
             await resumed.close()
             return first + rest
 
@@ -247,12 +238,12 @@ def test_an_onnx_export_is_reloaded_like_a_model(model_dir, exported_model_dir, 
         async def scenario():
             async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
                 old = await client.open()
-                before = await _frames(old, clip[:2])
+                before = await results_of(old, clip[:2])
                 _replace_folder(served, second_export)
                 outcome = await admin.reload_model()
-                after = await _frames(old, clip[2:])
+                after = await results_of(old, clip[2:])
                 new = await client.open()
-                fresh = await _frames(new, clip[:1])
+                fresh = await results_of(new, clip[:1])
                 await old.close()
                 await new.close()
                 return outcome, before + after, fresh
@@ -279,13 +270,13 @@ def test_reloading_back_to_a_version_open_streams_run_reuses_it(serve, versions)
     async def scenario():
         async with Client(server.target) as client, Client(server.target, token=ADMIN) as admin:
             old = await client.open()
-            await _frames(old, clip[:1])
+            await results_of(old, clip[:1])
             _replace_folder(served, second)
             forward = await admin.reload_model()
             _replace_folder(served, original)
             back = await admin.reload_model()
             new = await client.open()
-            await _frames(new, clip[:1])
+            await results_of(new, clip[:1])
             runners = server.on_loop(lambda: [s.runner for s in server.server.manager.sessions.values()])
             await old.close()
             await new.close()
