@@ -12,7 +12,9 @@ the health checks Kubernetes probes with, and a pod under such a flood would fai
 ending every stream on it. ``Health/Check`` is left out of ``--max-calls``; it needs no token, so it has a cap of
 its own, :data:`MAX_HEALTH_READS` checks reading their request at once (:class:`HealthReads`). ``Health/Watch``
 (which needs the bearer token when one is set, and holds its call for as long as the client likes) is counted as
-any other call.
+any other call. ``Admin`` calls, which reach the limiter only with an operator's token, have a cap of their own too,
+:data:`MAX_ADMIN_CALLS` at once: an operator must be able to list and end streams when clients hold every place
+``--max-calls`` allows, which is when it is most needed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import grpc
 
 from service.auth import ERROR_CODE_KEY, RefusalReads, refusal_handler
+from service.config import MAX_ADMIN_CALLS
 from service.errors import ErrorCode
 from service.logs import RateLimitedWarning
 from service.open_checks import client_address
@@ -105,7 +108,9 @@ class HealthReads:
 class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses a call with ``RESOURCE_EXHAUSTED`` (``TOO_MANY_STREAMS``) while ``limit`` calls other than health
     checks are held, before its request arrives. Each counted call is let go when its handler returns or aborts
-    the call (before the status goes out) or, for a call whose handler never ran, when the call ends.
+    the call (before the status goes out) or, for a call whose handler never ran, when the call ends. Calls whose
+    method starts with ``separate_prefix`` (the ``Admin`` service's) are counted apart, under ``separate_limit``, so
+    clients holding every place cannot keep an operator out, nor an operator's calls take a client's place.
 
     ``Health/Check`` is not counted: its request is read by the handler this interceptor gives it, under
     :class:`HealthReads`, and a check that cannot read is refused with the same status.
@@ -120,6 +125,9 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             one line per interval whichever limit refused them (default: a limiter of its own).
         reads: the refusals' first-message reads, shared with the server's other refusals (default: its own).
         health: the health checks' reads (default: :data:`MAX_HEALTH_READS` at once).
+        separate_prefix: a method-name prefix whose calls are counted under ``separate_limit`` instead of ``limit``
+            (``None``: every call counts under ``limit``).
+        separate_limit: the most such calls held at once.
     """
 
     def __init__(
@@ -129,10 +137,16 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         refusal_log: RateLimitedWarning | None = None,
         reads: RefusalReads | None = None,
         health: HealthReads | None = None,
+        separate_prefix: str | None = None,
+        separate_limit: int = MAX_ADMIN_CALLS,
     ) -> None:
         self.limit = limit
         self.active = 0
-        """Calls counted and not yet let go."""
+        """Calls counted under :attr:`limit` and not yet let go."""
+        self.separate_prefix = separate_prefix
+        self.separate_limit = separate_limit
+        self.separate_active = 0
+        """Calls counted under :attr:`separate_limit` and not yet let go."""
         self.reads = reads or RefusalReads()
         self.health = health or HealthReads()
         self._on_refused = on_refused
@@ -150,16 +164,25 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         if method == HEALTH_CHECK and not (handler.request_streaming or handler.response_streaming):
             return self._health_check(handler, method)
-        if self.active >= self.limit:
+        separate = self.separate_prefix is not None and method.startswith(self.separate_prefix)
+        if separate and self.separate_active >= self.separate_limit:
+            message = (
+                f"this server holds at most {self.separate_limit} Admin calls at once, and it holds that many: try "
+                "again when one of them ends"
+            )
+        elif not separate and self.active >= self.limit:
             message = (
                 f"this server holds at most {self.limit} calls at once (--max-calls), and it holds that many: try "
                 "again later, or another server"
             )
+        else:
+            message = ""
+        if message:
             record = self._recorder(method, message)
             return refusal_handler(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, ErrorCode.TOO_MANY_STREAMS, message, record, self.reads
             )
-        release = self._count()
+        release = self._count(separate)
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
@@ -172,18 +195,25 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream, release), **kwargs)
         return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, release), **kwargs)
 
-    def _count(self) -> Callable[..., None]:
-        """Count the call now (its headers are in) and give the function that lets it go, once: from its handler's
-        end, or from the end of gRPC's task for the call, which also ends when the call ends before its handler ran
-        (gRPC runs a call's interceptors and handler in one task)."""
-        self.active += 1
+    def _count(self, separate: bool) -> Callable[..., None]:
+        """Count the call now (its headers are in), under :attr:`separate_limit` when ``separate``, and give the
+        function that lets it go, once: from its handler's end, or from the end of gRPC's task for the call, which
+        also ends when the call ends before its handler ran (gRPC runs a call's interceptors and handler in one
+        task)."""
+        if separate:
+            self.separate_active += 1
+        else:
+            self.active += 1
         released = False
 
         def release(*_: object) -> None:
             nonlocal released
             if not released:
                 released = True
-                self.active -= 1
+                if separate:
+                    self.separate_active -= 1
+                else:
+                    self.active -= 1
 
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - gRPC's asyncio server always runs interceptors in a task

@@ -83,6 +83,11 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
 
 
+MAX_ADMIN_CALLS = 4
+"""``Admin`` calls held at once (operators' tools: a listing, a ``--watch``, an ``EndStream``, a reload), counted
+apart from ``--max-calls`` (:class:`~service.call_limit.CallLimitInterceptor`)."""
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """Settings of one server process. See the field help (``python -m service --help``) for each.
@@ -372,15 +377,16 @@ class ServiceConfig:
 
     def memory_warnings(self, memory_limit: int | None = None) -> list[str]:
         """What in this configuration lets clients take more memory than the server may use: the messages being
-        received by every call at once (:attr:`resolved_max_calls` x ``--max-message-bytes``: a stream's frame, or
-        a call's open with a hand-off state) plus the replies they may hold (:meth:`reply_budget_bytes`) beyond half
-        of ``memory_limit`` (``None``:
+        received by every call at once (:attr:`resolved_max_calls`, and :data:`MAX_ADMIN_CALLS` with the Admin
+        service on, x ``--max-message-bytes``: a stream's frame, or a call's open with a hand-off state) plus the
+        replies they may hold (:meth:`reply_budget_bytes`) beyond half of ``memory_limit`` (``None``:
         :func:`~service.host.memory_limit_bytes`; the other half is for the server itself, its model, decoding
         and gRPC's buffers). Empty when no limit can be read."""
         limit = memory_limit_bytes() if memory_limit is None else memory_limit
         if limit is None:
             return []
-        calls = self.resolved_max_calls
+        admin_calls = MAX_ADMIN_CALLS if self.admin_token_file is not None else 0
+        calls = self.resolved_max_calls + admin_calls
         receiving = calls * self.max_message_bytes
         replies = self.reply_budget_bytes(limit)
         if receiving + replies <= limit // 2:
@@ -388,7 +394,8 @@ class ServiceConfig:
         mib = 1024 * 1024
         return [
             f"{calls} calls receiving messages of up to {self.max_message_bytes // mib} MiB (--max-calls, by "
-            f"default --max-streams + 8, x --max-message-bytes: {receiving // mib} MiB) and holding "
+            f"default --max-streams + 8{f', and {admin_calls} Admin calls' if admin_calls else ''}, x "
+            f"--max-message-bytes: {receiving // mib} MiB) and holding "
             f"{replies // mib} MiB of replies (--max-total-buffered-reply-bytes) could use more than half of the "
             f"{limit // mib} MiB this server may use, and an out-of-memory kill ends every stream: lower "
             "--max-message-bytes to the largest frame your clients send, --max-streams or --max-calls, or the reply "

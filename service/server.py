@@ -478,7 +478,11 @@ class Server:
         ]
         too_many = self.metrics.calls_refused.labels(ErrorCode.TOO_MANY_STREAMS.name.lower())
         limiter = CallLimitInterceptor(
-            config.resolved_max_calls, on_refused=too_many.inc, refusal_log=self._servicer.refusal_log, reads=reads
+            config.resolved_max_calls,
+            on_refused=too_many.inc,
+            refusal_log=self._servicer.refusal_log,
+            reads=reads,
+            separate_prefix=ADMIN_METHODS,  # operators get in when clients hold every place
         )
         interceptors.append(limiter)  # after auth: calls refused for their token are not counted
         malformed = self.metrics.calls_refused.labels(ErrorCode.MALFORMED_REQUEST.name.lower())

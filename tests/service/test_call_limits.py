@@ -12,12 +12,13 @@ from typing import Any
 
 import grpc
 import pytest
-from service_helpers import run
+from service_helpers import ADMIN_TOKEN, run
 
 import service.auth
 from service import wire
 from service.auth import ERROR_CODE_KEY
 from service.client import Client, StreamError
+from service.config import MAX_ADMIN_CALLS
 from service.generated import pb, pb_grpc
 from service.types import OpenRequest
 
@@ -354,3 +355,58 @@ def test_a_health_check_gives_way_when_stale_or_when_its_address_holds_two_more_
         assert waiting is not None and stale.admit("10.0.0.1") is not None and waiting.notice.done()
 
     run(scenario())
+
+
+LIST_STREAMS = "/slotstream.v1.Admin/ListStreams"
+
+
+def test_admin_calls_have_a_cap_of_their_own_apart_from_max_calls(start_server, admin_file) -> None:
+    """An operator must get in when clients hold every place --max-calls allows (the moment a stuck stream needs
+    ending), and operators' calls must not take clients' places: Admin calls are counted under a cap of their own."""
+    server = start_server(max_streams=1, max_calls=1, admin_token_file=admin_file)
+    admin_metadata = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
+
+    async def scenario() -> None:
+        async with (
+            grpc.aio.insecure_channel(server.target) as channel,
+            Client(server.target, token=ADMIN_TOKEN) as admin,
+            Client(server.target) as client,
+        ):
+            (held_describe,) = await _held(channel, DESCRIBE, 1)  # every client place is taken
+            with pytest.raises(StreamError, match="at most 1 calls at once"):
+                await client.describe()
+            assert await admin.list_streams() == []  # the operator still gets in
+            held_admin = []
+            for _ in range(MAX_ADMIN_CALLS):
+                held_admin.append(_unfinished(channel, LIST_STREAMS, admin_metadata))
+                await held_admin[-1].wait_for_connection()
+
+            async def admin_refused() -> bool:
+                try:
+                    await admin.list_streams()
+                except StreamError as error:
+                    assert error.status == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+                    assert f"at most {MAX_ADMIN_CALLS} Admin calls at once" in error.message
+                    return True
+                return False
+
+            async def admin_accepted() -> bool:
+                return not await admin_refused()
+
+            await _eventually(admin_refused, "Admin calls beyond their cap were not refused")
+            held_describe.cancel()
+            await _eventually(lambda: _succeeds(client.describe()), "held Admin calls took a client's place")
+            held_admin[0].cancel()
+            await _eventually(admin_accepted, "a cancelled Admin call did not give its place back")
+            for call in held_admin[1:]:
+                call.cancel()
+
+    run(scenario())
+
+
+async def _succeeds(call: Awaitable[object]) -> bool:
+    try:
+        await call
+    except StreamError:
+        return False
+    return True

@@ -77,6 +77,15 @@ def test_a_configuration_that_could_outgrow_the_memory_limit_is_warned_about():
     half = ServiceConfig(max_streams=64, max_message_bytes=8 * MIB, max_total_buffered_reply_bytes=448 * MIB)
     assert half.memory_warnings(memory_limit=pod) == []
     assert ServiceConfig().memory_warnings(memory_limit=64 * 1024**3) == []
+    # the Admin service's own calls count too when it is on: 76 x 8 MiB + 416 MiB is more than half the pod
+    admin = ServiceConfig(
+        max_streams=64,
+        max_message_bytes=8 * MIB,
+        max_total_buffered_reply_bytes=448 * MIB,
+        admin_token_file=Path("admin-tokens.txt"),
+    )
+    (warning,) = admin.memory_warnings(memory_limit=pod)
+    assert "and 4 Admin calls" in warning and "608 MiB" in warning
 
 
 _BIG_REPLIES = StreamOptions(outputs=frozenset({Output.SOFT_MASKS}), mask_size=(400, 400), resume_window_s=30)
