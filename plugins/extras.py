@@ -34,6 +34,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "server": _SERVER,
     "train": (*_SERVER, "tensorboard"),
     "export": (*_SERVER, "onnx", "onnxscript"),
+    "ros": ("rosbags",),
 }
 
 

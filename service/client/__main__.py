@@ -11,8 +11,10 @@ Commands::
     end-stream ID --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--reason TEXT]
     reload --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME]
     synth OUT.mp4|OUT.gif [--frames N] [--size S]
+    to-rosbag SLOTS.npz OUT_BAG [--topic /slotstream/slots] [--frame-id camera] [--storage mcap|sqlite3]
 
 SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. Every command but ``synth``
+and ``to-rosbag``
 also takes ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``, ``--tls-server-name``;
 ``streams``, ``end-stream`` and ``reload`` need an admin token (one of the server's ``--admin-token-file``), not a
 client's.
@@ -54,10 +56,13 @@ import os
 import signal
 import sys
 import time
+import zipfile
 from collections.abc import Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from plugins.files import check_writable, user_path
 from service.cli_limits import FPS_LIMITS, MAX_FRAME_SIDE, check_fps, check_frame_side
@@ -67,6 +72,7 @@ from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.errors import StreamError
 from service.client.overlay import OverlayWriter
+from service.client.rosbag import STORAGES, RosbagError, write_rosbag
 from service.client.sources import check_source_spec, open_source, source_path
 from service.client.stream_command import DEFAULT_RESUME_WINDOW_S, StreamEnded, stream_source
 from service.client.streams_report import stream_details, streams_json, streams_table
@@ -205,6 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(reload, "--admin-token-file")
     reload.add_argument("--model", default="", help="model name (default: the server's default)")
 
+    bag = commands.add_parser(
+        "to-rosbag",
+        help="write a slot trajectory file (stream --slots, python -m service.extract) as a ROS 2 bag of "
+        "slotstream_msgs/msg/SlotArray messages, one per frame, stamped with the frames' capture times (needs the "
+        "'ros' extra)",
+    )
+    bag.add_argument("trajectory", type=user_path, help="the .npz trajectory file")
+    bag.add_argument("out", type=user_path, help="the bag's folder, which must not exist")
+    bag.add_argument("--topic", default="/slotstream/slots", help="topic of the messages (default: /slotstream/slots)")
+    bag.add_argument(
+        "--frame-id", default="camera", help="the messages' header.frame_id: the camera's frame (default: camera)"
+    )
+    bag.add_argument(
+        "--storage",
+        choices=STORAGES,
+        default="mcap",
+        help="bag storage: mcap (ROS 2's default from Iron on; Foxglove opens it) or sqlite3 (default: mcap)",
+    )
+
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")
     synth.add_argument("out", type=user_path, help=".mp4 or .gif")
     synth.add_argument("--frames", type=int, default=60, help="frames in the clip (default: 60)")
@@ -336,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "synth":
             return _synth(args)
+        if args.command == "to-rosbag":
+            return _to_rosbag(args)
         if args.command == "describe":
             card = asyncio.run(_describe(args))
             print(json.dumps(asdict(card), indent=2))
@@ -543,6 +570,29 @@ async def _end_stream(args: argparse.Namespace) -> str:
 async def _reload(args: argparse.Namespace) -> ReloadOutcome:
     async with client_from_args(args) as client:
         return await client.reload_model(args.model)
+
+
+def _to_rosbag(args: argparse.Namespace) -> int:
+    """Write the ``to-rosbag`` bag; returns the exit status.
+
+    Raises:
+        ValueError: the trajectory file is not one (:class:`~service.client.rosbag.RosbagError` says why).
+        OSError: it cannot be read, or the bag cannot be written.
+    """
+    try:
+        loaded = np.load(args.trajectory, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:  # another file, empty or cut short
+        raise ValueError(f"{args.trajectory}: not a trajectory file (.npz): {error or 'it is empty'}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{args.trajectory}: holds one array (.npy), not a trajectory file (.npz)")
+    try:
+        with loaded as trajectory:
+            summary = write_rosbag(trajectory, args.out, args.topic, args.frame_id, args.storage)
+    except RosbagError as error:
+        raise ValueError(f"{args.trajectory}: {error}") from None
+    missing = f"; {summary.missing} frames had no result, so no message" if summary.missing else ""
+    print(f"wrote {summary.messages} messages on {summary.topic} to {summary.path}{missing}", file=sys.stderr)
+    return 0
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -1,0 +1,226 @@
+"""Slot trajectories as ROS 2 bags: a trajectory file (``--slots``, ``service.extract``) written as one
+``slotstream_msgs/msg/SlotArray`` message per row, for robots that record, replay and inspect everything as bags.
+
+The messages are defined in ``service/client/ros_msgs/slotstream_msgs`` (a ROS 2 interface package: build it in a
+colcon workspace to use the messages from ROS nodes); the bag carries their definitions too, so readers that decode
+from a bag's own schemas (rosbags, Foxglove, ``mcap`` tools) need nothing built. Each message is stamped with its
+frame's capture time (``header.stamp``, and the bag's log time), so it lines up with the robot's other topics
+recorded from the same clock; a frame without a row (dropped, refused, unanswered) has no message.
+
+Written with `rosbags <https://gitlab.com/ternaris/rosbags>`_ (the ``ros`` extra), which needs no ROS install: bag
+format version 8, read by ROS 2 Iron and later, in MCAP (the default storage from ROS 2 Iron on) or SQLite 3 storage.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plugins.extras import require_extra
+
+MSG_PACKAGE = Path(__file__).parent / "ros_msgs" / "slotstream_msgs"
+"""The ROS 2 interface package of the messages."""
+SLOT_ARRAY = "slotstream_msgs/msg/SlotArray"
+"""The type of the messages written."""
+STORAGES = ("mcap", "sqlite3")
+"""The bag storages that can be written."""
+BAG_VERSION = 8
+"""The rosbag2 metadata version written: ROS 2 Iron and later read it."""
+_NEEDED = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "centroids", "boxes")
+"""The arrays a trajectory file must hold to be written as a bag."""
+
+
+class RosbagError(ValueError):
+    """The trajectory cannot be written as a bag; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BagSummary:
+    """What :func:`write_rosbag` wrote.
+
+    Attributes:
+        path: the bag's folder.
+        messages: messages written, one per trajectory row.
+        missing: frames of the trajectory without a row, so without a message.
+        topic: the topic they were written on.
+    """
+
+    path: Path
+    messages: int
+    missing: int
+    topic: str
+
+
+def message_types() -> dict[str, Any]:
+    """The ``slotstream_msgs`` message definitions, parsed by rosbags (its ``Typesdict``)."""
+    typesys = _rosbags("rosbags.typesys")
+    types: dict[str, Any] = {}
+    for path in sorted((MSG_PACKAGE / "msg").glob("*.msg")):
+        types.update(typesys.get_types_from_msg(path.read_text(encoding="utf-8"), f"slotstream_msgs/msg/{path.stem}"))
+    return types
+
+
+def write_rosbag(
+    trajectory: Mapping[str, Any],
+    out: Path,
+    topic: str = "/slotstream/slots",
+    frame_id: str = "camera",
+    storage: str = "mcap",
+) -> BagSummary:
+    """Write ``trajectory`` (a loaded trajectory file: ``numpy.load``'s ``NpzFile`` or a mapping of its arrays) as
+    a ROS 2 bag in the new folder ``out``, one ``SlotArray`` on ``topic`` per row, stamped with the row's capture
+    time and ``frame_id``.
+
+    Raises:
+        RosbagError: ``out`` exists, ``storage`` is not one of :data:`STORAGES`, ``topic`` is not a ROS 2 topic
+            name, the trajectory lacks an array or has rows without a capture time (0), or its arrays disagree in
+            shape; nothing is written then.
+        SystemExit: status 2, without the ``ros`` extra (rosbags), after a line naming it.
+    """
+    if storage not in STORAGES:
+        raise RosbagError(f"storage {storage!r}: choose one of {', '.join(STORAGES)}")
+    _check_topic(topic)
+    if out.exists() or out.is_symlink():
+        raise RosbagError(f"{out} exists: a bag is written to a new folder; remove it or name another")
+    rows = _Rows.of(trajectory)
+    rosbag2, typesys = _rosbags("rosbags.rosbag2"), _rosbags("rosbags.typesys")
+    typestore = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
+    typestore.register(message_types())
+    plugin = rosbag2.StoragePlugin.MCAP if storage == "mcap" else rosbag2.StoragePlugin.SQLITE3
+    written = 0
+    with rosbag2.Writer(out, version=BAG_VERSION, storage_plugin=plugin) as writer:
+        connection = writer.add_connection(topic, SLOT_ARRAY, typestore=typestore)
+        for stamp_ns, message in rows.messages(typestore, frame_id):
+            writer.write(connection, stamp_ns, typestore.serialize_cdr(message, SLOT_ARRAY))
+            written += 1
+    return BagSummary(out, written, rows.missing, topic)
+
+
+def _rosbags(module: str) -> Any:
+    """Import ``module`` of rosbags; without the ``ros`` extra, exit with status 2 after a line naming it."""
+    require_extra("ros", "python -m service.client to-rosbag")
+    return importlib.import_module(module)
+
+
+def _check_topic(topic: str) -> None:
+    """Refuse a name ROS 2 would refuse as a topic: absolute, of ``/``-separated tokens of letters, digits and
+    underscores, none starting with a digit."""
+    tokens = topic.split("/")[1:]
+    if (
+        not topic.startswith("/")
+        or not all(tokens)
+        or any(not token.replace("_", "a").isascii() or not token.replace("_", "a").isalnum() for token in tokens)
+        or any(token[0].isdigit() for token in tokens)
+        or "__" in topic
+    ):
+        raise RosbagError(
+            f"topic {topic!r}: a ROS 2 topic name starts with '/' and is made of '/'-separated names of ASCII "
+            "letters, digits and single underscores, none starting with a digit (e.g. /camera_front/slots)"
+        )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A trajectory file's rows, checked."""
+
+    frame_index: np.ndarray  # int64 [T]
+    capture_time_ns: np.ndarray  # int64 [T]
+    source_frame: np.ndarray  # int64 [T]
+    slot_ids: np.ndarray  # int64 [T, K]
+    slots: np.ndarray  # float32 [T, K, D]
+    areas: np.ndarray  # float32 [T, K]
+    centroids: np.ndarray  # float32 [T, K, 2]
+    boxes: np.ndarray  # float32 [T, K, 4]
+    frame_size: np.ndarray  # int64 [T, 2]
+    model_version: str
+    missing: int
+
+    @classmethod
+    def of(cls, trajectory: Mapping[str, Any]) -> _Rows:
+        names = set(getattr(trajectory, "files", trajectory))
+        absent = [name for name in _NEEDED if name not in names]
+        if absent:
+            raise RosbagError(
+                f"the trajectory lacks {', '.join(absent)}: give a file written by python -m service.client stream "
+                "--slots or by python -m service.extract"
+            )
+        frame_index = np.asarray(trajectory["frame_index"], np.int64)  # [T]
+        count = len(frame_index)
+        slots = np.asarray(trajectory["slots"], np.float32)  # [T, K, D]
+        if slots.ndim != 3 or len(slots) != count:
+            raise RosbagError(f"the trajectory's slots have shape {slots.shape}, not [T={count}, K, D]")
+        slot_count = slots.shape[1]
+        source_frame = trajectory["source_frame"] if "source_frame" in names else frame_index  # older files
+        frame_size = trajectory["frame_size"] if "frame_size" in names else np.zeros((count, 2), np.int64)
+        rows = cls(
+            frame_index=frame_index,
+            capture_time_ns=np.asarray(trajectory["capture_time_ns"], np.int64),
+            source_frame=np.asarray(source_frame, np.int64),
+            slot_ids=np.asarray(trajectory["slot_ids"], np.int64),
+            slots=slots,
+            areas=np.asarray(trajectory["areas"], np.float32),
+            centroids=np.asarray(trajectory["centroids"], np.float32),
+            boxes=np.asarray(trajectory["boxes"], np.float32),
+            frame_size=np.asarray(frame_size, np.int64),
+            model_version=str(trajectory["model_version"]) if "model_version" in names else "",
+            missing=len(np.asarray(trajectory["missing_frame_index"])) if "missing_frame_index" in names else 0,
+        )
+        expected = {
+            "capture_time_ns": (count,),
+            "source_frame": (count,),
+            "slot_ids": (count, slot_count),
+            "areas": (count, slot_count),
+            "centroids": (count, slot_count, 2),
+            "boxes": (count, slot_count, 4),
+            "frame_size": (count, 2),
+        }
+        for name, shape in expected.items():
+            actual = getattr(rows, name).shape
+            if actual != shape:
+                raise RosbagError(f"the trajectory's {name} has shape {actual}, not {list(shape)} as its slots imply")
+        unstamped = np.flatnonzero(rows.capture_time_ns <= 0)  # [U]
+        if unstamped.size:
+            raise RosbagError(
+                f"{unstamped.size} of the trajectory's {count} rows (frame_index {int(frame_index[unstamped[0]])} "
+                "first) have no capture time, which a bag's messages are stamped and ordered with: record the "
+                "stream with capture times (python -m service.client stream sends them for every source)"
+            )
+        return rows
+
+    def messages(self, typestore: Any, frame_id: str) -> Iterator[tuple[int, Any]]:
+        """``(capture time ns, SlotArray)`` of each row, in row order."""
+        array, slot, header = (
+            typestore.types[name] for name in (SLOT_ARRAY, "slotstream_msgs/msg/Slot", "std_msgs/msg/Header")
+        )
+        time = typestore.types["builtin_interfaces/msg/Time"]
+        for row, stamp_ns in enumerate(self.capture_time_ns.tolist()):
+            slots = [
+                slot(
+                    id=int(self.slot_ids[row, k]),
+                    vector=self.slots[row, k],
+                    area=float(self.areas[row, k]),
+                    centroid_row=float(self.centroids[row, k, 0]),
+                    centroid_col=float(self.centroids[row, k, 1]),
+                    top=float(self.boxes[row, k, 0]),
+                    left=float(self.boxes[row, k, 1]),
+                    bottom=float(self.boxes[row, k, 2]),
+                    right=float(self.boxes[row, k, 3]),
+                )
+                for k in range(self.slots.shape[1])
+            ]
+            seconds, nanoseconds = divmod(stamp_ns, 1_000_000_000)
+            message = array(
+                header=header(stamp=time(sec=seconds, nanosec=nanoseconds), frame_id=frame_id),
+                frame_index=int(self.frame_index[row]),
+                source_frame=int(self.source_frame[row]),
+                frame_height=int(self.frame_size[row, 0]),
+                frame_width=int(self.frame_size[row, 1]),
+                model_version=self.model_version,
+                slots=slots,
+            )
+            yield stamp_ns, message

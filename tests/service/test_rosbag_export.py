@@ -1,0 +1,128 @@
+"""A slot trajectory written as a ROS 2 bag: one ``slotstream_msgs/msg/SlotArray`` per row, stamped with the row's
+capture time, read back with rosbags from the bag's own message definitions (nothing built), equal to the file."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import make_video
+
+from service.client.__main__ import main
+from service.client.rosbag import MSG_PACKAGE, message_types
+
+pytest.importorskip("rosbags", reason="the 'ros' extra (rosbags) writes and reads the bags")
+from rosbags.highlevel import AnyReader
+
+
+def _read_bag(bag: Path) -> tuple[list[tuple[int, object]], object]:
+    """``[(log time ns, message)]`` of the bag's one topic, decoded with the definitions it carries, and its
+    connection."""
+    with AnyReader([bag]) as reader:
+        (connection,) = reader.connections
+        messages = [(stamp, reader.deserialize(raw, connection.msgtype)) for _, stamp, raw in reader.messages()]
+    return messages, connection
+
+
+@pytest.fixture
+def trajectory(start_server, tmp_path) -> Path:
+    """The slots file of a 5-frame stream of 40x56 frames whose third frame, 700x700, the server refuses as too
+    large."""
+    server = start_server(max_image_pixels=480_000)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(make_video(seed=12, frames=5, size=(40, 56))):
+        Image.fromarray(frame).save(folder / f"{index:04d}.png")
+    Image.fromarray(make_video(seed=13, frames=1, size=(700, 700))[0]).save(folder / "0002.png")
+    slots = tmp_path / "slots.npz"
+    assert main(["stream", str(folder), "--target", server.target, "--slots", str(slots), "--fps", "10"]) == 1
+    return slots
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_each_row_is_one_stamped_message_equal_to_the_file(trajectory, tmp_path, capsys, storage):
+    bag = tmp_path / "bag"
+    args = ["to-rosbag", str(trajectory), str(bag), "--topic", "/front/slots", "--frame-id", "front_camera"]
+    assert main([*args, "--storage", storage]) == 0
+    err = capsys.readouterr().err
+    assert "wrote 4 messages on /front/slots" in err and "1 frames had no result, so no message" in err
+    messages, connection = _read_bag(bag)
+    assert connection.topic == "/front/slots" and connection.msgtype == "slotstream_msgs/msg/SlotArray"
+    with np.load(trajectory) as saved:
+        assert len(messages) == len(saved["frame_index"]) == 4
+        for row, (log_time, message) in enumerate(messages):
+            stamp = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+            assert stamp == log_time == saved["capture_time_ns"][row] > 0
+            assert message.header.frame_id == "front_camera"
+            assert (
+                message.frame_index == saved["frame_index"][row] and message.source_frame == saved["source_frame"][row]
+            )
+            assert (message.frame_height, message.frame_width) == (40, 56)
+            assert message.model_version == str(saved["model_version"])
+            assert [slot.id for slot in message.slots] == saved["slot_ids"][row].tolist()
+            np.testing.assert_array_equal(np.stack([slot.vector for slot in message.slots]), saved["slots"][row])
+            geometry = np.array(
+                [[s.area, s.centroid_row, s.centroid_col, s.top, s.left, s.bottom, s.right] for s in message.slots]
+            )  # [K, 7]
+            expected = np.concatenate(
+                [saved["areas"][row][:, None], saved["centroids"][row], saved["boxes"][row]], axis=1
+            )  # [K, 7]
+            np.testing.assert_array_equal(geometry.astype(np.float32), expected)  # NaN where a slot has no pixel
+        assert saved["frame_index"].tolist() == [0, 1, 3, 4]  # the refused frame has no row, so no message
+
+
+def test_the_message_package_builds_the_messages_the_bags_carry():
+    """The interface package a ROS 2 workspace builds lists every message file, and rosbags parses each."""
+    files = sorted(path.name for path in (MSG_PACKAGE / "msg").glob("*.msg"))
+    listed = re.findall(r'"msg/(\w+\.msg)"', (MSG_PACKAGE / "CMakeLists.txt").read_text())
+    assert files == sorted(listed) == ["Slot.msg", "SlotArray.msg"]
+    assert "<name>slotstream_msgs</name>" in (MSG_PACKAGE / "package.xml").read_text()
+    assert set(message_types()) == {"slotstream_msgs/msg/Slot", "slotstream_msgs/msg/SlotArray"}
+
+
+def test_what_cannot_be_written_is_named_and_nothing_is_written(trajectory, tmp_path, capsys):
+    bag = tmp_path / "bag"
+
+    def refused(*args: str, path: Path = trajectory) -> str:
+        assert main(["to-rosbag", str(path), str(bag), *args]) == 2
+        assert not bag.exists()
+        return capsys.readouterr().err
+
+    assert "a ROS 2 topic name starts with '/'" in refused("--topic", "slots")
+    assert "'/front/2d'" in refused("--topic", "/front/2d")
+    with np.load(trajectory) as saved:
+        arrays = dict(saved)
+    unstamped = tmp_path / "unstamped.npz"
+    np.savez(unstamped, **{**arrays, "capture_time_ns": np.zeros_like(arrays["capture_time_ns"])})
+    assert "4 of the trajectory's 4 rows (frame_index 0 first) have no capture time" in refused(path=unstamped)
+    short = tmp_path / "short.npz"
+    np.savez(short, **{name: value for name, value in arrays.items() if name != "boxes"})
+    assert "the trajectory lacks boxes" in refused(path=short)
+    bent = tmp_path / "bent.npz"
+    np.savez(bent, **{**arrays, "areas": arrays["areas"][:, :2]})
+    assert "areas has shape (4, 2), not [4, 4]" in refused(path=bent)
+    text = tmp_path / "notes.npz"
+    text.write_text("not an archive\n")
+    assert f"{text}: not a trajectory file (.npz)" in refused(path=text)
+    single = tmp_path / "one.npy"
+    np.save(single, np.zeros(3))
+    assert "holds one array (.npy), not a trajectory file" in refused(path=single)
+    bag.mkdir()
+    assert main(["to-rosbag", str(trajectory), str(bag)]) == 2
+    assert "exists: a bag is written to a new folder" in capsys.readouterr().err
+
+
+def test_without_the_ros_extra_the_command_names_it(trajectory, tmp_path, capsys, monkeypatch):
+    for name in [name for name in sys.modules if name == "rosbags" or name.startswith("rosbags.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rosbags", None)  # as if not installed
+    with pytest.raises(SystemExit) as stopped:
+        main(["to-rosbag", str(trajectory), str(tmp_path / "bag")])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "needs the 'ros' extra (its module 'rosbags' is not installed): pip install 'slotstream[ros]'" in err
+    assert not (tmp_path / "bag").exists()
