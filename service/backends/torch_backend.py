@@ -19,11 +19,18 @@ import numpy as np
 import torch
 
 from plugins import SlotState, StepOutput, VideoSlotModel
+from plugins.failures import failure_site
 from plugins.random_settings import random_settings
 from service.engine import Engine, EngineOutput, ModelCard, check_batch, model_version
 from service.images import PREPROCESSING
 
 _log = logging.getLogger(__name__)
+
+
+class ModelRunError(ValueError):
+    """The model loaded, but its first run raised: a component's code fails (the message says which, and where).
+    A ``ValueError``, as the other reasons a model cannot be loaded are."""
+
 
 #: How far two runs of one model on one input may be apart and still count as the same (float noise of a GPU's
 #: atomics, far below the export's parity bound of 1e-4), as ``torch.allclose``'s ``atol`` and ``rtol``.
@@ -125,7 +132,9 @@ def load_engine(
 
     Raises:
         FileNotFoundError: a model file is missing.
-        ValueError: the files are inconsistent, ``device`` is not usable here, or options were given.
+        ValueError: the files are inconsistent, ``device`` is not usable here, or options were given;
+            :class:`ModelRunError`, a subclass, when the model's first run raises (the message names the component
+            whose code raised, and the line).
     """
     if options:
         raise ValueError(f"the torch backend takes no backend options, got {sorted(options)}")
@@ -136,7 +145,14 @@ def load_engine(
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     model = VideoSlotModel.from_pretrained(model_dir, map_location=torch_device).eval()
-    warning = determinism_warning(model, torch_device, model_dir)
+    try:
+        warning = determinism_warning(model, torch_device, model_dir)
+    except Exception as error:  # a component's code failed: say which, and where
+        site = failure_site(model, error)
+        raise ModelRunError(
+            f"{model_dir}: the model failed on its first run (first_step, then step, on a random frame at batch 1)"
+            f"{' ' + site if site else ''}: {type(error).__name__}: {error}"
+        ) from error
     if warning is not None:
         _log.warning("%s", warning)
     card = ModelCard(

@@ -1,0 +1,65 @@
+"""A model whose component's code fails at inference is refused when it loads, naming the component, its plugin and
+the line that raised: the server's start-up error is one line, which would otherwise carry torch's message alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from installed_plugins import installed_transition
+from service_helpers import SERVICE_TINY_MODEL
+
+import plugins.manager
+from plugins import Transition, VideoSlotModel
+from plugins.types import Features, Slots
+from service.__main__ import main
+from service.backends.torch_backend import ModelRunError
+from service.engine import load_engine
+
+
+class EvalShapeBug(Transition):
+    """A transition that trains, but adds a channel to the slots in eval mode (a plugin's bug)."""
+
+    name = "eval_shape_bug"
+
+    def __init__(self, slot_dim: int) -> None:
+        super().__init__()
+        self.projection = torch.nn.Linear(slot_dim, slot_dim)
+
+    def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
+        """Project the previous slots (with one channel too many at inference)."""
+        del past_features  # Unused.
+        slots = past_slots[-1]
+        if not self.training:
+            slots = torch.cat([slots, slots[..., :1]], dim=-1)
+        return self.projection(slots)
+
+
+BUG_LINE = EvalShapeBug.forward.__code__.co_firstlineno + 6
+"""The line of ``EvalShapeBug.forward`` that raises: its ``return``."""
+
+
+@pytest.fixture
+def buggy_model(tmp_path, monkeypatch) -> str:
+    registry = installed_transition(tmp_path, monkeypatch, "buggy", "1.0", EvalShapeBug)
+    monkeypatch.setattr(plugins.manager, "_default_registry", registry)  # what the server loads with
+    model = VideoSlotModel(**{**SERVICE_TINY_MODEL, "transition": "eval_shape_bug"}, registry=registry)
+    model.save_pretrained(tmp_path / "model")
+    return str(tmp_path / "model")
+
+
+def test_the_first_run_names_the_component_its_plugin_and_the_line(buggy_model):
+    with pytest.raises(ModelRunError) as refused:
+        load_engine("torch", buggy_model, name="buggy", device="cpu", max_batch_size=1)
+    message = str(refused.value)
+    assert message.startswith(f"{buggy_model}: the model failed on its first run (first_step, then step, ")
+    assert (
+        f"in the transition 'eval_shape_bug' ({__name__}.EvalShapeBug, registered by plugin 'buggy') at "
+        f"{__file__}:{BUG_LINE}: RuntimeError: mat1 and mat2 shapes cannot be multiplied" in message
+    )
+
+
+def test_the_server_says_it_could_not_load_the_model_and_where_it_failed(buggy_model, capsys):
+    assert main(["--model-dir", buggy_model, "--listen", "127.0.0.1:0", "--no-warmup"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"slotstream: cannot load the model: {buggy_model}: the model failed on its first run")
+    assert f"{__file__}:{BUG_LINE}" in err
