@@ -177,7 +177,8 @@ class Decoder(Component):
 
     Attributes:
         target_kind: ``"pixels"`` (the frame itself, resized to ``target_grid``, in ``[0, 1]``) or
-            ``"features"`` (the encoder's raw backbone tokens).
+            ``"features"`` (the encoder's raw backbone tokens). Required, with no default: registration refuses a
+            decoder class that does not set it.
         mask_kind: What the masks are, for evaluation reports, which state the mask source because published
             scores differ by it (e.g. ``"alpha masks (softmax over slots)"``); plain ``"masks"`` by default.
     """

@@ -20,7 +20,7 @@ import pluggy
 from plugins import hookspecs
 from plugins.builtin import DEFAULT_PLUGINS
 from plugins.registry import BLOCK_ENV_VAR as BLOCK_ENV_VAR  # defined there for the registry's messages
-from plugins.registry import ComponentKind, ComponentRegistry, RegistryError, raised_in_package
+from plugins.registry import ComponentKind, ComponentRegistry, DuplicateNameError, RegistryError, raised_in_package
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 """Distributions advertise plugins in this entry-point group."""
@@ -255,9 +255,9 @@ def _module_of(plugin: object) -> str:
 
 
 def _at(error: BaseException, location: tuple[str, int] | None) -> str:
-    """`` (at file:line)`` for the message of ``error``; ``""`` when the location is unknown or is the one a
-    ``SyntaxError``'s own message names."""
-    if location is None or (isinstance(error, SyntaxError) and (error.filename, error.lineno) == location):
+    """`` (at file:line)`` for the message of ``error`` (a ``SyntaxError``'s own message names the file without its
+    folder); ``""`` when the location is unknown."""
+    if location is None:
         return ""
     return f" (at {location[0]}:{location[1]})"
 
@@ -286,8 +286,10 @@ def _fix_advice(name: str, error: BaseException | None, module: str) -> str:
             fix = f"fix the plugin's import of {error.name!r} (its own package has no such module)"
         else:
             fix = f"install the missing dependency (the distribution that provides the module {error.name!r})"
+    elif isinstance(error, DuplicateNameError):
+        fix = "rename the component whose name is taken"
     elif isinstance(error, RegistryError):
-        fix = "change the registration as the error says (rename a component whose name is taken)"
+        fix = "change the registration as the error says"
     elif isinstance(error, pluggy.PluginValidationError):
         fix = _hook_fix(str(error))
     else:

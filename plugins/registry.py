@@ -75,6 +75,10 @@ class RegistryError(LookupError):
     """A component name is unknown, duplicated, ambiguous or malformed, or its class does not fit its kind."""
 
 
+class DuplicateNameError(RegistryError):
+    """A plugin registered a component under a name another plugin (or itself) holds already."""
+
+
 class ComponentBuildError(RegistryError, ValueError):
     """A registered component's constructor failed.
 
@@ -188,7 +192,7 @@ class ComponentRegistry:
                 others = [known for known in self.names(kind) if self._owners[(kind, known)] != plugin]
                 # the plugin's own earlier claim when it registers a name twice, else the first owner's
                 owner, taken = next((claim for claim in claims if claim[0] == plugin), claims[0])
-                raise RegistryError(
+                raise DuplicateNameError(
                     f"duplicate {kind.singular} name {name!r}: already registered by plugin {owner!r} "
                     f"({_qualname(taken)}); plugin {plugin!r} tried to register {_qualname(cls)}. Choose "
                     f"another name; the {kind.value} of other plugins: {', '.join(others) or '(none)'}"
@@ -496,8 +500,9 @@ def _code_of(cls: type[Component]) -> str:
 def raised_in_package(error: BaseException, module: str) -> tuple[str, int] | None:
     """Where ``error`` was raised in a plugin's own code: the innermost traceback frame of a module of the
     plugin's top-level package (``module``'s first dotted part; for a plugin inside this project's own ``plugins``
-    package, ``module`` and its submodules only), as ``(file, line)``; for a ``SyntaxError`` in the plugin's code,
-    which no frame runs, the file and line it names; ``None`` when neither applies."""
+    package, ``module`` and its submodules only), as ``(file, line)``; for a ``SyntaxError``, the file and line it
+    names (the broken file, which no frame runs, rather than the plugin's line that imported it); ``None`` when
+    neither applies."""
     package = module.split(".")[0]
     if package == __name__.split(".")[0]:  # a plugin inside this project's own package: only its module counts
         package = module
@@ -506,7 +511,7 @@ def raised_in_package(error: BaseException, module: str) -> tuple[str, int] | No
         name = str(frame.f_globals.get("__name__", ""))
         if package and (name == package or name.startswith(package + ".")):
             found = (frame.f_code.co_filename, line)
-    if found is None and isinstance(error, SyntaxError) and error.filename and error.lineno:
+    if isinstance(error, SyntaxError) and error.filename and error.lineno:
         return error.filename, error.lineno
     return found
 

@@ -97,7 +97,7 @@ def test_a_broken_installed_plugin_is_left_out_and_the_others_load(monkeypatch: 
     assert "duplicate transition name 'identity'" in setup.failed["duplicate"]
     assert setup.external == [] and "frozen_example" not in setup.registry.names("transitions")
     assert setup.registry.owner("transitions", "identity") == "plugins.builtin.transitions"
-    left_out = r"Plugin 'duplicate' was left out \(rogue_duplicate: its registration raised RegistryError"
+    left_out = r"Plugin 'duplicate' was left out \(rogue_duplicate: its registration raised DuplicateNameError"
     with pytest.raises(RegistryError, match=left_out):
         setup.registry.get("transitions", "frozen_example")
 
@@ -240,12 +240,12 @@ def test_a_left_out_plugin_is_named_with_its_distribution_and_version(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, module, raising=False)
     try:
-        left_out = r"plugin 'rogue' \(rogue-dist 1.2.3\) was left out: its registration raised RegistryError: dup"
+        left_out = r"plugin 'rogue' \(rogue-dist 1.2.3\) was left out: its registration raised DuplicateNameError: dup"
         with pytest.warns(RuntimeWarning, match=left_out):
             setup = build_plugin_manager()
     finally:
         sys.modules.pop(module, None)
-    assert setup.failed["rogue"].startswith("rogue-dist 1.2.3: its registration raised RegistryError")
+    assert setup.failed["rogue"].startswith("rogue-dist 1.2.3: its registration raised DuplicateNameError")
 
 
 def test_a_plugin_without_the_registration_hook_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,11 +54,26 @@ def _advice(module: str) -> str:
             def slotstream_register_components(registry):
                 registry.add_transition(IdentityTransition)  # a name the built-in plugin holds
             """,
-            "change the registration as the error says (rename a component whose name is taken)",
+            "rename the component whose name is taken",
+        ),
+        (
+            """
+            from plugins import Decoder, hookimpl
+
+
+            class NoTargetKind(Decoder):
+                name = "no_target_kind"
+
+
+            @hookimpl
+            def slotstream_register_components(registry):
+                registry.add_decoder(NoTargetKind)
+            """,
+            "change the registration as the error says, or",
         ),
         ("VALUE = 1 / 0\n", "fix the error above in the plugin"),
     ],
-    ids=["missing_dependency", "own_module_missing", "name_clash", "other_error"],
+    ids=["missing_dependency", "own_module_missing", "name_clash", "refused_class", "other_error"],
 )
 def test_the_warning_says_how_to_fix_the_plugin_before_how_to_skip_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, fix: str

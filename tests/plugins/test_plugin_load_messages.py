@@ -177,3 +177,28 @@ def test_messages_name_one_component_of_a_kind_in_the_singular(registry: Compone
         registry.get("losses", "reconstruction_mes")
     with pytest.raises(RegistryError, match=r"^unknown encoder name 'tiny_cnn'\. Known encoders: "):
         registry.get("encoders", "tiny_cnn")
+
+
+def test_a_syntax_error_in_a_module_the_plugin_imports_names_that_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plugin's import line runs, the broken file does not: the warning names the broken file and its line,
+    not the import that read it."""
+    folder = _install(
+        tmp_path,
+        monkeypatch,
+        "slotstream_test_syntax",
+        {
+            "__init__.py": "from slotstream_test_syntax import inner\n",
+            "inner.py": '"""Inner."""\n\ndef f(:\n    pass\n',
+        },
+    )
+    try:
+        with pytest.warns(PluginWarning, match="was left out") as warned:
+            setup = build_plugin_manager()
+    finally:
+        for module in ("slotstream_test_syntax", "slotstream_test_syntax.inner"):
+            sys.modules.pop(module, None)
+    assert setup.failed["slotstream_test_syntax"].endswith(f"(at {folder / 'inner.py'}:3)")
+    (warning,) = warned
+    assert (warning.filename, warning.lineno) == (str(folder / "inner.py"), 3)
