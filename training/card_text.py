@@ -10,6 +10,7 @@ import contextlib
 import io
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,21 +160,35 @@ def real_video_note(config: TrainConfig, model: VideoSlotModel) -> list[str]:
     ]
 
 
-def plugin_rows(model: VideoSlotModel) -> list[str]:
-    """A table row naming the installed plugins the model's components come from (none for built-ins only):
-    training, loading and serving the model need them."""
+def plugin_rows(model: VideoSlotModel, losses: Mapping[str, Any] | None = None) -> list[str]:
+    """Table rows naming the installed plugins the model's components come from (training, loading and serving it
+    need them), and those only its losses come from (``losses``: the run's record of its losses,
+    :func:`~training.checkpoint.read_losses_record`; retraining it needs them); none for built-ins only."""
     external = sorted({plugin for plugin in model.component_plugins.values() if plugin not in DEFAULT_PLUGINS})
-    if not external:
-        return []
+    losses = losses or {}
+    loss_plugins: dict[str, str] = dict(losses.get("plugins", {}))
+    loss_only = sorted(set(loss_plugins.values()) - set(external) - set(DEFAULT_PLUGINS))
 
-    def named(plugin: str) -> str:
-        distribution, version = model.plugin_distributions.get(plugin), model.plugin_versions.get(plugin)
+    def named(plugin: str, versions: Mapping[str, str], distributions: Mapping[str, str]) -> str:
+        distribution, version = distributions.get(plugin), versions.get(plugin)
         command = pip_command(distribution, version) if distribution and version else None
         installed = f" (`{command}`)" if command else ""  # none for names that would not make a safe command
         return f"`{plugin}`{installed}"
 
-    needed = "needed to train, load or serve it with the torch backend (its ONNX export serves without it)"
-    return [f"| plugins | {', '.join(map(named, external))}: {needed} |"]
+    rows = []
+    if external:
+        names = ", ".join(named(plugin, model.plugin_versions, model.plugin_distributions) for plugin in external)
+        needed = "needed to train, load or serve it with the torch backend (its ONNX export serves without it)"
+        rows.append(f"| plugins | {names}: {needed} |")
+    if loss_only:
+        versions, distributions = losses.get("plugin_versions", {}), losses.get("plugin_distributions", {})
+        names = ", ".join(named(plugin, versions, distributions) for plugin in loss_only)
+        losses_of = sorted(name for name, plugin in loss_plugins.items() if plugin in loss_only)
+        rows.append(
+            f"| loss plugins | {names}: the losses {', '.join(f'`{name}`' for name in losses_of)}, needed to train "
+            "it again with this command, not to load or serve it |"
+        )
+    return rows
 
 
 def render_card(
@@ -200,7 +215,7 @@ def render_card(
         f"| parameters | {parameters:,} |",
         f"| input | {height}x{width} RGB in [0, 1]; masks at {mask_height}x{mask_width} |",
         f"| slots | {model.num_slots} x {model.slot_dim}; {model.first_iters}+{model.later_iters} iterations |",
-        *plugin_rows(model),
+        *plugin_rows(model, extra.get("losses")),
         "",
         *(_discovery(config, model, scores, extra) if scores else _not_scored(config, extra)),
         f"![{', '.join(extra['sample_rows'])}](sample.png)",

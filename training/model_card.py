@@ -29,7 +29,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from training.best import BEST_MODEL_DIR, Selection, read_selection
 from training.card_text import davis_label, effective_batch, evaluated_on_held_out, render_card
 from training.card_videos import first_video, most_objects, scoring_videos
 from training.ceiling import mask_size_ceiling
-from training.checkpoint import checkpoint_step, list_checkpoints
+from training.checkpoint import checkpoint_step, list_checkpoints, read_losses_record
 from training.cli_checks import print_note, require_output_dir
 from training.config import TrainConfig, read_train_config
 from training.datasets.selection import evaluation_videos
@@ -71,6 +71,12 @@ SAMPLE_FILE = "sample.png"
 CARD_FILES = (CARD_FILE, SCORES_FILE, SAMPLE_FILE, RECALL_CHART_FILE)
 """Every file a card may write next to the weights (``training.export`` copies the same set into an export): a
 publication removes those of them it does not write again, so no file of an earlier card stays in ``--out``."""
+
+
+def _losses_record(run_dir: Path) -> Mapping[str, Any] | None:
+    """The record of the run's losses (their plugins) in its newest checkpoint; ``None`` without one."""
+    checkpoints = list_checkpoints(run_dir)
+    return read_losses_record(checkpoints[-1]) if checkpoints else None
 
 
 def _run_command(run_dir: Path, config: TrainConfig) -> str:
@@ -236,6 +242,7 @@ def publish(args: argparse.Namespace, config: TrainConfig, source: Path, selecti
             "selection": selection,
             "data_files": recorded_files(args.run),
             "held_out": held_out,
+            "losses": _losses_record(args.run),
         }
         card = render_card(config, model, scores, extra)  # paths as the file system spells them, UTF-8 or not
         (staging / CARD_FILE).write_text(card, encoding="utf-8", errors="surrogateescape")

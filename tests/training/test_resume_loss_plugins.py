@@ -12,10 +12,11 @@ import pytest
 import torch
 from installed_plugins import installed_loss
 
-from plugins import Loss, build_plugin_manager
+from plugins import Loss, VideoSlotModel, build_plugin_manager
 from plugins.registry import RegistryError
 from plugins.types import VideoOutput
-from training.checkpoint import LOSSES_FILE, list_checkpoints
+from training.card_text import plugin_rows
+from training.checkpoint import LOSSES_FILE, list_checkpoints, read_losses_record
 from training.config import LossTerm, TrainConfig
 from training.configs import get_config
 from training.loop import fit
@@ -116,3 +117,15 @@ def test_a_checkpoint_written_before_the_record_resumes_as_before(tmp_path, monk
     assert result.step == 4
     record = json.loads((list_checkpoints(run_dir)[-1] / LOSSES_FILE).read_text())
     assert record["plugin_versions"]["spread"] == "2.0"
+
+
+def test_a_model_card_names_the_plugin_only_its_losses_come_from(tmp_path, monkeypatch) -> None:
+    """The card quotes the training command, which needs the loss's plugin; loading and serving do not."""
+    run_dir = _stopped_run(tmp_path, monkeypatch)
+    record = read_losses_record(list_checkpoints(run_dir)[-1])
+    model = VideoSlotModel(**_config().model)  # built-in components only
+    assert plugin_rows(model, record) == [
+        "| loss plugins | `spread` (`pip install 'spread-dist==1.0'`): the losses `slot_spread_example`, needed to "
+        "train it again with this command, not to load or serve it |"
+    ]
+    assert plugin_rows(model) == plugin_rows(model, None) == []
