@@ -246,7 +246,12 @@ def _fit(
             try:
                 run = build_run(config, components, device, group, restoring=restoring)  # a bad component or
             except RegistryError as error:  # --train-only fails; a resumed run's checkpoint names its plugins
-                raise (RegistryError(f"{error} {resume_plugin_hint(checkpoints)}") if restoring else error) from error
+                if not restoring:
+                    raise
+                # the run's configuration names the components: the file to read beside the plugins to install
+                raise RegistryError(
+                    f"{run_dir / CONFIG_FILE}: {error} {resume_plugin_hint(checkpoints)}".rstrip()
+                ) from error
             if components is default_registry():  # what the tools that load its models build again in their process
                 check_components_installed(run.model)
             if group.rank > 0:  # its own model noise; the weights are rank 0's (DistributedDataParallel sends them)

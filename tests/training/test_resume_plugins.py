@@ -69,8 +69,9 @@ def test_resume_refuses_another_plugin_registering_the_components_name(tmp_path,
 def test_resume_without_the_plugin_names_it(tmp_path, monkeypatch) -> None:
     run_dir = _stopped_run(tmp_path, monkeypatch)
     monkeypatch.setattr("plugins.manager._entry_points", lambda: [])
-    with pytest.raises(RegistryError, match=r"carry_example.*saved with components of the plugin\(s\) 'carry'"):
+    with pytest.raises(RegistryError, match=r"carry_example.*saved with components of the plugin\(s\) 'carry'") as err:
         fit(_config(), run_dir, progress=False, resume=True, registry=build_plugin_manager().registry)
+    assert str(err.value).startswith(f"{run_dir / 'train_config.json'}: unknown ")  # the file that names it
 
 
 def test_a_model_card_names_the_plugins_its_model_needs(tmp_path, monkeypatch) -> None:
