@@ -24,6 +24,7 @@ from plugins.testing import (
     build_tiny,
     check_batch_independence,
     check_gradients,
+    check_loss,
     check_model_component,
     check_no_state_between_calls,
     check_outputs,
@@ -121,6 +122,59 @@ def test_loss_is_a_finite_scalar_that_trains_the_model(name: str, registry: Comp
     assert value.shape == () and math.isfinite(value.item())
     value.backward()
     assert any(p.grad is not None and torch.any(p.grad != 0) for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_built_in_loss_passes_the_plugin_authors_loss_check(name: str, registry: ComponentRegistry) -> None:
+    check_loss(name, registry=registry, config=TINY_CONFIGS[("losses", name)])
+
+
+def test_the_loss_check_names_the_broken_rule(registry: ComponentRegistry) -> None:
+    class PerSlot(Loss):
+        """A vector, not a scalar."""
+
+        name = "per_slot_example"
+
+        def forward(self, output, progress):  # type: ignore[no-untyped-def]
+            return output.slots.pow(2).mean(dim=(0, 1, 3))
+
+    class Detached(Loss):
+        """A number computed off the graph."""
+
+        name = "detached_example"
+
+        def forward(self, output, progress):  # type: ignore[no-untyped-def]
+            return torch.tensor(float(output.slots.pow(2).mean()))
+
+    class Diverging(Loss):
+        """Infinite at the start of training."""
+
+        name = "diverging_example"
+
+        def forward(self, output, progress):  # type: ignore[no-untyped-def]
+            return output.slots.pow(2).mean() / progress
+
+    class Idle(Loss):
+        """On the graph, but a zero at every point of training."""
+
+        name = "idle_example"
+
+        def forward(self, output, progress):  # type: ignore[no-untyped-def]
+            return output.slots.sum() * 0.0
+
+    own = build_plugin_manager(load_entry_points=False).registry
+    for loss in (PerSlot, Detached, Diverging, Idle):
+        own.add_loss(loss)
+    with pytest.raises(
+        ContractViolation, match=r"'per_slot_example' .* returned a torch.float32 tensor of shape \(3,\)"
+    ):
+        check_loss("per_slot_example", registry=own)
+    with pytest.raises(ContractViolation, match=r"'detached_example' .* no parameter of the model reaches"):
+        check_loss("detached_example", registry=own)
+    with pytest.raises(ContractViolation, match=r"'diverging_example' .* returned inf at progress 0\.0, not a finite"):
+        check_loss("diverging_example", registry=own)
+    with pytest.raises(ContractViolation, match=r"'idle_example' .* no parameter of the model a non-zero gradient"):
+        check_loss("idle_example", registry=own)
 
 
 def test_initializer_output_is_typed(registry: ComponentRegistry) -> None:
