@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage",
         choices=STORAGES,
         default="mcap",
-        help="bag storage: mcap (ROS 2's default from Iron on; Foxglove opens it) or sqlite3 (default: mcap)",
+        help="bag storage: mcap (ROS 2's default from Iron on) or sqlite3 (default: mcap)",
     )
 
     synth = commands.add_parser("synth", help="write a generated clip of moving shapes")

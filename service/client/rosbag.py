@@ -3,12 +3,12 @@
 
 The messages are defined in ``service/client/ros_msgs/slotstream_msgs`` (a ROS 2 interface package: build it in a
 colcon workspace to use the messages from ROS nodes); the bag carries their definitions too, so readers that decode
-from a bag's own schemas (rosbags, Foxglove, ``mcap`` tools) need nothing built. Each message is stamped with its
-frame's capture time (``header.stamp``, and the bag's log time), so it lines up with the robot's other topics
-recorded from the same clock; a frame without a row (dropped, refused, unanswered) has no message.
+from a bag's own schemas (rosbags, the ``mcap`` library's ROS 2 decoder) need nothing built. Each message is stamped
+with its frame's capture time (``header.stamp``, and the bag's log time), so it lines up with the robot's other
+topics recorded from the same clock; a frame without a row (dropped, refused, unanswered) has no message.
 
 Written with `rosbags <https://gitlab.com/ternaris/rosbags>`_ (the ``ros`` extra), which needs no ROS install: bag
-format version 8, read by ROS 2 Iron and later, in MCAP (the default storage from ROS 2 Iron on) or SQLite 3 storage.
+format version 8 (ROS 2 Iron's), in MCAP (ROS 2's default storage from Iron on) or SQLite 3 storage.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SLOT_ARRAY = "slotstream_msgs/msg/SlotArray"
 STORAGES = ("mcap", "sqlite3")
 """The bag storages that can be written."""
 BAG_VERSION = 8
-"""The rosbag2 metadata version written: ROS 2 Iron and later read it."""
+"""The rosbag2 metadata version written (ROS 2 Iron's)."""
 _NEEDED = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "centroids", "boxes")
 """The arrays a trajectory file must hold to be written as a bag."""
 
