@@ -36,6 +36,7 @@ from plugins.model_files import (
 from plugins.registry import (
     BLOCK_ENV_VAR,
     DIRECT_REGISTRATION,
+    AmbiguousNameError,
     ComponentBuildError,
     ComponentConfigError,
     ComponentKind,
@@ -137,6 +138,8 @@ def _build_saved(
         raise ValueError(f"{config_path}: its 'model' section does not describe a model: {error}") from error
     except ComponentBuildError as error:  # a component's constructor raised: keep the type, name the file
         raise ComponentBuildError(_build_failure(payload, registry, config_path, error)) from error
+    except AmbiguousNameError as error:  # two installed plugins claim the name: the message says how to keep one
+        raise AmbiguousNameError(f"{config_path}: {error}") from error
     except RegistryError as error:  # a component name nothing registers here: a plugin missing or blocked
         raise RegistryError(f"{config_path}: {error} {missing_plugin_hint(payload)}") from error
     except ContractViolation:  # a plugin breaking its contract: the message names the plugin

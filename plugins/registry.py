@@ -79,6 +79,11 @@ class DuplicateNameError(RegistryError):
     """A plugin registered a component under a name another plugin (or itself) holds already."""
 
 
+class AmbiguousNameError(RegistryError):
+    """A name that several installed plugins register, which :meth:`ComponentRegistry.get` refuses: the plugins are
+    installed, so the fix is to keep one (the message says how), not to install anything."""
+
+
 class ComponentBuildError(RegistryError, ValueError):
     """A registered component's constructor failed.
 
@@ -244,7 +249,7 @@ class ComponentRegistry:
         kind = _kind(kind)
         table = self._tables[kind]
         if (kind, name) in self._ambiguous:
-            raise RegistryError(self._ambiguity_message(kind, name))
+            raise AmbiguousNameError(self._ambiguity_message(kind, name))
         if name not in table:
             close = difflib.get_close_matches(name, table, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from plugins import ComponentRegistry, default_registry
 from plugins.interfaces import ContractViolation
 from plugins.model_files import WEIGHTS_FILE
-from plugins.registry import RegistryError
+from plugins.registry import AmbiguousNameError, RegistryError
 from training.best import (
     BEST_MODEL_DIR,
     LOSS_SELECTION_REASON,
@@ -249,9 +249,8 @@ def _fit(
                 if not restoring:
                     raise
                 # the run's configuration names the components: the file to read beside the plugins to install
-                raise RegistryError(
-                    f"{run_dir / CONFIG_FILE}: {error} {resume_plugin_hint(checkpoints)}".rstrip()
-                ) from error
+                hint = "" if isinstance(error, AmbiguousNameError) else resume_plugin_hint(checkpoints)
+                raise type(error)(f"{run_dir / CONFIG_FILE}: {error} {hint}".rstrip()) from error
             if components is default_registry():  # what the tools that load its models build again in their process
                 check_components_installed(run.model)
             if group.rank > 0:  # its own model noise; the weights are rank 0's (DistributedDataParallel sends them)

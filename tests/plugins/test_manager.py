@@ -20,7 +20,7 @@ from plugins.__main__ import main as plugins_cli
 from plugins.builtin import DEFAULT_PLUGINS
 from plugins.builtin.transitions.identity import IdentityTransition
 from plugins.manager import BLOCK_ENV_VAR
-from plugins.registry import ComponentRegistry, RegistryError
+from plugins.registry import AmbiguousNameError, ComponentRegistry, RegistryError
 
 
 class Frozen(IdentityTransition):
@@ -213,6 +213,12 @@ def test_a_component_name_two_installed_plugins_register_belongs_to_neither(
     assert kept.get("transitions", "damped_example") is Damped
     assert kept.owner("transitions", "damped_example") == "ours"
     assert VideoSlotModel(**config, registry=kept).transition.__class__ is Damped
+    VideoSlotModel(**config, registry=kept).save_pretrained(tmp_path / "saved")
+    with pytest.raises(AmbiguousNameError) as loading:  # both plugins are installed: nothing to install
+        VideoSlotModel.from_pretrained(tmp_path / "saved", registry=setup.registry)
+    assert str(loading.value).startswith(f"{tmp_path / 'saved' / 'config.json'}: ")
+    assert "'damped_example' is ambiguous" in str(loading.value)
+    assert "needs that package installed" not in str(loading.value)
 
 
 def test_a_left_out_plugin_is_named_with_its_distribution_and_version(
