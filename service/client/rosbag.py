@@ -14,6 +14,8 @@ format version 8 (ROS 2 Iron's), in MCAP (ROS 2's default storage from Iron on) 
 from __future__ import annotations
 
 import importlib
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from plugins.extras import require_extra
+from plugins.files import temporary_prefix
+from service.client.trajectory import trajectory_missing
 
 MSG_PACKAGE = Path(__file__).parent / "ros_msgs" / "slotstream_msgs"
 """The ROS 2 interface package of the messages."""
@@ -31,6 +35,8 @@ STORAGES = ("mcap", "sqlite3")
 """The bag storages that can be written."""
 BAG_VERSION = 8
 """The rosbag2 metadata version written (ROS 2 Iron's)."""
+LAST_STAMP_NS = 2**31 * 1_000_000_000
+"""The first capture time (ns since the Unix epoch) a ROS 2 stamp cannot hold: its seconds are an int32."""
 _NEEDED = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "centroids", "boxes")
 """The arrays a trajectory file must hold to be written as a bag."""
 
@@ -93,11 +99,19 @@ def write_rosbag(
     typestore.register(message_types())
     plugin = rosbag2.StoragePlugin.MCAP if storage == "mcap" else rosbag2.StoragePlugin.SQLITE3
     written = 0
-    with rosbag2.Writer(out, version=BAG_VERSION, storage_plugin=plugin) as writer:
-        connection = writer.add_connection(topic, SLOT_ARRAY, typestore=typestore)
-        for stamp_ns, message in rows.messages(typestore, frame_id):
-            writer.write(connection, stamp_ns, typestore.serialize_cdr(message, SLOT_ARRAY))
-            written += 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written in a hidden folder beside ``out`` and moved into place: a failure leaves no half-written bag.
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name), dir=out.parent))
+    try:
+        bag = staging / out.name  # the storage file is named after its folder: out.mcap, out.db3
+        with rosbag2.Writer(bag, version=BAG_VERSION, storage_plugin=plugin) as writer:
+            connection = writer.add_connection(topic, SLOT_ARRAY, typestore=typestore)
+            for stamp_ns, message in rows.messages(typestore, frame_id):
+                writer.write(connection, stamp_ns, typestore.serialize_cdr(message, SLOT_ARRAY))
+                written += 1
+        bag.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return BagSummary(out, written, rows.missing, topic)
 
 
@@ -168,7 +182,7 @@ class _Rows:
             boxes=np.asarray(trajectory["boxes"], np.float32),
             frame_size=np.asarray(frame_size, np.int64),
             model_version=str(trajectory["model_version"]) if "model_version" in names else "",
-            missing=len(np.asarray(trajectory["missing_frame_index"])) if "missing_frame_index" in names else 0,
+            missing=len(trajectory_missing(trajectory).frame_index),  # older files: the gaps in frame_index
         )
         expected = {
             "capture_time_ns": (count,),
@@ -189,6 +203,18 @@ class _Rows:
                 f"{unstamped.size} of the trajectory's {count} rows (frame_index {int(frame_index[unstamped[0]])} "
                 "first) have no capture time, which a bag's messages are stamped and ordered with: record the "
                 "stream with capture times (python -m service.client stream sends them for every source)"
+            )
+        if rows.slot_ids.size and not 0 <= rows.slot_ids.min() <= rows.slot_ids.max() < 2**32:
+            raise RosbagError(
+                f"the trajectory's slot_ids run from {rows.slot_ids.min()} to {rows.slot_ids.max()}, beyond the "
+                "uint32 ids of a Slot message: a stream's slot ids are 0 .. K - 1"
+            )
+        too_late = np.flatnonzero(rows.capture_time_ns >= LAST_STAMP_NS)  # [L]
+        if too_late.size:
+            raise RosbagError(
+                f"{too_late.size} of the trajectory's {count} rows (frame_index {int(frame_index[too_late[0]])} "
+                "first) have capture times from 2038-01-19 03:14:08 UTC on, which a ROS 2 stamp (int32 seconds) "
+                "cannot hold: check the clock the frames were stamped with"
             )
         return rows
 

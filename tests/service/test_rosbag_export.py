@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 from service_helpers import make_video
 
+from service.client import rosbag
 from service.client.__main__ import main
 from service.client.rosbag import MSG_PACKAGE, message_types
 
@@ -84,6 +86,15 @@ def test_the_message_package_builds_the_messages_the_bags_carry():
     assert set(message_types()) == {"slotstream_msgs/msg/Slot", "slotstream_msgs/msg/SlotArray"}
 
 
+def test_the_distribution_ships_every_file_of_the_message_package():
+    """``pip install`` copies package data only where pyproject.toml lists it: the rosbag module reads the message
+    files at run time, and a ROS 2 workspace builds the package from them."""
+    client = MSG_PACKAGE.parents[1]  # service/client
+    patterns = tomllib.loads((client.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = {path for pattern in patterns["package-data"]["service.client"] for path in client.glob(pattern)}
+    assert shipped == {path for path in MSG_PACKAGE.rglob("*") if path.is_file()}
+
+
 def test_what_cannot_be_written_is_named_and_nothing_is_written(trajectory, tmp_path, capsys):
     bag = tmp_path / "bag"
 
@@ -102,6 +113,12 @@ def test_what_cannot_be_written_is_named_and_nothing_is_written(trajectory, tmp_
     short = tmp_path / "short.npz"
     np.savez(short, **{name: value for name, value in arrays.items() if name != "boxes"})
     assert "the trajectory lacks boxes" in refused(path=short)
+    late = tmp_path / "late.npz"
+    np.savez(late, **{**arrays, "capture_time_ns": arrays["capture_time_ns"] + (2**31 - 1_700_000_000) * 10**9})
+    assert "4 of the trajectory's 4 rows (frame_index 0 first) have capture times from 2038" in refused(path=late)
+    negative = tmp_path / "negative.npz"
+    np.savez(negative, **{**arrays, "slot_ids": arrays["slot_ids"] - 1})
+    assert "slot_ids run from -1 to 2, beyond the uint32 ids" in refused(path=negative)
     bent = tmp_path / "bent.npz"
     np.savez(bent, **{**arrays, "areas": arrays["areas"][:, :2]})
     assert "areas has shape (4, 2), not [4, 4]" in refused(path=bent)
@@ -126,3 +143,33 @@ def test_without_the_ros_extra_the_command_names_it(trajectory, tmp_path, capsys
     err = capsys.readouterr().err
     assert "needs the 'ros' extra (its module 'rosbags' is not installed): pip install 'slotstream[ros]'" in err
     assert not (tmp_path / "bag").exists()
+
+
+def test_a_failure_while_writing_leaves_no_bag_behind(trajectory, tmp_path, monkeypatch, capsys):
+    """The bag is written in a hidden folder and moved into place: a run that fails partway (here the second
+    message) leaves neither the bag's folder nor the hidden one, so the same command can run again."""
+    original = rosbag._Rows.messages
+
+    def failing(self, typestore, frame_id):
+        for index, item in enumerate(original(self, typestore, frame_id)):
+            if index == 1:
+                raise OSError("no space left on device")
+            yield item
+
+    monkeypatch.setattr(rosbag._Rows, "messages", failing)
+    assert main(["to-rosbag", str(trajectory), str(tmp_path / "out" / "bag")]) == 2
+    assert "error: no space left on device" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+    monkeypatch.undo()
+    assert main(["to-rosbag", str(trajectory), str(tmp_path / "out" / "bag")]) == 0
+    assert sorted(path.name for path in (tmp_path / "out" / "bag").iterdir()) == ["bag.mcap", "metadata.yaml"]
+
+
+def test_a_file_written_before_the_missing_frames_were_recorded_counts_its_gaps(trajectory, tmp_path, capsys):
+    with np.load(trajectory) as saved:
+        arrays = {name: value for name, value in saved.items() if not name.startswith("missing_")}
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    assert main(["to-rosbag", str(old), str(tmp_path / "bag")]) == 0
+    err = capsys.readouterr().err
+    assert "wrote 4 messages on /slotstream/slots" in err and "; 1 frames had no result, so no message" in err
