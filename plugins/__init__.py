@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     )
     from plugins.manager import PluginSetup, build_plugin_manager, default_registry
     from plugins.model import VideoSlotModel
-    from plugins.registry import ComponentBuildError, ComponentKind, ComponentRegistry, RegistryError
+    from plugins.registry import (
+        AmbiguousNameError,
+        ComponentBuildError,
+        ComponentKind,
+        ComponentRegistry,
+        DuplicateNameError,
+        RegistryError,
+    )
     from plugins.types import (
         AggregatorOutput,
         DecoderOutput,
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Aggregator": "plugins.interfaces",
     "AggregatorOutput": "plugins.types",
+    "AmbiguousNameError": "plugins.registry",
     "build_plugin_manager": "plugins.manager",
     "Component": "plugins.interfaces",
     "ComponentBuildError": "plugins.registry",
@@ -50,6 +58,7 @@ _EXPORTS = {
     "Decoder": "plugins.interfaces",
     "DecoderOutput": "plugins.types",
     "default_registry": "plugins.manager",
+    "DuplicateNameError": "plugins.registry",
     "Encoder": "plugins.interfaces",
     "EncoderOutput": "plugins.types",
     "Head": "plugins.interfaces",
@@ -71,6 +80,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 __all__ = [
     "Aggregator",
     "AggregatorOutput",
+    "AmbiguousNameError",
     "Component",
     "ComponentBuildError",
     "ComponentKind",
@@ -79,6 +89,7 @@ __all__ = [
     "ContractViolation",
     "Decoder",
     "DecoderOutput",
+    "DuplicateNameError",
     "Encoder",
     "EncoderOutput",
     "Head",

@@ -11,23 +11,30 @@ if TYPE_CHECKING:
 
 
 def failure_site(model: VideoSlotModel, error: BaseException) -> str:
-    """``"in the transition 'damped' (pkg.Damped, registered by plugin 'demo') at FILE:LINE"`` for the innermost
-    traceback frame of ``error`` in the module of one of ``model``'s components; else ``"at FILE:LINE"`` for its
-    innermost frame outside torch; ``""`` when it has no such frame."""
-    modules = {type(getattr(model, role)).__module__: role for role in model.specs}
-    component: tuple[str, str, int] | None = None
-    other: tuple[str, int] | None = None
-    for frame, line in traceback.walk_tb(error.__traceback__):
+    """Where ``error`` was raised in ``model``'s components, as ``"in the transition 'damped' (pkg.Damped, registered
+    by plugin 'demo') at FILE:LINE"``: the component is the one whose method the innermost traceback frame outside
+    torch with a component as its ``self`` runs (so two components of one module are told apart), or failing that
+    the one whose module that frame's code belongs to; the place is the innermost frame outside torch (a helper
+    the method called). ``"at FILE:LINE"`` for that place when no component is found; ``""`` without such a frame.
+    """
+    by_instance = {id(getattr(model, role)): role for role in model.specs}
+    by_module = {type(getattr(model, role)).__module__: role for role in model.specs}
+    method_role = module_role = None
+    place: tuple[str, int] | None = None
+    for frame, line in traceback.walk_tb(error.__traceback__):  # outermost first
         module = str(frame.f_globals.get("__name__", ""))
-        if module in modules:
-            component = (modules[module], frame.f_code.co_filename, line)
-        if module.split(".")[0] != "torch":
-            other = (frame.f_code.co_filename, line)
-    if component is not None:
-        role, file, line = component
-        cls = type(getattr(model, role))
-        return (
-            f"in the {role} {model.specs[role].name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
-            f"{model.component_plugins[role]!r}) at {file}:{line}"
-        )
-    return "" if other is None else f"at {other[0]}:{other[1]}"
+        if module.split(".")[0] == "torch":
+            continue
+        place = (frame.f_code.co_filename, line)
+        method_role = by_instance.get(id(frame.f_locals.get("self")), method_role)
+        module_role = by_module.get(module, module_role)
+    if place is None:
+        return ""
+    role = method_role or module_role
+    if role is None:
+        return f"at {place[0]}:{place[1]}"
+    cls = type(getattr(model, role))
+    return (
+        f"in the {role} {model.specs[role].name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
+        f"{model.component_plugins[role]!r}) at {place[0]}:{place[1]}"
+    )

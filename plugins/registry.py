@@ -505,9 +505,10 @@ def _code_of(cls: type[Component]) -> str:
 def raised_in_package(error: BaseException, module: str) -> tuple[str, int] | None:
     """Where ``error`` was raised in a plugin's own code: the innermost traceback frame of a module of the
     plugin's top-level package (``module``'s first dotted part; for a plugin inside this project's own ``plugins``
-    package, ``module`` and its submodules only), as ``(file, line)``; for a ``SyntaxError``, the file and line it
-    names (the broken file, which no frame runs, rather than the plugin's line that imported it); ``None`` when
-    neither applies."""
+    package, ``module`` and its submodules only), as ``(file, line)``; for a ``SyntaxError`` in a file, the file
+    and line it names (the broken file, which no frame runs, rather than the plugin's line that imported it), and
+    for one in a string given to ``eval`` or ``compile`` (``<string>``) the plugin's frame, else the place it names;
+    ``None`` when neither applies."""
     package = module.split(".")[0]
     if package == __name__.split(".")[0]:  # a plugin inside this project's own package: only its module counts
         package = module
@@ -517,7 +518,9 @@ def raised_in_package(error: BaseException, module: str) -> tuple[str, int] | No
         if package and (name == package or name.startswith(package + ".")):
             found = (frame.f_code.co_filename, line)
     if isinstance(error, SyntaxError) and error.filename and error.lineno:
-        return error.filename, error.lineno
+        in_a_file = not error.filename.startswith("<")  # not the text of an eval() or compile() call
+        if in_a_file or found is None:
+            return error.filename, error.lineno
     return found
 
 

@@ -202,3 +202,23 @@ def test_a_syntax_error_in_a_module_the_plugin_imports_names_that_module(
     assert setup.failed["slotstream_test_syntax"].endswith(f"(at {folder / 'inner.py'}:3)")
     (warning,) = warned
     assert (warning.filename, warning.lineno) == (str(folder / "inner.py"), 3)
+
+
+def test_a_syntax_error_in_evaluated_text_names_the_plugins_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eval`` of broken text raises a SyntaxError of ``<string>``, no file: the plugin's line is the place."""
+    folder = _install(
+        tmp_path,
+        monkeypatch,
+        "slotstream_test_evaluated",
+        {"__init__.py": '"""Evaluated."""\n\nSCALE = eval("1 +")\n'},
+    )
+    try:
+        with pytest.warns(PluginWarning, match="was left out") as warned:
+            setup = build_plugin_manager()
+    finally:
+        sys.modules.pop("slotstream_test_evaluated", None)
+    assert setup.failed["slotstream_test_evaluated"].endswith(f"(at {folder / '__init__.py'}:3)")
+    (warning,) = warned
+    assert (warning.filename, warning.lineno) == (str(folder / "__init__.py"), 3)

@@ -10,6 +10,7 @@ from service_helpers import SERVICE_TINY_MODEL
 
 import plugins.manager
 from plugins import Transition, VideoSlotModel
+from plugins.builtin.decoders.broadcast import SpatialBroadcastDecoder
 from plugins.types import Features, Slots
 from service.__main__ import main
 from service.backends.torch_backend import ModelRunError
@@ -34,6 +35,13 @@ class EvalShapeBug(Transition):
         return self.projection(slots)
 
 
+class SameModuleDecoder(SpatialBroadcastDecoder):
+    """A decoder defined in the transition's module, as a small plugin keeps all its components in one: the message
+    must still blame the transition."""
+
+    name = "same_module_broadcast"
+
+
 BUG_LINE = EvalShapeBug.forward.__code__.co_firstlineno + 6
 """The line of ``EvalShapeBug.forward`` that raises: its ``return``."""
 
@@ -41,8 +49,11 @@ BUG_LINE = EvalShapeBug.forward.__code__.co_firstlineno + 6
 @pytest.fixture
 def buggy_model(tmp_path, monkeypatch) -> str:
     registry = installed_transition(tmp_path, monkeypatch, "buggy", "1.0", EvalShapeBug)
+    registry.add_decoder(SameModuleDecoder)
     monkeypatch.setattr(plugins.manager, "_default_registry", registry)  # what the server loads with
-    model = VideoSlotModel(**{**SERVICE_TINY_MODEL, "transition": "eval_shape_bug"}, registry=registry)
+    decoder = {**SERVICE_TINY_MODEL["decoder"], "name": "same_module_broadcast"}
+    config = {**SERVICE_TINY_MODEL, "transition": "eval_shape_bug", "decoder": decoder}
+    model = VideoSlotModel(**config, registry=registry)
     model.save_pretrained(tmp_path / "model")
     return str(tmp_path / "model")
 
