@@ -447,8 +447,9 @@ def check_loss(
         name: the loss's registry name.
         kwargs: its constructor arguments.
         registry: where the name resolves; default: the installed plugins.
-        config: the model whose outputs it scores (default :data:`TINY_MODEL`; a loss that needs an output only
-            some components give, such as ``preheated``, needs a model with them).
+        config: the model whose outputs it scores (default :data:`TINY_MODEL`); a loss that reads outputs only some
+            components give (``time_similarity``: a decoder's feature extras) needs a model with them, else its own
+            error propagates.
 
     Raises:
         ContractViolation: a rule is broken (the message names the loss, its class and the rule).

@@ -14,10 +14,9 @@ Commands::
     to-rosbag SLOTS.npz OUT_BAG [--topic /slotstream/slots] [--frame-id camera] [--storage mcap|sqlite3]
 
 SOURCE is a video file, a folder of frames, ``camera:N`` (OpenCV) or ``synthetic:N``. Every command but ``synth``
-and ``to-rosbag``
-also takes ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``, ``--tls-server-name``;
-``streams``, ``end-stream`` and ``reload`` need an admin token (one of the server's ``--admin-token-file``), not a
-client's.
+and ``to-rosbag`` also takes ``--token``/``--token-file`` and ``--tls-ca``, ``--tls-cert``, ``--tls-key``,
+``--tls-server-name``; ``streams``, ``end-stream`` and ``reload`` need an admin token (one of the server's
+``--admin-token-file``), not a client's.
 
 Each JSON line's ``areas`` (and the ``--slots`` file's) are each slot's share of the whole frame's segmentation;
 pixels outside the model's view (255, beside the crop of ``--frame-fit crop``) belong to no slot, so with a crop
