@@ -28,6 +28,12 @@ def violation(model: VideoSlotModel, role: str, problem: str) -> NoReturn:
     )
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ContractViolation` with ``message`` unless ``condition`` holds (the contract checks' rule)."""
+    if not condition:
+        raise ContractViolation(message)
+
+
 def check_type(model: VideoSlotModel, role: str, output: object, expected: type) -> None:
     """Raises :class:`ContractViolation` when the component in ``role`` returned something other than
     ``expected`` (a tuple or a bare tensor instead of its typed output)."""

@@ -22,9 +22,7 @@ a batch size fixed by a Python loop or branch over it. :func:`check_loss` checks
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,25 +30,18 @@ from typing import Any
 
 import torch
 
-from plugins.contracts import violation
+from plugins.contracts import require, violation
+from plugins.export_check import check_exportable as check_exportable
 from plugins.interfaces import ContractViolation as ContractViolation  # the model raises the same class
+from plugins.loss_check import check_loss as check_loss
 from plugins.model import COMPONENT_NAMES, VideoSlotModel
 from plugins.registry import ComponentRegistry
+from plugins.tiny_model import TINY_MODEL as TINY_MODEL
+from plugins.tiny_model import build_tiny as build_tiny
+from plugins.tiny_model import default_losses as default_losses
+from plugins.tiny_model import tiny_model_config as tiny_model_config
+from plugins.tiny_model import tiny_video as tiny_video
 from plugins.types import StepOutput, VideoOutput
-
-TINY_MODEL: dict[str, Any] = {
-    "encoder": {"name": "small_cnn", "kwargs": {"channels": [8, 8], "strides": [2, 2], "out_dim": 16}},
-    "initializer": "smoothsa_preheat",
-    "aggregator": {"name": "slot_attention", "kwargs": {"truncation": "bi_level"}},
-    "transition": {"name": "randsfq", "kwargs": {"window": 3}},
-    "decoder": {"name": "broadcast", "kwargs": {"broadcast_size": 4, "channels": 8, "output_size": [16, 16]}},
-    "num_slots": 3,
-    "slot_dim": 16,
-    "image_size": [16, 16],
-    "first_iters": 3,
-    "later_iters": 1,
-}
-"""A model small enough to run in milliseconds: 16x16 frames, 3 slots of 16."""
 
 ROLES = ("encoder", "initializer", "aggregator", "transition", "decoder")
 
@@ -60,36 +51,6 @@ BATCH_ATOL = 1e-5
 BATCH_RTOL = 1e-4
 """How far, relative to the largest magnitude of the output alone, batch element 0's outputs in a batch may be from
 its outputs alone (on top of :data:`BATCH_ATOL`)."""
-
-
-def tiny_model_config(**roles: Any) -> dict[str, Any]:
-    """:data:`TINY_MODEL` with some roles (or sizes) replaced, e.g. ``transition={"name": "damped"}``."""
-    config = copy.deepcopy(TINY_MODEL)
-    config.update(copy.deepcopy(roles))
-    return config
-
-
-def build_tiny(config: dict[str, Any], registry: ComponentRegistry | None = None, seed: int = 0) -> VideoSlotModel:
-    """The model of ``config``, with weights drawn from ``seed``."""
-    torch.manual_seed(seed)
-    return VideoSlotModel(**config, registry=registry)
-
-
-def tiny_video(model: VideoSlotModel, batch: int = 2, length: int = 4) -> torch.Tensor:
-    """``[batch, length, 3, H, W]`` random frames in ``[0, 1]`` at the model's input size (fixed seed)."""
-    height, width = model.image_size
-    return torch.rand(batch, length, 3, height, width, generator=torch.Generator().manual_seed(3))
-
-
-def default_losses(output: VideoOutput, registry: ComponentRegistry | None = None) -> torch.Tensor:
-    """Every loss the model's outputs support: what should reach every trainable parameter."""
-    from plugins.manager import default_registry
-
-    registry = default_registry() if registry is None else registry
-    loss: torch.Tensor = registry.build("losses", "reconstruction_mse", {})(output, 0.5)
-    if output.preheated is not None:
-        loss = loss + registry.build("losses", "preheat_mse", {})(output, 0.5)
-    return loss
 
 
 def check_model_component(config: dict[str, Any], role: str, registry: ComponentRegistry | None = None) -> None:
@@ -125,23 +86,23 @@ def check_outputs(config: dict[str, Any], registry: ComponentRegistry | None = N
         output = model(video)
     k, d = model.num_slots, model.slot_dim
     h, w = model.mask_grid
-    _require(isinstance(output, VideoOutput), f"forward returned {type(output).__name__}, not VideoOutput")
-    _require(all(isinstance(s, StepOutput) for s in output.steps), "a step did not return StepOutput")
+    require(isinstance(output, VideoOutput), f"forward returned {type(output).__name__}, not VideoOutput")
+    require(all(isinstance(s, StepOutput) for s in output.steps), "a step did not return StepOutput")
     slots_shape, masks_shape = (batch, length, k, d), (batch, length, k, h, w)
-    _require(output.slots.shape == slots_shape, f"slots {tuple(output.slots.shape)}, want {slots_shape}")
-    _require(output.masks.shape == masks_shape, f"masks {tuple(output.masks.shape)}, want {masks_shape}")
-    _require(output.reconstruction.shape == output.target.shape, "reconstruction and target differ in shape")
+    require(output.slots.shape == slots_shape, f"slots {tuple(output.slots.shape)}, want {slots_shape}")
+    require(output.masks.shape == masks_shape, f"masks {tuple(output.masks.shape)}, want {masks_shape}")
+    require(output.reconstruction.shape == output.target.shape, "reconstruction and target differ in shape")
     tokens = (batch, length, h * w)
-    _require(output.reconstruction.shape[:3] == tokens, "reconstruction is not one token per mask pixel")
+    require(output.reconstruction.shape[:3] == tokens, "reconstruction is not one token per mask pixel")
     for step in output.steps:
         attention, features = step.attention, step.features
-        _require(attention.shape[0] == batch and attention.shape[2] == k, f"attention {tuple(attention.shape)}")
-        _require(
+        require(attention.shape[0] == batch and attention.shape[2] == k, f"attention {tuple(attention.shape)}")
+        require(
             attention.shape[3] == features.shape[1] == step.grid[0] * step.grid[1],
             f"attention over {attention.shape[3]} tokens, features {features.shape[1]}, grid {step.grid}",
         )
     for label, tensor in (("slots", output.slots), ("masks", output.masks), ("reconstruction", output.reconstruction)):
-        _require(bool(torch.isfinite(tensor).all()), f"{label} hold NaN or infinite values")
+        require(bool(torch.isfinite(tensor).all()), f"{label} hold NaN or infinite values")
 
 
 def check_sums_to_one(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
@@ -150,10 +111,10 @@ def check_sums_to_one(config: dict[str, Any], registry: ComponentRegistry | None
     with torch.no_grad():
         output = model(tiny_video(model))
     worst = float((output.masks.sum(dim=2) - 1).abs().max())
-    _require(worst < 1e-5, f"masks sum to 1 over slots only within {worst:.3g}")
+    require(worst < 1e-5, f"masks sum to 1 over slots only within {worst:.3g}")
     for step in output.steps:
         worst = float((step.attention.sum(dim=2) - 1).abs().max())
-        _require(worst < 1e-5, f"attention sums to 1 over slots only within {worst:.3g}")
+        require(worst < 1e-5, f"attention sums to 1 over slots only within {worst:.3g}")
 
 
 def check_gradients(config: dict[str, Any], role: str, registry: ComponentRegistry | None = None) -> None:
@@ -163,7 +124,7 @@ def check_gradients(config: dict[str, Any], role: str, registry: ComponentRegist
     component = getattr(model, role)
     trainable = {name: p for name, p in component.named_parameters() if p.requires_grad}
     starved = [name for name, p in trainable.items() if p.grad is None or not torch.any(p.grad != 0)]
-    _require(not starved, f"{role} parameters without gradient: {starved}")
+    require(not starved, f"{role} parameters without gradient: {starved}")
 
 
 def check_round_trip(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
@@ -176,14 +137,14 @@ def check_round_trip(config: dict[str, Any], registry: ComponentRegistry | None 
         model.save_pretrained(Path(folder))
         torch.manual_seed(123)  # a different seed: nothing random may leak into the reloaded model
         loaded = VideoSlotModel.from_pretrained(Path(folder), registry=registry)
-    _require(loaded.config == model.config, "the reloaded model's config differs from the saved one")
+    require(loaded.config == model.config, "the reloaded model's config differs from the saved one")
     with torch.no_grad():
         torch.manual_seed(0)
         before = model(video)
         torch.manual_seed(0)
         after = loaded(video)
-    _require(torch.equal(after.slots, before.slots), "the reloaded model's slots differ from the saved model's")
-    _require(torch.equal(after.masks, before.masks), "the reloaded model's masks differ from the saved model's")
+    require(torch.equal(after.slots, before.slots), "the reloaded model's slots differ from the saved model's")
+    require(torch.equal(after.masks, before.masks), "the reloaded model's masks differ from the saved model's")
 
 
 def check_no_state_between_calls(config: dict[str, Any], registry: ComponentRegistry | None = None) -> None:
@@ -374,122 +335,3 @@ def _output_tensors(role: str, output: object) -> dict[str, torch.Tensor]:
 
 def _max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
-
-
-def check_exportable(
-    config: dict[str, Any] | VideoSlotModel, registry: ComponentRegistry | None = None, *, tensorrt: bool = True
-) -> None:
-    """Export the model ``config`` (:func:`tiny_model_config`) to ONNX as ``python -m training.export`` does.
-
-    Both graphs (``first_step`` and ``step``) are traced with the export's checks and then put through its
-    operator check, and each is traced again and run at other batch sizes than the traced one (the batch axis
-    is dynamic), as the export's parity run would; nothing is written but a temporary file, deleted again.
-
-    Args:
-        config: ``VideoSlotModel`` keyword arguments, or a built model.
-        registry: where the component names resolve; default: the installed plugins.
-        tensorrt: also require every operator to be one TensorRT takes (``False``: what ``python -m
-            training.export --onnxruntime-only`` requires).
-
-    Raises:
-        ContractViolation: the export would fail or be wrong; the message is the export's (the component, its
-            plugin and the line for a value the graph would freeze, an operator ONNX lacks, or a batch size it fixes
-            with a Python loop or branch over ``x.shape[0]``: the graph is traced at one batch size and fails at
-            another).
-        ImportError: ``onnx`` or ``onnxscript`` is missing (the message says what to install).
-    """
-    import importlib.util
-
-    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ImportError(
-            f"check_exportable exports with {' and '.join(missing)}, which is not installed: pip install "
-            "'onnx>=1.17' 'onnxscript>=0.5' (slotstream's own requirements, which pip install -e . installs)"
-        )
-    from training.export.batch_axis import fixed_batch_diagnosis
-    from training.export.errors import ExportError
-    from training.export.graphs import export_graph
-    from training.export.operators import check_operators
-
-    model = config if isinstance(config, VideoSlotModel) else build_tiny(config, registry)
-    for which in ("first_step", "step"):
-        try:
-            report = check_operators(export_graph(model, which))
-        except ExportError as error:
-            raise ContractViolation(str(error)) from error
-        except Exception as error:  # ONNX Runtime's errors (the export runs the graph at several batch sizes)
-            if type(error).__module__.split(".")[0] != "onnxruntime":
-                raise
-            diagnosis = fixed_batch_diagnosis(model, which)
-            raise ContractViolation(
-                diagnosis or f"ONNX Runtime refused the exported {which} graph: {type(error).__name__}: {error}"
-            ) from error
-        diagnosis = fixed_batch_diagnosis(model, which)  # what the export's parity run at other batch sizes finds
-        if diagnosis is not None:
-            raise ContractViolation(diagnosis)
-        refusal = report.refusal(which, tensorrt=tensorrt)
-        if refusal is not None:
-            raise ContractViolation(refusal)
-
-
-def check_loss(
-    name: str,
-    kwargs: dict[str, Any] | None = None,
-    registry: ComponentRegistry | None = None,
-    config: dict[str, Any] | None = None,
-) -> None:
-    """Check the loss ``name`` (built with ``kwargs``) on the outputs of a tiny model in training mode: at the start,
-    middle and end of training (``progress`` 0, 0.5 and 1) it returns a finite scalar tensor (shape ``()``) on the
-    autograd graph (a value made with ``.item()``, under ``torch.no_grad()`` or from detached tensors trains nothing),
-    and at one of them at least it gives one of the model's parameters a non-zero gradient.
-
-    Args:
-        name: the loss's registry name.
-        kwargs: its constructor arguments.
-        registry: where the name resolves; default: the installed plugins.
-        config: the model whose outputs it scores (default :data:`TINY_MODEL`); a loss that reads outputs only some
-            components give (``time_similarity``: a decoder's feature extras) needs a model with them, else its own
-            error propagates.
-
-    Raises:
-        ContractViolation: a rule is broken (the message names the loss, its class and the rule).
-    """
-    from plugins.manager import default_registry
-
-    registry = default_registry() if registry is None else registry
-    loss = registry.build("losses", name, kwargs or {})
-    cls = type(loss)
-    plugin = registry.owner("losses", name)
-    who = f"the loss {name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin {plugin!r})"
-    trains: list[bool] = []  # whether each progress's value gave a parameter a non-zero gradient
-    for progress in (0.0, 0.5, 1.0):
-        model = build_tiny(config or TINY_MODEL, registry).train()
-        value = loss(model(tiny_video(model)), progress)
-        if not (isinstance(value, torch.Tensor) and value.ndim == 0 and value.is_floating_point()):
-            returned = (
-                f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-                if isinstance(value, torch.Tensor)
-                else type(value).__name__
-            )
-            raise ContractViolation(
-                f"{who} returned {returned} at progress {progress}; a loss returns a floating-point scalar tensor "
-                "(shape ())"
-            )
-        _require(
-            math.isfinite(value.item()), f"{who} returned {value.item()} at progress {progress}, not a finite value"
-        )
-        _require(
-            value.requires_grad,
-            f"{who} returned a value no parameter of the model reaches at progress {progress} (it does not require "
-            "grad): compute it with tensor operations on the model's outputs, not .item(), float() or torch.no_grad()",
-        )
-        value.backward()  # type: ignore[no-untyped-call]
-        trains.append(any(p.grad is not None and bool(torch.any(p.grad != 0)) for p in model.parameters()))
-    _require(  # a term ramped in over training (attention distillation) may train nothing at its start
-        any(trains), f"{who} gives no parameter of the model a non-zero gradient, at progress 0, 0.5 or 1"
-    )
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ContractViolation(message)

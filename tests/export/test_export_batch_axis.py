@@ -123,6 +123,7 @@ def test_export_of_a_row_by_row_loop_names_the_component_where_the_parity_run_fa
     options: ExportOptions,
     fails_at: int,
     after: str,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     source = _saved(own, "row_by_row", tmp_path / "model", monkeypatch)
     with pytest.raises(
@@ -131,6 +132,7 @@ def test_export_of_a_row_by_row_loop_names_the_component_where_the_parity_run_fa
         export_model(source, tmp_path / "export", options)
     assert re.search(_component(RowByRow), str(raised.value))
     assert after in str(raised.value)
+    assert "[E:onnxruntime" not in capfd.readouterr().err  # said once, in the error, not also in the runtime's log
 
 
 class _FirstRows:
