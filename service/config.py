@@ -127,9 +127,9 @@ class ServiceConfig:
     max_calls: int = field(
         default=0,
         metadata=_help(
-            "gRPC calls held at once, counted from their headers, besides Health/Check and Admin calls (which have "
-            "caps of their own) (0: --max-streams + 8); more "
-            "are refused with RESOURCE_EXHAUSTED, so calls that hold no stream cannot pile up"
+            "gRPC calls held at once, counted from their headers, besides Health/Check and Admin calls, which have "
+            "caps of their own (0: --max-streams + 8); more are refused with RESOURCE_EXHAUSTED, so calls that hold "
+            "no stream cannot pile up"
         ),
     )
     open_timeout_s: float = field(
