@@ -82,10 +82,15 @@ def write_rosbag(
     a ROS 2 bag in the new folder ``out``, one ``SlotArray`` on ``topic`` per row, stamped with the row's capture
     time and ``frame_id``.
 
+    The bag is written in a hidden folder beside ``out`` and renamed into place, so an error while writing leaves
+    no bag (``out``'s missing parent folders are made first).
+
     Raises:
         RosbagError: ``out`` exists, ``storage`` is not one of :data:`STORAGES`, ``topic`` is not a ROS 2 topic
-            name, the trajectory lacks an array or has rows without a capture time (0), or its arrays disagree in
-            shape; nothing is written then.
+            name, the trajectory lacks an array, its arrays disagree in shape, it has rows without a capture time
+            (0) or with one a ROS 2 stamp cannot hold (:data:`LAST_STAMP_NS` on), or slot ids beyond uint32;
+            nothing is written then.
+        OSError: the bag cannot be written.
         SystemExit: status 2, without the ``ros`` extra (rosbags), after a line naming it.
     """
     if storage not in STORAGES:
