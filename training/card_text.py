@@ -166,7 +166,7 @@ def plugin_rows(model: VideoSlotModel, losses: Mapping[str, Any] | None = None) 
     :func:`~training.checkpoint.read_losses_record`; retraining it needs them); none for built-ins only."""
     external = sorted({plugin for plugin in model.component_plugins.values() if plugin not in DEFAULT_PLUGINS})
     losses = losses or {}
-    loss_plugins: dict[str, str] = dict(losses.get("plugins", {}))
+    loss_plugins = _recorded(losses, "plugins")  # loss name -> plugin
     loss_only = sorted(set(loss_plugins.values()) - set(external) - set(DEFAULT_PLUGINS))
 
     def named(plugin: str, versions: Mapping[str, str], distributions: Mapping[str, str]) -> str:
@@ -181,7 +181,7 @@ def plugin_rows(model: VideoSlotModel, losses: Mapping[str, Any] | None = None) 
         needed = "needed to train, load or serve it with the torch backend (its ONNX export serves without it)"
         rows.append(f"| plugins | {names}: {needed} |")
     if loss_only:
-        versions, distributions = losses.get("plugin_versions", {}), losses.get("plugin_distributions", {})
+        versions, distributions = _recorded(losses, "plugin_versions"), _recorded(losses, "plugin_distributions")
         names = ", ".join(named(plugin, versions, distributions) for plugin in loss_only)
         losses_of = sorted(name for name, plugin in loss_plugins.items() if plugin in loss_only)
         rows.append(
@@ -189,6 +189,12 @@ def plugin_rows(model: VideoSlotModel, losses: Mapping[str, Any] | None = None) 
             "it again with this command, not to load or serve it |"
         )
     return rows
+
+
+def _recorded(record: Mapping[str, Any], key: str) -> dict[str, str]:
+    """``record[key]`` as a mapping of strings; empty when absent or not a mapping (a damaged record)."""
+    value = record.get(key)
+    return {str(name): str(item) for name, item in value.items()} if isinstance(value, Mapping) else {}
 
 
 def render_card(
