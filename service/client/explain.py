@@ -165,25 +165,35 @@ def explained(
         hint = (
             f"the connection was lost; the server that held stream {opened.stream_id!r} shut down and handed it off "
             "(it keeps it no longer): `await stream.reconnect(Client(...))` with a server of the same model version "
-            "continues it from that state"
+            f"continues it from that state{_RECONNECTING}"
         )
     elif window_s > 0:
         hint = (
             f"the connection was lost; the server keeps stream {opened.stream_id!r} for {window_s:g} s "
             "(its resume_window_s): `await stream.reconnect()` continues it where it stopped, re-sending the "
-            "frames still unanswered"
+            f"frames still unanswered{_RECONNECTING}"
         )
     elif handoff is not None:
         hint = (
             "the connection was lost, and the stream with it on the server (it was opened without a "
             "resume_window_s), but `await stream.reconnect()` can continue it from its latest state hand-off"
+            f"{_RECONNECTING}"
         )
     else:
         hint = (
             "the connection was lost, and the stream with it: it was opened without a resume window; open "
             "streams with StreamOptions(resume_window_s=...) so that `await stream.reconnect()` can continue them"
+            f"{_RECONNECTING}"
         )
     return StreamError(error.status, error.code, error.message, handoff=handoff, hint=hint)
+
+
+_RECONNECTING = (
+    " (the async Client's ClientStream; on the command line, `stream --reconnect N` opens the stream with a resume "
+    "window and reconnects; stream_frames does not reconnect)"
+)
+"""Where each API stands on reconnecting, after a hint that names the async client's call: the hint reaches the
+command line's and ``stream_frames``' users too."""
 
 
 def frames_text(indices: list[int]) -> str:

@@ -46,8 +46,10 @@ on, and its ``model_version``, so it concatenates with others):
   (``--max-frames`` was reached), ``interrupted`` (Ctrl-C or SIGTERM), ``source_error: <why>`` (a frame could not
   be read, decoded or sent: a corrupt frame, a file cut short), ``server_ended: <why>`` (the server ended the
   stream, or the connection was lost, and it was not continued); empty when not known.
-* ``complete`` bool ``[]``: whether every frame asked for was processed (``end_reason`` is ``end`` or
-  ``max_frames``); a file that is not complete holds the rows of the frames before the run stopped.
+* ``complete`` bool ``[]``: whether the run went through every frame asked for (``end_reason`` is ``end`` or
+  ``max_frames``): each was sent and has a row or a ``missing_*`` entry saying why not, so a complete file may hold
+  few rows or none (every frame dropped as stale, say); a file that is not complete holds the rows of the frames
+  before the run stopped.
 * ``missing_frame_index`` int64 ``[M]``: the frames sent that have no row, in frame order (each frame index is in
   ``frame_index`` or here, never in both nor twice); shape ``[0]`` when every frame sent has a row.
 * ``missing_source_frame`` int64 ``[M]``: which frame of the source each is, as ``source_frame`` counts.
