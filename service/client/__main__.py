@@ -591,6 +591,12 @@ def _to_rosbag(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.trajectory}: {error}") from None
     missing = f"; {summary.missing} frames had no result, so no message" if summary.missing else ""
     print(f"wrote {summary.messages} messages on {summary.topic} to {summary.path}{missing}", file=sys.stderr)
+    if summary.complete is False:
+        print(
+            f"warning: the run that made {args.trajectory} did not go through its source ({summary.end_reason}): "
+            "the bag holds the frames before it stopped",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from plugins.extras import require_extra
 from plugins.files import temporary_prefix
-from service.client.trajectory import trajectory_missing
+from service.client.trajectory import trajectory_end, trajectory_missing
 
 MSG_PACKAGE = Path(__file__).parent / "ros_msgs" / "slotstream_msgs"
 """The ROS 2 interface package of the messages."""
@@ -37,6 +37,8 @@ BAG_VERSION = 8
 """The rosbag2 metadata version written (ROS 2 Iron's)."""
 LAST_STAMP_NS = 2**31 * 1_000_000_000
 """The first capture time (ns since the Unix epoch) a ROS 2 stamp cannot hold: its seconds are an int32."""
+RUN_FIELDS = ("source", "capture_clock", "fps", "model_version", "frame_fit", "end_reason", "complete")
+"""The trajectory file's record of its run that a bag keeps in its ``custom_data``, as ``slotstream.<name>``."""
 _NEEDED = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "centroids", "boxes")
 """The arrays a trajectory file must hold to be written as a bag."""
 
@@ -54,12 +56,16 @@ class BagSummary:
         messages: messages written, one per trajectory row.
         missing: frames of the trajectory without a row, so without a message.
         topic: the topic they were written on.
+        end_reason: how the run that made the trajectory ended (``""``: not recorded).
+        complete: whether it went through every frame asked for (``None``: not recorded).
     """
 
     path: Path
     messages: int
     missing: int
     topic: str
+    end_reason: str = ""
+    complete: bool | None = None
 
 
 def message_types() -> dict[str, Any]:
@@ -80,22 +86,23 @@ def write_rosbag(
 ) -> BagSummary:
     """Write ``trajectory`` (a loaded trajectory file: ``numpy.load``'s ``NpzFile`` or a mapping of its arrays) as
     a ROS 2 bag in the new folder ``out``, one ``SlotArray`` on ``topic`` per row, stamped with the row's capture
-    time and ``frame_id``.
+    time and ``frame_id``; the bag's ``custom_data`` keeps the file's record of its run (:func:`run_record`).
 
     The bag is written in a hidden folder beside ``out`` and renamed into place, so an error while writing leaves
     no bag (``out``'s missing parent folders are made first).
 
     Raises:
         RosbagError: ``out`` exists, ``storage`` is not one of :data:`STORAGES`, ``topic`` is not a ROS 2 topic
-            name, the trajectory lacks an array, its arrays disagree in shape, it has rows without a capture time
-            (0) or with one a ROS 2 stamp cannot hold (:data:`LAST_STAMP_NS` on), or slot ids beyond uint32;
-            nothing is written then.
+            name, ``frame_id`` is empty or has a leading ``/`` or white space, the trajectory lacks an array, its
+            arrays disagree in shape, it has rows without a capture time (0) or with one a ROS 2 stamp cannot hold
+            (:data:`LAST_STAMP_NS` on), or slot ids beyond uint32; nothing is written then.
         OSError: the bag cannot be written.
         SystemExit: status 2, without the ``ros`` extra (rosbags), after a line naming it.
     """
     if storage not in STORAGES:
         raise RosbagError(f"storage {storage!r}: choose one of {', '.join(STORAGES)}")
     _check_topic(topic)
+    _check_frame_id(frame_id)
     if out.exists() or out.is_symlink():
         raise RosbagError(f"{out} exists: a bag is written to a new folder; remove it or name another")
     rows = _Rows.of(trajectory)
@@ -110,6 +117,8 @@ def write_rosbag(
     try:
         bag = staging / out.name  # the storage file is named after its folder: out.mcap, out.db3
         with rosbag2.Writer(bag, version=BAG_VERSION, storage_plugin=plugin) as writer:
+            for key, value in run_record(trajectory).items():
+                writer.set_custom_data(key, value)
             connection = writer.add_connection(topic, SLOT_ARRAY, typestore=typestore)
             for stamp_ns, message in rows.messages(typestore, frame_id):
                 writer.write(connection, stamp_ns, typestore.serialize_cdr(message, SLOT_ARRAY))
@@ -117,13 +126,35 @@ def write_rosbag(
         bag.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return BagSummary(out, written, rows.missing, topic)
+    complete, end_reason = trajectory_end(trajectory)
+    return BagSummary(out, written, rows.missing, topic, end_reason, complete)
+
+
+def run_record(trajectory: Mapping[str, Any]) -> dict[str, str]:
+    """What the trajectory file says of its run, as the bag's ``custom_data`` (metadata.yaml) keeps it: each of
+    :data:`RUN_FIELDS` the file holds, under ``slotstream.<name>``, as text (``complete`` as ``true``/``false``)."""
+    names = set(getattr(trajectory, "files", trajectory))
+    record = {}
+    for name in RUN_FIELDS:
+        if name in names:
+            value = np.asarray(trajectory[name]).item()
+            record[f"slotstream.{name}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return record
 
 
 def _rosbags(module: str) -> Any:
     """Import ``module`` of rosbags; without the ``ros`` extra, exit with status 2 after a line naming it."""
     require_extra("ros", "python -m service.client to-rosbag")
     return importlib.import_module(module)
+
+
+def _check_frame_id(frame_id: str) -> None:
+    """Refuse a frame id tf2 would not find: empty, with a leading ``/`` (tf2 refuses those) or with white space."""
+    if not frame_id or frame_id.startswith("/") or any(character.isspace() for character in frame_id):
+        raise RosbagError(
+            f"frame id {frame_id!r}: name the camera's tf2 frame, not empty, without a leading '/' or white space "
+            "(e.g. camera_front_optical_frame)"
+        )
 
 
 def _check_topic(topic: str) -> None:

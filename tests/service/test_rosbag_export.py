@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from service_helpers import make_video
 
@@ -75,6 +76,16 @@ def test_each_row_is_one_stamped_message_equal_to_the_file(trajectory, tmp_path,
             )  # [K, 7]
             np.testing.assert_array_equal(geometry.astype(np.float32), expected)  # NaN where a slot has no pixel
         assert saved["frame_index"].tolist() == [0, 1, 3, 4]  # the refused frame has no row, so no message
+        run = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["custom_data"]
+        assert run == {
+            "slotstream.source": str(saved["source"]),
+            "slotstream.capture_clock": "frame_rate",
+            "slotstream.fps": "10.0",
+            "slotstream.model_version": str(saved["model_version"]),
+            "slotstream.frame_fit": "STRETCH",
+            "slotstream.end_reason": "end",
+            "slotstream.complete": "true",
+        }
 
 
 def test_the_message_package_builds_the_messages_the_bags_carry():
@@ -105,6 +116,8 @@ def test_what_cannot_be_written_is_named_and_nothing_is_written(trajectory, tmp_
 
     assert "a ROS 2 topic name starts with '/'" in refused("--topic", "slots")
     assert "'/front/2d'" in refused("--topic", "/front/2d")
+    for frame_id in ("", "/camera", "front camera"):
+        assert f"frame id {frame_id!r}: name the camera's tf2 frame" in refused("--frame-id", frame_id)
     with np.load(trajectory) as saved:
         arrays = dict(saved)
     unstamped = tmp_path / "unstamped.npz"
@@ -173,3 +186,15 @@ def test_a_file_written_before_the_missing_frames_were_recorded_counts_its_gaps(
     assert main(["to-rosbag", str(old), str(tmp_path / "bag")]) == 0
     err = capsys.readouterr().err
     assert "wrote 4 messages on /slotstream/slots" in err and "; 1 frames had no result, so no message" in err
+
+
+def test_a_trajectory_of_a_run_that_stopped_early_is_written_with_a_warning(trajectory, tmp_path, capsys):
+    with np.load(trajectory) as saved:
+        arrays = {**saved, "complete": np.array(False), "end_reason": np.array("interrupted")}
+    stopped = tmp_path / "stopped.npz"
+    np.savez(stopped, **arrays)
+    assert main(["to-rosbag", str(stopped), str(tmp_path / "bag")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: the run that made {stopped} did not go through its source (interrupted)" in err
+    run = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert run["custom_data"]["slotstream.complete"] == "false"
