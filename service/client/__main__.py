@@ -41,7 +41,7 @@ overlay, JSON lines and slots get every answered frame once. The run then also a
 stream can continue from its latest answer on another server when the first one is lost without a shutdown.
 
 Ctrl-C or SIGTERM stops a run, keeping the overlay, JSON lines and slots of the frames answered until then (exit
-status 130).
+status 130 after Ctrl-C, 143 after SIGTERM).
 """
 
 from __future__ import annotations
@@ -399,10 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         jsonl = JsonLines(args.jsonl)
         trajectory = SlotTrajectory(args.slots) if args.slots is not None else None
         try:
-            summary = asyncio.run(_cancelled_by_sigterm(stream_source(args, source, jsonl, trajectory)))
+            stopped: list[signal.Signals] = []  # SIGTERM, when it stopped the run
+            summary = asyncio.run(_cancelled_by_sigterm(stream_source(args, source, jsonl, trajectory), stopped))
         except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM: what was answered so far is kept
             print("interrupted" + _slots_note(trajectory), file=sys.stderr)
-            return 130
+            return 128 + (stopped[0] if stopped else signal.SIGINT)  # 130 after Ctrl-C, 143 after SIGTERM
         finally:
             jsonl.close()
         print(
@@ -433,16 +434,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-async def _cancelled_by_sigterm(run: Coroutine[Any, Any, _T]) -> _T:
+async def _cancelled_by_sigterm(run: Coroutine[Any, Any, _T], stopped: list[signal.Signals]) -> _T:
     """Await ``run`` in a task that SIGTERM (a supervisor stopping the client) cancels, as ``asyncio.run`` cancels
-    its task on Ctrl-C: the run's clean-up (the slots saved, the overlay finished) goes on as for Ctrl-C, and the
+    its task on Ctrl-C, appending ``SIGTERM`` to ``stopped`` first (the exit status says which signal stopped the
+    run): the run's clean-up (the slots saved, the overlay finished) goes on as for Ctrl-C, and the
     ``CancelledError`` then reaches the caller. Where no handler can be set (another thread, Windows), SIGTERM
     keeps its default action."""
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     if task is None:
         return await run
+
+    def terminated() -> None:
+        stopped.append(signal.SIGTERM)
+        task.cancel()
+
     try:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        loop.add_signal_handler(signal.SIGTERM, terminated)
     except (NotImplementedError, RuntimeError, ValueError):
         return await run
     try:
