@@ -37,8 +37,9 @@ frame already encoded, as :func:`encode_image` makes it) and the fields of the a
 Command line: ``python -m service.client stream SOURCE --target HOST:PORT --out overlay.gif --jsonl out.jsonl``.
 
 Slot trajectories (``--slots``, or ``python -m service.extract`` without a server) are ``.npz`` files of the arrays
-:data:`TRAJECTORY_ARRAYS` (:mod:`service.client.trajectory` documents each); :class:`SlotTrajectory` writes them and
-:func:`slot_geometry` measures a segmentation's slots the way they do.
+:data:`TRAJECTORY_ARRAYS` (:mod:`service.client.trajectory` documents each); :class:`SlotTrajectory` writes them
+(:meth:`SlotTrajectory.record` takes the answers of :func:`stream_frames` or a stream), :func:`slot_geometry`
+measures a segmentation's slots the way they do, and :func:`trajectory_mask_size` is the mask size they measure on.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from service.client.connection import Client
 from service.client.encoding import encode_image
 from service.client.errors import StreamError
 from service.client.newest import NewestAnswer
-from service.client.segmentation_geometry import SlotGeometry, slot_geometry
+from service.client.segmentation_geometry import SlotGeometry, slot_geometry, trajectory_mask_size
 from service.client.shared_frames import SharedFrameRing
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
@@ -116,4 +117,5 @@ __all__ = [
     "encode_image",
     "slot_geometry",
     "stream_frames",
+    "trajectory_mask_size",
 ]

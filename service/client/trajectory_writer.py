@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from plugins.files import write_atomically
-from service.client.segmentation_geometry import SlotGeometry
-from service.client.trajectory import COMPLETE_REASONS
-from service.types import FrameResult
+from service.client.segmentation_geometry import SlotGeometry, slot_geometry
+from service.client.trajectory import COMPLETE_REASONS, frame_dropped, frame_refused
+from service.types import FrameDropped, FrameError, FrameResult
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 """The capture times a file's ``capture_time_ns`` (int64) holds."""
@@ -139,6 +139,29 @@ class SlotTrajectory:
         self._centroids.append(np.asarray(geometry.centroids, dtype=np.float32))
         self._boxes.append(np.asarray(geometry.boxes, dtype=np.float32))
         self.model_version = self.model_version or result.model_version
+
+    def record(self, answer: FrameResult | FrameDropped | FrameError, frame_size: tuple[int, ...]) -> None:
+        """Record an answer as the command-line client does: a result as a row, its areas and geometry measured on
+        its segmentation for a frame of ``frame_size`` (``(H, W, ...)``, the frame as sent: ``frame.shape``), and a
+        drop or a refusal as a missing frame with its reason. For code that streams with
+        :func:`~service.client.stream_frames` or the async client and wants the same file.
+
+        Raises:
+            ValueError: a result without slots or segmentation (open the stream with both outputs), or as
+                :meth:`add`.
+        """
+        if isinstance(answer, FrameDropped):
+            self.add_missing(answer.frame_index, frame_dropped(answer.reason))
+        elif isinstance(answer, FrameError):
+            self.add_missing(answer.frame_index, frame_refused(answer.code))
+        else:
+            if answer.segmentation is None:
+                raise ValueError(
+                    f"frame {answer.frame_index}: the result has no segmentation, which a row's areas and geometry "
+                    "are measured on (open the stream with SEGMENTATION)"
+                )
+            geometry = slot_geometry(answer.segmentation, len(answer.slot_ids), (frame_size[0], frame_size[1]))
+            self.add(answer, geometry.areas, geometry)
 
     def add_missing(self, frame_index: int, reason: str, source_frame: int | None = None) -> None:
         """Record that frame ``frame_index`` was sent and has no row, and why; ignored when the frame is recorded

@@ -1,0 +1,65 @@
+"""``SlotTrajectory.record`` turns the answers of ``stream_frames`` into the file ``stream --slots`` writes: a result
+as a row measured on its segmentation for the frame's size, a drop or a refusal as a missing frame with its reason,
+each with the capture time the caller gave."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from service_helpers import make_video
+
+from service.client import (
+    FrameResult,
+    Output,
+    SlotTrajectory,
+    StreamOptions,
+    slot_geometry,
+    stream_frames,
+    trajectory_mask_size,
+)
+from service.client.trajectory import trajectory_end
+
+
+def test_the_answers_of_a_blocking_loop_become_a_trajectory_file(start_server, tmp_path):
+    server = start_server()
+    clip = make_video(seed=21, frames=5, size=(30, 40))
+    now = time.time_ns()
+    stamps = [now + index * 50_000_000 for index in range(5)]
+    stamps[2] = now - 60 * 10**9  # a minute old: dropped as stale
+    options = StreamOptions(
+        outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}),
+        mask_size=trajectory_mask_size((30, 40)),
+        max_staleness_s=5.0,
+    )
+    trajectory = SlotTrajectory(tmp_path / "slots.npz", capture_clock="wall_clock", source="test camera")
+    results = []
+    for answer in stream_frames(server.target, zip(clip, stamps, strict=True), options):
+        trajectory.record(answer, frame_size=(30, 40))
+        if isinstance(answer, FrameResult):
+            results.append(answer)
+    trajectory.end_reason = "end"
+    trajectory.save()
+    with np.load(tmp_path / "slots.npz") as saved:
+        assert saved["frame_index"].tolist() == [0, 1, 3, 4]
+        assert saved["capture_time_ns"].tolist() == [stamps[i] for i in (0, 1, 3, 4)]
+        assert saved["missing_frame_index"].tolist() == [2]
+        assert saved["missing_reason"].tolist() == ["dropped: STALE"]
+        assert saved["frame_size"].tolist() == [[30, 40]] * 4
+        for row, result in enumerate(results):
+            geometry = slot_geometry(result.segmentation, len(result.slot_ids), (30, 40))
+            np.testing.assert_array_equal(saved["boxes"][row], geometry.boxes)
+            np.testing.assert_array_equal(saved["areas"][row], geometry.areas.astype(np.float32))  # stored as float32
+            np.testing.assert_array_equal(saved["slots"][row], result.slots)
+        assert trajectory_end(saved) == (True, "end")
+
+
+def test_a_result_without_a_segmentation_cannot_be_measured(start_server, tmp_path):
+    server = start_server()
+    frame = make_video(seed=22, frames=1, size=(30, 40))[0]
+    trajectory = SlotTrajectory(tmp_path / "slots.npz")
+    (answer,) = stream_frames(server.target, [frame], StreamOptions(outputs=frozenset({Output.SLOTS})))
+    with pytest.raises(ValueError, match="frame 0: the result has no segmentation, which a row's areas and geometry"):
+        trajectory.record(answer, frame_size=(30, 40))
+    assert len(trajectory) == 0
