@@ -7,6 +7,8 @@ traceback once the work is done.
 
 from __future__ import annotations
 
+import argparse
+
 from service.host import memory_limit_bytes
 
 MIN_FPS = 0.001
@@ -35,6 +37,30 @@ reply budget, :data:`service.reply_budget.AUTO_REPLY_BUDGET_FRACTION`), leaving 
 process around it."""
 UNKNOWN_MEMORY_BYTES = 16 * 1024**3
 """The memory assumed where no limit can be read (:func:`service.host.memory_limit_bytes` is ``None``)."""
+
+
+LAST_START_NS = 2**62
+"""The latest start time (ns since the Unix epoch, in the year 2116) ``--start-time-ns`` takes: a source's capture
+times, counted from it, stay within the int64 a trajectory file stores."""
+START_TIME_NEEDS_TIMELINE = (
+    "--start-time-ns needs a source on its own timeline: a video file, or a folder or synthetic clip with --fps (a "
+    "camera's frames, and those of a folder read without --fps, carry the wall-clock time they were read)"
+)
+"""Why ``--start-time-ns`` is refused for a source on the wall clock."""
+
+
+def epoch_ns(text: str) -> int:
+    """An argparse type: a start time in ns since the Unix epoch, 1 to :data:`LAST_START_NS`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= LAST_START_NS:
+        raise argparse.ArgumentTypeError(
+            f"must be a time in whole ns since the Unix epoch, 1 to {LAST_START_NS} (the year 2116), such as "
+            f"`date +%s%N` prints, got {text!r}"
+        )
+    return value
 
 
 def check_fps(fps: float, flag: str = "--fps") -> float:

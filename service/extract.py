@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from plugins.files import output_folder_problem, user_path
 from plugins.registry import RegistryError
-from service.cli_limits import FPS_LIMITS, check_fps
+from service.cli_limits import FPS_LIMITS, START_TIME_NEEDS_TIMELINE, check_fps, epoch_ns
 from service.client.segmentation_geometry import slot_geometry, trajectory_mask_size
 from service.client.sources import Source, check_source_spec, open_source, source_path
 from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, frame_refused, source_error
@@ -107,12 +107,20 @@ def trajectory_name(spec: str) -> str:
 
 
 def extract(
-    engine: Engine, source: Source, spec: str, fit: FrameFit, path: Path, *, progress: bool = True
+    engine: Engine,
+    source: Source,
+    spec: str,
+    fit: FrameFit,
+    path: Path,
+    *,
+    progress: bool = True,
+    start_time_ns: int | None = None,
 ) -> Extracted:
     """Run ``engine`` over ``source`` frame by frame and write the trajectory to ``path``.
 
     Capture times are on the source's own timeline from the moment the source is started, as the client stamps
-    them (``capture_clock`` says which clock); slot ids are ``0 .. K - 1``, as a stream's; the segmentation size
+    them, or from ``start_time_ns`` when given (the recording's start, so the rows line up with what was recorded
+    beside it) (``capture_clock`` says which clock); slot ids are ``0 .. K - 1``, as a stream's; the segmentation size
     is chosen from the first frame, as the client asks for it at the stream's open. A frame the server would
     refuse (beyond its default ``--max-image-pixels``, or outputs that are not finite) gets no row and leaves the
     state as it was, as in a stream, and is listed in the file's ``missing_*`` arrays (``refused: <CODE>``). The
@@ -126,6 +134,8 @@ def extract(
         fit: how frames are fitted to the model (not ``UNSPECIFIED``).
         path: the ``.npz`` to write (replaced whole when it exists).
         progress: show a progress bar on stderr.
+        start_time_ns: the wall-clock time (ns since the Unix epoch) of the source's first frame, for a source on
+            its own timeline; ``None``: the moment the extraction starts.
 
     Raises:
         ValueError: the source has no frames, or the service would refuse every one of them (the file is written
@@ -150,7 +160,8 @@ def extract(
     refused: list[tuple[int, str]] = []
     with tqdm(desc=spec, unit="frame", total=None, disable=not progress, leave=False) as bar:
         try:
-            _extract_frames(engine, source, spec, fit, trajectory, refused, bar)
+            anchor_ns = time.time_ns() if start_time_ns is None else start_time_ns
+            _extract_frames(engine, source, spec, fit, trajectory, refused, bar, anchor_ns)
         except KeyboardInterrupt:
             if not len(trajectory):
                 raise ExtractionInterrupted(None, 0) from None
@@ -201,11 +212,12 @@ def _extract_frames(
     trajectory: SlotTrajectory,
     refused: list[tuple[int, str]],
     bar: tqdm[Any],
+    anchor_ns: int,
 ) -> None:
     """The frame loop of :func:`extract`: each frame's row goes to ``trajectory``, each refused frame to
-    ``refused`` and to ``trajectory``'s missing frames, and ``bar`` counts them."""
+    ``refused`` and to ``trajectory``'s missing frames, and ``bar`` counts them; own-timeline capture times count
+    from ``anchor_ns``."""
     card = engine.card
-    anchor_ns = time.time_ns()  # the run's start on the wall clock: own-timeline capture times count from it
     slot_ids = tuple(range(card.num_slots))
     no_latency = LatencyBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, 1)
     stream = LocalStream(engine, fit)  # with the server's default limits
@@ -269,6 +281,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, help="at most the first N frames of each source (default: all)")
     parser.add_argument(
         "--fps", type=float, help=f"the frame rate of a folder's or a synthetic clip's timeline: {FPS_LIMITS}"
+    )
+    parser.add_argument(
+        "--start-time-ns",
+        type=epoch_ns,
+        metavar="NS",
+        help="the wall-clock time of each source's first frame, in ns since the Unix epoch (the recording's start, "
+        "so the capture times line up with what was recorded beside it; a video file, or a folder or synthetic clip "
+        "with --fps) (default: when the extraction starts)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace .npz files that exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -347,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
             _report_failed(spec, error)
             failed += 1
             continue
+        if source.clock == "wall_clock" and args.start_time_ns is not None:
+            _report_failed(spec, ValueError(START_TIME_NEEDS_TIMELINE))
+            failed += 1
+            continue
         if source.clock == "wall_clock" and not warned_read_times:  # a folder (or an image) without --fps
             warned_read_times = True
             print(
@@ -360,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"slotstream extract: --out {args.out}: cannot make the folder ({error.strerror})", file=sys.stderr)
             return 2
         try:
-            done = extract(engine, source, spec, fit, path, progress=not args.quiet)
+            done = extract(engine, source, spec, fit, path, progress=not args.quiet, start_time_ns=args.start_time_ns)
         except ExtractionInterrupted as interrupted:
             saved = f"slots of {interrupted.frames} frames saved to {interrupted.path}" if interrupted.path else ""
             print(f"slotstream extract: {spec}: interrupted; {saved or 'no frame extracted'}", file=sys.stderr)

@@ -64,7 +64,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from plugins.files import check_writable, user_path
-from service.cli_limits import FPS_LIMITS, MAX_FRAME_SIDE, check_fps, check_frame_side
+from service.cli_limits import (
+    FPS_LIMITS,
+    MAX_FRAME_SIDE,
+    START_TIME_NEEDS_TIMELINE,
+    check_fps,
+    check_frame_side,
+    epoch_ns,
+)
 from service.client.answer_outputs import JsonLines
 from service.client.cli_client import client_from_args
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
@@ -132,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_frame_rate,
         help=f"send at most this many frames per second ({FPS_LIMITS}); also the frame rate of a folder's or a "
         "synthetic clip's capture times",
+    )
+    stream.add_argument(
+        "--start-time-ns",
+        type=epoch_ns,
+        metavar="NS",
+        help="the wall-clock time of the source's first frame, in ns since the Unix epoch: a recording's capture "
+        "times then count from its start, to line up with what was recorded beside it (a video file, or a folder or "
+        "synthetic clip with --fps; with --max-staleness-s its frames age from then) (default: the stream's start)",
     )
     stream.add_argument("--window", type=_positive_int, default=4, help="frames in flight (>= 1; default: 4)")
     stream.add_argument("--max-frames", type=_positive_int, help="stop after this many frames (>= 1)")
@@ -396,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume_window_s is not None and not args.reconnect:
             raise ValueError("--resume-window-s only matters with --reconnect N (N >= 1): add it, or leave both out")
         source = open_source(args.source, args.max_frames, args.fps)
+        if args.start_time_ns is not None and not source.own_timeline:
+            raise ValueError(START_TIME_NEEDS_TIMELINE)
         jsonl = JsonLines(args.jsonl)
         trajectory = SlotTrajectory(args.slots) if args.slots is not None else None
         try:

@@ -361,7 +361,8 @@ class _StreamRun:
         self._window = asyncio.Semaphore(args.window)
         self._interval = 1 / args.fps if args.fps else 0.0
         self._next_send = time.perf_counter()
-        self._anchor_ns = time.time_ns()  # the stream's start on the wall clock: capture times are on it
+        # the source's start on the wall clock (--start-time-ns, else the stream's start): capture times count from it
+        self._anchor_ns = args.start_time_ns or time.time_ns()
         self._clients: list[Client] = []  # made to reconnect after a server's shutdown; closed by close_clients
 
     async def run(self) -> None:

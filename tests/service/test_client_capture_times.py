@@ -11,10 +11,12 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from PIL import Image
 from service_helpers import make_video
 
 from service.client.__main__ import main
+from service.extract import main as extract_main
 
 
 def _variable_rate_video(path: Path, times_ms: list[int]) -> Path:
@@ -82,3 +84,37 @@ def test_a_folder_without_a_rate_gets_the_wall_clock_time_each_frame_was_read(se
     assert before <= times[0] and np.all(np.diff(times) > 0) and times[-1] <= after
     with np.load(tmp_path / "slots.npz") as saved:
         assert str(saved["capture_clock"]) == "wall_clock" and math.isnan(float(saved["fps"]))
+
+
+RECORDED = 1_650_000_000_123_456_789
+"""When a recording started, as its robot's bag would say (2022)."""
+
+
+def test_a_recordings_start_time_anchors_its_capture_times_in_stream_and_extract(server, model_dir, tmp_path, capsys):
+    """``--start-time-ns``: a recording's rows line up with what was recorded beside it, not with the replay."""
+    video = _variable_rate_video(tmp_path / "clip.mp4", [0, 40, 100])
+    times, _, _ = _stream(server, str(video), tmp_path / "stream.npz", "--start-time-ns", str(RECORDED))
+    assert times.tolist() == [RECORDED, RECORDED + 40_000_000, RECORDED + 100_000_000]
+    out = tmp_path / "extracted"
+    args = [str(video), "synthetic:3", "--model", str(model_dir), "--out", str(out), "--quiet"]
+    assert extract_main([*args, "--start-time-ns", str(RECORDED)]) == 0
+    with np.load(out / "clip.npz") as saved:
+        assert saved["capture_time_ns"].tolist() == times.tolist()  # the same times as the stream's
+    with np.load(out / "synthetic_3.npz") as saved:  # each source's first frame at the start given
+        assert saved["capture_time_ns"].tolist() == [RECORDED + round(i * 1e9 / 15) for i in range(3)]
+
+
+def test_a_start_time_is_refused_for_frames_timed_as_they_are_read(server, model_dir, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(make_video(seed=74, frames=2)):
+        Image.fromarray(frame).save(folder / f"{index:04d}.png")
+    start = ["--start-time-ns", str(RECORDED)]
+    assert main(["stream", str(folder), "--target", server.target, *start]) == 2
+    assert "--start-time-ns needs a source on its own timeline" in capsys.readouterr().err
+    assert extract_main([str(folder), "--model", str(model_dir), "--out", str(tmp_path / "out"), *start]) == 1
+    assert "--start-time-ns needs a source on its own timeline" in capsys.readouterr().err
+    for bad in ("0", "-5", "1.5e18", "soon", str(2**62 + 1)):
+        with pytest.raises(SystemExit):
+            main(["stream", "synthetic:2", "--target", server.target, "--start-time-ns", bad])
+        assert "must be a time in whole ns since the Unix epoch" in capsys.readouterr().err
