@@ -4,7 +4,7 @@ Commands::
 
     stream SOURCE --target HOST:PORT [--out overlay.gif|mp4] [--jsonl results.jsonl] [--slots slots.npz]
         [--model NAME] [--frame-fit stretch|crop|pad] [--live] [--max-staleness-s S] [--fps F] [--window N]
-        [--max-frames N] [--shared-memory]
+        [--max-frames N] [--start-time-ns NS] [--shared-memory]
         [--jpeg-quality Q] [--max-message-bytes N] [--reconnect N [--resume-window-s S]]
     describe --target HOST:PORT
     streams --target HOST:PORT --token-file ADMIN_TOKEN_FILE [--model NAME] [--stream ID] [--json] [--watch S]
