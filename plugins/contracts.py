@@ -18,14 +18,20 @@ if TYPE_CHECKING:
     from plugins.model import VideoSlotModel
 
 
+def component_name(model: VideoSlotModel, role: str) -> str:
+    """``the transition 'jumpy' (my_plugin.Jumpy, registered by plugin 'my_plugin')``: how every message names the
+    component in ``role`` of ``model``."""
+    cls = type(getattr(model, role))
+    return (
+        f"the {role} {model.specs[role].name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
+        f"{model.component_plugins[role]!r})"
+    )
+
+
 def violation(model: VideoSlotModel, role: str, problem: str) -> NoReturn:
     """Raise :class:`ContractViolation` for the component in ``role`` of ``model``: ``problem`` completes the
     sentence that names it."""
-    component = type(getattr(model, role))
-    raise ContractViolation(
-        f"the {role} {model.specs[role].name!r} ({component.__module__}.{component.__qualname__}, registered by "
-        f"plugin {model.component_plugins[role]!r}) {problem}"
-    )
+    raise ContractViolation(f"{component_name(model, role)} {problem}")
 
 
 def require(condition: bool, message: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import traceback
 from typing import TYPE_CHECKING
 
+from plugins.contracts import component_name
+
 if TYPE_CHECKING:
     from plugins.model import VideoSlotModel
 
@@ -33,8 +35,4 @@ def failure_site(model: VideoSlotModel, error: BaseException) -> str:
     role = method_role or module_role
     if role is None:
         return f"at {place[0]}:{place[1]}"
-    cls = type(getattr(model, role))
-    return (
-        f"in the {role} {model.specs[role].name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
-        f"{model.component_plugins[role]!r}) at {place[0]}:{place[1]}"
-    )
+    return f"in {component_name(model, role)} at {place[0]}:{place[1]}"

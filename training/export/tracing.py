@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from plugins import VideoSlotModel
+from plugins.contracts import component_name
 from plugins.model import COMPONENT_NAMES
 from training.export.errors import ExportError
 
@@ -192,11 +193,7 @@ def describe_component(model: VideoSlotModel, role: str | None) -> str:
     ``role`` ``None``."""
     if role is None:
         return f"the model's own code ({type(model).__module__}.{type(model).__qualname__})"
-    cls = type(getattr(model, role))
-    return (
-        f"the {role} {model.specs[role].name!r} ({cls.__module__}.{cls.__qualname__}, registered by plugin "
-        f"{model.component_plugins[role]!r})"
-    )
+    return component_name(model, role)
 
 
 def component_descriptions(model: VideoSlotModel) -> dict[str, str]:
