@@ -112,7 +112,7 @@ def test_a_source_stalled_in_a_read_does_not_hold_up_a_stop(server, tmp_path: Pa
             took_s = time.monotonic() - started
         finally:
             process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + stop, stderr  # 130 after Ctrl-C, 143 after SIGTERM
     assert took_s < 10, f"exited {took_s:.1f} s after {stop.name}"
     assert f"interrupted; slots of 3 frames saved to {slots}" in stderr and "Traceback" not in stderr
     with np.load(slots) as saved:
