@@ -3,6 +3,7 @@ the line that raised: the server's start-up error is one line, which would other
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from installed_plugins import installed_transition
@@ -74,3 +75,34 @@ def test_the_server_says_it_could_not_load_the_model_and_where_it_failed(buggy_m
     err = capsys.readouterr().err
     assert err.startswith(f"slotstream: cannot load the model: {buggy_model}: the model failed on its first run")
     assert f"{__file__}:{BUG_LINE}" in err
+
+
+class LibraryBug(Transition):
+    """A transition whose eval-mode call into numpy fails inside numpy."""
+
+    name = "library_bug"
+
+    def __init__(self, slot_dim: int) -> None:
+        super().__init__()
+        self.projection = torch.nn.Linear(slot_dim, slot_dim)
+
+    def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
+        """Project the previous slots (after a numpy call that fails at inference)."""
+        del past_features  # Unused.
+        if not self.training:
+            np.stack([np.zeros(2), np.zeros(3)])
+        return self.projection(past_slots[-1])
+
+
+def test_a_failure_inside_a_library_is_placed_at_the_components_line(tmp_path, monkeypatch):
+    """The place is the plugin's own line that called the library, not the library's file."""
+    registry = installed_transition(tmp_path, monkeypatch, "libbug", "1.0", LibraryBug)
+    monkeypatch.setattr(plugins.manager, "_default_registry", registry)
+    VideoSlotModel(**{**SERVICE_TINY_MODEL, "transition": "library_bug"}, registry=registry).save_pretrained(
+        tmp_path / "model"
+    )
+    with pytest.raises(ModelRunError) as refused:
+        load_engine("torch", tmp_path / "model", name="libbug", device="cpu", max_batch_size=1)
+    line = LibraryBug.forward.__code__.co_firstlineno + 4
+    component = f"the transition 'library_bug' ({__name__}.LibraryBug, registered by plugin 'libbug')"
+    assert f"in {component} at {__file__}:{line}: ValueError" in str(refused.value)
