@@ -78,7 +78,7 @@ from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.errors import StreamError
 from service.client.overlay import OverlayWriter
-from service.client.rosbag import STORAGES, RosbagError, write_rosbag
+from service.client.rosbag import STORAGES, RosbagError, check_bag_arguments, write_rosbag
 from service.client.sources import check_source_spec, open_source, source_path
 from service.client.stream_command import DEFAULT_RESUME_WINDOW_S, StreamEnded, stream_source
 from service.client.streams_report import stream_details, streams_json, streams_table
@@ -599,9 +599,11 @@ def _to_rosbag(args: argparse.Namespace) -> int:
     """Write the ``to-rosbag`` bag; returns the exit status.
 
     Raises:
-        ValueError: the trajectory file is not one (:class:`~service.client.rosbag.RosbagError` says why).
+        ValueError: a flag or the output is refused, or the trajectory file is not one
+            (:class:`~service.client.rosbag.RosbagError` says why).
         OSError: it cannot be read, or the bag cannot be written.
     """
+    check_bag_arguments(args.out, args.topic, args.frame_id, args.storage)  # the flags' own errors, unprefixed
     try:
         loaded = np.load(args.trajectory, allow_pickle=False)
     except (ValueError, EOFError, zipfile.BadZipFile) as error:  # another file, empty or cut short
@@ -615,7 +617,7 @@ def _to_rosbag(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.trajectory}: {error}") from None
     missing = f"; {summary.missing} frames had no result, so no message" if summary.missing else ""
     print(f"wrote {summary.messages} messages on {summary.topic} to {summary.path}{missing}", file=sys.stderr)
-    if summary.complete is False:
+    if summary.complete is False and summary.end_reason:  # without a reason, the file does not say how it ended
         print(
             f"warning: the run that made {args.trajectory} did not go through its source ({summary.end_reason}): "
             "the bag holds the frames before it stopped",

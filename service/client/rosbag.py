@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,26 +25,18 @@ import numpy as np
 
 from plugins.extras import require_extra
 from plugins.files import temporary_prefix
-from service.client.trajectory import trajectory_end, trajectory_missing
+from service.client.bag_rows import SLOT_ARRAY, trajectory_rows
+from service.client.bag_rows import RosbagError as RosbagError  # what write_rosbag raises
+from service.client.trajectory import trajectory_end
 
 MSG_PACKAGE = Path(__file__).parent / "ros_msgs" / "slotstream_msgs"
 """The ROS 2 interface package of the messages."""
-SLOT_ARRAY = "slotstream_msgs/msg/SlotArray"
-"""The type of the messages written."""
 STORAGES = ("mcap", "sqlite3")
 """The bag storages that can be written."""
 BAG_VERSION = 8
 """The rosbag2 metadata version written (ROS 2 Iron's)."""
-LAST_STAMP_NS = 2**31 * 1_000_000_000
-"""The first capture time (ns since the Unix epoch) a ROS 2 stamp cannot hold: its seconds are an int32."""
 RUN_FIELDS = ("source", "capture_clock", "fps", "model_version", "frame_fit", "end_reason", "complete")
 """The trajectory file's record of its run that a bag keeps in its ``custom_data``, as ``slotstream.<name>``."""
-_NEEDED = ("frame_index", "capture_time_ns", "slot_ids", "slots", "areas", "centroids", "boxes")
-"""The arrays a trajectory file must hold to be written as a bag."""
-
-
-class RosbagError(ValueError):
-    """The trajectory cannot be written as a bag; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -99,13 +91,8 @@ def write_rosbag(
         OSError: the bag cannot be written.
         SystemExit: status 2, without the ``ros`` extra (rosbags), after a line naming it.
     """
-    if storage not in STORAGES:
-        raise RosbagError(f"storage {storage!r}: choose one of {', '.join(STORAGES)}")
-    _check_topic(topic)
-    _check_frame_id(frame_id)
-    if out.exists() or out.is_symlink():
-        raise RosbagError(f"{out} exists: a bag is written to a new folder; remove it or name another")
-    rows = _Rows.of(trajectory)
+    check_bag_arguments(out, topic, frame_id, storage)
+    rows = trajectory_rows(trajectory)
     rosbag2, typesys = _rosbags("rosbags.rosbag2"), _rosbags("rosbags.typesys")
     typestore = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
     typestore.register(message_types())
@@ -142,6 +129,24 @@ def run_record(trajectory: Mapping[str, Any]) -> dict[str, str]:
     return record
 
 
+def check_bag_arguments(out: Path, topic: str, frame_id: str, storage: str) -> None:
+    """Refuse what :func:`write_rosbag` could not write, before a trajectory is read.
+
+    Raises:
+        RosbagError: ``storage`` is not one of :data:`STORAGES`, ``topic`` is not a ROS 2 topic name, ``frame_id``
+            is empty or has a leading ``/`` or white space, ``out`` exists, or its parent exists and is not a folder.
+    """
+    if storage not in STORAGES:
+        raise RosbagError(f"storage {storage!r}: choose one of {', '.join(STORAGES)}")
+    _check_topic(topic)
+    _check_frame_id(frame_id)
+    if out.exists() or out.is_symlink():
+        raise RosbagError(f"{out} exists: a bag is written to a new folder; remove it or name another")
+    parent = next((folder for folder in out.parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise RosbagError(f"{out}: {parent} is not a folder, so the bag's folder cannot be made in it")
+
+
 def _rosbags(module: str) -> Any:
     """Import ``module`` of rosbags; without the ``ros`` extra, exit with status 2 after a line naming it."""
     require_extra("ros", "python -m service.client to-rosbag")
@@ -172,117 +177,3 @@ def _check_topic(topic: str) -> None:
             f"topic {topic!r}: a ROS 2 topic name starts with '/' and is made of '/'-separated names of ASCII "
             "letters, digits and single underscores, none starting with a digit (e.g. /camera_front/slots)"
         )
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """A trajectory file's rows, checked."""
-
-    frame_index: np.ndarray  # int64 [T]
-    capture_time_ns: np.ndarray  # int64 [T]
-    source_frame: np.ndarray  # int64 [T]
-    slot_ids: np.ndarray  # int64 [T, K]
-    slots: np.ndarray  # float32 [T, K, D]
-    areas: np.ndarray  # float32 [T, K]
-    centroids: np.ndarray  # float32 [T, K, 2]
-    boxes: np.ndarray  # float32 [T, K, 4]
-    frame_size: np.ndarray  # int64 [T, 2]
-    model_version: str
-    missing: int
-
-    @classmethod
-    def of(cls, trajectory: Mapping[str, Any]) -> _Rows:
-        names = set(getattr(trajectory, "files", trajectory))
-        absent = [name for name in _NEEDED if name not in names]
-        if absent:
-            raise RosbagError(
-                f"the trajectory lacks {', '.join(absent)}: give a file written by python -m service.client stream "
-                "--slots or by python -m service.extract"
-            )
-        frame_index = np.asarray(trajectory["frame_index"], np.int64)  # [T]
-        count = len(frame_index)
-        slots = np.asarray(trajectory["slots"], np.float32)  # [T, K, D]
-        if slots.ndim != 3 or len(slots) != count:
-            raise RosbagError(f"the trajectory's slots have shape {slots.shape}, not [T={count}, K, D]")
-        slot_count = slots.shape[1]
-        source_frame = trajectory["source_frame"] if "source_frame" in names else frame_index  # older files
-        frame_size = trajectory["frame_size"] if "frame_size" in names else np.zeros((count, 2), np.int64)
-        rows = cls(
-            frame_index=frame_index,
-            capture_time_ns=np.asarray(trajectory["capture_time_ns"], np.int64),
-            source_frame=np.asarray(source_frame, np.int64),
-            slot_ids=np.asarray(trajectory["slot_ids"], np.int64),
-            slots=slots,
-            areas=np.asarray(trajectory["areas"], np.float32),
-            centroids=np.asarray(trajectory["centroids"], np.float32),
-            boxes=np.asarray(trajectory["boxes"], np.float32),
-            frame_size=np.asarray(frame_size, np.int64),
-            model_version=str(trajectory["model_version"]) if "model_version" in names else "",
-            missing=len(trajectory_missing(trajectory).frame_index),  # older files: the gaps in frame_index
-        )
-        expected = {
-            "capture_time_ns": (count,),
-            "source_frame": (count,),
-            "slot_ids": (count, slot_count),
-            "areas": (count, slot_count),
-            "centroids": (count, slot_count, 2),
-            "boxes": (count, slot_count, 4),
-            "frame_size": (count, 2),
-        }
-        for name, shape in expected.items():
-            actual = getattr(rows, name).shape
-            if actual != shape:
-                raise RosbagError(f"the trajectory's {name} has shape {actual}, not {list(shape)} as its slots imply")
-        unstamped = np.flatnonzero(rows.capture_time_ns <= 0)  # [U]
-        if unstamped.size:
-            raise RosbagError(
-                f"{unstamped.size} of the trajectory's {count} rows (frame_index {int(frame_index[unstamped[0]])} "
-                "first) have no capture time, which a bag's messages are stamped and ordered with: record the "
-                "stream with capture times (python -m service.client stream sends them for every source)"
-            )
-        if rows.slot_ids.size and not 0 <= rows.slot_ids.min() <= rows.slot_ids.max() < 2**32:
-            raise RosbagError(
-                f"the trajectory's slot_ids run from {rows.slot_ids.min()} to {rows.slot_ids.max()}, beyond the "
-                "uint32 ids of a Slot message: a stream's slot ids are 0 .. K - 1"
-            )
-        too_late = np.flatnonzero(rows.capture_time_ns >= LAST_STAMP_NS)  # [L]
-        if too_late.size:
-            raise RosbagError(
-                f"{too_late.size} of the trajectory's {count} rows (frame_index {int(frame_index[too_late[0]])} "
-                "first) have capture times from 2038-01-19 03:14:08 UTC on, which a ROS 2 stamp (int32 seconds) "
-                "cannot hold: check the clock the frames were stamped with"
-            )
-        return rows
-
-    def messages(self, typestore: Any, frame_id: str) -> Iterator[tuple[int, Any]]:
-        """``(capture time ns, SlotArray)`` of each row, in row order."""
-        array, slot, header = (
-            typestore.types[name] for name in (SLOT_ARRAY, "slotstream_msgs/msg/Slot", "std_msgs/msg/Header")
-        )
-        time = typestore.types["builtin_interfaces/msg/Time"]
-        for row, stamp_ns in enumerate(self.capture_time_ns.tolist()):
-            slots = [
-                slot(
-                    id=int(self.slot_ids[row, k]),
-                    vector=self.slots[row, k],
-                    area=float(self.areas[row, k]),
-                    centroid_row=float(self.centroids[row, k, 0]),
-                    centroid_col=float(self.centroids[row, k, 1]),
-                    top=float(self.boxes[row, k, 0]),
-                    left=float(self.boxes[row, k, 1]),
-                    bottom=float(self.boxes[row, k, 2]),
-                    right=float(self.boxes[row, k, 3]),
-                )
-                for k in range(self.slots.shape[1])
-            ]
-            seconds, nanoseconds = divmod(stamp_ns, 1_000_000_000)
-            message = array(
-                header=header(stamp=time(sec=seconds, nanosec=nanoseconds), frame_id=frame_id),
-                frame_index=int(self.frame_index[row]),
-                source_frame=int(self.source_frame[row]),
-                frame_height=int(self.frame_size[row, 0]),
-                frame_width=int(self.frame_size[row, 1]),
-                model_version=self.model_version,
-                slots=slots,
-            )
-            yield stamp_ns, message

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from service_helpers import make_video
 
-from service.client import rosbag
+from service.client import bag_rows
 from service.client.__main__ import main
 from service.client.rosbag import MSG_PACKAGE, message_types
 
@@ -126,9 +126,10 @@ def test_what_cannot_be_written_is_named_and_nothing_is_written(trajectory, tmp_
     short = tmp_path / "short.npz"
     np.savez(short, **{name: value for name, value in arrays.items() if name != "boxes"})
     assert "the trajectory lacks boxes" in refused(path=short)
-    late = tmp_path / "late.npz"
-    np.savez(late, **{**arrays, "capture_time_ns": arrays["capture_time_ns"] + (2**31 - 1_700_000_000) * 10**9})
-    assert "4 of the trajectory's 4 rows (frame_index 0 first) have capture times from 2038" in refused(path=late)
+    late = tmp_path / "late.npz"  # the last row at the first time an int32 of seconds cannot hold
+    at_the_limit = arrays["capture_time_ns"] - arrays["capture_time_ns"][-1] + bag_rows.LAST_STAMP_NS
+    np.savez(late, **{**arrays, "capture_time_ns": at_the_limit})
+    assert "1 of the trajectory's 4 rows (frame_index 4 first) have capture times from 2038" in refused(path=late)
     negative = tmp_path / "negative.npz"
     np.savez(negative, **{**arrays, "slot_ids": arrays["slot_ids"] - 1})
     assert "slot_ids run from -1 to 2, beyond the uint32 ids" in refused(path=negative)
@@ -141,9 +142,12 @@ def test_what_cannot_be_written_is_named_and_nothing_is_written(trajectory, tmp_
     single = tmp_path / "one.npy"
     np.save(single, np.zeros(3))
     assert "holds one array (.npy), not a trajectory file" in refused(path=single)
+    assert main(["to-rosbag", str(trajectory), str(trajectory / "bag")]) == 2  # a file as the bag's parent
+    assert f"{trajectory} is not a folder, so the bag's folder cannot be made in it" in capsys.readouterr().err
     bag.mkdir()
     assert main(["to-rosbag", str(trajectory), str(bag)]) == 2
-    assert "exists: a bag is written to a new folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: {bag} exists: a bag is written to a new folder" in err  # the output's problem, not the input's
 
 
 def test_without_the_ros_extra_the_command_names_it(trajectory, tmp_path, capsys, monkeypatch):
@@ -161,7 +165,7 @@ def test_without_the_ros_extra_the_command_names_it(trajectory, tmp_path, capsys
 def test_a_failure_while_writing_leaves_no_bag_behind(trajectory, tmp_path, monkeypatch, capsys):
     """The bag is written in a hidden folder and moved into place: a run that fails partway (here the second
     message) leaves neither the bag's folder nor the hidden one, so the same command can run again."""
-    original = rosbag._Rows.messages
+    original = bag_rows.TrajectoryRows.messages
 
     def failing(self, typestore, frame_id):
         for index, item in enumerate(original(self, typestore, frame_id)):
@@ -169,7 +173,7 @@ def test_a_failure_while_writing_leaves_no_bag_behind(trajectory, tmp_path, monk
                 raise OSError("no space left on device")
             yield item
 
-    monkeypatch.setattr(rosbag._Rows, "messages", failing)
+    monkeypatch.setattr(bag_rows.TrajectoryRows, "messages", failing)
     assert main(["to-rosbag", str(trajectory), str(tmp_path / "out" / "bag")]) == 2
     assert "error: no space left on device" in capsys.readouterr().err
     assert list((tmp_path / "out").iterdir()) == []
@@ -198,3 +202,12 @@ def test_a_trajectory_of_a_run_that_stopped_early_is_written_with_a_warning(traj
     assert f"warning: the run that made {stopped} did not go through its source (interrupted)" in err
     run = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert run["custom_data"]["slotstream.complete"] == "false"
+
+
+def test_a_trajectory_that_does_not_say_how_its_run_ended_is_written_without_a_warning(trajectory, tmp_path, capsys):
+    with np.load(trajectory) as saved:
+        arrays = {**saved, "complete": np.array(False), "end_reason": np.array("")}  # as SlotTrajectory saves it
+    unknown = tmp_path / "unknown.npz"
+    np.savez(unknown, **arrays)
+    assert main(["to-rosbag", str(unknown), str(tmp_path / "bag")]) == 0
+    assert "warning" not in capsys.readouterr().err
