@@ -386,10 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(asyncio.run(_streams(args)))
                 return 0
             try:
-                asyncio.run(_watch_streams(args))
-            except KeyboardInterrupt:
+                return 128 + asyncio.run(_watch_streams(args))  # 130 after Ctrl-C, 143 after SIGTERM
+            except KeyboardInterrupt:  # Ctrl-C where no handler could be set
                 return 130
-            return 0
         if args.command == "end-stream":
             print(asyncio.run(_end_stream(args)))
             return 0
@@ -551,22 +550,22 @@ async def _streams(args: argparse.Namespace) -> str:
         return streams_json(streams) if args.json else streams_table(streams)
 
 
-async def _watch_streams(args: argparse.Namespace) -> None:
+async def _watch_streams(args: argparse.Namespace) -> int:
     """``streams --watch S``: print the table every S seconds until Ctrl-C (or SIGTERM, or an error), each under a
-    line giving the server and the time; on a terminal the screen is cleared before each.
+    line giving the server and the time; on a terminal the screen is cleared before each. Returns the signal that
+    stopped it.
 
     Ctrl-C ends the wait between tables, or the listing under way once it returns (nothing is cancelled inside the
     gRPC client); a second Ctrl-C interrupts at once.
-
-    Raises:
-        KeyboardInterrupt: after Ctrl-C or SIGTERM, once the loop has stopped.
     """
     if args.stream is not None or args.json:
         raise ValueError("--watch prints the table again and again: leave --stream and --json out")
     clear = "\x1b[2J\x1b[H" if sys.stdout.isatty() else ""
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
+    received: list[int] = []
 
     def stopped(signal_number: int) -> None:
+        received.append(signal_number)
         stop.set()
         loop.remove_signal_handler(signal_number)  # a second one takes its default course
 
@@ -580,7 +579,7 @@ async def _watch_streams(args: argparse.Namespace) -> None:
             print(table, flush=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.watch)
-    raise KeyboardInterrupt
+    return received[0]
 
 
 async def _end_stream(args: argparse.Namespace) -> str:
