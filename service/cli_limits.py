@@ -43,8 +43,9 @@ LAST_START_NS = 2**62
 """The latest start time (ns since the Unix epoch, in the year 2116) ``--start-time-ns`` takes: a source's capture
 times, counted from it, stay within the int64 a trajectory file stores."""
 START_TIME_NEEDS_TIMELINE = (
-    "--start-time-ns needs a source on its own timeline: a video file, or a folder or synthetic clip with --fps (a "
-    "camera's frames, and those of a folder read without --fps, carry the wall-clock time they were read)"
+    "--start-time-ns needs a source on its own timeline: a video file, a synthetic clip, or a folder or image file "
+    "with --fps (a camera's frames, and those of a folder or image read without --fps, carry the wall-clock time "
+    "they were read)"
 )
 """Why ``--start-time-ns`` is refused for a source on the wall clock."""
 

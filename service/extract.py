@@ -135,16 +135,19 @@ def extract(
         path: the ``.npz`` to write (replaced whole when it exists).
         progress: show a progress bar on stderr.
         start_time_ns: the wall-clock time (ns since the Unix epoch) of the source's first frame, for a source on
-            its own timeline; ``None``: the moment the extraction starts.
+            its own timeline (refused for one on the wall clock); ``None``: the moment the extraction starts.
 
     Raises:
-        ValueError: the source has no frames, or the service would refuse every one of them (the file is written
-            without rows, with K, D and the model version, as a stream's would be).
+        ValueError: ``start_time_ns`` for a source on the wall clock, the source has no frames, or the service would
+            refuse every one of them (the file is written without rows, with K, D and the model version, as a
+            stream's would be).
         ExtractionFailed: a frame cannot be read or decoded, or is not an image the service would take (the
             message names it, and says where the rows of the frames before it were saved).
         OSError: the file cannot be written.
         ExtractionInterrupted: Ctrl-C; the frames extracted until then are saved first.
     """
+    if start_time_ns is not None and not source.own_timeline:
+        raise ValueError(START_TIME_NEEDS_TIMELINE)
     started = time.perf_counter()
     card = engine.card  # K, D and the version: a file without rows (every frame refused) still says them
     trajectory = SlotTrajectory(
@@ -287,8 +290,8 @@ def _parser() -> argparse.ArgumentParser:
         type=epoch_ns,
         metavar="NS",
         help="the wall-clock time of each source's first frame, in ns since the Unix epoch (the recording's start, "
-        "so the capture times line up with what was recorded beside it; a video file, or a folder or synthetic clip "
-        "with --fps) (default: when the extraction starts)",
+        "so the capture times line up with what was recorded beside it; a video file, a synthetic clip, or a "
+        "folder or image file with --fps) (default: when the extraction starts)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace .npz files that exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -365,10 +368,6 @@ def main(argv: list[str] | None = None) -> int:
             source = open_source(spec, args.max_frames, args.fps, cameras=False)
         except (ValueError, OSError) as error:
             _report_failed(spec, error)
-            failed += 1
-            continue
-        if source.clock == "wall_clock" and args.start_time_ns is not None:
-            _report_failed(spec, ValueError(START_TIME_NEEDS_TIMELINE))
             failed += 1
             continue
         if source.clock == "wall_clock" and not warned_read_times:  # a folder (or an image) without --fps

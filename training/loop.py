@@ -27,7 +27,7 @@ from tqdm import tqdm
 from plugins import ComponentRegistry, default_registry
 from plugins.interfaces import ContractViolation
 from plugins.model_files import WEIGHTS_FILE
-from plugins.registry import AmbiguousNameError, RegistryError
+from plugins.registry import RegistryError
 from training.best import (
     BEST_MODEL_DIR,
     LOSS_SELECTION_REASON,
@@ -249,7 +249,9 @@ def _fit(
                 if not restoring:
                     raise
                 # the run's configuration names the components: the file to read beside the plugins to install
-                hint = "" if isinstance(error, AmbiguousNameError) else resume_plugin_hint(checkpoints)
+                # what to install, for a name nothing registers (a plain RegistryError); not for a component that
+                # cannot be built, or a name two installed plugins claim
+                hint = resume_plugin_hint(checkpoints) if type(error) is RegistryError else ""
                 raise type(error)(f"{run_dir / CONFIG_FILE}: {error} {hint}".rstrip()) from error
             if components is default_registry():  # what the tools that load its models build again in their process
                 check_components_installed(run.model)

@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=epoch_ns,
         metavar="NS",
         help="the wall-clock time of the source's first frame, in ns since the Unix epoch: a recording's capture "
-        "times then count from its start, to line up with what was recorded beside it (a video file, or a folder or "
-        "synthetic clip with --fps; with --max-staleness-s its frames age from then) (default: the stream's start)",
+        "times then count from its start, to line up with what was recorded beside it (a video file, a synthetic "
+        "clip, or a folder or image file with --fps; with --max-staleness-s its frames age from then) (default: the "
+        "stream's start)",
     )
     stream.add_argument("--window", type=_positive_int, default=4, help="frames in flight (>= 1; default: 4)")
     stream.add_argument("--max-frames", type=_positive_int, help="stop after this many frames (>= 1)")

@@ -189,8 +189,8 @@ def explained(
 
 
 _RECONNECTING = (
-    " (the async Client's ClientStream; on the command line, `stream --reconnect N` opens the stream with a resume "
-    "window and reconnects; stream_frames does not reconnect)"
+    "; that is the async Client's ClientStream: on the command line `stream --reconnect N` opens the stream with a "
+    "resume window and reconnects, and stream_frames does not reconnect"
 )
 """Where each API stands on reconnecting, after a hint that names the async client's call: the hint reaches the
 command line's and ``stream_frames``' users too."""

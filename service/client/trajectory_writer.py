@@ -146,6 +146,11 @@ class SlotTrajectory:
         drop or a refusal as a missing frame with its reason. For code that streams with
         :func:`~service.client.stream_frames` or the async client and wants the same file.
 
+        The geometry is as fine as the segmentation: ask for masks of
+        :func:`~service.client.segmentation_geometry.trajectory_mask_size` (``StreamOptions.mask_size``), as the
+        command line does. What the file says of the run (:attr:`fps`, :attr:`frame_fit`, :attr:`capture_clock`,
+        :attr:`source`, :attr:`end_reason`, :attr:`slot_count`, :attr:`slot_width`) is the caller's to set.
+
         Raises:
             ValueError: a result without slots or segmentation (open the stream with both outputs), or as
                 :meth:`add`.

@@ -401,7 +401,7 @@ def test_a_lost_connection_says_reconnect_continues_the_stream_and_it_does(serve
         assert lost.connection_lost and lost.status == grpc.StatusCode.UNAVAILABLE and lost.code is None, lost
         assert "the connection was lost" in str(lost) and "for 30 s" in str(lost), lost
         assert "`await stream.reconnect()` continues it where it stopped" in str(lost), lost
-        assert "on the command line, `stream --reconnect N`" in lost.hint and "stream_frames does not" in lost.hint
+        assert "on the command line `stream --reconnect N`" in lost.hint and "stream_frames does not" in lost.hint
         assert lost.hint not in lost.message  # the message stays gRPC's own; the hint is apart
     assert all(isinstance(result, FrameResult) for result in results)
     assert_matches(results, reference_outputs(server.model_dir, clip))

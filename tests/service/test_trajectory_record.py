@@ -23,11 +23,12 @@ from service.client.trajectory import trajectory_end
 
 
 def test_the_answers_of_a_blocking_loop_become_a_trajectory_file(start_server, tmp_path):
-    server = start_server()
-    clip = make_video(seed=21, frames=5, size=(30, 40))
+    server = start_server(max_image_pixels=480_000)
+    clip = make_video(seed=21, frames=6, size=(30, 40))
     now = time.time_ns()
-    stamps = [now + index * 50_000_000 for index in range(5)]
+    stamps = [now + index * 50_000_000 for index in range(6)]
     stamps[2] = now - 60 * 10**9  # a minute old: dropped as stale
+    frames = [*clip[:5], make_video(seed=23, frames=1, size=(700, 700))[0]]  # the last beyond the pixel limit
     options = StreamOptions(
         outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}),
         mask_size=trajectory_mask_size((30, 40)),
@@ -35,7 +36,7 @@ def test_the_answers_of_a_blocking_loop_become_a_trajectory_file(start_server, t
     )
     trajectory = SlotTrajectory(tmp_path / "slots.npz", capture_clock="wall_clock", source="test camera")
     results = []
-    for answer in stream_frames(server.target, zip(clip, stamps, strict=True), options):
+    for answer in stream_frames(server.target, zip(frames, stamps, strict=True), options):
         trajectory.record(answer, frame_size=(30, 40))
         if isinstance(answer, FrameResult):
             results.append(answer)
@@ -44,8 +45,8 @@ def test_the_answers_of_a_blocking_loop_become_a_trajectory_file(start_server, t
     with np.load(tmp_path / "slots.npz") as saved:
         assert saved["frame_index"].tolist() == [0, 1, 3, 4]
         assert saved["capture_time_ns"].tolist() == [stamps[i] for i in (0, 1, 3, 4)]
-        assert saved["missing_frame_index"].tolist() == [2]
-        assert saved["missing_reason"].tolist() == ["dropped: STALE"]
+        assert saved["missing_frame_index"].tolist() == [2, 5]
+        assert saved["missing_reason"].tolist() == ["dropped: STALE", "refused: IMAGE_TOO_LARGE"]
         assert saved["frame_size"].tolist() == [[30, 40]] * 4
         for row, result in enumerate(results):
             geometry = slot_geometry(result.segmentation, len(result.slot_ids), (30, 40))

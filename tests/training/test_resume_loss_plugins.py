@@ -129,3 +129,8 @@ def test_a_model_card_names_the_plugin_only_its_losses_come_from(tmp_path, monke
         "train it again with this command, not to load or serve it |"
     ]
     assert plugin_rows(model) == plugin_rows(model, None) == []
+    damaged = {**record, "plugins": ["slot_spread_example"], "plugin_versions": "1.0"}  # not the maps they should be
+    assert plugin_rows(model, damaged) == []
+    unversioned = {**record, "plugin_versions": None}
+    (row,) = plugin_rows(model, unversioned)  # no version: no pip command, the plugin still named
+    assert row.startswith("| loss plugins | `spread`: the losses `slot_spread_example`, needed to train it again")
