@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +21,40 @@ from service.client.overlay import OVERLAY_QUEUE, OverlayWorker, OverlayWriter
 from service.client.stream import ClientStream
 
 GATE_S = 2.0
-"""How long the overlay writes nothing after its first frame arrives."""
+"""The latency bound's scale: a receive loop that waited for the overlay would show latencies of about
+:data:`STALL_S` and more."""
+STALL_S = 1.5
+"""The overlay writes nothing until the sending has stalled this long (it waits for room), so the test does not
+depend on how fast a loaded machine sends the first frames."""
 FRAMES = 40
 WINDOW = 4
 
 
 def test_a_lagging_overlay_slows_the_sending_but_not_the_latency(server, tmp_path: Path, monkeypatch) -> None:
-    """The overlay writes nothing for 2 s: had the receive loop waited for it once 16 frames queued, the answers
-    arriving meanwhile would have waited in gRPC and shown a latency_ms of up to 2 s."""
+    """The overlay writes nothing until the sending has stalled for 1.5 s: had the receive loop waited for it once 16
+    frames queued, the answers arriving meanwhile would have waited in gRPC and shown a latency_ms of 1.5 s and
+    more."""
     gate, first = threading.Event(), threading.Event()
     written: list[int] = []  # one entry per frame written, appended once the write returned
     write = OverlayWriter.write
+    sends: list[int] = []  # the frames written when each frame was sent
+
+    def open_when_sending_stalls() -> None:
+        seen, since = -1, time.monotonic()
+        while not gate.is_set() and time.monotonic() - since < STALL_S:
+            if len(sends) != seen:
+                seen, since = len(sends), time.monotonic()
+            time.sleep(0.02)
+        gate.set()
 
     def gated_write(self: OverlayWriter, frame: np.ndarray) -> None:
         if not first.is_set():
             first.set()
-            threading.Timer(GATE_S, gate.set).start()
+            threading.Thread(target=open_when_sending_stalls, daemon=True).start()
         gate.wait()
         write(self, frame)
         written.append(1)
 
-    sends: list[int] = []  # the frames written when each frame was sent
     send = ClientStream.send
 
     async def counted_send(self: ClientStream, *args: Any, **kwargs: Any) -> None:
