@@ -120,7 +120,7 @@ def extract(
 
     Capture times are on the source's own timeline from the moment the source is started, as the client stamps
     them, or from ``start_time_ns`` when given (the recording's start, so the rows line up with what was recorded
-    beside it) (``capture_clock`` says which clock); slot ids are ``0 .. K - 1``, as a stream's; the segmentation size
+    beside it); ``capture_clock`` says which clock. Slot ids are ``0 .. K - 1``, as a stream's; the segmentation size
     is chosen from the first frame, as the client asks for it at the stream's open. A frame the server would
     refuse (beyond its default ``--max-image-pixels``, or outputs that are not finite) gets no row and leaves the
     state as it was, as in a stream, and is listed in the file's ``missing_*`` arrays (``refused: <CODE>``). The
