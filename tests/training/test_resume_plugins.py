@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from installed_plugins import ProjectedPrevious, installed_transition
 
+import plugins.manager
 from plugins import VideoSlotModel, build_plugin_manager
-from plugins.registry import RegistryError
+from plugins.registry import AmbiguousNameError, RegistryError
 from training.card_text import plugin_rows
 from training.configs import get_config
 from training.loop import fit
@@ -72,6 +73,30 @@ def test_resume_without_the_plugin_names_it(tmp_path, monkeypatch) -> None:
     with pytest.raises(RegistryError, match=r"carry_example.*saved with components of the plugin\(s\) 'carry'") as err:
         fit(_config(), run_dir, progress=False, resume=True, registry=build_plugin_manager().registry)
     assert str(err.value).startswith(f"{run_dir / 'train_config.json'}: unknown ")  # the file that names it
+
+
+class Lookalike(ProjectedPrevious):
+    """Another distribution's transition under the same name."""
+
+    name = "carry_example"
+
+
+def test_resume_where_two_installed_plugins_claim_a_name_says_how_to_keep_one(tmp_path, monkeypatch) -> None:
+    """Both plugins are installed: the error names the run's configuration and how to keep one, not a package to
+    install."""
+    run_dir = _stopped_run(tmp_path, monkeypatch)
+    installed_transition(tmp_path / "ours", monkeypatch, "carry", "1.0", Carry)
+    ours = plugins.manager._entry_points()
+    installed_transition(tmp_path / "theirs", monkeypatch, "lookalike", "1.0", Lookalike)
+    both = [*ours, *plugins.manager._entry_points()]
+    monkeypatch.setattr("plugins.manager._entry_points", lambda: both)
+    with pytest.warns(RuntimeWarning, match="all register"):
+        registry = build_plugin_manager().registry
+    with pytest.raises(AmbiguousNameError) as raised:
+        fit(_config(), run_dir, progress=False, resume=True, registry=registry)
+    message = str(raised.value)
+    assert message.startswith(f"{run_dir / 'train_config.json'}: ") and "'carry_example' is ambiguous" in message
+    assert "needs that package installed" not in message
 
 
 def test_a_model_card_names_the_plugins_its_model_needs(tmp_path, monkeypatch) -> None:
