@@ -10,8 +10,8 @@ import numpy as np
 
 from service.decode_scheduling import run_timed
 from service.images import ModelView
-from service.postprocess import MaskRequest, mask_outputs
-from service.runner import StepJob
+from service.postprocess import MaskOutputs, MaskRequest, mask_outputs
+from service.runner import StepJob, StepResult
 from service.sessions import Session, SessionManager
 from service.types import FrameRequest, FrameResult, LatencyBreakdown, Output
 
@@ -74,13 +74,7 @@ async def process_frame(
         session, StepJob(item.frame, session.state, masks, session.stream_id), item.deadline
     )
     step = timed.result
-    outputs, own_post_s, own_post_wait_s = step.masks, 0.0, 0.0
-    if outputs is None:  # large outputs: made for this stream alone, off the model and event-loop threads
-        assert step.model_masks is not None
-        started = time.perf_counter()
-        # model masks [K, h, w] -> [1, K, h, w]: a batch of one
-        made, own_post_s = await run_timed(decode_executor, mask_outputs, step.model_masks[None], [masks])
-        outputs, own_post_wait_s = made[0], time.perf_counter() - started - own_post_s
+    outputs, own_post_s, own_post_wait_s = await step_mask_outputs(step, masks, decode_executor)
     manager.advance(session, item.request.frame_index, step.state)
     request = item.request
     # The reply window, a free decode thread, the stream's previous frame, the batch forming, the batch's other
@@ -113,3 +107,18 @@ async def process_frame(
 
 
 __all__ = ["DecodedFrame", "process_frame"]
+
+
+async def step_mask_outputs(
+    step: StepResult, masks: MaskRequest, executor: Executor
+) -> tuple[MaskOutputs, float, float]:
+    """The mask outputs ``masks`` asks for of ``step``: those its model call made or, when they were too large for
+    it, made now for this frame alone on ``executor``, off the model and event-loop threads. Returns them with the
+    seconds spent making them here and spent waiting for a thread (both 0 when the model call made them)."""
+    if step.masks is not None:
+        return step.masks, 0.0, 0.0
+    assert step.model_masks is not None
+    started = time.perf_counter()
+    # model masks [K, h, w] -> [1, K, h, w]: a batch of one
+    made, post_s = await run_timed(executor, mask_outputs, step.model_masks[None], [masks])
+    return made[0], post_s, time.perf_counter() - started - post_s

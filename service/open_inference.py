@@ -20,12 +20,15 @@ import grpc
 import numpy as np
 
 from service.batcher import BatcherClosed
+from service.engine import ModelCard
 from service.errors import ErrorCode, FrameRejected, StreamAbort
+from service.frame_processing import step_mask_outputs
 from service.generated import load_open_inference
-from service.images import fit_frame
+from service.images import FittedFrame, fit_frame
 from service.open_inference_inputs import (
     FRAME,
     IMAGE,
+    OUTPUT_DATATYPES,
     SEGMENTATION,
     SLOT_IDS,
     SLOTS,
@@ -33,9 +36,10 @@ from service.open_inference_inputs import (
     input_image,
     requested_outputs,
 )
-from service.postprocess import MaskRequest, mask_outputs
+from service.postprocess import MaskRequest
 from service.runner import ModelRunner, StepJob
 from service.sessions import SessionManager
+from service.types import FrameFit
 
 SERVER_NAME = "slotstream"
 OPEN_INFERENCE_SERVICE = "inference.GRPCInferenceService"
@@ -94,6 +98,7 @@ class OpenInferenceServicer:
         self._check_jpeg_data = check_jpeg_data
         self._on_infer = on_infer
         self._pb = load_open_inference()[0]
+        self._server_version = _version()  # read from the installed distribution's metadata once
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See the proto."""
@@ -114,7 +119,7 @@ class OpenInferenceServicer:
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See the proto."""
-        return self._pb.ServerMetadataResponse(name=SERVER_NAME, version=_version(), extensions=[])
+        return self._pb.ServerMetadataResponse(name=SERVER_NAME, version=self._server_version, extensions=[])
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         """See the proto."""
@@ -130,9 +135,9 @@ class OpenInferenceServicer:
                 tensor(name=IMAGE, datatype="BYTES", shape=[1]),
             ],
             outputs=[
-                tensor(name=SLOTS, datatype="FP32", shape=[card.num_slots, card.slot_dim]),
-                tensor(name=SLOT_IDS, datatype="INT32", shape=[card.num_slots]),
-                tensor(name=SEGMENTATION, datatype="UINT8", shape=[height, width]),
+                tensor(name=SLOTS, datatype=OUTPUT_DATATYPES[SLOTS], shape=[card.num_slots, card.slot_dim]),
+                tensor(name=SLOT_IDS, datatype=OUTPUT_DATATYPES[SLOT_IDS], shape=[card.num_slots]),
+                tensor(name=SEGMENTATION, datatype=OUTPUT_DATATYPES[SEGMENTATION], shape=[height, width]),
             ],
         )
 
@@ -153,17 +158,8 @@ class OpenInferenceServicer:
                     "request without state always gets: leave model_version empty"
                 )
             outputs = requested_outputs(request)
-            image = await loop.run_in_executor(self._decode_executor, input_image, request)
             fit = self._manager.limits.frame_fit_for(card)
-            fitted = await loop.run_in_executor(
-                self._decode_executor,
-                fit_frame,
-                image,
-                card.image_size,
-                self._max_image_pixels,
-                fit,
-                self._check_jpeg_data,
-            )
+            fitted = await loop.run_in_executor(self._decode_executor, self._fitted_input, request, card, fit)
             masks = MaskRequest(card.image_size, segmentation=SEGMENTATION in outputs, view=fitted.view)
             # A key of its own: no other job shares it, so the runner treats it as a stream's first frame.
             timed = await runner.run(object(), StepJob(fitted.pixels, None, masks, f"infer:{request.id}"))
@@ -187,25 +183,29 @@ class OpenInferenceServicer:
             SLOT_IDS: np.arange(card.num_slots, dtype="<i4"),  # [K]
         }
         if SEGMENTATION in outputs:
-            made = step.masks
-            if made is None:  # a large mask, made off the model call
-                assert step.model_masks is not None
-                # model masks [K, h, w] -> [1, K, h, w]: a batch of one
-                (made,) = await loop.run_in_executor(
-                    self._decode_executor, mask_outputs, step.model_masks[None], [masks]
-                )
+            made, _, _ = await step_mask_outputs(step, masks, self._decode_executor)
             assert made.segmentation is not None
             values[SEGMENTATION] = made.segmentation  # [H, W]
-        types = {SLOTS: "FP32", SLOT_IDS: "INT32", SEGMENTATION: "UINT8"}
         tensor = self._pb.ModelInferResponse.InferOutputTensor
         self._count(card.name, "result")
         return self._pb.ModelInferResponse(
             model_name=card.name,
             model_version=card.version,
             id=request.id,
-            outputs=[tensor(name=name, datatype=types[name], shape=list(values[name].shape)) for name in outputs],
+            outputs=[
+                tensor(name=name, datatype=OUTPUT_DATATYPES[name], shape=list(values[name].shape)) for name in outputs
+            ],
             raw_output_contents=[values[name].tobytes() for name in outputs],
         )
+
+    def _fitted_input(self, request: Any, card: ModelCard, fit: FrameFit) -> FittedFrame:
+        """The request's image, read, decoded and fitted to ``card``'s model (on a decode thread: one hop).
+
+        Raises:
+            InferRequestError, FrameRejected: as :func:`input_image` and :func:`fit_frame` raise them.
+        """
+        image = input_image(request)
+        return fit_frame(image, card.image_size, self._max_image_pixels, fit, self._check_jpeg_data)
 
     async def _runner(self, model: str, context: grpc.aio.ServicerContext) -> ModelRunner:
         """The current runner of ``model`` (``""``: the default); an unknown model ends the call with NOT_FOUND (not

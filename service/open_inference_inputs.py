@@ -9,13 +9,17 @@ from typing import Any
 
 import numpy as np
 
+from service.image_headers import image_format
 from service.types import EncodedImage, ImageEncoding
 
 FRAME, IMAGE = "FRAME", "IMAGE"
 SLOTS, SLOT_IDS, SEGMENTATION = "SLOTS", "SLOT_IDS", "SEGMENTATION"
 OUTPUTS = (SLOTS, SLOT_IDS, SEGMENTATION)
 """The outputs ``ModelInfer`` gives, in the order it gives them."""
-_PNG, _JPEG = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
+OUTPUT_DATATYPES = {SLOTS: "FP32", SLOT_IDS: "INT32", SEGMENTATION: "UINT8"}
+"""Each output's datatype, as the protocol names it."""
+_ENCODINGS = {"PNG": ImageEncoding.PNG, "JPEG": ImageEncoding.JPEG}
+"""The encoding of each format :func:`~service.image_headers.image_format` tells apart."""
 _SEQUENCE_PARAMETERS = frozenset({"sequence_id", "sequence_start", "sequence_end"})
 """Triton's parameters for a request of a stateful sequence, which this stateless call refuses."""
 
@@ -45,39 +49,47 @@ def input_image(request: Any) -> EncodedImage:
     raw = request.raw_input_contents
     if len(raw) > 1:
         raise InferRequestError(f"raw_input_contents holds {len(raw)} entries for one input tensor")
-    contents = tensor.contents
-    if raw and (contents.uint_contents or contents.bytes_contents):
+    if raw and (tensor.contents.uint_contents or tensor.contents.bytes_contents):
         raise InferRequestError(f"input {tensor.name!r} has its data both in raw_input_contents and in contents")
-    shape = list(tensor.shape)
     if tensor.name == FRAME:
-        if tensor.datatype != "UINT8":
-            raise InferRequestError(f"input {FRAME} must be UINT8, got {tensor.datatype or 'no datatype'}")
-        sides = shape[1:] if len(shape) == 4 and shape[0] == 1 else shape
-        if len(sides) != 3 or sides[2] != 3 or min(sides) < 1:
-            raise InferRequestError(f"input {FRAME} must have shape [H, W, 3] or [1, H, W, 3], got {shape}")
-        height, width, _ = sides
-        given = len(raw[0]) if raw else len(contents.uint_contents)
-        if given != height * width * 3:
-            raise InferRequestError(f"input {FRAME} of shape {shape} needs {height * width * 3} bytes, got {given}")
-        data = raw[0] if raw else _uint8_contents(contents.uint_contents)
-        return EncodedImage(ImageEncoding.RAW_RGB8, bytes(data), height, width, 3)
+        return _frame(tensor, raw[0] if raw else None)
     if tensor.name == IMAGE:
-        if tensor.datatype != "BYTES":
-            raise InferRequestError(f"input {IMAGE} must be BYTES, got {tensor.datatype or 'no datatype'}")
-        if shape not in ([1], [1, 1]):
-            raise InferRequestError(f"input {IMAGE} must have shape [1] or [1, 1] (one file), got {shape}")
-        if not raw and len(contents.bytes_contents) != 1:
-            raise InferRequestError(
-                f"input {IMAGE} must hold one JPEG or PNG file, got {len(contents.bytes_contents)} elements"
-            )
-        data = _one_length_prefixed(raw[0]) if raw else contents.bytes_contents[0]
-        encoding = (
-            ImageEncoding.PNG if data.startswith(_PNG) else ImageEncoding.JPEG if data.startswith(_JPEG) else None
-        )
-        if encoding is None:
-            raise InferRequestError(f"input {IMAGE} is neither a JPEG nor a PNG file (by its first bytes)")
-        return EncodedImage(encoding, data)
+        return _image(tensor, raw[0] if raw else None)
     raise InferRequestError(f"unknown input tensor {tensor.name!r}: give {FRAME} (UINT8 [H, W, 3]) or {IMAGE} (BYTES)")
+
+
+def _frame(tensor: Any, raw: bytes | None) -> EncodedImage:
+    """The raw RGB image of a ``FRAME`` tensor whose data is ``raw`` (``None``: its ``uint_contents``)."""
+    shape = list(tensor.shape)
+    if tensor.datatype != "UINT8":
+        raise InferRequestError(f"input {FRAME} must be UINT8, got {tensor.datatype or 'no datatype'}")
+    sides = shape[1:] if len(shape) == 4 and shape[0] == 1 else shape
+    if len(sides) != 3 or sides[2] != 3 or min(sides) < 1:
+        raise InferRequestError(f"input {FRAME} must have shape [H, W, 3] or [1, H, W, 3], got {shape}")
+    height, width, _ = sides
+    given = len(raw) if raw is not None else len(tensor.contents.uint_contents)
+    if given != height * width * 3:
+        raise InferRequestError(f"input {FRAME} of shape {shape} needs {height * width * 3} bytes, got {given}")
+    data = raw if raw is not None else _uint8_contents(tensor.contents.uint_contents)
+    return EncodedImage(ImageEncoding.RAW_RGB8, bytes(data), height, width, 3)
+
+
+def _image(tensor: Any, raw: bytes | None) -> EncodedImage:
+    """The JPEG or PNG file of an ``IMAGE`` tensor whose data is ``raw`` (``None``: its ``bytes_contents``)."""
+    shape = list(tensor.shape)
+    if tensor.datatype != "BYTES":
+        raise InferRequestError(f"input {IMAGE} must be BYTES, got {tensor.datatype or 'no datatype'}")
+    if shape not in ([1], [1, 1]):
+        raise InferRequestError(f"input {IMAGE} must have shape [1] or [1, 1] (one file), got {shape}")
+    if raw is None and len(tensor.contents.bytes_contents) != 1:
+        raise InferRequestError(
+            f"input {IMAGE} must hold one JPEG or PNG file, got {len(tensor.contents.bytes_contents)} elements"
+        )
+    data = _one_length_prefixed(raw) if raw is not None else tensor.contents.bytes_contents[0]
+    encoding = _ENCODINGS.get(image_format(data) or "")
+    if encoding is None:
+        raise InferRequestError(f"input {IMAGE} is neither a JPEG nor a PNG file (by its first bytes)")
+    return EncodedImage(encoding, data)
 
 
 def _uint8_contents(values: Any) -> bytes:
