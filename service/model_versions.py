@@ -64,7 +64,6 @@ class ModelVersions:
         self._lock = asyncio.Lock()
         self._loading: ModelRunner | None = None  # a new version while it warms up
         self._freeing: set[asyncio.Task[bool]] = set()
-        self._reloading = False  # a reload is loading or warming up a folder
         self._shutdown = asyncio.Event()
         self.reload_abandoned = False
         """Set by :meth:`close` when a reload was still loading or warming up: its thread cannot be stopped, and the
@@ -124,11 +123,7 @@ class ModelVersions:
     async def _reload_one_at_a_time(self) -> ReloadOutcome:
         async with self._lock:
             self._check_serving()  # a drain may have begun while this waited for the lock
-            self._reloading = True
-            try:
-                return await self._reload()
-            finally:
-                self._reloading = False
+            return await self._reload()
 
     async def _reload(self) -> ReloadOutcome:
         loop = asyncio.get_running_loop()
@@ -243,7 +238,7 @@ class ModelVersions:
         :meth:`ModelRunner.close`)."""
         self._closed = True
         self.begin_shutdown()
-        self.reload_abandoned = self._reloading
+        self.reload_abandoned = self._lock.locked()  # a reload holds the lock while it loads or warms up
         for reload in self._reloads:  # its thread goes on (the process exits without it); the task ends here
             reload.cancel()
         if self._loading is not None:

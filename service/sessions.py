@@ -323,7 +323,7 @@ class SessionManager:
         check_stream_id(request.stream_id)
         session = self.sessions.get(request.stream_id)
         if session is None:
-            raise self._not_serving() if self.phase == "draining" else self.gone(request.stream_id)
+            raise self._not_serving() if self.phase == "draining" else self._gone(request.stream_id)
         if not hmac.compare_digest(session.resume_token.encode(), request.resume.resume_token.encode()):
             raise StreamAbort(
                 ErrorCode.WRONG_RESUME_TOKEN,
@@ -383,9 +383,7 @@ class SessionManager:
         ``None`` for a stream it does not remember."""
         return self._tombstones.get(stream_id)
 
-    def gone(self, stream_id: str) -> StreamAbort:
-        """The refusal of a resume of ``stream_id``, which this server does not hold: how it ended, when it held it
-        (:func:`~service.stream_endings.stream_gone`)."""
+    def _gone(self, stream_id: str) -> StreamAbort:
         return stream_gone(stream_id, self._tombstones.get(stream_id))
 
     def _not_serving(self) -> StreamAbort:
@@ -505,7 +503,7 @@ class SessionManager:
             if not stalled:
                 reclaimed += self.release(session, "idle")
                 if owner is not None:
-                    owner.evict(self.gone(session.stream_id))
+                    owner.evict(self._gone(session.stream_id))
                 continue
             resumable = session.options.resume_window_s > 0 and owner is not None and self.phase != "stopped"
             if resumable:

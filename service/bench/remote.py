@@ -143,15 +143,11 @@ def _gap_figures(stats: list[_StreamStats], spec: LoadSpec) -> dict[str, Any]:
     (``steady_latency_ms``), and the ratio of their medians (``after_gap_ratio_p50``); nothing without gaps."""
     if spec.idle_gap_s <= 0:
         return {}
-    after = [ms for st in stats for ms in st.after_gap_ms]
-    steady = [ms for st in stats for ms in st.steady_ms]
-    after_p50, steady_p50 = summarize(after).get("p50"), summarize(steady).get("p50")
+    after = summarize([ms for st in stats for ms in st.after_gap_ms])
+    steady = summarize([ms for st in stats for ms in st.steady_ms])
+    after_p50, steady_p50 = after.get("p50"), steady.get("p50")
     ratio = round(after_p50 / steady_p50, 3) if after_p50 is not None and steady_p50 else None
-    return {
-        "after_gap_latency_ms": summarize(after),
-        "steady_latency_ms": summarize(steady),
-        "after_gap_ratio_p50": ratio,
-    }
+    return {"after_gap_latency_ms": after, "steady_latency_ms": steady, "after_gap_ratio_p50": ratio}
 
 
 def _mean(values: list[int]) -> float | None:

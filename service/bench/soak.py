@@ -36,7 +36,7 @@ from service.bench.spawn import SpawnedServer
 from service.bench.stats import summarize
 from service.client.connection import Client
 from service.client.synthetic import synthetic_clip
-from service.config import DEFAULT_MODEL_DIR
+from service.config import DEFAULT_MODEL_DIR, ConfigError, ServiceConfig
 
 SAMPLES = 10
 """Memory samples after the warm-up tenth (one after each further tenth of the cycles)."""
@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"--model {args.model} is not a directory")
     if problems:
         return usage_error("--soak", problems)
+    try:  # what the server will run with (its own flags alone: it starts without this environment's settings)
+        device = ServiceConfig.from_sources(["--model-dir", str(args.model), *args.server_args.split()], {}).device
+    except ConfigError as error:
+        return usage_error("--soak", [f"--server-args: {error}"])
     clip = synthetic_clip(8, (args.size, args.size))
     token = secrets.token_urlsafe(32)
     with tempfile.TemporaryDirectory(prefix="slotstream-soak-") as folder:
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "soak"},
         **report,
-        "provenance": provenance(args_list, device=_server_device(args.server_args.split())),
+        "provenance": provenance(args_list, device=device),
     }
     print(summary(report))
     if args.json is not None:
@@ -178,13 +182,3 @@ def summary(report: dict[str, Any]) -> str:
         f"cycle {last['cycle']} ({report['server_rss_growth_mb']:+} MB, {report['server_rss_growth_percent']:+} %); "
         f"streams left on the server: {report['streams_left']}"
     )
-
-
-def _server_device(server_args: list[str]) -> str:
-    """The device the started server's model runs on: its ``--device`` in ``server_args``, else ``cpu``."""
-    for index, arg in enumerate(server_args):
-        if arg.startswith("--device="):
-            return arg.partition("=")[2]
-        if arg == "--device" and index + 1 < len(server_args):
-            return server_args[index + 1]
-    return "cpu"
