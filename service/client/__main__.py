@@ -78,9 +78,10 @@ from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.errors import StreamError
 from service.client.overlay import OverlayWriter
+from service.client.reconnection import DEFAULT_RESUME_WINDOW_S
 from service.client.rosbag import STORAGES, RosbagError, check_bag_arguments, write_rosbag
 from service.client.sources import check_source_spec, open_source, source_path
-from service.client.stream_command import DEFAULT_RESUME_WINDOW_S, StreamEnded, stream_source
+from service.client.stream_command import StreamEnded, stream_source
 from service.client.streams_report import stream_details, streams_json, streams_table
 from service.client.synthetic import synthetic_frames
 from service.client.tls import add_tls_flags

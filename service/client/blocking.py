@@ -4,92 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import operator
+import logging
 import queue
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.encoding import ImageLike
-from service.client.errors import StreamError
-from service.client.exchange import send_while_receiving
+from service.client.frames_exchange import DONE, FramesExchange, SourceExit
+from service.client.reconnection import RECONNECT_CHANNEL_OPTIONS, reconnect_options
 from service.client.tls import TlsFiles
-from service.types import CloseReason, FrameDropped, FrameResponse, StreamClosed, StreamOptions
+from service.types import FrameResponse, StreamOptions
 
-_DONE = object()
+_log = logging.getLogger("service.client")
 
 TimedFrame = tuple[ImageLike, int | None]
 """A frame with its capture time, as :func:`stream_frames` takes it: ``(image, capture_time_ns)``, the time in
 nanoseconds since the Unix epoch (``None``: the moment it is sent)."""
-
-
-class _SourceExit(Exception):
-    """A ``SystemExit`` or ``KeyboardInterrupt`` the frames iterator raised, carried as an ordinary exception:
-    raised as itself on the shared loop, it would stop that loop for every stream. Re-raised as ``error`` in the
-    caller's thread."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(repr(error))
-        self.error = error
-
-
-def _image_and_time(item: Any, index: int) -> tuple[Any, int | None]:
-    """The image and capture time of ``item``, frame ``index`` of :func:`stream_frames`: an image alone (sent with
-    the moment it is sent as its capture time) or an ``(image, capture_time_ns)`` pair; the time's range is checked
-    by ``send()``.
-
-    Raises:
-        ValueError: a tuple that is not a pair.
-        TypeError: a capture time that is not an integer or ``None``.
-    """
-    if not isinstance(item, tuple):
-        return item, None
-    if len(item) != 2:
-        raise ValueError(
-            f"frame {index}: a frame is an image or an (image, capture_time_ns) pair, got a tuple of {len(item)}"
-        )
-    image, capture_time_ns = item
-    if capture_time_ns is None:
-        return image, None
-    try:
-        number = None if isinstance(capture_time_ns, bool) else operator.index(capture_time_ns)  # NumPy's too
-    except TypeError:
-        number = None
-    if number is None:
-        raise TypeError(
-            f"frame {index}: the capture time of an (image, capture_time_ns) pair must be an integer (nanoseconds "
-            f"since the Unix epoch) or None, got {type(capture_time_ns).__name__} {capture_time_ns!r}"
-        )
-    return image, number
-
-
-def _next_frame(iterator: Iterator[Any]) -> Any:
-    """The next frame, ``_DONE`` at the end; an exit the iterator raises comes back as :class:`_SourceExit`."""
-    try:
-        return next(iterator, _DONE)
-    except Exception:
-        raise
-    except BaseException as error:
-        raise _SourceExit(error) from error
-
-
-async def _unless_stopped(pending: Awaitable[Any], stopping: asyncio.Event) -> Any:
-    """``pending``'s result, or ``_DONE`` as soon as ``stopping`` is set (``pending`` is then cancelled: a frame
-    source blocked in its thread is left behind, its frame unused)."""
-    task = asyncio.ensure_future(pending)
-    stopped = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        if not task.done():  # stopped, or this wait was cancelled: the pending call's outcome is nobody's
-            task.cancel()
-    return task.result() if task.done() else _DONE
 
 
 _loop_lock = threading.Lock()
@@ -128,6 +64,7 @@ def stream_frames(
     jpeg_quality: int | None = None,
     close_timeout_s: float = 5.0,
     newest_only: bool = False,
+    reconnect: int = 0,
 ) -> Iterator[FrameResponse]:
     """Stream ``frames`` through one stream and yield the answer to each, in order.
 
@@ -159,12 +96,22 @@ def stream_frames(
             the frames iterator is read at its own pace, not the model's or the loop's): each iteration yields the
             newest result or frame error that arrived since the previous one, and skips the older ones and every
             ``FrameDropped`` notice. Off (the default), every frame's answer is yielded, in order.
+        reconnect: tries to continue the stream after a lost connection or a server's shutdown (0, the default:
+            none; the loop ends with the ``StreamError``). With tries allowed the stream asks for a resume window
+            (``options.resume_window_s``, else 30 s; the server caps it) and the ``STATE`` output (each result
+            carries the state, so a server lost without a hand-off can be replaced by another of the same model
+            version), and each interruption gets up to ``reconnect`` :meth:`ClientStream.reconnect` tries, 0.25 s
+            apart and twice as long before each next (4 s at most), on a new connection after a shutdown. The frames
+            sent and not answered are re-sent and the loop goes on: every frame reaches the stream's state once, in
+            order, and the answers equal an uninterrupted stream's. Each interruption and continuation is logged
+            (logger ``service.client``, level WARNING).
 
     Raises:
         StreamError: the server refused or ended the stream. A server that shuts down mid-stream ends it with
             status ``UNAVAILABLE`` (code ``SHUTTING_DOWN``) and its message, after answering the frames it
             accepted; the error's ``handoff`` holds the state to continue from with the async client
-            (``Client.open(options, handoff=error.handoff)`` on another server).
+            (``Client.open(options, handoff=error.handoff)`` on another server). With ``reconnect``, the error
+            that ended the call when no try could continue the stream (a note gives the last try's failure).
         ValueError: a frame that is not an image or does not fit one message, or a tuple that is not an
             ``(image, capture_time_ns)`` pair (the message starts ``frame N:``); a capture time out of the int64
             range.
@@ -173,6 +120,10 @@ def stream_frames(
             frames already sent are yielded before it (those that come within ``close_timeout_s``; a loop
             that takes longer over them loses the rest).
     """
+    if isinstance(reconnect, bool) or not isinstance(reconnect, int) or reconnect < 0:
+        raise ValueError(f"reconnect must be a whole number of tries >= 0 (0: never), got {reconnect!r}")
+    if reconnect:
+        options = reconnect_options(options or StreamOptions())
     answers: queue.Queue[Any] = queue.Queue(maxsize=1 if newest_only else max(window, 1) * 4)
     stopping = asyncio.Event()  # set on the loop when the caller leaves early: no more frames are sent
     # Threads of this call alone for the two blocking waits (on the shared loop's default executor, a few calls
@@ -182,59 +133,48 @@ def stream_frames(
     answer_thread = DaemonCalls("slotstream-stream-answers")
 
     async def run() -> None:
-        async with Client(target, token=token, tls=tls) as client:
-            stream = await client.open(options, model=model)
-            slots = asyncio.Semaphore(max(window, 1))
-            # Live mode: the server answers a frame still waiting for the model when a newer one comes as dropped,
-            # so frames go as the iterator gives them; a window would read a camera only at the model's pace.
-            live = stream.opened is not None and stream.opened.options.live
+        channel_options = RECONNECT_CHANNEL_OPTIONS if reconnect else ()
+        clients = [Client(target, token=token, tls=tls, channel_options=channel_options)]
 
-            all_sent = False
+        def new_client() -> Client:
+            clients.append(Client(target, token=token, tls=tls, channel_options=channel_options))
+            return clients[-1]
 
-            async def send_all() -> None:
-                nonlocal all_sent
-                iterator = iter(frames)
-                while True:
-                    item: Any = await _unless_stopped(frame_thread.call(_next_frame, iterator), stopping)
-                    if item is _DONE:  # a None frame is the caller's (a failed camera read): send() refuses it
-                        break
-                    frame, capture_time_ns = _image_and_time(item, stream.next_frame_index)
-                    if not live and await _unless_stopped(slots.acquire(), stopping) is _DONE:
-                        break
-                    await stream.send(frame, capture_time_ns=capture_time_ns, jpeg_quality=jpeg_quality)
-                all_sent = not stopping.is_set()
-                await stream.close_writing()
-
-            async def receive_all() -> None:
-                while True:
-                    answer = await stream.receive()
-                    if isinstance(answer, StreamClosed):
-                        # A server that shuts down closes its streams itself; that is an error only when frames
-                        # were left unanswered or unsent (a drain right after the last answer is not).
-                        ended_early = stream.unanswered or not all_sent
-                        if answer.reason != CloseReason.CLIENT_CLOSED and ended_early:
-                            raise StreamError.from_closed(answer, stream.handoff)
-                        return
-                    if not live:
-                        slots.release()
-                    if not newest_only:
-                        await answer_thread.call(answers.put, answer)
-                    elif not isinstance(answer, FrameDropped):
-                        _put_replacing(answers, answer)
-
-            await send_while_receiving(send_all(), receive_all(), settle_s=close_timeout_s, close=stream.close_writing)
+        try:
+            stream = await clients[0].open(options, model=model)
+            if reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:
+                _log.warning(
+                    "stream %s: the server keeps no resume window (its --max-resume-window-s is 0): a reconnection "
+                    "can only continue the stream from the state its last answer carried",
+                    stream.stream_id,
+                )
+            exchange = FramesExchange(
+                stream,
+                frames,
+                answers,
+                stopping,
+                window=window,
+                jpeg_quality=jpeg_quality,
+                newest_only=newest_only,
+                frame_thread=frame_thread,
+                answer_thread=answer_thread,
+            )
+            await exchange.run(close_timeout_s, reconnect, new_client)
+        finally:
+            for client in clients:
+                await client.close()
 
     async def run_and_report() -> None:
         try:
             await run()
         except Exception as error:  # handed to the caller's thread
-            await answer_thread.call(answers.put, error.error if isinstance(error, _SourceExit) else error)
-        await answer_thread.call(answers.put, _DONE)
+            await answer_thread.call(answers.put, error.error if isinstance(error, SourceExit) else error)
+        await answer_thread.call(answers.put, DONE)
 
     loop = client_loop()
     call = asyncio.run_coroutine_threadsafe(run_and_report(), loop)
     try:
-        while (item := answers.get()) is not _DONE:
+        while (item := answers.get()) is not DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -249,17 +189,6 @@ def stream_frames(
             call.cancel()  # a no-op once the call has ended
             frame_thread.stop()
             answer_thread.stop()
-
-
-def _put_replacing(answers: queue.Queue[Any], answer: FrameResponse) -> None:
-    """Put ``answer`` in the one-place queue ``answers``, replacing an answer the caller has not taken yet."""
-    while True:
-        try:
-            answers.put_nowait(answer)
-            return
-        except queue.Full:
-            with contextlib.suppress(queue.Empty):  # the caller may take it first
-                answers.get_nowait()
 
 
 def _wait_for_the_end(call: Future[None], answers: queue.Queue[Any], timeout_s: float) -> None:

@@ -8,12 +8,9 @@ import argparse
 import re
 
 from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES, Client, check_token
+from service.client.reconnection import RECONNECT_CHANNEL_OPTIONS
 from service.client.tls import tls_from_flags
 from service.tokens import read_tokens
-
-RECONNECT_BACKOFF_S = (0.25, 4.0)
-"""``--reconnect`` waits the first before its first try after a failure, twice as long before each next, at most
-the second."""
 
 
 def client_from_args(args: argparse.Namespace) -> Client:
@@ -32,14 +29,7 @@ def client_from_args(args: argparse.Namespace) -> Client:
             f"--target {args.target}: give the server's port too, as in {args.target}:50051 (without one, gRPC "
             "uses 443, the TLS port)"
         )
-    options: list[tuple[str, int]] = []
-    if getattr(args, "reconnect", 0):  # the channel's own reconnection waits no longer than --reconnect's tries
-        longest_ms = round(RECONNECT_BACKOFF_S[1] * 1e3)
-        options = [
-            ("grpc.initial_reconnect_backoff_ms", round(RECONNECT_BACKOFF_S[0] * 1e3)),
-            ("grpc.min_reconnect_backoff_ms", round(RECONNECT_BACKOFF_S[0] * 1e3)),
-            ("grpc.max_reconnect_backoff_ms", longest_ms),
-        ]
+    options = list(RECONNECT_CHANNEL_OPTIONS) if getattr(args, "reconnect", 0) else []
     max_message_bytes = getattr(args, "max_message_bytes", None) or DEFAULT_MAX_MESSAGE_BYTES
     return Client(
         args.target, token=token_from_args(args), tls=tls, max_message_bytes=max_message_bytes, channel_options=options

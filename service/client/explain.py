@@ -189,8 +189,8 @@ def explained(
 
 
 _RECONNECTING = (
-    "; that is the async Client's ClientStream: on the command line `stream --reconnect N` opens the stream with a "
-    "resume window and reconnects, and stream_frames does not reconnect"
+    "; that is the async Client's ClientStream: on the command line `stream --reconnect N`, and in "
+    "`stream_frames(..., reconnect=N)`, the stream is opened with a resume window and continued the same way"
 )
 """Where each API stands on reconnecting, after a hint that names the async client's call: the hint reaches the
 command line's and ``stream_frames``' users too."""

@@ -25,13 +25,14 @@ import numpy as np
 
 from plugins.signals import sigint_held
 from service.client.answer_outputs import JsonLines, record_answer
-from service.client.cli_client import RECONNECT_BACKOFF_S, client_from_args, token_from_args
+from service.client.cli_client import client_from_args, token_from_args
 from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
 from service.client.frame_encoder import FrameEncoder
 from service.client.overlay import OverlayWorker, OverlayWriter
+from service.client.reconnection import continue_stream, interruption, reconnect_options, worth_reconnecting
 from service.client.segmentation_geometry import trajectory_mask_size
 from service.client.shared_frames import SharedFrameRing
 from service.client.sources import Source, SourceFrame
@@ -52,8 +53,6 @@ from service.types import (
     StreamOptions,
 )
 
-DEFAULT_RESUME_WINDOW_S = 30.0
-"""The resume window ``--reconnect`` asks for unless ``--resume-window-s`` is given."""
 _REFUSAL_SETTINGS = {
     ErrorCode.IMAGE_TOO_LARGE: "the server's --max-image-pixels sets that limit, whatever the encoding: raise it "
     "there, or send smaller frames",
@@ -122,17 +121,6 @@ class StreamEnded(Exception):
                 what += f" (last: {self.retry_error})"
             advice = ""
         return f"{what}; the run stopped" + (f" ({advice})" if advice else "")
-
-
-def worth_reconnecting(error: StreamError, rereads_token: bool = False) -> bool:
-    """Whether ``--reconnect`` tries to continue a stream after ``error``: the connection was lost, the server is
-    shutting down or not ready yet (another server may take over the target, and a drain hands the state over), or
-    it took the stream from this client for not reading its replies (the stream waits for a resume); with
-    ``rereads_token`` (``--token-file``, read again before each try), also when the server refused the token: a
-    rotation revoked it while the stream ran, and the stream waits for a resume with the file's next token."""
-    codes = (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING)
-    revoked = rereads_token and error.code == ErrorCode.UNAUTHENTICATED
-    return error.connection_lost or error.code in codes or revoked
 
 
 class FrameFeed:
@@ -227,19 +215,15 @@ async def _stream_feed(
     if first is None:
         raise ValueError(f"{source.description} has no frames")
     fit = FrameFit.named(args.frame_fit) if args.frame_fit else FrameFit.UNSPECIFIED
-    resume_window_s = (args.resume_window_s or DEFAULT_RESUME_WINDOW_S) if args.reconnect else 0.0
-    # With --reconnect every result also carries the stream's state (K x D floats, a few kB at most), so the stream
-    # can be continued exactly from the latest answer when a resume is impossible (a server that died or restarted,
-    # an expired resume window), not only after a shutdown's hand-off; an older state would rewind the stream.
-    outputs = {Output.SLOTS, Output.SEGMENTATION} | ({Output.STATE} if args.reconnect else set())
     options = StreamOptions(
         live=args.live,
-        outputs=frozenset(outputs),
+        outputs=frozenset({Output.SLOTS, Output.SEGMENTATION}),
         mask_size=trajectory_mask_size(first.image.shape[:2]),
         frame_fit=fit,
-        resume_window_s=resume_window_s,
         max_staleness_s=args.max_staleness_s or 0.0,
     )
+    if args.reconnect:  # a resume window, and the state with every result
+        options = reconnect_options(options, args.resume_window_s)
     fps = args.fps or source.fps or 15.0
     writer = OverlayWriter(args.out, fps) if args.out else None
     if trajectory is not None:
@@ -480,37 +464,40 @@ class _StreamRun:
             StreamEnded: no try succeeded (or the last failure is not worth another).
         """
         args, stream = self.args, self.stream
-        last, tries = error, 0
-        while tries < args.reconnect and worth_reconnecting(last, args.token_file is not None):
-            tries += 1
-            wait_s = min(RECONNECT_BACKOFF_S[0] * 2 ** (tries - 1), RECONNECT_BACKOFF_S[1])
+
+        def announce(last: StreamError, tries: int, wait_s: float) -> None:
             print(
-                f"{_interruption(last, args.target)} after {self.summary['frames']} answered frames; reconnecting "
+                f"{interruption(last, args.target)} after {self.summary['frames']} answered frames; reconnecting "
                 f"in {wait_s:g} s (try {tries} of {args.reconnect})",
                 file=sys.stderr,
             )
-            await asyncio.sleep(wait_s)
-            try:
-                opened = await stream.reconnect(self._client_to_reconnect_with(last))
-            except StreamError as failure:
-                last = failure
-                continue
-            after = "its start" if opened.last_frame_index is None else f"frame {opened.last_frame_index}"
-            print(f"continued the stream ({opened.kind.name.lower()}) after {after}", file=sys.stderr)
-            now = self._next_send = time.perf_counter()  # --fps goes on from now, not in a burst for the time lost
-            resent = set(stream.unanswered)
-            for index in list(self._in_flight):
-                if index in resent:  # re-sent: its latency counts from now
-                    self._in_flight[index] = (self._in_flight[index][0], now)
-                else:  # already in the state the stream continues from, and never to be answered
-                    self._in_flight.pop(index)
-                    if self.trajectory is not None:
-                        self.trajectory.add_missing(index, UNANSWERED)
-                    self._window.release()
-            return
-        raise StreamEnded(
-            error, self.summary["frames"], self.frames_sent, args.target, tries, last if tries else None
-        ) from error
+
+        rereads_token = args.token_file is not None
+        outcome = await continue_stream(
+            stream,
+            error,
+            args.reconnect,
+            client_for=self._client_to_reconnect_with,
+            before_try=announce,
+            rereads_token=rereads_token,
+        )
+        opened = outcome.opened
+        if opened is None:
+            last = outcome.last_error if outcome.tries else None
+            frames = self.summary["frames"]
+            raise StreamEnded(error, frames, self.frames_sent, args.target, outcome.tries, last) from error
+        after = "its start" if opened.last_frame_index is None else f"frame {opened.last_frame_index}"
+        print(f"continued the stream ({opened.kind.name.lower()}) after {after}", file=sys.stderr)
+        now = self._next_send = time.perf_counter()  # --fps goes on from now, not in a burst for the time lost
+        resent = set(stream.unanswered)
+        for index in list(self._in_flight):
+            if index in resent:  # re-sent: its latency counts from now
+                self._in_flight[index] = (self._in_flight[index][0], now)
+            else:  # already in the state the stream continues from, and never to be answered
+                self._in_flight.pop(index)
+                if self.trajectory is not None:
+                    self.trajectory.add_missing(index, UNANSWERED)
+                self._window.release()
 
     def _client_to_reconnect_with(self, error: StreamError) -> Client | None:
         """The client the next try reconnects with: a new one after ``SHUTTING_DOWN`` (the stream's connection
@@ -556,12 +543,3 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a read's outcome as seen; its error, if any, reaches the next :meth:`FrameFeed.current`."""
     if not future.cancelled():
         future.exception()
-
-
-def _interruption(error: StreamError, target: str) -> str:
-    """What interrupted a stream, in a few words."""
-    if error.connection_lost:
-        return f"lost the connection to {target} ({error.status.name}: {error.message})"
-    if error.code == ErrorCode.SHUTTING_DOWN:
-        return f"the server at {target} is shutting down"
-    return f"the stream was interrupted ({error})"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from service_helpers import ADMIN_TOKEN, BACKENDS, ServerThread, make_config, quick_export, save_tiny_model
+from tcp_proxy import TcpProxy
 
 from service.config import ServiceConfig
 from service.engine import Engine
@@ -98,3 +99,17 @@ def admin_file(tmp_path: Path) -> Path:
     path.write_text(f"{ADMIN_TOKEN}\n")
     path.chmod(0o600)
     return path
+
+
+@pytest.fixture
+def proxy_to() -> Iterator[Callable[[str], TcpProxy]]:
+    """Factory: ``proxy_to(server.target)``; closed after the test."""
+    proxies: list[TcpProxy] = []
+
+    def make(upstream: str) -> TcpProxy:
+        proxies.append(TcpProxy(upstream))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()

@@ -14,7 +14,7 @@ from service_helpers import make_video, run
 
 from service.client import Client, FrameResult, StreamError
 from service.client.__main__ import main
-from service.client.stream_command import worth_reconnecting
+from service.client.reconnection import worth_reconnecting
 from service.errors import ErrorCode
 
 ONE_MIB = 1024 * 1024

@@ -5,12 +5,9 @@ a TCP proxy between client and server whose connections the tests cut; and error
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -18,102 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from service_helpers import make_video, reference_outputs, run, slow_factory
+from tcp_proxy import after_frame
 from test_stream_service import assert_matches
 
 from service.client import Client, FrameResult, StreamError, StreamOptions
 from service.client.__main__ import main
 from service.errors import ErrorCode
-
-
-class TcpProxy:
-    """Forwards TCP connections from a loopback port of its own to ``upstream`` (``host:port``, which may be changed
-    between connections). :meth:`drop` cuts every connection open now, as a network failure would; later
-    connections go through again."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.target = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self.drops = 0
-        threading.Thread(target=self._accept, name="test-proxy", daemon=True).start()
-
-    def drop(self) -> None:
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-            self.drops += 1
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self._listener.close()
-        self.drop()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            host, port = self.upstream.rsplit(":", 1)
-            try:
-                server = socket.create_connection((host, int(port)))
-            except OSError:
-                client.close()  # nothing listening upstream: the client sees a failed connection
-                continue
-            with self._lock:
-                self._sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-@pytest.fixture
-def proxy_to() -> Iterator[Callable[[str], TcpProxy]]:
-    """Factory: ``proxy_to(server.target)``; closed after the test."""
-    proxies: list[TcpProxy] = []
-
-    def make(upstream: str) -> TcpProxy:
-        proxies.append(TcpProxy(upstream))
-        return proxies[-1]
-
-    yield make
-    for proxy in proxies:
-        proxy.close()
-
-
-def _latest_frame(server) -> int:
-    """The highest frame index any stream of ``server`` has processed (-1: none)."""
-    manager = server.server.manager
-    return int(server.on_loop(lambda: max((s.last_frame_index or -1 for s in manager.sessions.values()), default=-1)))
-
-
-def _after_frame(server, index: int, action: Callable[[], None]) -> threading.Thread:
-    """Run ``action`` in a thread once ``server`` has processed frame ``index``."""
-
-    def watch() -> None:
-        deadline = time.monotonic() + 60
-        while _latest_frame(server) < index and time.monotonic() < deadline:
-            time.sleep(0.005)
-        action()
-
-    thread = threading.Thread(target=watch, name="test-watcher", daemon=True)
-    thread.start()
-    return thread
 
 
 def _frames_folder(folder: Path, clip: list[np.ndarray]) -> Path:
@@ -152,7 +59,7 @@ def test_the_stream_command_continues_exactly_after_a_dropped_connection(start_s
     proxy = proxy_to(server.target)
     clip = make_video(seed=61, frames=40)
     folder = _frames_folder(tmp_path / "frames", clip)
-    watcher = _after_frame(server, 10, proxy.drop)
+    watcher = after_frame(server, 10, proxy.drop)
     code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "3", *_outputs(tmp_path)])
     watcher.join(30)
     error = capsys.readouterr().err
@@ -169,7 +76,7 @@ def test_a_dropped_connection_without_reconnect_is_reported_as_lost_not_as_ended
     server = start_server(engine_factory=factory)
     proxy = proxy_to(server.target)
     folder = _frames_folder(tmp_path / "frames", make_video(seed=62, frames=40))
-    watcher = _after_frame(server, 5, proxy.drop)
+    watcher = after_frame(server, 5, proxy.drop)
     code = main(["stream", str(folder), "--target", proxy.target, *_outputs(tmp_path)])
     watcher.join(30)
     error = capsys.readouterr().err
@@ -200,7 +107,7 @@ def test_with_reconnect_a_server_shutdown_continues_on_the_server_that_takes_ove
         stopping.append(threading.Thread(target=draining.stop, args=(5.0,), daemon=True))
         stopping[0].start()
 
-    watcher = _after_frame(draining, 10, take_over)
+    watcher = after_frame(draining, 10, take_over)
     code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "6", *_outputs(tmp_path)])
     watcher.join(30)
     stopping[0].join(30)
@@ -240,7 +147,7 @@ def test_with_reconnect_a_slow_drain_continues_on_another_server_over_a_new_conn
         stopping.append(threading.Thread(target=draining.stop, args=(20.0,), daemon=True))
         stopping[0].start()
 
-    watcher = _after_frame(draining, 10, take_over)
+    watcher = after_frame(draining, 10, take_over)
     started = time.monotonic()
     code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "3", *_outputs(tmp_path)])
     watcher.join(30)
@@ -270,7 +177,7 @@ def test_with_reconnect_a_server_lost_without_a_shutdown_continues_from_the_last
         proxy.upstream = replacement.target
         proxy.drop()
 
-    watcher = _after_frame(lost, 10, cut_off)
+    watcher = after_frame(lost, 10, cut_off)
     code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "3", *_outputs(tmp_path)])
     watcher.join(30)
     error = capsys.readouterr().err
@@ -308,7 +215,7 @@ def test_with_reconnect_the_token_file_is_read_again_before_each_try(
         proxy.upstream = replacement.target
         proxy.drop()
 
-    watcher = _after_frame(lost, 10, change_the_file_and_cut_off)
+    watcher = after_frame(lost, 10, change_the_file_and_cut_off)
     command = ["stream", str(folder), "--target", proxy.target, "--token-file", str(client_tokens)]
     code = main([*command, "--reconnect", "3", *_outputs(tmp_path)])
     watcher.join(30)
@@ -401,7 +308,8 @@ def test_a_lost_connection_says_reconnect_continues_the_stream_and_it_does(serve
         assert lost.connection_lost and lost.status == grpc.StatusCode.UNAVAILABLE and lost.code is None, lost
         assert "the connection was lost" in str(lost) and "for 30 s" in str(lost), lost
         assert "`await stream.reconnect()` continues it where it stopped" in str(lost), lost
-        assert "on the command line `stream --reconnect N`" in lost.hint and "stream_frames does not" in lost.hint
+        assert "on the command line `stream --reconnect N`" in lost.hint, lost.hint
+        assert "`stream_frames(..., reconnect=N)`" in lost.hint, lost.hint
         assert lost.hint not in lost.message  # the message stays gRPC's own; the hint is apart
     assert all(isinstance(result, FrameResult) for result in results)
     assert_matches(results, reference_outputs(server.model_dir, clip))

@@ -14,7 +14,7 @@ from service_helpers import make_video, raw, run
 from service import wire
 from service.auth import ERROR_CODE_KEY
 from service.client import Client, StreamClosed, StreamError, StreamOptions
-from service.client.stream_command import worth_reconnecting
+from service.client.reconnection import worth_reconnecting
 from service.errors import ErrorCode
 from service.generated import pb_grpc
 from service.types import CloseReason, FrameRequest, OpenRequest

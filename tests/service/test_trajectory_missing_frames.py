@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from service_helpers import make_video, run, slow_factory
-from test_client_reconnect import TcpProxy
+from tcp_proxy import TcpProxy
 
 from service.client import Client
 from service.client.__main__ import main as client_main

@@ -1,0 +1,180 @@
+"""``stream_frames(..., reconnect=N)`` continues a stream through a lost connection, a server lost without a
+shutdown and a server's drain, exactly (every frame answered once, in order, with an uninterrupted stream's slots),
+through a TCP proxy between client and server whose connections the tests cut; and when it cannot, the loop ends
+with the error that ended the call and a note on the tries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from service_helpers import make_video, reference_outputs, slow_factory
+from tcp_proxy import after_frame
+
+from service.client import FrameResult, Output, StreamError, StreamOptions, stream_frames
+from service.client.reconnection import DEFAULT_RESUME_WINDOW_S, reconnect_options
+
+OPTIONS = StreamOptions(outputs=frozenset({Output.SLOTS}))
+
+
+def _answers(target: str, frames, **kwargs) -> list[FrameResult]:
+    answers = list(stream_frames(target, frames, OPTIONS, **kwargs))
+    assert all(isinstance(answer, FrameResult) for answer in answers), answers
+    return answers  # type: ignore[return-value]
+
+
+def _assert_every_frame_once_and_exact(answers: list[FrameResult], clip: list[np.ndarray], server) -> None:
+    assert [answer.frame_index for answer in answers] == list(range(len(clip)))
+    reference = np.stack([slots for slots, _ in reference_outputs(server.model_dir, clip)])  # [T, K, D]
+    np.testing.assert_allclose(np.stack([answer.slots for answer in answers]), reference, atol=1e-5, rtol=0)
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(record.getMessage() for record in caplog.records if record.name == "service.client")
+
+
+def test_a_dropped_connection_is_resumed_and_the_answers_are_an_uninterrupted_streams(start_server, proxy_to, caplog):
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    proxy = proxy_to(server.target)
+    clip = make_video(seed=71, frames=40)
+    watcher = after_frame(server, 10, proxy.drop)
+    with caplog.at_level(logging.WARNING, logger="service.client"):
+        answers = _answers(proxy.target, iter(clip), reconnect=3)
+    watcher.join(30)
+    assert proxy.drops == 1
+    logged = _messages(caplog)
+    assert f"lost the connection to {proxy.target}" in logged and "reconnecting in 0.25 s (try 1 of 3)" in logged
+    assert "continued (resumed) after frame" in logged, logged
+    _assert_every_frame_once_and_exact(answers, clip, server)
+    assert all(answer.state is not None for answer in answers), "each result carries the state to continue from"
+
+
+def test_a_frame_being_read_when_the_connection_drops_is_sent_after_the_reconnect(start_server, proxy_to):
+    """The camera is still delivering frame 12 when the connection is cut and the stream resumed: that frame is
+    the next one sent, not lost with the call that ended meanwhile."""
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    proxy = proxy_to(server.target)
+    clip = make_video(seed=72, frames=30)
+    dropped = threading.Event()
+
+    def camera() -> Iterator[np.ndarray]:
+        for index, frame in enumerate(clip):
+            if index == 12:
+                assert dropped.wait(30)
+                time.sleep(1.5)  # the reconnect happens while this frame is being read
+            yield frame
+
+    def drop() -> None:
+        proxy.drop()
+        dropped.set()
+
+    watcher = after_frame(server, 11, drop)
+    answers = _answers(proxy.target, camera(), reconnect=3)
+    watcher.join(30)
+    assert proxy.drops == 1
+    _assert_every_frame_once_and_exact(answers, clip, server)
+
+
+def test_a_server_lost_without_a_shutdown_is_replaced_from_the_last_answers_state(start_server, proxy_to, caplog):
+    """The server behind the target is cut off without draining (as a crashed one would be) and another one answers
+    there: the stream cannot be resumed, so it continues from the state its last answer carried, exactly."""
+    factory, _ = slow_factory(delay_s=0.02)
+    lost, replacement = start_server(engine_factory=factory), start_server()
+    proxy = proxy_to(lost.target)
+    clip = make_video(seed=73, frames=40)
+
+    def cut_off() -> None:
+        proxy.upstream = replacement.target
+        proxy.drop()
+
+    watcher = after_frame(lost, 10, cut_off)
+    with caplog.at_level(logging.WARNING, logger="service.client"):
+        answers = _answers(proxy.target, clip, reconnect=3)
+    watcher.join(30)
+    assert "continued (handed_off) after frame" in _messages(caplog)
+    _assert_every_frame_once_and_exact(answers, clip, lost)
+
+
+def test_a_server_shutdown_continues_on_the_server_that_takes_over_the_target(start_server, proxy_to, caplog):
+    """The server behind the target drains after frame 10 and another one takes over the address: the stream
+    continues there from the drain's hand-off, over a new connection, exactly."""
+    factory, _ = slow_factory(delay_s=0.02)
+    draining, replacement = start_server(engine_factory=factory), start_server()
+    proxy = proxy_to(draining.target)
+    clip = make_video(seed=74, frames=40)
+    stopping: list[threading.Thread] = []
+
+    def take_over() -> None:
+        proxy.upstream = replacement.target
+        stopping.append(threading.Thread(target=draining.stop, args=(5.0,), daemon=True))
+        stopping[0].start()
+
+    watcher = after_frame(draining, 10, take_over)
+    with caplog.at_level(logging.WARNING, logger="service.client"):
+        answers = _answers(proxy.target, clip, reconnect=6)
+    watcher.join(30)
+    stopping[0].join(30)
+    logged = _messages(caplog)
+    assert f"the server at {proxy.target} is shutting down" in logged, logged
+    assert "continued (handed_off) after frame" in logged, logged
+    _assert_every_frame_once_and_exact(answers, clip, draining)
+
+
+def test_without_reconnect_a_dropped_connection_ends_the_loop(start_server, proxy_to):
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    proxy = proxy_to(server.target)
+    clip = make_video(seed=75, frames=40)
+    watcher = after_frame(server, 10, proxy.drop)
+    received = []
+    with pytest.raises(StreamError) as raised:
+        for answer in stream_frames(proxy.target, clip, OPTIONS):
+            received.append(answer.frame_index)
+    watcher.join(30)
+    assert raised.value.connection_lost, raised.value
+    assert received == list(range(len(received))) and len(received) < len(clip)
+
+
+def test_when_every_try_fails_the_loop_ends_with_the_lost_connection_and_a_note_on_the_tries(start_server, proxy_to):
+    """The connection is cut and nothing listens at the target any more: the tries fail, and the loop ends with the
+    error that ended the call (the connection was lost), noting how many tries failed and why the last did."""
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    proxy = proxy_to(server.target)
+    clip = make_video(seed=76, frames=40)
+
+    def cut_off() -> None:
+        proxy.upstream = "127.0.0.1:1"  # nothing listens there: every connection fails
+        proxy.drop()
+
+    watcher = after_frame(server, 10, cut_off)
+    received = []
+    with pytest.raises(StreamError) as raised:
+        for answer in stream_frames(proxy.target, clip, OPTIONS, reconnect=2):
+            received.append(answer.frame_index)
+    watcher.join(30)
+    assert raised.value.connection_lost, raised.value
+    notes = getattr(raised.value, "__notes__", [])
+    assert len(notes) == 1 and notes[0].startswith("2 tries to continue the stream failed (last: "), notes
+    assert received == list(range(len(received))) and 10 <= len(received) < len(clip)
+
+
+@pytest.mark.parametrize("tries", [-1, 1.5, True, "3"])
+def test_a_reconnect_that_is_not_a_count_of_tries_is_refused(tries):
+    with pytest.raises(ValueError, match=r"reconnect must be a whole number of tries >= 0"):
+        next(stream_frames("127.0.0.1:1", [], reconnect=tries))
+
+
+def test_reconnect_options_ask_for_a_resume_window_and_the_state_and_keep_the_rest():
+    default = reconnect_options(StreamOptions())
+    assert default.resume_window_s == DEFAULT_RESUME_WINDOW_S
+    assert default.outputs == {Output.SLOTS, Output.SEGMENTATION, Output.STATE}  # the default outputs, and the state
+    own = reconnect_options(StreamOptions(live=True, outputs=frozenset({Output.SLOTS}), resume_window_s=5.0))
+    assert own.live and own.resume_window_s == 5.0 and own.outputs == {Output.SLOTS, Output.STATE}
+    assert reconnect_options(StreamOptions(resume_window_s=5.0), resume_window_s=9.0).resume_window_s == 9.0
