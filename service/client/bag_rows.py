@@ -3,6 +3,8 @@ shapes that agree, with capture times a ROS 2 stamp holds and slot ids a ``uint3
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +80,9 @@ def trajectory_rows(trajectory: Mapping[str, Any]) -> TrajectoryRows:
     """The rows of ``trajectory`` (a loaded trajectory file, or a mapping of its arrays), checked.
 
     Raises:
-        RosbagError: an array a message needs is missing, the arrays' shapes disagree, a row has no capture time (0)
-            or one a ROS 2 stamp cannot hold (:data:`LAST_STAMP_NS` on), or a slot id is beyond ``uint32``.
+        RosbagError: an array a message needs is missing, an array cannot be read (a damaged file), the arrays'
+            shapes disagree, a row has no capture time (0) or one a ROS 2 stamp cannot hold (:data:`LAST_STAMP_NS`
+            on), or a slot id is beyond ``uint32``.
     """
     names = set(getattr(trajectory, "files", trajectory))
     absent = [name for name in NEEDED if name not in names]
@@ -88,10 +91,26 @@ def trajectory_rows(trajectory: Mapping[str, Any]) -> TrajectoryRows:
             f"the trajectory lacks {', '.join(absent)}: give a file written by python -m service.client stream "
             "--slots or by python -m service.extract"
         )
-    rows = _read(trajectory, names)
+    rows = _read(_arrays(trajectory, names), names)
     _check_shapes(rows)
     _check_values(rows)
     return rows
+
+
+def _arrays(trajectory: Mapping[str, Any], names: set[str]) -> dict[str, Any]:
+    """Every array of ``trajectory``, read now: a loaded file reads its arrays when they are taken, and a damaged one
+    fails then (a checksum, a cut-short member, a broken array header).
+
+    Raises:
+        RosbagError: naming the array that cannot be read.
+    """
+    arrays = {}
+    for name in sorted(names):
+        try:
+            arrays[name] = trajectory[name]
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as error:
+            raise RosbagError(f"its array {name!r} cannot be read (the file is damaged): {error}") from None
+    return arrays
 
 
 def _read(trajectory: Mapping[str, Any], names: set[str]) -> TrajectoryRows:

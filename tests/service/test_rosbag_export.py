@@ -4,8 +4,10 @@ capture time, read back with rosbags from the bag's own message definitions (not
 from __future__ import annotations
 
 import re
+import struct
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,32 @@ def test_what_cannot_be_written_is_named_and_nothing_is_written(trajectory, tmp_
     assert main(["to-rosbag", str(trajectory), str(bag)]) == 2
     err = capsys.readouterr().err
     assert f"error: {bag} exists: a bag is written to a new folder" in err  # the output's problem, not the input's
+
+
+def _damage(path: Path, member: str) -> None:
+    """Flip a byte in the middle of ``member``'s stored bytes in the zip file ``path``, as a bad copy would."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length  # the member's data, after its local header
+    data[start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
+def test_a_damaged_file_is_named_with_the_array_that_cannot_be_read(trajectory, tmp_path, capsys, save):
+    """A bad copy fails only when its array is read (a checksum, a broken deflate stream): the error names the file
+    and the array, and no bag is written."""
+    with np.load(trajectory) as saved:
+        arrays = dict(saved)
+    damaged, bag = tmp_path / "damaged.npz", tmp_path / "bag"
+    save(damaged, **arrays)
+    _damage(damaged, "slots.npy")
+    assert main(["to-rosbag", str(damaged), str(bag)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {damaged}: its array 'slots' cannot be read (the file is damaged): " in err, err
+    assert not bag.exists()
 
 
 def test_without_the_ros_extra_the_command_names_it(trajectory, tmp_path, capsys, monkeypatch):
