@@ -148,13 +148,17 @@ class SlotTrajectory:
 
         The geometry is as fine as the segmentation: ask for masks of
         :func:`~service.client.segmentation_geometry.trajectory_mask_size` (``StreamOptions.mask_size``), as the
-        command line does. What the file says of the run (:attr:`fps`, :attr:`frame_fit`, :attr:`capture_clock`,
-        :attr:`source`, :attr:`end_reason`, :attr:`slot_count`, :attr:`slot_width`) is the caller's to set.
+        command line does. The model version is taken from the first answer that carries one (a drop or a refusal
+        too). What else the file says of the run (:attr:`fps`, :attr:`frame_fit`, :attr:`capture_clock`,
+        :attr:`source`, :attr:`end_reason`, and :attr:`slot_count` and :attr:`slot_width`, which a file without
+        rows needs to have ``slots`` of ``[0, K, D]``) is the caller's to set.
 
         Raises:
             ValueError: a result without slots or segmentation (open the stream with both outputs), or as
                 :meth:`add`.
         """
+        if isinstance(answer, FrameDropped | FrameError):
+            self.model_version = self.model_version or answer.model_version
         if isinstance(answer, FrameDropped):
             self.add_missing(answer.frame_index, frame_dropped(answer.reason))
         elif isinstance(answer, FrameError):
