@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 import subprocess
 import sys
@@ -582,6 +583,13 @@ def test_a_generated_folder_reads_back_with_its_metadata_and_checks_it(tmp_path)
     for folder in ("JPEGImages", "Annotations"):
         (out / folder / "32p" / "seq0" / ("00003.jpg" if folder == "JPEGImages" else "00003.png")).unlink()
     with pytest.raises(DatasetError, match=r"seq0\.json: describes 4 frames, the sequence has 3"):
+        build_dataset(f"davis:{out}", "val", None, (32, 32))[0]
+    metadata = json.loads((out / "metadata" / "seq0.json").read_text())
+    del metadata["level"]
+    (out / "metadata" / "seq0.json").write_text(json.dumps(metadata))
+    with pytest.raises(
+        DatasetError, match=r"seq0\.json: not readable as synthetic metadata \(missing field 'level'\)"
+    ):
         build_dataset(f"davis:{out}", "val", None, (32, 32))[0]
     (out / "metadata" / "seq0.json").write_text("{")
     with pytest.raises(DatasetError, match=r"seq0\.json: not readable as synthetic metadata"):

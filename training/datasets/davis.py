@@ -410,7 +410,9 @@ class DavisDataset(Dataset[VideoClip]):
             return None
         try:
             metadata = VideoMetadata.from_json(path.read_text())
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except KeyError as error:  # str(KeyError) is the bare key
+            raise DatasetError(f"{path}: not readable as synthetic metadata (missing field {error})") from error
+        except (OSError, ValueError, TypeError) as error:
             raise DatasetError(f"{path}: not readable as synthetic metadata ({error})") from error
         if metadata.num_frames != len(seq.frames):
             raise DatasetError(f"{path}: describes {metadata.num_frames} frames, the sequence has {len(seq.frames)}")
