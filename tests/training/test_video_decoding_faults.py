@@ -135,3 +135,30 @@ def test_decord_asked_for_by_name_says_a_quarter_turn_is_why_it_fails(tmp_path):
     assert message.startswith(f"{video}: decord cannot decode this video, which its display matrix turns a quarter")
     assert "decode it with PyAV (backend 'auto' or 'pyav')" in message and ".cc:" not in message
     assert decode_video(video, lambda n: range(n), "auto").backend == "pyav"  # the default reads it
+
+
+def test_an_avi_whose_decoding_stops_at_damaged_data_is_refused_not_trained_on_in_part(tmp_path):
+    """Scrambled bytes in an MPEG-4 ``.avi``'s middle: its header and index are whole (60 frames, 4 s), but PyAV ends
+    the stream cleanly at the damage, after 23 frames. A clip drawn past there is refused as the client refuses the
+    file, instead of being drawn again from the frames that decode (which trained on a third of the file)."""
+    video = tmp_path / "damaged.avi"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mpeg4", rate=15)
+        stream.width = stream.height = 64
+        stream.pix_fmt, stream.options = "yuv420p", {"g": "5"}
+        for t in range(60):
+            image = np.zeros((64, 64, 3), np.uint8)
+            image[:, :, 0] = 4 * t
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 3000] = bytes((byte * 7 + 13) & 255 for byte in data[middle : middle + 3000])
+    video.write_bytes(bytes(data))
+    assert frame_count(video) == 60  # the header: nothing to see without decoding
+    assert decode_video(video, lambda n: range(0, 8), "pyav").frames.shape[0] == 8  # before the damage: fine
+    early = rf"^{re.escape(str(video))}: the file ends early, after frame 22 \(at 1\.533 s of the 4\.000 s its header"
+    with pytest.raises(DatasetError, match=early):
+        decode_video(video, lambda n: range(n - 8, n), "pyav")

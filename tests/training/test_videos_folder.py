@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import av
@@ -190,20 +191,33 @@ def _write_truncated_mp4(path: Path, frames: int, kept: int) -> None:
     path.write_bytes(whole.read_bytes()[: offsets[kept]])
 
 
-def test_pyav_chooses_the_window_again_when_the_recorded_count_overstates_the_frames(tmp_path):
-    """A file whose header records 30 frames but decodes 11 (cut short): a window drawn from 30 that does not fit
-    is drawn again from the 11 frames found, and the clip reports 11."""
-    path = tmp_path / "cut.mp4"
-    _write_truncated_mp4(path, frames=30, kept=11)
+def test_pyav_chooses_the_window_again_when_the_recorded_count_overstates_the_frames_by_little(tmp_path):
+    """A file whose header records 30 frames but decodes 28, ending within the slack a decoder's dropped frame or a
+    rounded duration takes (:data:`plugins.video_files.END_SLACK_FRAMES`): a window drawn from 30 that does not
+    fit is drawn again from the 28 frames found, and the clip reports 28."""
+    path = tmp_path / "short.mp4"
+    _write_truncated_mp4(path, frames=30, kept=28)
     assert frame_count(path, "pyav") == 30
     asked: list[int] = []
 
-    def last_four_but_two(count: int) -> range:
+    def last_four(count: int) -> range:
         asked.append(count)
-        return range(count - 6, count - 2)
+        return range(count - 4, count)
 
-    clip = decode_video(path, last_four_but_two, "pyav")
-    assert asked == [30, 11] and clip.num_frames == 11 and clip.indices == range(5, 9)
-    assert np.abs(clip.frames.mean(axis=(1, 2, 3)) - [40, 48, 56, 64]).max() < 3  # frames 5-8, not others
+    clip = decode_video(path, last_four, "pyav")
+    assert asked == [30, 28] and clip.num_frames == 28 and clip.indices == range(24, 28)
+    assert np.abs(clip.frames.mean(axis=(1, 2, 3)) - [192, 200, 208, 216]).max() < 3  # frames 24-27, not others
     fits = decode_video(path, lambda count: range(2, 4), "pyav")  # a window inside the decodable frames
+    assert fits.indices == range(2, 4) and np.abs(fits.frames.mean(axis=(1, 2, 3)) - [16, 24]).max() < 3
+
+
+def test_pyav_refuses_a_window_past_where_a_file_cut_short_ends(tmp_path):
+    """A file whose header records 30 frames but decodes 11 (cut short): a window past frame 10 is refused, naming
+    the file and where it ends, not drawn again from the 11 frames (which would train on a third of the file); a
+    window inside them is decoded."""
+    path = tmp_path / "cut.mp4"
+    _write_truncated_mp4(path, frames=30, kept=11)
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(path))}: the file ends early, after frame 10 "):
+        decode_video(path, lambda count: range(count - 4, count), "pyav")
+    fits = decode_video(path, lambda count: range(2, 4), "pyav")
     assert fits.indices == range(2, 4) and np.abs(fits.frames.mean(axis=(1, 2, 3)) - [16, 24]).max() < 3

@@ -77,11 +77,13 @@ def decode_with_pyav(path: Path, choose: WindowChooser) -> DecodedClip:
     (it may understate the frames), or when the file ends before the window does (it overstated them), the frames
     are counted by decoding them without converting any, and the window is chosen from the real count; a window
     drawn from the recorded count that fits the real one is kept (drawing again would change it). ``num_frames`` is
-    the recorded count when the window ends before it, else the real one.
+    the recorded count when the window ends before it, else the real one. A file whose frames stop before the end
+    its header records is refused, as the streaming client refuses it: damaged data a decoder ends the stream at
+    without an error (an AVI's middle) would otherwise leave only its first frames to train on, silently.
 
     Raises:
         DatasetError: The file has no video stream, the frame size changes within the window (naming the frame),
-            or it ends before the window does when counted by decoding.
+            it ends before the window does when counted by decoding, or its decoded frames end early.
     """
     av = import_av()
     recorded = recorded_count(av, path) or 0  # 0: none recorded or counted
@@ -136,6 +138,10 @@ def _decode_window(av: Any, path: Path, window: range, recorded: int) -> tuple[n
         The window's frames, uint8 [T, H, W, 3] (None when the file ends before the window does), and the frame
         count: the real one when decoding met the file's end (a window ending on or after the recorded last frame
         is followed to the end, without converting anything past it), else ``recorded``.
+
+    Raises:
+        DatasetError: the file ends before the window does, and its frames stop before the end its header records
+            (:func:`plugins.video_files.ends_early`: a file damaged or cut short, which the decoder ends cleanly).
     """
     if min(window) > 0 and recorded > 0:
         try:
@@ -147,7 +153,22 @@ def _decode_window(av: Any, path: Path, window: range, recorded: int) -> tuple[n
         if seeking is not None:
             return seeking
     with av.open(str(path)) as container:
-        return _keep_window(_numbered(container.decode(container.streams.video[0])), window, recorded)
+        stream = container.streams.video[0]
+        last: list[Any] = []  # the latest frame decoded
+        frames, count = _keep_window(_remembering(_numbered(container.decode(stream)), last), window, recorded)
+        if frames is None and last:  # the decoder met the file's end: was it where the header says it is?
+            span = frame_span(last[0].pts, last[0].duration, stream)
+            early = ends_early(path, count, span, recorded_end_s(container, stream))
+            if early is not None:
+                raise DatasetError(str(early)) from early
+    return frames, count
+
+
+def _remembering(frames: Iterator[tuple[int, Any]], last: list[Any]) -> Iterator[tuple[int, Any]]:
+    """``frames`` as they are, keeping the latest frame in ``last`` (one item)."""
+    for index, frame in frames:
+        last[:] = [frame]
+        yield index, frame
 
 
 class _FrameSizeChanged(Exception):
