@@ -406,12 +406,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if main_process:  # every process stops here: the run directory is shared
             print(f"{out} has finished all {config.steps} steps; its model is in {final_model}")
         return 0
-    if args.resume and main_process:
-        if checkpoints:
+    if args.resume and main_process:  # checkpoints without the run's configuration: fit() refuses the resume
+        started = (Path(out) / CONFIG_FILE).is_file()
+        if checkpoints and started:
             print(f"resuming {out} from its checkpoint of step {checkpoint_step(checkpoints[-1])}", file=sys.stderr)
-        elif not (Path(out) / CONFIG_FILE).is_file():
+        elif not checkpoints and not started:
             print(f"note: {out} holds no run to resume: starting a new one", file=sys.stderr)
-        else:  # started, but stopped before its first checkpoint
+        elif not checkpoints:  # started, but stopped before its first checkpoint
             print(f"note: {out} holds no checkpoint of its run yet: it starts again from step 0", file=sys.stderr)
     # torch's default is a thread per core of the node; this process's share of its container's is what it may use
     if (lowered := size_torch_threads()) is not None and main_process:

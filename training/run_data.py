@@ -287,7 +287,7 @@ def _held_out_recordings(dataset: Dataset[VideoClip], config: TrainConfig) -> Va
     count = f"{len(videos)} video{'' if len(videos) == 1 else 's'}"
     tqdm.write(
         f"note: no video of {spec} has masks, so the evaluations compute the run's own weighted losses on its first "
-        f"{count} (val_loss in metrics.jsonl, lower is better) and best/ keeps the model with the lowest"
+        f"{count} (val_loss in metrics.jsonl, lower is better) and best/ keeps the model with the lowest val_loss"
     )
     if data.val_spec == data.spec:
         tqdm.write(

@@ -26,5 +26,6 @@ def test_a_resume_without_the_runs_configuration_is_refused_naming_it(tmp_path: 
     error = capsys.readouterr().err
     assert code == 2, error
     assert f"{run_dir} holds checkpoints but not {CONFIG_FILE}" in error and "Traceback" not in error, error
+    assert "resuming" not in error, error  # the resume is refused, not announced first
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == checkpoints
     assert not (run_dir / CONFIG_FILE).exists()

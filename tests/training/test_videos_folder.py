@@ -133,6 +133,17 @@ def test_a_folder_without_videos_lists_the_suffixes_looked_for(tmp_path):
         VideoFolderDataset(tmp_path, "train", 4, (16, 16))
 
 
+def test_a_videos_spec_naming_a_file_says_to_name_its_folder(tmp_path):
+    video = tmp_path / "clip.mp4"
+    write_mp4(video, generate_video("easy", 4, 2, (16, 16)).frames)
+    with pytest.raises(
+        DatasetError, match=rf"^{re.escape(str(video))}: is a file, not a folder: .*\(videos:{tmp_path}\)"
+    ):
+        build_dataset(f"videos:{video}", "train", 2, (16, 16))
+    with pytest.raises(DatasetError, match=r"video folder does not exist"):
+        build_dataset(f"videos:{tmp_path / 'absent'}", "train", 2, (16, 16))
+
+
 class _CountingContainer:
     """A PyAV container that counts the frames its ``decode`` yields (PyAV's classes cannot be patched)."""
 

@@ -246,6 +246,11 @@ class VideoFolderDataset(Dataset[VideoClip]):
         backend: Backend = "auto",
     ) -> None:
         root = Path(root)
+        if root.is_file():
+            raise DatasetError(
+                f"{root}: is a file, not a folder: videos: names the folder that holds the videos "
+                f"(videos:{root.parent})"
+            )
         if not root.is_dir():
             raise DatasetError(f"{root}: video folder does not exist")
         self.files = sorted(
