@@ -85,3 +85,33 @@ def after_frame(server, index: int, action: Callable[[], None]) -> threading.Thr
     thread = threading.Thread(target=watch, name="test-watcher", daemon=True)
     thread.start()
     return thread
+
+
+class TakeOver:
+    """A rolling update behind ``proxy``, as a Kubernetes Service sees one: once ``draining`` has processed frame
+    ``index``, new connections lead to ``replacement`` and ``draining`` shuts down (grace ``grace_s``), in threads.
+
+    Attributes:
+        watcher: the thread waiting for the frame.
+        stopping: the thread stopping ``draining`` (None until the frame came).
+    """
+
+    def __init__(self, proxy: TcpProxy, draining, replacement, index: int = 10, grace_s: float = 5.0) -> None:
+        self.stopping: threading.Thread | None = None
+
+        def take_over() -> None:
+            proxy.upstream = replacement.target
+            self.stopping = threading.Thread(target=draining.stop, args=(grace_s,), daemon=True)
+            self.stopping.start()
+
+        self.watcher = after_frame(draining, index, take_over)
+
+    def draining(self) -> bool:
+        """Whether the shutdown is still under way."""
+        return self.stopping is not None and self.stopping.is_alive()
+
+    def join(self) -> None:
+        """Wait for the take-over and the shutdown to end (30 s each at most)."""
+        self.watcher.join(30)
+        if self.stopping is not None:
+            self.stopping.join(30)

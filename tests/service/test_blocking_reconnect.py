@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from service_helpers import make_video, reference_outputs, slow_factory
-from tcp_proxy import after_frame
+from tcp_proxy import TakeOver, after_frame
 
 from service.client import FrameResult, Output, StreamError, StreamOptions, stream_frames
 from service.client.reconnection import DEFAULT_RESUME_WINDOW_S, reconnect_options
@@ -108,18 +108,10 @@ def test_a_server_shutdown_continues_on_the_server_that_takes_over_the_target(st
     draining, replacement = start_server(engine_factory=factory), start_server()
     proxy = proxy_to(draining.target)
     clip = make_video(seed=74, frames=40)
-    stopping: list[threading.Thread] = []
-
-    def take_over() -> None:
-        proxy.upstream = replacement.target
-        stopping.append(threading.Thread(target=draining.stop, args=(5.0,), daemon=True))
-        stopping[0].start()
-
-    watcher = after_frame(draining, 10, take_over)
+    take_over = TakeOver(proxy, draining, replacement)
     with caplog.at_level(logging.WARNING, logger="service.client"):
         answers = _answers(proxy.target, clip, reconnect=6)
-    watcher.join(30)
-    stopping[0].join(30)
+    take_over.join()
     logged = _messages(caplog)
     assert f"the server at {proxy.target} is shutting down" in logged, logged
     assert "continued (handed_off) after frame" in logged, logged

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from service_helpers import make_video, reference_outputs, run, slow_factory
-from tcp_proxy import after_frame
+from tcp_proxy import TakeOver, after_frame
 from test_stream_service import assert_matches
 
 from service.client import Client, FrameResult, StreamError, StreamOptions
@@ -100,17 +99,9 @@ def test_with_reconnect_a_server_shutdown_continues_on_the_server_that_takes_ove
     proxy = proxy_to(draining.target)
     clip = make_video(seed=63, frames=40)
     folder = _frames_folder(tmp_path / "frames", clip)
-    stopping: list[threading.Thread] = []
-
-    def take_over() -> None:
-        proxy.upstream = replacement.target
-        stopping.append(threading.Thread(target=draining.stop, args=(5.0,), daemon=True))
-        stopping[0].start()
-
-    watcher = after_frame(draining, 10, take_over)
+    take_over = TakeOver(proxy, draining, replacement)
     code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "6", *_outputs(tmp_path)])
-    watcher.join(30)
-    stopping[0].join(30)
+    take_over.join()
     error = capsys.readouterr().err
     assert code == 0, error
     assert f"the server at {proxy.target} is shutting down" in error, error
@@ -140,19 +131,11 @@ def test_with_reconnect_a_slow_drain_continues_on_another_server_over_a_new_conn
                 await stream.process(clip[1])
 
     run(leave_a_stream_detached())
-    stopping: list[threading.Thread] = []
-
-    def take_over() -> None:
-        proxy.upstream = replacement.target
-        stopping.append(threading.Thread(target=draining.stop, args=(20.0,), daemon=True))
-        stopping[0].start()
-
-    watcher = after_frame(draining, 10, take_over)
+    take_over = TakeOver(proxy, draining, replacement, grace_s=20.0)
     started = time.monotonic()
     code = main(["stream", str(folder), "--target", proxy.target, "--reconnect", "3", *_outputs(tmp_path)])
-    watcher.join(30)
-    still_draining = stopping[0].is_alive()
-    stopping[0].join(30)
+    still_draining = take_over.draining()
+    take_over.join()
     error = capsys.readouterr().err
     assert code == 0, error
     assert still_draining, f"the drain ended within the run ({time.monotonic() - started:.1f} s): nothing was tested"
