@@ -18,7 +18,8 @@ whose raw pixels do not fit one message is sent as PNG, lossless.
 
 A client on the server's host may send raw frames through shared memory (a server started with ``--shared-memory``;
 ``ModelCard.shared_memory``): ``stream.send(ring.put(frame))`` with a :class:`SharedFrameRing`, whose
-:class:`SharedMemoryRef` the frame's :class:`EncodedImage` then carries.
+:class:`SharedMemoryRef` the frame's :class:`EncodedImage` then carries; ``stream_frames(..., shared_memory=True)``
+does so for a blocking loop.
 
 A consumer slower than its camera that wants the freshest answer, not every answer in order, reads through
 :class:`NewestAnswer` (async) or passes ``newest_only=True`` to :func:`stream_frames`.

@@ -18,6 +18,8 @@ from service.client.daemon_calls import DaemonCalls
 from service.client.encoding import ImageLike
 from service.client.frames_exchange import DONE, FramesExchange, SourceExit
 from service.client.reconnection import RECONNECT_CHANNEL_OPTIONS, reconnect_options
+from service.client.shared_frames import RingSender
+from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
 from service.types import FrameResponse, StreamOptions
 
@@ -65,6 +67,7 @@ def stream_frames(
     close_timeout_s: float = 5.0,
     newest_only: bool = False,
     reconnect: int = 0,
+    shared_memory: bool = False,
 ) -> Iterator[FrameResponse]:
     """Stream ``frames`` through one stream and yield the answer to each, in order.
 
@@ -105,6 +108,11 @@ def stream_frames(
             sent and not answered are re-sent and the loop goes on: every frame reaches the stream's state once, in
             order, and the answers equal an uninterrupted stream's. Each interruption and continuation is logged
             (logger ``service.client``, level WARNING).
+        shared_memory: send uint8 ``[H, W, 3]`` arrays through POSIX shared memory instead of the request (a server
+            on this host started with ``--shared-memory``, reached over loopback): a ring of ``window + 1`` frames
+            of the first array's shape, whose segment is removed when the loop ends. A frame of another shape, or
+            one whose slot still holds an unanswered frame (live mode sends faster than the answers come), goes
+            as bytes. Leave ``jpeg_quality`` out.
 
     Raises:
         StreamError: the server refused or ended the stream. A server that shuts down mid-stream ends it with
@@ -112,7 +120,8 @@ def stream_frames(
             accepted; the error's ``handoff`` holds the state to continue from with the async client
             (``Client.open(options, handoff=error.handoff)`` on another server). With ``reconnect``, the error
             that ended the call when no try could continue the stream (a note gives the last try's failure).
-        ValueError: a frame that is not an image or does not fit one message, or a tuple that is not an
+        ValueError: ``shared_memory`` with a server that does not read shared memory for this client, or with
+            ``jpeg_quality``; a frame that is not an image or does not fit one message, or a tuple that is not an
             ``(image, capture_time_ns)`` pair (the message starts ``frame N:``); a capture time out of the int64
             range.
         TypeError: a capture time that is not an integer or ``None`` (the message starts ``frame N:``).
@@ -122,6 +131,8 @@ def stream_frames(
     """
     if isinstance(reconnect, bool) or not isinstance(reconnect, int) or reconnect < 0:
         raise ValueError(f"reconnect must be a whole number of tries >= 0 (0: never), got {reconnect!r}")
+    if shared_memory and jpeg_quality is not None:
+        raise ValueError("shared_memory sends raw frames: leave jpeg_quality out, or shared_memory")
     if reconnect:
         options = reconnect_options(options or StreamOptions())
     answers: queue.Queue[Any] = queue.Queue(maxsize=1 if newest_only else max(window, 1) * 4)
@@ -140,8 +151,11 @@ def stream_frames(
             clients.append(Client(target, token=token, tls=tls, channel_options=channel_options))
             return clients[-1]
 
+        ring = RingSender(max(window, 1) + 1) if shared_memory else None  # a slot more than the frames in flight
         try:
             stream = await clients[0].open(options, model=model)
+            if shared_memory:
+                await _check_shared_memory(stream)
             if reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:
                 _log.warning(
                     "stream %s: the server keeps no resume window (its --max-resume-window-s is 0): a reconnection "
@@ -158,11 +172,14 @@ def stream_frames(
                 newest_only=newest_only,
                 frame_thread=frame_thread,
                 answer_thread=answer_thread,
+                ring=ring,
             )
             await exchange.run(close_timeout_s, reconnect, new_client)
         finally:
             for client in clients:
                 await client.close()
+            if ring is not None:  # after the calls: no frame of it is in flight any more
+                ring.close()
 
     async def run_and_report() -> None:
         try:
@@ -189,6 +206,22 @@ def stream_frames(
             call.cancel()  # a no-op once the call has ended
             frame_thread.stop()
             answer_thread.stop()
+
+
+async def _check_shared_memory(stream: ClientStream) -> None:
+    """Refuse ``shared_memory=True`` when the server of ``stream`` does not read shared memory for this client.
+
+    Raises:
+        ValueError: it does not (the stream is closed first).
+    """
+    assert stream.opened is not None
+    card = await stream.client.describe(stream.opened.model)
+    if not card.shared_memory:
+        await stream.close()
+        raise ValueError(
+            "shared_memory=True: the server does not read shared memory for this client (start it with "
+            "--shared-memory, on this host, and connect over loopback)"
+        )
 
 
 def _wait_for_the_end(call: Future[None], answers: queue.Queue[Any], timeout_s: float) -> None:

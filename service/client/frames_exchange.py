@@ -17,6 +17,7 @@ from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
 from service.client.reconnection import continue_stream, interruption, worth_reconnecting
+from service.client.shared_frames import RingSender
 from service.client.stream import ClientStream
 from service.errors import ErrorCode
 from service.types import CloseReason, FrameDropped, FrameResponse, StreamClosed
@@ -114,6 +115,9 @@ class FramesExchange:
     sent when the call ended is sent after them, so every frame reaches the stream's state once, in order. A frame
     the continued state already holds but whose answer was lost with the call (a hand-off newer than the last
     answer) is logged and gets no answer.
+
+    With a ``ring``, each frame goes through shared memory where the ring has room (:class:`RingSender`), while the
+    server reads it: after a reconnect to another server that does not, the later frames go as bytes.
     """
 
     def __init__(
@@ -128,8 +132,10 @@ class FramesExchange:
         newest_only: bool,
         frame_thread: DaemonCalls,
         answer_thread: DaemonCalls,
+        ring: RingSender | None = None,
     ) -> None:
         self.stream, self.answers, self.stopping = stream, answers, stopping
+        self.ring = ring
         self._frames = frames
         self._iterator: Any = None  # iter(frames), made on the loop when the first frame is read
         self._window, self._jpeg_quality, self._newest_only = max(window, 1), jpeg_quality, newest_only
@@ -179,12 +185,13 @@ class FramesExchange:
             index = stream.next_frame_index
             self._in_flight.add(index)  # before the send: it may be answered first
             try:
-                await stream.send(frame, capture_time_ns=capture_time_ns, jpeg_quality=self._jpeg_quality)
+                image = frame if self.ring is None else self.ring.image(frame, index)
+                await stream.send(image, capture_time_ns=capture_time_ns, jpeg_quality=self._jpeg_quality)
             finally:
                 if stream.next_frame_index > index:  # recorded: sent, or re-sent by reconnect()
                     self._current = DONE
                 else:  # refused or cancelled before it counted as sent: it goes out next time
-                    self._in_flight.discard(index)
+                    self._settle(index)
                     if not self._live:
                         self._slots.release()
         self._all_sent = not self.stopping.is_set()
@@ -219,7 +226,7 @@ class FramesExchange:
                 if answer.reason != CloseReason.CLIENT_CLOSED and ended_early:
                     raise StreamError.from_closed(answer, stream.handoff)
                 return
-            self._in_flight.discard(answer.frame_index)
+            self._settle(answer.frame_index)
             if not self._live:
                 self._slots.release()
             if not self._newest_only:
@@ -250,6 +257,7 @@ class FramesExchange:
                 reconnect,
             )
 
+        client_before = stream.client
         outcome = await continue_stream(stream, error, reconnect, client_for=client_for, before_try=before_try)
         if outcome.opened is None:
             if outcome.tries:
@@ -266,7 +274,33 @@ class FramesExchange:
                 stream.stream_id,
                 ", ".join(map(str, lost)),
             )
-            self._in_flight.difference_update(lost)
+            for index in lost:
+                self._settle(index)
+        if self.ring is not None and stream.client is not client_before:
+            await self._check_shared_memory()
+
+    def _settle(self, index: int) -> None:
+        """Frame ``index`` is not in flight any more (answered, not sent, or its answer lost)."""
+        self._in_flight.discard(index)
+        if self.ring is not None:
+            self.ring.settled(index)
+
+    async def _check_shared_memory(self) -> None:
+        """After a reconnect on a new connection: stop sending through shared memory when the server there does not
+        read it for this client (a card that cannot be read leaves it on: the frames' answers will say)."""
+        stream = self.stream
+        assert stream.opened is not None
+        try:
+            card = await stream.client.describe(stream.opened.model)
+        except StreamError:
+            return
+        if not card.shared_memory:
+            _log.warning(
+                "stream %s: the server it continued on does not read shared memory for this client: later frames "
+                "go as bytes",
+                stream.stream_id,
+            )
+            self.ring = None
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

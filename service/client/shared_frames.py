@@ -15,6 +15,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
+from service.client.encoding import ImageLike
 from service.types import EncodedImage, ImageEncoding, SharedMemoryRef
 
 NAME_PREFIX = "slotstream_"
@@ -51,6 +52,11 @@ class SharedFrameRing:
         self.name = self._memory.name.lstrip("/")
         self._next = 0
         self._closed = False
+
+    @property
+    def next_slot(self) -> int:
+        """The slot :meth:`put` writes next (0 to ``slots - 1``)."""
+        return self._next
 
     def fits(self, frame: np.ndarray) -> bool:
         """Whether ``frame`` is a uint8 RGB frame of this ring's shape."""
@@ -98,4 +104,45 @@ class SharedFrameRing:
         self.close()
 
 
-__all__ = ["NAME_PREFIX", "SharedFrameRing"]
+class RingSender:
+    """Puts a stream's frames in a :class:`SharedFrameRing` of ``slots`` slots (made for the first frame's shape), and
+    never in a slot whose frame is still unanswered: such a frame, and one of another shape or type, is sent as it
+    is. So frames sent faster than they are answered (live mode) fall back to bytes rather than overwrite a frame
+    the server has not read.
+
+    Call :meth:`image` when a frame is about to be sent, :meth:`settled` once it is answered or was not sent after
+    all, and :meth:`close` when the stream is over.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = max(slots, 2)
+        self._ring: SharedFrameRing | None = None
+        self._held: dict[int, int] = {}  # frame index -> the ring slot its pixels are in, until it is answered
+
+    def image(self, frame: ImageLike, frame_index: int) -> ImageLike:
+        """What to send for frame ``frame_index``: the :class:`EncodedImage` of its copy in the ring, or ``frame``
+        itself (not a uint8 ``[H, W, 3]`` array of the ring's shape, or its slot is taken).
+
+        Raises:
+            OSError: the ring cannot be made (no /dev/shm, no room in it).
+        """
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            return frame
+        if self._ring is None:
+            self._ring = SharedFrameRing((frame.shape[0], frame.shape[1]), self.slots)
+        if not self._ring.fits(frame) or self._ring.next_slot in self._held.values():
+            return frame
+        self._held[frame_index] = self._ring.next_slot
+        return self._ring.put(frame)
+
+    def settled(self, frame_index: int) -> None:
+        """Frame ``frame_index`` was answered, or not sent: its slot may be written again."""
+        self._held.pop(frame_index, None)
+
+    def close(self) -> None:
+        """Remove the ring's segment, if one was made."""
+        if self._ring is not None:
+            self._ring.close()
+
+
+__all__ = ["NAME_PREFIX", "RingSender", "SharedFrameRing"]
