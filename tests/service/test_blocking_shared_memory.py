@@ -4,15 +4,17 @@ frame goes as bytes; a server that does not read shared memory is refused up fro
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 import pytest
 from service_helpers import make_video, reference_outputs, slow_factory
-from tcp_proxy import after_frame
+from tcp_proxy import TakeOver, after_frame
 
-from service.client import FrameResult, Output, StreamOptions, stream_frames
+from service.client import FrameError, FrameResult, Output, StreamOptions, stream_frames
 from service.client.shared_frames import RingSender, SharedFrameRing
+from service.errors import ErrorCode
 from service.shared_memory import shared_memory_supported
 from service.types import EncodedImage
 
@@ -96,3 +98,26 @@ def test_a_slot_of_an_unanswered_frame_is_never_written_again_the_frame_goes_as_
         assert sender.image(b"\xff\xd8jpeg", 5) == b"\xff\xd8jpeg"
     finally:
         sender.close()
+
+
+def test_after_a_reconnect_to_a_server_that_does_not_read_shared_memory_the_frames_go_as_bytes(
+    start_server, proxy_to, ring_puts, caplog
+):
+    """The shared-memory server drains and one without shared memory takes over the address: the stream continues
+    there, and the frames after the reconnect go as bytes (a frame re-sent from its slot may be refused as
+    unreadable there, and says so)."""
+    factory, _ = slow_factory(delay_s=0.02)
+    draining, replacement = start_server(shared_memory=True, engine_factory=factory), start_server()
+    proxy = proxy_to(draining.target)
+    clip = make_video(seed=84, frames=30)
+    take_over = TakeOver(proxy, draining, replacement)
+    with caplog.at_level(logging.WARNING, logger="service.client"):
+        answers = list(stream_frames(proxy.target, clip, OPTIONS, shared_memory=True, reconnect=6))
+    take_over.join()
+    assert "does not read shared memory for this client: later frames go as bytes" in caplog.text, caplog.text
+    assert [answer.frame_index for answer in answers] == list(range(len(clip)))
+    refused = [answer for answer in answers if isinstance(answer, FrameError)]
+    assert all(answer.code == ErrorCode.SHARED_MEMORY_UNAVAILABLE for answer in refused), refused
+    assert len(refused) <= 2, "at most the frames in flight were re-sent from their slots"
+    assert all(isinstance(answer, FrameResult) for answer in answers[-10:]), answers[-10:]
+    assert 10 < len(ring_puts) < len(clip), "the frames before the take-over went through the ring, not those after"
