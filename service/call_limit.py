@@ -120,7 +120,8 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     Args:
         limit: the most calls held at once (``--max-calls``).
-        on_refused: called once per refused call (the server counts them).
+        on_refused: called once per call refused under ``limit`` or by the health checks' cap (the server counts
+            them).
         refusal_log: where refusals are logged, rate-limited per code: the servicer's, so one code's refusals share
             one line per interval whichever limit refused them (default: a limiter of its own).
         reads: the refusals' first-message reads, shared with the server's other refusals (default: its own).
@@ -128,6 +129,8 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         separate_prefix: a method-name prefix whose calls are counted under ``separate_limit`` instead of ``limit``
             (``None``: every call counts under ``limit``).
         separate_limit: the most such calls held at once.
+        on_separate_refused: called once per call refused under ``separate_limit`` instead of ``on_refused`` (the
+            server counts them apart, so that operators' tools at their cap are not taken for clients refused).
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         health: HealthReads | None = None,
         separate_prefix: str | None = None,
         separate_limit: int = MAX_ADMIN_CALLS,
+        on_separate_refused: Callable[[], None] | None = None,
     ) -> None:
         self.limit = limit
         self.active = 0
@@ -150,6 +154,7 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.reads = reads or RefusalReads()
         self.health = health or HealthReads()
         self._on_refused = on_refused
+        self._on_separate_refused = on_separate_refused
         self._log_refusal = refusal_log or RateLimitedWarning(_log, "refused a call", "refusals")
 
     async def intercept_service(
@@ -178,7 +183,7 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         else:
             message = ""
         if message:
-            record = self._recorder(method, message)
+            record = self._recorder(method, message, self._on_separate_refused if separate else self._on_refused)
             return refusal_handler(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, ErrorCode.TOO_MANY_STREAMS, message, record, self.reads
             )
@@ -221,13 +226,15 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         task.add_done_callback(release)
         return release
 
-    def _recorder(self, method: str, message: str) -> Callable[[grpc.aio.ServicerContext], None]:
-        """What a refusal calls with the call's context: count it and log it, rate-limited, as the server's other
-        refusals."""
+    def _recorder(
+        self, method: str, message: str, count: Callable[[], None] | None
+    ) -> Callable[[grpc.aio.ServicerContext], None]:
+        """What a refusal calls with the call's context: ``count`` it and log it, rate-limited, as the server's
+        other refusals."""
 
         def record(context: grpc.aio.ServicerContext) -> None:
-            if self._on_refused is not None:
-                self._on_refused()
+            if count is not None:
+                count()
             code = ErrorCode.TOO_MANY_STREAMS.name.lower()
             self._log_refusal(code, peer=context.peer(), method=method, code=code, stream_id="", detail=message)
 
@@ -250,7 +257,7 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def check(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             reader = self.health.admit(client_address(context.peer()))
             if reader is None:
-                self._recorder(method, busy)(context)
+                self._recorder(method, busy, self._on_refused)(context)
                 return await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, busy, trailing_metadata=trailer)
             reading = asyncio.ensure_future(anext(aiter(requests), None))
             try:
@@ -261,7 +268,7 @@ class CallLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 if unread:
                     reading.cancel()
             if unread:
-                self._recorder(method, gave_way)(context)
+                self._recorder(method, gave_way, self._on_refused)(context)
                 return await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, gave_way, trailing_metadata=trailer)
             request = reading.result()
             if request is None:

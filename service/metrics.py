@@ -37,8 +37,12 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   ``internal``, only here), except the ends the server chooses itself: ``shutting_down`` (a drain), ``taken_over``
   (resumed elsewhere), ``client_not_reading`` (a client that stopped reading) and an idle reclaim (the stream ends
   with ``STREAM_EXPIRED`` but is counted only in ``slotstream_streams_released_total{reason="idle"}``;
-  ``stream_expired`` here counts resumes refused because their stream had expired). Each refused call is also logged
+  ``stream_expired`` here counts resumes refused because their stream had expired), and the ``Admin`` calls refused
+  at their own cap (``too_many_streams``, counted only in ``slotstream_admin_calls_refused_total``: operators' tools,
+  not clients refused). Each refused call is also logged
   (``refused a call``, rate-limited per code; an ``internal`` one as ``stream failed``, with its traceback).
+- ``slotstream_admin_calls_refused_total``: ``Admin`` calls refused because :data:`~service.config.MAX_ADMIN_CALLS`
+  were held at once (several ``streams --watch`` at a time, say), apart from the clients' refusals.
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_infer_requests_total`` (by model, outcome: result / error): single images answered through the Open
   Inference Protocol's ``ModelInfer`` (:mod:`service.open_inference`), every refusal of a request for a served model
@@ -155,6 +159,9 @@ class Metrics:
         self.open_rejected = Counter("slotstream_open_rejected", "Opens refused, by code.", ["code"], registry=r)
         self.calls_refused = Counter(
             "slotstream_calls_refused", "Calls ended with an error status, by code.", ["code"], registry=r
+        )
+        self.admin_calls_refused = Counter(
+            "slotstream_admin_calls_refused", "Admin calls refused at their own cap of calls at once.", registry=r
         )
         self.frames = Counter("slotstream_frames", "Frames answered, by outcome.", ["model", "outcome"], registry=r)
         self.frames_dropped = Counter(

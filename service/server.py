@@ -483,6 +483,7 @@ class Server:
             refusal_log=self._servicer.refusal_log,
             reads=reads,
             separate_prefix=ADMIN_METHODS,  # operators get in when clients hold every place
+            on_separate_refused=self.metrics.admin_calls_refused.inc,  # not clients refused: counted apart
         )
         interceptors.append(limiter)  # after auth: calls refused for their token are not counted
         malformed = self.metrics.calls_refused.labels(ErrorCode.MALFORMED_REQUEST.name.lower())

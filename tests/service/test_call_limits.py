@@ -403,6 +403,11 @@ def test_admin_calls_have_a_cap_of_their_own_apart_from_max_calls(start_server, 
                 return not await admin_refused()
 
             await _eventually(admin_refused, "Admin calls beyond their cap were not refused")
+            # counted apart from the clients' refusals, which the alert watches
+            assert server.metric("slotstream_admin_calls_refused_total") >= 1
+            clients_refused = server.metric("slotstream_calls_refused_total", {"code": "too_many_streams"})
+            assert await admin_refused()
+            assert server.metric("slotstream_calls_refused_total", {"code": "too_many_streams"}) == clients_refused
             held_describe.cancel()
             await _eventually(lambda: _succeeds(client.describe()), "held Admin calls took a client's place")
             held_admin[0].cancel()
