@@ -607,7 +607,7 @@ def _to_rosbag(args: argparse.Namespace) -> int:
     check_bag_arguments(args.out, args.topic, args.frame_id, args.storage)  # the flags' own errors, unprefixed
     try:
         loaded = np.load(args.trajectory, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as error:  # another file, empty or cut short
+    except (ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as error:  # another file, cut short, broken
         raise ValueError(f"{args.trajectory}: not a trajectory file (.npz): {error or 'it is empty'}") from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise ValueError(f"{args.trajectory}: holds one array (.npy), not a trajectory file (.npz)")

@@ -3,8 +3,6 @@ shapes that agree, with capture times a ROS 2 stamp holds and slot ids a ``uint3
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,8 +106,9 @@ def _arrays(trajectory: Mapping[str, Any], names: set[str]) -> dict[str, Any]:
     for name in sorted(names):
         try:
             arrays[name] = trajectory[name]
-        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as error:
-            raise RosbagError(f"its array {name!r} cannot be read (the file is damaged): {error}") from None
+        except Exception as error:  # what a damaged member raises varies: zipfile's, zlib's, NumPy's header checks
+            reason = f"{type(error).__name__}: {error}"
+            raise RosbagError(f"its array {name!r} cannot be read (the file is damaged): {reason}") from None
     return arrays
 
 
@@ -131,8 +130,20 @@ def _read(trajectory: Mapping[str, Any], names: set[str]) -> TrajectoryRows:
         boxes=np.asarray(trajectory["boxes"], np.float32),
         frame_size=np.asarray(frame_size, np.int64),
         model_version=str(trajectory["model_version"]) if "model_version" in names else "",
-        missing=len(trajectory_missing(trajectory).frame_index),  # older files: the gaps in frame_index
+        missing=_missing_count(trajectory),
     )
+
+
+def _missing_count(trajectory: Mapping[str, Any]) -> int:
+    """How many frames of ``trajectory`` have no row (older files: the gaps in ``frame_index``).
+
+    Raises:
+        RosbagError: the file has some of the ``missing_*`` arrays, not all (a damaged member name).
+    """
+    try:
+        return len(trajectory_missing(trajectory).frame_index)
+    except KeyError as error:
+        raise RosbagError(f"the trajectory has missing_frame_index but not {error}: the file is damaged") from None
 
 
 def _check_shapes(rows: TrajectoryRows) -> None:

@@ -17,7 +17,7 @@ from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.encoding import ImageLike
 from service.client.frames_exchange import DONE, FramesExchange, SourceExit
-from service.client.reconnection import RECONNECT_CHANNEL_OPTIONS, reconnect_options
+from service.client.reconnection import RECONNECT_CHANNEL_OPTIONS, StreamClients, reconnect_options
 from service.client.shared_frames import RingSender
 from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
@@ -99,15 +99,18 @@ def stream_frames(
             the frames iterator is read at its own pace, not the model's or the loop's): each iteration yields the
             newest result or frame error that arrived since the previous one, and skips the older ones and every
             ``FrameDropped`` notice. Off (the default), every frame's answer is yielded, in order.
-        reconnect: tries to continue the stream after a lost connection or a server's shutdown (0, the default:
-            none; the loop ends with the ``StreamError``). With tries allowed the stream asks for a resume window
-            (``options.resume_window_s``, else 30 s; the server caps it) and the ``STATE`` output (each result
-            carries the state, so a server lost without a hand-off can be replaced by another of the same model
-            version), and each interruption gets up to ``reconnect`` :meth:`ClientStream.reconnect` tries, 0.25 s
-            apart and twice as long before each next (4 s at most), on a new connection after a shutdown. The frames
-            sent and not answered are re-sent and the loop goes on: every frame reaches the stream's state once, in
-            order, and the answers equal an uninterrupted stream's. Each interruption and continuation is logged
-            (logger ``service.client``, level WARNING).
+        reconnect: tries to continue the stream after a lost connection, a server's shutdown, a server not ready,
+            or a server that took the stream away because its answers were not read (``CLIENT_NOT_READING``: a slow
+            loop body); 0, the default: none, the loop ends with the ``StreamError``. With tries allowed the stream
+            asks for a resume window (``options.resume_window_s``, else 30 s; the server caps it) and the ``STATE``
+            output (each result carries the state, so a server lost without a hand-off can be replaced by another of
+            the same model version), and each interruption gets up to ``reconnect`` :meth:`ClientStream.reconnect`
+            tries, 0.25 s apart and twice as long before each next (4 s at most), on a new connection after a
+            shutdown. The frames sent and not answered are re-sent and the loop goes on: every frame reaches the
+            stream's state once, in order, and the answers equal an uninterrupted stream's, but for a frame whose
+            answer was lost with the call while the state continued from holds it (it gets none; logged). Each
+            interruption and continuation is logged (logger ``service.client``, level WARNING); leaving the loop
+            ends the tries at once.
         shared_memory: send uint8 ``[H, W, 3]`` arrays through POSIX shared memory instead of the request (a server
             on this host started with ``--shared-memory``, reached over loopback): a ring of ``window + 1`` frames
             of the first array's shape, whose segment is removed when the loop ends. A frame of another shape, or
@@ -145,15 +148,10 @@ def stream_frames(
 
     async def run() -> None:
         channel_options = RECONNECT_CHANNEL_OPTIONS if reconnect else ()
-        clients = [Client(target, token=token, tls=tls, channel_options=channel_options)]
-
-        def new_client() -> Client:
-            clients.append(Client(target, token=token, tls=tls, channel_options=channel_options))
-            return clients[-1]
-
+        clients = StreamClients(lambda: Client(target, token=token, tls=tls, channel_options=channel_options))
         ring = RingSender(max(window, 1) + 1) if shared_memory else None  # a slot more than the frames in flight
         try:
-            stream = await clients[0].open(options, model=model)
+            stream = await clients.clients[0].open(options, model=model)
             if shared_memory:
                 await _check_shared_memory(stream)
             if reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:
@@ -174,10 +172,9 @@ def stream_frames(
                 answer_thread=answer_thread,
                 ring=ring,
             )
-            await exchange.run(close_timeout_s, reconnect, new_client)
+            await exchange.run(close_timeout_s, reconnect, clients)
         finally:
-            for client in clients:
-                await client.close()
+            await clients.close()
             if ring is not None:  # after the calls: no frame of it is in flight any more
                 ring.close()
 

@@ -1,4 +1,5 @@
-"""Running a stream's sender and receiver together: :func:`send_while_receiving`."""
+"""Running a stream's sender and receiver together (:func:`send_while_receiving`), and marking a background
+future's outcome as seen (:func:`mark_seen`)."""
 
 from __future__ import annotations
 
@@ -83,3 +84,11 @@ async def _collect_answers(
 
 
 __all__ = ["send_while_receiving"]
+
+
+def mark_seen(future: asyncio.Future[Any]) -> None:
+    """Mark ``future``'s outcome as seen (a done callback): asyncio would otherwise log an exception nobody took
+    from a background future (a write, a read left behind when the caller stopped); whoever awaits it still gets
+    the exception."""
+    if not future.cancelled():
+        future.exception()

@@ -9,14 +9,14 @@ import contextlib
 import logging
 import operator
 import queue
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any
 
 from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
-from service.client.exchange import send_while_receiving
-from service.client.reconnection import continue_stream, interruption, worth_reconnecting
+from service.client.exchange import mark_seen, send_while_receiving
+from service.client.reconnection import StreamClients, continue_stream, interruption, worth_reconnecting
 from service.client.shared_frames import RingSender
 from service.client.stream import ClientStream
 from service.errors import ErrorCode
@@ -68,7 +68,7 @@ def image_and_time(item: Any, index: int) -> tuple[Any, int | None]:
     return image, number
 
 
-def _next_frame(iterator: Any) -> Any:
+def _next_frame(iterator: Iterator[Any]) -> Any:
     """The next frame, :data:`DONE` at the end; an exit the iterator raises comes back as :class:`SourceExit`."""
     try:
         return next(iterator, DONE)
@@ -137,7 +137,7 @@ class FramesExchange:
         self.stream, self.answers, self.stopping = stream, answers, stopping
         self.ring = ring
         self._frames = frames
-        self._iterator: Any = None  # iter(frames), made on the loop when the first frame is read
+        self._iterator: Iterator[Any] | None = None  # iter(frames), made on the loop when the first frame is read
         self._window, self._jpeg_quality, self._newest_only = max(window, 1), jpeg_quality, newest_only
         self._frame_thread, self._answer_thread = frame_thread, answer_thread
         # Live mode: the server answers a frame still waiting for the model when a newer one comes as dropped, so
@@ -146,13 +146,14 @@ class FramesExchange:
         self._reading: asyncio.Future[Any] | None = None  # the frames iterator's read under way, kept across calls
         self._current: Any = DONE  # the frame read and not sent yet (DONE: none)
         self._in_flight: set[int] = set()  # sent, not answered
-        self._slots = asyncio.Semaphore(self._window)
+        self._slots = asyncio.Semaphore(self._window)  # made again by each call of run()
         self._exhausted = False  # the iterator has ended
         self._all_sent = False  # every frame was sent (not stopped early)
 
-    async def run(self, close_timeout_s: float, reconnect: int, new_client: Callable[[], Client]) -> None:
+    async def run(self, close_timeout_s: float, reconnect: int, clients: StreamClients) -> None:
         """Exchange every frame, continuing the stream with up to ``reconnect`` tries after each interruption worth
-        one (``new_client`` makes the client for the tries after a server's shutdown).
+        one (``clients`` gives a new client for the tries after a server's shutdown, and closes those the stream
+        no longer uses).
 
         Raises:
             StreamError: the server refused or ended the stream, or its call ended and could not be continued (the
@@ -170,7 +171,9 @@ class FramesExchange:
             except StreamError as error:
                 if not reconnect or self.stopping.is_set() or not worth_reconnecting(error):
                     raise
-                await self._continue_after(error, reconnect, new_client)
+                # The caller leaving the loop ends the tries at once: nothing more is to be sent.
+                if await unless_stopped(self._continue_after(error, reconnect, clients), self.stopping) is DONE:
+                    raise
 
     async def _send_all(self) -> None:
         stream = self.stream
@@ -204,13 +207,17 @@ class FramesExchange:
             if self._iterator is None:
                 self._iterator = iter(self._frames)
             self._reading = asyncio.ensure_future(self._frame_thread.call(_next_frame, self._iterator))
-            self._reading.add_done_callback(_retrieve)
+            self._reading.add_done_callback(mark_seen)
         reading = self._reading
         try:
             item = await unless_stopped(asyncio.shield(reading), self.stopping)
-        finally:
-            if reading.done():
-                self._reading = None
+        except asyncio.CancelledError:  # the call ended: the read, even one done meanwhile, is the next call's
+            raise
+        except BaseException:  # the frames iterator's own failure
+            self._reading = None
+            raise
+        if reading.done():  # taken; else stopped while it reads
+            self._reading = None
         if item is DONE and reading.done():
             self._exhausted = True
         return item
@@ -234,7 +241,7 @@ class FramesExchange:
             elif not isinstance(answer, FrameDropped):
                 put_replacing(self.answers, answer)
 
-    async def _continue_after(self, error: StreamError, reconnect: int, new_client: Callable[[], Client]) -> None:
+    async def _continue_after(self, error: StreamError, reconnect: int, clients: StreamClients) -> None:
         """Continue the stream after ``error`` with up to ``reconnect`` tries.
 
         Raises:
@@ -243,9 +250,7 @@ class FramesExchange:
         stream = self.stream
 
         def client_for(last: StreamError) -> Client | None:
-            # After a shutdown the stream's connection still leads to the draining server, which refuses every new
-            # call: a new one may reach another replica (as one through a Kubernetes Service does).
-            return new_client() if last.code == ErrorCode.SHUTTING_DOWN else None
+            return clients.new() if last.code == ErrorCode.SHUTTING_DOWN else None
 
         def before_try(last: StreamError, tries: int, wait_s: float) -> None:
             _log.warning(
@@ -276,8 +281,10 @@ class FramesExchange:
             )
             for index in lost:
                 self._settle(index)
-        if self.ring is not None and stream.client is not client_before:
-            await self._check_shared_memory()
+        if stream.client is not client_before:
+            await clients.close_unused(stream.client)
+            if self.ring is not None:
+                await self._check_shared_memory()
 
     def _settle(self, index: int) -> None:
         """Frame ``index`` is not in flight any more (answered, not sent, or its answer lost)."""
@@ -301,9 +308,3 @@ class FramesExchange:
                 stream.stream_id,
             )
             self.ring = None
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a read's outcome as seen: a read left behind when the caller stopped must not log its error."""
-    if not future.cancelled():
-        future.exception()

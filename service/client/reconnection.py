@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from service.client.errors import StreamError
 from service.client.stream import ClientStream
 from service.errors import ErrorCode
 from service.types import DEFAULT_OUTPUTS, Output, StreamOpened, StreamOptions
+
+_log = logging.getLogger("service.client")
 
 RECONNECT_BACKOFF_S = (0.25, 4.0)
 """A reconnection waits the first before its first try after a failure, twice as long before each next, at most
@@ -59,6 +62,45 @@ def worth_reconnecting(error: StreamError, rereads_token: bool = False) -> bool:
     codes = (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING)
     revoked = rereads_token and error.code == ErrorCode.UNAUTHENTICATED
     return error.connection_lost or error.code in codes or revoked
+
+
+class StreamClients:
+    """The clients one stream's call goes through: the first, and a new one for each try after a server's shutdown
+    (the stream's connection leads to the draining server, which refuses new calls; a new connection may reach
+    another replica, as one through a Kubernetes Service does). Those the stream no longer uses are closed once it
+    continues on another (:meth:`close_unused`), so a loop that lives through many rolling updates holds one.
+
+    Args:
+        make: makes a client (it reads the TLS files again).
+    """
+
+    def __init__(self, make: Callable[[], Client]) -> None:
+        self._make = make
+        self.clients = [make()]
+
+    def new(self) -> Client | None:
+        """A new client, or ``None`` (the connection in use, with a warning) when one cannot be made now: a TLS file
+        being rewritten must not end the stream."""
+        try:
+            client = self._make()
+        except (OSError, ValueError) as error:
+            _log.warning("%s; reconnecting on the connection in use", error)
+            return None
+        self.clients.append(client)
+        return client
+
+    async def close_unused(self, current: Client) -> None:
+        """Close every client but ``current`` (the stream's, after a reconnect)."""
+        unused = [client for client in self.clients if client is not current]
+        self.clients = [client for client in self.clients if client is current]
+        for client in unused:
+            await client.close()
+
+    async def close(self) -> None:
+        """Close every client."""
+        for client in self.clients:
+            await client.close()
+        self.clients = []
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,10 @@ def write_rosbag(
 
     Raises:
         RosbagError: ``out`` exists, ``storage`` is not one of :data:`STORAGES`, ``topic`` is not a ROS 2 topic
-            name, ``frame_id`` is empty or has a leading ``/`` or white space, the trajectory lacks an array, its
-            arrays disagree in shape, it has rows without a capture time (0) or with one a ROS 2 stamp cannot hold
-            (:data:`LAST_STAMP_NS` on), or slot ids beyond uint32; nothing is written then.
+            name, ``frame_id`` is empty or has a leading ``/`` or white space, the trajectory lacks an array or one
+            cannot be read (a damaged file), its arrays disagree in shape, it has rows without a capture time (0)
+            or with one a ROS 2 stamp cannot hold (:data:`LAST_STAMP_NS` on), or slot ids beyond uint32; nothing is
+            written then.
         OSError: the bag cannot be written.
         SystemExit: status 2, without the ``ros`` extra (rosbags), after a line naming it.
     """

@@ -29,7 +29,7 @@ from service.client.cli_client import client_from_args, token_from_args
 from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
-from service.client.exchange import send_while_receiving
+from service.client.exchange import mark_seen, send_while_receiving
 from service.client.frame_encoder import FrameEncoder
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.reconnection import continue_stream, interruption, reconnect_options, worth_reconnecting
@@ -150,7 +150,7 @@ class FrameFeed:
         if self._current is None and not self._ended:
             if self._read is None:
                 self._read = asyncio.ensure_future(self._reader.call(next, self._frames, None))
-                self._read.add_done_callback(_retrieve)
+                self._read.add_done_callback(mark_seen)
             frame = await asyncio.shield(self._read)
             self._read = None
             self._current = frame
@@ -537,9 +537,3 @@ def _server_message_limit(error: StreamError) -> re.Match[str] | None:
     """The sizes in ``error`` when it says the server refused a message over its limit (the message's, the
     limit's), else ``None``."""
     return _SERVER_MESSAGE_LIMIT.search(error.message)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a read's outcome as seen; its error, if any, reaches the next :meth:`FrameFeed.current`."""
-    if not future.cancelled():
-        future.exception()

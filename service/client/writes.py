@@ -10,6 +10,8 @@ from typing import Any
 
 import grpc
 
+from service.client.exchange import mark_seen
+
 
 async def write_in_order(
     call: Any,
@@ -37,7 +39,7 @@ async def write_in_order(
     # Shielded: a cancelled sender must not cancel the call (grpc.aio would), and a frame it recorded as sent
     # must go out; later writes wait for it.
     write = asyncio.ensure_future(write_under_lock())
-    write.add_done_callback(_retrieve)
+    write.add_done_callback(mark_seen)
     if pending is not None:
         pending.add(write)
         write.add_done_callback(pending.discard)
@@ -50,12 +52,6 @@ async def end_writing_in_order(call: Any, lock: asyncio.Lock) -> None:
     async with lock:
         with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
             await call.done_writing()  # a call that has ended has nothing left to end
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a background write's outcome as seen; its error, if any, reaches the caller or the next operation."""
-    if not task.cancelled():
-        task.exception()
 
 
 __all__ = ["end_writing_in_order", "write_in_order"]

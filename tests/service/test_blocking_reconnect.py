@@ -5,18 +5,23 @@ with the error that ended the call and a note on the tries."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from service_helpers import make_video, reference_outputs, slow_factory
 from tcp_proxy import TakeOver, after_frame
 
-from service.client import FrameResult, Output, StreamError, StreamOptions, stream_frames
-from service.client.reconnection import DEFAULT_RESUME_WINDOW_S, reconnect_options
+from service.client import Client, FrameResult, Output, StreamError, StreamOptions, stream_frames
+from service.client.daemon_calls import DaemonCalls
+from service.client.frames_exchange import FramesExchange
+from service.client.reconnection import DEFAULT_RESUME_WINDOW_S, StreamClients, reconnect_options
 
 OPTIONS = StreamOptions(outputs=frozenset({Output.SLOTS}))
 
@@ -170,3 +175,83 @@ def test_reconnect_options_ask_for_a_resume_window_and_the_state_and_keep_the_re
     own = reconnect_options(StreamOptions(live=True, outputs=frozenset({Output.SLOTS}), resume_window_s=5.0))
     assert own.live and own.resume_window_s == 5.0 and own.outputs == {Output.SLOTS, Output.STATE}
     assert reconnect_options(StreamOptions(resume_window_s=5.0), resume_window_s=9.0).resume_window_s == 9.0
+
+
+def test_a_frame_read_just_as_the_call_ends_is_kept_for_the_next_call():
+    """The frames iterator's read completes, and the sender is cancelled (the call ended) before it resumes: the frame
+    read is the next call's first, not lost (which shifted every later frame's index by one)."""
+
+    async def scenario() -> tuple[object, object]:
+        frame_thread, answer_thread = DaemonCalls("test-frames"), DaemonCalls("test-answers")
+        exchange = FramesExchange(
+            SimpleNamespace(opened=None),  # type: ignore[arg-type]  (reading frames needs no stream)
+            iter(["first", "second"]),
+            queue.Queue(),
+            asyncio.Event(),
+            window=2,
+            jpeg_quality=None,
+            newest_only=False,
+            frame_thread=frame_thread,
+            answer_thread=answer_thread,
+        )
+        reader = asyncio.ensure_future(exchange._read_next())
+        while exchange._reading is None:  # the read starts, on the frame thread
+            await asyncio.sleep(0)
+        # the call ends the moment the read completes, before the sender waiting for it resumes
+        exchange._reading.add_done_callback(lambda _: reader.cancel())
+        cancelled = await asyncio.gather(reader, return_exceptions=True)
+        after = await exchange._read_next()
+        frame_thread.stop()
+        answer_thread.stop()
+        return cancelled[0], after
+
+    cancelled, after = asyncio.run(scenario())
+    assert isinstance(cancelled, asyncio.CancelledError) and after == "first"
+
+
+def test_leaving_the_loop_while_it_reconnects_ends_the_tries_at_once(start_server, proxy_to, caplog):
+    """The connection is cut with nothing to reconnect to, and the caller leaves the loop while the tries go on: the
+    loop ends at once, not after ``close_timeout_s``, and no try follows."""
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory)
+    proxy = proxy_to(server.target)
+    clip = make_video(seed=77, frames=40)
+    with caplog.at_level(logging.WARNING, logger="service.client"):
+        answers = stream_frames(proxy.target, clip, OPTIONS, reconnect=8)
+        for answer in answers:
+            if answer.frame_index == 5:
+                proxy.upstream = "127.0.0.1:1"  # nothing listens there: every try fails
+                proxy.drop()
+                time.sleep(1.0)  # tries 1 and 2 are made meanwhile
+                break
+        started = time.monotonic()
+        answers.close()
+        seconds = time.monotonic() - started
+        tries_when_left = _messages(caplog).count("reconnecting in")
+        time.sleep(1.5)
+    assert seconds < 1.0, f"leaving took {seconds:.2f} s"
+    assert tries_when_left >= 1 and _messages(caplog).count("reconnecting in") == tries_when_left
+
+
+def test_the_clients_a_stream_no_longer_uses_are_closed_and_one_that_cannot_be_made_is_not_fatal(caplog):
+    async def scenario() -> None:
+        made: list[Client] = []
+
+        def make() -> Client:
+            if len(made) == 2:
+                raise OSError("ca.pem: being rewritten")
+            made.append(Client("127.0.0.1:1"))
+            return made[-1]
+
+        clients = StreamClients(make)
+        first, second = made[0], clients.new()
+        assert second is made[1]
+        with caplog.at_level(logging.WARNING, logger="service.client"):
+            assert clients.new() is None  # the connection in use, with a warning
+        assert "ca.pem: being rewritten; reconnecting on the connection in use" in caplog.text
+        await clients.close_unused(second)  # the stream continued on the second
+        assert first.closed and not second.closed and clients.clients == [second]
+        await clients.close()
+        assert second.closed
+
+    asyncio.run(scenario())

@@ -239,3 +239,23 @@ def test_a_trajectory_that_does_not_say_how_its_run_ended_is_written_without_a_w
     np.savez(unknown, **arrays)
     assert main(["to-rosbag", str(unknown), str(tmp_path / "bag")]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_any_damaged_byte_gives_a_bag_or_an_error_naming_the_file_never_a_traceback(trajectory, tmp_path, capsys):
+    """One byte flipped at a time, every 11th of the file (array data, member headers, the zip's index at its end):
+    each damaged copy either makes a bag (the byte was in data no check covers) or is refused with exit status 2,
+    naming the file."""
+    original = trajectory.read_bytes()
+    damaged = tmp_path / "damaged.npz"
+    outcomes = {0: 0, 2: 0}
+    for position in range(0, len(original), 11):
+        data = bytearray(original)
+        data[position] ^= 0xFF
+        damaged.write_bytes(bytes(data))
+        bag = tmp_path / f"bag-{position}"
+        code = main(["to-rosbag", str(damaged), str(bag)])
+        err = capsys.readouterr().err
+        assert code in outcomes, (position, err)
+        assert code == 0 or f"error: {damaged}" in err, (position, err)
+        outcomes[code] += 1
+    assert outcomes[2] > 0 and outcomes[0] > 0, outcomes
