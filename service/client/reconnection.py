@@ -71,20 +71,25 @@ class StreamClients:
     continues on another (:meth:`close_unused`), so a loop that lives through many rolling updates holds one.
 
     Args:
-        make: makes a client (it reads the TLS files again).
+        make: makes a client (it reads the TLS files, and a token file, again).
+        first: the stream's first client, when it is made elsewhere (default: ``make()``).
+        warn: where the warning of a client that cannot be made goes (default: logger ``service.client``).
     """
 
-    def __init__(self, make: Callable[[], Client]) -> None:
+    def __init__(
+        self, make: Callable[[], Client], first: Client | None = None, warn: Callable[[str], None] | None = None
+    ) -> None:
         self._make = make
-        self.clients = [make()]
+        self._warn = warn or (lambda message: _log.warning("%s", message))
+        self.clients = [first if first is not None else make()]
 
     def new(self) -> Client | None:
-        """A new client, or ``None`` (the connection in use, with a warning) when one cannot be made now: a TLS file
-        being rewritten must not end the stream."""
+        """A new client, or ``None`` (the connection in use, with a warning) when one cannot be made now: a token or
+        TLS file being rewritten must not end the stream."""
         try:
             client = self._make()
         except (OSError, ValueError) as error:
-            _log.warning("%s; reconnecting on the connection in use", error)
+            self._warn(f"{error}; reconnecting on the connection in use")
             return None
         self.clients.append(client)
         return client

@@ -32,7 +32,13 @@ from service.client.errors import StreamError
 from service.client.exchange import mark_seen, send_while_receiving
 from service.client.frame_encoder import FrameEncoder
 from service.client.overlay import OverlayWorker, OverlayWriter
-from service.client.reconnection import continue_stream, interruption, reconnect_options, worth_reconnecting
+from service.client.reconnection import (
+    StreamClients,
+    continue_stream,
+    interruption,
+    reconnect_options,
+    worth_reconnecting,
+)
 from service.client.segmentation_geometry import trajectory_mask_size
 from service.client.shared_frames import SharedFrameRing
 from service.client.sources import Source, SourceFrame
@@ -347,7 +353,8 @@ class _StreamRun:
         self._next_send = time.perf_counter()
         # the source's start on the wall clock (--start-time-ns, else the stream's start): capture times count from it
         self._anchor_ns = args.start_time_ns or time.time_ns()
-        self._clients: list[Client] = []  # made to reconnect after a server's shutdown; closed by close_clients
+        # the stream's clients: its first, and one made for each try after a server's shutdown
+        self._clients = StreamClients(lambda: client_from_args(args), stream.client, _warn)
 
     async def run(self) -> None:
         """Send every frame and record every answer, reconnecting as ``--reconnect`` allows.
@@ -488,6 +495,7 @@ class _StreamRun:
             raise StreamEnded(error, frames, self.frames_sent, args.target, outcome.tries, last) from error
         after = "its start" if opened.last_frame_index is None else f"frame {opened.last_frame_index}"
         print(f"continued the stream ({opened.kind.name.lower()}) after {after}", file=sys.stderr)
+        await self._clients.close_unused(stream.client)  # a run through many rolling updates holds one connection
         now = self._next_send = time.perf_counter()  # --fps goes on from now, not in a burst for the time lost
         resent = set(stream.unanswered)
         for index in list(self._in_flight):
@@ -503,22 +511,16 @@ class _StreamRun:
         """The client the next try reconnects with: a new one after ``SHUTTING_DOWN`` (the stream's connection
         still leads to the draining server, which refuses every new call until it exits; a new connection may
         reach another replica, as one through a Kubernetes Service does), else the stream's own (``None``), its
-        token read again (:meth:`_reread_token`). The clients made here are closed by :meth:`close_clients`."""
+        token read again (:meth:`_reread_token`). The clients are closed once the stream no longer uses them, and
+        by :meth:`close_clients`."""
         if error.code != ErrorCode.SHUTTING_DOWN:
             self._reread_token()
             return None
-        try:
-            client = client_from_args(self.args)
-        except (OSError, ValueError) as error_reading:  # a token or TLS file being rewritten: the client in use
-            print(f"warning: {error_reading}; reconnecting on the connection in use", file=sys.stderr)
-            return None
-        self._clients.append(client)
-        return client
+        return self._clients.new()
 
     async def close_clients(self) -> None:
-        """Close the clients made to reconnect with (the first one belongs to the caller)."""
-        for client in self._clients:
-            await client.close()
+        """Close the stream's clients (the first one, the caller's, too: closing it again does nothing)."""
+        await self._clients.close()
 
     def _reread_token(self) -> None:
         """Read ``--token-file`` again for the next call, so that a stream that outlives a token rotation (the old
@@ -537,3 +539,8 @@ def _server_message_limit(error: StreamError) -> re.Match[str] | None:
     """The sizes in ``error`` when it says the server refused a message over its limit (the message's, the
     limit's), else ``None``."""
     return _SERVER_MESSAGE_LIMIT.search(error.message)
+
+
+def _warn(message: str) -> None:
+    """Print ``message`` to stderr as a warning."""
+    print(f"warning: {message}", file=sys.stderr)

@@ -253,5 +253,11 @@ def test_the_clients_a_stream_no_longer_uses_are_closed_and_one_that_cannot_be_m
         assert first.closed and not second.closed and clients.clients == [second]
         await clients.close()
         assert second.closed
+        told: list[str] = []  # the command line's: a client of its own first, its warnings printed
+        own = Client("127.0.0.1:1")
+        printed = StreamClients(make, first=own, warn=told.append)
+        assert printed.clients == [own] and printed.new() is None
+        assert told == ["ca.pem: being rewritten; reconnecting on the connection in use"]
+        await printed.close()
 
     asyncio.run(scenario())
