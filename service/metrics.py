@@ -42,7 +42,7 @@ served model), so a ratio or ``increase()`` over a counter has a series before t
   not clients refused). Each refused call is also logged
   (``refused a call``, rate-limited per code; an ``internal`` one as ``stream failed``, with its traceback).
 - ``slotstream_admin_calls_refused_total``: ``Admin`` calls refused because :data:`~service.config.MAX_ADMIN_CALLS`
-  were held at once (several ``streams --watch`` at a time, say), apart from the clients' refusals.
+  were held open at once (slow or stuck operators' tools), apart from the clients' refusals.
 - ``slotstream_frames_total`` (by model, outcome: result / dropped / error).
 - ``slotstream_infer_requests_total`` (by model, outcome: result / error): single images answered through the Open
   Inference Protocol's ``ModelInfer`` (:mod:`service.open_inference`), every refusal of a request for a served model

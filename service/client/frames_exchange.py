@@ -117,7 +117,9 @@ class FramesExchange:
     answer) is logged and gets no answer.
 
     With a ``ring``, each frame goes through shared memory where the ring has room (:class:`RingSender`), while the
-    server reads it: after a reconnect to another server that does not, the later frames go as bytes.
+    server reads it: after a reconnect to another server that does not, the later frames go as bytes. In live mode
+    with tries allowed, at most ``resume_history`` frames (the server's ``--resume-history``) are unanswered at once,
+    so a stalled loop body cannot let the server run past the point a resume can go back to.
     """
 
     def __init__(
@@ -138,15 +140,16 @@ class FramesExchange:
         self.ring = ring
         self._frames = frames
         self._iterator: Iterator[Any] | None = None  # iter(frames), made on the loop when the first frame is read
-        self._window, self._jpeg_quality, self._newest_only = max(window, 1), jpeg_quality, newest_only
+        self._jpeg_quality, self._newest_only = jpeg_quality, newest_only
         self._frame_thread, self._answer_thread = frame_thread, answer_thread
         # Live mode: the server answers a frame still waiting for the model when a newer one comes as dropped, so
-        # frames go as the iterator gives them; a window would read a camera only at the model's pace.
-        self._live = stream.opened is not None and stream.opened.options.live
+        # frames go as the iterator gives them (no limit); a window would read a camera only at the model's pace.
+        live = stream.opened is not None and stream.opened.options.live
+        self._limit: int | None = None if live else max(window, 1)  # the most frames unanswered at once
         self._reading: asyncio.Future[Any] | None = None  # the frames iterator's read under way, kept across calls
         self._current: Any = DONE  # the frame read and not sent yet (DONE: none)
         self._in_flight: set[int] = set()  # sent, not answered
-        self._slots = asyncio.Semaphore(self._window)  # made again by each call of run()
+        self._slots = asyncio.Semaphore(self._limit or 0)  # made again by each call of run()
         self._exhausted = False  # the iterator has ended
         self._all_sent = False  # every frame was sent (not stopped early)
 
@@ -160,9 +163,14 @@ class FramesExchange:
                 original error, with a note on the failed tries).
             SourceExit, Exception: what reading the frames raised (the answers to the frames sent come first).
         """
+        opened = self.stream.opened
+        if self._limit is None and reconnect and opened is not None and opened.resume_history > 0:
+            # Live, and to be continued: a loop body that stalls must not let the server run further ahead of the
+            # last answer read than a resume can go back (it would be refused RESUME_POINT_UNAVAILABLE).
+            self._limit = opened.resume_history
         while True:
             # A window of its own for each call: the frames re-sent after a reconnect hold their places in it.
-            self._slots = asyncio.Semaphore(max(self._window - len(self._in_flight), 0))
+            self._slots = asyncio.Semaphore(max((self._limit or 0) - len(self._in_flight), 0))
             try:
                 await send_while_receiving(
                     self._send_all(), self._receive_all(), settle_s=close_timeout_s, close=self.stream.close_writing
@@ -183,7 +191,7 @@ class FramesExchange:
                 if self._current is DONE:
                     break
             frame, capture_time_ns = image_and_time(self._current, stream.next_frame_index)
-            if not self._live and await unless_stopped(self._slots.acquire(), self.stopping) is DONE:
+            if self._limit is not None and await unless_stopped(self._slots.acquire(), self.stopping) is DONE:
                 break
             index = stream.next_frame_index
             self._in_flight.add(index)  # before the send: it may be answered first
@@ -195,7 +203,7 @@ class FramesExchange:
                     self._current = DONE
                 else:  # refused or cancelled before it counted as sent: it goes out next time
                     self._settle(index)
-                    if not self._live:
+                    if self._limit is not None:
                         self._slots.release()
         self._all_sent = not self.stopping.is_set()
         await stream.close_writing()
@@ -234,7 +242,7 @@ class FramesExchange:
                     raise StreamError.from_closed(answer, stream.handoff)
                 return
             self._settle(answer.frame_index)
-            if not self._live:
+            if self._limit is not None:
                 self._slots.release()
             if not self._newest_only:
                 await self._answer_thread.call(self.answers.put, answer)
@@ -283,8 +291,8 @@ class FramesExchange:
                 self._settle(index)
         if stream.client is not client_before:
             await clients.close_unused(stream.client)
-            if self.ring is not None:
-                await self._check_shared_memory()
+        if self.ring is not None:  # the server may be another now, behind the same address (a crash, a restart)
+            await self._check_shared_memory()
 
     def _settle(self, index: int) -> None:
         """Frame ``index`` is not in flight any more (answered, not sent, or its answer lost)."""
@@ -293,8 +301,10 @@ class FramesExchange:
             self.ring.settled(index)
 
     async def _check_shared_memory(self) -> None:
-        """After a reconnect on a new connection: stop sending through shared memory when the server there does not
-        read it for this client (a card that cannot be read leaves it on: the frames' answers will say)."""
+        """After a reconnect: stop sending through shared memory when the server the stream continued on does not
+        read it for this client (a card that cannot be read leaves it on: the frames' answers will say). The frames
+        re-sent from their slots (at most those that were in flight) are then answered
+        ``SHARED_MEMORY_UNAVAILABLE``."""
         stream = self.stream
         assert stream.opened is not None
         try:

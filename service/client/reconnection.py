@@ -55,11 +55,13 @@ def reconnect_options(options: StreamOptions, resume_window_s: float | None = No
 
 def worth_reconnecting(error: StreamError, rereads_token: bool = False) -> bool:
     """Whether a reconnection tries to continue a stream after ``error``: the connection was lost, the server is
-    shutting down or not ready yet (another server may take over the target, and a drain hands the state over), or
-    it took the stream from this client for not reading its replies (the stream waits for a resume); with
-    ``rereads_token`` (a token read again before each try), also when the server refused the token: a rotation
-    revoked it while the stream ran, and the stream waits for a resume with the next token."""
-    codes = (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING)
+    shutting down or not ready yet (another server may take over the target, and a drain hands the state over), it
+    took the stream from this client for not reading its replies (the stream waits for a resume), or it reclaimed
+    the stream for sending no frame within its idle timeout (a loop body that stalled with its window full: the
+    state of the last answer, which a reconnecting stream asks for, continues it); with ``rereads_token`` (a token
+    read again before each try), also when the server refused the token: a rotation revoked it while the stream
+    ran, and the stream waits for a resume with the next token."""
+    codes = (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING, ErrorCode.STREAM_EXPIRED)
     revoked = rereads_token and error.code == ErrorCode.UNAUTHENTICATED
     return error.connection_lost or error.code in codes or revoked
 

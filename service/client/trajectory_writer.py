@@ -151,7 +151,10 @@ class SlotTrajectory:
         command line does. The model version is taken from the first answer that carries one (a drop or a refusal
         too). What else the file says of the run (:attr:`fps`, :attr:`frame_fit`, :attr:`capture_clock`,
         :attr:`source`, :attr:`end_reason`, and :attr:`slot_count` and :attr:`slot_width`, which a file without
-        rows needs to have ``slots`` of ``[0, K, D]``) is the caller's to set.
+        rows needs to have ``slots`` of ``[0, K, D]``) is the caller's to set. A loop of
+        ``stream_frames(..., newest_only=True)`` never sees the answers it skips, so their frames are in neither
+        ``frame_index`` nor ``missing_frame_index``: record them with :meth:`add_missing` (the gaps in the indices
+        recorded) when the file must account for every frame sent.
 
         Raises:
             ValueError: a result without slots or segmentation (open the stream with both outputs), or as

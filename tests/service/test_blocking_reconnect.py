@@ -6,6 +6,7 @@ with the error that ended the call and a note on the tries."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import queue
 import threading
@@ -22,6 +23,7 @@ from service.client import Client, FrameResult, Output, StreamError, StreamOptio
 from service.client.daemon_calls import DaemonCalls
 from service.client.frames_exchange import FramesExchange
 from service.client.reconnection import DEFAULT_RESUME_WINDOW_S, StreamClients, reconnect_options
+from service.client.stream import ClientStream
 
 OPTIONS = StreamOptions(outputs=frozenset({Output.SLOTS}))
 
@@ -261,3 +263,57 @@ def test_the_clients_a_stream_no_longer_uses_are_closed_and_one_that_cannot_be_m
         await printed.close()
 
     asyncio.run(scenario())
+
+
+def _camera(clip: list[np.ndarray], fps: float) -> Iterator[np.ndarray]:
+    """``clip`` at ``fps`` frames a second, as a camera gives it."""
+    for frame in clip:
+        time.sleep(1 / fps)
+        yield frame
+
+
+def _answers_of_a_stalling_loop(target: str, frames, options: StreamOptions, at: int, stall_s: float) -> list[object]:
+    answers = []
+    for answer in stream_frames(target, frames, options, reconnect=3):
+        answers.append(answer)
+        if answer.frame_index == at:
+            time.sleep(stall_s)  # the loop body stalls: nothing reads the answers, nothing sends
+    return answers
+
+
+def test_a_loop_body_that_stalls_past_the_idle_timeout_is_continued_exactly(start_server, caplog):
+    """The body stalls 2.5 s with the window full: the server reclaims the stream after its idle timeout (1 s) or
+    takes it for not reading its replies; the loop continues it from the last answer's state, exactly."""
+    server = start_server()
+    clip = make_video(seed=78, frames=24)
+    options = dataclasses.replace(OPTIONS, idle_timeout_s=1.0)
+    with caplog.at_level(logging.WARNING, logger="service.client"):
+        answers = _answers_of_a_stalling_loop(server.target, clip, options, at=5, stall_s=2.5)
+    assert "continued (" in _messages(caplog), _messages(caplog)
+    _assert_every_frame_once_and_exact(answers, clip, server)  # type: ignore[arg-type]
+
+
+def test_a_live_loop_with_tries_allowed_keeps_no_more_frames_unanswered_than_a_resume_can_go_back(
+    start_server, monkeypatch
+):
+    """Live mode sends every camera frame as it comes; with tries allowed, no more frames are left unanswered than
+    the server's resume history, so that a loop body that stalls cannot let the server run past the point a resume
+    can go back to (the resume would be refused RESUME_POINT_UNAVAILABLE, ending the loop)."""
+    factory, _ = slow_factory(delay_s=0.05)  # a camera far faster than the model
+    server = start_server(engine_factory=factory, resume_history=4)
+    clip = make_video(seed=79, frames=40)
+    most_unanswered = [0]
+    send = ClientStream.send
+
+    async def counted(stream: ClientStream, *args, **kwargs):
+        most_unanswered[0] = max(most_unanswered[0], len(stream.unanswered) + 1)  # with this frame
+        return await send(stream, *args, **kwargs)
+
+    monkeypatch.setattr(ClientStream, "send", counted)
+    options = dataclasses.replace(OPTIONS, live=True)
+    answers = list(stream_frames(server.target, clip, options, reconnect=3))
+    assert [answer.frame_index for answer in answers] == list(range(len(clip)))
+    assert 2 <= most_unanswered[0] <= 4, most_unanswered[0]
+    most_unanswered[0] = 0
+    list(stream_frames(server.target, clip, options))  # without tries, live mode sends as the camera gives
+    assert most_unanswered[0] > 4, most_unanswered[0]

@@ -100,20 +100,33 @@ def test_a_slot_of_an_unanswered_frame_is_never_written_again_the_frame_goes_as_
         sender.close()
 
 
+@pytest.mark.parametrize("end", ["drained", "lost"])
 def test_after_a_reconnect_to_a_server_that_does_not_read_shared_memory_the_frames_go_as_bytes(
-    start_server, proxy_to, ring_puts, caplog
+    start_server, proxy_to, ring_puts, caplog, end
 ):
-    """The shared-memory server drains and one without shared memory takes over the address: the stream continues
-    there, and the frames after the reconnect go as bytes (a frame re-sent from its slot may be refused as
-    unreadable there, and says so)."""
+    """The shared-memory server drains (a new connection) or is lost without a shutdown (the same connection, as a
+    crash and restart behind one address), and one without shared memory answers at the address: the stream
+    continues there, and the frames after the reconnect go as bytes (a frame re-sent from its slot may be refused
+    as unreadable there, and says so)."""
     factory, _ = slow_factory(delay_s=0.02)
-    draining, replacement = start_server(shared_memory=True, engine_factory=factory), start_server()
-    proxy = proxy_to(draining.target)
+    first, replacement = start_server(shared_memory=True, engine_factory=factory), start_server()
+    proxy = proxy_to(first.target)
     clip = make_video(seed=84, frames=30)
-    take_over = TakeOver(proxy, draining, replacement)
+    if end == "drained":
+        take_over = TakeOver(proxy, first, replacement)
+    else:
+
+        def cut_off() -> None:
+            proxy.upstream = replacement.target
+            proxy.drop()
+
+        watcher = after_frame(first, 10, cut_off)
     with caplog.at_level(logging.WARNING, logger="service.client"):
         answers = list(stream_frames(proxy.target, clip, OPTIONS, shared_memory=True, reconnect=6))
-    take_over.join()
+    if end == "drained":
+        take_over.join()
+    else:
+        watcher.join(30)
     assert "does not read shared memory for this client: later frames go as bytes" in caplog.text, caplog.text
     assert [answer.frame_index for answer in answers] == list(range(len(clip)))
     refused = [answer for answer in answers if isinstance(answer, FrameError)]
