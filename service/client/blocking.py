@@ -108,11 +108,11 @@ def stream_frames(
             version); in live mode at most the server's ``resume_history`` frames are unanswered at once (a stalled
             body must not let the server outrun what a resume can go back to); and each interruption gets up to
             ``reconnect`` :meth:`ClientStream.reconnect` tries, 0.25 s apart and twice as long before each next
-            (4 s at most), on a new connection after a shutdown. The frames sent and not answered are re-sent and the loop goes on: every frame reaches the
-            stream's state once, in order, and the answers equal an uninterrupted stream's, but for a frame whose
-            answer was lost with the call while the state continued from holds it (it gets none; logged). Each
-            interruption and continuation is logged (logger ``service.client``, level WARNING); leaving the loop
-            ends the tries at once.
+            (4 s at most), on a new connection after a shutdown. The frames sent and not answered are re-sent and
+            the loop goes on: every frame reaches the stream's state once, in order, and the answers equal an
+            uninterrupted stream's, but for a frame whose answer was lost with the call while the state continued
+            from holds it (it gets none; logged). Each interruption and continuation is logged (logger
+            ``service.client``, level WARNING); leaving the loop ends the tries at once.
         shared_memory: send uint8 ``[H, W, 3]`` arrays through POSIX shared memory instead of the request (a server
             on this host started with ``--shared-memory``, reached over loopback): a ring of ``window + 1`` frames
             of the first array's shape, whose segment is removed when the loop ends. A frame of another shape, or
