@@ -101,18 +101,22 @@ def stream_frames(
             ``FrameDropped`` notice. Off (the default), every frame's answer is yielded, in order.
         reconnect: tries to continue the stream after a lost connection, a server's shutdown, a server not ready,
             or a server that took the stream away because the loop body stalled (``CLIENT_NOT_READING``: its answers
-            were not read; ``STREAM_EXPIRED``: no frame came within the idle timeout); 0, the default: none, the
+            were not read; ``STREAM_EXPIRED`` while the window waited for the loop: no frame came within the idle
+            timeout; an expiry while the frames iterator had no frame ends the loop); 0, the default: none, the
             loop ends with the ``StreamError``. With tries allowed the stream asks for a resume window
             (``options.resume_window_s``, else 30 s; the server caps it) and the ``STATE`` output (each result
             carries the state, so a server lost without a hand-off can be replaced by another of the same model
-            version); in live mode at most the server's ``resume_history`` frames are unanswered at once (a stalled
-            body must not let the server outrun what a resume can go back to); and each interruption gets up to
+            version); in live mode at most the ``resume_history`` of the server it is on are unanswered at once (a
+            stalled body must not let the server outrun what a resume can go back to; no limit with a server that
+            reports none); and each interruption gets up to
             ``reconnect`` :meth:`ClientStream.reconnect` tries, 0.25 s apart and twice as long before each next
             (4 s at most), on a new connection after a shutdown. The frames sent and not answered are re-sent and
             the loop goes on: every frame reaches the stream's state once, in order, and the answers equal an
             uninterrupted stream's, but for a frame whose answer was lost with the call while the state continued
-            from holds it (it gets none; logged). Each interruption and continuation is logged (logger
-            ``service.client``, level WARNING); leaving the loop ends the tries at once.
+            from holds it (it gets none; logged), and, with ``shared_memory``, for the frames re-sent from their
+            slots to a server that does not read shared memory (refused ``SHARED_MEMORY_UNAVAILABLE``; the later
+            frames go as bytes). Each interruption and continuation is logged (logger ``service.client``, level
+            WARNING); leaving the loop ends the tries at once.
         shared_memory: send uint8 ``[H, W, 3]`` arrays through POSIX shared memory instead of the request (a server
             on this host started with ``--shared-memory``, reached over loopback): a ring of ``window + 1`` frames
             of the first array's shape, whose segment is removed when the loop ends. A frame of another shape, or

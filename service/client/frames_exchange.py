@@ -9,6 +9,7 @@ import contextlib
 import logging
 import operator
 import queue
+import time
 from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from service.client.reconnection import StreamClients, continue_stream, interrup
 from service.client.shared_frames import RingSender
 from service.client.stream import ClientStream
 from service.errors import ErrorCode
-from service.types import CloseReason, FrameDropped, FrameResponse, StreamClosed
+from service.types import MIN_IDLE_TIMEOUT_S, CloseReason, FrameDropped, FrameResponse, StreamClosed
 
 DONE = object()
 """The end of the frames (or of a wait that was stopped)."""
@@ -110,7 +111,8 @@ class FramesExchange:
     it comes in live mode), and hands each answer to ``answers`` (or, with ``newest_only``, the newest result or
     error, replacing one not taken yet), until the stream is closed.
 
-    With ``reconnect`` tries allowed, a lost connection or a server's shutdown is followed by up to that many
+    With ``reconnect`` tries allowed, a lost connection, a server's shutdown (:func:`worth_reconnecting`) or an
+    expiry while the window waited for the caller (:meth:`_worth_a_try`) is followed by up to that many
     :meth:`ClientStream.reconnect` tries; the frames sent and not answered are re-sent, and the frame being read or
     sent when the call ended is sent after them, so every frame reaches the stream's state once, in order. A frame
     the continued state already holds but whose answer was lost with the call (a hand-off newer than the last
@@ -118,8 +120,8 @@ class FramesExchange:
 
     With a ``ring``, each frame goes through shared memory where the ring has room (:class:`RingSender`), while the
     server reads it: after a reconnect to another server that does not, the later frames go as bytes. In live mode
-    with tries allowed, at most ``resume_history`` frames (the server's ``--resume-history``) are unanswered at once,
-    so a stalled loop body cannot let the server run past the point a resume can go back to.
+    with tries allowed, at most ``resume_history`` frames (the ``--resume-history`` of the server the stream is on)
+    are unanswered at once, so a stalled loop body cannot let the server run past the point a resume can go back to.
     """
 
     def __init__(
@@ -149,7 +151,8 @@ class FramesExchange:
         self._reading: asyncio.Future[Any] | None = None  # the frames iterator's read under way, kept across calls
         self._current: Any = DONE  # the frame read and not sent yet (DONE: none)
         self._in_flight: set[int] = set()  # sent, not answered
-        self._slots = asyncio.Semaphore(self._limit or 0)  # made again by each call of run()
+        self._room = asyncio.Event()  # set when a frame leaves _in_flight
+        self._longest_hand_over_s = 0.0  # of this call: how long the caller kept the receiver waiting, at most
         self._exhausted = False  # the iterator has ended
         self._all_sent = False  # every frame was sent (not stopped early)
 
@@ -163,25 +166,42 @@ class FramesExchange:
                 original error, with a note on the failed tries).
             SourceExit, Exception: what reading the frames raised (the answers to the frames sent come first).
         """
-        opened = self.stream.opened
-        if self._limit is None and reconnect and opened is not None and opened.resume_history > 0:
-            # Live, and to be continued: a loop body that stalls must not let the server run further ahead of the
-            # last answer read than a resume can go back (it would be refused RESUME_POINT_UNAVAILABLE).
-            self._limit = opened.resume_history
+        live = self._limit is None
         while True:
-            # A window of its own for each call: the frames re-sent after a reconnect hold their places in it.
-            self._slots = asyncio.Semaphore(max((self._limit or 0) - len(self._in_flight), 0))
+            if live and reconnect:
+                self._limit = self._live_limit()
+            self._longest_hand_over_s = 0.0
             try:
                 await send_while_receiving(
                     self._send_all(), self._receive_all(), settle_s=close_timeout_s, close=self.stream.close_writing
                 )
                 return
             except StreamError as error:
-                if not reconnect or self.stopping.is_set() or not worth_reconnecting(error):
+                if not reconnect or self.stopping.is_set() or not self._worth_a_try(error):
                     raise
                 # The caller leaving the loop ends the tries at once: nothing more is to be sent.
                 if await unless_stopped(self._continue_after(error, reconnect, clients), self.stopping) is DONE:
                     raise
+
+    def _live_limit(self) -> int | None:
+        """The most frames a live stream to be continued keeps unanswered: the resume history of the server it is on
+        (``None``: no limit, from a server that does not report one). A loop body that stalls must not let the
+        server run further ahead of the last answer read than a resume can go back (it would be refused
+        ``RESUME_POINT_UNAVAILABLE``)."""
+        opened = self.stream.opened
+        return opened.resume_history if opened is not None and opened.resume_history > 0 else None
+
+    def _worth_a_try(self, error: StreamError) -> bool:
+        """Whether ``error`` is worth a reconnection try: :func:`worth_reconnecting`, and an expiry (no frame came
+        within the idle timeout) of a call during which the caller kept the receiver waiting for at least half that
+        timeout (a loop body that stalled: the window filled, so no frame went out), which the last answer's state
+        continues exactly. Not an expiry while the caller took its answers: the frames stopped coming (a camera
+        gone), and a continued stream would expire again and again."""
+        if error.code != ErrorCode.STREAM_EXPIRED:
+            return worth_reconnecting(error)
+        opened = self.stream.opened
+        idle_timeout_s = opened.options.idle_timeout_s if opened is not None else 0.0
+        return self._longest_hand_over_s >= max(idle_timeout_s, MIN_IDLE_TIMEOUT_S) / 2
 
     async def _send_all(self) -> None:
         stream = self.stream
@@ -191,7 +211,7 @@ class FramesExchange:
                 if self._current is DONE:
                     break
             frame, capture_time_ns = image_and_time(self._current, stream.next_frame_index)
-            if self._limit is not None and await unless_stopped(self._slots.acquire(), self.stopping) is DONE:
+            if await unless_stopped(self._wait_for_room(), self.stopping) is DONE:
                 break
             index = stream.next_frame_index
             self._in_flight.add(index)  # before the send: it may be answered first
@@ -203,8 +223,6 @@ class FramesExchange:
                     self._current = DONE
                 else:  # refused or cancelled before it counted as sent: it goes out next time
                     self._settle(index)
-                    if self._limit is not None:
-                        self._slots.release()
         self._all_sent = not self.stopping.is_set()
         await stream.close_writing()
 
@@ -242,10 +260,10 @@ class FramesExchange:
                     raise StreamError.from_closed(answer, stream.handoff)
                 return
             self._settle(answer.frame_index)
-            if self._limit is not None:
-                self._slots.release()
             if not self._newest_only:
-                await self._answer_thread.call(self.answers.put, answer)
+                waited = time.monotonic()
+                await self._answer_thread.call(self.answers.put, answer)  # waits while the caller's queue is full
+                self._longest_hand_over_s = max(self._longest_hand_over_s, time.monotonic() - waited)
             elif not isinstance(answer, FrameDropped):
                 put_replacing(self.answers, answer)
 
@@ -294,9 +312,16 @@ class FramesExchange:
         if self.ring is not None:  # the server may be another now, behind the same address (a crash, a restart)
             await self._check_shared_memory()
 
+    async def _wait_for_room(self) -> None:
+        """Wait until fewer than the limit's frames are unanswered (at once without a limit)."""
+        while self._limit is not None and len(self._in_flight) >= self._limit:
+            self._room.clear()
+            await self._room.wait()
+
     def _settle(self, index: int) -> None:
         """Frame ``index`` is not in flight any more (answered, not sent, or its answer lost)."""
         self._in_flight.discard(index)
+        self._room.set()
         if self.ring is not None:
             self.ring.settled(index)
 

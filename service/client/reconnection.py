@@ -55,13 +55,15 @@ def reconnect_options(options: StreamOptions, resume_window_s: float | None = No
 
 def worth_reconnecting(error: StreamError, rereads_token: bool = False) -> bool:
     """Whether a reconnection tries to continue a stream after ``error``: the connection was lost, the server is
-    shutting down or not ready yet (another server may take over the target, and a drain hands the state over), it
-    took the stream from this client for not reading its replies (the stream waits for a resume), or it reclaimed
-    the stream for sending no frame within its idle timeout (a loop body that stalled with its window full: the
-    state of the last answer, which a reconnecting stream asks for, continues it); with ``rereads_token`` (a token
-    read again before each try), also when the server refused the token: a rotation revoked it while the stream
-    ran, and the stream waits for a resume with the next token."""
-    codes = (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING, ErrorCode.STREAM_EXPIRED)
+    shutting down or not ready yet (another server may take over the target, and a drain hands the state over), or
+    it took the stream from this client for not reading its replies (the stream waits for a resume); with
+    ``rereads_token`` (a token read again before each try), also when the server refused the token: a rotation
+    revoked it while the stream ran, and the stream waits for a resume with the next token.
+
+    Not after ``STREAM_EXPIRED`` (no frame came within the idle timeout): a source that stopped delivering frames
+    would be continued, and expire, again and again; :func:`~service.client.blocking.stream_frames` makes its own
+    exception for a stream that expired while its window waited for the caller."""
+    codes = (ErrorCode.SHUTTING_DOWN, ErrorCode.NOT_READY, ErrorCode.CLIENT_NOT_READING)
     revoked = rereads_token and error.code == ErrorCode.UNAUTHENTICATED
     return error.connection_lost or error.code in codes or revoked
 
@@ -97,11 +99,11 @@ class StreamClients:
         return client
 
     async def close_unused(self, current: Client) -> None:
-        """Close every client but ``current`` (the stream's, after a reconnect)."""
-        unused = [client for client in self.clients if client is not current]
-        self.clients = [client for client in self.clients if client is current]
-        for client in unused:
+        """Close every client but ``current`` (the stream's, after a reconnect); one whose close is interrupted
+        stays for :meth:`close`."""
+        for client in [client for client in self.clients if client is not current]:
             await client.close()
+            self.clients.remove(client)
 
     async def close(self) -> None:
         """Close every client."""
@@ -135,8 +137,9 @@ async def continue_stream(
     before_try: Callable[[StreamError, int, float], None],
     rereads_token: bool = False,
 ) -> Continuation:
-    """Continue ``stream`` after ``error`` with up to ``max_tries`` :meth:`ClientStream.reconnect` tries, each after
-    :func:`reconnect_wait_s`, while the last failure is :func:`worth_reconnecting`.
+    """Continue ``stream`` after ``error`` (which the caller found worth it) with up to ``max_tries``
+    :meth:`ClientStream.reconnect` tries, each after :func:`reconnect_wait_s`, while each try's failure is
+    :func:`worth_reconnecting`.
 
     Args:
         stream: the stream to continue.
@@ -151,7 +154,7 @@ async def continue_stream(
         The outcome; the stream's re-sent frames are in :attr:`ClientStream.unanswered`.
     """
     last, tries = error, 0
-    while tries < max_tries and worth_reconnecting(last, rereads_token):
+    while tries < max_tries:
         tries += 1
         wait_s = reconnect_wait_s(tries)
         before_try(last, tries, wait_s)
@@ -160,6 +163,8 @@ async def continue_stream(
             opened = await stream.reconnect(client_for(last))
         except StreamError as failure:
             last = failure
+            if not worth_reconnecting(last, rereads_token):
+                break
             continue
         return Continuation(opened, tries, last)
     return Continuation(None, tries, last)

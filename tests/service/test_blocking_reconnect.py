@@ -24,6 +24,7 @@ from service.client.daemon_calls import DaemonCalls
 from service.client.frames_exchange import FramesExchange
 from service.client.reconnection import DEFAULT_RESUME_WINDOW_S, StreamClients, reconnect_options
 from service.client.stream import ClientStream
+from service.errors import ErrorCode
 
 OPTIONS = StreamOptions(outputs=frozenset({Output.SLOTS}))
 
@@ -274,7 +275,7 @@ def _camera(clip: list[np.ndarray], fps: float) -> Iterator[np.ndarray]:
 
 def _answers_of_a_stalling_loop(target: str, frames, options: StreamOptions, at: int, stall_s: float) -> list[object]:
     answers = []
-    for answer in stream_frames(target, frames, options, reconnect=3):
+    for answer in stream_frames(target, frames, options, window=2, reconnect=3):
         answers.append(answer)
         if answer.frame_index == at:
             time.sleep(stall_s)  # the loop body stalls: nothing reads the answers, nothing sends
@@ -282,14 +283,15 @@ def _answers_of_a_stalling_loop(target: str, frames, options: StreamOptions, at:
 
 
 def test_a_loop_body_that_stalls_past_the_idle_timeout_is_continued_exactly(start_server, caplog):
-    """The body stalls 2.5 s with the window full: the server reclaims the stream after its idle timeout (1 s) or
-    takes it for not reading its replies; the loop continues it from the last answer's state, exactly."""
+    """The body stalls 4 s with the window full (2 frames, and 8 answers waiting for the loop): the server reclaims
+    the stream after its idle timeout (1 s, checked each second); the loop continues it from the last answer's
+    state, exactly."""
     server = start_server()
     clip = make_video(seed=78, frames=24)
     options = dataclasses.replace(OPTIONS, idle_timeout_s=1.0)
     with caplog.at_level(logging.WARNING, logger="service.client"):
-        answers = _answers_of_a_stalling_loop(server.target, clip, options, at=5, stall_s=2.5)
-    assert "continued (" in _messages(caplog), _messages(caplog)
+        answers = _answers_of_a_stalling_loop(server.target, clip, options, at=5, stall_s=4.0)
+    assert "STREAM_EXPIRED" in _messages(caplog) and "continued (handed_off)" in _messages(caplog), _messages(caplog)
     _assert_every_frame_once_and_exact(answers, clip, server)  # type: ignore[arg-type]
 
 
@@ -317,3 +319,56 @@ def test_a_live_loop_with_tries_allowed_keeps_no_more_frames_unanswered_than_a_r
     most_unanswered[0] = 0
     list(stream_frames(server.target, clip, options))  # without tries, live mode sends as the camera gives
     assert most_unanswered[0] > 4, most_unanswered[0]
+
+
+def test_a_source_that_stops_delivering_frames_ends_the_loop_with_the_expiry_not_a_try(start_server, caplog):
+    """The frames iterator has no frame for longer than the idle timeout (a camera that stopped): the loop ends with
+    ``STREAM_EXPIRED``, as without tries; continuing it would only expire again, for as long as the camera is gone."""
+    server = start_server()
+    clip = make_video(seed=80, frames=10)
+    camera_back = threading.Event()
+
+    def camera() -> Iterator[np.ndarray]:
+        yield from clip[:5]
+        camera_back.wait(30)  # stopped
+        yield from clip[5:]
+
+    options = dataclasses.replace(OPTIONS, idle_timeout_s=1.0)
+    received = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="service.client"), pytest.raises(StreamError) as raised:
+            for answer in stream_frames(server.target, camera(), options, reconnect=3):
+                received.append(answer.frame_index)
+    finally:
+        camera_back.set()
+    assert raised.value.code == ErrorCode.STREAM_EXPIRED, raised.value
+    assert received == list(range(5)) and "reconnecting" not in _messages(caplog), _messages(caplog)
+
+
+def test_the_live_limit_follows_the_server_the_stream_continued_on(start_server, proxy_to, monkeypatch):
+    """The stream continues on a server with a shorter resume history than the first one's: from then on no more
+    frames are left unanswered than that one can resume from."""
+    factory, _ = slow_factory(delay_s=0.05)
+    first = start_server(engine_factory=factory, resume_history=32)
+    second = start_server(engine_factory=slow_factory(delay_s=0.05)[0], resume_history=4)
+    proxy = proxy_to(first.target)
+    clip = make_video(seed=81, frames=60)
+    unanswered_by_history: dict[int, int] = {}
+    send = ClientStream.send
+
+    async def counted(stream: ClientStream, *args, **kwargs):
+        history = stream.opened.resume_history if stream.opened is not None else 0
+        unanswered = len(stream.unanswered) + 1  # with this frame
+        unanswered_by_history[history] = max(unanswered_by_history.get(history, 0), unanswered)
+        return await send(stream, *args, **kwargs)
+
+    def cut_off() -> None:
+        proxy.upstream = second.target
+        proxy.drop()
+
+    monkeypatch.setattr(ClientStream, "send", counted)
+    watcher = after_frame(first, 5, cut_off)
+    answers = list(stream_frames(proxy.target, clip, dataclasses.replace(OPTIONS, live=True), reconnect=3))
+    watcher.join(30)
+    assert [answer.frame_index for answer in answers] == list(range(len(clip)))
+    assert unanswered_by_history[32] > 4 and unanswered_by_history[4] <= 4, unanswered_by_history
