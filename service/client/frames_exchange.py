@@ -112,9 +112,10 @@ class FramesExchange:
     error, replacing one not taken yet), until the stream is closed.
 
     With ``reconnect`` tries allowed, a lost connection, a server's shutdown (:func:`worth_reconnecting`) or an
-    expiry while the window waited for the caller (:meth:`_worth_a_try`) is followed by up to that many
-    :meth:`ClientStream.reconnect` tries; the frames sent and not answered are re-sent, and the frame being read or
-    sent when the call ended is sent after them, so every frame reaches the stream's state once, in order. A frame
+    expiry after the caller kept the answers waiting (a stalled loop body: :meth:`_worth_a_try`) is followed by up to
+    that many :meth:`ClientStream.reconnect` tries; the frames sent and not answered are re-sent, and the frame
+    being read or sent when the call ended is sent after them, so every frame reaches the stream's state once, in
+    order. A frame
     the continued state already holds but whose answer was lost with the call (a hand-off newer than the last
     answer) is logged and gets no answer.
 
