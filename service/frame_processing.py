@@ -106,9 +106,6 @@ async def process_frame(
     )
 
 
-__all__ = ["DecodedFrame", "process_frame"]
-
-
 async def step_mask_outputs(
     step: StepResult, masks: MaskRequest, executor: Executor
 ) -> tuple[MaskOutputs, float, float]:
@@ -122,3 +119,6 @@ async def step_mask_outputs(
     # model masks [K, h, w] -> [1, K, h, w]: a batch of one
     made, post_s = await run_timed(executor, mask_outputs, step.model_masks[None], [masks])
     return made[0], post_s, time.perf_counter() - started - post_s
+
+
+__all__ = ["DecodedFrame", "process_frame", "step_mask_outputs"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import queue
 import sys
 import threading
@@ -16,14 +15,11 @@ from typing import Any
 from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.encoding import ImageLike
-from service.client.frames_exchange import DONE, FramesExchange, SourceExit
+from service.client.frames_exchange import DONE, FramesExchange, SourceExit, reads_shared_memory
 from service.client.reconnection import RECONNECT_CHANNEL_OPTIONS, StreamClients, reconnect_options
 from service.client.shared_frames import RingSender
-from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
 from service.types import FrameResponse, StreamOptions
-
-_log = logging.getLogger("service.client")
 
 TimedFrame = tuple[ImageLike, int | None]
 """A frame with its capture time, as :func:`stream_frames` takes it: ``(image, capture_time_ns)``, the time in
@@ -158,13 +154,11 @@ def stream_frames(
         ring = RingSender(max(window, 1) + 1) if shared_memory else None  # a slot more than the frames in flight
         try:
             stream = await clients.clients[0].open(options, model=model)
-            if shared_memory:
-                await _check_shared_memory(stream)
-            if reconnect and stream.opened is not None and stream.opened.options.resume_window_s <= 0:
-                _log.warning(
-                    "stream %s: the server keeps no resume window (its --max-resume-window-s is 0): a reconnection "
-                    "can only continue the stream from the state its last answer carried",
-                    stream.stream_id,
+            if shared_memory and not await reads_shared_memory(stream):
+                await stream.close()
+                raise ValueError(
+                    "shared_memory=True: the server does not read shared memory for this client (start it with "
+                    "--shared-memory, on this host, and connect over loopback)"
                 )
             exchange = FramesExchange(
                 stream,
@@ -209,22 +203,6 @@ def stream_frames(
             call.cancel()  # a no-op once the call has ended
             frame_thread.stop()
             answer_thread.stop()
-
-
-async def _check_shared_memory(stream: ClientStream) -> None:
-    """Refuse ``shared_memory=True`` when the server of ``stream`` does not read shared memory for this client.
-
-    Raises:
-        ValueError: it does not (the stream is closed first).
-    """
-    assert stream.opened is not None
-    card = await stream.client.describe(stream.opened.model)
-    if not card.shared_memory:
-        await stream.close()
-        raise ValueError(
-            "shared_memory=True: the server does not read shared memory for this client (start it with "
-            "--shared-memory, on this host, and connect over loopback)"
-        )
 
 
 def _wait_for_the_end(call: Future[None], answers: queue.Queue[Any], timeout_s: float) -> None:

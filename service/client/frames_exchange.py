@@ -69,6 +69,16 @@ def image_and_time(item: Any, index: int) -> tuple[Any, int | None]:
     return image, number
 
 
+async def reads_shared_memory(stream: ClientStream) -> bool:
+    """Whether the server of ``stream`` reads shared memory for this client (its model card says).
+
+    Raises:
+        StreamError: the card cannot be read.
+    """
+    assert stream.opened is not None
+    return (await stream.client.describe(stream.opened.model)).shared_memory
+
+
 def _next_frame(iterator: Iterator[Any]) -> Any:
     """The next frame, :data:`DONE` at the end; an exit the iterator raises comes back as :class:`SourceExit`."""
     try:
@@ -167,6 +177,13 @@ class FramesExchange:
                 original error, with a note on the failed tries).
             SourceExit, Exception: what reading the frames raised (the answers to the frames sent come first).
         """
+        opened = self.stream.opened
+        if reconnect and opened is not None and opened.options.resume_window_s <= 0:
+            _log.warning(
+                "stream %s: the server keeps no resume window (its --max-resume-window-s is 0): a reconnection can "
+                "only continue the stream from the state its last answer carried",
+                opened.stream_id,
+            )
         live = self._limit is None
         while True:
             if live and reconnect:
@@ -332,12 +349,11 @@ class FramesExchange:
         re-sent from their slots (at most those that were in flight) are then answered
         ``SHARED_MEMORY_UNAVAILABLE``."""
         stream = self.stream
-        assert stream.opened is not None
         try:
-            card = await stream.client.describe(stream.opened.model)
+            reads = await reads_shared_memory(stream)
         except StreamError:
             return
-        if not card.shared_memory:
+        if not reads:
             _log.warning(
                 "stream %s: the server it continued on does not read shared memory for this client: later frames "
                 "go as bytes",

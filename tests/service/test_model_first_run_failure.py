@@ -18,14 +18,18 @@ from service.backends.torch_backend import ModelRunError
 from service.engine import load_engine
 
 
-class EvalShapeBug(Transition):
-    """A transition that trains, but adds a channel to the slots in eval mode (a plugin's bug)."""
-
-    name = "eval_shape_bug"
+class _Projecting(Transition):
+    """A transition that projects the previous slots; the subclasses add their bugs to ``forward``."""
 
     def __init__(self, slot_dim: int) -> None:
         super().__init__()
         self.projection = torch.nn.Linear(slot_dim, slot_dim)
+
+
+class EvalShapeBug(_Projecting):
+    """A transition that trains, but adds a channel to the slots in eval mode (a plugin's bug)."""
+
+    name = "eval_shape_bug"
 
     def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
         """Project the previous slots (with one channel too many at inference)."""
@@ -77,14 +81,10 @@ def test_the_server_says_it_could_not_load_the_model_and_where_it_failed(buggy_m
     assert f"{__file__}:{BUG_LINE}" in err
 
 
-class LibraryBug(Transition):
+class LibraryBug(_Projecting):
     """A transition whose eval-mode call into numpy fails inside numpy."""
 
     name = "library_bug"
-
-    def __init__(self, slot_dim: int) -> None:
-        super().__init__()
-        self.projection = torch.nn.Linear(slot_dim, slot_dim)
 
     def forward(self, past_slots: tuple[Slots, ...], past_features: tuple[Features, ...]) -> Slots:
         """Project the previous slots (after a numpy call that fails at inference)."""
