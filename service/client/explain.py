@@ -108,15 +108,32 @@ def unanswered_error(waiting: list[int]) -> StreamError:
     )
 
 
+def unkept_stream_error(opened: StreamOpened, *, handed_off: bool) -> StreamError | None:
+    """Why :meth:`ClientStream.reconnect` need not ask the server to resume the stream ``opened``, as it is known
+    not to keep it: the server granted no resume window, or released the stream with its state (``handed_off``: a
+    drain's :class:`StreamClosed` since that open). ``None`` when a resume may succeed. Skipping the resume saves
+    a round trip and a refusal the server would count."""
+    if handed_off:
+        why = "the server released it with its state when it closed it"
+    elif opened.options.resume_window_s <= 0:
+        why = "the server granted it no resume window (resume_window_s 0), so it freed it when the call ended"
+    else:
+        return None
+    return StreamError(
+        grpc.StatusCode.NOT_FOUND, ErrorCode.UNKNOWN_STREAM, f"stream {opened.stream_id!r} cannot be resumed: {why}"
+    )
+
+
 def stale_handoff_error(
     opened: StreamOpened | None, error: StreamError, handoff: StateHandoff, newest: int
 ) -> StreamError:
-    """Why :meth:`ClientStream.reconnect` cannot continue from ``handoff`` after the resume failed with ``error``:
-    frames up to ``newest`` were answered after the state it holds, and they are not kept to be sent again."""
+    """Why :meth:`ClientStream.reconnect` cannot continue from ``handoff`` when the stream cannot be resumed
+    (``error`` says why): frames up to ``newest`` were answered after the state it holds, and they are not kept to be
+    sent again."""
     return StreamError(
         grpc.StatusCode.FAILED_PRECONDITION,
         ErrorCode.RESUME_POINT_UNAVAILABLE,
-        f"stream {stream_name(opened)} cannot be continued exactly: the resume failed ({error}), and the "
+        f"stream {stream_name(opened)} cannot be continued exactly: it cannot be resumed ({error}), and the "
         f"only state this client holds is the one after frame {handoff.last_frame_index}, while frames up to "
         f"{newest} were answered since; continuing from it would silently undo them (this client does not keep "
         "answered frames to send them again). Ask for the STATE output (StreamOptions(outputs=...)) to keep the "
@@ -215,4 +232,5 @@ __all__ = [
     "stale_handoff_error",
     "stream_name",
     "unanswered_error",
+    "unkept_stream_error",
 ]

@@ -22,6 +22,7 @@ from service.client.explain import (
     stale_handoff_error,
     staleness_ignored_error,
     unanswered_error,
+    unkept_stream_error,
 )
 from service.client.frame_ledger import FrameLedger
 from service.client.frame_sizing import sized_frame_request
@@ -44,6 +45,11 @@ from service.types import (
 
 if TYPE_CHECKING:
     from service.client.connection import Client
+
+
+_NOT_RESUMABLE = (ErrorCode.UNKNOWN_STREAM, ErrorCode.STREAM_EXPIRED, ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER)
+"""The codes of a resume refused because the server does not keep the stream for this call:
+:meth:`ClientStream.reconnect` then continues it another way."""
 
 
 class ClientStream(StreamCall):
@@ -390,7 +396,8 @@ class ClientStream(StreamCall):
     async def reconnect(self, client: Client | None = None) -> StreamOpened:
         """Continue the stream on a new call, then re-send the frames that were sent but never answered.
 
-        First tries to resume (same server, within the stream's resume window); if that server does not
+        First tries to resume (same server, within the stream's resume window; not tried when the server granted
+        no window or released the stream with its state); if that server does not
         know the stream and a :attr:`handoff` state is known, continues from it instead (any server with
         the same model version); if no frame has reached the stream's state yet (a shutdown before its first
         result), opens it anew with the same id and options, which is exact as there is no state to lose. A
@@ -418,24 +425,18 @@ class ClientStream(StreamCall):
             await self._reader.let_the_server_end()
         self._client = client or self._client
         self.cancel()
-        resume = ResumeRequest(self.opened.resume_token, self.last_answered_index)
         base = self._request
-        try:
-            await self._start(OpenRequest(base.stream_id, base.model, base.options, resume=resume))
-        except StreamError as error:
-            gone = (ErrorCode.UNKNOWN_STREAM, ErrorCode.STREAM_EXPIRED, ErrorCode.SHUTTING_DOWN, ErrorCode.TAKEN_OVER)
-            if error.code not in gone:
-                raise
-            folded = self._frames.folded_index
-            if self.handoff is None and folded is None:
-                # Nothing reached the state yet: a new stream starts from the same (initial) state.
-                await self._start(OpenRequest(base.stream_id, base.model, base.options))
-            elif self.handoff is None:
-                raise
-            elif folded is not None and folded > self.handoff.last_frame_index:
-                raise stale_handoff_error(self.opened, error, self.handoff, folded) from error
-            else:
-                await self._start(OpenRequest(base.stream_id, base.model, base.options, handoff=self.handoff))
+        not_kept = unkept_stream_error(self.opened, handed_off=self._handed_off)
+        if not_kept is None:
+            resume = ResumeRequest(self.opened.resume_token, self.last_answered_index)
+            try:
+                await self._start(OpenRequest(base.stream_id, base.model, base.options, resume=resume))
+            except StreamError as error:
+                if error.code not in _NOT_RESUMABLE:
+                    raise
+                not_kept = error
+        if not_kept is not None:
+            await self._continue_without_resume(base, not_kept)
         assert self.opened is not None
         pending = self._frames.keep_after(self.opened.last_frame_index)  # unanswered until answered
         for request in pending:
@@ -443,6 +444,21 @@ class ClientStream(StreamCall):
         return self.opened
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    async def _continue_without_resume(self, base: OpenRequest, not_kept: StreamError) -> None:
+        """For :meth:`reconnect`, where the server does not keep the stream (``not_kept`` says why): continue it
+        from its hand-off, or open it anew when no frame reached its state yet; else raise ``not_kept``."""
+        assert self.opened is not None
+        folded = self._frames.folded_index
+        if self.handoff is None and folded is None:
+            # Nothing reached the state yet: a new stream starts from the same (initial) state.
+            await self._start(OpenRequest(base.stream_id, base.model, base.options))
+        elif self.handoff is None:
+            raise not_kept
+        elif folded is not None and folded > self.handoff.last_frame_index:
+            raise stale_handoff_error(self.opened, not_kept, self.handoff, folded) from not_kept
+        else:
+            await self._start(OpenRequest(base.stream_id, base.model, base.options, handoff=self.handoff))
 
     async def _prepare(
         self,

@@ -124,6 +124,26 @@ def test_a_server_shutdown_continues_on_the_server_that_takes_over_the_target(st
     assert f"the server at {proxy.target} is shutting down" in logged, logged
     assert "continued (handed_off) after frame" in logged, logged
     _assert_every_frame_once_and_exact(answers, clip, draining)
+    refused = replacement.metric("slotstream_calls_refused_total", {"code": "unknown_stream"})
+    assert refused == 0, "the drained stream is not asked of the replacement as a resume first"
+
+
+def test_a_server_without_a_resume_window_is_not_asked_to_resume(start_server, proxy_to, caplog):
+    """A server started with ``--max-resume-window-s 0`` frees a stream when its call ends: after a lost connection
+    the stream continues from the state its last answer carried, exactly, with no resume asked for first (the
+    server would refuse it and count the refusal)."""
+    factory, _ = slow_factory(delay_s=0.02)
+    server = start_server(engine_factory=factory, max_resume_window_s=0.0)
+    proxy = proxy_to(server.target)
+    clip = make_video(seed=75, frames=30)
+    watcher = after_frame(server, 10, proxy.drop)
+    with caplog.at_level(logging.WARNING, logger="service.client"):
+        answers = _answers(proxy.target, clip, reconnect=3)
+    watcher.join(30)
+    logged = _messages(caplog)
+    assert "the server keeps no resume window" in logged and "continued (handed_off) after frame" in logged, logged
+    _assert_every_frame_once_and_exact(answers, clip, server)
+    assert server.metric("slotstream_calls_refused_total", {"code": "unknown_stream"}) == 0
 
 
 def test_without_reconnect_a_dropped_connection_ends_the_loop(start_server, proxy_to):
@@ -362,13 +382,16 @@ def test_the_live_limit_follows_the_server_the_stream_continued_on(start_server,
         unanswered_by_history[history] = max(unanswered_by_history.get(history, 0), unanswered)
         return await send(stream, *args, **kwargs)
 
-    def cut_off() -> None:
-        proxy.upstream = second.target
-        proxy.drop()
+    def camera() -> Iterator[np.ndarray]:
+        for index, frame in enumerate(clip):
+            if index == 40:  # cut by the camera's own progress: a live server drops frames, so its count jumps
+                proxy.upstream = second.target
+                proxy.drop()
+                time.sleep(1.0)  # the stream continues on the second server while this frame is being read
+            yield frame
 
     monkeypatch.setattr(ClientStream, "send", counted)
-    watcher = after_frame(first, 5, cut_off)
-    answers = list(stream_frames(proxy.target, clip, dataclasses.replace(OPTIONS, live=True), reconnect=3))
-    watcher.join(30)
+    answers = list(stream_frames(proxy.target, camera(), dataclasses.replace(OPTIONS, live=True), reconnect=3))
+    assert proxy.drops == 1
     assert [answer.frame_index for answer in answers] == list(range(len(clip)))
     assert unanswered_by_history[32] > 4 and unanswered_by_history[4] <= 4, unanswered_by_history
