@@ -68,6 +68,13 @@ class FrameEncoder:
             self.png_frames += 1
         return encoded
 
+    def stop_sharing_memory(self) -> None:
+        """Send the later frames as bytes, and remove the ring (for a server that does not read it: the frames
+        already sent from it are refused there, so nothing reads it any more)."""
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+
     def close(self) -> None:
         """End the encoding thread, if one was started, after the frame it is encoding, and remove the ring."""
         if self._worker is not None:

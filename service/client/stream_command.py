@@ -31,6 +31,7 @@ from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
 from service.client.exchange import mark_seen, send_while_receiving
 from service.client.frame_encoder import FrameEncoder
+from service.client.frames_exchange import reads_shared_memory
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.reconnection import (
     StreamClients,
@@ -496,6 +497,8 @@ class _StreamRun:
         after = "its start" if opened.last_frame_index is None else f"frame {opened.last_frame_index}"
         print(f"continued the stream ({opened.kind.name.lower()}) after {after}", file=sys.stderr)
         await self._clients.close_unused(stream.client)  # a run through many rolling updates holds one connection
+        if self.encoder.ring is not None:  # the server may be another now, behind the same address
+            await self._check_shared_memory()
         now = self._next_send = time.perf_counter()  # --fps goes on from now, not in a burst for the time lost
         resent = set(stream.unanswered)
         for index in list(self._in_flight):
@@ -506,6 +509,23 @@ class _StreamRun:
                 if self.trajectory is not None:
                     self.trajectory.add_missing(index, UNANSWERED)
                 self._window.release()
+
+    async def _check_shared_memory(self) -> None:
+        """After a reconnect: send the later frames as bytes when the server the stream continued on does not read
+        shared memory for this client, saying so (a card that cannot be read leaves it on: the frames' answers will
+        say). The frames re-sent from the ring (at most ``--window``) are then refused ``SHARED_MEMORY_UNAVAILABLE``
+        there."""
+        try:
+            reads = await reads_shared_memory(self.stream)
+        except StreamError:
+            return
+        if not reads:
+            print(
+                "warning: --shared-memory: the server the stream continued on does not read shared memory for this "
+                "client; later frames go as bytes",
+                file=sys.stderr,
+            )
+            self.encoder.stop_sharing_memory()
 
     def _client_to_reconnect_with(self, error: StreamError) -> Client | None:
         """The client the next try reconnects with: a new one after ``SHUTTING_DOWN`` (the stream's connection

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -107,6 +108,34 @@ def test_with_reconnect_a_server_shutdown_continues_on_the_server_that_takes_ove
     assert f"the server at {proxy.target} is shutting down" in error, error
     assert "continued the stream (handed_off) after frame" in error, error
     _assert_every_frame_once_and_exact(tmp_path, clip, draining.model_dir)
+
+
+def test_with_reconnect_and_shared_memory_a_server_without_it_gets_the_later_frames_as_bytes(
+    start_server, proxy_to, tmp_path, capsys
+):
+    """The shared-memory server behind the target drains and one without shared memory takes over the address:
+    the stream continues there, the frames after the reconnect go as bytes and are answered (only frames re-sent
+    from the ring, at most ``--window``, may be refused as unreadable), and the ring's segment is removed."""
+    factory, _ = slow_factory(delay_s=0.02)
+    draining, replacement = start_server(shared_memory=True, engine_factory=factory), start_server()
+    proxy = proxy_to(draining.target)
+    clip = make_video(seed=64, frames=30)
+    folder = _frames_folder(tmp_path / "frames", clip)
+    segments_before = set(os.listdir("/dev/shm"))
+    take_over = TakeOver(proxy, draining, replacement)
+    jsonl = tmp_path / "results.jsonl"
+    command = ["stream", str(folder), "--target", proxy.target, "--shared-memory", "--window", "2"]
+    main([*command, "--reconnect", "6", "--jsonl", str(jsonl)])
+    take_over.join()
+    error = capsys.readouterr().err
+    assert "continued the stream (handed_off) after frame" in error, error
+    assert "the server the stream continued on does not read shared memory for this client" in error, error
+    outcomes = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["frame_index"] for line in outcomes] == list(range(len(clip)))
+    refused = [line for line in outcomes if line["outcome"] != "result"]
+    assert len(refused) <= 2 and all("SHARED_MEMORY_UNAVAILABLE" in json.dumps(line) for line in refused), refused
+    assert all(line["outcome"] == "result" for line in outcomes[-10:]), outcomes[-10:]
+    assert set(os.listdir("/dev/shm")) <= segments_before, "the ring is removed"
 
 
 def test_with_reconnect_a_slow_drain_continues_on_another_server_over_a_new_connection(
