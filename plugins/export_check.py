@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plugins.extras import install_command
 from plugins.interfaces import ContractViolation
 from plugins.model import VideoSlotModel
 from plugins.registry import ComponentRegistry
@@ -37,8 +38,8 @@ def check_exportable(
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
     if missing:
         raise ImportError(
-            f"check_exportable exports with {' and '.join(missing)}, which is not installed: pip install "
-            "'onnx>=1.17' 'onnxscript>=0.5' (slotstream's own requirements, which pip install -e . installs)"
+            f"check_exportable exports with {' and '.join(missing)}, which the export extra installs: "
+            f"{install_command('export')}"
         )
     from training.export.batch_axis import fixed_batch_diagnosis
     from training.export.errors import ExportError

@@ -56,6 +56,11 @@ def missing_module(extra: str) -> str | None:
     return None
 
 
+def install_command(extra: str) -> str:
+    """The ``pip install`` line that brings ``extra`` (any extra of pyproject.toml, e.g. ``onnx``)."""
+    return f"pip install '{PROJECT}[{extra}]'"
+
+
 def require_extra(extra: str, command: str) -> None:
     """Return when ``extra`` is installed; otherwise print one line to stderr and exit with status 2.
 
@@ -70,8 +75,7 @@ def require_extra(extra: str, command: str) -> None:
     if missing is None:
         return
     print(
-        f"{command}: needs the {extra!r} extra (its module {missing!r} is not installed): "
-        f"pip install '{PROJECT}[{extra}]'",
+        f"{command}: needs the {extra!r} extra (its module {missing!r} is not installed): {install_command(extra)}",
         file=sys.stderr,
     )
     raise SystemExit(2)

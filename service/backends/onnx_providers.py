@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from plugins.extras import install_command
 from service.engine import BackendUnavailable
 
 GPU_INSTALL = "pip install --extra-index-url https://pypi.nvidia.com -e '.[gpu]'"
@@ -222,7 +223,7 @@ def check_one_onnxruntime(choice: ProviderChoice, installed: Mapping[str, str]) 
         f"both ONNX Runtime builds are installed ({versions}): they install the same onnxruntime module, so which "
         "one runs is whichever was installed last, possibly in part. Remove both (pip uninstall -y onnxruntime "
         f"onnxruntime-gpu; removing only one deletes files the other needs), then install one: {GPU_INSTALL} for "
-        f"GPUs (see {GPU_GUIDE}), or pip install -e '.[onnx]' for the CPU"
+        f"GPUs (see {GPU_GUIDE}), or {install_command('onnx')} for the CPU"
     )
     if choice.kind == "cpu":
         return message
@@ -271,6 +272,6 @@ def import_onnxruntime() -> Any:
         import onnxruntime
     except ImportError as error:
         raise BackendUnavailable(
-            f"the onnx backend needs ONNX Runtime: pip install -e '.[onnx]' (CPU), or for GPUs {GPU_EXTRA}"
+            f"the onnx backend needs ONNX Runtime: {install_command('onnx')} (CPU), or for GPUs {GPU_EXTRA}"
         ) from error
     return onnxruntime

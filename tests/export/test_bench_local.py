@@ -71,7 +71,7 @@ def test_a_model_directory_without_onnx_runtime_is_refused_in_one_line(model_dir
     assert bench_main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "has no manifest.json and must be exported first" in error
-    assert "pip install -e '.[onnx]'" in error
+    assert "pip install 'slotstream[onnx]'" in error
 
 
 def test_bench_without_local_explains(capsys):

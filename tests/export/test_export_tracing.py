@@ -171,7 +171,9 @@ def test_check_exportable_names_what_to_install_without_onnx(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
-    with pytest.raises(ImportError, match=r"exports with onnx, which is not installed: pip install 'onnx>=1.17'"):
+    with pytest.raises(
+        ImportError, match=r"exports with onnx, which the export extra installs: pip install 'slotstream\[export\]'"
+    ):
         check_exportable(tiny_model_config())
 
 

@@ -79,7 +79,7 @@ def test_onnxruntime_missing_gives_the_steps(monkeypatch):
     with pytest.raises(ImportError) as export_refused:
         parity.import_onnxruntime()
     for message in (str(refused.value), str(export_refused.value)):
-        assert "pip install -e '.[onnx]'" in message and STEPS in message and not bare_extra(message)
+        assert "pip install 'slotstream[onnx]'" in message and STEPS in message and not bare_extra(message)
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from plugins import VideoSlotModel
+from plugins.extras import install_command
 from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE, near_ties, segment
 from service.backends.manifest import (
     FIRST_STEP,
@@ -111,7 +112,7 @@ def import_onnxruntime() -> Any:
         from service.backends.onnx_providers import GPU_EXTRA
 
         raise ImportError(
-            "the export runs its graphs in ONNX Runtime, which is not installed: pip install -e '.[onnx]' (the CPU "
+            f"the export runs its graphs in ONNX Runtime, which is not installed: {install_command('onnx')} (the CPU "
             f"build), or on a GPU machine the GPU build: {GPU_EXTRA}"
         ) from error
     return onnxruntime

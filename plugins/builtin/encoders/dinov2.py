@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plugins.extras import install_command
 from plugins.interfaces import Encoder
 from plugins.types import EncoderOutput, Frames
 
@@ -50,9 +51,9 @@ class DINOv2Encoder(Encoder):
         super().__init__()
         try:
             import timm
-        except ImportError as error:  # pragma: no cover - timm is a default dependency
+        except ImportError as error:  # pragma: no cover - the server extra, which models need, installs timm
             raise ImportError(
-                "the dinov2 encoder needs timm: pip install slotstream (timm is a default dependency)"
+                f"the dinov2 encoder needs timm, which the server extra installs: {install_command('server')}"
             ) from error
         self.backbone: Any = timm.create_model(
             TIMM_ARCHITECTURE, pretrained=False, img_size=input_size, num_classes=0, depth=depth
