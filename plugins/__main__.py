@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from plugins.cli_help import command_description
 from plugins.extras import require_extra
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
@@ -20,7 +21,7 @@ from plugins.manager import BLOCK_ENV_VAR, build_plugin_manager
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m plugins", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m plugins", description=command_description(__doc__, paragraphs=2))
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="list registered components by kind")
     listing.add_argument("--json", action="store_true", help="print {kind: [sorted names]} as JSON")

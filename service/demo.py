@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
+from plugins.cli_help import command_description
 from plugins.extras import require_extra
 from plugins.files import user_path
 
@@ -26,7 +27,7 @@ from service.config_sources import ENV_PREFIX, environ_values
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m service.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m service.demo", description=command_description(__doc__))
     parser.add_argument(
         "--model-dir",
         type=user_path,

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from plugins.cli_help import command_description
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO_ROOT / "proto"
 PROTO_FILES = ("slotstream/v1/perception.proto", "inference/open_inference.proto")
@@ -128,7 +130,7 @@ def write(output_dir: Path = OUTPUT_DIR) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m service.protogen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m service.protogen", description=command_description(__doc__))
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if the stubs are stale")
     args = parser.parse_args(argv)
     if args.check:

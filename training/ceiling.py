@@ -26,6 +26,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from plugins.cli_help import command_description
 from plugins.extras import require_extra
 from plugins.files import user_path
 
@@ -184,7 +185,7 @@ def _bottleneck(ids: Tensor, mask_size: tuple[int, int], fit_steps: int) -> Tens
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=command_description(__doc__))
     parser.add_argument("--data", required=True, help="data spec with masks (synthetic:<level>, davis:<root>, ...)")
     parser.add_argument(
         "--mask-size",

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from plugins.cli_help import command_description
 from plugins.extras import require_extra
 from plugins.files import user_path, user_path_text
 
@@ -91,7 +92,7 @@ def format_by_object_count(groups: Mapping[int, DiscoveryScores]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=command_description(__doc__))
     parser.add_argument("--model", type=user_path_text, required=True, help="a save_pretrained directory")
     parser.add_argument("--data", required=True, help="data spec with masks (synthetic:<level>, davis:<root>, ...)")
     parser.add_argument("--json", type=user_path, help="also write the scores here")

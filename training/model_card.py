@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from plugins.cli_help import command_description
 from plugins.extras import require_extra
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
@@ -105,7 +106,7 @@ def _unfinished_hint(run_dir: Path, config: TrainConfig) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m training.model_card", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.model_card", description=command_description(__doc__))
     parser.add_argument("--run", type=user_path, required=True, help="a finished training run directory")
     parser.add_argument("--out", type=user_path, required=True, help="where to publish the model")
     parser.add_argument("--davis", type=user_path_text, help="a DAVIS root to evaluate on as well")

@@ -21,6 +21,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugins.cli_help import command_description
 from plugins.extras import require_extra
 from plugins.files import user_path, user_path_text
 
@@ -182,7 +183,7 @@ def format_recall(overlaps: Sequence[ObjectOverlap]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m training.object_recall", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.object_recall", description=command_description(__doc__))
     parser.add_argument("--model", type=user_path_text, required=True, help="a save_pretrained directory")
     parser.add_argument(
         "--data", default="synthetic:medium", help="a synthetic data spec (synthetic:<level>; default: %(default)s)"

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from plugins.cli_help import command_description
 from plugins.extras import require_extra
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
@@ -58,7 +59,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def argument_parser() -> argparse.ArgumentParser:
     """The parser of the command line (model cards read a run's recorded ``command.txt`` with it too)."""
-    parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.run", description=command_description(__doc__))
     parser.add_argument(
         "--config",
         required=True,

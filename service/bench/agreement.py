@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.cli_help import command_description
 from plugins.files import user_path
 from service.bench.cli import backend_names, json_output_problems, unknown_backends, usage_error
 from service.bench.provenance import provenance, redact
@@ -158,7 +159,7 @@ def _size_problems(clips: int, frames: int, size: int) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``--agreement`` command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m service.bench --agreement", description=__doc__.splitlines()[0], allow_abbrev=False
+        prog="python -m service.bench --agreement", description=command_description(__doc__), allow_abbrev=False
     )
     parser.add_argument("--agreement", action="store_true", required=True, help="compare two backends' answers")
     parser.add_argument(

@@ -28,6 +28,7 @@ import math
 import sys
 from typing import Any
 
+from plugins.cli_help import command_description
 from plugins.files import user_path
 from service.bench.cli import json_output_problems, usage_error
 from service.bench.provenance import provenance, redact
@@ -64,7 +65,7 @@ def clip_bytes(size: tuple[int, int]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m service.bench", description=__doc__.splitlines()[0], allow_abbrev=False
+        prog="python -m service.bench", description=command_description(__doc__), allow_abbrev=False
     )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--target", help="server host:port to load")

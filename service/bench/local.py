@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from plugins.cli_help import command_description
 from plugins.files import user_path
 from plugins.model_files import run_folder_hint
 from plugins.registry import RegistryError
@@ -94,7 +95,7 @@ class Measurement:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The ``--local`` command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m service.bench --local", description=__doc__.splitlines()[0], allow_abbrev=False
+        prog="python -m service.bench --local", description=command_description(__doc__), allow_abbrev=False
     )
     parser.add_argument("--local", action="store_true", required=True, help="benchmark engines in-process")
     parser.add_argument("--model", required=True, type=user_path, help="model or export directory")

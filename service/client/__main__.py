@@ -63,6 +63,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from plugins.cli_help import command_description
 from plugins.files import check_writable, user_path
 from service.cli_limits import (
     FPS_LIMITS,
@@ -96,7 +97,7 @@ MIN_MESSAGE_BYTES = 1024 * 1024
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="python -m service.client", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m service.client", description=command_description(__doc__))
     commands = parser.add_subparsers(dest="command", required=True)
 
     stream = commands.add_parser("stream", help="stream a video, folder of frames or camera")

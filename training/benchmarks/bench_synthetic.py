@@ -11,6 +11,7 @@ import platform
 import time
 from collections.abc import Sequence
 
+from plugins.cli_help import command_description
 from training.datasets.synthetic import LEVELS, generate_video
 
 
@@ -25,7 +26,7 @@ def measure(level: str, videos: int, frames: int, size: int) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Prints one line per level; returns the process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=command_description(__doc__))
     parser.add_argument("--videos", type=int, default=200, help="videos per level")
     parser.add_argument("--frames", type=int, default=24, help="frames per video")
     parser.add_argument("--size", type=int, default=64, help="frame height and width")

@@ -1,4 +1,5 @@
-"""Command line: ``python -m training.datasets generate --level medium --videos N --frames T --size S --out DIR``.
+"""``python -m training.datasets generate --level medium --videos N --frames T --size S --out DIR``: synthetic
+videos on disk, as a dataset any ``davis:`` spec reads.
 
 Writes synthetic videos in the DAVIS 2017 layout (see ``training.datasets.export``). Video ``i`` is generated with
 the seed of train video ``i`` of ``synthetic:<level>`` built with the same ``--seed``, so the output is
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from plugins.cli_help import command_description
 from plugins.extras import require_extra
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
@@ -36,7 +38,7 @@ from training.datasets.synthetic_dataset import VAL_SEED_BASE, train_video_seed
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The command line and its ``generate`` command (whose usage line its errors show)."""
-    parser = argparse.ArgumentParser(prog="python -m training.datasets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.datasets", description=command_description(__doc__))
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="write a synthetic dataset in the DAVIS 2017 layout")
     gen.add_argument(
