@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 
 __all__ = [
-    "MAX_IMAGE_SIDE",
+    "MAX_INPUT_SIDE",
     "MAX_ITERATIONS",
     "MAX_SLOTS",
     "MAX_SLOT_DIM",
@@ -28,7 +28,7 @@ MAX_SLOT_DIM = 4096
 MAX_ITERATIONS = 100
 """Slot Attention iterations on a frame (first or later): the published recipes use 1 to 7."""
 
-MAX_IMAGE_SIDE = 4096
+MAX_INPUT_SIDE = 4096
 """Each side of the model's input: the service's default frame limit is 4096 x 4096 pixels."""
 
 _COUNT_BOUNDS = {
@@ -64,7 +64,7 @@ def check_model_sizes(
         TypeError: ``num_slots``, ``slot_dim``, ``first_iters`` or ``later_iters`` is not an integer (a bool is
             not), or ``image_size`` is not two integers >= 1.
         ValueError: one of them is below 1 or above its bound (:data:`MAX_SLOTS`, :data:`MAX_SLOT_DIM`,
-            :data:`MAX_ITERATIONS`, :data:`MAX_IMAGE_SIDE`), naming each such value, its bound and the reason.
+            :data:`MAX_ITERATIONS`, :data:`MAX_INPUT_SIDE`), naming each such value, its bound and the reason.
     """
     counts = {"num_slots": num_slots, "slot_dim": slot_dim, "first_iters": first_iters, "later_iters": later_iters}
     for name, value in counts.items():
@@ -75,9 +75,9 @@ def check_model_sizes(
     if not all(_is_integer(side) and side >= 1 for side in image_size):
         raise TypeError(f"image_size must be two integers >= 1 (height, width), got {image_size!r}")
     wrong = [problem for name, value in counts.items() if (problem := count_problem(name, value)) is not None]
-    if max(image_size) > MAX_IMAGE_SIDE:
+    if max(image_size) > MAX_INPUT_SIDE:
         wrong.append(
-            f"image_size must be at most {MAX_IMAGE_SIDE} a side (the service's default frame limit), "
+            f"image_size must be at most {MAX_INPUT_SIDE} a side (the service's default frame limit), "
             f"got {list(image_size)}"
         )
     if wrong:

@@ -429,7 +429,7 @@ def _check_canvas(
         )
 
 
-MAX_IMAGE_SIDE = 16384
+MAX_DECODED_SIDE = 16384
 """Longest width or height accepted, whatever ``--max-image-pixels`` allows: decoding and resizing cost per row and
 per column as well as per pixel, so a PNG of 1 x 16,000,000 pixels (31 KB) takes seconds of a decode thread that a
 4000 x 4000 one takes 0.1 s of, and would hold up every other stream's frames (8K video is 7680 wide)."""
@@ -440,10 +440,10 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         raise FrameRejected(ErrorCode.EMPTY_IMAGE, f"the image is {width}x{height} pixels")
     if width * height > max_pixels:
         raise _too_large(width, height, max_pixels)
-    if max(width, height) > MAX_IMAGE_SIDE:
+    if max(width, height) > MAX_DECODED_SIDE:
         raise FrameRejected(
             ErrorCode.IMAGE_TOO_LARGE,
-            f"the image is {width}x{height} pixels; this server accepts at most {MAX_IMAGE_SIDE} pixels on a side "
+            f"the image is {width}x{height} pixels; this server accepts at most {MAX_DECODED_SIDE} pixels on a side "
             "(a side that long costs a decode thread seconds whatever the pixel count): send frames nearer the "
             "model's aspect ratio",
         )

@@ -59,9 +59,9 @@ from training.metrics import DiscoveryScores
 from training.run_data import SAMPLE_FRAMES, ValidationData, start_batches, train_clips, validation_data
 from training.run_folder import (
     COMMAND_FILE,
-    CONFIG_FILE,
     FINAL_MODEL_DIR,
     SAMPLES_DIR,
+    TRAIN_CONFIG_FILE,
     check_foreign_folder,
     check_same_config,
     clear_samples,
@@ -222,15 +222,15 @@ def _fit(
                     )
             if config.init_from is not None and not (resume and checkpoints):  # before run_dir changes (it may lie
                 check_warm_start_source(config.init_from)  # inside); a resumed run does not read it again
-            saved_config = run_dir / CONFIG_FILE
+            saved_config = run_dir / TRAIN_CONFIG_FILE
             if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
                 moved = check_same_config(saved_config, config)
                 if moved and group.is_main:  # the same files in another folder: the run names it from now on
                     tqdm.write(record_moved_data(run_dir, config, moved))
             elif resume and checkpoints:  # nothing to hold the flags to: they could change what the run computes
                 raise FileNotFoundError(
-                    f"{run_dir} holds checkpoints but not {CONFIG_FILE}, the configuration they were trained with, "
-                    "which a resume continues from: put it back (from the folder the run was copied from), "
+                    f"{run_dir} holds checkpoints but not {TRAIN_CONFIG_FILE}, the configuration they were trained "
+                    "with, which a resume continues from: put it back (from the folder the run was copied from), "
                     "or start a new run with another --out"
                 )
             with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
@@ -252,7 +252,7 @@ def _fit(
                 # what to install, for a name nothing registers (a plain RegistryError); not for a component that
                 # cannot be built, or a name two installed plugins claim
                 hint = resume_plugin_hint(checkpoints) if type(error) is RegistryError else ""
-                raise type(error)(f"{run_dir / CONFIG_FILE}: {error} {hint}".rstrip()) from error
+                raise type(error)(f"{run_dir / TRAIN_CONFIG_FILE}: {error} {hint}".rstrip()) from error
             if components is default_registry():  # what the tools that load its models build again in their process
                 check_components_installed(run.model)
             if group.rank > 0:  # its own model noise; the weights are rank 0's (DistributedDataParallel sends them)

@@ -59,8 +59,7 @@ from training.metrics import DiscoveryScores
 from training.object_recall import object_overlaps, recall_rows
 from training.recall_chart import save_recall_chart
 from training.run_data import SAMPLE_FRAMES
-from training.run_folder import COMMAND_FILE, FINAL_MODEL_DIR
-from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
+from training.run_folder import COMMAND_FILE, FINAL_MODEL_DIR, TRAIN_CONFIG_FILE
 from training.run_history import newest_checkpoint_step, recorded_files, run_environment, steps_done, wall_time_s
 from training.visualize import sample_row_names, save_overlay
 

@@ -48,7 +48,7 @@ from training.distributed import peer_gone, shared_failure
 from training.environment import size_torch_threads
 from training.loop import FitResult, fit
 from training.machine_fit import machine_fit_problems
-from training.run_folder import CONFIG_FILE, FINAL_MODEL_DIR, check_same_config
+from training.run_folder import FINAL_MODEL_DIR, TRAIN_CONFIG_FILE, check_same_config
 from training.stop_request import RunStopped
 
 
@@ -301,7 +301,7 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
         ValueError: the run in ``--out`` was started from another experiment.
     """
     run_dir = Path(args.out or default_out(args.config))
-    saved = run_dir / CONFIG_FILE
+    saved = run_dir / TRAIN_CONFIG_FILE
     if not (args.resume and saved.is_file()):
         return load_config(args.config)
     try:
@@ -394,9 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: --out {out}: {error.strerror}: {error.filename}", file=sys.stderr)
         return 2
     final_model = Path(out) / FINAL_MODEL_DIR
-    if args.resume and (Path(out) / CONFIG_FILE).is_file():
+    if args.resume and (Path(out) / TRAIN_CONFIG_FILE).is_file():
         try:  # before saying anything of the run: a resume with other flags is refused, finished or not
-            check_same_config(Path(out) / CONFIG_FILE, config)
+            check_same_config(Path(out) / TRAIN_CONFIG_FILE, config)
         except ValueError as error:
             if not main_process:  # every process refuses the same flags: one says so
                 return 0
@@ -408,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{out} has finished all {config.steps} steps; its model is in {final_model}")
         return 0
     if args.resume and main_process:  # checkpoints without the run's configuration: fit() refuses the resume
-        started = (Path(out) / CONFIG_FILE).is_file()
+        started = (Path(out) / TRAIN_CONFIG_FILE).is_file()
         if checkpoints and started:
             print(f"resuming {out} from its checkpoint of step {checkpoint_step(checkpoints[-1])}", file=sys.stderr)
         elif not checkpoints and not started:

@@ -43,13 +43,13 @@ from training.logging_sinks import METRICS_FILE
 from training.run_data import check_data_folder
 from training.run_state import Run
 
-CONFIG_FILE = "train_config.json"
+TRAIN_CONFIG_FILE = "train_config.json"
 COMMAND_FILE = "command.txt"
-"""The command line that started a run (model cards quote it), written with ``CONFIG_FILE`` at the start."""
+"""The command line that started a run (model cards quote it), written with ``TRAIN_CONFIG_FILE`` at the start."""
 FINAL_MODEL_DIR = RUN_FINAL_MODEL_DIR
 SAMPLES_DIR = "samples"
 _STARTED_RUN_ENTRIES = (
-    CONFIG_FILE,
+    TRAIN_CONFIG_FILE,
     COMMAND_FILE,
     DATA_FILES_FILE,
     ENVIRONMENT_FILE,
@@ -63,15 +63,15 @@ contract removes those of them it created (:func:`remove_created`)."""
 
 
 def check_foreign_folder(run_dir: Path) -> None:
-    """Refuse to start a run in a folder that holds files but no run (no :data:`CONFIG_FILE`): a new run clears the
-    ``samples/`` and ``best/`` it finds and writes over ``metrics.jsonl`` and ``command.txt``, which there would be
+    """Refuse to start a run in a folder that holds files but no run (no :data:`TRAIN_CONFIG_FILE`): a new run clears
+    the ``samples/`` and ``best/`` it finds and writes over ``metrics.jsonl`` and ``command.txt``, which there would be
     someone else's files.
 
     Raises:
         FileExistsError: ``run_dir`` is a folder with entries (hidden ones and ``lost+found`` aside) and without
-            :data:`CONFIG_FILE` (the message names a few of them).
+            :data:`TRAIN_CONFIG_FILE` (the message names a few of them).
     """
-    if not run_dir.is_dir() or (run_dir / CONFIG_FILE).exists():
+    if not run_dir.is_dir() or (run_dir / TRAIN_CONFIG_FILE).exists():
         return
     # Hidden names (.DS_Store, .gitkeep) and a volume's lost+found are no one's work a run would touch.
     entries = sorted(
@@ -80,8 +80,8 @@ def check_foreign_folder(run_dir: Path) -> None:
     if entries:
         shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
         raise FileExistsError(
-            f"{run_dir} holds files ({shown}) but no training run ({CONFIG_FILE}); a run started there would delete "
-            "or write over some of them: choose a new or empty folder as --out"
+            f"{run_dir} holds files ({shown}) but no training run ({TRAIN_CONFIG_FILE}); a run started there would "
+            "delete or write over some of them: choose a new or empty folder as --out"
         )
 
 
@@ -180,20 +180,21 @@ def _with_data_folders_of(config: TrainConfig, saved: TrainConfig) -> TrainConfi
 
 def record_moved_data(run_dir: Path, config: TrainConfig, moved: Mapping[str, str]) -> str:
     """Make the run in ``run_dir`` name its data by its new folders (``moved``: old spec -> new spec, checked by
-    :func:`check_same_config`): its configuration (:data:`CONFIG_FILE`) becomes ``config``, and its record of the
+    :func:`check_same_config`): its configuration (:data:`TRAIN_CONFIG_FILE`) becomes ``config``, and its record of the
     files (:data:`~training.data_files.DATA_FILES_FILE`) names the new specs. Returns the note to print."""
     recorded = read_data_files(run_dir)
     if recorded is not None:
         write_data_files(run_dir, _respecified(recorded, moved))
-    write_train_config(run_dir / CONFIG_FILE, config)
+    write_train_config(run_dir / TRAIN_CONFIG_FILE, config)
     return (
-        f"the run's data moved: {_moves(moved)}; the same files are there, and {CONFIG_FILE} and {DATA_FILES_FILE} "
-        "now name the new folder"
+        f"the run's data moved: {_moves(moved)}; the same files are there, and {TRAIN_CONFIG_FILE} and "
+        f"{DATA_FILES_FILE} now name the new folder"
     )
 
 
 def write_train_config(path: Path, config: TrainConfig) -> None:
-    """Write ``config`` as a run's :data:`CONFIG_FILE` at ``path`` (atomically: a resume reads it whole or not)."""
+    """Write ``config`` as a run's :data:`TRAIN_CONFIG_FILE` at ``path`` (atomically: a resume reads it whole or
+    not)."""
     text = json.dumps(config.to_json(), indent=2) + "\n"
     write_atomically(path, lambda temporary: temporary.write_text(text))
 

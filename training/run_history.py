@@ -16,8 +16,7 @@ from training.config import TrainConfig
 from training.data_files import read_data_files, training_file_count
 from training.environment import read_environment
 from training.logging_sinks import METRICS_FILE, parsed_line
-from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
-from training.run_folder import FINAL_MODEL_DIR
+from training.run_folder import FINAL_MODEL_DIR, TRAIN_CONFIG_FILE
 
 
 def run_environment(run_dir: Path) -> list[dict[str, Any]]:

@@ -79,7 +79,7 @@ from service.backends.onnx_providers import (
     verify_providers,
 )
 from service.config import ONNX_GRAPH_OPTIMIZATIONS
-from service.config_sources import backend_environ_options
+from service.config_sources import ENV_PREFIX, backend_environ_options
 from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, check_batch, model_version
 from service.images import PREPROCESSING
 
@@ -88,7 +88,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-ENV_PREFIX = "SLOTSTREAM_"
 DEFAULT_CACHE_SUBDIR = "tensorrt"
 GRAPH_OPTIMIZATIONS = ONNX_GRAPH_OPTIMIZATIONS
 

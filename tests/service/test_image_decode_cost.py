@@ -14,7 +14,7 @@ from PIL import Image, PngImagePlugin
 from service.decode_scheduling import cheap_to_decode
 from service.errors import ErrorCode, FrameRejected
 from service.image_headers import MAX_JPEG_SCANS
-from service.images import MAX_IMAGE_SIDE, fit_frame
+from service.images import MAX_DECODED_SIDE, fit_frame
 from service.types import EncodedImage, FrameFit, ImageEncoding
 
 MODEL = (64, 64)
@@ -258,23 +258,23 @@ def test_headers_pillow_would_read_for_seconds_are_refused(data, encoding, fragm
 
 
 @pytest.mark.parametrize("encoding", [ImageEncoding.PNG, ImageEncoding.RAW_RGB8])
-@pytest.mark.parametrize(("width", "height"), [(1, MAX_IMAGE_SIDE + 1), (MAX_IMAGE_SIDE + 1, 1)])
+@pytest.mark.parametrize(("width", "height"), [(1, MAX_DECODED_SIDE + 1), (MAX_DECODED_SIDE + 1, 1)])
 def test_a_side_longer_than_the_limit_is_refused_whatever_its_pixel_count(
     encoding: ImageEncoding, width: int, height: int
 ) -> None:
     """A 1 x 16,000,000 PNG of 31 KB is within 4096 x 4096 pixels but cost a decode thread seconds (a pass per row,
     and a resize across its length), holding up every other stream's frames; a side at the limit still decodes."""
-    for side in (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE + 1):
+    for side in (MAX_DECODED_SIDE, MAX_DECODED_SIDE + 1):
         size = (side, 1) if width > 1 else (1, side)
         if encoding == ImageEncoding.PNG:
             image = EncodedImage(encoding, _png(*size))
         else:
             image = EncodedImage(encoding, bytes(3 * side), height=size[1], width=size[0], channels=3)
-        if side == MAX_IMAGE_SIDE:
+        if side == MAX_DECODED_SIDE:
             assert fit_frame(image, MODEL, MAX_PIXELS, FrameFit.STRETCH).pixels.shape == (3, *MODEL)
             continue
         with pytest.raises(FrameRejected) as rejected:
             fit_frame(image, MODEL, MAX_PIXELS, FrameFit.STRETCH)
         assert rejected.value.code == ErrorCode.IMAGE_TOO_LARGE
         assert f"the image is {size[0]}x{size[1]} pixels" in rejected.value.message
-        assert f"at most {MAX_IMAGE_SIDE} pixels on a side" in rejected.value.message
+        assert f"at most {MAX_DECODED_SIDE} pixels on a side" in rejected.value.message

@@ -251,12 +251,12 @@ def test_checkpoints_and_the_best_model_are_readable_like_the_rest_of_the_run(tm
     import stat
 
     from training.checkpoint import list_checkpoints
-    from training.run_folder import CONFIG_FILE, write_train_config
+    from training.run_folder import TRAIN_CONFIG_FILE, write_train_config
 
     old_umask = os.umask(0o022)
     try:
         (tmp_path / "run").mkdir()
-        write_train_config(tmp_path / "run" / CONFIG_FILE, tiny(steps=2))  # a run killed while it wrote its best
+        write_train_config(tmp_path / "run" / TRAIN_CONFIG_FILE, tiny(steps=2))  # a run killed while it wrote its best
         leftover = tmp_path / "run" / ".best-killed"  # model, before its first checkpoint
         leftover.mkdir()
         fit(tiny(steps=2), tmp_path / "run", progress=False)

@@ -12,7 +12,7 @@ from training.config import TrainConfig
 from training.configs import get_config
 from training.loop import fit
 from training.run import main as run_main
-from training.run_folder import CONFIG_FILE, write_train_config
+from training.run_folder import TRAIN_CONFIG_FILE, write_train_config
 
 _KILLED_ATTEMPTS_SAMPLE = "step-00000040.png"
 
@@ -27,7 +27,7 @@ def _killed_attempt(run: Path, config: TrainConfig) -> None:
     """What an attempt of ``config`` killed after its evaluation of step 40 but before any checkpoint leaves: its
     configuration and its samples."""
     (run / "samples").mkdir(parents=True)
-    write_train_config(run / CONFIG_FILE, config)
+    write_train_config(run / TRAIN_CONFIG_FILE, config)
     (run / "samples" / _KILLED_ATTEMPTS_SAMPLE).write_bytes(b"\x89PNG of step 40")
 
 

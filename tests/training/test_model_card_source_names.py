@@ -15,8 +15,7 @@ from plugins.pretrained import PluginVersionWarning
 from plugins.registry import ComponentRegistry
 from training.configs import get_config
 from training.model_card import load_copy, main
-from training.run_folder import CONFIG_FILE as TRAIN_CONFIG_FILE
-from training.run_folder import FINAL_MODEL_DIR
+from training.run_folder import FINAL_MODEL_DIR, TRAIN_CONFIG_FILE
 
 
 class Carried(ProjectedPrevious):

@@ -18,7 +18,7 @@ from training.datasets.export import write_labelled_mp4
 from training.datasets.synthetic import generate_video
 from training.loop import fit
 from training.run import apply_overrides, main, parse_args
-from training.run_folder import CONFIG_FILE
+from training.run_folder import TRAIN_CONFIG_FILE
 
 FLAGS = ["--config", "tiny", "--steps", "2", "--val-videos", "1", "--no-progress"]
 
@@ -40,7 +40,7 @@ def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_the_run_records_its_data_folder_as_an_absolute_path(started: Path) -> None:
-    data = json.loads((started / CONFIG_FILE).read_text())["data"]
+    data = json.loads((started / TRAIN_CONFIG_FILE).read_text())["data"]
     assert data["spec"] == f"videos:{started.parent / 'rec'}"
     assert data["workdir"] == str(started.parent)
 
@@ -57,10 +57,10 @@ def test_a_run_resumes_from_another_directory(started: Path, given: list[str], c
 def test_a_run_that_recorded_its_folder_as_typed_resumes_from_its_own_directory(
     started: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    recorded = json.loads((started / CONFIG_FILE).read_text())
+    recorded = json.loads((started / TRAIN_CONFIG_FILE).read_text())
     del recorded["data"]["workdir"]
     recorded["data"]["spec"] = "videos:rec"
-    (started / CONFIG_FILE).write_text(json.dumps(recorded))
+    (started / TRAIN_CONFIG_FILE).write_text(json.dumps(recorded))
     assert main([*FLAGS, "--out", str(started), "--resume"]) == 2
     elsewhere = Path.cwd()
     assert f"the folder {elsewhere / 'rec'} does not exist (a relative data folder is resolved from {elsewhere}" in (
@@ -75,7 +75,7 @@ def test_a_configuration_file_from_another_run_resolves_new_folders_from_where_i
 ) -> None:
     """``--config RUN/train_config.json`` starts a new run: its recorded folders stay, its working directory is
     not the one that relative ``--data`` flags are resolved from."""
-    config = load_config(str(started / CONFIG_FILE))
+    config = load_config(str(started / TRAIN_CONFIG_FILE))
     assert config.data.spec == f"videos:{started.parent / 'rec'}" and config.data.workdir is None
     moved = apply_overrides(config, parse_args([*FLAGS, "--data", "videos:other"]))
     assert moved.data.spec == f"videos:{tmp_path / 'b' / 'other'}"
@@ -103,7 +103,7 @@ def test_a_run_started_on_an_absolute_folder_resumes_on_it_typed_relative(
     (tmp_path / "sub").mkdir()
     config = apply_overrides(get_config("tiny"), parse_args([*FLAGS, "--data", f"videos:{tmp_path / 'rec'}"]))
     fit(config, tmp_path / "run", stop_after=1, progress=False)
-    assert json.loads((tmp_path / "run" / CONFIG_FILE).read_text())["data"]["workdir"] is None
+    assert json.loads((tmp_path / "run" / TRAIN_CONFIG_FILE).read_text())["data"]["workdir"] is None
     monkeypatch.chdir(tmp_path)
     flags = [*FLAGS, "--data", "videos:sub/../rec", "--out", str(tmp_path / "run"), "--resume"]
     assert main(flags) == 0, capsys.readouterr().err

@@ -16,7 +16,7 @@ from plugins.registry import ComponentRegistry
 from plugins.types import Features, Slots, VideoOutput
 from training.configs import get_config
 from training.run import main
-from training.run_folder import CONFIG_FILE
+from training.run_folder import TRAIN_CONFIG_FILE
 
 
 class NeedsDepth(IdentityTransition):
@@ -149,11 +149,11 @@ def test_a_resumed_run_keeps_its_files_when_its_first_step_breaks_a_contract(
     run = tmp_path / "run"
     config = _config_file(tmp_path, loss="per_channel_mse")
     run.mkdir()
-    (run / CONFIG_FILE).write_text(json.dumps(json.loads(config.read_text()), indent=2) + "\n")
+    (run / TRAIN_CONFIG_FILE).write_text(json.dumps(json.loads(config.read_text()), indent=2) + "\n")
     kept = {"command.txt": "python -m training.run --config experiment.json\n", "metrics.jsonl": ""}
     for name, text in kept.items():
         (run / name).write_text(text)
     assert main(["--config", str(config), "--out", str(run), "--resume", "--no-progress"]) == 2
     assert "error: the loss 'per_channel_mse'" in capsys.readouterr().err
     assert {name: (run / name).read_text() for name in kept} == kept
-    assert (run / CONFIG_FILE).is_file()
+    assert (run / TRAIN_CONFIG_FILE).is_file()

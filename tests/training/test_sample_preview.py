@@ -15,7 +15,7 @@ from training.datasets.export import write_mp4
 from training.datasets.synthetic import generate_video
 from training.loop import fit
 from training.run_data import SAMPLE_FRAMES, validation_data
-from training.run_folder import CONFIG_FILE, write_train_config
+from training.run_folder import TRAIN_CONFIG_FILE, write_train_config
 
 
 def _recordings(tmp_path: Path, lengths: tuple[int, ...]) -> Path:
@@ -62,7 +62,7 @@ def test_a_sample_that_cannot_be_drawn_keeps_the_checkpoint_and_evaluation_of_it
     (run_dir / "samples").write_text("not a folder\n")  # the picture cannot be saved
     config = _config("synthetic:easy", steps=4, eval_every=2, checkpoint_every=2)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, val_frames=4))
-    write_train_config(run_dir / CONFIG_FILE, config)  # a run's folder (one of other files is refused)
+    write_train_config(run_dir / TRAIN_CONFIG_FILE, config)  # a run's folder (one of other files is refused)
     with pytest.raises(OSError):
         fit(config, run_dir, progress=False)
     assert [checkpoint_step(path) for path in list_checkpoints(run_dir)] == [2]
