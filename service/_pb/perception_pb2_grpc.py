@@ -98,7 +98,7 @@ class PerceptionServicer:
         Status codes, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
         - NOT_FOUND: the model is not served here (ERROR_CODE_UNKNOWN_MODEL).
         - RESOURCE_EXHAUSTED: the server holds its most calls at once (its `--max-calls`, which counts every call but
-        health checks) (ERROR_CODE_TOO_MANY_STREAMS).
+        `Health/Check` and Admin calls, which have caps of their own) (ERROR_CODE_TOO_MANY_STREAMS).
         - UNAUTHENTICATED: missing or wrong bearer token, when the server requires one (ERROR_CODE_UNAUTHENTICATED).
         - INVALID_ARGUMENT: the request's bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
         """
@@ -191,14 +191,16 @@ class AdminStub:
 
     Off unless the server is started with `--admin-token-file`; its calls then carry one of that file's tokens as
     `authorization: Bearer <admin token>` metadata. The two kinds of token are kept apart: a client's token (the
-    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls count
-    toward the server's `--max-calls` like every call but health checks.
+    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls have a
+    cap of their own, 4 at once, apart from the server's `--max-calls`: an operator gets in when clients hold every
+    place, and never takes a client's.
 
-    Status codes of both methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
+    Status codes of its methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
     - PERMISSION_DENIED: this server's admin API is off (ERROR_CODE_ADMIN_API_OFF): start it with
     `--admin-token-file`.
     - UNAUTHENTICATED: missing or wrong admin token (ERROR_CODE_UNAUTHENTICATED).
-    - RESOURCE_EXHAUSTED: the server holds its most calls at once (ERROR_CODE_TOO_MANY_STREAMS).
+    - RESOURCE_EXHAUSTED: 4 Admin calls are under way already (ERROR_CODE_TOO_MANY_STREAMS; counted in
+    `slotstream_admin_calls_refused_total`, not with the refusals of clients).
     - INVALID_ARGUMENT: the request's bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
     """
 
@@ -235,14 +237,16 @@ class AdminServicer:
 
     Off unless the server is started with `--admin-token-file`; its calls then carry one of that file's tokens as
     `authorization: Bearer <admin token>` metadata. The two kinds of token are kept apart: a client's token (the
-    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls count
-    toward the server's `--max-calls` like every call but health checks.
+    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls have a
+    cap of their own, 4 at once, apart from the server's `--max-calls`: an operator gets in when clients hold every
+    place, and never takes a client's.
 
-    Status codes of both methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
+    Status codes of its methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
     - PERMISSION_DENIED: this server's admin API is off (ERROR_CODE_ADMIN_API_OFF): start it with
     `--admin-token-file`.
     - UNAUTHENTICATED: missing or wrong admin token (ERROR_CODE_UNAUTHENTICATED).
-    - RESOURCE_EXHAUSTED: the server holds its most calls at once (ERROR_CODE_TOO_MANY_STREAMS).
+    - RESOURCE_EXHAUSTED: 4 Admin calls are under way already (ERROR_CODE_TOO_MANY_STREAMS; counted in
+    `slotstream_admin_calls_refused_total`, not with the refusals of clients).
     - INVALID_ARGUMENT: the request's bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
     """
 
@@ -329,14 +333,16 @@ class Admin:
 
     Off unless the server is started with `--admin-token-file`; its calls then carry one of that file's tokens as
     `authorization: Bearer <admin token>` metadata. The two kinds of token are kept apart: a client's token (the
-    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls count
-    toward the server's `--max-calls` like every call but health checks.
+    server's `--auth-token-file`) does not grant these calls, and an admin token opens no stream. Admin calls have a
+    cap of their own, 4 at once, apart from the server's `--max-calls`: an operator gets in when clients hold every
+    place, and never takes a client's.
 
-    Status codes of both methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
+    Status codes of its methods, with the `ErrorCode` of each in the `slotstream-error-code` trailer:
     - PERMISSION_DENIED: this server's admin API is off (ERROR_CODE_ADMIN_API_OFF): start it with
     `--admin-token-file`.
     - UNAUTHENTICATED: missing or wrong admin token (ERROR_CODE_UNAUTHENTICATED).
-    - RESOURCE_EXHAUSTED: the server holds its most calls at once (ERROR_CODE_TOO_MANY_STREAMS).
+    - RESOURCE_EXHAUSTED: 4 Admin calls are under way already (ERROR_CODE_TOO_MANY_STREAMS; counted in
+    `slotstream_admin_calls_refused_total`, not with the refusals of clients).
     - INVALID_ARGUMENT: the request's bytes do not parse (ERROR_CODE_MALFORMED_REQUEST).
     """
 

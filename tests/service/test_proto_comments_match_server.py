@@ -16,6 +16,7 @@ from service_helpers import make_video, raw, raw_exchange, run
 
 from service import protogen, wire
 from service.auth import ERROR_CODE_KEY
+from service.config import MAX_ADMIN_CALLS
 from service.engine import ModelCard
 from service.errors import ADMIN_ONLY_CODES, STREAM_ERROR_CODES, ErrorCode
 from service.generated import pb, pb_grpc
@@ -41,6 +42,7 @@ def _comments() -> dict[str, str]:
         for j, value in enumerate(enum.value):
             comments[f"{enum.name}.{value.name}"] = by_path.get((5, i, 2, j), "")
     for i, service in enumerate(file.service):
+        comments[service.name] = by_path.get((6, i), "")
         for j, method in enumerate(service.method):
             comments[f"{service.name}.{method.name}"] = by_path.get((6, i, 2, j), "")
     return comments
@@ -143,6 +145,13 @@ def test_the_describe_comment_lists_the_statuses_a_server_ends_it_with(start_ser
 
 
 # -- per-frame codes --------------------------------------------------------------------------------------
+
+
+def test_the_admin_comment_gives_admin_calls_their_own_cap_apart_from_max_calls():
+    admin = _flat("Admin")
+    assert f"cap of their own, {MAX_ADMIN_CALLS} at once, apart from the server's `--max-calls`" in admin, admin
+    assert f"{MAX_ADMIN_CALLS} Admin calls are under way already" in admin, admin
+    assert "but `Health/Check` and Admin calls" in _flat("ErrorCode.ERROR_CODE_TOO_MANY_STREAMS")
 
 
 def test_empty_and_wrongly_sized_raw_images_get_the_codes_the_proto_gives_them(server):
