@@ -5,3 +5,5 @@ none yet, so the ``heads`` kind of the registry is empty. Heads added here are t
 listed in :data:`plugins.builtin.DEFAULT_PLUGINS`, as built-ins, so that a third-party head cannot take their
 names.
 """
+
+__all__: list[str] = []

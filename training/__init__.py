@@ -1,1 +1,36 @@
-"""Training, evaluation and export of slotstream models."""
+"""Training, evaluation and export of slotstream models.
+
+Public surface: :class:`TrainConfig` (an experiment, as ``training/configs/`` ships them), :func:`fit` (the training
+loop ``python -m training.run`` runs) and its :class:`FitResult`, and :func:`evaluate` with its
+:class:`DiscoveryScores` (what ``python -m training.evaluate`` reports). Exports are in :mod:`training.export`,
+datasets in :mod:`training.datasets`. Names are imported on first use, so ``import training`` loads no torch.
+
+Example:
+    >>> from training import TrainConfig, fit
+    >>> from training.configs import tiny
+    >>> result = fit(tiny.get_config(), "runs/tiny")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from plugins.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
+    from training.evaluation import evaluate
+    from training.loop import FitResult, fit
+    from training.metrics import DiscoveryScores
+
+_EXPORTS = {
+    "DiscoveryScores": "training.metrics",
+    "evaluate": "training.evaluation",
+    "fit": "training.loop",
+    "FitResult": "training.loop",
+    "TrainConfig": "training.config",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+__all__ = ["DiscoveryScores", "FitResult", "TrainConfig", "evaluate", "fit"]

@@ -10,6 +10,7 @@ import pytest
 
 import plugins
 import service
+import training
 
 _HEAVY = ("torch", "service.server", "prometheus_client", "plugins.model", "PIL")
 
@@ -32,9 +33,11 @@ def test_light_imports_load_no_heavy_module(statement: str):
 def test_a_package_name_imports_its_module_on_first_use():
     assert _modules_after("from plugins import VideoSlotModel") >= {"torch", "plugins.model"}
     assert "service.server" in _modules_after("from service import Server")
+    assert _modules_after("import training") == set()
+    assert "torch" in _modules_after("from training import fit")
 
 
-@pytest.mark.parametrize("package", [plugins, service])
+@pytest.mark.parametrize("package", [plugins, service, training])
 def test_every_exported_name_resolves_and_others_raise(package):
     for name in package.__all__:
         value = getattr(package, name)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from plugins.builtin.decoders.alpha import composite
-from plugins.builtin.encoders.position import SoftPositionEmbedding
+from plugins.builtin.position import SoftPositionEmbedding
 from plugins.interfaces import Decoder
 from plugins.types import DecoderOutput, Slots, Tensor, Tokens
 

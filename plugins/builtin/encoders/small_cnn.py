@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from plugins.builtin.encoders.position import SoftPositionEmbedding
+from plugins.builtin.position import SoftPositionEmbedding
 from plugins.interfaces import Encoder
 from plugins.types import EncoderOutput, Frames
 
