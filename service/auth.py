@@ -112,11 +112,16 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if method.startswith(self._exempt):
             return await continuation(handler_call_details)
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        presented = metadata.get("authorization")
-        if presented is None:
+        presented = _authorizations(handler_call_details.invocation_metadata)
+        if not presented:
             why, message = "no token", "missing 'authorization: Bearer <token>' metadata: this server requires a token"
-        elif (token := _bearer_token(str(presented))) is None:
+        elif len(presented) > 1:  # which one counts would depend on their order
+            why, message = (
+                "several tokens",
+                f"the call carries {len(presented)} 'authorization' metadata values: send one, "
+                "'authorization: Bearer <token>'",
+            )
+        elif (token := _bearer_token(presented[0])) is None:
             why, message = (
                 "not a bearer token",
                 "the 'authorization' metadata is not of the form 'authorization: Bearer <token>' (the scheme "
@@ -154,10 +159,15 @@ def token_digest(token: bytes) -> bytes:
 
 def call_token_digest(metadata: Iterable[tuple[str, Any]] | None) -> bytes | None:
     """The :func:`token_digest` of the bearer token in a call's ``metadata`` (its ``authorization: Bearer <token>``),
-    or ``None`` when it carries none."""
-    presented = dict(metadata or ()).get("authorization")
-    token = None if presented is None else _bearer_token(str(presented))
+    or ``None`` when it carries none (or several)."""
+    presented = _authorizations(metadata)
+    token = _bearer_token(presented[0]) if len(presented) == 1 else None  # several: the call was refused
     return None if token is None else token_digest(token.encode())
+
+
+def _authorizations(metadata: Iterable[tuple[str, Any]] | None) -> list[str]:
+    """The ``authorization`` values of a call's ``metadata``, in order (a client may send the key more than once)."""
+    return [str(value) for key, value in metadata or () if key == "authorization"]
 
 
 def still_valid(digest: bytes, tokens: tuple[bytes, ...]) -> bool:

@@ -493,6 +493,11 @@ class StreamConnection:
                 async with limit:
                     request = await requests.next()
             except StopAsyncIteration:
+                if opening:  # a client bug would otherwise end with OK and nothing said
+                    raise StreamAbort(
+                        ErrorCode.NOT_OPEN,
+                        "the requests ended before an open: the first request of a call must be an open",
+                    ) from None
                 return None
             except TimeoutError:
                 raise StreamAbort(

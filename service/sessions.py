@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from service.errors import ErrorCode, StreamAbort, quoted
+from service.logs import RateLimitedWarning
 from service.metrics import Metrics
 from service.open_checks import check_handoff, check_stream_id, client_address
 from service.reply_budget import ReplyBudget
@@ -128,6 +129,13 @@ class SessionManager:
         self.reply_budget = ReplyBudget(limits.reply_budget_bytes)
         self.on_release: Callable[[Session], None] | None = None
         """Called after a session is released (the server frees a model version no stream runs any more)."""
+        # one client opening and dropping streams at the limit decides how often streams are displaced
+        self._log_displaced = RateLimitedWarning(
+            _log,
+            "detached stream displaced: the stream limit was reached and a new stream took its place",
+            "displaced",
+            clock=clock,
+        )
         metrics.reply_budget_bytes.set(limits.reply_budget_bytes)
         for model in self.runners:
             metrics.add_model(model)
@@ -300,20 +308,20 @@ class SessionManager:
 
     def _displace(self, session: Session, stream_id: str, peer: str) -> None:
         """Release the detached ``session`` (reason ``displaced``) to make room for the new stream ``stream_id``
-        of ``peer``; a later resume of it is refused ``UNKNOWN_STREAM``, saying so."""
+        of ``peer``; a later resume of it is refused ``UNKNOWN_STREAM``, saying so. Logged at most once per
+        :data:`~service.logs.WARNING_INTERVAL_S`, the line counting the displacements it stands for (``displaced``):
+        the metric counts each."""
         assert session.detached_at is not None
         detached_s = round(self.clock() - session.detached_at, 3)
         self.release(session, "displaced")
-        _log.warning(
-            "detached stream displaced: the stream limit was reached and a new stream took its place",
-            extra={
-                "stream_id": session.stream_id,
-                "detached_s": detached_s,
-                "resume_window_s": session.options.resume_window_s,
-                "client": session.client,
-                "new_stream_id": stream_id,
-                "peer": peer,
-            },
+        self._log_displaced(
+            "displaced",
+            stream_id=session.stream_id,
+            detached_s=detached_s,
+            resume_window_s=session.options.resume_window_s,
+            client=session.client,
+            new_stream_id=stream_id,
+            peer=peer,
         )
 
     def _resume(self, request: OpenRequest, owner: SessionOwner, peer: str) -> tuple[Session, StreamOpened]:

@@ -66,8 +66,9 @@ class PerceptionServicer:
         - INVALID_ARGUMENT: a malformed open request (bad options, ERROR_CODE_INVALID_OPEN; bad hand-off state,
         ERROR_CODE_HANDOFF_MISMATCH), or a request whose bytes do not parse (ERROR_CODE_MALFORMED_REQUEST; after the
         open, the stream is detached as on a lost connection, and one with a resume window can be resumed).
-        - FAILED_PRECONDITION: requests out of protocol order (a frame or close before open, or no open within the
-        server's `--open-timeout-s`, 10 s by default: ERROR_CODE_NOT_OPEN; a second open: ERROR_CODE_ALREADY_OPEN),
+        - FAILED_PRECONDITION: requests out of protocol order (a frame or close before open, requests that end before
+        an open, or no open within the server's `--open-timeout-s`, 10 s by default: ERROR_CODE_NOT_OPEN; a second
+        open: ERROR_CODE_ALREADY_OPEN),
         or a resume point the server no longer has (ERROR_CODE_RESUME_POINT_UNAVAILABLE; see
         `StreamOpened.resume_history`).
         - NOT_FOUND: unknown model (ERROR_CODE_UNKNOWN_MODEL), unknown stream id on resume

@@ -152,6 +152,7 @@ def _trailer_code(error: grpc.aio.AioRpcError) -> str:
 @pytest.mark.parametrize(
     ("requests", "status", "code"),
     [
+        ([], grpc.StatusCode.FAILED_PRECONDITION, ErrorCode.NOT_OPEN),
         ([_frame()], grpc.StatusCode.FAILED_PRECONDITION, ErrorCode.NOT_OPEN),
         ([pb.StreamRequest(close=pb.CloseStream())], grpc.StatusCode.FAILED_PRECONDITION, ErrorCode.NOT_OPEN),
         ([_open(), _frame(), _open()], grpc.StatusCode.FAILED_PRECONDITION, ErrorCode.ALREADY_OPEN),
@@ -180,6 +181,7 @@ def _trailer_code(error: grpc.aio.AioRpcError) -> str:
         ),
     ],
     ids=[
+        "no request before the end of the requests",
         "frame before open",
         "close before open",
         "second open",
@@ -573,6 +575,23 @@ def test_a_server_bug_while_accepting_a_frame_is_internal_and_logged(start_serve
     (failed,) = [record for record in caplog.records if record.getMessage() == "stream failed"]
     assert failed.stream_id == responses[0].opened.stream_id != "", "the line names the stream"
     assert server.session_count() == 0, "a server error frees the stream instead of keeping it resumable"
+
+
+@pytest.mark.parametrize("tokens", [("wrong", "s3cret"), ("s3cret", "wrong"), ("s3cret", "s3cret")])
+def test_a_call_with_several_authorization_values_is_refused_whatever_their_order(start_server, tokens):
+    """Which of several tokens counted would depend on their order: such a call is refused, saying why."""
+    server = start_server(auth_token="s3cret")
+    with grpc.insecure_channel(server.target) as channel:
+        metadata = [("authorization", f"Bearer {token}") for token in tokens]
+        with pytest.raises(grpc.RpcError) as denied:
+            pb_grpc.PerceptionStub(channel).Describe(pb.DescribeRequest(), metadata=metadata, timeout=10)
+        good = pb_grpc.PerceptionStub(channel).Describe(
+            pb.DescribeRequest(), metadata=[("authorization", "Bearer s3cret")], timeout=10
+        )
+    assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "carries 2 'authorization' metadata values: send one" in denied.value.details()
+    assert good.name, "one value of the right token is let through"
+    assert server.metric("slotstream_calls_refused_total", {"code": "unauthenticated"}) == 1
 
 
 def test_bearer_token_is_required_when_configured(start_server, caplog):

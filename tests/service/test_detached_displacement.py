@@ -68,6 +68,20 @@ def test_a_full_server_displaces_the_stream_detached_longest(caplog):
     resume(manager, recent)  # the one that dropped last is still there
 
 
+def test_displacements_are_logged_at_a_limited_rate_and_each_counted(caplog):
+    """A client that opens and drops streams at the limit decides how often streams are displaced: one line per
+    interval, the next carrying how many displacements it stands for; the metric counts every one."""
+    caplog.set_level(logging.WARNING, logger="service.sessions")
+    manager, clock = make_manager(max_streams=1)
+    for second in range(1, 6):  # each new stream displaces the one before it, detached a second ago
+        detached(manager, clock, at=second)
+    clock.now = 20  # past the interval
+    detached(manager, clock, at=20)
+    lines = [r for r in caplog.records if r.getMessage().startswith("detached stream displaced")]
+    assert displaced_count(manager) == 5
+    assert [line.displaced for line in lines] == [1, 4], "the first at once, then the four since in one line"
+
+
 def test_a_full_server_with_only_attached_streams_still_refuses():
     manager, _ = make_manager(max_streams=2)
     attached = [manager.open(OpenRequest(options=WINDOW), Owner())[0] for _ in range(2)]
