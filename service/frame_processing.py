@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Executor
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -106,19 +106,26 @@ async def process_frame(
     )
 
 
-async def step_mask_outputs(
-    step: StepResult, masks: MaskRequest, executor: Executor
-) -> tuple[MaskOutputs, float, float]:
+class StepMasks(NamedTuple):
+    """A frame's mask outputs (:func:`step_mask_outputs`) and what making them after the model call cost."""
+
+    outputs: MaskOutputs
+    made_s: float
+    """Seconds spent making them after the model call (0 when the model call made them)."""
+    wait_s: float
+    """Seconds spent waiting for a thread to make them on (0 when the model call made them)."""
+
+
+async def step_mask_outputs(step: StepResult, masks: MaskRequest, executor: Executor) -> StepMasks:
     """The mask outputs ``masks`` asks for of ``step``: those its model call made or, when they were too large for
-    it, made now for this frame alone on ``executor``, off the model and event-loop threads. Returns them with the
-    seconds spent making them here and spent waiting for a thread (both 0 when the model call made them)."""
+    it, made now for this frame alone on ``executor``, off the model and event-loop threads."""
     if step.masks is not None:
-        return step.masks, 0.0, 0.0
+        return StepMasks(step.masks, 0.0, 0.0)
     assert step.model_masks is not None
     started = time.perf_counter()
     # model masks [K, h, w] -> [1, K, h, w]: a batch of one
     made, post_s = await run_timed(executor, mask_outputs, step.model_masks[None], [masks])
-    return made[0], post_s, time.perf_counter() - started - post_s
+    return StepMasks(made[0], post_s, time.perf_counter() - started - post_s)
 
 
-__all__ = ["DecodedFrame", "process_frame", "step_mask_outputs"]
+__all__ = ["DecodedFrame", "StepMasks", "process_frame", "step_mask_outputs"]

@@ -183,7 +183,7 @@ class OpenInferenceServicer:
             SLOT_IDS: np.arange(card.num_slots, dtype="<i4"),  # [K]
         }
         if SEGMENTATION in outputs:
-            made, _, _ = await step_mask_outputs(step, masks, self._decode_executor)
+            made = (await step_mask_outputs(step, masks, self._decode_executor)).outputs
             assert made.segmentation is not None
             values[SEGMENTATION] = made.segmentation  # [H, W]
         tensor = self._pb.ModelInferResponse.InferOutputTensor

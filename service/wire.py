@@ -413,37 +413,50 @@ def response_from_proto(message: Any) -> StreamResponse | None:
     if kind == "result":
         return _result_from_proto(message.result)
     if kind == "dropped":
-        d = message.dropped
-        drop_reason = known_member(DropReason, d.reason)
+        dropped = message.dropped
         return FrameDropped(
-            d.stream_id, d.frame_index, d.capture_time_ns, drop_reason, d.message, d.camera_frame_id, d.model_version
+            stream_id=dropped.stream_id,
+            frame_index=dropped.frame_index,
+            capture_time_ns=dropped.capture_time_ns,
+            reason=known_member(DropReason, dropped.reason),
+            message=dropped.message,
+            camera_frame_id=dropped.camera_frame_id,
+            model_version=dropped.model_version,
         )
     if kind == "error":
-        e = message.error
-        code = known_member(ErrorCode, e.code)
+        error = message.error
         return FrameError(
-            e.stream_id, e.frame_index, code, e.message, e.capture_time_ns, e.camera_frame_id, e.model_version
+            stream_id=error.stream_id,
+            frame_index=error.frame_index,
+            code=known_member(ErrorCode, error.code),
+            message=error.message,
+            capture_time_ns=error.capture_time_ns,
+            camera_frame_id=error.camera_frame_id,
+            model_version=error.model_version,
         )
     if kind == "opened":
-        o = message.opened
+        opened = message.opened
         return StreamOpened(
-            stream_id=o.stream_id,
-            resume_token=o.resume_token,
-            model=o.model,
-            model_version=o.model_version,
-            options=options_from_proto(o.options),
-            kind=known_member(OpenKind, o.kind),
-            last_frame_index=o.last_frame_index if o.HasField("last_frame_index") else None,
-            slot_ids=tuple(o.slot_ids),
-            max_reply_bytes=o.max_reply_bytes,
-            resume_history=o.resume_history,
-            max_frames_ahead=o.max_frames_ahead,
+            stream_id=opened.stream_id,
+            resume_token=opened.resume_token,
+            model=opened.model,
+            model_version=opened.model_version,
+            options=options_from_proto(opened.options),
+            kind=known_member(OpenKind, opened.kind),
+            last_frame_index=opened.last_frame_index if opened.HasField("last_frame_index") else None,
+            slot_ids=tuple(opened.slot_ids),
+            max_reply_bytes=opened.max_reply_bytes,
+            resume_history=opened.resume_history,
+            max_frames_ahead=opened.max_frames_ahead,
         )
     if kind == "closed":
-        c = message.closed
-        handoff = handoff_from_proto(c.handoff) if c.HasField("handoff") else None
-        close_reason = known_member(CloseReason, c.reason)
-        return StreamClosed(c.stream_id, close_reason, handoff, c.message)
+        closed = message.closed
+        return StreamClosed(
+            stream_id=closed.stream_id,
+            reason=known_member(CloseReason, closed.reason),
+            handoff=handoff_from_proto(closed.handoff) if closed.HasField("handoff") else None,
+            message=closed.message,
+        )
     return None
 
 

@@ -91,5 +91,6 @@ def max_abs(a: np.ndarray, b: np.ndarray | torch.Tensor) -> float:
 
 
 def tile(frames: np.ndarray, size: int) -> np.ndarray:
-    repeats = -(-size // frames.shape[0])
+    """A batch of ``size`` taken from ``frames`` (``[N, ...]``) repeated in turn: ``[size, ...]``, contiguous."""
+    repeats = -(-size // frames.shape[0])  # ceil(size / N) copies reach size
     return np.ascontiguousarray(np.concatenate([frames] * repeats)[:size])
