@@ -134,11 +134,11 @@ def test_two_variables_for_one_setting_must_agree(env, fragment):
 
 
 def test_missing_model_files_say_how_to_get_a_model(tmp_path, monkeypatch):
-    import service.config as config_module
+    import service.config_checks as checks
 
-    monkeypatch.setattr(config_module, "DEFAULT_MODEL_DIR", tmp_path / "models" / "default")
+    monkeypatch.setattr(checks, "DEFAULT_MODEL_DIR", tmp_path / "models" / "default")
     with pytest.raises(ConfigError, match=re.escape("`python -m service --model-dir runs/tiny/model`")):
-        ServiceConfig(model_dir=config_module.DEFAULT_MODEL_DIR).check_files()
+        ServiceConfig(model_dir=checks.DEFAULT_MODEL_DIR).check_files()
     with pytest.raises(ConfigError, match="not a model directory"):
         ServiceConfig(model_dir=tmp_path).check_files()
 
