@@ -69,8 +69,8 @@ class FrameEncoder:
         return encoded
 
     def stop_sharing_memory(self) -> None:
-        """Send the later frames as bytes, and remove the ring (for a server that does not read it: the frames
-        already sent from it are refused there, so nothing reads it any more)."""
+        """Send the later frames as bytes, and remove the ring (for a server that does not read it, once the frames
+        in flight were re-sent with their pixels: nothing reads it any more)."""
         if self.ring is not None:
             self.ring.close()
             self.ring = None

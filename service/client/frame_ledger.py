@@ -44,6 +44,12 @@ class FrameLedger:
         self.abandoned.discard(index)
         self.next_index = max(self.next_index, index + 1)  # an explicit lower index never moves it back
 
+    def replace(self, request: FrameRequest) -> None:
+        """Put ``request`` in place of the unanswered request of its frame (the same frame, to be sent another way);
+        a frame not unanswered is left alone."""
+        if request.frame_index in self.unanswered:
+            self.unanswered[request.frame_index] = request
+
     def withdraw(self, index: int, next_index: int) -> None:
         """Forget frame ``index``, recorded by a :meth:`ClientStream.process` whose call ended before it was
         answered, as if it had never been sent: :meth:`ClientStream.reconnect` does not re-send it and the default

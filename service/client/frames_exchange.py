@@ -346,8 +346,7 @@ class FramesExchange:
     async def _check_shared_memory(self) -> None:
         """After a reconnect: stop sending through shared memory when the server the stream continued on does not
         read it for this client (a card that cannot be read leaves it on: the frames' answers will say). The frames
-        re-sent from their slots (at most those that were in flight) are then answered
-        ``SHARED_MEMORY_UNAVAILABLE``."""
+        the reconnect re-sent went with their pixels already (:meth:`ClientStream.reconnect`)."""
         stream = self.stream
         try:
             reads = await reads_shared_memory(stream)

@@ -10,7 +10,9 @@ that, when the process ends). Linux only, as the server's side.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
+import weakref
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -20,6 +22,9 @@ from service.types import EncodedImage, ImageEncoding, SharedMemoryRef
 
 NAME_PREFIX = "slotstream_"
 """Every segment name a server reads starts so (``service.shared_memory.SEGMENT_NAME``)."""
+
+_OPEN_RINGS: weakref.WeakValueDictionary[str, SharedFrameRing] = weakref.WeakValueDictionary()
+"""This process's open rings by segment name, for :func:`with_bytes`."""
 
 
 class SharedFrameRing:
@@ -52,6 +57,7 @@ class SharedFrameRing:
         self.name = self._memory.name.lstrip("/")
         self._next = 0
         self._closed = False
+        _OPEN_RINGS[self.name] = self
 
     @property
     def next_slot(self) -> int:
@@ -93,15 +99,39 @@ class SharedFrameRing:
         if self._closed:
             return
         self._closed = True
+        _OPEN_RINGS.pop(self.name, None)
         self._memory.close()
         with contextlib.suppress(FileNotFoundError):  # removed by someone else already
             self._memory.unlink()
+
+    def read(self, where: SharedMemoryRef) -> bytes:
+        """A copy of the bytes at ``where`` in this ring (a frame :meth:`put` placed there).
+
+        Raises:
+            ValueError: ``where`` is not in this ring, or the ring is closed.
+        """
+        if self._closed or where.name != self.name or where.offset + where.size > self.slot_bytes * self.slots:
+            raise ValueError(f"{where} is not in the open ring {self.name}")
+        buffer = self._memory.buf
+        assert buffer is not None  # open until close()
+        return bytes(buffer[where.offset : where.offset + where.size])
 
     def __enter__(self) -> SharedFrameRing:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def with_bytes(image: EncodedImage) -> EncodedImage:
+    """``image`` with its pixels in the image's own bytes when they lie in a ring of this process that is still
+    open (for a server that does not read shared memory), else ``image`` as it is. The pixels are those sent: a ring
+    does not write a slot again before its frame is answered."""
+    where = image.shared_memory
+    ring = None if where is None else _OPEN_RINGS.get(where.name)
+    if where is None or ring is None:
+        return image
+    return dataclasses.replace(image, data=ring.read(where), shared_memory=None)
 
 
 class RingSender:
@@ -145,4 +175,4 @@ class RingSender:
             self._ring.close()
 
 
-__all__ = ["NAME_PREFIX", "RingSender", "SharedFrameRing"]
+__all__ = ["NAME_PREFIX", "RingSender", "SharedFrameRing", "with_bytes"]

@@ -8,6 +8,7 @@ by :mod:`service.client.frame_sizing`, and the errors' explanations in :mod:`ser
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -27,6 +28,7 @@ from service.client.explain import (
 from service.client.frame_ledger import FrameLedger
 from service.client.frame_sizing import sized_frame_request
 from service.client.requests import check_open_request
+from service.client.shared_frames import with_bytes
 from service.client.stream_call import StreamCall
 from service.errors import ErrorCode
 from service.types import (
@@ -406,7 +408,9 @@ class ClientStream(StreamCall):
         it current. The answers to the re-sent frames come first: :meth:`receive` them (while
         :attr:`unanswered` is not empty) before :meth:`process` takes new frames; the answers to frames of a
         cancelled :meth:`process` are skipped. A frame whose :meth:`process` raised because the call ended is
-        not re-sent (it never counted as sent): retry it with :meth:`process`. Every frame thus reaches the
+        not re-sent (it never counted as sent): retry it with :meth:`process`. A frame sent through shared memory
+        (:class:`~service.client.shared_frames.SharedFrameRing`) is re-sent with its pixels in the request when the
+        server the stream continued on does not read shared memory. Every frame thus reaches the
         recurrent state exactly once, in order, and the results equal an uninterrupted stream's. A call the server
         was ending (its :class:`StreamClosed` received) first gets up to
         :data:`~service.client.reader.SERVER_END_WAIT_S` to end with its status, so that the server knows its
@@ -439,11 +443,29 @@ class ClientStream(StreamCall):
             await self._continue_without_resume(base, not_kept)
         assert self.opened is not None
         pending = self._frames.keep_after(self.opened.last_frame_index)  # unanswered until answered
+        if any(request.image.shared_memory is not None for request in pending):
+            pending = await self._unshared_unless_read(pending)
         for request in pending:
             await self._write(request)
         return self.opened
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    async def _unshared_unless_read(self, pending: list[FrameRequest]) -> list[FrameRequest]:
+        """For :meth:`reconnect`: ``pending``, the frames to send again, with the pixels of those in shared memory
+        put in their requests when the server the stream continued on does not read shared memory for this client
+        (its model card says; one that cannot be read changes nothing), so that it answers them as the first
+        server would have rather than refusing them (:func:`~service.client.shared_frames.with_bytes`)."""
+        assert self.opened is not None
+        try:
+            if (await self._client.describe(self.opened.model)).shared_memory:
+                return pending
+        except StreamError:
+            return pending
+        pending = [dataclasses.replace(request, image=with_bytes(request.image)) for request in pending]
+        for request in pending:
+            self._frames.replace(request)
+        return pending
 
     async def _continue_without_resume(self, base: OpenRequest, not_kept: StreamError) -> None:
         """For :meth:`reconnect`, where the server does not keep the stream (``not_kept`` says why): continue it

@@ -513,8 +513,7 @@ class _StreamRun:
     async def _check_shared_memory(self) -> None:
         """After a reconnect: send the later frames as bytes when the server the stream continued on does not read
         shared memory for this client, saying so (a card that cannot be read leaves it on: the frames' answers will
-        say). The frames re-sent from the ring (at most ``--window``) are then refused ``SHARED_MEMORY_UNAVAILABLE``
-        there."""
+        say). The frames the reconnect re-sent went with their pixels already (:meth:`ClientStream.reconnect`)."""
         try:
             reads = await reads_shared_memory(self.stream)
         except StreamError:

@@ -114,8 +114,8 @@ def test_with_reconnect_and_shared_memory_a_server_without_it_gets_the_later_fra
     start_server, proxy_to, tmp_path, capsys
 ):
     """The shared-memory server behind the target drains and one without shared memory takes over the address:
-    the stream continues there, the frames after the reconnect go as bytes and are answered (only frames re-sent
-    from the ring, at most ``--window``, may be refused as unreadable), and the ring's segment is removed."""
+    the stream continues there, the frames re-sent from the ring go with their pixels in the request and the later
+    frames as bytes, all answered as by an uninterrupted stream, and the ring's segment is removed."""
     factory, _ = slow_factory(delay_s=0.02)
     draining, replacement = start_server(shared_memory=True, engine_factory=factory), start_server()
     proxy = proxy_to(draining.target)
@@ -132,9 +132,7 @@ def test_with_reconnect_and_shared_memory_a_server_without_it_gets_the_later_fra
     assert "the server the stream continued on does not read shared memory for this client" in error, error
     outcomes = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [line["frame_index"] for line in outcomes] == list(range(len(clip)))
-    refused = [line for line in outcomes if line["outcome"] != "result"]
-    assert len(refused) <= 2 and all("SHARED_MEMORY_UNAVAILABLE" in json.dumps(line) for line in refused), refused
-    assert all(line["outcome"] == "result" for line in outcomes[-10:]), outcomes[-10:]
+    assert all(line["outcome"] == "result" for line in outcomes), [o for o in outcomes if o["outcome"] != "result"]
     assert set(os.listdir("/dev/shm")) <= segments_before, "the ring is removed"
 
 

@@ -17,7 +17,7 @@ from service_helpers import make_video, reference_outputs, run
 from service.bench.load import main as bench_main
 from service.client import Client, FrameError, FrameResult
 from service.client.__main__ import main
-from service.client.shared_frames import SharedFrameRing
+from service.client.shared_frames import SharedFrameRing, with_bytes
 from service.errors import ErrorCode
 from service.shared_memory import SharedMemoryFrames, is_local_peer, shared_memory_supported
 from service.types import EncodedImage, ImageEncoding, SharedMemoryRef
@@ -222,6 +222,21 @@ def test_the_ring_refuses_frames_of_another_shape():
         assert ring.put(np.zeros((4, 6, 3), np.uint8)).shared_memory == SharedMemoryRef(ring.name, 0, 72)
         assert ring.put(np.zeros((4, 6, 3), np.uint8)).shared_memory == SharedMemoryRef(ring.name, 72, 72)
         assert ring.put(np.zeros((4, 6, 3), np.uint8)).shared_memory == SharedMemoryRef(ring.name, 0, 72)
+
+
+def test_a_frame_in_an_open_ring_can_be_had_with_its_pixels_in_the_request():
+    """What a reconnect re-sends to a server that does not read shared memory: the same pixels as bytes; a frame of
+    a ring already closed, or sent as bytes already, stays as it is."""
+    frames = make_video(seed=5, frames=3)
+    with SharedFrameRing(frames[0].shape[:2], slots=2) as ring:
+        first, second = ring.put(frames[0]), ring.put(frames[1])
+        unshared = with_bytes(second)
+        assert unshared.shared_memory is None and unshared.data == frames[1].tobytes()
+        assert (unshared.height, unshared.width, unshared.channels) == (second.height, second.width, 3)
+        assert with_bytes(first).data == frames[0].tobytes()
+    assert with_bytes(first) is first, "a closed ring's frame is left for the server to refuse"
+    as_bytes = EncodedImage(ImageEncoding.RAW_RGB8, frames[2].tobytes(), 64, 64, 3)
+    assert with_bytes(as_bytes) is as_bytes
 
 
 def test_the_transport_comparison_times_both_ways_side_by_side(start_server, server, tmp_path, capsys):
