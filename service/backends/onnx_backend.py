@@ -56,6 +56,7 @@ import numpy as np
 
 from plugins.files import check_writable
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, read_model_config, recorded_frame_fit
+from service.backends.graph_metadata import check_graph_metadata
 from service.backends.manifest import (
     FIRST_STEP,
     INPUT_FRAMES,
@@ -431,19 +432,26 @@ def tensorrt_options_ignored(choice: ProviderChoice, options: OnnxOptions) -> st
 
 
 def check_signature(manifest: Manifest, graph: str, session: Any) -> None:
-    """Check that a loaded graph's inputs and outputs are those the manifest records.
+    """Check that a loaded graph is the one the manifest files as ``graph``: its inputs and outputs, and what its
+    metadata says it is (:func:`~service.backends.graph_metadata.check_graph_metadata`).
 
     Raises:
-        ManifestError: a name or shape differs (a manifest edited by hand).
+        ManifestError: a name, shape or metadata entry differs (a manifest edited by hand, a graph of another
+            model), naming the manifest's entry.
     """
     spec = manifest.graphs[graph]
-    recorded = [(tensor.name, list(tensor.shape)) for tensor in (*spec.inputs, *spec.outputs)]
-    loaded = [(value.name, list(value.shape)) for value in (*session.get_inputs(), *session.get_outputs())]
-    if loaded != recorded:
-        raise ManifestError(
-            f"{spec.file} takes and gives {loaded}, but the manifest records {recorded}; re-run python -m "
-            "training.export"
-        )
+    for kind, recorded_specs, loaded_values in (
+        ("inputs", spec.inputs, session.get_inputs()),
+        ("outputs", spec.outputs, session.get_outputs()),
+    ):
+        recorded = [(tensor.name, list(tensor.shape)) for tensor in recorded_specs]
+        loaded = [(value.name, list(value.shape)) for value in loaded_values]
+        if loaded != recorded:
+            raise ManifestError(
+                f"the manifest's {graph} graph, {spec.file}, has the {kind} {loaded}, but the manifest records "
+                f"{recorded}; re-run python -m training.export"
+            )
+    check_graph_metadata(manifest, graph, session.get_modelmeta().custom_metadata_map)
 
 
 def session_options(ort: Any, options: OnnxOptions) -> onnxruntime.SessionOptions:

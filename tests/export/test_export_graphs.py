@@ -489,8 +489,8 @@ def test_a_model_saved_again_while_it_is_exported_is_refused(source, tmp_path, m
     shutil.copytree(source, moving)
     export_checked = exporter._export_checked
 
-    def saved_again_meanwhile(model, name, options, staging):
-        checked = export_checked(model, name, options, staging)
+    def saved_again_meanwhile(model, name, options, staging, version):
+        checked = export_checked(model, name, options, staging, version)
         if name == "step":
             with torch.no_grad():
                 changed = VideoSlotModel.from_pretrained(moving)

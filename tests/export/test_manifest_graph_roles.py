@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from service_helpers import quick_export, save_tiny_model
+from service_helpers import SERVICE_TINY_MODEL, quick_export, save_tiny_model
 
 from service.__main__ import main as serve_main
 from service.backends import onnx_backend, tensorrt_backend
@@ -94,5 +94,38 @@ def test_graph_files_swapped_under_their_entries_are_caught_against_the_loaded_g
             graphs["first_step"][key], graphs["step"][key] = graphs["step"][key], graphs["first_step"][key]
 
     swapped = edited_copy(export_dir, tmp_path / "swapped", swap_files)
-    with pytest.raises(ManifestError, match=r"step\.onnx takes and gives .* but the manifest records"):
+    with pytest.raises(ManifestError, match=r"the manifest's first_step graph, step\.onnx, has the inputs .* but the"):
         onnx_backend.load_engine(swapped, name="tiny", device="cpu", max_batch_size=2)
+
+
+def test_a_graph_of_another_model_is_refused_though_its_digest_was_edited_to_match(export_dir, tmp_path):
+    """A step graph of the same shapes from another model's export, its SHA-256 written into the manifest: the
+    graph's own metadata names the model it came from, and the export would mix two models' graphs."""
+    import hashlib
+
+    import torch
+
+    from plugins import VideoSlotModel
+
+    torch.manual_seed(1)  # other weights, the same shapes
+    other_model = tmp_path / "other_model"
+    VideoSlotModel(**SERVICE_TINY_MODEL).save_pretrained(other_model)
+    other = quick_export(other_model, tmp_path / "other_export")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(export_dir, mixed)
+    shutil.copyfile(other / "step.onnx", mixed / "step.onnx")
+    raw = json.loads((mixed / MANIFEST_FILE).read_text())
+    raw["graphs"]["step"]["sha256"] = hashlib.sha256((mixed / "step.onnx").read_bytes()).hexdigest()
+    (mixed / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match=r"step graph, step\.onnx, was exported from model version \w+, but"):
+        onnx_backend.load_engine(mixed, name="tiny", device="cpu", max_batch_size=2)
+
+
+def test_a_usage_block_edited_in_the_manifest_is_refused_against_the_graphs(export_dir, tmp_path):
+    edited = tmp_path / "edited"
+    shutil.copytree(export_dir, edited)
+    raw = json.loads((edited / MANIFEST_FILE).read_text())
+    raw["usage"]["segmentation"]["tie_tolerance"] = 0.5
+    (edited / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match=r"first_step graph, first_step\.onnx, carries another usage block"):
+        onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)

@@ -186,6 +186,9 @@ def test_tensorrt_provider_caches_engines_per_graph_digest(export_dir, monkeypat
         def get_outputs(self):
             return self._graph.get_outputs()
 
+        def get_modelmeta(self):
+            return self._graph.get_modelmeta()
+
     monkeypatch.setattr(ort, "get_available_providers", lambda: claimed)
     monkeypatch.setattr(ort, "InferenceSession", RecordingSession)
     stand_in_tensorrt(monkeypatch)
@@ -317,7 +320,7 @@ def test_a_manifest_edited_together_with_its_recorded_shapes_is_caught_against_t
             if spec["name"] != "frames":
                 spec["shape"][1] = 7
     (edited / MANIFEST_FILE).write_text(json.dumps(raw))
-    with pytest.raises(ManifestError, match=r"first_step\.onnx takes and gives .* but the manifest records"):
+    with pytest.raises(ManifestError, match=r"first_step graph, first_step\.onnx, has the outputs .* but the"):
         onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)
 
 
@@ -372,6 +375,9 @@ def claim_gpu_providers(monkeypatch, in_use=None, on_session=None):
 
         def get_outputs(self):
             return self._graph.get_outputs()
+
+        def get_modelmeta(self):
+            return self._graph.get_modelmeta()
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: claimed)
     monkeypatch.setattr(ort, "InferenceSession", ClaimingSession)

@@ -203,7 +203,9 @@ def _export_into(
         raise OSError(f"--out {out} cannot be written to: {error.strerror or error}") from error
     try:
         checked = {
-            name: _onnx_errors_named(_export_checked, model, name, options, staging, batch_axis_of=(model, name))
+            name: _onnx_errors_named(
+                _export_checked, model, name, options, staging, version, batch_axis_of=(model, name)
+            )
             for name in GRAPH_FILES
         }
         graphs = {name: spec for name, (spec, _) in checked.items()}
@@ -330,7 +332,7 @@ def _check_tensorrt_available() -> None:
 
 
 def _export_checked(
-    model: VideoSlotModel, which: str, options: ExportOptions, directory: Path
+    model: VideoSlotModel, which: str, options: ExportOptions, directory: Path, version: str
 ) -> tuple[GraphSpec, list[str]]:
     """Export, check and save one graph; returns its spec and the TensorRT-only problems ``onnxruntime_only``
     let through."""
@@ -348,7 +350,7 @@ def _export_checked(
                 "manifest records these problems and the tensorrt backend refuses the export"
             )
         raise ExportError(refusal + hint)
-    stamp_graph(proto, graph_metadata(which, usage_block(model), _frames_input(model)))
+    stamp_graph(proto, graph_metadata(which, usage_block(model), _frames_input(model), version))
     path = directory / GRAPH_FILES[which]
     onnx.save(proto, str(path))
     inputs, outputs = _input_specs(model, which), _output_specs(model)

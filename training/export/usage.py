@@ -16,7 +16,8 @@ data a program can check (:func:`usage_block`):
   ``auto`` (its default): the model's recorded fit, ``stretch`` for a model that records none.
 
 Each ``.onnx`` file carries the same facts in its ``metadata_props`` (:func:`graph_metadata`: ``slotstream.usage``,
-the JSON of the block, ``slotstream.graph``, which graph it is, and ``slotstream.input``, the frames input), with
+the JSON of the block, ``slotstream.graph``, which graph it is, ``slotstream.input``, the frames input, and
+``slotstream.source_version``, the exported model's version, which the runtimes check against the manifest), with
 the producer named (:data:`PRODUCER_NAME` and the installed slotstream's version), so a graph copied away from its
 manifest still says how to call it.
 """
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugins.manager import PROJECT_DISTRIBUTION
 from plugins.segmentation import SEGMENTATION_TIE_TOLERANCE
+from service.backends.graph_metadata import GRAPH_KEY, INPUT_KEY, SOURCE_KEY, USAGE_KEY
 from service.backends.manifest import (
     FIRST_STEP,
     INPUT_FRAMES,
@@ -47,10 +49,6 @@ if TYPE_CHECKING:
 
 #: The ``producer_name`` of the exported graphs.
 PRODUCER_NAME = "slotstream training.export"
-#: ``metadata_props`` keys of each exported graph.
-USAGE_KEY = "slotstream.usage"
-GRAPH_KEY = "slotstream.graph"
-INPUT_KEY = "slotstream.input"
 #: The frame fit the service gives a stream of a model that records none (``--frame-fit auto``).
 UNRECORDED_FRAME_FIT = "stretch"
 
@@ -103,9 +101,10 @@ def usage_block(model: VideoSlotModel) -> dict[str, Any]:
     }
 
 
-def graph_metadata(which: str, usage: dict[str, Any], frames: InputSpec) -> dict[str, str]:
-    """The ``metadata_props`` of the ``which`` graph: :data:`GRAPH_KEY`, :data:`USAGE_KEY` (``usage`` as JSON) and
-    :data:`INPUT_KEY` (the frames input: name, size, layout, channels, dtype and value range, as JSON)."""
+def graph_metadata(which: str, usage: dict[str, Any], frames: InputSpec, source_version: str) -> dict[str, str]:
+    """The ``metadata_props`` of the ``which`` graph (:mod:`service.backends.graph_metadata`): ``GRAPH_KEY``,
+    ``USAGE_KEY`` (``usage`` as JSON), ``INPUT_KEY`` (the frames input: name, size, layout, channels, dtype and value
+    range, as JSON) and ``SOURCE_KEY`` (``source_version``, the exported model's version)."""
     described = {
         "name": INPUT_FRAMES,
         "height": frames.height,
@@ -120,6 +119,7 @@ def graph_metadata(which: str, usage: dict[str, Any], frames: InputSpec) -> dict
         GRAPH_KEY: which,
         USAGE_KEY: json.dumps(usage, sort_keys=True),
         INPUT_KEY: json.dumps(described, sort_keys=True),
+        SOURCE_KEY: source_version,
     }
 
 
