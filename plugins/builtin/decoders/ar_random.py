@@ -16,7 +16,8 @@ grid (5 at 8x8, 101 at 32x32); ``fixed_visible=24`` keeps the published count on
 Architecture: queries ``LN(W1 F)``, memory ``LN(W2 S)``, learned 1-D position embedding, pre-norm decoder
 layers without biases, the first layer's self-attention norm applied once to the whole query sequence, no
 final norm, then the output as it is (as the published video configs) or, when ``dim`` differs from the
-target width, a linear read-out to it.
+target width, a linear read-out to it. The layers start from the same weights, as the published stack
+(``nn.TransformerDecoder`` copies one layer) does.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ class RandomOrderTransformerDecoder(Decoder):
         self.layers = nn.ModuleList(
             _DecoderLayer(width, num_heads, ffn_multiplier, first=i == 0) for i in range(depth)
         )
+        for layer in self.layers[1:]:  # the reference's stack copies one layer: all start from the same weights
+            layer.load_state_dict(self.layers[0].state_dict(), strict=False)  # (the first has no self_norm)
         # The published video configs read the last layer out directly (width == target_dim); a read-out layer
         # exists only when the width differs from the target's.
         self.readout: nn.Module = nn.Identity() if width == target_dim else nn.Linear(width, target_dim, bias=False)
