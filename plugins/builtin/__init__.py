@@ -9,5 +9,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.builtin.transitions",
     "plugins.builtin.decoders",
     "plugins.builtin.losses",
+    "downstream.heads",
 )
 """Module names of the built-in plugins, in registration order."""

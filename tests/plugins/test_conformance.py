@@ -14,7 +14,7 @@ import math
 
 import pytest
 import torch
-from tiny_configs import TINY_CONFIGS
+from tiny_configs import TINY_CONFIGS, TINY_HEAD_KWARGS
 
 from plugins import ComponentKind, ComponentRegistry, InitializerOutput, VideoSlotModel, build_plugin_manager
 from plugins.interfaces import Loss
@@ -41,6 +41,7 @@ ALL_COMPONENTS = [
 ]
 MODEL_COMPONENTS = [(kind, name) for kind, name in ALL_COMPONENTS if kind not in ("losses", "heads")]
 LOSSES = [name for kind, name in ALL_COMPONENTS if kind == "losses"]
+HEADS = [name for kind, name in ALL_COMPONENTS if kind == "heads"]
 ROLE = {"encoders": "encoder", "initializers": "initializer", "aggregators": "aggregator"}
 ROLE |= {"transitions": "transition", "decoders": "decoder"}
 
@@ -122,6 +123,18 @@ def test_loss_is_a_finite_scalar_that_trains_the_model(name: str, registry: Comp
     assert value.shape == () and math.isfinite(value.item())
     value.backward()
     assert any(p.grad is not None and torch.any(p.grad != 0) for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", HEADS)
+def test_a_head_reads_the_slots_of_a_model_and_every_parameter_learns(name: str, registry: ComponentRegistry) -> None:
+    model = build("heads", name, registry).eval()
+    with torch.no_grad():
+        slots = model(tiny_video(model)).slots  # [B, T, K, D]
+    head = registry.build("heads", name, {"slot_dim": slots.shape[-1], **TINY_HEAD_KWARGS[name]})
+    output = head(slots)
+    assert isinstance(output, torch.Tensor) and torch.isfinite(output).all()
+    output.square().mean().backward()
+    assert all(p.grad is not None and torch.any(p.grad != 0) for p in head.parameters() if p.requires_grad)
 
 
 @pytest.mark.parametrize("name", LOSSES)

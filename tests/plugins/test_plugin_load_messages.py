@@ -126,7 +126,8 @@ def test_blocked_names_that_match_no_plugin_are_warned_about_once(monkeypatch: p
         f"{BLOCK_ENV_VAR} names 'plugins.builtin.decoder' (did you mean 'plugins.builtin.decoders'?), 'walkplgu' "
         "(did you mean 'walkplug'?), which are no plugins here and block nothing; block installed plugins by their "
         "entry-point names (walkplug) or built-in modules (plugins.builtin.encoders, plugins.builtin.initializers, "
-        "plugins.builtin.aggregators, plugins.builtin.transitions, plugins.builtin.decoders, plugins.builtin.losses)"
+        "plugins.builtin.aggregators, plugins.builtin.transitions, plugins.builtin.decoders, plugins.builtin.losses, "
+        "downstream.heads)"
     ]
     assert warned[0].filename == "<slotstream plugins>"  # no unrelated source line shown under it
 

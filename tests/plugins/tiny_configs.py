@@ -42,5 +42,11 @@ TINY_CONFIGS: dict[tuple[str, str], dict[str, Any]] = {
         decoder={"name": "mlp", "kwargs": {"hidden_dims": [16], "extra_dim": 16}}
     ),
     ("losses", "attention_distillation"): model_config(),
+    ("heads", "slotformer"): model_config(),
 }
-"""(kind, name) -> model config exercising that component."""
+"""(kind, name) -> model config exercising that component (for a head: the model whose slots it reads)."""
+
+TINY_HEAD_KWARGS: dict[str, dict[str, Any]] = {
+    "slotformer": {"history": 2, "rollout": 2, "model_dim": 16, "layers": 1, "heads": 2, "ffn_dim": 32},
+}
+"""Head name -> its constructor arguments besides ``slot_dim`` (the tiny model's)."""
