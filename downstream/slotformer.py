@@ -46,6 +46,8 @@ class SlotFormer(Head):
         heads: attention heads; ``model_dim`` must be a multiple (reference: 8).
         ffn_dim: the feed-forward width (reference: 4 * ``model_dim``).
         dropout: dropout in the encoder layers.
+        residual: predict the change from the newest frame's slots (added to them; the read-out starts at zero, so
+            an untrained head repeats the newest frame) instead of the slots themselves (the reference).
     """
 
     name = "slotformer"
@@ -60,6 +62,7 @@ class SlotFormer(Head):
         heads: int = 8,
         ffn_dim: int = 512,
         dropout: float = 0.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if min(slot_dim, history, rollout, model_dim, layers, heads, ffn_dim) < 1:
@@ -76,6 +79,7 @@ class SlotFormer(Head):
             "heads": heads,
             "ffn_dim": ffn_dim,
             "dropout": dropout,
+            "residual": residual,
         }
         self.project_in = nn.Linear(slot_dim, model_dim)
         layer = nn.TransformerEncoderLayer(
@@ -83,11 +87,15 @@ class SlotFormer(Head):
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.project_out = nn.Linear(model_dim, slot_dim)
+        self.residual = residual
+        if residual:  # a change from the newest frame, starting at none: the rollout starts as repeating it
+            nn.init.zeros_(self.project_out.weight)
+            nn.init.zeros_(self.project_out.bias)
         # the window's frames, oldest first, get the codes of history - 1 down to 0
         self.register_buffer("frame_codes", sinusoidal_table(history, model_dim).flip(0), persistent=False)
         self.frame_codes: Tensor
 
-    def constructor_kwargs(self) -> dict[str, int | float]:
+    def constructor_kwargs(self) -> dict[str, int | float | bool]:
         """The arguments this head was built with (what a saved head is built from again)."""
         return dict(self._kwargs)
 
@@ -122,7 +130,7 @@ class SlotFormer(Head):
         tokens = tokens.reshape(batch, frames * slots, -1)  # [B, L, K, d] -> [B, L*K, d], frame by frame
         encoded = self.encoder(tokens)  # [B, L*K, d]
         following: Tensor = self.project_out(encoded[:, -slots:])  # the newest frame's K tokens: [B, K, D]
-        return following
+        return window[:, -1] + following if self.residual else following
 
 
 __all__ = ["SlotFormer", "sinusoidal_table"]

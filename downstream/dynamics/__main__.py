@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         default = getattr(_DEFAULTS, name.replace("-", "_"))
         train.add_argument(f"--{name}", type=kind, default=default, help=f"{help_text} (default: %(default)s)")
+    train.add_argument(
+        "--absolute",
+        dest="residual",
+        action="store_false",
+        help="predict the slots themselves, as SlotFormer does (default: each frame as a change from the one before)",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate = commands.add_parser("evaluate", help="score a trained head on a folder of trajectory files")
     evaluate.add_argument("trajectories", type=Path, help="folder of .npz trajectory files")

@@ -118,4 +118,4 @@ def test_the_command_says_what_is_wrong_and_exits_2(tmp_path, capsys):
     assert main(["evaluate", str(short), "--model", str(model_folder)]) == 2
     assert "not the config of a slotformer head" in capsys.readouterr().err
     assert main(["train", str(short), "--out", str(tmp_path / "head"), "--heads", "3"]) == 2
-    assert "model_dim 128 must be a multiple of heads 3" in capsys.readouterr().err
+    assert "model_dim 64 must be a multiple of heads 3" in capsys.readouterr().err

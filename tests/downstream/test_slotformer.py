@@ -20,7 +20,8 @@ def _head(**overrides) -> SlotFormer:
 
 def test_the_registry_builds_it_as_a_head():
     head = default_registry().build("heads", "slotformer", {"slot_dim": 8, **SMALL})
-    assert isinstance(head, SlotFormer) and head.constructor_kwargs() == {"slot_dim": 8, "dropout": 0.0, **SMALL}
+    expected = {"slot_dim": 8, "dropout": 0.0, "residual": False, **SMALL}
+    assert isinstance(head, SlotFormer) and head.constructor_kwargs() == expected
 
 
 def test_it_predicts_the_rollout_frames_after_the_last_history_frames_it_reads():
@@ -40,6 +41,15 @@ def test_each_step_reads_the_window_of_the_steps_before_its_own_predictions_incl
         expected.append(following)
         window = torch.cat([window[:, 1:], following[:, None]], dim=1)
     assert torch.allclose(head(observed), torch.stack(expected, dim=1), atol=1e-6)
+
+
+def test_a_residual_head_predicts_changes_and_starts_by_repeating_the_newest_frame():
+    head = _head(residual=True)
+    slots = torch.randn(2, 3, 5, 8)
+    assert torch.equal(head(slots), slots[:, -1:].expand(2, 4, 5, 8)), "an untrained residual head repeats it"
+    with torch.no_grad():
+        head.project_out.bias.fill_(0.5)
+    assert torch.allclose(head.predict_next(slots), slots[:, -1] + 0.5)
 
 
 def test_the_slots_are_a_set_permuting_them_permutes_the_prediction():
