@@ -20,10 +20,11 @@ from plugins.extras import require_extra
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("server", "python -m downstream.dynamics")
 
+from downstream.dynamics.chart import save_rollout_chart
 from downstream.dynamics.config import DynamicsConfig
 from downstream.dynamics.folder import load_dynamics
 from downstream.dynamics.scores import RolloutScores, rollout_scores
-from downstream.dynamics.training import fit_dynamics
+from downstream.dynamics.training import ROLLOUT_CHART, fit_dynamics
 from downstream.dynamics.windows import TrajectoryError, trajectory_files, trajectory_windows
 from plugins.files import write_atomically
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("trajectories", type=Path, help="folder of .npz trajectory files")
     evaluate.add_argument("--model", type=Path, required=True, help="a folder written by train --out")
     evaluate.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    evaluate.add_argument("--plot", type=Path, help="also draw them as a PNG chart at this path")
     return parser
 
 
@@ -93,6 +95,7 @@ def _train(args: argparse.Namespace, files: list[Path]) -> int:
     else:
         print(f"held-out files ({len(result.held_out_files)}):")
         print(_table(result.scores))
+        print(f"chart: {result.folder / ROLLOUT_CHART}")
     return 0
 
 
@@ -108,6 +111,8 @@ def _evaluate(args: argparse.Namespace, files: list[Path]) -> int:
     if args.json is not None:
         text = json.dumps(scores.to_json(), indent=2) + "\n"
         write_atomically(args.json, lambda temporary: temporary.write_text(text), through_links=True)
+    if args.plot is not None:
+        save_rollout_chart(scores, args.plot, f"rollout error on {args.trajectories.name}, {scores.windows} windows")
     return 0
 
 

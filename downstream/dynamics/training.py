@@ -1,7 +1,7 @@
 """Training a ``slotformer`` dynamics head on trajectory files (:func:`fit_dynamics`): windows of consecutive
 frames from the training files, the rollout from each window's first ``history`` frames regressed onto the rest
 (mean squared error over every step, the head's own predictions fed back), and the held-out files scored at the
-end against repeating the last observed frame."""
+end against repeating the last observed frame (their chart: :data:`ROLLOUT_CHART` in the head's folder)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from downstream.dynamics.chart import save_rollout_chart
 from downstream.dynamics.config import DynamicsConfig
 from downstream.dynamics.folder import save_dynamics
 from downstream.dynamics.scores import RolloutScores, rollout_scores
 from downstream.dynamics.windows import TrajectoryError, split_files, trajectory_windows
 from downstream.slotformer import SlotFormer
 from training.schedule import warmup_cosine
+
+ROLLOUT_CHART = "rollout.png"
+"""The chart of the held-out scores that :func:`fit_dynamics` saves beside the head."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ def fit_dynamics(files: Sequence[Path], out: Path, config: DynamicsConfig, progr
         "held_out_scores": scores.to_json() if scores is not None else None,
     }
     save_dynamics(head, out, record)
+    if scores is not None:
+        save_rollout_chart(scores, out / ROLLOUT_CHART, f"held-out rollout error, {scores.windows} windows")
     return DynamicsResult(out, train_files, held_out_files, len(train.slots), loss_value, seconds, scores)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from downstream.dynamics import (
     DynamicsConfig,
@@ -87,7 +88,10 @@ def test_a_trained_head_predicts_the_held_out_videos_better_than_their_last_fram
     scores = saved["held_out_scores"]
     assert scores["windows"] == 10 and scores["mean_mse"] < 0.1 * scores["mean_copy_last_mse"], scores
     evaluate = ["evaluate", str(trajectories), "--model", str(tmp_path / "head"), "--json", str(tmp_path / "s.json")]
-    assert main(evaluate) == 0
+    assert main([*evaluate, "--plot", str(tmp_path / "chart.png")]) == 0
+    for chart in (tmp_path / "head" / "rollout.png", tmp_path / "chart.png"):
+        with Image.open(chart) as image:
+            assert image.size == (480, 300) and len(set(image.getdata())) > 10, "lines and text drawn"
     evaluated = json.loads((tmp_path / "s.json").read_text())
     assert evaluated["windows"] == 50 and evaluated["mean_mse"] < 0.1 * evaluated["mean_copy_last_mse"]
 
