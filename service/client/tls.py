@@ -7,6 +7,7 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from plugins.files import user_path
 
@@ -16,6 +17,15 @@ PathLike = str | os.PathLike[str]
 
 _TLS_FLAGS = {"root_ca": "--tls-ca", "cert": "--tls-cert", "key": "--tls-key"}
 """Each :class:`TlsFiles` field and the ``python -m service.client`` flag that sets it, for error messages."""
+
+
+class TlsBytes(NamedTuple):
+    """The PEM bytes of a client's TLS files (:meth:`TlsFiles.read`), in the order gRPC's
+    ``ssl_channel_credentials`` takes them; ``None`` for a file not given."""
+
+    root_ca: bytes | None
+    key: bytes | None
+    cert: bytes | None
 
 
 @dataclass(frozen=True)
@@ -49,8 +59,8 @@ class TlsFiles:
             given, missing = ("cert", "key") if self.key is None else ("key", "cert")
             raise ValueError(f"TLS: a client {given} needs its {missing} too (mutual TLS takes both), or neither")
 
-    def read(self) -> tuple[bytes | None, bytes | None, bytes | None]:
-        """Read and check the files: ``(root_ca, key, cert)`` PEM bytes, ``None`` for those not given.
+    def read(self) -> TlsBytes:
+        """Read and check the files: their PEM bytes, ``None`` for those not given.
 
         Raises:
             OSError: a file cannot be read (the message names the field, its command-line flag and the path).
@@ -58,7 +68,7 @@ class TlsFiles:
                 ``-----BEGIN CERTIFICATE-----`` block that parses), ``key`` an unencrypted PEM private key
                 (gRPC would otherwise fail every handshake with a bare ``UNAVAILABLE``, or abort the process).
         """
-        return self._read("root_ca"), self._read("key"), self._read("cert")
+        return TlsBytes(self._read("root_ca"), self._read("key"), self._read("cert"))
 
     def _read(self, name: str) -> bytes | None:
         path = getattr(self, name)
