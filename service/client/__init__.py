@@ -53,7 +53,7 @@ from service.client.newest import NewestAnswer
 from service.client.segmentation_geometry import SlotGeometry, slot_geometry, trajectory_mask_size
 from service.client.shared_frames import SharedFrameRing
 from service.client.stream import ClientStream
-from service.client.tls import TlsFiles
+from service.client.tls import TlsBytes, TlsFiles
 from service.client.trajectory import TRAJECTORY_ARRAYS
 from service.client.trajectory_writer import SlotTrajectory
 from service.engine import ModelCard
@@ -114,6 +114,7 @@ __all__ = [
     "StreamStats",
     "StreamStatus",
     "TimedFrame",
+    "TlsBytes",
     "TlsFiles",
     "encode_image",
     "slot_geometry",
