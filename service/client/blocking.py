@@ -15,9 +15,9 @@ from typing import Any
 from service.client.connection import Client
 from service.client.daemon_calls import DaemonCalls
 from service.client.encoding import ImageLike
-from service.client.frames_exchange import DONE, FramesExchange, SourceExit, reads_shared_memory
+from service.client.frames_exchange import DONE, FramesExchange, SourceExit
 from service.client.reconnection import RECONNECT_CHANNEL_OPTIONS, StreamClients, reconnect_options
-from service.client.shared_frames import RingSender
+from service.client.shared_frames import RingSender, reads_shared_memory
 from service.client.tls import TlsFiles
 from service.types import FrameResponse, StreamOptions
 

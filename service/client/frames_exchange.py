@@ -18,7 +18,7 @@ from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
 from service.client.exchange import mark_seen, send_while_receiving
 from service.client.reconnection import StreamClients, continue_stream, interruption, worth_reconnecting
-from service.client.shared_frames import RingSender
+from service.client.shared_frames import RingSender, refuses_shared_memory
 from service.client.stream import ClientStream
 from service.errors import ErrorCode
 from service.types import MIN_IDLE_TIMEOUT_S, CloseReason, FrameDropped, FrameResponse, StreamClosed
@@ -67,16 +67,6 @@ def image_and_time(item: Any, index: int) -> tuple[Any, int | None]:
             f"since the Unix epoch) or None, got {type(capture_time_ns).__name__} {capture_time_ns!r}"
         )
     return image, number
-
-
-async def reads_shared_memory(stream: ClientStream) -> bool:
-    """Whether the server of ``stream`` reads shared memory for this client (its model card says).
-
-    Raises:
-        StreamError: the card cannot be read.
-    """
-    assert stream.opened is not None
-    return (await stream.client.describe(stream.opened.model)).shared_memory
 
 
 def _next_frame(iterator: Iterator[Any]) -> Any:
@@ -348,11 +338,7 @@ class FramesExchange:
         read it for this client (a card that cannot be read leaves it on: the frames' answers will say). The frames
         the reconnect re-sent went with their pixels already (:meth:`ClientStream.reconnect`)."""
         stream = self.stream
-        try:
-            reads = await reads_shared_memory(stream)
-        except StreamError:
-            return
-        if not reads:
+        if await refuses_shared_memory(stream):
             _log.warning(
                 "stream %s: the server it continued on does not read shared memory for this client: later frames "
                 "go as bytes",

@@ -14,11 +14,16 @@ import dataclasses
 import secrets
 import weakref
 from multiprocessing import shared_memory
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.client.encoding import ImageLike
+from service.client.errors import StreamError
 from service.types import EncodedImage, ImageEncoding, SharedMemoryRef
+
+if TYPE_CHECKING:
+    from service.client.stream import ClientStream
 
 NAME_PREFIX = "slotstream_"
 """Every segment name a server reads starts so (``service.shared_memory.SEGMENT_NAME``)."""
@@ -134,6 +139,25 @@ def with_bytes(image: EncodedImage) -> EncodedImage:
     return dataclasses.replace(image, data=ring.read(where), shared_memory=None)
 
 
+async def reads_shared_memory(stream: ClientStream) -> bool:
+    """Whether the server of ``stream`` reads shared memory for this client (its model card says).
+
+    Raises:
+        StreamError: the card cannot be read.
+    """
+    assert stream.opened is not None
+    return (await stream.client.describe(stream.opened.model)).shared_memory
+
+
+async def refuses_shared_memory(stream: ClientStream) -> bool:
+    """Whether the server of ``stream`` says it does not read shared memory for this client: after a reconnect,
+    whether to send frames as bytes from then on (a card that cannot be read says nothing: ``False``)."""
+    try:
+        return not await reads_shared_memory(stream)
+    except StreamError:
+        return False
+
+
 class RingSender:
     """Puts a stream's frames in a :class:`SharedFrameRing` of ``slots`` slots (made for the first frame's shape), and
     never in a slot whose frame is still unanswered: such a frame, and one of another shape or type, is sent as it
@@ -175,4 +199,11 @@ class RingSender:
             self._ring.close()
 
 
-__all__ = ["NAME_PREFIX", "RingSender", "SharedFrameRing", "with_bytes"]
+__all__ = [
+    "NAME_PREFIX",
+    "RingSender",
+    "SharedFrameRing",
+    "reads_shared_memory",
+    "refuses_shared_memory",
+    "with_bytes",
+]

@@ -28,7 +28,7 @@ from service.client.explain import (
 from service.client.frame_ledger import FrameLedger
 from service.client.frame_sizing import sized_frame_request
 from service.client.requests import check_open_request
-from service.client.shared_frames import with_bytes
+from service.client.shared_frames import refuses_shared_memory, with_bytes
 from service.client.stream_call import StreamCall
 from service.errors import ErrorCode
 from service.types import (
@@ -456,11 +456,7 @@ class ClientStream(StreamCall):
         put in their requests when the server the stream continued on does not read shared memory for this client
         (its model card says; one that cannot be read changes nothing), so that it answers them as the first
         server would have rather than refusing them (:func:`~service.client.shared_frames.with_bytes`)."""
-        assert self.opened is not None
-        try:
-            if (await self._client.describe(self.opened.model)).shared_memory:
-                return pending
-        except StreamError:
+        if not await refuses_shared_memory(self):
             return pending
         pending = [dataclasses.replace(request, image=with_bytes(request.image)) for request in pending]
         for request in pending:

@@ -31,7 +31,6 @@ from service.client.daemon_calls import DaemonCalls
 from service.client.errors import StreamError
 from service.client.exchange import mark_seen, send_while_receiving
 from service.client.frame_encoder import FrameEncoder
-from service.client.frames_exchange import reads_shared_memory
 from service.client.overlay import OverlayWorker, OverlayWriter
 from service.client.reconnection import (
     StreamClients,
@@ -41,7 +40,7 @@ from service.client.reconnection import (
     worth_reconnecting,
 )
 from service.client.segmentation_geometry import trajectory_mask_size
-from service.client.shared_frames import SharedFrameRing
+from service.client.shared_frames import SharedFrameRing, refuses_shared_memory
 from service.client.sources import Source, SourceFrame
 from service.client.stream import ClientStream
 from service.client.trajectory import END, INTERRUPTED, MAX_FRAMES, UNANSWERED, server_ended, source_error
@@ -514,11 +513,7 @@ class _StreamRun:
         """After a reconnect: send the later frames as bytes when the server the stream continued on does not read
         shared memory for this client, saying so (a card that cannot be read leaves it on: the frames' answers will
         say). The frames the reconnect re-sent went with their pixels already (:meth:`ClientStream.reconnect`)."""
-        try:
-            reads = await reads_shared_memory(self.stream)
-        except StreamError:
-            return
-        if not reads:
+        if await refuses_shared_memory(self.stream):
             print(
                 "warning: --shared-memory: the server the stream continued on does not read shared memory for this "
                 "client; later frames go as bytes",
