@@ -229,10 +229,10 @@ class Manifest:
     def check_tensor_names(self) -> None:
         """Check that the ``first_step`` and ``step`` graphs are recorded with their own inputs and outputs
         (:data:`GRAPH_INPUTS`, :data:`GRAPH_OUTPUTS`), in order. The backends feed each graph by these names, and
-        compare the loaded graph with what is recorded here (``onnx_backend.check_signature``), so a graph filed
-        under the other step's name (the two entries swapped, file, digest and signature together, which pass the
-        digest check) is refused at start-up instead of failing every call. A graph the manifest lacks is left to
-        :func:`read_manifest`, which names it.
+        compare each graph file with what is recorded here (:func:`~service.backends.graph_file.check_graph_file`),
+        so a graph filed under the other step's name (the two entries swapped, file, digest and signature together,
+        which pass the digest check) is refused at start-up instead of failing every call. A graph the manifest lacks
+        is left to :func:`read_manifest`, which names it.
 
         Raises:
             ManifestError: a graph's recorded inputs or outputs are not its step's (the message says when they

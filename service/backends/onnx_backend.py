@@ -56,7 +56,7 @@ import numpy as np
 
 from plugins.files import check_writable
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, read_model_config, recorded_frame_fit
-from service.backends.graph_metadata import check_graph_metadata
+from service.backends.graph_file import check_graph_file
 from service.backends.manifest import (
     FIRST_STEP,
     INPUT_FRAMES,
@@ -261,8 +261,10 @@ def load_engine(
             from its ``ServiceConfig``); ``None`` reads them from the environment.
 
     Raises:
-        ManifestError: ``model_dir`` is not an export directory, or its ``config.json`` / ``model.safetensors``
-            are not the source the manifest records (:func:`check_source_files`; a ``ValueError``).
+        ManifestError: ``model_dir`` is not an export directory, its ``config.json`` / ``model.safetensors``
+            are not the source the manifest records (:func:`check_source_files`; a ``ValueError``), or a graph
+            file is not what its manifest entry records
+            (:func:`~service.backends.graph_file.check_graph_file`).
         ValueError: ``device`` or an option is invalid.
         BackendUnavailable: onnxruntime is missing, a graph does not load, the requested provider is not
             available or did not load, both ONNX Runtime builds are installed (on a GPU device), or (on
@@ -312,6 +314,7 @@ def load_engine(
             prepare_cache_dir(cache_dir)
         providers = provider_list(choice, graph_inputs(manifest, graph), max_batch_size, fp16, cache_dir)
         path = model_dir / manifest.graphs[graph].file
+        check_graph_file(manifest, graph, path, tensorrt=False)
         try:
             session = ort.InferenceSession(str(path), session_options(ort, options), providers=providers)
         except Exception as error:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) derive from Exception
@@ -320,7 +323,6 @@ def load_engine(
                 "training.export; a provider error, the GPU setup checked)"
             ) from error
         verify_providers(choice, list(session.get_providers()), path.name, tensorrt_version=tensorrt_version)
-        check_signature(manifest, graph, session)
         sessions[graph] = session
     return OnnxEngine(
         sessions[FIRST_STEP], sessions[STEP], manifest_card(manifest, name, "onnx", str(choice), max_batch_size)
@@ -429,29 +431,6 @@ def tensorrt_options_ignored(choice: ProviderChoice, options: OnnxOptions) -> st
         f" ignored: {'they apply' if len(given) > 1 else 'it applies'} only to TensorRT engines (--backend onnx "
         f"--device tensorrt[:N], or --backend tensorrt); --device {choice} runs the fp32 graphs as exported"
     )
-
-
-def check_signature(manifest: Manifest, graph: str, session: Any) -> None:
-    """Check that a loaded graph is the one the manifest files as ``graph``: its inputs and outputs, and what its
-    metadata says it is (:func:`~service.backends.graph_metadata.check_graph_metadata`).
-
-    Raises:
-        ManifestError: a name, shape or metadata entry differs (a manifest edited by hand, a graph of another
-            model), naming the manifest's entry.
-    """
-    spec = manifest.graphs[graph]
-    for kind, recorded_specs, loaded_values in (
-        ("inputs", spec.inputs, session.get_inputs()),
-        ("outputs", spec.outputs, session.get_outputs()),
-    ):
-        recorded = [(tensor.name, list(tensor.shape)) for tensor in recorded_specs]
-        loaded = [(value.name, list(value.shape)) for value in loaded_values]
-        if loaded != recorded:
-            raise ManifestError(
-                f"the manifest's {graph} graph, {spec.file}, has the {kind} {loaded}, but the manifest records "
-                f"{recorded}; re-run python -m training.export"
-            )
-    check_graph_metadata(manifest, graph, session.get_modelmeta().custom_metadata_map)
 
 
 def session_options(ort: Any, options: OnnxOptions) -> onnxruntime.SessionOptions:

@@ -34,7 +34,10 @@ in ``SLOTSTREAM_*`` variables; library callers that pass no options get the vari
 gives the README's install steps (:data:`~service.backends.onnx_providers.GPU_EXTRA`). Device buffers, the
 stream and CUDA graphs come from PyTorch's CUDA runtime, so no other CUDA binding is needed. As with the
 ``onnx`` backend, an export directory's ``config.json`` and ``model.safetensors`` must be the source its manifest
-records (:func:`~service.backends.onnx_backend.check_source_files`).
+records (:func:`~service.backends.onnx_backend.check_source_files`), and each graph file must be what its manifest
+entry records (:func:`~service.backends.graph_file.check_graph_file`: inputs and outputs, metadata, opset,
+operator counts, and TensorRT's operator limits checked again on the graph itself); both checks run before
+TensorRT or a GPU is looked for.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from plugins.files import write_atomically
+from service.backends.graph_file import check_graph_file
 from service.backends.manifest import FIRST_STEP, STEP, Manifest, read_manifest
 from service.backends.onnx_backend import (
     DEFAULT_CACHE_SUBDIR,
@@ -306,8 +310,10 @@ def load_engine(
         BackendUnavailable: not a CUDA device, no GPU visible, TensorRT missing, the cache not writable, the
             export was made with ``--onnxruntime-only`` and lists operators TensorRT lacks, or (with
             ``check_parity``) the engines of this precision failed the export's parity check.
-        ManifestError: ``model_dir`` is not an export directory, or its ``config.json`` / ``model.safetensors``
-            are not the source the manifest records (a ``ValueError``).
+        ManifestError: ``model_dir`` is not an export directory, its ``config.json`` / ``model.safetensors``
+            are not the source the manifest records (a ``ValueError``), or a graph file is not what its manifest
+            entry records or holds what TensorRT cannot parse
+            (:func:`~service.backends.graph_file.check_graph_file`, before TensorRT or a GPU is looked for).
         RuntimeError: TensorRT could not parse or build a graph (its messages are included), or (with CUDA
             graphs) a bucket's graph replay does not reproduce a plain run.
     """
@@ -324,6 +330,8 @@ def load_engine(
             f"{manifest.tensorrt_problems[0]}{more}; serve it with --backend onnx (ONNX Runtime, --device cpu or "
             "cuda) or --backend torch"
         )
+    for graph in (FIRST_STEP, STEP):  # what TensorRT would parse, held to the manifest without TensorRT or a GPU
+        check_graph_file(manifest, graph, model_dir / manifest.graphs[graph].file, tensorrt=True)
     fp16 = manifest.precision == "fp16" if options.fp16 is None else options.fp16
     if check_parity:  # a failed check refuses before anything looks for TensorRT or a GPU
         check_tensorrt_parity(manifest, model_dir, "fp16" if fp16 else "fp32")

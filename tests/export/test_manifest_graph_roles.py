@@ -1,7 +1,9 @@
 """Each graph of an export is recorded with its own step's inputs and outputs: ``first_step`` takes ``frames``,
 ``step`` takes ``frames`` and ``prev_slots``. A manifest whose two graph entries were swapped (file, digest and
 signature together, so every graph matches its own entry and its digest) is refused when it is read, by every
-backend and by the server before it serves, instead of failing at warm-up or on every frame."""
+backend and by the server before it serves, instead of failing at warm-up or on every frame. A manifest that
+passes the digests but describes its graphs otherwise than they describe themselves (their tensors, metadata,
+opset, operators) is refused by both accelerated backends, the ``tensorrt`` one before it looks for TensorRT."""
 
 from __future__ import annotations
 
@@ -35,6 +37,38 @@ def edited_copy(export_dir: Path, target: Path, edit: Any) -> Path:
     shutil.copytree(export_dir, target)
     raw = json.loads((target / MANIFEST_FILE).read_text())
     edit(raw["graphs"])
+    (target / MANIFEST_FILE).write_text(json.dumps(raw))
+    return target
+
+
+def load_onnx(export: Path) -> None:
+    onnx_backend.load_engine(export, name="tiny", device="cpu", max_batch_size=2)
+
+
+def load_tensorrt(export: Path) -> None:
+    """Raises what the backend says before it looks for TensorRT; without TensorRT, that it is missing."""
+    tensorrt_backend.load_engine(export, name="tiny", device="cuda", max_batch_size=2)
+
+
+BOTH_BACKENDS = pytest.mark.parametrize("load", [load_onnx, load_tensorrt], ids=["onnx", "tensorrt"])
+
+
+def rewritten_step_graph(export_dir: Path, target: Path, edit: Any) -> Path:
+    """A copy of ``export_dir`` whose ``step.onnx`` went through ``edit`` (on its ONNX model), with the manifest's
+    digest and operator counts brought up to date, so that only what ``edit`` did can be refused."""
+    import hashlib
+
+    import onnx
+
+    from training.export.operators import check_operators
+
+    shutil.copytree(export_dir, target)
+    proto = onnx.load(str(target / "step.onnx"))
+    edit(proto)
+    onnx.save(proto, str(target / "step.onnx"))
+    raw = json.loads((target / MANIFEST_FILE).read_text())
+    raw["graphs"]["step"]["sha256"] = hashlib.sha256((target / "step.onnx").read_bytes()).hexdigest()
+    raw["graphs"]["step"]["operators"] = check_operators(proto).operators
     (target / MANIFEST_FILE).write_text(json.dumps(raw))
     return target
 
@@ -86,7 +120,8 @@ def test_a_graph_recorded_with_other_tensors_than_its_step_is_refused(export_dir
         read_manifest(edited)
 
 
-def test_graph_files_swapped_under_their_entries_are_caught_against_the_loaded_graphs(export_dir, tmp_path):
+@BOTH_BACKENDS
+def test_graph_files_swapped_under_their_entries_are_caught_against_the_graph_files(export_dir, tmp_path, load):
     """File and digest swapped, the recorded signatures left: the digests pass, the loaded graphs do not."""
 
     def swap_files(graphs: dict[str, Any]) -> None:
@@ -95,10 +130,11 @@ def test_graph_files_swapped_under_their_entries_are_caught_against_the_loaded_g
 
     swapped = edited_copy(export_dir, tmp_path / "swapped", swap_files)
     with pytest.raises(ManifestError, match=r"the manifest's first_step graph, step\.onnx, has the inputs .* but the"):
-        onnx_backend.load_engine(swapped, name="tiny", device="cpu", max_batch_size=2)
+        load(swapped)
 
 
-def test_a_graph_of_another_model_is_refused_though_its_digest_was_edited_to_match(export_dir, tmp_path):
+@BOTH_BACKENDS
+def test_a_graph_of_another_model_is_refused_though_its_digest_was_edited_to_match(export_dir, tmp_path, load):
     """A step graph of the same shapes from another model's export, its SHA-256 written into the manifest: the
     graph's own metadata names the model it came from, and the export would mix two models' graphs."""
     import hashlib
@@ -118,14 +154,78 @@ def test_a_graph_of_another_model_is_refused_though_its_digest_was_edited_to_mat
     raw["graphs"]["step"]["sha256"] = hashlib.sha256((mixed / "step.onnx").read_bytes()).hexdigest()
     (mixed / MANIFEST_FILE).write_text(json.dumps(raw))
     with pytest.raises(ManifestError, match=r"step graph, step\.onnx, was exported from model version \w+, but"):
-        onnx_backend.load_engine(mixed, name="tiny", device="cpu", max_batch_size=2)
+        load(mixed)
 
 
-def test_a_usage_block_edited_in_the_manifest_is_refused_against_the_graphs(export_dir, tmp_path):
+@BOTH_BACKENDS
+def test_a_usage_block_edited_in_the_manifest_is_refused_against_the_graphs(export_dir, tmp_path, load):
     edited = tmp_path / "edited"
     shutil.copytree(export_dir, edited)
     raw = json.loads((edited / MANIFEST_FILE).read_text())
     raw["usage"]["segmentation"]["tie_tolerance"] = 0.5
     (edited / MANIFEST_FILE).write_text(json.dumps(raw))
     with pytest.raises(ManifestError, match=r"first_step graph, first_step\.onnx, carries another usage block"):
-        onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)
+        load(edited)
+
+
+@BOTH_BACKENDS
+def test_an_opset_edited_in_the_manifest_is_refused_against_the_graphs(export_dir, tmp_path, load):
+    edited = tmp_path / "edited"
+    shutil.copytree(export_dir, edited)
+    raw = json.loads((edited / MANIFEST_FILE).read_text())
+    exported = raw["opset"]
+    raw["opset"] = exported + 1
+    (edited / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match=rf"first_step\.onnx, imports opset {exported}, but the manifest records "):
+        load(edited)
+
+
+@BOTH_BACKENDS
+def test_operator_counts_edited_in_the_manifest_are_refused_against_the_graphs(export_dir, tmp_path, load):
+    def one_node_more(graphs: dict[str, Any]) -> None:
+        operators = graphs["step"]["operators"]
+        operators[sorted(operators)[0]] += 1
+
+    edited = edited_copy(export_dir, tmp_path / "edited", one_node_more)
+    with pytest.raises(ManifestError, match=r"step graph, step\.onnx, has the operators .* but the manifest records"):
+        load(edited)
+
+
+def test_an_operator_tensorrt_lacks_is_refused_by_the_tensorrt_backend_though_the_manifest_hides_it(
+    export_dir, tmp_path
+):
+    """The manifest's digest, operator counts and (empty) ``tensorrt_problems`` all agree with the edited graph:
+    only reading the graph finds the operator TensorRT cannot parse."""
+
+    def det_node(proto: Any) -> None:
+        proto.graph.node[0].op_type = "Det"
+
+    edited = rewritten_step_graph(export_dir, tmp_path / "edited", det_node)
+    assert json.loads((edited / MANIFEST_FILE).read_text()).get("tensorrt_problems", []) == []
+    refused = r"step\.onnx: the step graph cannot be served with TensorRT:\n.*Det is not"
+    with pytest.raises(ManifestError, match=refused):
+        load_tensorrt(edited)
+
+
+@BOTH_BACKENDS
+def test_a_random_operator_in_a_graph_is_refused_by_every_backend(export_dir, tmp_path, load):
+    def random_node(proto: Any) -> None:
+        proto.graph.node[0].op_type = "RandomNormalLike"
+
+    edited = rewritten_step_graph(export_dir, tmp_path / "edited", random_node)
+    refused = r"step\.onnx: the step graph cannot be served:\n.*RandomNormalLike is random"
+    with pytest.raises(ManifestError, match=refused):
+        load(edited)
+
+
+def test_a_file_that_is_no_onnx_graph_is_refused_by_name_before_a_runtime_loads_it(export_dir, tmp_path):
+    import hashlib
+
+    broken = tmp_path / "broken"
+    shutil.copytree(export_dir, broken)
+    (broken / "step.onnx").write_bytes(b"not a graph")
+    raw = json.loads((broken / MANIFEST_FILE).read_text())
+    raw["graphs"]["step"]["sha256"] = hashlib.sha256(b"not a graph").hexdigest()
+    (broken / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ManifestError, match=r"step\.onnx is not a readable ONNX graph .*re-run python -m training"):
+        load_tensorrt(broken)

@@ -202,9 +202,9 @@ def test_tensorrt_provider_caches_engines_per_graph_digest(export_dir, monkeypat
     assert given["first_step"]["trt_engine_cache_path"] != given["step"]["trt_engine_cache_path"]
 
 
-def test_a_graph_onnx_runtime_cannot_load_is_refused_naming_the_file(export_dir, tmp_path):
-    """A damaged graph whose digest was recorded after the damage (so the manifest check passes) fails in ONNX
-    Runtime with errors that are not ``RuntimeError``; the backend reports it as unavailable, naming the file."""
+def test_a_damaged_graph_is_refused_naming_the_file(export_dir, tmp_path):
+    """A damaged graph whose digest was recorded after the damage (so the digest check passes) is refused when
+    the backend reads it against its manifest entry, before ONNX Runtime sees it, naming the file."""
     import json
     import shutil
 
@@ -217,8 +217,33 @@ def test_a_graph_onnx_runtime_cannot_load_is_refused_naming_the_file(export_dir,
     raw = json.loads((damaged / MANIFEST_FILE).read_text())
     raw["graphs"]["step"]["sha256"] = file_sha256(graph)
     (damaged / MANIFEST_FILE).write_text(json.dumps(raw))
-    with pytest.raises(BackendUnavailable, match=r"ONNX Runtime cannot load .*step\.onnx"):
+    with pytest.raises(ManifestError, match=r"step\.onnx is not a readable ONNX graph"):
         onnx_backend.load_engine(damaged, name="tiny", device="cpu", max_batch_size=2)
+
+
+def test_a_graph_onnx_runtime_cannot_load_is_refused_naming_the_file(export_dir, tmp_path):
+    """A graph that reads and matches its manifest entry but holds an operator ONNX Runtime does not know fails in
+    ONNX Runtime with errors that are not ``RuntimeError``; the backend reports it as unavailable, naming the file."""
+    import hashlib
+    import json
+    import shutil
+
+    import onnx
+
+    from service.backends.manifest import MANIFEST_FILE
+    from training.export.operators import check_operators
+
+    edited = tmp_path / "edited"
+    shutil.copytree(export_dir, edited)
+    proto = onnx.load(str(edited / "step.onnx"))
+    proto.graph.node[0].op_type = "NoSuchOperator"
+    onnx.save(proto, str(edited / "step.onnx"))
+    raw = json.loads((edited / MANIFEST_FILE).read_text())
+    raw["graphs"]["step"]["sha256"] = hashlib.sha256((edited / "step.onnx").read_bytes()).hexdigest()
+    raw["graphs"]["step"]["operators"] = check_operators(proto).operators
+    (edited / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(BackendUnavailable, match=r"ONNX Runtime cannot load .*step\.onnx"):
+        onnx_backend.load_engine(edited, name="tiny", device="cpu", max_batch_size=2)
 
 
 def test_verify_providers_accepts_the_requested_provider_first():
