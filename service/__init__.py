@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from service.config import ConfigError, ServiceConfig
     from service.engine import BackendUnavailable, Engine, EngineOutput, ModelCard, load_engine
     from service.local_stream import LocalResult, LocalStream
-    from service.server import Server, serve
+    from service.process import serve
+    from service.server import Server
 
 _EXPORTS = {
     "BackendUnavailable": "service.engine",
@@ -31,7 +32,7 @@ _EXPORTS = {
     "LocalResult": "service.local_stream",
     "LocalStream": "service.local_stream",
     "ModelCard": "service.engine",
-    "serve": "service.server",
+    "serve": "service.process",
     "Server": "service.server",
     "ServiceConfig": "service.config",
 }

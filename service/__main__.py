@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from service.engine import BackendUnavailable
     from service.logs import configure_logging
     from service.ports import ListenError
-    from service.server import serve
+    from service.process import serve
     from service.tls import TlsFilesError
 
     notes: list[str] = []

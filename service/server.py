@@ -11,24 +11,19 @@ ends when no stream is left, or after the grace period, when whatever is left is
 server then gets at most twice :data:`GRPC_STOP_S` to stop (connections of clients that do not read are abandoned),
 and with tracing on the last frame spans go to the collector (at most :data:`TRACE_FLUSH_S`). A shutdown before
 ``SERVING`` abandons the model's warm-up instead of waiting for it. A second SIGTERM or SIGINT ends the drain at once
-(:meth:`Server.hurry`); SIGHUP stops an interactive server (its terminal closed) and is logged and ignored by any
-other.
+(:meth:`Server.hurry`). The process around a server, its signals and exit status, is :mod:`service.process`; the
+``settings`` log line :mod:`service.server_settings`, the gRPC options :mod:`service.grpc_options`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
-import os
-import signal
-import sys
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -43,6 +38,7 @@ from service.connection import StreamConnection
 from service.engine import Engine, load_engine
 from service.errors import ErrorCode, StreamAbort
 from service.generated import load_open_inference, pb, pb_grpc
+from service.grpc_options import server_options
 from service.host import memory_limit_bytes
 from service.logs import quiet_client_departures
 from service.malformed_requests import MalformedRequestInterceptor
@@ -51,6 +47,7 @@ from service.model_versions import ModelVersions
 from service.open_inference import OPEN_INFERENCE_SERVICE, OpenInferenceServicer, ServerHealth
 from service.ports import ListenError, check_listen_address
 from service.runner import ModelRunner
+from service.server_settings import ListeningAt, effective_settings
 from service.servicer import PerceptionServicer
 from service.session_limits import SessionLimits
 from service.sessions import SessionManager
@@ -110,11 +107,6 @@ def default_engine_factory(config: ServiceConfig) -> Engine:
         max_batch_size=config.max_batch_size,  # the export's TensorRT engines are sized and checked at it
         options=config.backend_options(),
     )
-
-
-_SETTINGS_SHOWN_OTHERWISE = frozenset({"auth_token", "metrics_listen", "model_name"})
-"""Configuration fields :meth:`Server.effective_settings` leaves out: the bearer token (a secret), and those it gives
-as resolved under another name (``metrics``, ``model``)."""
 
 
 class Server:
@@ -279,76 +271,17 @@ class Server:
 
     def effective_settings(self) -> dict[str, Any]:
         """What an operator needs to know about this server once it listens, as the ``settings`` start-up log line
-        gives it: the bound gRPC and metrics addresses (``metrics``: ``"off"`` without), backend, device, model (name,
-        version, directory), threads (``model_threads``: intra-op threads of one model call, 0 the backend's default,
-        ``None`` for TensorRT; ``model_instances``: model calls at once; ``decode_threads``), TLS (``off``, ``on`` or
-        ``mutual``), bearer-token auth (``on``/``off``), the limits ``max_streams``, ``max_streams_per_client`` (0:
-        none) and ``max_batch_size`` (as the engine allows it), ``frame_fit``, the fit of streams that choose none, and
-        ``frame_fit_from``: where it comes from (``--frame-fit``, ``model`` for the fit the model records under
-        ``--frame-fit auto``, or ``no record`` for ``auto`` with a model that records none). Then the limits under
-        their flags' names: ``idle_timeout_s`` (a stream's default) and ``max_idle_timeout_s``,
-        ``max_resume_window_s``, ``max_pending_frames``, ``max_buffered_reply_bytes``,
-        ``max_total_buffered_reply_bytes`` (as resolved: the automatic budget in bytes), ``max_message_bytes``,
-        ``max_image_pixels``, ``max_queue_delay_ms``, ``grace_period_s``, ``model_stall_timeout_s`` (0: off) and
-        ``inline_model_max_ms`` as it applies (0 on a device other than a CPU, where no call runs inline). Then
-        every other setting of :class:`~service.config.ServiceConfig` under its field's name (``max_calls`` as
-        resolved; files as paths; the bearer token itself never).
+        gives it (:func:`~service.server_settings.effective_settings` lists the keys).
 
         Raises:
             RuntimeError: before :meth:`start` has loaded the model.
         """
-        runner, manager, config = self._runner, self.manager, self.config
+        runner, manager = self._runner, self.manager
         if runner is None or manager is None:
             raise RuntimeError("the server has not loaded its model yet")
-        card = runner.card
-        host = config.listen.rpartition(":")[0]
-        metrics = "off"
-        if self.metrics_port is not None:
-            metrics = f"{config.metrics_listen.rpartition(':')[0]}:{self.metrics_port}"
-        model_threads = {"torch": config.torch_threads, "onnx": config.onnx_intra_op_threads}.get(config.backend)
-        tls = "off" if config.tls_cert is None else "mutual" if config.tls_client_ca is not None else "on"
-        settings: dict[str, Any] = {
-            "listen": f"{host}:{self.port}",
-            "metrics": metrics,
-            "backend": config.backend,
-            "device": config.device,
-            "model": card.name,
-            "model_version": card.version,
-            "model_dir": str(config.model_dir),
-            "model_threads": model_threads,
-            "model_instances": runner.instances,
-            "decode_threads": config.decode_threads,
-            "tls": tls,
-            "auth": "on" if self._auth else "off",
-            "max_streams": config.max_streams,
-            "max_streams_per_client": config.max_streams_per_client,
-            "max_batch_size": runner.max_batch_size,
-            "frame_fit": manager.limits.frame_fit_for(card).fit_name,
-            "frame_fit_from": "--frame-fit"
-            if config.frame_fit != "auto"
-            else "model"
-            if card.frame_fit
-            else "no record",
-            "idle_timeout_s": config.idle_timeout_s,
-            "max_idle_timeout_s": config.max_idle_timeout_s,
-            "max_resume_window_s": config.max_resume_window_s,
-            "max_pending_frames": config.max_pending_frames,
-            "max_buffered_reply_bytes": config.max_buffered_reply_bytes,
-            "max_total_buffered_reply_bytes": manager.limits.reply_budget_bytes,
-            "max_message_bytes": config.max_message_bytes,
-            "max_image_pixels": config.max_image_pixels,
-            "max_queue_delay_ms": config.max_queue_delay_ms,
-            "grace_period_s": config.grace_period_s,
-            "model_stall_timeout_s": config.model_stall_timeout_s,
-            "inline_model_max_ms": config.inline_model_max_ms if config.inline_below_s() > 0 else 0.0,
-        }
-        settings["max_calls"] = config.resolved_max_calls
-        for field in dataclasses.fields(config):
-            if field.name in settings or field.name in _SETTINGS_SHOWN_OTHERWISE:
-                continue
-            value = getattr(config, field.name)
-            settings[field.name] = str(value) if isinstance(value, Path) else value
-        return settings
+        return effective_settings(
+            self.config, runner, manager, ListeningAt(self.port, self.metrics_port), token_auth=self._auth
+        )
 
     async def _beat(self) -> None:
         """Stamp the heartbeat gauge every second, for probes that read metrics rather than gRPC health."""
@@ -450,32 +383,6 @@ class Server:
                 )
             )
         interceptors.append(self._admin_access(admin_tokens, reads))  # Admin calls never meet the client token
-        options = [
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-            # gRPC's bandwidth-delay probing widens a stream's receive window while its client sends faster than
-            # the stream is read, so clients could push many frames per stream into the server's HTTP/2 buffers
-            # beyond the one being read that the memory budget counts (8 streams of 16.7 MB frames: +2.1 GB, about
-            # 8 frames each). Without it a stream holds at most its fixed window (64 KiB) beyond the message being
-            # read, at the same throughput on loopback.
-            ("grpc.http2.bdp_probe", 0),
-            # No grpc.max_concurrent_streams: calls are counted and refused when their headers arrive (call_limit),
-            # and with a cap a gRPC client that cancelled calls before their first message stopped starting calls
-            # on that connection (grpcio 1.85: 40 such cancels under a cap of 14 left a call waiting 43 s).
-            # Find dead peers (half-open connections) so their streams are detached or freed promptly.
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            # gRPC acts on an unanswered keepalive ping only after its own ping timeout, 60 s by default: without
-            # this a frozen client's streams held their places for about 70 s (measured), not 15 s.
-            ("grpc.http2.ping_timeout_ms", 5_000),
-            # Let robots keep idle connections alive with pings without being sent GOAWAY.
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
-            ("grpc.http2.max_ping_strikes", 0),
-            # gRPC sets SO_REUSEPORT by default on Linux: a second server on a busy port would then bind too and
-            # take a share of the connections. A busy port must fail instead.
-            ("grpc.so_reuseport", 0),
-        ]
         too_many = self.metrics.calls_refused.labels(ErrorCode.TOO_MANY_STREAMS.name.lower())
         limiter = CallLimitInterceptor(
             config.resolved_max_calls,
@@ -489,7 +396,7 @@ class Server:
         malformed = self.metrics.calls_refused.labels(ErrorCode.MALFORMED_REQUEST.name.lower())
         # Last: a call refused for its token or the cap is refused for that, whatever its request's bytes.
         interceptors.append(MalformedRequestInterceptor(malformed.inc, self._servicer.refusal_log))
-        self._grpc = grpc.aio.server(interceptors=interceptors, options=options)
+        self._grpc = grpc.aio.server(interceptors=interceptors, options=server_options(config.max_message_bytes))
         pb_grpc.add_PerceptionServicer_to_server(self._servicer, self._grpc)
         pb_grpc.add_AdminServicer_to_server(AdminServicer(self.manager, self._servicer, self.reload_model), self._grpc)
         open_inference = load_open_inference()[1]
@@ -722,78 +629,3 @@ class Server:
             "replies): its connections are abandoned",
             GRPC_STOP_S,
         )
-
-
-async def serve(config: ServiceConfig, engine_factory: EngineFactory = default_engine_factory) -> None:
-    """Run a server until SIGTERM or SIGINT, then shut it down gracefully; a second SIGTERM or SIGINT ends the
-    drain at once. SIGHUP stops it as SIGTERM does when its standard input is a terminal (the terminal closed), and
-    is logged and ignored otherwise.
-
-    A signal that arrives while the model loads (a TensorRT engine build can take minutes) ends the process at once
-    with status 0: nothing is served yet, and the load, which runs in a thread that cannot be interrupted, is
-    abandoned instead of holding the process until its supervisor kills it. So is the model's warm-up, when the
-    signal arrives after the server listens but before it reports SERVING.
-
-    Raises:
-        RuntimeError: warm-up failed (logged with its traceback); the server was stopped first.
-    """
-    server = Server(config, engine_factory)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, _first_then_hurry(stop, server))
-    # SIGHUP: the terminal of an interactive server (make serve) closed, so stop as on SIGTERM; else (a container, a
-    # supervisor, nohup) nothing is to be reloaded on it: say so and serve on.
-    interactive = sys.stdin is not None and sys.stdin.isatty()
-    loop.add_signal_handler(signal.SIGHUP, _first_then_hurry(stop, server) if interactive else _hangup_ignored)
-    try:
-        starting = asyncio.ensure_future(server.start(wait_ready=False, on_failure=stop.set))
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():
-            _log.info("shutdown requested while the model loads: the load is abandoned")
-            logging.shutdown()
-            os._exit(0)  # the loading thread cannot be stopped, and the interpreter would wait for it at exit
-        stopping.cancel()
-        starting.result()  # a model that cannot be loaded, an address that cannot be bound
-        await stop.wait()
-        if server.failure is not None:
-            error = server.failure
-            raise RuntimeError(f"the model failed to warm up: {type(error).__name__}: {error}") from error
-        _log.info("shutdown requested")
-    except BaseException:
-        await _stop_and_exit(server, failed=True)
-        raise
-    await _stop_and_exit(server, failed=False)
-
-
-def _first_then_hurry(stop: asyncio.Event, server: Server) -> Callable[[], None]:
-    """The handler of SIGTERM and SIGINT: the first asks ``stop`` for a graceful shutdown, a later one ends its
-    drain at once (:meth:`Server.hurry`), for an operator who will not wait out the grace period."""
-
-    def handle() -> None:
-        if stop.is_set():
-            server.hurry()
-        else:
-            stop.set()
-
-    return handle
-
-
-def _hangup_ignored() -> None:
-    """SIGHUP to a server without a terminal (an operator used to daemons that reload on it) would end the process
-    at once, losing every stream: the server has nothing to reload on it (certificate and token files are reloaded
-    when they change), so it says so and serves on."""
-    _log.warning(
-        "SIGHUP ignored: certificate and token files are reloaded when they change; send SIGTERM to stop the server"
-    )
-
-
-async def _stop_and_exit(server: Server, failed: bool) -> None:
-    """Stop ``server``; when it left a thread or a connection behind, end the process at once (the interpreter
-    would wait for a model thread at exit), with status 1 after a failure (``failed``: an exception is on its way
-    out, such as a failed warm-up) or an abandoned model call, else 0. Otherwise return, and the caller goes on."""
-    await server.stop()
-    if server.model_abandoned or server.warm_up_abandoned or server.connections_abandoned:
-        logging.shutdown()
-        os._exit(1 if failed or server.model_abandoned else 0)

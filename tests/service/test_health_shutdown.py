@@ -22,7 +22,8 @@ from service.client.__main__ import main as client_main
 from service.config import ConfigError, ServiceConfig
 from service.engine import Engine, EngineOutput
 from service.errors import ErrorCode
-from service.server import LIVENESS_SERVICE, default_engine_factory, serve
+from service.process import serve
+from service.server import LIVENESS_SERVICE, default_engine_factory
 from service.types import CloseReason
 
 

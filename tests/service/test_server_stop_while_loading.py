@@ -23,7 +23,7 @@ SERVER = textwrap.dedent(
     from service.config import ServiceConfig
     from service.engine import load_engine
     from service.logs import configure_logging
-    from service.server import serve
+    from service.process import serve
 
     marker, model_dir = Path(sys.argv[1]), Path(sys.argv[2])
 

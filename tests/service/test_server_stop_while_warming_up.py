@@ -22,7 +22,8 @@ SERVER = textwrap.dedent(
     from pathlib import Path
     from service.config import ServiceConfig
     from service.logs import configure_logging
-    from service.server import default_engine_factory, serve
+    from service.process import serve
+    from service.server import default_engine_factory
 
     marker, model_dir = Path(sys.argv[1]), Path(sys.argv[2])
 
