@@ -34,6 +34,7 @@ import numpy as np
 from service.batcher import BatcherClosed, DeadlinePassed
 from service.decode_scheduling import cheap_to_decode, run_timed
 from service.errors import ErrorCode, FrameRejected, StreamAbort
+from service.frame_answers import admission_problem, frame_dropped, frame_error, shutdown_drop, stale_drop
 from service.frame_processing import process_frame
 from service.images import ModelView, fit_frame
 from service.logs import RateLimitedWarning
@@ -45,7 +46,7 @@ from service.request_reads import RequestReads
 from service.session import ReleaseReason
 from service.sessions import Session, SessionManager
 from service.shared_memory import SharedMemoryFrames, fit_shared_frame
-from service.staleness import frame_deadline, is_past, stale_message
+from service.staleness import frame_deadline, is_past
 from service.tracing import FrameTraceStart, FrameTracing
 from service.types import (
     CloseReason,
@@ -66,8 +67,6 @@ from service.types import (
 
 _log = logging.getLogger(__name__)
 _MAX_UNANSWERED = 64
-MAX_CAMERA_FRAME_ID_BYTES = 256
-"""Longest accepted ``camera_frame_id`` (UTF-8 bytes): replies echo it, within their size allowance."""
 HALF_CLOSE_QUIET_S = 2.0
 """A call the server ends itself while its client may still write (a drain, a takeover, a revoked token) ends once
 the client has ended its requests (the slotstream client does as it reads the call's ``StreamClosed``), or once no
@@ -459,7 +458,7 @@ class StreamConnection:
             if not self._draining or self._eviction is not None:
                 raise
             if self._current is not None and not self._current[0].done():
-                self._current[0].set_result(self._dropped_for_shutdown(self._current[1]))
+                self._current[0].set_result(shutdown_drop(self._session, self._current[1]))
         except StreamAbort as abort:
             await self._stop_pump()
             self._out.put_nowait(abort)
@@ -562,32 +561,14 @@ class StreamConnection:
         last = session.last_accepted_index
         if session.last_received_index is None or request.frame_index > session.last_received_index:
             session.last_received_index = request.frame_index
-        id_bytes = len(request.camera_frame_id.encode())
-        if id_bytes > MAX_CAMERA_FRAME_ID_BYTES:
-            problem = FrameRejected(
-                ErrorCode.CAMERA_FRAME_ID_TOO_LONG,
-                f"camera_frame_id is {id_bytes} bytes; at most "
-                f"{MAX_CAMERA_FRAME_ID_BYTES} are accepted (it is echoed in every result)",
-            )
-            slot.set_result(self._error(request, problem))
-            return
-        if last is not None and request.frame_index <= last:
-            slot.set_result(
-                self._error(
-                    request,
-                    FrameRejected(
-                        ErrorCode.FRAME_INDEX_NOT_INCREASING,
-                        f"frame index {request.frame_index} is not larger than that of the last frame this stream "
-                        f"accepted ({last}); a frame answered with a FrameError other than INFERENCE_FAILED does not "
-                        "count",
-                    ),
-                )
-            )
+        problem = admission_problem(request, last)
+        if problem is not None:
+            slot.set_result(frame_error(session, request, problem))
             return
         deadline = frame_deadline(request.capture_time_ns, session.options.max_staleness_s)
         if is_past(deadline):  # too old already: not worth decoding
             session.last_accepted_index = request.frame_index
-            slot.set_result(self._stale(request, "when it arrived"))
+            slot.set_result(stale_drop(session, request, "when it arrived"))
             return
         self._current = (slot, request)
         size, fit = session.runner.card.image_size, session.options.frame_fit
@@ -608,7 +589,7 @@ class StreamConnection:
                     self._check_jpeg_data,
                 )
         except FrameRejected as rejected:
-            slot.set_result(self._error(request, rejected))
+            slot.set_result(frame_error(session, request, rejected))
             self._current = None
             return
         session.last_accepted_index = request.frame_index
@@ -621,7 +602,7 @@ class StreamConnection:
         self._current = None
         if superseded is not None:
             message = f"frame {request.frame_index} arrived before this one reached the model (live mode)"
-            superseded.slot.set_result(self._dropped(superseded.request, DropReason.SUPERSEDED, message))
+            superseded.slot.set_result(frame_dropped(session, superseded.request, DropReason.SUPERSEDED, message))
 
     async def _finish(self, end: CloseRequest | None) -> None:
         await self._stop_pump()
@@ -674,14 +655,15 @@ class StreamConnection:
             try:
                 response: FrameResponse = await process_frame(self._manager, self._decode_executor, session, item)
             except FrameRejected as rejected:
-                response = self._error(item.request, rejected)
+                response = frame_error(session, item.request, rejected)
             except DeadlinePassed:
-                response = self._stale(item.request, "when it was to reach the model")
+                response = stale_drop(session, item.request, "when it was to reach the model")
             except BatcherClosed:
-                response = self._dropped_for_shutdown(item.request)
+                response = shutdown_drop(session, item.request)
             except Exception as error:  # a bug must cost one frame, not the server
                 _log.exception("frame failed", extra={"stream_id": session.stream_id})
-                response = self._error(item.request, FrameRejected(ErrorCode.INFERENCE_FAILED, repr(error)))
+                failed = FrameRejected(ErrorCode.INFERENCE_FAILED, repr(error))
+                response = frame_error(session, item.request, failed)
             if not item.slot.done():
                 item.slot.set_result(response)
 
@@ -696,41 +678,3 @@ class StreamConnection:
     def _emit(self, response: StreamResponse) -> None:
         self._closed_sent = self._closed_sent or isinstance(response, StreamClosed)
         self._new_slot().set_result(response)
-
-    def _stream_id(self) -> str:
-        return self._session.stream_id if self._session is not None else ""
-
-    def _model_version(self) -> str:
-        return self._session.model_version if self._session is not None else ""
-
-    def _error(self, request: FrameRequest, rejected: FrameRejected) -> FrameError:
-        # An id too long to echo was the problem: the error leaves it out.
-        camera_frame_id = "" if rejected.code == ErrorCode.CAMERA_FRAME_ID_TOO_LONG else request.camera_frame_id
-        return FrameError(
-            self._stream_id(),
-            request.frame_index,
-            rejected.code,
-            rejected.message,
-            request.capture_time_ns,
-            camera_frame_id,
-            self._model_version(),
-        )
-
-    def _dropped(self, request: FrameRequest, reason: DropReason, message: str) -> FrameDropped:
-        return FrameDropped(
-            self._stream_id(),
-            request.frame_index,
-            request.capture_time_ns,
-            reason,
-            message,
-            request.camera_frame_id,
-            self._model_version(),
-        )
-
-    def _stale(self, request: FrameRequest, when: str) -> FrameDropped:
-        limit = self._session.options.max_staleness_s if self._session is not None else 0.0
-        return self._dropped(request, DropReason.STALE, stale_message(request.capture_time_ns, limit, when))
-
-    def _dropped_for_shutdown(self, request: FrameRequest) -> FrameDropped:
-        message = "the server began shutting down before this frame reached the model"
-        return self._dropped(request, DropReason.SHUTTING_DOWN, message)
