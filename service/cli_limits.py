@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from service.grpc_limits import DEFAULT_MAX_IMAGE_PIXELS
 from service.host import memory_limit_bytes
 
 MIN_FPS = 0.001
@@ -24,7 +25,7 @@ FPS_LIMITS = (
 )
 """What a frame-rate flag takes, with why, for its messages."""
 
-MAX_FRAME_PIXELS = 4096 * 4096
+MAX_FRAME_PIXELS = DEFAULT_MAX_IMAGE_PIXELS
 """The most pixels a frame (or a mask) the tools send or ask a server for may have: the server's default
 ``--max-image-pixels``; a server started with more still takes them, but the tools size their memory for this."""
 MAX_FRAME_SIDE = 4096

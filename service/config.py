@@ -38,6 +38,7 @@ from service.config_warnings import (
     tracing_warnings,
 )
 from service.engine import normalise_device
+from service.grpc_limits import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_MESSAGE_BYTES
 from service.host import available_cores, memory_limit_bytes
 from service.reply_budget import AUTO_REPLY_BUDGET_FRACTION, ReplyBudget
 
@@ -137,7 +138,7 @@ class ServiceConfig:
         ),
     )
     max_message_bytes: int = field(
-        default=16 * 1024 * 1024,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
         metadata=_help(
             "largest gRPC message, each way (a raw 1080p frame is 6,220,800 B; opens whose replies could exceed "
             "it are refused)"
@@ -155,7 +156,7 @@ class ServiceConfig:
         ),
     )
     max_image_pixels: int = field(
-        default=4096 * 4096,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
         metadata=_help(
             "largest image (width x height) accepted, of any encoding (a raw frame must also fit "
             "--max-message-bytes: raw 4K needs 25 MB, or send JPEG/PNG); also the largest mask size "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from service.engine import ModelCard
 from service.errors import ErrorCode, StreamAbort
+from service.grpc_limits import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_MESSAGE_BYTES
 from service.reply_size import reply_bytes
 from service.types import DEFAULT_OUTPUTS, OUTSIDE_VIEW, FrameFit, StreamOptions
 
@@ -45,8 +46,8 @@ class SessionLimits:
     max_idle_timeout_s: float = 3600.0
     max_resume_window_s: float = 300.0
     resume_history: int = 32
-    max_mask_pixels: int = 4096 * 4096
-    max_reply_bytes: int = 16 * 1024 * 1024
+    max_mask_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_reply_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     reply_budget_bytes: int = 16 * 1024**3
     default_frame_fit: FrameFit = FrameFit.UNSPECIFIED
 

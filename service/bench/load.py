@@ -38,12 +38,12 @@ from service.bench.transport import compare_transports
 from service.cli_limits import FPS_LIMITS, MAX_FRAME_PIXELS, check_fps, check_frame_pixels, check_memory
 from service.client import StreamError
 from service.client.cli_client import token_from_args
-from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.encoding import check_jpeg_quality
 from service.client.requests import FRAME_FIELDS_BYTES
 from service.client.synthetic import synthetic_clip
 from service.client.tls import add_tls_flags, tls_from_flags
 from service.config import DEFAULT_MODEL_DIR, ConfigError
+from service.grpc_limits import DEFAULT_MAX_MESSAGE_BYTES
 
 MAX_IDLE_GAP_S = 3600.0
 """The longest ``--idle-gap-s``: streams stay open through a gap, so it must stay under the server's idle timeout."""

@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 import re
 
-from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES, Client, check_token
+from service.client.connection import Client, check_token
 from service.client.reconnection import RECONNECT_CHANNEL_OPTIONS
 from service.client.tls import tls_from_flags
+from service.grpc_limits import DEFAULT_MAX_MESSAGE_BYTES
 from service.tokens import read_tokens
 
 

@@ -8,12 +8,11 @@ import math
 
 from plugins.files import user_path
 from service.cli_limits import FPS_LIMITS, MAX_FRAME_SIDE, check_fps, epoch_ns
-from service.client.connection import DEFAULT_MAX_MESSAGE_BYTES
 from service.client.reconnection import DEFAULT_RESUME_WINDOW_S
 from service.client.rosbag import STORAGES
 from service.client.sources import check_source_spec
 from service.client.tls import add_tls_flags
-from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
+from service.grpc_limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_GRPC_MESSAGE_BYTES
 from service.types import FrameFit
 
 MIN_MESSAGE_BYTES = 1024 * 1024

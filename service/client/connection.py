@@ -18,7 +18,7 @@ from service.client.stream import ClientStream
 from service.client.tls import TlsFiles
 from service.engine import ModelCard
 from service.generated import pb, pb_grpc
-from service.grpc_limits import MAX_GRPC_MESSAGE_BYTES
+from service.grpc_limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_GRPC_MESSAGE_BYTES
 from service.stream_stats import StreamStats
 from service.types import (
     CLOSE_REASONS_KEY,
@@ -30,7 +30,6 @@ from service.types import (
     StreamOptions,
 )
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_LIMIT_TIMEOUT_S = 10.0
 """How long a client waits for the model card it reads the server's request limit from (then goes on without it)."""
 SERVER_LIMIT_RETRY_S = 5.0
@@ -410,4 +409,4 @@ class Client:
             raise self._closed_error() from error
 
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SERVER_LIMIT_RETRY_S", "SERVER_LIMIT_TIMEOUT_S", "Client", "check_token"]
+__all__ = ["SERVER_LIMIT_RETRY_S", "SERVER_LIMIT_TIMEOUT_S", "Client", "check_token"]
