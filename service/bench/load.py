@@ -225,11 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:  # a frame the client cannot send (too large for one message)
             print(f"python -m service.bench: {error} (try a smaller --size or --jpeg-quality)", file=sys.stderr)
             return 2
-        result.pop("raw_latencies_ms")
-        result.pop("raw_seconds")
         report["provenance"] = provenance(args_list)  # the model runs in the server, not here: no device
         report["settings"] = _settings(args)
-        report["remote"] = [result]
+        report["remote"] = [result.report()]
     if args.suite:
         spec = _spec(args, "", args.streams)
         server_args = args.server_args.split()

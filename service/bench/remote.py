@@ -60,16 +60,115 @@ class LoadSpec:
 
 
 @dataclass
-class _StreamStats:
+class StreamCounts:
+    """What one stream of a load run measured, filled in as its answers arrive.
+
+    Attributes:
+        latencies_ms: each answered frame's round trip, from just before its send to its answer.
+        after_gap_ms: those of the frames sent first after an idle gap (:attr:`LoadSpec.idle_gap_s`).
+        steady_ms: those of the others.
+        server_ms: each answered frame's time in the server (``FrameResult.latency.total_ms``).
+        batch_sizes: the size of the batch each answered frame was computed in.
+        results: frames answered with a result.
+        dropped: frames dropped (``FrameDropped``), by reason in :attr:`dropped_by_reason`.
+        errors: frames answered with a ``FrameError``.
+    """
+
     latencies_ms: list[float] = field(default_factory=list)
-    after_gap_ms: list[float] = field(default_factory=list)  # frames sent first after an idle gap
-    steady_ms: list[float] = field(default_factory=list)  # the others
+    after_gap_ms: list[float] = field(default_factory=list)
+    steady_ms: list[float] = field(default_factory=list)
     server_ms: list[float] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
     results: int = 0
     dropped: int = 0
     errors: int = 0
     dropped_by_reason: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """One load run: what was sent, for how long, and each stream's counts; :meth:`report` gives the figures.
+
+    Attributes:
+        spec: the load.
+        frame_shape: the shape of the clip's frames (H, W, 3).
+        seconds: the measured part's wall time, unrounded (pooled runs sum it).
+        streams: each stream's counts, in opening order.
+    """
+
+    spec: LoadSpec
+    frame_shape: tuple[int, ...]
+    seconds: float
+    streams: list[StreamCounts]
+
+    @property
+    def sent(self) -> int:
+        """Frames sent in the measured part, by every stream."""
+        return self.spec.streams * self.spec.frames
+
+    @property
+    def results(self) -> int:
+        """Frames answered with a result."""
+        return sum(counts.results for counts in self.streams)
+
+    @property
+    def frames_per_second(self) -> float:
+        """Results per second of the measured part (0 for a run that took no measurable time)."""
+        return self.results / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def lost(self) -> int:
+        """Frames sent that got no answer of any kind."""
+        return self.sent - sum(counts.results + counts.dropped + counts.errors for counts in self.streams)
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        """Every answered frame's latency, stream after stream."""
+        return [ms for counts in self.streams for ms in counts.latencies_ms]
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The batch size of every answered frame."""
+        return [size for counts in self.streams for size in counts.batch_sizes]
+
+    def report(self) -> dict[str, Any]:
+        """The run's figures as the JSON report gives them: the spec (without the token; ``tls`` whether it was
+        on), ``seconds`` (rounded), ``frames_per_second`` (results over the unrounded time), ``sent``, ``results``,
+        ``dropped`` (and ``dropped_by_reason``: ``superseded``, ``stale``, ``shutting_down``), ``errors``, ``lost``,
+        ``latency_ms`` and ``server_total_ms`` percentiles, the idle-gap figures with gaps
+        (:func:`_gap_figures`), ``frame_weighted_mean_batch_size`` and ``per_stream`` figures.
+
+        ``frame_weighted_mean_batch_size`` is the mean over answered frames of the size of the batch each frame was
+        computed in (from its answer), so a batch of 8 counts 8 times. The server's ``slotstream_batch_size``
+        histogram counts each dispatched batch once, so its mean is lower whenever batch sizes vary.
+        """
+        spec = self.spec
+        dropped_by_reason = sum((counts.dropped_by_reason for counts in self.streams), Counter[str]())
+        return {
+            "spec": {k: v for k, v in vars(spec).items() if k not in ("token", "tls")} | {"tls": spec.tls is not None},
+            "frame_shape": list(self.frame_shape),
+            "seconds": round(self.seconds, 3),
+            "frames_per_second": round(self.frames_per_second, 2),
+            "sent": self.sent,
+            "results": self.results,
+            "dropped": sum(counts.dropped for counts in self.streams),
+            "dropped_by_reason": dict(sorted(dropped_by_reason.items())),
+            "errors": sum(counts.errors for counts in self.streams),
+            "lost": self.lost,
+            "latency_ms": summarize(self.latencies_ms),
+            **_gap_figures(self.streams, spec),
+            "server_total_ms": summarize([ms for counts in self.streams for ms in counts.server_ms]),
+            "frame_weighted_mean_batch_size": mean_batch_size(self.batch_sizes),
+            "per_stream": [
+                {
+                    "latency_ms": summarize(counts.latencies_ms),
+                    "results": counts.results,
+                    "dropped": counts.dropped,
+                    "errors": counts.errors,
+                }
+                for counts in self.streams
+            ],
+        }
 
 
 def stream_options(spec: LoadSpec) -> StreamOptions:
@@ -82,63 +181,26 @@ def stream_options(spec: LoadSpec) -> StreamOptions:
     )
 
 
-async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> dict[str, Any]:
-    """Run the load and return per-stream and overall latency percentiles, throughput and losses (drops also by
-    reason: ``superseded``, ``stale``, ``shutting_down``).
-
-    ``frame_weighted_mean_batch_size`` is the mean over answered frames of the size of the batch each frame was
-    computed in (from its answer), so a batch of 8 counts 8 times. The server's ``slotstream_batch_size``
-    histogram counts each dispatched batch once, so its mean is lower whenever batch sizes vary.
-
-    ``seconds`` is rounded for reading; ``raw_seconds`` (the same time unrounded) and ``raw_latencies_ms`` (every
-    answered frame's latency) are for pooling runs, whose frames per second are then those of the unrounded
-    times (``--suite`` pools its rounds so); a report drops them.
-    """
+async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> LoadRun:
+    """Run the load: open :attr:`LoadSpec.streams` streams, send :attr:`LoadSpec.warmup_frames` on each untimed,
+    then :attr:`LoadSpec.frames` timed, and count each stream's answers."""
     frames = frames_to_send(clip, spec)
     async with Client(spec.target, token=spec.token, tls=spec.tls) as client:
         streams = [await client.open(stream_options(spec)) for _ in range(spec.streams)]
         if spec.warmup_frames:
-            await asyncio.gather(*(_drive(s, frames, spec, spec.warmup_frames, _StreamStats()) for s in streams))
-        stats = [_StreamStats() for _ in streams]
+            await asyncio.gather(*(_drive(s, frames, spec, spec.warmup_frames, StreamCounts()) for s in streams))
+        counts = [StreamCounts() for _ in streams]
         started = time.perf_counter()
         await asyncio.gather(
-            *(_drive(s, frames, spec, spec.frames, st, gaps=True) for s, st in zip(streams, stats, strict=True))
+            *(_drive(s, frames, spec, spec.frames, c, gaps=True) for s, c in zip(streams, counts, strict=True))
         )
         elapsed = time.perf_counter() - started
         for stream in streams:
             await stream.close()
-    all_latencies = [ms for st in stats for ms in st.latencies_ms]
-    results = sum(st.results for st in stats)
-    return {
-        "spec": {k: v for k, v in vars(spec).items() if k not in ("token", "tls")} | {"tls": spec.tls is not None},
-        "frame_shape": list(clip[0].shape),
-        "seconds": round(elapsed, 3),
-        "raw_seconds": elapsed,
-        "frames_per_second": round(results / elapsed, 2),
-        "sent": spec.streams * spec.frames,
-        "results": results,
-        "dropped": sum(st.dropped for st in stats),
-        "dropped_by_reason": dict(sorted(sum((st.dropped_by_reason for st in stats), Counter()).items())),
-        "errors": sum(st.errors for st in stats),
-        "lost": spec.streams * spec.frames - sum(st.results + st.dropped + st.errors for st in stats),
-        "latency_ms": summarize(all_latencies),
-        "raw_latencies_ms": all_latencies,
-        **_gap_figures(stats, spec),
-        "server_total_ms": summarize([ms for st in stats for ms in st.server_ms]),
-        "frame_weighted_mean_batch_size": _mean([b for st in stats for b in st.batch_sizes]),
-        "per_stream": [
-            {
-                "latency_ms": summarize(st.latencies_ms),
-                "results": st.results,
-                "dropped": st.dropped,
-                "errors": st.errors,
-            }
-            for st in stats
-        ],
-    }
+    return LoadRun(spec, tuple(clip[0].shape), elapsed, counts)
 
 
-def _gap_figures(stats: list[_StreamStats], spec: LoadSpec) -> dict[str, Any]:
+def _gap_figures(stats: list[StreamCounts], spec: LoadSpec) -> dict[str, Any]:
     """With idle gaps: the latencies of the first frames after them (``after_gap_latency_ms``), of the other frames
     (``steady_latency_ms``), and the ratio of their medians (``after_gap_ratio_p50``); nothing without gaps."""
     if spec.idle_gap_s <= 0:
@@ -150,9 +212,9 @@ def _gap_figures(stats: list[_StreamStats], spec: LoadSpec) -> dict[str, Any]:
     return {"after_gap_latency_ms": after, "steady_latency_ms": steady, "after_gap_ratio_p50": ratio}
 
 
-def _mean(values: list[int]) -> float | None:
-    """The mean rounded to 2 decimals, ``None`` for no values."""
-    return round(float(np.mean(values)), 2) if values else None
+def mean_batch_size(batch_sizes: list[int]) -> float | None:
+    """The mean of answered frames' batch sizes rounded to 2 decimals (frame-weighted), ``None`` for no frames."""
+    return round(float(np.mean(batch_sizes)), 2) if batch_sizes else None
 
 
 def frames_to_send(clip: list[np.ndarray], spec: LoadSpec) -> list[ImageLike]:
@@ -168,7 +230,7 @@ def frames_to_send(clip: list[np.ndarray], spec: LoadSpec) -> list[ImageLike]:
 
 
 async def _drive(
-    stream: Any, frames: list[ImageLike], spec: LoadSpec, count: int, stats: _StreamStats, gaps: bool = False
+    stream: Any, frames: list[ImageLike], spec: LoadSpec, count: int, stats: StreamCounts, gaps: bool = False
 ) -> None:
     """Send ``count`` frames on ``stream`` and count their answers in ``stats``; with ``gaps``, pause as
     :attr:`LoadSpec.idle_gap_s` says."""

@@ -30,7 +30,7 @@ import numpy as np
 from service import wire
 from service.bench.echo import echo_round_trips_ms
 from service.bench.pipeline import PipelineBench
-from service.bench.remote import LoadSpec, run_load, stream_options
+from service.bench.remote import LoadRun, LoadSpec, mean_batch_size, run_load, stream_options
 from service.bench.spawn import SpawnedServer
 from service.bench.stats import summarize
 from service.client.connection import Client
@@ -107,7 +107,7 @@ async def _measure(
 ) -> dict[str, Any]:
     """Everything after loading the pipeline's engine, on one event loop: the server, the paired latency run,
     the load rounds and the echo floor."""
-    runs: dict[int, list[dict[str, Any]]] = {1: [], spec.streams: []}
+    runs: dict[int, list[LoadRun]] = {1: [], spec.streams: []}
     per_round = []
     try:
         server = SpawnedServer(model_dir, ["--backend", backend, *server_args])
@@ -121,9 +121,9 @@ async def _measure(
             one, many = runs[1][-1], runs[spec.streams][-1]
             per_round.append(
                 {
-                    "one_stream_frames_per_second": one["frames_per_second"],
-                    "many_streams_frames_per_second": many["frames_per_second"],
-                    "throughput_ratio": _ratio(many["frames_per_second"], one["frames_per_second"]),
+                    "one_stream_frames_per_second": round(one.frames_per_second, 2),
+                    "many_streams_frames_per_second": round(many.frames_per_second, 2),
+                    "throughput_ratio": _ratio(many.frames_per_second, one.frames_per_second),
                 }
             )
     pipeline_ms, model_ms, grpc_ms, server_ms = paired.pipeline_ms, paired.model_ms, paired.grpc_ms, paired.server_ms
@@ -142,13 +142,13 @@ async def _measure(
         "server_total_ms": summarize(server_ms),
     }
     remote = [_pool(results) for results in runs.values()]
-    one, many = remote[0], remote[-1]
+    pooled_one, pooled_many = remote[0], remote[-1]
     round_ratios = [r["throughput_ratio"] for r in per_round if r["throughput_ratio"] is not None]
     ratios = {
         "overhead_ms_median_of_pairs": _median(np.subtract(grpc_ms, pipeline_ms)),
         "overhead_p50_ms": _difference(grpc_ms, pipeline_ms),
         "overhead_vs_model_call_p50_ms": _difference(grpc_ms, model_ms),
-        "throughput_ratio": _ratio(many["frames_per_second"], one["frames_per_second"]),
+        "throughput_ratio": _ratio(pooled_many["frames_per_second"], pooled_one["frames_per_second"]),
         "throughput_ratio_median_of_rounds": float(np.median(round_ratios)) if round_ratios else None,
         "frames_lost": sum(run["lost"] for run in remote),
         # Where the overhead goes: outside the server's own clock (client, gRPC, transport) and inside it
@@ -175,25 +175,22 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 2) if denominator else None
 
 
-def _pool(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The rounds of one mode (:func:`~service.bench.remote.run_load`'s results) as one run: all frames over all
-    time, from the rounds' unrounded times, so that one round's pooled frames per second are its own; each round
-    loses its raw figures (``raw_latencies_ms``, ``raw_seconds``) and is kept under ``rounds``."""
-    latencies = [ms for result in results for ms in result.pop("raw_latencies_ms")]
-    seconds = sum(result.pop("raw_seconds") for result in results)
-    total = {key: sum(result[key] for result in results) for key in ("sent", "results", "dropped", "errors", "lost")}
-    answered = [(r["frame_weighted_mean_batch_size"], r["results"]) for r in results if r["results"]]
-    frames = sum(count for _, count in answered)
+def _pool(runs: list[LoadRun]) -> dict[str, Any]:
+    """The rounds of one mode (:func:`~service.bench.remote.run_load`'s runs) as one run's report: all frames over
+    all time, from the rounds' unrounded times, so that one round's pooled frames per second are its own; each
+    round's own report is kept under ``rounds``."""
+    seconds = sum(run.seconds for run in runs)
+    reports = [run.report() for run in runs]
+    total = {key: sum(report[key] for report in reports) for key in ("sent", "results", "dropped", "errors", "lost")}
     return {
-        "spec": results[0]["spec"] | {"rounds": len(results)},
-        "frame_shape": results[0]["frame_shape"],
+        "spec": reports[0]["spec"] | {"rounds": len(runs)},
+        "frame_shape": reports[0]["frame_shape"],
         "seconds": round(seconds, 3),
         "frames_per_second": round(total["results"] / seconds, 2),
         **total,
-        "latency_ms": summarize(latencies),
-        # Each round's frame-weighted mean, weighted by its answered frames: frame-weighted over all rounds.
-        "frame_weighted_mean_batch_size": round(sum(m * n for m, n in answered) / frames, 2) if frames else None,
-        "rounds": results,
+        "latency_ms": summarize([ms for run in runs for ms in run.latencies_ms]),
+        "frame_weighted_mean_batch_size": mean_batch_size([size for run in runs for size in run.batch_sizes]),
+        "rounds": reports,
     }
 
 

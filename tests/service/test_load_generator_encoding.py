@@ -22,8 +22,8 @@ def test_jpeg_frames_are_encoded_once_before_the_sends(server, monkeypatch):
     monkeypatch.setattr(ClientStream, "send", recording)
     clip = make_video(seed=41, frames=3, size=(32, 32))
     spec = LoadSpec(server.target, streams=2, frames=5, warmup_frames=2, jpeg_quality=80)
-    report = run(run_load(spec, clip))
-    assert report["results"] == 10 and report["errors"] == 0
+    load = run(run_load(spec, clip))
+    assert load.results == 10 and sum(counts.errors for counts in load.streams) == 0
     assert len(sent) == 2 * (5 + 2)
     assert all(quality is None for _, quality in sent), "nothing left to encode in the send"
     images = [image for image, _ in sent]

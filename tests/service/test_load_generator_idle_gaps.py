@@ -16,7 +16,7 @@ from service.bench.remote import LoadSpec, run_load
 def test_the_first_frames_after_idle_gaps_are_reported_apart(server):
     spec = LoadSpec(server.target, streams=2, frames=7, window=2, warmup_frames=0, idle_gap_s=0.3, gap_every=3)
     began = time.perf_counter()
-    report = run(run_load(spec, make_video(seed=44, frames=3, size=(32, 32))))
+    report = run(run_load(spec, make_video(seed=44, frames=3, size=(32, 32)))).report()
     took = time.perf_counter() - began
     assert took >= 0.6, "two gaps of 0.3 s per stream, the streams pausing side by side"
     assert report["results"] == report["sent"] == 14 and report["lost"] == 0
@@ -27,7 +27,7 @@ def test_the_first_frames_after_idle_gaps_are_reported_apart(server):
 
 
 def test_without_gaps_the_report_has_no_gap_figures(server):
-    report = run(run_load(LoadSpec(server.target, frames=3, warmup_frames=0), make_video(seed=45, frames=2)))
+    report = run(run_load(LoadSpec(server.target, frames=3, warmup_frames=0), make_video(seed=45, frames=2))).report()
     assert "after_gap_latency_ms" not in report and "after_gap_ratio_p50" not in report
 
 

@@ -16,7 +16,7 @@ def test_frames_that_wait_longer_than_the_limit_are_reported_as_stale(start_serv
     factory, _ = slow_factory(delay_s=0.2)
     server = start_server(engine_factory=factory, inline_model_max_ms=0)
     spec = LoadSpec(server.target, streams=2, frames=6, window=3, warmup_frames=0, max_staleness_s=0.1)
-    report = run(run_load(spec, make_video(seed=42, frames=3, size=(32, 32))))
+    report = run(run_load(spec, make_video(seed=42, frames=3, size=(32, 32)))).report()
     assert report["spec"]["max_staleness_s"] == 0.1
     assert report["dropped"] > 0 and report["dropped_by_reason"] == {"stale": report["dropped"]}
     assert report["results"] + report["dropped"] == report["sent"] and report["lost"] == 0
@@ -24,7 +24,7 @@ def test_frames_that_wait_longer_than_the_limit_are_reported_as_stale(start_serv
 
 def test_without_a_limit_nothing_is_dropped(server):
     spec = LoadSpec(server.target, streams=1, frames=4, window=3, warmup_frames=0)
-    report = run(run_load(spec, make_video(seed=43, frames=2, size=(32, 32))))
+    report = run(run_load(spec, make_video(seed=43, frames=2, size=(32, 32)))).report()
     assert report["dropped"] == 0 and report["dropped_by_reason"] == {}
 
 
