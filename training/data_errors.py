@@ -27,7 +27,10 @@ def reported(batches: Iterator[VideoClip]) -> Iterator[VideoClip]:
     except DatasetError as error:
         text = str(error)
         marker = f"{type(error).__name__}: "
-        in_worker = "Original Traceback" in text and marker in text
+        # The DataLoader's text: "Caught DatasetError in DataLoader worker process N.\nOriginal " and the worker's
+        # formatted exception, which starts with "Traceback" or, when the error was raised from an exception that
+        # was made but never raised (the decoders' "ends early"), with that exception's own line.
+        in_worker = text.startswith(f"Caught {type(error).__name__} in DataLoader worker process") and marker in text
         if in_worker:
             text = text.rsplit(marker, 1)[1].strip()
         raise DatasetError(f"{text}; {MID_RUN_DATA_ADVICE}") from (None if in_worker else error)

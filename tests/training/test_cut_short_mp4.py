@@ -71,3 +71,26 @@ def test_a_data_error_met_mid_run_says_to_remove_the_file_and_resume() -> None:
     assert "remove or re-encode that file" in MID_RUN_DATA_ADVICE and "with --resume" in MID_RUN_DATA_ADVICE
     assert "checkpoints are intact" in MID_RUN_DATA_ADVICE
     assert f"delete the run folder's {DATA_FILES_FILE}" in MID_RUN_DATA_ADVICE
+
+
+def test_a_worker_error_raised_from_an_exception_never_raised_is_cut_back_too() -> None:
+    """The decoders raise "ends early" from a ``ValueError`` they made but never raised; the worker's text then
+    starts with that exception's line, not with "Traceback" (what torch's DataLoader builds, here by its own
+    wrapper)."""
+    from torch._utils import ExceptionWrapper
+
+    failure = "rec/x.avi: the file ends early, after frame 40 (at 2.733 s of the 4.000 s its header gives)"
+    try:
+        early = ValueError(failure)
+        raise DatasetError(str(early)) from early
+    except DatasetError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+
+    def batches() -> Iterator[VideoClip]:
+        wrapped.reraise()
+        yield  # a generator, as the DataLoader's iterator is
+
+    with pytest.raises(DatasetError) as stopped:
+        list(reported(batches()))
+    assert str(stopped.value) == f"{failure}; {MID_RUN_DATA_ADVICE}"
+    assert stopped.value.__cause__ is None
