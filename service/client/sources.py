@@ -488,6 +488,10 @@ def _video(path: Path, fallback_fps: float | None = None, others: str = "camera:
     """
     import av
 
+    if path.is_file() and path.stat().st_size == 0:  # FFmpeg would say only "Invalid data found ..."
+        raise ValueError(
+            f"{path}: the file is empty (0 bytes); give a video file, an image file, a folder of images, " + others
+        )
     try:
         container = av.open(str(path))
     except (OSError, ValueError, av.error.FFmpegError) as error:  # InvalidDataError: no video; EOFError: no frames

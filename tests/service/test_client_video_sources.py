@@ -97,3 +97,10 @@ def test_a_truncated_image_in_a_folder_is_named(tmp_path):
     next(frames)
     with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / '00001.jpg'))}: cannot read the image"):
         next(frames)
+
+
+def test_an_empty_video_file_is_called_empty(tmp_path):
+    video = tmp_path / "never_started.mp4"
+    video.touch()
+    with pytest.raises(ValueError, match=f"^{re.escape(str(video))}: the file is empty \\(0 bytes\\); give a video"):
+        open_source(str(video))

@@ -38,3 +38,15 @@ def test_a_corrupt_training_video_is_named_without_decords_log_line(tmp_path: Pa
             read()
     err = capfd.readouterr().err
     assert "ERROR opening" not in err and "video_reader.cc" not in err, err
+
+
+def test_an_empty_video_file_is_called_empty(tmp_path: Path) -> None:
+    """FFmpeg's reason for a file of 0 bytes is "Invalid data found when processing input"; the file is empty."""
+    path = tmp_path / "videos" / "never_started.mp4"
+    path.parent.mkdir()
+    path.touch()
+    for read in (lambda: frame_count(path), lambda: decode_video(path, range), lambda: frame_count(path, "decord")):
+        with pytest.raises(
+            DatasetError, match=rf"^{path}: cannot (open|decode) video: the file is empty \(0 bytes\)$"
+        ):
+            read()

@@ -50,7 +50,17 @@ class PyavFailure:
         reasons = "; ".join(part for part in (f"pyav: {self.reason}", decord) if part)
         if self.frame is not None:
             return f"{path}: cannot decode video frame {self.frame}, corrupt or cut short ({reasons})"
+        if is_empty_file(path):  # FFmpeg says only "Invalid data found when processing input"
+            return f"{path}: cannot {verb} video: the file is empty (0 bytes)"
         return f"{path}: cannot {verb} video, corrupt or unsupported ({reasons})"
+
+
+def is_empty_file(path: Path) -> bool:
+    """Whether ``path`` is a file of 0 bytes (an interrupted copy, a recording that never started)."""
+    try:
+        return path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def import_av() -> Any:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from training.datasets.decode_decord import count_with_decord, decode_with_decord, decord_message_part
-from training.datasets.decode_pyav import PyavFailure, decode_with_pyav, import_av, recorded_count
+from training.datasets.decode_pyav import PyavFailure, decode_with_pyav, import_av, is_empty_file, recorded_count
 from training.datasets.decoded_clip import DecodedClip, DecoderMissing, WindowChooser
 from training.datasets.errors import DatasetError
 
@@ -156,6 +156,8 @@ def _decord_after(
             ) from err
         if failure is not None:
             raise DatasetError(failure.message(path, verb, decord_part)) from err
+        if is_empty_file(path):
+            raise DatasetError(f"{path}: cannot {verb} video: the file is empty (0 bytes)") from err
         raise DatasetError(f"{path}: cannot {verb} video, corrupt or unsupported ({decord_part})") from err
 
 
