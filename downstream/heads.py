@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from downstream.property_probe import PropertyProbe
 from downstream.slotformer import SlotFormer
 from plugins.hookspecs import hookimpl
 
@@ -16,3 +17,4 @@ if TYPE_CHECKING:
 def slotstream_register_components(registry: ComponentRegistry) -> None:
     """Register the built-in heads."""
     registry.add_head(SlotFormer)
+    registry.add_head(PropertyProbe)

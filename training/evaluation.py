@@ -51,18 +51,17 @@ def predicted_masks(output: VideoOutput, source: MaskSource) -> torch.Tensor:
     return last.reshape(*last.shape[:3], *grid)  # [B, T, K, P] -> [B, T, K, h, w]
 
 
-def predicted_videos(
+def model_outputs(
     model: VideoSlotModel,
     dataset: Dataset[VideoClip],
     max_videos: int | None = None,
-    mask_source: MaskSource = "decoder",
     device: str | torch.device = "cpu",
     progress: bool = False,
     desc: str = "evaluate",
-) -> Generator[tuple[VideoBatch, torch.Tensor], None, None]:
-    """Run the model in eval mode over whole videos, one at a time: yields each one-video batch and its soft masks
-    ``[1, T, K, h, w]`` (float32, on the CPU). The model's training mode is restored when the iteration ends or
-    the generator is closed (iterate under ``contextlib.closing`` when the loop may stop early).
+) -> Generator[tuple[VideoBatch, VideoOutput], None, None]:
+    """Run the model in eval mode (and inference mode) over whole videos, one at a time: yields each one-video
+    batch and the model's output on it. The model's training mode is restored when the iteration ends or the
+    generator is closed (iterate under ``contextlib.closing`` when the loop may stop early).
     """
     if max_videos is not None:
         dataset = Subset(dataset, range(min(max_videos, len(dataset))))  # type: ignore[arg-type]
@@ -73,10 +72,28 @@ def predicted_videos(
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
             with torch.inference_mode():
                 output = model(batch.frames.to(device))
-                masks = predicted_masks(output, mask_source).float().cpu()  # [1, T, K, h, w]
-            yield batch, masks
+            yield batch, output
     finally:
         model.train(was_training)
+
+
+def predicted_videos(
+    model: VideoSlotModel,
+    dataset: Dataset[VideoClip],
+    max_videos: int | None = None,
+    mask_source: MaskSource = "decoder",
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> Generator[tuple[VideoBatch, torch.Tensor], None, None]:
+    """Run the model in eval mode over whole videos, one at a time (:func:`model_outputs`): yields each one-video
+    batch and its soft masks ``[1, T, K, h, w]`` (float32, on the CPU). The model's training mode is restored when
+    the iteration ends or the generator is closed (iterate under ``contextlib.closing`` when the loop may stop
+    early).
+    """
+    with closing(model_outputs(model, dataset, max_videos, device, progress, desc)) as outputs:
+        for batch, output in outputs:
+            yield batch, predicted_masks(output, mask_source).float().cpu()  # [1, T, K, h, w]
 
 
 def evaluate(

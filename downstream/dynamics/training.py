@@ -21,6 +21,7 @@ from downstream.dynamics.config import DynamicsConfig
 from downstream.dynamics.folder import save_dynamics
 from downstream.dynamics.scores import RolloutScores, rollout_scores
 from downstream.dynamics.windows import TrajectoryError, split_files, trajectory_windows
+from downstream.head_folder import check_head_folder
 from downstream.slotformer import SlotFormer
 from training.schedule import warmup_cosine
 
@@ -58,7 +59,10 @@ def fit_dynamics(files: Sequence[Path], out: Path, config: DynamicsConfig, progr
     Raises:
         TrajectoryError: a file cannot be used, or the training files hold no window of ``history + rollout``
             consecutive frames (the message says how many frames that is).
+        ValueError: ``out`` holds something else than a head (a model folder), checked before training
+            (:func:`~downstream.head_folder.check_head_folder`).
     """
+    check_head_folder(out)
     train_files, held_out_files = split_files(files, config.held_out, config.seed)
     train = trajectory_windows(train_files, config.window, config.stride)
     if len(train.slots) == 0:

@@ -106,9 +106,10 @@ def test_slot_switches_count_changes_of_the_slot_holding_most_of_an_object() -> 
 def test_the_chart_is_wide_enough_for_a_long_title() -> None:
     from PIL import ImageDraw
 
+    from training.bar_chart import FONT_SIZE
     from training.fonts import text_font
     from training.object_recall import GroupRecall
-    from training.recall_chart import FONT_SIZE, draw_recall_chart
+    from training.recall_chart import draw_recall_chart
 
     title = "a_rather_long_folder_name_for_experiments_run_2026_12_06_smoothsa_cnn_grid32 on synthetic:medium"
     rows = [GroupRecall("size", "small", 1, 0.2, 0.0, 0.0)]

@@ -1,0 +1,111 @@
+"""``python -m downstream.probes --model DIR --out DIR``: how much of each object property a model's slots hold.
+
+The model runs over synthetic videos of one level (``--data synthetic:<level>``); in each frame its slots are
+matched to the objects they hold (Hungarian matching on mask IoU, pairs above ``--min-iou``), and a small read-out
+per property (a linear layer for shape, colour, size and texture; a two-layer MLP for position, velocity and box)
+is trained on the matched slots of ``--train-videos`` train-split videos, then scored on those of the level's
+validation videos: accuracy, or R² and the mean squared error, each beside guessing without the slots (the most
+common class, the mean). The probe is saved in ``--out`` with ``scores.json`` and the chart ``scores.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from plugins.cli_help import command_description
+from plugins.extras import require_extra
+from plugins.files import user_path
+
+if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
+    require_extra("train", "python -m downstream.probes")
+
+from downstream.head_folder import check_head_folder
+from downstream.probes.config import ProbeConfig
+from downstream.probes.properties import PROPERTIES
+from downstream.probes.run import SCORES_CHART, probe_model
+from downstream.probes.scores import format_scores
+from plugins.registry import RegistryError
+from training.environment import size_torch_threads_noted
+from training.evaluation import add_mask_source_option
+
+_DEFAULTS = ProbeConfig()
+_SCHEME = "synthetic:"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags."""
+    parser = argparse.ArgumentParser(prog="python -m downstream.probes", description=command_description(__doc__))
+    parser.add_argument("--model", type=user_path, required=True, help="a save_pretrained model directory")
+    parser.add_argument("--out", type=user_path, required=True, help="folder to save the probe and its scores in")
+    parser.add_argument(
+        "--data",
+        default="synthetic:medium",
+        help="synthetic:<level>: the videos and their ground truth (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--properties",
+        default=",".join(_DEFAULTS.properties),
+        help=f"comma-separated properties to read out (default: all, {', '.join(p.name for p in PROPERTIES)})",
+    )
+    for name, kind, help_text in (
+        ("train-videos", int, "train-split videos whose matched slots the probe trains on"),
+        ("test-videos", int, "validation videos whose matched slots it is scored on"),
+        ("steps", int, "full-batch optimiser steps (AdamW)"),
+        ("lr", float, "AdamW's learning rate"),
+        ("min-iou", float, "IoU above which a slot and an object are a pair"),
+        ("seed", int, "seed of the train videos and of the probe's weights"),
+    ):
+        default = getattr(_DEFAULTS, name.replace("-", "_"))
+        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{help_text} (default: %(default)s)")
+    add_mask_source_option(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2: bad arguments or data, the message on stderr)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.data.startswith(_SCHEME):
+        parser.error(f"--data {args.data}: a probe needs the objects' ground truth, which synthetic:<level> data has")
+    try:
+        config = ProbeConfig(
+            properties=tuple(name.strip() for name in args.properties.split(",") if name.strip()),
+            train_videos=args.train_videos,
+            test_videos=args.test_videos,
+            steps=args.steps,
+            lr=args.lr,
+            min_iou=args.min_iou,
+            seed=args.seed,
+        )
+        check_head_folder(args.out)
+    except ValueError as error:
+        parser.error(str(error))
+    size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
+    try:
+        result = probe_model(
+            args.model,
+            args.data[len(_SCHEME) :],
+            args.out,
+            config,
+            mask_source=args.mask_source,
+            progress=not args.no_progress,
+        )
+    except (ValueError, OSError, RegistryError) as error:
+        print(f"python -m downstream.probes: {error}", file=sys.stderr)
+        return 2
+    train, test = result.train, result.test
+    print(
+        f"matched slots: {len(train)} of {train.visible_objects} visible objects in {config.train_videos} train "
+        f"videos ({train.matched_fraction:.0%}), {len(test)} of {test.visible_objects} in {config.test_videos} "
+        f"validation videos ({test.matched_fraction:.0%}); {result.seconds:.0f} s"
+    )
+    print(format_scores(result.scores))
+    print(f"saved to {result.folder} (chart: {result.folder / SCORES_CHART})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
