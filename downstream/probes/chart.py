@@ -17,14 +17,20 @@ def draw_probe_chart(scores: list[PropertyScore], title: str = "", subtitle: str
     values written on the right (R² below 0 is drawn as 0 and written as it is)."""
     rows = [
         BarRow(
-            f"{score.name} ({'accuracy' if score.kind == 'categorical' else 'R²'})",
+            f"{score.name} ({'accuracy' if score.kind == 'categorical' else 'R^2'})",
             score.score,
             score.baseline,
-            f"{score.score:.2f} / {score.baseline:.2f}",
+            f"{_two_places(score.score)} / {_two_places(score.baseline)}",
         )
         for score in scores
     ]
     return draw_paired_bars(rows, ("probe on the slots", "guess without them"), title, subtitle)
+
+
+def _two_places(value: float) -> str:
+    """``value`` to two decimal places, without a minus sign on a value that rounds to zero."""
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
 
 
 def save_probe_chart(scores: list[PropertyScore], path: Path, title: str = "", subtitle: str = "") -> Path:
