@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from downstream.aloe import Aloe
 from downstream.property_probe import PropertyProbe
 from downstream.slotformer import SlotFormer
 from plugins.hookspecs import hookimpl
@@ -18,3 +19,4 @@ def slotstream_register_components(registry: ComponentRegistry) -> None:
     """Register the built-in heads."""
     registry.add_head(SlotFormer)
     registry.add_head(PropertyProbe)
+    registry.add_head(Aloe)

@@ -207,12 +207,19 @@ class Loss(Component):
 class Head(Component):
     """A downstream model that reads slot trajectories (dynamics, question answering, property probes).
 
-    Contract: ``forward(slots [B, T, K, D]) -> Tensor``; what the output means is documented by each head.
+    Contract: ``forward(slots [B, T, K, D], *inputs) -> Tensor``; what the output means is documented by each
+    head. A head that reads more than the slots (a question's words, say) takes them as further arguments with
+    defaults, and gives plausible ones for a batch of slots from :meth:`example_inputs` (what the component checks
+    call it with).
     """
 
     @abstractmethod
     def forward(self, slots: Tensor) -> Tensor:
-        """Run the head on slot trajectories."""
+        """Run the head on slot trajectories (a head that reads further inputs adds them as defaulted arguments)."""
+
+    def example_inputs(self, slots: Tensor) -> tuple[Tensor, ...]:
+        """The further inputs of :meth:`forward` for ``slots``, for checks: none unless the head reads some."""
+        return ()
 
 
 __all__ = [

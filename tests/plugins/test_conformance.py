@@ -131,7 +131,7 @@ def test_a_head_reads_the_slots_of_a_model_and_every_parameter_learns(name: str,
     with torch.no_grad():
         slots = model(tiny_video(model)).slots  # [B, T, K, D]
     head = registry.build("heads", name, {"slot_dim": slots.shape[-1], **TINY_HEAD_KWARGS[name]})
-    output = head(slots)
+    output = head(slots, *head.example_inputs(slots))
     assert isinstance(output, torch.Tensor) and torch.isfinite(output).all()
     output.square().mean().backward()
     assert all(p.grad is not None and torch.any(p.grad != 0) for p in head.parameters() if p.requires_grad)

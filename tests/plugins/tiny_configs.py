@@ -44,11 +44,13 @@ TINY_CONFIGS: dict[tuple[str, str], dict[str, Any]] = {
     ("losses", "attention_distillation"): model_config(),
     ("heads", "slotformer"): model_config(),
     ("heads", "property_probe"): model_config(),
+    ("heads", "aloe"): model_config(),
 }
 """(kind, name) -> model config exercising that component (for a head: the model whose slots it reads)."""
 
 TINY_HEAD_KWARGS: dict[str, dict[str, Any]] = {
     "slotformer": {"history": 2, "rollout": 2, "model_dim": 16, "layers": 1, "heads": 2, "ffn_dim": 32},
     "property_probe": {"categorical": {"shape": 3}, "continuous": {"position": 2}},
+    "aloe": {"words": 8, "answers": 5, "model_dim": 16, "layers": 1, "heads": 2, "ffn_dim": 32, "word_dim": 6},
 }
 """Head name -> its constructor arguments besides ``slot_dim`` (the tiny model's)."""

@@ -1,0 +1,75 @@
+"""A model's slots and the questions about each video, as tensors (:func:`question_set`)."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from downstream.aloe import PADDING
+from downstream.vqa.questions import Question, video_questions
+from plugins import VideoSlotModel
+from training.datasets import VideoClip
+from training.evaluation import model_outputs
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    """Videos' slots and the questions about them.
+
+    Attributes:
+        slots: ``[V, T, K, D]`` each video's slots, at the frames read.
+        video_ids: ``[Q]`` the video each question is about (a row of :attr:`slots`).
+        questions: ``[Q, L]`` each question's word ids, padded with ``PADDING``.
+        answers: ``[Q]`` each question's answer id.
+        families: each question's family.
+    """
+
+    slots: Tensor
+    video_ids: Tensor
+    questions: Tensor
+    answers: Tensor
+    families: list[str]
+
+    def __len__(self) -> int:
+        return len(self.families)
+
+
+def question_set(
+    model: VideoSlotModel, dataset: Dataset[VideoClip], frame_stride: int, progress: bool = False, desc: str = "slots"
+) -> QuestionSet:
+    """Run ``model`` over every video of ``dataset`` (synthetic videos of equal length) and gather its slots at
+    every ``frame_stride``-th frame with the video's questions (:func:`~downstream.vqa.questions.video_questions`).
+
+    Raises:
+        ValueError: a video has no synthetic metadata (the message names it), or the videos differ in length.
+    """
+    slots: list[Tensor] = []
+    asked: list[tuple[int, Question]] = []
+    with closing(model_outputs(model, dataset, progress=progress, desc=desc)) as outputs:
+        for video, (batch, output) in enumerate(outputs):
+            metadata = batch.metadata[0]
+            if metadata is None:
+                raise ValueError(f"{batch.names[0]}: questions need synthetic metadata (synthetic:<level> data)")
+            slots.append(output.slots[0, ::frame_stride].float().clone())  # [T', K, D]
+            asked += [(video, question) for question in video_questions(metadata)]
+    if len({tuple(video.shape) for video in slots}) > 1:
+        raise ValueError("the videos differ in length or slot count; questions need videos of one shape")
+    longest = max((len(question.word_ids()) for _, question in asked), default=0)
+    words = torch.full((len(asked), longest), PADDING, dtype=torch.long)
+    for row, (_, question) in enumerate(asked):
+        ids = question.word_ids()
+        words[row, : len(ids)] = torch.tensor(ids)
+    return QuestionSet(
+        slots=torch.stack(slots),
+        video_ids=torch.tensor([video for video, _ in asked], dtype=torch.long),
+        questions=words,
+        answers=torch.tensor([question.answer_id for _, question in asked], dtype=torch.long),
+        families=[question.family for _, question in asked],
+    )
+
+
+__all__ = ["QuestionSet", "question_set"]
