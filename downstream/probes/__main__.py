@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from plugins.cli_help import command_description
 from plugins.extras import require_extra
-from plugins.files import user_path
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("train", "python -m downstream.probes")
@@ -26,39 +25,31 @@ from downstream.probes.config import ProbeConfig
 from downstream.probes.properties import PROPERTIES
 from downstream.probes.run import SCORES_CHART, probe_model
 from downstream.probes.scores import format_scores
-from plugins.registry import RegistryError
+from downstream.synthetic_cli import add_config_flags, add_model_flags, run_reported, synthetic_level
 from training.environment import size_torch_threads_noted
 from training.evaluation import add_mask_source_option
 
 _DEFAULTS = ProbeConfig()
-_SCHEME = "synthetic:"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags."""
     parser = argparse.ArgumentParser(prog="python -m downstream.probes", description=command_description(__doc__))
-    parser.add_argument("--model", type=user_path, required=True, help="a save_pretrained model directory")
-    parser.add_argument("--out", type=user_path, required=True, help="folder to save the probe and its scores in")
-    parser.add_argument(
-        "--data",
-        default="synthetic:medium",
-        help="synthetic:<level>: the videos and their ground truth (default: %(default)s)",
-    )
+    add_model_flags(parser, "the probe and its scores")
     parser.add_argument(
         "--properties",
         default=",".join(_DEFAULTS.properties),
         help=f"comma-separated properties to read out (default: all, {', '.join(p.name for p in PROPERTIES)})",
     )
-    for name, kind, help_text in (
+    flags = (
         ("train-videos", int, "train-split videos whose matched slots the probe trains on"),
         ("test-videos", int, "validation videos whose matched slots it is scored on"),
         ("steps", int, "full-batch optimiser steps (AdamW)"),
         ("lr", float, "AdamW's learning rate"),
         ("min-iou", float, "IoU above which a slot and an object are a pair"),
         ("seed", int, "seed of the train videos and of the probe's weights"),
-    ):
-        default = getattr(_DEFAULTS, name.replace("-", "_"))
-        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{help_text} (default: %(default)s)")
+    )
+    add_config_flags(parser, _DEFAULTS, flags)
     add_mask_source_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -68,8 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2: bad arguments or data, the message on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.data.startswith(_SCHEME):
-        parser.error(f"--data {args.data}: a probe needs the objects' ground truth, which synthetic:<level> data has")
+    level = synthetic_level(parser, args.data, "a probe needs")
     try:
         config = ProbeConfig(
             properties=tuple(name.strip() for name in args.properties.split(",") if name.strip()),
@@ -84,17 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
-    try:
-        result = probe_model(
-            args.model,
-            args.data[len(_SCHEME) :],
-            args.out,
-            config,
-            mask_source=args.mask_source,
-            progress=not args.no_progress,
-        )
-    except (ValueError, OSError, RegistryError) as error:
-        print(f"python -m downstream.probes: {error}", file=sys.stderr)
+    result = run_reported(
+        "python -m downstream.probes",
+        lambda: probe_model(
+            args.model, level, args.out, config, mask_source=args.mask_source, progress=not args.no_progress
+        ),
+    )
+    if result is None:
         return 2
     train, test = result.train, result.test
     print(

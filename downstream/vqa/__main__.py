@@ -16,33 +16,25 @@ from collections.abc import Sequence
 
 from plugins.cli_help import command_description
 from plugins.extras import require_extra
-from plugins.files import user_path
 
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("train", "python -m downstream.vqa")
 
 from downstream.head_folder import check_head_folder
+from downstream.synthetic_cli import add_config_flags, add_model_flags, run_reported, synthetic_level
 from downstream.vqa.config import VqaConfig
 from downstream.vqa.run import SCORES_CHART, answer_questions
 from downstream.vqa.scores import format_scores
-from plugins.registry import RegistryError
 from training.environment import size_torch_threads_noted
 
 _DEFAULTS = VqaConfig()
-_SCHEME = "synthetic:"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags."""
     parser = argparse.ArgumentParser(prog="python -m downstream.vqa", description=command_description(__doc__))
-    parser.add_argument("--model", type=user_path, required=True, help="a save_pretrained model directory")
-    parser.add_argument("--out", type=user_path, required=True, help="folder to save the head and its scores in")
-    parser.add_argument(
-        "--data",
-        default="synthetic:medium",
-        help="synthetic:<level>: the videos and their ground truth (default: %(default)s)",
-    )
-    for name, kind, help_text in (
+    add_model_flags(parser, "the head and its scores")
+    flags = (
         ("train-videos", int, "train-split videos whose questions the head trains on"),
         ("test-videos", int, "validation videos whose questions it is scored on"),
         ("frame-stride", int, "every this many frames' slots are read"),
@@ -54,9 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("batch-size", int, "questions per step"),
         ("lr", float, "peak learning rate (Adam; 10 %% warm-up, then cosine decay)"),
         ("seed", int, "seed of the train videos, the weights and the batches"),
-    ):
-        default = getattr(_DEFAULTS, name.replace("-", "_"))
-        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{help_text} (default: %(default)s)")
+    )
+    add_config_flags(parser, _DEFAULTS, flags)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -65,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2: bad arguments or data, the message on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.data.startswith(_SCHEME):
-        parser.error(f"--data {args.data}: questions are made from the ground truth, which synthetic:<level> data has")
+    level = synthetic_level(parser, args.data, "questions are made from")
     names = ("train_videos", "test_videos", "frame_stride", "model_dim", "layers", "heads", "ffn_dim", "steps")
     try:
         config = VqaConfig(
@@ -79,12 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container
-    try:
-        result = answer_questions(
-            args.model, args.data[len(_SCHEME) :], args.out, config, progress=not args.no_progress
-        )
-    except (ValueError, OSError, RegistryError) as error:
-        print(f"python -m downstream.vqa: {error}", file=sys.stderr)
+    result = run_reported(
+        "python -m downstream.vqa",
+        lambda: answer_questions(args.model, level, args.out, config, progress=not args.no_progress),
+    )
+    if result is None:
         return 2
     print(
         f"{len(result.train)} training questions about {config.train_videos} videos, {len(result.test)} held-out "

@@ -133,4 +133,4 @@ def test_the_command_refuses_data_without_ground_truth(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--model", str(tmp_path), "--out", str(tmp_path / "vqa"), "--data", "videos:/x"])
     assert exited.value.code == 2
-    assert "questions are made from the ground truth" in capsys.readouterr().err
+    assert "questions are made from the objects' ground truth" in capsys.readouterr().err
