@@ -41,7 +41,7 @@ from service.client.cli_client import token_from_args
 from service.client.encoding import check_jpeg_quality
 from service.client.requests import FRAME_FIELDS_BYTES
 from service.client.synthetic import synthetic_clip
-from service.client.tls import add_tls_flags, tls_from_flags
+from service.client.tls import TlsFiles, add_tls_flags, tls_from_flags
 from service.config import DEFAULT_MODEL_DIR, ConfigError
 from service.grpc_limits import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -144,62 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
-    if problems := json_output_problems(args.json, args.model if args.suite else None):
-        parser.error("; ".join(problems))
-    for flag in ("streams", "frames", "window", "rounds", "gap_every"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if not (math.isfinite(args.idle_gap_s) and 0 <= args.idle_gap_s <= MAX_IDLE_GAP_S):
-        parser.error(f"--idle-gap-s must be a number from 0 to {MAX_IDLE_GAP_S:g}, got {args.idle_gap_s}")
-    if not args.idle_gap_s and args.gap_every != parser.get_default("gap_every"):
-        parser.error("--gap-every only matters with --idle-gap-s S (S > 0): add it, or leave --gap-every out")
-    if args.idle_gap_s and args.suite:
-        parser.error("--idle-gap-s is for --target: the --suite's frames/s and ratios assume a steady load")
-    if args.idle_gap_s and args.gap_every >= args.frames:
-        parser.error(f"--gap-every {args.gap_every} leaves no gap in --frames {args.frames}: give fewer")
-    if not (math.isfinite(args.max_staleness_s) and args.max_staleness_s >= 0):
-        parser.error(f"--max-staleness-s must be a number >= 0 (0: no limit), got {args.max_staleness_s}")
-    try:
-        if args.fps is not None:
-            check_fps(args.fps)
-        for flag, size in (("--size", args.size), ("--mask-size", args.mask_size)):
-            if size is not None:
-                check_frame_pixels(size[0], size[1], flag, _shown(size))
-    except ValueError as error:
-        parser.error(str(error))
-    if args.jpeg_quality is not None:
-        try:
-            check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
-        except ValueError as error:
-            parser.error(str(error))
-    if args.compare_shared_memory and (problems := _not_compared(args, parser)):
-        parser.error(
-            f"--compare-shared-memory times one frame in flight on two streams (--target, --size, --frames, --token "
-            f"and the TLS flags); it takes no {', '.join(problems)}"
-        )
-    raw_bytes = args.size[0] * args.size[1] * 3
-    if args.jpeg_quality is None and raw_bytes > DEFAULT_MAX_MESSAGE_BYTES - FRAME_FIELDS_BYTES:
-        advice = "" if args.compare_shared_memory else " or send JPEG with --jpeg-quality"
-        parser.error(
-            f"--size {_shown(args.size)}: a raw frame is {raw_bytes:,} bytes, more than one message carries "
-            f"({DEFAULT_MAX_MESSAGE_BYTES:,}); give a smaller --size{advice}"
-        )
-    try:  # the clip is built whole, before the first frame is sent
-        check_memory(clip_bytes(args.size), f"--size {_shown(args.size)}: the {CLIP_FRAMES} frames of the clip sent")
-    except ValueError as error:
-        parser.error(str(error))
-    try:
-        args.token = token_from_args(args)  # the file read once, before anything runs
-    except (OSError, ValueError) as error:
-        parser.error(str(error))
-    try:  # read when each stream connects, where a missing file ended the run in a traceback
-        tls = tls_from_flags(args)
-        if tls is not None:
-            tls.read()
-    except (OSError, ValueError) as error:
-        parser.error(str(error))
-    if args.suite and args.streams < 2:
-        parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
+    tls = _checked_arguments(parser, args)
     if args.suite and not args.model.is_dir():
         return usage_error("--suite", [f"--model {args.model} is not a directory"])
     clip = synthetic_clip(CLIP_FRAMES, args.size)
@@ -259,6 +204,68 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(text)
     return 0
+
+
+def _checked_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsFiles | None:
+    """Exit with a usage error (status 2) on any flag value or combination the run cannot use; read the token
+    into ``args.token`` and return the TLS files, read once (``None``: plaintext)."""
+    if problems := json_output_problems(args.json, args.model if args.suite else None):
+        parser.error("; ".join(problems))
+    for flag in ("streams", "frames", "window", "rounds", "gap_every"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if not (math.isfinite(args.idle_gap_s) and 0 <= args.idle_gap_s <= MAX_IDLE_GAP_S):
+        parser.error(f"--idle-gap-s must be a number from 0 to {MAX_IDLE_GAP_S:g}, got {args.idle_gap_s}")
+    if not args.idle_gap_s and args.gap_every != parser.get_default("gap_every"):
+        parser.error("--gap-every only matters with --idle-gap-s S (S > 0): add it, or leave --gap-every out")
+    if args.idle_gap_s and args.suite:
+        parser.error("--idle-gap-s is for --target: the --suite's frames/s and ratios assume a steady load")
+    if args.idle_gap_s and args.gap_every >= args.frames:
+        parser.error(f"--gap-every {args.gap_every} leaves no gap in --frames {args.frames}: give fewer")
+    if not (math.isfinite(args.max_staleness_s) and args.max_staleness_s >= 0):
+        parser.error(f"--max-staleness-s must be a number >= 0 (0: no limit), got {args.max_staleness_s}")
+    try:
+        if args.fps is not None:
+            check_fps(args.fps)
+        for flag, size in (("--size", args.size), ("--mask-size", args.mask_size)):
+            if size is not None:
+                check_frame_pixels(size[0], size[1], flag, _shown(size))
+    except ValueError as error:
+        parser.error(str(error))
+    if args.jpeg_quality is not None:
+        try:
+            check_jpeg_quality(args.jpeg_quality, "--jpeg-quality")
+        except ValueError as error:
+            parser.error(str(error))
+    if args.compare_shared_memory and (problems := _not_compared(args, parser)):
+        parser.error(
+            f"--compare-shared-memory times one frame in flight on two streams (--target, --size, --frames, --token "
+            f"and the TLS flags); it takes no {', '.join(problems)}"
+        )
+    raw_bytes = args.size[0] * args.size[1] * 3
+    if args.jpeg_quality is None and raw_bytes > DEFAULT_MAX_MESSAGE_BYTES - FRAME_FIELDS_BYTES:
+        advice = "" if args.compare_shared_memory else " or send JPEG with --jpeg-quality"
+        parser.error(
+            f"--size {_shown(args.size)}: a raw frame is {raw_bytes:,} bytes, more than one message carries "
+            f"({DEFAULT_MAX_MESSAGE_BYTES:,}); give a smaller --size{advice}"
+        )
+    try:  # the clip is built whole, before the first frame is sent
+        check_memory(clip_bytes(args.size), f"--size {_shown(args.size)}: the {CLIP_FRAMES} frames of the clip sent")
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        args.token = token_from_args(args)  # the file read once, before anything runs
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    try:  # read when each stream connects, where a missing file ended the run in a traceback
+        tls = tls_from_flags(args)
+        if tls is not None:
+            tls.read()
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    if args.suite and args.streams < 2:
+        parser.error("--suite compares one stream with --streams N concurrent ones: give --streams 2 or more")
+    return tls
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
