@@ -1,6 +1,6 @@
 """A trained head on disk: ``config.json`` (the head's name, its constructor arguments and what its trainer keeps
 about the training) beside ``model.safetensors``, each written atomically (:func:`save_head`) and read back
-(:func:`load_head`). The dynamics and probe commands keep their heads so."""
+(:func:`load_head`). The dynamics, probe and VQA commands keep their heads so."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def save_head(head: SavableHead, folder: Path, record: dict[str, Any]) -> None:
     """
     from safetensors.torch import save_file
 
-    check_head_folder(folder)
+    check_head_folder(folder, head.name)
     folder.mkdir(parents=True, exist_ok=True)
     config = {"format_version": FORMAT_VERSION, "head": head.name, "kwargs": head.constructor_kwargs(), **record}
     tensors = {name: tensor.detach().contiguous() for name, tensor in head.state_dict().items()}
@@ -49,13 +49,14 @@ def save_head(head: SavableHead, folder: Path, record: dict[str, Any]) -> None:
     write_atomically(folder / CONFIG_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
-def check_head_folder(folder: Path) -> None:
-    """Refuse to write a head into ``folder`` when its ``config.json`` is not a head's (a model folder of the
-    service or of training, say), which saving would replace with the model's weights; a missing or empty
-    folder, or one holding a head already, is fine.
+def check_head_folder(folder: Path, head: str) -> None:
+    """Refuse to write a ``head`` head into ``folder`` when its ``config.json`` is not a head's (a model folder of
+    the service or of training, say) or another kind of head's, which saving would replace; a missing or empty
+    folder, or one holding a ``head`` head already (a run done again), is fine.
 
     Raises:
-        ValueError: the folder is a file, or its ``config.json`` is no head's (the message names it).
+        ValueError: the folder is a file, or its ``config.json`` is no head's or another head's (the message names
+            it).
     """
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} is a file; give a folder to save the head in")
@@ -70,6 +71,10 @@ def check_head_folder(folder: Path) -> None:
         raise ValueError(
             f"{folder} holds a {CONFIG_FILE} that is no head's (a model folder?): saving a head there would replace "
             "it; give another folder"
+        )
+    if config["head"] != head:
+        raise ValueError(
+            f"{folder} holds a {config['head']} head: saving a {head} head there would replace it; give another folder"
         )
 
 

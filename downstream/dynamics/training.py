@@ -62,7 +62,7 @@ def fit_dynamics(files: Sequence[Path], out: Path, config: DynamicsConfig, progr
         ValueError: ``out`` holds something else than a head (a model folder), checked before training
             (:func:`~downstream.head_folder.check_head_folder`).
     """
-    check_head_folder(out)
+    check_head_folder(out, SlotFormer.name)
     train_files, held_out_files = split_files(files, config.held_out, config.seed)
     train = trajectory_windows(train_files, config.window, config.stride)
     if len(train.slots) == 0:

@@ -25,6 +25,7 @@ from downstream.probes.config import ProbeConfig
 from downstream.probes.properties import PROPERTIES
 from downstream.probes.run import SCORES_CHART, probe_model
 from downstream.probes.scores import format_scores
+from downstream.property_probe import PropertyProbe
 from downstream.synthetic_cli import add_config_flags, add_model_flags, run_reported, synthetic_level
 from training.environment import size_torch_threads_noted
 from training.evaluation import add_mask_source_option
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_iou=args.min_iou,
             seed=args.seed,
         )
-        check_head_folder(args.out)
+        check_head_folder(args.out, PropertyProbe.name)
     except ValueError as error:
         parser.error(str(error))
     size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container

@@ -22,7 +22,8 @@ from downstream.property_probe import PropertyProbe
 def fit_probe(
     pairs: MatchedSlots, properties: tuple[ObjectProperty, ...], config: ProbeConfig, progress: bool = True
 ) -> tuple[PropertyProbe, float]:
-    """Train a probe of ``properties`` on ``pairs``; returns it (in eval mode) and its last training loss.
+    """Train a probe of ``properties`` on ``pairs``; returns it (in eval mode) and the loss of its last step (before
+    that step's update; continuous properties in standardised units).
 
     Raises:
         ValueError: there are no pairs (no slot held an object well enough).

@@ -20,6 +20,7 @@ from plugins.extras import require_extra
 if __name__ == "__main__":  # before the imports that need the extra: one line instead of a traceback
     require_extra("train", "python -m downstream.vqa")
 
+from downstream.aloe import Aloe
 from downstream.head_folder import check_head_folder
 from downstream.synthetic_cli import add_config_flags, add_model_flags, run_reported, synthetic_level
 from downstream.vqa.config import VqaConfig
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags = (
         ("train-videos", int, "train-split videos whose questions the head trains on"),
         ("test-videos", int, "validation videos whose questions it is scored on"),
-        ("frame-stride", int, "every this many frames' slots are read"),
+        ("frame-stride", int, "every this many frames' slots are read, counted back from the last"),
         ("model-dim", int, "Transformer width"),
         ("layers", int, "Transformer encoder layers"),
         ("heads", int, "attention heads (model-dim must be a multiple)"),
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lr=args.lr,
             seed=args.seed,
         )
-        check_head_folder(args.out)
+        check_head_folder(args.out, Aloe.name)
     except ValueError as error:
         parser.error(str(error))
     size_torch_threads_noted()  # torch's default is a thread per core of the node, not of the container

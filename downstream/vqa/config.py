@@ -19,7 +19,8 @@ class VqaConfig:
     Attributes:
         train_videos: train-split videos whose questions the head trains on.
         test_videos: validation videos whose questions it is scored on (the level's fixed set is 64).
-        frame_stride: every this many frames of a video are read (from the first).
+        frame_stride: every this many frames of a video are read, counted back from its last (which the questions'
+            "end" is).
         model_dim: the Transformer's width.
         layers: Transformer encoder layers.
         heads: attention heads.

@@ -42,7 +42,8 @@ def question_set(
     model: VideoSlotModel, dataset: Dataset[VideoClip], frame_stride: int, progress: bool = False, desc: str = "slots"
 ) -> QuestionSet:
     """Run ``model`` over every video of ``dataset`` (synthetic videos of equal length) and gather its slots at
-    every ``frame_stride``-th frame with the video's questions (:func:`~downstream.vqa.questions.video_questions`).
+    every ``frame_stride``-th frame, counted back from the last, with the video's questions about those frames
+    (:func:`~downstream.vqa.questions.video_questions`).
 
     Raises:
         ValueError: a video has no synthetic metadata (the message names it), or the videos differ in length.
@@ -54,8 +55,11 @@ def question_set(
             metadata = batch.metadata[0]
             if metadata is None:
                 raise ValueError(f"{batch.names[0]}: questions need synthetic metadata (synthetic:<level> data)")
-            slots.append(output.slots[0, ::frame_stride].float().clone())  # [T', K, D]
-            asked += [(video, question) for question in video_questions(metadata)]
+            length = int(output.slots.shape[1])
+            frames = list(range((length - 1) % frame_stride, length, frame_stride))  # ending on the last frame
+            slots.append(output.slots[0, frames].float().clone())  # [T', K, D]
+            start = batch.starts[0]  # the clip's frames in the video the metadata describes
+            asked += [(video, question) for question in video_questions(metadata, [start + t for t in frames])]
     if len({tuple(video.shape) for video in slots}) > 1:
         raise ValueError("the videos differ in length or slot count; questions need videos of one shape")
     longest = max((len(question.word_ids()) for _, question in asked), default=0)

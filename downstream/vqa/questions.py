@@ -8,9 +8,14 @@ Families (one question per object its description singles out, or per video):
 - ``shape``: "what shape is the {colour} object" for each colour only one object has;
 - ``count``: "how many objects are there";
 - ``collide``: "does the {colour} object collide with another object" (yes / no), for each unique colour;
-- ``side``: "is the {colour} object on the left or the right at the end" (left / right: its centre in the last
-  frame, which half of the frame it is in), for each unique colour;
-- ``moving_left``: "how many objects move to the left at the end" (horizontal velocity below 0 in the last frame).
+- ``side``: "is the {colour} object on the left or right at the end" (left / right: which half of the frame its
+  centre is in at the end), for each unique colour;
+- ``moving_left``: "how many objects move to the left at the end" (their centres moved left from the second last
+  frame to the end).
+
+"The end" is the last frame a head reads (:func:`video_questions`' ``frames``), so that every answer can be seen in
+the frames it is given; the velocities the metadata records are left out, the last frame's being the motion after
+the video.
 
 Words and answers come from fixed vocabularies (:data:`WORDS`, :data:`ANSWERS`), so questions of any video and
 level are encoded alike.
@@ -19,6 +24,7 @@ level are encoded alike.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from training.datasets.synthetic.levels import COLOURS, SHAPES
@@ -70,14 +76,24 @@ class Question:
         return ANSWERS.index(self.answer)
 
 
-def video_questions(metadata: VideoMetadata) -> list[Question]:
-    """Every question :mod:`this module <downstream.vqa.questions>` makes about the video ``metadata`` describes."""
+def video_questions(metadata: VideoMetadata, frames: Sequence[int] | None = None) -> list[Question]:
+    """Every question :mod:`this module <downstream.vqa.questions>` makes about the video ``metadata`` describes,
+    seen through the frames ``frames`` (indices in increasing order; ``None``: every frame): "the end" is the last
+    of them, "moving" the change from the one before it to the last.
+
+    Raises:
+        ValueError: fewer than two frames, or a frame the video does not have.
+    """
+    frames = list(range(metadata.num_frames)) if frames is None else list(frames)
+    if len(frames) < 2 or frames != sorted(set(frames)) or not 0 <= frames[0] <= frames[-1] < metadata.num_frames:
+        raise ValueError(f"questions need two or more increasing frames of the {metadata.num_frames}, got {frames}")
     objects = metadata.objects
     shapes = Counter(obj.shape for obj in objects)
     colours = Counter(obj.colour for obj in objects)
     unique_colour = [obj for obj in objects if colours[obj.colour] == 1]
     collided = {object_id for event in metadata.collisions if event.kind == "object" for object_id in event.object_ids}
-    last = {state.object_id: state for state in metadata.frames[-1]}
+    last = {state.object_id: state for state in metadata.frames[frames[-1]]}
+    before = {state.object_id: state for state in metadata.frames[frames[-2]]}
     questions = [
         Question("colour", TEMPLATES["colour"].format(shape=obj.shape), obj.colour)
         for obj in objects
@@ -99,7 +115,7 @@ def video_questions(metadata: VideoMetadata) -> list[Question]:
         )
         for obj in unique_colour
     ]
-    moving_left = sum(1 for state in last.values() if state.velocity_norm[0] < 0)
+    moving_left = sum(1 for i, state in last.items() if state.center_norm[0] < before[i].center_norm[0])
     questions.append(Question("moving_left", TEMPLATES["moving_left"], str(min(moving_left, MAX_COUNT))))
     return questions
 

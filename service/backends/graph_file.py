@@ -67,7 +67,7 @@ def check_graph_file(manifest: Manifest, graph: str, path: Path, *, tensorrt: bo
     if report.opset != manifest.opset:
         raise ManifestError(f"{where} imports opset {report.opset}, but the manifest records opset {manifest.opset}")
     recorded = manifest.graphs[graph].operators
-    if recorded and report.operators != recorded:
+    if report.operators != recorded:
         raise ManifestError(
             f"{where} has the operators {_counts(report.operators)}, but the manifest records {_counts(recorded)}; "
             f"{_REEXPORT}"

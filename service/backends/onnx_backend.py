@@ -305,6 +305,8 @@ def load_engine(
     cache_root = options.tensorrt_cache_dir or model_dir / DEFAULT_CACHE_SUBDIR
     if choice.kind == "tensorrt":  # only once the provider is there: engines that cannot load need no warning
         _log.warning("%s", tensorrt_provider_warning(model_dir, fp16, cache_root, os.environ))
+    for graph in (FIRST_STEP, STEP):  # both files held to the manifest before any session is made
+        check_graph_file(manifest, graph, model_dir / manifest.graphs[graph].file, tensorrt=False)
     sessions = {}
     for graph in (FIRST_STEP, STEP):
         # ONNX Runtime names cached engines after the graph's structure and names, never its weights: one folder
@@ -314,7 +316,6 @@ def load_engine(
             prepare_cache_dir(cache_dir)
         providers = provider_list(choice, graph_inputs(manifest, graph), max_batch_size, fp16, cache_dir)
         path = model_dir / manifest.graphs[graph].file
-        check_graph_file(manifest, graph, path, tensorrt=False)
         try:
             session = ort.InferenceSession(str(path), session_options(ort, options), providers=providers)
         except Exception as error:  # ONNX Runtime's errors (InvalidProtobuf, Fail, ...) derive from Exception

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import save_tiny_model
 
 from downstream.dynamics import DynamicsConfig, fit_dynamics
-from downstream.head_folder import check_head_folder
+from downstream.head_folder import check_head_folder, save_head
 from downstream.probes import (
     PROPERTIES,
     MatchedSlots,
@@ -147,7 +147,16 @@ def test_a_head_is_never_saved_over_a_model_folder(tmp_path, capsys):
     with pytest.raises(ValueError, match="no head's"):
         fit_dynamics([], model, DynamicsConfig())
     assert {name: (model / name).read_bytes() for name in before} == before
-    check_head_folder(tmp_path / "new")  # a missing folder is fine
+    check_head_folder(tmp_path / "new", "property_probe")  # a missing folder is fine
+
+
+def test_a_head_is_never_saved_over_another_kind_of_head(tmp_path):
+    probe = PropertyProbe(4, categorical={"shape": 2})
+    save_head(probe, tmp_path / "probe", {})
+    save_head(probe, tmp_path / "probe", {})  # the same kind again: a run done again
+    with pytest.raises(ValueError, match=r"probe holds a property_probe head: saving a slotformer head there"):
+        fit_dynamics([], tmp_path / "probe", DynamicsConfig())
+    assert json.loads((tmp_path / "probe" / CONFIG_FILE).read_text())["head"] == "property_probe"
 
 
 def test_a_model_without_matched_slots_says_so(tmp_path, capsys):

@@ -43,11 +43,42 @@ def test_questions_are_answered_from_the_ground_truth():
             end = next(state for state in metadata.frames[-1] if state.object_id == obj.object_id)
             side = "left" if end.center_norm[0] < 0.5 else "right"
             assert by_text[f"is the {obj.colour} object on the left or right at the end"] == side
-    moving = sum(state.velocity_norm[0] < 0 for state in metadata.frames[-1])
+    before = {state.object_id: state.center_norm[0] for state in metadata.frames[-2]}
+    moving = sum(state.center_norm[0] < before[state.object_id] for state in metadata.frames[-1])
     assert by_text["how many objects move to the left at the end"] == str(moving)
     for question in questions:
         assert all(WORDS[i] == word for i, word in zip(question.word_ids(), question.text.split(), strict=True))
         assert ANSWERS[question.answer_id] == question.answer
+
+
+def test_the_end_is_the_last_frame_read_and_moving_what_the_frames_show():
+    metadata = generate_video("medium", 7, 24, (64, 64)).metadata
+    frames = [1, 5, 9]
+    asked = {question.text: question.answer for question in video_questions(metadata, frames)}
+    at_5 = {state.object_id: state.center_norm[0] for state in metadata.frames[5]}
+    at_9 = {state.object_id: state.center_norm[0] for state in metadata.frames[9]}
+    moved_left = sum(at_9[i] < at_5[i] for i in at_9)
+    assert asked["how many objects move to the left at the end"] == str(moved_left)
+    for obj in metadata.objects:
+        if sum(other.colour == obj.colour for other in metadata.objects) == 1:
+            side = "left" if at_9[obj.object_id] < 0.5 else "right"
+            assert asked[f"is the {obj.colour} object on the left or right at the end"] == side
+    with pytest.raises(ValueError, match="two or more increasing frames of the 24, got \\[3\\]"):
+        video_questions(metadata, [3])
+
+
+def test_the_frames_read_end_on_the_last_frame(tmp_path):
+    """Slots of every second frame, counted back from the last: frames 1, 3, ..., 23 of a 24-frame video."""
+    from downstream.vqa import question_set
+    from plugins import VideoSlotModel
+    from training.datasets.synthetic_dataset import SyntheticDataset
+
+    model = VideoSlotModel.from_pretrained(save_tiny_model(tmp_path / "model"))
+    videos = SyntheticDataset("easy", "val", None, model.image_size, num_videos=1)
+    asked = question_set(model, videos, frame_stride=2)
+    with torch.no_grad():
+        every = model(videos[0].frames[None]).slots[0]  # [24, K, D]
+    assert torch.equal(asked.slots[0], every[1::2])
 
 
 def test_a_collision_question_follows_the_collision_events():
