@@ -65,7 +65,9 @@ def check_graph_file(manifest: Manifest, graph: str, path: Path, *, tensorrt: bo
     check_graph_metadata(manifest, graph, {entry.key: entry.value for entry in proto.metadata_props})
     report = check_operators(proto)
     if report.opset != manifest.opset:
-        raise ManifestError(f"{where} imports opset {report.opset}, but the manifest records opset {manifest.opset}")
+        raise ManifestError(
+            f"{where} imports opset {report.opset}, but the manifest records opset {manifest.opset}; {_REEXPORT}"
+        )
     recorded = manifest.graphs[graph].operators
     if report.operators != recorded:
         raise ManifestError(
