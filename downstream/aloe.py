@@ -6,8 +6,9 @@ tokens, and answers from the ``[CLS]`` output. Tokens are typed by fixed one-hot
 before the projection to the model width: a slot token is ``[slot, 0, 1]`` (``Linear(D + 2, d)``), a word token
 ``[word embedding, 1, 0, 0, 1]`` (text, then the id of a descriptive question; ``Linear(word_dim + 4, d)``), as the
 reference types them. Every position has a learnable absolute embedding, the ``[CLS]`` token is learnable and
-starts at zero, padding words are masked out of the attention, the encoder is pre-norm, and the answer is an MLP
-``d -> 128 -> answers`` on the ``[CLS]`` output, trained with cross-entropy. The reference's masked-slot
+starts at zero, padding words are masked out of the attention, the encoder is pre-norm (with a final layer norm,
+which a pre-norm stack needs before a read-out), and the answer is an MLP ``d -> 128 -> answers`` on the ``[CLS]``
+output, trained with cross-entropy. The reference's masked-slot
 self-supervision is off, as the reference requires for SAVi-style slots, and so are its multiple-choice heads:
 the questions here are descriptive (:mod:`downstream.vqa`). Reference shape: 12 layers of 8 heads, width 144 (18 per
 head), feed-forward 512, word embeddings of 14.
