@@ -229,3 +229,29 @@ def test_a_file_that_is_no_onnx_graph_is_refused_by_name_before_a_runtime_loads_
     (broken / MANIFEST_FILE).write_text(json.dumps(raw))
     with pytest.raises(ManifestError, match=r"step\.onnx is not a readable ONNX graph .*re-run python -m training"):
         load_tensorrt(broken)
+
+
+def test_the_onnx_backend_checks_both_graph_files_before_it_makes_a_session(export_dir, tmp_path, monkeypatch):
+    """A session can take minutes to build (ONNX Runtime's TensorRT provider): a step graph the manifest
+    misdescribes is refused before the first_step graph's session is made."""
+    import onnxruntime
+
+    made: list[str] = []
+    real_session = onnxruntime.InferenceSession
+
+    def recording(path, *args, **kwargs):
+        made.append(Path(path).name)
+        return real_session(path, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+
+    def one_node_more(graphs: dict[str, Any]) -> None:
+        operators = graphs["step"]["operators"]
+        operators[sorted(operators)[0]] += 1
+
+    edited = edited_copy(export_dir, tmp_path / "edited", one_node_more)
+    with pytest.raises(ManifestError, match=r"step graph, step\.onnx, has the operators"):
+        load_onnx(edited)
+    assert made == []
+    load_onnx(export_dir)
+    assert made == ["first_step.onnx", "step.onnx"]
