@@ -60,8 +60,9 @@ def check_graph_file(manifest: Manifest, graph: str, path: Path, *, tensorrt: bo
 
     proto = _load_graph(path)
     where = f"the manifest's {graph} graph, {path.name},"
-    check_recorded_signature(manifest, graph, "inputs", _signature(proto.graph.input))
-    check_recorded_signature(manifest, graph, "outputs", _signature(proto.graph.output))
+    inputs, outputs = graph_signature(proto)
+    check_recorded_signature(manifest, graph, "inputs", inputs)
+    check_recorded_signature(manifest, graph, "outputs", outputs)
     check_graph_metadata(manifest, graph, {entry.key: entry.value for entry in proto.metadata_props})
     report = check_operators(proto)
     if report.opset != manifest.opset:
@@ -111,6 +112,11 @@ def _load_graph(path: Path) -> onnx.ModelProto:
         raise ManifestError(f"{path} is not a readable ONNX graph ({error}); {_REEXPORT}") from error
 
 
+def graph_signature(proto: onnx.ModelProto) -> tuple[Signature, Signature]:
+    """The inputs and the outputs of the graph ``proto`` as it declares them."""
+    return _signature(proto.graph.input), _signature(proto.graph.output)
+
+
 def _signature(values: Sequence[onnx.ValueInfoProto]) -> Signature:
     return [(value.name, [_dim(dim) for dim in value.type.tensor_type.shape.dim]) for value in values]
 
@@ -127,4 +133,4 @@ def _counts(operators: dict[str, int]) -> str:
     return ", ".join(f"{op} x{count}" for op, count in sorted(operators.items()))
 
 
-__all__ = ["Signature", "check_graph_file", "check_recorded_signature"]
+__all__ = ["Signature", "check_graph_file", "check_recorded_signature", "graph_signature"]

@@ -32,6 +32,7 @@ import torch
 from plugins import VideoSlotModel
 from plugins.builtin.encoders.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE, weights_mismatch_message
+from service.backends.graph_file import graph_signature
 from service.backends.manifest import (
     BATCH_AXIS,
     GRAPH_FILES,
@@ -518,16 +519,10 @@ def _output_specs(model: VideoSlotModel) -> list[TensorSpec]:
 def _check_signature(which: str, proto: onnx.ModelProto, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
     """The graph's inputs and outputs must be the expected ones, with a symbolic (dynamic) batch axis."""
     expected = [(spec.name, spec.shape) for spec in (*inputs, *outputs)]
-    actual = [
-        (value.name, [dim.dim_param if dim.HasField("dim_param") else dim.dim_value for dim in _dims(value)])
-        for value in (*proto.graph.input, *proto.graph.output)
-    ]
+    declared_inputs, declared_outputs = graph_signature(proto)
+    actual = [*declared_inputs, *declared_outputs]
     if actual != expected:
         raise ExportError(f"the {which} graph's signature is {actual}, expected {expected} (batch must be dynamic)")
-
-
-def _dims(value: onnx.ValueInfoProto) -> list[onnx.TensorShapeProto.Dimension]:
-    return list(value.type.tensor_type.shape.dim)
 
 
 def _sha256(path: Path) -> str:
