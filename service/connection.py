@@ -68,9 +68,10 @@ from service.types import (
 _log = logging.getLogger(__name__)
 _MAX_UNANSWERED = 64
 HALF_CLOSE_QUIET_S = 2.0
-"""A call the server ends itself while its client may still write (a drain, a takeover, a revoked token) ends once
-the client has ended its requests (the slotstream client does as it reads the call's ``StreamClosed``), or once no
-request has come for this long: ending it while the client still writes makes grpc.aio clients report ``INTERNAL``
+"""A call the server ends itself while its client may still write (a drain, a takeover, a revoked token), and a
+call whose client sent a close (requests after it are not acted on), ends once the client has ended its requests
+(the slotstream client does as it reads the call's ``StreamClosed``, and with its close), or once no request has
+come for this long: ending it while the client still writes makes grpc.aio clients report ``INTERNAL``
 and lose the final message and status (grpc/grpc#36066). A client that goes on writing has not read the
 ``StreamClosed`` yet (it waits behind the replies its application has not taken), so the wait goes on, for
 :data:`HALF_CLOSE_LONGEST_S` at most. Frames sent meanwhile are dropped unanswered."""
@@ -640,6 +641,11 @@ class StreamConnection:
             self._manager.release(session, "closed")
         keep = handoff if end is not None and end.return_state else None
         self._emit(StreamClosed(session.stream_id, CloseReason.CLIENT_CLOSED, keep))
+        if end is not None and self._requests is not None:
+            # Requests after a close are dropped unread, and the status waits for the client's half-close (the
+            # slotstream client sends it with the close): ending the call under a client that still writes makes
+            # grpc.aio report INTERNAL instead of OK (grpc/grpc#36066).
+            await self._requests.discard_until_end(HALF_CLOSE_QUIET_S, HALF_CLOSE_LONGEST_S)
         self._out.put_nowait(_END)
 
     async def _stop_pump(self) -> None:

@@ -56,7 +56,8 @@ class PerceptionServicer:
 
         The first request must be `open`; then any number of `frame`s; then optionally `close`, which must be the
         last request: the server reads nothing after it (a frame sent after `close` gets no answer, and the call
-        still ends OK once the frames sent before it are answered). The first response is `opened`; then exactly
+        still ends OK once the frames sent before it are answered and the client has half-closed its requests, or
+        sent none for 2 s: requests after `close` are dropped unread). The first response is `opened`; then exactly
         one of `result`, `dropped` or `error` per frame sent before any `close`, in the order the frames were
         sent; after a `close`, a final `closed`. Half-closing the request stream without `close`
         also ends the call cleanly once every frame has been answered (with a final `closed`), but counts as a

@@ -313,6 +313,32 @@ def test_nothing_after_a_close_is_read_as_the_proto_and_readme_say(server):
     assert "the server reads nothing after a `close`" in readme
 
 
+def test_a_frame_written_after_the_closed_answer_still_ends_the_call_ok(server):
+    """The client writes after its ``close`` once the server has answered it with ``closed``: the server drops the
+    frame unread and ends the call OK at the client's half-close (ending it at the close made grpc.aio report the
+    client's write as ``INTERNAL``, grpc/grpc#36066)."""
+
+    async def exchange() -> tuple[list[str], grpc.StatusCode]:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            call = pb_grpc.PerceptionStub(channel).Stream()
+            for request in (_open(), _frame(0), pb.StreamRequest(close=pb.CloseStream())):
+                await call.write(request)
+            kinds = []
+            while (response := await call.read()) is not grpc.aio.EOF:
+                kinds.append(response.WhichOneof("kind"))
+                if kinds[-1] == "closed":
+                    break
+            await asyncio.sleep(0.3)  # a server that ended the call at the close has ended it by now
+            await call.write(_frame(1))
+            await call.done_writing()
+            while (response := await call.read()) is not grpc.aio.EOF:
+                kinds.append(response.WhichOneof("kind"))
+            return kinds, await call.code()
+
+    kinds, code = run(exchange())
+    assert kinds == ["opened", "result", "closed"] and code == grpc.StatusCode.OK
+
+
 def test_unknown_request_kinds_are_ignored(server):
     """An empty request (a newer client's request kind) is skipped, per the versioning rules."""
     responses, error = run(raw_exchange(server.target, _open(), pb.StreamRequest(), _frame()))
