@@ -45,6 +45,8 @@ FAMILIES: tuple[str, ...] = tuple(TEMPLATES)
 _TEMPLATE_WORDS = [word for text in TEMPLATES.values() for word in text.split() if not word.startswith("{")]
 WORDS: tuple[str, ...] = ("<pad>", *dict.fromkeys((*_TEMPLATE_WORDS, *COLOURS, *SHAPES)))
 """Every word a question can hold; index 0 is padding."""
+MAX_WORDS = max(len(text.split()) for text in TEMPLATES.values())
+"""The most words a question has."""
 MAX_COUNT = 9
 """Counts are answered from "0" to this."""
 ANSWERS: tuple[str, ...] = (*COLOURS, *SHAPES, *(str(n) for n in range(MAX_COUNT + 1)), "yes", "no", "left", "right")
@@ -120,4 +122,4 @@ def video_questions(metadata: VideoMetadata, frames: Sequence[int] | None = None
     return questions
 
 
-__all__ = ["ANSWERS", "FAMILIES", "MAX_COUNT", "TEMPLATES", "WORDS", "Question", "video_questions"]
+__all__ = ["ANSWERS", "FAMILIES", "MAX_COUNT", "MAX_WORDS", "TEMPLATES", "WORDS", "Question", "video_questions"]

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from downstream.aloe import Aloe
 from downstream.vqa.config import VqaConfig
 from downstream.vqa.data import QuestionSet
-from downstream.vqa.questions import ANSWERS, WORDS
+from downstream.vqa.questions import ANSWERS, MAX_WORDS, WORDS
 from training.schedule import warmup_cosine
 
 
@@ -32,7 +32,7 @@ def fit_vqa(questions: QuestionSet, config: VqaConfig, progress: bool = True) ->
         answers=len(ANSWERS),
         max_frames=frames,
         max_slots=slots,
-        max_words=max(int(questions.questions.shape[1]), 1),
+        max_words=MAX_WORDS,
         **config.head_kwargs(),
     )
     optimiser = torch.optim.Adam(head.parameters(), lr=config.lr)
