@@ -48,6 +48,7 @@ class PropertyProbe(Head):
         if len(widths) < len(self.categorical) + len(self.continuous):
             raise ValueError("a property cannot be both categorical and continuous")
         self.slot_dim = slot_dim
+        self._widths = widths  # name -> output width, categorical properties first
         self.readouts = nn.ModuleDict()
         for name, classes in self.categorical.items():
             self.readouts[name] = nn.Linear(slot_dim, classes)
@@ -66,14 +67,12 @@ class PropertyProbe(Head):
         """
         if slots.ndim < 1 or slots.shape[-1] != self.slot_dim:
             raise ValueError(f"property_probe reads slots [..., {self.slot_dim}], got {list(slots.shape)}")
-        return torch.cat([self.readouts[name](slots) for name in (*self.categorical, *self.continuous)], dim=-1)
+        return torch.cat([self.readouts[name](slots) for name in self._widths], dim=-1)
 
     def split(self, outputs: Tensor) -> dict[str, Tensor]:
         """:meth:`forward`'s ``[..., P]`` as one tensor ``[..., width]`` per property: logits for a categorical
         property, values for a continuous one."""
-        names = (*self.categorical, *self.continuous)
-        widths = [{**self.categorical, **self.continuous}[name] for name in names]
-        return dict(zip(names, torch.split(outputs, widths, dim=-1), strict=True))
+        return dict(zip(self._widths, torch.split(outputs, list(self._widths.values()), dim=-1), strict=True))
 
 
 __all__ = ["PropertyProbe"]

@@ -62,10 +62,9 @@ def question_set(
             asked += [(video, question) for question in video_questions(metadata, [start + t for t in frames])]
     if len({tuple(video.shape) for video in slots}) > 1:
         raise ValueError("the videos differ in length or slot count; questions need videos of one shape")
-    longest = max((len(question.word_ids()) for _, question in asked), default=0)
-    words = torch.full((len(asked), longest), PADDING, dtype=torch.long)
-    for row, (_, question) in enumerate(asked):
-        ids = question.word_ids()
+    word_ids = [question.word_ids() for _, question in asked]
+    words = torch.full((len(asked), max(map(len, word_ids), default=0)), PADDING, dtype=torch.long)
+    for row, ids in enumerate(word_ids):
         words[row, : len(ids)] = torch.tensor(ids)
     return QuestionSet(
         slots=torch.stack(slots),

@@ -45,6 +45,7 @@ FAMILIES: tuple[str, ...] = tuple(TEMPLATES)
 _TEMPLATE_WORDS = [word for text in TEMPLATES.values() for word in text.split() if not word.startswith("{")]
 WORDS: tuple[str, ...] = ("<pad>", *dict.fromkeys((*_TEMPLATE_WORDS, *COLOURS, *SHAPES)))
 """Every word a question can hold; index 0 is padding."""
+_WORD_IDS = {word: i for i, word in enumerate(WORDS)}
 MAX_WORDS = max(len(text.split()) for text in TEMPLATES.values())
 """The most words a question has."""
 MAX_COUNT = 9
@@ -69,8 +70,7 @@ class Question:
 
     def word_ids(self) -> list[int]:
         """The question's words as indices of :data:`WORDS`."""
-        index = {word: i for i, word in enumerate(WORDS)}
-        return [index[word] for word in self.text.split()]
+        return [_WORD_IDS[word] for word in self.text.split()]
 
     @property
     def answer_id(self) -> int:

@@ -62,8 +62,13 @@ def vqa_scores(head: Aloe, test: QuestionSet, train: QuestionSet) -> list[Family
         raise ValueError("scoring a VQA head needs held-out questions")
     right = (answer_ids(head, test) == test.answers).tolist()
     truth = [ANSWERS[i] for i in test.answers.tolist()]
-    trained = Counter(zip(train.families, (ANSWERS[i] for i in train.answers.tolist()), strict=True))
-    guesses = {family: max((n, a) for (f, a), n in trained.items() if f == family)[1] for family, _ in trained}
+    by_family: dict[str, Counter[str]] = {}
+    for family, answer in zip(train.families, train.answers.tolist(), strict=True):
+        by_family.setdefault(family, Counter())[ANSWERS[answer]] += 1
+    # the most common answer; on a tie, the answer that sorts last
+    guesses = {
+        family: max(counts.items(), key=lambda item: (item[1], item[0]))[0] for family, counts in by_family.items()
+    }
     guessed = [guesses.get(family) == answer for family, answer in zip(test.families, truth, strict=True)]
     rows = [FamilyScore(ALL, len(test), _mean(right), "", _mean(guessed))]
     for family in dict.fromkeys(test.families):
