@@ -78,7 +78,7 @@ from training.run_state import Run, build_run, check_components_installed
 from training.step import NonFinite, Throughput, diverged, divergence_message, non_finite, optimisation_step
 from training.stop_request import STOPPING, RunStopped, StopRequest
 from training.visualize import save_overlay
-from training.warm_start import check_warm_start_source, warm_start
+from training.warm_start import WarmStart, check_warm_start_source, warm_start
 
 
 @dataclass
@@ -205,34 +205,7 @@ def _fit(
         # Under torchrun a process that cannot start stops every process, and the lowest such rank says why; each
         # block ends before a collective operation.
         with fail_together(group):
-            if group.is_main:  # before anything of the run is read: another process may be writing it
-                folder.take_if_present()
-            checkpoints = list_checkpoints(run_dir)
-            if checkpoints and not resume:
-                raise FileExistsError(
-                    f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
-                )
-            if not checkpoints:
-                check_foreign_folder(run_dir)
-                if (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
-                    raise FileExistsError(
-                        f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a "
-                        "new run there would replace its model, best model and metrics: choose another --out, or "
-                        "delete the folder"
-                    )
-            if config.init_from is not None and not (resume and checkpoints):  # before run_dir changes (it may lie
-                check_warm_start_source(config.init_from)  # inside); a resumed run does not read it again
-            saved_config = run_dir / TRAIN_CONFIG_FILE
-            if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
-                moved = check_same_config(saved_config, config)
-                if moved and group.is_main:  # the same files in another folder: the run names it from now on
-                    tqdm.write(record_moved_data(run_dir, config, moved))
-            elif resume and checkpoints:  # nothing to hold the flags to: they could change what the run computes
-                raise FileNotFoundError(
-                    f"{run_dir} holds checkpoints but not {TRAIN_CONFIG_FILE}, the configuration they were trained "
-                    "with, which a resume continues from: put it back (from the folder the run was copied from), "
-                    "or start a new run with another --out"
-                )
+            checkpoints = _check_run_folder(config, run_dir, folder, group, resume)
             with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
                 # A bad data spec or file fails here, before the run directory holds files that look like a started
                 # run.
@@ -265,25 +238,7 @@ def _fit(
         # the run folder's best/.
         existed = existing_run_entries(run_dir)  # what a failed first step must not remove
         with fail_together(group):
-            if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # new (or not yet saved)
-                run_dir.mkdir(parents=True, exist_ok=True)
-                folder.take()  # a new run's folder: a run started at the same time may have made it first
-                # best/ and samples/ without checkpoints: a killed earlier run's, maybe of another config
-                if not checkpoints:
-                    clear_best(run_dir)
-                    clear_samples(run_dir)
-                write_train_config(saved_config, config)
-                command_file = run_dir / COMMAND_FILE
-                if command is not None and not (resume and command_file.is_file()):
-                    command_file.write_text(command + "\n", encoding="utf-8", errors="surrogateescape")  # any path
-            if restoring:
-                if group.is_main:
-                    read_selection(run_dir)  # a damaged best/ record is refused now, not at the first evaluation
-                restore_newest(run, checkpoints, device, group)
-            elif group.is_main and started_from is not None:
-                tqdm.write(started_from.summary())
-            if group.is_main and not (restoring and read_data_files(run_dir) is not None):
-                record_data_files(run_dir, config)  # from step 0, or its record deleted: what a resume compares with
+            _start_run_folder(config, run, run_dir, folder, group, checkpoints, device, resume, started_from, command)
             started_step = run.step
             if group.is_main:  # where this invocation trains, for the model card (a resume appends a segment)
                 record_environment(run_dir, describe_environment(device, group, started_step))
@@ -310,6 +265,88 @@ def _fit(
             save_model_files(run.model, model_dir, "the final model")
     best = read_selection(run_dir) if group.is_main else None
     return FitResult(run_dir, run.step, time.perf_counter() - started, scores, model_dir, best, started_step)
+
+
+def _check_run_folder(
+    config: TrainConfig, run_dir: Path, folder: RunFolderLock, group: ProcessGroup, resume: bool
+) -> list[Path]:
+    """``run_dir``'s complete checkpoints (oldest first), once the folder is known to take this run.
+
+    Raises the refusals :func:`fit` lists for the folder (checkpoints without ``resume``, a finished run, another
+    program's files, a resume without the saved configuration or with another one) before any file of the run is
+    read as data or written. The main process takes ``folder``'s lock first when ``run_dir`` exists.
+    """
+    if group.is_main:  # before anything of the run is read: another process may be writing it
+        folder.take_if_present()
+    checkpoints = list_checkpoints(run_dir)
+    if checkpoints and not resume:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
+        )
+    if not checkpoints:
+        check_foreign_folder(run_dir)
+        if (run_dir / FINAL_MODEL_DIR / WEIGHTS_FILE).is_file():
+            raise FileExistsError(
+                f"{run_dir} holds a finished run ({FINAL_MODEL_DIR}/) without checkpoints to resume from; a "
+                "new run there would replace its model, best model and metrics: choose another --out, or "
+                "delete the folder"
+            )
+    if config.init_from is not None and not (resume and checkpoints):  # before run_dir changes (it may lie
+        check_warm_start_source(config.init_from)  # inside); a resumed run does not read it again
+    saved_config = run_dir / TRAIN_CONFIG_FILE
+    if resume and saved_config.is_file():  # also before the first checkpoint: it continues the run as started
+        moved = check_same_config(saved_config, config)
+        if moved and group.is_main:  # the same files in another folder: the run names it from now on
+            tqdm.write(record_moved_data(run_dir, config, moved))
+    elif resume and checkpoints:  # nothing to hold the flags to: they could change what the run computes
+        raise FileNotFoundError(
+            f"{run_dir} holds checkpoints but not {TRAIN_CONFIG_FILE}, the configuration they were trained "
+            "with, which a resume continues from: put it back (from the folder the run was copied from), "
+            "or start a new run with another --out"
+        )
+    return checkpoints
+
+
+def _start_run_folder(
+    config: TrainConfig,
+    run: Run,
+    run_dir: Path,
+    folder: RunFolderLock,
+    group: ProcessGroup,
+    checkpoints: list[Path],
+    device: str,
+    resume: bool,
+    started_from: WarmStart | None,
+    command: str | None,
+) -> None:
+    """Write a new run's files (configuration, command line, data record), or restore a resumed run's state.
+
+    The main process of a new run (or of a resume whose configuration was never saved) makes ``run_dir``, takes
+    ``folder``'s lock and, without checkpoints, clears the ``best/`` and ``samples/`` a killed run left; a resumed
+    run loads its newest checkpoint into ``run`` on every process. The data record is written from step 0, or again
+    when a resume finds it deleted.
+    """
+    saved_config = run_dir / TRAIN_CONFIG_FILE
+    restoring = bool(resume and checkpoints)
+    if group.is_main and not (resume and checkpoints and saved_config.is_file()):  # new (or not yet saved)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        folder.take()  # a new run's folder: a run started at the same time may have made it first
+        # best/ and samples/ without checkpoints: a killed earlier run's, maybe of another config
+        if not checkpoints:
+            clear_best(run_dir)
+            clear_samples(run_dir)
+        write_train_config(saved_config, config)
+        command_file = run_dir / COMMAND_FILE
+        if command is not None and not (resume and command_file.is_file()):
+            command_file.write_text(command + "\n", encoding="utf-8", errors="surrogateescape")  # any path
+    if restoring:
+        if group.is_main:
+            read_selection(run_dir)  # a damaged best/ record is refused now, not at the first evaluation
+        restore_newest(run, checkpoints, device, group)
+    elif group.is_main and started_from is not None:
+        tqdm.write(started_from.summary())
+    if group.is_main and not (restoring and read_data_files(run_dir) is not None):
+        record_data_files(run_dir, config)  # from step 0, or its record deleted: what a resume compares with
 
 
 def _train(
