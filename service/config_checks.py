@@ -56,6 +56,16 @@ def flag_name(name: str) -> str:
 
 def config_problems(config: ServiceConfig) -> list[str]:
     """Every problem of ``config``'s values, each naming the flag that sets it; empty when there is none."""
+    return [
+        *_address_problems(config),
+        *_number_problems(config),
+        *_choice_problems(config),
+        *_security_and_tracing_problems(config),
+    ]
+
+
+def _address_problems(config: ServiceConfig) -> list[str]:
+    """``--listen`` and ``--metrics-listen``: each a host:port, and not the same socket."""
     problems = []
     for name in ("listen", "metrics_listen"):
         value = getattr(config, name)
@@ -67,6 +77,12 @@ def config_problems(config: ServiceConfig) -> list[str]:
             f"--metrics-listen {config.metrics_listen} takes the port of --listen {config.listen}: the metrics need a "
             "port of their own"
         )
+    return problems
+
+
+def _number_problems(config: ServiceConfig) -> list[str]:
+    """Counts, sizes, durations and thread settings: finite and within their bounds."""
+    problems = []
     positive = (
         "max_streams",
         "resume_history",
@@ -147,19 +163,31 @@ def config_problems(config: ServiceConfig) -> list[str]:
             f"--max-image-pixels must be between 1 and {largest_image} (beyond it the image decoder refuses "
             f"images as decompression bombs), got {config.max_image_pixels}"
         )
+    if config.tensorrt_workspace_mb < 1:
+        problems.append(f"--tensorrt-workspace-mb must be >= 1, got {config.tensorrt_workspace_mb}")
+    return problems
+
+
+def _choice_problems(config: ServiceConfig) -> list[str]:
+    """Settings with a fixed set of choices (backend, graph optimisation, frame fit, logging)."""
+    problems = []
     if config.backend not in BACKENDS:
         problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
     if config.onnx_graph_optimization not in ONNX_GRAPH_OPTIMIZATIONS:
         choices = ", ".join(ONNX_GRAPH_OPTIMIZATIONS)
         problems.append(f"--onnx-graph-optimization must be one of {choices}, got {config.onnx_graph_optimization!r}")
-    if config.tensorrt_workspace_mb < 1:
-        problems.append(f"--tensorrt-workspace-mb must be >= 1, got {config.tensorrt_workspace_mb}")
     if config.frame_fit not in FRAME_FITS:
         problems.append(f"--frame-fit must be one of {', '.join(FRAME_FITS)}, got {config.frame_fit!r}")
     if config.log_format not in LOG_FORMATS:
         problems.append(f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {config.log_format!r}")
     if not isinstance(logging.getLevelName(config.log_level.upper()), int):
         problems.append(f"--log-level must be a logging level such as INFO or DEBUG, got {config.log_level!r}")
+    return problems
+
+
+def _security_and_tracing_problems(config: ServiceConfig) -> list[str]:
+    """TLS and token settings that go together or exclude each other, shared memory, and tracing."""
+    problems = []
     if (config.tls_cert is None) != (config.tls_key is None):
         problems.append("--tls-cert and --tls-key go together")
     if config.tls_client_ca is not None and config.tls_cert is None:
