@@ -24,6 +24,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service.client", description=description)
     commands = parser.add_subparsers(dest="command", required=True)
 
+    _add_stream_command(commands)
+    _add_server_commands(commands)
+    _add_file_commands(commands)
+    return parser
+
+
+def _add_stream_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``stream``: a source's frames to the server, its answers to overlays, JSON lines and trajectories."""
     stream = commands.add_parser("stream", help="stream a video, folder of frames or camera")
     stream.add_argument(
         "source", type=_source_spec, help="video file, folder of images, image file, camera:N or synthetic:N"
@@ -115,6 +123,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         f"(> 0; the server caps it; default: {DEFAULT_RESUME_WINDOW_S:g})",
     )
 
+
+def _add_server_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that ask a server about its model and streams, or have it act (the last three: Admin)."""
     describe = commands.add_parser("describe", help="print the model card")
     _connection_flags(describe)
     describe.add_argument("--model", default="", help="model name (default: the server's default)")
@@ -152,6 +163,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     _connection_flags(reload, "--admin-token-file")
     reload.add_argument("--model", default="", help="model name (default: the server's default)")
 
+
+def _add_file_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that work on files alone, without a server: ``to-rosbag`` and ``synth``."""
     bag = commands.add_parser(
         "to-rosbag",
         help="write a slot trajectory file (stream --slots, python -m service.extract) as a ROS 2 bag of "
@@ -180,7 +194,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         default=128,
         help=f"square frame size in pixels, 2 to {MAX_FRAME_SIDE} (default: 128)",
     )
-    return parser
 
 
 def _positive_float(text: str) -> float:
