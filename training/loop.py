@@ -74,7 +74,7 @@ from training.run_folder import (
     write_train_config,
 )
 from training.run_lock import RunFolderLock
-from training.run_state import Run, build_run, check_components_installed
+from training.run_state import Run, build_run, check_clip_length, check_components_installed
 from training.step import NonFinite, Throughput, diverged, divergence_message, non_finite, optimisation_step
 from training.stop_request import STOPPING, RunStopped, StopRequest
 from training.visualize import save_overlay
@@ -206,6 +206,8 @@ def _fit(
         # block ends before a collective operation.
         with fail_together(group):
             checkpoints = _check_run_folder(config, run_dir, folder, group, resume)
+            if not (resume and checkpoints):  # a refusal of the configuration before the data's notes
+                check_clip_length(config, registry or default_registry())
             with torch.random.fork_rng(devices=[]):  # reading the data must not shift the training randomness
                 # A bad data spec or file fails here, before the run directory holds files that look like a started
                 # run.

@@ -170,6 +170,24 @@ def check_components_installed(model: VideoSlotModel) -> None:
     )
 
 
+def check_clip_length(config: TrainConfig, registry: ComponentRegistry) -> None:
+    """:func:`check_transition_trains` before the run's model exists, so that a refusal comes before the data is read.
+
+    Clips of :data:`MIN_TRANSITION_CLIP` frames or more pass at once; shorter ones build ``config``'s model on the
+    CPU (without the files its components start from), freeze it as ``config.train_only`` says and check it.
+
+    Raises:
+        ValueError: as :func:`check_transition_trains`.
+        RegistryError: a component of ``config.model`` is not registered.
+    """
+    if config.data.clip_length >= MIN_TRANSITION_CLIP:
+        return
+    model = VideoSlotModel(**_without_initial_weights(config.model, registry), registry=registry)
+    if config.train_only is not None:
+        freeze_all_but(model, config.train_only)
+    check_transition_trains(config, model)
+
+
 def check_transition_trains(config: TrainConfig, model: VideoSlotModel) -> None:
     """Refuse training clips too short for ``model``'s transition to learn from.
 

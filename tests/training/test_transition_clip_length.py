@@ -13,7 +13,7 @@ from plugins import VideoSlotModel
 from training.config import TrainConfig
 from training.configs import get_config
 from training.datasets import DatasetError, build_dataset
-from training.datasets.export import write_labelled_mp4
+from training.datasets.export import write_labelled_mp4, write_mp4
 from training.datasets.synthetic import generate_video
 from training.datasets.transforms import shorter_clips_hint
 from training.run import main
@@ -35,6 +35,22 @@ def test_one_frame_clips_are_refused_before_the_run_folder_is_made(tmp_path: Pat
     assert "clip_length=1: the 'randsfq' transition makes the queries of every frame after the first" in err
     assert "--clip-length 2 or more" in err and "remove the videos shorter than that" in err
     assert not out.exists()
+
+
+def test_one_frame_clips_are_refused_before_the_data_is_read(tmp_path: Path, capsys) -> None:
+    """A refusal of the flags comes first: no note about the data (here, that unlabelled videos leave the run
+    unevaluated) precedes it, and a folder that could not be read at all is not what the user is told about."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    write_mp4(folder / "walk.mp4", generate_video("easy", 0, 4, (32, 32)).frames)
+    args = ["--config", "tiny", "--data", f"videos:{folder}", "--clip-length", "1", "--steps", "1", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    printed = capsys.readouterr()
+    assert "clip_length=1: the 'randsfq' transition" in printed.err
+    assert "note:" not in printed.out + printed.err
+    missing = ["--config", "tiny", "--data", f"videos:{tmp_path / 'nowhere'}", "--clip-length", "1", "--steps", "1"]
+    assert main([*missing, "--no-progress", "--out", str(tmp_path / "run2")]) == 2
+    assert "clip_length=1" in capsys.readouterr().err
 
 
 def test_a_transition_with_nothing_to_train_takes_one_frame_clips() -> None:
