@@ -13,6 +13,7 @@ import numpy as np
 from service.bench.stats import summarize
 from service.client.connection import Client
 from service.client.encoding import ImageLike, encode_image
+from service.client.errors import StreamError
 from service.client.exchange import send_while_receiving
 from service.client.tls import TlsFiles
 from service.types import FrameDropped, FrameError, FrameResult, Output, StreamClosed, StreamOptions
@@ -72,6 +73,8 @@ class StreamCounts:
         results: frames answered with a result.
         dropped: frames dropped (``FrameDropped``), by reason in :attr:`dropped_by_reason`.
         errors: frames answered with a ``FrameError``.
+        ended: why the server ended the stream before its last frame was answered (it shut down, an operator
+            ended the stream), ``None`` when it did not; the frames left then count as lost.
     """
 
     latencies_ms: list[float] = field(default_factory=list)
@@ -83,6 +86,7 @@ class StreamCounts:
     dropped: int = 0
     errors: int = 0
     dropped_by_reason: Counter[str] = field(default_factory=Counter)
+    ended: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class LoadRun:
 
     @property
     def sent(self) -> int:
-        """Frames sent in the measured part, by every stream."""
+        """Frames the measured part sends, by every stream (a stream the server ended sends fewer)."""
         return self.spec.streams * self.spec.frames
 
     @property
@@ -118,7 +122,7 @@ class LoadRun:
 
     @property
     def lost(self) -> int:
-        """Frames sent that got no answer of any kind."""
+        """Frames of :attr:`sent` that got no answer of any kind (those a stream ended before sending included)."""
         return self.sent - sum(counts.results + counts.dropped + counts.errors for counts in self.streams)
 
     @property
@@ -135,6 +139,7 @@ class LoadRun:
         """The run's figures as the JSON report gives them: the spec (without the token; ``tls`` whether it was
         on), ``seconds`` (rounded), ``frames_per_second`` (results over the unrounded time), ``sent``, ``results``,
         ``dropped`` (and ``dropped_by_reason``: ``superseded``, ``stale``, ``shutting_down``), ``errors``, ``lost``,
+        ``ended_streams`` (how many streams the server ended early, and ``first_end`` why, when it did),
         ``latency_ms`` and ``server_total_ms`` percentiles, the idle-gap figures with gaps
         (:func:`_gap_figures`), ``frame_weighted_mean_batch_size`` and ``per_stream`` figures.
 
@@ -144,6 +149,7 @@ class LoadRun:
         """
         spec = self.spec
         dropped_by_reason = sum((counts.dropped_by_reason for counts in self.streams), Counter[str]())
+        ended = [counts.ended for counts in self.streams if counts.ended is not None]
         return {
             "spec": {k: v for k, v in vars(spec).items() if k not in ("token", "tls")} | {"tls": spec.tls is not None},
             "frame_shape": list(self.frame_shape),
@@ -155,6 +161,8 @@ class LoadRun:
             "dropped_by_reason": dict(sorted(dropped_by_reason.items())),
             "errors": sum(counts.errors for counts in self.streams),
             "lost": self.lost,
+            "ended_streams": len(ended),
+            **({"first_end": ended[0]} if ended else {}),
             "latency_ms": summarize(self.latencies_ms),
             **_gap_figures(self.streams, spec),
             "server_total_ms": summarize([ms for counts in self.streams for ms in counts.server_ms]),
@@ -195,8 +203,9 @@ async def run_load(spec: LoadSpec, clip: list[np.ndarray]) -> LoadRun:
             *(_drive(s, frames, spec, spec.frames, c, gaps=True) for s, c in zip(streams, counts, strict=True))
         )
         elapsed = time.perf_counter() - started
-        for stream in streams:
-            await stream.close()
+        for stream, stream_counts in zip(streams, counts, strict=True):
+            if stream_counts.ended is None:  # a stream the server ended has nothing to close
+                await stream.close()
     return LoadRun(spec, tuple(clip[0].shape), elapsed, counts)
 
 
@@ -265,7 +274,10 @@ async def _drive(
             answer = await stream.receive()
             now = time.perf_counter()
             window.release()
-            if isinstance(answer, StreamClosed):
+            if isinstance(answer, StreamClosed):  # drained by a server shutting down
+                stats.ended = (
+                    f"closed by the server ({answer.reason.name}){': ' + answer.message if answer.message else ''}"
+                )
                 return
             if isinstance(answer, FrameResult):
                 stats.results += 1
@@ -282,4 +294,7 @@ async def _drive(
                 stats.errors += 1
                 sent_at.pop(answer.frame_index, None)
 
-    await send_while_receiving(send_all(), receive_all())
+    try:
+        await send_while_receiving(send_all(), receive_all())
+    except StreamError as error:  # the server ended the call (shutting down, an operator's end-stream)
+        stats.ended = str(error)
