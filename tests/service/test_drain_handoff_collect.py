@@ -31,14 +31,35 @@ async def _read_all(call) -> tuple[list[object], grpc.StatusCode]:
     return messages, await call.code()
 
 
+async def _until(condition, what: str, timeout_s: float = 30.0) -> None:
+    """Wait, without blocking the client's event loop, until ``condition()`` holds; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+def _parked_session(server, check) -> bool:
+    """``check(session)`` on the server's loop for stream ``parked`` (False once it is gone)."""
+    manager = server.server.manager
+    return bool(server.on_loop(lambda: (session := manager.sessions.get("parked")) is not None and check(session)))
+
+
 async def _park(server, clip) -> tuple[object, object, str]:
     """Open stream ``parked`` on a raw call, read the answers to frames 0-2, send frames 3-10 and read no more (a
-    client gone without the server knowing). Returns the channel, the call and the stream's resume token."""
+    client gone without the server knowing), until the server has answered frame 10 and holds a reply the
+    connection has not taken. Returns the channel, the call and the stream's resume token.
+
+    The channel does not probe the connection's bandwidth (``grpc.http2.bdp_probe``): with probing, gRPC grows
+    the flow-control window while the replies wait, and on a slow machine it could grow until every reply was
+    taken, leaving nothing held back.
+    """
 
     def frame(index: int):
         return wire.request_to_proto(FrameRequest(image=raw(clip[index]), frame_index=index))
 
-    channel = grpc.aio.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.http2.bdp_probe", 0)]
+    channel = grpc.aio.insecure_channel(server.target, options=options)
     call = pb_grpc.PerceptionStub(channel).Stream()
     await call.write(wire.request_to_proto(OpenRequest(stream_id="parked", options=_BIG_REPLIES)))
     opened = wire.response_from_proto(await call.read())
@@ -48,7 +69,11 @@ async def _park(server, clip) -> tuple[object, object, str]:
         assert (await call.read()).WhichOneof("kind") == "result"
     for index in range(3, 11):  # answered, but this client reads no more: its replies fill flow control
         await call.write(frame(index))
-    await asyncio.sleep(1.0)
+    held_back = "frame 10 answered and a reply held back by flow control"
+    await _until(
+        lambda: _parked_session(server, lambda s: s.last_frame_index == 10 and s.reply_waiting_since is not None),
+        held_back,
+    )
     return channel, call, opened.resume_token
 
 
@@ -60,7 +85,8 @@ def test_a_resume_during_the_drain_collects_a_hand_off_its_old_connection_never_
         old_channel, old, token = await _park(server, clip)
         started = time.monotonic()
         stopping = _stop_in_background(server, grace_s=20)
-        await asyncio.sleep(0.3)  # the drain has sent the old connection its hand-off, which waits unread
+        # the drain has sent the old connection its hand-off, which waits unread
+        await _until(lambda: _parked_session(server, lambda s: s.handing_off), "the drain handing the stream off")
         async with grpc.aio.insecure_channel(server.target) as new_channel:
             resumed = pb_grpc.PerceptionStub(new_channel).Stream()
             resume = ResumeRequest(token, last_frame_index=2)
