@@ -252,7 +252,7 @@ def test_leaving_the_loop_while_it_reconnects_ends_the_tries_at_once(start_serve
         seconds = time.monotonic() - started
         tries_when_left = _messages(caplog).count("reconnecting in")
         time.sleep(1.5)
-    assert seconds < 1.0, f"leaving took {seconds:.2f} s"
+    assert seconds < 3.0, f"leaving took {seconds:.2f} s (waiting out close_timeout_s would take 5)"
     assert tries_when_left >= 1 and _messages(caplog).count("reconnecting in") == tries_when_left
 
 

@@ -41,14 +41,14 @@ def test_calls_beyond_max_calls_are_refused_until_one_ends(start_server, caplog)
                     await client.describe()
                 assert refused.value.status == grpc.StatusCode.RESOURCE_EXHAUSTED
                 assert "at most 2 calls at once (--max-calls)" in refused.value.message
-                await client.wait_ready(2.0)  # the probes' health check still answers: a pod is not restarted
+                await client.wait_ready(10.0)  # the probes' health check still answers: a pod is not restarted
                 extra = stub.Stream()  # a third stream call is refused too, with the server's status
                 await extra.write(wire.request_to_proto(OpenRequest()))
                 with pytest.raises(grpc.aio.AioRpcError) as ended:
                     await extra.read()
                 assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 held[0].cancel()
-                for _ in range(50):  # the server sees the cancel after a moment
+                for _ in range(400):  # the server sees the cancel after a moment (up to 20 s on a loaded machine)
                     try:
                         await client.describe()
                         break
@@ -276,14 +276,27 @@ async def _refusals_apart(calls: list[asyncio.Future[Any]], at_once: int) -> tup
     return [call for call in calls if call.done()], [call for call in calls if not call.done()]
 
 
-def test_health_checks_read_their_requests_under_a_cap_of_their_own(start_server) -> None:
+def test_health_checks_read_their_requests_under_a_cap_of_their_own(start_server, monkeypatch) -> None:
     """Health/Check needs no token and is not counted under --max-calls (so stream calls cannot starve the
     probes), but its request may be up to --max-message-bytes: at most MAX_HEALTH_READS checks read theirs at once,
     the others are refused. A check whose request has not come within HEALTH_STALE_S gives way to a new one, so
     such checks cannot keep a probe out."""
-    from service.call_limit import HEALTH_STALE_S, MAX_HEALTH_READS
+    from service.call_limit import HEALTH_STALE_S, MAX_HEALTH_READS, HealthReads
 
+    made: list[HealthReads] = []
+    original_init = HealthReads.__init__
+
+    def recorded_init(self: HealthReads, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(HealthReads, "__init__", recorded_init)
     server = start_server(max_streams=1, max_calls=1)
+    (health,) = made
+    # Until the refusals are counted, no held check may go stale: on a loaded machine the checks below can reach
+    # the server further apart than HEALTH_STALE_S, and a late one would displace an early one instead of being
+    # refused.
+    health.stale_s = 60.0
 
     async def scenario() -> None:
         async with (
@@ -308,9 +321,10 @@ def test_health_checks_read_their_requests_under_a_cap_of_their_own(start_server
             for call in await ended():
                 assert await call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, await call.details()
                 assert dict(await call.trailing_metadata())[ERROR_CODE_KEY] == "ERROR_CODE_TOO_MANY_STREAMS"
+            health.stale_s = HEALTH_STALE_S  # the server's own setting from here on
             await asyncio.sleep(HEALTH_STALE_S)
             async with Client(server.target) as client:
-                await client.wait_ready(2.0)  # a probe takes the place of a check whose request never came
+                await client.wait_ready(10.0)  # a probe takes the place of a check whose request never came
 
             async def gave_way() -> list[Any]:
                 return [call for call in await ended() if "had not arrived" in await call.details()]

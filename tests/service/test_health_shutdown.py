@@ -238,12 +238,12 @@ def test_stop_keeps_to_its_grace_period_when_a_model_call_hangs(start_server):
 
 
 class HangingOnSecondThreadEngine(HangingEngine):
-    """Once armed, ``step`` hangs on the second model thread only; on the first it takes 0.3 s, so that a frame
-    sent meanwhile has to go to the second thread."""
+    """Once armed, ``step`` hangs on the second model thread only; on the first it waits until the second hangs
+    (up to 10 s), so that a frame sent meanwhile has to go to the second thread, however slow the machine."""
 
     def step(self, frames: np.ndarray, state: np.ndarray) -> EngineOutput:
         if self.armed.is_set() and not threading.current_thread().name.endswith("-1_0"):
-            time.sleep(0.3)
+            self.hanging.wait(10)
             return self.inner.step(frames, state)
         return super().step(frames, state)
 
@@ -274,7 +274,7 @@ def test_stop_keeps_to_its_grace_period_when_a_call_hangs_on_another_model_threa
             await first.process(frames[0])
             await second.process(frames[0])
             engines[0].armed.set()
-            await first.send(frames[1])  # runs 0.3 s on the first thread
+            await first.send(frames[1])  # holds the first thread until the second hangs
             await second.send(frames[1])  # so this one goes to the second thread, and hangs there
             assert await asyncio.to_thread(engines[0].hanging.wait, 10), "no call reached the second thread"
             return await _timed_stop(server, engines[0])

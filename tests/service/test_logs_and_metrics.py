@@ -207,7 +207,7 @@ def test_stream_lines_carry_the_peer_options_resume_window_frames_and_duration(s
 def test_an_idle_reclaim_is_counted_as_released_not_as_a_refused_call(start_server, caplog):
     """Alerts on refused calls must not fire on the server's own clean-up; a resume refused because the stream
     expired is still a refusal."""
-    server = start_server(idle_timeout_s=1.0)  # long enough that a stall before the first frame cannot expire it
+    server = start_server(idle_timeout_s=3.0)  # long enough that a stall before the first frame cannot expire it
     frame = make_video(seed=7, frames=1)[0]
 
     async def scenario():

@@ -47,7 +47,7 @@ def test_after_a_pause_get_returns_an_answer_to_a_frame_sent_during_the_pause(se
             async with NewestAnswer(stream) as newest:
                 await newest.get()
                 paused_from = sent
-                await asyncio.sleep(1.5)  # the consumer is busy elsewhere
+                await asyncio.sleep(3.0)  # the consumer is busy elsewhere (long beside a loaded machine's stalls)
                 paused_to = sent
                 answer = await newest.get()
                 skipped = newest.skipped
@@ -57,7 +57,7 @@ def test_after_a_pause_get_returns_an_answer_to_a_frame_sent_during_the_pause(se
             return answer, skipped, paused_from, paused_to
 
     answer, skipped, paused_from, paused_to = run(scenario())
-    assert paused_to - paused_from >= 20, "the camera hardly sent during the pause"
+    assert paused_to - paused_from >= 40, "the camera hardly sent during the pause"
     assert isinstance(answer, FrameResult)
     assert answer.frame_index >= (paused_from + paused_to) // 2, (answer.frame_index, paused_from, paused_to)
     assert skipped >= 10

@@ -50,7 +50,7 @@ from service.types import CloseRequest, FrameRequest, OpenRequest
 def test_idle_stream_is_reclaimed_and_reports_expired(start_server):
     """A stream without frames for its idle timeout is freed; its connection ends with NOT_FOUND
     STREAM_EXPIRED, and a later resume of that id gets the same distinct status."""
-    server = start_server(idle_timeout_s=1.0)  # long enough that a stall before the first frame cannot expire it
+    server = start_server(idle_timeout_s=3.0)  # long enough that a stall before the first frame cannot expire it
     clip = make_video(seed=7, frames=2)
 
     async def scenario():

@@ -16,7 +16,7 @@ import training.run_folder
 from training.configs import get_config
 from training.loop import fit
 
-PAUSE_S = 0.5
+PAUSE_S = 1.5
 
 
 def test_the_throughput_leaves_out_evaluations_and_checkpoints(
