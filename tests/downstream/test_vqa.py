@@ -82,13 +82,16 @@ def test_the_frames_read_end_on_the_last_frame(tmp_path):
 
 
 def test_a_collision_question_follows_the_collision_events():
+    """Seed 5's video: objects 1, 2, 3 and 5 collide with one another; object 4 (red) touches only a wall, which is
+    not another object. Every object has a colour of its own, so each gets a question."""
     metadata = generate_video("medium", 5, 24, (64, 64)).metadata
-    collided = {i for event in metadata.collisions if event.kind == "object" for i in event.object_ids}
-    for question in video_questions(metadata):
-        if question.family == "collide":
-            colour = question.text.split()[2]
-            (obj,) = [obj for obj in metadata.objects if obj.colour == colour]
-            assert question.answer == ("yes" if obj.object_id in collided else "no")
+    assert {i for event in metadata.collisions if event.kind == "object" for i in event.object_ids} == {1, 2, 3, 5}
+    assert any(event.kind == "wall" and event.object_ids == (4,) for event in metadata.collisions)
+    colours = {obj.object_id: obj.colour for obj in metadata.objects}
+    asked = {q.text: q.answer for q in video_questions(metadata) if q.family == "collide"}
+    assert asked == {
+        f"does the {colours[i]} object collide with another object": "no" if i == 4 else "yes" for i in range(1, 6)
+    }
 
 
 def _head(**kwargs: int) -> Aloe:

@@ -244,7 +244,7 @@ def test_accumulator_averages_over_batches_and_nan_becomes_none() -> None:
     empty.update(torch.rand(1, 2, 3, 2, 2), torch.zeros(1, 2, 4, 4, dtype=torch.long))
     assert empty.compute().to_dict()["video_fg_ari"] is None
     empty.reset()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"called before any update\(\)"):
         empty.compute()
 
 
