@@ -26,7 +26,7 @@ from downstream.dynamics.folder import load_dynamics
 from downstream.dynamics.scores import RolloutScores, rollout_scores
 from downstream.dynamics.training import ROLLOUT_CHART, fit_dynamics
 from downstream.dynamics.windows import TrajectoryError, trajectory_files, trajectory_windows
-from plugins.files import write_atomically
+from plugins.files import user_path, write_atomically
 
 _DEFAULTS = DynamicsConfig()
 
@@ -36,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m downstream.dynamics", description=command_description(__doc__))
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a slotformer head on a folder of trajectory files")
-    train.add_argument("trajectories", type=Path, help="folder of .npz trajectory files (python -m service.extract)")
-    train.add_argument("--out", type=Path, required=True, help="folder to save the head in")
+    train.add_argument(
+        "trajectories", type=user_path, help="folder of .npz trajectory files (python -m service.extract)"
+    )
+    train.add_argument("--out", type=user_path, required=True, help="folder to save the head in")
     for name, kind, help_text in (
         ("history", int, "observed frames a prediction reads"),
         ("rollout", int, "frames predicted from them, each from the ones before"),
@@ -62,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate = commands.add_parser("evaluate", help="score a trained head on a folder of trajectory files")
-    evaluate.add_argument("trajectories", type=Path, help="folder of .npz trajectory files")
-    evaluate.add_argument("--model", type=Path, required=True, help="a folder written by train --out")
-    evaluate.add_argument("--json", type=Path, help="also write the scores to this JSON file")
-    evaluate.add_argument("--plot", type=Path, help="also draw them as a PNG chart at this path")
+    evaluate.add_argument("trajectories", type=user_path, help="folder of .npz trajectory files")
+    evaluate.add_argument("--model", type=user_path, required=True, help="a folder written by train --out")
+    evaluate.add_argument("--json", type=user_path, help="also write the scores to this JSON file")
+    evaluate.add_argument("--plot", type=user_path, help="also draw them as a PNG chart at this path")
     return parser
 
 
@@ -102,6 +104,12 @@ def _train(args: argparse.Namespace, files: list[Path]) -> int:
 def _evaluate(args: argparse.Namespace, files: list[Path]) -> int:
     head, _ = load_dynamics(args.model)
     windows = trajectory_windows(files, head.history + head.rollout, head.history + head.rollout)
+    if windows.slot_shape is not None and windows.slot_shape[0][1] != head.slot_dim:
+        (count, width), first = windows.slot_shape
+        raise TrajectoryError(
+            f"{first}: slots of {count} x {width}, but the head in {args.model} reads slots of width "
+            f"{head.slot_dim}: the trajectories come from another model than the one it was trained on"
+        )
     if len(windows.slots) == 0:
         raise TrajectoryError(
             f"no file in {args.trajectories} has {head.history + head.rollout} consecutive frames to score on"
@@ -126,4 +134,6 @@ def _table(scores: RolloutScores) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from plugins.signals import exit_status_of
+
+    sys.exit(exit_status_of(main, "python -m downstream.dynamics"))

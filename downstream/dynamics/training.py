@@ -65,6 +65,8 @@ def fit_dynamics(files: Sequence[Path], out: Path, config: DynamicsConfig, progr
     check_head_folder(out, SlotFormer.name)
     train_files, held_out_files = split_files(files, config.held_out, config.seed)
     train = trajectory_windows(train_files, config.window, config.stride)
+    held_out = trajectory_windows(held_out_files, config.window, config.window)  # read before training: a file
+    train.check_same_model(held_out)  # of another model among them is refused now, not after every step
     if len(train.slots) == 0:
         raise TrajectoryError(
             f"no training file has {config.window} consecutive frames (history {config.history} + rollout "
@@ -92,8 +94,7 @@ def fit_dynamics(files: Sequence[Path], out: Path, config: DynamicsConfig, progr
         loss_value = loss.detach().item()
         bar.set_postfix(loss=f"{loss_value:.4g}")
     seconds = time.perf_counter() - started
-    held_out = trajectory_windows(held_out_files, config.window, config.window) if held_out_files else None
-    scores = rollout_scores(head, held_out.slots) if held_out is not None and len(held_out.slots) else None
+    scores = rollout_scores(head, held_out.slots) if len(held_out.slots) else None
     record = {
         "training": config.to_json(),
         "train_files": [path.name for path in train_files],
@@ -106,6 +107,8 @@ def fit_dynamics(files: Sequence[Path], out: Path, config: DynamicsConfig, progr
     save_dynamics(head, out, record)
     if scores is not None:
         save_rollout_chart(scores, out / ROLLOUT_CHART, f"held-out rollout error, {scores.windows} windows")
+    else:  # a head saved over an earlier one: its chart would stand for this head
+        (out / ROLLOUT_CHART).unlink(missing_ok=True)
     return DynamicsResult(out, train_files, held_out_files, len(train.slots), loss_value, seconds, scores)
 
 

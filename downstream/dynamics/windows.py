@@ -27,11 +27,27 @@ class Windows:
         slots: float32 ``[N, F, K, D]``: ``N`` windows of ``F`` frames.
         files: how many files gave at least one window.
         skipped: files without ``F`` consecutive frames (too short, or too many frames missing).
+        slot_shape: ``(K, D)`` of every file's slots, and the first file, which set it (``None`` without files).
     """
 
     slots: np.ndarray
     files: int
     skipped: list[Path]
+    slot_shape: tuple[tuple[int, int], Path] | None = None
+
+    def check_same_model(self, other: Windows) -> None:
+        """Refuse ``other``'s windows when their files' slots are of another shape than these (another model's).
+
+        Raises:
+            TrajectoryError: naming a file of each.
+        """
+        if self.slot_shape is None or other.slot_shape is None or self.slot_shape[0] == other.slot_shape[0]:
+            return
+        (mine, first), (theirs, other_first) = self.slot_shape, other.slot_shape
+        raise TrajectoryError(
+            f"{other_first}: slots of {theirs[0]} x {theirs[1]}, but {first} has {mine[0]} x {mine[1]}: the files "
+            "come from different models; use one model's trajectories"
+        )
 
 
 def trajectory_files(folder: Path) -> list[Path]:
@@ -138,7 +154,7 @@ def trajectory_windows(files: Sequence[Path], frames: int, stride: int = 1) -> W
     k, d = shape if shape is not None else (0, 0)
     # N x [F, K, D] -> [N, F, K, D]
     stacked = np.stack(windows) if windows else np.zeros((0, frames, k, d), np.float32)
-    return Windows(stacked, used, skipped)
+    return Windows(stacked, used, skipped, (shape, first) if shape is not None and first is not None else None)
 
 
 __all__ = [

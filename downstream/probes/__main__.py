@@ -95,4 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from plugins.signals import exit_status_of
+
+    sys.exit(exit_status_of(main, "python -m downstream.probes"))

@@ -123,3 +123,40 @@ def test_the_command_says_what_is_wrong_and_exits_2(tmp_path, capsys):
     assert "not the config of a slotformer head" in capsys.readouterr().err
     assert main(["train", str(short), "--out", str(tmp_path / "head"), "--heads", "3"]) == 2
     assert "model_dim 64 must be a multiple of heads 3" in capsys.readouterr().err
+
+
+def test_another_models_file_among_the_held_out_ones_is_refused_before_training(tmp_path, capsys):
+    """The held-out files are read before the first step: a file of another model there used to end the run after
+    its last step, with a message about tensor shapes and no head saved."""
+    trajectories = _rotating(tmp_path / "trajectories", videos=5)
+    files = trajectory_files(trajectories)
+    _, (held_out,) = split_files(files, 0.2, seed=0)
+    np.savez(held_out, slots=np.zeros((30, 3, 6), np.float32), frame_index=np.arange(30))  # 3 x 6: another model
+    args = ["train", str(trajectories), "--out", str(tmp_path / "head"), "--steps", "300", *SMALL]
+    assert main([*args, "--held-out", "0.2", "--seed", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{held_out}: slots of 3 x 6, but" in err and "has 4 x 8: the files come from different models" in err
+    assert not (tmp_path / "head").exists()
+
+
+def test_evaluating_another_models_trajectories_says_so(tmp_path, capsys):
+    trajectories = _rotating(tmp_path / "trajectories", videos=3)
+    config = DynamicsConfig(history=3, rollout=2, model_dim=16, layers=1, heads=2, ffn_dim=32, steps=2, held_out=0)
+    fit_dynamics(trajectory_files(trajectories), tmp_path / "head", config, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    np.savez(other / "a.npz", slots=np.zeros((10, 4, 6), np.float32), frame_index=np.arange(10))
+    assert main(["evaluate", str(other), "--model", str(tmp_path / "head")]) == 2
+    err = capsys.readouterr().err
+    assert "a.npz: slots of 4 x 6, but the head in" in err and "reads slots of width 8" in err
+    assert "another model than the one it was trained on" in err
+
+
+def test_a_head_saved_without_scores_over_an_earlier_one_leaves_no_chart_of_it(tmp_path):
+    files = trajectory_files(_rotating(tmp_path / "trajectories", videos=3))
+    config = DynamicsConfig(history=3, rollout=2, model_dim=16, layers=1, heads=2, ffn_dim=32, steps=2, held_out=0.4)
+    fit_dynamics(files, tmp_path / "head", config, progress=False)
+    assert (tmp_path / "head" / "rollout.png").is_file()
+    unscored = DynamicsConfig(history=3, rollout=2, model_dim=16, layers=1, heads=2, ffn_dim=32, steps=2, held_out=0)
+    assert fit_dynamics(files, tmp_path / "head", unscored, progress=False).scores is None
+    assert not (tmp_path / "head" / "rollout.png").exists()
