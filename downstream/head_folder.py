@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from torch import nn
 
 from plugins.files import write_atomically
-from plugins.model_files import CONFIG_FILE, WEIGHTS_FILE
+from plugins.model_files import CONFIG_FILE, RUN_BEST_MODEL_DIR, RUN_FINAL_MODEL_DIR, WEIGHTS_FILE
 
 FORMAT_VERSION = 1
 """The ``format_version`` of the ``config.json`` this code writes and reads."""
@@ -74,8 +74,17 @@ def check_head_folder(folder: Path, head: str) -> None:
         )
     if config["head"] != head:
         raise ValueError(
-            f"{folder} holds a {config['head']} head: saving a {head} head there would replace it; give another folder"
+            f"{folder} holds a head of kind {config['head']!r}: saving one of kind {head!r} there would replace it; "
+            "give another folder"
         )
+
+
+def model_label(model_dir: Path) -> str:
+    """``model_dir``'s name as chart titles give it: a training run's ``model/`` or ``best/`` is named with its run
+    folder (``runs/smoothsa/model`` is ``smoothsa/model``), any other folder by its own name."""
+    folder = model_dir.resolve()
+    in_a_run = folder.name in (RUN_BEST_MODEL_DIR, RUN_FINAL_MODEL_DIR)
+    return f"{folder.parent.name}/{folder.name}" if in_a_run else folder.name
 
 
 def load_head(folder: Path, head_class: type[HeadT], what: str) -> tuple[HeadT, dict[str, Any]]:
@@ -111,4 +120,4 @@ def load_head(folder: Path, head_class: type[HeadT], what: str) -> tuple[HeadT, 
     return head.eval(), config
 
 
-__all__ = ["FORMAT_VERSION", "check_head_folder", "load_head", "save_head"]
+__all__ = ["FORMAT_VERSION", "check_head_folder", "load_head", "model_label", "save_head"]

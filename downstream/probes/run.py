@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from downstream.head_folder import load_head, save_head
+from downstream.head_folder import load_head, model_label, save_head
 from downstream.probes.chart import save_probe_chart
 from downstream.probes.config import ProbeConfig
 from downstream.probes.pairs import MatchedSlots, collect_pairs
@@ -82,7 +82,7 @@ def probe_model(
     probe, final_loss = fit_probe(train, properties, config, progress)
     scores = probe_scores(probe, properties, train, test)
     record = {
-        "model": str(model_dir),
+        "model": str(model_dir.resolve()),
         "model_version": model_version(model_dir),
         "data": f"synthetic:{chosen_level.name}",
         "mask_source": mask_source,
@@ -95,7 +95,7 @@ def probe_model(
     text = json.dumps({**record, "scores": [score.to_json() for score in scores]}, indent=2) + "\n"
     write_atomically(out / SCORES_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     subtitle = f"{len(test)} held-out slots of {config.test_videos} videos, {chosen_level.name} level"
-    save_probe_chart(scores, out / SCORES_CHART, f"property probe of {model_dir.name}", subtitle)
+    save_probe_chart(scores, out / SCORES_CHART, f"property probe of {model_label(model_dir)}", subtitle)
     return ProbeResult(out, train, test, scores, final_loss, time.perf_counter() - started)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from plugins.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from downstream.vqa.answering import ask
     from downstream.vqa.config import VqaConfig
     from downstream.vqa.data import QuestionSet, question_set
     from downstream.vqa.questions import ANSWERS, FAMILIES, WORDS, Question, video_questions
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "ANSWERS": "downstream.vqa.questions",
     "answer_questions": "downstream.vqa.run",
+    "ask": "downstream.vqa.answering",
     "FAMILIES": "downstream.vqa.questions",
     "FamilyScore": "downstream.vqa.scores",
     "fit_vqa": "downstream.vqa.training",
@@ -51,6 +53,7 @@ __all__ = [
     "VqaConfig",
     "VqaResult",
     "answer_questions",
+    "ask",
     "fit_vqa",
     "load_vqa",
     "question_set",

@@ -38,6 +38,12 @@ class QuestionSet:
         return len(self.families)
 
 
+def frames_read(length: int, frame_stride: int) -> list[int]:
+    """The frames of a ``length``-frame video the head reads: every ``frame_stride``-th, counted back from the last
+    (so the last is always read)."""
+    return list(range((length - 1) % frame_stride, length, frame_stride))
+
+
 def question_set(
     model: VideoSlotModel, dataset: Dataset[VideoClip], frame_stride: int, progress: bool = False, desc: str = "slots"
 ) -> QuestionSet:
@@ -46,7 +52,8 @@ def question_set(
     (:func:`~downstream.vqa.questions.video_questions`).
 
     Raises:
-        ValueError: a video has no synthetic metadata (the message names it), or the videos differ in length.
+        ValueError: a video has no synthetic metadata (the message names it), the videos differ in length, or
+            ``frame_stride`` leaves fewer than two of a video's frames.
     """
     slots: list[Tensor] = []
     asked: list[tuple[int, Question]] = []
@@ -56,7 +63,12 @@ def question_set(
             if metadata is None:
                 raise ValueError(f"{batch.names[0]}: questions need synthetic metadata (synthetic:<level> data)")
             length = int(output.slots.shape[1])
-            frames = list(range((length - 1) % frame_stride, length, frame_stride))  # ending on the last frame
+            frames = frames_read(length, frame_stride)
+            if len(frames) < 2:
+                raise ValueError(
+                    f"a frame stride of {frame_stride} reads 1 of the videos' {length} frames, and a question needs "
+                    f"two (the end and the frame before it): use a stride of at most {length - 1} (--frame-stride)"
+                )
             slots.append(output.slots[0, frames].float().clone())  # [T', K, D]
             start = batch.starts[0]  # the clip's frames in the video the metadata describes
             asked += [(video, question) for question in video_questions(metadata, [start + t for t in frames])]

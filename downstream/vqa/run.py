@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from downstream.aloe import Aloe
-from downstream.head_folder import load_head, save_head
+from downstream.head_folder import load_head, model_label, save_head
 from downstream.vqa.config import VqaConfig
 from downstream.vqa.data import QuestionSet, question_set
 from downstream.vqa.questions import ANSWERS, FAMILIES, WORDS
@@ -70,7 +70,7 @@ def answer_questions(model_dir: Path, level: str, out: Path, config: VqaConfig, 
     head, final_loss = fit_vqa(train, config, progress)
     scores = vqa_scores(head, test, train)
     record: dict[str, Any] = {
-        "model": str(model_dir),
+        "model": str(model_dir.resolve()),
         "model_version": model_version(model_dir),
         "data": f"synthetic:{chosen.name}",
         "vqa": config.to_json(),
@@ -95,7 +95,7 @@ def answer_questions(model_dir: Path, level: str, out: Path, config: VqaConfig, 
     chart = draw_paired_bars(
         rows,
         ("aloe head on the slots", "most common answer of the family"),
-        f"question answering on the slots of {model_dir.name}",
+        f"question answering on the slots of {model_label(model_dir)}",
         f"{len(test)} held-out questions about {config.test_videos} videos, {chosen.name} level",
     )
     write_atomically(out / SCORES_CHART, lambda temporary: chart.save(temporary, format="PNG"))

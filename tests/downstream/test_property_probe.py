@@ -154,7 +154,9 @@ def test_a_head_is_never_saved_over_another_kind_of_head(tmp_path):
     probe = PropertyProbe(4, categorical={"shape": 2})
     save_head(probe, tmp_path / "probe", {})
     save_head(probe, tmp_path / "probe", {})  # the same kind again: a run done again
-    with pytest.raises(ValueError, match=r"probe holds a property_probe head: saving a slotformer head there"):
+    with pytest.raises(
+        ValueError, match=r"probe holds a head of kind 'property_probe': saving one of kind 'slotformer' there"
+    ):
         fit_dynamics([], tmp_path / "probe", DynamicsConfig())
     assert json.loads((tmp_path / "probe" / CONFIG_FILE).read_text())["head"] == "property_probe"
 

@@ -15,12 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from service_helpers import save_tiny_model
 
 from downstream.aloe import PADDING, Aloe
+from downstream.head_folder import model_label
 from downstream.vqa import (
     ANSWERS,
     FAMILIES,
     WORDS,
     QuestionSet,
     VqaConfig,
+    ask,
     fit_vqa,
     load_vqa,
     video_questions,
@@ -118,6 +120,8 @@ def test_the_head_refuses_inputs_beyond_its_sizes():
         head(torch.randn(1, 3, 2, 6), torch.ones(1, 6, dtype=torch.long))
     with pytest.raises(ValueError, match="model_dim 10 is not a multiple of heads 4"):
         Aloe(6, model_dim=10, heads=4)
+    with pytest.raises(ValueError, match="aloe reads word ids from 0 to 9, got ids from 3 to 10"):
+        head(torch.randn(1, 3, 2, 6), torch.tensor([[3, 10]]))
 
 
 def _counting_set(videos: int, seed: int) -> QuestionSet:
@@ -158,9 +162,29 @@ def test_the_command_trains_scores_and_saves_a_head_that_reads_back(tmp_path, ca
     assert {path.name for path in out.iterdir()} == {CONFIG_FILE, WEIGHTS_FILE, "scores.json", "scores.png"}
     scores = json.loads((out / "scores.json").read_text())
     assert scores["scores"][0]["family"] == "all" and scores["answers"] == list(ANSWERS)
+    assert scores["model"] == str(model.resolve()), "an absolute path, which finds the model from anywhere"
     head, config = load_vqa(out)
     assert config["words"] == list(WORDS) and not head.training
     assert head.max_frames == 12  # 24 frames, every second one
+    slots = torch.randn(24, head.max_slots, head.slot_dim)  # [T, K, D]: every frame of a video
+    question = "what colour is the star"
+    ids = torch.tensor([[WORDS.index(word) for word in question.split()]])
+    with torch.no_grad():
+        expected = ANSWERS[int(head(slots[None, 1::2], ids).argmax())]  # frames 1, 3, ..., 23: ending on the last
+    assert ask(head, config, slots, "What colour is the star?") == expected
+    with pytest.raises(ValueError, match=r"'banana': not among the head's words, which are: what colour is the"):
+        ask(head, config, slots, "what colour is the banana")
+    with pytest.raises(ValueError, match=r"ask takes the slots of every frame of one video, \[T, K, D\]"):
+        ask(head, config, slots[None], question)
+
+
+def test_a_frame_stride_leaving_one_frame_is_refused_naming_the_flag(tmp_path, capsys):
+    model = save_tiny_model(tmp_path / "model")
+    argv = ["--model", str(model), "--out", str(tmp_path / "vqa"), "--data", "synthetic:easy", "--no-progress"]
+    assert main([*argv, "--train-videos", "1", "--test-videos", "1", "--steps", "1", "--frame-stride", "24"]) == 2
+    err = capsys.readouterr().err
+    assert "a frame stride of 24 reads 1 of the videos' 24 frames" in err
+    assert "use a stride of at most 23 (--frame-stride)" in err and "Traceback" not in err
 
 
 def test_the_command_refuses_data_without_ground_truth(tmp_path, capsys):
@@ -168,3 +192,9 @@ def test_the_command_refuses_data_without_ground_truth(tmp_path, capsys):
         main(["--model", str(tmp_path), "--out", str(tmp_path / "vqa"), "--data", "videos:/x"])
     assert exited.value.code == 2
     assert "questions are made from the objects' ground truth" in capsys.readouterr().err
+
+
+def test_charts_name_a_training_runs_model_with_its_run(tmp_path):
+    assert model_label(tmp_path / "runs" / "smoothsa" / "model") == "smoothsa/model"
+    assert model_label(tmp_path / "runs" / "smoothsa" / "best") == "smoothsa/best"
+    assert model_label(tmp_path / "default") == "default"
