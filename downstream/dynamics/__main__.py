@@ -116,11 +116,18 @@ def _evaluate(args: argparse.Namespace, files: list[Path]) -> int:
         )
     scores = rollout_scores(head, windows.slots)
     print(_table(scores))
-    if args.json is not None:
-        text = json.dumps(scores.to_json(), indent=2) + "\n"
-        write_atomically(args.json, lambda temporary: temporary.write_text(text), through_links=True)
-    if args.plot is not None:
-        save_rollout_chart(scores, args.plot, f"rollout error on {args.trajectories.name}, {scores.windows} windows")
+    try:
+        if args.json is not None:
+            text = json.dumps(scores.to_json(), indent=2) + "\n"
+            write_atomically(args.json, lambda temporary: temporary.write_text(text), through_links=True)
+    except OSError as error:  # the error names the temporary file beside it: name the flag's path instead
+        raise OSError(f"cannot write --json {args.json}: {error.strerror or error}") from error
+    try:
+        if args.plot is not None:
+            title = f"rollout error on {args.trajectories.name}, {scores.windows} windows"
+            save_rollout_chart(scores, args.plot, title)
+    except OSError as error:
+        raise OSError(f"cannot write --plot {args.plot}: {error.strerror or error}") from error
     return 0
 
 

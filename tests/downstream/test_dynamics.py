@@ -160,3 +160,16 @@ def test_a_head_saved_without_scores_over_an_earlier_one_leaves_no_chart_of_it(t
     unscored = DynamicsConfig(history=3, rollout=2, model_dim=16, layers=1, heads=2, ffn_dim=32, steps=2, held_out=0)
     assert fit_dynamics(files, tmp_path / "head", unscored, progress=False).scores is None
     assert not (tmp_path / "head" / "rollout.png").exists()
+
+
+def test_scores_that_cannot_be_written_name_the_flag_and_path(tmp_path, capsys):
+    trajectories = _rotating(tmp_path / "trajectories", videos=2)
+    config = DynamicsConfig(history=3, rollout=2, model_dim=16, layers=1, heads=2, ffn_dim=32, steps=2, held_out=0)
+    fit_dynamics(trajectory_files(trajectories), tmp_path / "head", config, progress=False)
+    evaluate = ["evaluate", str(trajectories), "--model", str(tmp_path / "head")]
+    assert main([*evaluate, "--json", str(tmp_path / "nowhere" / "s.json")]) == 2
+    assert f"error: cannot write --json {tmp_path / 'nowhere' / 's.json'}: No such file or directory" in (
+        capsys.readouterr().err
+    )
+    assert main([*evaluate, "--plot", str(tmp_path)]) == 2  # a folder
+    assert f"error: cannot write --plot {tmp_path}: Is a directory" in capsys.readouterr().err
