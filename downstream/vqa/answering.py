@@ -22,7 +22,7 @@ def ask(head: Aloe, config: dict[str, Any], slots: Tensor, question: str) -> str
 
     Raises:
         ValueError: a word the head does not know (the message names it and lists the head's words), a question
-            longer than the head reads, or slots of another shape than the head's.
+            longer than the head reads, slots of more frames than it reads, or of another shape than the head's.
     """
     vocabulary: dict[str, int] = {word: index for index, word in enumerate(config["words"])}
     words = question.lower().replace("?", " ").split()
@@ -34,7 +34,13 @@ def ask(head: Aloe, config: dict[str, Any], slots: Tensor, question: str) -> str
         raise ValueError(f"the head reads questions of 1 to {head.max_words} words, got {len(words)}: {question!r}")
     if slots.ndim != 3:
         raise ValueError(f"ask takes the slots of every frame of one video, [T, K, D], got {list(slots.shape)}")
-    read = slots[frames_read(slots.shape[0], int(config["vqa"]["frame_stride"]))]  # [T', K, D]
+    stride = int(config["vqa"]["frame_stride"])
+    read = slots[frames_read(slots.shape[0], stride)]  # [T', K, D]
+    if read.shape[0] > head.max_frames:
+        raise ValueError(
+            f"the head reads at most {head.max_frames} frames, one in {stride} counted back from the last: give the "
+            f"slots of at most {head.max_frames * stride} frames (a longer video's last), got {slots.shape[0]}"
+        )
     ids = torch.tensor([[vocabulary[word] for word in words]])  # [1, L]
     with torch.no_grad():
         logits = head(read[None].float(), ids)  # [1, answers]

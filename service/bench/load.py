@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Exit status: 0 when the run completed (its report counts any frame the server refused), 1 when the server
     refused a stream (``--target``: no server there, a missing ``--token``) or ended one before answering all its
-    frames (``--target``: ``lost`` above 0, a server that shut down or an operator's end-stream; the report is still
-    printed and written), 2 for bad arguments, a model that does not load or a server that does not start
-    (``--suite``).
+    frames (``--target`` and ``--suite``: ``lost`` above 0, a server that shut down, an operator's end-stream, an
+    idle timeout; the report is still printed and written), 2 for bad arguments, a model that does not load or a
+    server that does not start (``--suite``).
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -205,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     print(_summary(report), file=sys.stderr)
     if not args.json:
         print(text)
-    return 1 if _reported_lost_frames(report, args.target) else 0
+    return 1 if _reported_lost_frames(report, args.target or "the suite's server") else 0
 
 
-def _reported_lost_frames(report: dict[str, Any], target: str) -> bool:
-    """Whether a ``--target`` run lost frames (the server ended a stream before answering them); says so on stderr,
-    as the last line, so that a script sees why the run failed."""
+def _reported_lost_frames(report: dict[str, Any], server: str) -> bool:
+    """Whether a load run over gRPC (``--target``, or the ``--suite``'s own server) lost frames: the server ended a
+    stream before answering them. Says so on stderr, as the last line, so that a script sees why the run failed."""
     runs = report.get("remote", [])
     lost = sum(run["lost"] for run in runs)
     if not lost:
@@ -218,7 +218,7 @@ def _reported_lost_frames(report: dict[str, Any], target: str) -> bool:
     sent, ended = sum(run["sent"] for run in runs), sum(run["ended_streams"] for run in runs)
     why = next((f" (the first: {run['first_end']})" for run in runs if "first_end" in run), "")
     print(
-        f"python -m service.bench: {target}: {lost} of {sent} frames got no answer: the server ended {ended} "
+        f"python -m service.bench: {server}: {lost} of {sent} frames got no answer: the server ended {ended} "
         f"stream(s) before answering them{why}; the figures cover the frames answered",
         file=sys.stderr,
     )

@@ -107,7 +107,8 @@ class LoadRun:
 
     @property
     def sent(self) -> int:
-        """Frames the measured part sends, by every stream (a stream the server ended sends fewer)."""
+        """Frames the measured part is to send, by every stream (``streams x frames``, however many a stream the
+        server ended had sent)."""
         return self.spec.streams * self.spec.frames
 
     @property
@@ -274,7 +275,7 @@ async def _drive(
             answer = await stream.receive()
             now = time.perf_counter()
             window.release()
-            if isinstance(answer, StreamClosed):  # drained by a server shutting down
+            if isinstance(answer, StreamClosed):  # drained by a server shutting down, or ended by an operator
                 stats.ended = (
                     f"closed by the server ({answer.reason.name}){': ' + answer.message if answer.message else ''}"
                 )
@@ -296,5 +297,5 @@ async def _drive(
 
     try:
         await send_while_receiving(send_all(), receive_all())
-    except StreamError as error:  # the server ended the call (shutting down, an operator's end-stream)
+    except StreamError as error:  # the server ended the call with an error status (an idle timeout, say)
         stats.ended = str(error)

@@ -181,13 +181,16 @@ def _pool(runs: list[LoadRun]) -> dict[str, Any]:
     round's own report is kept under ``rounds``."""
     seconds = sum(run.seconds for run in runs)
     reports = [run.report() for run in runs]
-    total = {key: sum(report[key] for report in reports) for key in ("sent", "results", "dropped", "errors", "lost")}
+    counted = ("sent", "results", "dropped", "errors", "lost", "ended_streams")
+    total = {key: sum(report[key] for report in reports) for key in counted}
+    first_end = next((report["first_end"] for report in reports if "first_end" in report), None)
     return {
         "spec": reports[0]["spec"] | {"rounds": len(runs)},
         "frame_shape": reports[0]["frame_shape"],
         "seconds": round(seconds, 3),
         "frames_per_second": round(total["results"] / seconds, 2),
         **total,
+        **({"first_end": first_end} if first_end is not None else {}),
         "latency_ms": summarize([ms for run in runs for ms in run.latencies_ms]),
         "frame_weighted_mean_batch_size": mean_batch_size([size for run in runs for size in run.batch_sizes]),
         "rounds": reports,
