@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flags = (
         ("train-videos", int, "train-split videos whose matched slots the probe trains on"),
-        ("test-videos", int, "validation videos whose matched slots it is scored on"),
+        (
+            "test-videos",
+            int,
+            "validation videos whose matched slots it is scored on, the first of the level's fixed ones "
+            "(64: those training.evaluate scores; more continue their seeds)",
+        ),
         ("steps", int, "full-batch optimiser steps (AdamW)"),
         ("lr", float, "AdamW's learning rate"),
         ("min-iou", float, "IoU above which a slot and an object are a pair"),

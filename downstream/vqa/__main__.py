@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(parser, "the head and its scores")
     flags = (
         ("train-videos", int, "train-split videos whose questions the head trains on"),
-        ("test-videos", int, "validation videos whose questions it is scored on"),
+        (
+            "test-videos",
+            int,
+            "validation videos whose questions it is scored on, the first of the level's fixed ones "
+            "(64: those training.evaluate scores; more continue their seeds)",
+        ),
         ("frame-stride", int, "every this many frames' slots are read, counted back from the last"),
         ("model-dim", int, "Transformer width"),
         ("layers", int, "Transformer encoder layers"),
