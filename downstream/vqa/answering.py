@@ -28,7 +28,7 @@ def ask(head: Aloe, config: dict[str, Any], slots: Tensor, question: str) -> str
     words = question.lower().replace("?", " ").split()
     unknown = [word for word in words if word not in vocabulary or vocabulary[word] == 0]  # 0: padding
     if unknown:
-        known = " ".join(word for word in config["words"][1:])
+        known = " ".join(config["words"][1:])
         raise ValueError(f"{', '.join(map(repr, unknown))}: not among the head's words, which are: {known}")
     if not words or len(words) > head.max_words:
         raise ValueError(f"the head reads questions of 1 to {head.max_words} words, got {len(words)}: {question!r}")
