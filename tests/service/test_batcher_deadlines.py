@@ -51,12 +51,13 @@ def test_a_job_whose_deadline_passes_behind_a_running_batch_is_not_run():
 
 
 def test_a_dispatched_job_runs_even_when_its_deadline_passes_during_the_call():
-    recorder = Recorder(delay_s=0.2)
+    """The deadline (0.3 s) leaves a loaded machine time to dispatch the job; the call (0.6 s) outlasts it."""
+    recorder = Recorder(delay_s=0.6)
 
     async def scenario():
         batcher = _batcher(recorder, max_delay_s=0.0)
         try:
-            return await batcher.submit("a", ("a", 0), deadline=time.perf_counter() + 0.05)
+            return await batcher.submit("a", ("a", 0), deadline=time.perf_counter() + 0.3)
         finally:
             await batcher.stop()
 

@@ -155,16 +155,19 @@ def test_blocking_newest_only_yields_fresh_answers_to_a_slow_loop(server):
             time.sleep(0.01)  # 100 frames/s
         camera_done.append(time.monotonic())
 
-    started = time.monotonic()
+    first_answer_at: list[float] = []
     answers = []
     for answer in stream_frames(server.target, camera(), StreamOptions(live=True), newest_only=True):
+        first_answer_at = first_answer_at or [time.monotonic()]  # after the connection is made, however slowly
         answers.append(answer)
         time.sleep(0.05)  # a control loop at 20 Hz
     indices = [a.frame_index for a in answers]
     assert all(isinstance(a, FrameResult) for a in answers)
     assert indices == sorted(set(indices)) and len(indices) <= len(clip) // 2, indices
     assert indices[-1] == len(clip) - 1
-    assert camera_done and camera_done[0] - started < len(clip) * 0.05, "the camera was read at the loop's pace"
+    # At the loop's pace the camera would end about len(clip) x 0.05 s (3 s) after the first answer, at its own
+    # pace 0.6 s after its first frame.
+    assert camera_done and camera_done[0] - first_answer_at[0] < len(clip) * 0.05 / 2, "read at the loop's pace"
 
 
 def test_reading_goes_on_after_a_drain_and_a_reconnect_to_another_server(start_server):
