@@ -140,12 +140,13 @@ class Aloe(Head):
             questions = torch.zeros(batch, 0, dtype=torch.long, device=slots.device)
         if questions.ndim != 2 or questions.shape[0] != batch or questions.shape[1] > self.max_words:
             raise ValueError(f"aloe reads questions [{batch}, L <= {self.max_words}], got {list(questions.shape)}")
-        words_known = self.embed_words.num_embeddings
-        if questions.numel() and not (int(questions.min()) >= 0 and int(questions.max()) < words_known):
-            raise ValueError(
-                f"aloe reads word ids from 0 to {words_known - 1}, got ids from {int(questions.min())} to "
-                f"{int(questions.max())}"
-            )
+        if questions.numel():
+            lowest, highest = torch.stack(torch.aminmax(questions)).tolist()  # one read from the device
+            words_known = self.embed_words.num_embeddings
+            if lowest < 0 or highest >= words_known:
+                raise ValueError(
+                    f"aloe reads word ids from 0 to {words_known - 1}, got ids from {lowest} to {highest}"
+                )
         vision = slots.flatten(1, 2)  # [B, T, K, D] -> [B, T*K, D], frame by frame
         vision = self.project_slots(torch.cat([vision, self.slot_type.expand(*vision.shape[:2], 2)], dim=-1))
         words = self.embed_words(questions)  # [B, L, word_dim]

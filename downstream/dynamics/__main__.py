@@ -9,9 +9,10 @@ mean squared error at each step ahead next to repeating the last observed frame'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from plugins.cli_help import command_description
@@ -116,19 +117,25 @@ def _evaluate(args: argparse.Namespace, files: list[Path]) -> int:
         )
     scores = rollout_scores(head, windows.slots)
     print(_table(scores))
-    try:
-        if args.json is not None:
-            text = json.dumps(scores.to_json(), indent=2) + "\n"
+    if args.json is not None:
+        text = json.dumps(scores.to_json(), indent=2) + "\n"
+        with _failure_named("--json", args.json):
             write_atomically(args.json, lambda temporary: temporary.write_text(text), through_links=True)
-    except OSError as error:  # the error names the temporary file beside it: name the flag's path instead
-        raise OSError(f"cannot write --json {args.json}: {error.strerror or error}") from error
-    try:
-        if args.plot is not None:
-            title = f"rollout error on {args.trajectories.name}, {scores.windows} windows"
-            save_rollout_chart(scores, args.plot, title)
-    except OSError as error:
-        raise OSError(f"cannot write --plot {args.plot}: {error.strerror or error}") from error
+    if args.plot is not None:
+        with _failure_named("--plot", args.plot):
+            save_rollout_chart(
+                scores, args.plot, f"rollout error on {args.trajectories.name}, {scores.windows} windows"
+            )
     return 0
+
+
+@contextlib.contextmanager
+def _failure_named(flag: str, path: Path) -> Iterator[None]:
+    """An ``OSError`` inside names ``flag`` and ``path`` (a write's own names the temporary file beside it)."""
+    try:
+        yield
+    except OSError as error:
+        raise OSError(f"cannot write {flag} {path}: {error.strerror or error}") from error
 
 
 def _table(scores: RolloutScores) -> str:

@@ -43,11 +43,17 @@ class Windows:
         """
         if self.slot_shape is None or other.slot_shape is None or self.slot_shape[0] == other.slot_shape[0]:
             return
-        (mine, first), (theirs, other_first) = self.slot_shape, other.slot_shape
-        raise TrajectoryError(
-            f"{other_first}: slots of {theirs[0]} x {theirs[1]}, but {first} has {mine[0]} x {mine[1]}: the files "
-            "come from different models; use one model's trajectories"
-        )
+        raise _another_model(other.slot_shape, self.slot_shape)
+
+
+def _another_model(found: tuple[tuple[int, int], Path], expected: tuple[tuple[int, int], Path]) -> TrajectoryError:
+    """The refusal of the file of ``found`` (its slots' ``(K, D)`` and path), whose slots are not of the shape of
+    ``expected``'s file."""
+    ((count, width), path), ((expected_count, expected_width), first) = found, expected
+    return TrajectoryError(
+        f"{path}: slots of {count} x {width}, but {first} has {expected_count} x {expected_width}: the files come "
+        "from different models; use one model's trajectories"
+    )
 
 
 def trajectory_files(folder: Path) -> list[Path]:
@@ -129,18 +135,15 @@ def trajectory_windows(files: Sequence[Path], frames: int, stride: int = 1) -> W
     if frames < 1 or stride < 1:
         raise ValueError(f"windows need frames >= 1 and stride >= 1, got {frames} and {stride}")
     windows: list[np.ndarray] = []
-    shape: tuple[int, int] | None = None
-    first: Path | None = None
+    slot_shape: tuple[tuple[int, int], Path] | None = None  # the first file's (K, D), and that file
     used, skipped = 0, []
     for path in files:
         slots, frame_index = read_slots(path)
-        if shape is None:
-            shape, first = (slots.shape[1], slots.shape[2]), path
-        elif (slots.shape[1], slots.shape[2]) != shape and len(slots):
-            raise TrajectoryError(
-                f"{path}: slots of {slots.shape[1]} x {slots.shape[2]}, but {first} has {shape[0]} x {shape[1]}: "
-                "the files come from different models; use one model's trajectories"
-            )
+        shape = (slots.shape[1], slots.shape[2])
+        if slot_shape is None:
+            slot_shape = (shape, path)
+        elif shape != slot_shape[0] and len(slots):
+            raise _another_model((shape, path), slot_shape)
         found = [
             slots[start : start + frames]  # [F, K, D]
             for run in consecutive_runs(frame_index)
@@ -151,10 +154,10 @@ def trajectory_windows(files: Sequence[Path], frames: int, stride: int = 1) -> W
             used += 1
         else:
             skipped.append(path)
-    k, d = shape if shape is not None else (0, 0)
+    k, d = slot_shape[0] if slot_shape is not None else (0, 0)
     # N x [F, K, D] -> [N, F, K, D]
     stacked = np.stack(windows) if windows else np.zeros((0, frames, k, d), np.float32)
-    return Windows(stacked, used, skipped, (shape, first) if shape is not None and first is not None else None)
+    return Windows(stacked, used, skipped, slot_shape)
 
 
 __all__ = [
